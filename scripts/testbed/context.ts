@@ -1,0 +1,29 @@
+import type { TestbedLayout } from './layout';
+
+/** Credentials generated once per checkout and kept in the env file, since data dirs are initialised with them. */
+export interface TestbedSecrets {
+  postgresPassword: string;
+  redisPassword: string;
+  s3AccessKeyId: string;
+  s3SecretAccessKey: string;
+}
+
+export interface TestbedContext {
+  layout: TestbedLayout;
+  secrets: TestbedSecrets;
+  log: (line: string) => void;
+}
+
+export type ServiceName = 'temporal' | 'postgres' | 'redis' | 's3' | 'prometheus';
+
+export interface TestbedServer {
+  name: ServiceName;
+  /** Installs (or finds in the cache) what the server runs from. Idempotent. */
+  install(ctx: TestbedContext): void;
+  /** True when a server answers on its port with our credentials. */
+  isHealthy(ctx: TestbedContext): Promise<boolean>;
+  /** Starts the server detached and waits until it is healthy. */
+  start(ctx: TestbedContext): Promise<void>;
+  /** Puts the manual's data in place; safe to run on every start. */
+  seed?(ctx: TestbedContext): Promise<void>;
+}

@@ -1,0 +1,64 @@
+import { createHash } from 'node:crypto';
+import { homedir, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+/** Everything the test bed needs to know about where things live on this machine. */
+export interface TestbedLayout {
+  repoRoot: string;
+  /** Per-checkout runtime state: data dirs, logs, pid files, the env file. */
+  stateDir: string;
+  /** Installed binaries, shared by every checkout and kept between runs. */
+  cacheDir: string;
+  envFile: string;
+  /** PostgreSQL refuses to run as root; when we are root its data lives where its own user can reach. */
+  postgresDir: string;
+  portBase: number;
+}
+
+export function testbedLayout(repoRoot = resolve(__dirname, '..', '..')): TestbedLayout {
+  const stateDir = process.env.TESTBED_STATE_DIR ?? join(repoRoot, '.testbed');
+  const checkoutId = createHash('sha256').update(stateDir).digest('hex').slice(0, 10);
+  const portBase = Number(process.env.TESTBED_PORT_BASE ?? 17200);
+  if (!Number.isInteger(portBase) || portBase < 1024 || portBase > 65000) {
+    throw new Error(`TESTBED_PORT_BASE must be an integer between 1024 and 65000, got ${process.env.TESTBED_PORT_BASE}`);
+  }
+  return {
+    repoRoot,
+    stateDir,
+    cacheDir: process.env.TESTBED_CACHE_DIR ?? join(homedir(), '.cache', 'runbook-testbed'),
+    envFile: join(stateDir, 'testbed.env'),
+    postgresDir: join(tmpdir(), `runbook-testbed-pg-${checkoutId}`),
+    portBase,
+  };
+}
+
+/** Fixed offsets from the port base, so URLs stay the same from run to run. */
+export const portOffsets = {
+  temporalGrpc: 33,
+  temporalUi: 34,
+  temporalMetrics: 35,
+  temporalHttp: 36,
+  postgres: 32,
+  redis: 79,
+  prometheus: 90,
+  s3: 40,
+  // SeaweedFS runs several internal servers; each needs a port of its own.
+  seaweedMaster: 41,
+  seaweedMasterGrpc: 42,
+  seaweedVolume: 43,
+  seaweedVolumeGrpc: 44,
+  seaweedFiler: 45,
+  seaweedFilerGrpc: 46,
+  seaweedS3Grpc: 47,
+  seaweedIceberg: 48,
+  seaweedLance: 49,
+  seaweedAdmin: 50,
+  seaweedAdminGrpc: 51,
+  seaweedMetrics: 52,
+} as const;
+
+export type PortName = keyof typeof portOffsets;
+
+export function port(layout: TestbedLayout, name: PortName): number {
+  return layout.portBase + portOffsets[name];
+}

@@ -1,0 +1,98 @@
+import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import { debianPackages, ensureDebianPackages, postgresBin } from './install';
+import { port } from './layout';
+import { isAlive, runChecked, startDetached, waitUntil } from './processes';
+import { seedShortDramaDatabase } from './seed-postgres';
+import type { TestbedContext, TestbedServer } from './context';
+
+export const seedDatabase = 'short_drama_prod';
+
+export function postgresUrl(ctx: TestbedContext, database: string): string {
+  return `postgres://postgres:${encodeURIComponent(ctx.secrets.postgresPassword)}@127.0.0.1:${port(ctx.layout, 'postgres')}/${database}`;
+}
+
+const isRoot = () => process.getuid?.() === 0;
+
+/** As root, PostgreSQL's programs run as the `postgres` user (the server refuses root). */
+function asPostgresUser(command: string, args: string[]): [string, string[]] {
+  return isRoot() ? ['setpriv', ['--reuid=postgres', '--regid=postgres', '--init-groups', command, ...args]] : [command, args];
+}
+
+function dataDir(ctx: TestbedContext): string {
+  return join(ctx.layout.postgresDir, 'data');
+}
+
+function initialiseCluster(ctx: TestbedContext): void {
+  const dir = ctx.layout.postgresDir;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (isRoot()) chownSync(dir, uidOf('postgres'), gidOf('postgres'));
+  const pwfile = join(dir, 'initial-password');
+  writeFileSync(pwfile, ctx.secrets.postgresPassword, { mode: 0o600 });
+  if (isRoot()) chownSync(pwfile, uidOf('postgres'), gidOf('postgres'));
+  try {
+    const [command, args] = asPostgresUser(join(postgresBin, 'initdb'), [
+      '-D', dataDir(ctx), '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--locale=C',
+    ]);
+    runChecked(command, args);
+  } finally {
+    rmSync(pwfile, { force: true });
+  }
+  // In postgresql.conf rather than on the command line: ALTER SYSTEM (postgresql.auto.conf) must be able to override them.
+  const settings = [
+    `port = ${port(ctx.layout, 'postgres')}`,
+    `listen_addresses = '127.0.0.1'`,
+    `unix_socket_directories = '${dir}'`,
+    `shared_preload_libraries = 'pg_stat_statements'`,
+    `pg_stat_statements.track = all`,
+    `max_connections = 100`,
+    `fsync = off`,
+    `log_destination = 'stderr'`,
+  ];
+  const confPath = join(dataDir(ctx), 'postgresql.conf');
+  writeFileSync(confPath, `${readFileSync(confPath, 'utf8')}\n# runbook test bed\n${settings.join('\n')}\n`);
+}
+
+/** A server killed hard leaves postmaster.pid behind and the next one would refuse to start. */
+function removeStalePostmasterPid(ctx: TestbedContext): void {
+  const file = join(dataDir(ctx), 'postmaster.pid');
+  if (!existsSync(file)) return;
+  const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
+  if (!(Number.isInteger(pid) && pid > 0 && isAlive(pid))) rmSync(file, { force: true });
+}
+
+function uidOf(user: string): number {
+  return Number(runChecked('id', ['-u', user]).trim());
+}
+
+function gidOf(user: string): number {
+  return Number(runChecked('id', ['-g', user]).trim());
+}
+
+export const postgresServer: TestbedServer = {
+  name: 'postgres',
+  install(ctx) {
+    ensureDebianPackages(debianPackages.filter((p) => p.startsWith('postgresql')), ctx.log);
+  },
+  async isHealthy(ctx) {
+    const client = new Client({ connectionString: postgresUrl(ctx, 'postgres'), connectionTimeoutMillis: 1000 });
+    await client.connect();
+    try {
+      await client.query('SELECT 1');
+      return true;
+    } finally {
+      await client.end();
+    }
+  },
+  async start(ctx) {
+    if (!existsSync(join(dataDir(ctx), 'PG_VERSION'))) initialiseCluster(ctx);
+    removeStalePostmasterPid(ctx);
+    const [command, args] = asPostgresUser(join(postgresBin, 'postgres'), ['-D', dataDir(ctx)]);
+    startDetached(ctx.layout.stateDir, 'postgres', command, args, { cwd: ctx.layout.postgresDir });
+    await waitUntil('PostgreSQL', () => this.isHealthy(ctx), 60_000, join(ctx.layout.stateDir, 'postgres.log'));
+  },
+  async seed(ctx) {
+    await seedShortDramaDatabase(postgresUrl(ctx, 'postgres'), postgresUrl(ctx, seedDatabase), seedDatabase);
+  },
+};

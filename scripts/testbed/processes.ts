@@ -1,0 +1,114 @@
+import { spawn, spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { join } from 'node:path';
+
+export function runChecked(command: string, args: string[], options: SpawnSyncOptions = {}): string {
+  const result = spawnSync(command, args, { encoding: 'utf8', ...options });
+  if (result.error) throw new Error(`${command} could not run: ${result.error.message}`);
+  if (result.status !== 0) {
+    const output = `${result.stdout ?? ''}${result.stderr ?? ''}`.trim().slice(-2000);
+    throw new Error(`${command} ${args.join(' ')} exited with ${result.status}: ${output}`);
+  }
+  return String(result.stdout ?? '');
+}
+
+/** Starts a long-running server detached from us, with its output in NAME.log and its pid in NAME.pid. */
+export function startDetached(
+  stateDir: string,
+  name: string,
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): number {
+  const logFd = openSync(join(stateDir, `${name}.log`), 'a');
+  const child = spawn(command, args, {
+    cwd: options.cwd ?? stateDir,
+    env: options.env ?? process.env,
+    detached: true,
+    stdio: ['ignore', logFd, logFd],
+  });
+  closeSync(logFd);
+  if (child.pid === undefined) throw new Error(`${name}: ${command} did not start`);
+  child.unref();
+  writeFileSync(pidFile(stateDir, name), String(child.pid));
+  return child.pid;
+}
+
+export function pidFile(stateDir: string, name: string): string {
+  return join(stateDir, `${name}.pid`);
+}
+
+export function readPid(stateDir: string, name: string): number | undefined {
+  const file = pidFile(stateDir, name);
+  if (!existsSync(file)) return undefined;
+  const pid = Number(readFileSync(file, 'utf8').trim());
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Polls a condition until it holds or the deadline passes; the error names what was awaited. */
+export async function waitUntil(what: string, condition: () => Promise<boolean> | boolean, timeoutMs = 60_000, logHint?: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      if (await condition()) return;
+    } catch (err) {
+      lastError = err;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const detail = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}${logHint ? `; see ${logHint}` : ''}`);
+}
+
+export function isPortOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ port, host });
+    socket.setTimeout(1000);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** Stops a server we started: SIGTERM to its process group, SIGKILL if it lingers. */
+export async function stopDetached(stateDir: string, name: string, timeoutMs = 30_000): Promise<void> {
+  const pid = readPid(stateDir, name);
+  if (pid !== undefined && isAlive(pid)) {
+    signalGroup(pid, 'SIGTERM');
+    try {
+      await waitUntil(`${name} (pid ${pid}) to exit`, () => !isAlive(pid), timeoutMs);
+    } catch {
+      signalGroup(pid, 'SIGKILL');
+    }
+  }
+  rmSync(pidFile(stateDir, name), { force: true });
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}

