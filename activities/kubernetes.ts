@@ -1,0 +1,58 @@
+import { AuthorizationV1Api, VersionApi, type KubeConfig } from '@kubernetes/client-node';
+import { describePermission, requiredPermissions } from './kubernetes-permissions';
+import type { PreflightRow } from '../common/preflight';
+import { errorText, notConfigured, runChecks } from './preflight-checks';
+
+export interface KubernetesDeps {
+  /** Absent when no cluster is configured. */
+  kube?: KubeConfig;
+  allowedNamespaces: string[];
+}
+
+export function createKubernetesActivities({ kube, allowedNamespaces }: KubernetesDeps) {
+  return {
+    async preflightKubernetes(): Promise<PreflightRow[]> {
+      if (!kube) return notConfigured('kubernetes');
+      const rows = await runChecks('kubernetes', [
+        [
+          'API reachable',
+          async () => {
+            const { body } = await kube.makeApiClient(VersionApi).getCode();
+            return { ok: true, detail: `Kubernetes ${body.gitVersion} at ${kube.getCurrentCluster()?.server}` };
+          },
+        ],
+      ]);
+      if (rows[0]?.status !== 'PASS') return rows;
+      const authorization = kube.makeApiClient(AuthorizationV1Api);
+      const reviews = requiredPermissions.flatMap((permission) =>
+        (permission.clusterScoped ? [undefined] : allowedNamespaces).map((namespace) => ({ permission, namespace })),
+      );
+      const results = await Promise.all(
+        reviews.map(async ({ permission, namespace }): Promise<PreflightRow> => {
+          const check = `can ${describePermission(permission, namespace)}`;
+          try {
+            const { body } = await authorization.createSelfSubjectAccessReview({
+              apiVersion: 'authorization.k8s.io/v1',
+              kind: 'SelfSubjectAccessReview',
+              spec: {
+                resourceAttributes: {
+                  verb: permission.verb,
+                  group: permission.group,
+                  resource: permission.resource,
+                  subresource: permission.subresource,
+                  namespace,
+                },
+              },
+            });
+            const allowed = body.status?.allowed === true;
+            const reason = body.status?.reason ? `: ${body.status.reason}` : '';
+            return { target: 'kubernetes', check, status: allowed ? 'PASS' : 'FAIL', detail: allowed ? `allowed (${permission.usedBy})` : `denied${reason}; needed by ${permission.usedBy}` };
+          } catch (err) {
+            return { target: 'kubernetes', check, status: 'FAIL', detail: errorText(err) };
+          }
+        }),
+      );
+      return [...rows, ...results];
+    },
+  };
+}

@@ -1,0 +1,77 @@
+import type { Pool } from 'pg';
+import type { PreflightRow } from '../common/preflight';
+import { notConfigured, runChecks } from './preflight-checks';
+
+export interface PostgresDeps {
+  /** Absent when no database is configured. */
+  pool?: Pool;
+  allowedDatabases: string[];
+}
+
+/** Privileges the runbooks use, as SQL that answers true or false for the connected role. */
+const privilegeChecks: Array<[check: string, sql: string, needed: string]> = [
+  ['privilege: terminate backends', `SELECT rolsuper OR pg_has_role(current_user, 'pg_signal_backend', 'MEMBER') AS ok FROM pg_roles WHERE rolname = current_user`, 'superuser or pg_signal_backend (dbConnectionExhaustion)'],
+  ['privilege: read all statistics', `SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') AS ok FROM pg_roles WHERE rolname = current_user`, 'superuser or pg_read_all_stats (connection and statement statistics)'],
+  ['privilege: ALTER SYSTEM max_connections', `SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR has_parameter_privilege('max_connections', 'ALTER SYSTEM') AS ok`, 'superuser or ALTER SYSTEM on max_connections (dbConnectionExhaustion)'],
+  ['privilege: create scratch database', `SELECT rolsuper OR rolcreatedb AS ok FROM pg_roles WHERE rolname = current_user`, 'superuser or CREATEDB (disaster-recovery drill)'],
+  ['privilege: delete expired sessions', `SELECT CASE WHEN to_regclass('public.sessions') IS NULL THEN NULL ELSE has_table_privilege('public.sessions', 'DELETE') END AS ok`, 'DELETE on sessions (weeklyReview)'],
+];
+
+export function createPostgresActivities({ pool, allowedDatabases }: PostgresDeps) {
+  return {
+    async preflightPostgres(): Promise<PreflightRow[]> {
+      if (!pool) return notConfigured('postgres');
+      return runChecks('postgres', [
+        [
+          'connect',
+          async () => {
+            const { rows } = await pool.query<{ db: string; usr: string }>('SELECT current_database() AS db, current_user AS usr');
+            return { ok: true, detail: `connected to ${rows[0]?.db} as ${rows[0]?.usr}` };
+          },
+        ],
+        [
+          'server version',
+          async () => {
+            const { rows } = await pool.query<{ num: string; version: string }>(
+              `SELECT current_setting('server_version_num') AS num, current_setting('server_version') AS version`,
+            );
+            const num = Number(rows[0]?.num);
+            return { ok: num >= 120000, detail: `PostgreSQL ${rows[0]?.version}${num >= 120000 ? '' : ' (12 or newer needed)'}` };
+          },
+        ],
+        [
+          'pg_stat_statements',
+          async () => {
+            const { rows } = await pool.query<{ preloaded: boolean; installed: boolean }>(
+              `SELECT current_setting('shared_preload_libraries') ~ 'pg_stat_statements' AS preloaded,
+                      EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements') AS installed`,
+            );
+            const { preloaded, installed } = rows[0] ?? { preloaded: false, installed: false };
+            if (!preloaded) return { ok: false, detail: 'not in shared_preload_libraries' };
+            if (!installed) return { ok: false, detail: 'preloaded but CREATE EXTENSION pg_stat_statements not run in this database' };
+            const count = await pool.query<{ n: string }>('SELECT count(*) AS n FROM pg_stat_statements');
+            return { ok: true, detail: `${count.rows[0]?.n} statements tracked` };
+          },
+        ],
+        [
+          'allowlisted databases exist',
+          async () => {
+            const { rows } = await pool.query<{ datname: string }>('SELECT datname FROM pg_database WHERE datname = ANY($1::text[])', [allowedDatabases]);
+            const found = new Set(rows.map((r) => r.datname));
+            const missing = allowedDatabases.filter((db) => !found.has(db));
+            return { ok: missing.length === 0, detail: missing.length === 0 ? `found ${allowedDatabases.join(', ')}` : `missing: ${missing.join(', ')}` };
+          },
+        ],
+        ...privilegeChecks.map(([check, sql, needed]): [string, () => Promise<{ ok: boolean; detail: string }>] => [
+          check,
+          async () => {
+            const { rows } = await pool.query<{ ok: boolean | null }>(sql);
+            const ok = rows[0]?.ok;
+            if (ok === null || ok === undefined) return { ok: false, detail: `cannot tell: ${needed}; object missing` };
+            return { ok, detail: ok ? 'granted' : `missing: ${needed}` };
+          },
+        ]),
+      ]);
+    },
+  };
+}

@@ -1,0 +1,62 @@
+import { NativeConnection, Runtime, Worker, type Logger } from '@temporalio/worker';
+import { readFileSync } from 'node:fs';
+import { createActivities } from '../activities';
+import type { RunbookConfig } from '../config/schema';
+import { buildDependencies } from './dependencies';
+import { createJsonLogger } from './logger';
+
+export function temporalTls(tls: RunbookConfig['temporal']['tls']) {
+  if (!tls.enabled) return undefined;
+  return {
+    serverNameOverride: tls.serverName,
+    serverRootCACertificate: tls.caFile ? readFileSync(tls.caFile) : undefined,
+    clientCertPair: tls.certFile && tls.keyFile ? { crt: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } : undefined,
+  };
+}
+
+/** Installs the process-wide runtime once: JSON logs, Prometheus metrics, SIGINT/SIGTERM handling. */
+export function installRuntime(config: RunbookConfig): Logger {
+  const logger = createJsonLogger(config.worker.logLevel);
+  Runtime.install({
+    logger,
+    telemetryOptions: { metrics: { prometheus: { bindAddress: `${config.worker.metricsHost}:${config.worker.metricsPort}` } } },
+    // On either signal the worker stops polling, lets in-flight activities finish (up to the grace time), then run() resolves.
+    shutdownSignals: ['SIGINT', 'SIGTERM'],
+  });
+  return logger;
+}
+
+/**
+ * Runs the worker until a shutdown signal: every workflow of workflows/index.ts in one bundle,
+ * every activity from createActivities, the real clients closed at the end.
+ */
+export async function runWorker(config: RunbookConfig, logger: Logger, onReady?: () => void): Promise<void> {
+  const built = buildDependencies(config, logger);
+  let connection: NativeConnection | undefined;
+  try {
+    connection = await NativeConnection.connect({
+      address: config.temporal.address,
+      tls: temporalTls(config.temporal.tls),
+      apiKey: config.temporal.apiKey,
+    });
+    const worker = await Worker.create({
+      connection,
+      namespace: config.temporal.namespace,
+      taskQueue: config.temporal.taskQueue,
+      workflowsPath: require.resolve('../workflows'),
+      activities: createActivities(built.deps),
+      shutdownGraceTime: `${config.worker.shutdownGraceSeconds} seconds`,
+    });
+    logger.info('worker ready', {
+      taskQueue: config.temporal.taskQueue,
+      namespace: config.temporal.namespace,
+      metrics: `http://${config.worker.metricsHost}:${config.worker.metricsPort}/metrics`,
+    });
+    onReady?.();
+    await worker.run();
+    logger.info('worker stopped');
+  } finally {
+    await built.close();
+    await connection?.close();
+  }
+}

@@ -1,0 +1,23 @@
+import type { ActivityOptions } from '@temporalio/workflow';
+
+/** Failure types that retrying cannot fix; activities throw them as non-retryable. */
+export const nonRetryableErrorTypes = ['InvalidInput', 'Forbidden', 'NotFound', 'Refused'];
+
+/** Read-only calls that answer in seconds: retried quickly on transient errors. */
+export const quickRead: ActivityOptions = {
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 5, nonRetryableErrorTypes },
+};
+
+/** Changes to a system: few attempts, since each must be idempotent and a human approved exactly one change. */
+export const destructive: ActivityOptions = {
+  startToCloseTimeout: '2 minutes',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 3, nonRetryableErrorTypes },
+};
+
+/** Waits and bulk work that heartbeat their progress, so a lost worker is noticed within the heartbeat timeout. */
+export const longRunning: ActivityOptions = {
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes },
+};

@@ -1,0 +1,40 @@
+import { log, proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { z } from 'zod';
+import type { Activities } from '../activities';
+import { runbookMode, runbookName } from '../common/search-attributes';
+import { targetSystems, type PreflightResult, type PreflightRow, type TargetSystem } from '../common/preflight';
+import { quickRead } from './activity-options';
+import { validateInput } from './validate-input';
+
+export const preflightInputSchema = z
+  .object({
+    /** Which systems to check; all configured ones by default. */
+    targets: z.array(z.enum(targetSystems)).min(1).optional(),
+  })
+  .strict();
+export type PreflightInput = z.infer<typeof preflightInputSchema>;
+
+const activities = proxyActivities<Activities>(quickRead);
+
+const checkers: Record<TargetSystem, () => Promise<PreflightRow[]>> = {
+  kubernetes: () => activities.preflightKubernetes(),
+  postgres: () => activities.preflightPostgres(),
+  redis: () => activities.preflightRedis(),
+  s3: () => activities.preflightS3(workflowInfo().workflowId),
+  prometheus: () => activities.preflightPrometheus(),
+};
+
+/** Reachability and permissions of every configured target. Changes nothing; a down target is a FAIL row. */
+export async function preflight(rawInput?: PreflightInput): Promise<PreflightResult> {
+  const input = validateInput('preflight', preflightInputSchema, rawInput);
+  upsertSearchAttributes([
+    { key: runbookName, value: 'preflight' },
+    { key: runbookMode, value: 'plan' },
+  ]);
+  const targets = input.targets ?? [...targetSystems];
+  const rows = (await Promise.all(targets.map((target) => checkers[target]()))).flat();
+  const count = (status: PreflightRow['status']) => rows.filter((row) => row.status === status).length;
+  const result: PreflightResult = { rows, passed: count('PASS'), failed: count('FAIL'), skipped: count('SKIP'), ok: count('FAIL') === 0 };
+  log.info('preflight finished', { passed: result.passed, failed: result.failed, skipped: result.skipped });
+  return result;
+}
