@@ -26,7 +26,7 @@ export const configSchema = z.object({
         certFile: z.string().optional(),
         keyFile: z.string().optional(),
       })
-      .refine((tls) => Boolean(tls.certFile) === Boolean(tls.keyFile), { message: 'certFile and keyFile go together (mutual TLS)' })
+      .refine((tls) => Boolean(tls.certFile) === Boolean(tls.keyFile), { message: 'certFile and keyFile go together (mutual TLS)', path: ['keyFile'] })
       .default({ enabled: false }),
   }),
   kubernetes: z
@@ -52,7 +52,7 @@ export const configSchema = z.object({
       /** Where runbooks write evidence and reports. */
       evidencePrefix: z.string().endsWith('/', { message: 'expected a prefix ending in "/"' }).default('runbooks/'),
     })
-    .refine((s3) => Boolean(s3.accessKeyId) === Boolean(s3.secretAccessKey), { message: 'accessKeyId and secretAccessKey go together' })
+    .refine((s3) => Boolean(s3.accessKeyId) === Boolean(s3.secretAccessKey), { message: 'accessKeyId and secretAccessKey go together', path: ['secretAccessKey'] })
     .optional(),
   prometheus: z.object({ url: httpUrl }).optional(),
   allowlists: z

@@ -1,0 +1,95 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, hasTargets, loadConfig } from '../config/load';
+
+const minimal = { TEMPORAL_ADDRESS: '127.0.0.1:7233' };
+
+function problemsOf(env: Record<string, string>, file?: string): string[] {
+  try {
+    loadConfig({ env, file });
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  throw new Error('expected the configuration to be rejected');
+}
+
+describe('configuration', () => {
+  test('the manual is the default: allowlists, task queue, no targets', () => {
+    const config = loadConfig({ env: minimal });
+    expect(config.temporal).toMatchObject({ address: '127.0.0.1:7233', namespace: 'default', taskQueue: 'runbooks' });
+    expect(config.allowlists).toEqual({
+      namespaces: ['short-drama-prod'],
+      databases: ['short_drama_prod'],
+      redisKeyPatterns: ['session:*'],
+      s3Prefixes: ['database/', 'runbooks/'],
+    });
+    expect(hasTargets(config)).toBe(false);
+  });
+
+  test('a missing Temporal address is named with its variable', () => {
+    expect(problemsOf({})).toEqual(['temporal.address (env TEMPORAL_ADDRESS): is required']);
+  });
+
+  test.each([
+    ['TEMPORAL_ADDRESS', 'localhost', 'temporal.address (env TEMPORAL_ADDRESS): expected host:port'],
+    ['DATABASE_URL', 'mysql://db/x', 'postgres.url (env DATABASE_URL): expected a postgres:// or postgresql:// URL'],
+    ['REDIS_URL', 'http://cache:6379', 'redis.url (env REDIS_URL): expected a redis:// or rediss:// URL'],
+    ['S3_BUCKET', 'Not_A_Bucket', 's3.bucket (env S3_BUCKET): expected an S3 bucket name'],
+    ['S3_FORCE_PATH_STYLE', 'maybe', 's3.forcePathStyle (env S3_FORCE_PATH_STYLE)'],
+    ['PROMETHEUS_URL', 'prometheus:9090', 'prometheus.url (env PROMETHEUS_URL): expected an http:// or https:// URL'],
+    ['ALLOWED_NAMESPACES', 'short-drama-prod,kube-system', 'allowlists.namespaces.1 (env ALLOWED_NAMESPACES): kube-system'],
+    ['ALLOWED_REDIS_KEY_PATTERNS', '*', 'allowlists.redisKeyPatterns.0 (env ALLOWED_REDIS_KEY_PATTERNS): a wildcard-everything Redis key pattern is refused'],
+    ['ALLOWED_S3_PREFIXES', 'database', 'allowlists.s3Prefixes.0 (env ALLOWED_S3_PREFIXES): expected a prefix ending in "/"'],
+    ['WORKER_METRICS_PORT', '70000', 'worker.metricsPort (env WORKER_METRICS_PORT): expected a port number 0-65535'],
+    ['LOG_LEVEL', 'LOUD', 'worker.logLevel (env LOG_LEVEL)'],
+    ['RUNBOOK_APPROVERS', '[{"id":"alice","roles":["boss"]}]', 'approvers.0.roles.0 (env RUNBOOK_APPROVERS)'],
+  ])('bad %s is rejected with the field named', (variable, value, expected) => {
+    const problems = problemsOf({ ...minimal, S3_BUCKET: 'ok-bucket', [variable]: value });
+    expect(problems.some((p) => p.startsWith(expected))).toBe(true);
+  });
+
+  test('errors never echo a value (it may be a secret)', () => {
+    const problems = problemsOf({ ...minimal, DATABASE_URL: 'mysql://admin:hunter2@db/x', S3_BUCKET: 'b', S3_ACCESS_KEY_ID: 'AKIA-SECRET-ID' });
+    expect(problems.join('\n')).not.toMatch(/hunter2|AKIA-SECRET-ID/);
+    expect(problems).toContain('s3.bucket (env S3_BUCKET): expected an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)');
+    expect(problems).toContain('s3.secretAccessKey (env S3_SECRET_ACCESS_KEY): accessKeyId and secretAccessKey go together');
+  });
+
+  test('a YAML file sets everything and environment variables override it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'runbook-config-'));
+    const file = join(dir, 'runbook.yaml');
+    writeFileSync(
+      file,
+      [
+        'temporal: { address: "temporal.example:7233", namespace: ops, taskQueue: runbooks-prod, tls: { enabled: true, serverName: temporal.example } }',
+        'kubernetes: { kubeconfigPath: /etc/runbook/kubeconfig, context: prod }',
+        'postgres: { url: "postgres://runbook@db:5432/short_drama_prod" }',
+        's3: { bucket: backups, region: eu-west-1 }',
+        'allowlists: { namespaces: [short-drama-prod, short-drama-staging] }',
+        'approvers: [ { id: alice, roles: [l1, l2] }, { id: bob, roles: [manager] } ]',
+        'notifications: { webhookUrl: "https://hooks.example/ops" }',
+      ].join('\n'),
+    );
+    const config = loadConfig({ env: { TEMPORAL_NAMESPACE: 'ops-override' }, file });
+    expect(config.temporal).toMatchObject({ address: 'temporal.example:7233', namespace: 'ops-override', taskQueue: 'runbooks-prod', tls: { enabled: true } });
+    expect(config.kubernetes).toEqual({ mode: 'kubeconfig', kubeconfigPath: '/etc/runbook/kubeconfig', context: 'prod' });
+    expect(config.s3).toMatchObject({ bucket: 'backups', region: 'eu-west-1', backupPrefix: 'database/', forcePathStyle: false });
+    expect(config.allowlists.namespaces).toEqual(['short-drama-prod', 'short-drama-staging']);
+    expect(config.approvers).toEqual([{ id: 'alice', roles: ['l1', 'l2'] }, { id: 'bob', roles: ['manager'] }]);
+    expect(hasTargets(config)).toBe(true);
+  });
+
+  test('a broken YAML file is named', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'runbook-config-'));
+    const file = join(dir, 'broken.yaml');
+    writeFileSync(file, 'temporal: [unclosed');
+    expect(problemsOf({}, file)[0]).toMatch(/^RUNBOOK_CONFIG: .*broken\.yaml is not valid YAML/);
+    expect(problemsOf({}, join(dir, 'absent.yaml'))[0]).toMatch(/^RUNBOOK_CONFIG: cannot read/);
+  });
+
+  test('in-cluster Kubernetes from KUBE_IN_CLUSTER', () => {
+    expect(loadConfig({ env: { ...minimal, KUBE_IN_CLUSTER: 'true' } }).kubernetes).toEqual({ mode: 'in-cluster' });
+  });
+});

@@ -1,0 +1,20 @@
+import { randomUUID } from 'node:crypto';
+import { loadConfig } from '../../config/load';
+import type { RunbookConfig } from '../../config/schema';
+import { readTestbedEnv } from '../../scripts/testbed';
+
+/** Ports and credentials of the running test bed (written by global setup). */
+export function testbedEnv(): Record<string, string> {
+  const env = readTestbedEnv();
+  if (!env.TEMPORAL_ADDRESS) throw new Error('test bed env file missing: global setup did not run');
+  return env;
+}
+
+/** The worker's configuration pointing at the test bed, on a task queue of its own, with overrides. */
+export function testbedConfig(overrides: Record<string, string | undefined> = {}): RunbookConfig {
+  const env: Record<string, string | undefined> = { ...testbedEnv(), TEMPORAL_TASK_QUEUE: `test-${randomUUID()}`, ...overrides };
+  return loadConfig({ env: env as NodeJS.ProcessEnv });
+}
+
+/** A loopback port nothing listens on, for "target down" cases. */
+export const closedPort = 9;

@@ -1,0 +1,114 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import type { PreflightResult } from '../common/preflight';
+import { closedPort, testbedConfig, testbedEnv } from './helpers/testbed';
+import { withWorker } from './helpers/worker';
+
+function rowsOf(result: PreflightResult, target: string) {
+  return result.rows.filter((row) => row.target === target);
+}
+
+describe('preflight', () => {
+  const env = testbedEnv();
+
+  test('against the real test bed every configured target passes, Kubernetes (not configured) is skipped', async () => {
+    const config = testbedConfig();
+    const result = await withWorker(config, ({ client, taskQueue }) =>
+      client.workflow.execute('preflight', { taskQueue, workflowId: `preflight-real-${taskQueue}`, args: [{}] }),
+    );
+    const failures = result.rows.filter((row) => row.status === 'FAIL');
+    expect(failures).toEqual([]);
+    expect(result.ok).toBe(true);
+    expect(rowsOf(result, 'kubernetes')).toEqual([{ target: 'kubernetes', check: 'configured', status: 'SKIP', detail: 'not configured' }]);
+    expect(rowsOf(result, 'postgres').map((r) => r.check)).toEqual([
+      'connect',
+      'server version',
+      'pg_stat_statements',
+      'allowlisted databases exist',
+      'privilege: terminate backends',
+      'privilege: read all statistics',
+      'privilege: ALTER SYSTEM max_connections',
+      'privilege: create scratch database',
+      'privilege: delete expired sessions',
+    ]);
+    expect(rowsOf(result, 'postgres')[1]!.detail).toMatch(/^PostgreSQL 15\./);
+    expect(rowsOf(result, 'redis').map((r) => r.check)).toEqual(['PING', 'INFO', 'CONFIG GET allowed', 'SCAN allowlisted patterns']);
+    expect(rowsOf(result, 's3').map((r) => r.check)).toEqual(['bucket reachable', 'list backups', 'put, read back, delete a probe']);
+    expect(rowsOf(result, 'prometheus').map((r) => r.check)).toEqual(['build info', 'query up']);
+    expect(result.passed).toBe(result.rows.length - 1);
+
+    // The probe object is gone again: preflight changes nothing.
+    const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
+    const listing = await s3.send(new ListObjectsV2Command({ Bucket: env.S3_BUCKET, Prefix: 'runbooks/preflight/' }));
+    s3.destroy();
+    expect(listing.KeyCount ?? 0).toBe(0);
+  });
+
+  test('down targets are FAIL rows with their error, and the run still completes', async () => {
+    const kubeDir = mkdtempSync(join(tmpdir(), 'preflight-kube-'));
+    const kubeconfig = join(kubeDir, 'kubeconfig');
+    writeFileSync(
+      kubeconfig,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'down', cluster: { server: `https://127.0.0.1:${closedPort}`, 'insecure-skip-tls-verify': true } }],
+        users: [{ name: 'nobody', user: { token: 'not-a-real-token' } }],
+        contexts: [{ name: 'down', context: { cluster: 'down', user: 'nobody' } }],
+        'current-context': 'down',
+      }),
+    );
+    const password = 'pw-that-must-not-leak';
+    const config = testbedConfig({
+      KUBECONFIG: kubeconfig,
+      DATABASE_URL: `postgres://postgres:${password}@127.0.0.1:${closedPort}/short_drama_prod`,
+      REDIS_URL: `redis://:${password}@127.0.0.1:${closedPort}/0`,
+      S3_ENDPOINT: `http://127.0.0.1:${closedPort}`,
+      PROMETHEUS_URL: `http://127.0.0.1:${closedPort}`,
+    });
+    const result = await withWorker(config, ({ client, taskQueue }) =>
+      client.workflow.execute('preflight', { taskQueue, workflowId: `preflight-down-${taskQueue}`, args: [{}] }),
+    );
+    expect(result.ok).toBe(false);
+    const firstRows = Object.fromEntries(['kubernetes', 'postgres', 'redis', 's3', 'prometheus'].map((t) => [t, rowsOf(result, t)]));
+    expect(firstRows.kubernetes).toEqual([expect.objectContaining({ check: 'API reachable', status: 'FAIL', detail: expect.stringMatching(/ECONNREFUSED/) })]);
+    expect(firstRows.postgres).toEqual([expect.objectContaining({ check: 'connect', status: 'FAIL', detail: expect.stringMatching(/ECONNREFUSED/) })]);
+    expect(firstRows.redis).toEqual([expect.objectContaining({ check: 'PING', status: 'FAIL' })]);
+    expect(firstRows.s3).toEqual([expect.objectContaining({ check: 'bucket reachable', status: 'FAIL' })]);
+    expect(firstRows.prometheus).toEqual([expect.objectContaining({ check: 'build info', status: 'FAIL' })]);
+    expect(JSON.stringify(result)).not.toContain(password);
+  });
+
+  test('a wrong password is a FAIL row that names the problem but not the password', async () => {
+    const config = testbedConfig({ DATABASE_URL: env.DATABASE_URL!.replace(/:[^:@/]+@/, ':wrong-password@') });
+    const result = await withWorker(config, ({ client, taskQueue }) =>
+      client.workflow.execute('preflight', { taskQueue, workflowId: `preflight-auth-${taskQueue}`, args: [{ targets: ['postgres'] }] }),
+    );
+    expect(result.rows).toEqual([expect.objectContaining({ target: 'postgres', check: 'connect', status: 'FAIL', detail: expect.stringMatching(/password authentication failed/) })]);
+    expect(JSON.stringify(result)).not.toContain('wrong-password');
+  });
+
+  test('bad input fails at once, non-retryable, naming the field, before any activity runs', async () => {
+    const config = testbedConfig();
+    await withWorker(config, async ({ client, taskQueue }) => {
+      const handle = await client.workflow.start('preflight', { taskQueue, workflowId: `preflight-bad-${taskQueue}`, args: [{ targets: ['mongodb'] } as never] });
+      const error = await handle.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(error).toBeInstanceOf(WorkflowFailedError);
+      const cause = (error as WorkflowFailedError).cause;
+      expect(cause).toBeInstanceOf(ApplicationFailure);
+      expect((cause as ApplicationFailure).type).toBe('InvalidInput');
+      expect((cause as ApplicationFailure).nonRetryable).toBe(true);
+      expect(cause!.message).toMatch(/^invalid input for preflight: targets\.0: /);
+      const history = await handle.fetchHistory();
+      const scheduled = history.events?.filter((e) => e.activityTaskScheduledEventAttributes) ?? [];
+      expect(scheduled).toHaveLength(0);
+    });
+  });
+});

@@ -1,0 +1,155 @@
+import { randomUUID } from 'node:crypto';
+import {
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import { Connection } from '@temporalio/client';
+import Redis from 'ioredis';
+import { Client } from 'pg';
+import { prometheusGet, type InstantSample } from '../activities/prometheus';
+import { parseInfo } from '../activities/redis';
+import { runbookSearchAttributeKeys } from '../common/search-attributes';
+import { waitUntil } from '../scripts/testbed/processes';
+import { testbedEnv } from './helpers/testbed';
+
+/** Proof that each server of the test bed is the real thing, not a stand-in. */
+describe('test bed systems are real', () => {
+  const env = testbedEnv();
+
+  test('PostgreSQL 15: pg_stat_statements records the queries we run, the manual tables are seeded', async () => {
+    const db = new Client({ connectionString: env.DATABASE_URL });
+    await db.connect();
+    try {
+      const marker = `probe_${randomUUID().replace(/-/g, '')}`;
+      for (let i = 0; i < 3; i++) await db.query(`SELECT count(*) AS ${marker} FROM projects WHERE user_id = $1`, [i]);
+      const { rows } = await db.query<{ calls: string }>('SELECT calls FROM pg_stat_statements WHERE query LIKE $1', [`%${marker}%`]);
+      expect(rows).toHaveLength(1);
+      expect(Number(rows[0]!.calls)).toBe(3);
+      const version = await db.query<{ server_version_num: string }>('SHOW server_version_num');
+      expect(Number(version.rows[0]!.server_version_num)).toBeGreaterThanOrEqual(150000);
+      const counts = await db.query<{ table: string; n: string }>(
+        `SELECT 'users' AS table, count(*) AS n FROM users UNION ALL SELECT 'projects', count(*) FROM projects
+         UNION ALL SELECT 'storyboards', count(*) FROM storyboards UNION ALL SELECT 'characters', count(*) FROM characters
+         UNION ALL SELECT 'stale sessions', count(*) FROM sessions WHERE expires_at < now() - interval '7 days'`,
+      );
+      for (const row of counts.rows) expect(Number(row.n)).toBeGreaterThan(0);
+    } finally {
+      await db.end();
+    }
+  });
+
+  test('Redis 7: INFO memory answers with numbers that move when data is written', async () => {
+    const redis = new Redis(env.REDIS_URL!);
+    const prefix = `probe:${randomUUID()}:`;
+    try {
+      const before = parseInfo(await redis.info('memory'));
+      expect(Number(before.used_memory)).toBeGreaterThan(0);
+      const server = parseInfo(await redis.info('server'));
+      expect(server.redis_version).toMatch(/^7\./);
+      const pipeline = redis.pipeline();
+      for (let i = 0; i < 2000; i++) pipeline.set(`${prefix}${i}`, 'x'.repeat(512));
+      await pipeline.exec();
+      const after = parseInfo(await redis.info('memory'));
+      expect(Number(after.used_memory)).toBeGreaterThan(Number(before.used_memory) + 2000 * 512);
+    } finally {
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+        if (keys.length > 0) await redis.unlink(...keys);
+        cursor = next;
+      } while (cursor !== '0');
+      redis.disconnect();
+    }
+  });
+
+  describe('S3 (SeaweedFS)', () => {
+    const s3 = new S3Client({
+      endpoint: env.S3_ENDPOINT,
+      region: env.S3_REGION,
+      forcePathStyle: true,
+      credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! },
+    });
+    const Bucket = env.S3_BUCKET!;
+    afterAll(() => s3.destroy());
+
+    test('multipart upload assembles the parts', async () => {
+      const Key = `runbooks/test/multipart-${randomUUID()}.bin`;
+      const part1 = Buffer.alloc(5 * 1024 * 1024, 'a');
+      const part2 = Buffer.from('tail of the object');
+      const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+      const uploaded = [];
+      for (const [index, Body] of [part1, part2].entries()) {
+        const { ETag } = await s3.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: index + 1, Body }));
+        uploaded.push({ ETag, PartNumber: index + 1 });
+      }
+      await s3.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: uploaded } }));
+      const head = await s3.send(new HeadObjectCommand({ Bucket, Key }));
+      expect(head.ContentLength).toBe(part1.length + part2.length);
+      const body = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket, Key, Range: `bytes=${part1.length}-` }))).Body!.transformToByteArray());
+      expect(body.toString()).toBe('tail of the object');
+      await s3.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: [{ Key }] } }));
+    });
+
+    test('ListObjectsV2 paginates with continuation tokens', async () => {
+      const prefix = `runbooks/test/pages-${randomUUID()}/`;
+      const keys = Array.from({ length: 7 }, (_, i) => `${prefix}object-${i}`);
+      await Promise.all(keys.map((Key) => s3.send(new PutObjectCommand({ Bucket, Key, Body: Key }))));
+      const seen: string[] = [];
+      let ContinuationToken: string | undefined;
+      let pages = 0;
+      do {
+        const page = await s3.send(new ListObjectsV2Command({ Bucket, Prefix: prefix, MaxKeys: 3, ContinuationToken }));
+        pages++;
+        seen.push(...(page.Contents ?? []).map((o) => o.Key!));
+        ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (ContinuationToken);
+      expect(pages).toBe(3);
+      expect(seen.sort()).toEqual([...keys].sort());
+      await s3.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: keys.map((Key) => ({ Key })) } }));
+    });
+
+    test('the backup bucket holds real pg_dump output under database/', async () => {
+      const listing = await s3.send(new ListObjectsV2Command({ Bucket, Prefix: 'database/' }));
+      const keys = (listing.Contents ?? []).map((o) => o.Key!);
+      expect(keys).toContain('database/latest.sql');
+      expect(keys.filter((k) => /database\/short_drama_prod_\d{4}-\d{2}-\d{2}\.(sql|dump)$/.test(k)).length).toBeGreaterThanOrEqual(3);
+      const latest = await (await s3.send(new GetObjectCommand({ Bucket, Key: 'database/latest.sql' }))).Body!.transformToString();
+      expect(latest).toContain('-- PostgreSQL database dump');
+      expect(latest).toContain('CREATE TABLE public.sessions');
+      const custom = keys.find((k) => k.endsWith('.dump'))!;
+      const header = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket, Key: custom, Range: 'bytes=0-4' }))).Body!.transformToByteArray());
+      expect(header.toString()).toBe('PGDMP');
+    });
+  });
+
+  test('Prometheus 2.42 scrapes real targets and answers PromQL with series', async () => {
+    const info = await prometheusGet<{ version: string }>(env.PROMETHEUS_URL!, 'api/v1/status/buildinfo', {}, 5000);
+    expect(info.version).toMatch(/^2\.42\./);
+    let samples: InstantSample[] = [];
+    await waitUntil('a scrape of the Temporal server', async () => {
+      samples = (await prometheusGet<{ result: InstantSample[] }>(env.PROMETHEUS_URL!, 'api/v1/query', { query: 'up{job="temporal"} == 1' }, 5000)).result;
+      return samples.length > 0;
+    });
+    expect(samples[0]!.metric.job).toBe('temporal');
+    await expect(prometheusGet(env.PROMETHEUS_URL!, 'api/v1/query', { query: 'rate(' }, 5000)).rejects.toThrow(/bad_data/);
+  });
+
+  test('Temporal dev server has the runbook search attributes registered as Keyword', async () => {
+    const connection = await Connection.connect({ address: env.TEMPORAL_ADDRESS });
+    try {
+      const response = await connection.operatorService.listSearchAttributes({ namespace: 'default' });
+      for (const key of runbookSearchAttributeKeys) {
+        expect(response.customAttributes?.[key.name]).toBe(2 /* INDEXED_VALUE_TYPE_KEYWORD */);
+      }
+    } finally {
+      await connection.close();
+    }
+  });
+});
