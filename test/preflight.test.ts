@@ -6,6 +6,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { PreflightResult } from '../common/preflight';
 import { closedPort, testbedConfig, testbedEnv } from './helpers/testbed';
+import { recordHistory } from './helpers/histories';
 import { withWorker } from './helpers/worker';
 
 function rowsOf(result: PreflightResult, target: string) {
@@ -17,9 +18,12 @@ describe('preflight', () => {
 
   test('against the real test bed every configured target passes, Kubernetes (not configured) is skipped', async () => {
     const config = testbedConfig();
-    const result = await withWorker(config, ({ client, taskQueue }) =>
-      client.workflow.execute('preflight', { taskQueue, workflowId: `preflight-real-${taskQueue}`, args: [{}] }),
-    );
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const handle = await client.workflow.start('preflight', { taskQueue, workflowId: `preflight-real-${taskQueue}`, args: [{}] });
+      const finished = await handle.result();
+      await recordHistory(handle, 'preflight-all-targets');
+      return finished;
+    });
     const failures = result.rows.filter((row) => row.status === 'FAIL');
     expect(failures).toEqual([]);
     expect(result.ok).toBe(true);
@@ -70,9 +74,12 @@ describe('preflight', () => {
       S3_ENDPOINT: `http://127.0.0.1:${closedPort}`,
       PROMETHEUS_URL: `http://127.0.0.1:${closedPort}`,
     });
-    const result = await withWorker(config, ({ client, taskQueue }) =>
-      client.workflow.execute('preflight', { taskQueue, workflowId: `preflight-down-${taskQueue}`, args: [{}] }),
-    );
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const handle = await client.workflow.start('preflight', { taskQueue, workflowId: `preflight-down-${taskQueue}`, args: [{}] });
+      const finished = await handle.result();
+      await recordHistory(handle, 'preflight-targets-down');
+      return finished;
+    });
     expect(result.ok).toBe(false);
     const firstRows = Object.fromEntries(['kubernetes', 'postgres', 'redis', 's3', 'prometheus'].map((t) => [t, rowsOf(result, t)]));
     expect(firstRows.kubernetes).toEqual([expect.objectContaining({ check: 'API reachable', status: 'FAIL', detail: expect.stringMatching(/ECONNREFUSED/) })]);
@@ -106,6 +113,7 @@ describe('preflight', () => {
       expect((cause as ApplicationFailure).type).toBe('InvalidInput');
       expect((cause as ApplicationFailure).nonRetryable).toBe(true);
       expect(cause!.message).toMatch(/^invalid input for preflight: targets\.0: /);
+      await recordHistory(handle, 'preflight-bad-input');
       const history = await handle.fetchHistory();
       const scheduled = history.events?.filter((e) => e.activityTaskScheduledEventAttributes) ?? [];
       expect(scheduled).toHaveLength(0);
