@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import type { preflight } from '../workflows';
 import type { PreflightResult } from '../common/preflight';
 import { closedPort, testbedConfig, testbedEnv } from './helpers/testbed';
 import { recordHistory } from './helpers/histories';
@@ -19,7 +20,7 @@ describe('preflight', () => {
   test('against the real test bed every configured target passes, Kubernetes (not configured) is skipped', async () => {
     const config = testbedConfig();
     const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const handle = await client.workflow.start('preflight', { taskQueue, workflowId: `preflight-real-${taskQueue}`, args: [{}] });
+      const handle = await client.workflow.start<typeof preflight>('preflight', { taskQueue, workflowId: `preflight-real-${taskQueue}`, args: [{}] });
       const finished = await handle.result();
       await recordHistory(handle, 'preflight-all-targets');
       return finished;
@@ -75,7 +76,7 @@ describe('preflight', () => {
       PROMETHEUS_URL: `http://127.0.0.1:${closedPort}`,
     });
     const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const handle = await client.workflow.start('preflight', { taskQueue, workflowId: `preflight-down-${taskQueue}`, args: [{}] });
+      const handle = await client.workflow.start<typeof preflight>('preflight', { taskQueue, workflowId: `preflight-down-${taskQueue}`, args: [{}] });
       const finished = await handle.result();
       await recordHistory(handle, 'preflight-targets-down');
       return finished;
@@ -102,7 +103,7 @@ describe('preflight', () => {
   test('bad input fails at once, non-retryable, naming the field, before any activity runs', async () => {
     const config = testbedConfig();
     await withWorker(config, async ({ client, taskQueue }) => {
-      const handle = await client.workflow.start('preflight', { taskQueue, workflowId: `preflight-bad-${taskQueue}`, args: [{ targets: ['mongodb'] } as never] });
+      const handle = await client.workflow.start<typeof preflight>('preflight', { taskQueue, workflowId: `preflight-bad-${taskQueue}`, args: [{ targets: ['mongodb'] } as never] });
       const error = await handle.result().then(
         () => undefined,
         (err: unknown) => err,

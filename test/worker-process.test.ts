@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
+import type { preflight } from '../workflows';
 import type { PreflightResult } from '../common/preflight';
 import { waitUntil } from '../scripts/testbed/processes';
 import { parseJsonLines, startScript } from './helpers/process-output';
@@ -17,7 +18,7 @@ describe('worker process (workers/main.ts)', () => {
       await worker.waitForLine((line) => line.includes('"worker ready"'));
       const connection = await Connection.connect({ address: env.TEMPORAL_ADDRESS });
       const client = new Client({ connection });
-      const handle = await client.workflow.start('preflight', { taskQueue, workflowId: `worker-process-${taskQueue}`, args: [{ targets: ['postgres', 'redis'] }] });
+      const handle = await client.workflow.start<typeof preflight>('preflight', { taskQueue, workflowId: `worker-process-${taskQueue}`, args: [{ targets: ['postgres', 'redis'] }] });
       const result: PreflightResult = await handle.result();
       await connection.close();
       expect(result.ok).toBe(true);

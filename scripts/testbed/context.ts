@@ -1,4 +1,4 @@
-import type { TestbedLayout } from './layout';
+import type { PortName, TestbedLayout } from './layout';
 
 /** Credentials generated once per checkout and kept in the env file, since data dirs are initialised with them. */
 export interface TestbedSecrets {
@@ -18,6 +18,8 @@ export type ServiceName = 'temporal' | 'postgres' | 'redis' | 's3' | 'prometheus
 
 export interface TestbedServer {
   name: ServiceName;
+  /** Ports the server listens on; all must be free before it starts. */
+  ports: PortName[];
   /** Installs (or finds in the cache) what the server runs from. Idempotent. */
   install(ctx: TestbedContext): void;
   /** True when a server answers on its port with our credentials. */

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { readEnvFile, writeEnvFile } from './env-file';
 import { port, testbedLayout, type TestbedLayout } from './layout';
-import { stopDetached } from './processes';
+import { isPortOpen, stopDetached } from './processes';
 import { postgresServer, postgresUrl, seedDatabase } from './postgres-server';
 import { prometheusServer, prometheusUrl } from './prometheus-server';
 import { redisServer, redisUrl } from './redis-server';
@@ -62,6 +62,11 @@ function testbedEnv(ctx: TestbedContext): Record<string, string> {
   };
 }
 
+async function firstOpenPort(ports: number[]): Promise<number | undefined> {
+  for (const candidate of ports) if (await isPortOpen(candidate)) return candidate;
+  return undefined;
+}
+
 async function healthy(server: TestbedServer, ctx: TestbedContext): Promise<boolean> {
   try {
     return await server.isHealthy(ctx);
@@ -97,6 +102,10 @@ export async function up(options: UpOptions = {}): Promise<TestbedHandle> {
         log(`${name}: already running, reused`);
         return;
       }
+      const busy = await firstOpenPort(server.ports.map((name) => port(layout, name)));
+      if (busy !== undefined) {
+        throw new Error(`${name}: port ${busy} is taken by another process that is not this test bed's ${name}; stop it or set TESTBED_PORT_BASE`);
+      }
       const t0 = Date.now();
       await server.start(ctx);
       started.push(name);
@@ -113,8 +122,7 @@ export async function up(options: UpOptions = {}): Promise<TestbedHandle> {
 }
 
 /** Stops the named servers (by default every one with a pid file of ours). */
-export async function down(services: ServiceName[] = allServices): Promise<void> {
-  const layout = testbedLayout();
+export async function down(services: ServiceName[] = allServices, layout: TestbedLayout = testbedLayout()): Promise<void> {
   await Promise.all(services.map((name) => stopDetached(layout.stateDir, name)));
 }
 

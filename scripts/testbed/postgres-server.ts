@@ -72,6 +72,7 @@ function gidOf(user: string): number {
 
 export const postgresServer: TestbedServer = {
   name: 'postgres',
+  ports: ['postgres'],
   install(ctx) {
     ensureDebianPackages(debianPackages.filter((p) => p.startsWith('postgresql')), ctx.log);
   },

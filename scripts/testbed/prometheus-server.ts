@@ -12,6 +12,7 @@ export function prometheusUrl(ctx: TestbedContext): string {
 /** Prometheus scraping itself and the Temporal dev server, so PromQL has real series to answer with. */
 export const prometheusServer: TestbedServer = {
   name: 'prometheus',
+  ports: ['prometheus'],
   install(ctx) {
     ensureDebianPackages(['prometheus'], ctx.log);
   },
@@ -48,5 +49,11 @@ export const prometheusServer: TestbedServer = {
       '--web.enable-admin-api',
     ]);
     await waitUntil('Prometheus', () => this.isHealthy(ctx), 60_000, join(layout.stateDir, 'prometheus.log'));
+    // Ready means PromQL already has data: wait for the first scrape of itself.
+    await waitUntil('the first Prometheus scrape', async () => {
+      const response = await fetch(`${prometheusUrl(ctx)}/api/v1/query?query=up`, { signal: AbortSignal.timeout(1000) });
+      const body = (await response.json()) as { data?: { result?: unknown[] } };
+      return (body.data?.result?.length ?? 0) > 0;
+    }, 30_000);
   },
 };

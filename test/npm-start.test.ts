@@ -1,0 +1,70 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import type { preflight } from '../workflows';
+import { allServices, down } from '../scripts/testbed';
+import { readEnvFile } from '../scripts/testbed/env-file';
+import { testbedLayout } from '../scripts/testbed/layout';
+import { isPortOpen } from '../scripts/testbed/processes';
+import { startScript } from './helpers/process-output';
+
+/**
+ * `npm start` on the embedded defaults, in a sandbox of its own (own state dir and ports, so it
+ * starts every server itself): sandbox up, worker polling, preflight passes, Ctrl-C stops all of it.
+ */
+/** Evaluates fn with some environment variables set, restoring them after. */
+function withEnv<T>(env: NodeJS.ProcessEnv, fn: () => T): T {
+  const saved = { ...process.env };
+  Object.assign(process.env, env);
+  try {
+    return fn();
+  } finally {
+    process.env = saved;
+  }
+}
+
+describe('npm start with nothing configured', () => {
+  test('starts the sandbox loudly, runs the worker, and Ctrl-C stops everything it started', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'runbook-npm-start-'));
+    const portBase = 17500;
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      TESTBED_STATE_DIR: stateDir,
+      TESTBED_PORT_BASE: String(portBase),
+      WORKER_METRICS_HOST: '127.0.0.1',
+      WORKER_METRICS_PORT: String(portBase + 97),
+    };
+    const sandboxLayout = withEnv(env, () => testbedLayout());
+    const start = startScript('scripts/start.ts', env);
+    try {
+      await start.waitForLine((line) => line.includes('Ctrl-C stops the worker'), 240_000);
+      const output = start.lines.join('\n');
+      expect(output).toContain('NO TARGETS CONFIGURED: running against the LOCAL SANDBOX');
+      expect(output).toMatch(/Temporal Web UI: http:\/\/127\.0\.0\.1:17534/);
+      expect(output).toMatch(/workflow execute --address 127\.0\.0\.1:17533 .*--type preflight --task-queue runbooks/);
+
+      const sandbox = readEnvFile(join(stateDir, 'testbed.env'));
+      const connection = await Connection.connect({ address: sandbox.TEMPORAL_ADDRESS });
+      const client = new Client({ connection });
+      const result = await client.workflow.execute<typeof preflight>('preflight', { taskQueue: 'runbooks', workflowId: `npm-start-preflight-${Date.now()}`, args: [{}] });
+      await connection.close();
+      expect(result.rows.filter((row) => row.status === 'FAIL')).toEqual([]);
+      expect(result.passed).toBeGreaterThan(10);
+
+      start.child.kill('SIGINT');
+      expect(await start.exited).toBe(0);
+      expect(start.lines.join('\n')).toMatch(/stopping (temporal|postgres|redis|s3|prometheus)/);
+      for (const offset of [33, 32, 79, 40, 90]) expect(await isPortOpen(portBase + offset)).toBe(false);
+    } finally {
+      if (start.child.exitCode === null) {
+        start.child.kill('SIGKILL');
+        // Its servers run detached; stop them through their pid files so no run leaks into the next.
+        await down(allServices, sandboxLayout);
+      }
+      rmSync(stateDir, { recursive: true, force: true });
+      rmSync(sandboxLayout.postgresDir, { recursive: true, force: true });
+    }
+  });
+});
