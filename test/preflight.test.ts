@@ -113,7 +113,7 @@ describe('preflight', () => {
       expect(cause).toBeInstanceOf(ApplicationFailure);
       expect((cause as ApplicationFailure).type).toBe('InvalidInput');
       expect((cause as ApplicationFailure).nonRetryable).toBe(true);
-      expect(cause!.message).toMatch(/^invalid input for preflight: targets\.0: /);
+      expect(cause!.message).toBe('invalid input for preflight: targets.0: expected one of kubernetes, postgres, redis, s3, prometheus');
       await recordHistory(handle, 'preflight-bad-input');
       const history = await handle.fetchHistory();
       const scheduled = history.events?.filter((e) => e.activityTaskScheduledEventAttributes) ?? [];

@@ -9,7 +9,7 @@ import { validateInput } from './validate-input';
 export const preflightInputSchema = z
   .object({
     /** Which systems to check; all configured ones by default. */
-    targets: z.array(z.enum(targetSystems)).min(1).optional(),
+    targets: z.array(z.enum(targetSystems, { message: `expected one of ${targetSystems.join(', ')}` })).min(1).optional(),
   })
   .strict();
 export type PreflightInput = z.infer<typeof preflightInputSchema>;
