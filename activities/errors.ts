@@ -1,0 +1,95 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { errorText } from './preflight-checks';
+
+/**
+ * Failure types workflows branch on. NotFound, Forbidden, InvalidInput and Refused are
+ * non-retryable (retrying cannot fix them); Conflict and Transient are retried with backoff.
+ */
+export type FailureType = 'NotFound' | 'Forbidden' | 'InvalidInput' | 'Refused' | 'Conflict' | 'Transient';
+
+const nonRetryable = new Set<FailureType>(['NotFound', 'Forbidden', 'InvalidInput', 'Refused']);
+
+export function failure(type: FailureType, message: string): ApplicationFailure {
+  return ApplicationFailure.create({ type, message, nonRetryable: nonRetryable.has(type) });
+}
+
+/** A guard said no: the action is outside what configuration allows. Never retried. */
+export function refused(message: string): ApplicationFailure {
+  return failure('Refused', message);
+}
+
+export function invalidInput(message: string): ApplicationFailure {
+  return failure('InvalidInput', message);
+}
+
+const transientCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET']);
+
+/** PostgreSQL SQLSTATE classes and codes (https://www.postgresql.org/docs/current/errcodes-appendix.html). */
+function postgresType(code: string): FailureType | undefined {
+  if (code === '42501') return 'Forbidden';
+  if (code === '3D000' || code === '42P01' || code === '42704' || code === '42883') return 'NotFound';
+  if (code === '40001' || code === '40P01' || code === '55P03') return 'Conflict';
+  if (code.startsWith('08') || code === '53300' || code === '57P01' || code === '57P02' || code === '57P03') return 'Transient';
+  if (code.startsWith('22') || code === '42601' || code === '42602' || code === '42622' || code === '23505' || code === '23503') return 'InvalidInput';
+  return undefined;
+}
+
+function httpType(status: number): FailureType | undefined {
+  if (status === 404) return 'NotFound';
+  if (status === 401 || status === 403) return 'Forbidden';
+  if (status === 409) return 'Conflict';
+  if (status === 400 || status === 422) return 'InvalidInput';
+  if (status === 429 || status >= 500) return 'Transient';
+  return undefined;
+}
+
+/** Reads the HTTP status of a Kubernetes client error (statusCode) or an AWS SDK error ($metadata). */
+function httpStatusOf(err: unknown): number | undefined {
+  const e = err as { statusCode?: unknown; code?: unknown; $metadata?: { httpStatusCode?: unknown }; response?: { statusCode?: unknown } };
+  for (const candidate of [e.statusCode, e.response?.statusCode, e.$metadata?.httpStatusCode, typeof e.code === 'number' ? e.code : undefined]) {
+    if (typeof candidate === 'number' && candidate >= 100) return candidate;
+  }
+  return undefined;
+}
+
+/** What the failure is about, e.g. "patch deployments short-drama-app in short-drama-prod". */
+export interface FailureContext {
+  action: string;
+}
+
+/**
+ * Maps a client error (pg, ioredis, AWS SDK, Kubernetes client, fetch) to an ApplicationFailure
+ * of a type the workflows can branch on. The message names the action; credentials are removed.
+ */
+export function classifyError(err: unknown, context: FailureContext): ApplicationFailure {
+  if (err instanceof ApplicationFailure) return err;
+  const e = err as { code?: unknown; name?: unknown; body?: { message?: unknown } };
+  const code = typeof e.code === 'string' ? e.code : undefined;
+  const detail = typeof e.body?.message === 'string' ? e.body.message : errorText(err);
+  let type: FailureType | undefined;
+  if (code && /^[0-9A-Z]{5}$/.test(code)) type = postgresType(code);
+  if (!type && code && transientCodes.has(code)) type = 'Transient';
+  if (!type) {
+    const status = httpStatusOf(err);
+    if (status !== undefined) type = httpType(status);
+  }
+  if (!type && typeof e.name === 'string') {
+    if (e.name === 'NoSuchKey' || e.name === 'NoSuchBucket' || e.name === 'NotFound') type = 'NotFound';
+    else if (e.name === 'AccessDenied') type = 'Forbidden';
+    else if (e.name === 'TimeoutError' || e.name === 'AbortError') type = 'Transient';
+  }
+  if (!type && /NOPERM|NOAUTH|WRONGPASS/.test(detail)) type = 'Forbidden';
+  if (!type && /Connection is closed|max retries per request|Stream isn't writeable/i.test(detail)) type = 'Transient';
+  const message = `${context.action}: ${detail}`;
+  if (!type) return ApplicationFailure.create({ type: 'Unclassified', message, nonRetryable: false });
+  return failure(type, message);
+}
+
+/** Runs a client call and rethrows any error classified. */
+export async function classified<T>(action: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    throw classifyError(err, { action });
+  }
+}

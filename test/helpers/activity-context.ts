@@ -1,0 +1,38 @@
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { Runtime } from '@temporalio/worker';
+import { createActivities, type Activities } from '../../activities';
+import type { RunbookConfig } from '../../config/schema';
+import { buildDependencies } from '../../workers/dependencies';
+import { testbedConfig } from './testbed';
+
+export interface ActivityHarness {
+  activities: Activities;
+  /** Runs one activity inside an activity context (heartbeats recorded, cancellation possible). */
+  run<K extends keyof Activities>(name: K, ...args: Parameters<Activities[K]>): Promise<Awaited<ReturnType<Activities[K]>>>;
+  /** Heartbeat details of every run so far, in order. */
+  heartbeats: unknown[];
+  environment: MockActivityEnvironment;
+  config: RunbookConfig;
+  close(): Promise<void>;
+}
+
+/**
+ * The real activities on real clients of the test bed. MockActivityEnvironment supplies only the
+ * activity context (heartbeat, cancellation); every call goes to the real server.
+ */
+export function activityHarness(overrides: Record<string, string | undefined> = {}, heartbeatDetails?: unknown): ActivityHarness {
+  const config = testbedConfig(overrides);
+  const built = buildDependencies(config, Runtime.instance().logger);
+  const activities = createActivities(built.deps);
+  const heartbeats: unknown[] = [];
+  const environment = new MockActivityEnvironment(heartbeatDetails === undefined ? {} : { heartbeatDetails });
+  environment.on('heartbeat', (details: unknown) => heartbeats.push(details));
+  return {
+    activities,
+    heartbeats,
+    environment,
+    config,
+    run: (name, ...args) => environment.run(activities[name] as (...a: unknown[]) => Promise<never>, ...args),
+    close: () => built.close(),
+  };
+}
