@@ -63,9 +63,11 @@ export interface FailureContext {
  */
 export function classifyError(err: unknown, context: FailureContext): ApplicationFailure {
   if (err instanceof ApplicationFailure) return err;
-  const e = err as { code?: unknown; name?: unknown; body?: { message?: unknown } };
-  const code = typeof e.code === 'string' ? e.code : undefined;
-  const detail = typeof e.body?.message === 'string' ? e.body.message : errorText(err);
+  const e = err as { code?: unknown; name?: unknown; body?: { message?: unknown }; cause?: { code?: unknown } };
+  // fetch() reports network errors as TypeError('fetch failed') with the errno code on its cause.
+  const code = typeof e.code === 'string' ? e.code : typeof e.cause?.code === 'string' ? e.cause.code : undefined;
+  const causeText = e.cause && code && !errorText(err).includes(code) ? ` (${code})` : '';
+  const detail = typeof e.body?.message === 'string' ? e.body.message : `${errorText(err)}${causeText}`;
   let type: FailureType | undefined;
   if (code && /^[0-9A-Z]{5}$/.test(code)) type = postgresType(code);
   if (!type && code && transientCodes.has(code)) type = 'Transient';

@@ -4,6 +4,7 @@ import type Redis from 'ioredis';
 import type { Pool } from 'pg';
 import type { AllowLists } from '../config/schema';
 import { createKubernetesActivities } from './kubernetes';
+import { createNotifyActivities } from './notify';
 import { createPostgresActivities } from './postgres';
 import { createPrometheusActivities } from './prometheus';
 import { createRedisActivities } from './redis';
@@ -17,6 +18,7 @@ export interface ActivityDeps {
   redis?: Redis;
   s3?: { client: S3Client; bucket: string; backupPrefix: string; evidencePrefix: string };
   prometheusUrl?: string;
+  webhookUrl?: string;
 }
 
 export function createActivities(deps: ActivityDeps) {
@@ -33,6 +35,7 @@ export function createActivities(deps: ActivityDeps) {
       allowedPrefixes: allowlists.s3Prefixes,
     }),
     ...createPrometheusActivities({ prometheusUrl: deps.prometheusUrl }),
+    ...createNotifyActivities({ webhookUrl: deps.webhookUrl }),
   };
 }
 

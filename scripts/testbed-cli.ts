@@ -13,7 +13,7 @@ async function main(): Promise<void> {
     await down(services);
     console.log(`stopped ${services.join(', ')}`);
   } else {
-    throw new Error('usage: npm run testbed -- up|down [temporal postgres redis s3 prometheus]');
+    throw new Error(`usage: npm run testbed -- up|down [${allServices.join(' ')}]`);
   }
 }
 

@@ -67,6 +67,7 @@ export function buildDependencies(config: RunbookConfig, logger: Logger): BuiltD
     redis,
     s3: s3 && config.s3 ? { client: s3, bucket: config.s3.bucket, backupPrefix: config.s3.backupPrefix, evidencePrefix: config.s3.evidencePrefix } : undefined,
     prometheusUrl: config.prometheus?.url,
+    webhookUrl: config.notifications.webhookUrl,
   };
   return {
     deps,

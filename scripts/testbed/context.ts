@@ -14,7 +14,7 @@ export interface TestbedContext {
   log: (line: string) => void;
 }
 
-export type ServiceName = 'temporal' | 'postgres' | 'redis' | 's3' | 'prometheus';
+export type ServiceName = 'temporal' | 'postgres' | 'redis' | 's3' | 'prometheus' | 'webhook' | 'app-metrics';
 
 export interface TestbedServer {
   name: ServiceName;

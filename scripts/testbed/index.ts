@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { readEnvFile, writeEnvFile } from './env-file';
 import { port, testbedLayout, type TestbedLayout } from './layout';
 import { isPortOpen, stopDetached } from './processes';
+import { appMetricsServer, appMetricsUrl, webhookServer, webhookUrl } from './node-servers';
 import { postgresServer, postgresUrl, seedDatabase } from './postgres-server';
 import { prometheusServer, prometheusUrl } from './prometheus-server';
 import { redisServer, redisUrl } from './redis-server';
@@ -11,13 +12,15 @@ import { temporalServer } from './temporal-server';
 import type { ServiceName, TestbedContext, TestbedSecrets, TestbedServer } from './context';
 
 export type { ServiceName } from './context';
-export const allServices: ServiceName[] = ['temporal', 'postgres', 'redis', 's3', 'prometheus'];
+export const allServices: ServiceName[] = ['temporal', 'postgres', 'redis', 's3', 'prometheus', 'webhook', 'app-metrics'];
 const servers: Record<ServiceName, TestbedServer> = {
   temporal: temporalServer,
   postgres: postgresServer,
   redis: redisServer,
   s3: s3Server,
   prometheus: prometheusServer,
+  webhook: webhookServer,
+  'app-metrics': appMetricsServer,
 };
 
 export interface TestbedHandle {
@@ -56,6 +59,9 @@ function testbedEnv(ctx: TestbedContext): Record<string, string> {
     S3_ACCESS_KEY_ID: secrets.s3AccessKeyId,
     S3_SECRET_ACCESS_KEY: secrets.s3SecretAccessKey,
     PROMETHEUS_URL: prometheusUrl(ctx),
+    NOTIFY_WEBHOOK_URL: `${webhookUrl(ctx)}/notify`,
+    TESTBED_WEBHOOK_URL: webhookUrl(ctx),
+    TESTBED_APP_METRICS_URL: appMetricsUrl(ctx),
     TESTBED_POSTGRES_PASSWORD: secrets.postgresPassword,
     TESTBED_REDIS_PASSWORD: secrets.redisPassword,
     TESTBED_POSTGRES_ADMIN_URL: postgresUrl(ctx, 'postgres'),

@@ -39,8 +39,12 @@ export const portOffsets = {
   temporalMetrics: 35,
   temporalHttp: 36,
   postgres: 32,
+  // Nothing ever listens here: tests use it for "target down".
+  alwaysClosed: 31,
   redis: 79,
   prometheus: 90,
+  webhook: 80,
+  appMetrics: 81,
   s3: 40,
   // SeaweedFS runs several internal servers; each needs a port of its own.
   seaweedMaster: 41,

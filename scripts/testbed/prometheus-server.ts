@@ -38,6 +38,9 @@ export const prometheusServer: TestbedServer = {
         '  - job_name: temporal',
         '    static_configs:',
         `      - targets: ['127.0.0.1:${port(layout, 'temporalMetrics')}']`,
+        '  - job_name: short-drama-app',
+        '    static_configs:',
+        `      - targets: ['127.0.0.1:${port(layout, 'appMetrics')}']`,
         '',
       ].join('\n'),
     );

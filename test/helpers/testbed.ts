@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../../config/load';
 import type { RunbookConfig } from '../../config/schema';
 import { readTestbedEnv } from '../../scripts/testbed';
+import { port, testbedLayout } from '../../scripts/testbed/layout';
 
 /** Ports and credentials of the running test bed (written by global setup). */
 export function testbedEnv(): Record<string, string> {
@@ -16,5 +17,5 @@ export function testbedConfig(overrides: Record<string, string | undefined> = {}
   return loadConfig({ env: env as NodeJS.ProcessEnv });
 }
 
-/** A loopback port nothing listens on, for "target down" cases. */
-export const closedPort = 9;
+/** A loopback port nothing listens on, for "target down" cases (not 9 or 1: fetch refuses those as "bad ports"). */
+export const closedPort = port(testbedLayout(), 'alwaysClosed');

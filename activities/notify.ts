@@ -1,0 +1,65 @@
+import { Context } from '@temporalio/activity';
+import { classified, failure, invalidInput } from './errors';
+
+export interface NotifyDeps {
+  /** Absent when no webhook is configured: notifications are then recorded as not sent. */
+  webhookUrl?: string;
+  fetchTimeoutMs?: number;
+}
+
+export interface Notification {
+  /** One line people read first. */
+  title: string;
+  /** Markdown-ish body (Slack mrkdwn). */
+  text?: string;
+  severity?: 'P0' | 'P1' | 'P2' | 'P3' | 'info';
+  /** Label/value pairs shown as fields. */
+  fields?: Record<string, string>;
+  /** Stable id (e.g. workflow id + step) so a receiver can drop duplicates of a retried post. */
+  dedupeKey: string;
+}
+
+export interface NotifyResult {
+  sent: boolean;
+  reason?: string;
+  status?: number;
+  attempt: number;
+}
+
+/** The Slack incoming-webhook shape (text + blocks), which most chat tools accept. */
+export function slackPayload(notification: Notification): Record<string, unknown> {
+  const severity = notification.severity && notification.severity !== 'info' ? `[${notification.severity}] ` : '';
+  const fieldLines = Object.entries(notification.fields ?? {}).map(([label, value]) => `*${label}:* ${value}`);
+  const body = [notification.text, ...fieldLines].filter(Boolean).join('\n');
+  return {
+    text: `${severity}${notification.title}`,
+    blocks: [
+      { type: 'header', text: { type: 'plain_text', text: `${severity}${notification.title}`.slice(0, 150) } },
+      ...(body ? [{ type: 'section', text: { type: 'mrkdwn', text: body.slice(0, 3000) } }] : []),
+    ],
+    metadata: { event_type: 'runbook_notification', event_payload: { dedupeKey: notification.dedupeKey, severity: notification.severity ?? 'info' } },
+  };
+}
+
+export function createNotifyActivities({ webhookUrl, fetchTimeoutMs = 10_000 }: NotifyDeps) {
+  return {
+    /** Posts one notification; a non-2xx answer fails the attempt as Transient so Temporal retries it with backoff. */
+    async notify(notification: Notification): Promise<NotifyResult> {
+      const attempt = Context.current().info.attempt;
+      if (!notification.title?.trim()) throw invalidInput('a notification needs a title');
+      if (!notification.dedupeKey?.trim()) throw invalidInput('a notification needs a dedupeKey');
+      if (!webhookUrl) return { sent: false, reason: 'no webhook configured (NOTIFY_WEBHOOK_URL)', attempt };
+      const response = await classified('post notification', () =>
+        fetch(webhookUrl, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'idempotency-key': notification.dedupeKey },
+          body: JSON.stringify(slackPayload(notification)),
+          signal: AbortSignal.timeout(fetchTimeoutMs),
+        }),
+      );
+      if (response.status >= 500 || response.status === 429) throw failure('Transient', `post notification: webhook answered HTTP ${response.status}`);
+      if (!response.ok) throw failure('InvalidInput', `post notification: webhook refused it with HTTP ${response.status}`);
+      return { sent: true, status: response.status, attempt };
+    },
+  };
+}

@@ -1,0 +1,37 @@
+import { join } from 'node:path';
+import { port, type PortName } from './layout';
+import { startDetached, waitUntil } from './processes';
+import type { ServiceName, TestbedContext, TestbedServer } from './context';
+
+export function webhookUrl(ctx: TestbedContext): string {
+  return `http://127.0.0.1:${port(ctx.layout, 'webhook')}`;
+}
+
+export function appMetricsUrl(ctx: TestbedContext): string {
+  return `http://127.0.0.1:${port(ctx.layout, 'appMetrics')}`;
+}
+
+/** A small server of ours (plain Node.js, nothing to install), started like the others. */
+function nodeServer(name: ServiceName, script: string, portName: PortName, healthPath: string, extraArgs: (ctx: TestbedContext) => string[] = () => []): TestbedServer {
+  const url = (ctx: TestbedContext) => `http://127.0.0.1:${port(ctx.layout, portName)}${healthPath}`;
+  return {
+    name,
+    ports: [portName],
+    install() {
+      // Node.js runs it; nothing to install.
+    },
+    async isHealthy(ctx) {
+      return (await fetch(url(ctx), { signal: AbortSignal.timeout(1000) })).ok;
+    },
+    async start(ctx) {
+      startDetached(ctx.layout.stateDir, name, process.execPath, [join(__dirname, script), String(port(ctx.layout, portName)), ...extraArgs(ctx)]);
+      await waitUntil(name, () => this.isHealthy(ctx), 30_000, join(ctx.layout.stateDir, `${name}.log`));
+    },
+  };
+}
+
+/** Receives the runbooks' notifications (Slack-compatible JSON) and lists them at GET /messages. */
+export const webhookServer = nodeServer('webhook', 'webhook-receiver.js', 'webhook', '/healthz', (ctx) => [join(ctx.layout.stateDir, 'webhook-messages.jsonl')]);
+
+/** The manual's application metrics with simulated traffic, scraped by Prometheus. */
+export const appMetricsServer = nodeServer('app-metrics', 'app-metrics.js', 'appMetrics', '/profile');
