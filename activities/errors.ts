@@ -1,4 +1,4 @@
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { errorText } from './preflight-checks';
 
 /**
@@ -61,8 +61,9 @@ export interface FailureContext {
  * Maps a client error (pg, ioredis, AWS SDK, Kubernetes client, fetch) to an ApplicationFailure
  * of a type the workflows can branch on. The message names the action; credentials are removed.
  */
-export function classifyError(err: unknown, context: FailureContext): ApplicationFailure {
-  if (err instanceof ApplicationFailure) return err;
+export function classifyError(err: unknown, context: FailureContext): ApplicationFailure | CancelledFailure {
+  // A cancelled activity must surface as a cancellation, not as a failure to retry.
+  if (err instanceof ApplicationFailure || err instanceof CancelledFailure) return err;
   const e = err as { code?: unknown; name?: unknown; body?: { message?: unknown }; cause?: { code?: unknown } };
   // fetch() reports network errors as TypeError('fetch failed') with the errno code on its cause.
   const code = typeof e.code === 'string' ? e.code : typeof e.cause?.code === 'string' ? e.cause.code : undefined;

@@ -1,20 +1,28 @@
 import type { S3Client } from '@aws-sdk/client-s3';
+import type { Client } from '@temporalio/client';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type Redis from 'ioredis';
 import type { Pool } from 'pg';
-import type { AllowLists } from '../config/schema';
+import type { AllowLists, RunbookConfig } from '../config/schema';
 import { createKubernetesActivities } from './kubernetes';
 import { createNotifyActivities } from './notify';
 import { createPostgresActivities } from './postgres';
 import { createPrometheusActivities } from './prometheus';
 import { createRedisActivities } from './redis';
+import { createRunbookSupportActivities } from './runbook-support';
 import { createS3Activities } from './s3';
 
 /** The real clients the worker builds from configuration; an absent one means that target is not configured. */
 export interface ActivityDeps {
   allowlists: AllowLists;
+  approvers: RunbookConfig['approvers'];
+  approvals: RunbookConfig['approvals'];
+  /** For target locks: starting a lock workflow needs a client. */
+  temporal?: { client: Client; taskQueue: string };
   kube?: KubeConfig;
   pool?: Pool;
+  /** For PostgreSQL's own tools (psql, pg_restore) and fresh connections while the server restarts. */
+  databaseUrl?: string;
   redis?: Redis;
   s3?: { client: S3Client; bucket: string; backupPrefix: string; evidencePrefix: string };
   prometheusUrl?: string;
@@ -25,7 +33,12 @@ export function createActivities(deps: ActivityDeps) {
   const { allowlists } = deps;
   return {
     ...createKubernetesActivities({ kube: deps.kube, allowedNamespaces: allowlists.namespaces }),
-    ...createPostgresActivities({ pool: deps.pool, allowedDatabases: allowlists.databases }),
+    ...createPostgresActivities({
+      pool: deps.pool,
+      allowedDatabases: allowlists.databases,
+      databaseUrl: deps.databaseUrl,
+      s3: deps.s3 && { client: deps.s3.client, bucket: deps.s3.bucket, backupPrefix: deps.s3.backupPrefix },
+    }),
     ...createRedisActivities({ redis: deps.redis, allowedKeyPatterns: allowlists.redisKeyPatterns }),
     ...createS3Activities({
       s3: deps.s3?.client,
@@ -36,6 +49,12 @@ export function createActivities(deps: ActivityDeps) {
     }),
     ...createPrometheusActivities({ prometheusUrl: deps.prometheusUrl }),
     ...createNotifyActivities({ webhookUrl: deps.webhookUrl }),
+    ...createRunbookSupportActivities({
+      approvers: deps.approvers,
+      approvals: deps.approvals,
+      s3: deps.s3 && { client: deps.s3.client, bucket: deps.s3.bucket, evidencePrefix: deps.s3.evidencePrefix },
+      temporal: deps.temporal,
+    }),
   };
 }
 

@@ -1,12 +1,16 @@
-import type { Pool } from 'pg';
 import type { PreflightRow } from '../common/preflight';
+import { type PostgresDeps } from './postgres-common';
+import { createPostgresConnectionActivities } from './postgres-connections';
+import { createPostgresMaintenanceActivities } from './postgres-maintenance';
+import { createPostgresRestoreActivities } from './postgres-restore';
+import { createPostgresStatisticsActivities } from './postgres-statistics';
 import { notConfigured, runChecks } from './preflight-checks';
 
-export interface PostgresDeps {
-  /** Absent when no database is configured. */
-  pool?: Pool;
-  allowedDatabases: string[];
-}
+export type { PostgresDeps } from './postgres-common';
+export type { ConnectionStats, MaxConnectionsResult, TerminateIdleResult, WaitForPostgresResult } from './postgres-connections';
+export type { DeleteExpiredSessionsResult, EnsureIndexesResult, VacuumAnalyzeResult } from './postgres-maintenance';
+export type { RestoreDrillResult } from './postgres-restore';
+export type { DatabaseSize, SlowestStatements, TableSize } from './postgres-statistics';
 
 /** Privileges the runbooks use, as SQL that answers true or false for the connected role. */
 const privilegeChecks: Array<[check: string, sql: string, needed: string]> = [
@@ -17,8 +21,13 @@ const privilegeChecks: Array<[check: string, sql: string, needed: string]> = [
   ['privilege: delete expired sessions', `SELECT CASE WHEN to_regclass('public.sessions') IS NULL THEN NULL ELSE has_table_privilege('public.sessions', 'DELETE') END AS ok`, 'DELETE on sessions (weeklyReview)'],
 ];
 
-export function createPostgresActivities({ pool, allowedDatabases }: PostgresDeps) {
+export function createPostgresActivities(deps: PostgresDeps) {
+  const { pool, allowedDatabases } = deps;
   return {
+    ...createPostgresConnectionActivities(deps),
+    ...createPostgresStatisticsActivities(deps),
+    ...createPostgresMaintenanceActivities(deps),
+    ...createPostgresRestoreActivities(deps),
     async preflightPostgres(): Promise<PreflightRow[]> {
       if (!pool) return notConfigured('postgres');
       return runChecks('postgres', [

@@ -1,5 +1,9 @@
+import { Context } from '@temporalio/activity';
+import { CancelledFailure } from '@temporalio/common';
 import type Redis from 'ioredis';
 import type { PreflightRow } from '../common/preflight';
+import { classified, failure, invalidInput } from './errors';
+import { assertRedisPatternAllowed } from './guards';
 import { notConfigured, runChecks } from './preflight-checks';
 
 export interface RedisDeps {
@@ -18,7 +22,171 @@ export function parseInfo(text: string): Record<string, string> {
   return fields;
 }
 
+/** The eviction policies Redis 7 accepts for `maxmemory-policy`. */
+export const maxmemoryPolicies = [
+  'noeviction',
+  'allkeys-lru',
+  'allkeys-lfu',
+  'allkeys-random',
+  'volatile-lru',
+  'volatile-lfu',
+  'volatile-random',
+  'volatile-ttl',
+] as const;
+export type MaxmemoryPolicy = (typeof maxmemoryPolicies)[number];
+
+export interface RedisMemoryInfo {
+  usedMemory: number;
+  usedMemoryPeak: number;
+  /** 0 means no limit. */
+  maxmemory: number;
+  maxmemoryPolicy: string;
+  memFragmentationRatio: number;
+  /** usedMemory / maxmemory, or null without a limit. */
+  usedMemoryRatio: number | null;
+  /** Keys in the connection's logical database (DBSIZE). */
+  dbsize: number;
+}
+
+export interface SetMaxmemoryPolicyInput {
+  policy: string;
+  dryRun?: boolean;
+}
+
+export interface SetMaxmemoryPolicyResult {
+  before: string;
+  after: string;
+  changed: boolean;
+  dryRun: boolean;
+}
+
+export interface CountRedisKeysInput {
+  pattern: string;
+  /** SCAN COUNT hint per round trip; default 5000. */
+  scanCount?: number;
+}
+
+export interface CountRedisKeysResult {
+  pattern: string;
+  count: number;
+  scans: number;
+}
+
+export interface DeleteRedisKeysInput {
+  pattern: string;
+  /** At most this many keys are deleted by the activity (over all attempts). */
+  maxKeys: number;
+  /** Count only; nothing is deleted. */
+  dryRun?: boolean;
+  /** SCAN COUNT hint per round trip; default 5000. */
+  scanCount?: number;
+  /** Keys per UNLINK command; default 1000. */
+  batchSize?: number;
+}
+
+export interface DeleteRedisKeysResult {
+  pattern: string;
+  dryRun: boolean;
+  /** Keys removed (execute), over every attempt of this activity. */
+  deleted?: number;
+  /** Keys a run would remove (dry run): min(matching, maxKeys). */
+  wouldDelete?: number;
+  /** Dry run only: every key matching now. */
+  matching?: number;
+  /** Stopped at maxKeys with keys possibly left (execute), or more keys match than maxKeys (dry run). */
+  capped: boolean;
+  /** UNLINK commands sent (execute, over every attempt) or that a run would send (dry run). */
+  batches: number;
+  /** Set when this attempt continued from a previous attempt's heartbeat. */
+  resumedFrom?: { cursor: string; deleted: number };
+}
+
+/** What the delete heartbeats: every key on SCAN pages before `cursor` has been unlinked. */
+export interface DeleteRedisKeysProgress {
+  pattern: string;
+  cursor: string;
+  deleted: number;
+  batches: number;
+  /** The scan reached its end or the cap: a retry only reports. */
+  done: boolean;
+  capped: boolean;
+}
+
+const defaultScanCount = 5000;
+const defaultBatchSize = 1000;
+
+function requireRedis(redis: Redis | undefined): Redis {
+  if (!redis) throw failure('InvalidInput', 'Redis is not configured (REDIS_URL)');
+  return redis;
+}
+
+function validatePattern(pattern: unknown): string {
+  if (typeof pattern !== 'string' || pattern.length === 0) throw invalidInput('Redis key pattern: expected a non-empty string');
+  if (pattern.length > 512) throw invalidInput('Redis key pattern: longer than 512 characters');
+  if (/[\r\n\0]/.test(pattern)) throw invalidInput('Redis key pattern: contains control characters');
+  return pattern;
+}
+
+function validateInt(value: unknown, name: string, min: number, max: number, fallback?: number): number {
+  if (value === undefined && fallback !== undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw invalidInput(`${name}: expected an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function toNumber(fields: Record<string, string>, name: string): number {
+  const value = Number(fields[name]);
+  if (fields[name] === undefined || !Number.isFinite(value)) throw failure('Transient', `INFO memory: field ${name} missing or not a number`);
+  return value;
+}
+
+/** Throws the SDK's CancelledFailure once the activity was cancelled (delivered with a heartbeat). */
+function throwIfCancelled(ctx: Context): void {
+  const signal = ctx.cancellationSignal;
+  if (!signal.aborted) return;
+  throw signal.reason instanceof CancelledFailure ? signal.reason : new CancelledFailure(`activity cancelled: ${String(signal.reason)}`);
+}
+
+function isProgress(value: unknown, pattern: string): value is DeleteRedisKeysProgress {
+  const p = value as Partial<DeleteRedisKeysProgress> | undefined;
+  return (
+    typeof p === 'object' &&
+    p !== null &&
+    p.pattern === pattern &&
+    typeof p.cursor === 'string' &&
+    /^\d+$/.test(p.cursor) &&
+    Number.isInteger(p.deleted) &&
+    p.deleted! >= 0 &&
+    Number.isInteger(p.batches) &&
+    p.batches! >= 0
+  );
+}
+
 export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) {
+  /** SCANs the whole keyspace for the pattern; heartbeats (cursor, count) so a retry resumes. */
+  async function countMatching(client: Redis, pattern: string, scanCount: number, action: string): Promise<{ count: number; scans: number }> {
+    const ctx = Context.current();
+    const previous = ctx.info.heartbeatDetails as { countPattern?: string; cursor?: string; count?: number; scans?: number } | undefined;
+    let cursor = '0';
+    let count = 0;
+    let scans = 0;
+    if (previous?.countPattern === pattern && typeof previous.cursor === 'string' && Number.isInteger(previous.count) && previous.cursor !== '0') {
+      cursor = previous.cursor;
+      count = previous.count!;
+      scans = previous.scans ?? 0;
+    }
+    do {
+      const [next, keys] = await classified(action, () => client.scanBuffer(cursor, 'MATCH', pattern, 'COUNT', scanCount));
+      cursor = next.toString();
+      count += keys.length;
+      scans++;
+      if (cursor !== '0') ctx.heartbeat({ countPattern: pattern, cursor, count, scans });
+      throwIfCancelled(ctx);
+    } while (cursor !== '0');
+    return { count, scans };
+  }
+
   return {
     async preflightRedis(): Promise<PreflightRow[]> {
       if (!redis) return notConfigured('redis');
@@ -51,6 +219,127 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
           },
         ],
       ]);
+    },
+
+    /** `INFO memory` and `DBSIZE` as numbers. Read-only. */
+    async redisMemoryInfo(): Promise<RedisMemoryInfo> {
+      const client = requireRedis(redis);
+      const [info, dbsize] = await classified('read Redis INFO memory and DBSIZE', () => Promise.all([client.info('memory'), client.dbsize()]));
+      const fields = parseInfo(info);
+      const usedMemory = toNumber(fields, 'used_memory');
+      const maxmemory = toNumber(fields, 'maxmemory');
+      return {
+        usedMemory,
+        usedMemoryPeak: toNumber(fields, 'used_memory_peak'),
+        maxmemory,
+        maxmemoryPolicy: fields.maxmemory_policy ?? 'unknown',
+        memFragmentationRatio: toNumber(fields, 'mem_fragmentation_ratio'),
+        usedMemoryRatio: maxmemory > 0 ? usedMemory / maxmemory : null,
+        dbsize,
+      };
+    },
+
+    /** `CONFIG GET maxmemory-policy`. Read-only. */
+    async getMaxmemoryPolicy(): Promise<{ policy: string }> {
+      const client = requireRedis(redis);
+      const reply = (await classified('CONFIG GET maxmemory-policy', () => client.config('GET', 'maxmemory-policy'))) as string[];
+      if (reply.length !== 2) throw failure('Forbidden', 'CONFIG GET maxmemory-policy: no value returned (CONFIG renamed or disabled?)');
+      return { policy: reply[1]! };
+    },
+
+    /** `CONFIG SET maxmemory-policy`; no command when already set; dryRun only reports. */
+    async setMaxmemoryPolicy(input: SetMaxmemoryPolicyInput): Promise<SetMaxmemoryPolicyResult> {
+      const client = requireRedis(redis);
+      const policy = input?.policy;
+      if (typeof policy !== 'string' || !(maxmemoryPolicies as readonly string[]).includes(policy)) {
+        throw invalidInput(`maxmemory-policy "${String(policy)}" is not a Redis policy (${maxmemoryPolicies.join(', ')})`);
+      }
+      const dryRun = input.dryRun === true;
+      const reply = (await classified('CONFIG GET maxmemory-policy', () => client.config('GET', 'maxmemory-policy'))) as string[];
+      const before = reply[1];
+      if (before === undefined) throw failure('Forbidden', 'CONFIG GET maxmemory-policy: no value returned (CONFIG renamed or disabled?)');
+      if (before === policy) return { before, after: policy, changed: false, dryRun };
+      if (dryRun) return { before, after: policy, changed: false, dryRun };
+      await classified(`CONFIG SET maxmemory-policy ${policy}`, () => client.config('SET', 'maxmemory-policy', policy));
+      return { before, after: policy, changed: true, dryRun };
+    },
+
+    /** Keys matching a pattern, by SCAN (never KEYS). Read-only; heartbeats so a retry resumes. */
+    async countRedisKeys(input: CountRedisKeysInput): Promise<CountRedisKeysResult> {
+      const client = requireRedis(redis);
+      const pattern = validatePattern(input?.pattern);
+      const scanCount = validateInt(input.scanCount, 'scanCount', 1, 1_000_000, defaultScanCount);
+      const { count, scans } = await countMatching(client, pattern, scanCount, `SCAN MATCH ${pattern}`);
+      return { pattern, count, scans };
+    },
+
+    /**
+     * Deletes keys matching an allowlisted pattern: SCAN with a large COUNT, UNLINK in batches,
+     * the next SCAN pipelined behind the previous page's UNLINKs. Never KEYS, never FLUSH*.
+     * Heartbeats its cursor and running total after every page, so a retried attempt continues
+     * where the last one stopped (and the cap counts every attempt). Honours cancellation
+     * between pages. dryRun counts only.
+     */
+    async deleteRedisKeys(input: DeleteRedisKeysInput): Promise<DeleteRedisKeysResult> {
+      const client = requireRedis(redis);
+      const pattern = validatePattern(input?.pattern);
+      assertRedisPatternAllowed(pattern, { redisKeyPatterns: allowedKeyPatterns });
+      const maxKeys = validateInt(input.maxKeys, 'maxKeys', 1, 100_000_000);
+      const scanCount = validateInt(input.scanCount, 'scanCount', 1, 1_000_000, defaultScanCount);
+      const batchSize = validateInt(input.batchSize, 'batchSize', 1, 100_000, defaultBatchSize);
+      const action = `delete Redis keys matching ${pattern}`;
+
+      if (input.dryRun === true) {
+        const { count } = await countMatching(client, pattern, scanCount, `count Redis keys matching ${pattern}`);
+        const wouldDelete = Math.min(count, maxKeys);
+        return { pattern, dryRun: true, wouldDelete, matching: count, capped: count > maxKeys, batches: Math.ceil(wouldDelete / batchSize) };
+      }
+
+      const ctx = Context.current();
+      const previous: unknown = ctx.info.heartbeatDetails;
+      let cursor = '0';
+      let deleted = 0;
+      let batches = 0;
+      let resumedFrom: DeleteRedisKeysResult['resumedFrom'];
+      if (isProgress(previous, pattern)) {
+        if (previous.done) return { pattern, dryRun: false, deleted: previous.deleted, capped: previous.capped, batches: previous.batches, resumedFrom: { cursor: previous.cursor, deleted: previous.deleted } };
+        ({ cursor, deleted, batches } = previous);
+        resumedFrom = { cursor, deleted };
+      }
+      const report = (done: boolean, capped: boolean): DeleteRedisKeysResult => {
+        ctx.heartbeat({ pattern, cursor, deleted, batches, done, capped } satisfies DeleteRedisKeysProgress);
+        return { pattern, dryRun: false, deleted, capped, batches, ...(resumedFrom ? { resumedFrom } : {}) };
+      };
+      if (deleted >= maxKeys) return report(true, true);
+
+      const scan = (from: string) => classified(action, () => client.scanBuffer(from, 'MATCH', pattern, 'COUNT', scanCount));
+      // `pending` scans from `cursor`: every page before `cursor` is already unlinked.
+      let pending = scan(cursor);
+      for (;;) {
+        const [nextBuffer, keys] = await pending;
+        const next = nextBuffer.toString();
+        const remaining = maxKeys - deleted;
+        const take = keys.length > remaining ? keys.slice(0, remaining) : keys;
+        const capHit = take.length === remaining && (keys.length > remaining || next !== '0');
+        const unlinks: Array<Promise<number>> = [];
+        for (let at = 0; at < take.length; at += batchSize) {
+          const batch = take.slice(at, at + batchSize);
+          unlinks.push(client.unlink(...batch));
+        }
+        // Queued behind the UNLINKs on the same connection: Redis answers the SCAN while we wait.
+        if (next !== '0' && !capHit) {
+          pending = scan(next);
+          pending.catch(() => undefined); // awaited below; this only keeps a failure while UNLINK fails first from going unhandled
+        }
+        const counts = await classified(action, () => Promise.all(unlinks));
+        batches += unlinks.length;
+        for (const n of counts) deleted += n;
+        if (capHit) return report(true, true);
+        cursor = next;
+        if (next === '0') return report(true, false);
+        ctx.heartbeat({ pattern, cursor, deleted, batches, done: false, capped: false } satisfies DeleteRedisKeysProgress);
+        throwIfCancelled(ctx);
+      }
     },
   };
 }

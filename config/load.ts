@@ -34,6 +34,11 @@ export const environmentVariables = {
   ALLOWED_S3_PREFIXES: 'allowlists.s3Prefixes',
   RUNBOOK_APPROVERS: 'approvers',
   NOTIFY_WEBHOOK_URL: 'notifications.webhookUrl',
+  ESCALATION_P0: 'approvals.escalation.P0',
+  ESCALATION_P1: 'approvals.escalation.P1',
+  ESCALATION_P2: 'approvals.escalation.P2',
+  ESCALATION_P3: 'approvals.escalation.P3',
+  APPROVAL_POLICIES: 'approvals.policies',
   WORKER_METRICS_HOST: 'worker.metricsHost',
   WORKER_METRICS_PORT: 'worker.metricsPort',
   LOG_LEVEL: 'worker.logLevel',
@@ -75,6 +80,7 @@ function fromEnvText(variable: keyof typeof environmentVariables, text: string):
     case 'ALLOWED_S3_PREFIXES':
       return text.split(',').map((item) => item.trim()).filter(Boolean);
     case 'RUNBOOK_APPROVERS':
+    case 'APPROVAL_POLICIES':
       try {
         return JSON.parse(text);
       } catch {

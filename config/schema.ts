@@ -1,16 +1,17 @@
 import { z } from 'zod';
+import { roles } from '../common/runbook';
 
 /** Namespaces no runbook may ever touch, whatever the allowlist says. */
 export const forbiddenNamespaces = ['kube-system', 'kube-public', 'kube-node-lease'];
 
 const hostPort = z.string().regex(/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/, { message: 'expected host:port, e.g. 127.0.0.1:7233' });
 const httpUrl = z.url({ protocol: /^https?$/, message: 'expected an http:// or https:// URL' });
+/** A duration as Temporal takes it: a number and a unit (ms, s, m, h, d). */
+const duration = z.string().regex(/^\d+(ms|s|m|h|d)$/, { message: 'expected a duration such as 90s, 15m, 4h' });
 const port = z.coerce.number({ message: 'expected a port number' }).int().min(0, { message: 'expected a port number 0-65535' }).max(65535, { message: 'expected a port number 0-65535' });
 const notWildcard = (what: string) =>
   z.string().min(1).refine((value) => !/^[*?]+$/.test(value) && value !== '.*', { message: `a wildcard-everything ${what} is refused` });
 
-export const roleNames = ['l1', 'l2', 'manager', 'cto'] as const;
-export type Role = (typeof roleNames)[number];
 
 export const configSchema = z.object({
   temporal: z.object({
@@ -68,8 +69,28 @@ export const configSchema = z.object({
     })
     .default({ namespaces: ['short-drama-prod'], databases: ['short_drama_prod'], redisKeyPatterns: ['session:*'], s3Prefixes: ['database/', 'runbooks/'] }),
   approvers: z
-    .array(z.object({ id: z.string().min(1), name: z.string().optional(), roles: z.array(z.enum(roleNames)).min(1) }))
+    .array(z.object({ id: z.string().min(1), name: z.string().optional(), roles: z.array(z.enum(roles)).min(1) }))
     .default([]),
+  approvals: z
+    .object({
+      /** How long each escalation tier waits, by severity (manual 应急响应: P0 15 min, P1 1 h, P2 4 h, P3 24 h). */
+      escalation: z
+        .object({ P0: duration.default('15m'), P1: duration.default('1h'), P2: duration.default('4h'), P3: duration.default('24h') })
+        .default({ P0: '15m', P1: '1h', P2: '4h', P3: '24h' }),
+      /** Routine steps approved without a person, recorded as "approved by policy NAME". */
+      policies: z
+        .array(
+          z.object({
+            name: z.string().min(1),
+            runbooks: z.array(z.string().min(1)).min(1),
+            steps: z.array(z.string().min(1)).min(1),
+            /** Only for runs a schedule started (default), not for people's runs. */
+            onlyScheduled: z.boolean().default(true),
+          }),
+        )
+        .default([]),
+    })
+    .default({ escalation: { P0: '15m', P1: '1h', P2: '4h', P3: '24h' }, policies: [] }),
   notifications: z.object({ webhookUrl: httpUrl.optional() }).default({}),
   worker: z
     .object({

@@ -46,6 +46,7 @@ describe('docker-compose.yml', () => {
       'TEMPORAL_API_KEY', 'TEMPORAL_TLS', 'TEMPORAL_TLS_SERVER_NAME', 'TEMPORAL_TLS_CA', 'TEMPORAL_TLS_CERT', 'TEMPORAL_TLS_KEY',
       'KUBE_CONTEXT', 'KUBE_IN_CLUSTER', 'S3_BACKUP_PREFIX', 'S3_EVIDENCE_PREFIX', 'RUNBOOK_APPROVERS', 'NOTIFY_WEBHOOK_URL',
       'WORKER_METRICS_HOST', 'WORKER_SHUTDOWN_GRACE_SECONDS',
+      'ESCALATION_P0', 'ESCALATION_P1', 'ESCALATION_P2', 'ESCALATION_P3', 'APPROVAL_POLICIES',
     ]);
     const unset = Object.keys(environmentVariables).filter((name) => !(name in workerEnv) && !optional.has(name));
     expect(unset).toEqual([]);

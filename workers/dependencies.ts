@@ -1,5 +1,6 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { KubeConfig } from '@kubernetes/client-node';
+import type { Client } from '@temporalio/client';
 import type { Logger } from '@temporalio/worker';
 import Redis from 'ioredis';
 import { Pool } from 'pg';
@@ -27,7 +28,7 @@ export function buildKubeConfig(kubernetes: NonNullable<RunbookConfig['kubernete
 }
 
 /** Builds the real clients for every configured target. Connections are lazy: a down target fails its checks, not the worker. */
-export function buildDependencies(config: RunbookConfig, logger: Logger): BuiltDependencies {
+export function buildDependencies(config: RunbookConfig, logger: Logger, temporalClient?: Client): BuiltDependencies {
   const pool = config.postgres
     ? new Pool({ connectionString: config.postgres.url, max: 5, connectionTimeoutMillis: 5000, idleTimeoutMillis: 30_000, application_name: 'runbook-worker' })
     : undefined;
@@ -62,12 +63,16 @@ export function buildDependencies(config: RunbookConfig, logger: Logger): BuiltD
 
   const deps: ActivityDeps = {
     allowlists: config.allowlists,
+    approvers: config.approvers,
+    approvals: config.approvals,
     kube: config.kubernetes ? buildKubeConfig(config.kubernetes) : undefined,
     pool,
+    databaseUrl: config.postgres?.url,
     redis,
     s3: s3 && config.s3 ? { client: s3, bucket: config.s3.bucket, backupPrefix: config.s3.backupPrefix, evidencePrefix: config.s3.evidencePrefix } : undefined,
     prometheusUrl: config.prometheus?.url,
     webhookUrl: config.notifications.webhookUrl,
+    temporal: temporalClient && { client: temporalClient, taskQueue: config.temporal.taskQueue },
   };
   return {
     deps,

@@ -1,18 +1,10 @@
 import { NativeConnection, Runtime, Worker, type Logger } from '@temporalio/worker';
-import { readFileSync } from 'node:fs';
 import { createActivities } from '../activities';
 import type { RunbookConfig } from '../config/schema';
 import { buildDependencies } from './dependencies';
 import { createJsonLogger } from './logger';
-
-export function temporalTls(tls: RunbookConfig['temporal']['tls']) {
-  if (!tls.enabled) return undefined;
-  return {
-    serverNameOverride: tls.serverName,
-    serverRootCACertificate: tls.caFile ? readFileSync(tls.caFile) : undefined,
-    clientCertPair: tls.certFile && tls.keyFile ? { crt: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } : undefined,
-  };
-}
+import { connectClient } from './temporal-client';
+import { temporalTls } from './temporal-tls';
 
 /** Installs the process-wide runtime once: JSON logs, Prometheus metrics, SIGINT/SIGTERM handling. */
 export function installRuntime(config: RunbookConfig): Logger {
@@ -31,7 +23,8 @@ export function installRuntime(config: RunbookConfig): Logger {
  * every activity from createActivities, the real clients closed at the end.
  */
 export async function runWorker(config: RunbookConfig, logger: Logger, onReady?: () => void): Promise<void> {
-  const built = buildDependencies(config, logger);
+  const temporal = await connectClient(config.temporal);
+  const built = buildDependencies(config, logger, temporal.client);
   let connection: NativeConnection | undefined;
   try {
     connection = await NativeConnection.connect({
@@ -58,5 +51,6 @@ export async function runWorker(config: RunbookConfig, logger: Logger, onReady?:
   } finally {
     await built.close();
     await connection?.close();
+    await temporal.close();
   }
 }

@@ -1,2 +1,4 @@
 /** Every workflow type the worker registers, by its catalog name. */
 export { preflight } from './preflight';
+/** Per-target lock the runbooks queue on before changing a target. */
+export { targetLock } from './target-lock';

@@ -1,18 +1,11 @@
 import { log, proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import { z } from 'zod';
 import type { Activities } from '../activities';
 import { runbookMode, runbookName } from '../common/search-attributes';
+import { preflightInputSchema, type PreflightInput } from '../common/preflight-input';
 import { targetSystems, type PreflightResult, type PreflightRow, type TargetSystem } from '../common/preflight';
 import { quickRead } from './activity-options';
 import { validateInput } from './validate-input';
 
-export const preflightInputSchema = z
-  .object({
-    /** Which systems to check; all configured ones by default. */
-    targets: z.array(z.enum(targetSystems, { message: `expected one of ${targetSystems.join(', ')}` })).min(1).optional(),
-  })
-  .strict();
-export type PreflightInput = z.infer<typeof preflightInputSchema>;
 
 const activities = proxyActivities<Activities>(quickRead);
 

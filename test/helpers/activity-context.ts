@@ -1,5 +1,5 @@
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { Runtime } from '@temporalio/worker';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { createActivities, type Activities } from '../../activities';
 import type { RunbookConfig } from '../../config/schema';
 import { buildDependencies } from '../../workers/dependencies';
@@ -25,7 +25,9 @@ export function activityHarness(overrides: Record<string, string | undefined> = 
   const built = buildDependencies(config, Runtime.instance().logger);
   const activities = createActivities(built.deps);
   const heartbeats: unknown[] = [];
-  const environment = new MockActivityEnvironment(heartbeatDetails === undefined ? {} : { heartbeatDetails });
+  // A quiet logger: expected refusals would otherwise print a stack trace each.
+  const logger = new DefaultLogger('ERROR');
+  const environment = new MockActivityEnvironment(heartbeatDetails === undefined ? {} : { heartbeatDetails }, { logger });
   environment.on('heartbeat', (details: unknown) => heartbeats.push(details));
   return {
     activities,

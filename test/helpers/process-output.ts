@@ -32,7 +32,8 @@ export function startScript(script: string, env: NodeJS.ProcessEnv, args: string
   };
   child.stdout.on('data', onData({ rest: '' }));
   child.stderr.on('data', onData({ rest: '' }));
-  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
+  // 'close', not 'exit': it comes after the last output line has been read.
+  const exited = new Promise<number | null>((resolveExit) => child.once('close', (code) => resolveExit(code)));
   return {
     child,
     lines,

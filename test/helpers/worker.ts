@@ -1,6 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { createActivities, type Activities } from '../../activities';
+import { createActivities } from '../../activities';
 import type { RunbookConfig } from '../../config/schema';
 import { buildDependencies } from '../../workers/dependencies';
 
@@ -13,23 +13,26 @@ export interface WorkerHarness {
  * Runs a real worker (the production bundle of workflows/ and real activities, or replacements
  * for some of them) against the test bed's Temporal server while `body` runs.
  */
-export async function withWorker<T>(
-  config: RunbookConfig,
-  body: (harness: WorkerHarness) => Promise<T>,
-  replaceActivities: Partial<Activities> = {},
-): Promise<T> {
-  const built = buildDependencies(config, Runtime.instance().logger);
+export interface WorkerOptions {
+  /** Activities to use instead of (or besides) the real ones. */
+  activities?: Record<string, (...args: never[]) => Promise<unknown>>;
+  /** The production workflows by default; test/workflows adds test-only runbooks. */
+  workflowsPath?: string;
+}
+
+export async function withWorker<T>(config: RunbookConfig, body: (harness: WorkerHarness) => Promise<T>, options: WorkerOptions = {}): Promise<T> {
   const nativeConnection = await NativeConnection.connect({ address: config.temporal.address });
   const connection = await Connection.connect({ address: config.temporal.address });
+  const client = new Client({ connection, namespace: config.temporal.namespace });
+  const built = buildDependencies(config, Runtime.instance().logger, client);
   try {
     const worker = await Worker.create({
       connection: nativeConnection,
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
-      workflowsPath: require.resolve('../../workflows'),
-      activities: { ...createActivities(built.deps), ...replaceActivities },
+      workflowsPath: options.workflowsPath ?? require.resolve('../../workflows'),
+      activities: { ...createActivities(built.deps), ...options.activities },
     });
-    const client = new Client({ connection, namespace: config.temporal.namespace });
     return await worker.runUntil(body({ client, taskQueue: config.temporal.taskQueue }));
   } finally {
     await built.close();

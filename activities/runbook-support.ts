@@ -1,0 +1,72 @@
+import { createHash } from 'node:crypto';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { Context } from '@temporalio/activity';
+import type { Client } from '@temporalio/client';
+import type { ApproverRole, Severity } from '../common/runbook';
+import type { RunbookConfig } from '../config/schema';
+import { acquireLockSignal, lockWorkflowId, type LockRequest } from '../workflows/definitions';
+import { classified, failure } from './errors';
+import { renderIncidentMarkdown, type IncidentReport } from './report-markdown';
+
+export interface RunbookSupportDeps {
+  approvers: Array<{ id: string; roles: ApproverRole[] }>;
+  approvals: RunbookConfig['approvals'];
+  s3?: { client: S3Client; bucket: string; evidencePrefix: string };
+  /** For starting a target's lock workflow (workflows cannot signal-with-start themselves). */
+  temporal?: { client: Client; taskQueue: string };
+}
+
+/** What the kernel needs from configuration, read once per run and kept in its history. */
+export interface ApprovalPolicy {
+  approvers: Array<{ id: string; roles: ApproverRole[] }>;
+  escalation: Record<Severity, string>;
+  autoApprove: Array<{ name: string; steps: string[]; onlyScheduled: boolean }>;
+}
+
+export function createRunbookSupportActivities({ approvers, approvals, s3, temporal }: RunbookSupportDeps) {
+  return {
+    async loadApprovalPolicy({ runbook }: { runbook: string }): Promise<ApprovalPolicy> {
+      return {
+        approvers,
+        escalation: approvals.escalation,
+        autoApprove: approvals.policies
+          .filter((policy) => policy.runbooks.includes(runbook))
+          .map(({ name, steps, onlyScheduled }) => ({ name, steps, onlyScheduled })),
+      };
+    },
+
+    /** Writes the report as Markdown and JSON; keys derive from the run, so a retry overwrites the same objects. */
+    async writeIncidentReport(report: IncidentReport): Promise<{ markdownKey: string; jsonKey: string }> {
+      if (!s3) throw failure('InvalidInput', 'cannot write the incident report: S3 is not configured (S3_BUCKET)');
+      const day = Context.current().info.currentAttemptScheduledTimestampMs;
+      const date = new Date(day).toISOString().slice(0, 10);
+      const base = `${s3.evidencePrefix}reports/${report.runbook}/${date}/${report.workflowId.replace(/[^A-Za-z0-9._-]/g, '_')}-${report.runId}`;
+      const markdown = renderIncidentMarkdown(report);
+      const json = JSON.stringify(report, null, 2);
+      for (const [key, body, contentType] of [
+        [`${base}.md`, markdown, 'text/markdown; charset=utf-8'],
+        [`${base}.json`, json, 'application/json'],
+      ] as const) {
+        const sha256 = createHash('sha256').update(body).digest('hex');
+        await classified(`write ${key}`, () =>
+          s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body, ContentType: contentType, Metadata: { sha256 } })),
+        );
+      }
+      return { markdownKey: `${base}.md`, jsonKey: `${base}.json` };
+    },
+
+    /** Queues the requesting run at the target's lock, starting the lock workflow when none runs. */
+    async requestTargetLock({ target, request }: { target: string; request: LockRequest }): Promise<void> {
+      if (!temporal) throw failure('InvalidInput', 'no Temporal client for target locks');
+      await classified(`request lock on ${target}`, () =>
+        temporal.client.workflow.signalWithStart('targetLock', {
+          workflowId: lockWorkflowId(target),
+          taskQueue: temporal.taskQueue,
+          args: [{ target }],
+          signal: acquireLockSignal,
+          signalArgs: [request],
+        }),
+      );
+    },
+  };
+}

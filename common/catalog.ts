@@ -1,0 +1,28 @@
+import type { z } from 'zod';
+import { preflightInputSchema } from './preflight-input';
+
+export type RunbookKind = 'fault' | 'emergency' | 'maintenance' | 'security' | 'utility';
+
+/** One workflow type of ../shared/runbook-catalog.md as clients see it. */
+export interface CatalogEntry {
+  name: string;
+  kind: RunbookKind;
+  description: string;
+  inputSchema: z.ZodType;
+  /** What the run is about; with the name it makes the workflow id, so a second trigger joins the first. */
+  targetOf(input: Record<string, unknown>): string;
+}
+
+export const catalog: Record<string, CatalogEntry> = {
+  preflight: {
+    name: 'preflight',
+    kind: 'utility',
+    description: 'Checks reachability and the permissions the runbooks need on every configured target; changes nothing.',
+    inputSchema: preflightInputSchema,
+    targetOf: (input) => (Array.isArray(input.targets) ? [...(input.targets as string[])].sort().join('+') : 'all'),
+  },
+};
+
+export function workflowIdFor(entry: CatalogEntry, input: Record<string, unknown>): string {
+  return `${entry.name}/${entry.targetOf(input)}`;
+}

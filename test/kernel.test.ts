@@ -1,0 +1,279 @@
+import { randomUUID } from 'node:crypto';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { Client } from '@temporalio/client';
+import { createRunbookClient, RunbookClientError, type RunbookClient } from '../client';
+import type { CatalogEntry } from '../common/catalog';
+import type { RunbookResultBase, RunbookStatus } from '../common/runbook';
+import { waitUntil } from '../scripts/testbed/processes';
+import { approveSignal, lockStateQuery, lockWorkflowId } from '../workflows/definitions';
+import { recordHistory } from './helpers/histories';
+import { TestTargets } from './helpers/test-target';
+import { testbedConfig, testbedEnv } from './helpers/testbed';
+import { withWorker } from './helpers/worker';
+import type { kernelTestRunbook } from './workflows/kernel-test-runbook';
+
+const approvers = [
+  { id: 'alice', roles: ['l1'] },
+  { id: 'bob', roles: ['l2'] },
+  { id: 'carol', roles: ['manager'] },
+  { id: 'dave', roles: ['cto'] },
+  { id: 'erin', roles: ['l1', 'l2'] },
+];
+
+const testCatalog: Record<string, CatalogEntry> = {
+  kernelTestRunbook: {
+    name: 'kernelTestRunbook',
+    kind: 'fault',
+    description: 'kernel test runbook',
+    // The workflow validates for real; the client only passes the input on.
+    inputSchema: { safeParse: (v: unknown) => ({ success: true, data: v }) } as never,
+    targetOf: (input) => String(input.target),
+  },
+};
+
+type Input = Parameters<typeof kernelTestRunbook>[0];
+
+describe('runbook kernel (real Temporal dev server, test target)', () => {
+  const targets = new TestTargets();
+  const config = testbedConfig({
+    RUNBOOK_APPROVERS: JSON.stringify(approvers),
+    ESCALATION_P2: '1h',
+    ESCALATION_P3: '1s',
+    APPROVAL_POLICIES: JSON.stringify([{ name: 'routine-test', runbooks: ['kernelTestRunbook'], steps: ['routine'], onlyScheduled: false }]),
+  });
+
+  async function withKernel<T>(body: (runbooks: RunbookClient, client: Client) => Promise<T>): Promise<T> {
+    return withWorker(
+      config,
+      ({ client, taskQueue }) => body(createRunbookClient({ client, taskQueue, catalog: testCatalog }), client),
+      { workflowsPath: require.resolve('./workflows'), activities: targets.activities() },
+    );
+  }
+
+  const newTarget = () => `test/${randomUUID()}`;
+  const start = (runbooks: RunbookClient, input: Omit<Input, 'startedBy'>, startedBy = 'erin') =>
+    runbooks.startRunbook('kernelTestRunbook', input as Record<string, unknown>, { startedBy });
+
+  async function pendingOf(runbooks: RunbookClient, workflowId: string, stepId: string): Promise<NonNullable<RunbookStatus['pending']>> {
+    let status: RunbookStatus | undefined;
+    await waitUntil(`step ${stepId} waiting for approval`, async () => {
+      status = await runbooks.getStatus(workflowId);
+      return status.pending?.stepId === stepId;
+    });
+    return status!.pending!;
+  }
+
+  test('plan mode runs read steps, returns the exact plan, and changes nothing', async () => {
+    const target = newTarget();
+    const result = await withKernel(async (runbooks) => {
+      const { workflowId } = await start(runbooks, { mode: 'plan', target, steps: [{ id: 'raise-limit', title: 'Raise the limit' }, { id: 'restart', title: 'Restart' }] });
+      return runbooks.waitForResult<RunbookResultBase>(workflowId);
+    });
+    expect(result.outcome).toBe('planned');
+    expect(result.plan.map((p) => [p.stepId, p.change.summary, p.planHash.length])).toEqual([
+      ['raise-limit', `raise-limit on ${target} at version 1`, 64],
+      ['restart', `restart on ${target} at version 1`, 64],
+    ]);
+    expect(targets.applies.filter((a) => a.target === target)).toEqual([]);
+    expect(result.timeline.map((e) => e.event)).toEqual(['started', 'read', 'planned', 'planned', 'finished']);
+  });
+
+  test('execute + approve applies exactly once, records who decided, and writes the report', async () => {
+    const target = newTarget();
+    const { result, status } = await withKernel(async (runbooks) => {
+      const { workflowId } = await start(runbooks, { mode: 'execute', target, report: true, steps: [{ id: 'raise-limit', title: 'Raise the limit' }] });
+      const pending = await pendingOf(runbooks, workflowId, 'raise-limit');
+      expect(pending).toMatchObject({ tier: 'l1', allowedRoles: ['l1', 'l2', 'manager', 'cto'], approvers: ['alice', 'bob', 'carol', 'dave'] });
+      const pendingRuns = await runbooks.listRuns({ runbook: 'kernelTestRunbook', approvalState: 'pending', target });
+      const receipt = await runbooks.approve(workflowId, { stepId: 'raise-limit', planHash: pending.planHash, approver: 'bob', reason: 'limit is too low' });
+      expect(receipt).toEqual({ stepId: 'raise-limit', verdict: 'approve', approver: 'bob', role: 'l2' });
+      const finished = await runbooks.waitForResult<RunbookResultBase>(workflowId);
+      return { result: finished, status: pendingRuns };
+    });
+    expect(status.map((r) => r.approvalState)).toEqual(['pending']);
+    expect(result.outcome).toBe('completed');
+    expect(targets.applies.filter((a) => a.target === target)).toEqual([{ target, stepId: 'raise-limit' }]);
+    expect(result.timeline.find((e) => e.event === 'decided')).toMatchObject({ by: 'bob', role: 'l2', channel: 'update', reason: 'limit is too low' });
+    const env = testbedEnv();
+    const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
+    try {
+      const markdown = await (await s3.send(new GetObjectCommand({ Bucket: env.S3_BUCKET, Key: result.report!.markdownKey }))).Body!.transformToString();
+      for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+      expect(markdown).toContain('| decided | Raise the limit | bob, l2, update |');
+      const json = JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: env.S3_BUCKET, Key: result.report!.jsonKey }))).Body!.transformToString());
+      expect(json).toMatchObject({ outcome: 'completed', rootCause: 'test root cause', target });
+    } finally {
+      s3.destroy();
+    }
+  });
+
+  test('reject skips the step and what depends on it; nothing changes', async () => {
+    const target = newTarget();
+    const result = await withKernel(async (runbooks) => {
+      const { workflowId } = await start(runbooks, {
+        mode: 'execute',
+        target,
+        steps: [
+          { id: 'raise-limit', title: 'Raise the limit' },
+          { id: 'restart', title: 'Restart', dependsOn: ['raise-limit'] },
+        ],
+      });
+      const pending = await pendingOf(runbooks, workflowId, 'raise-limit');
+      await runbooks.reject(workflowId, { stepId: 'raise-limit', planHash: pending.planHash, approver: 'alice', reason: 'not during peak hours' });
+      return runbooks.waitForResult<RunbookResultBase>(workflowId);
+    });
+    expect(result.outcome).toBe('rejected');
+    expect(targets.applies.filter((a) => a.target === target)).toEqual([]);
+    expect(result.timeline.filter((e) => e.event === 'skipped').map((e) => [e.stepId, e.detail])).toEqual([
+      ['raise-limit', 'rejected'],
+      ['restart', 'depends on "raise-limit", which was not applied'],
+    ]);
+  });
+
+  test('the approve update refuses wrong role, the initiator, a stale plan, no reason and an unknown step', async () => {
+    const target = newTarget();
+    const result = await withKernel(async (runbooks) => {
+      const { workflowId } = await start(runbooks, { mode: 'execute', target, steps: [{ id: 'rollback', title: 'Roll back', allowedRoles: ['l2', 'manager', 'cto'] }] }, 'erin');
+      const pending = await pendingOf(runbooks, workflowId, 'rollback');
+      const ask = (over: Partial<{ stepId: string; planHash: string; approver: string; reason: string }>) =>
+        runbooks.approve(workflowId, { stepId: 'rollback', planHash: pending.planHash, approver: 'bob', reason: 'ok', ...over }).then(
+          () => 'accepted',
+          (err: unknown) => (err instanceof RunbookClientError ? err.message : `unexpected ${String(err)}`),
+        );
+      expect(await ask({ approver: 'alice' })).toBe('approve refused: alice (l1) may not decide "rollback": needs one of l2, manager, cto');
+      expect(await ask({ approver: 'erin' })).toBe('approve refused: four-eyes rule: erin started this run and cannot approve its steps');
+      expect(await ask({ planHash: 'f'.repeat(64) })).toMatch(/^approve refused: the decision names plan ffffffffffff, but the pending plan is [0-9a-f]{12}/);
+      expect(await ask({ reason: '  ' })).toBe('approve refused: a reason is required');
+      expect(await ask({ stepId: 'drop-database' })).toBe('approve refused: step "drop-database" is not waiting for approval (pending: "rollback")');
+      expect(await ask({ approver: 'mallory' })).toBe('approve refused: mallory is not a configured approver');
+      expect(targets.applies.filter((a) => a.target === target)).toEqual([]);
+      expect(await ask({ approver: 'carol', reason: 'rollback is safe' })).toBe('accepted');
+      return runbooks.waitForResult<RunbookResultBase>(workflowId);
+    });
+    expect(result.outcome).toBe('completed');
+    expect(result.timeline.filter((e) => e.event === 'refused')).toEqual([]); // update refusals never reach the history
+  });
+
+  test('a UI-style signal with a bad decision is refused and recorded, never applied; a good one is', async () => {
+    const target = newTarget();
+    const result = await withKernel(async (runbooks, client) => {
+      const { workflowId } = await start(runbooks, { mode: 'execute', target, steps: [{ id: 'restart', title: 'Restart' }] });
+      const pending = await pendingOf(runbooks, workflowId, 'restart');
+      const handle = client.workflow.getHandle(workflowId);
+      await handle.signal(approveSignal, { stepId: 'restart', planHash: pending.planHash, approver: 'erin', reason: 'self-approval' });
+      await waitUntil('the refusal in the timeline', async () => (await runbooks.getStatus(workflowId)).timeline.some((e) => e.event === 'refused'));
+      expect(targets.applies.filter((a) => a.target === target)).toEqual([]);
+      expect((await runbooks.getStatus(workflowId)).pending?.stepId).toBe('restart');
+      await handle.signal(approveSignal, { stepId: 'restart', planHash: pending.planHash, approver: 'alice', reason: 'looks right' });
+      return runbooks.waitForResult<RunbookResultBase>(workflowId);
+    });
+    expect(result.outcome).toBe('completed');
+    expect(result.timeline.find((e) => e.event === 'refused')).toMatchObject({ by: 'erin', channel: 'signal', detail: 'four-eyes rule: erin started this run and cannot approve its steps' });
+    expect(result.timeline.find((e) => e.event === 'decided')).toMatchObject({ by: 'alice', role: 'l1', channel: 'signal' });
+    expect(targets.applies.filter((a) => a.target === target)).toHaveLength(1);
+  });
+
+  test('no decision: escalates L1 → L2 → manager → CTO with a notification each, then expires and changes nothing', async () => {
+    const target = newTarget();
+    const result = await withKernel(async (runbooks) => {
+      const { workflowId } = await start(runbooks, { mode: 'execute', severity: 'P3', target, steps: [{ id: 'scale', title: 'Scale up' }] });
+      return runbooks.waitForResult<RunbookResultBase>(workflowId);
+    });
+    expect(result.outcome).toBe('expired');
+    expect(targets.applies.filter((a) => a.target === target)).toEqual([]);
+    expect(result.timeline.filter((e) => e.event === 'requested' || e.event === 'escalated').map((e) => e.detail?.split(',')[0])).toEqual(['tier l1', 'tier l2', 'tier manager', 'tier cto']);
+    expect(result.timeline.find((e) => e.event === 'skipped')?.detail).toBe('approval expired after the last escalation tier');
+    const messages = (await (await fetch(`${testbedEnv().TESTBED_WEBHOOK_URL}/messages`)).json()) as Array<{ body: { text: string; metadata: { event_payload: { dedupeKey: string } } } }>;
+    const ours = messages.filter((m) => m.body.metadata?.event_payload?.dedupeKey?.startsWith(`kernelTestRunbook/${target}/scale/`));
+    expect(ours.map((m) => m.body.metadata.event_payload.dedupeKey.split('/').pop())).toEqual(['l1', 'l2', 'manager', 'cto']);
+    expect(ours[0]!.body.text).toBe('[P3] kernelTestRunbook: approval needed for "Scale up" (l1)');
+  });
+
+  test('the target changes between approval and apply: the new plan is put to people again', async () => {
+    const target = newTarget();
+    const result = await withKernel(async (runbooks) => {
+      const { workflowId } = await start(runbooks, { mode: 'execute', target, steps: [{ id: 'raise-limit', title: 'Raise the limit' }] });
+      const first = await pendingOf(runbooks, workflowId, 'raise-limit');
+      targets.bump(target); // someone changed the target after the plan was shown
+      await runbooks.approve(workflowId, { stepId: 'raise-limit', planHash: first.planHash, approver: 'bob', reason: 'approved v1' });
+      let second = first;
+      await waitUntil('a new plan waiting for approval', async () => {
+        second = (await runbooks.getStatus(workflowId)).pending ?? first;
+        return second.planHash !== first.planHash;
+      });
+      expect(second.change.summary).toBe(`raise-limit on ${target} at version 2`);
+      expect(targets.applies.filter((a) => a.target === target)).toEqual([]);
+      await runbooks.approve(workflowId, { stepId: 'raise-limit', planHash: second.planHash, approver: 'bob', reason: 'approved v2' });
+      return runbooks.waitForResult<RunbookResultBase>(workflowId);
+    });
+    expect(result.outcome).toBe('completed');
+    expect(result.timeline.filter((e) => e.event === 'decided').map((e) => e.reason)).toEqual(['approved v1', 'approved v2']);
+    expect(result.timeline.some((e) => e.event === 'replanned')).toBe(true);
+    expect(targets.applies.filter((a) => a.target === target)).toHaveLength(1);
+  });
+
+  test('cancel while waiting for approval stops the run; nothing changes', async () => {
+    const target = newTarget();
+    const result = await withKernel(async (runbooks) => {
+      const { workflowId } = await start(runbooks, { mode: 'execute', target, steps: [{ id: 'restart', title: 'Restart' }, { id: 'scale', title: 'Scale' }] });
+      await pendingOf(runbooks, workflowId, 'restart');
+      await runbooks.cancel(workflowId, { by: 'alice', reason: 'false alarm' });
+      return runbooks.waitForResult<RunbookResultBase>(workflowId);
+    });
+    expect(result.outcome).toBe('cancelled');
+    expect(targets.applies.filter((a) => a.target === target)).toEqual([]);
+    expect(result.timeline.filter((e) => e.event === 'skipped').map((e) => e.stepId)).toEqual(['restart', 'scale']);
+    expect(result.timeline.find((e) => e.event === 'cancelled')).toMatchObject({ by: 'alice', reason: 'false alarm' });
+  });
+
+  test('a second start on the same target joins the running run', async () => {
+    const target = newTarget();
+    await withKernel(async (runbooks) => {
+      const first = await start(runbooks, { mode: 'execute', target, steps: [{ id: 'restart', title: 'Restart' }] });
+      const second = await start(runbooks, { mode: 'execute', target, steps: [{ id: 'restart', title: 'Restart' }] }, 'alice');
+      expect(second).toEqual(first);
+      await runbooks.cancel(first.workflowId, { by: 'test' });
+      await runbooks.waitForResult(first.workflowId);
+    });
+  });
+
+  test('two runbooks changing one target are serialised by its lock', async () => {
+    const target = newTarget();
+    targets.applyMs = 300;
+    try {
+      await withKernel(async (runbooks, client) => {
+        const runs = await Promise.all(
+          ['a', 'b'].map((suffix) =>
+            client.workflow.start('kernelTestRunbook', {
+              taskQueue: config.temporal.taskQueue,
+              workflowId: `kernelTestRunbook/${target}/${suffix}`,
+              args: [{ mode: 'execute', target, startedBy: 'erin', steps: [{ id: 'routine', title: 'Routine change' }] }],
+            }),
+          ),
+        );
+        // Both apply the same step: the second finds it done already when its turn comes.
+        const results = await Promise.all(runs.map((run) => run.result()));
+        expect(results.map((r) => r.outcome).sort()).toEqual(['completed', 'nothing-to-do']);
+        const lock = client.workflow.getHandle(lockWorkflowId(target));
+        expect(await lock.query(lockStateQuery)).toEqual({ holder: undefined, waiting: [] });
+        await lock.terminate('test over');
+        await recordHistory(lock, 'target-lock-two-requesters');
+      });
+      expect(targets.maxConcurrentApplies).toBe(1);
+      expect(targets.applies.filter((a) => a.target === target)).toHaveLength(1);
+    } finally {
+      targets.applyMs = 0;
+    }
+  });
+
+  test('a failing apply ends the run failed, and later steps are not attempted', async () => {
+    const target = newTarget();
+    const result = await withKernel(async (runbooks) => {
+      const { workflowId } = await start(runbooks, { mode: 'execute', target, steps: [{ id: 'routine', title: 'Routine', failOnApply: true }, { id: 'restart', title: 'Restart' }] });
+      return runbooks.waitForResult<RunbookResultBase>(workflowId);
+    });
+    expect(result.outcome).toBe('failed');
+    expect(result.timeline.find((e) => e.event === 'failed')).toMatchObject({ stepId: 'routine', detail: expect.stringContaining('routine cannot be applied') });
+    expect(result.timeline.find((e) => e.stepId === 'restart' && e.event === 'skipped')?.detail).toBe('an earlier step failed');
+  });
+});

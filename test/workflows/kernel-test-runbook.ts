@@ -1,0 +1,63 @@
+import { proxyActivities } from '@temporalio/workflow';
+import { z } from 'zod';
+import { roles, runbookInputBase, type RunbookResultBase } from '../../common/runbook';
+import { quickRead } from '../../workflows/activity-options';
+import { RunbookRun } from '../../workflows/kernel/runbook-run';
+import { validateInput } from '../../workflows/validate-input';
+
+/** Activities the kernel tests provide: a target whose state lives in the test process. */
+export interface TestTargetActivities {
+  readTestTarget(target: string): Promise<{ version: number; applied: string[] }>;
+  applyTestChange(target: string, stepId: string): Promise<void>;
+}
+
+const inputSchema = z.object({
+  ...runbookInputBase,
+  target: z.string().min(1),
+  steps: z
+    .array(
+      z.object({
+        id: z.string().min(1),
+        title: z.string().min(1),
+        allowedRoles: z.array(z.enum(roles)).optional(),
+        dependsOn: z.array(z.string()).optional(),
+        failOnApply: z.boolean().optional(),
+      }),
+    )
+    .min(1),
+  report: z.boolean().default(false),
+});
+
+const target = proxyActivities<TestTargetActivities>(quickRead);
+
+/** A runbook made only of kernel calls: one read step, then the given destructive steps. */
+export async function kernelTestRunbook(raw: z.input<typeof inputSchema>): Promise<RunbookResultBase> {
+  const input = validateInput('kernelTestRunbook', inputSchema, raw);
+  const run = await RunbookRun.begin(
+    { name: 'kernelTestRunbook', kind: 'fault', target: input.target, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    input.steps.length + 1,
+  );
+  await run.read('inspect', 'Read the target', () => target.readTestTarget(input.target), (s) => `version ${s.version}`);
+  for (const step of input.steps) {
+    await run.change({
+      stepId: step.id,
+      title: step.title,
+      allowedRoles: step.allowedRoles,
+      dependsOn: step.dependsOn,
+      plan: async () => {
+        const state = await target.readTestTarget(input.target);
+        const done = state.applied.includes(step.id);
+        return { summary: `${step.id} on ${input.target} at version ${state.version}`, details: { version: state.version }, needed: !done };
+      },
+      apply: async () => {
+        if (step.failOnApply) throw new Error(`${step.id} cannot be applied`);
+        await target.applyTestChange(input.target, step.id);
+        return `${step.id} applied`;
+      },
+    });
+  }
+  return run.finish(
+    `${input.steps.length} steps`,
+    input.report ? { impact: 'test impact', rootCause: 'test root cause', solution: 'test solution', prevention: 'test prevention' } : undefined,
+  );
+}

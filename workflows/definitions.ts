@@ -1,0 +1,28 @@
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { CancelRequest, Decision, DecisionReceipt, RunbookStatus } from '../common/runbook';
+
+/**
+ * The messages every runbook run answers, shared by workflows, the client API and the CLI.
+ * Updates are for programs and the CLI (refused synchronously by their validators); the signals
+ * carry the same decisions for people using the Temporal UI (checked inside, refusals recorded).
+ */
+export const approveUpdate = defineUpdate<DecisionReceipt, [Decision]>('approve');
+export const rejectUpdate = defineUpdate<DecisionReceipt, [Decision]>('reject');
+export const approveSignal = defineSignal<[Decision]>('approveSignal');
+export const rejectSignal = defineSignal<[Decision]>('rejectSignal');
+export const cancelSignal = defineSignal<[CancelRequest]>('cancel');
+/** The alert that started the run went away: stop before changing anything more. */
+export const alertResolvedSignal = defineSignal<[{ alert?: string }]>('alertResolved');
+export const statusQuery = defineQuery<RunbookStatus>('status');
+
+/** Per-target lock (see workflows/target-lock.ts). */
+export interface LockRequest {
+  requester: string;
+  requestId: string;
+}
+export const acquireLockSignal = defineSignal<[LockRequest]>('acquireLock');
+export const releaseLockSignal = defineSignal<[LockRequest]>('releaseLock');
+export const lockGrantedSignal = defineSignal<[{ requestId: string }]>('lockGranted');
+export const lockStateQuery = defineQuery<{ holder?: LockRequest; waiting: LockRequest[] }>('lockState');
+
+export const lockWorkflowId = (target: string) => `lock/${target}`;
