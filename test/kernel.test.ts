@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { Client } from '@temporalio/client';
 import { createRunbookClient, RunbookClientError, type RunbookClient } from '../client';
-import type { CatalogEntry } from '../common/catalog';
 import type { RunbookResultBase, RunbookStatus } from '../common/runbook';
 import { waitUntil } from '../scripts/testbed/processes';
 import { approveSignal, lockStateQuery, lockWorkflowId } from '../workflows/definitions';
@@ -11,6 +10,7 @@ import { TestTargets } from './helpers/test-target';
 import { testbedConfig, testbedEnv } from './helpers/testbed';
 import { withWorker } from './helpers/worker';
 import type { kernelTestRunbook } from './workflows/kernel-test-runbook';
+import { extraCatalog } from './workflows/test-catalog';
 
 const approvers = [
   { id: 'alice', roles: ['l1'] },
@@ -20,16 +20,7 @@ const approvers = [
   { id: 'erin', roles: ['l1', 'l2'] },
 ];
 
-const testCatalog: Record<string, CatalogEntry> = {
-  kernelTestRunbook: {
-    name: 'kernelTestRunbook',
-    kind: 'fault',
-    description: 'kernel test runbook',
-    // The workflow validates for real; the client only passes the input on.
-    inputSchema: { safeParse: (v: unknown) => ({ success: true, data: v }) } as never,
-    targetOf: (input) => String(input.target),
-  },
-};
+const testCatalog = extraCatalog;
 
 type Input = Parameters<typeof kernelTestRunbook>[0];
 

@@ -1,0 +1,40 @@
+import type { RunbookStatus } from '../../common/runbook';
+import type { RunSummary } from '../runbook-client';
+
+/** One line on where a run is: steps done, and what it waits for. */
+export function progressLine(status: RunbookStatus): string {
+  const steps = `steps ${status.stepsDone}/${status.stepsDeclared}`;
+  if (status.state === 'finished') return `${status.runbook} finished: ${status.outcome} (${steps})`;
+  if (status.pending) {
+    const p = status.pending;
+    return `${status.runbook}: ${steps}, waiting for approval of "${p.stepId}" (${p.change.summary}); plan ${p.planHash.slice(0, 12)}; tier ${p.tier} until ${p.until}; may decide: ${p.approvers.join(', ') || p.allowedRoles.join(', ')}`;
+  }
+  if (status.state === 'waiting-for-lock') return `${status.runbook}: ${steps}, waiting for the lock on ${status.target}`;
+  return `${status.runbook}: ${steps}${status.currentStep ? `, running "${status.currentStep}"` : ''}`;
+}
+
+export function statusText(workflowId: string, status: RunbookStatus): string {
+  const lines = [
+    `${workflowId}`,
+    `  ${progressLine(status)}`,
+    `  mode ${status.mode}, severity ${status.severity}, target ${status.target}, started by ${status.startedBy}`,
+  ];
+  if (status.plan.length > 0) {
+    lines.push('  plan:');
+    for (const step of status.plan) lines.push(`    ${step.stepId}: ${step.change.summary} [${step.planHash.slice(0, 12)}]${step.change.needed ? '' : ' (nothing to change)'}`);
+  }
+  lines.push('  timeline:');
+  for (const e of status.timeline) {
+    const who = [e.by, e.role, e.channel].filter(Boolean).join(', ');
+    lines.push(`    ${e.at} ${e.event}${e.stepId ? ` ${e.stepId}` : ''}${who ? ` (${who})` : ''}${e.reason ? ` "${e.reason}"` : ''}${e.detail ? `: ${e.detail}` : ''}`);
+  }
+  return lines.join('\n');
+}
+
+export function runsTable(runs: RunSummary[]): string {
+  if (runs.length === 0) return 'no runs';
+  const rows = runs.map((r) => [r.workflowId, r.runbook, r.severity ?? '', r.approvalState ?? '', r.status, r.startTime]);
+  const header = ['WORKFLOW ID', 'RUNBOOK', 'SEV', 'APPROVAL', 'STATUS', 'STARTED'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return [header, ...rows].map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
