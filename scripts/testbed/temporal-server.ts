@@ -42,6 +42,8 @@ export const temporalServer: TestbedServer = {
       '--namespace', 'default',
       '--ui-disable-news-fetch',
       '--log-level', 'warn',
+      // Activities scheduled by a workflow task go straight back to the same worker: one round trip less per step.
+      '--dynamic-config-value', 'system.enableActivityEagerExecution=true',
       ...runbookSearchAttributeKeys.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
     ];
     startDetached(layout.stateDir, 'temporal', temporalBinary(ctx), args);

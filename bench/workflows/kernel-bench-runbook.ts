@@ -1,0 +1,44 @@
+import { proxyActivities } from '@temporalio/workflow';
+import type { RunbookResultBase } from '../../common/runbook';
+import { quickRead } from '../../workflows/activity-options';
+import { RunbookRun } from '../../workflows/kernel/runbook-run';
+
+export interface BenchActivities {
+  benchNoop(step: number): Promise<number>;
+  benchEvidence(input: { key: string; sizeBytes: number }): Promise<{ key: string; size: number; sha256: string }>;
+}
+
+const bench = proxyActivities<BenchActivities>(quickRead);
+
+export interface KernelBenchInput {
+  target: string;
+  steps: number;
+  kind: 'read' | 'change' | 'evidence';
+  evidenceBytesPerStep?: number;
+}
+
+/** The kernel with trivial work: read steps, auto-approved change steps, or steps collecting evidence. */
+export async function kernelBenchRunbook(input: KernelBenchInput): Promise<RunbookResultBase> {
+  const run = await RunbookRun.begin(
+    { name: 'kernelBenchRunbook', kind: 'fault', target: input.target, mode: 'execute', severity: 'P2', startedBy: 'bench', scheduled: true },
+    input.steps,
+  );
+  for (let step = 0; step < input.steps; step++) {
+    if (input.kind === 'read') {
+      await run.read(`read-${step}`, `read ${step}`, () => bench.benchNoop(step));
+    } else if (input.kind === 'evidence') {
+      const evidence = await run.read(`collect-${step}`, `collect ${step}`, () =>
+        bench.benchEvidence({ key: `bench/${input.target}/evidence-${step}.bin`, sizeBytes: input.evidenceBytesPerStep ?? 1024 * 1024 }),
+      );
+      run.addEvidence({ ...evidence, what: `synthetic evidence ${step}` });
+    } else {
+      await run.change({
+        stepId: `change-${step}`,
+        title: `change ${step}`,
+        plan: async () => ({ summary: `trivial change ${step}`, needed: (await bench.benchNoop(step)) >= 0 }),
+        apply: async () => `applied ${await bench.benchNoop(step)}`,
+      });
+    }
+  }
+  return run.finish(`${input.steps} ${input.kind} steps`, { impact: 'none (benchmark)', rootCause: 'benchmark', solution: 'benchmark', prevention: 'benchmark' });
+}
