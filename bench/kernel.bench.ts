@@ -7,7 +7,7 @@ import { createActivities } from '../activities';
 import { loadConfig } from '../config/load';
 import { readTestbedEnv } from '../scripts/testbed';
 import { buildDependencies } from '../workers/dependencies';
-import type { kernelBenchRunbook, KernelBenchInput } from './workflows/kernel-bench-runbook';
+import type { kernelBenchRunbook, KernelBenchInput, plainBenchWorkflow } from './workflows/kernel-bench-runbook';
 
 interface Call {
   name: string;
@@ -105,6 +105,14 @@ export default async function kernelBench(): Promise<void> {
     const readSteps = read.calls.filter((c) => c.name === 'benchNoop').map((c) => [c]);
     const readOverhead = perStepOverhead(readSteps);
     console.log(`read steps: ${steps} in ${read.total.toFixed(0)} ms; kernel + Temporal overhead per step: median ${median(readOverhead).toFixed(1)} ms, mean ${(readOverhead.reduce((a, b) => a + b, 0) / readOverhead.length).toFixed(1)} ms (target: median under 10 ms); history ${read.events} events, ${(read.historyBytes / 1024).toFixed(1)} KiB`);
+
+    calls.length = 0;
+    const plainStart = performance.now();
+    await client.workflow.execute<typeof plainBenchWorkflow>('plainBenchWorkflow', { taskQueue: config.temporal.taskQueue, workflowId: `plainBench/${randomUUID()}`, args: [{ steps }] });
+    const plainTotal = performance.now() - plainStart;
+    const plainOverhead = perStepOverhead([...calls].sort((a, b) => a.start - b.start).map((c) => [c]));
+    console.log(`baseline without the kernel: ${steps} activity calls in ${plainTotal.toFixed(0)} ms; Temporal round trip per step: median ${median(plainOverhead).toFixed(1)} ms`);
+    console.log(`=> the kernel's own cost per read step: median ${(median(readOverhead) - median(plainOverhead)).toFixed(1)} ms, whole run ${((read.total - plainTotal) / steps).toFixed(1)} ms per step`);
 
     const change = await runOnce({ target: `bench/${randomUUID()}`, steps, kind: 'change' });
     // Each change step: plan, lock request, re-plan, apply; a lock request belongs to the step before it.

@@ -1,3 +1,3 @@
 /** Production workflows plus the kernel benchmark runbook. */
 export * from '../../workflows';
-export { kernelBenchRunbook } from './kernel-bench-runbook';
+export { kernelBenchRunbook, plainBenchWorkflow } from './kernel-bench-runbook';

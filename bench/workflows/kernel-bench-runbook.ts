@@ -42,3 +42,10 @@ export async function kernelBenchRunbook(input: KernelBenchInput): Promise<Runbo
   }
   return run.finish(`${input.steps} ${input.kind} steps`, { impact: 'none (benchmark)', rootCause: 'benchmark', solution: 'benchmark', prevention: 'benchmark' });
 }
+
+/** The same 50 activity calls without the kernel: what Temporal itself costs per step on this server. */
+export async function plainBenchWorkflow(input: { steps: number }): Promise<number> {
+  let sum = 0;
+  for (let step = 0; step < input.steps; step++) sum += await bench.benchNoop(step);
+  return sum;
+}
