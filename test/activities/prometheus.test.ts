@@ -1,17 +1,11 @@
-import { ApplicationFailure } from '@temporalio/common';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
 import { closedPort, testbedEnv } from '../helpers/testbed';
+import { failureOf } from '../helpers/failures';
 
 async function setAppProfile(profile: Record<string, unknown>): Promise<void> {
   const response = await fetch(`${testbedEnv().TESTBED_APP_METRICS_URL}/profile`, { method: 'POST', body: JSON.stringify(profile) });
   expect(response.ok).toBe(true);
-}
-
-async function failureOf(promise: Promise<unknown>): Promise<ApplicationFailure> {
-  const error = await promise.then(() => undefined, (err: unknown) => err);
-  expect(error).toBeInstanceOf(ApplicationFailure);
-  return error as ApplicationFailure;
 }
 
 describe('Prometheus activities (real Prometheus 2.42 scraping the sandbox app)', () => {

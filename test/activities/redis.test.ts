@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { CancelledFailure } from '@temporalio/common';
 import Redis from 'ioredis';
 import { parseInfo, type DeleteRedisKeysProgress } from '../../activities/redis';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
 import { testbedEnv } from '../helpers/testbed';
+import { failureOf } from '../helpers/failures';
 
 /**
  * The Redis activities against the test bed's real Redis 7. Everything here runs in logical
@@ -58,15 +59,6 @@ async function removeAll(pattern: string): Promise<void> {
     if (keys.length > 0) await raw.unlink(...keys);
     cursor = next;
   } while (cursor !== '0');
-}
-
-async function failureOf(promise: Promise<unknown>): Promise<ApplicationFailure> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ApplicationFailure);
-  return err as ApplicationFailure;
 }
 
 beforeAll(() => {

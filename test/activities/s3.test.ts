@@ -1,9 +1,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { ApplicationFailure } from '@temporalio/common';
 import { backupTime, createS3Activities, dateInKeyName } from '../../activities/s3';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
 import { testbedEnv } from '../helpers/testbed';
+import { failureOf } from '../helpers/failures';
 
 /**
  * The S3 activities against the test bed's real SeaweedFS. The seeded backups under database/
@@ -61,15 +61,6 @@ async function listKeys(prefix: string): Promise<string[]> {
     ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (ContinuationToken);
   return keys.sort();
-}
-
-async function failureOf(promise: Promise<unknown>): Promise<ApplicationFailure> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ApplicationFailure);
-  return err as ApplicationFailure;
 }
 
 afterEach(async () => {
