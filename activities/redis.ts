@@ -5,6 +5,7 @@ import type { PreflightRow } from '../common/preflight';
 import { classified, failure, invalidInput } from './errors';
 import { assertRedisPatternAllowed } from './guards';
 import { notConfigured, runChecks } from './preflight-checks';
+import { validateInt } from './input-checks';
 
 export interface RedisDeps {
   /** Absent when no Redis is configured. */
@@ -127,13 +128,6 @@ function validatePattern(pattern: unknown): string {
   return pattern;
 }
 
-function validateInt(value: unknown, name: string, min: number, max: number, fallback?: number): number {
-  if (value === undefined && fallback !== undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw invalidInput(`${name}: expected an integer from ${min} to ${max}`);
-  }
-  return value;
-}
 
 function toNumber(fields: Record<string, string>, name: string): number {
   const value = Number(fields[name]);

@@ -15,6 +15,7 @@ import type { PreflightRow } from '../common/preflight';
 import { classified, failure, invalidInput, refused } from './errors';
 import { assertS3PrefixAllowed } from './guards';
 import { notConfigured, runChecks } from './preflight-checks';
+import { validateInt } from './input-checks';
 
 export interface S3Deps {
   /** Absent when no S3 is configured. */
@@ -151,13 +152,6 @@ function validateKeyText(value: unknown, what: string): string {
   return value;
 }
 
-function validateInt(value: unknown, name: string, min: number, max: number, fallback?: number): number {
-  if (value === undefined && fallback !== undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw invalidInput(`${name}: expected an integer from ${min} to ${max}`);
-  }
-  return value;
-}
 
 function bodyBytes(body: unknown): Buffer {
   if (typeof body === 'string') return Buffer.from(body, 'utf8');
