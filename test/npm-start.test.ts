@@ -57,7 +57,7 @@ describe('npm start with nothing configured', () => {
       expect(await start.exited).toBe(0);
       const stopping = start.lines.find((line) => line.startsWith('stopping '));
       expect(stopping?.replace('stopping ', '').split(', ').sort()).toEqual([...allServices].sort());
-      for (const offset of [33, 32, 79, 40, 90, 80, 81]) expect(await isPortOpen(portBase + offset)).toBe(false);
+      for (const offset of [33, 32, 79, 40, 90, 80, 81, 53, 55, 58]) expect(await isPortOpen(portBase + offset)).toBe(false);
     } finally {
       if (start.child.exitCode === null) {
         start.child.kill('SIGKILL');

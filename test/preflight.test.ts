@@ -9,6 +9,7 @@ import type { PreflightResult } from '../common/preflight';
 import { closedPort, testbedConfig, testbedEnv } from './helpers/testbed';
 import { recordHistory } from './helpers/histories';
 import { withWorker } from './helpers/worker';
+import { describePermission, requiredPermissions } from '../activities/kubernetes-permissions';
 
 function rowsOf(result: PreflightResult, target: string) {
   return result.rows.filter((row) => row.target === target);
@@ -17,7 +18,7 @@ function rowsOf(result: PreflightResult, target: string) {
 describe('preflight', () => {
   const env = testbedEnv();
 
-  test('against the real test bed every configured target passes, Kubernetes (not configured) is skipped', async () => {
+  test('against the real test bed every target passes, Kubernetes included (its SelfSubjectAccessReviews with the admin kubeconfig)', async () => {
     const config = testbedConfig();
     const result = await withWorker(config, async ({ client, taskQueue }) => {
       const handle = await client.workflow.start<typeof preflight>('preflight', { taskQueue, workflowId: `preflight-real-${taskQueue}`, args: [{}] });
@@ -28,7 +29,10 @@ describe('preflight', () => {
     const failures = result.rows.filter((row) => row.status === 'FAIL');
     expect(failures).toEqual([]);
     expect(result.ok).toBe(true);
-    expect(rowsOf(result, 'kubernetes')).toEqual([{ target: 'kubernetes', check: 'configured', status: 'SKIP', detail: 'not configured' }]);
+    const kubeRows = rowsOf(result, 'kubernetes');
+    expect(kubeRows[0]).toEqual(expect.objectContaining({ check: 'API reachable', status: 'PASS', detail: expect.stringMatching(/^Kubernetes v1\.37\.2 at https:\/\/127\.0\.0\.1:/) }));
+    expect(kubeRows.map((r) => r.check)).toEqual(['API reachable', ...requiredPermissions.map((p) => `can ${describePermission(p, p.clusterScoped ? undefined : 'short-drama-prod')}`)]);
+    expect(kubeRows.every((r) => r.status === 'PASS')).toBe(true);
     expect(rowsOf(result, 'postgres').map((r) => r.check)).toEqual([
       'connect',
       'server version',
@@ -44,13 +48,28 @@ describe('preflight', () => {
     expect(rowsOf(result, 'redis').map((r) => r.check)).toEqual(['PING', 'INFO', 'CONFIG GET allowed', 'SCAN allowlisted patterns']);
     expect(rowsOf(result, 's3').map((r) => r.check)).toEqual(['bucket reachable', 'list backups', 'put, read back, delete a probe']);
     expect(rowsOf(result, 'prometheus').map((r) => r.check)).toEqual(['build info', 'query up']);
-    expect(result.passed).toBe(result.rows.length - 1);
+    expect(result.passed).toBe(result.rows.length);
 
     // The probe object is gone again: preflight changes nothing.
     const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
     const listing = await s3.send(new ListObjectsV2Command({ Bucket: env.S3_BUCKET, Prefix: 'runbooks/preflight/' }));
     s3.destroy();
     expect(listing.KeyCount ?? 0).toBe(0);
+  });
+
+  test('Kubernetes with the read-only ServiceAccount kubeconfig: reads PASS, every patch row FAILs as denied', async () => {
+    const config = testbedConfig({ KUBECONFIG: env.TESTBED_KUBECONFIG_READONLY });
+    const result = await withWorker(config, ({ client, taskQueue }) =>
+      client.workflow.execute('preflight', { taskQueue, workflowId: `preflight-readonly-${taskQueue}`, args: [{ targets: ['kubernetes'] }] }),
+    );
+    const kubeRows = rowsOf(result, 'kubernetes');
+    expect(result.ok).toBe(false);
+    expect(kubeRows[0]).toEqual(expect.objectContaining({ check: 'API reachable', status: 'PASS' }));
+    const patchRows = kubeRows.filter((r) => r.check.startsWith('can patch '));
+    expect(patchRows.length).toBeGreaterThan(0);
+    for (const row of patchRows) expect(row).toEqual(expect.objectContaining({ status: 'FAIL', detail: expect.stringMatching(/^denied/) }));
+    expect(kubeRows.find((r) => r.check === 'can list pods in short-drama-prod')?.status).toBe('PASS');
+    expect(kubeRows.find((r) => r.check === 'can get pods/log in short-drama-prod')?.status).toBe('PASS');
   });
 
   test('down targets are FAIL rows with their error, and the run still completes', async () => {

@@ -14,7 +14,7 @@ export interface TestbedContext {
   log: (line: string) => void;
 }
 
-export type ServiceName = 'temporal' | 'postgres' | 'redis' | 's3' | 'prometheus' | 'webhook' | 'app-metrics';
+export type ServiceName = 'temporal' | 'postgres' | 'redis' | 's3' | 'prometheus' | 'webhook' | 'app-metrics' | 'kubernetes';
 
 export interface TestbedServer {
   name: ServiceName;
@@ -28,4 +28,6 @@ export interface TestbedServer {
   start(ctx: TestbedContext): Promise<void>;
   /** Puts the manual's data in place; safe to run on every start. */
   seed?(ctx: TestbedContext): Promise<void>;
+  /** Stops a server made of several processes in its own order (default: SIGTERM to the one pid file named after it). */
+  stop?(layout: TestbedLayout): Promise<void>;
 }

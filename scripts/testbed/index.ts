@@ -9,10 +9,12 @@ import { prometheusServer, prometheusUrl } from './prometheus-server';
 import { redisServer, redisUrl } from './redis-server';
 import { backupBucket, s3Endpoint, s3Server } from './s3-server';
 import { temporalServer } from './temporal-server';
+import { kubernetesBinaries } from './kubernetes-install';
+import { adminKubeconfigPath, kubernetesServer, readonlyKubeconfigPath } from './kubernetes-server';
 import type { ServiceName, TestbedContext, TestbedSecrets, TestbedServer } from './context';
 
 export type { ServiceName } from './context';
-export const allServices: ServiceName[] = ['temporal', 'postgres', 'redis', 's3', 'prometheus', 'webhook', 'app-metrics'];
+export const allServices: ServiceName[] = ['temporal', 'postgres', 'redis', 's3', 'prometheus', 'webhook', 'app-metrics', 'kubernetes'];
 const servers: Record<ServiceName, TestbedServer> = {
   temporal: temporalServer,
   postgres: postgresServer,
@@ -21,6 +23,7 @@ const servers: Record<ServiceName, TestbedServer> = {
   prometheus: prometheusServer,
   webhook: webhookServer,
   'app-metrics': appMetricsServer,
+  kubernetes: kubernetesServer,
 };
 
 export interface TestbedHandle {
@@ -65,6 +68,9 @@ function testbedEnv(ctx: TestbedContext): Record<string, string> {
     TESTBED_POSTGRES_PASSWORD: secrets.postgresPassword,
     TESTBED_REDIS_PASSWORD: secrets.redisPassword,
     TESTBED_POSTGRES_ADMIN_URL: postgresUrl(ctx, 'postgres'),
+    KUBECONFIG: adminKubeconfigPath(layout),
+    TESTBED_KUBECONFIG_READONLY: readonlyKubeconfigPath(layout),
+    TESTBED_KUBECTL: kubernetesBinaries(layout).kubectl,
   };
 }
 
@@ -108,6 +114,8 @@ export async function up(options: UpOptions = {}): Promise<TestbedHandle> {
         log(`${name}: already running, reused`);
         return;
       }
+      // A server of several processes may be half up (e.g. one crashed): stop what is ours (by pid file) first.
+      await server.stop?.(layout);
       const busy = await firstOpenPort(server.ports.map((name) => port(layout, name)));
       if (busy !== undefined) {
         throw new Error(`${name}: port ${busy} is taken by another process that is not this test bed's ${name}; stop it or set TESTBED_PORT_BASE`);
@@ -129,7 +137,7 @@ export async function up(options: UpOptions = {}): Promise<TestbedHandle> {
 
 /** Stops the named servers (by default every one with a pid file of ours). */
 export async function down(services: ServiceName[] = allServices, layout: TestbedLayout = testbedLayout()): Promise<void> {
-  await Promise.all(services.map((name) => stopDetached(layout.stateDir, name)));
+  await Promise.all(services.map((name) => servers[name].stop?.(layout) ?? stopDetached(layout.stateDir, name)));
 }
 
 export function readTestbedEnv(): Record<string, string> {

@@ -59,6 +59,14 @@ export const portOffsets = {
   seaweedAdmin: 50,
   seaweedAdminGrpc: 51,
   seaweedMetrics: 52,
+  // Kubernetes (scripts/testbed/kubernetes-*.ts): one port per control-plane process.
+  kubeEtcd: 53,
+  kubeEtcdPeer: 54,
+  kubeApiserver: 55,
+  kubeControllerManager: 56,
+  kubeScheduler: 57,
+  kwok: 58,
+  kubeMetricsServer: 59,
 } as const;
 
 export type PortName = keyof typeof portOffsets;

@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Builds the Kubernetes test-bed binaries from the Go module proxy into a
+# version-keyed cache outside the repository, and prints where they are.
+#
+#   kube-apiserver, kube-controller-manager, kube-scheduler
+#                                            (k8s.io/kubernetes, via a wrapper module)
+#   etcd                                     (go.etcd.io/etcd/server/v3, via a wrapper module)
+#   kwok                                     (sigs.k8s.io/kwok/cmd/kwok, plain go install)
+#
+# Layout (CACHE = ${TESTBED_CACHE_DIR:-$HOME/.cache/runbook-testbed}):
+#   $CACHE/kubernetes-<K8S_VERSION>/bin/{kube-apiserver,kube-controller-manager,kube-scheduler}
+#   $CACHE/etcd-<ETCD_VERSION>/bin/etcd
+#   $CACHE/kwok-<KWOK_VERSION>/bin/kwok
+#
+# Idempotent: a binary that already exists is neither rebuilt nor downloaded.
+# Output on stdout, one line per binary:  NAME=/absolute/path
+# Progress and timings go to stderr.
+#
+# k8s.io/kubernetes cannot be `go install`ed (its go.mod replaces every
+# k8s.io/<staging> module with ./staging/src/...), so we build it from a small
+# wrapper module that requires k8s.io/kubernetes and maps each staging module
+# to its published v0.<minor>.<patch> tag. etcd's server module has relative
+# replace lines too, so it gets the same treatment.
+set -euo pipefail
+
+K8S_VERSION="${K8S_VERSION:-v1.37.2}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
+CACHE="${TESTBED_CACHE_DIR:-$HOME/.cache/runbook-testbed}"
+
+log() { printf '[build-kubernetes] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+K8S_DIR="$CACHE/kubernetes-$K8S_VERSION"
+ETCD_DIR="$CACHE/etcd-$ETCD_VERSION"
+KWOK_DIR="$CACHE/kwok-$KWOK_VERSION"
+APISERVER="$K8S_DIR/bin/kube-apiserver"
+KCM="$K8S_DIR/bin/kube-controller-manager"
+SCHED="$K8S_DIR/bin/kube-scheduler"
+ETCD="$ETCD_DIR/bin/etcd"
+KWOK="$KWOK_DIR/bin/kwok"
+
+print_paths() {
+  echo "KUBE_APISERVER=$APISERVER"
+  echo "KUBE_CONTROLLER_MANAGER=$KCM"
+  echo "KUBE_SCHEDULER=$SCHED"
+  echo "ETCD=$ETCD"
+  echo "KWOK=$KWOK"
+}
+
+# Fast path: everything is there, touch nothing (no go, no network).
+if [[ -x "$APISERVER" && -x "$KCM" && -x "$SCHED" && -x "$ETCD" && -x "$KWOK" ]]; then
+  log "all binaries cached under $CACHE"
+  print_paths
+  exit 0
+fi
+
+GO="${GO:-}"
+if [[ -z "$GO" ]]; then
+  if command -v go >/dev/null 2>&1; then GO="$(command -v go)"
+  elif [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go
+  else die "go not found (set GO=/path/to/go)"; fi
+fi
+
+# Static, path-independent binaries. Build and module caches stay in Go's
+# default places so they are shared with everything else on the machine.
+export CGO_ENABLED=0
+export GOFLAGS="-trimpath -buildvcs=false -mod=mod"
+export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+NICE=(nice -n "${BUILD_NICE:-10}")
+
+mkdir -p "$CACHE"
+# One builder at a time per cache directory.
+exec 9>"$CACHE/.build-kubernetes.lock"
+flock 9
+
+now() { date +%s; }
+
+gomod_path() { # module@version -> path of its go.mod in the module cache
+  "$GO" mod download -json "$1" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p'
+}
+
+# ---------------------------------------------------------------- kubernetes
+build_kubernetes() {
+  local minor patch ver_noV k8s_mod work t0 t1
+  ver_noV="${K8S_VERSION#v}"                       # 1.37.2
+  minor="$(cut -d. -f2 <<<"$ver_noV")"             # 37
+  patch="$(cut -d. -f3- <<<"$ver_noV")"            # 2
+  local staging_version="v0.$minor.$patch"         # v0.37.2
+
+  log "kubernetes $K8S_VERSION: resolving go.mod"
+  k8s_mod="$(gomod_path "k8s.io/kubernetes@$K8S_VERSION")"
+  [[ -f "$k8s_mod" ]] || die "could not download k8s.io/kubernetes@$K8S_VERSION"
+
+  work="$K8S_DIR/build"
+  rm -rf "$work"; mkdir -p "$work/bin"
+  {
+    echo "module testbed.local/kubernetes-build"
+    echo
+    # The go and godebug lines only take effect in the main module: copy them,
+    # so the binaries get the same GODEBUG defaults as upstream builds.
+    grep -E '^(go|godebug) ' "$k8s_mod"
+    echo
+    echo "require k8s.io/kubernetes $K8S_VERSION"
+    echo
+    echo "replace ("
+    # Staging modules: `k8s.io/X => ./staging/src/k8s.io/X` -> published tag.
+    awk -v v="$staging_version" '
+      $2 == "=>" && $3 ~ /^\.\/staging\// { printf "\t%s => %s %s\n", $1, $1, v; next }
+      $1 == "replace" && $3 == "=>" && $4 ~ /^\.\/staging\// { printf "\t%s => %s %s\n", $2, $2, v; next }
+    ' "$k8s_mod"
+    # Any other (non-local) replace lines are copied as they are.
+    awk '
+      /^replace \($/ { inblk = 1; next }
+      inblk && /^\)/ { inblk = 0; next }
+      inblk && $2 == "=>" && $3 !~ /^\./ { print "\t" $0; next }
+      /^replace / && $3 == "=>" && $4 !~ /^\./ { sub(/^replace /, ""); print "\t" $0 }
+    ' "$k8s_mod"
+    echo ")"
+  } >"$work/go.mod"
+
+  local ldflags="-s -w"
+  local pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+
+  (
+    cd "$work"
+    log "kubernetes $K8S_VERSION: resolving dependencies (go get)"
+    t0=$(now)
+    "${NICE[@]}" "$GO" get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" \
+      "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION" \
+      "k8s.io/kubernetes/cmd/kube-scheduler@$K8S_VERSION" >&2
+    log "kubernetes: go get took $(( $(now) - t0 ))s"
+    for bin in kube-apiserver kube-controller-manager kube-scheduler; do
+      [[ -x "$K8S_DIR/bin/$bin" ]] && continue
+      t0=$(now)
+      log "building $bin $K8S_VERSION"
+      "${NICE[@]}" "$GO" build -ldflags "$ldflags" -o "bin/$bin" "k8s.io/kubernetes/cmd/$bin" >&2
+      t1=$(now)
+      log "built $bin in $(( t1 - t0 ))s"
+      mkdir -p "$K8S_DIR/bin"
+      mv -f "bin/$bin" "$K8S_DIR/bin/$bin"
+    done
+  )
+  rm -rf "$work"
+}
+
+# ---------------------------------------------------------------------- etcd
+build_etcd() {
+  local server_mod work t0
+  log "etcd $ETCD_VERSION: resolving go.mod"
+  server_mod="$(gomod_path "go.etcd.io/etcd/server/v3@$ETCD_VERSION")"
+  [[ -f "$server_mod" ]] || die "could not download go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+
+  work="$ETCD_DIR/build"
+  rm -rf "$work"; mkdir -p "$work/bin"
+  {
+    echo "module testbed.local/etcd-build"
+    echo
+    grep -E '^(go|godebug) ' "$server_mod"
+    echo
+    echo "require go.etcd.io/etcd/server/v3 $ETCD_VERSION"
+    echo
+    echo "replace ("
+    # server/go.mod maps its sibling modules (api, client/pkg, client/v3, pkg)
+    # to ../X; pin each to the same release tag instead.
+    awk -v v="$ETCD_VERSION" '
+      $2 == "=>" && $3 ~ /^\.\.\// && $1 ~ /^go\.etcd\.io\// { printf "\t%s => %s %s\n", $1, $1, v; next }
+      $1 == "replace" && $3 == "=>" && $4 ~ /^\.\.\// && $2 ~ /^go\.etcd\.io\// { printf "\t%s => %s %s\n", $2, $2, v }
+    ' "$server_mod"
+    echo ")"
+  } >"$work/go.mod"
+
+  (
+    cd "$work"
+    t0=$(now)
+    log "etcd $ETCD_VERSION: resolving dependencies (go get)"
+    "${NICE[@]}" "$GO" get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >&2
+    log "building etcd $ETCD_VERSION"
+    # The etcd main package is the root of the server module (server/main.go).
+    "${NICE[@]}" "$GO" build -ldflags "-s -w" -o bin/etcd go.etcd.io/etcd/server/v3 >&2
+    log "built etcd in $(( $(now) - t0 ))s"
+    mkdir -p "$ETCD_DIR/bin"
+    mv -f bin/etcd "$ETCD"
+  )
+  rm -rf "$work"
+}
+
+# ---------------------------------------------------------------------- kwok
+build_kwok() {
+  local t0 tmp
+  tmp="$KWOK_DIR/build-bin"
+  rm -rf "$tmp"; mkdir -p "$tmp" "$KWOK_DIR/bin"
+  t0=$(now)
+  log "building kwok $KWOK_VERSION (go install)"
+  # go install ignores -mod; run it outside any module.
+  ( cd "$tmp" && GOFLAGS="-trimpath -buildvcs=false" GOBIN="$tmp" \
+      "${NICE[@]}" "$GO" install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" >&2 )
+  mv -f "$tmp/kwok" "$KWOK"
+  rm -rf "$tmp"
+  log "built kwok in $(( $(now) - t0 ))s"
+}
+
+[[ -x "$APISERVER" && -x "$KCM" && -x "$SCHED" ]] || build_kubernetes
+[[ -x "$ETCD" ]] || build_etcd
+[[ -x "$KWOK" ]] || build_kwok
+
+for b in "$APISERVER" "$KCM" "$SCHED" "$ETCD" "$KWOK"; do
+  [[ -x "$b" ]] || die "missing after build: $b"
+done
+print_paths

@@ -1,0 +1,138 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { runChecked } from './processes';
+import type { TestbedLayout } from './layout';
+
+/** Where the Kubernetes test bed keeps its state: PKI, etcd data, kubeconfigs, pod log files, exec dir. */
+export function kubernetesStateDir(layout: TestbedLayout): string {
+  return join(layout.stateDir, 'kubernetes');
+}
+
+export interface KubernetesPki {
+  dir: string;
+  caCert: string;
+  caKey: string;
+  apiserverCert: string;
+  apiserverKey: string;
+  kwokCert: string;
+  kwokKey: string;
+  kubeletClientCert: string;
+  kubeletClientKey: string;
+  frontProxyCert: string;
+  frontProxyKey: string;
+  saKey: string;
+  saPub: string;
+  /** --token-auth-file: the admin token, in group system:masters. */
+  tokensCsv: string;
+  adminToken: string;
+}
+
+export function pkiPaths(layout: TestbedLayout): Omit<KubernetesPki, 'adminToken'> {
+  const dir = join(kubernetesStateDir(layout), 'pki');
+  const f = (name: string) => join(dir, name);
+  return {
+    dir,
+    caCert: f('ca.crt'),
+    caKey: f('ca.key'),
+    apiserverCert: f('apiserver.crt'),
+    apiserverKey: f('apiserver.key'),
+    kwokCert: f('kwok.crt'),
+    kwokKey: f('kwok.key'),
+    kubeletClientCert: f('kubelet-client.crt'),
+    kubeletClientKey: f('kubelet-client.key'),
+    frontProxyCert: f('front-proxy-client.crt'),
+    frontProxyKey: f('front-proxy-client.key'),
+    saKey: f('sa.key'),
+    saPub: f('sa.pub'),
+    tokensCsv: f('tokens.csv'),
+  };
+}
+
+/** The admin token of an existing PKI, or undefined before the first start. */
+export function readAdminToken(layout: TestbedLayout): string | undefined {
+  const file = join(pkiPaths(layout).dir, 'admin.token');
+  return existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
+}
+
+const days = '3650';
+
+function openssl(args: string[]): void {
+  runChecked('openssl', args);
+}
+
+/** A leaf certificate signed by the test bed's CA. */
+function issue(dir: string, name: string, subject: string, extendedKeyUsage: string, subjectAltName?: string): void {
+  const key = join(dir, `${name}.key`);
+  const csr = join(dir, `${name}.csr`);
+  const ext = join(dir, `${name}.ext`);
+  openssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-subj', subject, '-keyout', key, '-out', csr]);
+  writeFileSync(
+    ext,
+    [
+      'basicConstraints=critical,CA:FALSE',
+      'keyUsage=critical,digitalSignature,keyEncipherment',
+      `extendedKeyUsage=${extendedKeyUsage}`,
+      ...(subjectAltName ? [`subjectAltName=${subjectAltName}`] : []),
+      '',
+    ].join('\n'),
+  );
+  openssl(['x509', '-req', '-in', csr, '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'), '-CAcreateserial', '-days', days, '-extfile', ext, '-out', join(dir, `${name}.crt`)]);
+  rmSync(csr, { force: true });
+  rmSync(ext, { force: true });
+}
+
+/**
+ * Certificates (a CA; serving certs for the apiserver and kwok's kubelet API; client certs for
+ * apiserver -> kubelet and the aggregation front proxy), the service-account signing key and the
+ * admin token. Generated once with openssl under the state dir and reused on every later start,
+ * so kubeconfigs and ServiceAccount tokens stay valid.
+ */
+export function ensureKubernetesPki(layout: TestbedLayout): KubernetesPki {
+  const paths = pkiPaths(layout);
+  const tokenFile = join(paths.dir, 'admin.token');
+  const done = join(paths.dir, '.complete');
+  if (!existsSync(done)) {
+    const staging = `${paths.dir}.partial`;
+    rmSync(staging, { recursive: true, force: true });
+    mkdirSync(staging, { recursive: true, mode: 0o700 });
+    openssl([
+      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', days, '-subj', '/CN=runbook-testbed-ca',
+      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
+      '-keyout', join(staging, 'ca.key'), '-out', join(staging, 'ca.crt'),
+    ]);
+    issue(
+      staging,
+      'apiserver',
+      '/CN=kube-apiserver',
+      'serverAuth',
+      'IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local',
+    );
+    issue(staging, 'kwok', '/CN=kwok', 'serverAuth', 'IP:127.0.0.1,DNS:localhost');
+    issue(staging, 'kubelet-client', '/O=system:masters/CN=kube-apiserver-kubelet-client', 'clientAuth');
+    issue(staging, 'front-proxy-client', '/CN=front-proxy-client', 'clientAuth');
+    openssl(['genrsa', '-out', join(staging, 'sa.key'), '2048']);
+    openssl(['rsa', '-in', join(staging, 'sa.key'), '-pubout', '-out', join(staging, 'sa.pub')]);
+    const token = randomBytes(24).toString('hex');
+    writeFileSync(join(staging, 'admin.token'), `${token}\n`, { mode: 0o600 });
+    writeFileSync(join(staging, 'tokens.csv'), `${token},runbook-testbed-admin,runbook-testbed-admin,"system:masters"\n`, { mode: 0o600 });
+    writeFileSync(join(staging, '.complete'), '');
+    rmSync(paths.dir, { recursive: true, force: true });
+    mkdirSync(kubernetesStateDir(layout), { recursive: true });
+    renameSync(staging, paths.dir);
+  }
+  return { ...paths, adminToken: readFileSync(tokenFile, 'utf8').trim() };
+}
+
+/** A kubeconfig with a bearer token against the test bed's apiserver. */
+export function writeKubeconfig(file: string, server: string, caCert: string, user: string, token: string, namespace?: string): void {
+  const config = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'runbook-testbed', cluster: { server, 'certificate-authority': caCert } }],
+    users: [{ name: user, user: { token } }],
+    contexts: [{ name: `${user}@runbook-testbed`, context: { cluster: 'runbook-testbed', user, ...(namespace ? { namespace } : {}) } }],
+    'current-context': `${user}@runbook-testbed`,
+  };
+  writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+}

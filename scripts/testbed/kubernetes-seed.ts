@@ -1,0 +1,555 @@
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  ApiextensionsV1Api,
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchUtils,
+  type KubeConfig,
+  type KubernetesObject,
+} from '@kubernetes/client-node';
+import { applyObjects, kubeConfigFromFile, readYamlObjects } from './kubernetes-apply';
+import { kubernetesBinaries } from './kubernetes-install';
+import { kubernetesStateDir, pkiPaths, writeKubeconfig } from './kubernetes-pki';
+import { port, type TestbedLayout } from './layout';
+import { waitUntil } from './processes';
+import type { TestbedContext } from './context';
+
+/** The manual's namespace. */
+export const kubernetesNamespace = 'short-drama-prod';
+export const kwokNode = 'kwok-node-0';
+export const readonlyServiceAccount = 'runbook-readonly';
+/** The app's two seeded releases: revision 1, then revision 2 (the current one). */
+export const appReleases = ['1.4.1', '1.4.2'] as const;
+
+type Obj = KubernetesObject & Record<string, unknown>;
+
+/** Pod logs are served by kwok from these files (CRI log format), one pair per container name. */
+export function seededLogFile(layout: TestbedLayout, container: string, previous = false): string {
+  return join(kubernetesStateDir(layout), 'logs', kubernetesNamespace, `${container}${previous ? '.previous' : ''}.log`);
+}
+
+/** kwok runs `kubectl exec` commands for pods of short-drama-prod as local processes in this directory. */
+export function execWorkDir(layout: TestbedLayout): string {
+  return join(kubernetesStateDir(layout), 'exec-root');
+}
+
+function adminKc(layout: TestbedLayout): KubeConfig {
+  return kubeConfigFromFile(join(kubernetesStateDir(layout), 'admin.kubeconfig'));
+}
+
+/** One log line in the CRI format kwok parses: `<RFC3339Nano> <stream> F <message>`. */
+export function criLogLines(lines: string[], at = new Date()): string {
+  const stamp = at.toISOString().replace(/\.(\d{3})Z$/, '.$1000000Z');
+  return lines.map((line) => `${stamp} ${line.startsWith('ERROR') ? 'stderr' : 'stdout'} F ${line}\n`).join('');
+}
+
+// ------------------------------------------------------------------------ CRDs
+
+/** cert-manager's Certificate, reduced to what the runbooks read (a structural schema with a status subresource). */
+const certificateCrd: Obj = {
+  apiVersion: 'apiextensions.k8s.io/v1',
+  kind: 'CustomResourceDefinition',
+  metadata: { name: 'certificates.cert-manager.io' },
+  spec: {
+    group: 'cert-manager.io',
+    names: { kind: 'Certificate', listKind: 'CertificateList', plural: 'certificates', singular: 'certificate', shortNames: ['cert', 'certs'] },
+    scope: 'Namespaced',
+    versions: [
+      {
+        name: 'v1',
+        served: true,
+        storage: true,
+        subresources: { status: {} },
+        additionalPrinterColumns: [
+          { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+          { name: 'Secret', type: 'string', jsonPath: '.spec.secretName' },
+          { name: 'NotAfter', type: 'date', jsonPath: '.status.notAfter' },
+        ],
+        schema: {
+          openAPIV3Schema: {
+            type: 'object',
+            properties: {
+              spec: {
+                type: 'object',
+                required: ['secretName', 'issuerRef'],
+                properties: {
+                  secretName: { type: 'string' },
+                  commonName: { type: 'string' },
+                  dnsNames: { type: 'array', items: { type: 'string' } },
+                  duration: { type: 'string' },
+                  renewBefore: { type: 'string' },
+                  issuerRef: {
+                    type: 'object',
+                    required: ['name'],
+                    properties: { name: { type: 'string' }, kind: { type: 'string' }, group: { type: 'string' } },
+                  },
+                },
+              },
+              status: {
+                type: 'object',
+                properties: {
+                  notBefore: { type: 'string', format: 'date-time' },
+                  notAfter: { type: 'string', format: 'date-time' },
+                  renewalTime: { type: 'string', format: 'date-time' },
+                  revision: { type: 'integer' },
+                  conditions: {
+                    type: 'array',
+                    'x-kubernetes-list-type': 'map',
+                    'x-kubernetes-list-map-keys': ['type'],
+                    items: {
+                      type: 'object',
+                      required: ['type', 'status'],
+                      properties: {
+                        type: { type: 'string' },
+                        status: { type: 'string', enum: ['True', 'False', 'Unknown'] },
+                        reason: { type: 'string' },
+                        message: { type: 'string' },
+                        lastTransitionTime: { type: 'string', format: 'date-time' },
+                        observedGeneration: { type: 'integer' },
+                      },
+                    },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    ],
+  },
+};
+
+async function waitEstablished(kc: KubeConfig, names: string[]): Promise<void> {
+  const api = kc.makeApiClient(ApiextensionsV1Api);
+  await waitUntil(
+    `CRDs established (${names.length})`,
+    async () => {
+      for (const name of names) {
+        const { body } = await api.readCustomResourceDefinition(name);
+        if (!body.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) return false;
+      }
+      return true;
+    },
+    30_000,
+  );
+}
+
+// --------------------------------------------------------------- infrastructure
+
+/**
+ * What the cluster itself needs: 'crds' (kwok's CRDs, cert-manager's Certificate; before kwok
+ * starts) and 'rest' (the fake node, kwok's resource-metrics simulation with usage from pod
+ * annotations, and metrics-server behind the aggregator).
+ */
+export async function applyClusterInfrastructure(ctx: TestbedContext, part: 'crds' | 'rest'): Promise<void> {
+  const { layout } = ctx;
+  const kc = adminKc(layout);
+  const assets = kubernetesBinaries(layout).kwokAssets;
+  if (part === 'crds') {
+    const crdDir = join(assets, 'crds');
+    const crds = [...readdirSync(crdDir).filter((f) => f.endsWith('.yaml')).flatMap((f) => readYamlObjects(join(crdDir, f))), certificateCrd];
+    await applyObjects(kc, crds);
+    await waitEstablished(kc, crds.map((crd) => crd.metadata!.name!));
+    return;
+  }
+  const node: Obj = {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: {
+      name: kwokNode,
+      // kwok manages nodes with this annotation (see --manage-nodes-with-annotation-selector).
+      annotations: {
+        'kwok.x-k8s.io/node': 'fake',
+        'node.alpha.kubernetes.io/ttl': '0',
+        'metrics.k8s.io/resource-metrics-path': `/metrics/nodes/${kwokNode}/metrics/resource`,
+      },
+      labels: { type: 'kwok', 'kubernetes.io/hostname': kwokNode, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' },
+    },
+  };
+  const metricsServerPort = port(layout, 'kubeMetricsServer');
+  await applyObjects(kc, [
+    node,
+    ...readYamlObjects(join(assets, 'metrics-resource.yaml')),
+    ...readYamlObjects(join(assets, 'usage-from-annotation.yaml')),
+    // No kube-proxy, and Endpoints may not hold loopback addresses: the aggregator reaches
+    // metrics-server through an ExternalName Service naming 127.0.0.1 (which works only without
+    // --enable-aggregator-routing: that mode rejects ExternalName Services).
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'metrics-server', namespace: 'kube-system' }, spec: { type: 'ExternalName', externalName: '127.0.0.1' } } as Obj,
+    {
+      apiVersion: 'apiregistration.k8s.io/v1',
+      kind: 'APIService',
+      metadata: { name: 'v1beta1.metrics.k8s.io' },
+      spec: {
+        group: 'metrics.k8s.io',
+        version: 'v1beta1',
+        groupPriorityMinimum: 100,
+        versionPriority: 100,
+        insecureSkipTLSVerify: true,
+        service: { name: 'metrics-server', namespace: 'kube-system', port: metricsServerPort },
+      },
+    } as Obj,
+  ]);
+}
+
+// ----------------------------------------------------------------- the manual
+
+const ns = kubernetesNamespace;
+const appLabels = (app: string) => ({ app, 'app.kubernetes.io/part-of': 'short-drama' });
+
+function deployment(name: string, replicas: number, container: Record<string, unknown>, extra: { volumes?: unknown[]; annotations?: Record<string, string> } = {}): Obj {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, namespace: ns, labels: appLabels(name) },
+    spec: {
+      replicas,
+      revisionHistoryLimit: 10,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: appLabels(name), ...(extra.annotations ? { annotations: extra.annotations } : {}) },
+        spec: { containers: [container], ...(extra.volumes ? { volumes: extra.volumes } : {}) },
+      },
+    },
+  };
+}
+
+/** short-drama-app at a release: a new release changes the image, an env var and an annotation (a new revision). */
+export function appDeployment(release: string): Obj {
+  return deployment(
+    'short-drama-app',
+    2,
+    {
+      name: 'app',
+      image: `registry.invalid/short-drama/app:${release}`,
+      ports: [{ name: 'http', containerPort: 8080 }],
+      envFrom: [{ configMapRef: { name: 'app-config' } }],
+      env: [
+        { name: 'APP_RELEASE', value: release },
+        { name: 'DATABASE_PASSWORD', valueFrom: { secretKeyRef: { name: 'app-secrets', key: 'DATABASE_PASSWORD' } } },
+        { name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: 'app-secrets', key: 'REDIS_PASSWORD' } } },
+      ],
+      resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '1', memory: '512Mi' } },
+    },
+    { annotations: { 'short-drama.example/release': release } },
+  );
+}
+
+function pv(name: string, storageClassName: string, claim: string, dir: string): Obj {
+  return {
+    apiVersion: 'v1',
+    kind: 'PersistentVolume',
+    metadata: { name, labels: { 'app.kubernetes.io/part-of': 'short-drama' } },
+    spec: {
+      capacity: { storage: '10Gi' },
+      accessModes: ['ReadWriteOnce'],
+      persistentVolumeReclaimPolicy: 'Retain',
+      storageClassName,
+      // Pre-bound to its claim, so the claim is Bound (a resize is only allowed on bound claims).
+      claimRef: { apiVersion: 'v1', kind: 'PersistentVolumeClaim', namespace: ns, name: claim },
+      hostPath: { path: dir, type: 'DirectoryOrCreate' },
+    },
+  };
+}
+
+function pvc(name: string, storageClassName: string, volumeName: string): Obj {
+  return {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: { name, namespace: ns, labels: appLabels(name.split('-')[0]!) },
+    spec: { accessModes: ['ReadWriteOnce'], storageClassName, volumeName, resources: { requests: { storage: '10Gi' } } },
+  };
+}
+
+function manualObjects(layout: TestbedLayout): Obj[] {
+  const volumes = join(kubernetesStateDir(layout), 'volumes');
+  const service = (name: string, portNumber: number, targetPort: number | string): Obj => ({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace: ns, labels: appLabels(name) },
+    spec: { selector: { app: name }, ports: [{ name: 'main', port: portNumber, targetPort }] },
+  });
+  return [
+    { apiVersion: 'storage.k8s.io/v1', kind: 'StorageClass', metadata: { name: 'expandable' }, provisioner: 'kubernetes.io/no-provisioner', allowVolumeExpansion: true, reclaimPolicy: 'Retain', volumeBindingMode: 'Immediate' } as Obj,
+    { apiVersion: 'storage.k8s.io/v1', kind: 'StorageClass', metadata: { name: 'fixed' }, provisioner: 'kubernetes.io/no-provisioner', allowVolumeExpansion: false, reclaimPolicy: 'Retain', volumeBindingMode: 'Immediate' } as Obj,
+    pv('short-drama-prod-postgres-pv', 'expandable', 'postgres-pvc', join(volumes, 'postgres')),
+    pv('short-drama-prod-redis-pv', 'fixed', 'redis-data', join(volumes, 'redis')),
+    pvc('postgres-pvc', 'expandable', 'short-drama-prod-postgres-pv'),
+    pvc('redis-data', 'fixed', 'short-drama-prod-redis-pv'),
+    {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'app-config', namespace: ns, labels: appLabels('short-drama-app') },
+      data: { DATABASE_HOST: 'postgres', DATABASE_NAME: 'short_drama_prod', REDIS_HOST: 'redis', LOG_LEVEL: 'info', DB_POOL_SIZE: '20' },
+    } as Obj,
+    {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'app-secrets', namespace: ns, labels: appLabels('short-drama-app') },
+      type: 'Opaque',
+      // Fake values: the test bed's real passwords live in .testbed/testbed.env only.
+      data: { DATABASE_PASSWORD: Buffer.from('seeded-db-password').toString('base64'), REDIS_PASSWORD: Buffer.from('seeded-redis-password').toString('base64') },
+    } as Obj,
+    deployment(
+      'postgres',
+      1,
+      {
+        name: 'postgres',
+        image: 'postgres:15',
+        ports: [{ name: 'postgres', containerPort: 5432 }],
+        env: [{ name: 'POSTGRES_PASSWORD', valueFrom: { secretKeyRef: { name: 'app-secrets', key: 'DATABASE_PASSWORD' } } }],
+        resources: { requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '2', memory: '2Gi' } },
+        volumeMounts: [{ name: 'data', mountPath: '/var/lib/postgresql/data' }],
+      },
+      { volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'postgres-pvc' } }] },
+    ),
+    deployment(
+      'redis',
+      1,
+      {
+        name: 'redis',
+        image: 'redis:7',
+        ports: [{ name: 'redis', containerPort: 6379 }],
+        resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '500m', memory: '512Mi' } },
+        volumeMounts: [{ name: 'data', mountPath: '/data' }],
+      },
+      { volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'redis-data' } }] },
+    ),
+    service('short-drama-app', 80, 'http'),
+    service('postgres', 5432, 5432),
+    service('redis', 6379, 6379),
+    { apiVersion: 'networking.k8s.io/v1', kind: 'IngressClass', metadata: { name: 'nginx' }, spec: { controller: 'k8s.io/ingress-nginx' } } as Obj,
+    {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'Ingress',
+      metadata: {
+        name: 'app-ingress',
+        namespace: ns,
+        labels: appLabels('short-drama-app'),
+        annotations: {
+          'cert-manager.io/cluster-issuer': 'letsencrypt-prod',
+          'nginx.ingress.kubernetes.io/ssl-redirect': 'true',
+          'nginx.ingress.kubernetes.io/proxy-body-size': '50m',
+          'nginx.ingress.kubernetes.io/limit-rps': '100',
+        },
+      },
+      spec: {
+        ingressClassName: 'nginx',
+        tls: [{ hosts: ['app.short-drama.example'], secretName: 'app-tls' }],
+        rules: [
+          {
+            host: 'app.short-drama.example',
+            http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'short-drama-app', port: { number: 80 } } } }] },
+          },
+        ],
+      },
+    } as Obj,
+    {
+      apiVersion: 'autoscaling/v2',
+      kind: 'HorizontalPodAutoscaler',
+      metadata: { name: 'short-drama-app', namespace: ns, labels: appLabels('short-drama-app') },
+      spec: {
+        scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'short-drama-app' },
+        minReplicas: 2,
+        maxReplicas: 6,
+        metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } }],
+      },
+    } as Obj,
+    {
+      apiVersion: 'cert-manager.io/v1',
+      kind: 'Certificate',
+      metadata: { name: 'app-tls-cert', namespace: ns, labels: appLabels('short-drama-app') },
+      spec: {
+        secretName: 'app-tls',
+        commonName: 'app.short-drama.example',
+        dnsNames: ['app.short-drama.example'],
+        duration: '2160h',
+        renewBefore: '360h',
+        issuerRef: { name: 'letsencrypt-prod', kind: 'ClusterIssuer', group: 'cert-manager.io' },
+      },
+    } as Obj,
+    // Where kwok takes logs and exec from, for the manual's pods only.
+    {
+      apiVersion: 'kwok.x-k8s.io/v1alpha1',
+      kind: 'ClusterLogs',
+      metadata: { name: 'short-drama-prod' },
+      spec: {
+        selector: { matchNamespaces: [ns] },
+        logs: ['app', 'postgres', 'redis'].map((container) => ({
+          containers: [container],
+          logsFile: seededLogFile(layout, container),
+          previousLogsFile: seededLogFile(layout, container, true),
+          follow: false,
+        })),
+      },
+    } as Obj,
+    {
+      apiVersion: 'kwok.x-k8s.io/v1alpha1',
+      kind: 'ClusterExec',
+      metadata: { name: 'short-drama-prod' },
+      // Exec runs on this host, as this user: only for the manual's namespace, in a directory of ours.
+      spec: { selector: { matchNamespaces: [ns] }, execs: [{ local: { workDir: execWorkDir(layout), envs: [{ name: 'KWOK_EXEC', value: 'true' }] } }] },
+    } as Obj,
+    // A ServiceAccount that may only read (for RBAC tests and TESTBED_KUBECONFIG_READONLY).
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: readonlyServiceAccount, namespace: ns } } as Obj,
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name: readonlyServiceAccount, namespace: ns },
+      rules: [{ apiGroups: ['', 'apps', 'autoscaling', 'networking.k8s.io', 'cert-manager.io', 'metrics.k8s.io'], resources: ['*'], verbs: ['get', 'list', 'watch'] }],
+    } as Obj,
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: readonlyServiceAccount, namespace: ns },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: readonlyServiceAccount },
+      subjects: [{ kind: 'ServiceAccount', name: readonlyServiceAccount, namespace: ns }],
+    } as Obj,
+    {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: `${readonlyServiceAccount}-token`, namespace: ns, annotations: { 'kubernetes.io/service-account.name': readonlyServiceAccount } },
+      type: 'kubernetes.io/service-account-token',
+    } as Obj,
+  ];
+}
+
+/** Files kwok serves as logs, and a little tree for df/du/find through exec; written once. */
+function writeSeedFiles(layout: TestbedLayout): void {
+  const lines: Record<string, string[]> = {
+    app: ['short-drama-app 1.4.2 listening on :8080', 'connected to postgres at postgres:5432', 'GET /healthz 200 2ms'],
+    postgres: ['database system is ready to accept connections'],
+    redis: ['Ready to accept connections tcp'],
+  };
+  for (const [container, current] of Object.entries(lines)) {
+    const file = seededLogFile(layout, container);
+    mkdirSync(join(file, '..'), { recursive: true });
+    if (!existsSync(file)) writeFileSync(file, criLogLines(current));
+    const previous = seededLogFile(layout, container, true);
+    if (!existsSync(previous)) writeFileSync(previous, criLogLines([`${container} previous instance started`, 'ERROR: received SIGTERM, shutting down']));
+  }
+  const root = execWorkDir(layout);
+  for (const dir of ['var/log/app', 'var/lib/postgresql/data/base', 'tmp/uploads']) mkdirSync(join(root, dir), { recursive: true });
+  const sample = join(root, 'var', 'log', 'app', 'app.log');
+  if (!existsSync(sample)) writeFileSync(sample, 'x'.repeat(64 * 1024));
+}
+
+async function readOrUndefined<T>(read: () => Promise<{ body: T }>): Promise<T | undefined> {
+  try {
+    return (await read()).body;
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode === 404 || (err as { response?: { statusCode?: number } }).response?.statusCode === 404) return undefined;
+    throw err;
+  }
+}
+
+/** Waits until a Deployment has rolled out completely (every replica updated and available). */
+export async function waitForRollout(kc: KubeConfig, namespace: string, name: string, timeoutMs = 120_000): Promise<void> {
+  const apps = kc.makeApiClient(AppsV1Api);
+  await waitUntil(
+    `deployment ${namespace}/${name} rolled out`,
+    async () => {
+      const { body } = await apps.readNamespacedDeployment(name, namespace);
+      const want = body.spec?.replicas ?? 1;
+      const s = body.status;
+      return (s?.observedGeneration ?? 0) >= (body.metadata?.generation ?? 1) && s?.updatedReplicas === want && s?.availableReplicas === want && (s?.replicas ?? 0) === want;
+    },
+    timeoutMs,
+  );
+}
+
+/**
+ * The manual's `short-drama-prod`, by server-side apply (field manager runbook-testbed): safe to
+ * run on every start, and it puts back what tests changed. short-drama-app gets two revisions
+ * the first time (release 1.4.1, then 1.4.2).
+ */
+export async function seedKubernetes(ctx: TestbedContext): Promise<void> {
+  const { layout } = ctx;
+  const t0 = Date.now();
+  const kc = adminKc(layout);
+  const core = kc.makeApiClient(CoreV1Api);
+  writeSeedFiles(layout);
+  await waitUntil(
+    `kwok node ${kwokNode} Ready`,
+    async () => (await core.readNode(kwokNode)).body.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
+    60_000,
+    join(layout.stateDir, 'kube-kwok.log'),
+  );
+  await applyObjects(kc, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { 'app.kubernetes.io/part-of': 'short-drama' } } } as Obj]);
+  // Pods need the namespace's default ServiceAccount (made by the controller manager).
+  await waitUntil(`ServiceAccount ${ns}/default`, async () => (await readOrUndefined(() => core.readNamespacedServiceAccount('default', ns))) !== undefined, 60_000);
+  await applyObjects(kc, manualObjects(layout));
+
+  const apps = kc.makeApiClient(AppsV1Api);
+  if (!(await readOrUndefined(() => apps.readNamespacedDeployment('short-drama-app', ns)))) {
+    await applyObjects(kc, [appDeployment(appReleases[0])]);
+    await waitForRollout(kc, ns, 'short-drama-app');
+  }
+  await applyObjects(kc, [appDeployment(appReleases[1])]);
+
+  // A Certificate as cert-manager leaves it: Ready, valid for 90 days (only if it has no status yet).
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const cert = (await custom.getNamespacedCustomObject('cert-manager.io', 'v1', ns, 'certificates', 'app-tls-cert')).body as { status?: unknown };
+  if (!cert.status) {
+    const now = Date.now();
+    await setCertificateStatusRaw(kc, ns, 'app-tls-cert', true, new Date(now + 90 * 86_400_000), new Date(now));
+  }
+
+  await Promise.all(['short-drama-app', 'postgres', 'redis'].map((name) => waitForRollout(kc, ns, name)));
+  await writeReadonlyKubeconfig(ctx, kc);
+  ctx.log(`kubernetes: short-drama-prod seeded in ${Date.now() - t0} ms`);
+}
+
+/** Sets a Certificate's Ready condition and validity through the status subresource. */
+export async function setCertificateStatusRaw(kc: KubeConfig, namespace: string, name: string, ready: boolean, notAfter: Date, notBefore: Date): Promise<void> {
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  await custom.patchNamespacedCustomObjectStatus(
+    'cert-manager.io',
+    'v1',
+    namespace,
+    'certificates',
+    name,
+    {
+      status: {
+        notBefore: iso(notBefore),
+        notAfter: iso(notAfter),
+        renewalTime: iso(new Date(notAfter.getTime() - 15 * 86_400_000)),
+        conditions: [
+          ready
+            ? { type: 'Ready', status: 'True', reason: 'Ready', message: 'Certificate is up to date and has not expired', lastTransitionTime: now }
+            : { type: 'Ready', status: 'False', reason: 'Expired', message: `Certificate expired on ${iso(notAfter)}`, lastTransitionTime: now },
+        ],
+      },
+    },
+    undefined,
+    undefined,
+    undefined,
+    { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_JSON_MERGE_PATCH } },
+  );
+}
+
+async function writeReadonlyKubeconfig(ctx: TestbedContext, kc: KubeConfig): Promise<void> {
+  const { layout } = ctx;
+  const core = kc.makeApiClient(CoreV1Api);
+  let token = '';
+  await waitUntil(
+    `token of ServiceAccount ${ns}/${readonlyServiceAccount}`,
+    async () => {
+      const secret = await core.readNamespacedSecret(`${readonlyServiceAccount}-token`, ns);
+      token = Buffer.from(secret.body.data?.token ?? '', 'base64').toString('utf8');
+      return token.length > 0;
+    },
+    60_000,
+  );
+  writeKubeconfig(
+    join(kubernetesStateDir(layout), 'readonly.kubeconfig'),
+    `https://127.0.0.1:${port(layout, 'kubeApiserver')}`,
+    pkiPaths(layout).caCert,
+    readonlyServiceAccount,
+    token,
+    ns,
+  );
+}

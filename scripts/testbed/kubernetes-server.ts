@@ -1,0 +1,196 @@
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { httpsGet } from './kubernetes-apply';
+import { installKubernetes, kubernetesBinaries } from './kubernetes-install';
+import { ensureKubernetesPki, kubernetesStateDir, pkiPaths, readAdminToken, writeKubeconfig, type KubernetesPki } from './kubernetes-pki';
+import { applyClusterInfrastructure, kubernetesNamespace, seedKubernetes } from './kubernetes-seed';
+import { port, type TestbedLayout } from './layout';
+import { isAlive, readPid, startDetached, stopDetached, waitUntil } from './processes';
+import type { TestbedContext, TestbedServer } from './context';
+
+/**
+ * The Kubernetes part of the test bed: etcd, kube-apiserver, kube-controller-manager,
+ * kube-scheduler, kwok (fake kubelet for one fake node) and metrics-server, each a detached
+ * process with its own pid file (`kube-*.pid` in the state dir), all on 127.0.0.1.
+ * Started in this order, stopped in the reverse one: the apiserver's clients, then the apiserver,
+ * then etcd (the apiserver hangs on SIGTERM while etcd is gone).
+ */
+export const kubernetesProcesses = ['kube-etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kube-kwok', 'kube-metrics-server'] as const;
+
+export function apiserverUrl(layout: TestbedLayout): string {
+  return `https://127.0.0.1:${port(layout, 'kubeApiserver')}`;
+}
+
+/** Admin (system:masters) kubeconfig: KUBECONFIG in the env file. */
+export function adminKubeconfigPath(layout: TestbedLayout): string {
+  return join(kubernetesStateDir(layout), 'admin.kubeconfig');
+}
+
+/** Token of ServiceAccount `runbook-readonly` (read-only Role in short-drama-prod): TESTBED_KUBECONFIG_READONLY. */
+export function readonlyKubeconfigPath(layout: TestbedLayout): string {
+  return join(kubernetesStateDir(layout), 'readonly.kubeconfig');
+}
+
+function logOf(layout: TestbedLayout, name: string): string {
+  return join(layout.stateDir, `${name}.log`);
+}
+
+async function answers(url: string, options: { ca?: string; token?: string } = {}): Promise<boolean> {
+  try {
+    return (await httpsGet(url, options)).status === 200;
+  } catch {
+    return false;
+  }
+}
+
+/** Waits for a component, failing early (with its log) if its process died. */
+async function waitFor(layout: TestbedLayout, name: string, what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  await waitUntil(
+    what,
+    async () => {
+      const pid = readPid(layout.stateDir, name);
+      if (pid === undefined || !isAlive(pid)) throw new Error(`${name} exited`);
+      return check();
+    },
+    timeoutMs,
+    logOf(layout, name),
+  );
+}
+
+async function startControlPlane(ctx: TestbedContext, pki: KubernetesPki): Promise<void> {
+  const { layout } = ctx;
+  const bins = kubernetesBinaries(layout);
+  const state = kubernetesStateDir(layout);
+  const kubeconfig = adminKubeconfigPath(layout);
+  const p = (name: Parameters<typeof port>[1]) => String(port(layout, name));
+  const loopback = '127.0.0.1';
+  const t0 = Date.now();
+  const lap = (what: string) => ctx.log(`kubernetes: ${what} after ${Date.now() - t0} ms`);
+
+  const etcdClient = `http://${loopback}:${p('kubeEtcd')}`;
+  const etcdPeer = `http://${loopback}:${p('kubeEtcdPeer')}`;
+  startDetached(layout.stateDir, 'kube-etcd', bins.etcd, [
+    '--name', 'testbed', '--data-dir', join(state, 'etcd'),
+    '--listen-client-urls', etcdClient, '--advertise-client-urls', etcdClient,
+    '--listen-peer-urls', etcdPeer, '--initial-advertise-peer-urls', etcdPeer,
+    '--initial-cluster', `testbed=${etcdPeer}`, '--initial-cluster-state', 'new',
+    '--unsafe-no-fsync', `--quota-backend-bytes=${2 * 1024 ** 3}`, '--log-level', 'warn',
+  ]);
+  await waitFor(layout, 'kube-etcd', 'etcd /health', async () => (await fetch(`${etcdClient}/health`)).ok, 30_000);
+  lap('etcd healthy');
+
+  const api = apiserverUrl(layout);
+  startDetached(layout.stateDir, 'kube-apiserver', bins.apiserver, [
+    `--bind-address=${loopback}`, `--advertise-address=${loopback}`, `--secure-port=${p('kubeApiserver')}`,
+    // The "kubernetes" Service's endpoints may not be a loopback address.
+    '--endpoint-reconciler-type=none',
+    `--etcd-servers=${etcdClient}`,
+    `--tls-cert-file=${pki.apiserverCert}`, `--tls-private-key-file=${pki.apiserverKey}`,
+    `--client-ca-file=${pki.caCert}`,
+    `--token-auth-file=${pki.tokensCsv}`,
+    '--authorization-mode=Node,RBAC',
+    `--service-account-issuer=${api}`,
+    `--service-account-key-file=${pki.saPub}`, `--service-account-signing-key-file=${pki.saKey}`,
+    '--service-cluster-ip-range=10.96.0.0/16',
+    `--kubelet-client-certificate=${pki.kubeletClientCert}`, `--kubelet-client-key=${pki.kubeletClientKey}`,
+    '--kubelet-preferred-address-types=InternalIP',
+    // Aggregation layer, for metrics-server's metrics.k8s.io.
+    `--requestheader-client-ca-file=${pki.caCert}`, '--requestheader-allowed-names=front-proxy-client',
+    '--requestheader-username-headers=X-Remote-User', '--requestheader-group-headers=X-Remote-Group',
+    '--requestheader-extra-headers-prefix=X-Remote-Extra-',
+    `--proxy-client-cert-file=${pki.frontProxyCert}`, `--proxy-client-key-file=${pki.frontProxyKey}`,
+    // Events of the seeded rollouts stay for a week (default: 1 h).
+    '--event-ttl=168h',
+    '--allow-privileged=true', '--profiling=false',
+  ]);
+  await waitFor(layout, 'kube-apiserver', 'kube-apiserver /readyz', () => answers(`${api}/readyz`, { ca: pki.caCert, token: pki.adminToken }), 120_000);
+  lap('kube-apiserver ready');
+
+  // kwok's CRDs must exist before kwok watches them.
+  await applyClusterInfrastructure(ctx, 'crds');
+  lap('kwok CRDs established');
+
+  const common = [`--kubeconfig=${kubeconfig}`, `--authentication-kubeconfig=${kubeconfig}`, `--authorization-kubeconfig=${kubeconfig}`, `--bind-address=${loopback}`];
+  startDetached(layout.stateDir, 'kube-controller-manager', bins.controllerManager, [
+    ...common, `--secure-port=${p('kubeControllerManager')}`,
+    '--leader-elect=false',
+    `--service-account-private-key-file=${pki.saKey}`, `--root-ca-file=${pki.caCert}`,
+    '--use-service-account-credentials=true',
+    `--cluster-signing-cert-file=${pki.caCert}`, `--cluster-signing-key-file=${pki.caKey}`,
+    '--service-cluster-ip-range=10.96.0.0/16',
+    "--controllers=*", '--profiling=false',
+  ]);
+  startDetached(layout.stateDir, 'kube-scheduler', bins.scheduler, [...common, `--secure-port=${p('kubeScheduler')}`, '--leader-elect=false', '--profiling=false']);
+  startDetached(layout.stateDir, 'kube-kwok', bins.kwok, [
+    `--kubeconfig=${kubeconfig}`,
+    // Stages: the "fast" ones from the kwok module (see kubernetes-install.ts). No KwokConfiguration
+    // document: one loaded from a file is not defaulted, and kwok exits.
+    `--config=${join(bins.kwokAssets, 'stages.yaml')}`,
+    '--manage-all-nodes=false', '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
+    '--manage-nodes-with-label-selector=', '--manage-single-node=',
+    '--cidr=10.244.0.0/16', `--node-ip=${loopback}`, `--node-port=${p('kwok')}`,
+    `--server-address=${loopback}:${p('kwok')}`,
+    `--tls-cert-file=${pki.kwokCert}`, `--tls-private-key-file=${pki.kwokKey}`,
+    '--node-lease-duration-seconds=40',
+    '--enable-crds=ClusterLogs,Logs,ClusterExec,Exec,ClusterAttach,Attach,ClusterPortForward,PortForward,Metric,ClusterResourceUsage,ResourceUsage',
+  ]);
+  startDetached(layout.stateDir, 'kube-metrics-server', bins.metricsServer, [
+    ...common, `--secure-port=${p('kubeMetricsServer')}`, `--cert-dir=${join(state, 'metrics-server-certs')}`,
+    '--kubelet-preferred-address-types=InternalIP', '--kubelet-use-node-status-port', '--kubelet-insecure-tls',
+    '--metric-resolution=10s', '--kubelet-request-timeout=5s',
+  ]);
+  await Promise.all([
+    waitFor(layout, 'kube-controller-manager', 'kube-controller-manager /healthz', () => answers(`https://${loopback}:${p('kubeControllerManager')}/healthz`), 60_000),
+    waitFor(layout, 'kube-scheduler', 'kube-scheduler /healthz', () => answers(`https://${loopback}:${p('kubeScheduler')}/healthz`), 60_000),
+    waitFor(layout, 'kube-kwok', 'kwok /healthz', () => answers(`https://${loopback}:${p('kwok')}/healthz`), 60_000),
+    waitFor(layout, 'kube-metrics-server', 'metrics-server /healthz', () => answers(`https://${loopback}:${p('kubeMetricsServer')}/healthz`), 60_000),
+  ]);
+  lap('controller-manager, scheduler, kwok, metrics-server healthy');
+  await applyClusterInfrastructure(ctx, 'rest');
+  lap('kwok node, metrics and aggregation objects applied');
+}
+
+export const kubernetesServer: TestbedServer = {
+  name: 'kubernetes',
+  ports: ['kubeEtcd', 'kubeEtcdPeer', 'kubeApiserver', 'kubeControllerManager', 'kubeScheduler', 'kwok', 'kubeMetricsServer'],
+  install(ctx) {
+    installKubernetes(ctx);
+  },
+  async isHealthy(ctx) {
+    const { layout } = ctx;
+    const token = readAdminToken(layout);
+    const ca = pkiPaths(layout).caCert;
+    if (!token || !existsSync(ca)) return false;
+    const api = apiserverUrl(layout);
+    if (!(await answers(`${api}/readyz`, { ca, token }))) return false;
+    // Seeded, and every process of ours still there (a half-running control plane is not reused).
+    if (!(await answers(`${api}/api/v1/namespaces/${kubernetesNamespace}`, { ca, token }))) return false;
+    return kubernetesProcesses.every((name) => {
+      const pid = readPid(layout.stateDir, name);
+      return pid !== undefined && isAlive(pid);
+    });
+  },
+  async start(ctx) {
+    const { layout } = ctx;
+    const state = kubernetesStateDir(layout);
+    mkdirSync(state, { recursive: true });
+    // Leftovers of a half-started control plane (ours, by pid file) go first.
+    await kubernetesServer.stop!(layout);
+    const hadPki = existsSync(join(pkiPaths(layout).dir, '.complete'));
+    const pki = ensureKubernetesPki(layout);
+    // Data signed by another service-account key (tokens, secrets) would be useless: start clean.
+    if (!hadPki) rmSync(join(state, 'etcd'), { recursive: true, force: true });
+    writeKubeconfig(adminKubeconfigPath(layout), apiserverUrl(layout), pki.caCert, 'runbook-testbed-admin', pki.adminToken);
+    await startControlPlane(ctx, pki);
+  },
+  async seed(ctx) {
+    await seedKubernetes(ctx);
+  },
+  async stop(layout) {
+    // The apiserver's clients first (together: each takes ~2 s to shut down), then the apiserver, then etcd.
+    const [etcd, apiserver, ...clients] = kubernetesProcesses;
+    await Promise.all(clients.map((name) => stopDetached(layout.stateDir, name)));
+    await stopDetached(layout.stateDir, apiserver);
+    await stopDetached(layout.stateDir, etcd);
+  },
+};

@@ -1,0 +1,52 @@
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { testbedLayout } from '../../scripts/testbed/layout';
+import { kubernetesStateDir } from '../../scripts/testbed/kubernetes-pki';
+import { testbedEnv } from './testbed';
+
+export { kubernetesNamespace, kwokNode, execWorkDir, seededLogFile, criLogLines, waitForRollout } from '../../scripts/testbed/kubernetes-seed';
+export { testbedFieldManager } from '../../scripts/testbed/kubernetes-apply';
+
+export const layout = testbedLayout();
+
+function load(file: string | undefined, what: string): KubeConfig {
+  if (!file) throw new Error(`${what} missing from the test bed env file: global setup did not run`);
+  const kc = new KubeConfig();
+  kc.loadFromFile(file);
+  return kc;
+}
+
+/** system:masters on the test bed's cluster (KUBECONFIG of the env file). */
+export function adminKubeConfig(): KubeConfig {
+  return load(testbedEnv().KUBECONFIG, 'KUBECONFIG');
+}
+
+/** ServiceAccount short-drama-prod/runbook-readonly: get/list/watch in short-drama-prod, nothing else. */
+export function readonlyKubeConfig(): KubeConfig {
+  return load(testbedEnv().TESTBED_KUBECONFIG_READONLY, 'TESTBED_KUBECONFIG_READONLY');
+}
+
+/** The status code of a client-node (0.22) rejection. */
+export function statusOf(err: unknown): number | undefined {
+  const e = err as { statusCode?: number; response?: { statusCode?: number } };
+  return e.statusCode ?? e.response?.statusCode;
+}
+
+/** A namespace of one's own; delete it with the returned function (deletion finishes in the background). */
+export async function scratchNamespace(kc: KubeConfig, prefix = 'kube-test'): Promise<{ name: string; remove: () => Promise<void> }> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const name = `${prefix}-${randomBytes(4).toString('hex')}`;
+  await core.createNamespace({ metadata: { name, labels: { 'runbook-testbed/scratch': 'true' } } });
+  return {
+    name,
+    remove: async () => {
+      await core.deleteNamespace(name).catch((err: unknown) => {
+        if (statusOf(err) !== 404) throw err;
+      });
+      // Log files setContainerLogs wrote for its pods.
+      rmSync(join(kubernetesStateDir(layout), 'logs', 'pods', name), { recursive: true, force: true });
+    },
+  };
+}

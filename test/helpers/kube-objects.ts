@@ -1,0 +1,32 @@
+import { randomUUID } from 'node:crypto';
+import { AppsV1Api, PatchUtils, type KubeConfig } from '@kubernetes/client-node';
+import { setCertificateStatusRaw } from '../../scripts/testbed/kubernetes-seed';
+import { waitForRollout } from './kube-cluster';
+
+/** Sets a cert-manager Certificate's Ready condition and validity (status subresource), as cert-manager would. */
+export async function setCertificateStatus(kc: KubeConfig, namespace: string, name: string, status: { ready: boolean; notAfter: Date; notBefore?: Date }): Promise<void> {
+  const notBefore = status.notBefore ?? new Date(status.notAfter.getTime() - 90 * 86_400_000);
+  await setCertificateStatusRaw(kc, namespace, name, status.ready, status.notAfter, notBefore);
+}
+
+/**
+ * A new rollout revision of a Deployment: changes an annotation of its pod template (as
+ * `kubectl rollout restart` does), waits for the rollout, and returns the new revision number.
+ */
+export async function newRolloutRevision(kc: KubeConfig, namespace: string, name: string, note = randomUUID()): Promise<number> {
+  const apps = kc.makeApiClient(AppsV1Api);
+  await apps.patchNamespacedDeployment(
+    name,
+    namespace,
+    { spec: { template: { metadata: { annotations: { 'runbook-testbed/change': note } } } } },
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+    { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_STRATEGIC_MERGE_PATCH } },
+  );
+  await waitForRollout(kc, namespace, name);
+  const { body } = await apps.readNamespacedDeployment(name, namespace);
+  return Number(body.metadata?.annotations?.['deployment.kubernetes.io/revision']);
+}

@@ -1,0 +1,276 @@
+import { readFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
+import {
+  ApiextensionsV1Api,
+  AppsV1Api,
+  AutoscalingV2Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  Exec,
+  Metrics,
+  NetworkingV1Api,
+  PatchUtils,
+  StorageV1Api,
+  VersionApi,
+  type V1Deployment,
+  type V1Status,
+} from '@kubernetes/client-node';
+import { waitUntil } from '../scripts/testbed/processes';
+import {
+  adminKubeConfig,
+  execWorkDir,
+  kubernetesNamespace,
+  kwokNode,
+  layout,
+  readonlyKubeConfig,
+  scratchNamespace,
+  seededLogFile,
+  statusOf,
+  waitForRollout,
+} from './helpers/kube-cluster';
+import { newRolloutRevision, setCertificateStatus } from './helpers/kube-objects';
+import { putIntoCrashLoop, readyPods, setContainerLogs, setPodUsage } from './helpers/kube-pods';
+
+const ns = kubernetesNamespace;
+const strategic = { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_STRATEGIC_MERGE_PATCH } };
+
+function testDeployment(name: string, replicas: number, env = 'one'): V1Deployment {
+  return {
+    metadata: { name },
+    spec: {
+      replicas,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: {
+          containers: [
+            { name: 'web', image: 'registry.invalid/web:1', env: [{ name: 'FLAVOUR', value: env }], resources: { requests: { cpu: '100m', memory: '64Mi' } } },
+          ],
+        },
+      },
+    },
+  };
+}
+
+/** The messages of CRI log lines, as the kubelet API returns them. */
+function messagesOf(file: string): string {
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => `${line.split(' ').slice(3).join(' ')}\n`)
+    .join('');
+}
+
+/** Proof that the Kubernetes part of the test bed is a real control plane (apiserver, controllers, scheduler, kwok, metrics-server). */
+describe('Kubernetes test bed', () => {
+  const kc = adminKubeConfig();
+  const core = kc.makeApiClient(CoreV1Api);
+  const apps = kc.makeApiClient(AppsV1Api);
+  let scratch: { name: string; remove: () => Promise<void> };
+
+  beforeAll(async () => {
+    scratch = await scratchNamespace(kc);
+    await waitUntil(`ServiceAccount ${scratch.name}/default`, async () => {
+      const { body } = await core.listNamespacedServiceAccount(scratch.name);
+      return body.items.some((sa) => sa.metadata?.name === 'default');
+    });
+  });
+  afterAll(async () => {
+    await scratch?.remove();
+  });
+
+  test('the apiserver is kube-apiserver v1.37 built from source', async () => {
+    const { body } = await kc.makeApiClient(VersionApi).getCode();
+    expect(body.gitVersion).toBe('v1.37.2');
+    expect(body.minor).toBe('37');
+  });
+
+  test('a Deployment gets ReplicaSets with revision annotations, and Running/Ready pods on the kwok node', async () => {
+    const name = 'web';
+    await apps.createNamespacedDeployment(scratch.name, testDeployment(name, 3));
+    await waitForRollout(kc, scratch.name, name);
+    const pods = await readyPods(kc, scratch.name, `app=${name}`, 3);
+    for (const pod of pods) {
+      expect(pod.spec?.nodeName).toBe(kwokNode);
+      expect(pod.status?.podIP).toMatch(/^10\.244\./);
+      expect(pod.status?.containerStatuses?.[0]).toEqual(expect.objectContaining({ name: 'web', ready: true, state: { running: expect.anything() } }));
+    }
+    // A template change is a second revision with a ReplicaSet of its own.
+    await apps.patchNamespacedDeployment(name, scratch.name, { spec: { template: { spec: { containers: [{ name: 'web', env: [{ name: 'FLAVOUR', value: 'two' }] }] } } } }, undefined, undefined, undefined, undefined, undefined, strategic);
+    await waitForRollout(kc, scratch.name, name);
+    const { body } = await apps.listNamespacedReplicaSet(scratch.name, undefined, undefined, undefined, undefined, `app=${name}`);
+    const revisions = body.items.map((rs) => ({ revision: rs.metadata?.annotations?.['deployment.kubernetes.io/revision'], replicas: rs.spec?.replicas, owner: rs.metadata?.ownerReferences?.[0]?.name }));
+    expect(revisions.sort((a, b) => Number(a.revision) - Number(b.revision))).toEqual([
+      { revision: '1', replicas: 0, owner: name },
+      { revision: '2', replicas: 3, owner: name },
+    ]);
+    // The test helper makes a third one.
+    expect(await newRolloutRevision(kc, scratch.name, name)).toBe(3);
+  });
+
+  test('readNamespacedPodLog returns the log files kwok serves, current and previous', async () => {
+    // The seeded pods: the files of the namespace's ClusterLogs.
+    const [seeded] = await readyPods(kc, ns, 'app=short-drama-app', 2);
+    const current = await core.readNamespacedPodLog(seeded!.metadata!.name!, ns, 'app');
+    expect(current.body).toBe(messagesOf(seededLogFile(layout, 'app')));
+    const previous = await core.readNamespacedPodLog(seeded!.metadata!.name!, ns, 'app', undefined, undefined, undefined, undefined, true);
+    expect(previous.body).toBe(messagesOf(seededLogFile(layout, 'app', true)));
+    expect(previous.body).toContain('ERROR: received SIGTERM');
+
+    // A pod of one's own, with logs the test writes.
+    await apps.createNamespacedDeployment(scratch.name, testDeployment('logger', 1));
+    const [pod] = await readyPods(kc, scratch.name, 'app=logger', 1);
+    const podName = pod!.metadata!.name!;
+    await setContainerLogs(kc, scratch.name, podName, 'web', { current: ['started again', 'ERROR: out of memory'], previous: ['first run', 'killed'] });
+    expect((await core.readNamespacedPodLog(podName, scratch.name, 'web')).body).toBe('started again\nERROR: out of memory\n');
+    expect((await core.readNamespacedPodLog(podName, scratch.name, 'web', undefined, undefined, undefined, undefined, true)).body).toBe('first run\nkilled\n');
+    expect((await core.readNamespacedPodLog(podName, scratch.name, 'web', undefined, undefined, undefined, undefined, undefined, undefined, 1)).body).toBe('ERROR: out of memory\n');
+  });
+
+  test('exec runs the command (on the host, in the exec work dir) and returns its output', async () => {
+    const [pod] = await readyPods(kc, ns, 'app=postgres', 1);
+    let stdout = '';
+    let stderr = '';
+    const sink = (append: (text: string) => void) =>
+      new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          append(chunk.toString());
+          done();
+        },
+      });
+    const status = await new Promise<V1Status>((resolve, reject) => {
+      new Exec(kc)
+        .exec(ns, pod!.metadata!.name!, 'postgres', ['sh', '-c', 'echo "in $(pwd) as $KWOK_EXEC"; ls var/log/app; echo oops >&2'], sink((t) => (stdout += t)), sink((t) => (stderr += t)), null, false, resolve)
+        .catch(reject);
+    });
+    expect(status.status).toBe('Success');
+    expect(stdout).toBe(`in ${execWorkDir(layout)} as true\napp.log\n`);
+    expect(stderr).toBe('oops\n');
+  });
+
+  test('a server-side dry-run patch changes nothing', async () => {
+    const before = (await apps.readNamespacedDeployment('short-drama-app', ns)).body;
+    const { body: dryRun } = await apps.patchNamespacedDeployment('short-drama-app', ns, { spec: { replicas: 5 } }, undefined, 'All', undefined, undefined, undefined, strategic);
+    expect(dryRun.spec?.replicas).toBe(5);
+    const after = (await apps.readNamespacedDeployment('short-drama-app', ns)).body;
+    expect(after.spec?.replicas).toBe(before.spec?.replicas);
+    expect(after.metadata?.resourceVersion).toBe(before.metadata?.resourceVersion);
+  });
+
+  test('RBAC is enforced: the read-only ServiceAccount reads but gets 403 on patch', async () => {
+    const readonly = readonlyKubeConfig();
+    const roApps = readonly.makeApiClient(AppsV1Api);
+    const { body } = await roApps.readNamespacedDeployment('short-drama-app', ns);
+    expect(body.metadata?.name).toBe('short-drama-app');
+    const error = await roApps.patchNamespacedDeployment('short-drama-app', ns, { spec: { replicas: 5 } }, undefined, undefined, undefined, undefined, undefined, strategic).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(statusOf(error)).toBe(403);
+    expect((error as { body?: { message?: string } }).body?.message).toMatch(/system:serviceaccount:short-drama-prod:runbook-readonly.*cannot patch resource "deployments"/);
+    // Outside its namespace it cannot even read.
+    const outside = await readonly.makeApiClient(CoreV1Api).listNamespacedPod('default').then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(statusOf(outside)).toBe(403);
+  });
+
+  test('the metrics API (metrics-server scraping kwok) reports the usage the test sets, for pods and nodes', async () => {
+    await apps.createNamespacedDeployment(scratch.name, testDeployment('busy', 1));
+    const [pod] = await readyPods(kc, scratch.name, 'app=busy', 1);
+    const podName = pod!.metadata!.name!;
+    await setPodUsage(kc, scratch.name, podName, { cpu: '750m', memory: '300Mi' });
+    const metrics = new Metrics(kc);
+    let usage: { cpu: string; memory: string } | undefined;
+    // metrics-server scrapes every 10 s and needs two scrapes for a CPU rate.
+    await waitUntil(
+      `metrics.k8s.io usage of ${podName}`,
+      async () => {
+        const { items } = await metrics.getPodMetrics(scratch.name);
+        usage = items.find((p) => p.metadata.name === podName)?.containers[0]?.usage;
+        return usage?.memory === '300Mi' && Math.abs(millicores(usage.cpu) - 750) <= 75;
+      },
+      90_000,
+    );
+    const nodes = await metrics.getNodeMetrics();
+    const node = nodes.items.find((n) => n.metadata.name === kwokNode);
+    expect(node).toBeDefined();
+    expect(millicores(node!.usage.cpu)).toBeGreaterThan(0);
+  });
+
+  test('a pod can be put into CrashLoopBackOff (OOMKilled, restarts) and kwok leaves it so', async () => {
+    await apps.createNamespacedDeployment(scratch.name, testDeployment('crasher', 1));
+    const [pod] = await readyPods(kc, scratch.name, 'app=crasher', 1);
+    const podName = pod!.metadata!.name!;
+    await putIntoCrashLoop(kc, scratch.name, podName, { reason: 'OOMKilled', restartCount: 7 });
+    // The Deployment controller sees the pod unready: time has passed, and the status stayed.
+    await waitUntil('crasher unavailable', async () => ((await apps.readNamespacedDeployment('crasher', scratch.name)).body.status?.unavailableReplicas ?? 0) === 1);
+    const { body } = await core.readNamespacedPod(podName, scratch.name);
+    const status = body.status!.containerStatuses![0]!;
+    expect(status.state?.waiting?.reason).toBe('CrashLoopBackOff');
+    expect(status.lastState?.terminated).toEqual(expect.objectContaining({ reason: 'OOMKilled', exitCode: 137 }));
+    expect(status.restartCount).toBe(7);
+    expect(body.status!.phase).toBe('Running');
+    const events = await core.listNamespacedEvent(scratch.name, undefined, undefined, undefined, `involvedObject.name=${podName}`);
+    expect(events.body.items.map((e) => e.reason)).toEqual(expect.arrayContaining(['Scheduled', 'BackOff']));
+  });
+
+  test("a Certificate's Ready condition and notAfter can be set", async () => {
+    const notAfter = new Date(Date.now() + 3 * 86_400_000);
+    notAfter.setMilliseconds(0);
+    await setCertificateStatus(kc, ns, 'app-tls-cert', { ready: false, notAfter });
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    const read = async () => (await custom.getNamespacedCustomObject('cert-manager.io', 'v1', ns, 'certificates', 'app-tls-cert')).body as { status: { notAfter: string; conditions: Array<{ type: string; status: string }> } };
+    let cert = await read();
+    expect(new Date(cert.status.notAfter).getTime()).toBe(notAfter.getTime());
+    expect(cert.status.conditions).toEqual([expect.objectContaining({ type: 'Ready', status: 'False' })]);
+    // Back to the seeded state: valid for 90 days.
+    await setCertificateStatus(kc, ns, 'app-tls-cert', { ready: true, notAfter: new Date(Date.now() + 90 * 86_400_000) });
+    cert = await read();
+    expect(cert.status.conditions).toEqual([expect.objectContaining({ type: 'Ready', status: 'True' })]);
+  });
+
+  test("the manual's short-drama-prod is seeded", async () => {
+    const deployments = (await apps.listNamespacedDeployment(ns)).body.items;
+    expect(deployments.map((d) => d.metadata?.name).sort()).toEqual(['postgres', 'redis', 'short-drama-app']);
+    for (const d of deployments) {
+      expect(d.spec?.template.spec?.containers[0]?.resources?.limits).toEqual(expect.objectContaining({ cpu: expect.any(String), memory: expect.any(String) }));
+      expect(d.status?.readyReplicas).toBe(d.spec?.replicas);
+    }
+    const app = deployments.find((d) => d.metadata?.name === 'short-drama-app')!;
+    expect(app.spec?.replicas).toBe(2);
+    expect(Number(app.metadata?.annotations?.['deployment.kubernetes.io/revision'])).toBeGreaterThanOrEqual(2);
+    const appSets = (await apps.listNamespacedReplicaSet(ns, undefined, undefined, undefined, undefined, 'app=short-drama-app')).body.items;
+    expect(appSets.length).toBeGreaterThanOrEqual(2);
+
+    const services = (await core.listNamespacedService(ns)).body.items.map((s) => s.metadata?.name);
+    expect(services).toEqual(expect.arrayContaining(['short-drama-app', 'postgres', 'redis']));
+    const ingress = (await kc.makeApiClient(NetworkingV1Api).readNamespacedIngress('app-ingress', ns)).body;
+    expect(ingress.spec?.tls).toEqual([expect.objectContaining({ secretName: 'app-tls' })]);
+    expect(Object.keys(ingress.metadata?.annotations ?? {})).toEqual(expect.arrayContaining(['nginx.ingress.kubernetes.io/ssl-redirect']));
+    const hpa = (await kc.makeApiClient(AutoscalingV2Api).readNamespacedHorizontalPodAutoscaler('short-drama-app', ns)).body;
+    expect(hpa.spec?.scaleTargetRef.name).toBe('short-drama-app');
+
+    const storage = kc.makeApiClient(StorageV1Api);
+    expect((await storage.readStorageClass('expandable')).body.allowVolumeExpansion).toBe(true);
+    expect((await storage.readStorageClass('fixed')).body.allowVolumeExpansion).toBe(false);
+    const claims = Object.fromEntries((await core.listNamespacedPersistentVolumeClaim(ns)).body.items.map((c) => [c.metadata!.name!, { class: c.spec?.storageClassName, phase: c.status?.phase }]));
+    expect(claims).toEqual({ 'postgres-pvc': { class: 'expandable', phase: 'Bound' }, 'redis-data': { class: 'fixed', phase: 'Bound' } });
+
+    const crd = (await kc.makeApiClient(ApiextensionsV1Api).readCustomResourceDefinition('certificates.cert-manager.io')).body;
+    expect(crd.spec.versions[0]?.subresources?.status).toBeDefined();
+    const cert = (await kc.makeApiClient(CustomObjectsApi).getNamespacedCustomObject('cert-manager.io', 'v1', ns, 'certificates', 'app-tls-cert')).body as { spec: { secretName: string } };
+    expect(cert.spec.secretName).toBe('app-tls');
+    expect((await core.readNamespacedConfigMap('app-config', ns)).body.data?.DATABASE_HOST).toBe('postgres');
+    expect(Object.keys((await core.readNamespacedSecret('app-secrets', ns)).body.data ?? {})).toEqual(['DATABASE_PASSWORD', 'REDIS_PASSWORD']);
+    expect((await core.listNamespacedEvent(ns)).body.items.length).toBeGreaterThan(0);
+  });
+});
+
+function millicores(quantity: string): number {
+  if (quantity.endsWith('n')) return Number(quantity.slice(0, -1)) / 1e6;
+  if (quantity.endsWith('u')) return Number(quantity.slice(0, -1)) / 1e3;
+  if (quantity.endsWith('m')) return Number(quantity.slice(0, -1));
+  return Number(quantity) * 1000;
+}
