@@ -20,8 +20,10 @@ export const requiredPermissions: RequiredPermission[] = [
   { verb: 'list', group: '', resource: 'configmaps', usedBy: 'postIncidentReview' },
   { verb: 'list', group: '', resource: 'secrets', usedBy: 'postIncidentReview (names and keys only)' },
   { verb: 'patch', group: '', resource: 'secrets', usedBy: 'rotateDatabasePassword' },
+  { verb: 'create', group: '', resource: 'secrets', usedBy: 'rotateDatabasePassword (a Secret not there yet)' },
   { verb: 'patch', group: '', resource: 'persistentvolumeclaims', usedBy: 'diskPressure' },
   { verb: 'create', group: '', resource: 'serviceaccounts', usedBy: 'provisionReadonlyAccess' },
+  { verb: 'patch', group: '', resource: 'serviceaccounts', usedBy: 'provisionReadonlyAccess (server-side apply)' },
   { verb: 'get', group: 'apps', resource: 'deployments', usedBy: 'all fault runbooks' },
   { verb: 'patch', group: 'apps', resource: 'deployments', usedBy: 'podCrashLoop, rollbackDeployment, emergencyScale' },
   { verb: 'patch', group: 'apps', resource: 'deployments', subresource: 'scale', usedBy: 'emergencyScale' },
@@ -29,12 +31,17 @@ export const requiredPermissions: RequiredPermission[] = [
   { verb: 'list', group: 'autoscaling', resource: 'horizontalpodautoscalers', usedBy: 'dailyHealthCheck' },
   { verb: 'patch', group: 'networking.k8s.io', resource: 'ingresses', usedBy: 'trafficControl, certificateExpiry' },
   { verb: 'patch', group: 'networking.k8s.io', resource: 'networkpolicies', usedBy: 'applyNetworkPolicy' },
+  { verb: 'get', group: 'cert-manager.io', resource: 'certificates', usedBy: 'certificateExpiry' },
   { verb: 'delete', group: 'cert-manager.io', resource: 'certificates', usedBy: 'certificateExpiry' },
   { verb: 'create', group: 'rbac.authorization.k8s.io', resource: 'roles', usedBy: 'provisionReadonlyAccess' },
   { verb: 'create', group: 'rbac.authorization.k8s.io', resource: 'rolebindings', usedBy: 'provisionReadonlyAccess' },
+  { verb: 'patch', group: 'rbac.authorization.k8s.io', resource: 'roles', usedBy: 'provisionReadonlyAccess (server-side apply)' },
+  { verb: 'patch', group: 'rbac.authorization.k8s.io', resource: 'rolebindings', usedBy: 'provisionReadonlyAccess (server-side apply)' },
   { verb: 'list', group: 'metrics.k8s.io', resource: 'pods', usedBy: 'dailyHealthCheck, podCrashLoop' },
   { verb: 'get', group: 'storage.k8s.io', resource: 'storageclasses', clusterScoped: true, usedBy: 'diskPressure' },
   { verb: 'list', group: 'metrics.k8s.io', resource: 'nodes', clusterScoped: true, usedBy: 'dailyHealthCheck' },
+  { verb: 'list', group: 'storage.k8s.io', resource: 'storageclasses', clusterScoped: true, usedBy: 'dailyHealthCheck' },
+  { verb: 'list', group: '', resource: 'nodes', clusterScoped: true, usedBy: 'dailyHealthCheck (allocatable beside node usage)' },
 ];
 
 export function describePermission(permission: RequiredPermission, namespace?: string): string {

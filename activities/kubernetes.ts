@@ -2,6 +2,14 @@ import { AuthorizationV1Api, VersionApi, type KubeConfig } from '@kubernetes/cli
 import { describePermission, requiredPermissions } from './kubernetes-permissions';
 import type { PreflightRow } from '../common/preflight';
 import { errorText, notConfigured, runChecks } from './preflight-checks';
+import { createKubernetesCertificateActivities } from './kubernetes-certificates';
+import { createKubernetesConfigActivities } from './kubernetes-config';
+import { createKubernetesExecActivities } from './kubernetes-exec';
+import { createKubernetesNetworkActivities } from './kubernetes-network';
+import { createKubernetesPodActivities } from './kubernetes-pods';
+import { createKubernetesRolloutActivities } from './kubernetes-rollouts';
+import { createKubernetesStorageActivities } from './kubernetes-storage';
+import { createKubernetesUsageActivities } from './kubernetes-usage';
 
 export interface KubernetesDeps {
   /** Absent when no cluster is configured. */
@@ -10,7 +18,16 @@ export interface KubernetesDeps {
 }
 
 export function createKubernetesActivities({ kube, allowedNamespaces }: KubernetesDeps) {
+  const scope = { kube, allowedNamespaces };
   return {
+    ...createKubernetesPodActivities(scope),
+    ...createKubernetesUsageActivities(scope),
+    ...createKubernetesExecActivities(scope),
+    ...createKubernetesNetworkActivities(scope),
+    ...createKubernetesStorageActivities(scope),
+    ...createKubernetesRolloutActivities(scope),
+    ...createKubernetesCertificateActivities(scope),
+    ...createKubernetesConfigActivities(scope),
     async preflightKubernetes(): Promise<PreflightRow[]> {
       if (!kube) return notConfigured('kubernetes');
       const rows = await runChecks('kubernetes', [

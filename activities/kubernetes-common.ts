@@ -1,0 +1,224 @@
+import {
+  AppsV1Api,
+  AutoscalingV2Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubernetesObjectApi,
+  NetworkingV1Api,
+  ObjectSerializer,
+  PatchUtils,
+  RbacAuthorizationV1Api,
+  StorageV1Api,
+  type KubeConfig,
+} from '@kubernetes/client-node';
+import { Context } from '@temporalio/activity';
+import { CancelledFailure } from '@temporalio/common';
+import type { V1Pod } from '@kubernetes/client-node';
+import { classified, failure, invalidInput } from './errors';
+import { assertKubernetesName, assertNamespaceAllowed } from './guards';
+
+/** Our field manager for server-side apply and every write. */
+export const fieldManager = 'runbook-automation';
+
+/** What every Kubernetes activity file gets from createKubernetesActivities. */
+export interface KubeScope {
+  kube?: KubeConfig;
+  allowedNamespaces: string[];
+}
+
+export interface KubeClients {
+  kube: KubeConfig;
+  core: CoreV1Api;
+  apps: AppsV1Api;
+  autoscaling: AutoscalingV2Api;
+  networking: NetworkingV1Api;
+  storage: StorageV1Api;
+  rbac: RbacAuthorizationV1Api;
+  custom: CustomObjectsApi;
+  objects: KubernetesObjectApi;
+}
+
+const cache = new WeakMap<KubeConfig, KubeClients>();
+
+/** API clients for the configured cluster (made once per KubeConfig); fails clearly when none is configured. */
+export function clients(scope: KubeScope): KubeClients {
+  const kube = scope.kube;
+  if (!kube) throw failure('InvalidInput', 'Kubernetes is not configured (KUBECONFIG or KUBE_IN_CLUSTER)');
+  let made = cache.get(kube);
+  if (!made) {
+    made = {
+      kube,
+      core: kube.makeApiClient(CoreV1Api),
+      apps: kube.makeApiClient(AppsV1Api),
+      autoscaling: kube.makeApiClient(AutoscalingV2Api),
+      networking: kube.makeApiClient(NetworkingV1Api),
+      storage: kube.makeApiClient(StorageV1Api),
+      rbac: kube.makeApiClient(RbacAuthorizationV1Api),
+      custom: kube.makeApiClient(CustomObjectsApi),
+      objects: KubernetesObjectApi.makeApiClient(kube),
+    };
+    cache.set(kube, made);
+  }
+  return made;
+}
+
+/** Checks the namespace against the allowlist and every given name; returns the clients. */
+export function guarded(scope: KubeScope, namespace: string, names: Record<string, string | undefined> = {}): KubeClients {
+  if (typeof namespace !== 'string' || namespace === '') throw invalidInput('namespace is required');
+  assertKubernetesName(namespace, 'namespace');
+  assertNamespaceAllowed(namespace, { namespaces: scope.allowedNamespaces });
+  for (const [what, name] of Object.entries(names)) {
+    if (name === undefined) continue;
+    if (typeof name !== 'string') throw invalidInput(`${what} must be a string`);
+    assertKubernetesName(name, what);
+  }
+  return clients(scope);
+}
+
+/**
+ * One API call, its errors classified; the message names the verb, the resource (and object) and
+ * the namespace, e.g. "patch deployments/web in namespace short-drama-prod: ...".
+ */
+export function kcall<T>(verb: string, resource: string, namespace: string | undefined, call: () => Promise<T>): Promise<T> {
+  return classified(`${verb} ${resource}${namespace ? ` in namespace ${namespace}` : ''}`, call);
+}
+
+export const dryRunParam = (dryRun?: boolean): string | undefined => (dryRun ? 'All' : undefined);
+
+export const mergePatch = { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_JSON_MERGE_PATCH } };
+export const strategicPatch = { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_STRATEGIC_MERGE_PATCH } };
+export const jsonPatch = { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_JSON_PATCH } };
+export const applyPatch = { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_APPLY_YAML } };
+
+/** The wire (JSON) form of a client-node model object, e.g. wire(template, 'V1PodTemplateSpec'). */
+export function wire(value: unknown, type: string): unknown {
+  return JSON.parse(JSON.stringify(ObjectSerializer.serialize(value, type)));
+}
+
+/** JSON with keys sorted (undefined dropped): for comparing objects structurally. */
+export function canonical(value: unknown): string {
+  return JSON.stringify(sortKeys(value));
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value instanceof Date) return value.toISOString();
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value).sort()) {
+      const v = (value as Record<string, unknown>)[key];
+      if (v !== undefined && v !== null) out[key] = sortKeys(v);
+    }
+    return out;
+  }
+  return value;
+}
+
+/** Throws the SDK's CancelledFailure once the activity was cancelled. */
+export function throwIfCancelled(ctx: Context): void {
+  const signal = ctx.cancellationSignal;
+  if (!signal.aborted) return;
+  throw signal.reason instanceof CancelledFailure ? signal.reason : new CancelledFailure(`activity cancelled: ${String(signal.reason)}`);
+}
+
+export interface PollOptions {
+  /** Give up after this long (default 300 s). */
+  timeoutSeconds?: number;
+  /** Time between checks (default 1000 ms). */
+  pollIntervalMs?: number;
+}
+
+/**
+ * Polls `check` until it returns a value (not undefined), heartbeating each round, until the
+ * deadline (then `onTimeout` is thrown). Cancellation interrupts the wait.
+ */
+export async function pollUntil<T>(what: string, options: PollOptions, check: () => Promise<T | undefined>, progress: () => unknown, onTimeout: () => Error): Promise<T> {
+  const timeoutSeconds = options.timeoutSeconds ?? 300;
+  const interval = options.pollIntervalMs ?? 1000;
+  if (!(timeoutSeconds > 0 && timeoutSeconds <= 24 * 3600)) throw invalidInput(`${what}: timeoutSeconds must be between 1 and 86400`);
+  if (!(interval >= 50 && interval <= 60_000)) throw invalidInput(`${what}: pollIntervalMs must be between 50 and 60000`);
+  const ctx = Context.current();
+  const deadline = Date.now() + timeoutSeconds * 1000;
+  for (;;) {
+    throwIfCancelled(ctx);
+    const result = await check();
+    if (result !== undefined) return result;
+    ctx.heartbeat(progress());
+    if (Date.now() + interval > deadline) throw onTimeout();
+    // Context.sleep rejects with CancelledFailure when the activity is cancelled.
+    await ctx.sleep(interval);
+  }
+}
+
+const binarySuffixes: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60 };
+const decimalSuffixes: Record<string, number> = { n: 1e-9, u: 1e-6, m: 1e-3, '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18 };
+const quantityPattern = /^([+-]?(?:\d+(?:\.\d*)?|\.\d+))(?:(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)|[eE]([+-]?\d+))?$/;
+
+/** A Kubernetes resource.Quantity as a number (cores for CPU, bytes for memory); undefined when not one. */
+export function parseQuantity(text: string | undefined): number | undefined {
+  if (typeof text !== 'string') return undefined;
+  const m = quantityPattern.exec(text.trim());
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  if (m[3] !== undefined) return n * 10 ** Number(m[3]);
+  const suffix = m[2] ?? '';
+  return n * (binarySuffixes[suffix] ?? decimalSuffixes[suffix] ?? 1);
+}
+
+export function assertQuantity(text: string, what: string): void {
+  if (parseQuantity(text) === undefined || (parseQuantity(text) ?? -1) < 0) throw invalidInput(`invalid ${what} "${text}": expected a Kubernetes quantity such as 500m, 2, 512Mi or 10Gi`);
+}
+
+/** Status code of a client-node 0.22 error (HttpError). */
+export function statusOf(err: unknown): number | undefined {
+  const e = err as { statusCode?: number; response?: { statusCode?: number } };
+  return e?.statusCode ?? e?.response?.statusCode;
+}
+
+/** Reads an object; undefined when it does not exist (404), other errors classified. */
+export async function readOptional<T>(verb: string, resource: string, namespace: string | undefined, call: () => Promise<{ body: T }>): Promise<T | undefined> {
+  try {
+    return (await call()).body;
+  } catch (err) {
+    if (statusOf(err) === 404) return undefined;
+    return kcall(verb, resource, namespace, () => Promise.reject(err));
+  }
+}
+
+/** The result of every mutating activity. */
+export interface Change<T> {
+  changed: boolean;
+  dryRun: boolean;
+  before: T;
+  after: T;
+  /** "no change" when nothing needed changing, else what was (or, on a dry run, would be) done. */
+  message: string;
+}
+
+export function change<T>(before: T, after: T, dryRun: boolean | undefined, what: string): Change<T> {
+  const changed = canonical(before) !== canonical(after);
+  return { changed, dryRun: dryRun === true, before, after, message: changed ? `${dryRun ? 'would change' : 'changed'} ${what}` : 'no change' };
+}
+
+export function positiveInt(value: number | undefined, what: string, max: number): void {
+  if (value === undefined) return;
+  if (!Number.isInteger(value) || value < 0 || value > max) throw invalidInput(`${what} must be an integer between 0 and ${max}`);
+}
+
+/** The pod itself, or for a deployment its first Ready pod by name (as `kubectl logs|exec deployment/x`). */
+export async function pickPod(c: KubeClients, namespace: string, target: { pod?: string; deployment?: string }): Promise<V1Pod> {
+  if ((target.pod === undefined) === (target.deployment === undefined)) throw invalidInput('give exactly one of pod or deployment');
+  if (target.pod) {
+    const pod = target.pod;
+    return (await kcall('get', `pods/${pod}`, namespace, () => c.core.readNamespacedPod(pod, namespace))).body;
+  }
+  const deployment = target.deployment!;
+  const { body: d } = await kcall('get', `deployments.apps/${deployment}`, namespace, () => c.apps.readNamespacedDeployment(deployment, namespace));
+  const selector = Object.entries(d.spec?.selector?.matchLabels ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+  const { body } = await kcall('list', 'pods', namespace, () => c.core.listNamespacedPod(namespace, undefined, undefined, undefined, undefined, selector || undefined));
+  const ready = body.items.filter((p) => !p.metadata?.deletionTimestamp && p.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'));
+  if (ready.length === 0) throw failure('NotFound', `deployments.apps/${deployment} in namespace ${namespace} has no Ready pod`);
+  return ready.sort((a, b) => (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''))[0]!;
+}

@@ -1,0 +1,122 @@
+import { guarded, kcall, type KubeScope } from './kubernetes-common';
+
+export interface ServiceSummary {
+  name: string;
+  type: string;
+  clusterIP?: string;
+  ports: string[];
+  selector?: Record<string, string>;
+  readyEndpoints: number;
+  notReadyEndpoints: number;
+}
+
+export interface IngressSummary {
+  name: string;
+  className?: string;
+  hosts: string[];
+  tls: Array<{ hosts: string[]; secretName?: string }>;
+  annotations: Record<string, string>;
+  /** host+path -> service:port */
+  routes: string[];
+  addresses: string[];
+}
+
+export interface HpaSummary {
+  name: string;
+  target: string;
+  minReplicas: number;
+  maxReplicas: number;
+  currentReplicas: number;
+  desiredReplicas: number;
+  atMax: boolean;
+  metrics: string[];
+}
+
+export function createKubernetesNetworkActivities(scope: KubeScope) {
+  return {
+    /** Services with the number of ready and not-ready endpoint addresses (two LIST calls). */
+    async listServices(input: { namespace: string }): Promise<{ namespace: string; services: ServiceSummary[] }> {
+      const { namespace } = input;
+      const { core } = guarded(scope, namespace);
+      const { body: services } = await kcall('list', 'services', namespace, () => core.listNamespacedService(namespace));
+      const { body: endpoints } = await kcall('list', 'endpoints', namespace, () => core.listNamespacedEndpoints(namespace));
+      return {
+        namespace,
+        services: services.items.map((s): ServiceSummary => {
+          const ep = endpoints.items.find((e) => e.metadata?.name === s.metadata?.name);
+          const summary: ServiceSummary = {
+            name: s.metadata?.name ?? '',
+            type: s.spec?.type ?? 'ClusterIP',
+            ports: (s.spec?.ports ?? []).map((p) => `${p.name ? `${p.name}:` : ''}${p.port}/${p.protocol ?? 'TCP'}${p.targetPort !== undefined ? `->${p.targetPort}` : ''}`),
+            readyEndpoints: (ep?.subsets ?? []).reduce((n, sub) => n + (sub.addresses?.length ?? 0), 0),
+            notReadyEndpoints: (ep?.subsets ?? []).reduce((n, sub) => n + (sub.notReadyAddresses?.length ?? 0), 0),
+          };
+          if (s.spec?.clusterIP) summary.clusterIP = s.spec.clusterIP;
+          if (s.spec?.selector) summary.selector = s.spec.selector;
+          return summary;
+        }),
+      };
+    },
+
+    /** Ingresses (or one by name): hosts, TLS, annotations, routes, load-balancer addresses. */
+    async listIngresses(input: { namespace: string; name?: string }): Promise<{ namespace: string; ingresses: IngressSummary[] }> {
+      const { namespace, name } = input;
+      const { networking } = guarded(scope, namespace, { name });
+      const items = name
+        ? [(await kcall('get', `ingresses/${name}`, namespace, () => networking.readNamespacedIngress(name, namespace))).body]
+        : (await kcall('list', 'ingresses', namespace, () => networking.listNamespacedIngress(namespace))).body.items;
+      return {
+        namespace,
+        ingresses: items.map((i): IngressSummary => {
+          const rules = i.spec?.rules ?? [];
+          const summary: IngressSummary = {
+            name: i.metadata?.name ?? '',
+            hosts: [...new Set(rules.map((r) => r.host).filter((h): h is string => !!h))],
+            tls: (i.spec?.tls ?? []).map((t) => ({ hosts: t.hosts ?? [], ...(t.secretName ? { secretName: t.secretName } : {}) })),
+            annotations: { ...(i.metadata?.annotations ?? {}) },
+            routes: rules.flatMap((r) =>
+              (r.http?.paths ?? []).map((p) => `${r.host ?? '*'}${p.path ?? '/'} -> ${p.backend.service?.name ?? p.backend.resource?.name ?? '?'}:${p.backend.service?.port?.number ?? p.backend.service?.port?.name ?? ''}`),
+            ),
+            addresses: (i.status?.loadBalancer?.ingress ?? []).map((a) => a.ip ?? a.hostname ?? '').filter(Boolean),
+          };
+          if (i.spec?.ingressClassName) summary.className = i.spec.ingressClassName;
+          return summary;
+        }),
+      };
+    },
+
+    /** HorizontalPodAutoscalers: current/desired replicas against min/max. */
+    async listHorizontalPodAutoscalers(input: { namespace: string; name?: string }): Promise<{ namespace: string; autoscalers: HpaSummary[] }> {
+      const { namespace, name } = input;
+      const { autoscaling } = guarded(scope, namespace, { name });
+      const { body } = await kcall('list', 'horizontalpodautoscalers.autoscaling', namespace, () =>
+        autoscaling.listNamespacedHorizontalPodAutoscaler(namespace, undefined, undefined, undefined, name ? `metadata.name=${name}` : undefined),
+      );
+      if (name && body.items.length === 0) {
+        await kcall('get', `horizontalpodautoscalers.autoscaling/${name}`, namespace, () => autoscaling.readNamespacedHorizontalPodAutoscaler(name, namespace));
+      }
+      return {
+        namespace,
+        autoscalers: body.items.map((h): HpaSummary => {
+          const max = h.spec?.maxReplicas ?? 0;
+          const current = h.status?.currentReplicas ?? 0;
+          return {
+            name: h.metadata?.name ?? '',
+            target: `${h.spec?.scaleTargetRef.kind}/${h.spec?.scaleTargetRef.name}`,
+            minReplicas: h.spec?.minReplicas ?? 1,
+            maxReplicas: max,
+            currentReplicas: current,
+            desiredReplicas: h.status?.desiredReplicas ?? 0,
+            atMax: current >= max && max > 0,
+            metrics: (h.spec?.metrics ?? []).map((m) => {
+              const r = m.resource;
+              if (r) return `${r.name} ${r.target.averageUtilization !== undefined ? `${r.target.averageUtilization}%` : (r.target.averageValue ?? r.target.value ?? '')}`;
+              return m.type;
+            }),
+          };
+        }),
+      };
+    },
+  };
+}
+

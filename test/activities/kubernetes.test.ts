@@ -1,0 +1,568 @@
+import { execFileSync } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createKubernetesActivities } from '../../activities/kubernetes';
+import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
+import { adminKubeConfig, kubernetesNamespace as ns, scratchNamespace, waitForRollout } from '../helpers/kube-cluster';
+import { newRolloutRevision, setCertificateStatus } from '../helpers/kube-objects';
+import { putIntoCrashLoop, readyPods, setContainerLogs, setPodUsage } from '../helpers/kube-pods';
+import { deleteBoundClaim, deleteDeployment, scratchBoundClaim, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
+import { testbedEnv } from '../helpers/testbed';
+
+/**
+ * The Kubernetes activities against the test bed's real control plane. Reads use the seeded
+ * objects of short-drama-prod; everything that mutates works on scratch objects with unique
+ * names (deleted at the end), so the seeded objects stay as other tests expect.
+ */
+const kc = adminKubeConfig();
+const core = kc.makeApiClient(CoreV1Api);
+const apps = kc.makeApiClient(AppsV1Api);
+const custom = kc.makeApiClient(CustomObjectsApi);
+let h: ActivityHarness; // replaced after a cancellation test
+let ro: ActivityHarness;
+const cleanups: Array<() => Promise<unknown>> = [];
+
+async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof ApplicationFailure) return err;
+    throw err;
+  }
+  throw new Error('expected a failure');
+}
+
+beforeAll(() => {
+  h = activityHarness();
+  ro = activityHarness({ KUBECONFIG: testbedEnv().TESTBED_KUBECONFIG_READONLY, ALLOWED_NAMESPACES: `${ns},default` });
+});
+
+afterAll(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+  await h?.close();
+  await ro?.close();
+});
+
+describe('refusals common to every activity', () => {
+  test('kube-system and namespaces outside the allowlist are refused, bad names are invalid input', async () => {
+    expect((await failureOf(h.run('listPodSummaries', { namespace: 'kube-system' }))).type).toBe('Refused');
+    expect((await failureOf(h.run('listServices', { namespace: 'default' }))).type).toBe('Refused');
+    expect((await failureOf(h.run('scaleDeployment', { namespace: 'kube-system', deployment: 'coredns', replicas: 0 }))).type).toBe('Refused');
+    expect((await failureOf(h.run('getContainerLogs', { namespace: ns, pod: 'Bad_Name' }))).type).toBe('InvalidInput');
+  });
+
+  test('403 is Forbidden and names verb, resource and namespace', async () => {
+    const f = await failureOf(ro.run('listServices', { namespace: 'default' }));
+    expect(f.type).toBe('Forbidden');
+    expect(f.message).toMatch(/list services in namespace default/);
+    expect(f.nonRetryable).toBe(true);
+  });
+
+  test('a connection refused is Transient', async () => {
+    const bad = new KubeConfig();
+    bad.loadFromOptions({ clusters: [{ name: 'c', server: 'http://127.0.0.1:1', skipTLSVerify: true }], users: [{ name: 'u' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x' });
+    const env = new MockActivityEnvironment();
+    const acts = createKubernetesActivities({ kube: bad, allowedNamespaces: [ns] });
+    const f = await failureOf(env.run(acts.listPodSummaries, { namespace: ns }));
+    expect(f.type).toBe('Transient');
+  });
+});
+
+describe('pods, events, logs', () => {
+  let dep: string;
+  let pod: string;
+  const since = new Date(Date.now() - 1000).toISOString();
+  beforeAll(async () => {
+    dep = unique('kt-crash');
+    cleanups.push(() => deleteDeployment(kc, dep));
+    await scratchDeployment(kc, dep);
+    pod = (await readyPods(kc, ns, `app=${dep}`, 1))[0]!.metadata!.name!;
+    await putIntoCrashLoop(kc, ns, pod, { reason: 'OOMKilled', restartCount: 4 });
+  });
+
+  test('pod summaries: seeded pods Ready, the crash-looping one with its reason and exit code', async () => {
+    const result = await h.run('listPodSummaries', { namespace: ns });
+    expect(result.pages).toBe(1);
+    const app = result.pods.filter((p) => p.name.startsWith('short-drama-app-'));
+    expect(app.length).toBeGreaterThanOrEqual(2);
+    expect(app.every((p) => p.phase === 'Running')).toBe(true);
+    const crash = result.pods.find((p) => p.name === pod)!;
+    expect(crash).toMatchObject({ ready: false, restarts: 4, waitingReason: 'CrashLoopBackOff', lastTerminationReason: 'OOMKilled', lastExitCode: 137, readyContainers: '0/1' });
+    expect(result.counts.crashLooping).toBeGreaterThanOrEqual(1);
+    // One LIST per page.
+    const paged = await h.run('listPodSummaries', { namespace: ns, pageSize: 1 });
+    expect(paged.pages).toBeGreaterThanOrEqual(paged.pods.length);
+    expect(paged.pods.length).toBe(result.pods.length);
+    expect((await failureOf(h.run('listPodSummaries', { namespace: ns, pageSize: 0 }))).type).toBe('InvalidInput');
+  });
+
+  test('events of an object and of the namespace since a time', async () => {
+    const events = await h.run('getObjectEvents', { namespace: ns, kind: 'Pod', name: pod });
+    expect(events.events.some((e) => e.reason === 'BackOff' && e.type === 'Warning')).toBe(true);
+    const recent = await h.run('listNamespaceEvents', { namespace: ns, since, type: 'Warning' });
+    expect(recent.events.some((e) => e.reason === 'BackOff' && e.object === `Pod/${pod}`)).toBe(true);
+    const future = await h.run('listNamespaceEvents', { namespace: ns, since: new Date(Date.now() + 3_600_000).toISOString() });
+    expect(future.events).toEqual([]);
+    expect((await failureOf(h.run('getObjectEvents', { namespace: ns, kind: 'pod;x', name: pod }))).type).toBe('InvalidInput');
+    expect((await failureOf(h.run('listNamespaceEvents', { namespace: ns, since: 'yesterday' }))).type).toBe('InvalidInput');
+  });
+
+  test('logs: tail, previous, capped; a missing pod is NotFound', async () => {
+    const current = Array.from({ length: 50 }, (_, i) => `line ${i} ${i % 10 === 0 ? 'ERROR boom' : 'ok'}`);
+    await setContainerLogs(kc, ns, pod, 'app', { current, previous: ['previous run', 'OOM: killed'] });
+    const tail = await h.run('getContainerLogs', { namespace: ns, pod, tailLines: 3 });
+    expect(tail.text).toBe(`${current.slice(-3).join('\n')}\n`);
+    expect(tail).toMatchObject({ lines: 3, truncated: false, previous: false });
+    const previous = await h.run('getContainerLogs', { namespace: ns, pod, container: 'app', previous: true });
+    expect(previous.text).toBe('previous run\nOOM: killed\n');
+    const capped = await h.run('getContainerLogs', { namespace: ns, pod, maxBytes: 40 });
+    expect(capped.truncated).toBe(true);
+    expect(capped.bytes).toBeLessThanOrEqual(40);
+    expect(capped.text.endsWith(`${current.at(-1)}\n`)).toBe(true);
+    expect((await failureOf(h.run('getContainerLogs', { namespace: ns, pod: 'no-such-pod' }))).type).toBe('NotFound');
+    expect((await failureOf(h.run('getContainerLogs', { namespace: ns }))).type).toBe('InvalidInput');
+    const byDeployment = await h.run('getContainerLogs', { namespace: ns, deployment: 'short-drama-app', tailLines: 100 });
+    expect(byDeployment.pod).toMatch(/^short-drama-app-/);
+    expect((await failureOf(h.run('getContainerLogs', { namespace: ns, pod, tailLines: -1 }))).type).toBe('InvalidInput');
+  });
+
+  test('a scratch namespace is allowed only through the harness allowlist', async () => {
+    const scratch = await scratchNamespace(kc, 'kt-acts');
+    cleanups.push(scratch.remove);
+    const own = activityHarness({ ALLOWED_NAMESPACES: `${ns},${scratch.name}` });
+    try {
+      expect((await own.run('listPodSummaries', { namespace: scratch.name })).pods).toEqual([]);
+    } finally {
+      await own.close();
+    }
+    expect((await failureOf(h.run('listPodSummaries', { namespace: scratch.name }))).type).toBe('Refused');
+  });
+});
+
+describe('services, ingress, HPA, PVCs, usage', () => {
+  test('services with endpoint counts', async () => {
+    const { services } = await h.run('listServices', { namespace: ns });
+    const app = services.find((s) => s.name === 'short-drama-app')!;
+    expect(app.readyEndpoints).toBe(2);
+    expect(services.find((s) => s.name === 'postgres')!.ports[0]).toMatch(/5432\/TCP/);
+  });
+
+  test('ingress hosts, TLS and annotations; a missing one is NotFound', async () => {
+    const { ingresses } = await h.run('listIngresses', { namespace: ns, name: 'app-ingress' });
+    expect(ingresses[0]!.hosts).toContain('app.short-drama.example');
+    expect(ingresses[0]!.tls.length).toBeGreaterThan(0);
+    expect(typeof ingresses[0]!.annotations).toBe('object');
+    expect((await failureOf(h.run('listIngresses', { namespace: ns, name: 'nope' }))).type).toBe('NotFound');
+  });
+
+  test('HPA current/desired/min/max', async () => {
+    const { autoscalers } = await h.run('listHorizontalPodAutoscalers', { namespace: ns });
+    expect(autoscalers.find((a) => a.name === 'short-drama-app')).toMatchObject({ minReplicas: 2, maxReplicas: 6, target: 'Deployment/short-drama-app' });
+    expect((await failureOf(h.run('listHorizontalPodAutoscalers', { namespace: ns, name: 'nope' }))).type).toBe('NotFound');
+  });
+
+  test('PVCs with StorageClass expansion', async () => {
+    const { claims } = await h.run('listPersistentVolumeClaims', { namespace: ns });
+    expect(claims.find((c) => c.name === 'postgres-pvc')).toMatchObject({ phase: 'Bound', capacity: '10Gi', storageClass: 'expandable', allowsExpansion: true });
+    expect(claims.find((c) => c.name === 'redis-data')).toMatchObject({ storageClass: 'fixed', allowsExpansion: false });
+    expect((await failureOf(h.run('listPersistentVolumeClaims', { namespace: 'kube-system' }))).type).toBe('Refused');
+  });
+
+  test('pod and node usage against requests/limits', async () => {
+    const pods = await h.run('getPodUsage', { namespace: ns });
+    expect(pods.available).toBe(true);
+    if (pods.available) expect(Array.isArray(pods.pods)).toBe(true);
+    const nodes = await h.run('getNodeUsage');
+    expect(nodes.available).toBe(true);
+    if (nodes.available) expect(nodes.nodes.some((n) => n.name === 'kwok-node-0' && n.allocatableCpuMillicores! > 0)).toBe(true);
+    // Forbidden is an error, not "unavailable".
+    expect((await failureOf(ro.run('getNodeUsage'))).type).toBe('Forbidden');
+    expect((await failureOf(ro.run('getPodUsage', { namespace: 'default' }))).type).toBe('Forbidden');
+    expect((await failureOf(h.run('getPodUsage', { namespace: 'kube-system' }))).type).toBe('Refused');
+  });
+
+  test('usage of a pod against its requests and limits (as metrics-server reports it)', async () => {
+    const dep = unique('kt-usage');
+    cleanups.push(() => deleteDeployment(kc, dep));
+    await scratchDeployment(kc, dep);
+    const pod = (await readyPods(kc, ns, `app=${dep}`, 1))[0]!.metadata!.name!;
+    await setPodUsage(kc, ns, pod, { cpu: '250m', memory: '64Mi' });
+    let usage: Awaited<ReturnType<ActivityHarness['activities']['getPodUsage']>> | undefined;
+    // metrics-server scrapes every 10 s: poll until it reports the new usage.
+    const deadline = Date.now() + 90_000;
+    for (;;) {
+      usage = await h.run('getPodUsage', { namespace: ns, labelSelector: `app=${dep}` });
+      if (usage.available && usage.pods[0]?.cpuMillicores === 250) break;
+      if (Date.now() > deadline) throw new Error(`usage not reported: ${JSON.stringify(usage)}`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    if (!usage.available) throw new Error('unavailable');
+    expect(usage.pods[0]!.containers[0]).toMatchObject({
+      name: 'app',
+      cpuMillicores: { usage: 250, request: 100, limit: 500, percentOfRequest: 250, percentOfLimit: 50 },
+      memoryBytes: { usage: 64 * 2 ** 20, request: 128 * 2 ** 20, limit: 256 * 2 ** 20, percentOfRequest: 50, percentOfLimit: 25 },
+    });
+  });
+
+  test('usage: a cluster without the metrics API gives available: false, not an error', async () => {
+    const server: Server = createServer((_req, res) => {
+      res.writeHead(404, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', message: 'the server could not find the requested resource', reason: 'NotFound', code: 404 }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const fake = new KubeConfig();
+      fake.loadFromOptions({ clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }], users: [{ name: 'u' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x' });
+      const acts = createKubernetesActivities({ kube: fake, allowedNamespaces: [ns] });
+      const env = new MockActivityEnvironment();
+      expect(await env.run(acts.getPodUsage, { namespace: ns })).toMatchObject({ available: false });
+      expect(await env.run(acts.getNodeUsage)).toMatchObject({ available: false, reason: expect.stringMatching(/metrics/) });
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe('PVC expansion', () => {
+  const claim = unique('kt-pvc');
+  beforeAll(async () => {
+    cleanups.push(() => deleteBoundClaim(kc, claim));
+    await scratchBoundClaim(kc, claim, 'expandable', '1Gi');
+  });
+
+  test('dry run, expand, second run no change', async () => {
+    const dry = await h.run('expandPersistentVolumeClaim', { namespace: ns, name: claim, size: '2Gi', dryRun: true });
+    expect(dry).toMatchObject({ changed: true, dryRun: true, before: { requested: '1Gi' }, after: { requested: '2Gi' } });
+    expect((await core.readNamespacedPersistentVolumeClaim(claim, ns)).body.spec?.resources?.requests?.storage).toBe('1Gi');
+    const done = await h.run('expandPersistentVolumeClaim', { namespace: ns, name: claim, size: '2Gi' });
+    expect(done).toMatchObject({ changed: true, before: { requested: '1Gi' }, after: { requested: '2Gi' } });
+    const again = await h.run('expandPersistentVolumeClaim', { namespace: ns, name: claim, size: '2Gi' });
+    expect(again).toMatchObject({ changed: false, message: 'no change' });
+    expect((await core.readNamespacedPersistentVolumeClaim(claim, ns)).body.spec?.resources?.requests?.storage).toBe('2Gi');
+  });
+
+  test('refused on a StorageClass without expansion; shrinking and bad sizes are invalid', async () => {
+    const f = await failureOf(h.run('expandPersistentVolumeClaim', { namespace: ns, name: 'redis-data', size: '20Gi' }));
+    expect(f.type).toBe('Refused');
+    expect(f.message).toMatch(/StorageClass fixed does not allow volume expansion/);
+    expect((await core.readNamespacedPersistentVolumeClaim('redis-data', ns)).body.spec?.resources?.requests?.storage).toBe('10Gi');
+    expect((await failureOf(h.run('expandPersistentVolumeClaim', { namespace: ns, name: claim, size: '1Mi' }))).type).toBe('InvalidInput');
+    expect((await failureOf(h.run('expandPersistentVolumeClaim', { namespace: ns, name: claim, size: 'lots' }))).type).toBe('InvalidInput');
+  });
+});
+
+describe('exec', () => {
+  test('runs a command in a deployment pod with exit code, timeout and output cap', async () => {
+    const ok = await h.run('execInPod', { namespace: ns, deployment: 'short-drama-app', command: ['echo', 'hello'] });
+    expect(ok).toMatchObject({ exitCode: 0, stdout: 'hello\n', timedOut: false, truncated: false });
+    const fail = await h.run('execInPod', { namespace: ns, deployment: 'short-drama-app', command: ['sh', '-c', 'echo oops >&2; exit 3'] });
+    expect(fail).toMatchObject({ exitCode: 3, stderr: 'oops\n' });
+    const big = await h.run('execInPod', { namespace: ns, pod: ok.pod, command: ['sh', '-c', 'head -c 100000 /dev/zero | tr "\\0" x'], maxOutputBytes: 1000 });
+    expect(big.truncated).toBe(true);
+    expect(big.stdout.length).toBe(1000);
+    const slow = await h.run('execInPod', { namespace: ns, pod: ok.pod, command: ['sleep', '30'], timeoutSeconds: 1 });
+    expect(slow).toMatchObject({ timedOut: true, exitCode: null });
+  });
+
+  test('a cancelled exec stops and surfaces as a cancellation', async () => {
+    const own = activityHarness();
+    try {
+      const started = Date.now();
+      const running = own.run('execInPod', { namespace: ns, deployment: 'short-drama-app', command: ['sleep', '30'], timeoutSeconds: 60 });
+      own.environment.cancel();
+      await expect(running).rejects.toBeInstanceOf(CancelledFailure);
+      expect(Date.now() - started).toBeLessThan(20_000);
+    } finally {
+      await own.close();
+    }
+  });
+
+  test('refusals: no command, missing pod, forbidden exec', async () => {
+    expect((await failureOf(h.run('execInPod', { namespace: ns, deployment: 'short-drama-app', command: [] }))).type).toBe('InvalidInput');
+    expect((await failureOf(h.run('execInPod', { namespace: ns, pod: 'no-such-pod', command: ['true'] }))).type).toBe('NotFound');
+    const f = await failureOf(ro.run('execInPod', { namespace: ns, deployment: 'short-drama-app', command: ['true'] }));
+    expect(f.type).toBe('Forbidden');
+    expect(f.message).toMatch(/exec in namespace short-drama-prod/);
+  });
+});
+
+describe('rollouts', () => {
+  let dep: string;
+  beforeAll(async () => {
+    dep = unique('kt-roll');
+    cleanups.push(() => deleteDeployment(kc, dep));
+    await scratchDeployment(kc, dep, { replicas: 1 });
+  });
+  const template = async (name: string) => (await apps.readNamespacedDeployment(name, ns)).body.spec!.template;
+
+  test('history of the seeded deployment from ReplicaSet revisions; a missing deployment is NotFound', async () => {
+    const history = await h.run('getRolloutHistory', { namespace: ns, deployment: 'short-drama-app' });
+    expect(history.revisions.length).toBeGreaterThanOrEqual(2);
+    expect(history.revisions.filter((r) => r.current)).toHaveLength(1);
+    expect((await failureOf(h.run('getRolloutHistory', { namespace: ns, deployment: 'nope' }))).type).toBe('NotFound');
+  });
+
+  test('rollback gives the same template as kubectl rollout undo; dry run and second run change nothing', async () => {
+    const ours = unique('kt-undo-a');
+    const theirs = unique('kt-undo-b');
+    cleanups.push(() => deleteDeployment(kc, ours), () => deleteDeployment(kc, theirs));
+    // Same labels-by-name scheme for both, so the templates compare after renaming.
+    for (const name of [ours, theirs]) {
+      await scratchDeployment(kc, name, { image: 'registry.example/app:1' });
+      await apps.patchNamespacedDeployment(name, ns, { spec: { template: { spec: { containers: [{ name: 'app', image: 'registry.example/app:2' }] } } } }, undefined, undefined, undefined, undefined, undefined, {
+        headers: { 'Content-Type': 'application/strategic-merge-patch+json' },
+      });
+      await newRolloutRevision(kc, ns, name, '00000000-0000-4000-8000-000000000001');
+    }
+    const beforeTemplate = await template(ours);
+    const dry = await h.run('rollbackDeployment', { namespace: ns, deployment: ours, dryRun: true });
+    expect(dry).toMatchObject({ dryRun: true, changed: true, toRevision: 2 });
+    expect(await template(ours)).toEqual(beforeTemplate);
+
+    const result = await h.run('rollbackDeployment', { namespace: ns, deployment: ours });
+    expect(result).toMatchObject({ changed: true, toRevision: 2, after: { images: ['app=registry.example/app:2'] } });
+    const kubectl = testbedEnv().TESTBED_KUBECTL!;
+    execFileSync(kubectl, ['--kubeconfig', testbedEnv().KUBECONFIG!, 'rollout', 'undo', `deployment/${theirs}`, '-n', ns]);
+    // The controller renumbers the revision after the patch: compare once both rollouts are done.
+    await waitForRollout(kc, ns, ours);
+    await waitForRollout(kc, ns, theirs);
+    const a = await apps.readNamespacedDeployment(ours, ns);
+    const b = await apps.readNamespacedDeployment(theirs, ns);
+    expect(JSON.stringify(a.body.spec!.template).split(ours).join('X')).toBe(JSON.stringify(b.body.spec!.template).split(theirs).join('X'));
+    expect(a.body.metadata?.annotations).toEqual(b.body.metadata?.annotations);
+
+    // The rolled-back ReplicaSet now carries the newest revision number: asking for it again changes nothing.
+    const now = Number(a.body.metadata?.annotations?.['deployment.kubernetes.io/revision']);
+    expect(now).toBeGreaterThan(3);
+    const again = await h.run('rollbackDeployment', { namespace: ns, deployment: ours, toRevision: now });
+    expect(again).toMatchObject({ changed: false });
+    expect(again.message).toMatch(/no change/);
+    expect(await template(ours)).toEqual(a.body.spec!.template);
+    expect((await failureOf(h.run('rollbackDeployment', { namespace: ns, deployment: ours, toRevision: 99 }))).type).toBe('NotFound');
+    // A retried attempt of "undo to previous" (heartbeat of the first attempt) does not flip back.
+    const progress = h.heartbeats.filter((b) => (b as { rollbackTarget?: { deployment: string } }).rollbackTarget?.deployment === ours).at(-1);
+    expect(progress).toBeDefined();
+    const retry = activityHarness({}, progress);
+    try {
+      expect(await retry.run('rollbackDeployment', { namespace: ns, deployment: ours })).toMatchObject({ changed: false });
+    } finally {
+      await retry.close();
+    }
+    expect(await template(ours)).toEqual(a.body.spec!.template);
+  });
+
+  test('restart with a caller-given restartedAt, wait for the rollout; a retry changes nothing', async () => {
+    const restartedAt = new Date().toISOString();
+    const dry = await h.run('restartRollout', { namespace: ns, deployment: dep, restartedAt, dryRun: true });
+    expect(dry).toMatchObject({ changed: true, dryRun: true, after: { restartedAt } });
+    expect((await template(dep)).metadata?.annotations?.['kubectl.kubernetes.io/restartedAt']).toBeUndefined();
+    const done = await h.run('restartRollout', { namespace: ns, deployment: dep, restartedAt });
+    expect(done).toMatchObject({ changed: true, dryRun: false, after: { restartedAt } });
+    const waited = await h.run('waitForRolloutComplete', { namespace: ns, deployment: dep, timeoutSeconds: 60, pollIntervalMs: 200 });
+    expect(waited.complete).toBe(true);
+    const revision = (await apps.readNamespacedDeployment(dep, ns)).body.metadata?.annotations?.['deployment.kubernetes.io/revision'];
+    const again = await h.run('restartRollout', { namespace: ns, deployment: dep, restartedAt });
+    expect(again).toMatchObject({ changed: false, message: 'no change' });
+    expect((await apps.readNamespacedDeployment(dep, ns)).body.metadata?.annotations?.['deployment.kubernetes.io/revision']).toBe(revision);
+    expect((await failureOf(h.run('restartRollout', { namespace: ns, deployment: dep, restartedAt: 'now' }))).type).toBe('InvalidInput');
+  });
+
+  test('wait for a rollout: deadline with heartbeats, and cancellation', async () => {
+    const stuck = unique('kt-stuck');
+    cleanups.push(() => deleteDeployment(kc, stuck));
+    await scratchDeployment(kc, stuck);
+    // Pods that cannot be scheduled: the rollout never completes.
+    await apps.patchNamespacedDeployment(stuck, ns, { spec: { template: { spec: { nodeSelector: { type: 'nowhere' } } } } }, undefined, undefined, undefined, undefined, undefined, {
+      headers: { 'Content-Type': 'application/strategic-merge-patch+json' },
+    });
+    const beats = h.heartbeats.length;
+    const f = await failureOf(h.run('waitForRolloutComplete', { namespace: ns, deployment: stuck, timeoutSeconds: 2, pollIntervalMs: 200 }));
+    expect(f.type).toBe('Transient');
+    expect(f.message).toMatch(/not complete after 2s/);
+    expect(h.heartbeats.length).toBeGreaterThan(beats);
+    const waiting = h.run('waitForRolloutComplete', { namespace: ns, deployment: stuck, timeoutSeconds: 60, pollIntervalMs: 200 });
+    const n = h.heartbeats.length;
+    await waitFor(() => h.heartbeats.length > n);
+    h.environment.cancel();
+    await expect(waiting).rejects.toBeInstanceOf(CancelledFailure);
+    // A cancelled environment stays cancelled: a fresh harness for the next tests.
+    const old = h;
+    h = activityHarness();
+    await old.close();
+  });
+
+  test('scale: dry run, change, second run no change, bad input', async () => {
+    const dry = await h.run('scaleDeployment', { namespace: ns, deployment: dep, replicas: 2, dryRun: true });
+    expect(dry).toMatchObject({ changed: true, dryRun: true, before: { replicas: 1 }, after: { replicas: 2 } });
+    expect((await apps.readNamespacedDeployment(dep, ns)).body.spec?.replicas).toBe(1);
+    expect(await h.run('scaleDeployment', { namespace: ns, deployment: dep, replicas: 2 })).toMatchObject({ changed: true, after: { replicas: 2 } });
+    expect(await h.run('scaleDeployment', { namespace: ns, deployment: dep, replicas: 2 })).toMatchObject({ changed: false, message: 'no change' });
+    expect((await apps.readNamespacedDeployment(dep, ns)).body.spec?.replicas).toBe(2);
+    expect((await failureOf(h.run('scaleDeployment', { namespace: ns, deployment: dep, replicas: -1 }))).type).toBe('InvalidInput');
+  });
+
+  test('set container resources: dry run, change, second run no change, bad input', async () => {
+    const input = { namespace: ns, deployment: dep, container: 'app', limits: { memory: '384Mi' }, requests: { memory: '0.25Gi' } };
+    const dry = await h.run('setContainerResources', { ...input, dryRun: true });
+    expect(dry).toMatchObject({ changed: true, dryRun: true, before: { limits: { memory: '256Mi' } }, after: { limits: { memory: '384Mi', cpu: '500m' } } });
+    expect((await template(dep)).spec!.containers[0]!.resources?.limits?.memory).toBe('256Mi');
+    const done = await h.run('setContainerResources', input);
+    expect(done).toMatchObject({ changed: true, after: { limits: { memory: '384Mi' }, requests: { memory: '256Mi', cpu: '100m' } } });
+    expect(await h.run('setContainerResources', input)).toMatchObject({ changed: false, message: 'no change' });
+    expect((await failureOf(h.run('setContainerResources', { ...input, limits: { memory: 'a lot' } }))).type).toBe('InvalidInput');
+    expect((await failureOf(h.run('setContainerResources', { ...input, container: 'sidecar' }))).type).toBe('NotFound');
+  });
+
+  test('annotations: set and remove with previous values; dry run; second run no change', async () => {
+    const set = { 'runbook.example/limit-rps': '50' };
+    const dry = await h.run('setAnnotations', { namespace: ns, kind: 'Deployment', name: dep, set, dryRun: true });
+    expect(dry).toMatchObject({ changed: true, dryRun: true, before: { 'runbook.example/limit-rps': null }, after: set });
+    expect((await apps.readNamespacedDeployment(dep, ns)).body.metadata?.annotations?.['runbook.example/limit-rps']).toBeUndefined();
+    expect(await h.run('setAnnotations', { namespace: ns, kind: 'Deployment', name: dep, set })).toMatchObject({ changed: true, after: set });
+    expect(await h.run('setAnnotations', { namespace: ns, kind: 'Deployment', name: dep, set })).toMatchObject({ changed: false, message: 'no change' });
+    const removed = await h.run('setAnnotations', { namespace: ns, kind: 'Deployment', name: dep, remove: ['runbook.example/limit-rps'] });
+    expect(removed).toMatchObject({ changed: true, before: set, after: { 'runbook.example/limit-rps': null } });
+    expect(await h.run('setAnnotations', { namespace: ns, kind: 'Deployment', name: dep, remove: ['runbook.example/limit-rps'] })).toMatchObject({ changed: false });
+    expect((await failureOf(h.run('setAnnotations', { namespace: ns, kind: 'Node', name: dep, set }))).type).toBe('InvalidInput');
+    expect((await failureOf(h.run('setAnnotations', { namespace: ns, kind: 'Ingress', name: 'nope', set }))).type).toBe('NotFound');
+  });
+});
+
+async function waitFor(condition: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+describe('certificates', () => {
+  const name = unique('kt-cert');
+  const manifest = (dns: string) => ({
+    apiVersion: 'cert-manager.io/v1',
+    kind: 'Certificate',
+    metadata: { name },
+    spec: { secretName: `${name}-tls`, dnsNames: [dns], issuerRef: { name: 'letsencrypt', kind: 'ClusterIssuer' } },
+  });
+  beforeAll(() => {
+    cleanups.push(() => custom.deleteNamespacedCustomObject('cert-manager.io', 'v1', ns, 'certificates', name).catch(() => undefined));
+  });
+
+  test('get the seeded certificate; a missing one is NotFound', async () => {
+    const cert = await h.run('getCertificate', { namespace: ns, name: 'app-tls-cert' });
+    expect(cert).toMatchObject({ name: 'app-tls-cert', ready: true, secretName: 'app-tls' });
+    expect((await failureOf(h.run('getCertificate', { namespace: ns, name: 'nope' }))).type).toBe('NotFound');
+  });
+
+  test('wait for Ready (heartbeats), deadline, then delete: dry run, delete, second run no change', async () => {
+    await h.run('applyManifest', { namespace: ns, manifest: manifest('scratch.example') });
+    const f = await failureOf(h.run('waitForCertificateReady', { namespace: ns, name, timeoutSeconds: 1, pollIntervalMs: 100 }));
+    expect(f.type).toBe('Transient');
+    const n = h.heartbeats.length;
+    const waiting = h.run('waitForCertificateReady', { namespace: ns, name, timeoutSeconds: 60, pollIntervalMs: 100 });
+    await waitFor(() => h.heartbeats.length > n);
+    await setCertificateStatus(kc, ns, name, { ready: true, notAfter: new Date(Date.now() + 60 * 86_400_000) });
+    const ready = await waiting;
+    expect(ready).toMatchObject({ ready: true, name });
+    expect(ready.daysUntilExpiry).toBeGreaterThanOrEqual(59);
+
+    const dry = await h.run('deleteCertificate', { namespace: ns, name, dryRun: true });
+    expect(dry).toMatchObject({ changed: true, dryRun: true });
+    expect((await h.run('getCertificate', { namespace: ns, name })).name).toBe(name);
+    expect(await h.run('deleteCertificate', { namespace: ns, name })).toMatchObject({ changed: true, before: { ready: true } });
+    expect(await h.run('deleteCertificate', { namespace: ns, name })).toMatchObject({ changed: false });
+    expect((await failureOf(h.run('getCertificate', { namespace: ns, name }))).type).toBe('NotFound');
+    expect((await failureOf(h.run('deleteCertificate', { namespace: 'kube-system', name }))).type).toBe('Refused');
+  });
+});
+
+describe('apply, secrets, RBAC, snapshot', () => {
+  const cm = unique('kt-cm');
+  const secret = unique('kt-secret');
+  const sa = unique('kt-sa');
+  const value = `s3cr3t-${unique('v')}`;
+  beforeAll(() => {
+    cleanups.push(
+      () => core.deleteNamespacedConfigMap(cm, ns),
+      () => core.deleteNamespacedSecret(secret, ns),
+      () => core.deleteNamespacedServiceAccount(sa, ns),
+      () => kc.makeApiClient(RbacAuthorizationV1Api).deleteNamespacedRole(sa, ns),
+      () => kc.makeApiClient(RbacAuthorizationV1Api).deleteNamespacedRoleBinding(sa, ns),
+    );
+  });
+
+  test('server-side apply: dry run, create, unchanged, configured; refusals', async () => {
+    const manifest = `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${cm}\ndata:\n  mode: normal\n`;
+    expect(await h.run('applyManifest', { namespace: ns, manifest, dryRun: true })).toMatchObject({ action: 'created', dryRun: true });
+    await expect(core.readNamespacedConfigMap(cm, ns)).rejects.toMatchObject({ statusCode: 404 });
+    expect(await h.run('applyManifest', { namespace: ns, manifest })).toMatchObject({ action: 'created', changed: true });
+    const { body } = await core.readNamespacedConfigMap(cm, ns);
+    expect(body.metadata?.managedFields?.some((m) => m.manager === 'runbook-automation' && m.operation === 'Apply')).toBe(true);
+    expect(await h.run('applyManifest', { namespace: ns, manifest })).toMatchObject({ action: 'unchanged', changed: false });
+    expect((await core.readNamespacedConfigMap(cm, ns)).body.metadata?.resourceVersion).toBe(body.metadata?.resourceVersion);
+    expect(await h.run('applyManifest', { namespace: ns, manifest: manifest.replace('normal', 'maintenance'), dryRun: true })).toMatchObject({ action: 'configured', dryRun: true });
+    expect((await core.readNamespacedConfigMap(cm, ns)).body.data).toEqual({ mode: 'normal' });
+    // A field another manager owns: 409 Conflict, unless forced.
+    await core.patchNamespacedConfigMap(cm, ns, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: cm }, data: { owner: 'other' } }, undefined, undefined, 'someone-else', undefined, undefined, {
+      headers: { 'Content-Type': 'application/apply-patch+yaml' },
+    });
+    const taken = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: cm }, data: { mode: 'normal', owner: 'us' } };
+    expect((await failureOf(h.run('applyManifest', { namespace: ns, manifest: taken }))).type).toBe('Conflict');
+    expect(await h.run('applyManifest', { namespace: ns, manifest: taken, force: true })).toMatchObject({ action: 'configured', changed: true });
+    expect(await h.run('applyManifest', { namespace: ns, manifest: taken, force: true })).toMatchObject({ action: 'unchanged', changed: false });
+    expect((await failureOf(h.run('applyManifest', { namespace: ns, manifest: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'x' } } }))).type).toBe('Refused');
+    expect((await failureOf(h.run('applyManifest', { namespace: ns, manifest: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: cm, namespace: 'default' } } }))).type).toBe('Refused');
+    expect((await failureOf(h.run('applyManifest', { namespace: ns, manifest: 'kind: [' }))).type).toBe('InvalidInput');
+  });
+
+  test('secret key: dry run, create, no change, update; the value never returned nor in errors', async () => {
+    const dry = await h.run('setSecretKey', { namespace: ns, name: secret, key: 'password', value, dryRun: true });
+    expect(dry).toMatchObject({ created: true, changed: true, dryRun: true });
+    await expect(core.readNamespacedSecret(secret, ns)).rejects.toMatchObject({ statusCode: 404 });
+    const created = await h.run('setSecretKey', { namespace: ns, name: secret, key: 'password', value });
+    expect(created).toMatchObject({ created: true, changed: true, keys: ['password'] });
+    const again = await h.run('setSecretKey', { namespace: ns, name: secret, key: 'password', value });
+    expect(again).toMatchObject({ changed: false, message: 'no change' });
+    const updated = await h.run('setSecretKey', { namespace: ns, name: secret, key: 'password', value: `${value}-2` });
+    expect(updated).toMatchObject({ changed: true, created: false });
+    expect(Buffer.from((await core.readNamespacedSecret(secret, ns)).body.data!.password!, 'base64').toString()).toBe(`${value}-2`);
+    for (const r of [dry, created, again, updated]) expect(JSON.stringify(r)).not.toContain(value.slice(0, 10));
+    const bad = await failureOf(h.run('setSecretKey', { namespace: ns, name: secret, key: 'bad key', value }));
+    expect(bad.type).toBe('InvalidInput');
+    expect(bad.message).not.toContain(value);
+    const forbidden = await failureOf(ro.run('setSecretKey', { namespace: ns, name: secret, key: 'password', value }));
+    expect(forbidden.type).toBe('Forbidden');
+    expect(forbidden.message).not.toContain(value);
+  });
+
+  test('ServiceAccount, Role, RoleBinding idempotently; wildcards refused', async () => {
+    const input = { namespace: ns, serviceAccount: sa, role: sa, roleBinding: sa, rules: [{ apiGroups: ['', 'apps'], resources: ['pods', 'services', 'deployments'], verbs: ['get', 'list', 'watch'] }] };
+    const dry = await h.run('ensureServiceAccountAccess', { ...input, dryRun: true });
+    expect(dry.objects.map((o) => o.action)).toEqual(['created', 'created', 'created']);
+    await expect(core.readNamespacedServiceAccount(sa, ns)).rejects.toMatchObject({ statusCode: 404 });
+    const done = await h.run('ensureServiceAccountAccess', input);
+    expect(done.changed).toBe(true);
+    const again = await h.run('ensureServiceAccountAccess', input);
+    expect(again.changed).toBe(false);
+    expect(again.objects.map((o) => o.action)).toEqual(['unchanged', 'unchanged', 'unchanged']);
+    const binding = await kc.makeApiClient(RbacAuthorizationV1Api).readNamespacedRoleBinding(sa, ns);
+    expect(binding.body.subjects?.[0]).toMatchObject({ kind: 'ServiceAccount', name: sa });
+    expect((await failureOf(h.run('ensureServiceAccountAccess', { ...input, rules: [{ apiGroups: [''], resources: ['*'], verbs: ['get'] }] }))).type).toBe('Refused');
+    expect((await failureOf(ro.run('ensureServiceAccountAccess', input))).type).toBe('Forbidden');
+  });
+
+  test('namespace snapshot: workloads, ConfigMaps, PVCs, Ingress; Secrets by name and keys only', async () => {
+    const snap = await h.run('snapshotNamespaceConfig', { namespace: ns });
+    expect(snap.deployments.map((d) => d.name)).toEqual(expect.arrayContaining(['short-drama-app', 'postgres', 'redis']));
+    expect(snap.persistentVolumeClaims.map((p) => p.name)).toEqual(expect.arrayContaining(['postgres-pvc', 'redis-data']));
+    expect(snap.ingresses.find((i) => i.name === 'app-ingress')?.hosts).toContain('app.short-drama.example');
+    expect(snap.secrets.find((s) => s.name === secret)).toEqual({ name: secret, type: 'Opaque', keys: ['password'] });
+    const text = JSON.stringify(snap);
+    expect(text).not.toContain(value);
+    expect(text).not.toContain(Buffer.from(`${value}-2`).toString('base64'));
+    expect((await failureOf(h.run('snapshotNamespaceConfig', { namespace: 'kube-system' }))).type).toBe('Refused');
+  });
+});

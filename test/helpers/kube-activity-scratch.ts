@@ -1,0 +1,65 @@
+import { randomBytes } from 'node:crypto';
+import { AppsV1Api, CoreV1Api, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
+import { waitUntil } from '../../scripts/testbed/processes';
+import { kubernetesNamespace, kwokNode, statusOf, waitForRollout } from './kube-cluster';
+
+export const unique = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
+
+const ignore404 = (err: unknown) => {
+  if (statusOf(err) !== 404) throw err;
+};
+
+/** A Deployment of one's own in short-drama-prod (kwok runs its pods), rolled out. */
+export async function scratchDeployment(kc: KubeConfig, name: string, options: { replicas?: number; image?: string; labels?: Record<string, string> } = {}): Promise<V1Deployment> {
+  const apps = kc.makeApiClient(AppsV1Api);
+  const labels = options.labels ?? { app: name };
+  await apps.createNamespacedDeployment(kubernetesNamespace, {
+    metadata: { name, labels: { 'runbook-test/scratch': 'true' } },
+    spec: {
+      replicas: options.replicas ?? 1,
+      selector: { matchLabels: labels },
+      template: {
+        metadata: { labels },
+        spec: {
+          nodeSelector: { type: 'kwok' },
+          containers: [{ name: 'app', image: options.image ?? 'registry.example/scratch:1.0', resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '500m', memory: '256Mi' } } }],
+        },
+      },
+    },
+  });
+  await waitForRollout(kc, kubernetesNamespace, name);
+  return (await apps.readNamespacedDeployment(name, kubernetesNamespace)).body;
+}
+
+export async function deleteDeployment(kc: KubeConfig, name: string): Promise<void> {
+  await kc.makeApiClient(AppsV1Api).deleteNamespacedDeployment(name, kubernetesNamespace, undefined, undefined, 0, undefined, 'Foreground').catch(ignore404);
+}
+
+/** A PersistentVolume (hostPath) and a claim bound to it, on the given StorageClass. */
+export async function scratchBoundClaim(kc: KubeConfig, name: string, storageClass: string, size = '1Gi'): Promise<void> {
+  const core = kc.makeApiClient(CoreV1Api);
+  await core.createPersistentVolume({
+    metadata: { name: `${kubernetesNamespace}-${name}`, labels: { 'runbook-test/scratch': 'true' } },
+    spec: {
+      capacity: { storage: size },
+      accessModes: ['ReadWriteOnce'],
+      storageClassName: storageClass,
+      persistentVolumeReclaimPolicy: 'Retain',
+      hostPath: { path: `/tmp/runbook-test-pv/${name}` },
+      claimRef: { namespace: kubernetesNamespace, name },
+    },
+  });
+  await core.createNamespacedPersistentVolumeClaim(kubernetesNamespace, {
+    metadata: { name },
+    spec: { accessModes: ['ReadWriteOnce'], storageClassName: storageClass, volumeName: `${kubernetesNamespace}-${name}`, resources: { requests: { storage: size } } },
+  });
+  await waitUntil(`claim ${name} Bound`, async () => (await core.readNamespacedPersistentVolumeClaim(name, kubernetesNamespace)).body.status?.phase === 'Bound', 60_000);
+}
+
+export async function deleteBoundClaim(kc: KubeConfig, name: string): Promise<void> {
+  const core = kc.makeApiClient(CoreV1Api);
+  await core.deleteNamespacedPersistentVolumeClaim(name, kubernetesNamespace).catch(ignore404);
+  await core.deletePersistentVolume(`${kubernetesNamespace}-${name}`).catch(ignore404);
+}
+
+export { kwokNode };
