@@ -50,6 +50,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createPrometheusActivities({ prometheusUrl: deps.prometheusUrl }),
     ...createNotifyActivities({ webhookUrl: deps.webhookUrl }),
     ...createRunbookSupportActivities({
+      allowlists,
       approvers: deps.approvers,
       approvals: deps.approvals,
       s3: deps.s3 && { client: deps.s3.client, bucket: deps.s3.bucket, evidencePrefix: deps.s3.evidencePrefix },

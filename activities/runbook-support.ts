@@ -3,12 +3,14 @@ import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import type { ApproverRole, Severity } from '../common/runbook';
-import type { RunbookConfig } from '../config/schema';
+import type { AllowLists, RunbookConfig } from '../config/schema';
 import { acquireLockSignal, lockWorkflowId, type LockRequest } from '../workflows/definitions';
-import { classified, failure } from './errors';
+import { classified, classifyError, failure } from './errors';
+import { assertDatabaseAllowed, assertKubernetesName, assertNamespaceAllowed } from './guards';
 import { renderIncidentMarkdown, type IncidentReport } from './report-markdown';
 
 export interface RunbookSupportDeps {
+  allowlists: AllowLists;
   approvers: Array<{ id: string; roles: ApproverRole[] }>;
   approvals: RunbookConfig['approvals'];
   s3?: { client: S3Client; bucket: string; evidencePrefix: string };
@@ -23,8 +25,15 @@ export interface ApprovalPolicy {
   autoApprove: Array<{ name: string; steps: string[]; onlyScheduled: boolean }>;
 }
 
-export function createRunbookSupportActivities({ approvers, approvals, s3, temporal }: RunbookSupportDeps) {
+export function createRunbookSupportActivities({ allowlists, approvers, approvals, s3, temporal }: RunbookSupportDeps) {
   return {
+    /** Checked first by every runbook: targets outside configuration fail the run at once, before anything is read. */
+    async assertTargetsAllowed({ namespaces = [], databases = [], names = [] }: { namespaces?: string[]; databases?: string[]; names?: Array<{ name: string; what: string }> }): Promise<void> {
+      for (const namespace of namespaces) assertNamespaceAllowed(namespace, allowlists);
+      for (const database of databases) assertDatabaseAllowed(database, allowlists);
+      for (const { name, what } of names) assertKubernetesName(name, what);
+    },
+
     async loadApprovalPolicy({ runbook }: { runbook: string }): Promise<ApprovalPolicy> {
       return {
         approvers,
@@ -53,6 +62,18 @@ export function createRunbookSupportActivities({ approvers, approvals, s3, tempo
         );
       }
       return { markdownKey: `${base}.md`, jsonKey: `${base}.json` };
+    },
+
+    /** Whether a run is still going; the lock passes on a lock whose holder ended without releasing it. */
+    async isRunOpen({ workflowId }: { workflowId: string }): Promise<boolean> {
+      if (!temporal) throw failure('InvalidInput', 'no Temporal client for target locks');
+      try {
+        const description = await temporal.client.workflow.getHandle(workflowId).describe();
+        return description.status.name === 'RUNNING';
+      } catch (err) {
+        if ((err as { name?: string }).name === 'WorkflowNotFoundError') return false;
+        throw classifyError(err, { action: `describe ${workflowId}` });
+      }
     },
 
     /** Queues the requesting run at the target's lock, starting the lock workflow when none runs. */

@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { dbConnectionExhaustionInput } from './inputs/db-connection-exhaustion';
 import { preflightInputSchema } from './preflight-input';
 
 export type RunbookKind = 'fault' | 'emergency' | 'maintenance' | 'security' | 'utility';
@@ -20,6 +21,13 @@ export const catalog: Record<string, CatalogEntry> = {
     description: 'Checks reachability and the permissions the runbooks need on every configured target; changes nothing.',
     inputSchema: preflightInputSchema,
     targetOf: (input) => (Array.isArray(input.targets) ? [...(input.targets as string[])].sort().join('+') : 'all'),
+  },
+  dbConnectionExhaustion: {
+    name: 'dbConnectionExhaustion',
+    kind: 'fault',
+    description: '场景2: connections vs max_connections; terminate old idle connections, raise max_connections and restart the database (each approved).',
+    inputSchema: dbConnectionExhaustionInput,
+    targetOf: (input) => `${input.namespace}/${input.deployment}`,
   },
 };
 

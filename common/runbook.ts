@@ -51,6 +51,11 @@ export interface PlannedChange {
   details?: unknown;
   /** False when the dry run found nothing to change: the step is skipped without asking. */
   needed: boolean;
+  /**
+   * What the dry run saw that moves on its own (e.g. how many idle connections match right now).
+   * Shown to people but not part of the plan hash, so it alone does not ask for approval again.
+   */
+  observed?: unknown;
 }
 
 export interface PlannedStep {

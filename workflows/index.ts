@@ -1,4 +1,5 @@
 /** Every workflow type the worker registers, by its catalog name. */
 export { preflight } from './preflight';
+export { dbConnectionExhaustion } from './db-connection-exhaustion';
 /** Per-target lock the runbooks queue on before changing a target. */
 export { targetLock } from './target-lock';

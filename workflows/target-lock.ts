@@ -1,8 +1,13 @@
-import { condition, continueAsNew, getExternalWorkflowHandle, log, setHandler } from '@temporalio/workflow';
+import { condition, continueAsNew, getExternalWorkflowHandle, log, proxyActivities, setHandler } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { quickRead } from './activity-options';
 import { acquireLockSignal, lockGrantedSignal, lockStateQuery, releaseLockSignal, type LockRequest } from './definitions';
 
 /** Longest one holder may keep the lock: a step's re-plan and apply, never an approval wait. */
 const leaseMs = 30 * 60 * 1000;
+/** How often a held lock checks that its holder still runs (a terminated run never releases). */
+const holderCheckMs = 15 * 1000;
+const { isRunOpen } = proxyActivities<Activities>(quickRead);
 const idleMs = 10 * 60 * 1000;
 const grantsPerRun = 200;
 
@@ -34,9 +39,16 @@ export async function targetLock({ target }: { target: string }, carried: LockRe
       holder = undefined;
       continue;
     }
-    if (!(await condition(() => holder === undefined, leaseMs))) {
-      log.warn('lock lease expired; passing the lock on', { target, requester: holder?.requester });
-      holder = undefined;
+    const held = holder;
+    for (let waited = 0; holder === held; waited += holderCheckMs) {
+      if (await condition(() => holder !== held, holderCheckMs)) break;
+      if (waited + holderCheckMs >= leaseMs) {
+        log.warn('lock lease expired; passing the lock on', { target, requester: held.requester });
+        holder = undefined;
+      } else if (!(await isRunOpen({ workflowId: held.requester }))) {
+        log.warn('lock holder ended without releasing; passing the lock on', { target, requester: held.requester });
+        holder = undefined;
+      }
     }
   }
   await continueAsNew<typeof targetLock>({ target }, waiting);

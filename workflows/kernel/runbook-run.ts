@@ -167,7 +167,9 @@ export class RunbookRun {
   }
 
   private async runChange(step: ChangeStep): Promise<ChangeOutcome> {
-    const skippedDependency = step.dependsOn?.find((id) => this.stepOutcomes.get(id) !== 'applied' && this.stepOutcomes.get(id) !== 'not-needed');
+    // In plan mode a planned dependency counts as done, so the plan shows the whole chain.
+    const satisfied: Array<ChangeOutcome | undefined> = this.identity.mode === 'plan' ? ['applied', 'not-needed', 'planned'] : ['applied', 'not-needed'];
+    const skippedDependency = step.dependsOn?.find((id) => !satisfied.includes(this.stepOutcomes.get(id)));
     if (skippedDependency) return this.skip(step, 'dependency-skipped', `depends on "${skippedDependency}", which was not applied`);
     if (this.cancelled) return this.skip(step, 'cancelled', 'run cancelled before this step');
     if ([...this.stepOutcomes.values()].includes('failed')) return this.skip(step, 'dependency-skipped', 'an earlier step failed');
@@ -206,7 +208,8 @@ export class RunbookRun {
 
   private async planStep(step: ChangeStep): Promise<PlannedStep> {
     const change = await step.plan();
-    const planHash = sha256Hex(stableJson({ stepId: step.stepId, change }));
+    const { observed: _observed, ...binding } = change;
+    const planHash = sha256Hex(stableJson({ stepId: step.stepId, change: binding }));
     const planned: PlannedStep = { stepId: step.stepId, title: step.title, change, planHash, allowedRoles: step.allowedRoles ?? [...roles] };
     this.plan.set(step.stepId, planned);
     this.record({ event: 'planned', stepId: step.stepId, title: step.title, detail: `${change.summary} (plan ${planHash.slice(0, 12)})` });

@@ -1,0 +1,173 @@
+import { randomUUID } from 'node:crypto';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { WorkflowFailedError } from '@temporalio/client';
+import { Client as PgClient } from 'pg';
+import { createRunbookClient, type RunbookClient } from '../../client';
+import type { RunbookStatus } from '../../common/runbook';
+import { waitUntil } from '../../scripts/testbed/processes';
+import type { DbConnectionExhaustionResult } from '../../workflows/db-connection-exhaustion';
+import { recordHistory } from '../helpers/histories';
+import { testbedConfig, testbedEnv } from '../helpers/testbed';
+import { withWorker } from '../helpers/worker';
+import { connectClient } from '../../workers/temporal-client';
+
+/** 场景2 against the real PostgreSQL 15 and the real Kubernetes API of the test bed. */
+describe('dbConnectionExhaustion', () => {
+  const env = testbedEnv();
+  const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }, { id: 'carol', roles: ['manager'] }]) });
+  const clients: PgClient[] = [];
+
+  /** Idle sessions (and two busy ones) from a distinct application, as a leaking app would leave them. */
+  async function openConnections(app: string, idle: number): Promise<{ busy: Array<Promise<unknown>> }> {
+    for (let i = 0; i < idle + 2; i++) {
+      const client = new PgClient({ connectionString: env.DATABASE_URL, application_name: app });
+      client.on('error', () => undefined); // terminated on purpose
+      await client.connect();
+      clients.push(client);
+    }
+    const busy = clients.slice(-2).map((c) => c.query('SELECT pg_sleep(20)').catch(() => undefined));
+    return { busy };
+  }
+
+  async function sessions(app: string): Promise<Record<string, number>> {
+    const admin = new PgClient({ connectionString: env.DATABASE_URL });
+    await admin.connect();
+    try {
+      const { rows } = await admin.query<{ state: string; n: string }>('SELECT state, count(*) AS n FROM pg_stat_activity WHERE application_name = $1 GROUP BY state', [app]);
+      return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
+    } finally {
+      await admin.end();
+    }
+  }
+
+  async function pgSetting(): Promise<{ setting: string; pending_restart: boolean }> {
+    const admin = new PgClient({ connectionString: env.DATABASE_URL });
+    await admin.connect();
+    try {
+      return (await admin.query<{ setting: string; pending_restart: boolean }>(`SELECT setting, pending_restart FROM pg_settings WHERE name = 'max_connections'`)).rows[0]!;
+    } finally {
+      await admin.end();
+    }
+  }
+
+  async function pendingOf(runbooks: RunbookClient, workflowId: string, stepId: string): Promise<NonNullable<RunbookStatus['pending']>> {
+    let status: RunbookStatus | undefined;
+    await waitUntil(`${stepId} waiting for approval`, async () => (status = await runbooks.getStatus(workflowId)).pending?.stepId === stepId);
+    return status!.pending!;
+  }
+
+  /** Runs share one workflow id per target (dedupe): a run left behind by a failed test must not be joined by the next. */
+  async function terminateLeftover(): Promise<void> {
+    const { client, close } = await connectClient(config.temporal);
+    try {
+      for (const id of ['dbConnectionExhaustion/short-drama-prod/postgres', 'lock/short-drama-prod/postgres']) {
+        await client.workflow.getHandle(id).terminate('test cleanup').catch(() => undefined); // none running
+      }
+    } finally {
+      await close();
+    }
+  }
+
+  beforeAll(terminateLeftover);
+
+  afterEach(async () => {
+    await terminateLeftover();
+    await Promise.all(clients.splice(0).map((c) => c.end().catch(() => undefined)));
+    const admin = new PgClient({ connectionString: env.DATABASE_URL });
+    await admin.connect();
+    await admin.query('ALTER SYSTEM RESET max_connections');
+    await admin.query('SELECT pg_reload_conf()');
+    await admin.end();
+  });
+
+  test('plan: names the exact changes and changes nothing', async () => {
+    const app = `leaky-${randomUUID().slice(0, 8)}`;
+    await openConnections(app, 12);
+    await waitUntil('idle sessions 2 s old', async () => (await sessions(app)).idle === 12);
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }, { startedBy: 'erin' });
+      return runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
+    });
+    expect(result.outcome).toBe('planned');
+    expect(result.plan.map((p) => [p.stepId, p.change.summary])).toEqual([
+      ['terminate-idle', 'terminate idle connections to short_drama_prod older than 1s, at most 50'],
+      ['raise-max-connections', 'max_connections 100 -> 150 (ALTER SYSTEM; takes effect after a restart)'],
+      ['restart-database', expect.stringMatching(/^rolling restart of short-drama-prod\/postgres \(restartedAt /)],
+    ]);
+    expect((result.plan[0]!.change.observed as { matching: number }).matching).toBeGreaterThanOrEqual(12);
+    expect(await sessions(app)).toEqual({ idle: 12, active: 2 });
+    expect(await pgSetting()).toEqual({ setting: '100', pending_restart: false });
+    expect(result.report?.markdownKey).toMatch(/^runbooks\/reports\/dbConnectionExhaustion\//); // the diagnosis is reported too
+  });
+
+  test('execute + approve: only old idle sessions go, max_connections pending, the database restarted once, report written', async () => {
+    const app = `leaky-${randomUUID().slice(0, 8)}`;
+    await openConnections(app, 15);
+    await waitUntil('15 idle sessions', async () => (await sessions(app)).idle === 15);
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150, severity: 'P0' }, { startedBy: 'erin' });
+      for (const step of ['terminate-idle', 'raise-max-connections', 'restart-database']) {
+        const pending = await pendingOf(runbooks, workflowId, step);
+        await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver: 'bob', reason: `approve ${step}` });
+      }
+      const finished = await runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
+      await recordHistory(client.workflow.getHandle(workflowId), 'db-connection-exhaustion-approved');
+      return finished;
+    });
+    expect(result.outcome).toBe('completed');
+    expect(await sessions(app)).toEqual({ active: 2 });
+    expect(await pgSetting()).toEqual({ setting: '100', pending_restart: true });
+    expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.stepId)).toEqual(['terminate-idle', 'raise-max-connections', 'restart-database']);
+    const restart = result.timeline.find((e) => e.event === 'applied' && e.stepId === 'restart-database')!;
+    expect(restart.detail).toMatch(/rollout complete .*PostgreSQL .* accepts connections/);
+
+    const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
+    try {
+      const markdown = await (await s3.send(new GetObjectCommand({ Bucket: env.S3_BUCKET, Key: result.report!.markdownKey }))).Body!.transformToString();
+      for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+    } finally {
+      s3.destroy();
+    }
+  });
+
+  test('execute + reject: nothing changes and the run says what was not done', async () => {
+    const app = `leaky-${randomUUID().slice(0, 8)}`;
+    await openConnections(app, 5);
+    await waitUntil('5 idle sessions', async () => (await sessions(app)).idle === 5);
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }, { startedBy: 'erin' });
+      for (const step of ['terminate-idle', 'raise-max-connections']) {
+        const pending = await pendingOf(runbooks, workflowId, step);
+        await runbooks.reject(workflowId, { stepId: step, planHash: pending.planHash, approver: 'carol', reason: 'not now' });
+      }
+      return runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
+    });
+    expect(result.outcome).toBe('rejected');
+    expect(result.timeline.filter((e) => e.event === 'skipped').map((e) => [e.stepId, e.detail])).toEqual([
+      ['terminate-idle', 'rejected'],
+      ['raise-max-connections', 'rejected'],
+      ['restart-database', 'depends on "raise-max-connections", which was not applied'],
+    ]);
+    expect(await sessions(app)).toEqual({ idle: 5, active: 2 });
+    expect(await pgSetting()).toEqual({ setting: '100', pending_restart: false });
+  });
+
+  test('bad input: a clear non-retryable error before anything is touched', async () => {
+    await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      await expect(runbooks.startRunbook('dbConnectionExhaustion', { idleOlderThanSeconds: -5 }, { startedBy: 'erin' })).rejects.toThrow(
+        'invalid input for dbConnectionExhaustion: idleOlderThanSeconds: at least 1 second',
+      );
+      const handle = await client.workflow.start('dbConnectionExhaustion', { taskQueue, workflowId: `dbce-bad-${randomUUID()}`, args: [{ namespace: 'kube-system', mode: 'execute' }] });
+      const error = await handle.result().then(() => undefined, (err: unknown) => err);
+      expect(error).toBeInstanceOf(WorkflowFailedError);
+      expect(String(((error as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toBe('namespace kube-system is never touched by runbooks');
+      const history = await handle.fetchHistory();
+      const activities = history.events?.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []) ?? [];
+      expect(activities).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
+    });
+  });
+});
