@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
+import { AppsV1Api } from '@kubernetes/client-node';
 import { Client as PgClient } from 'pg';
 import { createRunbookClient, type RunbookClient } from '../../client';
 import type { RunbookStatus } from '../../common/runbook';
 import { waitUntil } from '../../scripts/testbed/processes';
 import type { DbConnectionExhaustionResult } from '../../workflows/db-connection-exhaustion';
 import { recordHistory } from '../helpers/histories';
+import { adminKubeConfig } from '../helpers/kube-cluster';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
 import { connectClient } from '../../workers/temporal-client';
@@ -153,6 +155,37 @@ describe('dbConnectionExhaustion', () => {
     ]);
     expect(await sessions(app)).toEqual({ idle: 5, active: 2 });
     expect(await pgSetting()).toEqual({ setting: '100', pending_restart: false });
+  });
+
+  test('a worker lost between two steps: another worker resumes, and the database is restarted exactly once', async () => {
+    const apps = adminKubeConfig().makeApiClient(AppsV1Api);
+    const revisionOf = async () => Number((await apps.readNamespacedDeployment('postgres', 'short-drama-prod')).body.metadata?.annotations?.['deployment.kubernetes.io/revision']);
+    const before = await revisionOf();
+    const app = `leaky-${randomUUID().slice(0, 8)}`;
+    await openConnections(app, 3);
+    await waitUntil('3 idle sessions', async () => (await sessions(app)).idle === 3);
+    let workflowId = '';
+    // First worker: start, approve the first two steps, then the worker goes away before the restart is approved.
+    await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      ({ workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }, { startedBy: 'erin' }));
+      for (const step of ['terminate-idle', 'raise-max-connections']) {
+        const pending = await pendingOf(runbooks, workflowId, step);
+        await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver: 'bob', reason: `approve ${step}` });
+      }
+      await pendingOf(runbooks, workflowId, 'restart-database');
+    });
+    // Second worker (a new process would do the same): the run goes on from its history.
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      const pending = await pendingOf(runbooks, workflowId, 'restart-database');
+      await runbooks.approve(workflowId, { stepId: 'restart-database', planHash: pending.planHash, approver: 'bob', reason: 'restart now' });
+      return runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
+    });
+    expect(result.outcome).toBe('completed');
+    expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.stepId)).toEqual(['terminate-idle', 'raise-max-connections', 'restart-database']);
+    expect(await revisionOf()).toBe(before + 1);
+    expect(await pgSetting()).toEqual({ setting: '100', pending_restart: true });
   });
 
   test('bad input: a clear non-retryable error before anything is touched', async () => {
