@@ -1,5 +1,7 @@
 import type { z } from 'zod';
 import { dbConnectionExhaustionInput } from './inputs/db-connection-exhaustion';
+import { certificateExpiryInput } from './inputs/certificate-expiry';
+import { redisMemoryPressureInput } from './inputs/redis-memory-pressure';
 import { preflightInputSchema } from './preflight-input';
 
 export type RunbookKind = 'fault' | 'emergency' | 'maintenance' | 'security' | 'utility';
@@ -29,6 +31,8 @@ export const catalog: Record<string, CatalogEntry> = {
     inputSchema: dbConnectionExhaustionInput,
     targetOf: (input) => `${input.namespace}/${input.deployment}`,
   },
+  certificateExpiry: { name: 'certificateExpiry', kind: 'fault', description: '场景5: Certificate status, days until notAfter, events, the ingress; delete the Certificate and re-apply the ingress (each approved), wait for Ready.', inputSchema: certificateExpiryInput, targetOf: (input) => `${input.namespace}/${input.certificate}` },
+  redisMemoryPressure: { name: 'redisMemoryPressure', kind: 'fault', description: '场景3: INFO memory, DBSIZE, maxmemory-policy, session keys, the Redis memory limit; delete session keys, raise the memory limit (x1.5, capped) and set maxmemory-policy allkeys-lru (each approved).', inputSchema: redisMemoryPressureInput, targetOf: (input) => `${input.namespace}/${input.deployment}` },
 };
 
 export function workflowIdFor(entry: CatalogEntry, input: Record<string, unknown>): string {

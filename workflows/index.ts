@@ -1,5 +1,7 @@
 /** Every workflow type the worker registers, by its catalog name. */
 export { preflight } from './preflight';
 export { dbConnectionExhaustion } from './db-connection-exhaustion';
+export { certificateExpiry } from './certificate-expiry';
+export { redisMemoryPressure } from './redis-memory-pressure';
 /** Per-target lock the runbooks queue on before changing a target. */
 export { targetLock } from './target-lock';

@@ -1,0 +1,58 @@
+import { z } from 'zod';
+import { runbookInputBase } from '../runbook';
+
+const kubeName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { message: 'expected a Kubernetes name (lowercase letters, digits, -)' });
+
+const binarySuffixes: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60 };
+const decimalSuffixes: Record<string, number> = { '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18 };
+
+/** Bytes of a Kubernetes memory quantity (512Mi, 1Gi, 1.5G, 2e9, 1073741824); undefined when it is not one. */
+export function memoryBytes(text: string | undefined): number | undefined {
+  if (typeof text !== 'string') return undefined;
+  const match = /^(\d+(?:\.\d+)?|\.\d+)(?:(Ki|Mi|Gi|Ti|Pi|Ei)|(k|M|G|T|P|E)|[eE](\d+))?$/.exec(text.trim());
+  if (!match) return undefined;
+  const value = Number(match[1]);
+  const factor = match[2] ? binarySuffixes[match[2]]! : match[3] ? decimalSuffixes[match[3]]! : match[4] ? 10 ** Number(match[4]) : 1;
+  const bytes = value * factor;
+  return Number.isFinite(bytes) ? Math.ceil(bytes) : undefined;
+}
+
+/** A memory quantity for a limit: whole Mi, rounded up (Gi when exact). */
+export function memoryQuantity(bytes: number): string {
+  const mi = Math.ceil(bytes / 2 ** 20);
+  return mi % 1024 === 0 ? `${mi / 1024}Gi` : `${mi}Mi`;
+}
+
+const memoryLimit = z.string().refine((s) => (memoryBytes(s) ?? 0) >= 2 ** 20, { message: 'expected a memory quantity of at least 1Mi, such as 512Mi or 4Gi' });
+
+/** 场景3 Redis 内存压力: the manual's names are the defaults. */
+export const redisMemoryPressureInput = z
+  .object({
+    ...runbookInputBase,
+    namespace: kubeName.default('short-drama-prod'),
+    /** The Redis Deployment whose memory limit is raised. */
+    deployment: kubeName.default('redis'),
+    container: kubeName.default('redis'),
+    /** Session keys the manual lets go (must also be allowlisted in configuration). */
+    sessionPattern: z
+      .string()
+      .min(1)
+      .max(512)
+      .regex(/^[^\r\n\0]+$/, { message: 'no control characters' })
+      .refine((p) => !/^[*?]*$/.test(p), { message: 'would match every key' })
+      .default('session:*'),
+    /** At most this many session keys are deleted in one run. */
+    maxKeys: z.number().int().min(1, { message: 'at least 1 key' }).max(10_000_000).default(100_000),
+    /** The new memory limit is the current one times this factor, capped by maxMemoryLimit. */
+    memoryLimitFactor: z.number().gt(1, { message: 'must be above 1 (the limit is raised, never lowered)' }).max(4, { message: 'at most 4' }).default(1.5),
+    maxMemoryLimit: memoryLimit.default('4Gi'),
+    /** Memory usage (used_memory of maxmemory, or of the container limit without maxmemory) from which raising the limit is proposed; 0: always. */
+    raiseWhenUsageAbove: z.number().min(0).max(1, { message: 'a fraction of the memory limit, at most 1' }).default(0.85),
+    /** Session keys (of DBSIZE) from which the session keys are named as the cause. */
+    sessionShareAbove: z.number().min(0).max(1, { message: 'a fraction of all keys, at most 1' }).default(0.5),
+    /** The eviction policy set when it is not already. */
+    maxmemoryPolicy: z.enum(['allkeys-lru', 'allkeys-lfu', 'allkeys-random', 'volatile-lru', 'volatile-lfu', 'volatile-random', 'volatile-ttl']).default('allkeys-lru'),
+  })
+  .strict();
+
+export type RedisMemoryPressureInput = z.input<typeof redisMemoryPressureInput>;

@@ -1,0 +1,267 @@
+import { randomUUID } from 'node:crypto';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { WorkflowFailedError } from '@temporalio/client';
+import { CoreV1Api, CustomObjectsApi, KubernetesObjectApi, NetworkingV1Api, PatchUtils } from '@kubernetes/client-node';
+import { createRunbookClient, type RunbookClient } from '../../client';
+import type { RunbookStatus } from '../../common/runbook';
+import { waitUntil } from '../../scripts/testbed/processes';
+import type { CertificateExpiryResult } from '../../workflows/certificate-expiry';
+import { recordHistory } from '../helpers/histories';
+import { adminKubeConfig, statusOf } from '../helpers/kube-cluster';
+import { setCertificateStatus } from '../helpers/kube-objects';
+import { testbedConfig, testbedEnv } from '../helpers/testbed';
+import { withWorker } from '../helpers/worker';
+import { connectClient } from '../../workers/temporal-client';
+
+const ns = 'short-drama-prod';
+const certName = 'app-tls-cert';
+const day = 86_400_000;
+
+interface Cert {
+  apiVersion?: string;
+  kind?: string;
+  metadata: { name: string; namespace?: string; uid?: string; labels?: Record<string, string>; deletionTimestamp?: string };
+  spec: Record<string, unknown>;
+  status?: { conditions?: Array<{ type: string; status: string; reason?: string }>; notAfter?: string };
+}
+
+/** 场景5 against the real Kubernetes API of the test bed; the test plays cert-manager. */
+describe('certificateExpiry', () => {
+  const env = testbedEnv();
+  const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }, { id: 'carol', roles: ['manager'] }]) });
+  const kc = adminKubeConfig();
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const networking = kc.makeApiClient(NetworkingV1Api);
+  const core = kc.makeApiClient(CoreV1Api);
+  const objects = KubernetesObjectApi.makeApiClient(kc);
+  /** As scripts/testbed/kubernetes-seed.ts creates it (used when a failed run left no Certificate behind). */
+  const seeded: Pick<Cert, 'metadata' | 'spec'> = {
+    metadata: { name: certName, labels: { app: 'short-drama-app', 'app.kubernetes.io/part-of': 'short-drama' } },
+    spec: {
+      secretName: 'app-tls',
+      commonName: 'app.short-drama.example',
+      dnsNames: ['app.short-drama.example'],
+      duration: '2160h',
+      renewBefore: '360h',
+      issuerRef: { name: 'letsencrypt-prod', kind: 'ClusterIssuer', group: 'cert-manager.io' },
+    },
+  };
+
+  const getCert = async (): Promise<Cert | undefined> => {
+    try {
+      return (await custom.getNamespacedCustomObject('cert-manager.io', 'v1', ns, 'certificates', certName)).body as Cert;
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw err;
+    }
+  };
+  const readIngress = async () => (await networking.readNamespacedIngress('app-ingress', ns)).body;
+  const managers = async () => ((await readIngress()).metadata?.managedFields ?? []).map((f) => f.manager);
+
+  /** As cert-manager would: the Certificate (re)created from its spec. */
+  async function createCert(): Promise<void> {
+    const { metadata, spec } = seeded;
+    await custom.createNamespacedCustomObject('cert-manager.io', 'v1', ns, 'certificates', { apiVersion: 'cert-manager.io/v1', kind: 'Certificate', metadata: { name: metadata.name, namespace: ns, labels: metadata.labels }, spec });
+  }
+
+  /** The seed again: app-tls-cert exists and is Ready for ~90 days; app-ingress without the runbooks' field manager. */
+  async function restoreSeed(): Promise<void> {
+    await waitUntil('no certificate being deleted', async () => !(await getCert())?.metadata.deletionTimestamp);
+    if (!(await getCert())) await createCert();
+    await setCertificateStatus(kc, ns, certName, { ready: true, notAfter: new Date(Date.now() + 90 * day), notBefore: new Date() });
+    if ((await managers()).includes('runbook-automation')) {
+      // An empty apply by the same manager gives its fields up; the seed's manager still owns the same values.
+      await objects.patch({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { name: 'app-ingress', namespace: ns } }, undefined, undefined, 'runbook-automation', true, { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_APPLY_YAML } });
+    }
+  }
+
+  async function pendingOf(runbooks: RunbookClient, workflowId: string, stepId: string): Promise<NonNullable<RunbookStatus['pending']>> {
+    let status: RunbookStatus | undefined;
+    await waitUntil(`${stepId} waiting for approval`, async () => (status = await runbooks.getStatus(workflowId)).pending?.stepId === stepId);
+    return status!.pending!;
+  }
+
+  async function terminateLeftover(): Promise<void> {
+    const { client, close } = await connectClient(config.temporal);
+    try {
+      for (const id of [`certificateExpiry/${ns}/${certName}`, `lock/${ns}/${certName}`]) {
+        await client.workflow.getHandle(id).terminate('test cleanup').catch(() => undefined); // none running
+      }
+    } finally {
+      await close();
+    }
+  }
+
+  async function reportOf(result: CertificateExpiryResult): Promise<string> {
+    const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
+    try {
+      return await (await s3.send(new GetObjectCommand({ Bucket: env.S3_BUCKET, Key: result.report!.markdownKey }))).Body!.transformToString();
+    } finally {
+      s3.destroy();
+    }
+  }
+
+  const expire = () => setCertificateStatus(kc, ns, certName, { ready: false, notAfter: new Date(Date.now() - 2 * day) });
+
+  beforeAll(async () => {
+    await terminateLeftover();
+    await restoreSeed();
+  });
+
+  beforeEach(restoreSeed);
+
+  afterEach(async () => {
+    await terminateLeftover();
+    await restoreSeed();
+  });
+
+  test('plan: a Certificate past notAfter; names the exact changes and changes nothing', async () => {
+    await expire();
+    const ingressBefore = (await readIngress()).metadata?.resourceVersion;
+    const uid = (await getCert())!.metadata.uid;
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      const { workflowId } = await runbooks.startRunbook('certificateExpiry', {}, { startedBy: 'erin' });
+      return runbooks.waitForResult<CertificateExpiryResult>(workflowId);
+    });
+    expect(result.outcome).toBe('planned');
+    expect(result.state).toBe('expired');
+    expect(result.plan.map((p) => [p.stepId, p.change.summary])).toEqual([
+      ['delete-certificate', expect.stringMatching(/^delete certificates\.cert-manager\.io\/app-tls-cert in short-drama-prod \(expired: notAfter \S+, Ready False\)$/)],
+      [
+        'reapply-ingress',
+        'server-side apply of ingresses/app-ingress in short-drama-prod (field manager runbook-automation; tls app-tls, 4 annotations as read), then wait up to 300s for certificates.cert-manager.io/app-tls-cert to be Ready',
+      ],
+    ]);
+    expect((await getCert())!.metadata.uid).toBe(uid);
+    expect((await readIngress()).metadata?.resourceVersion).toBe(ingressBefore);
+    expect(await managers()).not.toContain('runbook-automation');
+    expect(result.report?.markdownKey).toMatch(/^runbooks\/reports\/certificateExpiry\//);
+  });
+
+  test('execute + approve: deleted once, ingress re-applied, Ready again (cert-manager played by the test), report written', async () => {
+    await expire();
+    const oldUid = (await getCert())!.metadata.uid;
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      const { workflowId } = await runbooks.startRunbook('certificateExpiry', { mode: 'execute', severity: 'P1', readyTimeoutSeconds: 60 }, { startedBy: 'erin' });
+      const first = await pendingOf(runbooks, workflowId, 'delete-certificate');
+      await runbooks.approve(workflowId, { stepId: 'delete-certificate', planHash: first.planHash, approver: 'bob', reason: 'expired' });
+      const second = await pendingOf(runbooks, workflowId, 'reapply-ingress');
+      expect(await getCert()).toBeUndefined();
+      await runbooks.approve(workflowId, { stepId: 'reapply-ingress', planHash: second.planHash, approver: 'bob', reason: 're-issue' });
+      // cert-manager: the ingress-shim sees the re-applied Ingress and issues the Certificate again.
+      await waitUntil('ingress re-applied', async () => (await managers()).includes('runbook-automation'));
+      await createCert();
+      await setCertificateStatus(kc, ns, certName, { ready: true, notAfter: new Date(Date.now() + 90 * day), notBefore: new Date() });
+      const finished = await runbooks.waitForResult<CertificateExpiryResult>(workflowId);
+      await recordHistory(client.workflow.getHandle(workflowId), 'certificate-expiry-approved');
+      return finished;
+    });
+    expect(result.outcome).toBe('completed');
+    expect(result.timeline.filter((e) => e.event === 'applied').map((e) => [e.stepId, e.detail])).toEqual([
+      ['delete-certificate', 'deleted certificates.cert-manager.io/app-tls-cert'],
+      ['reapply-ingress', expect.stringMatching(/^ingresses\/app-ingress \w+ \(server-side apply\); app-tls-cert Ready after \d+s, notAfter /)],
+    ]);
+    const now = (await getCert())!;
+    expect(now.metadata.uid).not.toBe(oldUid);
+    expect(now.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+    expect(result.after?.ready).toBe(true);
+    expect(result.after?.daysUntilExpiry).toBeGreaterThanOrEqual(89);
+    const ingress = await readIngress();
+    expect(ingress.metadata?.managedFields?.find((f) => f.manager === 'runbook-automation')?.operation).toBe('Apply');
+    expect(ingress.spec?.rules?.[0]?.host).toBe('app.short-drama.example'); // the rules kept
+    expect(ingress.metadata?.annotations?.['cert-manager.io/cluster-issuer']).toBe('letsencrypt-prod');
+    const markdown = await reportOf(result);
+    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+  });
+
+  test('Ready never comes: the run fails after the deadline with the conditions and events in the report', async () => {
+    await expire();
+    const started = Date.now();
+    const eventName = `${certName}.${randomUUID().slice(0, 8)}`;
+    try {
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      const { workflowId } = await runbooks.startRunbook('certificateExpiry', { mode: 'execute', readyTimeoutSeconds: 5 }, { startedBy: 'erin' });
+      for (const step of ['delete-certificate', 'reapply-ingress']) {
+        const pending = await pendingOf(runbooks, workflowId, step);
+        await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver: 'bob', reason: `approve ${step}` });
+      }
+      // cert-manager re-creates the Certificate but cannot issue it: Ready stays False, with an event saying why.
+      await waitUntil('ingress re-applied', async () => (await managers()).includes('runbook-automation'));
+      await createCert();
+      await setCertificateStatus(kc, ns, certName, { ready: false, notAfter: new Date(Date.now() - 2 * day) });
+      const uid = (await getCert())!.metadata.uid;
+      const at = new Date();
+      await core.createNamespacedEvent(ns, {
+        metadata: { name: eventName, namespace: ns },
+        involvedObject: { apiVersion: 'cert-manager.io/v1', kind: 'Certificate', name: certName, namespace: ns, uid },
+        type: 'Warning',
+        reason: 'Failed',
+        message: 'The certificate request has failed to complete and will be retried: ACME challenge failed',
+        source: { component: 'cert-manager-certificates-issuing' },
+        firstTimestamp: at,
+        lastTimestamp: at,
+        count: 1,
+      });
+      return runbooks.waitForResult<CertificateExpiryResult>(workflowId);
+    });
+    expect(result.outcome).toBe('failed');
+    expect(Date.now() - started).toBeLessThan(60_000);
+    const failed = result.timeline.find((e) => e.event === 'failed' && e.stepId === 'reapply-ingress');
+    expect(failed?.detail).toMatch(/app-tls-cert in namespace short-drama-prod not Ready after \d+s/);
+    const markdown = await reportOf(result);
+    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+    expect(markdown).toContain('Not Ready within 5s');
+    expect(markdown).toContain('Ready=False reason Expired');
+    expect(markdown).toContain('ACME challenge failed');
+    } finally {
+      await core.deleteNamespacedEvent(eventName, ns).catch(() => undefined); // not created when the run failed early
+    }
+  });
+
+  test('execute + reject: nothing changes and the run says what was not done', async () => {
+    await expire();
+    const uid = (await getCert())!.metadata.uid;
+    const ingressBefore = (await readIngress()).metadata?.resourceVersion;
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      const { workflowId } = await runbooks.startRunbook('certificateExpiry', { mode: 'execute' }, { startedBy: 'erin' });
+      const pending = await pendingOf(runbooks, workflowId, 'delete-certificate');
+      await runbooks.reject(workflowId, { stepId: 'delete-certificate', planHash: pending.planHash, approver: 'carol', reason: 'not now' });
+      return runbooks.waitForResult<CertificateExpiryResult>(workflowId);
+    });
+    expect(result.outcome).toBe('rejected');
+    expect(result.timeline.filter((e) => e.event === 'skipped').map((e) => [e.stepId, e.detail])).toEqual([
+      ['delete-certificate', 'rejected'],
+      ['reapply-ingress', 'depends on "delete-certificate", which was not applied'],
+    ]);
+    expect((await getCert())!.metadata.uid).toBe(uid);
+    expect((await readIngress()).metadata?.resourceVersion).toBe(ingressBefore);
+  });
+
+  test('healthy certificate: nothing to do', async () => {
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      const { workflowId } = await runbooks.startRunbook('certificateExpiry', { mode: 'execute' }, { startedBy: 'erin' });
+      return runbooks.waitForResult<CertificateExpiryResult>(workflowId);
+    });
+    expect(result.state).toBe('healthy');
+    expect(result.outcome).toBe('nothing-to-do');
+  });
+
+  test('bad input: a clear non-retryable error before anything is touched', async () => {
+    await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      await expect(runbooks.startRunbook('certificateExpiry', { renewWhenDaysLeft: -3 }, { startedBy: 'erin' })).rejects.toThrow('invalid input for certificateExpiry: renewWhenDaysLeft: at least 0 days');
+      const handle = await client.workflow.start('certificateExpiry', { taskQueue, workflowId: `cert-bad-${randomUUID()}`, args: [{ namespace: 'kube-system', mode: 'execute' }] });
+      const error = await handle.result().then(() => undefined, (err: unknown) => err);
+      expect(error).toBeInstanceOf(WorkflowFailedError);
+      expect(String(((error as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toBe('namespace kube-system is never touched by runbooks');
+      const history = await handle.fetchHistory();
+      const activities = history.events?.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []) ?? [];
+      expect(activities).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
+    });
+  });
+});
