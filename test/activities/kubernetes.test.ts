@@ -11,6 +11,7 @@ import { newRolloutRevision, setCertificateStatus } from '../helpers/kube-object
 import { putIntoCrashLoop, readyPods, setContainerLogs, setPodUsage } from '../helpers/kube-pods';
 import { deleteBoundClaim, deleteDeployment, scratchBoundClaim, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
 import { testbedEnv } from '../helpers/testbed';
+import { waitUntil } from '../../scripts/testbed/processes';
 
 /**
  * The Kubernetes activities against the test bed's real control plane. Reads use the seeded
@@ -175,9 +176,11 @@ describe('services, ingress, HPA, PVCs, usage', () => {
     const pods = await h.run('getPodUsage', { namespace: ns });
     expect(pods.available).toBe(true);
     if (pods.available) expect(Array.isArray(pods.pods)).toBe(true);
-    const nodes = await h.run('getNodeUsage');
+    // metrics-server has node numbers only after its first scrapes (10 s apart) on a freshly started cluster.
+    let nodes = await h.run('getNodeUsage');
+    const hasNode = () => nodes.available && nodes.nodes.some((n) => n.name === 'kwok-node-0' && n.allocatableCpuMillicores! > 0);
+    await waitUntil('node usage of kwok-node-0', async () => hasNode() || ((nodes = await h.run('getNodeUsage')), hasNode()), 90_000);
     expect(nodes.available).toBe(true);
-    if (nodes.available) expect(nodes.nodes.some((n) => n.name === 'kwok-node-0' && n.allocatableCpuMillicores! > 0)).toBe(true);
     // Forbidden is an error, not "unavailable".
     expect((await failureOf(ro.run('getNodeUsage'))).type).toBe('Forbidden');
     expect((await failureOf(ro.run('getPodUsage', { namespace: 'default' }))).type).toBe('Forbidden');

@@ -1,17 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
 import { CoreV1Api, CustomObjectsApi, KubernetesObjectApi, NetworkingV1Api, PatchUtils } from '@kubernetes/client-node';
-import { createRunbookClient, type RunbookClient } from '../../client';
-import type { RunbookStatus } from '../../common/runbook';
+import { createRunbookClient } from '../../client';
 import { waitUntil } from '../../scripts/testbed/processes';
 import type { CertificateExpiryResult } from '../../workflows/certificate-expiry';
 import { recordHistory } from '../helpers/histories';
 import { adminKubeConfig, statusOf } from '../helpers/kube-cluster';
 import { setCertificateStatus } from '../helpers/kube-objects';
-import { testbedConfig, testbedEnv } from '../helpers/testbed';
+import { testbedConfig } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
-import { connectClient } from '../../workers/temporal-client';
+import { pendingOf, readBucketText, terminateRuns } from '../helpers/runbook-runs';
 
 const ns = 'short-drama-prod';
 const certName = 'app-tls-cert';
@@ -27,7 +25,6 @@ interface Cert {
 
 /** 场景5 against the real Kubernetes API of the test bed; the test plays cert-manager. */
 describe('certificateExpiry', () => {
-  const env = testbedEnv();
   const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }, { id: 'carol', roles: ['manager'] }]) });
   const kc = adminKubeConfig();
   const custom = kc.makeApiClient(CustomObjectsApi);
@@ -75,30 +72,13 @@ describe('certificateExpiry', () => {
     }
   }
 
-  async function pendingOf(runbooks: RunbookClient, workflowId: string, stepId: string): Promise<NonNullable<RunbookStatus['pending']>> {
-    let status: RunbookStatus | undefined;
-    await waitUntil(`${stepId} waiting for approval`, async () => (status = await runbooks.getStatus(workflowId)).pending?.stepId === stepId);
-    return status!.pending!;
-  }
 
   async function terminateLeftover(): Promise<void> {
-    const { client, close } = await connectClient(config.temporal);
-    try {
-      for (const id of [`certificateExpiry/${ns}/${certName}`, `lock/${ns}/${certName}`]) {
-        await client.workflow.getHandle(id).terminate('test cleanup').catch(() => undefined); // none running
-      }
-    } finally {
-      await close();
-    }
+    await terminateRuns(config.temporal, [`certificateExpiry/${ns}/${certName}`, `lock/${ns}/${certName}`]);
   }
 
   async function reportOf(result: CertificateExpiryResult): Promise<string> {
-    const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
-    try {
-      return await (await s3.send(new GetObjectCommand({ Bucket: env.S3_BUCKET, Key: result.report!.markdownKey }))).Body!.transformToString();
-    } finally {
-      s3.destroy();
-    }
+    return await readBucketText(result.report!.markdownKey);
   }
 
   const expire = () => setCertificateStatus(kc, ns, certName, { ready: false, notAfter: new Date(Date.now() - 2 * day) });

@@ -1,17 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
 import { AppsV1Api } from '@kubernetes/client-node';
 import { Client as PgClient } from 'pg';
-import { createRunbookClient, type RunbookClient } from '../../client';
-import type { RunbookStatus } from '../../common/runbook';
+import { createRunbookClient } from '../../client';
 import { waitUntil } from '../../scripts/testbed/processes';
 import type { DbConnectionExhaustionResult } from '../../workflows/db-connection-exhaustion';
 import { recordHistory } from '../helpers/histories';
 import { adminKubeConfig } from '../helpers/kube-cluster';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
-import { connectClient } from '../../workers/temporal-client';
+import { pendingOf, readBucketText, terminateRuns } from '../helpers/runbook-runs';
 
 /** 场景2 against the real PostgreSQL 15 and the real Kubernetes API of the test bed. */
 describe('dbConnectionExhaustion', () => {
@@ -52,22 +50,10 @@ describe('dbConnectionExhaustion', () => {
     }
   }
 
-  async function pendingOf(runbooks: RunbookClient, workflowId: string, stepId: string): Promise<NonNullable<RunbookStatus['pending']>> {
-    let status: RunbookStatus | undefined;
-    await waitUntil(`${stepId} waiting for approval`, async () => (status = await runbooks.getStatus(workflowId)).pending?.stepId === stepId);
-    return status!.pending!;
-  }
 
   /** Runs share one workflow id per target (dedupe): a run left behind by a failed test must not be joined by the next. */
   async function terminateLeftover(): Promise<void> {
-    const { client, close } = await connectClient(config.temporal);
-    try {
-      for (const id of ['dbConnectionExhaustion/short-drama-prod/postgres', 'lock/short-drama-prod/postgres']) {
-        await client.workflow.getHandle(id).terminate('test cleanup').catch(() => undefined); // none running
-      }
-    } finally {
-      await close();
-    }
+    await terminateRuns(config.temporal, ['dbConnectionExhaustion/short-drama-prod/postgres', 'lock/short-drama-prod/postgres']);
   }
 
   beforeAll(terminateLeftover);
@@ -125,13 +111,8 @@ describe('dbConnectionExhaustion', () => {
     const restart = result.timeline.find((e) => e.event === 'applied' && e.stepId === 'restart-database')!;
     expect(restart.detail).toMatch(/rollout complete .*PostgreSQL .* accepts connections/);
 
-    const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
-    try {
-      const markdown = await (await s3.send(new GetObjectCommand({ Bucket: env.S3_BUCKET, Key: result.report!.markdownKey }))).Body!.transformToString();
-      for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
-    } finally {
-      s3.destroy();
-    }
+    const markdown = await readBucketText(result.report!.markdownKey);
+    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
   });
 
   test('execute + reject: nothing changes and the run says what was not done', async () => {

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { Runtime } from '@temporalio/worker';
@@ -7,8 +6,7 @@ import { AppsV1Api, PatchUtils, type V1ResourceRequirements } from '@kubernetes/
 import Redis from 'ioredis';
 import { createActivities } from '../../activities';
 import type { SetResourcesInput } from '../../activities/kubernetes-rollouts';
-import { createRunbookClient, type RunbookClient } from '../../client';
-import type { RunbookStatus } from '../../common/runbook';
+import { createRunbookClient } from '../../client';
 import { waitUntil } from '../../scripts/testbed/processes';
 import type { RedisMemoryPressureResult } from '../../workflows/redis-memory-pressure';
 import { recordHistory } from '../helpers/histories';
@@ -16,7 +14,7 @@ import { adminKubeConfig } from '../helpers/kube-cluster';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
 import { buildDependencies } from '../../workers/dependencies';
-import { connectClient } from '../../workers/temporal-client';
+import { pendingOf, readBucketText, terminateRuns } from '../helpers/runbook-runs';
 
 const namespace = 'short-drama-prod';
 const steps = ['delete-session-keys', 'raise-memory-limit', 'set-maxmemory-policy'];
@@ -88,22 +86,10 @@ describe('redisMemoryPressure', () => {
     for (const prefix of others) expect(await countKeys(`${prefix}*`)).toBe(each);
   }
 
-  async function pendingOf(runbooks: RunbookClient, workflowId: string, stepId: string): Promise<NonNullable<RunbookStatus['pending']>> {
-    let status: RunbookStatus | undefined;
-    await waitUntil(`${stepId} waiting for approval`, async () => (status = await runbooks.getStatus(workflowId)).pending?.stepId === stepId);
-    return status!.pending!;
-  }
 
   /** Runs share one workflow id per target (dedupe): a run left behind by a failed test must not be joined by the next. */
   async function terminateLeftover(): Promise<void> {
-    const { client, close } = await connectClient(config.temporal);
-    try {
-      for (const id of [`redisMemoryPressure/${namespace}/redis`, `lock/${namespace}/redis`]) {
-        await client.workflow.getHandle(id).terminate('test cleanup').catch(() => undefined); // none running
-      }
-    } finally {
-      await close();
-    }
+    await terminateRuns(config.temporal, [`redisMemoryPressure/${namespace}/redis`, `lock/${namespace}/redis`]);
   }
 
   async function restoreSeed(): Promise<void> {
@@ -208,14 +194,9 @@ describe('redisMemoryPressure', () => {
     expect(((await redis.config('GET', 'maxmemory-policy')) as string[])[1]).toBe('allkeys-lru');
     expect(result.after).toMatchObject({ sessionKeys: 0, maxmemoryPolicy: 'allkeys-lru', memoryLimit: '768Mi' });
 
-    const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
-    try {
-      const markdown = await (await s3.send(new GetObjectCommand({ Bucket: env.S3_BUCKET, Key: result.report!.markdownKey }))).Body!.transformToString();
-      for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
-      expect(markdown).toContain('4000 of');
-    } finally {
-      s3.destroy();
-    }
+    const markdown = await readBucketText(result.report!.markdownKey);
+    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+    expect(markdown).toContain('4000 of');
   });
 
   test('execute + reject: nothing changes and the run says what was not done', async () => {
