@@ -2,6 +2,8 @@ import type { z } from 'zod';
 import { dbConnectionExhaustionInput } from './inputs/db-connection-exhaustion';
 import { certificateExpiryInput } from './inputs/certificate-expiry';
 import { redisMemoryPressureInput } from './inputs/redis-memory-pressure';
+import { diskPressureInput } from './inputs/disk-pressure';
+import { podCrashLoopInput } from './inputs/pod-crash-loop';
 import { preflightInputSchema } from './preflight-input';
 
 export type RunbookKind = 'fault' | 'emergency' | 'maintenance' | 'security' | 'utility';
@@ -33,6 +35,8 @@ export const catalog: Record<string, CatalogEntry> = {
   },
   certificateExpiry: { name: 'certificateExpiry', kind: 'fault', description: '场景5: Certificate status, days until notAfter, events, the ingress; delete the Certificate and re-apply the ingress (each approved), wait for Ready.', inputSchema: certificateExpiryInput, targetOf: (input) => `${input.namespace}/${input.certificate}` },
   redisMemoryPressure: { name: 'redisMemoryPressure', kind: 'fault', description: '场景3: INFO memory, DBSIZE, maxmemory-policy, session keys, the Redis memory limit; delete session keys, raise the memory limit (x1.5, capped) and set maxmemory-policy allkeys-lru (each approved).', inputSchema: redisMemoryPressureInput, targetOf: (input) => `${input.namespace}/${input.deployment}` },
+  diskPressure: { name: 'diskPressure', kind: 'fault', description: '场景4: PVC capacity and StorageClass, df/du of the volume, logs older than 7 days, backups older than 30 days; delete the old logs, expand the PVC (only if its StorageClass allows) and delete the old backups (each approved).', inputSchema: diskPressureInput, targetOf: (input) => `${input.namespace}/${input.pvc}` },
+  podCrashLoop: { name: 'podCrashLoop', kind: 'fault', description: '场景1: pod status and restarts, pod events, previous container logs, usage vs limits, rollout history; OOMKilled: raise the memory limit (x1.5, capped), code error: roll back to the previous revision (each approved); config error: no change, the report names the missing key.', inputSchema: podCrashLoopInput, targetOf: (input) => `${input.namespace}/${input.deployment}` },
 };
 
 export function workflowIdFor(entry: CatalogEntry, input: Record<string, unknown>): string {

@@ -3,5 +3,7 @@ export { preflight } from './preflight';
 export { dbConnectionExhaustion } from './db-connection-exhaustion';
 export { certificateExpiry } from './certificate-expiry';
 export { redisMemoryPressure } from './redis-memory-pressure';
+export { diskPressure } from './disk-pressure';
+export { podCrashLoop } from './pod-crash-loop';
 /** Per-target lock the runbooks queue on before changing a target. */
 export { targetLock } from './target-lock';

@@ -1,7 +1,8 @@
 import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { NamespaceSnapshot } from '../activities/kubernetes-config';
-import { memoryBytes, memoryQuantity, redisMemoryPressureInput, type RedisMemoryPressureInput } from '../common/inputs/redis-memory-pressure';
+import { redisMemoryPressureInput, type RedisMemoryPressureInput } from '../common/inputs/redis-memory-pressure';
+import { memoryBytes, memoryQuantity } from '../common/quantity';
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, longRunning, quickRead } from './activity-options';
 import { RunbookRun } from './kernel/runbook-run';

@@ -1,27 +1,9 @@
 import { z } from 'zod';
 import { runbookInputBase } from '../runbook';
+import { memoryBytes } from '../quantity';
 
 const kubeName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { message: 'expected a Kubernetes name (lowercase letters, digits, -)' });
 
-const binarySuffixes: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60 };
-const decimalSuffixes: Record<string, number> = { '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18 };
-
-/** Bytes of a Kubernetes memory quantity (512Mi, 1Gi, 1.5G, 2e9, 1073741824); undefined when it is not one. */
-export function memoryBytes(text: string | undefined): number | undefined {
-  if (typeof text !== 'string') return undefined;
-  const match = /^(\d+(?:\.\d+)?|\.\d+)(?:(Ki|Mi|Gi|Ti|Pi|Ei)|(k|M|G|T|P|E)|[eE](\d+))?$/.exec(text.trim());
-  if (!match) return undefined;
-  const value = Number(match[1]);
-  const factor = match[2] ? binarySuffixes[match[2]]! : match[3] ? decimalSuffixes[match[3]]! : match[4] ? 10 ** Number(match[4]) : 1;
-  const bytes = value * factor;
-  return Number.isFinite(bytes) ? Math.ceil(bytes) : undefined;
-}
-
-/** A memory quantity for a limit: whole Mi, rounded up (Gi when exact). */
-export function memoryQuantity(bytes: number): string {
-  const mi = Math.ceil(bytes / 2 ** 20);
-  return mi % 1024 === 0 ? `${mi / 1024}Gi` : `${mi}Mi`;
-}
 
 const memoryLimit = z.string().refine((s) => (memoryBytes(s) ?? 0) >= 2 ** 20, { message: 'expected a memory quantity of at least 1Mi, such as 512Mi or 4Gi' });
 

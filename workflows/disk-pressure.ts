@@ -1,0 +1,234 @@
+import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { ExecResult } from '../activities/kubernetes-exec';
+import type { PvcSummary } from '../activities/kubernetes-storage';
+import type { DeleteOldBackupsResult } from '../activities/s3';
+import { diskPressureInput, type DiskPressureInput } from '../common/inputs/disk-pressure';
+import { memoryBytes, memoryQuantity } from '../common/quantity';
+import type { RunbookResultBase } from '../common/runbook';
+import { destructive, longRunning, quickRead } from './activity-options';
+import { RunbookRun } from './kernel/runbook-run';
+import { validateInput } from './validate-input';
+
+const read = proxyActivities<Activities>(quickRead);
+const change = proxyActivities<Activities>(destructive);
+/** find/du over a large volume and S3 listings may take a while; they heartbeat. */
+const slow = proxyActivities<Activities>(longRunning);
+
+export interface DiskUsage {
+  /** The df -h line of the volume. */
+  df: string;
+  /** Use% of df, e.g. 85. */
+  usePercent?: number;
+  /** Largest directories (du -k, depth 1), largest first. */
+  largest: Array<{ path: string; kib: number }>;
+}
+
+export interface DiskPressureState {
+  pvc: { capacity?: string; requested?: string; storageClass?: string; allowsExpansion: boolean };
+  disk: DiskUsage;
+  /** Log files older than logsOlderThanDays. */
+  oldLogs: number;
+  /** Backups older than backupsOlderThanDays (latest.sql excluded). */
+  oldBackups: number;
+}
+
+export interface DiskPressureResult extends RunbookResultBase {
+  before: DiskPressureState;
+  after?: DiskPressureState;
+  /** The size the PVC is expanded to (computed once from the diagnosis) when its StorageClass allows it. */
+  targetSize?: string;
+  /** Why the PVC is not expanded, when its StorageClass does not allow it. */
+  expansionRefused?: string;
+}
+
+const kib = (n: number) => (n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)}G` : n >= 1024 ? `${(n / 1024).toFixed(1)}M` : `${n}K`);
+
+function checked(what: string, r: ExecResult, okCodes: number[] = [0]): string {
+  if (r.timedOut) throw ApplicationFailure.create({ type: 'Transient', message: `${what} in pods/${r.pod} timed out` });
+  if (r.exitCode === null || !okCodes.includes(r.exitCode)) {
+    throw ApplicationFailure.create({ type: 'CommandFailed', nonRetryable: true, message: `${what} in pods/${r.pod} failed (exit ${r.exitCode ?? 'unknown'}): ${r.stderr.trim().slice(0, 500)}` });
+  }
+  return r.stdout;
+}
+
+/** Deletes at most $3 of the files find lists, printing each one deleted. Arguments are positional, never spliced into the script. */
+const deleteLogsScript = `find "$1" -type f -name '*.log' -mtime +"$2" -print | head -n "$3" | while IFS= read -r f; do rm -f -- "$f" && printf '%s\\n' "$f"; done`;
+
+/**
+ * 场景4 磁盘空间不足: the PVC's capacity and StorageClass, df and du of the volume, log files older
+ * than N days, backups older than M days; ⚠ delete the old logs (capped), ⚠ expand the PVC (only
+ * when its StorageClass allows; the target is computed once from the diagnosis) and ⚠ delete the
+ * old backups (never latest.sql); then reads everything again.
+ */
+export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressureResult> {
+  const input = validateInput('diskPressure', diskPressureInput, raw);
+  const { namespace, deployment, container, pvc, dataDir, logDir, logsOlderThanDays, backupsOlderThanDays, backupPrefix } = input;
+  const run = await RunbookRun.begin(
+    { name: 'diskPressure', kind: 'fault', target: `${namespace}/${pvc}`, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    9,
+  );
+  await read.assertTargetsAllowed({
+    namespaces: [namespace],
+    names: [{ name: deployment, what: 'deployment' }, { name: pvc, what: 'persistentvolumeclaim' }, ...(container ? [{ name: container, what: 'container' }] : [])],
+  });
+  // The workflow's deterministic time: backup ages are measured from it in plan, apply and verify.
+  const now = new Date().toISOString();
+  const exec = (command: string[], timeoutSeconds = 120) =>
+    slow.execInPod({ namespace, deployment, ...(container ? { container } : {}), command, timeoutSeconds, maxOutputBytes: 1_048_576 });
+  const findOld = ['find', logDir, '-type', 'f', '-name', '*.log', '-mtime', `+${logsOlderThanDays}`];
+
+  const readPvc = async (): Promise<PvcSummary> => {
+    const { claims } = await read.listPersistentVolumeClaims({ namespace });
+    const claim = claims.find((c) => c.name === pvc);
+    if (!claim) throw ApplicationFailure.create({ type: 'NotFound', nonRetryable: true, message: `persistentvolumeclaims/${pvc} not found in namespace ${namespace}` });
+    return claim;
+  };
+  const readDf = async (): Promise<string> => checked(`df -h ${dataDir}`, await exec(['df', '-h', dataDir])).trim().split('\n').slice(-1)[0] ?? '';
+  const readDu = async (): Promise<Array<{ path: string; kib: number }>> => {
+    const out = checked(`du -k -d 1 ${dataDir}`, await exec(['du', '-k', '-d', '1', dataDir]));
+    return out
+      .split('\n')
+      .map((line) => /^(\d+)\s+(.+)$/.exec(line.trim()))
+      .flatMap((m) => (m ? [{ path: m[2]!, kib: Number(m[1]) }] : []))
+      .sort((a, b) => b.kib - a.kib || (a.path < b.path ? -1 : 1))
+      .slice(0, 10);
+  };
+  /** The old log files (at most 200 listed) and how many there are. */
+  const readOldLogs = async (): Promise<{ files: string[]; count: number; listTruncated: boolean }> => {
+    const r = await exec(findOld);
+    const files = checked(`find ${logDir}`, r).split('\n').filter((l) => l !== '');
+    return { files: files.slice(0, 200), count: files.length, listTruncated: r.truncated || files.length > 200 };
+  };
+  const countOf = (x: { count: number }) => x.count;
+  const dryBackups = () => read.deleteOldBackups({ prefix: backupPrefix, olderThanDays: backupsOlderThanDays, maxObjects: input.maxBackupsDeleted, dryRun: true, now });
+  const usePercentOf = (df: string) => {
+    const m = /\s(\d+)%\s/.exec(` ${df} `);
+    return m ? Number(m[1]) : undefined;
+  };
+
+  // Diagnosis (read-only).
+  const claim = await run.read('pvc', `PersistentVolumeClaim ${namespace}/${pvc}`, readPvc, (c) =>
+    `${c.phase}, capacity ${c.capacity ?? 'unknown'}, requested ${c.requested ?? 'unknown'}, StorageClass ${c.storageClass ?? '(none)'} (${c.allowsExpansion ? 'allows expansion' : 'does not allow expansion'})`,
+  );
+  const df = await run.read('disk-usage', `df -h ${dataDir}`, readDf, (line) => line);
+  const largest = await run.read('largest-directories', `du -k -d 1 ${dataDir}`, readDu, (l) => l.slice(0, 5).map((d) => `${d.path} ${kib(d.kib)}`).join(', '));
+  const oldLogs = await run.read('old-logs', `*.log under ${logDir} older than ${logsOlderThanDays} days`, readOldLogs, (o) => `${countOf(o)} files`);
+  const oldBackups = await run.read('old-backups', `Backups under ${backupPrefix} older than ${backupsOlderThanDays} days`, dryBackups, (b) =>
+    `${b.old} of ${b.scanned} objects older than ${b.cutoff}${b.protected.length ? ` (kept: ${b.protected.join(', ')})` : ''}`,
+  );
+  const before: DiskPressureState = {
+    pvc: { ...(claim.capacity ? { capacity: claim.capacity } : {}), ...(claim.requested ? { requested: claim.requested } : {}), ...(claim.storageClass ? { storageClass: claim.storageClass } : {}), allowsExpansion: claim.allowsExpansion },
+    disk: { df, ...(usePercentOf(df) !== undefined ? { usePercent: usePercentOf(df)! } : {}), largest },
+    oldLogs: countOf(oldLogs),
+    oldBackups: oldBackups.old,
+  };
+
+  await run.change({
+    stepId: 'delete-old-logs',
+    title: `Delete *.log under ${logDir} older than ${logsOlderThanDays} days`,
+    plan: async () => {
+      const found = await readOldLogs();
+      const n = countOf(found);
+      return {
+        summary: `delete ${Math.min(n, input.maxFilesDeleted)} *.log files under ${logDir} older than ${logsOlderThanDays} days (find -mtime +${logsOlderThanDays}), at most ${input.maxFilesDeleted}`,
+        needed: n > 0,
+        details: { files: found.files },
+        observed: { found: n, capped: n > input.maxFilesDeleted },
+      };
+    },
+    apply: async () => {
+      const r = await exec(['sh', '-c', deleteLogsScript, 'sh', logDir, String(logsOlderThanDays), String(input.maxFilesDeleted)], 600);
+      const deleted = checked(`deleting old logs under ${logDir}`, r).split('\n').filter((l) => l !== '').length;
+      return `deleted ${deleted} *.log files under ${logDir} older than ${logsOlderThanDays} days${deleted >= input.maxFilesDeleted ? ' (cap reached, files may remain)' : ''}`;
+    },
+  });
+
+  // Computed once from the diagnosis: a retried apply, a re-plan or a replay aims at the same size.
+  const currentSize = claim.requested ?? claim.capacity;
+  const currentBytes = memoryBytes(currentSize);
+  const targetSize = input.expandTo ?? (currentBytes ? memoryQuantity(currentBytes * 1.5) : undefined);
+  const expansionRefused = claim.allowsExpansion
+    ? undefined
+    : `persistentvolumeclaims/${pvc} in namespace ${namespace} cannot be expanded: its StorageClass ${claim.storageClass ?? '(none)'} does not allow volume expansion (allowVolumeExpansion is not true)`;
+  await run.change({
+    stepId: 'expand-pvc',
+    title: `Expand the PVC ${namespace}/${pvc}`,
+    allowedRoles: ['l2', 'manager', 'cto'],
+    plan: async () => {
+      if (expansionRefused) return { summary: expansionRefused, needed: false };
+      if (!targetSize) return { summary: `persistentvolumeclaims/${pvc} has no size to expand from`, needed: false };
+      if ((memoryBytes(targetSize) ?? 0) < (currentBytes ?? 0)) return { summary: `persistentvolumeclaims/${pvc} requests ${currentSize}; ${targetSize} would shrink it`, needed: false };
+      const dry = await read.expandPersistentVolumeClaim({ namespace, name: pvc, size: targetSize, dryRun: true });
+      return {
+        summary: `expand persistentvolumeclaims/${pvc} in namespace ${namespace} ${currentSize} -> ${targetSize} (StorageClass ${claim.storageClass})`,
+        details: { from: currentSize, to: targetSize },
+        needed: dry.changed,
+        observed: { requested: dry.before.requested ?? null },
+      };
+    },
+    apply: async () => {
+      const done = await change.expandPersistentVolumeClaim({ namespace, name: pvc, size: targetSize! });
+      return done.changed ? `${done.message}` : `persistentvolumeclaims/${pvc} already requests ${done.after.requested}`;
+    },
+  });
+
+  await run.change({
+    stepId: 'delete-old-backups',
+    title: `Delete backups under ${backupPrefix} older than ${backupsOlderThanDays} days`,
+    plan: async () => {
+      const dry = await dryBackups();
+      return {
+        summary: `delete ${dry.wouldDelete ?? 0} objects under s3 ${backupPrefix} older than ${backupsOlderThanDays} days (before ${dry.cutoff}), at most ${input.maxBackupsDeleted}; latest.sql and newer backups kept`,
+        needed: (dry.wouldDelete ?? 0) > 0,
+        details: { keys: dry.keys },
+        observed: { old: dry.old, capped: dry.capped },
+      };
+    },
+    apply: async () => {
+      const done: DeleteOldBackupsResult = await change.deleteOldBackups({ prefix: backupPrefix, olderThanDays: backupsOlderThanDays, maxObjects: input.maxBackupsDeleted, now });
+      return `deleted ${done.deleted ?? 0} backups under ${backupPrefix} older than ${backupsOlderThanDays} days${done.capped ? ' (cap reached, old backups remain)' : ''}`;
+    },
+  });
+
+  let after: DiskPressureState | undefined;
+  if (input.mode === 'execute') {
+    after = await run.read(
+      'verify',
+      'PVC, disk usage, old logs and old backups after the changes',
+      async () => {
+        const [c, d, l, o, b] = await Promise.all([readPvc(), readDf(), readDu(), readOldLogs(), dryBackups()]);
+        const state: DiskPressureState = {
+          pvc: { ...(c.capacity ? { capacity: c.capacity } : {}), ...(c.requested ? { requested: c.requested } : {}), ...(c.storageClass ? { storageClass: c.storageClass } : {}), allowsExpansion: c.allowsExpansion },
+          disk: { df: d, ...(usePercentOf(d) !== undefined ? { usePercent: usePercentOf(d)! } : {}), largest: l },
+          oldLogs: countOf(o),
+          oldBackups: b.old,
+        };
+        return state;
+      },
+      (s) => `PVC requests ${s.pvc.requested ?? 'unknown'}, ${s.disk.df}, ${s.oldLogs} old log files, ${s.oldBackups} old backups`,
+    );
+  }
+
+  const outcome = (stepId: string) => run.outcomeOf(stepId);
+  const solution: string[] = [];
+  solution.push(outcome('delete-old-logs') === 'applied' ? `Log files under ${logDir} older than ${logsOlderThanDays} days deleted (${before.oldLogs} found).` : `Old log files not deleted (${outcome('delete-old-logs')}).`);
+  solution.push(
+    outcome('expand-pvc') === 'applied'
+      ? `PVC ${namespace}/${pvc} expanded ${currentSize} -> ${targetSize}.`
+      : expansionRefused
+        ? `PVC not expanded: ${expansionRefused}.`
+        : `PVC not expanded (${outcome('expand-pvc')}).`,
+  );
+  solution.push(outcome('delete-old-backups') === 'applied' ? `${before.oldBackups} backups under ${backupPrefix} older than ${backupsOlderThanDays} days deleted; newer ones and latest.sql kept.` : `Old backups not deleted (${outcome('delete-old-backups')}).`);
+  const result = await run.finish(
+    `volume ${df}; ${before.oldLogs} log files older than ${logsOlderThanDays} days, ${before.oldBackups} backups older than ${backupsOlderThanDays} days; PVC ${currentSize ?? 'unknown'} on ${claim.storageClass ?? '(none)'}${after ? `; after: PVC ${after.pvc.requested}, ${after.oldLogs} old logs, ${after.oldBackups} old backups` : ''}`,
+    {
+      impact: `The database volume (${namespace}/${pvc}, ${currentSize ?? 'unknown size'}) reports ${df}${before.disk.usePercent !== undefined ? ` (${before.disk.usePercent}% used)` : ''}; when it fills, PostgreSQL stops accepting writes and can shut down.`,
+      rootCause: `Largest directories under ${dataDir}: ${largest.slice(0, 5).map((d) => `${d.path} ${kib(d.kib)}`).join(', ') || 'none'}. ${before.oldLogs} *.log files under ${logDir} are older than ${logsOlderThanDays} days; ${before.oldBackups} backups under ${backupPrefix} are older than ${backupsOlderThanDays} days.${expansionRefused ? ` ${expansionRefused}.` : ''}`,
+      solution: solution.join(' '),
+      prevention: `Rotate logs (logrotate or the app's own rotation, keep ${logsOlderThanDays} days), apply an S3 lifecycle rule expiring ${backupPrefix} after ${backupsOlderThanDays} days, use a StorageClass that allows expansion for the database, and alert at 80% disk usage.`,
+    },
+  );
+  return { ...result, before, ...(after ? { after } : {}), ...(claim.allowsExpansion && targetSize ? { targetSize } : {}), ...(expansionRefused ? { expansionRefused } : {}) };
+}
