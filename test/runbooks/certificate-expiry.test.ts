@@ -156,6 +156,34 @@ describe('certificateExpiry', () => {
     for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
   });
 
+  test('a worker lost between the two steps: another worker resumes; the Certificate is deleted once', async () => {
+    await expire();
+    const oldUid = (await getCert())!.metadata.uid;
+    let workflowId = '';
+    await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      ({ workflowId } = await runbooks.startRunbook('certificateExpiry', { mode: 'execute', readyTimeoutSeconds: 60 }, { startedBy: 'erin' }));
+      const first = await pendingOf(runbooks, workflowId, 'delete-certificate');
+      await runbooks.approve(workflowId, { stepId: 'delete-certificate', planHash: first.planHash, approver: 'bob', reason: 'expired' });
+      await pendingOf(runbooks, workflowId, 'reapply-ingress');
+    });
+    expect(await getCert()).toBeUndefined();
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      const second = await pendingOf(runbooks, workflowId, 'reapply-ingress');
+      await runbooks.approve(workflowId, { stepId: 'reapply-ingress', planHash: second.planHash, approver: 'bob', reason: 're-issue' });
+      await waitUntil('ingress re-applied', async () => (await managers()).includes('runbook-automation'));
+      await createCert();
+      await setCertificateStatus(kc, ns, certName, { ready: true, notAfter: new Date(Date.now() + 90 * day), notBefore: new Date() });
+      return runbooks.waitForResult<CertificateExpiryResult>(workflowId);
+    });
+    expect(result.outcome).toBe('completed');
+    expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.stepId)).toEqual(['delete-certificate', 'reapply-ingress']);
+    const now = (await getCert())!;
+    expect(now.metadata.uid).not.toBe(oldUid);
+    expect(now.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+  });
+
   test('Ready never comes: the run fails after the deadline with the conditions and events in the report', async () => {
     await expire();
     const started = Date.now();
