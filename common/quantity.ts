@@ -18,3 +18,11 @@ export function memoryQuantity(bytes: number): string {
   const mi = Math.ceil(bytes / 2 ** 20);
   return mi % 1024 === 0 ? `${mi / 1024}Gi` : `${mi}Mi`;
 }
+
+/**
+ * A raised memory limit: current × factor, capped, in whole Mi. Undefined when there is no
+ * current limit. Computed once from a diagnosis, so a retried or re-planned raise aims at the same value.
+ */
+export function raisedMemoryLimit(currentBytes: number | undefined, factor: number, cap: string): string | undefined {
+  return currentBytes ? memoryQuantity(Math.min(memoryBytes(cap)!, Math.ceil(currentBytes * factor))) : undefined;
+}

@@ -3,7 +3,7 @@ import type { Activities } from '../activities';
 import type { EventSummary, PodSummary } from '../activities/kubernetes-pods';
 import type { RevisionSummary } from '../activities/kubernetes-rollouts';
 import { podCrashLoopInput, type PodCrashLoopInput } from '../common/inputs/pod-crash-loop';
-import { memoryBytes, memoryQuantity } from '../common/quantity';
+import { memoryBytes, raisedMemoryLimit } from '../common/quantity';
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, longRunning, quickRead } from './activity-options';
 import { RunbookRun } from './kernel/runbook-run';
@@ -137,8 +137,7 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
   // OOMKilled: the target computed once from the diagnosis.
   const limit = spec.limits?.memory;
   const limitBytes = memoryBytes(limit);
-  const capBytes = memoryBytes(input.maxMemoryLimit)!;
-  const target = limitBytes ? memoryQuantity(Math.min(capBytes, Math.ceil(limitBytes * input.memoryLimitFactor))) : undefined;
+  const target = raisedMemoryLimit(limitBytes, input.memoryLimitFactor, input.maxMemoryLimit);
   const raiseWanted = cause === 'oom-killed' && target !== undefined && memoryBytes(target)! > limitBytes!;
   const rollbackWanted = cause === 'code-error' && previous !== undefined;
 

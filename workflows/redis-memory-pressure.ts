@@ -2,7 +2,7 @@ import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { NamespaceSnapshot } from '../activities/kubernetes-config';
 import { redisMemoryPressureInput, type RedisMemoryPressureInput } from '../common/inputs/redis-memory-pressure';
-import { memoryBytes, memoryQuantity } from '../common/quantity';
+import { memoryBytes, raisedMemoryLimit } from '../common/quantity';
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, longRunning, quickRead } from './activity-options';
 import { RunbookRun } from './kernel/runbook-run';
@@ -114,9 +114,7 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
 
   // Computed once from the diagnosis: a retried apply, a re-plan after approval or a replayed run
   // all aim at the same value, so the limit is raised once.
-  const capBytes = memoryBytes(input.maxMemoryLimit)!;
-  const targetBytes = limitBytes ? Math.min(capBytes, Math.ceil(limitBytes * input.memoryLimitFactor)) : undefined;
-  const target = targetBytes ? memoryQuantity(targetBytes) : undefined;
+  const target = raisedMemoryLimit(limitBytes, input.memoryLimitFactor, input.maxMemoryLimit);
   const raiseWanted = underPressure && target !== undefined && memoryBytes(target)! > limitBytes!;
   await run.change({
     stepId: 'raise-memory-limit',

@@ -198,6 +198,23 @@ export async function applyClusterInfrastructure(ctx: TestbedContext, part: 'crd
 const ns = kubernetesNamespace;
 const appLabels = (app: string) => ({ app, 'app.kubernetes.io/part-of': 'short-drama' });
 
+/** The manual's cert-manager Certificate as seeded (tests that play cert-manager recreate it from this). */
+export function appTlsCertificate(ns: string): Obj {
+  return {
+    apiVersion: 'cert-manager.io/v1',
+    kind: 'Certificate',
+    metadata: { name: 'app-tls-cert', namespace: ns, labels: appLabels('short-drama-app') },
+    spec: {
+      secretName: 'app-tls',
+      commonName: 'app.short-drama.example',
+      dnsNames: ['app.short-drama.example'],
+      duration: '2160h',
+      renewBefore: '360h',
+      issuerRef: { name: 'letsencrypt-prod', kind: 'ClusterIssuer', group: 'cert-manager.io' },
+    },
+  };
+}
+
 function deployment(name: string, replicas: number, container: Record<string, unknown>, extra: { volumes?: unknown[]; annotations?: Record<string, string> } = {}): Obj {
   return {
     apiVersion: 'apps/v1',
@@ -356,19 +373,7 @@ function manualObjects(layout: TestbedLayout): Obj[] {
         metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } }],
       },
     } as Obj,
-    {
-      apiVersion: 'cert-manager.io/v1',
-      kind: 'Certificate',
-      metadata: { name: 'app-tls-cert', namespace: ns, labels: appLabels('short-drama-app') },
-      spec: {
-        secretName: 'app-tls',
-        commonName: 'app.short-drama.example',
-        dnsNames: ['app.short-drama.example'],
-        duration: '2160h',
-        renewBefore: '360h',
-        issuerRef: { name: 'letsencrypt-prod', kind: 'ClusterIssuer', group: 'cert-manager.io' },
-      },
-    } as Obj,
+    appTlsCertificate(ns),
     // Where kwok takes logs and exec from, for the manual's pods only.
     {
       apiVersion: 'kwok.x-k8s.io/v1alpha1',

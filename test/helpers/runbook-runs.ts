@@ -1,4 +1,5 @@
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { WorkflowHandle } from '@temporalio/client';
 import type { RunbookClient } from '../../client';
 import type { RunbookStatus } from '../../common/runbook';
 import type { RunbookConfig } from '../../config/schema';
@@ -35,4 +36,9 @@ export async function readBucketText(key: string): Promise<string> {
   } finally {
     s3.destroy();
   }
+}
+
+/** Activity types a run scheduled, in order (e.g. to show bad input stopped it before any work). */
+export async function scheduledActivityTypes(handle: WorkflowHandle): Promise<string[]> {
+  return (await handle.fetchHistory()).events?.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []) ?? [];
 }

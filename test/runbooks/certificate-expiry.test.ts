@@ -9,7 +9,8 @@ import { adminKubeConfig, statusOf } from '../helpers/kube-cluster';
 import { setCertificateStatus } from '../helpers/kube-objects';
 import { testbedConfig } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
-import { pendingOf, readBucketText, terminateRuns } from '../helpers/runbook-runs';
+import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { appTlsCertificate } from '../../scripts/testbed/kubernetes-seed';
 
 const ns = 'short-drama-prod';
 const certName = 'app-tls-cert';
@@ -31,18 +32,6 @@ describe('certificateExpiry', () => {
   const networking = kc.makeApiClient(NetworkingV1Api);
   const core = kc.makeApiClient(CoreV1Api);
   const objects = KubernetesObjectApi.makeApiClient(kc);
-  /** As scripts/testbed/kubernetes-seed.ts creates it (used when a failed run left no Certificate behind). */
-  const seeded: Pick<Cert, 'metadata' | 'spec'> = {
-    metadata: { name: certName, labels: { app: 'short-drama-app', 'app.kubernetes.io/part-of': 'short-drama' } },
-    spec: {
-      secretName: 'app-tls',
-      commonName: 'app.short-drama.example',
-      dnsNames: ['app.short-drama.example'],
-      duration: '2160h',
-      renewBefore: '360h',
-      issuerRef: { name: 'letsencrypt-prod', kind: 'ClusterIssuer', group: 'cert-manager.io' },
-    },
-  };
 
   const getCert = async (): Promise<Cert | undefined> => {
     try {
@@ -57,8 +46,7 @@ describe('certificateExpiry', () => {
 
   /** As cert-manager would: the Certificate (re)created from its spec. */
   async function createCert(): Promise<void> {
-    const { metadata, spec } = seeded;
-    await custom.createNamespacedCustomObject('cert-manager.io', 'v1', ns, 'certificates', { apiVersion: 'cert-manager.io/v1', kind: 'Certificate', metadata: { name: metadata.name, namespace: ns, labels: metadata.labels }, spec });
+    await custom.createNamespacedCustomObject('cert-manager.io', 'v1', ns, 'certificates', appTlsCertificate(ns));
   }
 
   /** The seed again: app-tls-cert exists and is Ready for ~90 days; app-ingress without the runbooks' field manager. */
@@ -267,9 +255,7 @@ describe('certificateExpiry', () => {
       const error = await handle.result().then(() => undefined, (err: unknown) => err);
       expect(error).toBeInstanceOf(WorkflowFailedError);
       expect(String(((error as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toBe('namespace kube-system is never touched by runbooks');
-      const history = await handle.fetchHistory();
-      const activities = history.events?.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []) ?? [];
-      expect(activities).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
+      expect(await scheduledActivityTypes(handle)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
     });
   });
 });

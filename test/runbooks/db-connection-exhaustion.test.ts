@@ -9,7 +9,7 @@ import { recordHistory } from '../helpers/histories';
 import { adminKubeConfig } from '../helpers/kube-cluster';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
-import { pendingOf, readBucketText, terminateRuns } from '../helpers/runbook-runs';
+import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 
 /** 场景2 against the real PostgreSQL 15 and the real Kubernetes API of the test bed. */
 describe('dbConnectionExhaustion', () => {
@@ -179,9 +179,7 @@ describe('dbConnectionExhaustion', () => {
       const error = await handle.result().then(() => undefined, (err: unknown) => err);
       expect(error).toBeInstanceOf(WorkflowFailedError);
       expect(String(((error as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toBe('namespace kube-system is never touched by runbooks');
-      const history = await handle.fetchHistory();
-      const activities = history.events?.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []) ?? [];
-      expect(activities).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
+      expect(await scheduledActivityTypes(handle)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
     });
   });
 });

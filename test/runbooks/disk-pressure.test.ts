@@ -10,7 +10,7 @@ import type { DiskPressureResult } from '../../workflows/disk-pressure';
 import { recordHistory } from '../helpers/histories';
 import { deleteBoundClaim, scratchBoundClaim } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, execWorkDir, layout } from '../helpers/kube-cluster';
-import { pendingOf, readBucketText, terminateRuns } from '../helpers/runbook-runs';
+import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
 
@@ -236,8 +236,7 @@ describe('diskPressure', () => {
       await expect(runbooks.startRunbook('diskPressure', { ...f.input, logDir: `${f.input.dataDir}/../../etc` }, { startedBy: 'erin' })).rejects.toThrow(
         "invalid input for diskPressure: logDir: must not contain '..'",
       );
-      const scheduled = async (h: { fetchHistory: () => Promise<{ events?: Array<{ activityTaskScheduledEventAttributes?: { activityType?: { name?: string | null } | null } | null }> | null }> }) =>
-        (await h.fetchHistory()).events?.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []) ?? [];
+      const scheduled = scheduledActivityTypes;
       // Past the client's check, the workflow refuses the same input itself, before any activity.
       const nonsense = await client.workflow.start('diskPressure', {
         taskQueue,

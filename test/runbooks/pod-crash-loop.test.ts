@@ -10,7 +10,7 @@ import { newRolloutRevision } from '../helpers/kube-objects';
 import { putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
 import { testbedConfig } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
-import { pendingOf, readBucketText, terminateRuns } from '../helpers/runbook-runs';
+import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 
 const namespace = 'short-drama-prod';
 const strategic = { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_STRATEGIC_MERGE_PATCH } };
@@ -238,8 +238,7 @@ describe('podCrashLoop', () => {
     await withWorker(config, async ({ client, taskQueue }) => {
       const runbooks = createRunbookClient({ client, taskQueue });
       await expect(runbooks.startRunbook('podCrashLoop', { memoryLimitFactor: 1 }, { startedBy: 'erin' })).rejects.toThrow('invalid input for podCrashLoop: memoryLimitFactor: must be above 1 (the limit is raised, never lowered)');
-      const scheduled = async (h: { fetchHistory(): Promise<{ events?: Array<{ activityTaskScheduledEventAttributes?: { activityType?: { name?: string | null } | null } | null }> | null }> }) =>
-        (await h.fetchHistory()).events?.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []) ?? [];
+      const scheduled = scheduledActivityTypes;
       const nonsense = await client.workflow.start('podCrashLoop', { taskQueue, workflowId: `pcl-bad-${randomUUID()}`, args: [{ memoryLimitFactor: 0.5, maxMemoryLimit: 'lots', mode: 'execute' }] });
       const invalid = await nonsense.result().then(() => undefined, (err: unknown) => err);
       expect(invalid).toBeInstanceOf(WorkflowFailedError);

@@ -14,7 +14,7 @@ import { adminKubeConfig } from '../helpers/kube-cluster';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
 import { buildDependencies } from '../../workers/dependencies';
-import { pendingOf, readBucketText, terminateRuns } from '../helpers/runbook-runs';
+import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 
 const namespace = 'short-drama-prod';
 const steps = ['delete-session-keys', 'raise-memory-limit', 'set-maxmemory-policy'];
@@ -309,7 +309,7 @@ describe('redisMemoryPressure', () => {
         'invalid input for redisMemoryPressure: memoryLimitFactor: must be above 1 (the limit is raised, never lowered); maxMemoryLimit: expected a memory quantity of at least 1Mi, such as 512Mi or 4Gi',
       );
       expect([failure.type, failure.nonRetryable]).toEqual(['InvalidInput', true]);
-      const scheduled = async (h: typeof nonsense) => (await h.fetchHistory()).events?.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []) ?? [];
+      const scheduled = scheduledActivityTypes;
       expect(await scheduled(nonsense)).toEqual([]);
 
       const handle = await client.workflow.start('redisMemoryPressure', { taskQueue, workflowId: `rmp-bad-${randomUUID()}`, args: [{ namespace: 'kube-system', mode: 'execute', raiseWhenUsageAbove: 0 }] });
