@@ -34,6 +34,14 @@ export const environmentVariables = {
   ALLOWED_S3_PREFIXES: 'allowlists.s3Prefixes',
   RUNBOOK_APPROVERS: 'approvers',
   NOTIFY_WEBHOOK_URL: 'notifications.webhookUrl',
+  CHECKLIST_THRESHOLDS: 'checklists.thresholds',
+  SCHEDULE_TIMEZONE: 'schedules.timezone',
+  SCHEDULE_DAILY_AT: 'schedules.daily.at',
+  SCHEDULE_WEEKLY_DAY: 'schedules.weekly.day',
+  SCHEDULE_WEEKLY_AT: 'schedules.weekly.at',
+  SCHEDULE_MONTHLY_DAY: 'schedules.monthly.dayOfMonth',
+  SCHEDULE_MONTHLY_AT: 'schedules.monthly.at',
+  SCHEDULE_CATCHUP_WINDOW: 'schedules.catchupWindow',
   ESCALATION_P0: 'approvals.escalation.P0',
   ESCALATION_P1: 'approvals.escalation.P1',
   ESCALATION_P2: 'approvals.escalation.P2',
@@ -81,6 +89,7 @@ function fromEnvText(variable: keyof typeof environmentVariables, text: string):
       return text.split(',').map((item) => item.trim()).filter(Boolean);
     case 'RUNBOOK_APPROVERS':
     case 'APPROVAL_POLICIES':
+    case 'CHECKLIST_THRESHOLDS':
       try {
         return JSON.parse(text);
       } catch {

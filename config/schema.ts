@@ -12,6 +12,78 @@ const port = z.coerce.number({ message: 'expected a port number' }).int().min(0,
 const notWildcard = (what: string) =>
   z.string().min(1).refine((value) => !/^[*?]+$/.test(value) && value !== '.*', { message: `a wildcard-everything ${what} is refused` });
 
+const timeOfDay = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, { message: 'expected a time of day HH:MM (24 h), e.g. 08:00' });
+const weekday = z.enum(['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'], { message: 'expected a weekday name such as monday' });
+
+function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const positive = z.coerce.number({ message: 'expected a number' }).positive({ message: 'expected a positive number' });
+const percent = z.coerce.number({ message: 'expected a number' }).min(0).max(100, { message: 'expected a percentage 0-100' });
+
+/** The manual's numbers (日常运维) and an SRE's usual ones where the manual names none. */
+export const checklistThresholdDefaults = {
+  /** 每周: P95 < 2 s, error rate < 1 %, DB connections < 50, cache hit rate > 80 %, CPU < 70 %, memory < 80 %. */
+  p95Seconds: 2,
+  errorRatePercent: 1,
+  dbConnections: 50,
+  cacheHitRatePercent: 80,
+  cpuPercent: 70,
+  memoryPercent: 80,
+  /** Volume use above this is a FAIL (the manual's disk alert fires at 80 %). */
+  diskPercent: 80,
+  /** Restarts of one pod above this are a WARN. */
+  podRestarts: 5,
+  /** ERROR lines in the app's last 100 log lines above this are a FAIL (any is a WARN). */
+  errorLogLines: 0,
+  /** The newest backup may be this old (a daily backup plus slack). */
+  backupMaxAgeHours: 26,
+  /** A certificate expiring sooner is a WARN, and a FAIL at a quarter of it. */
+  certificateMinDays: 30,
+  /** `login failed` lines in the app logs above this are a WARN. */
+  loginFailures: 10,
+  /** 401/403 lines in the app logs above this are a WARN. */
+  authErrorLines: 20,
+  /** A statement slower than this on average is a WARN. */
+  slowStatementMeanMs: 1000,
+  /** Backups older than this are beyond retention (monthly cost review). */
+  backupRetentionDays: 30,
+  /** ReplicaSets kept beyond this many old revisions are flagged (monthly cost review). */
+  oldReplicaSets: 10,
+};
+
+const checklistThresholds = z
+  .object({
+    p95Seconds: positive.default(checklistThresholdDefaults.p95Seconds),
+    errorRatePercent: percent.default(checklistThresholdDefaults.errorRatePercent),
+    dbConnections: positive.default(checklistThresholdDefaults.dbConnections),
+    cacheHitRatePercent: percent.default(checklistThresholdDefaults.cacheHitRatePercent),
+    cpuPercent: percent.default(checklistThresholdDefaults.cpuPercent),
+    memoryPercent: percent.default(checklistThresholdDefaults.memoryPercent),
+    diskPercent: percent.default(checklistThresholdDefaults.diskPercent),
+    podRestarts: z.coerce.number().int().min(0).default(checklistThresholdDefaults.podRestarts),
+    errorLogLines: z.coerce.number().int().min(0).default(checklistThresholdDefaults.errorLogLines),
+    backupMaxAgeHours: positive.default(checklistThresholdDefaults.backupMaxAgeHours),
+    certificateMinDays: positive.default(checklistThresholdDefaults.certificateMinDays),
+    loginFailures: z.coerce.number().int().min(0).default(checklistThresholdDefaults.loginFailures),
+    authErrorLines: z.coerce.number().int().min(0).default(checklistThresholdDefaults.authErrorLines),
+    slowStatementMeanMs: positive.default(checklistThresholdDefaults.slowStatementMeanMs),
+    backupRetentionDays: z.coerce.number().int().min(1).default(checklistThresholdDefaults.backupRetentionDays),
+    oldReplicaSets: z.coerce.number().int().min(0).default(checklistThresholdDefaults.oldReplicaSets),
+  })
+  .strict();
+
+export type ChecklistThresholds = z.infer<typeof checklistThresholds>;
+
+/** The manual's weekly cleanup of expired sessions is routine: approved by policy when a schedule started the run. */
+export const defaultApprovalPolicies = [{ name: 'weekly-maintenance', runbooks: ['weeklyReview'], steps: ['delete-expired-sessions'], onlyScheduled: true }];
+
 
 export const configSchema = z.object({
   temporal: z.object({
@@ -88,10 +160,28 @@ export const configSchema = z.object({
             onlyScheduled: z.boolean().default(true),
           }),
         )
-        .default([]),
+        .default(defaultApprovalPolicies),
     })
-    .default({ escalation: { P0: '15m', P1: '1h', P2: '4h', P3: '24h' }, policies: [] }),
+    .default({ escalation: { P0: '15m', P1: '1h', P2: '4h', P3: '24h' }, policies: defaultApprovalPolicies }),
   notifications: z.object({ webhookUrl: httpUrl.optional() }).default({}),
+  /** Thresholds of the daily/weekly/monthly checklists; the manual's numbers are the defaults. */
+  checklists: z
+    .object({ thresholds: checklistThresholds.default(checklistThresholdDefaults) })
+    .default({ thresholds: checklistThresholdDefaults }),
+  /** When Temporal Schedules start the checklists (`npm run schedules`, and `npm start`). */
+  schedules: z
+    .object({
+      /** An IANA time zone, e.g. Asia/Shanghai. */
+      timezone: z.string().refine(isTimeZone, { message: 'expected an IANA time zone such as UTC or Asia/Shanghai' }).default('UTC'),
+      daily: z.object({ enabled: z.boolean().default(true), at: timeOfDay.default('08:00') }).default({ enabled: true, at: '08:00' }),
+      weekly: z.object({ enabled: z.boolean().default(true), day: weekday.default('monday'), at: timeOfDay.default('09:00') }).default({ enabled: true, day: 'monday', at: '09:00' }),
+      monthly: z
+        .object({ enabled: z.boolean().default(true), dayOfMonth: z.coerce.number().int().min(1).max(28, { message: 'expected a day 1-28 (every month has it)' }).default(1), at: timeOfDay.default('10:00') })
+        .default({ enabled: true, dayOfMonth: 1, at: '10:00' }),
+      /** How late a missed run may still start (e.g. after the server was down); later ones are skipped. */
+      catchupWindow: duration.default('1h'),
+    })
+    .default({ timezone: 'UTC', daily: { enabled: true, at: '08:00' }, weekly: { enabled: true, day: 'monday', at: '09:00' }, monthly: { enabled: true, dayOfMonth: 1, at: '10:00' }, catchupWindow: '1h' }),
   worker: z
     .object({
       metricsHost: z.string().min(1).default('0.0.0.0'),
