@@ -82,7 +82,8 @@ export function classifyError(err: unknown, context: FailureContext): Applicatio
     else if (e.name === 'TimeoutError' || e.name === 'AbortError') type = 'Transient';
   }
   if (!type && /NOPERM|NOAUTH|WRONGPASS/.test(detail)) type = 'Forbidden';
-  if (!type && /Connection is closed|max retries per request|Stream isn't writeable/i.test(detail)) type = 'Transient';
+  // The AWS SDK wraps socket errors in a message of its own ("AWS SDK error wrapper for Error: connect ECONNREFUSED ...").
+  if (!type && /Connection is closed|max retries per request|Stream isn't writeable|\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND)\b/i.test(detail)) type = 'Transient';
   const message = `${context.action}: ${detail}`;
   if (!type) return ApplicationFailure.create({ type: 'Unclassified', message, nonRetryable: false });
   return failure(type, message);

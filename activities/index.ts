@@ -3,7 +3,7 @@ import type { Client } from '@temporalio/client';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type Redis from 'ioredis';
 import type { Pool } from 'pg';
-import type { AllowLists, RunbookConfig } from '../config/schema';
+import { checklistThresholdDefaults, type AllowLists, type ChecklistThresholds, type RunbookConfig } from '../config/schema';
 import { createKubernetesActivities } from './kubernetes';
 import { createNotifyActivities } from './notify';
 import { createPostgresActivities } from './postgres';
@@ -17,6 +17,8 @@ export interface ActivityDeps {
   allowlists: AllowLists;
   approvers: RunbookConfig['approvers'];
   approvals: RunbookConfig['approvals'];
+  /** Daily/weekly/monthly checklist thresholds; the manual's numbers when absent. */
+  checklistThresholds?: ChecklistThresholds;
   /** For target locks: starting a lock workflow needs a client. */
   temporal?: { client: Client; taskQueue: string };
   kube?: KubeConfig;
@@ -53,6 +55,7 @@ export function createActivities(deps: ActivityDeps) {
       allowlists,
       approvers: deps.approvers,
       approvals: deps.approvals,
+      checklistThresholds: deps.checklistThresholds ?? checklistThresholdDefaults,
       s3: deps.s3 && { client: deps.s3.client, bucket: deps.s3.bucket, evidencePrefix: deps.s3.evidencePrefix },
       temporal: deps.temporal,
     }),

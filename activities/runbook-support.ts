@@ -3,7 +3,8 @@ import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import type { ApproverRole, Severity } from '../common/runbook';
-import type { AllowLists, RunbookConfig } from '../config/schema';
+import type { AllowLists, ChecklistThresholds, RunbookConfig } from '../config/schema';
+import { renderChecklistMarkdown, type ChecklistReport } from './checklist-markdown';
 import { acquireLockSignal, lockWorkflowId, type LockRequest } from '../workflows/definitions';
 import { classified, classifyError, failure } from './errors';
 import { assertDatabaseAllowed, assertKubernetesName, assertNamespaceAllowed } from './guards';
@@ -13,6 +14,7 @@ export interface RunbookSupportDeps {
   allowlists: AllowLists;
   approvers: Array<{ id: string; roles: ApproverRole[] }>;
   approvals: RunbookConfig['approvals'];
+  checklistThresholds: ChecklistThresholds;
   s3?: { client: S3Client; bucket: string; evidencePrefix: string };
   /** For starting a target's lock workflow (workflows cannot signal-with-start themselves). */
   temporal?: { client: Client; taskQueue: string };
@@ -25,7 +27,23 @@ export interface ApprovalPolicy {
   autoApprove: Array<{ name: string; steps: string[]; onlyScheduled: boolean }>;
 }
 
-export function createRunbookSupportActivities({ allowlists, approvers, approvals, s3, temporal }: RunbookSupportDeps) {
+export function createRunbookSupportActivities({ allowlists, approvers, approvals, checklistThresholds, s3, temporal }: RunbookSupportDeps) {
+  /** Puts `<prefix><kind>/<runbook>/<date>/<workflow id>-<run id>.{md,json}`; a retry overwrites the same objects. */
+  async function putReport(kind: string, report: { runbook: string; workflowId: string; runId: string }, markdown: string): Promise<{ markdownKey: string; jsonKey: string }> {
+    if (!s3) throw failure('InvalidInput', `cannot write the ${kind === 'reports' ? 'incident' : 'checklist'} report: S3 is not configured (S3_BUCKET)`);
+    const date = new Date(Context.current().info.currentAttemptScheduledTimestampMs).toISOString().slice(0, 10);
+    const base = `${s3.evidencePrefix}${kind}/${report.runbook}/${date}/${report.workflowId.replace(/[^A-Za-z0-9._-]/g, '_')}-${report.runId}`;
+    const json = JSON.stringify(report, null, 2);
+    for (const [key, body, contentType] of [
+      [`${base}.md`, markdown, 'text/markdown; charset=utf-8'],
+      [`${base}.json`, json, 'application/json'],
+    ] as const) {
+      const sha256 = createHash('sha256').update(body).digest('hex');
+      await classified(`write ${key}`, () => s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body, ContentType: contentType, Metadata: { sha256 } })));
+    }
+    return { markdownKey: `${base}.md`, jsonKey: `${base}.json` };
+  }
+
   return {
     /** Checked first by every runbook: targets outside configuration fail the run at once, before anything is read. */
     async assertTargetsAllowed({ namespaces = [], databases = [], names = [] }: { namespaces?: string[]; databases?: string[]; names?: Array<{ name: string; what: string }> }): Promise<void> {
@@ -46,22 +64,17 @@ export function createRunbookSupportActivities({ allowlists, approvers, approval
 
     /** Writes the report as Markdown and JSON; keys derive from the run, so a retry overwrites the same objects. */
     async writeIncidentReport(report: IncidentReport): Promise<{ markdownKey: string; jsonKey: string }> {
-      if (!s3) throw failure('InvalidInput', 'cannot write the incident report: S3 is not configured (S3_BUCKET)');
-      const day = Context.current().info.currentAttemptScheduledTimestampMs;
-      const date = new Date(day).toISOString().slice(0, 10);
-      const base = `${s3.evidencePrefix}reports/${report.runbook}/${date}/${report.workflowId.replace(/[^A-Za-z0-9._-]/g, '_')}-${report.runId}`;
-      const markdown = renderIncidentMarkdown(report);
-      const json = JSON.stringify(report, null, 2);
-      for (const [key, body, contentType] of [
-        [`${base}.md`, markdown, 'text/markdown; charset=utf-8'],
-        [`${base}.json`, json, 'application/json'],
-      ] as const) {
-        const sha256 = createHash('sha256').update(body).digest('hex');
-        await classified(`write ${key}`, () =>
-          s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body, ContentType: contentType, Metadata: { sha256 } })),
-        );
-      }
-      return { markdownKey: `${base}.md`, jsonKey: `${base}.json` };
+      return putReport('reports', report, renderIncidentMarkdown(report));
+    },
+
+    /** A checklist's PASS/WARN/FAIL report as JSON and Markdown, keyed by the run like the incident report. */
+    async writeChecklistReport(report: ChecklistReport): Promise<{ markdownKey: string; jsonKey: string }> {
+      return putReport('checklists', report, renderChecklistMarkdown(report));
+    },
+
+    /** The checklists' thresholds from configuration, read once per run and kept in its history. */
+    async loadChecklistThresholds(): Promise<ChecklistThresholds> {
+      return checklistThresholds;
     },
 
     /** Whether a run is still going; the lock passes on a lock whose holder ended without releasing it. */

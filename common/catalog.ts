@@ -5,6 +5,7 @@ import { redisMemoryPressureInput } from './inputs/redis-memory-pressure';
 import { diskPressureInput } from './inputs/disk-pressure';
 import { podCrashLoopInput } from './inputs/pod-crash-loop';
 import { preflightInputSchema } from './preflight-input';
+import { dailyHealthCheckInput, monthlyReviewInput, weeklyReviewInput } from './inputs/checklists';
 
 export type RunbookKind = 'fault' | 'emergency' | 'maintenance' | 'security' | 'utility';
 
@@ -26,6 +27,9 @@ export const catalog: Record<string, CatalogEntry> = {
     inputSchema: preflightInputSchema,
     targetOf: (input) => (Array.isArray(input.targets) ? [...(input.targets as string[])].sort().join('+') : 'all'),
   },
+  dailyHealthCheck: { name: 'dailyHealthCheck', kind: 'maintenance', description: '每日检查清单: pods, services, ingress, HPA, PVCs; pod/node/database volume usage; ERROR lines in the app, database and Redis logs; the newest backups and latest.sql. PASS/WARN/FAIL report to S3; changes nothing.', inputSchema: dailyHealthCheckInput, targetOf: (input) => String(input.namespace) },
+  weeklyReview: { name: 'weeklyReview', kind: 'maintenance', description: '每周检查清单: P95, error rate, DB connections, cache hit rate, CPU and memory against the manual\'s thresholds; login failures, 401/403 lines, certificate expiry; database size, largest tables, slowest statements; delete sessions expired over 7 days ago (approved, or by policy when scheduled) and VACUUM ANALYZE.', inputSchema: weeklyReviewInput, targetOf: (input) => String(input.namespace) },
+  monthlyReview: { name: 'monthlyReview', kind: 'maintenance', description: '每月检查清单: 30-day trends and a 3-month forecast of CPU, memory, disk and database size; unused resources; a disaster-recovery drill restoring the newest backup into a scratch database; a plan-mode rollbackDeployment as the emergency-plan check.', inputSchema: monthlyReviewInput, targetOf: (input) => String(input.namespace) },
   dbConnectionExhaustion: {
     name: 'dbConnectionExhaustion',
     kind: 'fault',

@@ -65,6 +65,7 @@ export function buildDependencies(config: RunbookConfig, logger: Logger, tempora
     allowlists: config.allowlists,
     approvers: config.approvers,
     approvals: config.approvals,
+    checklistThresholds: config.checklists.thresholds,
     kube: config.kubernetes ? buildKubeConfig(config.kubernetes) : undefined,
     pool,
     databaseUrl: config.postgres?.url,

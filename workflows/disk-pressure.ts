@@ -1,6 +1,5 @@
 import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { ExecResult } from '../activities/kubernetes-exec';
 import type { PvcSummary } from '../activities/kubernetes-storage';
 import type { DeleteOldBackupsResult } from '../activities/s3';
 import { diskPressureInput, type DiskPressureInput } from '../common/inputs/disk-pressure';
@@ -8,6 +7,7 @@ import { memoryBytes, memoryQuantity } from '../common/quantity';
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, longRunning, quickRead } from './activity-options';
 import { RunbookRun } from './kernel/runbook-run';
+import { checkedOutput, dfUsePercent } from './exec-output';
 import { validateInput } from './validate-input';
 
 const read = proxyActivities<Activities>(quickRead);
@@ -44,14 +44,6 @@ export interface DiskPressureResult extends RunbookResultBase {
 
 const kib = (n: number) => (n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)}G` : n >= 1024 ? `${(n / 1024).toFixed(1)}M` : `${n}K`);
 
-function checked(what: string, r: ExecResult, okCodes: number[] = [0]): string {
-  if (r.timedOut) throw ApplicationFailure.create({ type: 'Transient', message: `${what} in pods/${r.pod} timed out` });
-  if (r.exitCode === null || !okCodes.includes(r.exitCode)) {
-    throw ApplicationFailure.create({ type: 'CommandFailed', nonRetryable: true, message: `${what} in pods/${r.pod} failed (exit ${r.exitCode ?? 'unknown'}): ${r.stderr.trim().slice(0, 500)}` });
-  }
-  return r.stdout;
-}
-
 /** Deletes at most $3 of the files find lists, printing each one deleted. Arguments are positional, never spliced into the script. */
 const deleteLogsScript = `find "$1" -type f -name '*.log' -mtime +"$2" -print | head -n "$3" | while IFS= read -r f; do rm -f -- "$f" && printf '%s\\n' "$f"; done`;
 
@@ -84,9 +76,9 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
     if (!claim) throw ApplicationFailure.create({ type: 'NotFound', nonRetryable: true, message: `persistentvolumeclaims/${pvc} not found in namespace ${namespace}` });
     return claim;
   };
-  const readDf = async (): Promise<string> => checked(`df -h ${dataDir}`, await exec(['df', '-h', dataDir])).trim().split('\n').slice(-1)[0] ?? '';
+  const readDf = async (): Promise<string> => checkedOutput(`df -h ${dataDir}`, await exec(['df', '-h', dataDir])).trim().split('\n').slice(-1)[0] ?? '';
   const readDu = async (): Promise<Array<{ path: string; kib: number }>> => {
-    const out = checked(`du -k -d 1 ${dataDir}`, await exec(['du', '-k', '-d', '1', dataDir]));
+    const out = checkedOutput(`du -k -d 1 ${dataDir}`, await exec(['du', '-k', '-d', '1', dataDir]));
     return out
       .split('\n')
       .map((line) => /^(\d+)\s+(.+)$/.exec(line.trim()))
@@ -97,15 +89,11 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
   /** The old log files (at most 200 listed) and how many there are. */
   const readOldLogs = async (): Promise<{ files: string[]; count: number; listTruncated: boolean }> => {
     const r = await exec(findOld);
-    const files = checked(`find ${logDir}`, r).split('\n').filter((l) => l !== '');
+    const files = checkedOutput(`find ${logDir}`, r).split('\n').filter((l) => l !== '');
     return { files: files.slice(0, 200), count: files.length, listTruncated: r.truncated || files.length > 200 };
   };
   const countOf = (x: { count: number }) => x.count;
   const dryBackups = () => read.deleteOldBackups({ prefix: backupPrefix, olderThanDays: backupsOlderThanDays, maxObjects: input.maxBackupsDeleted, dryRun: true, now });
-  const usePercentOf = (df: string) => {
-    const m = /\s(\d+)%\s/.exec(` ${df} `);
-    return m ? Number(m[1]) : undefined;
-  };
 
   // Diagnosis (read-only).
   const claim = await run.read('pvc', `PersistentVolumeClaim ${namespace}/${pvc}`, readPvc, (c) =>
@@ -119,7 +107,7 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
   );
   const before: DiskPressureState = {
     pvc: { ...(claim.capacity ? { capacity: claim.capacity } : {}), ...(claim.requested ? { requested: claim.requested } : {}), ...(claim.storageClass ? { storageClass: claim.storageClass } : {}), allowsExpansion: claim.allowsExpansion },
-    disk: { df, ...(usePercentOf(df) !== undefined ? { usePercent: usePercentOf(df)! } : {}), largest },
+    disk: { df, ...(dfUsePercent(df) !== undefined ? { usePercent: dfUsePercent(df)! } : {}), largest },
     oldLogs: countOf(oldLogs),
     oldBackups: oldBackups.old,
   };
@@ -139,7 +127,7 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
     },
     apply: async () => {
       const r = await exec(['sh', '-c', deleteLogsScript, 'sh', logDir, String(logsOlderThanDays), String(input.maxFilesDeleted)], 600);
-      const deleted = checked(`deleting old logs under ${logDir}`, r).split('\n').filter((l) => l !== '').length;
+      const deleted = checkedOutput(`deleting old logs under ${logDir}`, r).split('\n').filter((l) => l !== '').length;
       return `deleted ${deleted} *.log files under ${logDir} older than ${logsOlderThanDays} days${deleted >= input.maxFilesDeleted ? ' (cap reached, files may remain)' : ''}`;
     },
   });
@@ -200,7 +188,7 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
         const [c, d, l, o, b] = await Promise.all([readPvc(), readDf(), readDu(), readOldLogs(), dryBackups()]);
         const state: DiskPressureState = {
           pvc: { ...(c.capacity ? { capacity: c.capacity } : {}), ...(c.requested ? { requested: c.requested } : {}), ...(c.storageClass ? { storageClass: c.storageClass } : {}), allowsExpansion: c.allowsExpansion },
-          disk: { df: d, ...(usePercentOf(d) !== undefined ? { usePercent: usePercentOf(d)! } : {}), largest: l },
+          disk: { df: d, ...(dfUsePercent(d) !== undefined ? { usePercent: dfUsePercent(d)! } : {}), largest: l },
           oldLogs: countOf(o),
           oldBackups: b.old,
         };

@@ -7,3 +7,4 @@ export { diskPressure } from './disk-pressure';
 export { podCrashLoop } from './pod-crash-loop';
 /** Per-target lock the runbooks queue on before changing a target. */
 export { targetLock } from './target-lock';
+export { dailyHealthCheck } from './daily-health-check';

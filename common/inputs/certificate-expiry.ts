@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { runbookInputBase } from '../runbook';
+import { kubeName } from './fields';
 
-const kubeName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { message: 'expected a Kubernetes name (lowercase letters, digits, -)' });
 
 /** 场景5 证书过期: the manual's names are the defaults. */
 export const certificateExpiryInput = z

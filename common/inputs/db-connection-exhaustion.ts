@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { runbookInputBase } from '../runbook';
+import { kubeName } from './fields';
 
-const kubeName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { message: 'expected a Kubernetes name (lowercase letters, digits, -)' });
 
 /** 场景2 数据库连接耗尽: the manual's names are the defaults. */
 export const dbConnectionExhaustionInput = z

@@ -1,18 +1,7 @@
 import { z } from 'zod';
 import { runbookInputBase } from '../runbook';
+import { kubeName, relativeDir, s3Folder } from './fields';
 import { memoryBytes } from '../quantity';
-
-const kubeName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { message: 'expected a Kubernetes name (lowercase letters, digits, -)' });
-
-/** A directory relative to the container's work dir: no absolute path, no '..', no shell characters. */
-const relativeDir = z
-  .string()
-  .min(1)
-  .max(512)
-  .refine((p) => !p.startsWith('/'), { message: 'expected a path relative to the work dir, not an absolute path' })
-  .refine((p) => !p.split('/').includes('..'), { message: "must not contain '..'" })
-  .refine((p) => /^(?!-)[A-Za-z0-9._/-]+$/.test(p), { message: 'only letters, digits, ".", "_", "-" and "/" (not starting with "-")' })
-  .refine((p) => p.split('/').some((s) => s !== '' && s !== '.'), { message: 'must name a directory below the work dir, not the work dir itself' });
 
 const storageSize = z.string().refine((s) => (memoryBytes(s) ?? 0) >= 2 ** 20, { message: 'expected a storage quantity of at least 1Mi, such as 20Gi' });
 
@@ -33,13 +22,7 @@ export const diskPressureInput = z
     /** At most this many log files are deleted in one run. */
     maxFilesDeleted: z.number().int().min(1, { message: 'at least 1 file' }).max(100_000).default(10_000),
     backupsOlderThanDays: z.number().int({ message: 'a whole number of days' }).min(1, { message: 'at least 1 day' }).max(36_500).default(30),
-    backupPrefix: z
-      .string()
-      .min(1)
-      .max(512)
-      .regex(/^[A-Za-z0-9._\-/]+\/$/, { message: 'expected an S3 folder ending in "/", such as database/' })
-      .refine((p) => !p.startsWith('/') && !p.split('/').includes('..'), { message: "no leading '/' and no '..'" })
-      .default('database/'),
+    backupPrefix: s3Folder.default('database/'),
     /** At most this many backups are deleted in one run. */
     maxBackupsDeleted: z.number().int().min(1).max(100_000).default(1000),
     /** The PVC's new size; default 1.5x its current request. */

@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { runbookInputBase } from '../runbook';
+import { kubeName } from './fields';
 import { memoryBytes } from '../quantity';
 
-const kubeName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { message: 'expected a Kubernetes name (lowercase letters, digits, -)' });
 
 
 const memoryLimit = z.string().refine((s) => (memoryBytes(s) ?? 0) >= 2 ** 20, { message: 'expected a memory quantity of at least 1Mi, such as 512Mi or 4Gi' });

@@ -407,7 +407,7 @@ export class RunbookRun {
   }
 }
 
-function errorMessage(err: unknown): string {
+export function errorMessage(err: unknown): string {
   if (err instanceof ApplicationFailure || err instanceof Error) {
     const cause = (err as { cause?: unknown }).cause;
     return cause instanceof Error ? `${err.message}: ${cause.message}` : err.message;

@@ -1,0 +1,23 @@
+import { z } from 'zod';
+
+/** Input fields several runbooks share, validated the same way everywhere. */
+
+export const kubeName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { message: 'expected a Kubernetes name (lowercase letters, digits, -)' });
+
+/** A directory relative to the container's work dir: no absolute path, no '..', no shell characters. */
+export const relativeDir = z
+  .string()
+  .min(1)
+  .max(512)
+  .refine((p) => !p.startsWith('/'), { message: 'expected a path relative to the work dir, not an absolute path' })
+  .refine((p) => !p.split('/').includes('..'), { message: "must not contain '..'" })
+  .refine((p) => /^(?!-)[A-Za-z0-9._/-]+$/.test(p), { message: 'only letters, digits, ".", "_", "-" and "/" (not starting with "-")' })
+  .refine((p) => p.split('/').some((s) => s !== '' && s !== '.'), { message: 'must name a directory below the work dir, not the work dir itself' });
+
+/** An S3 folder such as database/: no leading '/', no '..'. */
+export const s3Folder = z
+  .string()
+  .min(1)
+  .max(512)
+  .regex(/^[A-Za-z0-9._\-/]+\/$/, { message: 'expected an S3 folder ending in "/", such as database/' })
+  .refine((p) => !p.startsWith('/') && !p.split('/').includes('..'), { message: "no leading '/' and no '..'" });

@@ -1,0 +1,221 @@
+import { writeFileSync, readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { WorkflowFailedError } from '@temporalio/client';
+import { AutoscalingV2Api, CoreV1Api } from '@kubernetes/client-node';
+import { createRunbookClient } from '../../client';
+import type { CheckRow, ChecklistResult } from '../../common/checklist';
+import type { RunbookConfig } from '../../config/schema';
+import { waitUntil } from '../../scripts/testbed/processes';
+import { recordHistory } from '../helpers/histories';
+import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
+import { adminKubeConfig, criLogLines, layout, seededLogFile } from '../helpers/kube-cluster';
+import { putIntoCrashLoop, readyPods } from '../helpers/kube-pods';
+import { readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { closedPort, testbedConfig, testbedEnv } from '../helpers/testbed';
+import { withWorker } from '../helpers/worker';
+
+const namespace = 'short-drama-prod';
+const workflowId = `dailyHealthCheck/${namespace}`;
+
+/**
+ * 每日检查清单 against the real sandbox: a healthy short-drama-prod passes; each problem the
+ * manual's daily checks look for is made for real (a crash-looping pod, a Service without
+ * endpoints, an HPA at its maximum, a claim that cannot bind, ERROR lines in the app's log,
+ * missing, empty and stale backups) and shows as FAIL or WARN in the report in S3.
+ * Backups live under a prefix of the test's own below database/, with a real pg_dump as latest.sql.
+ */
+describe('dailyHealthCheck', () => {
+  const env = testbedEnv();
+  const kc = adminKubeConfig();
+  const core = kc.makeApiClient(CoreV1Api);
+  const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
+  const bucket = env.S3_BUCKET!;
+  const backupPrefix = `database/test-daily-${randomUUID().slice(0, 8)}/`;
+  const appLog = seededLogFile(layout, 'app');
+  const appLogBefore = readFileSync(appLog, 'utf8');
+  let dump: Buffer;
+
+  const rowOf = (result: ChecklistResult, id: string): CheckRow => {
+    const row = result.checks.find((r) => r.id === id);
+    if (!row) throw new Error(`no row ${id}; rows: ${result.checks.map((r) => r.id).join(', ')}`);
+    return row;
+  };
+  const put = (key: string, body: Buffer | string) => s3.send(new PutObjectCommand({ Bucket: bucket, Key: `${backupPrefix}${key}`, Body: body }));
+
+  async function runDaily(config: RunbookConfig, input: Record<string, unknown> = {}, record = false): Promise<ChecklistResult> {
+    await terminateRuns(config.temporal, [workflowId]);
+    return withWorker(config, async ({ client }) => {
+      const runbooks = createRunbookClient({ client, taskQueue: config.temporal.taskQueue });
+      const { workflowId: id } = await runbooks.startRunbook('dailyHealthCheck', { backupPrefix, ...input }, { startedBy: 'test' });
+      const result = await runbooks.waitForResult<ChecklistResult>(id);
+      if (record) await recordHistory(client.workflow.getHandle(id), 'dailyHealthCheck');
+      return result;
+    });
+  }
+
+  beforeAll(async () => {
+    dump = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: 'database/latest.sql' }))).Body!.transformToByteArray());
+    await put(`short_drama_prod_${new Date().toISOString().slice(0, 10)}.sql`, dump);
+    await put('latest.sql', dump);
+  });
+
+  afterAll(async () => {
+    writeFileSync(appLog, appLogBefore);
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: backupPrefix }));
+    const keys = (listed.Contents ?? []).map((o) => ({ Key: o.Key! }));
+    if (keys.length) await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys } }));
+    s3.destroy();
+  });
+
+  test('a healthy sandbox passes every check; the report is in S3 as JSON and Markdown and the summary was sent', async () => {
+    const config = testbedConfig();
+    const result = await runDaily(config, {}, true);
+    const notPassing = result.checks.filter((r) => r.status !== 'PASS');
+    expect(notPassing).toEqual([]);
+    expect(result.overall).toBe('PASS');
+    for (const id of [
+      'pods.ready',
+      'pods.crash-loop',
+      'pods.oom-killed',
+      'pods.restarts',
+      'services.short-drama-app',
+      'services.postgres',
+      'services.redis',
+      'ingress.app-ingress.address',
+      'ingress.app-ingress.tls',
+      'hpa.short-drama-app',
+      'pvc.postgres-pvc',
+      'usage.pods.cpu',
+      'usage.pods.memory',
+      'usage.nodes.cpu',
+      'usage.nodes.memory',
+      'disk.database',
+      'logs.app-errors',
+      'logs.database',
+      'logs.redis',
+      'backups.newest',
+      'backups.latest',
+    ]) {
+      expect(rowOf(result, id).status).toBe('PASS');
+    }
+    expect(rowOf(result, 'backups.latest').value).toMatch(/plain format/);
+
+    const json = JSON.parse(await readBucketText(result.checklistReport!.jsonKey)) as { overall: string; checks: CheckRow[] };
+    expect(json.overall).toBe('PASS');
+    expect(json.checks.map((r) => r.id)).toEqual(result.checks.map((r) => r.id));
+    const markdown = await readBucketText(result.checklistReport!.markdownKey);
+    expect(markdown).toContain('# dailyHealthCheck: PASS');
+    expect(markdown).toContain('## 备份验证');
+
+    const messages = (await (await fetch(`${env.TESTBED_WEBHOOK_URL}/messages`)).json()) as Array<{ body: { text: string; metadata?: { event_payload?: { dedupeKey?: string } } } }>;
+    const summary = messages.find((m) => m.body.text.startsWith('dailyHealthCheck: PASS') && m.body.metadata?.event_payload?.dedupeKey?.startsWith(workflowId));
+    expect(summary).toBeDefined();
+  }, 180_000);
+
+  test('injected problems show as FAIL and WARN, FAILs first in the report and the summary', async () => {
+    const crashing = unique('daily-crash');
+    const capped = unique('daily-capped');
+    const orphanService = unique('daily-noendpoints');
+    const pendingClaim = unique('daily-pending');
+    const autoscaling = kc.makeApiClient(AutoscalingV2Api);
+    try {
+      await scratchDeployment(kc, crashing);
+      const [pod] = await readyPods(kc, namespace, `app=${crashing}`, 1);
+      await putIntoCrashLoop(kc, namespace, pod!.metadata!.name!, { reason: 'OOMKilled', restartCount: 7 });
+      await core.createNamespacedService(namespace, { metadata: { name: orphanService }, spec: { selector: { app: `nothing-${orphanService}` }, ports: [{ port: 80 }] } });
+      await core.createNamespacedPersistentVolumeClaim(namespace, {
+        metadata: { name: pendingClaim },
+        spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'no-such-class', resources: { requests: { storage: '1Gi' } } },
+      });
+      await scratchDeployment(kc, capped);
+      await autoscaling.createNamespacedHorizontalPodAutoscaler(namespace, {
+        metadata: { name: capped },
+        spec: { scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: capped }, minReplicas: 1, maxReplicas: 1, metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } }] },
+      });
+      // The HPA controller fills in the current replicas; until then the HPA is not "at max" yet.
+      await waitUntil(`HPA ${capped} observed`, async () => ((await autoscaling.readNamespacedHorizontalPodAutoscaler(capped, namespace)).body.status?.currentReplicas ?? 0) >= 1, 60_000);
+      writeFileSync(appLog, appLogBefore + criLogLines(['ERROR database timeout after 5000ms', 'GET /api/dramas 200 12ms', 'ERROR upstream ai-model returned 502']));
+      await waitUntil('the app log served with the ERROR lines', async () => {
+        const logs = await core.readNamespacedPodLog((await core.listNamespacedPod(namespace, undefined, undefined, undefined, undefined, 'app=short-drama-app')).body.items[0]!.metadata!.name!, namespace, 'app');
+        return logs.body.includes('ERROR upstream');
+      });
+      await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: `${backupPrefix}latest.sql` }] } }));
+
+      const result = await runDaily(testbedConfig());
+      expect(result.overall).toBe('FAIL');
+      expect(rowOf(result, 'pods.ready').status).toBe('FAIL');
+      expect(rowOf(result, 'pods.ready').detail).toContain(crashing);
+      expect(rowOf(result, 'pods.crash-loop')).toMatchObject({ status: 'FAIL', value: '1' });
+      expect(rowOf(result, 'pods.oom-killed').status).toBe('WARN');
+      expect(rowOf(result, 'pods.restarts')).toMatchObject({ status: 'WARN', value: '7' });
+      expect(rowOf(result, `services.${orphanService}`)).toMatchObject({ status: 'FAIL', value: '0 ready, 0 not ready' });
+      expect(rowOf(result, `hpa.${capped}`).status).toBe('WARN');
+      expect(rowOf(result, `pvc.${pendingClaim}`)).toMatchObject({ status: 'FAIL' });
+      expect(rowOf(result, `pvc.${pendingClaim}`).value).toMatch(/^Pending/);
+      expect(rowOf(result, 'logs.app-errors')).toMatchObject({ status: 'FAIL', value: '2' });
+      expect(rowOf(result, 'logs.app-errors').detail).toContain('ERROR database timeout');
+      expect(rowOf(result, 'backups.latest')).toMatchObject({ status: 'FAIL', value: 'missing' });
+      // What was not broken still passes.
+      expect(rowOf(result, 'services.postgres').status).toBe('PASS');
+      expect(rowOf(result, 'pvc.postgres-pvc').status).toBe('PASS');
+
+      const markdown = await readBucketText(result.checklistReport!.markdownKey);
+      const attention = markdown.slice(markdown.indexOf('## Needs attention'), markdown.indexOf('\n## ', markdown.indexOf('## Needs attention') + 5));
+      expect(attention.lastIndexOf('FAIL')).toBeLessThan(attention.indexOf('WARN'));
+      const messages = (await (await fetch(`${env.TESTBED_WEBHOOK_URL}/messages`)).json()) as Array<{ body: { text: string; blocks?: Array<{ text?: { text?: string } }> } }>;
+      const summary = messages.reverse().find((m) => m.body.text.startsWith('[P2] dailyHealthCheck: FAIL'));
+      expect(summary).toBeDefined();
+      const lines = (summary!.body.blocks?.[1]?.text?.text ?? '').split('\n').filter((l) => /^(FAIL|WARN) /.test(l));
+      expect(lines.length).toBeGreaterThanOrEqual(8);
+      expect(lines.findIndex((l) => l.startsWith('WARN'))).toBeGreaterThan(lines.filter((l) => l.startsWith('FAIL')).length - 1);
+    } finally {
+      writeFileSync(appLog, appLogBefore);
+      await put('latest.sql', dump);
+      await autoscaling.deleteNamespacedHorizontalPodAutoscaler(capped, namespace).catch(() => undefined);
+      await core.deleteNamespacedService(orphanService, namespace).catch(() => undefined);
+      await core.deleteNamespacedPersistentVolumeClaim(pendingClaim, namespace).catch(() => undefined);
+      await deleteDeployment(kc, crashing);
+      await deleteDeployment(kc, capped);
+    }
+  }, 240_000);
+
+  test('an empty latest.sql and a newest backup older than the threshold fail the backup checks', async () => {
+    try {
+      await put('latest.sql', '');
+      const writtenAt = Date.now();
+      // The newest backup is a second old; a threshold below that makes it stale without waiting a day.
+      await waitUntil('the newest backup to be over a second old', async () => Date.now() - writtenAt > 1500);
+      const result = await runDaily(testbedConfig({ CHECKLIST_THRESHOLDS: JSON.stringify({ backupMaxAgeHours: 0.0003 }) }));
+      expect(rowOf(result, 'backups.latest').status).toBe('FAIL');
+      expect(rowOf(result, 'backups.latest').detail).toMatch(/empty/i);
+      expect(rowOf(result, 'backups.newest').status).toBe('FAIL');
+      expect(rowOf(result, 'backups.newest').threshold).toBe('<= 0.0003 h');
+    } finally {
+      await put('latest.sql', dump);
+    }
+  }, 180_000);
+
+  test('a check that cannot run (S3 unreachable) is a WARN with the reason; the rest of the checklist still runs', async () => {
+    const result = await runDaily(testbedConfig({ S3_ENDPOINT: `http://127.0.0.1:${closedPort}` }));
+    expect(rowOf(result, 'backups')).toMatchObject({ status: 'WARN', value: 'not measured' });
+    expect(rowOf(result, 'backups').detail).toMatch(/could not run/);
+    expect(rowOf(result, 'pods.ready').status).toBe('PASS');
+    // Nowhere to save the report: that is a finding too, and the result still holds every row.
+    expect(rowOf(result, 'report')).toMatchObject({ status: 'WARN', value: 'not saved' });
+    expect(result.checklistReport).toBeUndefined();
+  }, 240_000);
+
+  test('bad input fails the run at once, non-retryable, before any check', async () => {
+    const config = testbedConfig();
+    await terminateRuns(config.temporal, [workflowId]);
+    await withWorker(config, async ({ client }) => {
+      const handle = await client.workflow.start('dailyHealthCheck', { taskQueue: config.temporal.taskQueue, workflowId: `dailyHealthCheck/bad-${randomUUID()}`, args: [{ namespace: 'Not_A_Namespace', appLogLines: 0 }] });
+      const err = await handle.result().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      const cause = (err as WorkflowFailedError).cause as { message: string; nonRetryable?: boolean };
+      expect(cause.message).toMatch(/invalid input for dailyHealthCheck: namespace: expected a Kubernetes name.*appLogLines/);
+      expect(await scheduledActivityTypes(handle)).toEqual([]);
+    });
+  }, 60_000);
+});

@@ -1,0 +1,101 @@
+import { log, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../../activities';
+import { byUrgency, countStatuses, worstStatus, type CheckRow, type ChecklistResult, type CheckStatus } from '../../common/checklist';
+import type { ChecklistThresholds } from '../../config/schema';
+import { quickRead } from '../activity-options';
+import { errorMessage, RunbookRun, type RunbookIdentity } from './runbook-run';
+
+const support = proxyActivities<Activities>(quickRead);
+
+/** Builds a row of the current section: what was measured, against what, with which status. */
+export type RowBuilder = (row: { id: string; title: string; status: CheckStatus; value: string; threshold?: string; detail: string }) => CheckRow;
+
+/**
+ * The daily/weekly/monthly checklists on the runbook kernel: each check is a read step that adds
+ * PASS/WARN/FAIL rows; a check that cannot run (metrics API absent, Prometheus down) becomes a WARN
+ * row with the reason and the checklist goes on. At the end the report goes to S3 (JSON and
+ * Markdown) and a summary notification lists FAILs first.
+ */
+export class Checklist {
+  private readonly rows: CheckRow[] = [];
+  private readonly changes: string[] = [];
+
+  private constructor(
+    readonly run: RunbookRun,
+    readonly thresholds: ChecklistThresholds,
+    private readonly startedAt: string,
+  ) {}
+
+  static async begin(identity: Omit<RunbookIdentity, 'kind'>, stepsDeclared: number): Promise<Checklist> {
+    const startedAt = new Date().toISOString();
+    const run = await RunbookRun.begin({ ...identity, kind: 'maintenance' }, stepsDeclared);
+    return new Checklist(run, await support.loadChecklistThresholds(), startedAt);
+  }
+
+  /** One check of the manual's list, as a read step; its rows join the report. */
+  async check(stepId: string, section: string, title: string, measure: (row: RowBuilder) => Promise<CheckRow[]>): Promise<CheckRow[]> {
+    const row: RowBuilder = (r) => ({ section, threshold: '', ...r });
+    let rows: CheckRow[];
+    try {
+      rows = await this.run.read(stepId, title, () => measure(row), (rs) => rs.map((r) => `${r.status} ${r.title}: ${r.value}`).join('; '));
+    } catch (err) {
+      rows = [row({ id: stepId, title, status: 'WARN', value: 'not measured', detail: `the check could not run: ${errorMessage(err)}` })];
+    }
+    this.rows.push(...rows);
+    return rows;
+  }
+
+  /** A line for the report's "Changes" part (what a destructive step of the checklist did). */
+  noteChange(line: string): void {
+    this.changes.push(line);
+  }
+
+  /** Writes the report, sends the summary and ends the run. */
+  async finish(): Promise<ChecklistResult> {
+    const { workflowId, runId } = workflowInfo();
+    const identity = this.run.identity;
+    const tally = () => {
+      const counts = countStatuses(this.rows);
+      const overall = worstStatus(this.rows.map((r) => r.status));
+      return { counts, overall, summary: `${overall}: ${counts.FAIL} FAIL, ${counts.WARN} WARN, ${counts.PASS} PASS` };
+    };
+    const { counts, overall } = tally();
+    let checklistReport: ChecklistResult['checklistReport'];
+    try {
+      checklistReport = await support.writeChecklistReport({
+        runbook: identity.name,
+        workflowId,
+        runId,
+        target: identity.target,
+        startedBy: identity.startedBy,
+        scheduled: identity.scheduled,
+        startedAt: this.startedAt,
+        finishedAt: new Date().toISOString(),
+        overall,
+        counts,
+        checks: this.rows,
+        changes: this.changes,
+      });
+    } catch (err) {
+      // S3 being down is itself a finding: the rows still reach the result and the summary.
+      this.rows.push({ id: 'report', section: 'Report', title: 'Report saved to S3', status: 'WARN', value: 'not saved', threshold: '', detail: `the report could not be written: ${errorMessage(err)}` });
+    }
+    // Counted again: a report that could not be saved added a row.
+    const { summary, ...final } = tally();
+    const urgent = byUrgency(this.rows).filter((r) => r.status !== 'PASS');
+    try {
+      await support.notify({
+        title: `${identity.name}: ${summary}`,
+        text: urgent.length > 0 ? urgent.map((r) => `${r.status} ${r.title}: ${r.value}${r.threshold ? ` (${r.threshold})` : ''} — ${r.detail}`).join('\n') : `all ${final.counts.PASS} checks PASS`,
+        severity: final.overall === 'FAIL' ? 'P2' : 'info',
+        fields: { run: workflowId, target: identity.target, report: checklistReport?.markdownKey ?? 'not saved' },
+        dedupeKey: `${workflowId}/${runId}/summary`,
+      });
+    } catch (err) {
+      // The report is in S3 already; an undeliverable summary must not fail the checklist.
+      log.warn('checklist summary notification failed', { error: errorMessage(err) });
+    }
+    const result = await this.run.finish(summary);
+    return { ...result, ...final, checks: this.rows, ...(checklistReport ? { checklistReport } : {}) };
+  }
+}
