@@ -1,4 +1,6 @@
+import type { CoreV1Api } from '@kubernetes/client-node';
 import { guarded, kcall, type KubeScope } from './kubernetes-common';
+import { defaultPageSize, forEachListPage } from './kubernetes-paging';
 
 export interface ServiceSummary {
   name: string;
@@ -32,24 +34,54 @@ export interface HpaSummary {
   metrics: string[];
 }
 
+export interface EndpointCounts {
+  ready: number;
+  notReady: number;
+}
+
+/**
+ * Ready and not-ready endpoint addresses per Service name, from the namespace's Endpoints
+ * (an Endpoints object has its Service's name), read page by page. A Service missing from the
+ * map has no Endpoints object: no endpoints at all. Shared by listServices and listUnusedResources.
+ */
+export async function endpointCountsByService(core: CoreV1Api, namespace: string, pageSize = defaultPageSize): Promise<{ counts: Map<string, EndpointCounts>; requests: number }> {
+  const counts = new Map<string, EndpointCounts>();
+  const requests = await forEachListPage(
+    'endpoints',
+    namespace,
+    pageSize,
+    (token, limit) => core.listNamespacedEndpoints(namespace, undefined, undefined, token, undefined, undefined, limit),
+    (items) => {
+      for (const ep of items) {
+        const subsets = ep.subsets ?? [];
+        counts.set(ep.metadata?.name ?? '', {
+          ready: subsets.reduce((n, sub) => n + (sub.addresses?.length ?? 0), 0),
+          notReady: subsets.reduce((n, sub) => n + (sub.notReadyAddresses?.length ?? 0), 0),
+        });
+      }
+    },
+  );
+  return { counts, requests };
+}
+
 export function createKubernetesNetworkActivities(scope: KubeScope) {
   return {
-    /** Services with the number of ready and not-ready endpoint addresses (two LIST calls). */
+    /** Services with the number of ready and not-ready endpoint addresses (a LIST of services, a paged LIST of endpoints). */
     async listServices(input: { namespace: string }): Promise<{ namespace: string; services: ServiceSummary[] }> {
       const { namespace } = input;
       const { core } = guarded(scope, namespace);
       const { body: services } = await kcall('list', 'services', namespace, () => core.listNamespacedService(namespace));
-      const { body: endpoints } = await kcall('list', 'endpoints', namespace, () => core.listNamespacedEndpoints(namespace));
+      const { counts } = await endpointCountsByService(core, namespace);
       return {
         namespace,
         services: services.items.map((s): ServiceSummary => {
-          const ep = endpoints.items.find((e) => e.metadata?.name === s.metadata?.name);
+          const endpoints = counts.get(s.metadata?.name ?? '');
           const summary: ServiceSummary = {
             name: s.metadata?.name ?? '',
             type: s.spec?.type ?? 'ClusterIP',
             ports: (s.spec?.ports ?? []).map((p) => `${p.name ? `${p.name}:` : ''}${p.port}/${p.protocol ?? 'TCP'}${p.targetPort !== undefined ? `->${p.targetPort}` : ''}`),
-            readyEndpoints: (ep?.subsets ?? []).reduce((n, sub) => n + (sub.addresses?.length ?? 0), 0),
-            notReadyEndpoints: (ep?.subsets ?? []).reduce((n, sub) => n + (sub.notReadyAddresses?.length ?? 0), 0),
+            readyEndpoints: endpoints?.ready ?? 0,
+            notReadyEndpoints: endpoints?.notReady ?? 0,
           };
           if (s.spec?.clusterIP) summary.clusterIP = s.spec.clusterIP;
           if (s.spec?.selector) summary.selector = s.spec.selector;

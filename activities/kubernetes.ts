@@ -9,6 +9,7 @@ import { createKubernetesNetworkActivities } from './kubernetes-network';
 import { createKubernetesPodActivities } from './kubernetes-pods';
 import { createKubernetesRolloutActivities } from './kubernetes-rollouts';
 import { createKubernetesStorageActivities } from './kubernetes-storage';
+import { createKubernetesUnusedActivities } from './kubernetes-unused';
 import { createKubernetesUsageActivities } from './kubernetes-usage';
 
 export interface KubernetesDeps {
@@ -28,6 +29,7 @@ export function createKubernetesActivities({ kube, allowedNamespaces }: Kubernet
     ...createKubernetesRolloutActivities(scope),
     ...createKubernetesCertificateActivities(scope),
     ...createKubernetesConfigActivities(scope),
+    ...createKubernetesUnusedActivities(scope),
     async preflightKubernetes(): Promise<PreflightRow[]> {
       if (!kube) return notConfigured('kubernetes');
       const rows = await runChecks('kubernetes', [

@@ -51,6 +51,71 @@ describe('Prometheus activities (real Prometheus 2.42 scraping the sandbox app)'
     }
   });
 
+  describe('forecastQuery (least-squares trend over a range query)', () => {
+    // vector(time()) is the evaluation time in seconds at every step: a line rising exactly 86400 per day.
+    const end = '2026-06-01T00:00:00.000Z';
+    const endSeconds = Date.parse(end) / 1000;
+
+    test('vector(time()) over 30 days: slope 86400/day, r2 = 1, the forecast 90 days after the last point', async () => {
+      const result = await harness.run('forecastQuery', { query: 'vector(time())', end });
+      if (!result.available) throw new Error(`expected data, got: ${result.reason}`);
+      expect(result).toMatchObject({
+        query: 'vector(time())',
+        seriesCount: 1,
+        points: 30 * 24 + 1,
+        from: '2026-05-02T00:00:00.000Z',
+        to: end,
+        first: endSeconds - 30 * 86_400,
+        last: endSeconds,
+        horizonDays: 90,
+        forecastTime: '2026-08-30T00:00:00.000Z',
+        daysOfData: 30,
+      });
+      expect(result.slopePerDay).toBeCloseTo(86_400, 4);
+      expect(result.r2).toBeCloseTo(1, 9);
+      expect(result.forecast).toBeCloseTo(endSeconds + 90 * 86_400, 2);
+      expect(result.growthPercent).toBeCloseTo(((90 * 86_400) / endSeconds) * 100, 9);
+    });
+
+    test('lookback, horizon and step are honoured; without end the window ends now', async () => {
+      const result = await harness.run('forecastQuery', { query: 'vector(time())', lookbackDays: 2, horizonDays: 7, stepSeconds: 600, end });
+      if (!result.available) throw new Error(result.reason);
+      expect(result).toMatchObject({ points: 2 * 144 + 1, from: '2026-05-30T00:00:00.000Z', daysOfData: 2, horizonDays: 7 });
+      expect(result.forecast).toBeCloseTo(endSeconds + 7 * 86_400, 2);
+      const before = Date.now();
+      const now = await harness.run('forecastQuery', { query: 'vector(time())', lookbackDays: 1 });
+      if (!now.available) throw new Error(now.reason);
+      expect(Date.parse(now.to)).toBeGreaterThanOrEqual(before - 1000);
+      expect(Date.parse(now.to)).toBeLessThanOrEqual(Date.now());
+    });
+
+    test('several series are added up per timestamp (1 + 2 = a flat 3)', async () => {
+      const result = await harness.run('forecastQuery', { query: 'vector(1) or label_replace(vector(2), "copy", "second", "", "")', lookbackDays: 1, end });
+      if (!result.available) throw new Error(result.reason);
+      expect(result).toMatchObject({ seriesCount: 2, points: 25, first: 3, last: 3, slopePerDay: 0, forecast: 3, growthPercent: 0, r2: 1 });
+    });
+
+    test('no data, or only NaN, is available: false with a reason (not an error)', async () => {
+      const missing = await harness.run('forecastQuery', { query: 'runbook_forecast_test_metric_that_never_existed', end });
+      expect(missing).toEqual({ query: 'runbook_forecast_test_metric_that_never_existed', available: false, reason: expect.stringMatching(/no data .* 2026-05-02T00:00:00.000Z \.\. 2026-06-01T00:00:00.000Z/) });
+      const nan = await harness.run('forecastQuery', { query: 'vector(0) / 0', lookbackDays: 1, end });
+      expect(nan).toEqual({ query: 'vector(0) / 0', available: false, reason: expect.stringMatching(/no finite value/) });
+    });
+
+    test('a bad query is InvalidInput from Prometheus; bad arguments are refused before any call', async () => {
+      const bad = await failureOf(harness.run('forecastQuery', { query: 'rate(' }));
+      expect(bad.type).toBe('InvalidInput');
+      expect(bad.nonRetryable).toBe(true);
+      expect(bad.message).toMatch(/Prometheus range query rate\(: .*bad_data: .*parse error/);
+      expect((await failureOf(harness.run('forecastQuery', { query: ' ' }))).message).toMatch(/query must be a non-empty PromQL expression/);
+      expect((await failureOf(harness.run('forecastQuery', { query: 'up', lookbackDays: 0 }))).message).toMatch(/lookbackDays must be a number of days above 0/);
+      expect((await failureOf(harness.run('forecastQuery', { query: 'up', horizonDays: -1 }))).message).toMatch(/horizonDays must be a number of days from 0/);
+      expect((await failureOf(harness.run('forecastQuery', { query: 'up', end: 'last tuesday' }))).message).toMatch(/end must be an ISO time/);
+      expect((await failureOf(harness.run('forecastQuery', { query: 'up', stepSeconds: 60 }))).message).toMatch(/too many points/);
+      expect((await failureOf(harness.run('forecastQuery', { query: 'up', stepSeconds: 0 }))).message).toMatch(/stepSeconds must be a positive number/);
+    });
+  });
+
   test('a bad query is InvalidInput with Prometheus’ own message; bad arguments are refused before any call', async () => {
     const bad = await failureOf(harness.run('instantQuery', { query: 'rate(' }));
     expect(bad.type).toBe('InvalidInput');
@@ -70,6 +135,9 @@ describe('Prometheus activities (real Prometheus 2.42 scraping the sandbox app)'
       expect(failure.type).toBe('Transient');
       expect(failure.nonRetryable).toBe(false);
       expect(failure.message).toMatch(/ECONNREFUSED/);
+      const forecast = await failureOf(down.run('forecastQuery', { query: 'vector(time())' }));
+      expect(forecast.type).toBe('Transient');
+      expect(forecast.message).toMatch(/Prometheus range query vector\(time\(\)\).*ECONNREFUSED/);
     } finally {
       await down.close();
     }
