@@ -1,6 +1,9 @@
 import { join } from 'node:path';
+import { ensureSchedules, scheduleReportLines } from '../client/schedules';
 import { ConfigError, hasTargets, loadConfig, readConfigSources } from '../config/load';
+import type { RunbookConfig } from '../config/schema';
 import { installRuntime, runWorker } from '../workers/run-worker';
+import { connectClient } from '../workers/temporal-client';
 import { allServices, down, up, type ServiceName, type TestbedHandle } from './testbed';
 import { temporalCliVersion } from './testbed/temporal-server';
 
@@ -14,6 +17,25 @@ function banner(lines: string[]): void {
   say('#'.repeat(width));
   for (const line of lines) say(`# ${line.padEnd(width - 4)} #`);
   say('#'.repeat(width));
+}
+
+/**
+ * The checklists' schedules, made to match configuration once the worker is up. A failure is
+ * reported loudly but leaves the worker running: runbooks started by people still work.
+ */
+async function ensureSchedulesOnStart(config: RunbookConfig): Promise<void> {
+  try {
+    const temporal = await connectClient(config.temporal);
+    try {
+      const report = await ensureSchedules(temporal.client, config);
+      say(`Schedules of the maintenance checklists (times in ${report.timezone}; change them in configuration, see README "Schedules"):`);
+      for (const line of scheduleReportLines(report)) say(`  ${line}`);
+    } finally {
+      await temporal.close();
+    }
+  } catch (err) {
+    say(`SCHEDULES NOT ENSURED: ${err instanceof Error ? err.message : String(err)}. The worker keeps running; fix it and run \`npm run schedules\`.`);
+  }
 }
 
 /**
@@ -56,6 +78,7 @@ async function main(): Promise<void> {
       say(`  - from a shell:  ${temporalCli} workflow execute --address ${config.temporal.address} --namespace ${config.temporal.namespace} --type preflight --task-queue ${config.temporal.taskQueue} --input '{}'`);
       say('Ctrl-C stops the worker and everything this command started.');
       say();
+      void ensureSchedulesOnStart(config);
     });
   } finally {
     if (testbed && testbed.started.length > 0) {

@@ -11,7 +11,8 @@ import { startScript } from './helpers/process-output';
 
 /**
  * `npm start` on the embedded defaults, in a sandbox of its own (own state dir and ports, so it
- * starts every server itself): sandbox up, worker polling, preflight passes, Ctrl-C stops all of it.
+ * starts every server itself): sandbox up, worker polling, preflight passes, the checklists'
+ * schedules exist, Ctrl-C stops all of it.
  */
 /** Evaluates fn with some environment variables set, restoring them after. */
 function withEnv<T>(env: NodeJS.ProcessEnv, fn: () => T): T {
@@ -25,7 +26,7 @@ function withEnv<T>(env: NodeJS.ProcessEnv, fn: () => T): T {
 }
 
 describe('npm start with nothing configured', () => {
-  test('starts the sandbox loudly, runs the worker, and Ctrl-C stops everything it started', async () => {
+  test('starts the sandbox loudly, runs the worker, ensures the schedules, and Ctrl-C stops everything it started', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'runbook-npm-start-'));
     const portBase = 17500;
     const env: NodeJS.ProcessEnv = {
@@ -49,6 +50,16 @@ describe('npm start with nothing configured', () => {
       const connection = await Connection.connect({ address: sandbox.TEMPORAL_ADDRESS });
       const client = new Client({ connection });
       const result = await client.workflow.execute<typeof preflight>('preflight', { taskQueue: 'runbooks', workflowId: `npm-start-preflight-${Date.now()}`, args: [{}] });
+
+      // The checklists' schedules are ensured once the worker is up, and printed.
+      await start.waitForLine((line) => line.includes('runbooks:monthlyReview') || line.startsWith('SCHEDULES NOT ENSURED'));
+      expect(start.lines.filter((line) => line.startsWith('SCHEDULES NOT ENSURED'))).toEqual([]);
+      for (const type of ['dailyHealthCheck', 'weeklyReview', 'monthlyReview']) {
+        expect(start.lines.some((line) => new RegExp(`^  runbooks:${type} +(created|updated|unchanged) .*; next run `).test(line))).toBe(true);
+        const schedule = await client.schedule.getHandle(`runbooks:${type}`).describe();
+        expect(schedule.action).toMatchObject({ workflowType: type, taskQueue: 'runbooks' });
+        expect(schedule.info.nextActionTimes.length).toBeGreaterThan(0);
+      }
       await connection.close();
       expect(result.rows.filter((row) => row.status === 'FAIL')).toEqual([]);
       expect(result.passed).toBeGreaterThan(10);
