@@ -26,3 +26,23 @@ export function memoryQuantity(bytes: number): string {
 export function raisedMemoryLimit(currentBytes: number | undefined, factor: number, cap: string): string | undefined {
   return currentBytes ? memoryQuantity(Math.min(memoryBytes(cap)!, Math.ceil(currentBytes * factor))) : undefined;
 }
+
+/** Cores of a Kubernetes CPU quantity (500m, 1, 2.5); undefined when it is not one. */
+export function cpuCores(text: string | undefined): number | undefined {
+  if (typeof text !== 'string') return undefined;
+  const match = /^(\d+(?:\.\d+)?|\.\d+)(m)?$/.exec(text.trim());
+  if (!match) return undefined;
+  return Number(match[1]) / (match[2] ? 1000 : 1);
+}
+
+/** Bytes for people: 1.5 GiB, 300 MiB, 12 KiB. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let value = bytes;
+  let unit = 0;
+  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value.toFixed(0) : value.toFixed(1)} ${units[unit]}`;
+}

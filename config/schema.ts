@@ -54,7 +54,7 @@ export const checklistThresholdDefaults = {
   slowStatementMeanMs: 1000,
   /** Backups older than this are beyond retention (monthly cost review). */
   backupRetentionDays: 30,
-  /** ReplicaSets kept beyond this many old revisions are flagged (monthly cost review). */
+  /** A Deployment keeping more old ReplicaSets than this is flagged (monthly cost review; Kubernetes keeps 10 by default). */
   oldReplicaSets: 10,
 };
 

@@ -51,8 +51,8 @@ export const monthlyReviewInput = z
     ...checklistTargets,
     pvc: kubeName.default('postgres-pvc'),
     /** Capacity planning: how much history the trend is fitted on, and how far it is projected. */
-    lookbackDays: z.number().int().min(2).max(365).default(30),
-    horizonDays: z.number().int().min(1).max(730).default(90),
+    lookbackDays: z.number().int().min(2, { message: 'at least 2 days' }).max(365, { message: 'at most 365 days' }).default(30),
+    horizonDays: z.number().int().min(1, { message: 'at least 1 day' }).max(730, { message: 'at most 730 days' }).default(90),
     /** Run the disaster-recovery drill (restore the newest backup into a scratch database). */
     drill: z.boolean().default(true),
   })
