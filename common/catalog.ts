@@ -4,6 +4,7 @@ import { certificateExpiryInput } from './inputs/certificate-expiry';
 import { redisMemoryPressureInput } from './inputs/redis-memory-pressure';
 import { diskPressureInput } from './inputs/disk-pressure';
 import { podCrashLoopInput } from './inputs/pod-crash-loop';
+import { rollbackDeploymentInput } from './inputs/rollback-deployment';
 import { preflightInputSchema } from './preflight-input';
 import { dailyHealthCheckInput, monthlyReviewInput, weeklyReviewInput } from './inputs/checklists';
 
@@ -41,6 +42,7 @@ export const catalog: Record<string, CatalogEntry> = {
   redisMemoryPressure: { name: 'redisMemoryPressure', kind: 'fault', description: '场景3: INFO memory, DBSIZE, maxmemory-policy, session keys, the Redis memory limit; delete session keys, raise the memory limit (x1.5, capped) and set maxmemory-policy allkeys-lru (each approved).', inputSchema: redisMemoryPressureInput, targetOf: (input) => `${input.namespace}/${input.deployment}` },
   diskPressure: { name: 'diskPressure', kind: 'fault', description: '场景4: PVC capacity and StorageClass, df/du of the volume, logs older than 7 days, backups older than 30 days; delete the old logs, expand the PVC (only if its StorageClass allows) and delete the old backups (each approved).', inputSchema: diskPressureInput, targetOf: (input) => `${input.namespace}/${input.pvc}` },
   podCrashLoop: { name: 'podCrashLoop', kind: 'fault', description: '场景1: pod status and restarts, pod events, previous container logs, usage vs limits, rollout history; OOMKilled: raise the memory limit (x1.5, capped), code error: roll back to the previous revision (each approved); config error: no change, the report names the missing key.', inputSchema: podCrashLoopInput, targetOf: (input) => `${input.namespace}/${input.deployment}` },
+  rollbackDeployment: { name: 'rollbackDeployment', kind: 'emergency', description: '快速回滚: rollout history (revisions, images, change-cause, age); roll back to the previous or a given revision (approved), wait for the rollout and verify the pods are ready.', inputSchema: rollbackDeploymentInput, targetOf: (input) => `${input.namespace}/${input.deployment}` },
 };
 
 export function workflowIdFor(entry: CatalogEntry, input: Record<string, unknown>): string {

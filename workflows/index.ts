@@ -5,6 +5,9 @@ export { certificateExpiry } from './certificate-expiry';
 export { redisMemoryPressure } from './redis-memory-pressure';
 export { diskPressure } from './disk-pressure';
 export { podCrashLoop } from './pod-crash-loop';
+export { rollbackDeployment } from './rollback-deployment';
 /** Per-target lock the runbooks queue on before changing a target. */
 export { targetLock } from './target-lock';
 export { dailyHealthCheck } from './daily-health-check';
+export { monthlyReview } from './monthly-review';
+export { weeklyReview } from './weekly-review';

@@ -1,0 +1,244 @@
+import { ActivityFailure, ApplicationFailure, proxyActivities, TimeoutFailure } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { PodSummary } from '../activities/kubernetes-pods';
+import type { RevisionSummary, RolloutStatus } from '../activities/kubernetes-rollouts';
+import { rollbackDeploymentInput, type RollbackDeploymentInput } from '../common/inputs/rollback-deployment';
+import type { RunbookResultBase } from '../common/runbook';
+import { destructive, longRunning, quickRead } from './activity-options';
+import { errorMessage, RunbookRun } from './kernel/runbook-run';
+import { validateInput } from './validate-input';
+
+const read = proxyActivities<Activities>(quickRead);
+const change = proxyActivities<Activities>(destructive);
+/**
+ * The rollout wait heartbeats, but Temporal does not retry it: a retry would start the whole
+ * timeout again. A lost worker (heartbeat timeout) is retried below with what is left of the deadline.
+ */
+const wait = proxyActivities<Activities>({ ...longRunning, retry: { ...longRunning.retry, maximumAttempts: 1 } });
+
+export interface RevisionInfo extends RevisionSummary {
+  /** Seconds since the revision's ReplicaSet was created, at the workflow's time of reading. */
+  ageSeconds?: number;
+}
+
+/** What the rollback step resolved from the history: from the current revision to the target one. */
+export interface RollbackTarget {
+  fromRevision?: number;
+  fromImages: string[];
+  toRevision: number;
+  toReplicaSet: string;
+  toImages: string[];
+}
+
+export interface Availability {
+  revision?: number;
+  /** The current revision's ReplicaSet and images. */
+  replicaSet?: string;
+  images: string[];
+  /** Live (not terminating) pods of the current ReplicaSet, and how many are ready. */
+  pods: number;
+  readyPods: number;
+  /** Live pods still on another revision. */
+  otherPods: number;
+}
+
+export interface RollbackDeploymentResult extends RunbookResultBase {
+  namespace: string;
+  deployment: string;
+  /** The revision current when the run started. */
+  currentRevision?: number;
+  /** The rollout history as read at the start, oldest first. */
+  revisions: RevisionInfo[];
+  before: Availability;
+  /** The rollback as last planned; absent when there is nothing to roll back to. */
+  rollback?: RollbackTarget;
+  /** The finished rollout (execute mode, once applied). */
+  rollout?: RolloutStatus & { waitedMs: number };
+  /** State after the rollback (execute mode); available: every pod of the new revision ready. */
+  after?: Availability & { available: boolean };
+}
+
+type History = Awaited<ReturnType<Activities['getRolloutHistory']>>;
+
+function age(seconds: number | undefined): string {
+  if (seconds === undefined) return 'age unknown';
+  if (seconds < 120) return `${seconds}s ago`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)}m ago`;
+  if (seconds < 172_800) return `${Math.round(seconds / 3600)}h ago`;
+  return `${Math.round(seconds / 86_400)}d ago`;
+}
+
+const imagesText = (images: string[]) => images.join(', ') || 'no containers';
+
+/**
+ * 快速回滚 (`kubectl rollout history` / `rollout undo [--to-revision]`): the rollout history and the
+ * pods now; ⚠ roll back to the given revision or the one before the current (planned by a server-side
+ * dry run; nothing to do when already on that template; a revision not in the history is refused);
+ * then waits for the rollout and verifies every pod of the new revision is ready. Plan mode changes
+ * nothing and returns the plan (monthlyReview runs it so, as a child workflow, to check the
+ * emergency plan still works).
+ */
+export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<RollbackDeploymentResult> {
+  const input = validateInput('rollbackDeployment', rollbackDeploymentInput, raw);
+  const { namespace, deployment, toRevision } = input;
+  const where = `${namespace}/${deployment}`;
+  const run = await RunbookRun.begin(
+    { name: 'rollbackDeployment', kind: 'emergency', target: where, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    4,
+  );
+  await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }] });
+  const labelSelector = `app=${deployment}`;
+
+  /** The revision to go back to: the asked one (refused when not in the history), else the one before the current. */
+  const resolveTarget = (h: History): RevisionSummary | undefined => {
+    if (toRevision !== undefined) {
+      const asked = h.revisions.find((r) => r.revision === toRevision);
+      if (!asked) {
+        throw ApplicationFailure.create({
+          type: 'NotFound',
+          nonRetryable: true,
+          message: `rollback refused: deployments.apps/${deployment} in namespace ${namespace} has no revision ${toRevision} (revisions: ${h.revisions.map((r) => r.revision).join(', ') || 'none'}; current ${h.currentRevision ?? 'unknown'})`,
+        });
+      }
+      return asked;
+    }
+    return h.revisions.filter((r) => r.revision < (h.currentRevision ?? 0)).sort((a, b) => b.revision - a.revision)[0];
+  };
+
+  const availability = (h: History, pods: PodSummary[]): Availability => {
+    const current = h.revisions.find((r) => r.revision === h.currentRevision);
+    const live = pods.filter((p) => !p.terminating);
+    // A pod's name starts with its ReplicaSet's name: that tells the current revision's pods apart.
+    const own = current ? live.filter((p) => p.name.startsWith(`${current.replicaSet}-`)) : [];
+    return {
+      ...(h.currentRevision !== undefined ? { revision: h.currentRevision } : {}),
+      ...(current ? { replicaSet: current.replicaSet } : {}),
+      images: current?.images ?? [],
+      pods: own.length,
+      readyPods: own.filter((p) => p.ready).length,
+      otherPods: live.length - own.length,
+    };
+  };
+  const describeAvailability = (a: Availability) =>
+    `revision ${a.revision ?? '?'} (${imagesText(a.images)}): ${a.readyPods}/${a.pods} pods ready${a.otherPods ? `, ${a.otherPods} pods of other revisions` : ''}`;
+
+  // Diagnosis (read-only).
+  const history = await run.read(
+    'rollout-history',
+    `Rollout history of ${where}`,
+    async () => {
+      const h = await read.getRolloutHistory({ namespace, deployment });
+      const now = Date.now();
+      return { ...h, revisions: h.revisions.map((r): RevisionInfo => ({ ...r, ...(r.createdAt ? { ageSeconds: Math.max(0, Math.round((now - Date.parse(r.createdAt)) / 1000)) } : {}) })) };
+    },
+    (h) =>
+      `current revision ${h.currentRevision ?? 'unknown'}; ${h.revisions.map((r) => `${r.revision}: ${imagesText(r.images)}, change-cause ${r.changeCause ?? 'none'}, ${age(r.ageSeconds)}${r.current ? ' (current)' : ''}`).join('; ') || 'no revisions'}`,
+  );
+  // Refused before anything is asked of anyone: the revision named is not in the history.
+  const initialTarget = resolveTarget(history);
+  const before = await run.read('availability', `Pods of ${where} (${labelSelector})`, async () => availability(history, (await read.listPodSummaries({ namespace, labelSelector })).pods), describeAvailability);
+
+  let planned: RollbackTarget | undefined;
+  let rollout: (RolloutStatus & { waitedMs: number }) | undefined;
+  const rolledBack = await run.change({
+    stepId: 'rollback',
+    title: `Roll back ${where} to ${toRevision !== undefined ? `revision ${toRevision}` : 'the previous revision'}`,
+    allowedRoles: ['l2', 'manager', 'cto'],
+    plan: async () => {
+      // Read again each time: right before apply, a rollout since approval changes the plan.
+      const h = await read.getRolloutHistory({ namespace, deployment });
+      const to = resolveTarget(h);
+      const from = h.revisions.find((r) => r.revision === h.currentRevision);
+      if (!to) {
+        planned = undefined;
+        return { summary: `no rollback: ${where} has no revision before revision ${h.currentRevision ?? 'unknown'}`, needed: false };
+      }
+      const dry = await read.rollbackDeployment({ namespace, deployment, toRevision: to.revision, dryRun: true });
+      planned = { ...(h.currentRevision !== undefined ? { fromRevision: h.currentRevision } : {}), fromImages: from?.images ?? [], toRevision: to.revision, toReplicaSet: to.replicaSet, toImages: to.images };
+      const details = { from: { revision: h.currentRevision, images: planned.fromImages }, to: { revision: to.revision, replicaSet: to.replicaSet, images: to.images } };
+      if (!dry.changed) return { summary: `no rollback: ${where} already runs the template of revision ${to.revision} (${imagesText(to.images)})`, details, needed: false };
+      return {
+        summary: `roll back ${where} from revision ${h.currentRevision ?? '?'} (${imagesText(planned.fromImages)}) to revision ${to.revision} (${imagesText(to.images)})`,
+        details,
+        needed: true,
+      };
+    },
+    apply: async (approved) => {
+      // The revision people approved, by number: "previous" is not resolved again after the patch.
+      const target = (approved.details as { to: { revision: number } }).to.revision;
+      const done = await change.rollbackDeployment({ namespace, deployment, toRevision: target });
+      const deadline = Date.now() + input.waitTimeoutSeconds * 1000;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          rollout = await wait.waitForRolloutComplete({ namespace, deployment, timeoutSeconds: Math.max(1, Math.ceil((deadline - Date.now()) / 1000)), pollIntervalMs: 1000 });
+          break;
+        } catch (err) {
+          if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && attempt < 5 && deadline - Date.now() > 1000) continue;
+          throw ApplicationFailure.create({ type: 'RolloutIncomplete', nonRetryable: true, message: `rolled back to revision ${target}, but the rollout did not complete within ${input.waitTimeoutSeconds}s: ${errorMessage(err)}` });
+        }
+      }
+      return `${done.changed ? `rolled back to revision ${target} (now revision ${rollout.revision ?? '?'})` : `already on the template of revision ${target}`}; rollout complete in ${Math.round(rollout.waitedMs / 1000)}s (${rollout.readyReplicas} ready, ${rollout.availableReplicas}/${rollout.updatedReplicas} available)`;
+    },
+  });
+
+  let after: RollbackDeploymentResult['after'];
+  if (input.mode === 'execute' && (rolledBack === 'applied' || rolledBack === 'failed')) {
+    after = await run.read(
+      'verify',
+      `Rollout and pods of ${where} after the rollback`,
+      async () => {
+        const [h, p] = await Promise.all([read.getRolloutHistory({ namespace, deployment }), read.listPodSummaries({ namespace, labelSelector })]);
+        const a = availability(h, p.pods);
+        const sameImages = planned !== undefined && a.images.join('\n') === planned.toImages.join('\n');
+        return { ...a, available: rolledBack === 'applied' && sameImages && a.pods > 0 && a.readyPods === a.pods && a.pods >= (rollout?.updatedReplicas ?? 1) };
+      },
+      (a) => `${describeAvailability(a)}; ${a.available ? 'available' : 'NOT available'}`,
+    );
+  }
+
+  const current = history.revisions.find((r) => r.revision === history.currentRevision);
+  // The step's last plan; a run cancelled before planning shows what the history pointed to.
+  const target: RollbackTarget | undefined =
+    planned ??
+    (initialTarget && {
+      ...(history.currentRevision !== undefined ? { fromRevision: history.currentRevision } : {}),
+      fromImages: current?.images ?? [],
+      toRevision: initialTarget.revision,
+      toReplicaSet: initialTarget.replicaSet,
+      toImages: initialTarget.images,
+    });
+  const planText = run.status().plan.find((p) => p.stepId === 'rollback')?.change.summary ?? 'no plan';
+  const outcomeText: Record<string, string> = {
+    planned: `plan: ${planText}`,
+    'not-needed': planText,
+    applied: `rolled back from revision ${target?.fromRevision ?? '?'} to the template of revision ${target?.toRevision ?? '?'}${after ? `; now ${describeAvailability(after)}, ${after.available ? 'available' : 'NOT available'}` : ''}`,
+    failed: `rollback failed${after ? `; now ${describeAvailability(after)}` : ''}`,
+  };
+  const solution =
+    rolledBack === 'applied'
+      ? `${where} rolled back from revision ${target?.fromRevision ?? '?'} (${imagesText(target?.fromImages ?? [])}) to the template of revision ${target?.toRevision} (${imagesText(target?.toImages ?? [])}), now revision ${after?.revision ?? rollout?.revision ?? '?'}; rollout complete in ${rollout ? Math.round(rollout.waitedMs / 1000) : '?'}s; ${after ? `${after.readyPods}/${after.pods} pods ready` : 'not verified'}.`
+      : rolledBack === 'planned'
+        ? `Plan only (nothing changed): ${planText}.`
+        : `Not rolled back (${rolledBack}): ${planText}.`;
+  const result = await run.finish(`${where}: ${outcomeText[rolledBack] ?? `rollback ${rolledBack}: ${planText}`}`, {
+    impact:
+      input.mode === 'plan'
+        ? `None from this run (plan mode). Before: ${describeAvailability(before)}.`
+        : `Before: ${describeAvailability(before)}. ${rolledBack === 'applied' || rolledBack === 'failed' ? `The pods of ${where} were replaced by a rolling update; after: ${after ? describeAvailability(after) : 'unknown'}.` : 'Nothing was changed.'}`,
+    rootCause: `Not diagnosed by this runbook: ${input.startedBy} asked (${input.severity}) to take ${where} off revision ${history.currentRevision ?? '?'} (${imagesText(current?.images ?? [])}, change-cause ${current?.changeCause ?? 'none'}, rolled out ${age(current?.ageSeconds)}). Use podCrashLoop or postIncidentReview for the cause.`,
+    solution,
+    prevention:
+      'Record a change-cause (kubernetes.io/change-cause) with every release so the history says what each revision is; keep revisionHistoryLimit >= 2; canary or staged rollouts with readiness checks; rehearse this rollback monthly (monthlyReview runs it in plan mode).',
+  });
+  return {
+    ...result,
+    namespace,
+    deployment,
+    ...(history.currentRevision !== undefined ? { currentRevision: history.currentRevision } : {}),
+    revisions: history.revisions,
+    before,
+    ...(target ? { rollback: target } : {}),
+    ...(rollout ? { rollout } : {}),
+    ...(after ? { after } : {}),
+  };
+}
