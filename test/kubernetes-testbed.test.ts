@@ -1,3 +1,4 @@
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import {
@@ -15,6 +16,7 @@ import {
   type V1Deployment,
   type V1Status,
 } from '@kubernetes/client-node';
+import { appTlsCertificate, ensureCertificateSecret, ingressAddress, publishIngressAddress } from '../scripts/testbed/kubernetes-seed';
 import { waitUntil } from '../scripts/testbed/processes';
 import {
   adminKubeConfig,
@@ -229,6 +231,52 @@ describe('Kubernetes test bed', () => {
     await setCertificateStatus(kc, ns, 'app-tls-cert', { ready: true, notAfter: new Date(Date.now() + 90 * 86_400_000) });
     cert = await read();
     expect(cert.status.conditions).toEqual([expect.objectContaining({ type: 'Ready', status: 'True' })]);
+  });
+
+  test('the seeded Ingress has an address, and its TLS Secret a self-signed certificate for its host valid 90 days (as the daily health check needs)', async () => {
+    const ingress = (await kc.makeApiClient(NetworkingV1Api).readNamespacedIngress('app-ingress', ns)).body;
+    expect(ingress.status?.loadBalancer?.ingress?.map((a) => a.ip)).toEqual([ingressAddress]);
+    const [tls] = ingress.spec?.tls ?? [];
+    expect(tls?.hosts).toEqual(['app.short-drama.example']);
+    const secret = (await core.readNamespacedSecret(tls!.secretName!, ns)).body;
+    expect(secret.metadata?.name).toBe('app-tls');
+    expect(secret.type).toBe('kubernetes.io/tls');
+    expect(Object.keys(secret.data ?? {}).sort()).toEqual(['tls.crt', 'tls.key']);
+    const certificate = new X509Certificate(Buffer.from(secret.data!['tls.crt']!, 'base64'));
+    expect(certificate.subject).toBe('CN=app.short-drama.example');
+    expect(certificate.subjectAltName).toBe('DNS:app.short-drama.example');
+    // Self-signed, and tls.key is the certificate's key.
+    expect(certificate.issuer).toBe(certificate.subject);
+    expect(certificate.verify(certificate.publicKey)).toBe(true);
+    expect(certificate.checkPrivateKey(createPrivateKey(Buffer.from(secret.data!['tls.key']!, 'base64')))).toBe(true);
+    const notBefore = Date.parse(certificate.validFrom);
+    const notAfter = Date.parse(certificate.validTo);
+    expect(notBefore).toBeLessThanOrEqual(Date.now());
+    expect(notAfter).toBeGreaterThan(Date.now());
+    expect(notAfter - notBefore).toBe(90 * 86_400_000);
+  });
+
+  test('publishing the Ingress address and making the Certificate Secret change nothing the second time', async () => {
+    const networking = kc.makeApiClient(NetworkingV1Api);
+    await networking.createNamespacedIngress(scratch.name, {
+      metadata: { name: 'web' },
+      spec: { rules: [{ host: 'web.example', http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'web', port: { number: 80 } } } }] } }] },
+    });
+    const readIngress = async () => (await networking.readNamespacedIngress('web', scratch.name)).body;
+    expect((await readIngress()).status?.loadBalancer?.ingress ?? []).toEqual([]);
+    await publishIngressAddress(kc, scratch.name, 'web');
+    const published = await readIngress();
+    expect(published.status?.loadBalancer?.ingress?.map((a) => a.ip)).toEqual([ingressAddress]);
+    await publishIngressAddress(kc, scratch.name, 'web');
+    expect((await readIngress()).metadata?.resourceVersion).toBe(published.metadata?.resourceVersion);
+
+    const certificate = appTlsCertificate(scratch.name);
+    await expect(core.readNamespacedSecret('app-tls', scratch.name)).rejects.toMatchObject({ statusCode: 404 });
+    const created = await ensureCertificateSecret(kc, certificate);
+    expect(created.metadata?.annotations?.['cert-manager.io/certificate-name']).toBe('app-tls-cert');
+    const again = await ensureCertificateSecret(kc, certificate);
+    expect(again.metadata?.resourceVersion).toBe(created.metadata?.resourceVersion);
+    expect(again.data).toEqual(created.data);
   });
 
   test("the manual's short-drama-prod is seeded", async () => {

@@ -16,6 +16,8 @@ import { Client } from 'pg';
 import { prometheusGet, type InstantSample } from '../activities/prometheus';
 import { parseInfo } from '../activities/redis';
 import { runbookSearchAttributeKeys } from '../common/search-attributes';
+import { capacityModel, capacitySelector, capacitySeriesNames, readCapacityHistory, storedLabels, type CapacityHistory } from '../scripts/testbed/capacity-history';
+import { testbedLayout } from '../scripts/testbed/layout';
 import { waitUntil } from '../scripts/testbed/processes';
 import { testbedEnv } from './helpers/testbed';
 
@@ -143,6 +145,57 @@ describe('test bed systems are real', () => {
     });
     expect(samples[0]!.metric.job).toBe('temporal');
     await expect(prometheusGet(env.PROMETHEUS_URL!, 'api/v1/query', { query: 'rate(' }, 5000)).rejects.toThrow(/bad_data/);
+  });
+
+  describe('Prometheus capacity history (monthly review: 30-day trends)', () => {
+    const { msPerDay, capacitySeries, value } = capacityModel;
+    let history: CapacityHistory;
+    beforeAll(() => {
+      history = readCapacityHistory(testbedLayout())!;
+      expect(history).toBeDefined();
+    });
+    type RangeSeries = { metric: Record<string, string>; values: Array<[number, string]> };
+    const rangeQuery = (query: string, startMs: number, endMs: number, stepSeconds: number) =>
+      prometheusGet<{ result: RangeSeries[] }>(env.PROMETHEUS_URL!, 'api/v1/query_range', { query, start: String(startMs / 1000), end: String(endMs / 1000), step: String(stepSeconds) }, 10_000);
+    const ms = (seconds: number) => Math.round(seconds * 1000);
+
+    test.each(capacitySeriesNames)('%s: one series over the last 30 days, older than 29 days, every backfilled sample on the model', async (name) => {
+      const series = capacitySeries[name];
+      const now = Date.now();
+      const last30Days = (await rangeQuery(capacitySelector(name), now - 30 * msPerDay, now, 3600)).result;
+      // One series: the backfilled history and the live scrapes carry the same labels.
+      expect(last30Days).toHaveLength(1);
+      expect(last30Days[0]!.metric).toEqual({ __name__: series.metric, ...storedLabels(name, history) });
+      expect(ms(last30Days[0]!.values[0]![0])).toBeLessThan(now - 29 * msPerDay);
+
+      // Evaluated exactly at the backfill's sample times, each point is that sample.
+      const step = capacityModel.sampleIntervalSeconds;
+      const [backfilled] = (await rangeQuery(capacitySelector(name), history.originMs, history.endMs, step)).result;
+      expect(backfilled!.values).toHaveLength(capacityModel.historyDays * (86_400 / step) + 1);
+      const offModel = backfilled!.values.filter(([t, v]) => Number(v) !== value(name, ms(t), history.originMs));
+      expect(offModel).toEqual([]);
+
+      // The known slope, from the stored samples: day-to-day differences at the same time of day cancel the daily wave.
+      const at = (day: number) => Number(backfilled!.values[day * (86_400 / step)]![1]);
+      const days = capacityModel.historyDays;
+      const slope =
+        series.type === 'counter'
+          ? // The mean rate over a whole day (the wave integrates to zero), last day against first.
+            ((at(days) - at(days - 1)) / 86_400 - (at(1) - at(0)) / 86_400) / (days - 1)
+          : (at(days) - at(0)) / days;
+      expect(slope).toBeCloseTo(series.slopePerDay, 6);
+    });
+
+    test.each(capacitySeriesNames)('%s: an instant query answers the current value of the model (live scrapes continue the history)', async (name) => {
+      const instant = async (query: string) => (await prometheusGet<{ result: InstantSample[] }>(env.PROMETHEUS_URL!, 'api/v1/query', { query }, 5000)).result[0]?.value;
+      // A sample newer than the history's end comes from the app-metrics target, not the backfill.
+      await waitUntil(`a live scrape of ${name}`, async () => Number((await instant(`timestamp(${capacitySelector(name)})`))?.[1] ?? 0) * 1000 > history.endMs);
+      const [evaluatedAt, current] = (await instant(capacitySelector(name)))!;
+      // The sample is one scrape (2 s) old at most: allow what the model moves in 10 s.
+      const expected = value(name, ms(evaluatedAt), history.originMs);
+      const tenSecondsEarlier = value(name, ms(evaluatedAt) - 10_000, history.originMs);
+      expect(Math.abs(Number(current) - expected)).toBeLessThanOrEqual(Math.abs(expected - tenSecondsEarlier) + 1);
+    });
   });
 
   test('Temporal dev server has the runbook search attributes registered as Keyword', async () => {

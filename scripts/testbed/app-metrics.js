@@ -3,10 +3,15 @@
 // cache_hits_total, cache_misses_total, database_connections_active) with simulated traffic, so
 // Prometheus has real series for the manual's PromQL. POST /profile with JSON changes the traffic
 // (rps, errorRatio, p95Seconds, cacheHitRatio, dbConnections) to inject a problem; GET /profile shows it.
+// It also stands in for the kubelet and postgres_exporter with the capacity series of
+// capacity-model.js at /metrics/<job> (Prometheus scrapes them as jobs kubelet and
+// postgres-exporter), continuing the history Prometheus was backfilled with on its start.
 'use strict';
+const fs = require('node:fs');
 const http = require('node:http');
+const capacityModel = require('./capacity-model');
 
-const [port] = process.argv.slice(2);
+const [port, capacityHistoryFile] = process.argv.slice(2);
 const buckets = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10];
 const healthy = { rps: 50, errorRatio: 0.002, p95Seconds: 0.3, cacheHitRatio: 0.92, dbConnections: 12 };
 let profile = { ...healthy };
@@ -56,12 +61,52 @@ function metrics() {
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * The anchor of the backfilled history ({ originMs, endMs }), read on every scrape: a Prometheus
+ * restart backfills a new history and rewrites it. Undefined before Prometheus first started.
+ */
+function capacityHistory() {
+  if (!capacityHistoryFile || !fs.existsSync(capacityHistoryFile)) return undefined;
+  // Written by rename, so never read half-written.
+  return JSON.parse(fs.readFileSync(capacityHistoryFile, 'utf8'));
+}
+
+/** The capacity series of one scrape job at the current time, in the text exposition format. */
+function capacityMetrics(job, history) {
+  const now = Date.now();
+  const lines = [];
+  for (const [name, series] of Object.entries(capacityModel.capacitySeries)) {
+    if (series.job !== job) continue;
+    const labels = Object.entries(series.labels).map(([label, value]) => `${label}="${value}"`).join(',');
+    lines.push(`# HELP ${series.metric} ${series.help}`, `# TYPE ${series.metric} ${series.type}`);
+    lines.push(`${series.metric}{${labels}} ${capacityModel.value(name, now, history.originMs)}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+const capacityJobs = new Set(Object.values(capacityModel.capacitySeries).map((series) => series.job));
+
 http
   .createServer((req, res) => {
     const url = new URL(req.url, 'http://app');
+    if (req.method === 'GET' && url.pathname === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ capacityJobs: [...capacityJobs] }));
+    }
     if (req.method === 'GET' && url.pathname === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
       return res.end(metrics());
+    }
+    const job = url.pathname.startsWith('/metrics/') ? url.pathname.slice('/metrics/'.length) : undefined;
+    if (req.method === 'GET' && job !== undefined && capacityJobs.has(job)) {
+      const history = capacityHistory();
+      if (!history) {
+        // No origin to continue from: the target shows as down instead of inventing a history.
+        res.writeHead(503, { 'content-type': 'text/plain' });
+        return res.end('no capacity history yet: Prometheus has not been started by the test bed\n');
+      }
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+      return res.end(capacityMetrics(job, history));
     }
     if (url.pathname === '/profile' && req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'application/json' });

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runChecked } from './processes';
 import type { TestbedLayout } from './layout';
@@ -55,31 +56,59 @@ export function readAdminToken(layout: TestbedLayout): string | undefined {
   return existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
 }
 
-const days = '3650';
+/** Validity of the test bed's own CA and component certificates. */
+const days = 3650;
 
 function openssl(args: string[]): void {
   runChecked('openssl', args);
 }
 
-/** A leaf certificate signed by the test bed's CA. */
-function issue(dir: string, name: string, subject: string, extendedKeyUsage: string, subjectAltName?: string): void {
+interface LeafCertificate {
+  /** openssl -subj, e.g. /CN=kwok */
+  subject: string;
+  extendedKeyUsage: 'serverAuth' | 'clientAuth';
+  /** e.g. IP:127.0.0.1,DNS:localhost */
+  subjectAltName?: string;
+  days: number;
+  /** The test bed's CA (ca.crt and ca.key in the same dir), or the certificate's own key (self-signed). */
+  signedBy: 'testbed-ca' | 'self';
+}
+
+/** A leaf certificate and its key: NAME.crt and NAME.key in dir. */
+function issue(dir: string, name: string, leaf: LeafCertificate): void {
   const key = join(dir, `${name}.key`);
   const csr = join(dir, `${name}.csr`);
   const ext = join(dir, `${name}.ext`);
-  openssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-subj', subject, '-keyout', key, '-out', csr]);
+  openssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-subj', leaf.subject, '-keyout', key, '-out', csr]);
   writeFileSync(
     ext,
     [
       'basicConstraints=critical,CA:FALSE',
       'keyUsage=critical,digitalSignature,keyEncipherment',
-      `extendedKeyUsage=${extendedKeyUsage}`,
-      ...(subjectAltName ? [`subjectAltName=${subjectAltName}`] : []),
+      `extendedKeyUsage=${leaf.extendedKeyUsage}`,
+      ...(leaf.subjectAltName ? [`subjectAltName=${leaf.subjectAltName}`] : []),
       '',
     ].join('\n'),
   );
-  openssl(['x509', '-req', '-in', csr, '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'), '-CAcreateserial', '-days', days, '-extfile', ext, '-out', join(dir, `${name}.crt`)]);
+  const signer = leaf.signedBy === 'self' ? ['-signkey', key] : ['-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'), '-CAcreateserial'];
+  openssl(['x509', '-req', '-in', csr, ...signer, '-days', String(leaf.days), '-extfile', ext, '-out', join(dir, `${name}.crt`)]);
   rmSync(csr, { force: true });
   rmSync(ext, { force: true });
+}
+
+/**
+ * A self-signed TLS serving certificate for one DNS name and its private key, PEM (what
+ * cert-manager's SelfSigned issuer would put in a Certificate's Secret). The key is written only
+ * to a private temporary dir, removed before returning.
+ */
+export function selfSignedServingCertificate(dnsName: string, days: number): { certificate: string; privateKey: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'runbook-testbed-tls-'));
+  try {
+    issue(dir, 'tls', { subject: `/CN=${dnsName}`, extendedKeyUsage: 'serverAuth', subjectAltName: `DNS:${dnsName}`, days, signedBy: 'self' });
+    return { certificate: readFileSync(join(dir, 'tls.crt'), 'utf8'), privateKey: readFileSync(join(dir, 'tls.key'), 'utf8') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /**
@@ -97,20 +126,20 @@ export function ensureKubernetesPki(layout: TestbedLayout): KubernetesPki {
     rmSync(staging, { recursive: true, force: true });
     mkdirSync(staging, { recursive: true, mode: 0o700 });
     openssl([
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', days, '-subj', '/CN=runbook-testbed-ca',
+      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', String(days), '-subj', '/CN=runbook-testbed-ca',
       '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
       '-keyout', join(staging, 'ca.key'), '-out', join(staging, 'ca.crt'),
     ]);
-    issue(
-      staging,
-      'apiserver',
-      '/CN=kube-apiserver',
-      'serverAuth',
-      'IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local',
-    );
-    issue(staging, 'kwok', '/CN=kwok', 'serverAuth', 'IP:127.0.0.1,DNS:localhost');
-    issue(staging, 'kubelet-client', '/O=system:masters/CN=kube-apiserver-kubelet-client', 'clientAuth');
-    issue(staging, 'front-proxy-client', '/CN=front-proxy-client', 'clientAuth');
+    const byCa = { days, signedBy: 'testbed-ca' } as const;
+    issue(staging, 'apiserver', {
+      ...byCa,
+      subject: '/CN=kube-apiserver',
+      extendedKeyUsage: 'serverAuth',
+      subjectAltName: 'IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local',
+    });
+    issue(staging, 'kwok', { ...byCa, subject: '/CN=kwok', extendedKeyUsage: 'serverAuth', subjectAltName: 'IP:127.0.0.1,DNS:localhost' });
+    issue(staging, 'kubelet-client', { ...byCa, subject: '/O=system:masters/CN=kube-apiserver-kubelet-client', extendedKeyUsage: 'clientAuth' });
+    issue(staging, 'front-proxy-client', { ...byCa, subject: '/CN=front-proxy-client', extendedKeyUsage: 'clientAuth' });
     openssl(['genrsa', '-out', join(staging, 'sa.key'), '2048']);
     openssl(['rsa', '-in', join(staging, 'sa.key'), '-pubout', '-out', join(staging, 'sa.pub')]);
     const token = randomBytes(24).toString('hex');

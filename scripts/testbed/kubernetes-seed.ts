@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -5,13 +6,15 @@ import {
   AppsV1Api,
   CoreV1Api,
   CustomObjectsApi,
+  NetworkingV1Api,
   PatchUtils,
   type KubeConfig,
   type KubernetesObject,
+  type V1Secret,
 } from '@kubernetes/client-node';
-import { applyObjects, kubeConfigFromFile, readYamlObjects } from './kubernetes-apply';
+import { applyObjects, kubeConfigFromFile, readYamlObjects, testbedFieldManager } from './kubernetes-apply';
 import { kubernetesBinaries } from './kubernetes-install';
-import { kubernetesStateDir, pkiPaths, writeKubeconfig } from './kubernetes-pki';
+import { kubernetesStateDir, pkiPaths, selfSignedServingCertificate, writeKubeconfig } from './kubernetes-pki';
 import { port, type TestbedLayout } from './layout';
 import { waitUntil } from './processes';
 import type { TestbedContext } from './context';
@@ -440,11 +443,17 @@ function writeSeedFiles(layout: TestbedLayout): void {
   if (!existsSync(sample)) writeFileSync(sample, 'x'.repeat(64 * 1024));
 }
 
+/** Whether a client-node (0.22) rejection carries this HTTP status. */
+function isStatus(err: unknown, code: number): boolean {
+  const e = err as { statusCode?: number; response?: { statusCode?: number } };
+  return (e.statusCode ?? e.response?.statusCode) === code;
+}
+
 async function readOrUndefined<T>(read: () => Promise<{ body: T }>): Promise<T | undefined> {
   try {
     return (await read()).body;
   } catch (err) {
-    if ((err as { statusCode?: number }).statusCode === 404 || (err as { response?: { statusCode?: number } }).response?.statusCode === 404) return undefined;
+    if (isStatus(err, 404)) return undefined;
     throw err;
   }
 }
@@ -493,17 +502,84 @@ export async function seedKubernetes(ctx: TestbedContext): Promise<void> {
   }
   await applyObjects(kc, [appDeployment(appReleases[1])]);
 
-  // A Certificate as cert-manager leaves it: Ready, valid for 90 days (only if it has no status yet).
+  // What cert-manager and the ingress controller would do for a healthy sandbox: the TLS Secret
+  // (only if missing), the Certificate Ready with that Secret's validity (only if it has no status
+  // yet), and the Ingress's address (every time).
+  const tls = new X509Certificate(Buffer.from((await ensureCertificateSecret(kc, appTlsCertificate(ns))).data!['tls.crt']!, 'base64'));
   const custom = kc.makeApiClient(CustomObjectsApi);
   const cert = (await custom.getNamespacedCustomObject('cert-manager.io', 'v1', ns, 'certificates', 'app-tls-cert')).body as { status?: unknown };
   if (!cert.status) {
-    const now = Date.now();
-    await setCertificateStatusRaw(kc, ns, 'app-tls-cert', true, new Date(now + 90 * 86_400_000), new Date(now));
+    await setCertificateStatusRaw(kc, ns, 'app-tls-cert', true, new Date(tls.validTo), new Date(tls.validFrom));
   }
+  await publishIngressAddress(kc, ns, 'app-ingress');
 
   await Promise.all(['short-drama-app', 'postgres', 'redis'].map((name) => waitForRollout(kc, ns, name)));
   await writeReadonlyKubeconfig(ctx, kc);
   ctx.log(`kubernetes: short-drama-prod seeded in ${Date.now() - t0} ms`);
+}
+
+/** The address the sandbox's (absent) ingress controller publishes for Ingresses. */
+export const ingressAddress = '127.0.0.1';
+
+/**
+ * What an ingress controller does once it serves an Ingress: its address in
+ * status.loadBalancer.ingress, through the status subresource. A merge patch of the whole list:
+ * running it again changes nothing.
+ */
+export async function publishIngressAddress(kc: KubeConfig, namespace: string, name: string, ip = ingressAddress): Promise<void> {
+  await kc.makeApiClient(NetworkingV1Api).patchNamespacedIngressStatus(
+    name,
+    namespace,
+    { status: { loadBalancer: { ingress: [{ ip }] } } },
+    undefined,
+    undefined,
+    testbedFieldManager,
+    undefined,
+    undefined,
+    { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_JSON_MERGE_PATCH } },
+  );
+}
+
+/**
+ * The Secret cert-manager would issue for a Certificate: type kubernetes.io/tls, a self-signed
+ * certificate for its first DNS name, valid for its duration (hours), with cert-manager's
+ * annotations. Created only when missing, never replaced (a test may have put another certificate
+ * in it); returns the Secret as it is.
+ */
+export async function ensureCertificateSecret(kc: KubeConfig, certificate: Obj): Promise<V1Secret> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const spec = (certificate as { spec: { secretName: string; commonName?: string; dnsNames?: string[]; duration?: string; issuerRef: { name: string; kind?: string; group?: string } } }).spec;
+  const namespace = certificate.metadata!.namespace!;
+  const existing = await readOrUndefined(() => core.readNamespacedSecret(spec.secretName, namespace));
+  if (existing) return existing;
+  const host = spec.dnsNames?.[0] ?? spec.commonName!;
+  const hours = /^(\d+)h$/.exec(spec.duration ?? '2160h');
+  if (!hours) throw new Error(`Certificate ${certificate.metadata!.name}: duration ${spec.duration} is not in whole hours`);
+  const { certificate: crt, privateKey } = selfSignedServingCertificate(host, Number(hours[1]) / 24);
+  const secret: V1Secret = {
+    metadata: {
+      name: spec.secretName,
+      namespace,
+      labels: { 'controller.cert-manager.io/fao': 'true' },
+      annotations: {
+        'cert-manager.io/certificate-name': certificate.metadata!.name!,
+        'cert-manager.io/common-name': spec.commonName ?? host,
+        'cert-manager.io/alt-names': (spec.dnsNames ?? [host]).join(','),
+        'cert-manager.io/issuer-name': spec.issuerRef.name,
+        'cert-manager.io/issuer-kind': spec.issuerRef.kind ?? 'Issuer',
+        'cert-manager.io/issuer-group': spec.issuerRef.group ?? 'cert-manager.io',
+      },
+    },
+    type: 'kubernetes.io/tls',
+    data: { 'tls.crt': Buffer.from(crt).toString('base64'), 'tls.key': Buffer.from(privateKey).toString('base64') },
+  };
+  try {
+    return (await core.createNamespacedSecret(namespace, secret, undefined, undefined, testbedFieldManager)).body;
+  } catch (err) {
+    // Another seed (a second `up` at the same time) created it first: theirs stands.
+    if (!isStatus(err, 409)) throw err;
+    return (await core.readNamespacedSecret(spec.secretName, namespace)).body;
+  }
 }
 
 /** Sets a Certificate's Ready condition and validity through the status subresource. */

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
+import { capacityHistoryFile } from './capacity-history';
 import { port, type PortName } from './layout';
-import { startDetached, waitUntil } from './processes';
+import { startDetached, stopDetached, waitUntil } from './processes';
 import type { ServiceName, TestbedContext, TestbedServer } from './context';
 
 export function webhookUrl(ctx: TestbedContext): string {
@@ -27,11 +28,17 @@ function nodeServer(name: ServiceName, script: string, portName: PortName, healt
       startDetached(ctx.layout.stateDir, name, process.execPath, [join(__dirname, script), String(port(ctx.layout, portName)), ...extraArgs(ctx)]);
       await waitUntil(name, () => this.isHealthy(ctx), 30_000, join(ctx.layout.stateDir, `${name}.log`));
     },
+    // Lets `up` replace an unhealthy one of ours (e.g. from an older checkout) instead of failing on its port.
+    stop: (layout) => stopDetached(layout.stateDir, name),
   };
 }
 
 /** Receives the runbooks' notifications (Slack-compatible JSON) and lists them at GET /messages. */
 export const webhookServer = nodeServer('webhook', 'webhook-receiver.js', 'webhook', '/healthz', (ctx) => [join(ctx.layout.stateDir, 'webhook-messages.jsonl')]);
 
-/** The manual's application metrics with simulated traffic, scraped by Prometheus. */
-export const appMetricsServer = nodeServer('app-metrics', 'app-metrics.js', 'appMetrics', '/profile');
+/**
+ * The manual's application metrics with simulated traffic, and the capacity series continuing the
+ * history Prometheus was backfilled with, scraped by Prometheus. Healthy means /healthz answers,
+ * which a server from before the capacity series does not: `up` replaces such a one.
+ */
+export const appMetricsServer = nodeServer('app-metrics', 'app-metrics.js', 'appMetrics', '/healthz', (ctx) => [capacityHistoryFile(ctx.layout)]);

@@ -1,30 +1,57 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { backfillCapacityHistory, capacityScrapeJobs, capacitySelector } from './capacity-history';
 import { ensureDebianPackages } from './install';
 import { port } from './layout';
-import { startDetached, waitUntil } from './processes';
+import { startDetached, stopDetached, waitUntil } from './processes';
 import type { TestbedContext, TestbedServer } from './context';
 
 export function prometheusUrl(ctx: TestbedContext): string {
   return `http://127.0.0.1:${port(ctx.layout, 'prometheus')}`;
 }
 
-/** Prometheus scraping itself and the Temporal dev server, so PromQL has real series to answer with. */
+async function instantQuery(ctx: TestbedContext, query: string): Promise<unknown[]> {
+  const response = await fetch(`${prometheusUrl(ctx)}/api/v1/query?query=${encodeURIComponent(query)}`, { signal: AbortSignal.timeout(5000) });
+  const body = (await response.json()) as { data?: { result?: unknown[] } };
+  return body.data?.result ?? [];
+}
+
+async function isReady(ctx: TestbedContext): Promise<boolean> {
+  const response = await fetch(`${prometheusUrl(ctx)}/-/ready`, { signal: AbortSignal.timeout(1000) });
+  return response.ok;
+}
+
+/**
+ * Prometheus scraping itself, the Temporal dev server and the app metrics target (the app's own
+ * series, and the capacity series under the scrape jobs `kubelet` and `postgres-exporter`), started
+ * on 30 days of backfilled capacity history (capacity-history.ts) for the monthly review.
+ */
 export const prometheusServer: TestbedServer = {
   name: 'prometheus',
   ports: ['prometheus'],
   install(ctx) {
+    // The package ships promtool too, which backfills the history.
     ensureDebianPackages(['prometheus'], ctx.log);
   },
   async isHealthy(ctx) {
-    const response = await fetch(`${prometheusUrl(ctx)}/-/ready`, { signal: AbortSignal.timeout(1000) });
-    return response.ok;
+    // A Prometheus started before the history existed (or whose history is gone) is not the one
+    // the tests need: `up` then restarts it, which backfills. 29 days back is inside the history
+    // right after a start and stays so while Prometheus runs.
+    return (await isReady(ctx)) && (await instantQuery(ctx, `${capacitySelector('databaseSize')} offset 29d`)).length > 0;
   },
   async start(ctx) {
     const { layout } = ctx;
     const dir = join(layout.stateDir, 'prometheus');
-    mkdirSync(join(dir, 'data'), { recursive: true });
+    const dataDir = join(dir, 'data');
+    // The history ends at this start: blocks of an earlier one would overlap it, and the live
+    // scrapes must come after the last backfilled sample.
+    rmSync(dataDir, { recursive: true, force: true });
+    mkdirSync(dataDir, { recursive: true });
+    const t0 = Date.now();
+    const history = backfillCapacityHistory(layout, dataDir);
+    ctx.log(`prometheus: ${Math.round((history.endMs - history.originMs) / 86_400_000)} days of capacity history backfilled in ${Date.now() - t0} ms`);
     const configFile = join(dir, 'prometheus.yml');
+    const appMetricsTarget = `127.0.0.1:${port(layout, 'appMetrics')}`;
     writeFileSync(
       configFile,
       [
@@ -40,23 +67,29 @@ export const prometheusServer: TestbedServer = {
         `      - targets: ['127.0.0.1:${port(layout, 'temporalMetrics')}']`,
         '  - job_name: short-drama-app',
         '    static_configs:',
-        `      - targets: ['127.0.0.1:${port(layout, 'appMetrics')}']`,
+        `      - targets: ['${appMetricsTarget}']`,
+        ...capacityScrapeJobs().flatMap(({ job, metricsPath }) => [
+          `  - job_name: ${job}`,
+          `    metrics_path: ${metricsPath}`,
+          '    static_configs:',
+          `      - targets: ['${appMetricsTarget}']`,
+        ]),
         '',
       ].join('\n'),
     );
     startDetached(layout.stateDir, 'prometheus', 'prometheus', [
       `--config.file=${configFile}`,
-      `--storage.tsdb.path=${join(dir, 'data')}`,
+      `--storage.tsdb.path=${dataDir}`,
+      // The default 15d would delete most of the 30-day history at once.
+      '--storage.tsdb.retention.time=90d',
       `--web.listen-address=127.0.0.1:${port(layout, 'prometheus')}`,
       '--web.enable-lifecycle',
       '--web.enable-admin-api',
     ]);
-    await waitUntil('Prometheus', () => this.isHealthy(ctx), 60_000, join(layout.stateDir, 'prometheus.log'));
+    await waitUntil('Prometheus', () => isReady(ctx), 60_000, join(layout.stateDir, 'prometheus.log'));
     // Ready means PromQL already has data: wait for the first scrape of itself.
-    await waitUntil('the first Prometheus scrape', async () => {
-      const response = await fetch(`${prometheusUrl(ctx)}/api/v1/query?query=up`, { signal: AbortSignal.timeout(1000) });
-      const body = (await response.json()) as { data?: { result?: unknown[] } };
-      return (body.data?.result?.length ?? 0) > 0;
-    }, 30_000);
+    await waitUntil('the first Prometheus scrape', async () => (await instantQuery(ctx, 'up')).length > 0, 30_000);
   },
+  // Lets `up` replace one of ours without the history (see isHealthy) instead of failing on its port.
+  stop: (layout) => stopDetached(layout.stateDir, 'prometheus'),
 };
