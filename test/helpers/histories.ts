@@ -7,7 +7,8 @@ export const historiesDir = resolve(__dirname, '..', 'histories');
 
 /**
  * With RECORD_HISTORIES=1, saves a finished run's history for the replay test, which then
- * guards running workflows against incompatible code changes. Recorded once, committed.
+ * guards running workflows against incompatible code changes. Recorded once, committed. A "__"
+ * in the name stands for "/" in the workflow id the replay uses.
  */
 export async function recordHistory(handle: WorkflowHandle, name: string): Promise<void> {
   if (process.env.RECORD_HISTORIES !== '1') return;

@@ -45,7 +45,8 @@ describe('monthlyReview', () => {
       const runbooks = createRunbookClient({ client, taskQueue: config.temporal.taskQueue });
       const { workflowId: id } = await runbooks.startRunbook('monthlyReview', { backupPrefix, ...input }, { startedBy: 'test' });
       const result = await runbooks.waitForResult<ChecklistResult>(id);
-      if (record) await recordHistory(client.workflow.getHandle(id), 'monthlyReview');
+      // The child's id derives from this run's id: the file name keeps it for replay ("__" for "/").
+      if (record) await recordHistory(client.workflow.getHandle(id), id.replace(/\//g, '__'));
       return result;
     });
   }
