@@ -20,10 +20,7 @@ export type DailyHealthCheckResult = ChecklistResult;
 export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<DailyHealthCheckResult> {
   const input = validateInput('dailyHealthCheck', dailyHealthCheckInput, raw);
   const { namespace, backupPrefix } = input;
-  const checklist = await Checklist.begin(
-    { name: 'dailyHealthCheck', target: namespace, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
-    10,
-  );
+  const checklist = await Checklist.begin('dailyHealthCheck', namespace, input, 10);
   const t = checklist.thresholds;
   await read.assertTargetsAllowed({
     namespaces: [namespace],

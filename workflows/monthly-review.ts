@@ -56,10 +56,7 @@ function daysUntil(f: Extract<ForecastQueryResult, { available: true }>, level: 
 export async function monthlyReview(raw: MonthlyReviewInput): Promise<MonthlyReviewResult> {
   const input = validateInput('monthlyReview', monthlyReviewInput, raw);
   const { namespace, appDeployment, pvc, database, backupPrefix } = input;
-  const checklist = await Checklist.begin(
-    { name: 'monthlyReview', target: namespace, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
-    5,
-  );
+  const checklist = await Checklist.begin('monthlyReview', namespace, input, 5);
   const t = checklist.thresholds;
   await read.assertTargetsAllowed({ namespaces: [namespace], databases: [database], names: [{ name: appDeployment, what: 'deployment' }, { name: pvc, what: 'persistentvolumeclaim' }] });
   const now = new Date().toISOString();

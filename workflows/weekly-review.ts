@@ -40,10 +40,7 @@ const oneLine = (text: string, max = 160) => {
 export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReviewResult> {
   const input = validateInput('weeklyReview', weeklyReviewInput, raw);
   const { namespace, window } = input;
-  const checklist = await Checklist.begin(
-    { name: 'weeklyReview', target: namespace, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
-    10,
-  );
+  const checklist = await Checklist.begin('weeklyReview', namespace, input, 10);
   const t = checklist.thresholds;
   await read.assertTargetsAllowed({
     namespaces: [namespace],

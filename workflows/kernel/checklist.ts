@@ -26,9 +26,11 @@ export class Checklist {
     private readonly startedAt: string,
   ) {}
 
-  static async begin(identity: Omit<RunbookIdentity, 'kind'>, stepsDeclared: number): Promise<Checklist> {
+  /** Starts a checklist run on `target` (what it looks at) with the run fields of its input. */
+  static async begin(name: string, target: string, input: Pick<RunbookIdentity, 'mode' | 'severity' | 'startedBy' | 'scheduled'>, stepsDeclared: number): Promise<Checklist> {
     const startedAt = new Date().toISOString();
-    const run = await RunbookRun.begin({ ...identity, kind: 'maintenance' }, stepsDeclared);
+    const { mode, severity, startedBy, scheduled } = input;
+    const run = await RunbookRun.begin({ name, kind: 'maintenance', target, mode, severity, startedBy, scheduled }, stepsDeclared);
     return new Checklist(run, await support.loadChecklistThresholds(), startedAt);
   }
 
