@@ -6,6 +6,7 @@ import type { Pool } from 'pg';
 import { checklistThresholdDefaults, type AllowLists, type ChecklistThresholds, type RunbookConfig } from '../config/schema';
 import { createKubernetesActivities } from './kubernetes';
 import { createNotifyActivities } from './notify';
+import { createPasswordRotationActivities } from './password-rotation';
 import { createPostgresActivities } from './postgres';
 import { createPrometheusActivities } from './prometheus';
 import { createRedisActivities } from './redis';
@@ -42,6 +43,7 @@ export function createActivities(deps: ActivityDeps) {
       s3: deps.s3 && { client: deps.s3.client, bucket: deps.s3.bucket, backupPrefix: deps.s3.backupPrefix },
     }),
     ...createRedisActivities({ redis: deps.redis, allowedKeyPatterns: allowlists.redisKeyPatterns }),
+    ...createPasswordRotationActivities({ kube: deps.kube, allowedNamespaces: allowlists.namespaces, pool: deps.pool, databaseUrl: deps.databaseUrl, allowedDatabases: allowlists.databases }),
     ...createS3Activities({
       s3: deps.s3?.client,
       bucket: deps.s3?.bucket,

@@ -20,6 +20,7 @@ export const requiredPermissions: RequiredPermission[] = [
   { verb: 'list', group: '', resource: 'configmaps', usedBy: 'postIncidentReview' },
   { verb: 'list', group: '', resource: 'secrets', usedBy: 'postIncidentReview, dailyHealthCheck (names and keys only)' },
   { verb: 'list', group: '', resource: 'persistentvolumeclaims', usedBy: 'dailyHealthCheck, monthlyReview, diskPressure' },
+  { verb: 'get', group: '', resource: 'secrets', usedBy: 'rotateDatabasePassword (the staged password, read inside the activity)' },
   { verb: 'patch', group: '', resource: 'secrets', usedBy: 'rotateDatabasePassword' },
   { verb: 'create', group: '', resource: 'secrets', usedBy: 'rotateDatabasePassword (a Secret not there yet)' },
   { verb: 'patch', group: '', resource: 'persistentvolumeclaims', usedBy: 'diskPressure' },

@@ -5,6 +5,7 @@ import { redisMemoryPressureInput } from './inputs/redis-memory-pressure';
 import { diskPressureInput } from './inputs/disk-pressure';
 import { podCrashLoopInput } from './inputs/pod-crash-loop';
 import { rollbackDeploymentInput } from './inputs/rollback-deployment';
+import { rotateDatabasePasswordInput } from './inputs/rotate-database-password';
 import { preflightInputSchema } from './preflight-input';
 import { dailyHealthCheckInput, monthlyReviewInput, weeklyReviewInput } from './inputs/checklists';
 
@@ -43,6 +44,7 @@ export const catalog: Record<string, CatalogEntry> = {
   diskPressure: { name: 'diskPressure', kind: 'fault', description: '场景4: PVC capacity and StorageClass, df/du of the volume, logs older than 7 days, backups older than 30 days; delete the old logs, expand the PVC (only if its StorageClass allows) and delete the old backups (each approved).', inputSchema: diskPressureInput, targetOf: (input) => `${input.namespace}/${input.pvc}` },
   podCrashLoop: { name: 'podCrashLoop', kind: 'fault', description: '场景1: pod status and restarts, pod events, previous container logs, usage vs limits, rollout history; OOMKilled: raise the memory limit (x1.5, capped), code error: roll back to the previous revision (each approved); config error: no change, the report names the missing key.', inputSchema: podCrashLoopInput, targetOf: (input) => `${input.namespace}/${input.deployment}` },
   rollbackDeployment: { name: 'rollbackDeployment', kind: 'emergency', description: '快速回滚: rollout history (revisions, images, change-cause, age); roll back to the previous or a given revision (approved), wait for the rollout and verify the pods are ready.', inputSchema: rollbackDeploymentInput, targetOf: (input) => `${input.namespace}/${input.deployment}` },
+  rotateDatabasePassword: { name: 'rotateDatabasePassword', kind: 'security', description: '定期轮换密钥: a new password generated in the worker and staged in the Secret (never in the history); ALTER ROLE to it (SCRAM verifier), promote it in the Secret keeping the old one, rolling restart of the app verified ready (each approved); the old password restored when the rotation does not finish.', inputSchema: rotateDatabasePasswordInput, targetOf: (input) => `${input.namespace}/${input.secret}` },
 };
 
 export function workflowIdFor(entry: CatalogEntry, input: Record<string, unknown>): string {

@@ -11,3 +11,4 @@ export { targetLock } from './target-lock';
 export { dailyHealthCheck } from './daily-health-check';
 export { monthlyReview } from './monthly-review';
 export { weeklyReview } from './weekly-review';
+export { rotateDatabasePassword } from './rotate-database-password';

@@ -166,6 +166,28 @@ export class RunbookRun {
     return this.stepOutcomes.get(stepId);
   }
 
+  /**
+   * Undoes part of an approved change after a later step of it failed or was not applied (e.g. the
+   * old password back after a failed rollout). Approved with the change it undoes, so it runs at
+   * once (under the target's lock, like any apply); recorded as applied or failed, and not
+   * counted as a step outcome.
+   */
+  async compensate(stepId: string, title: string, fn: () => Promise<string>): Promise<boolean> {
+    this.currentStep = stepId;
+    const lock = await this.acquireLock();
+    try {
+      const result = await fn();
+      this.record({ event: 'applied', stepId, title, detail: result });
+      return true;
+    } catch (err) {
+      this.record({ event: 'failed', stepId, title, detail: errorMessage(err) });
+      return false;
+    } finally {
+      await this.releaseLock(lock);
+      this.currentStep = undefined;
+    }
+  }
+
   private async runChange(step: ChangeStep): Promise<ChangeOutcome> {
     // In plan mode a planned dependency counts as done, so the plan shows the whole chain.
     const satisfied: Array<ChangeOutcome | undefined> = this.identity.mode === 'plan' ? ['applied', 'not-needed', 'planned'] : ['applied', 'not-needed'];
@@ -385,7 +407,8 @@ export class RunbookRun {
     this.outcome = this.decideOutcome();
     this.record({ event: 'finished', detail: `${this.outcome}: ${summary}` });
     const result: RunbookResultBase = { outcome: this.outcome, summary, plan: [...this.plan.values()], timeline: [...this.timeline] };
-    if (findings && (this.identity.kind === 'fault' || this.identity.kind === 'emergency')) {
+    // Security runbooks change credentials: what was done (or undone) is worth a report too.
+    if (findings && (this.identity.kind === 'fault' || this.identity.kind === 'emergency' || this.identity.kind === 'security')) {
       const { workflowId, runId } = workflowInfo();
       result.report = await support.writeIncidentReport({
         ...findings,

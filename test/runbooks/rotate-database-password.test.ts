@@ -1,0 +1,293 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { AppsV1Api, CoreV1Api, PatchUtils } from '@kubernetes/client-node';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { Client } from 'pg';
+import { createRunbookClient, type RunbookClient } from '../../client';
+import type { RotateDatabasePasswordResult } from '../../workflows/rotate-database-password';
+import { recordHistory } from '../helpers/histories';
+import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
+import { adminKubeConfig, kubernetesNamespace as namespace, statusOf } from '../helpers/kube-cluster';
+import { uniqueSuffix, withAdmin } from '../helpers/postgres-scratch';
+import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { testbedConfig, testbedEnv } from '../helpers/testbed';
+import { withWorker } from '../helpers/worker';
+
+const key = 'DATABASE_PASSWORD';
+const steps = ['stage-password', 'alter-role', 'update-secret', 'restart-app'];
+const restartedAtAnnotation = 'kubectl.kubernetes.io/restartedAt';
+const b64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
+
+/**
+ * 定期轮换密钥 against the test bed's real PostgreSQL, Kubernetes API and Temporal server. Each
+ * test rotates a LOGIN role, Secret and app Deployment of its own (never app-secrets or postgres).
+ */
+describe('rotateDatabasePassword', () => {
+  const env = testbedEnv();
+  const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }, { id: 'dave', roles: ['l1'] }, { id: 'erin', roles: ['l2'] }]) });
+  const kc = adminKubeConfig();
+  const core = kc.makeApiClient(CoreV1Api);
+  const apps = kc.makeApiClient(AppsV1Api);
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const workflowIds: string[] = [];
+
+  interface Fixture {
+    role: string;
+    old: string;
+    secret: string;
+    app: string;
+    workflowId: string;
+  }
+
+  /** A LOGIN role with a known password, a Secret holding it, and an app Deployment (kwok runs its pod). */
+  async function fixture(): Promise<Fixture> {
+    const role = `rot_${uniqueSuffix()}`;
+    const old = randomBytes(18).toString('base64url');
+    await withAdmin(async (admin) => {
+      // pg_stat_statements keeps CREATE ROLE ... PASSWORD verbatim: not for this statement.
+      await admin.query('SET pg_stat_statements.track_utility = off');
+      await admin.query(`CREATE ROLE "${role}" LOGIN PASSWORD '${old}'`);
+    });
+    cleanups.push(() => withAdmin((admin) => admin.query(`DROP ROLE IF EXISTS "${role}"`)));
+    const secret = unique('rot-secret');
+    await core.createNamespacedSecret(namespace, { metadata: { name: secret, labels: { 'runbook-test/scratch': 'true' } }, type: 'Opaque', data: { [key]: b64(old), OTHER: b64('kept') } });
+    cleanups.push(() => core.deleteNamespacedSecret(secret, namespace).catch((err: unknown) => (statusOf(err) === 404 ? undefined : Promise.reject(err))));
+    const app = unique('rot-app');
+    cleanups.push(() => deleteDeployment(kc, app));
+    await scratchDeployment(kc, app);
+    const workflowId = `rotateDatabasePassword/${namespace}/${secret}`;
+    workflowIds.push(workflowId, `lock/${namespace}/${secret}`);
+    return { role, old, secret, app, workflowId };
+  }
+
+  async function secretData(secret: string): Promise<{ data: Record<string, string>; annotations: Record<string, string> }> {
+    const { body } = await core.readNamespacedSecret(secret, namespace);
+    return { data: Object.fromEntries(Object.entries(body.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')])), annotations: body.metadata?.annotations ?? {} };
+  }
+
+  async function restartedAt(app: string): Promise<string | undefined> {
+    return (await apps.readNamespacedDeployment(app, namespace)).body.spec?.template.metadata?.annotations?.[restartedAtAnnotation];
+  }
+
+  async function logsIn(role: string, password: string): Promise<boolean> {
+    const url = new URL(env.DATABASE_URL!);
+    url.username = role;
+    url.password = encodeURIComponent(password);
+    const client = new Client({ connectionString: url.toString(), connectionTimeoutMillis: 5000 });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      return true;
+    } catch (err) {
+      if ((err as { code?: string }).code === '28P01') return false;
+      throw err;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  /**
+   * The whole history as text: its proto JSON plus every payload decoded (payloads are base64 in
+   * it, so a password inside one would not show in the JSON itself).
+   */
+  async function historyText(handle: WorkflowHandle): Promise<string> {
+    const json = historyToJSON(await handle.fetchHistory());
+    const payloads = [...json.matchAll(/"data":\s*"([A-Za-z0-9+/=]+)"/g)].map((m) => Buffer.from(m[1]!, 'base64').toString('utf8'));
+    return [json, ...payloads].join('\n');
+  }
+
+  function expectNoPassword(text: string, passwords: string[]): void {
+    for (const password of passwords) {
+      expect(text).not.toContain(password);
+      expect(text).not.toContain(b64(password));
+    }
+  }
+
+  async function approveAll(runbooks: RunbookClient, workflowId: string, onPending?: (stepId: string) => Promise<void>): Promise<void> {
+    for (const step of steps) {
+      const pending = await pendingOf(runbooks, workflowId, step);
+      await onPending?.(step);
+      await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver: 'bob', reason: `rotation: ${step}` });
+    }
+  }
+
+  afterEach(async () => {
+    await terminateRuns(config.temporal, workflowIds.splice(0));
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+  });
+
+  test('plan: the four steps, nothing generated or changed', async () => {
+    const f = await fixture();
+    const before = await secretData(f.secret);
+    const restartBefore = await restartedAt(f.app);
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      const started = await runbooks.startRunbook('rotateDatabasePassword', { secret: f.secret, role: f.role, appDeployment: f.app }, { startedBy: 'erin' });
+      expect(started.workflowId).toBe(f.workflowId);
+      return runbooks.waitForResult<RotateDatabasePasswordResult>(started.workflowId);
+    });
+    expect(result.outcome).toBe('planned');
+    expect(result.plan.map((p) => [p.stepId, p.change.needed])).toEqual(steps.map((s) => [s, true]));
+    expect(result.plan.find((p) => p.stepId === 'alter-role')?.change.summary).toMatch(new RegExp(`^ALTER ROLE ${f.role} PASSWORD to ${key}_NEXT \\(a SCRAM-SHA-256 verifier`));
+    expect(result.timeline.map((e) => e.event)).not.toContain('requested');
+    expect(result.roleBefore).toMatchObject({ role: f.role, sessions: 0 });
+    expect(result.secretBefore).toMatchObject({ keys: [key, 'OTHER'], hasKey: true, hasNext: false });
+    expect(await secretData(f.secret)).toEqual(before);
+    expect(await restartedAt(f.app)).toBe(restartBefore);
+    expect(await logsIn(f.role, f.old)).toBe(true);
+    const markdown = await readBucketText(result.report!.markdownKey);
+    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+    expect(markdown).toContain('None (plan mode)');
+  });
+
+  test('execute + approvals: the role logs in with the new Secret value, the old one is kept as _PREVIOUS, the app restarted; no password in the history or the report', async () => {
+    const f = await fixture();
+    // A session open before the rotation stays open through it (PostgreSQL checks passwords at login only).
+    const url = new URL(env.DATABASE_URL!);
+    url.username = f.role;
+    url.password = encodeURIComponent(f.old);
+    const session = new Client({ connectionString: url.toString() });
+    session.on('error', () => undefined);
+    await session.connect();
+    try {
+      const { result, history } = await withWorker(config, async ({ client, taskQueue }) => {
+        const runbooks = createRunbookClient({ client, taskQueue });
+        const { workflowId } = await runbooks.startRunbook('rotateDatabasePassword', { mode: 'execute', secret: f.secret, role: f.role, appDeployment: f.app }, { startedBy: 'erin' });
+        // The initiator may not approve their own run.
+        const first = await pendingOf(runbooks, workflowId, 'stage-password');
+        await expect(runbooks.approve(workflowId, { stepId: 'stage-password', planHash: first.planHash, approver: 'erin', reason: 'mine' })).rejects.toThrow(/four-eyes/);
+        await approveAll(runbooks, workflowId);
+        const finished = await runbooks.waitForResult<RotateDatabasePasswordResult>(workflowId);
+        const handle = client.workflow.getHandle(workflowId);
+        await recordHistory(handle, 'rotateDatabasePassword');
+        return { result: finished, history: await historyText(handle) };
+      });
+      expect(result.outcome).toBe('completed');
+      expect(result.rotated).toBe(true);
+      expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.stepId)).toEqual(steps);
+      expect(result.timeline.filter((e) => e.event === 'decided').map((e) => e.by)).toEqual(['bob', 'bob', 'bob', 'bob']);
+
+      const after = await secretData(f.secret);
+      const next = after.data[key]!;
+      expect(next).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(after.data).toEqual({ [key]: next, [`${key}_PREVIOUS`]: f.old, OTHER: 'kept' });
+      expect(after.annotations['runbooks.example/password-version']).toBe(result.version);
+      expect(await logsIn(f.role, next)).toBe(true);
+      expect(await logsIn(f.role, f.old)).toBe(false);
+      expect((await session.query<{ ok: number }>('SELECT 1 AS ok')).rows[0]?.ok).toBe(1);
+      expect(await restartedAt(f.app)).toBe(result.restartedAt);
+      expect(result.appAfter).toMatchObject({ pods: 1, readyPods: 1 });
+
+      // Decoding found the payloads (the input holds the role), and neither password is anywhere.
+      expect(history).toContain(`"role":"${f.role}"`);
+      expectNoPassword(history, [f.old, next]);
+      expectNoPassword(JSON.stringify(result), [f.old, next]);
+      const markdown = await readBucketText(result.report!.markdownKey);
+      const json = await readBucketText(result.report!.jsonKey);
+      expect(markdown).toContain('new login needed the new password');
+      expectNoPassword(markdown, [f.old, next]);
+      expectNoPassword(json, [f.old, next]);
+    } finally {
+      await session.end().catch(() => undefined);
+    }
+  });
+
+  test('a rollout that never becomes ready: the old password is restored in PostgreSQL and the Secret, the run fails with its report', async () => {
+    const f = await fixture();
+    // Pods pinned to a node that does not exist are never scheduled: no restart of this app completes.
+    await apps.patchNamespacedDeployment(
+      f.app,
+      namespace,
+      { spec: { template: { spec: { nodeSelector: { 'kubernetes.io/hostname': `no-such-node-${randomUUID().slice(0, 8)}` } } } } },
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_STRATEGIC_MERGE_PATCH } },
+    );
+    let next = '';
+    const { result, history } = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      const { workflowId } = await runbooks.startRunbook('rotateDatabasePassword', { mode: 'execute', secret: f.secret, role: f.role, appDeployment: f.app, waitTimeoutSeconds: 5 }, { startedBy: 'erin' });
+      await approveAll(runbooks, workflowId, async (step) => {
+        // restart-app waits for approval only once update-secret was applied: the new password is in <key> now.
+        if (step === 'restart-app') next = (await secretData(f.secret)).data[key]!;
+      });
+      const finished = await runbooks.waitForResult<RotateDatabasePasswordResult>(workflowId);
+      return { result: finished, history: await historyText(client.workflow.getHandle(workflowId)) };
+    });
+    expect(next).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(result.outcome).toBe('failed');
+    expect(result.rotated).toBe(false);
+    expect(result.restored).toEqual({ role: true, secret: true, appRestarted: true });
+    expect(result.timeline.filter((e) => e.event === 'failed').map((e) => [e.stepId, e.detail])).toEqual([['restart-app', expect.stringMatching(/rollout did not complete within 5s/)]]);
+    expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.stepId)).toEqual(['stage-password', 'alter-role', 'update-secret', 'restore-role', 'restore-secret', 'restart-app-again']);
+
+    expect(await logsIn(f.role, f.old)).toBe(true);
+    expect(await logsIn(f.role, next)).toBe(false);
+    const secret = await secretData(f.secret);
+    expect(secret.data).toEqual({ [key]: f.old, OTHER: 'kept' });
+    expect(secret.annotations['runbooks.example/password-version']).toBeUndefined();
+    expect(secret.annotations['runbooks.example/password-next-version']).toBeUndefined();
+    // Restarted again after the restore, so no pod keeps the new password in its environment.
+    expect(await restartedAt(f.app)).not.toBe(result.restartedAt);
+
+    expectNoPassword(history, [f.old, next]);
+    const markdown = await readBucketText(result.report!.markdownKey);
+    expect(markdown).toContain('| applied | Restore the old password of role');
+    expect(markdown).toContain('until the old password was restored');
+    expect(markdown).toMatch(/role restored, Secret restored/);
+    expectNoPassword(markdown, [f.old, next]);
+    expectNoPassword(await readBucketText(result.report!.jsonKey), [f.old, next]);
+  });
+
+  test('alter-role rejected: the staged password is dropped again, the role and the app are untouched', async () => {
+    const f = await fixture();
+    const restartBefore = await restartedAt(f.app);
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      const { workflowId } = await runbooks.startRunbook('rotateDatabasePassword', { mode: 'execute', secret: f.secret, role: f.role, appDeployment: f.app }, { startedBy: 'erin' });
+      const stage = await pendingOf(runbooks, workflowId, 'stage-password');
+      await runbooks.approve(workflowId, { stepId: 'stage-password', planHash: stage.planHash, approver: 'bob', reason: 'stage it' });
+      const alter = await pendingOf(runbooks, workflowId, 'alter-role');
+      expect(Object.keys((await secretData(f.secret)).data).sort()).toEqual([key, `${key}_NEXT`, 'OTHER']);
+      // Security changes need l2 or above.
+      await expect(runbooks.approve(workflowId, { stepId: 'alter-role', planHash: alter.planHash, approver: 'dave', reason: 'go' })).rejects.toThrow(/dave \(l1\) may not decide "alter-role"/);
+      await runbooks.reject(workflowId, { stepId: 'alter-role', planHash: alter.planHash, approver: 'bob', reason: 'not during the sale' });
+      return runbooks.waitForResult<RotateDatabasePasswordResult>(workflowId);
+    });
+    expect(result.rotated).toBe(false);
+    expect(result.restored).toEqual({ secret: true });
+    expect(result.timeline.filter((e) => e.event === 'skipped').map((e) => e.stepId)).toEqual(['alter-role', 'update-secret', 'restart-app']);
+    expect((await secretData(f.secret)).data).toEqual({ [key]: f.old, OTHER: 'kept' });
+    expect(await logsIn(f.role, f.old)).toBe(true);
+    expect(await restartedAt(f.app)).toBe(restartBefore);
+    expect(result.summary).toMatch(/not rotated .*undone: role untouched, Secret restored/);
+  });
+
+  test('bad input fails non-retryable before any activity; a superuser role is refused before anything changes', async () => {
+    await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      await expect(runbooks.startRunbook('rotateDatabasePassword', {}, { startedBy: 'erin' })).rejects.toThrow(
+        "invalid input for rotateDatabasePassword: role: the app's PostgreSQL login role is required",
+      );
+
+      const bad = await client.workflow.start('rotateDatabasePassword', { taskQueue, workflowId: `rdp-bad-${randomUUID()}`, args: [{ role: 'app; DROP ROLE x', key: 'bad key', mode: 'execute' }] });
+      workflowIds.push(bad.workflowId);
+      const error = await bad.result().then(() => undefined, (err: unknown) => err);
+      expect(error).toBeInstanceOf(WorkflowFailedError);
+      const cause = (error as WorkflowFailedError).cause as Error & { type?: string; nonRetryable?: boolean };
+      expect(cause).toMatchObject({ type: 'InvalidInput', nonRetryable: true });
+      expect(cause.message).toMatch(/^invalid input for rotateDatabasePassword: key: expected a Secret key .*; role: expected a PostgreSQL role name/);
+      expect(await scheduledActivityTypes(bad)).toEqual([]);
+
+      const superuser = await client.workflow.start('rotateDatabasePassword', { taskQueue, workflowId: `rdp-su-${randomUUID()}`, args: [{ role: 'postgres', mode: 'execute', secret: `rot-none-${uniqueSuffix()}` }] });
+      workflowIds.push(superuser.workflowId);
+      const refused = await superuser.result().then(() => undefined, (err: unknown) => err);
+      expect(refused).toBeInstanceOf(WorkflowFailedError);
+      expect(String(((refused as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toMatch(/role postgres is a superuser/);
+      expect(await scheduledActivityTypes(superuser)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed', 'describeRotatableRole']);
+    });
+  });
+});
