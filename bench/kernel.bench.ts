@@ -114,6 +114,10 @@ export default async function kernelBench(): Promise<void> {
     console.log(`baseline without the kernel: ${steps} activity calls in ${plainTotal.toFixed(0)} ms; Temporal round trip per step: median ${median(plainOverhead).toFixed(1)} ms`);
     console.log(`=> the kernel's own cost per read step: median ${(median(readOverhead) - median(plainOverhead)).toFixed(1)} ms, whole run ${((read.total - plainTotal) / steps).toFixed(1)} ms per step`);
 
+    const local = await runOnce({ target: `bench/${randomUUID()}`, steps, kind: 'local-read' });
+    const localOverhead = perStepOverhead(local.calls.filter((c) => c.name === 'benchNoop').map((c) => [c]));
+    console.log(`read steps through local activities (no server round trip per step): ${steps} in ${local.total.toFixed(0)} ms; kernel overhead per step: median ${median(localOverhead).toFixed(1)} ms (target: median under 10 ms)`);
+
     const change = await runOnce({ target: `bench/${randomUUID()}`, steps, kind: 'change' });
     // Each change step: plan, lock request, re-plan, apply; a lock request belongs to the step before it.
     const changeSteps: Call[][] = [];

@@ -1,4 +1,4 @@
-import { proxyActivities } from '@temporalio/workflow';
+import { proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { RunbookResultBase } from '../../common/runbook';
 import { quickRead } from '../../workflows/activity-options';
 import { RunbookRun } from '../../workflows/kernel/runbook-run';
@@ -9,11 +9,13 @@ export interface BenchActivities {
 }
 
 const bench = proxyActivities<BenchActivities>(quickRead);
+/** Local activities run inside the workflow task: no server round trip per step, so what is left is the kernel's own cost. */
+const benchLocal = proxyLocalActivities<BenchActivities>({ startToCloseTimeout: '30 seconds' });
 
 export interface KernelBenchInput {
   target: string;
   steps: number;
-  kind: 'read' | 'change' | 'evidence';
+  kind: 'read' | 'local-read' | 'change' | 'evidence';
   evidenceBytesPerStep?: number;
 }
 
@@ -26,6 +28,8 @@ export async function kernelBenchRunbook(input: KernelBenchInput): Promise<Runbo
   for (let step = 0; step < input.steps; step++) {
     if (input.kind === 'read') {
       await run.read(`read-${step}`, `read ${step}`, () => bench.benchNoop(step));
+    } else if (input.kind === 'local-read') {
+      await run.read(`read-${step}`, `read ${step}`, () => benchLocal.benchNoop(step));
     } else if (input.kind === 'evidence') {
       const evidence = await run.read(`collect-${step}`, `collect ${step}`, () =>
         bench.benchEvidence({ key: `bench/${input.target}/evidence-${step}.bin`, sizeBytes: input.evidenceBytesPerStep ?? 1024 * 1024 }),
