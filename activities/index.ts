@@ -5,6 +5,7 @@ import type Redis from 'ioredis';
 import type { Pool } from 'pg';
 import { checklistThresholdDefaults, type AllowLists, type ChecklistThresholds, type RunbookConfig } from '../config/schema';
 import { createKubernetesActivities } from './kubernetes';
+import { createIncidentEvidenceActivities } from './incident-evidence';
 import { createNotifyActivities } from './notify';
 import { createPasswordRotationActivities } from './password-rotation';
 import { createPostgresActivities } from './postgres';
@@ -52,6 +53,7 @@ export function createActivities(deps: ActivityDeps) {
       allowedPrefixes: allowlists.s3Prefixes,
     }),
     ...createPrometheusActivities({ prometheusUrl: deps.prometheusUrl }),
+    ...createIncidentEvidenceActivities({ kube: deps.kube, allowedNamespaces: allowlists.namespaces, s3: deps.s3, allowedPrefixes: allowlists.s3Prefixes }),
     ...createNotifyActivities({ webhookUrl: deps.webhookUrl }),
     ...createRunbookSupportActivities({
       allowlists,

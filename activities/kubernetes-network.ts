@@ -1,5 +1,6 @@
 import type { CoreV1Api } from '@kubernetes/client-node';
-import { guarded, kcall, type KubeScope } from './kubernetes-common';
+import { invalidInput } from './errors';
+import { canonical, change, dryRunParam, fieldManager, guarded, kcall, mergePatch, positiveInt, type Change, type KubeScope } from './kubernetes-common';
 import { defaultPageSize, forEachListPage } from './kubernetes-paging';
 
 export interface ServiceSummary {
@@ -149,6 +150,31 @@ export function createKubernetesNetworkActivities(scope: KubeScope) {
         }),
       };
     },
+
+    /**
+     * Sets an HPA's minReplicas and/or maxReplicas (only the bounds given; merge patch, or a
+     * server-side dry run). The same bounds again change nothing. emergencyScale raises them so
+     * the autoscaler holds a scaled-up Deployment instead of scaling it back, and restores them.
+     */
+    async setAutoscalerReplicas(input: { namespace: string; name: string; minReplicas?: number; maxReplicas?: number; dryRun?: boolean }): Promise<Change<{ minReplicas: number; maxReplicas: number }>> {
+      const { namespace, name, dryRun } = input;
+      const { autoscaling } = guarded(scope, namespace, { name });
+      if (input.minReplicas === undefined && input.maxReplicas === undefined) throw invalidInput('give minReplicas or maxReplicas');
+      positiveInt(input.minReplicas, 'minReplicas', 1000);
+      positiveInt(input.maxReplicas, 'maxReplicas', 1000);
+      const what = `horizontalpodautoscalers.autoscaling/${name}`;
+      const bounds = (h: { spec?: { minReplicas?: number; maxReplicas: number } }) => ({ minReplicas: h.spec?.minReplicas ?? 1, maxReplicas: h.spec?.maxReplicas ?? 0 });
+      const { body: current } = await kcall('get', what, namespace, () => autoscaling.readNamespacedHorizontalPodAutoscaler(name, namespace));
+      const before = bounds(current);
+      const wanted = { minReplicas: input.minReplicas ?? before.minReplicas, maxReplicas: input.maxReplicas ?? before.maxReplicas };
+      if (wanted.minReplicas < 1) throw invalidInput('minReplicas must be at least 1');
+      if (wanted.minReplicas > wanted.maxReplicas) throw invalidInput(`${what} in namespace ${namespace}: minReplicas ${wanted.minReplicas} would be above maxReplicas ${wanted.maxReplicas}`);
+      if (canonical(before) === canonical(wanted)) return change(before, before, dryRun, '');
+      const spec = { ...(input.minReplicas !== undefined ? { minReplicas: input.minReplicas } : {}), ...(input.maxReplicas !== undefined ? { maxReplicas: input.maxReplicas } : {}) };
+      const { body: after } = await kcall('patch', what, namespace, () =>
+        autoscaling.patchNamespacedHorizontalPodAutoscaler(name, namespace, { spec }, undefined, dryRunParam(dryRun), fieldManager, undefined, undefined, mergePatch),
+      );
+      return change(before, bounds(after), dryRun, `${what} minReplicas ${before.minReplicas} -> ${wanted.minReplicas}, maxReplicas ${before.maxReplicas} -> ${wanted.maxReplicas}`);
+    },
   };
 }
-

@@ -2,6 +2,7 @@ import { AuthorizationV1Api, VersionApi, type KubeConfig } from '@kubernetes/cli
 import { describePermission, requiredPermissions } from './kubernetes-permissions';
 import type { PreflightRow } from '../common/preflight';
 import { errorText, notConfigured, runChecks } from './preflight-checks';
+import { createKubernetesAccessActivities } from './kubernetes-access';
 import { createKubernetesCertificateActivities } from './kubernetes-certificates';
 import { createKubernetesConfigActivities } from './kubernetes-config';
 import { createKubernetesExecActivities } from './kubernetes-exec';
@@ -30,6 +31,7 @@ export function createKubernetesActivities({ kube, allowedNamespaces }: Kubernet
     ...createKubernetesCertificateActivities(scope),
     ...createKubernetesConfigActivities(scope),
     ...createKubernetesUnusedActivities(scope),
+    ...createKubernetesAccessActivities(scope),
     async preflightKubernetes(): Promise<PreflightRow[]> {
       if (!kube) return notConfigured('kubernetes');
       const rows = await runChecks('kubernetes', [

@@ -5,7 +5,12 @@ import { redisMemoryPressureInput } from './inputs/redis-memory-pressure';
 import { diskPressureInput } from './inputs/disk-pressure';
 import { podCrashLoopInput } from './inputs/pod-crash-loop';
 import { rollbackDeploymentInput } from './inputs/rollback-deployment';
+import { emergencyScaleInput } from './inputs/emergency-scale';
+import { trafficControlInput } from './inputs/traffic-control';
 import { rotateDatabasePasswordInput } from './inputs/rotate-database-password';
+import { provisionReadonlyAccessInput } from './inputs/provision-readonly-access';
+import { applyNetworkPolicyInput } from './inputs/apply-network-policy';
+import { postIncidentReviewInput, postIncidentReviewTarget } from './inputs/post-incident-review';
 import { preflightInputSchema } from './preflight-input';
 import { dailyHealthCheckInput, monthlyReviewInput, weeklyReviewInput } from './inputs/checklists';
 
@@ -44,7 +49,12 @@ export const catalog: Record<string, CatalogEntry> = {
   diskPressure: { name: 'diskPressure', kind: 'fault', description: '场景4: PVC capacity and StorageClass, df/du of the volume, logs older than 7 days, backups older than 30 days; delete the old logs, expand the PVC (only if its StorageClass allows) and delete the old backups (each approved).', inputSchema: diskPressureInput, targetOf: (input) => `${input.namespace}/${input.pvc}` },
   podCrashLoop: { name: 'podCrashLoop', kind: 'fault', description: '场景1: pod status and restarts, pod events, previous container logs, usage vs limits, rollout history; OOMKilled: raise the memory limit (x1.5, capped), code error: roll back to the previous revision (each approved); config error: no change, the report names the missing key.', inputSchema: podCrashLoopInput, targetOf: (input) => `${input.namespace}/${input.deployment}` },
   rollbackDeployment: { name: 'rollbackDeployment', kind: 'emergency', description: '快速回滚: rollout history (revisions, images, change-cause, age); roll back to the previous or a given revision (approved), wait for the rollout and verify the pods are ready.', inputSchema: rollbackDeploymentInput, targetOf: (input) => `${input.namespace}/${input.deployment}` },
+  emergencyScale: { name: 'emergencyScale', kind: 'emergency', description: '紧急扩容: the deployment, its pods and HPA; scale up (default 10, at most 100, never down) with the HPA\'s bounds raised to hold it, raise requests/limits (only up), each approved and waited for until every pod is ready; the size before is recorded on the deployment, and restore: true puts it back (approved).', inputSchema: emergencyScaleInput, targetOf: (input) => `${input.namespace}/${input.deployment}` },
+  trafficControl: { name: 'trafficControl', kind: 'emergency', description: '流量控制: the ingress\'s annotations; rate-limit (limit-rps, default 50), maintenance-on (default-backend = the maintenance Service, refused when it does not exist), maintenance-off, restore (each approved, planned by a dry run); the previous values are recorded on the ingress so a later run restores them.', inputSchema: trafficControlInput, targetOf: (input) => `${input.namespace}/${input.ingress}` },
   rotateDatabasePassword: { name: 'rotateDatabasePassword', kind: 'security', description: '定期轮换密钥: a new password generated in the worker and staged in the Secret (never in the history); ALTER ROLE to it (SCRAM verifier), promote it in the Secret keeping the old one, rolling restart of the app verified ready (each approved); the old password restored when the rotation does not finish.', inputSchema: rotateDatabasePasswordInput, targetOf: (input) => `${input.namespace}/${input.secret}` },
+  provisionReadonlyAccess: { name: 'provisionReadonlyAccess', kind: 'security', description: 'RBAC配置: the read-only ServiceAccount, its Role (get/list/watch on pods, services, deployments) and the RoleBinding, server-side applied in one approved step planned by a dry run (created, or the fields that differ; nothing when all match); access verified by SubjectAccessReview (may list pods, may not delete them).', inputSchema: provisionReadonlyAccessInput, targetOf: (input) => `${input.namespace}/${input.serviceAccount}` },
+  applyNetworkPolicy: { name: 'applyNetworkPolicy', kind: 'security', description: "网络策略: the manual's NetworkPolicy (ingress only from the ingress controller on 8000; egress only to postgres 5432 and redis 6379), server-side applied (approved) after a dry-run diff against the live object; the live spec verified equal to the desired one.", inputSchema: applyNetworkPolicyInput, targetOf: (input) => `${input.namespace}/${input.policy}` },
+  postIncidentReview: { name: 'postIncidentReview', kind: 'emergency', description: '事后分析: the app logs of the last hour from every pod, the namespace events and a configuration snapshot (Secrets by name and key only) into S3; the incident report with timeline, impact, root cause, solution and prevention (given, or generated from the evidence). Changes nothing; one run per incidentId.', inputSchema: postIncidentReviewInput, targetOf: postIncidentReviewTarget },
 };
 
 export function workflowIdFor(entry: CatalogEntry, input: Record<string, unknown>): string {

@@ -6,9 +6,14 @@ export { redisMemoryPressure } from './redis-memory-pressure';
 export { diskPressure } from './disk-pressure';
 export { podCrashLoop } from './pod-crash-loop';
 export { rollbackDeployment } from './rollback-deployment';
+export { emergencyScale } from './emergency-scale';
+export { trafficControl } from './traffic-control';
+export { postIncidentReview } from './post-incident-review';
 /** Per-target lock the runbooks queue on before changing a target. */
 export { targetLock } from './target-lock';
 export { dailyHealthCheck } from './daily-health-check';
 export { monthlyReview } from './monthly-review';
 export { weeklyReview } from './weekly-review';
 export { rotateDatabasePassword } from './rotate-database-password';
+export { provisionReadonlyAccess } from './provision-readonly-access';
+export { applyNetworkPolicy } from './apply-network-policy';

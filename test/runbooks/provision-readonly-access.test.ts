@@ -1,0 +1,217 @@
+import { randomUUID } from 'node:crypto';
+import { CoreV1Api, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { WorkflowFailedError } from '@temporalio/client';
+import { createRunbookClient } from '../../client';
+import type { ProvisionReadonlyAccessResult } from '../../workflows/provision-readonly-access';
+import { recordHistory } from '../helpers/histories';
+import { adminKubeConfig, kubernetesNamespace, scratchNamespace, statusOf } from '../helpers/kube-cluster';
+import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { testbedConfig } from '../helpers/testbed';
+import { withWorker } from '../helpers/worker';
+
+/**
+ * RBAC配置 against the test bed's real API server and Temporal, in a scratch namespace (the seeded
+ * short-drama-prod already has a runbook-readonly account, which is left alone). The tests run in
+ * order on one namespace: plan (nothing exists), execute (created), again (nothing to do), drift.
+ */
+describe('provisionReadonlyAccess', () => {
+  const kc = adminKubeConfig();
+  const core = kc.makeApiClient(CoreV1Api);
+  const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
+  let scratch: Awaited<ReturnType<typeof scratchNamespace>>;
+  let ns: string;
+  let config: ReturnType<typeof testbedConfig>;
+  const ids = () => [`provisionReadonlyAccess/${ns}/readonly-user`, `lock/${ns}/readonly-user`];
+  // The manual's kubectl create role --verb=get,list,watch --resource=pods,services,deployments, as the API stores it.
+  const manualRules = [
+    { apiGroups: [''], resources: ['pods', 'services'], verbs: ['get', 'list', 'watch'] },
+    { apiGroups: ['apps'], resources: ['deployments'], verbs: ['get', 'list', 'watch'] },
+  ];
+
+  beforeAll(async () => {
+    scratch = await scratchNamespace(kc, 'rbac-rb');
+    ns = scratch.name;
+    config = testbedConfig({
+      ALLOWED_NAMESPACES: `${kubernetesNamespace},${ns}`,
+      RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }, { id: 'dave', roles: ['l1'] }, { id: 'erin', roles: ['l2'] }]),
+    });
+  });
+  afterEach(async () => terminateRuns(config.temporal, ids()));
+  afterAll(async () => scratch?.remove());
+
+  /** The three objects as stored (404 → undefined). */
+  async function objects() {
+    const get = <T>(p: Promise<{ body: T }>) => p.then((r) => r.body, (err: unknown) => (statusOf(err) === 404 ? undefined : Promise.reject(err)));
+    const [sa, role, binding] = await Promise.all([get(core.readNamespacedServiceAccount('readonly-user', ns)), get(rbac.readNamespacedRole('readonly', ns)), get(rbac.readNamespacedRoleBinding('readonly-binding', ns))]);
+    return { sa, role, binding, versions: [sa?.metadata?.resourceVersion, role?.metadata?.resourceVersion, binding?.metadata?.resourceVersion] };
+  }
+
+  /** A client that authenticates as the ServiceAccount itself (a TokenRequest token), to try the access for real. */
+  async function asServiceAccount(): Promise<CoreV1Api> {
+    const { body } = await core.createNamespacedServiceAccountToken('readonly-user', ns, { spec: { audiences: [], expirationSeconds: 600 } });
+    const cluster = kc.getCurrentCluster()!;
+    const own = new KubeConfig();
+    own.loadFromOptions({ clusters: [cluster], users: [{ name: 'sa', token: body.status!.token }], contexts: [{ name: 'sa', cluster: cluster.name, user: 'sa' }], currentContext: 'sa' });
+    return own.makeApiClient(CoreV1Api);
+  }
+
+  test('plan: exactly what would be created; nothing is created; the account can do nothing yet', async () => {
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      const started = await runbooks.startRunbook('provisionReadonlyAccess', { namespace: ns }, { startedBy: 'erin' });
+      expect(started.workflowId).toBe(`provisionReadonlyAccess/${ns}/readonly-user`);
+      return runbooks.waitForResult<ProvisionReadonlyAccessResult>(started.workflowId);
+    });
+    expect(result.outcome).toBe('planned');
+    expect(result.plan.map((p) => [p.stepId, p.change.needed, p.change.summary])).toEqual([
+      [
+        'ensure-access',
+        true,
+        `${ns}: create ServiceAccount readonly-user; create Role readonly (get, list, watch on pods, services; get, list, watch on deployments.apps); create RoleBinding readonly-binding (Role readonly -> ServiceAccount readonly-user)`,
+      ],
+    ]);
+    expect(result.objects?.map((o) => [o.kind, o.name, o.action])).toEqual([
+      ['ServiceAccount', 'readonly-user', 'created'],
+      ['Role', 'readonly', 'created'],
+      ['RoleBinding', 'readonly-binding', 'created'],
+    ]);
+    // The dry run's fields of the binding, leaf by leaf: what people would approve.
+    expect(result.objects?.[2]?.changes.filter((c) => !c.path.startsWith('metadata') && c.path !== 'apiVersion' && c.path !== 'kind')).toEqual([
+      { path: 'roleRef.apiGroup', change: 'added', after: 'rbac.authorization.k8s.io' },
+      { path: 'roleRef.kind', change: 'added', after: 'Role' },
+      { path: 'roleRef.name', change: 'added', after: 'readonly' },
+      { path: 'subjects[0].kind', change: 'added', after: 'ServiceAccount' },
+      { path: 'subjects[0].name', change: 'added', after: 'readonly-user' },
+      { path: 'subjects[0].namespace', change: 'added', after: ns },
+    ]);
+    expect(result.accessBefore.user).toBe(`system:serviceaccount:${ns}:readonly-user`);
+    expect(result.accessBefore.checks.filter((c) => c.allowed)).toEqual([]);
+    expect(result.accessBefore.asExpected).toBe(false);
+    expect(result.accessAfter).toBeUndefined();
+    expect(result.timeline.map((e) => e.event)).not.toContain('requested');
+    expect((await objects()).versions).toEqual([undefined, undefined, undefined]);
+    const markdown = await readBucketText(result.report!.markdownKey);
+    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+    expect(markdown).toContain('create Role readonly (get, list, watch on pods, services; get, list, watch on deployments.apps)');
+  });
+
+  test('execute + approval by someone else: the three objects are created; the account may list pods and may not delete them', async () => {
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      const { workflowId } = await runbooks.startRunbook('provisionReadonlyAccess', { namespace: ns, mode: 'execute', severity: 'P3' }, { startedBy: 'erin' });
+      const pending = await pendingOf(runbooks, workflowId, 'ensure-access');
+      expect(pending.allowedRoles).toEqual(['l2', 'manager', 'cto']);
+      expect(pending.approvers).toEqual(['bob']);
+      expect(pending.change.summary).toContain(`${ns}: create ServiceAccount readonly-user; create Role readonly`);
+      const decision = { stepId: 'ensure-access', planHash: pending.planHash, reason: 'dashboard needs read access' };
+      await expect(runbooks.approve(workflowId, { ...decision, approver: 'erin' })).rejects.toThrow('four-eyes rule: erin started this run and cannot approve its steps');
+      await expect(runbooks.approve(workflowId, { ...decision, approver: 'dave' })).rejects.toThrow('dave (l1) may not decide "ensure-access": needs one of l2, manager, cto');
+      expect((await objects()).versions).toEqual([undefined, undefined, undefined]);
+      await runbooks.approve(workflowId, { ...decision, approver: 'bob' });
+      const finished = await runbooks.waitForResult<ProvisionReadonlyAccessResult>(workflowId);
+      await recordHistory(client.workflow.getHandle(workflowId), 'provisionReadonlyAccess');
+      return finished;
+    });
+    expect(result.outcome).toBe('completed');
+    expect(result.verified).toBe(true);
+    expect(result.timeline.filter((e) => e.event === 'decided').map((e) => [e.by, e.role, e.detail])).toEqual([['bob', 'l2', 'approved']]);
+    expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.detail)).toEqual([
+      `${ns}: ServiceAccount readonly-user created, Role readonly created, RoleBinding readonly-binding created (server-side apply, field manager runbook-automation)`,
+    ]);
+    const { sa, role, binding } = await objects();
+    expect(sa?.metadata?.name).toBe('readonly-user');
+    expect(JSON.parse(JSON.stringify(role?.rules))).toEqual(manualRules);
+    expect(role?.metadata?.managedFields?.map((m) => [m.manager, m.operation])).toEqual([['runbook-automation', 'Apply']]);
+    expect(binding?.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'readonly' });
+    expect(JSON.parse(JSON.stringify(binding?.subjects))).toEqual([{ kind: 'ServiceAccount', name: 'readonly-user', namespace: ns }]);
+
+    const check = (verb: string, resource: string) => result.accessAfter?.checks.find((c) => c.verb === verb && c.resource === resource && !c.subresource);
+    expect(check('list', 'pods')).toMatchObject({ allowed: true, expected: 'allowed' });
+    expect(check('delete', 'pods')).toMatchObject({ allowed: false, expected: 'denied' });
+    expect(result.accessAfter?.checks.filter((c) => c.expected === 'allowed').every((c) => c.allowed)).toBe(true);
+    expect(result.accessAfter?.asExpected).toBe(true);
+    expect(result.timeline.filter((e) => e.event === 'read').map((e) => [e.stepId, e.detail])).toEqual([
+      ['access-before', 'NOT as expected; may not delete pods, create pods/exec, patch deployments.apps, get secrets; missing: get/list/watch pods, services, deployments.apps'],
+      ['verify-access', 'as expected; may get/list/watch pods, services, deployments.apps; may not delete pods, create pods/exec, patch deployments.apps, get secrets'],
+    ]);
+
+    // And for real, with a token of the account: listing pods works, deleting one is forbidden.
+    const own = await asServiceAccount();
+    expect((await own.listNamespacedPod(ns)).response.statusCode).toBe(200);
+    await expect(own.deleteNamespacedPod('any-pod', ns)).rejects.toMatchObject({ statusCode: 403 });
+    await expect(own.listNamespacedSecret(ns)).rejects.toMatchObject({ statusCode: 403 });
+    const markdown = await readBucketText(result.report!.markdownKey);
+    expect(markdown).toContain('verified by SubjectAccessReview');
+  });
+
+  test('a second run: nothing to change, nobody is asked, nothing is written', async () => {
+    const before = await objects();
+    expect(before.versions.every(Boolean)).toBe(true);
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      const { workflowId } = await runbooks.startRunbook('provisionReadonlyAccess', { namespace: ns, mode: 'execute' }, { startedBy: 'erin' });
+      return runbooks.waitForResult<ProvisionReadonlyAccessResult>(workflowId);
+    });
+    expect(result.outcome).toBe('nothing-to-do');
+    expect(result.plan.map((p) => [p.change.needed, p.change.summary])).toEqual([
+      [false, `ServiceAccount readonly-user, Role readonly and RoleBinding readonly-binding in ${ns} already match (get, list, watch on pods, services; get, list, watch on deployments.apps)`],
+    ]);
+    expect(result.timeline.map((e) => e.event)).not.toContain('requested');
+    expect(result.verified).toBe(true);
+    expect((await objects()).versions).toEqual(before.versions);
+  });
+
+  test('a Role someone edited (delete added) is shown as a diff and put back on approval', async () => {
+    await rbac.patchNamespacedRole('readonly', ns, [{ op: 'add', path: '/rules/0/verbs/-', value: 'delete' }], undefined, undefined, 'kubectl-edit', undefined, undefined, {
+      headers: { 'Content-Type': 'application/json-patch+json' },
+    });
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      const { workflowId } = await runbooks.startRunbook('provisionReadonlyAccess', { namespace: ns, mode: 'execute' }, { startedBy: 'erin' });
+      const pending = await pendingOf(runbooks, workflowId, 'ensure-access');
+      expect(pending.change.summary).toBe(`${ns}: ServiceAccount readonly-user already as wanted; update Role readonly: - rules[0].verbs[3] (was "delete"); RoleBinding readonly-binding already as wanted`);
+      expect((await objects()).role?.rules?.[0]?.verbs).toEqual(['get', 'list', 'watch', 'delete']);
+      await runbooks.approve(workflowId, { stepId: 'ensure-access', planHash: pending.planHash, approver: 'bob', reason: 'nobody may delete pods with this account' });
+      return runbooks.waitForResult<ProvisionReadonlyAccessResult>(workflowId);
+    });
+    expect(result.outcome).toBe('completed');
+    // Before: the edit let the account delete pods, and the check said so.
+    expect(result.accessBefore.asExpected).toBe(false);
+    expect(result.accessBefore.checks.find((c) => c.verb === 'delete' && c.resource === 'pods')).toMatchObject({ allowed: true, expected: 'denied', reason: expect.stringContaining('readonly') });
+    expect(result.timeline.find((e) => e.stepId === 'access-before')?.detail).toMatch(/^NOT as expected; may get\/list\/watch pods, services, deployments\.apps; may not create pods\/exec, patch deployments\.apps, get secrets; UNEXPECTEDLY may delete pods \(.*readonly.*\)$/);
+    expect(result.accessAfter?.asExpected).toBe(true);
+    expect(result.verified).toBe(true);
+    const { role } = await objects();
+    expect(JSON.parse(JSON.stringify(role?.rules))).toEqual(manualRules);
+    const markdown = await readBucketText(result.report!.markdownKey);
+    expect(markdown).toContain('Drift: Role readonly differed from the wanted state (- rules[0].verbs[3] (was "delete"))');
+  });
+
+  test('bad input fails non-retryable before any activity; kube-system is refused', async () => {
+    await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      await expect(runbooks.startRunbook('provisionReadonlyAccess', { rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['get'] }] }, { startedBy: 'erin' })).rejects.toThrow(
+        'invalid input for provisionReadonlyAccess: rules.0.resources.0: secrets are never granted by provisionReadonlyAccess: reading a Secret reveals its values',
+      );
+      const handle = await client.workflow.start('provisionReadonlyAccess', {
+        taskQueue,
+        workflowId: `pra-bad-${randomUUID()}`,
+        args: [{ namespace: ns, serviceAccount: 'Read_Only', mode: 'execute', rules: [{ apiGroups: [''], resources: ['*'], verbs: ['delete'] }] }],
+      });
+      const error = await handle.result().then(() => undefined, (err: unknown) => err);
+      expect(error).toBeInstanceOf(WorkflowFailedError);
+      const failure = (error as WorkflowFailedError).cause as Error & { type?: string; nonRetryable?: boolean };
+      expect(failure.message).toBe(
+        'invalid input for provisionReadonlyAccess: serviceAccount: expected a Kubernetes name (lowercase letters, digits, -); rules.0.resources.0: expected a resource such as pods, deployments or pods/log (no wildcards); rules.0.verbs.0: only get, list and watch: this runbook grants read-only access',
+      );
+      expect([failure.type, failure.nonRetryable]).toEqual(['InvalidInput', true]);
+      expect(await scheduledActivityTypes(handle)).toEqual([]);
+
+      const system = await client.workflow.start('provisionReadonlyAccess', { taskQueue, workflowId: `pra-bad-${randomUUID()}`, args: [{ namespace: 'kube-system', mode: 'execute' }] });
+      const refused = await system.result().then(() => undefined, (err: unknown) => err);
+      expect(String(((refused as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toBe('namespace kube-system is never touched by runbooks');
+      expect(await scheduledActivityTypes(system)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
+    });
+    await expect(core.readNamespacedServiceAccount('readonly-user', 'kube-system')).rejects.toMatchObject({ statusCode: 404 });
+  });
+});

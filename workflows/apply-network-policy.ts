@@ -1,0 +1,172 @@
+import { proxyActivities } from '@temporalio/workflow';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import type { Activities } from '../activities';
+import type { FieldChange, LiveComparison, SecurityObjectResult } from '../activities/kubernetes-access';
+import { applyNetworkPolicyInput, type ApplyNetworkPolicyInput } from '../common/inputs/apply-network-policy';
+import type { RunbookResultBase } from '../common/runbook';
+import { destructive, quickRead } from './activity-options';
+import { changeText } from './field-changes';
+import { RunbookRun } from './kernel/runbook-run';
+import { validateInput } from './validate-input';
+
+const read = proxyActivities<Activities>(quickRead);
+const change = proxyActivities<Activities>(destructive);
+
+/** How many pods of the namespace each of the policy's selectors matches right now. */
+export interface SelectedPods {
+  app: number;
+  ingressController: number;
+  postgres: number;
+  redis: number;
+}
+
+export interface ApplyNetworkPolicyResult extends RunbookResultBase {
+  namespace: string;
+  policy: string;
+  /** The NetworkPolicy this run applies (the manual's, with the inputs' names, labels and ports). */
+  desired: KubernetesObject;
+  selectedPods: SelectedPods;
+  /** The dry run as last planned: created, configured (with the field changes) or unchanged. */
+  planned?: SecurityObjectResult;
+  /** Execute mode: the live NetworkPolicy against the desired one after the step. */
+  live?: LiveComparison;
+  /** Execute mode: the live spec is exactly the desired one. */
+  verified?: boolean;
+}
+
+const selectorText = (labels: Record<string, string>) =>
+  Object.entries(labels)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+
+/**
+ * 网络策略: the manual's NetworkPolicy (the app's pods accept traffic only from the ingress
+ * controller on TCP 8000 and may connect only to postgres on 5432 and redis on 6379), ⚠ server-side
+ * applied with our field manager. The plan is a dry run compared field by field with the live
+ * object (what would be added, changed or removed; nothing when it already matches, so a second
+ * run asks nobody); a policy someone edited shows as that diff and is put back on approval. After
+ * the apply, the live spec is checked to be exactly the desired one.
+ */
+export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<ApplyNetworkPolicyResult> {
+  const input = validateInput('applyNetworkPolicy', applyNetworkPolicyInput, raw);
+  const { namespace, policy } = input;
+  const where = `${namespace}/${policy}`;
+  const run = await RunbookRun.begin(
+    { name: 'applyNetworkPolicy', kind: 'security', target: where, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    3,
+  );
+  await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: policy, what: 'policy' }] });
+
+  // The manual's object, field for field; only names, labels and ports come from the input.
+  const desired = {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: { name: policy, namespace },
+    spec: {
+      podSelector: { matchLabels: input.appLabels },
+      policyTypes: ['Ingress', 'Egress'],
+      ingress: [{ from: [{ podSelector: { matchLabels: input.ingressControllerLabels } }], ports: [{ protocol: 'TCP', port: input.appPort }] }],
+      egress: [
+        { to: [{ podSelector: { matchLabels: input.postgresLabels } }], ports: [{ protocol: 'TCP', port: input.postgresPort }] },
+        { to: [{ podSelector: { matchLabels: input.redisLabels } }], ports: [{ protocol: 'TCP', port: input.redisPort }] },
+      ],
+    },
+  } as KubernetesObject;
+  const app = selectorText(input.appLabels);
+  const ingressController = selectorText(input.ingressControllerLabels);
+  const postgres = selectorText(input.postgresLabels);
+  const redis = selectorText(input.redisLabels);
+  const policyText = `pods ${app} accept ingress only from ${ingressController} on TCP ${input.appPort}; egress only to ${postgres} on TCP ${input.postgresPort} and ${redis} on TCP ${input.redisPort}`;
+
+  // Who the policy would cut off is what can hurt: a selector matching no pod is worth knowing before approving.
+  const selectedPods = await run.read(
+    'selected-pods',
+    `Pods in ${namespace} the policy's selectors match`,
+    async (): Promise<SelectedPods> => {
+      const count = async (labelSelector: string) => (await read.listPodSummaries({ namespace, labelSelector })).pods.filter((p) => !p.terminating).length;
+      const [a, i, p, r] = await Promise.all([count(app), count(ingressController), count(postgres), count(redis)]);
+      return { app: a, ingressController: i, postgres: p, redis: r };
+    },
+    (s) => `${app}: ${s.app}, ${ingressController}: ${s.ingressController}, ${postgres}: ${s.postgres}, ${redis}: ${s.redis}`,
+  );
+  const warnings = [
+    selectedPods.app === 0 && `no pod matches ${app}: the policy restricts nothing yet`,
+    selectedPods.ingressController === 0 && `no pod in ${namespace} matches ${ingressController}: the app would accept no ingress traffic (the manual's podSelector only matches pods of the same namespace)`,
+    selectedPods.postgres === 0 && `no pod matches ${postgres}`,
+    selectedPods.redis === 0 && `no pod matches ${redis}`,
+  ].filter((w): w is string => typeof w === 'string');
+
+  let planned: SecurityObjectResult | undefined;
+  const outcome = await run.change({
+    stepId: 'apply-policy',
+    title: `Server-side apply NetworkPolicy ${where}`,
+    allowedRoles: ['l2', 'manager', 'cto'],
+    plan: async () => {
+      // Planned again right before apply: an edit since approval changes the diff, so people are asked again.
+      const dry = await read.applySecurityObjects({ namespace, objects: [desired], dryRun: true });
+      planned = dry.objects[0]!;
+      const details = { action: planned.action, changes: planned.changes };
+      const observed = warnings.length ? { warnings } : undefined;
+      if (planned.action === 'unchanged') return { summary: `NetworkPolicy ${where} already matches the manual's: ${policyText}`, details, needed: false };
+      const summary =
+        planned.action === 'created'
+          ? `create NetworkPolicy ${where}: ${policyText}`
+          : `update NetworkPolicy ${where} (${planned.changes.length} field${planned.changes.length === 1 ? '' : 's'}): ${planned.changes.map(changeText).join(', ')}`;
+      return { summary, details, needed: true, ...(observed ? { observed } : {}) };
+    },
+    apply: async () => {
+      const done = await change.applySecurityObjects({ namespace, objects: [desired] });
+      const o = done.objects[0]!;
+      return `NetworkPolicy ${where} ${o.action} (server-side apply, field manager runbook-automation${o.changes.length ? `; ${o.changes.length} field${o.changes.length === 1 ? '' : 's'}` : ''})`;
+    },
+  });
+
+  let live: LiveComparison | undefined;
+  if (input.mode === 'execute' && (outcome === 'applied' || outcome === 'not-needed' || outcome === 'failed')) {
+    live = await run.read(
+      'verify-policy',
+      `Live NetworkPolicy ${where} against the desired spec`,
+      async () => (await read.compareLiveObjects({ namespace, objects: [desired] })).objects[0]!,
+      (c) => (!c.exists ? 'NetworkPolicy not found' : c.matches ? 'live spec equals the desired spec' : `live spec differs: ${c.differences.map(changeText).join(', ')}`),
+    );
+  }
+  const verified = input.mode === 'execute' ? (outcome === 'applied' || outcome === 'not-needed') && live?.matches === true : undefined;
+
+  const planText = run.status().plan.find((p) => p.stepId === 'apply-policy')?.change.summary ?? 'no plan';
+  const drift: FieldChange[] = planned?.action === 'configured' ? planned.changes : [];
+  const verification = live ? (live.matches ? 'live spec verified equal to the desired spec' : `verification FAILED: ${live.exists ? live.differences.map(changeText).join(', ') : 'not found'}`) : 'not verified';
+  const summary =
+    input.mode === 'plan'
+      ? `plan: ${planText}`
+      : outcome === 'applied' || outcome === 'not-needed'
+        ? `${outcome === 'applied' ? planText : `nothing to change: ${planText}`}; ${verification}`
+        : `NetworkPolicy ${where} not applied (${outcome})${live ? `; ${verification}` : ''}`;
+  const result = await run.finish(summary, {
+    impact:
+      input.mode === 'plan'
+        ? `None (plan mode): nothing was changed.${warnings.length ? ` Before applying, note: ${warnings.join('; ')}.` : ''}`
+        : outcome === 'applied'
+          ? `From now on, where the cluster's network plugin enforces NetworkPolicies, ${selectedPods.app} pod(s) ${app} in ${namespace} accept connections only from ${ingressController} on TCP ${input.appPort} and open connections only to ${postgres} on TCP ${input.postgresPort} and ${redis} on TCP ${input.redisPort}; everything else is dropped.${warnings.length ? ` Note: ${warnings.join('; ')}.` : ''}`
+          : 'Nothing was changed.',
+    rootCause: `Network hardening (安全管理 / 网络策略) requested by ${input.startedBy}; not a fault.${drift.length ? ` Drift: the live NetworkPolicy differed from the manual's (${drift.map(changeText).join(', ')}).` : ''}`,
+    solution:
+      input.mode === 'plan'
+        ? `Plan only (nothing changed): ${planText}.`
+        : outcome === 'applied' || outcome === 'not-needed'
+          ? `NetworkPolicy ${where} ${outcome === 'applied' ? 'server-side applied (field manager runbook-automation)' : 'already as wanted'}: ${policyText}; ${verification}.`
+          : `Not applied (${outcome}): ${planText}.`,
+    prevention:
+      "Keep the policy in Git and apply it through this runbook so hand edits show as a diff. The manual's policy allows no DNS egress (UDP/TCP 53 to kube-dns): pods that reach postgres and redis by Service name need such a rule where policies are enforced; an ingress controller in another namespace needs a namespaceSelector beside the podSelector.",
+  });
+  return {
+    ...result,
+    namespace,
+    policy,
+    desired,
+    selectedPods,
+    ...(planned ? { planned } : {}),
+    ...(live ? { live } : {}),
+    ...(verified !== undefined ? { verified } : {}),
+  };
+}

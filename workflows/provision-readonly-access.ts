@@ -1,0 +1,204 @@
+import { proxyActivities } from '@temporalio/workflow';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import type { Activities } from '../activities';
+import type { AccessCheck, AccessCheckResult, SecurityObjectResult } from '../activities/kubernetes-access';
+import { provisionReadonlyAccessInput, type ProvisionReadonlyAccessInput, type ReadonlyRule } from '../common/inputs/provision-readonly-access';
+import type { RunbookResultBase } from '../common/runbook';
+import { destructive, quickRead } from './activity-options';
+import { changeText } from './field-changes';
+import { RunbookRun } from './kernel/runbook-run';
+import { validateInput } from './validate-input';
+
+const read = proxyActivities<Activities>(quickRead);
+const change = proxyActivities<Activities>(destructive);
+
+export interface AccessReport {
+  /** system:serviceaccount:<namespace>:<name> */
+  user: string;
+  checks: Array<AccessCheckResult & { expected: 'allowed' | 'denied' }>;
+  /** Every check came out as expected: the rules are granted and nothing beyond reading is. */
+  asExpected: boolean;
+}
+
+export interface ProvisionReadonlyAccessResult extends RunbookResultBase {
+  namespace: string;
+  serviceAccount: string;
+  role: string;
+  roleBinding: string;
+  rules: ReadonlyRule[];
+  /** The three objects as last planned (dry run): created, configured with the field changes, or unchanged. */
+  objects?: SecurityObjectResult[];
+  /** What the ServiceAccount could do before the run. */
+  accessBefore: AccessReport;
+  /** After the change (execute mode): verified by the API server's authorizer. */
+  accessAfter?: AccessReport;
+  /** Execute mode: the objects are in place and the access is exactly as expected. */
+  verified?: boolean;
+}
+
+/** Asked besides the granted rules: a read-only account must not change pods or workloads, nor read Secrets. */
+const mustBeDenied: AccessCheck[] = [
+  { verb: 'delete', group: '', resource: 'pods' },
+  { verb: 'create', group: '', resource: 'pods', subresource: 'exec' },
+  { verb: 'patch', group: 'apps', resource: 'deployments' },
+  { verb: 'get', group: '', resource: 'secrets' },
+];
+
+const checkName = (c: AccessCheck) => `${c.verb} ${c.resource}${c.subresource ? `/${c.subresource}` : ''}${c.group ? `.${c.group}` : ''}`;
+const rulesText = (rules: ReadonlyRule[]) => rules.map((r) => `${r.verbs.join(', ')} on ${r.resources.map((res) => r.apiGroups.map((g) => (g ? `${res}.${g}` : res)).join(', ')).join(', ')}`).join('; ');
+/** Checks grouped as people write them: "get/list/watch pods, services, delete pods". */
+function grouped(checks: AccessCheck[]): string {
+  const verbsOf = new Map<string, string[]>();
+  for (const c of checks) {
+    const resource = checkName({ ...c, verb: '' }).trim();
+    verbsOf.set(resource, [...(verbsOf.get(resource) ?? []), c.verb]);
+  }
+  const byVerbs = new Map<string, string[]>();
+  for (const [resource, verbs] of verbsOf) byVerbs.set(verbs.join('/'), [...(byVerbs.get(verbs.join('/')) ?? []), resource]);
+  return [...byVerbs].map(([verbs, resources]) => `${verbs} ${resources.join(', ')}`).join(', ');
+}
+
+function describeAccess(a: AccessReport): string {
+  const pick = (expected: 'allowed' | 'denied', allowed: boolean) => a.checks.filter((c) => c.expected === expected && c.allowed === allowed);
+  const missing = pick('allowed', false);
+  const excess = pick('denied', true);
+  return [
+    a.asExpected ? 'as expected' : 'NOT as expected',
+    pick('allowed', true).length && `may ${grouped(pick('allowed', true))}`,
+    pick('denied', false).length && `may not ${grouped(pick('denied', false))}`,
+    missing.length && `missing: ${grouped(missing)}`,
+    ...excess.map((c) => `UNEXPECTEDLY may ${checkName(c)}${c.reason ? ` (${c.reason})` : ''}`),
+  ]
+    .filter(Boolean)
+    .join('; ');
+}
+
+/**
+ * RBAC配置: the read-only ServiceAccount, its Role (get/list/watch on pods, services, deployments
+ * by default) and the RoleBinding, as the manual's three kubectl commands, but idempotent: ⚠ one
+ * step server-side applies all three, planned by a dry run that lists exactly what would be
+ * created or which fields would change (nothing when all three already match; a Role someone
+ * edited shows as a diff and is put back). The access the ServiceAccount has is asked of the API
+ * server's authorizer before and after: every granted verb allowed; deleting pods, exec, patching
+ * deployments and reading Secrets denied.
+ */
+export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput): Promise<ProvisionReadonlyAccessResult> {
+  const input = validateInput('provisionReadonlyAccess', provisionReadonlyAccessInput, raw);
+  const { namespace, serviceAccount, role, roleBinding, rules } = input;
+  const where = `${namespace}/${serviceAccount}`;
+  const run = await RunbookRun.begin(
+    { name: 'provisionReadonlyAccess', kind: 'security', target: where, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    3,
+  );
+  await read.assertTargetsAllowed({
+    namespaces: [namespace],
+    names: [
+      { name: serviceAccount, what: 'serviceAccount' },
+      { name: role, what: 'role' },
+      { name: roleBinding, what: 'roleBinding' },
+    ],
+  });
+
+  // What `kubectl create serviceaccount/role/rolebinding` would make, as one desired state.
+  const objects: KubernetesObject[] = [
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: serviceAccount, namespace } },
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: role, namespace }, rules } as KubernetesObject,
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: roleBinding, namespace },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role },
+      subjects: [{ kind: 'ServiceAccount', name: serviceAccount, namespace }],
+    } as KubernetesObject,
+  ];
+  const granted: AccessCheck[] = rules.flatMap((r) =>
+    r.apiGroups.flatMap((group) =>
+      r.resources.flatMap((res) => {
+        const [resource, subresource] = res.split('/') as [string, string | undefined];
+        return r.verbs.map((verb) => ({ verb, group, resource, ...(subresource ? { subresource } : {}) }));
+      }),
+    ),
+  );
+  const checkAccess = async (): Promise<AccessReport> => {
+    const { user, results } = await read.checkServiceAccountAccess({ namespace, serviceAccount, checks: [...granted, ...mustBeDenied] });
+    const checks = results.map((r, i) => ({ ...r, expected: i < granted.length ? ('allowed' as const) : ('denied' as const) }));
+    return { user, checks, asExpected: checks.every((c) => c.allowed === (c.expected === 'allowed')) };
+  };
+
+  const accessBefore = await run.read('access-before', `What ${where} may do now (SubjectAccessReview)`, checkAccess, describeAccess);
+
+  let objectsPlanned: SecurityObjectResult[] | undefined;
+  const describeObjects = (planned: SecurityObjectResult[]) =>
+    planned
+      .map((o) => {
+        if (o.action === 'unchanged') return `${o.kind} ${o.name} already as wanted`;
+        if (o.action === 'created') {
+          if (o.kind === 'Role') return `create Role ${o.name} (${rulesText(rules)})`;
+          if (o.kind === 'RoleBinding') return `create RoleBinding ${o.name} (Role ${role} -> ServiceAccount ${serviceAccount})`;
+          return `create ${o.kind} ${o.name}`;
+        }
+        return `update ${o.kind} ${o.name}: ${o.changes.map(changeText).join(', ')}`;
+      })
+      .join('; ');
+  const outcome = await run.change({
+    stepId: 'ensure-access',
+    title: `Create or update ServiceAccount ${serviceAccount}, Role ${role} and RoleBinding ${roleBinding} in ${namespace}`,
+    allowedRoles: ['l2', 'manager', 'cto'],
+    plan: async () => {
+      // Planned again right before apply: an edit since approval changes the plan.
+      const dry = await read.applySecurityObjects({ namespace, objects, dryRun: true });
+      objectsPlanned = dry.objects;
+      const details = { objects: dry.objects };
+      if (!dry.changed) return { summary: `ServiceAccount ${serviceAccount}, Role ${role} and RoleBinding ${roleBinding} in ${namespace} already match (${rulesText(rules)})`, details, needed: false };
+      return { summary: `${namespace}: ${describeObjects(dry.objects)}`, details, needed: true };
+    },
+    apply: async () => {
+      const done = await change.applySecurityObjects({ namespace, objects });
+      return `${namespace}: ${done.objects.map((o) => `${o.kind} ${o.name} ${o.action}`).join(', ')} (server-side apply, field manager runbook-automation)`;
+    },
+  });
+
+  let accessAfter: AccessReport | undefined;
+  if (input.mode === 'execute' && (outcome === 'applied' || outcome === 'not-needed' || outcome === 'failed')) {
+    accessAfter = await run.read('verify-access', `What ${where} may do after the change (SubjectAccessReview)`, checkAccess, describeAccess);
+  }
+  const verified = input.mode === 'execute' ? (outcome === 'applied' || outcome === 'not-needed') && accessAfter?.asExpected === true : undefined;
+
+  const planText = run.status().plan.find((p) => p.stepId === 'ensure-access')?.change.summary ?? 'no plan';
+  const drifted = objectsPlanned?.filter((o) => o.action === 'configured') ?? [];
+  const summary =
+    input.mode === 'plan'
+      ? `plan: ${planText}`
+      : outcome === 'applied' || outcome === 'not-needed'
+        ? `${outcome === 'applied' ? planText : `nothing to change: ${planText}`}; access ${accessAfter ? describeAccess(accessAfter) : 'not checked'}`
+        : `read-only access for ${where} not provisioned (${outcome})${accessAfter ? `; access ${describeAccess(accessAfter)}` : ''}`;
+  const result = await run.finish(summary, {
+    impact:
+      input.mode === 'plan'
+        ? `None (plan mode): nothing was created or changed. ${where} now: ${describeAccess(accessBefore)}.`
+        : outcome === 'applied'
+          ? `RBAC objects in ${namespace} changed (${planText}); no workload was touched. Before: ${describeAccess(accessBefore)}. After: ${accessAfter ? describeAccess(accessAfter) : 'not checked'}.`
+          : `Nothing was changed. ${where}: ${describeAccess(accessAfter ?? accessBefore)}.`,
+    rootCause: `Access request (安全管理 / RBAC配置) by ${input.startedBy}; not a fault.${drifted.length ? ` Drift: ${drifted.map((o) => `${o.kind} ${o.name} differed from the wanted state (${o.changes.map(changeText).join(', ')})`).join('; ')}.` : ''}`,
+    solution:
+      input.mode === 'plan'
+        ? `Plan only (nothing changed): ${planText}.`
+        : outcome === 'applied' || outcome === 'not-needed'
+          ? `ServiceAccount ${serviceAccount}, Role ${role} (${rulesText(rules)}) and RoleBinding ${roleBinding} in ${namespace} ${outcome === 'applied' ? 'applied (server-side, field manager runbook-automation)' : 'already in place'}; ${verified ? 'verified by SubjectAccessReview' : 'verification FAILED'}: ${accessAfter ? describeAccess(accessAfter) : 'not checked'}.`
+          : `Not provisioned (${outcome}): ${planText}.`,
+    prevention:
+      'Keep RBAC objects in Git and apply them through this runbook, so a hand edit shows up as a diff and is put back only with approval; grant read verbs only and never Secrets; give people short-lived tokens of the account (kubectl create token) rather than long-lived Secrets; review RoleBindings quarterly.',
+  });
+  return {
+    ...result,
+    namespace,
+    serviceAccount,
+    role,
+    roleBinding,
+    rules,
+    ...(objectsPlanned ? { objects: objectsPlanned } : {}),
+    accessBefore,
+    ...(accessAfter ? { accessAfter } : {}),
+    ...(verified !== undefined ? { verified } : {}),
+  };
+}

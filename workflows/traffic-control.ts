@@ -1,0 +1,238 @@
+import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { IngressSummary } from '../activities/kubernetes-network';
+import {
+  defaultBackendAnnotation,
+  previousAnnotationsAnnotation,
+  rateLimitAnnotation,
+  trafficAnnotations,
+  trafficControlInput,
+  type TrafficAction,
+  type TrafficControlInput,
+} from '../common/inputs/traffic-control';
+import type { RunbookResultBase } from '../common/runbook';
+import { stableJson } from '../common/stable-json';
+import { destructive, quickRead } from './activity-options';
+import { RunbookRun } from './kernel/runbook-run';
+import { validateInput } from './validate-input';
+
+const read = proxyActivities<Activities>(quickRead);
+const change = proxyActivities<Activities>(destructive);
+
+/** The traffic annotations of the Ingress and what earlier runs recorded (previous values; null: unset). */
+export interface TrafficState {
+  limitRps?: string;
+  defaultBackend?: string;
+  recorded: Record<string, string | null>;
+}
+
+export interface TrafficControlResult extends RunbookResultBase {
+  namespace: string;
+  ingress: string;
+  action: TrafficAction;
+  hosts: string[];
+  before: TrafficState;
+  /** Execute mode, after the change: ok when every annotation is what the plan said. */
+  after?: TrafficState & { ok: boolean };
+}
+
+/** The annotation change a step makes: one merge patch, the record included. */
+interface AnnotationPlan {
+  set: Record<string, string>;
+  remove: string[];
+  before: Record<string, string | null>;
+  after: Record<string, string | null>;
+}
+
+const shown = (v: string | null | undefined) => (v === null || v === undefined ? 'unset' : v);
+
+/**
+ * 流量控制 (`kubectl annotate ingress app-ingress ... --overwrite`): reads the Ingress (and, for
+ * maintenance, the maintenance Service, refused when missing); then one ⚠ step per action:
+ * rate-limit sets limit-rps, maintenance-on sets default-backend, maintenance-off puts the recorded
+ * default-backend back, restore puts back every recorded annotation. Planned by a server-side dry
+ * run (before -> after). The value each annotation had before the first change is recorded as JSON
+ * in runbooks.example/previous-annotations on the Ingress, so a later run can restore it; the
+ * record's entries go away as they are restored.
+ */
+export async function trafficControl(raw: TrafficControlInput): Promise<TrafficControlResult> {
+  const input = validateInput('trafficControl', trafficControlInput, raw);
+  const { namespace, ingress, action, rps, maintenanceService } = input;
+  const where = `${namespace}/${ingress}`;
+  const run = await RunbookRun.begin(
+    { name: 'trafficControl', kind: 'emergency', target: where, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    action === 'maintenance-on' ? 4 : 3,
+  );
+  await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: ingress, what: 'ingress' }, { name: maintenanceService, what: 'service' }] });
+  const fail = (message: string, type = 'Refused') => ApplicationFailure.create({ type, nonRetryable: true, message });
+
+  const readIngress = async (): Promise<IngressSummary> => {
+    const found = (await read.listIngresses({ namespace, name: ingress })).ingresses[0];
+    if (!found) throw fail(`ingresses/${ingress} not found in namespace ${namespace}`, 'NotFound');
+    return found;
+  };
+
+  /** The record on the Ingress; one this runbook did not write (or naming other annotations) is refused, never guessed at. */
+  const recordOf = (annotations: Record<string, string>): Record<string, string | null> => {
+    const text = annotations[previousAnnotationsAnnotation];
+    if (text === undefined) return {};
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      value = undefined;
+    }
+    const valid =
+      value !== null &&
+      typeof value === 'object' &&
+      !Array.isArray(value) &&
+      Object.entries(value as Record<string, unknown>).every(([k, v]) => (trafficAnnotations as readonly string[]).includes(k) && (v === null || typeof v === 'string'));
+    if (!valid) throw fail(`annotation ${previousAnnotationsAnnotation} of ingresses/${ingress} in namespace ${namespace} is not a record trafficControl wrote (${text.slice(0, 200)}); fix or remove it by hand`, 'InvalidInput');
+    return value as Record<string, string | null>;
+  };
+
+  const stateOf = (i: IngressSummary): TrafficState => ({
+    ...(i.annotations[rateLimitAnnotation] !== undefined ? { limitRps: i.annotations[rateLimitAnnotation] } : {}),
+    ...(i.annotations[defaultBackendAnnotation] !== undefined ? { defaultBackend: i.annotations[defaultBackendAnnotation] } : {}),
+    recorded: recordOf(i.annotations),
+  });
+  const stateText = (s: TrafficState) =>
+    `limit-rps ${shown(s.limitRps)}, default-backend ${shown(s.defaultBackend)}; recorded: ${Object.keys(s.recorded).length ? Object.entries(s.recorded).map(([k, v]) => `${k}=${shown(v)}`).join(', ') : 'nothing'}`;
+
+  // Diagnosis (read-only).
+  const found = await run.read('ingress', `Ingress ${where}`, readIngress, (i) =>
+    `hosts ${i.hosts.join(', ') || 'none'}; routes ${i.routes.join(', ') || 'none'}; addresses ${i.addresses.join(', ') || 'none'}; ${stateText(stateOf(i))}`,
+  );
+  const before = stateOf(found);
+  if (action === 'maintenance-on') {
+    // default-backend naming a missing Service sends every request to an error page, not to a maintenance page.
+    await run.read('maintenance-service', `Service ${namespace}/${maintenanceService} (the maintenance page)`, async () => {
+      const service = (await read.listServices({ namespace })).services.find((s) => s.name === maintenanceService);
+      if (!service) throw fail(`maintenance mode refused: Service ${maintenanceService} does not exist in namespace ${namespace}; deploy the maintenance page first (or name it in maintenanceService)`);
+      return service;
+    }, (s) => `ports ${s.ports.join(', ') || 'none'}; ${s.readyEndpoints} ready endpoints, ${s.notReadyEndpoints} not ready`);
+  }
+
+  /** The annotations the action sets or removes, from the live ones, and how the record changes. */
+  const wanted = (live: Record<string, string>): { set: Record<string, string>; remove: string[]; unchanged: string } => {
+    const record = recordOf(live);
+    const next = { ...record };
+    const set: Record<string, string> = {};
+    const remove: string[] = [];
+    const put = (key: string, value: string) => {
+      if (live[key] === value) return;
+      set[key] = value;
+      // Only the first change is recorded: a restore goes back to before the emergency.
+      if (!(key in next)) next[key] = live[key] ?? null;
+    };
+    const putBack = (key: string) => {
+      if (!(key in record)) return;
+      const previous = record[key];
+      if (previous === null || previous === undefined) {
+        if (key in live) remove.push(key);
+      } else if (live[key] !== previous) set[key] = previous;
+      delete next[key];
+    };
+    let unchanged: string;
+    switch (action) {
+      case 'rate-limit':
+        put(rateLimitAnnotation, String(rps));
+        unchanged = `${rateLimitAnnotation} of ${where} is already ${rps}`;
+        break;
+      case 'maintenance-on':
+        put(defaultBackendAnnotation, maintenanceService);
+        unchanged = `${defaultBackendAnnotation} of ${where} is already ${maintenanceService}`;
+        break;
+      case 'maintenance-off':
+        putBack(defaultBackendAnnotation);
+        unchanged = `no ${defaultBackendAnnotation} recorded in ${previousAnnotationsAnnotation} of ${where}: maintenance mode was not switched on by trafficControl (${defaultBackendAnnotation} is ${shown(live[defaultBackendAnnotation])})`;
+        break;
+      case 'restore':
+        for (const key of Object.keys(record).sort()) putBack(key);
+        unchanged = `nothing recorded in ${previousAnnotationsAnnotation} of ${where}: no trafficControl change to restore`;
+        break;
+    }
+    const hadRecord = live[previousAnnotationsAnnotation] !== undefined;
+    if (Object.keys(next).length === 0) {
+      if (hadRecord) remove.push(previousAnnotationsAnnotation);
+    } else if (stableJson(next) !== stableJson(record) || !hadRecord) set[previousAnnotationsAnnotation] = stableJson(next);
+    return { set, remove, unchanged };
+  };
+
+  const describe = (p: AnnotationPlan) => {
+    const keys = [...Object.keys(p.before)].filter((k) => k !== previousAnnotationsAnnotation && p.before[k] !== p.after[k]).sort();
+    const record =
+      p.remove.includes(previousAnnotationsAnnotation)
+        ? `; ${previousAnnotationsAnnotation} removed (nothing left to restore)`
+        : p.set[previousAnnotationsAnnotation] !== undefined
+          ? `; previous values recorded in ${previousAnnotationsAnnotation}: ${p.set[previousAnnotationsAnnotation]}`
+          : '';
+    return `${keys.map((k) => `${k} ${shown(p.before[k])} -> ${shown(p.after[k])}`).join(', ') || 'no traffic annotation changes'}${record}`;
+  };
+
+  const titles: Record<TrafficAction, string> = {
+    'rate-limit': `Rate-limit ${where} to ${rps} requests per second per client`,
+    'maintenance-on': `Switch ${where} to maintenance (default backend ${maintenanceService})`,
+    'maintenance-off': `Switch maintenance off on ${where}`,
+    restore: `Restore the traffic annotations of ${where}`,
+  };
+  let planned: AnnotationPlan | undefined;
+  const outcome = await run.change({
+    stepId: action,
+    title: titles[action],
+    allowedRoles: ['l2', 'manager', 'cto'],
+    plan: async () => {
+      // Read again each time: right before apply, a change since approval changes the plan.
+      const live = (await readIngress()).annotations;
+      const { set, remove, unchanged } = wanted(live);
+      if (Object.keys(set).length === 0 && remove.length === 0) {
+        planned = undefined;
+        return { summary: unchanged, needed: false };
+      }
+      const dry = await read.setAnnotations({ namespace, kind: 'Ingress', name: ingress, set, remove, dryRun: true });
+      planned = { set, remove, before: dry.before, after: dry.after };
+      return { summary: `${where}: ${describe(planned)}`, details: planned, needed: dry.changed };
+    },
+    apply: async (approved) => {
+      // The approved change, not one recomputed after the patch.
+      const { set, remove } = approved.details as AnnotationPlan;
+      const done = await change.setAnnotations({ namespace, kind: 'Ingress', name: ingress, set, remove });
+      return done.changed ? describe({ set, remove, before: done.before, after: done.after }) : 'already set';
+    },
+  });
+
+  let after: TrafficControlResult['after'];
+  if (input.mode === 'execute' && (outcome === 'applied' || outcome === 'failed')) {
+    after = await run.read('verify', `Annotations of ${where} after the change`, async () => {
+      const live = (await readIngress()).annotations;
+      const ok = outcome === 'applied' && planned !== undefined && Object.entries(planned.after).every(([k, v]) => (live[k] ?? null) === v);
+      return { ...stateOf({ ...found, annotations: live }), ok };
+    }, (s) => `${stateText(s)}; ${s.ok ? 'as planned' : 'NOT as planned'}`);
+  }
+
+  const planText = run.status().plan.find((p) => p.stepId === action)?.change.summary ?? 'no plan';
+  const hosts = found.hosts.join(', ') || where;
+  const effect: Record<TrafficAction, string> = {
+    'rate-limit': `Requests to ${hosts} limited to ${rps} per second per client IP (excess answered 503)`,
+    // ingress-nginx sends a request to the default-backend when the rule's Service has no ready endpoint (and, with custom-http-errors, for those errors).
+    'maintenance-on': `Requests to ${hosts} are answered by Service ${maintenanceService} (the maintenance page) whenever the app's Service has no ready endpoint`,
+    'maintenance-off': `The default backend of ${hosts} is back to what it was before maintenance`,
+    restore: `The traffic annotations of ${hosts} are back to what they were before the first trafficControl change`,
+  };
+  // planText names the target already.
+  const result = await run.finish(`${outcome === 'planned' ? `plan: ${planText}` : outcome === 'applied' ? `${action} applied: ${planText}` : `${action} ${outcome}: ${planText}`}${after ? `; now ${stateText(after)}` : ''}`, {
+    impact:
+      input.mode === 'plan'
+        ? `None from this run (plan mode). Now: ${stateText(before)}.`
+        : outcome === 'applied'
+          ? `${effect[action]}. Before: ${stateText(before)}; after: ${after ? stateText(after) : 'not verified'}.`
+          : `Nothing was changed (${outcome}). ${stateText(before)}.`,
+    rootCause: `Not diagnosed by this runbook: ${input.startedBy} asked (${input.severity}) for ${action} on ${where}. Use postIncidentReview for the cause.`,
+    solution: outcome === 'applied' ? `${planText}.` : outcome === 'planned' ? `Plan only (nothing changed): ${planText}.` : `Not applied (${outcome}): ${planText}.`,
+    prevention:
+      action === 'rate-limit' || action === 'maintenance-on'
+        ? `Temporary: run trafficControl with action ${action === 'rate-limit' ? 'restore' : 'maintenance-off'} once the incident is over (the previous values are recorded in ${previousAnnotationsAnnotation}); size capacity (emergencyScale, HPA bounds) and a standing rate limit for peak load.`
+        : 'Review the incident (postIncidentReview) and keep a standing rate limit and a deployed maintenance page ready.',
+  });
+  return { ...result, namespace, ingress, action, hosts: found.hosts, before, ...(after ? { after } : {}) };
+}
