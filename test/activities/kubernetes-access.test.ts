@@ -1,9 +1,9 @@
 import { CoreV1Api, NetworkingV1Api, RbacAuthorizationV1Api, type KubernetesObject } from '@kubernetes/client-node';
-import { ApplicationFailure } from '@temporalio/common';
 import { fieldChanges } from '../../activities/kubernetes-access';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
 import { adminKubeConfig, kubernetesNamespace, scratchNamespace } from '../helpers/kube-cluster';
 import { testbedEnv } from '../helpers/testbed';
+import { failureOf } from '../helpers/failures';
 
 /**
  * The security runbooks' activities against the test bed's real API server, in a scratch
@@ -18,16 +18,6 @@ let scratch: Awaited<ReturnType<typeof scratchNamespace>>;
 let ns: string;
 let h: ActivityHarness;
 let ro: ActivityHarness;
-
-async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ApplicationFailure) return err;
-    throw err;
-  }
-  throw new Error('expected a failure');
-}
 
 const jsonPatch = { headers: { 'Content-Type': 'application/json-patch+json' } };
 

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
-import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createKubernetesActivities } from '../../activities/kubernetes';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
@@ -12,6 +12,7 @@ import { putIntoCrashLoop, readyPods, setContainerLogs, setPodUsage } from '../h
 import { deleteBoundClaim, deleteDeployment, scratchBoundClaim, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
 import { testbedEnv } from '../helpers/testbed';
 import { waitUntil } from '../../scripts/testbed/processes';
+import { failureOf } from '../helpers/failures';
 
 /**
  * The Kubernetes activities against the test bed's real control plane. Reads use the seeded
@@ -25,16 +26,6 @@ const custom = kc.makeApiClient(CustomObjectsApi);
 let h: ActivityHarness; // replaced after a cancellation test
 let ro: ActivityHarness;
 const cleanups: Array<() => Promise<unknown>> = [];
-
-async function failureOf(p: Promise<unknown>): Promise<ApplicationFailure> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ApplicationFailure) return err;
-    throw err;
-  }
-  throw new Error('expected a failure');
-}
 
 beforeAll(() => {
   h = activityHarness();

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { AppsV1Api, AutoscalingV2Api } from '@kubernetes/client-node';
 import { createRunbookClient, type RunbookClient } from '../../client';
 import { previousResourcesAnnotation, previousSizeAnnotation } from '../../common/inputs/emergency-scale';
@@ -9,6 +8,7 @@ import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-act
 import { adminKubeConfig, statusOf } from '../helpers/kube-cluster';
 import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig } from '../helpers/testbed';
+import { runFailureOf } from '../helpers/failures';
 import { withWorker } from '../helpers/worker';
 
 const namespace = 'short-drama-prod';
@@ -68,12 +68,6 @@ describe('emergencyScale', () => {
   }
 
   const runIds = (names: string[]) => names.flatMap((n) => [`emergencyScale/${namespace}/${n}`, `lock/${namespace}/${n}`]);
-
-  async function failureOf(handle: WorkflowHandle) {
-    const error = await handle.result().then(() => undefined, (err: unknown) => err);
-    expect(error).toBeInstanceOf(WorkflowFailedError);
-    return (error as WorkflowFailedError).cause as Error & { type?: string; nonRetryable?: boolean; cause?: Error };
-  }
 
   async function approve(runbooks: RunbookClient, workflowId: string, stepId: string, approver: string, expectedSummary: string): Promise<void> {
     const pending = await pendingOf(runbooks, workflowId, stepId);
@@ -238,7 +232,7 @@ describe('emergencyScale', () => {
       const before = await stateOf(name);
       await withWorker(config, async ({ client, taskQueue }) => {
         const down = await client.workflow.start('emergencyScale', { taskQueue, workflowId: `es-down-${randomUUID()}`, args: [{ deployment: name, replicas: 2, mode: 'execute' }] });
-        const failure = await failureOf(down);
+        const failure = await runFailureOf(down);
         expect(failure.message).toBe(`emergency scale refused: ${where} runs 3 replicas and 2 would scale it down; emergencyScale only scales up (restore: true goes back to the size recorded before a scale-up)`);
         expect([failure.type, failure.nonRetryable]).toEqual(['Refused', true]);
         expect(await scheduledActivityTypes(down)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed', 'snapshotNamespaceConfig', 'listPodSummaries', 'listHorizontalPodAutoscalers']);
@@ -248,7 +242,7 @@ describe('emergencyScale', () => {
           workflowId: `es-lower-${randomUUID()}`,
           args: [{ deployment: name, replicas: 3, limits: { memory: '256Mi' }, requests: { cpu: '2' }, mode: 'execute' }],
         });
-        const refused = await failureOf(lower);
+        const refused = await runFailureOf(lower);
         expect(refused.message).toBe(`resource change refused for ${where} container app: limits.memory 256Mi would lower the current 512Mi; requests.cpu 2 would be above limits.cpu 1`);
         expect([refused.type, refused.nonRetryable]).toEqual(['Refused', true]);
         expect(await scheduledActivityTypes(lower)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed', 'snapshotNamespaceConfig', 'listPodSummaries', 'listHorizontalPodAutoscalers']);
@@ -301,7 +295,7 @@ describe('emergencyScale', () => {
         workflowId: `es-bad-${randomUUID()}`,
         args: [{ deployment: 'Bad_Name', replicas: 2.5, limits: { cpu: 'lots' }, waitTimeoutSeconds: 5, mode: 'execute' }],
       });
-      const failure = await failureOf(bad);
+      const failure = await runFailureOf(bad);
       expect(failure.message).toBe(
         'invalid input for emergencyScale: deployment: expected a Kubernetes name (lowercase letters, digits, -); replicas: expected a whole number of replicas; limits.cpu: expected a CPU quantity above 0 and at most 16, such as 500m or 2; waitTimeoutSeconds: at least 10 seconds',
       );
@@ -309,7 +303,7 @@ describe('emergencyScale', () => {
       expect(await scheduledActivityTypes(bad)).toEqual([]);
 
       const system = await client.workflow.start('emergencyScale', { taskQueue, workflowId: `es-system-${randomUUID()}`, args: [{ namespace: 'kube-system', deployment: 'coredns', mode: 'execute' }] });
-      const refused = await failureOf(system);
+      const refused = await runFailureOf(system);
       expect(String(refused.cause?.message)).toBe('namespace kube-system is never touched by runbooks');
       expect(await scheduledActivityTypes(system)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
     });

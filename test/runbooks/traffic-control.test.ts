@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { CoreV1Api, NetworkingV1Api } from '@kubernetes/client-node';
 import { createRunbookClient, type RunbookClient } from '../../client';
 import { defaultBackendAnnotation, previousAnnotationsAnnotation, rateLimitAnnotation } from '../../common/inputs/traffic-control';
@@ -9,6 +8,7 @@ import { unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig } from '../helpers/kube-cluster';
 import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig } from '../helpers/testbed';
+import { runFailureOf } from '../helpers/failures';
 import { withWorker } from '../helpers/worker';
 
 const namespace = 'short-drama-prod';
@@ -52,12 +52,6 @@ describe('trafficControl', () => {
 
   const annotationsOf = async (name: string) => (await networking.readNamespacedIngress(name, namespace)).body.metadata?.annotations ?? {};
   const runIds = (names: string[]) => names.flatMap((n) => [`trafficControl/${namespace}/${n}`, `lock/${namespace}/${n}`]);
-
-  async function failureOf(handle: WorkflowHandle) {
-    const error = await handle.result().then(() => undefined, (err: unknown) => err);
-    expect(error).toBeInstanceOf(WorkflowFailedError);
-    return (error as WorkflowFailedError).cause as Error & { type?: string; nonRetryable?: boolean; cause?: Error };
-  }
 
   /** Starts a run on the scratch Ingress, approves its one step after checking the plan, returns the result. */
   async function approved(runbooks: RunbookClient, input: Record<string, unknown>, stepId: string, summary: string): Promise<{ workflowId: string; result: TrafficControlResult }> {
@@ -222,7 +216,7 @@ describe('trafficControl', () => {
     await withWorker(config, async ({ client, taskQueue }) => {
       const runbooks = createRunbookClient({ client, taskQueue });
       const missing = await client.workflow.start('trafficControl', { taskQueue, workflowId: `tc-missing-${randomUUID()}`, args: [{ ingress: name, action: 'maintenance-on', mode: 'execute' }] });
-      const failure = await failureOf(missing);
+      const failure = await runFailureOf(missing);
       expect(failure.message).toBe(`maintenance mode refused: Service maintenance-page does not exist in namespace ${namespace}; deploy the maintenance page first (or name it in maintenanceService)`);
       expect([failure.type, failure.nonRetryable]).toEqual(['Refused', true]);
       expect(await scheduledActivityTypes(missing)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed', 'listIngresses', 'listServices']);
@@ -232,19 +226,19 @@ describe('trafficControl', () => {
         headers: { 'Content-Type': 'application/merge-patch+json' },
       });
       const forged = await client.workflow.start('trafficControl', { taskQueue, workflowId: `tc-forged-${randomUUID()}`, args: [{ ingress: name, action: 'restore', mode: 'execute' }] });
-      const invalid = await failureOf(forged);
+      const invalid = await runFailureOf(forged);
       expect(invalid.message).toBe(`annotation ${recordKey} of ingresses/${name} in namespace ${namespace} is not a record trafficControl wrote ({"nginx.ingress.kubernetes.io/whitelist-source-range":null}); fix or remove it by hand`);
       expect(await scheduledActivityTypes(forged)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed', 'listIngresses']);
 
       const system = await client.workflow.start('trafficControl', { taskQueue, workflowId: `tc-system-${randomUUID()}`, args: [{ namespace: 'kube-system', mode: 'execute' }] });
-      expect(String((await failureOf(system)).cause?.message)).toBe('namespace kube-system is never touched by runbooks');
+      expect(String((await runFailureOf(system)).cause?.message)).toBe('namespace kube-system is never touched by runbooks');
       expect(await scheduledActivityTypes(system)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
 
       await expect(runbooks.startRunbook('trafficControl', { action: 'panic' }, { startedBy: 'erin' })).rejects.toThrow(
         'invalid input for trafficControl: action: expected one of rate-limit, maintenance-on, maintenance-off, restore',
       );
       const bad = await client.workflow.start('trafficControl', { taskQueue, workflowId: `tc-bad-${randomUUID()}`, args: [{ ingress: 'Bad_Name', action: 'panic', rps: 0 }] });
-      const invalidInput = await failureOf(bad);
+      const invalidInput = await runFailureOf(bad);
       expect(invalidInput.message).toBe(
         'invalid input for trafficControl: ingress: expected a Kubernetes name (lowercase letters, digits, -); action: expected one of rate-limit, maintenance-on, maintenance-off, restore; rps: at least 1 request per second',
       );
