@@ -51,6 +51,9 @@ export const environmentVariables = {
   WORKER_METRICS_PORT: 'worker.metricsPort',
   LOG_LEVEL: 'worker.logLevel',
   WORKER_SHUTDOWN_GRACE_SECONDS: 'worker.shutdownGraceSeconds',
+  ALERT_BRIDGE_LISTEN: 'alerting.listen',
+  ALERT_BRIDGE_TOKEN: 'alerting.token',
+  ALERT_ROUTES: 'alerting.routes',
 } as const;
 
 export class ConfigError extends Error {
@@ -90,6 +93,7 @@ function fromEnvText(variable: keyof typeof environmentVariables, text: string):
     case 'RUNBOOK_APPROVERS':
     case 'APPROVAL_POLICIES':
     case 'CHECKLIST_THRESHOLDS':
+    case 'ALERT_ROUTES':
       try {
         return JSON.parse(text);
       } catch {

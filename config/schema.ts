@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { roles } from '../common/runbook';
+import { alertingSchema } from './alerting';
 
 /** Namespaces no runbook may ever touch, whatever the allowlist says. */
 export const forbiddenNamespaces = ['kube-system', 'kube-public', 'kube-node-lease'];
@@ -182,6 +183,8 @@ export const configSchema = z.object({
       catchupWindow: duration.default('1h'),
     })
     .default({ timezone: 'UTC', daily: { enabled: true, at: '08:00' }, weekly: { enabled: true, day: 'monday', at: '09:00' }, monthly: { enabled: true, dayOfMonth: 1, at: '10:00' }, catchupWindow: '1h' }),
+  /** The Alertmanager bridge (`npm run alert-bridge`): listen address, token, routes; see config/alerting.ts. */
+  alerting: alertingSchema,
   worker: z
     .object({
       metricsHost: z.string().min(1).default('0.0.0.0'),

@@ -89,6 +89,62 @@ describe('configuration', () => {
     expect(problemsOf({}, join(dir, 'absent.yaml'))[0]).toMatch(/^RUNBOOK_CONFIG: cannot read/);
   });
 
+  describe('alerting (the Alertmanager bridge)', () => {
+    test('defaults: loopback listen address, no token, the catalog\'s alert table', () => {
+      const { alerting } = loadConfig({ env: minimal });
+      expect(alerting.listen).toBe('127.0.0.1:9095');
+      expect(alerting.token).toBeUndefined();
+      expect(alerting.routes.map((r) => [r.alertname, r.match, r.runbook, r.severity, r.mode])).toEqual([
+        ['ServiceUnavailable', {}, 'podCrashLoop', 'P0', 'plan'],
+        ['ApiErrorRateHigh', {}, 'podCrashLoop', 'P1', 'plan'],
+        ['DatabaseConnectionsZero', {}, 'dbConnectionExhaustion', 'P0', 'plan'],
+        ['ApiLatencyHigh', {}, 'dailyHealthCheck', 'P2', 'plan'],
+        ['DiskUsageHigh', {}, 'diskPressure', 'P2', 'plan'],
+        ['MemoryUsageHigh', { deployment: 'redis' }, 'redisMemoryPressure', 'P2', 'plan'],
+        ['MemoryUsageHigh', { deployment: 'short-drama-app' }, 'podCrashLoop', 'P2', 'plan'],
+      ]);
+    });
+
+    test('ALERT_BRIDGE_LISTEN, ALERT_BRIDGE_TOKEN and ALERT_ROUTES (JSON) set the section', () => {
+      const routes = [{ alertname: 'ApiErrorRateHigh', runbook: 'podCrashLoop', severity: 'P0', mode: 'execute', input: { deployment: 'checkout' } }];
+      const { alerting } = loadConfig({ env: { ...minimal, ALERT_BRIDGE_LISTEN: '0.0.0.0:9095', ALERT_BRIDGE_TOKEN: 'a-long-enough-shared-token', ALERT_ROUTES: JSON.stringify(routes) } });
+      expect(alerting).toEqual({ listen: '0.0.0.0:9095', token: 'a-long-enough-shared-token', routes: [{ ...routes[0], match: {} }] });
+    });
+
+    test.each([
+      ['ALERT_BRIDGE_LISTEN', '9095', 'alerting.listen (env ALERT_BRIDGE_LISTEN): expected host:port'],
+      ['ALERT_BRIDGE_LISTEN', '127.0.0.1:70000', 'alerting.listen (env ALERT_BRIDGE_LISTEN): expected a port number 0-65535'],
+      ['ALERT_BRIDGE_TOKEN', 'short-secret', 'alerting.token (env ALERT_BRIDGE_TOKEN): expected at least 16 characters'],
+      ['ALERT_ROUTES', 'not json', 'alerting.routes (env ALERT_ROUTES)'],
+      ['ALERT_ROUTES', '[{"alertname":"X","runbook":"podCrashloop","severity":"P1"}]', 'alerting.routes.0.runbook (env ALERT_ROUTES): expected a runbook of the catalog: applyNetworkPolicy, '],
+      ['ALERT_ROUTES', '[{"alertname":"X","runbook":"podCrashLoop","severity":"P5"}]', 'alerting.routes.0.severity (env ALERT_ROUTES): expected one of P0, P1, P2, P3'],
+      ['ALERT_ROUTES', '[{"alertname":"X","runbook":"podCrashLoop","severity":"P1","mode":"apply"}]', 'alerting.routes.0.mode (env ALERT_ROUTES): expected "plan" or "execute"'],
+      ['ALERT_ROUTES', '[{"alertname":"X","runbook":"podCrashLoop","severity":"P1","inputFromLabels":{"pvc":"persistentvolumeclaim"}}]', 'alerting.routes.0.inputFromLabels.pvc (env ALERT_ROUTES): not an input of podCrashLoop; its inputs: namespace, deployment,'],
+      ['ALERT_ROUTES', '[{"alertname":"X","runbook":"podCrashLoop","severity":"P1","inputFromLabels":{"namespace":"kube namespace"}}]', 'alerting.routes.0.inputFromLabels.namespace (env ALERT_ROUTES): expected a Prometheus label name'],
+      ['ALERT_ROUTES', '[{"alertname":"X","runbook":"podCrashLoop","severity":"P1","input":{"memoryLimitFactor":1}}]', 'alerting.routes.0.input.memoryLimitFactor (env ALERT_ROUTES): must be above 1'],
+      ['ALERT_ROUTES', '[{"alertname":"X","runbook":"podCrashLoop","severity":"P1","input":{"severity":"P3"}}]', 'alerting.routes.0.input.severity (env ALERT_ROUTES): severity is set by the route'],
+      ['ALERT_ROUTES', '[{"alertname":"X","runbook":"podCrashLoop","severity":"P1","runbok":"typo"}]', 'alerting.routes.0 (env ALERT_ROUTES): Unrecognized key'],
+      ['ALERT_ROUTES', '[{"runbook":"podCrashLoop","severity":"P1"}]', 'alerting.routes.0.alertname (env ALERT_ROUTES): is required'],
+    ])('bad %s (%s) is rejected with the field named', (variable, value, expected) => {
+      const problems = problemsOf({ ...minimal, [variable]: value });
+      expect(problems).toEqual([expect.stringContaining(expected)]);
+      expect(problems[0]!.startsWith(expected)).toBe(true);
+    });
+
+    test('the token and other values never appear in the errors', () => {
+      const problems = problemsOf({ ...minimal, ALERT_BRIDGE_TOKEN: 'hunter2 with spaces!', ALERT_ROUTES: '[{"alertname":"X","runbook":"secretRunbookName","severity":"P1"}]' });
+      expect(problems.join('\n')).not.toMatch(/hunter2|secretRunbookName/);
+      expect(problems).toHaveLength(2);
+    });
+
+    test('routes from the YAML file', () => {
+      const dir = mkdtempSync(join(tmpdir(), 'runbook-config-'));
+      const file = join(dir, 'runbook.yaml');
+      writeFileSync(file, ['temporal: { address: "temporal.example:7233" }', 'alerting:', '  routes:', '    - { alertname: DiskUsageHigh, runbook: diskPressure, severity: P1, inputFromLabels: { pvc: claim } }'].join('\n'));
+      expect(loadConfig({ env: {}, file }).alerting).toEqual({ listen: '127.0.0.1:9095', routes: [{ alertname: 'DiskUsageHigh', match: {}, runbook: 'diskPressure', severity: 'P1', mode: 'plan', inputFromLabels: { pvc: 'claim' }, input: {} }] });
+    });
+  });
+
   test('in-cluster Kubernetes from KUBE_IN_CLUSTER', () => {
     expect(loadConfig({ env: { ...minimal, KUBE_IN_CLUSTER: 'true' } }).kubernetes).toEqual({ mode: 'in-cluster' });
   });

@@ -48,6 +48,8 @@ describe('docker-compose.yml', () => {
       'WORKER_METRICS_HOST', 'WORKER_SHUTDOWN_GRACE_SECONDS',
       'ESCALATION_P0', 'ESCALATION_P1', 'ESCALATION_P2', 'ESCALATION_P3', 'APPROVAL_POLICIES', 'CHECKLIST_THRESHOLDS',
       'SCHEDULE_TIMEZONE', 'SCHEDULE_DAILY_AT', 'SCHEDULE_WEEKLY_DAY', 'SCHEDULE_WEEKLY_AT', 'SCHEDULE_MONTHLY_DAY', 'SCHEDULE_MONTHLY_AT', 'SCHEDULE_CATCHUP_WINDOW',
+      // The alert bridge's (npm run alert-bridge); the worker does not use them.
+      'ALERT_BRIDGE_LISTEN', 'ALERT_BRIDGE_TOKEN', 'ALERT_ROUTES',
     ]);
     const unset = Object.keys(environmentVariables).filter((name) => !(name in workerEnv) && !optional.has(name));
     expect(unset).toEqual([]);

@@ -147,6 +147,17 @@ describe('test bed systems are real', () => {
     await expect(prometheusGet(env.PROMETHEUS_URL!, 'api/v1/query', { query: 'rate(' }, 5000)).rejects.toThrow(/bad_data/);
   });
 
+  test('Alertmanager 0.25: single node (no cluster), one webhook receiver, the alert bridge on its test bed port, the token not in its config', async () => {
+    const status = (await (await fetch(`${env.TESTBED_ALERTMANAGER_URL}/api/v2/status`)).json()) as { versionInfo: { version: string }; cluster: { status: string }; config: { original: string } };
+    expect(status.versionInfo.version).toMatch(/^0\.25\./);
+    expect(status.cluster.status).toBe('disabled');
+    expect(status.config.original).toContain(`url: http://${env.ALERT_BRIDGE_LISTEN}/alertmanager`);
+    expect(status.config.original).not.toContain(env.ALERT_BRIDGE_TOKEN!);
+    // Its API takes alerts as Prometheus sends them (an empty list is a valid post).
+    const post = await fetch(`${env.TESTBED_ALERTMANAGER_URL}/api/v2/alerts`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '[]' });
+    expect(post.status).toBe(200);
+  });
+
   describe('Prometheus capacity history (monthly review: 30-day trends)', () => {
     const { msPerDay, capacitySeries, value } = capacityModel;
     let history: CapacityHistory;

@@ -6,6 +6,8 @@ export interface TestbedSecrets {
   redisPassword: string;
   s3AccessKeyId: string;
   s3SecretAccessKey: string;
+  /** The bearer token Alertmanager sends to the alert bridge. */
+  alertBridgeToken: string;
 }
 
 export interface TestbedContext {
@@ -14,7 +16,7 @@ export interface TestbedContext {
   log: (line: string) => void;
 }
 
-export type ServiceName = 'temporal' | 'postgres' | 'redis' | 's3' | 'prometheus' | 'webhook' | 'app-metrics' | 'kubernetes';
+export type ServiceName = 'temporal' | 'postgres' | 'redis' | 's3' | 'prometheus' | 'alertmanager' | 'webhook' | 'app-metrics' | 'kubernetes';
 
 export interface TestbedServer {
   name: ServiceName;

@@ -6,6 +6,7 @@ import { isPortOpen, stopDetached } from './processes';
 import { appMetricsServer, appMetricsUrl, webhookServer, webhookUrl } from './node-servers';
 import { postgresServer, postgresUrl, seedDatabase } from './postgres-server';
 import { prometheusServer, prometheusUrl } from './prometheus-server';
+import { alertmanagerServer, alertmanagerUrl } from './alertmanager-server';
 import { redisServer, redisUrl } from './redis-server';
 import { backupBucket, s3Endpoint, s3Server } from './s3-server';
 import { temporalServer } from './temporal-server';
@@ -14,13 +15,14 @@ import { adminKubeconfigPath, kubernetesServer, readonlyKubeconfigPath } from '.
 import type { ServiceName, TestbedContext, TestbedSecrets, TestbedServer } from './context';
 
 export type { ServiceName } from './context';
-export const allServices: ServiceName[] = ['temporal', 'postgres', 'redis', 's3', 'prometheus', 'webhook', 'app-metrics', 'kubernetes'];
+export const allServices: ServiceName[] = ['temporal', 'postgres', 'redis', 's3', 'prometheus', 'alertmanager', 'webhook', 'app-metrics', 'kubernetes'];
 const servers: Record<ServiceName, TestbedServer> = {
   temporal: temporalServer,
   postgres: postgresServer,
   redis: redisServer,
   s3: s3Server,
   prometheus: prometheusServer,
+  alertmanager: alertmanagerServer,
   webhook: webhookServer,
   'app-metrics': appMetricsServer,
   kubernetes: kubernetesServer,
@@ -43,6 +45,7 @@ function loadOrCreateSecrets(envFile: string): TestbedSecrets {
     redisPassword: previous.TESTBED_REDIS_PASSWORD ?? token(),
     s3AccessKeyId: previous.S3_ACCESS_KEY_ID ?? `TB${randomBytes(9).toString('hex').toUpperCase()}`,
     s3SecretAccessKey: previous.S3_SECRET_ACCESS_KEY ?? token(),
+    alertBridgeToken: previous.ALERT_BRIDGE_TOKEN ?? token(),
   };
 }
 
@@ -62,6 +65,10 @@ function testbedEnv(ctx: TestbedContext): Record<string, string> {
     S3_ACCESS_KEY_ID: secrets.s3AccessKeyId,
     S3_SECRET_ACCESS_KEY: secrets.s3SecretAccessKey,
     PROMETHEUS_URL: prometheusUrl(ctx),
+    // The alert bridge on the port the test bed's Alertmanager posts to, with the token it sends.
+    ALERT_BRIDGE_LISTEN: `127.0.0.1:${port(layout, 'alertBridge')}`,
+    ALERT_BRIDGE_TOKEN: secrets.alertBridgeToken,
+    TESTBED_ALERTMANAGER_URL: alertmanagerUrl(ctx),
     NOTIFY_WEBHOOK_URL: `${webhookUrl(ctx)}/notify`,
     TESTBED_WEBHOOK_URL: webhookUrl(ctx),
     TESTBED_APP_METRICS_URL: appMetricsUrl(ctx),

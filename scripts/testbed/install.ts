@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { runChecked } from './processes';
 
 /** Debian packages the test bed's servers come from (versions are Debian 12's). */
-export const debianPackages = ['postgresql-15', 'postgresql-client-15', 'postgresql-contrib', 'redis-server', 'prometheus'];
+export const debianPackages = ['postgresql-15', 'postgresql-client-15', 'postgresql-contrib', 'redis-server', 'prometheus', 'prometheus-alertmanager'];
 
 export function missingDebianPackages(packages: string[]): string[] {
   return packages.filter((name) => {
@@ -24,7 +24,7 @@ export function ensureDebianPackages(packages: string[], log: (line: string) => 
   runChecked('apt-get', ['update', '-q'], { env });
   runChecked('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env });
   // Debian starts the packaged services on install; the test bed runs its own instances.
-  for (const service of ['redis-server', 'prometheus', 'postgresql']) {
+  for (const service of ['redis-server', 'prometheus', 'prometheus-alertmanager', 'postgresql']) {
     spawnSync('service', [service, 'stop'], { stdio: 'ignore' });
   }
 }

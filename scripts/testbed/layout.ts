@@ -43,6 +43,9 @@ export const portOffsets = {
   alwaysClosed: 31,
   redis: 79,
   prometheus: 90,
+  // Alertmanager (93, as 9093) posts the alerts of the rules Prometheus loads to the alert bridge (95, as 9095).
+  alertmanager: 93,
+  alertBridge: 95,
   webhook: 80,
   appMetrics: 81,
   s3: 40,

@@ -1,5 +1,6 @@
 import { rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { testbedAlertRulesFile, writeTestbedAlertRules } from './alert-rules';
 import { backfillCapacityHistory, capacityScrapeJobs, capacitySelector } from './capacity-history';
 import { ensureDebianPackages } from './install';
 import { port } from './layout';
@@ -21,6 +22,13 @@ async function isReady(ctx: TestbedContext): Promise<boolean> {
   return response.ok;
 }
 
+/** The group of deploy/prometheus/runbook-alerts.yml is loaded (a Prometheus from before the alert rules is not). */
+async function hasAlertRules(ctx: TestbedContext): Promise<boolean> {
+  const response = await fetch(`${prometheusUrl(ctx)}/api/v1/rules?type=alert`, { signal: AbortSignal.timeout(2000) });
+  const body = (await response.json()) as { data?: { groups?: Array<{ name: string }> } };
+  return body.data?.groups?.some((g) => g.name === 'runbook-alerts') === true;
+}
+
 /**
  * Prometheus scraping itself, the Temporal dev server and the app metrics target (the app's own
  * series, and the capacity series under the scrape jobs `kubelet` and `postgres-exporter`), started
@@ -37,7 +45,7 @@ export const prometheusServer: TestbedServer = {
     // A Prometheus started before the history existed (or whose history is gone) is not the one
     // the tests need: `up` then restarts it, which backfills. 29 days back is inside the history
     // right after a start and stays so while Prometheus runs.
-    return (await isReady(ctx)) && (await instantQuery(ctx, `${capacitySelector('databaseSize')} offset 29d`)).length > 0;
+    return (await isReady(ctx)) && (await instantQuery(ctx, `${capacitySelector('databaseSize')} offset 29d`)).length > 0 && (await hasAlertRules(ctx));
   },
   async start(ctx) {
     const { layout } = ctx;
@@ -52,12 +60,20 @@ export const prometheusServer: TestbedServer = {
     ctx.log(`prometheus: ${Math.round((history.endMs - history.originMs) / 86_400_000)} days of capacity history backfilled in ${Date.now() - t0} ms`);
     const configFile = join(dir, 'prometheus.yml');
     const appMetricsTarget = `127.0.0.1:${port(layout, 'appMetrics')}`;
+    writeTestbedAlertRules(layout);
     writeFileSync(
       configFile,
       [
         'global:',
         '  scrape_interval: 2s',
         '  evaluation_interval: 2s',
+        // The manual's alert rules (deploy/prometheus/, shortened for the test bed), to the test bed's Alertmanager.
+        'rule_files:',
+        `  - '${testbedAlertRulesFile(layout)}'`,
+        'alerting:',
+        '  alertmanagers:',
+        '    - static_configs:',
+        `        - targets: ['127.0.0.1:${port(layout, 'alertmanager')}']`,
         'scrape_configs:',
         '  - job_name: prometheus',
         '    static_configs:',
@@ -89,6 +105,13 @@ export const prometheusServer: TestbedServer = {
     await waitUntil('Prometheus', () => isReady(ctx), 60_000, join(layout.stateDir, 'prometheus.log'));
     // Ready means PromQL already has data: wait for the first scrape of itself.
     await waitUntil('the first Prometheus scrape', async () => (await instantQuery(ctx, 'up')).length > 0, 30_000);
+  },
+  // A running Prometheus picks up edits of the shipped rules on the next `up`.
+  async seed(ctx) {
+    if (!writeTestbedAlertRules(ctx.layout)) return;
+    const reload = await fetch(`${prometheusUrl(ctx)}/-/reload`, { method: 'POST', signal: AbortSignal.timeout(10_000) });
+    if (!reload.ok) throw new Error(`prometheus: reloading the alert rules failed: ${(await reload.text()).trim()}`);
+    ctx.log('prometheus: alert rules reloaded');
   },
   // Lets `up` replace one of ours without the history (see isHealthy) instead of failing on its port.
   stop: (layout) => stopDetached(layout.stateDir, 'prometheus'),

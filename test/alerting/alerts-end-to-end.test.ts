@@ -1,0 +1,100 @@
+import { AppsV1Api } from '@kubernetes/client-node';
+import { createRunbookClient } from '../../client';
+import { startAlertBridge, type AlertBridge, type NotificationReport } from '../../client/alert-bridge';
+import { waitUntil } from '../../scripts/testbed/processes';
+import type { PodCrashLoopResult } from '../../workflows/pod-crash-loop';
+import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
+import { adminKubeConfig } from '../helpers/kube-cluster';
+import { putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
+import { pendingOf, terminateRuns } from '../helpers/runbook-runs';
+import { testbedConfig, testbedEnv } from '../helpers/testbed';
+import { withWorker } from '../helpers/worker';
+
+const namespace = 'short-drama-prod';
+
+async function setProfile(profile: Record<string, unknown>): Promise<void> {
+  const response = await fetch(`${testbedEnv().TESTBED_APP_METRICS_URL}/profile`, { method: 'POST', body: JSON.stringify(profile), signal: AbortSignal.timeout(5000) });
+  if (!response.ok) throw new Error(`app-metrics /profile answered ${response.status}`);
+}
+
+async function activeAlerts(alertname: string): Promise<unknown[]> {
+  const filter = encodeURIComponent(`alertname="${alertname}"`);
+  const response = await fetch(`${testbedEnv().TESTBED_ALERTMANAGER_URL}/api/v2/alerts?active=true&filter=${filter}`, { signal: AbortSignal.timeout(5000) });
+  return (await response.json()) as unknown[];
+}
+
+/**
+ * The whole chain on real servers: app-metrics' error rate → Prometheus (the shipped rules, test
+ * bed copy) → Alertmanager → the bridge on the test bed port Alertmanager posts to, with its
+ * token → podCrashLoop on a crash-looping scratch Deployment, waiting for approval → the error
+ * rate back to normal → the resolved notification → the run ends cancelled, nothing applied.
+ */
+describe('alerts end to end', () => {
+  const kc = adminKubeConfig();
+  const apps = kc.makeApiClient(AppsV1Api);
+  const name = unique('alert-e2e');
+  const workflowId = `podCrashLoop/${namespace}/${name}`;
+  // The route runs the scratch Deployment in execute mode so the run waits at the approval gate.
+  const config = testbedConfig({
+    ALERT_ROUTES: JSON.stringify([{ alertname: 'ApiErrorRateHigh', runbook: 'podCrashLoop', severity: 'P1', mode: 'execute', input: { deployment: name } }]),
+    RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }]),
+  });
+  const reports: NotificationReport[] = [];
+  let bridge: AlertBridge | undefined;
+
+  afterAll(async () => {
+    await setProfile({ reset: true });
+    await bridge?.close();
+    await terminateRuns(config.temporal, [workflowId, `lock/${namespace}/${name}`]);
+    await deleteDeployment(kc, name);
+  });
+
+  test('a high error rate starts podCrashLoop through Alertmanager; its resolution stops the run before anything is applied', async () => {
+    await scratchDeployment(kc, name);
+    const [pod] = await readyPods(kc, namespace, `app=${name}`, 1);
+    await setContainerLogs(kc, namespace, pod!.metadata!.name!, 'app', { current: ['starting'], previous: ['allocating buffers'] });
+    await putIntoCrashLoop(kc, namespace, pod!.metadata!.name!, { reason: 'OOMKilled', container: 'app', restartCount: 6 });
+    const before = (await apps.readNamespacedDeployment(name, namespace)).body;
+    // An ApiErrorRateHigh left firing by something else would reach the bridge the moment it listens.
+    await setProfile({ reset: true });
+    await waitUntil('no active ApiErrorRateHigh in Alertmanager', async () => (await activeAlerts('ApiErrorRateHigh')).length === 0, 60_000);
+
+    const timings: Record<string, number> = {};
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      // On the test bed port and token Alertmanager posts with (ALERT_BRIDGE_LISTEN, ALERT_BRIDGE_TOKEN of the env file).
+      bridge = await startAlertBridge({ client, taskQueue, alerting: config.alerting, log: () => undefined, onNotification: (r) => void reports.push(r) });
+      try {
+        const t0 = Date.now();
+        await setProfile({ errorRatio: 0.2 });
+        await waitUntil('Alertmanager to post the firing ApiErrorRateHigh and the bridge to start the run', () => reports.some((r) => r.started.some((s) => s.workflowId === workflowId)), 90_000);
+        timings.firing = Date.now() - t0;
+        const pending = await pendingOf(runbooks, workflowId, 'raise-memory-limit');
+        expect(pending.change.summary).toContain('256Mi -> 384Mi');
+        const status = await runbooks.getStatus(workflowId);
+        expect({ mode: status.mode, severity: status.severity, startedBy: status.startedBy }).toEqual({ mode: 'execute', severity: 'P1', startedBy: 'alertmanager:ApiErrorRateHigh' });
+
+        const t1 = Date.now();
+        await setProfile({ reset: true });
+        await waitUntil('Alertmanager to post the resolved ApiErrorRateHigh and the bridge to signal the run', () => reports.some((r) => r.signalled.some((s) => s.workflowId === workflowId)), 90_000);
+        timings.resolved = Date.now() - t1;
+        return await runbooks.waitForResult<PodCrashLoopResult>(workflowId);
+      } finally {
+        // Before the worker's client closes: a later notification would otherwise find no connection.
+        await bridge.close();
+        bridge = undefined;
+      }
+    });
+    console.log(`alerts end to end: firing reached the run ${timings.firing} ms after the error rate rose, the resolution ${timings.resolved} ms after it fell`);
+
+    expect(result.outcome).toBe('cancelled');
+    expect(result.timeline.filter((e) => e.event === 'cancelled').map((e) => [e.by, e.reason])).toEqual([['alerting', 'alert resolved: ApiErrorRateHigh']]);
+    expect(result.timeline.filter((e) => e.event === 'applied')).toEqual([]);
+    // Every notification was accepted (a 5xx would have made Alertmanager retry), and one run served them all.
+    expect(reports.filter((r) => r.status !== 200)).toEqual([]);
+    expect(new Set(reports.flatMap((r) => r.started.map((s) => s.runId))).size).toBe(1);
+    const after = (await apps.readNamespacedDeployment(name, namespace)).body;
+    expect(after.metadata?.generation).toBe(before.metadata?.generation);
+    expect(after.spec!.template.spec!.containers[0]!.resources?.limits?.memory).toBe('256Mi');
+  });
+});
