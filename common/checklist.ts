@@ -1,3 +1,4 @@
+import type { PodUsage } from '../activities/kubernetes-usage';
 import type { RunbookResultBase } from './runbook';
 
 /** The status of one check in a daily/weekly/monthly checklist report. */
@@ -82,4 +83,14 @@ export function hoursBetween(iso: string, nowMs: number): number {
 /** A list for a one-line detail: the first few names and how many more. */
 export function listed(items: string[], shown = 5): string {
   return items.length <= shown ? items.join(', ') : `${items.slice(0, shown).join(', ')} and ${items.length - shown} more`;
+}
+
+/**
+ * Each container's use of its CPU or memory limit (metrics API), the highest of those that have a
+ * limit, and the containers without one.
+ */
+export function sharesOfLimit(pods: PodUsage[], resource: 'cpu' | 'memory'): { shares: Array<{ where: string; percent?: number }>; top?: { where: string; percent: number }; unlimited: string[] } {
+  const shares = pods.flatMap((p) => p.containers.map((c) => ({ where: `${p.name}/${c.name}`, percent: (resource === 'cpu' ? c.cpuMillicores : c.memoryBytes).percentOfLimit })));
+  const limited = shares.flatMap((s) => (s.percent === undefined ? [] : [{ where: s.where, percent: s.percent }]));
+  return { shares, top: limited.sort((a, b) => b.percent - a.percent)[0], unlimited: shares.filter((s) => s.percent === undefined).map((s) => s.where) };
 }

@@ -1,6 +1,6 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { atMost, countLines, hoursBetween, listed, type CheckRow, type ChecklistResult } from '../common/checklist';
+import { atMost, countLines, hoursBetween, listed, sharesOfLimit, type CheckRow, type ChecklistResult } from '../common/checklist';
 import { dailyHealthCheckInput, type DailyHealthCheckInput } from '../common/inputs/checklists';
 import { longRunning, quickRead } from './activity-options';
 import { Checklist } from './kernel/checklist';
@@ -149,16 +149,15 @@ export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<Dail
       rows.push(row({ id: 'usage.pods', title: 'Pod usage', status: 'WARN', value: 'unavailable', detail: podUsage.reason }));
     } else {
       for (const [resource, limit] of [['cpu', t.cpuPercent], ['memory', t.memoryPercent]] as const) {
-        const figures = podUsage.pods.flatMap((p) => p.containers.map((c) => ({ pod: p.name, container: c.name, percent: (resource === 'cpu' ? c.cpuMillicores : c.memoryBytes).percentOfLimit })));
-        const top = figures.filter((f) => f.percent !== undefined).sort((a, b) => b.percent! - a.percent!)[0];
+        const { top } = sharesOfLimit(podUsage.pods, resource);
         rows.push(
           row({
             id: `usage.pods.${resource}`,
             title: `Highest pod ${resource} use of its limit`,
-            status: top ? atMost(top.percent!, limit, 'WARN') : 'PASS',
+            status: top ? atMost(top.percent, limit, 'WARN') : 'PASS',
             value: top ? `${top.percent}%` : 'no limits set',
             threshold: `<= ${limit}%`,
-            detail: top ? `${top.pod}/${top.container}` : `${podUsage.pods.length} pods measured`,
+            detail: top ? top.where : `${podUsage.pods.length} pods measured`,
           }),
         );
       }

@@ -3,7 +3,7 @@ import type { Activities } from '../activities';
 import type { DeleteExpiredSessionsResult } from '../activities/postgres-maintenance';
 import type { SlowStatement, SlowestStatements } from '../activities/postgres-statistics';
 import type { ManualQueryName } from '../activities/prometheus';
-import { above, below, countLines, listed, type CheckRow, type ChecklistResult, type CheckStatus } from '../common/checklist';
+import { above, below, countLines, listed, sharesOfLimit, type CheckRow, type ChecklistResult, type CheckStatus } from '../common/checklist';
 import { weeklyReviewInput, type WeeklyReviewInput } from '../common/inputs/checklists';
 import { longRunning, quickRead } from './activity-options';
 import { Checklist, type RowBuilder } from './kernel/checklist';
@@ -86,13 +86,11 @@ export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReview
     ).map(([resource, name, limit]) => {
       const base = { id: `performance.${resource}`, title: `${name} use of ${input.appDeployment} against its limit`, threshold: `< ${limit}%` };
       if (!usage.available) return row({ ...base, status: 'WARN', value: 'unavailable', detail: usage.reason });
-      const figures = usage.pods.flatMap((p) => p.containers.map((c) => ({ where: `${p.name}/${c.name}`, percent: (resource === 'cpu' ? c.cpuMillicores : c.memoryBytes).percentOfLimit })));
-      if (figures.length === 0) return row({ ...base, status: 'WARN', value: 'no data', detail: `the metrics API reports no pods for ${appSelector} in ${namespace}` });
-      const unlimited = figures.filter((f) => f.percent === undefined).map((f) => f.where);
-      const top = figures.filter((f) => f.percent !== undefined).sort((a, b) => b.percent! - a.percent!)[0];
+      const { shares, top, unlimited } = sharesOfLimit(usage.pods, resource);
+      if (shares.length === 0) return row({ ...base, status: 'WARN', value: 'no data', detail: `the metrics API reports no pods for ${appSelector} in ${namespace}` });
       if (!top) return row({ ...base, status: 'WARN', value: 'no limit', detail: `no ${resource} limit set on ${listed(unlimited)}: usage cannot be held against one` });
-      const status = below(top.percent!, limit, 'WARN');
-      const detail = `highest: ${top.where} of ${figures.length} containers${unlimited.length > 0 ? `; no limit on ${listed(unlimited)}` : ''}`;
+      const status = below(top.percent, limit, 'WARN');
+      const detail = `highest: ${top.where} of ${shares.length} containers${unlimited.length > 0 ? `; no limit on ${listed(unlimited)}` : ''}`;
       return row({ ...base, status: unlimited.length > 0 && status === 'PASS' ? 'WARN' : status, value: `${top.percent}%`, detail });
     });
   });

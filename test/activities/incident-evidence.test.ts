@@ -1,16 +1,14 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { CoreV1Api } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { linesInWindow } from '../../activities/incident-evidence';
-import { kubernetesStateDir } from '../../scripts/testbed/kubernetes-pki';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
 import { failureOf } from '../helpers/failures';
 import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
-import { adminKubeConfig, criLogLines, kubernetesNamespace as ns, layout } from '../helpers/kube-cluster';
-import { podLogFile, putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
+import { adminKubeConfig, criLogLines, kubernetesNamespace as ns } from '../helpers/kube-cluster';
+import { clearContainerLogs, podLogFile, putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
 import { testbedEnv } from '../helpers/testbed';
 
 /**
@@ -23,7 +21,6 @@ const Bucket = env.S3_BUCKET!;
 const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
 const kc = adminKubeConfig();
 const core = kc.makeApiClient(CoreV1Api);
-const custom = kc.makeApiClient(CustomObjectsApi);
 const folder = `test-incident-${randomUUID()}/`;
 const minute = 60_000;
 
@@ -48,10 +45,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await deleteDeployment(kc, deployment);
-  for (const pod of pods) {
-    await custom.deleteNamespacedCustomObject('kwok.x-k8s.io', 'v1alpha1', ns, 'logs', pod).catch(() => undefined); // none set
-    rmSync(join(kubernetesStateDir(layout), 'logs', 'pods', ns, pod), { recursive: true, force: true });
-  }
+  for (const pod of pods) await clearContainerLogs(kc, ns, pod);
   await core.deleteNamespacedSecret(secretName, ns).catch(() => undefined);
   const listed = await s3.send(new ListObjectsV2Command({ Bucket, Prefix: `runbooks/${folder}` }));
   const keys = (listed.Contents ?? []).map((o) => ({ Key: o.Key! }));

@@ -8,6 +8,7 @@ import { activityHarness, type ActivityHarness } from '../helpers/activity-conte
 import { failureOf } from '../helpers/failures';
 import { adminKubeConfig, kubernetesNamespace as ns, statusOf } from '../helpers/kube-cluster';
 import { uniqueSuffix, withAdmin } from '../helpers/postgres-scratch';
+import { logsIn } from '../helpers/postgres-login';
 import { testbedEnv } from '../helpers/testbed';
 
 /**
@@ -48,24 +49,6 @@ async function scratchSecret(password: string, extra: Record<string, string> = {
 async function readSecret(name: string) {
   const { body } = await core.readNamespacedSecret(name, ns);
   return { data: Object.fromEntries(Object.entries(body.data ?? {}).map(([k, v]) => [k, unb64(v)!])), annotations: body.metadata?.annotations ?? {} };
-}
-
-/** Whether a fresh connection as the role with this password gets in (false on a wrong password). */
-async function logsIn(role: string, password: string): Promise<boolean> {
-  const url = new URL(env.DATABASE_URL!);
-  url.username = role;
-  url.password = encodeURIComponent(password);
-  const client = new Client({ connectionString: url.toString(), connectionTimeoutMillis: 5000 });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    return true;
-  } catch (err) {
-    if ((err as { code?: string }).code === '28P01') return false;
-    throw err;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
 }
 
 beforeAll(() => {

@@ -1,22 +1,19 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { DeleteObjectsCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
-import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { CoreV1Api } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { createRunbookClient } from '../../client';
 import { catalog, workflowIdFor } from '../../common/catalog';
 import { postIncidentReviewInput } from '../../common/inputs/post-incident-review';
-import { kubernetesStateDir } from '../../scripts/testbed/kubernetes-pki';
 import type { PostIncidentReviewResult } from '../../workflows/post-incident-review';
 import { connectClient } from '../../workers/temporal-client';
 import { recordHistory } from '../helpers/histories';
 import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
-import { adminKubeConfig, kubernetesNamespace as ns, layout } from '../helpers/kube-cluster';
-import { putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
+import { adminKubeConfig, kubernetesNamespace as ns } from '../helpers/kube-cluster';
+import { clearContainerLogs, putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
 import { readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
@@ -48,7 +45,6 @@ describe('postIncidentReview', () => {
   const config = testbedConfig();
   const kc = adminKubeConfig();
   const core = kc.makeApiClient(CoreV1Api);
-  const custom = kc.makeApiClient(CustomObjectsApi);
   const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
   const deployment = unique('pir-app');
   const secretName = unique('pir-secret');
@@ -76,10 +72,7 @@ describe('postIncidentReview', () => {
 
   afterAll(async () => {
     await deleteDeployment(kc, deployment);
-    for (const pod of pods) {
-      await custom.deleteNamespacedCustomObject('kwok.x-k8s.io', 'v1alpha1', ns, 'logs', pod).catch(() => undefined); // none set
-      rmSync(join(kubernetesStateDir(layout), 'logs', 'pods', ns, pod), { recursive: true, force: true });
-    }
+    for (const pod of pods) await clearContainerLogs(kc, ns, pod);
     await core.deleteNamespacedSecret(secretName, ns).catch(() => undefined);
     for (let at = 0; at < evidenceKeys.length; at += 1000) {
       await s3.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: evidenceKeys.slice(at, at + 1000).map((Key) => ({ Key })) } }));

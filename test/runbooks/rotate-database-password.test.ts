@@ -10,6 +10,7 @@ import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-act
 import { adminKubeConfig, kubernetesNamespace as namespace, statusOf } from '../helpers/kube-cluster';
 import { uniqueSuffix, withAdmin } from '../helpers/postgres-scratch';
 import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { logsIn } from '../helpers/postgres-login';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
 
@@ -67,23 +68,6 @@ describe('rotateDatabasePassword', () => {
 
   async function restartedAt(app: string): Promise<string | undefined> {
     return (await apps.readNamespacedDeployment(app, namespace)).body.spec?.template.metadata?.annotations?.[restartedAtAnnotation];
-  }
-
-  async function logsIn(role: string, password: string): Promise<boolean> {
-    const url = new URL(env.DATABASE_URL!);
-    url.username = role;
-    url.password = encodeURIComponent(password);
-    const client = new Client({ connectionString: url.toString(), connectionTimeoutMillis: 5000 });
-    client.on('error', () => undefined);
-    try {
-      await client.connect();
-      return true;
-    } catch (err) {
-      if ((err as { code?: string }).code === '28P01') return false;
-      throw err;
-    } finally {
-      await client.end().catch(() => undefined);
-    }
   }
 
   /**
