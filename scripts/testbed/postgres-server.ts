@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
@@ -24,8 +25,26 @@ function dataDir(ctx: TestbedContext): string {
   return join(ctx.layout.postgresDir, 'data');
 }
 
+/**
+ * The data dir lives in the temp dir, keyed by the checkout's path, so a fresh clone at a path used
+ * before (CI) finds a cluster made with another checkout's password. The marker ties it to ours.
+ */
+function passwordMarker(ctx: TestbedContext): string {
+  return join(ctx.layout.postgresDir, 'password.sha256');
+}
+
+function passwordDigest(ctx: TestbedContext): string {
+  return createHash('sha256').update(ctx.secrets.postgresPassword).digest('hex');
+}
+
+function clusterMatchesPassword(ctx: TestbedContext): boolean {
+  const marker = passwordMarker(ctx);
+  return existsSync(marker) && readFileSync(marker, 'utf8').trim() === passwordDigest(ctx);
+}
+
 function initialiseCluster(ctx: TestbedContext): void {
   const dir = ctx.layout.postgresDir;
+  rmSync(dataDir(ctx), { recursive: true, force: true });
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   if (isRoot()) chownSync(dir, uidOf('postgres'), gidOf('postgres'));
   const pwfile = join(dir, 'initial-password');
@@ -52,6 +71,7 @@ function initialiseCluster(ctx: TestbedContext): void {
   ];
   const confPath = join(dataDir(ctx), 'postgresql.conf');
   writeFileSync(confPath, `${readFileSync(confPath, 'utf8')}\n# runbook test bed\n${settings.join('\n')}\n`);
+  writeFileSync(passwordMarker(ctx), passwordDigest(ctx));
 }
 
 /** A server killed hard leaves postmaster.pid behind and the next one would refuse to start. */
@@ -87,7 +107,10 @@ export const postgresServer: TestbedServer = {
     }
   },
   async start(ctx) {
-    if (!existsSync(join(dataDir(ctx), 'PG_VERSION'))) initialiseCluster(ctx);
+    if (!existsSync(join(dataDir(ctx), 'PG_VERSION')) || !clusterMatchesPassword(ctx)) {
+      if (existsSync(dataDir(ctx))) ctx.log('postgres: the data dir was made for another password; initialising a new cluster');
+      initialiseCluster(ctx);
+    }
     removeStalePostmasterPid(ctx);
     const [command, args] = asPostgresUser(join(postgresBin, 'postgres'), ['-D', dataDir(ctx)]);
     startDetached(ctx.layout.stateDir, 'postgres', command, args, { cwd: ctx.layout.postgresDir });
