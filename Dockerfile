@@ -11,6 +11,9 @@ COPY config ./config
 COPY activities ./activities
 COPY workflows ./workflows
 COPY workers ./workers
+# The alert bridge and `npm run schedules` (scripts/alert-bridge.ts, scripts/schedules.ts) run from this image too.
+COPY client ./client
+COPY scripts ./scripts
 USER node
 EXPOSE 9464
 CMD ["node", "--import", "tsx", "workers/main.ts"]

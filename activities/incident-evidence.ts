@@ -5,7 +5,7 @@ import { stringify as toYaml } from 'yaml';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { failure, invalidInput } from './errors';
 import { createKubernetesConfigActivities } from './kubernetes-config';
-import { guarded, kcall, readOptional, throwIfCancelled, wire, type KubeClients } from './kubernetes-common';
+import { guarded, kcall, labelSelectorText, readOptional, throwIfCancelled, wire, type KubeClients } from './kubernetes-common';
 import { podSummary } from './kubernetes-pods';
 import { createS3Activities, type PutEvidenceResult } from './s3';
 import { validateInt } from './input-checks';
@@ -153,17 +153,6 @@ export function linesInWindow(text: string, sinceMs: number, untilMs: number): {
   return { text: kept.length ? `${kept.join('\n')}\n` : '', lines: kept.length, errorLines };
 }
 
-/** `matchLabels` and `matchExpressions` as a label selector string. */
-function selectorOf(selector: { matchLabels?: Record<string, string>; matchExpressions?: Array<{ key: string; operator: string; values?: string[] }> } | undefined): string {
-  const parts = Object.entries(selector?.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
-  for (const e of selector?.matchExpressions ?? []) {
-    if (e.operator === 'In' || e.operator === 'NotIn') parts.push(`${e.key} ${e.operator.toLowerCase()} (${(e.values ?? []).join(',')})`);
-    else if (e.operator === 'Exists') parts.push(e.key);
-    else if (e.operator === 'DoesNotExist') parts.push(`!${e.key}`);
-  }
-  return parts.join(',');
-}
-
 /** Every item of a paged LIST (500 per page). */
 async function listAll<T>(what: string, namespace: string, page: (token: string | undefined) => Promise<{ body: { items: T[]; metadata?: { _continue?: string } } }>): Promise<T[]> {
   const items: T[] = [];
@@ -256,7 +245,7 @@ export function createIncidentEvidenceActivities({ kube, allowedNamespaces, s3, 
       const d = await readOptional('get', `deployments.apps/${deployment}`, namespace, () => c.apps.readNamespacedDeployment(deployment, namespace));
       if (!d) return result;
       result.found = true;
-      const selector = selectorOf(d.spec?.selector);
+      const selector = labelSelectorText(d.spec?.selector);
       if (!selector) throw failure('InvalidInput', `deployments.apps/${deployment} has an empty selector: it would match every pod of ${namespace}`);
       result.selector = selector;
       const pods = (await listAll<V1Pod>('pods', namespace, (token) => c.core.listNamespacedPod(namespace, undefined, undefined, token, undefined, selector, 500))).sort((a, b) =>

@@ -13,7 +13,7 @@ import {
 } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { CancelledFailure } from '@temporalio/common';
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1LabelSelector, V1Pod } from '@kubernetes/client-node';
 import { classified, failure, invalidInput } from './errors';
 import { assertKubernetesName, assertNamespaceAllowed } from './guards';
 
@@ -205,6 +205,39 @@ export function positiveInt(value: number | undefined, what: string, max: number
   if (!Number.isInteger(value) || value < 0 || value > max) throw invalidInput(`${what} must be an integer between 0 and ${max}`);
 }
 
+/** `matchLabels` and `matchExpressions` as a label selector string (`a=b,c in (d,e),!f`). */
+export function labelSelectorText(selector: V1LabelSelector | undefined): string {
+  const parts = Object.entries(selector?.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
+  for (const e of selector?.matchExpressions ?? []) {
+    if (e.operator === 'In' || e.operator === 'NotIn') parts.push(`${e.key} ${e.operator.toLowerCase()} (${(e.values ?? []).join(',')})`);
+    else if (e.operator === 'Exists') parts.push(e.key);
+    else if (e.operator === 'DoesNotExist') parts.push(`!${e.key}`);
+  }
+  return parts.join(',');
+}
+
+/**
+ * The label selector of a Deployment's pods, from its own spec.selector: pods are found the way the
+ * Deployment finds them, whatever their labels are called (app=, app.kubernetes.io/name=, ...).
+ */
+export async function deploymentPodSelector(c: KubeClients, namespace: string, deployment: string): Promise<string> {
+  const { body } = await kcall('get', `deployments.apps/${deployment}`, namespace, () => c.apps.readNamespacedDeployment(deployment, namespace));
+  return labelSelectorText(body.spec?.selector);
+}
+
+/** Which pods a read covers: a label selector, a Deployment's own selector, or (neither) the whole namespace. */
+export interface PodScope {
+  labelSelector?: string;
+  /** The Deployment whose spec.selector picks the pods. */
+  deployment?: string;
+}
+
+export async function podSelectorOf(c: KubeClients, namespace: string, scope: PodScope): Promise<string | undefined> {
+  if (scope.labelSelector !== undefined && scope.deployment !== undefined) throw invalidInput('give labelSelector or deployment, not both');
+  if (scope.deployment !== undefined) return deploymentPodSelector(c, namespace, scope.deployment);
+  return scope.labelSelector;
+}
+
 /** The pod itself, or for a deployment its first Ready pod by name (as `kubectl logs|exec deployment/x`). */
 export async function pickPod(c: KubeClients, namespace: string, target: { pod?: string; deployment?: string }): Promise<V1Pod> {
   if ((target.pod === undefined) === (target.deployment === undefined)) throw invalidInput('give exactly one of pod or deployment');
@@ -213,10 +246,7 @@ export async function pickPod(c: KubeClients, namespace: string, target: { pod?:
     return (await kcall('get', `pods/${pod}`, namespace, () => c.core.readNamespacedPod(pod, namespace))).body;
   }
   const deployment = target.deployment!;
-  const { body: d } = await kcall('get', `deployments.apps/${deployment}`, namespace, () => c.apps.readNamespacedDeployment(deployment, namespace));
-  const selector = Object.entries(d.spec?.selector?.matchLabels ?? {})
-    .map(([k, v]) => `${k}=${v}`)
-    .join(',');
+  const selector = await deploymentPodSelector(c, namespace, deployment);
   const { body } = await kcall('list', 'pods', namespace, () => c.core.listNamespacedPod(namespace, undefined, undefined, undefined, undefined, selector || undefined));
   const ready = body.items.filter((p) => !p.metadata?.deletionTimestamp && p.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'));
   if (ready.length === 0) throw failure('NotFound', `deployments.apps/${deployment} in namespace ${namespace} has no Ready pod`);

@@ -1,6 +1,6 @@
 import type { CoreV1Event, V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import { invalidInput } from './errors';
-import { guarded, kcall, pickPod, positiveInt, type KubeScope } from './kubernetes-common';
+import { guarded, kcall, pickPod, podSelectorOf, positiveInt, type KubeScope, type PodScope } from './kubernetes-common';
 
 export interface ContainerSummary {
   name: string;
@@ -32,9 +32,8 @@ export interface PodSummary {
   containers: ContainerSummary[];
 }
 
-export interface ListPodsInput {
+export interface ListPodsInput extends PodScope {
   namespace: string;
-  labelSelector?: string;
   /** Items per LIST page (default 500, at most 5000). */
   pageSize?: number;
 }
@@ -177,8 +176,10 @@ export function createKubernetesPodActivities(scope: KubeScope) {
   return {
     /** Pods of a namespace with a status summary: one LIST call per page, never one call per pod. */
     async listPodSummaries(input: ListPodsInput): Promise<ListPodsResult> {
-      const { namespace, labelSelector } = input;
-      const { core } = guarded(scope, namespace);
+      const { namespace } = input;
+      const c = guarded(scope, namespace, { deployment: input.deployment });
+      const { core } = c;
+      const labelSelector = await podSelectorOf(c, namespace, input);
       const pageSize = input.pageSize ?? 500;
       if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 5000) throw invalidInput('pageSize must be an integer between 1 and 5000');
       const pods: PodSummary[] = [];

@@ -11,6 +11,7 @@ import {
   guarded,
   jsonPatch,
   kcall,
+  labelSelectorText,
   mergePatch,
   pollUntil,
   positiveInt,
@@ -80,9 +81,7 @@ function templateWithoutHash(template: V1PodTemplateSpec | undefined): Record<st
 
 async function ownedReplicaSets(c: KubeClients, namespace: string, deployment: V1Deployment): Promise<V1ReplicaSet[]> {
   const name = deployment.metadata?.name ?? '';
-  const selector = Object.entries(deployment.spec?.selector?.matchLabels ?? {})
-    .map(([k, v]) => `${k}=${v}`)
-    .join(',');
+  const selector = labelSelectorText(deployment.spec?.selector);
   const result: V1ReplicaSet[] = [];
   let token: string | undefined;
   do {

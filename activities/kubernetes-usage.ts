@@ -1,5 +1,5 @@
 import type { V1Pod } from '@kubernetes/client-node';
-import { clients, guarded, kcall, parseQuantity, statusOf, type KubeScope } from './kubernetes-common';
+import { clients, guarded, kcall, parseQuantity, podSelectorOf, statusOf, type KubeScope, type PodScope } from './kubernetes-common';
 
 export interface ResourceFigures {
   /** CPU in millicores, memory in bytes. */
@@ -92,9 +92,11 @@ function metricsAbsent(err: unknown): Unavailable | undefined {
 export function createKubernetesUsageActivities(scope: KubeScope) {
   return {
     /** `kubectl top pods` against requests/limits; `{ available: false }` when the metrics API is absent. */
-    async getPodUsage(input: { namespace: string; labelSelector?: string }): Promise<PodUsageResult> {
-      const { namespace, labelSelector } = input;
-      const { custom, core } = guarded(scope, namespace);
+    async getPodUsage(input: PodScope & { namespace: string }): Promise<PodUsageResult> {
+      const { namespace } = input;
+      const c = guarded(scope, namespace, { deployment: input.deployment });
+      const { custom, core } = c;
+      const labelSelector = await podSelectorOf(c, namespace, input);
       let metrics: MetricsList<PodMetrics>;
       try {
         metrics = (await custom.listNamespacedCustomObject('metrics.k8s.io', 'v1beta1', namespace, 'pods', undefined, undefined, undefined, undefined, labelSelector)).body as MetricsList<PodMetrics>;

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { environmentVariables, hasTargets, loadConfig } from '../config/load';
 import { repoRoot } from './helpers/process-output';
@@ -7,8 +7,35 @@ import { repoRoot } from './helpers/process-output';
 interface ComposeService {
   image?: string;
   build?: unknown;
+  command?: string[];
   environment?: Record<string, string>;
   depends_on?: Record<string, unknown> | string[];
+}
+
+/** Every repo file an entry point loads (relative imports, followed) and every package it names. */
+function importGraph(entry: string): { files: Set<string>; packages: Set<string> } {
+  const files = new Set<string>();
+  const packages = new Set<string>();
+  const pending = [resolve(repoRoot, entry)];
+  while (pending.length > 0) {
+    const file = pending.pop()!;
+    if (files.has(file)) continue;
+    files.add(file);
+    const source = readFileSync(file, 'utf8');
+    // Type-only imports vanish at run time; everything else must be in the image.
+    for (const [, typeOnly, spec] of source.matchAll(/^(?:import|export)\s+(type\s+)?[^;]*?from\s+'([^']+)'/gm)) {
+      if (typeOnly) continue;
+      if (spec!.startsWith('.')) {
+        const base = resolve(dirname(file), spec!);
+        const found = [`${base}.ts`, join(base, 'index.ts'), base].find((candidate) => /\.(?:ts|js|json)$/.test(candidate) && existsSync(candidate));
+        if (!found) throw new Error(`cannot resolve '${spec}' imported by ${relative(repoRoot, file)}`);
+        pending.push(found);
+      } else if (!spec!.startsWith('node:')) {
+        packages.add(spec!.startsWith('@') ? spec!.split('/').slice(0, 2).join('/') : spec!.split('/')[0]!);
+      }
+    }
+  }
+  return { files: new Set([...files].map((f) => relative(repoRoot, f))), packages };
 }
 
 /** Compose's ${VAR:-default} substitution, with no variables set (what a first `docker compose up` sees). */
@@ -29,6 +56,41 @@ describe('docker-compose.yml', () => {
     for (const name of ['postgres', 'redis', 's3', 'prometheus']) expect(services[name]).toBeDefined();
     expect(worker.build).toBe('.');
     expect(readFileSync(join(repoRoot, 'Dockerfile'), 'utf8')).toMatch(/CMD \["node", "--import", "tsx", "workers\/main\.ts"\]/);
+  });
+
+  test('the image holds every file its entry points load, and their packages are production dependencies', () => {
+    const dockerfile = readFileSync(join(repoRoot, 'Dockerfile'), 'utf8');
+    const copied = [...dockerfile.matchAll(/^COPY (\S+) /gm)].map((m) => m[1]!);
+    const { dependencies } = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+    const entries = Object.values(services)
+      .filter((service) => service.build === '.')
+      .map((service) => (service.command ?? ['node', '--import', 'tsx', 'workers/main.ts']).at(-1)!);
+    expect(entries.sort()).toEqual(['scripts/alert-bridge.ts', 'scripts/schedules.ts', 'workers/main.ts']);
+    for (const entry of entries) {
+      const { files, packages } = importGraph(entry);
+      const missing = [...files].filter((file) => !copied.some((c) => file === c || file.startsWith(`${c}/`)));
+      expect({ entry, missing }).toEqual({ entry, missing: [] });
+      const devOnly = [...packages].filter((name) => !(name in dependencies));
+      expect({ entry, devOnly }).toEqual({ entry, devOnly: [] });
+    }
+  });
+
+  test('Prometheus loads the alert rules and sends to Alertmanager, which posts to the alert bridge with its token', () => {
+    const configs = (parse(readFileSync(join(repoRoot, 'docker-compose.yml'), 'utf8')) as { configs: Record<string, { content: string }> }).configs;
+    const prometheus = parse(configs['prometheus-config']!.content) as { rule_files: string[]; alerting: { alertmanagers: Array<{ static_configs: Array<{ targets: string[] }> }> } };
+    expect(prometheus.rule_files).toEqual(['/etc/prometheus/runbook-alerts.yml']);
+    expect(services.prometheus!).toMatchObject({ volumes: ['./deploy/prometheus/runbook-alerts.yml:/etc/prometheus/runbook-alerts.yml:ro'] });
+    expect(existsSync(join(repoRoot, 'deploy/prometheus/runbook-alerts.yml'))).toBe(true);
+    expect(prometheus.alerting.alertmanagers[0]!.static_configs[0]!.targets).toEqual(['alertmanager:9093']);
+
+    const alertmanager = parse(substituteDefaults(configs['alertmanager-config']!.content)) as { receivers: Array<{ webhook_configs: Array<{ url: string; http_config: { authorization: { credentials: string } } }> }> };
+    const webhook = alertmanager.receivers[0]!.webhook_configs[0]!;
+    const bridgeEnv = Object.fromEntries(Object.entries(services['alert-bridge']!.environment ?? {}).map(([k, v]) => [k, substituteDefaults(String(v))]));
+    const bridge = loadConfig({ env: bridgeEnv });
+    expect(new URL(webhook.url).port).toBe(bridge.alerting.listen!.split(':').at(-1));
+    expect(new URL(webhook.url).hostname).toBe('alert-bridge');
+    expect(webhook.http_config.authorization.credentials).toBe(bridge.alerting.token);
+    expect(bridge.temporal.taskQueue).toBe(loadConfig({ env: workerEnv }).temporal.taskQueue);
   });
 
   test("the worker's environment is a valid configuration with every target set", () => {

@@ -125,7 +125,6 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
     6,
   );
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }, ...(input.container ? [{ name: input.container, what: 'container' }] : [])] });
-  const labelSelector = `app=${deployment}`;
   const fail = (message: string, type = 'Refused') => ApplicationFailure.create({ type, nonRetryable: true, message });
 
   const readDeployment = async () => {
@@ -134,7 +133,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
     return { replicas: d.replicas ?? 1, containers: d.containers.map((c) => ({ name: c.name, resources: { requests: { ...(c.requests ?? {}) }, limits: { ...(c.limits ?? {}) } } })) };
   };
   const readPods = async () => {
-    const live = (await read.listPodSummaries({ namespace, labelSelector })).pods.filter((p) => !p.terminating);
+    const live = (await read.listPodSummaries({ namespace, deployment })).pods.filter((p) => !p.terminating);
     return { pods: live.length, readyPods: live.filter((p) => p.ready).length };
   };
   const readAutoscaler = async (): Promise<AutoscalerBounds | undefined> => {
@@ -147,7 +146,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
   const spec = await run.read('deployment', `Replicas and resources of ${where}`, readDeployment, (d) =>
     `${replicasText(d.replicas)}; ${d.containers.map((c) => `${c.name}: ${resourcesText(c.resources)}`).join('; ')}`,
   );
-  const pods = await run.read('pods', `Pods of ${where} (${labelSelector})`, readPods, (p) => `${p.readyPods}/${p.pods} pods ready`);
+  const pods = await run.read('pods', `Pods of ${where} (by its selector)`, readPods, (p) => `${p.readyPods}/${p.pods} pods ready`);
   const autoscaler = await run.read('autoscaler', `HorizontalPodAutoscaler targeting ${where}`, readAutoscaler, (a) =>
     a ? `HPA ${a.name} (${boundsText(a)}) decides the replicas of ${where}` : `no HPA targets ${where}`,
   );

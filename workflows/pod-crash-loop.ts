@@ -69,13 +69,12 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
     10,
   );
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }, ...(input.container ? [{ name: input.container, what: 'container' }] : [])] });
-  const labelSelector = `app=${deployment}`;
 
   // Diagnosis (read-only).
   const history = await run.read('rollout-history', `Rollout history of ${namespace}/${deployment}`, () => read.getRolloutHistory({ namespace, deployment }), (h) =>
     `current revision ${h.currentRevision ?? 'unknown'}; revisions ${h.revisions.map((r) => `${r.revision}${r.createdAt ? ` (${r.createdAt})` : ''}`).join(', ') || 'none'}`,
   );
-  const pods = await run.read('pods', `Pods of ${namespace}/${deployment} (${labelSelector})`, () => read.listPodSummaries({ namespace, labelSelector }), (p) =>
+  const pods = await run.read('pods', `Pods of ${namespace}/${deployment} (by its selector)`, () => read.listPodSummaries({ namespace, deployment }), (p) =>
     `${p.counts.total} pods, ${p.counts.ready} ready, ${p.counts.crashLooping} in CrashLoopBackOff, ${p.counts.oomKilled} OOMKilled; ${p.pods.map((x) => `${x.name} ${x.phase} ${x.readyContainers} restarts ${x.restarts}${x.waitingReason ? ` ${x.waitingReason}` : ''}${x.lastTerminationReason ? ` last ${x.lastTerminationReason}(${x.lastExitCode})` : ''}`).join('; ')}`,
   );
   const failing = pods.pods.find(isFailing);
@@ -115,7 +114,7 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
       );
     }
   }
-  const usage = await run.read('usage', `Resource usage vs limits of ${namespace}/${deployment}`, () => read.getPodUsage({ namespace, labelSelector }), (u) =>
+  const usage = await run.read('usage', `Resource usage vs limits of ${namespace}/${deployment}`, () => read.getPodUsage({ namespace, deployment }), (u) =>
     u.available ? u.pods.map((p) => p.containers.map((c) => `${p.name}/${c.name} memory ${Math.round(c.memoryBytes.usage / 2 ** 20)}Mi${c.memoryBytes.percentOfLimit !== undefined ? ` (${c.memoryBytes.percentOfLimit}% of limit)` : ''}`).join(', ')).join('; ') || 'no pod metrics' : `metrics unavailable: ${u.reason}`,
   );
 
@@ -190,7 +189,7 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
   let after: PodCrashLoopResult['after'];
   if (input.mode === 'execute' && (applied('raise-memory-limit') || applied('rollback'))) {
     after = await run.read('verify', `Pods and rollout of ${namespace}/${deployment} after the change`, async () => {
-      const [p, h] = await Promise.all([read.listPodSummaries({ namespace, labelSelector }), read.getRolloutHistory({ namespace, deployment })]);
+      const [p, h] = await Promise.all([read.listPodSummaries({ namespace, deployment }), read.getRolloutHistory({ namespace, deployment })]);
       const live = p.pods.filter((x) => !x.terminating);
       return {
         pods: live.length,

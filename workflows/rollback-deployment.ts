@@ -87,7 +87,6 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
     4,
   );
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }] });
-  const labelSelector = `app=${deployment}`;
 
   /** The revision to go back to: the asked one (refused when not in the history), else the one before the current. */
   const resolveTarget = (h: History): RevisionSummary | undefined => {
@@ -136,7 +135,7 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
   );
   // Refused before anything is asked of anyone: the revision named is not in the history.
   const initialTarget = resolveTarget(history);
-  const before = await run.read('availability', `Pods of ${where} (${labelSelector})`, async () => availability(history, (await read.listPodSummaries({ namespace, labelSelector })).pods), describeAvailability);
+  const before = await run.read('availability', `Pods of ${where} (by its selector)`, async () => availability(history, (await read.listPodSummaries({ namespace, deployment })).pods), describeAvailability);
 
   let planned: RollbackTarget | undefined;
   let rollout: (RolloutStatus & { waitedMs: number }) | undefined;
@@ -187,7 +186,7 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
       'verify',
       `Rollout and pods of ${where} after the rollback`,
       async () => {
-        const [h, p] = await Promise.all([read.getRolloutHistory({ namespace, deployment }), read.listPodSummaries({ namespace, labelSelector })]);
+        const [h, p] = await Promise.all([read.getRolloutHistory({ namespace, deployment }), read.listPodSummaries({ namespace, deployment })]);
         const a = availability(h, p.pods);
         const sameImages = planned !== undefined && a.images.join('\n') === planned.toImages.join('\n');
         return { ...a, available: rolledBack === 'applied' && sameImages && a.pods > 0 && a.readyPods === a.pods && a.pods >= (rollout?.updatedReplicas ?? 1) };

@@ -72,7 +72,6 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
   const { workflowId, startTime } = workflowInfo();
   const restartedAt = startTime.toISOString();
   const version = `${workflowId}@${restartedAt}`.replace(/[^A-Za-z0-9._:/@+-]/g, '_').slice(-256);
-  const labelSelector = `app=${appDeployment}`;
 
   const roleBefore = await run.read('database-role', `PostgreSQL role ${role}`, () => read.describeRotatableRole({ role }), (r) =>
     `${r.role} may be rotated: ${r.sessions} open sessions${r.validUntil ? `, valid until ${r.validUntil}` : ''}`,
@@ -87,7 +86,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
       message: secretBefore.hasKey ? `secrets/${secret} in namespace ${namespace} is immutable: it cannot be rotated in place` : `secrets/${secret} in namespace ${namespace} has no key ${key}: there is no current password to rotate (or to restore)`,
     });
   }
-  const appBefore = await run.read('app-pods', `Pods of ${app} (${labelSelector})`, async () => appPods((await read.listPodSummaries({ namespace, labelSelector })).pods), (p) => `${p.readyPods}/${p.pods} ready`);
+  const appBefore = await run.read('app-pods', `Pods of ${app} (by its selector)`, async () => appPods((await read.listPodSummaries({ namespace, deployment: appDeployment })).pods), (p) => `${p.readyPods}/${p.pods} ready`);
 
   await run.change({
     stepId: 'stage-password',
@@ -165,7 +164,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
           throw ApplicationFailure.create({ type: 'RolloutIncomplete', nonRetryable: true, message: `restarted ${app}, but the rollout did not complete within ${input.waitTimeoutSeconds}s: ${errorMessage(err)}` });
         }
       }
-      appAfter = appPods((await read.listPodSummaries({ namespace, labelSelector })).pods);
+      appAfter = appPods((await read.listPodSummaries({ namespace, deployment: appDeployment })).pods);
       // The controller's count is authoritative; the pods by label must agree when the label finds them.
       const ready = Math.min(rollout.readyReplicas, appAfter.pods > 0 ? appAfter.readyPods : rollout.readyReplicas);
       if (ready < rollout.updatedReplicas) {

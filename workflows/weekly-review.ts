@@ -75,9 +75,8 @@ export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReview
     );
   });
 
-  const appSelector = `app=${input.appDeployment}`;
   await checklist.check('usage', performance, `CPU and memory of ${input.appDeployment} against its limits (metrics API)`, async (row) => {
-    const usage = await read.getPodUsage({ namespace, labelSelector: appSelector });
+    const usage = await read.getPodUsage({ namespace, deployment: input.appDeployment });
     return (
       [
         ['cpu', 'CPU', t.cpuPercent],
@@ -87,7 +86,7 @@ export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReview
       const base = { id: `performance.${resource}`, title: `${name} use of ${input.appDeployment} against its limit`, threshold: `< ${limit}%` };
       if (!usage.available) return row({ ...base, status: 'WARN', value: 'unavailable', detail: usage.reason });
       const { shares, top, unlimited } = sharesOfLimit(usage.pods, resource);
-      if (shares.length === 0) return row({ ...base, status: 'WARN', value: 'no data', detail: `the metrics API reports no pods for ${appSelector} in ${namespace}` });
+      if (shares.length === 0) return row({ ...base, status: 'WARN', value: 'no data', detail: `the metrics API reports no pods of deployment ${input.appDeployment} in ${namespace}` });
       if (!top) return row({ ...base, status: 'WARN', value: 'no limit', detail: `no ${resource} limit set on ${listed(unlimited)}: usage cannot be held against one` });
       const status = below(top.percent, limit, 'WARN');
       const detail = `highest: ${top.where} of ${shares.length} containers${unlimited.length > 0 ? `; no limit on ${listed(unlimited)}` : ''}`;

@@ -91,6 +91,20 @@ describe('pods, events, logs', () => {
     expect((await failureOf(h.run('listPodSummaries', { namespace: ns, pageSize: 0 }))).type).toBe('InvalidInput');
   });
 
+  test("a deployment's pods by its own selector, whatever its labels are called", async () => {
+    const labelled = unique('kt-selector');
+    cleanups.push(() => deleteDeployment(kc, labelled));
+    await scratchDeployment(kc, labelled, { replicas: 2, labels: { 'app.kubernetes.io/name': labelled, tier: 'web' } });
+    const result = await h.run('listPodSummaries', { namespace: ns, deployment: labelled });
+    expect(result.pods).toHaveLength(2);
+    expect(result.pods.every((p) => p.name.startsWith(`${labelled}-`))).toBe(true);
+    // The app= convention would have found nothing.
+    expect((await h.run('listPodSummaries', { namespace: ns, labelSelector: `app=${labelled}` })).pods).toHaveLength(0);
+    expect((await failureOf(h.run('listPodSummaries', { namespace: ns, deployment: labelled, labelSelector: 'tier=web' }))).type).toBe('InvalidInput');
+    expect((await failureOf(h.run('listPodSummaries', { namespace: ns, deployment: 'no-such-deployment' }))).message).toContain('deployments.apps/no-such-deployment');
+    expect((await failureOf(h.run('listPodSummaries', { namespace: ns, deployment: 'Bad_Name' }))).type).toBe('InvalidInput');
+  });
+
   test('events of an object and of the namespace since a time', async () => {
     const events = await h.run('getObjectEvents', { namespace: ns, kind: 'Pod', name: pod });
     expect(events.events.some((e) => e.reason === 'BackOff' && e.type === 'Warning')).toBe(true);
@@ -188,7 +202,7 @@ describe('services, ingress, HPA, PVCs, usage', () => {
     // metrics-server scrapes every 10 s: poll until it reports the new usage.
     const deadline = Date.now() + 90_000;
     for (;;) {
-      usage = await h.run('getPodUsage', { namespace: ns, labelSelector: `app=${dep}` });
+      usage = await h.run('getPodUsage', { namespace: ns, deployment: dep });
       if (usage.available && usage.pods[0]?.cpuMillicores === 250) break;
       if (Date.now() > deadline) throw new Error(`usage not reported: ${JSON.stringify(usage)}`);
       await new Promise((resolve) => setTimeout(resolve, 500));

@@ -27,10 +27,14 @@ describe('podCrashLoop', () => {
   const core = kc.makeApiClient(CoreV1Api);
   const made: string[] = [];
 
-  async function scratch(prefix: string): Promise<string> {
+  /** Pods labelled app=<name> unless other labels are given. */
+  const selectors = new Map<string, string>();
+  async function scratch(prefix: string, labels?: (name: string) => Record<string, string>): Promise<string> {
     const name = unique(prefix);
     made.push(name);
-    await scratchDeployment(kc, name);
+    const podLabels = labels?.(name) ?? { app: name };
+    selectors.set(name, Object.entries(podLabels).map(([k, v]) => `${k}=${v}`).join(','));
+    await scratchDeployment(kc, name, { labels: podLabels });
     return name;
   }
 
@@ -41,7 +45,7 @@ describe('podCrashLoop', () => {
 
   /** The Deployment's one ready pod put into CrashLoopBackOff (OOMKilled or Error), with previous logs. */
   async function crash(name: string, reason: 'OOMKilled' | 'Error', previous: string[]): Promise<string> {
-    const [pod] = await readyPods(kc, namespace, `app=${name}`, 1);
+    const [pod] = await readyPods(kc, namespace, selectors.get(name)!, 1);
     const podName = pod!.metadata!.name!;
     await setContainerLogs(kc, namespace, podName, 'app', { current: ['starting'], previous });
     await putIntoCrashLoop(kc, namespace, podName, { reason, container: 'app', restartCount: 6 });
@@ -75,6 +79,17 @@ describe('podCrashLoop', () => {
     ]);
     expect(result.targetMemoryLimit).toBe('384Mi');
     expect(await deploymentOf(name)).toEqual(before);
+  });
+
+  test("(a) the Deployment's pods are found by its own selector, whatever the labels are called", async () => {
+    const name = await scratch('pcl-labels', (n) => ({ 'app.kubernetes.io/name': n, 'app.kubernetes.io/component': 'api' }));
+    const pod = await crash(name, 'OOMKilled', ['heap 250Mi']);
+    const result = await withWorker(config, async ({ client, taskQueue }) => {
+      const runbooks = createRunbookClient({ client, taskQueue });
+      const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: name }, { startedBy: 'erin' });
+      return runbooks.waitForResult<PodCrashLoopResult>(workflowId);
+    });
+    expect([result.cause, result.pod]).toEqual(['oom-killed', pod]);
   });
 
   test('(a) OOMKilled, execute + approve: the memory limit is raised x1.5 once, verified, report written', async () => {
@@ -134,7 +149,7 @@ describe('podCrashLoop', () => {
   test('(c) config error: no change, the report names the missing key', async () => {
     const name = await scratch('pcl-config');
     const before = await deploymentOf(name);
-    const [pod] = await readyPods(kc, namespace, `app=${name}`, 1);
+    const [pod] = await readyPods(kc, namespace, selectors.get(name)!, 1);
     const podName = pod!.metadata!.name!;
     const message = `couldn't find key FEATURE_FLAGS_${name.slice(-8).toUpperCase()} in ConfigMap ${namespace}/app-config`;
     await core.patchNamespacedPodStatus(
