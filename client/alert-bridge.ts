@@ -8,15 +8,18 @@ import { catalog as defaultCatalog, type CatalogEntry } from '../common/catalog'
 import type { AlertingConfig } from '../config/alerting';
 import { alertResolvedSignal } from '../workflows/definitions';
 import { parseWebhookPayload } from './alertmanager-payload';
-import { alertInitiator, routeAlert, type AlertDecision, type RoutedAlert } from './alert-routing';
+import { isAlertInitiator, routeAlert, type AlertDecision, type RoutedAlert } from './alert-routing';
 import { createRunbookClient } from './runbook-client';
 
 /**
  * The bridge from Alertmanager to the runbooks: POST /alertmanager takes a webhook notification,
- * routes each alert by its alertname (config `alerting.routes`), starts (or joins) the runbook for
- * a firing alert and sends `alertResolved` to the run a resolved alert started. It answers 200 only
- * once Temporal accepted every start and signal; a 5xx makes Alertmanager send the notification
- * again, which is safe: starts join the run in flight and a second alertResolved changes nothing.
+ * routes each alert by its alertname (config `alerting.routes`), starts or joins the runbook for a
+ * firing alert, telling the run which alert (fingerprint) wants it (`alertFiring`, atomically with
+ * the start), and sends `alertResolved` with the fingerprint to the alerting-started run a resolved
+ * alert maps to: the run stops only when no alert wants it any more. It answers 200 only once
+ * Temporal accepted every start and signal; a 5xx makes Alertmanager send the notification again,
+ * which is safe: starts join the run in flight, a second alertFiring or alertResolved of the same
+ * fingerprint changes nothing.
  */
 
 export type BridgeLogLevel = 'info' | 'warn' | 'error';
@@ -129,10 +132,11 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
     return typeof startedBy === 'string' ? startedBy : undefined;
   }
 
+  /** Starts the alert's run or joins the one in flight, adding the alert to the run's firing alerts in the same call. */
   async function start(alert: RoutedAlert, report: NotificationReport): Promise<void> {
-    const { workflowId, runId } = await runbooks.startRunbook(alert.runbook, alert.input, { startedBy: alert.startedBy });
+    const { workflowId, runId } = await runbooks.startRunbook(alert.runbook, alert.input, { startedBy: alert.startedBy, alert: { alert: alert.alertname, fingerprint: alert.fingerprint } });
     report.started.push({ alertname: alert.alertname, fingerprint: alert.fingerprint, runbook: alert.runbook, workflowId, runId });
-    log('info', 'alert firing: runbook started or joined', { alertname: alert.alertname, fingerprint: alert.fingerprint, runbook: alert.runbook, workflowId, runId, severity: alert.input.severity, mode: alert.input.mode });
+    log('info', 'alert firing: runbook started or joined, alertFiring sent', { alertname: alert.alertname, fingerprint: alert.fingerprint, runbook: alert.runbook, workflowId, runId, severity: alert.input.severity, mode: alert.input.mode });
   }
 
   async function resolve(alert: RoutedAlert, report: NotificationReport): Promise<void> {
@@ -149,36 +153,25 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
       if (err instanceof WorkflowNotFoundError) return skip(`no run ${alert.workflowId}`);
       throw err;
     }
-    // Only the run this alert started: a run a person (or another alert) started stays theirs.
+    // Only a run alerting started (by any alert: the run knows which alerts still want it and
+    // decides whether to stop); a run a person started stays theirs.
     const startedBy = await initiatorOf(alert.workflowId, runId);
-    if (startedBy !== alertInitiator(alert.alertname)) return skip(`run ${alert.workflowId} was started by ${startedBy ?? 'unknown'}, not by this alert`);
-    // By run id, so a run started after this check is never the one stopped.
-    await client.workflow.getHandle(alert.workflowId, runId).signal(alertResolvedSignal, { alert: alert.alertname });
+    if (!isAlertInitiator(startedBy)) return skip(`run ${alert.workflowId} was started by ${startedBy ?? 'unknown'}, not by an alert`);
+    // By run id, so a run started after this check is never the one signalled.
+    await client.workflow.getHandle(alert.workflowId, runId).signal(alertResolvedSignal, { alert: alert.alertname, fingerprint: alert.fingerprint });
     report.signalled.push({ alertname: alert.alertname, fingerprint: alert.fingerprint, workflowId: alert.workflowId, runId });
-    log('info', 'alert resolved: alertResolved sent to its run', { alertname: alert.alertname, fingerprint: alert.fingerprint, workflowId: alert.workflowId, runId });
+    log('info', 'alert resolved: alertResolved sent to the run', { alertname: alert.alertname, fingerprint: alert.fingerprint, workflowId: alert.workflowId, runId });
   }
 
-  /** Starts for firing alerts first (one per run), then resolutions of runs no firing alert here still wants. */
+  /**
+   * Firing alerts first (each starts or joins its run and is added to its firing alerts), then
+   * resolved ones: a run that a firing alert of this notification wants never sees its last
+   * alert go, so it does not stop, and the resolved alert is still forgotten by the run.
+   */
   async function act(decisions: AlertDecision[], report: NotificationReport): Promise<void> {
     const routed = decisions.filter((d): d is RoutedAlert => d.kind === 'routed');
-    const firing = routed.filter((d) => d.status === 'firing');
-    const wanted = new Map<string, string>();
-    for (const alert of firing) {
-      if (wanted.has(alert.workflowId)) {
-        report.skipped.push({ alertname: alert.alertname, fingerprint: alert.fingerprint, status: 'firing', reason: `same run as ${wanted.get(alert.workflowId)} in this notification` });
-        continue;
-      }
-      wanted.set(alert.workflowId, alert.alertname);
-      await start(alert, report);
-    }
-    for (const alert of routed.filter((d) => d.status === 'resolved')) {
-      const firingOne = wanted.get(alert.workflowId);
-      if (firingOne) {
-        report.skipped.push({ alertname: alert.alertname, fingerprint: alert.fingerprint, status: 'resolved', reason: `run ${alert.workflowId} is still wanted by firing ${firingOne}` });
-        continue;
-      }
-      await resolve(alert, report);
-    }
+    for (const alert of routed.filter((d) => d.status === 'firing')) await start(alert, report);
+    for (const alert of routed.filter((d) => d.status === 'resolved')) await resolve(alert, report);
   }
 
   async function handleNotification(req: IncomingMessage): Promise<NotificationReport> {

@@ -1,3 +1,4 @@
+import { alertInitiator } from '../common/alert-initiator';
 import { workflowIdFor, type CatalogEntry } from '../common/catalog';
 import { defaultInputFromLabels, type AlertRoute } from '../config/alerting';
 import type { WebhookAlert } from './alertmanager-payload';
@@ -11,8 +12,10 @@ export interface RoutedAlert {
   runbook: string;
   /** The runbook's input without startedBy (startRunbook adds it). */
   input: Record<string, unknown>;
+  /** The workflow's argument: the input with startedBy, as the runbook's schema parsed it (defaults filled in). */
+  args: Record<string, unknown>;
   startedBy: string;
-  /** The run a firing alert starts or joins, and the one its resolution stops. */
+  /** The run a firing alert starts or joins, and the one its resolution signals. */
   workflowId: string;
 }
 
@@ -33,10 +36,8 @@ export interface InvalidAlert {
 
 export type AlertDecision = RoutedAlert | UnroutedAlert | InvalidAlert;
 
-/** Who starts runs for an alert: also how the bridge knows which runs an alert's resolution may stop. */
-export function alertInitiator(alertname: string): string {
-  return `alertmanager:${alertname}`;
-}
+/** Who starts runs for an alert (`alertmanager:<alertname>`): how the bridge knows a run is alerting's, not a person's. */
+export { alertInitiator, isAlertInitiator } from '../common/alert-initiator';
 
 function matches(route: AlertRoute, labels: Record<string, string>): boolean {
   return route.alertname === labels.alertname && Object.entries(route.match).every(([label, value]) => labels[label] === value);
@@ -70,5 +71,6 @@ export function routeAlert(alert: WebhookAlert, routes: AlertRoute[], catalog: R
     const problems = parsed.error.issues.map((i) => `${i.path.map(String).join('.') || 'input'}: ${i.message}`);
     return { kind: 'invalid', ...base, problem: `alert ${alertname} (fingerprint ${alert.fingerprint}) gives ${entry.name} a bad input: ${problems.join('; ')}` };
   }
-  return { kind: 'routed', ...base, status: alert.status, runbook: entry.name, input, startedBy, workflowId: workflowIdFor(entry, parsed.data as Record<string, unknown>) };
+  const args = parsed.data as Record<string, unknown>;
+  return { kind: 'routed', ...base, status: alert.status, runbook: entry.name, input, args, startedBy, workflowId: workflowIdFor(entry, args) };
 }

@@ -1,7 +1,7 @@
 import { WorkflowUpdateFailedError, type Client, type WorkflowExecutionInfo } from '@temporalio/client';
 import { catalog as defaultCatalog, workflowIdFor, type CatalogEntry } from '../common/catalog';
 import type { CancelRequest, DecisionReceipt, RunbookStatus, Severity } from '../common/runbook';
-import { alertResolvedSignal, approveUpdate, cancelSignal, rejectUpdate, statusQuery } from '../workflows/definitions';
+import { alertFiringSignal, alertResolvedSignal, approveUpdate, cancelSignal, rejectUpdate, statusQuery } from '../workflows/definitions';
 
 /** A refusal or bad request, with a message meant for a person. */
 export class RunbookClientError extends Error {
@@ -21,6 +21,11 @@ export interface RunbookClientOptions {
 export interface StartOptions {
   /** Who starts the run (the four-eyes rule keeps them from approving it). */
   startedBy: string;
+  /**
+   * The alert that wants the run: sent as `alertFiring` in the same call as the start
+   * (signal-with-start), so the run never exists without it and stops only when its last alert resolves.
+   */
+  alert?: { alert: string; fingerprint: string };
 }
 
 export interface StartedRun {
@@ -100,14 +105,19 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
       const args = parsed.data as Record<string, unknown>;
       const workflowId = workflowIdFor(entry, args);
       const describe = [args.mode, args.severity].filter(Boolean).join(', ');
-      const handle = await client.workflow.start(name, {
+      const start = {
         taskQueue,
         workflowId,
         args: [args],
-        workflowIdConflictPolicy: 'USE_EXISTING',
         staticSummary: `${name} on ${entry.targetOf(args)}${describe ? ` (${describe})` : ''}, started by ${options.startedBy}`,
         staticDetails: entry.description,
-      });
+      };
+      if (options.alert) {
+        // Joins the run in flight like USE_EXISTING does, and signals exactly that run.
+        const handle = await client.workflow.signalWithStart(name, { ...start, signal: alertFiringSignal, signalArgs: [options.alert] });
+        return { workflowId, runId: handle.signaledRunId };
+      }
+      const handle = await client.workflow.start(name, { ...start, workflowIdConflictPolicy: 'USE_EXISTING' });
       return { workflowId, runId: handle.firstExecutionRunId };
     },
 
@@ -118,8 +128,9 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
       await client.workflow.getHandle(workflowId).signal(cancelSignal, request);
     },
 
-    async alertResolved(workflowId: string, alert?: string): Promise<void> {
-      await client.workflow.getHandle(workflowId).signal(alertResolvedSignal, { alert });
+    /** With a fingerprint the run forgets that alert and stops only when no other alert wants it; without, it stops. */
+    async alertResolved(workflowId: string, alert?: string, fingerprint?: string): Promise<void> {
+      await client.workflow.getHandle(workflowId).signal(alertResolvedSignal, { alert, ...(fingerprint ? { fingerprint } : {}) });
     },
 
     async getStatus(workflowId: string): Promise<RunbookStatus> {

@@ -79,6 +79,8 @@ export type TimelineEvent =
   | 'skipped'
   | 'failed'
   | 'cancelled'
+  | 'alert-firing'
+  | 'alert-resolved'
   | 'locked'
   | 'unlocked'
   | 'finished';
@@ -125,6 +127,8 @@ export interface RunbookStatus {
   plan: PlannedStep[];
   timeline: TimelineEntry[];
   outcome?: RunbookOutcome;
+  /** The alerts (by fingerprint) that still want the run; absent when none recorded. */
+  alertsFiring?: Array<{ alert: string; fingerprint: string }>;
 }
 
 /** The part of every runbook result the kernel fills in. */

@@ -11,8 +11,14 @@ export const rejectUpdate = defineUpdate<DecisionReceipt, [Decision]>('reject');
 export const approveSignal = defineSignal<[Decision]>('approveSignal');
 export const rejectSignal = defineSignal<[Decision]>('rejectSignal');
 export const cancelSignal = defineSignal<[CancelRequest]>('cancel');
-/** The alert that started the run went away: stop before changing anything more. */
-export const alertResolvedSignal = defineSignal<[{ alert?: string }]>('alertResolved');
+/**
+ * An alert that wants the run went away. With its fingerprint the run forgets that alert and stops
+ * (before changing anything more) only when no other alert still wants it; without one (older
+ * clients) it stops at once.
+ */
+export const alertResolvedSignal = defineSignal<[{ alert?: string; fingerprint?: string }]>('alertResolved');
+/** An alert (by its Alertmanager fingerprint) wants the run: sent with each firing start or join. */
+export const alertFiringSignal = defineSignal<[{ alert: string; fingerprint: string }]>('alertFiring');
 export const statusQuery = defineQuery<RunbookStatus>('status');
 
 /** Per-target lock (see workflows/target-lock.ts). */

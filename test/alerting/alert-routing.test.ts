@@ -34,6 +34,7 @@ describe('default alert routes', () => {
       fingerprint: 'f00d',
       runbook: workflowId.split('/')[0],
       input: { ...input, mode: 'plan' },
+      args: expect.objectContaining({ ...input, mode: 'plan', startedBy: `alertmanager:${labels.alertname}` }),
       startedBy: `alertmanager:${labels.alertname}`,
       workflowId,
     });

@@ -90,6 +90,10 @@ describe('alerts end to end', () => {
     expect(result.outcome).toBe('cancelled');
     expect(result.timeline.filter((e) => e.event === 'cancelled').map((e) => [e.by, e.reason])).toEqual([['alerting', 'alert resolved: ApiErrorRateHigh']]);
     expect(result.timeline.filter((e) => e.event === 'applied')).toEqual([]);
+    // The run knew which alert wanted it (alertFiring with the fingerprint Alertmanager gave).
+    const joined = result.timeline.filter((e) => e.event === 'alert-firing');
+    expect(joined.length).toBeGreaterThan(0);
+    for (const entry of joined) expect(entry.detail).toMatch(/^alert ApiErrorRateHigh \([0-9a-f]+\) joined/);
     // Every notification was accepted (a 5xx would have made Alertmanager retry), and one run served them all.
     expect(reports.filter((r) => r.status !== 200)).toEqual([]);
     expect(new Set(reports.flatMap((r) => r.started.map((s) => s.runId))).size).toBe(1);

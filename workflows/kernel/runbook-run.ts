@@ -30,12 +30,14 @@ import {
   type Severity,
   type TimelineEntry,
 } from '../../common/runbook';
+import { alertInitiator } from '../../common/alert-initiator';
 import type { RunbookKind } from '../../common/catalog';
 import { runbookApprovalState, runbookMode, runbookName, runbookSeverity, runbookTarget } from '../../common/search-attributes';
 import { sha256Hex } from '../../common/sha256';
 import { stableJson } from '../../common/stable-json';
 import { quickRead } from '../activity-options';
 import {
+  alertFiringSignal,
   alertResolvedSignal,
   approveSignal,
   approveUpdate,
@@ -93,6 +95,8 @@ export class RunbookRun {
   private pending: PendingApproval | undefined;
   private decision: { verdict: DecisionVerdict; decision: Decision; role: ApproverRole; channel: DecisionChannel } | undefined;
   private cancelRequest: CancelRequest | undefined;
+  /** The alerts that want this run, by Alertmanager fingerprint (alertFiring adds, alertResolved removes). */
+  private readonly alertsFiring = new Map<string, string>();
   private readonly grantedLocks = new Set<string>();
   private state: RunbookStatus['state'] = 'running';
   private currentStep: string | undefined;
@@ -355,9 +359,39 @@ export class RunbookRun {
     setHandler(approveSignal, (d) => void accept('approve', 'signal')(d));
     setHandler(rejectSignal, (d) => void accept('reject', 'signal')(d));
     setHandler(cancelSignal, (request) => this.requestCancel(request ?? { by: 'unknown' }));
-    setHandler(alertResolvedSignal, ({ alert } = {}) => this.requestCancel({ by: 'alerting', reason: `alert resolved${alert ? `: ${alert}` : ''}` }));
+    setHandler(alertFiringSignal, (firing) => this.alertFiring(firing));
+    setHandler(alertResolvedSignal, (resolved) => this.alertResolved(resolved ?? {}));
     setHandler(lockGrantedSignal, ({ requestId }) => void this.grantedLocks.add(requestId));
     setHandler(statusQuery, () => this.status());
+  }
+
+  /** An alert wants this run (idempotent: an alert already recorded changes nothing). */
+  private alertFiring({ alert, fingerprint }: { alert?: string; fingerprint?: string } = {}): void {
+    if (!fingerprint || this.alertsFiring.has(fingerprint)) return;
+    const name = alert || 'unknown alert';
+    this.alertsFiring.set(fingerprint, name);
+    this.record({ event: 'alert-firing', by: 'alerting', detail: `alert ${name} (${fingerprint}) joined; firing: ${this.firingList()}` });
+  }
+
+  /**
+   * An alert went away. Without a fingerprint (older clients and histories): stop, as always.
+   * With one: forget that alert; stop only when no alert still wants the run. A fingerprint the
+   * run does not know changes nothing, except on a run that recorded no alert at all (started
+   * before alerts were tracked): there the alert that started the run stops it, as before.
+   */
+  private alertResolved({ alert, fingerprint }: { alert?: string; fingerprint?: string }): void {
+    const reason = `alert resolved${alert ? `: ${alert}` : ''}`;
+    if (!fingerprint) return this.requestCancel({ by: 'alerting', reason });
+    const wanted = this.alertsFiring.delete(fingerprint);
+    if (this.alertsFiring.size > 0) {
+      if (wanted) this.record({ event: 'alert-resolved', by: 'alerting', detail: `alert ${alert || 'unknown alert'} (${fingerprint}) resolved; still firing: ${this.firingList()}` });
+      return;
+    }
+    if (wanted || (alert !== undefined && alertInitiator(alert) === this.identity.startedBy)) this.requestCancel({ by: 'alerting', reason });
+  }
+
+  private firingList(): string {
+    return [...this.alertsFiring].map(([fingerprint, alert]) => `${alert} (${fingerprint})`).join(', ');
   }
 
   private requestCancel(request: CancelRequest): void {
@@ -381,6 +415,7 @@ export class RunbookRun {
       plan: [...this.plan.values()],
       timeline: [...this.timeline],
       outcome: this.outcome,
+      ...(this.alertsFiring.size > 0 ? { alertsFiring: [...this.alertsFiring].map(([fingerprint, alert]) => ({ alert, fingerprint })) } : {}),
     };
   }
 
