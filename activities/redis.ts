@@ -61,6 +61,20 @@ export interface SetMaxmemoryPolicyResult {
   dryRun: boolean;
 }
 
+export interface SetMaxmemoryInput {
+  /** The new `maxmemory` in bytes: a positive whole number (0, "no limit", is refused). */
+  bytes: number;
+  dryRun?: boolean;
+}
+
+export interface SetMaxmemoryResult {
+  /** Bytes; 0 means Redis had no maxmemory. */
+  before: number;
+  after: number;
+  changed: boolean;
+  dryRun: boolean;
+}
+
 export interface CountRedisKeysInput {
   pattern: string;
   /** SCAN COUNT hint per round trip; default 5000. */
@@ -256,6 +270,32 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
       if (dryRun) return { before, after: policy, changed: false, dryRun };
       await classified(`CONFIG SET maxmemory-policy ${policy}`, () => client.config('SET', 'maxmemory-policy', policy));
       return { before, after: policy, changed: true, dryRun };
+    },
+
+    /**
+     * `CONFIG SET maxmemory <bytes>`; no command when already set; dryRun only reports. Refuses 0
+     * (it removes the limit) and anything but a positive whole number of bytes. Like every CONFIG
+     * SET, the value lasts until Redis restarts: the Redis config must carry it too.
+     */
+    async setMaxmemory(input: SetMaxmemoryInput): Promise<SetMaxmemoryResult> {
+      const client = requireRedis(redis);
+      const bytes: unknown = input?.bytes;
+      if (bytes === 0) throw invalidInput('maxmemory 0 would remove the limit (Redis would grow until the container is OOM-killed); refused');
+      if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes <= 0) {
+        throw invalidInput(`maxmemory "${String(bytes)}": expected a positive whole number of bytes`);
+      }
+      const dryRun = input.dryRun === true;
+      const current = async (): Promise<number> => {
+        const reply = (await classified('CONFIG GET maxmemory', () => client.config('GET', 'maxmemory'))) as string[];
+        const value = Number(reply[1]);
+        if (reply[1] === undefined) throw failure('Forbidden', 'CONFIG GET maxmemory: no value returned (CONFIG renamed or disabled?)');
+        if (!Number.isSafeInteger(value) || value < 0) throw failure('Transient', `CONFIG GET maxmemory: "${reply[1]}" is not a number of bytes`);
+        return value;
+      };
+      const before = await current();
+      if (before === bytes || dryRun) return { before, after: bytes, changed: false, dryRun };
+      await classified(`CONFIG SET maxmemory ${bytes}`, () => client.config('SET', 'maxmemory', String(bytes)));
+      return { before, after: await current(), changed: true, dryRun };
     },
 
     /** Keys matching a pattern, by SCAN (never KEYS). Read-only; heartbeats so a retry resumes. */

@@ -3,8 +3,6 @@ import { runbookInputBase } from '../runbook';
 import { kubeName } from './fields';
 import { memoryBytes } from '../quantity';
 
-
-
 const memoryLimit = z.string().refine((s) => (memoryBytes(s) ?? 0) >= 2 ** 20, { message: 'expected a memory quantity of at least 1Mi, such as 512Mi or 4Gi' });
 
 /** 场景3 Redis 内存压力: the manual's names are the defaults. */
@@ -28,8 +26,19 @@ export const redisMemoryPressureInput = z
     /** The new memory limit is the current one times this factor, capped by maxMemoryLimit. */
     memoryLimitFactor: z.number().gt(1, { message: 'must be above 1 (the limit is raised, never lowered)' }).max(4, { message: 'at most 4' }).default(1.5),
     maxMemoryLimit: memoryLimit.default('4Gi'),
-    /** Memory usage (used_memory of maxmemory, or of the container limit without maxmemory) from which raising the limit is proposed; 0: always. */
+    /** Memory usage (used_memory of maxmemory, or of the container limit without maxmemory) from which raising the limit (and maxmemory, when set) is proposed; 0: always. */
     raiseWhenUsageAbove: z.number().min(0).max(1, { message: 'a fraction of the memory limit, at most 1' }).default(0.85),
+    /**
+     * Redis' maxmemory is never raised above this share of the container's (new) memory limit:
+     * the rest is headroom for fragmentation, fork copy-on-write and client buffers.
+     */
+    maxmemoryShareOfLimit: z
+      .number()
+      .gt(0, { message: 'a fraction of the container memory limit, above 0' })
+      .max(0.95, { message: 'at most 0.95 (Redis needs headroom above maxmemory for fragmentation, forks and buffers)' })
+      .default(0.8),
+    /** How long a raised memory limit's rollout (Redis restarts) may take before the run stops. */
+    rolloutTimeoutSeconds: z.number().int({ message: 'expected whole seconds' }).min(10, { message: 'at least 10 seconds' }).max(3600, { message: 'at most 3600 seconds (1 hour)' }).default(300),
     /** Session keys (of DBSIZE) from which the session keys are named as the cause. */
     sessionShareAbove: z.number().min(0).max(1, { message: 'a fraction of all keys, at most 1' }).default(0.5),
     /** The eviction policy set when it is not already. */

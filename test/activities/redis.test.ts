@@ -136,6 +136,50 @@ describe('maxmemory-policy', () => {
   });
 });
 
+describe('maxmemory', () => {
+  const maxmemoryNow = async () => Number(((await raw.config('GET', 'maxmemory')) as string[])[1]);
+
+  test('dry-run set, set, set again: before -> after, no change the second time', async () => {
+    const h = harness([]);
+    const original = await maxmemoryNow();
+    // A value of this test's own, distinct from whatever the server has, and far above its use.
+    const start = 300 * 2 ** 20;
+    const target = start + 64 * 2 ** 20 + 12345;
+    try {
+      await raw.config('SET', 'maxmemory', String(start));
+
+      const dry = await h.run('setMaxmemory', { bytes: target, dryRun: true });
+      expect(dry).toEqual({ before: start, after: target, changed: false, dryRun: true });
+      expect(await maxmemoryNow()).toBe(start);
+
+      const first = await h.run('setMaxmemory', { bytes: target });
+      expect(first).toEqual({ before: start, after: target, changed: true, dryRun: false });
+      expect(await maxmemoryNow()).toBe(target);
+      expect((await h.run('redisMemoryInfo')).maxmemory).toBe(target);
+
+      const second = await h.run('setMaxmemory', { bytes: target });
+      expect(second).toEqual({ before: target, after: target, changed: false, dryRun: false });
+      expect(await maxmemoryNow()).toBe(target);
+    } finally {
+      await raw.config('SET', 'maxmemory', String(original));
+    }
+  });
+
+  test('refuses 0 (no limit), negative, fractional and non-numeric bytes, non-retryable, and touches nothing', async () => {
+    const h = harness([]);
+    const original = await maxmemoryNow();
+    const zero = await failureOf(h.run('setMaxmemory', { bytes: 0 }));
+    expect([zero.type, zero.nonRetryable]).toEqual(['InvalidInput', true]);
+    expect(zero.message).toMatch(/would remove the limit/);
+    for (const bytes of [-1, -268435456, 1.5, 268435456.5, Number.NaN, Number.POSITIVE_INFINITY, '268435456', '256mb', null, undefined]) {
+      const err = await failureOf(h.run('setMaxmemory', { bytes: bytes as number, dryRun: false })); // what a caller past the types could send
+      expect([err.type, err.nonRetryable]).toEqual(['InvalidInput', true]);
+      expect(err.message).toMatch(/expected a positive whole number of bytes/);
+    }
+    expect(await maxmemoryNow()).toBe(original);
+  });
+});
+
 describe('countRedisKeys', () => {
   test('counts only the matching keys, by SCAN', async () => {
     const prefix = uniquePrefix();

@@ -8,7 +8,7 @@ import { createActivities } from '../../activities';
 import type { SetResourcesInput } from '../../activities/kubernetes-rollouts';
 import { createRunbookClient } from '../../client';
 import { waitUntil } from '../../scripts/testbed/processes';
-import type { RedisMemoryPressureResult } from '../../workflows/redis-memory-pressure';
+import { raisedMaxmemory, type RedisMemoryPressureResult } from '../../workflows/redis-memory-pressure';
 import { recordHistory } from '../helpers/histories';
 import { adminKubeConfig } from '../helpers/kube-cluster';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
@@ -17,13 +17,21 @@ import { buildDependencies } from '../../workers/dependencies';
 import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 
 const namespace = 'short-drama-prod';
-const steps = ['delete-session-keys', 'raise-memory-limit', 'set-maxmemory-policy'];
+const steps = ['delete-session-keys', 'raise-memory-limit', 'raise-maxmemory', 'set-maxmemory-policy'];
+const Mi = 2 ** 20;
+/** The maxmemory every test starts from unless it sets its own (the test bed's `--maxmemory 256mb`). */
+const startMaxmemory = 256 * Mi;
+/** 256Mi is half the seed limit 512Mi; the limit raised to 768Mi keeps that share: 384Mi. */
+const raisedFromStart = 384 * Mi;
+/** The raise-memory-limit step's applied detail since the patch: the rollout (Redis restarting) is waited for. */
+const raisedLimitDetail = (text: string) => new RegExp(`${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}; Redis restarted: rollout complete in \\d+s \\(\\d+/\\d+ ready\\)$`);
+const restartWarning = '; changes the pod template, so Redis RESTARTS: CONFIG SET values are lost, and so is its data without persistence (RDB/AOF on a volume)';
 
 /**
  * 场景3 against the real Redis (db 0 of the test bed, the runbook's configured REDIS_URL) and the
  * real Kubernetes API. Other test files keep out of `session:*` in db 0; every key made here carries
  * a unique run prefix and is removed afterwards, and the redis Deployment's seed resources and the
- * server's maxmemory-policy are put back after every test.
+ * server's maxmemory-policy and maxmemory are put back after every test.
  */
 describe('redisMemoryPressure', () => {
   const env = testbedEnv();
@@ -31,6 +39,7 @@ describe('redisMemoryPressure', () => {
   const apps = adminKubeConfig().makeApiClient(AppsV1Api);
   let redis: Redis;
   let originalPolicy: string;
+  let originalMaxmemory: string;
   let seedResources: V1ResourceRequirements;
   let seedContainerIndex: number;
   /** Prefixes of every key a test made: cleaned up after each test. */
@@ -82,6 +91,9 @@ describe('redisMemoryPressure', () => {
     return { sessions, others };
   }
 
+  const maxmemoryNow = async () => Number(((await redis.config('GET', 'maxmemory')) as string[])[1]);
+  const usedMemory = async () => Number(/^used_memory:(\d+)/m.exec(await redis.info('memory'))![1]);
+
   async function othersIntact(others: string[], each: number): Promise<void> {
     for (const prefix of others) expect(await countKeys(`${prefix}*`)).toBe(each);
   }
@@ -111,6 +123,7 @@ describe('redisMemoryPressure', () => {
   beforeAll(async () => {
     redis = new Redis(env.REDIS_URL!);
     originalPolicy = ((await redis.config('GET', 'maxmemory-policy')) as string[])[1]!;
+    originalMaxmemory = ((await redis.config('GET', 'maxmemory')) as string[])[1]!;
     const seed = await redisContainer();
     seedResources = seed.resources;
     seedContainerIndex = seed.index;
@@ -120,6 +133,7 @@ describe('redisMemoryPressure', () => {
 
   beforeEach(async () => {
     await redis.config('SET', 'maxmemory-policy', 'noeviction'); // the state of an incident
+    await redis.config('SET', 'maxmemory', String(startMaxmemory));
     expect(await countKeys('session:*')).toBe(0); // db 0's session keys are this file's alone
   });
 
@@ -127,10 +141,12 @@ describe('redisMemoryPressure', () => {
     await terminateLeftover();
     for (const prefix of made.splice(0)) await unlinkAll(`${prefix}*`);
     await redis.config('SET', 'maxmemory-policy', originalPolicy);
+    await redis.config('SET', 'maxmemory', originalMaxmemory);
     await restoreSeed();
   });
 
   afterAll(async () => {
+    await redis.config('SET', 'maxmemory', originalMaxmemory);
     await restoreSeed();
     redis.disconnect();
   });
@@ -145,9 +161,17 @@ describe('redisMemoryPressure', () => {
     expect(result.outcome).toBe('planned');
     expect(result.plan.map((p) => [p.stepId, p.change.summary])).toEqual([
       ['delete-session-keys', 'delete keys matching session:* (SCAN + UNLINK in batches), at most 100000'],
-      ['raise-memory-limit', 'memory limit of short-drama-prod/redis container redis 512Mi -> 768Mi (x1.5, cap 4Gi)'],
+      ['raise-memory-limit', `memory limit of short-drama-prod/redis container redis 512Mi -> 768Mi (x1.5, cap 4Gi)${restartWarning}`],
+      [
+        'raise-maxmemory',
+        expect.stringMatching(
+          /^CONFIG SET maxmemory 256\.0MiB -> 384\.0MiB \(used_memory [\d.]+% of maxmemory, Redis refuses writes at maxmemory; keeps maxmemory at 50% of the container limit, raised 512Mi -> 768Mi\); lost on restart: set maxmemory in the Redis config too$/,
+        ),
+      ],
       ['set-maxmemory-policy', 'CONFIG SET maxmemory-policy noeviction -> allkeys-lru'],
     ]);
+    expect(result.plan[2]!.change.details).toEqual({ from: startMaxmemory, to: raisedFromStart });
+    expect(result.targetMaxmemory).toBe(raisedFromStart);
     expect(result.plan[0]!.change.observed).toEqual({ matching: 3000, wouldDelete: 3000, capped: false });
     expect(result.causes).toEqual(['memory-pressure', 'session-keys', 'no-eviction']);
     expect(result.before).toMatchObject({ sessionKeys: 3000, maxmemoryPolicy: 'noeviction', memoryLimit: '512Mi' });
@@ -158,11 +182,12 @@ describe('redisMemoryPressure', () => {
     expect(await countKeys(`${sessions}*`)).toBe(3000);
     await othersIntact(others, 200);
     expect(await memoryLimit()).toBe('512Mi');
+    expect(await maxmemoryNow()).toBe(startMaxmemory);
     expect(((await redis.config('GET', 'maxmemory-policy')) as string[])[1]).toBe('noeviction');
     expect(result.report?.markdownKey).toMatch(/^runbooks\/reports\/redisMemoryPressure\//);
   });
 
-  test('execute + approve: only session keys go, the memory limit is raised once (x1.5), allkeys-lru on the server, report written', async () => {
+  test('execute + approve: only session keys go, the memory limit is raised once (x1.5) and rolled out, maxmemory keeps its share, allkeys-lru on the server, report written', async () => {
     const { revision: revisionBefore } = await redisContainer();
     const { sessions, others } = await fill(4000, 300);
     const result = await withWorker(config, async ({ client, taskQueue }) => {
@@ -173,13 +198,16 @@ describe('redisMemoryPressure', () => {
         await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver: 'bob', reason: `approve ${step}` });
       }
       const finished = await runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
-      await recordHistory(client.workflow.getHandle(workflowId), 'redis-memory-pressure-approved');
+      // redis-memory-pressure-approved.json is the history from before the raise-maxmemory patch,
+      // kept so that runs started on the old code are proven to replay: never overwrite it.
+      await recordHistory(client.workflow.getHandle(workflowId), 'redis-memory-pressure-approved-maxmemory');
       return finished;
     });
     expect(result.outcome).toBe('completed');
     expect(result.timeline.filter((e) => e.event === 'applied').map((e) => [e.stepId, e.detail])).toEqual([
       ['delete-session-keys', expect.stringMatching(/^deleted 4000 keys matching session:\* in \d+ UNLINK batches$/)],
-      ['raise-memory-limit', expect.stringMatching(/limits\.memory 512Mi -> 768Mi$/)],
+      ['raise-memory-limit', expect.stringMatching(raisedLimitDetail('limits.memory 512Mi -> 768Mi'))],
+      ['raise-maxmemory', `maxmemory 256.0MiB -> 384.0MiB (${raisedFromStart} bytes)`],
       ['set-maxmemory-policy', 'maxmemory-policy noeviction -> allkeys-lru'],
     ]);
     // The real systems.
@@ -192,11 +220,19 @@ describe('redisMemoryPressure', () => {
     expect(after.resources.requests).toEqual(seedResources.requests);
     expect(after.revision).toBe(revisionBefore + 1); // one template change
     expect(((await redis.config('GET', 'maxmemory-policy')) as string[])[1]).toBe('allkeys-lru');
-    expect(result.after).toMatchObject({ sessionKeys: 0, maxmemoryPolicy: 'allkeys-lru', memoryLimit: '768Mi' });
+    expect(await maxmemoryNow()).toBe(raisedFromStart);
+    expect(result.after).toMatchObject({ sessionKeys: 0, maxmemoryPolicy: 'allkeys-lru', memoryLimit: '768Mi', maxmemory: raisedFromStart });
+    // The raised limit was rolled out (the step waited for it) before maxmemory was set.
+    const rollout = (await apps.readNamespacedDeployment('redis', namespace)).body.status!;
+    expect(rollout.updatedReplicas).toBe(rollout.replicas);
+    const order = result.timeline.filter((e) => e.event === 'applied').map((e) => e.stepId);
+    expect(order.indexOf('raise-memory-limit')).toBeLessThan(order.indexOf('raise-maxmemory'));
 
     const markdown = await readBucketText(result.report!.markdownKey);
     for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
     expect(markdown).toContain('4000 of');
+    expect(markdown).toContain('CONFIG SET does not survive a restart');
+    expect(markdown).toContain('redis.conf or the container args');
   });
 
   test('execute + reject: nothing changes and the run says what was not done', async () => {
@@ -216,10 +252,11 @@ describe('redisMemoryPressure', () => {
     expect(await countKeys(`${sessions}*`)).toBe(1500);
     await othersIntact(others, 100);
     expect(await memoryLimit()).toBe('512Mi');
+    expect(await maxmemoryNow()).toBe(startMaxmemory);
     expect(((await redis.config('GET', 'maxmemory-policy')) as string[])[1]).toBe('noeviction');
   });
 
-  test('a worker lost between two steps: another worker resumes, and the limit is raised exactly once', async () => {
+  test('a worker lost between two steps: another worker resumes, and the limit and maxmemory are raised exactly once', async () => {
     const { revision: revisionBefore } = await redisContainer();
     const { others } = await fill(2000, 100);
     let workflowId = '';
@@ -227,13 +264,14 @@ describe('redisMemoryPressure', () => {
     await withWorker(config, async ({ client, taskQueue }) => {
       const runbooks = createRunbookClient({ client, taskQueue });
       ({ workflowId } = await runbooks.startRunbook('redisMemoryPressure', { mode: 'execute', raiseWhenUsageAbove: 0 }, { startedBy: 'erin' }));
-      for (const step of ['delete-session-keys', 'raise-memory-limit']) {
+      for (const step of ['delete-session-keys', 'raise-memory-limit', 'raise-maxmemory']) {
         const pending = await pendingOf(runbooks, workflowId, step);
         await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver: 'bob', reason: `approve ${step}` });
       }
       await pendingOf(runbooks, workflowId, 'set-maxmemory-policy');
     });
     expect(await memoryLimit()).toBe('768Mi');
+    expect(await maxmemoryNow()).toBe(raisedFromStart);
     // Second worker (a new process would do the same): the run goes on from its history.
     const result = await withWorker(config, async ({ client, taskQueue }) => {
       const runbooks = createRunbookClient({ client, taskQueue });
@@ -244,6 +282,8 @@ describe('redisMemoryPressure', () => {
     expect(result.outcome).toBe('completed');
     expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.stepId)).toEqual(steps);
     expect(result.targetMemoryLimit).toBe('768Mi');
+    expect(result.targetMaxmemory).toBe(raisedFromStart);
+    expect(await maxmemoryNow()).toBe(raisedFromStart); // not 576Mi
     const after = await redisContainer();
     expect(after.resources.limits?.memory).toBe('768Mi'); // not 1152Mi
     expect(after.revision).toBe(revisionBefore + 1);
@@ -282,7 +322,8 @@ describe('redisMemoryPressure', () => {
       expect(result.outcome).toBe('completed');
       expect(result.timeline.filter((e) => e.event === 'applied').map((e) => [e.stepId, e.detail])).toEqual([
         ['delete-session-keys', expect.stringMatching(/^deleted 1000 keys/)],
-        ['raise-memory-limit', 'limits.memory already 768Mi'],
+        ['raise-memory-limit', expect.stringMatching(raisedLimitDetail('limits.memory already 768Mi'))],
+        ['raise-maxmemory', `maxmemory 256.0MiB -> 384.0MiB (${raisedFromStart} bytes)`],
         ['set-maxmemory-policy', 'maxmemory-policy noeviction -> allkeys-lru'],
       ]);
       const after = await redisContainer();
@@ -299,6 +340,12 @@ describe('redisMemoryPressure', () => {
       const runbooks = createRunbookClient({ client, taskQueue });
       await expect(runbooks.startRunbook('redisMemoryPressure', { memoryLimitFactor: 0.5 }, { startedBy: 'erin' })).rejects.toThrow(
         'invalid input for redisMemoryPressure: memoryLimitFactor: must be above 1 (the limit is raised, never lowered)',
+      );
+      await expect(runbooks.startRunbook('redisMemoryPressure', { maxmemoryShareOfLimit: 1 }, { startedBy: 'erin' })).rejects.toThrow(
+        'invalid input for redisMemoryPressure: maxmemoryShareOfLimit: at most 0.95 (Redis needs headroom above maxmemory for fragmentation, forks and buffers)',
+      );
+      await expect(runbooks.startRunbook('redisMemoryPressure', { maxmemoryShareOfLimit: 0 }, { startedBy: 'erin' })).rejects.toThrow(
+        'invalid input for redisMemoryPressure: maxmemoryShareOfLimit: a fraction of the container memory limit, above 0',
       );
       // Past the client's check, the workflow refuses the same input itself, before any activity.
       const nonsense = await client.workflow.start('redisMemoryPressure', { taskQueue, workflowId: `rmp-bad-${randomUUID()}`, args: [{ memoryLimitFactor: -3, maxMemoryLimit: 'lots', mode: 'execute' }] });
@@ -321,6 +368,117 @@ describe('redisMemoryPressure', () => {
     expect(await countKeys(`${sessions}*`)).toBe(500);
     await othersIntact(others, 50);
     expect(await memoryLimit()).toBe('512Mi');
+    expect(await maxmemoryNow()).toBe(startMaxmemory);
     expect(((await redis.config('GET', 'maxmemory-policy')) as string[])[1]).toBe('noeviction');
+  });
+
+  describe('Redis at its own maxmemory', () => {
+    /** Sets maxmemory so that used_memory is `share` of it (the incident: Redis refusing writes as it nears maxmemory). */
+    async function maxmemoryAt(share: number): Promise<number> {
+      const bytes = Math.ceil((await usedMemory()) / share);
+      await redis.config('SET', 'maxmemory', String(bytes));
+      return bytes;
+    }
+
+    test('execute + approve: maxmemory raised once to the same share of the raised limit; a second run finds usage below the threshold and raises nothing', async () => {
+      const { others } = await fill(2000, 200);
+      // 75% of maxmemory used, threshold 60%: the raise (x1.5 with the limit) brings it to about 50%.
+      const small = await maxmemoryAt(0.75);
+      const expected = Math.floor(small * 1.5);
+      const input = { mode: 'execute', raiseWhenUsageAbove: 0.6 };
+      const first = await withWorker(config, async ({ client, taskQueue }) => {
+        const runbooks = createRunbookClient({ client, taskQueue });
+        const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', input, { startedBy: 'erin' });
+        for (const step of steps) {
+          const pending = await pendingOf(runbooks, workflowId, step);
+          if (step === 'raise-maxmemory') expect(pending.change.details).toEqual({ from: small, to: expected });
+          await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver: 'bob', reason: `approve ${step}` });
+        }
+        return runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
+      });
+      expect(first.outcome).toBe('completed');
+      expect(first.causes).toContain('memory-pressure');
+      expect(first.before.maxmemory).toBe(small);
+      expect(first.before.usage).toBeGreaterThanOrEqual(0.6);
+      expect(first.targetMaxmemory).toBe(expected);
+      expect(first.timeline.filter((e) => e.event === 'applied').map((e) => e.stepId)).toEqual(steps);
+      expect(await maxmemoryNow()).toBe(expected);
+      expect(first.after?.maxmemory).toBe(expected);
+      expect(first.after!.usage!).toBeLessThan(0.6);
+      await othersIntact(others, 200);
+
+      // The same runbook again: usage is now below the threshold, so nothing is raised a second time.
+      const second = await withWorker(config, async ({ client, taskQueue }) => {
+        const runbooks = createRunbookClient({ client, taskQueue });
+        const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', input, { startedBy: 'erin' });
+        return runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
+      });
+      expect(second.outcome).toBe('nothing-to-do');
+      expect(second.before.usage!).toBeLessThan(0.6);
+      const planned = second.plan.find((p) => p.stepId === 'raise-maxmemory')!;
+      expect(planned.change.needed).toBe(false);
+      expect(planned.change.summary).toMatch(/^maxmemory stays [\d.]+MiB \(usage [\d.]+% of maxmemory below 60%\)$/);
+      expect(second.targetMaxmemory).toBeUndefined();
+      expect(await maxmemoryNow()).toBe(expected);
+      expect(await memoryLimit()).toBe('768Mi');
+    });
+
+    test('plan: the target is capped at the share of the new limit, or nothing when maxmemory is already there; nothing changes', async () => {
+      await fill(500, 50);
+      const near = 450 * Mi; // 88% of the 512Mi limit: 675Mi of 768Mi would leave Redis no headroom
+      await redis.config('SET', 'maxmemory', String(near));
+      const run = (input: Record<string, unknown>) =>
+        withWorker(config, async ({ client, taskQueue }) => {
+          const runbooks = createRunbookClient({ client, taskQueue });
+          const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', { raiseWhenUsageAbove: 0, ...input }, { startedBy: 'erin' });
+          return runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
+        });
+      const capped = await run({});
+      const cap = Math.floor(768 * Mi * 0.8);
+      const step = capped.plan.find((p) => p.stepId === 'raise-maxmemory')!;
+      expect(step.change).toMatchObject({ needed: true, details: { from: near, to: cap } });
+      expect(step.change.summary).toMatch(/^CONFIG SET maxmemory 450\.0MiB -> 614\.4MiB \(.*keeps maxmemory at 88% of the container limit, raised 512Mi -> 768Mi; capped at 80% of the container limit 768Mi\); lost on restart/);
+      expect(capped.targetMaxmemory).toBe(cap);
+
+      const atShare = await run({ maxmemoryShareOfLimit: 0.5 });
+      const none = atShare.plan.find((p) => p.stepId === 'raise-maxmemory')!;
+      expect(none.change).toMatchObject({ needed: false, summary: 'maxmemory stays 450.0MiB: already at or above 50% of the container limit 768Mi (384.0MiB)' });
+      expect(atShare.targetMaxmemory).toBeUndefined();
+      expect(atShare.timeline).toContainEqual(expect.objectContaining({ event: 'skipped', stepId: 'raise-maxmemory', detail: `nothing to change: ${none.change.summary}` }));
+      expect(await maxmemoryNow()).toBe(near);
+      expect(await memoryLimit()).toBe('512Mi');
+    });
+
+    test('no maxmemory (0): the plan says there is nothing to raise, and only the container limit is proposed', async () => {
+      await fill(500, 50);
+      await redis.config('SET', 'maxmemory', '0');
+      const result = await withWorker(config, async ({ client, taskQueue }) => {
+        const runbooks = createRunbookClient({ client, taskQueue });
+        const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', { raiseWhenUsageAbove: 0 }, { startedBy: 'erin' });
+        return runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
+      });
+      expect(result.outcome).toBe('planned');
+      expect(result.before.maxmemory).toBe(0);
+      const step = result.plan.find((p) => p.stepId === 'raise-maxmemory')!;
+      expect(step.change).toEqual({ summary: 'Redis has no maxmemory (0): nothing to raise (only the container limit bounds it)', needed: false });
+      expect(result.plan.find((p) => p.stepId === 'raise-memory-limit')!.change.needed).toBe(true);
+      expect(result.targetMaxmemory).toBeUndefined();
+      expect(await maxmemoryNow()).toBe(0);
+    });
+
+    test('the target, computed from the diagnosis alone', () => {
+      const limit = 512 * Mi;
+      // Limit raised: the same share of the new limit (not x factor on top of it).
+      expect(raisedMaxmemory({ maxmemory: 256 * Mi, limitBytes: limit, newLimitBytes: 768 * Mi, factor: 1.5, share: 0.8 })).toEqual({ bytes: 384 * Mi, basis: 'ratio', capped: false, limitBytes: 768 * Mi });
+      // A limit raise stopped by its cap (3Gi -> 4Gi): the ratio follows the limit actually set.
+      expect(raisedMaxmemory({ maxmemory: 2048 * Mi, limitBytes: 3072 * Mi, newLimitBytes: 4096 * Mi, factor: 1.5, share: 0.8 })?.bytes).toBe(Math.floor(2048 * Mi * (4096 / 3072)));
+      // Limit not raised (rejected, at its cap): x factor, capped at the share of the current limit.
+      expect(raisedMaxmemory({ maxmemory: 200 * Mi, limitBytes: limit, factor: 1.5, share: 0.8 })).toEqual({ bytes: 300 * Mi, basis: 'factor', capped: false, limitBytes: limit });
+      expect(raisedMaxmemory({ maxmemory: 300 * Mi, limitBytes: limit, factor: 1.5, share: 0.8 })).toEqual({ bytes: Math.floor(limit * 0.8), basis: 'factor', capped: true, limitBytes: limit });
+      // No container limit: x factor, uncapped.
+      expect(raisedMaxmemory({ maxmemory: 100 * Mi, factor: 2, share: 0.8 })).toEqual({ bytes: 200 * Mi, basis: 'factor', capped: false });
+      // No maxmemory: nothing to raise.
+      expect(raisedMaxmemory({ maxmemory: 0, limitBytes: limit, newLimitBytes: 768 * Mi, factor: 1.5, share: 0.8 })).toBeUndefined();
+    });
   });
 });
