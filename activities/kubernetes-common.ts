@@ -12,8 +12,8 @@ import {
   type KubeConfig,
 } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
-import { CancelledFailure } from '@temporalio/common';
 import type { V1LabelSelector, V1Pod } from '@kubernetes/client-node';
+import { throwIfCancelled } from './cancellation';
 import { classified, failure, invalidInput } from './errors';
 import { assertKubernetesName, assertNamespaceAllowed } from './guards';
 
@@ -114,12 +114,7 @@ function sortKeys(value: unknown): unknown {
   return value;
 }
 
-/** Throws the SDK's CancelledFailure once the activity was cancelled. */
-export function throwIfCancelled(ctx: Context): void {
-  const signal = ctx.cancellationSignal;
-  if (!signal.aborted) return;
-  throw signal.reason instanceof CancelledFailure ? signal.reason : new CancelledFailure(`activity cancelled: ${String(signal.reason)}`);
-}
+export { throwIfCancelled };
 
 export interface PollOptions {
   /** Give up after this long (default 300 s). */

@@ -1,5 +1,5 @@
 import { Context } from '@temporalio/activity';
-import { CancelledFailure } from '@temporalio/common';
+import { throwIfCancelled } from './cancellation';
 import type Redis from 'ioredis';
 import type { PreflightRow } from '../common/preflight';
 import { classified, failure, invalidInput } from './errors';
@@ -147,13 +147,6 @@ function toNumber(fields: Record<string, string>, name: string): number {
   const value = Number(fields[name]);
   if (fields[name] === undefined || !Number.isFinite(value)) throw failure('Transient', `INFO memory: field ${name} missing or not a number`);
   return value;
-}
-
-/** Throws the SDK's CancelledFailure once the activity was cancelled (delivered with a heartbeat). */
-function throwIfCancelled(ctx: Context): void {
-  const signal = ctx.cancellationSignal;
-  if (!signal.aborted) return;
-  throw signal.reason instanceof CancelledFailure ? signal.reason : new CancelledFailure(`activity cancelled: ${String(signal.reason)}`);
 }
 
 function isProgress(value: unknown, pattern: string): value is DeleteRedisKeysProgress {

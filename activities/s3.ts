@@ -10,7 +10,9 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import { throwIfCancelled } from './cancellation';
 import type { PreflightRow } from '../common/preflight';
 import { classified, failure, invalidInput, refused } from './errors';
 import { assertS3PrefixAllowed } from './guards';
@@ -205,6 +207,12 @@ export function createS3Activities({ s3, bucket, backupPrefix, evidencePrefix, a
       }
       ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
       if (page.IsTruncated && !ContinuationToken) throw failure('Transient', `list s3://${Bucket}/${prefix}: truncated listing without a continuation token`);
+      // A listing of many pages keeps a long-running activity alive and cancellable.
+      if (ContinuationToken) {
+        const ctx = Context.current();
+        ctx.heartbeat({ listed: objects.length });
+        throwIfCancelled(ctx);
+      }
     } while (ContinuationToken);
     return objects;
   }
@@ -405,6 +413,10 @@ export function createS3Activities({ s3, bucket, backupPrefix, evidencePrefix, a
           throw failure(type, `${action}: ${errors.length} not deleted, e.g. ${first.Key}: ${first.Code ?? ''} ${first.Message ?? ''}`.trim());
         }
         deleted += batch.length;
+        // Each batch is done for good: a retry recomputes the old objects and finds only the rest.
+        const ctx = Context.current();
+        ctx.heartbeat({ deleted });
+        if (at + deleteBatchSize < chosen.length) throwIfCancelled(ctx);
       }
       return { ...summary, deleted };
     },

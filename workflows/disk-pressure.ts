@@ -12,7 +12,7 @@ import { validateInput } from './validate-input';
 
 const read = proxyActivities<Activities>(quickRead);
 const change = proxyActivities<Activities>(destructive);
-/** find/du over a large volume and S3 listings may take a while; they heartbeat. */
+/** find/du over a large volume, S3 listings and bulk deletes may take a while; they heartbeat. */
 const slow = proxyActivities<Activities>(longRunning);
 
 export interface DiskUsage {
@@ -174,7 +174,7 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
       };
     },
     apply: async () => {
-      const done: DeleteOldBackupsResult = await change.deleteOldBackups({ prefix: backupPrefix, olderThanDays: backupsOlderThanDays, maxObjects: input.maxBackupsDeleted, now });
+      const done: DeleteOldBackupsResult = await slow.deleteOldBackups({ prefix: backupPrefix, olderThanDays: backupsOlderThanDays, maxObjects: input.maxBackupsDeleted, now });
       return `deleted ${done.deleted ?? 0} backups under ${backupPrefix} older than ${backupsOlderThanDays} days${done.capped ? ' (cap reached, old backups remain)' : ''}`;
     },
   });

@@ -3,6 +3,7 @@ import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV
 import { backupTime, createS3Activities, dateInKeyName } from '../../activities/s3';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
 import { testbedEnv } from '../helpers/testbed';
+import { CancelledFailure } from '@temporalio/common';
 import { failureOf } from '../helpers/failures';
 
 /**
@@ -337,9 +338,21 @@ describe('deleteOldBackups', () => {
     expect(dry.keys).toHaveLength(1000);
     expect((await listKeys(prefix)).length).toBe(1005);
 
+    // Cancelled after the first batch: that batch stays deleted, the rest is left for a retry.
+    const cancelling = harness([prefix]);
+    cancelling.environment.on('heartbeat', (details: { deleted?: number }) => {
+      if (details?.deleted === 1000) cancelling.environment.cancel();
+    });
+    await expect(cancelling.run('deleteOldBackups', { prefix, olderThanDays: 30, maxObjects: 5000 })).rejects.toBeInstanceOf(CancelledFailure);
+    expect((await listKeys(prefix)).length).toBe(5);
+
+    const heartbeatsBefore = h.heartbeats.length;
     const result = await h.run('deleteOldBackups', { prefix, olderThanDays: 30, maxObjects: 5000 });
-    expect(result).toMatchObject({ deleted: 1005, batches: 2, capped: false });
+    expect(result).toMatchObject({ deleted: 5, batches: 1, capped: false });
     expect(await listKeys(prefix)).toEqual([]);
+    expect(h.heartbeats.slice(heartbeatsBefore)).toEqual([{ deleted: 5 }]);
+    // The listing of more than one page heartbeats between pages.
+    expect(cancelling.heartbeats).toEqual([{ listed: 1000 }, { deleted: 1000 }]);
   });
 
   test('refuses prefixes outside the allowlist (the seeded database/ included) and nonsense input', async () => {
