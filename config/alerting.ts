@@ -80,8 +80,8 @@ export const defaultAlertRoutes: AlertRoute[] = [
   { alertname: 'ApiErrorRateHigh', match: {}, runbook: 'podCrashLoop', severity: 'P1', mode: 'plan', input: {} },
   // 数据库连接失败 (connections = 0): the app's metric, so only its namespace says which database deployment (default postgres).
   { alertname: 'DatabaseConnectionsZero', match: {}, runbook: 'dbConnectionExhaustion', severity: 'P0', mode: 'plan', inputFromLabels: { namespace: 'namespace' }, input: {} },
-  // API响应时间慢 P95 > 5 s: the daily checklist (resource usage, logs).
-  { alertname: 'ApiLatencyHigh', match: {}, runbook: 'dailyHealthCheck', severity: 'P2', mode: 'plan', inputFromLabels: { namespace: 'namespace', appDeployment: 'deployment' }, input: {} },
+  // API响应时间慢 P95 > 5 s: the daily checklist's subset the catalog names (resource usage + slow queries).
+  { alertname: 'ApiLatencyHigh', match: {}, runbook: 'dailyHealthCheck', severity: 'P2', mode: 'plan', inputFromLabels: { namespace: 'namespace', appDeployment: 'deployment' }, input: { only: ['usage', 'slow-statements'] } },
   // 磁盘空间不足 > 80 %: the volume by its claim.
   { alertname: 'DiskUsageHigh', match: {}, runbook: 'diskPressure', severity: 'P2', mode: 'plan', inputFromLabels: { namespace: 'namespace', pvc: 'persistentvolumeclaim' }, input: {} },
   // 内存使用率高 > 85 %: Redis has its own runbook; the app takes the OOM path of podCrashLoop.

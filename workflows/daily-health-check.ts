@@ -1,11 +1,12 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { atMost, countLines, hoursBetween, listed, sharesOfLimit, type CheckRow, type ChecklistResult } from '../common/checklist';
-import { dailyHealthCheckInput, type DailyHealthCheckInput } from '../common/inputs/checklists';
+import { dailyChecks, dailyHealthCheckInput, type DailyCheck, type DailyHealthCheckInput } from '../common/inputs/checklists';
 import { longRunning, quickRead } from './activity-options';
 import { Checklist } from './kernel/checklist';
 import { validateInput } from './validate-input';
 import { checkedOutput, dfUsePercent } from './exec-output';
+import { checkSlowStatements } from './slow-statements-check';
 
 const read = proxyActivities<Activities>(quickRead);
 const slow = proxyActivities<Activities>(longRunning);
@@ -15,12 +16,14 @@ export type DailyHealthCheckResult = ChecklistResult;
 /**
  * 每日检查清单: pods, services, ingress, HPA and PVCs; pod, node and database volume usage; ERROR
  * lines in the app's, the database's and Redis' latest logs; the newest backups and latest.sql.
- * Changes nothing; the report (PASS/WARN/FAIL per check) goes to S3.
+ * Changes nothing; the report (PASS/WARN/FAIL per check) goes to S3. `only` runs a subset, and
+ * may add the slowest statements (what the latency alert asks for: usage + slow queries).
  */
 export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<DailyHealthCheckResult> {
   const input = validateInput('dailyHealthCheck', dailyHealthCheckInput, raw);
   const { namespace, backupPrefix } = input;
-  const checklist = await Checklist.begin('dailyHealthCheck', namespace, input, 10);
+  const selected = new Set<DailyCheck>(input.only ?? dailyChecks);
+  const checklist = await Checklist.begin('dailyHealthCheck', namespace, input, selected.size + 1);
   const t = checklist.thresholds;
   await read.assertTargetsAllowed({
     namespaces: [namespace],
@@ -29,7 +32,7 @@ export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<Dail
   const now = Date.now();
 
   // 系统健康检查
-  await checklist.check('pods', '系统健康检查 / Pods', `Pods in ${namespace}`, async (row) => {
+  if (selected.has('pods')) await checklist.check('pods', '系统健康检查 / Pods', `Pods in ${namespace}`, async (row) => {
     const { pods, counts } = await read.listPodSummaries({ namespace });
     const notReady = pods.filter((p) => !p.ready && !p.terminating);
     const crashLooping = pods.filter((p) => p.waitingReason === 'CrashLoopBackOff');
@@ -71,7 +74,7 @@ export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<Dail
     ];
   });
 
-  await checklist.check('services', '系统健康检查 / Services', `Services in ${namespace} have endpoints`, async (row) => {
+  if (selected.has('services')) await checklist.check('services', '系统健康检查 / Services', `Services in ${namespace} have endpoints`, async (row) => {
     const { services } = await read.listServices({ namespace });
     return services.map((s) => {
       const selects = s.selector !== undefined && Object.keys(s.selector).length > 0;
@@ -86,7 +89,7 @@ export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<Dail
     });
   });
 
-  await checklist.check('ingress', '系统健康检查 / Ingress', `Ingress in ${namespace}: address and TLS secret`, async (row) => {
+  if (selected.has('ingress')) await checklist.check('ingress', '系统健康检查 / Ingress', `Ingress in ${namespace}: address and TLS secret`, async (row) => {
     const [{ ingresses }, snapshot] = await Promise.all([read.listIngresses({ namespace }), read.snapshotNamespaceConfig({ namespace })]);
     const tlsSecrets = new Map(snapshot.secrets.map((s) => [s.name, s]));
     return ingresses.flatMap((ing): CheckRow[] => {
@@ -113,7 +116,7 @@ export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<Dail
     });
   });
 
-  await checklist.check('hpa', '系统健康检查 / HPA', `HorizontalPodAutoscalers in ${namespace}`, async (row) => {
+  if (selected.has('hpa')) await checklist.check('hpa', '系统健康检查 / HPA', `HorizontalPodAutoscalers in ${namespace}`, async (row) => {
     const { autoscalers } = await read.listHorizontalPodAutoscalers({ namespace });
     return autoscalers.map((h) =>
       row({
@@ -127,7 +130,7 @@ export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<Dail
     );
   });
 
-  await checklist.check('pvc', '系统健康检查 / PVC', `PersistentVolumeClaims in ${namespace}`, async (row) => {
+  if (selected.has('pvc')) await checklist.check('pvc', '系统健康检查 / PVC', `PersistentVolumeClaims in ${namespace}`, async (row) => {
     const { claims } = await read.listPersistentVolumeClaims({ namespace });
     return claims.map((c) =>
       row({
@@ -142,7 +145,7 @@ export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<Dail
   });
 
   // 资源使用检查
-  await checklist.check('usage', '资源使用检查', 'Pod and node usage (metrics API)', async (row) => {
+  if (selected.has('usage')) await checklist.check('usage', '资源使用检查', 'Pod and node usage (metrics API)', async (row) => {
     const [podUsage, nodeUsage] = await Promise.all([read.getPodUsage({ namespace }), read.getNodeUsage()]);
     const rows: CheckRow[] = [];
     if (!podUsage.available) {
@@ -183,7 +186,7 @@ export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<Dail
     return rows;
   });
 
-  await checklist.check('database-volume', '资源使用检查', `Database volume (df -h ${input.dataDir})`, async (row) => {
+  if (selected.has('database-volume')) await checklist.check('database-volume', '资源使用检查', `Database volume (df -h ${input.dataDir})`, async (row) => {
     const result = await slow.execInPod({ namespace, deployment: input.databaseDeployment, command: ['df', '-h', input.dataDir], timeoutSeconds: 60, maxOutputBytes: 65_536 });
     const line = checkedOutput(`df -h ${input.dataDir}`, result).trim().split('\n').slice(-1)[0] ?? '';
     const percent = dfUsePercent(line);
@@ -200,7 +203,7 @@ export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<Dail
   });
 
   // 日志检查
-  await checklist.check('logs', '日志检查', 'ERROR lines in the latest logs', async (row) => {
+  if (selected.has('logs')) await checklist.check('logs', '日志检查', 'ERROR lines in the latest logs', async (row) => {
     const tail = (deployment: string, tailLines: number) => read.getContainerLogs({ namespace, deployment, tailLines, maxBytes: 262_144 });
     const [app, database, redis] = await Promise.all([tail(input.appDeployment, input.appLogLines), tail(input.databaseDeployment, input.serviceLogLines), tail(input.redisDeployment, input.serviceLogLines)]);
     const appErrors = countLines(app.text, /\bERROR\b/);
@@ -230,7 +233,7 @@ export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<Dail
   });
 
   // 备份验证
-  await checklist.check('backups', '备份验证', `Backups under ${backupPrefix}`, async (row) => {
+  if (selected.has('backups')) await checklist.check('backups', '备份验证', `Backups under ${backupPrefix}`, async (row) => {
     const [newest, latest] = await Promise.all([read.listNewestObjects({ prefix: backupPrefix, limit: input.newestBackups }), read.verifyDumpObject({ key: `${backupPrefix}latest.sql` })]);
     const first = newest.objects[0];
     const ageHours = first ? hoursBetween(first.lastModified, now) : undefined;
@@ -253,6 +256,9 @@ export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<Dail
       }),
     ];
   });
+
+  // Asked for by name only (the latency alert's subset): the weekly review reads it every week.
+  if (selected.has('slow-statements')) await checkSlowStatements(checklist, '资源使用检查');
 
   return checklist.finish();
 }

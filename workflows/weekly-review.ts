@@ -1,13 +1,13 @@
 import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { DeleteExpiredSessionsResult } from '../activities/postgres-maintenance';
-import type { SlowStatement, SlowestStatements } from '../activities/postgres-statistics';
 import type { ManualQueryName } from '../activities/prometheus';
 import { above, below, countLines, listed, sharesOfLimit, type CheckRow, type ChecklistResult, type CheckStatus } from '../common/checklist';
 import { weeklyReviewInput, type WeeklyReviewInput } from '../common/inputs/checklists';
 import { longRunning, quickRead } from './activity-options';
 import { Checklist, type RowBuilder } from './kernel/checklist';
 import { errorMessage, type ChangeOutcome } from './kernel/runbook-run';
+import { checkSlowStatements, oneLine } from './slow-statements-check';
 import { validateInput } from './validate-input';
 
 const read = proxyActivities<Activities>(quickRead);
@@ -25,10 +25,6 @@ const authErrorPattern = /\b(401|403)\b/;
 
 const batches = (n: number) => `${n} batch${n === 1 ? '' : 'es'}`;
 const round = (value: number, digits: number) => Math.round(value * 10 ** digits) / 10 ** digits;
-const oneLine = (text: string, max = 160) => {
-  const flat = text.replace(/\s+/g, ' ').trim();
-  return flat.length > max ? `${flat.slice(0, max)}…` : flat;
-};
 
 /**
  * 每周检查清单: the performance review through the manual's PromQL and the metrics API; the
@@ -154,32 +150,7 @@ export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReview
     ];
   });
 
-  await checklist.check('slow-statements', database, 'The 10 slowest statements (pg_stat_statements)', async (row) => {
-    const base = { id: 'database.slow-statements', title: 'Slowest statements by mean time', threshold: `mean <= ${t.slowStatementMeanMs} ms` };
-    let slowest: SlowestStatements;
-    try {
-      slowest = await read.slowestStatements({ limit: 10 });
-    } catch (err) {
-      // Without the extension there is nothing to read; that is a finding, not a broken run.
-      return [row({ ...base, status: 'WARN', value: 'unavailable', detail: errorMessage(err) })];
-    }
-    const top = slowest.statements[0];
-    const over = slowest.statements.filter((s) => s.meanMs > t.slowStatementMeanMs);
-    const describe = (s: SlowStatement) => `${oneLine(s.query, 120)} (mean ${s.meanMs} ms, max ${s.maxMs} ms, ${s.calls} calls)`;
-    return [
-      row({
-        ...base,
-        status: over.length > 0 ? 'WARN' : 'PASS',
-        value: top ? `${top.meanMs} ms` : 'no statements',
-        detail:
-          over.length > 0
-            ? `${over.length} over the threshold; slowest: ${describe(over[0]!)}`
-            : top
-              ? `${slowest.database} (${slowest.timingColumns.mean}): slowest ${describe(top)}`
-              : `${slowest.database}: pg_stat_statements has no statements yet`,
-      }),
-    ];
-  });
+  await checkSlowStatements(checklist, database);
 
   await expiredSessions(checklist, input.database, input.sessionsExpiredDays, input.maxSessionsDeleted);
 

@@ -12,11 +12,22 @@ const checklistTargets = {
   backupPrefix: s3Folder.default('database/'),
 };
 
+/** The daily checklist's sections, in the order they run: the manual's 每日检查清单. */
+export const dailyChecks = ['pods', 'services', 'ingress', 'hpa', 'pvc', 'usage', 'database-volume', 'logs', 'backups'] as const;
+/** Not part of the daily list; an alert may ask for it (API响应时间慢: resource usage + slow queries). */
+export const extraDailyChecks = ['slow-statements'] as const;
+export type DailyCheck = (typeof dailyChecks)[number] | (typeof extraDailyChecks)[number];
+
 /** 每日检查清单. */
 export const dailyHealthCheckInput = z
   .object({
     ...runbookInputBase,
     ...checklistTargets,
+    /** Only these checks (e.g. ["usage", "slow-statements"] for a latency alert); default: the manual's daily list. */
+    only: z
+      .array(z.enum([...dailyChecks, ...extraDailyChecks], { message: `expected some of ${[...dailyChecks, ...extraDailyChecks].join(', ')}` }))
+      .min(1, { message: 'name at least one check, or leave only out for all of them' })
+      .optional(),
     /** The database volume's mount in the database pod, relative to the container's work dir: `df -h` runs on it. */
     dataDir: relativeDir.default('var/lib/postgresql'),
     /** The manual reads the app's last 100 log lines and the database's and Redis' last 50. */

@@ -206,15 +206,22 @@ describe('dailyHealthCheck', () => {
     expect(result.checklistReport).toBeUndefined();
   }, 240_000);
 
+  test('only: the latency alert\'s subset runs resource usage and the slowest statements, nothing else', async () => {
+    const result = await runDaily(testbedConfig(), { only: ['usage', 'slow-statements'] });
+    expect(result.checks.map((r) => r.id).sort()).toEqual(['database.slow-statements', 'usage.nodes.cpu', 'usage.nodes.memory', 'usage.pods.cpu', 'usage.pods.memory']);
+    expect(rowOf(result, 'database.slow-statements').value).toMatch(/ ms$/);
+  }, 180_000);
+
   test('bad input fails the run at once, non-retryable, before any check', async () => {
     const config = testbedConfig();
     await terminateRuns(config.temporal, [workflowId]);
     await withWorker(config, async ({ client }) => {
-      const handle = await client.workflow.start('dailyHealthCheck', { taskQueue: config.temporal.taskQueue, workflowId: `dailyHealthCheck/bad-${randomUUID()}`, args: [{ namespace: 'Not_A_Namespace', appLogLines: 0 }] });
+      const handle = await client.workflow.start('dailyHealthCheck', { taskQueue: config.temporal.taskQueue, workflowId: `dailyHealthCheck/bad-${randomUUID()}`, args: [{ namespace: 'Not_A_Namespace', appLogLines: 0, only: ['usage', 'everything'] }] });
       const err = await handle.result().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(WorkflowFailedError);
       const cause = (err as WorkflowFailedError).cause as { message: string; nonRetryable?: boolean };
-      expect(cause.message).toMatch(/invalid input for dailyHealthCheck: namespace: expected a Kubernetes name.*appLogLines/);
+      expect(cause.message).toMatch(/^invalid input for dailyHealthCheck: namespace: expected a Kubernetes name.*appLogLines/);
+      expect(cause.message).toContain('only.1: expected some of pods, services, ingress, hpa, pvc, usage, database-volume, logs, backups, slow-statements');
       expect(await scheduledActivityTypes(handle)).toEqual([]);
     });
   }, 60_000);

@@ -1,0 +1,50 @@
+import { proxyActivities } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { SlowStatement, SlowestStatements } from '../activities/postgres-statistics';
+import type { CheckRow } from '../common/checklist';
+import { quickRead } from './activity-options';
+import type { Checklist } from './kernel/checklist';
+import { errorMessage } from './kernel/runbook-run';
+
+const read = proxyActivities<Activities>(quickRead);
+
+/** A statement on one line, cut at `max` characters. */
+export const oneLine = (text: string, max = 160) => {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max)}…` : flat;
+};
+
+/**
+ * The 10 slowest statements by mean time from pg_stat_statements against the checklist's
+ * threshold: WARN over it, and WARN (not a broken run) when the extension cannot be read.
+ * Shared by weeklyReview's database maintenance and dailyHealthCheck's slow-queries subset.
+ */
+export function checkSlowStatements(checklist: Checklist, section: string): Promise<CheckRow[]> {
+  const t = checklist.thresholds;
+  return checklist.check('slow-statements', section, 'The 10 slowest statements (pg_stat_statements)', async (row) => {
+    const base = { id: 'database.slow-statements', title: 'Slowest statements by mean time', threshold: `mean <= ${t.slowStatementMeanMs} ms` };
+    let slowest: SlowestStatements;
+    try {
+      slowest = await read.slowestStatements({ limit: 10 });
+    } catch (err) {
+      // Without the extension there is nothing to read; that is a finding, not a broken run.
+      return [row({ ...base, status: 'WARN', value: 'unavailable', detail: errorMessage(err) })];
+    }
+    const top = slowest.statements[0];
+    const over = slowest.statements.filter((s) => s.meanMs > t.slowStatementMeanMs);
+    const describe = (s: SlowStatement) => `${oneLine(s.query, 120)} (mean ${s.meanMs} ms, max ${s.maxMs} ms, ${s.calls} calls)`;
+    return [
+      row({
+        ...base,
+        status: over.length > 0 ? 'WARN' : 'PASS',
+        value: top ? `${top.meanMs} ms` : 'no statements',
+        detail:
+          over.length > 0
+            ? `${over.length} over the threshold; slowest: ${describe(over[0]!)}`
+            : top
+              ? `${slowest.database} (${slowest.timingColumns.mean}): slowest ${describe(top)}`
+              : `${slowest.database}: pg_stat_statements has no statements yet`,
+      }),
+    ];
+  });
+}
