@@ -1,4 +1,4 @@
-import { ActivityFailure, ApplicationFailure, proxyActivities, TimeoutFailure } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { z } from 'zod';
 import type { Activities } from '../activities';
 import type { ContainerResources, RolloutStatus } from '../activities/kubernetes-rollouts';
@@ -15,14 +15,13 @@ import {
 import { cpuCores, memoryBytes } from '../common/quantity';
 import type { RunbookResultBase } from '../common/runbook';
 import { stableJson } from '../common/stable-json';
-import { destructive, longRunning, quickRead } from './activity-options';
-import { errorMessage, RunbookRun } from './kernel/runbook-run';
+import { destructive, quickRead } from './activity-options';
+import { RunbookRun } from './kernel/runbook-run';
+import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 
 const read = proxyActivities<Activities>(quickRead);
 const change = proxyActivities<Activities>(destructive);
-/** The wait heartbeats; Temporal does not retry it (a retry would restart the whole timeout): lost workers are retried below. */
-const wait = proxyActivities<Activities>({ ...longRunning, retry: { ...longRunning.retry, maximumAttempts: 1 } });
 
 export interface AutoscalerBounds {
   name: string;
@@ -197,18 +196,8 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
   const existingRecord = async (key: string, candidate: string): Promise<string | null> =>
     (await read.setAnnotations({ namespace, kind: 'Deployment', name: deployment, set: { [key]: candidate }, dryRun: true })).before[key] ?? null;
 
-  /** Waits until every replica is updated and available, with what is left of the deadline after a lost worker. */
-  async function waitForReady(done: string): Promise<RolloutStatus & { waitedMs: number }> {
-    const deadline = Date.now() + input.waitTimeoutSeconds * 1000;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await wait.waitForRolloutComplete({ namespace, deployment, timeoutSeconds: Math.max(1, Math.ceil((deadline - Date.now()) / 1000)), pollIntervalMs: 1000 });
-      } catch (err) {
-        if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && attempt < 5 && deadline - Date.now() > 1000) continue;
-        throw fail(`${done}, but the pods were not all ready within ${input.waitTimeoutSeconds}s: ${errorMessage(err)}`, 'RolloutIncomplete');
-      }
-    }
-  }
+  /** Waits until every replica is updated and available. */
+  const waitForReady = (done: string) => waitForRollout({ namespace, deployment }, input.waitTimeoutSeconds, done);
   const readyText = (r: RolloutStatus & { waitedMs: number }) => `${r.readyReplicas}/${r.replicas} ready, ${r.availableReplicas} available in ${Math.round(r.waitedMs / 1000)}s`;
 
   let restoredSize: PreviousSize | undefined;

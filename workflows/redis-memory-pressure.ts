@@ -1,20 +1,18 @@
-import { ActivityFailure, ApplicationFailure, patched, proxyActivities, TimeoutFailure } from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { NamespaceSnapshot } from '../activities/kubernetes-config';
-import type { RolloutStatus } from '../activities/kubernetes-rollouts';
 import { redisMemoryPressureInput, type RedisMemoryPressureInput } from '../common/inputs/redis-memory-pressure';
 import { memoryBytes, raisedMemoryLimit } from '../common/quantity';
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, longRunning, quickRead } from './activity-options';
-import { errorMessage, RunbookRun } from './kernel/runbook-run';
+import { RunbookRun } from './kernel/runbook-run';
+import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 
 const read = proxyActivities<Activities>(quickRead);
 const change = proxyActivities<Activities>(destructive);
 /** SCAN-based counting and deleting heartbeat their cursor. */
 const scan = proxyActivities<Activities>(longRunning);
-/** The rollout wait heartbeats; Temporal does not retry it (a retry would restart the whole timeout): lost workers are retried below. */
-const wait = proxyActivities<Activities>({ ...longRunning, retry: { ...longRunning.retry, maximumAttempts: 1 } });
 
 /**
  * Runs started before this patch neither wait for the rollout after raising the memory limit nor
@@ -160,17 +158,7 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
   const raiseWanted = underPressure && target !== undefined && memoryBytes(target)! > limitBytes!;
 
   /** A new pod template restarts Redis: wait until the new pod is ready before any CONFIG SET (it would be lost with the old pod). */
-  async function waitForRollout(done: string): Promise<RolloutStatus & { waitedMs: number }> {
-    const deadline = Date.now() + input.rolloutTimeoutSeconds * 1000;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await wait.waitForRolloutComplete({ namespace, deployment, timeoutSeconds: Math.max(1, Math.ceil((deadline - Date.now()) / 1000)), pollIntervalMs: 1000 });
-      } catch (err) {
-        if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && attempt < 5 && deadline - Date.now() > 1000) continue;
-        throw ApplicationFailure.create({ type: 'RolloutIncomplete', nonRetryable: true, message: `${done}, but the rollout of ${namespace}/${deployment} (Redis restarting) did not complete within ${input.rolloutTimeoutSeconds}s: ${errorMessage(err)}` });
-      }
-    }
-  }
+  const waitForRedisRollout = (done: string) => waitForRollout({ namespace, deployment }, input.rolloutTimeoutSeconds, `${done} (Redis restarting)`);
   await run.change({
     stepId: 'raise-memory-limit',
     title: `Raise the memory limit of ${namespace}/${deployment}`,
@@ -194,7 +182,7 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
       const text = done.changed ? `${done.message}: limits.memory ${done.before.limits.memory ?? 'none'} -> ${done.after.limits.memory}` : `limits.memory already ${done.after.limits.memory}`;
       if (!withMaxmemory) return text;
       // Also when already raised (a retry): the earlier attempt's rollout may still be going on.
-      const rollout = await waitForRollout(text);
+      const rollout = await waitForRedisRollout(text);
       return `${text}; Redis restarted: rollout complete in ${Math.round(rollout.waitedMs / 1000)}s (${rollout.readyReplicas}/${rollout.replicas} ready)`;
     },
   });

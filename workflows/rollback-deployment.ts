@@ -1,20 +1,16 @@
-import { ActivityFailure, ApplicationFailure, proxyActivities, TimeoutFailure } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { PodSummary } from '../activities/kubernetes-pods';
 import type { RevisionSummary, RolloutStatus } from '../activities/kubernetes-rollouts';
 import { rollbackDeploymentInput, type RollbackDeploymentInput } from '../common/inputs/rollback-deployment';
 import type { RunbookResultBase } from '../common/runbook';
-import { destructive, longRunning, quickRead } from './activity-options';
-import { errorMessage, RunbookRun } from './kernel/runbook-run';
+import { destructive, quickRead } from './activity-options';
+import { RunbookRun } from './kernel/runbook-run';
+import { waitForRollout, type CompletedRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 
 const read = proxyActivities<Activities>(quickRead);
 const change = proxyActivities<Activities>(destructive);
-/**
- * The rollout wait heartbeats, but Temporal does not retry it: a retry would start the whole
- * timeout again. A lost worker (heartbeat timeout) is retried below with what is left of the deadline.
- */
-const wait = proxyActivities<Activities>({ ...longRunning, retry: { ...longRunning.retry, maximumAttempts: 1 } });
 
 export interface RevisionInfo extends RevisionSummary {
   /** Seconds since the revision's ReplicaSet was created, at the workflow's time of reading. */
@@ -138,7 +134,7 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
   const before = await run.read('availability', `Pods of ${where} (by its selector)`, async () => availability(history, (await read.listPodSummaries({ namespace, deployment })).pods), describeAvailability);
 
   let planned: RollbackTarget | undefined;
-  let rollout: (RolloutStatus & { waitedMs: number }) | undefined;
+  let rollout: CompletedRollout | undefined;
   const rolledBack = await run.change({
     stepId: 'rollback',
     title: `Roll back ${where} to ${toRevision !== undefined ? `revision ${toRevision}` : 'the previous revision'}`,
@@ -166,16 +162,7 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
       // The revision people approved, by number: "previous" is not resolved again after the patch.
       const target = (approved.details as { to: { revision: number } }).to.revision;
       const done = await change.rollbackDeployment({ namespace, deployment, toRevision: target });
-      const deadline = Date.now() + input.waitTimeoutSeconds * 1000;
-      for (let attempt = 1; ; attempt++) {
-        try {
-          rollout = await wait.waitForRolloutComplete({ namespace, deployment, timeoutSeconds: Math.max(1, Math.ceil((deadline - Date.now()) / 1000)), pollIntervalMs: 1000 });
-          break;
-        } catch (err) {
-          if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && attempt < 5 && deadline - Date.now() > 1000) continue;
-          throw ApplicationFailure.create({ type: 'RolloutIncomplete', nonRetryable: true, message: `rolled back to revision ${target}, but the rollout did not complete within ${input.waitTimeoutSeconds}s: ${errorMessage(err)}` });
-        }
-      }
+      rollout = await waitForRollout({ namespace, deployment }, input.waitTimeoutSeconds, `rolled back to revision ${target}`);
       return `${done.changed ? `rolled back to revision ${target} (now revision ${rollout.revision ?? '?'})` : `already on the template of revision ${target}`}; rollout complete in ${Math.round(rollout.waitedMs / 1000)}s (${rollout.readyReplicas} ready, ${rollout.availableReplicas}/${rollout.updatedReplicas} available)`;
     },
   });

@@ -1,18 +1,17 @@
-import { ActivityFailure, ApplicationFailure, proxyActivities, TimeoutFailure, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { PodSummary } from '../activities/kubernetes-pods';
 import type { RolloutStatus } from '../activities/kubernetes-rollouts';
 import type { PasswordSecretState, RoleInfo } from '../activities/password-rotation';
 import { previousKeyOf, rotateDatabasePasswordInput, stagedKeyOf, type RotateDatabasePasswordInput } from '../common/inputs/rotate-database-password';
 import type { RunbookResultBase } from '../common/runbook';
-import { destructive, longRunning, quickRead } from './activity-options';
-import { errorMessage, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
+import { destructive, quickRead } from './activity-options';
+import { RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
+import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 
 const read = proxyActivities<Activities>(quickRead);
 const change = proxyActivities<Activities>(destructive);
-/** Not retried by Temporal (a retry would start the whole timeout again); a lost worker is retried below with what is left. */
-const wait = proxyActivities<Activities>({ ...longRunning, retry: { ...longRunning.retry, maximumAttempts: 1 } });
 
 export interface AppPods {
   /** Live (not terminating) pods of the app, and how many are ready. */
@@ -154,16 +153,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
     },
     apply: async () => {
       const restarted = await change.restartRollout({ namespace, deployment: appDeployment, restartedAt });
-      const deadline = Date.now() + input.waitTimeoutSeconds * 1000;
-      for (let attempt = 1; ; attempt++) {
-        try {
-          rollout = await wait.waitForRolloutComplete({ namespace, deployment: appDeployment, timeoutSeconds: Math.max(1, Math.ceil((deadline - Date.now()) / 1000)), pollIntervalMs: 1000 });
-          break;
-        } catch (err) {
-          if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && attempt < 5 && deadline - Date.now() > 1000) continue;
-          throw ApplicationFailure.create({ type: 'RolloutIncomplete', nonRetryable: true, message: `restarted ${app}, but the rollout did not complete within ${input.waitTimeoutSeconds}s: ${errorMessage(err)}` });
-        }
-      }
+      rollout = await waitForRollout({ namespace, deployment: appDeployment }, input.waitTimeoutSeconds, `restarted ${app}`);
       appAfter = appPods((await read.listPodSummaries({ namespace, deployment: appDeployment })).pods);
       // The controller's count is authoritative; the pods by label must agree when the label finds them.
       const ready = Math.min(rollout.readyReplicas, appAfter.pods > 0 ? appAfter.readyPods : rollout.readyReplicas);
