@@ -36,9 +36,12 @@ export const environmentVariables = {
   NOTIFY_WEBHOOK_URL: 'notifications.webhookUrl',
   CHECKLIST_THRESHOLDS: 'checklists.thresholds',
   SCHEDULE_TIMEZONE: 'schedules.timezone',
+  SCHEDULE_DAILY_ENABLED: 'schedules.daily.enabled',
   SCHEDULE_DAILY_AT: 'schedules.daily.at',
+  SCHEDULE_WEEKLY_ENABLED: 'schedules.weekly.enabled',
   SCHEDULE_WEEKLY_DAY: 'schedules.weekly.day',
   SCHEDULE_WEEKLY_AT: 'schedules.weekly.at',
+  SCHEDULE_MONTHLY_ENABLED: 'schedules.monthly.enabled',
   SCHEDULE_MONTHLY_DAY: 'schedules.monthly.dayOfMonth',
   SCHEDULE_MONTHLY_AT: 'schedules.monthly.at',
   SCHEDULE_CATCHUP_WINDOW: 'schedules.catchupWindow',
@@ -82,6 +85,9 @@ function fromEnvText(variable: keyof typeof environmentVariables, text: string):
   switch (variable) {
     case 'TEMPORAL_TLS':
     case 'S3_FORCE_PATH_STYLE':
+    case 'SCHEDULE_DAILY_ENABLED':
+    case 'SCHEDULE_WEEKLY_ENABLED':
+    case 'SCHEDULE_MONTHLY_ENABLED':
       return booleanText[text.toLowerCase()] ?? text;
     case 'KUBE_IN_CLUSTER':
       return booleanText[text.toLowerCase()] === true ? 'in-cluster' : undefined;

@@ -38,6 +38,7 @@ describe('configuration', () => {
     ['REDIS_URL', 'http://cache:6379', 'redis.url (env REDIS_URL): expected a redis:// or rediss:// URL'],
     ['S3_BUCKET', 'Not_A_Bucket', 's3.bucket (env S3_BUCKET): expected an S3 bucket name'],
     ['S3_FORCE_PATH_STYLE', 'maybe', 's3.forcePathStyle (env S3_FORCE_PATH_STYLE)'],
+    ['SCHEDULE_MONTHLY_ENABLED', 'sometimes', 'schedules.monthly.enabled (env SCHEDULE_MONTHLY_ENABLED)'],
     ['PROMETHEUS_URL', 'prometheus:9090', 'prometheus.url (env PROMETHEUS_URL): expected an http:// or https:// URL'],
     ['ALLOWED_NAMESPACES', 'short-drama-prod,kube-system', 'allowlists.namespaces.1 (env ALLOWED_NAMESPACES): kube-system'],
     ['ALLOWED_REDIS_KEY_PATTERNS', '*', 'allowlists.redisKeyPatterns.0 (env ALLOWED_REDIS_KEY_PATTERNS): a wildcard-everything Redis key pattern is refused'],

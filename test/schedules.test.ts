@@ -145,7 +145,8 @@ describe('checklist schedules', () => {
   test('a checklist disabled in configuration loses its schedule', async () => {
     const config = configWith();
     await ensureSchedules(client, config);
-    const weeklyOff: RunbookConfig = { ...config, schedules: { ...config.schedules, weekly: { ...config.schedules.weekly, enabled: false } } };
+    const weeklyOff = testbedConfig({ TEMPORAL_TASK_QUEUE: config.temporal.taskQueue, SCHEDULE_WEEKLY_ENABLED: 'false' });
+    expect(weeklyOff.schedules.weekly.enabled).toBe(false);
 
     const report = await ensureSchedules(client, weeklyOff);
 
