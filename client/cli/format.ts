@@ -19,6 +19,7 @@ export function statusText(workflowId: string, status: RunbookStatus): string {
     `  ${progressLine(status)}`,
     `  mode ${status.mode}, severity ${status.severity}, target ${status.target}, started by ${status.startedBy}`,
   ];
+  if (status.alertsFiring?.length) lines.push(`  wanted by firing alerts: ${status.alertsFiring.map((a) => `${a.alert} (${a.fingerprint})`).join(', ')}`);
   if (status.plan.length > 0) {
     lines.push('  plan:');
     for (const step of status.plan) lines.push(`    ${step.stepId}: ${step.change.summary} [${step.planHash.slice(0, 12)}]${step.change.needed ? '' : ' (nothing to change)'}`);
