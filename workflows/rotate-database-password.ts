@@ -155,7 +155,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
       const restarted = await change.restartRollout({ namespace, deployment: appDeployment, restartedAt });
       rollout = await waitForRollout({ namespace, deployment: appDeployment }, input.waitTimeoutSeconds, `restarted ${app}`);
       appAfter = appPods((await read.listPodSummaries({ namespace, deployment: appDeployment })).pods);
-      // The controller's count is authoritative; the pods by label must agree when the label finds them.
+      // The controller's count is authoritative; the pods its selector finds must agree when there are any.
       const ready = Math.min(rollout.readyReplicas, appAfter.pods > 0 ? appAfter.readyPods : rollout.readyReplicas);
       if (ready < rollout.updatedReplicas) {
         throw ApplicationFailure.create({ type: 'AppNotReady', nonRetryable: true, message: `${app}: only ${ready} of ${rollout.updatedReplicas} pods ready after the restart` });
