@@ -235,15 +235,12 @@ async function ensureOne(client: Client, desired: DesiredSchedule, retryOnRace =
   return reportOf(desired, 'updated', await handle.describe(), changed);
 }
 
-/**
- * Makes the checklists' schedules match configuration: creates missing ones, updates those that
- * differ, leaves equal ones alone (so running it again changes nothing) and deletes disabled ones.
- */
-export async function ensureSchedules(client: Client, config: SchedulesConfig): Promise<SchedulesReport> {
+/** One action per checklist schedule, in order; a failure names the schedule. */
+async function eachSchedule(config: SchedulesConfig, action: (desired: DesiredSchedule) => Promise<ScheduleReport>): Promise<SchedulesReport> {
   const schedules: ScheduleReport[] = [];
   for (const desired of desiredSchedules(config)) {
     try {
-      schedules.push(await ensureOne(client, desired));
+      schedules.push(await action(desired));
     } catch (err) {
       throw new Error(`schedule ${desired.scheduleId}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
@@ -251,17 +248,17 @@ export async function ensureSchedules(client: Client, config: SchedulesConfig): 
   return { timezone: config.schedules.timezone, schedules };
 }
 
+/**
+ * Makes the checklists' schedules match configuration: creates missing ones, updates those that
+ * differ, leaves equal ones alone (so running it again changes nothing) and deletes disabled ones.
+ */
+export function ensureSchedules(client: Client, config: SchedulesConfig): Promise<SchedulesReport> {
+  return eachSchedule(config, (desired) => ensureOne(client, desired));
+}
+
 /** Deletes the checklists' schedules of this task queue (whatever `enabled` says). */
-export async function deleteSchedules(client: Client, config: SchedulesConfig): Promise<SchedulesReport> {
-  const schedules: ScheduleReport[] = [];
-  for (const desired of desiredSchedules(config)) {
-    try {
-      schedules.push(await deleteIfPresent(client, desired));
-    } catch (err) {
-      throw new Error(`schedule ${desired.scheduleId}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-    }
-  }
-  return { timezone: config.schedules.timezone, schedules };
+export function deleteSchedules(client: Client, config: SchedulesConfig): Promise<SchedulesReport> {
+  return eachSchedule(config, (desired) => deleteIfPresent(client, desired));
 }
 
 /** A moment as a person in that zone reads it: "Mon 2026-11-30 09:00 Asia/Shanghai". */

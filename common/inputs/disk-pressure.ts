@@ -1,9 +1,6 @@
 import { z } from 'zod';
 import { runbookInputBase } from '../runbook';
-import { kubeName, relativeDir, s3Folder } from './fields';
-import { memoryBytes } from '../quantity';
-
-const storageSize = z.string().refine((s) => (memoryBytes(s) ?? 0) >= 2 ** 20, { message: 'expected a storage quantity of at least 1Mi, such as 20Gi' });
+import { kubeName, relativeDir, s3Folder, storageQuantity } from './fields';
 
 /** 场景4 磁盘空间不足: the manual's names are the defaults. */
 export const diskPressureInput = z
@@ -26,7 +23,7 @@ export const diskPressureInput = z
     /** At most this many backups are deleted in one run. */
     maxBackupsDeleted: z.number().int().min(1).max(100_000).default(1000),
     /** The PVC's new size; default 1.5x its current request. */
-    expandTo: storageSize.optional(),
+    expandTo: storageQuantity.optional(),
   })
   .strict();
 

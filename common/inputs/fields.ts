@@ -1,8 +1,15 @@
 import { z } from 'zod';
+import { memoryBytes } from '../quantity';
 
 /** Input fields several runbooks share, validated the same way everywhere. */
 
 export const kubeName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, { message: 'expected a Kubernetes name (lowercase letters, digits, -)' });
+
+/** A quantity of bytes (512Mi, 20Gi) of at least 1Mi. */
+const atLeast1Mi = (message: string) => z.string().refine((s) => (memoryBytes(s) ?? 0) >= 2 ** 20, { message });
+
+export const memoryLimitQuantity = atLeast1Mi('expected a memory quantity of at least 1Mi, such as 512Mi or 4Gi');
+export const storageQuantity = atLeast1Mi('expected a storage quantity of at least 1Mi, such as 20Gi');
 
 /** A directory relative to the container's work dir: no absolute path, no '..', no shell characters. */
 export const relativeDir = z

@@ -1,9 +1,6 @@
 import { z } from 'zod';
 import { runbookInputBase } from '../runbook';
-import { kubeName } from './fields';
-import { memoryBytes } from '../quantity';
-
-const memoryLimit = z.string().refine((s) => (memoryBytes(s) ?? 0) >= 2 ** 20, { message: 'expected a memory quantity of at least 1Mi, such as 512Mi or 4Gi' });
+import { kubeName, memoryLimitQuantity } from './fields';
 
 /** 场景3 Redis 内存压力: the manual's names are the defaults. */
 export const redisMemoryPressureInput = z
@@ -25,7 +22,7 @@ export const redisMemoryPressureInput = z
     maxKeys: z.number().int().min(1, { message: 'at least 1 key' }).max(10_000_000).default(100_000),
     /** The new memory limit is the current one times this factor, capped by maxMemoryLimit. */
     memoryLimitFactor: z.number().gt(1, { message: 'must be above 1 (the limit is raised, never lowered)' }).max(4, { message: 'at most 4' }).default(1.5),
-    maxMemoryLimit: memoryLimit.default('4Gi'),
+    maxMemoryLimit: memoryLimitQuantity.default('4Gi'),
     /** Memory usage (used_memory of maxmemory, or of the container limit without maxmemory) from which raising the limit (and maxmemory, when set) is proposed; 0: always. */
     raiseWhenUsageAbove: z.number().min(0).max(1, { message: 'a fraction of the memory limit, at most 1' }).default(0.85),
     /**

@@ -1,4 +1,5 @@
 import { AppsV1Api, CoreV1Api, PatchUtils } from '@kubernetes/client-node';
+import { patchDeployment } from '../helpers/kube-objects';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
 import { failureOf } from '../helpers/failures';
@@ -15,7 +16,6 @@ import { testbedEnv } from '../helpers/testbed';
 const kc = adminKubeConfig();
 const core = kc.makeApiClient(CoreV1Api);
 const apps = kc.makeApiClient(AppsV1Api);
-const strategicMerge = { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_STRATEGIC_MERGE_PATCH } };
 const mergePatch = { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_JSON_MERGE_PATCH } };
 const ignore404 = (err: unknown) => {
   if (statusOf(err) !== 404) throw err;
@@ -45,17 +45,7 @@ beforeAll(async () => {
   cleanups.push(() => deleteDeployment(kc, deployment));
   await scratchDeployment(kc, deployment);
   // Revision 2 mounts the claim, so revision 1's ReplicaSet is old and the claim is in use while a pod runs.
-  await apps.patchNamespacedDeployment(
-    deployment,
-    ns,
-    { spec: { template: { spec: { volumes: [{ name: 'data', persistentVolumeClaim: { claimName: claim } }] } } } },
-    undefined,
-    undefined,
-    undefined,
-    undefined,
-    undefined,
-    strategicMerge,
-  );
+  await patchDeployment(kc, ns, deployment, { spec: { template: { spec: { volumes: [{ name: 'data', persistentVolumeClaim: { claimName: claim } }] } } } });
   await waitForRollout(kc, ns, deployment);
 });
 

@@ -7,7 +7,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { createKubernetesActivities } from '../../activities/kubernetes';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
 import { adminKubeConfig, kubernetesNamespace as ns, scratchNamespace, waitForRollout } from '../helpers/kube-cluster';
-import { newRolloutRevision, setCertificateStatus } from '../helpers/kube-objects';
+import { newRolloutRevision, patchDeployment, setCertificateStatus } from '../helpers/kube-objects';
 import { putIntoCrashLoop, readyPods, setContainerLogs, setPodUsage } from '../helpers/kube-pods';
 import { deleteBoundClaim, deleteDeployment, scratchBoundClaim, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
 import { testbedEnv } from '../helpers/testbed';
@@ -320,9 +320,7 @@ describe('rollouts', () => {
     // Same labels-by-name scheme for both, so the templates compare after renaming.
     for (const name of [ours, theirs]) {
       await scratchDeployment(kc, name, { image: 'registry.example/app:1' });
-      await apps.patchNamespacedDeployment(name, ns, { spec: { template: { spec: { containers: [{ name: 'app', image: 'registry.example/app:2' }] } } } }, undefined, undefined, undefined, undefined, undefined, {
-        headers: { 'Content-Type': 'application/strategic-merge-patch+json' },
-      });
+      await patchDeployment(kc, ns, name, { spec: { template: { spec: { containers: [{ name: 'app', image: 'registry.example/app:2' }] } } } });
       await newRolloutRevision(kc, ns, name, '00000000-0000-4000-8000-000000000001');
     }
     const beforeTemplate = await template(ours);
@@ -383,9 +381,7 @@ describe('rollouts', () => {
     cleanups.push(() => deleteDeployment(kc, stuck));
     await scratchDeployment(kc, stuck);
     // Pods that cannot be scheduled: the rollout never completes.
-    await apps.patchNamespacedDeployment(stuck, ns, { spec: { template: { spec: { nodeSelector: { type: 'nowhere' } } } } }, undefined, undefined, undefined, undefined, undefined, {
-      headers: { 'Content-Type': 'application/strategic-merge-patch+json' },
-    });
+    await patchDeployment(kc, ns, stuck, { spec: { template: { spec: { nodeSelector: { type: 'nowhere' } } } } });
     const beats = h.heartbeats.length;
     const f = await failureOf(h.run('waitForRolloutComplete', { namespace: ns, deployment: stuck, timeoutSeconds: 2, pollIntervalMs: 200 }));
     expect(f.type).toBe('Transient');

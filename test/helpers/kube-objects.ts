@@ -3,6 +3,13 @@ import { AppsV1Api, PatchUtils, type KubeConfig } from '@kubernetes/client-node'
 import { setCertificateStatusRaw } from '../../scripts/testbed/kubernetes-seed';
 import { waitForRollout } from './kube-cluster';
 
+/** A strategic-merge patch of a Deployment, as `kubectl patch deployment` sends it. */
+export async function patchDeployment(kc: KubeConfig, namespace: string, name: string, patch: object): Promise<void> {
+  await kc
+    .makeApiClient(AppsV1Api)
+    .patchNamespacedDeployment(name, namespace, patch, undefined, undefined, undefined, undefined, undefined, { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_STRATEGIC_MERGE_PATCH } });
+}
+
 /** Sets a cert-manager Certificate's Ready condition and validity (status subresource), as cert-manager would. */
 export async function setCertificateStatus(kc: KubeConfig, namespace: string, name: string, status: { ready: boolean; notAfter: Date; notBefore?: Date }): Promise<void> {
   const notBefore = status.notBefore ?? new Date(status.notAfter.getTime() - 90 * 86_400_000);
@@ -15,17 +22,7 @@ export async function setCertificateStatus(kc: KubeConfig, namespace: string, na
  */
 export async function newRolloutRevision(kc: KubeConfig, namespace: string, name: string, note = randomUUID()): Promise<number> {
   const apps = kc.makeApiClient(AppsV1Api);
-  await apps.patchNamespacedDeployment(
-    name,
-    namespace,
-    { spec: { template: { metadata: { annotations: { 'runbook-testbed/change': note } } } } },
-    undefined,
-    undefined,
-    undefined,
-    undefined,
-    undefined,
-    { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_STRATEGIC_MERGE_PATCH } },
-  );
+  await patchDeployment(kc, namespace, name, { spec: { template: { metadata: { annotations: { 'runbook-testbed/change': note } } } } });
   await waitForRollout(kc, namespace, name);
   const { body } = await apps.readNamespacedDeployment(name, namespace);
   return Number(body.metadata?.annotations?.['deployment.kubernetes.io/revision']);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowFailedError } from '@temporalio/client';
-import { AppsV1Api, PatchUtils, type V1PodTemplateSpec } from '@kubernetes/client-node';
+import { AppsV1Api, type V1PodTemplateSpec } from '@kubernetes/client-node';
 import { createRunbookClient } from '../../client';
 import type { RollbackDeploymentResult } from '../../workflows/rollback-deployment';
 import { applyObjects } from '../../scripts/testbed/kubernetes-apply';
@@ -9,6 +9,7 @@ import { connectClient } from '../../workers/temporal-client';
 import { recordHistory } from '../helpers/histories';
 import { deleteDeployment, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, waitForRollout } from '../helpers/kube-cluster';
+import { patchDeployment } from '../helpers/kube-objects';
 import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
@@ -205,7 +206,7 @@ describe('rollbackDeployment', () => {
     const spec = (nodeType: string) => ({ nodeSelector: { type: nodeType }, containers: [{ name: 'app', image: 'registry.example/scratch:1.0' }] });
     try {
       await apps.createNamespacedDeployment(namespace, { metadata: { name }, spec: { replicas: 1, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: spec('nowhere') } } });
-      await apps.patchNamespacedDeployment(name, namespace, { spec: { template: { spec: spec('kwok') } } }, undefined, undefined, undefined, undefined, undefined, { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_STRATEGIC_MERGE_PATCH } });
+      await patchDeployment(kc, namespace, name, { spec: { template: { spec: spec('kwok') } } });
       await waitForRollout(kc, namespace, name);
       const result = await withWorker(config, async ({ client, taskQueue }) => {
         const runbooks = createRunbookClient({ client, taskQueue });

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { AppsV1Api, CoreV1Api, PatchUtils } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { Client } from 'pg';
@@ -8,6 +8,7 @@ import type { RotateDatabasePasswordResult } from '../../workflows/rotate-databa
 import { recordHistory } from '../helpers/histories';
 import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, kubernetesNamespace as namespace, statusOf } from '../helpers/kube-cluster';
+import { patchDeployment } from '../helpers/kube-objects';
 import { uniqueSuffix, withAdmin } from '../helpers/postgres-scratch';
 import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { logsIn } from '../helpers/postgres-login';
@@ -179,17 +180,7 @@ describe('rotateDatabasePassword', () => {
   test('a rollout that never becomes ready: the old password is restored in PostgreSQL and the Secret, the run fails with its report', async () => {
     const f = await fixture();
     // Pods pinned to a node that does not exist are never scheduled: no restart of this app completes.
-    await apps.patchNamespacedDeployment(
-      f.app,
-      namespace,
-      { spec: { template: { spec: { nodeSelector: { 'kubernetes.io/hostname': `no-such-node-${randomUUID().slice(0, 8)}` } } } } },
-      undefined,
-      undefined,
-      undefined,
-      undefined,
-      undefined,
-      { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_STRATEGIC_MERGE_PATCH } },
-    );
+    await patchDeployment(kc, namespace, f.app, { spec: { template: { spec: { nodeSelector: { 'kubernetes.io/hostname': `no-such-node-${randomUUID().slice(0, 8)}` } } } } });
     let next = '';
     const { result, history } = await withWorker(config, async ({ client, taskQueue }) => {
       const runbooks = createRunbookClient({ client, taskQueue });
