@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { ensureDebianPackages } from './install';
 import { port, type TestbedLayout } from './layout';
-import { startDetached, stopDetached, waitUntil } from './processes';
+import { startDetached, waitUntil } from './processes';
 import type { TestbedContext, TestbedServer } from './context';
 
 export function alertmanagerUrl(ctx: TestbedContext): string {
@@ -82,5 +82,4 @@ export const alertmanagerServer: TestbedServer = {
     ]);
     await waitUntil('Alertmanager', () => isReady(ctx), 30_000, join(layout.stateDir, 'alertmanager.log'));
   },
-  stop: (layout) => stopDetached(layout.stateDir, 'alertmanager'),
 };

@@ -121,8 +121,8 @@ export async function up(options: UpOptions = {}): Promise<TestbedHandle> {
         log(`${name}: already running, reused`);
         return;
       }
-      // A server of several processes may be half up (e.g. one crashed): stop what is ours (by pid file) first.
-      await server.stop?.(layout);
+      // A server may be half up (e.g. one of its processes crashed): stop what is ours (by pid file) first.
+      await stopServer(name, layout);
       const busy = await firstOpenPort(server.ports.map((name) => port(layout, name)));
       if (busy !== undefined) {
         throw new Error(`${name}: port ${busy} is taken by another process that is not this test bed's ${name}; stop it or set TESTBED_PORT_BASE`);
@@ -142,9 +142,14 @@ export async function up(options: UpOptions = {}): Promise<TestbedHandle> {
   return { envFile: layout.envFile, env, started, layout };
 }
 
+/** A server's own stop, or by default its process by pid file. */
+function stopServer(name: ServiceName, layout: TestbedLayout): Promise<void> {
+  return servers[name].stop?.(layout) ?? stopDetached(layout.stateDir, name);
+}
+
 /** Stops the named servers (by default every one with a pid file of ours). */
 export async function down(services: ServiceName[] = allServices, layout: TestbedLayout = testbedLayout()): Promise<void> {
-  await Promise.all(services.map((name) => servers[name].stop?.(layout) ?? stopDetached(layout.stateDir, name)));
+  await Promise.all(services.map((name) => stopServer(name, layout)));
 }
 
 export function readTestbedEnv(): Record<string, string> {

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { capacityHistoryFile } from './capacity-history';
 import { port, type PortName } from './layout';
-import { startDetached, stopDetached, waitUntil } from './processes';
+import { startDetached, waitUntil } from './processes';
 import type { ServiceName, TestbedContext, TestbedServer } from './context';
 
 export function webhookUrl(ctx: TestbedContext): string {
@@ -29,7 +29,6 @@ function nodeServer(name: ServiceName, script: string, portName: PortName, healt
       await waitUntil(name, () => this.isHealthy(ctx), 30_000, join(ctx.layout.stateDir, `${name}.log`));
     },
     // Lets `up` replace an unhealthy one of ours (e.g. from an older checkout) instead of failing on its port.
-    stop: (layout) => stopDetached(layout.stateDir, name),
   };
 }
 

@@ -4,7 +4,7 @@ import { testbedAlertRulesFile, writeTestbedAlertRules } from './alert-rules';
 import { backfillCapacityHistory, capacityScrapeJobs, capacitySelector } from './capacity-history';
 import { ensureDebianPackages } from './install';
 import { port } from './layout';
-import { startDetached, stopDetached, waitUntil } from './processes';
+import { startDetached, waitUntil } from './processes';
 import type { TestbedContext, TestbedServer } from './context';
 
 export function prometheusUrl(ctx: TestbedContext): string {
@@ -114,5 +114,4 @@ export const prometheusServer: TestbedServer = {
     ctx.log('prometheus: alert rules reloaded');
   },
   // Lets `up` replace one of ours without the history (see isHealthy) instead of failing on its port.
-  stop: (layout) => stopDetached(layout.stateDir, 'prometheus'),
 };
