@@ -1,6 +1,7 @@
 import type { CoreV1Event, V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import { invalidInput } from './errors';
 import { guarded, kcall, pickPod, podSelectorOf, positiveInt, type KubeScope, type PodScope } from './kubernetes-common';
+import { forEachListPage, pageSizeOf } from './kubernetes-paging';
 
 export interface ContainerSummary {
   name: string;
@@ -179,18 +180,16 @@ export function createKubernetesPodActivities(scope: KubeScope) {
       const { namespace } = input;
       const c = guarded(scope, namespace, { deployment: input.deployment });
       const { core } = c;
+      const pageSize = pageSizeOf(input.pageSize);
       const labelSelector = await podSelectorOf(c, namespace, input);
-      const pageSize = input.pageSize ?? 500;
-      if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 5000) throw invalidInput('pageSize must be an integer between 1 and 5000');
       const pods: PodSummary[] = [];
-      let token: string | undefined;
-      let pages = 0;
-      do {
-        const { body } = await kcall('list', 'pods', namespace, () => core.listNamespacedPod(namespace, undefined, undefined, token, undefined, labelSelector, pageSize));
-        pages++;
-        for (const pod of body.items) pods.push(podSummary(pod));
-        token = body.metadata?._continue || undefined;
-      } while (token);
+      const pages = await forEachListPage(
+        'pods',
+        namespace,
+        pageSize,
+        (token, limit) => core.listNamespacedPod(namespace, undefined, undefined, token, undefined, labelSelector, limit),
+        (items) => items.forEach((pod) => pods.push(podSummary(pod))),
+      );
       const ready = pods.filter((p) => p.ready).length;
       return {
         namespace,

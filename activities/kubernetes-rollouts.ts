@@ -56,7 +56,8 @@ function images(template: V1PodTemplateSpec | undefined): string[] {
   return (template?.spec?.containers ?? []).map((c) => `${c.name}=${c.image ?? ''}`);
 }
 
-function revisionOf(o: { metadata?: { annotations?: Record<string, string> } }): number | undefined {
+/** The revision a Deployment or ReplicaSet carries in its annotation. */
+export function revisionOf(o: { metadata?: { annotations?: Record<string, string> } }): number | undefined {
   const v = Number(o.metadata?.annotations?.[revisionAnnotation]);
   return Number.isInteger(v) && v > 0 ? v : undefined;
 }

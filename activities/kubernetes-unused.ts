@@ -2,8 +2,8 @@ import type { V1Deployment, V1PersistentVolumeClaim, V1Pod, V1Service } from '@k
 import { guarded, type KubeScope } from './kubernetes-common';
 import { endpointCountsByService } from './kubernetes-network';
 import { forEachListPage, pageSizeOf } from './kubernetes-paging';
+import { revisionOf } from './kubernetes-rollouts';
 
-const revisionAnnotation = 'deployment.kubernetes.io/revision';
 
 export interface ListUnusedResourcesInput {
   namespace: string;
@@ -60,10 +60,6 @@ export interface UnusedResourcesResult {
   listRequests: number;
 }
 
-function revisionOf(o: { metadata?: { annotations?: Record<string, string> } }): number | undefined {
-  const v = Number(o.metadata?.annotations?.[revisionAnnotation]);
-  return Number.isInteger(v) && v > 0 ? v : undefined;
-}
 
 const isoTime = (t: Date | undefined): { createdAt?: string } => (t ? { createdAt: new Date(t).toISOString() } : {});
 

@@ -149,6 +149,13 @@ function toNumber(fields: Record<string, string>, name: string): number {
   return value;
 }
 
+/** One CONFIG parameter's value; a server that returns none has CONFIG renamed or disabled. */
+async function configGet(client: Redis, name: string): Promise<string> {
+  const reply = (await classified(`CONFIG GET ${name}`, () => client.config('GET', name))) as string[];
+  if (reply[1] === undefined) throw failure('Forbidden', `CONFIG GET ${name}: no value returned (CONFIG renamed or disabled?)`);
+  return reply[1];
+}
+
 function isProgress(value: unknown, pattern: string): value is DeleteRedisKeysProgress {
   const p = value as Partial<DeleteRedisKeysProgress> | undefined;
   return (
@@ -243,9 +250,7 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
     /** `CONFIG GET maxmemory-policy`. Read-only. */
     async getMaxmemoryPolicy(): Promise<{ policy: string }> {
       const client = requireRedis(redis);
-      const reply = (await classified('CONFIG GET maxmemory-policy', () => client.config('GET', 'maxmemory-policy'))) as string[];
-      if (reply.length !== 2) throw failure('Forbidden', 'CONFIG GET maxmemory-policy: no value returned (CONFIG renamed or disabled?)');
-      return { policy: reply[1]! };
+      return { policy: await configGet(client, 'maxmemory-policy') };
     },
 
     /** `CONFIG SET maxmemory-policy`; no command when already set; dryRun only reports. */
@@ -256,9 +261,7 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
         throw invalidInput(`maxmemory-policy "${String(policy)}" is not a Redis policy (${maxmemoryPolicies.join(', ')})`);
       }
       const dryRun = input.dryRun === true;
-      const reply = (await classified('CONFIG GET maxmemory-policy', () => client.config('GET', 'maxmemory-policy'))) as string[];
-      const before = reply[1];
-      if (before === undefined) throw failure('Forbidden', 'CONFIG GET maxmemory-policy: no value returned (CONFIG renamed or disabled?)');
+      const before = await configGet(client, 'maxmemory-policy');
       if (before === policy) return { before, after: policy, changed: false, dryRun };
       if (dryRun) return { before, after: policy, changed: false, dryRun };
       await classified(`CONFIG SET maxmemory-policy ${policy}`, () => client.config('SET', 'maxmemory-policy', policy));
@@ -279,10 +282,9 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
       }
       const dryRun = input.dryRun === true;
       const current = async (): Promise<number> => {
-        const reply = (await classified('CONFIG GET maxmemory', () => client.config('GET', 'maxmemory'))) as string[];
-        const value = Number(reply[1]);
-        if (reply[1] === undefined) throw failure('Forbidden', 'CONFIG GET maxmemory: no value returned (CONFIG renamed or disabled?)');
-        if (!Number.isSafeInteger(value) || value < 0) throw failure('Transient', `CONFIG GET maxmemory: "${reply[1]}" is not a number of bytes`);
+        const text = await configGet(client, 'maxmemory');
+        const value = Number(text);
+        if (!Number.isSafeInteger(value) || value < 0) throw failure('Transient', `CONFIG GET maxmemory: "${text}" is not a number of bytes`);
         return value;
       };
       const before = await current();

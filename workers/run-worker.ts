@@ -1,3 +1,4 @@
+import type { Client } from '@temporalio/client';
 import { NativeConnection, Runtime, Worker, type Logger } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import type { RunbookConfig } from '../config/schema';
@@ -22,7 +23,7 @@ export function installRuntime(config: RunbookConfig): Logger {
  * Runs the worker until a shutdown signal: every workflow of workflows/index.ts in one bundle,
  * every activity from createActivities, the real clients closed at the end.
  */
-export async function runWorker(config: RunbookConfig, logger: Logger, onReady?: () => void): Promise<void> {
+export async function runWorker(config: RunbookConfig, logger: Logger, onReady?: (client: Client) => void): Promise<void> {
   const temporal = await connectClient(config.temporal);
   const built = buildDependencies(config, logger, temporal.client);
   let connection: NativeConnection | undefined;
@@ -45,7 +46,7 @@ export async function runWorker(config: RunbookConfig, logger: Logger, onReady?:
       namespace: config.temporal.namespace,
       metrics: `http://${config.worker.metricsHost}:${config.worker.metricsPort}/metrics`,
     });
-    onReady?.();
+    onReady?.(temporal.client);
     await worker.run();
     logger.info('worker stopped');
   } finally {

@@ -443,17 +443,17 @@ function writeSeedFiles(layout: TestbedLayout): void {
   if (!existsSync(sample)) writeFileSync(sample, 'x'.repeat(64 * 1024));
 }
 
-/** Whether a client-node (0.22) rejection carries this HTTP status. */
-function isStatus(err: unknown, code: number): boolean {
+/** The status code of a client-node (0.22) rejection. */
+export function statusOf(err: unknown): number | undefined {
   const e = err as { statusCode?: number; response?: { statusCode?: number } };
-  return (e.statusCode ?? e.response?.statusCode) === code;
+  return e.statusCode ?? e.response?.statusCode;
 }
 
 async function readOrUndefined<T>(read: () => Promise<{ body: T }>): Promise<T | undefined> {
   try {
     return (await read()).body;
   } catch (err) {
-    if (isStatus(err, 404)) return undefined;
+    if (statusOf(err) === 404) return undefined;
     throw err;
   }
 }
@@ -577,7 +577,7 @@ export async function ensureCertificateSecret(kc: KubeConfig, certificate: Obj):
     return (await core.createNamespacedSecret(namespace, secret, undefined, undefined, testbedFieldManager)).body;
   } catch (err) {
     // Another seed (a second `up` at the same time) created it first: theirs stands.
-    if (!isStatus(err, 409)) throw err;
+    if (statusOf(err) !== 409) throw err;
     return (await core.readNamespacedSecret(spec.secretName, namespace)).body;
   }
 }

@@ -6,7 +6,8 @@ import { testbedLayout } from '../../scripts/testbed/layout';
 import { kubernetesStateDir } from '../../scripts/testbed/kubernetes-pki';
 import { testbedEnv } from './testbed';
 
-export { kubernetesNamespace, kwokNode, execWorkDir, seededLogFile, criLogLines, waitForRollout } from '../../scripts/testbed/kubernetes-seed';
+import { statusOf } from '../../scripts/testbed/kubernetes-seed';
+export { kubernetesNamespace, kwokNode, execWorkDir, seededLogFile, criLogLines, statusOf, waitForRollout } from '../../scripts/testbed/kubernetes-seed';
 export { testbedFieldManager } from '../../scripts/testbed/kubernetes-apply';
 
 export const layout = testbedLayout();
@@ -28,11 +29,6 @@ export function readonlyKubeConfig(): KubeConfig {
   return load(testbedEnv().TESTBED_KUBECONFIG_READONLY, 'TESTBED_KUBECONFIG_READONLY');
 }
 
-/** The status code of a client-node (0.22) rejection. */
-export function statusOf(err: unknown): number | undefined {
-  const e = err as { statusCode?: number; response?: { statusCode?: number } };
-  return e.statusCode ?? e.response?.statusCode;
-}
 
 /** A namespace of one's own; delete it with the returned function (deletion finishes in the background). */
 export async function scratchNamespace(kc: KubeConfig, prefix = 'kube-test'): Promise<{ name: string; remove: () => Promise<void> }> {

@@ -90,9 +90,13 @@ export async function putIntoCrashLoop(kc: KubeConfig, namespace: string, podNam
   return body;
 }
 
-/** Where setContainerLogs keeps a container's log files. */
+/** Where setContainerLogs keeps a pod's log files. */
+function podLogDir(namespace: string, pod: string): string {
+  return join(kubernetesStateDir(layout), 'logs', 'pods', namespace, pod);
+}
+
 export function podLogFile(namespace: string, pod: string, container: string, previous = false): string {
-  return join(kubernetesStateDir(layout), 'logs', 'pods', namespace, pod, `${container}${previous ? '.previous' : ''}.log`);
+  return join(podLogDir(namespace, pod), `${container}${previous ? '.previous' : ''}.log`);
 }
 
 /**
@@ -103,7 +107,7 @@ export function podLogFile(namespace: string, pod: string, container: string, pr
 export async function setContainerLogs(kc: KubeConfig, namespace: string, pod: string, container: string, logs: { current: string[]; previous?: string[] }): Promise<void> {
   const current = podLogFile(namespace, pod, container);
   const previous = podLogFile(namespace, pod, container, true);
-  mkdirSync(join(current, '..'), { recursive: true });
+  mkdirSync(podLogDir(namespace, pod), { recursive: true });
   writeFileSync(current, criLogLines(logs.current));
   writeFileSync(previous, criLogLines(logs.previous ?? []));
   const custom = kc.makeApiClient(CustomObjectsApi);
@@ -131,7 +135,7 @@ export async function clearContainerLogs(kc: KubeConfig, namespace: string, pod:
     .catch((err: unknown) => {
       if (statusOf(err) !== 404) throw err;
     });
-  rmSync(join(podLogFile(namespace, pod, 'x'), '..'), { recursive: true, force: true });
+  rmSync(podLogDir(namespace, pod), { recursive: true, force: true });
 }
 
 /**
