@@ -1,13 +1,25 @@
-import { BatchV1Api, type KubeConfig, type V1ObjectMeta, type V1Pod } from '@kubernetes/client-node';
+import {
+  BatchV1Api,
+  type KubeConfig,
+  type V1ConfigMap,
+  type V1Deployment,
+  type V1Ingress,
+  type V1ObjectMeta,
+  type V1PersistentVolumeClaim,
+  type V1Pod,
+  type V1Secret,
+  type V1Service,
+  type V1StatefulSet,
+} from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { stringify as toYaml } from 'yaml';
-import type { S3Client } from '@aws-sdk/client-s3';
 import { failure, invalidInput } from './errors';
-import { createKubernetesConfigActivities } from './kubernetes-config';
+import { namespaceSnapshotOf } from './kubernetes-config';
 import { guarded, kcall, labelSelectorText, readOptional, throwIfCancelled, wire, type KubeClients } from './kubernetes-common';
+import { defaultPageSize, forEachListPage, type ListPage } from './kubernetes-paging';
 import { podSummary } from './kubernetes-pods';
-import { createS3Activities, type PutEvidenceResult } from './s3';
+import type { PutEvidenceInput, PutEvidenceResult } from './s3';
 import { validateInt } from './input-checks';
 
 /**
@@ -19,8 +31,11 @@ import { validateInt } from './input-checks';
 export interface IncidentEvidenceDeps {
   kube?: KubeConfig;
   allowedNamespaces: string[];
-  s3?: { client: S3Client; bucket: string; evidencePrefix: string };
-  allowedPrefixes: string[];
+  /**
+   * Present when S3 is configured: the evidence prefix and the S3 activities' putEvidence, which
+   * does the writing (allowlist, multipart, sha256 in metadata).
+   */
+  evidence?: { evidencePrefix: string; putEvidence: (input: PutEvidenceInput) => Promise<PutEvidenceResult> };
 }
 
 /** One object written: what the report's evidence list and the history hold. */
@@ -154,14 +169,9 @@ export function linesInWindow(text: string, sinceMs: number, untilMs: number): {
 }
 
 /** Every item of a paged LIST (500 per page). */
-async function listAll<T>(what: string, namespace: string, page: (token: string | undefined) => Promise<{ body: { items: T[]; metadata?: { _continue?: string } } }>): Promise<T[]> {
+async function listAll<T>(resource: string, namespace: string, listPage: (continueToken: string | undefined, limit: number) => Promise<ListPage<T>>): Promise<T[]> {
   const items: T[] = [];
-  let token: string | undefined;
-  do {
-    const { body } = await kcall('list', what, namespace, () => page(token));
-    items.push(...body.items);
-    token = body.metadata?._continue || undefined;
-  } while (token);
+  await forEachListPage(resource, namespace, defaultPageSize, listPage, (page) => items.push(...page));
   return items;
 }
 
@@ -183,24 +193,25 @@ function lastChange(meta: V1ObjectMeta | undefined, creationOnly: boolean): { at
   return best;
 }
 
-/** The wire form of an object for the snapshot, without managedFields (noise, and large). */
-function snapshotItem(item: unknown, type: string, apiVersion: string, kind: string): Record<string, unknown> {
+/** The wire form of an object for evidence, without managedFields (noise, and large). */
+function wireWithoutManagedFields(item: unknown, type: string): Record<string, unknown> {
   const w = wire(item, type) as Record<string, unknown> & { metadata?: Record<string, unknown> };
   if (w.metadata) delete w.metadata.managedFields;
-  return { apiVersion, kind, ...w };
+  return w;
 }
 
-export function createIncidentEvidenceActivities({ kube, allowedNamespaces, s3, allowedPrefixes }: IncidentEvidenceDeps) {
+/** An object of the snapshot: its wire form (without managedFields) with apiVersion and kind. */
+function snapshotItem(item: unknown, type: string, apiVersion: string, kind: string): Record<string, unknown> {
+  return { apiVersion, kind, ...wireWithoutManagedFields(item, type) };
+}
+
+export function createIncidentEvidenceActivities({ kube, allowedNamespaces, evidence }: IncidentEvidenceDeps) {
   const scope = { kube, allowedNamespaces };
-  const evidencePrefix = s3?.evidencePrefix ?? 'runbooks/';
-  // The S3 activities' putEvidence does the writing: allowlist, multipart, sha256 in metadata.
-  const store = createS3Activities({ s3: s3?.client, bucket: s3?.bucket, backupPrefix: 'database/', evidencePrefix, allowedPrefixes });
-  const config = createKubernetesConfigActivities(scope);
 
   async function put(key: string, body: string, contentType: string): Promise<PutEvidenceResult> {
-    if (!s3) throw failure('InvalidInput', 'cannot write evidence: S3 is not configured (S3_BUCKET)');
+    if (!evidence) throw failure('InvalidInput', 'cannot write evidence: S3 is not configured (S3_BUCKET)');
     // Overwrite: a retried attempt reads a moment later and replaces what the failed one wrote.
-    return store.putEvidence({ key: `${evidencePrefix}${key}`, body, contentType, overwrite: true });
+    return evidence.putEvidence({ key: `${evidence.evidencePrefix}${key}`, body, contentType, overwrite: true });
   }
 
   /** Heartbeats every 5 s while `body` runs (big logs take a while), and stops on cancellation. */
@@ -248,7 +259,7 @@ export function createIncidentEvidenceActivities({ kube, allowedNamespaces, s3, 
       const selector = labelSelectorText(d.spec?.selector);
       if (!selector) throw failure('InvalidInput', `deployments.apps/${deployment} has an empty selector: it would match every pod of ${namespace}`);
       result.selector = selector;
-      const pods = (await listAll<V1Pod>('pods', namespace, (token) => c.core.listNamespacedPod(namespace, undefined, undefined, token, undefined, selector, 500))).sort((a, b) =>
+      const pods = (await listAll<V1Pod>('pods', namespace, (token, limit) => c.core.listNamespacedPod(namespace, undefined, undefined, token, undefined, selector, limit))).sort((a, b) =>
         (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''),
       );
       result.podsOmitted = Math.max(0, pods.length - maxPods);
@@ -310,7 +321,7 @@ export function createIncidentEvidenceActivities({ kube, allowedNamespaces, s3, 
       const key = relativeKey(input.key, 'key', false);
       const all = await heartbeating(
         () => ({ events: namespace }),
-        () => listAll('events', namespace, (token) => c.core.listNamespacedEvent(namespace, undefined, undefined, token, undefined, undefined, 500)),
+        () => listAll('events', namespace, (token, limit) => c.core.listNamespacedEvent(namespace, undefined, undefined, token, undefined, undefined, limit)),
       );
       const timeOf = (e: (typeof all)[number]) => {
         const t = e.lastTimestamp ?? e.series?.lastObservedTime ?? e.eventTime ?? e.firstTimestamp ?? e.metadata?.creationTimestamp;
@@ -321,11 +332,7 @@ export function createIncidentEvidenceActivities({ kube, allowedNamespaces, s3, 
         .map((e) => ({ e, at: timeOf(e) }))
         .filter((x): x is { e: (typeof all)[number]; at: number } => x.at !== undefined && x.at >= sinceMs)
         .sort((a, b) => a.at - b.at || (a.e.metadata?.name ?? '').localeCompare(b.e.metadata?.name ?? ''));
-      const events = inWindow.map(({ e, at }) => {
-        const w = wire(e, 'CoreV1Event') as Record<string, unknown> & { metadata?: Record<string, unknown> };
-        if (w.metadata) delete w.metadata.managedFields;
-        return { lastSeen: new Date(at).toISOString(), ...w };
-      });
+      const events = inWindow.map(({ e, at }) => ({ lastSeen: new Date(at).toISOString(), ...wireWithoutManagedFields(e, 'CoreV1Event') }));
       const body = `${JSON.stringify({ namespace, since: new Date(sinceMs).toISOString(), takenAt: new Date().toISOString(), total: events.length, events }, null, 2)}\n`;
       const written = await put(key, body, 'application/json');
       const reasons = new Map<string, { type: string; reason: string; occurrences: number; objects: Set<string> }>();
@@ -355,7 +362,7 @@ export function createIncidentEvidenceActivities({ kube, allowedNamespaces, s3, 
     /**
      * The namespace's configuration as YAML (`kubectl get all,configmap,secret,pvc,ingress -o yaml`):
      * every workload, Service, HPA, ConfigMap, PVC and Ingress in full (managedFields left out), and
-     * the Secrets from snapshotNamespaceConfig: names, types and keys, never values.
+     * the Secrets as snapshotNamespaceConfig gives them: names, types and keys, never values.
      */
     async snapshotConfigToEvidence(input: SnapshotConfigInput): Promise<SnapshotConfigResult> {
       const { namespace } = input;
@@ -363,19 +370,19 @@ export function createIncidentEvidenceActivities({ kube, allowedNamespaces, s3, 
       const sinceMs = isoTime(input.since, 'since');
       const key = relativeKey(input.key, 'key', false);
       const batch = c.kube.makeApiClient(BatchV1Api);
-      const kinds: Array<{ kind: string; apiVersion: string; type: string; resource: string; list: (c: KubeClients, token: string | undefined) => Promise<{ body: { items: unknown[]; metadata?: { _continue?: string } } }> }> = [
-        { kind: 'Deployment', apiVersion: 'apps/v1', type: 'V1Deployment', resource: 'deployments.apps', list: (k, t) => k.apps.listNamespacedDeployment(namespace, undefined, undefined, t, undefined, undefined, 500) },
-        { kind: 'StatefulSet', apiVersion: 'apps/v1', type: 'V1StatefulSet', resource: 'statefulsets.apps', list: (k, t) => k.apps.listNamespacedStatefulSet(namespace, undefined, undefined, t, undefined, undefined, 500) },
-        { kind: 'DaemonSet', apiVersion: 'apps/v1', type: 'V1DaemonSet', resource: 'daemonsets.apps', list: (k, t) => k.apps.listNamespacedDaemonSet(namespace, undefined, undefined, t, undefined, undefined, 500) },
-        { kind: 'ReplicaSet', apiVersion: 'apps/v1', type: 'V1ReplicaSet', resource: 'replicasets.apps', list: (k, t) => k.apps.listNamespacedReplicaSet(namespace, undefined, undefined, t, undefined, undefined, 500) },
-        { kind: 'Pod', apiVersion: 'v1', type: 'V1Pod', resource: 'pods', list: (k, t) => k.core.listNamespacedPod(namespace, undefined, undefined, t, undefined, undefined, 500) },
-        { kind: 'Service', apiVersion: 'v1', type: 'V1Service', resource: 'services', list: (k, t) => k.core.listNamespacedService(namespace, undefined, undefined, t, undefined, undefined, 500) },
-        { kind: 'Job', apiVersion: 'batch/v1', type: 'V1Job', resource: 'jobs.batch', list: (_k, t) => batch.listNamespacedJob(namespace, undefined, undefined, t, undefined, undefined, 500) },
-        { kind: 'CronJob', apiVersion: 'batch/v1', type: 'V1CronJob', resource: 'cronjobs.batch', list: (_k, t) => batch.listNamespacedCronJob(namespace, undefined, undefined, t, undefined, undefined, 500) },
-        { kind: 'HorizontalPodAutoscaler', apiVersion: 'autoscaling/v2', type: 'V2HorizontalPodAutoscaler', resource: 'horizontalpodautoscalers.autoscaling', list: (k, t) => k.autoscaling.listNamespacedHorizontalPodAutoscaler(namespace, undefined, undefined, t, undefined, undefined, 500) },
-        { kind: 'ConfigMap', apiVersion: 'v1', type: 'V1ConfigMap', resource: 'configmaps', list: (k, t) => k.core.listNamespacedConfigMap(namespace, undefined, undefined, t, undefined, undefined, 500) },
-        { kind: 'PersistentVolumeClaim', apiVersion: 'v1', type: 'V1PersistentVolumeClaim', resource: 'persistentvolumeclaims', list: (k, t) => k.core.listNamespacedPersistentVolumeClaim(namespace, undefined, undefined, t, undefined, undefined, 500) },
-        { kind: 'Ingress', apiVersion: 'networking.k8s.io/v1', type: 'V1Ingress', resource: 'ingresses.networking.k8s.io', list: (k, t) => k.networking.listNamespacedIngress(namespace, undefined, undefined, t, undefined, undefined, 500) },
+      const kinds: Array<{ kind: string; apiVersion: string; type: string; resource: string; list: (c: KubeClients, token: string | undefined, limit: number) => Promise<ListPage<unknown>> }> = [
+        { kind: 'Deployment', apiVersion: 'apps/v1', type: 'V1Deployment', resource: 'deployments.apps', list: (k, t, n) => k.apps.listNamespacedDeployment(namespace, undefined, undefined, t, undefined, undefined, n) },
+        { kind: 'StatefulSet', apiVersion: 'apps/v1', type: 'V1StatefulSet', resource: 'statefulsets.apps', list: (k, t, n) => k.apps.listNamespacedStatefulSet(namespace, undefined, undefined, t, undefined, undefined, n) },
+        { kind: 'DaemonSet', apiVersion: 'apps/v1', type: 'V1DaemonSet', resource: 'daemonsets.apps', list: (k, t, n) => k.apps.listNamespacedDaemonSet(namespace, undefined, undefined, t, undefined, undefined, n) },
+        { kind: 'ReplicaSet', apiVersion: 'apps/v1', type: 'V1ReplicaSet', resource: 'replicasets.apps', list: (k, t, n) => k.apps.listNamespacedReplicaSet(namespace, undefined, undefined, t, undefined, undefined, n) },
+        { kind: 'Pod', apiVersion: 'v1', type: 'V1Pod', resource: 'pods', list: (k, t, n) => k.core.listNamespacedPod(namespace, undefined, undefined, t, undefined, undefined, n) },
+        { kind: 'Service', apiVersion: 'v1', type: 'V1Service', resource: 'services', list: (k, t, n) => k.core.listNamespacedService(namespace, undefined, undefined, t, undefined, undefined, n) },
+        { kind: 'Job', apiVersion: 'batch/v1', type: 'V1Job', resource: 'jobs.batch', list: (_k, t, n) => batch.listNamespacedJob(namespace, undefined, undefined, t, undefined, undefined, n) },
+        { kind: 'CronJob', apiVersion: 'batch/v1', type: 'V1CronJob', resource: 'cronjobs.batch', list: (_k, t, n) => batch.listNamespacedCronJob(namespace, undefined, undefined, t, undefined, undefined, n) },
+        { kind: 'HorizontalPodAutoscaler', apiVersion: 'autoscaling/v2', type: 'V2HorizontalPodAutoscaler', resource: 'horizontalpodautoscalers.autoscaling', list: (k, t, n) => k.autoscaling.listNamespacedHorizontalPodAutoscaler(namespace, undefined, undefined, t, undefined, undefined, n) },
+        { kind: 'ConfigMap', apiVersion: 'v1', type: 'V1ConfigMap', resource: 'configmaps', list: (k, t, n) => k.core.listNamespacedConfigMap(namespace, undefined, undefined, t, undefined, undefined, n) },
+        { kind: 'PersistentVolumeClaim', apiVersion: 'v1', type: 'V1PersistentVolumeClaim', resource: 'persistentvolumeclaims', list: (k, t, n) => k.core.listNamespacedPersistentVolumeClaim(namespace, undefined, undefined, t, undefined, undefined, n) },
+        { kind: 'Ingress', apiVersion: 'networking.k8s.io/v1', type: 'V1Ingress', resource: 'ingresses.networking.k8s.io', list: (k, t, n) => k.networking.listNamespacedIngress(namespace, undefined, undefined, t, undefined, undefined, n) },
       ];
       return heartbeating(
         () => ({ snapshot: namespace }),
@@ -384,19 +391,24 @@ export function createIncidentEvidenceActivities({ kube, allowedNamespaces, s3, 
           const counts: Record<string, number> = {};
           const unavailable: SnapshotConfigResult['unavailable'] = [];
           const changed: SnapshotConfigResult['changedInWindow'] = [];
+          // The lists the overview is made of, and the error of a kind that could not be listed.
+          const lists: Record<string, unknown[]> = {};
+          const failed: Record<string, unknown> = {};
           for (const k of kinds) {
             throwIfCancelled(ctx);
             let listed: unknown[];
             try {
-              listed = await listAll(k.resource, namespace, (token) => k.list(c, token));
+              listed = await listAll(k.resource, namespace, (token, limit) => k.list(c, token, limit));
             } catch (err) {
               // A kind this worker may not list (RBAC) or the cluster does not serve: noted, the rest still taken.
               if (err instanceof ApplicationFailure && (err.type === 'Forbidden' || err.type === 'NotFound')) {
                 unavailable.push({ kind: k.kind, error: reasonOf(err) });
+                failed[k.kind] = err;
                 continue;
               }
               throw err;
             }
+            lists[k.kind] = listed;
             counts[k.kind] = listed.length;
             for (const item of listed) {
               items.push(snapshotItem(item, k.type, k.apiVersion, k.kind));
@@ -405,8 +417,21 @@ export function createIncidentEvidenceActivities({ kube, allowedNamespaces, s3, 
               if (change && change.at >= sinceMs) changed.push({ kind: k.kind, name: meta?.name ?? '', at: new Date(change.at).toISOString(), ...(change.manager ? { manager: change.manager } : {}), ...(change.operation ? { operation: change.operation } : {}) });
             }
           }
-          // Secrets only through snapshotNamespaceConfig, which reads names, types and keys and drops every value.
-          const overview = await config.snapshotNamespaceConfig({ namespace });
+          // The overview (snapshotNamespaceConfig's mapping) needs every one of its kinds: one that could not be listed fails the snapshot.
+          for (const kind of ['Deployment', 'StatefulSet', 'ConfigMap', 'PersistentVolumeClaim', 'Ingress', 'Service']) if (kind in failed) throw failed[kind];
+          // Secrets only for the overview, which keeps names, types and keys and drops every value: never in items.
+          const secrets = await listAll<V1Secret>('secrets', namespace, (token, limit) => c.core.listNamespacedSecret(namespace, undefined, undefined, token, undefined, undefined, limit));
+          const overview = namespaceSnapshotOf({
+            namespace,
+            // Each list is what that kind's list call returned (see kinds).
+            deployments: lists.Deployment as V1Deployment[],
+            statefulSets: lists.StatefulSet as V1StatefulSet[],
+            configMaps: lists.ConfigMap as V1ConfigMap[],
+            secrets,
+            pvcs: lists.PersistentVolumeClaim as V1PersistentVolumeClaim[],
+            ingresses: lists.Ingress as V1Ingress[],
+            services: lists.Service as V1Service[],
+          });
           counts.Secret = overview.secrets.length;
           changed.sort((a, b) => b.at.localeCompare(a.at) || a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
           const document = {

@@ -35,6 +35,13 @@ export interface ActivityDeps {
 
 export function createActivities(deps: ActivityDeps) {
   const { allowlists } = deps;
+  const s3 = createS3Activities({
+    s3: deps.s3?.client,
+    bucket: deps.s3?.bucket,
+    backupPrefix: deps.s3?.backupPrefix ?? 'database/',
+    evidencePrefix: deps.s3?.evidencePrefix ?? 'runbooks/',
+    allowedPrefixes: allowlists.s3Prefixes,
+  });
   return {
     ...createKubernetesActivities({ kube: deps.kube, allowedNamespaces: allowlists.namespaces }),
     ...createPostgresActivities({
@@ -45,15 +52,13 @@ export function createActivities(deps: ActivityDeps) {
     }),
     ...createRedisActivities({ redis: deps.redis, allowedKeyPatterns: allowlists.redisKeyPatterns }),
     ...createPasswordRotationActivities({ kube: deps.kube, allowedNamespaces: allowlists.namespaces, pool: deps.pool, databaseUrl: deps.databaseUrl, allowedDatabases: allowlists.databases }),
-    ...createS3Activities({
-      s3: deps.s3?.client,
-      bucket: deps.s3?.bucket,
-      backupPrefix: deps.s3?.backupPrefix ?? 'database/',
-      evidencePrefix: deps.s3?.evidencePrefix ?? 'runbooks/',
-      allowedPrefixes: allowlists.s3Prefixes,
-    }),
+    ...s3,
     ...createPrometheusActivities({ prometheusUrl: deps.prometheusUrl }),
-    ...createIncidentEvidenceActivities({ kube: deps.kube, allowedNamespaces: allowlists.namespaces, s3: deps.s3, allowedPrefixes: allowlists.s3Prefixes }),
+    ...createIncidentEvidenceActivities({
+      kube: deps.kube,
+      allowedNamespaces: allowlists.namespaces,
+      evidence: deps.s3 && { evidencePrefix: deps.s3.evidencePrefix, putEvidence: s3.putEvidence },
+    }),
     ...createNotifyActivities({ webhookUrl: deps.webhookUrl }),
     ...createRunbookSupportActivities({
       allowlists,

@@ -1,6 +1,7 @@
 import { AuthorizationV1Api, type KubernetesObject } from '@kubernetes/client-node';
 import { invalidInput, refused } from './errors';
 import { applyPatch, canonical, dryRunParam, fieldManager, guarded, kcall, readOptional, type KubeClients, type KubeScope } from './kubernetes-common';
+import { checkRoleRules, withoutServerFields } from './kubernetes-config';
 
 /**
  * The security runbooks' objects (RBAC配置, 网络策略): server-side applied with our field manager,
@@ -16,9 +17,6 @@ const securityKinds: Record<string, string> = {
   RoleBinding: 'rbac.authorization.k8s.io/v1',
   NetworkPolicy: 'networking.k8s.io/v1',
 };
-
-/** Never granted through a runbook, whatever the input says. */
-const forbiddenVerbs = new Set(['*', 'escalate', 'bind', 'impersonate']);
 
 /** One field that differs; before is the live value, after the desired (or dry-run) one. */
 export interface FieldChange {
@@ -74,18 +72,6 @@ export interface AccessCheckResult extends AccessCheck {
   reason?: string;
 }
 
-/** Metadata the server maintains: never part of a diff. */
-const bookkeeping = ['managedFields', 'resourceVersion', 'generation', 'creationTimestamp', 'uid', 'selfLink'];
-
-/** The object as people would write it: no status, no server bookkeeping; plain JSON. */
-function stored(o: KubernetesObject | undefined): Record<string, unknown> | undefined {
-  if (!o) return undefined;
-  const copy = JSON.parse(JSON.stringify(o)) as Record<string, unknown> & { metadata?: Record<string, unknown> };
-  delete copy.status;
-  if (copy.metadata) for (const key of bookkeeping) delete copy.metadata[key];
-  return copy;
-}
-
 const isRecord = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 const absent = (v: unknown) => v === undefined || v === null;
 const keyPath = (path: string, key: string) => (/^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? (path ? `${path}.${key}` : key) : `${path}[${JSON.stringify(key)}]`);
@@ -126,12 +112,7 @@ function checkObject(scope: KubeScope, namespace: string, object: KubernetesObje
   if (kind === 'Role') {
     const rules = body.rules;
     if (!Array.isArray(rules) || rules.length === 0) throw invalidInput(`${what}: Role ${name} needs at least one rule`);
-    rules.forEach((r: { verbs?: unknown; resources?: unknown; apiGroups?: unknown; nonResourceURLs?: unknown }, i) => {
-      if (!Array.isArray(r.verbs) || r.verbs.length === 0 || !Array.isArray(r.resources) || r.resources.length === 0) throw invalidInput(`${what}: rules[${i}] needs verbs and resources`);
-      for (const verb of r.verbs) if (forbiddenVerbs.has(verb as string)) throw refused(`${what}: rules[${i}]: verb "${String(verb)}" is never granted by runbooks`);
-      if (r.resources.includes('*') || (Array.isArray(r.apiGroups) && r.apiGroups.includes('*'))) throw refused(`${what}: rules[${i}]: wildcard resources or API groups are never granted by runbooks`);
-      if (r.nonResourceURLs !== undefined) throw refused(`${what}: rules[${i}]: nonResourceURLs are cluster-wide, not granted by a Role`);
-    });
+    checkRoleRules(rules, `${what}: `, { roleObject: true });
   }
   if (kind === 'RoleBinding') {
     const roleRef = body.roleRef as { kind?: unknown; apiGroup?: unknown } | undefined;
@@ -144,6 +125,12 @@ function checkObject(scope: KubeScope, namespace: string, object: KubernetesObje
     }
   }
   return { kind, name };
+}
+
+/** The objects of an input: 1 to 10, each checked (see checkObject). */
+function checkObjects(scope: KubeScope, namespace: string, objects: KubernetesObject[]): Array<{ kind: string; name: string }> {
+  if (!Array.isArray(objects) || objects.length === 0 || objects.length > 10) throw invalidInput('objects must list 1 to 10 objects');
+  return objects.map((object, i) => checkObject(scope, namespace, object, i));
 }
 
 const readLive = (c: KubeClients, namespace: string, object: KubernetesObject, kind: string, name: string) =>
@@ -159,8 +146,7 @@ export function createKubernetesAccessActivities(scope: KubeScope) {
     async applySecurityObjects(input: ApplySecurityObjectsInput): Promise<ApplySecurityObjectsResult> {
       const { namespace, dryRun } = input;
       const c = guarded(scope, namespace);
-      if (!Array.isArray(input.objects) || input.objects.length === 0 || input.objects.length > 10) throw invalidInput('objects must list 1 to 10 objects');
-      const checked = input.objects.map((object, i) => checkObject(scope, namespace, object, i));
+      const checked = checkObjects(scope, namespace, input.objects);
       const results: SecurityObjectResult[] = [];
       for (const [i, object] of input.objects.entries()) {
         const { kind, name } = checked[i]!;
@@ -175,7 +161,7 @@ export function createKubernetesAccessActivities(scope: KubeScope) {
         }
         const body = { ...object, metadata: { ...object.metadata, namespace } };
         const { body: after } = await kcall('apply', `${kind}/${name}`, namespace, () => c.objects.patch(body, undefined, dryRunParam(dryRun), fieldManager, true, applyPatch));
-        const changes = fieldChanges(stored(before), stored(after));
+        const changes = fieldChanges(withoutServerFields(before), withoutServerFields(after));
         results.push({ kind, name, action: !before ? 'created' : changes.length > 0 ? 'configured' : 'unchanged', changes });
       }
       return { changed: results.some((r) => r.action !== 'unchanged'), dryRun: dryRun === true, objects: results };
@@ -188,17 +174,16 @@ export function createKubernetesAccessActivities(scope: KubeScope) {
     async compareLiveObjects(input: { namespace: string; objects: KubernetesObject[] }): Promise<{ matches: boolean; objects: LiveComparison[] }> {
       const { namespace } = input;
       const c = guarded(scope, namespace);
-      if (!Array.isArray(input.objects) || input.objects.length === 0 || input.objects.length > 10) throw invalidInput('objects must list 1 to 10 objects');
-      const checked = input.objects.map((object, i) => checkObject(scope, namespace, object, i));
+      const checked = checkObjects(scope, namespace, input.objects);
       const objects: LiveComparison[] = [];
       for (const [i, object] of input.objects.entries()) {
         const { kind, name } = checked[i]!;
-        const live = stored(await readLive(c, namespace, object, kind, name));
+        const live = withoutServerFields(await readLive(c, namespace, object, kind, name));
         if (!live) {
           objects.push({ kind, name, exists: false, matches: false, differences: [] });
           continue;
         }
-        const desired = stored(object)!;
+        const desired = withoutServerFields(object)!;
         const differences: FieldChange[] = [];
         for (const key of Object.keys(desired).sort()) {
           if (key === 'apiVersion' || key === 'kind' || key === 'metadata') continue;

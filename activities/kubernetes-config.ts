@@ -1,5 +1,16 @@
 import { createHash } from 'node:crypto';
-import { loadAllYaml, type KubernetesObject, type V1PolicyRule } from '@kubernetes/client-node';
+import {
+  loadAllYaml,
+  type KubernetesObject,
+  type V1ConfigMap,
+  type V1Deployment,
+  type V1Ingress,
+  type V1PersistentVolumeClaim,
+  type V1PolicyRule,
+  type V1Secret,
+  type V1Service,
+  type V1StatefulSet,
+} from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import { failure, invalidInput, refused } from './errors';
 import {
@@ -83,17 +94,94 @@ export interface NamespaceSnapshot {
   services: Array<{ name: string; type?: string; ports: number[] }>;
 }
 
-const volatileMetadata = ['managedFields', 'resourceVersion', 'generation', 'creationTimestamp', 'uid', 'selfLink'];
+/** Metadata the server maintains: never part of a comparison or a diff. */
+export const volatileMetadata = ['managedFields', 'resourceVersion', 'generation', 'creationTimestamp', 'uid', 'selfLink'];
 
-function comparable(o: KubernetesObject | undefined): string {
-  if (!o) return '';
-  const copy = { ...(o as Record<string, unknown>), metadata: { ...(o.metadata ?? {}) } } as Record<string, unknown> & { metadata: Record<string, unknown> };
-  for (const key of volatileMetadata) delete copy.metadata[key];
+/** The object as people would write it: no status, no server bookkeeping; plain JSON (a copy). */
+export function withoutServerFields(o: KubernetesObject | undefined): Record<string, unknown> | undefined {
+  if (!o) return undefined;
+  const copy = JSON.parse(JSON.stringify(o)) as Record<string, unknown> & { metadata?: Record<string, unknown> };
   delete copy.status;
-  return canonical(copy);
+  if (copy.metadata) for (const key of volatileMetadata) delete copy.metadata[key];
+  return copy;
 }
 
+function comparable(o: KubernetesObject | undefined): string {
+  const copy = withoutServerFields(o);
+  // An object without metadata compares as one with empty metadata.
+  return copy ? canonical({ ...copy, metadata: copy.metadata ?? {} }) : '';
+}
+
+/** Never granted through a runbook, whatever the input says. */
 const forbiddenVerbs = new Set(['*', 'escalate', 'bind', 'impersonate']);
+
+/**
+ * Refuses Role rules that grant what a runbook never grants; every message starts with `prefix`
+ * (e.g. "objects[1]: "). With `roleObject` the rules are a Role object's as given (unknown shape):
+ * apiGroups counts only when it is a list, and nonResourceURLs are refused; without it they are
+ * ensureServiceAccountAccess's input, whose Role is built from apiGroups, resources, verbs and
+ * resourceNames only.
+ */
+export function checkRoleRules(rules: readonly unknown[], prefix: string, options: { roleObject?: boolean } = {}): void {
+  rules.forEach((rule, i) => {
+    const r = rule as { verbs?: unknown; resources?: unknown; apiGroups?: unknown; nonResourceURLs?: unknown };
+    if (!Array.isArray(r.verbs) || r.verbs.length === 0 || !Array.isArray(r.resources) || r.resources.length === 0) throw invalidInput(`${prefix}rules[${i}] needs verbs and resources`);
+    for (const verb of r.verbs) if (forbiddenVerbs.has(verb as string)) throw refused(`${prefix}rules[${i}]: verb "${String(verb)}" is never granted by runbooks`);
+    const wildcardGroup = options.roleObject ? Array.isArray(r.apiGroups) && r.apiGroups.includes('*') : ((r.apiGroups ?? []) as string[]).includes('*');
+    if (r.resources.includes('*') || wildcardGroup) throw refused(`${prefix}rules[${i}]: wildcard resources or API groups are never granted by runbooks`);
+    if (options.roleObject && r.nonResourceURLs !== undefined) throw refused(`${prefix}rules[${i}]: nonResourceURLs are cluster-wide, not granted by a Role`);
+  });
+}
+
+/** The lists a NamespaceSnapshot is made of (Secrets are reduced to names, types and keys). */
+export interface NamespaceSnapshotLists {
+  namespace: string;
+  deployments: V1Deployment[];
+  statefulSets: V1StatefulSet[];
+  configMaps: V1ConfigMap[];
+  secrets: V1Secret[];
+  pvcs: V1PersistentVolumeClaim[];
+  ingresses: V1Ingress[];
+  services: V1Service[];
+}
+
+/** The snapshot of a namespace's listed objects, each kind sorted by name; Secret values are dropped here. */
+export function namespaceSnapshotOf({ namespace, deployments, statefulSets, configMaps, secrets, pvcs, ingresses, services }: NamespaceSnapshotLists): NamespaceSnapshot {
+  const byName = <T extends { name: string }>(a: T, b: T) => a.name.localeCompare(b.name);
+  return {
+    namespace,
+    takenAt: new Date().toISOString(),
+    deployments: deployments
+      .map((d) => ({
+        name: d.metadata?.name ?? '',
+        replicas: d.spec?.replicas,
+        revision: d.metadata?.annotations?.['deployment.kubernetes.io/revision'],
+        containers: (d.spec?.template.spec?.containers ?? []).map((x) => ({ name: x.name, image: x.image, requests: x.resources?.requests, limits: x.resources?.limits })),
+      }))
+      .sort(byName),
+    statefulSets: statefulSets.map((s) => ({ name: s.metadata?.name ?? '', replicas: s.spec?.replicas, images: (s.spec?.template.spec?.containers ?? []).map((x) => x.image ?? '') })).sort(byName),
+    configMaps: configMaps
+      .map((m) => ({
+        name: m.metadata?.name ?? '',
+        keys: [...Object.keys(m.data ?? {}), ...Object.keys(m.binaryData ?? {})].sort(),
+        sha256: createHash('sha256').update(canonical({ data: m.data, binaryData: m.binaryData })).digest('hex'),
+      }))
+      .sort(byName),
+    secrets: secrets.map((s) => ({ name: s.metadata?.name ?? '', type: s.type, keys: Object.keys(s.data ?? {}).sort() })).sort(byName),
+    persistentVolumeClaims: pvcs
+      .map((p) => ({ name: p.metadata?.name ?? '', phase: p.status?.phase, storageClass: p.spec?.storageClassName, requested: p.spec?.resources?.requests?.storage, capacity: p.status?.capacity?.storage }))
+      .sort(byName),
+    ingresses: ingresses
+      .map((i) => ({
+        name: i.metadata?.name ?? '',
+        hosts: (i.spec?.rules ?? []).map((r) => r.host ?? '*'),
+        tlsSecrets: (i.spec?.tls ?? []).map((t) => t.secretName ?? '').filter(Boolean),
+        annotations: { ...(i.metadata?.annotations ?? {}) },
+      }))
+      .sort(byName),
+    services: services.map((s) => ({ name: s.metadata?.name ?? '', type: s.spec?.type, ports: (s.spec?.ports ?? []).map((p) => p.port) })).sort(byName),
+  };
+}
 
 export function createKubernetesConfigActivities(scope: KubeScope) {
   async function apply(c: KubeClients, namespace: string, object: KubernetesObject, dryRun: boolean | undefined, force: boolean | undefined): Promise<ApplyResult> {
@@ -203,12 +291,8 @@ export function createKubernetesConfigActivities(scope: KubeScope) {
       const { namespace, serviceAccount, role, roleBinding, dryRun } = input;
       const c = guarded(scope, namespace, { serviceAccount, role, roleBinding });
       if (!Array.isArray(input.rules) || input.rules.length === 0) throw invalidInput('rules must list at least one rule');
-      const rules = input.rules.map((r, i) => {
-        if (!Array.isArray(r.verbs) || r.verbs.length === 0 || !Array.isArray(r.resources) || r.resources.length === 0) throw invalidInput(`rules[${i}] needs verbs and resources`);
-        for (const verb of r.verbs) if (forbiddenVerbs.has(verb)) throw refused(`rules[${i}]: verb "${verb}" is never granted by runbooks`);
-        if (r.resources.includes('*') || (r.apiGroups ?? []).includes('*')) throw refused(`rules[${i}]: wildcard resources or API groups are never granted by runbooks`);
-        return { apiGroups: r.apiGroups ?? [''], resources: r.resources, verbs: r.verbs, ...(r.resourceNames ? { resourceNames: r.resourceNames } : {}) };
-      });
+      checkRoleRules(input.rules, '');
+      const rules = input.rules.map((r) => ({ apiGroups: r.apiGroups ?? [''], resources: r.resources, verbs: r.verbs, ...(r.resourceNames ? { resourceNames: r.resourceNames } : {}) }));
       const objects = [
         { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: serviceAccount, namespace } },
         { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: role, namespace }, rules },
@@ -241,40 +325,16 @@ export function createKubernetesConfigActivities(scope: KubeScope) {
         kcall('list', 'ingresses.networking.k8s.io', namespace, () => c.networking.listNamespacedIngress(namespace)),
         kcall('list', 'services', namespace, () => c.core.listNamespacedService(namespace)),
       ]);
-      const byName = <T extends { name: string }>(a: T, b: T) => a.name.localeCompare(b.name);
-      return {
+      return namespaceSnapshotOf({
         namespace,
-        takenAt: new Date().toISOString(),
-        deployments: deployments.body.items
-          .map((d) => ({
-            name: d.metadata?.name ?? '',
-            replicas: d.spec?.replicas,
-            revision: d.metadata?.annotations?.['deployment.kubernetes.io/revision'],
-            containers: (d.spec?.template.spec?.containers ?? []).map((x) => ({ name: x.name, image: x.image, requests: x.resources?.requests, limits: x.resources?.limits })),
-          }))
-          .sort(byName),
-        statefulSets: statefulSets.body.items.map((s) => ({ name: s.metadata?.name ?? '', replicas: s.spec?.replicas, images: (s.spec?.template.spec?.containers ?? []).map((x) => x.image ?? '') })).sort(byName),
-        configMaps: configMaps.body.items
-          .map((m) => ({
-            name: m.metadata?.name ?? '',
-            keys: [...Object.keys(m.data ?? {}), ...Object.keys(m.binaryData ?? {})].sort(),
-            sha256: createHash('sha256').update(canonical({ data: m.data, binaryData: m.binaryData })).digest('hex'),
-          }))
-          .sort(byName),
-        secrets: secrets.body.items.map((s) => ({ name: s.metadata?.name ?? '', type: s.type, keys: Object.keys(s.data ?? {}).sort() })).sort(byName),
-        persistentVolumeClaims: pvcs.body.items
-          .map((p) => ({ name: p.metadata?.name ?? '', phase: p.status?.phase, storageClass: p.spec?.storageClassName, requested: p.spec?.resources?.requests?.storage, capacity: p.status?.capacity?.storage }))
-          .sort(byName),
-        ingresses: ingresses.body.items
-          .map((i) => ({
-            name: i.metadata?.name ?? '',
-            hosts: (i.spec?.rules ?? []).map((r) => r.host ?? '*'),
-            tlsSecrets: (i.spec?.tls ?? []).map((t) => t.secretName ?? '').filter(Boolean),
-            annotations: { ...(i.metadata?.annotations ?? {}) },
-          }))
-          .sort(byName),
-        services: services.body.items.map((s) => ({ name: s.metadata?.name ?? '', type: s.spec?.type, ports: (s.spec?.ports ?? []).map((p) => p.port) })).sort(byName),
-      };
+        deployments: deployments.body.items,
+        statefulSets: statefulSets.body.items,
+        configMaps: configMaps.body.items,
+        secrets: secrets.body.items,
+        pvcs: pvcs.body.items,
+        ingresses: ingresses.body.items,
+        services: services.body.items,
+      });
     },
   };
 }

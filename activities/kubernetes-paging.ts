@@ -13,7 +13,7 @@ export function pageSizeOf(value: unknown): number {
 }
 
 /** One LIST page as client-node 0.22 returns it. */
-interface ListPage<T> {
+export interface ListPage<T> {
   body: { items: T[]; metadata?: V1ListMeta };
 }
 
