@@ -1,20 +1,9 @@
 import { deleteSchedules, ensureSchedules, scheduleReportLines } from '../client/schedules';
-import { ConfigError, loadConfig } from '../config/load';
+import { ConfigError } from '../config/load';
 import { connectClient } from '../workers/temporal-client';
-import { readEnvFile } from './testbed/env-file';
-import { testbedLayout } from './testbed/layout';
+import { loadConfigWithSandbox } from './testbed/env-file';
 
 const usage = 'usage: npm run schedules [-- --delete]   (creates/updates the checklists\' schedules from configuration; --delete removes them)';
-
-/** Configuration as usual; without TEMPORAL_ADDRESS, the Temporal server of this checkout's sandbox (as the runbook CLI does). */
-function configuration() {
-  const env = { ...process.env };
-  if (!env.TEMPORAL_ADDRESS) {
-    const sandbox = readEnvFile(testbedLayout().envFile);
-    if (sandbox.TEMPORAL_ADDRESS) Object.assign(env, { TEMPORAL_ADDRESS: sandbox.TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE: sandbox.TEMPORAL_NAMESPACE });
-  }
-  return loadConfig({ env });
-}
 
 class UsageError extends Error {}
 
@@ -22,7 +11,8 @@ class UsageError extends Error {}
 async function main(argv: string[]): Promise<void> {
   const unknown = argv.filter((arg) => arg !== '--delete');
   if (unknown.length > 0) throw new UsageError(`unknown argument ${unknown[0]}; ${usage}`);
-  const config = configuration();
+  // Without TEMPORAL_ADDRESS: the Temporal server of this checkout's sandbox (as the runbook CLI does).
+  const config = loadConfigWithSandbox(['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE']);
   const { address, namespace } = config.temporal;
   const temporal = await connectClient(config.temporal).catch((err: unknown) => {
     throw new Error(`cannot reach Temporal at ${address}: ${err instanceof Error ? err.message : String(err)}`);

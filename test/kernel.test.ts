@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import type { Client } from '@temporalio/client';
 import { createRunbookClient, RunbookClientError, type RunbookClient } from '../client';
 import type { RunbookResultBase, RunbookStatus } from '../common/runbook';
@@ -7,7 +7,7 @@ import { waitUntil } from '../scripts/testbed/processes';
 import { approveSignal, lockStateQuery, lockWorkflowId } from '../workflows/definitions';
 import { recordHistory } from './helpers/histories';
 import { TestTargets } from './helpers/test-target';
-import { testbedConfig, testbedEnv } from './helpers/testbed';
+import { testbedConfig, testbedEnv, testbedS3 } from './helpers/testbed';
 import { withWorker } from './helpers/worker';
 import type { kernelTestRunbook } from './workflows/kernel-test-runbook';
 import { extraCatalog } from './workflows/test-catalog';
@@ -86,7 +86,7 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
     expect(targets.applies.filter((a) => a.target === target)).toEqual([{ target, stepId: 'raise-limit' }]);
     expect(result.timeline.find((e) => e.event === 'decided')).toMatchObject({ by: 'bob', role: 'l2', channel: 'update', reason: 'limit is too low' });
     const env = testbedEnv();
-    const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
+    const s3 = testbedS3();
     try {
       const markdown = await (await s3.send(new GetObjectCommand({ Bucket: env.S3_BUCKET, Key: result.report!.markdownKey }))).Body!.transformToString();
       for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);

@@ -1,12 +1,12 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { preflight } from '../workflows';
 import type { PreflightResult } from '../common/preflight';
-import { closedPort, testbedConfig, testbedEnv } from './helpers/testbed';
+import { closedPort, testbedConfig, testbedEnv, testbedS3 } from './helpers/testbed';
 import { recordHistory } from './helpers/histories';
 import { withWorker } from './helpers/worker';
 import { describePermission, requiredPermissions } from '../activities/kubernetes-permissions';
@@ -51,7 +51,7 @@ describe('preflight', () => {
     expect(result.passed).toBe(result.rows.length);
 
     // The probe object is gone again: preflight changes nothing.
-    const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
+    const s3 = testbedS3();
     const listing = await s3.send(new ListObjectsV2Command({ Bucket: env.S3_BUCKET, Prefix: 'runbooks/preflight/' }));
     s3.destroy();
     expect(listing.KeyCount ?? 0).toBe(0);

@@ -2,8 +2,13 @@ import { Client, Connection } from '@temporalio/client';
 import type { RunbookConfig } from '../config/schema';
 import { temporalTls } from './temporal-tls';
 
-/** A Temporal client from configuration (used by the worker's lock activity, the client API and the CLI). */
-export async function connectClient(temporal: RunbookConfig['temporal']): Promise<{ client: Client; close: () => Promise<void> }> {
-  const connection = await Connection.connect({ address: temporal.address, tls: temporalTls(temporal.tls), apiKey: temporal.apiKey });
+/**
+ * A Temporal client from configuration (used by the worker's lock activity, the client API, the CLI
+ * and the alert bridge). `lazy`: connects on the first call instead of now, so it is had even while
+ * Temporal is down.
+ */
+export async function connectClient(temporal: RunbookConfig['temporal'], options: { lazy?: boolean } = {}): Promise<{ client: Client; close: () => Promise<void> }> {
+  const connectionOptions = { address: temporal.address, tls: temporalTls(temporal.tls), apiKey: temporal.apiKey };
+  const connection = options.lazy ? Connection.lazy(connectionOptions) : await Connection.connect(connectionOptions);
   return { client: new Client({ connection, namespace: temporal.namespace }), close: () => connection.close() };
 }

@@ -2,9 +2,8 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { catalog as defaultCatalog, type CatalogEntry } from '../../common/catalog';
 import type { RunbookStatus } from '../../common/runbook';
-import { ConfigError, loadConfig } from '../../config/load';
-import { readEnvFile } from '../../scripts/testbed/env-file';
-import { testbedLayout } from '../../scripts/testbed/layout';
+import { ConfigError } from '../../config/load';
+import { loadConfigWithSandbox } from '../../scripts/testbed/env-file';
 import { connectClient } from '../../workers/temporal-client';
 import { createRunbookClient, RunbookClientError, type RunbookClient } from '../runbook-client';
 import { progressLine, runsTable, statusText } from './format';
@@ -24,12 +23,7 @@ class UsageError extends Error {}
 
 /** Temporal settings: configuration as usual, falling back to the local sandbox of this checkout. */
 function temporalSettings() {
-  const env = { ...process.env };
-  if (!env.TEMPORAL_ADDRESS) {
-    const sandbox = readEnvFile(testbedLayout().envFile);
-    if (sandbox.TEMPORAL_ADDRESS) Object.assign(env, { TEMPORAL_ADDRESS: sandbox.TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE: sandbox.TEMPORAL_NAMESPACE });
-  }
-  return loadConfig({ env }).temporal;
+  return loadConfigWithSandbox(['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE']).temporal;
 }
 
 /** Extra catalog entries from a module (test runbooks, plug-ins): RUNBOOK_EXTRA_CATALOG=path. */

@@ -77,28 +77,25 @@ function capacityMetrics(job, history) {
   const lines = [];
   for (const [name, series] of Object.entries(capacityModel.capacitySeries)) {
     if (series.job !== job) continue;
-    const labels = Object.entries(series.labels).map(([label, value]) => `${label}="${value}"`).join(',');
     lines.push(`# HELP ${series.metric} ${series.help}`, `# TYPE ${series.metric} ${series.type}`);
-    lines.push(`${series.metric}{${labels}} ${capacityModel.value(name, now, history.originMs)}`);
+    lines.push(`${series.metric}{${capacityModel.labelText(series.labels)}} ${capacityModel.value(name, now, history.originMs)}`);
   }
   return `${lines.join('\n')}\n`;
 }
-
-const capacityJobs = new Set(Object.values(capacityModel.capacitySeries).map((series) => series.job));
 
 http
   .createServer((req, res) => {
     const url = new URL(req.url, 'http://app');
     if (req.method === 'GET' && url.pathname === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' });
-      return res.end(JSON.stringify({ capacityJobs: [...capacityJobs] }));
+      return res.end(JSON.stringify({ capacityJobs: capacityModel.capacityJobs }));
     }
     if (req.method === 'GET' && url.pathname === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
       return res.end(metrics());
     }
     const job = url.pathname.startsWith('/metrics/') ? url.pathname.slice('/metrics/'.length) : undefined;
-    if (req.method === 'GET' && job !== undefined && capacityJobs.has(job)) {
+    if (req.method === 'GET' && job !== undefined && capacityModel.capacityJobs.includes(job)) {
       const history = capacityHistory();
       if (!history) {
         // No origin to continue from: the target shows as down instead of inventing a history.

@@ -1,13 +1,13 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as capacityModel from './capacity-model';
-import { port, type TestbedLayout } from './layout';
+import type { TestbedLayout } from './layout';
 import { runChecked } from './processes';
 import type { CapacitySeriesName } from './capacity-model';
 
-/** The model of the capacity series (capacity-model.js): parameters, trend(), level(), value(). */
+/** The model of the capacity series (capacity-model.js): the series' parameters and value(). */
 export { capacityModel };
-export type { CapacitySeries, CapacitySeriesName } from './capacity-model';
+export type { CapacitySeriesName } from './capacity-model';
 
 export const capacitySeriesNames = Object.keys(capacityModel.capacitySeries) as CapacitySeriesName[];
 
@@ -35,8 +35,7 @@ export function readCapacityHistory(layout: TestbedLayout): CapacityHistory | un
 
 /** Paths app-metrics.js serves each scrape job's series on (see the Prometheus scrape config). */
 export function capacityScrapeJobs(): Array<{ job: string; metricsPath: string }> {
-  const jobs = [...new Set(capacitySeriesNames.map((name) => capacityModel.capacitySeries[name].job))];
-  return jobs.map((job) => ({ job, metricsPath: `/metrics/${job}` }));
+  return capacityModel.capacityJobs.map((job) => ({ job, metricsPath: `/metrics/${job}` }));
 }
 
 /** Labels of a series as Prometheus stores it: the exposed ones plus job and instance. */
@@ -48,16 +47,7 @@ export function storedLabels(name: CapacitySeriesName, history: CapacityHistory)
 /** PromQL selector of one series by its exposed labels, e.g. pg_database_size_bytes{namespace="short-drama-prod",datname="short_drama_prod"}. */
 export function capacitySelector(name: CapacitySeriesName): string {
   const series = capacityModel.capacitySeries[name];
-  const matchers = Object.entries(series.labels).map(([label, value]) => `${label}="${value}"`);
-  return `${series.metric}{${matchers.join(',')}}`;
-}
-
-/**
- * The model's straight line at timeMs (for the counter: its rate, in cores): what a linear
- * forecast fitted on the history should give for that time, e.g. 90 days after the last point.
- */
-export function expectedTrendAt(name: CapacitySeriesName, history: CapacityHistory, timeMs: number): number {
-  return capacityModel.trend(name, timeMs, history.originMs);
+  return `${series.metric}{${capacityModel.labelText(series.labels)}}`;
 }
 
 /**
@@ -72,9 +62,7 @@ export function capacityOpenMetrics(history: CapacityHistory): string {
     // OpenMetrics names a counter's family without its _total suffix.
     const family = series.type === 'counter' ? series.metric.replace(/_total$/, '') : series.metric;
     lines.push(`# HELP ${family} ${series.help}`, `# TYPE ${family} ${series.type}`);
-    const labels = Object.entries(storedLabels(name, history))
-      .map(([label, value]) => `${label}="${value}"`)
-      .join(',');
+    const labels = capacityModel.labelText(storedLabels(name, history));
     // From the end backwards, so the last sample is exactly at endMs; then in time order. OpenMetrics timestamps are seconds.
     const times: number[] = [];
     for (let t = history.endMs; t >= history.originMs; t -= stepMs) times.push(t);
@@ -87,19 +75,20 @@ export function capacityOpenMetrics(history: CapacityHistory): string {
 }
 
 /**
- * Writes the anchor file and `historyDays` of samples ending now into dataDir as TSDB blocks
+ * Writes the anchor file and `historyDays` of samples ending now into dataDir as TSDB blocks, the
+ * series labelled with `instance`, the app-metrics target Prometheus scrapes them from
  * (promtool, from the Debian prometheus package). dataDir must be empty: blocks overlapping an
  * older history would be merged with it. 162h blocks (a hidden flag of promtool 2.42; the largest
  * compaction range Prometheus uses with 90d retention): 6 blocks in a fraction of a second,
  * instead of 361 two-hour blocks, each of which makes promtool parse the whole file again (~8 s).
  */
-export function backfillCapacityHistory(layout: TestbedLayout, dataDir: string, now = Date.now()): CapacityHistory {
+export function backfillCapacityHistory(layout: TestbedLayout, dataDir: string, instance: string, now = Date.now()): CapacityHistory {
   // Whole seconds: promtool truncates fractional timestamps, which could move a sample by 1 ms.
   const endMs = Math.floor(now / 1000) * 1000;
   const history: CapacityHistory = {
     originMs: endMs - capacityModel.historyDays * capacityModel.msPerDay,
     endMs,
-    instance: `127.0.0.1:${port(layout, 'appMetrics')}`,
+    instance,
   };
   const file = capacityHistoryFile(layout);
   mkdirSync(join(file, '..'), { recursive: true });

@@ -25,9 +25,9 @@ export declare const msPerDay: number;
 export declare const historyDays: number;
 export declare const sampleIntervalSeconds: number;
 export declare const capacitySeries: Readonly<Record<CapacitySeriesName, CapacitySeries>>;
-/** The straight line alone (counter: its rate): what a linear forecast should find. */
-export declare function trend(name: CapacitySeriesName, timeMs: number, originMs: number): number;
-/** The line plus the daily wave: the gauge's value, or the counter's instantaneous rate. */
-export declare function level(name: CapacitySeriesName, timeMs: number, originMs: number): number;
+/** The scrape jobs of the series, each once, in series order. */
+export declare const capacityJobs: readonly string[];
+/** Labels as the text formats write them inside the braces: namespace="short-drama-prod",datname="short_drama_prod". */
+export declare function labelText(labels: Readonly<Record<string, string>>): string;
 /** The exposed sample: the gauge in whole units, the counter as its cumulative value since originMs. */
 export declare function value(name: CapacitySeriesName, timeMs: number, originMs: number): number;

@@ -81,6 +81,16 @@ const capacitySeries = {
   },
 };
 
+/** The scrape jobs of the series, each once, in series order (app-metrics.js serves each at /metrics/<job>). */
+const capacityJobs = [...new Set(Object.values(capacitySeries).map((series) => series.job))];
+
+/** Labels as the text formats write them inside the braces: namespace="short-drama-prod",datname="short_drama_prod". */
+function labelText(labels) {
+  return Object.entries(labels)
+    .map(([label, value]) => `${label}="${value}"`)
+    .join(',');
+}
+
 function parameters(name) {
   const p = capacitySeries[name];
   if (!p) throw new Error(`unknown capacity series "${name}"`);
@@ -113,4 +123,4 @@ function value(name, timeMs, originMs) {
   return lineSeconds + waveSeconds;
 }
 
-module.exports = { msPerDay, historyDays, sampleIntervalSeconds, capacitySeries, trend, level, value };
+module.exports = { msPerDay, historyDays, sampleIntervalSeconds, capacitySeries, capacityJobs, labelText, value };

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { capacityHistoryFile } from './capacity-history';
-import { port, type PortName } from './layout';
+import { port, type PortName, type TestbedLayout } from './layout';
 import { startDetached, waitUntil } from './processes';
 import type { ServiceName, TestbedContext, TestbedServer } from './context';
 
@@ -8,8 +8,13 @@ export function webhookUrl(ctx: TestbedContext): string {
   return `http://127.0.0.1:${port(ctx.layout, 'webhook')}`;
 }
 
+/** host:port of the app-metrics server: Prometheus' scrape target, hence the instance label of its series. */
+export function appMetricsTarget(layout: TestbedLayout): string {
+  return `127.0.0.1:${port(layout, 'appMetrics')}`;
+}
+
 export function appMetricsUrl(ctx: TestbedContext): string {
-  return `http://127.0.0.1:${port(ctx.layout, 'appMetrics')}`;
+  return `http://${appMetricsTarget(ctx.layout)}`;
 }
 
 /** A small server of ours (plain Node.js, nothing to install), started like the others. */

@@ -1,9 +1,11 @@
 import { rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { prometheusGet } from '../../activities/prometheus';
 import { testbedAlertRulesFile, writeTestbedAlertRules } from './alert-rules';
 import { backfillCapacityHistory, capacityScrapeJobs, capacitySelector } from './capacity-history';
 import { ensureDebianPackages } from './install';
 import { port } from './layout';
+import { appMetricsTarget } from './node-servers';
 import { startDetached, waitUntil } from './processes';
 import type { TestbedContext, TestbedServer } from './context';
 
@@ -12,9 +14,7 @@ export function prometheusUrl(ctx: TestbedContext): string {
 }
 
 async function instantQuery(ctx: TestbedContext, query: string): Promise<unknown[]> {
-  const response = await fetch(`${prometheusUrl(ctx)}/api/v1/query?query=${encodeURIComponent(query)}`, { signal: AbortSignal.timeout(5000) });
-  const body = (await response.json()) as { data?: { result?: unknown[] } };
-  return body.data?.result ?? [];
+  return (await prometheusGet<{ result: unknown[] }>(prometheusUrl(ctx), 'api/v1/query', { query }, 5000)).result;
 }
 
 async function isReady(ctx: TestbedContext): Promise<boolean> {
@@ -24,9 +24,8 @@ async function isReady(ctx: TestbedContext): Promise<boolean> {
 
 /** The group of deploy/prometheus/runbook-alerts.yml is loaded (a Prometheus from before the alert rules is not). */
 async function hasAlertRules(ctx: TestbedContext): Promise<boolean> {
-  const response = await fetch(`${prometheusUrl(ctx)}/api/v1/rules?type=alert`, { signal: AbortSignal.timeout(2000) });
-  const body = (await response.json()) as { data?: { groups?: Array<{ name: string }> } };
-  return body.data?.groups?.some((g) => g.name === 'runbook-alerts') === true;
+  const { groups } = await prometheusGet<{ groups: Array<{ name: string }> }>(prometheusUrl(ctx), 'api/v1/rules', { type: 'alert' }, 2000);
+  return groups.some((g) => g.name === 'runbook-alerts');
 }
 
 /**
@@ -44,8 +43,9 @@ export const prometheusServer: TestbedServer = {
   async isHealthy(ctx) {
     // A Prometheus started before the history existed (or whose history is gone) is not the one
     // the tests need: `up` then restarts it, which backfills. 29 days back is inside the history
-    // right after a start and stays so while Prometheus runs.
-    return (await isReady(ctx)) && (await instantQuery(ctx, `${capacitySelector('databaseSize')} offset 29d`)).length > 0 && (await hasAlertRules(ctx));
+    // right after a start and stays so while Prometheus runs. (One that is not ready fails the query.)
+    const [history, alertRules] = await Promise.all([instantQuery(ctx, `${capacitySelector('databaseSize')} offset 29d`), hasAlertRules(ctx)]);
+    return history.length > 0 && alertRules;
   },
   async start(ctx) {
     const { layout } = ctx;
@@ -55,11 +55,11 @@ export const prometheusServer: TestbedServer = {
     // scrapes must come after the last backfilled sample.
     rmSync(dataDir, { recursive: true, force: true });
     mkdirSync(dataDir, { recursive: true });
+    const appMetrics = appMetricsTarget(layout);
     const t0 = Date.now();
-    const history = backfillCapacityHistory(layout, dataDir);
+    const history = backfillCapacityHistory(layout, dataDir, appMetrics);
     ctx.log(`prometheus: ${Math.round((history.endMs - history.originMs) / 86_400_000)} days of capacity history backfilled in ${Date.now() - t0} ms`);
     const configFile = join(dir, 'prometheus.yml');
-    const appMetricsTarget = `127.0.0.1:${port(layout, 'appMetrics')}`;
     writeTestbedAlertRules(layout);
     writeFileSync(
       configFile,
@@ -83,12 +83,12 @@ export const prometheusServer: TestbedServer = {
         `      - targets: ['127.0.0.1:${port(layout, 'temporalMetrics')}']`,
         '  - job_name: short-drama-app',
         '    static_configs:',
-        `      - targets: ['${appMetricsTarget}']`,
+        `      - targets: ['${appMetrics}']`,
         ...capacityScrapeJobs().flatMap(({ job, metricsPath }) => [
           `  - job_name: ${job}`,
           `    metrics_path: ${metricsPath}`,
           '    static_configs:',
-          `      - targets: ['${appMetricsTarget}']`,
+          `      - targets: ['${appMetrics}']`,
         ]),
         '',
       ].join('\n'),

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { linesInWindow } from '../../activities/incident-evidence';
@@ -9,7 +9,7 @@ import { failureOf } from '../helpers/failures';
 import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, criLogLines, kubernetesNamespace as ns } from '../helpers/kube-cluster';
 import { clearContainerLogs, podLogFile, putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
-import { testbedEnv } from '../helpers/testbed';
+import { testbedEnv, testbedS3 } from '../helpers/testbed';
 
 /**
  * The evidence activities of postIncidentReview against the real control plane and SeaweedFS:
@@ -18,7 +18,7 @@ import { testbedEnv } from '../helpers/testbed';
  */
 const env = testbedEnv();
 const Bucket = env.S3_BUCKET!;
-const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
+const s3 = testbedS3();
 const kc = adminKubeConfig();
 const core = kc.makeApiClient(CoreV1Api);
 const folder = `test-incident-${randomUUID()}/`;

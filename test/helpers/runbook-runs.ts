@@ -1,11 +1,11 @@
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { RunbookClient } from '../../client';
 import type { RunbookStatus } from '../../common/runbook';
 import type { RunbookConfig } from '../../config/schema';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { connectClient } from '../../workers/temporal-client';
-import { testbedEnv } from './testbed';
+import { testbedEnv, testbedS3 } from './testbed';
 
 /** Waits until the run asks for approval of this step, and returns what it asks. */
 export async function pendingOf(runbooks: RunbookClient, workflowId: string, stepId: string): Promise<NonNullable<RunbookStatus['pending']>> {
@@ -27,15 +27,13 @@ export async function terminateRuns(temporal: RunbookConfig['temporal'], workflo
   }
 }
 
+/** readBucketText's client, made on first use and kept for the test file (its idle keep-alive sockets do not hold the process). */
+let bucketReader: S3Client | undefined;
+
 /** An object of the test bed's bucket as text (reports, evidence). */
 export async function readBucketText(key: string): Promise<string> {
-  const env = testbedEnv();
-  const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
-  try {
-    return await (await s3.send(new GetObjectCommand({ Bucket: env.S3_BUCKET, Key: key }))).Body!.transformToString();
-  } finally {
-    s3.destroy();
-  }
+  bucketReader ??= testbedS3();
+  return (await bucketReader.send(new GetObjectCommand({ Bucket: testbedEnv().S3_BUCKET, Key: key }))).Body!.transformToString();
 }
 
 /** Activity types a run scheduled, in order (e.g. to show bad input stopped it before any work). */

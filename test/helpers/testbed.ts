@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { S3Client } from '@aws-sdk/client-s3';
 import { loadConfig } from '../../config/load';
 import type { RunbookConfig } from '../../config/schema';
 import { readTestbedEnv } from '../../scripts/testbed';
@@ -15,6 +16,16 @@ export function testbedEnv(): Record<string, string> {
 export function testbedConfig(overrides: Record<string, string | undefined> = {}): RunbookConfig {
   const env: Record<string, string | undefined> = { ...testbedEnv(), TEMPORAL_TASK_QUEUE: `test-${randomUUID()}`, ...overrides };
   return loadConfig({ env: env as NodeJS.ProcessEnv });
+}
+
+/**
+ * A client of the test bed's S3 (SeaweedFS) with its credentials, as the tests see it: from the env
+ * file (scripts/testbed/s3-server.ts testbedS3Client needs the test bed's context instead, and
+ * does not retry). The caller destroys it.
+ */
+export function testbedS3(): S3Client {
+  const env = testbedEnv();
+  return new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
 }
 
 /** A loopback port nothing listens on, for "target down" cases (not 9 or 1: fetch refuses those as "bad ports"). */

@@ -1,6 +1,6 @@
 import { writeFileSync, readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
-import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
 import { AutoscalingV2Api, CoreV1Api } from '@kubernetes/client-node';
 import { createRunbookClient } from '../../client';
@@ -12,7 +12,7 @@ import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-act
 import { adminKubeConfig, criLogLines, layout, seededLogFile } from '../helpers/kube-cluster';
 import { putIntoCrashLoop, readyPods } from '../helpers/kube-pods';
 import { readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
-import { closedPort, testbedConfig, testbedEnv } from '../helpers/testbed';
+import { closedPort, testbedConfig, testbedEnv, testbedS3 } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
 
 const namespace = 'short-drama-prod';
@@ -29,7 +29,7 @@ describe('dailyHealthCheck', () => {
   const env = testbedEnv();
   const kc = adminKubeConfig();
   const core = kc.makeApiClient(CoreV1Api);
-  const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
+  const s3 = testbedS3();
   const bucket = env.S3_BUCKET!;
   const backupPrefix = `database/test-daily-${randomUUID().slice(0, 8)}/`;
   const appLog = seededLogFile(layout, 'app');

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DeleteObjectsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { createRunbookClient } from '../../client';
@@ -11,7 +11,7 @@ import { recordHistory } from '../helpers/histories';
 import { deleteBoundClaim, scratchBoundClaim } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, execWorkDir, layout } from '../helpers/kube-cluster';
 import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
-import { testbedConfig, testbedEnv } from '../helpers/testbed';
+import { testbedConfig, testbedEnv, testbedS3 } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
 
 const namespace = 'short-drama-prod';
@@ -31,7 +31,7 @@ describe('diskPressure', () => {
   const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }, { id: 'carol', roles: ['manager'] }]) });
   const kc = adminKubeConfig();
   const core = kc.makeApiClient(CoreV1Api);
-  const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
+  const s3 = testbedS3();
   const bucket = env.S3_BUCKET!;
   const cleanups: Array<() => Promise<void>> = [];
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
 import { AppsV1Api } from '@kubernetes/client-node';
 import { Client as PgClient } from 'pg';
@@ -10,7 +10,7 @@ import { recordHistory } from '../helpers/histories';
 import { deleteBoundClaim, deleteDeployment, scratchBoundClaim, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig } from '../helpers/kube-cluster';
 import { readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
-import { testbedConfig, testbedEnv } from '../helpers/testbed';
+import { testbedConfig, testbedEnv, testbedS3 } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
 
 const namespace = 'short-drama-prod';
@@ -26,7 +26,7 @@ const day = 86_400_000;
 describe('monthlyReview', () => {
   const env = testbedEnv();
   const kc = adminKubeConfig();
-  const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
+  const s3 = testbedS3();
   const bucket = env.S3_BUCKET!;
   const backupPrefix = `database/test-monthly-${randomUUID().slice(0, 8)}/`;
   let dump: Buffer;

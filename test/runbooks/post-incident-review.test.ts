@@ -1,5 +1,5 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { DeleteObjectsCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand } from '@aws-sdk/client-s3';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
@@ -15,7 +15,7 @@ import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-act
 import { adminKubeConfig, kubernetesNamespace as ns } from '../helpers/kube-cluster';
 import { clearContainerLogs, putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
 import { readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
-import { testbedConfig, testbedEnv } from '../helpers/testbed';
+import { testbedConfig, testbedEnv, testbedS3 } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
 
 const env = testbedEnv();
@@ -45,7 +45,7 @@ describe('postIncidentReview', () => {
   const config = testbedConfig();
   const kc = adminKubeConfig();
   const core = kc.makeApiClient(CoreV1Api);
-  const s3 = new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
+  const s3 = testbedS3();
   const deployment = unique('pir-app');
   const secretName = unique('pir-secret');
   const secretValue = `pir-${randomBytes(20).toString('hex')}`;
