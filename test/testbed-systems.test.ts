@@ -7,7 +7,6 @@ import {
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
-  S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { Connection } from '@temporalio/client';
@@ -19,7 +18,7 @@ import { runbookSearchAttributeKeys } from '../common/search-attributes';
 import { capacityModel, capacitySelector, capacitySeriesNames, readCapacityHistory, storedLabels, type CapacityHistory } from '../scripts/testbed/capacity-history';
 import { testbedLayout } from '../scripts/testbed/layout';
 import { waitUntil } from '../scripts/testbed/processes';
-import { testbedEnv } from './helpers/testbed';
+import { testbedEnv, testbedS3 } from './helpers/testbed';
 
 /** Proof that each server of the test bed is the real thing, not a stand-in. */
 describe('test bed systems are real', () => {
@@ -76,12 +75,7 @@ describe('test bed systems are real', () => {
   });
 
   describe('S3 (SeaweedFS)', () => {
-    const s3 = new S3Client({
-      endpoint: env.S3_ENDPOINT,
-      region: env.S3_REGION,
-      forcePathStyle: true,
-      credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! },
-    });
+    const s3 = testbedS3();
     const Bucket = env.S3_BUCKET!;
     afterAll(() => s3.destroy());
 

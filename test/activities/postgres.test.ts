@@ -1,25 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, connect as netConnect, type AddressInfo, type Server, type Socket } from 'node:net';
-import { DeleteObjectsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { Client, Pool } from 'pg';
 import { createPostgresActivities, type PostgresDeps } from '../../activities/postgres';
 import { libpqEnvironment, assertScratchName, defaultScratchName } from '../../activities/postgres-restore';
 import { chooseStatementTimingColumns, slowestStatementsSql, statementTextLimit } from '../../activities/postgres-statistics';
-import { closedPort, testbedEnv } from '../helpers/testbed';
+import { closedPort, testbedEnv, testbedS3 } from '../helpers/testbed';
 import { createScratchDatabase, databaseExists, uniqueSuffix, waitUntil, withAdmin, type ScratchDatabase } from '../helpers/postgres-scratch';
 
 type Activities = ReturnType<typeof createPostgresActivities>;
 
 const env = testbedEnv();
 const suffix = uniqueSuffix();
-const s3 = new S3Client({
-  endpoint: env.S3_ENDPOINT,
-  region: env.S3_REGION,
-  forcePathStyle: true,
-  credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! },
-});
+const s3 = testbedS3();
 const bucket = env.S3_BUCKET!;
 const pools: Pool[] = [];
 

@@ -1,8 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { backupTime, createS3Activities, dateInKeyName } from '../../activities/s3';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
-import { testbedEnv } from '../helpers/testbed';
+import { testbedEnv, testbedS3 } from '../helpers/testbed';
 import { CancelledFailure } from '@temporalio/common';
 import { failureOf } from '../helpers/failures';
 
@@ -14,12 +14,7 @@ import { failureOf } from '../helpers/failures';
  */
 const env = testbedEnv();
 const Bucket = env.S3_BUCKET!;
-const s3 = new S3Client({
-  endpoint: env.S3_ENDPOINT,
-  region: env.S3_REGION,
-  forcePathStyle: true,
-  credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! },
-});
+const s3 = testbedS3();
 const dayMs = 86_400_000;
 const harnesses: ActivityHarness[] = [];
 const createdPrefixes: string[] = [];
@@ -151,12 +146,7 @@ describe('verifyDumpObject', () => {
     const key = `${prefix}big.sql`;
     const body = Buffer.concat([Buffer.from('--\n-- PostgreSQL database dump\n--\n'), Buffer.alloc(3 * 1024 * 1024, 'x')]);
     await put(key, body);
-    const client = new S3Client({
-      endpoint: env.S3_ENDPOINT,
-      region: env.S3_REGION,
-      forcePathStyle: true,
-      credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! },
-    });
+    const client = testbedS3();
     const gets: Array<{ range?: string; bytes?: number }> = [];
     client.middlewareStack.add(
       (next, context) => async (args) => {
