@@ -16,6 +16,7 @@ import type { V1LabelSelector, V1Pod } from '@kubernetes/client-node';
 import { throwIfCancelled } from './cancellation';
 import { classified, failure, invalidInput } from './errors';
 import { assertKubernetesName, assertNamespaceAllowed } from './guards';
+import { parseQuantity } from '../common/quantity';
 
 /** Our field manager for server-side apply and every write. */
 export const fieldManager = 'runbook-automation';
@@ -145,20 +146,8 @@ export async function pollUntil<T>(what: string, options: PollOptions, check: ()
   }
 }
 
-const binarySuffixes: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60 };
-const decimalSuffixes: Record<string, number> = { n: 1e-9, u: 1e-6, m: 1e-3, '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18 };
-const quantityPattern = /^([+-]?(?:\d+(?:\.\d*)?|\.\d+))(?:(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)|[eE]([+-]?\d+))?$/;
-
-/** A Kubernetes resource.Quantity as a number (cores for CPU, bytes for memory); undefined when not one. */
-export function parseQuantity(text: string | undefined): number | undefined {
-  if (typeof text !== 'string') return undefined;
-  const m = quantityPattern.exec(text.trim());
-  if (!m) return undefined;
-  const n = Number(m[1]);
-  if (m[3] !== undefined) return n * 10 ** Number(m[3]);
-  const suffix = m[2] ?? '';
-  return n * (binarySuffixes[suffix] ?? decimalSuffixes[suffix] ?? 1);
-}
+/** Quantities are parsed in common/quantity.ts (workflows use them too); re-exported for the activities. */
+export { parseQuantity };
 
 export function assertQuantity(text: string, what: string): void {
   if (parseQuantity(text) === undefined || (parseQuantity(text) ?? -1) < 0) throw invalidInput(`invalid ${what} "${text}": expected a Kubernetes quantity such as 500m, 2, 512Mi or 10Gi`);

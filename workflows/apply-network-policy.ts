@@ -5,6 +5,7 @@ import type { FieldChange, LiveComparison, SecurityObjectResult } from '../activ
 import { applyNetworkPolicyInput, type ApplyNetworkPolicyInput } from '../common/inputs/apply-network-policy';
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, quickRead } from './activity-options';
+import { livePods } from './deployment-spec';
 import { changeText } from './field-changes';
 import { RunbookRun } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
@@ -84,7 +85,7 @@ export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<
     'selected-pods',
     `Pods in ${namespace} the policy's selectors match`,
     async (): Promise<SelectedPods> => {
-      const count = async (labelSelector: string) => (await read.listPodSummaries({ namespace, labelSelector })).pods.filter((p) => !p.terminating).length;
+      const count = async (labelSelector: string) => livePods((await read.listPodSummaries({ namespace, labelSelector })).pods).length;
       const [a, i, p, r] = await Promise.all([count(app), count(ingressController), count(postgres), count(redis)]);
       return { app: a, ingressController: i, postgres: p, redis: r };
     },
@@ -133,7 +134,7 @@ export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<
   }
   const verified = input.mode === 'execute' ? (outcome === 'applied' || outcome === 'not-needed') && live?.matches === true : undefined;
 
-  const planText = run.status().plan.find((p) => p.stepId === 'apply-policy')?.change.summary ?? 'no plan';
+  const planText = run.plannedStep('apply-policy')?.change.summary ?? 'no plan';
   const drift: FieldChange[] = planned?.action === 'configured' ? planned.changes : [];
   const verification = live ? (live.matches ? 'live spec verified equal to the desired spec' : `verification FAILED: ${live.exists ? live.differences.map(changeText).join(', ') : 'not found'}`) : 'not verified';
   const summary =

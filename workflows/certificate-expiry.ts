@@ -1,21 +1,16 @@
-import { ActivityFailure, ApplicationFailure, proxyActivities, TimeoutFailure } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { CertificateSummary } from '../activities/kubernetes-certificates';
 import type { EventSummary } from '../activities/kubernetes-pods';
 import { certificateExpiryInput, type CertificateExpiryInput } from '../common/inputs/certificate-expiry';
 import type { RunbookResultBase } from '../common/runbook';
-import { destructive, longRunning, quickRead } from './activity-options';
+import { destructive, quickRead } from './activity-options';
 import { RunbookRun } from './kernel/runbook-run';
+import { deadlineWait, waitWithinDeadline } from './rollout-wait';
 import { validateInput } from './validate-input';
 
 const read = proxyActivities<Activities>(quickRead);
 const change = proxyActivities<Activities>(destructive);
-/**
- * The wait for Ready heartbeats (longRunning), but is not retried by Temporal: a retry would start
- * the whole timeout again. A lost worker (heartbeat timeout) is retried below, with what is left of
- * the deadline; "not Ready in time" ends the wait.
- */
-const wait = proxyActivities<Activities>({ ...longRunning, retry: { ...longRunning.retry, maximumAttempts: 1 } });
 
 export type CertificateState = 'missing' | 'expired' | 'expiring' | 'not-ready' | 'healthy';
 
@@ -126,19 +121,12 @@ export async function certificateExpiry(raw: CertificateExpiryInput): Promise<Ce
     },
     apply: async () => {
       const applied = await change.applyManifest({ namespace, manifest });
-      const deadline = Date.now() + input.readyTimeoutSeconds * 1000;
-      for (let attempt = 1; ; attempt++) {
-        const remaining = Math.ceil((deadline - Date.now()) / 1000);
-        try {
-          const ready = await wait.waitForCertificateReady({ namespace, name: certificate, timeoutSeconds: Math.max(1, remaining), pollIntervalMs: 1000 });
-          after = ready;
-          return `ingresses/${ingress} ${applied.action} (server-side apply); ${certificate} Ready after ${Math.round(ready.waitedMs / 1000)}s, notAfter ${ready.notAfter ?? 'unknown'}`;
-        } catch (err) {
-          // A worker lost mid-wait: wait again for what is left of the deadline.
-          if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && attempt < 5 && deadline - Date.now() > 1000) continue;
-          throw err;
-        }
-      }
+      // A worker lost mid-wait is waited for again with what is left of the deadline; "not Ready in time" fails the step.
+      const ready = await waitWithinDeadline(input.readyTimeoutSeconds, (remainingSeconds) =>
+        deadlineWait.waitForCertificateReady({ namespace, name: certificate, timeoutSeconds: remainingSeconds, pollIntervalMs: 1000 }),
+      );
+      after = ready;
+      return `ingresses/${ingress} ${applied.action} (server-side apply); ${certificate} Ready after ${Math.round(ready.waitedMs / 1000)}s, notAfter ${ready.notAfter ?? 'unknown'}`;
     },
   });
 

@@ -5,7 +5,7 @@ import { dailyChecks, dailyHealthCheckInput, type DailyCheck, type DailyHealthCh
 import { longRunning, quickRead } from './activity-options';
 import { Checklist } from './kernel/checklist';
 import { validateInput } from './validate-input';
-import { checkedOutput, dfUsePercent } from './exec-output';
+import { dfLine, dfUsePercent } from './exec-output';
 import { checkSlowStatements } from './slow-statements-check';
 
 const read = proxyActivities<Activities>(quickRead);
@@ -188,7 +188,7 @@ export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<Dail
 
   if (selected.has('database-volume')) await checklist.check('database-volume', '资源使用检查', `Database volume (df -h ${input.dataDir})`, async (row) => {
     const result = await slow.execInPod({ namespace, deployment: input.databaseDeployment, command: ['df', '-h', input.dataDir], timeoutSeconds: 60, maxOutputBytes: 65_536 });
-    const line = checkedOutput(`df -h ${input.dataDir}`, result).trim().split('\n').slice(-1)[0] ?? '';
+    const line = dfLine(input.dataDir, result);
     const percent = dfUsePercent(line);
     return [
       row({

@@ -7,7 +7,7 @@ import { memoryBytes, memoryQuantity } from '../common/quantity';
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, longRunning, quickRead } from './activity-options';
 import { RunbookRun } from './kernel/runbook-run';
-import { checkedOutput, dfUsePercent } from './exec-output';
+import { checkedOutput, dfLine, dfUsePercent } from './exec-output';
 import { validateInput } from './validate-input';
 
 const read = proxyActivities<Activities>(quickRead);
@@ -44,6 +44,17 @@ export interface DiskPressureResult extends RunbookResultBase {
 
 const kib = (n: number) => (n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)}G` : n >= 1024 ? `${(n / 1024).toFixed(1)}M` : `${n}K`);
 
+/** The state the runbook reads before and after its changes: the PVC, df and du of the volume, old logs and old backups. */
+function diskState(claim: PvcSummary, df: string, largest: DiskUsage['largest'], oldLogs: number, oldBackups: number): DiskPressureState {
+  const usePercent = dfUsePercent(df);
+  return {
+    pvc: { ...(claim.capacity ? { capacity: claim.capacity } : {}), ...(claim.requested ? { requested: claim.requested } : {}), ...(claim.storageClass ? { storageClass: claim.storageClass } : {}), allowsExpansion: claim.allowsExpansion },
+    disk: { df, ...(usePercent !== undefined ? { usePercent } : {}), largest },
+    oldLogs,
+    oldBackups,
+  };
+}
+
 /** Deletes at most $3 of the files find lists, printing each one deleted. Arguments are positional, never spliced into the script. */
 const deleteLogsScript = `find "$1" -type f -name '*.log' -mtime +"$2" -print | head -n "$3" | while IFS= read -r f; do rm -f -- "$f" && printf '%s\\n' "$f"; done`;
 
@@ -76,7 +87,7 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
     if (!claim) throw ApplicationFailure.create({ type: 'NotFound', nonRetryable: true, message: `persistentvolumeclaims/${pvc} not found in namespace ${namespace}` });
     return claim;
   };
-  const readDf = async (): Promise<string> => checkedOutput(`df -h ${dataDir}`, await exec(['df', '-h', dataDir])).trim().split('\n').slice(-1)[0] ?? '';
+  const readDf = async (): Promise<string> => dfLine(dataDir, await exec(['df', '-h', dataDir]));
   const readDu = async (): Promise<Array<{ path: string; kib: number }>> => {
     const out = checkedOutput(`du -k -d 1 ${dataDir}`, await exec(['du', '-k', '-d', '1', dataDir]));
     return out
@@ -105,12 +116,7 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
   const oldBackups = await run.read('old-backups', `Backups under ${backupPrefix} older than ${backupsOlderThanDays} days`, dryBackups, (b) =>
     `${b.old} of ${b.scanned} objects older than ${b.cutoff}${b.protected.length ? ` (kept: ${b.protected.join(', ')})` : ''}`,
   );
-  const before: DiskPressureState = {
-    pvc: { ...(claim.capacity ? { capacity: claim.capacity } : {}), ...(claim.requested ? { requested: claim.requested } : {}), ...(claim.storageClass ? { storageClass: claim.storageClass } : {}), allowsExpansion: claim.allowsExpansion },
-    disk: { df, ...(dfUsePercent(df) !== undefined ? { usePercent: dfUsePercent(df)! } : {}), largest },
-    oldLogs: countOf(oldLogs),
-    oldBackups: oldBackups.old,
-  };
+  const before = diskState(claim, df, largest, countOf(oldLogs), oldBackups.old);
 
   await run.change({
     stepId: 'delete-old-logs',
@@ -186,13 +192,7 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
       'PVC, disk usage, old logs and old backups after the changes',
       async () => {
         const [c, d, l, o, b] = await Promise.all([readPvc(), readDf(), readDu(), readOldLogs(), dryBackups()]);
-        const state: DiskPressureState = {
-          pvc: { ...(c.capacity ? { capacity: c.capacity } : {}), ...(c.requested ? { requested: c.requested } : {}), ...(c.storageClass ? { storageClass: c.storageClass } : {}), allowsExpansion: c.allowsExpansion },
-          disk: { df: d, ...(dfUsePercent(d) !== undefined ? { usePercent: dfUsePercent(d)! } : {}), largest: l },
-          oldLogs: countOf(o),
-          oldBackups: b.old,
-        };
-        return state;
+        return diskState(c, d, l, countOf(o), b.old);
       },
       (s) => `PVC requests ${s.pvc.requested ?? 'unknown'}, ${s.disk.df}, ${s.oldLogs} old log files, ${s.oldBackups} old backups`,
     );

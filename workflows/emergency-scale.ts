@@ -16,6 +16,7 @@ import { cpuCores, memoryBytes } from '../common/quantity';
 import type { RunbookResultBase } from '../common/runbook';
 import { stableJson } from '../common/stable-json';
 import { destructive, quickRead } from './activity-options';
+import { containerOf, deploymentOf, podCounts } from './deployment-spec';
 import { RunbookRun } from './kernel/runbook-run';
 import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
@@ -127,14 +128,10 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
   const fail = (message: string, type = 'Refused') => ApplicationFailure.create({ type, nonRetryable: true, message });
 
   const readDeployment = async () => {
-    const d = (await read.snapshotNamespaceConfig({ namespace })).deployments.find((x) => x.name === deployment);
-    if (!d) throw fail(`deployments.apps/${deployment} not found in namespace ${namespace}`, 'NotFound');
+    const d = deploymentOf(await read.snapshotNamespaceConfig({ namespace }), deployment);
     return { replicas: d.replicas ?? 1, containers: d.containers.map((c) => ({ name: c.name, resources: { requests: { ...(c.requests ?? {}) }, limits: { ...(c.limits ?? {}) } } })) };
   };
-  const readPods = async () => {
-    const live = (await read.listPodSummaries({ namespace, deployment })).pods.filter((p) => !p.terminating);
-    return { pods: live.length, readyPods: live.filter((p) => p.ready).length };
-  };
+  const readPods = async () => podCounts((await read.listPodSummaries({ namespace, deployment })).pods);
   const readAutoscaler = async (): Promise<AutoscalerBounds | undefined> => {
     const mine = (await read.listHorizontalPodAutoscalers({ namespace })).autoscalers.filter((a) => a.target === `Deployment/${deployment}`);
     if (mine.length > 1) throw fail(`${mine.length} HPAs target ${where} (${mine.map((a) => a.name).join(', ')}): they fight each other; leave one before scaling`);
@@ -150,8 +147,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
     a ? `HPA ${a.name} (${boundsText(a)}) decides the replicas of ${where}` : `no HPA targets ${where}`,
   );
   const container = input.container ?? spec.containers[0]?.name ?? '';
-  const current = spec.containers.find((c) => c.name === container);
-  if (!current) throw fail(`deployments.apps/${deployment} in namespace ${namespace} has no container ${container} (containers: ${spec.containers.map((c) => c.name).join(', ')})`, 'NotFound');
+  const current = containerOf({ namespace, deployment }, spec.containers, container);
   const before: SizeState = { replicas: spec.replicas, ...pods, ...(autoscaler ? { autoscaler } : {}), container, resources: current.resources };
 
   // Refused before anyone is asked: scaling down, lowering or adding a resource value.
@@ -357,7 +353,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
   const touched = outcomes.some((o) => o === 'applied' || o === 'failed');
   const sizeStep = run.outcomeOf(steps[0]!);
   const resourcesStep = run.outcomeOf(steps[1]!);
-  const plannedResources = run.status().plan.find((p) => p.stepId === 'set-resources')?.change.details as ResourcesPlan | undefined;
+  const plannedResources = run.plannedStep('set-resources')?.change.details as ResourcesPlan | undefined;
   const aimedReplicas = action === 'scale' ? input.replicas! : (sizeStep === 'applied' ? restoredSize?.replicas : undefined);
 
   let after: EmergencyScaleResult['after'];
@@ -386,8 +382,8 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
   }
 
   const stateText = (s: SizeState) => `${replicasText(s.replicas)} (${s.readyPods}/${s.pods} pods ready)${s.autoscaler ? `, HPA ${s.autoscaler.name} ${boundsText(s.autoscaler)}` : ''}, ${s.container}: ${resourcesText(s.resources)}`;
-  const planLines = run.status().plan.filter((p) => p.change.needed).map((p) => p.change.summary);
-  const applied = run.status().timeline.filter((e) => e.event === 'applied').map((e) => `${e.stepId}: ${e.detail}`);
+  const planLines = steps.flatMap((s) => run.plannedStep(s) ?? []).filter((p) => p.change.needed).map((p) => p.change.summary);
+  const applied = run.timelineOf().filter((e) => e.event === 'applied').map((e) => `${e.stepId}: ${e.detail}`);
   const summary =
     input.mode === 'plan'
       ? `${where}: plan: ${planLines.join(' | ') || 'nothing to change'}`

@@ -10,8 +10,13 @@ export function checkedOutput(what: string, r: ExecResult, okCodes: number[] = [
   return r.stdout;
 }
 
+/** The last line of `df -h <dir>` (the volume's line); '' when there is none. */
+export function dfLine(dir: string, r: ExecResult): string {
+  return checkedOutput(`df -h ${dir}`, r).trim().split('\n').slice(-1)[0] ?? '';
+}
+
 /** Use% of a `df -h` line, e.g. 85; undefined when the line has none. */
-export function dfUsePercent(dfLine: string): number | undefined {
-  const match = /\s(\d+)%\s/.exec(` ${dfLine} `);
+export function dfUsePercent(line: string): number | undefined {
+  const match = /\s(\d+)%\s/.exec(` ${line} `);
   return match ? Number(match[1]) : undefined;
 }

@@ -1,4 +1,4 @@
-import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { EventSummary, PodSummary } from '../activities/kubernetes-pods';
 import type { RevisionSummary } from '../activities/kubernetes-rollouts';
@@ -6,6 +6,7 @@ import { podCrashLoopInput, type PodCrashLoopInput } from '../common/inputs/pod-
 import { memoryBytes, raisedMemoryLimit } from '../common/quantity';
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, longRunning, quickRead } from './activity-options';
+import { containerOf, deploymentOf, livePods, podCounts, previousRevision } from './deployment-spec';
 import { RunbookRun } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 
@@ -81,15 +82,9 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
   const failingContainer = failing
     ? (failing.containers.find((c) => (input.container ? c.name === input.container : c.waitingReason !== undefined || c.lastTerminationReason !== undefined || !c.ready)) ?? failing.containers.find((c) => c.name === input.container))
     : undefined;
-  const snapshot = await run.read('deployment', `Containers and limits of ${namespace}/${deployment}`, async () => {
-    const s = await read.snapshotNamespaceConfig({ namespace });
-    const d = s.deployments.find((x) => x.name === deployment);
-    if (!d) throw ApplicationFailure.create({ type: 'NotFound', nonRetryable: true, message: `deployments.apps/${deployment} not found in namespace ${namespace}` });
-    return d;
-  }, (d) => d.containers.map((c) => `${c.name}: limits ${JSON.stringify(c.limits ?? {})}, requests ${JSON.stringify(c.requests ?? {})}`).join('; '));
+  const snapshot = await run.read('deployment', `Containers and limits of ${namespace}/${deployment}`, async () => deploymentOf(await read.snapshotNamespaceConfig({ namespace }), deployment), (d) => d.containers.map((c) => `${c.name}: limits ${JSON.stringify(c.limits ?? {})}, requests ${JSON.stringify(c.requests ?? {})}`).join('; '));
   const container = input.container ?? failingContainer?.name ?? snapshot.containers[0]?.name ?? '';
-  const spec = snapshot.containers.find((c) => c.name === container);
-  if (!spec) throw ApplicationFailure.create({ type: 'NotFound', nonRetryable: true, message: `deployments.apps/${deployment} in namespace ${namespace} has no container ${container} (containers: ${snapshot.containers.map((c) => c.name).join(', ')})` });
+  const spec = containerOf({ namespace, deployment }, snapshot.containers, container);
 
   let events: EventSummary[] = [];
   let previousLog = '';
@@ -123,7 +118,7 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
   const missing = missingConfig(waitingMessages);
   const errorLines = previousLog.split('\n').filter((l) => errorLine.test(l));
   const current = history.revisions.find((r) => r.revision === history.currentRevision);
-  const previous: RevisionSummary | undefined = history.revisions.filter((r) => r.revision < (history.currentRevision ?? 0)).sort((a, b) => b.revision - a.revision)[0];
+  const previous: RevisionSummary | undefined = previousRevision(history);
   const rolloutAgeMinutes = current?.createdAt ? (Date.now() - new Date(current.createdAt).getTime()) / 60_000 : undefined;
   const recentRollout = rolloutAgeMinutes !== undefined && rolloutAgeMinutes <= input.recentRolloutMinutes;
   let cause: PodCrashCause;
@@ -190,11 +185,11 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
   if (input.mode === 'execute' && (applied('raise-memory-limit') || applied('rollback'))) {
     after = await run.read('verify', `Pods and rollout of ${namespace}/${deployment} after the change`, async () => {
       const [p, h] = await Promise.all([read.listPodSummaries({ namespace, deployment }), read.getRolloutHistory({ namespace, deployment })]);
-      const live = p.pods.filter((x) => !x.terminating);
+      const counts = podCounts(p.pods);
       return {
-        pods: live.length,
-        ready: live.filter((x) => x.ready).length,
-        crashLooping: live.filter((x) => x.containers.some((c) => c.waitingReason === 'CrashLoopBackOff')).length,
+        pods: counts.pods,
+        ready: counts.readyPods,
+        crashLooping: livePods(p.pods).filter((x) => x.containers.some((c) => c.waitingReason === 'CrashLoopBackOff')).length,
         ...(h.currentRevision !== undefined ? { revision: h.currentRevision } : {}),
       };
     }, (a) => `${a.ready}/${a.pods} pods ready, ${a.crashLooping} in CrashLoopBackOff, revision ${a.revision ?? '?'}`);

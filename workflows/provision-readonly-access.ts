@@ -164,7 +164,7 @@ export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput)
   }
   const verified = input.mode === 'execute' ? (outcome === 'applied' || outcome === 'not-needed') && accessAfter?.asExpected === true : undefined;
 
-  const planText = run.status().plan.find((p) => p.stepId === 'ensure-access')?.change.summary ?? 'no plan';
+  const planText = run.plannedStep('ensure-access')?.change.summary ?? 'no plan';
   const drifted = objectsPlanned?.filter((o) => o.action === 'configured') ?? [];
   const summary =
     input.mode === 'plan'

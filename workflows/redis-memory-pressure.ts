@@ -1,10 +1,11 @@
-import { ApplicationFailure, patched, proxyActivities } from '@temporalio/workflow';
+import { patched, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { NamespaceSnapshot } from '../activities/kubernetes-config';
 import { redisMemoryPressureInput, type RedisMemoryPressureInput } from '../common/inputs/redis-memory-pressure';
 import { memoryBytes, raisedMemoryLimit } from '../common/quantity';
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, longRunning, quickRead } from './activity-options';
+import { containerOf, deploymentOf } from './deployment-spec';
 import { RunbookRun } from './kernel/runbook-run';
 import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
@@ -75,11 +76,25 @@ const percent = (usage: number | null) => (usage === null ? 'unknown (no maxmemo
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)}MiB`;
 
 function containerMemoryLimit(snapshot: NamespaceSnapshot, deployment: string, container: string): string | undefined {
-  const d = snapshot.deployments.find((x) => x.name === deployment);
-  if (!d) throw ApplicationFailure.create({ type: 'NotFound', nonRetryable: true, message: `deployments.apps/${deployment} not found in namespace ${snapshot.namespace}` });
-  const c = d.containers.find((x) => x.name === container);
-  if (!c) throw ApplicationFailure.create({ type: 'NotFound', nonRetryable: true, message: `deployments.apps/${deployment} in namespace ${snapshot.namespace} has no container ${container} (containers: ${d.containers.map((x) => x.name).join(', ')})` });
-  return c.limits?.memory;
+  return containerOf({ namespace: snapshot.namespace, deployment }, deploymentOf(snapshot, deployment).containers, container).limits?.memory;
+}
+
+/** used_memory of maxmemory, else of the container's memory limit; null without either. */
+function memoryUsage(m: { usedMemory: number; maxmemory: number }, limitBytes: number | undefined): number | null {
+  return m.maxmemory > 0 ? m.usedMemory / m.maxmemory : limitBytes ? m.usedMemory / limitBytes : null;
+}
+
+/** Redis' memory as read: INFO memory and DBSIZE, the session keys, maxmemory-policy and the container's memory limit. */
+function memoryState(m: { usedMemory: number; maxmemory: number; dbsize: number }, sessionKeys: number, maxmemoryPolicy: string, memoryLimit: string | null | undefined): RedisMemoryState {
+  return {
+    usedMemory: m.usedMemory,
+    maxmemory: m.maxmemory,
+    usage: memoryUsage(m, memoryBytes(memoryLimit ?? undefined)),
+    dbsize: m.dbsize,
+    sessionKeys,
+    maxmemoryPolicy,
+    ...(memoryLimit ? { memoryLimit } : {}),
+  };
 }
 
 /**
@@ -118,22 +133,14 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
 
   // Classification.
   const limitBytes = memoryBytes(memoryLimit ?? undefined);
-  const usage = memory.maxmemory > 0 ? memory.usedMemory / memory.maxmemory : limitBytes ? memory.usedMemory / limitBytes : null;
+  const usage = memoryUsage(memory, limitBytes);
   const sessionShare = memory.dbsize > 0 ? sessions.count / memory.dbsize : 0;
   const causes: RedisMemoryCause[] = [];
   const underPressure = usage !== null && usage >= input.raiseWhenUsageAbove;
   if (underPressure) causes.push('memory-pressure');
   if (sessions.count > 0 && sessionShare >= input.sessionShareAbove) causes.push('session-keys');
   if (policy.policy === 'noeviction') causes.push('no-eviction');
-  const before: RedisMemoryState = {
-    usedMemory: memory.usedMemory,
-    maxmemory: memory.maxmemory,
-    usage,
-    dbsize: memory.dbsize,
-    sessionKeys: sessions.count,
-    maxmemoryPolicy: policy.policy,
-    ...(memoryLimit ? { memoryLimit } : {}),
-  };
+  const before = memoryState(memory, sessions.count, policy.policy, memoryLimit);
 
   await run.change({
     stepId: 'delete-session-keys',
@@ -255,18 +262,7 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
       'Redis memory, session keys, policy and memory limit after the changes',
       async () => {
         const [m, p, s, snapshot] = await Promise.all([read.redisMemoryInfo(), read.getMaxmemoryPolicy(), scan.countRedisKeys({ pattern: sessionPattern }), read.snapshotNamespaceConfig({ namespace })]);
-        const limit = containerMemoryLimit(snapshot, deployment, container);
-        const lb = memoryBytes(limit);
-        const state: RedisMemoryState = {
-          usedMemory: m.usedMemory,
-          maxmemory: m.maxmemory,
-          usage: m.maxmemory > 0 ? m.usedMemory / m.maxmemory : lb ? m.usedMemory / lb : null,
-          dbsize: m.dbsize,
-          sessionKeys: s.count,
-          maxmemoryPolicy: p.policy,
-          ...(limit ? { memoryLimit: limit } : {}),
-        };
-        return state;
+        return memoryState(m, s.count, p.policy, containerMemoryLimit(snapshot, deployment, container));
       },
       (s) => `used_memory ${mib(s.usedMemory)} (${percent(s.usage)}), maxmemory ${s.maxmemory ? mib(s.maxmemory) : 'none'}, ${s.dbsize} keys, ${s.sessionKeys} matching ${sessionPattern}, maxmemory-policy ${s.maxmemoryPolicy}, memory limit ${s.memoryLimit ?? 'none'}`,
     );

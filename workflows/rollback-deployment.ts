@@ -5,6 +5,7 @@ import type { RevisionSummary, RolloutStatus } from '../activities/kubernetes-ro
 import { rollbackDeploymentInput, type RollbackDeploymentInput } from '../common/inputs/rollback-deployment';
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, quickRead } from './activity-options';
+import { livePods, podCounts, previousRevision } from './deployment-spec';
 import { RunbookRun } from './kernel/runbook-run';
 import { waitForRollout, type CompletedRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
@@ -66,6 +67,12 @@ function age(seconds: number | undefined): string {
 
 const imagesText = (images: string[]) => images.join(', ') || 'no containers';
 
+/** From the history's current revision to `to`. */
+function rollbackTarget(h: { revisions: RevisionSummary[]; currentRevision?: number }, to: RevisionSummary): RollbackTarget {
+  const from = h.revisions.find((r) => r.revision === h.currentRevision);
+  return { ...(h.currentRevision !== undefined ? { fromRevision: h.currentRevision } : {}), fromImages: from?.images ?? [], toRevision: to.revision, toReplicaSet: to.replicaSet, toImages: to.images };
+}
+
 /**
  * 快速回滚 (`kubectl rollout history` / `rollout undo [--to-revision]`): the rollout history and the
  * pods now; ⚠ roll back to the given revision or the one before the current (planned by a server-side
@@ -97,21 +104,20 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
       }
       return asked;
     }
-    return h.revisions.filter((r) => r.revision < (h.currentRevision ?? 0)).sort((a, b) => b.revision - a.revision)[0];
+    return previousRevision(h);
   };
 
   const availability = (h: History, pods: PodSummary[]): Availability => {
     const current = h.revisions.find((r) => r.revision === h.currentRevision);
-    const live = pods.filter((p) => !p.terminating);
     // A pod's name starts with its ReplicaSet's name: that tells the current revision's pods apart.
-    const own = current ? live.filter((p) => p.name.startsWith(`${current.replicaSet}-`)) : [];
+    const own = podCounts(current ? pods.filter((p) => p.name.startsWith(`${current.replicaSet}-`)) : []);
     return {
       ...(h.currentRevision !== undefined ? { revision: h.currentRevision } : {}),
       ...(current ? { replicaSet: current.replicaSet } : {}),
       images: current?.images ?? [],
-      pods: own.length,
-      readyPods: own.filter((p) => p.ready).length,
-      otherPods: live.length - own.length,
+      pods: own.pods,
+      readyPods: own.readyPods,
+      otherPods: livePods(pods).length - own.pods,
     };
   };
   const describeAvailability = (a: Availability) =>
@@ -143,13 +149,12 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
       // Read again each time: right before apply, a rollout since approval changes the plan.
       const h = await read.getRolloutHistory({ namespace, deployment });
       const to = resolveTarget(h);
-      const from = h.revisions.find((r) => r.revision === h.currentRevision);
       if (!to) {
         planned = undefined;
         return { summary: `no rollback: ${where} has no revision before revision ${h.currentRevision ?? 'unknown'}`, needed: false };
       }
       const dry = await read.rollbackDeployment({ namespace, deployment, toRevision: to.revision, dryRun: true });
-      planned = { ...(h.currentRevision !== undefined ? { fromRevision: h.currentRevision } : {}), fromImages: from?.images ?? [], toRevision: to.revision, toReplicaSet: to.replicaSet, toImages: to.images };
+      planned = rollbackTarget(h, to);
       const details = { from: { revision: h.currentRevision, images: planned.fromImages }, to: { revision: to.revision, replicaSet: to.replicaSet, images: to.images } };
       if (!dry.changed) return { summary: `no rollback: ${where} already runs the template of revision ${to.revision} (${imagesText(to.images)})`, details, needed: false };
       return {
@@ -184,16 +189,8 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
 
   const current = history.revisions.find((r) => r.revision === history.currentRevision);
   // The step's last plan; a run cancelled before planning shows what the history pointed to.
-  const target: RollbackTarget | undefined =
-    planned ??
-    (initialTarget && {
-      ...(history.currentRevision !== undefined ? { fromRevision: history.currentRevision } : {}),
-      fromImages: current?.images ?? [],
-      toRevision: initialTarget.revision,
-      toReplicaSet: initialTarget.replicaSet,
-      toImages: initialTarget.images,
-    });
-  const planText = run.status().plan.find((p) => p.stepId === 'rollback')?.change.summary ?? 'no plan';
+  const target: RollbackTarget | undefined = planned ?? (initialTarget && rollbackTarget(history, initialTarget));
+  const planText = run.plannedStep('rollback')?.change.summary ?? 'no plan';
   const outcomeText: Record<string, string> = {
     planned: `plan: ${planText}`,
     'not-needed': planText,

@@ -1,11 +1,11 @@
 import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { PodSummary } from '../activities/kubernetes-pods';
 import type { RolloutStatus } from '../activities/kubernetes-rollouts';
 import type { PasswordSecretState, RoleInfo } from '../activities/password-rotation';
 import { previousKeyOf, rotateDatabasePasswordInput, stagedKeyOf, type RotateDatabasePasswordInput } from '../common/inputs/rotate-database-password';
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, quickRead } from './activity-options';
+import { podCounts } from './deployment-spec';
 import { RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
 import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
@@ -40,10 +40,6 @@ export interface RotateDatabasePasswordResult extends RunbookResultBase {
   restored?: { role?: boolean; secret?: boolean; appRestarted?: boolean };
 }
 
-const appPods = (pods: PodSummary[]): AppPods => {
-  const live = pods.filter((p) => !p.terminating);
-  return { pods: live.length, readyPods: live.filter((p) => p.ready).length };
-};
 const done = (outcome: ChangeOutcome | undefined) => outcome === 'applied' || outcome === 'not-needed';
 
 /**
@@ -85,7 +81,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
       message: secretBefore.hasKey ? `secrets/${secret} in namespace ${namespace} is immutable: it cannot be rotated in place` : `secrets/${secret} in namespace ${namespace} has no key ${key}: there is no current password to rotate (or to restore)`,
     });
   }
-  const appBefore = await run.read('app-pods', `Pods of ${app} (by its selector)`, async () => appPods((await read.listPodSummaries({ namespace, deployment: appDeployment })).pods), (p) => `${p.readyPods}/${p.pods} ready`);
+  const appBefore = await run.read('app-pods', `Pods of ${app} (by its selector)`, async () => podCounts((await read.listPodSummaries({ namespace, deployment: appDeployment })).pods), (p) => `${p.readyPods}/${p.pods} ready`);
 
   await run.change({
     stepId: 'stage-password',
@@ -154,7 +150,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
     apply: async () => {
       const restarted = await change.restartRollout({ namespace, deployment: appDeployment, restartedAt });
       rollout = await waitForRollout({ namespace, deployment: appDeployment }, input.waitTimeoutSeconds, `restarted ${app}`);
-      appAfter = appPods((await read.listPodSummaries({ namespace, deployment: appDeployment })).pods);
+      appAfter = podCounts((await read.listPodSummaries({ namespace, deployment: appDeployment })).pods);
       // The controller's count is authoritative; the pods its selector finds must agree when there are any.
       const ready = Math.min(rollout.readyReplicas, appAfter.pods > 0 ? appAfter.readyPods : rollout.readyReplicas);
       if (ready < rollout.updatedReplicas) {
@@ -202,7 +198,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
   }
 
   // The last failure of a failed step is its apply (an undelivered notification may come before it).
-  const failedStep = [...run.status().timeline].reverse().find((e) => e.event === 'failed' && e.stepId && outcomes[e.stepId] === 'failed');
+  const failedStep = run.timelineOf().reverse().find((e) => e.event === 'failed' && e.stepId && outcomes[e.stepId] === 'failed');
   const undone = restored ? `; undone: role ${restored.role === undefined ? 'untouched' : restored.role ? 'restored' : 'NOT restored'}, Secret ${restored.secret === undefined ? 'left as it is' : restored.secret ? 'restored' : 'NOT restored'}${restored.appRestarted ? `, ${app} restarted again` : ''}` : '';
   const summary =
     input.mode === 'plan'

@@ -210,7 +210,7 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
     }, (s) => `${stateText(s)}; ${s.ok ? 'as planned' : 'NOT as planned'}`);
   }
 
-  const planText = run.status().plan.find((p) => p.stepId === action)?.change.summary ?? 'no plan';
+  const planText = run.plannedStep(action)?.change.summary ?? 'no plan';
   const hosts = found.hosts.join(', ') || where;
   const effect: Record<TrafficAction, string> = {
     'rate-limit': `Requests to ${hosts} limited to ${rps} per second per client IP (excess answered 503)`,

@@ -222,7 +222,7 @@ function sessionsRow(
   planned: DeleteExpiredSessionsResult | undefined,
   done: DeleteExpiredSessionsResult | undefined,
 ): { status: CheckStatus; value: string; detail: string } {
-  const timeline = checklist.run.status().timeline.filter((e) => e.stepId === stepId);
+  const timeline = checklist.run.timelineOf(stepId);
   const last = (event: string) => timeline.filter((e) => e.event === event).pop();
   const expired = planned?.before ?? 0;
   switch (outcome) {

@@ -170,6 +170,16 @@ export class RunbookRun {
     return this.stepOutcomes.get(stepId);
   }
 
+  /** A step's last plan; undefined when it was never planned (skipped before, or not reached). */
+  plannedStep(stepId: string): PlannedStep | undefined {
+    return this.plan.get(stepId);
+  }
+
+  /** The timeline so far (a copy), or only the entries of one step. */
+  timelineOf(stepId?: string): TimelineEntry[] {
+    return stepId === undefined ? [...this.timeline] : this.timeline.filter((e) => e.stepId === stepId);
+  }
+
   /**
    * Undoes part of an approved change after a later step of it failed or was not applied (e.g. the
    * old password back after a failed rollout). Approved with the change it undoes, so it runs at
