@@ -3,7 +3,9 @@ import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import type { ApproverRole, Severity } from '../common/runbook';
-import type { AllowLists, ChecklistThresholds, RunbookConfig } from '../config/schema';
+import { scheduleIdFor } from '../common/schedule-ids';
+import { parseSshPublicKey } from '../common/ssh-signature';
+import { approvalsVerified, type AllowLists, type ChecklistThresholds, type Identity, type RunbookConfig } from '../config/schema';
 import { renderChecklistMarkdown, type ChecklistReport } from './checklist-markdown';
 import { acquireLockSignal, lockWorkflowId, type LockRequest } from '../workflows/definitions';
 import { classified, classifyError, failure } from './errors';
@@ -12,7 +14,7 @@ import { renderIncidentMarkdown, type IncidentReport } from './report-markdown';
 
 export interface RunbookSupportDeps {
   allowlists: AllowLists;
-  approvers: Array<{ id: string; roles: ApproverRole[] }>;
+  approvers: Identity[];
   approvals: RunbookConfig['approvals'];
   checklistThresholds: ChecklistThresholds;
   s3?: { client: S3Client; bucket: string; evidencePrefix: string };
@@ -22,10 +24,41 @@ export interface RunbookSupportDeps {
 
 /** What the kernel needs from configuration, read once per run and kept in its history. */
 export interface ApprovalPolicy {
-  approvers: Array<{ id: string; roles: ApproverRole[] }>;
+  approvers: PolicyIdentity[];
   escalation: Record<Severity, string>;
   autoApprove: Array<{ name: string; steps: string[]; onlyScheduled: boolean }>;
+  /**
+   * The fields below are absent from histories recorded before signed approvals: such runs
+   * verify nothing and need one approval, as they did.
+   */
+  requireSignatures?: boolean;
+  statementLifetime?: string;
+  quorum?: Array<{ steps?: string[]; severities?: Severity[]; approvals: number }>;
 }
+
+/** An identity as the kernel sees it (no Slack ids, no names). */
+export interface PolicyIdentity {
+  id: string;
+  roles: ApproverRole[];
+  kind?: Identity['kind'];
+  publicKey?: string;
+  vouchesFor?: ApproverRole[];
+}
+
+export interface ApprovalVerification {
+  verified: boolean;
+  detail: string;
+}
+
+/** What the server says about a run's claim to be started by a schedule. */
+export interface ScheduleProof {
+  proven: boolean;
+  scheduleId?: string;
+  detail: string;
+}
+
+/** How long the proof waits for the schedule to list a run it has just started. */
+const scheduleProofWaitMs = 15_000;
 
 export function createRunbookSupportActivities({ allowlists, approvers, approvals, checklistThresholds, s3, temporal }: RunbookSupportDeps) {
   /** Puts `<prefix><kind>/<runbook>/<date>/<workflow id>-<run id>.{md,json}`; a retry overwrites the same objects. */
@@ -54,12 +87,65 @@ export function createRunbookSupportActivities({ allowlists, approvers, approval
 
     async loadApprovalPolicy({ runbook }: { runbook: string }): Promise<ApprovalPolicy> {
       return {
-        approvers,
+        approvers: approvers.map(({ id, roles, kind, publicKey, vouchesFor }) => ({ id, roles, kind, ...(publicKey ? { publicKey } : {}), ...(vouchesFor ? { vouchesFor } : {}) })),
         escalation: approvals.escalation,
         autoApprove: approvals.policies
           .filter((policy) => policy.runbooks.includes(runbook))
           .map(({ name, steps, onlyScheduled }) => ({ name, steps, onlyScheduled })),
+        requireSignatures: approvalsVerified({ approvers, approvals }),
+        statementLifetime: approvals.statementLifetime,
+        quorum: approvals.quorum
+          .filter((rule) => !rule.runbooks || rule.runbooks.includes(runbook))
+          .map(({ steps, severities, approvals: count }) => ({ ...(steps ? { steps } : {}), ...(severities ? { severities } : {}), approvals: count })),
       };
+    },
+
+    /**
+     * Whether the calling run was started by this deployment's schedule for its workflow type,
+     * asked of the server: the run's TemporalScheduledById (any client may set that attribute at
+     * start, so it is only a claim) must name our schedule, and the schedule must list this very
+     * run (workflow id and first run id) among its running or recent actions.
+     */
+    async proveScheduledStart(): Promise<ScheduleProof> {
+      if (!temporal) throw failure('InvalidInput', 'no Temporal client to ask about schedules');
+      const { workflowExecution, workflowType } = Context.current().info;
+      if (!workflowExecution || !workflowType) throw failure('InvalidInput', 'proveScheduledStart runs only as an activity of a workflow');
+      const { workflowId, runId } = workflowExecution;
+      const described = await classified(`describe ${workflowId}`, () => temporal.client.workflow.getHandle(workflowId, runId).describe());
+      const claimed = described.searchAttributes?.TemporalScheduledById;
+      const scheduleId = Array.isArray(claimed) && typeof claimed[0] === 'string' ? claimed[0] : undefined;
+      if (!scheduleId) return { proven: false, detail: 'not started by a schedule' };
+      const ours = scheduleIdFor(temporal.taskQueue, workflowType);
+      if (scheduleId !== ours) return { proven: false, scheduleId, detail: `claims schedule ${scheduleId}, which is not this deployment's schedule for ${workflowType} (${ours})` };
+      const deadline = Date.now() + scheduleProofWaitMs;
+      for (;;) {
+        let listed = false;
+        try {
+          const { info } = await temporal.client.schedule.getHandle(scheduleId).describe();
+          const actions = [...info.runningActions, ...info.recentActions.map((r) => r.action)];
+          listed = actions.some((a) => a.workflow.workflowId === workflowId && a.workflow.firstExecutionRunId === runId);
+        } catch (err) {
+          if ((err as { name?: string }).name === 'ScheduleNotFoundError') return { proven: false, scheduleId, detail: `schedule ${scheduleId} does not exist` };
+          throw classifyError(err, { action: `describe schedule ${scheduleId}` });
+        }
+        if (listed) return { proven: true, scheduleId, detail: `schedule ${scheduleId} lists this run (asked the server)` };
+        // The schedule records its action just after starting the run: give it a moment.
+        if (Date.now() > deadline) return { proven: false, scheduleId, detail: `schedule ${scheduleId} does not list this run among its actions` };
+        Context.current().heartbeat();
+        await Context.current().sleep(500);
+      }
+    },
+
+    /** Whether decisions are proven (preflight): signatures required, and who can sign. */
+    async approvalVerification(): Promise<ApprovalVerification> {
+      const people = approvers.filter((a) => a.kind === 'person');
+      const keyed = approvers.filter((a) => a.publicKey).map((a) => `${a.id} (${a.kind}) ${parseSshPublicKey(a.publicKey!).fingerprint}`);
+      const unkeyed = people.filter((a) => !a.publicKey).map((a) => a.id);
+      if (!approvalsVerified({ approvers, approvals })) {
+        return { verified: false, detail: `approvals are UNVERIFIED: ${keyed.length === 0 ? 'no approver has a public key' : 'approvals.requireSignatures is false'}, so approver and initiator names are claims anyone with access to Temporal can make` };
+      }
+      const missing = unkeyed.length > 0 ? `; without a key, so unable to approve: ${unkeyed.join(', ')}` : '';
+      return { verified: true, detail: `signed decisions required; keys: ${keyed.join(', ')}${missing}` };
     },
 
     /** Writes the report as Markdown and JSON; keys derive from the run, so a retry overwrites the same objects. */

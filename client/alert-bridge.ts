@@ -11,6 +11,7 @@ import { parseWebhookPayload } from './alertmanager-payload';
 import { isAlertInitiator } from '../common/alert-initiator';
 import { routeAlert, type AlertDecision, type RoutedAlert } from './alert-routing';
 import { createRunbookClient } from './runbook-client';
+import type { Signer } from './signing';
 
 /**
  * The bridge from Alertmanager to the runbooks: POST /alertmanager takes a webhook notification,
@@ -48,6 +49,8 @@ export interface AlertBridgeOptions {
   temporalTimeoutMs?: number;
   /** Called with what each notification did (tests, metrics). */
   onNotification?: (report: NotificationReport) => void;
+  /** Signs each start as alerting.identity (a service in `approvers`), so its runs have a proven initiator. */
+  signer?: Signer;
 }
 
 export interface AlertBridge {
@@ -121,7 +124,7 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
   const { client, alerting } = options;
   const log = options.log ?? jsonLineLog;
   const catalog = options.catalog ?? defaultCatalog;
-  const runbooks = createRunbookClient({ client, taskQueue: options.taskQueue, catalog });
+  const runbooks = createRunbookClient({ client, taskQueue: options.taskQueue, catalog, signer: options.signer });
   const timeoutMs = options.temporalTimeoutMs ?? 10_000;
 
   /** Who started a run, from its first history event (works whether or not a worker is up). */
@@ -135,7 +138,11 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
 
   /** Starts the alert's run or joins the one in flight, adding the alert to the run's firing alerts in the same call. */
   async function start(alert: RoutedAlert, report: NotificationReport): Promise<void> {
-    const { workflowId, runId } = await runbooks.startRunbook(alert.runbook, alert.input, { startedBy: alert.startedBy, alert: { alert: alert.alertname, fingerprint: alert.fingerprint } });
+    const { workflowId, runId } = await runbooks.startRunbook(alert.runbook, alert.input, {
+      startedBy: alert.startedBy,
+      signedBy: alerting.identity,
+      alert: { alert: alert.alertname, fingerprint: alert.fingerprint },
+    });
     report.started.push({ alertname: alert.alertname, fingerprint: alert.fingerprint, runbook: alert.runbook, workflowId, runId });
     log('info', 'alert firing: runbook started or joined, alertFiring sent', { alertname: alert.alertname, fingerprint: alert.fingerprint, runbook: alert.runbook, workflowId, runId, severity: alert.input.severity, mode: alert.input.mode });
   }

@@ -1,6 +1,8 @@
 import { WorkflowUpdateFailedError, type Client, type WorkflowExecutionInfo } from '@temporalio/client';
 import { catalog as defaultCatalog, workflowIdFor, type CatalogEntry } from '../common/catalog';
-import type { CancelRequest, DecisionReceipt, RunbookStatus, Severity } from '../common/runbook';
+import { inputDigest, statementText, type DecisionStatement, type SignedStatement, type StartStatement } from '../common/approval-statements';
+import type { CancelRequest, Decision, DecisionReceipt, DecisionVerdict, RunbookStatus, Severity } from '../common/runbook';
+import type { Signer } from './signing';
 import { alertFiringSignal, alertResolvedSignal, approveUpdate, cancelSignal, rejectUpdate, statusQuery } from '../workflows/definitions';
 
 /** A refusal or bad request, with a message meant for a person. */
@@ -16,6 +18,13 @@ export interface RunbookClientOptions {
   taskQueue: string;
   /** The catalog's runbooks by default; tests add their own. */
   catalog?: Record<string, CatalogEntry>;
+  /**
+   * Signs starts and decisions (see client/signing.ts): with one, starts record a proven
+   * initiator and decisions count where signatures are required. Without, both go unsigned.
+   */
+  signer?: Signer;
+  /** How long a signed statement is valid; at most the workers' approvals.statementLifetime (default 10 min). */
+  statementLifetimeMs?: number;
 }
 
 export interface StartOptions {
@@ -26,6 +35,8 @@ export interface StartOptions {
    * (signal-with-start), so the run never exists without it and stops only when its last alert resolves.
    */
   alert?: { alert: string; fingerprint: string };
+  /** Whose key signs the start when not the initiator's own: a service starting on someone's behalf. */
+  signedBy?: string;
 }
 
 export interface StartedRun {
@@ -72,16 +83,37 @@ function keyword(info: WorkflowExecutionInfo, name: string): string | undefined 
 }
 
 /** The typed API other services (alerting, chat bots) and the CLI use to run runbooks. */
-export function createRunbookClient({ client, taskQueue, catalog = defaultCatalog }: RunbookClientOptions) {
+export function createRunbookClient({ client, taskQueue, catalog = defaultCatalog, signer, statementLifetimeMs = 10 * 60_000 }: RunbookClientOptions) {
+  const namespace = client.options.namespace;
+  const validity = () => {
+    const now = Date.now();
+    return { issuedAt: new Date(now).toISOString(), expiresAt: new Date(now + statementLifetimeMs).toISOString() };
+  };
+  const sign = async (statement: DecisionStatement | StartStatement, identity: string): Promise<SignedStatement> => {
+    const text = statementText(statement);
+    return { statement: text, signature: await signer!(text, identity) };
+  };
+
+  /** The decision as a signed statement bound to the run going now (for the UI, or to send). */
+  async function signDecision(verdict: DecisionVerdict, workflowId: string, request: DecisionRequest): Promise<SignedStatement & { runId: string }> {
+    if (!signer) throw new RunbookClientError('no signer: give createRunbookClient a signer (client/signing.ts)');
+    const { runId } = await client.workflow.getHandle(workflowId).describe();
+    const statement: DecisionStatement = { type: 'runbook-decision/v1', temporalNamespace: namespace, workflowId, runId, ...request, verdict, ...validity() };
+    return { ...(await sign(statement, request.approver)), runId };
+  }
+
   const entryOf = (name: string): CatalogEntry => {
     const entry = catalog[name];
     if (!entry) throw new RunbookClientError(`unknown runbook "${name}"; known: ${Object.keys(catalog).sort().join(', ')}`);
     return entry;
   };
 
-  async function decide(verdict: 'approve' | 'reject', workflowId: string, request: DecisionRequest): Promise<DecisionReceipt> {
+  async function decide(verdict: DecisionVerdict, workflowId: string, request: DecisionRequest): Promise<DecisionReceipt> {
+    let decision: Decision = request;
+    let runId: string | undefined;
+    if (signer) ({ runId, ...decision } = await signDecision(verdict, workflowId, request));
     try {
-      return await client.workflow.getHandle(workflowId).executeUpdate(verdict === 'approve' ? approveUpdate : rejectUpdate, { args: [request] });
+      return await client.workflow.getHandle(workflowId, runId).executeUpdate(verdict === 'approve' ? approveUpdate : rejectUpdate, { args: [decision] });
     } catch (err) {
       if (err instanceof WorkflowUpdateFailedError) throw new RunbookClientError(`${verdict} refused: ${err.cause?.message ?? err.message}`);
       throw err;
@@ -97,6 +129,8 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
      */
     async startRunbook(name: string, input: Record<string, unknown>, options: StartOptions): Promise<StartedRun> {
       const entry = entryOf(name);
+      if ('scheduled' in input) throw new RunbookClientError(`invalid input for ${name}: scheduled is not an input; whether a schedule started a run is asked of the Temporal server`);
+      if ('startProof' in input) throw new RunbookClientError(`invalid input for ${name}: startProof is made by the client's signer, not given`);
       const parsed = entry.inputSchema.safeParse({ ...input, startedBy: options.startedBy });
       if (!parsed.success) {
         const problems = parsed.error.issues.map((i) => `${i.path.map(String).join('.') || 'input'}: ${i.message}`);
@@ -104,6 +138,19 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
       }
       const args = parsed.data as Record<string, unknown>;
       const workflowId = workflowIdFor(entry, args);
+      if (signer) {
+        const statement: StartStatement = {
+          type: 'runbook-start/v1',
+          temporalNamespace: namespace,
+          workflowId,
+          runbook: name,
+          inputDigest: inputDigest(args),
+          signer: options.signedBy ?? options.startedBy,
+          startedBy: options.startedBy,
+          ...validity(),
+        };
+        args.startProof = await sign(statement, statement.signer);
+      }
       const describe = [args.mode, args.severity].filter(Boolean).join(', ');
       const start = {
         taskQueue,
@@ -123,6 +170,8 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
 
     approve: (workflowId: string, request: DecisionRequest) => decide('approve', workflowId, request),
     reject: (workflowId: string, request: DecisionRequest) => decide('reject', workflowId, request),
+    /** A signed decision to paste into the Temporal UI's Update dialog (approve or reject). */
+    signDecision,
 
     async cancel(workflowId: string, request: CancelRequest): Promise<void> {
       await client.workflow.getHandle(workflowId).signal(cancelSignal, request);

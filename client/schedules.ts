@@ -1,4 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
+import { scheduleIdFor } from '../common/schedule-ids';
 import {
   ScheduleAlreadyRunning,
   ScheduleNotFoundError,
@@ -59,10 +60,7 @@ export interface DesiredSchedule {
 
 type SchedulesConfig = Pick<RunbookConfig, 'temporal' | 'schedules'>;
 
-/** Keyed by task queue so deployments (and tests) sharing one Temporal namespace keep separate schedules. */
-export function scheduleIdFor(taskQueue: string, workflowType: ChecklistWorkflowType): string {
-  return `${taskQueue}:${workflowType}`;
-}
+export { scheduleIdFor };
 
 const only = <T>(value: T) => [{ start: value, end: value, step: 1 }];
 const anyDayOfMonth = [{ start: 1, end: 31, step: 1 }];
@@ -112,7 +110,7 @@ export function desiredSchedules(config: SchedulesConfig): DesiredSchedule[] {
           taskQueue: config.temporal.taskQueue,
           // Temporal appends the scheduled time, so every run has an id of its own.
           workflowId: `${workflowType}/scheduled`,
-          args: [{ mode: 'execute', scheduled: true, startedBy: `schedule:${scheduleId}`, severity: 'P3' }],
+          args: [{ mode: 'execute', startedBy: `schedule:${scheduleId}`, severity: 'P3' }],
           staticSummary: `${title}: ${workflowType} started by schedule ${scheduleId}`,
           staticDetails: `Started by the Temporal Schedule ${scheduleId} (${when} ${timezone}). Change it in configuration (schedules.*) and run npm run schedules.`,
         },

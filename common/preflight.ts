@@ -19,4 +19,6 @@ export interface PreflightResult {
   skipped: number;
   /** True when nothing failed. */
   ok: boolean;
+  /** Whether approvals are proven by signatures (absent in runs recorded before it was reported). */
+  approvals?: { verified: boolean; detail: string };
 }

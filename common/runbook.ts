@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { signedStatementSchema } from './approval-statements';
 
 /** Types shared by the kernel (workflows), the client API and the CLI. */
 
@@ -15,20 +16,33 @@ export const runbookInputBase = {
   severity: z.enum(severities, { message: 'expected one of P0, P1, P2, P3' }).default('P2'),
   /** Who started the run: they may not approve its steps (four-eyes). */
   startedBy: z.string().min(1, { message: 'who started the run is required' }).default('unknown'),
-  /** Whether a schedule started it: policies may auto-approve routine steps of scheduled runs. */
+  /**
+   * Ignored since signed approvals (kept so runs recorded before still replay): whether a schedule
+   * started a run is asked of the server, never taken from the input. Clients refuse it.
+   */
   scheduled: z.boolean().default(false),
+  /** The initiator's signed start statement (client API and CLI with a key, the alert bridge). */
+  startProof: signedStatementSchema.optional(),
 };
 
 export type DecisionChannel = 'update' | 'signal' | 'policy';
 export type DecisionVerdict = 'approve' | 'reject';
 
-/** What a person sends to decide on a pending step. */
+/**
+ * What a person sends to decide on a pending step: a signed statement (`runbook approve`, the
+ * client API with a signer, or pasted from `runbook sign` into the Temporal UI), whose fields are
+ * the decision; or, where configuration allows unverified decisions, the plain fields.
+ */
 export interface Decision {
-  stepId: string;
+  stepId?: string;
   /** The hash of the plan they looked at; a decision on another plan is refused. */
-  planHash: string;
-  approver: string;
-  reason: string;
+  planHash?: string;
+  approver?: string;
+  reason?: string;
+  /** The canonical JSON of a DecisionStatement (common/approval-statements.ts). */
+  statement?: string;
+  /** Its armored SSHSIG by the approver's key (or by a channel vouching for the approver). */
+  signature?: string;
 }
 
 export interface DecisionReceipt {
@@ -36,6 +50,12 @@ export interface DecisionReceipt {
   verdict: DecisionVerdict;
   approver: string;
   role: ApproverRole;
+  /** True when the decision was signed and verified against the approver's configured key. */
+  verified?: boolean;
+  keyFingerprint?: string;
+  /** Approvals of this step so far and how many it needs (a rejection vetoes). */
+  approvals?: number;
+  required?: number;
 }
 
 export interface CancelRequest {
@@ -95,6 +115,10 @@ export interface TimelineEntry {
   channel?: DecisionChannel;
   reason?: string;
   detail?: string;
+  /** For decisions: signed and verified (true) or not (false). */
+  verified?: boolean;
+  /** The SHA256 fingerprint of the key that signed the decision. */
+  keyFingerprint?: string;
 }
 
 export interface PendingApproval {
@@ -109,6 +133,14 @@ export interface PendingApproval {
   tier: ApproverRole;
   /** When the current tier's wait ends (ISO). */
   until: string;
+  /** Distinct approvals the step needs (quorum; two when the initiator is not proven). */
+  required?: number;
+  /** Approvals given so far. */
+  approvals?: Array<{ approver: string; role: ApproverRole; verified: boolean; keyFingerprint?: string }>;
+  /** "signed": only signed decisions count; "unverified": no keys configured, identities are claims. */
+  verification?: 'signed' | 'unverified';
+  /** Whom the run's start proves as its initiator (a signed start or the server's schedule record). */
+  provenInitiator?: string;
 }
 
 export type RunbookOutcome = 'planned' | 'completed' | 'nothing-to-do' | 'partially-applied' | 'rejected' | 'expired' | 'cancelled' | 'failed';

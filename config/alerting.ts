@@ -103,7 +103,11 @@ export const alertingSchema = z
       .regex(/^[\x21-\x7e]+$/, { message: 'expected printable characters without spaces' })
       .optional(),
     routes: z.array(alertRoute).default(defaultAlertRoutes),
+    /** The bridge's identity in `approvers` (kind service, with its publicKey): it signs its starts as this. */
+    identity: z.string().min(1).default('alert-bridge'),
+    /** Its private key (OpenSSH format); none: starts go unsigned, so their steps need two approvers where signatures are required. */
+    signingKeyFile: z.string().min(1).optional(),
   })
-  .default({ listen: defaultAlertingListen, routes: defaultAlertRoutes });
+  .default({ listen: defaultAlertingListen, routes: defaultAlertRoutes, identity: 'alert-bridge' });
 
 export type AlertingConfig = z.infer<typeof alertingSchema>;

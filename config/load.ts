@@ -50,6 +50,9 @@ export const environmentVariables = {
   ESCALATION_P2: 'approvals.escalation.P2',
   ESCALATION_P3: 'approvals.escalation.P3',
   APPROVAL_POLICIES: 'approvals.policies',
+  APPROVALS_REQUIRE_SIGNATURES: 'approvals.requireSignatures',
+  APPROVAL_STATEMENT_LIFETIME: 'approvals.statementLifetime',
+  APPROVAL_QUORUM: 'approvals.quorum',
   WORKER_METRICS_HOST: 'worker.metricsHost',
   WORKER_METRICS_PORT: 'worker.metricsPort',
   LOG_LEVEL: 'worker.logLevel',
@@ -57,6 +60,8 @@ export const environmentVariables = {
   ALERT_BRIDGE_LISTEN: 'alerting.listen',
   ALERT_BRIDGE_TOKEN: 'alerting.token',
   ALERT_ROUTES: 'alerting.routes',
+  ALERT_BRIDGE_IDENTITY: 'alerting.identity',
+  ALERT_BRIDGE_SIGNING_KEY: 'alerting.signingKeyFile',
 } as const;
 
 export class ConfigError extends Error {
@@ -88,6 +93,7 @@ function fromEnvText(variable: keyof typeof environmentVariables, text: string):
     case 'SCHEDULE_DAILY_ENABLED':
     case 'SCHEDULE_WEEKLY_ENABLED':
     case 'SCHEDULE_MONTHLY_ENABLED':
+    case 'APPROVALS_REQUIRE_SIGNATURES':
       return booleanText[text.toLowerCase()] ?? text;
     case 'KUBE_IN_CLUSTER':
       return booleanText[text.toLowerCase()] === true ? 'in-cluster' : undefined;
@@ -98,6 +104,7 @@ function fromEnvText(variable: keyof typeof environmentVariables, text: string):
       return text.split(',').map((item) => item.trim()).filter(Boolean);
     case 'RUNBOOK_APPROVERS':
     case 'APPROVAL_POLICIES':
+    case 'APPROVAL_QUORUM':
     case 'CHECKLIST_THRESHOLDS':
     case 'ALERT_ROUTES':
       try {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { roles } from '../common/runbook';
+import { roles, severities } from '../common/runbook';
+import { parseSshPublicKey } from '../common/ssh-signature';
 import { alertingSchema } from './alerting';
 
 /** Namespaces no runbook may ever touch, whatever the allowlist says. */
@@ -86,6 +87,61 @@ export type ChecklistThresholds = z.infer<typeof checklistThresholds>;
 export const defaultApprovalPolicies = [{ name: 'weekly-maintenance', runbooks: ['weeklyReview'], steps: ['delete-expired-sessions'], onlyScheduled: true }];
 
 
+const sshPublicKey = z.string().refine(
+  (line) => {
+    try {
+      parseSshPublicKey(line);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'expected an OpenSSH Ed25519 public key "ssh-ed25519 AAAA... [comment]" (as in git\'s allowed_signers)' },
+);
+
+/**
+ * Who may decide, start or vouch: a person (approves in the roles given), a service (starts runs
+ * with its own key, e.g. the alert bridge; never approves) or a channel (a chat endpoint that
+ * signs decisions on behalf of the people it maps, only in the roles of `vouchesFor`).
+ */
+const identitySchema = z
+  .object({
+    id: z.string().min(1),
+    name: z.string().optional(),
+    kind: z.enum(['person', 'service', 'channel']).default('person'),
+    roles: z.array(z.enum(roles)).default([]),
+    publicKey: sshPublicKey.optional(),
+    /** The person's Slack user id (U...), for approvals from Slack. */
+    slackUserId: z.string().regex(/^[UW][A-Z0-9]{2,}$/, { message: 'expected a Slack user id such as U012ABCDEF' }).optional(),
+    /** For a channel: the roles it may vouch for. */
+    vouchesFor: z.array(z.enum(roles)).optional(),
+  })
+  .strict()
+  .superRefine((identity, ctx) => {
+    if (identity.kind === 'person' && identity.roles.length === 0) ctx.addIssue({ code: 'custom', path: ['roles'], message: 'a person needs at least one role' });
+    if (identity.kind !== 'person' && !identity.publicKey) ctx.addIssue({ code: 'custom', path: ['publicKey'], message: `a ${identity.kind} needs a publicKey` });
+    if (identity.kind !== 'person' && identity.roles.length > 0) ctx.addIssue({ code: 'custom', path: ['roles'], message: `a ${identity.kind} approves nothing itself: roles are for persons` });
+    if (identity.kind !== 'channel' && identity.vouchesFor) ctx.addIssue({ code: 'custom', path: ['vouchesFor'], message: 'only a channel vouches for others' });
+  });
+
+function uniqueIds(identities: Array<{ id: string }>, ctx: z.RefinementCtx): void {
+  const seen = new Set<string>();
+  for (const [index, { id }] of identities.entries()) {
+    if (seen.has(id)) ctx.addIssue({ code: 'custom', path: [index, 'id'], message: `${id} is listed twice` });
+    seen.add(id);
+  }
+}
+
+/** AWS SSM's MinRequiredApprovals, by runbook, step and severity; the largest matching rule wins. */
+const quorumRule = z
+  .object({
+    runbooks: z.array(z.string().min(1)).optional(),
+    steps: z.array(z.string().min(1)).optional(),
+    severities: z.array(z.enum(severities)).optional(),
+    approvals: z.coerce.number().int().min(1).max(10),
+  })
+  .strict();
+
 export const configSchema = z.object({
   temporal: z.object({
     address: hostPort,
@@ -141,9 +197,7 @@ export const configSchema = z.object({
         .default(['database/', 'runbooks/']),
     })
     .default({ namespaces: ['short-drama-prod'], databases: ['short_drama_prod'], redisKeyPatterns: ['session:*'], s3Prefixes: ['database/', 'runbooks/'] }),
-  approvers: z
-    .array(z.object({ id: z.string().min(1), name: z.string().optional(), roles: z.array(z.enum(roles)).min(1) }))
-    .default([]),
+  approvers: z.array(identitySchema).default([]).superRefine(uniqueIds),
   approvals: z
     .object({
       /** How long each escalation tier waits, by severity (manual 应急响应: P0 15 min, P1 1 h, P2 4 h, P3 24 h). */
@@ -162,8 +216,16 @@ export const configSchema = z.object({
           }),
         )
         .default(defaultApprovalPolicies),
+      /**
+       * Whether unsigned decisions are refused. Unset: on whenever any approver has a publicKey
+       * (see approvalsVerified). Off with no keys at all: decisions are recorded as unverified.
+       */
+      requireSignatures: z.boolean().optional(),
+      /** How long a signed statement may be valid (expiresAt - issuedAt); the CLI signs for this long. */
+      statementLifetime: duration.default('10m'),
+      quorum: z.array(quorumRule).default([]),
     })
-    .default({ escalation: { P0: '15m', P1: '1h', P2: '4h', P3: '24h' }, policies: defaultApprovalPolicies }),
+    .default({ escalation: { P0: '15m', P1: '1h', P2: '4h', P3: '24h' }, policies: defaultApprovalPolicies, statementLifetime: '10m', quorum: [] }),
   notifications: z.object({ webhookUrl: httpUrl.optional() }).default({}),
   /** Thresholds of the daily/weekly/monthly checklists; the manual's numbers are the defaults. */
   checklists: z
@@ -196,4 +258,10 @@ export const configSchema = z.object({
 });
 
 export type RunbookConfig = z.infer<typeof configSchema>;
+export type Identity = RunbookConfig['approvers'][number];
+
+/** Whether decisions must be signed: the setting, else on as soon as anyone has a key. */
+export function approvalsVerified(config: Pick<RunbookConfig, 'approvers' | 'approvals'>): boolean {
+  return config.approvals.requireSignatures ?? config.approvers.some((a) => a.publicKey !== undefined);
+}
 export type AllowLists = RunbookConfig['allowlists'];

@@ -1,17 +1,20 @@
 import { startAlertBridge, jsonLineLog } from '../client/alert-bridge';
+import { keyFileSigner } from '../client/signing';
 import { ConfigError } from '../config/load';
 import { connectClient } from '../workers/temporal-client';
 import { loadConfigWithSandbox } from './testbed/env-file';
 
 /** Without TEMPORAL_ADDRESS: this checkout's sandbox, on the port and token its Alertmanager posts with (variables set in the environment stay). */
-const sandboxVariables = ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'ALERT_BRIDGE_LISTEN', 'ALERT_BRIDGE_TOKEN'];
+const sandboxVariables = ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'ALERT_BRIDGE_LISTEN', 'ALERT_BRIDGE_TOKEN', 'ALERT_BRIDGE_SIGNING_KEY'];
 
 /** `npm run alert-bridge`: Alertmanager's webhook receiver that starts runbooks (client/alert-bridge.ts). */
 async function main(): Promise<void> {
   const config = loadConfigWithSandbox(sandboxVariables, { onlyUnset: true });
   // Lazy: the bridge listens even while Temporal is down, answering 503 so Alertmanager retries.
   const temporal = await connectClient(config.temporal, { lazy: true });
-  const bridge = await startAlertBridge({ client: temporal.client, taskQueue: config.temporal.taskQueue, alerting: config.alerting });
+  const signer = config.alerting.signingKeyFile ? keyFileSigner(config.alerting.signingKeyFile) : undefined;
+  if (!signer) jsonLineLog('warn', 'no ALERT_BRIDGE_SIGNING_KEY: starts are unsigned, so where signatures are required their steps need two approvers', {});
+  const bridge = await startAlertBridge({ client: temporal.client, taskQueue: config.temporal.taskQueue, alerting: config.alerting, signer });
   jsonLineLog('info', 'alert bridge ready', { temporal: config.temporal.address, namespace: config.temporal.namespace, taskQueue: config.temporal.taskQueue, alertnames: [...new Set(config.alerting.routes.map((r) => r.alertname))] });
   await new Promise<void>((resolve) => {
     for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => resolve());

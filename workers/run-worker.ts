@@ -1,7 +1,7 @@
 import type { Client } from '@temporalio/client';
 import { NativeConnection, Runtime, Worker, type Logger } from '@temporalio/worker';
 import { createActivities } from '../activities';
-import type { RunbookConfig } from '../config/schema';
+import { approvalsVerified, type RunbookConfig } from '../config/schema';
 import { buildDependencies } from './dependencies';
 import { createJsonLogger } from './logger';
 import { connectClient } from './temporal-client';
@@ -41,6 +41,9 @@ export async function runWorker(config: RunbookConfig, logger: Logger, onReady?:
       activities: createActivities(built.deps),
       shutdownGraceTime: `${config.worker.shutdownGraceSeconds} seconds`,
     });
+    if (!approvalsVerified(config)) {
+      logger.warn('APPROVALS ARE UNVERIFIED: no approver has a public key (RUNBOOK_APPROVERS publicKey), so anyone who can reach Temporal can approve as anyone. Configure keys (README "Approvals").');
+    }
     logger.info('worker ready', {
       taskQueue: config.temporal.taskQueue,
       namespace: config.temporal.namespace,

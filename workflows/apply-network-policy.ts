@@ -7,7 +7,7 @@ import type { RunbookResultBase } from '../common/runbook';
 import { destructive, quickRead } from './activity-options';
 import { livePods } from './deployment-spec';
 import { changeText } from './field-changes';
-import { RunbookRun } from './kernel/runbook-run';
+import { RunbookRun, runFields } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 
 const read = proxyActivities<Activities>(quickRead);
@@ -54,7 +54,7 @@ export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<
   const { namespace, policy } = input;
   const where = `${namespace}/${policy}`;
   const run = await RunbookRun.begin(
-    { name: 'applyNetworkPolicy', kind: 'security', target: where, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    { name: 'applyNetworkPolicy', kind: 'security', target: where, ...runFields(input) },
     3,
   );
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: policy, what: 'policy' }] });

@@ -5,7 +5,7 @@ import type { EventSummary } from '../activities/kubernetes-pods';
 import { certificateExpiryInput, type CertificateExpiryInput } from '../common/inputs/certificate-expiry';
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, quickRead } from './activity-options';
-import { RunbookRun } from './kernel/runbook-run';
+import { RunbookRun, runFields } from './kernel/runbook-run';
 import { deadlineWait, waitWithinDeadline } from './rollout-wait';
 import { validateInput } from './validate-input';
 
@@ -45,7 +45,7 @@ export async function certificateExpiry(raw: CertificateExpiryInput): Promise<Ce
   const input = validateInput('certificateExpiry', certificateExpiryInput, raw);
   const { namespace, certificate, ingress } = input;
   const run = await RunbookRun.begin(
-    { name: 'certificateExpiry', kind: 'fault', target: `${namespace}/${certificate}`, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    { name: 'certificateExpiry', kind: 'fault', target: `${namespace}/${certificate}`, ...runFields(input) },
     input.certManager ? 7 : 6,
   );
   await read.assertTargetsAllowed({

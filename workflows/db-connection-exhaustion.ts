@@ -3,7 +3,7 @@ import type { Activities } from '../activities';
 import { dbConnectionExhaustionInput, type DbConnectionExhaustionInput } from '../common/inputs/db-connection-exhaustion';
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, longRunning, quickRead } from './activity-options';
-import { RunbookRun } from './kernel/runbook-run';
+import { RunbookRun, runFields } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 
 const read = proxyActivities<Activities>(quickRead);
@@ -26,7 +26,7 @@ export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): 
   const input = validateInput('dbConnectionExhaustion', dbConnectionExhaustionInput, raw);
   const { namespace, deployment, database } = input;
   const run = await RunbookRun.begin(
-    { name: 'dbConnectionExhaustion', kind: 'fault', target: `${namespace}/${deployment}`, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    { name: 'dbConnectionExhaustion', kind: 'fault', target: `${namespace}/${deployment}`, ...runFields(input) },
     5,
   );
   await read.assertTargetsAllowed({ namespaces: [namespace], databases: [database], names: [{ name: deployment, what: 'deployment' }] });

@@ -6,7 +6,7 @@ import { diskPressureInput, type DiskPressureInput } from '../common/inputs/disk
 import { memoryBytes, memoryQuantity } from '../common/quantity';
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, longRunning, quickRead } from './activity-options';
-import { RunbookRun } from './kernel/runbook-run';
+import { RunbookRun, runFields } from './kernel/runbook-run';
 import { checkedOutput, dfLine, dfUsePercent } from './exec-output';
 import { validateInput } from './validate-input';
 
@@ -68,7 +68,7 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
   const input = validateInput('diskPressure', diskPressureInput, raw);
   const { namespace, deployment, container, pvc, dataDir, logDir, logsOlderThanDays, backupsOlderThanDays, backupPrefix } = input;
   const run = await RunbookRun.begin(
-    { name: 'diskPressure', kind: 'fault', target: `${namespace}/${pvc}`, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    { name: 'diskPressure', kind: 'fault', target: `${namespace}/${pvc}`, ...runFields(input) },
     9,
   );
   await read.assertTargetsAllowed({

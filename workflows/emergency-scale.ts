@@ -17,7 +17,7 @@ import type { RunbookResultBase } from '../common/runbook';
 import { stableJson } from '../common/stable-json';
 import { destructive, quickRead } from './activity-options';
 import { containerOf, deploymentOf, podCounts } from './deployment-spec';
-import { RunbookRun } from './kernel/runbook-run';
+import { RunbookRun, runFields } from './kernel/runbook-run';
 import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 
@@ -121,7 +121,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
   const where = `${namespace}/${deployment}`;
   const action = input.restore ? 'restore' : 'scale';
   const run = await RunbookRun.begin(
-    { name: 'emergencyScale', kind: 'emergency', target: where, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    { name: 'emergencyScale', kind: 'emergency', target: where, ...runFields(input) },
     6,
   );
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }, ...(input.container ? [{ name: input.container, what: 'container' }] : [])] });

@@ -7,7 +7,7 @@ import { memoryBytes, raisedMemoryLimit } from '../common/quantity';
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, longRunning, quickRead } from './activity-options';
 import { containerOf, deploymentOf, livePods, podCounts, previousRevision } from './deployment-spec';
-import { RunbookRun } from './kernel/runbook-run';
+import { RunbookRun, runFields } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 
 const read = proxyActivities<Activities>(quickRead);
@@ -66,7 +66,7 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
   const input = validateInput('podCrashLoop', podCrashLoopInput, raw);
   const { namespace, deployment } = input;
   const run = await RunbookRun.begin(
-    { name: 'podCrashLoop', kind: 'fault', target: `${namespace}/${deployment}`, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    { name: 'podCrashLoop', kind: 'fault', target: `${namespace}/${deployment}`, ...runFields(input) },
     10,
   );
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }, ...(input.container ? [{ name: input.container, what: 'container' }] : [])] });

@@ -4,7 +4,7 @@ import type { CollectEventsResult, CollectLogsResult, SnapshotConfigResult } fro
 import { postIncidentReviewInput, postIncidentReviewTarget, type PostIncidentReviewInput } from '../common/inputs/post-incident-review';
 import type { IncidentFindings, RunbookResultBase } from '../common/runbook';
 import { longRunning, quickRead } from './activity-options';
-import { RunbookRun } from './kernel/runbook-run';
+import { RunbookRun, runFields } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 
 const read = proxyActivities<Activities>(quickRead);
@@ -97,7 +97,7 @@ export async function postIncidentReview(raw: PostIncidentReviewInput): Promise<
   const input = validateInput('postIncidentReview', postIncidentReviewInput, raw);
   const { namespace, appDeployment, incidentId } = input;
   const run = await RunbookRun.begin(
-    { name: 'postIncidentReview', kind: 'emergency', target: postIncidentReviewTarget(input), mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    { name: 'postIncidentReview', kind: 'emergency', target: postIncidentReviewTarget(input), ...runFields(input) },
     3,
   );
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: appDeployment, what: 'deployment' }] });

@@ -1,4 +1,4 @@
-import { log, proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { log, patched, proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { runbookMode, runbookName } from '../common/search-attributes';
 import { preflightInputSchema, type PreflightInput } from '../common/preflight-input';
@@ -28,6 +28,7 @@ export async function preflight(rawInput?: PreflightInput): Promise<PreflightRes
   const rows = (await Promise.all(targets.map((target) => checkers[target]()))).flat();
   const count = (status: PreflightRow['status']) => rows.filter((row) => row.status === status).length;
   const result: PreflightResult = { rows, passed: count('PASS'), failed: count('FAIL'), skipped: count('SKIP'), ok: count('FAIL') === 0 };
-  log.info('preflight finished', { passed: result.passed, failed: result.failed, skipped: result.skipped });
+  if (patched('preflight-approvals')) result.approvals = await activities.approvalVerification();
+  log.info('preflight finished', { passed: result.passed, failed: result.failed, skipped: result.skipped, approvalsVerified: result.approvals?.verified });
   return result;
 }

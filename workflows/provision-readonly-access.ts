@@ -6,7 +6,7 @@ import { provisionReadonlyAccessInput, type ProvisionReadonlyAccessInput, type R
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, quickRead } from './activity-options';
 import { changeText } from './field-changes';
-import { RunbookRun } from './kernel/runbook-run';
+import { RunbookRun, runFields } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 
 const read = proxyActivities<Activities>(quickRead);
@@ -87,7 +87,7 @@ export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput)
   const { namespace, serviceAccount, role, roleBinding, rules } = input;
   const where = `${namespace}/${serviceAccount}`;
   const run = await RunbookRun.begin(
-    { name: 'provisionReadonlyAccess', kind: 'security', target: where, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    { name: 'provisionReadonlyAccess', kind: 'security', target: where, ...runFields(input) },
     3,
   );
   await read.assertTargetsAllowed({

@@ -6,7 +6,7 @@ import { memoryBytes, raisedMemoryLimit } from '../common/quantity';
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, longRunning, quickRead } from './activity-options';
 import { containerOf, deploymentOf } from './deployment-spec';
-import { RunbookRun } from './kernel/runbook-run';
+import { RunbookRun, runFields } from './kernel/runbook-run';
 import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 
@@ -113,7 +113,7 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
   // Every command the patch adds (the rollout wait, the raise-maxmemory step) is behind this.
   const withMaxmemory = patched(raiseMaxmemoryPatch);
   const run = await RunbookRun.begin(
-    { name: 'redisMemoryPressure', kind: 'fault', target: `${namespace}/${deployment}`, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    { name: 'redisMemoryPressure', kind: 'fault', target: `${namespace}/${deployment}`, ...runFields(input) },
     withMaxmemory ? 10 : 9,
   );
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }, { name: container, what: 'container' }] });

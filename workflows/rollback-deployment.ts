@@ -6,7 +6,7 @@ import { rollbackDeploymentInput, type RollbackDeploymentInput } from '../common
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, quickRead } from './activity-options';
 import { livePods, podCounts, previousRevision } from './deployment-spec';
-import { RunbookRun } from './kernel/runbook-run';
+import { RunbookRun, runFields } from './kernel/runbook-run';
 import { waitForRollout, type CompletedRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 
@@ -86,7 +86,7 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
   const { namespace, deployment, toRevision } = input;
   const where = `${namespace}/${deployment}`;
   const run = await RunbookRun.begin(
-    { name: 'rollbackDeployment', kind: 'emergency', target: where, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    { name: 'rollbackDeployment', kind: 'emergency', target: where, ...runFields(input) },
     4,
   );
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }] });

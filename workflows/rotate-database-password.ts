@@ -6,7 +6,7 @@ import { previousKeyOf, rotateDatabasePasswordInput, stagedKeyOf, type RotateDat
 import type { RunbookResultBase } from '../common/runbook';
 import { destructive, quickRead } from './activity-options';
 import { podCounts } from './deployment-spec';
-import { RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
+import { RunbookRun, runFields, type ChangeOutcome } from './kernel/runbook-run';
 import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 
@@ -58,7 +58,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
   const staged = stagedKeyOf(key);
   const previous = previousKeyOf(key);
   const run = await RunbookRun.begin(
-    { name: 'rotateDatabasePassword', kind: 'security', target: where, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    { name: 'rotateDatabasePassword', kind: 'security', target: where, ...runFields(input) },
     7,
   );
   await read.assertTargetsAllowed({ namespaces: [namespace], databases: [database], names: [{ name: secret, what: 'secret' }, { name: appDeployment, what: 'deployment' }] });

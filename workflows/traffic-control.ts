@@ -13,7 +13,7 @@ import {
 import type { RunbookResultBase } from '../common/runbook';
 import { stableJson } from '../common/stable-json';
 import { destructive, quickRead } from './activity-options';
-import { RunbookRun } from './kernel/runbook-run';
+import { RunbookRun, runFields } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 
 const read = proxyActivities<Activities>(quickRead);
@@ -60,7 +60,7 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
   const { namespace, ingress, action, rps, maintenanceService } = input;
   const where = `${namespace}/${ingress}`;
   const run = await RunbookRun.begin(
-    { name: 'trafficControl', kind: 'emergency', target: where, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    { name: 'trafficControl', kind: 'emergency', target: where, ...runFields(input) },
     action === 'maintenance-on' ? 4 : 3,
   );
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: ingress, what: 'ingress' }, { name: maintenanceService, what: 'service' }] });

@@ -39,3 +39,20 @@ export function runsTable(runs: RunSummary[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [header, ...rows].map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }
+
+/** The pending plan as a person must see it before deciding: summary, before → after, hash. */
+export function pendingPlanText(workflowId: string, pending: NonNullable<RunbookStatus['pending']>): string {
+  const lines = [
+    `${workflowId}: step "${pending.stepId}" (${pending.title}) waits for a decision`,
+    `  change:  ${pending.change.summary}`,
+  ];
+  if (pending.change.details !== undefined) {
+    const details = JSON.stringify(pending.change.details, null, 2).split('\n');
+    lines.push('  details (before → after):', ...details.slice(0, 60).map((l) => `    ${l}`));
+    if (details.length > 60) lines.push(`    … ${details.length - 60} more lines (runbook status ${workflowId} --json)`);
+  }
+  lines.push(`  plan:    ${pending.planHash}`);
+  const given = (pending.approvals ?? []).map((a) => `${a.approver}${a.verified ? '' : ' (unverified)'}`);
+  lines.push(`  approvals: ${given.length} of ${pending.required ?? 1}${given.length ? ` (${given.join(', ')})` : ''}; ${pending.verification === 'unverified' ? 'UNVERIFIED: no approver keys configured' : 'signed decisions only'}`);
+  return lines.join('\n');
+}

@@ -6,24 +6,35 @@ import { ConfigError } from '../../config/load';
 import { loadConfigWithSandbox } from '../../scripts/testbed/env-file';
 import { connectClient } from '../../workers/temporal-client';
 import { createRunbookClient, RunbookClientError, type RunbookClient } from '../runbook-client';
-import { progressLine, runsTable, statusText } from './format';
+import { createInterface } from 'node:readline/promises';
+import type { DecisionVerdict } from '../../common/runbook';
+import { approvalsVerified } from '../../config/schema';
+import { sandboxApproverKeyDir } from '../../scripts/testbed/approver-keys';
+import { durationMs } from '../../workflows/kernel/runbook-run';
+import { pendingPlanText, progressLine, runsTable, statusText } from './format';
 import { resolveIdentity } from './identity';
+import { resolveSigner } from './keys';
 
 const usage = `usage: runbook <command> [options]
   list [--json]                                   the catalog
   start NAME [--input JSON | --FIELD VALUE ...] [--execute] [--severity P0..P3] [--wait]
   status ID [--watch] [--json]                    a run's progress, plan and timeline
   pending [--json]                                runs waiting for approval
-  approve ID --step STEP --reason TEXT [--plan HASH]
-  reject ID --step STEP --reason TEXT [--plan HASH]
+  approve ID --step STEP --reason TEXT [--plan HASH]   prints the plan; decides only the plan
+  reject ID --step STEP --reason TEXT [--plan HASH]    hash given (or confirmed on a terminal)
+  sign ID --step STEP --reason TEXT --plan HASH [--reject]
+                                                  a signed decision to paste into the Temporal UI
   cancel ID [--reason TEXT]
-identity: --as NAME, or $RUNBOOK_USER, or the OS user`;
+identity: --as NAME, or $RUNBOOK_USER, or the OS user
+key: --key FILE, else ssh-agent ($SSH_AUTH_SOCK), else the sandbox's demo key for NAME`;
 
 class UsageError extends Error {}
 
-/** Temporal settings: configuration as usual, falling back to the local sandbox of this checkout. */
-function temporalSettings() {
-  return loadConfigWithSandbox(['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE']).temporal;
+/** Configuration as usual, falling back to the local sandbox of this checkout (its server, approvers and keys). */
+function cliConfig() {
+  const config = loadConfigWithSandbox(['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'RUNBOOK_APPROVERS'], { onlyUnset: true });
+  const sandbox = !process.env.TEMPORAL_ADDRESS;
+  return { config, sandboxKeyDir: sandbox ? sandboxApproverKeyDir() : undefined };
 }
 
 /** Extra catalog entries from a module (test runbooks, plug-ins): RUNBOOK_EXTRA_CATALOG=path. */
@@ -35,7 +46,7 @@ function loadCatalog(): Record<string, CatalogEntry> {
   return { ...defaultCatalog, ...(require(path) as { extraCatalog: Record<string, CatalogEntry> }).extraCatalog };
 }
 
-const booleanFlags = new Set(['json', 'execute', 'wait', 'watch', 'help']);
+const booleanFlags = new Set(['json', 'execute', 'wait', 'watch', 'help', 'reject']);
 
 /** --flag value, --flag=value and boolean --flags; any other --field value is kept (for runbook inputs). */
 function parseCommandLine(argv: string[]): { values: Record<string, string | boolean>; positionals: string[] } {
@@ -61,7 +72,7 @@ function parseCommandLine(argv: string[]): { values: Record<string, string | boo
 
 /** --some-field value pairs become input fields (values read as JSON when they parse). */
 function inputFromFlags(values: Record<string, unknown>): Record<string, unknown> {
-  const known = new Set(['input', 'execute', 'severity', 'wait', 'as', 'json', 'watch']);
+  const known = new Set(['input', 'execute', 'severity', 'wait', 'as', 'json', 'watch', 'key']);
   const input: Record<string, unknown> = {};
   for (const [flag, value] of Object.entries(values)) {
     if (known.has(flag)) continue;
@@ -85,23 +96,36 @@ function requireId(positionals: string[], command: string): string {
   return id;
 }
 
-async function decide(runbooks: RunbookClient, verdict: 'approve' | 'reject', id: string, values: Record<string, unknown>, as: string): Promise<string> {
+/** A short plan hash must still name one plan: at least this many hex digits. */
+const minPlanPrefix = 12;
+
+/**
+ * The decision a person is about to make, on the plan they saw: the pending plan is printed, and
+ * its hash must be the one given with --plan, or confirmed on a terminal. Never the plan that
+ * merely happens to be pending.
+ */
+async function seenDecision(runbooks: RunbookClient, verdict: DecisionVerdict, id: string, values: Record<string, unknown>, as: string, print: (line: string) => void) {
   const stepId = values.step as string | undefined;
   const reason = values.reason as string | undefined;
   if (!stepId) throw new UsageError(`runbook ${verdict}: --step is required`);
   if (!reason?.trim()) throw new UsageError(`runbook ${verdict}: --reason is required`);
-  let planHash = values.plan as string | undefined;
-  if (!planHash) {
-    // Without --plan, decide on the plan pending now and say which one it was.
-    const pending = (await runbooks.getStatus(id)).pending;
-    if (!pending || pending.stepId !== stepId) throw new RunbookClientError(`step "${stepId}" is not waiting for approval${pending ? ` (pending: "${pending.stepId}")` : ''}`);
-    planHash = pending.planHash;
-  } else if (planHash.length < 64) {
-    const pending = (await runbooks.getStatus(id)).pending;
-    if (pending?.planHash.startsWith(planHash)) planHash = pending.planHash;
+  const pending = (await runbooks.getStatus(id)).pending;
+  if (!pending || pending.stepId !== stepId) throw new RunbookClientError(`step "${stepId}" is not waiting for approval${pending ? ` (pending: "${pending.stepId}")` : ''}`);
+  print(pendingPlanText(id, pending));
+  const given = values.plan as string | undefined;
+  if (given !== undefined) {
+    if (given.length < minPlanPrefix || !pending.planHash.startsWith(given)) {
+      throw new RunbookClientError(`the pending plan is ${pending.planHash.slice(0, minPlanPrefix)}, not ${given}${given.length < minPlanPrefix ? ` (give at least ${minPlanPrefix} digits)` : ''}: review the plan above and decide again`);
+    }
+  } else if (process.stdin.isTTY) {
+    const prompt = createInterface({ input: process.stdin, output: process.stderr });
+    const answer = await prompt.question(`${verdict} plan ${pending.planHash.slice(0, minPlanPrefix)} of "${stepId}"? type yes: `);
+    prompt.close();
+    if (answer.trim().toLowerCase() !== 'yes') throw new UsageError('nothing decided');
+  } else {
+    throw new UsageError(`runbook ${verdict}: refusing to decide a plan you have not confirmed: read the plan above and pass --plan ${pending.planHash.slice(0, minPlanPrefix)}, or run on a terminal to confirm it`);
   }
-  const receipt = await (verdict === 'approve' ? runbooks.approve : runbooks.reject)(id, { stepId, planHash, approver: as, reason });
-  return `${verdict === 'approve' ? 'approved' : 'rejected'} "${receipt.stepId}" of ${id} as ${receipt.approver} (${receipt.role}), plan ${planHash.slice(0, 12)}`;
+  return { stepId, planHash: pending.planHash, approver: as, reason };
 }
 
 async function watch(runbooks: RunbookClient, id: string, print: (line: string) => void): Promise<RunbookStatus> {
@@ -136,13 +160,19 @@ async function main(argv: string[]): Promise<void> {
     else for (const e of entries) print(`${e.name.padEnd(26)} ${e.kind.padEnd(12)} ${e.description}`);
     return;
   }
-  if (!['start', 'status', 'pending', 'approve', 'reject', 'cancel'].includes(command)) throw new UsageError(`unknown command "${command}"\n${usage}`);
+  if (!['start', 'status', 'pending', 'approve', 'reject', 'sign', 'cancel'].includes(command)) throw new UsageError(`unknown command "${command}"\n${usage}`);
 
   const as = resolveIdentity(values.as as string | undefined);
-  const temporal = temporalSettings();
+  const { config, sandboxKeyDir } = cliConfig();
+  const temporal = config.temporal;
+  const key = await resolveSigner(as, { keyFile: values.key as string | undefined, approvers: config.approvers, sandboxKeyDir });
+  if (!key && approvalsVerified(config) && ['start', 'approve', 'reject', 'sign'].includes(command)) {
+    process.stderr.write(`note: no key to sign as ${as} (--key FILE, or ssh-agent with your key): ${command === 'start' ? 'the start is unproven, so its steps need two approvers' : 'the decision goes unsigned and is refused where signatures are required'}\n`);
+  }
   const connection = await connectClient(temporal);
   try {
-    const runbooks = createRunbookClient({ client: connection.client, taskQueue: temporal.taskQueue, catalog });
+    const statementLifetimeMs = durationMs(config.approvals.statementLifetime);
+    const runbooks = createRunbookClient({ client: connection.client, taskQueue: temporal.taskQueue, catalog, signer: key?.signer, statementLifetimeMs });
     switch (command) {
       case 'start': {
         const name = positionals[1];
@@ -182,9 +212,25 @@ async function main(argv: string[]): Promise<void> {
         return;
       }
       case 'approve':
-      case 'reject':
-        print(await decide(runbooks, command, requireId(positionals, command), values, as));
+      case 'reject': {
+        const id = requireId(positionals, command);
+        const decision = await seenDecision(runbooks, command, id, values, as, print);
+        const receipt = await runbooks[command](id, decision);
+        const progress = receipt.required && receipt.required > 1 ? `; ${receipt.approvals} of ${receipt.required} approvals` : '';
+        const proof = receipt.verified ? `signed with ${receipt.keyFingerprint}` : 'UNVERIFIED';
+        print(`${command === 'approve' ? 'approved' : 'rejected'} "${receipt.stepId}" of ${id} as ${receipt.approver} (${receipt.role}), plan ${decision.planHash.slice(0, 12)}, ${proof}${progress}`);
         return;
+      }
+      case 'sign': {
+        const id = requireId(positionals, command);
+        if (!key) throw new UsageError(`runbook sign: no key to sign as ${as}: pass --key FILE or add your key to ssh-agent`);
+        const verdict: DecisionVerdict = values.reject ? 'reject' : 'approve';
+        const decision = await seenDecision(runbooks, verdict, id, values, as, (line) => process.stderr.write(`${line}\n`));
+        const { statement, signature } = await runbooks.signDecision(verdict, id, decision);
+        process.stderr.write(`Paste into the Temporal UI: run ${id} > Send an Update > "${verdict}" (or the Signal "${verdict}Signal"), valid until it expires:\n`);
+        print(JSON.stringify({ statement, signature }));
+        return;
+      }
       case 'cancel': {
         const id = requireId(positionals, 'cancel');
         await runbooks.cancel(id, { by: as, reason: values.reason as string | undefined });

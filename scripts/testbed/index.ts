@@ -1,5 +1,7 @@
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { ensureDemoApprovers, sandboxApproverKeyDir } from './approver-keys';
 import { readEnvFile, writeEnvFile } from './env-file';
 import { port, testbedLayout, type TestbedLayout } from './layout';
 import { isPortOpen, stopDetached } from './processes';
@@ -68,6 +70,9 @@ function testbedEnv(ctx: TestbedContext): Record<string, string> {
     // The alert bridge on the port the test bed's Alertmanager posts to, with the token it sends.
     ALERT_BRIDGE_LISTEN: `127.0.0.1:${port(layout, 'alertBridge')}`,
     ALERT_BRIDGE_TOKEN: secrets.alertBridgeToken,
+    // Demo approvers with keys (.testbed/approver-keys/), so approvals are signed in the sandbox too.
+    RUNBOOK_APPROVERS: JSON.stringify(ensureDemoApprovers(layout.stateDir)),
+    ALERT_BRIDGE_SIGNING_KEY: join(sandboxApproverKeyDir(layout.stateDir), 'alert-bridge'),
     TESTBED_ALERTMANAGER_URL: alertmanagerUrl(ctx),
     NOTIFY_WEBHOOK_URL: `${webhookUrl(ctx)}/notify`,
     TESTBED_WEBHOOK_URL: webhookUrl(ctx),

@@ -12,9 +12,13 @@ export function testbedEnv(): Record<string, string> {
   return env;
 }
 
-/** The worker's configuration pointing at the test bed, on a task queue of its own, with overrides. */
+/**
+ * The worker's configuration pointing at the test bed, on a task queue of its own, with overrides.
+ * The sandbox's demo approvers (with keys, so signatures required) only where a test asks for them
+ * (`RUNBOOK_APPROVERS: testbedEnv().RUNBOOK_APPROVERS`): each test says which approvals it runs with.
+ */
 export function testbedConfig(overrides: Record<string, string | undefined> = {}): RunbookConfig {
-  const env: Record<string, string | undefined> = { ...testbedEnv(), TEMPORAL_TASK_QUEUE: `test-${randomUUID()}`, ...overrides };
+  const env: Record<string, string | undefined> = { ...testbedEnv(), RUNBOOK_APPROVERS: undefined, ALERT_BRIDGE_SIGNING_KEY: undefined, TEMPORAL_TASK_QUEUE: `test-${randomUUID()}`, ...overrides };
   return loadConfig({ env: env as NodeJS.ProcessEnv });
 }
 

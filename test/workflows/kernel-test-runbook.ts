@@ -1,8 +1,9 @@
 import { proxyActivities } from '@temporalio/workflow';
-import { z } from 'zod';
-import { roles, runbookInputBase, type RunbookResultBase } from '../../common/runbook';
+import type { z } from 'zod';
+import type { RunbookResultBase } from '../../common/runbook';
+import { kernelTestInput as inputSchema } from './kernel-test-input';
 import { quickRead } from '../../workflows/activity-options';
-import { RunbookRun } from '../../workflows/kernel/runbook-run';
+import { RunbookRun, runFields } from '../../workflows/kernel/runbook-run';
 import { validateInput } from '../../workflows/validate-input';
 
 /** Activities the kernel tests provide: a target whose state lives in the test process. */
@@ -11,30 +12,13 @@ export interface TestTargetActivities {
   applyTestChange(target: string, stepId: string): Promise<void>;
 }
 
-const inputSchema = z.object({
-  ...runbookInputBase,
-  target: z.string().min(1),
-  steps: z
-    .array(
-      z.object({
-        id: z.string().min(1),
-        title: z.string().min(1),
-        allowedRoles: z.array(z.enum(roles)).optional(),
-        dependsOn: z.array(z.string()).optional(),
-        failOnApply: z.boolean().optional(),
-      }),
-    )
-    .min(1),
-  report: z.boolean().default(false),
-});
-
 const target = proxyActivities<TestTargetActivities>(quickRead);
 
 /** A runbook made only of kernel calls: one read step, then the given destructive steps. */
 export async function kernelTestRunbook(raw: z.input<typeof inputSchema>): Promise<RunbookResultBase> {
   const input = validateInput('kernelTestRunbook', inputSchema, raw);
   const run = await RunbookRun.begin(
-    { name: 'kernelTestRunbook', kind: 'fault', target: input.target, mode: input.mode, severity: input.severity, startedBy: input.startedBy, scheduled: input.scheduled },
+    { name: 'kernelTestRunbook', kind: 'fault', target: input.target, ...runFields(input) },
     input.steps.length + 1,
   );
   await run.read('inspect', 'Read the target', () => target.readTestTarget(input.target), (s) => `version ${s.version}`);

@@ -1,4 +1,5 @@
 import type { CatalogEntry } from '../../common/catalog';
+import { kernelTestInput } from './kernel-test-input';
 
 /** Catalog entries of the test-only runbooks (the CLI loads this through RUNBOOK_EXTRA_CATALOG). */
 export const extraCatalog: Record<string, CatalogEntry> = {
@@ -6,8 +7,7 @@ export const extraCatalog: Record<string, CatalogEntry> = {
     name: 'kernelTestRunbook',
     kind: 'fault',
     description: 'kernel test runbook (tests only)',
-    // The workflow validates its input for real; the client passes it on.
-    inputSchema: { safeParse: (value: unknown) => ({ success: true, data: value }) } as never,
+    inputSchema: kernelTestInput,
     targetOf: (input) => String(input.target),
   },
 };

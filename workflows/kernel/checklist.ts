@@ -3,7 +3,7 @@ import type { Activities } from '../../activities';
 import { byUrgency, countStatuses, worstStatus, type CheckRow, type ChecklistResult, type CheckStatus } from '../../common/checklist';
 import type { ChecklistThresholds } from '../../config/schema';
 import { quickRead } from '../activity-options';
-import { errorMessage, RunbookRun, type RunbookIdentity } from './runbook-run';
+import { errorMessage, RunbookRun, runFields } from './runbook-run';
 
 const support = proxyActivities<Activities>(quickRead);
 
@@ -27,10 +27,9 @@ export class Checklist {
   ) {}
 
   /** Starts a checklist run on `target` (what it looks at) with the run fields of its input. */
-  static async begin(name: string, target: string, input: Pick<RunbookIdentity, 'mode' | 'severity' | 'startedBy' | 'scheduled'>, stepsDeclared: number): Promise<Checklist> {
+  static async begin(name: string, target: string, input: Parameters<typeof runFields>[0], stepsDeclared: number): Promise<Checklist> {
     const startedAt = new Date().toISOString();
-    const { mode, severity, startedBy, scheduled } = input;
-    const run = await RunbookRun.begin({ name, kind: 'maintenance', target, mode, severity, startedBy, scheduled }, stepsDeclared);
+    const run = await RunbookRun.begin({ name, kind: 'maintenance', target, ...runFields(input) }, stepsDeclared);
     return new Checklist(run, await support.loadChecklistThresholds(), startedAt);
   }
 

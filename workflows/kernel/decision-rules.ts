@@ -1,12 +1,84 @@
+import type { PolicyIdentity } from '../../activities/runbook-support';
+import { decisionStatementSchema, parseStatement, signatureNamespace, timeProblem } from '../../common/approval-statements';
 import type { ApproverRole, Decision, DecisionVerdict, PendingApproval } from '../../common/runbook';
+import { verifySshSignature } from '../../common/ssh-signature';
 
 export interface DecisionContext {
   pending: PendingApproval | undefined;
+  /** Who the input says started the run (a claim unless proven). */
   startedBy: string;
-  approvers: Array<{ id: string; roles: ApproverRole[] }>;
+  /** Who the run's start proves started it (signed start, schedule); never their approver. */
+  provenInitiator: string | undefined;
+  approvers: PolicyIdentity[];
+  /** Unsigned decisions are refused. */
+  requireSignatures: boolean;
+  run: { namespace: string; workflowId: string; runId: string };
+  /** Workflow time (ms) the decision is judged at. */
+  now: number;
+  maxLifetimeMs: number;
+  /** Statements already counted in this run: each works once. */
+  usedStatements: ReadonlySet<string>;
+  /** Who already approved the pending step. */
+  approvedBy: readonly string[];
+  /** The step already has its quorum, or a veto. */
+  decided: boolean;
 }
 
-export type DecisionCheck = { ok: true; role: ApproverRole } | { ok: false; refusal: string };
+export interface AcceptedDecision {
+  stepId: string;
+  planHash: string;
+  approver: string;
+  reason: string;
+  role: ApproverRole;
+  verified: boolean;
+  keyFingerprint?: string;
+  /** The channel (e.g. Slack) whose key signed for the approver. */
+  vouchedBy?: string;
+  statement?: string;
+}
+
+export type DecisionCheck = { ok: true; decision: AcceptedDecision } | { ok: false; refusal: string };
+
+const refuse = (refusal: string): DecisionCheck => ({ ok: false, refusal });
+const isPerson = (identity: PolicyIdentity) => (identity.kind ?? 'person') === 'person';
+
+type Fields = Pick<AcceptedDecision, 'stepId' | 'planHash' | 'approver' | 'reason' | 'verified' | 'keyFingerprint' | 'vouchedBy' | 'statement'>;
+
+/** The decision's fields from its signed statement, or why the statement does not count. */
+function signedFields(decision: Decision, verdict: DecisionVerdict, context: DecisionContext): Fields | string {
+  if (!decision.statement || !decision.signature) return 'a signed decision needs both statement and signature';
+  const parsed = parseStatement(decisionStatementSchema, decision.statement);
+  if (!parsed.ok) return parsed.reason;
+  const s = parsed.statement;
+  const { run } = context;
+  if (s.temporalNamespace !== run.namespace || s.workflowId !== run.workflowId || s.runId !== run.runId) {
+    return `the statement is for run ${s.workflowId} (${s.runId}) in namespace ${s.temporalNamespace}, not for this run ${run.workflowId} (${run.runId}) in ${run.namespace}`;
+  }
+  for (const field of ['stepId', 'planHash', 'approver', 'reason'] as const) {
+    if (decision[field] !== undefined && decision[field] !== s[field]) return `the decision's ${field} differs from its signed statement`;
+  }
+  if (s.verdict !== verdict) return `the statement says ${s.verdict}; it cannot ${verdict}`;
+  const late = timeProblem(s, context.now, context.maxLifetimeMs);
+  if (late) return late;
+  if (context.usedStatements.has(decision.statement)) return 'this statement was already used; sign a new one for each decision';
+  const signerId = s.signer ?? s.approver;
+  const signer = context.approvers.find((a) => a.id === signerId);
+  if (!signer) return `${signerId} is not a configured approver`;
+  if (!signer.publicKey) return `${signerId} has no public key configured, so a signature by them cannot be checked`;
+  const verdictOfKey = verifySshSignature(signer.publicKey, signatureNamespace, decision.statement, decision.signature);
+  if (!verdictOfKey.ok) return `not signed by ${signerId}: ${verdictOfKey.reason}`;
+  if (signerId !== s.approver && signer.kind !== 'channel') return `${signerId} signed for ${s.approver}, and only a channel may sign for someone else`;
+  return {
+    stepId: s.stepId,
+    planHash: s.planHash,
+    approver: s.approver,
+    reason: s.reason,
+    verified: true,
+    keyFingerprint: verdictOfKey.fingerprint,
+    ...(signerId !== s.approver ? { vouchedBy: signerId } : {}),
+    statement: decision.statement,
+  };
+}
 
 /**
  * The one rule set for a decision, used by the Update validator (refused synchronously) and by
@@ -14,25 +86,39 @@ export type DecisionCheck = { ok: true; role: ApproverRole } | { ok: false; refu
  */
 export function checkDecision(decision: Decision, verdict: DecisionVerdict, context: DecisionContext): DecisionCheck {
   const { pending } = context;
-  if (!decision || typeof decision !== 'object') return { ok: false, refusal: 'a decision needs stepId, planHash, approver and reason' };
-  if (!pending) return { ok: false, refusal: `step "${decision.stepId}" is not waiting for approval (nothing is)` };
-  if (decision.stepId !== pending.stepId) return { ok: false, refusal: `step "${decision.stepId}" is not waiting for approval (pending: "${pending.stepId}")` };
-  if (!decision.reason?.trim()) return { ok: false, refusal: 'a reason is required' };
-  if (!decision.approver?.trim()) return { ok: false, refusal: 'the approver is required' };
-  if (decision.planHash !== pending.planHash) {
-    return {
-      ok: false,
-      refusal: `the decision names plan ${String(decision.planHash).slice(0, 12)}, but the pending plan is ${pending.planHash.slice(0, 12)}: review the current plan and decide again`,
-    };
+  if (!decision || typeof decision !== 'object') return refuse('a decision needs a signed statement (or stepId, planHash, approver and reason)');
+  let fields: Fields;
+  if (decision.statement !== undefined || decision.signature !== undefined) {
+    const signed = signedFields(decision, verdict, context);
+    if (typeof signed === 'string') return refuse(signed);
+    fields = signed;
+  } else {
+    if (context.requireSignatures) {
+      return refuse('an unsigned decision is refused: decisions here must be signed with the approver\'s SSH key (runbook approve signs; in the Temporal UI paste what runbook sign prints)');
+    }
+    fields = { stepId: decision.stepId!, planHash: decision.planHash!, approver: decision.approver!, reason: decision.reason!, verified: false };
   }
-  if (verdict === 'approve' && decision.approver === context.startedBy) {
-    return { ok: false, refusal: `four-eyes rule: ${decision.approver} started this run and cannot approve its steps` };
+  if (!pending) return refuse(`step "${fields.stepId}" is not waiting for approval (nothing is)`);
+  if (fields.stepId !== pending.stepId) return refuse(`step "${fields.stepId}" is not waiting for approval (pending: "${pending.stepId}")`);
+  if (!fields.reason?.trim()) return refuse('a reason is required');
+  if (!fields.approver?.trim()) return refuse('the approver is required');
+  if (fields.planHash !== pending.planHash) {
+    return refuse(`the decision names plan ${String(fields.planHash).slice(0, 12)}, but the pending plan is ${pending.planHash.slice(0, 12)}: review the current plan and decide again`);
   }
-  const person = context.approvers.find((a) => a.id === decision.approver);
-  if (!person) return { ok: false, refusal: `${decision.approver} is not a configured approver` };
-  const role = pending.allowedRoles.find((r) => person.roles.includes(r));
+  if (context.decided) return refuse(`step "${fields.stepId}" was already decided`);
+  if (verdict === 'approve' && (fields.approver === context.provenInitiator || fields.approver === context.startedBy)) {
+    return refuse(`four-eyes rule: ${fields.approver} started this run and cannot approve its steps`);
+  }
+  const person = context.approvers.find((a) => a.id === fields.approver && isPerson(a));
+  if (!person) return refuse(`${fields.approver} is not a configured approver`);
+  const channel = fields.vouchedBy ? context.approvers.find((a) => a.id === fields.vouchedBy) : undefined;
+  const role = pending.allowedRoles.find((r) => person.roles.includes(r) && (!channel || (channel.vouchesFor ?? []).includes(r)));
   if (!role) {
-    return { ok: false, refusal: `${decision.approver} (${person.roles.join(', ')}) may not decide "${pending.stepId}": needs one of ${pending.allowedRoles.join(', ')}` };
+    const through = channel ? ` through ${channel.id} (vouches for ${(channel.vouchesFor ?? []).join(', ') || 'no role'})` : '';
+    return refuse(`${fields.approver} (${person.roles.join(', ')})${through} may not decide "${fields.stepId}": needs one of ${pending.allowedRoles.join(', ')}`);
   }
-  return { ok: true, role };
+  if (verdict === 'approve' && context.approvedBy.includes(fields.approver)) {
+    return refuse(`${fields.approver} already approved "${fields.stepId}": the quorum needs distinct approvers`);
+  }
+  return { ok: true, decision: { ...fields, role } };
 }

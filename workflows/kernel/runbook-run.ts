@@ -3,6 +3,7 @@ import {
   condition,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -10,7 +11,9 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
-import type { ApprovalPolicy } from '../../activities/runbook-support';
+import type { ApprovalPolicy, ScheduleProof } from '../../activities/runbook-support';
+import { inputDigest, parseStatement, signatureNamespace, startStatementSchema, timeProblem, type SignedStatement } from '../../common/approval-statements';
+import { verifySshSignature } from '../../common/ssh-signature';
 import type { IncidentReport } from '../../activities/report-markdown';
 import {
   roles,
@@ -18,6 +21,7 @@ import {
   type CancelRequest,
   type Decision,
   type DecisionChannel,
+  type DecisionReceipt,
   type DecisionVerdict,
   type IncidentFindings,
   type Mode,
@@ -49,7 +53,7 @@ import {
   releaseLockSignal,
   statusQuery,
 } from '../definitions';
-import { checkDecision } from './decision-rules';
+import { checkDecision, type AcceptedDecision } from './decision-rules';
 
 const support = proxyActivities<Activities>(quickRead);
 
@@ -61,8 +65,20 @@ export interface RunbookIdentity {
   mode: Mode;
   severity: Severity;
   startedBy: string;
+  /** What the input says; trusted only by runs recorded before schedules were proven. */
   scheduled: boolean;
+  /** The initiator's signed start statement, and the digest of the input it must bind. */
+  startProof?: SignedStatement;
+  inputDigest?: string;
 }
+
+/** The run fields of a runbook's validated input, as RunbookRun.begin takes them. */
+export function runFields(input: { mode: Mode; severity: Severity; startedBy: string; scheduled: boolean; startProof?: SignedStatement }) {
+  const { mode, severity, startedBy, scheduled, startProof } = input;
+  return { mode, severity, startedBy, scheduled, startProof, inputDigest: inputDigest(input as unknown as Record<string, unknown>) };
+}
+
+type Approval = AcceptedDecision & { channel: DecisionChannel };
 
 export interface ChangeStep {
   stepId: string;
@@ -93,7 +109,15 @@ export class RunbookRun {
   private readonly stepOutcomes = new Map<string, ChangeOutcome>();
   private readonly evidence: IncidentReport['evidence'] = [];
   private pending: PendingApproval | undefined;
-  private decision: { verdict: DecisionVerdict; decision: Decision; role: ApproverRole; channel: DecisionChannel } | undefined;
+  /** Approvals of the pending step so far, and a rejection (one vetoes). */
+  private approvals: Approval[] = [];
+  private veto: Approval | undefined;
+  private required = 1;
+  /** Signed statements already counted: each works once. */
+  private readonly usedStatements = new Set<string>();
+  /** Who the start proves (signed start, or the server's schedule record); undefined: a claim only. */
+  private provenInitiator: string | undefined;
+  private scheduleProof: ScheduleProof | undefined;
   private cancelRequest: CancelRequest | undefined;
   /** The alerts that want this run, by Alertmanager fingerprint (alertFiring adds, alertResolved removes). */
   private readonly alertsFiring = new Map<string, string>();
@@ -122,8 +146,52 @@ export class RunbookRun {
     run.registerHandlers();
     const policy = await support.loadApprovalPolicy({ runbook: identity.name });
     Object.assign(run.policy, policy);
-    run.record({ event: 'started', by: identity.startedBy, detail: `${identity.mode} mode, ${identity.severity}, target ${identity.target}` });
+    const proof = run.verifiedStart();
+    run.provenInitiator = proof?.signer;
+    const initiator = proof ? `; initiator ${proof.signer} proven by key ${proof.fingerprint}` : run.policy.requireSignatures ? '; initiator not proven (unsigned start)' : '';
+    run.record({ event: 'started', by: identity.startedBy, detail: `${identity.mode} mode, ${identity.severity}, target ${identity.target}${initiator}` });
+    if (run.policy.requireSignatures === false) log.warn('approvals are UNVERIFIED: no approver has a public key, so identities are claims');
     return run;
+  }
+
+  /**
+   * The signer of the start's signed statement, checked in workflow code against the keys of
+   * configuration. A statement that does not hold fails the run before anything is read: a start
+   * that claims a proof it does not have is refused, not downgraded.
+   */
+  private verifiedStart(): { signer: string; fingerprint: string } | undefined {
+    const proof = this.identity.startProof;
+    if (!proof) return undefined;
+    const refuse = (why: string): never => {
+      throw ApplicationFailure.create({ type: 'InvalidInput', nonRetryable: true, message: `the signed start is refused: ${why}` });
+    };
+    const parsed = parseStatement(startStatementSchema, proof.statement);
+    if (!parsed.ok) return refuse(parsed.reason);
+    const s = parsed.statement;
+    const info = workflowInfo();
+    if (s.temporalNamespace !== info.namespace || s.workflowId !== info.workflowId) refuse(`it is for ${s.workflowId} in namespace ${s.temporalNamespace}`);
+    if (s.runbook !== this.identity.name) refuse(`it starts ${s.runbook}, not ${this.identity.name}`);
+    if (s.inputDigest !== this.identity.inputDigest) refuse('it was signed for another input');
+    if (s.startedBy !== this.identity.startedBy) refuse(`it names ${s.startedBy} as the initiator, the input ${this.identity.startedBy}`);
+    const late = timeProblem(s, info.runStartTime.getTime(), durationMs(this.policy.statementLifetime ?? '10m'));
+    if (late) refuse(late);
+    const signer = this.policy.approvers.find((a) => a.id === s.signer);
+    if (!signer?.publicKey) return refuse(`${s.signer} is not a configured identity with a public key`);
+    if (signer.kind === 'channel') refuse(`${s.signer} is a channel: channels vouch for decisions, they start nothing`);
+    if ((signer.kind ?? 'person') === 'person' && s.signer !== s.startedBy) refuse(`${s.signer} signed a start for ${s.startedBy}; a person signs only their own starts`);
+    const signature = verifySshSignature(signer.publicKey, signatureNamespace, proof.statement, proof.signature);
+    if (!signature.ok) return refuse(`not signed by ${s.signer}: ${signature.reason}`);
+    return { signer: s.signer, fingerprint: signature.fingerprint };
+  }
+
+  /**
+   * Whether a Temporal Schedule of this deployment started the run, asked of the server once.
+   * Runs recorded before that trusted their input's `scheduled`, and still do on replay.
+   */
+  private async startedBySchedule(): Promise<ScheduleProof> {
+    if (!patched('proven-schedules')) return { proven: this.identity.scheduled, detail: 'the input says so' };
+    this.scheduleProof ??= await support.proveScheduledStart();
+    return this.scheduleProof;
   }
 
   get cancelled(): boolean {
@@ -257,15 +325,44 @@ export class RunbookRun {
     return outcome;
   }
 
-  /** Waits for a person's decision, escalating tier by tier on durable timers; a policy may decide at once. */
+  /** A policy that approves this step of this run without a person, if any. */
+  private async autoApproval(stepId: string): Promise<{ name: string; detail?: string } | undefined> {
+    for (const policy of this.policy.autoApprove.filter((p) => p.steps.includes(stepId))) {
+      if (!policy.onlyScheduled) return { name: policy.name };
+      const proof = await this.startedBySchedule();
+      if (proof.proven) return { name: policy.name, detail: proof.detail };
+      if (proof.scheduleId) this.record({ event: 'refused', stepId, by: `policy ${policy.name}`, channel: 'policy', detail: `policy ${policy.name} does not apply: ${proof.detail}` });
+    }
+    return undefined;
+  }
+
+  /**
+   * Distinct approvals a step needs: the largest matching quorum rule, and at least two when
+   * decisions are verified but the initiator is not proven (they could be anyone).
+   */
+  private async requiredApprovals(stepId: string): Promise<number> {
+    const rules = (this.policy.quorum ?? []).filter((r) => (!r.steps || r.steps.includes(stepId)) && (!r.severities || r.severities.includes(this.identity.severity)));
+    const quorum = Math.max(1, ...rules.map((r) => r.approvals));
+    if (!this.policy.requireSignatures) return quorum;
+    if (!this.provenInitiator) {
+      const proof = await this.startedBySchedule();
+      if (proof.proven) this.provenInitiator = `schedule:${proof.scheduleId}`;
+    }
+    return this.provenInitiator ? quorum : Math.max(quorum, 2);
+  }
+
+  /** Waits for people's decisions (a quorum, or one veto), escalating tier by tier on durable timers; a policy may decide at once. */
   private async awaitDecision(planned: PlannedStep): Promise<'approve' | 'rejected' | 'expired' | 'cancelled'> {
-    const policy = this.policy.autoApprove.find((p) => p.steps.includes(planned.stepId) && (!p.onlyScheduled || this.identity.scheduled));
+    const policy = await this.autoApproval(planned.stepId);
     if (policy) {
-      this.record({ event: 'decided', stepId: planned.stepId, title: planned.title, by: `policy ${policy.name}`, channel: 'policy', reason: `approved by policy ${policy.name}` });
+      const reason = `approved by policy ${policy.name}${policy.detail ? ` (${policy.detail})` : ''}`;
+      this.record({ event: 'decided', stepId: planned.stepId, title: planned.title, by: `policy ${policy.name}`, channel: 'policy', reason });
       upsertSearchAttributes([{ key: runbookApprovalState, value: 'approved' }]);
       return 'approve';
     }
-    this.decision = undefined;
+    this.approvals = [];
+    this.veto = undefined;
+    this.required = await this.requiredApprovals(planned.stepId);
     this.state = 'waiting-for-approval';
     upsertSearchAttributes([{ key: runbookApprovalState, value: 'pending' }]);
     const waitPerTier = this.policy.escalation[this.identity.severity];
@@ -277,13 +374,21 @@ export class RunbookRun {
         planHash: planned.planHash,
         change: planned.change,
         allowedRoles: planned.allowedRoles,
-        approvers: this.policy.approvers.filter((a) => a.id !== this.identity.startedBy && a.roles.some((r) => planned.allowedRoles.includes(r))).map((a) => a.id),
+        approvers: this.policy.approvers
+          .filter((a) => (a.kind ?? 'person') === 'person' && a.id !== this.identity.startedBy && a.id !== this.provenInitiator && a.roles.some((r) => planned.allowedRoles.includes(r)))
+          .map((a) => a.id),
         tier,
         until: new Date(Date.now() + durationMs(waitPerTier)).toISOString(),
+        required: this.required,
+        approvals: this.approvals.map(({ approver, role, verified, keyFingerprint }) => ({ approver, role, verified, ...(keyFingerprint ? { keyFingerprint } : {}) })),
+        verification: this.policy.requireSignatures ? 'signed' : 'unverified',
+        ...(this.provenInitiator ? { provenInitiator: this.provenInitiator } : {}),
       };
-      this.record({ event: index === 0 ? 'requested' : 'escalated', stepId: planned.stepId, title: planned.title, detail: `tier ${tier}, waiting until ${this.pending.until}` });
+      const needs = this.required > 1 ? `, needs ${this.required} distinct approvals${this.policy.requireSignatures && !this.provenInitiator ? ' (the initiator is not proven)' : ''}` : '';
+      const unverified = this.policy.requireSignatures ? '' : ', UNVERIFIED (no approver keys configured)';
+      this.record({ event: index === 0 ? 'requested' : 'escalated', stepId: planned.stepId, title: planned.title, detail: `tier ${tier}, waiting until ${this.pending.until}${needs}${unverified}` });
       await this.notifyTier(planned, tier);
-      if (await condition(() => this.decision !== undefined || this.cancelled, waitPerTier)) break;
+      if (await condition(() => this.quorumMet || this.veto !== undefined || this.cancelled, waitPerTier)) break;
     }
     this.pending = undefined;
     this.state = 'running';
@@ -291,16 +396,18 @@ export class RunbookRun {
       upsertSearchAttributes([{ key: runbookApprovalState, value: 'none' }]);
       return 'cancelled';
     }
-    // Set by a handler while condition() waited; TypeScript cannot see that.
-    const decided = this.decision as RunbookRun['decision'];
-    if (!decided) {
+    // Set by handlers while condition() waited; TypeScript cannot see that.
+    const vetoed = (this.veto as Approval | undefined) !== undefined;
+    if (!vetoed && !this.quorumMet) {
       upsertSearchAttributes([{ key: runbookApprovalState, value: 'expired' }]);
       return 'expired';
     }
-    const { verdict, decision, role, channel } = decided;
-    this.record({ event: 'decided', stepId: planned.stepId, title: planned.title, by: decision.approver, role, channel, reason: decision.reason, detail: verdict === 'approve' ? 'approved' : 'rejected' });
-    upsertSearchAttributes([{ key: runbookApprovalState, value: verdict === 'approve' ? 'approved' : 'rejected' }]);
-    return verdict === 'approve' ? 'approve' : 'rejected';
+    upsertSearchAttributes([{ key: runbookApprovalState, value: vetoed ? 'rejected' : 'approved' }]);
+    return vetoed ? 'rejected' : 'approve';
+  }
+
+  private get quorumMet(): boolean {
+    return this.approvals.length >= this.required;
   }
 
   private async notifyTier(planned: PlannedStep, tier: ApproverRole): Promise<void> {
@@ -316,7 +423,8 @@ export class RunbookRun {
           step: planned.stepId,
           plan: planned.planHash,
           'decide by': this.pending?.until ?? '',
-          approve: `runbook approve ${workflowId} --step ${planned.stepId} --reason "..."`,
+          approvals: `${this.approvals.length} of ${this.required}${this.policy.requireSignatures ? ', signed' : ', UNVERIFIED: no approver keys configured'}`,
+          approve: `runbook approve ${workflowId} --step ${planned.stepId} --plan ${planned.planHash} --reason "..."`,
         },
         dedupeKey: `${workflowId}/${planned.stepId}/${planned.planHash.slice(0, 12)}/${tier}`,
       });
@@ -349,20 +457,39 @@ export class RunbookRun {
   }
 
   private registerHandlers(): void {
-    const accept = (verdict: DecisionVerdict, channel: DecisionChannel) => (decision: Decision) => {
-      const check = checkDecision(decision, verdict, { pending: this.pending, startedBy: this.identity.startedBy, approvers: this.policy.approvers });
-      if (!check.ok) {
-        if (channel === 'signal') this.record({ event: 'refused', stepId: decision?.stepId, by: decision?.approver, channel, reason: decision?.reason, detail: check.refusal });
+    const check = (decision: Decision, verdict: DecisionVerdict) => {
+      const { namespace, workflowId, runId } = workflowInfo();
+      return checkDecision(decision, verdict, {
+        pending: this.pending,
+        startedBy: this.identity.startedBy,
+        provenInitiator: this.provenInitiator,
+        approvers: this.policy.approvers,
+        requireSignatures: this.policy.requireSignatures ?? false,
+        run: { namespace, workflowId, runId },
+        now: Date.now(),
+        maxLifetimeMs: durationMs(this.policy.statementLifetime ?? '10m'),
+        usedStatements: this.usedStatements,
+        approvedBy: this.approvals.map((a) => a.approver),
+        decided: this.quorumMet || this.veto !== undefined,
+      });
+    };
+    const accept = (verdict: DecisionVerdict, channel: DecisionChannel) => (decision: Decision): DecisionReceipt | undefined => {
+      const checked = check(decision, verdict);
+      if (!checked.ok) {
+        if (channel === 'signal') this.record({ event: 'refused', stepId: decision?.stepId, by: decision?.approver, channel, reason: decision?.reason, detail: checked.refusal });
         return undefined;
       }
-      if (this.decision) return undefined; // the first valid decision wins
-      this.decision = { verdict, decision, role: check.role, channel };
-      return { stepId: decision.stepId, verdict, approver: decision.approver, role: check.role };
+      const accepted: Approval = { ...checked.decision, channel };
+      if (accepted.statement) this.usedStatements.add(accepted.statement);
+      if (verdict === 'reject') this.veto = accepted;
+      else this.approvals.push(accepted);
+      this.recordDecision(accepted, verdict);
+      const { stepId, approver, role, verified, keyFingerprint } = accepted;
+      return { stepId, verdict, approver, role, verified, ...(keyFingerprint ? { keyFingerprint } : {}), approvals: this.approvals.length, required: this.required };
     };
     const validator = (verdict: DecisionVerdict) => (decision: Decision) => {
-      const check = checkDecision(decision, verdict, { pending: this.pending, startedBy: this.identity.startedBy, approvers: this.policy.approvers });
-      if (!check.ok) throw new Error(check.refusal);
-      if (this.decision) throw new Error(`step "${decision.stepId}" was already decided`);
+      const checked = check(decision, verdict);
+      if (!checked.ok) throw new Error(checked.refusal);
     };
     setHandler(approveUpdate, (d) => accept('approve', 'update')(d)!, { validator: validator('approve') });
     setHandler(rejectUpdate, (d) => accept('reject', 'update')(d)!, { validator: validator('reject') });
@@ -373,6 +500,23 @@ export class RunbookRun {
     setHandler(alertResolvedSignal, (resolved) => this.alertResolved(resolved ?? {}));
     setHandler(lockGrantedSignal, ({ requestId }) => void this.grantedLocks.add(requestId));
     setHandler(statusQuery, () => this.status());
+  }
+
+  private recordDecision(decision: Approval, verdict: DecisionVerdict): void {
+    const count = this.required > 1 ? (verdict === 'approve' ? ` (${this.approvals.length} of ${this.required})` : ' (veto)') : '';
+    const vouched = decision.vouchedBy ? `, vouched for by ${decision.vouchedBy}` : '';
+    this.record({
+      event: 'decided',
+      stepId: decision.stepId,
+      title: this.pending?.title,
+      by: decision.approver,
+      role: decision.role,
+      channel: decision.channel,
+      reason: decision.reason,
+      detail: `${verdict === 'approve' ? 'approved' : 'rejected'}${count}${vouched}`,
+      verified: decision.verified,
+      ...(decision.keyFingerprint ? { keyFingerprint: decision.keyFingerprint } : {}),
+    });
   }
 
   /** An alert wants this run (idempotent: an alert already recorded changes nothing). */
@@ -421,7 +565,10 @@ export class RunbookRun {
       currentStep: this.currentStep,
       stepsDone: this.stepsDone,
       stepsDeclared: this.stepsDeclared,
-      pending: this.pending,
+      pending: this.pending && {
+        ...this.pending,
+        approvals: this.approvals.map(({ approver, role, verified, keyFingerprint }) => ({ approver, role, verified, ...(keyFingerprint ? { keyFingerprint } : {}) })),
+      },
       plan: [...this.plan.values()],
       timeline: [...this.timeline],
       outcome: this.outcome,
