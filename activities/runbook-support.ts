@@ -58,7 +58,7 @@ export interface ScheduleProof {
 }
 
 /** How long the proof waits for the schedule to list a run it has just started. */
-const scheduleProofWaitMs = 15_000;
+const scheduleProofWaitMs = 5_000;
 
 export function createRunbookSupportActivities({ allowlists, approvers, approvals, checklistThresholds, s3, temporal }: RunbookSupportDeps) {
   /** Puts `<prefix><kind>/<runbook>/<date>/<workflow id>-<run id>.{md,json}`; a retry overwrites the same objects. */

@@ -10,6 +10,8 @@ import { keyedApprovers, newKey } from './helpers/approver-keys';
 import { TestTargets } from './helpers/test-target';
 import { testbedConfig } from './helpers/testbed';
 import { withWorker } from './helpers/worker';
+import { startBySchedule } from './helpers/schedule-runs';
+import type { kernelTestRunbook } from './workflows/kernel-test-runbook';
 import { extraCatalog } from './workflows/test-catalog';
 
 /**
@@ -27,6 +29,7 @@ describe('signed approvals', () => {
     RUNBOOK_APPROVERS: JSON.stringify(team.approvers),
     ESCALATION_P2: '1h',
     APPROVAL_QUORUM: JSON.stringify([{ steps: ['two-person-step'], approvals: 2 }]),
+    APPROVAL_POLICIES: JSON.stringify([{ name: 'routine-when-scheduled', runbooks: ['kernelTestRunbook'], steps: ['routine'], onlyScheduled: true }]),
     // The test runbook's target lives in this process; no cluster needed.
     KUBECONFIG: undefined,
   });
@@ -243,6 +246,40 @@ describe('signed approvals', () => {
       ['carol', 'rejected (veto)'],
     ]);
     expect(targets.applies.filter((a) => a.target === target)).toEqual([]);
+  });
+
+  test('a run a Schedule started is proven by the server and auto-approved by policy; a client claiming TemporalScheduledById is not', async () => {
+    const target = `scheduled/${randomUUID()}`;
+    const claimed = `claimed/${randomUUID()}`;
+    await withRunbooks(async ({ signed, client }) => {
+      const taskQueue = config.temporal.taskQueue;
+      const input = (t: string) => ({ mode: 'execute', target: t, steps: steps('routine'), startedBy: `schedule:${taskQueue}:kernelTestRunbook` });
+      const scheduled = await startBySchedule(client, { taskQueue, workflowType: 'kernelTestRunbook', workflowId: `kernelTestRunbook/${target}`, args: [input(target)] });
+      try {
+        const result = await client.workflow.getHandle<typeof kernelTestRunbook>(scheduled.workflowId, scheduled.runId).result();
+        expect(result.outcome).toBe('completed');
+        expect(result.timeline.find((e) => e.event === 'decided')).toMatchObject({
+          by: 'policy routine-when-scheduled',
+          channel: 'policy',
+          reason: `approved by policy routine-when-scheduled (schedule ${scheduled.scheduleId} lists this run (asked the server))`,
+        });
+        // Any client may set the attribute a schedule sets; the schedule does not list that run.
+        const handle = await client.workflow.start('kernelTestRunbook', {
+          taskQueue,
+          workflowId: `kernelTestRunbook/${claimed}`,
+          args: [input(claimed)],
+          searchAttributes: { TemporalScheduledById: [scheduled.scheduleId] },
+        });
+        await pendingOf(signed, handle.workflowId, 'routine');
+        const { timeline } = await signed.getStatus(handle.workflowId);
+        expect(timeline.find((e) => e.event === 'refused')?.detail).toBe(`policy routine-when-scheduled does not apply: schedule ${scheduled.scheduleId} does not list this run among its actions`);
+        await handle.cancel();
+      } finally {
+        await scheduled.remove();
+      }
+    });
+    expect(targets.applies.filter((a) => a.target === target)).toEqual([{ target, stepId: 'routine' }]);
+    expect(targets.applies.filter((a) => a.target === claimed)).toEqual([]);
   });
 
   test('the client refuses `scheduled` and a hand-made startProof as inputs', async () => {

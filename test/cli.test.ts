@@ -1,6 +1,9 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { keyedApprovers } from './helpers/approver-keys';
 import { waitUntil } from '../scripts/testbed/processes';
 import { repoRoot } from './helpers/process-output';
 import { TestTargets } from './helpers/test-target';
@@ -25,9 +28,25 @@ function runbookCli(env: NodeJS.ProcessEnv, ...args: string[]): Promise<CliResul
   });
 }
 
+/** A real ssh-agent holding `keyFile`, as an SRE's shell has one. */
+async function startSshAgent(dir: string, keyFile: string): Promise<{ socket: string; stop: () => void }> {
+  const socket = join(dir, 'agent.sock');
+  const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
+  await waitUntil('ssh-agent listening', async () => existsSync(socket));
+  execFileSync('ssh-add', [keyFile], { env: { ...process.env, SSH_AUTH_SOCK: socket }, stdio: 'pipe' });
+  return { socket, stop: () => agent.kill() };
+}
+
 describe('runbook CLI', () => {
   const targets = new TestTargets();
-  const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }]) });
+  const keys = keyedApprovers({ bob: ['l2'], erin: ['l1'] });
+  const keyDir = mkdtempSync(join(tmpdir(), 'runbook-cli-keys-'));
+  const keyFile = (id: string) => {
+    const path = join(keyDir, id);
+    if (!existsSync(path)) writeFileSync(path, keys.keys[id]!.privateKey, { mode: 0o600 });
+    return path;
+  };
+  const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify(keys.approvers), KUBECONFIG: undefined });
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
@@ -35,14 +54,16 @@ describe('runbook CLI', () => {
     TEMPORAL_TASK_QUEUE: config.temporal.taskQueue,
     RUNBOOK_EXTRA_CATALOG: join(repoRoot, 'test', 'workflows', 'test-catalog.ts'),
     RUNBOOK_USER: 'erin',
+    RUNBOOK_APPROVERS: JSON.stringify(keys.approvers),
   };
+  afterAll(() => rmSync(keyDir, { recursive: true, force: true }));
 
   test('drives a run end to end: start, pending, status, approve, watch to the result', async () => {
     const target = `cli/${randomUUID()}`;
     await withWorker(
       config,
       async () => {
-        const started = await runbookCli(env, 'start', 'kernelTestRunbook', '--target', target, '--steps', JSON.stringify([{ id: 'restart', title: 'Restart the app' }]), '--execute', '--severity', 'P1');
+        const started = await runbookCli(env, 'start', 'kernelTestRunbook', '--target', target, '--steps', JSON.stringify([{ id: 'restart', title: 'Restart the app' }]), '--execute', '--severity', 'P1', '--key', keyFile('erin'));
         expect(started.stderr).toBe('');
         expect(started.code).toBe(0);
         const workflowId = /^started (\S+) \(run /.exec(started.stdout)?.[1];
@@ -59,16 +80,58 @@ describe('runbook CLI', () => {
         expect(status.stdout).toContain(`waiting for approval of "restart" (restart on ${target} at version 1)`);
         expect(status.stdout).toContain('may decide: bob');
 
-        const selfApproval = await runbookCli(env, 'approve', workflowId!, '--step', 'restart', '--reason', 'mine');
-        expect(selfApproval).toMatchObject({ code: 1, stdout: '', stderr: 'approve refused: four-eyes rule: erin started this run and cannot approve its steps\n' });
+        // Not on a terminal and no --plan: the plan is shown, nothing is decided.
+        const unseen = await runbookCli(env, 'approve', workflowId!, '--step', 'restart', '--reason', 'looks fine', '--as', 'bob', '--key', keyFile('bob'));
+        expect(unseen.code).toBe(2);
+        const planHash = /plan: +([0-9a-f]{64})/.exec(unseen.stdout)?.[1];
+        expect(unseen.stdout).toContain(`change:  restart on ${target} at version 1`);
+        expect(unseen.stderr).toBe(`runbook approve: refusing to decide a plan you have not confirmed: read the plan above and pass --plan ${planHash!.slice(0, 12)}, or run on a terminal to confirm it\n`);
+        const otherPlan = await runbookCli(env, 'approve', workflowId!, '--step', 'restart', '--reason', 'x', '--as', 'bob', '--key', keyFile('bob'), '--plan', 'ffffffffffff');
+        expect(otherPlan).toMatchObject({ code: 1, stderr: `the pending plan is ${planHash!.slice(0, 12)}, not ffffffffffff: review the plan above and decide again\n` });
 
-        const approved = await runbookCli(env, 'approve', workflowId!, '--step', 'restart', '--reason', 'app is stuck', '--as', 'bob');
-        expect(approved.stdout).toMatch(new RegExp(`^approved "restart" of ${workflowId} as bob \\(l2\\), plan [0-9a-f]{12}\\n$`));
+        const selfApproval = await runbookCli(env, 'approve', workflowId!, '--step', 'restart', '--reason', 'mine', '--plan', planHash!, '--key', keyFile('erin'));
+        expect(selfApproval).toMatchObject({ code: 1, stderr: 'approve refused: four-eyes rule: erin started this run and cannot approve its steps\n' });
+
+        // bob's key in his ssh-agent, as on his laptop.
+        const agent = await startSshAgent(keyDir, keyFile('bob'));
+        try {
+          const approved = await runbookCli({ ...env, SSH_AUTH_SOCK: agent.socket }, 'approve', workflowId!, '--step', 'restart', '--reason', 'app is stuck', '--as', 'bob', '--plan', planHash!.slice(0, 12));
+          expect(approved.stdout.trim().split('\n').pop()).toBe(`approved "restart" of ${workflowId} as bob (l2), plan ${planHash!.slice(0, 12)}, signed with ${keys.keys.bob!.fingerprint}`);
+        } finally {
+          agent.stop();
+        }
 
         const watched = await runbookCli(env, 'status', workflowId!, '--watch');
         expect(watched.code).toBe(0);
         expect(watched.stdout.trim().split('\n').pop()).toBe('kernelTestRunbook finished: completed (steps 2/2)');
         expect(targets.applies).toEqual([{ target, stepId: 'restart' }]);
+      },
+      { workflowsPath: require.resolve('./workflows'), activities: targets.activities() },
+    );
+  });
+
+  test('runbook sign prints a decision the Temporal UI can send as the approve Update', async () => {
+    const target = `cli-ui/${randomUUID()}`;
+    await withWorker(
+      config,
+      async ({ client }) => {
+        const started = await runbookCli(env, 'start', 'kernelTestRunbook', '--target', target, '--steps', JSON.stringify([{ id: 'restart', title: 'Restart the app' }]), '--execute', '--key', keyFile('erin'));
+        const workflowId = /^started (\S+) \(run /.exec(started.stdout)![1]!;
+        let planHash = '';
+        await waitUntil('restart pending', async () => {
+          planHash = JSON.parse((await runbookCli(env, 'status', workflowId, '--json')).stdout).pending?.planHash ?? '';
+          return planHash !== '';
+        });
+        const signed = await runbookCli(env, 'sign', workflowId, '--step', 'restart', '--reason', 'from the UI', '--plan', planHash, '--as', 'bob', '--key', keyFile('bob'));
+        expect(signed.code).toBe(0);
+        expect(signed.stderr).toContain('Paste into the Temporal UI');
+        const pasted = JSON.parse(signed.stdout) as { statement: string; signature: string };
+        expect(Object.keys(pasted)).toEqual(['statement', 'signature']);
+        // What the UI's Update dialog sends: the update name and the pasted JSON as its argument.
+        const receipt = await client.workflow.getHandle(workflowId).executeUpdate<{ approver: string; verified: boolean }, [unknown]>('approve', { args: [pasted] });
+        expect(receipt).toMatchObject({ approver: 'bob', verified: true });
+        await client.workflow.getHandle(workflowId).result();
+        expect(targets.applies.filter((a) => a.target === target)).toEqual([{ target, stepId: 'restart' }]);
       },
       { workflowsPath: require.resolve('./workflows'), activities: targets.activities() },
     );

@@ -77,7 +77,7 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
       expect(pending).toMatchObject({ tier: 'l1', allowedRoles: ['l1', 'l2', 'manager', 'cto'], approvers: ['alice', 'bob', 'carol', 'dave'] });
       const pendingRuns = await runbooks.listRuns({ runbook: 'kernelTestRunbook', approvalState: 'pending', target });
       const receipt = await runbooks.approve(workflowId, { stepId: 'raise-limit', planHash: pending.planHash, approver: 'bob', reason: 'limit is too low' });
-      expect(receipt).toEqual({ stepId: 'raise-limit', verdict: 'approve', approver: 'bob', role: 'l2' });
+      expect(receipt).toEqual({ stepId: 'raise-limit', verdict: 'approve', approver: 'bob', role: 'l2', verified: false, approvals: 1, required: 1 });
       const finished = await runbooks.waitForResult<RunbookResultBase>(workflowId);
       return { result: finished, status: pendingRuns };
     });

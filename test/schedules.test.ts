@@ -83,7 +83,7 @@ describe('checklist schedules', () => {
         workflowType: type,
         taskQueue: queue,
         workflowId: `${type}/scheduled`,
-        args: [{ mode: 'execute', scheduled: true, startedBy: `schedule:${queue}:${type}`, severity: 'P3' }],
+        args: [{ mode: 'execute', startedBy: `schedule:${queue}:${type}`, severity: 'P3' }],
       });
       expect(schedule.memo).toMatchObject({ runbook: type });
     }
@@ -139,7 +139,7 @@ describe('checklist schedules', () => {
     const report = await ensureSchedules(client, config);
 
     expect(report.schedules.find((s) => s.workflowType === 'weeklyReview')).toMatchObject({ outcome: 'updated', changed: ['action.args', 'policies.overlap'] });
-    expect((await weekly.describe()).action.args).toEqual([{ mode: 'execute', scheduled: true, startedBy: `schedule:${weekly.scheduleId}`, severity: 'P3' }]);
+    expect((await weekly.describe()).action.args).toEqual([{ mode: 'execute', startedBy: `schedule:${weekly.scheduleId}`, severity: 'P3' }]);
   });
 
   test('a checklist disabled in configuration loses its schedule', async () => {

@@ -166,9 +166,6 @@ async function main(argv: string[]): Promise<void> {
   const { config, sandboxKeyDir } = cliConfig();
   const temporal = config.temporal;
   const key = await resolveSigner(as, { keyFile: values.key as string | undefined, approvers: config.approvers, sandboxKeyDir });
-  if (!key && approvalsVerified(config) && ['start', 'approve', 'reject', 'sign'].includes(command)) {
-    process.stderr.write(`note: no key to sign as ${as} (--key FILE, or ssh-agent with your key): ${command === 'start' ? 'the start is unproven, so its steps need two approvers' : 'the decision goes unsigned and is refused where signatures are required'}\n`);
-  }
   const connection = await connectClient(temporal);
   try {
     const statementLifetimeMs = durationMs(config.approvals.statementLifetime);
@@ -189,7 +186,8 @@ async function main(argv: string[]): Promise<void> {
         if (values.execute) input.mode = 'execute';
         if (values.severity) input.severity = values.severity;
         const started = await runbooks.startRunbook(name, input, { startedBy: as });
-        print(`started ${started.workflowId} (run ${started.runId})`);
+        print(`started ${started.workflowId} (run ${started.runId})${key ? `, signed by ${as} (${key.source})` : ''}`);
+        if (!key && approvalsVerified(config)) process.stderr.write(`note: unsigned start (no key for ${as}: --key FILE, or ssh-agent): its steps need two approvers\n`);
         if (values.wait) {
           const result = await runbooks.waitForResult(started.workflowId);
           print(JSON.stringify(result, null, 2));

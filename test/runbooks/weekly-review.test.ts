@@ -10,6 +10,7 @@ import type { RunbookConfig } from '../../config/schema';
 import { appTlsCertificate } from '../../scripts/testbed/kubernetes-seed';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { recordHistory } from '../helpers/histories';
+import { startBySchedule } from '../helpers/schedule-runs';
 import { adminKubeConfig, criLogLines, layout, seededLogFile, statusOf } from '../helpers/kube-cluster';
 import { setCertificateStatus } from '../helpers/kube-objects';
 import { createScratchDatabase, type ScratchDatabase } from '../helpers/postgres-scratch';
@@ -129,6 +130,8 @@ describe('weeklyReview', () => {
     record?: string;
     /** While the run is in flight (approvals). */
     during?: (runbooks: RunbookClient, id: string) => Promise<void>;
+    /** Started by a real Temporal Schedule (this deployment's schedule id), not by a person. */
+    bySchedule?: boolean;
   }
 
   async function runWeekly(input: Record<string, unknown>, options: RunOptions = {}): Promise<{ result: ChecklistResult; runId: string }> {
@@ -137,6 +140,17 @@ describe('weeklyReview', () => {
     await terminateRuns(cfg.temporal, [workflowId, `lock/${namespace}`]);
     return withWorker(cfg, async ({ client }) => {
       const runbooks = createRunbookClient({ client, taskQueue: cfg.temporal.taskQueue });
+      if (options.bySchedule) {
+        const taskQueue = cfg.temporal.taskQueue;
+        const run = await startBySchedule(client, { taskQueue, workflowType: 'weeklyReview', workflowId, args: [{ database: scratch.name, ...input, startedBy: `schedule:${taskQueue}:weeklyReview` }] });
+        try {
+          const result = await client.workflow.getHandle(run.workflowId, run.runId).result();
+          if (options.record) await recordHistory(client.workflow.getHandle(run.workflowId, run.runId), options.record);
+          return { result: result as ChecklistResult, runId: run.runId };
+        } finally {
+          await run.remove();
+        }
+      }
       const { workflowId: id, runId } = await runbooks.startRunbook('weeklyReview', { database: scratch.name, ...input }, { startedBy: 'erin' });
       expect(id).toBe(workflowId);
       await options.during?.(runbooks, id);
@@ -368,10 +382,10 @@ describe('weeklyReview', () => {
     await addStaleSessions(25);
     const before = await sessionsByKind();
     expect(before.stale).toBeGreaterThanOrEqual(25);
-    const { result } = await runWeekly({ mode: 'execute', scheduled: true });
+    const { result } = await runWeekly({ mode: 'execute' }, { bySchedule: true, record: 'weeklyReview-scheduled' });
     expect(result.outcome).toBe('completed');
     expect(result.timeline.filter((e) => e.event === 'decided')).toEqual([
-      expect.objectContaining({ stepId: 'delete-expired-sessions', by: 'policy weekly-maintenance', channel: 'policy' }),
+      expect.objectContaining({ stepId: 'delete-expired-sessions', by: 'policy weekly-maintenance', channel: 'policy', reason: expect.stringMatching(/^approved by policy weekly-maintenance \(schedule \S+:weeklyReview lists this run \(asked the server\)\)$/) }),
     ]);
     expect(result.timeline.some((e) => e.event === 'requested')).toBe(false);
     expect(await sessionsByKind()).toEqual({ live: 100, recent: 40 });
