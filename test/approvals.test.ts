@@ -10,6 +10,9 @@ import { keyedApprovers, newKey } from './helpers/approver-keys';
 import { TestTargets } from './helpers/test-target';
 import { testbedConfig } from './helpers/testbed';
 import { withWorker } from './helpers/worker';
+import { startAlertBridge } from '../client/alert-bridge';
+import type { AlertRoute } from '../config/alerting';
+import { alertNotification, postToBridge } from './helpers/alert-notifications';
 import { startBySchedule } from './helpers/schedule-runs';
 import type { kernelTestRunbook } from './workflows/kernel-test-runbook';
 import { extraCatalog } from './workflows/test-catalog';
@@ -23,10 +26,11 @@ import { extraCatalog } from './workflows/test-catalog';
 describe('signed approvals', () => {
   const targets = new TestTargets();
   const team = keyedApprovers({ alice: ['l1'], bob: ['l2'], carol: ['manager'], dave: ['cto'], erin: ['l1', 'l2'] });
+  const bridgeKey = newKey('alert-bridge');
   const mallory = newKey('mallory');
   const zed = newKey('zed');
   const config = testbedConfig({
-    RUNBOOK_APPROVERS: JSON.stringify(team.approvers),
+    RUNBOOK_APPROVERS: JSON.stringify([...team.approvers, { id: 'alert-bridge', kind: 'service', publicKey: bridgeKey.publicKey }]),
     ESCALATION_P2: '1h',
     APPROVAL_QUORUM: JSON.stringify([{ steps: ['two-person-step'], approvals: 2 }]),
     APPROVAL_POLICIES: JSON.stringify([{ name: 'routine-when-scheduled', runbooks: ['kernelTestRunbook'], steps: ['routine'], onlyScheduled: true }]),
@@ -280,6 +284,37 @@ describe('signed approvals', () => {
     });
     expect(targets.applies.filter((a) => a.target === target)).toEqual([{ target, stepId: 'routine' }]);
     expect(targets.applies.filter((a) => a.target === claimed)).toEqual([]);
+  });
+
+  test('the alert bridge signs its starts as its service identity: one approval suffices, and the service itself cannot approve', async () => {
+    const target = `alerted/${randomUUID()}`;
+    await withRunbooks(async ({ signed, client }) => {
+      const route: AlertRoute = { alertname: 'TestAlert', match: {}, runbook: 'kernelTestRunbook', severity: 'P1', mode: 'execute', inputFromLabels: { target: 'target' }, input: { steps: steps('restart') } };
+      const bridge = await startAlertBridge({
+        client,
+        taskQueue: config.temporal.taskQueue,
+        alerting: { ...config.alerting, routes: [route] },
+        catalog: extraCatalog,
+        listen: '127.0.0.1:0',
+        log: () => undefined,
+        signer: bridgeKey.signer,
+      });
+      try {
+        const answer = await postToBridge(bridge.url, alertNotification([{ status: 'firing', labels: { alertname: 'TestAlert', target } }]), config.alerting.token!);
+        expect(answer.status).toBe(200);
+        const workflowId = `kernelTestRunbook/${target}`;
+        const pending = await pendingOf(signed, workflowId, 'restart');
+        expect(pending).toMatchObject({ required: 1, provenInitiator: 'alert-bridge' });
+        expect((await signed.getStatus(workflowId)).timeline.find((e) => e.event === 'started')?.detail).toContain(`initiator alert-bridge proven by key ${bridgeKey.fingerprint}`);
+        const asService = await statement(client, workflowId, { planHash: pending.planHash, approver: 'alert-bridge' }, bridgeKey.signer);
+        expect(await updateRefusal(client, workflowId, asService)).toBe('four-eyes rule: alert-bridge started this run and cannot approve its steps');
+        await signed.approve(workflowId, { stepId: 'restart', planHash: pending.planHash, approver: 'bob', reason: 'alert is real' });
+        expect((await signed.waitForResult<RunbookResultBase>(workflowId)).outcome).toBe('completed');
+      } finally {
+        await bridge.close();
+      }
+    });
+    expect(targets.applies.filter((a) => a.target === target)).toEqual([{ target, stepId: 'restart' }]);
   });
 
   test('the client refuses `scheduled` and a hand-made startProof as inputs', async () => {
