@@ -6,7 +6,7 @@ import type { Pool } from 'pg';
 import { checklistThresholdDefaults, type AllowLists, type ChecklistThresholds, type RunbookConfig } from '../config/schema';
 import { createKubernetesActivities } from './kubernetes';
 import { createIncidentEvidenceActivities } from './incident-evidence';
-import { createNotifyActivities } from './notify';
+import { createNotifyActivities, type NotifyDeps } from './notify';
 import { createPasswordRotationActivities } from './password-rotation';
 import { createPostgresActivities } from './postgres';
 import { createPrometheusActivities } from './prometheus';
@@ -21,6 +21,8 @@ export interface ActivityDeps {
   approvals: RunbookConfig['approvals'];
   /** Daily/weekly/monthly checklist thresholds; the manual's numbers when absent. */
   checklistThresholds?: ChecklistThresholds;
+  /** Slack's Web API for approval requests with buttons. */
+  slack?: NotifyDeps['slack'];
   /** For target locks: starting a lock workflow needs a client. */
   temporal?: { client: Client; taskQueue: string };
   kube?: KubeConfig;
@@ -59,7 +61,7 @@ export function createActivities(deps: ActivityDeps) {
       allowedNamespaces: allowlists.namespaces,
       evidence: deps.s3 && { evidencePrefix: deps.s3.evidencePrefix, putEvidence: s3.putEvidence },
     }),
-    ...createNotifyActivities({ webhookUrl: deps.webhookUrl }),
+    ...createNotifyActivities({ webhookUrl: deps.webhookUrl, slack: deps.slack }),
     ...createRunbookSupportActivities({
       allowlists,
       approvers: deps.approvers,

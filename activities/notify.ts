@@ -1,11 +1,16 @@
 import { Context } from '@temporalio/activity';
+import type { WebClient } from '@slack/web-api';
+import { slackActionIds, type ApprovalRequestRef } from '../common/slack-actions';
 import { classified, failure, invalidInput } from './errors';
 
 export interface NotifyDeps {
   /** Absent when no webhook is configured: notifications are then recorded as not sent. */
   webhookUrl?: string;
   fetchTimeoutMs?: number;
+  /** Slack's Web API (bot token): approval requests are posted there with Approve / Reject buttons. */
+  slack?: { web: WebClient; channel: string };
 }
+
 
 export interface Notification {
   /** One line people read first. */
@@ -17,6 +22,8 @@ export interface Notification {
   fields?: Record<string, string>;
   /** Stable id (e.g. workflow id + step) so a receiver can drop duplicates of a retried post. */
   dedupeKey: string;
+  /** An approval request: also posted to Slack (when configured) with Approve / Reject buttons. */
+  approval?: ApprovalRequestRef;
 }
 
 export interface NotifyResult {
@@ -41,14 +48,39 @@ export function slackPayload(notification: Notification): Record<string, unknown
   };
 }
 
-export function createNotifyActivities({ webhookUrl, fetchTimeoutMs = 10_000 }: NotifyDeps) {
+/** The approval request as a Slack message: the plan, and buttons that carry exactly that plan back. */
+export function slackApprovalMessage(notification: Notification & { approval: ApprovalRequestRef }, channel: string) {
+  const { blocks, text } = slackPayload(notification) as { blocks: unknown[]; text: string };
+  const value = JSON.stringify(notification.approval);
+  return {
+    channel,
+    text,
+    blocks: [
+      ...blocks,
+      {
+        type: 'actions',
+        block_id: 'runbook_decision',
+        elements: [
+          { type: 'button', action_id: slackActionIds.approve, style: 'primary', text: { type: 'plain_text', text: 'Approve' }, value },
+          { type: 'button', action_id: slackActionIds.reject, style: 'danger', text: { type: 'plain_text', text: 'Reject' }, value },
+        ],
+      },
+    ],
+  };
+}
+
+export function createNotifyActivities({ webhookUrl, fetchTimeoutMs = 10_000, slack }: NotifyDeps) {
   return {
     /** Posts one notification; a non-2xx answer fails the attempt as Transient so Temporal retries it with backoff. */
     async notify(notification: Notification): Promise<NotifyResult> {
       const attempt = Context.current().info.attempt;
       if (!notification.title?.trim()) throw invalidInput('a notification needs a title');
       if (!notification.dedupeKey?.trim()) throw invalidInput('a notification needs a dedupeKey');
-      if (!webhookUrl) return { sent: false, reason: 'no webhook configured (NOTIFY_WEBHOOK_URL)', attempt };
+      if (slack && notification.approval) {
+        const message = slackApprovalMessage({ ...notification, approval: notification.approval }, slack.channel);
+        await classified('post the approval request to Slack', () => slack.web.chat.postMessage(message));
+      }
+      if (!webhookUrl) return { sent: Boolean(slack && notification.approval), reason: 'no webhook configured (NOTIFY_WEBHOOK_URL)', attempt };
       const response = await classified('post notification', () =>
         fetch(webhookUrl, {
           method: 'POST',

@@ -12,6 +12,7 @@ import { isAlertInitiator } from '../common/alert-initiator';
 import { routeAlert, type AlertDecision, type RoutedAlert } from './alert-routing';
 import { createRunbookClient } from './runbook-client';
 import type { Signer } from './signing';
+import type { SlackInteractivity } from './slack-approvals';
 
 /**
  * The bridge from Alertmanager to the runbooks: POST /alertmanager takes a webhook notification,
@@ -51,6 +52,8 @@ export interface AlertBridgeOptions {
   onNotification?: (report: NotificationReport) => void;
   /** Signs each start as alerting.identity (a service in `approvers`), so its runs have a proven initiator. */
   signer?: Signer;
+  /** Slack's interactivity requests (approval buttons) at POST /slack/interactivity; none: 404 there. */
+  slackInteractivity?: SlackInteractivity;
 }
 
 export interface AlertBridge {
@@ -217,6 +220,20 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
   const server = createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://bridge').pathname;
     if (path === '/healthz' && req.method === 'GET') return send(res, 200, { ok: true });
+    if (path === '/slack/interactivity' && options.slackInteractivity) {
+      if (req.method !== 'POST') return send(res, 405, { error: 'POST only' }, { allow: 'POST' });
+      const slack = options.slackInteractivity;
+      readBody(req)
+        .then((body) => slack(req.headers, body))
+        .then(
+          (answer) => (answer.body === undefined ? (res.writeHead(answer.status), res.end()) : send(res, answer.status, answer.body)),
+          (err: unknown) => {
+            log('error', 'Slack request failed', { error: errorText(err) });
+            if (!res.headersSent) send(res, 500, { error: 'could not handle the Slack request' });
+          },
+        );
+      return;
+    }
     if (path !== '/alertmanager') return send(res, 404, { error: 'not found; Alertmanager posts to /alertmanager' });
     if (req.method !== 'POST') return send(res, 405, { error: 'POST only' }, { allow: 'POST' });
     handleNotification(req).then(

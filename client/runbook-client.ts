@@ -51,6 +51,13 @@ export interface DecisionRequest {
   reason: string;
 }
 
+export interface DecideOptions {
+  /** Only this run of the workflow id (the one a person was shown). */
+  runId?: string;
+  /** Whose key signs when not the approver's: a channel (Slack) vouching for the approver. */
+  signedBy?: string;
+}
+
 export interface RunSummary {
   workflowId: string;
   runId: string;
@@ -94,12 +101,24 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
     return { statement: text, signature: await signer!(text, identity) };
   };
 
-  /** The decision as a signed statement bound to the run going now (for the UI, or to send). */
-  async function signDecision(verdict: DecisionVerdict, workflowId: string, request: DecisionRequest): Promise<SignedStatement & { runId: string }> {
+  /**
+   * The decision as a signed statement bound to a run (the one going now unless `runId` names
+   * it), for the UI or to send. `signedBy`: a channel's key signing for the approver.
+   */
+  async function signDecision(verdict: DecisionVerdict, workflowId: string, request: DecisionRequest, options: DecideOptions = {}): Promise<SignedStatement & { runId: string }> {
     if (!signer) throw new RunbookClientError('no signer: give createRunbookClient a signer (client/signing.ts)');
-    const { runId } = await client.workflow.getHandle(workflowId).describe();
-    const statement: DecisionStatement = { type: 'runbook-decision/v1', temporalNamespace: namespace, workflowId, runId, ...request, verdict, ...validity() };
-    return { ...(await sign(statement, request.approver)), runId };
+    const runId = options.runId ?? (await client.workflow.getHandle(workflowId).describe()).runId;
+    const statement: DecisionStatement = {
+      type: 'runbook-decision/v1',
+      temporalNamespace: namespace,
+      workflowId,
+      runId,
+      ...request,
+      ...(options.signedBy ? { signer: options.signedBy } : {}),
+      verdict,
+      ...validity(),
+    };
+    return { ...(await sign(statement, options.signedBy ?? request.approver)), runId };
   }
 
   const entryOf = (name: string): CatalogEntry => {
@@ -108,10 +127,10 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
     return entry;
   };
 
-  async function decide(verdict: DecisionVerdict, workflowId: string, request: DecisionRequest): Promise<DecisionReceipt> {
+  async function decide(verdict: DecisionVerdict, workflowId: string, request: DecisionRequest, options: DecideOptions = {}): Promise<DecisionReceipt> {
     let decision: Decision = request;
-    let runId: string | undefined;
-    if (signer) ({ runId, ...decision } = await signDecision(verdict, workflowId, request));
+    let runId = options.runId;
+    if (signer) ({ runId, ...decision } = await signDecision(verdict, workflowId, request, options));
     try {
       return await client.workflow.getHandle(workflowId, runId).executeUpdate(verdict === 'approve' ? approveUpdate : rejectUpdate, { args: [decision] });
     } catch (err) {
@@ -168,8 +187,8 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
       return { workflowId, runId: handle.firstExecutionRunId };
     },
 
-    approve: (workflowId: string, request: DecisionRequest) => decide('approve', workflowId, request),
-    reject: (workflowId: string, request: DecisionRequest) => decide('reject', workflowId, request),
+    approve: (workflowId: string, request: DecisionRequest, options?: DecideOptions) => decide('approve', workflowId, request, options),
+    reject: (workflowId: string, request: DecisionRequest, options?: DecideOptions) => decide('reject', workflowId, request, options),
     /** A signed decision to paste into the Temporal UI's Update dialog (approve or reject). */
     signDecision,
 

@@ -227,6 +227,23 @@ export const configSchema = z.object({
     })
     .default({ escalation: { P0: '15m', P1: '1h', P2: '4h', P3: '24h' }, policies: defaultApprovalPolicies, statementLifetime: '10m', quorum: [] }),
   notifications: z.object({ webhookUrl: httpUrl.optional() }).default({}),
+  /**
+   * Approvals from Slack (the manual's #ops-alerts): requests posted with Approve / Reject
+   * buttons by the worker; the alert bridge's /slack/interactivity endpoint checks Slack's
+   * request signature, asks for a reason and sends the decision signed by `identity`, a channel
+   * in `approvers` that vouches for the people whose slackUserId it knows.
+   */
+  slack: z
+    .object({
+      apiUrl: httpUrl.default('https://slack.com/api/'),
+      botToken: z.string().min(1),
+      signingSecret: z.string().min(1),
+      channel: z.string().min(1).default('#ops-alerts'),
+      identity: z.string().min(1).default('slack'),
+      /** The channel identity's private key (OpenSSH format); the alert bridge signs Slack decisions with it. */
+      signingKeyFile: z.string().min(1).optional(),
+    })
+    .optional(),
   /** Thresholds of the daily/weekly/monthly checklists; the manual's numbers are the defaults. */
   checklists: z
     .object({ thresholds: checklistThresholds.default(checklistThresholdDefaults) })

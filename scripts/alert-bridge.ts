@@ -1,11 +1,29 @@
 import { startAlertBridge, jsonLineLog } from '../client/alert-bridge';
+import { WebClient } from '@slack/web-api';
+import type { Client } from '@temporalio/client';
+import { createRunbookClient } from '../client/runbook-client';
 import { keyFileSigner } from '../client/signing';
+import { createSlackInteractivity } from '../client/slack-approvals';
+import type { RunbookConfig } from '../config/schema';
 import { ConfigError } from '../config/load';
 import { connectClient } from '../workers/temporal-client';
 import { loadConfigWithSandbox } from './testbed/env-file';
 
 /** Without TEMPORAL_ADDRESS: this checkout's sandbox, on the port and token its Alertmanager posts with (variables set in the environment stay). */
-const sandboxVariables = ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'ALERT_BRIDGE_LISTEN', 'ALERT_BRIDGE_TOKEN', 'ALERT_BRIDGE_SIGNING_KEY'];
+const sandboxVariables = ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'ALERT_BRIDGE_LISTEN', 'ALERT_BRIDGE_TOKEN', 'ALERT_BRIDGE_SIGNING_KEY', 'RUNBOOK_APPROVERS'];
+
+/** Slack approvals at /slack/interactivity when Slack is configured with the channel's key. */
+function slackEndpoint(config: RunbookConfig, client: Client) {
+  const slack = config.slack;
+  if (!slack) return undefined;
+  if (!slack.signingKeyFile) {
+    jsonLineLog('warn', 'Slack is configured without SLACK_SIGNING_KEY: approvals from Slack are off (the endpoint could not sign them)', {});
+    return undefined;
+  }
+  const runbooks = createRunbookClient({ client, taskQueue: config.temporal.taskQueue, signer: keyFileSigner(slack.signingKeyFile) });
+  const web = new WebClient(slack.botToken, { slackApiUrl: slack.apiUrl });
+  return createSlackInteractivity({ runbooks, web, slack, approvers: config.approvers, log: jsonLineLog });
+}
 
 /** `npm run alert-bridge`: Alertmanager's webhook receiver that starts runbooks (client/alert-bridge.ts). */
 async function main(): Promise<void> {
@@ -14,7 +32,7 @@ async function main(): Promise<void> {
   const temporal = await connectClient(config.temporal, { lazy: true });
   const signer = config.alerting.signingKeyFile ? keyFileSigner(config.alerting.signingKeyFile) : undefined;
   if (!signer) jsonLineLog('warn', 'no ALERT_BRIDGE_SIGNING_KEY: starts are unsigned, so where signatures are required their steps need two approvers', {});
-  const bridge = await startAlertBridge({ client: temporal.client, taskQueue: config.temporal.taskQueue, alerting: config.alerting, signer });
+  const bridge = await startAlertBridge({ client: temporal.client, taskQueue: config.temporal.taskQueue, alerting: config.alerting, signer, slackInteractivity: slackEndpoint(config, temporal.client) });
   jsonLineLog('info', 'alert bridge ready', { temporal: config.temporal.address, namespace: config.temporal.namespace, taskQueue: config.temporal.taskQueue, alertnames: [...new Set(config.alerting.routes.map((r) => r.alertname))] });
   await new Promise<void>((resolve) => {
     for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => resolve());

@@ -1,3 +1,4 @@
+import { WebClient } from '@slack/web-api';
 import { S3Client } from '@aws-sdk/client-s3';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Client } from '@temporalio/client';
@@ -73,6 +74,8 @@ export function buildDependencies(config: RunbookConfig, logger: Logger, tempora
     s3: s3 && config.s3 ? { client: s3, bucket: config.s3.bucket, backupPrefix: config.s3.backupPrefix, evidencePrefix: config.s3.evidencePrefix } : undefined,
     prometheusUrl: config.prometheus?.url,
     webhookUrl: config.notifications.webhookUrl,
+    // Temporal retries the activity; the client's own retries would only delay that.
+    slack: config.slack ? { web: new WebClient(config.slack.botToken, { slackApiUrl: config.slack.apiUrl, retryConfig: { retries: 0 } }), channel: config.slack.channel } : undefined,
     temporal: temporalClient && { client: temporalClient, taskQueue: config.temporal.taskQueue },
   };
   return {

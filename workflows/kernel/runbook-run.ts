@@ -411,7 +411,7 @@ export class RunbookRun {
   }
 
   private async notifyTier(planned: PlannedStep, tier: ApproverRole): Promise<void> {
-    const { workflowId } = workflowInfo();
+    const { workflowId, runId } = workflowInfo();
     try {
       await support.notify({
         title: `${this.identity.name}: approval needed for "${planned.title}" (${tier})`,
@@ -427,6 +427,7 @@ export class RunbookRun {
           approve: `runbook approve ${workflowId} --step ${planned.stepId} --plan ${planned.planHash} --reason "..."`,
         },
         dedupeKey: `${workflowId}/${planned.stepId}/${planned.planHash.slice(0, 12)}/${tier}`,
+        approval: { workflowId, runId, stepId: planned.stepId, planHash: planned.planHash },
       });
     } catch (err) {
       // A notification that cannot be delivered must not stop the approval wait.
