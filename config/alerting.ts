@@ -11,7 +11,7 @@ import { modes, severities } from '../common/runbook';
  */
 
 /** Set by the route itself, never by a label or a fixed input. */
-const routeOwnedFields = ['mode', 'severity', 'startedBy', 'scheduled'];
+const routeOwnedFields = ['mode', 'severity', 'startedBy', 'scheduled', 'startProof'];
 
 const labelName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'expected a Prometheus label name' });
 

@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, hasTargets, loadConfig } from '../config/load';
+import { approvalsVerified } from '../config/schema';
 
 const minimal = { TEMPORAL_ADDRESS: '127.0.0.1:7233' };
 
@@ -51,6 +52,31 @@ describe('configuration', () => {
     expect(problems.some((p) => p.startsWith(expected))).toBe(true);
   });
 
+  const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIth1yr49gePWotH39Sykkd4w/Ckx8yf48iK1fLzXmAA alice';
+  test.each([
+    [[{ id: 'alice', roles: [] }], 'approvers.0.roles (env RUNBOOK_APPROVERS): a person needs at least one role'],
+    [[{ id: 'alice', roles: ['l1'], publicKey: 'ssh-rsa AAAAB3NzaC1yc2E alice' }], 'approvers.0.publicKey (env RUNBOOK_APPROVERS): expected an OpenSSH Ed25519 public key'],
+    [[{ id: 'alice', roles: ['l1'], publicKey: 'ssh-ed25519 AAAAnotbase64!!' }], 'approvers.0.publicKey (env RUNBOOK_APPROVERS): expected an OpenSSH Ed25519 public key'],
+    [[{ id: 'alert-bridge', kind: 'service' }], 'approvers.0.publicKey (env RUNBOOK_APPROVERS): a service needs a publicKey'],
+    [[{ id: 'bot', kind: 'service', publicKey: key, roles: ['cto'] }], 'approvers.0.roles (env RUNBOOK_APPROVERS): a service approves nothing itself'],
+    [[{ id: 'alice', roles: ['l1'], vouchesFor: ['l1'] }], 'approvers.0.vouchesFor (env RUNBOOK_APPROVERS): only a channel vouches for others'],
+    [[{ id: 'alice', roles: ['l1'] }, { id: 'alice', roles: ['l2'] }], 'approvers.1.id (env RUNBOOK_APPROVERS): alice is listed twice'],
+    [[{ id: 'alice', roles: ['l1'], slackUserId: 'alice' }], 'approvers.0.slackUserId (env RUNBOOK_APPROVERS): expected a Slack user id'],
+  ])('approver identity %j is refused with a sentence', (approvers, expected) => {
+    const problems = problemsOf({ ...minimal, RUNBOOK_APPROVERS: JSON.stringify(approvers) });
+    expect(problems.some((p) => p.startsWith(expected))).toBe(true);
+  });
+
+  test('signatures are required as soon as anyone has a key, unless configuration says otherwise', () => {
+    const withKey = loadConfig({ env: { ...minimal, RUNBOOK_APPROVERS: JSON.stringify([{ id: 'alice', roles: ['l1'], publicKey: key }]) } });
+    const withoutKeys = loadConfig({ env: { ...minimal, RUNBOOK_APPROVERS: JSON.stringify([{ id: 'alice', roles: ['l1'] }]) } });
+    const forced = loadConfig({ env: { ...minimal, RUNBOOK_APPROVERS: JSON.stringify([{ id: 'alice', roles: ['l1'] }]), APPROVALS_REQUIRE_SIGNATURES: 'true' } });
+    expect([approvalsVerified(withKey), approvalsVerified(withoutKeys), approvalsVerified(forced)]).toEqual([true, false, true]);
+    expect(withKey.approvers[0]).toEqual({ id: 'alice', kind: 'person', roles: ['l1'], publicKey: key });
+    expect(withKey.approvals).toMatchObject({ statementLifetime: '10m', quorum: [] });
+    expect(problemsOf({ ...minimal, APPROVAL_QUORUM: '[{"steps":["restart"],"approvals":0}]' }).some((p) => p.startsWith('approvals.quorum.0.approvals (env APPROVAL_QUORUM)'))).toBe(true);
+  });
+
   test('errors never echo a value (it may be a secret)', () => {
     const problems = problemsOf({ ...minimal, DATABASE_URL: 'mysql://admin:hunter2@db/x', S3_BUCKET: 'b', S3_ACCESS_KEY_ID: 'AKIA-SECRET-ID' });
     expect(problems.join('\n')).not.toMatch(/hunter2|AKIA-SECRET-ID/);
@@ -78,7 +104,7 @@ describe('configuration', () => {
     expect(config.kubernetes).toEqual({ mode: 'kubeconfig', kubeconfigPath: '/etc/runbook/kubeconfig', context: 'prod' });
     expect(config.s3).toMatchObject({ bucket: 'backups', region: 'eu-west-1', backupPrefix: 'database/', forcePathStyle: false });
     expect(config.allowlists.namespaces).toEqual(['short-drama-prod', 'short-drama-staging']);
-    expect(config.approvers).toEqual([{ id: 'alice', roles: ['l1', 'l2'] }, { id: 'bob', roles: ['manager'] }]);
+    expect(config.approvers).toEqual([{ id: 'alice', kind: 'person', roles: ['l1', 'l2'] }, { id: 'bob', kind: 'person', roles: ['manager'] }]);
     expect(hasTargets(config)).toBe(true);
   });
 
@@ -109,7 +135,7 @@ describe('configuration', () => {
     test('ALERT_BRIDGE_LISTEN, ALERT_BRIDGE_TOKEN and ALERT_ROUTES (JSON) set the section', () => {
       const routes = [{ alertname: 'ApiErrorRateHigh', runbook: 'podCrashLoop', severity: 'P0', mode: 'execute', input: { deployment: 'checkout' } }];
       const { alerting } = loadConfig({ env: { ...minimal, ALERT_BRIDGE_LISTEN: '0.0.0.0:9095', ALERT_BRIDGE_TOKEN: 'a-long-enough-shared-token', ALERT_ROUTES: JSON.stringify(routes) } });
-      expect(alerting).toEqual({ listen: '0.0.0.0:9095', token: 'a-long-enough-shared-token', routes: [{ ...routes[0], match: {} }] });
+      expect(alerting).toEqual({ listen: '0.0.0.0:9095', token: 'a-long-enough-shared-token', routes: [{ ...routes[0], match: {} }], identity: 'alert-bridge' });
     });
 
     test.each([
@@ -142,7 +168,7 @@ describe('configuration', () => {
       const dir = mkdtempSync(join(tmpdir(), 'runbook-config-'));
       const file = join(dir, 'runbook.yaml');
       writeFileSync(file, ['temporal: { address: "temporal.example:7233" }', 'alerting:', '  routes:', '    - { alertname: DiskUsageHigh, runbook: diskPressure, severity: P1, inputFromLabels: { pvc: claim } }'].join('\n'));
-      expect(loadConfig({ env: {}, file }).alerting).toEqual({ listen: '127.0.0.1:9095', routes: [{ alertname: 'DiskUsageHigh', match: {}, runbook: 'diskPressure', severity: 'P1', mode: 'plan', inputFromLabels: { pvc: 'claim' }, input: {} }] });
+      expect(loadConfig({ env: {}, file }).alerting).toEqual({ listen: '127.0.0.1:9095', identity: 'alert-bridge', routes: [{ alertname: 'DiskUsageHigh', match: {}, runbook: 'diskPressure', severity: 'P1', mode: 'plan', inputFromLabels: { pvc: 'claim' }, input: {} }] });
     });
   });
 

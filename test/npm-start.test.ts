@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,8 +7,8 @@ import type { preflight } from '../workflows';
 import { allServices, down } from '../scripts/testbed';
 import { readEnvFile } from '../scripts/testbed/env-file';
 import { testbedLayout } from '../scripts/testbed/layout';
-import { isPortOpen } from '../scripts/testbed/processes';
-import { startScript } from './helpers/process-output';
+import { isPortOpen, waitUntil } from '../scripts/testbed/processes';
+import { repoRoot, startScript } from './helpers/process-output';
 
 /**
  * `npm start` on the embedded defaults, in a sandbox of its own (own state dir and ports, so it
@@ -60,9 +61,25 @@ describe('npm start with nothing configured', () => {
         expect(schedule.action).toMatchObject({ workflowType: type, taskQueue: 'runbooks' });
         expect(schedule.info.nextActionTimes.length).toBeGreaterThan(0);
       }
-      await connection.close();
       expect(result.rows.filter((row) => row.status === 'FAIL')).toEqual([]);
       expect(result.passed).toBeGreaterThan(10);
+      expect(result.approvals).toMatchObject({ verified: true });
+
+      // The README walkthrough with signatures on: alice starts, bob approves, each with the sandbox's demo key.
+      const cli = (...args: string[]) => execFileSync(process.execPath, [join(repoRoot, 'bin', 'runbook.js'), ...args], { cwd: repoRoot, env, encoding: 'utf8' });
+      const started = cli('start', 'trafficControl', '--execute', '--rps', '40', '--as', 'alice');
+      expect(started).toMatch(/^started trafficControl\/\S+ \(run \S+\), signed by alice \(.*approver-keys\/alice\)\n$/);
+      const workflowId = /^started (\S+)/.exec(started)![1]!;
+      let planHash = '';
+      await waitUntil('rate-limit waiting for approval', async () => {
+        planHash = JSON.parse(cli('status', workflowId, '--json')).pending?.planHash ?? '';
+        return planHash !== '';
+      });
+      const approved = cli('approve', workflowId, '--step', 'rate-limit', '--plan', planHash.slice(0, 12), '--reason', 'walkthrough', '--as', 'bob');
+      expect(approved).toMatch(/approved "rate-limit" of \S+ as bob \(l2\), plan [0-9a-f]{12}, signed with SHA256:\S+\n$/);
+      const outcome = await client.workflow.getHandle(workflowId).result();
+      expect(outcome).toMatchObject({ outcome: 'completed' });
+      await connection.close();
 
       start.child.kill('SIGINT');
       expect(await start.exited).toBe(0);

@@ -22,6 +22,9 @@ describe('worker process (workers/main.ts)', () => {
       const result: PreflightResult = await handle.result();
       await connection.close();
       expect(result.ok).toBe(true);
+      // The test bed's demo approvers have keys: preflight says decisions are proven.
+      expect(result.approvals).toMatchObject({ verified: true, detail: expect.stringMatching(/^signed decisions required; keys: alice \(person\) SHA256:/) });
+      expect(worker.lines.some((line) => line.includes('APPROVALS ARE UNVERIFIED'))).toBe(false);
 
       const finished = await worker.waitForLine((line) => line.includes('preflight finished'));
       expect(JSON.parse(finished)).toMatchObject({ level: 'INFO', workflowId: handle.workflowId, runId: handle.firstExecutionRunId, workflowType: 'preflight' });
@@ -45,6 +48,16 @@ describe('worker process (workers/main.ts)', () => {
       expect(worker.lines.some((line) => line.includes('"worker stopped"'))).toBe(true);
     } finally {
       if (worker.child.exitCode === null) worker.child.kill('SIGKILL');
+    }
+  });
+
+  test('without approver keys the worker warns loudly that approvals are unverified', async () => {
+    const worker = startScript('workers/main.ts', { ...process.env, ...env, TEMPORAL_TASK_QUEUE: `worker-process-${randomUUID()}`, WORKER_METRICS_PORT: '0', RUNBOOK_APPROVERS: '[{"id":"bob","roles":["l2"]}]' });
+    try {
+      const warning = JSON.parse(await worker.waitForLine((line) => line.includes('APPROVALS ARE UNVERIFIED')));
+      expect(warning).toMatchObject({ level: 'WARN', message: expect.stringMatching(/anyone who can reach Temporal can approve as anyone/) });
+    } finally {
+      worker.child.kill('SIGKILL');
     }
   });
 
