@@ -21,6 +21,12 @@ function escapeCell(text: string | undefined): string {
 }
 
 /** The manual's incident report (事后分析): timeline, impact, root cause, solution, prevention. */
+/** For decisions: signed by which key, or unverified. */
+function proofOf(entry: { verified?: boolean; keyFingerprint?: string }): string | undefined {
+  if (entry.verified === undefined) return undefined;
+  return entry.verified ? `signed ${entry.keyFingerprint ?? ''}`.trim() : 'unverified';
+}
+
 export function renderIncidentMarkdown(report: IncidentReport): string {
   const lines = [
     `# Incident report: ${report.runbook} on ${report.target}`,
@@ -35,7 +41,7 @@ export function renderIncidentMarkdown(report: IncidentReport): string {
     '|---|---|---|---|---|',
     ...report.timeline.map(
       (e) =>
-        `| ${e.at} | ${e.event} | ${escapeCell(e.title ?? e.stepId)} | ${escapeCell([e.by, e.role, e.channel].filter(Boolean).join(', '))} | ${escapeCell([e.reason, e.detail].filter(Boolean).join(' — '))} |`,
+        `| ${e.at} | ${e.event} | ${escapeCell(e.title ?? e.stepId)} | ${escapeCell([e.by, e.role, e.channel, proofOf(e)].filter(Boolean).join(', '))} | ${escapeCell([e.reason, e.detail].filter(Boolean).join(' — '))} |`,
     ),
     '',
     '## Impact',

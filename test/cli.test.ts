@@ -137,6 +137,37 @@ describe('runbook CLI', () => {
     );
   });
 
+  test('on a terminal, reject asks to confirm the plan it printed: "no" decides nothing, "yes" decides it', async () => {
+    const target = `cli-tty/${randomUUID()}`;
+    /** The CLI under a pseudo-terminal (util-linux `script`), with `answer` typed at its prompt. */
+    const onTerminal = (answer: string, ...args: string[]) =>
+      new Promise<CliResult>((resolve) => {
+        const command = [process.execPath, join(repoRoot, 'bin', 'runbook.js'), ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+        const child = spawn('script', ['-qec', command, '/dev/null'], { cwd: repoRoot, env });
+        let stdout = '';
+        child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+        child.stdin.end(`${answer}\n`);
+        child.once('close', (code) => resolve({ code, stdout, stderr: '' }));
+      });
+    await withWorker(
+      config,
+      async ({ client }) => {
+        const started = await runbookCli(env, 'start', 'kernelTestRunbook', '--target', target, '--steps', JSON.stringify([{ id: 'restart', title: 'Restart the app' }]), '--execute', '--key', keyFile('erin'));
+        const workflowId = /^started (\S+) \(run /.exec(started.stdout)![1]!;
+        await waitUntil('restart pending', async () => JSON.parse((await runbookCli(env, 'status', workflowId, '--json')).stdout).pending !== undefined);
+        const declined = await onTerminal('no', 'reject', workflowId, '--step', 'restart', '--reason', 'not now', '--as', 'bob', '--key', keyFile('bob'));
+        expect(declined.code).toBe(2);
+        expect(declined.stdout).toMatch(/reject plan [0-9a-f]{12} of "restart"\? type yes: /);
+        expect(declined.stdout).toContain('nothing decided');
+        const confirmed = await onTerminal('yes', 'reject', workflowId, '--step', 'restart', '--reason', 'not now', '--as', 'bob', '--key', keyFile('bob'));
+        expect(confirmed.stdout).toMatch(/rejected "restart" of \S+ as bob \(l2\), plan [0-9a-f]{12}, signed with SHA256:/);
+        expect(confirmed.code).toBe(0);
+        expect(await client.workflow.getHandle(workflowId).result()).toMatchObject({ outcome: 'rejected' });
+      },
+      { workflowsPath: require.resolve('./workflows'), activities: targets.activities() },
+    );
+  });
+
   test('errors are one clear line and a non-zero exit', async () => {
     expect(await runbookCli(env, 'start', 'dropEverything')).toMatchObject({ code: 1, stderr: expect.stringMatching(/^unknown runbook "dropEverything"; known: .*preflight.*\n$/) });
     expect(await runbookCli(env, 'approve', 'some-id', '--step', 'x')).toEqual({ code: 2, stdout: '', stderr: 'runbook approve: --reason is required\n' });

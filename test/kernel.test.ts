@@ -90,7 +90,7 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
     try {
       const markdown = await (await s3.send(new GetObjectCommand({ Bucket: env.S3_BUCKET, Key: result.report!.markdownKey }))).Body!.transformToString();
       for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
-      expect(markdown).toContain('| decided | Raise the limit | bob, l2, update |');
+      expect(markdown).toContain('| decided | Raise the limit | bob, l2, update, unverified |');
       const json = JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: env.S3_BUCKET, Key: result.report!.jsonKey }))).Body!.transformToString());
       expect(json).toMatchObject({ outcome: 'completed', rootCause: 'test root cause', target });
     } finally {

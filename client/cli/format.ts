@@ -7,7 +7,9 @@ export function progressLine(status: RunbookStatus): string {
   if (status.state === 'finished') return `${status.runbook} finished: ${status.outcome} (${steps})`;
   if (status.pending) {
     const p = status.pending;
-    return `${status.runbook}: ${steps}, waiting for approval of "${p.stepId}" (${p.change.summary}); plan ${p.planHash.slice(0, 12)}; tier ${p.tier} until ${p.until}; may decide: ${p.approvers.join(', ') || p.allowedRoles.join(', ')}`;
+    const quorum = (p.required ?? 1) > 1 ? `; approvals ${p.approvals?.length ?? 0} of ${p.required}` : '';
+    const unverified = p.verification === 'unverified' ? '; UNVERIFIED' : '';
+    return `${status.runbook}: ${steps}, waiting for approval of "${p.stepId}" (${p.change.summary}); plan ${p.planHash.slice(0, 12)}; tier ${p.tier} until ${p.until}; may decide: ${p.approvers.join(', ') || p.allowedRoles.join(', ')}${quorum}${unverified}`;
   }
   if (status.state === 'waiting-for-lock') return `${status.runbook}: ${steps}, waiting for the lock on ${status.target}`;
   return `${status.runbook}: ${steps}${status.currentStep ? `, running "${status.currentStep}"` : ''}`;

@@ -3,6 +3,7 @@ import { CoreV1Api, NetworkingV1Api } from '@kubernetes/client-node';
 import { createRunbookClient, type RunbookClient } from '../../client';
 import { defaultBackendAnnotation, previousAnnotationsAnnotation, rateLimitAnnotation } from '../../common/inputs/traffic-control';
 import type { TrafficControlResult } from '../../workflows/traffic-control';
+import { keyedApprovers } from '../helpers/approver-keys';
 import { recordHistory } from '../helpers/histories';
 import { unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig } from '../helpers/kube-cluster';
@@ -246,5 +247,29 @@ describe('trafficControl', () => {
       expect(await scheduledActivityTypes(bad)).toEqual([]);
     });
     expect(await annotationsOf(name)).toEqual({ [rateLimitAnnotation]: '100', [bodySize]: '50m', [recordKey]: '{"nginx.ingress.kubernetes.io/whitelist-source-range":null}' });
+  });
+
+  test('signed approvals on a real runbook: an unsigned start needs two verified approvers, each recorded with its key', async () => {
+    const name = await scratchIngress('traffic-signed');
+    const team = keyedApprovers({ bob: ['l2'], carol: ['manager'], erin: ['l2'] });
+    const signedConfig = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify(team.approvers) });
+    const result = await withWorker(signedConfig, async ({ client, taskQueue }) => {
+      const people = createRunbookClient({ client, taskQueue, signer: team.signer });
+      const { workflowId } = await createRunbookClient({ client, taskQueue }).startRunbook('trafficControl', { ingress: name, rps: 30, mode: 'execute' }, { startedBy: 'erin' });
+      const pending = await pendingOf(people, workflowId, 'rate-limit');
+      expect(pending).toMatchObject({ required: 2, verification: 'signed' });
+      await people.approve(workflowId, { stepId: 'rate-limit', planHash: pending.planHash, approver: 'bob', reason: 'scraper storm' });
+      expect(await annotationsOf(name)).toMatchObject({ [rateLimitAnnotation]: '100' });
+      await people.approve(workflowId, { stepId: 'rate-limit', planHash: pending.planHash, approver: 'carol', reason: 'agreed' });
+      const finished = await people.waitForResult<TrafficControlResult>(workflowId);
+      await recordHistory(client.workflow.getHandle(workflowId), 'trafficControl-two-signed-approvals');
+      return finished;
+    });
+    expect(result.outcome).toBe('completed');
+    expect(await annotationsOf(name)).toMatchObject({ [rateLimitAnnotation]: '30' });
+    expect(result.timeline.filter((e) => e.event === 'decided').map((e) => [e.by, e.verified, e.keyFingerprint])).toEqual([
+      ['bob', true, team.keys.bob!.fingerprint],
+      ['carol', true, team.keys.carol!.fingerprint],
+    ]);
   });
 });
