@@ -52,7 +52,7 @@ export interface DecisionRequest {
 }
 
 export interface DecideOptions {
-  /** Only this run of the workflow id (the one a person was shown). */
+  /** Bind the statement to this run (the one a person was shown, as its status or request names it). */
   runId?: string;
   /** Whose key signs when not the approver's: a channel (Slack) vouching for the approver. */
   signedBy?: string;
@@ -101,13 +101,16 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
     return { statement: text, signature: await signer!(text, identity) };
   };
 
+  const queryStatus = (workflowId: string): Promise<RunbookStatus> => client.workflow.getHandle(workflowId).query(statusQuery);
+
   /**
    * The decision as a signed statement bound to a run (the one going now unless `runId` names
    * it), for the UI or to send. `signedBy`: a channel's key signing for the approver.
    */
   async function signDecision(verdict: DecisionVerdict, workflowId: string, request: DecisionRequest, options: DecideOptions = {}): Promise<SignedStatement & { runId: string }> {
     if (!signer) throw new RunbookClientError('no signer: give createRunbookClient a signer (client/signing.ts)');
-    const runId = options.runId ?? (await client.workflow.getHandle(workflowId).describe()).runId;
+    // The run binds the id it keeps across resets; its status says which (a run that does not: its current id).
+    const runId = options.runId ?? (await queryStatus(workflowId)).runId ?? (await client.workflow.getHandle(workflowId).describe()).runId;
     const statement: DecisionStatement = {
       type: 'runbook-decision/v1',
       temporalNamespace: namespace,
@@ -129,10 +132,13 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
 
   async function decide(verdict: DecisionVerdict, workflowId: string, request: DecisionRequest, options: DecideOptions = {}): Promise<DecisionReceipt> {
     let decision: Decision = request;
-    let runId = options.runId;
-    if (signer) ({ runId, ...decision } = await signDecision(verdict, workflowId, request, options));
+    if (signer) {
+      const { statement, signature } = await signDecision(verdict, workflowId, request, options);
+      decision = { statement, signature };
+    }
     try {
-      return await client.workflow.getHandle(workflowId, runId).executeUpdate(verdict === 'approve' ? approveUpdate : rejectUpdate, { args: [decision] });
+      // To the run going now: a statement for any other execution under this id is refused by the run.
+      return await client.workflow.getHandle(workflowId).executeUpdate(verdict === 'approve' ? approveUpdate : rejectUpdate, { args: [decision] });
     } catch (err) {
       if (err instanceof WorkflowUpdateFailedError) throw new RunbookClientError(`${verdict} refused: ${err.cause?.message ?? err.message}`);
       throw err;
@@ -201,9 +207,7 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
       await client.workflow.getHandle(workflowId).signal(alertResolvedSignal, { alert, ...(fingerprint ? { fingerprint } : {}) });
     },
 
-    async getStatus(workflowId: string): Promise<RunbookStatus> {
-      return client.workflow.getHandle(workflowId).query(statusQuery);
-    },
+    getStatus: queryStatus,
 
     async waitForResult<T = unknown>(workflowId: string): Promise<T> {
       return client.workflow.getHandle(workflowId).result() as Promise<T>;

@@ -147,6 +147,8 @@ export type RunbookOutcome = 'planned' | 'completed' | 'nothing-to-do' | 'partia
 
 export interface RunbookStatus {
   runbook: string;
+  /** The run id signed decisions bind (the first run's, kept across resets); absent from runs recorded before. */
+  runId?: string;
   mode: Mode;
   severity: Severity;
   target: string;

@@ -187,6 +187,34 @@ describe('signed approvals', () => {
     expect(targets.applies.filter((x) => x.target === targetA)).toEqual([{ target: targetA, stepId: 'restart' }]);
   });
 
+  test('a run reset after a signed approval replays it and takes the next one (statements bind the run id kept across resets)', async () => {
+    const target = `reset/${randomUUID()}`;
+    const result = await withRunbooks(async ({ signed, client }) => {
+      const { workflowId } = await start(signed, target, ['restart', 'scale']);
+      const restart = await pendingOf(signed, workflowId, 'restart');
+      await signed.approve(workflowId, { stepId: 'restart', planHash: restart.planHash, approver: 'bob', reason: 'first' });
+      await pendingOf(signed, workflowId, 'scale');
+      const handle = client.workflow.getHandle(workflowId);
+      const { runId } = await handle.describe();
+      const events = (await handle.fetchHistory()).events ?? [];
+      const lastTask = [...events].reverse().find((e) => e.workflowTaskCompletedEventAttributes)!;
+      const reset = await client.workflowService.resetWorkflowExecution({
+        namespace: 'default',
+        workflowExecution: { workflowId, runId },
+        workflowTaskFinishEventId: lastTask.eventId,
+        reason: 'test: reset after a signed approval',
+        requestId: randomUUID(),
+      });
+      expect(reset.runId).not.toBe(runId);
+      const scale = await pendingOf(signed, workflowId, 'scale');
+      expect((await signed.getStatus(workflowId)).runId).toBe(runId);
+      await signed.approve(workflowId, { stepId: 'scale', planHash: scale.planHash, approver: 'carol', reason: 'second' });
+      return client.workflow.getHandle<typeof kernelTestRunbook>(workflowId, reset.runId!).result();
+    });
+    expect(result.outcome).toBe('completed');
+    expect(result.timeline.filter((e) => e.event === 'decided').map((e) => e.by)).toEqual(['bob', 'carol']);
+  });
+
   test('a proven initiator cannot approve, neither as themself nor under another name', async () => {
     const target = `self/${randomUUID()}`;
     await withRunbooks(async ({ signed, client }) => {

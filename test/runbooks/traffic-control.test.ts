@@ -262,7 +262,8 @@ describe('trafficControl', () => {
       expect(await annotationsOf(name)).toMatchObject({ [rateLimitAnnotation]: '100' });
       await people.approve(workflowId, { stepId: 'rate-limit', planHash: pending.planHash, approver: 'carol', reason: 'agreed' });
       const finished = await people.waitForResult<TrafficControlResult>(workflowId);
-      await recordHistory(client.workflow.getHandle(workflowId), 'trafficControl-two-signed-approvals');
+      // Signed decisions bind the workflow id: the history replays under it ("__" for "/").
+      await recordHistory(client.workflow.getHandle(workflowId), workflowId.replace(/\//g, '__'));
       return finished;
     });
     expect(result.outcome).toBe('completed');

@@ -411,7 +411,7 @@ export class RunbookRun {
   }
 
   private async notifyTier(planned: PlannedStep, tier: ApproverRole): Promise<void> {
-    const { workflowId, runId } = workflowInfo();
+    const { workflowId, originalExecutionRunId: runId } = workflowInfo();
     try {
       await support.notify({
         title: `${this.identity.name}: approval needed for "${planned.title}" (${tier})`,
@@ -459,7 +459,8 @@ export class RunbookRun {
 
   private registerHandlers(): void {
     const check = (decision: Decision, verdict: DecisionVerdict) => {
-      const { namespace, workflowId, runId } = workflowInfo();
+      // The run id a statement binds is the one kept across resets, so replays after a reset still agree.
+      const { namespace, workflowId, originalExecutionRunId: runId } = workflowInfo();
       return checkDecision(decision, verdict, {
         pending: this.pending,
         startedBy: this.identity.startedBy,
@@ -558,6 +559,7 @@ export class RunbookRun {
   status(): RunbookStatus {
     return {
       runbook: this.identity.name,
+      runId: workflowInfo().originalExecutionRunId,
       mode: this.identity.mode,
       severity: this.identity.severity,
       target: this.identity.target,

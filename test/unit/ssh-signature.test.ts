@@ -2,9 +2,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { keyFileSigner, publicKeyOfKeyFile } from '../client/signing';
-import { signatureNamespace } from '../common/approval-statements';
-import { parseSshPublicKey, verifySshSignature } from '../common/ssh-signature';
+import { keyFileSigner, publicKeyOfKeyFile } from '../../client/signing';
+import { signatureNamespace } from '../../common/approval-statements';
+import { parseSshPublicKey, verifySshSignature } from '../../common/ssh-signature';
 
 /**
  * The workflow's pure-JS SSHSIG verifier and the client's signer against OpenSSH itself:

@@ -1,8 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { parse } from 'yaml';
-import { environmentVariables, hasTargets, loadConfig } from '../config/load';
-import { repoRoot } from './helpers/process-output';
+import { environmentVariables, hasTargets, loadConfig } from '../../config/load';
+import { repoRoot } from '../helpers/process-output';
 
 interface ComposeService {
   image?: string;

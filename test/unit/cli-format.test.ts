@@ -1,5 +1,5 @@
-import { statusText } from '../client/cli/format';
-import type { RunbookStatus } from '../common/runbook';
+import { statusText } from '../../client/cli/format';
+import type { RunbookStatus } from '../../common/runbook';
 
 describe('runbook status text', () => {
   const status: RunbookStatus = {

@@ -1,8 +1,8 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, hasTargets, loadConfig } from '../config/load';
-import { approvalsVerified } from '../config/schema';
+import { ConfigError, hasTargets, loadConfig } from '../../config/load';
+import { approvalsVerified } from '../../config/schema';
 
 const minimal = { TEMPORAL_ADDRESS: '127.0.0.1:7233' };
 

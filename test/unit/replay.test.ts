@@ -2,8 +2,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
-import * as workflows from '../workflows';
-import { historiesDir } from './helpers/histories';
+import * as workflows from '../../workflows';
+import { historiesDir } from '../helpers/histories';
 
 type History = temporal.api.history.v1.IHistory;
 
@@ -29,7 +29,7 @@ describe('replay of recorded histories', () => {
 
   test('each history replays without non-determinism', async () => {
     const results = [];
-    for await (const result of Worker.runReplayHistories({ workflowsPath: require.resolve('../workflows') }, histories)) {
+    for await (const result of Worker.runReplayHistories({ workflowsPath: require.resolve('../../workflows') }, histories)) {
       results.push({ workflowId: result.workflowId, error: result.error?.message });
     }
     expect(results).toEqual(histories.map(({ workflowId }) => ({ workflowId, error: undefined })));

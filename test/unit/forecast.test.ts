@@ -1,4 +1,4 @@
-import { fitLinearTrend, msPerDay, valueDaysAfterLastPoint, type TimedValue } from '../common/forecast';
+import { fitLinearTrend, msPerDay, valueDaysAfterLastPoint, type TimedValue } from '../../common/forecast';
 
 const day0 = Date.parse('2026-01-01T00:00:00Z');
 const daily = (values: number[]): TimedValue[] => values.map((value, i) => ({ timeMs: day0 + i * msPerDay, value }));
