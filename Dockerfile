@@ -13,7 +13,8 @@ COPY workflows ./workflows
 COPY workers ./workers
 # The alert bridge and `npm run schedules` (scripts/alert-bridge.ts, scripts/schedules.ts) run from this image too.
 COPY client ./client
-COPY scripts ./scripts
+# Only these two scripts: the test bed (scripts/testbed) never ships in the image.
+COPY scripts/alert-bridge.ts scripts/schedules.ts ./scripts/
 USER node
 EXPOSE 9464
 CMD ["node", "--import", "tsx", "workers/main.ts"]

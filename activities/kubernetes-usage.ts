@@ -1,28 +1,8 @@
 import type { V1Pod } from '@kubernetes/client-node';
+import type { ContainerUsage, PodUsage, ResourceFigures } from '../common/pod-usage';
 import { clients, guarded, kcall, parseQuantity, podSelectorOf, statusOf, type KubeScope, type PodScope } from './kubernetes-common';
 
-export interface ResourceFigures {
-  /** CPU in millicores, memory in bytes. */
-  usage: number;
-  request?: number;
-  limit?: number;
-  /** usage / request and usage / limit in percent (rounded to 0.1). */
-  percentOfRequest?: number;
-  percentOfLimit?: number;
-}
-
-export interface ContainerUsage {
-  name: string;
-  cpuMillicores: ResourceFigures;
-  memoryBytes: ResourceFigures;
-}
-
-export interface PodUsage {
-  name: string;
-  containers: ContainerUsage[];
-  cpuMillicores: number;
-  memoryBytes: number;
-}
+export type { ContainerUsage, PodUsage, ResourceFigures } from '../common/pod-usage';
 
 export type Unavailable = { available: false; reason: string };
 

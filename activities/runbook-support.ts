@@ -7,7 +7,7 @@ import { scheduleIdFor } from '../common/schedule-ids';
 import { parseSshPublicKey } from '../common/ssh-signature';
 import { approvalsVerified, type AllowLists, type ChecklistThresholds, type Identity, type RunbookConfig } from '../config/schema';
 import { renderChecklistMarkdown, type ChecklistReport } from './checklist-markdown';
-import { acquireLockSignal, lockWorkflowId, type LockRequest } from '../workflows/definitions';
+import { acquireLockSignal, lockWorkflowId, type LockRequest } from '../common/target-lock-messages';
 import { classified, classifyError, failure } from './errors';
 import { assertDatabaseAllowed, assertKubernetesName, assertNamespaceAllowed } from './guards';
 import { renderIncidentMarkdown, type IncidentReport } from './report-markdown';

@@ -6,7 +6,7 @@ import { WorkflowNotFoundError } from '@temporalio/common';
 import { decodeArrayFromPayloads } from '@temporalio/common/lib/internal-non-workflow';
 import { catalog as defaultCatalog, type CatalogEntry } from '../common/catalog';
 import type { AlertingConfig } from '../config/alerting';
-import { alertResolvedSignal } from '../workflows/definitions';
+import { alertResolvedSignal } from '../common/messages';
 import { parseWebhookPayload } from './alertmanager-payload';
 import { isAlertInitiator } from '../common/alert-initiator';
 import { routeAlert, type AlertDecision, type RoutedAlert } from './alert-routing';

@@ -3,7 +3,7 @@ import { catalog as defaultCatalog, workflowIdFor, type CatalogEntry } from '../
 import { inputDigest, statementText, type DecisionStatement, type SignedStatement, type StartStatement } from '../common/approval-statements';
 import type { CancelRequest, Decision, DecisionReceipt, DecisionVerdict, RunbookStatus, Severity } from '../common/runbook';
 import type { Signer } from './signing';
-import { alertFiringSignal, alertResolvedSignal, approveUpdate, cancelSignal, rejectUpdate, statusQuery } from '../workflows/definitions';
+import { alertFiringSignal, alertResolvedSignal, approveUpdate, cancelSignal, rejectUpdate, statusQuery } from '../common/messages';
 
 /** A refusal or bad request, with a message meant for a person. */
 export class RunbookClientError extends Error {

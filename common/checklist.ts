@@ -1,4 +1,4 @@
-import type { PodUsage } from '../activities/kubernetes-usage';
+import type { PodUsage } from './pod-usage';
 import type { RunbookResultBase } from './runbook';
 
 /** The status of one check in a daily/weekly/monthly checklist report. */

@@ -6,8 +6,8 @@ import { keyFileSigner } from '../client/signing';
 import { createSlackInteractivity } from '../client/slack-approvals';
 import type { RunbookConfig } from '../config/schema';
 import { ConfigError } from '../config/load';
-import { connectClient } from '../workers/temporal-client';
-import { loadConfigWithSandbox } from './testbed/env-file';
+import { connectClient } from '../config/temporal-connection';
+import { loadConfigWithSandbox } from '../config/sandbox';
 
 /** Without TEMPORAL_ADDRESS: this checkout's sandbox, on the port and token its Alertmanager posts with (variables set in the environment stay). */
 const sandboxVariables = ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'ALERT_BRIDGE_LISTEN', 'ALERT_BRIDGE_TOKEN', 'ALERT_BRIDGE_SIGNING_KEY', 'RUNBOOK_APPROVERS'];

@@ -1,7 +1,7 @@
 import { deleteSchedules, ensureSchedules, scheduleReportLines } from '../client/schedules';
 import { ConfigError } from '../config/load';
-import { connectClient } from '../workers/temporal-client';
-import { loadConfigWithSandbox } from './testbed/env-file';
+import { connectClient } from '../config/temporal-connection';
+import { loadConfigWithSandbox } from '../config/sandbox';
 
 const usage = 'usage: npm run schedules [-- --delete]   (creates/updates the checklists\' schedules from configuration; --delete removes them)';
 

@@ -5,7 +5,7 @@ import { keyringSigner, type Signer } from '../client/signing';
 import { statementText, type DecisionStatement } from '../common/approval-statements';
 import type { Decision, RunbookResultBase, RunbookStatus } from '../common/runbook';
 import { waitUntil } from '../scripts/testbed/processes';
-import { approveSignal, approveUpdate } from '../workflows/definitions';
+import { approveSignal, approveUpdate } from '../common/messages';
 import { keyedApprovers, newKey } from './helpers/approver-keys';
 import { TestTargets } from './helpers/test-target';
 import { testbedConfig } from './helpers/testbed';

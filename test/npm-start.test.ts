@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import type { preflight } from '../workflows';
 import { allServices, down } from '../scripts/testbed';
-import { readEnvFile } from '../scripts/testbed/env-file';
+import { readEnvFile } from '../config/sandbox';
 import { testbedLayout } from '../scripts/testbed/layout';
 import { isPortOpen, waitUntil } from '../scripts/testbed/processes';
 import { repoRoot, startScript } from './helpers/process-output';

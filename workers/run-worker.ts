@@ -4,8 +4,7 @@ import { createActivities } from '../activities';
 import { approvalsVerified, type RunbookConfig } from '../config/schema';
 import { buildDependencies } from './dependencies';
 import { createJsonLogger } from './logger';
-import { connectClient } from './temporal-client';
-import { temporalTls } from './temporal-tls';
+import { connectClient, temporalTls } from '../config/temporal-connection';
 
 /** Installs the process-wide runtime once: JSON logs, Prometheus metrics, SIGINT/SIGTERM handling. */
 export function installRuntime(config: RunbookConfig): Logger {

@@ -1,7 +1,7 @@
 import { condition, continueAsNew, getExternalWorkflowHandle, log, proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { quickRead } from './activity-options';
-import { acquireLockSignal, lockGrantedSignal, lockStateQuery, releaseLockSignal, type LockRequest } from './definitions';
+import { acquireLockSignal, lockGrantedSignal, lockStateQuery, releaseLockSignal, type LockRequest } from '../common/target-lock-messages';
 
 /** Longest one holder may keep the lock: a step's re-plan and apply, never an approval wait. */
 const leaseMs = 30 * 60 * 1000;

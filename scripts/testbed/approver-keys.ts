@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { utils } from 'ssh2';
 import type { ApproverRole } from '../../common/runbook';
-import { testbedLayout } from './layout';
+import { sandboxApproverKeyDir } from '../../config/sandbox';
 
 /**
  * The sandbox's demo identities, each with an Ed25519 key under `.testbed/approver-keys/<id>`
@@ -16,10 +16,6 @@ export const demoIdentities: Array<{ id: string; kind: 'person' | 'service'; rol
   { id: 'dave', kind: 'person', roles: ['cto'] },
   { id: 'alert-bridge', kind: 'service', roles: [] },
 ];
-
-export function sandboxApproverKeyDir(stateDir = testbedLayout().stateDir): string {
-  return join(stateDir, 'approver-keys');
-}
 
 /** Makes the demo keys that are missing; returns the approvers (with public keys) for RUNBOOK_APPROVERS. */
 export function ensureDemoApprovers(stateDir: string): Array<{ id: string; kind: string; roles: ApproverRole[]; publicKey: string }> {

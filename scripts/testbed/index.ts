@@ -1,8 +1,9 @@
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { ensureDemoApprovers, sandboxApproverKeyDir } from './approver-keys';
-import { readEnvFile, writeEnvFile } from './env-file';
+import { ensureDemoApprovers } from './approver-keys';
+import { readEnvFile, sandboxApproverKeyDir } from '../../config/sandbox';
+import { writeEnvFile } from './env-file';
 import { port, testbedLayout, type TestbedLayout } from './layout';
 import { isPortOpen, stopDetached } from './processes';
 import { appMetricsServer, appMetricsUrl, webhookServer, webhookUrl } from './node-servers';

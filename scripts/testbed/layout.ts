@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { sandboxEnvFile, sandboxStateDir } from '../../config/sandbox';
 
 /** Everything the test bed needs to know about where things live on this machine. */
 export interface TestbedLayout {
@@ -16,7 +17,7 @@ export interface TestbedLayout {
 }
 
 export function testbedLayout(repoRoot = resolve(__dirname, '..', '..')): TestbedLayout {
-  const stateDir = process.env.TESTBED_STATE_DIR ?? join(repoRoot, '.testbed');
+  const stateDir = sandboxStateDir(repoRoot);
   const checkoutId = createHash('sha256').update(stateDir).digest('hex').slice(0, 10);
   const portBase = Number(process.env.TESTBED_PORT_BASE ?? 17200);
   if (!Number.isInteger(portBase) || portBase < 1024 || portBase > 65000) {
@@ -26,7 +27,7 @@ export function testbedLayout(repoRoot = resolve(__dirname, '..', '..')): Testbe
     repoRoot,
     stateDir,
     cacheDir: process.env.TESTBED_CACHE_DIR ?? join(homedir(), '.cache', 'runbook-testbed'),
-    envFile: join(stateDir, 'testbed.env'),
+    envFile: sandboxEnvFile(stateDir),
     postgresDir: join(tmpdir(), `runbook-testbed-pg-${checkoutId}`),
     portBase,
   };

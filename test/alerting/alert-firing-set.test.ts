@@ -5,7 +5,7 @@ import { startAlertBridge, type AlertBridge } from '../../client/alert-bridge';
 import type { RunbookResultBase, RunbookStatus } from '../../common/runbook';
 import type { AlertRoute } from '../../config/alerting';
 import { waitUntil } from '../../scripts/testbed/processes';
-import { alertFiringSignal, alertResolvedSignal, approveSignal } from '../../workflows/definitions';
+import { alertFiringSignal, alertResolvedSignal, approveSignal } from '../../common/messages';
 import { alertNotification, fingerprintOf, postToBridge, type TestAlert } from '../helpers/alert-notifications';
 import { pendingOf, terminateRuns } from '../helpers/runbook-runs';
 import { TestTargets } from '../helpers/test-target';

@@ -4,7 +4,7 @@ import type { RunbookClient } from '../../client';
 import type { RunbookStatus } from '../../common/runbook';
 import type { RunbookConfig } from '../../config/schema';
 import { waitUntil } from '../../scripts/testbed/processes';
-import { connectClient } from '../../workers/temporal-client';
+import { connectClient } from '../../config/temporal-connection';
 import { testbedEnv, testbedS3 } from './testbed';
 
 /** Waits until the run asks for approval of this step, and returns what it asks. */

@@ -9,7 +9,7 @@ import { createRunbookClient } from '../../client';
 import { catalog, workflowIdFor } from '../../common/catalog';
 import { postIncidentReviewInput } from '../../common/inputs/post-incident-review';
 import type { PostIncidentReviewResult } from '../../workflows/post-incident-review';
-import { connectClient } from '../../workers/temporal-client';
+import { connectClient } from '../../config/temporal-connection';
 import { recordHistory } from '../helpers/histories';
 import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, kubernetesNamespace as ns } from '../helpers/kube-cluster';

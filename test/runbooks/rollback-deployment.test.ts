@@ -5,7 +5,7 @@ import { createRunbookClient } from '../../client';
 import type { RollbackDeploymentResult } from '../../workflows/rollback-deployment';
 import { applyObjects } from '../../scripts/testbed/kubernetes-apply';
 import { appDeployment, appReleases } from '../../scripts/testbed/kubernetes-seed';
-import { connectClient } from '../../workers/temporal-client';
+import { connectClient } from '../../config/temporal-connection';
 import { recordHistory } from '../helpers/histories';
 import { deleteDeployment, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, waitForRollout } from '../helpers/kube-cluster';

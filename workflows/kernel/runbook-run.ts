@@ -40,19 +40,8 @@ import { runbookApprovalState, runbookMode, runbookName, runbookSeverity, runboo
 import { sha256Hex } from '../../common/sha256';
 import { stableJson } from '../../common/stable-json';
 import { quickRead } from '../activity-options';
-import {
-  alertFiringSignal,
-  alertResolvedSignal,
-  approveSignal,
-  approveUpdate,
-  cancelSignal,
-  lockGrantedSignal,
-  lockWorkflowId,
-  rejectSignal,
-  rejectUpdate,
-  releaseLockSignal,
-  statusQuery,
-} from '../definitions';
+import { alertFiringSignal, alertResolvedSignal, approveSignal, approveUpdate, cancelSignal, rejectSignal, rejectUpdate, statusQuery } from '../../common/messages';
+import { lockGrantedSignal, lockWorkflowId, releaseLockSignal } from '../../common/target-lock-messages';
 import { checkDecision, type AcceptedDecision } from './decision-rules';
 
 const support = proxyActivities<Activities>(quickRead);

@@ -1,6 +1,16 @@
+import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
-import type { RunbookConfig } from '../config/schema';
-import { temporalTls } from './temporal-tls';
+import type { RunbookConfig } from './schema';
+
+/** TLS options for Temporal connections (worker and client alike), read from the configured files. */
+export function temporalTls(tls: RunbookConfig['temporal']['tls']) {
+  if (!tls.enabled) return undefined;
+  return {
+    serverNameOverride: tls.serverName,
+    serverRootCACertificate: tls.caFile ? readFileSync(tls.caFile) : undefined,
+    clientCertPair: tls.certFile && tls.keyFile ? { crt: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } : undefined,
+  };
+}
 
 /**
  * A Temporal client from configuration (used by the worker's lock activity, the client API, the CLI

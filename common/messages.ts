@@ -1,5 +1,5 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { CancelRequest, Decision, DecisionReceipt, RunbookStatus } from '../common/runbook';
+import type { CancelRequest, Decision, DecisionReceipt, RunbookStatus } from './runbook';
 
 /**
  * The messages every runbook run answers, shared by workflows, the client API and the CLI.
@@ -20,15 +20,3 @@ export const alertResolvedSignal = defineSignal<[{ alert?: string; fingerprint?:
 /** An alert (by its Alertmanager fingerprint) wants the run: sent with each firing start or join. */
 export const alertFiringSignal = defineSignal<[{ alert: string; fingerprint: string }]>('alertFiring');
 export const statusQuery = defineQuery<RunbookStatus>('status');
-
-/** Per-target lock (see workflows/target-lock.ts). */
-export interface LockRequest {
-  requester: string;
-  requestId: string;
-}
-export const acquireLockSignal = defineSignal<[LockRequest]>('acquireLock');
-export const releaseLockSignal = defineSignal<[LockRequest]>('releaseLock');
-export const lockGrantedSignal = defineSignal<[{ requestId: string }]>('lockGranted');
-export const lockStateQuery = defineQuery<{ holder?: LockRequest; waiting: LockRequest[] }>('lockState');
-
-export const lockWorkflowId = (target: string) => `lock/${target}`;
