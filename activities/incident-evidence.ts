@@ -266,7 +266,14 @@ export function createIncidentEvidenceActivities({ kube, allowedNamespaces, evid
       const chosen = pods.slice(0, maxPods);
       result.pods = chosen.map((p) => {
         const s = podSummary(p);
-        return { name: s.name, phase: s.phase, ready: s.ready, restarts: s.restarts, ...(s.waitingReason ? { waitingReason: s.waitingReason } : {}), ...(s.lastTerminationReason ? { lastTerminationReason: s.lastTerminationReason } : {}) };
+        return {
+          name: s.name,
+          phase: s.phase,
+          ready: s.ready,
+          restarts: s.restarts,
+          ...(s.waitingReason ? { waitingReason: s.waitingReason } : {}),
+          ...(s.lastTerminationReason ? { lastTerminationReason: s.lastTerminationReason } : {}),
+        };
       });
       return heartbeating(
         () => ({ objects: result.objects.length, failures: result.failures.length, pods: chosen.length }),
@@ -371,18 +378,72 @@ export function createIncidentEvidenceActivities({ kube, allowedNamespaces, evid
       const key = relativeKey(input.key, 'key', false);
       const batch = c.kube.makeApiClient(BatchV1Api);
       const kinds: Array<{ kind: string; apiVersion: string; type: string; resource: string; list: (c: KubeClients, token: string | undefined, limit: number) => Promise<ListPage<unknown>> }> = [
-        { kind: 'Deployment', apiVersion: 'apps/v1', type: 'V1Deployment', resource: 'deployments.apps', list: (k, t, n) => k.apps.listNamespacedDeployment(namespace, undefined, undefined, t, undefined, undefined, n) },
-        { kind: 'StatefulSet', apiVersion: 'apps/v1', type: 'V1StatefulSet', resource: 'statefulsets.apps', list: (k, t, n) => k.apps.listNamespacedStatefulSet(namespace, undefined, undefined, t, undefined, undefined, n) },
-        { kind: 'DaemonSet', apiVersion: 'apps/v1', type: 'V1DaemonSet', resource: 'daemonsets.apps', list: (k, t, n) => k.apps.listNamespacedDaemonSet(namespace, undefined, undefined, t, undefined, undefined, n) },
-        { kind: 'ReplicaSet', apiVersion: 'apps/v1', type: 'V1ReplicaSet', resource: 'replicasets.apps', list: (k, t, n) => k.apps.listNamespacedReplicaSet(namespace, undefined, undefined, t, undefined, undefined, n) },
+        {
+          kind: 'Deployment',
+          apiVersion: 'apps/v1',
+          type: 'V1Deployment',
+          resource: 'deployments.apps',
+          list: (k, t, n) => k.apps.listNamespacedDeployment(namespace, undefined, undefined, t, undefined, undefined, n),
+        },
+        {
+          kind: 'StatefulSet',
+          apiVersion: 'apps/v1',
+          type: 'V1StatefulSet',
+          resource: 'statefulsets.apps',
+          list: (k, t, n) => k.apps.listNamespacedStatefulSet(namespace, undefined, undefined, t, undefined, undefined, n),
+        },
+        {
+          kind: 'DaemonSet',
+          apiVersion: 'apps/v1',
+          type: 'V1DaemonSet',
+          resource: 'daemonsets.apps',
+          list: (k, t, n) => k.apps.listNamespacedDaemonSet(namespace, undefined, undefined, t, undefined, undefined, n),
+        },
+        {
+          kind: 'ReplicaSet',
+          apiVersion: 'apps/v1',
+          type: 'V1ReplicaSet',
+          resource: 'replicasets.apps',
+          list: (k, t, n) => k.apps.listNamespacedReplicaSet(namespace, undefined, undefined, t, undefined, undefined, n),
+        },
         { kind: 'Pod', apiVersion: 'v1', type: 'V1Pod', resource: 'pods', list: (k, t, n) => k.core.listNamespacedPod(namespace, undefined, undefined, t, undefined, undefined, n) },
         { kind: 'Service', apiVersion: 'v1', type: 'V1Service', resource: 'services', list: (k, t, n) => k.core.listNamespacedService(namespace, undefined, undefined, t, undefined, undefined, n) },
         { kind: 'Job', apiVersion: 'batch/v1', type: 'V1Job', resource: 'jobs.batch', list: (_k, t, n) => batch.listNamespacedJob(namespace, undefined, undefined, t, undefined, undefined, n) },
-        { kind: 'CronJob', apiVersion: 'batch/v1', type: 'V1CronJob', resource: 'cronjobs.batch', list: (_k, t, n) => batch.listNamespacedCronJob(namespace, undefined, undefined, t, undefined, undefined, n) },
-        { kind: 'HorizontalPodAutoscaler', apiVersion: 'autoscaling/v2', type: 'V2HorizontalPodAutoscaler', resource: 'horizontalpodautoscalers.autoscaling', list: (k, t, n) => k.autoscaling.listNamespacedHorizontalPodAutoscaler(namespace, undefined, undefined, t, undefined, undefined, n) },
-        { kind: 'ConfigMap', apiVersion: 'v1', type: 'V1ConfigMap', resource: 'configmaps', list: (k, t, n) => k.core.listNamespacedConfigMap(namespace, undefined, undefined, t, undefined, undefined, n) },
-        { kind: 'PersistentVolumeClaim', apiVersion: 'v1', type: 'V1PersistentVolumeClaim', resource: 'persistentvolumeclaims', list: (k, t, n) => k.core.listNamespacedPersistentVolumeClaim(namespace, undefined, undefined, t, undefined, undefined, n) },
-        { kind: 'Ingress', apiVersion: 'networking.k8s.io/v1', type: 'V1Ingress', resource: 'ingresses.networking.k8s.io', list: (k, t, n) => k.networking.listNamespacedIngress(namespace, undefined, undefined, t, undefined, undefined, n) },
+        {
+          kind: 'CronJob',
+          apiVersion: 'batch/v1',
+          type: 'V1CronJob',
+          resource: 'cronjobs.batch',
+          list: (_k, t, n) => batch.listNamespacedCronJob(namespace, undefined, undefined, t, undefined, undefined, n),
+        },
+        {
+          kind: 'HorizontalPodAutoscaler',
+          apiVersion: 'autoscaling/v2',
+          type: 'V2HorizontalPodAutoscaler',
+          resource: 'horizontalpodautoscalers.autoscaling',
+          list: (k, t, n) => k.autoscaling.listNamespacedHorizontalPodAutoscaler(namespace, undefined, undefined, t, undefined, undefined, n),
+        },
+        {
+          kind: 'ConfigMap',
+          apiVersion: 'v1',
+          type: 'V1ConfigMap',
+          resource: 'configmaps',
+          list: (k, t, n) => k.core.listNamespacedConfigMap(namespace, undefined, undefined, t, undefined, undefined, n),
+        },
+        {
+          kind: 'PersistentVolumeClaim',
+          apiVersion: 'v1',
+          type: 'V1PersistentVolumeClaim',
+          resource: 'persistentvolumeclaims',
+          list: (k, t, n) => k.core.listNamespacedPersistentVolumeClaim(namespace, undefined, undefined, t, undefined, undefined, n),
+        },
+        {
+          kind: 'Ingress',
+          apiVersion: 'networking.k8s.io/v1',
+          type: 'V1Ingress',
+          resource: 'ingresses.networking.k8s.io',
+          list: (k, t, n) => k.networking.listNamespacedIngress(namespace, undefined, undefined, t, undefined, undefined, n),
+        },
       ];
       return heartbeating(
         () => ({ snapshot: namespace }),
@@ -414,7 +475,14 @@ export function createIncidentEvidenceActivities({ kube, allowedNamespaces, evid
               items.push(snapshotItem(item, k.type, k.apiVersion, k.kind));
               const meta = (item as { metadata?: V1ObjectMeta }).metadata;
               const change = k.kind === 'Pod' ? undefined : lastChange(meta, k.kind === 'ReplicaSet'); // pods come and go with every rollout: the ReplicaSets say it
-              if (change && change.at >= sinceMs) changed.push({ kind: k.kind, name: meta?.name ?? '', at: new Date(change.at).toISOString(), ...(change.manager ? { manager: change.manager } : {}), ...(change.operation ? { operation: change.operation } : {}) });
+              if (change && change.at >= sinceMs)
+                changed.push({
+                  kind: k.kind,
+                  name: meta?.name ?? '',
+                  at: new Date(change.at).toISOString(),
+                  ...(change.manager ? { manager: change.manager } : {}),
+                  ...(change.operation ? { operation: change.operation } : {}),
+                });
             }
           }
           // The overview (snapshotNamespaceConfig's mapping) needs every one of its kinds: one that could not be listed fails the snapshot.
@@ -446,7 +514,16 @@ export function createIncidentEvidenceActivities({ kube, allowedNamespaces, evid
           };
           const body = toYaml(JSON.parse(JSON.stringify(document)), { lineWidth: 0, aliasDuplicateObjects: false });
           const written = await put(key, body, 'application/yaml');
-          return { key: written.key, size: written.size, sha256: written.sha256, counts, secrets: overview.secrets.length, unavailable, changedInWindow: changed.slice(0, 20), changedInWindowTotal: changed.length };
+          return {
+            key: written.key,
+            size: written.size,
+            sha256: written.sha256,
+            counts,
+            secrets: overview.secrets.length,
+            unavailable,
+            changedInWindow: changed.slice(0, 20),
+            changedInWindowTotal: changed.length,
+          };
         },
       );
     },

@@ -121,7 +121,8 @@ function checkObject(scope: KubeScope, namespace: string, object: KubernetesObje
     const subjects = body.subjects;
     if (!Array.isArray(subjects) || subjects.length === 0) throw invalidInput(`${what}: RoleBinding ${name} needs subjects`);
     for (const s of subjects as Array<{ kind?: unknown; namespace?: unknown }>) {
-      if (s.kind !== 'ServiceAccount' || (s.namespace !== undefined && s.namespace !== namespace)) throw refused(`${what}: RoleBinding ${name} may only bind ServiceAccounts of namespace ${namespace}`);
+      if (s.kind !== 'ServiceAccount' || (s.namespace !== undefined && s.namespace !== namespace))
+        throw refused(`${what}: RoleBinding ${name} may only bind ServiceAccounts of namespace ${namespace}`);
     }
   }
   return { kind, name };
@@ -156,7 +157,9 @@ export function createKubernetesAccessActivities(scope: KubeScope) {
           const live = (before as unknown as { roleRef?: unknown }).roleRef;
           const wanted = (object as unknown as { roleRef?: unknown }).roleRef;
           if (canonical(live) !== canonical(wanted)) {
-            throw refused(`RoleBinding ${name} in namespace ${namespace} binds ${canonical(live)}, not ${canonical(wanted)}; a roleRef cannot change: delete the binding by hand or choose another roleBinding name`);
+            throw refused(
+              `RoleBinding ${name} in namespace ${namespace} binds ${canonical(live)}, not ${canonical(wanted)}; a roleRef cannot change: delete the binding by hand or choose another roleBinding name`,
+            );
           }
         }
         const body = { ...object, metadata: { ...object.metadata, namespace } };
@@ -194,7 +197,10 @@ export function createKubernetesAccessActivities(scope: KubeScope) {
         for (const field of ['labels', 'annotations']) {
           for (const [k, v] of Object.entries(desiredMeta[field] ?? {}).sort()) {
             const now = liveMeta[field]?.[k];
-            if (now !== v) differences.push(now === undefined ? { path: keyPath(`metadata.${field}`, k), change: 'added', after: v } : { path: keyPath(`metadata.${field}`, k), change: 'changed', before: now, after: v });
+            if (now !== v)
+              differences.push(
+                now === undefined ? { path: keyPath(`metadata.${field}`, k), change: 'added', after: v } : { path: keyPath(`metadata.${field}`, k), change: 'changed', before: now, after: v },
+              );
           }
         }
         objects.push({ kind, name, exists: true, matches: differences.length === 0, differences });
@@ -212,7 +218,12 @@ export function createKubernetesAccessActivities(scope: KubeScope) {
       if (!Array.isArray(input.checks) || input.checks.length === 0 || input.checks.length > 100) throw invalidInput('checks must list 1 to 100 checks');
       for (const [i, check] of input.checks.entries()) {
         const word = /^[a-z][a-z0-9.-]*$/;
-        if (!word.test(check.verb ?? '') || !word.test(check.resource ?? '') || (check.group !== '' && !word.test(check.group ?? '')) || (check.subresource !== undefined && !word.test(check.subresource))) {
+        if (
+          !word.test(check.verb ?? '') ||
+          !word.test(check.resource ?? '') ||
+          (check.group !== '' && !word.test(check.group ?? '')) ||
+          (check.subresource !== undefined && !word.test(check.subresource))
+        ) {
           throw invalidInput(`checks[${i}] needs a verb, a resource and a group ("" for core), lowercase`);
         }
       }

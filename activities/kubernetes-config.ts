@@ -13,20 +13,7 @@ import {
 } from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import { failure, invalidInput, refused } from './errors';
-import {
-  applyPatch,
-  canonical,
-  change,
-  dryRunParam,
-  fieldManager,
-  guarded,
-  kcall,
-  mergePatch,
-  readOptional,
-  type Change,
-  type KubeClients,
-  type KubeScope,
-} from './kubernetes-common';
+import { applyPatch, canonical, change, dryRunParam, fieldManager, guarded, kcall, mergePatch, readOptional, type Change, type KubeClients, type KubeScope } from './kubernetes-common';
 
 /** Kinds whose annotations the runbooks set (trafficControl on Ingress, notes on workloads). */
 const annotatableKinds: Record<string, { apiVersion: string; resource: string }> = {
@@ -164,12 +151,20 @@ export function namespaceSnapshotOf({ namespace, deployments, statefulSets, conf
       .map((m) => ({
         name: m.metadata?.name ?? '',
         keys: [...Object.keys(m.data ?? {}), ...Object.keys(m.binaryData ?? {})].sort(),
-        sha256: createHash('sha256').update(canonical({ data: m.data, binaryData: m.binaryData })).digest('hex'),
+        sha256: createHash('sha256')
+          .update(canonical({ data: m.data, binaryData: m.binaryData }))
+          .digest('hex'),
       }))
       .sort(byName),
     secrets: secrets.map((s) => ({ name: s.metadata?.name ?? '', type: s.type, keys: Object.keys(s.data ?? {}).sort() })).sort(byName),
     persistentVolumeClaims: pvcs
-      .map((p) => ({ name: p.metadata?.name ?? '', phase: p.status?.phase, storageClass: p.spec?.storageClassName, requested: p.spec?.resources?.requests?.storage, capacity: p.status?.capacity?.storage }))
+      .map((p) => ({
+        name: p.metadata?.name ?? '',
+        phase: p.status?.phase,
+        storageClass: p.spec?.storageClassName,
+        requested: p.spec?.resources?.requests?.storage,
+        capacity: p.status?.capacity?.storage,
+      }))
       .sort(byName),
     ingresses: ingresses
       .map((i) => ({
@@ -257,7 +252,13 @@ export function createKubernetesConfigActivities(scope: KubeScope) {
     },
 
     /** Creates or updates one key of a Secret. The value is never logged, returned or put in an error. */
-    async setSecretKey(input: { namespace: string; name: string; key: string; value: string; dryRun?: boolean }): Promise<{ name: string; key: string; created: boolean; changed: boolean; dryRun: boolean; keys: string[]; message: string }> {
+    async setSecretKey(input: {
+      namespace: string;
+      name: string;
+      key: string;
+      value: string;
+      dryRun?: boolean;
+    }): Promise<{ name: string; key: string; created: boolean; changed: boolean; dryRun: boolean; keys: string[]; message: string }> {
       const { namespace, name, key, value, dryRun } = input;
       const encoded = typeof value === 'string' ? Buffer.from(value, 'utf8').toString('base64') : '';
       const scrub = (text: string) => (value ? text.split(value).join('[redacted]').split(encoded).join('[redacted]') : text);
@@ -268,16 +269,48 @@ export function createKubernetesConfigActivities(scope: KubeScope) {
         const existing = await readOptional('get', `secrets/${name}`, namespace, () => c.core.readNamespacedSecret(name, namespace));
         if (!existing) {
           const { body } = await kcall('create', `secrets/${name}`, namespace, () =>
-            c.core.createNamespacedSecret(namespace, { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace }, type: 'Opaque', data: { [key]: encoded } }, undefined, dryRunParam(dryRun), fieldManager),
+            c.core.createNamespacedSecret(
+              namespace,
+              { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace }, type: 'Opaque', data: { [key]: encoded } },
+              undefined,
+              dryRunParam(dryRun),
+              fieldManager,
+            ),
           );
-          return { name, key, created: true, changed: true, dryRun: dryRun === true, keys: Object.keys(body.data ?? {}).sort(), message: `${dryRun ? 'would create' : 'created'} secrets/${name} with key ${key}` };
+          return {
+            name,
+            key,
+            created: true,
+            changed: true,
+            dryRun: dryRun === true,
+            keys: Object.keys(body.data ?? {}).sort(),
+            message: `${dryRun ? 'would create' : 'created'} secrets/${name} with key ${key}`,
+          };
         }
         if (existing.data?.[key] === encoded) return { name, key, created: false, changed: false, dryRun: dryRun === true, keys: Object.keys(existing.data ?? {}).sort(), message: 'no change' };
         if (existing.immutable) throw refused(`secrets/${name} in namespace ${namespace} is immutable`);
         const { body } = await kcall('patch', `secrets/${name}`, namespace, () =>
-          c.core.patchNamespacedSecret(name, namespace, { metadata: { resourceVersion: existing.metadata?.resourceVersion }, data: { [key]: encoded } }, undefined, dryRunParam(dryRun), fieldManager, undefined, undefined, mergePatch),
+          c.core.patchNamespacedSecret(
+            name,
+            namespace,
+            { metadata: { resourceVersion: existing.metadata?.resourceVersion }, data: { [key]: encoded } },
+            undefined,
+            dryRunParam(dryRun),
+            fieldManager,
+            undefined,
+            undefined,
+            mergePatch,
+          ),
         );
-        return { name, key, created: false, changed: true, dryRun: dryRun === true, keys: Object.keys(body.data ?? {}).sort(), message: `${dryRun ? 'would update' : 'updated'} key ${key} of secrets/${name}` };
+        return {
+          name,
+          key,
+          created: false,
+          changed: true,
+          dryRun: dryRun === true,
+          keys: Object.keys(body.data ?? {}).sort(),
+          message: `${dryRun ? 'would update' : 'updated'} key ${key} of secrets/${name}`,
+        };
       } catch (err) {
         const f = err instanceof ApplicationFailure ? err : failure('Transient', `set key ${key} of secrets/${name} in namespace ${namespace}: ${(err as Error)?.message ?? 'error'}`);
         const message = scrub(f.message);

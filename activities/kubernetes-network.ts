@@ -108,7 +108,9 @@ export function createKubernetesNetworkActivities(scope: KubeScope) {
             tls: (i.spec?.tls ?? []).map((t) => ({ hosts: t.hosts ?? [], ...(t.secretName ? { secretName: t.secretName } : {}) })),
             annotations: { ...(i.metadata?.annotations ?? {}) },
             routes: rules.flatMap((r) =>
-              (r.http?.paths ?? []).map((p) => `${r.host ?? '*'}${p.path ?? '/'} -> ${p.backend.service?.name ?? p.backend.resource?.name ?? '?'}:${p.backend.service?.port?.number ?? p.backend.service?.port?.name ?? ''}`),
+              (r.http?.paths ?? []).map(
+                (p) => `${r.host ?? '*'}${p.path ?? '/'} -> ${p.backend.service?.name ?? p.backend.resource?.name ?? '?'}:${p.backend.service?.port?.number ?? p.backend.service?.port?.name ?? ''}`,
+              ),
             ),
             addresses: (i.status?.loadBalancer?.ingress ?? []).map((a) => a.ip ?? a.hostname ?? '').filter(Boolean),
           };
@@ -156,7 +158,13 @@ export function createKubernetesNetworkActivities(scope: KubeScope) {
      * server-side dry run). The same bounds again change nothing. emergencyScale raises them so
      * the autoscaler holds a scaled-up Deployment instead of scaling it back, and restores them.
      */
-    async setAutoscalerReplicas(input: { namespace: string; name: string; minReplicas?: number; maxReplicas?: number; dryRun?: boolean }): Promise<Change<{ minReplicas: number; maxReplicas: number }>> {
+    async setAutoscalerReplicas(input: {
+      namespace: string;
+      name: string;
+      minReplicas?: number;
+      maxReplicas?: number;
+      dryRun?: boolean;
+    }): Promise<Change<{ minReplicas: number; maxReplicas: number }>> {
       const { namespace, name, dryRun } = input;
       const { autoscaling } = guarded(scope, namespace, { name });
       if (input.minReplicas === undefined && input.maxReplicas === undefined) throw invalidInput('give minReplicas or maxReplicas');

@@ -38,7 +38,7 @@ export const requiredPermissions: RequiredPermission[] = [
   { verb: 'list', group: 'networking.k8s.io', resource: 'ingresses', usedBy: 'dailyHealthCheck, postIncidentReview, trafficControl' },
   { verb: 'list', group: 'autoscaling', resource: 'horizontalpodautoscalers', usedBy: 'dailyHealthCheck, emergencyScale' },
   { verb: 'get', group: 'autoscaling', resource: 'horizontalpodautoscalers', usedBy: 'emergencyScale' },
-  { verb: 'patch', group: 'autoscaling', resource: 'horizontalpodautoscalers', usedBy: 'emergencyScale (the HPA\'s bounds)' },
+  { verb: 'patch', group: 'autoscaling', resource: 'horizontalpodautoscalers', usedBy: "emergencyScale (the HPA's bounds)" },
   { verb: 'patch', group: 'networking.k8s.io', resource: 'ingresses', usedBy: 'trafficControl, certificateExpiry' },
   { verb: 'patch', group: 'networking.k8s.io', resource: 'networkpolicies', usedBy: 'applyNetworkPolicy' },
   { verb: 'get', group: 'cert-manager.io', resource: 'certificates', usedBy: 'certificateExpiry, weeklyReview' },

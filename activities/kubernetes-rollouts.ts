@@ -166,7 +166,13 @@ export function createKubernetesRolloutActivities(scope: KubeScope) {
       const current = revisionOf(d);
       const revisions = (await ownedReplicaSets(c, namespace, d))
         .map((rs): RevisionSummary => {
-          const r: RevisionSummary = { revision: revisionOf(rs) ?? 0, replicaSet: rs.metadata?.name ?? '', images: images(rs.spec?.template), replicas: rs.status?.replicas ?? 0, current: revisionOf(rs) === current };
+          const r: RevisionSummary = {
+            revision: revisionOf(rs) ?? 0,
+            replicaSet: rs.metadata?.name ?? '',
+            images: images(rs.spec?.template),
+            replicas: rs.status?.replicas ?? 0,
+            current: revisionOf(rs) === current,
+          };
           const cause = rs.metadata?.annotations?.['kubernetes.io/change-cause'];
           if (cause) r.changeCause = cause;
           if (rs.metadata?.creationTimestamp) r.createdAt = new Date(rs.metadata.creationTimestamp).toISOString();
@@ -197,7 +203,16 @@ export function createKubernetesRolloutActivities(scope: KubeScope) {
         // found: the first attempt's choice
       } else if (input.toRevision) {
         target = sets.find((rs) => revisionOf(rs) === input.toRevision);
-        if (!target) throw failure('NotFound', `deployments.apps/${deployment} in namespace ${namespace} has no revision ${input.toRevision} (revisions: ${sets.map((rs) => revisionOf(rs)).sort((a, b) => a! - b!).join(', ') || 'none'})`);
+        if (!target)
+          throw failure(
+            'NotFound',
+            `deployments.apps/${deployment} in namespace ${namespace} has no revision ${input.toRevision} (revisions: ${
+              sets
+                .map((rs) => revisionOf(rs))
+                .sort((a, b) => a! - b!)
+                .join(', ') || 'none'
+            })`,
+          );
       } else {
         target = sets.filter((rs) => revisionOf(rs)! < current).sort((a, b) => revisionOf(b)! - revisionOf(a)!)[0];
         if (!target) throw failure('NotFound', `deployments.apps/${deployment} in namespace ${namespace} has no previous revision to roll back to (current ${current})`);
@@ -248,7 +263,12 @@ export function createKubernetesRolloutActivities(scope: KubeScope) {
           strategicPatch,
         ),
       );
-      return change(before, { restartedAt: after.spec?.template?.metadata?.annotations?.[restartedAtAnnotation], ...(revisionOf(after) ? { revision: revisionOf(after) } : {}) }, dryRun, `deployments.apps/${deployment} restartedAt=${restartedAt}`);
+      return change(
+        before,
+        { restartedAt: after.spec?.template?.metadata?.annotations?.[restartedAtAnnotation], ...(revisionOf(after) ? { revision: revisionOf(after) } : {}) },
+        dryRun,
+        `deployments.apps/${deployment} restartedAt=${restartedAt}`,
+      );
     },
 
     /** Waits until the rollout is complete (as `kubectl rollout status`), heartbeating; fails at the deadline or on ProgressDeadlineExceeded. */
@@ -265,12 +285,20 @@ export function createKubernetesRolloutActivities(scope: KubeScope) {
           last = rolloutStatus(d);
           const progressing = d.status?.conditions?.find((x) => x.type === 'Progressing');
           if (!last.complete && progressing?.reason === 'ProgressDeadlineExceeded') {
-            throw ApplicationFailure.create({ type: 'ProgressDeadlineExceeded', nonRetryable: true, message: `deployments.apps/${deployment} in namespace ${namespace} exceeded its progress deadline: ${progressing.message ?? ''}` });
+            throw ApplicationFailure.create({
+              type: 'ProgressDeadlineExceeded',
+              nonRetryable: true,
+              message: `deployments.apps/${deployment} in namespace ${namespace} exceeded its progress deadline: ${progressing.message ?? ''}`,
+            });
           }
           return last.complete ? last : undefined;
         },
         () => ({ ...last, elapsedMs: Date.now() - started }),
-        () => failure('Transient', `deployments.apps/${deployment} in namespace ${namespace}: rollout not complete after ${input.timeoutSeconds ?? 300}s (${last?.updatedReplicas ?? 0} updated, ${last?.availableReplicas ?? 0} available of ${last?.replicas ?? 0})`),
+        () =>
+          failure(
+            'Transient',
+            `deployments.apps/${deployment} in namespace ${namespace}: rollout not complete after ${input.timeoutSeconds ?? 300}s (${last?.updatedReplicas ?? 0} updated, ${last?.availableReplicas ?? 0} available of ${last?.replicas ?? 0})`,
+          ),
       );
       return { ...done, waitedMs: Date.now() - started };
     },
@@ -296,7 +324,10 @@ export function createKubernetesRolloutActivities(scope: KubeScope) {
       const c = guarded(scope, namespace, { deployment, container });
       const requests = input.requests ?? {};
       const limits = input.limits ?? {};
-      for (const [kind, values] of [['requests', requests], ['limits', limits]] as const) {
+      for (const [kind, values] of [
+        ['requests', requests],
+        ['limits', limits],
+      ] as const) {
         for (const [key, value] of Object.entries(values)) {
           if (key !== 'cpu' && key !== 'memory') throw invalidInput(`${kind}.${key}: only cpu and memory can be set`);
           if (value !== undefined) assertQuantity(value, `${kind}.${key}`);
@@ -306,10 +337,16 @@ export function createKubernetesRolloutActivities(scope: KubeScope) {
       const d = await readDeployment(c, namespace, deployment);
       const found = (deployment_: V1Deployment) => deployment_.spec?.template?.spec?.containers.find((x) => x.name === container);
       const current = found(d);
-      if (!current) throw failure('NotFound', `deployments.apps/${deployment} in namespace ${namespace} has no container ${container} (containers: ${(d.spec?.template?.spec?.containers ?? []).map((x) => x.name).join(', ')})`);
+      if (!current)
+        throw failure(
+          'NotFound',
+          `deployments.apps/${deployment} in namespace ${namespace} has no container ${container} (containers: ${(d.spec?.template?.spec?.containers ?? []).map((x) => x.name).join(', ')})`,
+        );
       const resourcesOf = (x: typeof current | undefined): ContainerResources => ({ requests: { ...(x?.resources?.requests ?? {}) }, limits: { ...(x?.resources?.limits ?? {}) } });
       const before = resourcesOf(current);
-      const patch = { spec: { template: { spec: { containers: [{ name: container, resources: { ...(Object.keys(requests).length ? { requests } : {}), ...(Object.keys(limits).length ? { limits } : {}) } }] } } } };
+      const patch = {
+        spec: { template: { spec: { containers: [{ name: container, resources: { ...(Object.keys(requests).length ? { requests } : {}), ...(Object.keys(limits).length ? { limits } : {}) } }] } } },
+      };
       // A dry run first: the server normalises quantities (1024Mi is 1Gi), so compare what it would store.
       const { body: preview } = await kcall('patch', `deployments.apps/${deployment}`, namespace, () =>
         c.apps.patchNamespacedDeployment(deployment, namespace, patch, undefined, 'All', fieldManager, undefined, undefined, strategicPatch),

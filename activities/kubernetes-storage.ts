@@ -77,12 +77,27 @@ export function createKubernetesStorageActivities(scope: KubeScope) {
       if (wanted === have) return { ...change({ requested: current }, { requested: current }, dryRun, ''), ...(className ? { storageClass: className } : {}) };
       if (wanted < have) throw invalidInput(`persistentvolumeclaims/${name} in namespace ${namespace} requests ${current}; ${size} would shrink it, which Kubernetes does not allow`);
       if (!(await allowsExpansion(className))) {
-        throw refused(`persistentvolumeclaims/${name} in namespace ${namespace} cannot be expanded: its StorageClass ${className ?? '(none)'} does not allow volume expansion (allowVolumeExpansion is not true)`);
+        throw refused(
+          `persistentvolumeclaims/${name} in namespace ${namespace} cannot be expanded: its StorageClass ${className ?? '(none)'} does not allow volume expansion (allowVolumeExpansion is not true)`,
+        );
       }
       const { body: after } = await kcall('patch', `persistentvolumeclaims/${name}`, namespace, () =>
-        core.patchNamespacedPersistentVolumeClaim(name, namespace, { spec: { resources: { requests: { storage: size } } } }, undefined, dryRunParam(dryRun), 'runbook-automation', undefined, undefined, mergePatch),
+        core.patchNamespacedPersistentVolumeClaim(
+          name,
+          namespace,
+          { spec: { resources: { requests: { storage: size } } } },
+          undefined,
+          dryRunParam(dryRun),
+          'runbook-automation',
+          undefined,
+          undefined,
+          mergePatch,
+        ),
       );
-      return { ...change({ requested: current }, { requested: after.spec?.resources?.requests?.storage }, dryRun, `persistentvolumeclaims/${name} request ${current} -> ${size}`), ...(className ? { storageClass: className } : {}) };
+      return {
+        ...change({ requested: current }, { requested: after.spec?.resources?.requests?.storage }, dryRun, `persistentvolumeclaims/${name} request ${current} -> ${size}`),
+        ...(className ? { storageClass: className } : {}),
+      };
     },
   };
 }

@@ -4,7 +4,6 @@ import { endpointCountsByService } from './kubernetes-network';
 import { forEachListPage, pageSizeOf } from './kubernetes-paging';
 import { revisionOf } from './kubernetes-rollouts';
 
-
 export interface ListUnusedResourcesInput {
   namespace: string;
   /** Items per LIST page (default 500, at most 5000). */
@@ -59,7 +58,6 @@ export interface UnusedResourcesResult {
   /** LIST requests made: one per page of each resource, never one per object. */
   listRequests: number;
 }
-
 
 const isoTime = (t: Date | undefined): { createdAt?: string } => (t ? { createdAt: new Date(t).toISOString() } : {});
 
@@ -177,7 +175,11 @@ export function createKubernetesUnusedActivities(scope: KubeScope) {
       const servicesWithoutReadyEndpoints = services
         .filter((s) => s.spec?.type !== 'ExternalName' && (endpoints.counts.get(s.metadata?.name ?? '')?.ready ?? 0) === 0)
         .map((s): ServiceWithoutReadyEndpoints => {
-          const summary: ServiceWithoutReadyEndpoints = { name: s.metadata?.name ?? '', type: s.spec?.type ?? 'ClusterIP', notReadyEndpoints: endpoints.counts.get(s.metadata?.name ?? '')?.notReady ?? 0 };
+          const summary: ServiceWithoutReadyEndpoints = {
+            name: s.metadata?.name ?? '',
+            type: s.spec?.type ?? 'ClusterIP',
+            notReadyEndpoints: endpoints.counts.get(s.metadata?.name ?? '')?.notReady ?? 0,
+          };
           if (s.spec?.selector) summary.selector = s.spec.selector;
           return summary;
         })

@@ -45,9 +45,7 @@ export function createKubernetesActivities({ kube, allowedNamespaces }: Kubernet
       ]);
       if (rows[0]?.status !== 'PASS') return rows;
       const authorization = kube.makeApiClient(AuthorizationV1Api);
-      const reviews = requiredPermissions.flatMap((permission) =>
-        (permission.clusterScoped ? [undefined] : allowedNamespaces).map((namespace) => ({ permission, namespace })),
-      );
+      const reviews = requiredPermissions.flatMap((permission) => (permission.clusterScoped ? [undefined] : allowedNamespaces).map((namespace) => ({ permission, namespace })));
       const results = await Promise.all(
         reviews.map(async ({ permission, namespace }): Promise<PreflightRow> => {
           const check = `can ${describePermission(permission, namespace)}`;

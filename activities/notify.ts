@@ -11,7 +11,6 @@ export interface NotifyDeps {
   slack?: { web: WebClient; channel: string };
 }
 
-
 export interface Notification {
   /** One line people read first. */
   title: string;

@@ -88,13 +88,15 @@ function secretKeyName(key: unknown, what = 'key'): string {
 }
 
 function roleName(role: unknown): string {
-  if (typeof role !== 'string' || !rolePattern.test(role)) throw invalidInput(`invalid role ${JSON.stringify(String(role).slice(0, 80))}: expected a PostgreSQL role name (letters, digits, _ and $, at most 63 characters)`);
+  if (typeof role !== 'string' || !rolePattern.test(role))
+    throw invalidInput(`invalid role ${JSON.stringify(String(role).slice(0, 80))}: expected a PostgreSQL role name (letters, digits, _ and $, at most 63 characters)`);
   if (role.toLowerCase().startsWith('pg_')) throw refused(`role ${role}: pg_* roles are reserved by PostgreSQL and never rotated`);
   return role;
 }
 
 function versionOf(version: unknown): string {
-  if (typeof version !== 'string' || !versionPattern.test(version)) throw invalidInput('version must be 1-256 characters of letters, digits and ._:/@+- (decided by the workflow, e.g. its id and start time)');
+  if (typeof version !== 'string' || !versionPattern.test(version))
+    throw invalidInput('version must be 1-256 characters of letters, digits and ._:/@+- (decided by the workflow, e.g. its id and start time)');
   return version;
 }
 
@@ -173,7 +175,14 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
   }
 
   /** A JSON merge patch guarded by the resourceVersion read: a concurrent writer makes it a (retried) Conflict. */
-  async function patchSecret(c: KubeClients, namespace: string, secret: string, current: V1Secret, patch: { data?: Record<string, string | null>; annotations?: Record<string, string | null> }, dryRun: boolean | undefined): Promise<void> {
+  async function patchSecret(
+    c: KubeClients,
+    namespace: string,
+    secret: string,
+    current: V1Secret,
+    patch: { data?: Record<string, string | null>; annotations?: Record<string, string | null> },
+    dryRun: boolean | undefined,
+  ): Promise<void> {
     if (current.immutable) throw refused(`secrets/${secret} in namespace ${namespace} is immutable`);
     const body = { metadata: { resourceVersion: current.metadata?.resourceVersion, ...(patch.annotations ? { annotations: patch.annotations } : {}) }, ...(patch.data ? { data: patch.data } : {}) };
     await kcall('patch', `secrets/${secret}`, namespace, () => c.core.patchNamespacedSecret(secret, namespace, body, undefined, dryRunParam(dryRun), fieldManager, undefined, undefined, mergePatch));
@@ -236,7 +245,9 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
     const value = decode(s.data?.[key]);
     if (value === undefined) throw failure('NotFound', `secrets/${secret} in namespace ${namespace} has no key ${key}`);
     if (value === '') throw invalidInput(`key ${key} of secrets/${secret} is empty`);
-    if (!/^[\x00-\x7f]*$/.test(value)) throw invalidInput(`key ${key} of secrets/${secret} holds non-ASCII characters: PostgreSQL would SASLprep them, which this worker does not replicate; set that password by hand`);
+    // eslint-disable-next-line no-control-regex -- the whole ASCII range, NUL included, is what SCRAM here handles
+    if (!/^[\x00-\x7f]*$/.test(value))
+      throw invalidInput(`key ${key} of secrets/${secret} holds non-ASCII characters: PostgreSQL would SASLprep them, which this worker does not replicate; set that password by hand`);
     return value;
   }
 
@@ -269,10 +280,18 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
         const current = await readSecret(c, namespace, secret);
         const state = stateOf(secret, current, key);
         if (!state.hasKey) throw failure('NotFound', `secrets/${secret} in namespace ${namespace} has no key ${key}: there is no current password to rotate (or to restore)`);
-        if (state.hasNext && state.nextVersion === version) return { secret, changed: false, dryRun: input.dryRun === true, version, message: `no change: ${stagedKeyOf(key)} already staged for this version` };
+        if (state.hasNext && state.nextVersion === version)
+          return { secret, changed: false, dryRun: input.dryRun === true, version, message: `no change: ${stagedKeyOf(key)} already staged for this version` };
         const value = randomBytes(32).toString('base64url');
         secrets.push(value);
-        await patchSecret(c, namespace, secret, current, { data: { [stagedKeyOf(key)]: Buffer.from(value, 'utf8').toString('base64') }, annotations: { [nextVersionAnnotation]: version } }, input.dryRun);
+        await patchSecret(
+          c,
+          namespace,
+          secret,
+          current,
+          { data: { [stagedKeyOf(key)]: Buffer.from(value, 'utf8').toString('base64') }, annotations: { [nextVersionAnnotation]: version } },
+          input.dryRun,
+        );
         const replaced = state.hasNext ? ` (replacing a value staged for ${state.nextVersion ?? 'an unknown version'})` : '';
         return {
           secret,
@@ -312,7 +331,11 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
         // Utility statements take no parameters; the verifier holds only base64, digits, '$' and ':'.
         await withClient(db, `ALTER ROLE ${role}`, (client) => client.query(`ALTER ROLE ${quoteIdentifier(role, 'role')} PASSWORD '${verifier}'`));
         if (!(await canLogIn(role, password, database))) {
-          throw ApplicationFailure.create({ type: 'PasswordVerificationFailed', nonRetryable: true, message: `role ${role} cannot log in to ${database} with ${key} after ALTER ROLE (check VALID UNTIL and pg_hba.conf)` });
+          throw ApplicationFailure.create({
+            type: 'PasswordVerificationFailed',
+            nonRetryable: true,
+            message: `role ${role} cannot log in to ${database} with ${key} after ALTER ROLE (check VALID UNTIL and pg_hba.conf)`,
+          });
         }
         return { ...base, alreadyCurrent: false, changed: true, message: `set the password of role ${role} to ${key} of secrets/${secret} (SCRAM-SHA-256 verifier); a fresh login works` };
       });
@@ -338,7 +361,8 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
           if (state.version === version) return { secret, changed: false, dryRun, version, message: `no change: version already promoted into ${key}` };
           throw failure('NotFound', `secrets/${secret} in namespace ${namespace} has no staged ${stagedKeyOf(key)} to promote`);
         }
-        if (version !== undefined && state.nextVersion !== version) throw refused(`secrets/${secret}: ${stagedKeyOf(key)} was staged for ${state.nextVersion ?? 'an unknown version'}, not for ${version}`);
+        if (version !== undefined && state.nextVersion !== version)
+          throw refused(`secrets/${secret}: ${stagedKeyOf(key)} was staged for ${state.nextVersion ?? 'an unknown version'}, not for ${version}`);
         const data = current.data ?? {};
         await patchSecret(
           c,
@@ -351,7 +375,13 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
           },
           dryRun,
         );
-        return { secret, changed: true, dryRun, ...(state.nextVersion ? { version: state.nextVersion } : {}), message: `${dryRun ? 'would promote' : 'promoted'} ${stagedKeyOf(key)} into ${key} of secrets/${secret}, the old value kept as ${previousKeyOf(key)}` };
+        return {
+          secret,
+          changed: true,
+          dryRun,
+          ...(state.nextVersion ? { version: state.nextVersion } : {}),
+          message: `${dryRun ? 'would promote' : 'promoted'} ${stagedKeyOf(key)} into ${key} of secrets/${secret}, the old value kept as ${previousKeyOf(key)}`,
+        };
       });
     },
 

@@ -64,18 +64,9 @@ export function createPostgresConnectionActivities({ pool, allowedDatabases, dat
         const filter = `backend_type = 'client backend' AND pid <> pg_backend_pid() AND ($1::text IS NULL OR datname = $1)`;
         const [max, states, apps, idle] = [
           await client.query<{ v: string }>(`SELECT current_setting('max_connections') AS v`),
-          await client.query<{ state: string; n: string }>(
-            `SELECT coalesce(state, 'unknown') AS state, count(*) AS n FROM pg_stat_activity WHERE ${filter} GROUP BY 1 ORDER BY 2 DESC`,
-            [database],
-          ),
-          await client.query<{ app: string; n: string }>(
-            `SELECT application_name AS app, count(*) AS n FROM pg_stat_activity WHERE ${filter} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $2`,
-            [database, top],
-          ),
-          await client.query<{ s: string | null }>(
-            `SELECT extract(epoch FROM now() - min(state_change)) AS s FROM pg_stat_activity WHERE ${filter} AND state = 'idle'`,
-            [database],
-          ),
+          await client.query<{ state: string; n: string }>(`SELECT coalesce(state, 'unknown') AS state, count(*) AS n FROM pg_stat_activity WHERE ${filter} GROUP BY 1 ORDER BY 2 DESC`, [database]),
+          await client.query<{ app: string; n: string }>(`SELECT application_name AS app, count(*) AS n FROM pg_stat_activity WHERE ${filter} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $2`, [database, top]),
+          await client.query<{ s: string | null }>(`SELECT extract(epoch FROM now() - min(state_change)) AS s FROM pg_stat_activity WHERE ${filter} AND state = 'idle'`, [database]),
         ];
         const maxConnections = num(max.rows[0]?.v);
         const byState: Record<string, number> = {};
@@ -143,18 +134,14 @@ export function createPostgresConnectionActivities({ pool, allowedDatabases, dat
       return withClient(db, 'set max_connections', async (client) => {
         await connectedDatabaseAllowed(client, allowedDatabases);
         const read = async () => {
-          const { rows } = await client.query<{ running: string; pending_restart: boolean }>(
-            `SELECT setting AS running, pending_restart FROM pg_settings WHERE name = 'max_connections'`,
-          );
+          const { rows } = await client.query<{ running: string; pending_restart: boolean }>(`SELECT setting AS running, pending_restart FROM pg_settings WHERE name = 'max_connections'`);
           // What a restart would apply: the configuration files' last entry (postgresql.auto.conf is read last).
           // Its `error` reads "setting could not be applied" while a restart is pending, so it is not filtered on.
           // pg_file_settings is superuser-only unless granted; without it the pending value is unknown (null).
-          const file = await client
-            .query<{ setting: string }>(`SELECT setting FROM pg_file_settings WHERE name = 'max_connections' ORDER BY seqno DESC LIMIT 1`)
-            .catch((err: { code?: string }) => {
-              if (err.code === '42501') return { rows: [] as Array<{ setting: string }> };
-              throw err;
-            });
+          const file = await client.query<{ setting: string }>(`SELECT setting FROM pg_file_settings WHERE name = 'max_connections' ORDER BY seqno DESC LIMIT 1`).catch((err: { code?: string }) => {
+            if (err.code === '42501') return { rows: [] as Array<{ setting: string }> };
+            throw err;
+          });
           return {
             running: num(rows[0]?.running),
             pending: file.rows[0] ? num(file.rows[0].setting) : null,

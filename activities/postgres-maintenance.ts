@@ -119,9 +119,7 @@ export function createPostgresMaintenanceActivities({ pool, allowedDatabases }: 
      * Deletes sessions that expired more than N days ago, in batches of batchSize (by ctid), at most maxRows,
      * heartbeating progress. A dry run counts. Running again deletes nothing more.
      */
-    async deleteExpiredSessions(
-      input: { olderThanDays?: number; batchSize?: number; maxRows?: number; dryRun?: boolean } = {},
-    ): Promise<DeleteExpiredSessionsResult> {
+    async deleteExpiredSessions(input: { olderThanDays?: number; batchSize?: number; maxRows?: number; dryRun?: boolean } = {}): Promise<DeleteExpiredSessionsResult> {
       const db = requirePool(pool);
       const olderThanDays = intOption(input?.olderThanDays, 'olderThanDays', 7, 1, 3650);
       const batchSize = intOption(input?.batchSize, 'batchSize', 1000, 1, 50_000);
@@ -142,10 +140,7 @@ export function createPostgresMaintenanceActivities({ pool, allowedDatabases }: 
         while (deleted < maxRows) {
           await throwIfCancelled();
           const limit = Math.min(batchSize, maxRows - deleted);
-          const result = await client.query(
-            'DELETE FROM public.sessions WHERE ctid IN (SELECT ctid FROM public.sessions WHERE expires_at < $1 LIMIT $2)',
-            [cutoff, limit],
-          );
+          const result = await client.query('DELETE FROM public.sessions WHERE ctid IN (SELECT ctid FROM public.sessions WHERE expires_at < $1 LIMIT $2)', [cutoff, limit]);
           const n = result.rowCount ?? 0;
           if (n === 0) break;
           deleted += n;
@@ -169,10 +164,10 @@ export function createPostgresMaintenanceActivities({ pool, allowedDatabases }: 
       return withClient(db, `VACUUM ANALYZE ${target ? `${target.schema}.${target.table}` : 'database'}`, async (client) => {
         const database = await connectedDatabaseAllowed(client, allowedDatabases);
         if (target) {
-          const found = await client.query(
-            `SELECT 1 FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'm')`,
-            [target.schema, target.table],
-          );
+          const found = await client.query(`SELECT 1 FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'm')`, [
+            target.schema,
+            target.table,
+          ]);
           if (found.rowCount === 0) throw failure('NotFound', `table ${target.schema}.${target.table} does not exist in ${database}`);
         }
         const before = await userTableStats(client, target?.schema ?? null, target?.table ?? null);
@@ -235,8 +230,12 @@ export function createPostgresMaintenanceActivities({ pool, allowedDatabases }: 
               : b.state === 'table missing'
                 ? 'skipped: table missing'
                 : b.state === 'missing'
-                  ? dryRun ? 'would create' : 'created'
-                  : dryRun ? 'would rebuild' : 'rebuilt';
+                  ? dryRun
+                    ? 'would create'
+                    : 'created'
+                  : dryRun
+                    ? 'would rebuild'
+                    : 'rebuilt';
           return { name: index.name, table: index.table, before: b.state, after: a.state, action, definition: a.definition };
         });
         return { database, dryRun, indexes, changed: !dryRun && indexes.some((i) => i.action === 'created' || i.action === 'rebuilt') };

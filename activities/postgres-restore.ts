@@ -179,10 +179,7 @@ export function createPostgresRestoreActivities({ pool, allowedDatabases, databa
         heartbeat({ phase: 'verify', key, bytes });
         const tables = await verify(urlForDatabase(databaseUrl, scratch), scratch);
         const names = new Set(tables.map((t) => t.table));
-        const problems = [
-          ...(tables.length === 0 ? ['no tables restored'] : []),
-          ...expectTables.filter((t) => !names.has(t)).map((t) => `expected table ${t} is missing`),
-        ];
+        const problems = [...(tables.length === 0 ? ['no tables restored'] : []), ...expectTables.filter((t) => !names.has(t)).map((t) => `expected table ${t} is missing`)];
         outcome = { key, format, bytes, scratchDatabase: scratch, tables, totalRows: tables.reduce((a, t) => a + t.rows, 0), verified: problems.length === 0, problems };
       } catch (err) {
         error = err;

@@ -72,10 +72,7 @@ export function createPostgresStatisticsActivities({ pool }: PostgresDeps) {
       const db = requirePool(pool);
       const database = databaseName(input?.database);
       return withClient(db, `size of database ${database}`, async (client) => {
-        const { rows } = await client.query<{ bytes: string; pretty: string }>(
-          'SELECT pg_database_size($1) AS bytes, pg_size_pretty(pg_database_size($1)) AS pretty',
-          [database],
-        );
+        const { rows } = await client.query<{ bytes: string; pretty: string }>('SELECT pg_database_size($1) AS bytes, pg_size_pretty(pg_database_size($1)) AS pretty', [database]);
         return { database, bytes: num(rows[0]?.bytes), pretty: rows[0]!.pretty };
       });
     },
@@ -110,16 +107,13 @@ export function createPostgresStatisticsActivities({ pool }: PostgresDeps) {
         );
         if (!ext.rows[0]) throw failure('NotFound', 'pg_stat_statements is not installed in this database (CREATE EXTENSION pg_stat_statements)');
         const { schema, db: database } = ext.rows[0];
-        const cols = await client.query<{ column_name: string }>(
-          `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'pg_stat_statements'`,
-          [schema],
-        );
+        const cols = await client.query<{ column_name: string }>(`SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'pg_stat_statements'`, [schema]);
         const timingColumns = chooseStatementTimingColumns(cols.rows.map((r) => r.column_name));
         if (!timingColumns) throw failure('NotFound', `pg_stat_statements in schema ${schema} has neither *_exec_time nor *_time columns`);
-        const { rows } = await client.query<{ query: string; calls: string; total_ms: number; mean_ms: number; max_ms: number }>(
-          slowestStatementsSql(schema, timingColumns),
-          [limit, statementTextLimit],
-        );
+        const { rows } = await client.query<{ query: string; calls: string; total_ms: number; mean_ms: number; max_ms: number }>(slowestStatementsSql(schema, timingColumns), [
+          limit,
+          statementTextLimit,
+        ]);
         return {
           database,
           timingColumns,

@@ -14,11 +14,27 @@ export type { DatabaseSize, SlowestStatements, TableSize } from './postgres-stat
 
 /** Privileges the runbooks use, as SQL that answers true or false for the connected role. */
 const privilegeChecks: Array<[check: string, sql: string, needed: string]> = [
-  ['privilege: terminate backends', `SELECT rolsuper OR pg_has_role(current_user, 'pg_signal_backend', 'MEMBER') AS ok FROM pg_roles WHERE rolname = current_user`, 'superuser or pg_signal_backend (dbConnectionExhaustion)'],
-  ['privilege: read all statistics', `SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') AS ok FROM pg_roles WHERE rolname = current_user`, 'superuser or pg_read_all_stats (connection and statement statistics)'],
-  ['privilege: ALTER SYSTEM max_connections', `SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR has_parameter_privilege('max_connections', 'ALTER SYSTEM') AS ok`, 'superuser or ALTER SYSTEM on max_connections (dbConnectionExhaustion)'],
+  [
+    'privilege: terminate backends',
+    `SELECT rolsuper OR pg_has_role(current_user, 'pg_signal_backend', 'MEMBER') AS ok FROM pg_roles WHERE rolname = current_user`,
+    'superuser or pg_signal_backend (dbConnectionExhaustion)',
+  ],
+  [
+    'privilege: read all statistics',
+    `SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') AS ok FROM pg_roles WHERE rolname = current_user`,
+    'superuser or pg_read_all_stats (connection and statement statistics)',
+  ],
+  [
+    'privilege: ALTER SYSTEM max_connections',
+    `SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR has_parameter_privilege('max_connections', 'ALTER SYSTEM') AS ok`,
+    'superuser or ALTER SYSTEM on max_connections (dbConnectionExhaustion)',
+  ],
   ['privilege: create scratch database', `SELECT rolsuper OR rolcreatedb AS ok FROM pg_roles WHERE rolname = current_user`, 'superuser or CREATEDB (disaster-recovery drill)'],
-  ['privilege: delete expired sessions', `SELECT CASE WHEN to_regclass('public.sessions') IS NULL THEN NULL ELSE has_table_privilege('public.sessions', 'DELETE') END AS ok`, 'DELETE on sessions (weeklyReview)'],
+  [
+    'privilege: delete expired sessions',
+    `SELECT CASE WHEN to_regclass('public.sessions') IS NULL THEN NULL ELSE has_table_privilege('public.sessions', 'DELETE') END AS ok`,
+    'DELETE on sessions (weeklyReview)',
+  ],
 ];
 
 export function createPostgresActivities(deps: PostgresDeps) {
@@ -41,9 +57,7 @@ export function createPostgresActivities(deps: PostgresDeps) {
         [
           'server version',
           async () => {
-            const { rows } = await pool.query<{ num: string; version: string }>(
-              `SELECT current_setting('server_version_num') AS num, current_setting('server_version') AS version`,
-            );
+            const { rows } = await pool.query<{ num: string; version: string }>(`SELECT current_setting('server_version_num') AS num, current_setting('server_version') AS version`);
             const num = Number(rows[0]?.num);
             return { ok: num >= 120000, detail: `PostgreSQL ${rows[0]?.version}${num >= 120000 ? '' : ' (12 or newer needed)'}` };
           },

@@ -8,10 +8,7 @@ export function notConfigured(target: TargetSystem): PreflightRow[] {
  * Runs named checks in order; the first check is the connection, and when it fails the rest are
  * not attempted (they would only repeat its error).
  */
-export async function runChecks(
-  target: TargetSystem,
-  checks: Array<[check: string, run: () => Promise<{ ok: boolean; detail: string }>]>,
-): Promise<PreflightRow[]> {
+export async function runChecks(target: TargetSystem, checks: Array<[check: string, run: () => Promise<{ ok: boolean; detail: string }>]>): Promise<PreflightRow[]> {
   const rows: PreflightRow[] = [];
   for (const [index, [check, run]] of checks.entries()) {
     try {

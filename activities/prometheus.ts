@@ -179,7 +179,8 @@ export function createPrometheusActivities({ prometheusUrl, fetchTimeoutMs = 500
     requireQuery(query);
     if (typeof stepSeconds !== 'number' || !Number.isFinite(stepSeconds) || !(stepSeconds > 0)) throw invalidInput(`stepSeconds must be a positive number, got ${String(stepSeconds)}`);
     if (endSeconds <= startSeconds) throw invalidInput('end must be after start');
-    if ((endSeconds - startSeconds) / stepSeconds > maxPointsPerSeries) throw invalidInput(`too many points: widen stepSeconds (Prometheus allows ${maxPointsPerSeries.toLocaleString('en')} per series)`);
+    if ((endSeconds - startSeconds) / stepSeconds > maxPointsPerSeries)
+      throw invalidInput(`too many points: widen stepSeconds (Prometheus allows ${maxPointsPerSeries.toLocaleString('en')} per series)`);
     const data = await classified(`Prometheus range query ${query}`, () =>
       prometheusGet<{ result: RangeSeries[] }>(requireUrl(), 'api/v1/query_range', { query, start: String(startSeconds), end: String(endSeconds), step: String(stepSeconds) }, fetchTimeoutMs),
     );

@@ -24,16 +24,7 @@ export function parseInfo(text: string): Record<string, string> {
 }
 
 /** The eviction policies Redis 7 accepts for `maxmemory-policy`. */
-export const maxmemoryPolicies = [
-  'noeviction',
-  'allkeys-lru',
-  'allkeys-lfu',
-  'allkeys-random',
-  'volatile-lru',
-  'volatile-lfu',
-  'volatile-random',
-  'volatile-ttl',
-] as const;
+export const maxmemoryPolicies = ['noeviction', 'allkeys-lru', 'allkeys-lfu', 'allkeys-random', 'volatile-lru', 'volatile-lfu', 'volatile-random', 'volatile-ttl'] as const;
 export type MaxmemoryPolicy = (typeof maxmemoryPolicies)[number];
 
 export interface RedisMemoryInfo {
@@ -141,7 +132,6 @@ function validatePattern(pattern: unknown): string {
   if (/[\r\n\0]/.test(pattern)) throw invalidInput('Redis key pattern: contains control characters');
   return pattern;
 }
-
 
 function toNumber(fields: Record<string, string>, name: string): number {
   const value = Number(fields[name]);
@@ -331,7 +321,8 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
       let batches = 0;
       let resumedFrom: DeleteRedisKeysResult['resumedFrom'];
       if (isProgress(previous, pattern)) {
-        if (previous.done) return { pattern, dryRun: false, deleted: previous.deleted, capped: previous.capped, batches: previous.batches, resumedFrom: { cursor: previous.cursor, deleted: previous.deleted } };
+        if (previous.done)
+          return { pattern, dryRun: false, deleted: previous.deleted, capped: previous.capped, batches: previous.batches, resumedFrom: { cursor: previous.cursor, deleted: previous.deleted } };
         ({ cursor, deleted, batches } = previous);
         resumedFrom = { cursor, deleted };
       }

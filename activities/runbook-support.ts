@@ -89,9 +89,7 @@ export function createRunbookSupportActivities({ allowlists, approvers, approval
       return {
         approvers: approvers.map(({ id, roles, kind, publicKey, vouchesFor }) => ({ id, roles, kind, ...(publicKey ? { publicKey } : {}), ...(vouchesFor ? { vouchesFor } : {}) })),
         escalation: approvals.escalation,
-        autoApprove: approvals.policies
-          .filter((policy) => policy.runbooks.includes(runbook))
-          .map(({ name, steps, onlyScheduled }) => ({ name, steps, onlyScheduled })),
+        autoApprove: approvals.policies.filter((policy) => policy.runbooks.includes(runbook)).map(({ name, steps, onlyScheduled }) => ({ name, steps, onlyScheduled })),
         requireSignatures: approvalsVerified({ approvers, approvals }),
         statementLifetime: approvals.statementLifetime,
         quorum: approvals.quorum
@@ -142,7 +140,10 @@ export function createRunbookSupportActivities({ allowlists, approvers, approval
       const keyed = approvers.filter((a) => a.publicKey).map((a) => `${a.id} (${a.kind}) ${parseSshPublicKey(a.publicKey!).fingerprint}`);
       const unkeyed = people.filter((a) => !a.publicKey).map((a) => a.id);
       if (!approvalsVerified({ approvers, approvals })) {
-        return { verified: false, detail: `approvals are UNVERIFIED: ${keyed.length === 0 ? 'no approver has a public key' : 'approvals.requireSignatures is false'}, so approver and initiator names are claims anyone with access to Temporal can make` };
+        return {
+          verified: false,
+          detail: `approvals are UNVERIFIED: ${keyed.length === 0 ? 'no approver has a public key' : 'approvals.requireSignatures is false'}, so approver and initiator names are claims anyone with access to Temporal can make`,
+        };
       }
       const missing = unkeyed.length > 0 ? `; without a key, so unable to approve: ${unkeyed.join(', ')}` : '';
       return { verified: true, detail: `signed decisions required; keys: ${keyed.join(', ')}${missing}` };

@@ -1,14 +1,5 @@
 import { createHash } from 'node:crypto';
-import {
-  DeleteObjectCommand,
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  HeadBucketCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -153,7 +144,6 @@ function validateKeyText(value: unknown, what: string): string {
   }
   return value;
 }
-
 
 function bodyBytes(body: unknown): Buffer {
   if (typeof body === 'string') return Buffer.from(body, 'utf8');
@@ -403,9 +393,7 @@ export function createS3Activities({ s3, bucket, backupPrefix, evidencePrefix, a
       for (let at = 0; at < chosen.length; at += deleteBatchSize) {
         const batch = chosen.slice(at, at + deleteBatchSize);
         const action = `delete ${batch.length} old backups under s3://${Bucket}/${prefix}`;
-        const response = await classified(action, () =>
-          client.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })),
-        );
+        const response = await classified(action, () => client.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })));
         const errors = response.Errors ?? [];
         if (errors.length > 0) {
           const first = errors[0]!;

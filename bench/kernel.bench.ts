@@ -104,7 +104,9 @@ export default async function kernelBench(): Promise<void> {
     const read = await runOnce({ target: `bench/${randomUUID()}`, steps, kind: 'read' });
     const readSteps = read.calls.filter((c) => c.name === 'benchNoop').map((c) => [c]);
     const readOverhead = perStepOverhead(readSteps);
-    console.log(`read steps: ${steps} in ${read.total.toFixed(0)} ms; kernel + Temporal overhead per step: median ${median(readOverhead).toFixed(1)} ms, mean ${(readOverhead.reduce((a, b) => a + b, 0) / readOverhead.length).toFixed(1)} ms (target: median under 10 ms); history ${read.events} events, ${(read.historyBytes / 1024).toFixed(1)} KiB`);
+    console.log(
+      `read steps: ${steps} in ${read.total.toFixed(0)} ms; kernel + Temporal overhead per step: median ${median(readOverhead).toFixed(1)} ms, mean ${(readOverhead.reduce((a, b) => a + b, 0) / readOverhead.length).toFixed(1)} ms (target: median under 10 ms); history ${read.events} events, ${(read.historyBytes / 1024).toFixed(1)} KiB`,
+    );
 
     calls.length = 0;
     const plainStart = performance.now();
@@ -112,11 +114,15 @@ export default async function kernelBench(): Promise<void> {
     const plainTotal = performance.now() - plainStart;
     const plainOverhead = perStepOverhead([...calls].sort((a, b) => a.start - b.start).map((c) => [c]));
     console.log(`baseline without the kernel: ${steps} activity calls in ${plainTotal.toFixed(0)} ms; Temporal round trip per step: median ${median(plainOverhead).toFixed(1)} ms`);
-    console.log(`=> the kernel's own cost per read step: median ${(median(readOverhead) - median(plainOverhead)).toFixed(1)} ms, whole run ${((read.total - plainTotal) / steps).toFixed(1)} ms per step`);
+    console.log(
+      `=> the kernel's own cost per read step: median ${(median(readOverhead) - median(plainOverhead)).toFixed(1)} ms, whole run ${((read.total - plainTotal) / steps).toFixed(1)} ms per step`,
+    );
 
     const local = await runOnce({ target: `bench/${randomUUID()}`, steps, kind: 'local-read' });
     const localOverhead = perStepOverhead(local.calls.filter((c) => c.name === 'benchNoop').map((c) => [c]));
-    console.log(`read steps through local activities (no server round trip per step): ${steps} in ${local.total.toFixed(0)} ms; kernel overhead per step: median ${median(localOverhead).toFixed(1)} ms (target: median under 10 ms)`);
+    console.log(
+      `read steps through local activities (no server round trip per step): ${steps} in ${local.total.toFixed(0)} ms; kernel overhead per step: median ${median(localOverhead).toFixed(1)} ms (target: median under 10 ms)`,
+    );
 
     const change = await runOnce({ target: `bench/${randomUUID()}`, steps, kind: 'change' });
     // Each change step: plan, lock request, re-plan, apply; a lock request belongs to the step before it.
@@ -128,11 +134,15 @@ export default async function kernelBench(): Promise<void> {
       (changeSteps[current] ??= []).push(call);
     }
     const changeOverhead = perStepOverhead(changeSteps);
-    console.log(`change steps (auto-approved by policy, with the target lock): ${steps} in ${change.total.toFixed(0)} ms; overhead per step: median ${median(changeOverhead).toFixed(1)} ms (4 activities, 2 lock signals each)`);
+    console.log(
+      `change steps (auto-approved by policy, with the target lock): ${steps} in ${change.total.toFixed(0)} ms; overhead per step: median ${median(changeOverhead).toFixed(1)} ms (4 activities, 2 lock signals each)`,
+    );
 
     const evidenceMb = 50;
     const evidence = await runOnce({ target: `bench/${randomUUID()}`, steps: evidenceMb, kind: 'evidence', evidenceBytesPerStep: 1024 * 1024 });
-    console.log(`evidence: ${evidenceMb} MB collected into S3 in ${evidence.total.toFixed(0)} ms; workflow history ${(evidence.historyBytes / 1024).toFixed(1)} KiB over ${evidence.events} events (target: under 256 KiB)`);
+    console.log(
+      `evidence: ${evidenceMb} MB collected into S3 in ${evidence.total.toFixed(0)} ms; workflow history ${(evidence.historyBytes / 1024).toFixed(1)} KiB over ${evidence.events} events (target: under 256 KiB)`,
+    );
   });
   await built.close();
   await nativeConnection.close();

@@ -76,7 +76,9 @@ export default async function bench(): Promise<void> {
       const start = process.hrtime.bigint();
       const result = (await env.run(activities.listPodSummaries, { namespace, pageSize })) as ListPodsResult;
       const ms = Number(process.hrtime.bigint() - start) / 1e6;
-      rows.push(`${String(target).padStart(5)} pods | ${String(requests).padStart(3)} API requests | ${String(result.pages).padStart(3)} pages of ${pageSize} | ${ms.toFixed(0).padStart(5)} ms | ${result.counts.ready} ready`);
+      rows.push(
+        `${String(target).padStart(5)} pods | ${String(requests).padStart(3)} API requests | ${String(result.pages).padStart(3)} pages of ${pageSize} | ${ms.toFixed(0).padStart(5)} ms | ${result.counts.ready} ready`,
+      );
     }
     console.log('pod-summary activity (listPodSummaries):');
     for (const row of rows) console.log(`  ${row}`);

@@ -100,12 +100,16 @@ export default async function redisDeleteBench(): Promise<void> {
   try {
     const existing = await redis.dbsize();
     if (existing !== 0) throw new Error(`Redis db ${benchDb} holds ${existing} keys: the bench only runs on an empty db ${benchDb} (it deletes every session:* key there)`);
-    console.log(`machine: ${cpus().length} CPUs, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}; Redis db ${benchDb} on port ${port}`);
+    console.log(
+      `machine: ${cpus().length} CPUs, load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}; Redis db ${benchDb} on port ${port}`,
+    );
     console.log(`before: ${await memoryLine(redis)}`);
     const evictedBefore = await evictedKeys(redis);
 
     created = true;
-    let t0 = Date.now();
+    const t0 = Date.now();
     await fill(redis, otherPrefix, otherKeys);
     await fill(redis, sessionPrefix, sessionKeys);
     console.log(`filled ${(otherKeys + sessionKeys).toLocaleString('en-US')} keys in ${Date.now() - t0} ms (${await memoryLine(redis)})`);
@@ -138,7 +142,9 @@ export default async function redisDeleteBench(): Promise<void> {
       if (index > 0) await fill(redis, sessionPrefix, sessionKeys);
       const measured = await runOurs(options);
       const label = Object.keys(options).length ? `scanCount ${options.scanCount}, batchSize ${options.batchSize}` : 'defaults (scanCount 5000, batchSize 1000)';
-      console.log(`ours [${label}]: ${sessionKeys.toLocaleString('en-US')} keys in ${measured.ms.toFixed(0)} ms = ${rate(sessionKeys, measured.ms)} (${measured.batches} UNLINKs, ${measured.heartbeats} heartbeats; Redis busy ${measured.server.scan} ms in SCAN, ${measured.server.unlink} ms in UNLINK)`);
+      console.log(
+        `ours [${label}]: ${sessionKeys.toLocaleString('en-US')} keys in ${measured.ms.toFixed(0)} ms = ${rate(sessionKeys, measured.ms)} (${measured.batches} UNLINKs, ${measured.heartbeats} heartbeats; Redis busy ${measured.server.scan} ms in SCAN, ${measured.server.unlink} ms in UNLINK)`,
+      );
       if (await scanCount(redis, pattern)) throw new Error('ours left session keys behind');
       ours = measured;
     }
@@ -159,7 +165,9 @@ export default async function redisDeleteBench(): Promise<void> {
     if (baseline.status !== 0) throw new Error(`baseline failed (${baseline.status ?? baseline.signal}): ${String(baseline.stderr).slice(-500)}`);
     const baselineServer = serverTime(baselineUsecBefore, await commandUsec(redis), ['scan', 'del']);
     const leftByBaseline = await scanCount(redis, pattern);
-    console.log(`baseline [redis-cli --scan | xargs redis-cli del]: ${sessionKeys.toLocaleString('en-US')} keys in ${baselineMs.toFixed(0)} ms = ${rate(sessionKeys, baselineMs)}${leftByBaseline ? ` (left ${leftByBaseline} behind)` : ''}; Redis busy ${baselineServer.scan} ms in SCAN, ${baselineServer.del} ms in DEL`);
+    console.log(
+      `baseline [redis-cli --scan | xargs redis-cli del]: ${sessionKeys.toLocaleString('en-US')} keys in ${baselineMs.toFixed(0)} ms = ${rate(sessionKeys, baselineMs)}${leftByBaseline ? ` (left ${leftByBaseline} behind)` : ''}; Redis busy ${baselineServer.scan} ms in SCAN, ${baselineServer.del} ms in DEL`,
+    );
 
     const othersLeft = await scanCount(redis, `${otherPrefix}*`);
     const evicted = (await evictedKeys(redis)) - evictedBefore;
@@ -174,10 +182,18 @@ export default async function redisDeleteBench(): Promise<void> {
     const scanMs = ours.server.scan ?? 0;
     const serverMs = scanMs + (ours.server.unlink ?? 0);
     if (scanMs > 0) {
-      console.log(`ceiling:         Redis was busy ${serverMs} ms (SCAN ${scanMs} + UNLINK ${ours.server.unlink}) in our run: at most ~${rate(sessionKeys, serverMs)} = ${(sessionKeys / (serverMs / 1000) / baselineRate).toFixed(1)}x the baseline even with a free client (SCAN alone: ${rate(sessionKeys, scanMs)})`);
+      console.log(
+        `ceiling:         Redis was busy ${serverMs} ms (SCAN ${scanMs} + UNLINK ${ours.server.unlink}) in our run: at most ~${rate(sessionKeys, serverMs)} = ${(sessionKeys / (serverMs / 1000) / baselineRate).toFixed(1)}x the baseline even with a free client (SCAN alone: ${rate(sessionKeys, scanMs)})`,
+      );
     }
-    console.log(`other keys: ${othersAfterOurs.toLocaleString('en-US')} after ours, ${othersLeft.toLocaleString('en-US')} of ${otherKeys.toLocaleString('en-US')} at the end${othersLeft === otherKeys ? ' (all survived)' : ' (SOME LOST)'}; evicted during the bench: ${evicted}`);
-    console.log(`load average after: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+    console.log(
+      `other keys: ${othersAfterOurs.toLocaleString('en-US')} after ours, ${othersLeft.toLocaleString('en-US')} of ${otherKeys.toLocaleString('en-US')} at the end${othersLeft === otherKeys ? ' (all survived)' : ' (SOME LOST)'}; evicted during the bench: ${evicted}`,
+    );
+    console.log(
+      `load average after: ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+    );
     if (othersLeft !== otherKeys || othersAfterOurs !== otherKeys) throw new Error('other keys did not survive');
   } finally {
     if (created) {

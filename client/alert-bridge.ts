@@ -147,7 +147,15 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
       alert: { alert: alert.alertname, fingerprint: alert.fingerprint },
     });
     report.started.push({ alertname: alert.alertname, fingerprint: alert.fingerprint, runbook: alert.runbook, workflowId, runId });
-    log('info', 'alert firing: runbook started or joined, alertFiring sent', { alertname: alert.alertname, fingerprint: alert.fingerprint, runbook: alert.runbook, workflowId, runId, severity: alert.input.severity, mode: alert.input.mode });
+    log('info', 'alert firing: runbook started or joined, alertFiring sent', {
+      alertname: alert.alertname,
+      fingerprint: alert.fingerprint,
+      runbook: alert.runbook,
+      workflowId,
+      runId,
+      severity: alert.input.severity,
+      mode: alert.input.mode,
+    });
   }
 
   async function resolve(alert: RoutedAlert, report: NotificationReport): Promise<void> {
@@ -238,7 +246,8 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
     if (req.method !== 'POST') return send(res, 405, { error: 'POST only' }, { allow: 'POST' });
     handleNotification(req).then(
       (report) => {
-        if (report.error) log('error', 'notification not fully handled; Alertmanager will retry', { status: report.status, error: report.error, started: report.started.length, signalled: report.signalled.length });
+        if (report.error)
+          log('error', 'notification not fully handled; Alertmanager will retry', { status: report.status, error: report.error, started: report.started.length, signalled: report.signalled.length });
         options.onNotification?.(report);
         send(res, report.status, report.error ? { error: report.error, ...report } : report);
       },

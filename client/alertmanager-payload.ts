@@ -8,7 +8,9 @@ const timestamp = z.string().refine((text) => !Number.isNaN(Date.parse(text)), {
 
 export const webhookAlert = z.looseObject({
   status: z.enum(['firing', 'resolved'], { message: 'expected "firing" or "resolved"' }),
-  labels: z.object({ alertname: z.string({ message: 'expected the alertname label' }).min(1, { message: 'expected the alertname label' }) }).catchall(z.string({ message: 'expected label values to be strings' })),
+  labels: z
+    .object({ alertname: z.string({ message: 'expected the alertname label' }).min(1, { message: 'expected the alertname label' }) })
+    .catchall(z.string({ message: 'expected label values to be strings' })),
   annotations: z.record(z.string(), z.string({ message: 'expected annotation values to be strings' })).default({}),
   startsAt: timestamp,
   endsAt: timestamp.optional(),

@@ -55,7 +55,10 @@ function reasonModal(metadata: ModalMetadata, pending: PendingApproval) {
     submit: { type: 'plain_text' as const, text: verb },
     close: { type: 'plain_text' as const, text: 'Cancel' },
     blocks: [
-      { type: 'section', text: { type: 'mrkdwn', text: `*${pending.title}* (\`${pending.stepId}\`) of \`${metadata.workflowId}\`\n${pending.change.summary}\nplan \`${pending.planHash.slice(0, 12)}\`` } },
+      {
+        type: 'section',
+        text: { type: 'mrkdwn', text: `*${pending.title}* (\`${pending.stepId}\`) of \`${metadata.workflowId}\`\n${pending.change.summary}\nplan \`${pending.planHash.slice(0, 12)}\`` },
+      },
       { type: 'input', block_id: reasonBlock, label: { type: 'plain_text', text: 'Reason' }, element: { type: 'plain_text_input', action_id: reasonBlock, multiline: true } },
     ],
   };
@@ -73,7 +76,9 @@ export interface SlackInteractivityOptions {
 export function createSlackInteractivity({ runbooks, web, slack, approvers, log }: SlackInteractivityOptions) {
   const personOf = (userId: unknown) => approvers.find((a) => a.kind === 'person' && a.slackUserId !== undefined && a.slackUserId === userId);
   const tell = (payload: { user?: { id?: string }; channel?: { id?: string } }, text: string) =>
-    web.chat.postEphemeral({ channel: payload.channel?.id ?? slack.channel, user: String(payload.user?.id), text }).catch((err: unknown) => log('warn', 'could not answer in Slack', { error: String(err) }));
+    web.chat
+      .postEphemeral({ channel: payload.channel?.id ?? slack.channel, user: String(payload.user?.id), text })
+      .catch((err: unknown) => log('warn', 'could not answer in Slack', { error: String(err) }));
 
   /** A button: check who pressed it and that the plan is still the pending one, then ask for the reason. */
   async function onButton(payload: Record<string, any>): Promise<SlackAnswer> {
@@ -93,7 +98,10 @@ export function createSlackInteractivity({ runbooks, web, slack, approvers, log 
     }
     const { pending } = await runbooks.getStatus(ref.workflowId);
     if (!pending || pending.stepId !== ref.stepId || pending.planHash !== ref.planHash) {
-      await tell(payload, `Nothing decided: "${ref.stepId}" with plan ${ref.planHash.slice(0, 12)} is no longer waiting${pending ? ` (waiting: "${pending.stepId}", plan ${pending.planHash.slice(0, 12)})` : ''}.`);
+      await tell(
+        payload,
+        `Nothing decided: "${ref.stepId}" with plan ${ref.planHash.slice(0, 12)} is no longer waiting${pending ? ` (waiting: "${pending.stepId}", plan ${pending.planHash.slice(0, 12)})` : ''}.`,
+      );
       return { status: 200 };
     }
     await web.views.open({ trigger_id: String(payload.trigger_id), view: reasonModal({ ...ref, verdict }, pending) });
@@ -104,7 +112,15 @@ export function createSlackInteractivity({ runbooks, web, slack, approvers, log 
   async function onReason(payload: Record<string, any>): Promise<SlackAnswer> {
     if (payload.view?.callback_id !== modalCallback) return { status: 200 };
     const errors = (text: string): SlackAnswer => ({ status: 200, body: { response_action: 'errors', errors: { [reasonBlock]: text.slice(0, 300) } } });
-    const metadata = modalMetadata.safeParse((() => { try { return JSON.parse(String(payload.view.private_metadata)); } catch { return undefined; } })());
+    const metadata = modalMetadata.safeParse(
+      (() => {
+        try {
+          return JSON.parse(String(payload.view.private_metadata));
+        } catch {
+          return undefined;
+        }
+      })(),
+    );
     if (!metadata.success) return errors('this form does not name a run, step and plan');
     const person = personOf(payload.user?.id);
     if (!person) return errors(`Slack user ${String(payload.user?.id)} is not a configured approver`);
@@ -116,7 +132,10 @@ export function createSlackInteractivity({ runbooks, web, slack, approvers, log 
       const progress = receipt.required && receipt.required > 1 ? ` (${receipt.approvals} of ${receipt.required})` : '';
       log('info', 'decision from Slack', { workflowId, stepId, verdict, approver: person.id });
       await web.chat
-        .postMessage({ channel: slack.channel, text: `${person.id} ${verdict === 'approve' ? 'approved' : 'rejected'} "${stepId}" of ${workflowId} (plan ${planHash.slice(0, 12)}) from Slack${progress}: ${reason}` })
+        .postMessage({
+          channel: slack.channel,
+          text: `${person.id} ${verdict === 'approve' ? 'approved' : 'rejected'} "${stepId}" of ${workflowId} (plan ${planHash.slice(0, 12)}) from Slack${progress}: ${reason}`,
+        })
         .catch((err: unknown) => log('warn', 'could not post the decision to Slack', { error: String(err) }));
       return { status: 200, body: { response_action: 'clear' } };
     } catch (err) {

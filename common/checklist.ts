@@ -51,7 +51,10 @@ export function countStatuses(rows: CheckRow[]): ChecklistCounts {
 
 /** FAILs first, then WARNs, then PASSes; otherwise in the order checked. */
 export function byUrgency(rows: CheckRow[]): CheckRow[] {
-  return rows.map((row, index) => ({ row, index })).sort((a, b) => rank[b.row.status] - rank[a.row.status] || a.index - b.index).map(({ row }) => row);
+  return rows
+    .map((row, index) => ({ row, index }))
+    .sort((a, b) => rank[b.row.status] - rank[a.row.status] || a.index - b.index)
+    .map(({ row }) => row);
 }
 
 /** PASS when `value` stays at or below `limit`, otherwise `over` (FAIL unless said otherwise). */

@@ -56,7 +56,8 @@ const alertRoute = z
     const fields = inputFieldsOf(entry);
     for (const field of Object.keys(route.inputFromLabels ?? {})) {
       if (routeOwnedFields.includes(field)) ctx.addIssue({ code: 'custom', path: ['inputFromLabels', field], message: `${field} comes from the route, not from a label` });
-      else if (!fields.includes(field)) ctx.addIssue({ code: 'custom', path: ['inputFromLabels', field], message: `not an input of ${entry.name}; its inputs: ${fields.filter((f) => !routeOwnedFields.includes(f)).join(', ')}` });
+      else if (!fields.includes(field))
+        ctx.addIssue({ code: 'custom', path: ['inputFromLabels', field], message: `not an input of ${entry.name}; its inputs: ${fields.filter((f) => !routeOwnedFields.includes(f)).join(', ')}` });
     }
     for (const field of Object.keys(route.input)) {
       if (routeOwnedFields.includes(field)) ctx.addIssue({ code: 'custom', path: ['input', field], message: `${field} is set by the route (mode, severity) or by the bridge` });
@@ -82,12 +83,36 @@ export const defaultAlertRoutes: AlertRoute[] = [
   // 数据库连接失败 (connections = 0): the app's metric, so only its namespace says which database deployment (default postgres).
   { alertname: 'DatabaseConnectionsZero', match: {}, runbook: 'dbConnectionExhaustion', severity: 'P0', mode: 'plan', inputFromLabels: { namespace: 'namespace' }, input: {} },
   // API响应时间慢 P95 > 5 s: the daily checklist's subset the catalog names (resource usage + slow queries).
-  { alertname: 'ApiLatencyHigh', match: {}, runbook: 'dailyHealthCheck', severity: 'P2', mode: 'plan', inputFromLabels: { namespace: 'namespace', appDeployment: 'deployment' }, input: { only: ['usage', 'slow-statements'] } },
+  {
+    alertname: 'ApiLatencyHigh',
+    match: {},
+    runbook: 'dailyHealthCheck',
+    severity: 'P2',
+    mode: 'plan',
+    inputFromLabels: { namespace: 'namespace', appDeployment: 'deployment' },
+    input: { only: ['usage', 'slow-statements'] },
+  },
   // 磁盘空间不足 > 80 %: the volume by its claim.
   { alertname: 'DiskUsageHigh', match: {}, runbook: 'diskPressure', severity: 'P2', mode: 'plan', inputFromLabels: { namespace: 'namespace', pvc: 'persistentvolumeclaim' }, input: {} },
   // 内存使用率高 > 85 %: Redis has its own runbook; the app takes the OOM path of podCrashLoop.
-  { alertname: 'MemoryUsageHigh', match: { deployment: 'redis' }, runbook: 'redisMemoryPressure', severity: 'P2', mode: 'plan', inputFromLabels: { namespace: 'namespace', deployment: 'deployment', container: 'container' }, input: {} },
-  { alertname: 'MemoryUsageHigh', match: { deployment: 'short-drama-app' }, runbook: 'podCrashLoop', severity: 'P2', mode: 'plan', inputFromLabels: { namespace: 'namespace', deployment: 'deployment', container: 'container' }, input: {} },
+  {
+    alertname: 'MemoryUsageHigh',
+    match: { deployment: 'redis' },
+    runbook: 'redisMemoryPressure',
+    severity: 'P2',
+    mode: 'plan',
+    inputFromLabels: { namespace: 'namespace', deployment: 'deployment', container: 'container' },
+    input: {},
+  },
+  {
+    alertname: 'MemoryUsageHigh',
+    match: { deployment: 'short-drama-app' },
+    runbook: 'podCrashLoop',
+    severity: 'P2',
+    mode: 'plan',
+    inputFromLabels: { namespace: 'namespace', deployment: 'deployment', container: 'container' },
+    input: {},
+  },
 ];
 
 export const defaultAlertingListen = '127.0.0.1:9095';

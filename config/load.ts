@@ -107,7 +107,10 @@ function fromEnvText(variable: keyof typeof environmentVariables, text: string):
     case 'ALLOWED_DATABASES':
     case 'ALLOWED_REDIS_KEY_PATTERNS':
     case 'ALLOWED_S3_PREFIXES':
-      return text.split(',').map((item) => item.trim()).filter(Boolean);
+      return text
+        .split(',')
+        .map((item) => item.trim())
+        .filter(Boolean);
     case 'RUNBOOK_APPROVERS':
     case 'APPROVAL_POLICIES':
     case 'APPROVAL_QUORUM':

@@ -12,7 +12,10 @@ const httpUrl = z.url({ protocol: /^https?$/, message: 'expected an http:// or h
 const duration = z.string().regex(/^\d+(ms|s|m|h|d)$/, { message: 'expected a duration such as 90s, 15m, 4h' });
 const port = z.coerce.number({ message: 'expected a port number' }).int().min(0, { message: 'expected a port number 0-65535' }).max(65535, { message: 'expected a port number 0-65535' });
 const notWildcard = (what: string) =>
-  z.string().min(1).refine((value) => !/^[*?]+$/.test(value) && value !== '.*', { message: `a wildcard-everything ${what} is refused` });
+  z
+    .string()
+    .min(1)
+    .refine((value) => !/^[*?]+$/.test(value) && value !== '.*', { message: `a wildcard-everything ${what} is refused` });
 
 const timeOfDay = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, { message: 'expected a time of day HH:MM (24 h), e.g. 08:00' });
 const weekday = z.enum(['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'], { message: 'expected a weekday name such as monday' });
@@ -86,7 +89,6 @@ export type ChecklistThresholds = z.infer<typeof checklistThresholds>;
 /** The manual's weekly cleanup of expired sessions is routine: approved by policy when a schedule started the run. */
 export const defaultApprovalPolicies = [{ name: 'weekly-maintenance', runbooks: ['weeklyReview'], steps: ['delete-expired-sessions'], onlyScheduled: true }];
 
-
 const sshPublicKey = z.string().refine(
   (line) => {
     try {
@@ -112,7 +114,10 @@ const identitySchema = z
     roles: z.array(z.enum(roles)).default([]),
     publicKey: sshPublicKey.optional(),
     /** The person's Slack user id (U...), for approvals from Slack. */
-    slackUserId: z.string().regex(/^[UW][A-Z0-9]{2,}$/, { message: 'expected a Slack user id such as U012ABCDEF' }).optional(),
+    slackUserId: z
+      .string()
+      .regex(/^[UW][A-Z0-9]{2,}$/, { message: 'expected a Slack user id such as U012ABCDEF' })
+      .optional(),
     /** For a channel: the roles it may vouch for. */
     vouchesFor: z.array(z.enum(roles)).optional(),
   })
@@ -160,14 +165,9 @@ export const configSchema = z.object({
       .default({ enabled: false }),
   }),
   kubernetes: z
-    .discriminatedUnion('mode', [
-      z.object({ mode: z.literal('kubeconfig'), kubeconfigPath: z.string().min(1), context: z.string().min(1).optional() }),
-      z.object({ mode: z.literal('in-cluster') }),
-    ])
+    .discriminatedUnion('mode', [z.object({ mode: z.literal('kubeconfig'), kubeconfigPath: z.string().min(1), context: z.string().min(1).optional() }), z.object({ mode: z.literal('in-cluster') })])
     .optional(),
-  postgres: z
-    .object({ url: z.url({ protocol: /^postgres(ql)?$/, message: 'expected a postgres:// or postgresql:// URL' }) })
-    .optional(),
+  postgres: z.object({ url: z.url({ protocol: /^postgres(ql)?$/, message: 'expected a postgres:// or postgresql:// URL' }) }).optional(),
   redis: z.object({ url: z.url({ protocol: /^rediss?$/, message: 'expected a redis:// or rediss:// URL' }) }).optional(),
   s3: z
     .object({
@@ -193,7 +193,12 @@ export const configSchema = z.object({
       databases: z.array(notWildcard('database')).default(['short_drama_prod']),
       redisKeyPatterns: z.array(notWildcard('Redis key pattern')).default(['session:*']),
       s3Prefixes: z
-        .array(z.string().min(1).refine((prefix) => prefix !== '/' && prefix.endsWith('/'), { message: 'expected a prefix ending in "/" (and not the bucket root)' }))
+        .array(
+          z
+            .string()
+            .min(1)
+            .refine((prefix) => prefix !== '/' && prefix.endsWith('/'), { message: 'expected a prefix ending in "/" (and not the bucket root)' }),
+        )
         .default(['database/', 'runbooks/']),
     })
     .default({ namespaces: ['short-drama-prod'], databases: ['short_drama_prod'], redisKeyPatterns: ['session:*'], s3Prefixes: ['database/', 'runbooks/'] }),
@@ -201,9 +206,7 @@ export const configSchema = z.object({
   approvals: z
     .object({
       /** How long each escalation tier waits, by severity (manual 应急响应: P0 15 min, P1 1 h, P2 4 h, P3 24 h). */
-      escalation: z
-        .object({ P0: duration.default('15m'), P1: duration.default('1h'), P2: duration.default('4h'), P3: duration.default('24h') })
-        .default({ P0: '15m', P1: '1h', P2: '4h', P3: '24h' }),
+      escalation: z.object({ P0: duration.default('15m'), P1: duration.default('1h'), P2: duration.default('4h'), P3: duration.default('24h') }).default({ P0: '15m', P1: '1h', P2: '4h', P3: '24h' }),
       /** Routine steps approved without a person, recorded as "approved by policy NAME". */
       policies: z
         .array(
@@ -245,9 +248,7 @@ export const configSchema = z.object({
     })
     .optional(),
   /** Thresholds of the daily/weekly/monthly checklists; the manual's numbers are the defaults. */
-  checklists: z
-    .object({ thresholds: checklistThresholds.default(checklistThresholdDefaults) })
-    .default({ thresholds: checklistThresholdDefaults }),
+  checklists: z.object({ thresholds: checklistThresholds.default(checklistThresholdDefaults) }).default({ thresholds: checklistThresholdDefaults }),
   /** When Temporal Schedules start the checklists (`npm run schedules`, and `npm start`). */
   schedules: z
     .object({
@@ -256,12 +257,22 @@ export const configSchema = z.object({
       daily: z.object({ enabled: z.boolean().default(true), at: timeOfDay.default('08:00') }).default({ enabled: true, at: '08:00' }),
       weekly: z.object({ enabled: z.boolean().default(true), day: weekday.default('monday'), at: timeOfDay.default('09:00') }).default({ enabled: true, day: 'monday', at: '09:00' }),
       monthly: z
-        .object({ enabled: z.boolean().default(true), dayOfMonth: z.coerce.number().int().min(1).max(28, { message: 'expected a day 1-28 (every month has it)' }).default(1), at: timeOfDay.default('10:00') })
+        .object({
+          enabled: z.boolean().default(true),
+          dayOfMonth: z.coerce.number().int().min(1).max(28, { message: 'expected a day 1-28 (every month has it)' }).default(1),
+          at: timeOfDay.default('10:00'),
+        })
         .default({ enabled: true, dayOfMonth: 1, at: '10:00' }),
       /** How late a missed run may still start (e.g. after the server was down); later ones are skipped. */
       catchupWindow: duration.default('1h'),
     })
-    .default({ timezone: 'UTC', daily: { enabled: true, at: '08:00' }, weekly: { enabled: true, day: 'monday', at: '09:00' }, monthly: { enabled: true, dayOfMonth: 1, at: '10:00' }, catchupWindow: '1h' }),
+    .default({
+      timezone: 'UTC',
+      daily: { enabled: true, at: '08:00' },
+      weekly: { enabled: true, day: 'monday', at: '09:00' },
+      monthly: { enabled: true, dayOfMonth: 1, at: '10:00' },
+      catchupWindow: '1h',
+    }),
   /** The Alertmanager bridge (`npm run alert-bridge`): listen address, token, routes; see config/alerting.ts. */
   alerting: alertingSchema,
   worker: z

@@ -32,8 +32,19 @@ async function main(): Promise<void> {
   const temporal = await connectClient(config.temporal, { lazy: true });
   const signer = config.alerting.signingKeyFile ? keyFileSigner(config.alerting.signingKeyFile) : undefined;
   if (!signer) jsonLineLog('warn', 'no ALERT_BRIDGE_SIGNING_KEY: starts are unsigned, so where signatures are required their steps need two approvers', {});
-  const bridge = await startAlertBridge({ client: temporal.client, taskQueue: config.temporal.taskQueue, alerting: config.alerting, signer, slackInteractivity: slackEndpoint(config, temporal.client) });
-  jsonLineLog('info', 'alert bridge ready', { temporal: config.temporal.address, namespace: config.temporal.namespace, taskQueue: config.temporal.taskQueue, alertnames: [...new Set(config.alerting.routes.map((r) => r.alertname))] });
+  const bridge = await startAlertBridge({
+    client: temporal.client,
+    taskQueue: config.temporal.taskQueue,
+    alerting: config.alerting,
+    signer,
+    slackInteractivity: slackEndpoint(config, temporal.client),
+  });
+  jsonLineLog('info', 'alert bridge ready', {
+    temporal: config.temporal.address,
+    namespace: config.temporal.namespace,
+    taskQueue: config.temporal.taskQueue,
+    alertnames: [...new Set(config.alerting.routes.map((r) => r.alertname))],
+  });
   await new Promise<void>((resolve) => {
     for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => resolve());
   });

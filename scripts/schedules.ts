@@ -3,7 +3,7 @@ import { ConfigError } from '../config/load';
 import { connectClient } from '../config/temporal-connection';
 import { loadConfigWithSandbox } from '../config/sandbox';
 
-const usage = 'usage: npm run schedules [-- --delete]   (creates/updates the checklists\' schedules from configuration; --delete removes them)';
+const usage = "usage: npm run schedules [-- --delete]   (creates/updates the checklists' schedules from configuration; --delete removes them)";
 
 class UsageError extends Error {}
 

@@ -70,7 +70,9 @@ async function main(): Promise<void> {
       if (testbed?.env.TEMPORAL_UI_URL && needsTemporal) say(`Temporal Web UI: ${testbed.env.TEMPORAL_UI_URL}`);
       say('Start the first runbook, preflight:');
       say(`  - in the Web UI: Workflows > Start Workflow, type "preflight", task queue "${config.temporal.taskQueue}", input {}`);
-      say(`  - from a shell:  ${temporalCli} workflow execute --address ${config.temporal.address} --namespace ${config.temporal.namespace} --type preflight --task-queue ${config.temporal.taskQueue} --input '{}'`);
+      say(
+        `  - from a shell:  ${temporalCli} workflow execute --address ${config.temporal.address} --namespace ${config.temporal.namespace} --type preflight --task-queue ${config.temporal.taskQueue} --input '{}'`,
+      );
       say('Ctrl-C stops the worker and everything this command started.');
       say();
       void ensureSchedulesOnStart(client, config);

@@ -114,7 +114,14 @@ describe('signed approvals', () => {
     expect(result.outcome).toBe('completed');
     expect(targets.applies.filter((a) => a.target === target)).toEqual([{ target, stepId: 'restart' }]);
     expect(result.timeline[0]!.detail).toContain(`initiator erin proven by key ${team.keys.erin!.fingerprint}`);
-    expect(result.timeline.find((e) => e.event === 'decided')).toMatchObject({ by: 'bob', role: 'l2', channel: 'update', verified: true, keyFingerprint: team.keys.bob!.fingerprint, detail: 'approved' });
+    expect(result.timeline.find((e) => e.event === 'decided')).toMatchObject({
+      by: 'bob',
+      role: 'l2',
+      channel: 'update',
+      verified: true,
+      keyFingerprint: team.keys.bob!.fingerprint,
+      detail: 'approved',
+    });
   });
 
   test('forged, unsigned, unknown, tampered and malformed decisions are refused by Update and by Signal; nothing applied until a real one', async () => {
@@ -163,10 +170,16 @@ describe('signed approvals', () => {
       );
       // Expired, and valid for longer than configuration allows.
       const hourAgo = Date.now() - 60 * 60_000;
-      expect(await updateRefusal(client, a.workflowId, await statement(client, a.workflowId, { planHash: pendingA.planHash, issuedAt: new Date(hourAgo).toISOString(), expiresAt: new Date(hourAgo + 60_000).toISOString() }))).toMatch(
-        /^the statement expired at .*: sign a new one$/,
+      expect(
+        await updateRefusal(
+          client,
+          a.workflowId,
+          await statement(client, a.workflowId, { planHash: pendingA.planHash, issuedAt: new Date(hourAgo).toISOString(), expiresAt: new Date(hourAgo + 60_000).toISOString() }),
+        ),
+      ).toMatch(/^the statement expired at .*: sign a new one$/);
+      expect(await updateRefusal(client, a.workflowId, await statement(client, a.workflowId, { planHash: pendingA.planHash, expiresAt: new Date(Date.now() + 86_400_000).toISOString() }))).toMatch(
+        /longer than the 600 s allowed/,
       );
-      expect(await updateRefusal(client, a.workflowId, await statement(client, a.workflowId, { planHash: pendingA.planHash, expiresAt: new Date(Date.now() + 86_400_000).toISOString() }))).toMatch(/longer than the 600 s allowed/);
       // A genuine approval of A's restart...
       const forA = await statement(client, a.workflowId, { planHash: pendingA.planHash });
       await client.workflow.getHandle(a.workflowId).executeUpdate(approveUpdate, { args: [forA] });
@@ -176,7 +189,9 @@ describe('signed approvals', () => {
       expect(await updateRefusal(client, a.workflowId, forA)).toBe('this statement was already used; sign a new one for each decision');
       // Re-signed for step scale with restart's plan hash: the plan is scale's own.
       expect(await updateRefusal(client, a.workflowId, await statement(client, a.workflowId, { stepId: 'scale', planHash: pendingA.planHash }))).toMatch(/^the decision names plan/);
-      expect(await updateRefusal(client, a.workflowId, await statement(client, a.workflowId, { stepId: 'restart', planHash: pendingScale.planHash }))).toBe('step "restart" is not waiting for approval (pending: "scale")');
+      expect(await updateRefusal(client, a.workflowId, await statement(client, a.workflowId, { stepId: 'restart', planHash: pendingScale.planHash }))).toBe(
+        'step "restart" is not waiting for approval (pending: "scale")',
+      );
       expect(pendingB.planHash).not.toBe(pendingScale.planHash);
       await signed.cancel(a.workflowId, { by: 'test' });
       await signed.cancel(b.workflowId, { by: 'test' });
@@ -247,7 +262,9 @@ describe('signed approvals', () => {
       expect(pending.provenInitiator).toBeUndefined();
       const first = await signed.approve(workflowId, { stepId: 'restart', planHash: pending.planHash, approver: 'bob', reason: 'first' });
       expect(first).toMatchObject({ approvals: 1, required: 2 });
-      await expect(signed.approve(workflowId, { stepId: 'restart', planHash: pending.planHash, approver: 'bob', reason: 'again' })).rejects.toThrow('approve refused: bob already approved "restart": the quorum needs distinct approvers');
+      await expect(signed.approve(workflowId, { stepId: 'restart', planHash: pending.planHash, approver: 'bob', reason: 'again' })).rejects.toThrow(
+        'approve refused: bob already approved "restart": the quorum needs distinct approvers',
+      );
       expect(targets.applies.filter((a) => a.target === target)).toEqual([]);
       expect((await pendingOf(signed, workflowId, 'restart', 1)).approvals).toEqual([{ approver: 'bob', role: 'l2', verified: true, keyFingerprint: team.keys.bob!.fingerprint }]);
       await signed.approve(workflowId, { stepId: 'restart', planHash: pending.planHash, approver: 'carol', reason: 'second' });
@@ -317,7 +334,15 @@ describe('signed approvals', () => {
   test('the alert bridge signs its starts as its service identity: one approval suffices, and the service itself cannot approve', async () => {
     const target = `alerted/${randomUUID()}`;
     await withRunbooks(async ({ signed, client }) => {
-      const route: AlertRoute = { alertname: 'TestAlert', match: {}, runbook: 'kernelTestRunbook', severity: 'P1', mode: 'execute', inputFromLabels: { target: 'target' }, input: { steps: steps('restart') } };
+      const route: AlertRoute = {
+        alertname: 'TestAlert',
+        match: {},
+        runbook: 'kernelTestRunbook',
+        severity: 'P1',
+        mode: 'execute',
+        inputFromLabels: { target: 'target' },
+        input: { steps: steps('restart') },
+      };
       const bridge = await startAlertBridge({
         client,
         taskQueue: config.temporal.taskQueue,
@@ -350,7 +375,9 @@ describe('signed approvals', () => {
       await expect(signed.startRunbook('kernelTestRunbook', { mode: 'execute', target: 'x', steps: steps('a'), scheduled: true }, { startedBy: 'erin' })).rejects.toThrow(
         new RunbookClientError('invalid input for kernelTestRunbook: scheduled is not an input; whether a schedule started a run is asked of the Temporal server'),
       );
-      await expect(signed.startRunbook('kernelTestRunbook', { target: 'x', steps: steps('a'), startProof: { statement: '{}', signature: 'x' } }, { startedBy: 'erin' })).rejects.toThrow(/startProof is made by the client's signer/);
+      await expect(signed.startRunbook('kernelTestRunbook', { target: 'x', steps: steps('a'), startProof: { statement: '{}', signature: 'x' } }, { startedBy: 'erin' })).rejects.toThrow(
+        /startProof is made by the client's signer/,
+      );
     });
   });
 });

@@ -63,7 +63,20 @@ describe('runbook CLI', () => {
     await withWorker(
       config,
       async () => {
-        const started = await runbookCli(env, 'start', 'kernelTestRunbook', '--target', target, '--steps', JSON.stringify([{ id: 'restart', title: 'Restart the app' }]), '--execute', '--severity', 'P1', '--key', keyFile('erin'));
+        const started = await runbookCli(
+          env,
+          'start',
+          'kernelTestRunbook',
+          '--target',
+          target,
+          '--steps',
+          JSON.stringify([{ id: 'restart', title: 'Restart the app' }]),
+          '--execute',
+          '--severity',
+          'P1',
+          '--key',
+          keyFile('erin'),
+        );
         expect(started.stderr).toBe('');
         expect(started.code).toBe(0);
         const workflowId = /^started (\S+) \(run /.exec(started.stdout)?.[1];
@@ -85,7 +98,9 @@ describe('runbook CLI', () => {
         expect(unseen.code).toBe(2);
         const planHash = /plan: +([0-9a-f]{64})/.exec(unseen.stdout)?.[1];
         expect(unseen.stdout).toContain(`change:  restart on ${target} at version 1`);
-        expect(unseen.stderr).toBe(`runbook approve: refusing to decide a plan you have not confirmed: read the plan above and pass --plan ${planHash!.slice(0, 12)}, or run on a terminal to confirm it\n`);
+        expect(unseen.stderr).toBe(
+          `runbook approve: refusing to decide a plan you have not confirmed: read the plan above and pass --plan ${planHash!.slice(0, 12)}, or run on a terminal to confirm it\n`,
+        );
         const otherPlan = await runbookCli(env, 'approve', workflowId!, '--step', 'restart', '--reason', 'x', '--as', 'bob', '--key', keyFile('bob'), '--plan', 'ffffffffffff');
         expect(otherPlan).toMatchObject({ code: 1, stderr: `the pending plan is ${planHash!.slice(0, 12)}, not ffffffffffff: review the plan above and decide again\n` });
 
@@ -95,7 +110,19 @@ describe('runbook CLI', () => {
         // bob's key in his ssh-agent, as on his laptop.
         const agent = await startSshAgent(keyDir, keyFile('bob'));
         try {
-          const approved = await runbookCli({ ...env, SSH_AUTH_SOCK: agent.socket }, 'approve', workflowId!, '--step', 'restart', '--reason', 'app is stuck', '--as', 'bob', '--plan', planHash!.slice(0, 12));
+          const approved = await runbookCli(
+            { ...env, SSH_AUTH_SOCK: agent.socket },
+            'approve',
+            workflowId!,
+            '--step',
+            'restart',
+            '--reason',
+            'app is stuck',
+            '--as',
+            'bob',
+            '--plan',
+            planHash!.slice(0, 12),
+          );
           expect(approved.stdout.trim().split('\n').pop()).toBe(`approved "restart" of ${workflowId} as bob (l2), plan ${planHash!.slice(0, 12)}, signed with ${keys.keys.bob!.fingerprint}`);
         } finally {
           agent.stop();
@@ -115,7 +142,18 @@ describe('runbook CLI', () => {
     await withWorker(
       config,
       async ({ client }) => {
-        const started = await runbookCli(env, 'start', 'kernelTestRunbook', '--target', target, '--steps', JSON.stringify([{ id: 'restart', title: 'Restart the app' }]), '--execute', '--key', keyFile('erin'));
+        const started = await runbookCli(
+          env,
+          'start',
+          'kernelTestRunbook',
+          '--target',
+          target,
+          '--steps',
+          JSON.stringify([{ id: 'restart', title: 'Restart the app' }]),
+          '--execute',
+          '--key',
+          keyFile('erin'),
+        );
         const workflowId = /^started (\S+) \(run /.exec(started.stdout)![1]!;
         let planHash = '';
         await waitUntil('restart pending', async () => {
@@ -152,7 +190,18 @@ describe('runbook CLI', () => {
     await withWorker(
       config,
       async ({ client }) => {
-        const started = await runbookCli(env, 'start', 'kernelTestRunbook', '--target', target, '--steps', JSON.stringify([{ id: 'restart', title: 'Restart the app' }]), '--execute', '--key', keyFile('erin'));
+        const started = await runbookCli(
+          env,
+          'start',
+          'kernelTestRunbook',
+          '--target',
+          target,
+          '--steps',
+          JSON.stringify([{ id: 'restart', title: 'Restart the app' }]),
+          '--execute',
+          '--key',
+          keyFile('erin'),
+        );
         const workflowId = /^started (\S+) \(run /.exec(started.stdout)![1]!;
         await waitUntil('restart pending', async () => JSON.parse((await runbookCli(env, 'status', workflowId, '--json')).stdout).pending !== undefined);
         const declined = await onTerminal('no', 'reject', workflowId, '--step', 'restart', '--reason', 'not now', '--as', 'bob', '--key', keyFile('bob'));

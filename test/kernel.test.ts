@@ -35,16 +35,14 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
   });
 
   async function withKernel<T>(body: (runbooks: RunbookClient, client: Client) => Promise<T>): Promise<T> {
-    return withWorker(
-      config,
-      ({ client, taskQueue }) => body(createRunbookClient({ client, taskQueue, catalog: testCatalog }), client),
-      { workflowsPath: require.resolve('./workflows'), activities: targets.activities() },
-    );
+    return withWorker(config, ({ client, taskQueue }) => body(createRunbookClient({ client, taskQueue, catalog: testCatalog }), client), {
+      workflowsPath: require.resolve('./workflows'),
+      activities: targets.activities(),
+    });
   }
 
   const newTarget = () => `test/${randomUUID()}`;
-  const start = (runbooks: RunbookClient, input: Omit<Input, 'startedBy'>, startedBy = 'erin') =>
-    runbooks.startRunbook('kernelTestRunbook', input as Record<string, unknown>, { startedBy });
+  const start = (runbooks: RunbookClient, input: Omit<Input, 'startedBy'>, startedBy = 'erin') => runbooks.startRunbook('kernelTestRunbook', input as Record<string, unknown>, { startedBy });
 
   async function pendingOf(runbooks: RunbookClient, workflowId: string, stepId: string): Promise<NonNullable<RunbookStatus['pending']>> {
     let status: RunbookStatus | undefined;
@@ -58,7 +56,14 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
   test('plan mode runs read steps, returns the exact plan, and changes nothing', async () => {
     const target = newTarget();
     const result = await withKernel(async (runbooks) => {
-      const { workflowId } = await start(runbooks, { mode: 'plan', target, steps: [{ id: 'raise-limit', title: 'Raise the limit' }, { id: 'restart', title: 'Restart' }] });
+      const { workflowId } = await start(runbooks, {
+        mode: 'plan',
+        target,
+        steps: [
+          { id: 'raise-limit', title: 'Raise the limit' },
+          { id: 'restart', title: 'Restart' },
+        ],
+      });
       return runbooks.waitForResult<RunbookResultBase>(workflowId);
     });
     expect(result.outcome).toBe('planned');
@@ -207,7 +212,14 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
   test('cancel while waiting for approval stops the run; nothing changes', async () => {
     const target = newTarget();
     const result = await withKernel(async (runbooks) => {
-      const { workflowId } = await start(runbooks, { mode: 'execute', target, steps: [{ id: 'restart', title: 'Restart' }, { id: 'scale', title: 'Scale' }] });
+      const { workflowId } = await start(runbooks, {
+        mode: 'execute',
+        target,
+        steps: [
+          { id: 'restart', title: 'Restart' },
+          { id: 'scale', title: 'Scale' },
+        ],
+      });
       await pendingOf(runbooks, workflowId, 'restart');
       await runbooks.cancel(workflowId, { by: 'alice', reason: 'false alarm' });
       return runbooks.waitForResult<RunbookResultBase>(workflowId);
@@ -261,7 +273,14 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
   test('a failing apply ends the run failed, and later steps are not attempted', async () => {
     const target = newTarget();
     const result = await withKernel(async (runbooks) => {
-      const { workflowId } = await start(runbooks, { mode: 'execute', target, steps: [{ id: 'routine', title: 'Routine', failOnApply: true }, { id: 'restart', title: 'Restart' }] });
+      const { workflowId } = await start(runbooks, {
+        mode: 'execute',
+        target,
+        steps: [
+          { id: 'routine', title: 'Routine', failOnApply: true },
+          { id: 'restart', title: 'Restart' },
+        ],
+      });
       return runbooks.waitForResult<RunbookResultBase>(workflowId);
     });
     expect(result.outcome).toBe('failed');

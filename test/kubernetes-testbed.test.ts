@@ -18,18 +18,7 @@ import {
 } from '@kubernetes/client-node';
 import { appTlsCertificate, ensureCertificateSecret, ingressAddress, publishIngressAddress } from '../scripts/testbed/kubernetes-seed';
 import { waitUntil } from '../scripts/testbed/processes';
-import {
-  adminKubeConfig,
-  execWorkDir,
-  kubernetesNamespace,
-  kwokNode,
-  layout,
-  readonlyKubeConfig,
-  scratchNamespace,
-  seededLogFile,
-  statusOf,
-  waitForRollout,
-} from './helpers/kube-cluster';
+import { adminKubeConfig, execWorkDir, kubernetesNamespace, kwokNode, layout, readonlyKubeConfig, scratchNamespace, seededLogFile, statusOf, waitForRollout } from './helpers/kube-cluster';
 import { newRolloutRevision, setCertificateStatus } from './helpers/kube-objects';
 import { putIntoCrashLoop, readyPods, setContainerLogs, setPodUsage } from './helpers/kube-pods';
 
@@ -45,9 +34,7 @@ function testDeployment(name: string, replicas: number, env = 'one'): V1Deployme
       template: {
         metadata: { labels: { app: name } },
         spec: {
-          containers: [
-            { name: 'web', image: 'registry.invalid/web:1', env: [{ name: 'FLAVOUR', value: env }], resources: { requests: { cpu: '100m', memory: '64Mi' } } },
-          ],
+          containers: [{ name: 'web', image: 'registry.invalid/web:1', env: [{ name: 'FLAVOUR', value: env }], resources: { requests: { cpu: '100m', memory: '64Mi' } } }],
         },
       },
     },
@@ -98,10 +85,24 @@ describe('Kubernetes test bed', () => {
       expect(pod.status?.containerStatuses?.[0]).toEqual(expect.objectContaining({ name: 'web', ready: true, state: { running: expect.anything() } }));
     }
     // A template change is a second revision with a ReplicaSet of its own.
-    await apps.patchNamespacedDeployment(name, scratch.name, { spec: { template: { spec: { containers: [{ name: 'web', env: [{ name: 'FLAVOUR', value: 'two' }] }] } } } }, undefined, undefined, undefined, undefined, undefined, strategic);
+    await apps.patchNamespacedDeployment(
+      name,
+      scratch.name,
+      { spec: { template: { spec: { containers: [{ name: 'web', env: [{ name: 'FLAVOUR', value: 'two' }] }] } } } },
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      strategic,
+    );
     await waitForRollout(kc, scratch.name, name);
     const { body } = await apps.listNamespacedReplicaSet(scratch.name, undefined, undefined, undefined, undefined, `app=${name}`);
-    const revisions = body.items.map((rs) => ({ revision: rs.metadata?.annotations?.['deployment.kubernetes.io/revision'], replicas: rs.spec?.replicas, owner: rs.metadata?.ownerReferences?.[0]?.name }));
+    const revisions = body.items.map((rs) => ({
+      revision: rs.metadata?.annotations?.['deployment.kubernetes.io/revision'],
+      replicas: rs.spec?.replicas,
+      owner: rs.metadata?.ownerReferences?.[0]?.name,
+    }));
     expect(revisions.sort((a, b) => Number(a.revision) - Number(b.revision))).toEqual([
       { revision: '1', replicas: 0, owner: name },
       { revision: '2', replicas: 3, owner: name },
@@ -142,7 +143,17 @@ describe('Kubernetes test bed', () => {
       });
     const status = await new Promise<V1Status>((resolve, reject) => {
       new Exec(kc)
-        .exec(ns, pod!.metadata!.name!, 'postgres', ['sh', '-c', 'echo "in $(pwd) as $KWOK_EXEC"; ls var/log/app; echo oops >&2'], sink((t) => (stdout += t)), sink((t) => (stderr += t)), null, false, resolve)
+        .exec(
+          ns,
+          pod!.metadata!.name!,
+          'postgres',
+          ['sh', '-c', 'echo "in $(pwd) as $KWOK_EXEC"; ls var/log/app; echo oops >&2'],
+          sink((t) => (stdout += t)),
+          sink((t) => (stderr += t)),
+          null,
+          false,
+          resolve,
+        )
         .catch(reject);
     });
     expect(status.status).toBe('Success');
@@ -171,10 +182,13 @@ describe('Kubernetes test bed', () => {
     expect(statusOf(error)).toBe(403);
     expect((error as { body?: { message?: string } }).body?.message).toMatch(/system:serviceaccount:short-drama-prod:runbook-readonly.*cannot patch resource "deployments"/);
     // Outside its namespace it cannot even read.
-    const outside = await readonly.makeApiClient(CoreV1Api).listNamespacedPod('default').then(
-      () => undefined,
-      (err: unknown) => err,
-    );
+    const outside = await readonly
+      .makeApiClient(CoreV1Api)
+      .listNamespacedPod('default')
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      );
     expect(statusOf(outside)).toBe(403);
   });
 
@@ -223,7 +237,10 @@ describe('Kubernetes test bed', () => {
     notAfter.setMilliseconds(0);
     await setCertificateStatus(kc, ns, 'app-tls-cert', { ready: false, notAfter });
     const custom = kc.makeApiClient(CustomObjectsApi);
-    const read = async () => (await custom.getNamespacedCustomObject('cert-manager.io', 'v1', ns, 'certificates', 'app-tls-cert')).body as { status: { notAfter: string; conditions: Array<{ type: string; status: string }> } };
+    const read = async () =>
+      (await custom.getNamespacedCustomObject('cert-manager.io', 'v1', ns, 'certificates', 'app-tls-cert')).body as {
+        status: { notAfter: string; conditions: Array<{ type: string; status: string }> };
+      };
     let cert = await read();
     expect(new Date(cert.status.notAfter).getTime()).toBe(notAfter.getTime());
     expect(cert.status.conditions).toEqual([expect.objectContaining({ type: 'Ready', status: 'False' })]);

@@ -112,7 +112,7 @@ describe('checklist schedules', () => {
     expect(after.map((s) => s.info.lastUpdatedAt?.getTime())).toEqual(before.map((s) => s.info.lastUpdatedAt?.getTime()));
   });
 
-  test('a changed time updates only that schedule, and an operator\'s pause survives the update', async () => {
+  test("a changed time updates only that schedule, and an operator's pause survives the update", async () => {
     const config = configWith({ SCHEDULE_DAILY_AT: '08:00' });
     await ensureSchedules(client, config);
     const daily = client.schedule.getHandle(scheduleIdFor(config.temporal.taskQueue, 'dailyHealthCheck'));
@@ -204,7 +204,7 @@ describe('checklist schedules', () => {
     await withWorker(config, async () => {
       await daily.trigger();
       let started: { workflowId: string; firstExecutionRunId: string } | undefined;
-      await waitUntil('the triggered run in the schedule\'s recent actions', async () => {
+      await waitUntil("the triggered run in the schedule's recent actions", async () => {
         started = (await daily.describe()).info.recentActions[0]?.action.workflow;
         return started !== undefined;
       });

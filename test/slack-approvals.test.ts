@@ -82,7 +82,13 @@ describe('Slack approvals', () => {
           const { pending } = await people.getStatus(workflowId);
           expect(shown).toMatchObject({ workflowId, stepId: 'restart', planHash: pending!.planHash });
 
-          const press = (user: string, actionId = 'runbook_approve') => ({ type: 'block_actions', user: { id: user }, trigger_id: `trigger-${user}`, channel: { id: 'C0OPS' }, actions: [{ action_id: actionId, value: JSON.stringify(shown) }] });
+          const press = (user: string, actionId = 'runbook_approve') => ({
+            type: 'block_actions',
+            user: { id: user },
+            trigger_id: `trigger-${user}`,
+            channel: { id: 'C0OPS' },
+            actions: [{ action_id: actionId, value: JSON.stringify(shown) }],
+          });
           const submit = (user: string, metadata: unknown, reason: string) => ({
             type: 'view_submission',
             user: { id: user },
@@ -96,7 +102,9 @@ describe('Slack approvals', () => {
           // A Slack user no approver maps to: told so, nothing opened.
           const before = slack.calls.length;
           expect((await post(press('U0NOBODY'))).status).toBe(200);
-          expect(callsOf('chat.postEphemeral', before)).toEqual([expect.objectContaining({ args: expect.objectContaining({ user: 'U0NOBODY', text: expect.stringMatching(/^Slack user U0NOBODY is not a configured approver/) }) })]);
+          expect(callsOf('chat.postEphemeral', before)).toEqual([
+            expect.objectContaining({ args: expect.objectContaining({ user: 'U0NOBODY', text: expect.stringMatching(/^Slack user U0NOBODY is not a configured approver/) }) }),
+          ]);
           expect(callsOf('views.open').length).toBe(opened);
 
           // bob presses Approve: a modal asks for the reason and remembers exactly the plan shown.

@@ -52,7 +52,13 @@ describe('worker process (workers/main.ts)', () => {
   });
 
   test('without approver keys the worker warns loudly that approvals are unverified', async () => {
-    const worker = startScript('workers/main.ts', { ...process.env, ...env, TEMPORAL_TASK_QUEUE: `worker-process-${randomUUID()}`, WORKER_METRICS_PORT: '0', RUNBOOK_APPROVERS: '[{"id":"bob","roles":["l2"]}]' });
+    const worker = startScript('workers/main.ts', {
+      ...process.env,
+      ...env,
+      TEMPORAL_TASK_QUEUE: `worker-process-${randomUUID()}`,
+      WORKER_METRICS_PORT: '0',
+      RUNBOOK_APPROVERS: '[{"id":"bob","roles":["l2"]}]',
+    });
     try {
       const warning = JSON.parse(await worker.waitForLine((line) => line.includes('APPROVALS ARE UNVERIFIED')));
       expect(warning).toMatchObject({ level: 'WARN', message: expect.stringMatching(/anyone who can reach Temporal can approve as anyone/) });

@@ -30,9 +30,7 @@ export function buildKubeConfig(kubernetes: NonNullable<RunbookConfig['kubernete
 
 /** Builds the real clients for every configured target. Connections are lazy: a down target fails its checks, not the worker. */
 export function buildDependencies(config: RunbookConfig, logger: Logger, temporalClient?: Client): BuiltDependencies {
-  const pool = config.postgres
-    ? new Pool({ connectionString: config.postgres.url, max: 5, connectionTimeoutMillis: 5000, idleTimeoutMillis: 30_000, application_name: 'runbook-worker' })
-    : undefined;
+  const pool = config.postgres ? new Pool({ connectionString: config.postgres.url, max: 5, connectionTimeoutMillis: 5000, idleTimeoutMillis: 30_000, application_name: 'runbook-worker' }) : undefined;
   pool?.on('error', (err) => logger.warn('PostgreSQL pool client error', { error: err.message }));
 
   const redis = config.redis

@@ -53,10 +53,7 @@ export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<
   const input = validateInput('applyNetworkPolicy', applyNetworkPolicyInput, raw);
   const { namespace, policy } = input;
   const where = `${namespace}/${policy}`;
-  const run = await RunbookRun.begin(
-    { name: 'applyNetworkPolicy', kind: 'security', target: where, ...runFields(input) },
-    3,
-  );
+  const run = await RunbookRun.begin({ name: 'applyNetworkPolicy', kind: 'security', target: where, ...runFields(input) }, 3);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: policy, what: 'policy' }] });
 
   // The manual's object, field for field; only names, labels and ports come from the input.
@@ -93,7 +90,8 @@ export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<
   );
   const warnings = [
     selectedPods.app === 0 && `no pod matches ${app}: the policy restricts nothing yet`,
-    selectedPods.ingressController === 0 && `no pod in ${namespace} matches ${ingressController}: the app would accept no ingress traffic (the manual's podSelector only matches pods of the same namespace)`,
+    selectedPods.ingressController === 0 &&
+      `no pod in ${namespace} matches ${ingressController}: the app would accept no ingress traffic (the manual's podSelector only matches pods of the same namespace)`,
     selectedPods.postgres === 0 && `no pod matches ${postgres}`,
     selectedPods.redis === 0 && `no pod matches ${redis}`,
   ].filter((w): w is string => typeof w === 'string');
@@ -136,7 +134,11 @@ export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<
 
   const planText = run.plannedStep('apply-policy')?.change.summary ?? 'no plan';
   const drift: FieldChange[] = planned?.action === 'configured' ? planned.changes : [];
-  const verification = live ? (live.matches ? 'live spec verified equal to the desired spec' : `verification FAILED: ${live.exists ? live.differences.map(changeText).join(', ') : 'not found'}`) : 'not verified';
+  const verification = live
+    ? live.matches
+      ? 'live spec verified equal to the desired spec'
+      : `verification FAILED: ${live.exists ? live.differences.map(changeText).join(', ') : 'not found'}`
+    : 'not verified';
   const summary =
     input.mode === 'plan'
       ? `plan: ${planText}`

@@ -27,7 +27,10 @@ function describeCert(c: CertificateSummary | undefined): string {
 
 function describeEvents(events: EventSummary[]): string {
   if (events.length === 0) return 'no events';
-  return events.slice(-5).map((e) => `${e.type} ${e.reason}${e.count > 1 ? ` x${e.count}` : ''}: ${e.message}`).join(' | ');
+  return events
+    .slice(-5)
+    .map((e) => `${e.type} ${e.reason}${e.count > 1 ? ` x${e.count}` : ''}: ${e.message}`)
+    .join(' | ');
 }
 
 function isNotFound(err: unknown): boolean {
@@ -44,10 +47,7 @@ function isNotFound(err: unknown): boolean {
 export async function certificateExpiry(raw: CertificateExpiryInput): Promise<CertificateExpiryResult> {
   const input = validateInput('certificateExpiry', certificateExpiryInput, raw);
   const { namespace, certificate, ingress } = input;
-  const run = await RunbookRun.begin(
-    { name: 'certificateExpiry', kind: 'fault', target: `${namespace}/${certificate}`, ...runFields(input) },
-    input.certManager ? 7 : 6,
-  );
+  const run = await RunbookRun.begin({ name: 'certificateExpiry', kind: 'fault', target: `${namespace}/${certificate}`, ...runFields(input) }, input.certManager ? 7 : 6);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     names: [
@@ -58,15 +58,37 @@ export async function certificateExpiry(raw: CertificateExpiryInput): Promise<Ce
 
   const readCertificate = () => read.getCertificate({ namespace, name: certificate }).catch((err: unknown) => (isNotFound(err) ? undefined : Promise.reject(err)));
   const before = await run.read('certificate', `Certificate ${certificate}: status, conditions, validity`, readCertificate, describeCert);
-  const events = await run.read('certificate-events', `Events of Certificate ${certificate}`, () => read.getObjectEvents({ namespace, kind: 'Certificate', name: certificate, limit: 20 }), (e) => describeEvents(e.events));
-  const ing = (await run.read('ingress', `Ingress ${ingress}`, () => read.listIngresses({ namespace, name: ingress }), (r) => {
-    const i = r.ingresses[0];
-    return i ? `hosts ${i.hosts.join(', ')}; tls ${i.tls.map((t) => `${t.secretName ?? '?'} for ${t.hosts.join(', ')}`).join('; ') || 'none'}; issuer annotation ${i.annotations['cert-manager.io/cluster-issuer'] ?? i.annotations['cert-manager.io/issuer'] ?? 'none'}` : 'not found';
-  })).ingresses[0]!;
+  const events = await run.read(
+    'certificate-events',
+    `Events of Certificate ${certificate}`,
+    () => read.getObjectEvents({ namespace, kind: 'Certificate', name: certificate, limit: 20 }),
+    (e) => describeEvents(e.events),
+  );
+  const ing = (
+    await run.read(
+      'ingress',
+      `Ingress ${ingress}`,
+      () => read.listIngresses({ namespace, name: ingress }),
+      (r) => {
+        const i = r.ingresses[0];
+        return i
+          ? `hosts ${i.hosts.join(', ')}; tls ${i.tls.map((t) => `${t.secretName ?? '?'} for ${t.hosts.join(', ')}`).join('; ') || 'none'}; issuer annotation ${i.annotations['cert-manager.io/cluster-issuer'] ?? i.annotations['cert-manager.io/issuer'] ?? 'none'}`
+          : 'not found';
+      },
+    )
+  ).ingresses[0]!;
   if (input.certManager) {
     const { namespace: cmNamespace, deployment } = input.certManager;
-    await run.read('cert-manager-logs', `Logs of ${cmNamespace}/${deployment}`, () => read.getContainerLogs({ namespace: cmNamespace, deployment, tailLines: 200, maxBytes: 16_384 }), (l) =>
-      l.text.split('\n').filter((line) => line.includes(certificate)).slice(-5).join(' | ') || `${l.lines} lines, none about ${certificate}`,
+    await run.read(
+      'cert-manager-logs',
+      `Logs of ${cmNamespace}/${deployment}`,
+      () => read.getContainerLogs({ namespace: cmNamespace, deployment, tailLines: 200, maxBytes: 16_384 }),
+      (l) =>
+        l.text
+          .split('\n')
+          .filter((line) => line.includes(certificate))
+          .slice(-5)
+          .join(' | ') || `${l.lines} lines, none about ${certificate}`,
     );
   }
 
@@ -133,23 +155,29 @@ export async function certificateExpiry(raw: CertificateExpiryInput): Promise<Ce
   let evidence = '';
   if (input.mode === 'execute' && reapplied === 'failed') {
     const now = await run.read('evidence-certificate', `Certificate ${certificate} after the deadline`, readCertificate, describeCert);
-    const nowEvents = await run.read('evidence-events', `Events of Certificate ${certificate} after the deadline`, () => read.getObjectEvents({ namespace, kind: 'Certificate', name: certificate, limit: 20 }), (e) => describeEvents(e.events));
+    const nowEvents = await run.read(
+      'evidence-events',
+      `Events of Certificate ${certificate} after the deadline`,
+      () => read.getObjectEvents({ namespace, kind: 'Certificate', name: certificate, limit: 20 }),
+      (e) => describeEvents(e.events),
+    );
     evidence = `Not Ready within ${input.readyTimeoutSeconds}s. Certificate now: ${describeCert(now)}. Conditions: ${now ? `Ready=${now.ready ? 'True' : 'False'} reason ${now.readyReason ?? 'none'} message "${now.readyMessage ?? ''}"` : 'none (not re-created by cert-manager)'}. Events: ${describeEvents(nowEvents.events)}.`;
   } else if (input.mode === 'execute' && reapplied === 'applied') {
     after = await run.read('verify', `Certificate ${certificate} after re-issue`, readCertificate, describeCert);
   }
 
-  const result = await run.finish(
-    `certificate ${certificate} ${state}${after ? `; now ${describeCert(after)}` : ''}${evidence ? '; not Ready before the deadline' : ''}`,
-    {
-      impact: state === 'healthy' ? `Certificate ${certificate} is valid (${before?.daysUntilExpiry} days left); no impact.` : `HTTPS on ${ing.hosts.join(', ') || ingress} serves ${state === 'expired' ? 'an expired' : state === 'expiring' ? 'a soon-expiring' : 'a missing or unready'} certificate (${certificate}, secret ${before?.secretName ?? ing.tls[0]?.secretName ?? '?'}); clients may refuse the connection.`,
-      rootCause: `Certificate ${certificate}: ${describeCert(before)}. Events: ${describeEvents(events.events)}.${evidence ? ` ${evidence}` : ''}`,
-      solution:
-        state === 'healthy'
-          ? 'Nothing to do.'
-          : `Certificate ${certificate} deleted and Ingress ${ingress} re-applied (server-side apply) so cert-manager issues it again; waited up to ${input.readyTimeoutSeconds}s for Ready: ${after?.ready ? `Ready, notAfter ${after.notAfter}` : reapplied === 'failed' ? 'never Ready (see root cause for the conditions and events); check the issuer, ACME challenges and cert-manager logs' : 'not done'}.`,
-      prevention: 'Alert when a Certificate is not Ready or has fewer than 14 days left (certmanager_certificate_expiration_timestamp_seconds); keep renewBefore well above the alert window; watch cert-manager and issuer health.',
-    },
-  );
+  const result = await run.finish(`certificate ${certificate} ${state}${after ? `; now ${describeCert(after)}` : ''}${evidence ? '; not Ready before the deadline' : ''}`, {
+    impact:
+      state === 'healthy'
+        ? `Certificate ${certificate} is valid (${before?.daysUntilExpiry} days left); no impact.`
+        : `HTTPS on ${ing.hosts.join(', ') || ingress} serves ${state === 'expired' ? 'an expired' : state === 'expiring' ? 'a soon-expiring' : 'a missing or unready'} certificate (${certificate}, secret ${before?.secretName ?? ing.tls[0]?.secretName ?? '?'}); clients may refuse the connection.`,
+    rootCause: `Certificate ${certificate}: ${describeCert(before)}. Events: ${describeEvents(events.events)}.${evidence ? ` ${evidence}` : ''}`,
+    solution:
+      state === 'healthy'
+        ? 'Nothing to do.'
+        : `Certificate ${certificate} deleted and Ingress ${ingress} re-applied (server-side apply) so cert-manager issues it again; waited up to ${input.readyTimeoutSeconds}s for Ready: ${after?.ready ? `Ready, notAfter ${after.notAfter}` : reapplied === 'failed' ? 'never Ready (see root cause for the conditions and events); check the issuer, ACME challenges and cert-manager logs' : 'not done'}.`,
+    prevention:
+      'Alert when a Certificate is not Ready or has fewer than 14 days left (certmanager_certificate_expiration_timestamp_seconds); keep renewBefore well above the alert window; watch cert-manager and issuer health.',
+  });
   return { ...result, state, ...(before ? { before } : {}), ...(after ? { after } : {}) };
 }

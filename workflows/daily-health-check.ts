@@ -32,230 +32,258 @@ export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<Dail
   const now = Date.now();
 
   // 系统健康检查
-  if (selected.has('pods')) await checklist.check('pods', '系统健康检查 / Pods', `Pods in ${namespace}`, async (row) => {
-    const { pods, counts } = await read.listPodSummaries({ namespace });
-    const notReady = pods.filter((p) => !p.ready && !p.terminating);
-    const crashLooping = pods.filter((p) => p.waitingReason === 'CrashLoopBackOff');
-    const oomKilled = pods.filter((p) => p.lastTerminationReason === 'OOMKilled');
-    const mostRestarts = [...pods].sort((a, b) => b.restarts - a.restarts)[0];
-    return [
-      row({
-        id: 'pods.ready',
-        title: 'Pods running and ready',
-        status: counts.total > 0 && notReady.length === 0 ? 'PASS' : 'FAIL',
-        value: `${counts.ready} of ${counts.total} ready`,
-        threshold: 'all ready',
-        detail: counts.total === 0 ? `no pods in ${namespace}` : notReady.length > 0 ? `not ready: ${listed(notReady.map((p) => `${p.name} (${p.waitingReason ?? p.phase})`))}` : 'every pod is Running and Ready',
-      }),
-      row({
-        id: 'pods.crash-loop',
-        title: 'Pods in CrashLoopBackOff',
-        status: crashLooping.length === 0 ? 'PASS' : 'FAIL',
-        value: String(crashLooping.length),
-        threshold: '0',
-        detail: crashLooping.length > 0 ? `crash-looping: ${listed(crashLooping.map((p) => `${p.name} (${p.restarts} restarts)`))}; run podCrashLoop` : 'none',
-      }),
-      row({
-        id: 'pods.oom-killed',
-        title: 'Pods last killed by OOM',
-        status: oomKilled.length === 0 ? 'PASS' : 'WARN',
-        value: String(oomKilled.length),
-        threshold: '0',
-        detail: oomKilled.length > 0 ? `OOMKilled last time: ${listed(oomKilled.map((p) => p.name))}; memory limit too low?` : 'none',
-      }),
-      row({
-        id: 'pods.restarts',
-        title: 'Most restarts of one pod',
-        status: atMost(mostRestarts?.restarts ?? 0, t.podRestarts, 'WARN'),
-        value: String(mostRestarts?.restarts ?? 0),
-        threshold: `<= ${t.podRestarts}`,
-        detail: mostRestarts && mostRestarts.restarts > 0 ? `${mostRestarts.name}` : 'no restarts',
-      }),
-    ];
-  });
-
-  if (selected.has('services')) await checklist.check('services', '系统健康检查 / Services', `Services in ${namespace} have endpoints`, async (row) => {
-    const { services } = await read.listServices({ namespace });
-    return services.map((s) => {
-      const selects = s.selector !== undefined && Object.keys(s.selector).length > 0;
-      return row({
-        id: `services.${s.name}`,
-        title: `Service ${s.name} endpoints`,
-        status: !selects || s.readyEndpoints > 0 ? 'PASS' : 'FAIL',
-        value: `${s.readyEndpoints} ready, ${s.notReadyEndpoints} not ready`,
-        threshold: '>= 1 ready',
-        detail: !selects ? 'no selector: endpoints are managed outside Kubernetes' : s.readyEndpoints > 0 ? `ports ${s.ports.join(', ')}` : 'no ready endpoint: the Service sends traffic nowhere',
-      });
-    });
-  });
-
-  if (selected.has('ingress')) await checklist.check('ingress', '系统健康检查 / Ingress', `Ingress in ${namespace}: address and TLS secret`, async (row) => {
-    const [{ ingresses }, snapshot] = await Promise.all([read.listIngresses({ namespace }), read.snapshotNamespaceConfig({ namespace })]);
-    const tlsSecrets = new Map(snapshot.secrets.map((s) => [s.name, s]));
-    return ingresses.flatMap((ing): CheckRow[] => {
-      const secretNames = ing.tls.flatMap((t) => (t.secretName ? [t.secretName] : []));
-      const missing = secretNames.filter((name) => !['tls.crt', 'tls.key'].every((key) => tlsSecrets.get(name)?.keys.includes(key)));
+  if (selected.has('pods'))
+    await checklist.check('pods', '系统健康检查 / Pods', `Pods in ${namespace}`, async (row) => {
+      const { pods, counts } = await read.listPodSummaries({ namespace });
+      const notReady = pods.filter((p) => !p.ready && !p.terminating);
+      const crashLooping = pods.filter((p) => p.waitingReason === 'CrashLoopBackOff');
+      const oomKilled = pods.filter((p) => p.lastTerminationReason === 'OOMKilled');
+      const mostRestarts = [...pods].sort((a, b) => b.restarts - a.restarts)[0];
       return [
         row({
-          id: `ingress.${ing.name}.address`,
-          title: `Ingress ${ing.name} address`,
-          status: ing.addresses.length > 0 ? 'PASS' : 'FAIL',
-          value: ing.addresses.join(', ') || 'none',
-          threshold: 'an address',
-          detail: ing.addresses.length > 0 ? `hosts ${ing.hosts.join(', ')}` : 'no load balancer address: the ingress controller has not admitted it',
+          id: 'pods.ready',
+          title: 'Pods running and ready',
+          status: counts.total > 0 && notReady.length === 0 ? 'PASS' : 'FAIL',
+          value: `${counts.ready} of ${counts.total} ready`,
+          threshold: 'all ready',
+          detail:
+            counts.total === 0
+              ? `no pods in ${namespace}`
+              : notReady.length > 0
+                ? `not ready: ${listed(notReady.map((p) => `${p.name} (${p.waitingReason ?? p.phase})`))}`
+                : 'every pod is Running and Ready',
         }),
         row({
-          id: `ingress.${ing.name}.tls`,
-          title: `Ingress ${ing.name} TLS secret`,
-          status: secretNames.length === 0 ? 'WARN' : missing.length === 0 ? 'PASS' : 'FAIL',
-          value: secretNames.join(', ') || 'no TLS',
-          threshold: 'secret with tls.crt and tls.key',
-          detail: secretNames.length === 0 ? 'served without TLS' : missing.length > 0 ? `missing or incomplete: ${missing.join(', ')}` : 'present',
+          id: 'pods.crash-loop',
+          title: 'Pods in CrashLoopBackOff',
+          status: crashLooping.length === 0 ? 'PASS' : 'FAIL',
+          value: String(crashLooping.length),
+          threshold: '0',
+          detail: crashLooping.length > 0 ? `crash-looping: ${listed(crashLooping.map((p) => `${p.name} (${p.restarts} restarts)`))}; run podCrashLoop` : 'none',
+        }),
+        row({
+          id: 'pods.oom-killed',
+          title: 'Pods last killed by OOM',
+          status: oomKilled.length === 0 ? 'PASS' : 'WARN',
+          value: String(oomKilled.length),
+          threshold: '0',
+          detail: oomKilled.length > 0 ? `OOMKilled last time: ${listed(oomKilled.map((p) => p.name))}; memory limit too low?` : 'none',
+        }),
+        row({
+          id: 'pods.restarts',
+          title: 'Most restarts of one pod',
+          status: atMost(mostRestarts?.restarts ?? 0, t.podRestarts, 'WARN'),
+          value: String(mostRestarts?.restarts ?? 0),
+          threshold: `<= ${t.podRestarts}`,
+          detail: mostRestarts && mostRestarts.restarts > 0 ? `${mostRestarts.name}` : 'no restarts',
         }),
       ];
     });
-  });
 
-  if (selected.has('hpa')) await checklist.check('hpa', '系统健康检查 / HPA', `HorizontalPodAutoscalers in ${namespace}`, async (row) => {
-    const { autoscalers } = await read.listHorizontalPodAutoscalers({ namespace });
-    return autoscalers.map((h) =>
-      row({
-        id: `hpa.${h.name}`,
-        title: `HPA ${h.name} replicas`,
-        status: h.atMax ? 'WARN' : 'PASS',
-        value: `${h.currentReplicas} current, ${h.desiredReplicas} desired`,
-        threshold: `< max ${h.maxReplicas}`,
-        detail: h.atMax ? `at its maximum: ${h.target} cannot scale further; raise maxReplicas or find the load` : `${h.target}, ${h.metrics.join(', ') || 'no metrics'}`,
-      }),
-    );
-  });
+  if (selected.has('services'))
+    await checklist.check('services', '系统健康检查 / Services', `Services in ${namespace} have endpoints`, async (row) => {
+      const { services } = await read.listServices({ namespace });
+      return services.map((s) => {
+        const selects = s.selector !== undefined && Object.keys(s.selector).length > 0;
+        return row({
+          id: `services.${s.name}`,
+          title: `Service ${s.name} endpoints`,
+          status: !selects || s.readyEndpoints > 0 ? 'PASS' : 'FAIL',
+          value: `${s.readyEndpoints} ready, ${s.notReadyEndpoints} not ready`,
+          threshold: '>= 1 ready',
+          detail: !selects ? 'no selector: endpoints are managed outside Kubernetes' : s.readyEndpoints > 0 ? `ports ${s.ports.join(', ')}` : 'no ready endpoint: the Service sends traffic nowhere',
+        });
+      });
+    });
 
-  if (selected.has('pvc')) await checklist.check('pvc', '系统健康检查 / PVC', `PersistentVolumeClaims in ${namespace}`, async (row) => {
-    const { claims } = await read.listPersistentVolumeClaims({ namespace });
-    return claims.map((c) =>
-      row({
-        id: `pvc.${c.name}`,
-        title: `PVC ${c.name}`,
-        status: c.phase === 'Bound' ? 'PASS' : 'FAIL',
-        value: `${c.phase}, ${c.capacity ?? c.requested ?? 'unknown size'}`,
-        threshold: 'Bound',
-        detail: c.phase === 'Bound' ? `StorageClass ${c.storageClass ?? '(none)'}` : `not bound: nothing backs it (StorageClass ${c.storageClass ?? '(none)'})`,
-      }),
-    );
-  });
+  if (selected.has('ingress'))
+    await checklist.check('ingress', '系统健康检查 / Ingress', `Ingress in ${namespace}: address and TLS secret`, async (row) => {
+      const [{ ingresses }, snapshot] = await Promise.all([read.listIngresses({ namespace }), read.snapshotNamespaceConfig({ namespace })]);
+      const tlsSecrets = new Map(snapshot.secrets.map((s) => [s.name, s]));
+      return ingresses.flatMap((ing): CheckRow[] => {
+        const secretNames = ing.tls.flatMap((t) => (t.secretName ? [t.secretName] : []));
+        const missing = secretNames.filter((name) => !['tls.crt', 'tls.key'].every((key) => tlsSecrets.get(name)?.keys.includes(key)));
+        return [
+          row({
+            id: `ingress.${ing.name}.address`,
+            title: `Ingress ${ing.name} address`,
+            status: ing.addresses.length > 0 ? 'PASS' : 'FAIL',
+            value: ing.addresses.join(', ') || 'none',
+            threshold: 'an address',
+            detail: ing.addresses.length > 0 ? `hosts ${ing.hosts.join(', ')}` : 'no load balancer address: the ingress controller has not admitted it',
+          }),
+          row({
+            id: `ingress.${ing.name}.tls`,
+            title: `Ingress ${ing.name} TLS secret`,
+            status: secretNames.length === 0 ? 'WARN' : missing.length === 0 ? 'PASS' : 'FAIL',
+            value: secretNames.join(', ') || 'no TLS',
+            threshold: 'secret with tls.crt and tls.key',
+            detail: secretNames.length === 0 ? 'served without TLS' : missing.length > 0 ? `missing or incomplete: ${missing.join(', ')}` : 'present',
+          }),
+        ];
+      });
+    });
+
+  if (selected.has('hpa'))
+    await checklist.check('hpa', '系统健康检查 / HPA', `HorizontalPodAutoscalers in ${namespace}`, async (row) => {
+      const { autoscalers } = await read.listHorizontalPodAutoscalers({ namespace });
+      return autoscalers.map((h) =>
+        row({
+          id: `hpa.${h.name}`,
+          title: `HPA ${h.name} replicas`,
+          status: h.atMax ? 'WARN' : 'PASS',
+          value: `${h.currentReplicas} current, ${h.desiredReplicas} desired`,
+          threshold: `< max ${h.maxReplicas}`,
+          detail: h.atMax ? `at its maximum: ${h.target} cannot scale further; raise maxReplicas or find the load` : `${h.target}, ${h.metrics.join(', ') || 'no metrics'}`,
+        }),
+      );
+    });
+
+  if (selected.has('pvc'))
+    await checklist.check('pvc', '系统健康检查 / PVC', `PersistentVolumeClaims in ${namespace}`, async (row) => {
+      const { claims } = await read.listPersistentVolumeClaims({ namespace });
+      return claims.map((c) =>
+        row({
+          id: `pvc.${c.name}`,
+          title: `PVC ${c.name}`,
+          status: c.phase === 'Bound' ? 'PASS' : 'FAIL',
+          value: `${c.phase}, ${c.capacity ?? c.requested ?? 'unknown size'}`,
+          threshold: 'Bound',
+          detail: c.phase === 'Bound' ? `StorageClass ${c.storageClass ?? '(none)'}` : `not bound: nothing backs it (StorageClass ${c.storageClass ?? '(none)'})`,
+        }),
+      );
+    });
 
   // 资源使用检查
-  if (selected.has('usage')) await checklist.check('usage', '资源使用检查', 'Pod and node usage (metrics API)', async (row) => {
-    const [podUsage, nodeUsage] = await Promise.all([read.getPodUsage({ namespace }), read.getNodeUsage()]);
-    const rows: CheckRow[] = [];
-    if (!podUsage.available) {
-      rows.push(row({ id: 'usage.pods', title: 'Pod usage', status: 'WARN', value: 'unavailable', detail: podUsage.reason }));
-    } else {
-      for (const [resource, limit] of [['cpu', t.cpuPercent], ['memory', t.memoryPercent]] as const) {
-        const { top } = sharesOfLimit(podUsage.pods, resource);
-        rows.push(
-          row({
-            id: `usage.pods.${resource}`,
-            title: `Highest pod ${resource} use of its limit`,
-            status: top ? atMost(top.percent, limit, 'WARN') : 'PASS',
-            value: top ? `${top.percent}%` : 'no limits set',
-            threshold: `<= ${limit}%`,
-            detail: top ? top.where : `${podUsage.pods.length} pods measured`,
-          }),
-        );
+  if (selected.has('usage'))
+    await checklist.check('usage', '资源使用检查', 'Pod and node usage (metrics API)', async (row) => {
+      const [podUsage, nodeUsage] = await Promise.all([read.getPodUsage({ namespace }), read.getNodeUsage()]);
+      const rows: CheckRow[] = [];
+      if (!podUsage.available) {
+        rows.push(row({ id: 'usage.pods', title: 'Pod usage', status: 'WARN', value: 'unavailable', detail: podUsage.reason }));
+      } else {
+        for (const [resource, limit] of [
+          ['cpu', t.cpuPercent],
+          ['memory', t.memoryPercent],
+        ] as const) {
+          const { top } = sharesOfLimit(podUsage.pods, resource);
+          rows.push(
+            row({
+              id: `usage.pods.${resource}`,
+              title: `Highest pod ${resource} use of its limit`,
+              status: top ? atMost(top.percent, limit, 'WARN') : 'PASS',
+              value: top ? `${top.percent}%` : 'no limits set',
+              threshold: `<= ${limit}%`,
+              detail: top ? top.where : `${podUsage.pods.length} pods measured`,
+            }),
+          );
+        }
       }
-    }
-    if (!nodeUsage.available) {
-      rows.push(row({ id: 'usage.nodes', title: 'Node usage', status: 'WARN', value: 'unavailable', detail: nodeUsage.reason }));
-    } else {
-      for (const [resource, limit] of [['cpu', t.cpuPercent], ['memory', t.memoryPercent]] as const) {
-        const top = [...nodeUsage.nodes].filter((n) => (resource === 'cpu' ? n.cpuPercent : n.memoryPercent) !== undefined).sort((a, b) => (resource === 'cpu' ? b.cpuPercent! - a.cpuPercent! : b.memoryPercent! - a.memoryPercent!))[0];
-        const percent = top && (resource === 'cpu' ? top.cpuPercent! : top.memoryPercent!);
-        rows.push(
-          row({
-            id: `usage.nodes.${resource}`,
-            title: `Highest node ${resource} use`,
-            status: top ? atMost(percent!, limit, 'WARN') : 'WARN',
-            value: top ? `${percent}%` : 'unknown',
-            threshold: `<= ${limit}%`,
-            detail: top ? top.name : 'no node reports allocatable resources',
-          }),
-        );
+      if (!nodeUsage.available) {
+        rows.push(row({ id: 'usage.nodes', title: 'Node usage', status: 'WARN', value: 'unavailable', detail: nodeUsage.reason }));
+      } else {
+        for (const [resource, limit] of [
+          ['cpu', t.cpuPercent],
+          ['memory', t.memoryPercent],
+        ] as const) {
+          const top = [...nodeUsage.nodes]
+            .filter((n) => (resource === 'cpu' ? n.cpuPercent : n.memoryPercent) !== undefined)
+            .sort((a, b) => (resource === 'cpu' ? b.cpuPercent! - a.cpuPercent! : b.memoryPercent! - a.memoryPercent!))[0];
+          const percent = top && (resource === 'cpu' ? top.cpuPercent! : top.memoryPercent!);
+          rows.push(
+            row({
+              id: `usage.nodes.${resource}`,
+              title: `Highest node ${resource} use`,
+              status: top ? atMost(percent!, limit, 'WARN') : 'WARN',
+              value: top ? `${percent}%` : 'unknown',
+              threshold: `<= ${limit}%`,
+              detail: top ? top.name : 'no node reports allocatable resources',
+            }),
+          );
+        }
       }
-    }
-    return rows;
-  });
+      return rows;
+    });
 
-  if (selected.has('database-volume')) await checklist.check('database-volume', '资源使用检查', `Database volume (df -h ${input.dataDir})`, async (row) => {
-    const result = await slow.execInPod({ namespace, deployment: input.databaseDeployment, command: ['df', '-h', input.dataDir], timeoutSeconds: 60, maxOutputBytes: 65_536 });
-    const line = dfLine(input.dataDir, result);
-    const percent = dfUsePercent(line);
-    return [
-      row({
-        id: 'disk.database',
-        title: 'Database volume use',
-        status: percent === undefined ? 'WARN' : atMost(percent, t.diskPercent),
-        value: percent === undefined ? 'unknown' : `${percent}%`,
-        threshold: `<= ${t.diskPercent}%`,
-        detail: percent === undefined ? `no Use% in "${line}"` : percent > t.diskPercent ? `${line}; run diskPressure` : line,
-      }),
-    ];
-  });
+  if (selected.has('database-volume'))
+    await checklist.check('database-volume', '资源使用检查', `Database volume (df -h ${input.dataDir})`, async (row) => {
+      const result = await slow.execInPod({ namespace, deployment: input.databaseDeployment, command: ['df', '-h', input.dataDir], timeoutSeconds: 60, maxOutputBytes: 65_536 });
+      const line = dfLine(input.dataDir, result);
+      const percent = dfUsePercent(line);
+      return [
+        row({
+          id: 'disk.database',
+          title: 'Database volume use',
+          status: percent === undefined ? 'WARN' : atMost(percent, t.diskPercent),
+          value: percent === undefined ? 'unknown' : `${percent}%`,
+          threshold: `<= ${t.diskPercent}%`,
+          detail: percent === undefined ? `no Use% in "${line}"` : percent > t.diskPercent ? `${line}; run diskPressure` : line,
+        }),
+      ];
+    });
 
   // 日志检查
-  if (selected.has('logs')) await checklist.check('logs', '日志检查', 'ERROR lines in the latest logs', async (row) => {
-    const tail = (deployment: string, tailLines: number) => read.getContainerLogs({ namespace, deployment, tailLines, maxBytes: 262_144 });
-    const [app, database, redis] = await Promise.all([tail(input.appDeployment, input.appLogLines), tail(input.databaseDeployment, input.serviceLogLines), tail(input.redisDeployment, input.serviceLogLines)]);
-    const appErrors = countLines(app.text, /\bERROR\b/);
-    const serviceRow = (id: string, name: string, logs: typeof database) => {
-      const problems = countLines(logs.text, /\b(ERROR|FATAL|PANIC)\b/);
-      return row({
-        id,
-        title: `${name} errors in the last ${input.serviceLogLines} lines`,
-        status: problems.count === 0 ? 'PASS' : 'WARN',
-        value: String(problems.count),
-        threshold: '0',
-        detail: problems.count > 0 ? `${logs.pod}: ${problems.first}` : `${logs.pod}: ${logs.lines} lines read`,
-      });
-    };
-    return [
-      row({
-        id: 'logs.app-errors',
-        title: `App ERROR lines in the last ${input.appLogLines}`,
-        status: atMost(appErrors.count, t.errorLogLines),
-        value: String(appErrors.count),
-        threshold: `<= ${t.errorLogLines}`,
-        detail: appErrors.count > 0 ? `${app.pod}: ${appErrors.first}` : `${app.pod}: ${app.lines} lines read`,
-      }),
-      serviceRow('logs.database', 'Database', database),
-      serviceRow('logs.redis', 'Redis', redis),
-    ];
-  });
+  if (selected.has('logs'))
+    await checklist.check('logs', '日志检查', 'ERROR lines in the latest logs', async (row) => {
+      const tail = (deployment: string, tailLines: number) => read.getContainerLogs({ namespace, deployment, tailLines, maxBytes: 262_144 });
+      const [app, database, redis] = await Promise.all([
+        tail(input.appDeployment, input.appLogLines),
+        tail(input.databaseDeployment, input.serviceLogLines),
+        tail(input.redisDeployment, input.serviceLogLines),
+      ]);
+      const appErrors = countLines(app.text, /\bERROR\b/);
+      const serviceRow = (id: string, name: string, logs: typeof database) => {
+        const problems = countLines(logs.text, /\b(ERROR|FATAL|PANIC)\b/);
+        return row({
+          id,
+          title: `${name} errors in the last ${input.serviceLogLines} lines`,
+          status: problems.count === 0 ? 'PASS' : 'WARN',
+          value: String(problems.count),
+          threshold: '0',
+          detail: problems.count > 0 ? `${logs.pod}: ${problems.first}` : `${logs.pod}: ${logs.lines} lines read`,
+        });
+      };
+      return [
+        row({
+          id: 'logs.app-errors',
+          title: `App ERROR lines in the last ${input.appLogLines}`,
+          status: atMost(appErrors.count, t.errorLogLines),
+          value: String(appErrors.count),
+          threshold: `<= ${t.errorLogLines}`,
+          detail: appErrors.count > 0 ? `${app.pod}: ${appErrors.first}` : `${app.pod}: ${app.lines} lines read`,
+        }),
+        serviceRow('logs.database', 'Database', database),
+        serviceRow('logs.redis', 'Redis', redis),
+      ];
+    });
 
   // 备份验证
-  if (selected.has('backups')) await checklist.check('backups', '备份验证', `Backups under ${backupPrefix}`, async (row) => {
-    const [newest, latest] = await Promise.all([read.listNewestObjects({ prefix: backupPrefix, limit: input.newestBackups }), read.verifyDumpObject({ key: `${backupPrefix}latest.sql` })]);
-    const first = newest.objects[0];
-    const ageHours = first ? hoursBetween(first.lastModified, now) : undefined;
-    return [
-      row({
-        id: 'backups.newest',
-        title: 'Age of the newest backup',
-        status: ageHours === undefined ? 'FAIL' : atMost(ageHours, t.backupMaxAgeHours),
-        value: ageHours === undefined ? 'no backups' : `${ageHours.toFixed(1)} h`,
-        threshold: `<= ${t.backupMaxAgeHours} h`,
-        detail: first ? `newest ${newest.objects.length} of ${newest.total}: ${newest.objects.map((o) => `${o.key} (${o.size} B, ${o.lastModified})`).join(', ')}` : `nothing under ${backupPrefix}: backups are not running`,
-      }),
-      row({
-        id: 'backups.latest',
-        title: `${backupPrefix}latest.sql is a valid dump`,
-        status: latest.exists && latest.valid ? 'PASS' : 'FAIL',
-        value: latest.exists ? `${latest.size} B, ${latest.format ?? 'unknown'} format` : 'missing',
-        threshold: 'non-empty, a pg_dump header',
-        detail: latest.valid ? `written ${latest.lastModified ?? 'at an unknown time'}` : (latest.problem ?? 'missing'),
-      }),
-    ];
-  });
+  if (selected.has('backups'))
+    await checklist.check('backups', '备份验证', `Backups under ${backupPrefix}`, async (row) => {
+      const [newest, latest] = await Promise.all([read.listNewestObjects({ prefix: backupPrefix, limit: input.newestBackups }), read.verifyDumpObject({ key: `${backupPrefix}latest.sql` })]);
+      const first = newest.objects[0];
+      const ageHours = first ? hoursBetween(first.lastModified, now) : undefined;
+      return [
+        row({
+          id: 'backups.newest',
+          title: 'Age of the newest backup',
+          status: ageHours === undefined ? 'FAIL' : atMost(ageHours, t.backupMaxAgeHours),
+          value: ageHours === undefined ? 'no backups' : `${ageHours.toFixed(1)} h`,
+          threshold: `<= ${t.backupMaxAgeHours} h`,
+          detail: first
+            ? `newest ${newest.objects.length} of ${newest.total}: ${newest.objects.map((o) => `${o.key} (${o.size} B, ${o.lastModified})`).join(', ')}`
+            : `nothing under ${backupPrefix}: backups are not running`,
+        }),
+        row({
+          id: 'backups.latest',
+          title: `${backupPrefix}latest.sql is a valid dump`,
+          status: latest.exists && latest.valid ? 'PASS' : 'FAIL',
+          value: latest.exists ? `${latest.size} B, ${latest.format ?? 'unknown'} format` : 'missing',
+          threshold: 'non-empty, a pg_dump header',
+          detail: latest.valid ? `written ${latest.lastModified ?? 'at an unknown time'}` : (latest.problem ?? 'missing'),
+        }),
+      ];
+    });
 
   // Asked for by name only (the latency alert's subset): the weekly review reads it every week.
   if (selected.has('slow-statements')) await checkSlowStatements(checklist, '资源使用检查');

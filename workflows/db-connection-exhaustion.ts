@@ -25,14 +25,17 @@ const percent = (usage: number) => `${Math.round(usage * 100)}%`;
 export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): Promise<DbConnectionExhaustionResult> {
   const input = validateInput('dbConnectionExhaustion', dbConnectionExhaustionInput, raw);
   const { namespace, deployment, database } = input;
-  const run = await RunbookRun.begin(
-    { name: 'dbConnectionExhaustion', kind: 'fault', target: `${namespace}/${deployment}`, ...runFields(input) },
-    5,
-  );
+  const run = await RunbookRun.begin({ name: 'dbConnectionExhaustion', kind: 'fault', target: `${namespace}/${deployment}`, ...runFields(input) }, 5);
   await read.assertTargetsAllowed({ namespaces: [namespace], databases: [database], names: [{ name: deployment, what: 'deployment' }] });
 
-  const stats = await run.read('connection-stats', 'Connections against max_connections', () => read.connectionStats({ database }), (s) =>
-    `${s.total}/${s.maxConnections} (${percent(s.usage)}); ${Object.entries(s.byState).map(([state, n]) => `${state} ${n}`).join(', ')}; oldest idle ${s.oldestIdleSeconds ?? 0}s`,
+  const stats = await run.read(
+    'connection-stats',
+    'Connections against max_connections',
+    () => read.connectionStats({ database }),
+    (s) =>
+      `${s.total}/${s.maxConnections} (${percent(s.usage)}); ${Object.entries(s.byState)
+        .map(([state, n]) => `${state} ${n}`)
+        .join(', ')}; oldest idle ${s.oldestIdleSeconds ?? 0}s`,
   );
 
   await run.change({
@@ -96,17 +99,28 @@ export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): 
     },
   });
 
-  const after = input.mode === 'execute' ? await run.read('verify', 'Connections after the changes', () => read.connectionStats({ database }), (s) => `${s.total}/${s.maxConnections} (${percent(s.usage)})`) : undefined;
+  const after =
+    input.mode === 'execute'
+      ? await run.read(
+          'verify',
+          'Connections after the changes',
+          () => read.connectionStats({ database }),
+          (s) => `${s.total}/${s.maxConnections} (${percent(s.usage)})`,
+        )
+      : undefined;
 
   const top = stats.byApplication[0];
-  const result = await run.finish(
-    `connections ${stats.total}/${stats.maxConnections} before${after ? `, ${after.total}/${after.maxConnections} after` : ''}`,
-    {
-      impact: `${stats.total} of ${stats.maxConnections} connections in use (${percent(stats.usage)}); new connections to ${database} risk being refused.`,
-      rootCause: `Connections by state: ${Object.entries(stats.byState).map(([s, n]) => `${s} ${n}`).join(', ')}; largest client: ${top ? `${top.applicationName || '(no application_name)'} with ${top.count}` : 'none'}; oldest idle ${stats.oldestIdleSeconds ?? 0}s.`,
-      solution: `Idle connections older than ${input.idleOlderThanSeconds}s terminated (at most ${input.maxTerminate}); max_connections raised only with approval and applied by a restart of ${namespace}/${deployment}.`,
-      prevention: 'Pool connections (PgBouncer or smaller per-process pools), set idle_session_timeout / idle_in_transaction_session_timeout, and alert at 80% of max_connections.',
-    },
-  );
-  return { ...result, before: { total: stats.total, maxConnections: stats.maxConnections, usage: stats.usage }, after: after && { total: after.total, maxConnections: after.maxConnections, usage: after.usage } };
+  const result = await run.finish(`connections ${stats.total}/${stats.maxConnections} before${after ? `, ${after.total}/${after.maxConnections} after` : ''}`, {
+    impact: `${stats.total} of ${stats.maxConnections} connections in use (${percent(stats.usage)}); new connections to ${database} risk being refused.`,
+    rootCause: `Connections by state: ${Object.entries(stats.byState)
+      .map(([s, n]) => `${s} ${n}`)
+      .join(', ')}; largest client: ${top ? `${top.applicationName || '(no application_name)'} with ${top.count}` : 'none'}; oldest idle ${stats.oldestIdleSeconds ?? 0}s.`,
+    solution: `Idle connections older than ${input.idleOlderThanSeconds}s terminated (at most ${input.maxTerminate}); max_connections raised only with approval and applied by a restart of ${namespace}/${deployment}.`,
+    prevention: 'Pool connections (PgBouncer or smaller per-process pools), set idle_session_timeout / idle_in_transaction_session_timeout, and alert at 80% of max_connections.',
+  });
+  return {
+    ...result,
+    before: { total: stats.total, maxConnections: stats.maxConnections, usage: stats.usage },
+    after: after && { total: after.total, maxConnections: after.maxConnections, usage: after.usage },
+  };
 }

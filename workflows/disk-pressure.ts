@@ -48,7 +48,12 @@ const kib = (n: number) => (n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)}G
 function diskState(claim: PvcSummary, df: string, largest: DiskUsage['largest'], oldLogs: number, oldBackups: number): DiskPressureState {
   const usePercent = dfUsePercent(df);
   return {
-    pvc: { ...(claim.capacity ? { capacity: claim.capacity } : {}), ...(claim.requested ? { requested: claim.requested } : {}), ...(claim.storageClass ? { storageClass: claim.storageClass } : {}), allowsExpansion: claim.allowsExpansion },
+    pvc: {
+      ...(claim.capacity ? { capacity: claim.capacity } : {}),
+      ...(claim.requested ? { requested: claim.requested } : {}),
+      ...(claim.storageClass ? { storageClass: claim.storageClass } : {}),
+      allowsExpansion: claim.allowsExpansion,
+    },
     disk: { df, ...(usePercent !== undefined ? { usePercent } : {}), largest },
     oldLogs,
     oldBackups,
@@ -67,18 +72,14 @@ const deleteLogsScript = `find "$1" -type f -name '*.log' -mtime +"$2" -print | 
 export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressureResult> {
   const input = validateInput('diskPressure', diskPressureInput, raw);
   const { namespace, deployment, container, pvc, dataDir, logDir, logsOlderThanDays, backupsOlderThanDays, backupPrefix } = input;
-  const run = await RunbookRun.begin(
-    { name: 'diskPressure', kind: 'fault', target: `${namespace}/${pvc}`, ...runFields(input) },
-    9,
-  );
+  const run = await RunbookRun.begin({ name: 'diskPressure', kind: 'fault', target: `${namespace}/${pvc}`, ...runFields(input) }, 9);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     names: [{ name: deployment, what: 'deployment' }, { name: pvc, what: 'persistentvolumeclaim' }, ...(container ? [{ name: container, what: 'container' }] : [])],
   });
   // The workflow's deterministic time: backup ages are measured from it in plan, apply and verify.
   const now = new Date().toISOString();
-  const exec = (command: string[], timeoutSeconds = 120) =>
-    slow.execInPod({ namespace, deployment, ...(container ? { container } : {}), command, timeoutSeconds, maxOutputBytes: 1_048_576 });
+  const exec = (command: string[], timeoutSeconds = 120) => slow.execInPod({ namespace, deployment, ...(container ? { container } : {}), command, timeoutSeconds, maxOutputBytes: 1_048_576 });
   const findOld = ['find', logDir, '-type', 'f', '-name', '*.log', '-mtime', `+${logsOlderThanDays}`];
 
   const readPvc = async (): Promise<PvcSummary> => {
@@ -100,21 +101,35 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
   /** The old log files (at most 200 listed) and how many there are. */
   const readOldLogs = async (): Promise<{ files: string[]; count: number; listTruncated: boolean }> => {
     const r = await exec(findOld);
-    const files = checkedOutput(`find ${logDir}`, r).split('\n').filter((l) => l !== '');
+    const files = checkedOutput(`find ${logDir}`, r)
+      .split('\n')
+      .filter((l) => l !== '');
     return { files: files.slice(0, 200), count: files.length, listTruncated: r.truncated || files.length > 200 };
   };
   const countOf = (x: { count: number }) => x.count;
   const dryBackups = () => read.deleteOldBackups({ prefix: backupPrefix, olderThanDays: backupsOlderThanDays, maxObjects: input.maxBackupsDeleted, dryRun: true, now });
 
   // Diagnosis (read-only).
-  const claim = await run.read('pvc', `PersistentVolumeClaim ${namespace}/${pvc}`, readPvc, (c) =>
-    `${c.phase}, capacity ${c.capacity ?? 'unknown'}, requested ${c.requested ?? 'unknown'}, StorageClass ${c.storageClass ?? '(none)'} (${c.allowsExpansion ? 'allows expansion' : 'does not allow expansion'})`,
+  const claim = await run.read(
+    'pvc',
+    `PersistentVolumeClaim ${namespace}/${pvc}`,
+    readPvc,
+    (c) =>
+      `${c.phase}, capacity ${c.capacity ?? 'unknown'}, requested ${c.requested ?? 'unknown'}, StorageClass ${c.storageClass ?? '(none)'} (${c.allowsExpansion ? 'allows expansion' : 'does not allow expansion'})`,
   );
   const df = await run.read('disk-usage', `df -h ${dataDir}`, readDf, (line) => line);
-  const largest = await run.read('largest-directories', `du -k -d 1 ${dataDir}`, readDu, (l) => l.slice(0, 5).map((d) => `${d.path} ${kib(d.kib)}`).join(', '));
+  const largest = await run.read('largest-directories', `du -k -d 1 ${dataDir}`, readDu, (l) =>
+    l
+      .slice(0, 5)
+      .map((d) => `${d.path} ${kib(d.kib)}`)
+      .join(', '),
+  );
   const oldLogs = await run.read('old-logs', `*.log under ${logDir} older than ${logsOlderThanDays} days`, readOldLogs, (o) => `${countOf(o)} files`);
-  const oldBackups = await run.read('old-backups', `Backups under ${backupPrefix} older than ${backupsOlderThanDays} days`, dryBackups, (b) =>
-    `${b.old} of ${b.scanned} objects older than ${b.cutoff}${b.protected.length ? ` (kept: ${b.protected.join(', ')})` : ''}`,
+  const oldBackups = await run.read(
+    'old-backups',
+    `Backups under ${backupPrefix} older than ${backupsOlderThanDays} days`,
+    dryBackups,
+    (b) => `${b.old} of ${b.scanned} objects older than ${b.cutoff}${b.protected.length ? ` (kept: ${b.protected.join(', ')})` : ''}`,
   );
   const before = diskState(claim, df, largest, countOf(oldLogs), oldBackups.old);
 
@@ -133,7 +148,9 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
     },
     apply: async () => {
       const r = await exec(['sh', '-c', deleteLogsScript, 'sh', logDir, String(logsOlderThanDays), String(input.maxFilesDeleted)], 600);
-      const deleted = checkedOutput(`deleting old logs under ${logDir}`, r).split('\n').filter((l) => l !== '').length;
+      const deleted = checkedOutput(`deleting old logs under ${logDir}`, r)
+        .split('\n')
+        .filter((l) => l !== '').length;
       return `deleted ${deleted} *.log files under ${logDir} older than ${logsOlderThanDays} days${deleted >= input.maxFilesDeleted ? ' (cap reached, files may remain)' : ''}`;
     },
   });
@@ -200,7 +217,11 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
 
   const outcome = (stepId: string) => run.outcomeOf(stepId);
   const solution: string[] = [];
-  solution.push(outcome('delete-old-logs') === 'applied' ? `Log files under ${logDir} older than ${logsOlderThanDays} days deleted (${before.oldLogs} found).` : `Old log files not deleted (${outcome('delete-old-logs')}).`);
+  solution.push(
+    outcome('delete-old-logs') === 'applied'
+      ? `Log files under ${logDir} older than ${logsOlderThanDays} days deleted (${before.oldLogs} found).`
+      : `Old log files not deleted (${outcome('delete-old-logs')}).`,
+  );
   solution.push(
     outcome('expand-pvc') === 'applied'
       ? `PVC ${namespace}/${pvc} expanded ${currentSize} -> ${targetSize}.`
@@ -208,12 +229,21 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
         ? `PVC not expanded: ${expansionRefused}.`
         : `PVC not expanded (${outcome('expand-pvc')}).`,
   );
-  solution.push(outcome('delete-old-backups') === 'applied' ? `${before.oldBackups} backups under ${backupPrefix} older than ${backupsOlderThanDays} days deleted; newer ones and latest.sql kept.` : `Old backups not deleted (${outcome('delete-old-backups')}).`);
+  solution.push(
+    outcome('delete-old-backups') === 'applied'
+      ? `${before.oldBackups} backups under ${backupPrefix} older than ${backupsOlderThanDays} days deleted; newer ones and latest.sql kept.`
+      : `Old backups not deleted (${outcome('delete-old-backups')}).`,
+  );
   const result = await run.finish(
     `volume ${df}; ${before.oldLogs} log files older than ${logsOlderThanDays} days, ${before.oldBackups} backups older than ${backupsOlderThanDays} days; PVC ${currentSize ?? 'unknown'} on ${claim.storageClass ?? '(none)'}${after ? `; after: PVC ${after.pvc.requested}, ${after.oldLogs} old logs, ${after.oldBackups} old backups` : ''}`,
     {
       impact: `The database volume (${namespace}/${pvc}, ${currentSize ?? 'unknown size'}) reports ${df}${before.disk.usePercent !== undefined ? ` (${before.disk.usePercent}% used)` : ''}; when it fills, PostgreSQL stops accepting writes and can shut down.`,
-      rootCause: `Largest directories under ${dataDir}: ${largest.slice(0, 5).map((d) => `${d.path} ${kib(d.kib)}`).join(', ') || 'none'}. ${before.oldLogs} *.log files under ${logDir} are older than ${logsOlderThanDays} days; ${before.oldBackups} backups under ${backupPrefix} are older than ${backupsOlderThanDays} days.${expansionRefused ? ` ${expansionRefused}.` : ''}`,
+      rootCause: `Largest directories under ${dataDir}: ${
+        largest
+          .slice(0, 5)
+          .map((d) => `${d.path} ${kib(d.kib)}`)
+          .join(', ') || 'none'
+      }. ${before.oldLogs} *.log files under ${logDir} are older than ${logsOlderThanDays} days; ${before.oldBackups} backups under ${backupPrefix} are older than ${backupsOlderThanDays} days.${expansionRefused ? ` ${expansionRefused}.` : ''}`,
       solution: solution.join(' '),
       prevention: `Rotate logs (logrotate or the app's own rotation, keep ${logsOlderThanDays} days), apply an S3 lifecycle rule expiring ${backupPrefix} after ${backupsOlderThanDays} days, use a StorageClass that allows expansion for the database, and alert at 80% disk usage.`,
     },

@@ -88,8 +88,7 @@ const amount = (key: 'cpu' | 'memory', value: string | undefined) => (key === 'c
 const boundsText = (b: Bounds) => `min ${b.minReplicas}, max ${b.maxReplicas}`;
 const replicasText = (n: number) => `${n} replica${n === 1 ? '' : 's'}`;
 const sizeText = (s: PreviousSize) => `${replicasText(s.replicas)}${s.autoscaler ? `, HPA ${s.autoscaler.name} ${boundsText(s.autoscaler)}` : ''}`;
-const resourcesText = (r: ContainerResources) =>
-  kinds.map((k) => `${k} ${resourceKeys.map((x) => `${x}=${r[k][x] ?? 'unset'}`).join(' ')}`).join(', ');
+const resourcesText = (r: ContainerResources) => kinds.map((k) => `${k} ${resourceKeys.map((x) => `${x}=${r[k][x] ?? 'unset'}`).join(' ')}`).join(', ');
 
 /** "requests.cpu 100m -> 2, limits.memory 256Mi -> 8Gi": only what differs. */
 function resourceChanges(from: ContainerResources, to: ContainerResources): string {
@@ -120,10 +119,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
   const { namespace, deployment } = input;
   const where = `${namespace}/${deployment}`;
   const action = input.restore ? 'restore' : 'scale';
-  const run = await RunbookRun.begin(
-    { name: 'emergencyScale', kind: 'emergency', target: where, ...runFields(input) },
-    6,
-  );
+  const run = await RunbookRun.begin({ name: 'emergencyScale', kind: 'emergency', target: where, ...runFields(input) }, 6);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }, ...(input.container ? [{ name: input.container, what: 'container' }] : [])] });
   const fail = (message: string, type = 'Refused') => ApplicationFailure.create({ type, nonRetryable: true, message });
 
@@ -139,8 +135,11 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
   };
 
   // Diagnosis (read-only).
-  const spec = await run.read('deployment', `Replicas and resources of ${where}`, readDeployment, (d) =>
-    `${replicasText(d.replicas)}; ${d.containers.map((c) => `${c.name}: ${resourcesText(c.resources)}`).join('; ')}`,
+  const spec = await run.read(
+    'deployment',
+    `Replicas and resources of ${where}`,
+    readDeployment,
+    (d) => `${replicasText(d.replicas)}; ${d.containers.map((c) => `${c.name}: ${resourcesText(c.resources)}`).join('; ')}`,
   );
   const pods = await run.read('pods', `Pods of ${where} (by its selector)`, readPods, (p) => `${p.readyPods}/${p.pods} pods ready`);
   const autoscaler = await run.read('autoscaler', `HorizontalPodAutoscaler targeting ${where}`, readAutoscaler, (a) =>
@@ -155,14 +154,18 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
   const wantsResources = kinds.some((k) => resourceKeys.some((x) => asked[k]?.[x] !== undefined));
   if (action === 'scale') {
     const to = input.replicas!;
-    if (to < spec.replicas) throw fail(`emergency scale refused: ${where} runs ${replicasText(spec.replicas)} and ${to} would scale it down; emergencyScale only scales up (restore: true goes back to the size recorded before a scale-up)`);
+    if (to < spec.replicas)
+      throw fail(
+        `emergency scale refused: ${where} runs ${replicasText(spec.replicas)} and ${to} would scale it down; emergencyScale only scales up (restore: true goes back to the size recorded before a scale-up)`,
+      );
     const problems: string[] = [];
     for (const k of kinds) {
       for (const x of resourceKeys) {
         const value = asked[k]?.[x];
         if (value === undefined) continue;
         const now = current.resources[k][x];
-        if (now === undefined) problems.push(`${k}.${x} is not set on container ${container}; emergencyScale only raises values already set${k === 'limits' ? ' (a new limit would lower "unlimited")' : ''}`);
+        if (now === undefined)
+          problems.push(`${k}.${x} is not set on container ${container}; emergencyScale only raises values already set${k === 'limits' ? ' (a new limit would lower "unlimited")' : ''}`);
         else if (amount(x, now) === undefined) problems.push(`${k}.${x} ${now} of container ${container} cannot be compared`);
         else if (amount(x, value)! < amount(x, now)!) problems.push(`${k}.${x} ${value} would lower the current ${now}`);
       }
@@ -184,7 +187,11 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
       value = undefined;
     }
     const parsed = schema.safeParse(value);
-    if (!parsed.success) throw fail(`annotation ${key} of deployments.apps/${deployment} in namespace ${namespace} is not a record emergencyScale wrote (${text.slice(0, 200)}); fix or remove it by hand`, 'InvalidInput');
+    if (!parsed.success)
+      throw fail(
+        `annotation ${key} of deployments.apps/${deployment} in namespace ${namespace} is not a record emergencyScale wrote (${text.slice(0, 200)}); fix or remove it by hand`,
+        'InvalidInput',
+      );
     return parsed.data;
   }
 
@@ -230,7 +237,12 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
               ]
             : []),
         ];
-        if (needed) parts.push(kept ? `the size before the first scale-up (${sizeText(kept)}) stays recorded in ${previousSizeAnnotation}` : `the size now (${sizeText(now)}) recorded in ${previousSizeAnnotation} for restore`);
+        if (needed)
+          parts.push(
+            kept
+              ? `the size before the first scale-up (${sizeText(kept)}) stays recorded in ${previousSizeAnnotation}`
+              : `the size now (${sizeText(now)}) recorded in ${previousSizeAnnotation} for restore`,
+          );
         return { summary: parts.join('; '), details, needed };
       },
       apply: async (approved) => {
@@ -294,7 +306,11 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
           }
         }
         const details: RestoreSizePlan = { from: scaled.before.replicas, to: recorded.replicas, ...(hpa ? { autoscaler: hpa } : {}) };
-        const hpaText = !hpa ? [] : 'missing' in hpa ? [`HPA ${hpa.name} no longer exists (not restored)`] : [hpa.changed ? `HPA ${hpa.name} ${boundsText(hpa.from)} -> ${boundsText(hpa.to)}` : `HPA ${hpa.name} already ${boundsText(hpa.from)}`];
+        const hpaText = !hpa
+          ? []
+          : 'missing' in hpa
+            ? [`HPA ${hpa.name} no longer exists (not restored)`]
+            : [hpa.changed ? `HPA ${hpa.name} ${boundsText(hpa.from)} -> ${boundsText(hpa.to)}` : `HPA ${hpa.name} already ${boundsText(hpa.from)}`];
         return {
           summary: `restore ${where} to the size recorded before the emergency scale-up: ${[...hpaText, scaled.changed ? `replicas ${scaled.before.replicas} -> ${recorded.replicas}` : `replicas already ${recorded.replicas}`].join('; ')}; then remove ${previousSizeAnnotation}`,
           details,
@@ -332,13 +348,23 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
           containers.push({ container: name, ...values });
           lines.push(`container ${name}: ${dry.changed ? resourceChanges(dry.before, dry.after) : 'already as recorded'}`);
         }
-        return { summary: `restore the resources of ${where} recorded before the emergency raise: ${lines.join('; ') || 'nothing recorded per container'}; then remove ${previousResourcesAnnotation}`, details: { containers } satisfies RestoreResourcesPlan, needed: true };
+        return {
+          summary: `restore the resources of ${where} recorded before the emergency raise: ${lines.join('; ') || 'nothing recorded per container'}; then remove ${previousResourcesAnnotation}`,
+          details: { containers } satisfies RestoreResourcesPlan,
+          needed: true,
+        };
       },
       apply: async (approved) => {
         const d = approved.details as RestoreResourcesPlan;
         const lines: string[] = [];
         for (const c of d.containers) {
-          const done = await change.setContainerResources({ namespace, deployment, container: c.container, ...(c.requests ? { requests: c.requests } : {}), ...(c.limits ? { limits: c.limits } : {}) });
+          const done = await change.setContainerResources({
+            namespace,
+            deployment,
+            container: c.container,
+            ...(c.requests ? { requests: c.requests } : {}),
+            ...(c.limits ? { limits: c.limits } : {}),
+          });
           lines.push(`container ${c.container}: ${resourceChanges(done.before, done.after) || 'already as recorded'}`);
         }
         await change.setAnnotations({ namespace, kind: 'Deployment', name: deployment, remove: [previousResourcesAnnotation] });
@@ -354,7 +380,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
   const sizeStep = run.outcomeOf(steps[0]!);
   const resourcesStep = run.outcomeOf(steps[1]!);
   const plannedResources = run.plannedStep('set-resources')?.change.details as ResourcesPlan | undefined;
-  const aimedReplicas = action === 'scale' ? input.replicas! : (sizeStep === 'applied' ? restoredSize?.replicas : undefined);
+  const aimedReplicas = action === 'scale' ? input.replicas! : sizeStep === 'applied' ? restoredSize?.replicas : undefined;
 
   let after: EmergencyScaleResult['after'];
   if (input.mode === 'execute' && touched) {
@@ -368,7 +394,11 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
         // The HPA stays in charge: after a scale-up it may go above the size asked for, after a restore anywhere within its bounds.
         const sizeAsAimed =
           aimedReplicas === undefined ||
-          (action === 'scale' ? state.replicas >= aimedReplicas : state.autoscaler ? state.replicas >= state.autoscaler.minReplicas && state.replicas <= state.autoscaler.maxReplicas : state.replicas === aimedReplicas);
+          (action === 'scale'
+            ? state.replicas >= aimedReplicas
+            : state.autoscaler
+              ? state.replicas >= state.autoscaler.minReplicas && state.replicas <= state.autoscaler.maxReplicas
+              : state.replicas === aimedReplicas);
         const sizeOk = sizeAsAimed && state.readyPods === state.replicas && state.pods === state.replicas;
         const resourcesOk =
           resourcesStep !== 'applied' ||
@@ -377,22 +407,27 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
             : kinds.every((k) => resourceKeys.every((x) => restoredResources?.[k]?.[x] === undefined || restoredResources[k]![x] === resources[k][x])));
         return { ...state, ok: sizeOk && resourcesOk && !outcomes.includes('failed') };
       },
-      (s) => `${s.readyPods}/${s.pods} pods ready, ${replicasText(s.replicas)}${s.autoscaler ? `, HPA ${s.autoscaler.name} ${boundsText(s.autoscaler)}` : ''}; ${container}: ${resourcesText(s.resources)}; ${s.ok ? 'as planned' : 'NOT as planned'}`,
+      (s) =>
+        `${s.readyPods}/${s.pods} pods ready, ${replicasText(s.replicas)}${s.autoscaler ? `, HPA ${s.autoscaler.name} ${boundsText(s.autoscaler)}` : ''}; ${container}: ${resourcesText(s.resources)}; ${s.ok ? 'as planned' : 'NOT as planned'}`,
     );
   }
 
-  const stateText = (s: SizeState) => `${replicasText(s.replicas)} (${s.readyPods}/${s.pods} pods ready)${s.autoscaler ? `, HPA ${s.autoscaler.name} ${boundsText(s.autoscaler)}` : ''}, ${s.container}: ${resourcesText(s.resources)}`;
-  const planLines = steps.flatMap((s) => run.plannedStep(s) ?? []).filter((p) => p.change.needed).map((p) => p.change.summary);
-  const applied = run.timelineOf().filter((e) => e.event === 'applied').map((e) => `${e.stepId}: ${e.detail}`);
+  const stateText = (s: SizeState) =>
+    `${replicasText(s.replicas)} (${s.readyPods}/${s.pods} pods ready)${s.autoscaler ? `, HPA ${s.autoscaler.name} ${boundsText(s.autoscaler)}` : ''}, ${s.container}: ${resourcesText(s.resources)}`;
+  const planLines = steps
+    .flatMap((s) => run.plannedStep(s) ?? [])
+    .filter((p) => p.change.needed)
+    .map((p) => p.change.summary);
+  const applied = run
+    .timelineOf()
+    .filter((e) => e.event === 'applied')
+    .map((e) => `${e.stepId}: ${e.detail}`);
   const summary =
     input.mode === 'plan'
       ? `${where}: plan: ${planLines.join(' | ') || 'nothing to change'}`
       : `${where}: ${applied.join(' | ') || `nothing applied (${steps.map((s) => `${s} ${run.outcomeOf(s) ?? 'not run'}`).join(', ')})`}${after ? `; now ${after.readyPods}/${after.replicas} ready${after.ok ? '' : ' (NOT as planned)'}` : ''}`;
   const result = await run.finish(summary, {
-    impact:
-      input.mode === 'plan'
-        ? `None from this run (plan mode). Now: ${stateText(before)}.`
-        : `Before: ${stateText(before)}.${after ? ` After: ${stateText(after)}.` : ' Nothing was changed.'}`,
+    impact: input.mode === 'plan' ? `None from this run (plan mode). Now: ${stateText(before)}.` : `Before: ${stateText(before)}.${after ? ` After: ${stateText(after)}.` : ' Nothing was changed.'}`,
     rootCause:
       action === 'scale'
         ? `Not diagnosed by this runbook: ${input.startedBy} asked (${input.severity}) for emergency capacity on ${where} (${replicasText(input.replicas!)}${wantsResources ? `, ${kinds.flatMap((k) => resourceKeys.filter((x) => asked[k]?.[x]).map((x) => `${k}.${x}=${asked[k]![x]}`)).join(', ')}` : ''}). Use postIncidentReview for the cause.`

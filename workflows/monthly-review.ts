@@ -58,7 +58,14 @@ export async function monthlyReview(raw: MonthlyReviewInput): Promise<MonthlyRev
   const { namespace, appDeployment, pvc, database, backupPrefix } = input;
   const checklist = await Checklist.begin('monthlyReview', namespace, input, 5);
   const t = checklist.thresholds;
-  await read.assertTargetsAllowed({ namespaces: [namespace], databases: [database], names: [{ name: appDeployment, what: 'deployment' }, { name: pvc, what: 'persistentvolumeclaim' }] });
+  await read.assertTargetsAllowed({
+    namespaces: [namespace],
+    databases: [database],
+    names: [
+      { name: appDeployment, what: 'deployment' },
+      { name: pvc, what: 'persistentvolumeclaim' },
+    ],
+  });
   const now = new Date().toISOString();
 
   // 容量规划
@@ -113,9 +120,24 @@ export async function monthlyReview(raw: MonthlyReviewInput): Promise<MonthlyRev
     const found = (id: string, title: string, names: string[], detail: string): CheckRow =>
       row({ id, title, status: names.length === 0 ? 'PASS' : 'WARN', value: String(names.length), threshold: '0', detail: names.length === 0 ? 'none' : `${listed(names)}: ${detail}` });
     return [
-      found('cost.unmounted-claims', 'PVCs mounted by no pod', unused.unmountedClaims.map((c) => `${c.name} (${c.capacity ?? c.requested ?? '?'})`), 'storage paid for and unused; delete or reattach'),
-      found('cost.scaled-to-zero', 'Deployments at 0 replicas', unused.scaledToZeroDeployments.map((d) => d.name), 'remove if retired'),
-      found('cost.services-without-endpoints', 'Services without ready endpoints', unused.servicesWithoutReadyEndpoints.map((s) => s.name), 'they route nowhere; remove or fix the selector'),
+      found(
+        'cost.unmounted-claims',
+        'PVCs mounted by no pod',
+        unused.unmountedClaims.map((c) => `${c.name} (${c.capacity ?? c.requested ?? '?'})`),
+        'storage paid for and unused; delete or reattach',
+      ),
+      found(
+        'cost.scaled-to-zero',
+        'Deployments at 0 replicas',
+        unused.scaledToZeroDeployments.map((d) => d.name),
+        'remove if retired',
+      ),
+      found(
+        'cost.services-without-endpoints',
+        'Services without ready endpoints',
+        unused.servicesWithoutReadyEndpoints.map((s) => s.name),
+        'they route nowhere; remove or fix the selector',
+      ),
       row({
         id: 'cost.old-replicasets',
         title: 'Old ReplicaSets kept by one Deployment',
@@ -130,7 +152,10 @@ export async function monthlyReview(raw: MonthlyReviewInput): Promise<MonthlyRev
         status: backups.old === 0 ? 'PASS' : 'WARN',
         value: String(backups.old),
         threshold: '0',
-        detail: backups.old === 0 ? `none of ${backups.scanned} under ${backupPrefix}` : `${backups.old} of ${backups.scanned} under ${backupPrefix} before ${backups.cutoff}; run diskPressure or add an S3 lifecycle rule`,
+        detail:
+          backups.old === 0
+            ? `none of ${backups.scanned} under ${backupPrefix}`
+            : `${backups.old} of ${backups.scanned} under ${backupPrefix} before ${backups.cutoff}; run diskPressure or add an S3 lifecycle rule`,
       }),
     ];
   });
@@ -146,7 +171,9 @@ export async function monthlyReview(raw: MonthlyReviewInput): Promise<MonthlyRev
       drill = await slow.restoreDumpIntoScratchDatabase({ key: backup.key });
     } catch (err) {
       // A backup that cannot be restored is the finding the drill exists for.
-      return [row({ id: 'dr.restore', title: 'Restore drill', status: 'FAIL', value: 'failed', threshold: 'restored, verified, dropped', detail: `restoring ${backup.key} failed: ${errorMessage(err)}` })];
+      return [
+        row({ id: 'dr.restore', title: 'Restore drill', status: 'FAIL', value: 'failed', threshold: 'restored, verified, dropped', detail: `restoring ${backup.key} failed: ${errorMessage(err)}` }),
+      ];
     }
     const status: CheckStatus = !drill.verified ? 'FAIL' : drill.dropped ? 'PASS' : 'WARN';
     return [

@@ -40,7 +40,9 @@ const crashReasons = new Set(['CrashLoopBackOff', 'Error', 'OOMKilled', 'RunCont
 
 function isFailing(p: PodSummary): boolean {
   if (p.terminating) return false;
-  return p.containers.some((c) => (c.waitingReason !== undefined && (configReasons.has(c.waitingReason) || crashReasons.has(c.waitingReason))) || c.lastTerminationReason === 'OOMKilled' || (c.restarts > 0 && !c.ready));
+  return p.containers.some(
+    (c) => (c.waitingReason !== undefined && (configReasons.has(c.waitingReason) || crashReasons.has(c.waitingReason))) || c.lastTerminationReason === 'OOMKilled' || (c.restarts > 0 && !c.ready),
+  );
 }
 
 /** The missing key / object from a CreateContainerConfigError message or event, as the kubelet writes it. */
@@ -65,24 +67,34 @@ export function missingConfig(texts: string[]): string | undefined {
 export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoopResult> {
   const input = validateInput('podCrashLoop', podCrashLoopInput, raw);
   const { namespace, deployment } = input;
-  const run = await RunbookRun.begin(
-    { name: 'podCrashLoop', kind: 'fault', target: `${namespace}/${deployment}`, ...runFields(input) },
-    10,
-  );
+  const run = await RunbookRun.begin({ name: 'podCrashLoop', kind: 'fault', target: `${namespace}/${deployment}`, ...runFields(input) }, 10);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }, ...(input.container ? [{ name: input.container, what: 'container' }] : [])] });
 
   // Diagnosis (read-only).
-  const history = await run.read('rollout-history', `Rollout history of ${namespace}/${deployment}`, () => read.getRolloutHistory({ namespace, deployment }), (h) =>
-    `current revision ${h.currentRevision ?? 'unknown'}; revisions ${h.revisions.map((r) => `${r.revision}${r.createdAt ? ` (${r.createdAt})` : ''}`).join(', ') || 'none'}`,
+  const history = await run.read(
+    'rollout-history',
+    `Rollout history of ${namespace}/${deployment}`,
+    () => read.getRolloutHistory({ namespace, deployment }),
+    (h) => `current revision ${h.currentRevision ?? 'unknown'}; revisions ${h.revisions.map((r) => `${r.revision}${r.createdAt ? ` (${r.createdAt})` : ''}`).join(', ') || 'none'}`,
   );
-  const pods = await run.read('pods', `Pods of ${namespace}/${deployment} (by its selector)`, () => read.listPodSummaries({ namespace, deployment }), (p) =>
-    `${p.counts.total} pods, ${p.counts.ready} ready, ${p.counts.crashLooping} in CrashLoopBackOff, ${p.counts.oomKilled} OOMKilled; ${p.pods.map((x) => `${x.name} ${x.phase} ${x.readyContainers} restarts ${x.restarts}${x.waitingReason ? ` ${x.waitingReason}` : ''}${x.lastTerminationReason ? ` last ${x.lastTerminationReason}(${x.lastExitCode})` : ''}`).join('; ')}`,
+  const pods = await run.read(
+    'pods',
+    `Pods of ${namespace}/${deployment} (by its selector)`,
+    () => read.listPodSummaries({ namespace, deployment }),
+    (p) =>
+      `${p.counts.total} pods, ${p.counts.ready} ready, ${p.counts.crashLooping} in CrashLoopBackOff, ${p.counts.oomKilled} OOMKilled; ${p.pods.map((x) => `${x.name} ${x.phase} ${x.readyContainers} restarts ${x.restarts}${x.waitingReason ? ` ${x.waitingReason}` : ''}${x.lastTerminationReason ? ` last ${x.lastTerminationReason}(${x.lastExitCode})` : ''}`).join('; ')}`,
   );
   const failing = pods.pods.find(isFailing);
   const failingContainer = failing
-    ? (failing.containers.find((c) => (input.container ? c.name === input.container : c.waitingReason !== undefined || c.lastTerminationReason !== undefined || !c.ready)) ?? failing.containers.find((c) => c.name === input.container))
+    ? (failing.containers.find((c) => (input.container ? c.name === input.container : c.waitingReason !== undefined || c.lastTerminationReason !== undefined || !c.ready)) ??
+      failing.containers.find((c) => c.name === input.container))
     : undefined;
-  const snapshot = await run.read('deployment', `Containers and limits of ${namespace}/${deployment}`, async () => deploymentOf(await read.snapshotNamespaceConfig({ namespace }), deployment), (d) => d.containers.map((c) => `${c.name}: limits ${JSON.stringify(c.limits ?? {})}, requests ${JSON.stringify(c.requests ?? {})}`).join('; '));
+  const snapshot = await run.read(
+    'deployment',
+    `Containers and limits of ${namespace}/${deployment}`,
+    async () => deploymentOf(await read.snapshotNamespaceConfig({ namespace }), deployment),
+    (d) => d.containers.map((c) => `${c.name}: limits ${JSON.stringify(c.limits ?? {})}, requests ${JSON.stringify(c.requests ?? {})}`).join('; '),
+  );
   const container = input.container ?? failingContainer?.name ?? snapshot.containers[0]?.name ?? '';
   const spec = containerOf({ namespace, deployment }, snapshot.containers, container);
 
@@ -90,8 +102,11 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
   let previousLog = '';
   if (failing) {
     events = (
-      await run.read('pod-events', `Events of pod ${failing.name}`, () => read.getObjectEvents({ namespace, kind: 'Pod', name: failing.name, limit: 50 }), (e) =>
-        e.events.map((x) => `${x.type} ${x.reason} x${x.count}: ${x.message}`).join(' | ') || 'no events',
+      await run.read(
+        'pod-events',
+        `Events of pod ${failing.name}`,
+        () => read.getObjectEvents({ namespace, kind: 'Pod', name: failing.name, limit: 50 }),
+        (e) => e.events.map((x) => `${x.type} ${x.reason} x${x.count}: ${x.message}`).join(' | ') || 'no events',
       )
     ).events;
     if (failing.restarts > 0 || failingContainer?.lastTerminationReason) {
@@ -109,8 +124,22 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
       );
     }
   }
-  const usage = await run.read('usage', `Resource usage vs limits of ${namespace}/${deployment}`, () => read.getPodUsage({ namespace, deployment }), (u) =>
-    u.available ? u.pods.map((p) => p.containers.map((c) => `${p.name}/${c.name} memory ${Math.round(c.memoryBytes.usage / 2 ** 20)}Mi${c.memoryBytes.percentOfLimit !== undefined ? ` (${c.memoryBytes.percentOfLimit}% of limit)` : ''}`).join(', ')).join('; ') || 'no pod metrics' : `metrics unavailable: ${u.reason}`,
+  const usage = await run.read(
+    'usage',
+    `Resource usage vs limits of ${namespace}/${deployment}`,
+    () => read.getPodUsage({ namespace, deployment }),
+    (u) =>
+      u.available
+        ? u.pods
+            .map((p) =>
+              p.containers
+                .map(
+                  (c) => `${p.name}/${c.name} memory ${Math.round(c.memoryBytes.usage / 2 ** 20)}Mi${c.memoryBytes.percentOfLimit !== undefined ? ` (${c.memoryBytes.percentOfLimit}% of limit)` : ''}`,
+                )
+                .join(', '),
+            )
+            .join('; ') || 'no pod metrics'
+        : `metrics unavailable: ${u.reason}`,
   );
 
   // Classification.
@@ -183,19 +212,26 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
   const applied = (stepId: string) => run.outcomeOf(stepId) === 'applied';
   let after: PodCrashLoopResult['after'];
   if (input.mode === 'execute' && (applied('raise-memory-limit') || applied('rollback'))) {
-    after = await run.read('verify', `Pods and rollout of ${namespace}/${deployment} after the change`, async () => {
-      const [p, h] = await Promise.all([read.listPodSummaries({ namespace, deployment }), read.getRolloutHistory({ namespace, deployment })]);
-      const counts = podCounts(p.pods);
-      return {
-        pods: counts.pods,
-        ready: counts.readyPods,
-        crashLooping: livePods(p.pods).filter((x) => x.containers.some((c) => c.waitingReason === 'CrashLoopBackOff')).length,
-        ...(h.currentRevision !== undefined ? { revision: h.currentRevision } : {}),
-      };
-    }, (a) => `${a.ready}/${a.pods} pods ready, ${a.crashLooping} in CrashLoopBackOff, revision ${a.revision ?? '?'}`);
+    after = await run.read(
+      'verify',
+      `Pods and rollout of ${namespace}/${deployment} after the change`,
+      async () => {
+        const [p, h] = await Promise.all([read.listPodSummaries({ namespace, deployment }), read.getRolloutHistory({ namespace, deployment })]);
+        const counts = podCounts(p.pods);
+        return {
+          pods: counts.pods,
+          ready: counts.readyPods,
+          crashLooping: livePods(p.pods).filter((x) => x.containers.some((c) => c.waitingReason === 'CrashLoopBackOff')).length,
+          ...(h.currentRevision !== undefined ? { revision: h.currentRevision } : {}),
+        };
+      },
+      (a) => `${a.ready}/${a.pods} pods ready, ${a.crashLooping} in CrashLoopBackOff, revision ${a.revision ?? '?'}`,
+    );
   }
 
-  const podText = failing ? `pod ${failing.name} container ${container} (${failingContainer?.waitingReason ?? failing.phase}, ${failing.restarts} restarts, last ${failingContainer?.lastTerminationReason ?? 'none'}${failingContainer?.lastExitCode !== undefined ? ` exit ${failingContainer.lastExitCode}` : ''})` : 'no failing pod';
+  const podText = failing
+    ? `pod ${failing.name} container ${container} (${failingContainer?.waitingReason ?? failing.phase}, ${failing.restarts} restarts, last ${failingContainer?.lastTerminationReason ?? 'none'}${failingContainer?.lastExitCode !== undefined ? ` exit ${failingContainer.lastExitCode}` : ''})`
+    : 'no failing pod';
   const rootCause: Record<PodCrashCause, string> = {
     'oom-killed': `OOMKilled: ${podText} was killed at its memory limit ${limit ?? '(none)'}.`,
     'code-error': `Code error: ${podText} crashes since revision ${history.currentRevision} (rolled out ${rolloutAgeMinutes !== undefined ? `${Math.round(rolloutAgeMinutes)} min` : '?'} ago); the previous container logged: ${errorLines.slice(-3).join(' | ')}`,
@@ -204,8 +240,12 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
     healthy: `All ${pods.counts.total} pods of ${namespace}/${deployment} are healthy (${pods.counts.ready} ready).`,
   };
   const solution: Record<PodCrashCause, string> = {
-    'oom-killed': applied('raise-memory-limit') ? `Memory limit of ${namespace}/${deployment} container ${container} raised ${limit} -> ${target}.` : `Memory limit not changed (${run.outcomeOf('raise-memory-limit')}; ${limit ?? 'none'}${target ? `, proposed ${target}` : ''}).`,
-    'code-error': applied('rollback') ? `${namespace}/${deployment} rolled back from revision ${history.currentRevision} to revision ${previous?.revision}.` : `Not rolled back (${run.outcomeOf('rollback')}${previous ? `; proposed revision ${previous.revision}` : '; no previous revision'}).`,
+    'oom-killed': applied('raise-memory-limit')
+      ? `Memory limit of ${namespace}/${deployment} container ${container} raised ${limit} -> ${target}.`
+      : `Memory limit not changed (${run.outcomeOf('raise-memory-limit')}; ${limit ?? 'none'}${target ? `, proposed ${target}` : ''}).`,
+    'code-error': applied('rollback')
+      ? `${namespace}/${deployment} rolled back from revision ${history.currentRevision} to revision ${previous?.revision}.`
+      : `Not rolled back (${run.outcomeOf('rollback')}${previous ? `; proposed revision ${previous.revision}` : '; no previous revision'}).`,
     'config-error': `No automatic change: create the missing ${missing ?? 'ConfigMap/Secret key'} and the pods start on their own.`,
     'unknown-crash': 'No automatic change: the cause needs a person (see the events and previous logs in the evidence).',
     healthy: 'Nothing to do.',

@@ -40,21 +40,39 @@ const s3Safe = (text: string) => text.replace(/[^A-Za-z0-9._-]/g, '_');
 function describeLogs(l: CollectLogsResult): string {
   if (!l.found) return `deployments.apps/${l.deployment} not found in ${l.namespace}: no app logs`;
   const folder = l.objects[0]?.key.replace(/[^/]+\/[^/]+$/, '');
-  return `${l.pods.length} pods (${l.selector}), ${l.objects.length} container logs: ${l.totals.lines} lines, ${kib(l.totals.bytes)}, ${l.totals.errorLines} error lines${l.objects.some((o) => o.truncated) ? ', some capped' : ''}${l.failures.length ? `; ${l.failures.length} not readable (${l.failures.map((f) => `${f.pod}/${f.container}`).slice(0, 3).join(', ')})` : ''}${folder ? ` -> ${folder}` : ''}`;
+  return `${l.pods.length} pods (${l.selector}), ${l.objects.length} container logs: ${l.totals.lines} lines, ${kib(l.totals.bytes)}, ${l.totals.errorLines} error lines${l.objects.some((o) => o.truncated) ? ', some capped' : ''}${
+    l.failures.length
+      ? `; ${l.failures.length} not readable (${l.failures
+          .map((f) => `${f.pod}/${f.container}`)
+          .slice(0, 3)
+          .join(', ')})`
+      : ''
+  }${folder ? ` -> ${folder}` : ''}`;
 }
 
 function describeEvents(e: CollectEventsResult): string {
-  const top = e.reasons.slice(0, 3).map((r) => `${r.type} ${r.reason} x${r.occurrences}`).join(', ');
+  const top = e.reasons
+    .slice(0, 3)
+    .map((r) => `${r.type} ${r.reason} x${r.occurrences}`)
+    .join(', ');
   return `${e.total} events (${e.warnings} Warning)${top ? `: ${top}` : ''} -> ${e.key} (${kib(e.size)}, sha256 ${short(e.sha256)})`;
 }
 
 function describeSnapshot(s: SnapshotConfigResult): string {
-  const counts = Object.entries(s.counts).filter(([, n]) => n > 0).map(([k, n]) => `${n} ${k}`).join(', ');
+  const counts = Object.entries(s.counts)
+    .filter(([, n]) => n > 0)
+    .map(([k, n]) => `${n} ${k}`)
+    .join(', ');
   return `${counts}${s.unavailable.length ? `; not readable: ${s.unavailable.map((u) => u.kind).join(', ')}` : ''}; ${s.changedInWindowTotal} changed in the window -> ${s.key} (${kib(s.size)}, sha256 ${short(s.sha256)})`;
 }
 
 /** The report's parts a person left out, generated from what was collected (counts and names, never log text). */
-function generatedFindings(input: { namespace: string; appDeployment: string; sinceMinutes: number }, logs: CollectLogsResult, events: CollectEventsResult, snapshot: SnapshotConfigResult): IncidentFindings {
+function generatedFindings(
+  input: { namespace: string; appDeployment: string; sinceMinutes: number },
+  logs: CollectLogsResult,
+  events: CollectEventsResult,
+  snapshot: SnapshotConfigResult,
+): IncidentFindings {
   const note = '(Generated from the collected evidence; the incident owner should complete it.)';
   const app = `${input.namespace}/${input.appDeployment}`;
   const ready = logs.pods.filter((p) => p.ready).length;
@@ -71,8 +89,22 @@ function generatedFindings(input: { namespace: string; appDeployment: string; si
   const signals = [
     ...(oom.length ? [`OOMKilled containers in ${oom.join(', ')}`] : []),
     ...(waiting.length ? [`pods waiting: ${waiting.join(', ')}`] : []),
-    ...(changes.length ? [`changed in the window: ${changes.slice(0, 5).map((c) => `${c.kind} ${c.name} at ${c.at}${c.manager ? ` by ${c.manager}` : ''}`).join('; ')}${snapshot.changedInWindowTotal > 5 ? ` (and ${snapshot.changedInWindowTotal - 5} more)` : ''}`] : []),
-    ...(warningReasons.length ? [`Warning events: ${warningReasons.slice(0, 5).map((r) => `${r.reason} x${r.occurrences} on ${r.objects} objects`).join(', ')}`] : []),
+    ...(changes.length
+      ? [
+          `changed in the window: ${changes
+            .slice(0, 5)
+            .map((c) => `${c.kind} ${c.name} at ${c.at}${c.manager ? ` by ${c.manager}` : ''}`)
+            .join('; ')}${snapshot.changedInWindowTotal > 5 ? ` (and ${snapshot.changedInWindowTotal - 5} more)` : ''}`,
+        ]
+      : []),
+    ...(warningReasons.length
+      ? [
+          `Warning events: ${warningReasons
+            .slice(0, 5)
+            .map((r) => `${r.reason} x${r.occurrences} on ${r.objects} objects`)
+            .join(', ')}`,
+        ]
+      : []),
     ...(logs.totals.errorLines ? [`${logs.totals.errorLines} error lines in the app logs (see the log evidence)`] : []),
   ];
   const rootCause = `${note} Not determined yet. ${signals.length ? `Signals in the window: ${signals.join('. ')}.` : 'No failing pods, Warning events, error lines or configuration changes in the window.'}`;
@@ -96,10 +128,7 @@ function generatedFindings(input: { namespace: string; appDeployment: string; si
 export async function postIncidentReview(raw: PostIncidentReviewInput): Promise<PostIncidentReviewResult> {
   const input = validateInput('postIncidentReview', postIncidentReviewInput, raw);
   const { namespace, appDeployment, incidentId } = input;
-  const run = await RunbookRun.begin(
-    { name: 'postIncidentReview', kind: 'emergency', target: postIncidentReviewTarget(input), ...runFields(input) },
-    3,
-  );
+  const run = await RunbookRun.begin({ name: 'postIncidentReview', kind: 'emergency', target: postIncidentReviewTarget(input), ...runFields(input) }, 3);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: appDeployment, what: 'deployment' }] });
 
   // The window is fixed once, by the workflow's clock: a retried activity collects the same window.
@@ -115,19 +144,33 @@ export async function postIncidentReview(raw: PostIncidentReviewInput): Promise<
     run.addEvidence(item);
   };
 
-  const logs = await run.read('app-logs', `Logs of every pod of ${namespace}/${appDeployment}, ${window.since} to ${window.until}`, () =>
-    collect.collectLogsToEvidence({ namespace, deployment: appDeployment, since: window.since, until: window.until, keyPrefix: `${folder}app-logs/` }),
+  const logs = await run.read(
+    'app-logs',
+    `Logs of every pod of ${namespace}/${appDeployment}, ${window.since} to ${window.until}`,
+    () => collect.collectLogsToEvidence({ namespace, deployment: appDeployment, since: window.since, until: window.until, keyPrefix: `${folder}app-logs/` }),
     describeLogs,
   );
   for (const o of logs.objects) {
-    addEvidence({ key: o.key, size: o.size, sha256: o.sha256, what: `app log ${o.pod}/${o.container}${o.previous ? ' (previous instance)' : ''}: ${plural(o.lines, 'line')}, ${plural(o.errorLines, 'error line')}${o.truncated ? ', capped' : ''}` });
+    addEvidence({
+      key: o.key,
+      size: o.size,
+      sha256: o.sha256,
+      what: `app log ${o.pod}/${o.container}${o.previous ? ' (previous instance)' : ''}: ${plural(o.lines, 'line')}, ${plural(o.errorLines, 'error line')}${o.truncated ? ', capped' : ''}`,
+    });
   }
 
-  const events = await run.read('events', `Events of namespace ${namespace} since ${window.since}`, () => collect.collectEventsToEvidence({ namespace, since: window.since, key: `${folder}events.json` }), describeEvents);
+  const events = await run.read(
+    'events',
+    `Events of namespace ${namespace} since ${window.since}`,
+    () => collect.collectEventsToEvidence({ namespace, since: window.since, key: `${folder}events.json` }),
+    describeEvents,
+  );
   addEvidence({ key: events.key, size: events.size, sha256: events.sha256, what: `events of ${namespace}: ${events.total} (${events.warnings} Warning)` });
 
-  const snapshot = await run.read('config-snapshot', `Configuration snapshot of ${namespace} (workloads, ConfigMaps, PVCs, Ingress; Secrets by name and key)`, () =>
-    collect.snapshotConfigToEvidence({ namespace, since: window.since, key: `${folder}config-snapshot.yaml` }),
+  const snapshot = await run.read(
+    'config-snapshot',
+    `Configuration snapshot of ${namespace} (workloads, ConfigMaps, PVCs, Ingress; Secrets by name and key)`,
+    () => collect.snapshotConfigToEvidence({ namespace, since: window.since, key: `${folder}config-snapshot.yaml` }),
     describeSnapshot,
   );
   addEvidence({ key: snapshot.key, size: snapshot.size, sha256: snapshot.sha256, what: `configuration snapshot of ${namespace} (${snapshot.secrets} Secrets by name and key only)` });

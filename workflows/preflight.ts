@@ -6,7 +6,6 @@ import { targetSystems, type PreflightResult, type PreflightRow, type TargetSyst
 import { quickRead } from './activity-options';
 import { validateInput } from './validate-input';
 
-
 const activities = proxyActivities<Activities>(quickRead);
 
 const checkers: Record<TargetSystem, () => Promise<PreflightRow[]>> = {

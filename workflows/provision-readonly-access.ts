@@ -45,7 +45,8 @@ const mustBeDenied: AccessCheck[] = [
 ];
 
 const checkName = (c: AccessCheck) => `${c.verb} ${c.resource}${c.subresource ? `/${c.subresource}` : ''}${c.group ? `.${c.group}` : ''}`;
-const rulesText = (rules: ReadonlyRule[]) => rules.map((r) => `${r.verbs.join(', ')} on ${r.resources.map((res) => r.apiGroups.map((g) => (g ? `${res}.${g}` : res)).join(', ')).join(', ')}`).join('; ');
+const rulesText = (rules: ReadonlyRule[]) =>
+  rules.map((r) => `${r.verbs.join(', ')} on ${r.resources.map((res) => r.apiGroups.map((g) => (g ? `${res}.${g}` : res)).join(', ')).join(', ')}`).join('; ');
 /** Checks grouped as people write them: "get/list/watch pods, services, delete pods". */
 function grouped(checks: AccessCheck[]): string {
   const verbsOf = new Map<string, string[]>();
@@ -86,10 +87,7 @@ export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput)
   const input = validateInput('provisionReadonlyAccess', provisionReadonlyAccessInput, raw);
   const { namespace, serviceAccount, role, roleBinding, rules } = input;
   const where = `${namespace}/${serviceAccount}`;
-  const run = await RunbookRun.begin(
-    { name: 'provisionReadonlyAccess', kind: 'security', target: where, ...runFields(input) },
-    3,
-  );
+  const run = await RunbookRun.begin({ name: 'provisionReadonlyAccess', kind: 'security', target: where, ...runFields(input) }, 3);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     names: [

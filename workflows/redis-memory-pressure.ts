@@ -112,18 +112,34 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
   const { namespace, deployment, container, sessionPattern } = input;
   // Every command the patch adds (the rollout wait, the raise-maxmemory step) is behind this.
   const withMaxmemory = patched(raiseMaxmemoryPatch);
-  const run = await RunbookRun.begin(
-    { name: 'redisMemoryPressure', kind: 'fault', target: `${namespace}/${deployment}`, ...runFields(input) },
-    withMaxmemory ? 10 : 9,
-  );
-  await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }, { name: container, what: 'container' }] });
+  const run = await RunbookRun.begin({ name: 'redisMemoryPressure', kind: 'fault', target: `${namespace}/${deployment}`, ...runFields(input) }, withMaxmemory ? 10 : 9);
+  await read.assertTargetsAllowed({
+    namespaces: [namespace],
+    names: [
+      { name: deployment, what: 'deployment' },
+      { name: container, what: 'container' },
+    ],
+  });
 
   // Diagnosis (read-only).
-  const memory = await run.read('redis-memory', 'INFO memory and DBSIZE', () => read.redisMemoryInfo(), (m) =>
-    `used_memory ${mib(m.usedMemory)} (peak ${mib(m.usedMemoryPeak)}), maxmemory ${m.maxmemory ? mib(m.maxmemory) : 'none'}, fragmentation ${m.memFragmentationRatio}, ${m.dbsize} keys`,
+  const memory = await run.read(
+    'redis-memory',
+    'INFO memory and DBSIZE',
+    () => read.redisMemoryInfo(),
+    (m) => `used_memory ${mib(m.usedMemory)} (peak ${mib(m.usedMemoryPeak)}), maxmemory ${m.maxmemory ? mib(m.maxmemory) : 'none'}, fragmentation ${m.memFragmentationRatio}, ${m.dbsize} keys`,
   );
-  const policy = await run.read('maxmemory-policy', 'maxmemory-policy', () => read.getMaxmemoryPolicy(), (p) => p.policy);
-  const sessions = await run.read('session-keys', `Keys matching ${sessionPattern}`, () => scan.countRedisKeys({ pattern: sessionPattern }), (c) => `${c.count} keys (${c.scans} SCAN calls)`);
+  const policy = await run.read(
+    'maxmemory-policy',
+    'maxmemory-policy',
+    () => read.getMaxmemoryPolicy(),
+    (p) => p.policy,
+  );
+  const sessions = await run.read(
+    'session-keys',
+    `Keys matching ${sessionPattern}`,
+    () => scan.countRedisKeys({ pattern: sessionPattern }),
+    (c) => `${c.count} keys (${c.scans} SCAN calls)`,
+  );
   const memoryLimit = await run.read(
     'memory-limit',
     `Memory limit of ${namespace}/${deployment} container ${container}`,
@@ -261,17 +277,31 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
       'verify',
       'Redis memory, session keys, policy and memory limit after the changes',
       async () => {
-        const [m, p, s, snapshot] = await Promise.all([read.redisMemoryInfo(), read.getMaxmemoryPolicy(), scan.countRedisKeys({ pattern: sessionPattern }), read.snapshotNamespaceConfig({ namespace })]);
+        const [m, p, s, snapshot] = await Promise.all([
+          read.redisMemoryInfo(),
+          read.getMaxmemoryPolicy(),
+          scan.countRedisKeys({ pattern: sessionPattern }),
+          read.snapshotNamespaceConfig({ namespace }),
+        ]);
         return memoryState(m, s.count, p.policy, containerMemoryLimit(snapshot, deployment, container));
       },
-      (s) => `used_memory ${mib(s.usedMemory)} (${percent(s.usage)}), maxmemory ${s.maxmemory ? mib(s.maxmemory) : 'none'}, ${s.dbsize} keys, ${s.sessionKeys} matching ${sessionPattern}, maxmemory-policy ${s.maxmemoryPolicy}, memory limit ${s.memoryLimit ?? 'none'}`,
+      (s) =>
+        `used_memory ${mib(s.usedMemory)} (${percent(s.usage)}), maxmemory ${s.maxmemory ? mib(s.maxmemory) : 'none'}, ${s.dbsize} keys, ${s.sessionKeys} matching ${sessionPattern}, maxmemory-policy ${s.maxmemoryPolicy}, memory limit ${s.memoryLimit ?? 'none'}`,
     );
   }
 
   const applied = (stepId: string) => run.outcomeOf(stepId) === 'applied';
   const solution: string[] = [];
-  solution.push(applied('delete-session-keys') ? `Keys matching ${sessionPattern} deleted (SCAN + UNLINK, at most ${input.maxKeys}).` : `Keys matching ${sessionPattern} not deleted (${run.outcomeOf('delete-session-keys')}).`);
-  solution.push(applied('raise-memory-limit') ? `Memory limit of ${namespace}/${deployment} raised ${memoryLimit} -> ${target}.` : `Memory limit of ${namespace}/${deployment} not changed (${run.outcomeOf('raise-memory-limit')}).`);
+  solution.push(
+    applied('delete-session-keys')
+      ? `Keys matching ${sessionPattern} deleted (SCAN + UNLINK, at most ${input.maxKeys}).`
+      : `Keys matching ${sessionPattern} not deleted (${run.outcomeOf('delete-session-keys')}).`,
+  );
+  solution.push(
+    applied('raise-memory-limit')
+      ? `Memory limit of ${namespace}/${deployment} raised ${memoryLimit} -> ${target}.`
+      : `Memory limit of ${namespace}/${deployment} not changed (${run.outcomeOf('raise-memory-limit')}).`,
+  );
   if (withMaxmemory) {
     solution.push(
       applied('raise-maxmemory')
@@ -279,7 +309,11 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
         : `maxmemory not changed (${run.outcomeOf('raise-maxmemory')}; ${memory.maxmemory ? mib(memory.maxmemory) : 'none'}).`,
     );
   }
-  solution.push(applied('set-maxmemory-policy') ? `maxmemory-policy set to ${input.maxmemoryPolicy} (was ${policy.policy}).` : `maxmemory-policy not changed (${run.outcomeOf('set-maxmemory-policy')}; ${policy.policy}).`);
+  solution.push(
+    applied('set-maxmemory-policy')
+      ? `maxmemory-policy set to ${input.maxmemoryPolicy} (was ${policy.policy}).`
+      : `maxmemory-policy not changed (${run.outcomeOf('set-maxmemory-policy')}; ${policy.policy}).`,
+  );
   solution.push('CONFIG SET changes last only until Redis restarts: maxmemory and maxmemory-policy must also go into the Redis config (redis.conf or the container args).');
   const result = await run.finish(
     `${causes.length ? causes.join(', ') : 'no memory pressure found'}; used_memory ${mib(before.usedMemory)} (${percent(before.usage)}), ${before.sessionKeys} session keys${after ? `; after: ${mib(after.usedMemory)}, ${after.sessionKeys} session keys, ${after.maxmemoryPolicy}, limit ${after.memoryLimit ?? 'none'}` : ''}`,

@@ -85,10 +85,7 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
   const input = validateInput('rollbackDeployment', rollbackDeploymentInput, raw);
   const { namespace, deployment, toRevision } = input;
   const where = `${namespace}/${deployment}`;
-  const run = await RunbookRun.begin(
-    { name: 'rollbackDeployment', kind: 'emergency', target: where, ...runFields(input) },
-    4,
-  );
+  const run = await RunbookRun.begin({ name: 'rollbackDeployment', kind: 'emergency', target: where, ...runFields(input) }, 4);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }] });
 
   /** The revision to go back to: the asked one (refused when not in the history), else the one before the current. */
@@ -137,7 +134,12 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
   );
   // Refused before anything is asked of anyone: the revision named is not in the history.
   const initialTarget = resolveTarget(history);
-  const before = await run.read('availability', `Pods of ${where} (by its selector)`, async () => availability(history, (await read.listPodSummaries({ namespace, deployment })).pods), describeAvailability);
+  const before = await run.read(
+    'availability',
+    `Pods of ${where} (by its selector)`,
+    async () => availability(history, (await read.listPodSummaries({ namespace, deployment })).pods),
+    describeAvailability,
+  );
 
   let planned: RollbackTarget | undefined;
   let rollout: CompletedRollout | undefined;

@@ -57,31 +57,48 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
   const app = `${namespace}/${appDeployment}`;
   const staged = stagedKeyOf(key);
   const previous = previousKeyOf(key);
-  const run = await RunbookRun.begin(
-    { name: 'rotateDatabasePassword', kind: 'security', target: where, ...runFields(input) },
-    7,
-  );
-  await read.assertTargetsAllowed({ namespaces: [namespace], databases: [database], names: [{ name: secret, what: 'secret' }, { name: appDeployment, what: 'deployment' }] });
+  const run = await RunbookRun.begin({ name: 'rotateDatabasePassword', kind: 'security', target: where, ...runFields(input) }, 7);
+  await read.assertTargetsAllowed({
+    namespaces: [namespace],
+    databases: [database],
+    names: [
+      { name: secret, what: 'secret' },
+      { name: appDeployment, what: 'deployment' },
+    ],
+  });
 
   // Decided once by the run, so a retried or replayed step stages and restarts nothing new.
   const { workflowId, startTime } = workflowInfo();
   const restartedAt = startTime.toISOString();
   const version = `${workflowId}@${restartedAt}`.replace(/[^A-Za-z0-9._:/@+-]/g, '_').slice(-256);
 
-  const roleBefore = await run.read('database-role', `PostgreSQL role ${role}`, () => read.describeRotatableRole({ role }), (r) =>
-    `${r.role} may be rotated: ${r.sessions} open sessions${r.validUntil ? `, valid until ${r.validUntil}` : ''}`,
+  const roleBefore = await run.read(
+    'database-role',
+    `PostgreSQL role ${role}`,
+    () => read.describeRotatableRole({ role }),
+    (r) => `${r.role} may be rotated: ${r.sessions} open sessions${r.validUntil ? `, valid until ${r.validUntil}` : ''}`,
   );
-  const secretBefore = await run.read('secret', `Secret ${where} (key names only)`, () => read.describePasswordSecret({ namespace, secret, key }), (s) =>
-    `keys ${s.keys.join(', ') || 'none'}${s.nextVersion ? `; ${staged} staged by ${s.nextVersion}` : ''}${s.version ? `; last rotation ${s.version}` : ''}${s.immutable ? '; immutable' : ''}`,
+  const secretBefore = await run.read(
+    'secret',
+    `Secret ${where} (key names only)`,
+    () => read.describePasswordSecret({ namespace, secret, key }),
+    (s) => `keys ${s.keys.join(', ') || 'none'}${s.nextVersion ? `; ${staged} staged by ${s.nextVersion}` : ''}${s.version ? `; last rotation ${s.version}` : ''}${s.immutable ? '; immutable' : ''}`,
   );
   if (!secretBefore.hasKey || secretBefore.immutable) {
     throw ApplicationFailure.create({
       type: secretBefore.hasKey ? 'Refused' : 'NotFound',
       nonRetryable: true,
-      message: secretBefore.hasKey ? `secrets/${secret} in namespace ${namespace} is immutable: it cannot be rotated in place` : `secrets/${secret} in namespace ${namespace} has no key ${key}: there is no current password to rotate (or to restore)`,
+      message: secretBefore.hasKey
+        ? `secrets/${secret} in namespace ${namespace} is immutable: it cannot be rotated in place`
+        : `secrets/${secret} in namespace ${namespace} has no key ${key}: there is no current password to rotate (or to restore)`,
     });
   }
-  const appBefore = await run.read('app-pods', `Pods of ${app} (by its selector)`, async () => podCounts((await read.listPodSummaries({ namespace, deployment: appDeployment })).pods), (p) => `${p.readyPods}/${p.pods} ready`);
+  const appBefore = await run.read(
+    'app-pods',
+    `Pods of ${app} (by its selector)`,
+    async () => podCounts((await read.listPodSummaries({ namespace, deployment: appDeployment })).pods),
+    (p) => `${p.readyPods}/${p.pods} ready`,
+  );
 
   await run.change({
     stepId: 'stage-password',
@@ -180,7 +197,11 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
     }
     // The Secret must keep naming the password the role has: only reverted once the role is back.
     if (roleBack) {
-      restored.secret = await run.compensate('restore-secret', `Put ${where} back as before this rotation`, async () => (await change.revertSecretRotation({ namespace, secret, key, version })).message);
+      restored.secret = await run.compensate(
+        'restore-secret',
+        `Put ${where} back as before this rotation`,
+        async () => (await change.revertSecretRotation({ namespace, secret, key, version })).message,
+      );
       if (restored.secret && outcomes['restart-app'] === 'failed') {
         // Pods started by the failed rollout hold the new password: replace them with pods reading the old one.
         const againAt = new Date().toISOString();
@@ -198,14 +219,21 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
   }
 
   // The last failure of a failed step is its apply (an undelivered notification may come before it).
-  const failedStep = run.timelineOf().reverse().find((e) => e.event === 'failed' && e.stepId && outcomes[e.stepId] === 'failed');
-  const undone = restored ? `; undone: role ${restored.role === undefined ? 'untouched' : restored.role ? 'restored' : 'NOT restored'}, Secret ${restored.secret === undefined ? 'left as it is' : restored.secret ? 'restored' : 'NOT restored'}${restored.appRestarted ? `, ${app} restarted again` : ''}` : '';
+  const failedStep = run
+    .timelineOf()
+    .reverse()
+    .find((e) => e.event === 'failed' && e.stepId && outcomes[e.stepId] === 'failed');
+  const undone = restored
+    ? `; undone: role ${restored.role === undefined ? 'untouched' : restored.role ? 'restored' : 'NOT restored'}, Secret ${restored.secret === undefined ? 'left as it is' : restored.secret ? 'restored' : 'NOT restored'}${restored.appRestarted ? `, ${app} restarted again` : ''}`
+    : '';
   const summary =
     input.mode === 'plan'
       ? `plan: rotate the password of role ${role} through ${where} and restart ${app}`
       : rotated
         ? `rotated the password of role ${role}: ${key} of ${where} holds it, ${previous} the old one; ${app} restarted, ${appAfter ? `${appAfter.readyPods}/${appAfter.pods}` : '?'} pods ready`
-        : `password of role ${role} not rotated (${Object.entries(outcomes).map(([id, o]) => `${id} ${o ?? 'not reached'}`).join(', ')})${undone}`;
+        : `password of role ${role} not rotated (${Object.entries(outcomes)
+            .map(([id, o]) => `${id} ${o ?? 'not reached'}`)
+            .join(', ')})${undone}`;
   const result = await run.finish(summary, {
     impact:
       input.mode === 'plan'
@@ -213,7 +241,9 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
         : !roleTouched
           ? `Role ${role} was not changed: its password still works.${restored ? ` The rotation did not finish${failedStep ? ` (${failedStep.stepId}: ${failedStep.detail})` : ''}${undone}.` : ''}`
           : `PostgreSQL keeps one password per role: from the ALTER ROLE on, the ${roleBefore.sessions} sessions of role ${role} already open kept working (passwords are checked only at login), but every new login needed the new password, so pods of ${app} with the old one in their environment could not open new connections ${
-              rotated ? 'until the rolling restart replaced them.' : `until the old password was ${restored?.role ? 'restored' : 'restored by hand (the automatic restore failed)'}. The rotation did not finish${failedStep ? ` (${failedStep.stepId}: ${failedStep.detail})` : ''}${undone}.`
+              rotated
+                ? 'until the rolling restart replaced them.'
+                : `until the old password was ${restored?.role ? 'restored' : 'restored by hand (the automatic restore failed)'}. The rotation did not finish${failedStep ? ` (${failedStep.stepId}: ${failedStep.detail})` : ''}${undone}.`
             }`,
     rootCause: `Scheduled credential rotation (安全管理 / 定期轮换密钥) of role ${role}, requested by ${input.startedBy}; not a fault.${failedStep ? ` The run failed at ${failedStep.stepId}: ${failedStep.detail}` : ''}`,
     solution: rotated

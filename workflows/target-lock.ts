@@ -28,7 +28,7 @@ export async function targetLock({ target }: { target: string }, carried: LockRe
   });
   setHandler(lockStateQuery, () => ({ holder, waiting: [...waiting] }));
 
-  for (let grants = 0; grants < grantsPerRun; ) {
+  for (let grants = 0; grants < grantsPerRun;) {
     if (!(await condition(() => waiting.length > 0, idleMs))) return; // idle: end; the next request starts a new run
     holder = waiting.shift()!;
     grants++;

@@ -59,11 +59,14 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
   const input = validateInput('trafficControl', trafficControlInput, raw);
   const { namespace, ingress, action, rps, maintenanceService } = input;
   const where = `${namespace}/${ingress}`;
-  const run = await RunbookRun.begin(
-    { name: 'trafficControl', kind: 'emergency', target: where, ...runFields(input) },
-    action === 'maintenance-on' ? 4 : 3,
-  );
-  await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: ingress, what: 'ingress' }, { name: maintenanceService, what: 'service' }] });
+  const run = await RunbookRun.begin({ name: 'trafficControl', kind: 'emergency', target: where, ...runFields(input) }, action === 'maintenance-on' ? 4 : 3);
+  await read.assertTargetsAllowed({
+    namespaces: [namespace],
+    names: [
+      { name: ingress, what: 'ingress' },
+      { name: maintenanceService, what: 'service' },
+    ],
+  });
   const fail = (message: string, type = 'Refused') => ApplicationFailure.create({ type, nonRetryable: true, message });
 
   const readIngress = async (): Promise<IngressSummary> => {
@@ -87,7 +90,11 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
       typeof value === 'object' &&
       !Array.isArray(value) &&
       Object.entries(value as Record<string, unknown>).every(([k, v]) => (trafficAnnotations as readonly string[]).includes(k) && (v === null || typeof v === 'string'));
-    if (!valid) throw fail(`annotation ${previousAnnotationsAnnotation} of ingresses/${ingress} in namespace ${namespace} is not a record trafficControl wrote (${text.slice(0, 200)}); fix or remove it by hand`, 'InvalidInput');
+    if (!valid)
+      throw fail(
+        `annotation ${previousAnnotationsAnnotation} of ingresses/${ingress} in namespace ${namespace} is not a record trafficControl wrote (${text.slice(0, 200)}); fix or remove it by hand`,
+        'InvalidInput',
+      );
     return value as Record<string, string | null>;
   };
 
@@ -97,20 +104,35 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
     recorded: recordOf(i.annotations),
   });
   const stateText = (s: TrafficState) =>
-    `limit-rps ${shown(s.limitRps)}, default-backend ${shown(s.defaultBackend)}; recorded: ${Object.keys(s.recorded).length ? Object.entries(s.recorded).map(([k, v]) => `${k}=${shown(v)}`).join(', ') : 'nothing'}`;
+    `limit-rps ${shown(s.limitRps)}, default-backend ${shown(s.defaultBackend)}; recorded: ${
+      Object.keys(s.recorded).length
+        ? Object.entries(s.recorded)
+            .map(([k, v]) => `${k}=${shown(v)}`)
+            .join(', ')
+        : 'nothing'
+    }`;
 
   // Diagnosis (read-only).
-  const found = await run.read('ingress', `Ingress ${where}`, readIngress, (i) =>
-    `hosts ${i.hosts.join(', ') || 'none'}; routes ${i.routes.join(', ') || 'none'}; addresses ${i.addresses.join(', ') || 'none'}; ${stateText(stateOf(i))}`,
+  const found = await run.read(
+    'ingress',
+    `Ingress ${where}`,
+    readIngress,
+    (i) => `hosts ${i.hosts.join(', ') || 'none'}; routes ${i.routes.join(', ') || 'none'}; addresses ${i.addresses.join(', ') || 'none'}; ${stateText(stateOf(i))}`,
   );
   const before = stateOf(found);
   if (action === 'maintenance-on') {
     // default-backend naming a missing Service sends every request to an error page, not to a maintenance page.
-    await run.read('maintenance-service', `Service ${namespace}/${maintenanceService} (the maintenance page)`, async () => {
-      const service = (await read.listServices({ namespace })).services.find((s) => s.name === maintenanceService);
-      if (!service) throw fail(`maintenance mode refused: Service ${maintenanceService} does not exist in namespace ${namespace}; deploy the maintenance page first (or name it in maintenanceService)`);
-      return service;
-    }, (s) => `ports ${s.ports.join(', ') || 'none'}; ${s.readyEndpoints} ready endpoints, ${s.notReadyEndpoints} not ready`);
+    await run.read(
+      'maintenance-service',
+      `Service ${namespace}/${maintenanceService} (the maintenance page)`,
+      async () => {
+        const service = (await read.listServices({ namespace })).services.find((s) => s.name === maintenanceService);
+        if (!service)
+          throw fail(`maintenance mode refused: Service ${maintenanceService} does not exist in namespace ${namespace}; deploy the maintenance page first (or name it in maintenanceService)`);
+        return service;
+      },
+      (s) => `ports ${s.ports.join(', ') || 'none'}; ${s.readyEndpoints} ready endpoints, ${s.notReadyEndpoints} not ready`,
+    );
   }
 
   /** The annotations the action sets or removes, from the live ones, and how the record changes. */
@@ -161,12 +183,11 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
 
   const describe = (p: AnnotationPlan) => {
     const keys = [...Object.keys(p.before)].filter((k) => k !== previousAnnotationsAnnotation && p.before[k] !== p.after[k]).sort();
-    const record =
-      p.remove.includes(previousAnnotationsAnnotation)
-        ? `; ${previousAnnotationsAnnotation} removed (nothing left to restore)`
-        : p.set[previousAnnotationsAnnotation] !== undefined
-          ? `; previous values recorded in ${previousAnnotationsAnnotation}: ${p.set[previousAnnotationsAnnotation]}`
-          : '';
+    const record = p.remove.includes(previousAnnotationsAnnotation)
+      ? `; ${previousAnnotationsAnnotation} removed (nothing left to restore)`
+      : p.set[previousAnnotationsAnnotation] !== undefined
+        ? `; previous values recorded in ${previousAnnotationsAnnotation}: ${p.set[previousAnnotationsAnnotation]}`
+        : '';
     return `${keys.map((k) => `${k} ${shown(p.before[k])} -> ${shown(p.after[k])}`).join(', ') || 'no traffic annotation changes'}${record}`;
   };
 
@@ -203,11 +224,16 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
 
   let after: TrafficControlResult['after'];
   if (input.mode === 'execute' && (outcome === 'applied' || outcome === 'failed')) {
-    after = await run.read('verify', `Annotations of ${where} after the change`, async () => {
-      const live = (await readIngress()).annotations;
-      const ok = outcome === 'applied' && planned !== undefined && Object.entries(planned.after).every(([k, v]) => (live[k] ?? null) === v);
-      return { ...stateOf({ ...found, annotations: live }), ok };
-    }, (s) => `${stateText(s)}; ${s.ok ? 'as planned' : 'NOT as planned'}`);
+    after = await run.read(
+      'verify',
+      `Annotations of ${where} after the change`,
+      async () => {
+        const live = (await readIngress()).annotations;
+        const ok = outcome === 'applied' && planned !== undefined && Object.entries(planned.after).every(([k, v]) => (live[k] ?? null) === v);
+        return { ...stateOf({ ...found, annotations: live }), ok };
+      },
+      (s) => `${stateText(s)}; ${s.ok ? 'as planned' : 'NOT as planned'}`,
+    );
   }
 
   const planText = run.plannedStep(action)?.change.summary ?? 'no plan';
@@ -220,19 +246,22 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
     restore: `The traffic annotations of ${hosts} are back to what they were before the first trafficControl change`,
   };
   // planText names the target already.
-  const result = await run.finish(`${outcome === 'planned' ? `plan: ${planText}` : outcome === 'applied' ? `${action} applied: ${planText}` : `${action} ${outcome}: ${planText}`}${after ? `; now ${stateText(after)}` : ''}`, {
-    impact:
-      input.mode === 'plan'
-        ? `None from this run (plan mode). Now: ${stateText(before)}.`
-        : outcome === 'applied'
-          ? `${effect[action]}. Before: ${stateText(before)}; after: ${after ? stateText(after) : 'not verified'}.`
-          : `Nothing was changed (${outcome}). ${stateText(before)}.`,
-    rootCause: `Not diagnosed by this runbook: ${input.startedBy} asked (${input.severity}) for ${action} on ${where}. Use postIncidentReview for the cause.`,
-    solution: outcome === 'applied' ? `${planText}.` : outcome === 'planned' ? `Plan only (nothing changed): ${planText}.` : `Not applied (${outcome}): ${planText}.`,
-    prevention:
-      action === 'rate-limit' || action === 'maintenance-on'
-        ? `Temporary: run trafficControl with action ${action === 'rate-limit' ? 'restore' : 'maintenance-off'} once the incident is over (the previous values are recorded in ${previousAnnotationsAnnotation}); size capacity (emergencyScale, HPA bounds) and a standing rate limit for peak load.`
-        : 'Review the incident (postIncidentReview) and keep a standing rate limit and a deployed maintenance page ready.',
-  });
+  const result = await run.finish(
+    `${outcome === 'planned' ? `plan: ${planText}` : outcome === 'applied' ? `${action} applied: ${planText}` : `${action} ${outcome}: ${planText}`}${after ? `; now ${stateText(after)}` : ''}`,
+    {
+      impact:
+        input.mode === 'plan'
+          ? `None from this run (plan mode). Now: ${stateText(before)}.`
+          : outcome === 'applied'
+            ? `${effect[action]}. Before: ${stateText(before)}; after: ${after ? stateText(after) : 'not verified'}.`
+            : `Nothing was changed (${outcome}). ${stateText(before)}.`,
+      rootCause: `Not diagnosed by this runbook: ${input.startedBy} asked (${input.severity}) for ${action} on ${where}. Use postIncidentReview for the cause.`,
+      solution: outcome === 'applied' ? `${planText}.` : outcome === 'planned' ? `Plan only (nothing changed): ${planText}.` : `Not applied (${outcome}): ${planText}.`,
+      prevention:
+        action === 'rate-limit' || action === 'maintenance-on'
+          ? `Temporary: run trafficControl with action ${action === 'rate-limit' ? 'restore' : 'maintenance-off'} once the incident is over (the previous values are recorded in ${previousAnnotationsAnnotation}); size capacity (emergencyScale, HPA bounds) and a standing rate limit for peak load.`
+          : 'Review the incident (postIncidentReview) and keep a standing rate limit and a deployed maintenance page ready.',
+    },
+  );
   return { ...result, namespace, ingress, action, hosts: found.hosts, before, ...(after ? { after } : {}) };
 }

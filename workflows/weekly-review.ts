@@ -52,9 +52,30 @@ export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReview
     const reviews: Array<{ id: string; title: string; name: ManualQueryName; threshold: string; status: (v: number) => CheckStatus; show: (v: number) => string }> = [
       // Users feel a slow or failing API at once: FAIL. The others are capacity signals: WARN.
       { id: 'performance.p95', title: 'API response time P95', name: 'p95LatencySeconds', threshold: `< ${t.p95Seconds} s`, status: (v) => below(v, t.p95Seconds), show: (v) => `${round(v, 3)} s` },
-      { id: 'performance.error-rate', title: 'API error rate', name: 'errorRatePercent', threshold: `< ${t.errorRatePercent}%`, status: (v) => below(v, t.errorRatePercent), show: (v) => `${round(v, 2)}%` },
-      { id: 'performance.db-connections', title: 'Database connections', name: 'databaseConnectionsActive', threshold: `< ${t.dbConnections}`, status: (v) => below(v, t.dbConnections, 'WARN'), show: (v) => String(round(v, 1)) },
-      { id: 'performance.cache-hit-rate', title: 'Cache hit rate', name: 'cacheHitRatePercent', threshold: `> ${t.cacheHitRatePercent}%`, status: (v) => above(v, t.cacheHitRatePercent, 'WARN'), show: (v) => `${round(v, 2)}%` },
+      {
+        id: 'performance.error-rate',
+        title: 'API error rate',
+        name: 'errorRatePercent',
+        threshold: `< ${t.errorRatePercent}%`,
+        status: (v) => below(v, t.errorRatePercent),
+        show: (v) => `${round(v, 2)}%`,
+      },
+      {
+        id: 'performance.db-connections',
+        title: 'Database connections',
+        name: 'databaseConnectionsActive',
+        threshold: `< ${t.dbConnections}`,
+        status: (v) => below(v, t.dbConnections, 'WARN'),
+        show: (v) => String(round(v, 1)),
+      },
+      {
+        id: 'performance.cache-hit-rate',
+        title: 'Cache hit rate',
+        name: 'cacheHitRatePercent',
+        threshold: `> ${t.cacheHitRatePercent}%`,
+        status: (v) => above(v, t.cacheHitRatePercent, 'WARN'),
+        show: (v) => `${round(v, 2)}%`,
+      },
     ];
     // Each query on its own: one that fails (Prometheus down) is a WARN row; the others still count.
     return Promise.all(
@@ -124,10 +145,14 @@ export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReview
     const base = { id: 'security.certificate', title: `Certificate ${input.certificate} expiry`, threshold: `>= ${t.certificateMinDays} days` };
     const value = days === undefined ? 'no notAfter' : `${days} days left (notAfter ${cert.notAfter})`;
     if (days !== undefined && days < 0) return [row({ ...base, status: 'FAIL', value, detail: 'expired: run certificateExpiry' })];
-    if (!cert.ready) return [row({ ...base, status: 'FAIL', value, detail: `not Ready: ${cert.readyReason ?? 'no Ready condition'}${cert.readyMessage ? ` (${oneLine(cert.readyMessage)})` : ''}; run certificateExpiry` })];
+    if (!cert.ready)
+      return [
+        row({ ...base, status: 'FAIL', value, detail: `not Ready: ${cert.readyReason ?? 'no Ready condition'}${cert.readyMessage ? ` (${oneLine(cert.readyMessage)})` : ''}; run certificateExpiry` }),
+      ];
     if (days === undefined) return [row({ ...base, status: 'WARN', value, detail: 'Ready, but its status has no notAfter' })];
     const status: CheckStatus = days < t.certificateMinDays / 4 ? 'FAIL' : days < t.certificateMinDays ? 'WARN' : 'PASS';
-    const detail = status === 'PASS' ? `Ready; renews ${cert.renewalTime ?? 'at an unknown time'}` : `expires soon and has not been renewed (renewal ${cert.renewalTime ?? 'unknown'}); check cert-manager`;
+    const detail =
+      status === 'PASS' ? `Ready; renews ${cert.renewalTime ?? 'at an unknown time'}` : `expires soon and has not been renewed (renewal ${cert.renewalTime ?? 'unknown'}); check cert-manager`;
     return [row({ ...base, status, value, detail })];
   });
 
@@ -145,7 +170,10 @@ export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReview
         title: 'Largest tables (with indexes and TOAST)',
         status: 'PASS',
         value: tables[0] ? `${tables[0].schema}.${tables[0].table} ${tables[0].pretty}` : 'no tables',
-        detail: `${db}: ${listed(tables.map((x) => `${x.schema}.${x.table} ${x.pretty}`), 10)}`,
+        detail: `${db}: ${listed(
+          tables.map((x) => `${x.schema}.${x.table} ${x.pretty}`),
+          10,
+        )}`,
       }),
     ];
   });

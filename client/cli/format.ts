@@ -16,11 +16,7 @@ export function progressLine(status: RunbookStatus): string {
 }
 
 export function statusText(workflowId: string, status: RunbookStatus): string {
-  const lines = [
-    `${workflowId}`,
-    `  ${progressLine(status)}`,
-    `  mode ${status.mode}, severity ${status.severity}, target ${status.target}, started by ${status.startedBy}`,
-  ];
+  const lines = [`${workflowId}`, `  ${progressLine(status)}`, `  mode ${status.mode}, severity ${status.severity}, target ${status.target}, started by ${status.startedBy}`];
   if (status.alertsFiring?.length) lines.push(`  wanted by firing alerts: ${status.alertsFiring.map((a) => `${a.alert} (${a.fingerprint})`).join(', ')}`);
   if (status.plan.length > 0) {
     lines.push('  plan:');
@@ -39,15 +35,19 @@ export function runsTable(runs: RunSummary[]): string {
   const rows = runs.map((r) => [r.workflowId, r.runbook, r.severity ?? '', r.approvalState ?? '', r.status, r.startTime]);
   const header = ['WORKFLOW ID', 'RUNBOOK', 'SEV', 'APPROVAL', 'STATUS', 'STARTED'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  return [header, ...rows].map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return [header, ...rows]
+    .map((r) =>
+      r
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** The pending plan as a person must see it before deciding: summary, before → after, hash. */
 export function pendingPlanText(workflowId: string, pending: NonNullable<RunbookStatus['pending']>): string {
-  const lines = [
-    `${workflowId}: step "${pending.stepId}" (${pending.title}) waits for a decision`,
-    `  change:  ${pending.change.summary}`,
-  ];
+  const lines = [`${workflowId}: step "${pending.stepId}" (${pending.title}) waits for a decision`, `  change:  ${pending.change.summary}`];
   if (pending.change.details !== undefined) {
     const details = JSON.stringify(pending.change.details, null, 2).split('\n');
     lines.push('  details (before → after):', ...details.slice(0, 60).map((l) => `    ${l}`));
@@ -55,6 +55,8 @@ export function pendingPlanText(workflowId: string, pending: NonNullable<Runbook
   }
   lines.push(`  plan:    ${pending.planHash}`);
   const given = (pending.approvals ?? []).map((a) => `${a.approver}${a.verified ? '' : ' (unverified)'}`);
-  lines.push(`  approvals: ${given.length} of ${pending.required ?? 1}${given.length ? ` (${given.join(', ')})` : ''}; ${pending.verification === 'unverified' ? 'UNVERIFIED: no approver keys configured' : 'signed decisions only'}`);
+  lines.push(
+    `  approvals: ${given.length} of ${pending.required ?? 1}${given.length ? ` (${given.join(', ')})` : ''}; ${pending.verification === 'unverified' ? 'UNVERIFIED: no approver keys configured' : 'signed decisions only'}`,
+  );
   return lines.join('\n');
 }

@@ -114,7 +114,9 @@ async function seenDecision(runbooks: RunbookClient, verdict: DecisionVerdict, i
   const given = values.plan as string | undefined;
   if (given !== undefined) {
     if (given.length < minPlanPrefix || !pending.planHash.startsWith(given)) {
-      throw new RunbookClientError(`the pending plan is ${pending.planHash.slice(0, minPlanPrefix)}, not ${given}${given.length < minPlanPrefix ? ` (give at least ${minPlanPrefix} digits)` : ''}: review the plan above and decide again`);
+      throw new RunbookClientError(
+        `the pending plan is ${pending.planHash.slice(0, minPlanPrefix)}, not ${given}${given.length < minPlanPrefix ? ` (give at least ${minPlanPrefix} digits)` : ''}: review the plan above and decide again`,
+      );
     }
   } else if (process.stdin.isTTY) {
     const prompt = createInterface({ input: process.stdin, output: process.stderr });
@@ -122,7 +124,9 @@ async function seenDecision(runbooks: RunbookClient, verdict: DecisionVerdict, i
     prompt.close();
     if (answer.trim().toLowerCase() !== 'yes') throw new UsageError('nothing decided');
   } else {
-    throw new UsageError(`runbook ${verdict}: refusing to decide a plan you have not confirmed: read the plan above and pass --plan ${pending.planHash.slice(0, minPlanPrefix)}, or run on a terminal to confirm it`);
+    throw new UsageError(
+      `runbook ${verdict}: refusing to decide a plan you have not confirmed: read the plan above and pass --plan ${pending.planHash.slice(0, minPlanPrefix)}, or run on a terminal to confirm it`,
+    );
   }
   return { stepId, planHash: pending.planHash, approver: as, reason };
 }
@@ -155,7 +159,14 @@ async function main(argv: string[]): Promise<void> {
   const catalog = loadCatalog();
   if (command === 'list') {
     const entries = Object.values(catalog).sort((a, b) => a.name.localeCompare(b.name));
-    if (values.json) print(JSON.stringify(entries.map(({ name, kind, description }) => ({ name, kind, description })), null, 2));
+    if (values.json)
+      print(
+        JSON.stringify(
+          entries.map(({ name, kind, description }) => ({ name, kind, description })),
+          null,
+          2,
+        ),
+      );
     else for (const e of entries) print(`${e.name.padEnd(26)} ${e.kind.padEnd(12)} ${e.description}`);
     return;
   }

@@ -2,7 +2,6 @@ import { z } from 'zod';
 import { runbookInputBase } from '../runbook';
 import { kubeName } from './fields';
 
-
 /** 场景5 证书过期: the manual's names are the defaults. */
 export const certificateExpiryInput = z
   .object({
@@ -17,7 +16,10 @@ export const certificateExpiryInput = z
     /** How long to wait for the re-issued Certificate to become Ready (manual: 300 s). */
     readyTimeoutSeconds: z.number().int().min(5, { message: 'at least 5 seconds' }).max(3600).default(300),
     /** Where cert-manager runs, when its logs should be read too (not present in the sandbox). */
-    certManager: z.object({ namespace: kubeName, deployment: kubeName.default('cert-manager') }).strict().optional(),
+    certManager: z
+      .object({ namespace: kubeName, deployment: kubeName.default('cert-manager') })
+      .strict()
+      .optional(),
   })
   .strict();
 

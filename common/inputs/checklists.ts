@@ -8,7 +8,10 @@ const checklistTargets = {
   appDeployment: kubeName.default('short-drama-app'),
   databaseDeployment: kubeName.default('postgres'),
   redisDeployment: kubeName.default('redis'),
-  database: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, { message: 'expected a PostgreSQL database name (lowercase letters, digits, _)' }).default('short_drama_prod'),
+  database: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,62}$/, { message: 'expected a PostgreSQL database name (lowercase letters, digits, _)' })
+    .default('short_drama_prod'),
   backupPrefix: s3Folder.default('database/'),
 };
 
@@ -46,7 +49,10 @@ export const weeklyReviewInput = z
     ...checklistTargets,
     certificate: kubeName.default('app-tls-cert'),
     /** Prometheus rate window for the performance review. */
-    window: z.string().regex(/^\d+[smhd]$/, { message: 'expected a PromQL duration such as 5m' }).default('5m'),
+    window: z
+      .string()
+      .regex(/^\d+[smhd]$/, { message: 'expected a PromQL duration such as 5m' })
+      .default('5m'),
     /** `sessions` rows expired longer ago than this are deleted (the manual: 7 days). */
     sessionsExpiredDays: z.number().int().min(1).max(3650).default(7),
     /** At most this many rows are deleted in one run. */

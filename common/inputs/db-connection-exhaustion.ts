@@ -2,7 +2,6 @@ import { z } from 'zod';
 import { runbookInputBase } from '../runbook';
 import { kubeName } from './fields';
 
-
 /** 场景2 数据库连接耗尽: the manual's names are the defaults. */
 export const dbConnectionExhaustionInput = z
   .object({
@@ -10,7 +9,10 @@ export const dbConnectionExhaustionInput = z
     namespace: kubeName.default('short-drama-prod'),
     /** The database's Deployment, restarted when max_connections changes. */
     deployment: kubeName.default('postgres'),
-    database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, { message: 'expected a database name' }).default('short_drama_prod'),
+    database: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, { message: 'expected a database name' })
+      .default('short_drama_prod'),
     /** Idle connections older than this are terminated (manual: 5 minutes). */
     idleOlderThanSeconds: z.number().int().min(1, { message: 'at least 1 second' }).max(86_400).default(300),
     /** At most this many connections are terminated in one run. */

@@ -57,7 +57,13 @@ export type EmergencyScaleInput = z.input<typeof emergencyScaleInput>;
 const count = z.number().int().min(0).max(1000);
 /** The value of previousSizeAnnotation: replicas and the HPA's bounds before the first scale-up. */
 export const previousSizeRecord = z
-  .object({ replicas: count, autoscaler: z.object({ name: kubeName, minReplicas: count.min(1), maxReplicas: count.min(1) }).strict().optional() })
+  .object({
+    replicas: count,
+    autoscaler: z
+      .object({ name: kubeName, minReplicas: count.min(1), maxReplicas: count.min(1) })
+      .strict()
+      .optional(),
+  })
   .strict();
 export type PreviousSize = z.infer<typeof previousSizeRecord>;
 

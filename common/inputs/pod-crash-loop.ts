@@ -15,7 +15,12 @@ export const podCrashLoopInput = z
     memoryLimitFactor: z.number().gt(1, { message: 'must be above 1 (the limit is raised, never lowered)' }).max(4, { message: 'at most 4' }).default(1.5),
     maxMemoryLimit: memoryLimitQuantity.default('4Gi'),
     /** A crash counts as caused by a rollout when the newest revision is at most this old. */
-    recentRolloutMinutes: z.number().int().min(1, { message: 'at least 1 minute' }).max(7 * 24 * 60, { message: 'at most 7 days' }).default(60),
+    recentRolloutMinutes: z
+      .number()
+      .int()
+      .min(1, { message: 'at least 1 minute' })
+      .max(7 * 24 * 60, { message: 'at most 7 days' })
+      .default(60),
   })
   .strict();
 

@@ -16,9 +16,7 @@ const reportText = (max: number) =>
  * An incident's id as the incident tracker names it (e.g. INC-2041). It is part of the workflow id,
  * so two reviews of one incident join one run and reviews of different incidents never do.
  */
-export const incidentIdField = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { message: 'expected an incident id of letters, digits, ".", "_" and "-" (at most 64), such as INC-2041' });
+export const incidentIdField = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { message: 'expected an incident id of letters, digits, ".", "_" and "-" (at most 64), such as INC-2041' });
 
 /**
  * The default id: the UTC start time to the second (20261127-045048). Without an id from the

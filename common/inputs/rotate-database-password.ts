@@ -23,7 +23,10 @@ export const rotateDatabasePasswordInput = z
       .regex(/^[A-Za-z_][A-Za-z0-9_$]{0,62}$/, { message: 'expected a PostgreSQL role name (letters, digits, _ and $, at most 63 characters)' })
       .refine((role) => !role.toLowerCase().startsWith('pg_'), { message: 'pg_* roles are reserved by PostgreSQL' }),
     /** The database the role must be able to log in to after the change. */
-    database: z.string().regex(/^[a-z_][a-z0-9_$]{0,62}$/, { message: 'expected a database name (lowercase letters, digits, _)' }).default('short_drama_prod'),
+    database: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_$]{0,62}$/, { message: 'expected a database name (lowercase letters, digits, _)' })
+      .default('short_drama_prod'),
     /** The Deployment restarted so its pods read the new password. */
     appDeployment: kubeName.default('short-drama-app'),
     /** How long the restarted app may take to become ready before the old password is restored. */

@@ -28,7 +28,12 @@ export const trafficControlInput = z
      */
     action: z.enum(trafficActions, { message: `expected one of ${trafficActions.join(', ')}` }).default('rate-limit'),
     /** Requests per second per client IP (the manual: 50). */
-    rps: z.number({ message: 'expected requests per second, such as 50' }).int({ message: 'expected whole requests per second' }).min(1, { message: 'at least 1 request per second' }).max(100_000, { message: 'at most 100000' }).default(50),
+    rps: z
+      .number({ message: 'expected requests per second, such as 50' })
+      .int({ message: 'expected whole requests per second' })
+      .min(1, { message: 'at least 1 request per second' })
+      .max(100_000, { message: 'at most 100000' })
+      .default(50),
     /** The Service in the same namespace that serves the maintenance page. */
     maintenanceService: kubeName.default('maintenance-page'),
   })

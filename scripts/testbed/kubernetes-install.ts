@@ -89,13 +89,7 @@ function writeKwokAssets(target: string, go: string, env: NodeJS.ProcessEnv): vo
   // pods of finished jobs complete, deleted pods go away. No stage of our own for crash loops:
   // pod-ready only acts on Pending pods that are not Ready, so a status the tests write through
   // the status subresource (CrashLoopBackOff, restarts; test/helpers/kube-pods.ts) stays as written.
-  const stages = [
-    'node/fast/node-initialize.yaml',
-    'node/heartbeat-with-lease/node-heartbeat-with-lease.yaml',
-    'pod/fast/pod-ready.yaml',
-    'pod/fast/pod-complete.yaml',
-    'pod/fast/pod-delete.yaml',
-  ];
+  const stages = ['node/fast/node-initialize.yaml', 'node/heartbeat-with-lease/node-heartbeat-with-lease.yaml', 'pod/fast/pod-ready.yaml', 'pod/fast/pod-complete.yaml', 'pod/fast/pod-delete.yaml'];
   writeFileSync(join(staging, 'stages.yaml'), stages.map((file) => `---\n${readFileSync(join(src, 'kustomize', 'stage', file), 'utf8')}`).join('\n'));
   const crdDir = join(src, 'kustomize', 'crd', 'bases');
   for (const file of readdirSync(crdDir).filter((f) => f.endsWith('.yaml'))) copyFileSync(join(crdDir, file), join(staging, 'crds', file));
@@ -126,7 +120,9 @@ export function installKubernetes(ctx: TestbedContext): KubernetesBinaries {
       KWOK_VERSION: kubernetesVersions.kwok,
     };
     if (controlPlane.some((file) => !existsSync(file))) {
-      ctx.log(`kubernetes: building kube-apiserver, kube-controller-manager, kube-scheduler ${kubernetesVersions.kubernetes}, etcd ${kubernetesVersions.etcd} and kwok ${kubernetesVersions.kwok} from source (about 7 minutes the first time; progress below)`);
+      ctx.log(
+        `kubernetes: building kube-apiserver, kube-controller-manager, kube-scheduler ${kubernetesVersions.kubernetes}, etcd ${kubernetesVersions.etcd} and kwok ${kubernetesVersions.kwok} from source (about 7 minutes the first time; progress below)`,
+      );
       const t0 = Date.now();
       run('bash', [buildScript], env);
       ctx.log(`kubernetes: binaries built in ${Math.round((Date.now() - t0) / 1000)} s`);

@@ -126,9 +126,23 @@ export function ensureKubernetesPki(layout: TestbedLayout): KubernetesPki {
     rmSync(staging, { recursive: true, force: true });
     mkdirSync(staging, { recursive: true, mode: 0o700 });
     openssl([
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', String(days), '-subj', '/CN=runbook-testbed-ca',
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
-      '-keyout', join(staging, 'ca.key'), '-out', join(staging, 'ca.crt'),
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      String(days),
+      '-subj',
+      '/CN=runbook-testbed-ca',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
+      '-keyout',
+      join(staging, 'ca.key'),
+      '-out',
+      join(staging, 'ca.crt'),
     ]);
     const byCa = { days, signedBy: 'testbed-ca' } as const;
     issue(staging, 'apiserver', {

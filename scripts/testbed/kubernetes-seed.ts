@@ -1,17 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  ApiextensionsV1Api,
-  AppsV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  NetworkingV1Api,
-  PatchUtils,
-  type KubeConfig,
-  type KubernetesObject,
-  type V1Secret,
-} from '@kubernetes/client-node';
+import { ApiextensionsV1Api, AppsV1Api, CoreV1Api, CustomObjectsApi, NetworkingV1Api, PatchUtils, type KubeConfig, type KubernetesObject, type V1Secret } from '@kubernetes/client-node';
 import { applyObjects, kubeConfigFromFile, readYamlObjects, testbedFieldManager } from './kubernetes-apply';
 import { kubernetesBinaries } from './kubernetes-install';
 import { kubernetesStateDir, pkiPaths, selfSignedServingCertificate, writeKubeconfig } from './kubernetes-pki';
@@ -152,9 +142,17 @@ export async function applyClusterInfrastructure(ctx: TestbedContext, part: 'crd
   const assets = kubernetesBinaries(layout).kwokAssets;
   if (part === 'crds') {
     const crdDir = join(assets, 'crds');
-    const crds = [...readdirSync(crdDir).filter((f) => f.endsWith('.yaml')).flatMap((f) => readYamlObjects(join(crdDir, f))), certificateCrd];
+    const crds = [
+      ...readdirSync(crdDir)
+        .filter((f) => f.endsWith('.yaml'))
+        .flatMap((f) => readYamlObjects(join(crdDir, f))),
+      certificateCrd,
+    ];
     await applyObjects(kc, crds);
-    await waitEstablished(kc, crds.map((crd) => crd.metadata!.name!));
+    await waitEstablished(
+      kc,
+      crds.map((crd) => crd.metadata!.name!),
+    );
     return;
   }
   const node: Obj = {
@@ -291,8 +289,24 @@ function manualObjects(layout: TestbedLayout): Obj[] {
     spec: { selector: { app: name }, ports: [{ name: 'main', port: portNumber, targetPort }] },
   });
   return [
-    { apiVersion: 'storage.k8s.io/v1', kind: 'StorageClass', metadata: { name: 'expandable' }, provisioner: 'kubernetes.io/no-provisioner', allowVolumeExpansion: true, reclaimPolicy: 'Retain', volumeBindingMode: 'Immediate' } as Obj,
-    { apiVersion: 'storage.k8s.io/v1', kind: 'StorageClass', metadata: { name: 'fixed' }, provisioner: 'kubernetes.io/no-provisioner', allowVolumeExpansion: false, reclaimPolicy: 'Retain', volumeBindingMode: 'Immediate' } as Obj,
+    {
+      apiVersion: 'storage.k8s.io/v1',
+      kind: 'StorageClass',
+      metadata: { name: 'expandable' },
+      provisioner: 'kubernetes.io/no-provisioner',
+      allowVolumeExpansion: true,
+      reclaimPolicy: 'Retain',
+      volumeBindingMode: 'Immediate',
+    } as Obj,
+    {
+      apiVersion: 'storage.k8s.io/v1',
+      kind: 'StorageClass',
+      metadata: { name: 'fixed' },
+      provisioner: 'kubernetes.io/no-provisioner',
+      allowVolumeExpansion: false,
+      reclaimPolicy: 'Retain',
+      volumeBindingMode: 'Immediate',
+    } as Obj,
     pv('short-drama-prod-postgres-pv', 'expandable', 'postgres-pvc', join(volumes, 'postgres')),
     pv('short-drama-prod-redis-pv', 'fixed', 'redis-data', join(volumes, 'redis')),
     pvc('postgres-pvc', 'expandable', 'short-drama-prod-postgres-pv'),
@@ -527,17 +541,11 @@ export const ingressAddress = '127.0.0.1';
  * running it again changes nothing.
  */
 export async function publishIngressAddress(kc: KubeConfig, namespace: string, name: string, ip = ingressAddress): Promise<void> {
-  await kc.makeApiClient(NetworkingV1Api).patchNamespacedIngressStatus(
-    name,
-    namespace,
-    { status: { loadBalancer: { ingress: [{ ip }] } } },
-    undefined,
-    undefined,
-    testbedFieldManager,
-    undefined,
-    undefined,
-    { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_JSON_MERGE_PATCH } },
-  );
+  await kc
+    .makeApiClient(NetworkingV1Api)
+    .patchNamespacedIngressStatus(name, namespace, { status: { loadBalancer: { ingress: [{ ip }] } } }, undefined, undefined, testbedFieldManager, undefined, undefined, {
+      headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_JSON_MERGE_PATCH },
+    });
 }
 
 /**
@@ -625,12 +633,5 @@ async function writeReadonlyKubeconfig(ctx: TestbedContext, kc: KubeConfig): Pro
     },
     60_000,
   );
-  writeKubeconfig(
-    join(kubernetesStateDir(layout), 'readonly.kubeconfig'),
-    `https://127.0.0.1:${port(layout, 'kubeApiserver')}`,
-    pkiPaths(layout).caCert,
-    readonlyServiceAccount,
-    token,
-    ns,
-  );
+  writeKubeconfig(join(kubernetesStateDir(layout), 'readonly.kubeconfig'), `https://127.0.0.1:${port(layout, 'kubeApiserver')}`, pkiPaths(layout).caCert, readonlyServiceAccount, token, ns);
 }

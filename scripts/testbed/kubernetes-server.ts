@@ -70,38 +70,62 @@ async function startControlPlane(ctx: TestbedContext, pki: KubernetesPki): Promi
   const etcdClient = `http://${loopback}:${p('kubeEtcd')}`;
   const etcdPeer = `http://${loopback}:${p('kubeEtcdPeer')}`;
   startDetached(layout.stateDir, 'kube-etcd', bins.etcd, [
-    '--name', 'testbed', '--data-dir', join(state, 'etcd'),
-    '--listen-client-urls', etcdClient, '--advertise-client-urls', etcdClient,
-    '--listen-peer-urls', etcdPeer, '--initial-advertise-peer-urls', etcdPeer,
-    '--initial-cluster', `testbed=${etcdPeer}`, '--initial-cluster-state', 'new',
-    '--unsafe-no-fsync', `--quota-backend-bytes=${2 * 1024 ** 3}`, '--log-level', 'warn',
+    '--name',
+    'testbed',
+    '--data-dir',
+    join(state, 'etcd'),
+    '--listen-client-urls',
+    etcdClient,
+    '--advertise-client-urls',
+    etcdClient,
+    '--listen-peer-urls',
+    etcdPeer,
+    '--initial-advertise-peer-urls',
+    etcdPeer,
+    '--initial-cluster',
+    `testbed=${etcdPeer}`,
+    '--initial-cluster-state',
+    'new',
+    '--unsafe-no-fsync',
+    `--quota-backend-bytes=${2 * 1024 ** 3}`,
+    '--log-level',
+    'warn',
   ]);
   await waitFor(layout, 'kube-etcd', 'etcd /health', async () => (await fetch(`${etcdClient}/health`)).ok, 30_000);
   lap('etcd healthy');
 
   const api = apiserverUrl(layout);
   startDetached(layout.stateDir, 'kube-apiserver', bins.apiserver, [
-    `--bind-address=${loopback}`, `--advertise-address=${loopback}`, `--secure-port=${p('kubeApiserver')}`,
+    `--bind-address=${loopback}`,
+    `--advertise-address=${loopback}`,
+    `--secure-port=${p('kubeApiserver')}`,
     // The "kubernetes" Service's endpoints may not be a loopback address.
     '--endpoint-reconciler-type=none',
     `--etcd-servers=${etcdClient}`,
-    `--tls-cert-file=${pki.apiserverCert}`, `--tls-private-key-file=${pki.apiserverKey}`,
+    `--tls-cert-file=${pki.apiserverCert}`,
+    `--tls-private-key-file=${pki.apiserverKey}`,
     `--client-ca-file=${pki.caCert}`,
     `--token-auth-file=${pki.tokensCsv}`,
     '--authorization-mode=Node,RBAC',
     `--service-account-issuer=${api}`,
-    `--service-account-key-file=${pki.saPub}`, `--service-account-signing-key-file=${pki.saKey}`,
+    `--service-account-key-file=${pki.saPub}`,
+    `--service-account-signing-key-file=${pki.saKey}`,
     '--service-cluster-ip-range=10.96.0.0/16',
-    `--kubelet-client-certificate=${pki.kubeletClientCert}`, `--kubelet-client-key=${pki.kubeletClientKey}`,
+    `--kubelet-client-certificate=${pki.kubeletClientCert}`,
+    `--kubelet-client-key=${pki.kubeletClientKey}`,
     '--kubelet-preferred-address-types=InternalIP',
     // Aggregation layer, for metrics-server's metrics.k8s.io.
-    `--requestheader-client-ca-file=${pki.caCert}`, '--requestheader-allowed-names=front-proxy-client',
-    '--requestheader-username-headers=X-Remote-User', '--requestheader-group-headers=X-Remote-Group',
+    `--requestheader-client-ca-file=${pki.caCert}`,
+    '--requestheader-allowed-names=front-proxy-client',
+    '--requestheader-username-headers=X-Remote-User',
+    '--requestheader-group-headers=X-Remote-Group',
     '--requestheader-extra-headers-prefix=X-Remote-Extra-',
-    `--proxy-client-cert-file=${pki.frontProxyCert}`, `--proxy-client-key-file=${pki.frontProxyKey}`,
+    `--proxy-client-cert-file=${pki.frontProxyCert}`,
+    `--proxy-client-key-file=${pki.frontProxyKey}`,
     // Events of the seeded rollouts stay for a week (default: 1 h).
     '--event-ttl=168h',
-    '--allow-privileged=true', '--profiling=false',
+    '--allow-privileged=true',
+    '--profiling=false',
   ]);
   await waitFor(layout, 'kube-apiserver', 'kube-apiserver /readyz', () => answers(`${api}/readyz`, { ca: pki.caCert, token: pki.adminToken }), 120_000);
   lap('kube-apiserver ready');
@@ -112,13 +136,17 @@ async function startControlPlane(ctx: TestbedContext, pki: KubernetesPki): Promi
 
   const common = [`--kubeconfig=${kubeconfig}`, `--authentication-kubeconfig=${kubeconfig}`, `--authorization-kubeconfig=${kubeconfig}`, `--bind-address=${loopback}`];
   startDetached(layout.stateDir, 'kube-controller-manager', bins.controllerManager, [
-    ...common, `--secure-port=${p('kubeControllerManager')}`,
+    ...common,
+    `--secure-port=${p('kubeControllerManager')}`,
     '--leader-elect=false',
-    `--service-account-private-key-file=${pki.saKey}`, `--root-ca-file=${pki.caCert}`,
+    `--service-account-private-key-file=${pki.saKey}`,
+    `--root-ca-file=${pki.caCert}`,
     '--use-service-account-credentials=true',
-    `--cluster-signing-cert-file=${pki.caCert}`, `--cluster-signing-key-file=${pki.caKey}`,
+    `--cluster-signing-cert-file=${pki.caCert}`,
+    `--cluster-signing-key-file=${pki.caKey}`,
     '--service-cluster-ip-range=10.96.0.0/16',
-    "--controllers=*", '--profiling=false',
+    '--controllers=*',
+    '--profiling=false',
   ]);
   startDetached(layout.stateDir, 'kube-scheduler', bins.scheduler, [...common, `--secure-port=${p('kubeScheduler')}`, '--leader-elect=false', '--profiling=false']);
   startDetached(layout.stateDir, 'kube-kwok', bins.kwok, [
@@ -126,18 +154,28 @@ async function startControlPlane(ctx: TestbedContext, pki: KubernetesPki): Promi
     // Stages: the "fast" ones from the kwok module (see kubernetes-install.ts). No KwokConfiguration
     // document: one loaded from a file is not defaulted, and kwok exits.
     `--config=${join(bins.kwokAssets, 'stages.yaml')}`,
-    '--manage-all-nodes=false', '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
-    '--manage-nodes-with-label-selector=', '--manage-single-node=',
-    '--cidr=10.244.0.0/16', `--node-ip=${loopback}`, `--node-port=${p('kwok')}`,
+    '--manage-all-nodes=false',
+    '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
+    '--manage-nodes-with-label-selector=',
+    '--manage-single-node=',
+    '--cidr=10.244.0.0/16',
+    `--node-ip=${loopback}`,
+    `--node-port=${p('kwok')}`,
     `--server-address=${loopback}:${p('kwok')}`,
-    `--tls-cert-file=${pki.kwokCert}`, `--tls-private-key-file=${pki.kwokKey}`,
+    `--tls-cert-file=${pki.kwokCert}`,
+    `--tls-private-key-file=${pki.kwokKey}`,
     '--node-lease-duration-seconds=40',
     '--enable-crds=ClusterLogs,Logs,ClusterExec,Exec,ClusterAttach,Attach,ClusterPortForward,PortForward,Metric,ClusterResourceUsage,ResourceUsage',
   ]);
   startDetached(layout.stateDir, 'kube-metrics-server', bins.metricsServer, [
-    ...common, `--secure-port=${p('kubeMetricsServer')}`, `--cert-dir=${join(state, 'metrics-server-certs')}`,
-    '--kubelet-preferred-address-types=InternalIP', '--kubelet-use-node-status-port', '--kubelet-insecure-tls',
-    '--metric-resolution=10s', '--kubelet-request-timeout=5s',
+    ...common,
+    `--secure-port=${p('kubeMetricsServer')}`,
+    `--cert-dir=${join(state, 'metrics-server-certs')}`,
+    '--kubelet-preferred-address-types=InternalIP',
+    '--kubelet-use-node-status-port',
+    '--kubelet-insecure-tls',
+    '--metric-resolution=10s',
+    '--kubelet-request-timeout=5s',
   ]);
   await Promise.all([
     waitFor(layout, 'kube-controller-manager', 'kube-controller-manager /healthz', () => answers(`https://${loopback}:${p('kubeControllerManager')}/healthz`), 60_000),

@@ -51,9 +51,7 @@ function initialiseCluster(ctx: TestbedContext): void {
   writeFileSync(pwfile, ctx.secrets.postgresPassword, { mode: 0o600 });
   if (isRoot()) chownSync(pwfile, uidOf('postgres'), gidOf('postgres'));
   try {
-    const [command, args] = asPostgresUser(join(postgresBin, 'initdb'), [
-      '-D', dataDir(ctx), '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--locale=C',
-    ]);
+    const [command, args] = asPostgresUser(join(postgresBin, 'initdb'), ['-D', dataDir(ctx), '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--locale=C']);
     runChecked(command, args);
   } finally {
     rmSync(pwfile, { force: true });
@@ -94,7 +92,10 @@ export const postgresServer: TestbedServer = {
   name: 'postgres',
   ports: ['postgres'],
   install(ctx) {
-    ensureDebianPackages(debianPackages.filter((p) => p.startsWith('postgresql')), ctx.log);
+    ensureDebianPackages(
+      debianPackages.filter((p) => p.startsWith('postgresql')),
+      ctx.log,
+    );
   },
   async isHealthy(ctx) {
     const client = new Client({ connectionString: postgresUrl(ctx, 'postgres'), connectionTimeoutMillis: 1000 });

@@ -14,13 +14,7 @@ export function runChecked(command: string, args: string[], options: SpawnSyncOp
 }
 
 /** Starts a long-running server detached from us, with its output in NAME.log and its pid in NAME.pid. */
-export function startDetached(
-  stateDir: string,
-  name: string,
-  command: string,
-  args: string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
-): number {
+export function startDetached(stateDir: string, name: string, command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): number {
   const logFd = openSync(join(stateDir, `${name}.log`), 'a');
   const child = spawn(command, args, {
     cwd: options.cwd ?? stateDir,

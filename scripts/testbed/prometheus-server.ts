@@ -84,12 +84,7 @@ export const prometheusServer: TestbedServer = {
         '  - job_name: short-drama-app',
         '    static_configs:',
         `      - targets: ['${appMetrics}']`,
-        ...capacityScrapeJobs().flatMap(({ job, metricsPath }) => [
-          `  - job_name: ${job}`,
-          `    metrics_path: ${metricsPath}`,
-          '    static_configs:',
-          `      - targets: ['${appMetrics}']`,
-        ]),
+        ...capacityScrapeJobs().flatMap(({ job, metricsPath }) => [`  - job_name: ${job}`, `    metrics_path: ${metricsPath}`, '    static_configs:', `      - targets: ['${appMetrics}']`]),
         '',
       ].join('\n'),
     );

@@ -30,14 +30,22 @@ export const redisServer: TestbedServer = {
     const dir = join(ctx.layout.stateDir, 'redis');
     mkdirSync(dir, { recursive: true });
     startDetached(ctx.layout.stateDir, 'redis', 'redis-server', [
-      '--port', String(port(ctx.layout, 'redis')),
-      '--bind', '127.0.0.1',
-      '--requirepass', ctx.secrets.redisPassword,
-      '--dir', dir,
-      '--save', '',
-      '--appendonly', 'no',
-      '--maxmemory', '256mb',
-      '--daemonize', 'no',
+      '--port',
+      String(port(ctx.layout, 'redis')),
+      '--bind',
+      '127.0.0.1',
+      '--requirepass',
+      ctx.secrets.redisPassword,
+      '--dir',
+      dir,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--maxmemory',
+      '256mb',
+      '--daemonize',
+      'no',
     ]);
     await waitUntil('Redis', () => this.isHealthy(ctx), 30_000, join(ctx.layout.stateDir, 'redis.log'));
   },

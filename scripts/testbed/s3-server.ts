@@ -35,7 +35,21 @@ function weedBinary(ctx: TestbedContext): string {
 /** SeaweedFS in its all-in-one mode (master, volume, filer, S3 gateway), every port on loopback. */
 export const s3Server: TestbedServer = {
   name: 's3',
-  ports: ['s3', 'seaweedMaster', 'seaweedMasterGrpc', 'seaweedVolume', 'seaweedVolumeGrpc', 'seaweedFiler', 'seaweedFilerGrpc', 'seaweedS3Grpc', 'seaweedIceberg', 'seaweedLance', 'seaweedAdmin', 'seaweedAdminGrpc', 'seaweedMetrics'],
+  ports: [
+    's3',
+    'seaweedMaster',
+    'seaweedMasterGrpc',
+    'seaweedVolume',
+    'seaweedVolumeGrpc',
+    'seaweedFiler',
+    'seaweedFilerGrpc',
+    'seaweedS3Grpc',
+    'seaweedIceberg',
+    'seaweedLance',
+    'seaweedAdmin',
+    'seaweedAdminGrpc',
+    'seaweedMetrics',
+  ],
   install(ctx) {
     weedBinary(ctx);
   },

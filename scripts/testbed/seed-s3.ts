@@ -11,11 +11,10 @@ export interface DumpSource {
 
 /** Real pg_dump output; the password reaches pg_dump through its environment, never its arguments. */
 export function pgDump(source: DumpSource, format: 'plain' | 'custom'): Buffer {
-  const result = spawnSync(
-    'pg_dump',
-    ['-h', source.host, '-p', String(source.port), '-U', source.user, `--format=${format}`, '--no-owner', source.database],
-    { env: { ...process.env, PGPASSWORD: source.password }, maxBuffer: 512 * 1024 * 1024 },
-  );
+  const result = spawnSync('pg_dump', ['-h', source.host, '-p', String(source.port), '-U', source.user, `--format=${format}`, '--no-owner', source.database], {
+    env: { ...process.env, PGPASSWORD: source.password },
+    maxBuffer: 512 * 1024 * 1024,
+  });
   if (result.status !== 0) throw new Error(`pg_dump failed: ${String(result.stderr).slice(-1000)}`);
   return result.stdout;
 }

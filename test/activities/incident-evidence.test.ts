@@ -55,7 +55,15 @@ afterAll(async () => {
 });
 
 test('linesInWindow keeps the lines stamped inside the window (continuation lines follow theirs)', () => {
-  const text = ['2026-01-01T09:59:59.999999999Z before', '2026-01-01T10:00:00.000000000Z first ERROR x', 'wrapped part', '2026-01-01T10:30:00Z ok', '2026-01-01T11:00:00.001Z after', 'wrapped after', ''].join('\n');
+  const text = [
+    '2026-01-01T09:59:59.999999999Z before',
+    '2026-01-01T10:00:00.000000000Z first ERROR x',
+    'wrapped part',
+    '2026-01-01T10:30:00Z ok',
+    '2026-01-01T11:00:00.001Z after',
+    'wrapped after',
+    '',
+  ].join('\n');
   const kept = linesInWindow(text, Date.parse('2026-01-01T10:00:00Z'), Date.parse('2026-01-01T11:00:00Z'));
   expect(kept.text).toBe('2026-01-01T10:00:00.000000000Z first ERROR x\nwrapped part\n2026-01-01T10:30:00Z ok\n');
   expect(kept).toMatchObject({ lines: 3, errorLines: 1 });
@@ -69,7 +77,10 @@ test('logs of every pod, only the window, one object per container log with its 
   // Each pod: a line from two hours ago, lines of its own now, and one stamped after the window.
   for (const [i, pod] of pods.entries()) {
     await setContainerLogs(kc, ns, pod, 'app', { current: [`pod ${i} started`] });
-    const lines = criLogLines([`pod ${i} old line from two hours ago`], new Date(now - 120 * minute)) + criLogLines([`pod ${i} serving ${pod}`, `ERROR pod ${i} upstream timeout`], new Date(now - minute)) + criLogLines([`pod ${i} after the window`], new Date(now + 10 * minute));
+    const lines =
+      criLogLines([`pod ${i} old line from two hours ago`], new Date(now - 120 * minute)) +
+      criLogLines([`pod ${i} serving ${pod}`, `ERROR pod ${i} upstream timeout`], new Date(now - minute)) +
+      criLogLines([`pod ${i} after the window`], new Date(now + 10 * minute));
     writeFileSync(podLogFile(ns, pod, 'app'), lines);
   }
   // The first pod restarted: its previous instance's log is collected too.
@@ -115,7 +126,14 @@ test('a capped container log is marked truncated and ends on a whole line', asyn
   const pod = pods[1]!;
   const lines = Array.from({ length: 400 }, (_, i) => `capped line ${i} ${'x'.repeat(40)}`);
   await setContainerLogs(kc, ns, pod, 'app', { current: lines });
-  const result = await h.run('collectLogsToEvidence', { namespace: ns, deployment, since: new Date(Date.now() - 10 * minute).toISOString(), until: new Date(Date.now() + minute).toISOString(), keyPrefix: `${folder}capped/`, maxBytesPerContainer: 4096 });
+  const result = await h.run('collectLogsToEvidence', {
+    namespace: ns,
+    deployment,
+    since: new Date(Date.now() - 10 * minute).toISOString(),
+    until: new Date(Date.now() + minute).toISOString(),
+    keyPrefix: `${folder}capped/`,
+    maxBytesPerContainer: 4096,
+  });
   const capped = result.objects.find((o) => o.pod === pod)!;
   expect(capped.truncated).toBe(true);
   const text = (await object(capped.key)).body.toString('utf8');
@@ -124,7 +142,13 @@ test('a capped container log is marked truncated and ends on a whole line', asyn
 });
 
 test('a Deployment that does not exist: found false, nothing written', async () => {
-  const result = await h.run('collectLogsToEvidence', { namespace: ns, deployment: 'no-such-app', since: new Date(Date.now() - minute).toISOString(), until: new Date().toISOString(), keyPrefix: `${folder}none/` });
+  const result = await h.run('collectLogsToEvidence', {
+    namespace: ns,
+    deployment: 'no-such-app',
+    since: new Date(Date.now() - minute).toISOString(),
+    until: new Date().toISOString(),
+    keyPrefix: `${folder}none/`,
+  });
   expect(result).toMatchObject({ found: false, pods: [], objects: [] });
 });
 
@@ -185,12 +209,24 @@ test('configuration snapshot: workloads and config in full, Secrets by name and 
     expect(text).not.toContain(value);
     expect(text).not.toContain(Buffer.from(value).toString('base64'));
   }
-  const doc = parseYaml(text) as { secrets: Array<{ name: string; type: string; keys: string[] }>; items: Array<{ kind: string; metadata: { name: string; managedFields?: unknown }; data?: Record<string, string> }> };
+  const doc = parseYaml(text) as {
+    secrets: Array<{ name: string; type: string; keys: string[] }>;
+    items: Array<{ kind: string; metadata: { name: string; managedFields?: unknown }; data?: Record<string, string> }>;
+  };
   expect(doc.secrets).toContainEqual({ name: secretName, type: 'Opaque', keys: ['API_TOKEN'] });
   expect(doc.secrets.find((s) => s.name === 'app-secrets')?.keys).toEqual(expect.arrayContaining(['DATABASE_PASSWORD', 'REDIS_PASSWORD']));
   expect(doc.items.some((i) => i.kind === 'Secret')).toBe(false);
   const kinds = new Set(doc.items.map((i) => `${i.kind}/${i.metadata.name}`));
-  for (const expected of ['Deployment/short-drama-app', `Deployment/${deployment}`, 'Service/short-drama-app', 'HorizontalPodAutoscaler/short-drama-app', 'PersistentVolumeClaim/postgres-pvc', 'Ingress/app-ingress', 'ConfigMap/app-config', `Pod/${pods[0]}`]) {
+  for (const expected of [
+    'Deployment/short-drama-app',
+    `Deployment/${deployment}`,
+    'Service/short-drama-app',
+    'HorizontalPodAutoscaler/short-drama-app',
+    'PersistentVolumeClaim/postgres-pvc',
+    'Ingress/app-ingress',
+    'ConfigMap/app-config',
+    `Pod/${pods[0]}`,
+  ]) {
     expect(kinds).toContain(expected);
   }
   expect(doc.items.find((i) => i.kind === 'ConfigMap' && i.metadata.name === 'app-config')?.data?.DATABASE_HOST).toBe('postgres');

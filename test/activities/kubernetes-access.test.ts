@@ -120,12 +120,18 @@ describe('applySecurityObjects', () => {
       const f = await failureOf(h.run('applySecurityObjects', { namespace, objects: [object] }));
       return [f.type, f.message];
     };
-    expect(await refusal({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } })).toEqual(['Refused', 'objects[0]: kind ConfigMap is not managed here (only ServiceAccount, Role, RoleBinding, NetworkPolicy)']);
+    expect(await refusal({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } })).toEqual([
+      'Refused',
+      'objects[0]: kind ConfigMap is not managed here (only ServiceAccount, Role, RoleBinding, NetworkPolicy)',
+    ]);
     expect(await refusal({ ...binding, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'admin' } } as KubernetesObject)).toEqual([
       'Refused',
       'objects[0]: RoleBinding reader may only bind a Role (rbac.authorization.k8s.io) of its namespace',
     ]);
-    expect(await refusal({ ...role, rules: [{ apiGroups: [''], resources: ['*'], verbs: ['get'] }] } as KubernetesObject)).toEqual(['Refused', 'objects[0]: rules[0]: wildcard resources or API groups are never granted by runbooks']);
+    expect(await refusal({ ...role, rules: [{ apiGroups: [''], resources: ['*'], verbs: ['get'] }] } as KubernetesObject)).toEqual([
+      'Refused',
+      'objects[0]: rules[0]: wildcard resources or API groups are never granted by runbooks',
+    ]);
     expect(await refusal({ ...role, rules: [{ apiGroups: ['rbac.authorization.k8s.io'], resources: ['roles'], verbs: ['escalate'] }] } as KubernetesObject)).toEqual([
       'Refused',
       'objects[0]: rules[0]: verb "escalate" is never granted by runbooks',
@@ -150,9 +156,15 @@ describe('compareLiveObjects and checkServiceAccountAccess', () => {
     }) as KubernetesObject;
 
   test('the live object against the desired one: missing, equal, a field that differs', async () => {
-    expect(await h.run('compareLiveObjects', { namespace: ns, objects: [policy(80)] })).toEqual({ matches: false, objects: [{ kind: 'NetworkPolicy', name: 'np', exists: false, matches: false, differences: [] }] });
+    expect(await h.run('compareLiveObjects', { namespace: ns, objects: [policy(80)] })).toEqual({
+      matches: false,
+      objects: [{ kind: 'NetworkPolicy', name: 'np', exists: false, matches: false, differences: [] }],
+    });
     await h.run('applySecurityObjects', { namespace: ns, objects: [policy(80)] });
-    expect(await h.run('compareLiveObjects', { namespace: ns, objects: [policy(80)] })).toEqual({ matches: true, objects: [{ kind: 'NetworkPolicy', name: 'np', exists: true, matches: true, differences: [] }] });
+    expect(await h.run('compareLiveObjects', { namespace: ns, objects: [policy(80)] })).toEqual({
+      matches: true,
+      objects: [{ kind: 'NetworkPolicy', name: 'np', exists: true, matches: true, differences: [] }],
+    });
     await networking.patchNamespacedNetworkPolicy('np', ns, [{ op: 'add', path: '/spec/policyTypes/-', value: 'Egress' }], undefined, undefined, 'kubectl-edit', undefined, undefined, jsonPatch);
     expect((await h.run('compareLiveObjects', { namespace: ns, objects: [policy(81)] })).objects[0]!.differences).toEqual([
       { path: 'spec.ingress[0].ports[0].port', change: 'changed', before: 80, after: 81 },

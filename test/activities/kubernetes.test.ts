@@ -55,7 +55,12 @@ describe('refusals common to every activity', () => {
 
   test('a connection refused is Transient', async () => {
     const bad = new KubeConfig();
-    bad.loadFromOptions({ clusters: [{ name: 'c', server: 'http://127.0.0.1:1', skipTLSVerify: true }], users: [{ name: 'u' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x' });
+    bad.loadFromOptions({
+      clusters: [{ name: 'c', server: 'http://127.0.0.1:1', skipTLSVerify: true }],
+      users: [{ name: 'u' }],
+      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+      currentContext: 'x',
+    });
     const env = new MockActivityEnvironment();
     const acts = createKubernetesActivities({ kube: bad, allowedNamespaces: [ns] });
     const f = await failureOf(env.run(acts.listPodSummaries, { namespace: ns }));
@@ -223,7 +228,12 @@ describe('services, ingress, HPA, PVCs, usage', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const fake = new KubeConfig();
-      fake.loadFromOptions({ clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }], users: [{ name: 'u' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x' });
+      fake.loadFromOptions({
+        clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }],
+        users: [{ name: 'u' }],
+        contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+        currentContext: 'x',
+      });
       const acts = createKubernetesActivities({ kube: fake, allowedNamespaces: [ns] });
       const env = new MockActivityEnvironment();
       expect(await env.run(acts.getPodUsage, { namespace: ns })).toMatchObject({ available: false });
@@ -316,7 +326,10 @@ describe('rollouts', () => {
   test('rollback gives the same template as kubectl rollout undo; dry run and second run change nothing', async () => {
     const ours = unique('kt-undo-a');
     const theirs = unique('kt-undo-b');
-    cleanups.push(() => deleteDeployment(kc, ours), () => deleteDeployment(kc, theirs));
+    cleanups.push(
+      () => deleteDeployment(kc, ours),
+      () => deleteDeployment(kc, theirs),
+    );
     // Same labels-by-name scheme for both, so the templates compare after renaming.
     for (const name of [ours, theirs]) {
       await scratchDeployment(kc, name, { image: 'registry.example/app:1' });
@@ -543,7 +556,13 @@ describe('apply, secrets, RBAC, snapshot', () => {
   });
 
   test('ServiceAccount, Role, RoleBinding idempotently; wildcards refused', async () => {
-    const input = { namespace: ns, serviceAccount: sa, role: sa, roleBinding: sa, rules: [{ apiGroups: ['', 'apps'], resources: ['pods', 'services', 'deployments'], verbs: ['get', 'list', 'watch'] }] };
+    const input = {
+      namespace: ns,
+      serviceAccount: sa,
+      role: sa,
+      roleBinding: sa,
+      rules: [{ apiGroups: ['', 'apps'], resources: ['pods', 'services', 'deployments'], verbs: ['get', 'list', 'watch'] }],
+    };
     const dry = await h.run('ensureServiceAccountAccess', { ...input, dryRun: true });
     expect(dry.objects.map((o) => o.action)).toEqual(['created', 'created', 'created']);
     await expect(core.readNamespacedServiceAccount(sa, ns)).rejects.toMatchObject({ statusCode: 404 });

@@ -34,7 +34,10 @@ describe('notify (real HTTP webhook receiver of the test bed)', () => {
   test('a 5xx answer fails the attempt as Transient, so Temporal retries it; the retry gets through', async () => {
     const dedupeKey = `test-${randomUUID()}`;
     await fetch(`${testbedEnv().TESTBED_WEBHOOK_URL}/fail-next?count=1`, { method: 'POST' });
-    const error = await harness.run('notify', { title: 'retry me', dedupeKey }).then(() => undefined, (err: unknown) => err);
+    const error = await harness.run('notify', { title: 'retry me', dedupeKey }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
     expect(error).toBeInstanceOf(ApplicationFailure);
     expect((error as ApplicationFailure).type).toBe('Transient');
     expect((error as ApplicationFailure).nonRetryable).toBe(false);
@@ -44,7 +47,10 @@ describe('notify (real HTTP webhook receiver of the test bed)', () => {
   });
 
   test('bad notifications are refused; without a webhook nothing is sent and it says why', async () => {
-    const error = await harness.run('notify', { title: ' ', dedupeKey: 'x' }).then(() => undefined, (err: unknown) => err);
+    const error = await harness.run('notify', { title: ' ', dedupeKey: 'x' }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
     expect((error as ApplicationFailure).type).toBe('InvalidInput');
     const none = activityHarness({ NOTIFY_WEBHOOK_URL: undefined });
     try {

@@ -41,7 +41,11 @@ async function scratchRole(options: { login?: boolean; createRole?: boolean } = 
 /** A Secret of its own holding the role's current password under `key`. */
 async function scratchSecret(password: string, extra: Record<string, string> = {}): Promise<string> {
   const name = `rot-${uniqueSuffix()}`;
-  await core.createNamespacedSecret(ns, { metadata: { name, labels: { 'runbook-test/scratch': 'true' } }, type: 'Opaque', data: { [key]: b64(password), ...Object.fromEntries(Object.entries(extra).map(([k, v]) => [k, b64(v)])) } });
+  await core.createNamespacedSecret(ns, {
+    metadata: { name, labels: { 'runbook-test/scratch': 'true' } },
+    type: 'Opaque',
+    data: { [key]: b64(password), ...Object.fromEntries(Object.entries(extra).map(([k, v]) => [k, b64(v)])) },
+  });
   cleanups.push(() => core.deleteNamespacedSecret(name, ns).catch((err: unknown) => (statusOf(err) === 404 ? undefined : Promise.reject(err))));
   return name;
 }
@@ -220,9 +224,11 @@ describe('setRolePasswordFromSecret', () => {
 
     // And should any client error quote a secret, it leaves redacted (raw, base64 and URL-encoded forms).
     const value = 'p@ss/w0rd+secret';
-    const quoted = await failureOf(redacting([value], 'connect', async () => {
-      throw Object.assign(new Error(`auth failed for ${value} (${b64(value)}) at postgres://u:${encodeURIComponent(value)}x@h`), { code: 'XX000' });
-    }));
+    const quoted = await failureOf(
+      redacting([value], 'connect', async () => {
+        throw Object.assign(new Error(`auth failed for ${value} (${b64(value)}) at postgres://u:${encodeURIComponent(value)}x@h`), { code: 'XX000' });
+      }),
+    );
     expect(quoted.message).not.toContain(value);
     expect(quoted.message).not.toContain(b64(value));
     expect(quoted.message).not.toContain(encodeURIComponent(value));

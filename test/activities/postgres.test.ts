@@ -211,8 +211,7 @@ describe('terminateIdleConnections', () => {
 describe('setMaxConnections', () => {
   /** What postgresql.auto.conf said before the tests, restored afterwards (the server is never restarted). */
   let original: string | undefined;
-  const fileSettings = (admin: Client) =>
-    admin.query<{ setting: string; sourcefile: string }>(`SELECT setting, sourcefile FROM pg_file_settings WHERE name = 'max_connections' ORDER BY seqno`);
+  const fileSettings = (admin: Client) => admin.query<{ setting: string; sourcefile: string }>(`SELECT setting, sourcefile FROM pg_file_settings WHERE name = 'max_connections' ORDER BY seqno`);
   beforeAll(async () => {
     original = await withAdmin(async (admin) => (await fileSettings(admin)).rows.find((r) => r.sourcefile.endsWith('postgresql.auto.conf'))?.setting);
   });
@@ -288,7 +287,10 @@ describe('waitForPostgres', () => {
       proxy = createServer((socket) => {
         const upstream = netConnect(Number(target.port), target.hostname);
         sockets.push(socket, upstream);
-        socket.on('error', () => undefined).pipe(upstream.on('error', () => undefined)).pipe(socket);
+        socket
+          .on('error', () => undefined)
+          .pipe(upstream.on('error', () => undefined))
+          .pipe(socket);
       });
       await new Promise<void>((resolve) => proxy!.listen(port, '127.0.0.1', resolve));
       const result = await waiting;
@@ -398,10 +400,7 @@ describe('maintenance on a scratch copy of the seed', () => {
   afterAll(() => scratch?.drop());
 
   const sessionsByKind = () =>
-    scalar<Record<string, number>>(
-      scratch.url,
-      `SELECT json_object_agg(kind, n) FROM (SELECT split_part(id, '-', 1) AS kind, count(*)::int AS n FROM sessions GROUP BY 1) AS k`,
-    );
+    scalar<Record<string, number>>(scratch.url, `SELECT json_object_agg(kind, n) FROM (SELECT split_part(id, '-', 1) AS kind, count(*)::int AS n FROM sessions GROUP BY 1) AS k`);
 
   describe('deleteExpiredSessions', () => {
     test('dry run counts, batched delete with a cap and heartbeats, then nothing left to do', async () => {
@@ -459,14 +458,16 @@ describe('maintenance on a scratch copy of the seed', () => {
   });
 
   describe('vacuumAnalyze', () => {
-    const vacuumCount = (table: string) =>
-      scalar<number>(scratch.url, 'SELECT (vacuum_count + autovacuum_count)::int FROM pg_stat_user_tables WHERE relname = $1', [table]);
+    const vacuumCount = (table: string) => scalar<number>(scratch.url, 'SELECT (vacuum_count + autovacuum_count)::int FROM pg_stat_user_tables WHERE relname = $1', [table]);
 
     test('dry run reports, VACUUM (ANALYZE) of one table clears its dead tuples; running again is harmless', async () => {
       // Autovacuum off for this table of the scratch database, so only our VACUUM changes its counters.
       await scalar(scratch.url, 'ALTER TABLE storyboards SET (autovacuum_enabled = false)');
       await scalar(scratch.url, 'UPDATE storyboards SET position = position');
-      await waitUntil('dead tuples of storyboards in the statistics', async () => Number(await scalar(scratch.url, `SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'storyboards'`)) >= 1000);
+      await waitUntil(
+        'dead tuples of storyboards in the statistics',
+        async () => Number(await scalar(scratch.url, `SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'storyboards'`)) >= 1000,
+      );
       const countBefore = await vacuumCount('storyboards');
 
       const plan = await h.run('vacuumAnalyze', { table: 'storyboards', dryRun: true });
@@ -557,9 +558,7 @@ describe('maintenance on a scratch copy of the seed', () => {
         idx_characters_user: ['created', 'valid'],
         idx_projects_name_gin: ['created', 'valid'],
       });
-      expect(applied.indexes.find((i) => i.name === 'idx_storyboards_project')!.definition).toBe(
-        'CREATE INDEX idx_storyboards_project ON public.storyboards USING btree (project_id)',
-      );
+      expect(applied.indexes.find((i) => i.name === 'idx_storyboards_project')!.definition).toBe('CREATE INDEX idx_storyboards_project ON public.storyboards USING btree (project_id)');
       expect(applied.indexes.find((i) => i.name === 'idx_projects_name_gin')!.definition).toMatch(/USING gin \(to_tsvector\('english'::regconfig, name\)\)/);
       const state = await indexes(scratch.url);
 

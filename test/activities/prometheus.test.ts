@@ -97,7 +97,11 @@ describe('Prometheus activities (real Prometheus 2.42 scraping the sandbox app)'
 
     test('no data, or only NaN, is available: false with a reason (not an error)', async () => {
       const missing = await harness.run('forecastQuery', { query: 'runbook_forecast_test_metric_that_never_existed', end });
-      expect(missing).toEqual({ query: 'runbook_forecast_test_metric_that_never_existed', available: false, reason: expect.stringMatching(/no data .* 2026-05-02T00:00:00.000Z \.\. 2026-06-01T00:00:00.000Z/) });
+      expect(missing).toEqual({
+        query: 'runbook_forecast_test_metric_that_never_existed',
+        available: false,
+        reason: expect.stringMatching(/no data .* 2026-05-02T00:00:00.000Z \.\. 2026-06-01T00:00:00.000Z/),
+      });
       const nan = await harness.run('forecastQuery', { query: 'vector(0) / 0', lookbackDays: 1, end });
       expect(nan).toEqual({ query: 'vector(0) / 0', available: false, reason: expect.stringMatching(/no finite value/) });
     });

@@ -364,8 +364,6 @@ describe('deleteOldBackups', () => {
       expect((await failureOf(h.run('deleteOldBackups', input))).type).toBe('InvalidInput');
     }
     expect(await listKeys(prefix)).toEqual([key]);
-    expect((await listKeys('database/')).filter((k) => /^database\/[^/]+$/.test(k))).toEqual(
-      expect.arrayContaining(['database/latest.sql']),
-    );
+    expect((await listKeys('database/')).filter((k) => /^database\/[^/]+$/.test(k))).toEqual(expect.arrayContaining(['database/latest.sql']));
   });
 });

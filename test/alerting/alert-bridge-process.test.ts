@@ -29,7 +29,12 @@ describe('alert bridge process', () => {
   });
 
   test('a bad route stops it at once with the field named, and no value', async () => {
-    const bridge = startScript('scripts/alert-bridge.ts', { PATH: process.env.PATH, TEMPORAL_ADDRESS: '127.0.0.1:7233', ALERT_ROUTES: '[{"alertname":"DiskUsageHigh","runbook":"diskPressure","severity":"P2","input":{"logsOlderThanDays":0}}]', ALERT_BRIDGE_TOKEN: 'short' });
+    const bridge = startScript('scripts/alert-bridge.ts', {
+      PATH: process.env.PATH,
+      TEMPORAL_ADDRESS: '127.0.0.1:7233',
+      ALERT_ROUTES: '[{"alertname":"DiskUsageHigh","runbook":"diskPressure","severity":"P2","input":{"logsOlderThanDays":0}}]',
+      ALERT_BRIDGE_TOKEN: 'short',
+    });
     expect(await bridge.exited).toBe(2);
     expect(bridge.lines).toContain('  - alerting.routes.0.input.logsOlderThanDays (env ALERT_ROUTES): at least 1 day');
     expect(bridge.lines).toContain('  - alerting.token (env ALERT_BRIDGE_TOKEN): expected at least 16 characters');

@@ -65,7 +65,10 @@ describe('alert bridge', () => {
   });
 
   afterEach(async () => {
-    await terminateRuns(config.temporal, made.flatMap((n) => [runId(n), `lock/${namespace}/${n}`]));
+    await terminateRuns(
+      config.temporal,
+      made.flatMap((n) => [runId(n), `lock/${namespace}/${n}`]),
+    );
   });
 
   afterAll(async () => {
@@ -97,7 +100,12 @@ describe('alert bridge', () => {
     });
     expect(result.outcome).toBe('planned');
     expect(result.cause).toBe('healthy');
-    expect({ mode: status.mode, severity: status.severity, startedBy: status.startedBy, target: status.target }).toEqual({ mode: 'plan', severity: 'P1', startedBy: 'alertmanager:ApiErrorRateHigh', target: `${namespace}/${name}` });
+    expect({ mode: status.mode, severity: status.severity, startedBy: status.startedBy, target: status.target }).toEqual({
+      mode: 'plan',
+      severity: 'P1',
+      startedBy: 'alertmanager:ApiErrorRateHigh',
+      target: `${namespace}/${name}`,
+    });
   });
 
   test('resolved: the run it started, waiting for approval, ends cancelled and applies nothing; a run a person started is left alone', async () => {
@@ -132,11 +140,7 @@ describe('alert bridge', () => {
       await runbooks.startRunbook('podCrashLoop', { deployment: name, mode: 'execute' }, { startedBy: 'erin' });
       await pendingOf(runbooks, runId(name), 'raise-memory-limit');
       const notTheirs = await postToBridge(bridge.url, alertNotification([resolved(labels)]), token);
-      expect([notTheirs.status, notTheirs.body.signalled, notTheirs.body.skipped.map((s) => s.reason)]).toEqual([
-        200,
-        [],
-        [`run ${runId(name)} was started by erin, not by an alert`],
-      ]);
+      expect([notTheirs.status, notTheirs.body.signalled, notTheirs.body.skipped.map((s) => s.reason)]).toEqual([200, [], [`run ${runId(name)} was started by erin, not by an alert`]]);
       expect((await runbooks.getStatus(runId(name))).pending?.stepId).toBe('raise-memory-limit');
     });
     const after = (await apps.readNamespacedDeployment(name, namespace)).body;
@@ -153,7 +157,9 @@ describe('alert bridge', () => {
     const name = unique('ab-wanted');
     made.push(name);
     const memory = (status: 'firing' | 'resolved', pod: string) => ({ status, labels: { alertname: 'MemoryUsageHigh', namespace, deployment: 'short-drama-app', container: 'app', pod } });
-    const routes = [{ alertname: 'MemoryUsageHigh', match: {}, runbook: 'podCrashLoop', severity: 'P2' as const, mode: 'plan' as const, inputFromLabels: { container: 'container' }, input: { deployment: name } }];
+    const routes = [
+      { alertname: 'MemoryUsageHigh', match: {}, runbook: 'podCrashLoop', severity: 'P2' as const, mode: 'plan' as const, inputFromLabels: { container: 'container' }, input: { deployment: name } },
+    ];
     const own = await startAlertBridge({ client, taskQueue: config.temporal.taskQueue, alerting: { ...config.alerting, routes }, listen: '127.0.0.1:0', log });
     try {
       const answer = await postToBridge(own.url, alertNotification([memory('resolved', 'a'), memory('firing', 'b')]), token);
@@ -203,7 +209,11 @@ describe('alert bridge', () => {
     expect(logLines.some((line) => line.includes('"message":"alert ignored: no route for alert CoffeeMachineEmpty"'))).toBe(true);
 
     // A known name whose labels fit no route (memory of the database: neither Redis nor the app).
-    const database = await postToBridge(bridge.url, alertNotification([{ status: 'firing', labels: { alertname: 'MemoryUsageHigh', namespace, deployment: 'postgres', container: 'postgres' } }]), token);
+    const database = await postToBridge(
+      bridge.url,
+      alertNotification([{ status: 'firing', labels: { alertname: 'MemoryUsageHigh', namespace, deployment: 'postgres', container: 'postgres' } }]),
+      token,
+    );
     expect([database.status, database.body.started, database.body.skipped.map((s) => s.reason)]).toEqual([200, [], ['no route for MemoryUsageHigh matches its labels']]);
     expect(await exists(`podCrashLoop/${namespace}/postgres`)).toBe(false);
   });
@@ -222,7 +232,14 @@ describe('alert bridge', () => {
 
   test('Temporal unreachable: 503, so Alertmanager retries', async () => {
     const down = Connection.lazy({ address: `127.0.0.1:${closedPort}` });
-    const unreachable = await startAlertBridge({ client: new Client({ connection: down }), taskQueue: config.temporal.taskQueue, alerting: config.alerting, listen: '127.0.0.1:0', log, temporalTimeoutMs: 3000 });
+    const unreachable = await startAlertBridge({
+      client: new Client({ connection: down }),
+      taskQueue: config.temporal.taskQueue,
+      alerting: config.alerting,
+      listen: '127.0.0.1:0',
+      log,
+      temporalTimeoutMs: 3000,
+    });
     try {
       const t0 = Date.now();
       const answer = await postToBridge(unreachable.url, alertNotification([firing({ deployment: unique('ab-down') })]), token);

@@ -67,7 +67,10 @@ describe('alerts that share a run', () => {
   });
 
   afterEach(async () => {
-    await terminateRuns(config.temporal, made.flatMap((t) => [workflowIdOf(t), `lock/${t}`]));
+    await terminateRuns(
+      config.temporal,
+      made.flatMap((t) => [workflowIdOf(t), `lock/${t}`]),
+    );
   });
 
   afterAll(async () => {

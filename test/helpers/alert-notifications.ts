@@ -8,7 +8,10 @@ export interface TestAlert {
 
 /** The fingerprint Alertmanager would give: one per label set, so firing and resolved match. */
 export function fingerprintOf(labels: Record<string, string>): string {
-  const text = Object.keys(labels).sort().map((k) => `${k}=${labels[k]}`).join(',');
+  const text = Object.keys(labels)
+    .sort()
+    .map((k) => `${k}=${labels[k]}`)
+    .join(',');
   return createHash('sha256').update(text).digest('hex').slice(0, 16);
 }
 

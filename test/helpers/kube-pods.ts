@@ -17,9 +17,7 @@ export async function readyPods(kc: KubeConfig, namespace: string, labelSelector
     `${count} Running/Ready pods ${labelSelector} in ${namespace}`,
     async () => {
       const { body } = await core.listNamespacedPod(namespace, undefined, undefined, undefined, undefined, labelSelector);
-      pods = body.items.filter(
-        (p) => !p.metadata?.deletionTimestamp && p.status?.phase === 'Running' && p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
-      );
+      pods = body.items.filter((p) => !p.metadata?.deletionTimestamp && p.status?.phase === 'Running' && p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
       return pods.length === count;
     },
     timeoutMs,

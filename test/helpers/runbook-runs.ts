@@ -21,7 +21,11 @@ export async function pendingOf(runbooks: RunbookClient, workflowId: string, ste
 export async function terminateRuns(temporal: RunbookConfig['temporal'], workflowIds: string[]): Promise<void> {
   const { client, close } = await connectClient(temporal);
   try {
-    for (const id of workflowIds) await client.workflow.getHandle(id).terminate('test cleanup').catch(() => undefined); // none running
+    for (const id of workflowIds)
+      await client.workflow
+        .getHandle(id)
+        .terminate('test cleanup')
+        .catch(() => undefined); // none running
   } finally {
     await close();
   }

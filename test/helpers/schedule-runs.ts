@@ -9,7 +9,10 @@ import { waitUntil } from '../../scripts/testbed/processes';
  */
 export async function startBySchedule(client: Client, options: { taskQueue: string; workflowType: string; workflowId: string; args: unknown[] }) {
   const scheduleId = scheduleIdFor(options.taskQueue, options.workflowType);
-  await client.schedule.getHandle(scheduleId).delete().catch(() => undefined); // left by an earlier failed run
+  await client.schedule
+    .getHandle(scheduleId)
+    .delete()
+    .catch(() => undefined); // left by an earlier failed run
   const handle = await client.schedule.create({
     scheduleId,
     spec: { intervals: [{ every: '365 days' }] },

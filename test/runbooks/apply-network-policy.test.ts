@@ -43,7 +43,11 @@ describe('applyNetworkPolicy', () => {
     }
     config = testbedConfig({
       ALLOWED_NAMESPACES: `${kubernetesNamespace},${ns}`,
-      RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }, { id: 'dave', roles: ['l1'] }, { id: 'erin', roles: ['l2'] }]),
+      RUNBOOK_APPROVERS: JSON.stringify([
+        { id: 'bob', roles: ['l2'] },
+        { id: 'dave', roles: ['l1'] },
+        { id: 'erin', roles: ['l2'] },
+      ]),
     });
   });
   afterEach(async () => terminateRuns(config.temporal, ids()));
@@ -66,7 +70,11 @@ describe('applyNetworkPolicy', () => {
     });
     expect(result.outcome).toBe('planned');
     expect(result.plan.map((p) => [p.stepId, p.change.needed, p.change.summary])).toEqual([
-      ['apply-policy', true, `create NetworkPolicy ${ns}/${policy}: pods app=short-drama-app accept ingress only from app=nginx-ingress on TCP 8000; egress only to app=postgres on TCP 5432 and app=redis on TCP 6379`],
+      [
+        'apply-policy',
+        true,
+        `create NetworkPolicy ${ns}/${policy}: pods app=short-drama-app accept ingress only from app=nginx-ingress on TCP 8000; egress only to app=postgres on TCP 5432 and app=redis on TCP 6379`,
+      ],
     ]);
     expect(result.planned?.action).toBe('created');
     expect(result.planned?.changes.filter((c) => c.path.startsWith('spec.'))).toEqual([
@@ -96,15 +104,19 @@ describe('applyNetworkPolicy', () => {
     expect(markdown).toContain('no pod matches app=redis');
   });
 
-  test('execute + approval by someone else: the manual\'s NetworkPolicy is server-side applied and verified live', async () => {
+  test("execute + approval by someone else: the manual's NetworkPolicy is server-side applied and verified live", async () => {
     const result = await withWorker(config, async ({ client, taskQueue }) => {
       const runbooks = createRunbookClient({ client, taskQueue });
       const { workflowId } = await runbooks.startRunbook('applyNetworkPolicy', { namespace: ns, mode: 'execute', severity: 'P3' }, { startedBy: 'erin' });
       const pending = await pendingOf(runbooks, workflowId, 'apply-policy');
       expect(pending.allowedRoles).toEqual(['l2', 'manager', 'cto']);
       expect(pending.approvers).toEqual(['bob']);
-      expect(pending.change.summary).toBe(`create NetworkPolicy ${ns}/${policy}: pods app=short-drama-app accept ingress only from app=nginx-ingress on TCP 8000; egress only to app=postgres on TCP 5432 and app=redis on TCP 6379`);
-      await expect(runbooks.approve(workflowId, { stepId: 'apply-policy', planHash: pending.planHash, approver: 'erin', reason: 'hardening' })).rejects.toThrow('four-eyes rule: erin started this run and cannot approve its steps');
+      expect(pending.change.summary).toBe(
+        `create NetworkPolicy ${ns}/${policy}: pods app=short-drama-app accept ingress only from app=nginx-ingress on TCP 8000; egress only to app=postgres on TCP 5432 and app=redis on TCP 6379`,
+      );
+      await expect(runbooks.approve(workflowId, { stepId: 'apply-policy', planHash: pending.planHash, approver: 'erin', reason: 'hardening' })).rejects.toThrow(
+        'four-eyes rule: erin started this run and cannot approve its steps',
+      );
       expect(await live()).toBeUndefined();
       await runbooks.approve(workflowId, { stepId: 'apply-policy', planHash: pending.planHash, approver: 'bob', reason: 'hardening per the manual' });
       const finished = await runbooks.waitForResult<ApplyNetworkPolicyResult>(workflowId);
@@ -112,7 +124,9 @@ describe('applyNetworkPolicy', () => {
       return finished;
     });
     expect(result.outcome).toBe('completed');
-    expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.detail)).toEqual([`NetworkPolicy ${ns}/${policy} created (server-side apply, field manager runbook-automation; 16 fields)`]);
+    expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.detail)).toEqual([
+      `NetworkPolicy ${ns}/${policy} created (server-side apply, field manager runbook-automation; 16 fields)`,
+    ]);
     expect(result.live).toEqual({ kind: 'NetworkPolicy', name: policy, exists: true, matches: true, differences: [] });
     expect(result.verified).toBe(true);
     const body = await live();
@@ -132,7 +146,10 @@ describe('applyNetworkPolicy', () => {
     });
     expect(result.outcome).toBe('nothing-to-do');
     expect(result.plan.map((p) => [p.change.needed, p.change.summary])).toEqual([
-      [false, `NetworkPolicy ${ns}/${policy} already matches the manual's: pods app=short-drama-app accept ingress only from app=nginx-ingress on TCP 8000; egress only to app=postgres on TCP 5432 and app=redis on TCP 6379`],
+      [
+        false,
+        `NetworkPolicy ${ns}/${policy} already matches the manual's: pods app=short-drama-app accept ingress only from app=nginx-ingress on TCP 8000; egress only to app=postgres on TCP 5432 and app=redis on TCP 6379`,
+      ],
     ]);
     expect(result.timeline.map((e) => e.event)).not.toContain('requested');
     expect(result.verified).toBe(true);
@@ -158,7 +175,9 @@ describe('applyNetworkPolicy', () => {
       const runbooks = createRunbookClient({ client, taskQueue });
       const { workflowId } = await runbooks.startRunbook('applyNetworkPolicy', { namespace: ns, mode: 'execute' }, { startedBy: 'erin' });
       const pending = await pendingOf(runbooks, workflowId, 'apply-policy');
-      expect(pending.change.summary).toBe(`update NetworkPolicy ${ns}/${policy} (2 fields): spec.egress[1].ports[0].port: 6380 -> 6379, - spec.ingress[1].from[0].podSelector.matchLabels.app (was "debug")`);
+      expect(pending.change.summary).toBe(
+        `update NetworkPolicy ${ns}/${policy} (2 fields): spec.egress[1].ports[0].port: 6380 -> 6379, - spec.ingress[1].from[0].podSelector.matchLabels.app (was "debug")`,
+      );
       expect(pending.change.details).toEqual({
         action: 'configured',
         changes: [
@@ -174,7 +193,9 @@ describe('applyNetworkPolicy', () => {
     expect(result.verified).toBe(true);
     expect(plain((await live())?.spec)).toEqual(manualSpec);
     const markdown = await readBucketText(result.report!.markdownKey);
-    expect(markdown).toContain('Drift: the live NetworkPolicy differed from the manual\'s (spec.egress[1].ports[0].port: 6380 -> 6379, - spec.ingress[1].from[0].podSelector.matchLabels.app (was "debug"))');
+    expect(markdown).toContain(
+      'Drift: the live NetworkPolicy differed from the manual\'s (spec.egress[1].ports[0].port: 6380 -> 6379, - spec.ingress[1].from[0].podSelector.matchLabels.app (was "debug"))',
+    );
   });
 
   test('bad input fails non-retryable before any activity; kube-system is refused', async () => {
@@ -183,8 +204,15 @@ describe('applyNetworkPolicy', () => {
       await expect(runbooks.startRunbook('applyNetworkPolicy', { namespace: ns, ingressControllerLabels: {} }, { startedBy: 'erin' })).rejects.toThrow(
         'invalid input for applyNetworkPolicy: ingressControllerLabels: at least one label: an empty selector matches every pod of the namespace',
       );
-      const handle = await client.workflow.start('applyNetworkPolicy', { taskQueue, workflowId: `anp-bad-${randomUUID()}`, args: [{ namespace: ns, policy: 'App_Policy', redisPort: 70000, mode: 'execute' }] });
-      const error = await handle.result().then(() => undefined, (err: unknown) => err);
+      const handle = await client.workflow.start('applyNetworkPolicy', {
+        taskQueue,
+        workflowId: `anp-bad-${randomUUID()}`,
+        args: [{ namespace: ns, policy: 'App_Policy', redisPort: 70000, mode: 'execute' }],
+      });
+      const error = await handle.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(error).toBeInstanceOf(WorkflowFailedError);
       const failure = (error as WorkflowFailedError).cause as Error & { type?: string; nonRetryable?: boolean };
       expect(failure.message).toBe('invalid input for applyNetworkPolicy: policy: expected a Kubernetes name (lowercase letters, digits, -); redisPort: ports are 1-65535');
@@ -192,7 +220,10 @@ describe('applyNetworkPolicy', () => {
       expect(await scheduledActivityTypes(handle)).toEqual([]);
 
       const system = await client.workflow.start('applyNetworkPolicy', { taskQueue, workflowId: `anp-bad-${randomUUID()}`, args: [{ namespace: 'kube-system', mode: 'execute' }] });
-      const refused = await system.result().then(() => undefined, (err: unknown) => err);
+      const refused = await system.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(String(((refused as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toBe('namespace kube-system is never touched by runbooks');
       expect(await scheduledActivityTypes(system)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
     });

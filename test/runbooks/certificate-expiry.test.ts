@@ -26,7 +26,12 @@ interface Cert {
 
 /** 场景5 against the real Kubernetes API of the test bed; the test plays cert-manager. */
 describe('certificateExpiry', () => {
-  const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }, { id: 'carol', roles: ['manager'] }]) });
+  const config = testbedConfig({
+    RUNBOOK_APPROVERS: JSON.stringify([
+      { id: 'bob', roles: ['l2'] },
+      { id: 'carol', roles: ['manager'] },
+    ]),
+  });
   const kc = adminKubeConfig();
   const custom = kc.makeApiClient(CustomObjectsApi);
   const networking = kc.makeApiClient(NetworkingV1Api);
@@ -56,10 +61,11 @@ describe('certificateExpiry', () => {
     await setCertificateStatus(kc, ns, certName, { ready: true, notAfter: new Date(Date.now() + 90 * day), notBefore: new Date() });
     if ((await managers()).includes('runbook-automation')) {
       // An empty apply by the same manager gives its fields up; the seed's manager still owns the same values.
-      await objects.patch({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { name: 'app-ingress', namespace: ns } }, undefined, undefined, 'runbook-automation', true, { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_APPLY_YAML } });
+      await objects.patch({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { name: 'app-ingress', namespace: ns } }, undefined, undefined, 'runbook-automation', true, {
+        headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_APPLY_YAML },
+      });
     }
   }
-
 
   async function terminateLeftover(): Promise<void> {
     await terminateRuns(config.temporal, [`certificateExpiry/${ns}/${certName}`, `lock/${ns}/${certName}`]);
@@ -177,41 +183,41 @@ describe('certificateExpiry', () => {
     const started = Date.now();
     const eventName = `${certName}.${randomUUID().slice(0, 8)}`;
     try {
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
-      const { workflowId } = await runbooks.startRunbook('certificateExpiry', { mode: 'execute', readyTimeoutSeconds: 5 }, { startedBy: 'erin' });
-      for (const step of ['delete-certificate', 'reapply-ingress']) {
-        const pending = await pendingOf(runbooks, workflowId, step);
-        await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver: 'bob', reason: `approve ${step}` });
-      }
-      // cert-manager re-creates the Certificate but cannot issue it: Ready stays False, with an event saying why.
-      await waitUntil('ingress re-applied', async () => (await managers()).includes('runbook-automation'));
-      await createCert();
-      await setCertificateStatus(kc, ns, certName, { ready: false, notAfter: new Date(Date.now() - 2 * day) });
-      const uid = (await getCert())!.metadata.uid;
-      const at = new Date();
-      await core.createNamespacedEvent(ns, {
-        metadata: { name: eventName, namespace: ns },
-        involvedObject: { apiVersion: 'cert-manager.io/v1', kind: 'Certificate', name: certName, namespace: ns, uid },
-        type: 'Warning',
-        reason: 'Failed',
-        message: 'The certificate request has failed to complete and will be retried: ACME challenge failed',
-        source: { component: 'cert-manager-certificates-issuing' },
-        firstTimestamp: at,
-        lastTimestamp: at,
-        count: 1,
+      const result = await withWorker(config, async ({ client, taskQueue }) => {
+        const runbooks = createRunbookClient({ client, taskQueue });
+        const { workflowId } = await runbooks.startRunbook('certificateExpiry', { mode: 'execute', readyTimeoutSeconds: 5 }, { startedBy: 'erin' });
+        for (const step of ['delete-certificate', 'reapply-ingress']) {
+          const pending = await pendingOf(runbooks, workflowId, step);
+          await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver: 'bob', reason: `approve ${step}` });
+        }
+        // cert-manager re-creates the Certificate but cannot issue it: Ready stays False, with an event saying why.
+        await waitUntil('ingress re-applied', async () => (await managers()).includes('runbook-automation'));
+        await createCert();
+        await setCertificateStatus(kc, ns, certName, { ready: false, notAfter: new Date(Date.now() - 2 * day) });
+        const uid = (await getCert())!.metadata.uid;
+        const at = new Date();
+        await core.createNamespacedEvent(ns, {
+          metadata: { name: eventName, namespace: ns },
+          involvedObject: { apiVersion: 'cert-manager.io/v1', kind: 'Certificate', name: certName, namespace: ns, uid },
+          type: 'Warning',
+          reason: 'Failed',
+          message: 'The certificate request has failed to complete and will be retried: ACME challenge failed',
+          source: { component: 'cert-manager-certificates-issuing' },
+          firstTimestamp: at,
+          lastTimestamp: at,
+          count: 1,
+        });
+        return runbooks.waitForResult<CertificateExpiryResult>(workflowId);
       });
-      return runbooks.waitForResult<CertificateExpiryResult>(workflowId);
-    });
-    expect(result.outcome).toBe('failed');
-    expect(Date.now() - started).toBeLessThan(60_000);
-    const failed = result.timeline.find((e) => e.event === 'failed' && e.stepId === 'reapply-ingress');
-    expect(failed?.detail).toMatch(/app-tls-cert in namespace short-drama-prod not Ready after \d+s/);
-    const markdown = await reportOf(result);
-    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
-    expect(markdown).toContain('Not Ready within 5s');
-    expect(markdown).toContain('Ready=False reason Expired');
-    expect(markdown).toContain('ACME challenge failed');
+      expect(result.outcome).toBe('failed');
+      expect(Date.now() - started).toBeLessThan(60_000);
+      const failed = result.timeline.find((e) => e.event === 'failed' && e.stepId === 'reapply-ingress');
+      expect(failed?.detail).toMatch(/app-tls-cert in namespace short-drama-prod not Ready after \d+s/);
+      const markdown = await reportOf(result);
+      for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+      expect(markdown).toContain('Not Ready within 5s');
+      expect(markdown).toContain('Ready=False reason Expired');
+      expect(markdown).toContain('ACME challenge failed');
     } finally {
       await core.deleteNamespacedEvent(eventName, ns).catch(() => undefined); // not created when the run failed early
     }
@@ -250,9 +256,14 @@ describe('certificateExpiry', () => {
   test('bad input: a clear non-retryable error before anything is touched', async () => {
     await withWorker(config, async ({ client, taskQueue }) => {
       const runbooks = createRunbookClient({ client, taskQueue });
-      await expect(runbooks.startRunbook('certificateExpiry', { renewWhenDaysLeft: -3 }, { startedBy: 'erin' })).rejects.toThrow('invalid input for certificateExpiry: renewWhenDaysLeft: at least 0 days');
+      await expect(runbooks.startRunbook('certificateExpiry', { renewWhenDaysLeft: -3 }, { startedBy: 'erin' })).rejects.toThrow(
+        'invalid input for certificateExpiry: renewWhenDaysLeft: at least 0 days',
+      );
       const handle = await client.workflow.start('certificateExpiry', { taskQueue, workflowId: `cert-bad-${randomUUID()}`, args: [{ namespace: 'kube-system', mode: 'execute' }] });
-      const error = await handle.result().then(() => undefined, (err: unknown) => err);
+      const error = await handle.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(error).toBeInstanceOf(WorkflowFailedError);
       expect(String(((error as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toBe('namespace kube-system is never touched by runbooks');
       expect(await scheduledActivityTypes(handle)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);

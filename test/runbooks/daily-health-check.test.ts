@@ -131,13 +131,22 @@ describe('dailyHealthCheck', () => {
       await scratchDeployment(kc, capped);
       await autoscaling.createNamespacedHorizontalPodAutoscaler(namespace, {
         metadata: { name: capped },
-        spec: { scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: capped }, minReplicas: 1, maxReplicas: 1, metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } }] },
+        spec: {
+          scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: capped },
+          minReplicas: 1,
+          maxReplicas: 1,
+          metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } }],
+        },
       });
       // The HPA controller fills in the current replicas; until then the HPA is not "at max" yet.
       await waitUntil(`HPA ${capped} observed`, async () => ((await autoscaling.readNamespacedHorizontalPodAutoscaler(capped, namespace)).body.status?.currentReplicas ?? 0) >= 1, 60_000);
       writeFileSync(appLog, appLogBefore + criLogLines(['ERROR database timeout after 5000ms', 'GET /api/dramas 200 12ms', 'ERROR upstream ai-model returned 502']));
       await waitUntil('the app log served with the ERROR lines', async () => {
-        const logs = await core.readNamespacedPodLog((await core.listNamespacedPod(namespace, undefined, undefined, undefined, undefined, 'app=short-drama-app')).body.items[0]!.metadata!.name!, namespace, 'app');
+        const logs = await core.readNamespacedPodLog(
+          (await core.listNamespacedPod(namespace, undefined, undefined, undefined, undefined, 'app=short-drama-app')).body.items[0]!.metadata!.name!,
+          namespace,
+          'app',
+        );
         return logs.body.includes('ERROR upstream');
       });
       await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: `${backupPrefix}latest.sql` }] } }));
@@ -206,7 +215,7 @@ describe('dailyHealthCheck', () => {
     expect(result.checklistReport).toBeUndefined();
   }, 240_000);
 
-  test('only: the latency alert\'s subset runs resource usage and the slowest statements, nothing else', async () => {
+  test("only: the latency alert's subset runs resource usage and the slowest statements, nothing else", async () => {
     const result = await runDaily(testbedConfig(), { only: ['usage', 'slow-statements'] });
     expect(result.checks.map((r) => r.id).sort()).toEqual(['database.slow-statements', 'usage.nodes.cpu', 'usage.nodes.memory', 'usage.pods.cpu', 'usage.pods.memory']);
     expect(rowOf(result, 'database.slow-statements').value).toMatch(/ ms$/);
@@ -216,7 +225,11 @@ describe('dailyHealthCheck', () => {
     const config = testbedConfig();
     await terminateRuns(config.temporal, [workflowId]);
     await withWorker(config, async ({ client }) => {
-      const handle = await client.workflow.start('dailyHealthCheck', { taskQueue: config.temporal.taskQueue, workflowId: `dailyHealthCheck/bad-${randomUUID()}`, args: [{ namespace: 'Not_A_Namespace', appLogLines: 0, only: ['usage', 'everything'] }] });
+      const handle = await client.workflow.start('dailyHealthCheck', {
+        taskQueue: config.temporal.taskQueue,
+        workflowId: `dailyHealthCheck/bad-${randomUUID()}`,
+        args: [{ namespace: 'Not_A_Namespace', appLogLines: 0, only: ['usage', 'everything'] }],
+      });
       const err = await handle.result().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(WorkflowFailedError);
       const cause = (err as WorkflowFailedError).cause as { message: string; nonRetryable?: boolean };

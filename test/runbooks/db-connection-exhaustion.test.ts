@@ -14,7 +14,12 @@ import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from
 /** 场景2 against the real PostgreSQL 15 and the real Kubernetes API of the test bed. */
 describe('dbConnectionExhaustion', () => {
   const env = testbedEnv();
-  const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }, { id: 'carol', roles: ['manager'] }]) });
+  const config = testbedConfig({
+    RUNBOOK_APPROVERS: JSON.stringify([
+      { id: 'bob', roles: ['l2'] },
+      { id: 'carol', roles: ['manager'] },
+    ]),
+  });
   const clients: PgClient[] = [];
 
   /** Idle sessions (and two busy ones) from a distinct application, as a leaking app would leave them. */
@@ -49,7 +54,6 @@ describe('dbConnectionExhaustion', () => {
       await admin.end();
     }
   }
-
 
   /** Runs share one workflow id per target (dedupe): a run left behind by a failed test must not be joined by the next. */
   async function terminateLeftover(): Promise<void> {
@@ -176,7 +180,10 @@ describe('dbConnectionExhaustion', () => {
         'invalid input for dbConnectionExhaustion: idleOlderThanSeconds: at least 1 second',
       );
       const handle = await client.workflow.start('dbConnectionExhaustion', { taskQueue, workflowId: `dbce-bad-${randomUUID()}`, args: [{ namespace: 'kube-system', mode: 'execute' }] });
-      const error = await handle.result().then(() => undefined, (err: unknown) => err);
+      const error = await handle.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(error).toBeInstanceOf(WorkflowFailedError);
       expect(String(((error as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toBe('namespace kube-system is never touched by runbooks');
       expect(await scheduledActivityTypes(handle)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);

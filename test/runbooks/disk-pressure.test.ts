@@ -28,7 +28,12 @@ const ymd = (msAgo: number) => new Date(Date.now() - msAgo).toISOString().slice(
  */
 describe('diskPressure', () => {
   const env = testbedEnv();
-  const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }, { id: 'carol', roles: ['manager'] }]) });
+  const config = testbedConfig({
+    RUNBOOK_APPROVERS: JSON.stringify([
+      { id: 'bob', roles: ['l2'] },
+      { id: 'carol', roles: ['manager'] },
+    ]),
+  });
   const kc = adminKubeConfig();
   const core = kc.makeApiClient(CoreV1Api);
   const s3 = testbedS3();
@@ -243,7 +248,10 @@ describe('diskPressure', () => {
         workflowId: `dp-bad-${randomUUID()}`,
         args: [{ ...f.input, mode: 'execute', logDir: '/var/log', logsOlderThanDays: -3, backupsOlderThanDays: 0 }],
       });
-      const invalid = await nonsense.result().then(() => undefined, (err: unknown) => err);
+      const invalid = await nonsense.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(invalid).toBeInstanceOf(WorkflowFailedError);
       const failure = (invalid as WorkflowFailedError).cause as Error & { type?: string; nonRetryable?: boolean };
       expect(failure.message).toBe(
@@ -253,7 +261,10 @@ describe('diskPressure', () => {
       expect(await scheduled(nonsense)).toEqual([]);
 
       const handle = await client.workflow.start('diskPressure', { taskQueue, workflowId: `dp-bad-${randomUUID()}`, args: [{ ...f.input, namespace: 'kube-system', mode: 'execute' }] });
-      const error = await handle.result().then(() => undefined, (err: unknown) => err);
+      const error = await handle.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(error).toBeInstanceOf(WorkflowFailedError);
       expect(String(((error as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toBe('namespace kube-system is never touched by runbooks');
       expect(await scheduled(handle)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);

@@ -24,7 +24,14 @@ const resourcesKey = previousResourcesAnnotation;
  * cases, restore, restore again.
  */
 describe('emergencyScale', () => {
-  const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }, { id: 'carol', roles: ['manager'] }, { id: 'dave', roles: ['l1'] }, { id: 'erin', roles: ['l2'] }]) });
+  const config = testbedConfig({
+    RUNBOOK_APPROVERS: JSON.stringify([
+      { id: 'bob', roles: ['l2'] },
+      { id: 'carol', roles: ['manager'] },
+      { id: 'dave', roles: ['l1'] },
+      { id: 'erin', roles: ['l2'] },
+    ]),
+  });
   const kc = adminKubeConfig();
   const apps = kc.makeApiClient(AppsV1Api);
   const autoscaling = kc.makeApiClient(AutoscalingV2Api);
@@ -125,8 +132,16 @@ describe('emergencyScale', () => {
     });
     expect(result.outcome).toBe('planned');
     expect(result.plan.map((p) => [p.stepId, p.change.needed, p.change.summary])).toEqual([
-      ['scale', true, `scale ${where} from 1 to 3 replicas; HPA ${name} min 1, max 2 -> min 3, max 3 (below its bounds it would scale ${where} back); the size now (1 replica, HPA ${name} min 1, max 2) recorded in ${sizeKey} for restore`],
-      ['set-resources', true, `resources of ${where} container app: limits.cpu 500m -> 1, limits.memory 256Mi -> 512Mi (a rolling update of its pods); the values now recorded in ${resourcesKey} for restore`],
+      [
+        'scale',
+        true,
+        `scale ${where} from 1 to 3 replicas; HPA ${name} min 1, max 2 -> min 3, max 3 (below its bounds it would scale ${where} back); the size now (1 replica, HPA ${name} min 1, max 2) recorded in ${sizeKey} for restore`,
+      ],
+      [
+        'set-resources',
+        true,
+        `resources of ${where} container app: limits.cpu 500m -> 1, limits.memory 256Mi -> 512Mi (a rolling update of its pods); the values now recorded in ${resourcesKey} for restore`,
+      ],
     ]);
     expect(result.before).toEqual({
       replicas: 1,
@@ -170,7 +185,13 @@ describe('emergencyScale', () => {
         await expect(runbooks.approve(workflowId, { ...decision, approver: 'dave' })).rejects.toThrow('dave (l1) may not decide "scale": needs one of l2, manager, cto');
         expect((await stateOf(name)).replicas).toBe(1);
         await runbooks.approve(workflowId, { ...decision, approver: 'bob' });
-        await approve(runbooks, workflowId, 'set-resources', 'carol', `resources of ${where} container app: limits.cpu 500m -> 1, limits.memory 256Mi -> 512Mi (a rolling update of its pods); the values now recorded in ${resourcesKey} for restore`);
+        await approve(
+          runbooks,
+          workflowId,
+          'set-resources',
+          'carol',
+          `resources of ${where} container app: limits.cpu 500m -> 1, limits.memory 256Mi -> 512Mi (a rolling update of its pods); the values now recorded in ${resourcesKey} for restore`,
+        );
         const finished = await runbooks.waitForResult<EmergencyScaleResult>(workflowId);
         await recordHistory(client.workflow.getHandle(workflowId), 'emergencyScale');
         return finished;
@@ -233,7 +254,9 @@ describe('emergencyScale', () => {
       await withWorker(config, async ({ client, taskQueue }) => {
         const down = await client.workflow.start('emergencyScale', { taskQueue, workflowId: `es-down-${randomUUID()}`, args: [{ deployment: name, replicas: 2, mode: 'execute' }] });
         const failure = await runFailureOf(down);
-        expect(failure.message).toBe(`emergency scale refused: ${where} runs 3 replicas and 2 would scale it down; emergencyScale only scales up (restore: true goes back to the size recorded before a scale-up)`);
+        expect(failure.message).toBe(
+          `emergency scale refused: ${where} runs 3 replicas and 2 would scale it down; emergencyScale only scales up (restore: true goes back to the size recorded before a scale-up)`,
+        );
         expect([failure.type, failure.nonRetryable]).toEqual(['Refused', true]);
         expect(await scheduledActivityTypes(down)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed', 'snapshotNamespaceConfig', 'listPodSummaries', 'listHorizontalPodAutoscalers']);
 
@@ -254,15 +277,30 @@ describe('emergencyScale', () => {
       const result = await withWorker(config, async ({ client, taskQueue }) => {
         const runbooks = createRunbookClient({ client, taskQueue });
         const { workflowId } = await runbooks.startRunbook('emergencyScale', { deployment: name, restore: true, mode: 'execute' }, { startedBy: 'erin' });
-        await approve(runbooks, workflowId, 'restore-size', 'bob', `restore ${where} to the size recorded before the emergency scale-up: HPA ${name} min 3, max 3 -> min 1, max 2; replicas 3 -> 1; then remove ${sizeKey}`);
-        await approve(runbooks, workflowId, 'restore-resources', 'carol', `restore the resources of ${where} recorded before the emergency raise: container app: limits.cpu 1 -> 500m, limits.memory 512Mi -> 256Mi; then remove ${resourcesKey}`);
+        await approve(
+          runbooks,
+          workflowId,
+          'restore-size',
+          'bob',
+          `restore ${where} to the size recorded before the emergency scale-up: HPA ${name} min 3, max 3 -> min 1, max 2; replicas 3 -> 1; then remove ${sizeKey}`,
+        );
+        await approve(
+          runbooks,
+          workflowId,
+          'restore-resources',
+          'carol',
+          `restore the resources of ${where} recorded before the emergency raise: container app: limits.cpu 1 -> 500m, limits.memory 512Mi -> 256Mi; then remove ${resourcesKey}`,
+        );
         return runbooks.waitForResult<EmergencyScaleResult>(workflowId);
       });
       expect(result.outcome).toBe('completed');
       expect(result.replicas).toBe(1);
       expect(result.timeline.filter((e) => e.event === 'applied').map((e) => [e.stepId, e.detail])).toEqual([
         ['restore-size', expect.stringMatching(new RegExp(`^HPA ${name} min 3, max 3 -> min 1, max 2; replicas 3 -> 1; 1/1 ready, 1 available in \\d+s; ${sizeKey} removed$`))],
-        ['restore-resources', expect.stringMatching(new RegExp(`^container app: limits\\.cpu 1 -> 500m, limits\\.memory 512Mi -> 256Mi; rollout complete: 1/1 ready, 1 available in \\d+s; ${resourcesKey} removed$`))],
+        [
+          'restore-resources',
+          expect.stringMatching(new RegExp(`^container app: limits\\.cpu 1 -> 500m, limits\\.memory 512Mi -> 256Mi; rollout complete: 1/1 ready, 1 available in \\d+s; ${resourcesKey} removed$`)),
+        ],
       ]);
       expect(result.after).toMatchObject({ replicas: 1, pods: 1, readyPods: 1, autoscaler: { minReplicas: 1, maxReplicas: 2 }, ok: true });
       // Everything the scale-up changed is as it was: replicas, HPA, pod template, no records.
@@ -286,7 +324,9 @@ describe('emergencyScale', () => {
   test('bad input and kube-system: clear non-retryable errors before anything is touched', async () => {
     await withWorker(config, async ({ client, taskQueue }) => {
       const runbooks = createRunbookClient({ client, taskQueue });
-      await expect(runbooks.startRunbook('emergencyScale', { replicas: 101 }, { startedBy: 'erin' })).rejects.toThrow('invalid input for emergencyScale: replicas: at most 100 replicas (the emergency cap)');
+      await expect(runbooks.startRunbook('emergencyScale', { replicas: 101 }, { startedBy: 'erin' })).rejects.toThrow(
+        'invalid input for emergencyScale: replicas: at most 100 replicas (the emergency cap)',
+      );
       await expect(runbooks.startRunbook('emergencyScale', { restore: true, replicas: 3 }, { startedBy: 'erin' })).rejects.toThrow(
         'invalid input for emergencyScale: restore: restore puts back what the scale-up recorded: give no replicas, container, requests or limits with it',
       );
@@ -302,7 +342,11 @@ describe('emergencyScale', () => {
       expect([failure.type, failure.nonRetryable]).toEqual(['InvalidInput', true]);
       expect(await scheduledActivityTypes(bad)).toEqual([]);
 
-      const system = await client.workflow.start('emergencyScale', { taskQueue, workflowId: `es-system-${randomUUID()}`, args: [{ namespace: 'kube-system', deployment: 'coredns', mode: 'execute' }] });
+      const system = await client.workflow.start('emergencyScale', {
+        taskQueue,
+        workflowId: `es-system-${randomUUID()}`,
+        args: [{ namespace: 'kube-system', deployment: 'coredns', mode: 'execute' }],
+      });
       const refused = await runFailureOf(system);
       expect(String(refused.cause?.message)).toBe('namespace kube-system is never touched by runbooks');
       expect(await scheduledActivityTypes(system)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);

@@ -127,7 +127,9 @@ describe('monthlyReview', () => {
     const apps = kc.makeApiClient(AppsV1Api);
     try {
       await scratchDeployment(kc, idle);
-      await apps.patchNamespacedDeploymentScale(idle, namespace, { spec: { replicas: 0 } }, undefined, undefined, undefined, undefined, undefined, { headers: { 'Content-Type': 'application/merge-patch+json' } });
+      await apps.patchNamespacedDeploymentScale(idle, namespace, { spec: { replicas: 0 } }, undefined, undefined, undefined, undefined, undefined, {
+        headers: { 'Content-Type': 'application/merge-patch+json' },
+      });
       await scratchBoundClaim(kc, orphanClaim, 'fixed', '1Gi');
       await put(`short_drama_prod_${ymd(45 * day)}.sql`, dump);
       // The newest backup is not a dump at all: the drill must say so.
@@ -147,14 +149,23 @@ describe('monthlyReview', () => {
     } finally {
       await deleteDeployment(kc, idle);
       await deleteBoundClaim(kc, orphanClaim);
-      await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: `${backupPrefix}short_drama_prod_${ymd(45 * day)}.sql` }, { Key: `${backupPrefix}short_drama_prod_${ymd(0)}_broken.sql` }] } }));
+      await s3.send(
+        new DeleteObjectsCommand({
+          Bucket: bucket,
+          Delete: { Objects: [{ Key: `${backupPrefix}short_drama_prod_${ymd(45 * day)}.sql` }, { Key: `${backupPrefix}short_drama_prod_${ymd(0)}_broken.sql` }] },
+        }),
+      );
     }
   }, 300_000);
 
   test('bad input fails the run at once, non-retryable, before any check', async () => {
     const config = testbedConfig();
     await withWorker(config, async ({ client }) => {
-      const handle = await client.workflow.start('monthlyReview', { taskQueue: config.temporal.taskQueue, workflowId: `monthlyReview/bad-${randomUUID()}`, args: [{ horizonDays: 0, database: 'Robert"); DROP' }] });
+      const handle = await client.workflow.start('monthlyReview', {
+        taskQueue: config.temporal.taskQueue,
+        workflowId: `monthlyReview/bad-${randomUUID()}`,
+        args: [{ horizonDays: 0, database: 'Robert"); DROP' }],
+      });
       const err = await handle.result().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(WorkflowFailedError);
       expect(((err as WorkflowFailedError).cause as Error).message).toMatch(/invalid input for monthlyReview: .*database: expected a PostgreSQL database name.*horizonDays/s);

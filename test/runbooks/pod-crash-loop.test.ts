@@ -21,7 +21,12 @@ const strategic = { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_STRATEGIC
  * short-drama-app keeps its revisions and replicas; all are deleted at the end.
  */
 describe('podCrashLoop', () => {
-  const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }, { id: 'carol', roles: ['manager'] }]) });
+  const config = testbedConfig({
+    RUNBOOK_APPROVERS: JSON.stringify([
+      { id: 'bob', roles: ['l2'] },
+      { id: 'carol', roles: ['manager'] },
+    ]),
+  });
   const kc = adminKubeConfig();
   const apps = kc.makeApiClient(AppsV1Api);
   const core = kc.makeApiClient(CoreV1Api);
@@ -33,14 +38,23 @@ describe('podCrashLoop', () => {
     const name = unique(prefix);
     made.push(name);
     const podLabels = labels?.(name) ?? { app: name };
-    selectors.set(name, Object.entries(podLabels).map(([k, v]) => `${k}=${v}`).join(','));
+    selectors.set(
+      name,
+      Object.entries(podLabels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(','),
+    );
     await scratchDeployment(kc, name, { labels: podLabels });
     return name;
   }
 
   async function deploymentOf(name: string) {
     const { body } = await apps.readNamespacedDeployment(name, namespace);
-    return { memory: body.spec!.template.spec!.containers[0]!.resources?.limits?.memory, revision: Number(body.metadata?.annotations?.['deployment.kubernetes.io/revision']), template: body.spec!.template };
+    return {
+      memory: body.spec!.template.spec!.containers[0]!.resources?.limits?.memory,
+      revision: Number(body.metadata?.annotations?.['deployment.kubernetes.io/revision']),
+      template: body.spec!.template,
+    };
   }
 
   /** The Deployment's one ready pod put into CrashLoopBackOff (OOMKilled or Error), with previous logs. */
@@ -106,7 +120,9 @@ describe('podCrashLoop', () => {
       return finished;
     });
     expect(result.outcome).toBe('completed');
-    expect(result.timeline.filter((e) => e.event === 'applied').map((e) => [e.stepId, e.detail])).toEqual([['raise-memory-limit', expect.stringMatching(/limits\.memory 256Mi -> 384Mi; rollout complete/)]]);
+    expect(result.timeline.filter((e) => e.event === 'applied').map((e) => [e.stepId, e.detail])).toEqual([
+      ['raise-memory-limit', expect.stringMatching(/limits\.memory 256Mi -> 384Mi; rollout complete/)],
+    ]);
     const after = await deploymentOf(name);
     expect(after.memory).toBe('384Mi'); // not 576Mi
     expect(after.revision).toBe(before.revision + 1);
@@ -158,10 +174,25 @@ describe('podCrashLoop', () => {
       {
         status: {
           conditions: [{ type: 'Ready', status: 'False', reason: 'ContainersNotReady' }],
-          containerStatuses: [{ name: 'app', image: 'registry.example/scratch:1.0', imageID: '', ready: false, started: false, restartCount: 0, state: { running: null, waiting: { reason: 'CreateContainerConfigError', message } } }],
+          containerStatuses: [
+            {
+              name: 'app',
+              image: 'registry.example/scratch:1.0',
+              imageID: '',
+              ready: false,
+              started: false,
+              restartCount: 0,
+              state: { running: null, waiting: { reason: 'CreateContainerConfigError', message } },
+            },
+          ],
         },
       },
-      undefined, undefined, undefined, undefined, undefined, strategic,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      strategic,
     );
     const now = new Date();
     await core.createNamespacedEvent(namespace, {
@@ -252,18 +283,28 @@ describe('podCrashLoop', () => {
     const before = await apps.readNamespacedDeployment('short-drama-app', namespace);
     await withWorker(config, async ({ client, taskQueue }) => {
       const runbooks = createRunbookClient({ client, taskQueue });
-      await expect(runbooks.startRunbook('podCrashLoop', { memoryLimitFactor: 1 }, { startedBy: 'erin' })).rejects.toThrow('invalid input for podCrashLoop: memoryLimitFactor: must be above 1 (the limit is raised, never lowered)');
+      await expect(runbooks.startRunbook('podCrashLoop', { memoryLimitFactor: 1 }, { startedBy: 'erin' })).rejects.toThrow(
+        'invalid input for podCrashLoop: memoryLimitFactor: must be above 1 (the limit is raised, never lowered)',
+      );
       const scheduled = scheduledActivityTypes;
       const nonsense = await client.workflow.start('podCrashLoop', { taskQueue, workflowId: `pcl-bad-${randomUUID()}`, args: [{ memoryLimitFactor: 0.5, maxMemoryLimit: 'lots', mode: 'execute' }] });
-      const invalid = await nonsense.result().then(() => undefined, (err: unknown) => err);
+      const invalid = await nonsense.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(invalid).toBeInstanceOf(WorkflowFailedError);
       const failure = (invalid as WorkflowFailedError).cause as Error & { type?: string; nonRetryable?: boolean };
-      expect(failure.message).toBe('invalid input for podCrashLoop: memoryLimitFactor: must be above 1 (the limit is raised, never lowered); maxMemoryLimit: expected a memory quantity of at least 1Mi, such as 512Mi or 4Gi');
+      expect(failure.message).toBe(
+        'invalid input for podCrashLoop: memoryLimitFactor: must be above 1 (the limit is raised, never lowered); maxMemoryLimit: expected a memory quantity of at least 1Mi, such as 512Mi or 4Gi',
+      );
       expect([failure.type, failure.nonRetryable]).toEqual(['InvalidInput', true]);
       expect(await scheduled(nonsense)).toEqual([]);
 
       const handle = await client.workflow.start('podCrashLoop', { taskQueue, workflowId: `pcl-bad-${randomUUID()}`, args: [{ namespace: 'kube-system', mode: 'execute' }] });
-      const error = await handle.result().then(() => undefined, (err: unknown) => err);
+      const error = await handle.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(error).toBeInstanceOf(WorkflowFailedError);
       expect(String(((error as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toBe('namespace kube-system is never touched by runbooks');
       expect(await scheduled(handle)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);

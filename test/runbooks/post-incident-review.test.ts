@@ -118,7 +118,12 @@ describe('postIncidentReview', () => {
     for (const item of result.evidence) {
       expect(item.key).toMatch(new RegExp(`^runbooks/evidence/postIncidentReview/\\d{4}-\\d{2}-\\d{2}/postIncidentReview_${ns}_incident-${incidentId}-[0-9a-f-]{36}/`));
       const { body, sha256 } = await get(item.key);
-      expect({ key: item.key, size: body.length, sha256: createHash('sha256').update(body).digest('hex'), metadata: sha256 }).toEqual({ key: item.key, size: item.size, sha256: item.sha256, metadata: item.sha256 });
+      expect({ key: item.key, size: body.length, sha256: createHash('sha256').update(body).digest('hex'), metadata: sha256 }).toEqual({
+        key: item.key,
+        size: item.size,
+        sha256: item.sha256,
+        metadata: item.sha256,
+      });
       expect(history.text).toContain(item.sha256);
       texts.set(item.key, body.toString('utf8'));
     }
@@ -133,12 +138,18 @@ describe('postIncidentReview', () => {
     expect(texts.get(logItems[0]!.key)).toContain(`FATAL out of memory ${markers[0]}`);
 
     // Snapshot: Secret names and keys, workloads and config; no secret value anywhere.
-    const snapshot = parseYaml([...texts.entries()].find(([k]) => k.endsWith('config-snapshot.yaml'))![1]) as { secrets: Array<{ name: string; keys: string[] }>; changedSince: { objects: unknown[] }; items: Array<{ kind: string; metadata: { name: string } }> };
+    const snapshot = parseYaml([...texts.entries()].find(([k]) => k.endsWith('config-snapshot.yaml'))![1]) as {
+      secrets: Array<{ name: string; keys: string[] }>;
+      changedSince: { objects: unknown[] };
+      items: Array<{ kind: string; metadata: { name: string } }>;
+    };
     expect(snapshot.secrets).toContainEqual(expect.objectContaining({ name: secretName, keys: ['API_TOKEN'] }));
     expect(snapshot.secrets.find((s) => s.name === 'app-secrets')?.keys).toEqual(expect.arrayContaining(['DATABASE_PASSWORD', 'REDIS_PASSWORD']));
     expect(snapshot.changedSince.objects).toContainEqual(expect.objectContaining({ kind: 'Deployment', name: deployment }));
     expect(snapshot.changedSince.objects).toContainEqual(expect.objectContaining({ kind: 'ReplicaSet', operation: 'Create', name: expect.stringMatching(new RegExp(`^${deployment}-`)) }));
-    expect(snapshot.items.map((i) => `${i.kind}/${i.metadata.name}`)).toEqual(expect.arrayContaining([`Deployment/${deployment}`, 'Deployment/short-drama-app', 'ConfigMap/app-config', 'PersistentVolumeClaim/postgres-pvc', 'Ingress/app-ingress', `Pod/${pods[1]}`]));
+    expect(snapshot.items.map((i) => `${i.kind}/${i.metadata.name}`)).toEqual(
+      expect.arrayContaining([`Deployment/${deployment}`, 'Deployment/short-drama-app', 'ConfigMap/app-config', 'PersistentVolumeClaim/postgres-pvc', 'Ingress/app-ingress', `Pod/${pods[1]}`]),
+    );
 
     // The report: the five parts, the timeline with the steps and the evidence, people's text where given.
     const markdown = await readBucketText(result.report!.markdownKey);
@@ -147,7 +158,8 @@ describe('postIncidentReview', () => {
     expect(markdown).toContain(impact);
     expect(markdown).toContain('Playback outage: incident');
     expect(markdown).toMatch(new RegExp(`Signals in the window: OOMKilled containers in ${pods[0]}\\. pods waiting: ${pods[0]} CrashLoopBackOff\\. changed in the window: `));
-    for (const step of ['Logs of every pod', 'Events of namespace', 'Configuration snapshot']) expect(markdown).toMatch(new RegExp(`\\| read \\| ${step}[^|]*\\|[^|]*\\| [^|]*-> runbooks/evidence/postIncidentReview/`));
+    for (const step of ['Logs of every pod', 'Events of namespace', 'Configuration snapshot'])
+      expect(markdown).toMatch(new RegExp(`\\| read \\| ${step}[^|]*\\|[^|]*\\| [^|]*-> runbooks/evidence/postIncidentReview/`));
     for (const item of result.evidence) expect(markdown).toContain(`\`${item.key}\` (${item.size} bytes, sha256 ${item.sha256.slice(0, 16)})`);
     const report = JSON.parse(json) as { evidence: unknown; impact: string; timeline: Array<{ stepId?: string; event: string }> };
     expect(report.evidence).toEqual(result.evidence);
@@ -206,7 +218,10 @@ describe('postIncidentReview', () => {
       await expect(runbooks.startRunbook('postIncidentReview', { sinceMinutes: 0 }, { startedBy: 'erin' })).rejects.toThrow('invalid input for postIncidentReview: sinceMinutes: at least 1 minute');
 
       const bad = await client.workflow.start('postIncidentReview', { taskQueue, workflowId: `pir-bad-${randomUUID()}`, args: [{ sinceMinutes: 0, incidentId: 'no spaces allowed', impact: '' }] });
-      const error = await bad.result().then(() => undefined, (err: unknown) => err);
+      const error = await bad.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(error).toBeInstanceOf(WorkflowFailedError);
       const cause = (error as WorkflowFailedError).cause as ApplicationFailure;
       expect(cause).toBeInstanceOf(ApplicationFailure);
@@ -216,7 +231,10 @@ describe('postIncidentReview', () => {
       expect(await scheduledActivityTypes(bad)).toEqual([]);
 
       const system = await client.workflow.start('postIncidentReview', { taskQueue, workflowId: `pir-kube-system-${randomUUID()}`, args: [{ namespace: 'kube-system', appDeployment: 'coredns' }] });
-      const refused = await system.result().then(() => undefined, (err: unknown) => err);
+      const refused = await system.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(refused).toBeInstanceOf(WorkflowFailedError);
       expect(String(((refused as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toBe('namespace kube-system is never touched by runbooks');
       expect(await scheduledActivityTypes(system)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);

@@ -33,7 +33,11 @@ describe('provisionReadonlyAccess', () => {
     ns = scratch.name;
     config = testbedConfig({
       ALLOWED_NAMESPACES: `${kubernetesNamespace},${ns}`,
-      RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }, { id: 'dave', roles: ['l1'] }, { id: 'erin', roles: ['l2'] }]),
+      RUNBOOK_APPROVERS: JSON.stringify([
+        { id: 'bob', roles: ['l2'] },
+        { id: 'dave', roles: ['l1'] },
+        { id: 'erin', roles: ['l2'] },
+      ]),
     });
   });
   afterEach(async () => terminateRuns(config.temporal, ids()));
@@ -41,8 +45,16 @@ describe('provisionReadonlyAccess', () => {
 
   /** The three objects as stored (404 → undefined). */
   async function objects() {
-    const get = <T>(p: Promise<{ body: T }>) => p.then((r) => r.body, (err: unknown) => (statusOf(err) === 404 ? undefined : Promise.reject(err)));
-    const [sa, role, binding] = await Promise.all([get(core.readNamespacedServiceAccount('readonly-user', ns)), get(rbac.readNamespacedRole('readonly', ns)), get(rbac.readNamespacedRoleBinding('readonly-binding', ns))]);
+    const get = <T>(p: Promise<{ body: T }>) =>
+      p.then(
+        (r) => r.body,
+        (err: unknown) => (statusOf(err) === 404 ? undefined : Promise.reject(err)),
+      );
+    const [sa, role, binding] = await Promise.all([
+      get(core.readNamespacedServiceAccount('readonly-user', ns)),
+      get(rbac.readNamespacedRole('readonly', ns)),
+      get(rbac.readNamespacedRoleBinding('readonly-binding', ns)),
+    ]);
     return { sa, role, binding, versions: [sa?.metadata?.resourceVersion, role?.metadata?.resourceVersion, binding?.metadata?.resourceVersion] };
   }
 
@@ -169,7 +181,9 @@ describe('provisionReadonlyAccess', () => {
       const runbooks = createRunbookClient({ client, taskQueue });
       const { workflowId } = await runbooks.startRunbook('provisionReadonlyAccess', { namespace: ns, mode: 'execute' }, { startedBy: 'erin' });
       const pending = await pendingOf(runbooks, workflowId, 'ensure-access');
-      expect(pending.change.summary).toBe(`${ns}: ServiceAccount readonly-user already as wanted; update Role readonly: - rules[0].verbs[3] (was "delete"); RoleBinding readonly-binding already as wanted`);
+      expect(pending.change.summary).toBe(
+        `${ns}: ServiceAccount readonly-user already as wanted; update Role readonly: - rules[0].verbs[3] (was "delete"); RoleBinding readonly-binding already as wanted`,
+      );
       expect((await objects()).role?.rules?.[0]?.verbs).toEqual(['get', 'list', 'watch', 'delete']);
       await runbooks.approve(workflowId, { stepId: 'ensure-access', planHash: pending.planHash, approver: 'bob', reason: 'nobody may delete pods with this account' });
       return runbooks.waitForResult<ProvisionReadonlyAccessResult>(workflowId);
@@ -178,7 +192,9 @@ describe('provisionReadonlyAccess', () => {
     // Before: the edit let the account delete pods, and the check said so.
     expect(result.accessBefore.asExpected).toBe(false);
     expect(result.accessBefore.checks.find((c) => c.verb === 'delete' && c.resource === 'pods')).toMatchObject({ allowed: true, expected: 'denied', reason: expect.stringContaining('readonly') });
-    expect(result.timeline.find((e) => e.stepId === 'access-before')?.detail).toMatch(/^NOT as expected; may get\/list\/watch pods, services, deployments\.apps; may not create pods\/exec, patch deployments\.apps, get secrets; UNEXPECTEDLY may delete pods \(.*readonly.*\)$/);
+    expect(result.timeline.find((e) => e.stepId === 'access-before')?.detail).toMatch(
+      /^NOT as expected; may get\/list\/watch pods, services, deployments\.apps; may not create pods\/exec, patch deployments\.apps, get secrets; UNEXPECTEDLY may delete pods \(.*readonly.*\)$/,
+    );
     expect(result.accessAfter?.asExpected).toBe(true);
     expect(result.verified).toBe(true);
     const { role } = await objects();
@@ -198,7 +214,10 @@ describe('provisionReadonlyAccess', () => {
         workflowId: `pra-bad-${randomUUID()}`,
         args: [{ namespace: ns, serviceAccount: 'Read_Only', mode: 'execute', rules: [{ apiGroups: [''], resources: ['*'], verbs: ['delete'] }] }],
       });
-      const error = await handle.result().then(() => undefined, (err: unknown) => err);
+      const error = await handle.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(error).toBeInstanceOf(WorkflowFailedError);
       const failure = (error as WorkflowFailedError).cause as Error & { type?: string; nonRetryable?: boolean };
       expect(failure.message).toBe(
@@ -208,7 +227,10 @@ describe('provisionReadonlyAccess', () => {
       expect(await scheduledActivityTypes(handle)).toEqual([]);
 
       const system = await client.workflow.start('provisionReadonlyAccess', { taskQueue, workflowId: `pra-bad-${randomUUID()}`, args: [{ namespace: 'kube-system', mode: 'execute' }] });
-      const refused = await system.result().then(() => undefined, (err: unknown) => err);
+      const refused = await system.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(String(((refused as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toBe('namespace kube-system is never touched by runbooks');
       expect(await scheduledActivityTypes(system)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
     });

@@ -35,7 +35,12 @@ const restartWarning = '; changes the pod template, so Redis RESTARTS: CONFIG SE
  */
 describe('redisMemoryPressure', () => {
   const env = testbedEnv();
-  const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }, { id: 'carol', roles: ['manager'] }]) });
+  const config = testbedConfig({
+    RUNBOOK_APPROVERS: JSON.stringify([
+      { id: 'bob', roles: ['l2'] },
+      { id: 'carol', roles: ['manager'] },
+    ]),
+  });
   const apps = adminKubeConfig().makeApiClient(AppsV1Api);
   let redis: Redis;
   let originalPolicy: string;
@@ -97,7 +102,6 @@ describe('redisMemoryPressure', () => {
   async function othersIntact(others: string[], each: number): Promise<void> {
     for (const prefix of others) expect(await countKeys(`${prefix}*`)).toBe(each);
   }
-
 
   /** Runs share one workflow id per target (dedupe): a run left behind by a failed test must not be joined by the next. */
   async function terminateLeftover(): Promise<void> {
@@ -348,8 +352,15 @@ describe('redisMemoryPressure', () => {
         'invalid input for redisMemoryPressure: maxmemoryShareOfLimit: a fraction of the container memory limit, above 0',
       );
       // Past the client's check, the workflow refuses the same input itself, before any activity.
-      const nonsense = await client.workflow.start('redisMemoryPressure', { taskQueue, workflowId: `rmp-bad-${randomUUID()}`, args: [{ memoryLimitFactor: -3, maxMemoryLimit: 'lots', mode: 'execute' }] });
-      const invalid = await nonsense.result().then(() => undefined, (err: unknown) => err);
+      const nonsense = await client.workflow.start('redisMemoryPressure', {
+        taskQueue,
+        workflowId: `rmp-bad-${randomUUID()}`,
+        args: [{ memoryLimitFactor: -3, maxMemoryLimit: 'lots', mode: 'execute' }],
+      });
+      const invalid = await nonsense.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(invalid).toBeInstanceOf(WorkflowFailedError);
       const failure = (invalid as WorkflowFailedError).cause as Error & { type?: string; nonRetryable?: boolean };
       expect(failure.message).toBe(
@@ -359,8 +370,15 @@ describe('redisMemoryPressure', () => {
       const scheduled = scheduledActivityTypes;
       expect(await scheduled(nonsense)).toEqual([]);
 
-      const handle = await client.workflow.start('redisMemoryPressure', { taskQueue, workflowId: `rmp-bad-${randomUUID()}`, args: [{ namespace: 'kube-system', mode: 'execute', raiseWhenUsageAbove: 0 }] });
-      const error = await handle.result().then(() => undefined, (err: unknown) => err);
+      const handle = await client.workflow.start('redisMemoryPressure', {
+        taskQueue,
+        workflowId: `rmp-bad-${randomUUID()}`,
+        args: [{ namespace: 'kube-system', mode: 'execute', raiseWhenUsageAbove: 0 }],
+      });
+      const error = await handle.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(error).toBeInstanceOf(WorkflowFailedError);
       expect(String(((error as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toBe('namespace kube-system is never touched by runbooks');
       expect(await scheduled(handle)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
@@ -437,7 +455,9 @@ describe('redisMemoryPressure', () => {
       const cap = Math.floor(768 * Mi * 0.8);
       const step = capped.plan.find((p) => p.stepId === 'raise-maxmemory')!;
       expect(step.change).toMatchObject({ needed: true, details: { from: near, to: cap } });
-      expect(step.change.summary).toMatch(/^CONFIG SET maxmemory 450\.0MiB -> 614\.4MiB \(.*keeps maxmemory at 88% of the container limit, raised 512Mi -> 768Mi; capped at 80% of the container limit 768Mi\); lost on restart/);
+      expect(step.change.summary).toMatch(
+        /^CONFIG SET maxmemory 450\.0MiB -> 614\.4MiB \(.*keeps maxmemory at 88% of the container limit, raised 512Mi -> 768Mi; capped at 80% of the container limit 768Mi\); lost on restart/,
+      );
       expect(capped.targetMaxmemory).toBe(cap);
 
       const atShare = await run({ maxmemoryShareOfLimit: 0.5 });
@@ -469,7 +489,12 @@ describe('redisMemoryPressure', () => {
     test('the target, computed from the diagnosis alone', () => {
       const limit = 512 * Mi;
       // Limit raised: the same share of the new limit (not x factor on top of it).
-      expect(raisedMaxmemory({ maxmemory: 256 * Mi, limitBytes: limit, newLimitBytes: 768 * Mi, factor: 1.5, share: 0.8 })).toEqual({ bytes: 384 * Mi, basis: 'ratio', capped: false, limitBytes: 768 * Mi });
+      expect(raisedMaxmemory({ maxmemory: 256 * Mi, limitBytes: limit, newLimitBytes: 768 * Mi, factor: 1.5, share: 0.8 })).toEqual({
+        bytes: 384 * Mi,
+        basis: 'ratio',
+        capped: false,
+        limitBytes: 768 * Mi,
+      });
       // A limit raise stopped by its cap (3Gi -> 4Gi): the ratio follows the limit actually set.
       expect(raisedMaxmemory({ maxmemory: 2048 * Mi, limitBytes: 3072 * Mi, newLimitBytes: 4096 * Mi, factor: 1.5, share: 0.8 })?.bytes).toBe(Math.floor(2048 * Mi * (4096 / 3072)));
       // Limit not raised (rejected, at its cap): x factor, capped at the share of the current limit.

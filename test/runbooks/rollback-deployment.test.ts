@@ -28,7 +28,14 @@ const revisionAnnotation = 'deployment.kubernetes.io/revision';
  * so revisions are looked up by release, and the seeded release is put back after each test.
  */
 describe('rollbackDeployment', () => {
-  const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }, { id: 'carol', roles: ['manager'] }, { id: 'dave', roles: ['l1'] }, { id: 'erin', roles: ['l2'] }]) });
+  const config = testbedConfig({
+    RUNBOOK_APPROVERS: JSON.stringify([
+      { id: 'bob', roles: ['l2'] },
+      { id: 'carol', roles: ['manager'] },
+      { id: 'dave', roles: ['l1'] },
+      { id: 'erin', roles: ['l2'] },
+    ]),
+  });
   const kc = adminKubeConfig();
   const apps = kc.makeApiClient(AppsV1Api);
 
@@ -118,18 +125,21 @@ describe('rollbackDeployment', () => {
       return runbooks.waitForResult<RollbackDeploymentResult>(id);
     });
     expect(result.outcome).toBe('nothing-to-do');
-    expect(result.plan.map((p) => [p.change.needed, p.change.summary])).toEqual([[false, `no rollback: ${target} already runs the template of revision ${before.revision} (app=${image(seededRelease)})`]]);
+    expect(result.plan.map((p) => [p.change.needed, p.change.summary])).toEqual([
+      [false, `no rollback: ${target} already runs the template of revision ${before.revision} (app=${image(seededRelease)})`],
+    ]);
     expect(result.timeline.map((e) => e.event)).not.toContain('requested');
     expect(await appState()).toEqual(before);
   });
 
-  test('as a child workflow under an id the parent chooses (monthlyReview\'s emergency-plan check): plan only', async () => {
+  test("as a child workflow under an id the parent chooses (monthlyReview's emergency-plan check): plan only", async () => {
     const before = await appState();
     const { old } = await revisions();
     const parentId = `monthly-check-${randomUUID()}`;
     const { childId, child } = await withWorker(
       config,
-      async ({ client, taskQueue }) => client.workflow.execute('rollbackPlanParent', { taskQueue, workflowId: parentId, args: [{ namespace, deployment: app }] }) as Promise<{ childId: string; child: RollbackDeploymentResult }>,
+      async ({ client, taskQueue }) =>
+        client.workflow.execute('rollbackPlanParent', { taskQueue, workflowId: parentId, args: [{ namespace, deployment: app }] }) as Promise<{ childId: string; child: RollbackDeploymentResult }>,
       { workflowsPath: require.resolve('../workflows/rollback-plan-parent') },
     );
     expect(childId).toBe(`${parentId}/rollbackDeployment-plan`);
@@ -148,7 +158,10 @@ describe('rollbackDeployment', () => {
       const runbooks = createRunbookClient({ client, taskQueue });
       const { workflowId: id } = await runbooks.startRunbook('rollbackDeployment', { mode: 'execute', toRevision: 99 }, { startedBy: 'erin' });
       const handle = client.workflow.getHandle(id);
-      const error = await handle.result().then(() => undefined, (err: unknown) => err);
+      const error = await handle.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(error).toBeInstanceOf(WorkflowFailedError);
       const failure = (error as WorkflowFailedError).cause as Error & { type?: string; nonRetryable?: boolean };
       expect(failure.message).toBe(`rollback refused: deployments.apps/${app} in namespace ${namespace} has no revision 99 (revisions: ${all.join(', ')}; current ${before.revision})`);
@@ -166,8 +179,15 @@ describe('rollbackDeployment', () => {
       await expect(runbooks.startRunbook('rollbackDeployment', { toRevision: 0 }, { startedBy: 'erin' })).rejects.toThrow(
         'invalid input for rollbackDeployment: toRevision: revisions start at 1; leave toRevision out to roll back to the previous revision',
       );
-      const handle = await client.workflow.start('rollbackDeployment', { taskQueue, workflowId: `rbd-bad-${randomUUID()}`, args: [{ deployment: 'Short_Drama', toRevision: 1.5, waitTimeoutSeconds: 5, mode: 'execute' }] });
-      const error = await handle.result().then(() => undefined, (err: unknown) => err);
+      const handle = await client.workflow.start('rollbackDeployment', {
+        taskQueue,
+        workflowId: `rbd-bad-${randomUUID()}`,
+        args: [{ deployment: 'Short_Drama', toRevision: 1.5, waitTimeoutSeconds: 5, mode: 'execute' }],
+      });
+      const error = await handle.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(error).toBeInstanceOf(WorkflowFailedError);
       const failure = (error as WorkflowFailedError).cause as Error & { type?: string; nonRetryable?: boolean };
       expect(failure.message).toBe(
@@ -177,7 +197,10 @@ describe('rollbackDeployment', () => {
       expect(await scheduledActivityTypes(handle)).toEqual([]);
 
       const system = await client.workflow.start('rollbackDeployment', { taskQueue, workflowId: `rbd-bad-${randomUUID()}`, args: [{ namespace: 'kube-system', mode: 'execute' }] });
-      const refused = await system.result().then(() => undefined, (err: unknown) => err);
+      const refused = await system.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(String(((refused as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toBe('namespace kube-system is never touched by runbooks');
       expect(await scheduledActivityTypes(system)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
     });
@@ -205,7 +228,10 @@ describe('rollbackDeployment', () => {
     const name = unique('rbd-stuck');
     const spec = (nodeType: string) => ({ nodeSelector: { type: nodeType }, containers: [{ name: 'app', image: 'registry.example/scratch:1.0' }] });
     try {
-      await apps.createNamespacedDeployment(namespace, { metadata: { name }, spec: { replicas: 1, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: spec('nowhere') } } });
+      await apps.createNamespacedDeployment(namespace, {
+        metadata: { name },
+        spec: { replicas: 1, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: spec('nowhere') } },
+      });
       await patchDeployment(kc, namespace, name, { spec: { template: { spec: spec('kwok') } } });
       await waitForRollout(kc, namespace, name);
       const result = await withWorker(config, async ({ client, taskQueue }) => {
@@ -218,7 +244,12 @@ describe('rollbackDeployment', () => {
       });
       expect(result.outcome).toBe('failed');
       expect(result.timeline.filter((e) => e.event === 'failed').map((e) => [e.stepId, e.detail])).toEqual([
-        ['rollback', expect.stringMatching(new RegExp(`^rolled back to revision 1, but the rollout did not complete within 10s: .*deployments.apps/${name} in namespace ${namespace}: rollout not complete after \\d+s`))],
+        [
+          'rollback',
+          expect.stringMatching(
+            new RegExp(`^rolled back to revision 1, but the rollout did not complete within 10s: .*deployments.apps/${name} in namespace ${namespace}: rollout not complete after \\d+s`),
+          ),
+        ],
       ]);
       expect(result.rollout).toBeUndefined();
       expect(result.after).toMatchObject({ revision: 3, pods: 1, readyPods: 0, otherPods: 1, available: false });
@@ -264,7 +295,9 @@ describe('rollbackDeployment', () => {
     expect(after.template).toEqual(expected);
     const markdown = await readBucketText(result.report!.markdownKey);
     for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
-    expect(markdown).toContain(`rolled back from revision ${seeded.revision} (app=${image(seededRelease)}) to the template of revision ${old.revision} (app=${image(oldRelease)}), now revision ${now}`);
+    expect(markdown).toContain(
+      `rolled back from revision ${seeded.revision} (app=${image(seededRelease)}) to the template of revision ${old.revision} (app=${image(oldRelease)}), now revision ${now}`,
+    );
 
     // Back to the seeded release (afterEach does the same; checked here so a broken restore fails).
     await restoreSeededApp();

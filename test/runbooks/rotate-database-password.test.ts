@@ -26,7 +26,13 @@ const b64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
  */
 describe('rotateDatabasePassword', () => {
   const env = testbedEnv();
-  const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }, { id: 'dave', roles: ['l1'] }, { id: 'erin', roles: ['l2'] }]) });
+  const config = testbedConfig({
+    RUNBOOK_APPROVERS: JSON.stringify([
+      { id: 'bob', roles: ['l2'] },
+      { id: 'dave', roles: ['l1'] },
+      { id: 'erin', roles: ['l2'] },
+    ]),
+  });
   const kc = adminKubeConfig();
   const core = kc.makeApiClient(CoreV1Api);
   const apps = kc.makeApiClient(AppsV1Api);
@@ -184,7 +190,11 @@ describe('rotateDatabasePassword', () => {
     let next = '';
     const { result, history } = await withWorker(config, async ({ client, taskQueue }) => {
       const runbooks = createRunbookClient({ client, taskQueue });
-      const { workflowId } = await runbooks.startRunbook('rotateDatabasePassword', { mode: 'execute', secret: f.secret, role: f.role, appDeployment: f.app, waitTimeoutSeconds: 5 }, { startedBy: 'erin' });
+      const { workflowId } = await runbooks.startRunbook(
+        'rotateDatabasePassword',
+        { mode: 'execute', secret: f.secret, role: f.role, appDeployment: f.app, waitTimeoutSeconds: 5 },
+        { startedBy: 'erin' },
+      );
       await approveAll(runbooks, workflowId, async (step) => {
         // restart-app waits for approval only once update-secret was applied: the new password is in <key> now.
         if (step === 'restart-app') next = (await secretData(f.secret)).data[key]!;
@@ -250,16 +260,26 @@ describe('rotateDatabasePassword', () => {
 
       const bad = await client.workflow.start('rotateDatabasePassword', { taskQueue, workflowId: `rdp-bad-${randomUUID()}`, args: [{ role: 'app; DROP ROLE x', key: 'bad key', mode: 'execute' }] });
       workflowIds.push(bad.workflowId);
-      const error = await bad.result().then(() => undefined, (err: unknown) => err);
+      const error = await bad.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(error).toBeInstanceOf(WorkflowFailedError);
       const cause = (error as WorkflowFailedError).cause as Error & { type?: string; nonRetryable?: boolean };
       expect(cause).toMatchObject({ type: 'InvalidInput', nonRetryable: true });
       expect(cause.message).toMatch(/^invalid input for rotateDatabasePassword: key: expected a Secret key .*; role: expected a PostgreSQL role name/);
       expect(await scheduledActivityTypes(bad)).toEqual([]);
 
-      const superuser = await client.workflow.start('rotateDatabasePassword', { taskQueue, workflowId: `rdp-su-${randomUUID()}`, args: [{ role: 'postgres', mode: 'execute', secret: `rot-none-${uniqueSuffix()}` }] });
+      const superuser = await client.workflow.start('rotateDatabasePassword', {
+        taskQueue,
+        workflowId: `rdp-su-${randomUUID()}`,
+        args: [{ role: 'postgres', mode: 'execute', secret: `rot-none-${uniqueSuffix()}` }],
+      });
       workflowIds.push(superuser.workflowId);
-      const refused = await superuser.result().then(() => undefined, (err: unknown) => err);
+      const refused = await superuser.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(refused).toBeInstanceOf(WorkflowFailedError);
       expect(String(((refused as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toMatch(/role postgres is a superuser/);
       expect(await scheduledActivityTypes(superuser)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed', 'describeRotatableRole']);

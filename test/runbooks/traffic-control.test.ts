@@ -24,7 +24,14 @@ const bodySize = 'nginx.ingress.kubernetes.io/proxy-body-size';
  * to do), maintenance on, maintenance off, restore, restore again.
  */
 describe('trafficControl', () => {
-  const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify([{ id: 'bob', roles: ['l2'] }, { id: 'carol', roles: ['manager'] }, { id: 'dave', roles: ['l1'] }, { id: 'erin', roles: ['l2'] }]) });
+  const config = testbedConfig({
+    RUNBOOK_APPROVERS: JSON.stringify([
+      { id: 'bob', roles: ['l2'] },
+      { id: 'carol', roles: ['manager'] },
+      { id: 'dave', roles: ['l1'] },
+      { id: 'erin', roles: ['l2'] },
+    ]),
+  });
   const kc = adminKubeConfig();
   const networking = kc.makeApiClient(NetworkingV1Api);
   const core = kc.makeApiClient(CoreV1Api);
@@ -110,7 +117,13 @@ describe('trafficControl', () => {
     expect(results.map((r) => r.plan.map((p) => [p.stepId, p.change.needed, p.change.summary]))).toEqual([
       [['rate-limit', true, `${namespace}/${name}: ${rateLimitAnnotation} 100 -> 20; previous values recorded in ${recordKey}: {"${rateLimitAnnotation}":"100"}`]],
       [['maintenance-on', true, `${namespace}/${name}: ${defaultBackendAnnotation} unset -> ${service}; previous values recorded in ${recordKey}: {"${defaultBackendAnnotation}":null}`]],
-      [['maintenance-off', false, `no ${defaultBackendAnnotation} recorded in ${recordKey} of ${namespace}/${name}: maintenance mode was not switched on by trafficControl (${defaultBackendAnnotation} is unset)`]],
+      [
+        [
+          'maintenance-off',
+          false,
+          `no ${defaultBackendAnnotation} recorded in ${recordKey} of ${namespace}/${name}: maintenance mode was not switched on by trafficControl (${defaultBackendAnnotation} is unset)`,
+        ],
+      ],
       [['restore', false, `nothing recorded in ${recordKey} of ${namespace}/${name}: no trafficControl change to restore`]],
     ]);
     expect(results[0]!.before).toEqual({ limitRps: '100', recorded: {} });
@@ -187,7 +200,12 @@ describe('trafficControl', () => {
         );
         const during = await annotationsOf(name);
         expect(during).toEqual({ ...original, [rateLimitAnnotation]: '50', [defaultBackendAnnotation]: service, [recordKey]: `{"${defaultBackendAnnotation}":null,"${rateLimitAnnotation}":"100"}` });
-        const off = await approved(runbooks, { ingress: name, action: 'maintenance-off' }, 'maintenance-off', `${where}: ${defaultBackendAnnotation} ${service} -> unset; previous values recorded in ${recordKey}: {"${rateLimitAnnotation}":"100"}`);
+        const off = await approved(
+          runbooks,
+          { ingress: name, action: 'maintenance-off' },
+          'maintenance-off',
+          `${where}: ${defaultBackendAnnotation} ${service} -> unset; previous values recorded in ${recordKey}: {"${rateLimitAnnotation}":"100"}`,
+        );
         return { on: on.result, off: off.result };
       });
       expect([on.outcome, off.outcome]).toEqual(['completed', 'completed']);
@@ -223,12 +241,24 @@ describe('trafficControl', () => {
       expect(await scheduledActivityTypes(missing)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed', 'listIngresses', 'listServices']);
 
       // A hand-written record naming another annotation is never "restored".
-      await networking.patchNamespacedIngress(name, namespace, { metadata: { annotations: { [recordKey]: '{"nginx.ingress.kubernetes.io/whitelist-source-range":null}' } } }, undefined, undefined, undefined, undefined, undefined, {
-        headers: { 'Content-Type': 'application/merge-patch+json' },
-      });
+      await networking.patchNamespacedIngress(
+        name,
+        namespace,
+        { metadata: { annotations: { [recordKey]: '{"nginx.ingress.kubernetes.io/whitelist-source-range":null}' } } },
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        {
+          headers: { 'Content-Type': 'application/merge-patch+json' },
+        },
+      );
       const forged = await client.workflow.start('trafficControl', { taskQueue, workflowId: `tc-forged-${randomUUID()}`, args: [{ ingress: name, action: 'restore', mode: 'execute' }] });
       const invalid = await runFailureOf(forged);
-      expect(invalid.message).toBe(`annotation ${recordKey} of ingresses/${name} in namespace ${namespace} is not a record trafficControl wrote ({"nginx.ingress.kubernetes.io/whitelist-source-range":null}); fix or remove it by hand`);
+      expect(invalid.message).toBe(
+        `annotation ${recordKey} of ingresses/${name} in namespace ${namespace} is not a record trafficControl wrote ({"nginx.ingress.kubernetes.io/whitelist-source-range":null}); fix or remove it by hand`,
+      );
       expect(await scheduledActivityTypes(forged)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed', 'listIngresses']);
 
       const system = await client.workflow.start('trafficControl', { taskQueue, workflowId: `tc-system-${randomUUID()}`, args: [{ namespace: 'kube-system', mode: 'execute' }] });

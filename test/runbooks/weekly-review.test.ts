@@ -65,7 +65,10 @@ describe('weeklyReview', () => {
     Object.fromEntries((await sql<{ kind: string; n: number }>(`SELECT split_part(id, '-', 1) AS kind, count(*)::int AS n FROM sessions GROUP BY 1 ORDER BY 1`)).map((r) => [r.kind, r.n]));
   /** `count` sessions that expired 30 days ago, as weeks of traffic leave them. */
   const addStaleSessions = (count: number) =>
-    sql(`INSERT INTO sessions (id, user_id, created_at, expires_at) SELECT 'stale-' || $1 || '-' || i, 1, now() - interval '40 days', now() - interval '30 days' FROM generate_series(1, $2) AS i`, [randomUUID().slice(0, 8), count]);
+    sql(`INSERT INTO sessions (id, user_id, created_at, expires_at) SELECT 'stale-' || $1 || '-' || i, 1, now() - interval '40 days', now() - interval '30 days' FROM generate_series(1, $2) AS i`, [
+      randomUUID().slice(0, 8),
+      count,
+    ]);
 
   const postProfile = async (body: Record<string, unknown>) => {
     const response = await fetch(`${env.TESTBED_APP_METRICS_URL}/profile`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -88,7 +91,9 @@ describe('weeklyReview', () => {
   /** Pods of the app that other tests replaced have no metrics for a while: healthy means measured. */
   const appPodsMeasured = async () => {
     const pods = (await core.listNamespacedPod(namespace, undefined, undefined, undefined, undefined, 'app=short-drama-app')).body.items.map((p) => p.metadata!.name!);
-    const metrics = (await custom.listNamespacedCustomObject('metrics.k8s.io', 'v1beta1', namespace, 'pods', undefined, undefined, undefined, undefined, 'app=short-drama-app')).body as { items: Array<{ metadata: { name: string } }> };
+    const metrics = (await custom.listNamespacedCustomObject('metrics.k8s.io', 'v1beta1', namespace, 'pods', undefined, undefined, undefined, undefined, 'app=short-drama-app')).body as {
+      items: Array<{ metadata: { name: string } }>;
+    };
     const measured = new Set(metrics.items.map((m) => m.metadata.name));
     return pods.length > 0 && pods.every((name) => measured.has(name));
   };
@@ -142,7 +147,12 @@ describe('weeklyReview', () => {
       const runbooks = createRunbookClient({ client, taskQueue: cfg.temporal.taskQueue });
       if (options.bySchedule) {
         const taskQueue = cfg.temporal.taskQueue;
-        const run = await startBySchedule(client, { taskQueue, workflowType: 'weeklyReview', workflowId, args: [{ database: scratch.name, ...input, startedBy: `schedule:${taskQueue}:weeklyReview` }] });
+        const run = await startBySchedule(client, {
+          taskQueue,
+          workflowType: 'weeklyReview',
+          workflowId,
+          args: [{ database: scratch.name, ...input, startedBy: `schedule:${taskQueue}:weeklyReview` }],
+        });
         try {
           const result = await client.workflow.getHandle(run.workflowId, run.runId).result();
           if (options.record) await recordHistory(client.workflow.getHandle(run.workflowId, run.runId), options.record);
@@ -385,7 +395,12 @@ describe('weeklyReview', () => {
     const { result } = await runWeekly({ mode: 'execute' }, { bySchedule: true, record: 'weeklyReview-scheduled' });
     expect(result.outcome).toBe('completed');
     expect(result.timeline.filter((e) => e.event === 'decided')).toEqual([
-      expect.objectContaining({ stepId: 'delete-expired-sessions', by: 'policy weekly-maintenance', channel: 'policy', reason: expect.stringMatching(/^approved by policy weekly-maintenance \(schedule \S+:weeklyReview lists this run \(asked the server\)\)$/) }),
+      expect.objectContaining({
+        stepId: 'delete-expired-sessions',
+        by: 'policy weekly-maintenance',
+        channel: 'policy',
+        reason: expect.stringMatching(/^approved by policy weekly-maintenance \(schedule \S+:weeklyReview lists this run \(asked the server\)\)$/),
+      }),
     ]);
     expect(result.timeline.some((e) => e.event === 'requested')).toBe(false);
     expect(await sessionsByKind()).toEqual({ live: 100, recent: 40 });
@@ -395,7 +410,11 @@ describe('weeklyReview', () => {
   test('bad input fails the run at once, non-retryable, before any check', async () => {
     await terminateRuns(config.temporal, [workflowId]);
     await withWorker(config, async ({ client }) => {
-      const handle = await client.workflow.start('weeklyReview', { taskQueue: config.temporal.taskQueue, workflowId: `weeklyReview/bad-${randomUUID()}`, args: [{ window: 'five minutes', sessionsExpiredDays: 0 }] });
+      const handle = await client.workflow.start('weeklyReview', {
+        taskQueue: config.temporal.taskQueue,
+        workflowId: `weeklyReview/bad-${randomUUID()}`,
+        args: [{ window: 'five minutes', sessionsExpiredDays: 0 }],
+      });
       const err = await handle.result().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(WorkflowFailedError);
       expect(((err as WorkflowFailedError).cause as Error).message).toMatch(/invalid input for weeklyReview: window: expected a PromQL duration.*sessionsExpiredDays/);

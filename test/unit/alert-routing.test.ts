@@ -18,13 +18,37 @@ const alert = (labels: Record<string, string>, status: WebhookAlert['status'] = 
 describe('default alert routes', () => {
   test.each([
     [{ alertname: 'ServiceUnavailable', deployment: 'short-drama-app', job: 'short-drama-app' }, 'podCrashLoop/short-drama-prod/short-drama-app', { deployment: 'short-drama-app', severity: 'P0' }],
-    [{ alertname: 'ApiErrorRateHigh', namespace: 'short-drama-prod', deployment: 'short-drama-app' }, 'podCrashLoop/short-drama-prod/short-drama-app', { namespace: 'short-drama-prod', deployment: 'short-drama-app', severity: 'P1' }],
+    [
+      { alertname: 'ApiErrorRateHigh', namespace: 'short-drama-prod', deployment: 'short-drama-app' },
+      'podCrashLoop/short-drama-prod/short-drama-app',
+      { namespace: 'short-drama-prod', deployment: 'short-drama-app', severity: 'P1' },
+    ],
     // The app's metric: its deployment label must not become the database deployment.
-    [{ alertname: 'DatabaseConnectionsZero', namespace: 'short-drama-staging', deployment: 'short-drama-app' }, 'dbConnectionExhaustion/short-drama-staging/postgres', { namespace: 'short-drama-staging', severity: 'P0' }],
-    [{ alertname: 'ApiLatencyHigh', namespace: 'short-drama-prod', deployment: 'short-drama-app' }, 'dailyHealthCheck/short-drama-prod', { namespace: 'short-drama-prod', appDeployment: 'short-drama-app', only: ['usage', 'slow-statements'], severity: 'P2' }],
-    [{ alertname: 'DiskUsageHigh', namespace: 'short-drama-prod', persistentvolumeclaim: 'redis-data' }, 'diskPressure/short-drama-prod/redis-data', { namespace: 'short-drama-prod', pvc: 'redis-data', severity: 'P2' }],
-    [{ alertname: 'MemoryUsageHigh', namespace: 'short-drama-prod', deployment: 'redis', container: 'redis', pod: 'redis-7d9c6b5f4-x2x9z' }, 'redisMemoryPressure/short-drama-prod/redis', { namespace: 'short-drama-prod', deployment: 'redis', container: 'redis', severity: 'P2' }],
-    [{ alertname: 'MemoryUsageHigh', namespace: 'short-drama-prod', deployment: 'short-drama-app', container: 'app', pod: 'short-drama-app-5f7b4c9d6-bcdfg' }, 'podCrashLoop/short-drama-prod/short-drama-app', { namespace: 'short-drama-prod', deployment: 'short-drama-app', container: 'app', severity: 'P2' }],
+    [
+      { alertname: 'DatabaseConnectionsZero', namespace: 'short-drama-staging', deployment: 'short-drama-app' },
+      'dbConnectionExhaustion/short-drama-staging/postgres',
+      { namespace: 'short-drama-staging', severity: 'P0' },
+    ],
+    [
+      { alertname: 'ApiLatencyHigh', namespace: 'short-drama-prod', deployment: 'short-drama-app' },
+      'dailyHealthCheck/short-drama-prod',
+      { namespace: 'short-drama-prod', appDeployment: 'short-drama-app', only: ['usage', 'slow-statements'], severity: 'P2' },
+    ],
+    [
+      { alertname: 'DiskUsageHigh', namespace: 'short-drama-prod', persistentvolumeclaim: 'redis-data' },
+      'diskPressure/short-drama-prod/redis-data',
+      { namespace: 'short-drama-prod', pvc: 'redis-data', severity: 'P2' },
+    ],
+    [
+      { alertname: 'MemoryUsageHigh', namespace: 'short-drama-prod', deployment: 'redis', container: 'redis', pod: 'redis-7d9c6b5f4-x2x9z' },
+      'redisMemoryPressure/short-drama-prod/redis',
+      { namespace: 'short-drama-prod', deployment: 'redis', container: 'redis', severity: 'P2' },
+    ],
+    [
+      { alertname: 'MemoryUsageHigh', namespace: 'short-drama-prod', deployment: 'short-drama-app', container: 'app', pod: 'short-drama-app-5f7b4c9d6-bcdfg' },
+      'podCrashLoop/short-drama-prod/short-drama-app',
+      { namespace: 'short-drama-prod', deployment: 'short-drama-app', container: 'app', severity: 'P2' },
+    ],
   ])('%j → %s', (labels, workflowId, input) => {
     const decision = routeAlert(alert(labels), defaultAlertRoutes, catalog);
     expect(decision).toEqual({
@@ -50,7 +74,11 @@ describe('default alert routes', () => {
 
   test('a fixed input wins over labels; a bad label value is refused with the field', () => {
     const routes = [{ alertname: 'ApiErrorRateHigh', match: {}, runbook: 'podCrashLoop', severity: 'P1' as const, mode: 'execute' as const, input: { deployment: 'checkout' } }];
-    expect(routeAlert(alert({ alertname: 'ApiErrorRateHigh', deployment: 'short-drama-app' }), routes, catalog)).toMatchObject({ kind: 'routed', workflowId: 'podCrashLoop/short-drama-prod/checkout', input: { deployment: 'checkout', mode: 'execute', severity: 'P1' } });
+    expect(routeAlert(alert({ alertname: 'ApiErrorRateHigh', deployment: 'short-drama-app' }), routes, catalog)).toMatchObject({
+      kind: 'routed',
+      workflowId: 'podCrashLoop/short-drama-prod/checkout',
+      input: { deployment: 'checkout', mode: 'execute', severity: 'P1' },
+    });
     expect(routeAlert(alert({ alertname: 'ApiErrorRateHigh', namespace: 'Short Drama' }), routes, catalog)).toEqual({
       kind: 'invalid',
       alertname: 'ApiErrorRateHigh',

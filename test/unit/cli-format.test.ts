@@ -17,7 +17,13 @@ describe('runbook status text', () => {
   };
 
   test('names the alerts that still want the run, and says nothing of alerts when there are none', () => {
-    const text = statusText('podCrashLoop/short-drama-prod/short-drama-app', { ...status, alertsFiring: [{ alert: 'ApiErrorRateHigh', fingerprint: 'a1' }, { alert: 'ServiceUnavailable', fingerprint: 'b2' }] });
+    const text = statusText('podCrashLoop/short-drama-prod/short-drama-app', {
+      ...status,
+      alertsFiring: [
+        { alert: 'ApiErrorRateHigh', fingerprint: 'a1' },
+        { alert: 'ServiceUnavailable', fingerprint: 'b2' },
+      ],
+    });
     expect(text.split('\n')[3]).toBe('  wanted by firing alerts: ApiErrorRateHigh (a1), ServiceUnavailable (b2)');
     expect(statusText('x', status)).not.toContain('alerts');
   });

@@ -60,7 +60,13 @@ describe('configuration', () => {
     [[{ id: 'alert-bridge', kind: 'service' }], 'approvers.0.publicKey (env RUNBOOK_APPROVERS): a service needs a publicKey'],
     [[{ id: 'bot', kind: 'service', publicKey: key, roles: ['cto'] }], 'approvers.0.roles (env RUNBOOK_APPROVERS): a service approves nothing itself'],
     [[{ id: 'alice', roles: ['l1'], vouchesFor: ['l1'] }], 'approvers.0.vouchesFor (env RUNBOOK_APPROVERS): only a channel vouches for others'],
-    [[{ id: 'alice', roles: ['l1'] }, { id: 'alice', roles: ['l2'] }], 'approvers.1.id (env RUNBOOK_APPROVERS): alice is listed twice'],
+    [
+      [
+        { id: 'alice', roles: ['l1'] },
+        { id: 'alice', roles: ['l2'] },
+      ],
+      'approvers.1.id (env RUNBOOK_APPROVERS): alice is listed twice',
+    ],
     [[{ id: 'alice', roles: ['l1'], slackUserId: 'alice' }], 'approvers.0.slackUserId (env RUNBOOK_APPROVERS): expected a Slack user id'],
   ])('approver identity %j is refused with a sentence', (approvers, expected) => {
     const problems = problemsOf({ ...minimal, RUNBOOK_APPROVERS: JSON.stringify(approvers) });
@@ -104,7 +110,10 @@ describe('configuration', () => {
     expect(config.kubernetes).toEqual({ mode: 'kubeconfig', kubeconfigPath: '/etc/runbook/kubeconfig', context: 'prod' });
     expect(config.s3).toMatchObject({ bucket: 'backups', region: 'eu-west-1', backupPrefix: 'database/', forcePathStyle: false });
     expect(config.allowlists.namespaces).toEqual(['short-drama-prod', 'short-drama-staging']);
-    expect(config.approvers).toEqual([{ id: 'alice', kind: 'person', roles: ['l1', 'l2'] }, { id: 'bob', kind: 'person', roles: ['manager'] }]);
+    expect(config.approvers).toEqual([
+      { id: 'alice', kind: 'person', roles: ['l1', 'l2'] },
+      { id: 'bob', kind: 'person', roles: ['manager'] },
+    ]);
     expect(hasTargets(config)).toBe(true);
   });
 
@@ -117,7 +126,7 @@ describe('configuration', () => {
   });
 
   describe('alerting (the Alertmanager bridge)', () => {
-    test('defaults: loopback listen address, no token, the catalog\'s alert table', () => {
+    test("defaults: loopback listen address, no token, the catalog's alert table", () => {
       const { alerting } = loadConfig({ env: minimal });
       expect(alerting.listen).toBe('127.0.0.1:9095');
       expect(alerting.token).toBeUndefined();
@@ -146,8 +155,16 @@ describe('configuration', () => {
       ['ALERT_ROUTES', '[{"alertname":"X","runbook":"podCrashloop","severity":"P1"}]', 'alerting.routes.0.runbook (env ALERT_ROUTES): expected a runbook of the catalog: applyNetworkPolicy, '],
       ['ALERT_ROUTES', '[{"alertname":"X","runbook":"podCrashLoop","severity":"P5"}]', 'alerting.routes.0.severity (env ALERT_ROUTES): expected one of P0, P1, P2, P3'],
       ['ALERT_ROUTES', '[{"alertname":"X","runbook":"podCrashLoop","severity":"P1","mode":"apply"}]', 'alerting.routes.0.mode (env ALERT_ROUTES): expected "plan" or "execute"'],
-      ['ALERT_ROUTES', '[{"alertname":"X","runbook":"podCrashLoop","severity":"P1","inputFromLabels":{"pvc":"persistentvolumeclaim"}}]', 'alerting.routes.0.inputFromLabels.pvc (env ALERT_ROUTES): not an input of podCrashLoop; its inputs: namespace, deployment,'],
-      ['ALERT_ROUTES', '[{"alertname":"X","runbook":"podCrashLoop","severity":"P1","inputFromLabels":{"namespace":"kube namespace"}}]', 'alerting.routes.0.inputFromLabels.namespace (env ALERT_ROUTES): expected a Prometheus label name'],
+      [
+        'ALERT_ROUTES',
+        '[{"alertname":"X","runbook":"podCrashLoop","severity":"P1","inputFromLabels":{"pvc":"persistentvolumeclaim"}}]',
+        'alerting.routes.0.inputFromLabels.pvc (env ALERT_ROUTES): not an input of podCrashLoop; its inputs: namespace, deployment,',
+      ],
+      [
+        'ALERT_ROUTES',
+        '[{"alertname":"X","runbook":"podCrashLoop","severity":"P1","inputFromLabels":{"namespace":"kube namespace"}}]',
+        'alerting.routes.0.inputFromLabels.namespace (env ALERT_ROUTES): expected a Prometheus label name',
+      ],
       ['ALERT_ROUTES', '[{"alertname":"X","runbook":"podCrashLoop","severity":"P1","input":{"memoryLimitFactor":1}}]', 'alerting.routes.0.input.memoryLimitFactor (env ALERT_ROUTES): must be above 1'],
       ['ALERT_ROUTES', '[{"alertname":"X","runbook":"podCrashLoop","severity":"P1","input":{"severity":"P3"}}]', 'alerting.routes.0.input.severity (env ALERT_ROUTES): severity is set by the route'],
       ['ALERT_ROUTES', '[{"alertname":"X","runbook":"podCrashLoop","severity":"P1","runbok":"typo"}]', 'alerting.routes.0 (env ALERT_ROUTES): Unrecognized key'],
@@ -167,8 +184,17 @@ describe('configuration', () => {
     test('routes from the YAML file', () => {
       const dir = mkdtempSync(join(tmpdir(), 'runbook-config-'));
       const file = join(dir, 'runbook.yaml');
-      writeFileSync(file, ['temporal: { address: "temporal.example:7233" }', 'alerting:', '  routes:', '    - { alertname: DiskUsageHigh, runbook: diskPressure, severity: P1, inputFromLabels: { pvc: claim } }'].join('\n'));
-      expect(loadConfig({ env: {}, file }).alerting).toEqual({ listen: '127.0.0.1:9095', identity: 'alert-bridge', routes: [{ alertname: 'DiskUsageHigh', match: {}, runbook: 'diskPressure', severity: 'P1', mode: 'plan', inputFromLabels: { pvc: 'claim' }, input: {} }] });
+      writeFileSync(
+        file,
+        ['temporal: { address: "temporal.example:7233" }', 'alerting:', '  routes:', '    - { alertname: DiskUsageHigh, runbook: diskPressure, severity: P1, inputFromLabels: { pvc: claim } }'].join(
+          '\n',
+        ),
+      );
+      expect(loadConfig({ env: {}, file }).alerting).toEqual({
+        listen: '127.0.0.1:9095',
+        identity: 'alert-bridge',
+        routes: [{ alertname: 'DiskUsageHigh', match: {}, runbook: 'diskPressure', severity: 'P1', mode: 'plan', inputFromLabels: { pvc: 'claim' }, input: {} }],
+      });
     });
   });
 

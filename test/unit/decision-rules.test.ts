@@ -92,7 +92,12 @@ describe('decision rules', () => {
     ['a step already decided', () => signed(), { decided: true }, 'step "raise-memory" was already decided'],
     ['nothing pending', () => signed(), { pending: undefined }, 'step "raise-memory" is not waiting for approval (nothing is)'],
     ['a person signing for another', () => signed({ signer: 'carol' }, keys.carol), {}, 'carol signed for bob, and only a channel may sign for someone else'],
-    ['a channel beyond the roles it vouches for', () => signed({ approver: 'carol', signer: 'slack' }, keys.slack), {}, 'carol (manager) through slack (vouches for l1, l2) may not decide "raise-memory": needs one of l2, manager'],
+    [
+      'a channel beyond the roles it vouches for',
+      () => signed({ approver: 'carol', signer: 'slack' }, keys.slack),
+      {},
+      'carol (manager) through slack (vouches for l1, l2) may not decide "raise-memory": needs one of l2, manager',
+    ],
   ])('refused: %s', async (_what, decision, overrides, expected) => {
     const text = refusal(await decision(), overrides);
     if (typeof expected === 'string') expect(text).toBe(expected);
@@ -107,7 +112,9 @@ describe('decision rules', () => {
     expect(refusal({ ...decision, statement: decision.statement!.replace('twice', 'thrice') })).toBe(`not signed by bob: the signature does not verify with key ${keys.bob.fingerprint}`);
     expect(refusal({ statement: decision.statement! })).toBe('a signed decision needs both statement and signature');
     expect(refusal({ statement: '{"type":"runbook-decision/v1"}', signature: decision.signature! })).toMatch(/^malformed statement: /);
-    expect(refusal({ statement: JSON.stringify(JSON.parse(decision.statement!), null, 1), signature: decision.signature! })).toBe('malformed statement: not in canonical form (sorted keys, no spaces)');
+    expect(refusal({ statement: JSON.stringify(JSON.parse(decision.statement!), null, 1), signature: decision.signature! })).toBe(
+      'malformed statement: not in canonical form (sorted keys, no spaces)',
+    );
   });
 
   test('a channel vouches for a person in the roles it may, and says so', async () => {

@@ -85,7 +85,9 @@ describe('docker-compose.yml', () => {
     expect(existsSync(join(repoRoot, 'deploy/prometheus/runbook-alerts.yml'))).toBe(true);
     expect(prometheus.alerting.alertmanagers[0]!.static_configs[0]!.targets).toEqual(['alertmanager:9093']);
 
-    const alertmanager = parse(substituteDefaults(configs['alertmanager-config']!.content)) as { receivers: Array<{ webhook_configs: Array<{ url: string; http_config: { authorization: { credentials: string } } }> }> };
+    const alertmanager = parse(substituteDefaults(configs['alertmanager-config']!.content)) as {
+      receivers: Array<{ webhook_configs: Array<{ url: string; http_config: { authorization: { credentials: string } } }> }>;
+    };
     const webhook = alertmanager.receivers[0]!.webhook_configs[0]!;
     const bridgeEnv = Object.fromEntries(Object.entries(services['alert-bridge']!.environment ?? {}).map(([k, v]) => [k, substituteDefaults(String(v))]));
     const bridge = loadConfig({ env: bridgeEnv });
@@ -107,16 +109,52 @@ describe('docker-compose.yml', () => {
 
   test('every variable the worker reads is either set for it or has a default', () => {
     const optional = new Set([
-      'TEMPORAL_API_KEY', 'TEMPORAL_TLS', 'TEMPORAL_TLS_SERVER_NAME', 'TEMPORAL_TLS_CA', 'TEMPORAL_TLS_CERT', 'TEMPORAL_TLS_KEY',
-      'KUBE_CONTEXT', 'KUBE_IN_CLUSTER', 'S3_BACKUP_PREFIX', 'S3_EVIDENCE_PREFIX', 'RUNBOOK_APPROVERS', 'NOTIFY_WEBHOOK_URL',
-      'WORKER_METRICS_HOST', 'WORKER_SHUTDOWN_GRACE_SECONDS',
-      'ESCALATION_P0', 'ESCALATION_P1', 'ESCALATION_P2', 'ESCALATION_P3', 'APPROVAL_POLICIES', 'CHECKLIST_THRESHOLDS',
-      'APPROVALS_REQUIRE_SIGNATURES', 'APPROVAL_STATEMENT_LIFETIME', 'APPROVAL_QUORUM',
+      'TEMPORAL_API_KEY',
+      'TEMPORAL_TLS',
+      'TEMPORAL_TLS_SERVER_NAME',
+      'TEMPORAL_TLS_CA',
+      'TEMPORAL_TLS_CERT',
+      'TEMPORAL_TLS_KEY',
+      'KUBE_CONTEXT',
+      'KUBE_IN_CLUSTER',
+      'S3_BACKUP_PREFIX',
+      'S3_EVIDENCE_PREFIX',
+      'RUNBOOK_APPROVERS',
+      'NOTIFY_WEBHOOK_URL',
+      'WORKER_METRICS_HOST',
+      'WORKER_SHUTDOWN_GRACE_SECONDS',
+      'ESCALATION_P0',
+      'ESCALATION_P1',
+      'ESCALATION_P2',
+      'ESCALATION_P3',
+      'APPROVAL_POLICIES',
+      'CHECKLIST_THRESHOLDS',
+      'APPROVALS_REQUIRE_SIGNATURES',
+      'APPROVAL_STATEMENT_LIFETIME',
+      'APPROVAL_QUORUM',
       // Slack approvals are opt-in (README "Approvals").
-      'SLACK_API_URL', 'SLACK_BOT_TOKEN', 'SLACK_SIGNING_SECRET', 'SLACK_CHANNEL', 'SLACK_IDENTITY', 'SLACK_SIGNING_KEY',
-      'SCHEDULE_TIMEZONE', 'SCHEDULE_DAILY_ENABLED', 'SCHEDULE_WEEKLY_ENABLED', 'SCHEDULE_MONTHLY_ENABLED', 'SCHEDULE_DAILY_AT', 'SCHEDULE_WEEKLY_DAY', 'SCHEDULE_WEEKLY_AT', 'SCHEDULE_MONTHLY_DAY', 'SCHEDULE_MONTHLY_AT', 'SCHEDULE_CATCHUP_WINDOW',
+      'SLACK_API_URL',
+      'SLACK_BOT_TOKEN',
+      'SLACK_SIGNING_SECRET',
+      'SLACK_CHANNEL',
+      'SLACK_IDENTITY',
+      'SLACK_SIGNING_KEY',
+      'SCHEDULE_TIMEZONE',
+      'SCHEDULE_DAILY_ENABLED',
+      'SCHEDULE_WEEKLY_ENABLED',
+      'SCHEDULE_MONTHLY_ENABLED',
+      'SCHEDULE_DAILY_AT',
+      'SCHEDULE_WEEKLY_DAY',
+      'SCHEDULE_WEEKLY_AT',
+      'SCHEDULE_MONTHLY_DAY',
+      'SCHEDULE_MONTHLY_AT',
+      'SCHEDULE_CATCHUP_WINDOW',
       // The alert bridge's (npm run alert-bridge); the worker does not use them.
-      'ALERT_BRIDGE_LISTEN', 'ALERT_BRIDGE_TOKEN', 'ALERT_ROUTES', 'ALERT_BRIDGE_IDENTITY', 'ALERT_BRIDGE_SIGNING_KEY',
+      'ALERT_BRIDGE_LISTEN',
+      'ALERT_BRIDGE_TOKEN',
+      'ALERT_ROUTES',
+      'ALERT_BRIDGE_IDENTITY',
+      'ALERT_BRIDGE_SIGNING_KEY',
     ]);
     const unset = Object.keys(environmentVariables).filter((name) => !(name in workerEnv) && !optional.has(name));
     expect(unset).toEqual([]);

@@ -16,7 +16,9 @@ function workflowTypeOf(history: History): string | undefined {
  * already in flight (non-determinism) fails here. Record with RECORD_HISTORIES=1 npm test.
  */
 describe('replay of recorded histories', () => {
-  const files = readdirSync(historiesDir).filter((f) => f.endsWith('.json')).sort();
+  const files = readdirSync(historiesDir)
+    .filter((f) => f.endsWith('.json'))
+    .sort();
   // A file name's "__" stands for "/": runs whose code uses their own workflow id (e.g. for a
   // child's id) must replay under the id they were recorded with.
   const histories = files.map((file) => ({ workflowId: file.replace(/\.json$/, '').replace(/__/g, '/'), history: JSON.parse(readFileSync(join(historiesDir, file), 'utf8')) as History }));

@@ -31,7 +31,10 @@ describe('SSH signatures (OpenSSH interoperability)', () => {
     expect(verifySshSignature(publicKey(), signatureNamespace, message, signature)).toEqual({ ok: true, fingerprint });
     expect(parseSshPublicKey(publicKey()).fingerprint).toBe(fingerprint);
     expect(verifySshSignature(publicKey(), signatureNamespace, `${message} `, signature)).toEqual({ ok: false, reason: `the signature does not verify with key ${fingerprint}` });
-    expect(verifySshSignature(readFileSync(`${other}.pub`, 'utf8'), signatureNamespace, message, signature)).toMatchObject({ ok: false, reason: expect.stringMatching(/^signed by key SHA256:\S+, not by the configured key SHA256:/) });
+    expect(verifySshSignature(readFileSync(`${other}.pub`, 'utf8'), signatureNamespace, message, signature)).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/^signed by key SHA256:\S+, not by the configured key SHA256:/),
+    });
     expect(verifySshSignature(publicKey(), 'git', message, signature)).toEqual({ ok: false, reason: `signed for namespace "${signatureNamespace}", not "git"` });
     expect(verifySshSignature(publicKey(), signatureNamespace, message, 'not a signature')).toMatchObject({ ok: false, reason: expect.stringMatching(/^malformed signature/) });
   });
@@ -40,7 +43,10 @@ describe('SSH signatures (OpenSSH interoperability)', () => {
     const signature = await keyFileSigner(key)(message, 'alice');
     writeFileSync(join(dir, 'ours.sig'), `${signature}\n`);
     writeFileSync(join(dir, 'allowed_signers'), `alice ${publicKey()}`);
-    const verified = execFileSync('ssh-keygen', ['-Y', 'verify', '-f', join(dir, 'allowed_signers'), '-I', 'alice', '-n', signatureNamespace, '-s', join(dir, 'ours.sig')], { input: message, encoding: 'utf8' });
+    const verified = execFileSync('ssh-keygen', ['-Y', 'verify', '-f', join(dir, 'allowed_signers'), '-I', 'alice', '-n', signatureNamespace, '-s', join(dir, 'ours.sig')], {
+      input: message,
+      encoding: 'utf8',
+    });
     expect(verified).toMatch(/^Good "runbook-approval" signature for alice with ED25519 key SHA256:/);
     expect(publicKeyOfKeyFile(key)).toBe(publicKey().trim().split(' ').slice(0, 2).join(' '));
   });

@@ -17,11 +17,13 @@ const target = proxyActivities<TestTargetActivities>(quickRead);
 /** A runbook made only of kernel calls: one read step, then the given destructive steps. */
 export async function kernelTestRunbook(raw: z.input<typeof inputSchema>): Promise<RunbookResultBase> {
   const input = validateInput('kernelTestRunbook', inputSchema, raw);
-  const run = await RunbookRun.begin(
-    { name: 'kernelTestRunbook', kind: 'fault', target: input.target, ...runFields(input) },
-    input.steps.length + 1,
+  const run = await RunbookRun.begin({ name: 'kernelTestRunbook', kind: 'fault', target: input.target, ...runFields(input) }, input.steps.length + 1);
+  await run.read(
+    'inspect',
+    'Read the target',
+    () => target.readTestTarget(input.target),
+    (s) => `version ${s.version}`,
   );
-  await run.read('inspect', 'Read the target', () => target.readTestTarget(input.target), (s) => `version ${s.version}`);
   for (const step of input.steps) {
     await run.change({
       stepId: step.id,
@@ -40,8 +42,5 @@ export async function kernelTestRunbook(raw: z.input<typeof inputSchema>): Promi
       },
     });
   }
-  return run.finish(
-    `${input.steps.length} steps`,
-    input.report ? { impact: 'test impact', rootCause: 'test root cause', solution: 'test solution', prevention: 'test prevention' } : undefined,
-  );
+  return run.finish(`${input.steps.length} steps`, input.report ? { impact: 'test impact', rootCause: 'test root cause', solution: 'test solution', prevention: 'test prevention' } : undefined);
 }

@@ -38,7 +38,12 @@ export class Checklist {
     const row: RowBuilder = (r) => ({ section, threshold: '', ...r });
     let rows: CheckRow[];
     try {
-      rows = await this.run.read(stepId, title, () => measure(row), (rs) => rs.map((r) => `${r.status} ${r.title}: ${r.value}`).join('; '));
+      rows = await this.run.read(
+        stepId,
+        title,
+        () => measure(row),
+        (rs) => rs.map((r) => `${r.status} ${r.title}: ${r.value}`).join('; '),
+      );
     } catch (err) {
       rows = [row({ id: stepId, title, status: 'WARN', value: 'not measured', detail: `the check could not run: ${errorMessage(err)}` })];
     }
@@ -79,7 +84,15 @@ export class Checklist {
       });
     } catch (err) {
       // S3 being down is itself a finding: the rows still reach the result and the summary.
-      this.rows.push({ id: 'report', section: 'Report', title: 'Report saved to S3', status: 'WARN', value: 'not saved', threshold: '', detail: `the report could not be written: ${errorMessage(err)}` });
+      this.rows.push({
+        id: 'report',
+        section: 'Report',
+        title: 'Report saved to S3',
+        status: 'WARN',
+        value: 'not saved',
+        threshold: '',
+        detail: `the report could not be written: ${errorMessage(err)}`,
+      });
     }
     // Counted again: a report that could not be saved added a row.
     const { summary, ...final } = tally();

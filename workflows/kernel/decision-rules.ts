@@ -94,7 +94,7 @@ export function checkDecision(decision: Decision, verdict: DecisionVerdict, cont
     fields = signed;
   } else {
     if (context.requireSignatures) {
-      return refuse('an unsigned decision is refused: decisions here must be signed with the approver\'s SSH key (runbook approve signs; in the Temporal UI paste what runbook sign prints)');
+      return refuse("an unsigned decision is refused: decisions here must be signed with the approver's SSH key (runbook approve signs; in the Temporal UI paste what runbook sign prints)");
     }
     fields = { stepId: decision.stepId!, planHash: decision.planHash!, approver: decision.approver!, reason: decision.reason!, verified: false };
   }

@@ -1,15 +1,4 @@
-import {
-  ApplicationFailure,
-  condition,
-  getExternalWorkflowHandle,
-  log,
-  patched,
-  proxyActivities,
-  setHandler,
-  upsertSearchAttributes,
-  uuid4,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { ApplicationFailure, condition, getExternalWorkflowHandle, log, patched, proxyActivities, setHandler, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import type { ApprovalPolicy, ScheduleProof } from '../../activities/runbook-support';
 import { inputDigest, parseStatement, signatureNamespace, startStatementSchema, timeProblem, type SignedStatement } from '../../common/approval-statements';
@@ -464,20 +453,22 @@ export class RunbookRun {
         decided: this.quorumMet || this.veto !== undefined,
       });
     };
-    const accept = (verdict: DecisionVerdict, channel: DecisionChannel) => (decision: Decision): DecisionReceipt | undefined => {
-      const checked = check(decision, verdict);
-      if (!checked.ok) {
-        if (channel === 'signal') this.record({ event: 'refused', stepId: decision?.stepId, by: decision?.approver, channel, reason: decision?.reason, detail: checked.refusal });
-        return undefined;
-      }
-      const accepted: Approval = { ...checked.decision, channel };
-      if (accepted.statement) this.usedStatements.add(accepted.statement);
-      if (verdict === 'reject') this.veto = accepted;
-      else this.approvals.push(accepted);
-      this.recordDecision(accepted, verdict);
-      const { stepId, approver, role, verified, keyFingerprint } = accepted;
-      return { stepId, verdict, approver, role, verified, ...(keyFingerprint ? { keyFingerprint } : {}), approvals: this.approvals.length, required: this.required };
-    };
+    const accept =
+      (verdict: DecisionVerdict, channel: DecisionChannel) =>
+      (decision: Decision): DecisionReceipt | undefined => {
+        const checked = check(decision, verdict);
+        if (!checked.ok) {
+          if (channel === 'signal') this.record({ event: 'refused', stepId: decision?.stepId, by: decision?.approver, channel, reason: decision?.reason, detail: checked.refusal });
+          return undefined;
+        }
+        const accepted: Approval = { ...checked.decision, channel };
+        if (accepted.statement) this.usedStatements.add(accepted.statement);
+        if (verdict === 'reject') this.veto = accepted;
+        else this.approvals.push(accepted);
+        this.recordDecision(accepted, verdict);
+        const { stepId, approver, role, verified, keyFingerprint } = accepted;
+        return { stepId, verdict, approver, role, verified, ...(keyFingerprint ? { keyFingerprint } : {}), approvals: this.approvals.length, required: this.required };
+      };
     const validator = (verdict: DecisionVerdict) => (decision: Decision) => {
       const checked = check(decision, verdict);
       if (!checked.ok) throw new Error(checked.refusal);
