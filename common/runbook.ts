@@ -10,6 +10,11 @@ export type Mode = (typeof modes)[number];
 export const roles = ['l1', 'l2', 'manager', 'cto'] as const;
 export type ApproverRole = (typeof roles)[number];
 
+/** The escalation tiers from `lowest` up: who may approve a step that needs at least that tier. */
+export function rolesFrom(lowest: ApproverRole): ApproverRole[] {
+  return roles.slice(roles.indexOf(lowest));
+}
+
 /** Fields every runbook input has, whatever its targets. */
 export const runbookInputBase = {
   mode: z.enum(modes, { message: 'expected "plan" or "execute"' }).default('plan'),

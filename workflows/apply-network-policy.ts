@@ -1,17 +1,12 @@
-import { proxyActivities } from '@temporalio/workflow';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import type { Activities } from '../activities';
 import type { FieldChange, LiveComparison, SecurityObjectResult } from '../activities/kubernetes-access';
 import { applyNetworkPolicyInput, type ApplyNetworkPolicyInput } from '../common/inputs/apply-network-policy';
-import type { RunbookResultBase } from '../common/runbook';
-import { destructive, quickRead } from './activity-options';
+import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { livePods } from './deployment-spec';
 import { changeText } from './field-changes';
 import { RunbookRun, runFields } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
-
-const read = proxyActivities<Activities>(quickRead);
-const change = proxyActivities<Activities>(destructive);
+import { read, write } from './activity-proxies';
 
 /** How many pods of the namespace each of the policy's selectors matches right now. */
 export interface SelectedPods {
@@ -100,7 +95,7 @@ export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<
   const outcome = await run.change({
     stepId: 'apply-policy',
     title: `Server-side apply NetworkPolicy ${where}`,
-    allowedRoles: ['l2', 'manager', 'cto'],
+    allowedRoles: rolesFrom('l2'),
     plan: async () => {
       // Planned again right before apply: an edit since approval changes the diff, so people are asked again.
       const dry = await read.applySecurityObjects({ namespace, objects: [desired], dryRun: true });
@@ -115,7 +110,7 @@ export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<
       return { summary, details, needed: true, ...(observed ? { observed } : {}) };
     },
     apply: async () => {
-      const done = await change.applySecurityObjects({ namespace, objects: [desired] });
+      const done = await write.applySecurityObjects({ namespace, objects: [desired] });
       const o = done.objects[0]!;
       return `NetworkPolicy ${where} ${o.action} (server-side apply, field manager runbook-automation${o.changes.length ? `; ${o.changes.length} field${o.changes.length === 1 ? '' : 's'}` : ''})`;
     },

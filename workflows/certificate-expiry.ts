@@ -1,16 +1,12 @@
-import { ActivityFailure, ApplicationFailure, proxyActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import { ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
 import type { CertificateSummary } from '../activities/kubernetes-certificates';
 import type { EventSummary } from '../activities/kubernetes-pods';
 import { certificateExpiryInput, type CertificateExpiryInput } from '../common/inputs/certificate-expiry';
 import type { RunbookResultBase } from '../common/runbook';
-import { destructive, quickRead } from './activity-options';
 import { RunbookRun, runFields } from './kernel/runbook-run';
 import { deadlineWait, waitWithinDeadline } from './rollout-wait';
 import { validateInput } from './validate-input';
-
-const read = proxyActivities<Activities>(quickRead);
-const change = proxyActivities<Activities>(destructive);
+import { read, write } from './activity-proxies';
 
 export type CertificateState = 'missing' | 'expired' | 'expiring' | 'not-ready' | 'healthy';
 
@@ -115,7 +111,7 @@ export async function certificateExpiry(raw: CertificateExpiryInput): Promise<Ce
         needed: dry.changed,
       };
     },
-    apply: async () => (await change.deleteCertificate({ namespace, name: certificate })).message,
+    apply: async () => (await write.deleteCertificate({ namespace, name: certificate })).message,
   });
 
   // The Ingress as read, reduced to what cert-manager's ingress-shim acts on; the rules are left to
@@ -142,7 +138,7 @@ export async function certificateExpiry(raw: CertificateExpiryInput): Promise<Ce
       };
     },
     apply: async () => {
-      const applied = await change.applyManifest({ namespace, manifest });
+      const applied = await write.applyManifest({ namespace, manifest });
       // A worker lost mid-wait is waited for again with what is left of the deadline; "not Ready in time" fails the step.
       const ready = await waitWithinDeadline(input.readyTimeoutSeconds, (remainingSeconds) =>
         deadlineWait.waitForCertificateReady({ namespace, name: certificate, timeoutSeconds: remainingSeconds, pollIntervalMs: 1000 }),

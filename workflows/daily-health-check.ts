@@ -1,15 +1,10 @@
-import { proxyActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities';
 import { atMost, countLines, hoursBetween, listed, sharesOfLimit, type CheckRow, type ChecklistResult } from '../common/checklist';
 import { dailyChecks, dailyHealthCheckInput, type DailyCheck, type DailyHealthCheckInput } from '../common/inputs/checklists';
-import { longRunning, quickRead } from './activity-options';
 import { Checklist } from './kernel/checklist';
 import { validateInput } from './validate-input';
 import { dfLine, dfUsePercent } from './exec-output';
 import { checkSlowStatements } from './slow-statements-check';
-
-const read = proxyActivities<Activities>(quickRead);
-const slow = proxyActivities<Activities>(longRunning);
+import { read, wait } from './activity-proxies';
 
 export type DailyHealthCheckResult = ChecklistResult;
 
@@ -207,7 +202,7 @@ export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<Dail
 
   if (selected.has('database-volume'))
     await checklist.check('database-volume', '资源使用检查', `Database volume (df -h ${input.dataDir})`, async (row) => {
-      const result = await slow.execInPod({ namespace, deployment: input.databaseDeployment, command: ['df', '-h', input.dataDir], timeoutSeconds: 60, maxOutputBytes: 65_536 });
+      const result = await wait.execInPod({ namespace, deployment: input.databaseDeployment, command: ['df', '-h', input.dataDir], timeoutSeconds: 60, maxOutputBytes: 65_536 });
       const line = dfLine(input.dataDir, result);
       const percent = dfUsePercent(line);
       return [

@@ -1,14 +1,9 @@
-import { proxyActivities, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import { workflowInfo } from '@temporalio/workflow';
 import { dbConnectionExhaustionInput, type DbConnectionExhaustionInput } from '../common/inputs/db-connection-exhaustion';
-import type { RunbookResultBase } from '../common/runbook';
-import { destructive, longRunning, quickRead } from './activity-options';
+import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { RunbookRun, runFields } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
-
-const read = proxyActivities<Activities>(quickRead);
-const change = proxyActivities<Activities>(destructive);
-const wait = proxyActivities<Activities>(longRunning);
+import { read, wait, write } from './activity-proxies';
 
 export interface DbConnectionExhaustionResult extends RunbookResultBase {
   before: { total: number; maxConnections: number; usage: number };
@@ -50,7 +45,7 @@ export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): 
       };
     },
     apply: async () => {
-      const done = await change.terminateIdleConnections({ olderThanSeconds: input.idleOlderThanSeconds, max: input.maxTerminate, database });
+      const done = await write.terminateIdleConnections({ olderThanSeconds: input.idleOlderThanSeconds, max: input.maxTerminate, database });
       return `terminated ${done.pids.length} idle connections${done.capped ? ' (cap reached)' : ''}`;
     },
   });
@@ -61,7 +56,7 @@ export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): 
   await run.change({
     stepId: 'raise-max-connections',
     title: 'Raise max_connections',
-    allowedRoles: ['l2', 'manager', 'cto'],
+    allowedRoles: rolesFrom('l2'),
     plan: async () => {
       if (!raiseWanted || target <= stats.maxConnections) {
         return { summary: `max_connections stays ${stats.maxConnections} (usage ${percent(stats.usage)} below ${percent(input.raiseWhenUsageAbove)} or at the cap)`, needed: false };
@@ -71,7 +66,7 @@ export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): 
       return { summary: `max_connections ${dry.before.running} -> ${target} (ALTER SYSTEM; takes effect after a restart)`, details: { from: dry.before.running, to: target }, needed: dry.needsChange };
     },
     apply: async () => {
-      const done = await change.setMaxConnections({ value: target });
+      const done = await write.setMaxConnections({ value: target });
       restartNeeded = done.after.pendingRestart || done.restartNeeded;
       return `max_connections pending ${done.after.pending ?? target}, restart ${restartNeeded ? 'needed' : 'not needed'}`;
     },
@@ -82,7 +77,7 @@ export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): 
   await run.change({
     stepId: 'restart-database',
     title: `Restart deployment ${deployment}`,
-    allowedRoles: ['l2', 'manager', 'cto'],
+    allowedRoles: rolesFrom('l2'),
     dependsOn: ['raise-max-connections'],
     plan: async () => {
       const raised = run.outcomeOf('raise-max-connections');
@@ -92,7 +87,7 @@ export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): 
       return { summary: `rolling restart of ${namespace}/${deployment} (restartedAt ${restartedAt})`, details: { restartedAt }, needed: dry.changed || input.mode === 'plan' };
     },
     apply: async () => {
-      const restarted = await change.restartRollout({ namespace, deployment, restartedAt });
+      const restarted = await write.restartRollout({ namespace, deployment, restartedAt });
       const rollout = await wait.waitForRolloutComplete({ namespace, deployment, timeoutSeconds: input.restartTimeoutSeconds });
       const ready = await wait.waitForPostgres({ timeoutSeconds: input.restartTimeoutSeconds });
       return `${restarted.message}; rollout complete (${rollout.readyReplicas}/${rollout.replicas} ready); PostgreSQL ${ready.serverVersion} accepts connections after ${ready.attempts} attempts`;

@@ -1,19 +1,15 @@
-import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import { ApplicationFailure } from '@temporalio/workflow';
 import type { PvcSummary } from '../activities/kubernetes-storage';
 import type { DeleteOldBackupsResult } from '../activities/s3';
 import { diskPressureInput, type DiskPressureInput } from '../common/inputs/disk-pressure';
 import { memoryBytes, memoryQuantity } from '../common/quantity';
-import type { RunbookResultBase } from '../common/runbook';
-import { destructive, longRunning, quickRead } from './activity-options';
+import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { RunbookRun, runFields } from './kernel/runbook-run';
 import { checkedOutput, dfLine, dfUsePercent } from './exec-output';
 import { validateInput } from './validate-input';
+import { read, wait, write } from './activity-proxies';
 
-const read = proxyActivities<Activities>(quickRead);
-const change = proxyActivities<Activities>(destructive);
 /** find/du over a large volume, S3 listings and bulk deletes may take a while; they heartbeat. */
-const slow = proxyActivities<Activities>(longRunning);
 
 export interface DiskUsage {
   /** The df -h line of the volume. */
@@ -79,7 +75,7 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
   });
   // The workflow's deterministic time: backup ages are measured from it in plan, apply and verify.
   const now = new Date().toISOString();
-  const exec = (command: string[], timeoutSeconds = 120) => slow.execInPod({ namespace, deployment, ...(container ? { container } : {}), command, timeoutSeconds, maxOutputBytes: 1_048_576 });
+  const exec = (command: string[], timeoutSeconds = 120) => wait.execInPod({ namespace, deployment, ...(container ? { container } : {}), command, timeoutSeconds, maxOutputBytes: 1_048_576 });
   const findOld = ['find', logDir, '-type', 'f', '-name', '*.log', '-mtime', `+${logsOlderThanDays}`];
 
   const readPvc = async (): Promise<PvcSummary> => {
@@ -165,7 +161,7 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
   await run.change({
     stepId: 'expand-pvc',
     title: `Expand the PVC ${namespace}/${pvc}`,
-    allowedRoles: ['l2', 'manager', 'cto'],
+    allowedRoles: rolesFrom('l2'),
     plan: async () => {
       if (expansionRefused) return { summary: expansionRefused, needed: false };
       if (!targetSize) return { summary: `persistentvolumeclaims/${pvc} has no size to expand from`, needed: false };
@@ -179,7 +175,7 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
       };
     },
     apply: async () => {
-      const done = await change.expandPersistentVolumeClaim({ namespace, name: pvc, size: targetSize! });
+      const done = await write.expandPersistentVolumeClaim({ namespace, name: pvc, size: targetSize! });
       return done.changed ? `${done.message}` : `persistentvolumeclaims/${pvc} already requests ${done.after.requested}`;
     },
   });
@@ -197,7 +193,7 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
       };
     },
     apply: async () => {
-      const done: DeleteOldBackupsResult = await slow.deleteOldBackups({ prefix: backupPrefix, olderThanDays: backupsOlderThanDays, maxObjects: input.maxBackupsDeleted, now });
+      const done: DeleteOldBackupsResult = await wait.deleteOldBackups({ prefix: backupPrefix, olderThanDays: backupsOlderThanDays, maxObjects: input.maxBackupsDeleted, now });
       return `deleted ${done.deleted ?? 0} backups under ${backupPrefix} older than ${backupsOlderThanDays} days${done.capped ? ' (cap reached, old backups remain)' : ''}`;
     },
   });

@@ -1,6 +1,5 @@
-import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure } from '@temporalio/workflow';
 import type { z } from 'zod';
-import type { Activities } from '../activities';
 import type { ContainerResources, RolloutStatus } from '../activities/kubernetes-rollouts';
 import {
   emergencyScaleInput,
@@ -13,16 +12,13 @@ import {
   type PreviousSize,
 } from '../common/inputs/emergency-scale';
 import { cpuCores, memoryBytes } from '../common/quantity';
-import type { RunbookResultBase } from '../common/runbook';
+import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { stableJson } from '../common/stable-json';
-import { destructive, quickRead } from './activity-options';
 import { containerOf, deploymentOf, podCounts } from './deployment-spec';
 import { RunbookRun, runFields } from './kernel/runbook-run';
 import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
-
-const read = proxyActivities<Activities>(quickRead);
-const change = proxyActivities<Activities>(destructive);
+import { read, write } from './activity-proxies';
 
 export interface AutoscalerBounds {
   name: string;
@@ -210,7 +206,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
     await run.change({
       stepId: 'scale',
       title: `Scale ${where} to ${replicasText(to)}`,
-      allowedRoles: ['l2', 'manager', 'cto'],
+      allowedRoles: rolesFrom('l2'),
       plan: async () => {
         const scaled = await read.scaleDeployment({ namespace, deployment, replicas: to, dryRun: true });
         const from = scaled.before.replicas;
@@ -248,10 +244,10 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
       apply: async (approved) => {
         const d = approved.details as ScalePlan;
         // The record first: a scale-up whose previous size is lost could not be restored.
-        if (d.record) await change.setAnnotations({ namespace, kind: 'Deployment', name: deployment, set: { [previousSizeAnnotation]: d.record } });
+        if (d.record) await write.setAnnotations({ namespace, kind: 'Deployment', name: deployment, set: { [previousSizeAnnotation]: d.record } });
         // The HPA's bounds before the size, so it never sees the new size outside them.
-        if (d.autoscaler?.changed) await change.setAutoscalerReplicas({ namespace, name: d.autoscaler.name, ...d.autoscaler.to });
-        await change.scaleDeployment({ namespace, deployment, replicas: d.to });
+        if (d.autoscaler?.changed) await write.setAutoscalerReplicas({ namespace, name: d.autoscaler.name, ...d.autoscaler.to });
+        await write.scaleDeployment({ namespace, deployment, replicas: d.to });
         const ready = await waitForReady(`scaled ${where} to ${replicasText(d.to)}`);
         return `replicas ${d.from} -> ${d.to}${d.autoscaler?.changed ? `; HPA ${d.autoscaler.name} ${boundsText(d.autoscaler.from)} -> ${boundsText(d.autoscaler.to)}` : ''}; ${readyText(ready)}`;
       },
@@ -260,7 +256,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
     await run.change({
       stepId: 'set-resources',
       title: `Raise the requests/limits of ${where} container ${container}`,
-      allowedRoles: ['l2', 'manager', 'cto'],
+      allowedRoles: rolesFrom('l2'),
       plan: async () => {
         if (!wantsResources) return { summary: 'no requests or limits asked for', needed: false };
         const dry = await read.setContainerResources({ namespace, deployment, container, ...asked, dryRun: true });
@@ -278,8 +274,8 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
       },
       apply: async (approved) => {
         const d = approved.details as ResourcesPlan;
-        if (d.record) await change.setAnnotations({ namespace, kind: 'Deployment', name: deployment, set: { [previousResourcesAnnotation]: d.record } });
-        const done = await change.setContainerResources({ namespace, deployment, container: d.container, ...(d.requests ? { requests: d.requests } : {}), ...(d.limits ? { limits: d.limits } : {}) });
+        if (d.record) await write.setAnnotations({ namespace, kind: 'Deployment', name: deployment, set: { [previousResourcesAnnotation]: d.record } });
+        const done = await write.setContainerResources({ namespace, deployment, container: d.container, ...(d.requests ? { requests: d.requests } : {}), ...(d.limits ? { limits: d.limits } : {}) });
         const ready = await waitForReady(`set the resources of ${where} container ${d.container}`);
         return `${resourceChanges(done.before, done.after) || 'already set'}; rollout complete: ${readyText(ready)}`;
       },
@@ -288,7 +284,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
     await run.change({
       stepId: 'restore-size',
       title: `Restore ${where} to its size before the emergency scale-up`,
-      allowedRoles: ['l2', 'manager', 'cto'],
+      allowedRoles: rolesFrom('l2'),
       plan: async () => {
         const text = (await read.setAnnotations({ namespace, kind: 'Deployment', name: deployment, remove: [previousSizeAnnotation], dryRun: true })).before[previousSizeAnnotation];
         if (!text) return { summary: `no size recorded in ${previousSizeAnnotation} of ${where}: no emergency scale-up to restore`, needed: false };
@@ -321,10 +317,10 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
       apply: async (approved) => {
         const d = approved.details as RestoreSizePlan;
         // The HPA's bounds first, so it does not hold the old floor against the smaller size.
-        if (d.autoscaler && !('missing' in d.autoscaler) && d.autoscaler.changed) await change.setAutoscalerReplicas({ namespace, name: d.autoscaler.name, ...d.autoscaler.to });
-        await change.scaleDeployment({ namespace, deployment, replicas: d.to });
+        if (d.autoscaler && !('missing' in d.autoscaler) && d.autoscaler.changed) await write.setAutoscalerReplicas({ namespace, name: d.autoscaler.name, ...d.autoscaler.to });
+        await write.scaleDeployment({ namespace, deployment, replicas: d.to });
         // Removed last: a restore that fails before this point can be run again.
-        await change.setAnnotations({ namespace, kind: 'Deployment', name: deployment, remove: [previousSizeAnnotation] });
+        await write.setAnnotations({ namespace, kind: 'Deployment', name: deployment, remove: [previousSizeAnnotation] });
         const ready = await waitForReady(`scaled ${where} back to ${replicasText(d.to)}`);
         const hpa = d.autoscaler && !('missing' in d.autoscaler) && d.autoscaler.changed ? `HPA ${d.autoscaler.name} ${boundsText(d.autoscaler.from)} -> ${boundsText(d.autoscaler.to)}; ` : '';
         return `${hpa}replicas ${d.from} -> ${d.to}; ${readyText(ready)}; ${previousSizeAnnotation} removed`;
@@ -334,7 +330,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
     await run.change({
       stepId: 'restore-resources',
       title: `Restore the requests/limits of ${where} from before the emergency raise`,
-      allowedRoles: ['l2', 'manager', 'cto'],
+      allowedRoles: rolesFrom('l2'),
       plan: async () => {
         const text = (await read.setAnnotations({ namespace, kind: 'Deployment', name: deployment, remove: [previousResourcesAnnotation], dryRun: true })).before[previousResourcesAnnotation];
         if (!text) return { summary: `no resources recorded in ${previousResourcesAnnotation} of ${where}: no raise to restore`, needed: false };
@@ -358,7 +354,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
         const d = approved.details as RestoreResourcesPlan;
         const lines: string[] = [];
         for (const c of d.containers) {
-          const done = await change.setContainerResources({
+          const done = await write.setContainerResources({
             namespace,
             deployment,
             container: c.container,
@@ -367,7 +363,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
           });
           lines.push(`container ${c.container}: ${resourceChanges(done.before, done.after) || 'already as recorded'}`);
         }
-        await change.setAnnotations({ namespace, kind: 'Deployment', name: deployment, remove: [previousResourcesAnnotation] });
+        await write.setAnnotations({ namespace, kind: 'Deployment', name: deployment, remove: [previousResourcesAnnotation] });
         const ready = await waitForReady(`restored the resources of ${where}`);
         return `${lines.join('; ')}; rollout complete: ${readyText(ready)}; ${previousResourcesAnnotation} removed`;
       },

@@ -1,18 +1,16 @@
-import { executeChild, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { executeChild, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ForecastQueryResult } from '../activities/prometheus';
 import { listed, type CheckRow, type ChecklistResult, type CheckStatus } from '../common/checklist';
 import { monthlyReviewInput, type MonthlyReviewInput } from '../common/inputs/checklists';
 import { cpuCores, formatBytes, memoryBytes } from '../common/quantity';
 import type { RunbookResultBase } from '../common/runbook';
-import { longRunning, quickRead } from './activity-options';
 import { Checklist, type RowBuilder } from './kernel/checklist';
 import { errorMessage } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
+import { read, wait } from './activity-proxies';
 
-const read = proxyActivities<Activities>(quickRead);
 /** The restore drill streams a whole dump through psql/pg_restore and heartbeats. */
-const slow = proxyActivities<Activities>(longRunning);
 
 export type MonthlyReviewResult = ChecklistResult;
 
@@ -168,7 +166,7 @@ export async function monthlyReview(raw: MonthlyReviewInput): Promise<MonthlyRev
     if (!backup) return [row({ id: 'dr.restore', title: 'Restore drill', status: 'FAIL', value: 'no backup', detail: `nothing under ${backupPrefix} to restore` })];
     let drill: Awaited<ReturnType<Activities['restoreDumpIntoScratchDatabase']>>;
     try {
-      drill = await slow.restoreDumpIntoScratchDatabase({ key: backup.key });
+      drill = await wait.restoreDumpIntoScratchDatabase({ key: backup.key });
     } catch (err) {
       // A backup that cannot be restored is the finding the drill exists for.
       return [

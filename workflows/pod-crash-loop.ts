@@ -1,19 +1,14 @@
-import { proxyActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities';
 import type { EventSummary, PodSummary } from '../activities/kubernetes-pods';
 import type { RevisionSummary } from '../activities/kubernetes-rollouts';
 import { podCrashLoopInput, type PodCrashLoopInput } from '../common/inputs/pod-crash-loop';
 import { memoryBytes, raisedMemoryLimit } from '../common/quantity';
-import type { RunbookResultBase } from '../common/runbook';
-import { destructive, longRunning, quickRead } from './activity-options';
+import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { containerOf, deploymentOf, livePods, podCounts, previousRevision } from './deployment-spec';
 import { RunbookRun, runFields } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
+import { read, wait, write } from './activity-proxies';
 
-const read = proxyActivities<Activities>(quickRead);
-const change = proxyActivities<Activities>(destructive);
 /** Waiting for a rollout polls and heartbeats. */
-const wait = proxyActivities<Activities>(longRunning);
 
 export type PodCrashCause = 'oom-killed' | 'code-error' | 'config-error' | 'unknown-crash' | 'healthy';
 
@@ -167,7 +162,7 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
   await run.change({
     stepId: 'raise-memory-limit',
     title: `Raise the memory limit of ${namespace}/${deployment} container ${container}`,
-    allowedRoles: ['l2', 'manager', 'cto'],
+    allowedRoles: rolesFrom('l2'),
     plan: async () => {
       if (cause !== 'oom-killed') return { summary: `memory limit stays ${limit ?? 'unset'} (no OOMKilled container)`, needed: false };
       if (!limit || !target) return { summary: `${namespace}/${deployment} container ${container} has no memory limit to raise`, needed: false };
@@ -181,7 +176,7 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
       };
     },
     apply: async () => {
-      const done = await change.setContainerResources({ namespace, deployment, container, limits: { memory: target } });
+      const done = await write.setContainerResources({ namespace, deployment, container, limits: { memory: target } });
       const rollout = await wait.waitForRolloutComplete({ namespace, deployment, timeoutSeconds: 240 });
       return `${done.changed ? `${done.message}: limits.memory ${done.before.limits.memory ?? 'none'} -> ${done.after.limits.memory}` : `limits.memory already ${done.after.limits.memory}`}; rollout complete (revision ${rollout.revision ?? '?'}, ${rollout.availableReplicas}/${rollout.replicas} available)`;
     },
@@ -190,7 +185,7 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
   await run.change({
     stepId: 'rollback',
     title: `Roll back ${namespace}/${deployment} to the previous revision`,
-    allowedRoles: ['l2', 'manager', 'cto'],
+    allowedRoles: rolesFrom('l2'),
     plan: async () => {
       if (cause !== 'code-error') return { summary: `no rollback (${cause === 'healthy' ? 'pods are healthy' : `cause ${cause}`})`, needed: false };
       if (!previous) return { summary: `no rollback: ${namespace}/${deployment} has no revision before ${history.currentRevision ?? 'the current one'}`, needed: false };
@@ -203,7 +198,7 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
       };
     },
     apply: async () => {
-      const done = await change.rollbackDeployment({ namespace, deployment, toRevision: previous!.revision });
+      const done = await write.rollbackDeployment({ namespace, deployment, toRevision: previous!.revision });
       const rollout = await wait.waitForRolloutComplete({ namespace, deployment, timeoutSeconds: 240 });
       return `${done.changed ? `rolled back to revision ${done.toRevision} (now revision ${rollout.revision ?? '?'})` : `already on the template of revision ${done.toRevision}`}; rollout complete (${rollout.availableReplicas}/${rollout.replicas} available)`;
     },

@@ -1,15 +1,12 @@
-import { proxyActivities, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import { workflowInfo } from '@temporalio/workflow';
 import type { CollectEventsResult, CollectLogsResult, SnapshotConfigResult } from '../activities/incident-evidence';
 import { postIncidentReviewInput, postIncidentReviewTarget, type PostIncidentReviewInput } from '../common/inputs/post-incident-review';
 import type { IncidentFindings, RunbookResultBase } from '../common/runbook';
-import { longRunning, quickRead } from './activity-options';
 import { RunbookRun, runFields } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
+import { read, wait } from './activity-proxies';
 
-const read = proxyActivities<Activities>(quickRead);
 /** Reading Kubernetes and writing S3 in one activity takes a while for big logs: these heartbeat. */
-const collect = proxyActivities<Activities>(longRunning);
 
 export interface EvidenceItem {
   key: string;
@@ -147,7 +144,7 @@ export async function postIncidentReview(raw: PostIncidentReviewInput): Promise<
   const logs = await run.read(
     'app-logs',
     `Logs of every pod of ${namespace}/${appDeployment}, ${window.since} to ${window.until}`,
-    () => collect.collectLogsToEvidence({ namespace, deployment: appDeployment, since: window.since, until: window.until, keyPrefix: `${folder}app-logs/` }),
+    () => wait.collectLogsToEvidence({ namespace, deployment: appDeployment, since: window.since, until: window.until, keyPrefix: `${folder}app-logs/` }),
     describeLogs,
   );
   for (const o of logs.objects) {
@@ -162,7 +159,7 @@ export async function postIncidentReview(raw: PostIncidentReviewInput): Promise<
   const events = await run.read(
     'events',
     `Events of namespace ${namespace} since ${window.since}`,
-    () => collect.collectEventsToEvidence({ namespace, since: window.since, key: `${folder}events.json` }),
+    () => wait.collectEventsToEvidence({ namespace, since: window.since, key: `${folder}events.json` }),
     describeEvents,
   );
   addEvidence({ key: events.key, size: events.size, sha256: events.sha256, what: `events of ${namespace}: ${events.total} (${events.warnings} Warning)` });
@@ -170,7 +167,7 @@ export async function postIncidentReview(raw: PostIncidentReviewInput): Promise<
   const snapshot = await run.read(
     'config-snapshot',
     `Configuration snapshot of ${namespace} (workloads, ConfigMaps, PVCs, Ingress; Secrets by name and key)`,
-    () => collect.snapshotConfigToEvidence({ namespace, since: window.since, key: `${folder}config-snapshot.yaml` }),
+    () => wait.snapshotConfigToEvidence({ namespace, since: window.since, key: `${folder}config-snapshot.yaml` }),
     describeSnapshot,
   );
   addEvidence({ key: snapshot.key, size: snapshot.size, sha256: snapshot.sha256, what: `configuration snapshot of ${namespace} (${snapshot.secrets} Secrets by name and key only)` });

@@ -1,19 +1,16 @@
-import { log, patched, proxyActivities, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import { log, patched, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { runbookMode, runbookName } from '../common/search-attributes';
 import { preflightInputSchema, type PreflightInput } from '../common/preflight-input';
 import { targetSystems, type PreflightResult, type PreflightRow, type TargetSystem } from '../common/preflight';
-import { quickRead } from './activity-options';
 import { validateInput } from './validate-input';
-
-const activities = proxyActivities<Activities>(quickRead);
+import { read } from './activity-proxies';
 
 const checkers: Record<TargetSystem, () => Promise<PreflightRow[]>> = {
-  kubernetes: () => activities.preflightKubernetes(),
-  postgres: () => activities.preflightPostgres(),
-  redis: () => activities.preflightRedis(),
-  s3: () => activities.preflightS3(workflowInfo().workflowId),
-  prometheus: () => activities.preflightPrometheus(),
+  kubernetes: () => read.preflightKubernetes(),
+  postgres: () => read.preflightPostgres(),
+  redis: () => read.preflightRedis(),
+  s3: () => read.preflightS3(workflowInfo().workflowId),
+  prometheus: () => read.preflightPrometheus(),
 };
 
 /** Reachability and permissions of every configured target. Changes nothing; a down target is a FAIL row. */
@@ -27,7 +24,7 @@ export async function preflight(rawInput?: PreflightInput): Promise<PreflightRes
   const rows = (await Promise.all(targets.map((target) => checkers[target]()))).flat();
   const count = (status: PreflightRow['status']) => rows.filter((row) => row.status === status).length;
   const result: PreflightResult = { rows, passed: count('PASS'), failed: count('FAIL'), skipped: count('SKIP'), ok: count('FAIL') === 0 };
-  if (patched('preflight-approvals')) result.approvals = await activities.approvalVerification();
+  if (patched('preflight-approvals')) result.approvals = await read.approvalVerification();
   log.info('preflight finished', { passed: result.passed, failed: result.failed, skipped: result.skipped, approvalsVerified: result.approvals?.verified });
   return result;
 }

@@ -1,16 +1,11 @@
-import { proxyActivities } from '@temporalio/workflow';
 import type { KubernetesObject } from '@kubernetes/client-node';
-import type { Activities } from '../activities';
 import type { AccessCheck, AccessCheckResult, SecurityObjectResult } from '../activities/kubernetes-access';
 import { provisionReadonlyAccessInput, type ProvisionReadonlyAccessInput, type ReadonlyRule } from '../common/inputs/provision-readonly-access';
-import type { RunbookResultBase } from '../common/runbook';
-import { destructive, quickRead } from './activity-options';
+import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { changeText } from './field-changes';
 import { RunbookRun, runFields } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
-
-const read = proxyActivities<Activities>(quickRead);
-const change = proxyActivities<Activities>(destructive);
+import { read, write } from './activity-proxies';
 
 export interface AccessReport {
   /** system:serviceaccount:<namespace>:<name> */
@@ -141,7 +136,7 @@ export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput)
   const outcome = await run.change({
     stepId: 'ensure-access',
     title: `Create or update ServiceAccount ${serviceAccount}, Role ${role} and RoleBinding ${roleBinding} in ${namespace}`,
-    allowedRoles: ['l2', 'manager', 'cto'],
+    allowedRoles: rolesFrom('l2'),
     plan: async () => {
       // Planned again right before apply: an edit since approval changes the plan.
       const dry = await read.applySecurityObjects({ namespace, objects, dryRun: true });
@@ -151,7 +146,7 @@ export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput)
       return { summary: `${namespace}: ${describeObjects(dry.objects)}`, details, needed: true };
     },
     apply: async () => {
-      const done = await change.applySecurityObjects({ namespace, objects });
+      const done = await write.applySecurityObjects({ namespace, objects });
       return `${namespace}: ${done.objects.map((o) => `${o.kind} ${o.name} ${o.action}`).join(', ')} (server-side apply, field manager runbook-automation)`;
     },
   });

@@ -1,19 +1,15 @@
-import { patched, proxyActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import { patched } from '@temporalio/workflow';
 import type { NamespaceSnapshot } from '../activities/kubernetes-config';
 import { redisMemoryPressureInput, type RedisMemoryPressureInput } from '../common/inputs/redis-memory-pressure';
 import { memoryBytes, raisedMemoryLimit } from '../common/quantity';
-import type { RunbookResultBase } from '../common/runbook';
-import { destructive, longRunning, quickRead } from './activity-options';
+import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { containerOf, deploymentOf } from './deployment-spec';
 import { RunbookRun, runFields } from './kernel/runbook-run';
 import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
+import { read, wait, write } from './activity-proxies';
 
-const read = proxyActivities<Activities>(quickRead);
-const change = proxyActivities<Activities>(destructive);
 /** SCAN-based counting and deleting heartbeat their cursor. */
-const scan = proxyActivities<Activities>(longRunning);
 
 /**
  * Runs started before this patch neither wait for the rollout after raising the memory limit nor
@@ -137,7 +133,7 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
   const sessions = await run.read(
     'session-keys',
     `Keys matching ${sessionPattern}`,
-    () => scan.countRedisKeys({ pattern: sessionPattern }),
+    () => wait.countRedisKeys({ pattern: sessionPattern }),
     (c) => `${c.count} keys (${c.scans} SCAN calls)`,
   );
   const memoryLimit = await run.read(
@@ -162,7 +158,7 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
     stepId: 'delete-session-keys',
     title: `Delete keys matching ${sessionPattern}`,
     plan: async () => {
-      const dry = await scan.deleteRedisKeys({ pattern: sessionPattern, maxKeys: input.maxKeys, dryRun: true });
+      const dry = await wait.deleteRedisKeys({ pattern: sessionPattern, maxKeys: input.maxKeys, dryRun: true });
       return {
         summary: `delete keys matching ${sessionPattern} (SCAN + UNLINK in batches), at most ${input.maxKeys}`,
         needed: (dry.wouldDelete ?? 0) > 0,
@@ -170,7 +166,7 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
       };
     },
     apply: async () => {
-      const done = await scan.deleteRedisKeys({ pattern: sessionPattern, maxKeys: input.maxKeys });
+      const done = await wait.deleteRedisKeys({ pattern: sessionPattern, maxKeys: input.maxKeys });
       return `deleted ${done.deleted ?? 0} keys matching ${sessionPattern} in ${done.batches} UNLINK batches${done.capped ? ' (cap reached, keys may remain)' : ''}${done.resumedFrom ? ` (resumed after ${done.resumedFrom.deleted})` : ''}`;
     },
   });
@@ -185,7 +181,7 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
   await run.change({
     stepId: 'raise-memory-limit',
     title: `Raise the memory limit of ${namespace}/${deployment}`,
-    allowedRoles: ['l2', 'manager', 'cto'],
+    allowedRoles: rolesFrom('l2'),
     plan: async () => {
       if (!memoryLimit) return { summary: `${namespace}/${deployment} container ${container} has no memory limit to raise`, needed: false };
       if (!underPressure) return { summary: `memory limit stays ${memoryLimit} (usage ${percent(usage)} below ${percent(input.raiseWhenUsageAbove)})`, needed: false };
@@ -201,7 +197,7 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
       };
     },
     apply: async () => {
-      const done = await change.setContainerResources({ namespace, deployment, container, limits: { memory: target } });
+      const done = await write.setContainerResources({ namespace, deployment, container, limits: { memory: target } });
       const text = done.changed ? `${done.message}: limits.memory ${done.before.limits.memory ?? 'none'} -> ${done.after.limits.memory}` : `limits.memory already ${done.after.limits.memory}`;
       if (!withMaxmemory) return text;
       // Also when already raised (a retry): the earlier attempt's rollout may still be going on.
@@ -234,7 +230,7 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
     await run.change({
       stepId: 'raise-maxmemory',
       title: 'Raise Redis maxmemory',
-      allowedRoles: ['l2', 'manager', 'cto'],
+      allowedRoles: rolesFrom('l2'),
       plan: async () => {
         if (!mt) return { summary: 'Redis has no maxmemory (0): nothing to raise (only the container limit bounds it)', needed: false };
         if (!underPressure) return { summary: `maxmemory stays ${mib(memory.maxmemory)} (usage ${percent(usage)} of maxmemory below ${percent(input.raiseWhenUsageAbove)})`, needed: false };
@@ -250,7 +246,7 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
         };
       },
       apply: async () => {
-        const done = await change.setMaxmemory({ bytes: mt!.bytes });
+        const done = await write.setMaxmemory({ bytes: mt!.bytes });
         return done.changed ? `maxmemory ${mib(done.before)} -> ${mib(done.after)} (${done.after} bytes)` : `maxmemory already ${mib(done.after)}`;
       },
     });
@@ -259,14 +255,14 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
   await run.change({
     stepId: 'set-maxmemory-policy',
     title: `Set maxmemory-policy ${input.maxmemoryPolicy}`,
-    allowedRoles: ['l2', 'manager', 'cto'],
+    allowedRoles: rolesFrom('l2'),
     plan: async () => {
       const dry = await read.setMaxmemoryPolicy({ policy: input.maxmemoryPolicy, dryRun: true });
       if (dry.before === input.maxmemoryPolicy) return { summary: `maxmemory-policy is already ${input.maxmemoryPolicy}`, needed: false };
       return { summary: `CONFIG SET maxmemory-policy ${dry.before} -> ${input.maxmemoryPolicy}`, details: { from: dry.before, to: input.maxmemoryPolicy }, needed: true };
     },
     apply: async () => {
-      const done = await change.setMaxmemoryPolicy({ policy: input.maxmemoryPolicy });
+      const done = await write.setMaxmemoryPolicy({ policy: input.maxmemoryPolicy });
       return done.changed ? `maxmemory-policy ${done.before} -> ${done.after}` : `maxmemory-policy already ${done.after}`;
     },
   });
@@ -280,7 +276,7 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
         const [m, p, s, snapshot] = await Promise.all([
           read.redisMemoryInfo(),
           read.getMaxmemoryPolicy(),
-          scan.countRedisKeys({ pattern: sessionPattern }),
+          wait.countRedisKeys({ pattern: sessionPattern }),
           read.snapshotNamespaceConfig({ namespace }),
         ]);
         return memoryState(m, s.count, p.policy, containerMemoryLimit(snapshot, deployment, container));

@@ -1,17 +1,14 @@
-import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { PodSummary } from '../activities/kubernetes-pods';
 import type { RevisionSummary, RolloutStatus } from '../activities/kubernetes-rollouts';
 import { rollbackDeploymentInput, type RollbackDeploymentInput } from '../common/inputs/rollback-deployment';
-import type { RunbookResultBase } from '../common/runbook';
-import { destructive, quickRead } from './activity-options';
+import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { livePods, podCounts, previousRevision } from './deployment-spec';
 import { RunbookRun, runFields } from './kernel/runbook-run';
 import { waitForRollout, type CompletedRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
-
-const read = proxyActivities<Activities>(quickRead);
-const change = proxyActivities<Activities>(destructive);
+import { read, write } from './activity-proxies';
 
 export interface RevisionInfo extends RevisionSummary {
   /** Seconds since the revision's ReplicaSet was created, at the workflow's time of reading. */
@@ -146,7 +143,7 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
   const rolledBack = await run.change({
     stepId: 'rollback',
     title: `Roll back ${where} to ${toRevision !== undefined ? `revision ${toRevision}` : 'the previous revision'}`,
-    allowedRoles: ['l2', 'manager', 'cto'],
+    allowedRoles: rolesFrom('l2'),
     plan: async () => {
       // Read again each time: right before apply, a rollout since approval changes the plan.
       const h = await read.getRolloutHistory({ namespace, deployment });
@@ -168,7 +165,7 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
     apply: async (approved) => {
       // The revision people approved, by number: "previous" is not resolved again after the patch.
       const target = (approved.details as { to: { revision: number } }).to.revision;
-      const done = await change.rollbackDeployment({ namespace, deployment, toRevision: target });
+      const done = await write.rollbackDeployment({ namespace, deployment, toRevision: target });
       rollout = await waitForRollout({ namespace, deployment }, input.waitTimeoutSeconds, `rolled back to revision ${target}`);
       return `${done.changed ? `rolled back to revision ${target} (now revision ${rollout.revision ?? '?'})` : `already on the template of revision ${target}`}; rollout complete in ${Math.round(rollout.waitedMs / 1000)}s (${rollout.readyReplicas} ready, ${rollout.availableReplicas}/${rollout.updatedReplicas} available)`;
     },

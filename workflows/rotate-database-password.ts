@@ -1,17 +1,13 @@
-import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import { ApplicationFailure, workflowInfo } from '@temporalio/workflow';
 import type { RolloutStatus } from '../activities/kubernetes-rollouts';
 import type { PasswordSecretState, RoleInfo } from '../activities/password-rotation';
 import { previousKeyOf, rotateDatabasePasswordInput, stagedKeyOf, type RotateDatabasePasswordInput } from '../common/inputs/rotate-database-password';
-import type { RunbookResultBase } from '../common/runbook';
-import { destructive, quickRead } from './activity-options';
+import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { podCounts } from './deployment-spec';
 import { RunbookRun, runFields, type ChangeOutcome } from './kernel/runbook-run';
 import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
-
-const read = proxyActivities<Activities>(quickRead);
-const change = proxyActivities<Activities>(destructive);
+import { read, write } from './activity-proxies';
 
 export interface AppPods {
   /** Live (not terminating) pods of the app, and how many are ready. */
@@ -103,7 +99,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
   await run.change({
     stepId: 'stage-password',
     title: `Generate a new password and stage it as ${staged} of ${where}`,
-    allowedRoles: ['l2', 'manager', 'cto'],
+    allowedRoles: rolesFrom('l2'),
     plan: async () => {
       const dry = await read.stageSecretPassword({ namespace, secret, key, version, dryRun: true });
       if (!dry.changed) return { summary: `${staged} of secrets/${secret} already holds this run's new password`, needed: false };
@@ -115,14 +111,14 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
         needed: true,
       };
     },
-    apply: async () => (await change.stageSecretPassword({ namespace, secret, key, version })).message,
+    apply: async () => (await write.stageSecretPassword({ namespace, secret, key, version })).message,
   });
 
   const alterSummary = `ALTER ROLE ${role} PASSWORD to ${staged} (a SCRAM-SHA-256 verifier computed in the worker); open sessions stay, new logins need the new password until ${app} restarts with it; restored automatically if the rotation does not finish`;
   await run.change({
     stepId: 'alter-role',
     title: `Set the password of PostgreSQL role ${role} to the staged one`,
-    allowedRoles: ['l2', 'manager', 'cto'],
+    allowedRoles: rolesFrom('l2'),
     dependsOn: ['stage-password'],
     plan: async () => {
       // In plan mode nothing is staged, so there is nothing to try a login with.
@@ -131,14 +127,14 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
       if (dry.alreadyCurrent) return { summary: `role ${role} already logs in with ${staged}`, needed: false };
       return { summary: alterSummary, details: { role, from: staged }, needed: true };
     },
-    apply: async () => (await change.setRolePasswordFromSecret({ role, namespace, secret, key: staged, database })).message,
+    apply: async () => (await write.setRolePasswordFromSecret({ role, namespace, secret, key: staged, database })).message,
   });
 
   const promoteSummary = `secrets/${secret}: ${key} <- ${staged}, ${previous} <- the old ${key} (kept for restoring), ${staged} removed`;
   await run.change({
     stepId: 'update-secret',
     title: `Promote the new password to ${key} of ${where}`,
-    allowedRoles: ['l2', 'manager', 'cto'],
+    allowedRoles: rolesFrom('l2'),
     dependsOn: ['alter-role'],
     plan: async () => {
       if (input.mode === 'plan') return { summary: promoteSummary, details: { key, previous }, needed: true };
@@ -146,7 +142,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
       if (!dry.changed) return { summary: `${key} of secrets/${secret} already holds this run's password`, needed: false };
       return { summary: promoteSummary, details: { key, previous }, needed: true };
     },
-    apply: async () => (await change.promoteStagedSecretKey({ namespace, secret, key, version })).message,
+    apply: async () => (await write.promoteStagedSecretKey({ namespace, secret, key, version })).message,
   });
 
   let rollout: RotateDatabasePasswordResult['rollout'];
@@ -154,7 +150,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
   await run.change({
     stepId: 'restart-app',
     title: `Rolling restart of ${app}`,
-    allowedRoles: ['l2', 'manager', 'cto'],
+    allowedRoles: rolesFrom('l2'),
     dependsOn: ['update-secret'],
     plan: async () => {
       const dry = await read.restartRollout({ namespace, deployment: appDeployment, restartedAt, dryRun: true });
@@ -165,7 +161,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
       };
     },
     apply: async () => {
-      const restarted = await change.restartRollout({ namespace, deployment: appDeployment, restartedAt });
+      const restarted = await write.restartRollout({ namespace, deployment: appDeployment, restartedAt });
       rollout = await waitForRollout({ namespace, deployment: appDeployment }, input.waitTimeoutSeconds, `restarted ${app}`);
       appAfter = podCounts((await read.listPodSummaries({ namespace, deployment: appDeployment })).pods);
       // The controller's count is authoritative; the pods its selector finds must agree when there are any.
@@ -191,7 +187,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
         // Once promoted, the old password is in <key>_PREVIOUS; before, it is still <key>.
         const state = await read.describePasswordSecret({ namespace, secret, key });
         const from = state.version === version ? previous : key;
-        return (await change.setRolePasswordFromSecret({ role, namespace, secret, key: from, database })).message;
+        return (await write.setRolePasswordFromSecret({ role, namespace, secret, key: from, database })).message;
       });
       restored.role = roleBack;
     }
@@ -200,7 +196,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
       restored.secret = await run.compensate(
         'restore-secret',
         `Put ${where} back as before this rotation`,
-        async () => (await change.revertSecretRotation({ namespace, secret, key, version })).message,
+        async () => (await write.revertSecretRotation({ namespace, secret, key, version })).message,
       );
       if (restored.secret && outcomes['restart-app'] === 'failed') {
         // Pods started by the failed rollout hold the new password: replace them with pods reading the old one.
@@ -209,7 +205,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
         const ok = await run.compensate('restart-app-again', `Rolling restart of ${app} with the restored password`, async () => {
           const ours = await read.restartRollout({ namespace, deployment: appDeployment, restartedAt, dryRun: true });
           if (ours.changed) return `${app} never got this run's restart: no pod has the new password, not restarted again`;
-          const again = await change.restartRollout({ namespace, deployment: appDeployment, restartedAt: againAt });
+          const again = await write.restartRollout({ namespace, deployment: appDeployment, restartedAt: againAt });
           restartedAgain = true;
           return `${again.message} (restartedAt ${againAt}); not waited for`;
         });

@@ -1,12 +1,8 @@
-import { proxyActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities';
 import type { SlowStatement, SlowestStatements } from '../activities/postgres-statistics';
 import type { CheckRow } from '../common/checklist';
-import { quickRead } from './activity-options';
 import type { Checklist } from './kernel/checklist';
 import { errorMessage } from './kernel/runbook-run';
-
-const read = proxyActivities<Activities>(quickRead);
+import { read } from './activity-proxies';
 
 /** A statement on one line, cut at `max` characters. */
 export const oneLine = (text: string, max = 160) => {

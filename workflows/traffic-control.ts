@@ -1,5 +1,4 @@
-import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import { ApplicationFailure } from '@temporalio/workflow';
 import type { IngressSummary } from '../activities/kubernetes-network';
 import {
   defaultBackendAnnotation,
@@ -10,14 +9,11 @@ import {
   type TrafficAction,
   type TrafficControlInput,
 } from '../common/inputs/traffic-control';
-import type { RunbookResultBase } from '../common/runbook';
+import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { stableJson } from '../common/stable-json';
-import { destructive, quickRead } from './activity-options';
 import { RunbookRun, runFields } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
-
-const read = proxyActivities<Activities>(quickRead);
-const change = proxyActivities<Activities>(destructive);
+import { read, write } from './activity-proxies';
 
 /** The traffic annotations of the Ingress and what earlier runs recorded (previous values; null: unset). */
 export interface TrafficState {
@@ -201,7 +197,7 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
   const outcome = await run.change({
     stepId: action,
     title: titles[action],
-    allowedRoles: ['l2', 'manager', 'cto'],
+    allowedRoles: rolesFrom('l2'),
     plan: async () => {
       // Read again each time: right before apply, a change since approval changes the plan.
       const live = (await readIngress()).annotations;
@@ -217,7 +213,7 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
     apply: async (approved) => {
       // The approved change, not one recomputed after the patch.
       const { set, remove } = approved.details as AnnotationPlan;
-      const done = await change.setAnnotations({ namespace, kind: 'Ingress', name: ingress, set, remove });
+      const done = await write.setAnnotations({ namespace, kind: 'Ingress', name: ingress, set, remove });
       return done.changed ? describe({ set, remove, before: done.before, after: done.after }) : 'already set';
     },
   });

@@ -1,18 +1,15 @@
-import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import { ApplicationFailure } from '@temporalio/workflow';
 import type { DeleteExpiredSessionsResult } from '../activities/postgres-maintenance';
 import type { ManualQueryName } from '../activities/prometheus';
 import { above, below, countLines, listed, sharesOfLimit, type CheckRow, type ChecklistResult, type CheckStatus } from '../common/checklist';
 import { weeklyReviewInput, type WeeklyReviewInput } from '../common/inputs/checklists';
-import { longRunning, quickRead } from './activity-options';
 import { Checklist, type RowBuilder } from './kernel/checklist';
 import { errorMessage, type ChangeOutcome } from './kernel/runbook-run';
 import { checkSlowStatements, oneLine } from './slow-statements-check';
 import { validateInput } from './validate-input';
+import { read, wait } from './activity-proxies';
 
-const read = proxyActivities<Activities>(quickRead);
 /** The batched delete and VACUUM heartbeat their progress. */
-const slow = proxyActivities<Activities>(longRunning);
 
 export type WeeklyReviewResult = ChecklistResult;
 
@@ -185,7 +182,7 @@ export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReview
   await checklist.check('vacuum', database, 'VACUUM ANALYZE', async (row) => {
     // After the delete, so the space of the deleted rows is reusable and the statistics are fresh.
     const execute = input.mode === 'execute' && !checklist.run.cancelled;
-    const v = await slow.vacuumAnalyze({ dryRun: !execute });
+    const v = await wait.vacuumAnalyze({ dryRun: !execute });
     const dead = (key: 'deadTuplesBefore' | 'deadTuplesAfter') => v.tables.reduce((n, x) => n + x[key], 0);
     return [
       row({
@@ -232,7 +229,7 @@ async function expiredSessions(checklist: Checklist, expectedDatabase: string, o
         };
       },
       apply: async () => {
-        done = await slow.deleteExpiredSessions({ olderThanDays, maxRows });
+        done = await wait.deleteExpiredSessions({ olderThanDays, maxRows });
         return `deleted ${done.deleted} sessions expired before ${done.cutoff} in ${batches(done.batches)}; ${done.after} left`;
       },
     });

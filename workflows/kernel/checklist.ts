@@ -1,11 +1,8 @@
-import { log, proxyActivities, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../../activities';
+import { log, workflowInfo } from '@temporalio/workflow';
 import { byUrgency, countStatuses, worstStatus, type CheckRow, type ChecklistResult, type CheckStatus } from '../../common/checklist';
 import type { ChecklistThresholds } from '../../config/schema';
-import { quickRead } from '../activity-options';
 import { errorMessage, RunbookRun, runFields } from './runbook-run';
-
-const support = proxyActivities<Activities>(quickRead);
+import { read } from '../activity-proxies';
 
 /** Builds a row of the current section: what was measured, against what, with which status. */
 export type RowBuilder = (row: { id: string; title: string; status: CheckStatus; value: string; threshold?: string; detail: string }) => CheckRow;
@@ -30,7 +27,7 @@ export class Checklist {
   static async begin(name: string, target: string, input: Parameters<typeof runFields>[0], stepsDeclared: number): Promise<Checklist> {
     const startedAt = new Date().toISOString();
     const run = await RunbookRun.begin({ name, kind: 'maintenance', target, ...runFields(input) }, stepsDeclared);
-    return new Checklist(run, await support.loadChecklistThresholds(), startedAt);
+    return new Checklist(run, await read.loadChecklistThresholds(), startedAt);
   }
 
   /** One check of the manual's list, as a read step; its rows join the report. */
@@ -68,7 +65,7 @@ export class Checklist {
     const { counts, overall } = tally();
     let checklistReport: ChecklistResult['checklistReport'];
     try {
-      checklistReport = await support.writeChecklistReport({
+      checklistReport = await read.writeChecklistReport({
         runbook: identity.name,
         workflowId,
         runId,
@@ -98,7 +95,7 @@ export class Checklist {
     const { summary, ...final } = tally();
     const urgent = byUrgency(this.rows).filter((r) => r.status !== 'PASS');
     try {
-      await support.notify({
+      await read.notify({
         title: `${identity.name}: ${summary}`,
         text: urgent.length > 0 ? urgent.map((r) => `${r.status} ${r.title}: ${r.value}${r.threshold ? ` (${r.threshold})` : ''} — ${r.detail}`).join('\n') : `all ${final.counts.PASS} checks PASS`,
         severity: final.overall === 'FAIL' ? 'P2' : 'info',

@@ -1,5 +1,4 @@
-import { ApplicationFailure, condition, getExternalWorkflowHandle, log, patched, proxyActivities, setHandler, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../../activities';
+import { ApplicationFailure, condition, getExternalWorkflowHandle, log, patched, setHandler, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { ApprovalPolicy, ScheduleProof } from '../../activities/runbook-support';
 import { inputDigest, parseStatement, signatureNamespace, startStatementSchema, timeProblem, type SignedStatement } from '../../common/approval-statements';
 import { verifySshSignature } from '../../common/ssh-signature';
@@ -28,12 +27,10 @@ import type { RunbookKind } from '../../common/catalog';
 import { runbookApprovalState, runbookMode, runbookName, runbookSeverity, runbookTarget } from '../../common/search-attributes';
 import { sha256Hex } from '../../common/sha256';
 import { stableJson } from '../../common/stable-json';
-import { quickRead } from '../activity-options';
 import { alertFiringSignal, alertResolvedSignal, approveSignal, approveUpdate, cancelSignal, rejectSignal, rejectUpdate, statusQuery } from '../../common/messages';
 import { lockGrantedSignal, lockWorkflowId, releaseLockSignal } from '../../common/target-lock-messages';
 import { checkDecision, type AcceptedDecision } from './decision-rules';
-
-const support = proxyActivities<Activities>(quickRead);
+import { read } from '../activity-proxies';
 
 export interface RunbookIdentity {
   name: string;
@@ -122,7 +119,7 @@ export class RunbookRun {
     ]);
     const run = new RunbookRun(identity, { approvers: [], escalation: { P0: '15m', P1: '1h', P2: '4h', P3: '24h' }, autoApprove: [] }, stepsDeclared);
     run.registerHandlers();
-    const policy = await support.loadApprovalPolicy({ runbook: identity.name });
+    const policy = await read.loadApprovalPolicy({ runbook: identity.name });
     Object.assign(run.policy, policy);
     const proof = run.verifiedStart();
     run.provenInitiator = proof?.signer;
@@ -168,7 +165,7 @@ export class RunbookRun {
    */
   private async startedBySchedule(): Promise<ScheduleProof> {
     if (!patched('proven-schedules')) return { proven: this.identity.scheduled, detail: 'the input says so' };
-    this.scheduleProof ??= await support.proveScheduledStart();
+    this.scheduleProof ??= await read.proveScheduledStart();
     return this.scheduleProof;
   }
 
@@ -391,7 +388,7 @@ export class RunbookRun {
   private async notifyTier(planned: PlannedStep, tier: ApproverRole): Promise<void> {
     const { workflowId, originalExecutionRunId: runId } = workflowInfo();
     try {
-      await support.notify({
+      await read.notify({
         title: `${this.identity.name}: approval needed for "${planned.title}" (${tier})`,
         text: planned.change.summary,
         severity: this.identity.severity,
@@ -417,7 +414,7 @@ export class RunbookRun {
   private async acquireLock(): Promise<string> {
     const requestId = uuid4();
     this.state = 'waiting-for-lock';
-    await support.requestTargetLock({ target: this.identity.target, request: { requester: workflowInfo().workflowId, requestId } });
+    await read.requestTargetLock({ target: this.identity.target, request: { requester: workflowInfo().workflowId, requestId } });
     await condition(() => this.grantedLocks.has(requestId));
     this.state = 'running';
     this.record({ event: 'locked', detail: `lock on ${this.identity.target}` });
@@ -585,7 +582,7 @@ export class RunbookRun {
     // Security runbooks change credentials: what was done (or undone) is worth a report too.
     if (findings && (this.identity.kind === 'fault' || this.identity.kind === 'emergency' || this.identity.kind === 'security')) {
       const { workflowId, runId } = workflowInfo();
-      result.report = await support.writeIncidentReport({
+      result.report = await read.writeIncidentReport({
         ...findings,
         runbook: this.identity.name,
         workflowId,
