@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { temporal } from '@temporalio/proto';
+import { DeterminismViolationError } from '@temporalio/workflow';
 import { Worker } from '@temporalio/worker';
 import * as workflows from '../../workflows';
 import { historiesDir } from '../helpers/histories';
@@ -35,5 +36,10 @@ describe('replay of recorded histories', () => {
       results.push({ workflowId: result.workflowId, error: result.error?.message });
     }
     expect(results).toEqual(histories.map(({ workflowId }) => ({ workflowId, error: undefined })));
+  });
+
+  test('the check can fail: a change without patched() does not replay', async () => {
+    const recorded = histories.find(({ workflowId }) => workflowId === 'db-connection-exhaustion-approved')!;
+    await expect(Worker.runReplayHistory({ workflowsPath: require.resolve('../workflows/changed') }, recorded.history, recorded.workflowId)).rejects.toThrow(DeterminismViolationError);
   });
 });
