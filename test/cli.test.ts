@@ -219,8 +219,14 @@ describe('runbook CLI', () => {
 
   test('errors are one clear line and a non-zero exit', async () => {
     expect(await runbookCli(env, 'start', 'dropEverything')).toMatchObject({ code: 1, stderr: expect.stringMatching(/^unknown runbook "dropEverything"; known: .*preflight.*\n$/) });
-    expect(await runbookCli(env, 'approve', 'some-id', '--step', 'x')).toEqual({ code: 2, stdout: '', stderr: 'runbook approve: --reason is required\n' });
-    expect(await runbookCli(env, 'frobnicate')).toMatchObject({ code: 2, stderr: expect.stringMatching(/^unknown command "frobnicate"/) });
+    expect(await runbookCli(env, 'approve', 'some-id', '--step', 'x')).toEqual({ code: 2, stdout: '', stderr: "error: required option '--reason <text>' not specified\n" });
+    expect(await runbookCli(env, 'frobnicate')).toMatchObject({ code: 2, stderr: expect.stringMatching(/^error: unknown command 'frobnicate'/) });
+    expect(await runbookCli(env, 'start', 'kernelTestRunbook', '--severity', 'P9')).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/option '--severity <severity>' argument 'P9' is invalid. Allowed choices are P0, P1, P2, P3/),
+    });
+    const help = await runbookCli(env, 'approve', '--help');
+    expect(help).toMatchObject({ code: 0, stdout: expect.stringContaining('--plan <hash>') });
     expect(await runbookCli({ ...env, TEMPORAL_ADDRESS: 'nonsense' }, 'pending')).toEqual({
       code: 1,
       stdout: '',

@@ -1,40 +1,22 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { createInterface } from 'node:readline/promises';
+import { Command, CommanderError, Option } from 'commander';
 import { catalog as defaultCatalog, type CatalogEntry } from '../../common/catalog';
-import type { RunbookStatus } from '../../common/runbook';
+import { severities, type DecisionVerdict, type RunbookStatus } from '../../common/runbook';
 import { ConfigError } from '../../config/load';
 import { loadConfigWithSandbox, sandboxApproverKeyDir } from '../../config/sandbox';
-import { connectClient } from '../../config/temporal-connection';
-import { createRunbookClient, RunbookClientError, type RunbookClient } from '../runbook-client';
-import { createInterface } from 'node:readline/promises';
-import type { DecisionVerdict } from '../../common/runbook';
 import { approvalsVerified } from '../../config/schema';
+import { connectClient } from '../../config/temporal-connection';
 import { durationMs } from '../../workflows/kernel/runbook-run';
+import { createRunbookClient, RunbookClientError, type DecisionRequest, type RunbookClient } from '../runbook-client';
 import { pendingPlanText, progressLine, runsTable, statusText } from './format';
 import { resolveIdentity } from './identity';
-import { resolveSigner } from './keys';
-
-const usage = `usage: runbook <command> [options]
-  list [--json]                                   the catalog
-  start NAME [--input JSON | --FIELD VALUE ...] [--execute] [--severity P0..P3] [--wait]
-  status ID [--watch] [--json]                    a run's progress, plan and timeline
-  pending [--json]                                runs waiting for approval
-  approve ID --step STEP --reason TEXT [--plan HASH]   prints the plan; decides only the plan
-  reject ID --step STEP --reason TEXT [--plan HASH]    hash given (or confirmed on a terminal)
-  sign ID --step STEP --reason TEXT --plan HASH [--reject]
-                                                  a signed decision to paste into the Temporal UI
-  cancel ID [--reason TEXT]
-identity: --as NAME, or $RUNBOOK_USER, or the OS user
-key: --key FILE, else ssh-agent ($SSH_AUTH_SOCK), else the sandbox's demo key for NAME`;
+import { resolveSigner, type ResolvedSigner } from './keys';
 
 class UsageError extends Error {}
 
-/** Configuration as usual, falling back to the local sandbox of this checkout (its server, approvers and keys). */
-function cliConfig() {
-  const config = loadConfigWithSandbox(['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'RUNBOOK_APPROVERS'], { onlyUnset: true });
-  const sandbox = !process.env.TEMPORAL_ADDRESS;
-  return { config, sandboxKeyDir: sandbox ? sandboxApproverKeyDir() : undefined };
-}
+const print = (line: string) => process.stdout.write(`${line}\n`);
 
 /** Extra catalog entries from a module (test runbooks, plug-ins): RUNBOOK_EXTRA_CATALOG=path. */
 function loadCatalog(): Record<string, CatalogEntry> {
@@ -45,41 +27,47 @@ function loadCatalog(): Record<string, CatalogEntry> {
   return { ...defaultCatalog, ...(require(path) as { extraCatalog: Record<string, CatalogEntry> }).extraCatalog };
 }
 
-const booleanFlags = new Set(['json', 'execute', 'wait', 'watch', 'help', 'reject']);
-
-/** --flag value, --flag=value and boolean --flags; any other --field value is kept (for runbook inputs). */
-function parseCommandLine(argv: string[]): { values: Record<string, string | boolean>; positionals: string[] } {
-  const values: Record<string, string | boolean> = {};
-  const positionals: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const token = argv[i]!;
-    if (!token.startsWith('--')) {
-      positionals.push(token);
-      continue;
-    }
-    const [name, inline] = token.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
-    if (inline !== undefined) values[name] = inline;
-    else if (booleanFlags.has(name)) values[name] = true;
-    else {
-      const value = argv[++i];
-      if (value === undefined) throw new UsageError(`--${name} needs a value`);
-      values[name] = value;
-    }
-  }
-  return { values, positionals };
+interface Session {
+  runbooks: RunbookClient;
+  as: string;
+  key: ResolvedSigner | undefined;
+  verified: boolean;
 }
 
-/** --some-field value pairs become input fields (values read as JSON when they parse). */
-function inputFromFlags(values: Record<string, unknown>): Record<string, unknown> {
-  const known = new Set(['input', 'execute', 'severity', 'wait', 'as', 'json', 'watch', 'key']);
+/**
+ * Connects with configuration as usual, falling back to this checkout's sandbox (its server,
+ * approvers and demo keys), signs as --as with the key found for it, runs `body`, disconnects.
+ */
+async function withSession<T>(options: { as?: string; key?: string }, body: (session: Session) => Promise<T>): Promise<T> {
+  const as = resolveIdentity(options.as);
+  const config = loadConfigWithSandbox(['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'RUNBOOK_APPROVERS'], { onlyUnset: true });
+  const sandboxKeyDir = process.env.TEMPORAL_ADDRESS ? undefined : sandboxApproverKeyDir();
+  const key = await resolveSigner(as, { keyFile: options.key, approvers: config.approvers, sandboxKeyDir });
+  const connection = await connectClient(config.temporal);
+  try {
+    const runbooks = createRunbookClient({
+      client: connection.client,
+      taskQueue: config.temporal.taskQueue,
+      catalog: loadCatalog(),
+      signer: key?.signer,
+      statementLifetimeMs: durationMs(config.approvals.statementLifetime),
+    });
+    return await body({ runbooks, as, key, verified: approvalsVerified(config) });
+  } finally {
+    await connection.close();
+  }
+}
+
+/** --some-field value pairs after the runbook name become input fields (values read as JSON when they parse). */
+function inputFromFlags(args: string[]): Record<string, unknown> {
   const input: Record<string, unknown> = {};
-  for (const [flag, value] of Object.entries(values)) {
-    if (known.has(flag)) continue;
+  for (let i = 0; i < args.length; i++) {
+    const token = args[i]!;
+    if (!token.startsWith('--')) throw new UsageError(`runbook start: unexpected argument "${token}" (input fields are --field value)`);
+    const [flag, inline] = token.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
+    const value = inline ?? args[++i];
+    if (value === undefined) throw new UsageError(`--${flag} needs a value`);
     const key = flag.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
-    if (typeof value !== 'string') {
-      input[key] = value;
-      continue;
-    }
     try {
       input[key] = JSON.parse(value);
     } catch {
@@ -89,29 +77,27 @@ function inputFromFlags(values: Record<string, unknown>): Record<string, unknown
   return input;
 }
 
-function requireId(positionals: string[], command: string): string {
-  const id = positionals[1];
-  if (!id) throw new UsageError(`runbook ${command}: the workflow id is required`);
-  return id;
-}
-
 /** A short plan hash must still name one plan: at least this many hex digits. */
 const minPlanPrefix = 12;
+
+interface DecisionOptions {
+  step: string;
+  reason: string;
+  plan?: string;
+}
 
 /**
  * The decision a person is about to make, on the plan they saw: the pending plan is printed, and
  * its hash must be the one given with --plan, or confirmed on a terminal. Never the plan that
  * merely happens to be pending.
  */
-async function seenDecision(runbooks: RunbookClient, verdict: DecisionVerdict, id: string, values: Record<string, unknown>, as: string, print: (line: string) => void) {
-  const stepId = values.step as string | undefined;
-  const reason = values.reason as string | undefined;
-  if (!stepId) throw new UsageError(`runbook ${verdict}: --step is required`);
-  if (!reason?.trim()) throw new UsageError(`runbook ${verdict}: --reason is required`);
+async function seenDecision(runbooks: RunbookClient, verdict: DecisionVerdict, id: string, options: DecisionOptions, as: string, show: (line: string) => void): Promise<DecisionRequest> {
+  const { step: stepId, reason } = options;
+  if (!reason.trim()) throw new UsageError(`runbook ${verdict}: --reason must say why`);
   const pending = (await runbooks.getStatus(id)).pending;
   if (!pending || pending.stepId !== stepId) throw new RunbookClientError(`step "${stepId}" is not waiting for approval${pending ? ` (pending: "${pending.stepId}")` : ''}`);
-  print(pendingPlanText(id, pending));
-  const given = values.plan as string | undefined;
+  show(pendingPlanText(id, pending));
+  const given = options.plan;
   if (given !== undefined) {
     if (given.length < minPlanPrefix || !pending.planHash.startsWith(given)) {
       throw new RunbookClientError(
@@ -131,7 +117,7 @@ async function seenDecision(runbooks: RunbookClient, verdict: DecisionVerdict, i
   return { stepId, planHash: pending.planHash, approver: as, reason };
 }
 
-async function watch(runbooks: RunbookClient, id: string, print: (line: string) => void): Promise<RunbookStatus> {
+async function watch(runbooks: RunbookClient, id: string): Promise<RunbookStatus> {
   let last = '';
   for (;;) {
     const status = await runbooks.getStatus(id).catch(async (err: unknown) => {
@@ -148,119 +134,155 @@ async function watch(runbooks: RunbookClient, id: string, print: (line: string) 
   }
 }
 
-async function main(argv: string[]): Promise<void> {
-  const { values, positionals } = parseCommandLine(argv);
-  const command = positionals[0];
-  const print = (line: string) => process.stdout.write(`${line}\n`);
-  if (!command || command === 'help' || values.help) {
-    print(usage);
-    return;
-  }
-  const catalog = loadCatalog();
-  if (command === 'list') {
-    const entries = Object.values(catalog).sort((a, b) => a.name.localeCompare(b.name));
-    if (values.json)
-      print(
-        JSON.stringify(
-          entries.map(({ name, kind, description }) => ({ name, kind, description })),
-          null,
-          2,
-        ),
-      );
-    else for (const e of entries) print(`${e.name.padEnd(26)} ${e.kind.padEnd(12)} ${e.description}`);
-    return;
-  }
-  if (!['start', 'status', 'pending', 'approve', 'reject', 'sign', 'cancel'].includes(command)) throw new UsageError(`unknown command "${command}"\n${usage}`);
+function addDecisionCommand(cli: Command, verdict: DecisionVerdict): void {
+  cli
+    .command(verdict)
+    .description(`${verdict} a pending step: prints its plan and decides only the plan hash given with --plan (or confirmed on a terminal), signed with your key`)
+    .argument('<id>', 'workflow id of the run')
+    .requiredOption('--step <step>', 'the step waiting for approval')
+    .requiredOption('--reason <text>', 'why (recorded in the timeline and the report)')
+    .option('--plan <hash>', `the plan hash you read (at least ${minPlanPrefix} digits)`)
+    .action((id: string, options: DecisionOptions, command: Command) =>
+      withSession(command.optsWithGlobals(), async ({ runbooks, as }) => {
+        const decision = await seenDecision(runbooks, verdict, id, options, as, print);
+        const receipt = await runbooks[verdict](id, decision);
+        const progress = receipt.required && receipt.required > 1 ? `; ${receipt.approvals} of ${receipt.required} approvals` : '';
+        const proof = receipt.verified ? `signed with ${receipt.keyFingerprint}` : 'UNVERIFIED';
+        print(`${verdict === 'approve' ? 'approved' : 'rejected'} "${receipt.stepId}" of ${id} as ${receipt.approver} (${receipt.role}), plan ${decision.planHash.slice(0, 12)}, ${proof}${progress}`);
+      }),
+    );
+}
 
-  const as = resolveIdentity(values.as as string | undefined);
-  const { config, sandboxKeyDir } = cliConfig();
-  const temporal = config.temporal;
-  const key = await resolveSigner(as, { keyFile: values.key as string | undefined, approvers: config.approvers, sandboxKeyDir });
-  const connection = await connectClient(temporal);
-  try {
-    const statementLifetimeMs = durationMs(config.approvals.statementLifetime);
-    const runbooks = createRunbookClient({ client: connection.client, taskQueue: temporal.taskQueue, catalog, signer: key?.signer, statementLifetimeMs });
-    switch (command) {
-      case 'start': {
-        const name = positionals[1];
-        if (!name) throw new UsageError('runbook start: the runbook name is required (see runbook list)');
+function program(): Command {
+  const cli = new Command('runbook')
+    .description('Start runbooks, follow them and decide their steps (README "Running runbooks")')
+    .option('--as <name>', 'who you are (default: $RUNBOOK_USER, else the OS user)')
+    .option('--key <file>', 'your private key (default: ssh-agent via $SSH_AUTH_SOCK, else the sandbox demo key for --as)')
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({ writeErr: (text) => process.stderr.write(text) });
+
+  cli
+    .command('list')
+    .description('the catalog')
+    .option('--json', 'as JSON')
+    .action((options: { json?: boolean }) => {
+      const entries = Object.values(loadCatalog()).sort((a, b) => a.name.localeCompare(b.name));
+      if (options.json)
+        print(
+          JSON.stringify(
+            entries.map(({ name, kind, description }) => ({ name, kind, description })),
+            null,
+            2,
+          ),
+        );
+      else for (const e of entries) print(`${e.name.padEnd(26)} ${e.kind.padEnd(12)} ${e.description}`);
+    });
+
+  cli
+    .command('start')
+    .description('start a run (input from --input JSON and --FIELD VALUE pairs); a second start on the same target joins the run in flight')
+    .argument('<runbook>', 'workflow type (runbook list)')
+    .option('--input <json>', 'the input as JSON')
+    .option('--execute', 'execute mode: destructive steps ask for approval and apply (default: plan)')
+    .addOption(new Option('--severity <severity>', 'severity').choices([...severities]))
+    .option('--wait', 'wait for the result and print it')
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .action((name: string, options: { input?: string; execute?: boolean; severity?: string; wait?: boolean }, command: Command) =>
+      withSession(command.optsWithGlobals(), async ({ runbooks, as, key, verified }) => {
         let input: Record<string, unknown> = {};
-        if (values.input !== undefined) {
+        if (options.input !== undefined) {
           try {
-            input = JSON.parse(values.input as string) as Record<string, unknown>;
+            input = JSON.parse(options.input) as Record<string, unknown>;
           } catch {
             throw new UsageError('runbook start: --input is not valid JSON');
           }
         }
-        input = { ...input, ...inputFromFlags(values) };
-        if (values.execute) input.mode = 'execute';
-        if (values.severity) input.severity = values.severity;
+        input = { ...input, ...inputFromFlags(command.args.slice(1)) };
+        if (options.execute) input.mode = 'execute';
+        if (options.severity) input.severity = options.severity;
         const started = await runbooks.startRunbook(name, input, { startedBy: as });
         print(`started ${started.workflowId} (run ${started.runId})${key ? `, signed by ${as} (${key.source})` : ''}`);
-        if (!key && approvalsVerified(config)) process.stderr.write(`note: unsigned start (no key for ${as}: --key FILE, or ssh-agent): its steps need two approvers\n`);
-        if (values.wait) {
-          const result = await runbooks.waitForResult(started.workflowId);
-          print(JSON.stringify(result, null, 2));
-        }
-        return;
-      }
-      case 'status': {
-        const id = requireId(positionals, 'status');
-        if (values.watch) {
-          await watch(runbooks, id, print);
-          return;
-        }
+        if (!key && verified) process.stderr.write(`note: unsigned start (no key for ${as}: --key FILE, or ssh-agent): its steps need two approvers\n`);
+        if (options.wait) print(JSON.stringify(await runbooks.waitForResult(started.workflowId), null, 2));
+      }),
+    );
+
+  cli
+    .command('status')
+    .description("a run's progress, plan and timeline")
+    .argument('<id>', 'workflow id of the run')
+    .option('--watch', 'follow it until it finishes')
+    .option('--json', 'as JSON')
+    .action((id: string, options: { watch?: boolean; json?: boolean }, command: Command) =>
+      withSession(command.optsWithGlobals(), async ({ runbooks }) => {
+        if (options.watch) return void (await watch(runbooks, id));
         const status = await runbooks.getStatus(id);
-        print(values.json ? JSON.stringify(status, null, 2) : statusText(id, status));
-        return;
-      }
-      case 'pending': {
+        print(options.json ? JSON.stringify(status, null, 2) : statusText(id, status));
+      }),
+    );
+
+  cli
+    .command('pending')
+    .description('runs waiting for approval')
+    .option('--json', 'as JSON')
+    .action((options: { json?: boolean }, command: Command) =>
+      withSession(command.optsWithGlobals(), async ({ runbooks }) => {
         const runs = await runbooks.listRuns({ approvalState: 'pending' });
-        print(values.json ? JSON.stringify(runs, null, 2) : runsTable(runs));
-        return;
-      }
-      case 'approve':
-      case 'reject': {
-        const id = requireId(positionals, command);
-        const decision = await seenDecision(runbooks, command, id, values, as, print);
-        const receipt = await runbooks[command](id, decision);
-        const progress = receipt.required && receipt.required > 1 ? `; ${receipt.approvals} of ${receipt.required} approvals` : '';
-        const proof = receipt.verified ? `signed with ${receipt.keyFingerprint}` : 'UNVERIFIED';
-        print(`${command === 'approve' ? 'approved' : 'rejected'} "${receipt.stepId}" of ${id} as ${receipt.approver} (${receipt.role}), plan ${decision.planHash.slice(0, 12)}, ${proof}${progress}`);
-        return;
-      }
-      case 'sign': {
-        const id = requireId(positionals, command);
+        print(options.json ? JSON.stringify(runs, null, 2) : runsTable(runs));
+      }),
+    );
+
+  addDecisionCommand(cli, 'approve');
+  addDecisionCommand(cli, 'reject');
+
+  cli
+    .command('sign')
+    .description('a signed decision to paste into the Temporal UI (Send an Update: approve or reject)')
+    .argument('<id>', 'workflow id of the run')
+    .requiredOption('--step <step>', 'the step waiting for approval')
+    .requiredOption('--reason <text>', 'why')
+    .option('--plan <hash>', `the plan hash you read (at least ${minPlanPrefix} digits)`)
+    .option('--reject', 'a rejection (default: an approval)')
+    .action((id: string, options: DecisionOptions & { reject?: boolean }, command: Command) =>
+      withSession(command.optsWithGlobals(), async ({ runbooks, as, key }) => {
         if (!key) throw new UsageError(`runbook sign: no key to sign as ${as}: pass --key FILE or add your key to ssh-agent`);
-        const verdict: DecisionVerdict = values.reject ? 'reject' : 'approve';
-        const decision = await seenDecision(runbooks, verdict, id, values, as, (line) => process.stderr.write(`${line}\n`));
+        const verdict: DecisionVerdict = options.reject ? 'reject' : 'approve';
+        const decision = await seenDecision(runbooks, verdict, id, options, as, (line) => process.stderr.write(`${line}\n`));
         const { statement, signature } = await runbooks.signDecision(verdict, id, decision);
         process.stderr.write(`Paste into the Temporal UI: run ${id} > Send an Update > "${verdict}" (or the Signal "${verdict}Signal"), valid until it expires:\n`);
         print(JSON.stringify({ statement, signature }));
-        return;
-      }
-      case 'cancel': {
-        const id = requireId(positionals, 'cancel');
-        await runbooks.cancel(id, { by: as, reason: values.reason as string | undefined });
+      }),
+    );
+
+  cli
+    .command('cancel')
+    .description('stop a run before its next destructive step')
+    .argument('<id>', 'workflow id of the run')
+    .option('--reason <text>', 'why')
+    .action((id: string, options: { reason?: string }, command: Command) =>
+      withSession(command.optsWithGlobals(), async ({ runbooks, as }) => {
+        await runbooks.cancel(id, { by: as, reason: options.reason });
         print(`cancel sent to ${id}: no further destructive step will run`);
-        return;
-      }
-    }
-  } finally {
-    await connection.close();
-  }
+      }),
+    );
+  return cli;
 }
 
-main(process.argv.slice(2)).then(
-  () => process.exit(0),
-  (err: unknown) => {
-    const message =
-      err instanceof ConfigError
-        ? err.message.replace(/\n\s*/g, ' ')
-        : err instanceof UsageError || err instanceof RunbookClientError
-          ? err.message
-          : `runbook: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`;
-    process.stderr.write(`${message}\n`);
-    process.exit(err instanceof UsageError ? 2 : 1);
-  },
-);
+program()
+  .parseAsync(process.argv)
+  .then(
+    () => process.exit(0),
+    (err: unknown) => {
+      if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2); // commander printed it
+      const message =
+        err instanceof ConfigError
+          ? err.message.replace(/\n\s*/g, ' ')
+          : err instanceof UsageError || err instanceof RunbookClientError
+            ? err.message
+            : `runbook: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`;
+      process.stderr.write(`${message}\n`);
+      process.exit(err instanceof UsageError ? 2 : 1);
+    },
+  );
