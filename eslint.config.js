@@ -28,7 +28,10 @@ const notInTheSandbox = [
 
 function zone(layer) {
   const forbidden = folders.filter((f) => f !== layer && !layers[layer].includes(f));
-  const patterns = [{ regex: ours(forbidden), message: `${layer}/ imports only downward (${layers[layer].join(', ') || 'nothing of ours'})` }];
+  const patterns = [
+    { regex: ours(forbidden), message: `${layer}/ imports only downward (${layers[layer].join(', ') || 'nothing of ours'})` },
+    { regex: '^@temporalio/[^/]+/lib/', message: "no SDK internals: use the packages' public exports" },
+  ];
   // Workflows see activities and configuration only as types: their code runs in the workers.
   if (layer === 'workflows') patterns.push({ regex: ours(['activities', 'config']), allowTypeImports: true, message: 'workflows import activities and configuration as types only' });
   if (layer === 'workflows' || layer === 'common') patterns.push(...notInTheSandbox);

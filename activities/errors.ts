@@ -1,17 +1,8 @@
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { failure, type FailureType } from '../common/failures';
 import { errorText } from './preflight-checks';
 
-/**
- * Failure types workflows branch on. NotFound, Forbidden, InvalidInput and Refused are
- * non-retryable (retrying cannot fix them); Conflict and Transient are retried with backoff.
- */
-export type FailureType = 'NotFound' | 'Forbidden' | 'InvalidInput' | 'Refused' | 'Conflict' | 'Transient';
-
-const nonRetryable = new Set<FailureType>(['NotFound', 'Forbidden', 'InvalidInput', 'Refused']);
-
-export function failure(type: FailureType, message: string): ApplicationFailure {
-  return ApplicationFailure.create({ type, message, nonRetryable: nonRetryable.has(type) });
-}
+export { failure, type FailureType } from '../common/failures';
 
 /** A guard said no: the action is outside what configuration allows. Never retried. */
 export function refused(message: string): ApplicationFailure {
@@ -85,8 +76,7 @@ export function classifyError(err: unknown, context: FailureContext): Applicatio
   // The AWS SDK wraps socket errors in a message of its own ("AWS SDK error wrapper for Error: connect ECONNREFUSED ...").
   if (!type && /Connection is closed|max retries per request|Stream isn't writeable|\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND)\b/i.test(detail)) type = 'Transient';
   const message = `${context.action}: ${detail}`;
-  if (!type) return ApplicationFailure.create({ type: 'Unclassified', message, nonRetryable: false });
-  return failure(type, message);
+  return failure(type ?? 'Unclassified', message);
 }
 
 /** Runs a client call and rethrows any error classified. */

@@ -1,5 +1,4 @@
 import { Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
 import type { V1Deployment, V1PodTemplateSpec, V1ReplicaSet } from '@kubernetes/client-node';
 import { failure, invalidInput } from './errors';
 import {
@@ -285,11 +284,7 @@ export function createKubernetesRolloutActivities(scope: KubeScope) {
           last = rolloutStatus(d);
           const progressing = d.status?.conditions?.find((x) => x.type === 'Progressing');
           if (!last.complete && progressing?.reason === 'ProgressDeadlineExceeded') {
-            throw ApplicationFailure.create({
-              type: 'ProgressDeadlineExceeded',
-              nonRetryable: true,
-              message: `deployments.apps/${deployment} in namespace ${namespace} exceeded its progress deadline: ${progressing.message ?? ''}`,
-            });
+            throw failure('ProgressDeadlineExceeded', `deployments.apps/${deployment} in namespace ${namespace} exceeded its progress deadline: ${progressing.message ?? ''}`);
           }
           return last.complete ? last : undefined;
         },

@@ -331,11 +331,7 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
         // Utility statements take no parameters; the verifier holds only base64, digits, '$' and ':'.
         await withClient(db, `ALTER ROLE ${role}`, (client) => client.query(`ALTER ROLE ${quoteIdentifier(role, 'role')} PASSWORD '${verifier}'`));
         if (!(await canLogIn(role, password, database))) {
-          throw ApplicationFailure.create({
-            type: 'PasswordVerificationFailed',
-            nonRetryable: true,
-            message: `role ${role} cannot log in to ${database} with ${key} after ALTER ROLE (check VALID UNTIL and pg_hba.conf)`,
-          });
+          throw failure('PasswordVerificationFailed', `role ${role} cannot log in to ${database} with ${key} after ALTER ROLE (check VALID UNTIL and pg_hba.conf)`);
         }
         return { ...base, alreadyCurrent: false, changed: true, message: `set the password of role ${role} to ${key} of secrets/${secret} (SCRAM-SHA-256 verifier); a fresh login works` };
       });

@@ -3,7 +3,6 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { isGrpcServiceError, type Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
-import { decodeArrayFromPayloads } from '@temporalio/common/lib/internal-non-workflow';
 import { catalog as defaultCatalog, type CatalogEntry } from '../common/catalog';
 import type { AlertingConfig } from '../config/alerting';
 import { alertResolvedSignal } from '../common/messages';
@@ -134,7 +133,11 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
   async function initiatorOf(workflowId: string, runId: string): Promise<string | undefined> {
     const { history } = await client.workflowService.getWorkflowExecutionHistory({ namespace: client.options.namespace, execution: { workflowId, runId }, maximumPageSize: 1 });
     const started = history?.events?.[0]?.workflowExecutionStartedEventAttributes;
-    const [input] = await decodeArrayFromPayloads(client.options.loadedDataConverter, started?.input?.payloads);
+    // Decoded as any client decodes payloads: its codecs in reverse, then its payload converter.
+    const { payloadCodecs, payloadConverter } = client.options.loadedDataConverter;
+    let payloads = started?.input?.payloads ?? [];
+    for (const codec of [...payloadCodecs].reverse()) payloads = await codec.decode(payloads);
+    const input = payloads[0] ? payloadConverter.fromPayload(payloads[0]) : undefined;
     const startedBy = (input as { startedBy?: unknown } | undefined)?.startedBy;
     return typeof startedBy === 'string' ? startedBy : undefined;
   }

@@ -11,7 +11,10 @@ import {
   type ScheduleOptionsStartWorkflowAction,
   type Workflow,
 } from '@temporalio/client';
-import { msToNumber } from '@temporalio/common/lib/time';
+import { durationMs } from '../common/duration';
+
+/** A duration as a schedule description gives it (milliseconds) or as configuration writes it (90s, 1h). */
+const msToNumber = (duration: number | string): number => (typeof duration === 'number' ? duration : durationMs(duration));
 import type { RunbookConfig } from '../config/schema';
 
 /** The maintenance checklists (日常运维) that Temporal Schedules start, by their catalog workflow types. */

@@ -1,7 +1,6 @@
 import type { ActivityOptions } from '@temporalio/workflow';
 
-/** Failure types that retrying cannot fix; activities throw them as non-retryable. */
-export const nonRetryableErrorTypes = ['InvalidInput', 'Forbidden', 'NotFound', 'Refused'];
+import { nonRetryableFailureTypes as nonRetryableErrorTypes } from '../common/failures';
 
 /** Read-only calls that answer in seconds: retried quickly on transient errors. */
 export const quickRead: ActivityOptions = {

@@ -1,13 +1,13 @@
-import { ApplicationFailure } from '@temporalio/workflow';
 import type { NamespaceSnapshot } from '../activities/kubernetes-config';
 import type { PodSummary } from '../activities/kubernetes-pods';
+import { failure } from '../common/failures';
 
 export type DeploymentSpec = NamespaceSnapshot['deployments'][number];
 
 /** The Deployment in a namespace snapshot; NotFound (non-retryable) when the snapshot has none of that name. */
 export function deploymentOf(snapshot: NamespaceSnapshot, deployment: string): DeploymentSpec {
   const d = snapshot.deployments.find((x) => x.name === deployment);
-  if (!d) throw ApplicationFailure.create({ type: 'NotFound', nonRetryable: true, message: `deployments.apps/${deployment} not found in namespace ${snapshot.namespace}` });
+  if (!d) throw failure('NotFound', `deployments.apps/${deployment} not found in namespace ${snapshot.namespace}`);
   return d;
 }
 
@@ -15,11 +15,7 @@ export function deploymentOf(snapshot: NamespaceSnapshot, deployment: string): D
 export function containerOf<C extends { name: string }>(where: { namespace: string; deployment: string }, containers: C[], container: string): C {
   const c = containers.find((x) => x.name === container);
   if (!c) {
-    throw ApplicationFailure.create({
-      type: 'NotFound',
-      nonRetryable: true,
-      message: `deployments.apps/${where.deployment} in namespace ${where.namespace} has no container ${container} (containers: ${containers.map((x) => x.name).join(', ')})`,
-    });
+    throw failure('NotFound', `deployments.apps/${where.deployment} in namespace ${where.namespace} has no container ${container} (containers: ${containers.map((x) => x.name).join(', ')})`);
   }
   return c;
 }

@@ -1,4 +1,3 @@
-import { ApplicationFailure } from '@temporalio/workflow';
 import type { PvcSummary } from '../activities/kubernetes-storage';
 import type { DeleteOldBackupsResult } from '../activities/s3';
 import { diskPressureInput, type DiskPressureInput } from '../common/inputs/disk-pressure';
@@ -8,6 +7,7 @@ import { RunbookRun, runFields } from './kernel/runbook-run';
 import { checkedOutput, dfLine, dfUsePercent } from './exec-output';
 import { validateInput } from './validate-input';
 import { read, wait, write } from './activity-proxies';
+import { failure } from '../common/failures';
 
 /** find/du over a large volume, S3 listings and bulk deletes may take a while; they heartbeat. */
 
@@ -81,7 +81,7 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
   const readPvc = async (): Promise<PvcSummary> => {
     const { claims } = await read.listPersistentVolumeClaims({ namespace });
     const claim = claims.find((c) => c.name === pvc);
-    if (!claim) throw ApplicationFailure.create({ type: 'NotFound', nonRetryable: true, message: `persistentvolumeclaims/${pvc} not found in namespace ${namespace}` });
+    if (!claim) throw failure('NotFound', `persistentvolumeclaims/${pvc} not found in namespace ${namespace}`);
     return claim;
   };
   const readDf = async (): Promise<string> => dfLine(dataDir, await exec(['df', '-h', dataDir]));

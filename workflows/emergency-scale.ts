@@ -1,4 +1,3 @@
-import { ApplicationFailure } from '@temporalio/workflow';
 import type { z } from 'zod';
 import type { ContainerResources, RolloutStatus } from '../activities/kubernetes-rollouts';
 import {
@@ -19,6 +18,7 @@ import { RunbookRun, runFields } from './kernel/runbook-run';
 import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
+import { failure, type FailureType } from '../common/failures';
 
 export interface AutoscalerBounds {
   name: string;
@@ -117,7 +117,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
   const action = input.restore ? 'restore' : 'scale';
   const run = await RunbookRun.begin({ name: 'emergencyScale', kind: 'emergency', target: where, ...runFields(input) }, 6);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }, ...(input.container ? [{ name: input.container, what: 'container' }] : [])] });
-  const fail = (message: string, type = 'Refused') => ApplicationFailure.create({ type, nonRetryable: true, message });
+  const fail = (message: string, type: FailureType = 'Refused') => failure(type, message);
 
   const readDeployment = async () => {
     const d = deploymentOf(await read.snapshotNamespaceConfig({ namespace }), deployment);

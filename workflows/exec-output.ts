@@ -1,11 +1,11 @@
-import { ApplicationFailure } from '@temporalio/workflow';
 import type { ExecResult } from '../activities/kubernetes-exec';
+import { failure } from '../common/failures';
 
 /** The stdout of a command run in a pod; a timeout is transient, a bad exit code is not. */
 export function checkedOutput(what: string, r: ExecResult, okCodes: number[] = [0]): string {
-  if (r.timedOut) throw ApplicationFailure.create({ type: 'Transient', message: `${what} in pods/${r.pod} timed out` });
+  if (r.timedOut) throw failure('Transient', `${what} in pods/${r.pod} timed out`);
   if (r.exitCode === null || !okCodes.includes(r.exitCode)) {
-    throw ApplicationFailure.create({ type: 'CommandFailed', nonRetryable: true, message: `${what} in pods/${r.pod} failed (exit ${r.exitCode ?? 'unknown'}): ${r.stderr.trim().slice(0, 500)}` });
+    throw failure('CommandFailed', `${what} in pods/${r.pod} failed (exit ${r.exitCode ?? 'unknown'}): ${r.stderr.trim().slice(0, 500)}`);
   }
   return r.stdout;
 }

@@ -1,4 +1,3 @@
-import { ApplicationFailure } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { PodSummary } from '../activities/kubernetes-pods';
 import type { RevisionSummary, RolloutStatus } from '../activities/kubernetes-rollouts';
@@ -9,6 +8,7 @@ import { RunbookRun, runFields } from './kernel/runbook-run';
 import { waitForRollout, type CompletedRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
+import { failure } from '../common/failures';
 
 export interface RevisionInfo extends RevisionSummary {
   /** Seconds since the revision's ReplicaSet was created, at the workflow's time of reading. */
@@ -90,11 +90,10 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
     if (toRevision !== undefined) {
       const asked = h.revisions.find((r) => r.revision === toRevision);
       if (!asked) {
-        throw ApplicationFailure.create({
-          type: 'NotFound',
-          nonRetryable: true,
-          message: `rollback refused: deployments.apps/${deployment} in namespace ${namespace} has no revision ${toRevision} (revisions: ${h.revisions.map((r) => r.revision).join(', ') || 'none'}; current ${h.currentRevision ?? 'unknown'})`,
-        });
+        throw failure(
+          'NotFound',
+          `rollback refused: deployments.apps/${deployment} in namespace ${namespace} has no revision ${toRevision} (revisions: ${h.revisions.map((r) => r.revision).join(', ') || 'none'}; current ${h.currentRevision ?? 'unknown'})`,
+        );
       }
       return asked;
     }

@@ -1,4 +1,4 @@
-import { ApplicationFailure, workflowInfo } from '@temporalio/workflow';
+import { workflowInfo } from '@temporalio/workflow';
 import type { RolloutStatus } from '../activities/kubernetes-rollouts';
 import type { PasswordSecretState, RoleInfo } from '../activities/password-rotation';
 import { previousKeyOf, rotateDatabasePasswordInput, stagedKeyOf, type RotateDatabasePasswordInput } from '../common/inputs/rotate-database-password';
@@ -8,6 +8,7 @@ import { RunbookRun, runFields, type ChangeOutcome } from './kernel/runbook-run'
 import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
+import { failure } from '../common/failures';
 
 export interface AppPods {
   /** Live (not terminating) pods of the app, and how many are ready. */
@@ -81,13 +82,12 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
     (s) => `keys ${s.keys.join(', ') || 'none'}${s.nextVersion ? `; ${staged} staged by ${s.nextVersion}` : ''}${s.version ? `; last rotation ${s.version}` : ''}${s.immutable ? '; immutable' : ''}`,
   );
   if (!secretBefore.hasKey || secretBefore.immutable) {
-    throw ApplicationFailure.create({
-      type: secretBefore.hasKey ? 'Refused' : 'NotFound',
-      nonRetryable: true,
-      message: secretBefore.hasKey
+    throw failure(
+      secretBefore.hasKey ? 'Refused' : 'NotFound',
+      secretBefore.hasKey
         ? `secrets/${secret} in namespace ${namespace} is immutable: it cannot be rotated in place`
         : `secrets/${secret} in namespace ${namespace} has no key ${key}: there is no current password to rotate (or to restore)`,
-    });
+    );
   }
   const appBefore = await run.read(
     'app-pods',
@@ -167,7 +167,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
       // The controller's count is authoritative; the pods its selector finds must agree when there are any.
       const ready = Math.min(rollout.readyReplicas, appAfter.pods > 0 ? appAfter.readyPods : rollout.readyReplicas);
       if (ready < rollout.updatedReplicas) {
-        throw ApplicationFailure.create({ type: 'AppNotReady', nonRetryable: true, message: `${app}: only ${ready} of ${rollout.updatedReplicas} pods ready after the restart` });
+        throw failure('AppNotReady', `${app}: only ${ready} of ${rollout.updatedReplicas} pods ready after the restart`);
       }
       return `${restarted.changed ? 'restarted' : 'already restarted'} ${app}; rollout complete in ${Math.round(rollout.waitedMs / 1000)}s, ${appAfter.readyPods}/${appAfter.pods} pods ready`;
     },

@@ -1,4 +1,3 @@
-import { ApplicationFailure } from '@temporalio/workflow';
 import type { IngressSummary } from '../activities/kubernetes-network';
 import {
   defaultBackendAnnotation,
@@ -14,6 +13,7 @@ import { stableJson } from '../common/stable-json';
 import { RunbookRun, runFields } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
+import { failure, type FailureType } from '../common/failures';
 
 /** The traffic annotations of the Ingress and what earlier runs recorded (previous values; null: unset). */
 export interface TrafficState {
@@ -63,7 +63,7 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
       { name: maintenanceService, what: 'service' },
     ],
   });
-  const fail = (message: string, type = 'Refused') => ApplicationFailure.create({ type, nonRetryable: true, message });
+  const fail = (message: string, type: FailureType = 'Refused') => failure(type, message);
 
   const readIngress = async (): Promise<IngressSummary> => {
     const found = (await read.listIngresses({ namespace, name: ingress })).ingresses[0];

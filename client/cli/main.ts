@@ -8,7 +8,7 @@ import { ConfigError } from '../../config/load';
 import { loadConfigWithSandbox, sandboxApproverKeyDir } from '../../config/sandbox';
 import { approvalsVerified } from '../../config/schema';
 import { connectClient } from '../../config/temporal-connection';
-import { durationMs } from '../../workflows/kernel/runbook-run';
+import { durationMs } from '../../common/duration';
 import { createRunbookClient, RunbookClientError, type DecisionRequest, type RunbookClient } from '../runbook-client';
 import { pendingPlanText, progressLine, runsTable, statusText } from './format';
 import { resolveIdentity } from './identity';

@@ -31,6 +31,8 @@ import { alertFiringSignal, alertResolvedSignal, approveSignal, approveUpdate, c
 import { lockGrantedSignal, lockWorkflowId, releaseLockSignal } from '../../common/target-lock-messages';
 import { checkDecision, type AcceptedDecision } from './decision-rules';
 import { read } from '../activity-proxies';
+import { failure } from '../../common/failures';
+import { durationMs } from '../../common/duration';
 
 export interface RunbookIdentity {
   name: string;
@@ -138,7 +140,7 @@ export class RunbookRun {
     const proof = this.identity.startProof;
     if (!proof) return undefined;
     const refuse = (why: string): never => {
-      throw ApplicationFailure.create({ type: 'InvalidInput', nonRetryable: true, message: `the signed start is refused: ${why}` });
+      throw failure('InvalidInput', `the signed start is refused: ${why}`);
     };
     const parsed = parseStatement(startStatementSchema, proof.statement);
     if (!parsed.ok) return refuse(parsed.reason);
@@ -610,10 +612,4 @@ export function errorMessage(err: unknown): string {
   return String(err);
 }
 
-/** Milliseconds of a duration from configuration (validated there as digits and a unit). */
-export function durationMs(text: string): number {
-  const match = /^(\d+)(ms|s|m|h|d)$/.exec(text);
-  if (!match) throw ApplicationFailure.nonRetryable(`bad duration "${text}"`, 'InvalidInput');
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
-  return Number(match[1]) * unit;
-}
+export { durationMs };
