@@ -52,7 +52,7 @@ export default async function kernelBench(): Promise<void> {
     // installed already
   }
   const steps = 50;
-  const policy = { name: 'bench', runbooks: ['kernelBenchRunbook'], steps: Array.from({ length: steps }, (_, i) => `change-${i}`) };
+  const policy = { name: 'bench', runbooks: ['kernelBenchRunbook'], steps: Array.from({ length: steps }, (_, i) => `change-${i}`), onlyScheduled: false };
   const config = loadConfig({ env: { ...env, TEMPORAL_TASK_QUEUE: `bench-${randomUUID()}`, APPROVAL_POLICIES: JSON.stringify([policy]) } });
   const connection = await Connection.connect({ address: config.temporal.address });
   const client = new Client({ connection });

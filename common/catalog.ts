@@ -26,7 +26,8 @@ export interface CatalogEntry {
   targetOf(input: Record<string, unknown>): string;
 }
 
-export const catalog: Record<string, CatalogEntry> = {
+/** The catalog, each entry with its own input schema's type (`satisfies`), so runbooks take their identity and typed input from it. */
+export const catalog = {
   preflight: {
     name: 'preflight',
     kind: 'utility',
@@ -151,7 +152,10 @@ export const catalog: Record<string, CatalogEntry> = {
     inputSchema: postIncidentReviewInput,
     targetOf: postIncidentReviewTarget,
   },
-};
+} satisfies Record<string, CatalogEntry>;
+
+export type Catalog = typeof catalog;
+export type RunbookName = keyof Catalog;
 
 export function workflowIdFor(entry: CatalogEntry, input: Record<string, unknown>): string {
   return `${entry.name}/${entry.targetOf(input)}`;

@@ -47,7 +47,7 @@ const alertRoute = z
   })
   .strict()
   .superRefine((route, ctx) => {
-    const entry = catalog[route.runbook];
+    const entry = (catalog as Record<string, CatalogEntry>)[route.runbook];
     if (!entry) {
       // The value is not echoed (configuration errors never carry values); the choices are.
       ctx.addIssue({ code: 'custom', path: ['runbook'], message: `expected a runbook of the catalog: ${Object.keys(catalog).sort().join(', ')}` });

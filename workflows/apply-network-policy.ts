@@ -1,12 +1,13 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { FieldChange, LiveComparison, SecurityObjectResult } from '../activities/kubernetes-access';
-import { applyNetworkPolicyInput, type ApplyNetworkPolicyInput } from '../common/inputs/apply-network-policy';
+import { type ApplyNetworkPolicyInput } from '../common/inputs/apply-network-policy';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { livePods } from './deployment-spec';
 import { changeText } from './field-changes';
-import { RunbookRun, runFields } from './kernel/runbook-run';
+import { RunbookRun } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
+import { catalog } from '../common/catalog';
 
 /** How many pods of the namespace each of the policy's selectors matches right now. */
 export interface SelectedPods {
@@ -45,10 +46,10 @@ const selectorText = (labels: Record<string, string>) =>
  * the apply, the live spec is checked to be exactly the desired one.
  */
 export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<ApplyNetworkPolicyResult> {
-  const input = validateInput('applyNetworkPolicy', applyNetworkPolicyInput, raw);
+  const input = validateInput(catalog.applyNetworkPolicy, raw);
   const { namespace, policy } = input;
   const where = `${namespace}/${policy}`;
-  const run = await RunbookRun.begin({ name: 'applyNetworkPolicy', kind: 'security', target: where, ...runFields(input) }, 3);
+  const run = await RunbookRun.begin(catalog.applyNetworkPolicy, input, 3);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: policy, what: 'policy' }] });
 
   // The manual's object, field for field; only names, labels and ports come from the input.

@@ -1,12 +1,13 @@
 import { ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
 import type { CertificateSummary } from '../activities/kubernetes-certificates';
 import type { EventSummary } from '../activities/kubernetes-pods';
-import { certificateExpiryInput, type CertificateExpiryInput } from '../common/inputs/certificate-expiry';
+import { type CertificateExpiryInput } from '../common/inputs/certificate-expiry';
 import type { RunbookResultBase } from '../common/runbook';
-import { RunbookRun, runFields } from './kernel/runbook-run';
+import { RunbookRun } from './kernel/runbook-run';
 import { deadlineWait, waitWithinDeadline } from './rollout-wait';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
+import { catalog } from '../common/catalog';
 
 export type CertificateState = 'missing' | 'expired' | 'expiring' | 'not-ready' | 'healthy';
 
@@ -41,9 +42,9 @@ function isNotFound(err: unknown): boolean {
  * the run (outcome 'failed'), with the Certificate's conditions and events in the report.
  */
 export async function certificateExpiry(raw: CertificateExpiryInput): Promise<CertificateExpiryResult> {
-  const input = validateInput('certificateExpiry', certificateExpiryInput, raw);
+  const input = validateInput(catalog.certificateExpiry, raw);
   const { namespace, certificate, ingress } = input;
-  const run = await RunbookRun.begin({ name: 'certificateExpiry', kind: 'fault', target: `${namespace}/${certificate}`, ...runFields(input) }, input.certManager ? 7 : 6);
+  const run = await RunbookRun.begin(catalog.certificateExpiry, input, input.certManager ? 7 : 6);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     names: [

@@ -1,10 +1,11 @@
 import { atMost, countLines, hoursBetween, listed, sharesOfLimit, type CheckRow, type ChecklistResult } from '../common/checklist';
-import { dailyChecks, dailyHealthCheckInput, type DailyCheck, type DailyHealthCheckInput } from '../common/inputs/checklists';
+import { dailyChecks, type DailyCheck, type DailyHealthCheckInput } from '../common/inputs/checklists';
 import { Checklist } from './kernel/checklist';
 import { validateInput } from './validate-input';
 import { dfLine, dfUsePercent } from './exec-output';
 import { checkSlowStatements } from './slow-statements-check';
 import { read, wait } from './activity-proxies';
+import { catalog } from '../common/catalog';
 
 export type DailyHealthCheckResult = ChecklistResult;
 
@@ -15,10 +16,10 @@ export type DailyHealthCheckResult = ChecklistResult;
  * may add the slowest statements (what the latency alert asks for: usage + slow queries).
  */
 export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<DailyHealthCheckResult> {
-  const input = validateInput('dailyHealthCheck', dailyHealthCheckInput, raw);
+  const input = validateInput(catalog.dailyHealthCheck, raw);
   const { namespace, backupPrefix } = input;
   const selected = new Set<DailyCheck>(input.only ?? dailyChecks);
-  const checklist = await Checklist.begin('dailyHealthCheck', namespace, input, selected.size + 1);
+  const checklist = await Checklist.begin(catalog.dailyHealthCheck, input, selected.size + 1);
   const t = checklist.thresholds;
   await read.assertTargetsAllowed({
     namespaces: [namespace],

@@ -1,9 +1,10 @@
 import { workflowInfo } from '@temporalio/workflow';
-import { dbConnectionExhaustionInput, type DbConnectionExhaustionInput } from '../common/inputs/db-connection-exhaustion';
+import { type DbConnectionExhaustionInput } from '../common/inputs/db-connection-exhaustion';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
-import { RunbookRun, runFields } from './kernel/runbook-run';
+import { RunbookRun } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, wait, write } from './activity-proxies';
+import { catalog } from '../common/catalog';
 
 export interface DbConnectionExhaustionResult extends RunbookResultBase {
   before: { total: number; maxConnections: number; usage: number };
@@ -18,9 +19,9 @@ const percent = (usage: number) => `${Math.round(usage * 100)}%`;
  * (ALTER SYSTEM) and ⚠ restart the database deployment, then wait until it accepts connections.
  */
 export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): Promise<DbConnectionExhaustionResult> {
-  const input = validateInput('dbConnectionExhaustion', dbConnectionExhaustionInput, raw);
+  const input = validateInput(catalog.dbConnectionExhaustion, raw);
   const { namespace, deployment, database } = input;
-  const run = await RunbookRun.begin({ name: 'dbConnectionExhaustion', kind: 'fault', target: `${namespace}/${deployment}`, ...runFields(input) }, 5);
+  const run = await RunbookRun.begin(catalog.dbConnectionExhaustion, input, 5);
   await read.assertTargetsAllowed({ namespaces: [namespace], databases: [database], names: [{ name: deployment, what: 'deployment' }] });
 
   const stats = await run.read(

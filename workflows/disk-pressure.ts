@@ -1,13 +1,14 @@
 import type { PvcSummary } from '../activities/kubernetes-storage';
 import type { DeleteOldBackupsResult } from '../activities/s3';
-import { diskPressureInput, type DiskPressureInput } from '../common/inputs/disk-pressure';
+import { type DiskPressureInput } from '../common/inputs/disk-pressure';
 import { memoryBytes, memoryQuantity } from '../common/quantity';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
-import { RunbookRun, runFields } from './kernel/runbook-run';
+import { RunbookRun } from './kernel/runbook-run';
 import { checkedOutput, dfLine, dfUsePercent } from './exec-output';
 import { validateInput } from './validate-input';
 import { read, wait, write } from './activity-proxies';
 import { failure } from '../common/failures';
+import { catalog } from '../common/catalog';
 
 /** find/du over a large volume, S3 listings and bulk deletes may take a while; they heartbeat. */
 
@@ -66,9 +67,9 @@ const deleteLogsScript = `find "$1" -type f -name '*.log' -mtime +"$2" -print | 
  * old backups (never latest.sql); then reads everything again.
  */
 export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressureResult> {
-  const input = validateInput('diskPressure', diskPressureInput, raw);
+  const input = validateInput(catalog.diskPressure, raw);
   const { namespace, deployment, container, pvc, dataDir, logDir, logsOlderThanDays, backupsOlderThanDays, backupPrefix } = input;
-  const run = await RunbookRun.begin({ name: 'diskPressure', kind: 'fault', target: `${namespace}/${pvc}`, ...runFields(input) }, 9);
+  const run = await RunbookRun.begin(catalog.diskPressure, input, 9);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     names: [{ name: deployment, what: 'deployment' }, { name: pvc, what: 'persistentvolumeclaim' }, ...(container ? [{ name: container, what: 'container' }] : [])],

@@ -1,7 +1,6 @@
 import type { z } from 'zod';
 import type { ContainerResources, RolloutStatus } from '../activities/kubernetes-rollouts';
 import {
-  emergencyScaleInput,
   previousResourcesAnnotation,
   previousResourcesRecord,
   previousSizeAnnotation,
@@ -14,11 +13,12 @@ import { cpuCores, memoryBytes } from '../common/quantity';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { stableJson } from '../common/stable-json';
 import { containerOf, deploymentOf, podCounts } from './deployment-spec';
-import { RunbookRun, runFields } from './kernel/runbook-run';
+import { RunbookRun } from './kernel/runbook-run';
 import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
 import { failure, type FailureType } from '../common/failures';
+import { catalog } from '../common/catalog';
 
 export interface AutoscalerBounds {
   name: string;
@@ -111,11 +111,11 @@ function cpuAndMemory(r: ContainerResources): { requests?: { cpu?: string; memor
  * back (⚠ each, approved) and removes the records.
  */
 export async function emergencyScale(raw: EmergencyScaleInput): Promise<EmergencyScaleResult> {
-  const input = validateInput('emergencyScale', emergencyScaleInput, raw);
+  const input = validateInput(catalog.emergencyScale, raw);
   const { namespace, deployment } = input;
   const where = `${namespace}/${deployment}`;
   const action = input.restore ? 'restore' : 'scale';
-  const run = await RunbookRun.begin({ name: 'emergencyScale', kind: 'emergency', target: where, ...runFields(input) }, 6);
+  const run = await RunbookRun.begin(catalog.emergencyScale, input, 6);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }, ...(input.container ? [{ name: input.container, what: 'container' }] : [])] });
   const fail = (message: string, type: FailureType = 'Refused') => failure(type, message);
 

@@ -2,13 +2,14 @@ import { executeChild, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ForecastQueryResult } from '../activities/prometheus';
 import { listed, type CheckRow, type ChecklistResult, type CheckStatus } from '../common/checklist';
-import { monthlyReviewInput, type MonthlyReviewInput } from '../common/inputs/checklists';
+import { type MonthlyReviewInput } from '../common/inputs/checklists';
 import { cpuCores, formatBytes, memoryBytes } from '../common/quantity';
 import type { RunbookResultBase } from '../common/runbook';
 import { Checklist, type RowBuilder } from './kernel/checklist';
 import { errorMessage } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, wait } from './activity-proxies';
+import { catalog } from '../common/catalog';
 
 /** The restore drill streams a whole dump through psql/pg_restore and heartbeats. */
 
@@ -52,9 +53,9 @@ function daysUntil(f: Extract<ForecastQueryResult, { available: true }>, level: 
  * emergency-plan check (rollbackDeployment in plan mode, as a child run). Changes nothing in production.
  */
 export async function monthlyReview(raw: MonthlyReviewInput): Promise<MonthlyReviewResult> {
-  const input = validateInput('monthlyReview', monthlyReviewInput, raw);
+  const input = validateInput(catalog.monthlyReview, raw);
   const { namespace, appDeployment, pvc, database, backupPrefix } = input;
-  const checklist = await Checklist.begin('monthlyReview', namespace, input, 5);
+  const checklist = await Checklist.begin(catalog.monthlyReview, input, 5);
   const t = checklist.thresholds;
   await read.assertTargetsAllowed({
     namespaces: [namespace],

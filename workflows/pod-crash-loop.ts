@@ -1,12 +1,13 @@
 import type { EventSummary, PodSummary } from '../activities/kubernetes-pods';
 import type { RevisionSummary } from '../activities/kubernetes-rollouts';
-import { podCrashLoopInput, type PodCrashLoopInput } from '../common/inputs/pod-crash-loop';
+import { type PodCrashLoopInput } from '../common/inputs/pod-crash-loop';
 import { memoryBytes, raisedMemoryLimit } from '../common/quantity';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { containerOf, deploymentOf, livePods, podCounts, previousRevision } from './deployment-spec';
-import { RunbookRun, runFields } from './kernel/runbook-run';
+import { RunbookRun } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, wait, write } from './activity-proxies';
+import { catalog } from '../common/catalog';
 
 /** Waiting for a rollout polls and heartbeats. */
 
@@ -60,9 +61,9 @@ export function missingConfig(texts: string[]): string | undefined {
  * config error: no change, the report names the missing key; healthy: nothing to do.
  */
 export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoopResult> {
-  const input = validateInput('podCrashLoop', podCrashLoopInput, raw);
+  const input = validateInput(catalog.podCrashLoop, raw);
   const { namespace, deployment } = input;
-  const run = await RunbookRun.begin({ name: 'podCrashLoop', kind: 'fault', target: `${namespace}/${deployment}`, ...runFields(input) }, 10);
+  const run = await RunbookRun.begin(catalog.podCrashLoop, input, 10);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }, ...(input.container ? [{ name: input.container, what: 'container' }] : [])] });
 
   // Diagnosis (read-only).

@@ -1,10 +1,11 @@
 import { workflowInfo } from '@temporalio/workflow';
 import type { CollectEventsResult, CollectLogsResult, SnapshotConfigResult } from '../activities/incident-evidence';
-import { postIncidentReviewInput, postIncidentReviewTarget, type PostIncidentReviewInput } from '../common/inputs/post-incident-review';
+import { type PostIncidentReviewInput } from '../common/inputs/post-incident-review';
 import type { IncidentFindings, RunbookResultBase } from '../common/runbook';
-import { RunbookRun, runFields } from './kernel/runbook-run';
+import { RunbookRun } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, wait } from './activity-proxies';
+import { catalog } from '../common/catalog';
 
 /** Reading Kubernetes and writing S3 in one activity takes a while for big logs: these heartbeat. */
 
@@ -123,9 +124,9 @@ function generatedFindings(
  * them in the input, or generated from what was collected. Changes nothing in the target systems.
  */
 export async function postIncidentReview(raw: PostIncidentReviewInput): Promise<PostIncidentReviewResult> {
-  const input = validateInput('postIncidentReview', postIncidentReviewInput, raw);
+  const input = validateInput(catalog.postIncidentReview, raw);
   const { namespace, appDeployment, incidentId } = input;
-  const run = await RunbookRun.begin({ name: 'postIncidentReview', kind: 'emergency', target: postIncidentReviewTarget(input), ...runFields(input) }, 3);
+  const run = await RunbookRun.begin(catalog.postIncidentReview, input, 3);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: appDeployment, what: 'deployment' }] });
 
   // The window is fixed once, by the workflow's clock: a retried activity collects the same window.

@@ -1,9 +1,10 @@
 import { log, patched, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { runbookMode, runbookName } from '../common/search-attributes';
-import { preflightInputSchema, type PreflightInput } from '../common/preflight-input';
+import { type PreflightInput } from '../common/preflight-input';
 import { targetSystems, type PreflightResult, type PreflightRow, type TargetSystem } from '../common/preflight';
 import { validateInput } from './validate-input';
 import { read } from './activity-proxies';
+import { catalog } from '../common/catalog';
 
 const checkers: Record<TargetSystem, () => Promise<PreflightRow[]>> = {
   kubernetes: () => read.preflightKubernetes(),
@@ -15,7 +16,7 @@ const checkers: Record<TargetSystem, () => Promise<PreflightRow[]>> = {
 
 /** Reachability and permissions of every configured target. Changes nothing; a down target is a FAIL row. */
 export async function preflight(rawInput?: PreflightInput): Promise<PreflightResult> {
-  const input = validateInput('preflight', preflightInputSchema, rawInput);
+  const input = validateInput(catalog.preflight, rawInput);
   upsertSearchAttributes([
     { key: runbookName, value: 'preflight' },
     { key: runbookMode, value: 'plan' },

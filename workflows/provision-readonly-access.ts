@@ -1,11 +1,12 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { AccessCheck, AccessCheckResult, SecurityObjectResult } from '../activities/kubernetes-access';
-import { provisionReadonlyAccessInput, type ProvisionReadonlyAccessInput, type ReadonlyRule } from '../common/inputs/provision-readonly-access';
+import { type ProvisionReadonlyAccessInput, type ReadonlyRule } from '../common/inputs/provision-readonly-access';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { changeText } from './field-changes';
-import { RunbookRun, runFields } from './kernel/runbook-run';
+import { RunbookRun } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
+import { catalog } from '../common/catalog';
 
 export interface AccessReport {
   /** system:serviceaccount:<namespace>:<name> */
@@ -79,10 +80,10 @@ function describeAccess(a: AccessReport): string {
  * deployments and reading Secrets denied.
  */
 export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput): Promise<ProvisionReadonlyAccessResult> {
-  const input = validateInput('provisionReadonlyAccess', provisionReadonlyAccessInput, raw);
+  const input = validateInput(catalog.provisionReadonlyAccess, raw);
   const { namespace, serviceAccount, role, roleBinding, rules } = input;
   const where = `${namespace}/${serviceAccount}`;
-  const run = await RunbookRun.begin({ name: 'provisionReadonlyAccess', kind: 'security', target: where, ...runFields(input) }, 3);
+  const run = await RunbookRun.begin(catalog.provisionReadonlyAccess, input, 3);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     names: [

@@ -1,13 +1,14 @@
 import { patched } from '@temporalio/workflow';
 import type { NamespaceSnapshot } from '../activities/kubernetes-config';
-import { redisMemoryPressureInput, type RedisMemoryPressureInput } from '../common/inputs/redis-memory-pressure';
+import { type RedisMemoryPressureInput } from '../common/inputs/redis-memory-pressure';
 import { memoryBytes, raisedMemoryLimit } from '../common/quantity';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { containerOf, deploymentOf } from './deployment-spec';
-import { RunbookRun, runFields } from './kernel/runbook-run';
+import { RunbookRun } from './kernel/runbook-run';
 import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 import { read, wait, write } from './activity-proxies';
+import { catalog } from '../common/catalog';
 
 /** SCAN-based counting and deleting heartbeat their cursor. */
 
@@ -104,11 +105,11 @@ function memoryState(m: { usedMemory: number; maxmemory: number; dbsize: number 
  * ⚠ set maxmemory-policy allkeys-lru; then reads everything again.
  */
 export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promise<RedisMemoryPressureResult> {
-  const input = validateInput('redisMemoryPressure', redisMemoryPressureInput, raw);
+  const input = validateInput(catalog.redisMemoryPressure, raw);
   const { namespace, deployment, container, sessionPattern } = input;
   // Every command the patch adds (the rollout wait, the raise-maxmemory step) is behind this.
   const withMaxmemory = patched(raiseMaxmemoryPatch);
-  const run = await RunbookRun.begin({ name: 'redisMemoryPressure', kind: 'fault', target: `${namespace}/${deployment}`, ...runFields(input) }, withMaxmemory ? 10 : 9);
+  const run = await RunbookRun.begin(catalog.redisMemoryPressure, input, withMaxmemory ? 10 : 9);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     names: [

@@ -1,14 +1,15 @@
 import type { Activities } from '../activities';
 import type { PodSummary } from '../activities/kubernetes-pods';
 import type { RevisionSummary, RolloutStatus } from '../activities/kubernetes-rollouts';
-import { rollbackDeploymentInput, type RollbackDeploymentInput } from '../common/inputs/rollback-deployment';
+import { type RollbackDeploymentInput } from '../common/inputs/rollback-deployment';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { livePods, podCounts, previousRevision } from './deployment-spec';
-import { RunbookRun, runFields } from './kernel/runbook-run';
+import { RunbookRun } from './kernel/runbook-run';
 import { waitForRollout, type CompletedRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
 import { failure } from '../common/failures';
+import { catalog } from '../common/catalog';
 
 export interface RevisionInfo extends RevisionSummary {
   /** Seconds since the revision's ReplicaSet was created, at the workflow's time of reading. */
@@ -79,10 +80,10 @@ function rollbackTarget(h: { revisions: RevisionSummary[]; currentRevision?: num
  * emergency plan still works).
  */
 export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<RollbackDeploymentResult> {
-  const input = validateInput('rollbackDeployment', rollbackDeploymentInput, raw);
+  const input = validateInput(catalog.rollbackDeployment, raw);
   const { namespace, deployment, toRevision } = input;
   const where = `${namespace}/${deployment}`;
-  const run = await RunbookRun.begin({ name: 'rollbackDeployment', kind: 'emergency', target: where, ...runFields(input) }, 4);
+  const run = await RunbookRun.begin(catalog.rollbackDeployment, input, 4);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }] });
 
   /** The revision to go back to: the asked one (refused when not in the history), else the one before the current. */

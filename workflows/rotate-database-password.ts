@@ -1,14 +1,15 @@
 import { workflowInfo } from '@temporalio/workflow';
 import type { RolloutStatus } from '../activities/kubernetes-rollouts';
 import type { PasswordSecretState, RoleInfo } from '../activities/password-rotation';
-import { previousKeyOf, rotateDatabasePasswordInput, stagedKeyOf, type RotateDatabasePasswordInput } from '../common/inputs/rotate-database-password';
+import { previousKeyOf, stagedKeyOf, type RotateDatabasePasswordInput } from '../common/inputs/rotate-database-password';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { podCounts } from './deployment-spec';
-import { RunbookRun, runFields, type ChangeOutcome } from './kernel/runbook-run';
+import { RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
 import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
 import { failure } from '../common/failures';
+import { catalog } from '../common/catalog';
 
 export interface AppPods {
   /** Live (not terminating) pods of the app, and how many are ready. */
@@ -48,13 +49,13 @@ const done = (outcome: ChangeOutcome | undefined) => outcome === 'applied' || ou
  * return key names and a version decided here.
  */
 export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): Promise<RotateDatabasePasswordResult> {
-  const input = validateInput('rotateDatabasePassword', rotateDatabasePasswordInput, raw);
+  const input = validateInput(catalog.rotateDatabasePassword, raw);
   const { namespace, secret, key, role, database, appDeployment } = input;
   const where = `${namespace}/${secret}`;
   const app = `${namespace}/${appDeployment}`;
   const staged = stagedKeyOf(key);
   const previous = previousKeyOf(key);
-  const run = await RunbookRun.begin({ name: 'rotateDatabasePassword', kind: 'security', target: where, ...runFields(input) }, 7);
+  const run = await RunbookRun.begin(catalog.rotateDatabasePassword, input, 7);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     databases: [database],

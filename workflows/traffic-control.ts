@@ -1,19 +1,12 @@
 import type { IngressSummary } from '../activities/kubernetes-network';
-import {
-  defaultBackendAnnotation,
-  previousAnnotationsAnnotation,
-  rateLimitAnnotation,
-  trafficAnnotations,
-  trafficControlInput,
-  type TrafficAction,
-  type TrafficControlInput,
-} from '../common/inputs/traffic-control';
+import { defaultBackendAnnotation, previousAnnotationsAnnotation, rateLimitAnnotation, trafficAnnotations, type TrafficAction, type TrafficControlInput } from '../common/inputs/traffic-control';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { stableJson } from '../common/stable-json';
-import { RunbookRun, runFields } from './kernel/runbook-run';
+import { RunbookRun } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
 import { failure, type FailureType } from '../common/failures';
+import { catalog } from '../common/catalog';
 
 /** The traffic annotations of the Ingress and what earlier runs recorded (previous values; null: unset). */
 export interface TrafficState {
@@ -52,10 +45,10 @@ const shown = (v: string | null | undefined) => (v === null || v === undefined ?
  * record's entries go away as they are restored.
  */
 export async function trafficControl(raw: TrafficControlInput): Promise<TrafficControlResult> {
-  const input = validateInput('trafficControl', trafficControlInput, raw);
+  const input = validateInput(catalog.trafficControl, raw);
   const { namespace, ingress, action, rps, maintenanceService } = input;
   const where = `${namespace}/${ingress}`;
-  const run = await RunbookRun.begin({ name: 'trafficControl', kind: 'emergency', target: where, ...runFields(input) }, action === 'maintenance-on' ? 4 : 3);
+  const run = await RunbookRun.begin(catalog.trafficControl, input, action === 'maintenance-on' ? 4 : 3);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     names: [

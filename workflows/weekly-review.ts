@@ -2,12 +2,13 @@ import { ApplicationFailure } from '@temporalio/workflow';
 import type { DeleteExpiredSessionsResult } from '../activities/postgres-maintenance';
 import type { ManualQueryName } from '../activities/prometheus';
 import { above, below, countLines, listed, sharesOfLimit, type CheckRow, type ChecklistResult, type CheckStatus } from '../common/checklist';
-import { weeklyReviewInput, type WeeklyReviewInput } from '../common/inputs/checklists';
+import { type WeeklyReviewInput } from '../common/inputs/checklists';
 import { Checklist, type RowBuilder } from './kernel/checklist';
 import { errorMessage, type ChangeOutcome } from './kernel/runbook-run';
 import { checkSlowStatements, oneLine } from './slow-statements-check';
 import { validateInput } from './validate-input';
 import { read, wait } from './activity-proxies';
+import { catalog } from '../common/catalog';
 
 /** The batched delete and VACUUM heartbeat their progress. */
 
@@ -31,9 +32,9 @@ const round = (value: number, digits: number) => Math.round(value * 10 ** digits
  * The report (PASS/WARN/FAIL per check) goes to S3.
  */
 export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReviewResult> {
-  const input = validateInput('weeklyReview', weeklyReviewInput, raw);
+  const input = validateInput(catalog.weeklyReview, raw);
   const { namespace, window } = input;
-  const checklist = await Checklist.begin('weeklyReview', namespace, input, 10);
+  const checklist = await Checklist.begin(catalog.weeklyReview, input, 10);
   const t = checklist.thresholds;
   await read.assertTargetsAllowed({
     namespaces: [namespace],

@@ -21,7 +21,8 @@ export interface KernelBenchInput {
 
 /** The kernel with trivial work: read steps, auto-approved change steps, or steps collecting evidence. */
 export async function kernelBenchRunbook(input: KernelBenchInput): Promise<RunbookResultBase> {
-  const run = await RunbookRun.begin({ name: 'kernelBenchRunbook', kind: 'fault', target: input.target, mode: 'execute', severity: 'P2', startedBy: 'bench', scheduled: true }, input.steps);
+  const entry = { name: 'kernelBenchRunbook', kind: 'fault' as const, targetOf: () => input.target };
+  const run = await RunbookRun.begin(entry, { mode: 'execute', severity: 'P2', startedBy: 'bench', scheduled: false }, input.steps);
   for (let step = 0; step < input.steps; step++) {
     if (input.kind === 'read') {
       await run.read(`read-${step}`, `read ${step}`, () => bench.benchNoop(step));

@@ -3,7 +3,8 @@ import type { z } from 'zod';
 import type { RunbookResultBase } from '../../common/runbook';
 import { kernelTestInput as inputSchema } from './kernel-test-input';
 import { quickRead } from '../../workflows/activity-options';
-import { RunbookRun, runFields } from '../../workflows/kernel/runbook-run';
+import { RunbookRun } from '../../workflows/kernel/runbook-run';
+import { extraCatalog } from './test-catalog';
 import { validateInput } from '../../workflows/validate-input';
 
 /** Activities the kernel tests provide: a target whose state lives in the test process. */
@@ -16,8 +17,8 @@ const target = proxyActivities<TestTargetActivities>(quickRead);
 
 /** A runbook made only of kernel calls: one read step, then the given destructive steps. */
 export async function kernelTestRunbook(raw: z.input<typeof inputSchema>): Promise<RunbookResultBase> {
-  const input = validateInput('kernelTestRunbook', inputSchema, raw);
-  const run = await RunbookRun.begin({ name: 'kernelTestRunbook', kind: 'fault', target: input.target, ...runFields(input) }, input.steps.length + 1);
+  const input = validateInput(extraCatalog.kernelTestRunbook, raw);
+  const run = await RunbookRun.begin(extraCatalog.kernelTestRunbook, input, input.steps.length + 1);
   await run.read(
     'inspect',
     'Read the target',

@@ -2,7 +2,7 @@ import type { CatalogEntry } from '../../common/catalog';
 import { kernelTestInput } from './kernel-test-input';
 
 /** Catalog entries of the test-only runbooks (the CLI loads this through RUNBOOK_EXTRA_CATALOG). */
-export const extraCatalog: Record<string, CatalogEntry> = {
+export const extraCatalog = {
   kernelTestRunbook: {
     name: 'kernelTestRunbook',
     kind: 'fault',
@@ -10,4 +10,4 @@ export const extraCatalog: Record<string, CatalogEntry> = {
     inputSchema: kernelTestInput,
     targetOf: (input) => String(input.target),
   },
-};
+} satisfies Record<string, CatalogEntry>;

@@ -1,7 +1,7 @@
 import { log, workflowInfo } from '@temporalio/workflow';
 import { byUrgency, countStatuses, worstStatus, type CheckRow, type ChecklistResult, type CheckStatus } from '../../common/checklist';
 import type { ChecklistThresholds } from '../../config/schema';
-import { errorMessage, RunbookRun, runFields } from './runbook-run';
+import { errorMessage, RunbookRun, type RunbookEntry, type RunInput } from './runbook-run';
 import { read } from '../activity-proxies';
 
 /** Builds a row of the current section: what was measured, against what, with which status. */
@@ -24,9 +24,9 @@ export class Checklist {
   ) {}
 
   /** Starts a checklist run on `target` (what it looks at) with the run fields of its input. */
-  static async begin(name: string, target: string, input: Parameters<typeof runFields>[0], stepsDeclared: number): Promise<Checklist> {
+  static async begin(entry: RunbookEntry, input: RunInput, stepsDeclared: number): Promise<Checklist> {
     const startedAt = new Date().toISOString();
-    const run = await RunbookRun.begin({ name, kind: 'maintenance', target, ...runFields(input) }, stepsDeclared);
+    const run = await RunbookRun.begin(entry, input, stepsDeclared);
     return new Checklist(run, await read.loadChecklistThresholds(), startedAt);
   }
 

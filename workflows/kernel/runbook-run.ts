@@ -23,7 +23,7 @@ import {
   type TimelineEntry,
 } from '../../common/runbook';
 import { alertInitiator } from '../../common/alert-initiator';
-import type { RunbookKind } from '../../common/catalog';
+import type { CatalogEntry, RunbookKind } from '../../common/catalog';
 import { runbookApprovalState, runbookMode, runbookName, runbookSeverity, runbookTarget } from '../../common/search-attributes';
 import { sha256Hex } from '../../common/sha256';
 import { stableJson } from '../../common/stable-json';
@@ -49,10 +49,16 @@ export interface RunbookIdentity {
   inputDigest?: string;
 }
 
-/** The run fields of a runbook's validated input, as RunbookRun.begin takes them. */
-export function runFields(input: { mode: Mode; severity: Severity; startedBy: string; scheduled: boolean; startProof?: SignedStatement }) {
+/** The catalog entry a run takes its name, kind and target from (common/catalog.ts). */
+export type RunbookEntry = Pick<CatalogEntry, 'name' | 'kind' | 'targetOf'>;
+
+/** A runbook's validated input: the fields every input has (runbookInputBase) and its own. */
+export type RunInput = { mode: Mode; severity: Severity; startedBy: string; scheduled: boolean; startProof?: SignedStatement } & Record<string, unknown>;
+
+/** The run fields of a runbook's validated input. */
+function runFields(input: RunInput) {
   const { mode, severity, startedBy, scheduled, startProof } = input;
-  return { mode, severity, startedBy, scheduled, startProof, inputDigest: inputDigest(input as unknown as Record<string, unknown>) };
+  return { mode, severity, startedBy, scheduled, startProof, inputDigest: inputDigest(input) };
 }
 
 type Approval = AcceptedDecision & { channel: DecisionChannel };
@@ -111,7 +117,8 @@ export class RunbookRun {
   ) {}
 
   /** Registers the run's handlers and search attributes and loads the approval policy. Call first. */
-  static async begin(identity: RunbookIdentity, stepsDeclared: number): Promise<RunbookRun> {
+  static async begin(entry: RunbookEntry, input: RunInput, stepsDeclared: number): Promise<RunbookRun> {
+    const identity: RunbookIdentity = { name: entry.name, kind: entry.kind, target: entry.targetOf(input), ...runFields(input) };
     upsertSearchAttributes([
       { key: runbookName, value: identity.name },
       { key: runbookSeverity, value: identity.severity },
