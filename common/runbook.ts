@@ -69,11 +69,11 @@ export interface CancelRequest {
 }
 
 /** The exact change a destructive step would make, from a dry run. */
-export interface PlannedChange {
+export interface PlannedChange<Details = unknown> {
   /** One line people read, e.g. "memory limit of short-drama-app: 512Mi -> 768Mi". */
   summary: string;
   /** Machine-readable before/after or the list of things affected. */
-  details?: unknown;
+  details?: Details;
   /** False when the dry run found nothing to change: the step is skipped without asking. */
   needed: boolean;
   /**

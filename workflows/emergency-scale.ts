@@ -203,7 +203,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
   let restoredResources: PreviousResources[string] | undefined;
   if (action === 'scale') {
     const to = input.replicas!;
-    await run.change({
+    await run.change<ScalePlan>({
       stepId: 'scale',
       title: `Scale ${where} to ${replicasText(to)}`,
       allowedRoles: rolesFrom('l2'),
@@ -242,7 +242,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
         return { summary: parts.join('; '), details, needed };
       },
       apply: async (approved) => {
-        const d = approved.details as ScalePlan;
+        const d = approved.details!;
         // The record first: a scale-up whose previous size is lost could not be restored.
         if (d.record) await write.setAnnotations({ namespace, kind: 'Deployment', name: deployment, set: { [previousSizeAnnotation]: d.record } });
         // The HPA's bounds before the size, so it never sees the new size outside them.
@@ -253,7 +253,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
       },
     });
 
-    await run.change({
+    await run.change<ResourcesPlan>({
       stepId: 'set-resources',
       title: `Raise the requests/limits of ${where} container ${container}`,
       allowedRoles: rolesFrom('l2'),
@@ -273,7 +273,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
         };
       },
       apply: async (approved) => {
-        const d = approved.details as ResourcesPlan;
+        const d = approved.details!;
         if (d.record) await write.setAnnotations({ namespace, kind: 'Deployment', name: deployment, set: { [previousResourcesAnnotation]: d.record } });
         const done = await write.setContainerResources({ namespace, deployment, container: d.container, ...(d.requests ? { requests: d.requests } : {}), ...(d.limits ? { limits: d.limits } : {}) });
         const ready = await waitForReady(`set the resources of ${where} container ${d.container}`);
@@ -281,7 +281,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
       },
     });
   } else {
-    await run.change({
+    await run.change<RestoreSizePlan>({
       stepId: 'restore-size',
       title: `Restore ${where} to its size before the emergency scale-up`,
       allowedRoles: rolesFrom('l2'),
@@ -315,7 +315,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
         };
       },
       apply: async (approved) => {
-        const d = approved.details as RestoreSizePlan;
+        const d = approved.details!;
         // The HPA's bounds first, so it does not hold the old floor against the smaller size.
         if (d.autoscaler && !('missing' in d.autoscaler) && d.autoscaler.changed) await write.setAutoscalerReplicas({ namespace, name: d.autoscaler.name, ...d.autoscaler.to });
         await write.scaleDeployment({ namespace, deployment, replicas: d.to });
@@ -327,7 +327,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
       },
     });
 
-    await run.change({
+    await run.change<RestoreResourcesPlan>({
       stepId: 'restore-resources',
       title: `Restore the requests/limits of ${where} from before the emergency raise`,
       allowedRoles: rolesFrom('l2'),
@@ -351,7 +351,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
         };
       },
       apply: async (approved) => {
-        const d = approved.details as RestoreResourcesPlan;
+        const d = approved.details!;
         const lines: string[] = [];
         for (const c of d.containers) {
           const done = await write.setContainerResources({

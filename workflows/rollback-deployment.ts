@@ -140,7 +140,7 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
 
   let planned: RollbackTarget | undefined;
   let rollout: CompletedRollout | undefined;
-  const rolledBack = await run.change({
+  const rolledBack = await run.change<{ to: { revision: number } }>({
     stepId: 'rollback',
     title: `Roll back ${where} to ${toRevision !== undefined ? `revision ${toRevision}` : 'the previous revision'}`,
     allowedRoles: rolesFrom('l2'),
@@ -164,7 +164,7 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
     },
     apply: async (approved) => {
       // The revision people approved, by number: "previous" is not resolved again after the patch.
-      const target = (approved.details as { to: { revision: number } }).to.revision;
+      const target = approved.details!.to.revision;
       const done = await write.rollbackDeployment({ namespace, deployment, toRevision: target });
       rollout = await waitForRollout({ namespace, deployment }, input.waitTimeoutSeconds, `rolled back to revision ${target}`);
       return `${done.changed ? `rolled back to revision ${target} (now revision ${rollout.revision ?? '?'})` : `already on the template of revision ${target}`}; rollout complete in ${Math.round(rollout.waitedMs / 1000)}s (${rollout.readyReplicas} ready, ${rollout.availableReplicas}/${rollout.updatedReplicas} available)`;

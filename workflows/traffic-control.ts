@@ -187,7 +187,7 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
     restore: `Restore the traffic annotations of ${where}`,
   };
   let planned: AnnotationPlan | undefined;
-  const outcome = await run.change({
+  const outcome = await run.change<AnnotationPlan>({
     stepId: action,
     title: titles[action],
     allowedRoles: rolesFrom('l2'),
@@ -205,7 +205,7 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
     },
     apply: async (approved) => {
       // The approved change, not one recomputed after the patch.
-      const { set, remove } = approved.details as AnnotationPlan;
+      const { set, remove } = approved.details!;
       const done = await write.setAnnotations({ namespace, kind: 'Ingress', name: ingress, set, remove });
       return done.changed ? describe({ set, remove, before: done.before, after: done.after }) : 'already set';
     },

@@ -63,7 +63,8 @@ function runFields(input: RunInput) {
 
 type Approval = AcceptedDecision & { channel: DecisionChannel };
 
-export interface ChangeStep {
+/** A destructive step; `Details` is what its plan records and its apply reads back, typed end to end. */
+export interface ChangeStep<Details = unknown> {
   stepId: string;
   title: string;
   /** Who may approve; every tier by default. */
@@ -71,9 +72,9 @@ export interface ChangeStep {
   /** Steps whose skip (rejected, expired, failed) skips this one too. */
   dependsOn?: string[];
   /** A dry run: the exact change, or `needed: false`. Called again right before apply. */
-  plan: () => Promise<PlannedChange>;
-  /** Makes the change; returns a one-line result. Must be idempotent. */
-  apply: (planned: PlannedChange) => Promise<string>;
+  plan: () => Promise<PlannedChange<Details>>;
+  /** Makes the change the approved plan describes; returns a one-line result. Must be idempotent. */
+  apply: (planned: PlannedChange<Details>) => Promise<string>;
 }
 
 export type ChangeOutcome = 'planned' | 'applied' | 'not-needed' | 'rejected' | 'expired' | 'cancelled' | 'failed' | 'dependency-skipped';
@@ -204,7 +205,7 @@ export class RunbookRun {
   }
 
   /** A destructive step: planned by a dry run; in execute mode approved, re-planned, then applied. */
-  async change(step: ChangeStep): Promise<ChangeOutcome> {
+  async change<Details>(step: ChangeStep<Details>): Promise<ChangeOutcome> {
     this.currentStep = step.stepId;
     try {
       const outcome = await this.runChange(step);
@@ -254,7 +255,7 @@ export class RunbookRun {
     }
   }
 
-  private async runChange(step: ChangeStep): Promise<ChangeOutcome> {
+  private async runChange<Details>(step: ChangeStep<Details>): Promise<ChangeOutcome> {
     // In plan mode a planned dependency counts as done, so the plan shows the whole chain.
     const satisfied: Array<ChangeOutcome | undefined> = this.identity.mode === 'plan' ? ['applied', 'not-needed', 'planned'] : ['applied', 'not-needed'];
     const skippedDependency = step.dependsOn?.find((id) => !satisfied.includes(this.stepOutcomes.get(id)));
@@ -294,17 +295,17 @@ export class RunbookRun {
     return this.skip(step, 'rejected', `the plan kept changing; asked ${maxReapprovals + 1} times`);
   }
 
-  private async planStep(step: ChangeStep): Promise<PlannedStep> {
+  private async planStep<Details>(step: ChangeStep<Details>): Promise<PlannedStep & { change: PlannedChange<Details> }> {
     const change = await step.plan();
     const { observed: _observed, ...binding } = change;
     const planHash = sha256Hex(stableJson({ stepId: step.stepId, change: binding }));
-    const planned: PlannedStep = { stepId: step.stepId, title: step.title, change, planHash, allowedRoles: step.allowedRoles ?? [...roles] };
+    const planned = { stepId: step.stepId, title: step.title, change, planHash, allowedRoles: step.allowedRoles ?? [...roles] };
     this.plan.set(step.stepId, planned);
     this.record({ event: 'planned', stepId: step.stepId, title: step.title, detail: `${change.summary} (plan ${planHash.slice(0, 12)})` });
     return planned;
   }
 
-  private skip(step: ChangeStep, outcome: ChangeOutcome, reason?: string): ChangeOutcome {
+  private skip(step: Pick<ChangeStep, 'stepId' | 'title'>, outcome: ChangeOutcome, reason?: string): ChangeOutcome {
     this.record({ event: 'skipped', stepId: step.stepId, title: step.title, detail: reason ?? outcome });
     return outcome;
   }
