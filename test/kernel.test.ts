@@ -12,6 +12,7 @@ import { testbedConfig, testbedEnv, testbedS3 } from './helpers/testbed';
 import { withWorker } from './helpers/worker';
 import type { kernelTestRunbook } from './workflows/kernel-test-runbook';
 import { extraCatalog } from './workflows/test-catalog';
+import { expectIncidentReport } from './helpers/runbook-runs';
 
 const approvers = [
   { id: 'alice', roles: ['l1'] },
@@ -95,7 +96,7 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
     const s3 = testbedS3();
     try {
       const markdown = await (await s3.send(new GetObjectCommand({ Bucket: env.S3_BUCKET, Key: result.report!.markdownKey }))).Body!.transformToString();
-      for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+      expectIncidentReport(markdown);
       expect(markdown).toContain('| decided | Raise the limit | bob, l2, update, unverified |');
       const json = JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: env.S3_BUCKET, Key: result.report!.jsonKey }))).Body!.transformToString());
       expect(json).toMatchObject({ outcome: 'completed', rootCause: 'test root cause', target });

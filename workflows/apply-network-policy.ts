@@ -4,7 +4,7 @@ import { type ApplyNetworkPolicyInput } from '../common/inputs/apply-network-pol
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { livePods } from './deployment-spec';
 import { changeText } from './field-changes';
-import { RunbookRun } from './kernel/runbook-run';
+import { planOnly, RunbookRun } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
 import { catalog } from '../common/catalog';
@@ -151,7 +151,7 @@ export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<
     rootCause: `Network hardening (安全管理 / 网络策略) requested by ${input.startedBy}; not a fault.${drift.length ? ` Drift: the live NetworkPolicy differed from the manual's (${drift.map(changeText).join(', ')}).` : ''}`,
     solution:
       input.mode === 'plan'
-        ? `Plan only (nothing changed): ${planText}.`
+        ? planOnly(planText)
         : outcome === 'applied' || outcome === 'not-needed'
           ? `NetworkPolicy ${where} ${outcome === 'applied' ? 'server-side applied (field manager runbook-automation)' : 'already as wanted'}: ${policyText}; ${verification}.`
           : `Not applied (${outcome}): ${planText}.`,

@@ -13,7 +13,7 @@ import { cpuCores, memoryBytes } from '../common/quantity';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { stableJson } from '../common/stable-json';
 import { containerOf, deploymentOf, podCounts } from './deployment-spec';
-import { RunbookRun } from './kernel/runbook-run';
+import { planOnly, RunbookRun } from './kernel/runbook-run';
 import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
@@ -430,7 +430,7 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
         : `The emergency is over: ${input.startedBy} asked to put ${where} back to what it ran before the emergency scale-up.`,
     solution:
       input.mode === 'plan'
-        ? `Plan only (nothing changed): ${planLines.join('; ') || 'nothing to change'}.`
+        ? planOnly(planLines.join('; ') || 'nothing to change')
         : `${applied.join('; ') || 'Nothing applied'} (${steps.map((s) => `${s}: ${run.outcomeOf(s) ?? 'not run'}`).join(', ')}).`,
     prevention:
       action === 'scale'

@@ -3,7 +3,7 @@ import type { AccessCheck, AccessCheckResult, SecurityObjectResult } from '../ac
 import { type ProvisionReadonlyAccessInput, type ReadonlyRule } from '../common/inputs/provision-readonly-access';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { changeText } from './field-changes';
-import { RunbookRun } from './kernel/runbook-run';
+import { planOnly, RunbookRun } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
 import { catalog } from '../common/catalog';
@@ -176,7 +176,7 @@ export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput)
     rootCause: `Access request (安全管理 / RBAC配置) by ${input.startedBy}; not a fault.${drifted.length ? ` Drift: ${drifted.map((o) => `${o.kind} ${o.name} differed from the wanted state (${o.changes.map(changeText).join(', ')})`).join('; ')}.` : ''}`,
     solution:
       input.mode === 'plan'
-        ? `Plan only (nothing changed): ${planText}.`
+        ? planOnly(planText)
         : outcome === 'applied' || outcome === 'not-needed'
           ? `ServiceAccount ${serviceAccount}, Role ${role} (${rulesText(rules)}) and RoleBinding ${roleBinding} in ${namespace} ${outcome === 'applied' ? 'applied (server-side, field manager runbook-automation)' : 'already in place'}; ${verified ? 'verified by SubjectAccessReview' : 'verification FAILED'}: ${accessAfter ? describeAccess(accessAfter) : 'not checked'}.`
           : `Not provisioned (${outcome}): ${planText}.`,

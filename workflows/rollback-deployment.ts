@@ -4,7 +4,7 @@ import type { RevisionSummary, RolloutStatus } from '../activities/kubernetes-ro
 import { type RollbackDeploymentInput } from '../common/inputs/rollback-deployment';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { livePods, podCounts, previousRevision } from './deployment-spec';
-import { RunbookRun } from './kernel/runbook-run';
+import { planOnly, RunbookRun } from './kernel/runbook-run';
 import { waitForRollout, type CompletedRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
@@ -200,7 +200,7 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
     rolledBack === 'applied'
       ? `${where} rolled back from revision ${target?.fromRevision ?? '?'} (${imagesText(target?.fromImages ?? [])}) to the template of revision ${target?.toRevision} (${imagesText(target?.toImages ?? [])}), now revision ${after?.revision ?? rollout?.revision ?? '?'}; rollout complete in ${rollout ? Math.round(rollout.waitedMs / 1000) : '?'}s; ${after ? `${after.readyPods}/${after.pods} pods ready` : 'not verified'}.`
       : rolledBack === 'planned'
-        ? `Plan only (nothing changed): ${planText}.`
+        ? planOnly(planText)
         : `Not rolled back (${rolledBack}): ${planText}.`;
   const result = await run.finish(`${where}: ${outcomeText[rolledBack] ?? `rollback ${rolledBack}: ${planText}`}`, {
     impact:

@@ -4,7 +4,7 @@ import type { PasswordSecretState, RoleInfo } from '../activities/password-rotat
 import { previousKeyOf, stagedKeyOf, type RotateDatabasePasswordInput } from '../common/inputs/rotate-database-password';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { podCounts } from './deployment-spec';
-import { RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
+import { planOnly, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
 import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
@@ -246,7 +246,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
     solution: rotated
       ? `New password generated in the worker and staged as ${staged} of ${where}; role ${role} set to it (SCRAM-SHA-256 verifier, so no password reached PostgreSQL's statement log); ${key} now holds it and ${previous} the old one; ${app} restarted (restartedAt ${restartedAt}) and verified ready. The old password no longer works.`
       : input.mode === 'plan'
-        ? 'Plan only (nothing changed): stage a new password, ALTER ROLE, promote it in the Secret, restart the app; each step approved.'
+        ? planOnly('stage a new password, ALTER ROLE, promote it in the Secret, restart the app; each step approved')
         : `Not rotated${undone || ': nothing was changed'}.`,
     prevention:
       'Rotate on a schedule (e.g. quarterly) and approve alter-role, update-secret and restart-app together to keep the window short; to have no window at all, alternate two login roles (blue/green) so the old password works until every pod has restarted; keep secrets out of Git (Sealed Secrets, as the manual suggests).',

@@ -2,7 +2,7 @@ import type { IngressSummary } from '../activities/kubernetes-network';
 import { defaultBackendAnnotation, previousAnnotationsAnnotation, rateLimitAnnotation, trafficAnnotations, type TrafficAction, type TrafficControlInput } from '../common/inputs/traffic-control';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { stableJson } from '../common/stable-json';
-import { RunbookRun } from './kernel/runbook-run';
+import { planOnly, RunbookRun } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
 import { failure, type FailureType } from '../common/failures';
@@ -245,7 +245,7 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
             ? `${effect[action]}. Before: ${stateText(before)}; after: ${after ? stateText(after) : 'not verified'}.`
             : `Nothing was changed (${outcome}). ${stateText(before)}.`,
       rootCause: `Not diagnosed by this runbook: ${input.startedBy} asked (${input.severity}) for ${action} on ${where}. Use postIncidentReview for the cause.`,
-      solution: outcome === 'applied' ? `${planText}.` : outcome === 'planned' ? `Plan only (nothing changed): ${planText}.` : `Not applied (${outcome}): ${planText}.`,
+      solution: outcome === 'applied' ? `${planText}.` : outcome === 'planned' ? planOnly(planText) : `Not applied (${outcome}): ${planText}.`,
       prevention:
         action === 'rate-limit' || action === 'maintenance-on'
           ? `Temporary: run trafficControl with action ${action === 'rate-limit' ? 'restore' : 'maintenance-off'} once the incident is over (the previous values are recorded in ${previousAnnotationsAnnotation}); size capacity (emergencyScale, HPA bounds) and a standing rate limit for peak load.`

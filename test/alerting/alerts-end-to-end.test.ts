@@ -1,5 +1,4 @@
 import { AppsV1Api } from '@kubernetes/client-node';
-import { createRunbookClient } from '../../client';
 import { startAlertBridge, type AlertBridge, type NotificationReport } from '../../client/alert-bridge';
 import { waitUntil } from '../../scripts/testbed/processes';
 import type { PodCrashLoopResult } from '../../workflows/pod-crash-loop';
@@ -8,7 +7,7 @@ import { adminKubeConfig } from '../helpers/kube-cluster';
 import { putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
 import { pendingOf, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
-import { withWorker } from '../helpers/worker';
+import { withRunbooks } from '../helpers/worker';
 
 const namespace = 'short-drama-prod';
 
@@ -60,8 +59,7 @@ describe('alerts end to end', () => {
     await waitUntil('no active ApiErrorRateHigh in Alertmanager', async () => (await activeAlerts('ApiErrorRateHigh')).length === 0, 60_000);
 
     const timings: Record<string, number> = {};
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks, client, taskQueue }) => {
       // On the test bed port and token Alertmanager posts with (ALERT_BRIDGE_LISTEN, ALERT_BRIDGE_TOKEN of the env file).
       bridge = await startAlertBridge({ client, taskQueue, alerting: config.alerting, log: () => undefined, onNotification: (r) => void reports.push(r) });
       try {

@@ -44,3 +44,16 @@ export async function readBucketText(key: string): Promise<string> {
 export async function scheduledActivityTypes(handle: WorkflowHandle): Promise<string[]> {
   return (await handle.fetchHistory()).events?.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []) ?? [];
 }
+
+/** Approves each step in turn as `approver` once it waits, on the plan it shows ("approve <step>"). */
+export async function approveEach(runbooks: RunbookClient, workflowId: string, steps: readonly string[], approver = 'bob'): Promise<void> {
+  for (const step of steps) {
+    const pending = await pendingOf(runbooks, workflowId, step);
+    await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver, reason: `approve ${step}` });
+  }
+}
+
+/** The manual's incident report (事后分析): the timeline and its four parts. */
+export function expectIncidentReport(markdown: string, { timeline = true } = {}): void {
+  for (const part of [...(timeline ? ['## Timeline'] : []), '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+}

@@ -1,6 +1,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities';
+import { createRunbookClient, type RunbookClient, type RunbookClientOptions } from '../../client/runbook-client';
 import type { RunbookConfig } from '../../config/schema';
 import { buildDependencies } from '../../workers/dependencies';
 
@@ -39,4 +40,14 @@ export async function withWorker<T>(config: RunbookConfig, body: (harness: Worke
     await connection.close();
     await nativeConnection.close();
   }
+}
+
+/** withWorker with the client API ready: the usual shape of a runbook test. */
+export function withRunbooks<T>(
+  config: RunbookConfig,
+  body: (harness: WorkerHarness & { runbooks: RunbookClient }) => Promise<T>,
+  options: WorkerOptions & { catalog?: RunbookClientOptions['catalog']; signer?: RunbookClientOptions['signer'] } = {},
+): Promise<T> {
+  const { catalog, signer, ...workerOptions } = options;
+  return withWorker(config, (harness) => body({ ...harness, runbooks: createRunbookClient({ ...harness, catalog, signer }) }), workerOptions);
 }

@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { CoreV1Api, NetworkingV1Api, type V1NetworkPolicy } from '@kubernetes/client-node';
 import { WorkflowFailedError } from '@temporalio/client';
-import { createRunbookClient } from '../../client';
 import type { ApplyNetworkPolicyResult } from '../../workflows/apply-network-policy';
 import { recordHistory } from '../helpers/histories';
 import { adminKubeConfig, kubernetesNamespace, kwokNode, scratchNamespace, statusOf } from '../helpers/kube-cluster';
-import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig } from '../helpers/testbed';
-import { withWorker } from '../helpers/worker';
+import { withRunbooks } from '../helpers/worker';
 
 /** The manual's NetworkPolicy spec (安全管理 / 网络策略), written out here independently of the workflow. */
 const manualSpec = {
@@ -62,8 +61,7 @@ describe('applyNetworkPolicy', () => {
   const plain = (v: unknown) => JSON.parse(JSON.stringify(v)) as unknown;
 
   test('plan: the field-level diff of what would be created and the pods each selector matches; nothing is created', async () => {
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const started = await runbooks.startRunbook('applyNetworkPolicy', { namespace: ns }, { startedBy: 'erin' });
       expect(started.workflowId).toBe(`applyNetworkPolicy/${ns}/${policy}`);
       return runbooks.waitForResult<ApplyNetworkPolicyResult>(started.workflowId);
@@ -100,13 +98,12 @@ describe('applyNetworkPolicy', () => {
     expect(result.live).toBeUndefined();
     expect(await live()).toBeUndefined();
     const markdown = await readBucketText(result.report!.markdownKey);
-    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+    expectIncidentReport(markdown);
     expect(markdown).toContain('no pod matches app=redis');
   });
 
   test("execute + approval by someone else: the manual's NetworkPolicy is server-side applied and verified live", async () => {
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks, client }) => {
       const { workflowId } = await runbooks.startRunbook('applyNetworkPolicy', { namespace: ns, mode: 'execute', severity: 'P3' }, { startedBy: 'erin' });
       const pending = await pendingOf(runbooks, workflowId, 'apply-policy');
       expect(pending.allowedRoles).toEqual(['l2', 'manager', 'cto']);
@@ -139,8 +136,7 @@ describe('applyNetworkPolicy', () => {
   test('a second run: nothing to change, nobody is asked, nothing is written', async () => {
     const before = (await live())?.metadata?.resourceVersion;
     expect(before).toBeDefined();
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('applyNetworkPolicy', { namespace: ns, mode: 'execute' }, { startedBy: 'erin' });
       return runbooks.waitForResult<ApplyNetworkPolicyResult>(workflowId);
     });
@@ -171,8 +167,7 @@ describe('applyNetworkPolicy', () => {
       undefined,
       { headers: { 'Content-Type': 'application/json-patch+json' } },
     );
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('applyNetworkPolicy', { namespace: ns, mode: 'execute' }, { startedBy: 'erin' });
       const pending = await pendingOf(runbooks, workflowId, 'apply-policy');
       expect(pending.change.summary).toBe(
@@ -199,8 +194,7 @@ describe('applyNetworkPolicy', () => {
   });
 
   test('bad input fails non-retryable before any activity; kube-system is refused', async () => {
-    await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    await withRunbooks(config, async ({ runbooks, client, taskQueue }) => {
       await expect(runbooks.startRunbook('applyNetworkPolicy', { namespace: ns, ingressControllerLabels: {} }, { startedBy: 'erin' })).rejects.toThrow(
         'invalid input for applyNetworkPolicy: ingressControllerLabels: at least one label: an empty selector matches every pod of the namespace',
       );

@@ -1,15 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowFailedError } from '@temporalio/client';
 import { CoreV1Api, CustomObjectsApi, KubernetesObjectApi, NetworkingV1Api, PatchUtils } from '@kubernetes/client-node';
-import { createRunbookClient } from '../../client';
 import { waitUntil } from '../../scripts/testbed/processes';
 import type { CertificateExpiryResult } from '../../workflows/certificate-expiry';
 import { recordHistory } from '../helpers/histories';
 import { adminKubeConfig, statusOf } from '../helpers/kube-cluster';
 import { setCertificateStatus } from '../helpers/kube-objects';
 import { testbedConfig } from '../helpers/testbed';
-import { withWorker } from '../helpers/worker';
-import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { withRunbooks } from '../helpers/worker';
+import { approveEach, expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { appTlsCertificate } from '../../scripts/testbed/kubernetes-seed';
 
 const ns = 'short-drama-prod';
@@ -93,8 +92,7 @@ describe('certificateExpiry', () => {
     await expire();
     const ingressBefore = (await readIngress()).metadata?.resourceVersion;
     const uid = (await getCert())!.metadata.uid;
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('certificateExpiry', {}, { startedBy: 'erin' });
       return runbooks.waitForResult<CertificateExpiryResult>(workflowId);
     });
@@ -116,8 +114,7 @@ describe('certificateExpiry', () => {
   test('execute + approve: deleted once, ingress re-applied, Ready again (cert-manager played by the test), report written', async () => {
     await expire();
     const oldUid = (await getCert())!.metadata.uid;
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks, client }) => {
       const { workflowId } = await runbooks.startRunbook('certificateExpiry', { mode: 'execute', severity: 'P1', readyTimeoutSeconds: 60 }, { startedBy: 'erin' });
       const first = await pendingOf(runbooks, workflowId, 'delete-certificate');
       await runbooks.approve(workflowId, { stepId: 'delete-certificate', planHash: first.planHash, approver: 'bob', reason: 'expired' });
@@ -147,23 +144,21 @@ describe('certificateExpiry', () => {
     expect(ingress.spec?.rules?.[0]?.host).toBe('app.short-drama.example'); // the rules kept
     expect(ingress.metadata?.annotations?.['cert-manager.io/cluster-issuer']).toBe('letsencrypt-prod');
     const markdown = await reportOf(result);
-    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+    expectIncidentReport(markdown);
   });
 
   test('a worker lost between the two steps: another worker resumes; the Certificate is deleted once', async () => {
     await expire();
     const oldUid = (await getCert())!.metadata.uid;
     let workflowId = '';
-    await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    await withRunbooks(config, async ({ runbooks }) => {
       ({ workflowId } = await runbooks.startRunbook('certificateExpiry', { mode: 'execute', readyTimeoutSeconds: 60 }, { startedBy: 'erin' }));
       const first = await pendingOf(runbooks, workflowId, 'delete-certificate');
       await runbooks.approve(workflowId, { stepId: 'delete-certificate', planHash: first.planHash, approver: 'bob', reason: 'expired' });
       await pendingOf(runbooks, workflowId, 'reapply-ingress');
     });
     expect(await getCert()).toBeUndefined();
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const second = await pendingOf(runbooks, workflowId, 'reapply-ingress');
       await runbooks.approve(workflowId, { stepId: 'reapply-ingress', planHash: second.planHash, approver: 'bob', reason: 're-issue' });
       await waitUntil('ingress re-applied', async () => (await managers()).includes('runbook-automation'));
@@ -183,13 +178,9 @@ describe('certificateExpiry', () => {
     const started = Date.now();
     const eventName = `${certName}.${randomUUID().slice(0, 8)}`;
     try {
-      const result = await withWorker(config, async ({ client, taskQueue }) => {
-        const runbooks = createRunbookClient({ client, taskQueue });
+      const result = await withRunbooks(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('certificateExpiry', { mode: 'execute', readyTimeoutSeconds: 5 }, { startedBy: 'erin' });
-        for (const step of ['delete-certificate', 'reapply-ingress']) {
-          const pending = await pendingOf(runbooks, workflowId, step);
-          await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver: 'bob', reason: `approve ${step}` });
-        }
+        await approveEach(runbooks, workflowId, ['delete-certificate', 'reapply-ingress']);
         // cert-manager re-creates the Certificate but cannot issue it: Ready stays False, with an event saying why.
         await waitUntil('ingress re-applied', async () => (await managers()).includes('runbook-automation'));
         await createCert();
@@ -214,7 +205,7 @@ describe('certificateExpiry', () => {
       const failed = result.timeline.find((e) => e.event === 'failed' && e.stepId === 'reapply-ingress');
       expect(failed?.detail).toMatch(/app-tls-cert in namespace short-drama-prod not Ready after \d+s/);
       const markdown = await reportOf(result);
-      for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+      expectIncidentReport(markdown);
       expect(markdown).toContain('Not Ready within 5s');
       expect(markdown).toContain('Ready=False reason Expired');
       expect(markdown).toContain('ACME challenge failed');
@@ -227,8 +218,7 @@ describe('certificateExpiry', () => {
     await expire();
     const uid = (await getCert())!.metadata.uid;
     const ingressBefore = (await readIngress()).metadata?.resourceVersion;
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('certificateExpiry', { mode: 'execute' }, { startedBy: 'erin' });
       const pending = await pendingOf(runbooks, workflowId, 'delete-certificate');
       await runbooks.reject(workflowId, { stepId: 'delete-certificate', planHash: pending.planHash, approver: 'carol', reason: 'not now' });
@@ -244,8 +234,7 @@ describe('certificateExpiry', () => {
   });
 
   test('healthy certificate: nothing to do', async () => {
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('certificateExpiry', { mode: 'execute' }, { startedBy: 'erin' });
       return runbooks.waitForResult<CertificateExpiryResult>(workflowId);
     });
@@ -254,8 +243,7 @@ describe('certificateExpiry', () => {
   });
 
   test('bad input: a clear non-retryable error before anything is touched', async () => {
-    await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    await withRunbooks(config, async ({ runbooks, client, taskQueue }) => {
       await expect(runbooks.startRunbook('certificateExpiry', { renewWhenDaysLeft: -3 }, { startedBy: 'erin' })).rejects.toThrow(
         'invalid input for certificateExpiry: renewWhenDaysLeft: at least 0 days',
       );

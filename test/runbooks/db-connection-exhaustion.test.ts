@@ -2,14 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { WorkflowFailedError } from '@temporalio/client';
 import { AppsV1Api } from '@kubernetes/client-node';
 import { Client as PgClient } from 'pg';
-import { createRunbookClient } from '../../client';
 import { waitUntil } from '../../scripts/testbed/processes';
 import type { DbConnectionExhaustionResult } from '../../workflows/db-connection-exhaustion';
 import { recordHistory } from '../helpers/histories';
 import { adminKubeConfig } from '../helpers/kube-cluster';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
-import { withWorker } from '../helpers/worker';
-import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { withRunbooks } from '../helpers/worker';
+import { approveEach, expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 
 /** 场景2 against the real PostgreSQL 15 and the real Kubernetes API of the test bed. */
 describe('dbConnectionExhaustion', () => {
@@ -76,8 +75,7 @@ describe('dbConnectionExhaustion', () => {
     const app = `leaky-${randomUUID().slice(0, 8)}`;
     await openConnections(app, 12);
     await waitUntil('idle sessions 2 s old', async () => (await sessions(app)).idle === 12);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }, { startedBy: 'erin' });
       return runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
     });
@@ -97,13 +95,9 @@ describe('dbConnectionExhaustion', () => {
     const app = `leaky-${randomUUID().slice(0, 8)}`;
     await openConnections(app, 15);
     await waitUntil('15 idle sessions', async () => (await sessions(app)).idle === 15);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks, client }) => {
       const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150, severity: 'P0' }, { startedBy: 'erin' });
-      for (const step of ['terminate-idle', 'raise-max-connections', 'restart-database']) {
-        const pending = await pendingOf(runbooks, workflowId, step);
-        await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver: 'bob', reason: `approve ${step}` });
-      }
+      await approveEach(runbooks, workflowId, ['terminate-idle', 'raise-max-connections', 'restart-database']);
       const finished = await runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
       await recordHistory(client.workflow.getHandle(workflowId), 'db-connection-exhaustion-approved');
       return finished;
@@ -116,15 +110,14 @@ describe('dbConnectionExhaustion', () => {
     expect(restart.detail).toMatch(/rollout complete .*PostgreSQL .* accepts connections/);
 
     const markdown = await readBucketText(result.report!.markdownKey);
-    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+    expectIncidentReport(markdown);
   });
 
   test('execute + reject: nothing changes and the run says what was not done', async () => {
     const app = `leaky-${randomUUID().slice(0, 8)}`;
     await openConnections(app, 5);
     await waitUntil('5 idle sessions', async () => (await sessions(app)).idle === 5);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }, { startedBy: 'erin' });
       for (const step of ['terminate-idle', 'raise-max-connections']) {
         const pending = await pendingOf(runbooks, workflowId, step);
@@ -151,18 +144,13 @@ describe('dbConnectionExhaustion', () => {
     await waitUntil('3 idle sessions', async () => (await sessions(app)).idle === 3);
     let workflowId = '';
     // First worker: start, approve the first two steps, then the worker goes away before the restart is approved.
-    await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    await withRunbooks(config, async ({ runbooks }) => {
       ({ workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }, { startedBy: 'erin' }));
-      for (const step of ['terminate-idle', 'raise-max-connections']) {
-        const pending = await pendingOf(runbooks, workflowId, step);
-        await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver: 'bob', reason: `approve ${step}` });
-      }
+      await approveEach(runbooks, workflowId, ['terminate-idle', 'raise-max-connections']);
       await pendingOf(runbooks, workflowId, 'restart-database');
     });
     // Second worker (a new process would do the same): the run goes on from its history.
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const pending = await pendingOf(runbooks, workflowId, 'restart-database');
       await runbooks.approve(workflowId, { stepId: 'restart-database', planHash: pending.planHash, approver: 'bob', reason: 'restart now' });
       return runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
@@ -174,8 +162,7 @@ describe('dbConnectionExhaustion', () => {
   });
 
   test('bad input: a clear non-retryable error before anything is touched', async () => {
-    await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    await withRunbooks(config, async ({ runbooks, client, taskQueue }) => {
       await expect(runbooks.startRunbook('dbConnectionExhaustion', { idleOlderThanSeconds: -5 }, { startedBy: 'erin' })).rejects.toThrow(
         'invalid input for dbConnectionExhaustion: idleOlderThanSeconds: at least 1 second',
       );

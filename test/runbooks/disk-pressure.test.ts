@@ -5,14 +5,13 @@ import { join } from 'node:path';
 import { DeleteObjectsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
 import { CoreV1Api } from '@kubernetes/client-node';
-import { createRunbookClient } from '../../client';
 import type { DiskPressureResult } from '../../workflows/disk-pressure';
 import { recordHistory } from '../helpers/histories';
 import { deleteBoundClaim, scratchBoundClaim } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, execWorkDir, layout } from '../helpers/kube-cluster';
-import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { approveEach, expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, testbedEnv, testbedS3 } from '../helpers/testbed';
-import { withWorker } from '../helpers/worker';
+import { withRunbooks } from '../helpers/worker';
 
 const namespace = 'short-drama-prod';
 const steps = ['delete-old-logs', 'expand-pvc', 'delete-old-backups'];
@@ -114,8 +113,7 @@ describe('diskPressure', () => {
   test('plan: names the exact changes and changes nothing', async () => {
     const f = await fixture('expandable');
     await terminateLeftover(f.pvc);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('diskPressure', f.input, { startedBy: 'erin' });
       return runbooks.waitForResult<DiskPressureResult>(workflowId);
     });
@@ -139,13 +137,9 @@ describe('diskPressure', () => {
   test('execute + approve: only logs older than 7 days go, the PVC is expanded once, only backups older than 30 days go, report written', async () => {
     const f = await fixture('expandable');
     await terminateLeftover(f.pvc);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks, client }) => {
       const { workflowId } = await runbooks.startRunbook('diskPressure', { ...f.input, mode: 'execute', severity: 'P2' }, { startedBy: 'erin' });
-      for (const step of steps) {
-        const pending = await pendingOf(runbooks, workflowId, step);
-        await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver: 'bob', reason: `approve ${step}` });
-      }
+      await approveEach(runbooks, workflowId, steps);
       const finished = await runbooks.waitForResult<DiskPressureResult>(workflowId);
       await recordHistory(client.workflow.getHandle(workflowId), 'disk-pressure-approved');
       return finished;
@@ -160,7 +154,7 @@ describe('diskPressure', () => {
     expect(await requested(f.pvc)).toBe('1536Mi');
     expect(result.after).toMatchObject({ oldLogs: 0, oldBackups: 0, pvc: { requested: '1536Mi' } });
     const markdown = await readBucketText(result.report!.markdownKey);
-    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+    expectIncidentReport(markdown);
     expect(markdown).toContain('3 *.log files');
   });
 
@@ -168,13 +162,9 @@ describe('diskPressure', () => {
     const f = await fixture('fixed');
     await terminateLeftover(f.pvc);
     const reason = `persistentvolumeclaims/${f.pvc} in namespace ${namespace} cannot be expanded: its StorageClass fixed does not allow volume expansion (allowVolumeExpansion is not true)`;
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('diskPressure', { ...f.input, mode: 'execute' }, { startedBy: 'erin' });
-      for (const step of ['delete-old-logs', 'delete-old-backups']) {
-        const pending = await pendingOf(runbooks, workflowId, step);
-        await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver: 'bob', reason: `approve ${step}` });
-      }
+      await approveEach(runbooks, workflowId, ['delete-old-logs', 'delete-old-backups']);
       return runbooks.waitForResult<DiskPressureResult>(workflowId);
     });
     expect(result.outcome).toBe('completed');
@@ -190,8 +180,7 @@ describe('diskPressure', () => {
   test('execute + reject: nothing changes and the run says what was not done', async () => {
     const f = await fixture('expandable');
     await terminateLeftover(f.pvc);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('diskPressure', { ...f.input, mode: 'execute' }, { startedBy: 'erin' });
       for (const step of steps) {
         const pending = await pendingOf(runbooks, workflowId, step);
@@ -209,19 +198,14 @@ describe('diskPressure', () => {
     const f = await fixture('expandable');
     await terminateLeftover(f.pvc);
     let workflowId = '';
-    await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    await withRunbooks(config, async ({ runbooks }) => {
       ({ workflowId } = await runbooks.startRunbook('diskPressure', { ...f.input, mode: 'execute' }, { startedBy: 'erin' }));
-      for (const step of ['delete-old-logs', 'expand-pvc']) {
-        const pending = await pendingOf(runbooks, workflowId, step);
-        await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver: 'bob', reason: `approve ${step}` });
-      }
+      await approveEach(runbooks, workflowId, ['delete-old-logs', 'expand-pvc']);
       await pendingOf(runbooks, workflowId, 'delete-old-backups');
     });
     expect(await requested(f.pvc)).toBe('1536Mi');
     for (const file of f.oldLogs) expect(existsSync(file)).toBe(false);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const pending = await pendingOf(runbooks, workflowId, 'delete-old-backups');
       await runbooks.approve(workflowId, { stepId: 'delete-old-backups', planHash: pending.planHash, approver: 'bob', reason: 'delete the old backups' });
       return runbooks.waitForResult<DiskPressureResult>(workflowId);
@@ -236,8 +220,7 @@ describe('diskPressure', () => {
   test('bad input: a clear non-retryable error before anything is touched', async () => {
     const f = await fixture('expandable');
     await terminateLeftover(f.pvc);
-    await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    await withRunbooks(config, async ({ runbooks, client, taskQueue }) => {
       await expect(runbooks.startRunbook('diskPressure', { ...f.input, logDir: `${f.input.dataDir}/../../etc` }, { startedBy: 'erin' })).rejects.toThrow(
         "invalid input for diskPressure: logDir: must not contain '..'",
       );

@@ -1,15 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { AppsV1Api, AutoscalingV2Api } from '@kubernetes/client-node';
-import { createRunbookClient, type RunbookClient } from '../../client';
+import { type RunbookClient } from '../../client';
 import { previousResourcesAnnotation, previousSizeAnnotation } from '../../common/inputs/emergency-scale';
 import type { EmergencyScaleResult } from '../../workflows/emergency-scale';
 import { recordHistory } from '../helpers/histories';
 import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, statusOf } from '../helpers/kube-cluster';
-import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig } from '../helpers/testbed';
 import { runFailureOf } from '../helpers/failures';
-import { withWorker } from '../helpers/worker';
+import { withRunbooks, withWorker } from '../helpers/worker';
 
 const namespace = 'short-drama-prod';
 const sizeKey = previousSizeAnnotation;
@@ -99,8 +99,7 @@ describe('emergencyScale', () => {
     const { body: hpa } = await autoscaling.readNamespacedHorizontalPodAutoscaler(app, namespace);
     const before = { replicas: d.spec!.replicas, generation: d.metadata!.generation, annotations: d.metadata!.annotations, hpa: hpa.spec };
     const [min, max, replicas] = [hpa.spec!.minReplicas!, hpa.spec!.maxReplicas, d.spec!.replicas!];
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const started = await runbooks.startRunbook('emergencyScale', {}, { startedBy: 'erin' });
       expect(started.workflowId).toBe(`emergencyScale/${namespace}/${app}`);
       return runbooks.waitForResult<EmergencyScaleResult>(started.workflowId);
@@ -125,8 +124,7 @@ describe('emergencyScale', () => {
     const name = await scratchWithAutoscaler('es-plan');
     const where = `${namespace}/${name}`;
     const before = await stateOf(name);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('emergencyScale', { deployment: name, replicas: 3, limits: { cpu: '1', memory: '512Mi' } }, { startedBy: 'erin' });
       return runbooks.waitForResult<EmergencyScaleResult>(workflowId);
     });
@@ -154,7 +152,7 @@ describe('emergencyScale', () => {
     expect(result.after).toBeUndefined();
     expect(await stateOf(name)).toEqual(before);
     const markdown = await readBucketText(result.report!.markdownKey);
-    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+    expectIncidentReport(markdown);
     expect(markdown).toContain(`scale ${where} from 1 to 3 replicas`);
   });
 
@@ -174,8 +172,7 @@ describe('emergencyScale', () => {
     });
 
     test('execute + approve: 1 -> 3 replicas with the HPA raised, limits raised, every pod ready, the size before recorded', async () => {
-      const result = await withWorker(config, async ({ client, taskQueue }) => {
-        const runbooks = createRunbookClient({ client, taskQueue });
+      const result = await withRunbooks(config, async ({ runbooks, client }) => {
         const { workflowId } = await runbooks.startRunbook('emergencyScale', { deployment: name, mode: 'execute', severity: 'P1', ...scaleUp }, { startedBy: 'erin' });
         const pending = await pendingOf(runbooks, workflowId, 'scale');
         expect(pending.allowedRoles).toEqual(['l2', 'manager', 'cto']);
@@ -217,14 +214,13 @@ describe('emergencyScale', () => {
         records: { size: sizeRecord(), resources: resourcesRecord },
       });
       const markdown = await readBucketText(result.report!.markdownKey);
-      for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+      expectIncidentReport(markdown);
       expect(markdown).toContain('replicas 1 -> 3');
     });
 
     test('the same run again: nothing to change, nobody is asked', async () => {
       const before = await stateOf(name);
-      const result = await withWorker(config, async ({ client, taskQueue }) => {
-        const runbooks = createRunbookClient({ client, taskQueue });
+      const result = await withRunbooks(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('emergencyScale', { deployment: name, mode: 'execute', ...scaleUp }, { startedBy: 'erin' });
         return runbooks.waitForResult<EmergencyScaleResult>(workflowId);
       });
@@ -239,8 +235,7 @@ describe('emergencyScale', () => {
     });
 
     test('a bigger scale-up keeps the size from before the first one (plan)', async () => {
-      const result = await withWorker(config, async ({ client, taskQueue }) => {
-        const runbooks = createRunbookClient({ client, taskQueue });
+      const result = await withRunbooks(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('emergencyScale', { deployment: name, replicas: 4 }, { startedBy: 'erin' });
         return runbooks.waitForResult<EmergencyScaleResult>(workflowId);
       });
@@ -274,8 +269,7 @@ describe('emergencyScale', () => {
     });
 
     test('restore + approve: exactly the replicas, HPA bounds and resources from before; the records removed; again: nobody is asked', async () => {
-      const result = await withWorker(config, async ({ client, taskQueue }) => {
-        const runbooks = createRunbookClient({ client, taskQueue });
+      const result = await withRunbooks(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('emergencyScale', { deployment: name, restore: true, mode: 'execute' }, { startedBy: 'erin' });
         await approve(
           runbooks,
@@ -306,8 +300,7 @@ describe('emergencyScale', () => {
       // Everything the scale-up changed is as it was: replicas, HPA, pod template, no records.
       expect(await stateOf(name)).toEqual(original);
 
-      const again = await withWorker(config, async ({ client, taskQueue }) => {
-        const runbooks = createRunbookClient({ client, taskQueue });
+      const again = await withRunbooks(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('emergencyScale', { deployment: name, restore: true, mode: 'execute' }, { startedBy: 'erin' });
         return runbooks.waitForResult<EmergencyScaleResult>(workflowId);
       });
@@ -322,8 +315,7 @@ describe('emergencyScale', () => {
   });
 
   test('bad input and kube-system: clear non-retryable errors before anything is touched', async () => {
-    await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    await withRunbooks(config, async ({ runbooks, client, taskQueue }) => {
       await expect(runbooks.startRunbook('emergencyScale', { replicas: 101 }, { startedBy: 'erin' })).rejects.toThrow(
         'invalid input for emergencyScale: replicas: at most 100 replicas (the emergency cap)',
       );

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowFailedError } from '@temporalio/client';
 import { AppsV1Api, CoreV1Api, PatchUtils, type V1PodTemplateSpec } from '@kubernetes/client-node';
-import { createRunbookClient } from '../../client';
 import type { PodCrashLoopResult } from '../../workflows/pod-crash-loop';
 import { recordHistory } from '../helpers/histories';
 import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
@@ -9,8 +8,8 @@ import { adminKubeConfig } from '../helpers/kube-cluster';
 import { newRolloutRevision } from '../helpers/kube-objects';
 import { putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
 import { testbedConfig } from '../helpers/testbed';
-import { withWorker } from '../helpers/worker';
-import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { withRunbooks } from '../helpers/worker';
+import { expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 
 const namespace = 'short-drama-prod';
 const strategic = { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_STRATEGIC_MERGE_PATCH } };
@@ -80,8 +79,7 @@ describe('podCrashLoop', () => {
     const name = await scratch('pcl-oom-plan');
     const before = await deploymentOf(name);
     const pod = await crash(name, 'OOMKilled', ['allocating buffers', 'heap 250Mi']);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: name }, { startedBy: 'erin' });
       return runbooks.waitForResult<PodCrashLoopResult>(workflowId);
     });
@@ -98,8 +96,7 @@ describe('podCrashLoop', () => {
   test("(a) the Deployment's pods are found by its own selector, whatever the labels are called", async () => {
     const name = await scratch('pcl-labels', (n) => ({ 'app.kubernetes.io/name': n, 'app.kubernetes.io/component': 'api' }));
     const pod = await crash(name, 'OOMKilled', ['heap 250Mi']);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: name }, { startedBy: 'erin' });
       return runbooks.waitForResult<PodCrashLoopResult>(workflowId);
     });
@@ -110,8 +107,7 @@ describe('podCrashLoop', () => {
     const name = await scratch('pcl-oom');
     const before = await deploymentOf(name);
     await crash(name, 'OOMKilled', ['allocating buffers']);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks, client }) => {
       const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: name, mode: 'execute', severity: 'P1' }, { startedBy: 'erin' });
       const pending = await pendingOf(runbooks, workflowId, 'raise-memory-limit');
       await runbooks.approve(workflowId, { stepId: 'raise-memory-limit', planHash: pending.planHash, approver: 'bob', reason: 'OOM' });
@@ -128,7 +124,7 @@ describe('podCrashLoop', () => {
     expect(after.revision).toBe(before.revision + 1);
     expect(result.after).toMatchObject({ crashLooping: 0, revision: before.revision + 1 });
     const markdown = await readBucketText(result.report!.markdownKey);
-    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+    expectIncidentReport(markdown);
     expect(markdown).toContain('OOMKilled');
   });
 
@@ -140,8 +136,7 @@ describe('podCrashLoop', () => {
     const newRevision = await newRolloutRevision(kc, namespace, name);
     expect(newRevision).toBe(firstRevision + 1);
     await crash(name, 'Error', ['booting v2', 'ERROR cannot read property "id" of undefined', 'FATAL exiting']);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: name, mode: 'execute' }, { startedBy: 'erin' });
       const pending = await pendingOf(runbooks, workflowId, 'rollback');
       expect(pending.change.summary).toMatch(new RegExp(`from revision ${newRevision} to revision ${firstRevision} `));
@@ -206,8 +201,7 @@ describe('podCrashLoop', () => {
       lastTimestamp: now,
       count: 3,
     });
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: name, mode: 'execute' }, { startedBy: 'erin' });
       return runbooks.waitForResult<PodCrashLoopResult>(workflowId);
     });
@@ -219,14 +213,13 @@ describe('podCrashLoop', () => {
     expect(await deploymentOf(name)).toEqual(before);
     const markdown = await readBucketText(result.report!.markdownKey);
     expect(markdown).toContain(key);
-    for (const part of ['## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+    expectIncidentReport(markdown, { timeline: false });
   });
 
   test('(d) healthy deployment: nothing to do', async () => {
     const name = await scratch('pcl-healthy');
     const before = await deploymentOf(name);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: name, mode: 'execute' }, { startedBy: 'erin' });
       return runbooks.waitForResult<PodCrashLoopResult>(workflowId);
     });
@@ -240,8 +233,7 @@ describe('podCrashLoop', () => {
     const name = await scratch('pcl-reject');
     const before = await deploymentOf(name);
     await crash(name, 'OOMKilled', ['allocating']);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: name, mode: 'execute' }, { startedBy: 'erin' });
       const pending = await pendingOf(runbooks, workflowId, 'raise-memory-limit');
       await runbooks.reject(workflowId, { stepId: 'raise-memory-limit', planHash: pending.planHash, approver: 'carol', reason: 'not now' });
@@ -261,13 +253,11 @@ describe('podCrashLoop', () => {
     const before = await deploymentOf(name);
     await crash(name, 'OOMKilled', ['allocating']);
     let workflowId = '';
-    await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    await withRunbooks(config, async ({ runbooks }) => {
       ({ workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: name, mode: 'execute' }, { startedBy: 'erin' }));
       await pendingOf(runbooks, workflowId, 'raise-memory-limit');
     });
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const pending = await pendingOf(runbooks, workflowId, 'raise-memory-limit');
       await runbooks.approve(workflowId, { stepId: 'raise-memory-limit', planHash: pending.planHash, approver: 'bob', reason: 'OOM' });
       return runbooks.waitForResult<PodCrashLoopResult>(workflowId);
@@ -281,8 +271,7 @@ describe('podCrashLoop', () => {
 
   test('bad input: a clear non-retryable error before anything is touched', async () => {
     const before = await apps.readNamespacedDeployment('short-drama-app', namespace);
-    await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    await withRunbooks(config, async ({ runbooks, client, taskQueue }) => {
       await expect(runbooks.startRunbook('podCrashLoop', { memoryLimitFactor: 1 }, { startedBy: 'erin' })).rejects.toThrow(
         'invalid input for podCrashLoop: memoryLimitFactor: must be above 1 (the limit is raised, never lowered)',
       );

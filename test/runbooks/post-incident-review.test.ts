@@ -16,7 +16,7 @@ import { adminKubeConfig, kubernetesNamespace as ns } from '../helpers/kube-clus
 import { clearContainerLogs, putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
 import { readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, testbedEnv, testbedS3 } from '../helpers/testbed';
-import { withWorker } from '../helpers/worker';
+import { withRunbooks, withWorker } from '../helpers/worker';
 
 const env = testbedEnv();
 const Bucket = env.S3_BUCKET!;
@@ -91,8 +91,7 @@ describe('postIncidentReview', () => {
     const incidentId = `INC-${randomUUID().slice(0, 8)}`;
     const impact = 'Video playback failed for about 20% of users between 10:05 and 10:40.';
 
-    const { result, history } = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const { result, history } = await withRunbooks(config, async ({ runbooks, client }) => {
       const { workflowId } = await runbooks.startRunbook('postIncidentReview', { appDeployment: deployment, incidentId, title: 'Playback outage', impact, severity: 'P1' }, { startedBy: 'erin' });
       workflowIds.push(workflowId);
       expect(workflowId).toBe(`postIncidentReview/${ns}/incident-${incidentId}`);
@@ -213,8 +212,7 @@ describe('postIncidentReview', () => {
   });
 
   test('bad input fails at once, non-retryable, before any activity; kube-system is refused', async () => {
-    await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    await withRunbooks(config, async ({ runbooks, client, taskQueue }) => {
       await expect(runbooks.startRunbook('postIncidentReview', { sinceMinutes: 0 }, { startedBy: 'erin' })).rejects.toThrow('invalid input for postIncidentReview: sinceMinutes: at least 1 minute');
 
       const bad = await client.workflow.start('postIncidentReview', { taskQueue, workflowId: `pir-bad-${randomUUID()}`, args: [{ sinceMinutes: 0, incidentId: 'no spaces allowed', impact: '' }] });

@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { CoreV1Api, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { WorkflowFailedError } from '@temporalio/client';
-import { createRunbookClient } from '../../client';
 import type { ProvisionReadonlyAccessResult } from '../../workflows/provision-readonly-access';
 import { recordHistory } from '../helpers/histories';
 import { adminKubeConfig, kubernetesNamespace, scratchNamespace, statusOf } from '../helpers/kube-cluster';
-import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig } from '../helpers/testbed';
-import { withWorker } from '../helpers/worker';
+import { withRunbooks } from '../helpers/worker';
 
 /**
  * RBAC配置 against the test bed's real API server and Temporal, in a scratch namespace (the seeded
@@ -68,8 +67,7 @@ describe('provisionReadonlyAccess', () => {
   }
 
   test('plan: exactly what would be created; nothing is created; the account can do nothing yet', async () => {
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const started = await runbooks.startRunbook('provisionReadonlyAccess', { namespace: ns }, { startedBy: 'erin' });
       expect(started.workflowId).toBe(`provisionReadonlyAccess/${ns}/readonly-user`);
       return runbooks.waitForResult<ProvisionReadonlyAccessResult>(started.workflowId);
@@ -103,13 +101,12 @@ describe('provisionReadonlyAccess', () => {
     expect(result.timeline.map((e) => e.event)).not.toContain('requested');
     expect((await objects()).versions).toEqual([undefined, undefined, undefined]);
     const markdown = await readBucketText(result.report!.markdownKey);
-    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+    expectIncidentReport(markdown);
     expect(markdown).toContain('create Role readonly (get, list, watch on pods, services; get, list, watch on deployments.apps)');
   });
 
   test('execute + approval by someone else: the three objects are created; the account may list pods and may not delete them', async () => {
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks, client }) => {
       const { workflowId } = await runbooks.startRunbook('provisionReadonlyAccess', { namespace: ns, mode: 'execute', severity: 'P3' }, { startedBy: 'erin' });
       const pending = await pendingOf(runbooks, workflowId, 'ensure-access');
       expect(pending.allowedRoles).toEqual(['l2', 'manager', 'cto']);
@@ -159,8 +156,7 @@ describe('provisionReadonlyAccess', () => {
   test('a second run: nothing to change, nobody is asked, nothing is written', async () => {
     const before = await objects();
     expect(before.versions.every(Boolean)).toBe(true);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('provisionReadonlyAccess', { namespace: ns, mode: 'execute' }, { startedBy: 'erin' });
       return runbooks.waitForResult<ProvisionReadonlyAccessResult>(workflowId);
     });
@@ -177,8 +173,7 @@ describe('provisionReadonlyAccess', () => {
     await rbac.patchNamespacedRole('readonly', ns, [{ op: 'add', path: '/rules/0/verbs/-', value: 'delete' }], undefined, undefined, 'kubectl-edit', undefined, undefined, {
       headers: { 'Content-Type': 'application/json-patch+json' },
     });
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('provisionReadonlyAccess', { namespace: ns, mode: 'execute' }, { startedBy: 'erin' });
       const pending = await pendingOf(runbooks, workflowId, 'ensure-access');
       expect(pending.change.summary).toBe(
@@ -204,8 +199,7 @@ describe('provisionReadonlyAccess', () => {
   });
 
   test('bad input fails non-retryable before any activity; kube-system is refused', async () => {
-    await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    await withRunbooks(config, async ({ runbooks, client, taskQueue }) => {
       await expect(runbooks.startRunbook('provisionReadonlyAccess', { rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['get'] }] }, { startedBy: 'erin' })).rejects.toThrow(
         'invalid input for provisionReadonlyAccess: rules.0.resources.0: secrets are never granted by provisionReadonlyAccess: reading a Secret reveals its values',
       );

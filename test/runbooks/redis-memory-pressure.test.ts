@@ -12,9 +12,9 @@ import { raisedMaxmemory, type RedisMemoryPressureResult } from '../../workflows
 import { recordHistory } from '../helpers/histories';
 import { adminKubeConfig } from '../helpers/kube-cluster';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
-import { withWorker } from '../helpers/worker';
+import { withRunbooks, withWorker } from '../helpers/worker';
 import { buildDependencies } from '../../workers/dependencies';
-import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { approveEach, expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 
 const namespace = 'short-drama-prod';
 const steps = ['delete-session-keys', 'raise-memory-limit', 'raise-maxmemory', 'set-maxmemory-policy'];
@@ -157,8 +157,7 @@ describe('redisMemoryPressure', () => {
 
   test('plan: names the exact changes and changes nothing', async () => {
     const { sessions, others } = await fill(3000, 200);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', { raiseWhenUsageAbove: 0 }, { startedBy: 'erin' });
       return runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
     });
@@ -194,13 +193,9 @@ describe('redisMemoryPressure', () => {
   test('execute + approve: only session keys go, the memory limit is raised once (x1.5) and rolled out, maxmemory keeps its share, allkeys-lru on the server, report written', async () => {
     const { revision: revisionBefore } = await redisContainer();
     const { sessions, others } = await fill(4000, 300);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks, client }) => {
       const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', { mode: 'execute', raiseWhenUsageAbove: 0, severity: 'P1' }, { startedBy: 'erin' });
-      for (const step of steps) {
-        const pending = await pendingOf(runbooks, workflowId, step);
-        await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver: 'bob', reason: `approve ${step}` });
-      }
+      await approveEach(runbooks, workflowId, steps);
       const finished = await runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
       // redis-memory-pressure-approved.json is the history from before the raise-maxmemory patch,
       // kept so that runs started on the old code are proven to replay: never overwrite it.
@@ -233,7 +228,7 @@ describe('redisMemoryPressure', () => {
     expect(order.indexOf('raise-memory-limit')).toBeLessThan(order.indexOf('raise-maxmemory'));
 
     const markdown = await readBucketText(result.report!.markdownKey);
-    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+    expectIncidentReport(markdown);
     expect(markdown).toContain('4000 of');
     expect(markdown).toContain('CONFIG SET does not survive a restart');
     expect(markdown).toContain('redis.conf or the container args');
@@ -241,8 +236,7 @@ describe('redisMemoryPressure', () => {
 
   test('execute + reject: nothing changes and the run says what was not done', async () => {
     const { sessions, others } = await fill(1500, 100);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', { mode: 'execute', raiseWhenUsageAbove: 0 }, { startedBy: 'erin' });
       for (const step of steps) {
         const pending = await pendingOf(runbooks, workflowId, step);
@@ -265,20 +259,15 @@ describe('redisMemoryPressure', () => {
     const { others } = await fill(2000, 100);
     let workflowId = '';
     // First worker: start, approve the key deletion and the limit raise, then the worker goes away before the policy step.
-    await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    await withRunbooks(config, async ({ runbooks }) => {
       ({ workflowId } = await runbooks.startRunbook('redisMemoryPressure', { mode: 'execute', raiseWhenUsageAbove: 0 }, { startedBy: 'erin' }));
-      for (const step of ['delete-session-keys', 'raise-memory-limit', 'raise-maxmemory']) {
-        const pending = await pendingOf(runbooks, workflowId, step);
-        await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver: 'bob', reason: `approve ${step}` });
-      }
+      await approveEach(runbooks, workflowId, ['delete-session-keys', 'raise-memory-limit', 'raise-maxmemory']);
       await pendingOf(runbooks, workflowId, 'set-maxmemory-policy');
     });
     expect(await memoryLimit()).toBe('768Mi');
     expect(await maxmemoryNow()).toBe(raisedFromStart);
     // Second worker (a new process would do the same): the run goes on from its history.
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const pending = await pendingOf(runbooks, workflowId, 'set-maxmemory-policy');
       await runbooks.approve(workflowId, { stepId: 'set-maxmemory-policy', planHash: pending.planHash, approver: 'bob', reason: 'set the policy' });
       return runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
@@ -314,10 +303,7 @@ describe('redisMemoryPressure', () => {
         async ({ client, taskQueue }) => {
           const runbooks = createRunbookClient({ client, taskQueue });
           const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', { mode: 'execute', raiseWhenUsageAbove: 0 }, { startedBy: 'erin' });
-          for (const step of steps) {
-            const pending = await pendingOf(runbooks, workflowId, step);
-            await runbooks.approve(workflowId, { stepId: step, planHash: pending.planHash, approver: 'bob', reason: `approve ${step}` });
-          }
+          await approveEach(runbooks, workflowId, steps);
           return runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
         },
         { activities: { setContainerResources } },
@@ -340,8 +326,7 @@ describe('redisMemoryPressure', () => {
 
   test('bad input: a clear non-retryable error before anything is touched', async () => {
     const { sessions, others } = await fill(500, 50);
-    await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    await withRunbooks(config, async ({ runbooks, client, taskQueue }) => {
       await expect(runbooks.startRunbook('redisMemoryPressure', { memoryLimitFactor: 0.5 }, { startedBy: 'erin' })).rejects.toThrow(
         'invalid input for redisMemoryPressure: memoryLimitFactor: must be above 1 (the limit is raised, never lowered)',
       );
@@ -404,8 +389,7 @@ describe('redisMemoryPressure', () => {
       const small = await maxmemoryAt(0.75);
       const expected = Math.floor(small * 1.5);
       const input = { mode: 'execute', raiseWhenUsageAbove: 0.6 };
-      const first = await withWorker(config, async ({ client, taskQueue }) => {
-        const runbooks = createRunbookClient({ client, taskQueue });
+      const first = await withRunbooks(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', input, { startedBy: 'erin' });
         for (const step of steps) {
           const pending = await pendingOf(runbooks, workflowId, step);
@@ -426,8 +410,7 @@ describe('redisMemoryPressure', () => {
       await othersIntact(others, 200);
 
       // The same runbook again: usage is now below the threshold, so nothing is raised a second time.
-      const second = await withWorker(config, async ({ client, taskQueue }) => {
-        const runbooks = createRunbookClient({ client, taskQueue });
+      const second = await withRunbooks(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', input, { startedBy: 'erin' });
         return runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
       });
@@ -446,8 +429,7 @@ describe('redisMemoryPressure', () => {
       const near = 450 * Mi; // 88% of the 512Mi limit: 675Mi of 768Mi would leave Redis no headroom
       await redis.config('SET', 'maxmemory', String(near));
       const run = (input: Record<string, unknown>) =>
-        withWorker(config, async ({ client, taskQueue }) => {
-          const runbooks = createRunbookClient({ client, taskQueue });
+        withRunbooks(config, async ({ runbooks }) => {
           const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', { raiseWhenUsageAbove: 0, ...input }, { startedBy: 'erin' });
           return runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
         });
@@ -472,8 +454,7 @@ describe('redisMemoryPressure', () => {
     test('no maxmemory (0): the plan says there is nothing to raise, and only the container limit is proposed', async () => {
       await fill(500, 50);
       await redis.config('SET', 'maxmemory', '0');
-      const result = await withWorker(config, async ({ client, taskQueue }) => {
-        const runbooks = createRunbookClient({ client, taskQueue });
+      const result = await withRunbooks(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', { raiseWhenUsageAbove: 0 }, { startedBy: 'erin' });
         return runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
       });

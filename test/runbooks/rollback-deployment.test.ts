@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowFailedError } from '@temporalio/client';
 import { AppsV1Api, type V1PodTemplateSpec } from '@kubernetes/client-node';
-import { createRunbookClient } from '../../client';
 import type { RollbackDeploymentResult } from '../../workflows/rollback-deployment';
 import { applyObjects } from '../../scripts/testbed/kubernetes-apply';
 import { appDeployment, appReleases } from '../../scripts/testbed/kubernetes-seed';
@@ -10,9 +9,9 @@ import { recordHistory } from '../helpers/histories';
 import { deleteDeployment, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, waitForRollout } from '../helpers/kube-cluster';
 import { patchDeployment } from '../helpers/kube-objects';
-import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig } from '../helpers/testbed';
-import { withWorker } from '../helpers/worker';
+import { withRunbooks, withWorker } from '../helpers/worker';
 
 const namespace = 'short-drama-prod';
 const app = 'short-drama-app';
@@ -89,8 +88,7 @@ describe('rollbackDeployment', () => {
     const before = await appState();
     const { old, seeded } = await revisions();
     expect(before).toMatchObject({ image: image(seededRelease), revision: seeded.revision });
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const started = await runbooks.startRunbook('rollbackDeployment', {}, { startedBy: 'erin' });
       expect(started.workflowId).toBe(workflowId);
       return runbooks.waitForResult<RollbackDeploymentResult>(started.workflowId);
@@ -113,14 +111,13 @@ describe('rollbackDeployment', () => {
     expect(result.after).toBeUndefined();
     expect(await appState()).toEqual(before);
     const markdown = await readBucketText(result.report!.markdownKey);
-    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+    expectIncidentReport(markdown);
     expect(markdown).toContain(`to revision ${old.revision} (app=${image(oldRelease)})`);
   });
 
   test('execute on the revision already running: nothing to do, nobody is asked', async () => {
     const before = await appState();
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId: id } = await runbooks.startRunbook('rollbackDeployment', { mode: 'execute', toRevision: before.revision }, { startedBy: 'erin' });
       return runbooks.waitForResult<RollbackDeploymentResult>(id);
     });
@@ -154,8 +151,7 @@ describe('rollbackDeployment', () => {
   test('a revision that is not in the history is refused clearly before anyone is asked', async () => {
     const before = await appState();
     const { all } = await revisions();
-    await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    await withRunbooks(config, async ({ runbooks, client }) => {
       const { workflowId: id } = await runbooks.startRunbook('rollbackDeployment', { mode: 'execute', toRevision: 99 }, { startedBy: 'erin' });
       const handle = client.workflow.getHandle(id);
       const error = await handle.result().then(
@@ -174,8 +170,7 @@ describe('rollbackDeployment', () => {
 
   test('bad input: a clear non-retryable error before anything is touched', async () => {
     const before = await appState();
-    await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    await withRunbooks(config, async ({ runbooks, client, taskQueue }) => {
       await expect(runbooks.startRunbook('rollbackDeployment', { toRevision: 0 }, { startedBy: 'erin' })).rejects.toThrow(
         'invalid input for rollbackDeployment: toRevision: revisions start at 1; leave toRevision out to roll back to the previous revision',
       );
@@ -209,8 +204,7 @@ describe('rollbackDeployment', () => {
 
   test('execute + reject: the deployment is left unchanged', async () => {
     const before = await appState();
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId: id } = await runbooks.startRunbook('rollbackDeployment', { mode: 'execute' }, { startedBy: 'erin' });
       const pending = await pendingOf(runbooks, id, 'rollback');
       await runbooks.reject(id, { stepId: 'rollback', planHash: pending.planHash, approver: 'carol', reason: 'the release is fine, the alert was noise' });
@@ -234,8 +228,7 @@ describe('rollbackDeployment', () => {
       });
       await patchDeployment(kc, namespace, name, { spec: { template: { spec: spec('kwok') } } });
       await waitForRollout(kc, namespace, name);
-      const result = await withWorker(config, async ({ client, taskQueue }) => {
-        const runbooks = createRunbookClient({ client, taskQueue });
+      const result = await withRunbooks(config, async ({ runbooks }) => {
         const { workflowId: id } = await runbooks.startRunbook('rollbackDeployment', { deployment: name, mode: 'execute', waitTimeoutSeconds: 10 }, { startedBy: 'erin' });
         const pending = await pendingOf(runbooks, id, 'rollback');
         expect(pending.change.summary).toBe(`roll back ${namespace}/${name} from revision 2 (app=registry.example/scratch:1.0) to revision 1 (app=registry.example/scratch:1.0)`);
@@ -264,8 +257,7 @@ describe('rollbackDeployment', () => {
   test('execute + approve: rolled back to the 1.4.1 revision, rollout waited for, pods verified, report written', async () => {
     const before = await appState();
     const { old, seeded } = await revisions();
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks, client }) => {
       const { workflowId: id } = await runbooks.startRunbook('rollbackDeployment', { mode: 'execute', severity: 'P1', toRevision: old.revision }, { startedBy: 'erin' });
       const pending = await pendingOf(runbooks, id, 'rollback');
       expect(pending.change.summary).toBe(`roll back ${target} from revision ${seeded.revision} (app=${image(seededRelease)}) to revision ${old.revision} (app=${image(oldRelease)})`);
@@ -294,7 +286,7 @@ describe('rollbackDeployment', () => {
     delete expected.metadata!.labels!['pod-template-hash'];
     expect(after.template).toEqual(expected);
     const markdown = await readBucketText(result.report!.markdownKey);
-    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+    expectIncidentReport(markdown);
     expect(markdown).toContain(
       `rolled back from revision ${seeded.revision} (app=${image(seededRelease)}) to the template of revision ${old.revision} (app=${image(oldRelease)}), now revision ${now}`,
     );

@@ -3,17 +3,17 @@ import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { Client } from 'pg';
-import { createRunbookClient, type RunbookClient } from '../../client';
+import { type RunbookClient } from '../../client';
 import type { RotateDatabasePasswordResult } from '../../workflows/rotate-database-password';
 import { recordHistory } from '../helpers/histories';
 import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, kubernetesNamespace as namespace, statusOf } from '../helpers/kube-cluster';
 import { patchDeployment } from '../helpers/kube-objects';
 import { uniqueSuffix, withAdmin } from '../helpers/postgres-scratch';
-import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { logsIn } from '../helpers/postgres-login';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
-import { withWorker } from '../helpers/worker';
+import { withRunbooks } from '../helpers/worker';
 
 const key = 'DATABASE_PASSWORD';
 const steps = ['stage-password', 'alter-role', 'update-secret', 'restart-app'];
@@ -111,8 +111,7 @@ describe('rotateDatabasePassword', () => {
     const f = await fixture();
     const before = await secretData(f.secret);
     const restartBefore = await restartedAt(f.app);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const started = await runbooks.startRunbook('rotateDatabasePassword', { secret: f.secret, role: f.role, appDeployment: f.app }, { startedBy: 'erin' });
       expect(started.workflowId).toBe(f.workflowId);
       return runbooks.waitForResult<RotateDatabasePasswordResult>(started.workflowId);
@@ -127,7 +126,7 @@ describe('rotateDatabasePassword', () => {
     expect(await restartedAt(f.app)).toBe(restartBefore);
     expect(await logsIn(f.role, f.old)).toBe(true);
     const markdown = await readBucketText(result.report!.markdownKey);
-    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+    expectIncidentReport(markdown);
     expect(markdown).toContain('None (plan mode)');
   });
 
@@ -141,8 +140,7 @@ describe('rotateDatabasePassword', () => {
     session.on('error', () => undefined);
     await session.connect();
     try {
-      const { result, history } = await withWorker(config, async ({ client, taskQueue }) => {
-        const runbooks = createRunbookClient({ client, taskQueue });
+      const { result, history } = await withRunbooks(config, async ({ runbooks, client }) => {
         const { workflowId } = await runbooks.startRunbook('rotateDatabasePassword', { mode: 'execute', secret: f.secret, role: f.role, appDeployment: f.app }, { startedBy: 'erin' });
         // The initiator may not approve their own run.
         const first = await pendingOf(runbooks, workflowId, 'stage-password');
@@ -188,8 +186,7 @@ describe('rotateDatabasePassword', () => {
     // Pods pinned to a node that does not exist are never scheduled: no restart of this app completes.
     await patchDeployment(kc, namespace, f.app, { spec: { template: { spec: { nodeSelector: { 'kubernetes.io/hostname': `no-such-node-${randomUUID().slice(0, 8)}` } } } } });
     let next = '';
-    const { result, history } = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const { result, history } = await withRunbooks(config, async ({ runbooks, client }) => {
       const { workflowId } = await runbooks.startRunbook(
         'rotateDatabasePassword',
         { mode: 'execute', secret: f.secret, role: f.role, appDeployment: f.app, waitTimeoutSeconds: 5 },
@@ -230,8 +227,7 @@ describe('rotateDatabasePassword', () => {
   test('alter-role rejected: the staged password is dropped again, the role and the app are untouched', async () => {
     const f = await fixture();
     const restartBefore = await restartedAt(f.app);
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('rotateDatabasePassword', { mode: 'execute', secret: f.secret, role: f.role, appDeployment: f.app }, { startedBy: 'erin' });
       const stage = await pendingOf(runbooks, workflowId, 'stage-password');
       await runbooks.approve(workflowId, { stepId: 'stage-password', planHash: stage.planHash, approver: 'bob', reason: 'stage it' });
@@ -252,8 +248,7 @@ describe('rotateDatabasePassword', () => {
   });
 
   test('bad input fails non-retryable before any activity; a superuser role is refused before anything changes', async () => {
-    await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    await withRunbooks(config, async ({ runbooks, client, taskQueue }) => {
       await expect(runbooks.startRunbook('rotateDatabasePassword', {}, { startedBy: 'erin' })).rejects.toThrow(
         "invalid input for rotateDatabasePassword: role: the app's PostgreSQL login role is required",
       );

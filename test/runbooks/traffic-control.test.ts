@@ -7,10 +7,10 @@ import { keyedApprovers } from '../helpers/approver-keys';
 import { recordHistory } from '../helpers/histories';
 import { unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig } from '../helpers/kube-cluster';
-import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig } from '../helpers/testbed';
 import { runFailureOf } from '../helpers/failures';
-import { withWorker } from '../helpers/worker';
+import { withRunbooks, withWorker } from '../helpers/worker';
 
 const namespace = 'short-drama-prod';
 const recordKey = previousAnnotationsAnnotation;
@@ -81,8 +81,7 @@ describe('trafficControl', () => {
 
   test("plan with the manual's defaults: app-ingress limited to 50 rps; nothing changes", async () => {
     const before = await annotationsOf('app-ingress');
-    const result = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const result = await withRunbooks(config, async ({ runbooks }) => {
       const started = await runbooks.startRunbook('trafficControl', {}, { startedBy: 'erin' });
       expect(started.workflowId).toBe(`trafficControl/${namespace}/app-ingress`);
       return runbooks.waitForResult<TrafficControlResult>(started.workflowId);
@@ -103,8 +102,7 @@ describe('trafficControl', () => {
     const name = await scratchIngress('tc-plan');
     const service = await scratchService('tc-maint');
     const before = await annotationsOf(name);
-    const results = await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    const results = await withRunbooks(config, async ({ runbooks }) => {
       const out: TrafficControlResult[] = [];
       for (const input of [{ rps: 20 }, { action: 'maintenance-on', maintenanceService: service }, { action: 'maintenance-off' }, { action: 'restore' }]) {
         const { workflowId } = await runbooks.startRunbook('trafficControl', { ingress: name, ...input }, { startedBy: 'erin' });
@@ -130,7 +128,7 @@ describe('trafficControl', () => {
     expect(results[0]!.hosts).toEqual([`${name}.example`]);
     expect(await annotationsOf(name)).toEqual(before);
     const markdown = await readBucketText(results[0]!.report!.markdownKey);
-    for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+    expectIncidentReport(markdown);
     expect(markdown).toContain(`${rateLimitAnnotation} 100 -> 20`);
   });
 
@@ -148,8 +146,7 @@ describe('trafficControl', () => {
     });
 
     test('rate-limit, execute + approve: limit-rps 100 -> 50, the previous value recorded on the ingress', async () => {
-      const result = await withWorker(config, async ({ client, taskQueue }) => {
-        const runbooks = createRunbookClient({ client, taskQueue });
+      const result = await withRunbooks(config, async ({ runbooks, client }) => {
         const { workflowId } = await runbooks.startRunbook('trafficControl', { ingress: name, mode: 'execute', severity: 'P1' }, { startedBy: 'erin' });
         const pending = await pendingOf(runbooks, workflowId, 'rate-limit');
         expect(pending.change.summary).toBe(`${where}: ${rateLimitAnnotation} 100 -> 50; previous values recorded in ${recordKey}: {"${rateLimitAnnotation}":"100"}`);
@@ -171,14 +168,13 @@ describe('trafficControl', () => {
       expect(result.after).toEqual({ limitRps: '50', recorded: { [rateLimitAnnotation]: '100' }, ok: true });
       expect(await annotationsOf(name)).toEqual({ ...original, [rateLimitAnnotation]: '50', [recordKey]: `{"${rateLimitAnnotation}":"100"}` });
       const markdown = await readBucketText(result.report!.markdownKey);
-      for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
+      expectIncidentReport(markdown);
       expect(markdown).toContain('limited to 50 per second per client IP');
     });
 
     test('the same run again: nothing to change, nobody is asked', async () => {
       const before = await annotationsOf(name);
-      const result = await withWorker(config, async ({ client, taskQueue }) => {
-        const runbooks = createRunbookClient({ client, taskQueue });
+      const result = await withRunbooks(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('trafficControl', { ingress: name, mode: 'execute' }, { startedBy: 'erin' });
         return runbooks.waitForResult<TrafficControlResult>(workflowId);
       });
@@ -190,8 +186,7 @@ describe('trafficControl', () => {
     });
 
     test('maintenance on, then off: default-backend set to the maintenance Service, then removed again', async () => {
-      const { on, off } = await withWorker(config, async ({ client, taskQueue }) => {
-        const runbooks = createRunbookClient({ client, taskQueue });
+      const { on, off } = await withRunbooks(config, async ({ runbooks }) => {
         const on = await approved(
           runbooks,
           { ingress: name, action: 'maintenance-on', maintenanceService: service },
@@ -215,8 +210,7 @@ describe('trafficControl', () => {
     });
 
     test('restore + approve: exactly the annotations from before, the record removed; again: nobody is asked', async () => {
-      const { result, again } = await withWorker(config, async ({ client, taskQueue }) => {
-        const runbooks = createRunbookClient({ client, taskQueue });
+      const { result, again } = await withRunbooks(config, async ({ runbooks }) => {
         const { result } = await approved(runbooks, { ingress: name, action: 'restore' }, 'restore', `${where}: ${rateLimitAnnotation} 50 -> 100; ${recordKey} removed (nothing left to restore)`);
         const { workflowId } = await runbooks.startRunbook('trafficControl', { ingress: name, action: 'restore', mode: 'execute' }, { startedBy: 'erin' });
         return { result, again: await runbooks.waitForResult<TrafficControlResult>(workflowId) };
@@ -232,8 +226,7 @@ describe('trafficControl', () => {
 
   test('refused before anything is changed: a missing maintenance Service, a record not written by the runbook, kube-system, bad input', async () => {
     const name = await scratchIngress('tc-refuse');
-    await withWorker(config, async ({ client, taskQueue }) => {
-      const runbooks = createRunbookClient({ client, taskQueue });
+    await withRunbooks(config, async ({ runbooks, client, taskQueue }) => {
       const missing = await client.workflow.start('trafficControl', { taskQueue, workflowId: `tc-missing-${randomUUID()}`, args: [{ ingress: name, action: 'maintenance-on', mode: 'execute' }] });
       const failure = await runFailureOf(missing);
       expect(failure.message).toBe(`maintenance mode refused: Service maintenance-page does not exist in namespace ${namespace}; deploy the maintenance page first (or name it in maintenanceService)`);

@@ -621,3 +621,8 @@ export function errorMessage(err: unknown): string {
 }
 
 export { durationMs };
+
+/** The incident report's solution for a plan-mode run: what would be done, and that nothing was. */
+export function planOnly(what: string): string {
+  return `Plan only (nothing changed): ${what}.`;
+}
