@@ -58,6 +58,19 @@ describe('runbook CLI', () => {
   };
   afterAll(() => rmSync(keyDir, { recursive: true, force: true }));
 
+  /** erin starts (signed) a one-step run on `target`; returns it once "restart" waits, with its plan hash. */
+  async function startWaitingRun(target: string): Promise<{ workflowId: string; planHash: string }> {
+    const steps = JSON.stringify([{ id: 'restart', title: 'Restart the app' }]);
+    const started = await runbookCli(env, 'start', 'kernelTestRunbook', '--target', target, '--steps', steps, '--execute', '--key', keyFile('erin'));
+    const workflowId = /^started (\S+) \(run /.exec(started.stdout)![1]!;
+    let planHash = '';
+    await waitUntil('restart pending', async () => {
+      planHash = JSON.parse((await runbookCli(env, 'status', workflowId, '--json')).stdout).pending?.planHash ?? '';
+      return planHash !== '';
+    });
+    return { workflowId, planHash };
+  }
+
   test('drives a run end to end: start, pending, status, approve, watch to the result', async () => {
     const target = `cli/${randomUUID()}`;
     await withWorker(
@@ -142,24 +155,7 @@ describe('runbook CLI', () => {
     await withWorker(
       config,
       async ({ client }) => {
-        const started = await runbookCli(
-          env,
-          'start',
-          'kernelTestRunbook',
-          '--target',
-          target,
-          '--steps',
-          JSON.stringify([{ id: 'restart', title: 'Restart the app' }]),
-          '--execute',
-          '--key',
-          keyFile('erin'),
-        );
-        const workflowId = /^started (\S+) \(run /.exec(started.stdout)![1]!;
-        let planHash = '';
-        await waitUntil('restart pending', async () => {
-          planHash = JSON.parse((await runbookCli(env, 'status', workflowId, '--json')).stdout).pending?.planHash ?? '';
-          return planHash !== '';
-        });
+        const { workflowId, planHash } = await startWaitingRun(target);
         const signed = await runbookCli(env, 'sign', workflowId, '--step', 'restart', '--reason', 'from the UI', '--plan', planHash, '--as', 'bob', '--key', keyFile('bob'));
         expect(signed.code).toBe(0);
         expect(signed.stderr).toContain('Paste into the Temporal UI');
@@ -190,20 +186,7 @@ describe('runbook CLI', () => {
     await withWorker(
       config,
       async ({ client }) => {
-        const started = await runbookCli(
-          env,
-          'start',
-          'kernelTestRunbook',
-          '--target',
-          target,
-          '--steps',
-          JSON.stringify([{ id: 'restart', title: 'Restart the app' }]),
-          '--execute',
-          '--key',
-          keyFile('erin'),
-        );
-        const workflowId = /^started (\S+) \(run /.exec(started.stdout)![1]!;
-        await waitUntil('restart pending', async () => JSON.parse((await runbookCli(env, 'status', workflowId, '--json')).stdout).pending !== undefined);
+        const { workflowId } = await startWaitingRun(target);
         const declined = await onTerminal('no', 'reject', workflowId, '--step', 'restart', '--reason', 'not now', '--as', 'bob', '--key', keyFile('bob'));
         expect(declined.code).toBe(2);
         expect(declined.stdout).toMatch(/reject plan [0-9a-f]{12} of "restart"\? type yes: /);
