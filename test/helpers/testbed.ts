@@ -34,3 +34,11 @@ export function testbedS3(): S3Client {
 
 /** A loopback port nothing listens on, for "target down" cases (not 9 or 1: fetch refuses those as "bad ports"). */
 export const closedPort = port(testbedLayout(), 'alwaysClosed');
+
+/** Approvers without keys (decisions unverified, as before signed approvals): bob l2, carol manager, dave l1, erin l2. */
+export const unsignedTeam = [
+  { id: 'bob', roles: ['l2'] },
+  { id: 'carol', roles: ['manager'] },
+  { id: 'dave', roles: ['l1'] },
+  { id: 'erin', roles: ['l2'] },
+];

@@ -7,7 +7,7 @@ import { recordHistory } from '../helpers/histories';
 import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, statusOf } from '../helpers/kube-cluster';
 import { expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
-import { testbedConfig } from '../helpers/testbed';
+import { testbedConfig, unsignedTeam } from '../helpers/testbed';
 import { runFailureOf } from '../helpers/failures';
 import { withRunbooks, withWorker } from '../helpers/worker';
 
@@ -25,12 +25,7 @@ const resourcesKey = previousResourcesAnnotation;
  */
 describe('emergencyScale', () => {
   const config = testbedConfig({
-    RUNBOOK_APPROVERS: JSON.stringify([
-      { id: 'bob', roles: ['l2'] },
-      { id: 'carol', roles: ['manager'] },
-      { id: 'dave', roles: ['l1'] },
-      { id: 'erin', roles: ['l2'] },
-    ]),
+    RUNBOOK_APPROVERS: JSON.stringify(unsignedTeam),
   });
   const kc = adminKubeConfig();
   const apps = kc.makeApiClient(AppsV1Api);

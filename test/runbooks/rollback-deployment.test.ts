@@ -10,7 +10,7 @@ import { deleteDeployment, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, waitForRollout } from '../helpers/kube-cluster';
 import { patchDeployment } from '../helpers/kube-objects';
 import { expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
-import { testbedConfig } from '../helpers/testbed';
+import { testbedConfig, unsignedTeam } from '../helpers/testbed';
 import { withRunbooks, withWorker } from '../helpers/worker';
 
 const namespace = 'short-drama-prod';
@@ -28,12 +28,7 @@ const revisionAnnotation = 'deployment.kubernetes.io/revision';
  */
 describe('rollbackDeployment', () => {
   const config = testbedConfig({
-    RUNBOOK_APPROVERS: JSON.stringify([
-      { id: 'bob', roles: ['l2'] },
-      { id: 'carol', roles: ['manager'] },
-      { id: 'dave', roles: ['l1'] },
-      { id: 'erin', roles: ['l2'] },
-    ]),
+    RUNBOOK_APPROVERS: JSON.stringify(unsignedTeam),
   });
   const kc = adminKubeConfig();
   const apps = kc.makeApiClient(AppsV1Api);
