@@ -91,7 +91,9 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
     expect(status.map((r) => r.approvalState)).toEqual(['pending']);
     expect(result.outcome).toBe('completed');
     expect(targets.applies.filter((a) => a.target === target)).toEqual([{ target, stepId: 'raise-limit' }]);
-    expect(result.timeline.find((e) => e.event === 'decided')).toMatchObject({ by: 'bob', role: 'l2', channel: 'update', reason: 'limit is too low' });
+    expect(result.timeline.find((e) => e.event === 'decided')).toMatchObject({ by: 'bob', role: 'l2', channel: 'update', reason: 'limit is too low', verified: false });
+    // No approver has a key here: every request says its decisions are unverified.
+    expect(result.timeline.find((e) => e.event === 'requested')?.detail).toMatch(/, UNVERIFIED \(no approver keys configured\)$/);
     const env = testbedEnv();
     const s3 = testbedS3();
     try {
