@@ -1,5 +1,6 @@
 import { atMost, countLines, hoursBetween, listed, sharesOfLimit, type CheckRow, type ChecklistResult } from '../common/checklist';
-import { dailyChecks, type DailyCheck, type DailyHealthCheckInput } from '../common/inputs/checklists';
+import type { z } from 'zod';
+import { dailyChecks, type dailyHealthCheckInput, type DailyCheck, type DailyHealthCheckInput } from '../common/inputs/checklists';
 import { Checklist } from './kernel/checklist';
 import { validateInput } from './validate-input';
 import { dfLine, dfUsePercent } from './exec-output';
@@ -8,6 +9,7 @@ import { read, wait } from './activity-proxies';
 import { catalog } from '../common/catalog';
 
 export type DailyHealthCheckResult = ChecklistResult;
+type DailyInput = z.infer<typeof dailyHealthCheckInput>;
 
 /**
  * 每日检查清单: pods, services, ingress, HPA and PVCs; pod, node and database volume usage; ERROR
@@ -17,10 +19,9 @@ export type DailyHealthCheckResult = ChecklistResult;
  */
 export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<DailyHealthCheckResult> {
   const input = validateInput(catalog.dailyHealthCheck, raw);
-  const { namespace, backupPrefix } = input;
+  const { namespace } = input;
   const selected = new Set<DailyCheck>(input.only ?? dailyChecks);
   const checklist = await Checklist.begin(catalog.dailyHealthCheck, input, selected.size + 1);
-  const t = checklist.thresholds;
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     names: [input.appDeployment, input.databaseDeployment, input.redisDeployment].map((name) => ({ name, what: 'deployment' })),
@@ -28,261 +29,306 @@ export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<Dail
   const now = Date.now();
 
   // 系统健康检查
-  if (selected.has('pods'))
-    await checklist.check('pods', '系统健康检查 / Pods', `Pods in ${namespace}`, async (row) => {
-      const { pods, counts } = await read.listPodSummaries({ namespace });
-      const notReady = pods.filter((p) => !p.ready && !p.terminating);
-      const crashLooping = pods.filter((p) => p.waitingReason === 'CrashLoopBackOff');
-      const oomKilled = pods.filter((p) => p.lastTerminationReason === 'OOMKilled');
-      const mostRestarts = [...pods].sort((a, b) => b.restarts - a.restarts)[0];
-      return [
-        row({
-          id: 'pods.ready',
-          title: 'Pods running and ready',
-          status: counts.total > 0 && notReady.length === 0 ? 'PASS' : 'FAIL',
-          value: `${counts.ready} of ${counts.total} ready`,
-          threshold: 'all ready',
-          detail:
-            counts.total === 0
-              ? `no pods in ${namespace}`
-              : notReady.length > 0
-                ? `not ready: ${listed(notReady.map((p) => `${p.name} (${p.waitingReason ?? p.phase})`))}`
-                : 'every pod is Running and Ready',
-        }),
-        row({
-          id: 'pods.crash-loop',
-          title: 'Pods in CrashLoopBackOff',
-          status: crashLooping.length === 0 ? 'PASS' : 'FAIL',
-          value: String(crashLooping.length),
-          threshold: '0',
-          detail: crashLooping.length > 0 ? `crash-looping: ${listed(crashLooping.map((p) => `${p.name} (${p.restarts} restarts)`))}; run podCrashLoop` : 'none',
-        }),
-        row({
-          id: 'pods.oom-killed',
-          title: 'Pods last killed by OOM',
-          status: oomKilled.length === 0 ? 'PASS' : 'WARN',
-          value: String(oomKilled.length),
-          threshold: '0',
-          detail: oomKilled.length > 0 ? `OOMKilled last time: ${listed(oomKilled.map((p) => p.name))}; memory limit too low?` : 'none',
-        }),
-        row({
-          id: 'pods.restarts',
-          title: 'Most restarts of one pod',
-          status: atMost(mostRestarts?.restarts ?? 0, t.podRestarts, 'WARN'),
-          value: String(mostRestarts?.restarts ?? 0),
-          threshold: `<= ${t.podRestarts}`,
-          detail: mostRestarts && mostRestarts.restarts > 0 ? `${mostRestarts.name}` : 'no restarts',
-        }),
-      ];
-    });
-
-  if (selected.has('services'))
-    await checklist.check('services', '系统健康检查 / Services', `Services in ${namespace} have endpoints`, async (row) => {
-      const { services } = await read.listServices({ namespace });
-      return services.map((s) => {
-        const selects = s.selector !== undefined && Object.keys(s.selector).length > 0;
-        return row({
-          id: `services.${s.name}`,
-          title: `Service ${s.name} endpoints`,
-          status: !selects || s.readyEndpoints > 0 ? 'PASS' : 'FAIL',
-          value: `${s.readyEndpoints} ready, ${s.notReadyEndpoints} not ready`,
-          threshold: '>= 1 ready',
-          detail: !selects ? 'no selector: endpoints are managed outside Kubernetes' : s.readyEndpoints > 0 ? `ports ${s.ports.join(', ')}` : 'no ready endpoint: the Service sends traffic nowhere',
-        });
-      });
-    });
-
-  if (selected.has('ingress'))
-    await checklist.check('ingress', '系统健康检查 / Ingress', `Ingress in ${namespace}: address and TLS secret`, async (row) => {
-      const [{ ingresses }, snapshot] = await Promise.all([read.listIngresses({ namespace }), read.snapshotNamespaceConfig({ namespace })]);
-      const tlsSecrets = new Map(snapshot.secrets.map((s) => [s.name, s]));
-      return ingresses.flatMap((ing): CheckRow[] => {
-        const secretNames = ing.tls.flatMap((t) => (t.secretName ? [t.secretName] : []));
-        const missing = secretNames.filter((name) => !['tls.crt', 'tls.key'].every((key) => tlsSecrets.get(name)?.keys.includes(key)));
-        return [
-          row({
-            id: `ingress.${ing.name}.address`,
-            title: `Ingress ${ing.name} address`,
-            status: ing.addresses.length > 0 ? 'PASS' : 'FAIL',
-            value: ing.addresses.join(', ') || 'none',
-            threshold: 'an address',
-            detail: ing.addresses.length > 0 ? `hosts ${ing.hosts.join(', ')}` : 'no load balancer address: the ingress controller has not admitted it',
-          }),
-          row({
-            id: `ingress.${ing.name}.tls`,
-            title: `Ingress ${ing.name} TLS secret`,
-            status: secretNames.length === 0 ? 'WARN' : missing.length === 0 ? 'PASS' : 'FAIL',
-            value: secretNames.join(', ') || 'no TLS',
-            threshold: 'secret with tls.crt and tls.key',
-            detail: secretNames.length === 0 ? 'served without TLS' : missing.length > 0 ? `missing or incomplete: ${missing.join(', ')}` : 'present',
-          }),
-        ];
-      });
-    });
-
-  if (selected.has('hpa'))
-    await checklist.check('hpa', '系统健康检查 / HPA', `HorizontalPodAutoscalers in ${namespace}`, async (row) => {
-      const { autoscalers } = await read.listHorizontalPodAutoscalers({ namespace });
-      return autoscalers.map((h) =>
-        row({
-          id: `hpa.${h.name}`,
-          title: `HPA ${h.name} replicas`,
-          status: h.atMax ? 'WARN' : 'PASS',
-          value: `${h.currentReplicas} current, ${h.desiredReplicas} desired`,
-          threshold: `< max ${h.maxReplicas}`,
-          detail: h.atMax ? `at its maximum: ${h.target} cannot scale further; raise maxReplicas or find the load` : `${h.target}, ${h.metrics.join(', ') || 'no metrics'}`,
-        }),
-      );
-    });
-
-  if (selected.has('pvc'))
-    await checklist.check('pvc', '系统健康检查 / PVC', `PersistentVolumeClaims in ${namespace}`, async (row) => {
-      const { claims } = await read.listPersistentVolumeClaims({ namespace });
-      return claims.map((c) =>
-        row({
-          id: `pvc.${c.name}`,
-          title: `PVC ${c.name}`,
-          status: c.phase === 'Bound' ? 'PASS' : 'FAIL',
-          value: `${c.phase}, ${c.capacity ?? c.requested ?? 'unknown size'}`,
-          threshold: 'Bound',
-          detail: c.phase === 'Bound' ? `StorageClass ${c.storageClass ?? '(none)'}` : `not bound: nothing backs it (StorageClass ${c.storageClass ?? '(none)'})`,
-        }),
-      );
-    });
+  if (selected.has('pods')) await checkPods(checklist, input);
+  if (selected.has('services')) await checkServices(checklist, input);
+  if (selected.has('ingress')) await checkIngress(checklist, input);
+  if (selected.has('hpa')) await checkAutoscalers(checklist, input);
+  if (selected.has('pvc')) await checkVolumeClaims(checklist, input);
 
   // 资源使用检查
-  if (selected.has('usage'))
-    await checklist.check('usage', '资源使用检查', 'Pod and node usage (metrics API)', async (row) => {
-      const [podUsage, nodeUsage] = await Promise.all([read.getPodUsage({ namespace }), read.getNodeUsage()]);
-      const rows: CheckRow[] = [];
-      if (!podUsage.available) {
-        rows.push(row({ id: 'usage.pods', title: 'Pod usage', status: 'WARN', value: 'unavailable', detail: podUsage.reason }));
-      } else {
-        for (const [resource, limit] of [
-          ['cpu', t.cpuPercent],
-          ['memory', t.memoryPercent],
-        ] as const) {
-          const { top } = sharesOfLimit(podUsage.pods, resource);
-          rows.push(
-            row({
-              id: `usage.pods.${resource}`,
-              title: `Highest pod ${resource} use of its limit`,
-              status: top ? atMost(top.percent, limit, 'WARN') : 'PASS',
-              value: top ? `${top.percent}%` : 'no limits set',
-              threshold: `<= ${limit}%`,
-              detail: top ? top.where : `${podUsage.pods.length} pods measured`,
-            }),
-          );
-        }
-      }
-      if (!nodeUsage.available) {
-        rows.push(row({ id: 'usage.nodes', title: 'Node usage', status: 'WARN', value: 'unavailable', detail: nodeUsage.reason }));
-      } else {
-        for (const [resource, limit] of [
-          ['cpu', t.cpuPercent],
-          ['memory', t.memoryPercent],
-        ] as const) {
-          const top = [...nodeUsage.nodes]
-            .filter((n) => (resource === 'cpu' ? n.cpuPercent : n.memoryPercent) !== undefined)
-            .sort((a, b) => (resource === 'cpu' ? b.cpuPercent! - a.cpuPercent! : b.memoryPercent! - a.memoryPercent!))[0];
-          const percent = top && (resource === 'cpu' ? top.cpuPercent! : top.memoryPercent!);
-          rows.push(
-            row({
-              id: `usage.nodes.${resource}`,
-              title: `Highest node ${resource} use`,
-              status: top ? atMost(percent!, limit, 'WARN') : 'WARN',
-              value: top ? `${percent}%` : 'unknown',
-              threshold: `<= ${limit}%`,
-              detail: top ? top.name : 'no node reports allocatable resources',
-            }),
-          );
-        }
-      }
-      return rows;
-    });
-
-  if (selected.has('database-volume'))
-    await checklist.check('database-volume', '资源使用检查', `Database volume (df -h ${input.dataDir})`, async (row) => {
-      const result = await wait.execInPod({ namespace, deployment: input.databaseDeployment, command: ['df', '-h', input.dataDir], timeoutSeconds: 60, maxOutputBytes: 65_536 });
-      const line = dfLine(input.dataDir, result);
-      const percent = dfUsePercent(line);
-      return [
-        row({
-          id: 'disk.database',
-          title: 'Database volume use',
-          status: percent === undefined ? 'WARN' : atMost(percent, t.diskPercent),
-          value: percent === undefined ? 'unknown' : `${percent}%`,
-          threshold: `<= ${t.diskPercent}%`,
-          detail: percent === undefined ? `no Use% in "${line}"` : percent > t.diskPercent ? `${line}; run diskPressure` : line,
-        }),
-      ];
-    });
+  if (selected.has('usage')) await checkUsage(checklist, input);
+  if (selected.has('database-volume')) await checkDatabaseVolume(checklist, input);
 
   // 日志检查
-  if (selected.has('logs'))
-    await checklist.check('logs', '日志检查', 'ERROR lines in the latest logs', async (row) => {
-      const tail = (deployment: string, tailLines: number) => read.getContainerLogs({ namespace, deployment, tailLines, maxBytes: 262_144 });
-      const [app, database, redis] = await Promise.all([
-        tail(input.appDeployment, input.appLogLines),
-        tail(input.databaseDeployment, input.serviceLogLines),
-        tail(input.redisDeployment, input.serviceLogLines),
-      ]);
-      const appErrors = countLines(app.text, /\bERROR\b/);
-      const serviceRow = (id: string, name: string, logs: typeof database) => {
-        const problems = countLines(logs.text, /\b(ERROR|FATAL|PANIC)\b/);
-        return row({
-          id,
-          title: `${name} errors in the last ${input.serviceLogLines} lines`,
-          status: problems.count === 0 ? 'PASS' : 'WARN',
-          value: String(problems.count),
-          threshold: '0',
-          detail: problems.count > 0 ? `${logs.pod}: ${problems.first}` : `${logs.pod}: ${logs.lines} lines read`,
-        });
-      };
-      return [
-        row({
-          id: 'logs.app-errors',
-          title: `App ERROR lines in the last ${input.appLogLines}`,
-          status: atMost(appErrors.count, t.errorLogLines),
-          value: String(appErrors.count),
-          threshold: `<= ${t.errorLogLines}`,
-          detail: appErrors.count > 0 ? `${app.pod}: ${appErrors.first}` : `${app.pod}: ${app.lines} lines read`,
-        }),
-        serviceRow('logs.database', 'Database', database),
-        serviceRow('logs.redis', 'Redis', redis),
-      ];
-    });
+  if (selected.has('logs')) await checkLogs(checklist, input);
 
   // 备份验证
-  if (selected.has('backups'))
-    await checklist.check('backups', '备份验证', `Backups under ${backupPrefix}`, async (row) => {
-      const [newest, latest] = await Promise.all([read.listNewestObjects({ prefix: backupPrefix, limit: input.newestBackups }), read.verifyDumpObject({ key: `${backupPrefix}latest.sql` })]);
-      const first = newest.objects[0];
-      const ageHours = first ? hoursBetween(first.lastModified, now) : undefined;
-      return [
-        row({
-          id: 'backups.newest',
-          title: 'Age of the newest backup',
-          status: ageHours === undefined ? 'FAIL' : atMost(ageHours, t.backupMaxAgeHours),
-          value: ageHours === undefined ? 'no backups' : `${ageHours.toFixed(1)} h`,
-          threshold: `<= ${t.backupMaxAgeHours} h`,
-          detail: first
-            ? `newest ${newest.objects.length} of ${newest.total}: ${newest.objects.map((o) => `${o.key} (${o.size} B, ${o.lastModified})`).join(', ')}`
-            : `nothing under ${backupPrefix}: backups are not running`,
-        }),
-        row({
-          id: 'backups.latest',
-          title: `${backupPrefix}latest.sql is a valid dump`,
-          status: latest.exists && latest.valid ? 'PASS' : 'FAIL',
-          value: latest.exists ? `${latest.size} B, ${latest.format ?? 'unknown'} format` : 'missing',
-          threshold: 'non-empty, a pg_dump header',
-          detail: latest.valid ? `written ${latest.lastModified ?? 'at an unknown time'}` : (latest.problem ?? 'missing'),
-        }),
-      ];
-    });
+  if (selected.has('backups')) await checkBackups(checklist, input, now);
 
   // Asked for by name only (the latency alert's subset): the weekly review reads it every week.
   if (selected.has('slow-statements')) await checkSlowStatements(checklist, '资源使用检查');
 
   return checklist.finish();
+}
+
+/** The daily checklist's pods check. */
+export function checkPods(checklist: Checklist, input: DailyInput): Promise<CheckRow[]> {
+  const { namespace } = input;
+  const t = checklist.thresholds;
+  return checklist.check('pods', '系统健康检查 / Pods', `Pods in ${namespace}`, async (row) => {
+    const { pods, counts } = await read.listPodSummaries({ namespace });
+    const notReady = pods.filter((p) => !p.ready && !p.terminating);
+    const crashLooping = pods.filter((p) => p.waitingReason === 'CrashLoopBackOff');
+    const oomKilled = pods.filter((p) => p.lastTerminationReason === 'OOMKilled');
+    const mostRestarts = [...pods].sort((a, b) => b.restarts - a.restarts)[0];
+    return [
+      row({
+        id: 'pods.ready',
+        title: 'Pods running and ready',
+        status: counts.total > 0 && notReady.length === 0 ? 'PASS' : 'FAIL',
+        value: `${counts.ready} of ${counts.total} ready`,
+        threshold: 'all ready',
+        detail:
+          counts.total === 0
+            ? `no pods in ${namespace}`
+            : notReady.length > 0
+              ? `not ready: ${listed(notReady.map((p) => `${p.name} (${p.waitingReason ?? p.phase})`))}`
+              : 'every pod is Running and Ready',
+      }),
+      row({
+        id: 'pods.crash-loop',
+        title: 'Pods in CrashLoopBackOff',
+        status: crashLooping.length === 0 ? 'PASS' : 'FAIL',
+        value: String(crashLooping.length),
+        threshold: '0',
+        detail: crashLooping.length > 0 ? `crash-looping: ${listed(crashLooping.map((p) => `${p.name} (${p.restarts} restarts)`))}; run podCrashLoop` : 'none',
+      }),
+      row({
+        id: 'pods.oom-killed',
+        title: 'Pods last killed by OOM',
+        status: oomKilled.length === 0 ? 'PASS' : 'WARN',
+        value: String(oomKilled.length),
+        threshold: '0',
+        detail: oomKilled.length > 0 ? `OOMKilled last time: ${listed(oomKilled.map((p) => p.name))}; memory limit too low?` : 'none',
+      }),
+      row({
+        id: 'pods.restarts',
+        title: 'Most restarts of one pod',
+        status: atMost(mostRestarts?.restarts ?? 0, t.podRestarts, 'WARN'),
+        value: String(mostRestarts?.restarts ?? 0),
+        threshold: `<= ${t.podRestarts}`,
+        detail: mostRestarts && mostRestarts.restarts > 0 ? `${mostRestarts.name}` : 'no restarts',
+      }),
+    ];
+  });
+}
+
+/** The daily checklist's services check. */
+export function checkServices(checklist: Checklist, input: DailyInput): Promise<CheckRow[]> {
+  const { namespace } = input;
+  return checklist.check('services', '系统健康检查 / Services', `Services in ${namespace} have endpoints`, async (row) => {
+    const { services } = await read.listServices({ namespace });
+    return services.map((s) => {
+      const selects = s.selector !== undefined && Object.keys(s.selector).length > 0;
+      return row({
+        id: `services.${s.name}`,
+        title: `Service ${s.name} endpoints`,
+        status: !selects || s.readyEndpoints > 0 ? 'PASS' : 'FAIL',
+        value: `${s.readyEndpoints} ready, ${s.notReadyEndpoints} not ready`,
+        threshold: '>= 1 ready',
+        detail: !selects ? 'no selector: endpoints are managed outside Kubernetes' : s.readyEndpoints > 0 ? `ports ${s.ports.join(', ')}` : 'no ready endpoint: the Service sends traffic nowhere',
+      });
+    });
+  });
+}
+
+/** The daily checklist's ingress check. */
+export function checkIngress(checklist: Checklist, input: DailyInput): Promise<CheckRow[]> {
+  const { namespace } = input;
+  return checklist.check('ingress', '系统健康检查 / Ingress', `Ingress in ${namespace}: address and TLS secret`, async (row) => {
+    const [{ ingresses }, snapshot] = await Promise.all([read.listIngresses({ namespace }), read.snapshotNamespaceConfig({ namespace })]);
+    const tlsSecrets = new Map(snapshot.secrets.map((s) => [s.name, s]));
+    return ingresses.flatMap((ing): CheckRow[] => {
+      const secretNames = ing.tls.flatMap((t) => (t.secretName ? [t.secretName] : []));
+      const missing = secretNames.filter((name) => !['tls.crt', 'tls.key'].every((key) => tlsSecrets.get(name)?.keys.includes(key)));
+      return [
+        row({
+          id: `ingress.${ing.name}.address`,
+          title: `Ingress ${ing.name} address`,
+          status: ing.addresses.length > 0 ? 'PASS' : 'FAIL',
+          value: ing.addresses.join(', ') || 'none',
+          threshold: 'an address',
+          detail: ing.addresses.length > 0 ? `hosts ${ing.hosts.join(', ')}` : 'no load balancer address: the ingress controller has not admitted it',
+        }),
+        row({
+          id: `ingress.${ing.name}.tls`,
+          title: `Ingress ${ing.name} TLS secret`,
+          status: secretNames.length === 0 ? 'WARN' : missing.length === 0 ? 'PASS' : 'FAIL',
+          value: secretNames.join(', ') || 'no TLS',
+          threshold: 'secret with tls.crt and tls.key',
+          detail: secretNames.length === 0 ? 'served without TLS' : missing.length > 0 ? `missing or incomplete: ${missing.join(', ')}` : 'present',
+        }),
+      ];
+    });
+  });
+}
+
+/** The daily checklist's hpa check. */
+export function checkAutoscalers(checklist: Checklist, input: DailyInput): Promise<CheckRow[]> {
+  const { namespace } = input;
+  return checklist.check('hpa', '系统健康检查 / HPA', `HorizontalPodAutoscalers in ${namespace}`, async (row) => {
+    const { autoscalers } = await read.listHorizontalPodAutoscalers({ namespace });
+    return autoscalers.map((h) =>
+      row({
+        id: `hpa.${h.name}`,
+        title: `HPA ${h.name} replicas`,
+        status: h.atMax ? 'WARN' : 'PASS',
+        value: `${h.currentReplicas} current, ${h.desiredReplicas} desired`,
+        threshold: `< max ${h.maxReplicas}`,
+        detail: h.atMax ? `at its maximum: ${h.target} cannot scale further; raise maxReplicas or find the load` : `${h.target}, ${h.metrics.join(', ') || 'no metrics'}`,
+      }),
+    );
+  });
+}
+
+/** The daily checklist's pvc check. */
+export function checkVolumeClaims(checklist: Checklist, input: DailyInput): Promise<CheckRow[]> {
+  const { namespace } = input;
+  return checklist.check('pvc', '系统健康检查 / PVC', `PersistentVolumeClaims in ${namespace}`, async (row) => {
+    const { claims } = await read.listPersistentVolumeClaims({ namespace });
+    return claims.map((c) =>
+      row({
+        id: `pvc.${c.name}`,
+        title: `PVC ${c.name}`,
+        status: c.phase === 'Bound' ? 'PASS' : 'FAIL',
+        value: `${c.phase}, ${c.capacity ?? c.requested ?? 'unknown size'}`,
+        threshold: 'Bound',
+        detail: c.phase === 'Bound' ? `StorageClass ${c.storageClass ?? '(none)'}` : `not bound: nothing backs it (StorageClass ${c.storageClass ?? '(none)'})`,
+      }),
+    );
+  });
+}
+
+/** The daily checklist's usage check. */
+export function checkUsage(checklist: Checklist, input: DailyInput): Promise<CheckRow[]> {
+  const { namespace } = input;
+  const t = checklist.thresholds;
+  return checklist.check('usage', '资源使用检查', 'Pod and node usage (metrics API)', async (row) => {
+    const [podUsage, nodeUsage] = await Promise.all([read.getPodUsage({ namespace }), read.getNodeUsage()]);
+    const rows: CheckRow[] = [];
+    if (!podUsage.available) {
+      rows.push(row({ id: 'usage.pods', title: 'Pod usage', status: 'WARN', value: 'unavailable', detail: podUsage.reason }));
+    } else {
+      for (const [resource, limit] of [
+        ['cpu', t.cpuPercent],
+        ['memory', t.memoryPercent],
+      ] as const) {
+        const { top } = sharesOfLimit(podUsage.pods, resource);
+        rows.push(
+          row({
+            id: `usage.pods.${resource}`,
+            title: `Highest pod ${resource} use of its limit`,
+            status: top ? atMost(top.percent, limit, 'WARN') : 'PASS',
+            value: top ? `${top.percent}%` : 'no limits set',
+            threshold: `<= ${limit}%`,
+            detail: top ? top.where : `${podUsage.pods.length} pods measured`,
+          }),
+        );
+      }
+    }
+    if (!nodeUsage.available) {
+      rows.push(row({ id: 'usage.nodes', title: 'Node usage', status: 'WARN', value: 'unavailable', detail: nodeUsage.reason }));
+    } else {
+      for (const [resource, limit] of [
+        ['cpu', t.cpuPercent],
+        ['memory', t.memoryPercent],
+      ] as const) {
+        const top = [...nodeUsage.nodes]
+          .filter((n) => (resource === 'cpu' ? n.cpuPercent : n.memoryPercent) !== undefined)
+          .sort((a, b) => (resource === 'cpu' ? b.cpuPercent! - a.cpuPercent! : b.memoryPercent! - a.memoryPercent!))[0];
+        const percent = top && (resource === 'cpu' ? top.cpuPercent! : top.memoryPercent!);
+        rows.push(
+          row({
+            id: `usage.nodes.${resource}`,
+            title: `Highest node ${resource} use`,
+            status: top ? atMost(percent!, limit, 'WARN') : 'WARN',
+            value: top ? `${percent}%` : 'unknown',
+            threshold: `<= ${limit}%`,
+            detail: top ? top.name : 'no node reports allocatable resources',
+          }),
+        );
+      }
+    }
+    return rows;
+  });
+}
+
+/** The daily checklist's database-volume check. */
+export function checkDatabaseVolume(checklist: Checklist, input: DailyInput): Promise<CheckRow[]> {
+  const { namespace } = input;
+  const t = checklist.thresholds;
+  return checklist.check('database-volume', '资源使用检查', `Database volume (df -h ${input.dataDir})`, async (row) => {
+    const result = await wait.execInPod({ namespace, deployment: input.databaseDeployment, command: ['df', '-h', input.dataDir], timeoutSeconds: 60, maxOutputBytes: 65_536 });
+    const line = dfLine(input.dataDir, result);
+    const percent = dfUsePercent(line);
+    return [
+      row({
+        id: 'disk.database',
+        title: 'Database volume use',
+        status: percent === undefined ? 'WARN' : atMost(percent, t.diskPercent),
+        value: percent === undefined ? 'unknown' : `${percent}%`,
+        threshold: `<= ${t.diskPercent}%`,
+        detail: percent === undefined ? `no Use% in "${line}"` : percent > t.diskPercent ? `${line}; run diskPressure` : line,
+      }),
+    ];
+  });
+}
+
+/** The daily checklist's logs check. */
+export function checkLogs(checklist: Checklist, input: DailyInput): Promise<CheckRow[]> {
+  const { namespace } = input;
+  const t = checklist.thresholds;
+  return checklist.check('logs', '日志检查', 'ERROR lines in the latest logs', async (row) => {
+    const tail = (deployment: string, tailLines: number) => read.getContainerLogs({ namespace, deployment, tailLines, maxBytes: 262_144 });
+    const [app, database, redis] = await Promise.all([
+      tail(input.appDeployment, input.appLogLines),
+      tail(input.databaseDeployment, input.serviceLogLines),
+      tail(input.redisDeployment, input.serviceLogLines),
+    ]);
+    const appErrors = countLines(app.text, /\bERROR\b/);
+    const serviceRow = (id: string, name: string, logs: typeof database) => {
+      const problems = countLines(logs.text, /\b(ERROR|FATAL|PANIC)\b/);
+      return row({
+        id,
+        title: `${name} errors in the last ${input.serviceLogLines} lines`,
+        status: problems.count === 0 ? 'PASS' : 'WARN',
+        value: String(problems.count),
+        threshold: '0',
+        detail: problems.count > 0 ? `${logs.pod}: ${problems.first}` : `${logs.pod}: ${logs.lines} lines read`,
+      });
+    };
+    return [
+      row({
+        id: 'logs.app-errors',
+        title: `App ERROR lines in the last ${input.appLogLines}`,
+        status: atMost(appErrors.count, t.errorLogLines),
+        value: String(appErrors.count),
+        threshold: `<= ${t.errorLogLines}`,
+        detail: appErrors.count > 0 ? `${app.pod}: ${appErrors.first}` : `${app.pod}: ${app.lines} lines read`,
+      }),
+      serviceRow('logs.database', 'Database', database),
+      serviceRow('logs.redis', 'Redis', redis),
+    ];
+  });
+}
+
+/** The daily checklist's backups check. */
+export function checkBackups(checklist: Checklist, input: DailyInput, now: number): Promise<CheckRow[]> {
+  const { backupPrefix } = input;
+  const t = checklist.thresholds;
+  return checklist.check('backups', '备份验证', `Backups under ${backupPrefix}`, async (row) => {
+    const [newest, latest] = await Promise.all([read.listNewestObjects({ prefix: backupPrefix, limit: input.newestBackups }), read.verifyDumpObject({ key: `${backupPrefix}latest.sql` })]);
+    const first = newest.objects[0];
+    const ageHours = first ? hoursBetween(first.lastModified, now) : undefined;
+    return [
+      row({
+        id: 'backups.newest',
+        title: 'Age of the newest backup',
+        status: ageHours === undefined ? 'FAIL' : atMost(ageHours, t.backupMaxAgeHours),
+        value: ageHours === undefined ? 'no backups' : `${ageHours.toFixed(1)} h`,
+        threshold: `<= ${t.backupMaxAgeHours} h`,
+        detail: first
+          ? `newest ${newest.objects.length} of ${newest.total}: ${newest.objects.map((o) => `${o.key} (${o.size} B, ${o.lastModified})`).join(', ')}`
+          : `nothing under ${backupPrefix}: backups are not running`,
+      }),
+      row({
+        id: 'backups.latest',
+        title: `${backupPrefix}latest.sql is a valid dump`,
+        status: latest.exists && latest.valid ? 'PASS' : 'FAIL',
+        value: latest.exists ? `${latest.size} B, ${latest.format ?? 'unknown'} format` : 'missing',
+        threshold: 'non-empty, a pg_dump header',
+        detail: latest.valid ? `written ${latest.lastModified ?? 'at an unknown time'}` : (latest.problem ?? 'missing'),
+      }),
+    ];
+  });
 }
