@@ -32,6 +32,8 @@ describe('signed approvals', () => {
   const config = testbedConfig({
     RUNBOOK_APPROVERS: JSON.stringify([...team.approvers, { id: 'alert-bridge', kind: 'service', publicKey: bridgeKey.publicKey }]),
     ESCALATION_P2: '1h',
+    // P3 runs escalate fast here: the quorum test watches every tier pass.
+    ESCALATION_P3: '3s',
     APPROVAL_QUORUM: JSON.stringify([{ steps: ['two-person-step'], approvals: 2 }]),
     APPROVAL_POLICIES: JSON.stringify([{ name: 'routine-when-scheduled', runbooks: ['kernelTestRunbook'], steps: ['routine'], onlyScheduled: true }]),
     // The test runbook's target lives in this process; no cluster needed.
@@ -368,6 +370,20 @@ describe('signed approvals', () => {
       }
     });
     expect(targets.applies.filter((a) => a.target === target)).toEqual([{ target, stepId: 'restart' }]);
+  });
+
+  test('escalation goes on while the quorum is not met, and the step expires with one approval of two: nothing applied', async () => {
+    const target = `quorum-expiry/${randomUUID()}`;
+    const result = await withRunbooks(async ({ signed }) => {
+      const { workflowId } = await signed.startRunbook('kernelTestRunbook', { mode: 'execute', severity: 'P3', target, steps: steps('two-person-step') }, { startedBy: 'erin' });
+      const pending = await pendingOf(signed, workflowId, 'two-person-step');
+      await signed.approve(workflowId, { stepId: 'two-person-step', planHash: pending.planHash, approver: 'bob', reason: 'one of two' });
+      return signed.waitForResult<RunbookResultBase>(workflowId);
+    });
+    expect(result.outcome).toBe('expired');
+    expect(result.timeline.filter((e) => e.event === 'requested' || e.event === 'escalated').map((e) => e.detail?.split(',')[0])).toEqual(['tier l1', 'tier l2', 'tier manager', 'tier cto']);
+    expect(result.timeline.filter((e) => e.event === 'decided').map((e) => e.detail)).toEqual(['approved (1 of 2)']);
+    expect(targets.applies.filter((a) => a.target === target)).toEqual([]);
   });
 
   test('the client refuses `scheduled` and a hand-made startProof as inputs', async () => {
