@@ -1,8 +1,17 @@
+import type { z } from 'zod';
 import type { IngressSummary } from '../activities/kubernetes-network';
-import { defaultBackendAnnotation, previousAnnotationsAnnotation, rateLimitAnnotation, trafficAnnotations, type TrafficAction, type TrafficControlInput } from '../common/inputs/traffic-control';
+import {
+  defaultBackendAnnotation,
+  previousAnnotationsAnnotation,
+  rateLimitAnnotation,
+  trafficAnnotations,
+  type TrafficAction,
+  type TrafficControlInput,
+  type trafficControlInput,
+} from '../common/inputs/traffic-control';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { stableJson } from '../common/stable-json';
-import { planOnly, RunbookRun } from './kernel/runbook-run';
+import { planOnly, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
 import { failure, type FailureType } from '../common/failures';
@@ -33,7 +42,115 @@ interface AnnotationPlan {
   after: Record<string, string | null>;
 }
 
+type TrafficInput = z.infer<typeof trafficControlInput>;
+
 const shown = (v: string | null | undefined) => (v === null || v === undefined ? 'unset' : v);
+
+/** The Ingress a run acts on. */
+interface IngressRef {
+  namespace: string;
+  ingress: string;
+}
+
+/** The record on the Ingress; one this runbook did not write (or naming other annotations) is refused, never guessed at. */
+function recordOf(ref: IngressRef, annotations: Record<string, string>): Record<string, string | null> {
+  const { namespace, ingress } = ref;
+  const text = annotations[previousAnnotationsAnnotation];
+  if (text === undefined) return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = undefined;
+  }
+  const valid =
+    value !== null &&
+    typeof value === 'object' &&
+    !Array.isArray(value) &&
+    Object.entries(value as Record<string, unknown>).every(([k, v]) => (trafficAnnotations as readonly string[]).includes(k) && (v === null || typeof v === 'string'));
+  if (!valid)
+    throw failure(
+      'InvalidInput',
+      `annotation ${previousAnnotationsAnnotation} of ingresses/${ingress} in namespace ${namespace} is not a record trafficControl wrote (${text.slice(0, 200)}); fix or remove it by hand`,
+    );
+  return value as Record<string, string | null>;
+}
+
+const stateOf = (ref: IngressRef, i: IngressSummary): TrafficState => ({
+  ...(i.annotations[rateLimitAnnotation] !== undefined ? { limitRps: i.annotations[rateLimitAnnotation] } : {}),
+  ...(i.annotations[defaultBackendAnnotation] !== undefined ? { defaultBackend: i.annotations[defaultBackendAnnotation] } : {}),
+  recorded: recordOf(ref, i.annotations),
+});
+const stateText = (s: TrafficState) =>
+  `limit-rps ${shown(s.limitRps)}, default-backend ${shown(s.defaultBackend)}; recorded: ${
+    Object.keys(s.recorded).length
+      ? Object.entries(s.recorded)
+          .map(([k, v]) => `${k}=${shown(v)}`)
+          .join(', ')
+      : 'nothing'
+  }`;
+
+/** The annotations the action sets or removes, from the live ones, and how the record changes. */
+function wantedAnnotations(
+  ref: IngressRef,
+  input: { action: TrafficAction; rps: number; maintenanceService: string },
+  live: Record<string, string>,
+): { set: Record<string, string>; remove: string[]; unchanged: string } {
+  const { action, rps, maintenanceService } = input;
+  const where = `${ref.namespace}/${ref.ingress}`;
+  const record = recordOf(ref, live);
+  const next = { ...record };
+  const set: Record<string, string> = {};
+  const remove: string[] = [];
+  const put = (key: string, value: string) => {
+    if (live[key] === value) return;
+    set[key] = value;
+    // Only the first change is recorded: a restore goes back to before the emergency.
+    if (!(key in next)) next[key] = live[key] ?? null;
+  };
+  const putBack = (key: string) => {
+    if (!(key in record)) return;
+    const previous = record[key];
+    if (previous === null || previous === undefined) {
+      if (key in live) remove.push(key);
+    } else if (live[key] !== previous) set[key] = previous;
+    delete next[key];
+  };
+  let unchanged: string;
+  switch (action) {
+    case 'rate-limit':
+      put(rateLimitAnnotation, String(rps));
+      unchanged = `${rateLimitAnnotation} of ${where} is already ${rps}`;
+      break;
+    case 'maintenance-on':
+      put(defaultBackendAnnotation, maintenanceService);
+      unchanged = `${defaultBackendAnnotation} of ${where} is already ${maintenanceService}`;
+      break;
+    case 'maintenance-off':
+      putBack(defaultBackendAnnotation);
+      unchanged = `no ${defaultBackendAnnotation} recorded in ${previousAnnotationsAnnotation} of ${where}: maintenance mode was not switched on by trafficControl (${defaultBackendAnnotation} is ${shown(live[defaultBackendAnnotation])})`;
+      break;
+    case 'restore':
+      for (const key of Object.keys(record).sort()) putBack(key);
+      unchanged = `nothing recorded in ${previousAnnotationsAnnotation} of ${where}: no trafficControl change to restore`;
+      break;
+  }
+  const hadRecord = live[previousAnnotationsAnnotation] !== undefined;
+  if (Object.keys(next).length === 0) {
+    if (hadRecord) remove.push(previousAnnotationsAnnotation);
+  } else if (stableJson(next) !== stableJson(record) || !hadRecord) set[previousAnnotationsAnnotation] = stableJson(next);
+  return { set, remove, unchanged };
+}
+
+function describePlan(p: AnnotationPlan): string {
+  const keys = [...Object.keys(p.before)].filter((k) => k !== previousAnnotationsAnnotation && p.before[k] !== p.after[k]).sort();
+  const record = p.remove.includes(previousAnnotationsAnnotation)
+    ? `; ${previousAnnotationsAnnotation} removed (nothing left to restore)`
+    : p.set[previousAnnotationsAnnotation] !== undefined
+      ? `; previous values recorded in ${previousAnnotationsAnnotation}: ${p.set[previousAnnotationsAnnotation]}`
+      : '';
+  return `${keys.map((k) => `${k} ${shown(p.before[k])} -> ${shown(p.after[k])}`).join(', ') || 'no traffic annotation changes'}${record}`;
+}
 
 /**
  * 流量控制 (`kubectl annotate ingress app-ingress ... --overwrite`): reads the Ingress (and, for
@@ -48,6 +165,7 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
   const input = validateInput(catalog.trafficControl, raw);
   const { namespace, ingress, action, rps, maintenanceService } = input;
   const where = `${namespace}/${ingress}`;
+  const ref: IngressRef = { namespace, ingress };
   const run = await RunbookRun.begin(catalog.trafficControl, input, action === 'maintenance-on' ? 4 : 3);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
@@ -64,51 +182,14 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
     return found;
   };
 
-  /** The record on the Ingress; one this runbook did not write (or naming other annotations) is refused, never guessed at. */
-  const recordOf = (annotations: Record<string, string>): Record<string, string | null> => {
-    const text = annotations[previousAnnotationsAnnotation];
-    if (text === undefined) return {};
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch {
-      value = undefined;
-    }
-    const valid =
-      value !== null &&
-      typeof value === 'object' &&
-      !Array.isArray(value) &&
-      Object.entries(value as Record<string, unknown>).every(([k, v]) => (trafficAnnotations as readonly string[]).includes(k) && (v === null || typeof v === 'string'));
-    if (!valid)
-      throw fail(
-        `annotation ${previousAnnotationsAnnotation} of ingresses/${ingress} in namespace ${namespace} is not a record trafficControl wrote (${text.slice(0, 200)}); fix or remove it by hand`,
-        'InvalidInput',
-      );
-    return value as Record<string, string | null>;
-  };
-
-  const stateOf = (i: IngressSummary): TrafficState => ({
-    ...(i.annotations[rateLimitAnnotation] !== undefined ? { limitRps: i.annotations[rateLimitAnnotation] } : {}),
-    ...(i.annotations[defaultBackendAnnotation] !== undefined ? { defaultBackend: i.annotations[defaultBackendAnnotation] } : {}),
-    recorded: recordOf(i.annotations),
-  });
-  const stateText = (s: TrafficState) =>
-    `limit-rps ${shown(s.limitRps)}, default-backend ${shown(s.defaultBackend)}; recorded: ${
-      Object.keys(s.recorded).length
-        ? Object.entries(s.recorded)
-            .map(([k, v]) => `${k}=${shown(v)}`)
-            .join(', ')
-        : 'nothing'
-    }`;
-
   // Diagnosis (read-only).
   const found = await run.read(
     'ingress',
     `Ingress ${where}`,
     readIngress,
-    (i) => `hosts ${i.hosts.join(', ') || 'none'}; routes ${i.routes.join(', ') || 'none'}; addresses ${i.addresses.join(', ') || 'none'}; ${stateText(stateOf(i))}`,
+    (i) => `hosts ${i.hosts.join(', ') || 'none'}; routes ${i.routes.join(', ') || 'none'}; addresses ${i.addresses.join(', ') || 'none'}; ${stateText(stateOf(ref, i))}`,
   );
-  const before = stateOf(found);
+  const before = stateOf(ref, found);
   if (action === 'maintenance-on') {
     // default-backend naming a missing Service sends every request to an error page, not to a maintenance page.
     await run.read(
@@ -124,62 +205,6 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
     );
   }
 
-  /** The annotations the action sets or removes, from the live ones, and how the record changes. */
-  const wanted = (live: Record<string, string>): { set: Record<string, string>; remove: string[]; unchanged: string } => {
-    const record = recordOf(live);
-    const next = { ...record };
-    const set: Record<string, string> = {};
-    const remove: string[] = [];
-    const put = (key: string, value: string) => {
-      if (live[key] === value) return;
-      set[key] = value;
-      // Only the first change is recorded: a restore goes back to before the emergency.
-      if (!(key in next)) next[key] = live[key] ?? null;
-    };
-    const putBack = (key: string) => {
-      if (!(key in record)) return;
-      const previous = record[key];
-      if (previous === null || previous === undefined) {
-        if (key in live) remove.push(key);
-      } else if (live[key] !== previous) set[key] = previous;
-      delete next[key];
-    };
-    let unchanged: string;
-    switch (action) {
-      case 'rate-limit':
-        put(rateLimitAnnotation, String(rps));
-        unchanged = `${rateLimitAnnotation} of ${where} is already ${rps}`;
-        break;
-      case 'maintenance-on':
-        put(defaultBackendAnnotation, maintenanceService);
-        unchanged = `${defaultBackendAnnotation} of ${where} is already ${maintenanceService}`;
-        break;
-      case 'maintenance-off':
-        putBack(defaultBackendAnnotation);
-        unchanged = `no ${defaultBackendAnnotation} recorded in ${previousAnnotationsAnnotation} of ${where}: maintenance mode was not switched on by trafficControl (${defaultBackendAnnotation} is ${shown(live[defaultBackendAnnotation])})`;
-        break;
-      case 'restore':
-        for (const key of Object.keys(record).sort()) putBack(key);
-        unchanged = `nothing recorded in ${previousAnnotationsAnnotation} of ${where}: no trafficControl change to restore`;
-        break;
-    }
-    const hadRecord = live[previousAnnotationsAnnotation] !== undefined;
-    if (Object.keys(next).length === 0) {
-      if (hadRecord) remove.push(previousAnnotationsAnnotation);
-    } else if (stableJson(next) !== stableJson(record) || !hadRecord) set[previousAnnotationsAnnotation] = stableJson(next);
-    return { set, remove, unchanged };
-  };
-
-  const describe = (p: AnnotationPlan) => {
-    const keys = [...Object.keys(p.before)].filter((k) => k !== previousAnnotationsAnnotation && p.before[k] !== p.after[k]).sort();
-    const record = p.remove.includes(previousAnnotationsAnnotation)
-      ? `; ${previousAnnotationsAnnotation} removed (nothing left to restore)`
-      : p.set[previousAnnotationsAnnotation] !== undefined
-        ? `; previous values recorded in ${previousAnnotationsAnnotation}: ${p.set[previousAnnotationsAnnotation]}`
-        : '';
-    return `${keys.map((k) => `${k} ${shown(p.before[k])} -> ${shown(p.after[k])}`).join(', ') || 'no traffic annotation changes'}${record}`;
-  };
-
   const titles: Record<TrafficAction, string> = {
     'rate-limit': `Rate-limit ${where} to ${rps} requests per second per client`,
     'maintenance-on': `Switch ${where} to maintenance (default backend ${maintenanceService})`,
@@ -194,20 +219,20 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
     plan: async () => {
       // Read again each time: right before apply, a change since approval changes the plan.
       const live = (await readIngress()).annotations;
-      const { set, remove, unchanged } = wanted(live);
+      const { set, remove, unchanged } = wantedAnnotations(ref, { action, rps, maintenanceService }, live);
       if (Object.keys(set).length === 0 && remove.length === 0) {
         planned = undefined;
         return { summary: unchanged, needed: false };
       }
       const dry = await read.setAnnotations({ namespace, kind: 'Ingress', name: ingress, set, remove, dryRun: true });
       planned = { set, remove, before: dry.before, after: dry.after };
-      return { summary: `${where}: ${describe(planned)}`, details: planned, needed: dry.changed };
+      return { summary: `${where}: ${describePlan(planned)}`, details: planned, needed: dry.changed };
     },
     apply: async (approved) => {
       // The approved change, not one recomputed after the patch.
       const { set, remove } = approved.details!;
       const done = await write.setAnnotations({ namespace, kind: 'Ingress', name: ingress, set, remove });
-      return done.changed ? describe({ set, remove, before: done.before, after: done.after }) : 'already set';
+      return done.changed ? describePlan({ set, remove, before: done.before, after: done.after }) : 'already set';
     },
   });
 
@@ -219,12 +244,26 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
       async () => {
         const live = (await readIngress()).annotations;
         const ok = outcome === 'applied' && planned !== undefined && Object.entries(planned.after).every(([k, v]) => (live[k] ?? null) === v);
-        return { ...stateOf({ ...found, annotations: live }), ok };
+        return { ...stateOf(ref, { ...found, annotations: live }), ok };
       },
       (s) => `${stateText(s)}; ${s.ok ? 'as planned' : 'NOT as planned'}`,
     );
   }
 
+  return reportTraffic(run, input, found, before, after, outcome);
+}
+
+/** The incident report and the result: what the action does to traffic, before and after. */
+async function reportTraffic(
+  run: RunbookRun,
+  input: TrafficInput,
+  found: IngressSummary,
+  before: TrafficState,
+  after: TrafficControlResult['after'],
+  outcome: ChangeOutcome,
+): Promise<TrafficControlResult> {
+  const { namespace, ingress, action, rps, maintenanceService } = input;
+  const where = `${namespace}/${ingress}`;
   const planText = run.plannedStep(action)?.change.summary ?? 'no plan';
   const hosts = found.hosts.join(', ') || where;
   const effect: Record<TrafficAction, string> = {
