@@ -55,6 +55,23 @@ export async function agentSigner(socketPath: string, publicKey?: string): Promi
   return { signer, publicKey: formatSshPublicKey(blob) };
 }
 
+/**
+ * A new Ed25519 key pair in OpenSSH format (as ssh-keygen writes it). ssh2's generator drops a
+ * leading zero byte of the public key (about one key in 256 comes out 31 bytes long and broken),
+ * so such pairs are drawn again.
+ */
+export function generateEd25519KeyPair(comment: string): { private: string; public: string } {
+  for (;;) {
+    const pair = utils.generateKeyPairSync('ed25519', { comment });
+    try {
+      parseSshPublicKey(pair.public);
+      return pair;
+    } catch {
+      // a public key ssh2 mangled: draw again
+    }
+  }
+}
+
 /** One signer per identity (a keyring), e.g. the sandbox's demo approvers. */
 export function keyringSigner(signers: Record<string, Signer>): Signer {
   return (message, identity) => {

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { utils } from 'ssh2';
+import { generateEd25519KeyPair } from '../../client/signing';
 import type { ApproverRole } from '../../common/runbook';
 import { sandboxApproverKeyDir } from '../../config/sandbox';
 
@@ -24,7 +24,7 @@ export function ensureDemoApprovers(stateDir: string): Array<{ id: string; kind:
   return demoIdentities.map(({ id, kind, roles }) => {
     const privatePath = join(dir, id);
     if (!existsSync(privatePath) || !existsSync(`${privatePath}.pub`)) {
-      const pair = utils.generateKeyPairSync('ed25519', { comment: `${id}@runbook-sandbox` });
+      const pair = generateEd25519KeyPair(`${id}@runbook-sandbox`);
       writeFileSync(privatePath, pair.private, { mode: 0o600 });
       writeFileSync(`${privatePath}.pub`, `${pair.public}\n`, { mode: 0o644 });
     }

@@ -1,7 +1,6 @@
-import { utils } from 'ssh2';
 import type { ApproverRole } from '../../common/runbook';
 import { parseSshPublicKey } from '../../common/ssh-signature';
-import { keyringSigner, privateKeySigner, type Signer } from '../../client/signing';
+import { generateEd25519KeyPair, keyringSigner, privateKeySigner, type Signer } from '../../client/signing';
 
 export interface TestKey {
   privateKey: string;
@@ -12,7 +11,7 @@ export interface TestKey {
 
 /** A fresh Ed25519 key pair in OpenSSH format, as ssh-keygen makes them. */
 export function newKey(comment: string): TestKey {
-  const pair = utils.generateKeyPairSync('ed25519', { comment });
+  const pair = generateEd25519KeyPair(comment);
   return { privateKey: pair.private, publicKey: pair.public, fingerprint: parseSshPublicKey(pair.public).fingerprint, signer: privateKeySigner(pair.private) };
 }
 
