@@ -365,7 +365,6 @@ export class RunbookRun {
         tier,
         until: new Date(Date.now() + durationMs(waitPerTier)).toISOString(),
         required: this.required,
-        approvals: this.approvals.map(({ approver, role, verified, keyFingerprint }) => ({ approver, role, verified, ...(keyFingerprint ? { keyFingerprint } : {}) })),
         verification: this.policy.requireSignatures ? 'signed' : 'unverified',
         ...(this.provenInitiator ? { provenInitiator: this.provenInitiator } : {}),
       };
