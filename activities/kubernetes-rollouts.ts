@@ -146,8 +146,9 @@ function rolloutStatus(d: V1Deployment): RolloutStatus {
   };
   const revision = revisionOf(d);
   if (revision !== undefined) s.revision = revision;
-  // The conditions `kubectl rollout status` waits for.
-  s.complete = s.observedGeneration >= s.generation && s.updatedReplicas >= wanted && s.replicas <= s.updatedReplicas && s.availableReplicas >= s.updatedReplicas;
+  // The conditions `kubectl rollout status` waits for, plus no pod beyond the wanted count: after a
+  // scale-down the surplus pods still count until they are gone, and a report must not show them.
+  s.complete = s.observedGeneration >= s.generation && s.updatedReplicas >= wanted && s.replicas <= s.updatedReplicas && s.replicas <= wanted && s.availableReplicas >= s.updatedReplicas;
   return s;
 }
 
