@@ -264,7 +264,7 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
         const lock = client.workflow.getHandle(lockWorkflowId(target));
         expect(await lock.query(lockStateQuery)).toEqual({ holder: undefined, waiting: [] });
         await lock.terminate('test over');
-        await recordHistory(lock, 'target-lock-two-requesters');
+        await recordHistory(lock, 'two-requesters');
       });
       expect(targets.maxConcurrentApplies).toBe(1);
       expect(targets.applies.filter((a) => a.target === target)).toHaveLength(1);

@@ -23,7 +23,7 @@ describe('preflight', () => {
     const result = await withWorker(config, async ({ client, taskQueue }) => {
       const handle = await client.workflow.start<typeof preflight>('preflight', { taskQueue, workflowId: `preflight-real-${taskQueue}`, args: [{}] });
       const finished = await handle.result();
-      await recordHistory(handle, 'preflight-all-targets');
+      await recordHistory(handle, 'all-targets');
       return finished;
     });
     const failures = result.rows.filter((row) => row.status === 'FAIL');
@@ -97,7 +97,7 @@ describe('preflight', () => {
     const result = await withWorker(config, async ({ client, taskQueue }) => {
       const handle = await client.workflow.start<typeof preflight>('preflight', { taskQueue, workflowId: `preflight-down-${taskQueue}`, args: [{}] });
       const finished = await handle.result();
-      await recordHistory(handle, 'preflight-targets-down');
+      await recordHistory(handle, 'targets-down');
       return finished;
     });
     expect(result.ok).toBe(false);
@@ -133,7 +133,7 @@ describe('preflight', () => {
       expect((cause as ApplicationFailure).type).toBe('InvalidInput');
       expect((cause as ApplicationFailure).nonRetryable).toBe(true);
       expect(cause!.message).toBe('invalid input for preflight: targets.0: expected one of kubernetes, postgres, redis, s3, prometheus');
-      await recordHistory(handle, 'preflight-bad-input');
+      await recordHistory(handle, 'bad-input');
       const history = await handle.fetchHistory();
       const scheduled = history.events?.filter((e) => e.activityTaskScheduledEventAttributes) ?? [];
       expect(scheduled).toHaveLength(0);

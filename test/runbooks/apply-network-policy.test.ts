@@ -117,7 +117,7 @@ describe('applyNetworkPolicy', () => {
       expect(await live()).toBeUndefined();
       await runbooks.approve(workflowId, { stepId: 'apply-policy', planHash: pending.planHash, approver: 'bob', reason: 'hardening per the manual' });
       const finished = await runbooks.waitForResult<ApplyNetworkPolicyResult>(workflowId);
-      await recordHistory(client.workflow.getHandle(workflowId), 'applyNetworkPolicy');
+      await recordHistory(client.workflow.getHandle(workflowId), 'approved');
       return finished;
     });
     expect(result.outcome).toBe('completed');

@@ -126,7 +126,7 @@ describe('certificateExpiry', () => {
       await createCert();
       await setCertificateStatus(kc, ns, certName, { ready: true, notAfter: new Date(Date.now() + 90 * day), notBefore: new Date() });
       const finished = await runbooks.waitForResult<CertificateExpiryResult>(workflowId);
-      await recordHistory(client.workflow.getHandle(workflowId), 'certificate-expiry-approved');
+      await recordHistory(client.workflow.getHandle(workflowId), 'approved');
       return finished;
     });
     expect(result.outcome).toBe('completed');

@@ -49,7 +49,7 @@ describe('dailyHealthCheck', () => {
       const runbooks = createRunbookClient({ client, taskQueue: config.temporal.taskQueue });
       const { workflowId: id } = await runbooks.startRunbook('dailyHealthCheck', { backupPrefix, ...input }, { startedBy: 'test' });
       const result = await runbooks.waitForResult<ChecklistResult>(id);
-      if (record) await recordHistory(client.workflow.getHandle(id), 'dailyHealthCheck');
+      if (record) await recordHistory(client.workflow.getHandle(id), 'all-checks');
       return result;
     });
   }

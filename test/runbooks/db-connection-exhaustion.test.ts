@@ -99,7 +99,7 @@ describe('dbConnectionExhaustion', () => {
       const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150, severity: 'P0' }, { startedBy: 'erin' });
       await approveEach(runbooks, workflowId, ['terminate-idle', 'raise-max-connections', 'restart-database']);
       const finished = await runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
-      await recordHistory(client.workflow.getHandle(workflowId), 'db-connection-exhaustion-approved');
+      await recordHistory(client.workflow.getHandle(workflowId), 'approved');
       return finished;
     });
     expect(result.outcome).toBe('completed');

@@ -141,7 +141,7 @@ describe('diskPressure', () => {
       const { workflowId } = await runbooks.startRunbook('diskPressure', { ...f.input, mode: 'execute', severity: 'P2' }, { startedBy: 'erin' });
       await approveEach(runbooks, workflowId, steps);
       const finished = await runbooks.waitForResult<DiskPressureResult>(workflowId);
-      await recordHistory(client.workflow.getHandle(workflowId), 'disk-pressure-approved');
+      await recordHistory(client.workflow.getHandle(workflowId), 'approved');
       return finished;
     });
     expect(result.outcome).toBe('completed');

@@ -185,7 +185,7 @@ describe('emergencyScale', () => {
           `resources of ${where} container app: limits.cpu 500m -> 1, limits.memory 256Mi -> 512Mi (a rolling update of its pods); the values now recorded in ${resourcesKey} for restore`,
         );
         const finished = await runbooks.waitForResult<EmergencyScaleResult>(workflowId);
-        await recordHistory(client.workflow.getHandle(workflowId), 'emergencyScale');
+        await recordHistory(client.workflow.getHandle(workflowId), 'scale-approved');
         return finished;
       });
       expect(result.outcome).toBe('completed');

@@ -46,7 +46,7 @@ describe('monthlyReview', () => {
       const { workflowId: id } = await runbooks.startRunbook('monthlyReview', { backupPrefix, ...input }, { startedBy: 'test' });
       const result = await runbooks.waitForResult<ChecklistResult>(id);
       // The child's id derives from this run's id: the file name keeps it for replay ("__" for "/").
-      if (record) await recordHistory(client.workflow.getHandle(id), id.replace(/\//g, '__'));
+      if (record) await recordHistory(client.workflow.getHandle(id), 'checklist');
       return result;
     });
   }

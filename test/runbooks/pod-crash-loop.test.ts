@@ -112,7 +112,7 @@ describe('podCrashLoop', () => {
       const pending = await pendingOf(runbooks, workflowId, 'raise-memory-limit');
       await runbooks.approve(workflowId, { stepId: 'raise-memory-limit', planHash: pending.planHash, approver: 'bob', reason: 'OOM' });
       const finished = await runbooks.waitForResult<PodCrashLoopResult>(workflowId);
-      await recordHistory(client.workflow.getHandle(workflowId), 'pod-crash-loop-approved');
+      await recordHistory(client.workflow.getHandle(workflowId), 'approved');
       return finished;
     });
     expect(result.outcome).toBe('completed');

@@ -97,7 +97,7 @@ describe('postIncidentReview', () => {
       expect(workflowId).toBe(`postIncidentReview/${ns}/incident-${incidentId}`);
       const finished = await runbooks.waitForResult<PostIncidentReviewResult>(workflowId);
       const handle = client.workflow.getHandle(workflowId);
-      await recordHistory(handle, 'postIncidentReview');
+      await recordHistory(handle, 'evidence');
       return { result: finished, history: await historyOf(handle) };
     });
     track(result);

@@ -118,7 +118,7 @@ describe('provisionReadonlyAccess', () => {
       expect((await objects()).versions).toEqual([undefined, undefined, undefined]);
       await runbooks.approve(workflowId, { ...decision, approver: 'bob' });
       const finished = await runbooks.waitForResult<ProvisionReadonlyAccessResult>(workflowId);
-      await recordHistory(client.workflow.getHandle(workflowId), 'provisionReadonlyAccess');
+      await recordHistory(client.workflow.getHandle(workflowId), 'approved');
       return finished;
     });
     expect(result.outcome).toBe('completed');

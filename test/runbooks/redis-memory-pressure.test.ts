@@ -199,7 +199,7 @@ describe('redisMemoryPressure', () => {
       const finished = await runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
       // redis-memory-pressure-approved.json is the history from before the raise-maxmemory patch,
       // kept so that runs started on the old code are proven to replay: never overwrite it.
-      await recordHistory(client.workflow.getHandle(workflowId), 'redis-memory-pressure-approved-maxmemory');
+      await recordHistory(client.workflow.getHandle(workflowId), 'approved-maxmemory');
       return finished;
     });
     expect(result.outcome).toBe('completed');

@@ -264,7 +264,7 @@ describe('rollbackDeployment', () => {
       expect((await appState()).generation).toBe(before.generation);
       await runbooks.approve(id, { ...decision, approver: 'bob' });
       const finished = await runbooks.waitForResult<RollbackDeploymentResult>(id);
-      await recordHistory(client.workflow.getHandle(id), 'rollbackDeployment');
+      await recordHistory(client.workflow.getHandle(id), 'approved');
       return finished;
     });
     expect(result.outcome).toBe('completed');

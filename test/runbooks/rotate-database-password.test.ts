@@ -148,7 +148,7 @@ describe('rotateDatabasePassword', () => {
         await approveAll(runbooks, workflowId);
         const finished = await runbooks.waitForResult<RotateDatabasePasswordResult>(workflowId);
         const handle = client.workflow.getHandle(workflowId);
-        await recordHistory(handle, 'rotateDatabasePassword');
+        await recordHistory(handle, 'approved');
         return { result: finished, history: await historyText(handle) };
       });
       expect(result.outcome).toBe('completed');

@@ -153,7 +153,7 @@ describe('trafficControl', () => {
         expect(await annotationsOf(name)).toEqual(original);
         await runbooks.approve(workflowId, { ...decision, approver: 'carol' });
         const finished = await runbooks.waitForResult<TrafficControlResult>(workflowId);
-        await recordHistory(client.workflow.getHandle(workflowId), 'trafficControl');
+        await recordHistory(client.workflow.getHandle(workflowId), 'rate-limit-approved');
         return finished;
       });
       expect(result.outcome).toBe('completed');
@@ -281,7 +281,7 @@ describe('trafficControl', () => {
       await people.approve(workflowId, { stepId: 'rate-limit', planHash: pending.planHash, approver: 'carol', reason: 'agreed' });
       const finished = await people.waitForResult<TrafficControlResult>(workflowId);
       // Signed decisions bind the workflow id: the history replays under it ("__" for "/").
-      await recordHistory(client.workflow.getHandle(workflowId), workflowId.replace(/\//g, '__'));
+      await recordHistory(client.workflow.getHandle(workflowId), 'signed-decisions');
       return finished;
     });
     expect(result.outcome).toBe('completed');

@@ -350,7 +350,7 @@ describe('weeklyReview', () => {
     const { result } = await runWeekly(
       { mode: 'execute' },
       {
-        record: 'weeklyReview',
+        record: 'checklist',
         during: async (runbooks, id) => {
           const pending = await pendingOf(runbooks, id, 'delete-expired-sessions');
           expect(pending.change.observed).toMatchObject({ expired: 60 });
@@ -392,7 +392,7 @@ describe('weeklyReview', () => {
     await addStaleSessions(25);
     const before = await sessionsByKind();
     expect(before.stale).toBeGreaterThanOrEqual(25);
-    const { result } = await runWeekly({ mode: 'execute' }, { bySchedule: true, record: 'weeklyReview-scheduled' });
+    const { result } = await runWeekly({ mode: 'execute' }, { bySchedule: true, record: 'scheduled' });
     expect(result.outcome).toBe('completed');
     expect(result.timeline.filter((e) => e.event === 'decided')).toEqual([
       expect.objectContaining({
