@@ -1,6 +1,5 @@
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { failure, type FailureType } from '../common/failures';
-import { errorText } from './preflight-checks';
+import { errorText, failure, type FailureType } from '../common/failures';
 
 export { failure, type FailureType } from '../common/failures';
 
@@ -58,8 +57,7 @@ export function classifyError(err: unknown, context: FailureContext): Applicatio
   const e = err as { code?: unknown; name?: unknown; body?: { message?: unknown }; cause?: { code?: unknown } };
   // fetch() reports network errors as TypeError('fetch failed') with the errno code on its cause.
   const code = typeof e.code === 'string' ? e.code : typeof e.cause?.code === 'string' ? e.cause.code : undefined;
-  const causeText = e.cause && code && !errorText(err).includes(code) ? ` (${code})` : '';
-  const detail = typeof e.body?.message === 'string' ? e.body.message : `${errorText(err)}${causeText}`;
+  const detail = typeof e.body?.message === 'string' ? e.body.message : errorText(err);
   let type: FailureType | undefined;
   if (code && /^[0-9A-Z]{5}$/.test(code)) type = postgresType(code);
   if (!type && code && transientCodes.has(code)) type = 'Transient';

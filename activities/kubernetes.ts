@@ -1,7 +1,8 @@
 import { AuthorizationV1Api, VersionApi, type KubeConfig } from '@kubernetes/client-node';
 import { describePermission, requiredPermissions } from './kubernetes-permissions';
 import type { PreflightRow } from '../common/preflight';
-import { errorText, notConfigured, runChecks } from './preflight-checks';
+import { errorText } from '../common/failures';
+import { notConfigured, runChecks } from './preflight-checks';
 import { createKubernetesAccessActivities } from './kubernetes-access';
 import { createKubernetesCertificateActivities } from './kubernetes-certificates';
 import { createKubernetesConfigActivities } from './kubernetes-config';

@@ -2,7 +2,7 @@ import { heartbeat, sleep } from '@temporalio/activity';
 import { Client } from 'pg';
 import { failure, refused } from './errors';
 import { assertDatabaseAllowed } from './guards';
-import { errorText } from './preflight-checks';
+import { errorText } from '../common/failures';
 import { boolOption, connectedDatabaseAllowed, databaseName, intOption, num, requirePool, withClient, type PostgresDeps } from './postgres-common';
 
 export interface ConnectionStats {

@@ -7,7 +7,7 @@ import { Context, heartbeat } from '@temporalio/activity';
 import { Client } from 'pg';
 import { classified, failure, invalidInput, refused } from './errors';
 import { quoteIdentifier } from './guards';
-import { errorText, redactUrlCredentials } from './preflight-checks';
+import { errorText, redactUrlCredentials } from '../common/failures';
 import { num, quoteCatalogName, requirePool, type PostgresDeps } from './postgres-common';
 
 export interface RestoreDrillResult {

@@ -1,3 +1,4 @@
+import { errorText } from '../common/failures';
 import type { PreflightRow, TargetSystem } from '../common/preflight';
 
 export function notConfigured(target: TargetSystem): PreflightRow[] {
@@ -20,19 +21,4 @@ export async function runChecks(target: TargetSystem, checks: Array<[check: stri
     }
   }
   return rows;
-}
-
-/** An error as one line, with any credentials in URLs removed. */
-export function errorText(err: unknown): string {
-  const text = err instanceof Error ? `${err.message || err.name}${codeOf(err)}` : String(err);
-  return redactUrlCredentials(text.split('\n')[0] ?? '').slice(0, 500);
-}
-
-function codeOf(err: Error): string {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && !err.message.includes(code) ? ` (${code})` : '';
-}
-
-export function redactUrlCredentials(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1***@');
 }

@@ -6,6 +6,7 @@ import { WorkflowNotFoundError } from '@temporalio/common';
 import { catalog as defaultCatalog, type CatalogEntry } from '../common/catalog';
 import type { AlertingConfig } from '../config/alerting';
 import { alertResolvedSignal } from '../common/messages';
+import { errorText } from '../common/failures';
 import { parseWebhookPayload } from './alertmanager-payload';
 import { isAlertInitiator } from '../common/alert-initiator';
 import { routeAlert, type AlertDecision, type RoutedAlert } from './alert-routing';
@@ -114,12 +115,6 @@ function isUnreachable(err: unknown): boolean {
     if (/ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|Failed to connect/.test(String((e as Error).message))) return true;
   }
   return false;
-}
-
-function errorText(err: unknown): string {
-  const parts: string[] = [];
-  for (let e: unknown = err; e && parts.length < 3; e = (e as { cause?: unknown }).cause) parts.push(e instanceof Error ? e.message : String(e));
-  return parts.join(': ');
 }
 
 export async function startAlertBridge(options: AlertBridgeOptions): Promise<AlertBridge> {

@@ -36,3 +36,34 @@ export const nonRetryableFailureTypes: FailureType[] = [
 export function failure(type: FailureType, message: string): ApplicationFailure {
   return ApplicationFailure.create({ type, message, nonRetryable: nonRetryableFailureTypes.includes(type) });
 }
+
+/**
+ * Any error as one line for timelines, reports, logs and check rows: the message with up to two
+ * causes (an activity failure's cause says what went wrong), a system error's code when the
+ * message lacks it, credentials in URLs masked, at most 500 characters.
+ */
+export function errorText(err: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = err; parts.length < 3; e = e.cause) {
+    const text = e instanceof Error ? `${e.message || e.name}${codeOf(e)}` : String(e);
+    if (!parts.some((p) => p.includes(text))) parts.push(text);
+    if (!(e instanceof Error) || e.cause === undefined || e.cause === null) break;
+  }
+  const oneLine = parts
+    .join(': ')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean)
+    .join('; ');
+  return redactUrlCredentials(oneLine).slice(0, 500);
+}
+
+function codeOf(err: Error): string {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && !err.message.includes(code) ? ` (${code})` : '';
+}
+
+/** "postgres://user:secret@host" as "postgres://***@host". */
+export function redactUrlCredentials(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1***@');
+}

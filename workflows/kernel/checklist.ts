@@ -1,7 +1,8 @@
+import { errorText } from '../../common/failures';
 import { log, workflowInfo } from '@temporalio/workflow';
 import { byUrgency, countStatuses, worstStatus, type CheckRow, type ChecklistResult, type CheckStatus } from '../../common/checklist';
 import type { ChecklistThresholds } from '../../config/schema';
-import { errorMessage, RunbookRun, type RunbookEntry, type RunInput } from './runbook-run';
+import { RunbookRun, type RunbookEntry, type RunInput } from './runbook-run';
 import { read } from '../activity-proxies';
 
 /** Builds a row of the current section: what was measured, against what, with which status. */
@@ -42,7 +43,7 @@ export class Checklist {
         (rs) => rs.map((r) => `${r.status} ${r.title}: ${r.value}`).join('; '),
       );
     } catch (err) {
-      rows = [row({ id: stepId, title, status: 'WARN', value: 'not measured', detail: `the check could not run: ${errorMessage(err)}` })];
+      rows = [row({ id: stepId, title, status: 'WARN', value: 'not measured', detail: `the check could not run: ${errorText(err)}` })];
     }
     this.rows.push(...rows);
     return rows;
@@ -88,7 +89,7 @@ export class Checklist {
         status: 'WARN',
         value: 'not saved',
         threshold: '',
-        detail: `the report could not be written: ${errorMessage(err)}`,
+        detail: `the report could not be written: ${errorText(err)}`,
       });
     }
     // Counted again: a report that could not be saved added a row.
@@ -104,7 +105,7 @@ export class Checklist {
       });
     } catch (err) {
       // The report is in S3 already; an undeliverable summary must not fail the checklist.
-      log.warn('checklist summary notification failed', { error: errorMessage(err) });
+      log.warn('checklist summary notification failed', { error: errorText(err) });
     }
     const result = await this.run.finish(summary);
     return { ...result, ...final, checks: this.rows, ...(checklistReport ? { checklistReport } : {}) };

@@ -1,4 +1,4 @@
-import { ApplicationFailure, condition, getExternalWorkflowHandle, log, patched, setHandler, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
+import { condition, getExternalWorkflowHandle, log, patched, setHandler, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { ApprovalPolicy, ScheduleProof } from '../../activities/runbook-support';
 import { inputDigest, parseStatement, signatureNamespace, startStatementSchema, timeProblem, type SignedStatement } from '../../common/approval-statements';
 import { verifySshSignature } from '../../common/ssh-signature';
@@ -31,7 +31,7 @@ import { alertFiringSignal, alertResolvedSignal, approveSignal, approveUpdate, c
 import { lockGrantedSignal, lockWorkflowId, releaseLockSignal } from '../../common/target-lock-messages';
 import { checkDecision, type AcceptedDecision } from './decision-rules';
 import { read } from '../activity-proxies';
-import { failure } from '../../common/failures';
+import { errorText, failure } from '../../common/failures';
 import { durationMs } from '../../common/duration';
 
 export interface RunbookIdentity {
@@ -191,7 +191,7 @@ export class RunbookRun {
       this.record({ event: 'read', stepId, title, detail: describe?.(result) });
       return result;
     } catch (err) {
-      this.record({ event: 'failed', stepId, title, detail: errorMessage(err) });
+      this.record({ event: 'failed', stepId, title, detail: errorText(err) });
       throw err;
     } finally {
       this.stepsDone++;
@@ -247,7 +247,7 @@ export class RunbookRun {
       this.record({ event: 'applied', stepId, title, detail: result });
       return true;
     } catch (err) {
-      this.record({ event: 'failed', stepId, title, detail: errorMessage(err) });
+      this.record({ event: 'failed', stepId, title, detail: errorText(err) });
       return false;
     } finally {
       await this.releaseLock(lock);
@@ -285,7 +285,7 @@ export class RunbookRun {
           this.record({ event: 'applied', stepId: step.stepId, title: step.title, detail: result });
           return 'applied';
         } catch (err) {
-          this.record({ event: 'failed', stepId: step.stepId, title: step.title, detail: errorMessage(err) });
+          this.record({ event: 'failed', stepId: step.stepId, title: step.title, detail: errorText(err) });
           return 'failed';
         }
       } finally {
@@ -415,7 +415,7 @@ export class RunbookRun {
       });
     } catch (err) {
       // A notification that cannot be delivered must not stop the approval wait.
-      this.record({ event: 'failed', stepId: planned.stepId, title: `notify ${tier}`, detail: errorMessage(err) });
+      this.record({ event: 'failed', stepId: planned.stepId, title: `notify ${tier}`, detail: errorText(err) });
     }
   }
 
@@ -437,7 +437,7 @@ export class RunbookRun {
     try {
       await getExternalWorkflowHandle(lockWorkflowId(this.identity.target)).signal(releaseLockSignal, { requester: workflowInfo().workflowId, requestId });
     } catch (err) {
-      log.warn('could not release the target lock; its lease will', { error: errorMessage(err) });
+      log.warn('could not release the target lock; its lease will', { error: errorText(err) });
     }
   }
 
@@ -611,13 +611,8 @@ export class RunbookRun {
   }
 }
 
-export function errorMessage(err: unknown): string {
-  if (err instanceof ApplicationFailure || err instanceof Error) {
-    const cause = (err as { cause?: unknown }).cause;
-    return cause instanceof Error ? `${err.message}: ${cause.message}` : err.message;
-  }
-  return String(err);
-}
+// Until the runbooks import it from common/failures (moved while they were being split).
+export { errorText as errorMessage };
 
 export { durationMs };
 
