@@ -1,5 +1,7 @@
 import { WorkflowUpdateFailedError, type Client, type WorkflowExecutionInfo } from '@temporalio/client';
-import { catalog as defaultCatalog, workflowIdFor, type CatalogEntry } from '../common/catalog';
+import type { z } from 'zod';
+import { catalog as defaultCatalog, workflowIdFor, type Catalog, type CatalogEntry, type RunbookName } from '../common/catalog';
+import type * as workflows from '../workflows';
 import { inputDigest, statementText, type DecisionStatement, type SignedStatement, type StartStatement } from '../common/approval-statements';
 import type { CancelRequest, Decision, DecisionReceipt, DecisionVerdict, RunbookStatus, Severity } from '../common/runbook';
 import type { Signer } from './signing';
@@ -39,10 +41,20 @@ export interface StartOptions {
   signedBy?: string;
 }
 
-export interface StartedRun {
+/** A started (or joined) run; `runbook` types its result for waitForResult. */
+export interface StartedRun<Name extends string = string> {
+  runbook: Name;
   workflowId: string;
   runId: string;
 }
+
+/** What a catalog runbook takes from a caller: its schema's input without what the client or server fills in. */
+export type RunbookInput<Name extends RunbookName> = Omit<z.input<Catalog[Name]['inputSchema']>, 'startedBy' | 'scheduled' | 'startProof'>;
+/** What a catalog runbook returns, from its workflow function. */
+export type RunbookResult<Name extends RunbookName> = Awaited<ReturnType<(typeof workflows)[Name]>>;
+/** Input by name: typed for the catalog's runbooks, any record for others (tests' runbooks, names typed at a prompt). */
+type InputFor<Name extends string> = Name extends RunbookName ? RunbookInput<Name> : Record<string, unknown>;
+type ResultFor<Name extends string> = Name extends RunbookName ? RunbookResult<Name> : unknown;
 
 export interface DecisionRequest {
   stepId: string;
@@ -130,6 +142,12 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
     return entry;
   };
 
+  function waitForResult<Name extends string>(run: StartedRun<Name>): Promise<ResultFor<Name>>;
+  function waitForResult<T = unknown>(workflowId: string): Promise<T>;
+  async function waitForResult(run: StartedRun | string): Promise<unknown> {
+    return client.workflow.getHandle(typeof run === 'string' ? run : run.workflowId).result();
+  }
+
   async function decide(verdict: DecisionVerdict, workflowId: string, request: DecisionRequest, options: DecideOptions = {}): Promise<DecisionReceipt> {
     let decision: Decision = request;
     if (signer) {
@@ -152,7 +170,7 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
      * Validates the input against the runbook's schema, then starts it under the id its target
      * gives; when a run with that id is going, returns that run instead of starting another.
      */
-    async startRunbook(name: string, input: Record<string, unknown>, options: StartOptions): Promise<StartedRun> {
+    async startRunbook<Name extends string>(name: Name, input: InputFor<Name>, options: StartOptions): Promise<StartedRun<Name>> {
       const entry = entryOf(name);
       if ('scheduled' in input) throw new RunbookClientError(`invalid input for ${name}: scheduled is not an input; whether a schedule started a run is asked of the Temporal server`);
       if ('startProof' in input) throw new RunbookClientError(`invalid input for ${name}: startProof is made by the client's signer, not given`);
@@ -187,10 +205,10 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
       if (options.alert) {
         // Joins the run in flight like USE_EXISTING does, and signals exactly that run.
         const handle = await client.workflow.signalWithStart(name, { ...start, signal: alertFiringSignal, signalArgs: [options.alert] });
-        return { workflowId, runId: handle.signaledRunId };
+        return { runbook: name, workflowId, runId: handle.signaledRunId };
       }
       const handle = await client.workflow.start(name, { ...start, workflowIdConflictPolicy: 'USE_EXISTING' });
-      return { workflowId, runId: handle.firstExecutionRunId };
+      return { runbook: name, workflowId, runId: handle.firstExecutionRunId };
     },
 
     approve: (workflowId: string, request: DecisionRequest, options?: DecideOptions) => decide('approve', workflowId, request, options),
@@ -209,9 +227,8 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
 
     getStatus: queryStatus,
 
-    async waitForResult<T = unknown>(workflowId: string): Promise<T> {
-      return client.workflow.getHandle(workflowId).result() as Promise<T>;
-    },
+    /** The run's result: typed by runbook for a StartedRun, as asked for a bare workflow id. */
+    waitForResult,
 
     /** Runs by search attributes, newest first, e.g. every run waiting for approval. */
     async listRuns(filter: ListFilter = {}): Promise<RunSummary[]> {

@@ -388,7 +388,7 @@ describe('redisMemoryPressure', () => {
       // 75% of maxmemory used, threshold 60%: the raise (x1.5 with the limit) brings it to about 50%.
       const small = await maxmemoryAt(0.75);
       const expected = Math.floor(small * 1.5);
-      const input = { mode: 'execute', raiseWhenUsageAbove: 0.6 };
+      const input = { mode: 'execute' as const, raiseWhenUsageAbove: 0.6 };
       const first = await withRunbooks(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', input, { startedBy: 'erin' });
         for (const step of steps) {

@@ -249,7 +249,7 @@ describe('rotateDatabasePassword', () => {
 
   test('bad input fails non-retryable before any activity; a superuser role is refused before anything changes', async () => {
     await withRunbooks(config, async ({ runbooks, client, taskQueue }) => {
-      await expect(runbooks.startRunbook('rotateDatabasePassword', {}, { startedBy: 'erin' })).rejects.toThrow(
+      await expect(runbooks.startRunbook('rotateDatabasePassword', {} as never /* what a tired SRE sends; the type would refuse it */, { startedBy: 'erin' })).rejects.toThrow(
         "invalid input for rotateDatabasePassword: role: the app's PostgreSQL login role is required",
       );
 

@@ -99,7 +99,7 @@ describe('trafficControl', () => {
     const before = await annotationsOf(name);
     const results = await withRunbooks(config, async ({ runbooks }) => {
       const out: TrafficControlResult[] = [];
-      for (const input of [{ rps: 20 }, { action: 'maintenance-on', maintenanceService: service }, { action: 'maintenance-off' }, { action: 'restore' }]) {
+      for (const input of [{ rps: 20 }, { action: 'maintenance-on' as const, maintenanceService: service }, { action: 'maintenance-off' as const }, { action: 'restore' as const }]) {
         const { workflowId } = await runbooks.startRunbook('trafficControl', { ingress: name, ...input }, { startedBy: 'erin' });
         out.push(await runbooks.waitForResult<TrafficControlResult>(workflowId));
       }
@@ -253,7 +253,7 @@ describe('trafficControl', () => {
       expect(String((await runFailureOf(system)).cause?.message)).toBe('namespace kube-system is never touched by runbooks');
       expect(await scheduledActivityTypes(system)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
 
-      await expect(runbooks.startRunbook('trafficControl', { action: 'panic' }, { startedBy: 'erin' })).rejects.toThrow(
+      await expect(runbooks.startRunbook('trafficControl', { action: 'panic' } as never /* an attacker's input; the type would refuse it */, { startedBy: 'erin' })).rejects.toThrow(
         'invalid input for trafficControl: action: expected one of rate-limit, maintenance-on, maintenance-off, restore',
       );
       const bad = await client.workflow.start('trafficControl', { taskQueue, workflowId: `tc-bad-${randomUUID()}`, args: [{ ingress: 'Bad_Name', action: 'panic', rps: 0 }] });
