@@ -31,7 +31,7 @@ export const catalog = {
   preflight: {
     name: 'preflight',
     kind: 'utility',
-    description: 'Checks reachability and the permissions the runbooks need on every configured target; changes nothing.',
+    description: "every configured target's reachability and the permissions the runbooks need; changes nothing",
     inputSchema: preflightInputSchema,
     targetOf: (input) => (Array.isArray(input.targets) ? [...(input.targets as string[])].sort().join('+') : 'all'),
   },
@@ -39,7 +39,7 @@ export const catalog = {
     name: 'dailyHealthCheck',
     kind: 'maintenance',
     description:
-      '每日检查清单: pods, services, ingress, HPA, PVCs; pod/node/database volume usage; ERROR lines in the app, database and Redis logs; the newest backups and latest.sql (only: a subset, may add slow-statements). PASS/WARN/FAIL report to S3; changes nothing.',
+      "每日检查清单: pods (ready, CrashLoopBackOff, OOMKilled, restarts), Services with endpoints, Ingress address and TLS secret, HPAs at max, PVCs bound; pod/node usage and the database volume (`df -h`); ERROR lines in the app's last 100 and the database's and Redis' last 50 log lines; the 5 newest backups, their age, `latest.sql` a valid dump. `only: [...]` runs a subset and may add `slow-statements` (pg_stat_statements). Changes nothing",
     inputSchema: dailyHealthCheckInput,
     targetOf: (input) => String(input.namespace),
   },
@@ -47,7 +47,7 @@ export const catalog = {
     name: 'weeklyReview',
     kind: 'maintenance',
     description:
-      "每周检查清单: P95, error rate, DB connections, cache hit rate, CPU and memory against the manual's thresholds; login failures, 401/403 lines, certificate expiry; database size, largest tables, slowest statements; delete sessions expired over 7 days ago (approved, or by policy when scheduled) and VACUUM ANALYZE.",
+      "每周检查清单: P95, error rate, DB connections, cache hit rate (the manual's PromQL), CPU and memory against limits; `login failed` and 401/403 lines, certificate days left; database size, 10 largest tables, 10 slowest statements; ⚠ delete `sessions` expired over 7 days ago (auto-approved by the `weekly-maintenance` policy when a schedule started the run), `VACUUM ANALYZE`",
     inputSchema: weeklyReviewInput,
     targetOf: (input) => String(input.namespace),
   },
@@ -55,21 +55,22 @@ export const catalog = {
     name: 'monthlyReview',
     kind: 'maintenance',
     description:
-      '每月检查清单: 30-day trends and a 3-month forecast of CPU, memory, disk and database size; unused resources; a disaster-recovery drill restoring the newest backup into a scratch database; a plan-mode rollbackDeployment as the emergency-plan check.',
+      '每月检查清单: 30-day trends and a 3-month linear forecast of CPU, memory, disk and database size against limits and volume; unused PVCs, deployments at 0, services without endpoints, old ReplicaSets, backups beyond retention; the disaster-recovery drill (newest backup restored into a scratch database with `psql`/`pg_restore`, verified, dropped, timed); `rollbackDeployment` in plan mode',
     inputSchema: monthlyReviewInput,
     targetOf: (input) => String(input.namespace),
   },
   dbConnectionExhaustion: {
     name: 'dbConnectionExhaustion',
     kind: 'fault',
-    description: '场景2: connections vs max_connections; terminate old idle connections, raise max_connections and restart the database (each approved).',
+    description: '场景2: connections against `max_connections`; ⚠ terminate old idle connections, ⚠ raise `max_connections`, ⚠ restart the database deployment and wait until it accepts connections',
     inputSchema: dbConnectionExhaustionInput,
     targetOf: (input) => `${input.namespace}/${input.deployment}`,
   },
   certificateExpiry: {
     name: 'certificateExpiry',
     kind: 'fault',
-    description: '场景5: Certificate status, days until notAfter, events, the ingress; delete the Certificate and re-apply the ingress (each approved), wait for Ready.',
+    description:
+      '场景5: Certificate conditions, days to `notAfter`, events; ⚠ delete the Certificate and re-apply the ingress (server-side apply), wait for Ready; ends `failed` with the evidence when Ready never comes',
     inputSchema: certificateExpiryInput,
     targetOf: (input) => `${input.namespace}/${input.certificate}`,
   },
@@ -77,7 +78,7 @@ export const catalog = {
     name: 'redisMemoryPressure',
     kind: 'fault',
     description:
-      '场景3: INFO memory, DBSIZE, maxmemory-policy, session keys, the Redis memory limit; delete session keys, raise the memory limit (x1.5, capped; waits for the Redis rollout), raise maxmemory when set and near full (same share of the limit, capped) and set maxmemory-policy allkeys-lru (each approved).',
+      '场景3: INFO memory, DBSIZE, policy, session keys; ⚠ delete `session:*` keys (SCAN + UNLINK, capped, resumable), ⚠ raise the Redis memory limit ×1.5 (capped; the new pod template restarts Redis, so the run waits for the rollout), ⚠ raise `maxmemory` when it is set and used above `raiseWhenUsageAbove` (Redis refuses writes at its own maxmemory whatever the container limit): the same share of the raised limit, else ×1.5, never above `maxmemoryShareOfLimit` (0.8) of the limit, computed once from the diagnosis; ⚠ set `maxmemory-policy allkeys-lru`. `CONFIG SET` does not survive a restart: the report says to put maxmemory and the policy in the Redis config',
     inputSchema: redisMemoryPressureInput,
     targetOf: (input) => `${input.namespace}/${input.deployment}`,
   },
@@ -85,7 +86,7 @@ export const catalog = {
     name: 'diskPressure',
     kind: 'fault',
     description:
-      '场景4: PVC capacity and StorageClass, df/du of the volume, logs older than 7 days, backups older than 30 days; delete the old logs, expand the PVC (only if its StorageClass allows) and delete the old backups (each approved).',
+      '场景4: PVC capacity, `df`/`du`, old logs, old backups; ⚠ delete logs older than 7 days, ⚠ expand the PVC (only where its StorageClass allows), ⚠ delete S3 backups older than 30 days (never `latest.sql`)',
     inputSchema: diskPressureInput,
     targetOf: (input) => `${input.namespace}/${input.pvc}`,
   },
@@ -93,14 +94,15 @@ export const catalog = {
     name: 'podCrashLoop',
     kind: 'fault',
     description:
-      '场景1: pod status and restarts, pod events, previous container logs, usage vs limits, rollout history; OOMKilled: raise the memory limit (x1.5, capped), code error: roll back to the previous revision (each approved); config error: no change, the report names the missing key.',
+      '场景1: pod status, events, previous logs, usage vs limits, rollout history; OOMKilled → ⚠ raise the memory limit ×1.5 (capped); crash after a new rollout → ⚠ roll back to the previous revision; config error → no change, the report names the missing key',
     inputSchema: podCrashLoopInput,
     targetOf: (input) => `${input.namespace}/${input.deployment}`,
   },
   rollbackDeployment: {
     name: 'rollbackDeployment',
     kind: 'emergency',
-    description: '快速回滚: rollout history (revisions, images, change-cause, age); roll back to the previous or a given revision (approved), wait for the rollout and verify the pods are ready.',
+    description:
+      "快速回滚: rollout history (revisions with images, change-cause, age); ⚠ roll back to the previous revision or `toRevision` (a revision not in the history is refused), wait for the rollout, verify every new pod is ready; plan mode is monthlyReview's emergency-plan check",
     inputSchema: rollbackDeploymentInput,
     targetOf: (input) => `${input.namespace}/${input.deployment}`,
   },
@@ -108,7 +110,7 @@ export const catalog = {
     name: 'emergencyScale',
     kind: 'emergency',
     description:
-      "紧急扩容: the deployment, its pods and HPA; scale up (default 10, at most 100, never down) with the HPA's bounds raised to hold it, raise requests/limits (only up), each approved and waited for until every pod is ready; the size before is recorded on the deployment, and restore: true puts it back (approved).",
+      "紧急扩容: the deployment's replicas and resources, its pods and the HPA targeting it; ⚠ scale up to `replicas` (default 10, at most 100; below the current size is refused) — an HPA is raised with it (`minReplicas`, and `maxReplicas` when lower, to the new size: below its bounds or its metrics it would scale the deployment straight back); ⚠ raise `requests`/`limits` (only values already set, never lower); each waits until every pod is ready, then verifies. The size, HPA bounds and resources from before the first scale-up are recorded in the deployment's annotations `runbooks.example/emergency-scale-previous-size` and `-previous-resources`; a later run with `restore: true` puts exactly those back (⚠ each) and removes the records",
     inputSchema: emergencyScaleInput,
     targetOf: (input) => `${input.namespace}/${input.deployment}`,
   },
@@ -116,7 +118,7 @@ export const catalog = {
     name: 'trafficControl',
     kind: 'emergency',
     description:
-      "流量控制: the ingress's annotations; rate-limit (limit-rps, default 50), maintenance-on (default-backend = the maintenance Service, refused when it does not exist), maintenance-off, restore (each approved, planned by a dry run); the previous values are recorded on the ingress so a later run restores them.",
+      '流量控制: the ingress (default `app-ingress`) and its annotations; one ⚠ step by `action`: `rate-limit` (`nginx.ingress.kubernetes.io/limit-rps` = `rps`, default 50), `maintenance-on` (`nginx.ingress.kubernetes.io/default-backend` = `maintenanceService`, default `maintenance-page`; refused when that Service does not exist), `maintenance-off` (default-backend back to what it was), `restore` (every annotation changed back); planned by a dry run (before → after). The first previous value of each is recorded as JSON in the ingress annotation `runbooks.example/previous-annotations`, so a later run restores it',
     inputSchema: trafficControlInput,
     targetOf: (input) => `${input.namespace}/${input.ingress}`,
   },
@@ -124,7 +126,7 @@ export const catalog = {
     name: 'rotateDatabasePassword',
     kind: 'security',
     description:
-      '定期轮换密钥: a new password generated in the worker and staged in the Secret (never in the history); ALTER ROLE to it (SCRAM verifier), promote it in the Secret keeping the old one, rolling restart of the app verified ready (each approved); the old password restored when the rotation does not finish.',
+      "定期轮换密钥: `role` is required (the app's login role; superusers, the worker's own role and `pg_*` are refused). ⚠ a new password generated in the worker and staged as `<key>_NEXT` of the Secret, ⚠ `ALTER ROLE` to it (SCRAM-SHA-256 verifier computed in the worker), ⚠ `<key>` ← the new one, `<key>_PREVIOUS` ← the old, ⚠ rolling restart of the app, verified ready; if it does not finish after `ALTER ROLE`, the old password is put back in PostgreSQL and the Secret. No password enters the history, logs or report. Open sessions keep working; new logins need the new password from `ALTER ROLE` until the restart",
     inputSchema: rotateDatabasePasswordInput,
     targetOf: (input) => `${input.namespace}/${input.secret}`,
   },
@@ -132,7 +134,7 @@ export const catalog = {
     name: 'provisionReadonlyAccess',
     kind: 'security',
     description:
-      'RBAC配置: the read-only ServiceAccount, its Role (get/list/watch on pods, services, deployments) and the RoleBinding, server-side applied in one approved step planned by a dry run (created, or the fields that differ; nothing when all match); access verified by SubjectAccessReview (may list pods, may not delete them).',
+      'RBAC配置: ServiceAccount `readonly-user`, Role `readonly` (get/list/watch on pods, services, deployments; read verbs only, never Secrets) and RoleBinding `readonly-binding`: ⚠ one server-side apply of the three, planned by a dry run that lists what would be created or which fields differ (nothing when all match; a hand-edited Role is shown as a diff and put back); what the account may do is asked of the authorizer (SubjectAccessReview) before and after: its rules allowed, deleting pods, exec, patching deployments and reading Secrets denied',
     inputSchema: provisionReadonlyAccessInput,
     targetOf: (input) => `${input.namespace}/${input.serviceAccount}`,
   },
@@ -140,7 +142,7 @@ export const catalog = {
     name: 'applyNetworkPolicy',
     kind: 'security',
     description:
-      "网络策略: the manual's NetworkPolicy (ingress only from the ingress controller on 8000; egress only to postgres 5432 and redis 6379), server-side applied (approved) after a dry-run diff against the live object; the live spec verified equal to the desired one.",
+      "网络策略: the manual's `app-network-policy` (app pods accept only the ingress controller on TCP 8000, reach only postgres 5432 and redis 6379; names, labels and ports are inputs); the pods each selector matches; ⚠ server-side apply, planned as a field-level diff of the live object against the desired one (added/changed/removed; nothing when equal); the live spec verified equal to the desired one",
     inputSchema: applyNetworkPolicyInput,
     targetOf: (input) => `${input.namespace}/${input.policy}`,
   },
@@ -148,7 +150,7 @@ export const catalog = {
     name: 'postIncidentReview',
     kind: 'emergency',
     description:
-      '事后分析: the app logs of the last hour from every pod, the namespace events and a configuration snapshot (Secrets by name and key only) into S3; the incident report with timeline, impact, root cause, solution and prevention (given, or generated from the evidence). Changes nothing; one run per incidentId.',
+      "事后分析: the app's logs of the last `sinceMinutes` (60) from every pod and container of `appDeployment` (the previous instance too after a restart), the namespace's events of the window, and a configuration snapshot (all workloads, Services, HPAs, ConfigMaps, PVCs, Ingress; Secrets by name, type and key, never values) go from the activity straight to S3 under `runbooks/evidence/postIncidentReview/`; the history holds keys, sizes and sha256 only. The incident report's impact, root cause, solution and prevention come from the input or are generated from the evidence. Changes nothing; the workflow id is `postIncidentReview/<namespace>/incident-<incidentId>` (default id: the start time to the second)",
     inputSchema: postIncidentReviewInput,
     targetOf: postIncidentReviewTarget,
   },
