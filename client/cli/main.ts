@@ -36,13 +36,14 @@ interface Session {
 
 /**
  * Connects with configuration as usual, falling back to this checkout's sandbox (its server,
- * approvers and demo keys), signs as --as with the key found for it, runs `body`, disconnects.
+ * approvers and demo keys), runs `body`, disconnects. With `signs`, the session signs as --as with
+ * the key found for it; commands that only read or cancel look for no key (and ask no agent).
  */
-async function withSession<T>(options: { as?: string; key?: string }, body: (session: Session) => Promise<T>): Promise<T> {
+async function withSession<T>(options: { as?: string; key?: string }, body: (session: Session) => Promise<T>, { signs = false } = {}): Promise<T> {
   const as = resolveIdentity(options.as);
   const config = loadConfigWithSandbox(['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'RUNBOOK_APPROVERS'], { onlyUnset: true });
   const sandboxKeyDir = process.env.TEMPORAL_ADDRESS ? undefined : sandboxApproverKeyDir();
-  const key = await resolveSigner(as, { keyFile: options.key, approvers: config.approvers, sandboxKeyDir });
+  const key = signs ? await resolveSigner(as, { keyFile: options.key, approvers: config.approvers, sandboxKeyDir }) : undefined;
   const connection = await connectClient(config.temporal);
   try {
     const runbooks = createRunbookClient({
@@ -143,13 +144,19 @@ function addDecisionCommand(cli: Command, verdict: DecisionVerdict): void {
     .requiredOption('--reason <text>', 'why (recorded in the timeline and the report)')
     .option('--plan <hash>', `the plan hash you read (at least ${minPlanPrefix} digits)`)
     .action((id: string, options: DecisionOptions, command: Command) =>
-      withSession(command.optsWithGlobals(), async ({ runbooks, as }) => {
-        const decision = await seenDecision(runbooks, verdict, id, options, as, print);
-        const receipt = await runbooks[verdict](id, decision);
-        const progress = receipt.required && receipt.required > 1 ? `; ${receipt.approvals} of ${receipt.required} approvals` : '';
-        const proof = receipt.verified ? `signed with ${receipt.keyFingerprint}` : 'UNVERIFIED';
-        print(`${verdict === 'approve' ? 'approved' : 'rejected'} "${receipt.stepId}" of ${id} as ${receipt.approver} (${receipt.role}), plan ${decision.planHash.slice(0, 12)}, ${proof}${progress}`);
-      }),
+      withSession(
+        command.optsWithGlobals(),
+        async ({ runbooks, as }) => {
+          const decision = await seenDecision(runbooks, verdict, id, options, as, print);
+          const receipt = await runbooks[verdict](id, decision);
+          const progress = receipt.required && receipt.required > 1 ? `; ${receipt.approvals} of ${receipt.required} approvals` : '';
+          const proof = receipt.verified ? `signed with ${receipt.keyFingerprint}` : 'UNVERIFIED';
+          print(
+            `${verdict === 'approve' ? 'approved' : 'rejected'} "${receipt.stepId}" of ${id} as ${receipt.approver} (${receipt.role}), plan ${decision.planHash.slice(0, 12)}, ${proof}${progress}`,
+          );
+        },
+        { signs: true },
+      ),
     );
 }
 
@@ -190,23 +197,27 @@ function program(): Command {
     .allowUnknownOption()
     .allowExcessArguments()
     .action((name: string, options: { input?: string; execute?: boolean; severity?: string; wait?: boolean }, command: Command) =>
-      withSession(command.optsWithGlobals(), async ({ runbooks, as, key, verified }) => {
-        let input: Record<string, unknown> = {};
-        if (options.input !== undefined) {
-          try {
-            input = JSON.parse(options.input) as Record<string, unknown>;
-          } catch {
-            throw new UsageError('runbook start: --input is not valid JSON');
+      withSession(
+        command.optsWithGlobals(),
+        async ({ runbooks, as, key, verified }) => {
+          let input: Record<string, unknown> = {};
+          if (options.input !== undefined) {
+            try {
+              input = JSON.parse(options.input) as Record<string, unknown>;
+            } catch {
+              throw new UsageError('runbook start: --input is not valid JSON');
+            }
           }
-        }
-        input = { ...input, ...inputFromFlags(command.args.slice(1)) };
-        if (options.execute) input.mode = 'execute';
-        if (options.severity) input.severity = options.severity;
-        const started = await runbooks.startRunbook(name, input, { startedBy: as });
-        print(`started ${started.workflowId} (run ${started.runId})${key ? `, signed by ${as} (${key.source})` : ''}`);
-        if (!key && verified) process.stderr.write(`note: unsigned start (no key for ${as}: --key FILE, or ssh-agent): its steps need two approvers\n`);
-        if (options.wait) print(JSON.stringify(await runbooks.waitForResult(started.workflowId), null, 2));
-      }),
+          input = { ...input, ...inputFromFlags(command.args.slice(1)) };
+          if (options.execute) input.mode = 'execute';
+          if (options.severity) input.severity = options.severity;
+          const started = await runbooks.startRunbook(name, input, { startedBy: as });
+          print(`started ${started.workflowId} (run ${started.runId})${key ? `, signed by ${as} (${key.source})` : ''}`);
+          if (!key && verified) process.stderr.write(`note: unsigned start (no key for ${as}: --key FILE, or ssh-agent): its steps need two approvers\n`);
+          if (options.wait) print(JSON.stringify(await runbooks.waitForResult(started), null, 2));
+        },
+        { signs: true },
+      ),
     );
 
   cli
@@ -246,14 +257,18 @@ function program(): Command {
     .option('--plan <hash>', `the plan hash you read (at least ${minPlanPrefix} digits)`)
     .option('--reject', 'a rejection (default: an approval)')
     .action((id: string, options: DecisionOptions & { reject?: boolean }, command: Command) =>
-      withSession(command.optsWithGlobals(), async ({ runbooks, as, key }) => {
-        if (!key) throw new UsageError(`runbook sign: no key to sign as ${as}: pass --key FILE or add your key to ssh-agent`);
-        const verdict: DecisionVerdict = options.reject ? 'reject' : 'approve';
-        const decision = await seenDecision(runbooks, verdict, id, options, as, (line) => process.stderr.write(`${line}\n`));
-        const { statement, signature } = await runbooks.signDecision(verdict, id, decision);
-        process.stderr.write(`Paste into the Temporal UI: run ${id} > Send an Update > "${verdict}" (or the Signal "${verdict}Signal"), valid until it expires:\n`);
-        print(JSON.stringify({ statement, signature }));
-      }),
+      withSession(
+        command.optsWithGlobals(),
+        async ({ runbooks, as, key }) => {
+          if (!key) throw new UsageError(`runbook sign: no key to sign as ${as}: pass --key FILE or add your key to ssh-agent`);
+          const verdict: DecisionVerdict = options.reject ? 'reject' : 'approve';
+          const decision = await seenDecision(runbooks, verdict, id, options, as, (line) => process.stderr.write(`${line}\n`));
+          const { statement, signature } = await runbooks.signDecision(verdict, id, decision);
+          process.stderr.write(`Paste into the Temporal UI: run ${id} > Send an Update > "${verdict}" (or the Signal "${verdict}Signal"), valid until it expires:\n`);
+          print(JSON.stringify({ statement, signature }));
+        },
+        { signs: true },
+      ),
     );
 
   cli
