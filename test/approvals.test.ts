@@ -3,7 +3,7 @@ import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { createRunbookClient, RunbookClientError, type RunbookClient } from '../client';
 import { keyringSigner, type Signer } from '../client/signing';
 import { statementText, type DecisionStatement } from '../common/approval-statements';
-import type { Decision, RunbookResultBase, RunbookStatus } from '../common/runbook';
+import type { Decision, RunbookResultBase } from '../common/runbook';
 import { waitUntil } from '../scripts/testbed/processes';
 import { approveSignal, approveUpdate } from '../common/messages';
 import { keyedApprovers, newKey } from './helpers/approver-keys';
@@ -14,6 +14,7 @@ import { startAlertBridge } from '../client/alert-bridge';
 import type { AlertRoute } from '../config/alerting';
 import { alertNotification, postToBridge } from './helpers/alert-notifications';
 import { startBySchedule } from './helpers/schedule-runs';
+import { pendingOf } from './helpers/runbook-runs';
 import type { kernelTestRunbook } from './workflows/kernel-test-runbook';
 import { extraCatalog } from './workflows/test-catalog';
 
@@ -61,15 +62,6 @@ describe('signed approvals', () => {
   const steps = (...ids: string[]) => ids.map((id) => ({ id, title: `Step ${id}` }));
   const start = (runbooks: RunbookClient, target: string, stepIds: string[], startedBy = 'erin') =>
     runbooks.startRunbook('kernelTestRunbook', { mode: 'execute', target, steps: steps(...stepIds) }, { startedBy });
-
-  async function pendingOf(runbooks: RunbookClient, workflowId: string, stepId: string, approvals = 0): Promise<NonNullable<RunbookStatus['pending']>> {
-    let status: RunbookStatus | undefined;
-    await waitUntil(`${stepId} waiting with ${approvals} approvals`, async () => {
-      status = await runbooks.getStatus(workflowId);
-      return status.pending?.stepId === stepId && (status.pending.approvals?.length ?? 0) === approvals;
-    });
-    return status!.pending!;
-  }
 
   /** A statement as `signer` signs it, with fields overridden (another run, step, plan, time). */
   async function statement(client: Client, workflowId: string, fields: Partial<DecisionStatement>, signer: Signer = team.signer): Promise<Decision> {

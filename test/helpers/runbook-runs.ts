@@ -7,10 +7,13 @@ import { waitUntil } from '../../scripts/testbed/processes';
 import { connectClient } from '../../config/temporal-connection';
 import { testbedEnv, testbedS3 } from './testbed';
 
-/** Waits until the run asks for approval of this step, and returns what it asks. */
-export async function pendingOf(runbooks: RunbookClient, workflowId: string, stepId: string): Promise<NonNullable<RunbookStatus['pending']>> {
+/** Waits until the run asks for approval of this step (with that many approvals in, when given), and returns what it asks. */
+export async function pendingOf(runbooks: RunbookClient, workflowId: string, stepId: string, approvals?: number): Promise<NonNullable<RunbookStatus['pending']>> {
   let status: RunbookStatus | undefined;
-  await waitUntil(`${stepId} waiting for approval`, async () => (status = await runbooks.getStatus(workflowId)).pending?.stepId === stepId);
+  await waitUntil(`${stepId} waiting for approval${approvals === undefined ? '' : ` with ${approvals} approvals`}`, async () => {
+    const pending = (status = await runbooks.getStatus(workflowId)).pending;
+    return pending?.stepId === stepId && (approvals === undefined || (pending.approvals?.length ?? 0) === approvals);
+  });
   return status!.pending!;
 }
 
