@@ -1,34 +1,19 @@
+import type { z } from 'zod';
 import type { PvcSummary } from '../activities/kubernetes-storage';
 import type { DeleteOldBackupsResult } from '../activities/s3';
-import { type DiskPressureInput } from '../common/inputs/disk-pressure';
+import { type DiskPressureInput, type diskPressureInput } from '../common/inputs/disk-pressure';
 import { memoryBytes, memoryQuantity } from '../common/quantity';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
-import { RunbookRun } from './kernel/runbook-run';
-import { checkedOutput, dfLine, dfUsePercent } from './exec-output';
+import { RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
+import { checkedOutput } from './exec-output';
+import { countOf, diskState, largestText, volumeOf, type DiskPressureState, type Volume } from './disk-pressure-volume';
 import { validateInput } from './validate-input';
 import { read, wait, write } from './activity-proxies';
-import { failure } from '../common/failures';
 import { catalog } from '../common/catalog';
 
+export type { DiskPressureState, DiskUsage } from './disk-pressure-volume';
+
 /** find/du over a large volume, S3 listings and bulk deletes may take a while; they heartbeat. */
-
-export interface DiskUsage {
-  /** The df -h line of the volume. */
-  df: string;
-  /** Use% of df, e.g. 85. */
-  usePercent?: number;
-  /** Largest directories (du -k, depth 1), largest first. */
-  largest: Array<{ path: string; kib: number }>;
-}
-
-export interface DiskPressureState {
-  pvc: { capacity?: string; requested?: string; storageClass?: string; allowsExpansion: boolean };
-  disk: DiskUsage;
-  /** Log files older than logsOlderThanDays. */
-  oldLogs: number;
-  /** Backups older than backupsOlderThanDays (latest.sql excluded). */
-  oldBackups: number;
-}
 
 export interface DiskPressureResult extends RunbookResultBase {
   before: DiskPressureState;
@@ -39,26 +24,18 @@ export interface DiskPressureResult extends RunbookResultBase {
   expansionRefused?: string;
 }
 
-const kib = (n: number) => (n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)}G` : n >= 1024 ? `${(n / 1024).toFixed(1)}M` : `${n}K`);
-
-/** The state the runbook reads before and after its changes: the PVC, df and du of the volume, old logs and old backups. */
-function diskState(claim: PvcSummary, df: string, largest: DiskUsage['largest'], oldLogs: number, oldBackups: number): DiskPressureState {
-  const usePercent = dfUsePercent(df);
-  return {
-    pvc: {
-      ...(claim.capacity ? { capacity: claim.capacity } : {}),
-      ...(claim.requested ? { requested: claim.requested } : {}),
-      ...(claim.storageClass ? { storageClass: claim.storageClass } : {}),
-      allowsExpansion: claim.allowsExpansion,
-    },
-    disk: { df, ...(usePercent !== undefined ? { usePercent } : {}), largest },
-    oldLogs,
-    oldBackups,
-  };
-}
-
 /** Deletes at most $3 of the files find lists, printing each one deleted. Arguments are positional, never spliced into the script. */
 const deleteLogsScript = `find "$1" -type f -name '*.log' -mtime +"$2" -print | head -n "$3" | while IFS= read -r f; do rm -f -- "$f" && printf '%s\\n' "$f"; done`;
+
+type Input = z.infer<typeof diskPressureInput>;
+
+/** The PVC's size now and the one to expand to; why it cannot be expanded, when its StorageClass does not allow it. */
+interface Expansion {
+  currentSize?: string;
+  currentBytes?: number;
+  targetSize?: string;
+  expansionRefused?: string;
+}
 
 /**
  * 场景4 磁盘空间不足: the PVC's capacity and StorageClass, df and du of the volume, log files older
@@ -68,45 +45,28 @@ const deleteLogsScript = `find "$1" -type f -name '*.log' -mtime +"$2" -print | 
  */
 export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressureResult> {
   const input = validateInput(catalog.diskPressure, raw);
-  const { namespace, deployment, container, pvc, dataDir, logDir, logsOlderThanDays, backupsOlderThanDays, backupPrefix } = input;
+  const { namespace, deployment, container, pvc } = input;
   const run = await RunbookRun.begin(catalog.diskPressure, input, 9);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     names: [{ name: deployment, what: 'deployment' }, { name: pvc, what: 'persistentvolumeclaim' }, ...(container ? [{ name: container, what: 'container' }] : [])],
   });
   // The workflow's deterministic time: backup ages are measured from it in plan, apply and verify.
-  const now = new Date().toISOString();
-  const exec = (command: string[], timeoutSeconds = 120) => wait.execInPod({ namespace, deployment, ...(container ? { container } : {}), command, timeoutSeconds, maxOutputBytes: 1_048_576 });
-  const findOld = ['find', logDir, '-type', 'f', '-name', '*.log', '-mtime', `+${logsOlderThanDays}`];
+  const v = volumeOf(run, input, new Date().toISOString());
 
-  const readPvc = async (): Promise<PvcSummary> => {
-    const { claims } = await read.listPersistentVolumeClaims({ namespace });
-    const claim = claims.find((c) => c.name === pvc);
-    if (!claim) throw failure('NotFound', `persistentvolumeclaims/${pvc} not found in namespace ${namespace}`);
-    return claim;
-  };
-  const readDf = async (): Promise<string> => dfLine(dataDir, await exec(['df', '-h', dataDir]));
-  const readDu = async (): Promise<Array<{ path: string; kib: number }>> => {
-    const out = checkedOutput(`du -k -d 1 ${dataDir}`, await exec(['du', '-k', '-d', '1', dataDir]));
-    return out
-      .split('\n')
-      .map((line) => /^(\d+)\s+(.+)$/.exec(line.trim()))
-      .flatMap((m) => (m ? [{ path: m[2]!, kib: Number(m[1]) }] : []))
-      .sort((a, b) => b.kib - a.kib || (a.path < b.path ? -1 : 1))
-      .slice(0, 10);
-  };
-  /** The old log files (at most 200 listed) and how many there are. */
-  const readOldLogs = async (): Promise<{ files: string[]; count: number; listTruncated: boolean }> => {
-    const r = await exec(findOld);
-    const files = checkedOutput(`find ${logDir}`, r)
-      .split('\n')
-      .filter((l) => l !== '');
-    return { files: files.slice(0, 200), count: files.length, listTruncated: r.truncated || files.length > 200 };
-  };
-  const countOf = (x: { count: number }) => x.count;
-  const dryBackups = () => read.deleteOldBackups({ prefix: backupPrefix, olderThanDays: backupsOlderThanDays, maxObjects: input.maxBackupsDeleted, dryRun: true, now });
+  const { claim, before } = await diagnose(v);
+  await deleteOldLogsStep(v);
+  const expansion = expansionOf(input, claim);
+  await expandPvcStep(v, claim, expansion);
+  await deleteOldBackupsStep(v);
+  const after = await verifyAfter(v);
+  return reportDisk(v, claim, before, expansion, after);
+}
 
-  // Diagnosis (read-only).
+/** Diagnosis (read-only): the PVC, df and du of the volume, the old logs and the old backups. */
+async function diagnose(v: Volume): Promise<{ claim: PvcSummary; before: DiskPressureState }> {
+  const { run, input, readPvc, readDf, readDu, readOldLogs, dryBackups } = v;
+  const { namespace, pvc, dataDir, logDir, logsOlderThanDays, backupsOlderThanDays, backupPrefix } = input;
   const claim = await run.read(
     'pvc',
     `PersistentVolumeClaim ${namespace}/${pvc}`,
@@ -115,12 +75,7 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
       `${c.phase}, capacity ${c.capacity ?? 'unknown'}, requested ${c.requested ?? 'unknown'}, StorageClass ${c.storageClass ?? '(none)'} (${c.allowsExpansion ? 'allows expansion' : 'does not allow expansion'})`,
   );
   const df = await run.read('disk-usage', `df -h ${dataDir}`, readDf, (line) => line);
-  const largest = await run.read('largest-directories', `du -k -d 1 ${dataDir}`, readDu, (l) =>
-    l
-      .slice(0, 5)
-      .map((d) => `${d.path} ${kib(d.kib)}`)
-      .join(', '),
-  );
+  const largest = await run.read('largest-directories', `du -k -d 1 ${dataDir}`, readDu, largestText);
   const oldLogs = await run.read('old-logs', `*.log under ${logDir} older than ${logsOlderThanDays} days`, readOldLogs, (o) => `${countOf(o)} files`);
   const oldBackups = await run.read(
     'old-backups',
@@ -128,8 +83,13 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
     dryBackups,
     (b) => `${b.old} of ${b.scanned} objects older than ${b.cutoff}${b.protected.length ? ` (kept: ${b.protected.join(', ')})` : ''}`,
   );
-  const before = diskState(claim, df, largest, countOf(oldLogs), oldBackups.old);
+  return { claim, before: diskState(claim, df, largest, countOf(oldLogs), oldBackups.old) };
+}
 
+/** ⚠ Delete the log files older than logsOlderThanDays, at most maxFilesDeleted. */
+async function deleteOldLogsStep(v: Volume): Promise<void> {
+  const { run, input, exec, readOldLogs } = v;
+  const { logDir, logsOlderThanDays } = input;
   await run.change({
     stepId: 'delete-old-logs',
     title: `Delete *.log under ${logDir} older than ${logsOlderThanDays} days`,
@@ -151,14 +111,25 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
       return `deleted ${deleted} *.log files under ${logDir} older than ${logsOlderThanDays} days${deleted >= input.maxFilesDeleted ? ' (cap reached, files may remain)' : ''}`;
     },
   });
+}
 
-  // Computed once from the diagnosis: a retried apply, a re-plan or a replay aims at the same size.
+/** Computed once from the diagnosis: a retried apply, a re-plan or a replay aims at the same size. */
+function expansionOf(input: Input, claim: PvcSummary): Expansion {
+  const { namespace, pvc } = input;
   const currentSize = claim.requested ?? claim.capacity;
   const currentBytes = memoryBytes(currentSize);
   const targetSize = input.expandTo ?? (currentBytes ? memoryQuantity(currentBytes * 1.5) : undefined);
   const expansionRefused = claim.allowsExpansion
     ? undefined
     : `persistentvolumeclaims/${pvc} in namespace ${namespace} cannot be expanded: its StorageClass ${claim.storageClass ?? '(none)'} does not allow volume expansion (allowVolumeExpansion is not true)`;
+  return { currentSize, currentBytes, targetSize, expansionRefused };
+}
+
+/** ⚠ Expand the PVC to the target size, only when its StorageClass allows it. */
+async function expandPvcStep(v: Volume, claim: PvcSummary, expansion: Expansion): Promise<void> {
+  const { run, input } = v;
+  const { namespace, pvc } = input;
+  const { currentSize, currentBytes, targetSize, expansionRefused } = expansion;
   await run.change({
     stepId: 'expand-pvc',
     title: `Expand the PVC ${namespace}/${pvc}`,
@@ -180,7 +151,12 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
       return done.changed ? `${done.message}` : `persistentvolumeclaims/${pvc} already requests ${done.after.requested}`;
     },
   });
+}
 
+/** ⚠ Delete the backups older than backupsOlderThanDays, at most maxBackupsDeleted; latest.sql and newer ones are kept. */
+async function deleteOldBackupsStep(v: Volume): Promise<void> {
+  const { run, input, now, dryBackups } = v;
+  const { backupPrefix, backupsOlderThanDays } = input;
   await run.change({
     stepId: 'delete-old-backups',
     title: `Delete backups under ${backupPrefix} older than ${backupsOlderThanDays} days`,
@@ -198,21 +174,27 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
       return `deleted ${done.deleted ?? 0} backups under ${backupPrefix} older than ${backupsOlderThanDays} days${done.capped ? ' (cap reached, old backups remain)' : ''}`;
     },
   });
+}
 
-  let after: DiskPressureState | undefined;
-  if (input.mode === 'execute') {
-    after = await run.read(
-      'verify',
-      'PVC, disk usage, old logs and old backups after the changes',
-      async () => {
-        const [c, d, l, o, b] = await Promise.all([readPvc(), readDf(), readDu(), readOldLogs(), dryBackups()]);
-        return diskState(c, d, l, countOf(o), b.old);
-      },
-      (s) => `PVC requests ${s.pvc.requested ?? 'unknown'}, ${s.disk.df}, ${s.oldLogs} old log files, ${s.oldBackups} old backups`,
-    );
-  }
+/** Execute mode: everything the diagnosis read, read again after the changes. */
+async function verifyAfter(v: Volume): Promise<DiskPressureState | undefined> {
+  const { run, input, readPvc, readDf, readDu, readOldLogs, dryBackups } = v;
+  if (input.mode !== 'execute') return undefined;
+  return run.read(
+    'verify',
+    'PVC, disk usage, old logs and old backups after the changes',
+    async () => {
+      const [c, d, l, o, b] = await Promise.all([readPvc(), readDf(), readDu(), readOldLogs(), dryBackups()]);
+      return diskState(c, d, l, countOf(o), b.old);
+    },
+    (s) => `PVC requests ${s.pvc.requested ?? 'unknown'}, ${s.disk.df}, ${s.oldLogs} old log files, ${s.oldBackups} old backups`,
+  );
+}
 
-  const outcome = (stepId: string) => run.outcomeOf(stepId);
+/** The incident report's solution: what each step did, or its outcome. */
+function solutionText(input: Input, before: DiskPressureState, expansion: Expansion, outcome: (stepId: string) => ChangeOutcome | undefined): string {
+  const { namespace, pvc, logDir, logsOlderThanDays, backupsOlderThanDays, backupPrefix } = input;
+  const { currentSize, targetSize, expansionRefused } = expansion;
   const solution: string[] = [];
   solution.push(
     outcome('delete-old-logs') === 'applied'
@@ -231,17 +213,21 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
       ? `${before.oldBackups} backups under ${backupPrefix} older than ${backupsOlderThanDays} days deleted; newer ones and latest.sql kept.`
       : `Old backups not deleted (${outcome('delete-old-backups')}).`,
   );
+  return solution.join(' ');
+}
+
+/** The incident report and the result. */
+async function reportDisk(v: Volume, claim: PvcSummary, before: DiskPressureState, expansion: Expansion, after: DiskPressureState | undefined): Promise<DiskPressureResult> {
+  const { run, input } = v;
+  const { namespace, pvc, dataDir, logDir, logsOlderThanDays, backupsOlderThanDays, backupPrefix } = input;
+  const { currentSize, targetSize, expansionRefused } = expansion;
+  const { df, largest } = before.disk;
   const result = await run.finish(
     `volume ${df}; ${before.oldLogs} log files older than ${logsOlderThanDays} days, ${before.oldBackups} backups older than ${backupsOlderThanDays} days; PVC ${currentSize ?? 'unknown'} on ${claim.storageClass ?? '(none)'}${after ? `; after: PVC ${after.pvc.requested}, ${after.oldLogs} old logs, ${after.oldBackups} old backups` : ''}`,
     {
       impact: `The database volume (${namespace}/${pvc}, ${currentSize ?? 'unknown size'}) reports ${df}${before.disk.usePercent !== undefined ? ` (${before.disk.usePercent}% used)` : ''}; when it fills, PostgreSQL stops accepting writes and can shut down.`,
-      rootCause: `Largest directories under ${dataDir}: ${
-        largest
-          .slice(0, 5)
-          .map((d) => `${d.path} ${kib(d.kib)}`)
-          .join(', ') || 'none'
-      }. ${before.oldLogs} *.log files under ${logDir} are older than ${logsOlderThanDays} days; ${before.oldBackups} backups under ${backupPrefix} are older than ${backupsOlderThanDays} days.${expansionRefused ? ` ${expansionRefused}.` : ''}`,
-      solution: solution.join(' '),
+      rootCause: `Largest directories under ${dataDir}: ${largestText(largest) || 'none'}. ${before.oldLogs} *.log files under ${logDir} are older than ${logsOlderThanDays} days; ${before.oldBackups} backups under ${backupPrefix} are older than ${backupsOlderThanDays} days.${expansionRefused ? ` ${expansionRefused}.` : ''}`,
+      solution: solutionText(input, before, expansion, (stepId) => run.outcomeOf(stepId)),
       prevention: `Rotate logs (logrotate or the app's own rotation, keep ${logsOlderThanDays} days), apply an S3 lifecycle rule expiring ${backupPrefix} after ${backupsOlderThanDays} days, use a StorageClass that allows expansion for the database, and alert at 80% disk usage.`,
     },
   );

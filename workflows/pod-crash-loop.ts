@@ -1,17 +1,31 @@
-import type { EventSummary, PodSummary } from '../activities/kubernetes-pods';
-import type { RevisionSummary } from '../activities/kubernetes-rollouts';
-import { type PodCrashLoopInput } from '../common/inputs/pod-crash-loop';
+import type { z } from 'zod';
+import type { ContainerSummary, EventSummary, PodSummary } from '../activities/kubernetes-pods';
+import { type PodCrashLoopInput, type podCrashLoopInput } from '../common/inputs/pod-crash-loop';
 import { memoryBytes, raisedMemoryLimit } from '../common/quantity';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
-import { containerOf, deploymentOf, livePods, podCounts, previousRevision } from './deployment-spec';
+import { containerOf, deploymentOf, livePods, podCounts } from './deployment-spec';
 import { RunbookRun } from './kernel/runbook-run';
+import {
+  classify,
+  containersText,
+  eventsText,
+  failingContainerOf,
+  historyText,
+  isFailing,
+  logText,
+  podsText,
+  usageText,
+  type Classification,
+  type Diagnosis,
+  type PodCrashCause,
+} from './pod-crash-loop-diagnosis';
 import { validateInput } from './validate-input';
 import { read, wait, write } from './activity-proxies';
 import { catalog } from '../common/catalog';
 
-/** Waiting for a rollout polls and heartbeats. */
+export type { PodCrashCause } from './pod-crash-loop-diagnosis';
 
-export type PodCrashCause = 'oom-killed' | 'code-error' | 'config-error' | 'unknown-crash' | 'healthy';
+/** Waiting for a rollout polls and heartbeats. */
 
 export interface PodCrashLoopResult extends RunbookResultBase {
   cause: PodCrashCause;
@@ -30,26 +44,18 @@ export interface PodCrashLoopResult extends RunbookResultBase {
   after?: { pods: number; ready: number; crashLooping: number; revision?: number };
 }
 
-const errorLine = /\b(ERROR|FATAL|CRITICAL|panic|Traceback|Exception|Unhandled)\b/;
-const configReasons = new Set(['CreateContainerConfigError', 'CreateContainerError', 'InvalidImageName']);
-const crashReasons = new Set(['CrashLoopBackOff', 'Error', 'OOMKilled', 'RunContainerError']);
+type Input = z.infer<typeof podCrashLoopInput>;
 
-function isFailing(p: PodSummary): boolean {
-  if (p.terminating) return false;
-  return p.containers.some(
-    (c) => (c.waitingReason !== undefined && (configReasons.has(c.waitingReason) || crashReasons.has(c.waitingReason))) || c.lastTerminationReason === 'OOMKilled' || (c.restarts > 0 && !c.ready),
-  );
-}
-
-/** The missing key / object from a CreateContainerConfigError message or event, as the kubelet writes it. */
-export function missingConfig(texts: string[]): string | undefined {
-  for (const text of texts) {
-    const key = /couldn't find key (\S+) in (ConfigMap|Secret) (\S+)/i.exec(text);
-    if (key) return `key ${key[1]} in ${key[2]} ${key[3]}`;
-    const object = /(configmap|secret) "([^"]+)" not found/i.exec(text);
-    if (object) return `${object[1]!.toLowerCase() === 'configmap' ? 'ConfigMap' : 'Secret'} ${object[2]}`;
-  }
-  return undefined;
+/** What the steps and the report share: the run, the Deployment, the diagnosis, its cause and the change it calls for. */
+interface CrashLoop extends Diagnosis, Classification {
+  run: RunbookRun;
+  input: Input;
+  namespace: string;
+  deployment: string;
+  /** OOMKilled: the memory limit to raise to, computed once from the diagnosis. */
+  target?: string;
+  raiseWanted: boolean;
+  rollbackWanted: boolean;
 }
 
 /**
@@ -66,100 +72,71 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
   const run = await RunbookRun.begin(catalog.podCrashLoop, input, 10);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }, ...(input.container ? [{ name: input.container, what: 'container' }] : [])] });
 
-  // Diagnosis (read-only).
-  const history = await run.read(
-    'rollout-history',
-    `Rollout history of ${namespace}/${deployment}`,
-    () => read.getRolloutHistory({ namespace, deployment }),
-    (h) => `current revision ${h.currentRevision ?? 'unknown'}; revisions ${h.revisions.map((r) => `${r.revision}${r.createdAt ? ` (${r.createdAt})` : ''}`).join(', ') || 'none'}`,
-  );
-  const pods = await run.read(
-    'pods',
-    `Pods of ${namespace}/${deployment} (by its selector)`,
-    () => read.listPodSummaries({ namespace, deployment }),
-    (p) =>
-      `${p.counts.total} pods, ${p.counts.ready} ready, ${p.counts.crashLooping} in CrashLoopBackOff, ${p.counts.oomKilled} OOMKilled; ${p.pods.map((x) => `${x.name} ${x.phase} ${x.readyContainers} restarts ${x.restarts}${x.waitingReason ? ` ${x.waitingReason}` : ''}${x.lastTerminationReason ? ` last ${x.lastTerminationReason}(${x.lastExitCode})` : ''}`).join('; ')}`,
-  );
+  const c = crashLoopOf(run, input, await diagnose(run, input));
+  await raiseMemoryLimitStep(c);
+  await rollbackStep(c);
+  const after = await verifyAfter(c);
+  return reportCrashLoop(c, after);
+}
+
+/** Diagnosis (read-only): rollout history, pods, the Deployment's containers and limits, the failing pod's events and previous logs, usage. */
+async function diagnose(run: RunbookRun, input: Input): Promise<Diagnosis> {
+  const { namespace, deployment } = input;
+  const history = await run.read('rollout-history', `Rollout history of ${namespace}/${deployment}`, () => read.getRolloutHistory({ namespace, deployment }), historyText);
+  const pods = await run.read('pods', `Pods of ${namespace}/${deployment} (by its selector)`, () => read.listPodSummaries({ namespace, deployment }), podsText);
   const failing = pods.pods.find(isFailing);
-  const failingContainer = failing
-    ? (failing.containers.find((c) => (input.container ? c.name === input.container : c.waitingReason !== undefined || c.lastTerminationReason !== undefined || !c.ready)) ??
-      failing.containers.find((c) => c.name === input.container))
-    : undefined;
+  const failingContainer = failing ? failingContainerOf(failing, input.container) : undefined;
   const snapshot = await run.read(
     'deployment',
     `Containers and limits of ${namespace}/${deployment}`,
     async () => deploymentOf(await read.snapshotNamespaceConfig({ namespace }), deployment),
-    (d) => d.containers.map((c) => `${c.name}: limits ${JSON.stringify(c.limits ?? {})}, requests ${JSON.stringify(c.requests ?? {})}`).join('; '),
+    containersText,
   );
   const container = input.container ?? failingContainer?.name ?? snapshot.containers[0]?.name ?? '';
   const spec = containerOf({ namespace, deployment }, snapshot.containers, container);
+  const { events, previousLog } = failing ? await readFailingPod(run, namespace, failing, failingContainer, container) : { events: [], previousLog: '' };
+  const usage = await run.read('usage', `Resource usage vs limits of ${namespace}/${deployment}`, () => read.getPodUsage({ namespace, deployment }), usageText);
+  return { history, pods, failing, failingContainer, container, limit: spec.limits?.memory, events, previousLog, usage };
+}
 
-  let events: EventSummary[] = [];
-  let previousLog = '';
-  if (failing) {
-    events = (
-      await run.read(
-        'pod-events',
-        `Events of pod ${failing.name}`,
-        () => read.getObjectEvents({ namespace, kind: 'Pod', name: failing.name, limit: 50 }),
-        (e) => e.events.map((x) => `${x.type} ${x.reason} x${x.count}: ${x.message}`).join(' | ') || 'no events',
-      )
-    ).events;
-    if (failing.restarts > 0 || failingContainer?.lastTerminationReason) {
-      previousLog = await run.read(
-        'previous-logs',
-        `Logs of the previous ${container} container of ${failing.name}`,
-        async () => {
-          try {
-            return (await read.getContainerLogs({ namespace, pod: failing.name, container, previous: true, tailLines: 200 })).text;
-          } catch (err) {
-            return `(previous logs unavailable: ${(err as Error).message})`;
-          }
-        },
-        (t) => `${t.split('\n').filter((l) => errorLine.test(l)).length} error lines of ${t.split('\n').filter(Boolean).length}`,
-      );
-    }
-  }
-  const usage = await run.read(
-    'usage',
-    `Resource usage vs limits of ${namespace}/${deployment}`,
-    () => read.getPodUsage({ namespace, deployment }),
-    (u) =>
-      u.available
-        ? u.pods
-            .map((p) =>
-              p.containers
-                .map(
-                  (c) => `${p.name}/${c.name} memory ${Math.round(c.memoryBytes.usage / 2 ** 20)}Mi${c.memoryBytes.percentOfLimit !== undefined ? ` (${c.memoryBytes.percentOfLimit}% of limit)` : ''}`,
-                )
-                .join(', '),
-            )
-            .join('; ') || 'no pod metrics'
-        : `metrics unavailable: ${u.reason}`,
+/** The failing pod's events, and its previous container's logs when it restarted or terminated. */
+async function readFailingPod(
+  run: RunbookRun,
+  namespace: string,
+  failing: PodSummary,
+  failingContainer: ContainerSummary | undefined,
+  container: string,
+): Promise<{ events: EventSummary[]; previousLog: string }> {
+  const { events } = await run.read('pod-events', `Events of pod ${failing.name}`, () => read.getObjectEvents({ namespace, kind: 'Pod', name: failing.name, limit: 50 }), eventsText);
+  if (!(failing.restarts > 0 || failingContainer?.lastTerminationReason)) return { events, previousLog: '' };
+  const previousLog = await run.read(
+    'previous-logs',
+    `Logs of the previous ${container} container of ${failing.name}`,
+    async () => {
+      try {
+        return (await read.getContainerLogs({ namespace, pod: failing.name, container, previous: true, tailLines: 200 })).text;
+      } catch (err) {
+        return `(previous logs unavailable: ${(err as Error).message})`;
+      }
+    },
+    logText,
   );
+  return { events, previousLog };
+}
 
-  // Classification.
-  const waitingMessages = events.map((e) => e.message);
-  const missing = missingConfig(waitingMessages);
-  const errorLines = previousLog.split('\n').filter((l) => errorLine.test(l));
-  const current = history.revisions.find((r) => r.revision === history.currentRevision);
-  const previous: RevisionSummary | undefined = previousRevision(history);
-  const rolloutAgeMinutes = current?.createdAt ? (Date.now() - new Date(current.createdAt).getTime()) / 60_000 : undefined;
-  const recentRollout = rolloutAgeMinutes !== undefined && rolloutAgeMinutes <= input.recentRolloutMinutes;
-  let cause: PodCrashCause;
-  if (!failing) cause = 'healthy';
-  else if ((failingContainer?.waitingReason && configReasons.has(failingContainer.waitingReason)) || missing) cause = 'config-error';
-  else if (failingContainer?.lastTerminationReason === 'OOMKilled') cause = 'oom-killed';
-  else if (recentRollout && errorLines.length > 0) cause = 'code-error';
-  else cause = 'unknown-crash';
-
-  // OOMKilled: the target computed once from the diagnosis.
-  const limit = spec.limits?.memory;
-  const limitBytes = memoryBytes(limit);
+/** The cause and the change it calls for, computed once from the diagnosis (so a limit is never raised twice). */
+function crashLoopOf(run: RunbookRun, input: Input, d: Diagnosis): CrashLoop {
+  const why = classify(d, input.recentRolloutMinutes);
+  const limitBytes = memoryBytes(d.limit);
   const target = raisedMemoryLimit(limitBytes, input.memoryLimitFactor, input.maxMemoryLimit);
-  const raiseWanted = cause === 'oom-killed' && target !== undefined && memoryBytes(target)! > limitBytes!;
-  const rollbackWanted = cause === 'code-error' && previous !== undefined;
+  const raiseWanted = why.cause === 'oom-killed' && target !== undefined && memoryBytes(target)! > limitBytes!;
+  const rollbackWanted = why.cause === 'code-error' && why.previous !== undefined;
+  return { run, input, namespace: input.namespace, deployment: input.deployment, ...d, ...why, target, raiseWanted, rollbackWanted };
+}
 
+/** OOMKilled: ⚠ raise the container's memory limit to the target, then wait for the rollout. */
+async function raiseMemoryLimitStep(c: CrashLoop): Promise<void> {
+  const { run, input, namespace, deployment, container, cause, limit, target, raiseWanted } = c;
   await run.change({
     stepId: 'raise-memory-limit',
     title: `Raise the memory limit of ${namespace}/${deployment} container ${container}`,
@@ -182,7 +159,11 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
       return `${done.changed ? `${done.message}: limits.memory ${done.before.limits.memory ?? 'none'} -> ${done.after.limits.memory}` : `limits.memory already ${done.after.limits.memory}`}; rollout complete (revision ${rollout.revision ?? '?'}, ${rollout.availableReplicas}/${rollout.replicas} available)`;
     },
   });
+}
 
+/** Code error: ⚠ roll back to the revision before the current one (named explicitly), then wait for the rollout. */
+async function rollbackStep(c: CrashLoop): Promise<void> {
+  const { run, namespace, deployment, cause, history, previous } = c;
   await run.change({
     stepId: 'rollback',
     title: `Roll back ${namespace}/${deployment} to the previous revision`,
@@ -204,56 +185,79 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
       return `${done.changed ? `rolled back to revision ${done.toRevision} (now revision ${rollout.revision ?? '?'})` : `already on the template of revision ${done.toRevision}`}; rollout complete (${rollout.availableReplicas}/${rollout.replicas} available)`;
     },
   });
+}
 
-  const applied = (stepId: string) => run.outcomeOf(stepId) === 'applied';
-  let after: PodCrashLoopResult['after'];
-  if (input.mode === 'execute' && (applied('raise-memory-limit') || applied('rollback'))) {
-    after = await run.read(
-      'verify',
-      `Pods and rollout of ${namespace}/${deployment} after the change`,
-      async () => {
-        const [p, h] = await Promise.all([read.listPodSummaries({ namespace, deployment }), read.getRolloutHistory({ namespace, deployment })]);
-        const counts = podCounts(p.pods);
-        return {
-          pods: counts.pods,
-          ready: counts.readyPods,
-          crashLooping: livePods(p.pods).filter((x) => x.containers.some((c) => c.waitingReason === 'CrashLoopBackOff')).length,
-          ...(h.currentRevision !== undefined ? { revision: h.currentRevision } : {}),
-        };
-      },
-      (a) => `${a.ready}/${a.pods} pods ready, ${a.crashLooping} in CrashLoopBackOff, revision ${a.revision ?? '?'}`,
-    );
-  }
+const applied = (run: RunbookRun, stepId: string) => run.outcomeOf(stepId) === 'applied';
 
-  const podText = failing
+/** Execute mode, after a change: the live pods, how many are ready or crash-looping, and the revision. */
+async function verifyAfter(c: CrashLoop): Promise<PodCrashLoopResult['after']> {
+  const { run, input, namespace, deployment } = c;
+  if (input.mode !== 'execute' || !(applied(run, 'raise-memory-limit') || applied(run, 'rollback'))) return undefined;
+  return run.read(
+    'verify',
+    `Pods and rollout of ${namespace}/${deployment} after the change`,
+    async () => {
+      const [p, h] = await Promise.all([read.listPodSummaries({ namespace, deployment }), read.getRolloutHistory({ namespace, deployment })]);
+      const counts = podCounts(p.pods);
+      return {
+        pods: counts.pods,
+        ready: counts.readyPods,
+        crashLooping: livePods(p.pods).filter((x) => x.containers.some((c) => c.waitingReason === 'CrashLoopBackOff')).length,
+        ...(h.currentRevision !== undefined ? { revision: h.currentRevision } : {}),
+      };
+    },
+    (a) => `${a.ready}/${a.pods} pods ready, ${a.crashLooping} in CrashLoopBackOff, revision ${a.revision ?? '?'}`,
+  );
+}
+
+/** The failing pod as the report names it. */
+function podTextOf(c: CrashLoop): string {
+  const { failing, failingContainer, container } = c;
+  return failing
     ? `pod ${failing.name} container ${container} (${failingContainer?.waitingReason ?? failing.phase}, ${failing.restarts} restarts, last ${failingContainer?.lastTerminationReason ?? 'none'}${failingContainer?.lastExitCode !== undefined ? ` exit ${failingContainer.lastExitCode}` : ''})`
     : 'no failing pod';
-  const rootCause: Record<PodCrashCause, string> = {
+}
+
+/** The incident report's root cause, by cause. */
+function rootCauses(c: CrashLoop, podText: string): Record<PodCrashCause, string> {
+  const { namespace, deployment, pods, history, limit, missing, errorLines, rolloutAgeMinutes, failingContainer } = c;
+  return {
     'oom-killed': `OOMKilled: ${podText} was killed at its memory limit ${limit ?? '(none)'}.`,
     'code-error': `Code error: ${podText} crashes since revision ${history.currentRevision} (rolled out ${rolloutAgeMinutes !== undefined ? `${Math.round(rolloutAgeMinutes)} min` : '?'} ago); the previous container logged: ${errorLines.slice(-3).join(' | ')}`,
     'config-error': `Config error: ${podText}; missing ${missing ?? 'configuration'}${failingContainer?.waitingReason ? ` (${failingContainer.waitingReason})` : ''}.`,
     'unknown-crash': `Unclassified crash: ${podText}; ${errorLines.length} error lines in the previous logs, newest rollout ${rolloutAgeMinutes !== undefined ? `${Math.round(rolloutAgeMinutes)} min` : 'of unknown age'} ago.`,
     healthy: `All ${pods.counts.total} pods of ${namespace}/${deployment} are healthy (${pods.counts.ready} ready).`,
   };
-  const solution: Record<PodCrashCause, string> = {
-    'oom-killed': applied('raise-memory-limit')
+}
+
+/** The incident report's solution, by cause: what the steps did or why they did not. */
+function solutions(c: CrashLoop): Record<PodCrashCause, string> {
+  const { run, namespace, deployment, container, limit, target, history, previous, missing } = c;
+  return {
+    'oom-killed': applied(run, 'raise-memory-limit')
       ? `Memory limit of ${namespace}/${deployment} container ${container} raised ${limit} -> ${target}.`
       : `Memory limit not changed (${run.outcomeOf('raise-memory-limit')}; ${limit ?? 'none'}${target ? `, proposed ${target}` : ''}).`,
-    'code-error': applied('rollback')
+    'code-error': applied(run, 'rollback')
       ? `${namespace}/${deployment} rolled back from revision ${history.currentRevision} to revision ${previous?.revision}.`
       : `Not rolled back (${run.outcomeOf('rollback')}${previous ? `; proposed revision ${previous.revision}` : '; no previous revision'}).`,
     'config-error': `No automatic change: create the missing ${missing ?? 'ConfigMap/Secret key'} and the pods start on their own.`,
     'unknown-crash': 'No automatic change: the cause needs a person (see the events and previous logs in the evidence).',
     healthy: 'Nothing to do.',
   };
+}
+
+/** The incident report and the result. */
+async function reportCrashLoop(c: CrashLoop, after: PodCrashLoopResult['after']): Promise<PodCrashLoopResult> {
+  const { run, input, namespace, deployment, container, cause, failing, pods, usage, missing, limit, target, history, previous, raiseWanted, rollbackWanted } = c;
+  const podText = podTextOf(c);
   const result = await run.finish(
     `${cause}${failing ? ` (${podText})` : ''}${missing ? `; missing ${missing}` : ''}${after ? `; after: ${after.ready}/${after.pods} ready, ${after.crashLooping} crash-looping` : ''}`,
     {
       impact: failing
         ? `${pods.counts.notReady} of ${pods.counts.total} pods of ${namespace}/${deployment} not ready (${pods.counts.crashLooping} in CrashLoopBackOff); usage: ${usage.available ? 'see evidence' : `metrics unavailable (${usage.reason})`}.`
         : `None: ${pods.counts.ready} of ${pods.counts.total} pods ready.`,
-      rootCause: rootCause[cause],
-      solution: solution[cause],
+      rootCause: rootCauses(c, podText)[cause],
+      solution: solutions(c)[cause],
       prevention:
         cause === 'oom-killed'
           ? `Size memory limits from observed peaks (alert at 85% of the limit), and profile the app for leaks; the cap is ${input.maxMemoryLimit}.`
