@@ -1,21 +1,19 @@
 import { workflowInfo } from '@temporalio/workflow';
 import type { RolloutStatus } from '../activities/kubernetes-rollouts';
 import type { PasswordSecretState, RoleInfo } from '../activities/password-rotation';
-import { previousKeyOf, stagedKeyOf, type RotateDatabasePasswordInput } from '../common/inputs/rotate-database-password';
+import type { z } from 'zod';
+import { previousKeyOf, stagedKeyOf, type RotateDatabasePasswordInput, type rotateDatabasePasswordInput } from '../common/inputs/rotate-database-password';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { podCounts } from './deployment-spec';
-import { planOnly, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
+import { RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
 import { waitForRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
 import { failure } from '../common/failures';
 import { catalog } from '../common/catalog';
+import { rotationFindings, rotationSummary, type AppPods, type Restored, type RotationFacts } from './rotate-database-password-plans';
 
-export interface AppPods {
-  /** Live (not terminating) pods of the app, and how many are ready. */
-  pods: number;
-  readyPods: number;
-}
+export type { AppPods } from './rotate-database-password-plans';
 
 export interface RotateDatabasePasswordResult extends RunbookResultBase {
   namespace: string;
@@ -34,11 +32,30 @@ export interface RotateDatabasePasswordResult extends RunbookResultBase {
   rotated: boolean;
   rollout?: RolloutStatus & { waitedMs: number };
   appAfter?: AppPods;
-  /** What was undone after a failed or unfinished rotation. */
-  restored?: { role?: boolean; secret?: boolean; appRestarted?: boolean };
+  restored?: Restored;
 }
 
 const done = (outcome: ChangeOutcome | undefined) => outcome === 'applied' || outcome === 'not-needed';
+
+type Input = z.infer<typeof rotateDatabasePasswordInput>;
+
+/** What one run's steps share: the run, the Secret, role and app it rotates, and the version it decided. */
+interface Rotation {
+  run: RunbookRun;
+  input: Input;
+  /** `<namespace>/<secret>` and `<namespace>/<appDeployment>`, as the texts name them. */
+  where: string;
+  app: string;
+  staged: string;
+  previous: string;
+  version: string;
+  restartedAt: string;
+  /** What restart-app saw once its rollout completed. */
+  after: { rollout?: RotateDatabasePasswordResult['rollout']; appAfter?: AppPods };
+}
+
+type Before = Awaited<ReturnType<typeof readBefore>>;
+type Outcomes = Record<string, ChangeOutcome | undefined>;
 
 /**
  * 定期轮换密钥: a new database password generated inside an activity and kept only in the
@@ -50,11 +67,7 @@ const done = (outcome: ChangeOutcome | undefined) => outcome === 'applied' || ou
  */
 export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): Promise<RotateDatabasePasswordResult> {
   const input = validateInput(catalog.rotateDatabasePassword, raw);
-  const { namespace, secret, key, role, database, appDeployment } = input;
-  const where = `${namespace}/${secret}`;
-  const app = `${namespace}/${appDeployment}`;
-  const staged = stagedKeyOf(key);
-  const previous = previousKeyOf(key);
+  const { namespace, secret, key, database, appDeployment } = input;
   const run = await RunbookRun.begin(catalog.rotateDatabasePassword, input, 7);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
@@ -69,7 +82,21 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
   const { workflowId, startTime } = workflowInfo();
   const restartedAt = startTime.toISOString();
   const version = `${workflowId}@${restartedAt}`.replace(/[^A-Za-z0-9._:/@+-]/g, '_').slice(-256);
+  const r: Rotation = { run, input, where: `${namespace}/${secret}`, app: `${namespace}/${appDeployment}`, staged: stagedKeyOf(key), previous: previousKeyOf(key), version, restartedAt, after: {} };
 
+  const before = await readBefore(r);
+  await stagePasswordStep(r);
+  await alterRoleStep(r);
+  await promotePasswordStep(r);
+  await restartAppStep(r);
+  const outcomes: Outcomes = Object.fromEntries(['stage-password', 'alter-role', 'update-secret', 'restart-app'].map((id) => [id, run.outcomeOf(id)]));
+  const restored = await restoreUnfinished(r, outcomes);
+  return reportRotation(r, before, outcomes, restored);
+}
+
+/** The role, the Secret (key names only) and the app's pods; a Secret without the key or immutable is refused. */
+async function readBefore({ run, input, where, staged, app }: Rotation) {
+  const { namespace, secret, key, role, appDeployment } = input;
   const roleBefore = await run.read(
     'database-role',
     `PostgreSQL role ${role}`,
@@ -96,7 +123,12 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
     async () => podCounts((await read.listPodSummaries({ namespace, deployment: appDeployment })).pods),
     (p) => `${p.readyPods}/${p.pods} ready`,
   );
+  return { roleBefore, secretBefore, appBefore };
+}
 
+/** ⚠ a new password, generated in the worker, staged as `<key>_NEXT`; nothing uses it yet. */
+async function stagePasswordStep({ run, input, where, staged, version }: Rotation): Promise<void> {
+  const { namespace, secret, key } = input;
   await run.change({
     stepId: 'stage-password',
     title: `Generate a new password and stage it as ${staged} of ${where}`,
@@ -114,7 +146,11 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
     },
     apply: async () => (await write.stageSecretPassword({ namespace, secret, key, version })).message,
   });
+}
 
+/** ⚠ ALTER ROLE to the staged password (a SCRAM verifier computed in the worker). */
+async function alterRoleStep({ run, input, app, staged }: Rotation): Promise<void> {
+  const { namespace, secret, role, database } = input;
   const alterSummary = `ALTER ROLE ${role} PASSWORD to ${staged} (a SCRAM-SHA-256 verifier computed in the worker); open sessions stay, new logins need the new password until ${app} restarts with it; restored automatically if the rotation does not finish`;
   await run.change({
     stepId: 'alter-role',
@@ -130,7 +166,11 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
     },
     apply: async () => (await write.setRolePasswordFromSecret({ role, namespace, secret, key: staged, database })).message,
   });
+}
 
+/** ⚠ the staged password becomes `<key>`, the old one is kept as `<key>_PREVIOUS`. */
+async function promotePasswordStep({ run, input, where, staged, previous, version }: Rotation): Promise<void> {
+  const { namespace, secret, key } = input;
   const promoteSummary = `secrets/${secret}: ${key} <- ${staged}, ${previous} <- the old ${key} (kept for restoring), ${staged} removed`;
   await run.change({
     stepId: 'update-secret',
@@ -145,9 +185,11 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
     },
     apply: async () => (await write.promoteStagedSecretKey({ namespace, secret, key, version })).message,
   });
+}
 
-  let rollout: RotateDatabasePasswordResult['rollout'];
-  let appAfter: AppPods | undefined;
+/** ⚠ rolling restart of the app so its pods read the new password, verified ready. */
+async function restartAppStep({ run, input, app, restartedAt, after }: Rotation): Promise<void> {
+  const { namespace, key, appDeployment } = input;
   await run.change({
     stepId: 'restart-app',
     title: `Rolling restart of ${app}`,
@@ -163,8 +205,10 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
     },
     apply: async () => {
       const restarted = await write.restartRollout({ namespace, deployment: appDeployment, restartedAt });
-      rollout = await waitForRollout({ namespace, deployment: appDeployment }, input.waitTimeoutSeconds, `restarted ${app}`);
-      appAfter = podCounts((await read.listPodSummaries({ namespace, deployment: appDeployment })).pods);
+      const rollout = await waitForRollout({ namespace, deployment: appDeployment }, input.waitTimeoutSeconds, `restarted ${app}`);
+      after.rollout = rollout;
+      const appAfter = podCounts((await read.listPodSummaries({ namespace, deployment: appDeployment })).pods);
+      after.appAfter = appAfter;
       // The controller's count is authoritative; the pods its selector finds must agree when there are any.
       const ready = Math.min(rollout.readyReplicas, appAfter.pods > 0 ? appAfter.readyPods : rollout.readyReplicas);
       if (ready < rollout.updatedReplicas) {
@@ -173,84 +217,65 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
       return `${restarted.changed ? 'restarted' : 'already restarted'} ${app}; rollout complete in ${Math.round(rollout.waitedMs / 1000)}s, ${appAfter.readyPods}/${appAfter.pods} pods ready`;
     },
   });
+}
 
-  const outcomes = Object.fromEntries(['stage-password', 'alter-role', 'update-secret', 'restart-app'].map((id) => [id, run.outcomeOf(id)]));
-  const rotated = input.mode === 'execute' && done(outcomes['restart-app']);
-  // A failed ALTER ROLE may have happened before its verification failed: undo it too (a no-op when the old password still works).
-  const roleTouched = ['applied', 'failed', 'not-needed'].includes(outcomes['alter-role'] ?? '');
-  const stagedHere = ['applied', 'failed', 'not-needed'].includes(outcomes['stage-password'] ?? '');
-  let restored: RotateDatabasePasswordResult['restored'];
-  if (input.mode === 'execute' && stagedHere && !rotated) {
-    restored = {};
-    let roleBack = true;
-    if (roleTouched) {
-      roleBack = await run.compensate('restore-role', `Restore the old password of role ${role}`, async () => {
-        // Once promoted, the old password is in <key>_PREVIOUS; before, it is still <key>.
-        const state = await read.describePasswordSecret({ namespace, secret, key });
-        const from = state.version === version ? previous : key;
-        return (await write.setRolePasswordFromSecret({ role, namespace, secret, key: from, database })).message;
-      });
-      restored.role = roleBack;
-    }
-    // The Secret must keep naming the password the role has: only reverted once the role is back.
-    if (roleBack) {
-      restored.secret = await run.compensate(
-        'restore-secret',
-        `Put ${where} back as before this rotation`,
-        async () => (await write.revertSecretRotation({ namespace, secret, key, version })).message,
-      );
-      if (restored.secret && outcomes['restart-app'] === 'failed') {
-        // Pods started by the failed rollout hold the new password: replace them with pods reading the old one.
-        const againAt = new Date().toISOString();
-        let restartedAgain = false;
-        const ok = await run.compensate('restart-app-again', `Rolling restart of ${app} with the restored password`, async () => {
-          const ours = await read.restartRollout({ namespace, deployment: appDeployment, restartedAt, dryRun: true });
-          if (ours.changed) return `${app} never got this run's restart: no pod has the new password, not restarted again`;
-          const again = await write.restartRollout({ namespace, deployment: appDeployment, restartedAt: againAt });
-          restartedAgain = true;
-          return `${again.message} (restartedAt ${againAt}); not waited for`;
-        });
-        if (restartedAgain || !ok) restored.appRestarted = restartedAgain;
-      }
-    }
+/** Rotated: every step applied (or already done) in execute mode. */
+const rotatedBy = (input: Input, outcomes: Outcomes) => input.mode === 'execute' && done(outcomes['restart-app']);
+/** The step changed something or may have: a failed ALTER ROLE may have happened before its verification failed, so it is undone too (a no-op when the old password still works). */
+const touched = (outcome: ChangeOutcome | undefined) => ['applied', 'failed', 'not-needed'].includes(outcome ?? '');
+
+/**
+ * After the role changed and the rotation did not finish: the old password back in PostgreSQL,
+ * then in the Secret, then (when the restart failed) the app's pods restarted onto it.
+ */
+async function restoreUnfinished(r: Rotation, outcomes: Outcomes): Promise<Restored | undefined> {
+  const { run, input, where, app, previous, version, restartedAt } = r;
+  const { namespace, secret, key, role, database, appDeployment } = input;
+  if (!(input.mode === 'execute' && touched(outcomes['stage-password']) && !rotatedBy(input, outcomes))) return undefined;
+  const restored: Restored = {};
+  let roleBack = true;
+  if (touched(outcomes['alter-role'])) {
+    roleBack = await run.compensate('restore-role', `Restore the old password of role ${role}`, async () => {
+      // Once promoted, the old password is in <key>_PREVIOUS; before, it is still <key>.
+      const state = await read.describePasswordSecret({ namespace, secret, key });
+      const from = state.version === version ? previous : key;
+      return (await write.setRolePasswordFromSecret({ role, namespace, secret, key: from, database })).message;
+    });
+    restored.role = roleBack;
   }
+  // The Secret must keep naming the password the role has: only reverted once the role is back.
+  if (!roleBack) return restored;
+  restored.secret = await run.compensate('restore-secret', `Put ${where} back as before this rotation`, async () => (await write.revertSecretRotation({ namespace, secret, key, version })).message);
+  if (restored.secret && outcomes['restart-app'] === 'failed') {
+    // Pods started by the failed rollout hold the new password: replace them with pods reading the old one.
+    const againAt = new Date().toISOString();
+    let restartedAgain = false;
+    const ok = await run.compensate('restart-app-again', `Rolling restart of ${app} with the restored password`, async () => {
+      const ours = await read.restartRollout({ namespace, deployment: appDeployment, restartedAt, dryRun: true });
+      if (ours.changed) return `${app} never got this run's restart: no pod has the new password, not restarted again`;
+      const again = await write.restartRollout({ namespace, deployment: appDeployment, restartedAt: againAt });
+      restartedAgain = true;
+      return `${again.message} (restartedAt ${againAt}); not waited for`;
+    });
+    if (restartedAgain || !ok) restored.appRestarted = restartedAgain;
+  }
+  return restored;
+}
 
+/** The incident report and the result. */
+async function reportRotation(r: Rotation, before: Before, outcomes: Outcomes, restored: Restored | undefined): Promise<RotateDatabasePasswordResult> {
+  const { run, input, version, restartedAt, after } = r;
+  const { namespace, secret, key, role, database, appDeployment } = input;
+  const { rollout, appAfter } = after;
+  const rotated = rotatedBy(input, outcomes);
+  const roleTouched = touched(outcomes['alter-role']);
   // The last failure of a failed step is its apply (an undelivered notification may come before it).
   const failedStep = run
     .timelineOf()
     .reverse()
     .find((e) => e.event === 'failed' && e.stepId && outcomes[e.stepId] === 'failed');
-  const undone = restored
-    ? `; undone: role ${restored.role === undefined ? 'untouched' : restored.role ? 'restored' : 'NOT restored'}, Secret ${restored.secret === undefined ? 'left as it is' : restored.secret ? 'restored' : 'NOT restored'}${restored.appRestarted ? `, ${app} restarted again` : ''}`
-    : '';
-  const summary =
-    input.mode === 'plan'
-      ? `plan: rotate the password of role ${role} through ${where} and restart ${app}`
-      : rotated
-        ? `rotated the password of role ${role}: ${key} of ${where} holds it, ${previous} the old one; ${app} restarted, ${appAfter ? `${appAfter.readyPods}/${appAfter.pods}` : '?'} pods ready`
-        : `password of role ${role} not rotated (${Object.entries(outcomes)
-            .map(([id, o]) => `${id} ${o ?? 'not reached'}`)
-            .join(', ')})${undone}`;
-  const result = await run.finish(summary, {
-    impact:
-      input.mode === 'plan'
-        ? `None (plan mode): nothing was generated or changed. Role ${role} has ${roleBefore.sessions} open sessions; ${app} ${appBefore.readyPods}/${appBefore.pods} pods ready.`
-        : !roleTouched
-          ? `Role ${role} was not changed: its password still works.${restored ? ` The rotation did not finish${failedStep ? ` (${failedStep.stepId}: ${failedStep.detail})` : ''}${undone}.` : ''}`
-          : `PostgreSQL keeps one password per role: from the ALTER ROLE on, the ${roleBefore.sessions} sessions of role ${role} already open kept working (passwords are checked only at login), but every new login needed the new password, so pods of ${app} with the old one in their environment could not open new connections ${
-              rotated
-                ? 'until the rolling restart replaced them.'
-                : `until the old password was ${restored?.role ? 'restored' : 'restored by hand (the automatic restore failed)'}. The rotation did not finish${failedStep ? ` (${failedStep.stepId}: ${failedStep.detail})` : ''}${undone}.`
-            }`,
-    rootCause: `Scheduled credential rotation (安全管理 / 定期轮换密钥) of role ${role}, requested by ${input.startedBy}; not a fault.${failedStep ? ` The run failed at ${failedStep.stepId}: ${failedStep.detail}` : ''}`,
-    solution: rotated
-      ? `New password generated in the worker and staged as ${staged} of ${where}; role ${role} set to it (SCRAM-SHA-256 verifier, so no password reached PostgreSQL's statement log); ${key} now holds it and ${previous} the old one; ${app} restarted (restartedAt ${restartedAt}) and verified ready. The old password no longer works.`
-      : input.mode === 'plan'
-        ? planOnly('stage a new password, ALTER ROLE, promote it in the Secret, restart the app; each step approved')
-        : `Not rotated${undone || ': nothing was changed'}.`,
-    prevention:
-      'Rotate on a schedule (e.g. quarterly) and approve alter-role, update-secret and restart-app together to keep the window short; to have no window at all, alternate two login roles (blue/green) so the old password works until every pod has restarted; keep secrets out of Git (Sealed Secrets, as the manual suggests).',
-  });
+  const facts: RotationFacts = { ...r, ...before, ...(appAfter ? { appAfter } : {}), outcomes, rotated, roleTouched, ...(restored ? { restored } : {}), ...(failedStep ? { failedStep } : {}) };
+  const result = await run.finish(rotationSummary(facts), rotationFindings(facts));
   return {
     ...result,
     namespace,
@@ -261,9 +286,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
     appDeployment,
     version,
     restartedAt,
-    roleBefore,
-    secretBefore,
-    appBefore,
+    ...before,
     rotated,
     ...(rollout ? { rollout } : {}),
     ...(appAfter ? { appAfter } : {}),
