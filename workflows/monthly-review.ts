@@ -1,11 +1,12 @@
+import type { z } from 'zod';
 import { executeChild, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ForecastQueryResult } from '../activities/prometheus';
 import { listed, type CheckRow, type ChecklistResult, type CheckStatus } from '../common/checklist';
-import { type MonthlyReviewInput } from '../common/inputs/checklists';
+import { type monthlyReviewInput, type MonthlyReviewInput } from '../common/inputs/checklists';
 import { cpuCores, formatBytes, memoryBytes } from '../common/quantity';
 import type { RunbookResultBase } from '../common/runbook';
-import { Checklist, type RowBuilder } from './kernel/checklist';
+import { Checklist } from './kernel/checklist';
 import { errorMessage } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, wait } from './activity-proxies';
@@ -14,6 +15,7 @@ import { catalog } from '../common/catalog';
 /** The restore drill streams a whole dump through psql/pg_restore and heartbeats. */
 
 export type MonthlyReviewResult = ChecklistResult;
+type MonthlyInput = z.infer<typeof monthlyReviewInput>;
 
 interface CapacitySeries {
   id: 'cpu' | 'memory' | 'disk' | 'database';
@@ -54,9 +56,8 @@ function daysUntil(f: Extract<ForecastQueryResult, { available: true }>, level: 
  */
 export async function monthlyReview(raw: MonthlyReviewInput): Promise<MonthlyReviewResult> {
   const input = validateInput(catalog.monthlyReview, raw);
-  const { namespace, appDeployment, pvc, database, backupPrefix } = input;
+  const { namespace, appDeployment, pvc, database } = input;
   const checklist = await Checklist.begin(catalog.monthlyReview, input, 5);
-  const t = checklist.thresholds;
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     databases: [database],
@@ -68,7 +69,25 @@ export async function monthlyReview(raw: MonthlyReviewInput): Promise<MonthlyRev
   const now = new Date().toISOString();
 
   // 容量规划
-  await checklist.check('capacity', '容量规划', `${input.lookbackDays}-day trends and a ${input.horizonDays}-day forecast`, async (row) => {
+  await checkCapacity(checklist, input);
+
+  // 成本优化
+  await checkCost(checklist, input, now);
+
+  // 灾难恢复演练
+  await checkRestoreDrill(checklist, input);
+
+  // 验证应急响应计划
+  await checkEmergencyPlan(checklist, input);
+
+  return checklist.finish();
+}
+
+/** 容量规划: each capacity series' trend and forecast against what the app and the volume have. */
+export function checkCapacity(checklist: Checklist, input: MonthlyInput): Promise<CheckRow[]> {
+  const { namespace, appDeployment, pvc } = input;
+  const t = checklist.thresholds;
+  return checklist.check('capacity', '容量规划', `${input.lookbackDays}-day trends and a ${input.horizonDays}-day forecast`, async (row) => {
     const [snapshot, { claims }] = await Promise.all([read.snapshotNamespaceConfig({ namespace }), read.listPersistentVolumeClaims({ namespace })]);
     const app = snapshot.deployments.find((d) => d.name === appDeployment);
     const limitOf = (resource: 'cpu' | 'memory') => {
@@ -107,9 +126,13 @@ export async function monthlyReview(raw: MonthlyReviewInput): Promise<MonthlyRev
       });
     });
   });
+}
 
-  // 成本优化
-  await checklist.check('cost', '成本优化', 'Unused resources and old backups', async (row) => {
+/** 成本优化: unused resources, old ReplicaSets and backups beyond retention. */
+export function checkCost(checklist: Checklist, input: MonthlyInput, now: string): Promise<CheckRow[]> {
+  const { namespace, backupPrefix } = input;
+  const t = checklist.thresholds;
+  return checklist.check('cost', '成本优化', 'Unused resources and old backups', async (row) => {
     const [unused, backups] = await Promise.all([
       read.listUnusedResources({ namespace }),
       read.deleteOldBackups({ prefix: backupPrefix, olderThanDays: t.backupRetentionDays, maxObjects: 100_000, dryRun: true, now }),
@@ -158,9 +181,12 @@ export async function monthlyReview(raw: MonthlyReviewInput): Promise<MonthlyRev
       }),
     ];
   });
+}
 
-  // 灾难恢复演练
-  await checklist.check('dr-drill', '灾难恢复演练', 'Restore the newest backup into a scratch database', async (row) => {
+/** 灾难恢复演练: the newest backup restored into a scratch database, verified, dropped, timed. */
+export function checkRestoreDrill(checklist: Checklist, input: MonthlyInput): Promise<CheckRow[]> {
+  const { backupPrefix } = input;
+  return checklist.check('dr-drill', '灾难恢复演练', 'Restore the newest backup into a scratch database', async (row) => {
     if (!input.drill) return [row({ id: 'dr.restore', title: 'Restore drill', status: 'WARN', value: 'not run', detail: 'the drill was turned off for this run (drill: false)' })];
     const newest = await read.listNewestObjects({ prefix: backupPrefix, limit: 1 });
     const backup = newest.objects[0];
@@ -186,35 +212,32 @@ export async function monthlyReview(raw: MonthlyReviewInput): Promise<MonthlyRev
       }),
     ];
   });
-
-  // 验证应急响应计划
-  await checklist.check('emergency-plan', '灾难恢复演练', `rollbackDeployment of ${appDeployment} in plan mode`, async (row) => emergencyPlanRows(row, input, workflowInfo().workflowId));
-
-  return checklist.finish();
 }
 
-/** The emergency-plan check: can the app be rolled back right now? A plan-mode child run answers without changing anything. */
-async function emergencyPlanRows(row: RowBuilder, input: { namespace: string; appDeployment: string; startedBy: string }, parentId: string): Promise<CheckRow[]> {
-  const id = 'emergency.rollback-plan';
-  const title = `Rollback plan for ${input.appDeployment}`;
-  let planned: RunbookResultBase;
-  try {
-    planned = await executeChild<(args: Record<string, unknown>) => Promise<RunbookResultBase>>('rollbackDeployment', {
-      workflowId: `${parentId}/rollbackDeployment-plan`,
-      args: [{ namespace: input.namespace, deployment: input.appDeployment, mode: 'plan', severity: 'P3', startedBy: `monthlyReview (${input.startedBy})` }],
-    });
-  } catch (err) {
-    return [row({ id, title, status: 'FAIL', value: 'failed', detail: `the rollback runbook failed in plan mode: ${errorMessage(err)}` })];
-  }
-  const step = planned.plan.find((p) => p.change.needed);
-  return [
-    row({
-      id,
-      title,
-      status: step ? 'PASS' : 'WARN',
-      value: step ? 'ready' : 'nothing to roll back to',
-      threshold: 'a previous revision to roll back to',
-      detail: step ? step.change.summary : `${planned.summary}; keep older revisions (revisionHistoryLimit) so a rollback is possible`,
-    }),
-  ];
+/** 验证应急响应计划: can the app be rolled back right now? A plan-mode child run answers without changing anything. */
+export function checkEmergencyPlan(checklist: Checklist, input: MonthlyInput): Promise<CheckRow[]> {
+  return checklist.check('emergency-plan', '灾难恢复演练', `rollbackDeployment of ${input.appDeployment} in plan mode`, async (row) => {
+    const id = 'emergency.rollback-plan';
+    const title = `Rollback plan for ${input.appDeployment}`;
+    let planned: RunbookResultBase;
+    try {
+      planned = await executeChild<(args: Record<string, unknown>) => Promise<RunbookResultBase>>('rollbackDeployment', {
+        workflowId: `${workflowInfo().workflowId}/rollbackDeployment-plan`,
+        args: [{ namespace: input.namespace, deployment: input.appDeployment, mode: 'plan', severity: 'P3', startedBy: `monthlyReview (${input.startedBy})` }],
+      });
+    } catch (err) {
+      return [row({ id, title, status: 'FAIL', value: 'failed', detail: `the rollback runbook failed in plan mode: ${errorMessage(err)}` })];
+    }
+    const step = planned.plan.find((p) => p.change.needed);
+    return [
+      row({
+        id,
+        title,
+        status: step ? 'PASS' : 'WARN',
+        value: step ? 'ready' : 'nothing to roll back to',
+        threshold: 'a previous revision to roll back to',
+        detail: step ? step.change.summary : `${planned.summary}; keep older revisions (revisionHistoryLimit) so a rollback is possible`,
+      }),
+    ];
+  });
 }

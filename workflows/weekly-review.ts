@@ -1,11 +1,11 @@
-import { ApplicationFailure } from '@temporalio/workflow';
-import type { DeleteExpiredSessionsResult } from '../activities/postgres-maintenance';
+import type { z } from 'zod';
 import type { ManualQueryName } from '../activities/prometheus';
 import { above, below, countLines, listed, sharesOfLimit, type CheckRow, type ChecklistResult, type CheckStatus } from '../common/checklist';
-import { type WeeklyReviewInput } from '../common/inputs/checklists';
-import { Checklist, type RowBuilder } from './kernel/checklist';
-import { errorMessage, type ChangeOutcome } from './kernel/runbook-run';
+import { type weeklyReviewInput, type WeeklyReviewInput } from '../common/inputs/checklists';
+import { Checklist } from './kernel/checklist';
+import { errorMessage } from './kernel/runbook-run';
 import { checkSlowStatements, oneLine } from './slow-statements-check';
+import { checkExpiredSessions } from './weekly-review-sessions';
 import { validateInput } from './validate-input';
 import { read, wait } from './activity-proxies';
 import { catalog } from '../common/catalog';
@@ -13,6 +13,7 @@ import { catalog } from '../common/catalog';
 /** The batched delete and VACUUM heartbeat their progress. */
 
 export type WeeklyReviewResult = ChecklistResult;
+type WeeklyInput = z.infer<typeof weeklyReviewInput>;
 
 const performance = '性能指标审查';
 const security = '安全审计';
@@ -21,7 +22,6 @@ const database = '数据库维护';
 /** 401/403 as whole numbers: the manual's `grep "403\|401"` would also count "took 1401ms". */
 const authErrorPattern = /\b(401|403)\b/;
 
-const batches = (n: number) => `${n} batch${n === 1 ? '' : 'es'}`;
 const round = (value: number, digits: number) => Math.round(value * 10 ** digits) / 10 ** digits;
 
 /**
@@ -33,9 +33,8 @@ const round = (value: number, digits: number) => Math.round(value * 10 ** digits
  */
 export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReviewResult> {
   const input = validateInput(catalog.weeklyReview, raw);
-  const { namespace, window } = input;
+  const { namespace } = input;
   const checklist = await Checklist.begin(catalog.weeklyReview, input, 10);
-  const t = checklist.thresholds;
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     databases: [input.database],
@@ -45,9 +44,40 @@ export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReview
     ],
   });
 
-  // 性能指标审查: the manual's PromQL (监控和告警 > 查询示例) over the configured window.
-  await checklist.check('performance', performance, `Prometheus: the manual's queries over ${window}`, async (row) => {
-    const reviews: Array<{ id: string; title: string; name: ManualQueryName; threshold: string; status: (v: number) => CheckStatus; show: (v: number) => string }> = [
+  // 性能指标审查
+  await checkPerformance(checklist, input);
+  await checkAppUsage(checklist, input);
+
+  // 安全审计
+  await checkAppLogs(checklist, input);
+  await checkCertificate(checklist, input);
+
+  // 数据库维护
+  await checkDatabaseSize(checklist, input);
+  await checkLargestTables(checklist);
+  await checkSlowStatements(checklist, database);
+  await checkExpiredSessions(checklist, database, input.database, input.sessionsExpiredDays, input.maxSessionsDeleted);
+  await checkVacuum(checklist, input);
+
+  return checklist.finish();
+}
+
+/** A Prometheus query of the manual's, its threshold and how its value is shown. */
+interface QueryReview {
+  id: string;
+  title: string;
+  name: ManualQueryName;
+  threshold: string;
+  status: (v: number) => CheckStatus;
+  show: (v: number) => string;
+}
+
+/** 性能指标审查: the manual's PromQL (监控和告警 > 查询示例) over the configured window. */
+export function checkPerformance(checklist: Checklist, input: WeeklyInput): Promise<CheckRow[]> {
+  const { window } = input;
+  const t = checklist.thresholds;
+  return checklist.check('performance', performance, `Prometheus: the manual's queries over ${window}`, async (row) => {
+    const reviews: QueryReview[] = [
       // Users feel a slow or failing API at once: FAIL. The others are capacity signals: WARN.
       { id: 'performance.p95', title: 'API response time P95', name: 'p95LatencySeconds', threshold: `< ${t.p95Seconds} s`, status: (v) => below(v, t.p95Seconds), show: (v) => `${round(v, 3)} s` },
       {
@@ -89,8 +119,13 @@ export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReview
       }),
     );
   });
+}
 
-  await checklist.check('usage', performance, `CPU and memory of ${input.appDeployment} against its limits (metrics API)`, async (row) => {
+/** CPU and memory of the app against its limits, from the metrics API. */
+export function checkAppUsage(checklist: Checklist, input: WeeklyInput): Promise<CheckRow[]> {
+  const { namespace } = input;
+  const t = checklist.thresholds;
+  return checklist.check('usage', performance, `CPU and memory of ${input.appDeployment} against its limits (metrics API)`, async (row) => {
     const usage = await read.getPodUsage({ namespace, deployment: input.appDeployment });
     return (
       [
@@ -108,9 +143,13 @@ export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReview
       return row({ ...base, status: unlimited.length > 0 && status === 'PASS' ? 'WARN' : status, value: `${top.percent}%`, detail });
     });
   });
+}
 
-  // 安全审计
-  await checklist.check('app-logs', security, `Login failures and 401/403 lines in the logs of ${input.appDeployment}`, async (row) => {
+/** 安全审计: failed logins and 401/403 lines in the app's newest logs. */
+export function checkAppLogs(checklist: Checklist, input: WeeklyInput): Promise<CheckRow[]> {
+  const { namespace } = input;
+  const t = checklist.thresholds;
+  return checklist.check('app-logs', security, `Login failures and 401/403 lines in the logs of ${input.appDeployment}`, async (row) => {
     // The newest 256 KiB: the workflow history keeps what the activity returns, so no more.
     const logs = await read.getContainerLogs({ namespace, deployment: input.appDeployment, maxBytes: 262_144 });
     const scope = `${logs.pod}: ${logs.lines} lines${logs.truncated ? ' (the newest 256 KiB)' : ''}`;
@@ -136,8 +175,13 @@ export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReview
       }),
     ];
   });
+}
 
-  await checklist.check('certificate', security, `Certificate ${namespace}/${input.certificate}`, async (row) => {
+/** The TLS certificate: Ready, and days left against the threshold. */
+export function checkCertificate(checklist: Checklist, input: WeeklyInput): Promise<CheckRow[]> {
+  const { namespace } = input;
+  const t = checklist.thresholds;
+  return checklist.check('certificate', security, `Certificate ${namespace}/${input.certificate}`, async (row) => {
     const cert = await read.getCertificate({ namespace, name: input.certificate });
     const days = cert.daysUntilExpiry;
     const base = { id: 'security.certificate', title: `Certificate ${input.certificate} expiry`, threshold: `>= ${t.certificateMinDays} days` };
@@ -153,14 +197,19 @@ export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReview
       status === 'PASS' ? `Ready; renews ${cert.renewalTime ?? 'at an unknown time'}` : `expires soon and has not been renewed (renewal ${cert.renewalTime ?? 'unknown'}); check cert-manager`;
     return [row({ ...base, status, value, detail })];
   });
+}
 
-  // 数据库维护
-  await checklist.check('database-size', database, `Size of database ${input.database}`, async (row) => {
+/** 数据库维护: the database's size. */
+export function checkDatabaseSize(checklist: Checklist, input: WeeklyInput): Promise<CheckRow[]> {
+  return checklist.check('database-size', database, `Size of database ${input.database}`, async (row) => {
     const size = await read.databaseSize({ database: input.database });
     return [row({ id: 'database.size', title: `Database ${size.database} size`, status: 'PASS', value: size.pretty, detail: `${size.bytes} bytes` })];
   });
+}
 
-  await checklist.check('largest-tables', database, 'The 10 largest tables', async (row) => {
+/** The 10 largest tables, indexes and TOAST included. */
+export function checkLargestTables(checklist: Checklist): Promise<CheckRow[]> {
+  return checklist.check('largest-tables', database, 'The 10 largest tables', async (row) => {
     const { database: db, tables } = await read.largestTables({ limit: 10 });
     return [
       row({
@@ -175,13 +224,11 @@ export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReview
       }),
     ];
   });
+}
 
-  await checkSlowStatements(checklist, database);
-
-  await expiredSessions(checklist, input.database, input.sessionsExpiredDays, input.maxSessionsDeleted);
-
-  await checklist.check('vacuum', database, 'VACUUM ANALYZE', async (row) => {
-    // After the delete, so the space of the deleted rows is reusable and the statistics are fresh.
+/** VACUUM ANALYZE, after the delete so the space of the deleted rows is reusable and the statistics are fresh; execute mode only. */
+export function checkVacuum(checklist: Checklist, input: WeeklyInput): Promise<CheckRow[]> {
+  return checklist.check('vacuum', database, 'VACUUM ANALYZE', async (row) => {
     const execute = input.mode === 'execute' && !checklist.run.cancelled;
     const v = await wait.vacuumAnalyze({ dryRun: !execute });
     const dead = (key: 'deadTuplesBefore' | 'deadTuplesAfter') => v.tables.reduce((n, x) => n + x[key], 0);
@@ -197,82 +244,4 @@ export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReview
       }),
     ];
   });
-
-  return checklist.finish();
-}
-
-/**
- * ⚠ DELETE FROM sessions WHERE expires_at < NOW() - INTERVAL '7 days', as a change step: the dry
- * run counts, the count may move by itself (observed, outside the plan hash), the delete runs in
- * batches after approval. Wrapped in a check so a database that cannot be reached is a WARN row.
- */
-async function expiredSessions(checklist: Checklist, expectedDatabase: string, olderThanDays: number, maxRows: number): Promise<CheckRow[]> {
-  const stepId = 'delete-expired-sessions';
-  const title = `Delete sessions expired more than ${olderThanDays} days ago`;
-  return checklist.check('expired-sessions', database, title, async (row: RowBuilder) => {
-    let planned: DeleteExpiredSessionsResult | undefined;
-    let done: DeleteExpiredSessionsResult | undefined;
-    const outcome = await checklist.run.change({
-      stepId,
-      title,
-      plan: async () => {
-        const dry = await read.deleteExpiredSessions({ olderThanDays, maxRows, dryRun: true });
-        // The activity deletes in the connected database; it must be the one this run reviews.
-        if (dry.database !== expectedDatabase) {
-          throw ApplicationFailure.nonRetryable(`the database connection is to ${dry.database}, not ${expectedDatabase}: DATABASE_URL and the input's database disagree`, 'InvalidInput');
-        }
-        planned = dry;
-        return {
-          summary: `delete rows of ${dry.database}.public.sessions that expired more than ${olderThanDays} days ago, in batches, at most ${maxRows}`,
-          details: { database: dry.database, olderThanDays, maxRows },
-          needed: dry.before > 0,
-          observed: { expired: dry.before, cutoff: dry.cutoff, capped: dry.capped },
-        };
-      },
-      apply: async () => {
-        done = await wait.deleteExpiredSessions({ olderThanDays, maxRows });
-        return `deleted ${done.deleted} sessions expired before ${done.cutoff} in ${batches(done.batches)}; ${done.after} left`;
-      },
-    });
-    const r = sessionsRow(outcome, checklist, stepId, olderThanDays, planned, done);
-    checklist.noteChange(`${stepId}: ${outcome}: ${r.value}; ${r.detail}`);
-    return [row({ id: 'database.expired-sessions', title, threshold: `expired more than ${olderThanDays} days ago`, ...r })];
-  });
-}
-
-function sessionsRow(
-  outcome: ChangeOutcome,
-  checklist: Checklist,
-  stepId: string,
-  olderThanDays: number,
-  planned: DeleteExpiredSessionsResult | undefined,
-  done: DeleteExpiredSessionsResult | undefined,
-): { status: CheckStatus; value: string; detail: string } {
-  const timeline = checklist.run.timelineOf(stepId);
-  const last = (event: string) => timeline.filter((e) => e.event === event).pop();
-  const expired = planned?.before ?? 0;
-  switch (outcome) {
-    case 'applied': {
-      const decided = last('decided');
-      const left = done!.after;
-      return {
-        status: left > 0 ? 'WARN' : 'PASS',
-        value: `${done!.deleted} deleted`,
-        detail: `in ${batches(done!.batches)}, approved by ${decided?.by ?? 'unknown'}${left > 0 ? `; ${left} left (cap reached): run again` : ''}`,
-      };
-    }
-    case 'not-needed':
-      return { status: 'PASS', value: `${expired} expired`, detail: `no sessions expired more than ${olderThanDays} days ago` };
-    case 'planned':
-      return { status: 'PASS', value: `${planned!.deleted} to delete`, detail: `plan mode: nothing deleted (${expired} expired before ${planned!.cutoff}); an execute run asks for approval` };
-    case 'failed':
-      return { status: 'FAIL', value: 'delete failed', detail: last('failed')?.detail ?? 'the delete failed' };
-    case 'rejected': {
-      const decided = last('decided');
-      return { status: 'WARN', value: `${expired} not deleted`, detail: decided ? `rejected by ${decided.by}: ${decided.reason ?? 'no reason'}` : `rejected: ${last('skipped')?.detail ?? ''}` };
-    }
-    default:
-      // expired, cancelled, dependency-skipped: the rows stay for next week.
-      return { status: 'WARN', value: `${expired} not deleted`, detail: `${outcome}: ${last('skipped')?.detail ?? outcome}` };
-  }
 }
