@@ -1,10 +1,11 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { FieldChange, LiveComparison, SecurityObjectResult } from '../activities/kubernetes-access';
-import { type ApplyNetworkPolicyInput } from '../common/inputs/apply-network-policy';
+import type { z } from 'zod';
+import { type ApplyNetworkPolicyInput, type applyNetworkPolicyInput } from '../common/inputs/apply-network-policy';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { livePods } from './deployment-spec';
 import { changeText } from './field-changes';
-import { planOnly, RunbookRun } from './kernel/runbook-run';
+import { planOnly, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
 import { catalog } from '../common/catalog';
@@ -37,6 +38,50 @@ const selectorText = (labels: Record<string, string>) =>
     .map(([k, v]) => `${k}=${v}`)
     .join(',');
 
+type Input = z.infer<typeof applyNetworkPolicyInput>;
+
+/** The policy's four selectors as label selectors, and the policy in one sentence. */
+function policyTexts(input: Input) {
+  const app = selectorText(input.appLabels);
+  const ingressController = selectorText(input.ingressControllerLabels);
+  const postgres = selectorText(input.postgresLabels);
+  const redis = selectorText(input.redisLabels);
+  const policyText = `pods ${app} accept ingress only from ${ingressController} on TCP ${input.appPort}; egress only to ${postgres} on TCP ${input.postgresPort} and ${redis} on TCP ${input.redisPort}`;
+  return { app, ingressController, postgres, redis, policyText };
+}
+type PolicyTexts = ReturnType<typeof policyTexts>;
+
+/** The manual's object, field for field; only names, labels and ports come from the input. */
+function desiredPolicy(input: Input): KubernetesObject {
+  const { namespace, policy } = input;
+  return {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: { name: policy, namespace },
+    spec: {
+      podSelector: { matchLabels: input.appLabels },
+      policyTypes: ['Ingress', 'Egress'],
+      ingress: [{ from: [{ podSelector: { matchLabels: input.ingressControllerLabels } }], ports: [{ protocol: 'TCP', port: input.appPort }] }],
+      egress: [
+        { to: [{ podSelector: { matchLabels: input.postgresLabels } }], ports: [{ protocol: 'TCP', port: input.postgresPort }] },
+        { to: [{ podSelector: { matchLabels: input.redisLabels } }], ports: [{ protocol: 'TCP', port: input.redisPort }] },
+      ],
+    },
+  } as KubernetesObject;
+}
+
+/** Selectors matching no pod: the policy would restrict nothing, or cut the app off. */
+function selectorWarnings(namespace: string, t: PolicyTexts, selectedPods: SelectedPods): string[] {
+  const { app, ingressController, postgres, redis } = t;
+  return [
+    selectedPods.app === 0 && `no pod matches ${app}: the policy restricts nothing yet`,
+    selectedPods.ingressController === 0 &&
+      `no pod in ${namespace} matches ${ingressController}: the app would accept no ingress traffic (the manual's podSelector only matches pods of the same namespace)`,
+    selectedPods.postgres === 0 && `no pod matches ${postgres}`,
+    selectedPods.redis === 0 && `no pod matches ${redis}`,
+  ].filter((w): w is string => typeof w === 'string');
+}
+
 /**
  * 网络策略: the manual's NetworkPolicy (the app's pods accept traffic only from the ingress
  * controller on TCP 8000 and may connect only to postgres on 5432 and redis on 6379), ⚠ server-side
@@ -52,27 +97,9 @@ export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<
   const run = await RunbookRun.begin(catalog.applyNetworkPolicy, input, 3);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: policy, what: 'policy' }] });
 
-  // The manual's object, field for field; only names, labels and ports come from the input.
-  const desired = {
-    apiVersion: 'networking.k8s.io/v1',
-    kind: 'NetworkPolicy',
-    metadata: { name: policy, namespace },
-    spec: {
-      podSelector: { matchLabels: input.appLabels },
-      policyTypes: ['Ingress', 'Egress'],
-      ingress: [{ from: [{ podSelector: { matchLabels: input.ingressControllerLabels } }], ports: [{ protocol: 'TCP', port: input.appPort }] }],
-      egress: [
-        { to: [{ podSelector: { matchLabels: input.postgresLabels } }], ports: [{ protocol: 'TCP', port: input.postgresPort }] },
-        { to: [{ podSelector: { matchLabels: input.redisLabels } }], ports: [{ protocol: 'TCP', port: input.redisPort }] },
-      ],
-    },
-  } as KubernetesObject;
-  const app = selectorText(input.appLabels);
-  const ingressController = selectorText(input.ingressControllerLabels);
-  const postgres = selectorText(input.postgresLabels);
-  const redis = selectorText(input.redisLabels);
-  const policyText = `pods ${app} accept ingress only from ${ingressController} on TCP ${input.appPort}; egress only to ${postgres} on TCP ${input.postgresPort} and ${redis} on TCP ${input.redisPort}`;
-
+  const desired = desiredPolicy(input);
+  const texts = policyTexts(input);
+  const { app, ingressController, postgres, redis } = texts;
   // Who the policy would cut off is what can hurt: a selector matching no pod is worth knowing before approving.
   const selectedPods = await run.read(
     'selected-pods',
@@ -84,14 +111,37 @@ export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<
     },
     (s) => `${app}: ${s.app}, ${ingressController}: ${s.ingressController}, ${postgres}: ${s.postgres}, ${redis}: ${s.redis}`,
   );
-  const warnings = [
-    selectedPods.app === 0 && `no pod matches ${app}: the policy restricts nothing yet`,
-    selectedPods.ingressController === 0 &&
-      `no pod in ${namespace} matches ${ingressController}: the app would accept no ingress traffic (the manual's podSelector only matches pods of the same namespace)`,
-    selectedPods.postgres === 0 && `no pod matches ${postgres}`,
-    selectedPods.redis === 0 && `no pod matches ${redis}`,
-  ].filter((w): w is string => typeof w === 'string');
+  const warnings = selectorWarnings(namespace, texts, selectedPods);
 
+  const { outcome, planned } = await applyPolicyStep(run, input, desired, texts.policyText, warnings);
+  let live: LiveComparison | undefined;
+  if (input.mode === 'execute' && (outcome === 'applied' || outcome === 'not-needed' || outcome === 'failed')) {
+    live = await run.read(
+      'verify-policy',
+      `Live NetworkPolicy ${where} against the desired spec`,
+      async () => (await read.compareLiveObjects({ namespace, objects: [desired] })).objects[0]!,
+      (c) => (!c.exists ? 'NetworkPolicy not found' : c.matches ? 'live spec equals the desired spec' : `live spec differs: ${c.differences.map(changeText).join(', ')}`),
+    );
+  }
+  const verified = input.mode === 'execute' ? (outcome === 'applied' || outcome === 'not-needed') && live?.matches === true : undefined;
+
+  const result = await reportPolicy(run, input, { texts, selectedPods, warnings, outcome, planned, live });
+  return {
+    ...result,
+    namespace,
+    policy,
+    desired,
+    selectedPods,
+    ...(planned ? { planned } : {}),
+    ...(live ? { live } : {}),
+    ...(verified !== undefined ? { verified } : {}),
+  };
+}
+
+/** ⚠ the policy server-side applied; planned by a dry run diffed field by field against the live object. */
+async function applyPolicyStep(run: RunbookRun, input: Input, desired: KubernetesObject, policyText: string, warnings: string[]): Promise<{ outcome: ChangeOutcome; planned?: SecurityObjectResult }> {
+  const { namespace, policy } = input;
+  const where = `${namespace}/${policy}`;
   let planned: SecurityObjectResult | undefined;
   const outcome = await run.change({
     stepId: 'apply-policy',
@@ -116,18 +166,19 @@ export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<
       return `NetworkPolicy ${where} ${o.action} (server-side apply, field manager runbook-automation${o.changes.length ? `; ${o.changes.length} field${o.changes.length === 1 ? '' : 's'}` : ''})`;
     },
   });
+  return { outcome, ...(planned ? { planned } : {}) };
+}
 
-  let live: LiveComparison | undefined;
-  if (input.mode === 'execute' && (outcome === 'applied' || outcome === 'not-needed' || outcome === 'failed')) {
-    live = await run.read(
-      'verify-policy',
-      `Live NetworkPolicy ${where} against the desired spec`,
-      async () => (await read.compareLiveObjects({ namespace, objects: [desired] })).objects[0]!,
-      (c) => (!c.exists ? 'NetworkPolicy not found' : c.matches ? 'live spec equals the desired spec' : `live spec differs: ${c.differences.map(changeText).join(', ')}`),
-    );
-  }
-  const verified = input.mode === 'execute' ? (outcome === 'applied' || outcome === 'not-needed') && live?.matches === true : undefined;
-
+/** The report: what the policy now allows, the drift it put back, the verification. */
+function reportPolicy(
+  run: RunbookRun,
+  input: Input,
+  r: { texts: PolicyTexts; selectedPods: SelectedPods; warnings: string[]; outcome: ChangeOutcome; planned?: SecurityObjectResult; live?: LiveComparison },
+) {
+  const { namespace, policy } = input;
+  const where = `${namespace}/${policy}`;
+  const { texts, selectedPods, warnings, outcome, planned, live } = r;
+  const { app, ingressController, postgres, redis, policyText } = texts;
   const planText = run.plannedStep('apply-policy')?.change.summary ?? 'no plan';
   const drift: FieldChange[] = planned?.action === 'configured' ? planned.changes : [];
   const verification = live
@@ -141,7 +192,7 @@ export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<
       : outcome === 'applied' || outcome === 'not-needed'
         ? `${outcome === 'applied' ? planText : `nothing to change: ${planText}`}; ${verification}`
         : `NetworkPolicy ${where} not applied (${outcome})${live ? `; ${verification}` : ''}`;
-  const result = await run.finish(summary, {
+  return run.finish(summary, {
     impact:
       input.mode === 'plan'
         ? `None (plan mode): nothing was changed.${warnings.length ? ` Before applying, note: ${warnings.join('; ')}.` : ''}`
@@ -158,14 +209,4 @@ export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<
     prevention:
       "Keep the policy in Git and apply it through this runbook so hand edits show as a diff. The manual's policy allows no DNS egress (UDP/TCP 53 to kube-dns): pods that reach postgres and redis by Service name need such a rule where policies are enforced; an ingress controller in another namespace needs a namespaceSelector beside the podSelector.",
   });
-  return {
-    ...result,
-    namespace,
-    policy,
-    desired,
-    selectedPods,
-    ...(planned ? { planned } : {}),
-    ...(live ? { live } : {}),
-    ...(verified !== undefined ? { verified } : {}),
-  };
 }

@@ -1,9 +1,11 @@
 import { ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
+import type { z } from 'zod';
 import type { CertificateSummary } from '../activities/kubernetes-certificates';
 import type { EventSummary } from '../activities/kubernetes-pods';
-import { type CertificateExpiryInput } from '../common/inputs/certificate-expiry';
+import type { IngressSummary } from '../activities/kubernetes-network';
+import { type CertificateExpiryInput, type certificateExpiryInput } from '../common/inputs/certificate-expiry';
 import type { RunbookResultBase } from '../common/runbook';
-import { RunbookRun } from './kernel/runbook-run';
+import { RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
 import { deadlineWait, waitWithinDeadline } from './rollout-wait';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
@@ -34,6 +36,46 @@ function isNotFound(err: unknown): boolean {
   return err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'NotFound';
 }
 
+type Input = z.infer<typeof certificateExpiryInput>;
+
+/** The Certificate as read; undefined when it does not exist. */
+const certificateOf = (input: Input) => read.getCertificate({ namespace: input.namespace, name: input.certificate }).catch((err: unknown) => (isNotFound(err) ? undefined : Promise.reject(err)));
+
+/** The Certificate's last 20 events, as a read step. */
+const readEvents = (run: RunbookRun, input: Input, stepId: string, title: string) =>
+  run.read(
+    stepId,
+    title,
+    () => read.getObjectEvents({ namespace: input.namespace, kind: 'Certificate', name: input.certificate, limit: 20 }),
+    (e) => describeEvents(e.events),
+  );
+
+function certificateState(before: CertificateSummary | undefined, renewWhenDaysLeft: number): CertificateState {
+  return !before
+    ? 'missing'
+    : before.daysUntilExpiry !== undefined && before.daysUntilExpiry < 0
+      ? 'expired'
+      : before.daysUntilExpiry !== undefined && before.daysUntilExpiry <= renewWhenDaysLeft
+        ? 'expiring'
+        : !before.ready
+          ? 'not-ready'
+          : 'healthy';
+}
+
+/**
+ * The Ingress as read, reduced to what cert-manager's ingress-shim acts on; the rules are left to
+ * their current managers (the summary has no pathType, and ingress-shim does not read them).
+ */
+function ingressManifest(input: Input, ing: IngressSummary) {
+  const { namespace, ingress } = input;
+  return {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'Ingress',
+    metadata: { name: ingress, namespace, annotations: ing.annotations },
+    spec: { ...(ing.className ? { ingressClassName: ing.className } : {}), tls: ing.tls.map((t) => ({ hosts: t.hosts, ...(t.secretName ? { secretName: t.secretName } : {}) })) },
+  };
+}
+
 /**
  * 场景5 证书过期: the Certificate's Ready condition, days until notAfter, its events, the Ingress
  * (and cert-manager's logs when configured); ⚠ delete the Certificate, ⚠ re-apply the Ingress
@@ -53,52 +95,61 @@ export async function certificateExpiry(raw: CertificateExpiryInput): Promise<Ce
     ],
   });
 
-  const readCertificate = () => read.getCertificate({ namespace, name: certificate }).catch((err: unknown) => (isNotFound(err) ? undefined : Promise.reject(err)));
-  const before = await run.read('certificate', `Certificate ${certificate}: status, conditions, validity`, readCertificate, describeCert);
-  const events = await run.read(
-    'certificate-events',
-    `Events of Certificate ${certificate}`,
-    () => read.getObjectEvents({ namespace, kind: 'Certificate', name: certificate, limit: 20 }),
-    (e) => describeEvents(e.events),
-  );
-  const ing = (
-    await run.read(
-      'ingress',
-      `Ingress ${ingress}`,
-      () => read.listIngresses({ namespace, name: ingress }),
-      (r) => {
-        const i = r.ingresses[0];
-        return i
-          ? `hosts ${i.hosts.join(', ')}; tls ${i.tls.map((t) => `${t.secretName ?? '?'} for ${t.hosts.join(', ')}`).join('; ') || 'none'}; issuer annotation ${i.annotations['cert-manager.io/cluster-issuer'] ?? i.annotations['cert-manager.io/issuer'] ?? 'none'}`
-          : 'not found';
-      },
-    )
-  ).ingresses[0]!;
-  if (input.certManager) {
-    const { namespace: cmNamespace, deployment } = input.certManager;
-    await run.read(
-      'cert-manager-logs',
-      `Logs of ${cmNamespace}/${deployment}`,
-      () => read.getContainerLogs({ namespace: cmNamespace, deployment, tailLines: 200, maxBytes: 16_384 }),
-      (l) =>
-        l.text
-          .split('\n')
-          .filter((line) => line.includes(certificate))
-          .slice(-5)
-          .join(' | ') || `${l.lines} lines, none about ${certificate}`,
-    );
+  const before = await run.read('certificate', `Certificate ${certificate}: status, conditions, validity`, () => certificateOf(input), describeCert);
+  const events = await readEvents(run, input, 'certificate-events', `Events of Certificate ${certificate}`);
+  const ing = await readIngress(run, input);
+  if (input.certManager) await readCertManagerLogs(run, input, input.certManager);
+  const state = certificateState(before, input.renewWhenDaysLeft);
+
+  await deleteCertificateStep(run, input, state, before);
+  const reapply = await reapplyIngressStep(run, input, state, ing);
+  let after = reapply.after;
+  let evidence = '';
+  if (input.mode === 'execute' && reapply.outcome === 'failed') {
+    evidence = await evidenceAfterDeadline(run, input);
+  } else if (input.mode === 'execute' && reapply.outcome === 'applied') {
+    after = await run.read('verify', `Certificate ${certificate} after re-issue`, () => certificateOf(input), describeCert);
   }
+  const result = await reportCertificate(run, input, { state, before, events: events.events, ing, after, evidence, reapplied: reapply.outcome });
+  return { ...result, state, ...(before ? { before } : {}), ...(after ? { after } : {}) };
+}
 
-  const state: CertificateState = !before
-    ? 'missing'
-    : before.daysUntilExpiry !== undefined && before.daysUntilExpiry < 0
-      ? 'expired'
-      : before.daysUntilExpiry !== undefined && before.daysUntilExpiry <= input.renewWhenDaysLeft
-        ? 'expiring'
-        : !before.ready
-          ? 'not-ready'
-          : 'healthy';
+async function readIngress(run: RunbookRun, input: Input): Promise<IngressSummary> {
+  const { namespace, ingress } = input;
+  const found = await run.read(
+    'ingress',
+    `Ingress ${ingress}`,
+    () => read.listIngresses({ namespace, name: ingress }),
+    (r) => {
+      const i = r.ingresses[0];
+      return i
+        ? `hosts ${i.hosts.join(', ')}; tls ${i.tls.map((t) => `${t.secretName ?? '?'} for ${t.hosts.join(', ')}`).join('; ') || 'none'}; issuer annotation ${i.annotations['cert-manager.io/cluster-issuer'] ?? i.annotations['cert-manager.io/issuer'] ?? 'none'}`
+        : 'not found';
+    },
+  );
+  return found.ingresses[0]!;
+}
 
+/** cert-manager's last log lines about the Certificate. */
+async function readCertManagerLogs(run: RunbookRun, input: Input, certManager: { namespace: string; deployment: string }): Promise<void> {
+  const { namespace: cmNamespace, deployment } = certManager;
+  const { certificate } = input;
+  await run.read(
+    'cert-manager-logs',
+    `Logs of ${cmNamespace}/${deployment}`,
+    () => read.getContainerLogs({ namespace: cmNamespace, deployment, tailLines: 200, maxBytes: 16_384 }),
+    (l) =>
+      l.text
+        .split('\n')
+        .filter((line) => line.includes(certificate))
+        .slice(-5)
+        .join(' | ') || `${l.lines} lines, none about ${certificate}`,
+  );
+}
+
+/** ⚠ the Certificate deleted, unless it is healthy or missing. */
+async function deleteCertificateStep(run: RunbookRun, input: Input, state: CertificateState, before: CertificateSummary | undefined): Promise<void> {
+  const { namespace, certificate } = input;
   await run.change({
     stepId: 'delete-certificate',
     title: `Delete Certificate ${certificate}`,
@@ -114,17 +165,14 @@ export async function certificateExpiry(raw: CertificateExpiryInput): Promise<Ce
     },
     apply: async () => (await write.deleteCertificate({ namespace, name: certificate })).message,
   });
+}
 
-  // The Ingress as read, reduced to what cert-manager's ingress-shim acts on; the rules are left to
-  // their current managers (the summary has no pathType, and ingress-shim does not read them).
-  const manifest = {
-    apiVersion: 'networking.k8s.io/v1',
-    kind: 'Ingress',
-    metadata: { name: ingress, namespace, annotations: ing.annotations },
-    spec: { ...(ing.className ? { ingressClassName: ing.className } : {}), tls: ing.tls.map((t) => ({ hosts: t.hosts, ...(t.secretName ? { secretName: t.secretName } : {}) })) },
-  };
+/** ⚠ the Ingress re-applied (server-side) so ingress-shim issues the Certificate again; waits for Ready. */
+async function reapplyIngressStep(run: RunbookRun, input: Input, state: CertificateState, ing: IngressSummary): Promise<{ outcome: ChangeOutcome; after?: CertificateSummary }> {
+  const { namespace, certificate, ingress } = input;
+  const manifest = ingressManifest(input, ing);
   let after: CertificateSummary | undefined;
-  const reapplied = await run.change({
+  const outcome = await run.change({
     stepId: 'reapply-ingress',
     title: `Re-apply Ingress ${ingress} and wait for ${certificate} to be Ready`,
     dependsOn: ['delete-certificate'],
@@ -148,27 +196,39 @@ export async function certificateExpiry(raw: CertificateExpiryInput): Promise<Ce
       return `ingresses/${ingress} ${applied.action} (server-side apply); ${certificate} Ready after ${Math.round(ready.waitedMs / 1000)}s, notAfter ${ready.notAfter ?? 'unknown'}`;
     },
   });
+  return { outcome, ...(after ? { after } : {}) };
+}
 
-  let evidence = '';
-  if (input.mode === 'execute' && reapplied === 'failed') {
-    const now = await run.read('evidence-certificate', `Certificate ${certificate} after the deadline`, readCertificate, describeCert);
-    const nowEvents = await run.read(
-      'evidence-events',
-      `Events of Certificate ${certificate} after the deadline`,
-      () => read.getObjectEvents({ namespace, kind: 'Certificate', name: certificate, limit: 20 }),
-      (e) => describeEvents(e.events),
-    );
-    evidence = `Not Ready within ${input.readyTimeoutSeconds}s. Certificate now: ${describeCert(now)}. Conditions: ${now ? `Ready=${now.ready ? 'True' : 'False'} reason ${now.readyReason ?? 'none'} message "${now.readyMessage ?? ''}"` : 'none (not re-created by cert-manager)'}. Events: ${describeEvents(nowEvents.events)}.`;
-  } else if (input.mode === 'execute' && reapplied === 'applied') {
-    after = await run.read('verify', `Certificate ${certificate} after re-issue`, readCertificate, describeCert);
-  }
+/** Ready never came: the Certificate's conditions and events now, for the report. */
+async function evidenceAfterDeadline(run: RunbookRun, input: Input): Promise<string> {
+  const { certificate } = input;
+  const now = await run.read('evidence-certificate', `Certificate ${certificate} after the deadline`, () => certificateOf(input), describeCert);
+  const nowEvents = await readEvents(run, input, 'evidence-events', `Events of Certificate ${certificate} after the deadline`);
+  return `Not Ready within ${input.readyTimeoutSeconds}s. Certificate now: ${describeCert(now)}. Conditions: ${now ? `Ready=${now.ready ? 'True' : 'False'} reason ${now.readyReason ?? 'none'} message "${now.readyMessage ?? ''}"` : 'none (not re-created by cert-manager)'}. Events: ${describeEvents(nowEvents.events)}.`;
+}
 
-  const result = await run.finish(`certificate ${certificate} ${state}${after ? `; now ${describeCert(after)}` : ''}${evidence ? '; not Ready before the deadline' : ''}`, {
+/** The incident report: what HTTPS served, the Certificate's state and events, what was done. */
+function reportCertificate(
+  run: RunbookRun,
+  input: Input,
+  r: {
+    state: CertificateState;
+    before?: CertificateSummary;
+    events: EventSummary[];
+    ing: IngressSummary;
+    after?: CertificateSummary;
+    evidence: string;
+    reapplied: ChangeOutcome;
+  },
+) {
+  const { certificate, ingress } = input;
+  const { state, before, events, ing, after, evidence, reapplied } = r;
+  return run.finish(`certificate ${certificate} ${state}${after ? `; now ${describeCert(after)}` : ''}${evidence ? '; not Ready before the deadline' : ''}`, {
     impact:
       state === 'healthy'
         ? `Certificate ${certificate} is valid (${before?.daysUntilExpiry} days left); no impact.`
         : `HTTPS on ${ing.hosts.join(', ') || ingress} serves ${state === 'expired' ? 'an expired' : state === 'expiring' ? 'a soon-expiring' : 'a missing or unready'} certificate (${certificate}, secret ${before?.secretName ?? ing.tls[0]?.secretName ?? '?'}); clients may refuse the connection.`,
-    rootCause: `Certificate ${certificate}: ${describeCert(before)}. Events: ${describeEvents(events.events)}.${evidence ? ` ${evidence}` : ''}`,
+    rootCause: `Certificate ${certificate}: ${describeCert(before)}. Events: ${describeEvents(events)}.${evidence ? ` ${evidence}` : ''}`,
     solution:
       state === 'healthy'
         ? 'Nothing to do.'
@@ -176,5 +236,4 @@ export async function certificateExpiry(raw: CertificateExpiryInput): Promise<Ce
     prevention:
       'Alert when a Certificate is not Ready or has fewer than 14 days left (certmanager_certificate_expiration_timestamp_seconds); keep renewBefore well above the alert window; watch cert-manager and issuer health.',
   });
-  return { ...result, state, ...(before ? { before } : {}), ...(after ? { after } : {}) };
 }

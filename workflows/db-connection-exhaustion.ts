@@ -1,5 +1,7 @@
 import { workflowInfo } from '@temporalio/workflow';
-import { type DbConnectionExhaustionInput } from '../common/inputs/db-connection-exhaustion';
+import type { z } from 'zod';
+import type { Activities } from '../activities';
+import { type DbConnectionExhaustionInput, type dbConnectionExhaustionInput } from '../common/inputs/db-connection-exhaustion';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { RunbookRun } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
@@ -12,6 +14,11 @@ export interface DbConnectionExhaustionResult extends RunbookResultBase {
 }
 
 const percent = (usage: number) => `${Math.round(usage * 100)}%`;
+
+type Input = z.infer<typeof dbConnectionExhaustionInput>;
+type ConnectionStats = Awaited<ReturnType<Activities['connectionStats']>>;
+/** The max_connections asked for (given, else 1.5 times the current, capped) and whether raising it is wanted at all. */
+type Raise = { target: number; wanted: boolean };
 
 /**
  * 场景2 数据库连接耗尽: connections against max_connections by state, application and age;
@@ -34,6 +41,29 @@ export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): 
         .join(', ')}; oldest idle ${s.oldestIdleSeconds ?? 0}s`,
   );
 
+  await terminateIdleStep(run, input);
+  const raise: Raise = {
+    target: input.raiseMaxConnectionsTo ?? Math.min(input.maxConnectionsCap, Math.ceil(stats.maxConnections * 1.5)),
+    wanted: input.raiseMaxConnectionsTo !== undefined || stats.usage >= input.raiseWhenUsageAbove,
+  };
+  const restartNeeded = await raiseMaxConnectionsStep(run, input, stats, raise);
+  await restartDatabaseStep(run, input, stats, raise, restartNeeded);
+
+  const after =
+    input.mode === 'execute'
+      ? await run.read(
+          'verify',
+          'Connections after the changes',
+          () => read.connectionStats({ database }),
+          (s) => `${s.total}/${s.maxConnections} (${percent(s.usage)})`,
+        )
+      : undefined;
+  return reportConnections(run, input, stats, after);
+}
+
+/** ⚠ idle connections older than the threshold, at most maxTerminate of them. */
+async function terminateIdleStep(run: RunbookRun, input: Input): Promise<void> {
+  const { database } = input;
   await run.change({
     stepId: 'terminate-idle',
     title: `Terminate idle connections older than ${input.idleOlderThanSeconds}s`,
@@ -50,16 +80,18 @@ export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): 
       return `terminated ${done.pids.length} idle connections${done.capped ? ' (cap reached)' : ''}`;
     },
   });
+}
 
-  const target = input.raiseMaxConnectionsTo ?? Math.min(input.maxConnectionsCap, Math.ceil(stats.maxConnections * 1.5));
-  const raiseWanted = input.raiseMaxConnectionsTo !== undefined || stats.usage >= input.raiseWhenUsageAbove;
+/** ⚠ max_connections raised (ALTER SYSTEM); returns whether a restart is needed for it to take effect. */
+async function raiseMaxConnectionsStep(run: RunbookRun, input: Input, stats: ConnectionStats, raise: Raise): Promise<boolean> {
+  const { target } = raise;
   let restartNeeded = false;
   await run.change({
     stepId: 'raise-max-connections',
     title: 'Raise max_connections',
     allowedRoles: rolesFrom('l2'),
     plan: async () => {
-      if (!raiseWanted || target <= stats.maxConnections) {
+      if (!raise.wanted || target <= stats.maxConnections) {
         return { summary: `max_connections stays ${stats.maxConnections} (usage ${percent(stats.usage)} below ${percent(input.raiseWhenUsageAbove)} or at the cap)`, needed: false };
       }
       const dry = await read.setMaxConnections({ value: target, dryRun: true });
@@ -72,7 +104,12 @@ export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): 
       return `max_connections pending ${done.after.pending ?? target}, restart ${restartNeeded ? 'needed' : 'not needed'}`;
     },
   });
+  return restartNeeded;
+}
 
+/** ⚠ rolling restart of the database deployment, then waits until PostgreSQL accepts connections. */
+async function restartDatabaseStep(run: RunbookRun, input: Input, stats: ConnectionStats, raise: Raise, restartNeeded: boolean): Promise<void> {
+  const { namespace, deployment } = input;
   // The restart timestamp is the run's own: a retried or re-approved restart is the same restart.
   const restartedAt = workflowInfo().startTime.toISOString();
   await run.change({
@@ -82,7 +119,7 @@ export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): 
     dependsOn: ['raise-max-connections'],
     plan: async () => {
       const raised = run.outcomeOf('raise-max-connections');
-      const needed = input.mode === 'plan' ? raiseWanted && target > stats.maxConnections : raised === 'applied' || restartNeeded;
+      const needed = input.mode === 'plan' ? raise.wanted && raise.target > stats.maxConnections : raised === 'applied' || restartNeeded;
       if (!needed) return { summary: `no restart: max_connections unchanged`, needed: false };
       const dry = await read.restartRollout({ namespace, deployment, restartedAt, dryRun: true });
       return { summary: `rolling restart of ${namespace}/${deployment} (restartedAt ${restartedAt})`, details: { restartedAt }, needed: dry.changed || input.mode === 'plan' };
@@ -94,17 +131,11 @@ export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): 
       return `${restarted.message}; rollout complete (${rollout.readyReplicas}/${rollout.replicas} ready); PostgreSQL ${ready.serverVersion} accepts connections after ${ready.attempts} attempts`;
     },
   });
+}
 
-  const after =
-    input.mode === 'execute'
-      ? await run.read(
-          'verify',
-          'Connections after the changes',
-          () => read.connectionStats({ database }),
-          (s) => `${s.total}/${s.maxConnections} (${percent(s.usage)})`,
-        )
-      : undefined;
-
+/** The incident report and the result: connections before and after. */
+async function reportConnections(run: RunbookRun, input: Input, stats: ConnectionStats, after: ConnectionStats | undefined): Promise<DbConnectionExhaustionResult> {
+  const { namespace, deployment, database } = input;
   const top = stats.byApplication[0];
   const result = await run.finish(`connections ${stats.total}/${stats.maxConnections} before${after ? `, ${after.total}/${after.maxConnections} after` : ''}`, {
     impact: `${stats.total} of ${stats.maxConnections} connections in use (${percent(stats.usage)}); new connections to ${database} risk being refused.`,

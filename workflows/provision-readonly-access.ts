@@ -1,9 +1,10 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { AccessCheck, AccessCheckResult, SecurityObjectResult } from '../activities/kubernetes-access';
-import { type ProvisionReadonlyAccessInput, type ReadonlyRule } from '../common/inputs/provision-readonly-access';
+import type { z } from 'zod';
+import { type ProvisionReadonlyAccessInput, type provisionReadonlyAccessInput, type ReadonlyRule } from '../common/inputs/provision-readonly-access';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { changeText } from './field-changes';
-import { planOnly, RunbookRun } from './kernel/runbook-run';
+import { planOnly, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
 import { catalog } from '../common/catalog';
@@ -70,6 +71,59 @@ function describeAccess(a: AccessReport): string {
     .join('; ');
 }
 
+type Input = z.infer<typeof provisionReadonlyAccessInput>;
+
+/** What `kubectl create serviceaccount/role/rolebinding` would make, as one desired state. */
+function desiredObjects(input: Input): KubernetesObject[] {
+  const { namespace, serviceAccount, role, roleBinding, rules } = input;
+  return [
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: serviceAccount, namespace } },
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: role, namespace }, rules } as KubernetesObject,
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: roleBinding, namespace },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role },
+      subjects: [{ kind: 'ServiceAccount', name: serviceAccount, namespace }],
+    } as KubernetesObject,
+  ];
+}
+
+/** Every verb the rules grant, one check per verb, group and resource. */
+function grantedChecks(rules: ReadonlyRule[]): AccessCheck[] {
+  return rules.flatMap((r) =>
+    r.apiGroups.flatMap((group) =>
+      r.resources.flatMap((res) => {
+        const [resource, subresource] = res.split('/') as [string, string | undefined];
+        return r.verbs.map((verb) => ({ verb, group, resource, ...(subresource ? { subresource } : {}) }));
+      }),
+    ),
+  );
+}
+
+/** Asks the API server's authorizer what the ServiceAccount may do: the granted verbs, then those it must be denied. */
+async function checkAccess(input: Input, granted: AccessCheck[]): Promise<AccessReport> {
+  const { namespace, serviceAccount } = input;
+  const { user, results } = await read.checkServiceAccountAccess({ namespace, serviceAccount, checks: [...granted, ...mustBeDenied] });
+  const checks = results.map((r, i) => ({ ...r, expected: i < granted.length ? ('allowed' as const) : ('denied' as const) }));
+  return { user, checks, asExpected: checks.every((c) => c.allowed === (c.expected === 'allowed')) };
+}
+
+function describeObjects(input: Input, planned: SecurityObjectResult[]): string {
+  const { serviceAccount, role, rules } = input;
+  return planned
+    .map((o) => {
+      if (o.action === 'unchanged') return `${o.kind} ${o.name} already as wanted`;
+      if (o.action === 'created') {
+        if (o.kind === 'Role') return `create Role ${o.name} (${rulesText(rules)})`;
+        if (o.kind === 'RoleBinding') return `create RoleBinding ${o.name} (Role ${role} -> ServiceAccount ${serviceAccount})`;
+        return `create ${o.kind} ${o.name}`;
+      }
+      return `update ${o.kind} ${o.name}: ${o.changes.map(changeText).join(', ')}`;
+    })
+    .join('; ');
+}
+
 /**
  * RBAC配置: the read-only ServiceAccount, its Role (get/list/watch on pods, services, deployments
  * by default) and the RoleBinding, as the manual's three kubectl commands, but idempotent: ⚠ one
@@ -93,47 +147,35 @@ export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput)
     ],
   });
 
-  // What `kubectl create serviceaccount/role/rolebinding` would make, as one desired state.
-  const objects: KubernetesObject[] = [
-    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: serviceAccount, namespace } },
-    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: role, namespace }, rules } as KubernetesObject,
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: { name: roleBinding, namespace },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role },
-      subjects: [{ kind: 'ServiceAccount', name: serviceAccount, namespace }],
-    } as KubernetesObject,
-  ];
-  const granted: AccessCheck[] = rules.flatMap((r) =>
-    r.apiGroups.flatMap((group) =>
-      r.resources.flatMap((res) => {
-        const [resource, subresource] = res.split('/') as [string, string | undefined];
-        return r.verbs.map((verb) => ({ verb, group, resource, ...(subresource ? { subresource } : {}) }));
-      }),
-    ),
-  );
-  const checkAccess = async (): Promise<AccessReport> => {
-    const { user, results } = await read.checkServiceAccountAccess({ namespace, serviceAccount, checks: [...granted, ...mustBeDenied] });
-    const checks = results.map((r, i) => ({ ...r, expected: i < granted.length ? ('allowed' as const) : ('denied' as const) }));
-    return { user, checks, asExpected: checks.every((c) => c.allowed === (c.expected === 'allowed')) };
+  const granted = grantedChecks(rules);
+  const accessBefore = await run.read('access-before', `What ${where} may do now (SubjectAccessReview)`, () => checkAccess(input, granted), describeAccess);
+  const { outcome, objectsPlanned } = await ensureAccessStep(run, input);
+  let accessAfter: AccessReport | undefined;
+  if (input.mode === 'execute' && (outcome === 'applied' || outcome === 'not-needed' || outcome === 'failed')) {
+    accessAfter = await run.read('verify-access', `What ${where} may do after the change (SubjectAccessReview)`, () => checkAccess(input, granted), describeAccess);
+  }
+  const verified = input.mode === 'execute' ? (outcome === 'applied' || outcome === 'not-needed') && accessAfter?.asExpected === true : undefined;
+
+  const result = await reportAccess(run, input, { outcome, objectsPlanned, accessBefore, accessAfter, verified });
+  return {
+    ...result,
+    namespace,
+    serviceAccount,
+    role,
+    roleBinding,
+    rules,
+    ...(objectsPlanned ? { objects: objectsPlanned } : {}),
+    accessBefore,
+    ...(accessAfter ? { accessAfter } : {}),
+    ...(verified !== undefined ? { verified } : {}),
   };
+}
 
-  const accessBefore = await run.read('access-before', `What ${where} may do now (SubjectAccessReview)`, checkAccess, describeAccess);
-
+/** ⚠ the three objects server-side applied in one step; planned by a dry run listing what would be created or changed. */
+async function ensureAccessStep(run: RunbookRun, input: Input): Promise<{ outcome: ChangeOutcome; objectsPlanned?: SecurityObjectResult[] }> {
+  const { namespace, serviceAccount, role, roleBinding, rules } = input;
+  const objects = desiredObjects(input);
   let objectsPlanned: SecurityObjectResult[] | undefined;
-  const describeObjects = (planned: SecurityObjectResult[]) =>
-    planned
-      .map((o) => {
-        if (o.action === 'unchanged') return `${o.kind} ${o.name} already as wanted`;
-        if (o.action === 'created') {
-          if (o.kind === 'Role') return `create Role ${o.name} (${rulesText(rules)})`;
-          if (o.kind === 'RoleBinding') return `create RoleBinding ${o.name} (Role ${role} -> ServiceAccount ${serviceAccount})`;
-          return `create ${o.kind} ${o.name}`;
-        }
-        return `update ${o.kind} ${o.name}: ${o.changes.map(changeText).join(', ')}`;
-      })
-      .join('; ');
   const outcome = await run.change({
     stepId: 'ensure-access',
     title: `Create or update ServiceAccount ${serviceAccount}, Role ${role} and RoleBinding ${roleBinding} in ${namespace}`,
@@ -144,20 +186,25 @@ export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput)
       objectsPlanned = dry.objects;
       const details = { objects: dry.objects };
       if (!dry.changed) return { summary: `ServiceAccount ${serviceAccount}, Role ${role} and RoleBinding ${roleBinding} in ${namespace} already match (${rulesText(rules)})`, details, needed: false };
-      return { summary: `${namespace}: ${describeObjects(dry.objects)}`, details, needed: true };
+      return { summary: `${namespace}: ${describeObjects(input, dry.objects)}`, details, needed: true };
     },
     apply: async () => {
       const done = await write.applySecurityObjects({ namespace, objects });
       return `${namespace}: ${done.objects.map((o) => `${o.kind} ${o.name} ${o.action}`).join(', ')} (server-side apply, field manager runbook-automation)`;
     },
   });
+  return { outcome, ...(objectsPlanned ? { objectsPlanned } : {}) };
+}
 
-  let accessAfter: AccessReport | undefined;
-  if (input.mode === 'execute' && (outcome === 'applied' || outcome === 'not-needed' || outcome === 'failed')) {
-    accessAfter = await run.read('verify-access', `What ${where} may do after the change (SubjectAccessReview)`, checkAccess, describeAccess);
-  }
-  const verified = input.mode === 'execute' ? (outcome === 'applied' || outcome === 'not-needed') && accessAfter?.asExpected === true : undefined;
-
+/** The report: the access before and after, the drift put back. */
+function reportAccess(
+  run: RunbookRun,
+  input: Input,
+  r: { outcome: ChangeOutcome; objectsPlanned?: SecurityObjectResult[]; accessBefore: AccessReport; accessAfter?: AccessReport; verified?: boolean },
+) {
+  const { namespace, serviceAccount, role, roleBinding, rules } = input;
+  const where = `${namespace}/${serviceAccount}`;
+  const { outcome, objectsPlanned, accessBefore, accessAfter, verified } = r;
   const planText = run.plannedStep('ensure-access')?.change.summary ?? 'no plan';
   const drifted = objectsPlanned?.filter((o) => o.action === 'configured') ?? [];
   const summary =
@@ -166,7 +213,7 @@ export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput)
       : outcome === 'applied' || outcome === 'not-needed'
         ? `${outcome === 'applied' ? planText : `nothing to change: ${planText}`}; access ${accessAfter ? describeAccess(accessAfter) : 'not checked'}`
         : `read-only access for ${where} not provisioned (${outcome})${accessAfter ? `; access ${describeAccess(accessAfter)}` : ''}`;
-  const result = await run.finish(summary, {
+  return run.finish(summary, {
     impact:
       input.mode === 'plan'
         ? `None (plan mode): nothing was created or changed. ${where} now: ${describeAccess(accessBefore)}.`
@@ -183,16 +230,4 @@ export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput)
     prevention:
       'Keep RBAC objects in Git and apply them through this runbook, so a hand edit shows up as a diff and is put back only with approval; grant read verbs only and never Secrets; give people short-lived tokens of the account (kubectl create token) rather than long-lived Secrets; review RoleBindings quarterly.',
   });
-  return {
-    ...result,
-    namespace,
-    serviceAccount,
-    role,
-    roleBinding,
-    rules,
-    ...(objectsPlanned ? { objects: objectsPlanned } : {}),
-    accessBefore,
-    ...(accessAfter ? { accessAfter } : {}),
-    ...(verified !== undefined ? { verified } : {}),
-  };
 }

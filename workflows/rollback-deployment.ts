@@ -1,10 +1,11 @@
 import type { Activities } from '../activities';
 import type { PodSummary } from '../activities/kubernetes-pods';
 import type { RevisionSummary, RolloutStatus } from '../activities/kubernetes-rollouts';
-import { type RollbackDeploymentInput } from '../common/inputs/rollback-deployment';
+import type { z } from 'zod';
+import { type RollbackDeploymentInput, type rollbackDeploymentInput } from '../common/inputs/rollback-deployment';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { livePods, podCounts, previousRevision } from './deployment-spec';
-import { planOnly, RunbookRun } from './kernel/runbook-run';
+import { planOnly, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
 import { waitForRollout, type CompletedRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
@@ -54,6 +55,8 @@ export interface RollbackDeploymentResult extends RunbookResultBase {
 }
 
 type History = Awaited<ReturnType<Activities['getRolloutHistory']>>;
+/** The history as the diagnosis read it, each revision with its age. */
+type AgedHistory = Omit<History, 'revisions'> & { revisions: RevisionInfo[] };
 
 function age(seconds: number | undefined): string {
   if (seconds === undefined) return 'age unknown';
@@ -71,6 +74,49 @@ function rollbackTarget(h: { revisions: RevisionSummary[]; currentRevision?: num
   return { ...(h.currentRevision !== undefined ? { fromRevision: h.currentRevision } : {}), fromImages: from?.images ?? [], toRevision: to.revision, toReplicaSet: to.replicaSet, toImages: to.images };
 }
 
+type Input = z.infer<typeof rollbackDeploymentInput>;
+
+/** The rollback step's outcome, what it planned last and the rollout it waited for. */
+interface RollbackDone {
+  outcome: ChangeOutcome;
+  planned?: RollbackTarget;
+  rollout?: CompletedRollout;
+}
+
+/** The revision to go back to: the asked one (refused when not in the history), else the one before the current. */
+function resolveTarget(input: Input, h: History): RevisionSummary | undefined {
+  const { namespace, deployment, toRevision } = input;
+  if (toRevision !== undefined) {
+    const asked = h.revisions.find((r) => r.revision === toRevision);
+    if (!asked) {
+      throw failure(
+        'NotFound',
+        `rollback refused: deployments.apps/${deployment} in namespace ${namespace} has no revision ${toRevision} (revisions: ${h.revisions.map((r) => r.revision).join(', ') || 'none'}; current ${h.currentRevision ?? 'unknown'})`,
+      );
+    }
+    return asked;
+  }
+  return previousRevision(h);
+}
+
+/** The current revision's pods and how many are ready; live pods of other revisions counted apart. */
+function availability(h: History, pods: PodSummary[]): Availability {
+  const current = h.revisions.find((r) => r.revision === h.currentRevision);
+  // A pod's name starts with its ReplicaSet's name: that tells the current revision's pods apart.
+  const own = podCounts(current ? pods.filter((p) => p.name.startsWith(`${current.replicaSet}-`)) : []);
+  return {
+    ...(h.currentRevision !== undefined ? { revision: h.currentRevision } : {}),
+    ...(current ? { replicaSet: current.replicaSet } : {}),
+    images: current?.images ?? [],
+    pods: own.pods,
+    readyPods: own.readyPods,
+    otherPods: livePods(pods).length - own.pods,
+  };
+}
+
+const describeAvailability = (a: Availability) =>
+  `revision ${a.revision ?? '?'} (${imagesText(a.images)}): ${a.readyPods}/${a.pods} pods ready${a.otherPods ? `, ${a.otherPods} pods of other revisions` : ''}`;
+
 /**
  * 快速回滚 (`kubectl rollout history` / `rollout undo [--to-revision]`): the rollout history and the
  * pods now; ⚠ roll back to the given revision or the one before the current (planned by a server-side
@@ -81,41 +127,10 @@ function rollbackTarget(h: { revisions: RevisionSummary[]; currentRevision?: num
  */
 export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<RollbackDeploymentResult> {
   const input = validateInput(catalog.rollbackDeployment, raw);
-  const { namespace, deployment, toRevision } = input;
+  const { namespace, deployment } = input;
   const where = `${namespace}/${deployment}`;
   const run = await RunbookRun.begin(catalog.rollbackDeployment, input, 4);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }] });
-
-  /** The revision to go back to: the asked one (refused when not in the history), else the one before the current. */
-  const resolveTarget = (h: History): RevisionSummary | undefined => {
-    if (toRevision !== undefined) {
-      const asked = h.revisions.find((r) => r.revision === toRevision);
-      if (!asked) {
-        throw failure(
-          'NotFound',
-          `rollback refused: deployments.apps/${deployment} in namespace ${namespace} has no revision ${toRevision} (revisions: ${h.revisions.map((r) => r.revision).join(', ') || 'none'}; current ${h.currentRevision ?? 'unknown'})`,
-        );
-      }
-      return asked;
-    }
-    return previousRevision(h);
-  };
-
-  const availability = (h: History, pods: PodSummary[]): Availability => {
-    const current = h.revisions.find((r) => r.revision === h.currentRevision);
-    // A pod's name starts with its ReplicaSet's name: that tells the current revision's pods apart.
-    const own = podCounts(current ? pods.filter((p) => p.name.startsWith(`${current.replicaSet}-`)) : []);
-    return {
-      ...(h.currentRevision !== undefined ? { revision: h.currentRevision } : {}),
-      ...(current ? { replicaSet: current.replicaSet } : {}),
-      images: current?.images ?? [],
-      pods: own.pods,
-      readyPods: own.readyPods,
-      otherPods: livePods(pods).length - own.pods,
-    };
-  };
-  const describeAvailability = (a: Availability) =>
-    `revision ${a.revision ?? '?'} (${imagesText(a.images)}): ${a.readyPods}/${a.pods} pods ready${a.otherPods ? `, ${a.otherPods} pods of other revisions` : ''}`;
 
   // Diagnosis (read-only).
   const history = await run.read(
@@ -130,7 +145,7 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
       `current revision ${h.currentRevision ?? 'unknown'}; ${h.revisions.map((r) => `${r.revision}: ${imagesText(r.images)}, change-cause ${r.changeCause ?? 'none'}, ${age(r.ageSeconds)}${r.current ? ' (current)' : ''}`).join('; ') || 'no revisions'}`,
   );
   // Refused before anything is asked of anyone: the revision named is not in the history.
-  const initialTarget = resolveTarget(history);
+  const initialTarget = resolveTarget(input, history);
   const before = await run.read(
     'availability',
     `Pods of ${where} (by its selector)`,
@@ -138,16 +153,38 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
     describeAvailability,
   );
 
+  const done = await rollbackStep(run, input);
+  const after = await verifyRollback(run, input, done);
+  // The step's last plan; a run cancelled before planning shows what the history pointed to.
+  const target: RollbackTarget | undefined = done.planned ?? (initialTarget && rollbackTarget(history, initialTarget));
+  const result = await reportRollback(run, input, { history, before, target, done, after });
+  return {
+    ...result,
+    namespace,
+    deployment,
+    ...(history.currentRevision !== undefined ? { currentRevision: history.currentRevision } : {}),
+    revisions: history.revisions,
+    before,
+    ...(target ? { rollback: target } : {}),
+    ...(done.rollout ? { rollout: done.rollout } : {}),
+    ...(after ? { after } : {}),
+  };
+}
+
+/** ⚠ back to the resolved revision (planned by a server-side dry run), then waits for the rollout. */
+async function rollbackStep(run: RunbookRun, input: Input): Promise<RollbackDone> {
+  const { namespace, deployment, toRevision } = input;
+  const where = `${namespace}/${deployment}`;
   let planned: RollbackTarget | undefined;
   let rollout: CompletedRollout | undefined;
-  const rolledBack = await run.change<{ to: { revision: number } }>({
+  const outcome = await run.change<{ to: { revision: number } }>({
     stepId: 'rollback',
     title: `Roll back ${where} to ${toRevision !== undefined ? `revision ${toRevision}` : 'the previous revision'}`,
     allowedRoles: rolesFrom('l2'),
     plan: async () => {
       // Read again each time: right before apply, a rollout since approval changes the plan.
       const h = await read.getRolloutHistory({ namespace, deployment });
-      const to = resolveTarget(h);
+      const to = resolveTarget(input, h);
       if (!to) {
         planned = undefined;
         return { summary: `no rollback: ${where} has no revision before revision ${h.currentRevision ?? 'unknown'}`, needed: false };
@@ -170,25 +207,34 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
       return `${done.changed ? `rolled back to revision ${target} (now revision ${rollout.revision ?? '?'})` : `already on the template of revision ${target}`}; rollout complete in ${Math.round(rollout.waitedMs / 1000)}s (${rollout.readyReplicas} ready, ${rollout.availableReplicas}/${rollout.updatedReplicas} available)`;
     },
   });
+  return { outcome, ...(planned ? { planned } : {}), ...(rollout ? { rollout } : {}) };
+}
 
-  let after: RollbackDeploymentResult['after'];
-  if (input.mode === 'execute' && (rolledBack === 'applied' || rolledBack === 'failed')) {
-    after = await run.read(
-      'verify',
-      `Rollout and pods of ${where} after the rollback`,
-      async () => {
-        const [h, p] = await Promise.all([read.getRolloutHistory({ namespace, deployment }), read.listPodSummaries({ namespace, deployment })]);
-        const a = availability(h, p.pods);
-        const sameImages = planned !== undefined && a.images.join('\n') === planned.toImages.join('\n');
-        return { ...a, available: rolledBack === 'applied' && sameImages && a.pods > 0 && a.readyPods === a.pods && a.pods >= (rollout?.updatedReplicas ?? 1) };
-      },
-      (a) => `${describeAvailability(a)}; ${a.available ? 'available' : 'NOT available'}`,
-    );
-  }
+/** After the rollback (execute mode, once the step touched the Deployment): every pod of the new revision ready, on the planned images. */
+async function verifyRollback(run: RunbookRun, input: Input, done: RollbackDone): Promise<RollbackDeploymentResult['after']> {
+  const { namespace, deployment } = input;
+  const { outcome, planned, rollout } = done;
+  if (input.mode !== 'execute' || (outcome !== 'applied' && outcome !== 'failed')) return undefined;
+  return run.read(
+    'verify',
+    `Rollout and pods of ${namespace}/${deployment} after the rollback`,
+    async () => {
+      const [h, p] = await Promise.all([read.getRolloutHistory({ namespace, deployment }), read.listPodSummaries({ namespace, deployment })]);
+      const a = availability(h, p.pods);
+      const sameImages = planned !== undefined && a.images.join('\n') === planned.toImages.join('\n');
+      return { ...a, available: outcome === 'applied' && sameImages && a.pods > 0 && a.readyPods === a.pods && a.pods >= (rollout?.updatedReplicas ?? 1) };
+    },
+    (a) => `${describeAvailability(a)}; ${a.available ? 'available' : 'NOT available'}`,
+  );
+}
 
-  const current = history.revisions.find((r) => r.revision === history.currentRevision);
-  // The step's last plan; a run cancelled before planning shows what the history pointed to.
-  const target: RollbackTarget | undefined = planned ?? (initialTarget && rollbackTarget(history, initialTarget));
+/** The incident report: the revision left, the one gone back to, the pods before and after. */
+function reportRollback(run: RunbookRun, input: Input, r: { history: AgedHistory; before: Availability; target?: RollbackTarget; done: RollbackDone; after: RollbackDeploymentResult['after'] }) {
+  const { namespace, deployment } = input;
+  const where = `${namespace}/${deployment}`;
+  const { history, before, target, after } = r;
+  const { outcome: rolledBack, rollout } = r.done;
+  const current = history.revisions.find((rev) => rev.revision === history.currentRevision);
   const planText = run.plannedStep('rollback')?.change.summary ?? 'no plan';
   const outcomeText: Record<string, string> = {
     planned: `plan: ${planText}`,
@@ -202,7 +248,7 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
       : rolledBack === 'planned'
         ? planOnly(planText)
         : `Not rolled back (${rolledBack}): ${planText}.`;
-  const result = await run.finish(`${where}: ${outcomeText[rolledBack] ?? `rollback ${rolledBack}: ${planText}`}`, {
+  return run.finish(`${where}: ${outcomeText[rolledBack] ?? `rollback ${rolledBack}: ${planText}`}`, {
     impact:
       input.mode === 'plan'
         ? `None from this run (plan mode). Before: ${describeAvailability(before)}.`
@@ -212,15 +258,4 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
     prevention:
       'Record a change-cause (kubernetes.io/change-cause) with every release so the history says what each revision is; keep revisionHistoryLimit >= 2; canary or staged rollouts with readiness checks; rehearse this rollback monthly (monthlyReview runs it in plan mode).',
   });
-  return {
-    ...result,
-    namespace,
-    deployment,
-    ...(history.currentRevision !== undefined ? { currentRevision: history.currentRevision } : {}),
-    revisions: history.revisions,
-    before,
-    ...(target ? { rollback: target } : {}),
-    ...(rollout ? { rollout } : {}),
-    ...(after ? { after } : {}),
-  };
 }

@@ -1,28 +1,15 @@
 import type { z } from 'zod';
 import type { IngressSummary } from '../activities/kubernetes-network';
-import {
-  defaultBackendAnnotation,
-  previousAnnotationsAnnotation,
-  rateLimitAnnotation,
-  trafficAnnotations,
-  type TrafficAction,
-  type TrafficControlInput,
-  type trafficControlInput,
-} from '../common/inputs/traffic-control';
+import { previousAnnotationsAnnotation, type TrafficAction, type TrafficControlInput, type trafficControlInput } from '../common/inputs/traffic-control';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
-import { stableJson } from '../common/stable-json';
 import { planOnly, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
 import { failure, type FailureType } from '../common/failures';
 import { catalog } from '../common/catalog';
+import { describePlan, stateOf, stateText, wantedAnnotations, type AnnotationPlan, type IngressRef, type TrafficState } from './traffic-control-plans';
 
-/** The traffic annotations of the Ingress and what earlier runs recorded (previous values; null: unset). */
-export interface TrafficState {
-  limitRps?: string;
-  defaultBackend?: string;
-  recorded: Record<string, string | null>;
-}
+export type { TrafficState } from './traffic-control-plans';
 
 export interface TrafficControlResult extends RunbookResultBase {
   namespace: string;
@@ -34,122 +21,15 @@ export interface TrafficControlResult extends RunbookResultBase {
   after?: TrafficState & { ok: boolean };
 }
 
-/** The annotation change a step makes: one merge patch, the record included. */
-interface AnnotationPlan {
-  set: Record<string, string>;
-  remove: string[];
-  before: Record<string, string | null>;
-  after: Record<string, string | null>;
-}
-
 type TrafficInput = z.infer<typeof trafficControlInput>;
 
-const shown = (v: string | null | undefined) => (v === null || v === undefined ? 'unset' : v);
+const fail = (message: string, type: FailureType = 'Refused') => failure(type, message);
 
-/** The Ingress a run acts on. */
-interface IngressRef {
-  namespace: string;
-  ingress: string;
-}
-
-/** The record on the Ingress; one this runbook did not write (or naming other annotations) is refused, never guessed at. */
-function recordOf(ref: IngressRef, annotations: Record<string, string>): Record<string, string | null> {
+async function readIngress(ref: IngressRef): Promise<IngressSummary> {
   const { namespace, ingress } = ref;
-  const text = annotations[previousAnnotationsAnnotation];
-  if (text === undefined) return {};
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    value = undefined;
-  }
-  const valid =
-    value !== null &&
-    typeof value === 'object' &&
-    !Array.isArray(value) &&
-    Object.entries(value as Record<string, unknown>).every(([k, v]) => (trafficAnnotations as readonly string[]).includes(k) && (v === null || typeof v === 'string'));
-  if (!valid)
-    throw failure(
-      'InvalidInput',
-      `annotation ${previousAnnotationsAnnotation} of ingresses/${ingress} in namespace ${namespace} is not a record trafficControl wrote (${text.slice(0, 200)}); fix or remove it by hand`,
-    );
-  return value as Record<string, string | null>;
-}
-
-const stateOf = (ref: IngressRef, i: IngressSummary): TrafficState => ({
-  ...(i.annotations[rateLimitAnnotation] !== undefined ? { limitRps: i.annotations[rateLimitAnnotation] } : {}),
-  ...(i.annotations[defaultBackendAnnotation] !== undefined ? { defaultBackend: i.annotations[defaultBackendAnnotation] } : {}),
-  recorded: recordOf(ref, i.annotations),
-});
-const stateText = (s: TrafficState) =>
-  `limit-rps ${shown(s.limitRps)}, default-backend ${shown(s.defaultBackend)}; recorded: ${
-    Object.keys(s.recorded).length
-      ? Object.entries(s.recorded)
-          .map(([k, v]) => `${k}=${shown(v)}`)
-          .join(', ')
-      : 'nothing'
-  }`;
-
-/** The annotations the action sets or removes, from the live ones, and how the record changes. */
-function wantedAnnotations(
-  ref: IngressRef,
-  input: { action: TrafficAction; rps: number; maintenanceService: string },
-  live: Record<string, string>,
-): { set: Record<string, string>; remove: string[]; unchanged: string } {
-  const { action, rps, maintenanceService } = input;
-  const where = `${ref.namespace}/${ref.ingress}`;
-  const record = recordOf(ref, live);
-  const next = { ...record };
-  const set: Record<string, string> = {};
-  const remove: string[] = [];
-  const put = (key: string, value: string) => {
-    if (live[key] === value) return;
-    set[key] = value;
-    // Only the first change is recorded: a restore goes back to before the emergency.
-    if (!(key in next)) next[key] = live[key] ?? null;
-  };
-  const putBack = (key: string) => {
-    if (!(key in record)) return;
-    const previous = record[key];
-    if (previous === null || previous === undefined) {
-      if (key in live) remove.push(key);
-    } else if (live[key] !== previous) set[key] = previous;
-    delete next[key];
-  };
-  let unchanged: string;
-  switch (action) {
-    case 'rate-limit':
-      put(rateLimitAnnotation, String(rps));
-      unchanged = `${rateLimitAnnotation} of ${where} is already ${rps}`;
-      break;
-    case 'maintenance-on':
-      put(defaultBackendAnnotation, maintenanceService);
-      unchanged = `${defaultBackendAnnotation} of ${where} is already ${maintenanceService}`;
-      break;
-    case 'maintenance-off':
-      putBack(defaultBackendAnnotation);
-      unchanged = `no ${defaultBackendAnnotation} recorded in ${previousAnnotationsAnnotation} of ${where}: maintenance mode was not switched on by trafficControl (${defaultBackendAnnotation} is ${shown(live[defaultBackendAnnotation])})`;
-      break;
-    case 'restore':
-      for (const key of Object.keys(record).sort()) putBack(key);
-      unchanged = `nothing recorded in ${previousAnnotationsAnnotation} of ${where}: no trafficControl change to restore`;
-      break;
-  }
-  const hadRecord = live[previousAnnotationsAnnotation] !== undefined;
-  if (Object.keys(next).length === 0) {
-    if (hadRecord) remove.push(previousAnnotationsAnnotation);
-  } else if (stableJson(next) !== stableJson(record) || !hadRecord) set[previousAnnotationsAnnotation] = stableJson(next);
-  return { set, remove, unchanged };
-}
-
-function describePlan(p: AnnotationPlan): string {
-  const keys = [...Object.keys(p.before)].filter((k) => k !== previousAnnotationsAnnotation && p.before[k] !== p.after[k]).sort();
-  const record = p.remove.includes(previousAnnotationsAnnotation)
-    ? `; ${previousAnnotationsAnnotation} removed (nothing left to restore)`
-    : p.set[previousAnnotationsAnnotation] !== undefined
-      ? `; previous values recorded in ${previousAnnotationsAnnotation}: ${p.set[previousAnnotationsAnnotation]}`
-      : '';
-  return `${keys.map((k) => `${k} ${shown(p.before[k])} -> ${shown(p.after[k])}`).join(', ') || 'no traffic annotation changes'}${record}`;
+  const found = (await read.listIngresses({ namespace, name: ingress })).ingresses[0];
+  if (!found) throw fail(`ingresses/${ingress} not found in namespace ${namespace}`, 'NotFound');
+  return found;
 }
 
 /**
@@ -163,7 +43,7 @@ function describePlan(p: AnnotationPlan): string {
  */
 export async function trafficControl(raw: TrafficControlInput): Promise<TrafficControlResult> {
   const input = validateInput(catalog.trafficControl, raw);
-  const { namespace, ingress, action, rps, maintenanceService } = input;
+  const { namespace, ingress, action, maintenanceService } = input;
   const where = `${namespace}/${ingress}`;
   const ref: IngressRef = { namespace, ingress };
   const run = await RunbookRun.begin(catalog.trafficControl, input, action === 'maintenance-on' ? 4 : 3);
@@ -174,37 +54,56 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
       { name: maintenanceService, what: 'service' },
     ],
   });
-  const fail = (message: string, type: FailureType = 'Refused') => failure(type, message);
-
-  const readIngress = async (): Promise<IngressSummary> => {
-    const found = (await read.listIngresses({ namespace, name: ingress })).ingresses[0];
-    if (!found) throw fail(`ingresses/${ingress} not found in namespace ${namespace}`, 'NotFound');
-    return found;
-  };
 
   // Diagnosis (read-only).
   const found = await run.read(
     'ingress',
     `Ingress ${where}`,
-    readIngress,
+    () => readIngress(ref),
     (i) => `hosts ${i.hosts.join(', ') || 'none'}; routes ${i.routes.join(', ') || 'none'}; addresses ${i.addresses.join(', ') || 'none'}; ${stateText(stateOf(ref, i))}`,
   );
   const before = stateOf(ref, found);
-  if (action === 'maintenance-on') {
-    // default-backend naming a missing Service sends every request to an error page, not to a maintenance page.
-    await run.read(
-      'maintenance-service',
-      `Service ${namespace}/${maintenanceService} (the maintenance page)`,
+  if (action === 'maintenance-on') await readMaintenanceService(run, input);
+
+  const { outcome, planned } = await annotateStep(run, input);
+  let after: TrafficControlResult['after'];
+  if (input.mode === 'execute' && (outcome === 'applied' || outcome === 'failed')) {
+    after = await run.read(
+      'verify',
+      `Annotations of ${where} after the change`,
       async () => {
-        const service = (await read.listServices({ namespace })).services.find((s) => s.name === maintenanceService);
-        if (!service)
-          throw fail(`maintenance mode refused: Service ${maintenanceService} does not exist in namespace ${namespace}; deploy the maintenance page first (or name it in maintenanceService)`);
-        return service;
+        const live = (await readIngress(ref)).annotations;
+        const ok = outcome === 'applied' && planned !== undefined && Object.entries(planned.after).every(([k, v]) => (live[k] ?? null) === v);
+        return { ...stateOf(ref, { ...found, annotations: live }), ok };
       },
-      (s) => `ports ${s.ports.join(', ') || 'none'}; ${s.readyEndpoints} ready endpoints, ${s.notReadyEndpoints} not ready`,
+      (s) => `${stateText(s)}; ${s.ok ? 'as planned' : 'NOT as planned'}`,
     );
   }
 
+  return reportTraffic(run, input, found, before, after, outcome);
+}
+
+/** default-backend naming a missing Service sends every request to an error page, not to a maintenance page: refused. */
+async function readMaintenanceService(run: RunbookRun, input: TrafficInput): Promise<void> {
+  const { namespace, maintenanceService } = input;
+  await run.read(
+    'maintenance-service',
+    `Service ${namespace}/${maintenanceService} (the maintenance page)`,
+    async () => {
+      const service = (await read.listServices({ namespace })).services.find((s) => s.name === maintenanceService);
+      if (!service)
+        throw fail(`maintenance mode refused: Service ${maintenanceService} does not exist in namespace ${namespace}; deploy the maintenance page first (or name it in maintenanceService)`);
+      return service;
+    },
+    (s) => `ports ${s.ports.join(', ') || 'none'}; ${s.readyEndpoints} ready endpoints, ${s.notReadyEndpoints} not ready`,
+  );
+}
+
+/** ⚠ the action's annotations (and the record) in one merge patch, planned by a server-side dry run. */
+async function annotateStep(run: RunbookRun, input: TrafficInput): Promise<{ outcome: ChangeOutcome; planned?: AnnotationPlan }> {
+  const { namespace, ingress, action, rps, maintenanceService } = input;
+  const where = `${namespace}/${ingress}`;
+  const ref: IngressRef = { namespace, ingress };
   const titles: Record<TrafficAction, string> = {
     'rate-limit': `Rate-limit ${where} to ${rps} requests per second per client`,
     'maintenance-on': `Switch ${where} to maintenance (default backend ${maintenanceService})`,
@@ -218,7 +117,7 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
     allowedRoles: rolesFrom('l2'),
     plan: async () => {
       // Read again each time: right before apply, a change since approval changes the plan.
-      const live = (await readIngress()).annotations;
+      const live = (await readIngress(ref)).annotations;
       const { set, remove, unchanged } = wantedAnnotations(ref, { action, rps, maintenanceService }, live);
       if (Object.keys(set).length === 0 && remove.length === 0) {
         planned = undefined;
@@ -235,22 +134,7 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
       return done.changed ? describePlan({ set, remove, before: done.before, after: done.after }) : 'already set';
     },
   });
-
-  let after: TrafficControlResult['after'];
-  if (input.mode === 'execute' && (outcome === 'applied' || outcome === 'failed')) {
-    after = await run.read(
-      'verify',
-      `Annotations of ${where} after the change`,
-      async () => {
-        const live = (await readIngress()).annotations;
-        const ok = outcome === 'applied' && planned !== undefined && Object.entries(planned.after).every(([k, v]) => (live[k] ?? null) === v);
-        return { ...stateOf(ref, { ...found, annotations: live }), ok };
-      },
-      (s) => `${stateText(s)}; ${s.ok ? 'as planned' : 'NOT as planned'}`,
-    );
-  }
-
-  return reportTraffic(run, input, found, before, after, outcome);
+  return { outcome, ...(planned ? { planned } : {}) };
 }
 
 /** The incident report and the result: what the action does to traffic, before and after. */
