@@ -1,5 +1,5 @@
 # The worker image: the same entry point as `npm run worker`, configured by environment variables.
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 WORKDIR /app
 # psql and pg_restore: the disaster-recovery drill restores dumps with PostgreSQL's own tools.
 RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client-15 && rm -rf /var/lib/apt/lists/*

@@ -8,9 +8,6 @@ import { Pool } from 'pg';
 import type { ActivityDeps } from '../activities';
 import type { RunbookConfig } from '../config/schema';
 
-// The SDK warns on Node 20 at every client; the machines run Node 20 until the SDK requires 22.
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-
 export interface BuiltDependencies {
   deps: ActivityDeps;
   /** Closes every client; safe to call once the worker has stopped. */

@@ -8,9 +8,6 @@ import { seedDatabase } from './postgres-server';
 import { seedBackupBucket } from './seed-s3';
 import type { TestbedContext, TestbedServer } from './context';
 
-// The SDK warns on Node 20 at every client; the machines run Node 20 until the SDK requires 22.
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-
 export const seaweedfsVersion = '4.48';
 export const backupBucket = 'runbook-backups';
 
