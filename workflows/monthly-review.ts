@@ -7,7 +7,7 @@ import { type monthlyReviewInput, type MonthlyReviewInput } from '../common/inpu
 import { cpuCores, formatBytes, memoryBytes } from '../common/quantity';
 import type { RunbookResultBase } from '../common/runbook';
 import { Checklist } from './kernel/checklist';
-import { errorMessage } from './kernel/runbook-run';
+import { errorText } from '../common/failures';
 import { validateInput } from './validate-input';
 import { read, wait } from './activity-proxies';
 import { catalog } from '../common/catalog';
@@ -197,7 +197,7 @@ export function checkRestoreDrill(checklist: Checklist, input: MonthlyInput): Pr
     } catch (err) {
       // A backup that cannot be restored is the finding the drill exists for.
       return [
-        row({ id: 'dr.restore', title: 'Restore drill', status: 'FAIL', value: 'failed', threshold: 'restored, verified, dropped', detail: `restoring ${backup.key} failed: ${errorMessage(err)}` }),
+        row({ id: 'dr.restore', title: 'Restore drill', status: 'FAIL', value: 'failed', threshold: 'restored, verified, dropped', detail: `restoring ${backup.key} failed: ${errorText(err)}` }),
       ];
     }
     const status: CheckStatus = !drill.verified ? 'FAIL' : drill.dropped ? 'PASS' : 'WARN';
@@ -226,7 +226,7 @@ export function checkEmergencyPlan(checklist: Checklist, input: MonthlyInput): P
         args: [{ namespace: input.namespace, deployment: input.appDeployment, mode: 'plan', severity: 'P3', startedBy: `monthlyReview (${input.startedBy})` }],
       });
     } catch (err) {
-      return [row({ id, title, status: 'FAIL', value: 'failed', detail: `the rollback runbook failed in plan mode: ${errorMessage(err)}` })];
+      return [row({ id, title, status: 'FAIL', value: 'failed', detail: `the rollback runbook failed in plan mode: ${errorText(err)}` })];
     }
     const step = planned.plan.find((p) => p.change.needed);
     return [

@@ -2,8 +2,7 @@ import { ActivityFailure, proxyActivities, TimeoutFailure } from '@temporalio/wo
 import type { Activities } from '../activities';
 import type { RolloutStatus } from '../activities/kubernetes-rollouts';
 import { longRunning } from './activity-options';
-import { errorMessage } from './kernel/runbook-run';
-import { failure } from '../common/failures';
+import { errorText, failure } from '../common/failures';
 
 /**
  * Waits that heartbeat (longRunning) but are not retried by Temporal: a retry would restart the
@@ -40,6 +39,6 @@ export async function waitForRollout(target: { namespace: string; deployment: st
   try {
     return await waitWithinDeadline(timeoutSeconds, (remainingSeconds) => deadlineWait.waitForRolloutComplete({ ...target, timeoutSeconds: remainingSeconds, pollIntervalMs: 1000 }));
   } catch (err) {
-    throw failure('RolloutIncomplete', `${done}, but the rollout did not complete within ${timeoutSeconds}s: ${errorMessage(err)}`);
+    throw failure('RolloutIncomplete', `${done}, but the rollout did not complete within ${timeoutSeconds}s: ${errorText(err)}`);
   }
 }

@@ -1,7 +1,7 @@
 import type { SlowStatement, SlowestStatements } from '../activities/postgres-statistics';
 import type { CheckRow } from '../common/checklist';
 import type { Checklist } from './kernel/checklist';
-import { errorMessage } from './kernel/runbook-run';
+import { errorText } from '../common/failures';
 import { read } from './activity-proxies';
 
 /** A statement on one line, cut at `max` characters. */
@@ -24,7 +24,7 @@ export function checkSlowStatements(checklist: Checklist, section: string): Prom
       slowest = await read.slowestStatements({ limit: 10 });
     } catch (err) {
       // Without the extension there is nothing to read; that is a finding, not a broken run.
-      return [row({ ...base, status: 'WARN', value: 'unavailable', detail: errorMessage(err) })];
+      return [row({ ...base, status: 'WARN', value: 'unavailable', detail: errorText(err) })];
     }
     const top = slowest.statements[0];
     const over = slowest.statements.filter((s) => s.meanMs > t.slowStatementMeanMs);

@@ -3,7 +3,7 @@ import type { ManualQueryName } from '../activities/prometheus';
 import { above, below, countLines, listed, sharesOfLimit, type CheckRow, type ChecklistResult, type CheckStatus } from '../common/checklist';
 import { type weeklyReviewInput, type WeeklyReviewInput } from '../common/inputs/checklists';
 import { Checklist } from './kernel/checklist';
-import { errorMessage } from './kernel/runbook-run';
+import { errorText } from '../common/failures';
 import { checkSlowStatements, oneLine } from './slow-statements-check';
 import { checkExpiredSessions } from './weekly-review-sessions';
 import { validateInput } from './validate-input';
@@ -114,7 +114,7 @@ export function checkPerformance(checklist: Checklist, input: WeeklyInput): Prom
           const status = r.status(value);
           return row({ id: r.id, title: r.title, status, value: r.show(value), threshold: r.threshold, detail: query });
         } catch (err) {
-          return row({ id: r.id, title: r.title, status: 'WARN', value: 'not measured', threshold: r.threshold, detail: `Prometheus could not answer: ${errorMessage(err)}` });
+          return row({ id: r.id, title: r.title, status: 'WARN', value: 'not measured', threshold: r.threshold, detail: `Prometheus could not answer: ${errorText(err)}` });
         }
       }),
     );

@@ -611,9 +611,6 @@ export class RunbookRun {
   }
 }
 
-// Until the runbooks import it from common/failures (moved while they were being split).
-export { errorText as errorMessage };
-
 export { durationMs };
 
 /** The incident report's solution for a plan-mode run: what would be done, and that nothing was. */
