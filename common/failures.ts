@@ -45,9 +45,9 @@ export function failure(type: FailureType, message: string): ApplicationFailure 
 export function errorText(err: unknown): string {
   const parts: string[] = [];
   for (let e: unknown = err; parts.length < 3; e = e.cause) {
-    const text = e instanceof Error ? `${e.message || e.name}${codeOf(e)}` : String(e);
+    const text = isErrorLike(e) ? `${e.message || e.name || 'Error'}${codeOf(e)}` : String(e);
     if (!parts.some((p) => p.includes(text))) parts.push(text);
-    if (!(e instanceof Error) || e.cause === undefined || e.cause === null) break;
+    if (!isErrorLike(e) || e.cause === undefined || e.cause === null) break;
   }
   const oneLine = parts
     .join(': ')
@@ -58,9 +58,20 @@ export function errorText(err: unknown): string {
   return redactUrlCredentials(oneLine).slice(0, 500);
 }
 
-function codeOf(err: Error): string {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && !err.message.includes(code) ? ` (${code})` : '';
+interface ErrorLike {
+  message: string;
+  name?: unknown;
+  code?: unknown;
+  cause?: unknown;
+}
+
+/** By shape, not `instanceof Error`: errors from another realm (Node's fetch under jest's VM, the workflow sandbox) are errors too. */
+function isErrorLike(e: unknown): e is ErrorLike {
+  return typeof e === 'object' && e !== null && typeof (e as { message?: unknown }).message === 'string';
+}
+
+function codeOf(err: ErrorLike): string {
+  return typeof err.code === 'string' && !err.message.includes(err.code) ? ` (${err.code})` : '';
 }
 
 /** "postgres://user:secret@host" as "postgres://***@host". */

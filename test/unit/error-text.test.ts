@@ -13,6 +13,11 @@ describe('errorText: any error as one line', () => {
     expect(errorText(new TypeError('fetch failed', { cause: refused }))).toBe('fetch failed: connect to 127.0.0.1:1 failed (ECONNREFUSED)');
   });
 
+  test("an error from another realm (what jest gives Node's fetch) is read by its shape", () => {
+    const crossRealm = { name: 'TypeError', message: 'fetch failed', cause: { message: 'connect to 127.0.0.1:1 failed', code: 'ECONNREFUSED' } };
+    expect(errorText(crossRealm)).toBe('fetch failed: connect to 127.0.0.1:1 failed (ECONNREFUSED)');
+  });
+
   test('credentials in URLs are masked, lines joined, length bounded', () => {
     const err = new Error('could not reach postgres://app:s3cret@db:5432/app\n  at connect\n');
     expect(errorText(err)).toBe('could not reach postgres://***@db:5432/app; at connect');
