@@ -161,7 +161,10 @@ export interface RunbookStatus {
   state: 'running' | 'waiting-for-approval' | 'waiting-for-lock' | 'finished';
   currentStep?: string;
   stepsDone: number;
+  /** How many steps the run expects: the length of `steps`. */
   stepsDeclared: number;
+  /** The steps the run expects, in order (a failure path may add evidence steps as they run); absent from runs begun before. */
+  steps?: string[];
   pending?: PendingApproval;
   plan: PlannedStep[];
   timeline: TimelineEntry[];

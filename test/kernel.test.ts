@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import type { Client } from '@temporalio/client';
 import { createRunbookClient, RunbookClientError, type RunbookClient } from '../client';
-import type { RunbookResultBase, RunbookStatus } from '../common/runbook';
+import type { RunbookResultBase } from '../common/runbook';
 import { waitUntil } from '../scripts/testbed/processes';
 import { approveSignal } from '../common/messages';
 import { lockStateQuery, lockWorkflowId } from '../common/target-lock-messages';
@@ -12,7 +12,7 @@ import { testbedConfig, testbedEnv, testbedS3 } from './helpers/testbed';
 import { withWorker } from './helpers/worker';
 import type { kernelTestRunbook } from './workflows/kernel-test-runbook';
 import { extraCatalog } from './workflows/test-catalog';
-import { expectIncidentReport } from './helpers/runbook-runs';
+import { expectIncidentReport, pendingOf } from './helpers/runbook-runs';
 
 const approvers = [
   { id: 'alice', roles: ['l1'] },
@@ -44,15 +44,6 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
 
   const newTarget = () => `test/${randomUUID()}`;
   const start = (runbooks: RunbookClient, input: Omit<Input, 'startedBy'>, startedBy = 'erin') => runbooks.startRunbook('kernelTestRunbook', input as Record<string, unknown>, { startedBy });
-
-  async function pendingOf(runbooks: RunbookClient, workflowId: string, stepId: string): Promise<NonNullable<RunbookStatus['pending']>> {
-    let status: RunbookStatus | undefined;
-    await waitUntil(`step ${stepId} waiting for approval`, async () => {
-      status = await runbooks.getStatus(workflowId);
-      return status.pending?.stepId === stepId;
-    });
-    return status!.pending!;
-  }
 
   test('plan mode runs read steps, returns the exact plan, and changes nothing', async () => {
     const target = newTarget();
@@ -163,7 +154,10 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
       await handle.signal(approveSignal, { stepId: 'restart', planHash: pending.planHash, approver: 'erin', reason: 'self-approval' });
       await waitUntil('the refusal in the timeline', async () => (await runbooks.getStatus(workflowId)).timeline.some((e) => e.event === 'refused'));
       expect(targets.applies.filter((a) => a.target === target)).toEqual([]);
-      expect((await runbooks.getStatus(workflowId)).pending?.stepId).toBe('restart');
+      const waiting = await runbooks.getStatus(workflowId);
+      expect(waiting.pending?.stepId).toBe('restart');
+      // Progress against the steps the runbook declared, in order (no hand-counted total).
+      expect(waiting).toMatchObject({ steps: ['inspect', 'restart'], stepsDone: 1, stepsDeclared: 2, currentStep: 'restart' });
       await handle.signal(approveSignal, { stepId: 'restart', planHash: pending.planHash, approver: 'alice', reason: 'looks right' });
       return runbooks.waitForResult<RunbookResultBase>(workflowId);
     });

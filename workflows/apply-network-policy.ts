@@ -94,7 +94,7 @@ export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<
   const input = validateInput(catalog.applyNetworkPolicy, raw);
   const { namespace, policy } = input;
   const where = `${namespace}/${policy}`;
-  const run = await RunbookRun.begin(catalog.applyNetworkPolicy, input, 3);
+  const run = await RunbookRun.begin(catalog.applyNetworkPolicy, input, ['selected-pods', 'apply-policy', 'verify-policy']);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: policy, what: 'policy' }] });
 
   const desired = desiredPolicy(input);

@@ -86,7 +86,15 @@ function ingressManifest(input: Input, ing: IngressSummary) {
 export async function certificateExpiry(raw: CertificateExpiryInput): Promise<CertificateExpiryResult> {
   const input = validateInput(catalog.certificateExpiry, raw);
   const { namespace, certificate, ingress } = input;
-  const run = await RunbookRun.begin(catalog.certificateExpiry, input, input.certManager ? 7 : 6);
+  const run = await RunbookRun.begin(catalog.certificateExpiry, input, [
+    'certificate',
+    'certificate-events',
+    'ingress',
+    ...(input.certManager ? ['cert-manager-logs'] : []),
+    'delete-certificate',
+    'reapply-ingress',
+    'verify',
+  ]);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     names: [

@@ -20,7 +20,7 @@ export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<Dail
   const input = validateInput(catalog.dailyHealthCheck, raw);
   const { namespace } = input;
   const selected = new Set<DailyCheck>(input.only ?? dailyChecks);
-  const checklist = await Checklist.begin(catalog.dailyHealthCheck, input, selected.size + 1);
+  const checklist = await Checklist.begin(catalog.dailyHealthCheck, input, [...selected]);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     names: [input.appDeployment, input.databaseDeployment, input.redisDeployment].map((name) => ({ name, what: 'deployment' })),

@@ -28,7 +28,7 @@ type Raise = { target: number; wanted: boolean };
 export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): Promise<DbConnectionExhaustionResult> {
   const input = validateInput(catalog.dbConnectionExhaustion, raw);
   const { namespace, deployment, database } = input;
-  const run = await RunbookRun.begin(catalog.dbConnectionExhaustion, input, 5);
+  const run = await RunbookRun.begin(catalog.dbConnectionExhaustion, input, ['connection-stats', 'terminate-idle', 'raise-max-connections', 'restart-database', 'verify']);
   await read.assertTargetsAllowed({ namespaces: [namespace], databases: [database], names: [{ name: deployment, what: 'deployment' }] });
 
   const stats = await run.read(

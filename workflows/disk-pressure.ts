@@ -46,7 +46,17 @@ interface Expansion {
 export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressureResult> {
   const input = validateInput(catalog.diskPressure, raw);
   const { namespace, deployment, container, pvc } = input;
-  const run = await RunbookRun.begin(catalog.diskPressure, input, 9);
+  const run = await RunbookRun.begin(catalog.diskPressure, input, [
+    'pvc',
+    'disk-usage',
+    'largest-directories',
+    'old-logs',
+    'old-backups',
+    'delete-old-logs',
+    'expand-pvc',
+    'delete-old-backups',
+    'verify',
+  ]);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     names: [{ name: deployment, what: 'deployment' }, { name: pvc, what: 'persistentvolumeclaim' }, ...(container ? [{ name: container, what: 'container' }] : [])],

@@ -61,7 +61,13 @@ export async function emergencyScale(raw: EmergencyScaleInput): Promise<Emergenc
   const { namespace, deployment } = input;
   const where = `${namespace}/${deployment}`;
   const action = input.restore ? 'restore' : 'scale';
-  const run = await RunbookRun.begin(catalog.emergencyScale, input, 6);
+  const run = await RunbookRun.begin(catalog.emergencyScale, input, [
+    'deployment',
+    'pods',
+    'autoscaler',
+    ...(input.restore ? ['restore-size', 'restore-resources'] : ['scale', 'set-resources']),
+    'verify',
+  ]);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }, ...(input.container ? [{ name: input.container, what: 'container' }] : [])] });
   const fail = (message: string, type: FailureType = 'Refused') => failure(type, message);
   const helpers = scalingHelpers(input, fail);

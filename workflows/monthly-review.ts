@@ -57,7 +57,7 @@ function daysUntil(f: Extract<ForecastQueryResult, { available: true }>, level: 
 export async function monthlyReview(raw: MonthlyReviewInput): Promise<MonthlyReviewResult> {
   const input = validateInput(catalog.monthlyReview, raw);
   const { namespace, appDeployment, pvc, database } = input;
-  const checklist = await Checklist.begin(catalog.monthlyReview, input, 5);
+  const checklist = await Checklist.begin(catalog.monthlyReview, input, ['capacity', 'cost', 'dr-drill', 'emergency-plan']);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     databases: [database],

@@ -69,7 +69,7 @@ interface CrashLoop extends Diagnosis, Classification {
 export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoopResult> {
   const input = validateInput(catalog.podCrashLoop, raw);
   const { namespace, deployment } = input;
-  const run = await RunbookRun.begin(catalog.podCrashLoop, input, 10);
+  const run = await RunbookRun.begin(catalog.podCrashLoop, input, ['rollout-history', 'pods', 'deployment', 'pod-events', 'previous-logs', 'usage', 'raise-memory-limit', 'rollback', 'verify']);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }, ...(input.container ? [{ name: input.container, what: 'container' }] : [])] });
 
   const c = crashLoopOf(run, input, await diagnose(run, input));

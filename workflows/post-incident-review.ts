@@ -126,7 +126,7 @@ function generatedFindings(
 export async function postIncidentReview(raw: PostIncidentReviewInput): Promise<PostIncidentReviewResult> {
   const input = validateInput(catalog.postIncidentReview, raw);
   const { namespace, appDeployment, incidentId } = input;
-  const run = await RunbookRun.begin(catalog.postIncidentReview, input, 3);
+  const run = await RunbookRun.begin(catalog.postIncidentReview, input, ['app-logs', 'events', 'config-snapshot']);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: appDeployment, what: 'deployment' }] });
 
   // The window is fixed once, by the workflow's clock: a retried activity collects the same window.

@@ -137,7 +137,7 @@ export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput)
   const input = validateInput(catalog.provisionReadonlyAccess, raw);
   const { namespace, serviceAccount, role, roleBinding, rules } = input;
   const where = `${namespace}/${serviceAccount}`;
-  const run = await RunbookRun.begin(catalog.provisionReadonlyAccess, input, 3);
+  const run = await RunbookRun.begin(catalog.provisionReadonlyAccess, input, ['access-before', 'ensure-access', 'verify-access']);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     names: [

@@ -70,7 +70,17 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
   const { namespace, deployment, container } = input;
   // Every command the patch adds (the rollout wait, the raise-maxmemory step) is behind this.
   const withMaxmemory = patched(raiseMaxmemoryPatch);
-  const run = await RunbookRun.begin(catalog.redisMemoryPressure, input, withMaxmemory ? 10 : 9);
+  const run = await RunbookRun.begin(catalog.redisMemoryPressure, input, [
+    'redis-memory',
+    'maxmemory-policy',
+    'session-keys',
+    'memory-limit',
+    'delete-session-keys',
+    'raise-memory-limit',
+    ...(withMaxmemory ? ['raise-maxmemory'] : []),
+    'set-maxmemory-policy',
+    'verify',
+  ]);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     names: [

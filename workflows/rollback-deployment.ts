@@ -129,7 +129,7 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
   const input = validateInput(catalog.rollbackDeployment, raw);
   const { namespace, deployment } = input;
   const where = `${namespace}/${deployment}`;
-  const run = await RunbookRun.begin(catalog.rollbackDeployment, input, 4);
+  const run = await RunbookRun.begin(catalog.rollbackDeployment, input, ['rollout-history', 'availability', 'rollback', 'verify']);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }] });
 
   // Diagnosis (read-only).

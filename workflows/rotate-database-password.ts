@@ -68,7 +68,7 @@ type Outcomes = Record<string, ChangeOutcome | undefined>;
 export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): Promise<RotateDatabasePasswordResult> {
   const input = validateInput(catalog.rotateDatabasePassword, raw);
   const { namespace, secret, key, database, appDeployment } = input;
-  const run = await RunbookRun.begin(catalog.rotateDatabasePassword, input, 7);
+  const run = await RunbookRun.begin(catalog.rotateDatabasePassword, input, ['database-role', 'secret', 'app-pods', 'stage-password', 'alter-role', 'update-secret', 'restart-app']);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     databases: [database],

@@ -46,7 +46,7 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
   const { namespace, ingress, action, maintenanceService } = input;
   const where = `${namespace}/${ingress}`;
   const ref: IngressRef = { namespace, ingress };
-  const run = await RunbookRun.begin(catalog.trafficControl, input, action === 'maintenance-on' ? 4 : 3);
+  const run = await RunbookRun.begin(catalog.trafficControl, input, ['ingress', ...(action === 'maintenance-on' ? ['maintenance-service'] : []), action, 'verify']);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     names: [

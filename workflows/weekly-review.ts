@@ -34,7 +34,18 @@ const round = (value: number, digits: number) => Math.round(value * 10 ** digits
 export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReviewResult> {
   const input = validateInput(catalog.weeklyReview, raw);
   const { namespace } = input;
-  const checklist = await Checklist.begin(catalog.weeklyReview, input, 10);
+  const checklist = await Checklist.begin(catalog.weeklyReview, input, [
+    'performance',
+    'usage',
+    'app-logs',
+    'certificate',
+    'database-size',
+    'largest-tables',
+    'slow-statements',
+    'delete-expired-sessions',
+    'expired-sessions',
+    'vacuum',
+  ]);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     databases: [input.database],

@@ -22,7 +22,9 @@ export interface KernelBenchInput {
 /** The kernel with trivial work: read steps, auto-approved change steps, or steps collecting evidence. */
 export async function kernelBenchRunbook(input: KernelBenchInput): Promise<RunbookResultBase> {
   const entry = { name: 'kernelBenchRunbook', kind: 'fault' as const, targetOf: () => input.target };
-  const run = await RunbookRun.begin(entry, { mode: 'execute', severity: 'P2', startedBy: 'bench', scheduled: false }, input.steps);
+  const prefix = { read: 'read', 'local-read': 'read', evidence: 'collect', change: 'change' }[input.kind];
+  const steps = Array.from({ length: input.steps }, (_, step) => `${prefix}-${step}`);
+  const run = await RunbookRun.begin(entry, { mode: 'execute', severity: 'P2', startedBy: 'bench', scheduled: false }, steps);
   for (let step = 0; step < input.steps; step++) {
     if (input.kind === 'read') {
       await run.read(`read-${step}`, `read ${step}`, () => bench.benchNoop(step));

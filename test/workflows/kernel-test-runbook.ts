@@ -18,7 +18,7 @@ const target = proxyActivities<TestTargetActivities>(quickRead);
 /** A runbook made only of kernel calls: one read step, then the given destructive steps. */
 export async function kernelTestRunbook(raw: z.input<typeof inputSchema>): Promise<RunbookResultBase> {
   const input = validateInput(extraCatalog.kernelTestRunbook, raw);
-  const run = await RunbookRun.begin(extraCatalog.kernelTestRunbook, input, input.steps.length + 1);
+  const run = await RunbookRun.begin(extraCatalog.kernelTestRunbook, input, ['inspect', ...input.steps.map((s) => s.id)]);
   await run.read(
     'inspect',
     'Read the target',

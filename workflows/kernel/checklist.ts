@@ -25,9 +25,9 @@ export class Checklist {
   ) {}
 
   /** Starts a checklist run on `target` (what it looks at) with the run fields of its input. */
-  static async begin(entry: RunbookEntry, input: RunInput, stepsDeclared: number): Promise<Checklist> {
+  static async begin(entry: RunbookEntry, input: RunInput, checks: readonly string[]): Promise<Checklist> {
     const startedAt = new Date().toISOString();
-    const run = await RunbookRun.begin(entry, input, stepsDeclared);
+    const run = await RunbookRun.begin(entry, input, checks);
     return new Checklist(run, await read.loadChecklistThresholds(), startedAt);
   }
 

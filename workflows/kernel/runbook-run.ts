@@ -114,11 +114,15 @@ export class RunbookRun {
   private constructor(
     readonly identity: RunbookIdentity,
     private readonly policy: ApprovalPolicy,
-    private readonly stepsDeclared: number,
+    /** The steps the runbook expects, in order; a step outside them (a failure path's evidence) joins when it runs. */
+    private readonly steps: string[],
   ) {}
 
-  /** Registers the run's handlers and search attributes and loads the approval policy. Call first. */
-  static async begin(entry: RunbookEntry, input: RunInput, stepsDeclared: number): Promise<RunbookRun> {
+  /**
+   * Registers the run's handlers and search attributes and loads the approval policy. Call first,
+   * with the ids of the steps this run expects in order (its status shows them as its progress).
+   */
+  static async begin(entry: RunbookEntry, input: RunInput, steps: readonly string[]): Promise<RunbookRun> {
     const identity: RunbookIdentity = { name: entry.name, kind: entry.kind, target: entry.targetOf(input), ...runFields(input) };
     upsertSearchAttributes([
       { key: runbookName, value: identity.name },
@@ -127,7 +131,7 @@ export class RunbookRun {
       { key: runbookMode, value: identity.mode },
       { key: runbookApprovalState, value: 'none' },
     ]);
-    const run = new RunbookRun(identity, { approvers: [], escalation: { P0: '15m', P1: '1h', P2: '4h', P3: '24h' }, autoApprove: [] }, stepsDeclared);
+    const run = new RunbookRun(identity, { approvers: [], escalation: { P0: '15m', P1: '1h', P2: '4h', P3: '24h' }, autoApprove: [] }, [...steps]);
     run.registerHandlers();
     const policy = await read.loadApprovalPolicy({ runbook: identity.name });
     Object.assign(run.policy, policy);
@@ -179,13 +183,18 @@ export class RunbookRun {
     return this.scheduleProof;
   }
 
+  private enter(stepId: string): void {
+    this.currentStep = stepId;
+    if (!this.steps.includes(stepId)) this.steps.push(stepId);
+  }
+
   get cancelled(): boolean {
     return this.cancelRequest !== undefined;
   }
 
   /** A read-only step: runs in both modes and is recorded with a one-line result. */
   async read<T>(stepId: string, title: string, fn: () => Promise<T>, describe?: (result: T) => string): Promise<T> {
-    this.currentStep = stepId;
+    this.enter(stepId);
     try {
       const result = await fn();
       this.record({ event: 'read', stepId, title, detail: describe?.(result) });
@@ -206,7 +215,7 @@ export class RunbookRun {
 
   /** A destructive step: planned by a dry run; in execute mode approved, re-planned, then applied. */
   async change<Details>(step: ChangeStep<Details>): Promise<ChangeOutcome> {
-    this.currentStep = step.stepId;
+    this.enter(step.stepId);
     try {
       const outcome = await this.runChange(step);
       this.stepOutcomes.set(step.stepId, outcome);
@@ -240,7 +249,7 @@ export class RunbookRun {
    * counted as a step outcome.
    */
   async compensate(stepId: string, title: string, fn: () => Promise<string>): Promise<boolean> {
-    this.currentStep = stepId;
+    this.enter(stepId);
     const lock = await this.acquireLock();
     try {
       const result = await fn();
@@ -553,7 +562,8 @@ export class RunbookRun {
       state: this.outcome ? 'finished' : this.state,
       currentStep: this.currentStep,
       stepsDone: this.stepsDone,
-      stepsDeclared: this.stepsDeclared,
+      stepsDeclared: this.steps.length,
+      steps: [...this.steps],
       pending: this.pending && {
         ...this.pending,
         approvals: this.approvals.map(({ approver, role, verified, keyFingerprint }) => ({ approver, role, verified, ...(keyFingerprint ? { keyFingerprint } : {}) })),
