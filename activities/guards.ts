@@ -32,6 +32,15 @@ export function assertS3PrefixAllowed(prefix: string, allowlists: Pick<AllowList
   }
 }
 
+/** Backups are deleted only under the backup prefix, never where runbook reports and evidence live. */
+export function assertBackupDeletionPrefix(prefix: string, where: { backupPrefix: string; evidencePrefix: string } & Pick<AllowLists, 's3Prefixes'>): void {
+  if (prefix.startsWith(where.evidencePrefix) || where.evidencePrefix.startsWith(prefix)) {
+    throw refused(`S3 prefix "${prefix}" holds runbook reports and evidence (${where.evidencePrefix}); backups are deleted only under ${where.backupPrefix}`);
+  }
+  if (!prefix.startsWith(where.backupPrefix)) throw refused(`S3 prefix "${prefix}" is not under the backup prefix ${where.backupPrefix}; backups are deleted only there`);
+  assertS3PrefixAllowed(prefix, where);
+}
+
 const identifierPattern = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
 
 /** A SQL identifier from input: validated, then double-quoted. Never concatenate raw input into SQL. */

@@ -13,6 +13,7 @@ import { createPrometheusActivities } from './prometheus';
 import { createRedisActivities } from './redis';
 import { createRunbookSupportActivities } from './runbook-support';
 import { createS3Activities } from './s3';
+import type { BackupFloor } from './backup-retention';
 
 /** The real clients the worker builds from configuration; an absent one means that target is not configured. */
 export interface ActivityDeps {
@@ -30,7 +31,7 @@ export interface ActivityDeps {
   /** For PostgreSQL's own tools (psql, pg_restore) and fresh connections while the server restarts. */
   databaseUrl?: string;
   redis?: Redis;
-  s3?: { client: S3Client; bucket: string; backupPrefix: string; evidencePrefix: string };
+  s3?: { client: S3Client; bucket: string; backupPrefix: string; evidencePrefix: string; backupFloor?: BackupFloor };
   prometheusUrl?: string;
   webhookUrl?: string;
 }
@@ -43,6 +44,7 @@ export function createActivities(deps: ActivityDeps) {
     backupPrefix: deps.s3?.backupPrefix ?? 'database/',
     evidencePrefix: deps.s3?.evidencePrefix ?? 'runbooks/',
     allowedPrefixes: allowlists.s3Prefixes,
+    backupFloor: deps.s3?.backupFloor,
   });
   return {
     ...createKubernetesActivities({ kube: deps.kube, allowedNamespaces: allowlists.namespaces }),
@@ -67,7 +69,7 @@ export function createActivities(deps: ActivityDeps) {
       approvers: deps.approvers,
       approvals: deps.approvals,
       checklistThresholds: deps.checklistThresholds ?? checklistThresholdDefaults,
-      s3: deps.s3 && { client: deps.s3.client, bucket: deps.s3.bucket, evidencePrefix: deps.s3.evidencePrefix },
+      s3: deps.s3 && { client: deps.s3.client, bucket: deps.s3.bucket, evidencePrefix: deps.s3.evidencePrefix, backupPrefix: deps.s3.backupPrefix, backupFloor: deps.s3.backupFloor },
       temporal: deps.temporal,
     }),
   };

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { throwIfCancelled } from './cancellation';
 import type Redis from 'ioredis';
@@ -146,6 +147,28 @@ async function configGet(client: Redis, name: string): Promise<string> {
   return reply[1];
 }
 
+/**
+ * UNLINKs KEYS[2..] and adds how many went to the tally KEYS[1] in one atomic step, so what an
+ * attempt removed is counted even when it dies before its next heartbeat.
+ */
+const unlinkTalliedScript = `
+local removed = 0
+for i = 2, #KEYS, 1000 do
+  removed = removed + redis.call('UNLINK', unpack(KEYS, i, math.min(i + 999, #KEYS)))
+end
+redis.call('INCRBY', KEYS[1], removed)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return removed`;
+/** A tally outlives any retry of its activity (kept a day after its last batch). */
+const tallyTtlMs = 24 * 60 * 60 * 1000;
+
+/** One tally per activity execution and pattern; it never matches a pattern's own keys by accident (see the filter). */
+function tallyKey(pattern: string): string {
+  const { workflowExecution, activityId } = Context.current().info;
+  const digest = createHash('sha256').update(pattern).digest('hex').slice(0, 16);
+  return `runbook-automation:unlinked:${workflowExecution?.workflowId ?? 'none'}:${workflowExecution?.runId ?? 'none'}:${activityId}:${digest}`;
+}
+
 function isProgress(value: unknown, pattern: string): value is DeleteRedisKeysProgress {
   const p = value as Partial<DeleteRedisKeysProgress> | undefined;
   return (
@@ -162,6 +185,7 @@ function isProgress(value: unknown, pattern: string): value is DeleteRedisKeysPr
 }
 
 export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) {
+  const unlinkTallied = (client: Redis, tally: string, keys: Buffer[]) => client.eval(unlinkTalliedScript, keys.length + 1, tally, ...keys, tallyTtlMs) as Promise<number>;
   /** SCANs the whole keyspace for the pattern; heartbeats (cursor, count) so a retry resumes. */
   async function countMatching(client: Redis, pattern: string, scanCount: number, action: string): Promise<{ count: number; scans: number }> {
     const ctx = Context.current();
@@ -320,11 +344,19 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
       let deleted = 0;
       let batches = 0;
       let resumedFrom: DeleteRedisKeysResult['resumedFrom'];
+      const tally = tallyKey(pattern);
       if (isProgress(previous, pattern)) {
+        // The tally counts what every earlier attempt removed, also after its last heartbeat.
+        const tallied = await classified(action, () => client.get(tally));
+        const removedBefore = tallied === null ? previous.deleted : Number(tallied);
+        if (tallied === null) await classified(action, () => client.set(tally, removedBefore, 'PX', tallyTtlMs));
         if (previous.done)
-          return { pattern, dryRun: false, deleted: previous.deleted, capped: previous.capped, batches: previous.batches, resumedFrom: { cursor: previous.cursor, deleted: previous.deleted } };
-        ({ cursor, deleted, batches } = previous);
+          return { pattern, dryRun: false, deleted: removedBefore, capped: previous.capped, batches: previous.batches, resumedFrom: { cursor: previous.cursor, deleted: removedBefore } };
+        ({ cursor, batches } = previous);
+        deleted = removedBefore;
         resumedFrom = { cursor, deleted };
+      } else {
+        await classified(action, () => client.set(tally, 0, 'PX', tallyTtlMs));
       }
       const report = (done: boolean, capped: boolean): DeleteRedisKeysResult => {
         ctx.heartbeat({ pattern, cursor, deleted, batches, done, capped } satisfies DeleteRedisKeysProgress);
@@ -339,12 +371,13 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
         const [nextBuffer, keys] = await pending;
         const next = nextBuffer.toString();
         const remaining = maxKeys - deleted;
-        const take = keys.length > remaining ? keys.slice(0, remaining) : keys;
-        const capHit = take.length === remaining && (keys.length > remaining || next !== '0');
+        const matching = keys.filter((key) => key.toString() !== tally);
+        const take = matching.length > remaining ? matching.slice(0, remaining) : matching;
+        const capHit = take.length === remaining && (matching.length > remaining || next !== '0');
         const unlinks: Array<Promise<number>> = [];
         for (let at = 0; at < take.length; at += batchSize) {
           const batch = take.slice(at, at + batchSize);
-          unlinks.push(client.unlink(...batch));
+          unlinks.push(unlinkTallied(client, tally, batch));
         }
         // Queued behind the UNLINKs on the same connection: Redis answers the SCAN while we wait.
         if (next !== '0' && !capHit) {

@@ -9,7 +9,8 @@ import { approvalsVerified, type AllowLists, type ChecklistThresholds, type Iden
 import { renderChecklistMarkdown, type ChecklistReport } from './checklist-markdown';
 import { acquireLockSignal, lockWorkflowId, type LockRequest } from '../common/target-lock-messages';
 import { classified, classifyError, failure } from './errors';
-import { assertDatabaseAllowed, assertKubernetesName, assertNamespaceAllowed } from './guards';
+import { assertBackupDeletionPrefix, assertDatabaseAllowed, assertKubernetesName, assertNamespaceAllowed, assertRedisPatternAllowed, assertS3PrefixAllowed } from './guards';
+import { assertBackupAgeAboveFloor, defaultBackupFloor, type BackupFloor } from './backup-retention';
 import { renderIncidentMarkdown, type IncidentReport } from './report-markdown';
 
 export interface RunbookSupportDeps {
@@ -17,9 +18,22 @@ export interface RunbookSupportDeps {
   approvers: Identity[];
   approvals: RunbookConfig['approvals'];
   checklistThresholds: ChecklistThresholds;
-  s3?: { client: S3Client; bucket: string; evidencePrefix: string };
+  s3?: { client: S3Client; bucket: string; evidencePrefix: string; backupPrefix: string; backupFloor?: BackupFloor };
   /** For starting a target's lock workflow (workflows cannot signal-with-start themselves). */
   temporal?: { client: Client; taskQueue: string };
+}
+
+/** What a run names from its input, checked against configuration before anything is read. */
+export interface TargetsToCheck {
+  namespaces?: string[];
+  databases?: string[];
+  names?: Array<{ name: string; what: string }>;
+  /** Patterns a run will count or delete. */
+  redisKeyPatterns?: string[];
+  /** Prefixes a run will read. */
+  s3Prefixes?: string[];
+  /** Backup deletions a run may make: under the backup prefix only (never the evidence prefix), never younger than the floor. */
+  backupDeletions?: Array<{ prefix: string; olderThanDays: number }>;
 }
 
 /** What the kernel needs from configuration, read once per run and kept in its history. */
@@ -79,9 +93,17 @@ export function createRunbookSupportActivities({ allowlists, approvers, approval
 
   return {
     /** Checked first by every runbook: targets outside configuration fail the run at once, before anything is read. */
-    async assertTargetsAllowed({ namespaces = [], databases = [], names = [] }: { namespaces?: string[]; databases?: string[]; names?: Array<{ name: string; what: string }> }): Promise<void> {
+    async assertTargetsAllowed(targets: TargetsToCheck): Promise<void> {
+      const { namespaces = [], databases = [], names = [], redisKeyPatterns = [], s3Prefixes = [], backupDeletions = [] } = targets;
       for (const namespace of namespaces) assertNamespaceAllowed(namespace, allowlists);
       for (const database of databases) assertDatabaseAllowed(database, allowlists);
+      for (const pattern of redisKeyPatterns) assertRedisPatternAllowed(pattern, allowlists);
+      for (const prefix of s3Prefixes) assertS3PrefixAllowed(prefix, allowlists);
+      const where = { backupPrefix: s3?.backupPrefix ?? 'database/', evidencePrefix: s3?.evidencePrefix ?? 'runbooks/', s3Prefixes: allowlists.s3Prefixes };
+      for (const { prefix, olderThanDays } of backupDeletions) {
+        assertBackupDeletionPrefix(prefix, where);
+        assertBackupAgeAboveFloor(olderThanDays, s3?.backupFloor ?? defaultBackupFloor);
+      }
       for (const { name, what } of names) assertKubernetesName(name, what);
     },
 

@@ -1,14 +1,16 @@
 import { createHash } from 'node:crypto';
-import { DeleteObjectCommand, DeleteObjectsCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { throwIfCancelled } from './cancellation';
 import type { PreflightRow } from '../common/preflight';
-import { classified, failure, invalidInput, refused } from './errors';
+import { classified, invalidInput, refused } from './errors';
+import { defaultBackupFloor, deleteOldBackups, type BackupFloor, type DeleteOldBackupsInput, type DeleteOldBackupsResult } from './backup-retention';
+import { listAllObjects, requireS3, validateKeyText } from './s3-objects';
 import { assertS3PrefixAllowed } from './guards';
 import { notConfigured, runChecks } from './preflight-checks';
 import { validateInt } from './input-checks';
+
+export { backupTime, dateInKeyName, type DeleteOldBackupsInput, type DeleteOldBackupsResult } from './backup-retention';
 
 export interface S3Deps {
   /** Absent when no S3 is configured. */
@@ -17,6 +19,7 @@ export interface S3Deps {
   backupPrefix: string;
   evidencePrefix: string;
   allowedPrefixes: string[];
+  backupFloor?: BackupFloor;
 }
 
 export function isAllowedKey(key: string, allowedPrefixes: string[]): boolean {
@@ -87,64 +90,8 @@ export interface PutEvidenceResult {
   dryRun: boolean;
 }
 
-export interface DeleteOldBackupsInput {
-  /** Must be under an allowlisted prefix and end in "/". */
-  prefix: string;
-  olderThanDays: number;
-  /** Deletes at most this many (the oldest first). */
-  maxObjects: number;
-  dryRun?: boolean;
-  /** ISO time the age is measured from (the workflow's deterministic time); default the worker's clock. */
-  now?: string;
-}
-
-export interface DeleteOldBackupsResult {
-  prefix: string;
-  olderThanDays: number;
-  now: string;
-  /** Objects whose backup time is before this are old. */
-  cutoff: string;
-  dryRun: boolean;
-  /** Objects listed under the prefix. */
-  scanned: number;
-  /** Old objects found (before the cap), `latest.sql` excluded. */
-  old: number;
-  deleted?: number;
-  wouldDelete?: number;
-  /** The deleted (or would-be-deleted) keys, oldest first; at most 1000 listed. */
-  keys: string[];
-  keysOmitted: number;
-  /** More old objects than maxObjects. */
-  capped: boolean;
-  /** DeleteObjects requests sent (or that would be sent). */
-  batches: number;
-  /** `latest.sql` objects that were old but are never deleted. */
-  protected: string[];
-}
-
 const evidenceMultipartThreshold = 8 * 1024 * 1024;
 const headerBytes = 1024;
-const deleteBatchSize = 1000;
-const listedKeysLimit = 1000;
-const dayMs = 86_400_000;
-const protectedNames = new Set(['latest.sql']);
-
-function requireS3(s3: S3Client | undefined, bucket: string | undefined): { s3: S3Client; bucket: string } {
-  if (!s3 || !bucket) throw failure('InvalidInput', 'S3 is not configured (S3_BUCKET)');
-  return { s3, bucket };
-}
-
-function validateKeyText(value: unknown, what: string): string {
-  if (typeof value !== 'string' || value.length === 0) throw invalidInput(`${what}: expected a non-empty string`);
-  if (value.length > 1024) throw invalidInput(`${what}: longer than 1024 characters`);
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(value)) throw invalidInput(`${what}: contains control characters`);
-  if (value.startsWith('/') || value.split('/').some((part) => part === '..' || part === '.')) {
-    throw invalidInput(`${what} "${value}": no leading "/" and no "." or ".." segments`);
-  }
-  return value;
-}
-
 function bodyBytes(body: unknown): Buffer {
   if (typeof body === 'string') return Buffer.from(body, 'utf8');
   if (body instanceof Uint8Array) return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
@@ -153,60 +100,7 @@ function bodyBytes(body: unknown): Buffer {
   throw invalidInput('evidence body: expected a string or bytes');
 }
 
-/**
- * The date a dump's name says it was taken: the last YYYY-MM-DD in the key's file name
- * (e.g. `short_drama_prod_2026-10-01.sql`), at 00:00 UTC; undefined when there is none or it is
- * not a calendar date.
- */
-export function dateInKeyName(key: string): Date | undefined {
-  const name = key.slice(key.lastIndexOf('/') + 1);
-  const matches = [...name.matchAll(/(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)/g)];
-  const last = matches[matches.length - 1];
-  if (!last) return undefined;
-  const [year, month, day] = [Number(last[1]), Number(last[2]), Number(last[3])];
-  const date = new Date(Date.UTC(year, month - 1, day));
-  if (date.getUTCFullYear() !== year || date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) return undefined;
-  return date;
-}
-
-/**
- * The time a backup counts as taken, for retention: the OLDER of its LastModified and the date
- * in its file name. A dump copied or restored into the bucket later (fresh LastModified) still
- * ages by the date it was named with; a name without a date (or with a date in the future) ages
- * by LastModified alone.
- */
-export function backupTime(key: string, lastModified: Date): Date {
-  const named = dateInKeyName(key);
-  return named && named.getTime() < lastModified.getTime() ? named : lastModified;
-}
-
-function isProtected(key: string): boolean {
-  return protectedNames.has(key.slice(key.lastIndexOf('/') + 1));
-}
-
-export function createS3Activities({ s3, bucket, backupPrefix, evidencePrefix, allowedPrefixes }: S3Deps) {
-  /** Every object under the prefix (ListObjectsV2 followed to the end). */
-  async function listAll(client: S3Client, Bucket: string, prefix: string): Promise<Array<{ key: string; size: number; lastModified: Date }>> {
-    const objects: Array<{ key: string; size: number; lastModified: Date }> = [];
-    let ContinuationToken: string | undefined;
-    do {
-      const page = await classified(`list s3://${Bucket}/${prefix}`, () => client.send(new ListObjectsV2Command({ Bucket, Prefix: prefix, ContinuationToken, MaxKeys: 1000 })));
-      for (const o of page.Contents ?? []) {
-        if (o.Key === undefined || o.LastModified === undefined) continue;
-        objects.push({ key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified });
-      }
-      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
-      if (page.IsTruncated && !ContinuationToken) throw failure('Transient', `list s3://${Bucket}/${prefix}: truncated listing without a continuation token`);
-      // A listing of many pages keeps a long-running activity alive and cancellable.
-      if (ContinuationToken) {
-        const ctx = Context.current();
-        ctx.heartbeat({ listed: objects.length });
-        throwIfCancelled(ctx);
-      }
-    } while (ContinuationToken);
-    return objects;
-  }
-
+export function createS3Activities({ s3, bucket, backupPrefix, evidencePrefix, allowedPrefixes, backupFloor = defaultBackupFloor }: S3Deps) {
   return {
     /** probeName comes from the workflow, so a retried attempt writes and deletes the same object. */
     async preflightS3(probeName: string): Promise<PreflightRow[]> {
@@ -251,7 +145,7 @@ export function createS3Activities({ s3, bucket, backupPrefix, evidencePrefix, a
       const { s3: client, bucket: Bucket } = requireS3(s3, bucket);
       const prefix = input.prefix === undefined ? backupPrefix : validateKeyText(input.prefix, 'prefix');
       const limit = validateInt(input.limit, 'limit', 1, 1000, 5);
-      const all = await listAll(client, Bucket, prefix);
+      const all = await listAllObjects(client, Bucket, prefix);
       all.sort((a, b) => b.lastModified.getTime() - a.lastModified.getTime() || (a.key < b.key ? 1 : a.key > b.key ? -1 : 0));
       return {
         prefix,
@@ -340,73 +234,10 @@ export function createS3Activities({ s3, bucket, backupPrefix, evidencePrefix, a
       return { ...result, written: true };
     },
 
-    /**
-     * Deletes backups older than N days under an allowlisted prefix, oldest first, at most
-     * maxObjects, in DeleteObjects batches of up to 1000. Age: see backupTime (older of LastModified
-     * and the date in the file name). `latest.sql` is never deleted. dryRun lists only.
-     */
+    /** See deleteOldBackups in backup-retention.ts: the floor, the prefix rules, the manifest. */
     async deleteOldBackups(input: DeleteOldBackupsInput): Promise<DeleteOldBackupsResult> {
       const { s3: client, bucket: Bucket } = requireS3(s3, bucket);
-      const prefix = validateKeyText(input?.prefix, 'prefix');
-      if (!prefix.endsWith('/')) throw invalidInput(`prefix "${prefix}": expected a folder ending in "/"`);
-      assertS3PrefixAllowed(prefix, { s3Prefixes: allowedPrefixes });
-      const olderThanDays = validateInt(input.olderThanDays, 'olderThanDays', 1, 36_500);
-      const maxObjects = validateInt(input.maxObjects, 'maxObjects', 1, 100_000);
-      let nowMs = Date.now();
-      if (input.now !== undefined) {
-        nowMs = typeof input.now === 'string' ? Date.parse(input.now) : NaN;
-        if (!Number.isFinite(nowMs)) throw invalidInput(`now "${String(input.now)}": expected an ISO 8601 time`);
-      }
-      const cutoffMs = nowMs - olderThanDays * dayMs;
-      const dryRun = input.dryRun === true;
-
-      const all = await listAll(client, Bucket, prefix);
-      const protectedKeys: string[] = [];
-      const old: Array<{ key: string; time: number }> = [];
-      for (const o of all) {
-        if (o.key.endsWith('/')) continue; // folder marker
-        const time = backupTime(o.key, o.lastModified).getTime();
-        if (time >= cutoffMs) continue;
-        if (isProtected(o.key)) protectedKeys.push(o.key);
-        else old.push({ key: o.key, time });
-      }
-      old.sort((a, b) => a.time - b.time || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-      const chosen = old.slice(0, maxObjects).map((o) => o.key);
-      const batches = Math.ceil(chosen.length / deleteBatchSize);
-      const summary = {
-        prefix,
-        olderThanDays,
-        now: new Date(nowMs).toISOString(),
-        cutoff: new Date(cutoffMs).toISOString(),
-        dryRun,
-        scanned: all.length,
-        old: old.length,
-        keys: chosen.slice(0, listedKeysLimit),
-        keysOmitted: Math.max(0, chosen.length - listedKeysLimit),
-        capped: old.length > maxObjects,
-        batches,
-        protected: protectedKeys.slice(0, listedKeysLimit),
-      };
-      if (dryRun) return { ...summary, wouldDelete: chosen.length };
-
-      let deleted = 0;
-      for (let at = 0; at < chosen.length; at += deleteBatchSize) {
-        const batch = chosen.slice(at, at + deleteBatchSize);
-        const action = `delete ${batch.length} old backups under s3://${Bucket}/${prefix}`;
-        const response = await classified(action, () => client.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })));
-        const errors = response.Errors ?? [];
-        if (errors.length > 0) {
-          const first = errors[0]!;
-          const type = first.Code === 'AccessDenied' ? 'Forbidden' : 'Transient';
-          throw failure(type, `${action}: ${errors.length} not deleted, e.g. ${first.Key}: ${first.Code ?? ''} ${first.Message ?? ''}`.trim());
-        }
-        deleted += batch.length;
-        // Each batch is done for good: a retry recomputes the old objects and finds only the rest.
-        const ctx = Context.current();
-        ctx.heartbeat({ deleted });
-        if (at + deleteBatchSize < chosen.length) throwIfCancelled(ctx);
-      }
-      return { ...summary, deleted };
+      return deleteOldBackups({ client, bucket: Bucket, backupPrefix, evidencePrefix, allowedPrefixes, floor: backupFloor }, input);
     },
   };
 }

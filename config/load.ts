@@ -27,6 +27,8 @@ export const environmentVariables = {
   S3_FORCE_PATH_STYLE: 's3.forcePathStyle',
   S3_BACKUP_PREFIX: 's3.backupPrefix',
   S3_EVIDENCE_PREFIX: 's3.evidencePrefix',
+  S3_BACKUP_KEEP_NEWEST: 's3.backupKeepNewest',
+  S3_BACKUP_MIN_AGE_DAYS: 's3.backupMinAgeDays',
   PROMETHEUS_URL: 'prometheus.url',
   ALLOWED_NAMESPACES: 'allowlists.namespaces',
   ALLOWED_DATABASES: 'allowlists.databases',

@@ -147,143 +147,161 @@ const quorumRule = z
   })
   .strict();
 
-export const configSchema = z.object({
-  temporal: z.object({
-    address: hostPort,
-    namespace: z.string().min(1).default('default'),
-    taskQueue: z.string().min(1).default('runbooks'),
-    apiKey: z.string().min(1).optional(),
-    tls: z
-      .object({
-        enabled: z.boolean().default(false),
-        serverName: z.string().optional(),
-        caFile: z.string().optional(),
-        certFile: z.string().optional(),
-        keyFile: z.string().optional(),
-      })
-      .refine((tls) => Boolean(tls.certFile) === Boolean(tls.keyFile), { message: 'certFile and keyFile go together (mutual TLS)', path: ['keyFile'] })
-      .default({ enabled: false }),
-  }),
-  kubernetes: z
-    .discriminatedUnion('mode', [z.object({ mode: z.literal('kubeconfig'), kubeconfigPath: z.string().min(1), context: z.string().min(1).optional() }), z.object({ mode: z.literal('in-cluster') })])
-    .optional(),
-  postgres: z.object({ url: z.url({ protocol: /^postgres(ql)?$/, message: 'expected a postgres:// or postgresql:// URL' }) }).optional(),
-  redis: z.object({ url: z.url({ protocol: /^rediss?$/, message: 'expected a redis:// or rediss:// URL' }) }).optional(),
-  s3: z
-    .object({
-      endpoint: httpUrl.optional(),
-      region: z.string().min(1).default('us-east-1'),
-      bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { message: 'expected an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)' }),
-      accessKeyId: z.string().min(1).optional(),
-      secretAccessKey: z.string().min(1).optional(),
-      forcePathStyle: z.boolean().default(false),
-      /** Where the manual's database dumps live. */
-      backupPrefix: z.string().endsWith('/', { message: 'expected a prefix ending in "/"' }).default('database/'),
-      /** Where runbooks write evidence and reports. */
-      evidencePrefix: z.string().endsWith('/', { message: 'expected a prefix ending in "/"' }).default('runbooks/'),
-    })
-    .refine((s3) => Boolean(s3.accessKeyId) === Boolean(s3.secretAccessKey), { message: 'accessKeyId and secretAccessKey go together', path: ['secretAccessKey'] })
-    .optional(),
-  prometheus: z.object({ url: httpUrl }).optional(),
-  allowlists: z
-    .object({
-      namespaces: z
-        .array(notWildcard('namespace').refine((ns) => !forbiddenNamespaces.includes(ns), { message: `${forbiddenNamespaces.join(', ')} can never be allowed` }))
-        .default(['short-drama-prod']),
-      databases: z.array(notWildcard('database')).default(['short_drama_prod']),
-      redisKeyPatterns: z.array(notWildcard('Redis key pattern')).default(['session:*']),
-      s3Prefixes: z
-        .array(
-          z
-            .string()
-            .min(1)
-            .refine((prefix) => prefix !== '/' && prefix.endsWith('/'), { message: 'expected a prefix ending in "/" (and not the bucket root)' }),
-        )
-        .default(['database/', 'runbooks/']),
-    })
-    .default({ namespaces: ['short-drama-prod'], databases: ['short_drama_prod'], redisKeyPatterns: ['session:*'], s3Prefixes: ['database/', 'runbooks/'] }),
-  approvers: z.array(identitySchema).default([]).superRefine(uniqueIds),
-  approvals: z
-    .object({
-      /** How long each escalation tier waits, by severity (manual 应急响应: P0 15 min, P1 1 h, P2 4 h, P3 24 h). */
-      escalation: z.object({ P0: duration.default('15m'), P1: duration.default('1h'), P2: duration.default('4h'), P3: duration.default('24h') }).default({ P0: '15m', P1: '1h', P2: '4h', P3: '24h' }),
-      /** Routine steps approved without a person, recorded as "approved by policy NAME". */
-      policies: z
-        .array(
-          z.object({
-            name: z.string().min(1),
-            runbooks: z.array(z.string().min(1)).min(1),
-            steps: z.array(z.string().min(1)).min(1),
-            /** Only for runs a schedule started (default), not for people's runs. */
-            onlyScheduled: z.boolean().default(true),
-          }),
-        )
-        .default(defaultApprovalPolicies),
-      /**
-       * Whether unsigned decisions are refused. Unset: on whenever any approver has a publicKey
-       * (see approvalsVerified). Off with no keys at all: decisions are recorded as unverified.
-       */
-      requireSignatures: z.boolean().optional(),
-      /** How long a signed statement may be valid (expiresAt - issuedAt); the CLI signs for this long. */
-      statementLifetime: duration.default('10m'),
-      quorum: z.array(quorumRule).default([]),
-    })
-    .default({ escalation: { P0: '15m', P1: '1h', P2: '4h', P3: '24h' }, policies: defaultApprovalPolicies, statementLifetime: '10m', quorum: [] }),
-  notifications: z.object({ webhookUrl: httpUrl.optional() }).default({}),
-  /**
-   * Approvals from Slack (the manual's #ops-alerts): requests posted with Approve / Reject
-   * buttons by the worker; the alert bridge's /slack/interactivity endpoint checks Slack's
-   * request signature, asks for a reason and sends the decision signed by `identity`, a channel
-   * in `approvers` that vouches for the people whose slackUserId it knows.
-   */
-  slack: z
-    .object({
-      apiUrl: httpUrl.default('https://slack.com/api/'),
-      botToken: z.string().min(1),
-      signingSecret: z.string().min(1),
-      channel: z.string().min(1).default('#ops-alerts'),
-      identity: z.string().min(1).default('slack'),
-      /** The channel identity's private key (OpenSSH format); the alert bridge signs Slack decisions with it. */
-      signingKeyFile: z.string().min(1).optional(),
-    })
-    .optional(),
-  /** Thresholds of the daily/weekly/monthly checklists; the manual's numbers are the defaults. */
-  checklists: z.object({ thresholds: checklistThresholds.default(checklistThresholdDefaults) }).default({ thresholds: checklistThresholdDefaults }),
-  /** When Temporal Schedules start the checklists (`npm run schedules`, and `npm start`). */
-  schedules: z
-    .object({
-      /** An IANA time zone, e.g. Asia/Shanghai. */
-      timezone: z.string().refine(isTimeZone, { message: 'expected an IANA time zone such as UTC or Asia/Shanghai' }).default('UTC'),
-      daily: z.object({ enabled: z.boolean().default(true), at: timeOfDay.default('08:00') }).default({ enabled: true, at: '08:00' }),
-      weekly: z.object({ enabled: z.boolean().default(true), day: weekday.default('monday'), at: timeOfDay.default('09:00') }).default({ enabled: true, day: 'monday', at: '09:00' }),
-      monthly: z
+export const configSchema = z
+  .object({
+    temporal: z.object({
+      address: hostPort,
+      namespace: z.string().min(1).default('default'),
+      taskQueue: z.string().min(1).default('runbooks'),
+      apiKey: z.string().min(1).optional(),
+      tls: z
         .object({
-          enabled: z.boolean().default(true),
-          dayOfMonth: z.coerce.number().int().min(1).max(28, { message: 'expected a day 1-28 (every month has it)' }).default(1),
-          at: timeOfDay.default('10:00'),
+          enabled: z.boolean().default(false),
+          serverName: z.string().optional(),
+          caFile: z.string().optional(),
+          certFile: z.string().optional(),
+          keyFile: z.string().optional(),
         })
-        .default({ enabled: true, dayOfMonth: 1, at: '10:00' }),
-      /** How late a missed run may still start (e.g. after the server was down); later ones are skipped. */
-      catchupWindow: duration.default('1h'),
-    })
-    .default({
-      timezone: 'UTC',
-      daily: { enabled: true, at: '08:00' },
-      weekly: { enabled: true, day: 'monday', at: '09:00' },
-      monthly: { enabled: true, dayOfMonth: 1, at: '10:00' },
-      catchupWindow: '1h',
+        .refine((tls) => Boolean(tls.certFile) === Boolean(tls.keyFile), { message: 'certFile and keyFile go together (mutual TLS)', path: ['keyFile'] })
+        .default({ enabled: false }),
     }),
-  /** The Alertmanager bridge (`npm run alert-bridge`): listen address, token, routes; see config/alerting.ts. */
-  alerting: alertingSchema,
-  worker: z
-    .object({
-      metricsHost: z.string().min(1).default('0.0.0.0'),
-      metricsPort: port.default(9464),
-      logLevel: z.enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR']).default('INFO'),
-      shutdownGraceSeconds: z.coerce.number().positive().default(30),
-    })
-    .default({ metricsHost: '0.0.0.0', metricsPort: 9464, logLevel: 'INFO', shutdownGraceSeconds: 30 }),
-});
+    kubernetes: z
+      .discriminatedUnion('mode', [z.object({ mode: z.literal('kubeconfig'), kubeconfigPath: z.string().min(1), context: z.string().min(1).optional() }), z.object({ mode: z.literal('in-cluster') })])
+      .optional(),
+    postgres: z.object({ url: z.url({ protocol: /^postgres(ql)?$/, message: 'expected a postgres:// or postgresql:// URL' }) }).optional(),
+    redis: z.object({ url: z.url({ protocol: /^rediss?$/, message: 'expected a redis:// or rediss:// URL' }) }).optional(),
+    s3: z
+      .object({
+        endpoint: httpUrl.optional(),
+        region: z.string().min(1).default('us-east-1'),
+        bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { message: 'expected an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)' }),
+        accessKeyId: z.string().min(1).optional(),
+        secretAccessKey: z.string().min(1).optional(),
+        forcePathStyle: z.boolean().default(false),
+        /** Where the manual's database dumps live. */
+        backupPrefix: z.string().endsWith('/', { message: 'expected a prefix ending in "/"' }).default('database/'),
+        /** Where runbooks write evidence and reports. */
+        evidencePrefix: z.string().endsWith('/', { message: 'expected a prefix ending in "/"' }).default('runbooks/'),
+        /** The floor no backup deletion goes below: the newest N dated backups are kept whatever their age. */
+        backupKeepNewest: z.coerce.number().int().min(1).max(10_000).default(7),
+        /** Backups younger than this are never deleted, whatever a runbook's input asks. */
+        backupMinAgeDays: z.coerce.number().int().min(1).max(36_500).default(7),
+      })
+      .refine((s3) => !s3.backupPrefix.startsWith(s3.evidencePrefix) && !s3.evidencePrefix.startsWith(s3.backupPrefix), {
+        message: 'backupPrefix and evidencePrefix must not contain each other: backup deletion would reach reports and evidence',
+        path: ['evidencePrefix'],
+      })
+      .refine((s3) => Boolean(s3.accessKeyId) === Boolean(s3.secretAccessKey), { message: 'accessKeyId and secretAccessKey go together', path: ['secretAccessKey'] })
+      .optional(),
+    prometheus: z.object({ url: httpUrl }).optional(),
+    allowlists: z
+      .object({
+        namespaces: z
+          .array(notWildcard('namespace').refine((ns) => !forbiddenNamespaces.includes(ns), { message: `${forbiddenNamespaces.join(', ')} can never be allowed` }))
+          .default(['short-drama-prod']),
+        databases: z.array(notWildcard('database')).default(['short_drama_prod']),
+        redisKeyPatterns: z.array(notWildcard('Redis key pattern')).default(['session:*']),
+        s3Prefixes: z
+          .array(
+            z
+              .string()
+              .min(1)
+              .refine((prefix) => prefix !== '/' && prefix.endsWith('/'), { message: 'expected a prefix ending in "/" (and not the bucket root)' }),
+          )
+          .default(['database/', 'runbooks/']),
+      })
+      .default({ namespaces: ['short-drama-prod'], databases: ['short_drama_prod'], redisKeyPatterns: ['session:*'], s3Prefixes: ['database/', 'runbooks/'] }),
+    approvers: z.array(identitySchema).default([]).superRefine(uniqueIds),
+    approvals: z
+      .object({
+        /** How long each escalation tier waits, by severity (manual 应急响应: P0 15 min, P1 1 h, P2 4 h, P3 24 h). */
+        escalation: z
+          .object({ P0: duration.default('15m'), P1: duration.default('1h'), P2: duration.default('4h'), P3: duration.default('24h') })
+          .default({ P0: '15m', P1: '1h', P2: '4h', P3: '24h' }),
+        /** Routine steps approved without a person, recorded as "approved by policy NAME". */
+        policies: z
+          .array(
+            z.object({
+              name: z.string().min(1),
+              runbooks: z.array(z.string().min(1)).min(1),
+              steps: z.array(z.string().min(1)).min(1),
+              /** Only for runs a schedule started (default), not for people's runs. */
+              onlyScheduled: z.boolean().default(true),
+            }),
+          )
+          .default(defaultApprovalPolicies),
+        /**
+         * Whether unsigned decisions are refused. Unset: on whenever any approver has a publicKey
+         * (see approvalsVerified). Off with no keys at all: decisions are recorded as unverified.
+         */
+        requireSignatures: z.boolean().optional(),
+        /** How long a signed statement may be valid (expiresAt - issuedAt); the CLI signs for this long. */
+        statementLifetime: duration.default('10m'),
+        quorum: z.array(quorumRule).default([]),
+      })
+      .default({ escalation: { P0: '15m', P1: '1h', P2: '4h', P3: '24h' }, policies: defaultApprovalPolicies, statementLifetime: '10m', quorum: [] }),
+    notifications: z.object({ webhookUrl: httpUrl.optional() }).default({}),
+    /**
+     * Approvals from Slack (the manual's #ops-alerts): requests posted with Approve / Reject
+     * buttons by the worker; the alert bridge's /slack/interactivity endpoint checks Slack's
+     * request signature, asks for a reason and sends the decision signed by `identity`, a channel
+     * in `approvers` that vouches for the people whose slackUserId it knows.
+     */
+    slack: z
+      .object({
+        apiUrl: httpUrl.default('https://slack.com/api/'),
+        botToken: z.string().min(1),
+        signingSecret: z.string().min(1),
+        channel: z.string().min(1).default('#ops-alerts'),
+        identity: z.string().min(1).default('slack'),
+        /** The channel identity's private key (OpenSSH format); the alert bridge signs Slack decisions with it. */
+        signingKeyFile: z.string().min(1).optional(),
+      })
+      .optional(),
+    /** Thresholds of the daily/weekly/monthly checklists; the manual's numbers are the defaults. */
+    checklists: z.object({ thresholds: checklistThresholds.default(checklistThresholdDefaults) }).default({ thresholds: checklistThresholdDefaults }),
+    /** When Temporal Schedules start the checklists (`npm run schedules`, and `npm start`). */
+    schedules: z
+      .object({
+        /** An IANA time zone, e.g. Asia/Shanghai. */
+        timezone: z.string().refine(isTimeZone, { message: 'expected an IANA time zone such as UTC or Asia/Shanghai' }).default('UTC'),
+        daily: z.object({ enabled: z.boolean().default(true), at: timeOfDay.default('08:00') }).default({ enabled: true, at: '08:00' }),
+        weekly: z.object({ enabled: z.boolean().default(true), day: weekday.default('monday'), at: timeOfDay.default('09:00') }).default({ enabled: true, day: 'monday', at: '09:00' }),
+        monthly: z
+          .object({
+            enabled: z.boolean().default(true),
+            dayOfMonth: z.coerce.number().int().min(1).max(28, { message: 'expected a day 1-28 (every month has it)' }).default(1),
+            at: timeOfDay.default('10:00'),
+          })
+          .default({ enabled: true, dayOfMonth: 1, at: '10:00' }),
+        /** How late a missed run may still start (e.g. after the server was down); later ones are skipped. */
+        catchupWindow: duration.default('1h'),
+      })
+      .default({
+        timezone: 'UTC',
+        daily: { enabled: true, at: '08:00' },
+        weekly: { enabled: true, day: 'monday', at: '09:00' },
+        monthly: { enabled: true, dayOfMonth: 1, at: '10:00' },
+        catchupWindow: '1h',
+      }),
+    /** The Alertmanager bridge (`npm run alert-bridge`): listen address, token, routes; see config/alerting.ts. */
+    alerting: alertingSchema,
+    worker: z
+      .object({
+        metricsHost: z.string().min(1).default('0.0.0.0'),
+        metricsPort: port.default(9464),
+        logLevel: z.enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR']).default('INFO'),
+        shutdownGraceSeconds: z.coerce.number().positive().default(30),
+      })
+      .default({ metricsHost: '0.0.0.0', metricsPort: 9464, logLevel: 'INFO', shutdownGraceSeconds: 30 }),
+  })
+  .superRefine((config, ctx) => {
+    // monthlyReview lists the backups beyond retention with the same rules a deletion follows.
+    const minAgeDays = config.s3?.backupMinAgeDays;
+    if (minAgeDays !== undefined && config.checklists.thresholds.backupRetentionDays < minAgeDays) {
+      ctx.addIssue({ code: 'custom', path: ['checklists', 'thresholds', 'backupRetentionDays'], message: `below s3.backupMinAgeDays (${minAgeDays}): backups younger than that are never deleted` });
+    }
+  });
 
 export type RunbookConfig = z.infer<typeof configSchema>;
 export type Identity = RunbookConfig['approvers'][number];

@@ -66,7 +66,16 @@ export function buildDependencies(config: RunbookConfig, logger: Logger, tempora
     pool,
     databaseUrl: config.postgres?.url,
     redis,
-    s3: s3 && config.s3 ? { client: s3, bucket: config.s3.bucket, backupPrefix: config.s3.backupPrefix, evidencePrefix: config.s3.evidencePrefix } : undefined,
+    s3:
+      s3 && config.s3
+        ? {
+            client: s3,
+            bucket: config.s3.bucket,
+            backupPrefix: config.s3.backupPrefix,
+            evidencePrefix: config.s3.evidencePrefix,
+            backupFloor: { keepNewest: config.s3.backupKeepNewest, minAgeDays: config.s3.backupMinAgeDays },
+          }
+        : undefined,
     prometheusUrl: config.prometheus?.url,
     webhookUrl: config.notifications.webhookUrl,
     // Temporal retries the activity; the client's own retries would only delay that.

@@ -23,6 +23,7 @@ export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<Dail
   const checklist = await Checklist.begin(catalog.dailyHealthCheck, input, [...selected]);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
+    s3Prefixes: [input.backupPrefix],
     names: [input.appDeployment, input.databaseDeployment, input.redisDeployment].map((name) => ({ name, what: 'deployment' })),
   });
   const now = Date.now();

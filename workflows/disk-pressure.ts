@@ -59,6 +59,7 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
   ]);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
+    backupDeletions: [{ prefix: input.backupPrefix, olderThanDays: input.backupsOlderThanDays }],
     names: [{ name: deployment, what: 'deployment' }, { name: pvc, what: 'persistentvolumeclaim' }, ...(container ? [{ name: container, what: 'container' }] : [])],
   });
   // The workflow's deterministic time: backup ages are measured from it in plan, apply and verify.

@@ -61,6 +61,7 @@ export async function monthlyReview(raw: MonthlyReviewInput): Promise<MonthlyRev
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     databases: [database],
+    s3Prefixes: [input.backupPrefix],
     names: [
       { name: appDeployment, what: 'deployment' },
       { name: pvc, what: 'persistentvolumeclaim' },

@@ -83,6 +83,7 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
   ]);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
+    redisKeyPatterns: [input.sessionPattern],
     names: [
       { name: deployment, what: 'deployment' },
       { name: container, what: 'container' },

@@ -1,3 +1,4 @@
+import type { Info } from '@temporalio/activity';
 import { randomUUID } from 'node:crypto';
 import { CancelledFailure } from '@temporalio/common';
 import Redis from 'ioredis';
@@ -20,8 +21,8 @@ let raw: Redis;
 const harnesses: ActivityHarness[] = [];
 const createdPrefixes: string[] = [];
 
-function harness(patterns: string[], heartbeatDetails?: unknown, extra: Record<string, string | undefined> = {}): ActivityHarness {
-  const h = activityHarness({ REDIS_URL: redisUrl, ALLOWED_REDIS_KEY_PATTERNS: ['session:*', ...patterns].join(','), ...extra }, heartbeatDetails);
+function harness(patterns: string[], heartbeatDetails?: unknown, extra: Record<string, string | undefined> = {}, info: Partial<Info> = {}): ActivityHarness {
+  const h = activityHarness({ REDIS_URL: redisUrl, ALLOWED_REDIS_KEY_PATTERNS: ['session:*', ...patterns].join(','), ...extra }, heartbeatDetails, info);
   harnesses.push(h);
   return h;
 }
@@ -325,6 +326,25 @@ describe('deleteRedisKeys', () => {
     expect(result).toMatchObject({ pattern, deleted: 777 + (3000 - firstPage.length), capped: false, resumedFrom: { cursor, deleted: 777 } });
     expect(result.batches).toBeGreaterThan(9);
     expect(await countKeys(`ballast-${prefix}*`)).toBe(3000);
+  });
+
+  test('a killed attempt that removed more than its last heartbeat says: the retry counts every key exactly', async () => {
+    const prefix = uniquePrefix();
+    const pattern = `${prefix}*`;
+    await fill(prefix, 3000);
+    // The first attempt runs to the end, but the server only ever got its first heartbeat (a
+    // crash before the throttled heartbeats were sent, or before the completion was recorded).
+    const first = harness([pattern]);
+    await first.run('deleteRedisKeys', { pattern, maxKeys: 100_000, scanCount: 400, batchSize: 250 });
+    expect(await countKeys(pattern)).toBe(0);
+    const firstHeartbeat = first.heartbeats[0] as DeleteRedisKeysProgress;
+    expect(firstHeartbeat.deleted).toBeLessThan(3000);
+
+    const retry = harness([pattern], firstHeartbeat, { REDIS_URL: redisUrl }, { attempt: 2 });
+    const result = await retry.run('deleteRedisKeys', { pattern, maxKeys: 100_000, scanCount: 400, batchSize: 250 });
+    expect(result).toMatchObject({ pattern, deleted: 3000, capped: false, resumedFrom: { cursor: firstHeartbeat.cursor, deleted: 3000 } });
+    // The tally is the activity's own key: it is never counted or removed as one of the pattern's.
+    expect(await countKeys(pattern)).toBe(0);
   });
 
   test('the cap counts the keys of earlier attempts', async () => {

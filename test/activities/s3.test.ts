@@ -3,6 +3,7 @@ import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV
 import { backupTime, createS3Activities, dateInKeyName } from '../../activities/s3';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
 import { testbedEnv, testbedS3 } from '../helpers/testbed';
+import type { Info } from '@temporalio/activity';
 import { CancelledFailure } from '@temporalio/common';
 import { failureOf } from '../helpers/failures';
 
@@ -25,8 +26,9 @@ function uniquePrefix(parent: 'database/' | 'runbooks/', label = 'test'): string
   return prefix;
 }
 
-function harness(allowedPrefixes: string[]): ActivityHarness {
-  const h = activityHarness({ ALLOWED_S3_PREFIXES: ['runbooks/', ...allowedPrefixes].join(',') });
+/** Keeps only the newest backup as the floor unless a test says otherwise: the floor has tests of its own. */
+function harness(allowedPrefixes: string[], env: Record<string, string> = {}, info: Partial<Info> = {}): ActivityHarness {
+  const h = activityHarness({ ALLOWED_S3_PREFIXES: ['runbooks/', ...allowedPrefixes].join(','), S3_BACKUP_KEEP_NEWEST: '1', ...env }, undefined, info);
   harnesses.push(h);
   return h;
 }
@@ -296,53 +298,62 @@ describe('deleteOldBackups', () => {
     const later = await h.run('deleteOldBackups', { prefix, olderThanDays: 30, maxObjects: 100, now });
     expect(later.now).toBe(now);
     expect(later.cutoff).toBe(new Date(Date.parse(now) - 30 * dayMs).toISOString());
-    expect(later).toMatchObject({ deleted: 4, protected: [oldLatest, latest].sort() });
-    expect([...later.keys].sort()).toEqual([recent, futureName, undated, bogusDate].sort());
+    // The newest one stays whatever its age (the floor, here 1).
+    expect(later).toMatchObject({ deleted: 3, keepNewest: 1, protected: [oldLatest, latest].sort() });
+    expect(later.keptByFloor).toHaveLength(1);
+    expect([...later.keys, ...later.keptByFloor!].sort()).toEqual([recent, futureName, undated, bogusDate].sort());
     expect(later.keys[0]).toBe(recent); // oldest first: its name dates it 10 days back
-    expect(await listKeys(prefix)).toEqual([oldLatest, latest].sort());
+    expect(await listKeys(prefix)).toEqual([oldLatest, latest, ...later.keptByFloor!].sort());
   });
 
   test('the cap deletes the oldest first and says it stopped', async () => {
     const prefix = uniquePrefix('database/');
-    const keys = [40, 50, 60].map((d) => `${prefix}short_drama_prod_${isoDay(-d)}.sql`);
+    const keys = [35, 40, 50, 60].map((d) => `${prefix}short_drama_prod_${isoDay(-d)}.sql`);
     await putMany(keys);
     const h = harness([prefix]);
     const capped = await h.run('deleteOldBackups', { prefix, olderThanDays: 30, maxObjects: 2 });
-    expect(capped).toMatchObject({ old: 3, deleted: 2, capped: true, keys: [keys[2], keys[1]] });
-    expect(await listKeys(prefix)).toEqual([keys[0]]);
+    expect(capped).toMatchObject({ old: 3, deleted: 2, capped: true, keys: [keys[3], keys[2]], keptByFloor: [keys[0]] });
+    expect(await listKeys(prefix)).toEqual([keys[0], keys[1]]);
     const rest = await h.run('deleteOldBackups', { prefix, olderThanDays: 30, maxObjects: 2 });
     expect(rest).toMatchObject({ old: 1, deleted: 1, capped: false });
   });
 
-  test('more than 1000 old objects: full listing, DeleteObjects in batches of 1000', async () => {
+  test('more than 1000 old objects: full listing, DeleteObjects in batches of 1000; a retry after a killed attempt finishes its set and counts exactly', async () => {
     const prefix = uniquePrefix('database/');
     const keys = Array.from({ length: 1005 }, (_, i) => `${prefix}short_drama_prod_${isoDay(-100)}.part${String(i).padStart(4, '0')}`);
-    await putMany(keys);
+    const newestBackup = `${prefix}short_drama_prod_${isoDay(-1)}.sql`;
+    await putMany([...keys, newestBackup]);
     const h = harness([prefix]);
     const newest = await h.run('listNewestObjects', { prefix, limit: 3 });
-    expect(newest.total).toBe(1005);
+    expect(newest.total).toBe(1006);
     expect(newest.objects).toHaveLength(3);
 
     const dry = await h.run('deleteOldBackups', { prefix, olderThanDays: 30, maxObjects: 5000, dryRun: true });
-    expect(dry).toMatchObject({ scanned: 1005, wouldDelete: 1005, batches: 2, keysOmitted: 5 });
+    expect(dry).toMatchObject({ scanned: 1006, wouldDelete: 1005, batches: 2, keysOmitted: 5 });
     expect(dry.keys).toHaveLength(1000);
-    expect((await listKeys(prefix)).length).toBe(1005);
+    expect((await listKeys(prefix)).length).toBe(1006);
 
     // Cancelled after the first batch: that batch stays deleted, the rest is left for a retry.
     const cancelling = harness([prefix]);
     cancelling.environment.on('heartbeat', (details: { deleted?: number }) => {
       if (details?.deleted === 1000) cancelling.environment.cancel();
     });
-    await expect(cancelling.run('deleteOldBackups', { prefix, olderThanDays: 30, maxObjects: 5000 })).rejects.toBeInstanceOf(CancelledFailure);
-    expect((await listKeys(prefix)).length).toBe(5);
-
-    const heartbeatsBefore = h.heartbeats.length;
-    const result = await h.run('deleteOldBackups', { prefix, olderThanDays: 30, maxObjects: 5000 });
-    expect(result).toMatchObject({ deleted: 5, batches: 1, capped: false });
-    expect(await listKeys(prefix)).toEqual([]);
-    expect(h.heartbeats.slice(heartbeatsBefore)).toEqual([{ deleted: 5 }]);
+    const now = new Date().toISOString();
+    await expect(cancelling.run('deleteOldBackups', { prefix, olderThanDays: 30, maxObjects: 5000, now })).rejects.toBeInstanceOf(CancelledFailure);
+    expect((await listKeys(prefix)).length).toBe(6);
     // The listing of more than one page heartbeats between pages.
     expect(cancelling.heartbeats).toEqual([{ listed: 1000 }, { deleted: 1000 }]);
+
+    // The retry (attempt 2) knows nothing from heartbeats: the manifest the first attempt wrote
+    // before deleting says which set it chose, so the count includes what that attempt removed.
+    const retry = harness([prefix], {}, { attempt: 2 });
+    const result = await retry.run('deleteOldBackups', { prefix, olderThanDays: 30, maxObjects: 5000, now });
+    expect(result).toMatchObject({ deleted: 1005, resumed: { alreadyDeleted: 1000 }, batches: 2, capped: false });
+    expect(await listKeys(prefix)).toEqual([newestBackup]);
+    expect(retry.heartbeats).toEqual([{ deleted: 5 }]);
+    // Once more (the completion was lost): nothing left to remove, the same exact count.
+    const again = harness([prefix], {}, { attempt: 3 });
+    expect(await again.run('deleteOldBackups', { prefix, olderThanDays: 30, maxObjects: 5000, now })).toMatchObject({ deleted: 1005, resumed: { alreadyDeleted: 1005 } });
   });
 
   test('refuses prefixes outside the allowlist (the seeded database/ included) and nonsense input', async () => {
@@ -365,5 +376,37 @@ describe('deleteOldBackups', () => {
     }
     expect(await listKeys(prefix)).toEqual([key]);
     expect((await listKeys('database/')).filter((k) => /^database\/[^/]+$/.test(k))).toEqual(expect.arrayContaining(['database/latest.sql']));
+  });
+
+  test('never where reports and evidence live, never younger than the floor, even when allowlisted', async () => {
+    const evidence = uniquePrefix('runbooks/');
+    const report = `${evidence}reports/incident_${isoDay(-90)}.md`;
+    await put(report);
+    const h = harness([evidence]);
+    for (const prefix of ['runbooks/', evidence, `${evidence}reports/`]) {
+      const err = await failureOf(h.run('deleteOldBackups', { prefix, olderThanDays: 30, maxObjects: 10 }));
+      expect([err.type, err.message]).toEqual(['Refused', expect.stringContaining('holds runbook reports and evidence (runbooks/); backups are deleted only under database/')]);
+    }
+    const backups = uniquePrefix('database/');
+    const young = [`${backups}short_drama_prod_${isoDay(-5)}.sql`, `${backups}short_drama_prod_${isoDay(-4)}.sql`];
+    await putMany(young);
+    const tooYoung = await failureOf(harness([backups]).run('deleteOldBackups', { prefix: backups, olderThanDays: 3, maxObjects: 10 }));
+    expect([tooYoung.type, tooYoung.message]).toEqual(['Refused', 'backups younger than 7 days are never deleted (configuration s3.backupMinAgeDays); asked for older than 3 days']);
+    expect(await listKeys(evidence)).toEqual([report]);
+    expect(await listKeys(backups)).toEqual(young.sort());
+  });
+
+  test('with only old backups present, the newest N (default 7) stay whatever their age', async () => {
+    const prefix = uniquePrefix('database/');
+    const keys = Array.from({ length: 10 }, (_, i) => `${prefix}short_drama_prod_${isoDay(-100 - i)}.sql`);
+    await putMany([...keys, `${prefix}latest.sql`]);
+    const h = harness([prefix], { S3_BACKUP_KEEP_NEWEST: '7' });
+    const first = await h.run('deleteOldBackups', { prefix, olderThanDays: 30, maxObjects: 100 });
+    // keys[0] is the newest (100 days), keys[9] the oldest (109 days).
+    expect(first).toMatchObject({ deleted: 3, keys: [keys[9], keys[8], keys[7]], keptByFloor: keys.slice(0, 7), keepNewest: 7, protected: [] });
+    expect(await listKeys(prefix)).toEqual([...keys.slice(0, 7), `${prefix}latest.sql`].sort());
+    const again = await h.run('deleteOldBackups', { prefix, olderThanDays: 30, maxObjects: 100 });
+    expect(again).toMatchObject({ deleted: 0, old: 0, keys: [] });
+    expect(await listKeys(prefix)).toHaveLength(8);
   });
 });

@@ -1,3 +1,4 @@
+import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { createActivities, type Activities } from '../../activities';
@@ -20,14 +21,15 @@ export interface ActivityHarness {
  * The real activities on real clients of the test bed. MockActivityEnvironment supplies only the
  * activity context (heartbeat, cancellation); every call goes to the real server.
  */
-export function activityHarness(overrides: Record<string, string | undefined> = {}, heartbeatDetails?: unknown): ActivityHarness {
+/** `info` stands for a retry: e.g. `{ attempt: 2 }` with the heartbeat details the server kept. */
+export function activityHarness(overrides: Record<string, string | undefined> = {}, heartbeatDetails?: unknown, info: Partial<Info> = {}): ActivityHarness {
   const config = testbedConfig(overrides);
   const built = buildDependencies(config, Runtime.instance().logger);
   const activities = createActivities(built.deps);
   const heartbeats: unknown[] = [];
   // A quiet logger: expected refusals would otherwise print a stack trace each.
   const logger = new DefaultLogger('ERROR');
-  const environment = new MockActivityEnvironment(heartbeatDetails === undefined ? {} : { heartbeatDetails }, { logger });
+  const environment = new MockActivityEnvironment({ ...info, ...(heartbeatDetails === undefined ? {} : { heartbeatDetails }) }, { logger });
   environment.on('heartbeat', (details: unknown) => heartbeats.push(details));
   return {
     activities,

@@ -28,6 +28,8 @@ const ymd = (msAgo: number) => new Date(Date.now() - msAgo).toISOString().slice(
 describe('diskPressure', () => {
   const env = testbedEnv();
   const config = testbedConfig({
+    // The fixture has two recent backups besides latest.sql: a floor of 2 keeps exactly those (s3.test covers the default 7).
+    S3_BACKUP_KEEP_NEWEST: '2',
     RUNBOOK_APPROVERS: JSON.stringify([
       { id: 'bob', roles: ['l2'] },
       { id: 'carol', roles: ['manager'] },
@@ -251,6 +253,20 @@ describe('diskPressure', () => {
       expect(error).toBeInstanceOf(WorkflowFailedError);
       expect(String(((error as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toBe('namespace kube-system is never touched by runbooks');
       expect(await scheduled(handle)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
+
+      // Reports and evidence are not backups, and the floor is not an input: refused before anything is read.
+      for (const [input, message] of [
+        [{ backupPrefix: 'runbooks/' }, 'S3 prefix "runbooks/" holds runbook reports and evidence (runbooks/); backups are deleted only under database/'],
+        [{ backupsOlderThanDays: 2 }, 'backups younger than 7 days are never deleted (configuration s3.backupMinAgeDays); asked for older than 2 days'],
+      ] as const) {
+        const refused = await client.workflow.start('diskPressure', { taskQueue, workflowId: `dp-bad-${randomUUID()}`, args: [{ ...f.input, ...input, mode: 'execute' }] });
+        const err = await refused.result().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(String(((err as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toBe(message);
+        expect(await scheduled(refused)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
+      }
     });
     await untouched(f);
   });

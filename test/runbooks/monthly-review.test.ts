@@ -135,7 +135,8 @@ describe('monthlyReview', () => {
       // The newest backup is not a dump at all: the drill must say so.
       await put(`short_drama_prod_${ymd(0)}_broken.sql`, 'this is not SQL;\nSELECT broken(;\n');
 
-      const result = await runMonthly(testbedConfig({ CHECKLIST_THRESHOLDS: JSON.stringify({ oldReplicaSets: 0 }) }));
+      // A floor of 1 keeps only the newest (broken) backup, so the 45-day-old one is beyond retention.
+      const result = await runMonthly(testbedConfig({ CHECKLIST_THRESHOLDS: JSON.stringify({ oldReplicaSets: 0 }), S3_BACKUP_KEEP_NEWEST: '1' }));
       expect(rowOf(result, 'cost.scaled-to-zero')).toMatchObject({ status: 'WARN', value: '1' });
       expect(rowOf(result, 'cost.scaled-to-zero').detail).toContain(idle);
       expect(rowOf(result, 'cost.unmounted-claims').status).toBe('WARN');

@@ -367,6 +367,15 @@ describe('redisMemoryPressure', () => {
       expect(error).toBeInstanceOf(WorkflowFailedError);
       expect(String(((error as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toBe('namespace kube-system is never touched by runbooks');
       expect(await scheduled(handle)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
+
+      // A pattern outside the allowlist is refused before Redis is read at all (not counted first).
+      const foreign = await client.workflow.start('redisMemoryPressure', { taskQueue, workflowId: `rmp-bad-${randomUUID()}`, args: [{ sessionPattern: 'user:*', mode: 'execute', raiseWhenUsageAbove: 0 }] });
+      const refusedPattern = await foreign.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(String(((refusedPattern as WorkflowFailedError).cause?.cause as Error | undefined)?.message)).toMatch(/^Redis key pattern "user:\*" is not in the allowlist/);
+      expect(await scheduled(foreign)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
     });
     expect(await countKeys(`${sessions}*`)).toBe(500);
     await othersIntact(others, 50);
