@@ -78,7 +78,7 @@ export const catalog = {
     name: 'redisMemoryPressure',
     kind: 'fault',
     description:
-      '场景3: INFO memory, DBSIZE, policy, session keys; ⚠ delete `session:*` keys (SCAN + UNLINK, capped, resumable), ⚠ raise the Redis memory limit ×1.5 (capped; the new pod template restarts Redis, so the run waits for the rollout), ⚠ raise `maxmemory` when it is set and used above `raiseWhenUsageAbove` (Redis refuses writes at its own maxmemory whatever the container limit): the same share of the raised limit, else ×1.5, never above `maxmemoryShareOfLimit` (0.8) of the limit, computed once from the diagnosis; ⚠ set `maxmemory-policy allkeys-lru`. `CONFIG SET` does not survive a restart: the report says to put maxmemory and the policy in the Redis config',
+      '场景3: INFO memory, DBSIZE, policy, session keys; ⚠ delete `session:*` keys (SCAN + UNLINK, capped, resumable, counted exactly across retries; a `sessionPattern` outside `ALLOWED_REDIS_KEY_PATTERNS` is refused before Redis is read), ⚠ raise the Redis memory limit ×1.5 (capped; the new pod template restarts Redis, so the run waits for the rollout), ⚠ raise `maxmemory` when it is set and used above `raiseWhenUsageAbove` (Redis refuses writes at its own maxmemory whatever the container limit): the same share of the raised limit, else ×1.5, never above `maxmemoryShareOfLimit` (0.8) of the limit, computed once from the diagnosis; ⚠ set `maxmemory-policy allkeys-lru`. `CONFIG SET` does not survive a restart: the report says to put maxmemory and the policy in the Redis config',
     inputSchema: redisMemoryPressureInput,
     targetOf: (input) => `${input.namespace}/${input.deployment}`,
   },
@@ -86,7 +86,7 @@ export const catalog = {
     name: 'diskPressure',
     kind: 'fault',
     description:
-      '场景4: PVC capacity, `df`/`du`, old logs, old backups; ⚠ delete logs older than 7 days, ⚠ expand the PVC (only where its StorageClass allows), ⚠ delete S3 backups older than 30 days (never `latest.sql`)',
+      '场景4: PVC capacity, `df`/`du`, old logs, old backups; ⚠ delete logs older than 7 days, ⚠ expand the PVC (only where its StorageClass allows), ⚠ delete S3 backups older than 30 days (never `latest.sql`, never the newest 7 dated backups whatever their age, never younger than 7 days, only under the backup prefix and never under the evidence prefix: floors in `S3_BACKUP_KEEP_NEWEST`/`S3_BACKUP_MIN_AGE_DAYS`; refused before anything is read; the chosen keys are written to `runbooks/deletions/` first, so a retry counts exactly)',
     inputSchema: diskPressureInput,
     targetOf: (input) => `${input.namespace}/${input.pvc}`,
   },

@@ -119,6 +119,8 @@ describe('docker-compose.yml', () => {
       'KUBE_IN_CLUSTER',
       'S3_BACKUP_PREFIX',
       'S3_EVIDENCE_PREFIX',
+      'S3_BACKUP_KEEP_NEWEST',
+      'S3_BACKUP_MIN_AGE_DAYS',
       'RUNBOOK_APPROVERS',
       'NOTIFY_WEBHOOK_URL',
       'WORKER_METRICS_HOST',
