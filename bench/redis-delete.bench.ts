@@ -149,7 +149,7 @@ export default async function redisDeleteBench(): Promise<void> {
       ours = measured;
     }
     activityClient.disconnect();
-    const othersAfterOurs = await redis.dbsize();
+    const othersAfterOurs = await scanCount(redis, `${otherPrefix}*`);
 
     // Baseline: the manual's command, as written, against the same data.
     await fill(redis, sessionPrefix, sessionKeys);
@@ -197,7 +197,8 @@ export default async function redisDeleteBench(): Promise<void> {
     if (othersLeft !== otherKeys || othersAfterOurs !== otherKeys) throw new Error('other keys did not survive');
   } finally {
     if (created) {
-      const removed = (await unlinkMatching(redis, `${otherPrefix}*`)) + (await unlinkMatching(redis, `${sessionPrefix}*`));
+      // The activity's tallies (one per run) go too, so db 15 is empty for the next bench.
+      const removed = (await unlinkMatching(redis, `${otherPrefix}*`)) + (await unlinkMatching(redis, `${sessionPrefix}*`)) + (await unlinkMatching(redis, 'runbook-automation:unlinked:*'));
       console.log(`cleanup: unlinked ${removed.toLocaleString('en-US')} bench keys; db ${benchDb} now holds ${await redis.dbsize()} keys`);
     }
     redis.disconnect();
