@@ -134,7 +134,7 @@ export const catalog = {
     name: 'provisionReadonlyAccess',
     kind: 'security',
     description:
-      'RBAC配置: ServiceAccount `readonly-user`, Role `readonly` (get/list/watch on pods, services, deployments; read verbs only, never Secrets) and RoleBinding `readonly-binding`: ⚠ one server-side apply of the three, planned by a dry run that lists what would be created or which fields differ (nothing when all match; a hand-edited Role is shown as a diff and put back); what the account may do is asked of the authorizer (SubjectAccessReview) before and after: its rules allowed, deleting pods, exec, patching deployments and reading Secrets denied',
+      'RBAC配置: ServiceAccount `readonly-user`, Role `readonly` (get/list/watch on pods, services, deployments; read verbs only, never Secrets, never `pods/exec`, `attach`, `portforward`, `ephemeralcontainers` or any `*/proxy`, whatever the verb) and RoleBinding `readonly-binding`: ⚠ one server-side apply of the three, planned by a dry run that lists what would be created or which fields differ (nothing when all match; a hand-edited Role is shown as a diff and put back); what the account may do is asked of the authorizer (SubjectAccessReview) before and after: its rules allowed, deleting pods, patching deployments, reading Secrets and `get`/`create` on each exec, attach, port-forward and proxy subresource denied; after the apply, any of those still allowed (by another binding) fails the step',
     inputSchema: provisionReadonlyAccessInput,
     targetOf: (input) => `${input.namespace}/${input.serviceAccount}`,
   },
