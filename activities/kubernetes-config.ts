@@ -14,6 +14,7 @@ import {
 import { ApplicationFailure } from '@temporalio/common';
 import { failure, invalidInput, refused } from './errors';
 import { tunnelProblem } from '../common/rbac-tunnels';
+import { scrubForEvidence, withoutLastApplied } from '../common/evidence-scrub';
 import { applyPatch, canonical, change, dryRunParam, fieldManager, guarded, kcall, mergePatch, readOptional, type Change, type KubeClients, type KubeScope } from './kubernetes-common';
 
 /** Kinds whose annotations the runbooks set (trafficControl on Ingress, notes on workloads). */
@@ -176,7 +177,7 @@ export function namespaceSnapshotOf({ namespace, deployments, statefulSets, conf
         name: i.metadata?.name ?? '',
         hosts: (i.spec?.rules ?? []).map((r) => r.host ?? '*'),
         tlsSecrets: (i.spec?.tls ?? []).map((t) => t.secretName ?? '').filter(Boolean),
-        annotations: { ...(i.metadata?.annotations ?? {}) },
+        annotations: scrubForEvidence(withoutLastApplied(i.metadata?.annotations)),
       }))
       .sort(byName),
     services: services.map((s) => ({ name: s.metadata?.name ?? '', type: s.spec?.type, ports: (s.spec?.ports ?? []).map((p) => p.port) })).sort(byName),

@@ -150,7 +150,7 @@ export const catalog = {
     name: 'postIncidentReview',
     kind: 'emergency',
     description:
-      "事后分析: the app's logs of the last `sinceMinutes` (60) from every pod and container of `appDeployment` (the previous instance too after a restart), the namespace's events of the window, and a configuration snapshot (all workloads, Services, HPAs, ConfigMaps, PVCs, Ingress; Secrets by name, type and key, never values) go from the activity straight to S3 under `runbooks/evidence/postIncidentReview/`; the history holds keys, sizes and sha256 only. The incident report's impact, root cause, solution and prevention come from the input or are generated from the evidence. Changes nothing; the workflow id is `postIncidentReview/<namespace>/incident-<incidentId>` (default id: the start time to the second)",
+      "事后分析: the app's logs of the last `sinceMinutes` (60) from every pod and container of `appDeployment` (the previous instance too after a restart), the namespace's events of the window, and a configuration snapshot (all workloads, Services, HPAs, ConfigMaps, PVCs, Ingress; Secrets by name, type and key, never values; literal `env` values, ConfigMap values that look like credentials and `last-applied-configuration` dropped, `user:password@` in URLs masked) go from the activity straight to S3 under `runbooks/evidence/postIncidentReview/`; the history holds keys, sizes and sha256 only. The incident report's impact, root cause, solution and prevention come from the input or are generated from the evidence. Changes nothing; the workflow id is `postIncidentReview/<namespace>/incident-<incidentId>` (default id: the start time to the second)",
     inputSchema: postIncidentReviewInput,
     targetOf: postIncidentReviewTarget,
   },
