@@ -8,7 +8,7 @@ import { createKubernetesActivities } from '../../activities/kubernetes';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
 import { adminKubeConfig, kubernetesNamespace as ns, scratchNamespace, waitForRollout } from '../helpers/kube-cluster';
 import { newRolloutRevision, patchDeployment, setCertificateStatus } from '../helpers/kube-objects';
-import { putIntoCrashLoop, readyPods, setContainerLogs, setPodUsage } from '../helpers/kube-pods';
+import { putIntoCrashLoop, readyPods, setContainerLogs, setPodUsage, watchPods } from '../helpers/kube-pods';
 import { deleteBoundClaim, deleteDeployment, scratchBoundClaim, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
 import { testbedEnv } from '../helpers/testbed';
 import { waitUntil } from '../../scripts/testbed/processes';
@@ -425,6 +425,46 @@ describe('rollouts', () => {
     });
     expect(await h.run('restartMethod', { namespace: ns, deployment: recreate })).toMatchObject({ method: 'rollout', strategy: 'Recreate', singleWriterClaims: ['postgres-pvc'] });
     expect(await h.run('restartRollout', { namespace: ns, deployment: recreate, restartedAt: new Date().toISOString(), dryRun: true })).toMatchObject({ changed: true, dryRun: true });
+  });
+
+  test('why: a rolling restart done by hand on a ReadWriteOnce deployment runs two pods on the volume at once (watched)', async () => {
+    const name = unique('kt-rwo');
+    cleanups.push(() => deleteBoundClaim(kc, name));
+    cleanups.push(() => deleteDeployment(kc, name));
+    await scratchBoundClaim(kc, name, 'fixed', '1Gi');
+    await apps.createNamespacedDeployment(ns, {
+      metadata: { name, labels: { 'runbook-test/scratch': 'true' } },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: name } },
+        template: {
+          metadata: { labels: { app: name } },
+          spec: { nodeSelector: { type: 'kwok' }, containers: [{ name: 'db', image: 'postgres:15' }], volumes: [{ name: 'data', persistentVolumeClaim: { claimName: name } }] },
+        },
+      },
+    });
+    await readyPods(kc, ns, `app=${name}`, 1);
+    expect(await h.run('restartMethod', { namespace: ns, deployment: name })).toMatchObject({ method: 'scale-to-zero', singleWriterClaims: [name] });
+    const pods = await watchPods(kc, ns, `app=${name}`);
+    await apps.patchNamespacedDeployment(
+      name,
+      ns,
+      { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': new Date().toISOString() } } } } },
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      {
+        headers: { 'Content-Type': 'application/strategic-merge-patch+json' },
+      },
+    );
+    await waitUntil(
+      'the rolling restart replaced the pod',
+      async () => pods.seen.size === 2 && (await core.listNamespacedPod(ns, undefined, undefined, undefined, undefined, `app=${name}`)).body.items.length === 1,
+    );
+    pods.stop();
+    expect(pods.maxAtOnce()).toBe(2);
   });
 
   test('wait until no pod of a deployment exists: at once when none, the deadline names the pods left', async () => {
