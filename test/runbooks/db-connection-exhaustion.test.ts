@@ -246,6 +246,59 @@ describe('dbConnectionExhaustion', () => {
     }
   });
 
+  test('cancelled while at 0 with the old pod still terminating: no new pod until it is gone, then scaled back; never two pods', async () => {
+    const kc = adminKubeConfig();
+    const apps = kc.makeApiClient(AppsV1Api);
+    const core = kc.makeApiClient(CoreV1Api);
+    const app = `leaky-${randomUUID().slice(0, 8)}`;
+    await openConnections(app, 3);
+    await waitUntil('3 idle sessions', async () => (await sessions(app)).idle === 3);
+    // A finalizer keeps the old pod terminating (as a slow shutdown would) until the test lets it go.
+    const [old] = (await core.listNamespacedPod('short-drama-prod', undefined, undefined, undefined, undefined, 'app=postgres')).body.items;
+    const oldPod = old!.metadata!.name!;
+    const jsonPatch = { headers: { 'Content-Type': 'application/json-patch+json' } };
+    const release = () =>
+      core.patchNamespacedPod(oldPod, 'short-drama-prod', [{ op: 'remove', path: '/metadata/finalizers' }], undefined, undefined, undefined, undefined, undefined, jsonPatch).catch(() => undefined);
+    await core.patchNamespacedPod(
+      oldPod,
+      'short-drama-prod',
+      [{ op: 'add', path: '/metadata/finalizers', value: ['runbook-test/hold'] }],
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      jsonPatch,
+    );
+    const pods = await watchPods(kc, 'short-drama-prod', 'app=postgres');
+    try {
+      const result = await withRunbooks(config, async ({ runbooks }) => {
+        const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }, { startedBy: 'erin' });
+        await approveEach(runbooks, workflowId, ['terminate-idle', 'raise-max-connections', 'restart-database']);
+        await waitUntil('postgres at 0 with its old pod terminating', async () => {
+          const [d, p] = await Promise.all([apps.readNamespacedDeployment('postgres', 'short-drama-prod'), core.readNamespacedPod(oldPod, 'short-drama-prod')]);
+          return d.body.spec?.replicas === 0 && p.body.metadata?.deletionTimestamp !== undefined;
+        });
+        await runbooks.cancel(workflowId, { by: 'carol', reason: 'stop now' });
+        // Still waiting: the terminating pod may still write the volume, so nothing is scaled back yet.
+        await waitUntil('the cancel is recorded', async () => (await runbooks.getStatus(workflowId)).timeline.some((e) => e.event === 'cancelled'));
+        expect((await apps.readNamespacedDeployment('postgres', 'short-drama-prod')).body.spec?.replicas).toBe(0);
+        await release();
+        return runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
+      });
+      // A cancel stops further steps; the restart in progress finishes, so the database is not left down.
+      expect(result.outcome).toBe('cancelled');
+      expect(result.timeline.find((e) => e.event === 'applied' && e.stepId === 'restart-database')?.detail).toMatch(
+        /^deployments\.apps\/postgres scaled to 0, no pod left after \d+s, scaled back to 1;/,
+      );
+      expect((await apps.readNamespacedDeployment('postgres', 'short-drama-prod')).body.status?.readyReplicas).toBe(1);
+      pods.stop();
+      expect([pods.seen.size, pods.maxAtOnce()]).toEqual([2, 1]);
+    } finally {
+      await release();
+    }
+  });
+
   test('bad input: a clear non-retryable error before anything is touched', async () => {
     await withRunbooks(config, async ({ runbooks, client, taskQueue }) => {
       await expect(runbooks.startRunbook('dbConnectionExhaustion', { idleOlderThanSeconds: -5 }, { startedBy: 'erin' })).rejects.toThrow(
