@@ -16,6 +16,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { stringify as toYaml } from 'yaml';
 import { failure, invalidInput } from './errors';
 import { namespaceSnapshotOf } from './kubernetes-config';
+import { scrubForEvidence } from '../common/evidence-scrub';
 import { guarded, kcall, labelSelectorText, readOptional, throwIfCancelled, wire, type KubeClients } from './kubernetes-common';
 import { defaultPageSize, forEachListPage, type ListPage } from './kubernetes-paging';
 import { podSummary } from './kubernetes-pods';
@@ -340,7 +341,8 @@ export function createIncidentEvidenceActivities({ kube, allowedNamespaces, evid
         .filter((x): x is { e: (typeof all)[number]; at: number } => x.at !== undefined && x.at >= sinceMs)
         .sort((a, b) => a.at - b.at || (a.e.metadata?.name ?? '').localeCompare(b.e.metadata?.name ?? ''));
       const events = inWindow.map(({ e, at }) => ({ lastSeen: new Date(at).toISOString(), ...wireWithoutManagedFields(e, 'CoreV1Event') }));
-      const body = `${JSON.stringify({ namespace, since: new Date(sinceMs).toISOString(), takenAt: new Date().toISOString(), total: events.length, events }, null, 2)}\n`;
+      const document = { namespace, since: new Date(sinceMs).toISOString(), takenAt: new Date().toISOString(), total: events.length, events };
+      const body = `${JSON.stringify(scrubForEvidence(document), null, 2)}\n`;
       const written = await put(key, body, 'application/json');
       const reasons = new Map<string, { type: string; reason: string; occurrences: number; objects: Set<string> }>();
       for (const { e } of inWindow) {
@@ -512,7 +514,8 @@ export function createIncidentEvidenceActivities({ kube, allowedNamespaces, evid
             changedSince: { since: new Date(sinceMs).toISOString(), objects: changed },
             items,
           };
-          const body = toYaml(JSON.parse(JSON.stringify(document)), { lineWidth: 0, aliasDuplicateObjects: false });
+          // Credentials in env values, ConfigMaps and last-applied annotations never reach the bucket.
+          const body = toYaml(scrubForEvidence(JSON.parse(JSON.stringify(document)) as unknown), { lineWidth: 0, aliasDuplicateObjects: false });
           const written = await put(key, body, 'application/yaml');
           return {
             key: written.key,

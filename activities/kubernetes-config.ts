@@ -13,6 +13,8 @@ import {
 } from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import { failure, invalidInput, refused } from './errors';
+import { tunnelProblem } from '../common/rbac-tunnels';
+import { scrubForEvidence, withoutLastApplied } from '../common/evidence-scrub';
 import { applyPatch, canonical, change, dryRunParam, fieldManager, guarded, kcall, mergePatch, readOptional, type Change, type KubeClients, type KubeScope } from './kubernetes-common';
 
 /** Kinds whose annotations the runbooks set (trafficControl on Ingress, notes on workloads). */
@@ -116,6 +118,10 @@ export function checkRoleRules(rules: readonly unknown[], prefix: string, option
     for (const verb of r.verbs) if (forbiddenVerbs.has(verb as string)) throw refused(`${prefix}rules[${i}]: verb "${String(verb)}" is never granted by runbooks`);
     const wildcardGroup = options.roleObject ? Array.isArray(r.apiGroups) && r.apiGroups.includes('*') : ((r.apiGroups ?? []) as string[]).includes('*');
     if (r.resources.includes('*') || wildcardGroup) throw refused(`${prefix}rules[${i}]: wildcard resources or API groups are never granted by runbooks`);
+    for (const resource of r.resources) {
+      const problem = typeof resource === 'string' ? tunnelProblem(resource) : 'not a string';
+      if (problem) throw refused(`${prefix}rules[${i}]: ${problem}; never granted by runbooks`);
+    }
     if (options.roleObject && r.nonResourceURLs !== undefined) throw refused(`${prefix}rules[${i}]: nonResourceURLs are cluster-wide, not granted by a Role`);
   });
 }
@@ -171,7 +177,7 @@ export function namespaceSnapshotOf({ namespace, deployments, statefulSets, conf
         name: i.metadata?.name ?? '',
         hosts: (i.spec?.rules ?? []).map((r) => r.host ?? '*'),
         tlsSecrets: (i.spec?.tls ?? []).map((t) => t.secretName ?? '').filter(Boolean),
-        annotations: { ...(i.metadata?.annotations ?? {}) },
+        annotations: scrubForEvidence(withoutLastApplied(i.metadata?.annotations)),
       }))
       .sort(byName),
     services: services.map((s) => ({ name: s.metadata?.name ?? '', type: s.spec?.type, ports: (s.spec?.ports ?? []).map((p) => p.port) })).sort(byName),

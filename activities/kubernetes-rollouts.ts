@@ -1,6 +1,6 @@
 import { Context } from '@temporalio/activity';
 import type { V1Deployment, V1PodTemplateSpec, V1ReplicaSet } from '@kubernetes/client-node';
-import { failure, invalidInput } from './errors';
+import { failure, invalidInput, refused } from './errors';
 import {
   assertQuantity,
   canonical,
@@ -131,6 +131,49 @@ export interface RolloutStatus {
   revision?: number;
 }
 
+/** How a Deployment can be restarted without two servers on one volume. */
+export interface RestartMethod {
+  /** rollout: `kubectl rollout restart`; scale-to-zero: replicas to 0, wait until no pod exists, back. */
+  method: 'rollout' | 'scale-to-zero';
+  strategy: string;
+  replicas: number;
+  /** Claims the pods mount that only one node may write (ReadWriteOnce, ReadWriteOncePod). */
+  singleWriterClaims: string[];
+  reason: string;
+}
+
+const singleWriterModes = ['ReadWriteOnce', 'ReadWriteOncePod'];
+
+/** The Deployment's claims whose access modes allow one writer only. */
+async function singleWriterClaimsOf(c: KubeClients, namespace: string, d: V1Deployment): Promise<string[]> {
+  const claims = (d.spec?.template?.spec?.volumes ?? []).map((v) => v.persistentVolumeClaim?.claimName).filter((n): n is string => Boolean(n));
+  const single: string[] = [];
+  for (const claim of claims) {
+    const pvc = (await kcall('get', `persistentvolumeclaims/${claim}`, namespace, () => c.core.readNamespacedPersistentVolumeClaim(claim, namespace))).body;
+    if ((pvc.spec?.accessModes ?? []).some((m) => singleWriterModes.includes(m))) single.push(claim);
+  }
+  return single;
+}
+
+/**
+ * RollingUpdate starts the new pod before the old one is gone (whatever maxSurge says, a
+ * terminating pod still runs): with a single-writer volume that is two servers on one volume.
+ */
+async function restartMethodOf(c: KubeClients, namespace: string, d: V1Deployment): Promise<RestartMethod> {
+  const strategy = d.spec?.strategy?.type ?? 'RollingUpdate';
+  const singleWriterClaims = await singleWriterClaimsOf(c, namespace, d);
+  const replicas = d.spec?.replicas ?? 1;
+  if (strategy !== 'RollingUpdate' || singleWriterClaims.length === 0)
+    return { method: 'rollout', strategy, replicas, singleWriterClaims, reason: strategy === 'Recreate' ? 'strategy Recreate stops the old pods first' : 'no single-writer volume' };
+  return {
+    method: 'scale-to-zero',
+    strategy,
+    replicas,
+    singleWriterClaims,
+    reason: `its pods mount ${singleWriterClaims.map((n) => `persistentvolumeclaims/${n}`).join(', ')} (ReadWriteOnce) and strategy RollingUpdate would start the new pod before the old one stops`,
+  };
+}
+
 function rolloutStatus(d: V1Deployment): RolloutStatus {
   const wanted = d.spec?.replicas ?? 1;
   const st = d.status ?? {};
@@ -247,6 +290,9 @@ export function createKubernetesRolloutActivities(scope: KubeScope) {
         throw invalidInput('restartedAt must be an ISO time chosen by the caller (e.g. the workflow start time), so a retry does not restart twice');
       }
       const d = await readDeployment(c, namespace, deployment);
+      const how = await restartMethodOf(c, namespace, d);
+      if (how.method !== 'rollout')
+        throw refused(`a rolling restart of deployments.apps/${deployment} in namespace ${namespace} is refused: ${how.reason}; restart it by scaling to 0 and back, or set strategy Recreate`);
       const previous = d.spec?.template?.metadata?.annotations?.[restartedAtAnnotation];
       const before = { ...(previous ? { restartedAt: previous } : {}), ...(revisionOf(d) ? { revision: revisionOf(d) } : {}) };
       if (previous === restartedAt) return change(before, before, dryRun, '');
@@ -269,6 +315,35 @@ export function createKubernetesRolloutActivities(scope: KubeScope) {
         dryRun,
         `deployments.apps/${deployment} restartedAt=${restartedAt}`,
       );
+    },
+
+    /** Whether a restart can roll, or must scale to 0 first (a single-writer volume under RollingUpdate). Changes nothing. */
+    async restartMethod(input: { namespace: string; deployment: string }): Promise<RestartMethod> {
+      const { namespace, deployment } = input;
+      const c = guarded(scope, namespace, { deployment });
+      return restartMethodOf(c, namespace, await readDeployment(c, namespace, deployment));
+    },
+
+    /** Waits until no pod of the Deployment exists, terminating ones included (they may still write their volume). */
+    async waitForNoPods(input: { namespace: string; deployment: string } & PollOptions): Promise<{ waitedMs: number }> {
+      const { namespace, deployment } = input;
+      const c = guarded(scope, namespace, { deployment });
+      const selector = labelSelectorText((await readDeployment(c, namespace, deployment)).spec?.selector);
+      if (!selector) throw invalidInput(`deployments.apps/${deployment} in namespace ${namespace} has no pod selector`);
+      const started = Date.now();
+      let left: string[] = [];
+      await pollUntil(
+        `wait until no pod of deployments.apps/${deployment} exists`,
+        input,
+        async () => {
+          const { body } = await kcall('list', 'pods', namespace, () => c.core.listNamespacedPod(namespace, undefined, undefined, undefined, undefined, selector));
+          left = body.items.map((p) => p.metadata?.name ?? '');
+          return left.length === 0 ? true : undefined;
+        },
+        () => ({ left, elapsedMs: Date.now() - started }),
+        () => failure('RolloutIncomplete', `pods of deployments.apps/${deployment} in namespace ${namespace} still exist after ${input.timeoutSeconds ?? 300}s: ${left.join(', ')}`),
+      );
+      return { waitedMs: Date.now() - started };
     },
 
     /** Waits until the rollout is complete (as `kubectl rollout status`), heartbeating; fails at the deadline or on ProgressDeadlineExceeded. */

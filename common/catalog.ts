@@ -62,7 +62,8 @@ export const catalog = {
   dbConnectionExhaustion: {
     name: 'dbConnectionExhaustion',
     kind: 'fault',
-    description: '场景2: connections against `max_connections`; ⚠ terminate old idle connections, ⚠ raise `max_connections`, ⚠ restart the database deployment and wait until it accepts connections',
+    description:
+      '场景2: connections against `max_connections`; ⚠ terminate old idle connections, ⚠ raise `max_connections`, ⚠ restart the database deployment and wait until it accepts connections; a deployment whose pods mount a ReadWriteOnce volume and roll with RollingUpdate is scaled to 0, waited on until no pod of it exists, and scaled back (never two servers on one volume; a failure while at 0 leaves it at 0 and the report says how to restore). `restartRollout` refuses such a deployment',
     inputSchema: dbConnectionExhaustionInput,
     targetOf: (input) => `${input.namespace}/${input.deployment}`,
   },
@@ -134,7 +135,7 @@ export const catalog = {
     name: 'provisionReadonlyAccess',
     kind: 'security',
     description:
-      'RBAC配置: ServiceAccount `readonly-user`, Role `readonly` (get/list/watch on pods, services, deployments; read verbs only, never Secrets) and RoleBinding `readonly-binding`: ⚠ one server-side apply of the three, planned by a dry run that lists what would be created or which fields differ (nothing when all match; a hand-edited Role is shown as a diff and put back); what the account may do is asked of the authorizer (SubjectAccessReview) before and after: its rules allowed, deleting pods, exec, patching deployments and reading Secrets denied',
+      'RBAC配置: ServiceAccount `readonly-user`, Role `readonly` (get/list/watch on pods, services, deployments; read verbs only, never Secrets, never `pods/exec`, `attach`, `portforward`, `ephemeralcontainers` or any `*/proxy`, whatever the verb) and RoleBinding `readonly-binding`: ⚠ one server-side apply of the three, planned by a dry run that lists what would be created or which fields differ (nothing when all match; a hand-edited Role is shown as a diff and put back); what the account may do is asked of the authorizer (SubjectAccessReview) before and after: its rules allowed, deleting pods, patching deployments, reading Secrets and `get`/`create` on each exec, attach, port-forward and proxy subresource denied; after the apply, any of those still allowed (by another binding) fails the step',
     inputSchema: provisionReadonlyAccessInput,
     targetOf: (input) => `${input.namespace}/${input.serviceAccount}`,
   },
@@ -150,7 +151,7 @@ export const catalog = {
     name: 'postIncidentReview',
     kind: 'emergency',
     description:
-      "事后分析: the app's logs of the last `sinceMinutes` (60) from every pod and container of `appDeployment` (the previous instance too after a restart), the namespace's events of the window, and a configuration snapshot (all workloads, Services, HPAs, ConfigMaps, PVCs, Ingress; Secrets by name, type and key, never values) go from the activity straight to S3 under `runbooks/evidence/postIncidentReview/`; the history holds keys, sizes and sha256 only. The incident report's impact, root cause, solution and prevention come from the input or are generated from the evidence. Changes nothing; the workflow id is `postIncidentReview/<namespace>/incident-<incidentId>` (default id: the start time to the second)",
+      "事后分析: the app's logs of the last `sinceMinutes` (60) from every pod and container of `appDeployment` (the previous instance too after a restart), the namespace's events of the window, and a configuration snapshot (all workloads, Services, HPAs, ConfigMaps, PVCs, Ingress; Secrets by name, type and key, never values; literal `env` values, ConfigMap values that look like credentials and `last-applied-configuration` dropped, `user:password@` in URLs masked) go from the activity straight to S3 under `runbooks/evidence/postIncidentReview/`; the history holds keys, sizes and sha256 only. The incident report's impact, root cause, solution and prevention come from the input or are generated from the evidence. Changes nothing; the workflow id is `postIncidentReview/<namespace>/incident-<incidentId>` (default id: the start time to the second)",
     inputSchema: postIncidentReviewInput,
     targetOf: postIncidentReviewTarget,
   },

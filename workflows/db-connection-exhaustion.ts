@@ -1,4 +1,4 @@
-import { workflowInfo } from '@temporalio/workflow';
+import { patched, workflowInfo } from '@temporalio/workflow';
 import type { z } from 'zod';
 import type { Activities } from '../activities';
 import { type DbConnectionExhaustionInput, type dbConnectionExhaustionInput } from '../common/inputs/db-connection-exhaustion';
@@ -7,6 +7,7 @@ import { RunbookRun } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, wait, write } from './activity-proxies';
 import { catalog } from '../common/catalog';
+import { errorText, failure } from '../common/failures';
 
 export interface DbConnectionExhaustionResult extends RunbookResultBase {
   before: { total: number; maxConnections: number; usage: number };
@@ -19,6 +20,9 @@ type Input = z.infer<typeof dbConnectionExhaustionInput>;
 type ConnectionStats = Awaited<ReturnType<Activities['connectionStats']>>;
 /** The max_connections asked for (given, else 1.5 times the current, capped) and whether raising it is wanted at all. */
 type Raise = { target: number; wanted: boolean };
+type RestartPlan = { method: 'rollout' | 'scale-to-zero'; replicas: number; restartedAt?: string };
+/** Runs before it rolled every restart; a single-writer volume under RollingUpdate is now scaled to 0 and back. */
+const scaleToZeroPatch = 'db-restart-scale-to-zero-for-single-writer-volumes';
 
 /**
  * 场景2 数据库连接耗尽: connections against max_connections by state, application and age;
@@ -47,7 +51,7 @@ export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): 
     wanted: input.raiseMaxConnectionsTo !== undefined || stats.usage >= input.raiseWhenUsageAbove,
   };
   const restartNeeded = await raiseMaxConnectionsStep(run, input, stats, raise);
-  await restartDatabaseStep(run, input, stats, raise, restartNeeded);
+  const stranded = await restartDatabaseStep(run, input, stats, raise, restartNeeded);
 
   const after =
     input.mode === 'execute'
@@ -58,7 +62,7 @@ export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): 
           (s) => `${s.total}/${s.maxConnections} (${percent(s.usage)})`,
         )
       : undefined;
-  return reportConnections(run, input, stats, after);
+  return reportConnections(run, input, stats, after, stranded);
 }
 
 /** ⚠ idle connections older than the threshold, at most maxTerminate of them. */
@@ -107,12 +111,18 @@ async function raiseMaxConnectionsStep(run: RunbookRun, input: Input, stats: Con
   return restartNeeded;
 }
 
-/** ⚠ rolling restart of the database deployment, then waits until PostgreSQL accepts connections. */
-async function restartDatabaseStep(run: RunbookRun, input: Input, stats: ConnectionStats, raise: Raise, restartNeeded: boolean): Promise<void> {
+/**
+ * ⚠ restart of the database deployment, then waits until PostgreSQL accepts connections. A
+ * single-writer volume under RollingUpdate is restarted by scaling to 0 and back, so two servers
+ * never share it. Returns what to do by hand when a failure left the deployment at 0 replicas.
+ */
+async function restartDatabaseStep(run: RunbookRun, input: Input, stats: ConnectionStats, raise: Raise, restartNeeded: boolean): Promise<string | undefined> {
   const { namespace, deployment } = input;
   // The restart timestamp is the run's own: a retried or re-approved restart is the same restart.
   const restartedAt = workflowInfo().startTime.toISOString();
-  await run.change({
+  const safeRestart = patched(scaleToZeroPatch);
+  let stranded: string | undefined;
+  await run.change<RestartPlan | { restartedAt: string }>({
     stepId: 'restart-database',
     title: `Restart deployment ${deployment}`,
     allowedRoles: rolesFrom('l2'),
@@ -121,20 +131,55 @@ async function restartDatabaseStep(run: RunbookRun, input: Input, stats: Connect
       const raised = run.outcomeOf('raise-max-connections');
       const needed = input.mode === 'plan' ? raise.wanted && raise.target > stats.maxConnections : raised === 'applied' || restartNeeded;
       if (!needed) return { summary: `no restart: max_connections unchanged`, needed: false };
+      const how = safeRestart ? await read.restartMethod({ namespace, deployment }) : undefined;
+      if (how?.method === 'scale-to-zero') {
+        if (how.replicas === 0) return { summary: `no restart: ${namespace}/${deployment} is at 0 replicas; scale it up by hand`, needed: false };
+        const summary = `restart of ${namespace}/${deployment} by scaling ${how.replicas} -> 0, waiting until no pod of it exists, then back to ${how.replicas} (${how.reason})`;
+        return { summary, details: { method: how.method, replicas: how.replicas }, needed: true };
+      }
       const dry = await read.restartRollout({ namespace, deployment, restartedAt, dryRun: true });
-      return { summary: `rolling restart of ${namespace}/${deployment} (restartedAt ${restartedAt})`, details: { restartedAt }, needed: dry.changed || input.mode === 'plan' };
+      const details = safeRestart ? { method: 'rollout' as const, replicas: how?.replicas ?? 1, restartedAt } : { restartedAt };
+      return { summary: `rolling restart of ${namespace}/${deployment} (restartedAt ${restartedAt})`, details, needed: dry.changed || input.mode === 'plan' };
     },
-    apply: async () => {
-      const restarted = await write.restartRollout({ namespace, deployment, restartedAt });
+    apply: async (planned) => {
+      const details = planned.details as RestartPlan | undefined;
+      let restarted: string;
+      if (details?.method === 'scale-to-zero') {
+        restarted = await restartByScalingToZero(input, details.replicas, (note) => {
+          stranded = note;
+        });
+      } else {
+        restarted = (await write.restartRollout({ namespace, deployment, restartedAt })).message;
+      }
       const rollout = await wait.waitForRolloutComplete({ namespace, deployment, timeoutSeconds: input.restartTimeoutSeconds });
       const ready = await wait.waitForPostgres({ timeoutSeconds: input.restartTimeoutSeconds });
-      return `${restarted.message}; rollout complete (${rollout.readyReplicas}/${rollout.replicas} ready); PostgreSQL ${ready.serverVersion} accepts connections after ${ready.attempts} attempts`;
+      return `${restarted}; rollout complete (${rollout.readyReplicas}/${rollout.replicas} ready); PostgreSQL ${ready.serverVersion} accepts connections after ${ready.attempts} attempts`;
     },
   });
+  return stranded;
+}
+
+/**
+ * Replicas to 0, until no pod exists (a terminating one may still write), back to `replicas`.
+ * A failure after the first scale leaves the database down: the error, and `onStranded`, say so
+ * and how to restore; it is not scaled back while an old pod may still hold the volume.
+ */
+async function restartByScalingToZero(input: Input, replicas: number, onStranded: (note: string) => void): Promise<string> {
+  const { namespace, deployment } = input;
+  await write.scaleDeployment({ namespace, deployment, replicas: 0 });
+  try {
+    const gone = await wait.waitForNoPods({ namespace, deployment, timeoutSeconds: input.restartTimeoutSeconds });
+    await write.scaleDeployment({ namespace, deployment, replicas });
+    return `deployments.apps/${deployment} scaled to 0, no pod left after ${Math.round(gone.waitedMs / 1000)}s, scaled back to ${replicas}`;
+  } catch (err) {
+    const note = `${namespace}/${deployment} is at 0 replicas (the database is down): ${errorText(err)}. Once no pod of it is left, restore with: kubectl -n ${namespace} scale deployment/${deployment} --replicas=${replicas}`;
+    onStranded(note);
+    throw failure('RolloutIncomplete', note);
+  }
 }
 
 /** The incident report and the result: connections before and after. */
-async function reportConnections(run: RunbookRun, input: Input, stats: ConnectionStats, after: ConnectionStats | undefined): Promise<DbConnectionExhaustionResult> {
+async function reportConnections(run: RunbookRun, input: Input, stats: ConnectionStats, after: ConnectionStats | undefined, stranded?: string): Promise<DbConnectionExhaustionResult> {
   const { namespace, deployment, database } = input;
   const top = stats.byApplication[0];
   const result = await run.finish(`connections ${stats.total}/${stats.maxConnections} before${after ? `, ${after.total}/${after.maxConnections} after` : ''}`, {
@@ -142,7 +187,7 @@ async function reportConnections(run: RunbookRun, input: Input, stats: Connectio
     rootCause: `Connections by state: ${Object.entries(stats.byState)
       .map(([s, n]) => `${s} ${n}`)
       .join(', ')}; largest client: ${top ? `${top.applicationName || '(no application_name)'} with ${top.count}` : 'none'}; oldest idle ${stats.oldestIdleSeconds ?? 0}s.`,
-    solution: `Idle connections older than ${input.idleOlderThanSeconds}s terminated (at most ${input.maxTerminate}); max_connections raised only with approval and applied by a restart of ${namespace}/${deployment}.`,
+    solution: `Idle connections older than ${input.idleOlderThanSeconds}s terminated (at most ${input.maxTerminate}); max_connections raised only with approval and applied by a restart of ${namespace}/${deployment}.${stranded ? ` RESTART INCOMPLETE: ${stranded}.` : ''}`,
     prevention: 'Pool connections (PgBouncer or smaller per-process pools), set idle_session_timeout / idle_in_transaction_session_timeout, and alert at 80% of max_connections.',
   });
   return {

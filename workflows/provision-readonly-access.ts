@@ -8,6 +8,9 @@ import { planOnly, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
 import { catalog } from '../common/catalog';
+import { failure } from '../common/failures';
+import { tunnelChecks, tunnelVerbs } from '../common/rbac-tunnels';
+import { patched } from '@temporalio/workflow';
 
 export interface AccessReport {
   /** system:serviceaccount:<namespace>:<name> */
@@ -40,6 +43,11 @@ const mustBeDenied: AccessCheck[] = [
   { verb: 'patch', group: 'apps', resource: 'deployments' },
   { verb: 'get', group: '', resource: 'secrets' },
 ];
+
+/** Every subresource that runs a command or tunnels, for get and create (exec over websockets is a GET). */
+const tunnelsDenied: AccessCheck[] = tunnelChecks.flatMap((t) => tunnelVerbs.map((verb) => ({ verb, ...t })));
+/** Runs before this patch asked only mustBeDenied; they replay so. */
+const tunnelsPatch = 'readonly-access-denies-tunnels';
 
 const checkName = (c: AccessCheck) => `${c.verb} ${c.resource}${c.subresource ? `/${c.subresource}` : ''}${c.group ? `.${c.group}` : ''}`;
 const rulesText = (rules: ReadonlyRule[]) =>
@@ -102,9 +110,9 @@ function grantedChecks(rules: ReadonlyRule[]): AccessCheck[] {
 }
 
 /** Asks the API server's authorizer what the ServiceAccount may do: the granted verbs, then those it must be denied. */
-async function checkAccess(input: Input, granted: AccessCheck[]): Promise<AccessReport> {
+async function checkAccess(input: Input, granted: AccessCheck[], denied: AccessCheck[]): Promise<AccessReport> {
   const { namespace, serviceAccount } = input;
-  const { user, results } = await read.checkServiceAccountAccess({ namespace, serviceAccount, checks: [...granted, ...mustBeDenied] });
+  const { user, results } = await read.checkServiceAccountAccess({ namespace, serviceAccount, checks: [...granted, ...denied] });
   const checks = results.map((r, i) => ({ ...r, expected: i < granted.length ? ('allowed' as const) : ('denied' as const) }));
   return { user, checks, asExpected: checks.every((c) => c.allowed === (c.expected === 'allowed')) };
 }
@@ -148,11 +156,13 @@ export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput)
   });
 
   const granted = grantedChecks(rules);
-  const accessBefore = await run.read('access-before', `What ${where} may do now (SubjectAccessReview)`, () => checkAccess(input, granted), describeAccess);
-  const { outcome, objectsPlanned } = await ensureAccessStep(run, input);
+  const checkTunnels = patched(tunnelsPatch);
+  const denied = checkTunnels ? [...mustBeDenied, ...tunnelsDenied.filter((t) => !mustBeDenied.some((m) => checkName(m) === checkName(t)))] : mustBeDenied;
+  const accessBefore = await run.read('access-before', `What ${where} may do now (SubjectAccessReview)`, () => checkAccess(input, granted, denied), describeAccess);
+  const { outcome, objectsPlanned } = await ensureAccessStep(run, input, checkTunnels);
   let accessAfter: AccessReport | undefined;
   if (input.mode === 'execute' && (outcome === 'applied' || outcome === 'not-needed' || outcome === 'failed')) {
-    accessAfter = await run.read('verify-access', `What ${where} may do after the change (SubjectAccessReview)`, () => checkAccess(input, granted), describeAccess);
+    accessAfter = await run.read('verify-access', `What ${where} may do after the change (SubjectAccessReview)`, () => checkAccess(input, granted, denied), describeAccess);
   }
   const verified = input.mode === 'execute' ? (outcome === 'applied' || outcome === 'not-needed') && accessAfter?.asExpected === true : undefined;
 
@@ -172,7 +182,7 @@ export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput)
 }
 
 /** ⚠ the three objects server-side applied in one step; planned by a dry run listing what would be created or changed. */
-async function ensureAccessStep(run: RunbookRun, input: Input): Promise<{ outcome: ChangeOutcome; objectsPlanned?: SecurityObjectResult[] }> {
+async function ensureAccessStep(run: RunbookRun, input: Input, checkTunnels: boolean): Promise<{ outcome: ChangeOutcome; objectsPlanned?: SecurityObjectResult[] }> {
   const { namespace, serviceAccount, role, roleBinding, rules } = input;
   const objects = desiredObjects(input);
   let objectsPlanned: SecurityObjectResult[] | undefined;
@@ -190,6 +200,12 @@ async function ensureAccessStep(run: RunbookRun, input: Input): Promise<{ outcom
     },
     apply: async () => {
       const done = await write.applySecurityObjects({ namespace, objects });
+      // Another binding may grant exec or a tunnel: then the account is not read-only, and the step fails.
+      const open = checkTunnels ? (await read.checkServiceAccountAccess({ namespace, serviceAccount, checks: tunnelsDenied })).results.filter((r) => r.allowed) : [];
+      if (open.length > 0) {
+        const what = open.map((r) => `${checkName(r)}${r.reason ? ` (${r.reason})` : ''}`).join(', ');
+        throw failure('Refused', `objects applied, but the authorizer lets ${namespace}/${serviceAccount} ${what}: a grant outside Role ${role} runs commands or tunnels; remove it`);
+      }
       return `${namespace}: ${done.objects.map((o) => `${o.kind} ${o.name} ${o.action}`).join(', ')} (server-side apply, field manager runbook-automation)`;
     },
   });

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { runbookInputBase } from '../runbook';
 import { kubeName } from './fields';
+import { tunnelProblem } from '../rbac-tunnels';
 
 /** Only reading verbs: the runbook's name promises read-only access. */
 export const readonlyVerbs = ['get', 'list', 'watch'] as const;
@@ -10,7 +11,12 @@ const rbacResource = z
   .string()
   .regex(/^[a-z][a-z0-9]*(\/[a-z][a-z0-9]*)?$/, { message: 'expected a resource such as pods, deployments or pods/log (no wildcards)' })
   // Reading a Secret reveals its values: that is never "read-only" access to hand out.
-  .refine((r) => r.split('/')[0] !== 'secrets', { message: 'secrets are never granted by provisionReadonlyAccess: reading a Secret reveals its values' });
+  .refine((r) => r.split('/')[0] !== 'secrets', { message: 'secrets are never granted by provisionReadonlyAccess: reading a Secret reveals its values' })
+  // Read-only must not mean "may exec into pods": those subresources are refused whatever the verb.
+  .superRefine((r, ctx) => {
+    const problem = r.includes('*') ? undefined : tunnelProblem(r); // wildcards: the pattern's message
+    if (problem) ctx.addIssue({ code: 'custom', message: `${problem}: never granted by provisionReadonlyAccess` });
+  });
 
 /** "" is the core group (pods, services); others are DNS names such as apps. */
 const apiGroup = z.string().regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$/, { message: 'expected an API group such as "" (core) or apps (no wildcards)' });

@@ -144,6 +144,33 @@ describe('applySecurityObjects', () => {
     expect(await refusal({ ...sa, metadata: { name: 'reader', namespace: 'default' } })).toEqual(['Refused', `objects[0]: ServiceAccount/reader is for namespace default, not ${ns}`]);
     expect((await failureOf(ro.run('applySecurityObjects', { namespace: ns, objects: [sa], dryRun: true }))).type).toBe('Forbidden');
   });
+
+  test('attack: a Role granting exec, attach, port-forward, proxy or a wildcard over them is refused for every verb, and nothing is created', async () => {
+    const role = { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'sneaky-exec' } } as KubernetesObject;
+    const attempts: Array<[string, string]> = [
+      ['pods/exec', 'get'],
+      ['pods/attach', 'get'],
+      ['pods/portforward', 'get'],
+      ['pods/proxy', 'get'],
+      ['services/proxy', 'list'],
+      ['nodes/proxy', 'get'],
+      ['pods/ephemeralcontainers', 'get'],
+      ['*/proxy', 'get'],
+      ['pods/*', 'watch'],
+      ['pods/exec', 'create'],
+    ];
+    for (const [resource, verb] of attempts) {
+      const f = await failureOf(
+        h.run('applySecurityObjects', { namespace: ns, objects: [{ ...role, rules: [{ apiGroups: [''], resources: ['pods', resource], verbs: [verb] }] } as KubernetesObject], dryRun: false }),
+      );
+      expect([resource, f.type, f.nonRetryable]).toEqual([resource, 'Refused', true]);
+      expect(f.message).toContain(`objects[0]: rules[0]: resource "${resource}" `);
+      expect(f.message).toMatch(
+        /(runs commands in or tunnels to workloads \(exec, attach, port-forward and proxy use GET too\)|includes pods\/exec, pods\/attach, pods\/portforward, pods\/proxy, pods\/ephemeralcontainers); never granted by runbooks$/,
+      );
+    }
+    await expect(rbac.readNamespacedRole('sneaky-exec', ns)).rejects.toMatchObject({ statusCode: 404 });
+  });
 });
 
 describe('compareLiveObjects and checkServiceAccountAccess', () => {

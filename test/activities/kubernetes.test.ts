@@ -8,7 +8,7 @@ import { createKubernetesActivities } from '../../activities/kubernetes';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
 import { adminKubeConfig, kubernetesNamespace as ns, scratchNamespace, waitForRollout } from '../helpers/kube-cluster';
 import { newRolloutRevision, patchDeployment, setCertificateStatus } from '../helpers/kube-objects';
-import { putIntoCrashLoop, readyPods, setContainerLogs, setPodUsage } from '../helpers/kube-pods';
+import { putIntoCrashLoop, readyPods, setContainerLogs, setPodUsage, watchPods } from '../helpers/kube-pods';
 import { deleteBoundClaim, deleteDeployment, scratchBoundClaim, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
 import { testbedEnv } from '../helpers/testbed';
 import { waitUntil } from '../../scripts/testbed/processes';
@@ -387,6 +387,95 @@ describe('rollouts', () => {
     expect(again).toMatchObject({ changed: false, message: 'no change' });
     expect((await apps.readNamespacedDeployment(dep, ns)).body.metadata?.annotations?.['deployment.kubernetes.io/revision']).toBe(revision);
     expect((await failureOf(h.run('restartRollout', { namespace: ns, deployment: dep, restartedAt: 'now' }))).type).toBe('InvalidInput');
+  });
+
+  test('a single-writer volume under RollingUpdate: the rolling restart is refused (dry run too) and nothing changes; Recreate or no such volume may roll', async () => {
+    const before = await apps.readNamespacedDeployment('postgres', ns);
+    for (const dryRun of [true, false]) {
+      const f = await failureOf(h.run('restartRollout', { namespace: ns, deployment: 'postgres', restartedAt: new Date().toISOString(), dryRun }));
+      expect([f.type, f.nonRetryable, f.message]).toEqual([
+        'Refused',
+        true,
+        `a rolling restart of deployments.apps/postgres in namespace ${ns} is refused: its pods mount persistentvolumeclaims/postgres-pvc (ReadWriteOnce) and strategy RollingUpdate would start the new pod before the old one stops; restart it by scaling to 0 and back, or set strategy Recreate`,
+      ]);
+    }
+    const after = await apps.readNamespacedDeployment('postgres', ns);
+    expect(after.body.metadata?.generation).toBe(before.body.metadata?.generation);
+    expect(await h.run('restartMethod', { namespace: ns, deployment: 'postgres' })).toMatchObject({
+      method: 'scale-to-zero',
+      strategy: 'RollingUpdate',
+      replicas: 1,
+      singleWriterClaims: ['postgres-pvc'],
+    });
+    expect(await h.run('restartMethod', { namespace: ns, deployment: dep })).toMatchObject({ method: 'rollout', singleWriterClaims: [] });
+    // Recreate stops the old pods before it starts new ones: a rolling restart is fine then (checked by dry run).
+    const recreate = unique('kt-recreate');
+    cleanups.push(() => deleteDeployment(kc, recreate));
+    await apps.createNamespacedDeployment(ns, {
+      metadata: { name: recreate, labels: { 'runbook-test/scratch': 'true' } },
+      spec: {
+        replicas: 0,
+        strategy: { type: 'Recreate' },
+        selector: { matchLabels: { app: recreate } },
+        template: {
+          metadata: { labels: { app: recreate } },
+          spec: { nodeSelector: { type: 'kwok' }, containers: [{ name: 'db', image: 'postgres:15' }], volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'postgres-pvc' } }] },
+        },
+      },
+    });
+    expect(await h.run('restartMethod', { namespace: ns, deployment: recreate })).toMatchObject({ method: 'rollout', strategy: 'Recreate', singleWriterClaims: ['postgres-pvc'] });
+    expect(await h.run('restartRollout', { namespace: ns, deployment: recreate, restartedAt: new Date().toISOString(), dryRun: true })).toMatchObject({ changed: true, dryRun: true });
+  });
+
+  test('why: a rolling restart done by hand on a ReadWriteOnce deployment runs two pods on the volume at once (watched)', async () => {
+    const name = unique('kt-rwo');
+    cleanups.push(() => deleteBoundClaim(kc, name));
+    cleanups.push(() => deleteDeployment(kc, name));
+    await scratchBoundClaim(kc, name, 'fixed', '1Gi');
+    await apps.createNamespacedDeployment(ns, {
+      metadata: { name, labels: { 'runbook-test/scratch': 'true' } },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: name } },
+        template: {
+          metadata: { labels: { app: name } },
+          spec: { nodeSelector: { type: 'kwok' }, containers: [{ name: 'db', image: 'postgres:15' }], volumes: [{ name: 'data', persistentVolumeClaim: { claimName: name } }] },
+        },
+      },
+    });
+    await readyPods(kc, ns, `app=${name}`, 1);
+    expect(await h.run('restartMethod', { namespace: ns, deployment: name })).toMatchObject({ method: 'scale-to-zero', singleWriterClaims: [name] });
+    const pods = await watchPods(kc, ns, `app=${name}`);
+    await apps.patchNamespacedDeployment(
+      name,
+      ns,
+      { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': new Date().toISOString() } } } } },
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      {
+        headers: { 'Content-Type': 'application/strategic-merge-patch+json' },
+      },
+    );
+    await waitUntil(
+      'the rolling restart replaced the pod',
+      async () => pods.seen.size === 2 && (await core.listNamespacedPod(ns, undefined, undefined, undefined, undefined, `app=${name}`)).body.items.length === 1,
+    );
+    pods.stop();
+    expect(pods.maxAtOnce()).toBe(2);
+  });
+
+  test('wait until no pod of a deployment exists: at once when none, the deadline names the pods left', async () => {
+    const idle = unique('kt-nopods');
+    cleanups.push(() => deleteDeployment(kc, idle));
+    await scratchDeployment(kc, idle, { replicas: 1 });
+    const left = await failureOf(h.run('waitForNoPods', { namespace: ns, deployment: idle, timeoutSeconds: 1, pollIntervalMs: 200 }));
+    expect([left.type, left.message]).toEqual(['RolloutIncomplete', expect.stringMatching(new RegExp(`^pods of deployments.apps/${idle} in namespace ${ns} still exist after 1s: ${idle}-`))]);
+    await h.run('scaleDeployment', { namespace: ns, deployment: idle, replicas: 0 });
+    expect(await h.run('waitForNoPods', { namespace: ns, deployment: idle, timeoutSeconds: 60, pollIntervalMs: 200 })).toEqual({ waitedMs: expect.any(Number) });
+    expect((await core.listNamespacedPod(ns, undefined, undefined, undefined, undefined, `app=${idle}`)).body.items).toEqual([]);
   });
 
   test('wait for a rollout: deadline with heartbeats, and cancellation', async () => {

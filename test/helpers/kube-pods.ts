@@ -1,6 +1,6 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CoreV1Api, CustomObjectsApi, PatchUtils, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, PatchUtils, Watch, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { kubernetesStateDir } from '../../scripts/testbed/kubernetes-pki';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { criLogLines, layout, statusOf } from './kube-cluster';
@@ -153,4 +153,46 @@ export async function setPodUsage(kc: KubeConfig, namespace: string, pod: string
     undefined,
     merge,
   );
+}
+
+export interface PodWatch {
+  /** Every pod that existed while watched (the ones there at the start too). */
+  seen: Set<string>;
+  /** The most pods that existed at once; a terminating pod exists until it is deleted. */
+  maxAtOnce: () => number;
+  /** Stops the watch; throws if it ended early (it would have missed events). */
+  stop: () => void;
+}
+
+/** A real Kubernetes watch of the pods a selector matches, from a list's resourceVersion on, so no event is missed. */
+export async function watchPods(kc: KubeConfig, namespace: string, labelSelector: string): Promise<PodWatch> {
+  const { body } = await kc.makeApiClient(CoreV1Api).listNamespacedPod(namespace, undefined, undefined, undefined, undefined, labelSelector);
+  const live = new Set(body.items.map((p) => p.metadata!.name!));
+  const seen = new Set(live);
+  let max = live.size;
+  let ended: unknown;
+  let stopping = false;
+  const request = (await new Watch(kc).watch(
+    `/api/v1/namespaces/${namespace}/pods`,
+    { labelSelector, resourceVersion: body.metadata?.resourceVersion, allowWatchBookmarks: false },
+    (phase: string, pod: V1Pod) => {
+      const name = pod.metadata?.name ?? '';
+      if (phase === 'ADDED' || phase === 'MODIFIED') live.add(name);
+      if (phase === 'DELETED') live.delete(name);
+      if (name) seen.add(name);
+      max = Math.max(max, live.size);
+    },
+    (err: unknown) => {
+      if (!stopping) ended = err ?? new Error('the watch ended early');
+    },
+  )) as { abort: () => void };
+  return {
+    seen,
+    maxAtOnce: () => max,
+    stop: () => {
+      stopping = true;
+      request.abort();
+      if (ended) throw new Error(`pod watch ended early: ${String(ended)}`);
+    },
+  };
 }

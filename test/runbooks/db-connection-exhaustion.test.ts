@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowFailedError } from '@temporalio/client';
-import { AppsV1Api } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, KubernetesObjectApi, type KubernetesObject } from '@kubernetes/client-node';
 import { Client as PgClient } from 'pg';
 import { waitUntil } from '../../scripts/testbed/processes';
 import type { DbConnectionExhaustionResult } from '../../workflows/db-connection-exhaustion';
 import { recordHistory } from '../helpers/histories';
 import { adminKubeConfig } from '../helpers/kube-cluster';
+import { watchPods } from '../helpers/kube-pods';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
 import { approveEach, expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
@@ -83,7 +84,10 @@ describe('dbConnectionExhaustion', () => {
     expect(result.plan.map((p) => [p.stepId, p.change.summary])).toEqual([
       ['terminate-idle', 'terminate idle connections to short_drama_prod older than 1s, at most 50'],
       ['raise-max-connections', 'max_connections 100 -> 150 (ALTER SYSTEM; takes effect after a restart)'],
-      ['restart-database', expect.stringMatching(/^rolling restart of short-drama-prod\/postgres \(restartedAt /)],
+      [
+        'restart-database',
+        'restart of short-drama-prod/postgres by scaling 1 -> 0, waiting until no pod of it exists, then back to 1 (its pods mount persistentvolumeclaims/postgres-pvc (ReadWriteOnce) and strategy RollingUpdate would start the new pod before the old one stops)',
+      ],
     ]);
     expect((result.plan[0]!.change.observed as { matching: number }).matching).toBeGreaterThanOrEqual(12);
     expect(await sessions(app)).toEqual({ idle: 12, active: 2 });
@@ -95,11 +99,12 @@ describe('dbConnectionExhaustion', () => {
     const app = `leaky-${randomUUID().slice(0, 8)}`;
     await openConnections(app, 15);
     await waitUntil('15 idle sessions', async () => (await sessions(app)).idle === 15);
+    const pods = await watchPods(adminKubeConfig(), 'short-drama-prod', 'app=postgres');
     const result = await withRunbooks(config, async ({ runbooks, client }) => {
       const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150, severity: 'P0' }, { startedBy: 'erin' });
       await approveEach(runbooks, workflowId, ['terminate-idle', 'raise-max-connections', 'restart-database']);
       const finished = await runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
-      await recordHistory(client.workflow.getHandle(workflowId), 'approved');
+      await recordHistory(client.workflow.getHandle(workflowId), 'approved-scale-to-zero');
       return finished;
     });
     expect(result.outcome).toBe('completed');
@@ -107,7 +112,11 @@ describe('dbConnectionExhaustion', () => {
     expect(await pgSetting()).toEqual({ setting: '100', pending_restart: true });
     expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.stepId)).toEqual(['terminate-idle', 'raise-max-connections', 'restart-database']);
     const restart = result.timeline.find((e) => e.event === 'applied' && e.stepId === 'restart-database')!;
-    expect(restart.detail).toMatch(/rollout complete .*PostgreSQL .* accepts connections/);
+    expect(restart.detail).toMatch(/^deployments\.apps\/postgres scaled to 0, no pod left after \d+s, scaled back to 1; rollout complete \(1\/1 ready\); PostgreSQL .* accepts connections/);
+    // Watched for real: the old pod was gone before the new one was created, never two on the volume.
+    pods.stop();
+    expect(pods.seen.size).toBe(2);
+    expect(pods.maxAtOnce()).toBe(1);
 
     const markdown = await readBucketText(result.report!.markdownKey);
     expectIncidentReport(markdown);
@@ -139,6 +148,7 @@ describe('dbConnectionExhaustion', () => {
     const apps = adminKubeConfig().makeApiClient(AppsV1Api);
     const revisionOf = async () => Number((await apps.readNamespacedDeployment('postgres', 'short-drama-prod')).body.metadata?.annotations?.['deployment.kubernetes.io/revision']);
     const before = await revisionOf();
+    const pods = await watchPods(adminKubeConfig(), 'short-drama-prod', 'app=postgres');
     const app = `leaky-${randomUUID().slice(0, 8)}`;
     await openConnections(app, 3);
     await waitUntil('3 idle sessions', async () => (await sessions(app)).idle === 3);
@@ -157,8 +167,136 @@ describe('dbConnectionExhaustion', () => {
     });
     expect(result.outcome).toBe('completed');
     expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.stepId)).toEqual(['terminate-idle', 'raise-max-connections', 'restart-database']);
-    expect(await revisionOf()).toBe(before + 1);
+    // Scaled to 0 and back (no new revision), once: one pod replaced by exactly one other.
+    expect(await revisionOf()).toBe(before);
+    pods.stop();
+    expect([pods.seen.size, pods.maxAtOnce()]).toEqual([2, 1]);
     expect(await pgSetting()).toEqual({ setting: '100', pending_restart: true });
+  });
+
+  test('the scale back is denied while postgres is at 0: the step fails, nothing scales back onto a volume blindly, and the report says it is at 0 and how to restore', async () => {
+    const kc = adminKubeConfig();
+    const apps = kc.makeApiClient(AppsV1Api);
+    const objects = KubernetesObjectApi.makeApiClient(kc);
+    const policyName = `test-postgres-stays-down-${randomUUID().slice(0, 8)}`;
+    // An admission policy of the real API server that lets postgres scale to 0 but not back up.
+    const policy = {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicy',
+      metadata: { name: policyName },
+      spec: {
+        failurePolicy: 'Fail',
+        matchConstraints: { resourceRules: [{ apiGroups: ['apps'], apiVersions: ['v1'], operations: ['UPDATE'], resources: ['deployments/scale'], resourceNames: ['postgres'] }] },
+        // replicas 0 is left out of the Scale object.
+        validations: [{ expression: '!has(object.spec.replicas) || object.spec.replicas == 0', message: 'change freeze: postgres may only be scaled to 0' }],
+      },
+    } as KubernetesObject;
+    const binding = {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicyBinding',
+      metadata: { name: policyName },
+      spec: { policyName, validationActions: ['Deny'], matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'short-drama-prod' } } } },
+    } as KubernetesObject;
+    const scaleTo = (replicas: number, dryRun?: string) =>
+      apps.patchNamespacedDeploymentScale('postgres', 'short-drama-prod', { spec: { replicas } }, undefined, dryRun, undefined, undefined, undefined, {
+        headers: { 'Content-Type': 'application/merge-patch+json' },
+      });
+    const app = `leaky-${randomUUID().slice(0, 8)}`;
+    await openConnections(app, 3);
+    await waitUntil('3 idle sessions', async () => (await sessions(app)).idle === 3);
+    const pods = await watchPods(kc, 'short-drama-prod', 'app=postgres');
+    await objects.create(policy);
+    await objects.create(binding);
+    try {
+      await waitUntil('the admission policy denies scaling postgres up', async () =>
+        scaleTo(2, 'All').then(
+          () => false,
+          () => true,
+        ),
+      );
+      const result = await withRunbooks(config, async ({ runbooks }) => {
+        const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }, { startedBy: 'erin' });
+        await approveEach(runbooks, workflowId, ['terminate-idle', 'raise-max-connections', 'restart-database']);
+        return runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
+      });
+      expect(result.outcome).toBe('failed');
+      const failed = result.timeline.find((e) => e.event === 'failed' && e.stepId === 'restart-database')?.detail ?? '';
+      expect(failed).toMatch(
+        /^short-drama-prod\/postgres is at 0 replicas \(the database is down\): .*change freeze: postgres may only be scaled to 0.*Once no pod of it is left, restore with: kubectl -n short-drama-prod scale deployment\/postgres --replicas=1/,
+      );
+      const markdown = await readBucketText(result.report!.markdownKey);
+      expect(markdown).toContain('RESTART INCOMPLETE: short-drama-prod/postgres is at 0 replicas (the database is down)');
+      expect(markdown).toContain('restore with: kubectl -n short-drama-prod scale deployment/postgres --replicas=1');
+      // It is what the report says: at 0, no pod, and never two pods.
+      expect((await apps.readNamespacedDeployment('postgres', 'short-drama-prod')).body.spec?.replicas).toBe(0);
+      expect((await kc.makeApiClient(CoreV1Api).listNamespacedPod('short-drama-prod', undefined, undefined, undefined, undefined, 'app=postgres')).body.items).toEqual([]);
+      expect(pods.maxAtOnce()).toBe(1);
+    } finally {
+      pods.stop();
+      await objects.delete(binding).catch(() => undefined);
+      await objects.delete(policy).catch(() => undefined);
+      // Restored as the report says, for the tests after this one.
+      await waitUntil('postgres scaled back to 1', async () =>
+        scaleTo(1).then(
+          () => true,
+          () => false,
+        ),
+      );
+      await waitUntil('postgres ready again', async () => ((await apps.readNamespacedDeployment('postgres', 'short-drama-prod')).body.status?.readyReplicas ?? 0) === 1);
+    }
+  });
+
+  test('cancelled while at 0 with the old pod still terminating: no new pod until it is gone, then scaled back; never two pods', async () => {
+    const kc = adminKubeConfig();
+    const apps = kc.makeApiClient(AppsV1Api);
+    const core = kc.makeApiClient(CoreV1Api);
+    const app = `leaky-${randomUUID().slice(0, 8)}`;
+    await openConnections(app, 3);
+    await waitUntil('3 idle sessions', async () => (await sessions(app)).idle === 3);
+    // A finalizer keeps the old pod terminating (as a slow shutdown would) until the test lets it go.
+    const [old] = (await core.listNamespacedPod('short-drama-prod', undefined, undefined, undefined, undefined, 'app=postgres')).body.items;
+    const oldPod = old!.metadata!.name!;
+    const jsonPatch = { headers: { 'Content-Type': 'application/json-patch+json' } };
+    const release = () =>
+      core.patchNamespacedPod(oldPod, 'short-drama-prod', [{ op: 'remove', path: '/metadata/finalizers' }], undefined, undefined, undefined, undefined, undefined, jsonPatch).catch(() => undefined);
+    await core.patchNamespacedPod(
+      oldPod,
+      'short-drama-prod',
+      [{ op: 'add', path: '/metadata/finalizers', value: ['runbook-test/hold'] }],
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      jsonPatch,
+    );
+    const pods = await watchPods(kc, 'short-drama-prod', 'app=postgres');
+    try {
+      const result = await withRunbooks(config, async ({ runbooks }) => {
+        const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }, { startedBy: 'erin' });
+        await approveEach(runbooks, workflowId, ['terminate-idle', 'raise-max-connections', 'restart-database']);
+        await waitUntil('postgres at 0 with its old pod terminating', async () => {
+          const [d, p] = await Promise.all([apps.readNamespacedDeployment('postgres', 'short-drama-prod'), core.readNamespacedPod(oldPod, 'short-drama-prod')]);
+          return d.body.spec?.replicas === 0 && p.body.metadata?.deletionTimestamp !== undefined;
+        });
+        await runbooks.cancel(workflowId, { by: 'carol', reason: 'stop now' });
+        // Still waiting: the terminating pod may still write the volume, so nothing is scaled back yet.
+        await waitUntil('the cancel is recorded', async () => (await runbooks.getStatus(workflowId)).timeline.some((e) => e.event === 'cancelled'));
+        expect((await apps.readNamespacedDeployment('postgres', 'short-drama-prod')).body.spec?.replicas).toBe(0);
+        await release();
+        return runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
+      });
+      // A cancel stops further steps; the restart in progress finishes, so the database is not left down.
+      expect(result.outcome).toBe('cancelled');
+      expect(result.timeline.find((e) => e.event === 'applied' && e.stepId === 'restart-database')?.detail).toMatch(
+        /^deployments\.apps\/postgres scaled to 0, no pod left after \d+s, scaled back to 1;/,
+      );
+      expect((await apps.readNamespacedDeployment('postgres', 'short-drama-prod')).body.status?.readyReplicas).toBe(1);
+      pods.stop();
+      expect([pods.seen.size, pods.maxAtOnce()]).toEqual([2, 1]);
+    } finally {
+      await release();
+    }
   });
 
   test('bad input: a clear non-retryable error before anything is touched', async () => {

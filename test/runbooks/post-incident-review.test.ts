@@ -1,9 +1,9 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { DeleteObjectsCommand, GetObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
-import { CoreV1Api } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { createRunbookClient } from '../../client';
 import { catalog, workflowIdFor } from '../../common/catalog';
@@ -15,6 +15,7 @@ import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-act
 import { adminKubeConfig, kubernetesNamespace as ns } from '../helpers/kube-cluster';
 import { clearContainerLogs, putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
 import { readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { startScript } from '../helpers/process-output';
 import { testbedConfig, testbedEnv, testbedS3 } from '../helpers/testbed';
 import { withRunbooks, withWorker } from '../helpers/worker';
 
@@ -169,6 +170,103 @@ describe('postIncidentReview', () => {
     for (const text of [...texts.values(), markdown, json, history.text]) for (const value of forbidden) expect(text.includes(value) ? value : undefined).toBeUndefined();
     expect(history.text).toContain('Playback outage'); // the search reads the payloads (they are not base64 here)
     expect(history.bytes).toBeLessThan(64 * 1024);
+  });
+
+  test('no credential of a workload reaches S3, the history or the worker log: literal env values, credential ConfigMap values and last-applied-configuration are dropped', async () => {
+    const sentinel = `SENTINEL${randomBytes(12).toString('hex')}`;
+    const name = unique('pir-cred');
+    const configMap = unique('pir-cred-config');
+    const apps = kc.makeApiClient(AppsV1Api);
+    const container = {
+      name: 'app',
+      image: 'registry.example/scratch:1.0',
+      env: [
+        { name: 'DATABASE_URL', value: `postgres://u:${sentinel}@postgres:5432/short_drama_prod` },
+        { name: 'API_TOKEN', valueFrom: { configMapKeyRef: { name: configMap, key: 'api_token' } } },
+      ],
+    };
+    const spec = { replicas: 1, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { nodeSelector: { type: 'kwok' }, containers: [container] } } };
+    // What `kubectl apply` leaves behind: the whole object again, literal values included.
+    const lastApplied = JSON.stringify({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace: ns }, spec });
+    const startedAt = new Date(Date.now() - 1000);
+    await core.createNamespacedConfigMap(ns, {
+      metadata: { name: configMap, annotations: { 'kubectl.kubernetes.io/last-applied-configuration': JSON.stringify({ data: { api_token: sentinel } }) } },
+      data: { api_token: sentinel, upstream: `https://bot:${sentinel}@api.example/v1`, LOG_LEVEL: 'info' },
+    });
+    await apps.createNamespacedDeployment(ns, {
+      metadata: { name, labels: { 'runbook-test/scratch': 'true' }, annotations: { 'kubectl.kubernetes.io/last-applied-configuration': lastApplied } },
+      spec,
+    });
+    const taskQueue = `pir-scrub-${randomUUID()}`;
+    const worker = startScript('workers/main.ts', {
+      ...process.env,
+      ...env,
+      TEMPORAL_TASK_QUEUE: taskQueue,
+      WORKER_METRICS_HOST: '127.0.0.1',
+      WORKER_METRICS_PORT: '0',
+      LOG_LEVEL: 'DEBUG',
+    });
+    try {
+      await readyPods(kc, ns, `app=${name}`, 1);
+      await worker.waitForLine((line) => line.includes('"worker ready"'));
+      const { client, close } = await connectClient(config.temporal);
+      let result: PostIncidentReviewResult;
+      let historyJson: string;
+      let workflowId = '';
+      try {
+        const runbooks = createRunbookClient({ client, taskQueue });
+        ({ workflowId } = await runbooks.startRunbook('postIncidentReview', { appDeployment: name, incidentId: `INC-${randomUUID().slice(0, 8)}`, sinceMinutes: 5 }, { startedBy: 'erin' }));
+        workflowIds.push(workflowId);
+        result = await runbooks.waitForResult<PostIncidentReviewResult>(workflowId);
+        historyJson = JSON.stringify(await client.workflow.getHandle(workflowId).fetchHistory());
+      } finally {
+        await close();
+      }
+      track(result);
+      // The run's last line: everything it logged is in by then.
+      await worker.waitForLine((line) => line.includes('"Workflow completed"') && line.includes(`"workflowId":"${workflowId}"`));
+      expect(result.evidence.map((e) => e.key.replace(/^.*\//, ''))).toEqual(expect.arrayContaining(['events.json', 'config-snapshot.yaml']));
+
+      // Every object the run wrote: listed (written since it started), read and searched.
+      const written: string[] = [];
+      let token: string | undefined;
+      do {
+        const page = await s3.send(new ListObjectsV2Command({ Bucket, Prefix: 'runbooks/', ContinuationToken: token }));
+        written.push(...(page.Contents ?? []).filter((o) => o.LastModified! >= startedAt).map((o) => o.Key!));
+        token = page.NextContinuationToken;
+      } while (token);
+      expect(written).toEqual(expect.arrayContaining([...result.evidence.map((e) => e.key), result.report!.markdownKey, result.report!.jsonKey]));
+      const found = [];
+      for (const key of written) if ((await get(key)).body.toString('utf8').includes(sentinel)) found.push(key);
+      expect(found).toEqual([]);
+      // The history (payloads are JSON bytes: base64 in the history's JSON, so decoded too) and the log.
+      expect(historyJson.includes(sentinel) || historyJson.includes(Buffer.from(sentinel).toString('base64'))).toBe(false);
+      expect(historyText(JSON.parse(historyJson)).join('\n')).not.toContain(sentinel);
+      expect(worker.lines.length).toBeGreaterThan(0);
+      expect(worker.lines.filter((line) => line.includes(sentinel))).toEqual([]);
+
+      // What stays: names and references, ConfigMap values that are not credentials.
+      const snapshot = parseYaml((await get(result.evidence.find((e) => e.key.endsWith('config-snapshot.yaml'))!.key)).body.toString('utf8')) as {
+        items: Array<{
+          kind: string;
+          metadata: { name: string; annotations?: Record<string, string> };
+          data?: Record<string, string>;
+          spec?: { template?: { spec?: { containers?: Array<{ env?: unknown }> } } };
+        }>;
+      };
+      const deploymentItem = snapshot.items.find((i) => i.kind === 'Deployment' && i.metadata.name === name)!;
+      expect(deploymentItem.metadata.annotations?.['kubectl.kubernetes.io/last-applied-configuration']).toBeUndefined();
+      expect(deploymentItem.spec?.template?.spec?.containers?.[0]?.env).toEqual([
+        { name: 'DATABASE_URL', value: '[redacted]' },
+        { name: 'API_TOKEN', valueFrom: { configMapKeyRef: { name: configMap, key: 'api_token' } } },
+      ]);
+      expect(snapshot.items.find((i) => i.kind === 'ConfigMap' && i.metadata.name === configMap)?.data).toEqual({ api_token: '[redacted]', upstream: '[redacted]', LOG_LEVEL: 'info' });
+    } finally {
+      if (worker.child.exitCode === null) worker.child.kill('SIGTERM');
+      await worker.exited;
+      await deleteDeployment(kc, name);
+      await core.deleteNamespacedConfigMap(configMap, ns).catch(() => undefined);
+    }
   });
 
   test('one run per incident: the same incidentId joins the run in flight, another incident gets its own run; defaults read short-drama-app', async () => {

@@ -140,8 +140,14 @@ describe('provisionReadonlyAccess', () => {
     expect(result.accessAfter?.checks.filter((c) => c.expected === 'allowed').every((c) => c.allowed)).toBe(true);
     expect(result.accessAfter?.asExpected).toBe(true);
     expect(result.timeline.filter((e) => e.event === 'read').map((e) => [e.stepId, e.detail])).toEqual([
-      ['access-before', 'NOT as expected; may not delete pods, create pods/exec, patch deployments.apps, get secrets; missing: get/list/watch pods, services, deployments.apps'],
-      ['verify-access', 'as expected; may get/list/watch pods, services, deployments.apps; may not delete pods, create pods/exec, patch deployments.apps, get secrets'],
+      [
+        'access-before',
+        'NOT as expected; may not delete pods, create/get pods/exec, patch deployments.apps, get secrets, get/create pods/attach, pods/portforward, pods/proxy, pods/ephemeralcontainers, services/proxy, nodes/proxy; missing: get/list/watch pods, services, deployments.apps',
+      ],
+      [
+        'verify-access',
+        'as expected; may get/list/watch pods, services, deployments.apps; may not delete pods, create/get pods/exec, patch deployments.apps, get secrets, get/create pods/attach, pods/portforward, pods/proxy, pods/ephemeralcontainers, services/proxy, nodes/proxy',
+      ],
     ]);
 
     // And for real, with a token of the account: listing pods works, deleting one is forbidden.
@@ -188,7 +194,7 @@ describe('provisionReadonlyAccess', () => {
     expect(result.accessBefore.asExpected).toBe(false);
     expect(result.accessBefore.checks.find((c) => c.verb === 'delete' && c.resource === 'pods')).toMatchObject({ allowed: true, expected: 'denied', reason: expect.stringContaining('readonly') });
     expect(result.timeline.find((e) => e.stepId === 'access-before')?.detail).toMatch(
-      /^NOT as expected; may get\/list\/watch pods, services, deployments\.apps; may not create pods\/exec, patch deployments\.apps, get secrets; UNEXPECTEDLY may delete pods \(.*readonly.*\)$/,
+      /^NOT as expected; may get\/list\/watch pods, services, deployments\.apps; may not create\/get pods\/exec, patch deployments\.apps, get secrets, get\/create pods\/attach, pods\/portforward, pods\/proxy, pods\/ephemeralcontainers, services\/proxy, nodes\/proxy; UNEXPECTEDLY may delete pods \(.*readonly.*\)$/,
     );
     expect(result.accessAfter?.asExpected).toBe(true);
     expect(result.verified).toBe(true);
@@ -197,6 +203,101 @@ describe('provisionReadonlyAccess', () => {
     const markdown = await readBucketText(result.report!.markdownKey);
     expect(markdown).toContain('Drift: Role readonly differed from the wanted state (- rules[0].verbs[3] (was "delete"))');
   });
+
+  test('post-check: a grant of get pods/exec from another binding is found by the authorizer and fails the step', async () => {
+    // A hand-made Role and binding outside the runbook's own objects, and drift so the step applies.
+    await rbac.createNamespacedRole(ns, { metadata: { name: 'debug-exec' }, rules: [{ apiGroups: [''], resources: ['pods/exec', 'pods/portforward'], verbs: ['get'] }] });
+    await rbac.createNamespacedRoleBinding(ns, {
+      metadata: { name: 'debug-exec' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'debug-exec' },
+      subjects: [{ kind: 'ServiceAccount', name: 'readonly-user', namespace: ns }],
+    });
+    await rbac.patchNamespacedRole('readonly', ns, [{ op: 'add', path: '/rules/0/verbs/-', value: 'delete' }], undefined, undefined, 'kubectl-edit', undefined, undefined, {
+      headers: { 'Content-Type': 'application/json-patch+json' },
+    });
+    try {
+      const result = await withRunbooks(config, async ({ runbooks, client }) => {
+        const { workflowId } = await runbooks.startRunbook('provisionReadonlyAccess', { namespace: ns, mode: 'execute' }, { startedBy: 'erin' });
+        const pending = await pendingOf(runbooks, workflowId, 'ensure-access');
+        await runbooks.approve(workflowId, { stepId: 'ensure-access', planHash: pending.planHash, approver: 'bob', reason: 'put the Role back' });
+        const finished = await runbooks.waitForResult<ProvisionReadonlyAccessResult>(workflowId);
+        await recordHistory(client.workflow.getHandle(workflowId), 'tunnel-post-check');
+        return finished;
+      });
+      expect(result.outcome).toBe('failed');
+      expect(result.verified).toBe(false);
+      const failed = result.timeline.find((e) => e.event === 'failed' && e.stepId === 'ensure-access')?.detail;
+      expect(failed).toContain(`objects applied, but the authorizer lets ${ns}/readonly-user get pods/exec (`);
+      expect(failed).toContain('get pods/portforward (');
+      expect(failed).toContain('debug-exec');
+      expect(failed).not.toContain('create pods/exec');
+      // Asked of the real authorizer, for get and create of every tunnelling subresource.
+      const asked = (result.accessAfter?.checks ?? []).filter((c) => c.subresource).map((c) => [`${c.verb} ${c.resource}/${c.subresource}`, c.allowed]);
+      expect(asked).toEqual(
+        expect.arrayContaining([
+          ['get pods/exec', true],
+          ['create pods/exec', false],
+          ['get pods/attach', false],
+          ['create pods/attach', false],
+          ['get pods/portforward', true],
+          ['get services/proxy', false],
+          ['create nodes/proxy', false],
+          ['get pods/ephemeralcontainers', false],
+        ]),
+      );
+      expect(result.timeline.find((e) => e.stepId === 'verify-access')?.detail).toMatch(/^NOT as expected; .*UNEXPECTEDLY may get pods\/exec/);
+      expect(JSON.parse(JSON.stringify((await objects()).role?.rules))).toEqual(manualRules);
+    } finally {
+      await rbac.deleteNamespacedRoleBinding('debug-exec', ns);
+      await rbac.deleteNamespacedRole('debug-exec', ns);
+    }
+  });
+
+  test('attack: rules asking for exec, attach, port-forward or a proxy, with any read verb, are refused before anything is created', async () => {
+    await withRunbooks(config, async ({ client, taskQueue }) => {
+      for (const [resource, verb] of [
+        ['pods/exec', 'get'],
+        ['pods/attach', 'watch'],
+        ['pods/portforward', 'get'],
+        ['pods/proxy', 'list'],
+        ['services/proxy', 'get'],
+        ['nodes/proxy', 'get'],
+        ['pods/ephemeralcontainers', 'get'],
+      ] as const) {
+        const handle = await client.workflow.start('provisionReadonlyAccess', {
+          taskQueue,
+          workflowId: `pra-tunnel-${randomUUID()}`,
+          args: [{ namespace: ns, role: 'tunnel', roleBinding: 'tunnel', serviceAccount: 'tunnel', mode: 'execute', rules: [{ apiGroups: [''], resources: [resource], verbs: [verb] }] }],
+        });
+        const error = await handle.result().then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+        const failure = (error as WorkflowFailedError).cause as Error & { type?: string; nonRetryable?: boolean };
+        expect([failure.message, failure.type, failure.nonRetryable]).toEqual([
+          `invalid input for provisionReadonlyAccess: rules.0.resources.0: resource "${resource}" runs commands in or tunnels to workloads (exec, attach, port-forward and proxy use GET too): never granted by provisionReadonlyAccess`,
+          'InvalidInput',
+          true,
+        ]);
+        expect(await scheduledActivityTypes(handle)).toEqual([]);
+      }
+      // Wildcards that would include them are refused by the resource pattern.
+      await expect(runbooksStart(client, taskQueue, [{ apiGroups: [''], resources: ['pods/*'], verbs: ['get'] }])).resolves.toContain(
+        'rules.0.resources.0: expected a resource such as pods, deployments or pods/log (no wildcards)',
+      );
+    });
+    await expect(rbac.readNamespacedRole('tunnel', ns)).rejects.toMatchObject({ statusCode: 404 });
+    await expect(core.readNamespacedServiceAccount('tunnel', ns)).rejects.toMatchObject({ statusCode: 404 });
+  });
+
+  /** The failure message of a run with these rules. */
+  async function runbooksStart(client: Parameters<Parameters<typeof withRunbooks>[1]>[0]['client'], taskQueue: string, rules: unknown[]): Promise<string> {
+    const handle = await client.workflow.start('provisionReadonlyAccess', { taskQueue, workflowId: `pra-tunnel-${randomUUID()}`, args: [{ namespace: ns, role: 'tunnel', mode: 'execute', rules }] });
+    return handle.result().then(
+      () => 'no failure',
+      (err: unknown) => String(((err as WorkflowFailedError).cause as Error).message),
+    );
+  }
 
   test('bad input fails non-retryable before any activity; kube-system is refused', async () => {
     await withRunbooks(config, async ({ runbooks, client, taskQueue }) => {
