@@ -65,6 +65,7 @@ export function buildDependencies(config: RunbookConfig, logger: Logger, tempora
     kube: config.kubernetes ? buildKubeConfig(config.kubernetes) : undefined,
     pool,
     databaseUrl: config.postgres?.url,
+    restoreDrillUrl: config.postgres?.restoreDrillUrl,
     redis,
     s3: s3 && config.s3 ? { client: s3, bucket: config.s3.bucket, backupPrefix: config.s3.backupPrefix, evidencePrefix: config.s3.evidencePrefix } : undefined,
     prometheusUrl: config.prometheus?.url,

@@ -5,7 +5,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { Client, Pool } from 'pg';
 import { createPostgresActivities, type PostgresDeps } from '../../activities/postgres';
-import { libpqEnvironment, assertScratchName, defaultScratchName } from '../../activities/postgres-restore';
+import { assertScratchName, defaultScratchName, drillRoleOf } from '../../activities/postgres-restore';
 import { chooseStatementTimingColumns, slowestStatementsSql, statementTextLimit } from '../../activities/postgres-statistics';
 import { closedPort, testbedEnv, testbedS3 } from '../helpers/testbed';
 import { createScratchDatabase, databaseExists, uniqueSuffix, waitUntil, withAdmin, type ScratchDatabase } from '../helpers/postgres-scratch';
@@ -32,6 +32,7 @@ function harness(deps: Partial<PostgresDeps> = {}) {
     pool: poolFor(env.DATABASE_URL!, `pgtest-worker-${suffix}`),
     allowedDatabases: ['short_drama_prod'],
     databaseUrl: env.DATABASE_URL,
+    restoreDrillUrl: env.RESTORE_DRILL_DATABASE_URL,
     s3: { client: s3, bucket },
     ...deps,
   });
@@ -89,15 +90,14 @@ describe('pure helpers', () => {
     expect(slowestStatementsSql('public', chooseStatementTimingColumns(pg15)!)).toContain('ORDER BY s."mean_exec_time" DESC');
   });
 
-  test('restore drill: scratch names are validated, the password travels only in the environment', () => {
+  test('restore drill: scratch names are validated, the drill role comes from its URL', () => {
     expect(defaultScratchName('database/latest.sql')).toMatch(/^dr_drill_[0-9a-f]{16}$/);
     expect(defaultScratchName('database/latest.sql')).toBe(defaultScratchName('database/latest.sql'));
     expect(() => assertScratchName('short_drama_prod', ['short_drama_prod'])).toThrow(/must match/);
     expect(() => assertScratchName('dr_drill_x; DROP DATABASE y', [])).toThrow(/must match/);
     expect(() => assertScratchName('dr_drill_prod', ['dr_drill_prod'])).toThrow(/configured database/);
-    const pgEnv = libpqEnvironment('postgres://u%40x:p%2Fss@db.example:6543/app?sslmode=require', 'dr_drill_a');
-    expect(pgEnv).toMatchObject({ PGHOST: 'db.example', PGPORT: '6543', PGUSER: 'u@x', PGPASSWORD: 'p/ss', PGDATABASE: 'dr_drill_a', PGSSLMODE: 'require' });
-    expect(pgEnv.DATABASE_URL).toBeUndefined();
+    expect(drillRoleOf('postgres://drill%40x:p%2Fss@db.example:6543/app')).toBe('drill@x');
+    expect(() => drillRoleOf('postgres://db.example/app')).toThrow(/names no role/);
   });
 });
 
@@ -589,26 +589,37 @@ describe('restoreDumpIntoScratchDatabase', () => {
     if (keys.length > 0) await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys } }));
   });
 
-  test('plain SQL (latest.sql) through psql: tables and row counts, scratch database dropped, no password on a command line', async () => {
+  test('plain SQL (latest.sql) as the drill role, without psql: tables and row counts, scratch database owned by the drill role and dropped', async () => {
     const { run, heartbeats } = harness();
     const childProcess = require('node:child_process') as typeof import('node:child_process');
     const spawnSpy = jest.spyOn(childProcess, 'spawn');
     const scratchName = `dr_drill_pgtest_${suffix}`;
+    const owners: string[] = [];
+    // Who owns the scratch database while the drill runs, read from outside.
+    const watcher = setInterval(() => {
+      void withAdmin(async (admin) => {
+        const { rows } = await admin.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1', [scratchName]);
+        if (rows[0]) owners.push(rows[0].owner);
+      }).catch(() => undefined);
+    }, 50);
     try {
       const result = await run('restoreDumpIntoScratchDatabase', { key: 'database/latest.sql', scratchName, expectTables });
       expect(result).toMatchObject({ key: 'database/latest.sql', format: 'plain', scratchDatabase: scratchName, verified: true, problems: [], dropped: true });
       expect(counts(result.tables)).toEqual(seedCounts);
       expect(result.totalRows).toBe(1750);
+      // pg_stat_statements is not a trusted extension: the drill role may not create it, and says so.
+      expect(result.skipped).toEqual([
+        expect.stringMatching(/^CREATE EXTENSION IF NOT EXISTS pg_stat_statements .*permission denied/),
+        expect.stringMatching(/^COMMENT ON EXTENSION pg_stat_statements/),
+      ]);
       expect(result.bytes).toBeGreaterThan(10_000);
       expect(result.durationMs).toBeGreaterThan(0);
       expect(heartbeats).toContainEqual({ phase: 'verify', key: 'database/latest.sql', bytes: result.bytes });
       expect(await databaseExists(scratchName)).toBe(false);
-      expect(spawnSpy).toHaveBeenCalledTimes(1);
-      const [command, args, options] = spawnSpy.mock.calls[0]! as unknown as [string, string[], { env: NodeJS.ProcessEnv }];
-      expect(command).toBe('psql');
-      expect(args.join(' ')).not.toContain(env.TESTBED_POSTGRES_PASSWORD!);
-      expect(options.env.PGPASSWORD).toBe(env.TESTBED_POSTGRES_PASSWORD);
+      expect(spawnSpy).not.toHaveBeenCalled();
+      expect(new Set(owners)).toEqual(new Set([drillRoleOf(env.RESTORE_DRILL_DATABASE_URL!)]));
     } finally {
+      clearInterval(watcher);
       spawnSpy.mockRestore();
     }
   });
@@ -618,10 +629,24 @@ describe('restoreDumpIntoScratchDatabase', () => {
     const listing = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'database/' }));
     const key = (listing.Contents ?? []).map((o) => o.Key!).find((k) => k.endsWith('.dump'))!;
     expect(key).toBeDefined();
-    const result = await run('restoreDumpIntoScratchDatabase', { key, expectTables });
-    expect(result).toMatchObject({ format: 'custom', scratchDatabase: defaultScratchName(key), verified: true, dropped: true });
-    expect(counts(result.tables)).toEqual(seedCounts);
-    expect(await databaseExists(defaultScratchName(key))).toBe(false);
+    const childProcess = require('node:child_process') as typeof import('node:child_process');
+    const spawnSpy = jest.spyOn(childProcess, 'spawn');
+    try {
+      const result = await run('restoreDumpIntoScratchDatabase', { key, expectTables });
+      expect(result).toMatchObject({ format: 'custom', scratchDatabase: defaultScratchName(key), verified: true, dropped: true });
+      expect(counts(result.tables)).toEqual(seedCounts);
+      expect(await databaseExists(defaultScratchName(key))).toBe(false);
+      // pg_restore only converts the archive to SQL: it connects nowhere and gets no credentials.
+      expect(spawnSpy).toHaveBeenCalledTimes(1);
+      const [command, args, options] = spawnSpy.mock.calls[0]! as unknown as [string, string[], { env: NodeJS.ProcessEnv }];
+      expect(command).toBe('pg_restore');
+      expect(args).toEqual(['--no-owner', '--no-privileges', '--file=-']);
+      expect(Object.keys(options.env).filter((k) => k.startsWith('PG'))).toEqual([]);
+      expect(JSON.stringify(options.env)).not.toContain(env.TESTBED_RESTORE_DRILL_PASSWORD!);
+      expect(JSON.stringify(options.env)).not.toContain(env.TESTBED_POSTGRES_PASSWORD!);
+    } finally {
+      spawnSpy.mockRestore();
+    }
   });
 
   test('cancelled while streaming: the tool is stopped and the scratch database dropped', async () => {
@@ -639,12 +664,12 @@ describe('restoreDumpIntoScratchDatabase', () => {
     const broken = `${testPrefix}broken.sql`;
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: broken, Body: 'CREATE TABLE half (id int);\nTHIS IS NOT SQL;\n' }));
     const scratchName = `dr_drill_broken_${suffix}`;
-    await expectFailure(run('restoreDumpIntoScratchDatabase', { key: broken, scratchName }), 'InvalidInput', /psql could not restore .*syntax error/);
+    await expectFailure(run('restoreDumpIntoScratchDatabase', { key: broken, scratchName }), 'InvalidInput', /could not restore .*syntax error/);
     expect(await databaseExists(scratchName)).toBe(false);
 
     const brokenCustom = `${testPrefix}broken.dump`;
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: brokenCustom, Body: Buffer.concat([Buffer.from('PGDMP'), Buffer.alloc(64, 7)]) }));
-    await expectFailure(run('restoreDumpIntoScratchDatabase', { key: brokenCustom, scratchName }), 'InvalidInput', /pg_restore could not restore/);
+    await expectFailure(run('restoreDumpIntoScratchDatabase', { key: brokenCustom, scratchName }), 'InvalidInput', /pg_restore could not read/);
     expect(await databaseExists(scratchName)).toBe(false);
 
     const partial = `${testPrefix}partial.sql`;
