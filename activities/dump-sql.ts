@@ -143,8 +143,10 @@ class CopyFromStdin {
       }
     })();
   }
+  /** node-postgres hands an error to the query and forgets it: ReadyForQuery will not reach us, so this settles. */
   handleError(err: unknown): void {
     this.error ??= err;
+    this.done(err);
   }
   handleReadyForQuery(): void {
     this.done(this.error);

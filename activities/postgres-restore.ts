@@ -147,7 +147,10 @@ function customToSql(source: Readable, signal: AbortSignal, key: string): { sql:
 async function restoreAsDrillRole(scratchUrl: string, format: 'plain' | 'custom', source: Readable, signal: AbortSignal, key: string, onProgress: () => void): Promise<DumpExecution> {
   const client = new Client({ connectionString: scratchUrl, application_name: 'runbook-restore-drill', connectionTimeoutMillis: 10_000 });
   client.on('error', () => undefined);
-  await classified(`connect to the scratch database as the drill role`, () => client.connect());
+  await client.connect().catch((err: unknown) => {
+    if ((err as { code?: string }).code === '28P01') throw refused(`restore-drill role ${drillRoleOf(scratchUrl)}: the configured password is rejected`);
+    throw classifyError(err, { action: 'connect to the scratch database as the drill role' });
+  });
   const onAbort = () => void client.end().catch(() => undefined);
   signal.addEventListener('abort', onAbort);
   const converted = format === 'custom' ? customToSql(source, signal, key) : undefined;
