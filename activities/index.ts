@@ -28,8 +28,10 @@ export interface ActivityDeps {
   temporal?: { client: Client; taskQueue: string };
   kube?: KubeConfig;
   pool?: Pool;
-  /** For PostgreSQL's own tools (psql, pg_restore) and fresh connections while the server restarts. */
+  /** For fresh connections while the server restarts and for password rotation. */
   databaseUrl?: string;
+  /** The restore drill's own role (see PostgresDeps.restoreDrillUrl). */
+  restoreDrillUrl?: string;
   redis?: Redis;
   s3?: { client: S3Client; bucket: string; backupPrefix: string; evidencePrefix: string; backupFloor?: BackupFloor };
   prometheusUrl?: string;
@@ -52,6 +54,7 @@ export function createActivities(deps: ActivityDeps) {
       pool: deps.pool,
       allowedDatabases: allowlists.databases,
       databaseUrl: deps.databaseUrl,
+      restoreDrillUrl: deps.restoreDrillUrl,
       s3: deps.s3 && { client: deps.s3.client, bucket: deps.s3.bucket, backupPrefix: deps.s3.backupPrefix },
     }),
     ...createRedisActivities({ redis: deps.redis, allowedKeyPatterns: allowlists.redisKeyPatterns }),

@@ -11,9 +11,11 @@ export interface PostgresDeps {
   allowedDatabases: string[];
   /**
    * The URL the pool was built from: waitForPostgres opens fresh connections with it, and
-   * restoreDumpIntoScratchDatabase hands host, port, user and (through the environment) password to psql / pg_restore.
+   * restoreDumpIntoScratchDatabase does not use it (see restoreDrillUrl).
    */
   databaseUrl?: string;
+  /** The restore drill's own role (postgres.restoreDrillUrl): it owns the scratch database and runs the dump's SQL; never the worker's role. */
+  restoreDrillUrl?: string;
   /** The backup bucket; dumps are read from keys under backupPrefix (default `database/`). */
   s3?: { client: S3Client; bucket: string; backupPrefix?: string };
 }

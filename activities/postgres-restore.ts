@@ -4,10 +4,12 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { Context, heartbeat } from '@temporalio/activity';
-import { Client } from 'pg';
-import { classified, failure, invalidInput, refused } from './errors';
+import { ApplicationFailure } from '@temporalio/common';
+import { Client, type Pool } from 'pg';
+import { executePlainDump, type DumpExecution } from './dump-sql';
+import { classified, classifyError, failure, invalidInput, refused } from './errors';
 import { quoteIdentifier } from './guards';
-import { errorText, redactUrlCredentials } from '../common/failures';
+import { errorText } from '../common/failures';
 import { num, quoteCatalogName, requirePool, type PostgresDeps } from './postgres-common';
 
 export interface RestoreDrillResult {
@@ -15,6 +17,8 @@ export interface RestoreDrillResult {
   format: 'plain' | 'custom';
   bytes: number;
   scratchDatabase: string;
+  /** Statements the drill role may not run (extensions), skipped with the server's reason. */
+  skipped: string[];
   /** From the first byte read to the end of verification. */
   durationMs: number;
   tables: Array<{ schema: string; table: string; rows: number }>;
@@ -45,24 +49,11 @@ export function assertScratchName(name: unknown, allowedDatabases: string[], con
   return name;
 }
 
-/** Connection settings for libpq tools, from the URL: everything goes through the environment, nothing secret on the command line. */
-export function libpqEnvironment(databaseUrl: string, database: string): NodeJS.ProcessEnv {
-  const url = new URL(databaseUrl);
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    LANG: process.env.LANG,
-    PGHOST: url.hostname.replace(/^\[(.*)\]$/, '$1') || url.searchParams.get('host') || 'localhost',
-    PGPORT: url.port || '5432',
-    PGDATABASE: database,
-    PGAPPNAME: 'runbook-restore-drill',
-    PGCONNECT_TIMEOUT: '10',
-  };
-  if (url.username) env.PGUSER = decodeURIComponent(url.username);
-  if (url.password) env.PGPASSWORD = decodeURIComponent(url.password);
-  const sslmode = url.searchParams.get('sslmode');
-  if (sslmode) env.PGSSLMODE = sslmode;
-  return env;
+/** The role the drill restores as: the user of the configured restore-drill URL. */
+export function drillRoleOf(restoreDrillUrl: string): string {
+  const role = decodeURIComponent(new URL(restoreDrillUrl).username);
+  if (!role) throw refused('the restore-drill URL (postgres.restoreDrillUrl) names no role');
+  return role;
 }
 
 function urlForDatabase(databaseUrl: string, database: string): string {
@@ -71,43 +62,115 @@ function urlForDatabase(databaseUrl: string, database: string): string {
   return url.toString();
 }
 
-/** Runs psql (plain SQL) or pg_restore (custom format) with the dump on stdin; the error keeps the tool's last stderr lines. */
-async function runRestoreTool(format: 'plain' | 'custom', source: Readable, env: NodeJS.ProcessEnv, signal: AbortSignal, key: string): Promise<void> {
-  const [command, args] =
-    format === 'plain'
-      ? ['psql', ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '-f', '-']]
-      : ['pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', '--single-transaction', '--no-password', `--dbname=${env.PGDATABASE}`]];
-  const child = spawn(command, args as string[], { env, stdio: ['pipe', 'ignore', 'pipe'] });
+/** Predefined roles whose members read or write server files, run programs on the server or read every table. */
+const serverAccessRoles = ['pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files', 'pg_read_all_data', 'pg_write_all_data'];
+/** What a refused production login says: no pg_hba.conf entry / rejected (28000), no CONNECT privilege (42501), no such database (3D000). */
+const loginRefusedCodes = new Set(['28000', '42501', '3D000']);
+
+/**
+ * The drill role may own scratch databases and nothing more: no superuser (nor member of one),
+ * CREATEROLE, REPLICATION, BYPASSRLS, server file/program roles, other databases, and no login to
+ * any production database (tried for real, so pg_hba.conf and CONNECT privileges both count).
+ */
+async function assertDrillRoleRestricted(db: Pool, restoreDrillUrl: string, productionDatabases: string[]): Promise<string> {
+  const role = drillRoleOf(restoreDrillUrl);
+  const { rows } = await classified(`read role ${role}`, () =>
+    db.query<{ worker: string; rolsuper: boolean; rolcreaterole: boolean; rolreplication: boolean; rolbypassrls: boolean; superusers: string[]; server: string[]; owns: string[] }>(
+      `SELECT current_user AS worker, r.rolsuper, r.rolcreaterole, r.rolreplication, r.rolbypassrls,
+              ARRAY(SELECT s.rolname::text FROM pg_roles AS s WHERE s.rolsuper AND s.oid <> r.oid AND pg_has_role(r.oid, s.oid, 'MEMBER')) AS superusers,
+              ARRAY(SELECT g.rolname::text FROM pg_roles AS g WHERE g.rolname = ANY($2) AND pg_has_role(r.oid, g.oid, 'MEMBER')) AS server,
+              ARRAY(SELECT d.datname::text FROM pg_database AS d WHERE d.datdba = r.oid AND d.datname !~ '^dr_drill_') AS owns
+         FROM pg_roles AS r WHERE r.rolname = $1`,
+      [role, serverAccessRoles],
+    ),
+  );
+  const found = rows[0];
+  if (!found) throw refused(`restore-drill role ${role} does not exist; create it (LOGIN, no superuser, no CREATEROLE) and keep it out of production`);
+  const why = [
+    ...(found.worker === role ? [`it is the worker's own role`] : []),
+    ...(found.rolsuper ? ['it is a superuser'] : []),
+    ...(found.rolcreaterole ? ['it has CREATEROLE'] : []),
+    ...(found.rolreplication ? ['it has REPLICATION'] : []),
+    ...(found.rolbypassrls ? ['it has BYPASSRLS'] : []),
+    ...found.superusers.map((s) => `it is a member of superuser ${s}`),
+    ...found.server.map((g) => `it is a member of ${g}`),
+    ...found.owns.map((d) => `it owns database ${d}`),
+  ];
+  if (why.length) throw refused(`restore-drill role ${role} is refused: ${why.join(', ')}; a drill restores untrusted backups and runs as a role that owns only its scratch database`);
+  const reached: string[] = [];
+  for (const database of [...new Set(productionDatabases)]) {
+    const client = new Client({ connectionString: urlForDatabase(restoreDrillUrl, database), application_name: 'runbook-restore-drill-check', connectionTimeoutMillis: 10_000 });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      reached.push(database);
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? '';
+      if (code === '28P01') throw refused(`restore-drill role ${role}: the configured password is rejected`);
+      if (!loginRefusedCodes.has(code)) throw classifyError(err, { action: `check that ${role} cannot connect to ${database}` });
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+  if (reached.length) {
+    throw refused(`restore-drill role ${role} can connect to production database ${reached.join(', ')}; REVOKE CONNECT ON DATABASE ... FROM PUBLIC (or reject the role in pg_hba.conf) first`);
+  }
+  return role;
+}
+
+/** pg_restore turns a custom-format archive into SQL on its stdout without connecting anywhere: no credentials in its environment. */
+function customToSql(source: Readable, signal: AbortSignal, key: string): { sql: Readable; exited: Promise<void> } {
+  const child = spawn('pg_restore', ['--no-owner', '--no-privileges', '--file=-'], { env: { PATH: process.env.PATH, LANG: process.env.LANG }, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
   const onAbort = () => child.kill('SIGTERM');
   signal.addEventListener('abort', onAbort);
+  const closed = new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', resolve);
+  });
+  // The tool may stop reading early (a broken archive); its exit code says why, not the pipe.
+  const piped = pipeline(source, child.stdin!).catch(() => undefined);
+  const exited = Promise.all([closed, piped])
+    .then(([code]) => {
+      if (code !== 0 && !signal.aborted) throw failure('InvalidInput', `pg_restore could not read ${key} (exit ${code}): ${stderr.trim().split('\n').slice(-5).join(' | ').slice(0, 1000)}`);
+    })
+    .catch((err: unknown) => {
+      if ((err as { code?: string }).code === 'ENOENT') throw failure('NotFound', 'pg_restore is not installed on the worker (PostgreSQL client tools are needed)');
+      throw err;
+    })
+    .finally(() => signal.removeEventListener('abort', onAbort));
+  return { sql: child.stdout!, exited };
+}
+
+/** Runs the dump's SQL as the drill role in the scratch database; a cancellation closes the connection. */
+async function restoreAsDrillRole(scratchUrl: string, format: 'plain' | 'custom', source: Readable, signal: AbortSignal, key: string, onProgress: () => void): Promise<DumpExecution> {
+  const client = new Client({ connectionString: scratchUrl, application_name: 'runbook-restore-drill', connectionTimeoutMillis: 10_000 });
+  client.on('error', () => undefined);
+  await client.connect().catch((err: unknown) => {
+    if ((err as { code?: string }).code === '28P01') throw refused(`restore-drill role ${drillRoleOf(scratchUrl)}: the configured password is rejected`);
+    throw classifyError(err, { action: 'connect to the scratch database as the drill role' });
+  });
+  const onAbort = () => void client.end().catch(() => undefined);
+  signal.addEventListener('abort', onAbort);
+  const converted = format === 'custom' ? customToSql(source, signal, key) : undefined;
   try {
-    const exited = new Promise<number | null>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (code) => resolve(code));
-    });
-    const piped = pipeline(source, child.stdin!).then(
-      () => undefined,
-      (err: unknown) => err,
-    );
-    const [code, pipeError] = await Promise.all([exited, piped]);
-    if (signal.aborted) return;
-    if (code !== 0) {
-      const detail = redactUrlCredentials(stderr.trim().split('\n').slice(-5).join(' | ')).slice(0, 1000);
-      const type = /could not connect|connection to server|Connection refused|timeout expired/i.test(stderr) ? 'Transient' : 'InvalidInput';
-      throw failure(type, `${command} could not restore ${key} (exit ${code}): ${detail}`);
-    }
-    if (pipeError) throw failure('Transient', `streaming ${key} into ${command}: ${errorText(pipeError)}`);
+    const executed = executePlainDump(client, converted?.sql ?? source, onProgress);
+    // A pg_restore failure ends its output early; its own error is the one to report.
+    const [execution] = await Promise.all([executed, converted?.exited]);
+    return execution;
   } catch (err) {
-    if ((err as { code?: string }).code === 'ENOENT') throw failure('NotFound', `${command} is not installed on the worker (PostgreSQL client tools are needed)`);
-    throw err;
+    await converted?.exited;
+    if (err instanceof ApplicationFailure) throw err;
+    const code = (err as { code?: string }).code ?? '';
+    throw failure(code.startsWith('08') || code === '57P01' ? 'Transient' : 'InvalidInput', `could not restore ${key}: ${errorText(err)}`);
   } finally {
     signal.removeEventListener('abort', onAbort);
+    await client.end().catch(() => undefined);
   }
 }
 
-export function createPostgresRestoreActivities({ pool, allowedDatabases, databaseUrl, s3 }: PostgresDeps) {
+export function createPostgresRestoreActivities({ pool, allowedDatabases, restoreDrillUrl, s3 }: PostgresDeps) {
   return {
     /**
      * Disaster-recovery drill: streams a dump from the backup bucket into a new scratch database with
@@ -116,7 +179,9 @@ export function createPostgresRestoreActivities({ pool, allowedDatabases, databa
      */
     async restoreDumpIntoScratchDatabase(input: { key: string; scratchName?: string; expectTables?: string[] }): Promise<RestoreDrillResult> {
       const db = requirePool(pool);
-      if (!databaseUrl) throw refused('restore drill needs the database URL (databaseUrl) for psql / pg_restore');
+      if (!restoreDrillUrl) {
+        throw refused('restore drill needs its own role: configure postgres.restoreDrillUrl (RESTORE_DRILL_DATABASE_URL), a role with no superuser or CREATEROLE that cannot connect to production');
+      }
       if (!s3) throw refused('restore drill needs the backup bucket (S3) configured');
       const backupPrefix = s3.backupPrefix ?? 'database/';
       const key = input?.key;
@@ -129,12 +194,14 @@ export function createPostgresRestoreActivities({ pool, allowedDatabases, databa
       const connected = (await classified('read current database', () => db.query<{ db: string }>('SELECT current_database() AS db'))).rows[0]!.db;
       const scratch = assertScratchName(input.scratchName ?? defaultScratchName(key), allowedDatabases, connected);
       const quotedScratch = quoteIdentifier(scratch, 'scratch database');
+      const drillRole = await assertDrillRoleRestricted(db, restoreDrillUrl, [...allowedDatabases, connected]);
+      const scratchUrl = urlForDatabase(restoreDrillUrl, scratch);
       const context = Context.current();
       const signal = context.cancellationSignal;
 
       // A leftover of a crashed attempt (same name) goes first; FORCE ends any session still in it.
       await classified(`drop leftover scratch database ${scratch}`, () => db.query(`DROP DATABASE IF EXISTS ${quotedScratch} WITH (FORCE)`));
-      await classified(`create scratch database ${scratch}`, () => db.query(`CREATE DATABASE ${quotedScratch}`));
+      await classified(`create scratch database ${scratch}`, () => db.query(`CREATE DATABASE ${quotedScratch} OWNER ${quoteIdentifier(drillRole, 'drill role')}`));
       const started = Date.now();
       let outcome: Omit<RestoreDrillResult, 'dropped' | 'durationMs'> | undefined;
       let error: unknown;
@@ -174,13 +241,13 @@ export function createPostgresRestoreActivities({ pool, allowedDatabases, databa
             }
           })(),
         );
-        await runRestoreTool(format, counted, libpqEnvironment(databaseUrl, scratch), signal, key);
+        const execution = await restoreAsDrillRole(scratchUrl, format, counted, signal, key, () => undefined);
         if (signal.aborted) await context.cancelled;
         heartbeat({ phase: 'verify', key, bytes });
-        const tables = await verify(urlForDatabase(databaseUrl, scratch), scratch);
+        const tables = await verify(scratchUrl, scratch);
         const names = new Set(tables.map((t) => t.table));
         const problems = [...(tables.length === 0 ? ['no tables restored'] : []), ...expectTables.filter((t) => !names.has(t)).map((t) => `expected table ${t} is missing`)];
-        outcome = { key, format, bytes, scratchDatabase: scratch, tables, totalRows: tables.reduce((a, t) => a + t.rows, 0), verified: problems.length === 0, problems };
+        outcome = { key, format, bytes, scratchDatabase: scratch, skipped: execution.skipped, tables, totalRows: tables.reduce((a, t) => a + t.rows, 0), verified: problems.length === 0, problems };
       } catch (err) {
         error = err;
       } finally {

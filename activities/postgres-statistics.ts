@@ -1,4 +1,5 @@
 import { failure } from './errors';
+import { redactStatementSecrets } from '../common/statement-redaction';
 import { databaseName, intOption, num, quoteCatalogName, requirePool, withClient, type PostgresDeps } from './postgres-common';
 
 export interface DatabaseSize {
@@ -37,6 +38,14 @@ export interface StatementTimingColumns {
 }
 
 export const statementTextLimit = 500;
+/** How much of a statement is read: redaction needs the text around a credential, so it happens before the cut to statementTextLimit. */
+const statementReadLimit = 20_000;
+
+/** What leaves the activity: credentials redacted first, then cut at statementTextLimit characters. */
+function shownStatement(text: string): string {
+  const redacted = redactStatementSecrets(text);
+  return redacted.length > statementTextLimit ? `${redacted.slice(0, statementTextLimit)}…` : redacted;
+}
 
 /**
  * Chooses the timing columns from the columns the installed pg_stat_statements view has:
@@ -52,7 +61,7 @@ export function chooseStatementTimingColumns(columns: readonly string[]): Statem
   return undefined;
 }
 
-/** The slowest-statements query for the chosen columns; $1 is the row limit, $2 the text limit. Only identifiers from the catalog. */
+/** The slowest-statements query for the chosen columns; $1 is the row limit, $2 how many characters of a text to read. Only identifiers from the catalog. */
 export function slowestStatementsSql(schema: string, columns: StatementTimingColumns): string {
   const q = quoteCatalogName;
   return `SELECT CASE WHEN length(s.query) > $2 THEN left(s.query, $2) || '…' ELSE s.query END AS query,
@@ -112,12 +121,12 @@ export function createPostgresStatisticsActivities({ pool }: PostgresDeps) {
         if (!timingColumns) throw failure('NotFound', `pg_stat_statements in schema ${schema} has neither *_exec_time nor *_time columns`);
         const { rows } = await client.query<{ query: string; calls: string; total_ms: number; mean_ms: number; max_ms: number }>(slowestStatementsSql(schema, timingColumns), [
           limit,
-          statementTextLimit,
+          statementReadLimit,
         ]);
         return {
           database,
           timingColumns,
-          statements: rows.map((r) => ({ query: r.query, calls: num(r.calls), totalMs: round(r.total_ms), meanMs: round(r.mean_ms), maxMs: round(r.max_ms) })),
+          statements: rows.map((r) => ({ query: shownStatement(r.query), calls: num(r.calls), totalMs: round(r.total_ms), meanMs: round(r.mean_ms), maxMs: round(r.max_ms) })),
         };
       });
     },

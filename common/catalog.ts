@@ -55,7 +55,7 @@ export const catalog = {
     name: 'monthlyReview',
     kind: 'maintenance',
     description:
-      '每月检查清单: 30-day trends and a 3-month linear forecast of CPU, memory, disk and database size against limits and volume; unused PVCs, deployments at 0, services without endpoints, old ReplicaSets, backups beyond retention; the disaster-recovery drill (newest backup restored into a scratch database with `psql`/`pg_restore`, verified, dropped, timed); `rollbackDeployment` in plan mode',
+      '每月检查清单: 30-day trends and a 3-month linear forecast of CPU, memory, disk and database size against limits and volume; unused PVCs, deployments at 0, services without endpoints, old ReplicaSets, backups beyond retention; the disaster-recovery drill (newest backup restored into a scratch database owned by the drill role `restoreDrillUrl`, verified, dropped, timed; its SQL runs over the protocol, never through `psql`: psql meta-commands are refused, custom archives are converted by `pg_restore --file=-`; refused when the role is a superuser, has CREATEROLE or can connect to production; extensions it may not create are skipped); `rollbackDeployment` in plan mode',
     inputSchema: monthlyReviewInput,
     targetOf: (input) => String(input.namespace),
   },

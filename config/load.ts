@@ -18,6 +18,7 @@ export const environmentVariables = {
   KUBE_CONTEXT: 'kubernetes.context',
   KUBE_IN_CLUSTER: 'kubernetes.mode',
   DATABASE_URL: 'postgres.url',
+  RESTORE_DRILL_DATABASE_URL: 'postgres.restoreDrillUrl',
   REDIS_URL: 'redis.url',
   S3_ENDPOINT: 's3.endpoint',
   S3_REGION: 's3.region',

@@ -168,7 +168,16 @@ export const configSchema = z
     kubernetes: z
       .discriminatedUnion('mode', [z.object({ mode: z.literal('kubeconfig'), kubeconfigPath: z.string().min(1), context: z.string().min(1).optional() }), z.object({ mode: z.literal('in-cluster') })])
       .optional(),
-    postgres: z.object({ url: z.url({ protocol: /^postgres(ql)?$/, message: 'expected a postgres:// or postgresql:// URL' }) }).optional(),
+    postgres: z
+      .object({
+        url: z.url({ protocol: /^postgres(ql)?$/, message: 'expected a postgres:// or postgresql:// URL' }),
+        /**
+         * The disaster-recovery drill's own role and password (the database part is replaced by the
+         * scratch database): no superuser, no CREATEROLE, no login to production. Without it the drill refuses.
+         */
+        restoreDrillUrl: z.url({ protocol: /^postgres(ql)?$/, message: 'expected a postgres:// or postgresql:// URL' }).optional(),
+      })
+      .optional(),
     redis: z.object({ url: z.url({ protocol: /^rediss?$/, message: 'expected a redis:// or rediss:// URL' }) }).optional(),
     s3: z
       .object({

@@ -65,6 +65,7 @@ export function buildDependencies(config: RunbookConfig, logger: Logger, tempora
     kube: config.kubernetes ? buildKubeConfig(config.kubernetes) : undefined,
     pool,
     databaseUrl: config.postgres?.url,
+    restoreDrillUrl: config.postgres?.restoreDrillUrl,
     redis,
     s3:
       s3 && config.s3

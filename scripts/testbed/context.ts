@@ -3,6 +3,8 @@ import type { PortName, TestbedLayout } from './layout';
 /** Credentials generated once per checkout and kept in the env file, since data dirs are initialised with them. */
 export interface TestbedSecrets {
   postgresPassword: string;
+  /** The restore drill's role (runbook_restore_drill). */
+  restoreDrillPassword: string;
   redisPassword: string;
   s3AccessKeyId: string;
   s3SecretAccessKey: string;

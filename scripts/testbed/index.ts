@@ -7,7 +7,7 @@ import { writeEnvFile } from './env-file';
 import { port, testbedLayout, type TestbedLayout } from './layout';
 import { isPortOpen, stopDetached } from './processes';
 import { appMetricsServer, appMetricsUrl, webhookServer, webhookUrl } from './node-servers';
-import { postgresServer, postgresUrl, seedDatabase } from './postgres-server';
+import { postgresServer, postgresUrl, restoreDrillUrl, seedDatabase } from './postgres-server';
 import { prometheusServer, prometheusUrl } from './prometheus-server';
 import { alertmanagerServer, alertmanagerUrl } from './alertmanager-server';
 import { redisServer, redisUrl } from './redis-server';
@@ -46,6 +46,7 @@ function loadOrCreateSecrets(envFile: string): TestbedSecrets {
   return {
     postgresPassword: previous.TESTBED_POSTGRES_PASSWORD ?? token(),
     redisPassword: previous.TESTBED_REDIS_PASSWORD ?? token(),
+    restoreDrillPassword: previous.TESTBED_RESTORE_DRILL_PASSWORD ?? token(),
     s3AccessKeyId: previous.S3_ACCESS_KEY_ID ?? `TB${randomBytes(9).toString('hex').toUpperCase()}`,
     s3SecretAccessKey: previous.S3_SECRET_ACCESS_KEY ?? token(),
     alertBridgeToken: previous.ALERT_BRIDGE_TOKEN ?? token(),
@@ -60,6 +61,7 @@ function testbedEnv(ctx: TestbedContext): Record<string, string> {
     TEMPORAL_NAMESPACE: 'default',
     TEMPORAL_UI_URL: `http://127.0.0.1:${port(layout, 'temporalUi')}`,
     DATABASE_URL: postgresUrl(ctx, seedDatabase),
+    RESTORE_DRILL_DATABASE_URL: restoreDrillUrl(ctx),
     REDIS_URL: redisUrl(ctx),
     S3_ENDPOINT: s3Endpoint(ctx),
     S3_REGION: 'us-east-1',
@@ -80,6 +82,7 @@ function testbedEnv(ctx: TestbedContext): Record<string, string> {
     TESTBED_APP_METRICS_URL: appMetricsUrl(ctx),
     TESTBED_POSTGRES_PASSWORD: secrets.postgresPassword,
     TESTBED_REDIS_PASSWORD: secrets.redisPassword,
+    TESTBED_RESTORE_DRILL_PASSWORD: secrets.restoreDrillPassword,
     TESTBED_POSTGRES_ADMIN_URL: postgresUrl(ctx, 'postgres'),
     KUBECONFIG: adminKubeconfigPath(layout),
     TESTBED_KUBECONFIG_READONLY: readonlyKubeconfigPath(layout),

@@ -5,13 +5,20 @@ import { Client } from 'pg';
 import { debianPackages, ensureDebianPackages, postgresBin } from './install';
 import { port } from './layout';
 import { isAlive, runChecked, startDetached, waitUntil } from './processes';
-import { seedShortDramaDatabase } from './seed-postgres';
+import { seedRestoreDrillRole, seedShortDramaDatabase } from './seed-postgres';
 import type { TestbedContext, TestbedServer } from './context';
 
 export const seedDatabase = 'short_drama_prod';
+/** The disaster-recovery drill's role (RESTORE_DRILL_DATABASE_URL). */
+export const restoreDrillRole = 'runbook_restore_drill';
 
 export function postgresUrl(ctx: TestbedContext, database: string): string {
   return `postgres://postgres:${encodeURIComponent(ctx.secrets.postgresPassword)}@127.0.0.1:${port(ctx.layout, 'postgres')}/${database}`;
+}
+
+/** The drill role's URL; the drill replaces the database with its scratch database. */
+export function restoreDrillUrl(ctx: TestbedContext): string {
+  return `postgres://${restoreDrillRole}:${encodeURIComponent(ctx.secrets.restoreDrillPassword)}@127.0.0.1:${port(ctx.layout, 'postgres')}/postgres`;
 }
 
 const isRoot = () => process.getuid?.() === 0;
@@ -119,5 +126,6 @@ export const postgresServer: TestbedServer = {
   },
   async seed(ctx) {
     await seedShortDramaDatabase(postgresUrl(ctx, 'postgres'), postgresUrl(ctx, seedDatabase), seedDatabase);
+    await seedRestoreDrillRole(postgresUrl(ctx, 'postgres'), restoreDrillRole, ctx.secrets.restoreDrillPassword, [seedDatabase, 'postgres', 'template1']);
   },
 };

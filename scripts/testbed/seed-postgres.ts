@@ -1,4 +1,6 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Client } from 'pg';
+import { scramSha256Verifier } from '../../activities/password-rotation';
 
 /** The manual's application tables (性能优化 names users, projects, storyboards, characters; sessions expire). */
 const schema = `
@@ -72,5 +74,33 @@ export async function seedShortDramaDatabase(adminUrl: string, databaseUrl: stri
     if (Number(countRows[0]?.count) === 0) await db.query(`BEGIN; ${rows} COMMIT;`);
   } finally {
     await db.end();
+  }
+}
+
+/**
+ * The disaster-recovery drill's own role: it logs in and owns the scratch databases the worker
+ * creates for it, nothing else (no superuser, CREATEDB or CREATEROLE). pg_hba.conf rejects it for
+ * the production and maintenance databases (revoking CONNECT from PUBLIC would lock out the
+ * login roles other tests create). The password is sent as its SCRAM verifier, never in clear.
+ */
+export async function seedRestoreDrillRole(adminUrl: string, role: string, password: string, rejectedDatabases: string[]): Promise<void> {
+  const admin = new Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    // Identifiers from our own constants, not from input.
+    await admin.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${role}') THEN CREATE ROLE ${role}; END IF; END $$`);
+    const verifier = await scramSha256Verifier(password);
+    await admin.query(`ALTER ROLE ${role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '${verifier}'`);
+    const hbaFile = (await admin.query<{ hba_file: string }>('SHOW hba_file')).rows[0]!.hba_file;
+    const marker = `# runbook test bed: ${role} only in its scratch databases`;
+    const hba = readFileSync(hbaFile, 'utf8');
+    if (!hba.includes(marker)) {
+      const databases = rejectedDatabases.join(',');
+      // First match wins: these go before the cluster's own lines.
+      writeFileSync(hbaFile, `${marker}\nlocal ${databases} ${role} reject\nhost ${databases} ${role} all reject\n${hba}`);
+      await admin.query('SELECT pg_reload_conf()');
+    }
+  } finally {
+    await admin.end();
   }
 }

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { createServer, connect as netConnect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { DeleteObjectsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { Client, Pool } from 'pg';
 import { createPostgresActivities, type PostgresDeps } from '../../activities/postgres';
-import { libpqEnvironment, assertScratchName, defaultScratchName } from '../../activities/postgres-restore';
+import { assertScratchName, defaultScratchName, drillRoleOf } from '../../activities/postgres-restore';
 import { chooseStatementTimingColumns, slowestStatementsSql, statementTextLimit } from '../../activities/postgres-statistics';
 import { closedPort, testbedEnv, testbedS3 } from '../helpers/testbed';
 import { createScratchDatabase, databaseExists, uniqueSuffix, waitUntil, withAdmin, type ScratchDatabase } from '../helpers/postgres-scratch';
@@ -32,6 +33,7 @@ function harness(deps: Partial<PostgresDeps> = {}) {
     pool: poolFor(env.DATABASE_URL!, `pgtest-worker-${suffix}`),
     allowedDatabases: ['short_drama_prod'],
     databaseUrl: env.DATABASE_URL,
+    restoreDrillUrl: env.RESTORE_DRILL_DATABASE_URL,
     s3: { client: s3, bucket },
     ...deps,
   });
@@ -51,6 +53,14 @@ async function expectFailure(promise: Promise<unknown>, type: string, message?: 
   );
   expect(error).toBeDefined();
   expect({ type: error!.type, message: error!.message }).toMatchObject({ type, ...(message ? { message: expect.stringMatching(message) } : {}) });
+}
+
+/** The test bed's server as another role. */
+function roleUrl(role: string, password = 'x'): string {
+  const url = new URL(env.DATABASE_URL!);
+  url.username = role;
+  url.password = password;
+  return url.toString();
 }
 
 async function openClient(url: string, applicationName: string): Promise<Client> {
@@ -89,15 +99,14 @@ describe('pure helpers', () => {
     expect(slowestStatementsSql('public', chooseStatementTimingColumns(pg15)!)).toContain('ORDER BY s."mean_exec_time" DESC');
   });
 
-  test('restore drill: scratch names are validated, the password travels only in the environment', () => {
+  test('restore drill: scratch names are validated, the drill role comes from its URL', () => {
     expect(defaultScratchName('database/latest.sql')).toMatch(/^dr_drill_[0-9a-f]{16}$/);
     expect(defaultScratchName('database/latest.sql')).toBe(defaultScratchName('database/latest.sql'));
     expect(() => assertScratchName('short_drama_prod', ['short_drama_prod'])).toThrow(/must match/);
     expect(() => assertScratchName('dr_drill_x; DROP DATABASE y', [])).toThrow(/must match/);
     expect(() => assertScratchName('dr_drill_prod', ['dr_drill_prod'])).toThrow(/configured database/);
-    const pgEnv = libpqEnvironment('postgres://u%40x:p%2Fss@db.example:6543/app?sslmode=require', 'dr_drill_a');
-    expect(pgEnv).toMatchObject({ PGHOST: 'db.example', PGPORT: '6543', PGUSER: 'u@x', PGPASSWORD: 'p/ss', PGDATABASE: 'dr_drill_a', PGSSLMODE: 'require' });
-    expect(pgEnv.DATABASE_URL).toBeUndefined();
+    expect(drillRoleOf('postgres://drill%40x:p%2Fss@db.example:6543/app')).toBe('drill@x');
+    expect(() => drillRoleOf('postgres://db.example/app')).toThrow(/names no role/);
   });
 });
 
@@ -584,31 +593,45 @@ describe('restoreDumpIntoScratchDatabase', () => {
   const testPrefix = `runbooks/test/pg-restore-${suffix}/`;
 
   afterAll(async () => {
+    await withAdmin(async (admin) => {
+      for (const role of [`dr_createrole_${suffix}`, `dr_login_${suffix}`]) await admin.query(`DROP ROLE IF EXISTS ${role}`);
+    });
     const listing = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: testPrefix }));
     const keys = (listing.Contents ?? []).map((o) => ({ Key: o.Key! }));
     if (keys.length > 0) await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys } }));
   });
 
-  test('plain SQL (latest.sql) through psql: tables and row counts, scratch database dropped, no password on a command line', async () => {
+  test('plain SQL (latest.sql) as the drill role, without psql: tables and row counts, scratch database owned by the drill role and dropped', async () => {
     const { run, heartbeats } = harness();
     const childProcess = require('node:child_process') as typeof import('node:child_process');
     const spawnSpy = jest.spyOn(childProcess, 'spawn');
     const scratchName = `dr_drill_pgtest_${suffix}`;
+    const owners: string[] = [];
+    // Who owns the scratch database while the drill runs, read from outside.
+    const watcher = setInterval(() => {
+      void withAdmin(async (admin) => {
+        const { rows } = await admin.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1', [scratchName]);
+        if (rows[0]) owners.push(rows[0].owner);
+      }).catch(() => undefined);
+    }, 50);
     try {
       const result = await run('restoreDumpIntoScratchDatabase', { key: 'database/latest.sql', scratchName, expectTables });
       expect(result).toMatchObject({ key: 'database/latest.sql', format: 'plain', scratchDatabase: scratchName, verified: true, problems: [], dropped: true });
       expect(counts(result.tables)).toEqual(seedCounts);
       expect(result.totalRows).toBe(1750);
+      // pg_stat_statements is not a trusted extension: the drill role may not create it, and says so.
+      expect(result.skipped).toEqual([
+        expect.stringMatching(/^CREATE EXTENSION IF NOT EXISTS pg_stat_statements .*permission denied/),
+        expect.stringMatching(/^COMMENT ON EXTENSION pg_stat_statements/),
+      ]);
       expect(result.bytes).toBeGreaterThan(10_000);
       expect(result.durationMs).toBeGreaterThan(0);
       expect(heartbeats).toContainEqual({ phase: 'verify', key: 'database/latest.sql', bytes: result.bytes });
       expect(await databaseExists(scratchName)).toBe(false);
-      expect(spawnSpy).toHaveBeenCalledTimes(1);
-      const [command, args, options] = spawnSpy.mock.calls[0]! as unknown as [string, string[], { env: NodeJS.ProcessEnv }];
-      expect(command).toBe('psql');
-      expect(args.join(' ')).not.toContain(env.TESTBED_POSTGRES_PASSWORD!);
-      expect(options.env.PGPASSWORD).toBe(env.TESTBED_POSTGRES_PASSWORD);
+      expect(spawnSpy).not.toHaveBeenCalled();
+      expect(new Set(owners)).toEqual(new Set([drillRoleOf(env.RESTORE_DRILL_DATABASE_URL!)]));
     } finally {
+      clearInterval(watcher);
       spawnSpy.mockRestore();
     }
   });
@@ -618,10 +641,24 @@ describe('restoreDumpIntoScratchDatabase', () => {
     const listing = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'database/' }));
     const key = (listing.Contents ?? []).map((o) => o.Key!).find((k) => k.endsWith('.dump'))!;
     expect(key).toBeDefined();
-    const result = await run('restoreDumpIntoScratchDatabase', { key, expectTables });
-    expect(result).toMatchObject({ format: 'custom', scratchDatabase: defaultScratchName(key), verified: true, dropped: true });
-    expect(counts(result.tables)).toEqual(seedCounts);
-    expect(await databaseExists(defaultScratchName(key))).toBe(false);
+    const childProcess = require('node:child_process') as typeof import('node:child_process');
+    const spawnSpy = jest.spyOn(childProcess, 'spawn');
+    try {
+      const result = await run('restoreDumpIntoScratchDatabase', { key, expectTables });
+      expect(result).toMatchObject({ format: 'custom', scratchDatabase: defaultScratchName(key), verified: true, dropped: true });
+      expect(counts(result.tables)).toEqual(seedCounts);
+      expect(await databaseExists(defaultScratchName(key))).toBe(false);
+      // pg_restore only converts the archive to SQL: it connects nowhere and gets no credentials.
+      expect(spawnSpy).toHaveBeenCalledTimes(1);
+      const [command, args, options] = spawnSpy.mock.calls[0]! as unknown as [string, string[], { env: NodeJS.ProcessEnv }];
+      expect(command).toBe('pg_restore');
+      expect(args).toEqual(['--no-owner', '--no-privileges', '--file=-']);
+      expect(Object.keys(options.env).filter((k) => k.startsWith('PG'))).toEqual([]);
+      expect(JSON.stringify(options.env)).not.toContain(env.TESTBED_RESTORE_DRILL_PASSWORD!);
+      expect(JSON.stringify(options.env)).not.toContain(env.TESTBED_POSTGRES_PASSWORD!);
+    } finally {
+      spawnSpy.mockRestore();
+    }
   });
 
   test('cancelled while streaming: the tool is stopped and the scratch database dropped', async () => {
@@ -639,12 +676,12 @@ describe('restoreDumpIntoScratchDatabase', () => {
     const broken = `${testPrefix}broken.sql`;
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: broken, Body: 'CREATE TABLE half (id int);\nTHIS IS NOT SQL;\n' }));
     const scratchName = `dr_drill_broken_${suffix}`;
-    await expectFailure(run('restoreDumpIntoScratchDatabase', { key: broken, scratchName }), 'InvalidInput', /psql could not restore .*syntax error/);
+    await expectFailure(run('restoreDumpIntoScratchDatabase', { key: broken, scratchName }), 'InvalidInput', /could not restore .*syntax error/);
     expect(await databaseExists(scratchName)).toBe(false);
 
     const brokenCustom = `${testPrefix}broken.dump`;
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: brokenCustom, Body: Buffer.concat([Buffer.from('PGDMP'), Buffer.alloc(64, 7)]) }));
-    await expectFailure(run('restoreDumpIntoScratchDatabase', { key: brokenCustom, scratchName }), 'InvalidInput', /pg_restore could not restore/);
+    await expectFailure(run('restoreDumpIntoScratchDatabase', { key: brokenCustom, scratchName }), 'InvalidInput', /pg_restore could not read/);
     expect(await databaseExists(scratchName)).toBe(false);
 
     const partial = `${testPrefix}partial.sql`;
@@ -666,5 +703,111 @@ describe('restoreDumpIntoScratchDatabase', () => {
     await expectFailure(run('restoreDumpIntoScratchDatabase', { key: 'database/latest.sql', expectTables: ['users; --'] }), 'InvalidInput');
     await expectFailure(harness({ s3: undefined }).run('restoreDumpIntoScratchDatabase', { key: 'database/latest.sql' }), 'Refused', /S3/);
     expect(await databaseExists('short_drama_prod')).toBe(true);
+  });
+
+  /** A "backup" of the test's own under its prefix, and the drill on it. */
+  async function drillOn(name: string, body: string, deps: Partial<PostgresDeps> = {}) {
+    const key = `${testPrefix}${name}`;
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+    const scratchName = `dr_drill_${name.replace(/\W/g, '_')}_${suffix}`;
+    return { scratchName, result: harness({ s3: { client: s3, bucket, backupPrefix: testPrefix }, ...deps }).run('restoreDumpIntoScratchDatabase', { key, scratchName }) };
+  }
+  const inProduction = (table: string) => scalar<string | null>(env.DATABASE_URL!, 'SELECT to_regclass($1)::text', [`public.${table}`]);
+
+  test('attack: a tampered dump with \\! (shell) and \\c short_drama_prod is refused; no file on the worker, nothing in production', async () => {
+    const marker = `/tmp/dr-drill-pwned-${suffix}`;
+    const pwned = `pwned_${suffix}`;
+    const { scratchName, result } = await drillOn('tampered.sql', `CREATE TABLE innocent (id int);\n\\! touch ${marker}\n\\c short_drama_prod\nCREATE TABLE ${pwned} (id int);\n`);
+    await expectFailure(result, 'Refused', /line 2: psql meta-command \\! refused/);
+    expect(existsSync(marker)).toBe(false);
+    expect(await inProduction(pwned)).toBeNull();
+    expect(await databaseExists(scratchName)).toBe(false);
+  });
+
+  test.each([
+    ['mid-line after a statement', `SELECT 1; \\! touch FILE`, /line 1: psql meta-command \\!/],
+    ['\\c alone', `\\c short_drama_prod\nCREATE TABLE PWNED (id int);`, /meta-command \\c/],
+    ['output to a pipe', `\\o |touch FILE\nSELECT 1;`, /meta-command \\o/],
+    ['\\g to a pipe', `SELECT 1 \\g |touch FILE`, /meta-command \\g/],
+    ['\\copy from a program', `CREATE TABLE t (a text);\n\\copy t from program 'touch FILE'`, /meta-command \\copy/],
+    ['after a closed dollar quote', `DO $x$ BEGIN NULL; END $x$; \\! touch FILE`, /meta-command \\!/],
+    ['a backslash-quote that psql could read as an escape', `SELECT 'a\\'; \\! touch FILE --'`, /backslash before a quote/],
+    ['a NUL byte', `SELECT 1;\0\\! touch FILE`, /NUL byte/],
+  ])('attack: psql meta-commands anywhere are refused (%s)', async (_name, template, message) => {
+    const marker = `/tmp/dr-drill-pwned-${randomUUID()}`;
+    const pwned = `pwned_${suffix}_b`;
+    const { scratchName, result } = await drillOn(`meta-${randomUUID().slice(0, 8)}.sql`, template.replace('FILE', marker).replace('PWNED', pwned));
+    await expectFailure(result, /NUL|backslash/.test(message.source) ? 'InvalidInput' : 'Refused', message);
+    expect(existsSync(marker)).toBe(false);
+    expect(await inProduction(pwned)).toBeNull();
+    expect(await databaseExists(scratchName)).toBe(false);
+  });
+
+  test('attack: SQL that needs more than the drill role (COPY FROM PROGRAM, becoming superuser) fails; nothing ran', async () => {
+    const marker = `/tmp/dr-drill-program-${suffix}`;
+    const role = drillRoleOf(env.RESTORE_DRILL_DATABASE_URL!);
+    const program = await drillOn('program.sql', `CREATE TABLE t (a text);\nCOPY t FROM PROGRAM 'touch ${marker}';\n`);
+    await expectFailure(program.result, 'InvalidInput', /could not restore .*(permission denied|must be superuser)/);
+    expect(existsSync(marker)).toBe(false);
+    const escalate = await drillOn('escalate.sql', `ALTER ROLE ${role} SUPERUSER;\n`);
+    await expectFailure(escalate.result, 'InvalidInput', /permission denied|must be superuser/);
+    expect(await scalar<boolean>(env.DATABASE_URL!, 'SELECT rolsuper FROM pg_roles WHERE rolname = $1', [role])).toBe(false);
+  });
+
+  test('backslashes where SQL dumps have them are fine: COPY data (\\N, escapes), E-strings, dollar-quoted bodies, comments', async () => {
+    const dump = [
+      '-- a comment with \\! in it',
+      '/* and \\c here */ CREATE TABLE notes (id int, body text);',
+      "CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $fn$ SELECT E'\\\\x' $fn$;",
+      "INSERT INTO notes VALUES (0, E'it\\'s \\\\ fine');",
+      'COPY public.notes (id, body) FROM stdin;',
+      '1\t\\N',
+      '2\ta\\\\b\\tc',
+      '\\N\tno id',
+      '\\.',
+      'CREATE TABLE users (id int);',
+    ].join('\n');
+    const { result } = await drillOn('backslashes.sql', `${dump}\n`);
+    const drill = await result;
+    expect(drill).toMatchObject({ verified: true, dropped: true, skipped: [] });
+    expect(counts(drill.tables)).toEqual({ notes: 4, users: 0 });
+  });
+
+  test.each([
+    ['superuser (the worker’s own URL)', () => env.TESTBED_POSTGRES_ADMIN_URL!, /is refused: it is the worker's own role, it is a superuser/],
+    ['CREATEROLE', () => roleUrl(`dr_createrole_${suffix}`), /is refused: it has CREATEROLE/],
+    ['may log in to production', () => roleUrl(`dr_login_${suffix}`), /can connect to production database short_drama_prod/],
+    ['wrong password', () => roleUrl(drillRoleOf(env.RESTORE_DRILL_DATABASE_URL!), 'wrong-password'), /password is rejected/],
+    ['none configured', () => undefined, /restoreDrillUrl \(RESTORE_DRILL_DATABASE_URL\)/],
+  ])('attack: a drill role that is not restricted is refused; no scratch database is left (%s)', async (_name, url, message) => {
+    await withAdmin(async (admin) => {
+      await admin.query(
+        `DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dr_createrole_${suffix}') THEN CREATE ROLE dr_createrole_${suffix} LOGIN CREATEROLE PASSWORD 'x'; END IF; END $$`,
+      );
+      await admin.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dr_login_${suffix}') THEN CREATE ROLE dr_login_${suffix} LOGIN PASSWORD 'x'; END IF; END $$`);
+    });
+    const scratchName = `dr_drill_role_${suffix}`;
+    await expectFailure(harness({ restoreDrillUrl: url() }).run('restoreDumpIntoScratchDatabase', { key: 'database/latest.sql', scratchName }), 'Refused', message);
+    expect(await databaseExists(scratchName)).toBe(false);
+  });
+
+  test('failure: the drill’s connection is killed in the middle of the restore; the scratch database is still dropped and the error says why', async () => {
+    const { scratchName, result } = await drillOn('slow.sql', `CREATE TABLE users (id int);\nSELECT pg_sleep(60);\nCREATE TABLE sessions (id int);\n`);
+    const outcome = result.then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    await waitUntil('the drill inside pg_sleep', async () =>
+      withAdmin(async (admin) => (await admin.query(`SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep%' AND state = 'active'`, [scratchName])).rowCount === 1),
+    );
+    await withAdmin((admin) => admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'runbook-restore-drill'`, [scratchName]));
+    expect(await outcome).toMatchObject({ type: 'Transient', message: expect.stringMatching(/could not restore .*terminating connection/) });
+    expect(await databaseExists(scratchName)).toBe(false);
+  });
+
+  test('failure: COPY data breaks halfway; nothing is kept and the error names the row', async () => {
+    const { scratchName, result } = await drillOn('copy-broken.sql', `CREATE TABLE users (id int);\nCOPY users (id) FROM stdin;\n1\n2\nnot-a-number\n4\n\\.\n`);
+    await expectFailure(result, 'InvalidInput', /could not restore .*invalid input syntax for type integer/);
+    expect(await databaseExists(scratchName)).toBe(false);
   });
 });

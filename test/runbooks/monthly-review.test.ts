@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
 import { AppsV1Api } from '@kubernetes/client-node';
@@ -157,6 +158,44 @@ describe('monthlyReview', () => {
         }),
       );
     }
+  }, 300_000);
+
+  /** Runs the review with only the drill's outcome of interest: `newest` is the newest object under the prefix for that run. */
+  async function drillRowWith(newest: string, body: string, config: RunbookConfig): Promise<CheckRow> {
+    await put(newest, body);
+    const scratchBefore = await scratchDatabases();
+    try {
+      const row = rowOf(await runMonthly(config), 'dr.restore');
+      // The run leaves no scratch database behind, whatever its outcome.
+      expect(await scratchDatabases()).toEqual(scratchBefore);
+      return row;
+    } finally {
+      await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: `${backupPrefix}${newest}` }] } }));
+    }
+  }
+
+  test('attack: a tampered newest backup (\\! shell, \\c short_drama_prod) fails the drill row naming the refusal; no file, nothing in production, no scratch left', async () => {
+    const marker = `/tmp/monthly-pwned-${randomUUID()}`;
+    const pwned = `pwned_${randomUUID().slice(0, 8)}`;
+    const tampered = `CREATE TABLE users (id int);\n\\! touch ${marker}\n\\c short_drama_prod\nCREATE TABLE ${pwned} (id int);\n`;
+    const row = await drillRowWith(`short_drama_prod_${ymd(0)}_z_tampered.sql`, tampered, testbedConfig());
+    expect(row).toMatchObject({ status: 'FAIL', value: 'failed' });
+    expect(row.detail).toMatch(/_z_tampered\.sql failed: .*line 2: psql meta-command \\! refused/);
+    expect(existsSync(marker)).toBe(false);
+    const pg = new PgClient({ connectionString: env.DATABASE_URL });
+    await pg.connect();
+    try {
+      expect((await pg.query('SELECT to_regclass($1) AS t', [`public.${pwned}`])).rows[0].t).toBeNull();
+    } finally {
+      await pg.end();
+    }
+  }, 300_000);
+
+  test('a drill role that is a superuser (here the worker’s own) is refused: the row FAILs saying why and nothing is restored', async () => {
+    const row = await drillRowWith(`short_drama_prod_${ymd(0)}_z_good.sql`, dump.toString('utf8'), testbedConfig({ RESTORE_DRILL_DATABASE_URL: env.TESTBED_POSTGRES_ADMIN_URL }));
+    expect(row).toMatchObject({ status: 'FAIL', value: 'failed' });
+    expect(row.detail).toMatch(/restore-drill role postgres is refused: it is the worker's own role, it is a superuser/);
+    expect(row.detail).not.toContain(env.TESTBED_POSTGRES_PASSWORD!);
   }, 300_000);
 
   test('bad input fails the run at once, non-retryable, before any check', async () => {
