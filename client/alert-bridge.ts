@@ -151,7 +151,7 @@ function isTransient(err: unknown): boolean {
   return true;
 }
 
-/** Runs `work` on every item with at most `limit` at once; resolves with the most that ran together. */
+/** Runs `work` on every item with at most `limit` at once; `inFlight.max` keeps the most that ran together. */
 async function eachBounded<T>(items: T[], limit: number, work: (item: T) => Promise<void>, inFlight: { now: number; max: number }): Promise<void> {
   let next = 0;
   const lane = async () => {

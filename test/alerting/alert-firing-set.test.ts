@@ -166,6 +166,18 @@ describe('alerts that share a run', () => {
     });
     expect(targets.applies.filter((x) => x.target === legacy || x.target === untracked)).toEqual([]);
   });
+  test('a start the server refuses (a workflow id over its length limit) fails that alert for good; the other starts; 207', async () => {
+    const good = newTarget();
+    const tooLong = `test/${'x'.repeat(1100)}`;
+    const answer = await post([
+      { status: 'firing', labels: { alertname: 'TestAlertA', target: tooLong } },
+      { status: 'firing', labels: { alertname: 'TestAlertA', target: good } },
+    ]);
+    expect(answer.status).toBe(207);
+    expect(answer.body.failed).toEqual([expect.objectContaining({ alertname: 'TestAlertA', retryable: false, reason: expect.stringMatching(/^Temporal refused: /) })]);
+    expect(answer.body.started.map((s) => s.workflowId)).toEqual([workflowIdOf(good)]);
+  });
+
   test('400 alerts join one run, 30 decisions are refused, then all resolve: the run ends, writes its report, and its history stays under 1 MiB', async () => {
     const target = newTarget();
     const workflowId = workflowIdOf(target);

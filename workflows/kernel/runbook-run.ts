@@ -578,8 +578,9 @@ export class RunbookRun {
   private recordRefusal(decision: Decision | undefined, refusal: string): void {
     const entry = { event: 'refused' as const, stepId: decision?.stepId, by: decision?.approver, channel: 'signal' as const, reason: decision?.reason, detail: refusal };
     if (!this.isTimelineBounded()) return this.record(entry);
-    const cut = (text: unknown) => (typeof text === 'string' ? text.slice(0, maxSignalTextLength) : undefined);
-    this.recordBounded('refused', { ...entry, stepId: cut(entry.stepId), by: cut(entry.by), reason: cut(entry.reason), detail: cut(refusal) });
+    const cut = (text: unknown, length = maxSignalTextLength) => (typeof text === 'string' ? text.slice(0, length) : undefined);
+    // The refusal is the kernel's sentence, longer than any field it quotes: a little more room.
+    this.recordBounded('refused', { ...entry, stepId: cut(entry.stepId), by: cut(entry.by), reason: cut(entry.reason), detail: cut(refusal, 3 * maxSignalTextLength) });
   }
 
   /** Runs begun before the timeline was bounded keep recording everything, so their histories replay alike. */
