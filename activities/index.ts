@@ -6,6 +6,7 @@ import type { Pool } from 'pg';
 import { checklistThresholdDefaults, type AllowLists, type ChecklistThresholds, type RunbookConfig } from '../config/schema';
 import { createKubernetesActivities } from './kubernetes';
 import { createIncidentEvidenceActivities } from './incident-evidence';
+import { createLogEvidenceActivities } from './log-evidence';
 import { createNotifyActivities, type NotifyDeps } from './notify';
 import { createPasswordRotationActivities } from './password-rotation';
 import { createPostgresActivities } from './postgres';
@@ -48,8 +49,9 @@ export function createActivities(deps: ActivityDeps) {
     allowedPrefixes: allowlists.s3Prefixes,
     backupFloor: deps.s3?.backupFloor,
   });
+  const kubernetes = createKubernetesActivities({ kube: deps.kube, allowedNamespaces: allowlists.namespaces });
   return {
-    ...createKubernetesActivities({ kube: deps.kube, allowedNamespaces: allowlists.namespaces }),
+    ...kubernetes,
     ...createPostgresActivities({
       pool: deps.pool,
       allowedDatabases: allowlists.databases,
@@ -64,6 +66,10 @@ export function createActivities(deps: ActivityDeps) {
     ...createIncidentEvidenceActivities({
       kube: deps.kube,
       allowedNamespaces: allowlists.namespaces,
+      evidence: deps.s3 && { evidencePrefix: deps.s3.evidencePrefix, putEvidence: s3.putEvidence },
+    }),
+    ...createLogEvidenceActivities({
+      getContainerLogs: kubernetes.getContainerLogs,
       evidence: deps.s3 && { evidencePrefix: deps.s3.evidencePrefix, putEvidence: s3.putEvidence },
     }),
     ...createNotifyActivities({ webhookUrl: deps.webhookUrl, slack: deps.slack }),

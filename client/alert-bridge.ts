@@ -7,7 +7,7 @@ import { catalog as defaultCatalog, type CatalogEntry } from '../common/catalog'
 import type { AlertingConfig } from '../config/alerting';
 import { alertResolvedSignal } from '../common/messages';
 import { errorText } from '../common/failures';
-import { parseWebhookPayload } from './alertmanager-payload';
+import { parseWebhookPayload, type WebhookAlert } from './alertmanager-payload';
 import { isAlertInitiator } from '../common/alert-initiator';
 import { routeAlert, type AlertDecision, type RoutedAlert } from './alert-routing';
 import { createRunbookClient } from './runbook-client';
@@ -19,22 +19,49 @@ import type { SlackInteractivity } from './slack-approvals';
  * routes each alert by its alertname (config `alerting.routes`), starts or joins the runbook for a
  * firing alert, telling the run which alert (fingerprint) wants it (`alertFiring`, atomically with
  * the start), and sends `alertResolved` with the fingerprint to the alerting-started run a resolved
- * alert maps to: the run stops only when no alert wants it any more. It answers 200 only once
- * Temporal accepted every start and signal; a 5xx makes Alertmanager send the notification again,
- * which is safe: starts join the run in flight, a second alertFiring or alertResolved of the same
- * fingerprint changes nothing.
+ * alert maps to: the run stops only when no alert wants it any more.
+ *
+ * Each alert succeeds or fails on its own; the body lists every alert's outcome. Alertmanager
+ * (notify/util.go, Retrier) sends the whole notification again on a 5xx only; 2xx is success and
+ * any other status a permanent failure it logs and counts (alertmanager_notifications_failed_total).
+ * So the status is: 503 when some alert failed in a way a retry can mend (Temporal unreachable or
+ * overloaded, the deadline passed before the alert was handled), which is safe because starts join
+ * the run in flight and a second alertFiring or alertResolved of a fingerprint changes nothing;
+ * else 422 when every alert failed for good (bad input for its runbook, a start the server
+ * refuses), so Alertmanager reports the failure without retrying what cannot succeed; else 207 when
+ * some alerts did their part and others failed for good (2xx: the good ones must not be repeated
+ * forever); else 200.
  */
 
 export type BridgeLogLevel = 'info' | 'warn' | 'error';
 export type BridgeLog = (level: BridgeLogLevel, message: string, fields?: Record<string, unknown>) => void;
 
+/** What happened to one alert of a notification. */
+export interface AlertOutcome {
+  alertname: string;
+  fingerprint: string;
+  status: 'firing' | 'resolved';
+  outcome: 'started' | 'signalled' | 'skipped' | 'failed';
+  /** Why it was skipped or failed. */
+  reason?: string;
+  /** A failure a retry of the notification may mend (Temporal unreachable, deadline passed). */
+  retryable?: boolean;
+  workflowId?: string;
+}
+
 /** What one notification did, alert by alert. */
 export interface NotificationReport {
   status: number;
+  /** Every alert of the notification, in its order, with what happened to it. */
+  alerts: AlertOutcome[];
   started: Array<{ alertname: string; fingerprint: string; runbook: string; workflowId: string; runId: string }>;
   signalled: Array<{ alertname: string; fingerprint: string; workflowId: string; runId: string }>;
   /** Alerts that changed nothing, and why (no route, no run in flight, someone else's run ...). */
   skipped: Array<{ alertname: string; fingerprint: string; status: string; reason: string }>;
+  /** Alerts that could not be handled: bad input for their runbook, refused by Temporal, or not reached in time. */
+  failed: Array<{ alertname: string; fingerprint: string; status: string; reason: string; retryable: boolean }>;
+  /** The most alerts handled at once (bounded by alerting.concurrency). */
+  maxInFlight: number;
   error?: string;
 }
 
@@ -46,8 +73,8 @@ export interface AlertBridgeOptions {
   listen?: string;
   catalog?: Record<string, CatalogEntry>;
   log?: BridgeLog;
-  /** Bound on Temporal's answers for one notification; past it the answer is 503 and Alertmanager retries. */
-  temporalTimeoutMs?: number;
+  /** Instead of alerting.deadlineMs: how long one notification may take; alerts not handled by then fail retryably (503). */
+  deadlineMs?: number;
   /** Called with what each notification did (tests, metrics). */
   onNotification?: (report: NotificationReport) => void;
   /** Signs each start as alerting.identity (a service in `approvers`), so its runs have a proven initiator. */
@@ -108,13 +135,46 @@ function splitListen(listen: string): { host: string; port: number } {
   return { host: listen.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(listen.slice(at + 1)) };
 }
 
-/** Temporal down, or not answering in time: worth a retry, so 503. */
-function isUnreachable(err: unknown): boolean {
+/** gRPC codes where a retry can help: the server down, overloaded or slow, or a call cut short. */
+const transientGrpcCodes = new Set([1 /* CANCELLED */, 4 /* DEADLINE_EXCEEDED */, 8 /* RESOURCE_EXHAUSTED */, 10 /* ABORTED */, 13 /* INTERNAL */, 14 /* UNAVAILABLE */]);
+
+/**
+ * Whether a retry of the notification could mend this failure. The server refusing the request
+ * (invalid argument, permission denied, unknown namespace ...) will refuse it again; Temporal down
+ * or slow, or an error of unknown kind, is worth Alertmanager's retry.
+ */
+function isTransient(err: unknown): boolean {
   for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
-    if (isGrpcServiceError(e) && [4 /* DEADLINE_EXCEEDED */, 14 /* UNAVAILABLE */].includes(e.code)) return true;
-    if (/ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|Failed to connect/.test(String((e as Error).message))) return true;
+    if (isGrpcServiceError(e)) return transientGrpcCodes.has(e.code);
   }
-  return false;
+  // Not an answer of the server (connection refused, a bug, a key file unreadable): Alertmanager's retries are bounded, so retry.
+  return true;
+}
+
+/** Runs `work` on every item with at most `limit` at once; `inFlight.max` keeps the most that ran together. */
+async function eachBounded<T>(items: T[], limit: number, work: (item: T) => Promise<void>, inFlight: { now: number; max: number }): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      inFlight.now += 1;
+      inFlight.max = Math.max(inFlight.max, inFlight.now);
+      try {
+        await work(item);
+      } finally {
+        inFlight.now -= 1;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+}
+
+/** The answer's status from the alerts' outcomes (see the comment at the top). */
+export function notificationStatus(alerts: AlertOutcome[]): number {
+  const failed = alerts.filter((a) => a.outcome === 'failed');
+  if (failed.some((a) => a.retryable)) return 503;
+  if (failed.length === 0) return 200;
+  return failed.length === alerts.length ? 422 : 207;
 }
 
 export async function startAlertBridge(options: AlertBridgeOptions): Promise<AlertBridge> {
@@ -122,7 +182,7 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
   const log = options.log ?? jsonLineLog;
   const catalog = options.catalog ?? defaultCatalog;
   const runbooks = createRunbookClient({ client, taskQueue: options.taskQueue, catalog, signer: options.signer });
-  const timeoutMs = options.temporalTimeoutMs ?? 10_000;
+  const deadlineMs = options.deadlineMs ?? alerting.deadlineMs;
 
   /** Who started a run, from its first history event (works whether or not a worker is up). */
   async function initiatorOf(workflowId: string, runId: string): Promise<string | undefined> {
@@ -156,10 +216,12 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
     });
   }
 
-  async function resolve(alert: RoutedAlert, report: NotificationReport): Promise<void> {
+  /** Signals the run the resolved alert maps to; answers why not when it skips it. */
+  async function resolve(alert: RoutedAlert, report: NotificationReport): Promise<string | undefined> {
     const skip = (reason: string) => {
       report.skipped.push({ alertname: alert.alertname, fingerprint: alert.fingerprint, status: 'resolved', reason });
       log('info', `alert resolved: ${reason}`, { alertname: alert.alertname, fingerprint: alert.fingerprint, workflowId: alert.workflowId });
+      return reason;
     };
     let runId: string;
     try {
@@ -178,21 +240,81 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
     await client.workflow.getHandle(alert.workflowId, runId).signal(alertResolvedSignal, { alert: alert.alertname, fingerprint: alert.fingerprint });
     report.signalled.push({ alertname: alert.alertname, fingerprint: alert.fingerprint, workflowId: alert.workflowId, runId });
     log('info', 'alert resolved: alertResolved sent to the run', { alertname: alert.alertname, fingerprint: alert.fingerprint, workflowId: alert.workflowId, runId });
+    return undefined;
   }
 
   /**
    * Firing alerts first (each starts or joins its run and is added to its firing alerts), then
    * resolved ones: a run that a firing alert of this notification wants never sees its last
-   * alert go, so it does not stop, and the resolved alert is still forgotten by the run.
+   * alert go, so it does not stop, and the resolved alert is still forgotten by the run. Within
+   * each phase at most alerting.concurrency alerts at once; one failing leaves the others alone.
    */
-  async function act(decisions: AlertDecision[], report: NotificationReport): Promise<void> {
+  async function act(decisions: AlertDecision[], report: NotificationReport, outcomes: Map<AlertDecision, AlertOutcome>): Promise<void> {
+    const deadline = Date.now() + deadlineMs;
+    const inFlight = { now: 0, max: 0 };
+    const handle = async (alert: RoutedAlert) => {
+      const outcome = outcomes.get(alert)!;
+      const fail = (reason: string, retryable: boolean) => {
+        Object.assign(outcome, { outcome: 'failed', reason, retryable });
+        report.failed.push({ alertname: alert.alertname, fingerprint: alert.fingerprint, status: alert.status, reason, retryable });
+        log(retryable ? 'warn' : 'error', `alert not handled${retryable ? '; Alertmanager will retry' : ''}: ${reason}`, {
+          alertname: alert.alertname,
+          fingerprint: alert.fingerprint,
+          status: alert.status,
+          workflowId: alert.workflowId,
+        });
+      };
+      // Not started past the deadline: Alertmanager gets its answer before its own timeout, and retries.
+      if (Date.now() >= deadline) return fail("the notification's deadline passed before this alert was handled", true);
+      try {
+        const skipped = await client.withDeadline(deadline, async () => (alert.status === 'firing' ? void (await start(alert, report)) : resolve(alert, report)));
+        Object.assign(outcome, skipped ? { outcome: 'skipped', reason: skipped } : { outcome: alert.status === 'firing' ? 'started' : 'signalled', workflowId: alert.workflowId });
+      } catch (err) {
+        const transient = isTransient(err);
+        fail(`${transient ? 'Temporal unreachable or too slow' : 'Temporal refused'}: ${errorText(err)}`, transient);
+      }
+    };
     const routed = decisions.filter((d): d is RoutedAlert => d.kind === 'routed');
-    for (const alert of routed.filter((d) => d.status === 'firing')) await start(alert, report);
-    for (const alert of routed.filter((d) => d.status === 'resolved')) await resolve(alert, report);
+    await eachBounded(
+      routed.filter((d) => d.status === 'firing'),
+      alerting.concurrency,
+      handle,
+      inFlight,
+    );
+    await eachBounded(
+      routed.filter((d) => d.status === 'resolved'),
+      alerting.concurrency,
+      handle,
+      inFlight,
+    );
+    report.maxInFlight = inFlight.max;
+  }
+
+  /** Every alert is routed and its input checked against its runbook's schema first; a bad one fails alone. */
+  function decide(alerts: WebhookAlert[], report: NotificationReport): { decisions: AlertDecision[]; outcomes: Map<AlertDecision, AlertOutcome> } {
+    const decisions = alerts.map((alert) => routeAlert(alert, alerting.routes, catalog));
+    const outcomes = new Map<AlertDecision, AlertOutcome>();
+    decisions.forEach((d, i) => {
+      const status = alerts[i]!.status;
+      const outcome: AlertOutcome = { alertname: d.alertname, fingerprint: d.fingerprint, status, outcome: 'started' };
+      outcomes.set(d, outcome);
+      report.alerts.push(outcome);
+      if (d.kind === 'unrouted') {
+        Object.assign(outcome, { outcome: 'skipped', reason: d.reason });
+        report.skipped.push({ alertname: d.alertname, fingerprint: d.fingerprint, status, reason: d.reason });
+        // Skipped, not failed: Alertmanager would otherwise report (or retry) an alert nobody routes, forever.
+        log('info', `alert ignored: ${d.reason}`, { alertname: d.alertname, fingerprint: d.fingerprint, status });
+      } else if (d.kind === 'invalid') {
+        Object.assign(outcome, { outcome: 'failed', reason: d.problem, retryable: false });
+        report.failed.push({ alertname: d.alertname, fingerprint: d.fingerprint, status, reason: d.problem, retryable: false });
+        log('error', `alert not handled: ${d.problem}`, { alertname: d.alertname, fingerprint: d.fingerprint, status });
+      }
+    });
+    return { decisions, outcomes };
   }
 
   async function handleNotification(req: IncomingMessage): Promise<NotificationReport> {
-    const report: NotificationReport = { status: 200, started: [], signalled: [], skipped: [] };
+    const report: NotificationReport = { status: 200, alerts: [], started: [], signalled: [], skipped: [], failed: [], maxInFlight: 0 };
     if (alerting.token !== undefined && !tokenMatches(req.headers.authorization, alerting.token)) throw new HttpError(401, 'missing or wrong bearer token');
     const text = await readBody(req);
     let body: unknown;
@@ -203,23 +325,11 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
     }
     const parsed = parseWebhookPayload(body);
     if (!parsed.ok) throw new HttpError(400, parsed.problem);
-    // Every alert is routed and its input validated before anything starts: a bad one changes nothing.
-    const decisions = parsed.payload.alerts.map((alert) => routeAlert(alert, alerting.routes, catalog));
-    const invalid = decisions.flatMap((d) => (d.kind === 'invalid' ? [d.problem] : []));
-    if (invalid.length > 0) throw new HttpError(400, `invalid alert: ${invalid.join('; ')}`);
-    for (const d of decisions) {
-      if (d.kind !== 'unrouted') continue;
-      report.skipped.push({ alertname: d.alertname, fingerprint: d.fingerprint, status: d.status, reason: d.reason });
-      // 200 all the same: Alertmanager would otherwise retry an alert nobody routes, forever.
-      log('info', `alert ignored: ${d.reason}`, { alertname: d.alertname, fingerprint: d.fingerprint, status: d.status });
-    }
-    try {
-      await client.withDeadline(Date.now() + timeoutMs, () => act(decisions, report));
-    } catch (err) {
-      const unreachable = isUnreachable(err);
-      report.status = unreachable ? 503 : 500;
-      report.error = `${unreachable ? 'Temporal unreachable' : 'Temporal refused'}: ${errorText(err)}`;
-    }
+    const { decisions, outcomes } = decide(parsed.payload.alerts, report);
+    await act(decisions, report, outcomes);
+    report.status = notificationStatus(report.alerts);
+    if (report.status !== 200)
+      report.error = `${report.failed.length} of ${report.alerts.length} alerts not handled: ${report.failed.map((f) => `${f.alertname} (${f.fingerprint}): ${f.reason}`).join('; ')}`;
     return report;
   }
 
@@ -245,7 +355,12 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
     handleNotification(req).then(
       (report) => {
         if (report.error)
-          log('error', 'notification not fully handled; Alertmanager will retry', { status: report.status, error: report.error, started: report.started.length, signalled: report.signalled.length });
+          log(report.status >= 500 ? 'warn' : 'error', `notification not fully handled${report.status >= 500 ? '; Alertmanager will retry' : ''}`, {
+            status: report.status,
+            started: report.started.length,
+            signalled: report.signalled.length,
+            failed: report.failed.length,
+          });
         options.onNotification?.(report);
         send(res, report.status, report.error ? { error: report.error, ...report } : report);
       },
@@ -254,7 +369,7 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
         const message = err instanceof Error ? err.message : String(err);
         // The request's headers are never logged: they carry the token.
         log('warn', 'notification refused', { status, error: message });
-        options.onNotification?.({ status, started: [], signalled: [], skipped: [], error: message });
+        options.onNotification?.({ status, alerts: [], started: [], signalled: [], skipped: [], failed: [], maxInFlight: 0, error: message });
         if (!res.headersSent) send(res, status, { error: message }, status === 401 ? { 'www-authenticate': 'Bearer' } : {});
       },
     );

@@ -39,7 +39,7 @@ export const catalog = {
     name: 'dailyHealthCheck',
     kind: 'maintenance',
     description:
-      "每日检查清单: pods (ready, CrashLoopBackOff, OOMKilled, restarts), Services with endpoints, Ingress address and TLS secret, HPAs at max, PVCs bound; pod/node usage and the database volume (`df -h`); ERROR lines in the app's last 100 and the database's and Redis' last 50 log lines; the 5 newest backups, their age, `latest.sql` a valid dump. `only: [...]` runs a subset and may add `slow-statements` (pg_stat_statements). Changes nothing",
+      "每日检查清单: pods (ready, CrashLoopBackOff, OOMKilled, restarts), Services with endpoints, Ingress address and TLS secret, HPAs at max, PVCs bound; pod/node usage and the database volume (`df -h`); ERROR lines in the app's last 100 and the database's and Redis' last 50 log lines (the logs go to S3 evidence, the report names the key); the 5 newest backups, their age, `latest.sql` a valid dump. `only: [...]` runs a subset and may add `slow-statements` (pg_stat_statements). Changes nothing",
     inputSchema: dailyHealthCheckInput,
     targetOf: (input) => String(input.namespace),
   },
@@ -47,7 +47,7 @@ export const catalog = {
     name: 'weeklyReview',
     kind: 'maintenance',
     description:
-      "每周检查清单: P95, error rate, DB connections, cache hit rate (the manual's PromQL), CPU and memory against limits; `login failed` and 401/403 lines, certificate days left; database size, 10 largest tables, 10 slowest statements; ⚠ delete `sessions` expired over 7 days ago (auto-approved by the `weekly-maintenance` policy when a schedule started the run), `VACUUM ANALYZE`",
+      "每周检查清单: P95, error rate, DB connections, cache hit rate (the manual's PromQL), CPU and memory against limits; `login failed` and 401/403 lines (the log goes to S3 evidence), certificate days left; database size, 10 largest tables, 10 slowest statements; ⚠ delete `sessions` expired over 7 days ago (auto-approved by the `weekly-maintenance` policy when a schedule started the run), `VACUUM ANALYZE`",
     inputSchema: weeklyReviewInput,
     targetOf: (input) => String(input.namespace),
   },

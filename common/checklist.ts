@@ -72,10 +72,11 @@ export function above(value: number, limit: number, under: CheckStatus = 'FAIL')
   return value > limit ? 'PASS' : under;
 }
 
-/** How many lines of `text` match, and the first of them (cut to 200 characters). */
-export function countLines(text: string, pattern: RegExp): { count: number; first?: string } {
+/** How many lines of `text` match, and the first and last of them (trimmed, cut to 200 characters). */
+export function countLines(text: string, pattern: RegExp): { count: number; first?: string; last?: string } {
   const matching = text.split('\n').filter((line) => pattern.test(line));
-  return { count: matching.length, ...(matching[0] !== undefined ? { first: matching[0].trim().slice(0, 200) } : {}) };
+  const cut = (line: string) => line.trim().slice(0, 200);
+  return { count: matching.length, ...(matching.length > 0 ? { first: cut(matching[0]!), last: cut(matching[matching.length - 1]!) } : {}) };
 }
 
 /** Hours from an ISO time to `nowMs`. */

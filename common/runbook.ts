@@ -106,6 +106,8 @@ export type TimelineEvent =
   | 'cancelled'
   | 'alert-firing'
   | 'alert-resolved'
+  /** Entries past the timeline's bound for their kind (alerts, refused decisions), counted instead. */
+  | 'not-recorded'
   | 'locked'
   | 'unlocked'
   | 'finished';

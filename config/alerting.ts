@@ -132,7 +132,15 @@ export const alertingSchema = z
     identity: z.string().min(1).default('alert-bridge'),
     /** Its private key (OpenSSH format); none: starts go unsigned, so their steps need two approvers where signatures are required. */
     signingKeyFile: z.string().min(1).optional(),
+    /**
+     * How long one notification may take, in ms. Below Alertmanager's own bound on a notification
+     * (at least 10 s: max(group_interval, 10 s)), so it gets an answer; alerts not reached by then
+     * fail retryably (503) and come again.
+     */
+    deadlineMs: z.coerce.number({ message: 'expected milliseconds' }).int().min(100, { message: 'expected 100-60000 ms' }).max(60_000, { message: 'expected 100-60000 ms' }).default(8_000),
+    /** How many alerts of one notification are started or signalled at once: a large group is neither serial nor a burst on Temporal. */
+    concurrency: z.coerce.number({ message: 'expected a number' }).int().min(1, { message: 'expected 1-64' }).max(64, { message: 'expected 1-64' }).default(8),
   })
-  .default({ listen: defaultAlertingListen, routes: defaultAlertRoutes, identity: 'alert-bridge' });
+  .default({ listen: defaultAlertingListen, routes: defaultAlertRoutes, identity: 'alert-bridge', deadlineMs: 8_000, concurrency: 8 });
 
 export type AlertingConfig = z.infer<typeof alertingSchema>;

@@ -71,6 +71,8 @@ export const environmentVariables = {
   ALERT_ROUTES: 'alerting.routes',
   ALERT_BRIDGE_IDENTITY: 'alerting.identity',
   ALERT_BRIDGE_SIGNING_KEY: 'alerting.signingKeyFile',
+  ALERT_BRIDGE_DEADLINE_MS: 'alerting.deadlineMs',
+  ALERT_BRIDGE_CONCURRENCY: 'alerting.concurrency',
 } as const;
 
 export class ConfigError extends Error {

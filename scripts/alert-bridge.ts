@@ -44,6 +44,8 @@ async function main(): Promise<void> {
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
     alertnames: [...new Set(config.alerting.routes.map((r) => r.alertname))],
+    deadlineMs: config.alerting.deadlineMs,
+    concurrency: config.alerting.concurrency,
   });
   await new Promise<void>((resolve) => {
     for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => resolve());

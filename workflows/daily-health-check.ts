@@ -1,6 +1,6 @@
-import { atMost, countLines, hoursBetween, sharesOfLimit, type CheckRow, type ChecklistResult } from '../common/checklist';
+import { atMost, hoursBetween, sharesOfLimit, type CheckRow, type ChecklistResult } from '../common/checklist';
 import { dailyChecks, type DailyCheck, type DailyHealthCheckInput } from '../common/inputs/checklists';
-import { Checklist } from './kernel/checklist';
+import { Checklist, type LogScan } from './kernel/checklist';
 import { validateInput } from './validate-input';
 import { dfLine, dfUsePercent } from './exec-output';
 import { checkSlowStatements } from './slow-statements-check';
@@ -131,22 +131,23 @@ export function checkLogs(checklist: Checklist, input: DailyInput): Promise<Chec
   const { namespace } = input;
   const t = checklist.thresholds;
   return checklist.check('logs', '日志检查', 'ERROR lines in the latest logs', async (row) => {
-    const tail = (deployment: string, tailLines: number) => read.getContainerLogs({ namespace, deployment, tailLines, maxBytes: 262_144 });
+    const scan = (deployment: string, tailLines: number, pattern: RegExp) => checklist.scanLogs(namespace, deployment, { tailLines, maxBytes: 262_144 }, { problems: pattern });
     const [app, database, redis] = await Promise.all([
-      tail(input.appDeployment, input.appLogLines),
-      tail(input.databaseDeployment, input.serviceLogLines),
-      tail(input.redisDeployment, input.serviceLogLines),
+      scan(input.appDeployment, input.appLogLines, /\bERROR\b/),
+      scan(input.databaseDeployment, input.serviceLogLines, /\b(ERROR|FATAL|PANIC)\b/),
+      scan(input.redisDeployment, input.serviceLogLines, /\b(ERROR|FATAL|PANIC)\b/),
     ]);
-    const appErrors = countLines(app.text, /\bERROR\b/);
-    const serviceRow = (id: string, name: string, logs: typeof database) => {
-      const problems = countLines(logs.text, /\b(ERROR|FATAL|PANIC)\b/);
+    const appErrors = app.matches.problems!;
+    const detail = (logs: LogScan) => `${logs.pod}: ${logs.matches.problems!.first ?? `${logs.lines} lines read`}${logs.evidenceKey ? ` (log: ${logs.evidenceKey})` : ''}`;
+    const serviceRow = (id: string, name: string, logs: LogScan) => {
+      const problems = logs.matches.problems!;
       return row({
         id,
         title: `${name} errors in the last ${input.serviceLogLines} lines`,
         status: problems.count === 0 ? 'PASS' : 'WARN',
         value: String(problems.count),
         threshold: '0',
-        detail: problems.count > 0 ? `${logs.pod}: ${problems.first}` : `${logs.pod}: ${logs.lines} lines read`,
+        detail: detail(logs),
       });
     };
     return [
@@ -156,7 +157,7 @@ export function checkLogs(checklist: Checklist, input: DailyInput): Promise<Chec
         status: atMost(appErrors.count, t.errorLogLines),
         value: String(appErrors.count),
         threshold: `<= ${t.errorLogLines}`,
-        detail: appErrors.count > 0 ? `${app.pod}: ${appErrors.first}` : `${app.pod}: ${app.lines} lines read`,
+        detail: detail(app),
       }),
       serviceRow('logs.database', 'Database', database),
       serviceRow('logs.redis', 'Redis', redis),

@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import type { ManualQueryName } from '../activities/prometheus';
-import { above, below, countLines, listed, sharesOfLimit, type CheckRow, type ChecklistResult, type CheckStatus } from '../common/checklist';
+import { above, below, listed, sharesOfLimit, type CheckRow, type ChecklistResult, type CheckStatus } from '../common/checklist';
 import { type weeklyReviewInput, type WeeklyReviewInput } from '../common/inputs/checklists';
 import { Checklist } from './kernel/checklist';
 import { errorText } from '../common/failures';
@@ -161,12 +161,12 @@ export function checkAppLogs(checklist: Checklist, input: WeeklyInput): Promise<
   const { namespace } = input;
   const t = checklist.thresholds;
   return checklist.check('app-logs', security, `Login failures and 401/403 lines in the logs of ${input.appDeployment}`, async (row) => {
-    // The newest 256 KiB: the workflow history keeps what the activity returns, so no more.
-    const logs = await read.getContainerLogs({ namespace, deployment: input.appDeployment, maxBytes: 262_144 });
-    const scope = `${logs.pod}: ${logs.lines} lines${logs.truncated ? ' (the newest 256 KiB)' : ''}`;
-    const failures = countLines(logs.text, /login failed/i);
-    const authLines = logs.text.split('\n').filter((line) => authErrorPattern.test(line));
-    const latest = authLines[authLines.length - 1];
+    // The newest 256 KiB; the log goes to S3 evidence, the history keeps counts (Checklist.scanLogs).
+    const logs = await checklist.scanLogs(namespace, input.appDeployment, { maxBytes: 262_144 }, { loginFailures: /login failed/i, authErrors: authErrorPattern });
+    const scope = `${logs.pod}: ${logs.lines} lines${logs.truncated ? ' (the newest 256 KiB)' : ''}${logs.evidenceKey ? ` (log: ${logs.evidenceKey})` : ''}`;
+    const failures = logs.matches.loginFailures!;
+    const authErrors = logs.matches.authErrors!;
+    const latest = authErrors.last;
     return [
       row({
         id: 'security.login-failures',
@@ -179,8 +179,8 @@ export function checkAppLogs(checklist: Checklist, input: WeeklyInput): Promise<
       row({
         id: 'security.auth-errors',
         title: 'Unusual API calls (401/403 lines)',
-        status: authLines.length > t.authErrorLines ? 'WARN' : 'PASS',
-        value: String(authLines.length),
+        status: authErrors.count > t.authErrorLines ? 'WARN' : 'PASS',
+        value: String(authErrors.count),
         threshold: `<= ${t.authErrorLines}`,
         detail: latest !== undefined ? `${scope}; latest: ${oneLine(latest)}` : scope,
       }),

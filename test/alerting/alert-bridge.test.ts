@@ -5,7 +5,7 @@ import { createRunbookClient } from '../../client';
 import { startAlertBridge, type AlertBridge, type BridgeLog } from '../../client/alert-bridge';
 import { defaultAlertRoutes, type AlertRoute } from '../../config/alerting';
 import type { PodCrashLoopResult } from '../../workflows/pod-crash-loop';
-import { alertNotification, postToBridge } from '../helpers/alert-notifications';
+import { alertNotification, fingerprintOf, postToBridge } from '../helpers/alert-notifications';
 import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig } from '../helpers/kube-cluster';
 import { putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
@@ -64,7 +64,11 @@ describe('alert bridge', () => {
     bridge = await startAlertBridge({ client, taskQueue: config.temporal.taskQueue, alerting: config.alerting, listen: '127.0.0.1:0', log });
   });
 
+  /** Cleanups one test asks for, run after it. */
+  const afterThis: Array<() => Promise<void>> = [];
+
   afterEach(async () => {
+    for (const cleanup of afterThis.splice(0)) await cleanup();
     await terminateRuns(
       config.temporal,
       made.flatMap((n) => [runId(n), `lock/${namespace}/${n}`]),
@@ -176,7 +180,7 @@ describe('alert bridge', () => {
     }
   });
 
-  test('a bad body gets 400 with what is wrong, and starts nothing', async () => {
+  test('a bad body gets 400 with what is wrong, and starts nothing; a notification of only bad alerts gets 422', async () => {
     const notJson = await postToBridge(bridge.url, '{"version": "4", ', token);
     expect([notJson.status, notJson.body.error]).toEqual([400, 'invalid Alertmanager payload: the body is not JSON']);
 
@@ -188,13 +192,15 @@ describe('alert bridge', () => {
     const noAlerts = await postToBridge(bridge.url, { version: '4', status: 'firing', alerts: [] }, token);
     expect([noAlerts.status, noAlerts.body.error]).toEqual([400, 'invalid Alertmanager payload: alerts: expected at least one alert']);
 
-    // One good alert beside one whose label is no Kubernetes name: neither starts.
-    const good = unique('ab-good');
-    const mixed = await postToBridge(bridge.url, alertNotification([firing({ deployment: good }), firing({ deployment: 'Not_A_Name' })]), token);
-    expect(mixed.status).toBe(400);
-    expect(mixed.body.error).toMatch(/^invalid alert: alert ApiErrorRateHigh \(fingerprint [0-9a-f]{16}\) gives podCrashLoop a bad input: deployment: /);
-    expect(await exists(runId(good))).toBe(false);
-    expect(logLines.filter((line) => line.includes('"message":"notification refused","status":400')).length).toBeGreaterThanOrEqual(4);
+    // Every alert bad (a label that is no Kubernetes name): 422, Alertmanager logs it and does not retry; nothing starts.
+    const allBad = await postToBridge(bridge.url, alertNotification([firing({ deployment: 'Not_A_Name' })]), token);
+    expect(allBad.status).toBe(422);
+    expect(allBad.body.failed).toEqual([
+      { alertname: 'ApiErrorRateHigh', fingerprint: expect.any(String), status: 'firing', reason: expect.stringMatching(/gives podCrashLoop a bad input: deployment: /), retryable: false },
+    ]);
+    expect(allBad.body.started).toEqual([]);
+    expect(await exists(runId('Not_A_Name'))).toBe(false);
+    expect(logLines.filter((line) => line.includes('"message":"notification refused","status":400')).length).toBeGreaterThanOrEqual(3);
 
     const tooBig = await postToBridge(bridge.url, JSON.stringify({ padding: 'x'.repeat(1024 * 1024) }), token);
     expect([tooBig.status, tooBig.body.error]).toEqual([413, 'body larger than 1048576 bytes']);
@@ -230,6 +236,63 @@ describe('alert bridge', () => {
     expect(logLines.join('\n')).not.toContain(wrongToken);
   });
 
+  test('one bad alert beside two good ones: the good ones start, the body names the bad one, 207 (Alertmanager does not retry)', async () => {
+    const [one, two] = [unique('ab-good1'), unique('ab-good2')];
+    made.push(one, two);
+    const bad = firing({ deployment: 'Not_A_Name' });
+    const answer = await postToBridge(bridge.url, alertNotification([firing({ deployment: one }), bad, firing({ deployment: two })]), token);
+    expect(answer.status).toBe(207);
+    expect(answer.body.alerts.map((a) => [a.outcome, a.workflowId])).toEqual([
+      ['started', runId(one)],
+      ['failed', undefined],
+      ['started', runId(two)],
+    ]);
+    expect(answer.body.failed).toEqual([
+      {
+        alertname: 'ApiErrorRateHigh',
+        fingerprint: fingerprintOf(bad.labels),
+        status: 'firing',
+        reason: expect.stringMatching(/^alert ApiErrorRateHigh \(fingerprint [0-9a-f]{16}\) gives podCrashLoop a bad input: deployment: /),
+        retryable: false,
+      },
+    ]);
+    expect(answer.body.error).toContain(fingerprintOf(bad.labels));
+    for (const name of [one, two]) expect((await client.workflow.getHandle(runId(name)).describe()).status.name).toBe('RUNNING');
+    expect(await exists(runId('Not_A_Name'))).toBe(false);
+    expect(logLines.some((line) => line.includes('"level":"error"') && line.includes(fingerprintOf(bad.labels)))).toBe(true);
+  });
+
+  test('a group of 200 alerts starts 200 runs with at most alerting.concurrency in flight; past the deadline the rest answer 503', async () => {
+    const names = Array.from({ length: 200 }, (_, i) => unique(`ab-many${i}`));
+    const late = Array.from({ length: 200 }, (_, i) => unique(`ab-late${i}`));
+    // Runs only (no deployments, no worker): terminated here rather than after every later test.
+    afterThis.push(() => terminateRuns(config.temporal, [...names, ...late].map(runId)));
+    const alerts = names.map((deployment) => firing({ deployment }));
+    const bounded = await startAlertBridge({ client, taskQueue: config.temporal.taskQueue, alerting: { ...config.alerting, concurrency: 4, deadlineMs: 60_000 }, listen: '127.0.0.1:0', log });
+    try {
+      const answer = await postToBridge(bounded.url, alertNotification(alerts), token);
+      expect(answer.status).toBe(200);
+      expect(answer.body.started.map((s) => s.workflowId).sort()).toEqual(names.map(runId).sort());
+      expect(answer.body.maxInFlight).toBe(4);
+    } finally {
+      await bounded.close();
+    }
+
+    // One at a time against a deadline far too short for 200 starts: the first alerts start, the rest fail retryably, so 503.
+    const hurried = await startAlertBridge({ client, taskQueue: config.temporal.taskQueue, alerting: { ...config.alerting, concurrency: 1, deadlineMs: 100 }, listen: '127.0.0.1:0', log });
+    try {
+      const answer = await postToBridge(hurried.url, alertNotification(late.map((deployment) => firing({ deployment }))), token);
+      expect(answer.status).toBe(503);
+      expect(answer.body.maxInFlight).toBe(1);
+      const notReached = answer.body.failed.filter((f) => f.reason === "the notification's deadline passed before this alert was handled");
+      expect(notReached.length).toBeGreaterThan(0);
+      expect(notReached.every((f) => f.retryable)).toBe(true);
+      expect(answer.body.started.length + answer.body.failed.length).toBe(200);
+    } finally {
+      await hurried.close();
+    }
+  });
+
   test('Temporal unreachable: 503, so Alertmanager retries', async () => {
     const down = Connection.lazy({ address: `127.0.0.1:${closedPort}` });
     const unreachable = await startAlertBridge({
@@ -238,14 +301,17 @@ describe('alert bridge', () => {
       alerting: config.alerting,
       listen: '127.0.0.1:0',
       log,
-      temporalTimeoutMs: 3000,
+      deadlineMs: 3000,
     });
     try {
       const t0 = Date.now();
       const answer = await postToBridge(unreachable.url, alertNotification([firing({ deployment: unique('ab-down') })]), token);
       expect(answer.status).toBe(503);
-      expect(answer.body.error).toMatch(/^Temporal unreachable: /);
+      expect(answer.body.failed).toEqual([expect.objectContaining({ retryable: true, reason: expect.stringMatching(/^Temporal unreachable or too slow: /) })]);
       expect(answer.body.started).toEqual([]);
+      // A permanently bad alert beside it does not hide the transient failure: still 503, so the good alert comes again.
+      const mixed = await postToBridge(unreachable.url, alertNotification([firing({ deployment: 'Not_A_Name' }), firing({ deployment: unique('ab-down') })]), token);
+      expect([mixed.status, mixed.body.failed.map((f) => f.retryable)]).toEqual([503, [false, true]]);
       expect(Date.now() - t0).toBeLessThan(10_000);
       // Unknown alerts need no Temporal: still 200.
       const unknown = await postToBridge(unreachable.url, alertNotification([{ status: 'firing', labels: { alertname: 'CoffeeMachineEmpty' } }]), token);

@@ -7,7 +7,8 @@ import type { AlertRoute } from '../../config/alerting';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { alertFiringSignal, alertResolvedSignal, approveSignal } from '../../common/messages';
 import { alertNotification, fingerprintOf, postToBridge, type TestAlert } from '../helpers/alert-notifications';
-import { pendingOf, terminateRuns } from '../helpers/runbook-runs';
+import { pendingOf, readBucketText, terminateRuns } from '../helpers/runbook-runs';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { TestTargets } from '../helpers/test-target';
 import { testbedConfig } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
@@ -104,17 +105,15 @@ describe('alerts that share a run', () => {
         { alert: 'TestAlertA', fingerprint: fa },
         { alert: 'TestAlertB', fingerprint: fb },
       ]);
-      expect(events(both, 'alert-firing').map((e) => e.detail)).toEqual([
-        `alert TestAlertA (${fa}) joined; firing: TestAlertA (${fa})`,
-        `alert TestAlertB (${fb}) joined; firing: TestAlertA (${fa}), TestAlertB (${fb})`,
-      ]);
+      // Each alert once, with a count (the status lists them all).
+      expect(events(both, 'alert-firing').map((e) => e.detail)).toEqual([`alert TestAlertA (${fa}) joined; 1 firing`, `alert TestAlertB (${fb}) joined; 2 firing`]);
 
       // A resolves: B still wants the run, which keeps waiting for approval.
       const resolvedA = await post([{ status: 'resolved', labels: a }]);
       expect([resolvedA.status, resolvedA.body.signalled]).toEqual([200, [{ alertname: 'TestAlertA', fingerprint: fa, workflowId, runId }]]);
       await waitUntil('A resolution recorded', async () => events(await runbooks.getStatus(workflowId), 'alert-resolved').length > 0);
       const onlyB = await runbooks.getStatus(workflowId);
-      expect(events(onlyB, 'alert-resolved').map((e) => [e.by, e.detail])).toEqual([['alerting', `alert TestAlertA (${fa}) resolved; still firing: TestAlertB (${fb})`]]);
+      expect(events(onlyB, 'alert-resolved').map((e) => [e.by, e.detail])).toEqual([['alerting', `alert TestAlertA (${fa}) resolved; 1 still firing`]]);
       expect(onlyB.alertsFiring).toEqual([{ alert: 'TestAlertB', fingerprint: fb }]);
       expect(events(onlyB, 'cancelled')).toEqual([]);
       expect(onlyB.pending?.stepId).toBe('restart');
@@ -167,4 +166,63 @@ describe('alerts that share a run', () => {
     });
     expect(targets.applies.filter((x) => x.target === legacy || x.target === untracked)).toEqual([]);
   });
+  test('a start the server refuses (a workflow id over its length limit) fails that alert for good; the other starts; 207', async () => {
+    const good = newTarget();
+    const tooLong = `test/${'x'.repeat(1100)}`;
+    const answer = await post([
+      { status: 'firing', labels: { alertname: 'TestAlertA', target: tooLong } },
+      { status: 'firing', labels: { alertname: 'TestAlertA', target: good } },
+    ]);
+    expect(answer.status).toBe(207);
+    expect(answer.body.failed).toEqual([expect.objectContaining({ alertname: 'TestAlertA', retryable: false, reason: expect.stringMatching(/^Temporal refused: /) })]);
+    expect(answer.body.started.map((s) => s.workflowId)).toEqual([workflowIdOf(good)]);
+  });
+
+  test('400 alerts join one run, 30 decisions are refused, then all resolve: the run ends, writes its report, and its history stays under 1 MiB', async () => {
+    const target = newTarget();
+    const workflowId = workflowIdOf(target);
+    const alerts = Array.from({ length: 400 }, (_, i) => ({ alertname: i % 2 === 0 ? 'TestAlertA' : 'TestAlertB', target, severity: 'warning', instance: `pod-${i}` }));
+    const reporting = (alertname: string): AlertRoute => ({ ...route(alertname), input: { ...route(alertname).input, report: true } });
+    // One notification each way, as Alertmanager sends a large group; a deadline long enough for this machine.
+    const roomy = await startAlertBridge({
+      client: new Client({ connection, namespace: config.temporal.namespace }),
+      taskQueue: config.temporal.taskQueue,
+      alerting: { ...config.alerting, routes: [reporting('TestAlertA'), reporting('TestAlertB')], deadlineMs: 60_000 },
+      catalog: extraCatalog,
+      listen: '127.0.0.1:0',
+      log: () => undefined,
+    });
+    try {
+      const { result, history } = await withKernel(async (runbooks, client) => {
+        const firing = await postToBridge(roomy.url, alertNotification(alerts.map((labels) => ({ status: 'firing' as const, labels }))), token);
+        expect([firing.status, firing.body.started.length, new Set(firing.body.started.map((s) => s.runId)).size]).toEqual([200, 400, 1]);
+        const pending = await pendingOf(runbooks, workflowId, 'restart');
+        await waitUntil('all 400 alerts recorded', async () => (await runbooks.getStatus(workflowId)).alertsFiring?.length === 400, 120_000);
+        // Refused decisions (the initiator may not approve) with long reasons: the first 20 recorded, cut short; the rest counted.
+        const run = client.workflow.getHandle(workflowId);
+        for (let i = 0; i < 30; i++) await run.signal(approveSignal, { stepId: 'restart', planHash: pending.planHash, approver: 'alertmanager:TestAlertA', reason: `refused ${i} ${'x'.repeat(500)}` });
+        await waitUntil('20 refusals recorded', async () => events(await runbooks.getStatus(workflowId), 'refused').length === 20);
+
+        const resolved = await postToBridge(roomy.url, alertNotification(alerts.map((labels) => ({ status: 'resolved' as const, labels }))), token);
+        expect(resolved.status).toBe(200);
+        expect(resolved.body.failed).toEqual([]);
+        const finished = await runbooks.waitForResult<RunbookResultBase>(workflowId);
+        return { result: finished, history: await client.workflow.getHandle(workflowId).fetchHistory() };
+      });
+      expect(result.outcome).toBe('cancelled');
+      const alertEntries = [...events(result, 'alert-firing'), ...events(result, 'alert-resolved')];
+      expect(alertEntries).toHaveLength(100);
+      expect(events(result, 'refused')).toHaveLength(20);
+      expect(Math.max(...events(result, 'refused').map((e) => e.reason!.length))).toBe(200);
+      expect(events(result, 'not-recorded').map((e) => e.detail)).toEqual([
+        '699 further alert joins and resolutions after the first 100, counted only',
+        '10 further refused decisions after the first 20, counted only',
+      ]);
+      expect(await readBucketText(result.report!.markdownKey)).toContain('10 further refused decisions after the first 20, counted only');
+      const size = Buffer.byteLength(historyToJSON(history));
+      expect(size).toBeLessThan(1024 * 1024);
+    } finally {
+      await roomy.close();
+    }
+  }, 600_000);
 });

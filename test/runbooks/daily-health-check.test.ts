@@ -2,6 +2,7 @@ import { writeFileSync, readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { AutoscalingV2Api, CoreV1Api } from '@kubernetes/client-node';
 import { createRunbookClient } from '../../client';
 import type { CheckRow, ChecklistResult } from '../../common/checklist';
@@ -43,13 +44,19 @@ describe('dailyHealthCheck', () => {
   };
   const put = (key: string, body: Buffer | string) => s3.send(new PutObjectCommand({ Bucket: bucket, Key: `${backupPrefix}${key}`, Body: body }));
 
-  async function runDaily(config: RunbookConfig, input: Record<string, unknown> = {}, record = false): Promise<ChecklistResult> {
+  /** The last run's history, its payloads decoded: what the workflow kept. */
+  let lastHistory = { activityTypes: [] as string[], payloadText: '' };
+
+  async function runDaily(config: RunbookConfig, input: Record<string, unknown> = {}, recordAs?: string): Promise<ChecklistResult> {
     await terminateRuns(config.temporal, [workflowId]);
     return withWorker(config, async ({ client }) => {
       const runbooks = createRunbookClient({ client, taskQueue: config.temporal.taskQueue });
       const { workflowId: id } = await runbooks.startRunbook('dailyHealthCheck', { backupPrefix, ...input }, { startedBy: 'test' });
       const result = await runbooks.waitForResult<ChecklistResult>(id);
-      if (record) await recordHistory(client.workflow.getHandle(id), 'all-checks');
+      const handle = client.workflow.getHandle(id);
+      const payloads = [...historyToJSON(await handle.fetchHistory()).matchAll(/"data":\s*"([A-Za-z0-9+/=]*)"/g)].map((m) => Buffer.from(m[1]!, 'base64').toString('utf8'));
+      lastHistory = { activityTypes: await scheduledActivityTypes(handle), payloadText: payloads.join('\n') };
+      if (recordAs) await recordHistory(handle, recordAs);
       return result;
     });
   }
@@ -70,7 +77,7 @@ describe('dailyHealthCheck', () => {
 
   test('a healthy sandbox passes every check; the report is in S3 as JSON and Markdown and the summary was sent', async () => {
     const config = testbedConfig();
-    const result = await runDaily(config, {}, true);
+    const result = await runDaily(config, {}, 'logs-to-evidence');
     const notPassing = result.checks.filter((r) => r.status !== 'PASS');
     expect(notPassing).toEqual([]);
     expect(result.overall).toBe('PASS');
@@ -164,6 +171,11 @@ describe('dailyHealthCheck', () => {
       expect(rowOf(result, `pvc.${pendingClaim}`).value).toMatch(/^Pending/);
       expect(rowOf(result, 'logs.app-errors')).toMatchObject({ status: 'FAIL', value: '2' });
       expect(rowOf(result, 'logs.app-errors').detail).toContain('ERROR database timeout');
+      // The logs went to S3 evidence; the history keeps counts, a matching line and the key, never a line that matched nothing.
+      expect(lastHistory.activityTypes.filter((t) => /Logs/.test(t))).toEqual(['scanLogsToEvidence', 'scanLogsToEvidence', 'scanLogsToEvidence']);
+      const logKey = /\(log: (runbooks\/evidence\/dailyHealthCheck\/[^)]+\.log)\)$/.exec(rowOf(result, 'logs.app-errors').detail)?.[1];
+      expect(await readBucketText(logKey!)).toContain('GET /api/dramas 200 12ms');
+      expect(lastHistory.payloadText).not.toContain('GET /api/dramas 200 12ms');
       expect(rowOf(result, 'backups.latest')).toMatchObject({ status: 'FAIL', value: 'missing' });
       // What was not broken still passes.
       expect(rowOf(result, 'services.postgres').status).toBe('PASS');

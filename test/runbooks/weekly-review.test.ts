@@ -280,6 +280,9 @@ describe('weeklyReview', () => {
       expect(rowOf(result, 'security.login-failures').detail).toContain('login failed for user0@example.com');
       expect(rowOf(result, 'security.auth-errors')).toMatchObject({ status: 'WARN', value: '25', threshold: '<= 20' });
       expect(rowOf(result, 'security.auth-errors').detail).toContain('latest: POST /api/admin/users 401 3ms');
+      // The log itself went to S3 evidence (the history keeps counts and the key).
+      const logKey = /\(log: (runbooks\/evidence\/weeklyReview\/[^)]+\.log)\)/.exec(rowOf(result, 'security.auth-errors').detail)?.[1];
+      expect(await readBucketText(logKey!)).toContain('GET /healthz 200 1401ms');
       expect(rowOf(result, 'security.certificate')).toMatchObject({ status: 'WARN', threshold: '>= 30 days' });
       expect(rowOf(result, 'security.certificate').value).toMatch(/^(19|20) days left/);
       expect(rowOf(result, 'database.slow-statements')).toMatchObject({ status: 'WARN' });

@@ -147,13 +147,15 @@ describe('configuration', () => {
     test('ALERT_BRIDGE_LISTEN, ALERT_BRIDGE_TOKEN and ALERT_ROUTES (JSON) set the section', () => {
       const routes = [{ alertname: 'ApiErrorRateHigh', runbook: 'podCrashLoop', severity: 'P0', mode: 'execute', input: { deployment: 'checkout' } }];
       const { alerting } = loadConfig({ env: { ...minimal, ALERT_BRIDGE_LISTEN: '0.0.0.0:9095', ALERT_BRIDGE_TOKEN: 'a-long-enough-shared-token', ALERT_ROUTES: JSON.stringify(routes) } });
-      expect(alerting).toEqual({ listen: '0.0.0.0:9095', token: 'a-long-enough-shared-token', routes: [{ ...routes[0], match: {} }], identity: 'alert-bridge' });
+      expect(alerting).toEqual({ listen: '0.0.0.0:9095', token: 'a-long-enough-shared-token', routes: [{ ...routes[0], match: {} }], identity: 'alert-bridge', deadlineMs: 8000, concurrency: 8 });
     });
 
     test.each([
       ['ALERT_BRIDGE_LISTEN', '9095', 'alerting.listen (env ALERT_BRIDGE_LISTEN): expected host:port'],
       ['ALERT_BRIDGE_LISTEN', '127.0.0.1:70000', 'alerting.listen (env ALERT_BRIDGE_LISTEN): expected a port number 0-65535'],
       ['ALERT_BRIDGE_TOKEN', 'short-secret', 'alerting.token (env ALERT_BRIDGE_TOKEN): expected at least 16 characters'],
+      ['ALERT_BRIDGE_DEADLINE_MS', '120000', 'alerting.deadlineMs (env ALERT_BRIDGE_DEADLINE_MS): expected 100-60000 ms'],
+      ['ALERT_BRIDGE_CONCURRENCY', '0', 'alerting.concurrency (env ALERT_BRIDGE_CONCURRENCY): expected 1-64'],
       ['ALERT_ROUTES', 'not json', 'alerting.routes (env ALERT_ROUTES)'],
       ['ALERT_ROUTES', '[{"alertname":"X","runbook":"podCrashloop","severity":"P1"}]', 'alerting.routes.0.runbook (env ALERT_ROUTES): expected a runbook of the catalog: applyNetworkPolicy, '],
       ['ALERT_ROUTES', '[{"alertname":"X","runbook":"podCrashLoop","severity":"P5"}]', 'alerting.routes.0.severity (env ALERT_ROUTES): expected one of P0, P1, P2, P3'],
@@ -196,6 +198,8 @@ describe('configuration', () => {
       expect(loadConfig({ env: {}, file }).alerting).toEqual({
         listen: '127.0.0.1:9095',
         identity: 'alert-bridge',
+        deadlineMs: 8000,
+        concurrency: 8,
         routes: [{ alertname: 'DiskUsageHigh', match: {}, runbook: 'diskPressure', severity: 'P1', mode: 'plan', inputFromLabels: { pvc: 'claim' }, input: {} }],
       });
     });

@@ -157,6 +157,8 @@ describe('docker-compose.yml', () => {
       'ALERT_ROUTES',
       'ALERT_BRIDGE_IDENTITY',
       'ALERT_BRIDGE_SIGNING_KEY',
+      'ALERT_BRIDGE_DEADLINE_MS',
+      'ALERT_BRIDGE_CONCURRENCY',
     ]);
     const unset = Object.keys(environmentVariables).filter((name) => !(name in workerEnv) && !optional.has(name));
     expect(unset).toEqual([]);

@@ -1,9 +1,21 @@
 import { errorText } from '../../common/failures';
-import { log, workflowInfo } from '@temporalio/workflow';
-import { byUrgency, countStatuses, worstStatus, type CheckRow, type ChecklistResult, type CheckStatus } from '../../common/checklist';
+import { log, patched, workflowInfo } from '@temporalio/workflow';
+import { byUrgency, countLines, countStatuses, worstStatus, type CheckRow, type ChecklistResult, type CheckStatus } from '../../common/checklist';
 import type { ChecklistThresholds } from '../../config/schema';
 import { RunbookRun, type RunbookEntry, type RunInput } from './runbook-run';
 import { read } from '../activity-proxies';
+
+/** A container's newest lines scanned for line patterns: counts and a matching line or two, never the log. */
+export interface LogScan {
+  pod: string;
+  lines: number;
+  truncated: boolean;
+  /** Where the log went in S3 (absent on runs begun before logs went to evidence). */
+  evidenceKey?: string;
+  matches: Record<string, { count: number; first?: string; last?: string }>;
+}
+
+const s3Safe = (text: string) => text.replace(/[^A-Za-z0-9._-]/g, '_');
 
 /** Builds a row of the current section: what was measured, against what, with which status. */
 export type RowBuilder = (row: { id: string; title: string; status: CheckStatus; value: string; threshold?: string; detail: string }) => CheckRow;
@@ -17,6 +29,7 @@ export type RowBuilder = (row: { id: string; title: string; status: CheckStatus;
 export class Checklist {
   private readonly rows: CheckRow[] = [];
   private readonly changes: string[] = [];
+  private logsToEvidence: boolean | undefined;
 
   private constructor(
     readonly run: RunbookRun,
@@ -47,6 +60,25 @@ export class Checklist {
     }
     this.rows.push(...rows);
     return rows;
+  }
+
+  /**
+   * A deployment's newest log lines (at most maxBytes) scanned for `patterns`. The log goes from
+   * the activity to S3 evidence and the history keeps counts and the key: three 256 KiB logs a
+   * day would otherwise sit in every daily run's history. Runs begun before read it as they did.
+   */
+  async scanLogs(namespace: string, deployment: string, limits: { tailLines?: number; maxBytes: number }, patterns: Record<string, RegExp>): Promise<LogScan> {
+    this.logsToEvidence ??= patched('checklist-logs-to-evidence');
+    if (this.logsToEvidence) {
+      const { workflowId, runId } = workflowInfo();
+      const key = `evidence/${this.run.identity.name}/${this.startedAt.slice(0, 10)}/${s3Safe(workflowId)}-${runId}/logs/${s3Safe(deployment)}.log`;
+      const sources = Object.fromEntries(Object.entries(patterns).map(([name, p]) => [name, { source: p.source, flags: p.flags }]));
+      const scan = await read.scanLogsToEvidence({ namespace, deployment, ...limits, key, patterns: sources });
+      return { pod: scan.pod, lines: scan.lines, truncated: scan.truncated, evidenceKey: scan.evidence.key, matches: scan.matches };
+    }
+    const logs = await read.getContainerLogs({ namespace, deployment, ...limits });
+    const matches = Object.fromEntries(Object.entries(patterns).map(([name, pattern]) => [name, countLines(logs.text, pattern)]));
+    return { pod: logs.pod, lines: logs.lines, truncated: logs.truncated, matches };
   }
 
   /** A line for the report's "Changes" part (what a destructive step of the checklist did). */

@@ -83,6 +83,17 @@ export type ChangeOutcome = 'planned' | 'applied' | 'not-needed' | 'rejected' | 
 const maxReapprovals = 3;
 
 /**
+ * Timeline entries of a kind that anyone may cause without bound (alerts joining and resolving,
+ * refused decisions) kept one by one; past this they are only counted. The timeline goes into the
+ * result, the report activity's input and every status answer, so a storm must not grow them.
+ */
+const recordedPerKind = { alerts: 100, refused: 20 } as const;
+type BoundedKind = keyof typeof recordedPerKind;
+
+/** Text from a signal put in the timeline is cut to this (the signal's payload itself is in the history once). */
+const maxSignalTextLength = 200;
+
+/**
  * The kernel every runbook runs on: read steps, destructive steps behind plan and approval
  * (with escalation), the timeline, the status query, search attributes, the target lock and the
  * incident report. Deterministic: all I/O goes through activities.
@@ -105,6 +116,10 @@ export class RunbookRun {
   private cancelRequest: CancelRequest | undefined;
   /** The alerts that want this run, by Alertmanager fingerprint (alertFiring adds, alertResolved removes). */
   private readonly alertsFiring = new Map<string, string>();
+  /** Bounded timeline: entries recorded and counted (past recordedPerKind) of each unbounded kind. */
+  private readonly recordedOfKind: Record<BoundedKind, number> = { alerts: 0, refused: 0 };
+  private readonly notRecordedOfKind: Record<BoundedKind, number> = { alerts: 0, refused: 0 };
+  private timelineBounded: boolean | undefined;
   private readonly grantedLocks = new Set<string>();
   private state: RunbookStatus['state'] = 'running';
   private currentStep: string | undefined;
@@ -473,7 +488,7 @@ export class RunbookRun {
       (decision: Decision): DecisionReceipt | undefined => {
         const checked = check(decision, verdict);
         if (!checked.ok) {
-          if (channel === 'signal') this.record({ event: 'refused', stepId: decision?.stepId, by: decision?.approver, channel, reason: decision?.reason, detail: checked.refusal });
+          if (channel === 'signal') this.recordRefusal(decision, checked.refusal);
           return undefined;
         }
         const accepted: Approval = { ...checked.decision, channel };
@@ -521,6 +536,9 @@ export class RunbookRun {
     if (!fingerprint || this.alertsFiring.has(fingerprint)) return;
     const name = alert || 'unknown alert';
     this.alertsFiring.set(fingerprint, name);
+    // Each alert once, not the whole list each time: 400 alerts made 80,000 list items (the status still lists them).
+    if (this.isTimelineBounded())
+      return this.recordBounded('alerts', { event: 'alert-firing', by: 'alerting', detail: `alert ${this.alertText(name, fingerprint)} joined; ${this.alertsFiring.size} firing` });
     this.record({ event: 'alert-firing', by: 'alerting', detail: `alert ${name} (${fingerprint}) joined; firing: ${this.firingList()}` });
   }
 
@@ -531,11 +549,18 @@ export class RunbookRun {
    * before alerts were tracked): there the alert that started the run stops it, as before.
    */
   private alertResolved({ alert, fingerprint }: { alert?: string; fingerprint?: string }): void {
-    const reason = `alert resolved${alert ? `: ${alert}` : ''}`;
+    const reason = `alert resolved${alert ? `: ${alert.slice(0, maxSignalTextLength)}` : ''}`;
     if (!fingerprint) return this.requestCancel({ by: 'alerting', reason });
     const wanted = this.alertsFiring.delete(fingerprint);
     if (this.alertsFiring.size > 0) {
-      if (wanted) this.record({ event: 'alert-resolved', by: 'alerting', detail: `alert ${alert || 'unknown alert'} (${fingerprint}) resolved; still firing: ${this.firingList()}` });
+      if (!wanted) return;
+      if (this.isTimelineBounded())
+        return this.recordBounded('alerts', {
+          event: 'alert-resolved',
+          by: 'alerting',
+          detail: `alert ${this.alertText(alert || 'unknown alert', fingerprint)} resolved; ${this.alertsFiring.size} still firing`,
+        });
+      this.record({ event: 'alert-resolved', by: 'alerting', detail: `alert ${alert || 'unknown alert'} (${fingerprint}) resolved; still firing: ${this.firingList()}` });
       return;
     }
     if (wanted || (alert !== undefined && alertInitiator(alert) === this.identity.startedBy)) this.requestCancel({ by: 'alerting', reason });
@@ -543,6 +568,42 @@ export class RunbookRun {
 
   private firingList(): string {
     return [...this.alertsFiring].map(([fingerprint, alert]) => `${alert} (${fingerprint})`).join(', ');
+  }
+
+  private alertText(alert: string, fingerprint: string): string {
+    return `${alert.slice(0, maxSignalTextLength)} (${fingerprint.slice(0, maxSignalTextLength)})`;
+  }
+
+  /** A decision sent as a signal and refused: recorded (its reason cut short) up to a bound, then counted. */
+  private recordRefusal(decision: Decision | undefined, refusal: string): void {
+    const entry = { event: 'refused' as const, stepId: decision?.stepId, by: decision?.approver, channel: 'signal' as const, reason: decision?.reason, detail: refusal };
+    if (!this.isTimelineBounded()) return this.record(entry);
+    const cut = (text: unknown, length = maxSignalTextLength) => (typeof text === 'string' ? text.slice(0, length) : undefined);
+    // The refusal is the kernel's sentence, longer than any field it quotes: a little more room.
+    this.recordBounded('refused', { ...entry, stepId: cut(entry.stepId), by: cut(entry.by), reason: cut(entry.reason), detail: cut(refusal, 3 * maxSignalTextLength) });
+  }
+
+  /** Runs begun before the timeline was bounded keep recording everything, so their histories replay alike. */
+  private isTimelineBounded(): boolean {
+    return (this.timelineBounded ??= patched('bounded-timeline'));
+  }
+
+  private recordBounded(kind: BoundedKind, entry: Omit<TimelineEntry, 'at'>): void {
+    if (this.recordedOfKind[kind] >= recordedPerKind[kind]) {
+      this.notRecordedOfKind[kind] += 1;
+      return;
+    }
+    this.recordedOfKind[kind] += 1;
+    this.record(entry);
+  }
+
+  /** One entry per kind that went past its bound: how many were only counted. */
+  private recordNotRecorded(): void {
+    const what: Record<BoundedKind, string> = { alerts: 'alert joins and resolutions', refused: 'refused decisions' };
+    for (const kind of Object.keys(recordedPerKind) as BoundedKind[]) {
+      const count = this.notRecordedOfKind[kind];
+      if (count > 0) this.record({ event: 'not-recorded', detail: `${count} further ${what[kind]} after the first ${recordedPerKind[kind]}, counted only` });
+    }
   }
 
   private requestCancel(request: CancelRequest): void {
@@ -596,6 +657,7 @@ export class RunbookRun {
   /** Ends the run: outcome, and for fault and emergency runbooks the incident report in S3. */
   async finish(summary: string, findings?: IncidentFindings): Promise<RunbookResultBase> {
     this.outcome = this.decideOutcome();
+    this.recordNotRecorded();
     this.record({ event: 'finished', detail: `${this.outcome}: ${summary}` });
     const result: RunbookResultBase = { outcome: this.outcome, summary, plan: [...this.plan.values()], timeline: [...this.timeline] };
     // Security runbooks change credentials: what was done (or undone) is worth a report too.
