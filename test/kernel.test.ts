@@ -310,6 +310,7 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
             ['unlocked', `lock on ${target}`],
           ]);
           await lock.terminate('test over');
+          await recordHistory(lock, 'lease-renewed');
         });
       } finally {
         openGate();
