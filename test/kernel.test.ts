@@ -353,6 +353,39 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
       }
     });
 
+    test('a terminated holder loses the lock at the next holder check, though a new run on its workflow id is open', async () => {
+      const target = newTarget();
+      const openGate = targets.holdApplies();
+      try {
+        await withKernel(async (runbooks, client) => {
+          // Checks far apart: the new run queues before the lock looks at its holder again.
+          const lock = await client.workflow.start('targetLock', { taskQueue: config.temporal.taskQueue, workflowId: lockWorkflowId(target), args: [{ target, holderCheckMs: 20_000 }] });
+          const workflowId = `kernelTestRunbook/${target}/restarted`;
+          const terminated = await runOn(client, workflowId, { target });
+          await applying(target);
+          await terminated.terminate('an operator restarts the run');
+          openGate(); // the terminated run's apply ends; its result is dropped
+          // Another step (the routine one is done): approved by a person, then it queues.
+          const successor = await runOn(client, workflowId, { target, steps: [{ id: 'restart', title: 'Restart' }] });
+          const pending = await pendingOf(runbooks, workflowId, 'restart');
+          await runbooks.approve(workflowId, { stepId: 'restart', planHash: pending.planHash, approver: 'bob', reason: 'restart after the routine change' });
+          await waitUntil('the new run queued', async () => (await lock.query(lockStateQuery)).waiting.length === 1);
+          const state = await lock.query(lockStateQuery);
+          expect([state.holder?.runId, state.waiting.map((w) => w.runId)]).toEqual([terminated.firstExecutionRunId, [successor.firstExecutionRunId]]);
+          // The default lease is 30 minutes: a check by workflow id would find the new run open and keep the lock for it.
+          const result = await successor.result();
+          expect(result.outcome).toBe('completed');
+          expect(lockEvents(result)).toEqual([
+            ['locked', `lock on ${target}`],
+            ['unlocked', `lock on ${target}`],
+          ]);
+          await lock.terminate('test over');
+        });
+      } finally {
+        openGate();
+      }
+    });
+
     test('a run cancelled while it waits for a lock leaves the queue, gives back the lock it got, ends cancelled, nothing applied', async () => {
       const base = newTarget();
       const [other, busy] = [`${base}/a-other`, `${base}/z-busy`];
