@@ -359,7 +359,11 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
       try {
         await withKernel(async (runbooks, client) => {
           // Checks far apart: the new run queues before the lock looks at its holder again.
-          const lock = await client.workflow.start('targetLock', { taskQueue: config.temporal.taskQueue, workflowId: lockWorkflowId(target), args: [{ target, holderCheckMs: 20_000 }] });
+          const lock = await client.workflow.start('targetLock', {
+            taskQueue: config.temporal.taskQueue,
+            workflowId: lockWorkflowId(target),
+            args: [{ target, holderCheckMs: 20_000, endedHolderGraceMs: 1_000 }],
+          });
           const workflowId = `kernelTestRunbook/${target}/restarted`;
           const terminated = await runOn(client, workflowId, { target });
           await applying(target);

@@ -12,15 +12,23 @@ import { acquireLockSignal, lockGrantedSignal, lockStateQuery, releaseLockSignal
 const defaultLeaseMs = 30 * 60 * 1000;
 /** How often a held lock checks that its holder's run is still open (a terminated run never releases). */
 const defaultHolderCheckMs = 15 * 1000;
+/**
+ * How long the lock stays with a holder found ended without releasing: an activity attempt the run
+ * started may still be changing the target (a destructive one for up to its 2-minute
+ * startToCloseTimeout, workflows/activity-options.ts; heartbeating waits learn of the end at their
+ * next heartbeat, within 30 s).
+ */
+const defaultEndedHolderGraceMs = 2 * 60 * 1000;
 const { isRunOpen } = proxyActivities<Activities>(quickRead);
 const idleMs = 10 * 60 * 1000;
 const grantsPerRun = 200;
 
 export interface TargetLockInput {
   target: string;
-  /** The lease and the holder check interval in ms (tests shorten them); the defaults above otherwise. */
+  /** The lease, the holder check interval and the grace after a holder's end, in ms (tests shorten them); the defaults above otherwise. */
   leaseMs?: number;
   holderCheckMs?: number;
+  endedHolderGraceMs?: number;
 }
 
 interface Holding {
@@ -28,6 +36,7 @@ interface Holding {
   released: () => boolean;
   leaseMs: number;
   holderCheckMs: number;
+  endedHolderGraceMs: number;
 }
 
 /**
@@ -38,7 +47,11 @@ interface Holding {
  */
 export async function targetLock(input: TargetLockInput, carried: LockRequest[] = []): Promise<void> {
   const { target } = input;
-  const timing = { leaseMs: input.leaseMs ?? defaultLeaseMs, holderCheckMs: input.holderCheckMs ?? defaultHolderCheckMs };
+  const timing = {
+    leaseMs: input.leaseMs ?? defaultLeaseMs,
+    holderCheckMs: input.holderCheckMs ?? defaultHolderCheckMs,
+    endedHolderGraceMs: input.endedHolderGraceMs ?? defaultEndedHolderGraceMs,
+  };
   const waiting: LockRequest[] = [...carried];
   let holder: LockRequest | undefined;
   let lease: LockState['lease'];
@@ -81,9 +94,10 @@ export async function targetLock(input: TargetLockInput, carried: LockRequest[] 
 
 /**
  * Waits until the holder releases (undefined) or must lose the lock (why). Each check that finds
- * the holder's run open renews the lease; a run found closed loses the lock at once.
+ * the holder's run open renews the lease; a run found closed loses the lock after the grace for
+ * what it may still have running.
  */
-async function holdWhileRunOpen({ held, released, leaseMs, holderCheckMs }: Holding, renew: (until: number) => void): Promise<string | undefined> {
+async function holdWhileRunOpen({ held, released, leaseMs, holderCheckMs, endedHolderGraceMs }: Holding, renew: (until: number) => void): Promise<string | undefined> {
   let until = Date.now() + leaseMs;
   while (!released()) {
     if (await condition(released, holderCheckMs)) return undefined;
@@ -91,7 +105,10 @@ async function holdWhileRunOpen({ held, released, leaseMs, holderCheckMs }: Hold
       log.warn('cannot check the lock holder; its lease is not renewed', { requester: held.requester, error: errorText(err) });
       return undefined;
     });
-    if (open === false) return 'lock holder ended without releasing';
+    if (open === false) {
+      if (endedHolderGraceMs > 0 && (await condition(released, endedHolderGraceMs))) return undefined;
+      return 'lock holder ended without releasing';
+    }
     if (open) renew((until = Date.now() + leaseMs));
     else if (Date.now() >= until) return 'lock lease expired: its holder could not be checked';
   }
