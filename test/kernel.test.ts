@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
-import type { Client } from '@temporalio/client';
+import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { createRunbookClient, RunbookClientError, type RunbookClient } from '../client';
 import type { RunbookResultBase } from '../common/runbook';
 import { waitUntil } from '../scripts/testbed/processes';
@@ -12,7 +12,7 @@ import { testbedConfig, testbedEnv, testbedS3 } from './helpers/testbed';
 import { withWorker } from './helpers/worker';
 import type { kernelTestRunbook } from './workflows/kernel-test-runbook';
 import { extraCatalog } from './workflows/test-catalog';
-import { expectIncidentReport, pendingOf } from './helpers/runbook-runs';
+import { expectIncidentReport, pendingOf, scheduledActivityTypes } from './helpers/runbook-runs';
 
 const approvers = [
   { id: 'alice', roles: ['l1'] },
@@ -424,6 +424,30 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
         openGate();
       }
       expect(targets.started.filter((a) => a.target === other)).toEqual([]);
+    });
+
+    test('bad lock input is refused at once, non-retryable, saying what was wrong; the next request gets a sound lock', async () => {
+      const target = newTarget();
+      await withKernel(async (_runbooks, client) => {
+        const refused: Array<[Record<string, unknown>, string]> = [
+          [{ target, holderCheckMs: 0 }, 'invalid input for targetLock: holderCheckMs: at least 100 ms'],
+          [{ target, leaseMs: 1_000, holderCheckMs: 5_000 }, 'invalid input for targetLock: holderCheckMs: holderCheckMs must be shorter than leaseMs'],
+          [{ target, leaseMs: 1 }, 'invalid input for targetLock: leaseMs: at least 1000 ms'],
+        ];
+        for (const [input, message] of refused) {
+          const lock = await client.workflow.start('targetLock', { taskQueue: config.temporal.taskQueue, workflowId: lockWorkflowId(target), args: [input] });
+          const error = await lock.result().then(
+            () => undefined,
+            (err: unknown) => err,
+          );
+          expect(error).toBeInstanceOf(WorkflowFailedError);
+          expect((error as WorkflowFailedError).cause).toMatchObject({ message, type: 'InvalidInput', nonRetryable: true });
+          expect(await scheduledActivityTypes(lock)).toEqual([]);
+        }
+        const run = await runOn(client, `kernelTestRunbook/${target}/after`, { target });
+        expect((await run.result()).outcome).toBe('completed');
+        await terminateLocks(client, [target]);
+      });
     });
 
     test('runs that share objects take their locks in one sorted order, so they queue instead of deadlocking', async () => {

@@ -1,8 +1,10 @@
+import type { z } from 'zod';
 import { condition, continueAsNew, getExternalWorkflowHandle, log, patched, proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { quickRead } from './activity-options';
 import { errorText } from '../common/failures';
-import { acquireLockSignal, lockGrantedSignal, lockStateQuery, releaseLockSignal, type LockRequest, type LockState } from '../common/target-lock-messages';
+import { acquireLockSignal, carriedLockRequests, lockGrantedSignal, lockStateQuery, releaseLockSignal, targetLockInput, type LockRequest, type LockState } from '../common/target-lock-messages';
+import { validateInput } from './validate-input';
 
 /**
  * How long the lock trusts a holder it has not seen alive. Every holder check that finds the
@@ -23,13 +25,8 @@ const { isRunOpen } = proxyActivities<Activities>(quickRead);
 const idleMs = 10 * 60 * 1000;
 const grantsPerRun = 200;
 
-export interface TargetLockInput {
-  target: string;
-  /** The lease, the holder check interval and the grace after a holder's end, in ms (tests shorten them); the defaults above otherwise. */
-  leaseMs?: number;
-  holderCheckMs?: number;
-  endedHolderGraceMs?: number;
-}
+/** The lease, the holder check interval and the grace after a holder's end are in ms (tests shorten them); the defaults above otherwise. */
+export type TargetLockInput = z.input<typeof targetLockInput>;
 
 interface Holding {
   held: LockRequest;
@@ -45,7 +42,9 @@ interface Holding {
  * A holder is one run (workflow id and run id): the lock is held while that run is open, and
  * passes on when it releases or ends.
  */
-export async function targetLock(input: TargetLockInput, carried: LockRequest[] = []): Promise<void> {
+export async function targetLock(raw: TargetLockInput, carriedRaw: LockRequest[] = []): Promise<void> {
+  const input = validateInput({ name: 'targetLock', inputSchema: targetLockInput }, raw);
+  const carried = validateInput({ name: 'targetLock (carried requests)', inputSchema: carriedLockRequests }, carriedRaw);
   const { target } = input;
   const timing = {
     leaseMs: input.leaseMs ?? defaultLeaseMs,
