@@ -454,8 +454,11 @@ export class RunbookRun {
     try {
       for (const name of names) {
         const request: LockRequest = { requester: workflowId, runId, requestId: uuid4() };
+        await read.requestTargetLock({ target: name, request }).catch(async (err: unknown) => {
+          await this.releaseLocks(held); // those granted so far; the run fails with the error
+          throw err;
+        });
         held.push({ name, request });
-        await read.requestTargetLock({ target: name, request });
         await condition(() => this.grantedLocks.has(request.requestId) || (cancellable && this.cancelled));
         if (!this.grantedLocks.has(request.requestId)) {
           await this.releaseLocks(held);
