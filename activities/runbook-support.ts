@@ -186,11 +186,14 @@ export function createRunbookSupportActivities({ allowlists, approvers, approval
       return checklistThresholds;
     },
 
-    /** Whether a run is still going; the lock passes on a lock whose holder ended without releasing it. */
-    async isRunOpen({ workflowId }: { workflowId: string }): Promise<boolean> {
+    /**
+     * Whether a run is still going; the lock passes on a lock whose holder ended without releasing it.
+     * With a run id, that run only: a later run on the same workflow id does not keep it open.
+     */
+    async isRunOpen({ workflowId, runId }: { workflowId: string; runId?: string }): Promise<boolean> {
       if (!temporal) throw failure('InvalidInput', 'no Temporal client for target locks');
       try {
-        const description = await temporal.client.workflow.getHandle(workflowId).describe();
+        const description = await temporal.client.workflow.getHandle(workflowId, runId).describe();
         return description.status.name === 'RUNNING';
       } catch (err) {
         if ((err as { name?: string }).name === 'WorkflowNotFoundError') return false;

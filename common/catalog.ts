@@ -24,6 +24,11 @@ export interface CatalogEntry {
   inputSchema: z.ZodType;
   /** What the run is about; with the name it makes the workflow id, so a second trigger joins the first. */
   targetOf(input: Record<string, unknown>): string;
+  /**
+   * Other objects the run changes, by lock name (`<namespace>/<name>`, the target string of the
+   * runbook that targets that object): each is locked with the target around every apply.
+   */
+  locksOf?(input: Record<string, unknown>): string[];
 }
 
 /** The catalog, each entry with its own input schema's type (`satisfies`), so runbooks take their identity and typed input from it. */
@@ -74,6 +79,8 @@ export const catalog = {
       '场景5: Certificate conditions, days to `notAfter`, events; ⚠ delete the Certificate and re-apply the ingress (server-side apply), wait for Ready; ends `failed` with the evidence when Ready never comes',
     inputSchema: certificateExpiryInput,
     targetOf: (input) => `${input.namespace}/${input.certificate}`,
+    // The Ingress it re-applies, under trafficControl's lock name for it.
+    locksOf: (input) => [`${input.namespace}/${input.ingress}`],
   },
   redisMemoryPressure: {
     name: 'redisMemoryPressure',
@@ -130,6 +137,8 @@ export const catalog = {
       "定期轮换密钥: `role` is required (the app's login role; superusers, the worker's own role and `pg_*` are refused). ⚠ a new password generated in the worker and staged as `<key>_NEXT` of the Secret, ⚠ `ALTER ROLE` to it (SCRAM-SHA-256 verifier computed in the worker), ⚠ `<key>` ← the new one, `<key>_PREVIOUS` ← the old, ⚠ rolling restart of the app, verified ready; if it does not finish after `ALTER ROLE`, the old password is put back in PostgreSQL and the Secret. No password enters the history, logs or report. Open sessions keep working; new logins need the new password from `ALTER ROLE` until the restart",
     inputSchema: rotateDatabasePasswordInput,
     targetOf: (input) => `${input.namespace}/${input.secret}`,
+    // The app it restarts, under the lock name of the runbooks that target it (rollbackDeployment, emergencyScale).
+    locksOf: (input) => [`${input.namespace}/${input.appDeployment}`],
   },
   provisionReadonlyAccess: {
     name: 'provisionReadonlyAccess',

@@ -16,7 +16,7 @@ export function runbooksTable(): string {
     '| workflow type | kind | what it does (⚠: a change, approved) |',
     '|---|---|---|',
     ...rows,
-    '| `targetLock` | internal | the per-target lock runbooks queue on before changing a target |',
+    '| `targetLock` | internal | the lock of one object (`lock/<target>`) runbooks queue on (FIFO) around each re-plan and apply; held while the holding run is open |',
   ].join('\n');
 }
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
-import type { Client } from '@temporalio/client';
+import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { createRunbookClient, RunbookClientError, type RunbookClient } from '../client';
 import type { RunbookResultBase } from '../common/runbook';
 import { waitUntil } from '../scripts/testbed/processes';
@@ -12,7 +12,7 @@ import { testbedConfig, testbedEnv, testbedS3 } from './helpers/testbed';
 import { withWorker } from './helpers/worker';
 import type { kernelTestRunbook } from './workflows/kernel-test-runbook';
 import { extraCatalog } from './workflows/test-catalog';
-import { expectIncidentReport, pendingOf } from './helpers/runbook-runs';
+import { expectIncidentReport, pendingOf, scheduledActivityTypes } from './helpers/runbook-runs';
 
 const approvers = [
   { id: 'alice', roles: ['l1'] },
@@ -256,7 +256,7 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
         const results = await Promise.all(runs.map((run) => run.result()));
         expect(results.map((r) => r.outcome).sort()).toEqual(['completed', 'nothing-to-do']);
         const lock = client.workflow.getHandle(lockWorkflowId(target));
-        expect(await lock.query(lockStateQuery)).toEqual({ holder: undefined, waiting: [] });
+        expect(await lock.query(lockStateQuery)).toEqual({ holder: undefined, waiting: [], lease: undefined });
         await lock.terminate('test over');
         await recordHistory(lock, 'two-requesters');
       });
@@ -265,6 +265,222 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
     } finally {
       targets.applyMs = 0;
     }
+  });
+
+  describe('target locks', () => {
+    const routine = [{ id: 'routine', title: 'Routine change' }];
+    const lockOf = (client: Client, name: string) => client.workflow.getHandle(lockWorkflowId(name));
+    const requesters = async (client: Client, name: string) => {
+      const state = await lockOf(client, name).query(lockStateQuery);
+      return { holder: state.holder?.requester, waiting: state.waiting.map((w) => w.requester) };
+    };
+    const runOn = (client: Client, workflowId: string, input: Partial<Input> & { target: string }) =>
+      client.workflow.start<typeof kernelTestRunbook>('kernelTestRunbook', {
+        taskQueue: config.temporal.taskQueue,
+        workflowId,
+        args: [{ mode: 'execute', startedBy: 'erin', steps: routine, ...input }],
+      });
+    const applying = (target: string) => waitUntil(`an apply on ${target}`, () => targets.started.some((a) => a.target === target));
+    const lockEvents = (result: RunbookResultBase) => result.timeline.filter((e) => e.event === 'locked' || e.event === 'unlocked').map((e) => [e.event, e.detail]);
+    const terminateLocks = (client: Client, names: string[]) => Promise.all(names.map((name) => lockOf(client, name).terminate('test over')));
+
+    test('a holder whose apply outlasts the lease keeps the lock while its run is open; the next run waits', async () => {
+      const target = newTarget();
+      const leaseMs = 1_000;
+      const openGate = targets.holdApplies();
+      try {
+        await withKernel(async (_runbooks, client) => {
+          const lock = await client.workflow.start('targetLock', { taskQueue: config.temporal.taskQueue, workflowId: lockWorkflowId(target), args: [{ target, leaseMs, holderCheckMs: 250 }] });
+          const holder = await runOn(client, `kernelTestRunbook/${target}/holder`, { target });
+          await applying(target);
+          const next = await runOn(client, `kernelTestRunbook/${target}/next`, { target });
+          await waitUntil('the next run queued', async () => (await requesters(client, target)).waiting.length === 1);
+          await waitUntil('the lease renewed past three terms', async () => {
+            const { lease } = await lock.query(lockStateQuery);
+            return lease !== undefined && Date.parse(lease.renewedAt) > Date.parse(lease.grantedAt) + 3 * leaseMs;
+          });
+          expect(await requesters(client, target)).toEqual({ holder: holder.workflowId, waiting: [next.workflowId] });
+          expect(targets.started.filter((a) => a.target === target)).toHaveLength(1);
+          openGate();
+          const results = await Promise.all([holder.result(), next.result()]);
+          // The next run got the lock only after the apply: it found the change made.
+          expect(results.map((r) => r.outcome)).toEqual(['completed', 'nothing-to-do']);
+          expect(lockEvents(results[1])).toEqual([
+            ['locked', `lock on ${target}`],
+            ['unlocked', `lock on ${target}`],
+          ]);
+          await lock.terminate('test over');
+          await recordHistory(lock, 'lease-renewed');
+        });
+      } finally {
+        openGate();
+      }
+      expect(targets.applies.filter((a) => a.target === target)).toHaveLength(1);
+    });
+
+    test('a terminated queued requester does not block the next run on its workflow id', async () => {
+      const target = newTarget();
+      const openGate = targets.holdApplies();
+      try {
+        await withKernel(async (_runbooks, client) => {
+          const holder = await runOn(client, `kernelTestRunbook/${target}/holder`, { target });
+          await applying(target);
+          const queuedId = `kernelTestRunbook/${target}/queued`;
+          const terminated = await runOn(client, queuedId, { target });
+          await waitUntil('the run queued', async () => (await requesters(client, target)).waiting.length === 1);
+          await terminated.terminate('given up while queued');
+          const successor = await runOn(client, queuedId, { target });
+          await waitUntil('its successor queued', async () => (await requesters(client, target)).waiting.length === 2);
+          const { waiting } = await lockOf(client, target).query(lockStateQuery);
+          expect(waiting.map((w) => [w.requester, w.runId])).toEqual([
+            [queuedId, terminated.firstExecutionRunId],
+            [queuedId, successor.firstExecutionRunId],
+          ]);
+          openGate();
+          expect((await holder.result()).outcome).toBe('completed');
+          // The default lease is 30 minutes: a grant handed to the successor as if it were the ended run would hold it that long.
+          const result = await successor.result();
+          expect(lockEvents(result)).toEqual([
+            ['locked', `lock on ${target}`],
+            ['unlocked', `lock on ${target}`],
+          ]);
+          const history = await lockOf(client, target).fetchHistory();
+          expect(history.events?.filter((e) => e.signalExternalWorkflowExecutionFailedEventAttributes)).toHaveLength(1);
+          await terminateLocks(client, [target]);
+        });
+      } finally {
+        openGate();
+      }
+    });
+
+    test('a terminated holder loses the lock at the next holder check, though a new run on its workflow id is open', async () => {
+      const target = newTarget();
+      const openGate = targets.holdApplies();
+      try {
+        await withKernel(async (runbooks, client) => {
+          // Checks far apart: the new run queues before the lock looks at its holder again.
+          const lock = await client.workflow.start('targetLock', {
+            taskQueue: config.temporal.taskQueue,
+            workflowId: lockWorkflowId(target),
+            args: [{ target, holderCheckMs: 20_000, endedHolderGraceMs: 1_000 }],
+          });
+          const workflowId = `kernelTestRunbook/${target}/restarted`;
+          const terminated = await runOn(client, workflowId, { target });
+          await applying(target);
+          await terminated.terminate('an operator restarts the run');
+          openGate(); // the terminated run's apply ends; its result is dropped
+          // Another step (the routine one is done): approved by a person, then it queues.
+          const successor = await runOn(client, workflowId, { target, steps: [{ id: 'restart', title: 'Restart' }] });
+          const pending = await pendingOf(runbooks, workflowId, 'restart');
+          await runbooks.approve(workflowId, { stepId: 'restart', planHash: pending.planHash, approver: 'bob', reason: 'restart after the routine change' });
+          await waitUntil('the new run queued', async () => (await lock.query(lockStateQuery)).waiting.length === 1);
+          const state = await lock.query(lockStateQuery);
+          expect([state.holder?.runId, state.waiting.map((w) => w.runId)]).toEqual([terminated.firstExecutionRunId, [successor.firstExecutionRunId]]);
+          // The default lease is 30 minutes: a check by workflow id would find the new run open and keep the lock for it.
+          const result = await successor.result();
+          expect(result.outcome).toBe('completed');
+          expect(lockEvents(result)).toEqual([
+            ['locked', `lock on ${target}`],
+            ['unlocked', `lock on ${target}`],
+          ]);
+          await lock.terminate('test over');
+        });
+      } finally {
+        openGate();
+      }
+    });
+
+    test('a run cancelled while it waits for a lock leaves the queue, gives back the lock it got, ends cancelled, nothing applied', async () => {
+      const base = newTarget();
+      const [other, busy] = [`${base}/a-other`, `${base}/z-busy`];
+      const openGate = targets.holdApplies();
+      try {
+        await withKernel(async (runbooks, client) => {
+          const holder = await runOn(client, `kernelTestRunbook/${busy}/holder`, { target: busy });
+          await applying(busy);
+          const waiter = await runOn(client, `kernelTestRunbook/${other}/waiter`, { target: other, locks: [busy] });
+          await waitUntil('the waiter queued at its second lock', async () => (await requesters(client, busy)).waiting.includes(waiter.workflowId));
+          expect(await requesters(client, other)).toEqual({ holder: waiter.workflowId, waiting: [] });
+          await runbooks.cancel(waiter.workflowId, { by: 'erin', reason: 'no longer needed' });
+          const result = await waiter.result();
+          expect(result.outcome).toBe('cancelled');
+          expect(result.timeline.find((e) => e.stepId === 'routine' && e.event === 'skipped')?.detail).toBe('run cancelled while waiting for the lock');
+          expect(lockEvents(result)).toEqual([
+            ['locked', `lock on ${other}`],
+            ['unlocked', `left the queue of the lock on ${busy}`],
+            ['unlocked', `lock on ${other}`],
+          ]);
+          await waitUntil('both locks given back', async () => {
+            const [atBusy, atOther] = await Promise.all([requesters(client, busy), requesters(client, other)]);
+            return atBusy.waiting.length === 0 && atOther.holder === undefined;
+          });
+          // Still applying: the waiter left before the holder let go.
+          expect(await requesters(client, busy)).toEqual({ holder: holder.workflowId, waiting: [] });
+          openGate();
+          expect((await holder.result()).outcome).toBe('completed');
+          await terminateLocks(client, [busy, other]);
+        });
+      } finally {
+        openGate();
+      }
+      expect(targets.started.filter((a) => a.target === other)).toEqual([]);
+    });
+
+    test('bad lock input is refused at once, non-retryable, saying what was wrong; the next request gets a sound lock', async () => {
+      const target = newTarget();
+      await withKernel(async (_runbooks, client) => {
+        const refused: Array<[Record<string, unknown>, string]> = [
+          [{ target, holderCheckMs: 0 }, 'invalid input for targetLock: holderCheckMs: at least 100 ms'],
+          [{ target, leaseMs: 1_000, holderCheckMs: 5_000 }, 'invalid input for targetLock: holderCheckMs: holderCheckMs must be shorter than leaseMs'],
+          [{ target, leaseMs: 1 }, 'invalid input for targetLock: leaseMs: at least 1000 ms'],
+        ];
+        for (const [input, message] of refused) {
+          const lock = await client.workflow.start('targetLock', { taskQueue: config.temporal.taskQueue, workflowId: lockWorkflowId(target), args: [input] });
+          const error = await lock.result().then(
+            () => undefined,
+            (err: unknown) => err,
+          );
+          expect(error).toBeInstanceOf(WorkflowFailedError);
+          expect((error as WorkflowFailedError).cause).toMatchObject({ message, type: 'InvalidInput', nonRetryable: true });
+          expect(await scheduledActivityTypes(lock)).toEqual([]);
+        }
+        const run = await runOn(client, `kernelTestRunbook/${target}/after`, { target });
+        expect((await run.result()).outcome).toBe('completed');
+        await terminateLocks(client, [target]);
+      });
+    });
+
+    test('runs that share objects take their locks in one sorted order, so they queue instead of deadlocking', async () => {
+      const base = newTarget();
+      const [first, second] = [`${base}/a`, `${base}/b`];
+      const openGate = targets.holdApplies();
+      try {
+        await withKernel(async (_runbooks, client) => {
+          // Declared in the other order: it still takes the first lock first.
+          const reversed = await runOn(client, `kernelTestRunbook/${second}/reversed`, { target: second, locks: [first] });
+          await applying(second);
+          const inOrder = await runOn(client, `kernelTestRunbook/${first}/in-order`, { target: first, locks: [second] });
+          await waitUntil('the second run queued at the first lock', async () => (await requesters(client, first)).waiting.includes(inOrder.workflowId));
+          expect(await requesters(client, first)).toEqual({ holder: reversed.workflowId, waiting: [inOrder.workflowId] });
+          expect(await requesters(client, second)).toEqual({ holder: reversed.workflowId, waiting: [] });
+          openGate();
+          const results = await Promise.all([reversed.result(), inOrder.result()]);
+          expect(results.map((r) => r.outcome)).toEqual(['completed', 'completed']);
+          for (const result of results) {
+            expect(lockEvents(result)).toEqual([
+              ['locked', `lock on ${first}`],
+              ['locked', `lock on ${second}`],
+              ['unlocked', `lock on ${second}`],
+              ['unlocked', `lock on ${first}`],
+            ]);
+          }
+          await terminateLocks(client, [first, second]);
+        });
+      } finally {
+        openGate();
+      }
+      expect(targets.maxConcurrentApplies).toBe(1);
+    });
   });
 
   test('a failing apply ends the run failed, and later steps are not attempted', async () => {

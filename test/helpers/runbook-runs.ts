@@ -1,5 +1,7 @@
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import type { LockRequest } from '../../common/target-lock-messages';
 import type { RunbookClient } from '../../client';
 import type { RunbookStatus } from '../../common/runbook';
 import type { RunbookConfig } from '../../config/schema';
@@ -46,6 +48,24 @@ export async function readBucketText(key: string): Promise<string> {
 /** Activity types a run scheduled, in order (e.g. to show bad input stopped it before any work). */
 export async function scheduledActivityTypes(handle: WorkflowHandle): Promise<string[]> {
   return (await handle.fetchHistory()).events?.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []) ?? [];
+}
+
+/**
+ * What a target lock saw, in its history's order: each request, grant and release with the
+ * requesting workflow id. Ordering proof that does not depend on timing.
+ */
+export async function lockTimeline(lock: WorkflowHandle): Promise<Array<['request' | 'grant' | 'release', string]>> {
+  const requester = (payload: unknown) => defaultPayloadConverter.fromPayload<LockRequest>(payload as Parameters<typeof defaultPayloadConverter.fromPayload>[0]).requester;
+  return ((await lock.fetchHistory()).events ?? []).flatMap((e): Array<['request' | 'grant' | 'release', string]> => {
+    const granted = e.signalExternalWorkflowExecutionInitiatedEventAttributes?.workflowExecution?.workflowId;
+    if (granted) return [['grant', granted]];
+    const signal = e.workflowExecutionSignaledEventAttributes;
+    const payload = signal?.input?.payloads?.[0];
+    if (!payload) return [];
+    if (signal.signalName === 'acquireLock') return [['request', requester(payload)]];
+    if (signal.signalName === 'releaseLock') return [['release', requester(payload)]];
+    return [];
+  });
 }
 
 /** Approves each step in turn as `approver` once it waits, on the plan it shows ("approve <step>"). */

@@ -10,6 +10,19 @@ export class TestTargets {
   maxConcurrentApplies = 0;
   /** How long an apply takes (activity work, so two overlapping applies can be seen). */
   applyMs = 0;
+  /** Applies begun, including those a gate still holds. */
+  readonly started: Array<{ target: string; stepId: string }> = [];
+  private gate: Promise<void> | undefined;
+
+  /** Holds every apply that starts from now on until the returned function is called: a test keeps an apply (and its locks) going until it has seen what it needs. */
+  holdApplies(): () => void {
+    let open = () => {};
+    this.gate = new Promise((resolve) => (open = resolve));
+    return () => {
+      this.gate = undefined;
+      open();
+    };
+  }
 
   of(target: string) {
     let s = this.state.get(target);
@@ -28,6 +41,8 @@ export class TestTargets {
         this.active++;
         this.maxConcurrentApplies = Math.max(this.maxConcurrentApplies, this.active);
         try {
+          this.started.push({ target, stepId });
+          await this.gate;
           if (this.applyMs > 0) await new Promise((r) => setTimeout(r, this.applyMs));
           this.applies.push({ target, stepId });
           const s = this.of(target);

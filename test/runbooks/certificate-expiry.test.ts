@@ -8,7 +8,10 @@ import { adminKubeConfig, statusOf } from '../helpers/kube-cluster';
 import { setCertificateStatus } from '../helpers/kube-objects';
 import { testbedConfig } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
-import { approveEach, expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { approveEach, expectIncidentReport, lockTimeline, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { lockStateQuery, lockWorkflowId } from '../../common/target-lock-messages';
+import { previousAnnotationsAnnotation, rateLimitAnnotation } from '../../common/inputs/traffic-control';
+import type { TrafficControlResult } from '../../workflows/traffic-control';
 import { appTlsCertificate } from '../../scripts/testbed/kubernetes-seed';
 
 const ns = 'short-drama-prod';
@@ -67,7 +70,8 @@ describe('certificateExpiry', () => {
   }
 
   async function terminateLeftover(): Promise<void> {
-    await terminateRuns(config.temporal, [`certificateExpiry/${ns}/${certName}`, `lock/${ns}/${certName}`]);
+    const ingress = `${ns}/app-ingress`;
+    await terminateRuns(config.temporal, [`certificateExpiry/${ns}/${certName}`, lockWorkflowId(`${ns}/${certName}`), `trafficControl/${ingress}`, lockWorkflowId(ingress)]);
   }
 
   async function reportOf(result: CertificateExpiryResult): Promise<string> {
@@ -211,6 +215,54 @@ describe('certificateExpiry', () => {
       expect(markdown).toContain('ACME challenge failed');
     } finally {
       await core.deleteNamespacedEvent(eventName, ns).catch(() => undefined); // not created when the run failed early
+    }
+  });
+
+  test('certificateExpiry and trafficControl on app-ingress never apply at once: both queue on its one lock', async () => {
+    await expire();
+    const annotationsBefore = (await readIngress()).metadata?.annotations ?? {};
+    try {
+      const { certificate, traffic, seen } = await withRunbooks(config, async ({ runbooks, client }) => {
+        const cert = await runbooks.startRunbook('certificateExpiry', { mode: 'execute', readyTimeoutSeconds: 120 }, { startedBy: 'erin' });
+        await approveEach(runbooks, cert.workflowId, ['delete-certificate', 'reapply-ingress']);
+        // Inside its apply: the Ingress re-applied, waiting for cert-manager, with the Ingress locked.
+        await waitUntil('ingress re-applied', async () => (await managers()).includes('runbook-automation'));
+        const rateLimit = await runbooks.startRunbook('trafficControl', { mode: 'execute', action: 'rate-limit', rps: 25 }, { startedBy: 'erin' });
+        await approveEach(runbooks, rateLimit.workflowId, ['rate-limit']);
+        await waitUntil('trafficControl waiting for the lock', async () => (await runbooks.getStatus(rateLimit.workflowId)).state === 'waiting-for-lock');
+        const lock = client.workflow.getHandle(lockWorkflowId(`${ns}/app-ingress`));
+        const state = await lock.query(lockStateQuery);
+        expect([state.holder?.requester, state.waiting.map((w) => w.requester)]).toEqual([cert.workflowId, [rateLimit.workflowId]]);
+        expect((await readIngress()).metadata?.annotations?.[rateLimitAnnotation]).toBe(annotationsBefore[rateLimitAnnotation]);
+        await createCert();
+        await setCertificateStatus(kc, ns, certName, { ready: true, notAfter: new Date(Date.now() + 90 * day), notBefore: new Date() });
+        const [certificate, traffic] = await Promise.all([runbooks.waitForResult<CertificateExpiryResult>(cert.workflowId), runbooks.waitForResult<TrafficControlResult>(rateLimit.workflowId)]);
+        await recordHistory(client.workflow.getHandle(cert.workflowId), 'shared-ingress-lock');
+        await recordHistory(client.workflow.getHandle(rateLimit.workflowId), 'waited-for-lock');
+        return { certificate, traffic, seen: { lock: await lockTimeline(lock), cert: cert.workflowId, rateLimit: rateLimit.workflowId } };
+      });
+      expect([certificate.outcome, traffic.outcome]).toEqual(['completed', 'completed']);
+      expect((await readIngress()).metadata?.annotations?.[rateLimitAnnotation]).toBe('25');
+      // The lock's own order: trafficControl asked while certificateExpiry held it and got it only after its release.
+      expect(seen.lock).toEqual([
+        ['request', seen.cert],
+        ['grant', seen.cert],
+        ['release', seen.cert],
+        ['request', seen.cert],
+        ['grant', seen.cert],
+        ['request', seen.rateLimit],
+        ['release', seen.cert],
+        ['grant', seen.rateLimit],
+        ['release', seen.rateLimit],
+      ]);
+      const locks = certificate.timeline.filter((e) => e.event === 'locked' || e.event === 'unlocked').map((e) => `${e.event} ${e.detail}`);
+      expect(locks.slice(0, 4)).toEqual([`locked lock on ${ns}/app-ingress`, `locked lock on ${ns}/app-tls-cert`, `unlocked lock on ${ns}/app-tls-cert`, `unlocked lock on ${ns}/app-ingress`]);
+    } finally {
+      // trafficControl's change undone: the annotations as they were, its record removed.
+      const undo = { [rateLimitAnnotation]: annotationsBefore[rateLimitAnnotation] ?? null, [previousAnnotationsAnnotation]: annotationsBefore[previousAnnotationsAnnotation] ?? null };
+      await objects.patch({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { name: 'app-ingress', namespace: ns, annotations: undo } }, undefined, undefined, undefined, undefined, {
+        headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_JSON_MERGE_PATCH },
+      });
     }
   });
 

@@ -17,4 +17,6 @@ export const kernelTestInput = z.object({
     )
     .min(1),
   report: z.boolean().default(false),
+  /** Other objects the run changes, locked with the target (the catalog entry's locksOf). */
+  locks: z.array(z.string().min(1)).default([]),
 });

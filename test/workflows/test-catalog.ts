@@ -9,5 +9,6 @@ export const extraCatalog = {
     description: 'kernel test runbook (tests only)',
     inputSchema: kernelTestInput,
     targetOf: (input) => String(input.target),
+    locksOf: (input) => (input.locks as string[] | undefined) ?? [],
   },
 } satisfies Record<string, CatalogEntry>;

@@ -28,7 +28,7 @@ import { runbookApprovalState, runbookMode, runbookName, runbookSeverity, runboo
 import { sha256Hex } from '../../common/sha256';
 import { stableJson } from '../../common/stable-json';
 import { alertFiringSignal, alertResolvedSignal, approveSignal, approveUpdate, cancelSignal, rejectSignal, rejectUpdate, statusQuery } from '../../common/messages';
-import { lockGrantedSignal, lockWorkflowId, releaseLockSignal } from '../../common/target-lock-messages';
+import { lockGrantedSignal, lockWorkflowId, releaseLockSignal, type LockRequest } from '../../common/target-lock-messages';
 import { checkDecision, type AcceptedDecision } from './decision-rules';
 import { read } from '../activity-proxies';
 import { errorText, failure } from '../../common/failures';
@@ -37,8 +37,10 @@ import { durationMs } from '../../common/duration';
 export interface RunbookIdentity {
   name: string;
   kind: RunbookKind;
-  /** What the run changes, e.g. "short-drama-prod/short-drama-app"; also the lock's name. */
+  /** What the run changes, e.g. "short-drama-prod/short-drama-app"; also the name of its first lock. */
   target: string;
+  /** Every object the run changes by lock name: the target and the entry's `locksOf`, sorted (the order they are taken in). */
+  locks: string[];
   mode: Mode;
   severity: Severity;
   startedBy: string;
@@ -50,7 +52,13 @@ export interface RunbookIdentity {
 }
 
 /** The catalog entry a run takes its name, kind and target from (common/catalog.ts). */
-export type RunbookEntry = Pick<CatalogEntry, 'name' | 'kind' | 'targetOf'>;
+export type RunbookEntry = Pick<CatalogEntry, 'name' | 'kind' | 'targetOf' | 'locksOf'>;
+
+/** A lock a run asked for (and holds once granted). */
+interface LockHeld {
+  name: string;
+  request: LockRequest;
+}
 
 /** A runbook's validated input: the fields every input has (runbookInputBase) and its own. */
 export type RunInput = { mode: Mode; severity: Severity; startedBy: string; scheduled: boolean; startProof?: SignedStatement } & Record<string, unknown>;
@@ -138,7 +146,10 @@ export class RunbookRun {
    * with the ids of the steps this run expects in order (its status shows them as its progress).
    */
   static async begin(entry: RunbookEntry, input: RunInput, steps: readonly string[]): Promise<RunbookRun> {
-    const identity: RunbookIdentity = { name: entry.name, kind: entry.kind, target: entry.targetOf(input), ...runFields(input) };
+    const target = entry.targetOf(input);
+    // Sorted: runs that share objects take their locks in one order, so none waits for another holding what it needs.
+    const locks = [...new Set([target, ...(entry.locksOf?.(input) ?? [])])].sort();
+    const identity: RunbookIdentity = { name: entry.name, kind: entry.kind, target, locks, ...runFields(input) };
     upsertSearchAttributes([
       { key: runbookName, value: identity.name },
       { key: runbookSeverity, value: identity.severity },
@@ -265,7 +276,8 @@ export class RunbookRun {
    */
   async compensate(stepId: string, title: string, fn: () => Promise<string>): Promise<boolean> {
     this.enter(stepId);
-    const lock = await this.acquireLock();
+    // Not given up on cancellation: it undoes part of a change already made.
+    const locks = (await this.acquireLocks({ cancellable: false }))!;
     try {
       const result = await fn();
       this.record({ event: 'applied', stepId, title, detail: result });
@@ -274,7 +286,7 @@ export class RunbookRun {
       this.record({ event: 'failed', stepId, title, detail: errorText(err) });
       return false;
     } finally {
-      await this.releaseLock(lock);
+      await this.releaseLocks(locks);
       this.currentStep = undefined;
     }
   }
@@ -294,7 +306,8 @@ export class RunbookRun {
     for (let round = 0; round <= maxReapprovals; round++) {
       const verdict = await this.awaitDecision(planned);
       if (verdict !== 'approve') return this.skip(step, verdict, verdict === 'expired' ? 'approval expired after the last escalation tier' : undefined);
-      const lock = await this.acquireLock();
+      const locks = await this.acquireLocks({ cancellable: patched('lock-wait-honours-cancel') });
+      if (!locks) return this.skip(step, 'cancelled', 'run cancelled while waiting for the lock');
       try {
         const replanned = await this.planStep(step);
         if (replanned.planHash !== planned.planHash) {
@@ -313,7 +326,7 @@ export class RunbookRun {
           return 'failed';
         }
       } finally {
-        await this.releaseLock(lock);
+        await this.releaseLocks(locks);
       }
     }
     return this.skip(step, 'rejected', `the plan kept changing; asked ${maxReapprovals + 1} times`);
@@ -443,25 +456,47 @@ export class RunbookRun {
     }
   }
 
-  /** Takes the target's lock (durable, FIFO) around a re-plan and apply. */
-  private async acquireLock(): Promise<string> {
-    const requestId = uuid4();
+  /**
+   * Takes the run's locks (durable, FIFO each) around a re-plan and apply, one at a time in sorted
+   * order. Runs recorded before a run locked every object it changes take only their target's.
+   * Undefined when the run was cancelled while waiting: it leaves the queue and releases what it got.
+   */
+  private async acquireLocks({ cancellable }: { cancellable: boolean }): Promise<LockHeld[] | undefined> {
+    const names = this.identity.locks.length > 1 && patched('runbook-locks-every-changed-object') ? this.identity.locks : [this.identity.target];
+    const { workflowId, runId } = workflowInfo();
+    const held: LockHeld[] = [];
     this.state = 'waiting-for-lock';
-    await read.requestTargetLock({ target: this.identity.target, request: { requester: workflowInfo().workflowId, requestId } });
-    await condition(() => this.grantedLocks.has(requestId));
-    this.state = 'running';
-    this.record({ event: 'locked', detail: `lock on ${this.identity.target}` });
-    return requestId;
+    try {
+      for (const name of names) {
+        const request: LockRequest = { requester: workflowId, runId, requestId: uuid4() };
+        await read.requestTargetLock({ target: name, request }).catch(async (err: unknown) => {
+          await this.releaseLocks(held); // those granted so far; the run fails with the error
+          throw err;
+        });
+        held.push({ name, request });
+        await condition(() => this.grantedLocks.has(request.requestId) || (cancellable && this.cancelled));
+        if (!this.grantedLocks.has(request.requestId)) {
+          await this.releaseLocks(held);
+          return undefined;
+        }
+        this.record({ event: 'locked', detail: `lock on ${name}` });
+      }
+      return held;
+    } finally {
+      this.state = 'running';
+    }
   }
 
-  /** Awaited: a signal still in flight when the run completes would never be delivered. */
-  private async releaseLock(requestId: string): Promise<void> {
-    this.grantedLocks.delete(requestId);
-    this.record({ event: 'unlocked', detail: `lock on ${this.identity.target}` });
-    try {
-      await getExternalWorkflowHandle(lockWorkflowId(this.identity.target)).signal(releaseLockSignal, { requester: workflowInfo().workflowId, requestId });
-    } catch (err) {
-      log.warn('could not release the target lock; its lease will', { error: errorText(err) });
+  /** In reverse order; a request not granted yet leaves the queue. Awaited: a signal still in flight when the run completes would never be delivered. */
+  private async releaseLocks(held: LockHeld[]): Promise<void> {
+    for (const { name, request } of [...held].reverse()) {
+      const granted = this.grantedLocks.delete(request.requestId);
+      this.record({ event: 'unlocked', detail: granted ? `lock on ${name}` : `left the queue of the lock on ${name}` });
+      try {
+        await getExternalWorkflowHandle(lockWorkflowId(name)).signal(releaseLockSignal, request);
+      } catch (err) {
+        log.warn('could not release the lock; it passes on when this run ends', { lock: name, error: errorText(err) });
+      }
     }
   }
 
