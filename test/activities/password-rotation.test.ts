@@ -199,7 +199,7 @@ describe('setRolePasswordFromSecret', () => {
     const pool = new Pool({ connectionString: weakUrl.toString(), max: 2 });
     pool.on('error', () => undefined);
     try {
-      const activities = createPasswordRotationActivities({ kube: kc, allowedNamespaces: [ns], pool, databaseUrl: weakUrl.toString(), allowedDatabases: ['short_drama_prod'] });
+      const activities = createPasswordRotationActivities({ kube: kc, allowedNamespaces: [ns], pool, databaseUrl: weakUrl.toString(), allowedDatabases: ['short_drama_prod'], allowedRoles: [role] });
       const environment = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
       const failed = await failureOf(environment.run(activities.setRolePasswordFromSecret, { role, namespace: ns, secret, key: `${key}_NEXT` }));
       expect(failed.type).toBe('Forbidden');
