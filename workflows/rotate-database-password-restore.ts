@@ -21,16 +21,20 @@ export async function restoreRotation(r: Rotation, progress: Progress, rotated: 
     const { input, where, app, previous, version, restartedAt } = r;
     const { namespace, secret, key, role, database, appDeployment } = input;
     const restored: Restored = {};
+    // Whether <key> already holds the new password: known from the Secret once read, else from how far the rotation got.
+    let promoted: boolean | undefined = progress['update-secret'] === 'done' ? true : progress['update-secret'] ? undefined : false;
+    const steps = () => manualSteps(r, progress, { promoted, roleRestored: restored.role === true });
     const gaveUp = async (): Promise<Restored> => {
-      const manual = manualSteps(r, progress);
+      const manual = steps();
       await tellPeople(r, manual, true);
       return { ...restored, manual };
     };
     if (progress['alter-role']) {
-      restored.role = await untilRestored(r, progress, 'restore-role', `Restore the old password of role ${role}`, async () => {
+      restored.role = await untilRestored(r, steps, 'restore-role', `Restore the old password of role ${role}`, async () => {
         // Once promoted, the old password is in <key>_PREVIOUS; before, it is still <key>.
         const state = await undo.describePasswordSecret({ namespace, secret, key });
-        const from = state.version === version ? previous : key;
+        promoted = state.version === version;
+        const from = promoted ? previous : key;
         return (await undo.setRolePasswordFromSecret({ role, namespace, secret, key: from, database })).message;
       });
       // The Secret must keep naming the password the role has: only reverted once the role is back.
@@ -38,7 +42,7 @@ export async function restoreRotation(r: Rotation, progress: Progress, rotated: 
     }
     restored.secret = await untilRestored(
       r,
-      progress,
+      steps,
       'restore-secret',
       `Put ${where} back as before this rotation`,
       async () => (await undo.revertSecretRotation({ namespace, secret, key, version })).message,
@@ -48,7 +52,7 @@ export async function restoreRotation(r: Rotation, progress: Progress, rotated: 
       // Pods started by this run's restart hold the new password: replace them with pods reading the old one.
       const againAt = new Date().toISOString();
       restored.appRestarted = false;
-      const ok = await untilRestored(r, progress, 'restart-app-again', `Rolling restart of ${app} with the restored password`, async () => {
+      const ok = await untilRestored(r, steps, 'restart-app-again', `Rolling restart of ${app} with the restored password`, async () => {
         const ours = await undo.restartRollout({ namespace, deployment: appDeployment, restartedAt, dryRun: true });
         if (ours.changed) return `${app} never got this run's restart: no pod has the new password, not restarted again`;
         const again = await undo.restartRollout({ namespace, deployment: appDeployment, restartedAt: againAt });
@@ -62,10 +66,10 @@ export async function restoreRotation(r: Rotation, progress: Progress, rotated: 
 }
 
 /** One compensation, tried again window after window; the run's people are told after the first window fails. */
-async function untilRestored(r: Rotation, progress: Progress, stepId: string, title: string, fn: () => Promise<string>): Promise<boolean> {
+async function untilRestored(r: Rotation, steps: () => string[], stepId: string, title: string, fn: () => Promise<string>): Promise<boolean> {
   for (let window = 1; window <= windows; window++) {
     if (await r.run.compensate(stepId, window === 1 ? title : `${title} (window ${window} of ${windows})`, fn)) return true;
-    if (window === 1) await tellPeople(r, manualSteps(r, progress), false);
+    if (window === 1) await tellPeople(r, steps(), false);
   }
   return false;
 }
@@ -90,17 +94,19 @@ async function tellPeople(r: Rotation, manual: string[], gaveUp: boolean): Promi
   }
 }
 
-/** The commands that restore consistency by hand, for how far the rotation got; no secret in them. */
-export function manualSteps({ input, staged, previous, version }: Rotation, progress: Progress): string[] {
+/**
+ * The commands that restore consistency by hand, for how far the rotation got; no secret in them.
+ * `promoted` undefined: whether `<key>` holds the new password is not known, so the commands say how to tell.
+ */
+export function manualSteps({ input, staged, previous, version }: Rotation, progress: Progress, { promoted, roleRestored }: { promoted: boolean | undefined; roleRestored: boolean }): string[] {
   const { namespace: ns, secret, key, role, database, appDeployment } = input;
-  const promoted = progress['update-secret'] !== undefined;
-  const oldKey = promoted ? previous : key;
+  const oldKey = promoted === false ? key : previous;
   return [
-    `read the old password: kubectl -n ${ns} get secret ${secret} -o jsonpath='{.data.${oldKey}}' | base64 -d${promoted ? ` (when the annotation ${versionAnnotation} is not ${version}, it is still in ${key})` : ''}`,
-    ...(progress['alter-role'] ? [`set it on the role (psql sends only a SCRAM verifier): psql "$DATABASE_URL" -c '\\password ${role}'`] : []),
-    ...(promoted ? [`kubectl -n ${ns} patch secret ${secret} --type=json -p '[{"op":"move","from":"/data/${previous}","path":"/data/${key}"}]'`] : []),
+    `read the old password${roleRestored ? ' (the role has it again)' : ''}: kubectl -n ${ns} get secret ${secret} -o jsonpath='{.data.${oldKey}}' | base64 -d${promoted === undefined ? ` (when the annotation ${versionAnnotation} is not ${version}, it is still in ${key} and the next command is not needed)` : ''}`,
+    ...(progress['alter-role'] && !roleRestored ? [`set it on the role (psql sends only a SCRAM verifier): psql "$DATABASE_URL" -c '\\password ${role}'`] : []),
+    ...(promoted !== false ? [`kubectl -n ${ns} patch secret ${secret} --type=json -p '[{"op":"move","from":"/data/${previous}","path":"/data/${key}"}]'`] : []),
     `kubectl -n ${ns} patch secret ${secret} --type=json -p '[{"op":"remove","path":"/data/${staged}"}]' (fails harmlessly when it is gone)`,
-    `kubectl -n ${ns} annotate secret ${secret} ${nextVersionAnnotation}-${promoted ? ` ${versionAnnotation}-` : ''}`,
+    `kubectl -n ${ns} annotate secret ${secret} ${nextVersionAnnotation}-${promoted !== false ? ` ${versionAnnotation}-` : ''}`,
     ...(progress['restart-app'] ? [`kubectl -n ${ns} rollout restart deployment/${appDeployment}`] : []),
     `check: log in as ${role} to ${database} with the value of ${key} of secrets/${secret}`,
   ];

@@ -329,6 +329,48 @@ describe('rotateDatabasePassword', () => {
     expect((await secretData(f.secret)).data).toEqual({ [key]: f.old, OTHER: 'kept' });
   });
 
+  test('a restore that cannot finish (the Secret made immutable right after ALTER ROLE): the role is restored, the initiator and approver are told by name the commands that restore the Secret, the report holds them', async () => {
+    const f = await fixture();
+    const activities = onAlterRole([f.role], async () => {
+      await core.patchNamespacedSecret(f.secret, namespace, { immutable: true }, undefined, undefined, undefined, undefined, undefined, {
+        headers: { 'Content-Type': 'application/merge-patch+json' },
+      });
+    });
+    const result = await withRunbooks(
+      configFor(f.role),
+      async ({ runbooks }) => {
+        const { workflowId } = await runbooks.startRunbook('rotateDatabasePassword', { mode: 'execute', secret: f.secret, role: f.role, appDeployment: f.app }, { startedBy: 'erin' });
+        await approveOnce(runbooks, workflowId);
+        return runbooks.waitForResult<RotateDatabasePasswordResult>(workflowId);
+      },
+      { activities },
+    );
+    expect(result.outcome).toBe('failed');
+    expect(result.restored).toMatchObject({ role: true, secret: false });
+    expect(await logsIn(f.role, f.old)).toBe(true);
+    const secret = await secretData(f.secret);
+    const next = secret.data[`${key}_NEXT`]!;
+    expect(next).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const manual = result.restored!.manual!;
+    expect(manual).toEqual([
+      `read the old password (the role has it again): kubectl -n ${namespace} get secret ${f.secret} -o jsonpath='{.data.${key}}' | base64 -d`,
+      `kubectl -n ${namespace} patch secret ${f.secret} --type=json -p '[{"op":"remove","path":"/data/${key}_NEXT"}]' (fails harmlessly when it is gone)`,
+      `kubectl -n ${namespace} annotate secret ${f.secret} runbooks.example/password-next-version-`,
+      `check: log in as ${f.role} to short_drama_prod with the value of ${key} of secrets/${f.secret}`,
+    ]);
+    // Tried window after window; told after the first, and again when it gave up.
+    expect(result.timeline.filter((e) => e.stepId === 'restore-secret').map((e) => e.event)).toEqual(['failed', 'failed', 'failed']);
+    const messages = (await (await fetch(`${env.TESTBED_WEBHOOK_URL}/messages`)).json()) as Array<{ body: { text: string; metadata?: { event_payload?: { dedupeKey?: string } } } }>;
+    const told = messages.filter((m) => m.body.metadata?.event_payload?.dedupeKey?.startsWith(`${f.workflowId}/restore/`));
+    expect(told.map((m) => m.body.metadata!.event_payload!.dedupeKey)).toEqual([`${f.workflowId}/restore/retrying`, `${f.workflowId}/restore/gave-up`]);
+    expect(told[1]!.body.text).toMatch(new RegExp(`^\\[P1\\] rotateDatabasePassword: erin, bob: role ${f.role} and ${namespace}/${f.secret} are NOT consistent; the automatic restore gave up`));
+    expect(JSON.stringify(told)).toContain(`patch secret ${f.secret} --type=json`);
+    expectNoPassword(JSON.stringify(told), [f.old, next]);
+    const markdown = await readBucketText(result.report!.markdownKey);
+    expect(markdown).toContain('NOT consistent yet: restore it by hand, in this order: (1) read the old password (the role has it again)');
+    expectNoPassword(markdown, [f.old, next]);
+  });
+
   test('the plan rejected: nothing is staged, the role and the app are untouched', async () => {
     const f = await fixture();
     const restartBefore = await restartedAt(f.app);
