@@ -68,10 +68,20 @@ export async function restoreRotation(r: Rotation, progress: Progress, rotated: 
 /** One compensation, tried again window after window; the run's people are told after the first window fails. */
 async function untilRestored(r: Rotation, steps: () => string[], stepId: string, title: string, fn: () => Promise<string>): Promise<boolean> {
   for (let window = 1; window <= windows; window++) {
-    if (await r.run.compensate(stepId, window === 1 ? title : `${title} (window ${window} of ${windows})`, fn)) return true;
+    if (await compensateOnce(r, stepId, window === 1 ? title : `${title} (window ${window} of ${windows})`, fn)) return true;
     if (window === 1) await tellPeople(r, steps(), false);
   }
   return false;
+}
+
+/** One window; a lock request that fails (before the kernel records anything) counts as a failed window, not as the end of the restore. */
+async function compensateOnce(r: Rotation, stepId: string, title: string, fn: () => Promise<string>): Promise<boolean> {
+  try {
+    return await r.run.compensate(stepId, title, fn);
+  } catch (err) {
+    log.warn('a restore window of the rotation could not start', { stepId, error: errorText(err) });
+    return false;
+  }
 }
 
 /** The initiator and the approvers of the plan, by name: they hear what restores consistency by hand. */
