@@ -60,7 +60,14 @@ export function createActivities(deps: ActivityDeps) {
       s3: deps.s3 && { client: deps.s3.client, bucket: deps.s3.bucket, backupPrefix: deps.s3.backupPrefix },
     }),
     ...createRedisActivities({ redis: deps.redis, allowedKeyPatterns: allowlists.redisKeyPatterns }),
-    ...createPasswordRotationActivities({ kube: deps.kube, allowedNamespaces: allowlists.namespaces, pool: deps.pool, databaseUrl: deps.databaseUrl, allowedDatabases: allowlists.databases }),
+    ...createPasswordRotationActivities({
+      kube: deps.kube,
+      allowedNamespaces: allowlists.namespaces,
+      pool: deps.pool,
+      databaseUrl: deps.databaseUrl,
+      allowedDatabases: allowlists.databases,
+      allowedRoles: allowlists.rotationRoles,
+    }),
     ...s3,
     ...createPrometheusActivities({ prometheusUrl: deps.prometheusUrl }),
     ...createIncidentEvidenceActivities({

@@ -6,7 +6,7 @@ import { Client, type Pool } from 'pg';
 import { classifyError, failure, invalidInput, refused } from './errors';
 import { assertDatabaseAllowed, quoteIdentifier } from './guards';
 import { dryRunParam, fieldManager, guarded, kcall, mergePatch, type KubeClients, type KubeScope } from './kubernetes-common';
-import { previousKeyOf, stagedKeyOf } from '../common/inputs/rotate-database-password';
+import { nextVersionAnnotation, previousKeyOf, stagedKeyOf, versionAnnotation } from '../common/inputs/rotate-database-password';
 import { databaseName, requirePool, withClient } from './postgres-common';
 
 /**
@@ -24,12 +24,11 @@ export interface PasswordRotationDeps {
   /** Host, port and TLS settings for logging in as the rotated role. */
   databaseUrl?: string;
   allowedDatabases: string[];
+  /** The login roles a rotation may change (configuration allowlists.rotationRoles); any other is refused before a query. */
+  allowedRoles: string[];
 }
 
-/** Which run staged the `<key>_NEXT` value: a retry or replay of that run finds it and stages nothing new. */
-export const nextVersionAnnotation = 'runbooks.example/password-next-version';
-/** Which run's staged value was promoted into `<key>`: makes promotion and its revert idempotent. */
-export const versionAnnotation = 'runbooks.example/password-version';
+export { nextVersionAnnotation, versionAnnotation };
 
 /** Room for the _PREVIOUS suffix within the 253 characters Kubernetes allows for a data key. */
 const secretKeyPattern = /^[-._a-zA-Z0-9]{1,240}$/;
@@ -188,11 +187,23 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
     await kcall('patch', `secrets/${secret}`, namespace, () => c.core.patchNamespacedSecret(secret, namespace, body, undefined, dryRunParam(dryRun), fieldManager, undefined, undefined, mergePatch));
   }
 
-  /** Refuses what must never be rotated here; the reason is in the message. */
+  /** Refuses what must never be rotated here; the reason is in the message. Outside the allowlist: refused before any query. */
   async function checkRole(db: Pool, role: string): Promise<RoleInfo> {
+    if (!deps.allowedRoles.includes(role))
+      throw refused(`role ${role} is not in the rotation allowlist (allowlists.rotationRoles, env ALLOWED_ROTATION_ROLES: ${deps.allowedRoles.join(', ') || 'empty'})`);
     return withClient(db, `read role ${role}`, async (client) => {
-      const { rows } = await client.query<{ rolsuper: boolean; rolcanlogin: boolean; valid_until: string | null; expired: boolean; rolconnlimit: number; own: boolean; sessions: string }>(
-        `SELECT r.rolsuper, r.rolcanlogin, to_char(r.rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS valid_until,
+      const { rows } = await client.query<{
+        rolsuper: boolean;
+        rolreplication: boolean;
+        rolbypassrls: boolean;
+        rolcanlogin: boolean;
+        valid_until: string | null;
+        expired: boolean;
+        rolconnlimit: number;
+        own: boolean;
+        sessions: string;
+      }>(
+        `SELECT r.rolsuper, r.rolreplication, r.rolbypassrls, r.rolcanlogin, to_char(r.rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS valid_until,
                 coalesce(r.rolvaliduntil < now(), false) AS expired, r.rolconnlimit,
                 r.rolname IN (current_user, session_user) AS own,
                 (SELECT count(*) FROM pg_stat_activity a WHERE a.usename = r.rolname) AS sessions
@@ -202,6 +213,9 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
       const row = rows[0];
       if (!row) throw failure('NotFound', `role ${role} does not exist`);
       if (row.rolsuper) throw refused(`role ${role} is a superuser: runbooks never rotate a superuser's password (do it by hand, with a second session open)`);
+      // Such a role reads or copies every row whatever the policies: its password is rotated by hand, with a person watching.
+      if (row.rolreplication) throw refused(`role ${role} has REPLICATION: runbooks never rotate a replication role's password (standbys and slots log in with it)`);
+      if (row.rolbypassrls) throw refused(`role ${role} has BYPASSRLS: runbooks never rotate the password of a role that bypasses row-level security`);
       if (row.own) throw refused(`role ${role} is the role the worker connects as: rotating it would lock the worker out`);
       if (!row.rolcanlogin) throw refused(`role ${role} cannot log in (NOLOGIN): it has no login password to rotate`);
       if (row.expired) throw refused(`role ${role} expired at ${row.valid_until} (VALID UNTIL): no password would let it log in; renew it by hand`);

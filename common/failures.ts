@@ -17,6 +17,7 @@ export const failureTypes = [
   'AppNotReady',
   'CommandFailed',
   'PasswordVerificationFailed',
+  'Cancelled',
 ] as const;
 export type FailureType = (typeof failureTypes)[number];
 
@@ -30,6 +31,7 @@ export const nonRetryableFailureTypes: FailureType[] = [
   'AppNotReady',
   'CommandFailed',
   'PasswordVerificationFailed',
+  'Cancelled',
 ];
 
 /** A failure of one of the types above, non-retryable exactly when retrying cannot help. */

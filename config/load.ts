@@ -33,6 +33,7 @@ export const environmentVariables = {
   PROMETHEUS_URL: 'prometheus.url',
   ALLOWED_NAMESPACES: 'allowlists.namespaces',
   ALLOWED_DATABASES: 'allowlists.databases',
+  ALLOWED_ROTATION_ROLES: 'allowlists.rotationRoles',
   ALLOWED_REDIS_KEY_PATTERNS: 'allowlists.redisKeyPatterns',
   ALLOWED_S3_PREFIXES: 'allowlists.s3Prefixes',
   RUNBOOK_APPROVERS: 'approvers',
@@ -110,6 +111,7 @@ function fromEnvText(variable: keyof typeof environmentVariables, text: string):
       return booleanText[text.toLowerCase()] === true ? 'in-cluster' : undefined;
     case 'ALLOWED_NAMESPACES':
     case 'ALLOWED_DATABASES':
+    case 'ALLOWED_ROTATION_ROLES':
     case 'ALLOWED_REDIS_KEY_PATTERNS':
     case 'ALLOWED_S3_PREFIXES':
       return text

@@ -209,6 +209,11 @@ export const configSchema = z
           .array(notWildcard('namespace').refine((ns) => !forbiddenNamespaces.includes(ns), { message: `${forbiddenNamespaces.join(', ')} can never be allowed` }))
           .default(['short-drama-prod']),
         databases: z.array(notWildcard('database')).default(['short_drama_prod']),
+        /**
+         * The login roles rotateDatabasePassword may change; any other is refused before it is read.
+         * The default is the app's login role (the one its Secret's DATABASE_PASSWORD belongs to).
+         */
+        rotationRoles: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]{0,62}$/, { message: 'expected a PostgreSQL role name (no wildcards)' })).default(['short_drama_app']),
         redisKeyPatterns: z.array(notWildcard('Redis key pattern')).default(['session:*']),
         s3Prefixes: z
           .array(
@@ -219,7 +224,7 @@ export const configSchema = z
           )
           .default(['database/', 'runbooks/']),
       })
-      .default({ namespaces: ['short-drama-prod'], databases: ['short_drama_prod'], redisKeyPatterns: ['session:*'], s3Prefixes: ['database/', 'runbooks/'] }),
+      .default({ namespaces: ['short-drama-prod'], databases: ['short_drama_prod'], rotationRoles: ['short_drama_app'], redisKeyPatterns: ['session:*'], s3Prefixes: ['database/', 'runbooks/'] }),
     approvers: z.array(identitySchema).default([]).superRefine(uniqueIds),
     approvals: z
       .object({

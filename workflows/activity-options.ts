@@ -20,3 +20,13 @@ export const longRunning: ActivityOptions = {
   heartbeatTimeout: '30 seconds',
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes },
 };
+
+/**
+ * Undoing a change that must not stay half done (the old password back): each attempt is quick, and
+ * the server retries it through an outage of minutes, for up to 10 minutes.
+ */
+export const compensating: ActivityOptions = {
+  startToCloseTimeout: '1 minute',
+  scheduleToCloseTimeout: '10 minutes',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '30 seconds', nonRetryableErrorTypes },
+};

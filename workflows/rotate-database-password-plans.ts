@@ -1,10 +1,37 @@
+import type { RolloutStatus } from '../activities/kubernetes-rollouts';
 import type { RoleInfo } from '../activities/password-rotation';
 import type { z } from 'zod';
 import type { rotateDatabasePasswordInput } from '../common/inputs/rotate-database-password';
 import type { IncidentFindings, TimelineEntry } from '../common/runbook';
-import { planOnly, type ChangeOutcome } from './kernel/runbook-run';
+import { planOnly, type ChangeOutcome, type RunbookRun } from './kernel/runbook-run';
 
-// rotateDatabasePassword's report: what the run did, undid and left, in words.
+// rotateDatabasePassword's shared shapes and its report: what the run did, undid and left, in words.
+
+export type Input = z.infer<typeof rotateDatabasePasswordInput>;
+
+/** The one step approved since 'rotation-single-plan', and its parts in order (before, each was a step of its own). */
+export const rotationStep = 'rotate-password';
+export const rotationParts = ['stage-password', 'alter-role', 'update-secret', 'restart-app'] as const;
+export type RotationPart = (typeof rotationParts)[number];
+/** How far the one approved plan got: a part is `attempted` from its start (it may have changed something), `done` once it returned. */
+export type Progress = Partial<Record<RotationPart, 'attempted' | 'done'>>;
+/** Each step's outcome; with one approved plan, each part of it (stage-password, alter-role, update-secret, restart-app). */
+export type Outcomes = Record<string, ChangeOutcome | undefined>;
+
+/** What one run's steps share: the run, the Secret, role and app it rotates, and the version it decided. */
+export interface Rotation {
+  run: RunbookRun;
+  input: Input;
+  /** `<namespace>/<secret>` and `<namespace>/<appDeployment>`, as the texts name them. */
+  where: string;
+  app: string;
+  staged: string;
+  previous: string;
+  version: string;
+  restartedAt: string;
+  /** What the restart saw once its rollout completed. */
+  after: { rollout?: RolloutStatus & { waitedMs: number }; appAfter?: AppPods };
+}
 
 export interface AppPods {
   /** Live (not terminating) pods of the app, and how many are ready. */
@@ -17,11 +44,15 @@ export interface Restored {
   role?: boolean;
   secret?: boolean;
   appRestarted?: boolean;
+  /** When an automatic restore gave up: the commands that restore consistency by hand (no secret in them). */
+  manual?: string[];
 }
 
 /** What the report speaks of: the run's input and names, what was read before, each step's outcome and what was undone. */
 export interface RotationFacts {
-  input: z.infer<typeof rotateDatabasePasswordInput>;
+  input: Input;
+  /** Approved once as one plan (runs since 'rotation-single-plan'), not step by step. */
+  singlePlan?: boolean;
   where: string;
   app: string;
   staged: string;
@@ -62,6 +93,7 @@ export function rotationFindings(f: RotationFacts): IncidentFindings {
   const { input, where, app, staged, previous, restartedAt, roleBefore, appBefore, rotated, restored, failedStep } = f;
   const { role, key } = input;
   const undone = undoneText(f);
+  const manual = restored?.manual?.length ? ` NOT consistent yet: restore it by hand, in this order: ${restored.manual.map((c, i) => `(${i + 1}) ${c}`).join(' ')}` : '';
   return {
     impact:
       input.mode === 'plan'
@@ -77,9 +109,9 @@ export function rotationFindings(f: RotationFacts): IncidentFindings {
     solution: rotated
       ? `New password generated in the worker and staged as ${staged} of ${where}; role ${role} set to it (SCRAM-SHA-256 verifier, so no password reached PostgreSQL's statement log); ${key} now holds it and ${previous} the old one; ${app} restarted (restartedAt ${restartedAt}) and verified ready. The old password no longer works.`
       : input.mode === 'plan'
-        ? planOnly('stage a new password, ALTER ROLE, promote it in the Secret, restart the app; each step approved')
-        : `Not rotated${undone || ': nothing was changed'}.`,
+        ? planOnly(`stage a new password, ALTER ROLE, promote it in the Secret, restart the app; ${f.singlePlan ? 'approved once, as one plan' : 'each step approved'}`)
+        : `Not rotated${undone || ': nothing was changed'}.${manual}`,
     prevention:
-      'Rotate on a schedule (e.g. quarterly) and approve alter-role, update-secret and restart-app together to keep the window short; to have no window at all, alternate two login roles (blue/green) so the old password works until every pod has restarted; keep secrets out of Git (Sealed Secrets, as the manual suggests).',
+      'Rotate on a schedule (e.g. quarterly); the rotation is approved as one plan so no approval wait sits between ALTER ROLE and the restart; to have no window at all, alternate two login roles (blue/green) so the old password works until every pod has restarted; keep secrets out of Git (Sealed Secrets, as the manual suggests).',
   };
 }

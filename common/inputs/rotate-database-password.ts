@@ -38,4 +38,9 @@ export const rotateDatabasePasswordInput = z
 export const stagedKeyOf = (key: string) => `${key}_NEXT`;
 export const previousKeyOf = (key: string) => `${key}_PREVIOUS`;
 
+/** Which run staged the `<key>_NEXT` value: a retry or replay of that run finds it and stages nothing new. */
+export const nextVersionAnnotation = 'runbooks.example/password-next-version';
+/** Which run's staged value was promoted into `<key>`: makes promotion and its revert idempotent. */
+export const versionAnnotation = 'runbooks.example/password-version';
+
 export type RotateDatabasePasswordInput = z.input<typeof rotateDatabasePasswordInput>;

@@ -26,13 +26,17 @@ const cleanups: Array<() => Promise<unknown>> = [];
 const b64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
 const unb64 = (text: string | undefined) => (text === undefined ? undefined : Buffer.from(text, 'base64').toString('utf8'));
 
-/** A role of its own with a known password; pg_stat_statements is told not to keep this statement. */
-async function scratchRole(options: { login?: boolean; createRole?: boolean } = {}): Promise<{ role: string; password: string }> {
-  const role = `rot_${uniqueSuffix()}`;
+/** Names of the roles the tests make, in the rotation allowlist (with postgres and a missing role, so those reach their own refusals). */
+const rotatable = Array.from({ length: 16 }, () => `rot_${uniqueSuffix()}`);
+const missingRole = `rot_missing_${uniqueSuffix()}`;
+
+/** A role of its own with a known password (allowlisted unless `allowlisted: false`); pg_stat_statements is told not to keep this statement. */
+async function scratchRole(options: { login?: boolean; createRole?: boolean; attributes?: string; allowlisted?: boolean } = {}): Promise<{ role: string; password: string }> {
+  const role = options.allowlisted === false ? `rot_out_${uniqueSuffix()}` : rotatable.shift()!;
   const password = randomBytes(18).toString('base64url');
   await withAdmin(async (admin) => {
     await admin.query('SET pg_stat_statements.track_utility = off');
-    await admin.query(`CREATE ROLE "${role}" ${options.login === false ? 'NOLOGIN' : 'LOGIN'} ${options.createRole ? 'CREATEROLE' : ''} PASSWORD '${password}'`);
+    await admin.query(`CREATE ROLE "${role}" ${options.login === false ? 'NOLOGIN' : 'LOGIN'} ${options.createRole ? 'CREATEROLE' : ''} ${options.attributes ?? ''} PASSWORD '${password}'`);
   });
   cleanups.push(() => withAdmin((admin) => admin.query(`DROP ROLE IF EXISTS "${role}"`)));
   return { role, password };
@@ -56,7 +60,7 @@ async function readSecret(name: string) {
 }
 
 beforeAll(() => {
-  h = activityHarness();
+  h = activityHarness({ ALLOWED_ROTATION_ROLES: ['postgres', missingRole, ...rotatable].join(',') });
 });
 
 afterAll(async () => {
@@ -179,7 +183,7 @@ describe('setRolePasswordFromSecret', () => {
     expect((await failureOf(h.run('describeRotatableRole', { role: 'postgres' }))).message).toMatch(/superuser/);
     expect((await failureOf(h.run('setRolePasswordFromSecret', { ...base, role: 'pg_monitor' }))).type).toBe('Refused');
     expect((await failureOf(h.run('setRolePasswordFromSecret', { ...base, role: nologin }))).message).toMatch(/cannot log in \(NOLOGIN\)/);
-    expect((await failureOf(h.run('setRolePasswordFromSecret', { ...base, role: `rot_missing_${uniqueSuffix()}` }))).type).toBe('NotFound');
+    expect((await failureOf(h.run('setRolePasswordFromSecret', { ...base, role: missingRole }))).type).toBe('NotFound');
     const { role, password: rolePassword } = await scratchRole();
     expect((await failureOf(h.run('setRolePasswordFromSecret', { ...base, role, key: 'NO_SUCH_KEY' }))).type).toBe('NotFound');
     expect((await failureOf(h.run('setRolePasswordFromSecret', { ...base, role, database: 'postgres' }))).type).toBe('Refused');
@@ -199,7 +203,7 @@ describe('setRolePasswordFromSecret', () => {
     const pool = new Pool({ connectionString: weakUrl.toString(), max: 2 });
     pool.on('error', () => undefined);
     try {
-      const activities = createPasswordRotationActivities({ kube: kc, allowedNamespaces: [ns], pool, databaseUrl: weakUrl.toString(), allowedDatabases: ['short_drama_prod'] });
+      const activities = createPasswordRotationActivities({ kube: kc, allowedNamespaces: [ns], pool, databaseUrl: weakUrl.toString(), allowedDatabases: ['short_drama_prod'], allowedRoles: [role] });
       const environment = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
       const failed = await failureOf(environment.run(activities.setRolePasswordFromSecret, { role, namespace: ns, secret, key: `${key}_NEXT` }));
       expect(failed.type).toBe('Forbidden');
@@ -277,5 +281,28 @@ describe('promoteStagedSecretKey and revertSecretRotation', () => {
     const s = await readSecret(secret);
     expect(s.data).toEqual({ [key]: 'old-value' });
     expect(s.annotations[nextVersionAnnotation]).toBeUndefined();
+  });
+});
+
+describe('which roles may be rotated', () => {
+  test('a role outside the allowlist is refused; REPLICATION and BYPASSRLS roles are refused; none is changed', async () => {
+    const outside = await scratchRole({ allowlisted: false });
+    const replication = await scratchRole({ attributes: 'REPLICATION' });
+    const bypass = await scratchRole({ attributes: 'BYPASSRLS' });
+    const secret = await scratchSecret('another-password');
+    const base = { namespace: ns, secret, key };
+
+    for (const activity of ['describeRotatableRole', 'setRolePasswordFromSecret'] as const) {
+      const notAllowed = await failureOf(h.run(activity, { ...base, role: outside.role }));
+      expect(notAllowed).toMatchObject({ type: 'Refused', nonRetryable: true });
+      expect(notAllowed.message).toMatch(new RegExp(`^role ${outside.role} is not in the rotation allowlist \\(allowlists.rotationRoles, env ALLOWED_ROTATION_ROLES: postgres, `));
+      const replicationRefused = await failureOf(h.run(activity, { ...base, role: replication.role }));
+      expect(replicationRefused).toMatchObject({ type: 'Refused', nonRetryable: true });
+      expect(replicationRefused.message).toMatch(/has REPLICATION: runbooks never rotate a replication role's password/);
+      const bypassRefused = await failureOf(h.run(activity, { ...base, role: bypass.role }));
+      expect(bypassRefused).toMatchObject({ type: 'Refused', nonRetryable: true });
+      expect(bypassRefused.message).toMatch(/has BYPASSRLS/);
+    }
+    for (const r of [outside, replication, bypass]) expect(await logsIn(r.role, r.password)).toBe(true);
   });
 });

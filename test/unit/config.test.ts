@@ -25,6 +25,8 @@ describe('configuration', () => {
       databases: ['short_drama_prod'],
       redisKeyPatterns: ['session:*'],
       s3Prefixes: ['database/', 'runbooks/'],
+      // The app's login role: the only role rotateDatabasePassword may change by default.
+      rotationRoles: ['short_drama_app'],
     });
     expect(hasTargets(config)).toBe(false);
   });
@@ -42,6 +44,7 @@ describe('configuration', () => {
     ['SCHEDULE_MONTHLY_ENABLED', 'sometimes', 'schedules.monthly.enabled (env SCHEDULE_MONTHLY_ENABLED)'],
     ['PROMETHEUS_URL', 'prometheus:9090', 'prometheus.url (env PROMETHEUS_URL): expected an http:// or https:// URL'],
     ['ALLOWED_NAMESPACES', 'short-drama-prod,kube-system', 'allowlists.namespaces.1 (env ALLOWED_NAMESPACES): kube-system'],
+    ['ALLOWED_ROTATION_ROLES', 'short_drama_app,app_*', 'allowlists.rotationRoles.1 (env ALLOWED_ROTATION_ROLES): expected a PostgreSQL role name (no wildcards)'],
     ['ALLOWED_REDIS_KEY_PATTERNS', '*', 'allowlists.redisKeyPatterns.0 (env ALLOWED_REDIS_KEY_PATTERNS): a wildcard-everything Redis key pattern is refused'],
     ['ALLOWED_S3_PREFIXES', 'database', 'allowlists.s3Prefixes.0 (env ALLOWED_S3_PREFIXES): expected a prefix ending in "/"'],
     ['S3_EVIDENCE_PREFIX', 'database/reports/', 's3.evidencePrefix (env S3_EVIDENCE_PREFIX): backupPrefix and evidencePrefix must not contain each other'],
