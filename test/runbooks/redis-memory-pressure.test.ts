@@ -369,7 +369,11 @@ describe('redisMemoryPressure', () => {
       expect(await scheduled(handle)).toEqual(['loadApprovalPolicy', 'assertTargetsAllowed']);
 
       // A pattern outside the allowlist is refused before Redis is read at all (not counted first).
-      const foreign = await client.workflow.start('redisMemoryPressure', { taskQueue, workflowId: `rmp-bad-${randomUUID()}`, args: [{ sessionPattern: 'user:*', mode: 'execute', raiseWhenUsageAbove: 0 }] });
+      const foreign = await client.workflow.start('redisMemoryPressure', {
+        taskQueue,
+        workflowId: `rmp-bad-${randomUUID()}`,
+        args: [{ sessionPattern: 'user:*', mode: 'execute', raiseWhenUsageAbove: 0 }],
+      });
       const refusedPattern = await foreign.result().then(
         () => undefined,
         (err: unknown) => err,
