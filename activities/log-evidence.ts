@@ -4,6 +4,7 @@ import { failure, invalidInput } from './errors';
 import type { LogsInput, LogsResult } from './kubernetes-pods';
 import type { PutEvidenceInput, PutEvidenceResult } from './s3';
 import type { EvidenceObject } from './incident-evidence';
+import { zodProblems } from '../common/zod-problems';
 
 /**
  * The checklists' log checks without the log in workflow history: the activity reads a
@@ -58,7 +59,7 @@ export function createLogEvidenceActivities({ getContainerLogs, evidence }: LogE
   return {
     async scanLogsToEvidence(raw: ScanLogsInput): Promise<ScanLogsResult> {
       const parsed = scanLogsInput.safeParse(raw);
-      if (!parsed.success) throw invalidInput(`scanLogsToEvidence: ${parsed.error.issues.map((i) => `${i.path.map(String).join('.') || 'input'}: ${i.message}`).join('; ')}`);
+      if (!parsed.success) throw invalidInput(`scanLogsToEvidence: ${zodProblems(parsed.error).join('; ')}`);
       const input = parsed.data;
       const patterns = Object.entries(input.patterns).map(([name, { source, flags }]) => {
         try {

@@ -2,6 +2,7 @@ import { alertInitiator } from '../common/alert-initiator';
 import { workflowIdFor, type CatalogEntry } from '../common/catalog';
 import { defaultInputFromLabels, type AlertRoute } from '../config/alerting';
 import type { WebhookAlert } from './alertmanager-payload';
+import { zodProblems } from '../common/zod-problems';
 
 /** An alert with a route: the runbook, its input and the workflow id the catalog gives it. */
 export interface RoutedAlert {
@@ -67,7 +68,7 @@ export function routeAlert(alert: WebhookAlert, routes: AlertRoute[], catalog: R
   const startedBy = alertInitiator(alertname);
   const parsed = entry.inputSchema.safeParse({ ...input, startedBy });
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.map(String).join('.') || 'input'}: ${i.message}`);
+    const problems = zodProblems(parsed.error);
     return { kind: 'invalid', ...base, problem: `alert ${alertname} (fingerprint ${alert.fingerprint}) gives ${entry.name} a bad input: ${problems.join('; ')}` };
   }
   const args = parsed.data as Record<string, unknown>;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { zodProblems } from '../common/zod-problems';
 
 /**
  * Alertmanager's webhook body (webhook_config, payload version 4). Only what the bridge reads is
@@ -33,6 +34,6 @@ export type WebhookPayload = z.infer<typeof webhookPayload>;
 export function parseWebhookPayload(body: unknown): { ok: true; payload: WebhookPayload } | { ok: false; problem: string } {
   const parsed = webhookPayload.safeParse(body);
   if (parsed.success) return { ok: true, payload: parsed.data };
-  const problems = parsed.error.issues.map((issue) => `${issue.path.map(String).join('.') || 'body'}: ${issue.message}`);
+  const problems = zodProblems(parsed.error, 'body');
   return { ok: false, problem: `invalid Alertmanager payload: ${problems.join('; ')}` };
 }

@@ -6,6 +6,7 @@ import { inputDigest, statementText, type DecisionStatement, type SignedStatemen
 import type { CancelRequest, Decision, DecisionReceipt, DecisionVerdict, RunbookStatus, Severity } from '../common/runbook';
 import type { Signer } from './signing';
 import { alertFiringSignal, alertResolvedSignal, approveUpdate, cancelSignal, rejectUpdate, statusQuery } from '../common/messages';
+import { zodProblems } from '../common/zod-problems';
 
 /** A refusal or bad request, with a message meant for a person. */
 export class RunbookClientError extends Error {
@@ -176,7 +177,7 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
       if ('startProof' in input) throw new RunbookClientError(`invalid input for ${name}: startProof is made by the client's signer, not given`);
       const parsed = entry.inputSchema.safeParse({ ...input, startedBy: options.startedBy });
       if (!parsed.success) {
-        const problems = parsed.error.issues.map((i) => `${i.path.map(String).join('.') || 'input'}: ${i.message}`);
+        const problems = zodProblems(parsed.error);
         throw new RunbookClientError(`invalid input for ${name}: ${problems.join('; ')}`);
       }
       const args = parsed.data as Record<string, unknown>;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { sha256Hex } from './sha256';
 import { stableJson } from './stable-json';
+import { zodProblems } from './zod-problems';
 
 /**
  * Signed statements: what a person (or a service) signs with their SSH key to start a run or to
@@ -73,7 +74,7 @@ export function parseStatement<T extends z.ZodType>(schema: T, text: string): { 
   }
   const parsed = schema.safeParse(json);
   if (!parsed.success) {
-    return { ok: false, reason: `malformed statement: ${parsed.error.issues.map((i) => `${i.path.map(String).join('.') || 'statement'}: ${i.message}`).join('; ')}` };
+    return { ok: false, reason: `malformed statement: ${zodProblems(parsed.error, 'statement').join('; ')}` };
   }
   if (statementText(parsed.data as DecisionStatement) !== text) return { ok: false, reason: 'malformed statement: not in canonical form (sorted keys, no spaces)' };
   return { ok: true, statement: parsed.data };

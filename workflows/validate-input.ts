@@ -1,5 +1,6 @@
 import { ApplicationFailure } from '@temporalio/workflow';
 import type { z } from 'zod';
+import { zodProblems } from '../common/zod-problems';
 
 /**
  * Checks a workflow's input at its start. Bad input fails the run at once, non-retryable,
@@ -9,7 +10,7 @@ export function validateInput<T extends z.ZodType>(entry: { name: string; inputS
   const workflowType = entry.name;
   const result = entry.inputSchema.safeParse(input ?? {});
   if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => `${issue.path.map(String).join('.') || 'input'}: ${issue.message}`);
+  const problems = zodProblems(result.error);
   throw ApplicationFailure.create({
     type: 'InvalidInput',
     nonRetryable: true,
