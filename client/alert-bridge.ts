@@ -87,6 +87,7 @@ export interface AlertBridge {
   server: Server;
   /** http://host:port of the listening server; Alertmanager posts to `${url}/alertmanager`. */
   url: string;
+  /** Stops listening and waits for calls still running past their notification's deadline. */
   close(): Promise<void>;
 }
 
@@ -169,6 +170,21 @@ async function eachBounded<T>(items: T[], limit: number, work: (item: T) => Prom
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }
 
+/** The promise's value if it settles before the deadline (epoch ms); a rejection before then is thrown. */
+async function beforeDeadline<T>(work: Promise<T>, deadline: number): Promise<{ inTime: true; value: T } | { inTime: false }> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<{ inTime: false }>((resolveLate) => {
+    timer = setTimeout(() => resolveLate({ inTime: false }), Math.max(0, deadline - Date.now()));
+  });
+  // A rejection after the deadline must not surface as unhandled.
+  work.catch(() => undefined);
+  try {
+    return await Promise.race([work.then((value) => ({ inTime: true as const, value })), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** The answer's status from the alerts' outcomes (see the comment at the top). */
 export function notificationStatus(alerts: AlertOutcome[]): number {
   const failed = alerts.filter((a) => a.outcome === 'failed');
@@ -183,6 +199,8 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
   const catalog = options.catalog ?? defaultCatalog;
   const runbooks = createRunbookClient({ client, taskQueue: options.taskQueue, catalog, signer: options.signer });
   const deadlineMs = options.deadlineMs ?? alerting.deadlineMs;
+  /** Calls the bridge stopped waiting for at a notification's deadline. */
+  const lateCalls = new Set<Promise<unknown>>();
 
   /** Who started a run, from its first history event (works whether or not a worker is up). */
   async function initiatorOf(workflowId: string, runId: string): Promise<string | undefined> {
@@ -198,7 +216,7 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
   }
 
   /** Starts the alert's run or joins the one in flight, adding the alert to the run's firing alerts in the same call. */
-  async function start(alert: RoutedAlert, report: NotificationReport): Promise<void> {
+  async function start(alert: RoutedAlert, report: Pick<NotificationReport, 'started'>): Promise<void> {
     const { workflowId, runId } = await runbooks.startRunbook(alert.runbook, alert.input, {
       startedBy: alert.startedBy,
       signedBy: alerting.identity,
@@ -217,7 +235,7 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
   }
 
   /** Signals the run the resolved alert maps to; answers why not when it skips it. */
-  async function resolve(alert: RoutedAlert, report: NotificationReport): Promise<string | undefined> {
+  async function resolve(alert: RoutedAlert, report: Pick<NotificationReport, 'skipped' | 'signalled'>): Promise<string | undefined> {
     const skip = (reason: string) => {
       report.skipped.push({ alertname: alert.alertname, fingerprint: alert.fingerprint, status: 'resolved', reason });
       log('info', `alert resolved: ${reason}`, { alertname: alert.alertname, fingerprint: alert.fingerprint, workflowId: alert.workflowId });
@@ -266,8 +284,23 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
       };
       // Not started past the deadline: Alertmanager gets its answer before its own timeout, and retries.
       if (Date.now() >= deadline) return fail("the notification's deadline passed before this alert was handled", true);
+      // What this alert adds to the report is kept aside until it is known to have finished in time.
+      const own: Pick<NotificationReport, 'started' | 'skipped' | 'signalled'> = { started: [], skipped: [], signalled: [] };
       try {
-        const skipped = await client.withDeadline(deadline, async () => (alert.status === 'firing' ? void (await start(alert, report)) : resolve(alert, report)));
+        const work = client.withDeadline(deadline, async () => (alert.status === 'firing' ? void (await start(alert, own)) : resolve(alert, own)));
+        // The gRPC deadline does not bound the client's first connect (its own connect timeout), so
+        // the notification's deadline is also kept here: a call still running then is left to finish
+        // (a start joins, a second signal changes nothing) and the alert fails retryably.
+        const answered = await beforeDeadline(work, deadline);
+        if (!answered.inTime) {
+          const late = work.catch(() => undefined).finally(() => lateCalls.delete(late));
+          lateCalls.add(late);
+          return fail(`Temporal unreachable or too slow: no answer within the notification's deadline (${deadlineMs} ms)`, true);
+        }
+        const skipped = answered.value;
+        report.started.push(...own.started);
+        report.skipped.push(...own.skipped);
+        report.signalled.push(...own.signalled);
         Object.assign(outcome, skipped ? { outcome: 'skipped', reason: skipped } : { outcome: alert.status === 'firing' ? 'started' : 'signalled', workflowId: alert.workflowId });
       } catch (err) {
         const transient = isTransient(err);
@@ -392,10 +425,13 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
   return {
     server,
     url,
-    close: () =>
-      new Promise<void>((resolveClose) => {
+    close: async () => {
+      await new Promise<void>((resolveClose) => {
         server.close(() => resolveClose());
         server.closeAllConnections();
-      }),
+      });
+      // Their gRPC deadline has passed, so they end soon; the caller may then close the connection.
+      await Promise.allSettled([...lateCalls]);
+    },
   };
 }

@@ -146,6 +146,10 @@ async function startControlPlane(ctx: TestbedContext, pki: KubernetesPki): Promi
     `--cluster-signing-key-file=${pki.caKey}`,
     '--service-cluster-ip-range=10.96.0.0/16',
     '--controllers=*',
+    // kwok marks a pod Ready only while it is Pending: pods a NotReady node had set unready stay so
+    // after it returns. Tests stop the apiserver for up to ~2 minutes, so the node (lease renewed by
+    // kwok every 40 s) is given far longer than any outage before it counts as lost.
+    '--node-monitor-grace-period=10m',
     '--profiling=false',
   ]);
   startDetached(layout.stateDir, 'kube-scheduler', bins.scheduler, [...common, `--secure-port=${p('kubeScheduler')}`, '--leader-elect=false', '--profiling=false']);
