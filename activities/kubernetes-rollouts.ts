@@ -170,9 +170,29 @@ async function restartMethodOf(c: KubeClients, namespace: string, d: V1Deploymen
     strategy,
     replicas,
     singleWriterClaims,
-    reason: `its pods mount ${singleWriterClaims.map((n) => `persistentvolumeclaims/${n}`).join(', ')} (ReadWriteOnce) and strategy RollingUpdate would start the new pod before the old one stops`,
+    reason: `its pods mount ${claimList(singleWriterClaims)} (ReadWriteOnce) and strategy RollingUpdate would start the new pod before the old one stops`,
   };
 }
+
+/**
+ * Refuses a change after which two pods of the Deployment would mount one single-writer volume at
+ * once: a new pod template rolled out with RollingUpdate (restart, rollback, new resources), or
+ * more than one replica. `what` names the change, as the refusal's first words.
+ */
+async function assertOneWriter(c: KubeClients, namespace: string, d: V1Deployment, what: string, change: 'pod template' | { replicas: number }): Promise<void> {
+  const name = `deployments.apps/${d.metadata?.name ?? ''}`;
+  if (change === 'pod template') {
+    const how = await restartMethodOf(c, namespace, d);
+    if (how.method === 'scale-to-zero' && how.replicas > 0) throw refused(`${what} of ${name} in namespace ${namespace} is refused: ${how.reason}; set strategy Recreate, or scale it to 0 first`);
+    return;
+  }
+  if (change.replicas <= 1) return;
+  const claims = await singleWriterClaimsOf(c, namespace, d);
+  if (claims.length > 0)
+    throw refused(`${what} of ${name} in namespace ${namespace} to ${change.replicas} replicas is refused: its pods mount ${claimList(claims)} (ReadWriteOnce), which only one server may write`);
+}
+
+const claimList = (claims: string[]) => claims.map((n) => `persistentvolumeclaims/${n}`).join(', ');
 
 function rolloutStatus(d: V1Deployment): RolloutStatus {
   const wanted = d.spec?.replicas ?? 1;
@@ -266,6 +286,7 @@ export function createKubernetesRolloutActivities(scope: KubeScope) {
       if (canonical(template) === canonical(templateWithoutHash(d.spec?.template))) {
         return { ...change(before, before, dryRun, ''), toRevision, message: `no change (current template already matches revision ${toRevision})` };
       }
+      await assertOneWriter(c, namespace, d, 'a rollback', 'pod template');
       const annotations: Record<string, string> = {};
       for (const [k, v] of Object.entries(d.metadata?.annotations ?? {})) if (annotationsKeptOnRollback.has(k)) annotations[k] = v;
       for (const [k, v] of Object.entries(target.metadata?.annotations ?? {})) if (!annotationsKeptOnRollback.has(k)) annotations[k] = v;
@@ -290,9 +311,7 @@ export function createKubernetesRolloutActivities(scope: KubeScope) {
         throw invalidInput('restartedAt must be an ISO time chosen by the caller (e.g. the workflow start time), so a retry does not restart twice');
       }
       const d = await readDeployment(c, namespace, deployment);
-      const how = await restartMethodOf(c, namespace, d);
-      if (how.method !== 'rollout')
-        throw refused(`a rolling restart of deployments.apps/${deployment} in namespace ${namespace} is refused: ${how.reason}; restart it by scaling to 0 and back, or set strategy Recreate`);
+      await assertOneWriter(c, namespace, d, 'a rolling restart', 'pod template');
       const previous = d.spec?.template?.metadata?.annotations?.[restartedAtAnnotation];
       const before = { ...(previous ? { restartedAt: previous } : {}), ...(revisionOf(d) ? { revision: revisionOf(d) } : {}) };
       if (previous === restartedAt) return change(before, before, dryRun, '');
@@ -383,6 +402,7 @@ export function createKubernetesRolloutActivities(scope: KubeScope) {
       const { body: scale } = await kcall('get', `deployments.apps/${deployment}/scale`, namespace, () => c.apps.readNamespacedDeploymentScale(deployment, namespace));
       const before = { replicas: scale.spec?.replicas ?? 0 };
       if (before.replicas === replicas) return change(before, before, dryRun, '');
+      if (replicas > before.replicas) await assertOneWriter(c, namespace, await readDeployment(c, namespace, deployment), 'scaling', { replicas });
       const { body: after } = await kcall('patch', `deployments.apps/${deployment}/scale`, namespace, () =>
         c.apps.patchNamespacedDeploymentScale(deployment, namespace, { spec: { replicas } }, undefined, dryRunParam(dryRun), fieldManager, undefined, undefined, mergePatch),
       );
@@ -423,6 +443,7 @@ export function createKubernetesRolloutActivities(scope: KubeScope) {
         c.apps.patchNamespacedDeployment(deployment, namespace, patch, undefined, 'All', fieldManager, undefined, undefined, strategicPatch),
       );
       const wanted = resourcesOf(found(preview));
+      if (canonical(wanted) !== canonical(before)) await assertOneWriter(c, namespace, d, 'new resources', 'pod template');
       if (canonical(wanted) === canonical(before) || dryRun) return change(before, wanted, dryRun, `deployments.apps/${deployment} container ${container} resources`);
       const { body: after } = await kcall('patch', `deployments.apps/${deployment}`, namespace, () =>
         c.apps.patchNamespacedDeployment(deployment, namespace, patch, undefined, undefined, fieldManager, undefined, undefined, strategicPatch),

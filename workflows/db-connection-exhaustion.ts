@@ -1,4 +1,4 @@
-import { patched, workflowInfo } from '@temporalio/workflow';
+import { CancellationScope, patched, workflowInfo } from '@temporalio/workflow';
 import type { z } from 'zod';
 import type { Activities } from '../activities';
 import { type DbConnectionExhaustionInput, type dbConnectionExhaustionInput } from '../common/inputs/db-connection-exhaustion';
@@ -166,16 +166,20 @@ async function restartDatabaseStep(run: RunbookRun, input: Input, stats: Connect
  */
 async function restartByScalingToZero(input: Input, replicas: number, onStranded: (note: string) => void): Promise<string> {
   const { namespace, deployment } = input;
-  await write.scaleDeployment({ namespace, deployment, replicas: 0 });
-  try {
-    const gone = await wait.waitForNoPods({ namespace, deployment, timeoutSeconds: input.restartTimeoutSeconds });
-    await write.scaleDeployment({ namespace, deployment, replicas });
-    return `deployments.apps/${deployment} scaled to 0, no pod left after ${Math.round(gone.waitedMs / 1000)}s, scaled back to ${replicas}`;
-  } catch (err) {
-    const note = `${namespace}/${deployment} is at 0 replicas (the database is down): ${errorText(err)}. Once no pod of it is left, restore with: kubectl -n ${namespace} scale deployment/${deployment} --replicas=${replicas}`;
-    onStranded(note);
-    throw failure('RolloutIncomplete', note);
-  }
+  // Not given up on a cancel from Temporal: that would leave the database down.
+  return CancellationScope.nonCancellable(async () => {
+    await write.scaleDeployment({ namespace, deployment, replicas: 0 });
+    try {
+      const gone = await wait.waitForNoPods({ namespace, deployment, timeoutSeconds: input.restartTimeoutSeconds });
+      await write.scaleDeployment({ namespace, deployment, replicas });
+      return `deployments.apps/${deployment} scaled to 0, no pod left after ${Math.round(gone.waitedMs / 1000)}s, scaled back to ${replicas}`;
+    } catch (err) {
+      // What to do first: the cause after it may be long and is cut in the timeline.
+      const note = `${namespace}/${deployment} is at 0 replicas (the database is down). Once no pod of it is left, restore with: kubectl -n ${namespace} scale deployment/${deployment} --replicas=${replicas}. Cause: ${errorText(err)}`;
+      onStranded(note);
+      throw failure('RolloutIncomplete', note);
+    }
+  });
 }
 
 /** The incident report and the result: connections before and after. */

@@ -217,12 +217,15 @@ export function appTlsCertificate(ns: string): Obj {
 }
 
 function deployment(name: string, replicas: number, container: Record<string, unknown>, extra: { volumes?: unknown[]; annotations?: Record<string, string> } = {}): Obj {
+  // A server with a volume of its own (ReadWriteOnce) stops before its successor starts.
+  const ownsVolume = (extra.volumes ?? []).some((v) => (v as { persistentVolumeClaim?: unknown }).persistentVolumeClaim !== undefined);
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
     metadata: { name, namespace: ns, labels: appLabels(name) },
     spec: {
       replicas,
+      ...(ownsVolume ? { strategy: { type: 'Recreate' } } : {}),
       revisionHistoryLimit: 10,
       selector: { matchLabels: { app: name } },
       template: {

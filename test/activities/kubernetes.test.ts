@@ -9,7 +9,7 @@ import { activityHarness, type ActivityHarness } from '../helpers/activity-conte
 import { adminKubeConfig, kubernetesNamespace as ns, scratchNamespace, waitForRollout } from '../helpers/kube-cluster';
 import { newRolloutRevision, patchDeployment, setCertificateStatus } from '../helpers/kube-objects';
 import { putIntoCrashLoop, readyPods, setContainerLogs, setPodUsage, watchPods } from '../helpers/kube-pods';
-import { deleteBoundClaim, deleteDeployment, scratchBoundClaim, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
+import { deleteBoundClaim, deleteDeployment, deleteSingleWriter, scratchBoundClaim, scratchDeployment, scratchSingleWriter, unique } from '../helpers/kube-activity-scratch';
 import { testbedEnv } from '../helpers/testbed';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { failureOf } from '../helpers/failures';
@@ -389,60 +389,51 @@ describe('rollouts', () => {
     expect((await failureOf(h.run('restartRollout', { namespace: ns, deployment: dep, restartedAt: 'now' }))).type).toBe('InvalidInput');
   });
 
-  test('a single-writer volume under RollingUpdate: the rolling restart is refused (dry run too) and nothing changes; Recreate or no such volume may roll', async () => {
-    const before = await apps.readNamespacedDeployment('postgres', ns);
+  test('a single-writer volume under RollingUpdate: restart, rollback, new resources and more replicas are refused (dry run too) and nothing changes; Recreate may roll', async () => {
+    const rolling = unique('kt-rwo-rolling');
+    cleanups.push(() => deleteSingleWriter(kc, rolling));
+    await scratchSingleWriter(kc, rolling);
+    await newRolloutRevision(kc, ns, rolling); // a revision to roll back to
+    const before = await apps.readNamespacedDeployment(rolling, ns);
+    const where = `deployments.apps/${rolling} in namespace ${ns}`;
+    const why = `its pods mount persistentvolumeclaims/${rolling} (ReadWriteOnce) and strategy RollingUpdate would start the new pod before the old one stops; set strategy Recreate, or scale it to 0 first`;
     for (const dryRun of [true, false]) {
-      const f = await failureOf(h.run('restartRollout', { namespace: ns, deployment: 'postgres', restartedAt: new Date().toISOString(), dryRun }));
-      expect([f.type, f.nonRetryable, f.message]).toEqual([
-        'Refused',
-        true,
-        `a rolling restart of deployments.apps/postgres in namespace ${ns} is refused: its pods mount persistentvolumeclaims/postgres-pvc (ReadWriteOnce) and strategy RollingUpdate would start the new pod before the old one stops; restart it by scaling to 0 and back, or set strategy Recreate`,
+      const refusals = await Promise.all([
+        failureOf(h.run('restartRollout', { namespace: ns, deployment: rolling, restartedAt: new Date().toISOString(), dryRun })),
+        failureOf(h.run('rollbackDeployment', { namespace: ns, deployment: rolling, dryRun })),
+        failureOf(h.run('setContainerResources', { namespace: ns, deployment: rolling, container: 'db', limits: { memory: '512Mi' }, dryRun })),
+        failureOf(h.run('scaleDeployment', { namespace: ns, deployment: rolling, replicas: 2, dryRun })),
+      ]);
+      expect(refusals.map((f) => [f.type, f.nonRetryable, f.message])).toEqual([
+        ['Refused', true, `a rolling restart of ${where} is refused: ${why}`],
+        ['Refused', true, `a rollback of ${where} is refused: ${why}`],
+        ['Refused', true, `new resources of ${where} is refused: ${why}`],
+        ['Refused', true, `scaling of ${where} to 2 replicas is refused: its pods mount persistentvolumeclaims/${rolling} (ReadWriteOnce), which only one server may write`],
       ]);
     }
-    const after = await apps.readNamespacedDeployment('postgres', ns);
-    expect(after.body.metadata?.generation).toBe(before.body.metadata?.generation);
-    expect(await h.run('restartMethod', { namespace: ns, deployment: 'postgres' })).toMatchObject({
+    const after = await apps.readNamespacedDeployment(rolling, ns);
+    expect([after.body.metadata?.generation, after.body.spec?.replicas]).toEqual([before.body.metadata?.generation, 1]);
+    expect(await h.run('restartMethod', { namespace: ns, deployment: rolling })).toMatchObject({
       method: 'scale-to-zero',
       strategy: 'RollingUpdate',
       replicas: 1,
-      singleWriterClaims: ['postgres-pvc'],
+      singleWriterClaims: [rolling],
     });
     expect(await h.run('restartMethod', { namespace: ns, deployment: dep })).toMatchObject({ method: 'rollout', singleWriterClaims: [] });
-    // Recreate stops the old pods before it starts new ones: a rolling restart is fine then (checked by dry run).
-    const recreate = unique('kt-recreate');
-    cleanups.push(() => deleteDeployment(kc, recreate));
-    await apps.createNamespacedDeployment(ns, {
-      metadata: { name: recreate, labels: { 'runbook-test/scratch': 'true' } },
-      spec: {
-        replicas: 0,
-        strategy: { type: 'Recreate' },
-        selector: { matchLabels: { app: recreate } },
-        template: {
-          metadata: { labels: { app: recreate } },
-          spec: { nodeSelector: { type: 'kwok' }, containers: [{ name: 'db', image: 'postgres:15' }], volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'postgres-pvc' } }] },
-        },
-      },
-    });
-    expect(await h.run('restartMethod', { namespace: ns, deployment: recreate })).toMatchObject({ method: 'rollout', strategy: 'Recreate', singleWriterClaims: ['postgres-pvc'] });
-    expect(await h.run('restartRollout', { namespace: ns, deployment: recreate, restartedAt: new Date().toISOString(), dryRun: true })).toMatchObject({ changed: true, dryRun: true });
+    // At 0 nothing runs, so a new template may be written.
+    await h.run('scaleDeployment', { namespace: ns, deployment: rolling, replicas: 0 });
+    expect(await h.run('setContainerResources', { namespace: ns, deployment: rolling, container: 'db', limits: { memory: '512Mi' }, dryRun: true })).toMatchObject({ changed: true });
+    // The seeded database stops its old pod before it starts a new one (Recreate): a rolling restart is fine.
+    expect(await h.run('restartMethod', { namespace: ns, deployment: 'postgres' })).toMatchObject({ method: 'rollout', strategy: 'Recreate', singleWriterClaims: ['postgres-pvc'] });
+    expect(await h.run('restartRollout', { namespace: ns, deployment: 'postgres', restartedAt: new Date().toISOString(), dryRun: true })).toMatchObject({ changed: true, dryRun: true });
+    // More than one server on its volume is refused whatever the strategy.
+    expect((await failureOf(h.run('scaleDeployment', { namespace: ns, deployment: 'postgres', replicas: 3, dryRun: true }))).type).toBe('Refused');
   });
 
   test('why: a rolling restart done by hand on a ReadWriteOnce deployment runs two pods on the volume at once (watched)', async () => {
     const name = unique('kt-rwo');
-    cleanups.push(() => deleteBoundClaim(kc, name));
-    cleanups.push(() => deleteDeployment(kc, name));
-    await scratchBoundClaim(kc, name, 'fixed', '1Gi');
-    await apps.createNamespacedDeployment(ns, {
-      metadata: { name, labels: { 'runbook-test/scratch': 'true' } },
-      spec: {
-        replicas: 1,
-        selector: { matchLabels: { app: name } },
-        template: {
-          metadata: { labels: { app: name } },
-          spec: { nodeSelector: { type: 'kwok' }, containers: [{ name: 'db', image: 'postgres:15' }], volumes: [{ name: 'data', persistentVolumeClaim: { claimName: name } }] },
-        },
-      },
-    });
+    cleanups.push(() => deleteSingleWriter(kc, name));
+    await scratchSingleWriter(kc, name);
     await readyPods(kc, ns, `app=${name}`, 1);
     expect(await h.run('restartMethod', { namespace: ns, deployment: name })).toMatchObject({ method: 'scale-to-zero', singleWriterClaims: [name] });
     const pods = await watchPods(kc, ns, `app=${name}`);

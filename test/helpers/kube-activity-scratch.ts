@@ -31,6 +31,38 @@ export async function scratchDeployment(kc: KubeConfig, name: string, options: {
   return (await apps.readNamespacedDeployment(name, kubernetesNamespace)).body;
 }
 
+/**
+ * A database-like Deployment of one's own: its pods mount a ReadWriteOnce claim of its own (same
+ * name), strategy RollingUpdate unless told, pods ready. Removed with deleteSingleWriter.
+ */
+export async function scratchSingleWriter(kc: KubeConfig, name: string, options: { strategy?: 'RollingUpdate' | 'Recreate'; replicas?: number } = {}): Promise<V1Deployment> {
+  const apps = kc.makeApiClient(AppsV1Api);
+  await scratchBoundClaim(kc, name, 'fixed', '1Gi');
+  await apps.createNamespacedDeployment(kubernetesNamespace, {
+    metadata: { name, labels: { 'runbook-test/scratch': 'true' } },
+    spec: {
+      replicas: options.replicas ?? 1,
+      strategy: { type: options.strategy ?? 'RollingUpdate' },
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: {
+          nodeSelector: { type: 'kwok' },
+          containers: [{ name: 'db', image: 'postgres:15', resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '500m', memory: '256Mi' } } }],
+          volumes: [{ name: 'data', persistentVolumeClaim: { claimName: name } }],
+        },
+      },
+    },
+  });
+  await waitForRollout(kc, kubernetesNamespace, name);
+  return (await apps.readNamespacedDeployment(name, kubernetesNamespace)).body;
+}
+
+export async function deleteSingleWriter(kc: KubeConfig, name: string): Promise<void> {
+  await deleteDeployment(kc, name);
+  await deleteBoundClaim(kc, name);
+}
+
 export async function deleteDeployment(kc: KubeConfig, name: string): Promise<void> {
   await kc.makeApiClient(AppsV1Api).deleteNamespacedDeployment(name, kubernetesNamespace, undefined, undefined, 0, undefined, 'Foreground').catch(ignore404);
 }

@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { WorkflowFailedError } from '@temporalio/client';
+import { CancelledFailure, WorkflowFailedError } from '@temporalio/client';
 import { AppsV1Api, CoreV1Api, KubernetesObjectApi, type KubernetesObject } from '@kubernetes/client-node';
 import { Client as PgClient } from 'pg';
 import { waitUntil } from '../../scripts/testbed/processes';
 import type { DbConnectionExhaustionResult } from '../../workflows/db-connection-exhaustion';
+import type { RunbookClient } from '../../client/runbook-client';
 import { recordHistory } from '../helpers/histories';
-import { adminKubeConfig } from '../helpers/kube-cluster';
+import { adminKubeConfig, kubernetesNamespace } from '../helpers/kube-cluster';
+import { deleteSingleWriter, scratchSingleWriter, unique } from '../helpers/kube-activity-scratch';
 import { watchPods } from '../helpers/kube-pods';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
@@ -55,15 +57,28 @@ describe('dbConnectionExhaustion', () => {
     }
   }
 
+  const kc = adminKubeConfig();
+  /** Deployments of this test's own, database-like but restarted by scaling to 0 (RollingUpdate on a ReadWriteOnce claim). */
+  const scratch: string[] = [];
+
+  async function singleWriterRollingUpdate(): Promise<string> {
+    const name = unique('dbce-rwo');
+    scratch.push(name);
+    await scratchSingleWriter(kc, name);
+    return name;
+  }
+
   /** Runs share one workflow id per target (dedupe): a run left behind by a failed test must not be joined by the next. */
   async function terminateLeftover(): Promise<void> {
-    await terminateRuns(config.temporal, ['dbConnectionExhaustion/short-drama-prod/postgres', 'lock/short-drama-prod/postgres']);
+    const ids = ['postgres', ...scratch].flatMap((d) => [`dbConnectionExhaustion/${kubernetesNamespace}/${d}`, `lock/${kubernetesNamespace}/${d}`]);
+    await terminateRuns(config.temporal, ids);
   }
 
   beforeAll(terminateLeftover);
 
   afterEach(async () => {
     await terminateLeftover();
+    await Promise.all(scratch.splice(0).map((name) => deleteSingleWriter(kc, name)));
     await Promise.all(clients.splice(0).map((c) => c.end().catch(() => undefined)));
     const admin = new PgClient({ connectionString: env.DATABASE_URL });
     await admin.connect();
@@ -76,32 +91,42 @@ describe('dbConnectionExhaustion', () => {
     const app = `leaky-${randomUUID().slice(0, 8)}`;
     await openConnections(app, 12);
     await waitUntil('idle sessions 2 s old', async () => (await sessions(app)).idle === 12);
-    const result = await withRunbooks(config, async ({ runbooks }) => {
-      const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }, { startedBy: 'erin' });
-      return runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
+    const rolling = await singleWriterRollingUpdate();
+    const [result, scaled] = await withRunbooks(config, async ({ runbooks }) => {
+      const planOf = async (deployment: string) => {
+        const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { deployment, idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }, { startedBy: 'erin' });
+        return runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
+      };
+      return [await planOf('postgres'), await planOf(rolling)];
     });
     expect(result.outcome).toBe('planned');
     expect(result.plan.map((p) => [p.stepId, p.change.summary])).toEqual([
       ['terminate-idle', 'terminate idle connections to short_drama_prod older than 1s, at most 50'],
       ['raise-max-connections', 'max_connections 100 -> 150 (ALTER SYSTEM; takes effect after a restart)'],
-      [
-        'restart-database',
-        'restart of short-drama-prod/postgres by scaling 1 -> 0, waiting until no pod of it exists, then back to 1 (its pods mount persistentvolumeclaims/postgres-pvc (ReadWriteOnce) and strategy RollingUpdate would start the new pod before the old one stops)',
-      ],
+      // The seeded database rolls with Recreate: the old pod stops before the new one starts.
+      ['restart-database', expect.stringMatching(/^rolling restart of short-drama-prod\/postgres \(restartedAt \S+\)$/)],
     ]);
+    expect(scaled.plan.find((p) => p.stepId === 'restart-database')?.change.summary).toBe(
+      `restart of short-drama-prod/${rolling} by scaling 1 -> 0, waiting until no pod of it exists, then back to 1 (its pods mount persistentvolumeclaims/${rolling} (ReadWriteOnce) and strategy RollingUpdate would start the new pod before the old one stops)`,
+    );
     expect((result.plan[0]!.change.observed as { matching: number }).matching).toBeGreaterThanOrEqual(12);
     expect(await sessions(app)).toEqual({ idle: 12, active: 2 });
     expect(await pgSetting()).toEqual({ setting: '100', pending_restart: false });
     expect(result.report?.markdownKey).toMatch(/^runbooks\/reports\/dbConnectionExhaustion\//); // the diagnosis is reported too
   });
 
-  test('execute + approve: only old idle sessions go, max_connections pending, the database restarted once, report written', async () => {
+  test('execute + approve on a RollingUpdate deployment with a ReadWriteOnce volume: only old idle sessions go, max_connections pending, scaled to 0 and back once, report written', async () => {
+    const rolling = await singleWriterRollingUpdate();
     const app = `leaky-${randomUUID().slice(0, 8)}`;
     await openConnections(app, 15);
     await waitUntil('15 idle sessions', async () => (await sessions(app)).idle === 15);
-    const pods = await watchPods(adminKubeConfig(), 'short-drama-prod', 'app=postgres');
+    const pods = await watchPods(kc, kubernetesNamespace, `app=${rolling}`);
     const result = await withRunbooks(config, async ({ runbooks, client }) => {
-      const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150, severity: 'P0' }, { startedBy: 'erin' });
+      const { workflowId } = await runbooks.startRunbook(
+        'dbConnectionExhaustion',
+        { deployment: rolling, mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150, severity: 'P0' },
+        { startedBy: 'erin' },
+      );
       await approveEach(runbooks, workflowId, ['terminate-idle', 'raise-max-connections', 'restart-database']);
       const finished = await runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
       await recordHistory(client.workflow.getHandle(workflowId), 'approved-scale-to-zero');
@@ -112,7 +137,9 @@ describe('dbConnectionExhaustion', () => {
     expect(await pgSetting()).toEqual({ setting: '100', pending_restart: true });
     expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.stepId)).toEqual(['terminate-idle', 'raise-max-connections', 'restart-database']);
     const restart = result.timeline.find((e) => e.event === 'applied' && e.stepId === 'restart-database')!;
-    expect(restart.detail).toMatch(/^deployments\.apps\/postgres scaled to 0, no pod left after \d+s, scaled back to 1; rollout complete \(1\/1 ready\); PostgreSQL .* accepts connections/);
+    expect(restart.detail).toMatch(
+      new RegExp(`^deployments\\.apps/${rolling} scaled to 0, no pod left after \\d+s, scaled back to 1; rollout complete \\(1/1 ready\\); PostgreSQL .* accepts connections`),
+    );
     // Watched for real: the old pod was gone before the new one was created, never two on the volume.
     pods.stop();
     expect(pods.seen.size).toBe(2);
@@ -144,7 +171,7 @@ describe('dbConnectionExhaustion', () => {
     expect(await pgSetting()).toEqual({ setting: '100', pending_restart: false });
   });
 
-  test('a worker lost between two steps: another worker resumes, and the database is restarted exactly once', async () => {
+  test('a worker lost between two steps: another worker resumes, and the seeded database (Recreate) is restarted exactly once, never two postgres pods at once (watched)', async () => {
     const apps = adminKubeConfig().makeApiClient(AppsV1Api);
     const revisionOf = async () => Number((await apps.readNamespacedDeployment('postgres', 'short-drama-prod')).body.metadata?.annotations?.['deployment.kubernetes.io/revision']);
     const before = await revisionOf();
@@ -167,135 +194,173 @@ describe('dbConnectionExhaustion', () => {
     });
     expect(result.outcome).toBe('completed');
     expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.stepId)).toEqual(['terminate-idle', 'raise-max-connections', 'restart-database']);
-    // Scaled to 0 and back (no new revision), once: one pod replaced by exactly one other.
-    expect(await revisionOf()).toBe(before);
+    expect(result.timeline.find((e) => e.event === 'applied' && e.stepId === 'restart-database')?.detail).toMatch(
+      /^changed deployments\.apps\/postgres restartedAt=\S+; rollout complete \(1\/1 ready\)/,
+    );
+    // One rollout (Recreate), once: one pod replaced by exactly one other, the old gone before the new one was created.
+    expect(await revisionOf()).toBe(before + 1);
     pods.stop();
     expect([pods.seen.size, pods.maxAtOnce()]).toEqual([2, 1]);
     expect(await pgSetting()).toEqual({ setting: '100', pending_restart: true });
   });
 
-  test('the scale back is denied while postgres is at 0: the step fails, nothing scales back onto a volume blindly, and the report says it is at 0 and how to restore', async () => {
-    const kc = adminKubeConfig();
+  test('the scale back is denied while the database is at 0: the step fails, nothing scales back onto a volume blindly, and the report says it is at 0 and how to restore', async () => {
+    const rolling = await singleWriterRollingUpdate();
     const apps = kc.makeApiClient(AppsV1Api);
     const objects = KubernetesObjectApi.makeApiClient(kc);
-    const policyName = `test-postgres-stays-down-${randomUUID().slice(0, 8)}`;
-    // An admission policy of the real API server that lets postgres scale to 0 but not back up.
+    const policyName = `test-db-stays-down-${randomUUID().slice(0, 8)}`;
+    // An admission policy of the real API server that lets the deployment scale to 0 but not back up.
     const policy = {
       apiVersion: 'admissionregistration.k8s.io/v1',
       kind: 'ValidatingAdmissionPolicy',
       metadata: { name: policyName },
       spec: {
         failurePolicy: 'Fail',
-        matchConstraints: { resourceRules: [{ apiGroups: ['apps'], apiVersions: ['v1'], operations: ['UPDATE'], resources: ['deployments/scale'], resourceNames: ['postgres'] }] },
+        matchConstraints: { resourceRules: [{ apiGroups: ['apps'], apiVersions: ['v1'], operations: ['UPDATE'], resources: ['deployments/scale'], resourceNames: [rolling] }] },
         // replicas 0 is left out of the Scale object.
-        validations: [{ expression: '!has(object.spec.replicas) || object.spec.replicas == 0', message: 'change freeze: postgres may only be scaled to 0' }],
+        validations: [{ expression: '!has(object.spec.replicas) || object.spec.replicas == 0', message: `change freeze: ${rolling} may only be scaled to 0` }],
       },
     } as KubernetesObject;
     const binding = {
       apiVersion: 'admissionregistration.k8s.io/v1',
       kind: 'ValidatingAdmissionPolicyBinding',
       metadata: { name: policyName },
-      spec: { policyName, validationActions: ['Deny'], matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'short-drama-prod' } } } },
+      spec: { policyName, validationActions: ['Deny'], matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': kubernetesNamespace } } } },
     } as KubernetesObject;
     const scaleTo = (replicas: number, dryRun?: string) =>
-      apps.patchNamespacedDeploymentScale('postgres', 'short-drama-prod', { spec: { replicas } }, undefined, dryRun, undefined, undefined, undefined, {
+      apps.patchNamespacedDeploymentScale(rolling, kubernetesNamespace, { spec: { replicas } }, undefined, dryRun, undefined, undefined, undefined, {
         headers: { 'Content-Type': 'application/merge-patch+json' },
       });
     const app = `leaky-${randomUUID().slice(0, 8)}`;
     await openConnections(app, 3);
     await waitUntil('3 idle sessions', async () => (await sessions(app)).idle === 3);
-    const pods = await watchPods(kc, 'short-drama-prod', 'app=postgres');
+    const pods = await watchPods(kc, kubernetesNamespace, `app=${rolling}`);
     await objects.create(policy);
     await objects.create(binding);
     try {
-      await waitUntil('the admission policy denies scaling postgres up', async () =>
-        scaleTo(2, 'All').then(
+      await waitUntil('the admission policy denies scaling up', async () =>
+        scaleTo(1, 'All').then(
           () => false,
           () => true,
         ),
       );
       const result = await withRunbooks(config, async ({ runbooks }) => {
-        const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }, { startedBy: 'erin' });
+        const { workflowId } = await runbooks.startRunbook(
+          'dbConnectionExhaustion',
+          { deployment: rolling, mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 },
+          { startedBy: 'erin' },
+        );
         await approveEach(runbooks, workflowId, ['terminate-idle', 'raise-max-connections', 'restart-database']);
         return runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
       });
       expect(result.outcome).toBe('failed');
       const failed = result.timeline.find((e) => e.event === 'failed' && e.stepId === 'restart-database')?.detail ?? '';
+      const restore = `restore with: kubectl -n ${kubernetesNamespace} scale deployment/${rolling} --replicas=1`;
       expect(failed).toMatch(
-        /^short-drama-prod\/postgres is at 0 replicas \(the database is down\): .*change freeze: postgres may only be scaled to 0.*Once no pod of it is left, restore with: kubectl -n short-drama-prod scale deployment\/postgres --replicas=1/,
+        new RegExp(
+          `^${kubernetesNamespace}/${rolling} is at 0 replicas \\(the database is down\\)\\. Once no pod of it is left, ${restore}\\. Cause: .*denied request: change freeze`,
+        ),
       );
       const markdown = await readBucketText(result.report!.markdownKey);
-      expect(markdown).toContain('RESTART INCOMPLETE: short-drama-prod/postgres is at 0 replicas (the database is down)');
-      expect(markdown).toContain('restore with: kubectl -n short-drama-prod scale deployment/postgres --replicas=1');
+      expect(markdown).toContain(`RESTART INCOMPLETE: ${kubernetesNamespace}/${rolling} is at 0 replicas (the database is down)`);
+      expect(markdown).toContain(restore);
       // It is what the report says: at 0, no pod, and never two pods.
-      expect((await apps.readNamespacedDeployment('postgres', 'short-drama-prod')).body.spec?.replicas).toBe(0);
-      expect((await kc.makeApiClient(CoreV1Api).listNamespacedPod('short-drama-prod', undefined, undefined, undefined, undefined, 'app=postgres')).body.items).toEqual([]);
+      expect((await apps.readNamespacedDeployment(rolling, kubernetesNamespace)).body.spec?.replicas).toBe(0);
+      expect((await kc.makeApiClient(CoreV1Api).listNamespacedPod(kubernetesNamespace, undefined, undefined, undefined, undefined, `app=${rolling}`)).body.items).toEqual([]);
       expect(pods.maxAtOnce()).toBe(1);
     } finally {
       pods.stop();
       await objects.delete(binding).catch(() => undefined);
       await objects.delete(policy).catch(() => undefined);
-      // Restored as the report says, for the tests after this one.
-      await waitUntil('postgres scaled back to 1', async () =>
-        scaleTo(1).then(
-          () => true,
-          () => false,
-        ),
-      );
-      await waitUntil('postgres ready again', async () => ((await apps.readNamespacedDeployment('postgres', 'short-drama-prod')).body.status?.readyReplicas ?? 0) === 1);
     }
   });
 
-  test('cancelled while at 0 with the old pod still terminating: no new pod until it is gone, then scaled back; never two pods', async () => {
-    const kc = adminKubeConfig();
+  /** The deployment's only pod, held terminating by a finalizer (as a slow shutdown would) until `release`. */
+  async function holdTerminating(deployment: string): Promise<{ pod: string; release: () => Promise<unknown> }> {
+    const core = kc.makeApiClient(CoreV1Api);
+    const [old] = (await core.listNamespacedPod(kubernetesNamespace, undefined, undefined, undefined, undefined, `app=${deployment}`)).body.items;
+    const pod = old!.metadata!.name!;
+    const patch = (op: object) =>
+      core.patchNamespacedPod(pod, kubernetesNamespace, [op], undefined, undefined, undefined, undefined, undefined, { headers: { 'Content-Type': 'application/json-patch+json' } });
+    await patch({ op: 'add', path: '/metadata/finalizers', value: ['runbook-test/hold'] });
+    return { pod, release: () => patch({ op: 'remove', path: '/metadata/finalizers' }).catch(() => undefined) };
+  }
+
+  /** Starts a run on `deployment`, approves all three steps, and waits until it is at 0 with its old pod still terminating. */
+  async function startAndHoldAtZero(runbooks: RunbookClient, deployment: string, pod: string): Promise<string> {
     const apps = kc.makeApiClient(AppsV1Api);
     const core = kc.makeApiClient(CoreV1Api);
+    const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { deployment, mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }, { startedBy: 'erin' });
+    await approveEach(runbooks, workflowId, ['terminate-idle', 'raise-max-connections', 'restart-database']);
+    await waitUntil('at 0 with the old pod terminating', async () => {
+      const [d, p] = await Promise.all([apps.readNamespacedDeployment(deployment, kubernetesNamespace), core.readNamespacedPod(pod, kubernetesNamespace)]);
+      return d.body.spec?.replicas === 0 && p.body.metadata?.deletionTimestamp !== undefined;
+    });
+    return workflowId;
+  }
+
+  test('cancelled while at 0 with the old pod still terminating: no new pod until it is gone, then scaled back; never two pods', async () => {
+    const rolling = await singleWriterRollingUpdate();
+    const apps = kc.makeApiClient(AppsV1Api);
     const app = `leaky-${randomUUID().slice(0, 8)}`;
     await openConnections(app, 3);
     await waitUntil('3 idle sessions', async () => (await sessions(app)).idle === 3);
-    // A finalizer keeps the old pod terminating (as a slow shutdown would) until the test lets it go.
-    const [old] = (await core.listNamespacedPod('short-drama-prod', undefined, undefined, undefined, undefined, 'app=postgres')).body.items;
-    const oldPod = old!.metadata!.name!;
-    const jsonPatch = { headers: { 'Content-Type': 'application/json-patch+json' } };
-    const release = () =>
-      core.patchNamespacedPod(oldPod, 'short-drama-prod', [{ op: 'remove', path: '/metadata/finalizers' }], undefined, undefined, undefined, undefined, undefined, jsonPatch).catch(() => undefined);
-    await core.patchNamespacedPod(
-      oldPod,
-      'short-drama-prod',
-      [{ op: 'add', path: '/metadata/finalizers', value: ['runbook-test/hold'] }],
-      undefined,
-      undefined,
-      undefined,
-      undefined,
-      undefined,
-      jsonPatch,
-    );
-    const pods = await watchPods(kc, 'short-drama-prod', 'app=postgres');
+    const held = await holdTerminating(rolling);
+    const pods = await watchPods(kc, kubernetesNamespace, `app=${rolling}`);
     try {
       const result = await withRunbooks(config, async ({ runbooks }) => {
-        const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }, { startedBy: 'erin' });
-        await approveEach(runbooks, workflowId, ['terminate-idle', 'raise-max-connections', 'restart-database']);
-        await waitUntil('postgres at 0 with its old pod terminating', async () => {
-          const [d, p] = await Promise.all([apps.readNamespacedDeployment('postgres', 'short-drama-prod'), core.readNamespacedPod(oldPod, 'short-drama-prod')]);
-          return d.body.spec?.replicas === 0 && p.body.metadata?.deletionTimestamp !== undefined;
-        });
+        const workflowId = await startAndHoldAtZero(runbooks, rolling, held.pod);
         await runbooks.cancel(workflowId, { by: 'carol', reason: 'stop now' });
         // Still waiting: the terminating pod may still write the volume, so nothing is scaled back yet.
         await waitUntil('the cancel is recorded', async () => (await runbooks.getStatus(workflowId)).timeline.some((e) => e.event === 'cancelled'));
-        expect((await apps.readNamespacedDeployment('postgres', 'short-drama-prod')).body.spec?.replicas).toBe(0);
-        await release();
+        expect((await apps.readNamespacedDeployment(rolling, kubernetesNamespace)).body.spec?.replicas).toBe(0);
+        await held.release();
         return runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
       });
       // A cancel stops further steps; the restart in progress finishes, so the database is not left down.
       expect(result.outcome).toBe('cancelled');
       expect(result.timeline.find((e) => e.event === 'applied' && e.stepId === 'restart-database')?.detail).toMatch(
-        /^deployments\.apps\/postgres scaled to 0, no pod left after \d+s, scaled back to 1;/,
+        new RegExp(`^deployments\\.apps/${rolling} scaled to 0, no pod left after \\d+s, scaled back to 1;`),
       );
-      expect((await apps.readNamespacedDeployment('postgres', 'short-drama-prod')).body.status?.readyReplicas).toBe(1);
+      expect((await apps.readNamespacedDeployment(rolling, kubernetesNamespace)).body.status?.readyReplicas).toBe(1);
       pods.stop();
       expect([pods.seen.size, pods.maxAtOnce()]).toEqual([2, 1]);
     } finally {
-      await release();
+      pods.stop();
+      await held.release();
+    }
+  });
+
+  test('cancelled from Temporal (the UI) while at 0: the scale back still waits for the old pod, then happens; the run ends cancelled, never two pods', async () => {
+    const rolling = await singleWriterRollingUpdate();
+    const apps = kc.makeApiClient(AppsV1Api);
+    const app = `leaky-${randomUUID().slice(0, 8)}`;
+    await openConnections(app, 3);
+    await waitUntil('3 idle sessions', async () => (await sessions(app)).idle === 3);
+    const held = await holdTerminating(rolling);
+    const pods = await watchPods(kc, kubernetesNamespace, `app=${rolling}`);
+    try {
+      const ended = await withRunbooks(config, async ({ runbooks, client }) => {
+        const workflowId = await startAndHoldAtZero(runbooks, rolling, held.pod);
+        const handle = client.workflow.getHandle(workflowId);
+        await handle.cancel();
+        await waitUntil('the cancel request is in the history', async () => (await handle.fetchHistory()).events!.some((e) => e.workflowExecutionCancelRequestedEventAttributes != null));
+        expect((await apps.readNamespacedDeployment(rolling, kubernetesNamespace)).body.spec?.replicas).toBe(0);
+        await held.release();
+        return handle.result().then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+      });
+      expect(ended).toBeInstanceOf(WorkflowFailedError);
+      expect((ended as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
+      // Not left down: back to 1 once the old pod was gone.
+      await waitUntil('scaled back to 1 and ready', async () => (await apps.readNamespacedDeployment(rolling, kubernetesNamespace)).body.status?.readyReplicas === 1);
+      pods.stop();
+      expect([pods.seen.size, pods.maxAtOnce()]).toEqual([2, 1]);
+    } finally {
+      pods.stop();
+      await held.release();
     }
   });
 
