@@ -257,9 +257,7 @@ describe('dbConnectionExhaustion', () => {
       const failed = result.timeline.find((e) => e.event === 'failed' && e.stepId === 'restart-database')?.detail ?? '';
       const restore = `restore with: kubectl -n ${kubernetesNamespace} scale deployment/${rolling} --replicas=1`;
       expect(failed).toMatch(
-        new RegExp(
-          `^${kubernetesNamespace}/${rolling} is at 0 replicas \\(the database is down\\)\\. Once no pod of it is left, ${restore}\\. Cause: .*denied request: change freeze`,
-        ),
+        new RegExp(`^${kubernetesNamespace}/${rolling} is at 0 replicas \\(the database is down\\)\\. Once no pod of it is left, ${restore}\\. Cause: .*denied request: change freeze`),
       );
       const markdown = await readBucketText(result.report!.markdownKey);
       expect(markdown).toContain(`RESTART INCOMPLETE: ${kubernetesNamespace}/${rolling} is at 0 replicas (the database is down)`);
