@@ -345,10 +345,12 @@ describe('dbConnectionExhaustion', () => {
         await waitUntil('the cancel request is in the history', async () => (await handle.fetchHistory()).events!.some((e) => e.workflowExecutionCancelRequestedEventAttributes != null));
         expect((await apps.readNamespacedDeployment(rolling, kubernetesNamespace)).body.spec?.replicas).toBe(0);
         await held.release();
-        return handle.result().then(
+        const outcome = await handle.result().then(
           () => undefined,
           (err: unknown) => err,
         );
+        await recordHistory(handle, 'temporal-cancel-at-zero');
+        return outcome;
       });
       expect(ended).toBeInstanceOf(WorkflowFailedError);
       expect((ended as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
