@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { CancelledFailure, WorkflowFailedError } from '@temporalio/client';
+import { CancelledFailure, WorkflowFailedError, type Client } from '@temporalio/client';
 import { AppsV1Api, CoreV1Api, KubernetesObjectApi, type KubernetesObject } from '@kubernetes/client-node';
 import { Client as PgClient } from 'pg';
 import { waitUntil } from '../../scripts/testbed/processes';
@@ -8,7 +8,7 @@ import type { RunbookClient } from '../../client/runbook-client';
 import { recordHistory } from '../helpers/histories';
 import { adminKubeConfig, kubernetesNamespace } from '../helpers/kube-cluster';
 import { deleteSingleWriter, scratchSingleWriter, unique } from '../helpers/kube-activity-scratch';
-import { watchPods } from '../helpers/kube-pods';
+import { watchPods, type PodWatch } from '../helpers/kube-pods';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
 import { approveEach, expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
@@ -297,71 +297,77 @@ describe('dbConnectionExhaustion', () => {
     return workflowId;
   }
 
-  test('cancelled while at 0 with the old pod still terminating: no new pod until it is gone, then scaled back; never two pods', async () => {
-    const rolling = await singleWriterRollingUpdate();
-    const apps = kc.makeApiClient(AppsV1Api);
+  /**
+   * A run on a deployment of its own (RollingUpdate, ReadWriteOnce), all steps approved, held at 0
+   * replicas while its old pod stays terminating; `whileAtZero` acts, then lets the pod go with
+   * `release`. Pods are watched until `whileAtZero` returns.
+   */
+  async function heldAtZero<T>(
+    whileAtZero: (run: { runbooks: RunbookClient; client: Client; workflowId: string; deployment: string; release: () => Promise<unknown> }) => Promise<T>,
+  ): Promise<{ value: T; pods: PodWatch; deployment: string }> {
+    const deployment = await singleWriterRollingUpdate();
     const app = `leaky-${randomUUID().slice(0, 8)}`;
     await openConnections(app, 3);
     await waitUntil('3 idle sessions', async () => (await sessions(app)).idle === 3);
-    const held = await holdTerminating(rolling);
-    const pods = await watchPods(kc, kubernetesNamespace, `app=${rolling}`);
+    const held = await holdTerminating(deployment);
+    const pods = await watchPods(kc, kubernetesNamespace, `app=${deployment}`);
     try {
-      const result = await withRunbooks(config, async ({ runbooks }) => {
-        const workflowId = await startAndHoldAtZero(runbooks, rolling, held.pod);
-        await runbooks.cancel(workflowId, { by: 'carol', reason: 'stop now' });
-        // Still waiting: the terminating pod may still write the volume, so nothing is scaled back yet.
-        await waitUntil('the cancel is recorded', async () => (await runbooks.getStatus(workflowId)).timeline.some((e) => e.event === 'cancelled'));
-        expect((await apps.readNamespacedDeployment(rolling, kubernetesNamespace)).body.spec?.replicas).toBe(0);
-        await held.release();
-        return runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
+      const value = await withRunbooks(config, async ({ runbooks, client }) => {
+        const workflowId = await startAndHoldAtZero(runbooks, deployment, held.pod);
+        return whileAtZero({ runbooks, client, workflowId, deployment, release: held.release });
       });
-      // A cancel stops further steps; the restart in progress finishes, so the database is not left down.
-      expect(result.outcome).toBe('cancelled');
-      expect(result.timeline.find((e) => e.event === 'applied' && e.stepId === 'restart-database')?.detail).toMatch(
-        new RegExp(`^deployments\\.apps/${rolling} scaled to 0, no pod left after \\d+s, scaled back to 1;`),
-      );
-      expect((await apps.readNamespacedDeployment(rolling, kubernetesNamespace)).body.status?.readyReplicas).toBe(1);
-      pods.stop();
-      expect([pods.seen.size, pods.maxAtOnce()]).toEqual([2, 1]);
+      return { value, pods, deployment };
     } finally {
       pods.stop();
       await held.release();
     }
+  }
+
+  const readyReplicas = async (deployment: string) => (await kc.makeApiClient(AppsV1Api).readNamespacedDeployment(deployment, kubernetesNamespace)).body.status?.readyReplicas;
+  const wantedReplicas = async (deployment: string) => (await kc.makeApiClient(AppsV1Api).readNamespacedDeployment(deployment, kubernetesNamespace)).body.spec?.replicas;
+
+  test('cancelled while at 0 with the old pod still terminating: no new pod until it is gone, then scaled back; never two pods', async () => {
+    const {
+      value: result,
+      pods,
+      deployment,
+    } = await heldAtZero(async ({ runbooks, workflowId, deployment, release }) => {
+      await runbooks.cancel(workflowId, { by: 'carol', reason: 'stop now' });
+      // Still waiting: the terminating pod may still write the volume, so nothing is scaled back yet.
+      await waitUntil('the cancel is recorded', async () => (await runbooks.getStatus(workflowId)).timeline.some((e) => e.event === 'cancelled'));
+      expect(await wantedReplicas(deployment)).toBe(0);
+      await release();
+      const finished = await runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
+      expect(await readyReplicas(deployment)).toBe(1);
+      return finished;
+    });
+    // A cancel stops further steps; the restart in progress finishes, so the database is not left down.
+    expect(result.outcome).toBe('cancelled');
+    expect(result.timeline.find((e) => e.event === 'applied' && e.stepId === 'restart-database')?.detail).toMatch(
+      new RegExp(`^deployments\\.apps/${deployment} scaled to 0, no pod left after \\d+s, scaled back to 1;`),
+    );
+    expect([pods.seen.size, pods.maxAtOnce()]).toEqual([2, 1]);
   });
 
   test('cancelled from Temporal (the UI) while at 0: the scale back still waits for the old pod, then happens; the run ends cancelled, never two pods', async () => {
-    const rolling = await singleWriterRollingUpdate();
-    const apps = kc.makeApiClient(AppsV1Api);
-    const app = `leaky-${randomUUID().slice(0, 8)}`;
-    await openConnections(app, 3);
-    await waitUntil('3 idle sessions', async () => (await sessions(app)).idle === 3);
-    const held = await holdTerminating(rolling);
-    const pods = await watchPods(kc, kubernetesNamespace, `app=${rolling}`);
-    try {
-      const ended = await withRunbooks(config, async ({ runbooks, client }) => {
-        const workflowId = await startAndHoldAtZero(runbooks, rolling, held.pod);
-        const handle = client.workflow.getHandle(workflowId);
-        await handle.cancel();
-        await waitUntil('the cancel request is in the history', async () => (await handle.fetchHistory()).events!.some((e) => e.workflowExecutionCancelRequestedEventAttributes != null));
-        expect((await apps.readNamespacedDeployment(rolling, kubernetesNamespace)).body.spec?.replicas).toBe(0);
-        await held.release();
-        const outcome = await handle.result().then(
-          () => undefined,
-          (err: unknown) => err,
-        );
-        await recordHistory(handle, 'temporal-cancel-at-zero');
-        return outcome;
-      });
-      expect(ended).toBeInstanceOf(WorkflowFailedError);
-      expect((ended as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
+    const { value: ended, pods } = await heldAtZero(async ({ client, workflowId, deployment, release }) => {
+      const handle = client.workflow.getHandle(workflowId);
+      await handle.cancel();
+      await waitUntil('the cancel request is in the history', async () => (await handle.fetchHistory()).events!.some((e) => e.workflowExecutionCancelRequestedEventAttributes != null));
+      expect(await wantedReplicas(deployment)).toBe(0);
+      await release();
+      const outcome = await handle.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      await recordHistory(handle, 'temporal-cancel-at-zero');
       // Not left down: back to 1 once the old pod was gone.
-      await waitUntil('scaled back to 1 and ready', async () => (await apps.readNamespacedDeployment(rolling, kubernetesNamespace)).body.status?.readyReplicas === 1);
-      pods.stop();
-      expect([pods.seen.size, pods.maxAtOnce()]).toEqual([2, 1]);
-    } finally {
-      pods.stop();
-      await held.release();
-    }
+      await waitUntil('scaled back to 1 and ready', async () => (await readyReplicas(deployment)) === 1);
+      return outcome;
+    });
+    expect(ended).toBeInstanceOf(WorkflowFailedError);
+    expect((ended as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
+    expect([pods.seen.size, pods.maxAtOnce()]).toEqual([2, 1]);
   });
 
   test('bad input: a clear non-retryable error before anything is touched', async () => {
