@@ -21,18 +21,9 @@ export const failureTypes = [
 ] as const;
 export type FailureType = (typeof failureTypes)[number];
 
-export const nonRetryableFailureTypes: FailureType[] = [
-  'InvalidInput',
-  'Forbidden',
-  'NotFound',
-  'Refused',
-  'RolloutIncomplete',
-  'ProgressDeadlineExceeded',
-  'AppNotReady',
-  'CommandFailed',
-  'PasswordVerificationFailed',
-  'Cancelled',
-];
+/** Retrying may mend these (a conflict re-read, an outage over, an unknown error once more). */
+const retryableFailureTypes: readonly FailureType[] = ['Conflict', 'Transient', 'Unclassified'];
+export const nonRetryableFailureTypes: FailureType[] = failureTypes.filter((t) => !retryableFailureTypes.includes(t));
 
 /** A failure of one of the types above, non-retryable exactly when retrying cannot help. */
 export function failure(type: FailureType, message: string): ApplicationFailure {

@@ -5,7 +5,7 @@ import { type ApplyNetworkPolicyInput, type applyNetworkPolicyInput } from '../c
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { livePods } from './deployment-spec';
 import { changeText } from './field-changes';
-import { planOnly, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
+import { nothingChanged, planOnly, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
 import { catalog } from '../common/catalog';
@@ -198,7 +198,7 @@ function reportPolicy(
         ? `None (plan mode): nothing was changed.${warnings.length ? ` Before applying, note: ${warnings.join('; ')}.` : ''}`
         : outcome === 'applied'
           ? `From now on, where the cluster's network plugin enforces NetworkPolicies, ${selectedPods.app} pod(s) ${app} in ${namespace} accept connections only from ${ingressController} on TCP ${input.appPort} and open connections only to ${postgres} on TCP ${input.postgresPort} and ${redis} on TCP ${input.redisPort}; everything else is dropped.${warnings.length ? ` Note: ${warnings.join('; ')}.` : ''}`
-          : 'Nothing was changed.',
+          : nothingChanged,
     rootCause: `Network hardening (安全管理 / 网络策略) requested by ${input.startedBy}; not a fault.${drift.length ? ` Drift: the live NetworkPolicy differed from the manual's (${drift.map(changeText).join(', ')}).` : ''}`,
     solution:
       input.mode === 'plan'

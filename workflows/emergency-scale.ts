@@ -2,7 +2,7 @@ import type { ContainerResources } from '../activities/kubernetes-rollouts';
 import { previousSizeAnnotation, type EmergencyScaleInput } from '../common/inputs/emergency-scale';
 import type { RunbookResultBase } from '../common/runbook';
 import { containerOf } from './deployment-spec';
-import { planOnly, RunbookRun } from './kernel/runbook-run';
+import { nothingChanged, planModeImpact, planOnly, RunbookRun } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import {
   amount,
@@ -199,7 +199,7 @@ async function reportScale(
       ? `${where}: plan: ${planLines.join(' | ') || 'nothing to change'}`
       : `${where}: ${applied.join(' | ') || `nothing applied (${steps.map((s) => `${s} ${run.outcomeOf(s) ?? 'not run'}`).join(', ')})`}${after ? `; now ${after.readyPods}/${after.replicas} ready${after.ok ? '' : ' (NOT as planned)'}` : ''}`;
   const result = await run.finish(summary, {
-    impact: input.mode === 'plan' ? `None from this run (plan mode). Now: ${stateText(before)}.` : `Before: ${stateText(before)}.${after ? ` After: ${stateText(after)}.` : ' Nothing was changed.'}`,
+    impact: input.mode === 'plan' ? planModeImpact(`Now: ${stateText(before)}.`) : `Before: ${stateText(before)}.${after ? ` After: ${stateText(after)}.` : ` ${nothingChanged}`}`,
     rootCause:
       action === 'scale'
         ? `Not diagnosed by this runbook: ${input.startedBy} asked (${input.severity}) for emergency capacity on ${where} (${replicasText(input.replicas!)}${wantsResources ? `, ${kinds.flatMap((k) => resourceKeys.filter((x) => asked[k]?.[x]).map((x) => `${k}.${x}=${asked[k]![x]}`)).join(', ')}` : ''}). Use postIncidentReview for the cause.`

@@ -4,7 +4,7 @@ import type { z } from 'zod';
 import { type ProvisionReadonlyAccessInput, type provisionReadonlyAccessInput, type ReadonlyRule } from '../common/inputs/provision-readonly-access';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { changeText } from './field-changes';
-import { planOnly, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
+import { nothingChanged, planOnly, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
 import { catalog } from '../common/catalog';
@@ -235,7 +235,7 @@ function reportAccess(
         ? `None (plan mode): nothing was created or changed. ${where} now: ${describeAccess(accessBefore)}.`
         : outcome === 'applied'
           ? `RBAC objects in ${namespace} changed (${planText}); no workload was touched. Before: ${describeAccess(accessBefore)}. After: ${accessAfter ? describeAccess(accessAfter) : 'not checked'}.`
-          : `Nothing was changed. ${where}: ${describeAccess(accessAfter ?? accessBefore)}.`,
+          : `${nothingChanged} ${where}: ${describeAccess(accessAfter ?? accessBefore)}.`,
     rootCause: `Access request (安全管理 / RBAC配置) by ${input.startedBy}; not a fault.${drifted.length ? ` Drift: ${drifted.map((o) => `${o.kind} ${o.name} differed from the wanted state (${o.changes.map(changeText).join(', ')})`).join('; ')}.` : ''}`,
     solution:
       input.mode === 'plan'

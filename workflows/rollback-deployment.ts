@@ -5,7 +5,7 @@ import type { z } from 'zod';
 import { type RollbackDeploymentInput, type rollbackDeploymentInput } from '../common/inputs/rollback-deployment';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { livePods, podCounts, previousRevision } from './deployment-spec';
-import { planOnly, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
+import { nothingChanged, planModeImpact, planOnly, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
 import { waitForRollout, type CompletedRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
@@ -251,8 +251,8 @@ function reportRollback(run: RunbookRun, input: Input, r: { history: AgedHistory
   return run.finish(`${where}: ${outcomeText[rolledBack] ?? `rollback ${rolledBack}: ${planText}`}`, {
     impact:
       input.mode === 'plan'
-        ? `None from this run (plan mode). Before: ${describeAvailability(before)}.`
-        : `Before: ${describeAvailability(before)}. ${rolledBack === 'applied' || rolledBack === 'failed' ? `The pods of ${where} were replaced by a rolling update; after: ${after ? describeAvailability(after) : 'unknown'}.` : 'Nothing was changed.'}`,
+        ? planModeImpact(`Before: ${describeAvailability(before)}.`)
+        : `Before: ${describeAvailability(before)}. ${rolledBack === 'applied' || rolledBack === 'failed' ? `The pods of ${where} were replaced by a rolling update; after: ${after ? describeAvailability(after) : 'unknown'}.` : nothingChanged}`,
     rootCause: `Not diagnosed by this runbook: ${input.startedBy} asked (${input.severity}) to take ${where} off revision ${history.currentRevision ?? '?'} (${imagesText(current?.images ?? [])}, change-cause ${current?.changeCause ?? 'none'}, rolled out ${age(current?.ageSeconds)}). Use podCrashLoop or postIncidentReview for the cause.`,
     solution,
     prevention:

@@ -2,7 +2,7 @@ import type { z } from 'zod';
 import type { IngressSummary } from '../activities/kubernetes-network';
 import { previousAnnotationsAnnotation, type TrafficAction, type TrafficControlInput, type trafficControlInput } from '../common/inputs/traffic-control';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
-import { planOnly, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
+import { planModeImpact, planOnly, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
 import { failure, type FailureType } from '../common/failures';
@@ -163,7 +163,7 @@ async function reportTraffic(
     {
       impact:
         input.mode === 'plan'
-          ? `None from this run (plan mode). Now: ${stateText(before)}.`
+          ? planModeImpact(`Now: ${stateText(before)}.`)
           : outcome === 'applied'
             ? `${effect[action]}. Before: ${stateText(before)}; after: ${after ? stateText(after) : 'not verified'}.`
             : `Nothing was changed (${outcome}). ${stateText(before)}.`,

@@ -724,3 +724,11 @@ export { durationMs };
 export function planOnly(what: string): string {
   return `Plan only (nothing changed): ${what}.`;
 }
+
+/** The incident report's impact for a plan-mode run, with the state the run found. */
+export function planModeImpact(state: string): string {
+  return `None from this run (plan mode). ${state}`;
+}
+
+/** The incident report's impact when no change was applied. */
+export const nothingChanged = 'Nothing was changed.';
