@@ -82,6 +82,10 @@ function selectorWarnings(namespace: string, t: PolicyTexts, selectedPods: Selec
   ].filter((w): w is string => typeof w === 'string');
 }
 
+/** The run's steps in order; helpers take a run typed by them, so a step id is checked by tsc. */
+const applyNetworkPolicySteps = ['selected-pods', 'apply-policy', 'verify-policy'] as const;
+export type ApplyNetworkPolicyStep = (typeof applyNetworkPolicySteps)[number];
+
 /**
  * 网络策略: the manual's NetworkPolicy (the app's pods accept traffic only from the ingress
  * controller on TCP 8000 and may connect only to postgres on 5432 and redis on 6379), ⚠ server-side
@@ -94,7 +98,7 @@ export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<
   const input = validateInput(catalog.applyNetworkPolicy, raw);
   const { namespace, policy } = input;
   const where = `${namespace}/${policy}`;
-  const run = await RunbookRun.begin(catalog.applyNetworkPolicy, input, ['selected-pods', 'apply-policy', 'verify-policy']);
+  const run = await RunbookRun.begin(catalog.applyNetworkPolicy, input, applyNetworkPolicySteps);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: policy, what: 'policy' }] });
 
   const desired = desiredPolicy(input);
@@ -139,7 +143,13 @@ export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<
 }
 
 /** ⚠ the policy server-side applied; planned by a dry run diffed field by field against the live object. */
-async function applyPolicyStep(run: RunbookRun, input: Input, desired: KubernetesObject, policyText: string, warnings: string[]): Promise<{ outcome: ChangeOutcome; planned?: SecurityObjectResult }> {
+async function applyPolicyStep(
+  run: RunbookRun<ApplyNetworkPolicyStep>,
+  input: Input,
+  desired: KubernetesObject,
+  policyText: string,
+  warnings: string[],
+): Promise<{ outcome: ChangeOutcome; planned?: SecurityObjectResult }> {
   const { namespace, policy } = input;
   const where = `${namespace}/${policy}`;
   let planned: SecurityObjectResult | undefined;
@@ -171,7 +181,7 @@ async function applyPolicyStep(run: RunbookRun, input: Input, desired: Kubernete
 
 /** The report: what the policy now allows, the drift it put back, the verification. */
 function reportPolicy(
-  run: RunbookRun,
+  run: RunbookRun<ApplyNetworkPolicyStep>,
   input: Input,
   r: { texts: PolicyTexts; selectedPods: SelectedPods; warnings: string[]; outcome: ChangeOutcome; planned?: SecurityObjectResult; live?: LiveComparison },
 ) {

@@ -24,6 +24,10 @@ type RestartPlan = { method: 'rollout' | 'scale-to-zero'; replicas: number; rest
 /** Runs before it rolled every restart; a single-writer volume under RollingUpdate is now scaled to 0 and back. */
 const scaleToZeroPatch = 'db-restart-scale-to-zero-for-single-writer-volumes';
 
+/** The run's steps in order; helpers take a run typed by them, so a step id is checked by tsc. */
+const dbConnectionExhaustionSteps = ['connection-stats', 'terminate-idle', 'raise-max-connections', 'restart-database', 'verify'] as const;
+export type DbConnectionExhaustionStep = (typeof dbConnectionExhaustionSteps)[number];
+
 /**
  * 场景2 数据库连接耗尽: connections against max_connections by state, application and age;
  * ⚠ terminate idle connections older than the threshold (capped), ⚠ raise max_connections
@@ -32,7 +36,7 @@ const scaleToZeroPatch = 'db-restart-scale-to-zero-for-single-writer-volumes';
 export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): Promise<DbConnectionExhaustionResult> {
   const input = validateInput(catalog.dbConnectionExhaustion, raw);
   const { namespace, deployment, database } = input;
-  const run = await RunbookRun.begin(catalog.dbConnectionExhaustion, input, ['connection-stats', 'terminate-idle', 'raise-max-connections', 'restart-database', 'verify']);
+  const run = await RunbookRun.begin(catalog.dbConnectionExhaustion, input, dbConnectionExhaustionSteps);
   await read.assertTargetsAllowed({ namespaces: [namespace], databases: [database], names: [{ name: deployment, what: 'deployment' }] });
 
   const stats = await run.read(
@@ -66,7 +70,7 @@ export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): 
 }
 
 /** ⚠ idle connections older than the threshold, at most maxTerminate of them. */
-async function terminateIdleStep(run: RunbookRun, input: Input): Promise<void> {
+async function terminateIdleStep(run: RunbookRun<DbConnectionExhaustionStep>, input: Input): Promise<void> {
   const { database } = input;
   await run.change({
     stepId: 'terminate-idle',
@@ -87,7 +91,7 @@ async function terminateIdleStep(run: RunbookRun, input: Input): Promise<void> {
 }
 
 /** ⚠ max_connections raised (ALTER SYSTEM); returns whether a restart is needed for it to take effect. */
-async function raiseMaxConnectionsStep(run: RunbookRun, input: Input, stats: ConnectionStats, raise: Raise): Promise<boolean> {
+async function raiseMaxConnectionsStep(run: RunbookRun<DbConnectionExhaustionStep>, input: Input, stats: ConnectionStats, raise: Raise): Promise<boolean> {
   const { target } = raise;
   let restartNeeded = false;
   await run.change({
@@ -116,7 +120,7 @@ async function raiseMaxConnectionsStep(run: RunbookRun, input: Input, stats: Con
  * single-writer volume under RollingUpdate is restarted by scaling to 0 and back, so two servers
  * never share it. Returns what to do by hand when a failure left the deployment at 0 replicas.
  */
-async function restartDatabaseStep(run: RunbookRun, input: Input, stats: ConnectionStats, raise: Raise, restartNeeded: boolean): Promise<string | undefined> {
+async function restartDatabaseStep(run: RunbookRun<DbConnectionExhaustionStep>, input: Input, stats: ConnectionStats, raise: Raise, restartNeeded: boolean): Promise<string | undefined> {
   const { namespace, deployment } = input;
   // The restart timestamp is the run's own: a retried or re-approved restart is the same restart.
   const restartedAt = workflowInfo().startTime.toISOString();
@@ -183,7 +187,13 @@ async function restartByScalingToZero(input: Input, replicas: number, onStranded
 }
 
 /** The incident report and the result: connections before and after. */
-async function reportConnections(run: RunbookRun, input: Input, stats: ConnectionStats, after: ConnectionStats | undefined, stranded?: string): Promise<DbConnectionExhaustionResult> {
+async function reportConnections(
+  run: RunbookRun<DbConnectionExhaustionStep>,
+  input: Input,
+  stats: ConnectionStats,
+  after: ConnectionStats | undefined,
+  stranded?: string,
+): Promise<DbConnectionExhaustionResult> {
   const { namespace, deployment, database } = input;
   const top = stats.byApplication[0];
   const result = await run.finish(`connections ${stats.total}/${stats.maxConnections} before${after ? `, ${after.total}/${after.maxConnections} after` : ''}`, {

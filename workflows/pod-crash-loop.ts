@@ -48,7 +48,7 @@ type Input = z.infer<typeof podCrashLoopInput>;
 
 /** What the steps and the report share: the run, the Deployment, the diagnosis, its cause and the change it calls for. */
 interface CrashLoop extends Diagnosis, Classification {
-  run: RunbookRun;
+  run: RunbookRun<PodCrashLoopStep>;
   input: Input;
   namespace: string;
   deployment: string;
@@ -57,6 +57,10 @@ interface CrashLoop extends Diagnosis, Classification {
   raiseWanted: boolean;
   rollbackWanted: boolean;
 }
+
+/** The run's steps in order; helpers take a run typed by them, so a step id is checked by tsc. */
+const podCrashLoopSteps = ['rollout-history', 'pods', 'deployment', 'pod-events', 'previous-logs', 'usage', 'raise-memory-limit', 'rollback', 'verify'] as const;
+export type PodCrashLoopStep = (typeof podCrashLoopSteps)[number];
 
 /**
  * 场景1 Pod CrashLoopBackOff: pod status and restarts of the Deployment's pods, events of the
@@ -69,7 +73,7 @@ interface CrashLoop extends Diagnosis, Classification {
 export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoopResult> {
   const input = validateInput(catalog.podCrashLoop, raw);
   const { namespace, deployment } = input;
-  const run = await RunbookRun.begin(catalog.podCrashLoop, input, ['rollout-history', 'pods', 'deployment', 'pod-events', 'previous-logs', 'usage', 'raise-memory-limit', 'rollback', 'verify']);
+  const run = await RunbookRun.begin(catalog.podCrashLoop, input, podCrashLoopSteps);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }, ...(input.container ? [{ name: input.container, what: 'container' }] : [])] });
 
   const c = crashLoopOf(run, input, await diagnose(run, input));
@@ -80,7 +84,7 @@ export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoop
 }
 
 /** Diagnosis (read-only): rollout history, pods, the Deployment's containers and limits, the failing pod's events and previous logs, usage. */
-async function diagnose(run: RunbookRun, input: Input): Promise<Diagnosis> {
+async function diagnose(run: RunbookRun<PodCrashLoopStep>, input: Input): Promise<Diagnosis> {
   const { namespace, deployment } = input;
   const history = await run.read('rollout-history', `Rollout history of ${namespace}/${deployment}`, () => read.getRolloutHistory({ namespace, deployment }), historyText);
   const pods = await run.read('pods', `Pods of ${namespace}/${deployment} (by its selector)`, () => read.listPodSummaries({ namespace, deployment }), podsText);
@@ -101,7 +105,7 @@ async function diagnose(run: RunbookRun, input: Input): Promise<Diagnosis> {
 
 /** The failing pod's events, and its previous container's logs when it restarted or terminated. */
 async function readFailingPod(
-  run: RunbookRun,
+  run: RunbookRun<PodCrashLoopStep>,
   namespace: string,
   failing: PodSummary,
   failingContainer: ContainerSummary | undefined,
@@ -125,7 +129,7 @@ async function readFailingPod(
 }
 
 /** The cause and the change it calls for, computed once from the diagnosis (so a limit is never raised twice). */
-function crashLoopOf(run: RunbookRun, input: Input, d: Diagnosis): CrashLoop {
+function crashLoopOf(run: RunbookRun<PodCrashLoopStep>, input: Input, d: Diagnosis): CrashLoop {
   const why = classify(d, input.recentRolloutMinutes);
   const limitBytes = memoryBytes(d.limit);
   const target = raisedMemoryLimit(limitBytes, input.memoryLimitFactor, input.maxMemoryLimit);
@@ -187,7 +191,7 @@ async function rollbackStep(c: CrashLoop): Promise<void> {
   });
 }
 
-const applied = (run: RunbookRun, stepId: string) => run.outcomeOf(stepId) === 'applied';
+const applied = (run: RunbookRun<PodCrashLoopStep>, stepId: PodCrashLoopStep) => run.outcomeOf(stepId) === 'applied';
 
 /** Execute mode, after a change: the live pods, how many are ready or crash-looping, and the revision. */
 async function verifyAfter(c: CrashLoop): Promise<PodCrashLoopResult['after']> {

@@ -132,6 +132,10 @@ function describeObjects(input: Input, planned: SecurityObjectResult[]): string 
     .join('; ');
 }
 
+/** The run's steps in order; helpers take a run typed by them, so a step id is checked by tsc. */
+const provisionReadonlyAccessSteps = ['access-before', 'ensure-access', 'verify-access'] as const;
+export type ProvisionReadonlyAccessStep = (typeof provisionReadonlyAccessSteps)[number];
+
 /**
  * RBAC配置: the read-only ServiceAccount, its Role (get/list/watch on pods, services, deployments
  * by default) and the RoleBinding, as the manual's three kubectl commands, but idempotent: ⚠ one
@@ -145,7 +149,7 @@ export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput)
   const input = validateInput(catalog.provisionReadonlyAccess, raw);
   const { namespace, serviceAccount, role, roleBinding, rules } = input;
   const where = `${namespace}/${serviceAccount}`;
-  const run = await RunbookRun.begin(catalog.provisionReadonlyAccess, input, ['access-before', 'ensure-access', 'verify-access']);
+  const run = await RunbookRun.begin(catalog.provisionReadonlyAccess, input, provisionReadonlyAccessSteps);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     names: [
@@ -182,7 +186,7 @@ export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput)
 }
 
 /** ⚠ the three objects server-side applied in one step; planned by a dry run listing what would be created or changed. */
-async function ensureAccessStep(run: RunbookRun, input: Input, checkTunnels: boolean): Promise<{ outcome: ChangeOutcome; objectsPlanned?: SecurityObjectResult[] }> {
+async function ensureAccessStep(run: RunbookRun<ProvisionReadonlyAccessStep>, input: Input, checkTunnels: boolean): Promise<{ outcome: ChangeOutcome; objectsPlanned?: SecurityObjectResult[] }> {
   const { namespace, serviceAccount, role, roleBinding, rules } = input;
   const objects = desiredObjects(input);
   let objectsPlanned: SecurityObjectResult[] | undefined;
@@ -214,7 +218,7 @@ async function ensureAccessStep(run: RunbookRun, input: Input, checkTunnels: boo
 
 /** The report: the access before and after, the drift put back. */
 function reportAccess(
-  run: RunbookRun,
+  run: RunbookRun<ProvisionReadonlyAccessStep>,
   input: Input,
   r: { outcome: ChangeOutcome; objectsPlanned?: SecurityObjectResult[]; accessBefore: AccessReport; accessAfter?: AccessReport; verified?: boolean },
 ) {

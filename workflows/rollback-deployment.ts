@@ -117,6 +117,10 @@ function availability(h: History, pods: PodSummary[]): Availability {
 const describeAvailability = (a: Availability) =>
   `revision ${a.revision ?? '?'} (${imagesText(a.images)}): ${a.readyPods}/${a.pods} pods ready${a.otherPods ? `, ${a.otherPods} pods of other revisions` : ''}`;
 
+/** The run's steps in order; helpers take a run typed by them, so a step id is checked by tsc. */
+const rollbackDeploymentSteps = ['rollout-history', 'availability', 'rollback', 'verify'] as const;
+export type RollbackDeploymentStep = (typeof rollbackDeploymentSteps)[number];
+
 /**
  * 快速回滚 (`kubectl rollout history` / `rollout undo [--to-revision]`): the rollout history and the
  * pods now; ⚠ roll back to the given revision or the one before the current (planned by a server-side
@@ -129,7 +133,7 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
   const input = validateInput(catalog.rollbackDeployment, raw);
   const { namespace, deployment } = input;
   const where = `${namespace}/${deployment}`;
-  const run = await RunbookRun.begin(catalog.rollbackDeployment, input, ['rollout-history', 'availability', 'rollback', 'verify']);
+  const run = await RunbookRun.begin(catalog.rollbackDeployment, input, rollbackDeploymentSteps);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: deployment, what: 'deployment' }] });
 
   // Diagnosis (read-only).
@@ -172,7 +176,7 @@ export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<
 }
 
 /** ⚠ back to the resolved revision (planned by a server-side dry run), then waits for the rollout. */
-async function rollbackStep(run: RunbookRun, input: Input): Promise<RollbackDone> {
+async function rollbackStep(run: RunbookRun<RollbackDeploymentStep>, input: Input): Promise<RollbackDone> {
   const { namespace, deployment, toRevision } = input;
   const where = `${namespace}/${deployment}`;
   let planned: RollbackTarget | undefined;
@@ -211,7 +215,7 @@ async function rollbackStep(run: RunbookRun, input: Input): Promise<RollbackDone
 }
 
 /** After the rollback (execute mode, once the step touched the Deployment): every pod of the new revision ready, on the planned images. */
-async function verifyRollback(run: RunbookRun, input: Input, done: RollbackDone): Promise<RollbackDeploymentResult['after']> {
+async function verifyRollback(run: RunbookRun<RollbackDeploymentStep>, input: Input, done: RollbackDone): Promise<RollbackDeploymentResult['after']> {
   const { namespace, deployment } = input;
   const { outcome, planned, rollout } = done;
   if (input.mode !== 'execute' || (outcome !== 'applied' && outcome !== 'failed')) return undefined;
@@ -229,7 +233,11 @@ async function verifyRollback(run: RunbookRun, input: Input, done: RollbackDone)
 }
 
 /** The incident report: the revision left, the one gone back to, the pods before and after. */
-function reportRollback(run: RunbookRun, input: Input, r: { history: AgedHistory; before: Availability; target?: RollbackTarget; done: RollbackDone; after: RollbackDeploymentResult['after'] }) {
+function reportRollback(
+  run: RunbookRun<RollbackDeploymentStep>,
+  input: Input,
+  r: { history: AgedHistory; before: Availability; target?: RollbackTarget; done: RollbackDone; after: RollbackDeploymentResult['after'] },
+) {
   const { namespace, deployment } = input;
   const where = `${namespace}/${deployment}`;
   const { history, before, target, after } = r;

@@ -72,13 +72,13 @@ function runFields(input: RunInput) {
 type Approval = AcceptedDecision & { channel: DecisionChannel };
 
 /** A destructive step; `Details` is what its plan records and its apply reads back, typed end to end. */
-export interface ChangeStep<Details = unknown> {
-  stepId: string;
+export interface ChangeStep<Details = unknown, Step extends string = string> {
+  stepId: Step;
   title: string;
   /** Who may approve; every tier by default. */
   allowedRoles?: ApproverRole[];
   /** Steps whose skip (rejected, expired, failed) skips this one too. */
-  dependsOn?: string[];
+  dependsOn?: Step[];
   /** A dry run: the exact change, or `needed: false`. Called again right before apply. */
   plan: () => Promise<PlannedChange<Details>>;
   /** Makes the change the approved plan describes; returns a one-line result. Must be idempotent. */
@@ -106,10 +106,10 @@ const maxSignalTextLength = 200;
  * (with escalation), the timeline, the status query, search attributes, the target lock and the
  * incident report. Deterministic: all I/O goes through activities.
  */
-export class RunbookRun {
+export class RunbookRun<Step extends string = string> {
   private readonly timeline: TimelineEntry[] = [];
   private readonly plan = new Map<string, PlannedStep>();
-  private readonly stepOutcomes = new Map<string, ChangeOutcome>();
+  private readonly stepOutcomes = new Map<Step, ChangeOutcome>();
   private readonly evidence: IncidentReport['evidence'] = [];
   private pending: PendingApproval | undefined;
   /** Approvals of the pending step so far, and a rejection (one vetoes). */
@@ -145,7 +145,7 @@ export class RunbookRun {
    * Registers the run's handlers and search attributes and loads the approval policy. Call first,
    * with the ids of the steps this run expects in order (its status shows them as its progress).
    */
-  static async begin(entry: RunbookEntry, input: RunInput, steps: readonly string[]): Promise<RunbookRun> {
+  static async begin<const Step extends string>(entry: RunbookEntry, input: RunInput, steps: readonly Step[]): Promise<RunbookRun<Step>> {
     const target = entry.targetOf(input);
     // Sorted: runs that share objects take their locks in one order, so none waits for another holding what it needs.
     const locks = [...new Set([target, ...(entry.locksOf?.(input) ?? [])])].sort();
@@ -157,7 +157,7 @@ export class RunbookRun {
       { key: runbookMode, value: identity.mode },
       { key: runbookApprovalState, value: 'none' },
     ]);
-    const run = new RunbookRun(identity, { approvers: [], escalation: { P0: '15m', P1: '1h', P2: '4h', P3: '24h' }, autoApprove: [] }, [...steps]);
+    const run = new RunbookRun<Step>(identity, { approvers: [], escalation: { P0: '15m', P1: '1h', P2: '4h', P3: '24h' }, autoApprove: [] }, [...steps]);
     run.registerHandlers();
     const policy = await read.loadApprovalPolicy({ runbook: identity.name });
     Object.assign(run.policy, policy);
@@ -219,7 +219,7 @@ export class RunbookRun {
   }
 
   /** A read-only step: runs in both modes and is recorded with a one-line result. */
-  async read<T>(stepId: string, title: string, fn: () => Promise<T>, describe?: (result: T) => string): Promise<T> {
+  async read<T>(stepId: Step, title: string, fn: () => Promise<T>, describe?: (result: T) => string): Promise<T> {
     this.enter(stepId);
     try {
       const result = await fn();
@@ -240,7 +240,7 @@ export class RunbookRun {
   }
 
   /** A destructive step: planned by a dry run; in execute mode approved, re-planned, then applied. */
-  async change<Details>(step: ChangeStep<Details>): Promise<ChangeOutcome> {
+  async change<Details>(step: ChangeStep<Details, Step>): Promise<ChangeOutcome> {
     this.enter(step.stepId);
     try {
       const outcome = await this.runChange(step);
@@ -254,17 +254,17 @@ export class RunbookRun {
     }
   }
 
-  outcomeOf(stepId: string): ChangeOutcome | undefined {
+  outcomeOf(stepId: Step): ChangeOutcome | undefined {
     return this.stepOutcomes.get(stepId);
   }
 
   /** A step's last plan; undefined when it was never planned (skipped before, or not reached). */
-  plannedStep(stepId: string): PlannedStep | undefined {
+  plannedStep(stepId: Step): PlannedStep | undefined {
     return this.plan.get(stepId);
   }
 
   /** The timeline so far (a copy), or only the entries of one step. */
-  timelineOf(stepId?: string): TimelineEntry[] {
+  timelineOf(stepId?: Step): TimelineEntry[] {
     return stepId === undefined ? [...this.timeline] : this.timeline.filter((e) => e.stepId === stepId);
   }
 
@@ -274,7 +274,7 @@ export class RunbookRun {
    * once (under the target's lock, like any apply); recorded as applied or failed, and not
    * counted as a step outcome.
    */
-  async compensate(stepId: string, title: string, fn: () => Promise<string>): Promise<boolean> {
+  async compensate(stepId: Step, title: string, fn: () => Promise<string>): Promise<boolean> {
     this.enter(stepId);
     // Not given up on cancellation: it undoes part of a change already made.
     const locks = (await this.acquireLocks({ cancellable: false }))!;
@@ -291,7 +291,7 @@ export class RunbookRun {
     }
   }
 
-  private async runChange<Details>(step: ChangeStep<Details>): Promise<ChangeOutcome> {
+  private async runChange<Details>(step: ChangeStep<Details, Step>): Promise<ChangeOutcome> {
     // In plan mode a planned dependency counts as done, so the plan shows the whole chain.
     const satisfied: Array<ChangeOutcome | undefined> = this.identity.mode === 'plan' ? ['applied', 'not-needed', 'planned'] : ['applied', 'not-needed'];
     const skippedDependency = step.dependsOn?.find((id) => !satisfied.includes(this.stepOutcomes.get(id)));
@@ -332,7 +332,7 @@ export class RunbookRun {
     return this.skip(step, 'rejected', `the plan kept changing; asked ${maxReapprovals + 1} times`);
   }
 
-  private async planStep<Details>(step: ChangeStep<Details>): Promise<PlannedStep & { change: PlannedChange<Details> }> {
+  private async planStep<Details>(step: ChangeStep<Details, Step>): Promise<PlannedStep & { change: PlannedChange<Details> }> {
     const change = await step.plan();
     const { observed: _observed, ...binding } = change;
     const planHash = sha256Hex(stableJson({ stepId: step.stepId, change: binding }));
@@ -342,7 +342,7 @@ export class RunbookRun {
     return planned;
   }
 
-  private skip(step: Pick<ChangeStep, 'stepId' | 'title'>, outcome: ChangeOutcome, reason?: string): ChangeOutcome {
+  private skip(step: Pick<ChangeStep<unknown, Step>, 'stepId' | 'title'>, outcome: ChangeOutcome, reason?: string): ChangeOutcome {
     this.record({ event: 'skipped', stepId: step.stepId, title: step.title, detail: reason ?? outcome });
     return outcome;
   }
