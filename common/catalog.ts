@@ -68,7 +68,7 @@ export const catalog = {
     name: 'dbConnectionExhaustion',
     kind: 'fault',
     description:
-      '场景2: connections against `max_connections`; ⚠ terminate old idle connections, ⚠ raise `max_connections`, ⚠ restart the database deployment and wait until it accepts connections; a deployment whose pods mount a ReadWriteOnce volume and roll with RollingUpdate is scaled to 0, waited on until no pod of it exists, and scaled back (never two servers on one volume; a cancel while at 0 still scales back once no pod is left; a failure while at 0 leaves it at 0 and the report says how to restore). A restart, rollback, new resources or added replicas from any runbook are refused on such a deployment',
+      '场景2: connections against `max_connections` by state, application and age; ⚠ terminate old idle connections (at most `maxTerminate`), ⚠ raise `max_connections` (`ALTER SYSTEM`), ⚠ restart the database deployment and wait until it accepts connections; a deployment whose pods mount a ReadWriteOnce volume and roll with RollingUpdate is scaled to 0, waited on until no pod of it exists, and scaled back (never two servers on one volume; a cancel while at 0 still scales back once no pod is left; a failure while at 0 leaves it at 0 and the report says how to restore). A restart, rollback, new resources or added replicas from any runbook are refused on such a deployment',
     inputSchema: dbConnectionExhaustionInput,
     targetOf: (input) => `${input.namespace}/${input.deployment}`,
   },
@@ -76,7 +76,7 @@ export const catalog = {
     name: 'certificateExpiry',
     kind: 'fault',
     description:
-      '场景5: Certificate conditions, days to `notAfter`, events; ⚠ delete the Certificate and re-apply the ingress (server-side apply), wait for Ready; ends `failed` with the evidence when Ready never comes',
+      "场景5: Certificate conditions, days to `notAfter`, events, the ingress, cert-manager's logs when `certManager` is given; ⚠ delete the Certificate and re-apply the ingress (server-side apply) so cert-manager issues it again, wait for Ready (up to `readyTimeoutSeconds`); ends `failed` with the evidence when Ready never comes",
     inputSchema: certificateExpiryInput,
     targetOf: (input) => `${input.namespace}/${input.certificate}`,
     // The Ingress it re-applies, under trafficControl's lock name for it.

@@ -87,12 +87,9 @@ const applyNetworkPolicySteps = ['selected-pods', 'apply-policy', 'verify-policy
 export type ApplyNetworkPolicyStep = (typeof applyNetworkPolicySteps)[number];
 
 /**
- * 网络策略: the manual's NetworkPolicy (the app's pods accept traffic only from the ingress
- * controller on TCP 8000 and may connect only to postgres on 5432 and redis on 6379), ⚠ server-side
- * applied with our field manager. The plan is a dry run compared field by field with the live
- * object (what would be added, changed or removed; nothing when it already matches, so a second
- * run asks nobody); a policy someone edited shows as that diff and is put back on approval. After
- * the apply, the live spec is checked to be exactly the desired one.
+ * 网络策略. What it does: catalog.applyNetworkPolicy.
+ * Applied with our field manager; a matching policy plans nothing, so a second run asks nobody,
+ * and a hand-edited one shows as a diff and is put back on approval.
  */
 export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<ApplyNetworkPolicyResult> {
   const input = validateInput(catalog.applyNetworkPolicy, raw);

@@ -77,11 +77,9 @@ function ingressManifest(input: Input, ing: IngressSummary) {
 }
 
 /**
- * 场景5 证书过期: the Certificate's Ready condition, days until notAfter, its events, the Ingress
- * (and cert-manager's logs when configured); ⚠ delete the Certificate, ⚠ re-apply the Ingress
- * (server-side apply) so cert-manager's ingress-shim issues it again. The wait for Ready (up to
- * readyTimeoutSeconds) is part of the re-apply step: Ready never coming fails that step, and so
- * the run (outcome 'failed'), with the Certificate's conditions and events in the report.
+ * 场景5 证书过期. What it does: catalog.certificateExpiry.
+ * The wait for Ready is part of the re-apply step, so Ready never coming fails that step (and the
+ * run) with the Certificate's conditions and events in the report, rather than a run that "succeeded".
  */
 export async function certificateExpiry(raw: CertificateExpiryInput): Promise<CertificateExpiryResult> {
   const input = validateInput(catalog.certificateExpiry, raw);

@@ -11,10 +11,9 @@ import { catalog } from '../common/catalog';
 export type DailyHealthCheckResult = ChecklistResult;
 
 /**
- * 每日检查清单: pods, services, ingress, HPA and PVCs; pod, node and database volume usage; ERROR
- * lines in the app's, the database's and Redis' latest logs; the newest backups and latest.sql.
- * Changes nothing; the report (PASS/WARN/FAIL per check) goes to S3. `only` runs a subset, and
- * may add the slowest statements (what the latency alert asks for: usage + slow queries).
+ * 每日检查清单. What it does: catalog.dailyHealthCheck.
+ * The report (PASS/WARN/FAIL per check) goes to S3. `slow-statements` is there for the latency
+ * alert, which asks for usage plus slow queries.
  */
 export async function dailyHealthCheck(raw: DailyHealthCheckInput): Promise<DailyHealthCheckResult> {
   const input = validateInput(catalog.dailyHealthCheck, raw);

@@ -29,9 +29,9 @@ const dbConnectionExhaustionSteps = ['connection-stats', 'terminate-idle', 'rais
 export type DbConnectionExhaustionStep = (typeof dbConnectionExhaustionSteps)[number];
 
 /**
- * 场景2 数据库连接耗尽: connections against max_connections by state, application and age;
- * ⚠ terminate idle connections older than the threshold (capped), ⚠ raise max_connections
- * (ALTER SYSTEM) and ⚠ restart the database deployment, then wait until it accepts connections.
+ * 场景2 数据库连接耗尽. What it does: catalog.dbConnectionExhaustion.
+ * max_connections is raised with ALTER SYSTEM, which takes effect only after the restart; the run
+ * waits until PostgreSQL accepts connections so the verify step reads the restarted server.
  */
 export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): Promise<DbConnectionExhaustionResult> {
   const input = validateInput(catalog.dbConnectionExhaustion, raw);

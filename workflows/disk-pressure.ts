@@ -38,10 +38,9 @@ interface Expansion {
 }
 
 /**
- * 场景4 磁盘空间不足: the PVC's capacity and StorageClass, df and du of the volume, log files older
- * than N days, backups older than M days; ⚠ delete the old logs (capped), ⚠ expand the PVC (only
- * when its StorageClass allows; the target is computed once from the diagnosis) and ⚠ delete the
- * old backups (never latest.sql); then reads everything again.
+ * 场景4 磁盘空间不足. What it does: catalog.diskPressure.
+ * The expansion target is computed once from the diagnosis (a retry never expands twice); after the
+ * changes everything is read again so the report shows the effect.
  */
 export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressureResult> {
   const input = validateInput(catalog.diskPressure, raw);

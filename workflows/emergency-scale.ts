@@ -48,13 +48,8 @@ export interface EmergencyScaleResult extends RunbookResultBase {
 }
 
 /**
- * 紧急扩容 (`kubectl scale --replicas=10`, `kubectl set resources`): reads the Deployment, its pods
- * and the HPA targeting it; ⚠ scales up (never down; an HPA is raised with it, minReplicas and if
- * needed maxReplicas to the new size, since below its bounds or its metrics it would scale the
- * Deployment straight back), ⚠ raises requests/limits (only up), each waiting until every pod is
- * ready, then verifies. The size, HPA bounds and resources from before the first scale-up are
- * recorded in annotations of the Deployment; a later run with `restore: true` puts exactly those
- * back (⚠ each, approved) and removes the records.
+ * 紧急扩容 (`kubectl scale`, `kubectl set resources`). What it does: catalog.emergencyScale.
+ * Never scales down: a restore is its own run with `restore: true`, from the recorded values only.
  */
 export async function emergencyScale(raw: EmergencyScaleInput): Promise<EmergencyScaleResult> {
   const input = validateInput(catalog.emergencyScale, raw);

@@ -48,11 +48,9 @@ function daysUntil(f: Extract<ForecastQueryResult, { available: true }>, level: 
 }
 
 /**
- * 每月检查清单: capacity planning (30-day trends and a 3-month linear forecast of CPU, memory,
- * disk and database size against what the app and the volume have), cost (unused resources, old
- * backups beyond retention, old ReplicaSets), the disaster-recovery drill (the newest backup
- * restored into a scratch database with PostgreSQL's own tools, verified, dropped, timed) and the
- * emergency-plan check (rollbackDeployment in plan mode, as a child run). Changes nothing in production.
+ * 每月检查清单. What it does: catalog.monthlyReview.
+ * rollbackDeployment runs as a child run in plan mode: the emergency plan is checked, production
+ * is never changed.
  */
 export async function monthlyReview(raw: MonthlyReviewInput): Promise<MonthlyReviewResult> {
   const input = validateInput(catalog.monthlyReview, raw);

@@ -63,12 +63,9 @@ const podCrashLoopSteps = ['rollout-history', 'pods', 'deployment', 'pod-events'
 export type PodCrashLoopStep = (typeof podCrashLoopSteps)[number];
 
 /**
- * 场景1 Pod CrashLoopBackOff: pod status and restarts of the Deployment's pods, events of the
- * failing pod, its previous container's logs, usage vs limits and the rollout history; then
- * OOMKilled: ⚠ raise the memory limit (×factor, capped; the target is computed once from the
- * diagnosis, so it is never raised twice); code error (crash right after the newest rollout with
- * error lines in the previous logs): ⚠ roll back to the previous revision (named explicitly);
- * config error: no change, the report names the missing key; healthy: nothing to do.
+ * 场景1 Pod CrashLoopBackOff. What it does: catalog.podCrashLoop.
+ * The memory target is computed once from the diagnosis, so it is never raised twice; the rollback
+ * names its revision explicitly so a re-run cannot roll back further. Healthy: nothing to do.
  */
 export async function podCrashLoop(raw: PodCrashLoopInput): Promise<PodCrashLoopResult> {
   const input = validateInput(catalog.podCrashLoop, raw);

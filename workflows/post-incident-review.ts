@@ -117,11 +117,8 @@ function generatedFindings(
 }
 
 /**
- * 事后分析: the app's logs of the last hour from every pod, the namespace's events of the window
- * and the configuration snapshot (Secrets by name and key only) go to S3 straight from the
- * activities; the history holds their keys, sizes and digests. Then the incident report: the
- * timeline of the collection, with impact, root cause, solution and prevention as people wrote
- * them in the input, or generated from what was collected. Changes nothing in the target systems.
+ * 事后分析. What it does: catalog.postIncidentReview.
+ * Evidence goes to S3 straight from the activities so the history stays small and holds no log text.
  */
 export async function postIncidentReview(raw: PostIncidentReviewInput): Promise<PostIncidentReviewResult> {
   const input = validateInput(catalog.postIncidentReview, raw);

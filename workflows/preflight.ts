@@ -14,7 +14,10 @@ const checkers: Record<TargetSystem, () => Promise<PreflightRow[]>> = {
   prometheus: () => read.preflightPrometheus(),
 };
 
-/** Reachability and permissions of every configured target. Changes nothing; a down target is a FAIL row. */
+/**
+ * Preflight (no manual section). What it does: catalog.preflight.
+ * A down target is a FAIL row, not a failed run, so one report shows every target.
+ */
 export async function preflight(rawInput?: PreflightInput): Promise<PreflightResult> {
   const input = validateInput(catalog.preflight, rawInput);
   upsertSearchAttributes([

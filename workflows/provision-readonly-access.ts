@@ -137,13 +137,8 @@ const provisionReadonlyAccessSteps = ['access-before', 'ensure-access', 'verify-
 export type ProvisionReadonlyAccessStep = (typeof provisionReadonlyAccessSteps)[number];
 
 /**
- * RBAC配置: the read-only ServiceAccount, its Role (get/list/watch on pods, services, deployments
- * by default) and the RoleBinding, as the manual's three kubectl commands, but idempotent: ⚠ one
- * step server-side applies all three, planned by a dry run that lists exactly what would be
- * created or which fields would change (nothing when all three already match; a Role someone
- * edited shows as a diff and is put back). The access the ServiceAccount has is asked of the API
- * server's authorizer before and after: every granted verb allowed; deleting pods, exec, patching
- * deployments and reading Secrets denied.
+ * RBAC配置. What it does: catalog.provisionReadonlyAccess.
+ * The manual's three kubectl commands as one idempotent server-side apply: a second run asks nobody.
  */
 export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput): Promise<ProvisionReadonlyAccessResult> {
   const input = validateInput(catalog.provisionReadonlyAccess, raw);

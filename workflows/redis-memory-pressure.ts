@@ -56,14 +56,9 @@ interface Pressure extends Diagnosis {
 }
 
 /**
- * 场景3 Redis 内存压力: INFO memory, DBSIZE, maxmemory-policy, the number of session keys and the
- * Redis container's memory limit; ⚠ delete the session keys (SCAN + UNLINK in batches, resumable,
- * capped), ⚠ raise the Deployment's memory limit (×factor, capped; the target is computed once from
- * the diagnosis, so a retry or a re-plan never raises twice; the new pod template restarts Redis,
- * so the run waits for the rollout), ⚠ raise Redis' own maxmemory when it is set and used above the
- * threshold (Redis refuses writes at maxmemory whatever the container limit; same share of the
- * raised limit, else ×factor, never above maxmemoryShareOfLimit of the limit; computed once) and
- * ⚠ set maxmemory-policy allkeys-lru; then reads everything again.
+ * 场景3 Redis 内存压力. What it does: catalog.redisMemoryPressure.
+ * Targets are computed once from the diagnosis, so a retry or a re-plan never raises twice; the
+ * key deletion is resumable so a retry continues rather than starts over.
  */
 export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promise<RedisMemoryPressureResult> {
   const input = validateInput(catalog.redisMemoryPressure, raw);

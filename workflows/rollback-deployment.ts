@@ -122,12 +122,8 @@ const rollbackDeploymentSteps = ['rollout-history', 'availability', 'rollback', 
 export type RollbackDeploymentStep = (typeof rollbackDeploymentSteps)[number];
 
 /**
- * 快速回滚 (`kubectl rollout history` / `rollout undo [--to-revision]`): the rollout history and the
- * pods now; ⚠ roll back to the given revision or the one before the current (planned by a server-side
- * dry run; nothing to do when already on that template; a revision not in the history is refused);
- * then waits for the rollout and verifies every pod of the new revision is ready. Plan mode changes
- * nothing and returns the plan (monthlyReview runs it so, as a child workflow, to check the
- * emergency plan still works).
+ * 快速回滚. What it does: catalog.rollbackDeployment.
+ * Planned by a server-side dry run, so a run already on that template has nothing to do (idempotent).
  */
 export async function rollbackDeployment(raw: RollbackDeploymentInput): Promise<RollbackDeploymentResult> {
   const input = validateInput(catalog.rollbackDeployment, raw);

@@ -38,13 +38,9 @@ export interface RotateDatabasePasswordResult extends RunbookResultBase {
 export type Before = Awaited<ReturnType<typeof readBefore>>;
 
 /**
- * 定期轮换密钥: a new database password generated inside an activity and kept only in the
- * Kubernetes Secret (staged as `<key>_NEXT`), ⚠ ALTER ROLE to it (a SCRAM verifier computed in the
- * worker), ⚠ promote it to `<key>` (the old value kept as `<key>_PREVIOUS`), ⚠ rolling restart of the
- * app, verified ready, approved once as one plan. If the rotation does not finish after the role
- * changed (a failure, an outage, a cancellation), the old password is put back in PostgreSQL and the
- * Secret. No password ever enters the history: activities take and return key names and a version
- * decided here.
+ * 定期轮换密钥. What it does: catalog.rotateDatabasePassword.
+ * Activities take and return key names and a version decided here, never a password, so none
+ * enters the history.
  */
 export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): Promise<RotateDatabasePasswordResult> {
   const input = validateInput(catalog.rotateDatabasePassword, raw);

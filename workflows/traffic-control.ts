@@ -33,13 +33,8 @@ async function readIngress(ref: IngressRef): Promise<IngressSummary> {
 }
 
 /**
- * 流量控制 (`kubectl annotate ingress app-ingress ... --overwrite`): reads the Ingress (and, for
- * maintenance, the maintenance Service, refused when missing); then one ⚠ step per action:
- * rate-limit sets limit-rps, maintenance-on sets default-backend, maintenance-off puts the recorded
- * default-backend back, restore puts back every recorded annotation. Planned by a server-side dry
- * run (before -> after). The value each annotation had before the first change is recorded as JSON
- * in runbooks.example/previous-annotations on the Ingress, so a later run can restore it; the
- * record's entries go away as they are restored.
+ * 流量控制 (`kubectl annotate ingress ... --overwrite`). What it does: catalog.trafficControl.
+ * The record's entries go away as they are restored, so a second restore changes nothing.
  */
 export async function trafficControl(raw: TrafficControlInput): Promise<TrafficControlResult> {
   const input = validateInput(catalog.trafficControl, raw);

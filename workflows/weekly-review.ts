@@ -25,11 +25,8 @@ const authErrorPattern = /\b(401|403)\b/;
 const round = (value: number, digits: number) => Math.round(value * 10 ** digits) / 10 ** digits;
 
 /**
- * 每周检查清单: the performance review through the manual's PromQL and the metrics API; the
- * security audit of the app's logs and the TLS certificate; database size, largest tables and
- * slowest statements; then ⚠ the deletion of sessions expired over a week ago (approved by a
- * person, or by policy when a schedule started the run) and VACUUM ANALYZE (execute mode only).
- * The report (PASS/WARN/FAIL per check) goes to S3.
+ * 每周检查清单. What it does: catalog.weeklyReview.
+ * VACUUM ANALYZE runs in execute mode only; the report (PASS/WARN/FAIL per check) goes to S3.
  */
 export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReviewResult> {
   const input = validateInput(catalog.weeklyReview, raw);
