@@ -42,7 +42,7 @@ type Input = z.infer<typeof certificateExpiryInput>;
 const certificateOf = (input: Input) => read.getCertificate({ namespace: input.namespace, name: input.certificate }).catch((err: unknown) => (isNotFound(err) ? undefined : Promise.reject(err)));
 
 /** The Certificate's last 20 events, as a read step. */
-const readEvents = (run: RunbookRun, input: Input, stepId: string, title: string) =>
+const readEvents = (run: RunbookRun<CertificateExpiryStep>, input: Input, stepId: CertificateExpiryStep, title: string) =>
   run.read(
     stepId,
     title,
@@ -76,6 +76,10 @@ function ingressManifest(input: Input, ing: IngressSummary) {
   };
 }
 
+/** The run's step ids, with the evidence steps only a missed deadline runs (not declared at begin). */
+export type CertificateExpiryStep =
+  'certificate' | 'certificate-events' | 'ingress' | 'cert-manager-logs' | 'delete-certificate' | 'reapply-ingress' | 'verify' | 'evidence-certificate' | 'evidence-events';
+
 /**
  * 场景5 证书过期. What it does: catalog.certificateExpiry.
  * The wait for Ready is part of the re-apply step, so Ready never coming fails that step (and the
@@ -84,11 +88,11 @@ function ingressManifest(input: Input, ing: IngressSummary) {
 export async function certificateExpiry(raw: CertificateExpiryInput): Promise<CertificateExpiryResult> {
   const input = validateInput(catalog.certificateExpiry, raw);
   const { namespace, certificate, ingress } = input;
-  const run = await RunbookRun.begin(catalog.certificateExpiry, input, [
+  const run = await RunbookRun.begin<CertificateExpiryStep>(catalog.certificateExpiry, input, [
     'certificate',
     'certificate-events',
     'ingress',
-    ...(input.certManager ? ['cert-manager-logs'] : []),
+    ...(input.certManager ? (['cert-manager-logs'] as const) : []),
     'delete-certificate',
     'reapply-ingress',
     'verify',
@@ -120,7 +124,7 @@ export async function certificateExpiry(raw: CertificateExpiryInput): Promise<Ce
   return { ...result, state, ...(before ? { before } : {}), ...(after ? { after } : {}) };
 }
 
-async function readIngress(run: RunbookRun, input: Input): Promise<IngressSummary> {
+async function readIngress(run: RunbookRun<CertificateExpiryStep>, input: Input): Promise<IngressSummary> {
   const { namespace, ingress } = input;
   const found = await run.read(
     'ingress',
@@ -137,7 +141,7 @@ async function readIngress(run: RunbookRun, input: Input): Promise<IngressSummar
 }
 
 /** cert-manager's last log lines about the Certificate. */
-async function readCertManagerLogs(run: RunbookRun, input: Input, certManager: { namespace: string; deployment: string }): Promise<void> {
+async function readCertManagerLogs(run: RunbookRun<CertificateExpiryStep>, input: Input, certManager: { namespace: string; deployment: string }): Promise<void> {
   const { namespace: cmNamespace, deployment } = certManager;
   const { certificate } = input;
   await run.read(
@@ -154,7 +158,7 @@ async function readCertManagerLogs(run: RunbookRun, input: Input, certManager: {
 }
 
 /** ⚠ the Certificate deleted, unless it is healthy or missing. */
-async function deleteCertificateStep(run: RunbookRun, input: Input, state: CertificateState, before: CertificateSummary | undefined): Promise<void> {
+async function deleteCertificateStep(run: RunbookRun<CertificateExpiryStep>, input: Input, state: CertificateState, before: CertificateSummary | undefined): Promise<void> {
   const { namespace, certificate } = input;
   await run.change({
     stepId: 'delete-certificate',
@@ -174,7 +178,7 @@ async function deleteCertificateStep(run: RunbookRun, input: Input, state: Certi
 }
 
 /** ⚠ the Ingress re-applied (server-side) so ingress-shim issues the Certificate again; waits for Ready. */
-async function reapplyIngressStep(run: RunbookRun, input: Input, state: CertificateState, ing: IngressSummary): Promise<{ outcome: ChangeOutcome; after?: CertificateSummary }> {
+async function reapplyIngressStep(run: RunbookRun<CertificateExpiryStep>, input: Input, state: CertificateState, ing: IngressSummary): Promise<{ outcome: ChangeOutcome; after?: CertificateSummary }> {
   const { namespace, certificate, ingress } = input;
   const manifest = ingressManifest(input, ing);
   let after: CertificateSummary | undefined;
@@ -206,7 +210,7 @@ async function reapplyIngressStep(run: RunbookRun, input: Input, state: Certific
 }
 
 /** Ready never came: the Certificate's conditions and events now, for the report. */
-async function evidenceAfterDeadline(run: RunbookRun, input: Input): Promise<string> {
+async function evidenceAfterDeadline(run: RunbookRun<CertificateExpiryStep>, input: Input): Promise<string> {
   const { certificate } = input;
   const now = await run.read('evidence-certificate', `Certificate ${certificate} after the deadline`, () => certificateOf(input), describeCert);
   const nowEvents = await readEvents(run, input, 'evidence-events', `Events of Certificate ${certificate} after the deadline`);
@@ -215,7 +219,7 @@ async function evidenceAfterDeadline(run: RunbookRun, input: Input): Promise<str
 
 /** The incident report: what HTTPS served, the Certificate's state and events, what was done. */
 function reportCertificate(
-  run: RunbookRun,
+  run: RunbookRun<CertificateExpiryStep>,
   input: Input,
   r: {
     state: CertificateState;

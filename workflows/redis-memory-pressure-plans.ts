@@ -1,3 +1,4 @@
+import type { RedisMemoryPressureStep } from './redis-memory-pressure';
 import type { NamespaceSnapshot } from '../activities/kubernetes-config';
 import type { RedisMemoryInfo } from '../activities/redis';
 import type { z } from 'zod';
@@ -103,7 +104,7 @@ export function maxmemoryWhy(d: Diagnosed, t: MaxmemoryTarget, share: string): s
 }
 
 /** The incident report's findings; `outcomeOf` is the run's, `maxmemoryTarget` what raise-maxmemory aimed at. */
-export function pressureFindings(d: Diagnosed, outcomeOf: (stepId: string) => ChangeOutcome | undefined, maxmemoryTarget: MaxmemoryTarget | undefined): IncidentFindings {
+export function pressureFindings(d: Diagnosed, outcomeOf: (stepId: RedisMemoryPressureStep) => ChangeOutcome | undefined, maxmemoryTarget: MaxmemoryTarget | undefined): IncidentFindings {
   const { input, memory, policy, memoryLimit, causes } = d;
   const atMaxmemory =
     policy === 'noeviction' ? `writes fail with OOM errors ("OOM command not allowed when used memory > 'maxmemory'") once maxmemory is reached` : 'keys are evicted once maxmemory is reached';
@@ -116,10 +117,10 @@ export function pressureFindings(d: Diagnosed, outcomeOf: (stepId: string) => Ch
 }
 
 /** What each step did or why it did not. */
-function pressureSolution(d: Diagnosed, outcomeOf: (stepId: string) => ChangeOutcome | undefined, maxmemoryTarget: MaxmemoryTarget | undefined): string {
+function pressureSolution(d: Diagnosed, outcomeOf: (stepId: RedisMemoryPressureStep) => ChangeOutcome | undefined, maxmemoryTarget: MaxmemoryTarget | undefined): string {
   const { input, memory, policy } = d;
   const { namespace, deployment, sessionPattern } = input;
-  const applied = (stepId: string) => outcomeOf(stepId) === 'applied';
+  const applied = (stepId: RedisMemoryPressureStep) => outcomeOf(stepId) === 'applied';
   const solution: string[] = [];
   solution.push(
     applied('delete-session-keys')

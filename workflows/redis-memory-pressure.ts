@@ -50,10 +50,14 @@ type Diagnosis = Awaited<ReturnType<typeof diagnose>>;
 
 /** What one run's steps share: the run, its input, whether it is on the patched path, and the diagnosis. */
 interface Pressure extends Diagnosis {
-  run: RunbookRun;
+  run: RunbookRun<RedisMemoryPressureStep>;
   input: Input;
   withMaxmemory: boolean;
 }
+
+/** The run's step ids (`raise-maxmemory` only on the patched path). */
+export type RedisMemoryPressureStep =
+  'redis-memory' | 'maxmemory-policy' | 'session-keys' | 'memory-limit' | 'delete-session-keys' | 'raise-memory-limit' | 'raise-maxmemory' | 'set-maxmemory-policy' | 'verify';
 
 /**
  * 场景3 Redis 内存压力. What it does: catalog.redisMemoryPressure.
@@ -65,14 +69,14 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
   const { namespace, deployment, container } = input;
   // Every command the patch adds (the rollout wait, the raise-maxmemory step) is behind this.
   const withMaxmemory = patched(raiseMaxmemoryPatch);
-  const run = await RunbookRun.begin(catalog.redisMemoryPressure, input, [
+  const run = await RunbookRun.begin<RedisMemoryPressureStep>(catalog.redisMemoryPressure, input, [
     'redis-memory',
     'maxmemory-policy',
     'session-keys',
     'memory-limit',
     'delete-session-keys',
     'raise-memory-limit',
-    ...(withMaxmemory ? ['raise-maxmemory'] : []),
+    ...(withMaxmemory ? (['raise-maxmemory'] as const) : []),
     'set-maxmemory-policy',
     'verify',
   ]);
@@ -95,7 +99,7 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
 }
 
 /** Diagnosis (read-only) and classification; the memory limit to raise to, computed once from it. */
-async function diagnose(run: RunbookRun, input: Input) {
+async function diagnose(run: RunbookRun<RedisMemoryPressureStep>, input: Input) {
   const { namespace, deployment, container, sessionPattern } = input;
   const memory = await run.read(
     'redis-memory',
