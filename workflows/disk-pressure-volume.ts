@@ -1,3 +1,4 @@
+import type { DiskPressureStep } from './disk-pressure';
 /** diskPressure's reading of the volume: the PVC, df and du in the database pod, the old log files there, the old backups; the state built from them. */
 import type { z } from 'zod';
 import type { ExecResult } from '../activities/kubernetes-exec';
@@ -56,7 +57,7 @@ type Input = z.infer<typeof diskPressureInput>;
 
 /** What one run's steps share: the run, the workflow's time, and reading the volume (PVC, df, du, old logs, old backups). */
 export interface Volume {
-  run: RunbookRun;
+  run: RunbookRun<DiskPressureStep>;
   input: Input;
   /** The run's own time, read once (see diskPressure). */
   now: string;
@@ -70,7 +71,7 @@ export interface Volume {
 }
 
 /** Reading the volume: the PVC, df and du in the database pod, the old log files there, a dry run of deleting the old backups. */
-export function volumeOf(run: RunbookRun, input: Input, now: string): Volume {
+export function volumeOf(run: RunbookRun<DiskPressureStep>, input: Input, now: string): Volume {
   const { namespace, deployment, container, pvc, dataDir, logDir, logsOlderThanDays, backupsOlderThanDays, backupPrefix } = input;
   const exec = (command: string[], timeoutSeconds = 120) => wait.execInPod({ namespace, deployment, ...(container ? { container } : {}), command, timeoutSeconds, maxOutputBytes: 1_048_576 });
   const findOld = ['find', logDir, '-type', 'f', '-name', '*.log', '-mtime', `+${logsOlderThanDays}`];

@@ -37,6 +37,9 @@ interface Expansion {
   expansionRefused?: string;
 }
 
+/** The run's step ids. */
+export type DiskPressureStep = 'pvc' | 'disk-usage' | 'largest-directories' | 'old-logs' | 'old-backups' | 'delete-old-logs' | 'expand-pvc' | 'delete-old-backups' | 'verify';
+
 /**
  * 场景4 磁盘空间不足. What it does: catalog.diskPressure.
  * The expansion target is computed once from the diagnosis (a retry never expands twice); after the
@@ -45,7 +48,7 @@ interface Expansion {
 export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressureResult> {
   const input = validateInput(catalog.diskPressure, raw);
   const { namespace, deployment, container, pvc } = input;
-  const run = await RunbookRun.begin(catalog.diskPressure, input, [
+  const run = await RunbookRun.begin<DiskPressureStep>(catalog.diskPressure, input, [
     'pvc',
     'disk-usage',
     'largest-directories',
@@ -202,7 +205,7 @@ async function verifyAfter(v: Volume): Promise<DiskPressureState | undefined> {
 }
 
 /** The incident report's solution: what each step did, or its outcome. */
-function solutionText(input: Input, before: DiskPressureState, expansion: Expansion, outcome: (stepId: string) => ChangeOutcome | undefined): string {
+function solutionText(input: Input, before: DiskPressureState, expansion: Expansion, outcome: (stepId: DiskPressureStep) => ChangeOutcome | undefined): string {
   const { namespace, pvc, logDir, logsOlderThanDays, backupsOlderThanDays, backupPrefix } = input;
   const { currentSize, targetSize, expansionRefused } = expansion;
   const solution: string[] = [];
