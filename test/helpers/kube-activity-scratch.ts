@@ -9,20 +9,39 @@ const ignore404 = (err: unknown) => {
   if (statusOf(err) !== 404) throw err;
 };
 
+/** What a scratch Deployment may differ in; a `claim` is mounted at /data. */
+interface ScratchOptions {
+  replicas?: number;
+  image?: string;
+  labels?: Record<string, string>;
+  container?: string;
+  strategy?: 'RollingUpdate' | 'Recreate';
+  claim?: string;
+}
+
 /** A Deployment of one's own in short-drama-prod (kwok runs its pods), rolled out. */
-export async function scratchDeployment(kc: KubeConfig, name: string, options: { replicas?: number; image?: string; labels?: Record<string, string> } = {}): Promise<V1Deployment> {
+export async function scratchDeployment(kc: KubeConfig, name: string, options: ScratchOptions = {}): Promise<V1Deployment> {
   const apps = kc.makeApiClient(AppsV1Api);
   const labels = options.labels ?? { app: name };
   await apps.createNamespacedDeployment(kubernetesNamespace, {
     metadata: { name, labels: { 'runbook-test/scratch': 'true' } },
     spec: {
       replicas: options.replicas ?? 1,
+      ...(options.strategy ? { strategy: { type: options.strategy } } : {}),
       selector: { matchLabels: labels },
       template: {
         metadata: { labels },
         spec: {
           nodeSelector: { type: 'kwok' },
-          containers: [{ name: 'app', image: options.image ?? 'registry.example/scratch:1.0', resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '500m', memory: '256Mi' } } }],
+          containers: [
+            {
+              name: options.container ?? 'app',
+              image: options.image ?? 'registry.example/scratch:1.0',
+              resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '500m', memory: '256Mi' } },
+              ...(options.claim ? { volumeMounts: [{ name: 'data', mountPath: '/data' }] } : {}),
+            },
+          ],
+          ...(options.claim ? { volumes: [{ name: 'data', persistentVolumeClaim: { claimName: options.claim } }] } : {}),
         },
       },
     },
@@ -35,27 +54,9 @@ export async function scratchDeployment(kc: KubeConfig, name: string, options: {
  * A database-like Deployment of one's own: its pods mount a ReadWriteOnce claim of its own (same
  * name), strategy RollingUpdate unless told, pods ready. Removed with deleteSingleWriter.
  */
-export async function scratchSingleWriter(kc: KubeConfig, name: string, options: { strategy?: 'RollingUpdate' | 'Recreate'; replicas?: number } = {}): Promise<V1Deployment> {
-  const apps = kc.makeApiClient(AppsV1Api);
+export async function scratchSingleWriter(kc: KubeConfig, name: string, options: Pick<ScratchOptions, 'strategy' | 'replicas'> = {}): Promise<V1Deployment> {
   await scratchBoundClaim(kc, name, 'fixed', '1Gi');
-  await apps.createNamespacedDeployment(kubernetesNamespace, {
-    metadata: { name, labels: { 'runbook-test/scratch': 'true' } },
-    spec: {
-      replicas: options.replicas ?? 1,
-      strategy: { type: options.strategy ?? 'RollingUpdate' },
-      selector: { matchLabels: { app: name } },
-      template: {
-        metadata: { labels: { app: name } },
-        spec: {
-          nodeSelector: { type: 'kwok' },
-          containers: [{ name: 'db', image: 'postgres:15', resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '500m', memory: '256Mi' } } }],
-          volumes: [{ name: 'data', persistentVolumeClaim: { claimName: name } }],
-        },
-      },
-    },
-  });
-  await waitForRollout(kc, kubernetesNamespace, name);
-  return (await apps.readNamespacedDeployment(name, kubernetesNamespace)).body;
+  return scratchDeployment(kc, name, { ...options, strategy: options.strategy ?? 'RollingUpdate', claim: name, container: 'db', image: 'postgres:15' });
 }
 
 export async function deleteSingleWriter(kc: KubeConfig, name: string): Promise<void> {
