@@ -1,10 +1,11 @@
 import { patched } from '@temporalio/workflow';
 import type { z } from 'zod';
 import { type RedisMemoryPressureInput, type redisMemoryPressureInput } from '../common/inputs/redis-memory-pressure';
-import { memoryBytes, raisedMemoryLimit } from '../common/quantity';
+import { memoryBytes } from '../common/quantity';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { RunbookRun } from './kernel/runbook-run';
 import { waitForRollout } from './rollout-wait';
+import { diagnose, type Diagnosis, type RedisMemoryCause } from './redis-memory-pressure-diagnosis';
 import { validateInput } from './validate-input';
 import { read, wait, write } from './activity-proxies';
 import { catalog } from '../common/catalog';
@@ -13,7 +14,6 @@ import {
   limitText,
   maxmemoryWhy,
   memoryState,
-  memoryUsage,
   mib,
   percent,
   pressureFindings,
@@ -23,16 +23,13 @@ import {
 } from './redis-memory-pressure-plans';
 
 export { raisedMaxmemory, type MaxmemoryTarget, type RedisMemoryState } from './redis-memory-pressure-plans';
-
-/** SCAN-based counting and deleting heartbeat their cursor. */
+export type { RedisMemoryCause } from './redis-memory-pressure-diagnosis';
 
 /**
  * Runs started before this patch neither wait for the rollout after raising the memory limit nor
  * have the raise-maxmemory step; their histories replay on the old path.
  */
 export const raiseMaxmemoryPatch = 'redis-raise-maxmemory';
-
-export type RedisMemoryCause = 'memory-pressure' | 'session-keys' | 'no-eviction';
 
 export interface RedisMemoryPressureResult extends RunbookResultBase {
   /** What the diagnosis found; empty when Redis looks healthy. */
@@ -46,7 +43,6 @@ export interface RedisMemoryPressureResult extends RunbookResultBase {
 }
 
 type Input = z.infer<typeof redisMemoryPressureInput>;
-type Diagnosis = Awaited<ReturnType<typeof diagnose>>;
 
 /** What one run's steps share: the run, its input, whether it is on the patched path, and the diagnosis. */
 interface Pressure extends Diagnosis {
@@ -96,51 +92,6 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
   await setPolicyStep(p);
   const after = input.mode === 'execute' ? await verifyAfter(p) : undefined;
   return reportPressure(p, maxmemoryTarget, after);
-}
-
-/** Diagnosis (read-only) and classification; the memory limit to raise to, computed once from it. */
-async function diagnose(run: RunbookRun<RedisMemoryPressureStep>, input: Input) {
-  const { namespace, deployment, container, sessionPattern } = input;
-  const memory = await run.read(
-    'redis-memory',
-    'INFO memory and DBSIZE',
-    () => read.redisMemoryInfo(),
-    (m) => `used_memory ${mib(m.usedMemory)} (peak ${mib(m.usedMemoryPeak)}), maxmemory ${m.maxmemory ? mib(m.maxmemory) : 'none'}, fragmentation ${m.memFragmentationRatio}, ${m.dbsize} keys`,
-  );
-  const policy = await run.read(
-    'maxmemory-policy',
-    'maxmemory-policy',
-    () => read.getMaxmemoryPolicy(),
-    (p) => p.policy,
-  );
-  const sessions = await run.read(
-    'session-keys',
-    `Keys matching ${sessionPattern}`,
-    () => wait.countRedisKeys({ pattern: sessionPattern }),
-    (c) => `${c.count} keys (${c.scans} SCAN calls)`,
-  );
-  const memoryLimit = await run.read(
-    'memory-limit',
-    `Memory limit of ${namespace}/${deployment} container ${container}`,
-    async () => containerMemoryLimit(await read.snapshotNamespaceConfig({ namespace }), deployment, container) ?? null,
-    (limit) => limit ?? 'no memory limit',
-  );
-
-  const limitBytes = memoryBytes(memoryLimit ?? undefined);
-  const usage = memoryUsage(memory, limitBytes);
-  const sessionShare = memory.dbsize > 0 ? sessions.count / memory.dbsize : 0;
-  const causes: RedisMemoryCause[] = [];
-  const underPressure = usage !== null && usage >= input.raiseWhenUsageAbove;
-  if (underPressure) causes.push('memory-pressure');
-  if (sessions.count > 0 && sessionShare >= input.sessionShareAbove) causes.push('session-keys');
-  if (policy.policy === 'noeviction') causes.push('no-eviction');
-  const before = memoryState(memory, sessions.count, policy.policy, memoryLimit);
-
-  // Computed once from the diagnosis: a retried apply, a re-plan after approval or a replayed run
-  // all aim at the same value, so the limit is raised once.
-  const target = raisedMemoryLimit(limitBytes, input.memoryLimitFactor, input.maxMemoryLimit);
-  const raiseWanted = underPressure && target !== undefined && memoryBytes(target)! > limitBytes!;
-  return { memory, policy: policy.policy, sessions, memoryLimit, limitBytes, usage, sessionShare, causes, underPressure, before, target, raiseWanted };
 }
 
 /** ⚠ delete the session keys: SCAN + UNLINK in batches, capped at maxKeys, resumable. */

@@ -1,42 +1,26 @@
-import type { Activities } from '../activities';
-import type { PodSummary } from '../activities/kubernetes-pods';
-import type { RevisionSummary, RolloutStatus } from '../activities/kubernetes-rollouts';
+import type { RolloutStatus } from '../activities/kubernetes-rollouts';
 import type { z } from 'zod';
 import { type RollbackDeploymentInput, type rollbackDeploymentInput } from '../common/inputs/rollback-deployment';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
-import { livePods, podCounts, previousRevision } from './deployment-spec';
 import { nothingChanged, planModeImpact, planOnly, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
 import { waitForRollout, type CompletedRollout } from './rollout-wait';
 import { validateInput } from './validate-input';
 import { read, write } from './activity-proxies';
-import { failure } from '../common/failures';
 import { catalog } from '../common/catalog';
+import {
+  age,
+  availability,
+  describeAvailability,
+  imagesText,
+  resolveTarget,
+  rollbackTarget,
+  type AgedHistory,
+  type Availability,
+  type RevisionInfo,
+  type RollbackTarget,
+} from './rollback-deployment-plans';
 
-export interface RevisionInfo extends RevisionSummary {
-  /** Seconds since the revision's ReplicaSet was created, at the workflow's time of reading. */
-  ageSeconds?: number;
-}
-
-/** What the rollback step resolved from the history: from the current revision to the target one. */
-export interface RollbackTarget {
-  fromRevision?: number;
-  fromImages: string[];
-  toRevision: number;
-  toReplicaSet: string;
-  toImages: string[];
-}
-
-export interface Availability {
-  revision?: number;
-  /** The current revision's ReplicaSet and images. */
-  replicaSet?: string;
-  images: string[];
-  /** Live (not terminating) pods of the current ReplicaSet, and how many are ready. */
-  pods: number;
-  readyPods: number;
-  /** Live pods still on another revision. */
-  otherPods: number;
-}
+export type { Availability, RevisionInfo, RollbackTarget } from './rollback-deployment-plans';
 
 export interface RollbackDeploymentResult extends RunbookResultBase {
   namespace: string;
@@ -54,26 +38,6 @@ export interface RollbackDeploymentResult extends RunbookResultBase {
   after?: Availability & { available: boolean };
 }
 
-type History = Awaited<ReturnType<Activities['getRolloutHistory']>>;
-/** The history as the diagnosis read it, each revision with its age. */
-type AgedHistory = Omit<History, 'revisions'> & { revisions: RevisionInfo[] };
-
-function age(seconds: number | undefined): string {
-  if (seconds === undefined) return 'age unknown';
-  if (seconds < 120) return `${seconds}s ago`;
-  if (seconds < 7200) return `${Math.round(seconds / 60)}m ago`;
-  if (seconds < 172_800) return `${Math.round(seconds / 3600)}h ago`;
-  return `${Math.round(seconds / 86_400)}d ago`;
-}
-
-const imagesText = (images: string[]) => images.join(', ') || 'no containers';
-
-/** From the history's current revision to `to`. */
-function rollbackTarget(h: { revisions: RevisionSummary[]; currentRevision?: number }, to: RevisionSummary): RollbackTarget {
-  const from = h.revisions.find((r) => r.revision === h.currentRevision);
-  return { ...(h.currentRevision !== undefined ? { fromRevision: h.currentRevision } : {}), fromImages: from?.images ?? [], toRevision: to.revision, toReplicaSet: to.replicaSet, toImages: to.images };
-}
-
 type Input = z.infer<typeof rollbackDeploymentInput>;
 
 /** The rollback step's outcome, what it planned last and the rollout it waited for. */
@@ -82,40 +46,6 @@ interface RollbackDone {
   planned?: RollbackTarget;
   rollout?: CompletedRollout;
 }
-
-/** The revision to go back to: the asked one (refused when not in the history), else the one before the current. */
-function resolveTarget(input: Input, h: History): RevisionSummary | undefined {
-  const { namespace, deployment, toRevision } = input;
-  if (toRevision !== undefined) {
-    const asked = h.revisions.find((r) => r.revision === toRevision);
-    if (!asked) {
-      throw failure(
-        'NotFound',
-        `rollback refused: deployments.apps/${deployment} in namespace ${namespace} has no revision ${toRevision} (revisions: ${h.revisions.map((r) => r.revision).join(', ') || 'none'}; current ${h.currentRevision ?? 'unknown'})`,
-      );
-    }
-    return asked;
-  }
-  return previousRevision(h);
-}
-
-/** The current revision's pods and how many are ready; live pods of other revisions counted apart. */
-function availability(h: History, pods: PodSummary[]): Availability {
-  const current = h.revisions.find((r) => r.revision === h.currentRevision);
-  // A pod's name starts with its ReplicaSet's name: that tells the current revision's pods apart.
-  const own = podCounts(current ? pods.filter((p) => p.name.startsWith(`${current.replicaSet}-`)) : []);
-  return {
-    ...(h.currentRevision !== undefined ? { revision: h.currentRevision } : {}),
-    ...(current ? { replicaSet: current.replicaSet } : {}),
-    images: current?.images ?? [],
-    pods: own.pods,
-    readyPods: own.readyPods,
-    otherPods: livePods(pods).length - own.pods,
-  };
-}
-
-const describeAvailability = (a: Availability) =>
-  `revision ${a.revision ?? '?'} (${imagesText(a.images)}): ${a.readyPods}/${a.pods} pods ready${a.otherPods ? `, ${a.otherPods} pods of other revisions` : ''}`;
 
 /** The run's steps in order; helpers take a run typed by them, so a step id is checked by tsc. */
 const rollbackDeploymentSteps = ['rollout-history', 'availability', 'rollback', 'verify'] as const;

@@ -6,18 +6,16 @@ import { Checklist } from './kernel/checklist';
 import { errorText } from '../common/failures';
 import { checkSlowStatements, oneLine } from './slow-statements-check';
 import { checkExpiredSessions } from './weekly-review-sessions';
+import { checkDatabaseSize, checkLargestTables, checkVacuum, database } from './weekly-review-database';
 import { validateInput } from './validate-input';
-import { read, wait } from './activity-proxies';
+import { read } from './activity-proxies';
 import { catalog } from '../common/catalog';
-
-/** The batched delete and VACUUM heartbeat their progress. */
 
 export type WeeklyReviewResult = ChecklistResult;
 type WeeklyInput = z.infer<typeof weeklyReviewInput>;
 
 const performance = '性能指标审查';
 const security = '安全审计';
-const database = '数据库维护';
 
 /** 401/403 as whole numbers: the manual's `grep "403\|401"` would also count "took 1401ms". */
 const authErrorPattern = /\b(401|403)\b/;
@@ -204,52 +202,5 @@ export function checkCertificate(checklist: Checklist, input: WeeklyInput): Prom
     const detail =
       status === 'PASS' ? `Ready; renews ${cert.renewalTime ?? 'at an unknown time'}` : `expires soon and has not been renewed (renewal ${cert.renewalTime ?? 'unknown'}); check cert-manager`;
     return [row({ ...base, status, value, detail })];
-  });
-}
-
-/** 数据库维护: the database's size. */
-export function checkDatabaseSize(checklist: Checklist, input: WeeklyInput): Promise<CheckRow[]> {
-  return checklist.check('database-size', database, `Size of database ${input.database}`, async (row) => {
-    const size = await read.databaseSize({ database: input.database });
-    return [row({ id: 'database.size', title: `Database ${size.database} size`, status: 'PASS', value: size.pretty, detail: `${size.bytes} bytes` })];
-  });
-}
-
-/** The 10 largest tables, indexes and TOAST included. */
-export function checkLargestTables(checklist: Checklist): Promise<CheckRow[]> {
-  return checklist.check('largest-tables', database, 'The 10 largest tables', async (row) => {
-    const { database: db, tables } = await read.largestTables({ limit: 10 });
-    return [
-      row({
-        id: 'database.largest-tables',
-        title: 'Largest tables (with indexes and TOAST)',
-        status: 'PASS',
-        value: tables[0] ? `${tables[0].schema}.${tables[0].table} ${tables[0].pretty}` : 'no tables',
-        detail: `${db}: ${listed(
-          tables.map((x) => `${x.schema}.${x.table} ${x.pretty}`),
-          10,
-        )}`,
-      }),
-    ];
-  });
-}
-
-/** VACUUM ANALYZE, after the delete so the space of the deleted rows is reusable and the statistics are fresh; execute mode only. */
-export function checkVacuum(checklist: Checklist, input: WeeklyInput): Promise<CheckRow[]> {
-  return checklist.check('vacuum', database, 'VACUUM ANALYZE', async (row) => {
-    const execute = input.mode === 'execute' && !checklist.run.cancelled;
-    const v = await wait.vacuumAnalyze({ dryRun: !execute });
-    const dead = (key: 'deadTuplesBefore' | 'deadTuplesAfter') => v.tables.reduce((n, x) => n + x[key], 0);
-    return [
-      row({
-        id: 'database.vacuum',
-        title: `VACUUM ANALYZE ${v.database}`,
-        status: 'PASS',
-        value: execute ? `done in ${v.durationMs} ms` : 'not run',
-        detail: execute
-          ? `dead tuples ${dead('deadTuplesBefore')} -> ${dead('deadTuplesAfter')} in ${v.tables.length} tables`
-          : `${input.mode === 'plan' ? 'plan mode' : 'run cancelled'}: runs in execute mode; ${dead('deadTuplesBefore')} dead tuples in ${v.tables.length} tables now`,
-      }),
-    ];
   });
 }
