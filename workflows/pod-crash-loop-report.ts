@@ -1,10 +1,7 @@
-import type { RunbookRun } from './kernel/runbook-run';
 import type { PodCrashCause } from './pod-crash-loop-diagnosis';
-import type { CrashLoop, PodCrashLoopResult, PodCrashLoopStep } from './pod-crash-loop';
+import type { CrashLoop, PodCrashLoopResult } from './pod-crash-loop';
 
 /** podCrashLoop's incident report: the failing pod, the root cause and the solution by cause. */
-
-export const applied = (run: RunbookRun<PodCrashLoopStep>, stepId: PodCrashLoopStep) => run.outcomeOf(stepId) === 'applied';
 
 /** The failing pod as the report names it. */
 function podTextOf(c: CrashLoop): string {
@@ -30,10 +27,10 @@ function rootCauses(c: CrashLoop, podText: string): Record<PodCrashCause, string
 function solutions(c: CrashLoop): Record<PodCrashCause, string> {
   const { run, namespace, deployment, container, limit, target, history, previous, missing } = c;
   return {
-    'oom-killed': applied(run, 'raise-memory-limit')
+    'oom-killed': run.applied('raise-memory-limit')
       ? `Memory limit of ${namespace}/${deployment} container ${container} raised ${limit} -> ${target}.`
       : `Memory limit not changed (${run.outcomeOf('raise-memory-limit')}; ${limit ?? 'none'}${target ? `, proposed ${target}` : ''}).`,
-    'code-error': applied(run, 'rollback')
+    'code-error': run.applied('rollback')
       ? `${namespace}/${deployment} rolled back from revision ${history.currentRevision} to revision ${previous?.revision}.`
       : `Not rolled back (${run.outcomeOf('rollback')}${previous ? `; proposed revision ${previous.revision}` : '; no previous revision'}).`,
     'config-error': `No automatic change: create the missing ${missing ?? 'ConfigMap/Secret key'} and the pods start on their own.`,

@@ -19,7 +19,7 @@ import {
   type Diagnosis,
   type PodCrashCause,
 } from './pod-crash-loop-diagnosis';
-import { applied, reportCrashLoop } from './pod-crash-loop-report';
+import { reportCrashLoop } from './pod-crash-loop-report';
 import { validateInput } from './validate-input';
 import { read, wait, write } from './activity-proxies';
 import { catalog } from '../common/catalog';
@@ -192,7 +192,7 @@ async function rollbackStep(c: CrashLoop): Promise<void> {
 /** Execute mode, after a change: the live pods, how many are ready or crash-looping, and the revision. */
 async function verifyAfter(c: CrashLoop): Promise<PodCrashLoopResult['after']> {
   const { run, input, namespace, deployment } = c;
-  if (input.mode !== 'execute' || !(applied(run, 'raise-memory-limit') || applied(run, 'rollback'))) return undefined;
+  if (input.mode !== 'execute' || !(run.applied('raise-memory-limit') || run.applied('rollback'))) return undefined;
   return run.read(
     'verify',
     `Pods and rollout of ${namespace}/${deployment} after the change`,

@@ -10,7 +10,7 @@ import type { RedisMemoryPressureStep } from './redis-memory-pressure';
 
 export type RedisMemoryCause = 'memory-pressure' | 'session-keys' | 'no-eviction';
 export type Diagnosis = Awaited<ReturnType<typeof diagnose>>;
-type Input = z.infer<typeof redisMemoryPressureInput>;
+export type Input = z.infer<typeof redisMemoryPressureInput>;
 
 /** Diagnosis (read-only) and classification; the memory limit to raise to, computed once from it. */
 export async function diagnose(run: RunbookRun<RedisMemoryPressureStep>, input: Input) {

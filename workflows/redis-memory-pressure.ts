@@ -1,11 +1,10 @@
 import { patched } from '@temporalio/workflow';
-import type { z } from 'zod';
-import { type RedisMemoryPressureInput, type redisMemoryPressureInput } from '../common/inputs/redis-memory-pressure';
+import type { RedisMemoryPressureInput } from '../common/inputs/redis-memory-pressure';
 import { memoryBytes } from '../common/quantity';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { RunbookRun } from './kernel/runbook-run';
 import { waitForRollout } from './rollout-wait';
-import { diagnose, type Diagnosis, type RedisMemoryCause } from './redis-memory-pressure-diagnosis';
+import { diagnose, type Diagnosis, type Input, type RedisMemoryCause } from './redis-memory-pressure-diagnosis';
 import { validateInput } from './validate-input';
 import { read, wait, write } from './activity-proxies';
 import { catalog } from '../common/catalog';
@@ -41,8 +40,6 @@ export interface RedisMemoryPressureResult extends RunbookResultBase {
   /** The maxmemory (bytes) the run raises to (computed once from the diagnosis), when raising was wanted. */
   targetMaxmemory?: number;
 }
-
-type Input = z.infer<typeof redisMemoryPressureInput>;
 
 /** What one run's steps share: the run, its input, whether it is on the patched path, and the diagnosis. */
 interface Pressure extends Diagnosis {

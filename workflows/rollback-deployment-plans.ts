@@ -54,7 +54,7 @@ export function rollbackTarget(h: { revisions: RevisionSummary[]; currentRevisio
   return { ...(h.currentRevision !== undefined ? { fromRevision: h.currentRevision } : {}), fromImages: from?.images ?? [], toRevision: to.revision, toReplicaSet: to.replicaSet, toImages: to.images };
 }
 
-type Input = z.infer<typeof rollbackDeploymentInput>;
+export type Input = z.infer<typeof rollbackDeploymentInput>;
 
 /** The revision to go back to: the asked one (refused when not in the history), else the one before the current. */
 export function resolveTarget(input: Input, h: History): RevisionSummary | undefined {

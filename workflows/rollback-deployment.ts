@@ -1,6 +1,5 @@
 import type { RolloutStatus } from '../activities/kubernetes-rollouts';
-import type { z } from 'zod';
-import { type RollbackDeploymentInput, type rollbackDeploymentInput } from '../common/inputs/rollback-deployment';
+import type { RollbackDeploymentInput } from '../common/inputs/rollback-deployment';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { nothingChanged, planModeImpact, planOnly, RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
 import { waitForRollout, type CompletedRollout } from './rollout-wait';
@@ -15,6 +14,7 @@ import {
   resolveTarget,
   rollbackTarget,
   type AgedHistory,
+  type Input,
   type Availability,
   type RevisionInfo,
   type RollbackTarget,
@@ -37,8 +37,6 @@ export interface RollbackDeploymentResult extends RunbookResultBase {
   /** State after the rollback (execute mode); available: every pod of the new revision ready. */
   after?: Availability & { available: boolean };
 }
-
-type Input = z.infer<typeof rollbackDeploymentInput>;
 
 /** The rollback step's outcome, what it planned last and the rollout it waited for. */
 interface RollbackDone {

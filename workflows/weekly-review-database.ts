@@ -6,7 +6,7 @@ import { read, wait } from './activity-proxies';
 
 /** weeklyReview's 数据库维护 section: size, largest tables and VACUUM (the slow statements and the sessions delete have files of their own). */
 
-type WeeklyInput = z.infer<typeof weeklyReviewInput>;
+export type WeeklyInput = z.infer<typeof weeklyReviewInput>;
 
 export const database = '数据库维护';
 

@@ -1,18 +1,16 @@
-import type { z } from 'zod';
 import type { ManualQueryName } from '../activities/prometheus';
 import { above, below, listed, sharesOfLimit, type CheckRow, type ChecklistResult, type CheckStatus } from '../common/checklist';
-import { type weeklyReviewInput, type WeeklyReviewInput } from '../common/inputs/checklists';
+import type { WeeklyReviewInput } from '../common/inputs/checklists';
 import { Checklist } from './kernel/checklist';
 import { errorText } from '../common/failures';
 import { checkSlowStatements, oneLine } from './slow-statements-check';
 import { checkExpiredSessions } from './weekly-review-sessions';
-import { checkDatabaseSize, checkLargestTables, checkVacuum, database } from './weekly-review-database';
+import { checkDatabaseSize, checkLargestTables, checkVacuum, database, type WeeklyInput } from './weekly-review-database';
 import { validateInput } from './validate-input';
 import { read } from './activity-proxies';
 import { catalog } from '../common/catalog';
 
 export type WeeklyReviewResult = ChecklistResult;
-type WeeklyInput = z.infer<typeof weeklyReviewInput>;
 
 const performance = '性能指标审查';
 const security = '安全审计';

@@ -258,6 +258,11 @@ export class RunbookRun<Step extends string = string> {
     return this.stepOutcomes.get(stepId);
   }
 
+  /** The step's change was applied (not planned only, skipped, rejected or failed). */
+  applied(stepId: Step): boolean {
+    return this.outcomeOf(stepId) === 'applied';
+  }
+
   /** A step's last plan; undefined when it was never planned (skipped before, or not reached). */
   plannedStep(stepId: Step): PlannedStep | undefined {
     return this.plan.get(stepId);
