@@ -7,6 +7,7 @@ import { createActivities } from '../activities';
 import { loadConfig } from '../config/load';
 import { readTestbedEnv } from '../scripts/testbed';
 import { buildDependencies } from '../workers/dependencies';
+import { workflowBundle } from '../workers/run-worker';
 import type { kernelBenchRunbook, KernelBenchInput, plainBenchWorkflow } from './workflows/kernel-bench-runbook';
 
 interface Call {
@@ -74,6 +75,7 @@ export default async function kernelBench(): Promise<void> {
     connection: nativeConnection,
     taskQueue: config.temporal.taskQueue,
     workflowsPath: require.resolve('./workflows'),
+    interceptors: workflowBundle.interceptors,
     activities: timed({ ...createActivities(built.deps), ...benchActivities }, calls),
   });
 

@@ -1,4 +1,5 @@
-import { WorkflowUpdateFailedError, type Client, type WorkflowExecutionInfo } from '@temporalio/client';
+import { ActivityFailure, WorkflowUpdateFailedError, type Client, type WorkflowExecutionInfo } from '@temporalio/client';
+import { errorText } from '../common/failures';
 import type { z } from 'zod';
 import { catalog as defaultCatalog, workflowIdFor, type Catalog, type CatalogEntry, type RunbookName } from '../common/catalog';
 import type * as workflows from '../workflows';
@@ -83,6 +84,21 @@ export interface RunSummary {
   approvalState?: string;
 }
 
+/** How a run stands as the Temporal server records it: readable without a worker. */
+export interface RunRecord {
+  workflowId: string;
+  runId: string;
+  runbook: string;
+  /** Temporal's execution status: RUNNING, COMPLETED, FAILED, CANCELLED, TERMINATED, TIMED_OUT, CONTINUED_AS_NEW. */
+  status: string;
+  startTime: string;
+  closeTime?: string;
+  /** A finished run's outcome from its result. */
+  outcome?: string;
+  /** Why a failed run failed: the innermost cause, naming the activity that failed. */
+  failure?: string;
+}
+
 export interface ListFilter {
   runbook?: string;
   target?: string;
@@ -91,6 +107,16 @@ export interface ListFilter {
   /** Only runs still going (default true). */
   openOnly?: boolean;
   limit?: number;
+}
+
+/**
+ * Why a run failed, as a person needs it: the cause's sentence without Temporal's wrapping
+ * layers ("Workflow execution failed", "Activity task failed"), and which activity failed.
+ */
+export function runFailureText(err: unknown): string {
+  let activity: string | undefined;
+  for (let e: unknown = err; e instanceof Error; e = e.cause) if (e instanceof ActivityFailure && e.activityType) activity = e.activityType;
+  return activity ? `${errorText(err)} (activity ${activity})` : errorText(err);
 }
 
 function visibilityLiteral(value: string): string {
@@ -147,6 +173,28 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
   function waitForResult<T = unknown>(workflowId: string): Promise<T>;
   async function waitForResult(run: StartedRun | string): Promise<unknown> {
     return client.workflow.getHandle(typeof run === 'string' ? run : run.workflowId).result();
+  }
+
+  /** The server's record of a run (and a closed run's outcome or failure): no worker needed. */
+  async function describeRun(workflowId: string): Promise<RunRecord> {
+    const handle = client.workflow.getHandle(workflowId);
+    const info = await handle.describe();
+    const record: RunRecord = {
+      workflowId,
+      runId: info.runId,
+      runbook: info.type,
+      status: info.status.name,
+      startTime: info.startTime.toISOString(),
+      ...(info.closeTime ? { closeTime: info.closeTime.toISOString() } : {}),
+    };
+    if (info.status.name === 'RUNNING') return record;
+    try {
+      const result = (await client.workflow.getHandle(workflowId, info.runId).result()) as { outcome?: unknown } | undefined;
+      if (typeof result?.outcome === 'string') record.outcome = result.outcome;
+    } catch (err) {
+      record.failure = runFailureText(err);
+    }
+    return record;
   }
 
   async function decide(verdict: DecisionVerdict, workflowId: string, request: DecisionRequest, options: DecideOptions = {}): Promise<DecisionReceipt> {
@@ -227,6 +275,7 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
     },
 
     getStatus: queryStatus,
+    describeRun,
 
     /** The run's result: typed by runbook for a StartedRun, as asked for a bare workflow id. */
     waitForResult,

@@ -30,16 +30,20 @@ export function failure(type: FailureType, message: string): ApplicationFailure 
   return ApplicationFailure.create({ type, message, nonRetryable: nonRetryableFailureTypes.includes(type) });
 }
 
+/** Temporal's wrapping layers: their messages ("Activity task failed") say nothing that their cause does not. */
+const wrapperNames = ['ActivityFailure', 'ChildWorkflowFailure', 'WorkflowFailedError', 'WorkflowUpdateFailedError'];
+
 /**
  * Any error as one line for timelines, reports, logs and check rows: the message with up to two
- * causes (an activity failure's cause says what went wrong), a system error's code when the
- * message lacks it, credentials in URLs masked, at most 500 characters.
+ * causes (Temporal's wrapping layers left out), a system error's code when the message lacks it,
+ * credentials in URLs masked, at most 500 characters.
  */
 export function errorText(err: unknown): string {
   const parts: string[] = [];
   for (let e: unknown = err; parts.length < 3; e = e.cause) {
+    const wrapper = isErrorLike(e) && wrapperNames.includes(String(e.name)) && isErrorLike(e.cause);
     const text = isErrorLike(e) ? `${e.message || e.name || 'Error'}${codeOf(e)}` : String(e);
-    if (!parts.some((p) => p.includes(text))) parts.push(text);
+    if (!wrapper && !parts.some((p) => p.includes(text))) parts.push(text);
     if (!isErrorLike(e) || e.cause === undefined || e.cause === null) break;
   }
   const oneLine = parts

@@ -160,7 +160,7 @@ describe('signed approvals', () => {
       const pendingB = await pendingOf(signed, b.workflowId, 'restart');
       // Another plan hash: bob signed a plan that is not the pending one.
       expect(await updateRefusal(client, a.workflowId, await statement(client, a.workflowId, {}))).toBe(
-        `the decision names plan 000000000000, but the pending plan is ${pendingA.planHash.slice(0, 12)}: review the current plan and decide again`,
+        `the decision names plan ${'0'.repeat(64)}, but the pending plan is ${pendingA.planHash}: review the current plan and decide again`,
       );
       // Expired, and valid for longer than configuration allows.
       const hourAgo = Date.now() - 60 * 60_000;

@@ -115,7 +115,7 @@ describe('runbook CLI', () => {
           `runbook approve: refusing to decide a plan you have not confirmed: read the plan above and pass --plan ${planHash!.slice(0, 12)}, or run on a terminal to confirm it\n`,
         );
         const otherPlan = await runbookCli(env, 'approve', workflowId!, '--step', 'restart', '--reason', 'x', '--as', 'bob', '--key', keyFile('bob'), '--plan', 'ffffffffffff');
-        expect(otherPlan).toMatchObject({ code: 1, stderr: `the pending plan is ${planHash!.slice(0, 12)}, not ffffffffffff: review the plan above and decide again\n` });
+        expect(otherPlan).toMatchObject({ code: 1, stderr: `the decision names plan ffffffffffff, but the pending plan is ${planHash}: review the current plan and decide again\n` });
 
         const selfApproval = await runbookCli(env, 'approve', workflowId!, '--step', 'restart', '--reason', 'mine', '--plan', planHash!, '--key', keyFile('erin'));
         expect(selfApproval).toMatchObject({ code: 1, stderr: 'approve refused: four-eyes rule: erin started this run and cannot approve its steps\n' });
@@ -198,6 +198,35 @@ describe('runbook CLI', () => {
       },
       { workflowsPath: require.resolve('./workflows'), activities: targets.activities() },
     );
+  });
+
+  test('a run refused at once: start exits 1 with the refusal, and status tells how it ended, with and without a worker', async () => {
+    const target = `kube-system/${randomUUID()}`;
+    const workflowId = `kernelTestRunbook/${target}`;
+    const oneStep = JSON.stringify([{ id: 'restart', title: 'Restart the app' }]);
+    const refusal = 'namespace kube-system is never touched by runbooks (activity readTestTarget)';
+    await withWorker(
+      config,
+      async () => {
+        const started = await runbookCli(env, 'start', 'kernelTestRunbook', '--target', target, '--steps', oneStep, '--execute', '--key', keyFile('erin'));
+        expect(started).toMatchObject({ code: 1, stdout: expect.stringMatching(/^started kernelTestRunbook\/kube-system\//), stderr: `${workflowId} failed: ${refusal}\n` });
+
+        const status = await runbookCli(env, 'status', workflowId);
+        expect(status.code).toBe(0);
+        expect(status.stdout).toMatch(/ finished: failed: namespace kube-system is never touched by runbooks\n/);
+
+        const again = await runbookCli(env, 'start', 'kernelTestRunbook', '--target', target, '--steps', oneStep, '--wait', '--key', keyFile('erin'));
+        expect(again).toMatchObject({ code: 1, stderr: `${workflowId} failed: ${refusal}\n` });
+      },
+      { workflowsPath: require.resolve('./workflows'), activities: targets.activities() },
+    );
+    // No worker on the task queue now: the server's record still says what happened.
+    const unanswered = await runbookCli(env, 'status', workflowId);
+    expect(unanswered.code).toBe(0);
+    expect(unanswered.stdout).toContain(`kernelTestRunbook FAILED: ${refusal}`);
+    expect(unanswered.stdout).toContain('no worker answered');
+    const watched = await runbookCli(env, 'status', workflowId, '--watch');
+    expect(watched).toMatchObject({ code: 1, stderr: `${workflowId} failed: ${refusal}\n` });
   });
 
   test('errors are one clear line and a non-zero exit', async () => {

@@ -133,7 +133,7 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
         );
       expect(await ask({ approver: 'alice' })).toBe('approve refused: alice (l1) may not decide "rollback": needs one of l2, manager, cto');
       expect(await ask({ approver: 'erin' })).toBe('approve refused: four-eyes rule: erin started this run and cannot approve its steps');
-      expect(await ask({ planHash: 'f'.repeat(64) })).toMatch(/^approve refused: the decision names plan ffffffffffff, but the pending plan is [0-9a-f]{12}/);
+      expect(await ask({ planHash: 'f'.repeat(64) })).toMatch(/^approve refused: the decision names plan f{64}, but the pending plan is [0-9a-f]{64}: /);
       expect(await ask({ reason: '  ' })).toBe('approve refused: a reason is required');
       expect(await ask({ stepId: 'drop-database' })).toBe('approve refused: step "drop-database" is not waiting for approval (pending: "rollback")');
       expect(await ask({ approver: 'mallory' })).toBe('approve refused: mallory is not a configured approver');

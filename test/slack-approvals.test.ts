@@ -119,7 +119,7 @@ describe('Slack approvals', () => {
           expect(carol.body.errors.reason).toMatch(/^approve refused: carol \(manager\) through slack \(vouches for l1, l2\) may not decide "restart"/);
           // A form naming a plan other than the pending one (the target changed since it was shown).
           const stale = await post(submit('U0BOB', { ...metadata, planHash: 'f'.repeat(64) }, 'ok'));
-          expect(stale.body.errors.reason).toMatch(/^approve refused: the decision names plan ffffffffffff, but the pending plan is/);
+          expect(stale.body.errors.reason).toMatch(/^approve refused: the decision names plan f{64}, but the pending plan is [0-9a-f]{64}/);
           expect(targets.applies.filter((a) => a.target === target)).toEqual([]);
 
           expect(await post(submit('U0BOB', metadata, 'users cannot log in'))).toEqual({ status: 200, body: { response_action: 'clear' } });

@@ -6,6 +6,12 @@ import { buildDependencies } from './dependencies';
 import { createJsonLogger } from './logger';
 import { connectClient, temporalTls } from '../config/temporal-connection';
 
+/** The workflow bundle every worker runs: the runbooks and the kernel's interceptors. */
+export const workflowBundle = {
+  workflowsPath: require.resolve('../workflows'),
+  interceptors: { workflowModules: [require.resolve('../workflows/kernel/interceptors')] },
+};
+
 /** Installs the process-wide runtime once: JSON logs, Prometheus metrics, SIGINT/SIGTERM handling. */
 export function installRuntime(config: RunbookConfig): Logger {
   const logger = createJsonLogger(config.worker.logLevel);
@@ -36,7 +42,7 @@ export async function runWorker(config: RunbookConfig, logger: Logger, onReady?:
       connection,
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
-      workflowsPath: require.resolve('../workflows'),
+      ...workflowBundle,
       activities: createActivities(built.deps),
       shutdownGraceTime: `${config.worker.shutdownGraceSeconds} seconds`,
     });

@@ -1,5 +1,5 @@
 import type { RunbookStatus } from '../../common/runbook';
-import type { RunSummary } from '../runbook-client';
+import type { RunRecord, RunSummary } from '../runbook-client';
 
 /** One line on where a run is: steps done, and what it waits for. */
 export function progressLine(status: RunbookStatus): string {
@@ -59,4 +59,15 @@ export function pendingPlanText(workflowId: string, pending: NonNullable<Runbook
     `  approvals: ${given.length} of ${pending.required ?? 1}${given.length ? ` (${given.join(', ')})` : ''}; ${pending.verification === 'unverified' ? 'UNVERIFIED: no approver keys configured' : 'signed decisions only'}`,
   );
   return lines.join('\n');
+}
+
+/** A run as the server records it, when no worker answers for it: status, times, and how it ended. */
+export function runRecordText(record: RunRecord, why: string): string {
+  const ended = record.failure ? `: ${record.failure}` : record.outcome ? `: ${record.outcome}` : '';
+  return [
+    record.workflowId,
+    `  ${record.runbook} ${record.status}${ended}`,
+    `  started ${record.startTime}${record.closeTime ? `, closed ${record.closeTime}` : ''} (run ${record.runId})`,
+    `  ${why}: this is the Temporal server's record; the plan and timeline need a worker on the task queue`,
+  ].join('\n');
 }

@@ -3,20 +3,21 @@ import { resolve } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { Command, CommanderError, Option } from 'commander';
 import { catalog as defaultCatalog, type CatalogEntry } from '../../common/catalog';
-import { severities, type DecisionVerdict, type RunbookStatus } from '../../common/runbook';
+import { severities, type DecisionVerdict } from '../../common/runbook';
 import { ConfigError } from '../../config/load';
 import { loadConfigWithSandbox, sandboxApproverKeyDir } from '../../config/sandbox';
 import { approvalsVerified } from '../../config/schema';
 import { connectClient } from '../../config/temporal-connection';
 import { durationMs } from '../../common/duration';
-import { createRunbookClient, RunbookClientError, type DecisionRequest, type RunbookClient } from '../runbook-client';
-import { pendingPlanText, progressLine, runsTable, statusText } from './format';
+import { minPlanHashPrefix, planHashProblem } from '../../workflows/kernel/decision-rules';
+import { createRunbookClient, runFailureText, RunbookClientError, type DecisionRequest, type RunbookClient, type StartedRun } from '../runbook-client';
+import { pendingPlanText, progressLine, runRecordText, runsTable, statusText } from './format';
 import { resolveIdentity } from './identity';
 import { resolveSigner, type ResolvedSigner } from './keys';
 
 class UsageError extends Error {}
 
-const print = (line: string) => process.stdout.write(`${line}\n`);
+const print = (line: string): void => void process.stdout.write(`${line}\n`);
 
 /** Extra catalog entries from a module (test runbooks, plug-ins): RUNBOOK_EXTRA_CATALOG=path. */
 function loadCatalog(): Record<string, CatalogEntry> {
@@ -78,9 +79,6 @@ function inputFromFlags(args: string[]): Record<string, unknown> {
   return input;
 }
 
-/** A short plan hash must still name one plan: at least this many hex digits. */
-const minPlanPrefix = 12;
-
 interface DecisionOptions {
   step: string;
   reason: string;
@@ -100,39 +98,61 @@ async function seenDecision(runbooks: RunbookClient, verdict: DecisionVerdict, i
   show(pendingPlanText(id, pending));
   const given = options.plan;
   if (given !== undefined) {
-    if (given.length < minPlanPrefix || !pending.planHash.startsWith(given)) {
-      throw new RunbookClientError(
-        `the pending plan is ${pending.planHash.slice(0, minPlanPrefix)}, not ${given}${given.length < minPlanPrefix ? ` (give at least ${minPlanPrefix} digits)` : ''}: review the plan above and decide again`,
-      );
-    }
+    const problem = planHashProblem(given, pending.planHash);
+    if (problem) throw new RunbookClientError(problem);
   } else if (process.stdin.isTTY) {
     const prompt = createInterface({ input: process.stdin, output: process.stderr });
-    const answer = await prompt.question(`${verdict} plan ${pending.planHash.slice(0, minPlanPrefix)} of "${stepId}"? type yes: `);
+    const answer = await prompt.question(`${verdict} plan ${pending.planHash.slice(0, minPlanHashPrefix)} of "${stepId}"? type yes: `);
     prompt.close();
     if (answer.trim().toLowerCase() !== 'yes') throw new UsageError('nothing decided');
   } else {
     throw new UsageError(
-      `runbook ${verdict}: refusing to decide a plan you have not confirmed: read the plan above and pass --plan ${pending.planHash.slice(0, minPlanPrefix)}, or run on a terminal to confirm it`,
+      `runbook ${verdict}: refusing to decide a plan you have not confirmed: read the plan above and pass --plan ${pending.planHash.slice(0, minPlanHashPrefix)}, or run on a terminal to confirm it`,
     );
   }
   return { stepId, planHash: pending.planHash, approver: as, reason };
 }
 
-async function watch(runbooks: RunbookClient, id: string): Promise<RunbookStatus> {
+/** How long `start` watches a new run, so a run refused at once is not reported as started and fine. */
+const firstMomentsMs = 3000;
+/** How long `status` waits for a worker to answer before it shows the server's record instead. */
+const statusQueryMs = 5000;
+
+/** Resolves to undefined when `ms` pass first; the timer never keeps the process alive. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  return Promise.race([promise, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), ms).unref())]);
+}
+
+/** The run's result, or a RunbookClientError saying why it failed (exit code 1). */
+async function resultOrRefusal(runbooks: RunbookClient, started: StartedRun): Promise<unknown> {
+  try {
+    return await runbooks.waitForResult(started);
+  } catch (err) {
+    throw new RunbookClientError(`${started.workflowId} failed: ${runFailureText(err)}`);
+  }
+}
+
+/** Prints each change of the run's progress until it ends; a failed run exits non-zero with its cause. */
+async function watch(runbooks: RunbookClient, id: string): Promise<void> {
   let last = '';
   for (;;) {
-    const status = await runbooks.getStatus(id).catch(async (err: unknown) => {
-      // A finished run may no longer answer queries from a worker; its result still tells.
-      const result = (await runbooks.waitForResult<{ outcome?: string }>(id).catch(() => undefined)) ?? undefined;
-      if (result) return { state: 'finished', outcome: result.outcome, runbook: id } as unknown as RunbookStatus;
-      throw err;
-    });
-    const line = progressLine(status);
-    if (line !== last) print(line);
-    last = line;
-    if (status.state === 'finished') return status;
+    const now = await progressNow(runbooks, id);
+    if (now.line !== last) print(now.line);
+    last = now.line;
+    if (now.ended) break;
     await new Promise((r) => setTimeout(r, 1000));
   }
+  const record = await runbooks.describeRun(id);
+  if (record.failure) throw new RunbookClientError(`${id} failed: ${record.failure}`);
+}
+
+/** The run's progress from its worker; with no worker answering, the server still says whether it goes on or how it ended. */
+async function progressNow(runbooks: RunbookClient, id: string): Promise<{ line: string; ended: boolean }> {
+  const status = await within(runbooks.getStatus(id), statusQueryMs).catch(() => undefined);
+  if (status) return { line: progressLine(status), ended: status.state === 'finished' };
+  const record = await runbooks.describeRun(id);
+  const how = record.failure ?? record.outcome;
+  return { line: `${record.runbook} ${record.status}${how ? `: ${how}` : ''} (no worker answered; the server's record)`, ended: record.status !== 'RUNNING' };
 }
 
 function addDecisionCommand(cli: Command, verdict: DecisionVerdict): void {
@@ -142,7 +162,7 @@ function addDecisionCommand(cli: Command, verdict: DecisionVerdict): void {
     .argument('<id>', 'workflow id of the run')
     .requiredOption('--step <step>', 'the step waiting for approval')
     .requiredOption('--reason <text>', 'why (recorded in the timeline and the report)')
-    .option('--plan <hash>', `the plan hash you read (at least ${minPlanPrefix} digits)`)
+    .option('--plan <hash>', `the plan hash you read (at least ${minPlanHashPrefix} digits)`)
     .action((id: string, options: DecisionOptions, command: Command) =>
       withSession(
         command.optsWithGlobals(),
@@ -214,7 +234,12 @@ function program(): Command {
           const started = await runbooks.startRunbook(name, input, { startedBy: as });
           print(`started ${started.workflowId} (run ${started.runId})${key ? `, signed by ${as} (${key.source})` : ''}`);
           if (!key && verified) process.stderr.write(`note: unsigned start (no key for ${as}: --key FILE, or ssh-agent): its steps need two approvers\n`);
-          if (options.wait) print(JSON.stringify(await runbooks.waitForResult(started), null, 2));
+          if (options.wait) return print(JSON.stringify(await resultOrRefusal(runbooks, started), null, 2));
+          const early = await within(
+            resultOrRefusal(runbooks, started).then((result) => ({ result })),
+            firstMomentsMs,
+          );
+          if (early) print(`${started.workflowId} finished: ${(early.result as { outcome?: string } | undefined)?.outcome ?? 'done'} (runbook status ${started.workflowId})`);
         },
         { signs: true },
       ),
@@ -228,9 +253,15 @@ function program(): Command {
     .option('--json', 'as JSON')
     .action((id: string, options: { watch?: boolean; json?: boolean }, command: Command) =>
       withSession(command.optsWithGlobals(), async ({ runbooks }) => {
-        if (options.watch) return void (await watch(runbooks, id));
-        const status = await runbooks.getStatus(id);
-        print(options.json ? JSON.stringify(status, null, 2) : statusText(id, status));
+        if (options.watch) return watch(runbooks, id);
+        const asked = runbooks.getStatus(id).then(
+          (status) => ({ status }),
+          (err: unknown) => ({ unanswered: `no worker answered (${runFailureText(err)})` }),
+        );
+        const answer = (await within(asked, statusQueryMs)) ?? { unanswered: `no worker answered within ${statusQueryMs / 1000} s` };
+        if ('status' in answer) return print(options.json ? JSON.stringify(answer.status, null, 2) : statusText(id, answer.status));
+        const record = await runbooks.describeRun(id);
+        print(options.json ? JSON.stringify({ ...record, note: answer.unanswered }, null, 2) : runRecordText(record, answer.unanswered));
       }),
     );
 
@@ -254,7 +285,7 @@ function program(): Command {
     .argument('<id>', 'workflow id of the run')
     .requiredOption('--step <step>', 'the step waiting for approval')
     .requiredOption('--reason <text>', 'why')
-    .option('--plan <hash>', `the plan hash you read (at least ${minPlanPrefix} digits)`)
+    .option('--plan <hash>', `the plan hash you read (at least ${minPlanHashPrefix} digits)`)
     .option('--reject', 'a rejection (default: an approval)')
     .action((id: string, options: DecisionOptions & { reject?: boolean }, command: Command) =>
       withSession(

@@ -1,3 +1,6 @@
+import { assertNamespaceAllowed } from '../../activities/guards';
+import { forbiddenNamespaces } from '../../config/schema';
+
 /**
  * A stand-in target for kernel tests (workflow logic only; the real systems have their own
  * tests): state in this process, read and changed through two activities, with a record of
@@ -36,7 +39,12 @@ export class TestTargets {
 
   activities() {
     return {
-      readTestTarget: async (target: string) => ({ ...this.of(target), applied: [...this.of(target).applied] }),
+      readTestTarget: async (target: string) => {
+        // As every real activity does: a protected namespace is refused before anything is read.
+        const namespace = target.split('/')[0]!;
+        if (forbiddenNamespaces.includes(namespace)) assertNamespaceAllowed(namespace, { namespaces: [namespace] });
+        return { ...this.of(target), applied: [...this.of(target).applied] };
+      },
       applyTestChange: async (target: string, stepId: string) => {
         this.active++;
         this.maxConcurrentApplies = Math.max(this.maxConcurrentApplies, this.active);

@@ -4,6 +4,7 @@ import { createActivities } from '../../activities';
 import { createRunbookClient, type RunbookClient, type RunbookClientOptions } from '../../client/runbook-client';
 import type { RunbookConfig } from '../../config/schema';
 import { buildDependencies } from '../../workers/dependencies';
+import { workflowBundle } from '../../workers/run-worker';
 
 export interface WorkerHarness {
   client: Client;
@@ -31,7 +32,8 @@ export async function withWorker<T>(config: RunbookConfig, body: (harness: Worke
       connection: nativeConnection,
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
-      workflowsPath: options.workflowsPath ?? require.resolve('../../workflows'),
+      workflowsPath: options.workflowsPath ?? workflowBundle.workflowsPath,
+      interceptors: workflowBundle.interceptors,
       activities: { ...createActivities(built.deps), ...options.activities },
     });
     return await worker.runUntil(body({ client, taskQueue: config.temporal.taskQueue }));

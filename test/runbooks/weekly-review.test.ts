@@ -286,7 +286,12 @@ describe('weeklyReview', () => {
       expect(rowOf(result, 'security.certificate')).toMatchObject({ status: 'WARN', threshold: '>= 30 days' });
       expect(rowOf(result, 'security.certificate').value).toMatch(/^(19|20) days left/);
       expect(rowOf(result, 'database.slow-statements')).toMatchObject({ status: 'WARN' });
-      expect(rowOf(result, 'database.slow-statements').detail).toMatch(/^1 over the threshold; slowest: SELECT pg_sleep\(\$1\) \(mean 1[23]\d\d(\.\d+)? ms/);
+      const slow = rowOf(result, 'database.slow-statements').detail;
+      expect(slow).toMatch(/^1 over the threshold; the \d+ slowest in [^:]+: 1\. SELECT pg_sleep\(\$1\) \(mean 1[23]\d\d(\.\d+)? ms/);
+      // Every statement the check read is listed, numbered, not only the slowest one.
+      const listed = Number(/the (\d+) slowest/.exec(slow)![1]);
+      expect(listed).toBeGreaterThan(1);
+      expect(slow.match(/(?:: |; )\d+\. /g)).toHaveLength(listed);
       // What was not broken still passes.
       expect(rowOf(result, 'database.size')).toMatchObject({ status: 'PASS' });
       expect(rowOf(result, 'database.largest-tables')).toMatchObject({ status: 'PASS' });

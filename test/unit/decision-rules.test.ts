@@ -80,7 +80,8 @@ describe('decision rules', () => {
     ['for another run', () => signed({ runId: 'run-2' }), {}, /^the statement is for run podCrashLoop\/short-drama-prod\/app \(run-2\)/],
     ['for another namespace', () => signed({ temporalNamespace: 'staging' }), {}, /in namespace staging, not for this run/],
     ['for another step', () => signed({ stepId: 'restart' }), {}, 'step "restart" is not waiting for approval (pending: "raise-memory")'],
-    ['for another plan', () => signed({ planHash: 'b'.repeat(64) }), {}, 'the decision names plan bbbbbbbbbbbb, but the pending plan is aaaaaaaaaaaa: review the current plan and decide again'],
+    ['for another plan', () => signed({ planHash: 'b'.repeat(64) }), {}, `the decision names plan ${'b'.repeat(64)}, but the pending plan is ${planHash}: review the current plan and decide again`],
+    ['a signed plan hash cut to the digits shown', () => signed({ planHash: planHash.slice(0, 12) }), {}, 'malformed statement: planHash: expected the full 64-character plan hash'],
     ['expired', () => signed({ issuedAt: new Date(now - 9 * 60_000).toISOString(), expiresAt: new Date(now - 60_000).toISOString() }), {}, /^the statement expired at/],
     ['valid too long', () => signed({ expiresAt: new Date(now + 60 * 60_000).toISOString() }), {}, /longer than the 600 s allowed$/],
     ['issued in the future', () => signed({ issuedAt: new Date(now + 6 * 60_000).toISOString(), expiresAt: new Date(now + 8 * 60_000).toISOString() }), {}, /issued in the future/],
@@ -102,6 +103,19 @@ describe('decision rules', () => {
     const text = refusal(await decision(), overrides);
     if (typeof expected === 'string') expect(text).toBe(expected);
     else expect(text).toMatch(expected);
+  });
+
+  test('an unsigned decision (the UI dialog) may name the plan by the 12 or more digits shown, and is recorded with the whole hash', () => {
+    const unsigned = (hash: string) => checkDecision({ stepId: 'raise-memory', planHash: hash, approver: 'bob', reason: 'OOMKilled twice' }, 'approve', context({ requireSignatures: false }));
+    for (const shown of [planHash.slice(0, 12), planHash.slice(0, 30), planHash.slice(0, 12).toUpperCase(), planHash]) {
+      expect(unsigned(shown)).toEqual({ ok: true, decision: { stepId: 'raise-memory', planHash, approver: 'bob', reason: 'OOMKilled twice', role: 'l2', verified: false } });
+    }
+    expect(unsigned(planHash.slice(0, 11))).toEqual({ ok: false, refusal: `plan aaaaaaaaaaa is too short to name a plan: give at least 12 digits of ${planHash}` });
+    expect(unsigned('')).toEqual({ ok: false, refusal: `plan (none) is too short to name a plan: give at least 12 digits of ${planHash}` });
+    expect(unsigned(`${planHash.slice(0, 11)}b`)).toEqual({
+      ok: false,
+      refusal: `the decision names plan aaaaaaaaaaab, but the pending plan is ${planHash}: review the current plan and decide again`,
+    });
   });
 
   test('a statement works once, says its own verdict, and its fields cannot be changed beside it', async () => {

@@ -2,6 +2,7 @@ import { DeterminismViolationError } from '@temporalio/workflow';
 import { Worker } from '@temporalio/worker';
 import * as workflows from '../../workflows';
 import { recordedHistories } from '../helpers/histories';
+import { workflowBundle } from '../../workers/run-worker';
 
 /**
  * Recorded histories replayed through today's workflow code, each under the workflow id it ran
@@ -19,7 +20,7 @@ describe('replay of recorded histories', () => {
 
   test('each history replays without non-determinism', async () => {
     const results = [];
-    for await (const result of Worker.runReplayHistories({ workflowsPath: require.resolve('../../workflows') }, histories)) {
+    for await (const result of Worker.runReplayHistories(workflowBundle, histories)) {
       results.push({ workflowId: result.workflowId, error: result.error?.message });
     }
     expect(results).toEqual(histories.map(({ workflowId }) => ({ workflowId, error: undefined })));

@@ -80,6 +80,20 @@ function signedFields(decision: Decision, verdict: DecisionVerdict, context: Dec
   };
 }
 
+/** The shortest plan hash a decision may give: the digits the CLI, Slack and the timeline show. */
+export const minPlanHashPrefix = 12;
+
+/**
+ * Why the named plan is not the pending one, or undefined when it is. A decision may give the hash
+ * as shown, from 12 digits (a signed statement's schema already demands the whole hash).
+ */
+export function planHashProblem(given: string, pending: string): string | undefined {
+  const isPrefix = pending.startsWith(given.toLowerCase());
+  if (isPrefix && given.length >= minPlanHashPrefix) return undefined;
+  if (isPrefix) return `plan ${given || '(none)'} is too short to name a plan: give at least ${minPlanHashPrefix} digits of ${pending}`;
+  return `the decision names plan ${given || '(none)'}, but the pending plan is ${pending}: review the current plan and decide again`;
+}
+
 /**
  * The one rule set for a decision, used by the Update validator (refused synchronously) and by
  * the Signal handler (refusal recorded in the timeline). Pure, so both paths agree.
@@ -102,9 +116,9 @@ export function checkDecision(decision: Decision, verdict: DecisionVerdict, cont
   if (fields.stepId !== pending.stepId) return refuse(`step "${fields.stepId}" is not waiting for approval (pending: "${pending.stepId}")`);
   if (!fields.reason?.trim()) return refuse('a reason is required');
   if (!fields.approver?.trim()) return refuse('the approver is required');
-  if (fields.planHash !== pending.planHash) {
-    return refuse(`the decision names plan ${String(fields.planHash).slice(0, 12)}, but the pending plan is ${pending.planHash.slice(0, 12)}: review the current plan and decide again`);
-  }
+  const planProblem = planHashProblem(String(fields.planHash ?? ''), pending.planHash);
+  if (planProblem) return refuse(planProblem);
+  fields = { ...fields, planHash: pending.planHash };
   if (context.decided) return refuse(`step "${fields.stepId}" was already decided`);
   if (verdict === 'approve' && (fields.approver === context.provenInitiator || fields.approver === context.startedBy)) {
     return refuse(`four-eyes rule: ${fields.approver} started this run and cannot approve its steps`);

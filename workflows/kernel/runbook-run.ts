@@ -107,6 +107,8 @@ const maxSignalTextLength = 200;
  * incident report. Deterministic: all I/O goes through activities.
  */
 export class RunbookRun<Step extends string = string> {
+  /** This workflow's run (module state is per workflow execution), for the interceptor that records an ending by error. */
+  static current: RunbookRun | undefined;
   private readonly timeline: TimelineEntry[] = [];
   private readonly plan = new Map<string, PlannedStep>();
   private readonly stepOutcomes = new Map<Step, ChangeOutcome>();
@@ -158,6 +160,7 @@ export class RunbookRun<Step extends string = string> {
       { key: runbookApprovalState, value: 'none' },
     ]);
     const run = new RunbookRun<Step>(identity, { approvers: [], escalation: { P0: '15m', P1: '1h', P2: '4h', P3: '24h' }, autoApprove: [] }, [...steps]);
+    RunbookRun.current = run;
     run.registerHandlers();
     const policy = await read.loadApprovalPolicy({ runbook: identity.name });
     Object.assign(run.policy, policy);
@@ -692,6 +695,15 @@ export class RunbookRun<Step extends string = string> {
     if (applied === 0 && rejected) return 'rejected';
     if (applied > 0 && rejected) return 'partially-applied';
     return applied > 0 ? 'completed' : 'nothing-to-do';
+  }
+
+  /** The run ended by an error instead of finish(): its status and timeline say so (see kernel/interceptors.ts). */
+  endedByError(err: unknown, cancelled: boolean): void {
+    // After finish() began (its report failed), the run still ends failed: the earlier entry is not the end.
+    const after = this.outcome ? ` after ${this.outcome}` : '';
+    this.outcome = cancelled ? 'cancelled' : 'failed';
+    if (!after) this.recordNotRecorded();
+    this.record({ event: 'finished', detail: `${this.outcome}${after}: ${errorText(err)}` });
   }
 
   /** Ends the run: outcome, and for fault and emergency runbooks the incident report in S3. */
