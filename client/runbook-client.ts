@@ -4,7 +4,7 @@ import type { z } from 'zod';
 import { catalog as defaultCatalog, workflowIdFor, type Catalog, type CatalogEntry, type RunbookName } from '../common/catalog';
 import type * as workflows from '../workflows';
 import { inputDigest, statementText, type DecisionStatement, type SignedStatement, type StartStatement } from '../common/approval-statements';
-import type { CancelRequest, Decision, DecisionReceipt, DecisionVerdict, RunbookStatus, Severity } from '../common/runbook';
+import { priorityOf, type CancelRequest, type Decision, type DecisionReceipt, type DecisionVerdict, type RunbookStatus, type Severity } from '../common/runbook';
 import type { Signer } from './signing';
 import { alertFiringSignal, alertResolvedSignal, approveUpdate, cancelSignal, rejectUpdate, statusQuery } from '../common/messages';
 import { zodProblems } from '../common/zod-problems';
@@ -250,6 +250,7 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
         args: [args],
         staticSummary: `${name} on ${entry.targetOf(args)}${describe ? ` (${describe})` : ''}, started by ${options.startedBy}`,
         staticDetails: entry.description,
+        priority: priorityOf((args.severity as Severity | undefined) ?? 'P2'),
       };
       if (options.alert) {
         // Joins the run in flight like USE_EXISTING does, and signals exactly that run.

@@ -7,11 +7,13 @@ import {
   type Client,
   type DayOfWeek,
   type ScheduleDescription,
+  type ScheduleDescriptionStartWorkflowAction,
   type ScheduleOptions,
   type ScheduleOptionsStartWorkflowAction,
   type Workflow,
 } from '@temporalio/client';
 import { durationMs } from '../common/duration';
+import { priorityOf, type Severity } from '../common/runbook';
 
 /** A duration as a schedule description gives it (milliseconds) or as configuration writes it (90s, 1h). */
 const msToNumber = (duration: number | string): number => (typeof duration === 'number' ? duration : durationMs(duration));
@@ -51,6 +53,9 @@ export interface SchedulesReport {
   schedules: ScheduleReport[];
 }
 
+/** The SDK sends an action's priority (schedule-helpers compiles it) though its option type leaves it out. */
+type ChecklistStartAction = ScheduleOptionsStartWorkflowAction<Workflow> & Pick<ScheduleDescriptionStartWorkflowAction, 'priority'>;
+
 export interface DesiredSchedule {
   checklist: ChecklistName;
   workflowType: ChecklistWorkflowType;
@@ -58,7 +63,7 @@ export interface DesiredSchedule {
   enabled: boolean;
   when: string;
   /** Exactly what `create` receives; spec.calendars are spelled out in full, the way describe() returns them, so the two compare. */
-  options: ScheduleOptions<ScheduleOptionsStartWorkflowAction<Workflow>> & { spec: { calendars: CalendarSpecDescription[]; timezone: string } };
+  options: ScheduleOptions<ChecklistStartAction> & { spec: { calendars: CalendarSpecDescription[]; timezone: string } };
 }
 
 type SchedulesConfig = Pick<RunbookConfig, 'temporal' | 'schedules'>;
@@ -95,6 +100,8 @@ export function desiredSchedules(config: SchedulesConfig): DesiredSchedule[] {
       calendar: calendarAt(monthly.at, { dayOfMonth: only(monthly.dayOfMonth), dayOfWeek: anyDayOfWeek }, `day ${monthly.dayOfMonth} of each month at ${monthly.at}`),
     },
   };
+  // Checklists wait behind remediation on a busy queue.
+  const checklistSeverity: Severity = 'P3';
   return scheduledChecklists.map(({ checklist, workflowType, title }) => {
     const scheduleId = scheduleIdFor(config.temporal.taskQueue, workflowType);
     const { enabled, when, calendar } = timing[checklist];
@@ -113,7 +120,8 @@ export function desiredSchedules(config: SchedulesConfig): DesiredSchedule[] {
           taskQueue: config.temporal.taskQueue,
           // Temporal appends the scheduled time, so every run has an id of its own.
           workflowId: `${workflowType}/scheduled`,
-          args: [{ mode: 'execute', startedBy: `schedule:${scheduleId}`, severity: 'P3' }],
+          args: [{ mode: 'execute', startedBy: `schedule:${scheduleId}`, severity: checklistSeverity }],
+          priority: priorityOf(checklistSeverity),
           staticSummary: `${title}: ${workflowType} started by schedule ${scheduleId}`,
           staticDetails: `Started by the Temporal Schedule ${scheduleId} (${when} ${timezone}). Change it in configuration (schedules.*) and run npm run schedules.`,
         },
@@ -160,6 +168,7 @@ function comparable(schedule: {
     'action.args': action.args ?? [],
     'action.staticSummary': action.staticSummary ?? '',
     'action.staticDetails': action.staticDetails ?? '',
+    'action.priority': action.priority?.priorityKey ?? null,
     'action.retry': action.retry ?? null,
     'action.workflowExecutionTimeout': action.workflowExecutionTimeout ? msToNumber(action.workflowExecutionTimeout) : null,
     'action.workflowRunTimeout': action.workflowRunTimeout ? msToNumber(action.workflowRunTimeout) : null,

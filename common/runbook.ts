@@ -5,6 +5,12 @@ import { signedStatementSchema } from './approval-statements';
 
 export const severities = ['P0', 'P1', 'P2', 'P3'] as const;
 export type Severity = (typeof severities)[number];
+
+/**
+ * A run's task-queue priority from its severity (Temporal runs lower keys first; unset is 3): on a
+ * busy queue a P0 remediation is never queued behind checklists (P3). Activities inherit it.
+ */
+export const priorityOf = (severity: Severity): { priorityKey: number } => ({ priorityKey: severities.indexOf(severity) + 1 });
 export const modes = ['plan', 'execute'] as const;
 export type Mode = (typeof modes)[number];
 export const roles = ['l1', 'l2', 'manager', 'cto'] as const;

@@ -25,6 +25,14 @@ export const releaseLockSignal = defineSignal<[LockRequest]>('releaseLock');
 export const lockGrantedSignal = defineSignal<[{ requestId: string }]>('lockGranted');
 export const lockStateQuery = defineQuery<LockState>('lockState');
 
+/** Internal: runbook runs and their lock talk with these; people never send them. */
+export const lockMessageDescriptions = {
+  acquireLock: 'Internal (runbook runs send it): queue for this target; the lock grants runs one at a time. Do not send it by hand.',
+  releaseLock: 'Internal (runbook runs send it): leave the queue or give the lock back. Do not send it by hand.',
+  lockGranted: 'Internal (the target lock sends it): this run now holds the lock on its target. Do not send it by hand.',
+  lockState: "The lock's holder, its lease and the runs queued behind it. No input.",
+} as const;
+
 export const lockWorkflowId = (target: string) => `lock/${target}`;
 
 const minute = 60_000;

@@ -10,6 +10,12 @@ import { TestTargets } from './helpers/test-target';
 import { testbedConfig, testbedEnv } from './helpers/testbed';
 import { withWorker } from './helpers/worker';
 
+/** The SDK's built-in query the UI reads: handler descriptions and Current Details. */
+interface WorkflowMetadata {
+  definition: Record<'signalDefinitions' | 'updateDefinitions' | 'queryDefinitions', Array<{ name: string; description?: string }>>;
+  currentDetails: string;
+}
+
 interface CliResult {
   code: number | null;
   stdout: string;
@@ -156,13 +162,36 @@ describe('runbook CLI', () => {
       config,
       async ({ client }) => {
         const { workflowId, planHash } = await startWaitingRun(target);
+        const handle = client.workflow.getHandle(workflowId);
+
+        // What the UI shows beside the run: described messages, Current Details with the plan and how to decide it.
+        const metadata = await handle.query<WorkflowMetadata>('__temporal_workflow_metadata');
+        const described = Object.fromEntries(
+          [...metadata.definition.signalDefinitions, ...metadata.definition.updateDefinitions, ...metadata.definition.queryDefinitions].map((d) => [d.name, d.description ?? '']),
+        );
+        for (const name of ['approve', 'reject', 'approveSignal', 'rejectSignal', 'cancel', 'alertFiring', 'alertResolved', 'status']) expect(described[name]).toMatch(/\. (Input: .*\{|No input)/);
+        expect(described.approve).toContain('runbook sign');
+        expect(described.lockGranted).toMatch(/^Internal/);
+        expect(metadata.currentDetails).toContain(`**waiting for approval** of "restart"`);
+        expect(metadata.currentDetails).toContain(`**Plan:** \`${planHash}\``);
+        expect(metadata.currentDetails).toContain(`runbook approve ${workflowId} --step restart --plan ${planHash} --reason "<why>" --as <you>`);
+        expect(metadata.currentDetails).toContain(`runbook sign ${workflowId} --step restart --plan ${planHash}`);
+
+        // Activities and the approval timer say what they are for; the run's priority comes from its severity (P2).
+        const events = (await handle.fetchHistory()).events!;
+        const summaries = await Promise.all(
+          events.filter((e) => e.userMetadata?.summary).map(async (e) => (await client.options.loadedDataConverter.payloadConverter.fromPayload(e.userMetadata!.summary!)) as string),
+        );
+        expect(summaries).toEqual(expect.arrayContaining([`readTestTarget ${target}`, expect.stringMatching(/^approval of "restart" by tier l\d, until /)]));
+        expect((await handle.describe()).priority).toMatchObject({ priorityKey: 3 }); // unset would be 0
+
         const signed = await runbookCli(env, 'sign', workflowId, '--step', 'restart', '--reason', 'from the UI', '--plan', planHash, '--as', 'bob', '--key', keyFile('bob'));
         expect(signed.code).toBe(0);
         expect(signed.stderr).toContain('Paste into the Temporal UI');
         const pasted = JSON.parse(signed.stdout) as { statement: string; signature: string };
         expect(Object.keys(pasted)).toEqual(['statement', 'signature']);
         // What the UI's Update dialog sends: the update name and the pasted JSON as its argument.
-        const receipt = await client.workflow.getHandle(workflowId).executeUpdate<{ approver: string; verified: boolean }, [unknown]>('approve', { args: [pasted] });
+        const receipt = await handle.executeUpdate<{ approver: string; verified: boolean }, [unknown]>('approve', { args: [pasted] });
         expect(receipt).toMatchObject({ approver: 'bob', verified: true });
         await client.workflow.getHandle(workflowId).result();
         expect(targets.applies.filter((a) => a.target === target)).toEqual([{ target, stepId: 'restart' }]);

@@ -3,7 +3,17 @@ import { condition, continueAsNew, getExternalWorkflowHandle, log, patched, prox
 import type { Activities } from '../activities';
 import { quickRead } from './activity-options';
 import { errorText } from '../common/failures';
-import { acquireLockSignal, carriedLockRequests, lockGrantedSignal, lockStateQuery, releaseLockSignal, targetLockInput, type LockRequest, type LockState } from '../common/target-lock-messages';
+import {
+  acquireLockSignal,
+  carriedLockRequests,
+  lockGrantedSignal,
+  lockMessageDescriptions,
+  lockStateQuery,
+  releaseLockSignal,
+  targetLockInput,
+  type LockRequest,
+  type LockState,
+} from '../common/target-lock-messages';
 import { validateInput } from './validate-input';
 
 /**
@@ -54,15 +64,23 @@ export async function targetLock(raw: TargetLockInput, carriedRaw: LockRequest[]
   const waiting: LockRequest[] = [...carried];
   let holder: LockRequest | undefined;
   let lease: LockState['lease'];
-  setHandler(acquireLockSignal, (request) => {
-    if (holder?.requestId === request.requestId || waiting.some((w) => w.requestId === request.requestId)) return; // a retried request
-    waiting.push(request);
-  });
-  setHandler(releaseLockSignal, (request) => {
-    if (holder?.requestId === request.requestId) holder = undefined;
-    else waiting.splice(0, waiting.length, ...waiting.filter((w) => w.requestId !== request.requestId));
-  });
-  setHandler(lockStateQuery, () => ({ holder, waiting: [...waiting], lease }));
+  setHandler(
+    acquireLockSignal,
+    (request) => {
+      if (holder?.requestId === request.requestId || waiting.some((w) => w.requestId === request.requestId)) return; // a retried request
+      waiting.push(request);
+    },
+    { description: lockMessageDescriptions.acquireLock },
+  );
+  setHandler(
+    releaseLockSignal,
+    (request) => {
+      if (holder?.requestId === request.requestId) holder = undefined;
+      else waiting.splice(0, waiting.length, ...waiting.filter((w) => w.requestId !== request.requestId));
+    },
+    { description: lockMessageDescriptions.releaseLock },
+  );
+  setHandler(lockStateQuery, () => ({ holder, waiting: [...waiting], lease }), { description: lockMessageDescriptions.lockState });
 
   for (let grants = 0; grants < grantsPerRun;) {
     if (!(await condition(() => waiting.length > 0, idleMs))) return; // idle: end; the next request starts a new run

@@ -1,4 +1,14 @@
-import { ContinueAsNew, isCancellation, type Next, type WorkflowExecuteInput, type WorkflowInboundCallsInterceptor, type WorkflowInterceptorsFactory } from '@temporalio/workflow';
+import {
+  ContinueAsNew,
+  isCancellation,
+  type ActivityInput,
+  type Next,
+  type WorkflowExecuteInput,
+  type WorkflowInboundCallsInterceptor,
+  type WorkflowInterceptorsFactory,
+  type WorkflowOutboundCallsInterceptor,
+} from '@temporalio/workflow';
+import { activitySummary } from './activity-summary';
 import { RunbookRun } from './runbook-run';
 
 /**
@@ -17,4 +27,12 @@ class FinishedOnError implements WorkflowInboundCallsInterceptor {
   }
 }
 
-export const interceptors: WorkflowInterceptorsFactory = () => ({ inbound: [new FinishedOnError()] });
+/** Every activity says in the UI what it acts on (a call that gives its own summary keeps it). No command changes: user metadata is not replayed. */
+class ActivitySummaries implements WorkflowOutboundCallsInterceptor {
+  scheduleActivity(input: ActivityInput, next: Next<WorkflowOutboundCallsInterceptor, 'scheduleActivity'>): Promise<unknown> {
+    if (input.options.summary) return next(input);
+    return next({ ...input, options: { ...input.options, summary: activitySummary(input.activityType, input.args) } });
+  }
+}
+
+export const interceptors: WorkflowInterceptorsFactory = () => ({ inbound: [new FinishedOnError()], outbound: [new ActivitySummaries()] });

@@ -1,4 +1,5 @@
-import { condition, getExternalWorkflowHandle, log, patched, setHandler, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
+import { condition, getExternalWorkflowHandle, log, patched, setCurrentDetails, setHandler, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
+import { currentDetails } from './current-details';
 import type { ApprovalPolicy, ScheduleProof } from '../../activities/runbook-support';
 import { inputDigest, parseStatement, signatureNamespace, startStatementSchema, timeProblem, type SignedStatement } from '../../common/approval-statements';
 import { verifySshSignature } from '../../common/ssh-signature';
@@ -27,8 +28,8 @@ import type { CatalogEntry, RunbookKind } from '../../common/catalog';
 import { runbookApprovalState, runbookMode, runbookName, runbookSeverity, runbookTarget } from '../../common/search-attributes';
 import { sha256Hex } from '../../common/sha256';
 import { stableJson } from '../../common/stable-json';
-import { alertFiringSignal, alertResolvedSignal, approveSignal, approveUpdate, cancelSignal, rejectSignal, rejectUpdate, statusQuery } from '../../common/messages';
-import { lockGrantedSignal, lockWorkflowId, releaseLockSignal, type LockRequest } from '../../common/target-lock-messages';
+import { alertFiringSignal, alertResolvedSignal, approveSignal, approveUpdate, cancelSignal, messageDescriptions, rejectSignal, rejectUpdate, statusQuery } from '../../common/messages';
+import { lockGrantedSignal, lockMessageDescriptions, lockWorkflowId, releaseLockSignal, type LockRequest } from '../../common/target-lock-messages';
 import { checkDecision, type AcceptedDecision } from './decision-rules';
 import { read } from '../activity-proxies';
 import { errorText, failure } from '../../common/failures';
@@ -417,10 +418,12 @@ export class RunbookRun<Step extends string = string> {
       const unverified = this.policy.requireSignatures ? '' : ', UNVERIFIED (no approver keys configured)';
       this.record({ event: index === 0 ? 'requested' : 'escalated', stepId: planned.stepId, title: planned.title, detail: `tier ${tier}, waiting until ${this.pending.until}${needs}${unverified}` });
       await this.notifyTier(planned, tier);
-      if (await condition(() => this.quorumMet || this.veto !== undefined || this.cancelled, waitPerTier)) break;
+      const summary = `approval of "${planned.stepId}" by tier ${tier}, until ${this.pending.until}`;
+      if (await condition(() => this.quorumMet || this.veto !== undefined || this.cancelled, waitPerTier, { summary })) break;
     }
     this.pending = undefined;
     this.state = 'running';
+    this.showDetails();
     if (this.cancelled) {
       upsertSearchAttributes([{ key: runbookApprovalState, value: 'none' }]);
       return 'cancelled';
@@ -546,15 +549,16 @@ export class RunbookRun<Step extends string = string> {
       const checked = check(decision, verdict);
       if (!checked.ok) throw new Error(checked.refusal);
     };
-    setHandler(approveUpdate, (d) => accept('approve', 'update')(d)!, { validator: validator('approve') });
-    setHandler(rejectUpdate, (d) => accept('reject', 'update')(d)!, { validator: validator('reject') });
-    setHandler(approveSignal, (d) => void accept('approve', 'signal')(d));
-    setHandler(rejectSignal, (d) => void accept('reject', 'signal')(d));
-    setHandler(cancelSignal, (request) => this.requestCancel(request ?? { by: 'unknown' }));
-    setHandler(alertFiringSignal, (firing) => this.alertFiring(firing));
-    setHandler(alertResolvedSignal, (resolved) => this.alertResolved(resolved ?? {}));
-    setHandler(lockGrantedSignal, ({ requestId }) => void this.grantedLocks.add(requestId));
-    setHandler(statusQuery, () => this.status());
+    const described = messageDescriptions;
+    setHandler(approveUpdate, (d) => accept('approve', 'update')(d)!, { validator: validator('approve'), description: described.approve });
+    setHandler(rejectUpdate, (d) => accept('reject', 'update')(d)!, { validator: validator('reject'), description: described.reject });
+    setHandler(approveSignal, (d) => void accept('approve', 'signal')(d), { description: described.approveSignal });
+    setHandler(rejectSignal, (d) => void accept('reject', 'signal')(d), { description: described.rejectSignal });
+    setHandler(cancelSignal, (request) => this.requestCancel(request ?? { by: 'unknown' }), { description: described.cancel });
+    setHandler(alertFiringSignal, (firing) => this.alertFiring(firing), { description: described.alertFiring });
+    setHandler(alertResolvedSignal, (resolved) => this.alertResolved(resolved ?? {}), { description: described.alertResolved });
+    setHandler(lockGrantedSignal, ({ requestId }) => void this.grantedLocks.add(requestId), { description: lockMessageDescriptions.lockGranted });
+    setHandler(statusQuery, () => this.status(), { description: described.status });
   }
 
   private recordDecision(decision: Approval, verdict: DecisionVerdict): void {
@@ -681,6 +685,12 @@ export class RunbookRun<Step extends string = string> {
 
   private record(entry: Omit<TimelineEntry, 'at'>): void {
     this.timeline.push({ at: new Date().toISOString(), ...entry });
+    this.showDetails();
+  }
+
+  /** The Temporal UI's Current Details: set after each change (no command, so replays are unaffected). */
+  private showDetails(report?: RunbookResultBase['report']): void {
+    setCurrentDetails(currentDetails(workflowInfo().workflowId, this.status(), report));
   }
 
   /** The run's outcome from its steps: what a person reading the result needs first. */
@@ -730,6 +740,7 @@ export class RunbookRun<Step extends string = string> {
         timeline: result.timeline,
         evidence: this.evidence,
       });
+      this.showDetails(result.report);
     }
     return result;
   }
