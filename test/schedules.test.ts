@@ -139,7 +139,10 @@ describe('checklist schedules', () => {
     const report = await ensureSchedules(client, config);
 
     expect(report.schedules.find((s) => s.workflowType === 'weeklyReview')).toMatchObject({ outcome: 'updated', changed: ['action.args', 'policies.overlap'] });
-    expect((await weekly.describe()).action.args).toEqual([{ mode: 'execute', startedBy: `schedule:${weekly.scheduleId}`, severity: 'P3' }]);
+    const action = (await weekly.describe()).action as { args?: unknown[]; priority?: { priorityKey?: number } };
+    expect(action.args).toEqual([{ mode: 'execute', startedBy: `schedule:${weekly.scheduleId}`, severity: 'P3' }]);
+    // Checklists queue behind remediation (P3 → 4; P0 → 1).
+    expect(action.priority?.priorityKey).toBe(4);
   });
 
   test('a checklist disabled in configuration loses its schedule', async () => {
