@@ -8,6 +8,7 @@ import { priorityOf, type CancelRequest, type Decision, type DecisionReceipt, ty
 import type { Signer } from './signing';
 import { alertFiringSignal, alertResolvedSignal, approveUpdate, cancelSignal, rejectUpdate, statusQuery } from '../common/messages';
 import { zodProblems } from '../common/zod-problems';
+import { runbookRunsQuery } from '../common/search-attributes';
 
 /** A refusal or bad request, with a message meant for a person. */
 export class RunbookClientError extends Error {
@@ -285,7 +286,7 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
     async listRuns(filter: ListFilter = {}): Promise<RunSummary[]> {
       const clauses = [
         filter.runbook && `RunbookName = ${visibilityLiteral(filter.runbook)}`,
-        !filter.runbook && `RunbookName IS NOT NULL`,
+        !filter.runbook && runbookRunsQuery,
         filter.target && `RunbookTarget = ${visibilityLiteral(filter.target)}`,
         filter.severity && `RunbookSeverity = ${visibilityLiteral(filter.severity)}`,
         filter.approvalState && `RunbookApprovalState = ${visibilityLiteral(filter.approvalState)}`,

@@ -8,3 +8,14 @@ export const runbookApprovalState = defineSearchAttributeKey('RunbookApprovalSta
 export const runbookMode = defineSearchAttributeKey('RunbookMode', SearchAttributeType.KEYWORD);
 
 export const runbookSearchAttributeKeys = [runbookName, runbookSeverity, runbookTarget, runbookApprovalState, runbookMode];
+
+/**
+ * The Temporal UI's workflow list showing runbook runs only: the target locks and other internal
+ * workflows carry no RunbookName, so they stay out of the view an SRE lands on.
+ */
+export function runbookRunsUrl(uiUrl: string, namespace: string): string {
+  return `${uiUrl.replace(/\/$/, '')}/namespaces/${encodeURIComponent(namespace)}/workflows?query=${encodeURIComponent(runbookRunsQuery)}`;
+}
+
+/** Runbook runs only, in Temporal's list filter syntax (what the UI link and `listRuns` use). */
+export const runbookRunsQuery = `${runbookName.name} IS NOT NULL`;

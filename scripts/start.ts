@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { ensureSchedules, scheduleReportLines } from '../client/schedules';
 import { ConfigError, hasTargets, loadConfig, readConfigSources } from '../config/load';
+import { runbookRunsUrl } from '../common/search-attributes';
 import type { RunbookConfig } from '../config/schema';
 import { installRuntime, runWorker } from '../workers/run-worker';
 import type { Client } from '@temporalio/client';
@@ -67,7 +68,7 @@ async function main(): Promise<void> {
     await runWorker(config, logger, (client) => {
       say();
       say(`Worker polling task queue "${config.temporal.taskQueue}" on ${config.temporal.address} (namespace ${config.temporal.namespace}).`);
-      if (testbed?.env.TEMPORAL_UI_URL && needsTemporal) say(`Temporal Web UI: ${testbed.env.TEMPORAL_UI_URL}`);
+      if (testbed?.env.TEMPORAL_UI_URL && needsTemporal) say(`Temporal Web UI, runbook runs: ${runbookRunsUrl(testbed.env.TEMPORAL_UI_URL, config.temporal.namespace)}`);
       say('Start the first runbook, preflight:');
       say(`  - in the Web UI: Workflows > Start Workflow, type "preflight", task queue "${config.temporal.taskQueue}", input {}`);
       say(

@@ -6,6 +6,7 @@ import type { RunbookResultBase } from '../common/runbook';
 import { waitUntil } from '../scripts/testbed/processes';
 import { approveSignal } from '../common/messages';
 import { lockStateQuery, lockWorkflowId } from '../common/target-lock-messages';
+import { runbookRunsQuery } from '../common/search-attributes';
 import { recordHistory } from './helpers/histories';
 import { TestTargets } from './helpers/test-target';
 import { testbedConfig, testbedEnv, testbedS3 } from './helpers/testbed';
@@ -301,6 +302,17 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
           });
           expect(await requesters(client, target)).toEqual({ holder: holder.workflowId, waiting: [next.workflowId] });
           expect(targets.started.filter((a) => a.target === target)).toHaveLength(1);
+
+          // The view the UI opens on (npm start's link) lists the two runs, never their lock.
+          const listed = async (query: string) => {
+            const ids: string[] = [];
+            for await (const run of client.workflow.list({ query })) ids.push(run.workflowId);
+            return ids.sort();
+          };
+          const these = `WorkflowId IN ('${lock.workflowId}', '${holder.workflowId}', '${next.workflowId}') AND ExecutionStatus = 'Running'`;
+          await waitUntil('the lock and both runs listed', async () => (await listed(these)).length === 3);
+          await waitUntil('both runs in the runbook view', async () => (await listed(`${these} AND ${runbookRunsQuery}`)).length >= 2);
+          expect(await listed(`${these} AND ${runbookRunsQuery}`)).toEqual([holder.workflowId, next.workflowId].sort());
           openGate();
           const results = await Promise.all([holder.result(), next.result()]);
           // The next run got the lock only after the apply: it found the change made.

@@ -44,7 +44,7 @@ describe('npm start with nothing configured', () => {
       await start.waitForLine((line) => line.includes('Ctrl-C stops the worker'), 240_000);
       const output = start.lines.join('\n');
       expect(output).toContain('NO TARGETS CONFIGURED: running against the LOCAL SANDBOX');
-      expect(output).toMatch(/Temporal Web UI: http:\/\/127\.0\.0\.1:17534/);
+      expect(output).toContain('Temporal Web UI, runbook runs: http://127.0.0.1:17534/namespaces/default/workflows?query=RunbookName%20IS%20NOT%20NULL');
       expect(output).toMatch(/workflow execute --address 127\.0\.0\.1:17533 .*--type preflight --task-queue runbooks/);
 
       const sandbox = readEnvFile(join(stateDir, 'testbed.env'));
