@@ -710,7 +710,7 @@ export class RunbookRun<Step extends string = string> {
   /** The run ended by an error instead of finish(): its status and timeline say so (see kernel/interceptors.ts). */
   endedByError(err: unknown, cancelled: boolean): void {
     // After finish() began (its report failed), the run still ends failed: the earlier entry is not the end.
-    const after = this.outcome ? ` after ${this.outcome}` : '';
+    const after = this.outcome ? ` (its steps had ended ${this.outcome})` : '';
     this.outcome = cancelled ? 'cancelled' : 'failed';
     if (!after) this.recordNotRecorded();
     this.record({ event: 'finished', detail: `${this.outcome}${after}: ${errorText(err)}` });
