@@ -16,6 +16,8 @@ import { temporalServer } from './temporal-server';
 import { kubernetesBinaries } from './kubernetes-install';
 import { adminKubeconfigPath, kubernetesServer, readonlyKubeconfigPath } from './kubernetes-server';
 import type { ServiceName, TestbedContext, TestbedSecrets, TestbedServer } from './context';
+import { realNodeWanted } from './node/node-names';
+import { nodeDown, nodeUp } from './node/node-lifecycle';
 
 export type { ServiceName } from './context';
 export const allServices: ServiceName[] = ['temporal', 'postgres', 'redis', 's3', 'prometheus', 'alertmanager', 'webhook', 'app-metrics', 'kubernetes'];
@@ -148,6 +150,8 @@ export async function up(options: UpOptions = {}): Promise<TestbedHandle> {
     if (name === 's3' && !wanted.includes('postgres')) continue;
     await servers[name].seed?.(ctx);
   }
+  // TESTBED_REAL_NODE=1: a real node (containerd, kubelet, kube-proxy) joins the cluster beside kwok's.
+  if (realNodeWanted() && wanted.includes('kubernetes')) await nodeUp(layout, log);
   return { envFile: layout.envFile, env, started, layout };
 }
 
@@ -158,6 +162,8 @@ function stopServer(name: ServiceName, layout: TestbedLayout): Promise<void> {
 
 /** Stops the named servers (by default every one with a pid file of ours). */
 export async function down(services: ServiceName[] = allServices, layout: TestbedLayout = testbedLayout()): Promise<void> {
+  // A real node goes first, in its own order, while the apiserver can still delete its pods (no-op without one).
+  if (services.includes('kubernetes')) await nodeDown(layout);
   await Promise.all(services.map((name) => stopServer(name, layout)));
 }
 

@@ -7,6 +7,7 @@ import { applyClusterInfrastructure, kubernetesNamespace, seedKubernetes } from 
 import { port, type TestbedLayout } from './layout';
 import { isAlive, readPid, startDetached, stopDetached, waitUntil } from './processes';
 import type { TestbedContext, TestbedServer } from './context';
+import { nodeNames, realNodeWanted } from './node/node-names';
 
 /**
  * The Kubernetes part of the test bed: etcd, kube-apiserver, kube-controller-manager,
@@ -29,6 +30,11 @@ export function adminKubeconfigPath(layout: TestbedLayout): string {
 /** Token of ServiceAccount `runbook-readonly` (read-only Role in short-drama-prod): TESTBED_KUBECONFIG_READONLY. */
 export function readonlyKubeconfigPath(layout: TestbedLayout): string {
   return join(kubernetesStateDir(layout), 'readonly.kubeconfig');
+}
+
+/** Services get addresses from the real node's range (198.18.0.0/15) when it is wanted; kwok-only clusters keep theirs. */
+function serviceRange(layout: TestbedLayout): string {
+  return realNodeWanted() ? nodeNames(layout).serviceCidr : '10.96.0.0/16';
 }
 
 function logOf(layout: TestbedLayout, name: string): string {
@@ -110,7 +116,7 @@ async function startControlPlane(ctx: TestbedContext, pki: KubernetesPki): Promi
     `--service-account-issuer=${api}`,
     `--service-account-key-file=${pki.saPub}`,
     `--service-account-signing-key-file=${pki.saKey}`,
-    '--service-cluster-ip-range=10.96.0.0/16',
+    `--service-cluster-ip-range=${serviceRange(layout)}`,
     `--kubelet-client-certificate=${pki.kubeletClientCert}`,
     `--kubelet-client-key=${pki.kubeletClientKey}`,
     '--kubelet-preferred-address-types=InternalIP',
@@ -144,7 +150,7 @@ async function startControlPlane(ctx: TestbedContext, pki: KubernetesPki): Promi
     '--use-service-account-credentials=true',
     `--cluster-signing-cert-file=${pki.caCert}`,
     `--cluster-signing-key-file=${pki.caKey}`,
-    '--service-cluster-ip-range=10.96.0.0/16',
+    `--service-cluster-ip-range=${serviceRange(layout)}`,
     '--controllers=*',
     // kwok marks a pod Ready only while it is Pending: pods a NotReady node had set unready stay so
     // after it returns. Tests stop the apiserver for up to ~2 minutes, so the node (lease renewed by
