@@ -141,23 +141,25 @@ function writeContainerdConfig(names: NodeNames, bins: NodeBinaries, sandboxImag
   const file = join(names.dir, 'containerd.toml');
   writeFileSync(
     file,
-    `version = 4
+    `# containerd 2.4's config version 4: its servers are plugins (io.containerd.server.v1.*), and every
+# socket lives under this node's state folder so several test beds never share one.
+version = 4
 root = ${JSON.stringify(names.containerdRoot)}
 state = ${JSON.stringify(names.containerdState)}
-
-[grpc]
-  address = ${JSON.stringify(names.containerdSocket)}
-
-[ttrpc]
-  address = ""
-
-[debug]
-  address = ""
-
-[metrics]
-  address = ""
+# Not the host's /etc/containerd/conf.d: this node is configured by this file alone.
+imports = []
 
 [plugins]
+  [plugins.'io.containerd.server.v1.grpc']
+    address = ${JSON.stringify(names.containerdSocket)}
+  [plugins.'io.containerd.server.v1.ttrpc']
+    address = ${JSON.stringify(`${names.containerdSocket}.ttrpc`)}
+  [plugins.'io.containerd.server.v1.grpc-tcp']
+    address = ""
+  [plugins.'io.containerd.server.v1.debug']
+    address = ""
+  [plugins.'io.containerd.server.v1.metrics']
+    address = ""
   [plugins.'io.containerd.internal.v1.opt']
     path = ${JSON.stringify(join(names.dir, 'containerd', 'opt'))}
   [plugins.'io.containerd.nri.v1.nri']
@@ -179,6 +181,8 @@ state = ${JSON.stringify(names.containerdState)}
         runtime_type = "io.containerd.runc.v2"
         [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
           BinaryName = ${JSON.stringify(bins.RUNC)}
+          # runc's state beside containerd's, not in the machine's /run/containerd/runc.
+          Root = ${JSON.stringify(join(names.containerdState, 'runc'))}
           SystemdCgroup = false
     [plugins.'io.containerd.cri.v1.runtime'.cni]
       bin_dirs = [${JSON.stringify(bins.CNI_BIN_DIR)}]
@@ -281,7 +285,12 @@ export async function nodeUp(layout: TestbedLayout, log: (line: string) => void)
     const config = writeContainerdConfig(names, bins, pause.ref);
     startDetached(layout.stateDir, processNames.containerd, bins.CONTAINERD, ['--config', config, '--log-level', 'warn'], { env });
   }
-  await waitUntil('containerd to answer', () => spawnSync(bins.CTR, ['--address', names.containerdSocket, 'version'], { stdio: 'ignore' }).status === 0, 30_000, join(layout.stateDir, `${processNames.containerd}.log`));
+  await waitUntil(
+    'containerd to answer',
+    () => spawnSync(bins.CTR, ['--address', names.containerdSocket, 'version'], { stdio: 'ignore' }).status === 0,
+    30_000,
+    join(layout.stateDir, `${processNames.containerd}.log`),
+  );
   const present = new Set(ctr(bins, names, ['images', 'ls', '-q']).split('\n'));
   const refs: Record<string, string> = { pause: pause.ref };
   for (const [index, image] of [pause, ...images].entries()) {
@@ -292,15 +301,21 @@ export async function nodeUp(layout: TestbedLayout, log: (line: string) => void)
 
   const kubeconfig = adminKubeconfigPath(layout);
   if (!alive(layout, processNames.kubelet)) {
-    startDetached(layout.stateDir, processNames.kubelet, bins.KUBELET, [
-      `--config=${writeKubeletConfig(layout, names)}`,
-      `--kubeconfig=${kubeconfig}`,
-      `--root-dir=${names.kubeletRoot}`,
-      `--node-ip=${names.nodeIp}`,
-      `--hostname-override=${names.nodeName}`,
-      `--node-labels=${names.label.key}=${names.label.value}`,
-      '--v=1',
-    ], { env });
+    startDetached(
+      layout.stateDir,
+      processNames.kubelet,
+      bins.KUBELET,
+      [
+        `--config=${writeKubeletConfig(layout, names)}`,
+        `--kubeconfig=${kubeconfig}`,
+        `--root-dir=${names.kubeletRoot}`,
+        `--node-ip=${names.nodeIp}`,
+        `--hostname-override=${names.nodeName}`,
+        `--node-labels=${names.label.key}=${names.label.value}`,
+        '--v=1',
+      ],
+      { env },
+    );
   }
   if (!alive(layout, processNames.kubeProxy)) {
     startDetached(layout.stateDir, processNames.kubeProxy, bins.KUBE_PROXY, [`--config=${writeKubeProxyConfig(layout, names)}`, '--v=1'], { env });
