@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { httpsGet } from './kubernetes-apply';
 import { installKubernetes, kubernetesBinaries } from './kubernetes-install';
-import { ensureKubernetesPki, kubernetesStateDir, pkiPaths, readAdminToken, writeKubeconfig, type KubernetesPki } from './kubernetes-pki';
+import { ensureKubernetesPki, kubernetesStateDir, pkiPaths, readAdminToken, recordedServiceRange, writeKubeconfig, type KubernetesPki } from './kubernetes-pki';
 import { applyClusterInfrastructure, kubernetesNamespace, seedKubernetes } from './kubernetes-seed';
 import { port, type TestbedLayout } from './layout';
 import { isAlive, readPid, startDetached, stopDetached, waitUntil } from './processes';
@@ -35,6 +35,20 @@ export function readonlyKubeconfigPath(layout: TestbedLayout): string {
 /** Services get addresses from the real node's range (198.18.0.0/15) when it is wanted; kwok-only clusters keep theirs. */
 function serviceRange(layout: TestbedLayout): string {
   return realNodeWanted() ? nodeNames(layout).serviceCidr : '10.96.0.0/16';
+}
+
+/**
+ * Refuses a state folder whose cluster was created with another Service range (another port base
+ * with TESTBED_REAL_NODE=1, or with/without the real node): its apiserver certificate and stored
+ * Services fit only that range. Called before anything is started or stopped.
+ */
+export function checkServiceRange(layout: TestbedLayout): void {
+  const recorded = recordedServiceRange(layout);
+  const wanted = serviceRange(layout);
+  if (recorded === undefined || recorded === wanted) return;
+  throw new Error(
+    `the state folder ${layout.stateDir} holds a cluster created with the Service range ${recorded}, but this run (TESTBED_PORT_BASE=${layout.portBase}, TESTBED_REAL_NODE=${realNodeWanted() ? '1' : 'unset'}) needs ${wanted}; use the settings it was created with, another TESTBED_STATE_DIR, or stop it (npm run testbed -- down kubernetes) and remove ${kubernetesStateDir(layout)}`,
+  );
 }
 
 function logOf(layout: TestbedLayout, name: string): string {
@@ -220,12 +234,13 @@ export const kubernetesServer: TestbedServer = {
   },
   async start(ctx) {
     const { layout } = ctx;
+    checkServiceRange(layout);
     const state = kubernetesStateDir(layout);
     mkdirSync(state, { recursive: true });
     // Leftovers of a half-started control plane (ours, by pid file) go first.
     await kubernetesServer.stop!(layout);
     const hadPki = existsSync(join(pkiPaths(layout).dir, '.complete'));
-    const pki = ensureKubernetesPki(layout);
+    const pki = ensureKubernetesPki(layout, serviceRange(layout));
     // Data signed by another service-account key (tokens, secrets) would be useless: start clean.
     if (!hadPki) rmSync(join(state, 'etcd'), { recursive: true, force: true });
     writeKubeconfig(adminKubeconfigPath(layout), apiserverUrl(layout), pki.caCert, 'runbook-testbed-admin', pki.adminToken);

@@ -6,7 +6,7 @@ import { port } from '../layout';
 import { adminKubeconfigPath } from '../kubernetes-server';
 import { kubernetesBinaries } from '../kubernetes-install';
 import { pkiPaths } from '../kubernetes-pki';
-import { isAlive, readPid, runChecked, startDetached, stopDetached, waitUntil } from '../processes';
+import { isRunning, pidFile, runChecked, startDetached, stopDetached, waitUntil } from '../processes';
 import { buildImage, buildPauseImage, imageSpecs } from './node-images';
 import { nodeNames, type NodeNames } from './node-names';
 import { claimNode, claimPath, linkExists, netnsExists, networkDown, networkUp, releaseClaim } from './node-network';
@@ -28,7 +28,9 @@ export interface NodeBinaries {
   CNI_BIN_DIR: string;
 }
 
+/** Pid-file names of the node's processes, and the program each runs. */
 const processNames = { containerd: 'node-containerd', kubelet: 'node-kubelet', kubeProxy: 'node-kube-proxy' } as const;
+const programs: Record<string, string> = { 'node-containerd': 'containerd', 'node-kubelet': 'kubelet', 'node-kube-proxy': 'kube-proxy' };
 
 export function nodeBinaries(layout: TestbedLayout): NodeBinaries {
   const out = runChecked('bash', [join(layout.repoRoot, 'scripts', 'testbed', 'build-node.sh')], { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 16 * 1024 * 1024 });
@@ -262,9 +264,15 @@ export interface NodeUpResult {
   images: Record<string, string>;
 }
 
+/** Running, by its pid file: a pid file of a dead process (or of a pid reused by another program) is not. */
 function alive(layout: TestbedLayout, name: string): boolean {
-  const pid = readPid(layout.stateDir, name);
-  return pid !== undefined && isAlive(pid);
+  return isRunning(layout.stateDir, name, programs[name]);
+}
+
+/** Stops a process of the node, never another program that happens to have its old pid. */
+async function stopNodeProcess(layout: TestbedLayout, name: string): Promise<void> {
+  if (alive(layout, name)) await stopDetached(layout.stateDir, name);
+  else rmSync(pidFile(layout.stateDir, name), { force: true });
 }
 
 /** Brings the node up (idempotent: running parts are reused) and waits until it is Ready. */
@@ -351,7 +359,7 @@ export async function nodeDown(layout: TestbedLayout, log: (line: string) => voi
     kubectl(layout, ['cordon', names.nodeName], false);
     kubectl(layout, ['delete', 'pods', '--all-namespaces', '--field-selector', `spec.nodeName=${names.nodeName}`, '--grace-period=5', '--timeout=60s'], false);
   }
-  await stopDetached(layout.stateDir, processNames.kubelet);
+  await stopNodeProcess(layout, processNames.kubelet);
   let bins: NodeBinaries | undefined;
   try {
     bins = nodeBinaries(layout);
@@ -362,9 +370,9 @@ export async function nodeDown(layout: TestbedLayout, log: (line: string) => voi
     crictl(bins, names, ['rmp', '-fa']);
     crictl(bins, names, ['rm', '-fa']);
   }
-  await stopDetached(layout.stateDir, processNames.kubeProxy);
+  await stopNodeProcess(layout, processNames.kubeProxy);
   if (bins) spawnSync(bins.KUBE_PROXY, ['--cleanup', `--config=${join(names.dir, 'kube-proxy.yaml')}`], { stdio: 'ignore' });
-  await stopDetached(layout.stateDir, processNames.containerd);
+  await stopNodeProcess(layout, processNames.containerd);
   killStragglers(names);
   if (apiserverUp) kubectl(layout, ['delete', 'node', names.nodeName, '--wait=false'], false);
   iptablesDown();
