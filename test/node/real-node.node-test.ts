@@ -44,6 +44,12 @@ function ready(name: string): boolean {
   return pod(name).status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 }
 
+/** Pod spec fields that put a pod on the real node, and only there. */
+const onRealNode = {
+  nodeSelector: { [names.label.key]: names.label.value },
+  tolerations: [{ key: names.label.key, operator: 'Equal', value: names.label.value, effect: 'NoSchedule' }],
+};
+
 /** A pod on the real node (and only there), from one of our images, never pulled. */
 function redisPod(name: string, extra: { args?: string[]; memoryLimit?: string } = {}): object {
   return {
@@ -51,8 +57,7 @@ function redisPod(name: string, extra: { args?: string[]; memoryLimit?: string }
     kind: 'Pod',
     metadata: { name, namespace, labels: { app: name } },
     spec: {
-      nodeSelector: { [names.label.key]: names.label.value },
-      tolerations: [{ key: names.label.key, operator: 'Equal', value: names.label.value, effect: 'NoSchedule' }],
+      ...onRealNode,
       terminationGracePeriodSeconds: 2,
       containers: [
         {
@@ -121,10 +126,31 @@ describe('the real node', () => {
     apply(redisPod('hungry', { args: ['redis-server', '--bind', '0.0.0.0', '--protected-mode', 'no', '--save', '', '--enable-debug-command', 'yes'], memoryLimit: '32Mi' }));
     await waitUntil('hungry pod Ready', () => ready('hungry'), 90_000);
     // ~200 MB of keys in a 32 MiB cgroup: the kernel kills redis-server (and this exec with it).
-    spawnSync(kubernetesBinaries(layout).kubectl, ['--kubeconfig', adminKubeconfigPath(layout), '-n', namespace, 'exec', 'hungry', '--', 'redis-cli', 'DEBUG', 'POPULATE', '2000000', 'key', '100'], { stdio: 'ignore', timeout: 60_000 });
+    spawnSync(kubernetesBinaries(layout).kubectl, ['--kubeconfig', adminKubeconfigPath(layout), '-n', namespace, 'exec', 'hungry', '--', 'redis-cli', 'DEBUG', 'POPULATE', '2000000', 'key', '100'], {
+      stdio: 'ignore',
+      timeout: 60_000,
+    });
     let terminated: { reason?: string; exitCode?: number } | undefined;
     await waitUntil('hungry container terminated', () => (terminated = pod('hungry').status?.containerStatuses?.[0]?.lastState?.terminated) !== undefined, 60_000);
     expect(terminated).toMatchObject({ reason: 'OOMKilled', exitCode: 137 });
+  });
+
+  test('a pod reaches the apiserver through the kubernetes Service: GET /version and a SelfSubjectReview with its service-account token', async () => {
+    apply({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'apiserver-probe', namespace },
+      spec: {
+        ...onRealNode,
+        restartPolicy: 'Never',
+        containers: [{ name: 'probe', image: nodeImages(layout)['apiserver-probe'], imagePullPolicy: 'Never' }],
+      },
+    });
+    let phase: string | undefined;
+    await waitUntil('apiserver-probe pod to finish', () => ['Succeeded', 'Failed'].includes((phase = pod('apiserver-probe').status?.phase) ?? ''), 90_000);
+    const output = kubectl(['-n', namespace, 'logs', 'apiserver-probe']).trim();
+    expect({ phase, output }).toMatchObject({ phase: 'Succeeded' });
+    expect(JSON.parse(output)).toEqual({ gitVersion: 'v1.37.2', username: `system:serviceaccount:${namespace}:default` });
   });
 
   test('down leaves nothing of the node on the host (check reports nothing)', async () => {

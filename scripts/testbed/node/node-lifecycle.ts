@@ -1,13 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { TestbedLayout } from '../layout';
 import { port } from '../layout';
 import { adminKubeconfigPath } from '../kubernetes-server';
-import { kubernetesBinaries } from '../kubernetes-install';
 import { pkiPaths } from '../kubernetes-pki';
 import { isRunning, pidFile, runChecked, startDetached, stopDetached, waitUntil } from '../processes';
-import { buildImage, buildPauseImage, imageSpecs } from './node-images';
+import { buildNodeImages, pauseImage } from './node-images';
+import { kubectl } from './node-kubectl';
+import { publishApiserverEndpoint, relayProcess, startApiserverRelay, withdrawApiserverEndpoint } from './apiserver-access';
 import { nodeNames, type NodeNames } from './node-names';
 import { claimNode, claimPath, linkExists, netnsExists, networkDown, networkUp, releaseClaim } from './node-network';
 
@@ -30,7 +31,7 @@ export interface NodeBinaries {
 
 /** Pid-file names of the node's processes, and the program each runs. */
 const processNames = { containerd: 'node-containerd', kubelet: 'node-kubelet', kubeProxy: 'node-kube-proxy' } as const;
-const programs: Record<string, string> = { 'node-containerd': 'containerd', 'node-kubelet': 'kubelet', 'node-kube-proxy': 'kube-proxy' };
+const programs: Record<string, string> = { 'node-containerd': 'containerd', 'node-kubelet': 'kubelet', 'node-kube-proxy': 'kube-proxy', [relayProcess]: basename(process.execPath) };
 
 export function nodeBinaries(layout: TestbedLayout): NodeBinaries {
   const out = runChecked('bash', [join(layout.repoRoot, 'scripts', 'testbed', 'build-node.sh')], { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 16 * 1024 * 1024 });
@@ -40,12 +41,6 @@ export function nodeBinaries(layout: TestbedLayout): NodeBinaries {
     if (m) bins[m[1]] = m[2];
   }
   return bins as unknown as NodeBinaries;
-}
-
-function kubectl(layout: TestbedLayout, args: string[], check = true): string {
-  const result = spawnSync(kubernetesBinaries(layout).kubectl, ['--kubeconfig', adminKubeconfigPath(layout), '--request-timeout=10s', ...args], { encoding: 'utf8' });
-  if (check && result.status !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr || result.stdout}`);
-  return result.stdout ?? '';
 }
 
 const cgroupMount = '/sys/fs/cgroup';
@@ -284,13 +279,13 @@ export async function nodeUp(layout: TestbedLayout, log: (line: string) => void)
   const bins = nodeBinaries(layout);
   const env = { ...process.env, PATH: `${join(bins.CONTAINERD, '..')}:${process.env.PATH}` };
   mkdirSync(names.dir, { recursive: true });
-  const [pause, ...images] = await Promise.all([buildPauseImage(layout.cacheDir, log), ...imageSpecs.map((spec) => buildImage(layout.cacheDir, spec, log))]);
+  const images = await buildNodeImages(layout.cacheDir, log);
   lap('binaries and images ready');
 
   networkUp(names);
   cgroupsUp(names);
   if (!alive(layout, processNames.containerd)) {
-    const config = writeContainerdConfig(names, bins, pause.ref);
+    const config = writeContainerdConfig(names, bins, images[pauseImage.name].ref);
     startDetached(layout.stateDir, processNames.containerd, bins.CONTAINERD, ['--config', config, '--log-level', 'warn'], { env });
   }
   await waitUntil(
@@ -300,11 +295,10 @@ export async function nodeUp(layout: TestbedLayout, log: (line: string) => void)
     join(layout.stateDir, `${processNames.containerd}.log`),
   );
   const present = new Set(ctr(bins, names, ['images', 'ls', '-q']).split('\n'));
-  const refs: Record<string, string> = { pause: pause.ref };
-  for (const [index, image] of [pause, ...images].entries()) {
-    if (index > 0) refs[imageSpecs[index - 1].name] = image.ref;
-    if (!present.has(image.ref)) ctr(bins, names, ['images', 'import', '--no-unpack', image.archive]);
-  }
+  for (const image of Object.values(images)) if (!present.has(image.ref)) ctr(bins, names, ['images', 'import', '--no-unpack', image.archive]);
+  const refs = Object.fromEntries(Object.entries(images).map(([name, image]) => [name, image.ref]));
+  if (!alive(layout, relayProcess)) startApiserverRelay(layout, names);
+  publishApiserverEndpoint(layout, names);
   lap('containerd up, images imported');
 
   const kubeconfig = adminKubeconfigPath(layout);
@@ -331,8 +325,8 @@ export async function nodeUp(layout: TestbedLayout, log: (line: string) => void)
   await waitUntil(
     `node ${names.nodeName} Ready`,
     () => {
-      for (const name of Object.values(processNames)) if (!alive(layout, name)) throw new Error(`${name} exited; see ${join(layout.stateDir, `${name}.log`)}`);
-      return kubectl(layout, ['get', 'node', names.nodeName, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'], false).trim() === 'True';
+      for (const name of [...Object.values(processNames), relayProcess]) if (!alive(layout, name)) throw new Error(`${name} exited; see ${join(layout.stateDir, `${name}.log`)}`);
+      return kubectl(layout, ['get', 'node', names.nodeName, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'], { check: false }).trim() === 'True';
     },
     120_000,
     join(layout.stateDir, `${processNames.kubelet}.log`),
@@ -354,10 +348,10 @@ export function nodeImages(layout: TestbedLayout): Record<string, string> {
 export async function nodeDown(layout: TestbedLayout, log: (line: string) => void = () => undefined): Promise<void> {
   const names = nodeNames(layout);
   if (!existsSync(names.dir) && !linkExists(names.hostVeth)) return;
-  const apiserverUp = kubectl(layout, ['get', 'node', names.nodeName, '-o', 'name'], false).trim() !== '';
+  const apiserverUp = kubectl(layout, ['get', 'node', names.nodeName, '-o', 'name'], { check: false }).trim() !== '';
   if (apiserverUp) {
-    kubectl(layout, ['cordon', names.nodeName], false);
-    kubectl(layout, ['delete', 'pods', '--all-namespaces', '--field-selector', `spec.nodeName=${names.nodeName}`, '--grace-period=5', '--timeout=60s'], false);
+    kubectl(layout, ['cordon', names.nodeName], { check: false });
+    kubectl(layout, ['delete', 'pods', '--all-namespaces', '--field-selector', `spec.nodeName=${names.nodeName}`, '--grace-period=5', '--timeout=60s'], { check: false });
   }
   await stopNodeProcess(layout, processNames.kubelet);
   let bins: NodeBinaries | undefined;
@@ -371,10 +365,14 @@ export async function nodeDown(layout: TestbedLayout, log: (line: string) => voi
     crictl(bins, names, ['rm', '-fa']);
   }
   await stopNodeProcess(layout, processNames.kubeProxy);
+  await stopNodeProcess(layout, relayProcess);
   if (bins) spawnSync(bins.KUBE_PROXY, ['--cleanup', `--config=${join(names.dir, 'kube-proxy.yaml')}`], { stdio: 'ignore' });
   await stopNodeProcess(layout, processNames.containerd);
   killStragglers(names);
-  if (apiserverUp) kubectl(layout, ['delete', 'node', names.nodeName, '--wait=false'], false);
+  if (apiserverUp) {
+    withdrawApiserverEndpoint(layout);
+    kubectl(layout, ['delete', 'node', names.nodeName, '--wait=false'], { check: false });
+  }
   iptablesDown();
   unmountAll(names);
   cgroupsDown(names);
@@ -426,7 +424,7 @@ export function nodeLeftovers(layout: TestbedLayout): string[] {
   for (const point of ourMounts(names)) found.push(`mount ${point}`);
   for (const dir of cgroupDirs(names)) found.push(`cgroup ${dir}`);
   for (const { pid, cmd } of nodeProcesses(names)) found.push(`process ${pid} ${cmd.slice(0, 120)}`);
-  for (const name of Object.values(processNames)) if (alive(layout, name)) found.push(`process ${name} (pid file)`);
+  for (const name of [...Object.values(processNames), relayProcess]) if (alive(layout, name)) found.push(`process ${name} (pid file)`);
   for (const dir of [names.dir, names.containerdState]) if (existsSync(dir)) found.push(`directory ${dir}`);
   if (existsSync(claimPath()) && readFileSync(claimPath(), 'utf8').startsWith(`${names.portBase}\n`)) found.push(`claim ${claimPath()}`);
   return found;
