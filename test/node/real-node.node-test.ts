@@ -98,6 +98,16 @@ function redisCommand(host: string, portNumber: number, command: string): Promis
 }
 
 beforeAll(() => {
+  const ready = spawnSync(
+    kubernetesBinaries(layout).kubectl,
+    ['--kubeconfig', adminKubeconfigPath(layout), 'get', 'node', names.nodeName, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'],
+    { encoding: 'utf8' },
+  );
+  if (ready.stdout !== 'True') {
+    throw new Error(
+      `the real node ${names.nodeName} is not up (TESTBED_PORT_BASE=${layout.portBase}): start it with TESTBED_REAL_NODE=1 npm run testbed -- up kubernetes, then run npm run test:node again`,
+    );
+  }
   kubectl(['create', 'namespace', namespace]);
 });
 
