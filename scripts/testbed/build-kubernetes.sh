@@ -76,55 +76,19 @@ flock 9
 
 now() { date +%s; }
 
-gomod_path() { # module@version -> path of its go.mod in the module cache
-  "$GO" mod download -json "$1" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p'
-}
+# shellcheck source=go-wrapper.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/go-wrapper.sh"
 
 # ---------------------------------------------------------------- kubernetes
 build_kubernetes() {
-  local minor patch ver_noV k8s_mod work t0 t1
-  ver_noV="${K8S_VERSION#v}"                       # 1.37.2
-  minor="$(cut -d. -f2 <<<"$ver_noV")"             # 37
-  patch="$(cut -d. -f3- <<<"$ver_noV")"            # 2
-  local staging_version="v0.$minor.$patch"         # v0.37.2
-
+  local work t0 t1
   log "kubernetes $K8S_VERSION: resolving go.mod"
-  k8s_mod="$(gomod_path "k8s.io/kubernetes@$K8S_VERSION")"
-  [[ -f "$k8s_mod" ]] || die "could not download k8s.io/kubernetes@$K8S_VERSION"
-
   work="$K8S_DIR/build"
   rm -rf "$work"; mkdir -p "$work/bin"
-  {
-    echo "module testbed.local/kubernetes-build"
-    echo
-    # The go and godebug lines only take effect in the main module: copy them,
-    # so the binaries get the same GODEBUG defaults as upstream builds.
-    grep -E '^(go|godebug) ' "$k8s_mod"
-    echo
-    echo "require k8s.io/kubernetes $K8S_VERSION"
-    echo
-    echo "replace ("
-    # Staging modules: `k8s.io/X => ./staging/src/k8s.io/X` -> published tag.
-    awk -v v="$staging_version" '
-      $2 == "=>" && $3 ~ /^\.\/staging\// { printf "\t%s => %s %s\n", $1, $1, v; next }
-      $1 == "replace" && $3 == "=>" && $4 ~ /^\.\/staging\// { printf "\t%s => %s %s\n", $2, $2, v; next }
-    ' "$k8s_mod"
-    # Any other (non-local) replace lines are copied as they are.
-    awk '
-      /^replace \($/ { inblk = 1; next }
-      inblk && /^\)/ { inblk = 0; next }
-      inblk && $2 == "=>" && $3 !~ /^\./ { print "\t" $0; next }
-      /^replace / && $3 == "=>" && $4 !~ /^\./ { sub(/^replace /, ""); print "\t" $0 }
-    ' "$k8s_mod"
-    echo ")"
-  } >"$work/go.mod"
-
-  local ldflags="-s -w"
-  local pkg
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  done
+  k8s_wrapper_gomod "$K8S_VERSION" testbed.local/kubernetes-build >"$work/go.mod" \
+    || die "could not download k8s.io/kubernetes@$K8S_VERSION"
+  local ldflags
+  ldflags="$(k8s_ldflags "$K8S_VERSION")"
 
   (
     cd "$work"

@@ -50,6 +50,25 @@ export function pkiPaths(layout: TestbedLayout): Omit<KubernetesPki, 'adminToken
   };
 }
 
+const serviceRangeFile = 'service-range';
+/** Clusters whose PKI predates the record were all created with this range. */
+const legacyServiceRange = '10.96.0.0/16';
+
+/** The first address of an IPv4 range such as 198.19.147.0/24: the "kubernetes" Service's ClusterIP. */
+export function firstServiceIp(range: string): string {
+  const octets = range.split('/')[0].split('.').map(Number);
+  octets[3] += 1;
+  return octets.join('.');
+}
+
+/** The Service range the state folder's cluster was created with (its certificates and stored Services fit only that one), or undefined before the first start. */
+export function recordedServiceRange(layout: TestbedLayout): string | undefined {
+  const dir = pkiPaths(layout).dir;
+  if (!existsSync(join(dir, '.complete'))) return undefined;
+  const file = join(dir, serviceRangeFile);
+  return existsSync(file) ? readFileSync(file, 'utf8').trim() : legacyServiceRange;
+}
+
 /** The admin token of an existing PKI, or undefined before the first start. */
 export function readAdminToken(layout: TestbedLayout): string | undefined {
   const file = join(pkiPaths(layout).dir, 'admin.token');
@@ -117,7 +136,7 @@ export function selfSignedServingCertificate(dnsName: string, days: number): { c
  * admin token. Generated once with openssl under the state dir and reused on every later start,
  * so kubeconfigs and ServiceAccount tokens stay valid.
  */
-export function ensureKubernetesPki(layout: TestbedLayout): KubernetesPki {
+export function ensureKubernetesPki(layout: TestbedLayout, serviceRange: string): KubernetesPki {
   const paths = pkiPaths(layout);
   const tokenFile = join(paths.dir, 'admin.token');
   const done = join(paths.dir, '.complete');
@@ -149,8 +168,10 @@ export function ensureKubernetesPki(layout: TestbedLayout): KubernetesPki {
       ...byCa,
       subject: '/CN=kube-apiserver',
       extendedKeyUsage: 'serverAuth',
-      subjectAltName: 'IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local',
+      // The "kubernetes" Service's address (the range's first), which pods on a real node connect to.
+      subjectAltName: `IP:127.0.0.1,IP:${firstServiceIp(serviceRange)},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local`,
     });
+    writeFileSync(join(staging, serviceRangeFile), `${serviceRange}\n`);
     issue(staging, 'kwok', { ...byCa, subject: '/CN=kwok', extendedKeyUsage: 'serverAuth', subjectAltName: 'IP:127.0.0.1,DNS:localhost' });
     issue(staging, 'kubelet-client', { ...byCa, subject: '/O=system:masters/CN=kube-apiserver-kubelet-client', extendedKeyUsage: 'clientAuth' });
     issue(staging, 'front-proxy-client', { ...byCa, subject: '/CN=front-proxy-client', extendedKeyUsage: 'clientAuth' });

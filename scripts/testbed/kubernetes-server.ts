@@ -2,11 +2,12 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { httpsGet } from './kubernetes-apply';
 import { installKubernetes, kubernetesBinaries } from './kubernetes-install';
-import { ensureKubernetesPki, kubernetesStateDir, pkiPaths, readAdminToken, writeKubeconfig, type KubernetesPki } from './kubernetes-pki';
+import { ensureKubernetesPki, kubernetesStateDir, pkiPaths, readAdminToken, recordedServiceRange, writeKubeconfig, type KubernetesPki } from './kubernetes-pki';
 import { applyClusterInfrastructure, kubernetesNamespace, seedKubernetes } from './kubernetes-seed';
 import { port, type TestbedLayout } from './layout';
 import { isAlive, readPid, startDetached, stopDetached, waitUntil } from './processes';
 import type { TestbedContext, TestbedServer } from './context';
+import { nodeNames, realNodeWanted } from './node/node-names';
 
 /**
  * The Kubernetes part of the test bed: etcd, kube-apiserver, kube-controller-manager,
@@ -29,6 +30,25 @@ export function adminKubeconfigPath(layout: TestbedLayout): string {
 /** Token of ServiceAccount `runbook-readonly` (read-only Role in short-drama-prod): TESTBED_KUBECONFIG_READONLY. */
 export function readonlyKubeconfigPath(layout: TestbedLayout): string {
   return join(kubernetesStateDir(layout), 'readonly.kubeconfig');
+}
+
+/** Services get addresses from the real node's range (198.18.0.0/15) when it is wanted; kwok-only clusters keep theirs. */
+function serviceRange(layout: TestbedLayout): string {
+  return realNodeWanted() ? nodeNames(layout).serviceCidr : '10.96.0.0/16';
+}
+
+/**
+ * Refuses a state folder whose cluster was created with another Service range (another port base
+ * with TESTBED_REAL_NODE=1, or with/without the real node): its apiserver certificate and stored
+ * Services fit only that range. Called before anything is started or stopped.
+ */
+export function checkServiceRange(layout: TestbedLayout): void {
+  const recorded = recordedServiceRange(layout);
+  const wanted = serviceRange(layout);
+  if (recorded === undefined || recorded === wanted) return;
+  throw new Error(
+    `the state folder ${layout.stateDir} holds a cluster created with the Service range ${recorded}, but this run (TESTBED_PORT_BASE=${layout.portBase}, TESTBED_REAL_NODE=${realNodeWanted() ? '1' : 'unset'}) needs ${wanted}; use the settings it was created with, another TESTBED_STATE_DIR, or stop it (npm run testbed -- down kubernetes) and remove ${kubernetesStateDir(layout)}`,
+  );
 }
 
 function logOf(layout: TestbedLayout, name: string): string {
@@ -110,7 +130,7 @@ async function startControlPlane(ctx: TestbedContext, pki: KubernetesPki): Promi
     `--service-account-issuer=${api}`,
     `--service-account-key-file=${pki.saPub}`,
     `--service-account-signing-key-file=${pki.saKey}`,
-    '--service-cluster-ip-range=10.96.0.0/16',
+    `--service-cluster-ip-range=${serviceRange(layout)}`,
     `--kubelet-client-certificate=${pki.kubeletClientCert}`,
     `--kubelet-client-key=${pki.kubeletClientKey}`,
     '--kubelet-preferred-address-types=InternalIP',
@@ -144,7 +164,7 @@ async function startControlPlane(ctx: TestbedContext, pki: KubernetesPki): Promi
     '--use-service-account-credentials=true',
     `--cluster-signing-cert-file=${pki.caCert}`,
     `--cluster-signing-key-file=${pki.caKey}`,
-    '--service-cluster-ip-range=10.96.0.0/16',
+    `--service-cluster-ip-range=${serviceRange(layout)}`,
     '--controllers=*',
     // kwok marks a pod Ready only while it is Pending: pods a NotReady node had set unready stay so
     // after it returns. Tests stop the apiserver for up to ~2 minutes, so the node (lease renewed by
@@ -214,12 +234,13 @@ export const kubernetesServer: TestbedServer = {
   },
   async start(ctx) {
     const { layout } = ctx;
+    checkServiceRange(layout);
     const state = kubernetesStateDir(layout);
     mkdirSync(state, { recursive: true });
     // Leftovers of a half-started control plane (ours, by pid file) go first.
     await kubernetesServer.stop!(layout);
     const hadPki = existsSync(join(pkiPaths(layout).dir, '.complete'));
-    const pki = ensureKubernetesPki(layout);
+    const pki = ensureKubernetesPki(layout, serviceRange(layout));
     // Data signed by another service-account key (tokens, secrets) would be useless: start clean.
     if (!hadPki) rmSync(join(state, 'etcd'), { recursive: true, force: true });
     writeKubeconfig(adminKubeconfigPath(layout), apiserverUrl(layout), pki.caCert, 'runbook-testbed-admin', pki.adminToken);

@@ -71,6 +71,11 @@ export const portOffsets = {
   kubeScheduler: 57,
   kwok: 58,
   kubeMetricsServer: 59,
+  // The real node (scripts/testbed/node/, TESTBED_REAL_NODE=1).
+  kubelet: 60,
+  kubeletHealthz: 61,
+  kubeProxyHealthz: 62,
+  kubeProxyMetrics: 63,
 } as const;
 
 export type PortName = keyof typeof portOffsets;

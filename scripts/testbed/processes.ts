@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 export function runChecked(command: string, args: string[], options: SpawnSyncOptions = {}): string {
   const result = spawnSync(command, args, { encoding: 'utf8', ...options });
@@ -40,12 +40,34 @@ export function readPid(stateDir: string, name: string): number | undefined {
   return Number.isInteger(pid) && pid > 0 ? pid : undefined;
 }
 
+/** Whether the process exists and has not exited: a zombie (exited, not yet reaped) is not alive. */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ...", comm may contain spaces and parentheses.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true; // no procfs: the signal check is all there is
+  }
+}
+
+/**
+ * Whether the process of a pid file of ours still runs the program `program` (a file name such as
+ * "kubelet"): a dead process's pid file, or one whose pid now belongs to another program, is not
+ * "running".
+ */
+export function isRunning(stateDir: string, name: string, program: string): boolean {
+  const pid = readPid(stateDir, name);
+  if (pid === undefined || !isAlive(pid)) return false;
+  try {
+    return basename(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]) === program;
+  } catch {
+    return true; // no procfs: alive is all we can tell
   }
 }
 

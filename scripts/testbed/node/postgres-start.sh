@@ -1,0 +1,19 @@
+#!/bin/sh
+# PostgreSQL 15 in a pod of the test bed's real node (image "postgres", scripts/testbed/node/node-images.ts).
+# The first start initialises the data directory on the pod's volume: superuser "postgres" with the
+# password in the file POSTGRES_PASSWORD_FILE (a mounted Secret), password logins over TCP,
+# pg_stat_statements. Every start then runs the server in the foreground as PID 1. Settings
+# changed with ALTER SYSTEM live on the volume and apply from the next start, as in production.
+set -eu
+PGDATA="${PGDATA:-/var/lib/postgresql/data/pgdata}"
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  initdb -D "$PGDATA" -U postgres --pwfile="$POSTGRES_PASSWORD_FILE" --auth-local=trust --auth-host=scram-sha-256 \
+    --no-locale -E UTF8 --no-instructions
+  echo "host all all all scram-sha-256" >>"$PGDATA/pg_hba.conf"
+  {
+    echo "listen_addresses = '*'"
+    echo "unix_socket_directories = '/tmp'"
+    echo "shared_preload_libraries = 'pg_stat_statements'"
+  } >>"$PGDATA/postgresql.conf"
+fi
+exec postgres -D "$PGDATA"
