@@ -5,6 +5,7 @@ import { approvalsVerified, type RunbookConfig } from '../config/schema';
 import { buildDependencies } from './dependencies';
 import { createJsonLogger } from './logger';
 import { connectClient, temporalTls } from '../config/temporal-connection';
+import { payloadDataConverter } from '../config/payload-encryption';
 
 /** The workflow bundle every worker runs: the runbooks and the kernel's interceptors. */
 export const workflowBundle = {
@@ -43,12 +44,15 @@ export async function runWorker(config: RunbookConfig, logger: Logger, onReady?:
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
       ...workflowBundle,
+      dataConverter: payloadDataConverter(config.temporal.payloadEncryption),
       activities: createActivities(built.deps),
       shutdownGraceTime: `${config.worker.shutdownGraceSeconds} seconds`,
     });
     if (!approvalsVerified(config)) {
       logger.warn('APPROVALS ARE UNVERIFIED: no approver has a public key (RUNBOOK_APPROVERS publicKey), so anyone who can reach Temporal can approve as anyone. Configure keys (README "Approvals").');
     }
+    if (config.temporal.payloadEncryption)
+      logger.info('payload encryption on', { activeKeyId: config.temporal.payloadEncryption.activeKeyId, keyIds: Object.keys(config.temporal.payloadEncryption.keys) });
     logger.info('worker ready', {
       taskQueue: config.temporal.taskQueue,
       namespace: config.temporal.namespace,
