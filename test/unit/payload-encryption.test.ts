@@ -34,7 +34,9 @@ describe('payload encryption codec (AES-256-GCM)', () => {
   test('a payload under a key id not configured is refused with a sentence naming it', async () => {
     const [encrypted] = await new AesGcmPayloadCodec({ keys: { k2: newKey }, activeKeyId: 'k2' }).encode([plain]);
     const reader = new AesGcmPayloadCodec({ keys: { k1: oldKey }, activeKeyId: 'k1' });
-    await expect(reader.decode([encrypted!])).rejects.toThrow(new PayloadDecryptionError('a payload is encrypted with key id "k2", which is not configured (known: k1): add that key to RUNBOOK_PAYLOAD_KEYS to read it'));
+    await expect(reader.decode([encrypted!])).rejects.toThrow(
+      new PayloadDecryptionError('a payload is encrypted with key id "k2", which is not configured (known: k1): add that key to RUNBOOK_PAYLOAD_KEYS to read it'),
+    );
   });
 
   test('tampered ciphertext, or a different key under the same id, fails authentication', async () => {
@@ -78,7 +80,9 @@ describe('payload encryption configuration', () => {
       'temporal.payloadEncryption.activeKeyId (env RUNBOOK_PAYLOAD_KEY_ID): name the key that encrypts: one of k1, k2',
     ]);
     expect(found.join('\n')).not.toContain(secretLooking);
-    expect(problems({ RUNBOOK_PAYLOAD_KEYS: JSON.stringify({ k1: oldKey }), RUNBOOK_PAYLOAD_KEY_ID: 'k9' })).toEqual(['temporal.payloadEncryption.activeKeyId (env RUNBOOK_PAYLOAD_KEY_ID): is not among the keys (k1)']);
+    expect(problems({ RUNBOOK_PAYLOAD_KEYS: JSON.stringify({ k1: oldKey }), RUNBOOK_PAYLOAD_KEY_ID: 'k9' })).toEqual([
+      'temporal.payloadEncryption.activeKeyId (env RUNBOOK_PAYLOAD_KEY_ID): is not among the keys (k1)',
+    ]);
     expect(problems({ RUNBOOK_CODEC_TOKEN: 'short' })).toEqual([
       'temporal.payloadEncryption.keys (env RUNBOOK_PAYLOAD_KEYS): is required',
       'temporal.payloadEncryption.codecServer.listen (env RUNBOOK_CODEC_LISTEN): is required',
