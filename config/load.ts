@@ -14,6 +14,11 @@ export const environmentVariables = {
   TEMPORAL_TLS_CA: 'temporal.tls.caFile',
   TEMPORAL_TLS_CERT: 'temporal.tls.certFile',
   TEMPORAL_TLS_KEY: 'temporal.tls.keyFile',
+  RUNBOOK_PAYLOAD_KEYS: 'temporal.payloadEncryption.keys',
+  RUNBOOK_PAYLOAD_KEY_ID: 'temporal.payloadEncryption.activeKeyId',
+  RUNBOOK_CODEC_LISTEN: 'temporal.payloadEncryption.codecServer.listen',
+  RUNBOOK_CODEC_TOKEN: 'temporal.payloadEncryption.codecServer.token',
+  RUNBOOK_CODEC_CORS_ORIGINS: 'temporal.payloadEncryption.codecServer.corsOrigins',
   KUBECONFIG: 'kubernetes.kubeconfigPath',
   KUBE_CONTEXT: 'kubernetes.context',
   KUBE_IN_CLUSTER: 'kubernetes.mode',
@@ -114,11 +119,13 @@ function fromEnvText(variable: keyof typeof environmentVariables, text: string):
     case 'ALLOWED_ROTATION_ROLES':
     case 'ALLOWED_REDIS_KEY_PATTERNS':
     case 'ALLOWED_S3_PREFIXES':
+    case 'RUNBOOK_CODEC_CORS_ORIGINS':
       return text
         .split(',')
         .map((item) => item.trim())
         .filter(Boolean);
     case 'RUNBOOK_APPROVERS':
+    case 'RUNBOOK_PAYLOAD_KEYS':
     case 'APPROVAL_POLICIES':
     case 'APPROVAL_QUORUM':
     case 'CHECKLIST_THRESHOLDS':

@@ -32,6 +32,9 @@ export function readEnvFile(path: string): Record<string, string> {
   return values;
 }
 
+/** The payload key settings a sandbox that encrypts writes to its env file. */
+export const sandboxPayloadVariables = ['RUNBOOK_PAYLOAD_KEYS', 'RUNBOOK_PAYLOAD_KEY_ID'];
+
 /**
  * Configuration as usual (process.env); without TEMPORAL_ADDRESS, the Temporal server of this
  * checkout's sandbox (its env file), if it has one: `variables` are taken from that file.
@@ -46,6 +49,8 @@ export function loadConfigWithSandbox(variables: readonly string[], options: { o
         if (options.onlyUnset) env[name] ??= sandbox[name];
         else env[name] = sandbox[name];
       }
+      // Runs of a sandbox that encrypts (TESTBED_PAYLOAD_ENCRYPTION=1) are read with its key.
+      for (const name of sandboxPayloadVariables) env[name] ??= sandbox[name];
     }
   }
   return loadConfig({ env });

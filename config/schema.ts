@@ -147,6 +147,43 @@ const quorumRule = z
   })
   .strict();
 
+const base64Key = z.string().refine((key) => /^[A-Za-z0-9+/]{43}=$/.test(key) && Buffer.from(key, 'base64').length === 32, {
+  message: 'expected a base64 AES-256 key of 32 bytes (44 characters), e.g. from `openssl rand -base64 32`',
+});
+const origin = z.string().regex(/^https?:\/\/[A-Za-z0-9.\-_[\]:]+$/, { message: 'expected an origin such as http://127.0.0.1:8233 (scheme, host and port, no path)' });
+
+/**
+ * AES-256-GCM encryption of every payload the runbooks put in history (config/payload-encryption.ts).
+ * Encrypts with activeKeyId; any key listed decrypts, so rotating is: add the new key, make it
+ * active, keep the old one while its histories matter. The codec server lets the Temporal UI decode.
+ */
+const payloadEncryptionSchema = z
+  .object({
+    keys: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, { message: 'expected a key id of letters, digits, dot, dash or underscore' }), base64Key),
+    /** The key that encrypts; may be left out when there is one key. */
+    activeKeyId: z.string().min(1).optional(),
+    codecServer: z
+      .object({
+        listen: hostPort,
+        /** The bearer token every /encode and /decode must present. */
+        token: z.string().min(16, { message: 'expected a token of at least 16 characters' }),
+        /** Origins of the Temporal UIs allowed to call from a browser (CORS). */
+        corsOrigins: z.array(origin).default([]),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((encryption, ctx) => {
+    const ids = Object.keys(encryption.keys);
+    if (ids.length === 0) ctx.addIssue({ code: 'custom', path: ['keys'], message: 'payload encryption needs at least one key' });
+    else if (encryption.activeKeyId === undefined && ids.length > 1) ctx.addIssue({ code: 'custom', path: ['activeKeyId'], message: `name the key that encrypts: one of ${ids.join(', ')}` });
+    else if (encryption.activeKeyId !== undefined && !ids.includes(encryption.activeKeyId)) {
+      ctx.addIssue({ code: 'custom', path: ['activeKeyId'], message: `is not among the keys (${ids.join(', ')})` });
+    }
+  })
+  .transform((encryption) => ({ ...encryption, activeKeyId: encryption.activeKeyId ?? Object.keys(encryption.keys)[0]! }));
+
 export const configSchema = z
   .object({
     temporal: z.object({
@@ -164,6 +201,8 @@ export const configSchema = z
         })
         .refine((tls) => Boolean(tls.certFile) === Boolean(tls.keyFile), { message: 'certFile and keyFile go together (mutual TLS)', path: ['keyFile'] })
         .default({ enabled: false }),
+      /** Off unless keys are configured: then every client and worker encrypts payloads. */
+      payloadEncryption: payloadEncryptionSchema.optional(),
     }),
     kubernetes: z
       .discriminatedUnion('mode', [z.object({ mode: z.literal('kubeconfig'), kubeconfigPath: z.string().min(1), context: z.string().min(1).optional() }), z.object({ mode: z.literal('in-cluster') })])

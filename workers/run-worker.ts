@@ -5,6 +5,8 @@ import { approvalsVerified, type RunbookConfig } from '../config/schema';
 import { buildDependencies } from './dependencies';
 import { createJsonLogger } from './logger';
 import { connectClient, temporalTls } from '../config/temporal-connection';
+import { payloadDataConverter } from '../config/payload-encryption';
+import { startCodecServer, type CodecServer } from './codec-server';
 
 /** The workflow bundle every worker runs: the runbooks and the kernel's interceptors. */
 export const workflowBundle = {
@@ -24,15 +26,32 @@ export function installRuntime(config: RunbookConfig): Logger {
   return logger;
 }
 
+/** The codec server the Temporal UI decodes payloads with, when payload encryption configures one. */
+function startConfiguredCodecServer(config: RunbookConfig, logger: Logger): Promise<CodecServer> | undefined {
+  const encryption = config.temporal.payloadEncryption;
+  if (!encryption?.codecServer) return undefined;
+  const { listen, token, corsOrigins } = encryption.codecServer;
+  return startCodecServer({ encryption, listen, token, corsOrigins, log: (level, message, fields) => logger[level](message, fields) });
+}
+
+/** What the worker runs besides polling, for the caller to print. */
+export interface WorkerReady {
+  /** The codec server's http://host:port, when payload encryption runs one. */
+  codecServerUrl?: string;
+}
+
 /**
  * Runs the worker until a shutdown signal: every workflow of workflows/index.ts in one bundle,
- * every activity from createActivities, the real clients closed at the end.
+ * every activity from createActivities, the codec server when configured, the real clients
+ * closed at the end.
  */
-export async function runWorker(config: RunbookConfig, logger: Logger, onReady?: (client: Client) => void): Promise<void> {
+export async function runWorker(config: RunbookConfig, logger: Logger, onReady?: (client: Client, ready: WorkerReady) => void): Promise<void> {
   const temporal = await connectClient(config.temporal);
   const built = buildDependencies(config, logger, temporal.client);
   let connection: NativeConnection | undefined;
+  let codecServer: CodecServer | undefined;
   try {
+    codecServer = await startConfiguredCodecServer(config, logger);
     connection = await NativeConnection.connect({
       address: config.temporal.address,
       tls: temporalTls(config.temporal.tls),
@@ -43,21 +62,25 @@ export async function runWorker(config: RunbookConfig, logger: Logger, onReady?:
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
       ...workflowBundle,
+      dataConverter: payloadDataConverter(config.temporal.payloadEncryption),
       activities: createActivities(built.deps),
       shutdownGraceTime: `${config.worker.shutdownGraceSeconds} seconds`,
     });
     if (!approvalsVerified(config)) {
       logger.warn('APPROVALS ARE UNVERIFIED: no approver has a public key (RUNBOOK_APPROVERS publicKey), so anyone who can reach Temporal can approve as anyone. Configure keys (README "Approvals").');
     }
+    if (config.temporal.payloadEncryption)
+      logger.info('payload encryption on', { activeKeyId: config.temporal.payloadEncryption.activeKeyId, keyIds: Object.keys(config.temporal.payloadEncryption.keys) });
     logger.info('worker ready', {
       taskQueue: config.temporal.taskQueue,
       namespace: config.temporal.namespace,
       metrics: `http://${config.worker.metricsHost}:${config.worker.metricsPort}/metrics`,
     });
-    onReady?.(temporal.client);
+    onReady?.(temporal.client, { codecServerUrl: codecServer?.url });
     await worker.run();
     logger.info('worker stopped');
   } finally {
+    await codecServer?.close();
     await built.close();
     await connection?.close();
     await temporal.close();

@@ -10,11 +10,16 @@ export interface TestbedSecrets {
   s3SecretAccessKey: string;
   /** The bearer token Alertmanager sends to the alert bridge. */
   alertBridgeToken: string;
+  /** The sandbox's AES-256 payload key (base64) and codec server token, kept even while encryption is off so old histories stay readable. */
+  payloadKey: string;
+  codecToken: string;
 }
 
 export interface TestbedContext {
   layout: TestbedLayout;
   secrets: TestbedSecrets;
+  /** TESTBED_PAYLOAD_ENCRYPTION=1: runs are encrypted and the UI decodes through the codec server. */
+  payloadEncryption: boolean;
   log: (line: string) => void;
 }
 

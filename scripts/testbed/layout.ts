@@ -39,6 +39,8 @@ export const portOffsets = {
   temporalUi: 34,
   temporalMetrics: 35,
   temporalHttp: 36,
+  // The payload codec server the worker (`npm start`) runs when the sandbox encrypts (TESTBED_PAYLOAD_ENCRYPTION=1); the UI calls it.
+  codecServer: 37,
   postgres: 32,
   // Nothing ever listens here: tests use it for "target down".
   alwaysClosed: 31,

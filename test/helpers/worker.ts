@@ -5,6 +5,7 @@ import { createRunbookClient, type RunbookClient, type RunbookClientOptions } fr
 import type { RunbookConfig } from '../../config/schema';
 import { buildDependencies } from '../../workers/dependencies';
 import { workflowBundle } from '../../workers/run-worker';
+import { payloadDataConverter } from '../../config/payload-encryption';
 
 export interface WorkerHarness {
   client: Client;
@@ -25,7 +26,7 @@ export interface WorkerOptions {
 export async function withWorker<T>(config: RunbookConfig, body: (harness: WorkerHarness) => Promise<T>, options: WorkerOptions = {}): Promise<T> {
   const nativeConnection = await NativeConnection.connect({ address: config.temporal.address });
   const connection = await Connection.connect({ address: config.temporal.address });
-  const client = new Client({ connection, namespace: config.temporal.namespace });
+  const client = new Client({ connection, namespace: config.temporal.namespace, dataConverter: payloadDataConverter(config.temporal.payloadEncryption) });
   const built = buildDependencies(config, Runtime.instance().logger, client);
   try {
     const worker = await Worker.create({
@@ -34,6 +35,7 @@ export async function withWorker<T>(config: RunbookConfig, body: (harness: Worke
       taskQueue: config.temporal.taskQueue,
       workflowsPath: options.workflowsPath ?? workflowBundle.workflowsPath,
       interceptors: workflowBundle.interceptors,
+      dataConverter: payloadDataConverter(config.temporal.payloadEncryption),
       activities: { ...createActivities(built.deps), ...options.activities },
     });
     return await worker.runUntil(body({ client, taskQueue: config.temporal.taskQueue }));

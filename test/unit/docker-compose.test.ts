@@ -159,6 +159,12 @@ describe('docker-compose.yml', () => {
       'ALERT_BRIDGE_SIGNING_KEY',
       'ALERT_BRIDGE_DEADLINE_MS',
       'ALERT_BRIDGE_CONCURRENCY',
+      // Payload encryption is off unless keys are configured (README "Payload encryption").
+      'RUNBOOK_PAYLOAD_KEYS',
+      'RUNBOOK_PAYLOAD_KEY_ID',
+      'RUNBOOK_CODEC_LISTEN',
+      'RUNBOOK_CODEC_TOKEN',
+      'RUNBOOK_CODEC_CORS_ORIGINS',
     ]);
     const unset = Object.keys(environmentVariables).filter((name) => !(name in workerEnv) && !optional.has(name));
     expect(unset).toEqual([]);
