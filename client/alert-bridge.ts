@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isGrpcServiceError, type Client } from '@temporalio/client';
@@ -7,6 +6,7 @@ import { catalog as defaultCatalog, type CatalogEntry } from '../common/catalog'
 import type { AlertingConfig } from '../config/alerting';
 import { alertResolvedSignal } from '../common/messages';
 import { errorText } from '../common/failures';
+import { HttpError, readBody, sameSecret } from '../config/http-server';
 import { parseWebhookPayload, type WebhookAlert } from './alertmanager-payload';
 import { isAlertInitiator } from '../common/alert-initiator';
 import { routeAlert, type AlertDecision, type RoutedAlert } from './alert-routing';
@@ -98,37 +98,13 @@ export const jsonLineLog: BridgeLog = (level, message, fields = {}) => {
   process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), level: level.toUpperCase(), message, ...fields })}\n`);
 };
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': 'application/json', ...headers });
   res.end(`${JSON.stringify(body)}\n`);
 }
 
-/** Compared as digests so neither the length nor a prefix of the token leaks through timing. */
 function tokenMatches(header: string | undefined, token: string): boolean {
-  const presented = /^Bearer (.+)$/.exec(header ?? '')?.[1] ?? '';
-  const digest = (text: string) => createHash('sha256').update(text).digest();
-  return timingSafeEqual(digest(presented), digest(token));
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  if (Number(req.headers['content-length'] ?? 0) > maxBodyBytes) throw new HttpError(413, `body larger than ${maxBodyBytes} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBodyBytes) throw new HttpError(413, `body larger than ${maxBodyBytes} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+  return sameSecret(/^Bearer (.+)$/.exec(header ?? '')?.[1] ?? '', token);
 }
 
 function splitListen(listen: string): { host: string; port: number } {
@@ -349,7 +325,7 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
   async function handleNotification(req: IncomingMessage): Promise<NotificationReport> {
     const report: NotificationReport = { status: 200, alerts: [], started: [], signalled: [], skipped: [], failed: [], maxInFlight: 0 };
     if (alerting.token !== undefined && !tokenMatches(req.headers.authorization, alerting.token)) throw new HttpError(401, 'missing or wrong bearer token');
-    const text = await readBody(req);
+    const text = await readBody(req, maxBodyBytes);
     let body: unknown;
     try {
       body = JSON.parse(text);
@@ -372,7 +348,7 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
     if (path === '/slack/interactivity' && options.slackInteractivity) {
       if (req.method !== 'POST') return send(res, 405, { error: 'POST only' }, { allow: 'POST' });
       const slack = options.slackInteractivity;
-      readBody(req)
+      readBody(req, maxBodyBytes)
         .then((body) => slack(req.headers, body))
         .then(
           (answer) => (answer.body === undefined ? (res.writeHead(answer.status), res.end()) : send(res, answer.status, answer.body)),

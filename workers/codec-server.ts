@@ -1,7 +1,7 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Payload } from '@temporalio/common';
+import { HttpError, readBody, sameSecret } from '../config/http-server';
 import { AesGcmPayloadCodec, type PayloadKeys } from '../config/payload-encryption';
 
 /** Batches of payloads as the UI sends them; Temporal caps one payload at 2 MB. */
@@ -29,15 +29,6 @@ interface JsonPayload {
   data?: string;
 }
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 const fromJson = (payload: JsonPayload): Payload => ({
   metadata: Object.fromEntries(Object.entries(payload.metadata ?? {}).map(([key, value]) => [key, Buffer.from(value, 'base64')])),
   data: Buffer.from(payload.data ?? '', 'base64'),
@@ -58,23 +49,6 @@ function parsePayloads(text: string): JsonPayload[] {
   const payloads = (body as { payloads?: unknown } | null)?.payloads;
   if (!Array.isArray(payloads) || payloads.some((p) => typeof p !== 'object' || p === null)) throw new HttpError(400, 'expected {"payloads": [{"metadata": {...}, "data": "<base64>"}, ...]}');
   return payloads as JsonPayload[];
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBodyBytes) throw new HttpError(413, `body larger than ${maxBodyBytes} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-/** Compared as digests so neither the length nor a prefix of the token leaks through timing. */
-function sameSecret(presented: string, token: string): boolean {
-  const digest = (text: string) => createHash('sha256').update(text).digest();
-  return timingSafeEqual(digest(presented), digest(token));
 }
 
 /**
@@ -128,7 +102,7 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Cod
     if (action !== 'encode' && action !== 'decode') throw new HttpError(404, 'not found; POST /encode or /decode');
     if (req.method !== 'POST') throw new HttpError(405, 'POST only');
     if (!authorized) throw new HttpError(401, 'missing or wrong bearer token');
-    const payloads = parsePayloads(await readBody(req)).map(fromJson);
+    const payloads = parsePayloads(await readBody(req, maxBodyBytes)).map(fromJson);
     const result = action === 'encode' ? await codec.encode(payloads) : await codec.decode(payloads);
     send(req, res, 200, { payloads: result.map(toJson) });
   }

@@ -55,29 +55,11 @@ if [[ -x "$APISERVER" && -x "$KCM" && -x "$SCHED" && -x "$ETCD" && -x "$KWOK" ]]
   exit 0
 fi
 
-GO="${GO:-}"
-if [[ -z "$GO" ]]; then
-  if command -v go >/dev/null 2>&1; then GO="$(command -v go)"
-  elif [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go
-  else die "go not found (set GO=/path/to/go)"; fi
-fi
-
-# Static, path-independent binaries. Build and module caches stay in Go's
-# default places so they are shared with everything else on the machine.
-export CGO_ENABLED=0
-export GOFLAGS="-trimpath -buildvcs=false -mod=mod"
-export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
-NICE=(nice -n "${BUILD_NICE:-10}")
-
-mkdir -p "$CACHE"
-# One builder at a time per cache directory.
-exec 9>"$CACHE/.build-kubernetes.lock"
-flock 9
-
-now() { date +%s; }
-
 # shellcheck source=go-wrapper.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/go-wrapper.sh"
+go_build_setup
+
+now() { date +%s; }
 
 # ---------------------------------------------------------------- kubernetes
 build_kubernetes() {

@@ -71,24 +71,9 @@ if [[ -x "$KUBELET" && -x "$KUBE_PROXY" && -x "$CONTAINERD" && -x "$SHIM" && -x 
   exit 0
 fi
 
-GO="${GO:-}"
-if [[ -z "$GO" ]]; then
-  if command -v go >/dev/null 2>&1; then GO="$(command -v go)"
-  elif [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go
-  else die "go not found (set GO=/path/to/go)"; fi
-fi
 # shellcheck source=go-wrapper.sh
 source "$HERE/go-wrapper.sh"
-
-export CGO_ENABLED=0
-export GOFLAGS="-trimpath -buildvcs=false -mod=mod"
-export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
-NICE=(nice -n "${BUILD_NICE:-10}")
-
-mkdir -p "$CACHE"
-# The same lock as build-kubernetes.sh: one Go build at a time on 2 cores.
-exec 9>"$CACHE/.build-kubernetes.lock"
-flock 9
+go_build_setup
 
 now() { date +%s; }
 

@@ -6,7 +6,26 @@
 # wrapper module that requires k8s.io/kubernetes and maps each staging module
 # to its published v0.<minor>.<patch> tag.
 #
-# Needs: $GO set to the go binary.
+# Needs: $GO set to the go binary (go_build_setup finds it).
+
+# go_build_setup: the Go binary, static path-independent build settings, and the
+# build lock (one Go build at a time per cache directory: 2 cores). Needs $CACHE, die.
+go_build_setup() {
+  GO="${GO:-}"
+  if [[ -z "$GO" ]]; then
+    if command -v go >/dev/null 2>&1; then GO="$(command -v go)"
+    elif [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go
+    else die "go not found (set GO=/path/to/go)"; fi
+  fi
+  # Build and module caches stay in Go's default places, shared with everything else on the machine.
+  export CGO_ENABLED=0
+  export GOFLAGS="-trimpath -buildvcs=false -mod=mod"
+  export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+  NICE=(nice -n "${BUILD_NICE:-10}")
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/.build-kubernetes.lock"
+  flock 9
+}
 
 gomod_path() { # module@version -> path of its go.mod in the module cache
   "$GO" mod download -json "$1" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p'
