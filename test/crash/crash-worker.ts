@@ -1,0 +1,73 @@
+/**
+ * A worker process for the crash matrix (test/crash/harness.ts starts it as a child): the real
+ * activities and workflows on the test bed's Temporal, the task queue and config overrides it is
+ * given (CRASH_CONFIG_OVERRIDES, JSON). Armed with CRASH_WORKFLOW_ID, CRASH_ACTIVITY_ID and
+ * CRASH_PHASE it SIGKILLs itself, no graceful stop, at that activity of that run:
+ * `before` its code runs, or `after` its code returned (the side effect done) but before the
+ * completion reaches Temporal. Unarmed it is the fresh worker that finishes the run.
+ */
+import { Context } from '@temporalio/activity';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type ActivityInboundCallsInterceptor, type ActivityExecuteInput, type Next } from '@temporalio/worker';
+import { createActivities } from '../../activities';
+import { buildDependencies } from '../../workers/dependencies';
+import { testbedConfig } from '../helpers/testbed';
+
+export type CrashPhase = 'before' | 'after';
+
+const armed = process.env.CRASH_WORKFLOW_ID
+  ? { workflowId: process.env.CRASH_WORKFLOW_ID, activityId: process.env.CRASH_ACTIVITY_ID, phase: process.env.CRASH_PHASE as CrashPhase }
+  : undefined;
+
+const die = (): never => {
+  process.kill(process.pid, 'SIGKILL');
+  throw new Error('unreachable: SIGKILL did not end the process');
+};
+
+class CrashAt implements ActivityInboundCallsInterceptor {
+  constructor(private readonly hit: boolean) {}
+
+  async execute(input: ActivityExecuteInput, next: Next<ActivityInboundCallsInterceptor, 'execute'>): Promise<unknown> {
+    if (this.hit && armed?.phase === 'before') die();
+    const result = await next(input);
+    if (this.hit && armed?.phase === 'after') die();
+    return result;
+  }
+}
+
+async function main(): Promise<void> {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  const config = testbedConfig(JSON.parse(process.env.CRASH_CONFIG_OVERRIDES ?? '{}') as Record<string, string>);
+  const nativeConnection = await NativeConnection.connect({ address: config.temporal.address });
+  const connection = await Connection.connect({ address: config.temporal.address });
+  const client = new Client({ connection, namespace: config.temporal.namespace });
+  const built = buildDependencies(config, Runtime.instance().logger, client);
+  const bundle = process.env.CRASH_WORKFLOW_BUNDLE;
+  const worker = await Worker.create({
+    connection: nativeConnection,
+    namespace: config.temporal.namespace,
+    taskQueue: config.temporal.taskQueue,
+    ...(bundle ? { workflowBundle: { codePath: bundle } } : { workflowsPath: require.resolve('../../workflows') }),
+    activities: createActivities(built.deps),
+    // The dead worker's sticky queue would hold the next workflow task for the default 10 s.
+    stickyQueueScheduleToStartTimeout: '1 second',
+    interceptors: {
+      activity: [
+        (ctx: Context) => {
+          const { workflowExecution, activityId } = ctx.info;
+          return { inbound: new CrashAt(armed !== undefined && workflowExecution?.workflowId === armed.workflowId && activityId === armed.activityId) };
+        },
+      ],
+    },
+  });
+  console.log('crash worker ready');
+  await worker.run();
+  await built.close();
+  await connection.close();
+  await nativeConnection.close();
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
