@@ -1,10 +1,12 @@
 /**
  * A worker process for the crash matrix (test/crash/harness.ts starts it as a child): the real
  * activities and workflows on the test bed's Temporal, the task queue and config overrides it is
- * given (CRASH_CONFIG_OVERRIDES, JSON). Armed with CRASH_WORKFLOW_ID, CRASH_ACTIVITY_ID and
- * CRASH_PHASE it SIGKILLs itself, no graceful stop, at that activity of that run:
- * `before` its code runs, or `after` its code returned (the side effect done) but before the
- * completion reaches Temporal. Unarmed it is the fresh worker that finishes the run.
+ * given (CRASH_CONFIG_OVERRIDES, JSON). Armed with CRASH_RUNBOOK, CRASH_ACTIVITY_TYPE,
+ * CRASH_ORDINAL and CRASH_PHASE it SIGKILLs itself, no graceful stop, at the n-th activity of that
+ * type the runbook's run starts (first attempts only: a point stable across runs, unlike activity
+ * ids, which count every command of the workflow): `before` its code runs, or `after` its code
+ * returned (the side effect done) but before the completion reaches Temporal. Unarmed it is the
+ * fresh worker that finishes the run.
  */
 import { Context } from '@temporalio/activity';
 import { Client, Connection } from '@temporalio/client';
@@ -15,9 +17,18 @@ import { testbedConfig } from '../helpers/testbed';
 
 export type CrashPhase = 'before' | 'after';
 
-const armed = process.env.CRASH_WORKFLOW_ID
-  ? { workflowId: process.env.CRASH_WORKFLOW_ID, activityId: process.env.CRASH_ACTIVITY_ID, phase: process.env.CRASH_PHASE as CrashPhase }
+const armed = process.env.CRASH_ACTIVITY_TYPE
+  ? { runbook: process.env.CRASH_RUNBOOK, activityType: process.env.CRASH_ACTIVITY_TYPE, ordinal: Number(process.env.CRASH_ORDINAL), phase: process.env.CRASH_PHASE as CrashPhase }
   : undefined;
+/** First attempts of the armed activity type seen so far in the runbook's runs. */
+let seen = 0;
+
+/** Whether this activity execution is the armed point (counting it when it is of the armed type). */
+function isArmedPoint(info: Context['info']): boolean {
+  if (!armed || info.workflowType !== armed.runbook || info.activityType !== armed.activityType || info.attempt !== 1) return false;
+  seen += 1;
+  return seen === armed.ordinal;
+}
 
 const die = (): never => {
   process.kill(process.pid, 'SIGKILL');
@@ -47,17 +58,14 @@ async function main(): Promise<void> {
     connection: nativeConnection,
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
+    // The harness fails the dead worker's attempts by this identity instead of waiting minutes for their timeouts.
+    identity: process.env.CRASH_WORKER_IDENTITY,
     ...(bundle ? { workflowBundle: { codePath: bundle } } : { workflowsPath: require.resolve('../../workflows') }),
     activities: createActivities(built.deps),
     // The dead worker's sticky queue would hold the next workflow task for the default 10 s.
     stickyQueueScheduleToStartTimeout: '1 second',
     interceptors: {
-      activity: [
-        (ctx: Context) => {
-          const { workflowExecution, activityId } = ctx.info;
-          return { inbound: new CrashAt(armed !== undefined && workflowExecution?.workflowId === armed.workflowId && activityId === armed.activityId) };
-        },
-      ],
+      activity: [(ctx: Context) => ({ inbound: new CrashAt(isArmedPoint(ctx.info)) })],
     },
   });
   console.log('crash worker ready');

@@ -38,11 +38,11 @@ export interface CrashScenario {
 }
 
 export interface CrashPoint {
+  /** Its place in the clean run's sequence of activity executions (1-based). */
   k: number;
-  activityId: string;
   activityType: string;
-  /** The activity has a heartbeat timeout: its loss is noticed by Temporal within it, not failed by the harness. */
-  heartbeats: boolean;
+  /** It is the n-th execution of its type in the run: how the crashing worker finds it again. */
+  ordinal: number;
 }
 
 export interface CaseResult {
@@ -55,17 +55,22 @@ export interface CaseResult {
   failure?: string;
 }
 
-const stuckAfterMs = Number(process.env.CRASH_STUCK_MS ?? 240_000);
+/** A case not finished within this (a run that should take seconds) is stuck: it fails, it does not hang the test run. */
+const stuckAfterMs = Number(process.env.CRASH_STUCK_MS ?? 120_000);
+/** A status query while no worker runs waits for one; each is bounded so the approver loop keeps going. */
+const queryTimeoutMs = 5_000;
 const startedBy = 'erin';
 const approver = 'bob';
 
 const stepEnds = new Set<string>(['applied', 'skipped', 'failed', 'refused', 'cancelled']);
+/** Times computed from "now" (cutoffs, deadlines) differ between any two runs, crashed or not. */
+const isoTimestamp = /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z/g;
 
-/** The outcome a crash must not change: the outcome and each step's planned change and outcome. */
-function outcomeOf(result: RunbookResultBase & { steps?: unknown }): unknown {
+/** The outcome a crash must not change: the outcome and each step's planned change (timestamps stripped) and outcome. */
+function outcomeOf(result: RunbookResultBase): unknown {
   return {
     outcome: result.outcome,
-    plan: result.plan.map((p) => ({ stepId: p.stepId, needed: p.change.needed, summary: p.change.summary })),
+    plan: result.plan.map((p) => ({ stepId: p.stepId, needed: p.change.needed, summary: p.change.summary.replace(isoTimestamp, '<time>') })),
     stepEvents: result.timeline.filter((e) => stepEnds.has(e.event)).map((e) => [e.stepId, e.event]),
   };
 }
@@ -79,6 +84,19 @@ function differingFields(clean: unknown, crashed: unknown, prefix = ''): string[
   return [...keys].flatMap((key) => differingFields((clean as Record<string, unknown>)[key], (crashed as Record<string, unknown>)[key], prefix ? `${prefix}.${key}` : key));
 }
 
+/** "1st", "2nd", "3rd", "11th". */
+export function ordinalText(n: number): string {
+  const teen = n % 100 >= 11 && n % 100 <= 13;
+  return `${n}${teen ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th')}`;
+}
+
+export interface CleanRun {
+  points: CrashPoint[];
+  snapshot: unknown;
+  outcome: unknown;
+  ms: number;
+}
+
 export class CrashHarness {
   private bundleDir = mkdtempSync(join(tmpdir(), 'crash-matrix-'));
   private bundlePath = join(this.bundleDir, 'workflows.js');
@@ -86,11 +104,21 @@ export class CrashHarness {
   private connection!: Connection;
   private runbooks!: RunbookClient;
   private workers = new Set<RunningProcess>();
+  private workerCount = 0;
+  /**
+   * One task queue for the whole scenario: the target lock workflow a run starts lives on the
+   * queue of that run and outlives it (idle for minutes), so every run of the scenario, and the
+   * restarted worker that serves both, must use the same queue (per-run queues left the lock on a
+   * queue no worker served, and the next run waited for it forever).
+   */
+  private readonly taskQueue: string;
 
-  constructor(private readonly scenario: CrashScenario) {}
+  constructor(private readonly scenario: CrashScenario) {
+    this.taskQueue = `crash-${scenario.runbook}-${Date.now()}`;
+  }
 
   private config() {
-    return testbedConfig(this.scenario.configOverrides);
+    return testbedConfig({ ...this.scenario.configOverrides, TEMPORAL_TASK_QUEUE: this.taskQueue });
   }
 
   async start(): Promise<void> {
@@ -100,6 +128,7 @@ export class CrashHarness {
     const config = this.config();
     this.connection = await Connection.connect({ address: config.temporal.address });
     this.client = new Client({ connection: this.connection, namespace: config.temporal.namespace });
+    this.runbooks = createRunbookClient({ client: this.client, taskQueue: this.taskQueue });
     await this.scenario.setup();
   }
 
@@ -110,37 +139,47 @@ export class CrashHarness {
     rmSync(this.bundleDir, { recursive: true, force: true });
   }
 
-  private async startWorker(taskQueue: string, arm?: { workflowId: string; activityId: string; phase: CrashPhase }): Promise<RunningProcess> {
+  private async startWorker(arm?: { point: CrashPoint; phase: CrashPhase }): Promise<{ worker: RunningProcess; identity: string }> {
+    const identity = `crash-worker-${process.pid}-${++this.workerCount}`;
     const env: NodeJS.ProcessEnv = {
       ...process.env,
-      CRASH_CONFIG_OVERRIDES: JSON.stringify({ ...this.scenario.configOverrides, TEMPORAL_TASK_QUEUE: taskQueue }),
+      CRASH_CONFIG_OVERRIDES: JSON.stringify({ ...this.scenario.configOverrides, TEMPORAL_TASK_QUEUE: this.taskQueue }),
       CRASH_WORKFLOW_BUNDLE: this.bundlePath,
-      CRASH_WORKFLOW_ID: arm?.workflowId ?? '',
-      CRASH_ACTIVITY_ID: arm?.activityId ?? '',
+      CRASH_WORKER_IDENTITY: identity,
+      CRASH_RUNBOOK: this.scenario.runbook,
+      CRASH_ACTIVITY_TYPE: arm?.point.activityType ?? '',
+      CRASH_ORDINAL: String(arm?.point.ordinal ?? ''),
       CRASH_PHASE: arm?.phase ?? '',
     };
     const worker = startScript('test/crash/crash-worker.ts', env);
     this.workers.add(worker);
     void worker.exited.then(() => this.workers.delete(worker));
     await worker.waitForLine((line) => line === 'crash worker ready', 60_000);
-    return worker;
+    return { worker, identity };
   }
 
   private async stopWorker(worker: RunningProcess): Promise<void> {
     if (worker.child.exitCode === null && worker.child.signalCode === null) worker.child.kill('SIGTERM');
+    // A worker that does not stop gracefully in time is killed: stopping never hangs.
+    const timer = setTimeout(() => worker.child.kill('SIGKILL'), 20_000);
     await worker.exited;
+    clearTimeout(timer);
   }
 
-  /** Approves each step the run asks for until it finishes; queries fail while no worker runs, so errors are retried. */
+  /**
+   * Approves each step the run asks for until it finishes or the case gives up (`done`). Queries
+   * wait for a worker (none runs between the kill and the restart), so each is bounded and errors
+   * are retried.
+   */
   private async approveUntilDone(workflowId: string, done: () => boolean): Promise<void> {
     const approved = new Set<string>();
     while (!done()) {
       try {
-        const status = await this.runbooks.getStatus(workflowId);
+        const status = await withTimeout(this.runbooks.getStatus(workflowId), queryTimeoutMs, 'status query');
         const pending = status.pending;
         if (status.state === 'finished') return;
         if (pending && !approved.has(`${pending.stepId}/${pending.planHash}`)) {
-          await this.runbooks.approve(workflowId, { stepId: pending.stepId, planHash: pending.planHash, approver, reason: `approve ${pending.stepId}` });
+          await withTimeout(this.runbooks.approve(workflowId, { stepId: pending.stepId, planHash: pending.planHash, approver, reason: `approve ${pending.stepId}` }), queryTimeoutMs, 'approval');
           approved.add(`${pending.stepId}/${pending.planHash}`);
         }
       } catch (err) {
@@ -150,83 +189,98 @@ export class CrashHarness {
     }
   }
 
-  private async run(taskQueue: string): Promise<{ workflowId: string; result: Promise<RunbookResultBase> }> {
-    this.runbooks = createRunbookClient({ client: this.client, taskQueue });
+  /** Starts the run in execute mode and approves it; `result` settles when it finishes (or the approver fails). */
+  private async run(): Promise<{ workflowId: string; result: Promise<RunbookResultBase>; giveUp: () => void }> {
     const { workflowId } = await this.runbooks.startRunbook(this.scenario.runbook, { ...this.scenario.input(), mode: 'execute' }, { startedBy });
     let finished = false;
     const result = this.runbooks.waitForResult<RunbookResultBase>(workflowId).finally(() => (finished = true));
     const approving = this.approveUntilDone(workflowId, () => finished);
-    return { workflowId, result: Promise.all([result, approving]).then(([r]) => r) };
+    return { workflowId, result: Promise.all([result, approving]).then(([r]) => r), giveUp: () => (finished = true) };
   }
 
   /** The clean run: its points, end state and outcome. */
-  async record(): Promise<{ workflowId: string; points: CrashPoint[]; snapshot: unknown; outcome: unknown; ms: number }> {
+  async record(): Promise<CleanRun> {
     const began = Date.now();
     await this.scenario.reset();
-    const taskQueue = `crash-${this.scenario.runbook}-clean-${Date.now()}`;
-    const worker = await this.startWorker(taskQueue);
+    const { worker } = await this.startWorker();
+    let run: Awaited<ReturnType<CrashHarness['run']>> | undefined;
     try {
-      const { workflowId, result } = await this.run(taskQueue);
-      const outcome = outcomeOf(await withTimeout(result, stuckAfterMs, 'clean run'));
-      const events = (await this.client.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
-      const points = events.flatMap((e) => {
-        const a = e.activityTaskScheduledEventAttributes;
-        if (!a) return [];
-        const hb = a.heartbeatTimeout;
-        return [{ activityId: a.activityId!, activityType: a.activityType!.name!, heartbeats: Boolean(hb && (Number(hb.seconds ?? 0) > 0 || (hb.nanos ?? 0) > 0)) }];
+      run = await this.run();
+      const outcome = outcomeOf(await withTimeout(run.result, stuckAfterMs, `${this.scenario.runbook}: the clean run`));
+      const events = (await this.client.workflow.getHandle(run.workflowId).fetchHistory()).events ?? [];
+      const perType = new Map<string, number>();
+      const points = events.flatMap((e, i) => {
+        const activityType = e.activityTaskScheduledEventAttributes?.activityType?.name;
+        if (!activityType) return [];
+        perType.set(activityType, (perType.get(activityType) ?? 0) + 1);
+        return [{ k: i, activityType, ordinal: perType.get(activityType)! }];
       });
-      await terminateRuns(this.config().temporal, [workflowId]); // (finished: nothing to do)
-      return { workflowId, points: points.map((p, i) => ({ ...p, k: i + 1 })), snapshot: await this.scenario.snapshot(), outcome, ms: Date.now() - began };
+      return { points: points.map((p, i) => ({ ...p, k: i + 1 })), snapshot: await this.scenario.snapshot(), outcome, ms: Date.now() - began };
     } finally {
+      run?.giveUp();
       await this.stopWorker(worker);
+      if (run) await terminateRuns(this.config().temporal, [run.workflowId]);
     }
   }
 
-  /** One cell of the matrix: crash at point k in the phase, finish with a fresh worker, compare. */
-  async crashAt(point: CrashPoint, phase: CrashPhase, clean: { workflowId: string; snapshot: unknown; outcome: unknown }): Promise<CaseResult> {
+  /** One cell of the matrix: crash at the point in the phase, finish with a fresh worker, compare. */
+  async crashAt(point: CrashPoint, phase: CrashPhase, clean: CleanRun): Promise<CaseResult> {
     const began = Date.now();
-    const where = `${this.scenario.runbook} k=${point.k} (${point.activityType}) ${phase}`;
+    const where = `${this.scenario.runbook} k=${point.k} (the ${ordinalText(point.ordinal)} ${point.activityType}) ${phase}`;
     const cell = { runbook: this.scenario.runbook, k: point.k, activityType: point.activityType, phase };
+    const failed = (why: string): CaseResult => ({ ...cell, ok: false, ms: Date.now() - began, failure: `${where}: ${why}` });
     await this.scenario.reset();
-    const taskQueue = `crash-${this.scenario.runbook}-${point.k}-${phase}-${Date.now()}`;
     let fresh: RunningProcess | undefined;
-    // A run's workflow id is one per target (dedupe): the clean run's.
-    let runId = clean.workflowId;
+    let crashing: RunningProcess | undefined;
+    let run: Awaited<ReturnType<CrashHarness['run']>> | undefined;
     try {
-      const crashing = await this.startWorker(taskQueue, { workflowId: clean.workflowId, activityId: point.activityId, phase });
-      const { workflowId: id, result } = await this.run(taskQueue);
-      runId = id;
-      const settled = result.then(
+      const started = await this.startWorker({ point, phase });
+      crashing = started.worker;
+      run = await this.run();
+      const settled = run.result.then(
         (r) => ({ r }),
         (e: unknown) => ({ e }),
       );
-      const first = await Promise.race([crashing.exited.then(() => 'died' as const), settled.then(() => 'finished' as const)]);
-      if (first !== 'died') {
-        await this.stopWorker(crashing);
-        return { ...cell, ok: false, ms: Date.now() - began, failure: `${where}: the run finished without reaching the crash point` };
-      }
-      if (crashing.child.signalCode !== 'SIGKILL') return { ...cell, ok: false, ms: Date.now() - began, failure: `${where}: the worker exited (${crashing.child.exitCode}) instead of being killed` };
-      fresh = await this.startWorker(taskQueue);
-      // Temporal notices the lost attempt at its startToClose timeout (minutes); failing it by id is what that timeout does, at once. Heartbeating activities are left to their heartbeat timeout.
-      if (!point.heartbeats)
-        await this.client.activity.fail({ workflowId: id, activityId: point.activityId }, new Error('worker process killed (crash matrix)')).catch((err: unknown) => {
-          throw new Error(`${where}: could not fail the dead attempt: ${(err as Error).message}`);
-        });
-      const outcome = await withTimeout(settled, stuckAfterMs, `${where}: the run`).then((s) => {
+      const first = await withTimeout(
+        Promise.race([crashing.exited.then(() => 'died' as const), settled.then(() => 'finished' as const)]),
+        stuckAfterMs,
+        'waiting for the armed worker to reach the crash point: it neither died nor did the run finish',
+      );
+      if (first !== 'died') return failed('the run finished without reaching the crash point');
+      if (crashing.child.signalCode !== 'SIGKILL') return failed(`the worker exited (code ${crashing.child.exitCode}) instead of being killed`);
+      fresh = (await this.startWorker()).worker;
+      // Temporal notices a lost attempt at its timeout (minutes for startToClose, 30 s for heartbeats); failing the dead worker's attempts is what those timeouts do, at once.
+      await this.failAttemptsOf(run.workflowId, started.identity).catch((err: unknown) => {
+        throw new Error(`could not fail the dead worker's attempts: ${(err as Error).message}`);
+      });
+      const outcome = await withTimeout(settled, stuckAfterMs, 'after the restart, the run').then((s) => {
         if ('e' in s) throw s.e;
         return outcomeOf(s.r);
       });
       const snapshot = await this.scenario.snapshot();
       const diffs = [...differingFields(clean.outcome, outcome, 'outcome'), ...differingFields(clean.snapshot, snapshot, 'state')];
-      return { ...cell, ok: diffs.length === 0, ms: Date.now() - began, ...(diffs.length ? { failure: `${where}: differs from the clean run: ${diffs.join('; ')}` } : {}) };
+      return diffs.length ? failed(`differs from the clean run: ${diffs.join('; ')}`) : { ...cell, ok: true, ms: Date.now() - began };
     } catch (err) {
-      return { ...cell, ok: false, ms: Date.now() - began, failure: `${where}: ${(err as Error).message}` };
+      return failed((err as Error).message);
     } finally {
+      run?.giveUp();
+      if (crashing) await this.stopWorker(crashing);
       if (fresh) await this.stopWorker(fresh);
-      await terminateRuns(this.config().temporal, [runId]);
+      if (run) await terminateRuns(this.config().temporal, [run.workflowId]);
     }
   }
 
+  /** Fails the activity attempts of the run that the dead worker had started, so they are retried now. */
+  private async failAttemptsOf(workflowId: string, identity: string): Promise<void> {
+    const { raw } = await this.client.workflow.getHandle(workflowId).describe();
+    for (const pending of raw.pendingActivities ?? []) {
+      if (pending.lastWorkerIdentity !== identity || !pending.activityId) continue;
+      await this.client.activity.fail({ workflowId, activityId: pending.activityId }, new Error('worker process killed (crash matrix)')).catch((err: unknown) => {
+        // Retried already (its heartbeat timeout came first): nothing left to fail.
+        if (!/not found|NOT_FOUND|mismatch/i.test((err as Error).message)) throw err;
+      });
+    }
+  }
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
