@@ -50,7 +50,7 @@ describe.each(chosen)('crash matrix: %s', (name) => {
     async () => {
       await harness.start();
       const clean = await harness.record();
-      results.push({ runbook: name, k: 0, activityType: `clean run (${clean.points.length} points)`, phase: 'before', ok: true, ms: clean.ms });
+      results.push({ runbook: name, k: 0, activityType: `clean run (${clean.points.length} points)`, ordinal: 0, phase: 'before', ok: true, ms: clean.ms });
       const points = pointsOf(name, clean.points);
       expect(points.length).toBeGreaterThan(0);
       const failures: string[] = [];

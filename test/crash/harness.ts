@@ -49,6 +49,8 @@ export interface CaseResult {
   runbook: string;
   k: number;
   activityType: string;
+  /** The n-th execution of its type (0 for the clean run's row). */
+  ordinal: number;
   phase: CrashPhase;
   ok: boolean;
   ms: number;
@@ -208,14 +210,9 @@ export class CrashHarness {
       run = await this.run();
       const outcome = outcomeOf(await withTimeout(run.result, stuckAfterMs, `${this.scenario.runbook}: the clean run`));
       const events = (await this.client.workflow.getHandle(run.workflowId).fetchHistory()).events ?? [];
-      const perType = new Map<string, number>();
-      const points = events.flatMap((e, i) => {
-        const activityType = e.activityTaskScheduledEventAttributes?.activityType?.name;
-        if (!activityType) return [];
-        perType.set(activityType, (perType.get(activityType) ?? 0) + 1);
-        return [{ k: i, activityType, ordinal: perType.get(activityType)! }];
-      });
-      return { points: points.map((p, i) => ({ ...p, k: i + 1 })), snapshot: await this.scenario.snapshot(), outcome, ms: Date.now() - began };
+      const types = events.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+      const points = types.map((activityType, i) => ({ k: i + 1, activityType, ordinal: types.slice(0, i + 1).filter((t) => t === activityType).length }));
+      return { points, snapshot: await this.scenario.snapshot(), outcome, ms: Date.now() - began };
     } finally {
       run?.giveUp();
       await this.stopWorker(worker);
@@ -227,7 +224,7 @@ export class CrashHarness {
   async crashAt(point: CrashPoint, phase: CrashPhase, clean: CleanRun): Promise<CaseResult> {
     const began = Date.now();
     const where = `${this.scenario.runbook} k=${point.k} (the ${ordinalText(point.ordinal)} ${point.activityType}) ${phase}`;
-    const cell = { runbook: this.scenario.runbook, k: point.k, activityType: point.activityType, phase };
+    const cell = { runbook: this.scenario.runbook, k: point.k, activityType: point.activityType, ordinal: point.ordinal, phase };
     const failed = (why: string): CaseResult => ({ ...cell, ok: false, ms: Date.now() - began, failure: `${where}: ${why}` });
     await this.scenario.reset();
     let fresh: RunningProcess | undefined;
@@ -293,8 +290,16 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
   ]);
 }
 
-/** The summary table: runbook, k, activity, phase, outcome, seconds. */
+/** The summary: one row per case (runbook, point, phase, outcome, seconds), then one per runbook (points × phases, failed, seconds). */
 export function summaryTable(results: CaseResult[]): string {
-  const rows = results.map((r) => `| ${r.runbook} | ${r.k} | ${r.activityType} | ${r.phase} | ${r.ok ? 'same end state' : 'FAILED'} | ${(r.ms / 1000).toFixed(1)} |`);
-  return ['| runbook | k | activity | phase | outcome | s |', '|---|---|---|---|---|---|', ...rows].join('\n');
+  const rows = results.map(
+    (r) =>
+      `| ${r.runbook} | ${r.k || ''} | ${r.ordinal ? `${r.activityType} #${r.ordinal}` : r.activityType} | ${r.k ? r.phase : ''} | ${r.ok ? 'same end state' : 'FAILED'} | ${(r.ms / 1000).toFixed(1)} |`,
+  );
+  const runbooks = [...new Set(results.map((r) => r.runbook))].map((runbook) => {
+    const cases = results.filter((r) => r.runbook === runbook && r.k > 0);
+    const seconds = results.filter((r) => r.runbook === runbook).reduce((sum, r) => sum + r.ms, 0) / 1000;
+    return `| ${runbook} | ${new Set(cases.map((r) => r.k)).size} | ${cases.length} | ${cases.filter((r) => !r.ok).length} | ${seconds.toFixed(0)} |`;
+  });
+  return ['| runbook | k | activity | phase | outcome | s |', '|---|---|---|---|---|---|', ...rows, '', '| runbook | points | cases | failed | s |', '|---|---|---|---|---|', ...runbooks].join('\n');
 }

@@ -19,6 +19,8 @@ export interface WorkerOptions {
   activities?: Record<string, (...args: never[]) => Promise<unknown>>;
   /** The production workflows by default; test/workflows adds test-only runbooks. */
   workflowsPath?: string;
+  /** Workflow interceptor modules (e.g. test/workflows/delayed-signal-interceptors.ts to widen a race window). */
+  workflowInterceptorModules?: string[];
 }
 
 export async function withWorker<T>(config: RunbookConfig, body: (harness: WorkerHarness) => Promise<T>, options: WorkerOptions = {}): Promise<T> {
@@ -33,6 +35,7 @@ export async function withWorker<T>(config: RunbookConfig, body: (harness: Worke
       taskQueue: config.temporal.taskQueue,
       workflowsPath: options.workflowsPath ?? require.resolve('../../workflows'),
       activities: { ...createActivities(built.deps), ...options.activities },
+      ...(options.workflowInterceptorModules ? { interceptors: { workflowModules: options.workflowInterceptorModules } } : {}),
     });
     return await worker.runUntil(body({ client, taskQueue: config.temporal.taskQueue }));
   } finally {
