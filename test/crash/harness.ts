@@ -136,6 +136,13 @@ export class CrashHarness {
 
   async stop(): Promise<void> {
     for (const worker of this.workers) await this.stopWorker(worker);
+    // The target lock outlives the runs (idle for minutes) on a queue nobody serves any more.
+    if (this.client)
+      for await (const left of this.client.workflow.list({ query: `TaskQueue = '${this.taskQueue}' AND ExecutionStatus = 'Running'` }))
+        await this.client.workflow
+          .getHandle(left.workflowId)
+          .terminate('crash matrix over')
+          .catch(() => undefined); // ended meanwhile
     await this.scenario.teardown();
     await this.connection?.close();
     rmSync(this.bundleDir, { recursive: true, force: true });
