@@ -253,7 +253,7 @@ export class CrashHarness {
       if (first !== 'died') return failed('the run finished without reaching the crash point');
       if (crashing.child.signalCode !== 'SIGKILL') return failed(`the worker exited (code ${crashing.child.exitCode}) instead of being killed`);
       fresh = (await this.startWorker()).worker;
-      // Temporal notices a lost attempt at its timeout (minutes for startToClose, 30 s for heartbeats); failing the dead worker's attempts is what those timeouts do, at once.
+      // Temporal notices a lost attempt without heartbeats at its startToClose timeout (minutes); failing it is what that timeout does, at once.
       await this.failAttemptsOf(run.workflowId, started.identity).catch((err: unknown) => {
         throw new Error(`could not fail the dead worker's attempts: ${(err as Error).message}`);
       });
@@ -274,13 +274,28 @@ export class CrashHarness {
     }
   }
 
-  /** Fails the activity attempts of the run that the dead worker had started, so they are retried now. */
+  /**
+   * Fails the activity attempts of the run that the dead worker had started, so they are retried
+   * now. Not those with a heartbeat timeout: Temporal notices their loss within it (30 s), and the
+   * workflow tells that timeout apart (a deadline wait is tried again only after a heartbeat
+   * timeout, workflows/rollout-wait.ts): failing them instead would fail the step.
+   */
   private async failAttemptsOf(workflowId: string, identity: string): Promise<void> {
-    const { raw } = await this.client.workflow.getHandle(workflowId).describe();
-    for (const pending of raw.pendingActivities ?? []) {
-      if (pending.lastWorkerIdentity !== identity || !pending.activityId) continue;
-      await this.client.activity.fail({ workflowId, activityId: pending.activityId }, new Error('worker process killed (crash matrix)')).catch((err: unknown) => {
-        // Retried already (its heartbeat timeout came first): nothing left to fail.
+    const handle = this.client.workflow.getHandle(workflowId);
+    const { raw } = await handle.describe();
+    const dead = (raw.pendingActivities ?? []).filter((p) => p.lastWorkerIdentity === identity && p.activityId);
+    if (!dead.length) return;
+    const heartbeating = new Set(
+      ((await handle.fetchHistory()).events ?? []).flatMap((e) => {
+        const a = e.activityTaskScheduledEventAttributes;
+        const seconds = Number(a?.heartbeatTimeout?.seconds?.toString() ?? 0) + (a?.heartbeatTimeout?.nanos ?? 0) / 1e9;
+        return a?.activityId && seconds > 0 ? [a.activityId] : [];
+      }),
+    );
+    for (const pending of dead) {
+      if (heartbeating.has(pending.activityId!)) continue;
+      await this.client.activity.fail({ workflowId, activityId: pending.activityId! }, new Error('worker process killed (crash matrix)')).catch((err: unknown) => {
+        // Completed or retried meanwhile: nothing left to fail.
         if (!/not found|NOT_FOUND|mismatch/i.test((err as Error).message)) throw err;
       });
     }
