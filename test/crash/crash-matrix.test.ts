@@ -59,6 +59,9 @@ describe.each(chosen)('crash matrix: %s', (name) => {
           const cell = await harness.crashAt(point, phase, clean);
           results.push(cell);
           if (cell.failure) failures.push(cell.failure);
+          // Progress as it happens (jest holds console output until the file ends; the full matrix takes long).
+          if (full)
+            process.stderr.write(`crash matrix: ${name} k=${point.k} ${point.activityType} #${point.ordinal} ${phase}: ${cell.ok ? 'same end state' : 'FAILED'} (${(cell.ms / 1000).toFixed(1)} s)\n`);
         }
       expect(failures).toEqual([]);
     },
