@@ -23,6 +23,7 @@ import {
 } from './kubernetes-common';
 
 const revisionAnnotation = 'deployment.kubernetes.io/revision';
+const revisionHistoryAnnotation = 'deployment.kubernetes.io/revision-history';
 const hashLabel = 'pod-template-hash';
 export const restartedAtAnnotation = 'kubectl.kubernetes.io/restartedAt';
 /** Deployment annotations `kubectl rollout undo` keeps from the Deployment instead of taking them from the ReplicaSet. */
@@ -59,6 +60,17 @@ function images(template: V1PodTemplateSpec | undefined): string[] {
 export function revisionOf(o: { metadata?: { annotations?: Record<string, string> } }): number | undefined {
   const v = Number(o.metadata?.annotations?.[revisionAnnotation]);
   return Number.isInteger(v) && v > 0 ? v : undefined;
+}
+
+/**
+ * The revision numbers a ReplicaSet had before its current one: rolling back to a ReplicaSet makes
+ * the controller give it the next number and list the old ones here (comma-separated).
+ */
+function earlierRevisionsOf(rs: V1ReplicaSet): number[] {
+  return (rs.metadata?.annotations?.[revisionHistoryAnnotation] ?? '')
+    .split(',')
+    .map(Number)
+    .filter((n) => Number.isInteger(n) && n > 0);
 }
 
 function state(d: V1Deployment): RolloutState {
@@ -265,7 +277,9 @@ export function createKubernetesRolloutActivities(scope: KubeScope) {
       if (target) {
         // found: the first attempt's choice
       } else if (input.toRevision) {
-        target = sets.find((rs) => revisionOf(rs) === input.toRevision);
+        // Not by its number now, then by an earlier one: a retry whose first attempt rolled back
+        // (and lost its heartbeat with the worker) finds the ReplicaSet renumbered, already current.
+        target = sets.find((rs) => revisionOf(rs) === input.toRevision) ?? sets.find((rs) => earlierRevisionsOf(rs).includes(input.toRevision!));
         if (!target)
           throw failure(
             'NotFound',

@@ -84,17 +84,20 @@ export async function targetLock(raw: TargetLockInput, carriedRaw: LockRequest[]
 
   for (let grants = 0; grants < grantsPerRun;) {
     if (!(await condition(() => waiting.length > 0, idleMs))) return; // idle: end; the next request starts a new run
-    holder = waiting.shift()!;
+    const held = waiting.shift()!;
+    holder = held;
     grants++;
     try {
       // To the requesting run only: a request of a run that has ended is not granted to its successor.
-      await getExternalWorkflowHandle(holder.requester, holder.runId).signal(lockGrantedSignal, { requestId: holder.requestId });
+      await getExternalWorkflowHandle(held.requester, held.runId).signal(lockGrantedSignal, { requestId: held.requestId });
     } catch (err) {
-      log.warn('lock requester is gone; passing the lock on', { target, requester: holder.requester, runId: holder.runId, error: String(err) });
-      holder = undefined;
+      log.warn('lock requester is gone; passing the lock on', { target, requester: held.requester, runId: held.runId, error: String(err) });
+      if (holder === held) holder = undefined;
       continue;
     }
-    const held = holder;
+    // A quick holder's release can come in the same activation as the grant's delivery (signals
+    // are handled first): then it is released already, and there is nothing to hold.
+    if (holder !== held) continue;
     const holding = { held, released: () => holder !== held, ...timing };
     const grantedAt = new Date().toISOString();
     lease = { grantedAt, renewedAt: grantedAt, until: new Date(Date.now() + timing.leaseMs).toISOString() };

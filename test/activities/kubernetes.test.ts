@@ -373,6 +373,31 @@ describe('rollouts', () => {
     expect(await template(ours)).toEqual(a.body.spec!.template);
   });
 
+  test('a retried rollback to a revision by number whose first attempt patched but whose heartbeat was lost (worker killed): no change, no NotFound', async () => {
+    const name = unique('kt-undo-c');
+    cleanups.push(() => deleteDeployment(kc, name));
+    await scratchDeployment(kc, name, { image: 'registry.example/app:1' });
+    await patchDeployment(kc, ns, name, { spec: { template: { spec: { containers: [{ name: 'app', image: 'registry.example/app:2' }] } } } });
+    await waitForRollout(kc, ns, name);
+    expect(await h.run('rollbackDeployment', { namespace: ns, deployment: name, toRevision: 1 })).toMatchObject({ changed: true, toRevision: 1 });
+    // The controller renumbers the rolled-back ReplicaSet (revision 1 becomes 3): revision 1 is now only in its revision history.
+    await waitForRollout(kc, ns, name);
+    const rolledBack = (await apps.readNamespacedDeployment(name, ns)).body;
+    expect(rolledBack.metadata?.annotations?.['deployment.kubernetes.io/revision']).toBe('3');
+    const retry = activityHarness({}, undefined, { attempt: 2 });
+    try {
+      const again = await retry.run('rollbackDeployment', { namespace: ns, deployment: name, toRevision: 1 });
+      // Found by its earlier number, reported by its number now.
+      expect(again).toMatchObject({ changed: false, toRevision: 3 });
+      expect(again.message).toMatch(/no change \(current template already matches revision 3\)/);
+    } finally {
+      await retry.close();
+    }
+    const after = (await apps.readNamespacedDeployment(name, ns)).body;
+    expect(after.metadata?.generation).toBe(rolledBack.metadata?.generation);
+    expect(after.spec!.template).toEqual(rolledBack.spec!.template);
+  });
+
   test('restart with a caller-given restartedAt, wait for the rollout; a retry changes nothing', async () => {
     const restartedAt = new Date().toISOString();
     const dry = await h.run('restartRollout', { namespace: ns, deployment: dep, restartedAt, dryRun: true });

@@ -21,6 +21,8 @@ export interface WorkerOptions {
   activities?: Record<string, (...args: never[]) => Promise<unknown>>;
   /** The production workflows by default; test/workflows adds test-only runbooks. */
   workflowsPath?: string;
+  /** Workflow interceptor modules (e.g. test/workflows/delayed-signal-interceptors.ts to widen a race window). */
+  workflowInterceptorModules?: string[];
 }
 
 export async function withWorker<T>(config: RunbookConfig, body: (harness: WorkerHarness) => Promise<T>, options: WorkerOptions = {}): Promise<T> {
@@ -34,9 +36,9 @@ export async function withWorker<T>(config: RunbookConfig, body: (harness: Worke
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
       workflowsPath: options.workflowsPath ?? workflowBundle.workflowsPath,
-      interceptors: workflowBundle.interceptors,
       dataConverter: payloadDataConverter(config.temporal.payloadEncryption),
       activities: { ...createActivities(built.deps), ...options.activities },
+      interceptors: { workflowModules: [...workflowBundle.interceptors.workflowModules, ...(options.workflowInterceptorModules ?? [])] },
     });
     return await worker.runUntil(body({ client, taskQueue: config.temporal.taskQueue }));
   } finally {

@@ -1,0 +1,70 @@
+/**
+ * The crash matrix (issue 15, test/crash/harness.ts). In `npm test` a CI-sized subset: trafficControl
+ * killed at its destructive activity (the 2nd setAnnotations: the 1st is the plan's dry run), before
+ * and after its side effect. `npm run test:crash` (CRASH_MATRIX=full) runs every point of every
+ * scenario, or of those named in CRASH_SCENARIOS=a,b, or only the points CRASH_POINTS=k,... , and
+ * prints the summary table.
+ */
+import { CrashHarness, summaryTable, type CaseResult, type CrashPoint } from './harness';
+import { scenarios } from './scenarios';
+import type { CrashPhase } from './crash-worker';
+
+const full = process.env.CRASH_MATRIX === 'full';
+const list = (text: string | undefined) =>
+  text
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+const named = list(process.env.CRASH_SCENARIOS);
+const onlyPoints = list(process.env.CRASH_POINTS)?.map(Number);
+/** The subset of `npm test`: scenario → the points crashed (the n-th activity of a type). */
+const ciSubset: Record<string, Array<Pick<CrashPoint, 'activityType' | 'ordinal'>>> = { trafficControl: [{ activityType: 'setAnnotations', ordinal: 2 }] };
+
+const unknown = named?.filter((name) => !(name in scenarios)) ?? [];
+if (unknown.length) throw new Error(`CRASH_SCENARIOS names no scenario: ${unknown.join(', ')}; known: ${Object.keys(scenarios).join(', ')}`);
+const chosen = Object.keys(scenarios).filter((name) => (full ? !named || named.includes(name) : name in ciSubset));
+const phases: CrashPhase[] = ['before', 'after'];
+const results: CaseResult[] = [];
+
+function pointsOf(name: string, all: CrashPoint[]): CrashPoint[] {
+  if (!full) return all.filter((p) => ciSubset[name]!.some((c) => c.activityType === p.activityType && c.ordinal === p.ordinal));
+  return onlyPoints ? all.filter((p) => onlyPoints.includes(p.k)) : all;
+}
+
+afterAll(() => {
+  if (!results.length) return;
+  const failed = results.filter((r) => !r.ok).length;
+  const seconds = (results.reduce((s, r) => s + r.ms, 0) / 1000).toFixed(0);
+  console.log(`crash matrix:\n${summaryTable(results)}\n${results.filter((r) => r.k > 0).length} cases, ${failed} failed, ${seconds} s`);
+});
+
+describe.each(chosen)('crash matrix: %s', (name) => {
+  const harness = new CrashHarness(scenarios[name]!());
+
+  afterAll(() => harness.stop(), 120_000);
+
+  test(
+    full
+      ? 'every point, before and after its side effect: the same end state and outcome as the clean run'
+      : 'the destructive step, before and after its side effect: the same end state and outcome as the clean run',
+    async () => {
+      await harness.start();
+      const clean = await harness.record();
+      results.push({ runbook: name, k: 0, activityType: `clean run (${clean.points.length} points)`, ordinal: 0, phase: 'before', ok: true, ms: clean.ms });
+      const points = pointsOf(name, clean.points);
+      expect(points.length).toBeGreaterThan(0);
+      const failures: string[] = [];
+      for (const point of points)
+        for (const phase of phases) {
+          const cell = await harness.crashAt(point, phase, clean);
+          results.push(cell);
+          if (cell.failure) failures.push(cell.failure);
+          // Progress as it happens (jest holds console output until the file ends; the full matrix takes long).
+          if (full)
+            process.stderr.write(`crash matrix: ${name} k=${point.k} ${point.activityType} #${point.ordinal} ${phase}: ${cell.ok ? 'same end state' : 'FAILED'} (${(cell.ms / 1000).toFixed(1)} s)\n`);
+        }
+      expect(failures).toEqual([]);
+    },
+    full ? 3 * 60 * 60_000 : 5 * 60_000,
+  );
+});
