@@ -11,7 +11,7 @@ import { DeleteObjectsCommand, ListObjectsV2Command, PutObjectCommand } from '@a
 import { AppsV1Api, AutoscalingV2Api, CoreV1Api, NetworkingV1Api } from '@kubernetes/client-node';
 import Redis from 'ioredis';
 import { rateLimitAnnotation } from '../../common/inputs/traffic-control';
-import { deleteBoundClaim, deleteDeployment, scratchBoundClaim, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
+import { deleteBoundClaim, deleteDeployment, scratchAutoscaler, scratchBoundClaim, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, execWorkDir, kubernetesNamespace as namespace, layout, statusOf, waitForRollout } from '../helpers/kube-cluster';
 import { patchDeployment } from '../helpers/kube-objects';
 import { testbedEnv, testbedS3, unsignedTeam } from '../helpers/testbed';
@@ -55,15 +55,7 @@ export function emergencyScaleScenario(): CrashScenario {
     reset: async () => {
       await remove();
       await scratchDeployment(kc, name);
-      await autoscaling.createNamespacedHorizontalPodAutoscaler(namespace, {
-        metadata: { name, labels: { 'runbook-test/scratch': 'true' } },
-        spec: {
-          scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name },
-          minReplicas: 1,
-          maxReplicas: 2,
-          metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } }],
-        },
-      });
+      await scratchAutoscaler(kc, name);
     },
     input: () => ({ deployment: name, severity: 'P1', replicas: 3, limits: { cpu: '1', memory: '512Mi' } }),
     snapshot: async () => {

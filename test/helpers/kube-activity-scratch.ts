@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { AppsV1Api, CoreV1Api, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
+import { AppsV1Api, AutoscalingV2Api, CoreV1Api, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { kubernetesNamespace, kwokNode, statusOf, waitForRollout } from './kube-cluster';
 
@@ -17,6 +17,19 @@ interface ScratchOptions {
   container?: string;
   strategy?: 'RollingUpdate' | 'Recreate';
   claim?: string;
+}
+
+/** An HPA (min 1, max 2, CPU 70%) on the scratch Deployment `name`, as emergencyScale finds one. */
+export async function scratchAutoscaler(kc: KubeConfig, name: string): Promise<void> {
+  await kc.makeApiClient(AutoscalingV2Api).createNamespacedHorizontalPodAutoscaler(kubernetesNamespace, {
+    metadata: { name, labels: { 'runbook-test/scratch': 'true' } },
+    spec: {
+      scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name },
+      minReplicas: 1,
+      maxReplicas: 2,
+      metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } }],
+    },
+  });
 }
 
 /** A Deployment of one's own in short-drama-prod (kwok runs its pods), rolled out. */

@@ -4,7 +4,7 @@ import { type RunbookClient } from '../../client';
 import { previousResourcesAnnotation, previousSizeAnnotation } from '../../common/inputs/emergency-scale';
 import type { EmergencyScaleResult } from '../../workflows/emergency-scale';
 import { recordHistory } from '../helpers/histories';
-import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
+import { deleteDeployment, scratchAutoscaler, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, statusOf } from '../helpers/kube-cluster';
 import { expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, unsignedTeam } from '../helpers/testbed';
@@ -37,15 +37,7 @@ describe('emergencyScale', () => {
     const name = unique(prefix);
     made.push(name);
     await scratchDeployment(kc, name);
-    await autoscaling.createNamespacedHorizontalPodAutoscaler(namespace, {
-      metadata: { name, labels: { 'runbook-test/scratch': 'true' } },
-      spec: {
-        scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name },
-        minReplicas: 1,
-        maxReplicas: 2,
-        metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } }],
-      },
-    });
+    await scratchAutoscaler(kc, name);
     return name;
   }
 
