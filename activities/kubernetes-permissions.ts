@@ -64,3 +64,82 @@ export function describePermission(permission: RequiredPermission, namespace?: s
   const resource = `${permission.resource}${permission.subresource ? `/${permission.subresource}` : ''}${permission.group ? `.${permission.group}` : ''}`;
   return `${permission.verb} ${resource}${namespace ? ` in ${namespace}` : ''}`;
 }
+
+/** One RBAC rule, as a Role or ClusterRole holds it. */
+export interface PolicyRule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+}
+
+const rbacResource = (permission: RequiredPermission) => (permission.subresource ? `${permission.resource}/${permission.subresource}` : permission.resource);
+
+/**
+ * The worker's RBAC, derived from `requiredPermissions` (so preflight and the manifests cannot
+ * drift): one rule per resource with the verbs the runbooks use on it; namespaced rules go into the
+ * Role bound in each allowed namespace, cluster-scoped ones into the ClusterRole.
+ */
+export function workerRbacRules(permissions: RequiredPermission[] = requiredPermissions): { namespaced: PolicyRule[]; clusterScoped: PolicyRule[] } {
+  const rules = new Map<string, PolicyRule & { clusterScoped: boolean }>();
+  for (const permission of permissions) {
+    const key = `${permission.group}/${rbacResource(permission)}`;
+    const rule = rules.get(key) ?? { apiGroups: [permission.group], resources: [rbacResource(permission)], verbs: [], clusterScoped: permission.clusterScoped === true };
+    if (!rule.verbs.includes(permission.verb)) rule.verbs.push(permission.verb);
+    rules.set(key, rule);
+  }
+  const sorted = [...rules.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, rule]) => rule);
+  const plain = ({ apiGroups, resources, verbs }: PolicyRule): PolicyRule => ({ apiGroups, resources, verbs: [...verbs].sort() });
+  return { namespaced: sorted.filter((r) => !r.clusterScoped).map(plain), clusterScoped: sorted.filter((r) => r.clusterScoped).map(plain) };
+}
+
+/** The permissions of the table one rule grants (what preflight reports missing when the rule is gone). */
+export function permissionsGrantedBy(rule: PolicyRule, permissions: RequiredPermission[] = requiredPermissions): RequiredPermission[] {
+  return permissions.filter((p) => rule.apiGroups.includes(p.group) && rule.resources.includes(rbacResource(p)) && rule.verbs.includes(p.verb));
+}
+
+/** Verbs that let an account give itself or others more than it holds. */
+const escalatingVerbs = ['escalate', 'bind', 'impersonate'];
+
+/** A rule as SelfSubjectRulesReview reports it. */
+export interface ReviewedRule {
+  apiGroups?: string[];
+  resources?: string[];
+  verbs: string[];
+  resourceNames?: string[];
+}
+
+/**
+ * Rules every authenticated account holds (system:basic-user and friends: asking the authorizer
+ * about oneself), and the cluster-scoped ones the runbooks need: a rules review lists them in every
+ * namespace, but they grant nothing inside one.
+ */
+const harmlessEverywhere = new Set([
+  'selfsubjectaccessreviews',
+  'selfsubjectrulesreviews',
+  'selfsubjectreviews',
+  'clustertrustbundles',
+  ...requiredPermissions.filter((p) => p.clusterScoped).map(rbacResource),
+]);
+
+/**
+ * What an account holds beyond what the runbooks use, as sentences: wildcards, escalating verbs,
+ * anything in a namespace the runbooks never touch (kube-system). Empty when there is nothing to
+ * warn about.
+ */
+export function excessPrivileges(rules: ReviewedRule[], namespace: string, runbookNamespace: boolean): string[] {
+  const problems: string[] = [];
+  for (const rule of rules) {
+    const resources = rule.resources ?? [];
+    if (resources.length > 0 && resources.every((r) => harmlessEverywhere.has(r)) && !rule.verbs.some((v) => v === '*' || escalatingVerbs.includes(v))) continue;
+    const qualified = resources.flatMap((resource) => (rule.apiGroups ?? ['']).map((group) => (group ? `${resource}.${group}` : resource)));
+    const text = `${rule.verbs.join(',')} ${qualified.join(',')}`;
+    if (rule.verbs.includes('*') || resources.includes('*') || (rule.apiGroups ?? []).includes('*')) {
+      problems.push(`wildcard in ${namespace}: ${text}${rule.verbs.includes('*') && resources.includes('*') ? ' (cluster-admin or the like)' : ''}`);
+    } else if (rule.verbs.some((v) => escalatingVerbs.includes(v))) {
+      problems.push(`${rule.verbs.filter((v) => escalatingVerbs.includes(v)).join('/')} in ${namespace}: ${text}`);
+    } else if (!runbookNamespace) {
+      problems.push(`access in ${namespace}, which no runbook touches: ${text}`);
+    }
+  }
+  return problems;
+}

@@ -1,5 +1,5 @@
 import { AuthorizationV1Api, VersionApi, type KubeConfig } from '@kubernetes/client-node';
-import { describePermission, requiredPermissions } from './kubernetes-permissions';
+import { describePermission, excessPrivileges, requiredPermissions } from './kubernetes-permissions';
 import type { PreflightRow } from '../common/preflight';
 import { errorText } from '../common/failures';
 import { notConfigured, runChecks } from './preflight-checks';
@@ -72,7 +72,38 @@ export function createKubernetesActivities({ kube, allowedNamespaces }: Kubernet
           }
         }),
       );
-      return [...rows, ...results];
+      return [...rows, ...results, await excessPrivilegesRow(authorization, allowedNamespaces)];
     },
   };
+}
+
+/** Namespaces no runbook may touch but where an over-privileged account would show itself. */
+const systemNamespaces = ['kube-system'];
+
+/** One row: what the account may do beyond the runbooks' needs (asked with SelfSubjectRulesReview). */
+async function excessPrivilegesRow(authorization: AuthorizationV1Api, allowedNamespaces: string[]): Promise<PreflightRow> {
+  const check = 'no excess privileges';
+  try {
+    const problems: string[] = [];
+    for (const namespace of [...allowedNamespaces, ...systemNamespaces]) {
+      const { body } = await authorization.createSelfSubjectRulesReview({ apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectRulesReview', spec: { namespace } });
+      problems.push(...excessPrivileges(body.status?.resourceRules ?? [], namespace, allowedNamespaces.includes(namespace)));
+    }
+    const unique = [...new Set(problems)];
+    return unique.length === 0
+      ? {
+          target: 'kubernetes',
+          check,
+          status: 'PASS',
+          detail: `none in ${[...allowedNamespaces, ...systemNamespaces].join(', ')}: no wildcard, escalate, bind or impersonate, nothing in ${systemNamespaces.join(', ')}`,
+        }
+      : {
+          target: 'kubernetes',
+          check,
+          status: 'WARN',
+          detail: `the account may do more than the runbooks need: ${unique.slice(0, 8).join('; ')}${unique.length > 8 ? `; and ${unique.length - 8} more` : ''}`,
+        };
+  } catch (err) {
+    return { target: 'kubernetes', check, status: 'FAIL', detail: errorText(err) };
+  }
 }

@@ -2,7 +2,8 @@
 export const targetSystems = ['kubernetes', 'postgres', 'redis', 's3', 'prometheus'] as const;
 export type TargetSystem = (typeof targetSystems)[number];
 
-export type CheckStatus = 'PASS' | 'FAIL' | 'SKIP';
+/** WARN: works, but more is allowed than needed (excess privileges); it does not make `ok` false. */
+export type CheckStatus = 'PASS' | 'WARN' | 'FAIL' | 'SKIP';
 
 /** One row of the preflight table. */
 export interface PreflightRow {
@@ -17,6 +18,8 @@ export interface PreflightResult {
   passed: number;
   failed: number;
   skipped: number;
+  /** Rows that WARN (absent in runs recorded before preflight warned). */
+  warned?: number;
   /** True when nothing failed. */
   ok: boolean;
   /** Whether approvals are proven by signatures (absent in runs recorded before it was reported). */

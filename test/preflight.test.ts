@@ -9,7 +9,13 @@ import type { PreflightResult } from '../common/preflight';
 import { closedPort, testbedConfig, testbedEnv, testbedS3 } from './helpers/testbed';
 import { recordHistory } from './helpers/histories';
 import { withWorker } from './helpers/worker';
-import { describePermission, requiredPermissions } from '../activities/kubernetes-permissions';
+import { randomBytes } from 'node:crypto';
+import { describePermission, permissionsGrantedBy, requiredPermissions, workerRbacRules } from '../activities/kubernetes-permissions';
+import { createKubernetesActivities } from '../activities/kubernetes';
+import { adminKubeConfig } from './helpers/kube-cluster';
+import { grantServiceAccount } from './helpers/kube-rbac';
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 function rowsOf(result: PreflightResult, target: string) {
   return result.rows.filter((row) => row.target === target);
@@ -18,8 +24,8 @@ function rowsOf(result: PreflightResult, target: string) {
 describe('preflight', () => {
   const env = testbedEnv();
 
-  test('against the real test bed every target passes, Kubernetes included (its SelfSubjectAccessReviews with the admin kubeconfig)', async () => {
-    const config = testbedConfig();
+  test('against the real test bed every target passes, Kubernetes included (SelfSubjectAccessReviews as the worker account of deploy/kubernetes, with no excess)', async () => {
+    const config = testbedConfig({ KUBECONFIG: env.TESTBED_KUBECONFIG_WORKER });
     const result = await withWorker(config, async ({ client, taskQueue }) => {
       const handle = await client.workflow.start<typeof preflight>('preflight', { taskQueue, workflowId: `preflight-real-${taskQueue}`, args: [{}] });
       const finished = await handle.result();
@@ -31,8 +37,13 @@ describe('preflight', () => {
     expect(result.ok).toBe(true);
     const kubeRows = rowsOf(result, 'kubernetes');
     expect(kubeRows[0]).toEqual(expect.objectContaining({ check: 'API reachable', status: 'PASS', detail: expect.stringMatching(/^Kubernetes v1\.37\.2 at https:\/\/127\.0\.0\.1:/) }));
-    expect(kubeRows.map((r) => r.check)).toEqual(['API reachable', ...requiredPermissions.map((p) => `can ${describePermission(p, p.clusterScoped ? undefined : 'short-drama-prod')}`)]);
+    expect(kubeRows.map((r) => r.check)).toEqual([
+      'API reachable',
+      ...requiredPermissions.map((p) => `can ${describePermission(p, p.clusterScoped ? undefined : 'short-drama-prod')}`),
+      'no excess privileges',
+    ]);
     expect(kubeRows.every((r) => r.status === 'PASS')).toBe(true);
+    expect(kubeRows.at(-1)!.detail).toBe('none in short-drama-prod, kube-system: no wildcard, escalate, bind or impersonate, nothing in kube-system');
     expect(rowsOf(result, 'postgres').map((r) => r.check)).toEqual([
       'connect',
       'server version',
@@ -70,6 +81,69 @@ describe('preflight', () => {
     for (const row of patchRows) expect(row).toEqual(expect.objectContaining({ status: 'FAIL', detail: expect.stringMatching(/^denied/) }));
     expect(kubeRows.find((r) => r.check === 'can list pods in short-drama-prod')?.status).toBe('PASS');
     expect(kubeRows.find((r) => r.check === 'can get pods/log in short-drama-prod')?.status).toBe('PASS');
+  });
+
+  test('the admin kubeconfig passes every permission but WARNs about its excess (wildcards: cluster-admin); a WARN does not fail preflight', async () => {
+    const config = testbedConfig();
+    const result = await withWorker(config, ({ client, taskQueue }) =>
+      client.workflow.execute('preflight', { taskQueue, workflowId: `preflight-admin-${taskQueue}`, args: [{ targets: ['kubernetes'] }] }),
+    );
+    const kubeRows = rowsOf(result, 'kubernetes');
+    expect(kubeRows.filter((r) => r.status !== 'PASS')).toEqual([
+      {
+        target: 'kubernetes',
+        check: 'no excess privileges',
+        status: 'WARN',
+        detail: 'the account may do more than the runbooks need: wildcard in short-drama-prod: * *.* (cluster-admin or the like); wildcard in kube-system: * *.* (cluster-admin or the like)',
+      },
+    ]);
+    expect(result).toEqual(expect.objectContaining({ ok: true, warned: 1, failed: 0 }));
+  });
+
+  test('an account that may escalate, bind, impersonate or read in kube-system is WARNed about, each named', async () => {
+    const admin = adminKubeConfig();
+    const account = `preflight-excess-${randomBytes(3).toString('hex')}`;
+    const grants = await grantServiceAccount(admin, account, {
+      namespaced: [...workerRbacRules().namespaced, { apiGroups: ['rbac.authorization.k8s.io'], resources: ['roles'], verbs: ['escalate', 'bind'] }],
+      clusterScoped: [...workerRbacRules().clusterScoped, { apiGroups: [''], resources: ['users'], verbs: ['impersonate'] }],
+      kubeSystem: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get'] }],
+    });
+    try {
+      const rows = await createKubernetesActivities({ kube: grants.kubeConfig, allowedNamespaces: ['short-drama-prod'] }).preflightKubernetes();
+      expect(rows.filter((r) => r.status !== 'PASS')).toEqual([
+        {
+          target: 'kubernetes',
+          check: 'no excess privileges',
+          status: 'WARN',
+          detail:
+            'the account may do more than the runbooks need: impersonate in short-drama-prod: impersonate users; escalate/bind in short-drama-prod: escalate,bind roles.rbac.authorization.k8s.io; impersonate in kube-system: impersonate users; access in kube-system, which no runbook touches: get configmaps',
+        },
+      ]);
+    } finally {
+      await grants.remove();
+    }
+  });
+
+  test('least privilege, proven rule by rule: without any one rule of the worker RBAC, preflight FAILs exactly the permissions that rule grants, naming the runbooks that need them', async () => {
+    const admin = adminKubeConfig();
+    const account = `preflight-mutant-${randomBytes(3).toString('hex')}`;
+    const { namespaced, clusterScoped } = workerRbacRules();
+    const grants = await grantServiceAccount(admin, account, { namespaced, clusterScoped });
+    try {
+      const mutants = [...namespaced.map((rule) => ({ rule, scope: 'namespaced' as const })), ...clusterScoped.map((rule) => ({ rule, scope: 'clusterScoped' as const }))];
+      for (const { rule, scope } of mutants) {
+        const missing = permissionsGrantedBy(rule);
+        expect(missing.length).toBeGreaterThan(0);
+        await grants.setRules({ namespaced, clusterScoped, [scope]: (scope === 'namespaced' ? namespaced : clusterScoped).filter((r) => r !== rule) });
+        await grants.waitUntilDenied(missing[0]!);
+        const rows = await createKubernetesActivities({ kube: grants.kubeConfig, allowedNamespaces: ['short-drama-prod'] }).preflightKubernetes();
+        const failed = rows.filter((r) => r.status !== 'PASS');
+        expect({ rule, failed: failed.map((r) => r.check) }).toEqual({ rule, failed: missing.map((p) => `can ${describePermission(p, p.clusterScoped ? undefined : 'short-drama-prod')}`) });
+        for (const [index, row] of failed.entries()) expect(row.detail).toMatch(new RegExp(`^denied.*; needed by ${escapeRegExp(missing[index]!.usedBy)}$`));
+      }
+    } finally {
+      await grants.remove();
+    }
   });
 
   test('down targets are FAIL rows with their error, and the run still completes', async () => {

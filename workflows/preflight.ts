@@ -27,8 +27,8 @@ export async function preflight(rawInput?: PreflightInput): Promise<PreflightRes
   const targets = input.targets ?? [...targetSystems];
   const rows = (await Promise.all(targets.map((target) => checkers[target]()))).flat();
   const count = (status: PreflightRow['status']) => rows.filter((row) => row.status === status).length;
-  const result: PreflightResult = { rows, passed: count('PASS'), failed: count('FAIL'), skipped: count('SKIP'), ok: count('FAIL') === 0 };
+  const result: PreflightResult = { rows, passed: count('PASS'), failed: count('FAIL'), skipped: count('SKIP'), warned: count('WARN'), ok: count('FAIL') === 0 };
   if (patched('preflight-approvals')) result.approvals = await read.approvalVerification();
-  log.info('preflight finished', { passed: result.passed, failed: result.failed, skipped: result.skipped, approvalsVerified: result.approvals?.verified });
+  log.info('preflight finished', { passed: result.passed, failed: result.failed, skipped: result.skipped, warned: result.warned, approvalsVerified: result.approvals?.verified });
   return result;
 }

@@ -17,6 +17,7 @@ import { kubernetesBinaries } from './kubernetes-install';
 import { adminKubeconfigPath, checkServiceRange, kubernetesServer, readonlyKubeconfigPath } from './kubernetes-server';
 import type { ServiceName, TestbedContext, TestbedSecrets, TestbedServer } from './context';
 import { realNodeWanted } from './node/node-names';
+import { workerKubeconfigPath } from './service-account-access';
 import { nodeDown, nodeUp } from './node/node-lifecycle';
 
 export type { ServiceName } from './context';
@@ -90,6 +91,7 @@ function testbedEnv(ctx: TestbedContext): Record<string, string> {
     TESTBED_POSTGRES_ADMIN_URL: postgresUrl(ctx, 'postgres'),
     KUBECONFIG: adminKubeconfigPath(layout),
     TESTBED_KUBECONFIG_READONLY: readonlyKubeconfigPath(layout),
+    TESTBED_KUBECONFIG_WORKER: workerKubeconfigPath(layout),
     TESTBED_KUBECTL: kubernetesBinaries(layout).kubectl,
     TESTBED_PAYLOAD_KEY: secrets.payloadKey,
     TESTBED_CODEC_TOKEN: secrets.codecToken,

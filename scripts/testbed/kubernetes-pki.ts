@@ -189,6 +189,16 @@ export function ensureKubernetesPki(layout: TestbedLayout, serviceRange: string)
 }
 
 /** A kubeconfig with a bearer token against the test bed's apiserver. */
+/** Admin (system:masters) kubeconfig: KUBECONFIG in the env file. */
+export function adminKubeconfigPath(layout: TestbedLayout): string {
+  return join(kubernetesStateDir(layout), 'admin.kubeconfig');
+}
+
+/** Token of ServiceAccount `runbook-readonly` (read-only Role in short-drama-prod): TESTBED_KUBECONFIG_READONLY. */
+export function readonlyKubeconfigPath(layout: TestbedLayout): string {
+  return join(kubernetesStateDir(layout), 'readonly.kubeconfig');
+}
+
 export function writeKubeconfig(file: string, server: string, caCert: string, user: string, token: string, namespace?: string): void {
   const config = {
     apiVersion: 'v1',

@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import { ApiextensionsV1Api, AppsV1Api, CoreV1Api, CustomObjectsApi, NetworkingV1Api, PatchUtils, type KubeConfig, type KubernetesObject, type V1Secret } from '@kubernetes/client-node';
 import { applyObjects, kubeConfigFromFile, readYamlObjects, testbedFieldManager } from './kubernetes-apply';
 import { kubernetesBinaries } from './kubernetes-install';
-import { kubernetesStateDir, pkiPaths, selfSignedServingCertificate, writeKubeconfig } from './kubernetes-pki';
+import { adminKubeconfigPath, kubernetesStateDir, readonlyKubeconfigPath, selfSignedServingCertificate } from './kubernetes-pki';
 import { port, type TestbedLayout } from './layout';
 import { waitUntil } from './processes';
+import { applyWorkerAccount, writeServiceAccountKubeconfig } from './service-account-access';
 import type { TestbedContext } from './context';
 
 /** The manual's namespace. */
@@ -29,7 +30,7 @@ export function execWorkDir(layout: TestbedLayout): string {
 }
 
 function adminKc(layout: TestbedLayout): KubeConfig {
-  return kubeConfigFromFile(join(kubernetesStateDir(layout), 'admin.kubeconfig'));
+  return kubeConfigFromFile(adminKubeconfigPath(layout));
 }
 
 /** One log line in the CRI format kwok parses: `<RFC3339Nano> <stream> F <message>`. */
@@ -431,12 +432,6 @@ function manualObjects(layout: TestbedLayout): Obj[] {
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: readonlyServiceAccount },
       subjects: [{ kind: 'ServiceAccount', name: readonlyServiceAccount, namespace: ns }],
     } as Obj,
-    {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: { name: `${readonlyServiceAccount}-token`, namespace: ns, annotations: { 'kubernetes.io/service-account.name': readonlyServiceAccount } },
-      type: 'kubernetes.io/service-account-token',
-    } as Obj,
   ];
 }
 
@@ -531,7 +526,8 @@ export async function seedKubernetes(ctx: TestbedContext): Promise<void> {
   await publishIngressAddress(kc, ns, 'app-ingress');
 
   await Promise.all(['short-drama-app', 'postgres', 'redis'].map((name) => waitForRollout(kc, ns, name)));
-  await writeReadonlyKubeconfig(ctx, kc);
+  await writeServiceAccountKubeconfig(layout, kc, ns, readonlyServiceAccount, readonlyKubeconfigPath(layout));
+  await applyWorkerAccount(layout, kc, adminKubeconfigPath(layout));
   ctx.log(`kubernetes: short-drama-prod seeded in ${Date.now() - t0} ms`);
 }
 
@@ -621,20 +617,4 @@ export async function setCertificateStatusRaw(kc: KubeConfig, namespace: string,
     undefined,
     { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_JSON_MERGE_PATCH } },
   );
-}
-
-async function writeReadonlyKubeconfig(ctx: TestbedContext, kc: KubeConfig): Promise<void> {
-  const { layout } = ctx;
-  const core = kc.makeApiClient(CoreV1Api);
-  let token = '';
-  await waitUntil(
-    `token of ServiceAccount ${ns}/${readonlyServiceAccount}`,
-    async () => {
-      const secret = await core.readNamespacedSecret(`${readonlyServiceAccount}-token`, ns);
-      token = Buffer.from(secret.body.data?.token ?? '', 'base64').toString('utf8');
-      return token.length > 0;
-    },
-    60_000,
-  );
-  writeKubeconfig(join(kubernetesStateDir(layout), 'readonly.kubeconfig'), `https://127.0.0.1:${port(layout, 'kubeApiserver')}`, pkiPaths(layout).caCert, readonlyServiceAccount, token, ns);
 }

@@ -2,7 +2,17 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { httpsGet } from './kubernetes-apply';
 import { installKubernetes, kubernetesBinaries } from './kubernetes-install';
-import { ensureKubernetesPki, kubernetesStateDir, pkiPaths, readAdminToken, recordedServiceRange, writeKubeconfig, type KubernetesPki } from './kubernetes-pki';
+import {
+  adminKubeconfigPath,
+  ensureKubernetesPki,
+  kubernetesStateDir,
+  readonlyKubeconfigPath,
+  pkiPaths,
+  readAdminToken,
+  recordedServiceRange,
+  writeKubeconfig,
+  type KubernetesPki,
+} from './kubernetes-pki';
 import { applyClusterInfrastructure, kubernetesNamespace, seedKubernetes } from './kubernetes-seed';
 import { port, type TestbedLayout } from './layout';
 import { isAlive, readPid, startDetached, stopDetached, waitUntil } from './processes';
@@ -22,15 +32,7 @@ export function apiserverUrl(layout: TestbedLayout): string {
   return `https://127.0.0.1:${port(layout, 'kubeApiserver')}`;
 }
 
-/** Admin (system:masters) kubeconfig: KUBECONFIG in the env file. */
-export function adminKubeconfigPath(layout: TestbedLayout): string {
-  return join(kubernetesStateDir(layout), 'admin.kubeconfig');
-}
-
-/** Token of ServiceAccount `runbook-readonly` (read-only Role in short-drama-prod): TESTBED_KUBECONFIG_READONLY. */
-export function readonlyKubeconfigPath(layout: TestbedLayout): string {
-  return join(kubernetesStateDir(layout), 'readonly.kubeconfig');
-}
+export { adminKubeconfigPath, readonlyKubeconfigPath };
 
 /** Services get addresses from the real node's range (198.18.0.0/15) when it is wanted; kwok-only clusters keep theirs. */
 function serviceRange(layout: TestbedLayout): string {

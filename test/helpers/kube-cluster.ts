@@ -29,6 +29,11 @@ export function readonlyKubeConfig(): KubeConfig {
   return load(testbedEnv().TESTBED_KUBECONFIG_READONLY, 'TESTBED_KUBECONFIG_READONLY');
 }
 
+/** ServiceAccount runbook-automation/runbook-worker under deploy/kubernetes's least-privilege RBAC. */
+export function workerKubeConfig(): KubeConfig {
+  return load(testbedEnv().TESTBED_KUBECONFIG_WORKER, 'TESTBED_KUBECONFIG_WORKER');
+}
+
 /** A namespace of one's own; delete it with the returned function (deletion finishes in the background). */
 export async function scratchNamespace(kc: KubeConfig, prefix = 'kube-test'): Promise<{ name: string; remove: () => Promise<void> }> {
   const core = kc.makeApiClient(CoreV1Api);
