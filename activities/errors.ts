@@ -73,8 +73,16 @@ export function classifyError(err: unknown, context: FailureContext): Applicatio
   if (!type && /NOPERM|NOAUTH|WRONGPASS/.test(detail)) type = 'Forbidden';
   // The AWS SDK wraps socket errors in a message of its own ("AWS SDK error wrapper for Error: connect ECONNREFUSED ...").
   if (!type && /Connection is closed|max retries per request|Stream isn't writeable|\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND)\b/i.test(detail)) type = 'Transient';
-  const message = `${context.action}: ${detail}`;
+  const message = `${context.action}: ${detail}${hintFor(detail)}`;
   return failure(type ?? 'Unclassified', message);
+}
+
+/** What to do about an error whose own text does not say it. */
+function hintFor(detail: string): string {
+  if (detail.includes('attempting to grant RBAC permissions not currently held')) {
+    return ". Kubernetes lets an account grant only what it holds itself: grant those rights to the worker's account too (deploy/kubernetes, activities/kubernetes-permissions.ts) or leave them out";
+  }
+  return '';
 }
 
 /** Runs a client call and rethrows any error classified. */

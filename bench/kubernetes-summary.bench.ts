@@ -29,8 +29,8 @@ async function parallel(count: number, concurrency: number, task: (i: number) =>
 }
 
 export default async function bench(): Promise<void> {
-  const kubeconfig = readTestbedEnv().KUBECONFIG;
-  if (!kubeconfig) throw new Error('KUBECONFIG missing from the test bed env file: start the test bed first');
+  const kubeconfig = readTestbedEnv().TESTBED_KUBECONFIG_ADMIN;
+  if (!kubeconfig) throw new Error('TESTBED_KUBECONFIG_ADMIN missing from the test bed env file: start the test bed first');
   const admin = new KubeConfig();
   admin.loadFromFile(kubeconfig);
   const core = admin.makeApiClient(CoreV1Api);

@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import type { V1RoleBinding } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { workerRbacRules } from '../activities/kubernetes-permissions';
 
@@ -19,21 +20,31 @@ const rbacGroup = 'rbac.authorization.k8s.io';
 const labels = { 'app.kubernetes.io/name': 'runbook-worker', 'app.kubernetes.io/part-of': 'runbook-automation' };
 const subject = { kind: 'ServiceAccount', name: workerServiceAccount, namespace: workerNamespace };
 
-/** ServiceAccount, Role + RoleBinding in each target namespace, ClusterRole + ClusterRoleBinding for the cluster-scoped reads. */
-export function workerRbacObjects(targetNamespaces: string[] = [defaultTargetNamespace]): Record<string, unknown>[] {
+/** The ClusterRole of what the runbooks do inside a target namespace; it grants nothing until a RoleBinding in that namespace names it. */
+export const workerTargetRole = 'runbook-worker-target';
+
+/** A target namespace's RoleBinding: the worker may act there as the runbooks need. */
+export function workerTargetBinding(namespace: string): V1RoleBinding {
+  return {
+    apiVersion: `${rbacGroup}/v1`,
+    kind: 'RoleBinding',
+    metadata: { name: workerServiceAccount, namespace, labels },
+    roleRef: { apiGroup: rbacGroup, kind: 'ClusterRole', name: workerTargetRole },
+    subjects: [subject],
+  };
+}
+
+/**
+ * ServiceAccount; the namespaced rules as a ClusterRole bound by a RoleBinding in each target
+ * namespace (adding a target is one RoleBinding); the cluster-scoped reads as a ClusterRole bound
+ * cluster-wide.
+ */
+export function workerRbacObjects(targetNamespaces: string[] = [defaultTargetNamespace]): object[] {
   const { namespaced, clusterScoped } = workerRbacRules();
   return [
     { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: workerServiceAccount, namespace: workerNamespace, labels } },
-    ...targetNamespaces.flatMap((namespace) => [
-      { apiVersion: `${rbacGroup}/v1`, kind: 'Role', metadata: { name: workerServiceAccount, namespace, labels }, rules: namespaced },
-      {
-        apiVersion: `${rbacGroup}/v1`,
-        kind: 'RoleBinding',
-        metadata: { name: workerServiceAccount, namespace, labels },
-        roleRef: { apiGroup: rbacGroup, kind: 'Role', name: workerServiceAccount },
-        subjects: [subject],
-      },
-    ]),
+    { apiVersion: `${rbacGroup}/v1`, kind: 'ClusterRole', metadata: { name: workerTargetRole, labels }, rules: namespaced },
+    ...targetNamespaces.map(workerTargetBinding),
     { apiVersion: `${rbacGroup}/v1`, kind: 'ClusterRole', metadata: { name: workerServiceAccount, labels }, rules: clusterScoped },
     {
       apiVersion: `${rbacGroup}/v1`,

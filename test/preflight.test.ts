@@ -25,7 +25,7 @@ describe('preflight', () => {
   const env = testbedEnv();
 
   test('against the real test bed every target passes, Kubernetes included (SelfSubjectAccessReviews as the worker account of deploy/kubernetes, with no excess)', async () => {
-    const config = testbedConfig({ KUBECONFIG: env.TESTBED_KUBECONFIG_WORKER });
+    const config = testbedConfig();
     const result = await withWorker(config, async ({ client, taskQueue }) => {
       const handle = await client.workflow.start<typeof preflight>('preflight', { taskQueue, workflowId: `preflight-real-${taskQueue}`, args: [{}] });
       const finished = await handle.result();
@@ -84,7 +84,7 @@ describe('preflight', () => {
   });
 
   test('the admin kubeconfig passes every permission but WARNs about its excess (wildcards: cluster-admin); a WARN does not fail preflight', async () => {
-    const config = testbedConfig();
+    const config = testbedConfig({ KUBECONFIG: env.TESTBED_KUBECONFIG_ADMIN });
     const result = await withWorker(config, ({ client, taskQueue }) =>
       client.workflow.execute('preflight', { taskQueue, workflowId: `preflight-admin-${taskQueue}`, args: [{ targets: ['kubernetes'] }] }),
     );

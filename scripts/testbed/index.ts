@@ -89,9 +89,10 @@ function testbedEnv(ctx: TestbedContext): Record<string, string> {
     TESTBED_REDIS_PASSWORD: secrets.redisPassword,
     TESTBED_RESTORE_DRILL_PASSWORD: secrets.restoreDrillPassword,
     TESTBED_POSTGRES_ADMIN_URL: postgresUrl(ctx, 'postgres'),
-    KUBECONFIG: adminKubeconfigPath(layout),
+    // The worker's own account (deploy/kubernetes's least-privilege RBAC), as in a real cluster; tests set up with the admin's.
+    KUBECONFIG: workerKubeconfigPath(layout),
+    TESTBED_KUBECONFIG_ADMIN: adminKubeconfigPath(layout),
     TESTBED_KUBECONFIG_READONLY: readonlyKubeconfigPath(layout),
-    TESTBED_KUBECONFIG_WORKER: workerKubeconfigPath(layout),
     TESTBED_KUBECTL: kubernetesBinaries(layout).kubectl,
     TESTBED_PAYLOAD_KEY: secrets.payloadKey,
     TESTBED_CODEC_TOKEN: secrets.codecToken,

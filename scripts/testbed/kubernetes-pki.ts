@@ -189,7 +189,7 @@ export function ensureKubernetesPki(layout: TestbedLayout, serviceRange: string)
 }
 
 /** A kubeconfig with a bearer token against the test bed's apiserver. */
-/** Admin (system:masters) kubeconfig: KUBECONFIG in the env file. */
+/** Admin (system:masters) kubeconfig: TESTBED_KUBECONFIG_ADMIN in the env file. */
 export function adminKubeconfigPath(layout: TestbedLayout): string {
   return join(kubernetesStateDir(layout), 'admin.kubeconfig');
 }

@@ -344,7 +344,7 @@ describe('rollouts', () => {
     const result = await h.run('rollbackDeployment', { namespace: ns, deployment: ours });
     expect(result).toMatchObject({ changed: true, toRevision: 2, after: { images: ['app=registry.example/app:2'] } });
     const kubectl = testbedEnv().TESTBED_KUBECTL!;
-    execFileSync(kubectl, ['--kubeconfig', testbedEnv().KUBECONFIG!, 'rollout', 'undo', `deployment/${theirs}`, '-n', ns]);
+    execFileSync(kubectl, ['--kubeconfig', testbedEnv().TESTBED_KUBECONFIG_ADMIN!, 'rollout', 'undo', `deployment/${theirs}`, '-n', ns]);
     // The controller renumbers the revision after the patch: compare once both rollouts are done.
     await waitForRollout(kc, ns, ours);
     await waitForRollout(kc, ns, theirs);

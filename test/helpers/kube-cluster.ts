@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { workerTargetBinding } from '../../scripts/deploy-manifests';
 import { testbedLayout } from '../../scripts/testbed/layout';
 import { kubernetesStateDir } from '../../scripts/testbed/kubernetes-pki';
 import { testbedEnv } from './testbed';
@@ -19,9 +20,9 @@ function load(file: string | undefined, what: string): KubeConfig {
   return kc;
 }
 
-/** system:masters on the test bed's cluster (KUBECONFIG of the env file). */
+/** system:masters on the test bed's cluster (TESTBED_KUBECONFIG_ADMIN of the env file): for setting up and checking, never for the worker. */
 export function adminKubeConfig(): KubeConfig {
-  return load(testbedEnv().KUBECONFIG, 'KUBECONFIG');
+  return load(testbedEnv().TESTBED_KUBECONFIG_ADMIN, 'TESTBED_KUBECONFIG_ADMIN');
 }
 
 /** ServiceAccount short-drama-prod/runbook-readonly: get/list/watch in short-drama-prod, nothing else. */
@@ -29,16 +30,13 @@ export function readonlyKubeConfig(): KubeConfig {
   return load(testbedEnv().TESTBED_KUBECONFIG_READONLY, 'TESTBED_KUBECONFIG_READONLY');
 }
 
-/** ServiceAccount runbook-automation/runbook-worker under deploy/kubernetes's least-privilege RBAC. */
-export function workerKubeConfig(): KubeConfig {
-  return load(testbedEnv().TESTBED_KUBECONFIG_WORKER, 'TESTBED_KUBECONFIG_WORKER');
-}
-
 /** A namespace of one's own; delete it with the returned function (deletion finishes in the background). */
 export async function scratchNamespace(kc: KubeConfig, prefix = 'kube-test'): Promise<{ name: string; remove: () => Promise<void> }> {
   const core = kc.makeApiClient(CoreV1Api);
   const name = `${prefix}-${randomBytes(4).toString('hex')}`;
   await core.createNamespace({ metadata: { name, labels: { 'runbook-testbed/scratch': 'true' } } });
+  // A target of the runbooks: the worker's account may act there as in short-drama-prod (least privilege, deploy/kubernetes).
+  await kc.makeApiClient(RbacAuthorizationV1Api).createNamespacedRoleBinding(name, workerTargetBinding(name));
   return {
     name,
     remove: async () => {

@@ -290,6 +290,24 @@ describe('provisionReadonlyAccess', () => {
     await expect(core.readNamespacedServiceAccount('tunnel', ns)).rejects.toMatchObject({ statusCode: 404 });
   });
 
+  test('least privilege: read rights the worker does not hold itself (configmaps) cannot be granted; the plan says why and nothing is created', async () => {
+    const outcome = await withRunbooks(config, async ({ client, taskQueue }) => {
+      const handle = await client.workflow.start('provisionReadonlyAccess', {
+        taskQueue,
+        workflowId: `pra-beyond-${randomUUID()}`,
+        args: [{ namespace: ns, role: 'beyond', roleBinding: 'beyond', serviceAccount: 'beyond', rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get'] }] }],
+      });
+      return handle.result().then(
+        (result: unknown) => JSON.stringify(result),
+        (err: unknown) => String(((err as WorkflowFailedError).cause as Error).message),
+      );
+    });
+    expect(outcome).toContain('is attempting to grant RBAC permissions not currently held');
+    expect(outcome).toContain("Kubernetes lets an account grant only what it holds itself: grant those rights to the worker's account too");
+    await expect(rbac.readNamespacedRole('beyond', ns)).rejects.toMatchObject({ statusCode: 404 });
+    await expect(core.readNamespacedServiceAccount('beyond', ns)).rejects.toMatchObject({ statusCode: 404 });
+  });
+
   /** The failure message of a run with these rules. */
   async function runbooksStart(client: Parameters<Parameters<typeof withRunbooks>[1]>[0]['client'], taskQueue: string, rules: unknown[]): Promise<string> {
     const handle = await client.workflow.start('provisionReadonlyAccess', { taskQueue, workflowId: `pra-tunnel-${randomUUID()}`, args: [{ namespace: ns, role: 'tunnel', mode: 'execute', rules }] });

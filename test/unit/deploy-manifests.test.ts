@@ -20,13 +20,12 @@ describe('deploy/kubernetes', () => {
     for (const text of [...granted(namespaced), ...granted(clusterScoped)]) expect(text).not.toMatch(/\*|^(escalate|bind|impersonate) /);
   });
 
-  test('the base binds the Role in the target namespace to the worker account, and the ClusterRole cluster-wide', () => {
+  test('the base binds the target role in each target namespace only, and the cluster-scoped reads cluster-wide', () => {
     const objects = workerRbacObjects(['ns-a', 'ns-b']) as { kind: string; metadata: { namespace?: string } }[];
     expect(objects.map((o) => `${o.kind} ${o.metadata.namespace ?? ''}`)).toEqual([
       'ServiceAccount runbook-automation',
-      'Role ns-a',
+      'ClusterRole ',
       'RoleBinding ns-a',
-      'Role ns-b',
       'RoleBinding ns-b',
       'ClusterRole ',
       'ClusterRoleBinding ',
