@@ -31,6 +31,8 @@ export interface PodSummary {
   terminating?: boolean;
   createdAt?: string;
   containers: ContainerSummary[];
+  /** limits.memory of the pod's own containers by name (what the pod runs with, whatever its Deployment says now). */
+  memoryLimits?: Record<string, string>;
 }
 
 export interface ListPodsInput extends PodScope {
@@ -81,6 +83,8 @@ export function podSummary(pod: V1Pod): PodSummary {
   if (terminated?.lastExitCode !== undefined) summary.lastExitCode = terminated.lastExitCode;
   if (pod.metadata?.deletionTimestamp) summary.terminating = true;
   if (pod.metadata?.creationTimestamp) summary.createdAt = new Date(pod.metadata.creationTimestamp).toISOString();
+  const limits = (pod.spec?.containers ?? []).flatMap((c) => (c.resources?.limits?.memory ? [[c.name, c.resources.limits.memory] as const] : []));
+  if (limits.length > 0) summary.memoryLimits = Object.fromEntries(limits);
   return summary;
 }
 

@@ -107,6 +107,8 @@ export type TimelineEvent =
   | 'refused'
   | 'replanned'
   | 'applied'
+  /** A remedy's promised effects read back from the real system and found. */
+  | 'verified'
   | 'skipped'
   | 'failed'
   | 'cancelled'

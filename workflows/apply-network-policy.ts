@@ -117,12 +117,18 @@ export async function applyNetworkPolicy(raw: ApplyNetworkPolicyInput): Promise<
   const { outcome, planned } = await applyPolicyStep(run, input, desired, texts.policyText, warnings);
   let live: LiveComparison | undefined;
   if (input.mode === 'execute' && (outcome === 'applied' || outcome === 'not-needed' || outcome === 'failed')) {
-    live = await run.read(
-      'verify-policy',
-      `Live NetworkPolicy ${where} against the desired spec`,
-      async () => (await read.compareLiveObjects({ namespace, objects: [desired] })).objects[0]!,
-      (c) => (!c.exists ? 'NetworkPolicy not found' : c.matches ? 'live spec equals the desired spec' : `live spec differs: ${c.differences.map(changeText).join(', ')}`),
-    );
+    const liveText = (c: LiveComparison) =>
+      !c.exists ? 'NetworkPolicy not found' : c.matches ? 'live spec equals the desired spec' : `live spec differs: ${c.differences.map(changeText).join(', ')}`;
+    // Applied or already in place, the promise is the same: the live policy is the desired one.
+    const promised = outcome === 'applied' || outcome === 'not-needed';
+    live = await run.verify('verify-policy', `Live NetworkPolicy ${where} against the desired spec`, {
+      read: async () => (await read.compareLiveObjects({ namespace, objects: [desired] })).objects[0]!,
+      describe: liveText,
+      effects: promised
+        ? [{ promised: `NetworkPolicy ${where} live with the desired spec`, holds: (c) => c.exists && c.matches, found: (c) => (c.exists ? `its ${liveText(c)}` : 'it is not found') }]
+        : [],
+      before: 'same read',
+    });
   }
   const verified = input.mode === 'execute' ? (outcome === 'applied' || outcome === 'not-needed') && live?.matches === true : undefined;
 

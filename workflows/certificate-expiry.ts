@@ -118,7 +118,14 @@ export async function certificateExpiry(raw: CertificateExpiryInput): Promise<Ce
   if (input.mode === 'execute' && reapply.outcome === 'failed') {
     evidence = await evidenceAfterDeadline(run, input);
   } else if (input.mode === 'execute' && reapply.outcome === 'applied') {
-    after = await run.read('verify', `Certificate ${certificate} after re-issue`, () => certificateOf(input), describeCert);
+    // Ready was waited for; what the re-issue promised is a certificate that is not itself due for renewal.
+    const renewed = `certificate ${certificate} Ready with more than ${input.renewWhenDaysLeft} days left`;
+    after = await run.verify('verify', `Certificate ${certificate} after re-issue`, {
+      read: () => certificateOf(input),
+      describe: describeCert,
+      effects: [{ promised: renewed, holds: (c) => certificateState(c, input.renewWhenDaysLeft) === 'healthy', found: (c) => `it is ${describeCert(c)}` }],
+      before: 'same read',
+    });
   }
   const result = await reportCertificate(run, input, { state, before, events: events.events, ing, after, evidence, reapplied: reapply.outcome });
   return { ...result, state, ...(before ? { before } : {}), ...(after ? { after } : {}) };

@@ -18,6 +18,7 @@ const percent = (usage: number) => `${Math.round(usage * 100)}%`;
 
 type Input = z.infer<typeof dbConnectionExhaustionInput>;
 type ConnectionStats = Awaited<ReturnType<Activities['connectionStats']>>;
+type MaxConnectionsResult = Awaited<ReturnType<Activities['setMaxConnections']>>;
 /** The max_connections asked for (given, else 1.5 times the current, capped) and whether raising it is wanted at all. */
 type Raise = { target: number; wanted: boolean };
 type RestartPlan = { method: 'rollout' | 'scale-to-zero'; replicas: number; restartedAt?: string };
@@ -57,16 +58,44 @@ export async function dbConnectionExhaustion(raw: DbConnectionExhaustionInput): 
   const restartNeeded = await raiseMaxConnectionsStep(run, input, stats, raise);
   const stranded = await restartDatabaseStep(run, input, stats, raise, restartNeeded);
 
-  const after =
-    input.mode === 'execute'
-      ? await run.read(
-          'verify',
-          'Connections after the changes',
-          () => read.connectionStats({ database }),
-          (s) => `${s.total}/${s.maxConnections} (${percent(s.usage)})`,
-        )
-      : undefined;
+  const after = input.mode === 'execute' ? await verifyEffects(run, input, raise) : undefined;
   return reportConnections(run, input, stats, after, stranded);
+}
+
+type AfterChanges = { stats: ConnectionStats; setting?: MaxConnectionsResult['before'] };
+
+/**
+ * Connections after the changes, and what the restart promised: max_connections running at the
+ * raised value, none pending (terminated connections are checked by the terminating activity).
+ */
+async function verifyEffects(run: RunbookRun<DbConnectionExhaustionStep>, input: Input, raise: Raise): Promise<ConnectionStats | undefined> {
+  const { database, namespace, deployment } = input;
+  const restarted = run.applied('restart-database');
+  const promised = run.applied('raise-max-connections') ? raise.target : undefined;
+  const after = await run.verify('verify', 'Connections after the changes', {
+    read: async () => ({
+      stats: await read.connectionStats({ database }),
+      // A dry run changes nothing: it reads the running value and pending_restart from pg_settings.
+      ...(restarted ? { setting: (await read.setMaxConnections({ value: raise.target, dryRun: true })).before } : {}),
+    }),
+    describe: (a: AfterChanges) => `${a.stats.total}/${a.stats.maxConnections} (${percent(a.stats.usage)})`,
+    effects: restarted
+      ? [
+          {
+            promised: `max_connections ${promised ?? 'as configured'} once ${namespace}/${deployment} restarted`,
+            holds: ({ setting }: AfterChanges) => setting?.pendingRestart === false && (promised === undefined || setting.running === promised),
+            found: ({ setting }: AfterChanges) =>
+              setting?.pendingRestart === false
+                ? `SHOW max_connections returns ${setting.running}`
+                : `max_connections is still ${setting?.running} after the restart (pending_restart ${setting?.pendingRestart}: the server that answers did not restart)`,
+          },
+        ]
+      : [],
+    // PostgreSQL already accepts connections after the restart: what it runs with will not change by waiting.
+    withinSeconds: 5,
+    before: async () => ({ stats: await read.connectionStats({ database }) }),
+  });
+  return after?.stats;
 }
 
 /** ⚠ idle connections older than the threshold, at most maxTerminate of them. */

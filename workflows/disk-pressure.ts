@@ -4,6 +4,7 @@ import type { DeleteOldBackupsResult } from '../activities/s3';
 import { type DiskPressureInput, type diskPressureInput } from '../common/inputs/disk-pressure';
 import { memoryBytes, memoryQuantity } from '../common/quantity';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
+import type { PromisedEffect } from './kernel/effect-check';
 import { RunbookRun, type ChangeOutcome } from './kernel/runbook-run';
 import { checkedOutput } from './exec-output';
 import { countOf, diskState, largestText, volumeOf, type DiskPressureState, type Volume } from './disk-pressure-volume';
@@ -72,7 +73,7 @@ export async function diskPressure(raw: DiskPressureInput): Promise<DiskPressure
   const expansion = expansionOf(input, claim);
   await expandPvcStep(v, claim, expansion);
   await deleteOldBackupsStep(v);
-  const after = await verifyAfter(v);
+  const after = await verifyAfter(v, before, expansion);
   return reportDisk(v, claim, before, expansion, after);
 }
 
@@ -189,19 +190,47 @@ async function deleteOldBackupsStep(v: Volume): Promise<void> {
   });
 }
 
-/** Execute mode: everything the diagnosis read, read again after the changes. */
-async function verifyAfter(v: Volume): Promise<DiskPressureState | undefined> {
+/**
+ * Execute mode: everything the diagnosis read, read again after the changes, and what each applied
+ * step promised: old logs and old backups gone (up to the caps), the PVC requesting its new size.
+ */
+async function verifyAfter(v: Volume, before: DiskPressureState, expansion: Expansion): Promise<DiskPressureState | undefined> {
   const { run, input, readPvc, readDf, readDu, readOldLogs, dryBackups } = v;
+  const { namespace, pvc, logDir, logsOlderThanDays, backupPrefix, backupsOlderThanDays } = input;
   if (input.mode !== 'execute') return undefined;
-  return run.read(
-    'verify',
-    'PVC, disk usage, old logs and old backups after the changes',
-    async () => {
+  const effects: Array<PromisedEffect<DiskPressureState>> = [];
+  if (run.applied('delete-old-logs')) {
+    const left = Math.max(0, before.oldLogs - input.maxFilesDeleted);
+    effects.push({
+      promised: `${left === 0 ? 'no' : `at most ${left}`} *.log files under ${logDir} older than ${logsOlderThanDays} days`,
+      holds: (s) => s.oldLogs <= left,
+      found: (s) => `${s.oldLogs} are left`,
+    });
+  }
+  const { targetSize } = expansion;
+  if (run.applied('expand-pvc') && targetSize)
+    effects.push({
+      promised: `PVC ${namespace}/${pvc} requesting ${targetSize}`,
+      holds: (s) => (memoryBytes(s.pvc.requested) ?? 0) >= memoryBytes(targetSize)!,
+      found: (s) => `it requests ${s.pvc.requested ?? 'unknown'} (capacity ${s.pvc.capacity ?? 'unknown'})`,
+    });
+  if (run.applied('delete-old-backups')) {
+    const left = Math.max(0, before.oldBackups - input.maxBackupsDeleted);
+    effects.push({
+      promised: `${left === 0 ? 'no' : `at most ${left}`} backups under ${backupPrefix} older than ${backupsOlderThanDays} days`,
+      holds: (s) => s.oldBackups <= left,
+      found: (s) => `${s.oldBackups} are left`,
+    });
+  }
+  return run.verify('verify', 'PVC, disk usage, old logs and old backups after the changes', {
+    read: async () => {
       const [c, d, l, o, b] = await Promise.all([readPvc(), readDf(), readDu(), readOldLogs(), dryBackups()]);
       return diskState(c, d, l, countOf(o), b.old);
     },
-    (s) => `PVC requests ${s.pvc.requested ?? 'unknown'}, ${s.disk.df}, ${s.oldLogs} old log files, ${s.oldBackups} old backups`,
-  );
+    describe: (s) => `PVC requests ${s.pvc.requested ?? 'unknown'}, ${s.disk.df}, ${s.oldLogs} old log files, ${s.oldBackups} old backups`,
+    effects,
+    before: 'same read',
+  });
 }
 
 /** The incident report's solution: what each step did, or its outcome. */

@@ -139,10 +139,10 @@ async function verifyAfter(s: Scaling, action: 'scale' | 'restore', steps: strin
 
   let after: EmergencyScaleResult['after'];
   if (input.mode === 'execute' && touched) {
-    after = await run.read(
-      'verify',
-      `Replicas, pods, HPA and resources of ${where} after the change`,
-      async () => {
+    type After = NonNullable<EmergencyScaleResult['after']> & { sizeOk: boolean; resourcesOk: boolean };
+    const sizeText = (s: After) => `${s.readyPods} of ${s.pods} pods are Ready at ${replicasText(s.replicas)}${s.autoscaler ? ` (HPA ${s.autoscaler.name} ${boundsText(s.autoscaler)})` : ''}`;
+    const checked = await run.verify('verify', `Replicas, pods, HPA and resources of ${where} after the change`, {
+      read: async (): Promise<After> => {
         const [d, p, a] = await Promise.all([readDeployment(), readPods(), readAutoscaler()]);
         const resources = d.containers.find((c) => c.name === container)?.resources ?? { requests: {}, limits: {} };
         const state: SizeState = { replicas: d.replicas, ...p, ...(a ? { autoscaler: a } : {}), container, resources };
@@ -160,11 +160,38 @@ async function verifyAfter(s: Scaling, action: 'scale' | 'restore', steps: strin
           (action === 'scale'
             ? !plannedResources || resourceChanges(plannedResources.to, resources) === ''
             : kinds.every((k) => resourceKeys.every((x) => restored.resources?.[k]?.[x] === undefined || restored.resources[k]![x] === resources[k][x])));
-        return { ...state, ok: sizeOk && resourcesOk && !outcomes.includes('failed') };
+        return { ...state, sizeOk, resourcesOk, ok: sizeOk && resourcesOk && !outcomes.includes('failed') };
       },
-      (s) =>
+      describe: (s) =>
         `${s.readyPods}/${s.pods} pods ready, ${replicasText(s.replicas)}${s.autoscaler ? `, HPA ${s.autoscaler.name} ${boundsText(s.autoscaler)}` : ''}; ${container}: ${resourcesText(s.resources)}; ${s.ok ? 'as planned' : 'NOT as planned'}`,
-    );
+      effects: [
+        ...(sizeStep === 'applied'
+          ? [
+              {
+                promised: `${where} ${aimedReplicas === undefined ? 'at its size' : action === 'scale' ? `at ${replicasText(aimedReplicas)} or more` : `back at ${replicasText(aimedReplicas)}`}, every pod Ready`,
+                holds: (s: After) => s.sizeOk,
+                found: sizeText,
+              },
+            ]
+          : []),
+        ...(resourcesStep === 'applied'
+          ? [
+              {
+                promised: `container ${container} with the ${action === 'scale' ? 'raised' : 'recorded'} resources`,
+                holds: (s: After) => s.resourcesOk,
+                found: (s: After) => `it has ${resourcesText(s.resources)}`,
+              },
+            ]
+          : []),
+      ],
+      // Each change already waited for its rollout; a little more for an HPA or a slow pod.
+      withinSeconds: 30,
+      before: 'same read',
+    });
+    if (checked) {
+      const { sizeOk: _size, resourcesOk: _resources, ...state } = checked;
+      after = state;
+    }
   }
   return { after, aimedReplicas };
 }

@@ -189,23 +189,59 @@ async function rollbackStep(c: CrashLoop): Promise<void> {
   });
 }
 
-/** Execute mode, after a change: the live pods, how many are ready or crash-looping, and the revision. */
+/** What the verify step reads: the live pods, the container's memory limit in each, and the Deployment's current revision and images. */
+type AfterChange = NonNullable<PodCrashLoopResult['after']> & { memoryLimits: string[]; images: string[] };
+
+/**
+ * Execute mode, after a change: what it promised read back from the cluster. Every live pod Ready
+ * and none crash-looping; after a raise, each runs the new memory limit; after a rollback, the
+ * Deployment runs the images of the revision rolled back to.
+ */
 async function verifyAfter(c: CrashLoop): Promise<PodCrashLoopResult['after']> {
-  const { run, input, namespace, deployment } = c;
+  const { run, input, namespace, deployment, container, target, previous } = c;
   if (input.mode !== 'execute' || !(run.applied('raise-memory-limit') || run.applied('rollback'))) return undefined;
-  return run.read(
-    'verify',
-    `Pods and rollout of ${namespace}/${deployment} after the change`,
-    async () => {
+  const where = `${namespace}/${deployment}`;
+  const after = await run.verify('verify', `Pods and rollout of ${where} after the change`, {
+    read: async (): Promise<AfterChange> => {
       const [p, h] = await Promise.all([read.listPodSummaries({ namespace, deployment }), read.getRolloutHistory({ namespace, deployment })]);
+      const live = livePods(p.pods);
       const counts = podCounts(p.pods);
       return {
         pods: counts.pods,
         ready: counts.readyPods,
-        crashLooping: livePods(p.pods).filter((x) => x.containers.some((c) => c.waitingReason === 'CrashLoopBackOff')).length,
+        crashLooping: live.filter((x) => x.containers.some((c) => c.waitingReason === 'CrashLoopBackOff')).length,
         ...(h.currentRevision !== undefined ? { revision: h.currentRevision } : {}),
+        memoryLimits: live.map((x) => x.memoryLimits?.[container] ?? 'none'),
+        images: h.revisions.find((r) => r.revision === h.currentRevision)?.images ?? [],
       };
     },
-    (a) => `${a.ready}/${a.pods} pods ready, ${a.crashLooping} in CrashLoopBackOff, revision ${a.revision ?? '?'}`,
-  );
+    describe: (a) => `${a.ready}/${a.pods} pods ready, ${a.crashLooping} in CrashLoopBackOff, revision ${a.revision ?? '?'}`,
+    effects: [
+      {
+        promised: `every pod of ${where} Ready, none in CrashLoopBackOff`,
+        holds: (a) => a.pods > 0 && a.ready === a.pods && a.crashLooping === 0,
+        found: (a) => `${a.ready} of ${a.pods} pods are Ready, ${a.crashLooping} in CrashLoopBackOff`,
+      },
+      ...(run.applied('raise-memory-limit')
+        ? [
+            {
+              promised: `container ${container} running with limits.memory ${target} in every pod`,
+              holds: (a: AfterChange) => a.pods > 0 && a.memoryLimits.every((l) => memoryBytes(l) === memoryBytes(target)),
+              found: (a: AfterChange) => `the pods run with ${[...new Set(a.memoryLimits)].join(', ') || 'no pod'}`,
+            },
+          ]
+        : []),
+      ...(run.applied('rollback') && previous
+        ? [
+            {
+              promised: `the images of revision ${previous.revision} (${previous.images.join(', ')})`,
+              holds: (a: AfterChange) => a.images.join('\n') === previous.images.join('\n'),
+              found: (a: AfterChange) => `revision ${a.revision ?? '?'} runs ${a.images.join(', ') || 'no image'}`,
+            },
+          ]
+        : []),
+    ],
+    before: 'same read',
+  });
+  return after && { pods: after.pods, ready: after.ready, crashLooping: after.crashLooping, ...(after.revision !== undefined ? { revision: after.revision } : {}) };
 }

@@ -161,7 +161,14 @@ export async function provisionReadonlyAccess(raw: ProvisionReadonlyAccessInput)
   const { outcome, objectsPlanned } = await ensureAccessStep(run, input, checkTunnels);
   let accessAfter: AccessReport | undefined;
   if (input.mode === 'execute' && (outcome === 'applied' || outcome === 'not-needed' || outcome === 'failed')) {
-    accessAfter = await run.read('verify-access', `What ${where} may do after the change (SubjectAccessReview)`, () => checkAccess(input, granted, denied), describeAccess);
+    // Applied or already in place, the promise is the same: the account may read what the rules say, and nothing more.
+    const promised = outcome === 'applied' || outcome === 'not-needed';
+    accessAfter = await run.verify('verify-access', `What ${where} may do after the change (SubjectAccessReview)`, {
+      read: () => checkAccess(input, granted, denied),
+      describe: describeAccess,
+      effects: promised ? [{ promised: `${where} may ${rulesText(rules)} and nothing more`, holds: (a) => a.asExpected, found: (a) => `the authorizer answers: ${describeAccess(a)}` }] : [],
+      before: 'same read',
+    });
   }
   const verified = input.mode === 'execute' ? (outcome === 'applied' || outcome === 'not-needed') && accessAfter?.asExpected === true : undefined;
 

@@ -3,6 +3,7 @@ import type { RedisMemoryPressureInput } from '../common/inputs/redis-memory-pre
 import { memoryBytes } from '../common/quantity';
 import { rolesFrom, type RunbookResultBase } from '../common/runbook';
 import { RunbookRun } from './kernel/runbook-run';
+import type { PromisedEffect } from './kernel/effect-check';
 import { waitForRollout } from './rollout-wait';
 import { diagnose, type Diagnosis, type Input, type RedisMemoryCause } from './redis-memory-pressure-diagnosis';
 import { validateInput } from './validate-input';
@@ -87,7 +88,7 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
   await raiseMemoryLimitStep(p);
   const maxmemoryTarget = withMaxmemory ? await raiseMaxmemoryStep(p) : undefined;
   await setPolicyStep(p);
-  const after = input.mode === 'execute' ? await verifyAfter(p) : undefined;
+  const after = input.mode === 'execute' ? await verifyAfter(p, maxmemoryTarget) : undefined;
   return reportPressure(p, maxmemoryTarget, after);
 }
 
@@ -208,19 +209,35 @@ async function setPolicyStep({ run, input }: Pressure): Promise<void> {
   });
 }
 
-/** Redis' memory, the session keys, the policy and the memory limit read again after the changes. */
-function verifyAfter({ run, input }: Pressure): Promise<RedisMemoryState> {
-  const { namespace, deployment, container, sessionPattern } = input;
-  return run.read(
-    'verify',
-    'Redis memory, session keys, policy and memory limit after the changes',
-    async () => {
+/**
+ * Redis' memory, the session keys, the policy and the memory limit read again after the changes,
+ * and what each applied step promised: fewer session keys, the new limit, maxmemory and policy.
+ */
+async function verifyAfter({ run, input, before, target }: Pressure, maxmemoryTarget: MaxmemoryTarget | undefined): Promise<RedisMemoryState | undefined> {
+  const { namespace, deployment, container, sessionPattern, maxmemoryPolicy } = input;
+  const effects: Array<PromisedEffect<RedisMemoryState>> = [];
+  if (run.applied('delete-session-keys'))
+    effects.push({ promised: `fewer keys matching ${sessionPattern} than the ${before.sessionKeys} found`, holds: (s) => s.sessionKeys < before.sessionKeys, found: (s) => `${s.sessionKeys} match` });
+  if (run.applied('raise-memory-limit') && target)
+    effects.push({
+      promised: `memory limit ${target} on container ${container} of ${namespace}/${deployment}`,
+      holds: (s) => memoryBytes(s.memoryLimit) === memoryBytes(target),
+      found: (s) => `it is ${s.memoryLimit ?? 'unset'}`,
+    });
+  if (run.applied('raise-maxmemory') && maxmemoryTarget)
+    effects.push({ promised: `maxmemory ${mib(maxmemoryTarget.bytes)}`, holds: (s) => s.maxmemory >= maxmemoryTarget.bytes, found: (s) => `CONFIG GET maxmemory returns ${mib(s.maxmemory)}` });
+  if (run.applied('set-maxmemory-policy'))
+    effects.push({ promised: `maxmemory-policy ${maxmemoryPolicy}`, holds: (s) => s.maxmemoryPolicy === maxmemoryPolicy, found: (s) => `it is ${s.maxmemoryPolicy}` });
+  return run.verify('verify', 'Redis memory, session keys, policy and memory limit after the changes', {
+    read: async () => {
       const [m, p, s, snapshot] = await Promise.all([read.redisMemoryInfo(), read.getMaxmemoryPolicy(), wait.countRedisKeys({ pattern: sessionPattern }), read.snapshotNamespaceConfig({ namespace })]);
       return memoryState(m, s.count, p.policy, containerMemoryLimit(snapshot, deployment, container));
     },
-    (s) =>
+    describe: (s) =>
       `used_memory ${mib(s.usedMemory)} (${percent(s.usage)}), maxmemory ${s.maxmemory ? mib(s.maxmemory) : 'none'}, ${s.dbsize} keys, ${s.sessionKeys} matching ${sessionPattern}, maxmemory-policy ${s.maxmemoryPolicy}, memory limit ${s.memoryLimit ?? 'none'}`,
-  );
+    effects,
+    before: 'same read',
+  });
 }
 
 /** The incident report and the result. */

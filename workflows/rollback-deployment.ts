@@ -138,22 +138,38 @@ async function rollbackStep(run: RunbookRun<RollbackDeploymentStep>, input: Inpu
   return { outcome, ...(planned ? { planned } : {}), ...(rollout ? { rollout } : {}) };
 }
 
-/** After the rollback (execute mode, once the step touched the Deployment): every pod of the new revision ready, on the planned images. */
+/**
+ * After the rollback (execute mode, once the step touched the Deployment): what it promised read
+ * back from the cluster, the planned images on the current revision and every pod of it Ready.
+ */
 async function verifyRollback(run: RunbookRun<RollbackDeploymentStep>, input: Input, done: RollbackDone): Promise<RollbackDeploymentResult['after']> {
   const { namespace, deployment } = input;
+  const where = `${namespace}/${deployment}`;
   const { outcome, planned, rollout } = done;
   if (input.mode !== 'execute' || (outcome !== 'applied' && outcome !== 'failed')) return undefined;
-  return run.read(
-    'verify',
-    `Rollout and pods of ${namespace}/${deployment} after the rollback`,
-    async () => {
+  const sameImages = (a: Availability) => planned !== undefined && a.images.join('\n') === planned.toImages.join('\n');
+  const allReady = (a: Availability) => a.pods > 0 && a.readyPods === a.pods && a.pods >= (rollout?.updatedReplicas ?? 1);
+  return run.verify('verify', `Rollout and pods of ${where} after the rollback`, {
+    read: async () => {
       const [h, p] = await Promise.all([read.getRolloutHistory({ namespace, deployment }), read.listPodSummaries({ namespace, deployment })]);
       const a = availability(h, p.pods);
-      const sameImages = planned !== undefined && a.images.join('\n') === planned.toImages.join('\n');
-      return { ...a, available: outcome === 'applied' && sameImages && a.pods > 0 && a.readyPods === a.pods && a.pods >= (rollout?.updatedReplicas ?? 1) };
+      return { ...a, available: outcome === 'applied' && sameImages(a) && allReady(a) };
     },
-    (a) => `${describeAvailability(a)}; ${a.available ? 'available' : 'NOT available'}`,
-  );
+    describe: (a) => `${describeAvailability(a)}; ${a.available ? 'available' : 'NOT available'}`,
+    // A failed rollback already fails the run: the state after it is only read.
+    effects:
+      outcome === 'applied' && planned
+        ? [
+            {
+              promised: `${where} on the images of revision ${planned.toRevision} (${imagesText(planned.toImages)})`,
+              holds: sameImages,
+              found: (a) => `revision ${a.revision ?? '?'} runs ${imagesText(a.images)}`,
+            },
+            { promised: `every pod of that revision Ready`, holds: allReady, found: (a) => `${a.readyPods} of ${a.pods} pods of revision ${a.revision ?? '?'} are Ready` },
+          ]
+        : [],
+    before: 'same read',
+  });
 }
 
 /** The incident report: the revision left, the one gone back to, the pods before and after. */

@@ -47,7 +47,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
   const { namespace, secret, key, database, appDeployment } = input;
   // Runs started before it approved each of the four steps on its own; they replay that way.
   const singlePlan = patched('rotation-single-plan');
-  const run = await RunbookRun.begin(catalog.rotateDatabasePassword, input, ['database-role', 'secret', 'app-pods', ...(singlePlan ? [rotationStep] : rotationParts)]);
+  const run = await RunbookRun.begin(catalog.rotateDatabasePassword, input, ['database-role', 'secret', 'app-pods', ...(singlePlan ? [rotationStep] : rotationParts), 'verify']);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
     databases: [database],
@@ -106,6 +106,35 @@ async function readBefore({ run, input, where, staged, app }: Rotation) {
   return { roleBefore, secretBefore, appBefore };
 }
 
+/**
+ * What the rotation promised, read back: the role logs in with the password now in the Secret
+ * (a dry run of setting it reports whether a fresh login works, and changes nothing), and the
+ * app's pods, restarted on it, are Ready.
+ */
+async function verifyRotation({ run, input, where, app }: Rotation): Promise<void> {
+  const { namespace, secret, key, role, database, appDeployment } = input;
+  type After = { logsIn: boolean; pods: AppPods };
+  await run.verify('verify', `Login of ${role} with ${key} of ${where}, and the pods of ${app}`, {
+    read: async (): Promise<After> => {
+      const [login, pods] = await Promise.all([
+        read.setRolePasswordFromSecret({ role, namespace, secret, key, database, dryRun: true }),
+        read.listPodSummaries({ namespace, deployment: appDeployment }),
+      ]);
+      return { logsIn: login.alreadyCurrent, pods: podCounts(pods.pods) };
+    },
+    describe: (a) => `${a.logsIn ? 'a fresh login works' : 'a fresh login is refused'}; ${a.pods.readyPods}/${a.pods.pods} pods ready`,
+    effects: [
+      {
+        promised: `role ${role} logging in to ${database} with ${key} of secrets/${secret}`,
+        holds: (a) => a.logsIn,
+        found: (a) => (a.logsIn ? 'a fresh login works' : 'a fresh login with it is refused'),
+      },
+      { promised: `every pod of ${app} Ready on it`, holds: (a) => a.pods.pods > 0 && a.pods.readyPods === a.pods.pods, found: (a) => `${a.pods.readyPods} of ${a.pods.pods} pods are Ready` },
+    ],
+    before: 'no step',
+  });
+}
+
 /** The incident report and the result. */
 async function reportRotation(r: Rotation, before: Before, outcomes: Outcomes, restored: Restored | undefined, singlePlan = false): Promise<RotateDatabasePasswordResult> {
   const { run, input, version, restartedAt, after } = r;
@@ -129,6 +158,7 @@ async function reportRotation(r: Rotation, before: Before, outcomes: Outcomes, r
     ...(restored ? { restored } : {}),
     ...(failedStep ? { failedStep } : {}),
   };
+  if (rotated) await verifyRotation(r);
   const result = await run.finish(rotationSummary(facts), rotationFindings(facts));
   return {
     ...result,

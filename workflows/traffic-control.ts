@@ -61,21 +61,42 @@ export async function trafficControl(raw: TrafficControlInput): Promise<TrafficC
   if (action === 'maintenance-on') await readMaintenanceService(run, input);
 
   const { outcome, planned } = await annotateStep(run, input);
-  let after: TrafficControlResult['after'];
-  if (input.mode === 'execute' && (outcome === 'applied' || outcome === 'failed')) {
-    after = await run.read(
-      'verify',
-      `Annotations of ${where} after the change`,
-      async () => {
-        const live = (await readIngress(ref)).annotations;
-        const ok = outcome === 'applied' && planned !== undefined && Object.entries(planned.after).every(([k, v]) => (live[k] ?? null) === v);
-        return { ...stateOf(ref, { ...found, annotations: live }), ok };
-      },
-      (s) => `${stateText(s)}; ${s.ok ? 'as planned' : 'NOT as planned'}`,
-    );
-  }
-
+  const after = input.mode === 'execute' && (outcome === 'applied' || outcome === 'failed') ? await verifyTraffic(run, input, found, outcome, planned) : undefined;
   return reportTraffic(run, input, found, before, after, outcome);
+}
+
+/** The Ingress read again after the change; once applied, it promised the planned annotations (an unset one: absent). */
+async function verifyTraffic(run: RunbookRun, input: TrafficInput, found: IngressSummary, outcome: ChangeOutcome, planned: AnnotationPlan | undefined): Promise<TrafficControlResult['after']> {
+  const { namespace, ingress } = input;
+  const ref: IngressRef = { namespace, ingress };
+  const asPlanned = (live: Record<string, string>) => planned !== undefined && Object.entries(planned.after).every(([k, v]) => (live[k] ?? null) === v);
+  // The record's JSON is long and says nothing to a reader: the annotations that steer traffic are named.
+  const shown = (annotations: Record<string, string | null>) =>
+    Object.entries(annotations)
+      .filter(([k]) => k !== previousAnnotationsAnnotation)
+      .map(([k, v]) => `${k} ${v ?? 'unset'}`)
+      .join(', ');
+  const checked = await run.verify('verify', `Annotations of ${namespace}/${ingress} after the change`, {
+    read: async () => {
+      const live = (await readIngress(ref)).annotations;
+      return { ...stateOf(ref, { ...found, annotations: live }), ok: outcome === 'applied' && asPlanned(live), live };
+    },
+    describe: (s) => `${stateText(s)}; ${s.ok ? 'as planned' : 'NOT as planned'}`,
+    effects:
+      outcome === 'applied' && planned
+        ? [
+            {
+              promised: `${namespace}/${ingress} with ${shown(planned.after) || 'its record updated'}`,
+              holds: (s) => asPlanned(s.live),
+              found: (s) => `it has ${shown(Object.fromEntries(Object.keys(planned.after).map((k) => [k, s.live[k] ?? null]))) || 'another record'}`,
+            },
+          ]
+        : [],
+    before: 'same read',
+  });
+  if (!checked) return undefined;
+  const { live: _live, ...after } = checked;
+  return after;
 }
 
 /** default-backend naming a missing Service sends every request to an error page, not to a maintenance page: refused. */

@@ -126,6 +126,10 @@ describe('applyNetworkPolicy', () => {
     ]);
     expect(result.live).toEqual({ kind: 'NetworkPolicy', name: policy, exists: true, matches: true, differences: [] });
     expect(result.verified).toBe(true);
+    expect(result.timeline.find((e) => e.event === 'verified')).toMatchObject({
+      stepId: 'verify-policy',
+      detail: `verified: NetworkPolicy ${ns}/${policy} live with the desired spec (its live spec equals the desired spec)`,
+    });
     const body = await live();
     expect(plain(body?.spec)).toEqual(manualSpec);
     expect(body?.metadata?.managedFields?.map((m) => [m.manager, m.operation])).toEqual([['runbook-automation', 'Apply']]);

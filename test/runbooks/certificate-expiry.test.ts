@@ -115,10 +115,10 @@ describe('certificateExpiry', () => {
     expect(result.report?.markdownKey).toMatch(/^runbooks\/reports\/certificateExpiry\//);
   });
 
-  test('execute + approve: deleted once, ingress re-applied, Ready again (cert-manager played by the test), report written', async () => {
+  /** An expired Certificate, a run approved step by step, and cert-manager (played by the test) issuing a new one valid for `days`. */
+  async function reissued(days: number, scenario?: string): Promise<CertificateExpiryResult> {
     await expire();
-    const oldUid = (await getCert())!.metadata.uid;
-    const result = await withRunbooks(config, async ({ runbooks, client }) => {
+    return withRunbooks(config, async ({ runbooks, client }) => {
       const { workflowId } = await runbooks.startRunbook('certificateExpiry', { mode: 'execute', severity: 'P1', readyTimeoutSeconds: 60 }, { startedBy: 'erin' });
       const first = await pendingOf(runbooks, workflowId, 'delete-certificate');
       await runbooks.approve(workflowId, { stepId: 'delete-certificate', planHash: first.planHash, approver: 'bob', reason: 'expired' });
@@ -128,12 +128,21 @@ describe('certificateExpiry', () => {
       // cert-manager: the ingress-shim sees the re-applied Ingress and issues the Certificate again.
       await waitUntil('ingress re-applied', async () => (await managers()).includes('runbook-automation'));
       await createCert();
-      await setCertificateStatus(kc, ns, certName, { ready: true, notAfter: new Date(Date.now() + 90 * day), notBefore: new Date() });
+      await setCertificateStatus(kc, ns, certName, { ready: true, notAfter: new Date(Date.now() + days * day), notBefore: new Date() });
       const finished = await runbooks.waitForResult<CertificateExpiryResult>(workflowId);
-      await recordHistory(client.workflow.getHandle(workflowId), 'approved');
+      if (scenario) await recordHistory(client.workflow.getHandle(workflowId), scenario);
       return finished;
     });
+  }
+
+  test('execute + approve: deleted once, ingress re-applied, Ready again (cert-manager played by the test), verified, report written', async () => {
+    const oldUid = (await getCert())!.metadata.uid;
+    const result = await reissued(90, 'approved');
     expect(result.outcome).toBe('completed');
+    expect(result.timeline.find((e) => e.event === 'verified')).toMatchObject({
+      stepId: 'verify',
+      detail: expect.stringMatching(/^verified: certificate app-tls-cert Ready with more than 7 days left \(it is Ready True .*; notAfter \S+ \(\d+ days left\)/),
+    });
     expect(result.timeline.filter((e) => e.event === 'applied').map((e) => [e.stepId, e.detail])).toEqual([
       ['delete-certificate', 'deleted certificates.cert-manager.io/app-tls-cert'],
       ['reapply-ingress', expect.stringMatching(/^ingresses\/app-ingress \w+ \(server-side apply\); app-tls-cert Ready after \d+s, notAfter /)],
@@ -149,6 +158,17 @@ describe('certificateExpiry', () => {
     expect(ingress.metadata?.annotations?.['cert-manager.io/cluster-issuer']).toBe('letsencrypt-prod');
     const markdown = await reportOf(result);
     expectIncidentReport(markdown);
+  });
+
+  test('the issuer gives a 3-day certificate: Ready, but due for renewal again, so the run ends failed saying so', async () => {
+    const result = await reissued(3);
+    const sentence = 'certificateExpiry promised certificate app-tls-cert Ready with more than 7 days left, but it is Ready True';
+    expect(result.outcome).toBe('failed');
+    expect(result.summary.startsWith(sentence)).toBe(true);
+    expect(result.summary).toMatch(/notAfter \S+ \([23] days left\)/);
+    expect(result.timeline.find((e) => e.event === 'failed' && e.stepId === 'verify')?.detail).toContain(sentence);
+    expect(result.timeline.at(-1)?.detail).toContain(`failed: ${sentence}`);
+    expect(await reportOf(result)).toContain(sentence);
   });
 
   test('a worker lost between the two steps: another worker resumes; the Certificate is deleted once', async () => {

@@ -32,7 +32,8 @@ describe('dbConnectionExhaustion', () => {
       await client.connect();
       clients.push(client);
     }
-    const busy = clients.slice(-2).map((c) => c.query('SELECT pg_sleep(20)').catch(() => undefined));
+    // Busy for longer than a slow run takes (afterEach ends them): they must still be active when counted.
+    const busy = clients.slice(-2).map((c) => c.query('SELECT pg_sleep(300)').catch(() => undefined));
     return { busy };
   }
 
@@ -79,9 +80,11 @@ describe('dbConnectionExhaustion', () => {
   afterEach(async () => {
     await terminateLeftover();
     await Promise.all(scratch.splice(0).map((name) => deleteSingleWriter(kc, name)));
-    await Promise.all(clients.splice(0).map((c) => c.end().catch(() => undefined)));
     const admin = new PgClient({ connectionString: env.DATABASE_URL });
     await admin.connect();
+    // The busy sessions first: a client ends only once its server session does.
+    await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'leaky-%'`);
+    await Promise.all(clients.splice(0).map((c) => c.end().catch(() => undefined)));
     await admin.query('ALTER SYSTEM RESET max_connections');
     await admin.query('SELECT pg_reload_conf()');
     await admin.end();
@@ -115,7 +118,7 @@ describe('dbConnectionExhaustion', () => {
     expect(result.report?.markdownKey).toMatch(/^runbooks\/reports\/dbConnectionExhaustion\//); // the diagnosis is reported too
   });
 
-  test('execute + approve on a RollingUpdate deployment with a ReadWriteOnce volume: only old idle sessions go, max_connections pending, scaled to 0 and back once, report written', async () => {
+  test('execute + approve on a RollingUpdate deployment with a ReadWriteOnce volume: only old idle sessions go, scaled to 0 and back once; kwok restarts no server, so max_connections stays 100 and the run ends failed saying so', async () => {
     const rolling = await singleWriterRollingUpdate();
     const app = `leaky-${randomUUID().slice(0, 8)}`;
     await openConnections(app, 15);
@@ -132,9 +135,10 @@ describe('dbConnectionExhaustion', () => {
       await recordHistory(client.workflow.getHandle(workflowId), 'approved-scale-to-zero');
       return finished;
     });
-    expect(result.outcome).toBe('completed');
-    expect(await sessions(app)).toEqual({ active: 2 });
+    // The pod restarted is a kwok simulation and PostgreSQL a host process: the server never restarted.
     expect(await pgSetting()).toEqual({ setting: '100', pending_restart: true });
+    await expectMaxConnectionsStillOld(result, rolling);
+    expect(await sessions(app)).toEqual({ active: 2 });
     expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.stepId)).toEqual(['terminate-idle', 'raise-max-connections', 'restart-database']);
     const restart = result.timeline.find((e) => e.event === 'applied' && e.stepId === 'restart-database')!;
     expect(restart.detail).toMatch(
@@ -148,6 +152,19 @@ describe('dbConnectionExhaustion', () => {
     const markdown = await readBucketText(result.report!.markdownKey);
     expectIncidentReport(markdown);
   });
+
+  /**
+   * The restart left the server that answers on the old max_connections: the run ends failed with
+   * the sentence in its result, its finished entry and its report (never completed).
+   */
+  async function expectMaxConnectionsStillOld(result: DbConnectionExhaustionResult, deployment: string): Promise<void> {
+    const sentence = `dbConnectionExhaustion promised max_connections 150 once short-drama-prod/${deployment} restarted, but max_connections is still 100 after the restart (pending_restart true: the server that answers did not restart)`;
+    expect(result.outcome).toBe('failed');
+    expect(result.summary.startsWith(sentence)).toBe(true);
+    expect(result.timeline.find((e) => e.event === 'failed' && e.stepId === 'verify')?.detail).toContain(sentence);
+    expect(result.timeline.at(-1)).toMatchObject({ event: 'finished', detail: expect.stringContaining(`failed: ${sentence}`) });
+    expect(await readBucketText(result.report!.markdownKey)).toContain(sentence);
+  }
 
   test('execute + reject: nothing changes and the run says what was not done', async () => {
     const app = `leaky-${randomUUID().slice(0, 8)}`;
@@ -192,7 +209,7 @@ describe('dbConnectionExhaustion', () => {
       await runbooks.approve(workflowId, { stepId: 'restart-database', planHash: pending.planHash, approver: 'bob', reason: 'restart now' });
       return runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
     });
-    expect(result.outcome).toBe('completed');
+    await expectMaxConnectionsStillOld(result, 'postgres');
     expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.stepId)).toEqual(['terminate-idle', 'raise-max-connections', 'restart-database']);
     expect(result.timeline.find((e) => e.event === 'applied' && e.stepId === 'restart-database')?.detail).toMatch(
       /^changed deployments\.apps\/postgres restartedAt=\S+; rollout complete \(1\/1 ready\)/,
@@ -341,8 +358,10 @@ describe('dbConnectionExhaustion', () => {
       expect(await readyReplicas(deployment)).toBe(1);
       return finished;
     });
-    // A cancel stops further steps; the restart in progress finishes, so the database is not left down.
-    expect(result.outcome).toBe('cancelled');
+    // A cancel stops further steps; the restart in progress finishes, so the database is not left down,
+    // and what it promised is checked: kwok restarted no server, so the run ends failed, not cancelled.
+    expect(result.timeline.some((e) => e.event === 'cancelled')).toBe(true);
+    await expectMaxConnectionsStillOld(result, deployment);
     expect(result.timeline.find((e) => e.event === 'applied' && e.stepId === 'restart-database')?.detail).toMatch(
       new RegExp(`^deployments\\.apps/${deployment} scaled to 0, no pod left after \\d+s, scaled back to 1;`),
     );

@@ -155,6 +155,14 @@ describe('diskPressure', () => {
     await fixed(f);
     expect(await requested(f.pvc)).toBe('1536Mi');
     expect(result.after).toMatchObject({ oldLogs: 0, oldBackups: 0, pvc: { requested: '1536Mi' } });
+    expect(result.timeline.find((e) => e.event === 'verified')).toMatchObject({
+      stepId: 'verify',
+      detail: expect.stringMatching(
+        new RegExp(
+          `^verified: no \\*\\.log files under \\S+ older than 7 days \\(0 are left\\); PVC short-drama-prod/${f.pvc} requesting 1536Mi \\(it requests 1536Mi \\(capacity \\S+\\)\\); no backups under \\S+ older than 30 days \\(0 are left\\)$`,
+        ),
+      ),
+    });
     const markdown = await readBucketText(result.report!.markdownKey);
     expectIncidentReport(markdown);
     expect(markdown).toContain('3 *.log files');

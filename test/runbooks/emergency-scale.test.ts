@@ -194,6 +194,10 @@ describe('emergencyScale', () => {
         resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '1', memory: '512Mi' } },
         ok: true,
       });
+      expect(result.timeline.find((e) => e.event === 'verified')).toMatchObject({
+        stepId: 'verify',
+        detail: `verified: ${namespace}/${name} at 3 replicas or more, every pod Ready (3 of 3 pods are Ready at 3 replicas (HPA ${name} min 3, max 3)); container app with the raised resources (it has requests cpu=100m memory=128Mi, limits cpu=1 memory=512Mi)`,
+      });
       expect(await stateOf(name)).toMatchObject({
         replicas: 3,
         hpa: { minReplicas: 3, maxReplicas: 3 },
@@ -284,6 +288,7 @@ describe('emergencyScale', () => {
         ],
       ]);
       expect(result.after).toMatchObject({ replicas: 1, pods: 1, readyPods: 1, autoscaler: { minReplicas: 1, maxReplicas: 2 }, ok: true });
+      expect(result.timeline.find((e) => e.event === 'verified')?.detail).toMatch(/^verified: \S+ back at 1 replica, every pod Ready .*; container app with the recorded resources/);
       // Everything the scale-up changed is as it was: replicas, HPA, pod template, no records.
       expect(await stateOf(name)).toEqual(original);
 

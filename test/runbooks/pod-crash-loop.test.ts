@@ -123,6 +123,10 @@ describe('podCrashLoop', () => {
     expect(after.memory).toBe('384Mi'); // not 576Mi
     expect(after.revision).toBe(before.revision + 1);
     expect(result.after).toMatchObject({ crashLooping: 0, revision: before.revision + 1 });
+    expect(result.timeline.find((e) => e.event === 'verified')).toMatchObject({
+      stepId: 'verify',
+      detail: `verified: every pod of ${namespace}/${name} Ready, none in CrashLoopBackOff (1 of 1 pods are Ready, 0 in CrashLoopBackOff); container app running with limits.memory 384Mi in every pod (the pods run with 384Mi)`,
+    });
     const markdown = await readBucketText(result.report!.markdownKey);
     expectIncidentReport(markdown);
     expect(markdown).toContain('OOMKilled');

@@ -123,6 +123,12 @@ describe('provisionReadonlyAccess', () => {
     });
     expect(result.outcome).toBe('completed');
     expect(result.verified).toBe(true);
+    expect(result.timeline.find((e) => e.event === 'verified')).toMatchObject({
+      stepId: 'verify-access',
+      detail: expect.stringMatching(
+        new RegExp(`^verified: ${ns}/readonly-user may get, list, watch on pods, services; get, list, watch on deployments\\.apps and nothing more \\(the authorizer answers: as expected; `),
+      ),
+    });
     expect(result.timeline.filter((e) => e.event === 'decided').map((e) => [e.by, e.role, e.detail])).toEqual([['bob', 'l2', 'approved']]);
     expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.detail)).toEqual([
       `${ns}: ServiceAccount readonly-user created, Role readonly created, RoleBinding readonly-binding created (server-side apply, field manager runbook-automation)`,
@@ -144,11 +150,11 @@ describe('provisionReadonlyAccess', () => {
         'access-before',
         'NOT as expected; may not delete pods, create/get pods/exec, patch deployments.apps, get secrets, get/create pods/attach, pods/portforward, pods/proxy, pods/ephemeralcontainers, services/proxy, nodes/proxy; missing: get/list/watch pods, services, deployments.apps',
       ],
-      [
-        'verify-access',
-        'as expected; may get/list/watch pods, services, deployments.apps; may not delete pods, create/get pods/exec, patch deployments.apps, get secrets, get/create pods/attach, pods/portforward, pods/proxy, pods/ephemeralcontainers, services/proxy, nodes/proxy',
-      ],
     ]);
+    // The check after the change is the verify step's: its entry is "verified" (asserted above).
+    expect(result.timeline.find((e) => e.event === 'verified')?.detail).toContain(
+      '(the authorizer answers: as expected; may get/list/watch pods, services, deployments.apps; may not delete pods, create/get pods/exec, patch deployments.apps, get secrets, get/create pods/attach, pods/portforward, pods/proxy, pods/ephemeralcontainers, services/proxy, nodes/proxy)',
+    );
 
     // And for real, with a token of the account: listing pods works, deleting one is forbidden.
     const own = await asServiceAccount();
@@ -202,6 +208,38 @@ describe('provisionReadonlyAccess', () => {
     expect(JSON.parse(JSON.stringify(role?.rules))).toEqual(manualRules);
     const markdown = await readBucketText(result.report!.markdownKey);
     expect(markdown).toContain('Drift: Role readonly differed from the wanted state (- rules[0].verbs[3] (was "delete"))');
+  });
+
+  test('verify: another binding lets the account read Secrets; the objects are applied, but the run ends failed saying the account may do more than read', async () => {
+    await rbac.createNamespacedRole(ns, { metadata: { name: 'secret-reader' }, rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['get'] }] });
+    await rbac.createNamespacedRoleBinding(ns, {
+      metadata: { name: 'secret-reader' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'secret-reader' },
+      subjects: [{ kind: 'ServiceAccount', name: 'readonly-user', namespace: ns }],
+    });
+    // Drift, so the step applies.
+    await rbac.patchNamespacedRole('readonly', ns, [{ op: 'add', path: '/rules/0/verbs/-', value: 'delete' }], undefined, undefined, 'kubectl-edit', undefined, undefined, {
+      headers: { 'Content-Type': 'application/json-patch+json' },
+    });
+    try {
+      const result = await withRunbooks(config, async ({ runbooks }) => {
+        const { workflowId } = await runbooks.startRunbook('provisionReadonlyAccess', { namespace: ns, mode: 'execute' }, { startedBy: 'erin' });
+        const pending = await pendingOf(runbooks, workflowId, 'ensure-access');
+        await runbooks.approve(workflowId, { stepId: 'ensure-access', planHash: pending.planHash, approver: 'bob', reason: 'dashboard needs read access' });
+        return runbooks.waitForResult<ProvisionReadonlyAccessResult>(workflowId);
+      });
+      const sentence = `provisionReadonlyAccess promised ${ns}/readonly-user may get, list, watch on pods, services; get, list, watch on deployments.apps and nothing more, but the authorizer answers: NOT as expected; `;
+      expect(result.outcome).toBe('failed');
+      expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.stepId)).toEqual(['ensure-access']);
+      expect(result.summary.startsWith(sentence)).toBe(true);
+      expect(result.summary).toMatch(/UNEXPECTEDLY may get secrets \(.*secret-reader.*\)/);
+      expect(result.timeline.find((e) => e.event === 'failed' && e.stepId === 'verify-access')?.detail).toContain(sentence);
+      expect(result.timeline.at(-1)?.detail).toContain(`failed: ${sentence}`);
+      expect(await readBucketText(result.report!.markdownKey)).toContain(sentence);
+    } finally {
+      await rbac.deleteNamespacedRoleBinding('secret-reader', ns);
+      await rbac.deleteNamespacedRole('secret-reader', ns);
+    }
   });
 
   test('post-check: a grant of get pods/exec from another binding is found by the authorizer and fails the step', async () => {

@@ -221,6 +221,10 @@ describe('redisMemoryPressure', () => {
     expect(((await redis.config('GET', 'maxmemory-policy')) as string[])[1]).toBe('allkeys-lru');
     expect(await maxmemoryNow()).toBe(raisedFromStart);
     expect(result.after).toMatchObject({ sessionKeys: 0, maxmemoryPolicy: 'allkeys-lru', memoryLimit: '768Mi', maxmemory: raisedFromStart });
+    expect(result.timeline.find((e) => e.event === 'verified')).toMatchObject({
+      stepId: 'verify',
+      detail: `verified: fewer keys matching session:* than the 4000 found (0 match); memory limit 768Mi on container redis of ${namespace}/redis (it is 768Mi); maxmemory 384.0MiB (CONFIG GET maxmemory returns 384.0MiB); maxmemory-policy allkeys-lru (it is allkeys-lru)`,
+    });
     // The raised limit was rolled out (the step waited for it) before maxmemory was set.
     const rollout = (await apps.readNamespacedDeployment('redis', namespace)).body.status!;
     expect(rollout.updatedReplicas).toBe(rollout.replicas);

@@ -275,6 +275,10 @@ describe('rollbackDeployment', () => {
     ]);
     expect(result.rollout).toMatchObject({ complete: true, revision: now, readyReplicas: 2, availableReplicas: 2 });
     expect(result.after).toEqual({ revision: now, replicaSet: expect.any(String), images: [`app=${image(oldRelease)}`], pods: 2, readyPods: 2, otherPods: 0, available: true });
+    expect(result.timeline.find((e) => e.event === 'verified')).toMatchObject({
+      stepId: 'verify',
+      detail: `verified: short-drama-prod/short-drama-app on the images of revision ${old.revision} (app=${image(oldRelease)}) (revision ${now} runs app=${image(oldRelease)}); every pod of that revision Ready (2 of 2 pods of revision ${now} are Ready)`,
+    });
     const after = await appState();
     expect(after).toMatchObject({ image: image(oldRelease), revision: now });
     const expected = old.template;

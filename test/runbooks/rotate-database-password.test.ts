@@ -187,6 +187,10 @@ describe('rotateDatabasePassword', () => {
       expect(result.timeline.filter((e) => e.event === 'requested').map((e) => e.stepId)).toEqual([step]);
       expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.stepId)).toEqual([step]);
       expect(result.timeline.filter((e) => e.event === 'decided').map((e) => e.by)).toEqual(['bob']);
+      expect(result.timeline.find((e) => e.event === 'verified')).toMatchObject({
+        stepId: 'verify',
+        detail: expect.stringMatching(/^verified: role \S+ logging in to \S+ with \S+ of secrets\/\S+ \(a fresh login works\); every pod of \S+ Ready on it \((\d+) of \1 pods are Ready\)$/),
+      });
 
       const after = await secretData(f.secret);
       const next = after.data[key]!;

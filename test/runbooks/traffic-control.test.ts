@@ -161,6 +161,10 @@ describe('trafficControl', () => {
         ['rate-limit', `${rateLimitAnnotation} 100 -> 50; previous values recorded in ${recordKey}: {"${rateLimitAnnotation}":"100"}`],
       ]);
       expect(result.after).toEqual({ limitRps: '50', recorded: { [rateLimitAnnotation]: '100' }, ok: true });
+      expect(result.timeline.find((e) => e.event === 'verified')).toMatchObject({
+        stepId: 'verify',
+        detail: `verified: ${namespace}/${name} with ${rateLimitAnnotation} 50 (it has ${rateLimitAnnotation} 50)`,
+      });
       expect(await annotationsOf(name)).toEqual({ ...original, [rateLimitAnnotation]: '50', [recordKey]: `{"${rateLimitAnnotation}":"100"}` });
       const markdown = await readBucketText(result.report!.markdownKey);
       expectIncidentReport(markdown);

@@ -1,4 +1,5 @@
-import { condition, getExternalWorkflowHandle, log, patched, setCurrentDetails, setHandler, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
+import { condition, getExternalWorkflowHandle, log, patched, setCurrentDetails, setHandler, sleep, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
+import { brokenPromise, keptPromises, nextWaitMs, type EffectCheck } from './effect-check';
 import { currentDetails } from './current-details';
 import type { ApprovalPolicy, ScheduleProof } from '../../activities/runbook-support';
 import { inputDigest, parseStatement, signatureNamespace, startStatementSchema, timeProblem, type SignedStatement } from '../../common/approval-statements';
@@ -102,6 +103,9 @@ type BoundedKind = keyof typeof recordedPerKind;
 /** Text from a signal put in the timeline is cut to this (the signal's payload itself is in the history once). */
 const maxSignalTextLength = 200;
 
+/** Runs begun before remedies verified their effects: their verify steps were plain reads (or absent). */
+export const verifyEffectsPatch = 'verify-effects';
+
 /**
  * The kernel every runbook runs on: read steps, destructive steps behind plan and approval
  * (with escalation), the timeline, the status query, search attributes, the target lock and the
@@ -136,6 +140,8 @@ export class RunbookRun<Step extends string = string> {
   private currentStep: string | undefined;
   private stepsDone = 0;
   private outcome: RunbookOutcome | undefined;
+  /** Sentences of effects promised and not found by a verify step: the run ends failed with them. */
+  private readonly brokenPromises: string[] = [];
 
   private constructor(
     readonly identity: RunbookIdentity,
@@ -229,6 +235,46 @@ export class RunbookRun<Step extends string = string> {
       const result = await fn();
       this.record({ event: 'read', stepId, title, detail: describe?.(result) });
       return result;
+    } catch (err) {
+      this.record({ event: 'failed', stepId, title, detail: errorText(err) });
+      throw err;
+    } finally {
+      this.stepsDone++;
+      this.currentStep = undefined;
+    }
+  }
+
+  /**
+   * A remedy's last step: reads the real system until every effect the applied steps promised
+   * holds (recorded "verified: …") or `withinSeconds` is over; then each missing effect is recorded
+   * as "<runbook> promised X, but Y" and the run ends failed with that sentence. Returns the state
+   * last read (undefined for runs recorded before this check where the step did not exist).
+   */
+  async verify<State>(stepId: Step, title: string, check: EffectCheck<State>): Promise<State | undefined> {
+    if (!patched(verifyEffectsPatch)) {
+      if (check.before === 'no step') return undefined;
+      return this.read(stepId, title, check.before === 'same read' ? check.read : check.before, check.describe);
+    }
+    if (check.effects.length === 0) return this.read(stepId, title, check.read, check.describe);
+    this.enter(stepId);
+    try {
+      const deadline = Date.now() + (check.withinSeconds ?? 30) * 1000;
+      for (let waitMs: number | undefined; ;) {
+        const state = await check.read();
+        const missing = check.effects.filter((e) => !e.holds(state));
+        if (missing.length === 0) {
+          this.record({ event: 'verified', stepId, title, detail: keptPromises(check.effects, state) });
+          return state;
+        }
+        waitMs = nextWaitMs(waitMs);
+        if (Date.now() + waitMs > deadline) {
+          const sentences = missing.map((e) => brokenPromise(this.identity.name, e.promised, e.found(state)));
+          this.brokenPromises.push(...sentences);
+          this.record({ event: 'failed', stepId, title, detail: `${sentences.join('; ')} (${check.describe(state)})` });
+          return state;
+        }
+        await sleep(waitMs);
+      }
     } catch (err) {
       this.record({ event: 'failed', stepId, title, detail: errorText(err) });
       throw err;
@@ -697,7 +743,7 @@ export class RunbookRun<Step extends string = string> {
   private decideOutcome(): RunbookOutcome {
     const outcomes = [...this.stepOutcomes.values()];
     if (this.identity.mode === 'plan') return 'planned';
-    if (outcomes.includes('failed')) return 'failed';
+    if (outcomes.includes('failed') || this.brokenPromises.length > 0) return 'failed';
     if (this.cancelled) return 'cancelled';
     if (outcomes.includes('expired')) return 'expired';
     const applied = outcomes.filter((o) => o === 'applied').length;
@@ -717,7 +763,9 @@ export class RunbookRun<Step extends string = string> {
   }
 
   /** Ends the run: outcome, and for fault and emergency runbooks the incident report in S3. */
-  async finish(summary: string, findings?: IncidentFindings): Promise<RunbookResultBase> {
+  async finish(stepsSummary: string, findings?: IncidentFindings): Promise<RunbookResultBase> {
+    // An effect promised and not found is what a person reading the result needs first.
+    const summary = this.brokenPromises.length > 0 ? `${this.brokenPromises.join('. ')}. ${stepsSummary}` : stepsSummary;
     this.outcome = this.decideOutcome();
     this.recordNotRecorded();
     this.record({ event: 'finished', detail: `${this.outcome}: ${summary}` });
