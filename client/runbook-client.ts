@@ -267,8 +267,14 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
     /** A signed decision to paste into the Temporal UI's Update dialog (approve or reject). */
     signDecision,
 
+    /**
+     * Who cancels and why (the cancel message, kept in the timeline), then Temporal's cancellation:
+     * the run stops before its next destructive step, cleans up, and ends Canceled.
+     */
     async cancel(workflowId: string, request: CancelRequest): Promise<void> {
-      await client.workflow.getHandle(workflowId).signal(cancelSignal, request);
+      const handle = client.workflow.getHandle(workflowId);
+      await handle.signal(cancelSignal, request);
+      await handle.cancel();
     },
 
     /** With a fingerprint the run forgets that alert and stops only when no other alert wants it; without, it stops. */

@@ -179,6 +179,8 @@ export interface RunbookStatus {
   outcome?: RunbookOutcome;
   /** The alerts (by fingerprint) that still want the run; absent when none recorded. */
   alertsFiring?: Array<{ alert: string; fingerprint: string }>;
+  /** Where the incident report went, once written (a run that ends Canceled has no result to say it). */
+  report?: { markdownKey: string; jsonKey: string };
 }
 
 /** The part of every runbook result the kernel fills in. */

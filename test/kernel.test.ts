@@ -13,7 +13,7 @@ import { testbedConfig, testbedEnv, testbedS3 } from './helpers/testbed';
 import { withWorker } from './helpers/worker';
 import type { kernelTestRunbook } from './workflows/kernel-test-runbook';
 import { extraCatalog } from './workflows/test-catalog';
-import { expectIncidentReport, pendingOf, scheduledActivityTypes } from './helpers/runbook-runs';
+import { canceledRun, expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes } from './helpers/runbook-runs';
 
 const approvers = [
   { id: 'alice', roles: ['l1'] },
@@ -207,12 +207,13 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
     expect(targets.applies.filter((a) => a.target === target)).toHaveLength(1);
   });
 
-  test('cancel while waiting for approval stops the run; nothing changes', async () => {
+  test('cancel while waiting for approval: nothing changes, the report is written, the run ends Canceled (searchable)', async () => {
     const target = newTarget();
-    const result = await withKernel(async (runbooks) => {
-      const { workflowId } = await start(runbooks, {
+    const { status, report, listed } = await withKernel(async (runbooks, client) => {
+      const { workflowId, runId } = await start(runbooks, {
         mode: 'execute',
         target,
+        report: true,
         steps: [
           { id: 'restart', title: 'Restart' },
           { id: 'scale', title: 'Scale' },
@@ -220,22 +221,75 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
       });
       await pendingOf(runbooks, workflowId, 'restart');
       await runbooks.cancel(workflowId, { by: 'alice', reason: 'false alarm' });
-      return runbooks.waitForResult<RunbookResultBase>(workflowId);
+      const status = await canceledRun(runbooks, client, workflowId);
+      const listed: string[] = [];
+      await waitUntil('the run is listed as Canceled', async () => {
+        listed.length = 0;
+        for await (const run of client.workflow.list({ query: `WorkflowId = '${workflowId}' AND ExecutionStatus = 'Canceled'` })) listed.push(run.runId);
+        return listed.length > 0;
+      });
+      expect(listed).toEqual([runId]);
+      return { status, report: await readBucketText(status.report!.markdownKey), listed };
     });
-    expect(result.outcome).toBe('cancelled');
+    expect(listed).toHaveLength(1);
+    expect(status.outcome).toBe('cancelled');
     expect(targets.applies.filter((a) => a.target === target)).toEqual([]);
-    expect(result.timeline.filter((e) => e.event === 'skipped').map((e) => e.stepId)).toEqual(['restart', 'scale']);
-    expect(result.timeline.find((e) => e.event === 'cancelled')).toMatchObject({ by: 'alice', reason: 'false alarm' });
+    expect(status.timeline.filter((e) => e.event === 'skipped').map((e) => e.stepId)).toEqual(['restart', 'scale']);
+    expect(status.timeline.find((e) => e.event === 'cancelled')).toMatchObject({ by: 'alice', reason: 'false alarm' });
+    expect(status.timeline.filter((e) => e.event === 'locked')).toEqual([]);
+    expect(status.timeline.at(-1)).toMatchObject({ event: 'finished', detail: 'cancelled: 2 steps' });
+    expectIncidentReport(report);
+    expect(report).toContain('**cancelled**');
+  });
+
+  test('cancel during an apply: the apply finishes, the lock is given back, later steps are skipped, the run ends Canceled', async () => {
+    const target = newTarget();
+    const openGate = targets.holdApplies();
+    try {
+      const status = await withKernel(async (runbooks, client) => {
+        const { workflowId } = await start(runbooks, {
+          mode: 'execute',
+          target,
+          report: true,
+          steps: [
+            { id: 'restart', title: 'Restart' },
+            { id: 'scale', title: 'Scale' },
+          ],
+        });
+        const pending = await pendingOf(runbooks, workflowId, 'restart');
+        await runbooks.approve(workflowId, { stepId: 'restart', planHash: pending.planHash, approver: 'bob', reason: 'go' });
+        await waitUntil('the apply started', async () => targets.started.some((a) => a.target === target));
+        await runbooks.cancel(workflowId, { by: 'carol', reason: 'stop after this' });
+        await waitUntil('the cancel is recorded', async () => (await runbooks.getStatus(workflowId)).timeline.some((e) => e.event === 'cancelled'));
+        openGate();
+        const status = await canceledRun(runbooks, client, workflowId);
+        const lock = await client.workflow.getHandle(lockWorkflowId(target)).query(lockStateQuery);
+        expect(lock.holder).toBeUndefined();
+        return status;
+      });
+      expect(targets.applies.filter((a) => a.target === target).map((a) => a.stepId)).toEqual(['restart']);
+      expect(status.timeline.filter((e) => ['applied', 'skipped', 'locked', 'unlocked', 'finished'].includes(e.event)).map((e) => [e.event, e.stepId ?? e.detail])).toEqual([
+        ['locked', `lock on ${target}`],
+        ['applied', 'restart'],
+        ['unlocked', `lock on ${target}`],
+        ['skipped', 'scale'],
+        ['finished', 'cancelled: 2 steps'],
+      ]);
+      expect(status.outcome).toBe('cancelled');
+      expect(status.report?.markdownKey).toBeDefined();
+    } finally {
+      openGate();
+    }
   });
 
   test('a second start on the same target joins the running run', async () => {
     const target = newTarget();
-    await withKernel(async (runbooks) => {
+    await withKernel(async (runbooks, client) => {
       const first = await start(runbooks, { mode: 'execute', target, steps: [{ id: 'restart', title: 'Restart' }] });
       const second = await start(runbooks, { mode: 'execute', target, steps: [{ id: 'restart', title: 'Restart' }] }, 'alice');
       expect(second).toEqual(first);
       await runbooks.cancel(first.workflowId, { by: 'test' });
-      await runbooks.waitForResult(first.workflowId);
+      await canceledRun(runbooks, client, first.workflowId);
     });
   });
 
@@ -282,7 +336,7 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
         args: [{ mode: 'execute', startedBy: 'erin', steps: routine, ...input }],
       });
     const applying = (target: string) => waitUntil(`an apply on ${target}`, () => targets.started.some((a) => a.target === target));
-    const lockEvents = (result: RunbookResultBase) => result.timeline.filter((e) => e.event === 'locked' || e.event === 'unlocked').map((e) => [e.event, e.detail]);
+    const lockEvents = (result: Pick<RunbookResultBase, 'timeline'>) => result.timeline.filter((e) => e.event === 'locked' || e.event === 'unlocked').map((e) => [e.event, e.detail]);
     const terminateLocks = (client: Client, names: string[]) => Promise.all(names.map((name) => lockOf(client, name).terminate('test over')));
 
     test('a holder whose apply outlasts the lease keeps the lock while its run is open; the next run waits', async () => {
@@ -414,7 +468,7 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
           await waitUntil('the waiter queued at its second lock', async () => (await requesters(client, busy)).waiting.includes(waiter.workflowId));
           expect(await requesters(client, other)).toEqual({ holder: waiter.workflowId, waiting: [] });
           await runbooks.cancel(waiter.workflowId, { by: 'erin', reason: 'no longer needed' });
-          const result = await waiter.result();
+          const result = await canceledRun(runbooks, client, waiter.workflowId);
           expect(result.outcome).toBe('cancelled');
           expect(result.timeline.find((e) => e.stepId === 'routine' && e.event === 'skipped')?.detail).toBe('run cancelled while waiting for the lock');
           expect(lockEvents(result)).toEqual([

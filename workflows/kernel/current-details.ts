@@ -1,4 +1,4 @@
-import type { PendingApproval, RunbookResultBase, RunbookStatus, TimelineEntry } from '../../common/runbook';
+import type { PendingApproval, RunbookStatus, TimelineEntry } from '../../common/runbook';
 
 /** How many timeline entries and plan-detail lines the UI's Current Details shows; the rest is in `runbook status`. */
 const lastEntries = 5;
@@ -9,7 +9,8 @@ const detailLines = 40;
  * waiting for a decision with the exact command and Update input to decide it, the last events,
  * and the report when there is one. Pure: the kernel sets it after each change of the run.
  */
-export function currentDetails(workflowId: string, status: RunbookStatus, report?: RunbookResultBase['report']): string {
+export function currentDetails(workflowId: string, status: RunbookStatus): string {
+  const { report } = status;
   const steps = `step ${status.stepsDone} of ${status.stepsDeclared} done`;
   const where =
     status.state === 'finished'

@@ -125,6 +125,8 @@ export class RunbookRun<Step extends string = string> {
   private provenInitiator: string | undefined;
   private scheduleProof: ScheduleProof | undefined;
   private cancelRequest: CancelRequest | undefined;
+  /** Temporal's cancellation was requested (and the run began after 'temporal-cancel-finishes'): it ends Canceled once cleaned up. */
+  private cancelledInTemporal = false;
   /** The alerts that want this run, by Alertmanager fingerprint (alertFiring adds, alertResolved removes). */
   private readonly alertsFiring = new Map<string, string>();
   /** Bounded timeline: entries recorded and counted (past recordedPerKind) of each unbounded kind. */
@@ -136,6 +138,7 @@ export class RunbookRun<Step extends string = string> {
   private currentStep: string | undefined;
   private stepsDone = 0;
   private outcome: RunbookOutcome | undefined;
+  private report: RunbookResultBase['report'];
 
   private constructor(
     readonly identity: RunbookIdentity,
@@ -653,6 +656,27 @@ export class RunbookRun<Step extends string = string> {
     }
   }
 
+  /**
+   * Temporal's cancellation request (the UI's Request Cancellation, `runbook cancel`, the API),
+   * taken as the run's cancel: no further destructive step, then the run finishes its cleanup and
+   * ends Canceled (kernel/interceptors.ts). Who and why come from a cancel message sent first.
+   */
+  cancelFromTemporal(): void {
+    this.cancelledInTemporal = true;
+    this.requestCancel({ by: 'temporal', reason: 'cancellation requested in Temporal' });
+  }
+
+  get endsCanceled(): boolean {
+    return this.cancelledInTemporal;
+  }
+
+  /** The sentence a run that ends Canceled ends with: who cancelled, and its `finished` entry. */
+  cancelledSentence(): string {
+    const finished = [...this.timeline].reverse().find((e) => e.event === 'finished');
+    const why = this.cancelRequest?.reason ? ` ("${this.cancelRequest.reason}")` : '';
+    return `cancelled by ${this.cancelRequest?.by ?? 'temporal'}${why}${finished?.detail ? `; ${finished.detail}` : ''}`;
+  }
+
   private requestCancel(request: CancelRequest): void {
     if (this.cancelRequest) return;
     this.cancelRequest = request;
@@ -679,6 +703,7 @@ export class RunbookRun<Step extends string = string> {
       plan: [...this.plan.values()],
       timeline: [...this.timeline],
       outcome: this.outcome,
+      ...(this.report ? { report: this.report } : {}),
       ...(this.alertsFiring.size > 0 ? { alertsFiring: [...this.alertsFiring].map(([fingerprint, alert]) => ({ alert, fingerprint })) } : {}),
     };
   }
@@ -689,13 +714,15 @@ export class RunbookRun<Step extends string = string> {
   }
 
   /** The Temporal UI's Current Details: set after each change (no command, so replays are unaffected). */
-  private showDetails(report?: RunbookResultBase['report']): void {
-    setCurrentDetails(currentDetails(workflowInfo().workflowId, this.status(), report));
+  private showDetails(): void {
+    setCurrentDetails(currentDetails(workflowInfo().workflowId, this.status()));
   }
 
   /** The run's outcome from its steps: what a person reading the result needs first. */
   private decideOutcome(): RunbookOutcome {
     const outcomes = [...this.stepOutcomes.values()];
+    // Ends Canceled in Temporal: the outcome says the same.
+    if (this.cancelledInTemporal) return 'cancelled';
     if (this.identity.mode === 'plan') return 'planned';
     if (outcomes.includes('failed')) return 'failed';
     if (this.cancelled) return 'cancelled';
@@ -740,7 +767,8 @@ export class RunbookRun<Step extends string = string> {
         timeline: result.timeline,
         evidence: this.evidence,
       });
-      this.showDetails(result.report);
+      this.report = result.report;
+      this.showDetails();
     }
     return result;
   }
