@@ -53,6 +53,7 @@ async function withSession<T>(options: { as?: string; key?: string }, body: (ses
       catalog: loadCatalog(),
       signer: key?.signer,
       statementLifetimeMs: durationMs(config.approvals.statementLifetime),
+      language: config.language,
     });
     return await body({ runbooks, as, key, verified: approvalsVerified(config) });
   } finally {

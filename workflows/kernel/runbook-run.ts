@@ -34,6 +34,7 @@ import { checkDecision, type AcceptedDecision } from './decision-rules';
 import { read } from '../activity-proxies';
 import { errorText, failure } from '../../common/failures';
 import { durationMs } from '../../common/duration';
+import { defaultLanguage, textsFor, type Language, type Texts } from '../../common/texts';
 
 export interface RunbookIdentity {
   name: string;
@@ -50,6 +51,8 @@ export interface RunbookIdentity {
   /** The initiator's signed start statement, and the digest of the input it must bind. */
   startProof?: SignedStatement;
   inputDigest?: string;
+  /** What the run writes for people in, fixed by its input. */
+  language: Language;
 }
 
 /** The catalog entry a run takes its name, kind and target from (common/catalog.ts). */
@@ -62,12 +65,12 @@ interface LockHeld {
 }
 
 /** A runbook's validated input: the fields every input has (runbookInputBase) and its own. */
-export type RunInput = { mode: Mode; severity: Severity; startedBy: string; scheduled: boolean; startProof?: SignedStatement } & Record<string, unknown>;
+export type RunInput = { mode: Mode; severity: Severity; startedBy: string; scheduled: boolean; startProof?: SignedStatement; language?: Language } & Record<string, unknown>;
 
 /** The run fields of a runbook's validated input. */
 function runFields(input: RunInput) {
-  const { mode, severity, startedBy, scheduled, startProof } = input;
-  return { mode, severity, startedBy, scheduled, startProof, inputDigest: inputDigest(input) };
+  const { mode, severity, startedBy, scheduled, startProof, language } = input;
+  return { mode, severity, startedBy, scheduled, startProof, language: language ?? defaultLanguage, inputDigest: inputDigest(input) };
 }
 
 type Approval = AcceptedDecision & { channel: DecisionChannel };
@@ -219,6 +222,11 @@ export class RunbookRun<Step extends string = string> {
   private enter(stepId: string): void {
     this.currentStep = stepId;
     if (!this.steps.includes(stepId)) this.steps.push(stepId);
+  }
+
+  /** The texts of the run's language, for whatever it writes for people. */
+  get texts(): Texts {
+    return textsFor(this.identity.language);
   }
 
   get cancelled(): boolean {
@@ -448,18 +456,20 @@ export class RunbookRun<Step extends string = string> {
   private async notifyTier(planned: PlannedStep, tier: ApproverRole): Promise<void> {
     const { workflowId, originalExecutionRunId: runId } = workflowInfo();
     try {
+      const t = this.texts;
+      const label = t.fieldLabels;
       await read.notify({
-        title: `${this.identity.name}: approval needed for "${planned.title}" (${tier})`,
+        title: t.approvalNeeded(t.runbook(this.identity.name), planned.title, t.tier(tier)),
         text: planned.change.summary,
         severity: this.identity.severity,
         fields: {
-          run: workflowId,
-          target: this.identity.target,
-          step: planned.stepId,
-          plan: planned.planHash,
-          'decide by': this.pending?.until ?? '',
-          approvals: `${this.approvals.length} of ${this.required}${this.policy.requireSignatures ? ', signed' : ', UNVERIFIED: no approver keys configured'}`,
-          approve: `runbook approve ${workflowId} --step ${planned.stepId} --plan ${planned.planHash} --reason "..."`,
+          [label.run]: workflowId,
+          [label.target]: this.identity.target,
+          [label.step]: planned.stepId,
+          [label.plan]: planned.planHash,
+          [label.decideBy]: this.pending?.until ?? '',
+          [label.approvals]: t.approvalCount(this.approvals.length, this.required, this.policy.requireSignatures === true),
+          [label.approve]: `runbook approve ${workflowId} --step ${planned.stepId} --plan ${planned.planHash} --reason "..."`,
         },
         dedupeKey: `${workflowId}/${planned.stepId}/${planned.planHash.slice(0, 12)}/${tier}`,
         approval: { workflowId, runId, stepId: planned.stepId, planHash: planned.planHash },
@@ -715,7 +725,7 @@ export class RunbookRun<Step extends string = string> {
 
   /** The Temporal UI's Current Details: set after each change (no command, so replays are unaffected). */
   private showDetails(): void {
-    setCurrentDetails(currentDetails(workflowInfo().workflowId, this.status()));
+    setCurrentDetails(currentDetails(workflowInfo().workflowId, this.status(), this.texts));
   }
 
   /** The run's outcome from its steps: what a person reading the result needs first. */
@@ -762,6 +772,7 @@ export class RunbookRun<Step extends string = string> {
         mode: this.identity.mode,
         startedBy: this.identity.startedBy,
         outcome: this.outcome,
+        language: this.identity.language,
         summary,
         plan: result.plan,
         timeline: result.timeline,
