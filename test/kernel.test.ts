@@ -282,6 +282,32 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
     }
   });
 
+  test('RUNBOOK_LANGUAGE=zh-CN: the client fixes the language in the input; Current Details, the finished run and its report are in Chinese', async () => {
+    const target = newTarget();
+    const { details, finishedDetails, report, input } = await withKernel(async (_runbooks, client) => {
+      const chinese = createRunbookClient({ client, taskQueue: config.temporal.taskQueue, catalog: testCatalog, language: 'zh-CN' });
+      const { workflowId } = await start(chinese, { mode: 'execute', target, report: true, steps: [{ id: 'restart', title: '重启' }] });
+      const handle = client.workflow.getHandle(workflowId);
+      const pending = await pendingOf(chinese, workflowId, 'restart');
+      const details = (await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata')).currentDetails;
+      await chinese.approve(workflowId, { stepId: 'restart', planHash: pending.planHash, approver: 'bob', reason: '连接数过高' });
+      const result = await chinese.waitForResult<RunbookResultBase>(workflowId);
+      const finishedDetails = (await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata')).currentDetails;
+      const started = (await handle.fetchHistory()).events![0]!.workflowExecutionStartedEventAttributes!.input!.payloads![0]!;
+      return { details, finishedDetails, report: await readBucketText(result.report!.markdownKey), input: JSON.parse(Buffer.from(started.data!).toString('utf8')) as { language?: string } };
+    });
+    expect(input.language).toBe('zh-CN');
+    expect(details).toContain(`## kernelTestRunbook：${target}`);
+    expect(details).toContain('**等待审批**："restart"；已完成 1/2 步。');
+    expect(details).toContain('审批层级 一线运维');
+    expect(details).toContain('### 最近事件');
+    expect(finishedDetails).toContain('**已结束：已完成**');
+    expect(finishedDetails).toContain('**事故报告：**');
+    expect(report).toContain(`# 事故报告：kernelTestRunbook：${target}`);
+    for (const part of ['- 结果：**已完成**', '## 事件时间线', '## 影响范围', '## 根本原因', '## 解决方案', '## 预防措施', '| 时间 | 事件 | 步骤 | 执行人 | 详情 |']) expect(report).toContain(part);
+    expect(report).toMatch(/\| 决定 \| 重启 \| bob, l2, update, 未验证 \| 连接数过高 — approved \|/);
+  });
+
   test('a second start on the same target joins the running run', async () => {
     const target = newTarget();
     await withKernel(async (runbooks, client) => {
