@@ -1,3 +1,4 @@
+import { textsFor, type Language, type Texts } from '../common/texts';
 import type { IncidentFindings, PlannedStep, RunbookOutcome, TimelineEntry } from '../common/runbook';
 
 export interface IncidentReport extends IncidentFindings {
@@ -9,6 +10,8 @@ export interface IncidentReport extends IncidentFindings {
   mode: string;
   startedBy: string;
   outcome: RunbookOutcome;
+  /** English when absent (runs begun before languages). */
+  language?: Language;
   summary: string;
   plan: PlannedStep[];
   timeline: TimelineEntry[];
@@ -20,48 +23,49 @@ function escapeCell(text: string | undefined): string {
   return (text ?? '').replace(/\|/g, '\\|').replace(/\n/g, ' ');
 }
 
-/** The manual's incident report (事后分析): timeline, impact, root cause, solution, prevention. */
 /** For decisions: signed by which key, or unverified. */
-function proofOf(entry: { verified?: boolean; keyFingerprint?: string }): string | undefined {
+function proofOf(entry: { verified?: boolean; keyFingerprint?: string }, t: Texts): string | undefined {
   if (entry.verified === undefined) return undefined;
-  return entry.verified ? `signed ${entry.keyFingerprint ?? ''}`.trim() : 'unverified';
+  return entry.verified ? t.signedBy(entry.keyFingerprint ?? '') : t.unverified;
 }
 
+/** The manual's incident report (事后分析), in the run's language: timeline, impact, root cause, solution, prevention. */
 export function renderIncidentMarkdown(report: IncidentReport): string {
+  const t = textsFor(report.language);
   const lines = [
-    `# Incident report: ${report.runbook} on ${report.target}`,
+    t.reportTitle(t.runbook(report.runbook), report.target),
     '',
-    `- Outcome: **${report.outcome}** — ${report.summary}`,
-    `- Severity: ${report.severity}; mode: ${report.mode}; started by: ${report.startedBy}`,
-    `- Run: ${report.workflowId} (${report.runId})`,
+    t.reportOutcome(t.outcome(report.outcome), report.summary),
+    t.reportRunFields(report.severity, report.mode, report.startedBy),
+    t.reportRun(report.workflowId, report.runId),
     '',
-    '## Timeline',
+    t.timelineHeading,
     '',
-    '| time | event | step | by | detail |',
+    t.timelineHeader,
     '|---|---|---|---|---|',
     ...report.timeline.map(
       (e) =>
-        `| ${e.at} | ${e.event} | ${escapeCell(e.title ?? e.stepId)} | ${escapeCell([e.by, e.role, e.channel, proofOf(e)].filter(Boolean).join(', '))} | ${escapeCell([e.reason, e.detail].filter(Boolean).join(' — '))} |`,
+        `| ${e.at} | ${t.event(e.event)} | ${escapeCell(e.title ?? e.stepId)} | ${escapeCell([e.by, e.role, e.channel, proofOf(e, t)].filter(Boolean).join(', '))} | ${escapeCell([e.reason, e.detail].filter(Boolean).join(' — '))} |`,
     ),
     '',
-    '## Impact',
+    t.impactHeading,
     '',
     report.impact,
     '',
-    '## Root cause',
+    t.rootCauseHeading,
     '',
     report.rootCause,
     '',
-    '## Solution',
+    t.solutionHeading,
     '',
     report.solution,
     '',
-    ...(report.plan.length > 0 ? ['### Planned changes', '', ...report.plan.map((p) => `- ${p.title}: ${p.change.summary} (plan ${p.planHash.slice(0, 12)})`), ''] : []),
-    '## Prevention',
+    ...(report.plan.length > 0 ? [t.plannedChangesHeading, '', ...report.plan.map((p) => t.plannedChange(p.title, p.change.summary, p.planHash.slice(0, 12))), ''] : []),
+    t.preventionHeading,
     '',
     report.prevention,
     '',
-    ...(report.evidence.length > 0 ? ['## Evidence', '', ...report.evidence.map((e) => `- ${e.what}: \`${e.key}\` (${e.size} bytes, sha256 ${e.sha256.slice(0, 16)})`), ''] : []),
+    ...(report.evidence.length > 0 ? [t.evidenceHeading, '', ...report.evidence.map((e) => t.evidenceLine(e.what, e.key, e.size, e.sha256.slice(0, 16))), ''] : []),
   ];
   return lines.join('\n');
 }

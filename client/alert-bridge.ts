@@ -11,6 +11,7 @@ import { parseWebhookPayload, type WebhookAlert } from './alertmanager-payload';
 import { isAlertInitiator } from '../common/alert-initiator';
 import { routeAlert, type AlertDecision, type RoutedAlert } from './alert-routing';
 import { createRunbookClient } from './runbook-client';
+import type { Language } from '../common/texts';
 import type { Signer } from './signing';
 import type { SlackInteractivity } from './slack-approvals';
 
@@ -79,6 +80,8 @@ export interface AlertBridgeOptions {
   onNotification?: (report: NotificationReport) => void;
   /** Signs each start as alerting.identity (a service in `approvers`), so its runs have a proven initiator. */
   signer?: Signer;
+  /** The language of the runs it starts (config `language`). */
+  language?: Language;
   /** Slack's interactivity requests (approval buttons) at POST /slack/interactivity; none: 404 there. */
   slackInteractivity?: SlackInteractivity;
 }
@@ -173,7 +176,7 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
   const { client, alerting } = options;
   const log = options.log ?? jsonLineLog;
   const catalog = options.catalog ?? defaultCatalog;
-  const runbooks = createRunbookClient({ client, taskQueue: options.taskQueue, catalog, signer: options.signer });
+  const runbooks = createRunbookClient({ client, taskQueue: options.taskQueue, catalog, signer: options.signer, language: options.language });
   const deadlineMs = options.deadlineMs ?? alerting.deadlineMs;
   /** Calls the bridge stopped waiting for at a notification's deadline. */
   const lateCalls = new Set<Promise<unknown>>();

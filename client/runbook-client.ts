@@ -9,6 +9,16 @@ import type { Signer } from './signing';
 import { alertFiringSignal, alertResolvedSignal, approveUpdate, cancelSignal, rejectUpdate, statusQuery } from '../common/messages';
 import { zodProblems } from '../common/zod-problems';
 import { runbookRunsQuery } from '../common/search-attributes';
+import { defaultLanguage, type Language } from '../common/texts';
+
+/**
+ * The input with the client's language when it is not the default and the input names none.
+ * English runs keep inputs as they were; utilities (preflight) write nothing for people.
+ */
+function withLanguage(entry: CatalogEntry, input: Record<string, unknown>, language: Language): Record<string, unknown> {
+  if (language === defaultLanguage || 'language' in input || entry.kind === 'utility') return input;
+  return { ...input, language };
+}
 
 /** A refusal or bad request, with a message meant for a person. */
 export class RunbookClientError extends Error {
@@ -30,6 +40,8 @@ export interface RunbookClientOptions {
   signer?: Signer;
   /** How long a signed statement is valid; at most the workers' approvals.statementLifetime (default 10 min). */
   statementLifetimeMs?: number;
+  /** The language runs started here write in (config `language`, RUNBOOK_LANGUAGE), fixed in their input; an input that names one keeps it. */
+  language?: Language;
 }
 
 export interface StartOptions {
@@ -130,7 +142,7 @@ function keyword(info: WorkflowExecutionInfo, name: string): string | undefined 
 }
 
 /** The typed API other services (alerting, chat bots) and the CLI use to run runbooks. */
-export function createRunbookClient({ client, taskQueue, catalog = defaultCatalog, signer, statementLifetimeMs = 10 * 60_000 }: RunbookClientOptions) {
+export function createRunbookClient({ client, taskQueue, catalog = defaultCatalog, signer, statementLifetimeMs = 10 * 60_000, language = defaultLanguage }: RunbookClientOptions) {
   const namespace = client.options.namespace;
   const validity = () => {
     const now = Date.now();
@@ -224,7 +236,7 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
       const entry = entryOf(name);
       if ('scheduled' in input) throw new RunbookClientError(`invalid input for ${name}: scheduled is not an input; whether a schedule started a run is asked of the Temporal server`);
       if ('startProof' in input) throw new RunbookClientError(`invalid input for ${name}: startProof is made by the client's signer, not given`);
-      const parsed = entry.inputSchema.safeParse({ ...input, startedBy: options.startedBy });
+      const parsed = entry.inputSchema.safeParse({ ...withLanguage(entry, input, language), startedBy: options.startedBy });
       if (!parsed.success) {
         const problems = zodProblems(parsed.error);
         throw new RunbookClientError(`invalid input for ${name}: ${problems.join('; ')}`);
@@ -267,8 +279,14 @@ export function createRunbookClient({ client, taskQueue, catalog = defaultCatalo
     /** A signed decision to paste into the Temporal UI's Update dialog (approve or reject). */
     signDecision,
 
+    /**
+     * Who cancels and why (the cancel message, kept in the timeline), then Temporal's cancellation:
+     * the run stops before its next destructive step, cleans up, and ends Canceled.
+     */
     async cancel(workflowId: string, request: CancelRequest): Promise<void> {
-      await client.workflow.getHandle(workflowId).signal(cancelSignal, request);
+      const handle = client.workflow.getHandle(workflowId);
+      await handle.signal(cancelSignal, request);
+      await handle.cancel();
     },
 
     /** With a fingerprint the run forgets that alert and stops only when no other alert wants it; without, it stops. */

@@ -18,6 +18,7 @@ import { priorityOf, type Severity } from '../common/runbook';
 /** A duration as a schedule description gives it (milliseconds) or as configuration writes it (90s, 1h). */
 const msToNumber = (duration: number | string): number => (typeof duration === 'number' ? duration : durationMs(duration));
 import type { RunbookConfig } from '../config/schema';
+import { defaultLanguage } from '../common/texts';
 
 /** The maintenance checklists (日常运维) that Temporal Schedules start, by their catalog workflow types. */
 export const scheduledChecklists = [
@@ -66,7 +67,7 @@ export interface DesiredSchedule {
   options: ScheduleOptions<ChecklistStartAction> & { spec: { calendars: CalendarSpecDescription[]; timezone: string } };
 }
 
-type SchedulesConfig = Pick<RunbookConfig, 'temporal' | 'schedules'>;
+type SchedulesConfig = Pick<RunbookConfig, 'temporal' | 'schedules'> & Partial<Pick<RunbookConfig, 'language'>>;
 
 export { scheduleIdFor };
 
@@ -120,7 +121,9 @@ export function desiredSchedules(config: SchedulesConfig): DesiredSchedule[] {
           taskQueue: config.temporal.taskQueue,
           // Temporal appends the scheduled time, so every run has an id of its own.
           workflowId: `${workflowType}/scheduled`,
-          args: [{ mode: 'execute', startedBy: `schedule:${scheduleId}`, severity: checklistSeverity }],
+          args: [
+            { mode: 'execute', startedBy: `schedule:${scheduleId}`, severity: checklistSeverity, ...(config.language && config.language !== defaultLanguage ? { language: config.language } : {}) },
+          ],
           priority: priorityOf(checklistSeverity),
           staticSummary: `${title}: ${workflowType} started by schedule ${scheduleId}`,
           staticDetails: `Started by the Temporal Schedule ${scheduleId} (${when} ${timezone}). Change it in configuration (schedules.*) and run npm run schedules.`,

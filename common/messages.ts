@@ -31,7 +31,8 @@ export const messageDescriptions = {
   reject: `Reject the step waiting for approval: nothing of it is applied and the run ends rejected. From the UI: Send an Update > reject. ${decisionInput('reject')}`,
   approveSignal: `For older clients: approve as a Signal (no answer; a refusal is recorded in the timeline). Prefer the approve Update. ${decisionInput('approve')}`,
   rejectSignal: `For older clients: reject as a Signal (no answer; a refusal is recorded in the timeline). Prefer the reject Update. ${decisionInput('reject')}`,
-  cancel: 'Stop the run before its next destructive step; a change in progress finishes or is undone, never left half-done. Input: {"by": "carol", "reason": "false alarm"}.',
+  cancel:
+    'Stop the run before its next destructive step; a change in progress finishes or is undone, never left half-done. Records who and why: send it, then Request Cancellation so the run ends Canceled (runbook cancel does both). Input: {"by": "carol", "reason": "false alarm"}.',
   alertFiring: 'Sent by the alert bridge: an alert (by its Alertmanager fingerprint) wants this run. Input: {"alert": "PostgresConnectionsHigh", "fingerprint": "3f2a9c0e1b7d4a65"}.',
   alertResolved:
     'Sent by the alert bridge: an alert went away; the run stops (before changing anything more) when no other alert wants it. Input: {"alert": "PostgresConnectionsHigh", "fingerprint": "3f2a9c0e1b7d4a65"}.',

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { signedStatementSchema } from './approval-statements';
+import { languages } from './texts';
 
 /** Types shared by the kernel (workflows), the client API and the CLI. */
 
@@ -34,6 +35,8 @@ export const runbookInputBase = {
   scheduled: z.boolean().default(false),
   /** The initiator's signed start statement (client API and CLI with a key, the alert bridge). */
   startProof: signedStatementSchema.optional(),
+  /** What the run writes for people in (reports, notifications, Current Details); set by clients from RUNBOOK_LANGUAGE. English when absent. */
+  language: z.enum(languages, { message: `expected one of ${languages.join(', ')}` }).optional(),
 };
 
 export type DecisionChannel = 'update' | 'signal' | 'policy';
@@ -181,6 +184,8 @@ export interface RunbookStatus {
   outcome?: RunbookOutcome;
   /** The alerts (by fingerprint) that still want the run; absent when none recorded. */
   alertsFiring?: Array<{ alert: string; fingerprint: string }>;
+  /** Where the incident report went, once written (a run that ends Canceled has no result to say it). */
+  report?: { markdownKey: string; jsonKey: string };
 }
 
 /** The part of every runbook result the kernel fills in. */

@@ -10,8 +10,8 @@ import { modes, severities } from '../common/runbook';
  * deploy/prometheus/runbook-alerts.yml.
  */
 
-/** Set by the route itself, never by a label or a fixed input. */
-const routeOwnedFields = ['mode', 'severity', 'startedBy', 'scheduled', 'startProof'];
+/** Set by the route itself or by the bridge (language: RUNBOOK_LANGUAGE), never by a label or a fixed input. */
+const routeOwnedFields = ['mode', 'severity', 'startedBy', 'scheduled', 'startProof', 'language'];
 
 const labelName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'expected a Prometheus label name' });
 

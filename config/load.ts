@@ -43,6 +43,7 @@ export const environmentVariables = {
   ALLOWED_S3_PREFIXES: 'allowlists.s3Prefixes',
   RUNBOOK_APPROVERS: 'approvers',
   NOTIFY_WEBHOOK_URL: 'notifications.webhookUrl',
+  RUNBOOK_LANGUAGE: 'language',
   SLACK_API_URL: 'slack.apiUrl',
   SLACK_BOT_TOKEN: 'slack.botToken',
   SLACK_SIGNING_SECRET: 'slack.signingSecret',

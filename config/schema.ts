@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { defaultLanguage, languages } from '../common/texts';
 import { roles, severities } from '../common/runbook';
 import { parseSshPublicKey } from '../common/ssh-signature';
 import { alertingSchema } from './alerting';
@@ -294,6 +295,8 @@ export const configSchema = z
       })
       .default({ escalation: { P0: '15m', P1: '1h', P2: '4h', P3: '24h' }, policies: defaultApprovalPolicies, statementLifetime: '10m', quorum: [] }),
     notifications: z.object({ webhookUrl: httpUrl.optional() }).default({}),
+    /** The language of reports, notifications, Current Details and checklist rows; fixed in each run's input at start. */
+    language: z.enum(languages, { message: `expected one of ${languages.join(', ')}` }).default(defaultLanguage),
     /**
      * Approvals from Slack (the manual's #ops-alerts): requests posted with Approve / Reject
      * buttons by the worker; the alert bridge's /slack/interactivity endpoint checks Slack's

@@ -20,7 +20,7 @@ function slackEndpoint(config: RunbookConfig, client: Client) {
     jsonLineLog('warn', 'Slack is configured without SLACK_SIGNING_KEY: approvals from Slack are off (the endpoint could not sign them)', {});
     return undefined;
   }
-  const runbooks = createRunbookClient({ client, taskQueue: config.temporal.taskQueue, signer: keyFileSigner(slack.signingKeyFile) });
+  const runbooks = createRunbookClient({ client, taskQueue: config.temporal.taskQueue, signer: keyFileSigner(slack.signingKeyFile), language: config.language });
   const web = new WebClient(slack.botToken, { slackApiUrl: slack.apiUrl });
   return createSlackInteractivity({ runbooks, web, slack, approvers: config.approvers, log: jsonLineLog });
 }
@@ -37,6 +37,7 @@ async function main(): Promise<void> {
     taskQueue: config.temporal.taskQueue,
     alerting: config.alerting,
     signer,
+    language: config.language,
     slackInteractivity: slackEndpoint(config, temporal.client),
   });
   jsonLineLog('info', 'alert bridge ready', {

@@ -14,7 +14,7 @@ import { startAlertBridge } from '../client/alert-bridge';
 import type { AlertRoute } from '../config/alerting';
 import { alertNotification, postToBridge } from './helpers/alert-notifications';
 import { startBySchedule } from './helpers/schedule-runs';
-import { pendingOf } from './helpers/runbook-runs';
+import { canceledRun, pendingOf } from './helpers/runbook-runs';
 import type { kernelTestRunbook } from './workflows/kernel-test-runbook';
 import { extraCatalog } from './workflows/test-catalog';
 
@@ -189,8 +189,8 @@ describe('signed approvals', () => {
       expect(pendingB.planHash).not.toBe(pendingScale.planHash);
       await signed.cancel(a.workflowId, { by: 'test' });
       await signed.cancel(b.workflowId, { by: 'test' });
-      await signed.waitForResult(a.workflowId);
-      await signed.waitForResult(b.workflowId);
+      await canceledRun(signed, client, a.workflowId);
+      await canceledRun(signed, client, b.workflowId);
     });
     expect(targets.applies.filter((x) => x.target === targetB)).toEqual([]);
     expect(targets.applies.filter((x) => x.target === targetA)).toEqual([{ target: targetA, stepId: 'restart' }]);
@@ -238,7 +238,7 @@ describe('signed approvals', () => {
       const started = await forged.startRunbook('kernelTestRunbook', { mode: 'execute', target: other, steps: steps('restart') }, { startedBy: 'alice' });
       await expect(forged.waitForResult(started.workflowId)).rejects.toMatchObject({ cause: { message: expect.stringMatching(/^the signed start is refused: not signed by alice: signed by key/) } });
       await signed.cancel(workflowId, { by: 'test' });
-      await signed.waitForResult(workflowId);
+      await canceledRun(signed, client, workflowId);
     });
     expect(targets.applies.filter((a) => a.target === target)).toEqual([]);
 

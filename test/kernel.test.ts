@@ -13,7 +13,7 @@ import { testbedConfig, testbedEnv, testbedS3 } from './helpers/testbed';
 import { withWorker } from './helpers/worker';
 import type { kernelTestRunbook } from './workflows/kernel-test-runbook';
 import { extraCatalog } from './workflows/test-catalog';
-import { expectIncidentReport, pendingOf, scheduledActivityTypes } from './helpers/runbook-runs';
+import { canceledRun, expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes } from './helpers/runbook-runs';
 
 const approvers = [
   { id: 'alice', roles: ['l1'] },
@@ -207,35 +207,110 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
     expect(targets.applies.filter((a) => a.target === target)).toHaveLength(1);
   });
 
-  test('cancel while waiting for approval stops the run; nothing changes', async () => {
+  /** Two steps (restart, then scale) with a report: what the cancel tests stop part way. */
+  const startRestartAndScale = (runbooks: RunbookClient, target: string) =>
+    start(runbooks, {
+      mode: 'execute',
+      target,
+      report: true,
+      steps: [
+        { id: 'restart', title: 'Restart' },
+        { id: 'scale', title: 'Scale' },
+      ],
+    });
+
+  test('cancel while waiting for approval: nothing changes, the report is written, the run ends Canceled (searchable)', async () => {
     const target = newTarget();
-    const result = await withKernel(async (runbooks) => {
-      const { workflowId } = await start(runbooks, {
-        mode: 'execute',
-        target,
-        steps: [
-          { id: 'restart', title: 'Restart' },
-          { id: 'scale', title: 'Scale' },
-        ],
-      });
+    const { status, report } = await withKernel(async (runbooks, client) => {
+      const { workflowId, runId } = await startRestartAndScale(runbooks, target);
       await pendingOf(runbooks, workflowId, 'restart');
       await runbooks.cancel(workflowId, { by: 'alice', reason: 'false alarm' });
-      return runbooks.waitForResult<RunbookResultBase>(workflowId);
+      const status = await canceledRun(runbooks, client, workflowId);
+      const listed: string[] = [];
+      await waitUntil('the run is listed as Canceled', async () => {
+        listed.length = 0;
+        for await (const run of client.workflow.list({ query: `WorkflowId = '${workflowId}' AND ExecutionStatus = 'Canceled'` })) listed.push(run.runId);
+        return listed.length > 0;
+      });
+      expect(listed).toEqual([runId]);
+      return { status, report: await readBucketText(status.report!.markdownKey) };
     });
-    expect(result.outcome).toBe('cancelled');
+    expect(status.outcome).toBe('cancelled');
     expect(targets.applies.filter((a) => a.target === target)).toEqual([]);
-    expect(result.timeline.filter((e) => e.event === 'skipped').map((e) => e.stepId)).toEqual(['restart', 'scale']);
-    expect(result.timeline.find((e) => e.event === 'cancelled')).toMatchObject({ by: 'alice', reason: 'false alarm' });
+    expect(status.timeline.filter((e) => e.event === 'skipped').map((e) => e.stepId)).toEqual(['restart', 'scale']);
+    expect(status.timeline.find((e) => e.event === 'cancelled')).toMatchObject({ by: 'alice', reason: 'false alarm' });
+    expect(status.timeline.filter((e) => e.event === 'locked')).toEqual([]);
+    expect(status.timeline.at(-1)).toMatchObject({ event: 'finished', detail: 'cancelled: 2 steps' });
+    expectIncidentReport(report);
+    expect(report).toContain('**cancelled**');
+  });
+
+  test('cancel during an apply: the apply finishes, the lock is given back, later steps are skipped, the run ends Canceled', async () => {
+    const target = newTarget();
+    const openGate = targets.holdApplies();
+    try {
+      const status = await withKernel(async (runbooks, client) => {
+        const { workflowId } = await startRestartAndScale(runbooks, target);
+        const pending = await pendingOf(runbooks, workflowId, 'restart');
+        await runbooks.approve(workflowId, { stepId: 'restart', planHash: pending.planHash, approver: 'bob', reason: 'go' });
+        await waitUntil('the apply started', async () => targets.started.some((a) => a.target === target));
+        await runbooks.cancel(workflowId, { by: 'carol', reason: 'stop after this' });
+        await waitUntil('the cancel is recorded', async () => (await runbooks.getStatus(workflowId)).timeline.some((e) => e.event === 'cancelled'));
+        openGate();
+        const status = await canceledRun(runbooks, client, workflowId);
+        const lock = await client.workflow.getHandle(lockWorkflowId(target)).query(lockStateQuery);
+        expect(lock.holder).toBeUndefined();
+        return status;
+      });
+      expect(targets.applies.filter((a) => a.target === target).map((a) => a.stepId)).toEqual(['restart']);
+      expect(status.timeline.filter((e) => ['applied', 'skipped', 'locked', 'unlocked', 'finished'].includes(e.event)).map((e) => [e.event, e.stepId ?? e.detail])).toEqual([
+        ['locked', `lock on ${target}`],
+        ['applied', 'restart'],
+        ['unlocked', `lock on ${target}`],
+        ['skipped', 'scale'],
+        ['finished', 'cancelled: 2 steps'],
+      ]);
+      expect(status.outcome).toBe('cancelled');
+      expect(status.report?.markdownKey).toBeDefined();
+    } finally {
+      openGate();
+    }
+  });
+
+  test('RUNBOOK_LANGUAGE=zh-CN: the client fixes the language in the input; Current Details, the finished run and its report are in Chinese', async () => {
+    const target = newTarget();
+    const { details, finishedDetails, report, input } = await withKernel(async (_runbooks, client) => {
+      const chinese = createRunbookClient({ client, taskQueue: config.temporal.taskQueue, catalog: testCatalog, language: 'zh-CN' });
+      const { workflowId } = await start(chinese, { mode: 'execute', target, report: true, steps: [{ id: 'restart', title: '重启' }] });
+      const handle = client.workflow.getHandle(workflowId);
+      const pending = await pendingOf(chinese, workflowId, 'restart');
+      const details = (await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata')).currentDetails;
+      await chinese.approve(workflowId, { stepId: 'restart', planHash: pending.planHash, approver: 'bob', reason: '连接数过高' });
+      const result = await chinese.waitForResult<RunbookResultBase>(workflowId);
+      const finishedDetails = (await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata')).currentDetails;
+      const started = (await handle.fetchHistory()).events![0]!.workflowExecutionStartedEventAttributes!.input!.payloads![0]!;
+      return { details, finishedDetails, report: await readBucketText(result.report!.markdownKey), input: JSON.parse(Buffer.from(started.data!).toString('utf8')) as { language?: string } };
+    });
+    expect(input.language).toBe('zh-CN');
+    expect(details).toContain(`## kernelTestRunbook：${target}`);
+    expect(details).toContain('**等待审批**："restart"；已完成 1/2 步。');
+    expect(details).toContain('审批层级 一线运维');
+    expect(details).toContain('### 最近事件');
+    expect(finishedDetails).toContain('**已结束：已完成**');
+    expect(finishedDetails).toContain('**事故报告：**');
+    expect(report).toContain(`# 事故报告：kernelTestRunbook：${target}`);
+    for (const part of ['- 结果：**已完成**', '## 事件时间线', '## 影响范围', '## 根本原因', '## 解决方案', '## 预防措施', '| 时间 | 事件 | 步骤 | 执行人 | 详情 |']) expect(report).toContain(part);
+    expect(report).toMatch(/\| 决定 \| 重启 \| bob, l2, update, 未验证 \| 连接数过高 — approved \|/);
   });
 
   test('a second start on the same target joins the running run', async () => {
     const target = newTarget();
-    await withKernel(async (runbooks) => {
+    await withKernel(async (runbooks, client) => {
       const first = await start(runbooks, { mode: 'execute', target, steps: [{ id: 'restart', title: 'Restart' }] });
       const second = await start(runbooks, { mode: 'execute', target, steps: [{ id: 'restart', title: 'Restart' }] }, 'alice');
       expect(second).toEqual(first);
       await runbooks.cancel(first.workflowId, { by: 'test' });
-      await runbooks.waitForResult(first.workflowId);
+      await canceledRun(runbooks, client, first.workflowId);
     });
   });
 
@@ -282,7 +357,7 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
         args: [{ mode: 'execute', startedBy: 'erin', steps: routine, ...input }],
       });
     const applying = (target: string) => waitUntil(`an apply on ${target}`, () => targets.started.some((a) => a.target === target));
-    const lockEvents = (result: RunbookResultBase) => result.timeline.filter((e) => e.event === 'locked' || e.event === 'unlocked').map((e) => [e.event, e.detail]);
+    const lockEvents = (result: Pick<RunbookResultBase, 'timeline'>) => result.timeline.filter((e) => e.event === 'locked' || e.event === 'unlocked').map((e) => [e.event, e.detail]);
     const terminateLocks = (client: Client, names: string[]) => Promise.all(names.map((name) => lockOf(client, name).terminate('test over')));
 
     test('a holder whose apply outlasts the lease keeps the lock while its run is open; the next run waits', async () => {
@@ -414,7 +489,7 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
           await waitUntil('the waiter queued at its second lock', async () => (await requesters(client, busy)).waiting.includes(waiter.workflowId));
           expect(await requesters(client, other)).toEqual({ holder: waiter.workflowId, waiting: [] });
           await runbooks.cancel(waiter.workflowId, { by: 'erin', reason: 'no longer needed' });
-          const result = await waiter.result();
+          const result = await canceledRun(runbooks, client, waiter.workflowId);
           expect(result.outcome).toBe('cancelled');
           expect(result.timeline.find((e) => e.stepId === 'routine' && e.event === 'skipped')?.detail).toBe('run cancelled while waiting for the lock');
           expect(lockEvents(result)).toEqual([

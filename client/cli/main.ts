@@ -53,6 +53,7 @@ async function withSession<T>(options: { as?: string; key?: string }, body: (ses
       catalog: loadCatalog(),
       signer: key?.signer,
       statementLifetimeMs: durationMs(config.approvals.statementLifetime),
+      language: config.language,
     });
     return await body({ runbooks, as, key, verified: approvalsVerified(config) });
   } finally {
@@ -304,13 +305,13 @@ function program(): Command {
 
   cli
     .command('cancel')
-    .description('stop a run before its next destructive step')
+    .description('stop a run before its next destructive step; it cleans up and ends Canceled')
     .argument('<id>', 'workflow id of the run')
     .option('--reason <text>', 'why')
     .action((id: string, options: { reason?: string }, command: Command) =>
       withSession(command.optsWithGlobals(), async ({ runbooks, as }) => {
         await runbooks.cancel(id, { by: as, reason: options.reason });
-        print(`cancel sent to ${id}: no further destructive step will run`);
+        print(`cancellation requested for ${id}: no further destructive step will run; it ends Canceled once it has cleaned up`);
       }),
     );
   return cli;

@@ -1,5 +1,5 @@
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import type { WorkflowHandle } from '@temporalio/client';
+import { CancelledFailure, WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { LockRequest } from '../../common/target-lock-messages';
 import type { RunbookClient } from '../../client';
@@ -17,6 +17,22 @@ export async function pendingOf(runbooks: RunbookClient, workflowId: string, ste
     return pending?.stepId === stepId && (approvals === undefined || (pending.approvals?.length ?? 0) === approvals);
   });
   return status!.pending!;
+}
+
+/**
+ * A run that ended by Temporal's cancellation: its result is a CancelledFailure, the server
+ * says CANCELLED (searchable as ExecutionStatus = 'Canceled'), and its status (asked of the
+ * worker) is returned to check its timeline.
+ */
+export async function canceledRun(runbooks: RunbookClient, client: Client, workflowId: string): Promise<RunbookStatus> {
+  const ended = await runbooks.waitForResult(workflowId).then(
+    () => new Error(`${workflowId} completed instead of ending Canceled`),
+    (err: unknown) => err,
+  );
+  if (!(ended instanceof WorkflowFailedError && ended.cause instanceof CancelledFailure)) throw ended;
+  const described = await client.workflow.getHandle(workflowId).describe();
+  if (described.status.name !== 'CANCELLED') throw new Error(`${workflowId} is ${described.status.name}, not CANCELLED`);
+  return runbooks.getStatus(workflowId);
 }
 
 /**

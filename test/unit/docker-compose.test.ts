@@ -159,6 +159,8 @@ describe('docker-compose.yml', () => {
       'ALERT_BRIDGE_SIGNING_KEY',
       'ALERT_BRIDGE_DEADLINE_MS',
       'ALERT_BRIDGE_CONCURRENCY',
+      // The clients' (CLI, alert bridge, schedules): the language they fix in the runs they start; English by default.
+      'RUNBOOK_LANGUAGE',
       // Payload encryption is off unless keys are configured (README "Payload encryption").
       'RUNBOOK_PAYLOAD_KEYS',
       'RUNBOOK_PAYLOAD_KEY_ID',

@@ -56,7 +56,8 @@ export class Checklist {
         (rs) => rs.map((r) => `${r.status} ${r.title}: ${r.value}`).join('; '),
       );
     } catch (err) {
-      rows = [row({ id: stepId, title, status: 'WARN', value: 'not measured', detail: `the check could not run: ${errorText(err)}` })];
+      const t = this.run.texts;
+      rows = [row({ id: stepId, title, status: 'WARN', value: t.notMeasured, detail: t.checkCouldNotRun(errorText(err)) })];
     }
     this.rows.push(...rows);
     return rows;
@@ -90,10 +91,11 @@ export class Checklist {
   async finish(): Promise<ChecklistResult> {
     const { workflowId, runId } = workflowInfo();
     const identity = this.run.identity;
+    const t = this.run.texts;
     const tally = () => {
       const counts = countStatuses(this.rows);
       const overall = worstStatus(this.rows.map((r) => r.status));
-      return { counts, overall, summary: `${overall}: ${counts.FAIL} FAIL, ${counts.WARN} WARN, ${counts.PASS} PASS` };
+      return { counts, overall, summary: t.checklistSummary(t.overallStatus(overall), t.checklistCounts(counts)) };
     };
     const { counts, overall } = tally();
     let checklistReport: ChecklistResult['checklistReport'];
@@ -111,17 +113,18 @@ export class Checklist {
         counts,
         checks: this.rows,
         changes: this.changes,
+        language: identity.language,
       });
     } catch (err) {
       // S3 being down is itself a finding: the rows still reach the result and the summary.
       this.rows.push({
         id: 'report',
-        section: 'Report',
-        title: 'Report saved to S3',
+        section: t.reportRowSection,
+        title: t.reportRowTitle,
         status: 'WARN',
-        value: 'not saved',
+        value: t.notSaved,
         threshold: '',
-        detail: `the report could not be written: ${errorText(err)}`,
+        detail: t.reportNotWritten(errorText(err)),
       });
     }
     // Counted again: a report that could not be saved added a row.
@@ -129,10 +132,13 @@ export class Checklist {
     const urgent = byUrgency(this.rows).filter((r) => r.status !== 'PASS');
     try {
       await read.notify({
-        title: `${identity.name}: ${summary}`,
-        text: urgent.length > 0 ? urgent.map((r) => `${r.status} ${r.title}: ${r.value}${r.threshold ? ` (${r.threshold})` : ''} — ${r.detail}`).join('\n') : `all ${final.counts.PASS} checks PASS`,
+        title: t.checklistSummary(t.runbook(identity.name), summary),
+        text:
+          urgent.length > 0
+            ? urgent.map((r) => `${t.overallStatus(r.status)} ${r.title}: ${r.value}${r.threshold ? ` (${r.threshold})` : ''} — ${r.detail}`).join('\n')
+            : t.checklistAllPass(final.counts.PASS),
         severity: final.overall === 'FAIL' ? 'P2' : 'info',
-        fields: { run: workflowId, target: identity.target, report: checklistReport?.markdownKey ?? 'not saved' },
+        fields: { [t.fieldLabels.run]: workflowId, [t.fieldLabels.target]: identity.target, [t.fieldLabels.report]: checklistReport?.markdownKey ?? t.notSaved },
         dedupeKey: `${workflowId}/${runId}/summary`,
       });
     } catch (err) {

@@ -1,6 +1,9 @@
 import {
+  CancellationScope,
+  CancelledFailure,
   ContinueAsNew,
   isCancellation,
+  patched,
   type ActivityInput,
   type Next,
   type WorkflowExecuteInput,
@@ -12,18 +15,47 @@ import { activitySummary } from './activity-summary';
 import { RunbookRun } from './runbook-run';
 
 /**
- * A run that ends by an error (a refused target, a failed activity, Temporal's cancel) still
- * gets its `finished` timeline entry, so its status says how it ended. Records only in memory:
- * no command, so histories replay the same with or without it.
+ * The workflow's body runs in a scope of its own that Temporal's cancellation does not reach by
+ * itself: the cancellation decides first whether it interrupts the body. Cancelling the scope
+ * with the root's error propagates the cancel exactly as the root would have (runs recorded
+ * before 'temporal-cancel-finishes', lock workflows).
  */
-class FinishedOnError implements WorkflowInboundCallsInterceptor {
+class BodyScope extends CancellationScope {
+  constructor() {
+    super({ cancellable: true, parent: new CancellationScope({ cancellable: false }) });
+  }
+
+  cancelWith(err: unknown): void {
+    this.reject(err);
+  }
+}
+
+/**
+ * Temporal's cancel is the run's cancel: a runbook run stops before its next destructive step,
+ * finishes its cleanup (compensation, lock release, report, `finished` entry) undisturbed, then
+ * ends Canceled. A run that ends by an error (a refused target, a failed activity) still gets its
+ * `finished` timeline entry, so its status says how it ended (memory only: no command).
+ */
+class RunEnding implements WorkflowInboundCallsInterceptor {
   async execute(input: WorkflowExecuteInput, next: Next<WorkflowInboundCallsInterceptor, 'execute'>): Promise<unknown> {
+    const body = new BodyScope();
+    CancellationScope.current().cancelRequested.catch((err: unknown) => {
+      const run = RunbookRun.current;
+      if (run && patched('temporal-cancel-finishes')) run.cancelFromTemporal();
+      else body.cancelWith(err);
+    });
+    let result: unknown;
     try {
-      return await next(input);
+      result = await body.run(() => next(input));
     } catch (err) {
-      if (!(err instanceof ContinueAsNew)) RunbookRun.current?.endedByError(err, isCancellation(err));
+      if (err instanceof ContinueAsNew) throw err;
+      const run = RunbookRun.current;
+      run?.endedByError(err, isCancellation(err) || run.endsCanceled);
+      if (run?.endsCanceled && !isCancellation(err)) throw new CancelledFailure(run.cancelledSentence());
       throw err;
     }
+    if (RunbookRun.current?.endsCanceled) throw new CancelledFailure(RunbookRun.current.cancelledSentence());
+    return result;
   }
 }
 
@@ -35,4 +67,4 @@ class ActivitySummaries implements WorkflowOutboundCallsInterceptor {
   }
 }
 
-export const interceptors: WorkflowInterceptorsFactory = () => ({ inbound: [new FinishedOnError()], outbound: [new ActivitySummaries()] });
+export const interceptors: WorkflowInterceptorsFactory = () => ({ inbound: [new RunEnding()], outbound: [new ActivitySummaries()] });

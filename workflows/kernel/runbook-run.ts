@@ -35,6 +35,7 @@ import { checkDecision, type AcceptedDecision } from './decision-rules';
 import { read } from '../activity-proxies';
 import { errorText, failure } from '../../common/failures';
 import { durationMs } from '../../common/duration';
+import { defaultLanguage, textsFor, type Language, type Texts } from '../../common/texts';
 
 export interface RunbookIdentity {
   name: string;
@@ -51,6 +52,8 @@ export interface RunbookIdentity {
   /** The initiator's signed start statement, and the digest of the input it must bind. */
   startProof?: SignedStatement;
   inputDigest?: string;
+  /** What the run writes for people in, fixed by its input. */
+  language: Language;
 }
 
 /** The catalog entry a run takes its name, kind and target from (common/catalog.ts). */
@@ -63,12 +66,12 @@ interface LockHeld {
 }
 
 /** A runbook's validated input: the fields every input has (runbookInputBase) and its own. */
-export type RunInput = { mode: Mode; severity: Severity; startedBy: string; scheduled: boolean; startProof?: SignedStatement } & Record<string, unknown>;
+export type RunInput = { mode: Mode; severity: Severity; startedBy: string; scheduled: boolean; startProof?: SignedStatement; language?: Language } & Record<string, unknown>;
 
 /** The run fields of a runbook's validated input. */
 function runFields(input: RunInput) {
-  const { mode, severity, startedBy, scheduled, startProof } = input;
-  return { mode, severity, startedBy, scheduled, startProof, inputDigest: inputDigest(input) };
+  const { mode, severity, startedBy, scheduled, startProof, language } = input;
+  return { mode, severity, startedBy, scheduled, startProof, language: language ?? defaultLanguage, inputDigest: inputDigest(input) };
 }
 
 type Approval = AcceptedDecision & { channel: DecisionChannel };
@@ -129,6 +132,8 @@ export class RunbookRun<Step extends string = string> {
   private provenInitiator: string | undefined;
   private scheduleProof: ScheduleProof | undefined;
   private cancelRequest: CancelRequest | undefined;
+  /** Temporal's cancellation was requested (and the run began after 'temporal-cancel-finishes'): it ends Canceled once cleaned up. */
+  private cancelledInTemporal = false;
   /** The alerts that want this run, by Alertmanager fingerprint (alertFiring adds, alertResolved removes). */
   private readonly alertsFiring = new Map<string, string>();
   /** Bounded timeline: entries recorded and counted (past recordedPerKind) of each unbounded kind. */
@@ -142,6 +147,7 @@ export class RunbookRun<Step extends string = string> {
   private outcome: RunbookOutcome | undefined;
   /** Sentences of effects promised and not found by a verify step: the run ends failed with them. */
   private readonly brokenPromises: string[] = [];
+  private report: RunbookResultBase['report'];
 
   private constructor(
     readonly identity: RunbookIdentity,
@@ -222,6 +228,11 @@ export class RunbookRun<Step extends string = string> {
   private enter(stepId: string): void {
     this.currentStep = stepId;
     if (!this.steps.includes(stepId)) this.steps.push(stepId);
+  }
+
+  /** The texts of the run's language, for whatever it writes for people. */
+  get texts(): Texts {
+    return textsFor(this.identity.language);
   }
 
   get cancelled(): boolean {
@@ -491,18 +502,20 @@ export class RunbookRun<Step extends string = string> {
   private async notifyTier(planned: PlannedStep, tier: ApproverRole): Promise<void> {
     const { workflowId, originalExecutionRunId: runId } = workflowInfo();
     try {
+      const t = this.texts;
+      const label = t.fieldLabels;
       await read.notify({
-        title: `${this.identity.name}: approval needed for "${planned.title}" (${tier})`,
+        title: t.approvalNeeded(t.runbook(this.identity.name), planned.title, t.tier(tier)),
         text: planned.change.summary,
         severity: this.identity.severity,
         fields: {
-          run: workflowId,
-          target: this.identity.target,
-          step: planned.stepId,
-          plan: planned.planHash,
-          'decide by': this.pending?.until ?? '',
-          approvals: `${this.approvals.length} of ${this.required}${this.policy.requireSignatures ? ', signed' : ', UNVERIFIED: no approver keys configured'}`,
-          approve: `runbook approve ${workflowId} --step ${planned.stepId} --plan ${planned.planHash} --reason "..."`,
+          [label.run]: workflowId,
+          [label.target]: this.identity.target,
+          [label.step]: planned.stepId,
+          [label.plan]: planned.planHash,
+          [label.decideBy]: this.pending?.until ?? '',
+          [label.approvals]: t.approvalCount(this.approvals.length, this.required, this.policy.requireSignatures === true),
+          [label.approve]: `runbook approve ${workflowId} --step ${planned.stepId} --plan ${planned.planHash} --reason "..."`,
         },
         dedupeKey: `${workflowId}/${planned.stepId}/${planned.planHash.slice(0, 12)}/${tier}`,
         approval: { workflowId, runId, stepId: planned.stepId, planHash: planned.planHash },
@@ -699,6 +712,27 @@ export class RunbookRun<Step extends string = string> {
     }
   }
 
+  /**
+   * Temporal's cancellation request (the UI's Request Cancellation, `runbook cancel`, the API),
+   * taken as the run's cancel: no further destructive step, then the run finishes its cleanup and
+   * ends Canceled (kernel/interceptors.ts). Who and why come from a cancel message sent first.
+   */
+  cancelFromTemporal(): void {
+    this.cancelledInTemporal = true;
+    this.requestCancel({ by: 'temporal', reason: 'cancellation requested in Temporal' });
+  }
+
+  get endsCanceled(): boolean {
+    return this.cancelledInTemporal;
+  }
+
+  /** The sentence a run that ends Canceled ends with: who cancelled, and its `finished` entry. */
+  cancelledSentence(): string {
+    const finished = [...this.timeline].reverse().find((e) => e.event === 'finished');
+    const why = this.cancelRequest?.reason ? ` ("${this.cancelRequest.reason}")` : '';
+    return `cancelled by ${this.cancelRequest?.by ?? 'temporal'}${why}${finished?.detail ? `; ${finished.detail}` : ''}`;
+  }
+
   private requestCancel(request: CancelRequest): void {
     if (this.cancelRequest) return;
     this.cancelRequest = request;
@@ -725,6 +759,7 @@ export class RunbookRun<Step extends string = string> {
       plan: [...this.plan.values()],
       timeline: [...this.timeline],
       outcome: this.outcome,
+      ...(this.report ? { report: this.report } : {}),
       ...(this.alertsFiring.size > 0 ? { alertsFiring: [...this.alertsFiring].map(([fingerprint, alert]) => ({ alert, fingerprint })) } : {}),
     };
   }
@@ -735,13 +770,15 @@ export class RunbookRun<Step extends string = string> {
   }
 
   /** The Temporal UI's Current Details: set after each change (no command, so replays are unaffected). */
-  private showDetails(report?: RunbookResultBase['report']): void {
-    setCurrentDetails(currentDetails(workflowInfo().workflowId, this.status(), report));
+  private showDetails(): void {
+    setCurrentDetails(currentDetails(workflowInfo().workflowId, this.status(), this.texts));
   }
 
   /** The run's outcome from its steps: what a person reading the result needs first. */
   private decideOutcome(): RunbookOutcome {
     const outcomes = [...this.stepOutcomes.values()];
+    // Ends Canceled in Temporal: the outcome says the same.
+    if (this.cancelledInTemporal) return 'cancelled';
     if (this.identity.mode === 'plan') return 'planned';
     if (outcomes.includes('failed') || this.brokenPromises.length > 0) return 'failed';
     if (this.cancelled) return 'cancelled';
@@ -783,12 +820,14 @@ export class RunbookRun<Step extends string = string> {
         mode: this.identity.mode,
         startedBy: this.identity.startedBy,
         outcome: this.outcome,
+        language: this.identity.language,
         summary,
         plan: result.plan,
         timeline: result.timeline,
         evidence: this.evidence,
       });
-      this.showDetails(result.report);
+      this.report = result.report;
+      this.showDetails();
     }
     return result;
   }
