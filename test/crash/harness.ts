@@ -32,6 +32,8 @@ export interface CrashScenario {
   reset(): Promise<void>;
   /** The run's input (execute mode is added). */
   input(): Record<string, unknown>;
+  /** Plays a controller the run waits for (cert-manager), called every few hundred ms while a run is in flight. */
+  tick?(): Promise<void>;
   /** What the runbook may change, double effects included (generations, revisions, counts). */
   snapshot(): Promise<unknown>;
   /** Removes the scratch objects. */
@@ -189,6 +191,7 @@ export class CrashHarness {
     const approved = new Set<string>();
     while (!done()) {
       try {
+        await this.scenario.tick?.();
         const status = await withTimeout(this.runbooks.getStatus(workflowId), queryTimeoutMs, 'status query');
         const pending = status.pending;
         if (status.state === 'finished') return;
