@@ -66,14 +66,16 @@ const plain = (value: unknown): unknown => (value === undefined ? undefined : JS
  * A scenario on scratch objects that its reset removes and creates again (`remove`, then
  * `create`), and its teardown removes; the test team approves (bob, l2) unless the config says more.
  */
-function recreatedScenario(s: Omit<CrashScenario, 'reset' | 'teardown' | 'setup' | 'configOverrides'> & {
-  configOverrides?: Record<string, string>;
-  setup?: () => Promise<void>;
-  remove: () => Promise<void>;
-  create: () => Promise<void>;
-  /** After `remove`, what setup made (namespaces, connections). */
-  teardown?: () => Promise<void>;
-}): CrashScenario {
+function recreatedScenario(
+  s: Omit<CrashScenario, 'reset' | 'teardown' | 'setup' | 'configOverrides'> & {
+    configOverrides?: Record<string, string>;
+    setup?: () => Promise<void>;
+    remove: () => Promise<void>;
+    create: () => Promise<void>;
+    /** After `remove`, what setup made (namespaces, connections). */
+    teardown?: () => Promise<void>;
+  },
+): CrashScenario {
   const { remove, create, teardown, ...rest } = s;
   return {
     ...rest,
@@ -383,7 +385,11 @@ export function certificateExpiryScenario(): CrashScenario {
     create: async () => {
       issued = 0;
       await networking.createNamespacedIngress(namespace, {
-        metadata: { name: ingress, labels: { 'runbook-test/scratch': 'true' }, annotations: { 'cert-manager.io/cluster-issuer': 'letsencrypt-prod', 'nginx.ingress.kubernetes.io/ssl-redirect': 'true' } },
+        metadata: {
+          name: ingress,
+          labels: { 'runbook-test/scratch': 'true' },
+          annotations: { 'cert-manager.io/cluster-issuer': 'letsencrypt-prod', 'nginx.ingress.kubernetes.io/ssl-redirect': 'true' },
+        },
         spec: {
           ingressClassName: 'nginx',
           tls: [{ hosts: [host], secretName }],
@@ -470,7 +476,12 @@ export function rotateDatabasePasswordScenario(): CrashScenario {
         other: data.OTHER,
         newLogsIn: data[key] !== old && (await logsIn(role, data[key]!)),
         oldLogsIn: await logsIn(role, old),
-        app: { generation: d.generation, revision: d.revision, replicaSets: d.replicaSets.length, restarted: (d.template as V1PodTemplateSpec).metadata?.annotations?.['kubectl.kubernetes.io/restartedAt'] !== undefined },
+        app: {
+          generation: d.generation,
+          revision: d.revision,
+          replicaSets: d.replicaSets.length,
+          restarted: (d.template as V1PodTemplateSpec).metadata?.annotations?.['kubectl.kubernetes.io/restartedAt'] !== undefined,
+        },
       };
     },
   });
@@ -489,7 +500,10 @@ export function applyNetworkPolicyScenario(): CrashScenario {
     setup: async () => {
       await ns.create();
       for (const app of ['short-drama-app', 'postgres'])
-        await core.createNamespacedPod(ns.name, { metadata: { name: `${app}-0`, labels: { app } }, spec: { nodeName: kwokNode, containers: [{ name: 'main', image: 'registry.example/scratch:1.0' }] } });
+        await core.createNamespacedPod(ns.name, {
+          metadata: { name: `${app}-0`, labels: { app } },
+          spec: { nodeName: kwokNode, containers: [{ name: 'main', image: 'registry.example/scratch:1.0' }] },
+        });
     },
     remove: async () => {
       await networking.deleteNamespacedNetworkPolicy(policy, ns.name).catch(ignore404);
