@@ -51,7 +51,7 @@ export interface CrashPoint {
   ordinal: number;
 }
 
-/** When the Temporal server is restarted: while the run waits for its first approval, or while the first activity after it runs. */
+/** When the Temporal server is restarted: while the run waits for its first approval, or while the change it approved is applied. */
 export type ServerRestartMoment = 'approval' | 'activity';
 const restartPhase = (moment: ServerRestartMoment) => (moment === 'approval' ? ('server restart, awaiting approval' as const) : ('server restart, activity running' as const));
 
@@ -104,10 +104,20 @@ export function ordinalText(n: number): string {
   return `${n}${teen ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th')}`;
 }
 
+/**
+ * The first activity after the approval that also ran before it: the change applied for real after
+ * its dry run in the plan (not the lock or the notice around it); else the first after the approval.
+ */
+function changeAppliedAfterApproval(points: CrashPoint[], scheduledBefore: number): CrashPoint | undefined {
+  const planned = new Set(points.slice(0, scheduledBefore).map((p) => p.activityType));
+  const after = points.slice(scheduledBefore);
+  return after.find((p) => planned.has(p.activityType)) ?? after[0];
+}
+
 export interface CleanRun {
   points: CrashPoint[];
-  /** The first activity after the first approval (the change applied): where the server restarts under a running activity. */
-  firstAfterApproval?: CrashPoint;
+  /** Where the server restarts under a running activity: the approved change applied for real (see `changeAppliedAfterApproval`). */
+  appliedAfterApproval?: CrashPoint;
   snapshot: unknown;
   outcome: unknown;
   ms: number;
@@ -248,7 +258,7 @@ export class CrashHarness {
       const points = types.map((activityType, i) => ({ k: i + 1, activityType, ordinal: types.slice(0, i + 1).filter((t) => t === activityType).length }));
       const firstApproval = events.findIndex((e) => e.workflowExecutionUpdateAcceptedEventAttributes);
       const scheduledBefore = events.slice(0, firstApproval).filter((e) => e.activityTaskScheduledEventAttributes).length;
-      return { points, firstAfterApproval: firstApproval >= 0 ? points[scheduledBefore] : undefined, snapshot: await this.scenario.snapshot(), outcome, ms: Date.now() - began };
+      return { points, appliedAfterApproval: firstApproval >= 0 ? changeAppliedAfterApproval(points, scheduledBefore) : undefined, snapshot: await this.scenario.snapshot(), outcome, ms: Date.now() - began };
     } finally {
       run?.giveUp();
       await this.stopWorker(worker);
@@ -313,7 +323,7 @@ export class CrashHarness {
    */
   async restartServerAt(moment: ServerRestartMoment, clean: CleanRun): Promise<CaseResult> {
     const began = Date.now();
-    const point = moment === 'activity' ? clean.firstAfterApproval : undefined;
+    const point = moment === 'activity' ? clean.appliedAfterApproval : undefined;
     const phase = restartPhase(moment);
     const cell = { runbook: this.scenario.runbook, k: point?.k ?? 0, activityType: point?.activityType ?? 'approval', ordinal: point?.ordinal ?? 0, phase };
     const where = `${this.scenario.runbook}: ${phase}${point ? ` (k=${point.k}, the ${ordinalText(point.ordinal)} ${point.activityType})` : ''}`;
