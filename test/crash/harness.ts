@@ -105,13 +105,25 @@ export function ordinalText(n: number): string {
 }
 
 /**
- * The first activity after the approval that also ran before it: the change applied for real after
- * its dry run in the plan (not the lock or the notice around it); else the first after the approval.
+ * The first activity after the approval whose type ran as a dry run (`dryRun: true` in its input)
+ * before it: the change applied for real (not the lock, the notice or a read around it); else the
+ * first activity after the approval.
  */
-function changeAppliedAfterApproval(points: CrashPoint[], scheduledBefore: number): CrashPoint | undefined {
-  const planned = new Set(points.slice(0, scheduledBefore).map((p) => p.activityType));
+function changeAppliedAfterApproval(points: CrashPoint[], scheduledBefore: number, dryRuns: boolean[]): CrashPoint | undefined {
+  const planned = new Set(points.slice(0, scheduledBefore).flatMap((p, i) => (dryRuns[i] ? [p.activityType] : [])));
   const after = points.slice(scheduledBefore);
-  return after.find((p) => planned.has(p.activityType)) ?? after[0];
+  return after.find((p) => planned.has(p.activityType) && !dryRuns[p.k - 1]) ?? after[0];
+}
+
+/** Whether a scheduled activity's input (JSON payloads, no codec in the test bed's crash runs) asks for a dry run. */
+function isDryRun(payloads: Array<{ data?: Uint8Array | null }> | null | undefined): boolean {
+  return (payloads ?? []).some((p) => {
+    try {
+      return (JSON.parse(Buffer.from(p.data ?? []).toString('utf8')) as { dryRun?: unknown } | null)?.dryRun === true;
+    } catch {
+      return false;
+    }
+  });
 }
 
 export interface CleanRun {
@@ -254,11 +266,25 @@ export class CrashHarness {
       run = await this.run();
       const outcome = outcomeOf(await withTimeout(run.result, stuckAfterMs, `${this.scenario.runbook}: the clean run`));
       const events = (await this.client.workflow.getHandle(run.workflowId).fetchHistory()).events ?? [];
-      const types = events.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+      const scheduled = events.flatMap((e) => e.activityTaskScheduledEventAttributes ?? []);
+      const types = scheduled.map((a) => a.activityType?.name ?? '?');
       const points = types.map((activityType, i) => ({ k: i + 1, activityType, ordinal: types.slice(0, i + 1).filter((t) => t === activityType).length }));
       const firstApproval = events.findIndex((e) => e.workflowExecutionUpdateAcceptedEventAttributes);
       const scheduledBefore = events.slice(0, firstApproval).filter((e) => e.activityTaskScheduledEventAttributes).length;
-      return { points, appliedAfterApproval: firstApproval >= 0 ? changeAppliedAfterApproval(points, scheduledBefore) : undefined, snapshot: await this.scenario.snapshot(), outcome, ms: Date.now() - began };
+      return {
+        points,
+        appliedAfterApproval:
+          firstApproval >= 0
+            ? changeAppliedAfterApproval(
+                points,
+                scheduledBefore,
+                scheduled.map((a) => isDryRun(a.input?.payloads)),
+              )
+            : undefined,
+        snapshot: await this.scenario.snapshot(),
+        outcome,
+        ms: Date.now() - began,
+      };
     } finally {
       run?.giveUp();
       await this.stopWorker(worker);

@@ -39,6 +39,12 @@ async function gone(what: string, read: () => Promise<unknown>): Promise<void> {
   );
 }
 
+/** Deletes an object (already gone is fine) and waits until reading it says 404. */
+async function deleted(what: string, remove: () => Promise<unknown>, read: () => Promise<unknown>): Promise<void> {
+  await remove().catch(ignore404);
+  await gone(what, read);
+}
+
 /** Deletes a scratch Deployment and waits until it and its ReplicaSets are gone. */
 async function removeDeployment(kc: KubeConfig, name: string): Promise<void> {
   await deleteDeployment(kc, name);
@@ -92,20 +98,35 @@ function recreatedScenario(
   };
 }
 
-/** A scratch namespace named now (the config's allowlist needs the name), created by setup and deleted by teardown. */
-function scratchNamespaceLater(kc: KubeConfig, prefix: string) {
+/**
+ * A scenario in a scratch namespace of its own (allowed by the config; the input names it, P3):
+ * setup creates it and `populate` fills it, reset removes what the run creates (`remove`; the run
+ * starts from nothing), teardown deletes the namespace.
+ */
+function scratchNamespaceScenario(
+  kc: KubeConfig,
+  runbook: string,
+  prefix: string,
+  build: (ns: string) => { populate?: () => Promise<void>; remove: () => Promise<void>; snapshot: () => Promise<unknown> },
+): CrashScenario {
   const core = kc.makeApiClient(CoreV1Api);
-  const name = unique(prefix);
-  return {
-    name,
-    allowed: { ALLOWED_NAMESPACES: `${namespace},${name}` },
-    create: async () => {
-      await core.createNamespace({ metadata: { name, labels: { 'runbook-testbed/scratch': 'true' } } });
+  const ns = unique(prefix);
+  const { populate, remove, snapshot } = build(ns);
+  return recreatedScenario({
+    runbook,
+    configOverrides: { ALLOWED_NAMESPACES: `${namespace},${ns}` },
+    setup: async () => {
+      await core.createNamespace({ metadata: { name: ns, labels: { 'runbook-testbed/scratch': 'true' } } });
+      await populate?.();
     },
-    remove: async () => {
-      await core.deleteNamespace(name).catch(ignore404);
+    remove,
+    create: async () => undefined,
+    teardown: async () => {
+      await core.deleteNamespace(ns).catch(ignore404);
     },
-  };
+    input: () => ({ namespace: ns, severity: 'P3' }),
+    snapshot,
+  });
 }
 
 /** 紧急扩容 on a scratch Deployment (1 replica) with an HPA (min 1, max 2): to 3 replicas and raised limits. */
@@ -117,9 +138,12 @@ export function emergencyScaleScenario(): CrashScenario {
   return recreatedScenario({
     runbook: 'emergencyScale',
     remove: async () => {
-      await autoscaling.deleteNamespacedHorizontalPodAutoscaler(name, namespace).catch(ignore404);
       await removeDeployment(kc, name);
-      await gone(`hpa ${name}`, () => autoscaling.readNamespacedHorizontalPodAutoscaler(name, namespace));
+      await deleted(
+        `hpa ${name}`,
+        () => autoscaling.deleteNamespacedHorizontalPodAutoscaler(name, namespace),
+        () => autoscaling.readNamespacedHorizontalPodAutoscaler(name, namespace),
+      );
     },
     create: async () => {
       await scratchDeployment(kc, name);
@@ -149,10 +173,12 @@ export function trafficControlScenario(): CrashScenario {
   const name = unique('crash-tc');
   return recreatedScenario({
     runbook: 'trafficControl',
-    remove: async () => {
-      await networking.deleteNamespacedIngress(name, namespace).catch(ignore404);
-      await gone(`ingress ${name}`, () => networking.readNamespacedIngress(name, namespace));
-    },
+    remove: () =>
+      deleted(
+        `ingress ${name}`,
+        () => networking.deleteNamespacedIngress(name, namespace),
+        () => networking.readNamespacedIngress(name, namespace),
+      ),
     create: async () => {
       await networking.createNamespacedIngress(namespace, {
         metadata: { name, labels: { 'runbook-test/scratch': 'true' }, annotations: { [rateLimitAnnotation]: '100', 'nginx.ingress.kubernetes.io/proxy-body-size': '50m' } },
@@ -377,10 +403,17 @@ export function certificateExpiryScenario(): CrashScenario {
   return recreatedScenario({
     runbook: 'certificateExpiry',
     remove: async () => {
-      await custom.deleteNamespacedCustomObject('cert-manager.io', 'v1', namespace, 'certificates', certificate).catch(ignore404);
-      await gone(`certificate ${certificate}`, readCertOrThrow(readCert));
-      await networking.deleteNamespacedIngress(ingress, namespace).catch(ignore404);
-      await gone(`ingress ${ingress}`, () => networking.readNamespacedIngress(ingress, namespace));
+      const certificateApi = ['cert-manager.io', 'v1', namespace, 'certificates', certificate] as const;
+      await deleted(
+        `certificate ${certificate}`,
+        () => custom.deleteNamespacedCustomObject(...certificateApi),
+        () => custom.getNamespacedCustomObject(...certificateApi),
+      );
+      await deleted(
+        `ingress ${ingress}`,
+        () => networking.deleteNamespacedIngress(ingress, namespace),
+        () => networking.readNamespacedIngress(ingress, namespace),
+      );
     },
     create: async () => {
       issued = 0;
@@ -426,11 +459,6 @@ interface CertificateObject {
   status?: { conditions?: Array<{ type: string; status: string }>; notAfter?: string };
 }
 
-/** `gone` wants a read that fails with 404 once the object is deleted. */
-const readCertOrThrow = (read: () => Promise<unknown>) => async () => {
-  if ((await read()) === undefined) throw Object.assign(new Error('not found'), { statusCode: 404 });
-};
-
 /**
  * 定期轮换密钥 on a LOGIN role of its own (a known old password), a Secret holding it and an app
  * Deployment. The new password differs from run to run: the snapshot holds what must be true of it
@@ -451,8 +479,11 @@ export function rotateDatabasePasswordScenario(): CrashScenario {
     configOverrides: { ALLOWED_ROTATION_ROLES: role },
     remove: async () => {
       await withAdmin((admin) => admin.query(`DROP ROLE IF EXISTS "${role}"`));
-      await core.deleteNamespacedSecret(secret, namespace).catch(ignore404);
-      await gone(`secret ${secret}`, () => core.readNamespacedSecret(secret, namespace));
+      await deleted(
+        `secret ${secret}`,
+        () => core.deleteNamespacedSecret(secret, namespace),
+        () => core.readNamespacedSecret(secret, namespace),
+      );
       await removeDeployment(kc, app);
     },
     create: async () => {
@@ -492,31 +523,26 @@ export function applyNetworkPolicyScenario(): CrashScenario {
   const kc = adminKubeConfig();
   const core = kc.makeApiClient(CoreV1Api);
   const networking = kc.makeApiClient(NetworkingV1Api);
-  const ns = scratchNamespaceLater(kc, 'crash-np');
   const policy = 'app-network-policy';
-  return recreatedScenario({
-    runbook: 'applyNetworkPolicy',
-    configOverrides: ns.allowed,
-    setup: async () => {
-      await ns.create();
+  return scratchNamespaceScenario(kc, 'applyNetworkPolicy', 'crash-np', (ns) => ({
+    populate: async () => {
       for (const app of ['short-drama-app', 'postgres'])
-        await core.createNamespacedPod(ns.name, {
+        await core.createNamespacedPod(ns, {
           metadata: { name: `${app}-0`, labels: { app } },
           spec: { nodeName: kwokNode, containers: [{ name: 'main', image: 'registry.example/scratch:1.0' }] },
         });
     },
-    remove: async () => {
-      await networking.deleteNamespacedNetworkPolicy(policy, ns.name).catch(ignore404);
-      await gone(`networkpolicy ${policy}`, () => networking.readNamespacedNetworkPolicy(policy, ns.name));
-    },
-    create: async () => undefined,
-    teardown: ns.remove,
-    input: () => ({ namespace: ns.name, severity: 'P3' }),
+    remove: () =>
+      deleted(
+        `networkpolicy ${policy}`,
+        () => networking.deleteNamespacedNetworkPolicy(policy, ns),
+        () => networking.readNamespacedNetworkPolicy(policy, ns),
+      ),
     snapshot: async () => {
-      const live = await readOrUndefined(networking.readNamespacedNetworkPolicy(policy, ns.name));
+      const live = await readOrUndefined(networking.readNamespacedNetworkPolicy(policy, ns));
       return { spec: plain(live?.spec), generation: live?.metadata?.generation, managers: managersOf(live) };
     },
-  });
+  }));
 }
 
 /** RBAC配置 in a scratch namespace: the ServiceAccount readonly-user, Role readonly and RoleBinding readonly-binding created. */
@@ -524,34 +550,36 @@ export function provisionReadonlyAccessScenario(): CrashScenario {
   const kc = adminKubeConfig();
   const core = kc.makeApiClient(CoreV1Api);
   const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
-  const ns = scratchNamespaceLater(kc, 'crash-rbac');
   const [account, roleName, binding] = ['readonly-user', 'readonly', 'readonly-binding'];
-  return recreatedScenario({
-    runbook: 'provisionReadonlyAccess',
-    configOverrides: ns.allowed,
-    setup: ns.create,
+  return scratchNamespaceScenario(kc, 'provisionReadonlyAccess', 'crash-rbac', (ns) => ({
     remove: async () => {
-      await rbac.deleteNamespacedRoleBinding(binding, ns.name).catch(ignore404);
-      await rbac.deleteNamespacedRole(roleName, ns.name).catch(ignore404);
-      await core.deleteNamespacedServiceAccount(account, ns.name).catch(ignore404);
-      await gone(`rolebinding ${binding}`, () => rbac.readNamespacedRoleBinding(binding, ns.name));
-      await gone(`role ${roleName}`, () => rbac.readNamespacedRole(roleName, ns.name));
-      await gone(`serviceaccount ${account}`, () => core.readNamespacedServiceAccount(account, ns.name));
+      await deleted(
+        `rolebinding ${binding}`,
+        () => rbac.deleteNamespacedRoleBinding(binding, ns),
+        () => rbac.readNamespacedRoleBinding(binding, ns),
+      );
+      await deleted(
+        `role ${roleName}`,
+        () => rbac.deleteNamespacedRole(roleName, ns),
+        () => rbac.readNamespacedRole(roleName, ns),
+      );
+      await deleted(
+        `serviceaccount ${account}`,
+        () => core.deleteNamespacedServiceAccount(account, ns),
+        () => core.readNamespacedServiceAccount(account, ns),
+      );
     },
-    create: async () => undefined,
-    teardown: ns.remove,
-    input: () => ({ namespace: ns.name, severity: 'P3' }),
     snapshot: async () => {
-      const sa = await readOrUndefined(core.readNamespacedServiceAccount(account, ns.name));
-      const role = await readOrUndefined(rbac.readNamespacedRole(roleName, ns.name));
-      const rb = await readOrUndefined(rbac.readNamespacedRoleBinding(binding, ns.name));
+      const sa = await readOrUndefined(core.readNamespacedServiceAccount(account, ns));
+      const role = await readOrUndefined(rbac.readNamespacedRole(roleName, ns));
+      const rb = await readOrUndefined(rbac.readNamespacedRoleBinding(binding, ns));
       return {
         account: { exists: sa !== undefined, managers: managersOf(sa) },
         role: { rules: plain(role?.rules), managers: managersOf(role) },
         binding: { roleRef: plain(rb?.roleRef), subjects: plain(rb?.subjects), managers: managersOf(rb) },
       };
     },
-  });
+  }));
 }
 
 export const scenarios: Record<string, () => CrashScenario> = {
