@@ -1,11 +1,12 @@
 /**
  * The crash matrix (issue 15, test/crash/harness.ts). In `npm test` a CI-sized subset: trafficControl
  * killed at its destructive activity (the 2nd setAnnotations: the 1st is the plan's dry run), before
- * and after its side effect. `npm run test:crash` (CRASH_MATRIX=full) runs every point of every
- * scenario, or of those named in CRASH_SCENARIOS=a,b, or only the points CRASH_POINTS=k,... , and
- * prints the summary table.
+ * and after its side effect, and the Temporal server restarted once. `npm run test:crash`
+ * (CRASH_MATRIX=full) runs every point of every scenario, or of those named in CRASH_SCENARIOS=a,b,
+ * or only the points CRASH_POINTS=k,... , and the two server restarts of each (CRASH_SERVER_RESTARTS=off
+ * leaves them out, =only runs nothing else), and prints the summary table.
  */
-import { CrashHarness, summaryTable, type CaseResult, type CrashPoint } from './harness';
+import { CrashHarness, summaryTable, type CaseResult, type CrashPoint, type ServerRestartMoment } from './harness';
 import { scenarios } from './scenarios';
 import type { CrashPhase } from './crash-worker';
 
@@ -19,6 +20,10 @@ const named = list(process.env.CRASH_SCENARIOS);
 const onlyPoints = list(process.env.CRASH_POINTS)?.map(Number);
 /** The subset of `npm test`: scenario → the points crashed (the n-th activity of a type). */
 const ciSubset: Record<string, Array<Pick<CrashPoint, 'activityType' | 'ordinal'>>> = { trafficControl: [{ activityType: 'setAnnotations', ordinal: 2 }] };
+/** The server restarts of `npm test` (each restart costs the test files after it nothing: it waits until the server answers). */
+const ciServerRestarts: Record<string, ServerRestartMoment[]> = { trafficControl: ['activity'] };
+const serverRestarts = process.env.CRASH_SERVER_RESTARTS ?? 'on';
+if (!['on', 'off', 'only'].includes(serverRestarts)) throw new Error(`CRASH_SERVER_RESTARTS is on, off or only, not ${serverRestarts}`);
 
 const unknown = named?.filter((name) => !(name in scenarios)) ?? [];
 if (unknown.length) throw new Error(`CRASH_SCENARIOS names no scenario: ${unknown.join(', ')}; known: ${Object.keys(scenarios).join(', ')}`);
@@ -27,15 +32,21 @@ const phases: CrashPhase[] = ['before', 'after'];
 const results: CaseResult[] = [];
 
 function pointsOf(name: string, all: CrashPoint[]): CrashPoint[] {
+  if (serverRestarts === 'only') return [];
   if (!full) return all.filter((p) => ciSubset[name]!.some((c) => c.activityType === p.activityType && c.ordinal === p.ordinal));
   return onlyPoints ? all.filter((p) => onlyPoints.includes(p.k)) : all;
+}
+
+function restartsOf(name: string): ServerRestartMoment[] {
+  if (serverRestarts === 'off') return [];
+  return full ? ['approval', 'activity'] : (ciServerRestarts[name] ?? []);
 }
 
 afterAll(() => {
   if (!results.length) return;
   const failed = results.filter((r) => !r.ok).length;
   const seconds = (results.reduce((s, r) => s + r.ms, 0) / 1000).toFixed(0);
-  console.log(`crash matrix:\n${summaryTable(results)}\n${results.filter((r) => r.k > 0).length} cases, ${failed} failed, ${seconds} s`);
+  console.log(`crash matrix:\n${summaryTable(results)}\n${results.filter((r) => !r.clean).length} cases, ${failed} failed, ${seconds} s`);
 });
 
 describe.each(chosen)('crash matrix: %s', (name) => {
@@ -45,24 +56,25 @@ describe.each(chosen)('crash matrix: %s', (name) => {
 
   test(
     full
-      ? 'every point, before and after its side effect: the same end state and outcome as the clean run'
-      : 'the destructive step, before and after its side effect: the same end state and outcome as the clean run',
+      ? 'every point, before and after its side effect, and the server restarted: the same end state and outcome as the clean run'
+      : 'the destructive step, before and after its side effect, and the server restarted under it: the same end state and outcome as the clean run',
     async () => {
       await harness.start();
       const clean = await harness.record();
-      results.push({ runbook: name, k: 0, activityType: `clean run (${clean.points.length} points)`, ordinal: 0, phase: 'before', ok: true, ms: clean.ms });
+      results.push({ runbook: name, clean: true, k: 0, activityType: `clean run (${clean.points.length} points)`, ordinal: 0, phase: 'before', ok: true, ms: clean.ms });
       const points = pointsOf(name, clean.points);
-      expect(points.length).toBeGreaterThan(0);
+      const restarts = restartsOf(name);
+      expect(points.length + restarts.length).toBeGreaterThan(0);
       const failures: string[] = [];
-      for (const point of points)
-        for (const phase of phases) {
-          const cell = await harness.crashAt(point, phase, clean);
-          results.push(cell);
-          if (cell.failure) failures.push(cell.failure);
-          // Progress as it happens (jest holds console output until the file ends; the full matrix takes long).
-          if (full)
-            process.stderr.write(`crash matrix: ${name} k=${point.k} ${point.activityType} #${point.ordinal} ${phase}: ${cell.ok ? 'same end state' : 'FAILED'} (${(cell.ms / 1000).toFixed(1)} s)\n`);
-        }
+      const record = (cell: CaseResult) => {
+        results.push(cell);
+        if (cell.failure) failures.push(cell.failure);
+        // Progress as it happens (jest holds console output until the file ends; the full matrix takes long).
+        if (full)
+          process.stderr.write(`crash matrix: ${name} k=${cell.k} ${cell.activityType} #${cell.ordinal} ${cell.phase}: ${cell.ok ? 'same end state' : 'FAILED'} (${(cell.ms / 1000).toFixed(1)} s)\n`);
+      };
+      for (const point of points) for (const phase of phases) record(await harness.crashAt(point, phase, clean));
+      for (const moment of restarts) record(await harness.restartServerAt(moment, clean));
       expect(failures).toEqual([]);
     },
     full ? 3 * 60 * 60_000 : 5 * 60_000,

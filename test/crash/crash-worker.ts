@@ -5,8 +5,10 @@
  * CRASH_ORDINAL and CRASH_PHASE it SIGKILLs itself, no graceful stop, at the n-th activity of that
  * type the runbook's run starts (first attempts only: a point stable across runs, unlike activity
  * ids, which count every command of the workflow): `before` its code runs, or `after` its code
- * returned (the side effect done) but before the completion reaches Temporal. Unarmed it is the
- * fresh worker that finishes the run.
+ * returned (the side effect done) but before the completion reaches Temporal. Armed with `hold`
+ * it does not die: the side effect done, it prints "crash worker holding" and reports the completion
+ * only once the harness writes a line to its stdin (the harness restarts the Temporal server
+ * meanwhile). Unarmed it is the fresh worker that finishes the run.
  */
 import { Context } from '@temporalio/activity';
 import { Client, Connection } from '@temporalio/client';
@@ -17,9 +19,11 @@ import { workflowBundle } from '../../workers/run-worker';
 import { testbedConfig } from '../helpers/testbed';
 
 export type CrashPhase = 'before' | 'after';
+/** What the armed worker does at its point: die (a crash phase) or hold the completion back. */
+export type ArmedPhase = CrashPhase | 'hold';
 
 const armed = process.env.CRASH_ACTIVITY_TYPE
-  ? { runbook: process.env.CRASH_RUNBOOK, activityType: process.env.CRASH_ACTIVITY_TYPE, ordinal: Number(process.env.CRASH_ORDINAL), phase: process.env.CRASH_PHASE as CrashPhase }
+  ? { runbook: process.env.CRASH_RUNBOOK, activityType: process.env.CRASH_ACTIVITY_TYPE, ordinal: Number(process.env.CRASH_ORDINAL), phase: process.env.CRASH_PHASE as ArmedPhase }
   : undefined;
 /** First attempts of the armed activity type seen so far in the runbook's runs. */
 let seen = 0;
@@ -43,6 +47,10 @@ class CrashAt implements ActivityInboundCallsInterceptor {
     if (this.hit && armed?.phase === 'before') die();
     const result = await next(input);
     if (this.hit && armed?.phase === 'after') die();
+    if (this.hit && armed?.phase === 'hold') {
+      console.log('crash worker holding');
+      await new Promise((release) => process.stdin.once('data', release));
+    }
     return result;
   }
 }

@@ -5,7 +5,9 @@
  * side effect but before its completion is reported) the scenario is reset, a worker process armed
  * for k/phase is started, the run is started in execute mode and approved step by step, the worker
  * SIGKILLs itself at k, a fresh worker finishes the run, and the end state and outcome must equal the
- * clean run's.
+ * clean run's. Item 2 of the issue, the server too: the Temporal dev server is restarted (same
+ * database file) while the run waits for approval, and while an activity runs (its side effect done,
+ * its completion held back by the worker until the server is back); the same comparison follows.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +21,8 @@ import { testbedConfig } from '../helpers/testbed';
 import { workflowBundle } from '../../workers/run-worker';
 import { startScript, type RunningProcess } from '../helpers/process-output';
 import { terminateRuns } from '../helpers/runbook-runs';
-import type { CrashPhase } from './crash-worker';
+import { stopTemporalServer } from '../helpers/server-outage';
+import type { ArmedPhase, CrashPhase } from './crash-worker';
 
 export interface CrashScenario {
   /** The runbook's name (also the scenario's). */
@@ -32,6 +35,8 @@ export interface CrashScenario {
   reset(): Promise<void>;
   /** The run's input (execute mode is added). */
   input(): Record<string, unknown>;
+  /** Plays a controller the run waits for (cert-manager), called every few hundred ms while a run is in flight. */
+  tick?(): Promise<void>;
   /** What the runbook may change, double effects included (generations, revisions, counts). */
   snapshot(): Promise<unknown>;
   /** Removes the scratch objects. */
@@ -46,13 +51,19 @@ export interface CrashPoint {
   ordinal: number;
 }
 
+/** When the Temporal server is restarted: while the run waits for its first approval, or while the change it approved is applied. */
+export type ServerRestartMoment = 'approval' | 'activity';
+const restartPhase = (moment: ServerRestartMoment) => (moment === 'approval' ? ('server restart, awaiting approval' as const) : ('server restart, activity running' as const));
+
 export interface CaseResult {
   runbook: string;
+  /** The clean run's row (its time; no comparison). */
+  clean?: true;
   k: number;
   activityType: string;
-  /** The n-th execution of its type (0 for the clean run's row). */
+  /** The n-th execution of its type (0 for the clean run's row and a restart awaiting approval). */
   ordinal: number;
-  phase: CrashPhase;
+  phase: CrashPhase | ReturnType<typeof restartPhase>;
   ok: boolean;
   ms: number;
   failure?: string;
@@ -93,8 +104,32 @@ export function ordinalText(n: number): string {
   return `${n}${teen ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th')}`;
 }
 
+/**
+ * The first activity after the approval whose type ran as a dry run (`dryRun: true` in its input)
+ * before it: the change applied for real (not the lock, the notice or a read around it); else the
+ * first activity after the approval.
+ */
+function changeAppliedAfterApproval(points: CrashPoint[], scheduledBefore: number, dryRuns: boolean[]): CrashPoint | undefined {
+  const planned = new Set(points.slice(0, scheduledBefore).flatMap((p, i) => (dryRuns[i] ? [p.activityType] : [])));
+  const after = points.slice(scheduledBefore);
+  return after.find((p) => planned.has(p.activityType) && !dryRuns[p.k - 1]) ?? after[0];
+}
+
+/** Whether a scheduled activity's input (JSON payloads, no codec in the test bed's crash runs) asks for a dry run. */
+function isDryRun(payloads: Array<{ data?: Uint8Array | null }> | null | undefined): boolean {
+  return (payloads ?? []).some((p) => {
+    try {
+      return (JSON.parse(Buffer.from(p.data ?? []).toString('utf8')) as { dryRun?: unknown } | null)?.dryRun === true;
+    } catch {
+      return false;
+    }
+  });
+}
+
 export interface CleanRun {
   points: CrashPoint[];
+  /** Where the server restarts under a running activity: the approved change applied for real (see `changeAppliedAfterApproval`). */
+  appliedAfterApproval?: CrashPoint;
   snapshot: unknown;
   outcome: unknown;
   ms: number;
@@ -153,7 +188,7 @@ export class CrashHarness {
     rmSync(this.bundleDir, { recursive: true, force: true });
   }
 
-  private async startWorker(arm?: { point: CrashPoint; phase: CrashPhase }): Promise<{ worker: RunningProcess; identity: string }> {
+  private async startWorker(arm?: { point: CrashPoint; phase: ArmedPhase }): Promise<{ worker: RunningProcess; identity: string }> {
     const identity = `crash-worker-${process.pid}-${++this.workerCount}`;
     const env: NodeJS.ProcessEnv = {
       ...process.env,
@@ -185,30 +220,39 @@ export class CrashHarness {
    * wait for a worker (none runs between the kill and the restart), so each is bounded and errors
    * are retried.
    */
-  private async approveUntilDone(workflowId: string, done: () => boolean): Promise<void> {
+  private async approveUntilDone(workflowId: string, done: () => boolean, beforeFirstApproval?: () => Promise<void>): Promise<void> {
     const approved = new Set<string>();
     while (!done()) {
+      let asked = false;
       try {
+        await this.scenario.tick?.();
         const status = await withTimeout(this.runbooks.getStatus(workflowId), queryTimeoutMs, 'status query');
         const pending = status.pending;
         if (status.state === 'finished') return;
-        if (pending && !approved.has(`${pending.stepId}/${pending.planHash}`)) {
+        asked = pending !== undefined;
+        if (pending && !approved.has(`${pending.stepId}/${pending.planHash}`) && !beforeFirstApproval) {
           await withTimeout(this.runbooks.approve(workflowId, { stepId: pending.stepId, planHash: pending.planHash, approver, reason: `approve ${pending.stepId}` }), queryTimeoutMs, 'approval');
           approved.add(`${pending.stepId}/${pending.planHash}`);
         }
       } catch (err) {
         if (err instanceof WorkflowNotFoundError) throw err;
       }
+      // Outside the try: a failure of the hook (a server that does not come back) ends the case.
+      if (asked && beforeFirstApproval) {
+        await beforeFirstApproval();
+        beforeFirstApproval = undefined;
+        continue;
+      }
       await new Promise((r) => setTimeout(r, 300));
     }
   }
 
   /** Starts the run in execute mode and approves it; `result` settles when it finishes (or the approver fails). */
-  private async run(): Promise<{ workflowId: string; result: Promise<RunbookResultBase>; giveUp: () => void }> {
+  private async run(beforeFirstApproval?: () => Promise<void>): Promise<{ workflowId: string; result: Promise<RunbookResultBase>; giveUp: () => void }> {
     const { workflowId } = await this.runbooks.startRunbook(this.scenario.runbook, { ...this.scenario.input(), mode: 'execute' }, { startedBy });
     let finished = false;
     const result = this.runbooks.waitForResult<RunbookResultBase>(workflowId).finally(() => (finished = true));
-    const approving = this.approveUntilDone(workflowId, () => finished);
+    const approving = this.approveUntilDone(workflowId, () => finished, beforeFirstApproval);
     return { workflowId, result: Promise.all([result, approving]).then(([r]) => r), giveUp: () => (finished = true) };
   }
 
@@ -222,9 +266,25 @@ export class CrashHarness {
       run = await this.run();
       const outcome = outcomeOf(await withTimeout(run.result, stuckAfterMs, `${this.scenario.runbook}: the clean run`));
       const events = (await this.client.workflow.getHandle(run.workflowId).fetchHistory()).events ?? [];
-      const types = events.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+      const scheduled = events.flatMap((e) => e.activityTaskScheduledEventAttributes ?? []);
+      const types = scheduled.map((a) => a.activityType?.name ?? '?');
       const points = types.map((activityType, i) => ({ k: i + 1, activityType, ordinal: types.slice(0, i + 1).filter((t) => t === activityType).length }));
-      return { points, snapshot: await this.scenario.snapshot(), outcome, ms: Date.now() - began };
+      const firstApproval = events.findIndex((e) => e.workflowExecutionUpdateAcceptedEventAttributes);
+      const scheduledBefore = events.slice(0, firstApproval).filter((e) => e.activityTaskScheduledEventAttributes).length;
+      return {
+        points,
+        appliedAfterApproval:
+          firstApproval >= 0
+            ? changeAppliedAfterApproval(
+                points,
+                scheduledBefore,
+                scheduled.map((a) => isDryRun(a.input?.payloads)),
+              )
+            : undefined,
+        snapshot: await this.scenario.snapshot(),
+        outcome,
+        ms: Date.now() - began,
+      };
     } finally {
       run?.giveUp();
       await this.stopWorker(worker);
@@ -262,12 +322,7 @@ export class CrashHarness {
       await this.failAttemptsOf(run.workflowId, started.identity).catch((err: unknown) => {
         throw new Error(`could not fail the dead worker's attempts: ${(err as Error).message}`);
       });
-      const outcome = await withTimeout(settled, stuckAfterMs, 'after the restart, the run').then((s) => {
-        if ('e' in s) throw s.e;
-        return outcomeOf(s.r);
-      });
-      const snapshot = await this.scenario.snapshot();
-      const diffs = [...differingFields(clean.outcome, outcome, 'outcome'), ...differingFields(clean.snapshot, snapshot, 'state')];
+      const diffs = await this.differences(run.result, clean);
       return diffs.length ? failed(`differs from the clean run: ${diffs.join('; ')}`) : { ...cell, ok: true, ms: Date.now() - began };
     } catch (err) {
       return failed((err as Error).message);
@@ -275,6 +330,58 @@ export class CrashHarness {
       run?.giveUp();
       if (crashing) await this.stopWorker(crashing);
       if (fresh) await this.stopWorker(fresh);
+      if (run) await terminateRuns(this.config().temporal, [run.workflowId]);
+    }
+  }
+
+  /** How the run's outcome (once it finishes, bounded) and the end state differ from the clean run's. */
+  private async differences(result: Promise<RunbookResultBase>, clean: CleanRun): Promise<string[]> {
+    const outcome = outcomeOf(await withTimeout(result, stuckAfterMs, 'after the restart, the run'));
+    const snapshot = await this.scenario.snapshot();
+    return [...differingFields(clean.outcome, outcome, 'outcome'), ...differingFields(clean.snapshot, snapshot, 'state')];
+  }
+
+  /**
+   * The server too: restarts the Temporal dev server while the run waits for its first approval,
+   * or while the first activity after it runs (its side effect done, the worker holding its
+   * completion back until the server answers again); the run must end as the clean one did. The
+   * server is always left answering (restore waits for it, bounded), for the test files after.
+   */
+  async restartServerAt(moment: ServerRestartMoment, clean: CleanRun): Promise<CaseResult> {
+    const began = Date.now();
+    const point = moment === 'activity' ? clean.appliedAfterApproval : undefined;
+    const phase = restartPhase(moment);
+    const cell = { runbook: this.scenario.runbook, k: point?.k ?? 0, activityType: point?.activityType ?? 'approval', ordinal: point?.ordinal ?? 0, phase };
+    const where = `${this.scenario.runbook}: ${phase}${point ? ` (k=${point.k}, the ${ordinalText(point.ordinal)} ${point.activityType})` : ''}`;
+    const failed = (why: string): CaseResult => ({ ...cell, ok: false, ms: Date.now() - began, failure: `${where}: ${why}` });
+    if (moment === 'activity' && !point) return failed('the clean run ran no activity after an approval');
+    await this.scenario.reset();
+    let worker: RunningProcess | undefined;
+    let run: Awaited<ReturnType<CrashHarness['run']>> | undefined;
+    let restarted: Promise<void> | undefined;
+    const restartServer = () =>
+      (restarted ??= (async () => {
+        const outage = await stopTemporalServer(this.config().temporal);
+        await outage.restore();
+      })());
+    try {
+      worker = (await this.startWorker(point && { point, phase: 'hold' })).worker;
+      run = await this.run(moment === 'approval' ? restartServer : undefined);
+      if (point) {
+        await worker.waitForLine((line) => line === 'crash worker holding', stuckAfterMs);
+        await restartServer();
+        worker.child.stdin.write('release\n');
+      }
+      const diffs = await this.differences(run.result, clean);
+      if (!restarted) return failed('the run finished without the server being restarted');
+      return diffs.length ? failed(`differs from the clean run: ${diffs.join('; ')}`) : { ...cell, ok: true, ms: Date.now() - began };
+    } catch (err) {
+      return failed((err as Error).message);
+    } finally {
+      // A failure between the stop and the start still waits for the restart: later cases and files need the server.
+      await restarted?.catch(() => undefined);
+      run?.giveUp();
+      if (worker) await this.stopWorker(worker);
       if (run) await terminateRuns(this.config().temporal, [run.workflowId]);
     }
   }
@@ -321,12 +428,21 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
 export function summaryTable(results: CaseResult[]): string {
   const rows = results.map(
     (r) =>
-      `| ${r.runbook} | ${r.k || ''} | ${r.ordinal ? `${r.activityType} #${r.ordinal}` : r.activityType} | ${r.k ? r.phase : ''} | ${r.ok ? 'same end state' : 'FAILED'} | ${(r.ms / 1000).toFixed(1)} |`,
+      `| ${r.runbook} | ${r.k || ''} | ${r.ordinal ? `${r.activityType} #${r.ordinal}` : r.activityType} | ${r.clean ? '' : r.phase} | ${r.ok ? 'same end state' : 'FAILED'} | ${(r.ms / 1000).toFixed(1)} |`,
   );
   const runbooks = [...new Set(results.map((r) => r.runbook))].map((runbook) => {
-    const cases = results.filter((r) => r.runbook === runbook && r.k > 0);
+    const cases = results.filter((r) => r.runbook === runbook && !r.clean);
+    const crashes = cases.filter((r) => r.phase === 'before' || r.phase === 'after');
     const seconds = results.filter((r) => r.runbook === runbook).reduce((sum, r) => sum + r.ms, 0) / 1000;
-    return `| ${runbook} | ${new Set(cases.map((r) => r.k)).size} | ${cases.length} | ${cases.filter((r) => !r.ok).length} | ${seconds.toFixed(0)} |`;
+    return `| ${runbook} | ${new Set(crashes.map((r) => r.k)).size} | ${crashes.length} | ${cases.length - crashes.length} | ${cases.filter((r) => !r.ok).length} | ${seconds.toFixed(0)} |`;
   });
-  return ['| runbook | k | activity | phase | outcome | s |', '|---|---|---|---|---|---|', ...rows, '', '| runbook | points | cases | failed | s |', '|---|---|---|---|---|', ...runbooks].join('\n');
+  return [
+    '| runbook | k | activity | phase | outcome | s |',
+    '|---|---|---|---|---|---|',
+    ...rows,
+    '',
+    '| runbook | points | worker kills | server restarts | failed | s |',
+    '|---|---|---|---|---|---|',
+    ...runbooks,
+  ].join('\n');
 }

@@ -4,16 +4,19 @@
  * runbook may change, including what shows a double effect (generations, ReplicaSets, annotations).
  */
 import { execFileSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeleteObjectsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
-import { AppsV1Api, AutoscalingV2Api, CoreV1Api, NetworkingV1Api } from '@kubernetes/client-node';
+import { AppsV1Api, AutoscalingV2Api, CoreV1Api, CustomObjectsApi, NetworkingV1Api, RbacAuthorizationV1Api, type KubeConfig, type V1ObjectMeta, type V1PodTemplateSpec } from '@kubernetes/client-node';
 import Redis from 'ioredis';
 import { rateLimitAnnotation } from '../../common/inputs/traffic-control';
-import { deleteBoundClaim, deleteDeployment, scratchAutoscaler, scratchBoundClaim, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
+import { deleteBoundClaim, deleteDeployment, kwokNode, scratchAutoscaler, scratchBoundClaim, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, execWorkDir, kubernetesNamespace as namespace, layout, statusOf, waitForRollout } from '../helpers/kube-cluster';
-import { patchDeployment } from '../helpers/kube-objects';
+import { patchDeployment, setCertificateStatus } from '../helpers/kube-objects';
+import { logsIn } from '../helpers/postgres-login';
+import { uniqueSuffix, withAdmin } from '../helpers/postgres-scratch';
+import { appTlsCertificate } from '../../scripts/testbed/kubernetes-seed';
 import { testbedEnv, testbedS3, unsignedTeam } from '../helpers/testbed';
 import { waitUntil } from '../../scripts/testbed/processes';
 import type { CrashScenario } from './harness';
@@ -36,24 +39,113 @@ async function gone(what: string, read: () => Promise<unknown>): Promise<void> {
   );
 }
 
+/** Deletes an object (already gone is fine) and waits until reading it says 404. */
+async function deleted(what: string, remove: () => Promise<unknown>, read: () => Promise<unknown>): Promise<void> {
+  await remove().catch(ignore404);
+  await gone(what, read);
+}
+
+/** Deletes a scratch Deployment and waits until it and its ReplicaSets are gone. */
+async function removeDeployment(kc: KubeConfig, name: string): Promise<void> {
+  await deleteDeployment(kc, name);
+  await gone(`deployment ${name}`, () => kc.makeApiClient(AppsV1Api).readNamespacedDeployment(name, namespace));
+}
+
+/** The object, or undefined when it does not exist (404). */
+function readOrUndefined<T>(read: Promise<{ body: T }>): Promise<T | undefined> {
+  return read.then(
+    (r) => r.body,
+    (err: unknown) => {
+      ignore404(err);
+      return undefined;
+    },
+  );
+}
+
+/** Field managers and their operations: a second writer or a client-side update would show here. */
+const managersOf = (o: { metadata?: V1ObjectMeta } | undefined) => o?.metadata?.managedFields?.map((m) => [m.manager, m.operation]);
+
+/** A plain copy of an API object's part (class instances compare unequal to plain objects). */
+const plain = (value: unknown): unknown => (value === undefined ? undefined : JSON.parse(JSON.stringify(value)));
+
+/**
+ * A scenario on scratch objects that its reset removes and creates again (`remove`, then
+ * `create`), and its teardown removes; the test team approves (bob, l2) unless the config says more.
+ */
+function recreatedScenario(
+  s: Omit<CrashScenario, 'reset' | 'teardown' | 'setup' | 'configOverrides'> & {
+    configOverrides?: Record<string, string>;
+    setup?: () => Promise<void>;
+    remove: () => Promise<void>;
+    create: () => Promise<void>;
+    /** After `remove`, what setup made (namespaces, connections). */
+    teardown?: () => Promise<void>;
+  },
+): CrashScenario {
+  const { remove, create, teardown, ...rest } = s;
+  return {
+    ...rest,
+    configOverrides: { ...approvers, ...s.configOverrides },
+    setup: s.setup ?? (async () => undefined),
+    reset: async () => {
+      await remove();
+      await create();
+    },
+    teardown: async () => {
+      await remove();
+      await teardown?.();
+    },
+  };
+}
+
+/**
+ * A scenario in a scratch namespace of its own (allowed by the config; the input names it, P3):
+ * setup creates it and `populate` fills it, reset removes what the run creates (`remove`; the run
+ * starts from nothing), teardown deletes the namespace.
+ */
+function scratchNamespaceScenario(
+  kc: KubeConfig,
+  runbook: string,
+  prefix: string,
+  build: (ns: string) => { populate?: () => Promise<void>; remove: () => Promise<void>; snapshot: () => Promise<unknown> },
+): CrashScenario {
+  const core = kc.makeApiClient(CoreV1Api);
+  const ns = unique(prefix);
+  const { populate, remove, snapshot } = build(ns);
+  return recreatedScenario({
+    runbook,
+    configOverrides: { ALLOWED_NAMESPACES: `${namespace},${ns}` },
+    setup: async () => {
+      await core.createNamespace({ metadata: { name: ns, labels: { 'runbook-testbed/scratch': 'true' } } });
+      await populate?.();
+    },
+    remove,
+    create: async () => undefined,
+    teardown: async () => {
+      await core.deleteNamespace(ns).catch(ignore404);
+    },
+    input: () => ({ namespace: ns, severity: 'P3' }),
+    snapshot,
+  });
+}
+
 /** 紧急扩容 on a scratch Deployment (1 replica) with an HPA (min 1, max 2): to 3 replicas and raised limits. */
 export function emergencyScaleScenario(): CrashScenario {
   const kc = adminKubeConfig();
   const apps = kc.makeApiClient(AppsV1Api);
   const autoscaling = kc.makeApiClient(AutoscalingV2Api);
   const name = unique('crash-es');
-  const remove = async () => {
-    await autoscaling.deleteNamespacedHorizontalPodAutoscaler(name, namespace).catch(ignore404);
-    await deleteDeployment(kc, name);
-    await gone(`deployment ${name}`, () => apps.readNamespacedDeployment(name, namespace));
-    await gone(`hpa ${name}`, () => autoscaling.readNamespacedHorizontalPodAutoscaler(name, namespace));
-  };
-  return {
+  return recreatedScenario({
     runbook: 'emergencyScale',
-    configOverrides: approvers,
-    setup: async () => undefined,
-    reset: async () => {
-      await remove();
+    remove: async () => {
+      await removeDeployment(kc, name);
+      await deleted(
+        `hpa ${name}`,
+        () => autoscaling.deleteNamespacedHorizontalPodAutoscaler(name, namespace),
+        () => autoscaling.readNamespacedHorizontalPodAutoscaler(name, namespace),
+      );
+    },
+    create: async () => {
       await scratchDeployment(kc, name);
       await scratchAutoscaler(kc, name);
     },
@@ -66,13 +158,12 @@ export function emergencyScaleScenario(): CrashScenario {
         replicas: d.spec!.replicas,
         generation: d.metadata!.generation,
         annotations: d.metadata!.annotations ?? {},
-        template: JSON.parse(JSON.stringify(d.spec!.template)) as unknown,
+        template: plain(d.spec!.template),
         hpa: { minReplicas: hpa.spec!.minReplicas, maxReplicas: hpa.spec!.maxReplicas, generation: hpa.metadata!.generation },
         replicaSets: sets.items.length,
       };
     },
-    teardown: remove,
-  };
+  });
 }
 
 /** 流量控制 on a scratch Ingress (limit-rps 100, like the seeded app-ingress): the rate limit to 20 rps. */
@@ -80,16 +171,15 @@ export function trafficControlScenario(): CrashScenario {
   const kc = adminKubeConfig();
   const networking = kc.makeApiClient(NetworkingV1Api);
   const name = unique('crash-tc');
-  const remove = async () => {
-    await networking.deleteNamespacedIngress(name, namespace).catch(ignore404);
-    await gone(`ingress ${name}`, () => networking.readNamespacedIngress(name, namespace));
-  };
-  return {
+  return recreatedScenario({
     runbook: 'trafficControl',
-    configOverrides: approvers,
-    setup: async () => undefined,
-    reset: async () => {
-      await remove();
+    remove: () =>
+      deleted(
+        `ingress ${name}`,
+        () => networking.deleteNamespacedIngress(name, namespace),
+        () => networking.readNamespacedIngress(name, namespace),
+      ),
+    create: async () => {
       await networking.createNamespacedIngress(namespace, {
         metadata: { name, labels: { 'runbook-test/scratch': 'true' }, annotations: { [rateLimitAnnotation]: '100', 'nginx.ingress.kubernetes.io/proxy-body-size': '50m' } },
         spec: {
@@ -101,10 +191,9 @@ export function trafficControlScenario(): CrashScenario {
     input: () => ({ ingress: name, rps: 20 }),
     snapshot: async () => {
       const { body: ingress } = await networking.readNamespacedIngress(name, namespace);
-      return { annotations: ingress.metadata!.annotations ?? {}, generation: ingress.metadata!.generation, spec: JSON.parse(JSON.stringify(ingress.spec)) as unknown };
+      return { annotations: ingress.metadata!.annotations ?? {}, generation: ingress.metadata!.generation, spec: plain(ingress.spec) };
     },
-    teardown: remove,
-  };
+  });
 }
 
 const revisionAnnotation = 'deployment.kubernetes.io/revision';
@@ -116,7 +205,7 @@ async function deploymentState(apps: AppsV1Api, name: string) {
   return {
     generation: d.metadata!.generation,
     revision: d.metadata!.annotations?.[revisionAnnotation],
-    template: JSON.parse(JSON.stringify(d.spec!.template)) as unknown,
+    template: plain(d.spec!.template),
     replicaSets: sets.items
       .map((rs) => ({
         image: rs.spec!.template!.spec!.containers[0]!.image,
@@ -132,24 +221,17 @@ export function rollbackDeploymentScenario(): CrashScenario {
   const kc = adminKubeConfig();
   const apps = kc.makeApiClient(AppsV1Api);
   const name = unique('crash-rb');
-  const remove = async () => {
-    await deleteDeployment(kc, name);
-    await gone(`deployment ${name}`, () => apps.readNamespacedDeployment(name, namespace));
-  };
-  return {
+  return recreatedScenario({
     runbook: 'rollbackDeployment',
-    configOverrides: approvers,
-    setup: async () => undefined,
-    reset: async () => {
-      await remove();
+    remove: () => removeDeployment(kc, name),
+    create: async () => {
       await scratchDeployment(kc, name, { image: 'registry.example/crash-rb:1.0' });
       await patchDeployment(kc, namespace, name, { spec: { template: { spec: { containers: [{ name: 'app', image: 'registry.example/crash-rb:2.0' }] } } } });
       await waitForRollout(kc, namespace, name);
     },
     input: () => ({ deployment: name, toRevision: 1, waitTimeoutSeconds: 60 }),
     snapshot: () => deploymentState(apps, name),
-    teardown: remove,
-  };
+  });
 }
 
 /**
@@ -187,18 +269,13 @@ export function redisMemoryPressureScenario(): CrashScenario {
       if (keys.length) await connected().unlink(...keys);
     } while (cursor !== '0');
   };
-  const remove = async () => {
-    await deleteDeployment(kc, name);
-    await gone(`deployment ${name}`, () => apps.readNamespacedDeployment(name, namespace));
-  };
-  return {
+  return recreatedScenario({
     runbook: 'redisMemoryPressure',
-    configOverrides: approvers,
     setup: async () => {
       original = { policy: await configGet('maxmemory-policy'), maxmemory: await configGet('maxmemory') };
     },
-    reset: async () => {
-      await remove();
+    remove: () => removeDeployment(kc, name),
+    create: async () => {
       await scratchDeployment(kc, name, { container: 'redis', image: 'redis:7' });
       await unlinkAll(`${sessions}*`);
       await unlinkAll(`${others}*`);
@@ -224,7 +301,6 @@ export function redisMemoryPressureScenario(): CrashScenario {
       };
     },
     teardown: async () => {
-      await remove();
       if (redis) {
         await unlinkAll(`${sessions}*`);
         await unlinkAll(`${others}*`);
@@ -235,7 +311,7 @@ export function redisMemoryPressureScenario(): CrashScenario {
         redis.disconnect();
       }
     },
-  };
+  });
 }
 
 const day = 86_400_000;
@@ -268,22 +344,23 @@ export function diskPressureScenario(): CrashScenario {
     await gone(`claim ${pvc}`, () => core.readNamespacedPersistentVolumeClaim(pvc, namespace));
     await gone(`volume ${namespace}-${pvc}`, () => core.readPersistentVolume(`${namespace}-${pvc}`));
   };
-  return {
+  return recreatedScenario({
     runbook: 'diskPressure',
     // As test/runbooks/disk-pressure.test.ts: a floor of 2 keeps the two recent backups besides latest.sql.
-    configOverrides: { ...approvers, S3_BACKUP_KEEP_NEWEST: '2' },
-    setup: async () => undefined,
-    reset: async () => {
+    configOverrides: { S3_BACKUP_KEEP_NEWEST: '2' },
+    remove: async () => {
       rmSync(dir, { recursive: true, force: true });
+      await removeClaim();
+      await removeBackups();
+    },
+    create: async () => {
       mkdirSync(join(dir, 'log', 'nested'), { recursive: true });
       mkdirSync(join(dir, 'data'), { recursive: true });
       writeFileSync(join(dir, 'data', 'blob'), Buffer.alloc(1024 * 1024, 1));
       for (const f of logs) writeFileSync(join(dir, f), 'line\n'.repeat(100));
       for (const f of logs.filter((f) => f.includes('old'))) execFileSync('touch', ['-d', '10 days ago', join(dir, f)]);
       execFileSync('touch', ['-d', '6 days ago', join(dir, 'log/app-new.log')]);
-      await removeClaim();
       await scratchBoundClaim(kc, pvc, 'expandable', '1Gi');
-      await removeBackups();
       for (const Key of backups) await s3.send(new PutObjectCommand({ Bucket: bucket, Key, Body: '-- PostgreSQL database dump\n' }));
     },
     input: () => ({ pvc, dataDir: rel, logDir: `${rel}/log`, backupPrefix: prefix }),
@@ -292,13 +369,217 @@ export function diskPressureScenario(): CrashScenario {
       requested: (await core.readNamespacedPersistentVolumeClaim(pvc, namespace)).body.spec?.resources?.requests?.storage,
       backups: await listKeys(),
     }),
-    teardown: async () => {
-      rmSync(dir, { recursive: true, force: true });
-      await removeClaim();
-      await removeBackups();
-      s3.destroy();
-    },
+    teardown: async () => s3.destroy(),
+  });
+}
+
+/**
+ * 场景5 on a scratch Certificate (expired 2 days ago) and the Ingress whose tls names its Secret. The
+ * harness plays cert-manager (`tick`): once the run re-applied the Ingress and the Certificate is
+ * gone, it is issued again, Ready for 90 days. Issues are counted: a delete retried after the
+ * re-issue would show as a second one.
+ */
+export function certificateExpiryScenario(): CrashScenario {
+  const kc = adminKubeConfig();
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const networking = kc.makeApiClient(NetworkingV1Api);
+  const certificate = unique('crash-cert');
+  const ingress = unique('crash-ce-ing');
+  const host = `${certificate}.example`;
+  const secretName = `${certificate}-tls`;
+  let issued = 0;
+  const readCert = () => readOrUndefined(custom.getNamespacedCustomObject('cert-manager.io', 'v1', namespace, 'certificates', certificate)) as Promise<CertificateObject | undefined>;
+  const readIngress = () => readOrUndefined(networking.readNamespacedIngress(ingress, namespace));
+  const reapplied = async () => (managersOf(await readIngress()) ?? []).some(([manager]) => manager === 'runbook-automation');
+  const issue = async (ready: boolean, notAfter: Date) => {
+    const seeded = appTlsCertificate(namespace) as { spec: Record<string, unknown> };
+    await custom.createNamespacedCustomObject('cert-manager.io', 'v1', namespace, 'certificates', {
+      ...seeded,
+      metadata: { name: certificate, namespace, labels: { 'runbook-test/scratch': 'true' } },
+      spec: { ...seeded.spec, secretName, commonName: host, dnsNames: [host] },
+    });
+    await setCertificateStatus(kc, namespace, certificate, { ready, notAfter });
   };
+  return recreatedScenario({
+    runbook: 'certificateExpiry',
+    remove: async () => {
+      const certificateApi = ['cert-manager.io', 'v1', namespace, 'certificates', certificate] as const;
+      await deleted(
+        `certificate ${certificate}`,
+        () => custom.deleteNamespacedCustomObject(...certificateApi),
+        () => custom.getNamespacedCustomObject(...certificateApi),
+      );
+      await deleted(
+        `ingress ${ingress}`,
+        () => networking.deleteNamespacedIngress(ingress, namespace),
+        () => networking.readNamespacedIngress(ingress, namespace),
+      );
+    },
+    create: async () => {
+      issued = 0;
+      await networking.createNamespacedIngress(namespace, {
+        metadata: {
+          name: ingress,
+          labels: { 'runbook-test/scratch': 'true' },
+          annotations: { 'cert-manager.io/cluster-issuer': 'letsencrypt-prod', 'nginx.ingress.kubernetes.io/ssl-redirect': 'true' },
+        },
+        spec: {
+          ingressClassName: 'nginx',
+          tls: [{ hosts: [host], secretName }],
+          rules: [{ host, http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'short-drama-app', port: { number: 80 } } } }] } }],
+        },
+      });
+      await issue(false, new Date(Date.now() - 2 * day));
+    },
+    tick: async () => {
+      if ((await readCert()) === undefined && (await reapplied())) {
+        await issue(true, new Date(Date.now() + 90 * day));
+        issued += 1;
+      }
+    },
+    input: () => ({ certificate, ingress, severity: 'P1', readyTimeoutSeconds: 60 }),
+    snapshot: async () => {
+      const cert = await readCert();
+      const ing = await readIngress();
+      return {
+        issued,
+        certificate: cert && {
+          spec: cert.spec,
+          ready: cert.status?.conditions?.find((c) => c.type === 'Ready')?.status,
+          validForDays: cert.status?.notAfter && Math.round((Date.parse(cert.status.notAfter) - Date.now()) / day),
+        },
+        ingress: { annotations: ing?.metadata?.annotations, generation: ing?.metadata?.generation, spec: plain(ing?.spec), managers: managersOf(ing) },
+      };
+    },
+  });
+}
+
+interface CertificateObject {
+  spec: unknown;
+  status?: { conditions?: Array<{ type: string; status: string }>; notAfter?: string };
+}
+
+/**
+ * 定期轮换密钥 on a LOGIN role of its own (a known old password), a Secret holding it and an app
+ * Deployment. The new password differs from run to run: the snapshot holds what must be true of it
+ * (it logs in, the old one does not, the old one is kept as _PREVIOUS), never a password.
+ */
+export function rotateDatabasePasswordScenario(): CrashScenario {
+  const kc = adminKubeConfig();
+  const core = kc.makeApiClient(CoreV1Api);
+  const apps = kc.makeApiClient(AppsV1Api);
+  const role = `crash_rot_${uniqueSuffix()}`;
+  const old = randomBytes(18).toString('base64url');
+  const secret = unique('crash-rot-secret');
+  const app = unique('crash-rot-app');
+  const key = 'DATABASE_PASSWORD';
+  const b64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
+  return recreatedScenario({
+    runbook: 'rotateDatabasePassword',
+    configOverrides: { ALLOWED_ROTATION_ROLES: role },
+    remove: async () => {
+      await withAdmin((admin) => admin.query(`DROP ROLE IF EXISTS "${role}"`));
+      await deleted(
+        `secret ${secret}`,
+        () => core.deleteNamespacedSecret(secret, namespace),
+        () => core.readNamespacedSecret(secret, namespace),
+      );
+      await removeDeployment(kc, app);
+    },
+    create: async () => {
+      await withAdmin(async (admin) => {
+        // pg_stat_statements keeps CREATE ROLE ... PASSWORD verbatim: not for this statement.
+        await admin.query('SET pg_stat_statements.track_utility = off');
+        await admin.query(`CREATE ROLE "${role}" LOGIN PASSWORD '${old}'`);
+      });
+      await core.createNamespacedSecret(namespace, { metadata: { name: secret, labels: { 'runbook-test/scratch': 'true' } }, type: 'Opaque', data: { [key]: b64(old), OTHER: b64('kept') } });
+      await scratchDeployment(kc, app);
+    },
+    input: () => ({ secret, role, appDeployment: app }),
+    snapshot: async () => {
+      const { body } = await core.readNamespacedSecret(secret, namespace);
+      const data = Object.fromEntries(Object.entries(body.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+      const d = await deploymentState(apps, app);
+      return {
+        secretKeys: Object.keys(data).sort(),
+        secretAnnotations: Object.keys(body.metadata?.annotations ?? {}).sort(),
+        previousIsOld: data[`${key}_PREVIOUS`] === old,
+        other: data.OTHER,
+        newLogsIn: data[key] !== old && (await logsIn(role, data[key]!)),
+        oldLogsIn: await logsIn(role, old),
+        app: {
+          generation: d.generation,
+          revision: d.revision,
+          replicaSets: d.replicaSets.length,
+          restarted: (d.template as V1PodTemplateSpec).metadata?.annotations?.['kubectl.kubernetes.io/restartedAt'] !== undefined,
+        },
+      };
+    },
+  });
+}
+
+/** 网络策略 in a scratch namespace with an app pod and a postgres pod (kwok runs them): the manual's NetworkPolicy created. */
+export function applyNetworkPolicyScenario(): CrashScenario {
+  const kc = adminKubeConfig();
+  const core = kc.makeApiClient(CoreV1Api);
+  const networking = kc.makeApiClient(NetworkingV1Api);
+  const policy = 'app-network-policy';
+  return scratchNamespaceScenario(kc, 'applyNetworkPolicy', 'crash-np', (ns) => ({
+    populate: async () => {
+      for (const app of ['short-drama-app', 'postgres'])
+        await core.createNamespacedPod(ns, {
+          metadata: { name: `${app}-0`, labels: { app } },
+          spec: { nodeName: kwokNode, containers: [{ name: 'main', image: 'registry.example/scratch:1.0' }] },
+        });
+    },
+    remove: () =>
+      deleted(
+        `networkpolicy ${policy}`,
+        () => networking.deleteNamespacedNetworkPolicy(policy, ns),
+        () => networking.readNamespacedNetworkPolicy(policy, ns),
+      ),
+    snapshot: async () => {
+      const live = await readOrUndefined(networking.readNamespacedNetworkPolicy(policy, ns));
+      return { spec: plain(live?.spec), generation: live?.metadata?.generation, managers: managersOf(live) };
+    },
+  }));
+}
+
+/** RBAC配置 in a scratch namespace: the ServiceAccount readonly-user, Role readonly and RoleBinding readonly-binding created. */
+export function provisionReadonlyAccessScenario(): CrashScenario {
+  const kc = adminKubeConfig();
+  const core = kc.makeApiClient(CoreV1Api);
+  const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
+  const [account, roleName, binding] = ['readonly-user', 'readonly', 'readonly-binding'];
+  return scratchNamespaceScenario(kc, 'provisionReadonlyAccess', 'crash-rbac', (ns) => ({
+    remove: async () => {
+      await deleted(
+        `rolebinding ${binding}`,
+        () => rbac.deleteNamespacedRoleBinding(binding, ns),
+        () => rbac.readNamespacedRoleBinding(binding, ns),
+      );
+      await deleted(
+        `role ${roleName}`,
+        () => rbac.deleteNamespacedRole(roleName, ns),
+        () => rbac.readNamespacedRole(roleName, ns),
+      );
+      await deleted(
+        `serviceaccount ${account}`,
+        () => core.deleteNamespacedServiceAccount(account, ns),
+        () => core.readNamespacedServiceAccount(account, ns),
+      );
+    },
+    snapshot: async () => {
+      const sa = await readOrUndefined(core.readNamespacedServiceAccount(account, ns));
+      const role = await readOrUndefined(rbac.readNamespacedRole(roleName, ns));
+      const rb = await readOrUndefined(rbac.readNamespacedRoleBinding(binding, ns));
+      return {
+        account: { exists: sa !== undefined, managers: managersOf(sa) },
+        role: { rules: plain(role?.rules), managers: managersOf(role) },
+        binding: { roleRef: plain(rb?.roleRef), subjects: plain(rb?.subjects), managers: managersOf(rb) },
+      };
+    },
+  }));
 }
 
 export const scenarios: Record<string, () => CrashScenario> = {
@@ -307,4 +588,8 @@ export const scenarios: Record<string, () => CrashScenario> = {
   rollbackDeployment: rollbackDeploymentScenario,
   redisMemoryPressure: redisMemoryPressureScenario,
   diskPressure: diskPressureScenario,
+  certificateExpiry: certificateExpiryScenario,
+  rotateDatabasePassword: rotateDatabasePasswordScenario,
+  applyNetworkPolicy: applyNetworkPolicyScenario,
+  provisionReadonlyAccess: provisionReadonlyAccessScenario,
 };
