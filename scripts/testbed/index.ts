@@ -16,7 +16,7 @@ import { sandboxPayloadKeyId, temporalServer } from './temporal-server';
 import { kubernetesBinaries } from './kubernetes-install';
 import { adminKubeconfigPath, checkServiceRange, kubernetesServer, readonlyKubeconfigPath } from './kubernetes-server';
 import type { ServiceName, TestbedContext, TestbedSecrets, TestbedServer } from './context';
-import { realNodeWanted } from './node/node-names';
+import { nodeNames, realNodeWanted } from './node/node-names';
 import { nodeDown, nodeUp } from './node/node-lifecycle';
 
 export type { ServiceName } from './context';
@@ -47,6 +47,7 @@ function loadOrCreateSecrets(envFile: string): TestbedSecrets {
   const token = () => randomBytes(18).toString('hex');
   return {
     postgresPassword: previous.TESTBED_POSTGRES_PASSWORD ?? token(),
+    appDatabasePassword: previous.TESTBED_APP_DATABASE_PASSWORD ?? token(),
     redisPassword: previous.TESTBED_REDIS_PASSWORD ?? token(),
     restoreDrillPassword: previous.TESTBED_RESTORE_DRILL_PASSWORD ?? token(),
     s3AccessKeyId: previous.S3_ACCESS_KEY_ID ?? `TB${randomBytes(9).toString('hex').toUpperCase()}`,
@@ -85,6 +86,7 @@ function testbedEnv(ctx: TestbedContext): Record<string, string> {
     TESTBED_WEBHOOK_URL: webhookUrl(ctx),
     TESTBED_APP_METRICS_URL: appMetricsUrl(ctx),
     TESTBED_POSTGRES_PASSWORD: secrets.postgresPassword,
+    TESTBED_APP_DATABASE_PASSWORD: secrets.appDatabasePassword,
     TESTBED_REDIS_PASSWORD: secrets.redisPassword,
     TESTBED_RESTORE_DRILL_PASSWORD: secrets.restoreDrillPassword,
     TESTBED_POSTGRES_ADMIN_URL: postgresUrl(ctx, 'postgres'),
@@ -166,14 +168,18 @@ export async function up(options: UpOptions = {}): Promise<TestbedHandle> {
       log(`${name}: started in ${Date.now() - t0} ms`);
     }),
   );
+  // TESTBED_REAL_NODE=1: a real node (containerd, kubelet, kube-proxy) joins the cluster beside kwok's,
+  // before the seeds: short-drama-prod's servers run there.
+  if (realNodeWanted() && wanted.includes('kubernetes')) {
+    const node = await nodeUp(layout, log);
+    ctx.realNode = { names: nodeNames(layout), images: node.images };
+  }
   // S3 seeding dumps PostgreSQL, so seeds run in catalogue order after every server is up.
   for (const name of allServices) {
     if (!wanted.includes(name)) continue;
     if (name === 's3' && !wanted.includes('postgres')) continue;
     await servers[name].seed?.(ctx);
   }
-  // TESTBED_REAL_NODE=1: a real node (containerd, kubelet, kube-proxy) joins the cluster beside kwok's.
-  if (realNodeWanted() && wanted.includes('kubernetes')) await nodeUp(layout, log);
   return { envFile: layout.envFile, env, started, layout };
 }
 

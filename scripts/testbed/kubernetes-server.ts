@@ -4,6 +4,7 @@ import { httpsGet } from './kubernetes-apply';
 import { installKubernetes, kubernetesBinaries } from './kubernetes-install';
 import { ensureKubernetesPki, kubernetesStateDir, pkiPaths, readAdminToken, recordedServiceRange, writeKubeconfig, type KubernetesPki } from './kubernetes-pki';
 import { applyClusterInfrastructure, kubernetesNamespace, seedKubernetes } from './kubernetes-seed';
+import { seedProdDatabase } from './postgres-server';
 import { port, type TestbedLayout } from './layout';
 import { isAlive, readPid, startDetached, stopDetached, waitUntil } from './processes';
 import type { TestbedContext, TestbedServer } from './context';
@@ -247,7 +248,8 @@ export const kubernetesServer: TestbedServer = {
     await startControlPlane(ctx, pki);
   },
   async seed(ctx) {
-    await seedKubernetes(ctx);
+    // On the real node the app logs in as its role: the database is seeded before the app rolls out.
+    await seedKubernetes(ctx, { beforeApp: ctx.realNode ? () => seedProdDatabase(ctx) : undefined });
   },
   async stop(layout) {
     // The apiserver's clients first (together: each takes ~2 s to shut down), then the apiserver, then etcd.
