@@ -297,9 +297,7 @@ export async function nodeUp(layout: TestbedLayout, log: (line: string) => void)
   const present = new Set(ctr(bins, names, ['images', 'ls', '-q']).split('\n'));
   for (const image of Object.values(images)) if (!present.has(image.ref)) ctr(bins, names, ['images', 'import', '--no-unpack', image.archive]);
   // Each image by name, and its aliases as <name>:<alias> (e.g. short-drama-app:1.4.1).
-  const refs = Object.fromEntries(
-    Object.entries(images).flatMap(([name, image]) => [[name, image.ref], ...Object.entries(image.aliases ?? {}).map(([alias, ref]) => [`${name}:${alias}`, ref])]),
-  );
+  const refs = Object.fromEntries(Object.entries(images).flatMap(([name, image]) => [[name, image.ref], ...Object.entries(image.aliases ?? {}).map(([alias, ref]) => [`${name}:${alias}`, ref])]));
   if (!alive(layout, relayProcess)) startApiserverRelay(layout, names);
   publishApiserverEndpoint(layout, names);
   lap('containerd up, images imported');
