@@ -12,10 +12,10 @@ import type { PodCrashLoopResult } from '../../workflows/pod-crash-loop';
 import type { RollbackDeploymentResult } from '../../workflows/rollback-deployment';
 import { adminKubeConfig, kubernetesNamespace as namespace, layout, waitForRollout } from '../helpers/kube-cluster';
 import { patchDeployment } from '../helpers/kube-objects';
-import { watchPods } from '../helpers/kube-pods';
 import { approveEach, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, testbedEnv, unsignedTeam } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
+import { watchRunningPods } from './postgres-on-node';
 
 /**
  * The runbooks against short-drama-prod on the real node (TESTBED_REAL_NODE=1): PostgreSQL, Redis
@@ -143,20 +143,21 @@ describe('short-drama-prod on the real node', () => {
         async () => Number((await sql<{ n: string }>(adminUrl, `SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'short-drama-app' AND state = 'idle'`))[0]!.n) >= 20,
         60_000,
       );
-      const pods = await watchPods(kc, namespace, 'app=postgres');
+      // Running servers, by phase: a stopped pod's object stays (phase Failed) until it is deleted, and Recreate need not wait for that.
+      const pods = watchRunningPods(layout, namespace, 'app=postgres');
+      await waitUntil('the pod watch to see the running server', () => pods.seenRunning().length === 1, 10_000);
       const result = await withRunbooks(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }, { startedBy: 'erin' });
         await approveEach(runbooks, workflowId, ['terminate-idle', 'raise-max-connections', 'restart-database']);
         return runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
-      });
-      pods.stop();
+      }).finally(pods.stop);
       expect(result.outcome).toBe('completed');
       expect(result.timeline.filter((e) => e.event === 'applied').map((e) => e.stepId)).toEqual(['terminate-idle', 'raise-max-connections', 'restart-database']);
       expect((result.plan[0]!.change.observed as { matching: number }).matching).toBeGreaterThanOrEqual(20);
       // The running server's value, after a real restart of PostgreSQL on its volume.
       expect((await sql<{ max_connections: string }>(adminUrl, 'SHOW max_connections'))[0]).toEqual({ max_connections: '150' });
-      expect(pods.seen.size).toBe(2);
-      expect(pods.maxAtOnce()).toBe(1);
+      expect(pods.seenRunning()).toHaveLength(2);
+      expect(pods.maxRunning()).toBe(1);
     } finally {
       await setAppSwitches({ LEAK_CONNECTIONS: undefined });
       await sql(adminUrl, 'ALTER SYSTEM RESET max_connections');
