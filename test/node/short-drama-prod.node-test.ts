@@ -10,6 +10,9 @@ import { prodNodePorts } from '../../scripts/testbed/node/node-prod';
 import type { DbConnectionExhaustionResult } from '../../workflows/db-connection-exhaustion';
 import type { PodCrashLoopResult } from '../../workflows/pod-crash-loop';
 import type { RollbackDeploymentResult } from '../../workflows/rollback-deployment';
+import type { RotateDatabasePasswordResult } from '../../workflows/rotate-database-password';
+import { seedShortDramaDatabase } from '../../scripts/testbed/seed-postgres';
+import { logsIn } from '../helpers/postgres-login';
 import { adminKubeConfig, kubernetesNamespace as namespace, layout, waitForRollout } from '../helpers/kube-cluster';
 import { patchDeployment } from '../helpers/kube-objects';
 import { approveEach, terminateRuns } from '../helpers/runbook-runs';
@@ -34,10 +37,10 @@ const apps = kc.makeApiClient(AppsV1Api);
 const core = kc.makeApiClient(CoreV1Api);
 const mergePatch = { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_JSON_MERGE_PATCH } };
 const realNode = () => ({ names, images: nodeImages(layout) });
-const runIds = ['dbConnectionExhaustion/postgres', 'podCrashLoop/short-drama-app', 'rollbackDeployment/short-drama-app'].flatMap((id) => {
-  const [runbook, deployment] = id.split('/');
-  return [`${runbook}/${namespace}/${deployment}`, `lock/${namespace}/${deployment}`];
-});
+const runIds = [
+  ...['dbConnectionExhaustion/postgres', 'podCrashLoop/short-drama-app', 'rollbackDeployment/short-drama-app', 'rotateDatabasePassword/app-secrets'].map((id) => id.replace('/', `/${namespace}/`)),
+  ...['postgres', 'short-drama-app', 'app-secrets'].map((target) => `lock/${namespace}/${target}`),
+];
 
 async function health(): Promise<{ status: number; body: Record<string, string> }> {
   const response = await fetch(`${appUrl}/health`, { signal: AbortSignal.timeout(10_000) });
@@ -229,5 +232,38 @@ describe('short-drama-prod on the real node', () => {
       await restoreSeededApp();
     }
     expect((await health()).body.release).toBe(seededRelease);
+  });
+  test("rotateDatabasePassword of the app's role: the app's pods restart with the new password and /health reports the database reachable", async () => {
+    const secret = async () => (await core.readNamespacedSecret('app-secrets', namespace)).body.data ?? {};
+    const decoded = async (key: string) => Buffer.from((await secret())[key] ?? '', 'base64').toString('utf8');
+    const old = await decoded('DATABASE_PASSWORD');
+    expect(old).toBe(env.TESTBED_APP_DATABASE_PASSWORD);
+    const podsBefore = new Set((await appPods()).map((pod) => pod.metadata!.name!));
+    try {
+      const result = await withRunbooks(config, async ({ runbooks }) => {
+        const { workflowId } = await runbooks.startRunbook('rotateDatabasePassword', { mode: 'execute', role: 'short_drama_app' }, { startedBy: 'erin' });
+        await approveEach(runbooks, workflowId, ['rotate-password']);
+        return runbooks.waitForResult<RotateDatabasePasswordResult>(workflowId);
+      });
+      expect(result.outcome).toBe('completed');
+      expect(result.rotated).toBe(true);
+      const next = await decoded('DATABASE_PASSWORD');
+      expect(next).not.toBe(old);
+      expect(await logsIn('short_drama_app', next)).toBe(true);
+      expect(await logsIn('short_drama_app', old)).toBe(false);
+      // Restarted: none of the pods from before is serving, and the new ones log in with the new password.
+      await waitForRollout(kc, namespace, app, 60_000);
+      const podsAfter = (await appPods()).filter((pod) => !pod.metadata?.deletionTimestamp);
+      expect(podsAfter.filter((pod) => podsBefore.has(pod.metadata!.name!))).toEqual([]);
+      expect(podsAfter.every(isReady)).toBe(true);
+      expect(await health()).toMatchObject({ status: 200, body: { database: 'reachable' } });
+    } finally {
+      // The seeded password back in the role and the Secret (as the next `up` would do), then the app restarted with it.
+      await seedShortDramaDatabase(env.TESTBED_POSTGRES_ADMIN_URL!, env.DATABASE_URL!, 'short_drama_prod', env.TESTBED_APP_DATABASE_PASSWORD!);
+      const data = { DATABASE_PASSWORD: Buffer.from(old).toString('base64'), DATABASE_PASSWORD_NEXT: null, DATABASE_PASSWORD_PREVIOUS: null };
+      await core.patchNamespacedSecret('app-secrets', namespace, { data }, undefined, undefined, undefined, undefined, undefined, mergePatch);
+      await setAppSwitches({});
+      await restoreSeededApp();
+    }
   });
 });
