@@ -10,6 +10,7 @@ import { prodNodePorts } from '../../scripts/testbed/node/node-prod';
 import type { DbConnectionExhaustionResult } from '../../workflows/db-connection-exhaustion';
 import type { PodCrashLoopResult } from '../../workflows/pod-crash-loop';
 import type { RollbackDeploymentResult } from '../../workflows/rollback-deployment';
+import type { RedisMemoryPressureResult } from '../../workflows/redis-memory-pressure';
 import type { RotateDatabasePasswordResult } from '../../workflows/rotate-database-password';
 import { seedShortDramaDatabase } from '../../scripts/testbed/seed-postgres';
 import { logsIn } from '../helpers/postgres-login';
@@ -38,8 +39,10 @@ const core = kc.makeApiClient(CoreV1Api);
 const mergePatch = { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_JSON_MERGE_PATCH } };
 const realNode = () => ({ names, images: nodeImages(layout) });
 const runIds = [
-  ...['dbConnectionExhaustion/postgres', 'podCrashLoop/short-drama-app', 'rollbackDeployment/short-drama-app', 'rotateDatabasePassword/app-secrets'].map((id) => id.replace('/', `/${namespace}/`)),
-  ...['postgres', 'short-drama-app', 'app-secrets'].map((target) => `lock/${namespace}/${target}`),
+  ...['dbConnectionExhaustion/postgres', 'podCrashLoop/short-drama-app', 'rollbackDeployment/short-drama-app', 'rotateDatabasePassword/app-secrets', 'redisMemoryPressure/redis'].map((id) =>
+    id.replace('/', `/${namespace}/`),
+  ),
+  ...['postgres', 'short-drama-app', 'app-secrets', 'redis'].map((target) => `lock/${namespace}/${target}`),
 ];
 
 async function health(): Promise<{ status: number; body: Record<string, string> }> {
@@ -263,6 +266,46 @@ describe('short-drama-prod on the real node', () => {
       const data = { DATABASE_PASSWORD: Buffer.from(old).toString('base64'), DATABASE_PASSWORD_NEXT: null, DATABASE_PASSWORD_PREVIOUS: null };
       await core.patchNamespacedSecret('app-secrets', namespace, { data }, undefined, undefined, undefined, undefined, undefined, mergePatch);
       await setAppSwitches({});
+      await restoreSeededApp();
+    }
+  });
+  test('redisMemoryPressure against Redis in its pod at its real maxmemory: session keys gone, the pod restarted with the raised limit, maxmemory and policy set on the new server', async () => {
+    const redis = new Redis(env.REDIS_URL!, { maxRetriesPerRequest: 1 });
+    redis.on('error', () => undefined); // the server restarts during the run
+    const value = 'x'.repeat(64 * 1024);
+    try {
+      // 2000 sessions of 64 KiB: about half of the pod's maxmemory 256mb, for real.
+      for (let batch = 0; batch < 20; batch++) {
+        const pipeline = redis.pipeline();
+        for (let i = 0; i < 100; i++) pipeline.set(`session:node-test-${batch * 100 + i}`, value);
+        await pipeline.exec();
+      }
+      const usedBefore = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
+      expect(usedBefore).toBeGreaterThan(100 * 1024 * 1024);
+      const result = await withRunbooks(config, async ({ runbooks }) => {
+        const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', { mode: 'execute', raiseWhenUsageAbove: 0 }, { startedBy: 'erin' });
+        await approveEach(runbooks, workflowId, ['delete-session-keys', 'raise-memory-limit', 'raise-maxmemory', 'set-maxmemory-policy']);
+        return runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
+      });
+      expect(result.outcome).toBe('completed');
+      // The running pod (a new one: the limit change restarted Redis) and the server in it.
+      await waitForRollout(kc, namespace, 'redis', 60_000);
+      const pods = (await core.listNamespacedPod(namespace, undefined, undefined, undefined, undefined, 'app=redis')).body.items.filter((pod) => !pod.metadata?.deletionTimestamp);
+      expect(pods.map((pod) => [pod.spec!.containers[0]!.resources?.limits?.memory, isReady(pod)])).toEqual([['768Mi', true]]);
+      const fresh = new Redis(env.REDIS_URL!, { maxRetriesPerRequest: 1 });
+      try {
+        expect(await fresh.config('GET', 'maxmemory')).toEqual(['maxmemory', String(384 * 1024 * 1024)]);
+        expect(await fresh.config('GET', 'maxmemory-policy')).toEqual(['maxmemory-policy', 'allkeys-lru']);
+        expect(await fresh.keys('session:node-test-*')).toEqual([]);
+      } finally {
+        fresh.disconnect();
+      }
+      expect(await health()).toMatchObject({ status: 200, body: { redis: 'reachable' } });
+    } finally {
+      redis.disconnect();
+      // The seeded limit back; the restarted server reads maxmemory and policy from its config file again.
+      await patchDeployment(kc, namespace, 'redis', { spec: { template: { spec: { containers: [{ name: 'redis', resources: { limits: { memory: '512Mi' } } }] } } } });
+      await waitForRollout(kc, namespace, 'redis', 120_000);
       await restoreSeededApp();
     }
   });
