@@ -17,7 +17,7 @@ import { kubernetesBinaries } from './kubernetes-install';
 import { adminKubeconfigPath, checkServiceRange, kubernetesServer, readonlyKubeconfigPath } from './kubernetes-server';
 import type { ServiceName, TestbedContext, TestbedSecrets, TestbedServer } from './context';
 import { nodeNames, realNodeWanted } from './node/node-names';
-import { nodeDown, nodeUp } from './node/node-lifecycle';
+import { nodeDown, nodePrepare, nodeUp } from './node/node-lifecycle';
 
 export type { ServiceName } from './context';
 export const allServices: ServiceName[] = ['temporal', 'postgres', 'redis', 's3', 'prometheus', 'alertmanager', 'webhook', 'app-metrics', 'kubernetes'];
@@ -149,6 +149,10 @@ export async function up(options: UpOptions = {}): Promise<TestbedHandle> {
   if (wanted.includes('kubernetes')) checkServiceRange(layout);
   for (const name of wanted) servers[name].install(ctx);
   const started: ServiceName[] = [];
+  // TESTBED_REAL_NODE=1: a real node (containerd, kubelet, kube-proxy) joins the cluster beside kwok's.
+  // What it needs no apiserver for (containerd, its images) is made ready while the servers start.
+  const nodePrepared = realNodeWanted() && wanted.includes('kubernetes') ? nodePrepare(layout, log) : undefined;
+  nodePrepared?.catch(() => undefined); // awaited below; a server failing first must not leave it unhandled
   await Promise.all(
     wanted.map(async (name) => {
       const server = servers[name];
@@ -168,10 +172,9 @@ export async function up(options: UpOptions = {}): Promise<TestbedHandle> {
       log(`${name}: started in ${Date.now() - t0} ms`);
     }),
   );
-  // TESTBED_REAL_NODE=1: a real node (containerd, kubelet, kube-proxy) joins the cluster beside kwok's,
-  // before the seeds: short-drama-prod's servers run there.
-  if (realNodeWanted() && wanted.includes('kubernetes')) {
-    const node = await nodeUp(layout, log);
+  // The node joins before the seeds: short-drama-prod's servers run there.
+  if (nodePrepared) {
+    const node = await nodeUp(layout, log, await nodePrepared);
     ctx.realNode = { names: nodeNames(layout), images: node.images };
   }
   // S3 seeding dumps PostgreSQL, so seeds run in catalogue order after every server is up.
@@ -191,7 +194,7 @@ function stopServer(name: ServiceName, layout: TestbedLayout): Promise<void> {
 /** Stops the named servers (by default every one with a pid file of ours). */
 export async function down(services: ServiceName[] = allServices, layout: TestbedLayout = testbedLayout()): Promise<void> {
   // A real node goes first, in its own order, while the apiserver can still delete its pods (no-op without one).
-  if (services.includes('kubernetes')) await nodeDown(layout);
+  if (services.includes('kubernetes')) await nodeDown(layout, (line) => console.error(`[testbed] ${line}`));
   await Promise.all(services.map((name) => stopServer(name, layout)));
 }
 

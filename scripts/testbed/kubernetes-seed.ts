@@ -348,7 +348,13 @@ function manualObjects(ctx: TestbedContext): Obj[] {
     },
   });
   const secret = (name: string, data: Record<string, string>): Obj =>
-    ({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: ns, labels: appLabels('short-drama-app') }, type: 'Opaque', stringData: data }) as Obj;
+    ({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name, namespace: ns, labels: appLabels('short-drama-app') },
+      type: 'Opaque',
+      data: Object.fromEntries(Object.entries(data).map(([key, value]) => [key, Buffer.from(value).toString('base64')])),
+    }) as Obj;
   return [
     {
       apiVersion: 'storage.k8s.io/v1',

@@ -14,6 +14,7 @@ Switches (env, usually from the ConfigMap), to induce the manual's faults for re
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -192,6 +193,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
+    # PID 1 in its container: without a handler the kernel ignores SIGTERM and the pod waits out its grace period.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     require_config()
     ballast = bytearray(int(os.environ.get("ALLOCATE_MEMORY_MIB", "0")) * 1024 * 1024)
     for i in range(0, len(ballast), 4096):  # touched, so it is resident and counts against the limit
