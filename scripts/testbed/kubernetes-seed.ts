@@ -273,12 +273,31 @@ function appOnRealNode(release: string, node: RealNode): OnRealNode & { names: N
   return {
     names: node.names,
     container: {
-      image: node.images[`short-drama-app:${release}`],
+      image: appImage(release, node),
       ports: [{ name: 'http', containerPort: 8000 }],
       readinessProbe: { httpGet: { path: '/health', port: 8000 }, periodSeconds: 2, timeoutSeconds: 5 },
     },
     pod: { terminationGracePeriodSeconds: 5 },
   };
+}
+
+/** The app's image at a release: a name kwok never pulls, or on the real node our local image's tag for it. */
+export function appImage(release: string, realNode?: RealNode): string {
+  return realNode ? realNode.images[`short-drama-app:${release}`]! : `registry.invalid/short-drama/app:${release}`;
+}
+
+/**
+ * short-drama-app's two releases as two revisions: 1.4.1 rolled out first whenever no ReplicaSet
+ * runs its image (the first seed, a rebuilt image, or history pruned by many rollouts), then 1.4.2.
+ */
+export async function seedAppReleases(kc: KubeConfig, realNode?: RealNode): Promise<void> {
+  const [oldRelease, currentRelease] = appReleases;
+  const { body: sets } = await kc.makeApiClient(AppsV1Api).listNamespacedReplicaSet(ns, undefined, undefined, undefined, undefined, 'app=short-drama-app');
+  if (!sets.items.some((rs) => rs.spec?.template?.spec?.containers[0]?.image === appImage(oldRelease, realNode))) {
+    await applyObjects(kc, [appDeployment(oldRelease, realNode)]);
+    await waitForRollout(kc, ns, 'short-drama-app');
+  }
+  await applyObjects(kc, [appDeployment(currentRelease, realNode)]);
 }
 
 /** short-drama-app at a release: a new release changes the image, an env var and an annotation (a new revision). */
@@ -288,7 +307,7 @@ export function appDeployment(release: string, realNode?: RealNode): Obj {
     2,
     {
       name: 'app',
-      image: `registry.invalid/short-drama/app:${release}`,
+      image: appImage(release, realNode),
       ports: [{ name: 'http', containerPort: 8080 }],
       envFrom: [{ configMapRef: { name: 'app-config' } }],
       env: [
@@ -631,12 +650,7 @@ export async function seedKubernetes(ctx: TestbedContext, options: { beforeApp?:
   await Promise.all(['postgres', 'redis'].map((name) => waitForRollout(kc, ns, name)));
   await options.beforeApp?.();
 
-  const apps = kc.makeApiClient(AppsV1Api);
-  if (!(await readOrUndefined(() => apps.readNamespacedDeployment('short-drama-app', ns)))) {
-    await applyObjects(kc, [appDeployment(appReleases[0], ctx.realNode)]);
-    await waitForRollout(kc, ns, 'short-drama-app');
-  }
-  await applyObjects(kc, [appDeployment(appReleases[1], ctx.realNode)]);
+  await seedAppReleases(kc, ctx.realNode);
 
   // What cert-manager and the ingress controller would do for a healthy sandbox: the TLS Secret
   // (only if missing), the Certificate Ready with that Secret's validity (only if it has no status

@@ -2,7 +2,7 @@ import { AppsV1Api, CoreV1Api, PatchUtils, type V1Pod } from '@kubernetes/client
 import Redis from 'ioredis';
 import { Client as PgClient } from 'pg';
 import { applyObjects } from '../../scripts/testbed/kubernetes-apply';
-import { appDeployment, appReleases } from '../../scripts/testbed/kubernetes-seed';
+import { appDeployment, appReleases, seedAppReleases } from '../../scripts/testbed/kubernetes-seed';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { nodeImages } from '../../scripts/testbed/node/node-lifecycle';
 import { nodeNames } from '../../scripts/testbed/node/node-names';
@@ -212,6 +212,8 @@ describe('short-drama-prod on the real node', () => {
 
   test('rollbackDeployment back to the 1.4.1 image: the pods run that image, Ready, and the app reports that release', async () => {
     const images = nodeImages(layout);
+    await seedAppReleases(kc, realNode()); // as `up` does: earlier tests' rollouts may have pruned the 1.4.1 revision
+    await waitForRollout(kc, namespace, app, 180_000);
     const { body: sets } = await apps.listNamespacedReplicaSet(namespace, undefined, undefined, undefined, undefined, `app=${app}`);
     const old = sets.items.find((rs) => rs.spec?.template?.spec?.containers[0]?.image === images[`${app}:${oldRelease}`]);
     if (!old) throw new Error(`no ReplicaSet of ${app} runs ${images[`${app}:${oldRelease}`]}: the seed makes one the first time`);
