@@ -1,8 +1,11 @@
+import type { NodeNames } from './node/node-names';
 import type { PortName, TestbedLayout } from './layout';
 
 /** Credentials generated once per checkout and kept in the env file, since data dirs are initialised with them. */
 export interface TestbedSecrets {
   postgresPassword: string;
+  /** The app's login role (short_drama_app), in its Secret app-secrets on the real node. */
+  appDatabasePassword: string;
   /** The restore drill's role (runbook_restore_drill). */
   restoreDrillPassword: string;
   redisPassword: string;
@@ -21,6 +24,8 @@ export interface TestbedContext {
   /** TESTBED_PAYLOAD_ENCRYPTION=1: runs are encrypted and the UI decodes through the codec server. */
   payloadEncryption: boolean;
   log: (line: string) => void;
+  /** TESTBED_REAL_NODE=1, once the node is up: short-drama-prod's servers run there, from these images (name or name:alias -> ref). */
+  realNode?: { names: NodeNames; images: Record<string, string> };
 }
 
 export type ServiceName = 'temporal' | 'postgres' | 'redis' | 's3' | 'prometheus' | 'alertmanager' | 'webhook' | 'app-metrics' | 'kubernetes';

@@ -16,9 +16,9 @@ import { sandboxPayloadKeyId, temporalServer } from './temporal-server';
 import { kubernetesBinaries } from './kubernetes-install';
 import { adminKubeconfigPath, checkServiceRange, kubernetesServer, readonlyKubeconfigPath } from './kubernetes-server';
 import type { ServiceName, TestbedContext, TestbedSecrets, TestbedServer } from './context';
-import { realNodeWanted } from './node/node-names';
+import { nodeNames, realNodeWanted } from './node/node-names';
 import { workerKubeconfigPath } from './service-account-access';
-import { nodeDown, nodeUp } from './node/node-lifecycle';
+import { nodeDown, nodePrepare, nodeUp } from './node/node-lifecycle';
 
 export type { ServiceName } from './context';
 export const allServices: ServiceName[] = ['temporal', 'postgres', 'redis', 's3', 'prometheus', 'alertmanager', 'webhook', 'app-metrics', 'kubernetes'];
@@ -48,6 +48,7 @@ function loadOrCreateSecrets(envFile: string): TestbedSecrets {
   const token = () => randomBytes(18).toString('hex');
   return {
     postgresPassword: previous.TESTBED_POSTGRES_PASSWORD ?? token(),
+    appDatabasePassword: previous.TESTBED_APP_DATABASE_PASSWORD ?? token(),
     redisPassword: previous.TESTBED_REDIS_PASSWORD ?? token(),
     restoreDrillPassword: previous.TESTBED_RESTORE_DRILL_PASSWORD ?? token(),
     s3AccessKeyId: previous.S3_ACCESS_KEY_ID ?? `TB${randomBytes(9).toString('hex').toUpperCase()}`,
@@ -86,6 +87,7 @@ function testbedEnv(ctx: TestbedContext): Record<string, string> {
     TESTBED_WEBHOOK_URL: webhookUrl(ctx),
     TESTBED_APP_METRICS_URL: appMetricsUrl(ctx),
     TESTBED_POSTGRES_PASSWORD: secrets.postgresPassword,
+    TESTBED_APP_DATABASE_PASSWORD: secrets.appDatabasePassword,
     TESTBED_REDIS_PASSWORD: secrets.redisPassword,
     TESTBED_RESTORE_DRILL_PASSWORD: secrets.restoreDrillPassword,
     TESTBED_POSTGRES_ADMIN_URL: postgresUrl(ctx, 'postgres'),
@@ -150,6 +152,10 @@ export async function up(options: UpOptions = {}): Promise<TestbedHandle> {
   if (wanted.includes('kubernetes')) checkServiceRange(layout);
   for (const name of wanted) servers[name].install(ctx);
   const started: ServiceName[] = [];
+  // TESTBED_REAL_NODE=1: a real node (containerd, kubelet, kube-proxy) joins the cluster beside kwok's.
+  // What it needs no apiserver for (containerd, its images) is made ready while the servers start.
+  const nodePrepared = realNodeWanted() && wanted.includes('kubernetes') ? nodePrepare(layout, log) : undefined;
+  nodePrepared?.catch(() => undefined); // awaited below; a server failing first must not leave it unhandled
   await Promise.all(
     wanted.map(async (name) => {
       const server = servers[name];
@@ -169,14 +175,17 @@ export async function up(options: UpOptions = {}): Promise<TestbedHandle> {
       log(`${name}: started in ${Date.now() - t0} ms`);
     }),
   );
+  // The node joins before the seeds: short-drama-prod's servers run there.
+  if (nodePrepared) {
+    const node = await nodeUp(layout, log, await nodePrepared);
+    ctx.realNode = { names: nodeNames(layout), images: node.images };
+  }
   // S3 seeding dumps PostgreSQL, so seeds run in catalogue order after every server is up.
   for (const name of allServices) {
     if (!wanted.includes(name)) continue;
     if (name === 's3' && !wanted.includes('postgres')) continue;
     await servers[name].seed?.(ctx);
   }
-  // TESTBED_REAL_NODE=1: a real node (containerd, kubelet, kube-proxy) joins the cluster beside kwok's.
-  if (realNodeWanted() && wanted.includes('kubernetes')) await nodeUp(layout, log);
   return { envFile: layout.envFile, env, started, layout };
 }
 
@@ -188,7 +197,7 @@ function stopServer(name: ServiceName, layout: TestbedLayout): Promise<void> {
 /** Stops the named servers (by default every one with a pid file of ours). */
 export async function down(services: ServiceName[] = allServices, layout: TestbedLayout = testbedLayout()): Promise<void> {
   // A real node goes first, in its own order, while the apiserver can still delete its pods (no-op without one).
-  if (services.includes('kubernetes')) await nodeDown(layout);
+  if (services.includes('kubernetes')) await nodeDown(layout, (line) => console.error(`[testbed] ${line}`));
   await Promise.all(services.map((name) => stopServer(name, layout)));
 }
 

@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApiextensionsV1Api, AppsV1Api, CoreV1Api, CustomObjectsApi, NetworkingV1Api, PatchUtils, type KubeConfig, type KubernetesObject, type V1Secret } from '@kubernetes/client-node';
 import { applyObjects, kubeConfigFromFile, readYamlObjects, testbedFieldManager } from './kubernetes-apply';
@@ -9,6 +9,9 @@ import { port, type TestbedLayout } from './layout';
 import { waitUntil } from './processes';
 import { applyWorkerAccount, writeServiceAccountKubeconfig } from './service-account-access';
 import type { TestbedContext } from './context';
+import type { NodeNames } from './node/node-names';
+import { postgresUid, prodNodePorts, type ProdService } from './node/node-prod';
+import { redisSettings } from './redis-server';
 
 /** The manual's namespace. */
 export const kubernetesNamespace = 'short-drama-prod';
@@ -217,7 +220,23 @@ export function appTlsCertificate(ns: string): Obj {
   };
 }
 
-function deployment(name: string, replicas: number, container: Record<string, unknown>, extra: { volumes?: unknown[]; annotations?: Record<string, string> } = {}): Obj {
+/**
+ * What changes when short-drama-prod runs on the real node (TESTBED_REAL_NODE=1): the pods go there
+ * (nodeSelector and toleration of its taint), run our local images (never pulled), and get what a
+ * real server needs (password files, probes); everything else is the same object.
+ */
+interface OnRealNode {
+  container: Record<string, unknown>;
+  pod?: Record<string, unknown>;
+  volumes?: unknown[];
+}
+
+function deployment(
+  name: string,
+  replicas: number,
+  container: Record<string, unknown>,
+  extra: { volumes?: unknown[]; annotations?: Record<string, string>; realNode?: OnRealNode & { names: NodeNames } } = {},
+): Obj {
   // A server with a volume of its own (ReadWriteOnce) stops before its successor starts.
   const ownsVolume = (extra.volumes ?? []).some((v) => (v as { persistentVolumeClaim?: unknown }).persistentVolumeClaim !== undefined);
   return {
@@ -231,20 +250,65 @@ function deployment(name: string, replicas: number, container: Record<string, un
       selector: { matchLabels: { app: name } },
       template: {
         metadata: { labels: appLabels(name), ...(extra.annotations ? { annotations: extra.annotations } : {}) },
-        spec: { containers: [container], ...(extra.volumes ? { volumes: extra.volumes } : {}) },
+        spec: extra.realNode ? realNodePodSpec(container, extra.volumes ?? [], extra.realNode) : { containers: [container], ...(extra.volumes ? { volumes: extra.volumes } : {}) },
       },
     },
   };
 }
 
+function realNodePodSpec(container: Record<string, unknown>, volumes: unknown[], node: OnRealNode & { names: NodeNames }): Record<string, unknown> {
+  const { key, value } = node.names.label;
+  const allVolumes = [...volumes, ...(node.volumes ?? [])];
+  return {
+    nodeSelector: { [key]: value },
+    tolerations: [{ key, operator: 'Equal', value, effect: 'NoSchedule' }],
+    terminationGracePeriodSeconds: 20,
+    ...node.pod,
+    containers: [{ ...container, imagePullPolicy: 'Never', ...node.container }],
+    ...(allVolumes.length ? { volumes: allVolumes } : {}),
+  };
+}
+
+/** The real node's parts of the app: our image at that release, HTTP on 8000, ready when /health says the database and Redis answer. */
+function appOnRealNode(release: string, node: RealNode): OnRealNode & { names: NodeNames } {
+  return {
+    names: node.names,
+    container: {
+      image: appImage(release, node),
+      ports: [{ name: 'http', containerPort: 8000 }],
+      readinessProbe: { httpGet: { path: '/health', port: 8000 }, periodSeconds: 2, timeoutSeconds: 5 },
+    },
+    pod: { terminationGracePeriodSeconds: 5 },
+  };
+}
+
+/** The app's image at a release: a name kwok never pulls, or on the real node our local image's tag for it. */
+export function appImage(release: string, realNode?: RealNode): string {
+  return realNode ? realNode.images[`short-drama-app:${release}`]! : `registry.invalid/short-drama/app:${release}`;
+}
+
+/**
+ * short-drama-app's two releases as two revisions: 1.4.1 rolled out first whenever no ReplicaSet
+ * runs its image (the first seed, a rebuilt image, or history pruned by many rollouts), then 1.4.2.
+ */
+export async function seedAppReleases(kc: KubeConfig, realNode?: RealNode): Promise<void> {
+  const [oldRelease, currentRelease] = appReleases;
+  const { body: sets } = await kc.makeApiClient(AppsV1Api).listNamespacedReplicaSet(ns, undefined, undefined, undefined, undefined, 'app=short-drama-app');
+  if (!sets.items.some((rs) => rs.spec?.template?.spec?.containers[0]?.image === appImage(oldRelease, realNode))) {
+    await applyObjects(kc, [appDeployment(oldRelease, realNode)]);
+    await waitForRollout(kc, ns, 'short-drama-app');
+  }
+  await applyObjects(kc, [appDeployment(currentRelease, realNode)]);
+}
+
 /** short-drama-app at a release: a new release changes the image, an env var and an annotation (a new revision). */
-export function appDeployment(release: string): Obj {
+export function appDeployment(release: string, realNode?: RealNode): Obj {
   return deployment(
     'short-drama-app',
     2,
     {
       name: 'app',
-      image: `registry.invalid/short-drama/app:${release}`,
+      image: appImage(release, realNode),
       ports: [{ name: 'http', containerPort: 8080 }],
       envFrom: [{ configMapRef: { name: 'app-config' } }],
       env: [
@@ -254,7 +318,7 @@ export function appDeployment(release: string): Obj {
       ],
       resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '1', memory: '512Mi' } },
     },
-    { annotations: { 'short-drama.example/release': release } },
+    { annotations: { 'short-drama.example/release': release }, ...(realNode ? { realNode: appOnRealNode(release, realNode) } : {}) },
   );
 }
 
@@ -284,14 +348,33 @@ function pvc(name: string, storageClassName: string, volumeName: string): Obj {
   };
 }
 
-function manualObjects(layout: TestbedLayout): Obj[] {
-  const volumes = join(kubernetesStateDir(layout), 'volumes');
-  const service = (name: string, portNumber: number, targetPort: number | string): Obj => ({
+type RealNode = NonNullable<TestbedContext['realNode']>;
+
+/** The folder of a seeded volume (hostPath; on the real node the servers' data lives there). */
+function volumeDir(layout: TestbedLayout, name: string): string {
+  return join(kubernetesStateDir(layout), 'volumes', name);
+}
+
+function manualObjects(ctx: TestbedContext): Obj[] {
+  const { layout, realNode } = ctx;
+  const service = (name: ProdService, portNumber: number, targetPort: number | string): Obj => ({
     apiVersion: 'v1',
     kind: 'Service',
     metadata: { name, namespace: ns, labels: appLabels(name) },
-    spec: { selector: { app: name }, ports: [{ name: 'main', port: portNumber, targetPort }] },
+    spec: {
+      selector: { app: name },
+      ...(realNode ? { type: 'NodePort' } : {}),
+      ports: [{ name: 'main', port: portNumber, targetPort, ...(realNode ? { nodePort: prodNodePorts[name] } : {}) }],
+    },
   });
+  const secret = (name: string, data: Record<string, string>): Obj =>
+    ({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name, namespace: ns, labels: appLabels('short-drama-app') },
+      type: 'Opaque',
+      data: Object.fromEntries(Object.entries(data).map(([key, value]) => [key, Buffer.from(value).toString('base64')])),
+    }) as Obj;
   return [
     {
       apiVersion: 'storage.k8s.io/v1',
@@ -311,8 +394,8 @@ function manualObjects(layout: TestbedLayout): Obj[] {
       reclaimPolicy: 'Retain',
       volumeBindingMode: 'Immediate',
     } as Obj,
-    pv('short-drama-prod-postgres-pv', 'expandable', 'postgres-pvc', join(volumes, 'postgres')),
-    pv('short-drama-prod-redis-pv', 'fixed', 'redis-data', join(volumes, 'redis')),
+    pv('short-drama-prod-postgres-pv', 'expandable', 'postgres-pvc', volumeDir(layout, 'postgres')),
+    pv('short-drama-prod-redis-pv', 'fixed', 'redis-data', volumeDir(layout, 'redis')),
     pvc('postgres-pvc', 'expandable', 'short-drama-prod-postgres-pv'),
     pvc('redis-data', 'fixed', 'short-drama-prod-redis-pv'),
     {
@@ -321,14 +404,17 @@ function manualObjects(layout: TestbedLayout): Obj[] {
       metadata: { name: 'app-config', namespace: ns, labels: appLabels('short-drama-app') },
       data: { DATABASE_HOST: 'postgres', DATABASE_NAME: 'short_drama_prod', REDIS_HOST: 'redis', LOG_LEVEL: 'info', DB_POOL_SIZE: '20' },
     } as Obj,
-    {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: { name: 'app-secrets', namespace: ns, labels: appLabels('short-drama-app') },
-      type: 'Opaque',
-      // Fake values: the test bed's real passwords live in .testbed/testbed.env only.
-      data: { DATABASE_PASSWORD: Buffer.from('seeded-db-password').toString('base64'), REDIS_PASSWORD: Buffer.from('seeded-redis-password').toString('base64') },
-    } as Obj,
+    // Fake values for kwok's pods; on the real node the app logs in, with the test bed's passwords.
+    secret('app-secrets', {
+      DATABASE_PASSWORD: realNode ? ctx.secrets.appDatabasePassword : 'seeded-db-password',
+      REDIS_PASSWORD: realNode ? ctx.secrets.redisPassword : 'seeded-redis-password',
+    }),
+    ...(realNode
+      ? [
+          secret('postgres-superuser', { password: ctx.secrets.postgresPassword }),
+          secret('redis-config', { 'redis.conf': ['bind 0.0.0.0', 'protected-mode no', ...redisSettings(ctx).map(([name, value]) => `${name} ${JSON.stringify(value)}`)].join('\n') + '\n' }),
+        ]
+      : []),
     deployment(
       'postgres',
       1,
@@ -340,7 +426,28 @@ function manualObjects(layout: TestbedLayout): Obj[] {
         resources: { requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '2', memory: '2Gi' } },
         volumeMounts: [{ name: 'data', mountPath: '/var/lib/postgresql/data' }],
       },
-      { volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'postgres-pvc' } }] },
+      {
+        volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'postgres-pvc' } }],
+        ...(realNode
+          ? {
+              realNode: {
+                names: realNode.names,
+                // Our PostgreSQL 15 image (pg_stat_statements preloaded); initdb on the volume the first time, superuser password from a file.
+                container: {
+                  image: realNode.images.postgres,
+                  env: [{ name: 'POSTGRES_PASSWORD_FILE', value: '/etc/postgres-secret/password' }],
+                  readinessProbe: { exec: { command: ['pg_isready', '-h', '/tmp', '-U', 'postgres'] }, periodSeconds: 1 },
+                  volumeMounts: [
+                    { name: 'data', mountPath: '/var/lib/postgresql/data' },
+                    { name: 'superuser', mountPath: '/etc/postgres-secret', readOnly: true },
+                  ],
+                },
+                pod: { securityContext: { runAsUser: postgresUid, runAsGroup: postgresUid } },
+                volumes: [{ name: 'superuser', secret: { secretName: 'postgres-superuser', defaultMode: 0o444 } }],
+              },
+            }
+          : {}),
+      },
     ),
     deployment(
       'redis',
@@ -352,7 +459,27 @@ function manualObjects(layout: TestbedLayout): Obj[] {
         resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '500m', memory: '512Mi' } },
         volumeMounts: [{ name: 'data', mountPath: '/data' }],
       },
-      { volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'redis-data' } }] },
+      {
+        volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'redis-data' } }],
+        ...(realNode
+          ? {
+              realNode: {
+                names: realNode.names,
+                // Redis 7 with the test bed's password and maxmemory, from a config file in a Secret (not in the pod spec).
+                container: {
+                  image: realNode.images.redis,
+                  args: ['redis-server', '/etc/redis/redis.conf'],
+                  readinessProbe: { tcpSocket: { port: 6379 }, periodSeconds: 1 },
+                  volumeMounts: [
+                    { name: 'data', mountPath: '/data' },
+                    { name: 'config', mountPath: '/etc/redis', readOnly: true },
+                  ],
+                },
+                volumes: [{ name: 'config', secret: { secretName: 'redis-config' } }],
+              },
+            }
+          : {}),
+      },
     ),
     service('short-drama-app', 80, 'http'),
     service('postgres', 5432, 5432),
@@ -435,6 +562,12 @@ function manualObjects(layout: TestbedLayout): Obj[] {
   ];
 }
 
+/** A volume's folder owned by its server's user, as a provisioner would make it (hostPath would create it as root). */
+function prepareVolume(dir: string, uid: number): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chownSync(dir, uid, uid);
+}
+
 /** Files kwok serves as logs, and a little tree for df/du/find through exec; written once. */
 function writeSeedFiles(layout: TestbedLayout): void {
   const lines: Record<string, string[]> = {
@@ -490,7 +623,7 @@ export async function waitForRollout(kc: KubeConfig, namespace: string, name: st
  * run on every start, and it puts back what tests changed. short-drama-app gets two revisions
  * the first time (release 1.4.1, then 1.4.2).
  */
-export async function seedKubernetes(ctx: TestbedContext): Promise<void> {
+export async function seedKubernetes(ctx: TestbedContext, options: { beforeApp?: () => Promise<void> } = {}): Promise<void> {
   const { layout } = ctx;
   const t0 = Date.now();
   const kc = adminKc(layout);
@@ -505,14 +638,14 @@ export async function seedKubernetes(ctx: TestbedContext): Promise<void> {
   await applyObjects(kc, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { 'app.kubernetes.io/part-of': 'short-drama' } } } as Obj]);
   // Pods need the namespace's default ServiceAccount (made by the controller manager).
   await waitUntil(`ServiceAccount ${ns}/default`, async () => (await readOrUndefined(() => core.readNamespacedServiceAccount('default', ns))) !== undefined, 60_000);
-  await applyObjects(kc, manualObjects(layout));
+  // PostgreSQL (uid 999 in its image) initialises its data folder on the volume itself.
+  if (ctx.realNode) prepareVolume(volumeDir(layout, 'postgres'), postgresUid);
+  await applyObjects(kc, manualObjects(ctx));
+  // On the real node the app logs in: its database and role first.
+  await Promise.all(['postgres', 'redis'].map((name) => waitForRollout(kc, ns, name)));
+  await options.beforeApp?.();
 
-  const apps = kc.makeApiClient(AppsV1Api);
-  if (!(await readOrUndefined(() => apps.readNamespacedDeployment('short-drama-app', ns)))) {
-    await applyObjects(kc, [appDeployment(appReleases[0])]);
-    await waitForRollout(kc, ns, 'short-drama-app');
-  }
-  await applyObjects(kc, [appDeployment(appReleases[1])]);
+  await seedAppReleases(kc, ctx.realNode);
 
   // What cert-manager and the ingress controller would do for a healthy sandbox: the TLS Secret
   // (only if missing), the Certificate Ready with that Secret's validity (only if it has no status
@@ -525,7 +658,7 @@ export async function seedKubernetes(ctx: TestbedContext): Promise<void> {
   }
   await publishIngressAddress(kc, ns, 'app-ingress');
 
-  await Promise.all(['short-drama-app', 'postgres', 'redis'].map((name) => waitForRollout(kc, ns, name)));
+  await waitForRollout(kc, ns, 'short-drama-app');
   await writeServiceAccountKubeconfig(layout, kc, ns, readonlyServiceAccount, readonlyKubeconfigPath(layout));
   await applyWorkerAccount(layout, kc, adminKubeconfigPath(layout));
   ctx.log(`kubernetes: short-drama-prod seeded in ${Date.now() - t0} ms`);

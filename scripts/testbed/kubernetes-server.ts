@@ -14,6 +14,7 @@ import {
   type KubernetesPki,
 } from './kubernetes-pki';
 import { applyClusterInfrastructure, kubernetesNamespace, seedKubernetes } from './kubernetes-seed';
+import { seedProdDatabase } from './postgres-server';
 import { port, type TestbedLayout } from './layout';
 import { isAlive, readPid, startDetached, stopDetached, waitUntil } from './processes';
 import type { TestbedContext, TestbedServer } from './context';
@@ -249,7 +250,8 @@ export const kubernetesServer: TestbedServer = {
     await startControlPlane(ctx, pki);
   },
   async seed(ctx) {
-    await seedKubernetes(ctx);
+    // On the real node the app logs in as its role: the database is seeded before the app rolls out.
+    await seedKubernetes(ctx, { beforeApp: ctx.realNode ? () => seedProdDatabase(ctx) : undefined });
   },
   async stop(layout) {
     // The apiserver's clients first (together: each takes ~2 s to shut down), then the apiserver, then etcd.

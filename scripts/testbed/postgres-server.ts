@@ -7,13 +7,20 @@ import { port } from './layout';
 import { isAlive, runChecked, startDetached, waitUntil } from './processes';
 import { seedRestoreDrillRole, seedShortDramaDatabase } from './seed-postgres';
 import type { TestbedContext, TestbedServer } from './context';
+import { prodAddress } from './node/node-prod';
 
 export const seedDatabase = 'short_drama_prod';
 /** The disaster-recovery drill's role (RESTORE_DRILL_DATABASE_URL). */
 export const restoreDrillRole = 'runbook_restore_drill';
 
-export function postgresUrl(ctx: TestbedContext, database: string): string {
+/** The host's PostgreSQL process (the restore drill's server, and short-drama-prod's unless the real node runs it). */
+export function hostPostgresUrl(ctx: TestbedContext, database: string): string {
   return `postgres://postgres:${encodeURIComponent(ctx.secrets.postgresPassword)}@127.0.0.1:${port(ctx.layout, 'postgres')}/${database}`;
+}
+
+/** short-drama-prod's PostgreSQL as superuser: the host process, or the pod through its NodePort (TESTBED_REAL_NODE=1). */
+export function postgresUrl(ctx: TestbedContext, database: string): string {
+  return `postgres://postgres:${encodeURIComponent(ctx.secrets.postgresPassword)}@${prodAddress(ctx.layout, 'postgres', `127.0.0.1:${port(ctx.layout, 'postgres')}`)}/${database}`;
 }
 
 /** The drill role's URL; the drill replaces the database with its scratch database. */
@@ -105,7 +112,7 @@ export const postgresServer: TestbedServer = {
     );
   },
   async isHealthy(ctx) {
-    const client = new Client({ connectionString: postgresUrl(ctx, 'postgres'), connectionTimeoutMillis: 1000 });
+    const client = new Client({ connectionString: hostPostgresUrl(ctx, 'postgres'), connectionTimeoutMillis: 1000 });
     await client.connect();
     try {
       await client.query('SELECT 1');
@@ -125,7 +132,30 @@ export const postgresServer: TestbedServer = {
     await waitUntil('PostgreSQL', () => this.isHealthy(ctx), 60_000, join(ctx.layout.stateDir, 'postgres.log'));
   },
   async seed(ctx) {
-    await seedShortDramaDatabase(postgresUrl(ctx, 'postgres'), postgresUrl(ctx, seedDatabase), seedDatabase);
-    await seedRestoreDrillRole(postgresUrl(ctx, 'postgres'), restoreDrillRole, ctx.secrets.restoreDrillPassword, [seedDatabase, 'postgres', 'template1']);
+    await seedShortDramaDatabase(hostPostgresUrl(ctx, 'postgres'), hostPostgresUrl(ctx, seedDatabase), seedDatabase, ctx.secrets.appDatabasePassword);
+    await seedRestoreDrillRole(hostPostgresUrl(ctx, 'postgres'), restoreDrillRole, ctx.secrets.restoreDrillPassword, [seedDatabase, 'postgres', 'template1']);
   },
 };
+
+/**
+ * The real node's short-drama-prod (TESTBED_REAL_NODE=1): the same seed against the pod's server,
+ * through its NodePort (which answers once kube-proxy has the pod's endpoint).
+ */
+export async function seedProdDatabase(ctx: TestbedContext): Promise<void> {
+  await waitUntil(
+    "short-drama-prod's PostgreSQL through its Service",
+    async () => {
+      const client = new Client({ connectionString: postgresUrl(ctx, 'postgres'), connectionTimeoutMillis: 2000 });
+      try {
+        await client.connect();
+        return true;
+      } catch {
+        return false;
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    },
+    60_000,
+  );
+  await seedShortDramaDatabase(postgresUrl(ctx, 'postgres'), postgresUrl(ctx, seedDatabase), seedDatabase, ctx.secrets.appDatabasePassword);
+}

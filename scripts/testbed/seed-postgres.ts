@@ -56,7 +56,10 @@ INSERT INTO sessions (id, user_id, created_at, expires_at)
   SELECT 'stale-' || i, 1 + (i % 50), now() - interval '40 days', now() - interval '30 days' FROM generate_series(1, 60) AS i;
 `;
 
-export async function seedShortDramaDatabase(adminUrl: string, databaseUrl: string, database: string): Promise<void> {
+/** The app's own login role (not a superuser): what short-drama-app logs in as, and what rotateDatabasePassword rotates. */
+export const appRole = 'short_drama_app';
+
+export async function seedShortDramaDatabase(adminUrl: string, databaseUrl: string, database: string, appPassword: string): Promise<void> {
   const admin = new Client({ connectionString: adminUrl });
   await admin.connect();
   try {
@@ -72,6 +75,11 @@ export async function seedShortDramaDatabase(adminUrl: string, databaseUrl: stri
     await db.query(schema);
     const { rows: countRows } = await db.query<{ count: string }>('SELECT count(*) FROM users');
     if (Number(countRows[0]?.count) === 0) await db.query(`BEGIN; ${rows} COMMIT;`);
+    // Every start: a rotation a test left half-done is put back to the password in the env file.
+    await db.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${appRole}') THEN CREATE ROLE ${appRole}; END IF; END $$`);
+    await db.query(`ALTER ROLE ${appRole} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '${await scramSha256Verifier(appPassword)}'`);
+    await db.query(`GRANT CONNECT ON DATABASE "${database.replace(/"/g, '""')}" TO ${appRole}; GRANT USAGE ON SCHEMA public TO ${appRole};
+      GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${appRole}; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${appRole}`);
   } finally {
     await db.end();
   }

@@ -46,7 +46,7 @@ export async function createScratchDatabase(label: string, options: { seed: bool
   const name = `pgtest_${label}_${uniqueSuffix()}`;
   const url = urlForDatabase(name);
   const env = testbedEnv();
-  if (options.seed) await seedShortDramaDatabase(env.TESTBED_POSTGRES_ADMIN_URL!, url, name);
+  if (options.seed) await seedShortDramaDatabase(env.TESTBED_POSTGRES_ADMIN_URL!, url, name, env.TESTBED_APP_DATABASE_PASSWORD!);
   else await withAdmin((admin) => admin.query(`CREATE DATABASE "${name}"`));
   const pools: Pool[] = [];
   return {

@@ -5,15 +5,15 @@ import { testbedLayout } from '../../scripts/testbed/layout';
 import { adminKubeconfigPath } from '../../scripts/testbed/kubernetes-server';
 import { kubernetesBinaries } from '../../scripts/testbed/kubernetes-install';
 import { waitUntil } from '../../scripts/testbed/processes';
-import { nodeDown, nodeImages, nodeLeftovers } from '../../scripts/testbed/node/node-lifecycle';
+import { nodeImages } from '../../scripts/testbed/node/node-lifecycle';
 import { nodeNames } from '../../scripts/testbed/node/node-names';
 import { postgresObjects, postgresVolumeDir, watchRunningPods } from './postgres-on-node';
 
 /**
  * The real node (scripts/testbed/node/) does what a production node does: containers from our
  * images run, Services answer through kube-proxy, the kernel OOM-kills a container over its limit,
- * logs and exec work; and its teardown leaves nothing on the host. Expects the node up (see
- * jest.node.config.js); the last test tears it down.
+ * logs and exec work. Expects the node up (see jest.node.config.js); teardown.node-test.ts, run
+ * last, tears it down.
  */
 const layout = testbedLayout();
 const names = nodeNames(layout);
@@ -195,11 +195,5 @@ describe('the real node', () => {
     }
     expect(watch.seenRunning()).toHaveLength(2); // the old server and the new one, the data kept on the volume
     expect(watch.maxRunning()).toBe(1);
-  });
-
-  test('down leaves nothing of the node on the host (check reports nothing)', async () => {
-    expect(nodeLeftovers(layout).length).toBeGreaterThan(0); // the check sees a running node
-    await nodeDown(layout);
-    expect(nodeLeftovers(layout)).toEqual([]);
   });
 });

@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { runChecked } from '../processes';
+import { appReleases } from '../kubernetes-seed';
+import { postgresUid } from './node-prod';
 
 /**
  * Container images without a registry: a root file system from Debian packages
@@ -19,6 +21,8 @@ export interface ImageSpec {
   files?: { path: string; mode: number; content: string }[];
   cmd: string[];
   env?: string[];
+  /** More tags of the same image (e.g. two releases of the app, so a rollback changes the image): ref `<name>:<alias>-<hash>`. */
+  aliases?: readonly string[];
 }
 
 /** An image holding one static Go program of ours, /<name>, built from <source> beside this file. */
@@ -35,8 +39,7 @@ export const pauseImage: GoImageSpec = { name: 'pause', source: 'pause.go.txt' }
 
 export const goImageSpecs: GoImageSpec[] = [pauseImage, { name: 'apiserver-probe', source: 'apiserver-probe.go.txt' }];
 
-/** PostgreSQL refuses to run as root: its user, as Debian's package would create it (extract runs no maintainer scripts). */
-export const postgresUid = 999;
+export { postgresUid };
 
 export const imageSpecs: ImageSpec[] = [
   { name: 'redis', packages: ['redis-server'], cmd: ['redis-server', '--bind', '0.0.0.0', '--protected-mode', 'no', '--save', ''] },
@@ -51,11 +54,20 @@ export const imageSpecs: ImageSpec[] = [
     cmd: ['/usr/local/bin/postgres-start'],
     env: ['PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'PGHOST=/tmp'],
   },
+  {
+    name: 'short-drama-app',
+    packages: ['python3', 'python3-psycopg2', 'python3-redis'],
+    files: [{ path: 'app/short-drama-app.py', mode: 0o644, content: readFileSync(join(here, 'short-drama-app.py'), 'utf8') }],
+    cmd: ['python3', '-u', '/app/short-drama-app.py'],
+    aliases: appReleases,
+  },
 ];
 
 export interface BuiltImage {
   archive: string;
   ref: string;
+  /** Alias -> its ref (the same image under another tag). */
+  aliases?: Record<string, string>;
 }
 
 function sha256File(file: string): Promise<string> {
@@ -83,15 +95,15 @@ function recipe(): string {
 
 export function specTag(spec: ImageSpec): string {
   const files = (spec.files ?? []).flatMap((file) => [file.path, file.mode.toString(8), file.content]);
-  return contentTag(['debian-bookworm', spec.name, ...spec.packages, '--files', ...files, '--cmd', ...spec.cmd, '--env', ...(spec.env ?? []), recipe()]);
+  return contentTag(['debian-bookworm', spec.name, ...spec.packages, '--files', ...files, '--cmd', ...spec.cmd, '--env', ...(spec.env ?? []), '--aliases', ...(spec.aliases ?? []), recipe()]);
 }
 
 export function goImageTag(spec: GoImageSpec): string {
   return contentTag(['go', spec.name, readFileSync(join(here, spec.source), 'utf8'), recipe()]);
 }
 
-/** Writes a docker-archive (docker save format) of one layer tar. */
-async function writeDockerArchive(work: string, layerTar: string, ref: string, cmd: string[], env: string[], out: string): Promise<void> {
+/** Writes a docker-archive (docker save format) of one layer tar, tagged with every ref. */
+async function writeDockerArchive(work: string, layerTar: string, refs: string[], cmd: string[], env: string[], out: string): Promise<void> {
   const diffId = `sha256:${await sha256File(layerTar)}`;
   const config = {
     architecture: 'amd64',
@@ -103,7 +115,7 @@ async function writeDockerArchive(work: string, layerTar: string, ref: string, c
   const configJson = JSON.stringify(config);
   const configName = `${createHash('sha256').update(configJson).digest('hex')}.json`;
   writeFileSync(join(work, configName), configJson);
-  writeFileSync(join(work, 'manifest.json'), JSON.stringify([{ Config: configName, RepoTags: [ref], Layers: ['layer.tar'] }]));
+  writeFileSync(join(work, 'manifest.json'), JSON.stringify([{ Config: configName, RepoTags: refs, Layers: ['layer.tar'] }]));
   if (layerTar !== join(work, 'layer.tar')) renameSync(layerTar, join(work, 'layer.tar'));
   runChecked('tar', ['-cf', `${out}.partial`, '-C', work, 'manifest.json', configName, 'layer.tar']);
   renameSync(`${out}.partial`, out);
@@ -126,48 +138,59 @@ function appendFiles(work: string, rootTar: string, spec: ImageSpec): void {
   runChecked('tar', ['-rf', rootTar, '--owner=0', '--group=0', '--numeric-owner', '--no-recursion', '-C', extra, ...entries]);
 }
 
-/** Builds (or finds in the cache) the archive of a Debian-packages image. */
-export async function buildImage(cacheDir: string, spec: ImageSpec, log: (line: string) => void): Promise<BuiltImage> {
-  const tag = specTag(spec);
-  const ref = imageRef(spec.name, tag);
+/**
+ * The one cache of image archives: <cache>/images/<name>-<tag>.tar, built by `build` (in a work
+ * folder of its own, given the refs to tag the archive with) only when missing.
+ */
+async function cachedImage(
+  cacheDir: string,
+  name: string,
+  tag: string,
+  aliases: readonly string[],
+  log: (line: string) => void,
+  build: (work: string, refs: string[], archive: string) => Promise<void>,
+): Promise<BuiltImage> {
+  const ref = imageRef(name, tag);
+  const aliasRefs = Object.fromEntries(aliases.map((alias) => [alias, imageRef(name, `${alias}-${tag}`)]));
   const dir = join(cacheDir, 'images');
-  const archive = join(dir, `${spec.name}-${tag}.tar`);
-  if (existsSync(archive)) return { archive, ref };
-  const work = join(dir, `${spec.name}-${tag}.work`);
-  rmSync(work, { recursive: true, force: true });
-  mkdirSync(work, { recursive: true });
-  const t0 = Date.now();
-  log(`image ${spec.name}: mmdebstrap ${spec.packages.join(' ')}`);
-  const rootTar = join(work, 'root.tar');
-  runChecked('nice', ['-n', '10', 'mmdebstrap', '--quiet', '--variant=extract', `--include=${spec.packages.join(',')}`, 'bookworm', rootTar], { maxBuffer: 64 * 1024 * 1024 });
-  appendFiles(work, rootTar, spec);
-  await writeDockerArchive(work, rootTar, ref, spec.cmd, spec.env ?? [defaultPath], archive);
-  rmSync(work, { recursive: true, force: true });
-  log(`image ${spec.name}: built in ${Date.now() - t0} ms`);
-  return { archive, ref };
+  const archive = join(dir, `${name}-${tag}.tar`);
+  if (!existsSync(archive)) {
+    const work = join(dir, `${name}-${tag}.work`);
+    rmSync(work, { recursive: true, force: true });
+    mkdirSync(work, { recursive: true });
+    const t0 = Date.now();
+    await build(work, [ref, ...Object.values(aliasRefs)], archive);
+    rmSync(work, { recursive: true, force: true });
+    log(`image ${name}: built in ${Date.now() - t0} ms`);
+  }
+  return { archive, ref, aliases: aliasRefs };
+}
+
+/** Builds (or finds in the cache) the archive of a Debian-packages image. */
+export function buildImage(cacheDir: string, spec: ImageSpec, log: (line: string) => void): Promise<BuiltImage> {
+  return cachedImage(cacheDir, spec.name, specTag(spec), spec.aliases ?? [], log, async (work, refs, archive) => {
+    log(`image ${spec.name}: mmdebstrap ${spec.packages.join(' ')}`);
+    const rootTar = join(work, 'root.tar');
+    runChecked('nice', ['-n', '10', 'mmdebstrap', '--quiet', '--variant=extract', `--include=${spec.packages.join(',')}`, 'bookworm', rootTar], { maxBuffer: 64 * 1024 * 1024 });
+    appendFiles(work, rootTar, spec);
+    await writeDockerArchive(work, rootTar, refs, spec.cmd, spec.env ?? [defaultPath], archive);
+  });
 }
 
 /** Builds (or finds in the cache) the archive of a one-program Go image. */
-export async function buildGoImage(cacheDir: string, spec: GoImageSpec, log: (line: string) => void): Promise<BuiltImage> {
-  const tag = goImageTag(spec);
-  const ref = imageRef(spec.name, tag);
-  const dir = join(cacheDir, 'images');
-  const archive = join(dir, `${spec.name}-${tag}.tar`);
-  if (existsSync(archive)) return { archive, ref };
-  const work = join(dir, `${spec.name}-${tag}.work`);
-  rmSync(work, { recursive: true, force: true });
-  mkdirSync(join(work, 'src'), { recursive: true });
-  copyFileSync(join(here, spec.source), join(work, 'src', 'main.go'));
-  writeFileSync(join(work, 'src', 'go.mod'), `module testbed.local/${spec.name}\n\ngo 1.22\n`);
-  log(`image ${spec.name}: go build`);
-  runChecked('go', ['build', '-trimpath', '-ldflags', '-s -w', '-o', join(work, 'rootfs', spec.name), '.'], {
-    cwd: join(work, 'src'),
-    env: { ...process.env, CGO_ENABLED: '0', GOTOOLCHAIN: 'local', GOFLAGS: '-mod=mod', PATH: `${process.env.PATH}:/usr/local/go/bin` },
+export function buildGoImage(cacheDir: string, spec: GoImageSpec, log: (line: string) => void): Promise<BuiltImage> {
+  return cachedImage(cacheDir, spec.name, goImageTag(spec), [], log, async (work, refs, archive) => {
+    mkdirSync(join(work, 'src'), { recursive: true });
+    copyFileSync(join(here, spec.source), join(work, 'src', 'main.go'));
+    writeFileSync(join(work, 'src', 'go.mod'), `module testbed.local/${spec.name}\n\ngo 1.22\n`);
+    log(`image ${spec.name}: go build`);
+    runChecked('go', ['build', '-trimpath', '-ldflags', '-s -w', '-o', join(work, 'rootfs', spec.name), '.'], {
+      cwd: join(work, 'src'),
+      env: { ...process.env, CGO_ENABLED: '0', GOTOOLCHAIN: 'local', GOFLAGS: '-mod=mod', PATH: `${process.env.PATH}:/usr/local/go/bin` },
+    });
+    runChecked('tar', ['-cf', join(work, 'layer.tar'), '-C', join(work, 'rootfs'), spec.name]);
+    await writeDockerArchive(work, join(work, 'layer.tar'), refs, [`/${spec.name}`], [defaultPath], archive);
   });
-  runChecked('tar', ['-cf', join(work, 'layer.tar'), '-C', join(work, 'rootfs'), spec.name]);
-  await writeDockerArchive(work, join(work, 'layer.tar'), ref, [`/${spec.name}`], [defaultPath], archive);
-  rmSync(work, { recursive: true, force: true });
-  return { archive, ref };
 }
 
 /** Every image of the node, by name (built in parallel; mmdebstrap and go build are mostly I/O-bound here). */

@@ -1,4 +1,5 @@
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { TestbedLayout } from '../layout';
@@ -270,8 +271,19 @@ async function stopNodeProcess(layout: TestbedLayout, name: string): Promise<voi
   else rmSync(pidFile(layout.stateDir, name), { force: true });
 }
 
-/** Brings the node up (idempotent: running parts are reused) and waits until it is Ready. */
-export async function nodeUp(layout: TestbedLayout, log: (line: string) => void): Promise<NodeUpResult> {
+/** What nodePrepare made ready: the node's binaries, and its images in containerd. */
+export interface PreparedNode {
+  bins: NodeBinaries;
+  env: NodeJS.ProcessEnv;
+  refs: Record<string, string>;
+  t0: number;
+}
+
+/**
+ * The half of bringing the node up that needs no apiserver (binaries, images, network, cgroups,
+ * containerd and the images imported and unpacked into it): `up` runs it while the servers start.
+ */
+export async function nodePrepare(layout: TestbedLayout, log: (line: string) => void): Promise<PreparedNode> {
   const names = nodeNames(layout);
   const t0 = Date.now();
   const lap = (what: string) => log(`node: ${what} after ${Date.now() - t0} ms`);
@@ -295,11 +307,25 @@ export async function nodeUp(layout: TestbedLayout, log: (line: string) => void)
     join(layout.stateDir, `${processNames.containerd}.log`),
   );
   const present = new Set(ctr(bins, names, ['images', 'ls', '-q']).split('\n'));
-  for (const image of Object.values(images)) if (!present.has(image.ref)) ctr(bins, names, ['images', 'import', '--no-unpack', image.archive]);
-  const refs = Object.fromEntries(Object.entries(images).map(([name, image]) => [name, image.ref]));
+  // In parallel, and unpacked now (not when the first pod starts): mostly waiting on the disk.
+  await Promise.all(
+    Object.values(images)
+      .filter((image) => !present.has(image.ref))
+      .map((image) => promisify(execFile)(bins.CTR, ['--address', names.containerdSocket, '--namespace', 'k8s.io', 'images', 'import', image.archive], { timeout: 120_000 })),
+  );
+  // Each image by name, and its aliases as <name>:<alias> (e.g. short-drama-app:1.4.1).
+  const refs = Object.fromEntries(Object.entries(images).flatMap(([name, image]) => [[name, image.ref], ...Object.entries(image.aliases ?? {}).map(([alias, ref]) => [`${name}:${alias}`, ref])]));
+  lap('containerd up, images imported');
+  return { bins, env, refs, t0 };
+}
+
+/** Brings the node up (idempotent: running parts are reused) and waits until it is Ready; needs the apiserver. */
+export async function nodeUp(layout: TestbedLayout, log: (line: string) => void, prepared?: PreparedNode): Promise<NodeUpResult> {
+  const names = nodeNames(layout);
+  const { bins, env, refs, t0 } = prepared ?? (await nodePrepare(layout, log));
+  const lap = (what: string) => log(`node: ${what} after ${Date.now() - t0} ms`);
   if (!alive(layout, relayProcess)) startApiserverRelay(layout, names);
   publishApiserverEndpoint(layout, names);
-  lap('containerd up, images imported');
 
   const kubeconfig = adminKubeconfigPath(layout);
   if (!alive(layout, processNames.kubelet)) {
@@ -348,12 +374,16 @@ export function nodeImages(layout: TestbedLayout): Record<string, string> {
 export async function nodeDown(layout: TestbedLayout, log: (line: string) => void = () => undefined): Promise<void> {
   const names = nodeNames(layout);
   if (!existsSync(names.dir) && !linkExists(names.hostVeth)) return;
+  const t0 = Date.now();
+  const lap = (what: string) => log(`node down: ${what} after ${Date.now() - t0} ms`);
   const apiserverUp = kubectl(layout, ['get', 'node', names.nodeName, '-o', 'name'], { check: false }).trim() !== '';
   if (apiserverUp) {
     kubectl(layout, ['cordon', names.nodeName], { check: false });
     kubectl(layout, ['delete', 'pods', '--all-namespaces', '--field-selector', `spec.nodeName=${names.nodeName}`, '--grace-period=5', '--timeout=60s'], { check: false });
   }
+  lap('pods deleted');
   await stopNodeProcess(layout, processNames.kubelet);
+  lap('kubelet stopped');
   let bins: NodeBinaries | undefined;
   try {
     bins = nodeBinaries(layout);
@@ -364,10 +394,12 @@ export async function nodeDown(layout: TestbedLayout, log: (line: string) => voi
     crictl(bins, names, ['rmp', '-fa']);
     crictl(bins, names, ['rm', '-fa']);
   }
+  lap('pod sandboxes removed');
   await stopNodeProcess(layout, processNames.kubeProxy);
   await stopNodeProcess(layout, relayProcess);
   if (bins) spawnSync(bins.KUBE_PROXY, ['--cleanup', `--config=${join(names.dir, 'kube-proxy.yaml')}`], { stdio: 'ignore' });
   await stopNodeProcess(layout, processNames.containerd);
+  lap('kube-proxy, relay and containerd stopped');
   killStragglers(names);
   if (apiserverUp) {
     withdrawApiserverEndpoint(layout);
@@ -380,6 +412,7 @@ export async function nodeDown(layout: TestbedLayout, log: (line: string) => voi
   rmSync(names.containerdState, { recursive: true, force: true });
   if (ourMounts(names).length === 0) rmSync(names.dir, { recursive: true, force: true });
   releaseClaim(names);
+  lap('host cleaned');
 }
 
 /** Processes of this node (shims, containers) by their command line or cgroup. */

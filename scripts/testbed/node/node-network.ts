@@ -67,6 +67,10 @@ export function networkUp(names: NodeNames): void {
     ip(['addr', 'add', `${names.podGateway}/24`, 'dev', names.bridge]);
     ip(['link', 'set', names.bridge, 'up']);
   }
+  // A pod reaching a Service (another pod behind a ClusterIP) is routed through the host: forwarding
+  // on for packets that arrive from the pods' bridge only, the machine's net.ipv4.ip_forward untouched.
+  // It goes with the bridge on teardown.
+  writeFileSync(`/proc/sys/net/ipv4/conf/${names.bridge}/forwarding`, '1');
   mkdirSync(names.cniConfDir, { recursive: true });
   writeFileSync(
     `${names.cniConfDir}/10-testbed.conflist`,

@@ -1,0 +1,225 @@
+"""short-drama-app as the test bed's real node runs it (image "short-drama-app", node-images.ts).
+
+A small stand-in for the manual's application, real where the runbooks look: HTTP on 8000,
+GET /health (200 when PostgreSQL and Redis answer, else 503 naming which does not), GET /metrics
+(the manual's metric names, counted from real requests), GET / (a session kept in Redis and a
+query on PostgreSQL). It logs in to PostgreSQL as its own role with the password from its Secret
+(env DATABASE_PASSWORD), and writes the log lines the checklists grep for.
+
+Switches (env, usually from the ConfigMap), to induce the manual's faults for real:
+  REQUIRED_CONFIG=KEY,...   exit 1 with "FATAL missing config key KEY" when one is unset
+  LEAK_CONNECTIONS=N        open N PostgreSQL sessions on start and never close them
+  ALLOCATE_MEMORY_MIB=N     hold N MiB (touched) from the start: over the limit, the kernel OOM-kills it
+"""
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg2
+import redis
+
+RELEASE = os.environ.get("APP_RELEASE", "unknown")
+BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10]
+
+
+def log(line):
+    print(line, flush=True)
+
+
+def require_config():
+    for key in filter(None, os.environ.get("REQUIRED_CONFIG", "").split(",")):
+        if not os.environ.get(key.strip()):
+            log(f"FATAL missing config key {key.strip()}: set it in ConfigMap app-config")
+            sys.exit(1)
+
+
+def service_address(host_key, default_host, default_port):
+    """A Service by name, through the variables Kubernetes puts in every pod (the node runs no DNS)."""
+    name = os.environ.get(host_key, default_host)
+    prefix = name.upper().replace("-", "_")
+    return os.environ.get(f"{prefix}_SERVICE_HOST", name), int(os.environ.get(f"{prefix}_SERVICE_PORT", default_port))
+
+
+def database_connect():
+    host, port = service_address("DATABASE_HOST", "postgres", 5432)
+    return psycopg2.connect(
+        host=host,
+        port=port,
+        dbname=os.environ.get("DATABASE_NAME", "short_drama_prod"),
+        user=os.environ.get("DATABASE_USER", "short_drama_app"),
+        password=os.environ.get("DATABASE_PASSWORD", ""),
+        application_name="short-drama-app",
+        connect_timeout=3,
+    )
+
+
+def redis_client():
+    host, port = service_address("REDIS_HOST", "redis", 6379)
+    return redis.Redis(
+        host=host,
+        port=port,
+        password=os.environ.get("REDIS_PASSWORD") or None,
+        socket_timeout=3,
+        socket_connect_timeout=3,
+    )
+
+
+class Metrics:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.errors = 0
+        self.hits = 0
+        self.misses = 0
+        self.duration_sum = 0.0
+        self.bucket_counts = [0] * len(BUCKETS)
+        self.connections = 0
+
+    def observe(self, status, seconds):
+        with self.lock:
+            self.requests += 1
+            if status >= 500:
+                self.errors += 1
+            self.duration_sum += seconds
+            for i, le in enumerate(BUCKETS):
+                if seconds <= le:
+                    self.bucket_counts[i] += 1
+
+    def text(self):
+        label = 'app="short-drama-app"'
+        with self.lock:
+            lines = [
+                "# TYPE http_requests_total counter",
+                f"http_requests_total{{{label}}} {self.requests}",
+                "# TYPE http_requests_errors_total counter",
+                f"http_requests_errors_total{{{label}}} {self.errors}",
+                "# TYPE http_request_duration_seconds histogram",
+                *[f'http_request_duration_seconds_bucket{{{label},le="{le}"}} {n}' for le, n in zip(BUCKETS, self.bucket_counts)],
+                f'http_request_duration_seconds_bucket{{{label},le="+Inf"}} {self.requests}',
+                f"http_request_duration_seconds_sum{{{label}}} {self.duration_sum}",
+                f"http_request_duration_seconds_count{{{label}}} {self.requests}",
+                "# TYPE cache_hits_total counter",
+                f"cache_hits_total{{{label}}} {self.hits}",
+                "# TYPE cache_misses_total counter",
+                f"cache_misses_total{{{label}}} {self.misses}",
+                "# TYPE database_connections_active gauge",
+                f"database_connections_active{{{label}}} {self.connections}",
+            ]
+        return "\n".join(lines) + "\n"
+
+
+metrics = Metrics()
+leaked = []
+
+
+def check_health():
+    problems = {}
+    try:
+        conn = database_connect()
+        try:
+            conn.cursor().execute("SELECT 1")
+        finally:
+            conn.close()
+    except Exception as err:  # the reason goes to the caller; the password never does
+        problems["database"] = f"unreachable: {str(err).strip().splitlines()[0]}"
+    try:
+        redis_client().ping()
+    except Exception as err:
+        problems["redis"] = f"unreachable: {err}"
+    return problems
+
+
+def home():
+    r = redis_client()
+    session = f"session:{uuid.uuid4()}"
+    hit = r.get(session) is not None
+    with metrics.lock:
+        if hit:
+            metrics.hits += 1
+        else:
+            metrics.misses += 1
+    r.set(session, json.dumps({"release": RELEASE, "at": time.time()}), ex=3600)
+    conn = database_connect()
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM projects")
+        return {"release": RELEASE, "projects": cur.fetchone()[0], "session": session}
+    finally:
+        conn.close()
+
+
+class Handler(BaseHTTPRequestHandler):
+    def send(self, status, body, content_type="application/json"):
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        return status
+
+    def do_GET(self):
+        started = time.monotonic()
+        try:
+            if self.path == "/metrics":
+                status = self.send(200, metrics.text(), "text/plain; version=0.0.4")
+            elif self.path in ("/health", "/healthz"):
+                problems = check_health()
+                if problems:
+                    log(f"ERROR health check failed: {'; '.join(f'{k} {v}' for k, v in problems.items())}")
+                    status = self.send(503, {"status": "unhealthy", "release": RELEASE, **problems})
+                else:
+                    status = self.send(200, {"status": "ok", "release": RELEASE, "database": "reachable", "redis": "reachable"})
+            elif self.path == "/":
+                status = self.send(200, home())
+            else:
+                status = self.send(404, {"error": "not found"})
+        except Exception as err:
+            log(f"ERROR {self.command} {self.path}: {err}")
+            status = self.send(500, {"error": str(err)})
+        elapsed = time.monotonic() - started
+        metrics.observe(status, elapsed)
+        if self.path != "/metrics":
+            log(f"{self.command} {self.path} {status} {round(elapsed * 1000)}ms")
+
+    def log_message(self, format, *args):  # one line per request is written by do_GET
+        pass
+
+
+def main():
+    # PID 1 in its container: without a handler the kernel ignores SIGTERM and the pod waits out its grace period.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    require_config()
+    ballast = bytearray(int(os.environ.get("ALLOCATE_MEMORY_MIB", "0")) * 1024 * 1024)
+    for i in range(0, len(ballast), 4096):  # touched, so it is resident and counts against the limit
+        ballast[i] = 1
+    if ballast:
+        log(f"holding {len(ballast) // (1024 * 1024)} MiB")
+    for _ in range(int(os.environ.get("LEAK_CONNECTIONS", "0"))):
+        try:
+            leaked.append(database_connect())
+        except Exception as err:
+            log(f"ERROR could not open a connection: {err}")
+            break
+    metrics.connections = len(leaked)
+    if leaked:
+        log(f"leaking {len(leaked)} database connections (LEAK_CONNECTIONS)")
+    host, port = service_address("DATABASE_HOST", "postgres", 5432)
+    try:
+        database_connect().close()
+        log(f"connected to postgres at {host}:{port}")
+    except Exception as err:
+        log(f"ERROR cannot connect to postgres at {host}:{port}: {str(err).strip().splitlines()[0]}")
+    server = ThreadingHTTPServer(("0.0.0.0", 8000), Handler)
+    log(f"short-drama-app {RELEASE} listening on :8000")
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
