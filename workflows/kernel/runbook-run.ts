@@ -241,11 +241,18 @@ export class RunbookRun<Step extends string = string> {
 
   /** A read-only step: runs in both modes and is recorded with a one-line result. */
   async read<T>(stepId: Step, title: string, fn: () => Promise<T>, describe?: (result: T) => string): Promise<T> {
-    this.enter(stepId);
-    try {
+    return this.step(stepId, title, async () => {
       const result = await fn();
       this.record({ event: 'read', stepId, title, detail: describe?.(result) });
       return result;
+    });
+  }
+
+  /** A step that only reads: entered, recorded `failed` with the error if it throws, counted as done either way. */
+  private async step<T>(stepId: Step, title: string, body: () => Promise<T>): Promise<T> {
+    this.enter(stepId);
+    try {
+      return await body();
     } catch (err) {
       this.record({ event: 'failed', stepId, title, detail: errorText(err) });
       throw err;
@@ -267,8 +274,7 @@ export class RunbookRun<Step extends string = string> {
       return this.read(stepId, title, check.before === 'same read' ? check.read : check.before, check.describe);
     }
     if (check.effects.length === 0) return this.read(stepId, title, check.read, check.describe);
-    this.enter(stepId);
-    try {
+    return this.step(stepId, title, async () => {
       const deadline = Date.now() + (check.withinSeconds ?? 30) * 1000;
       for (let waitMs: number | undefined; ;) {
         const state = await check.read();
@@ -286,13 +292,7 @@ export class RunbookRun<Step extends string = string> {
         }
         await sleep(waitMs);
       }
-    } catch (err) {
-      this.record({ event: 'failed', stepId, title, detail: errorText(err) });
-      throw err;
-    } finally {
-      this.stepsDone++;
-      this.currentStep = undefined;
-    }
+    });
   }
 
   /** Evidence written to S3 by an activity: only its key, size and digest enter the history. */
