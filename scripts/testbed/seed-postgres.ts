@@ -79,7 +79,13 @@ export async function seedShortDramaDatabase(adminUrl: string, databaseUrl: stri
     await db.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${appRole}') THEN CREATE ROLE ${appRole}; END IF; END $$`);
     await db.query(`ALTER ROLE ${appRole} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '${await scramSha256Verifier(appPassword)}'`);
     await db.query(`GRANT CONNECT ON DATABASE "${database.replace(/"/g, '""')}" TO ${appRole}; GRANT USAGE ON SCHEMA public TO ${appRole};
-      GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${appRole}; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${appRole}`);
+      GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${appRole}`);
+    // The app's tables only: "ALL TABLES" would include pg_stat_statements' view, and a dump with that
+    // grant no longer restores where the extension is missing (the restore drill's scratch database).
+    await db.query(`DO $$ DECLARE t record; BEGIN
+      FOR t IN SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') LOOP
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON public.%I TO ${appRole}', t.relname);
+      END LOOP; END $$`);
   } finally {
     await db.end();
   }
