@@ -14,6 +14,8 @@ export const requiredPermissions: RequiredPermission[] = [
   { verb: 'list', group: '', resource: 'pods', usedBy: 'podCrashLoop, dailyHealthCheck' },
   { verb: 'get', group: '', resource: 'pods', subresource: 'log', usedBy: 'podCrashLoop, dailyHealthCheck' },
   { verb: 'create', group: '', resource: 'pods', subresource: 'exec', usedBy: 'diskPressure, dailyHealthCheck (df -h)' },
+  // exec over WebSocket is an HTTP GET: the API server asks for get as well as create.
+  { verb: 'get', group: '', resource: 'pods', subresource: 'exec', usedBy: 'diskPressure, dailyHealthCheck (df -h, over WebSocket)' },
   { verb: 'list', group: '', resource: 'events', usedBy: 'podCrashLoop, postIncidentReview' },
   { verb: 'list', group: '', resource: 'services', usedBy: 'dailyHealthCheck, monthlyReview' },
   { verb: 'list', group: '', resource: 'endpoints', usedBy: 'dailyHealthCheck, monthlyReview' },

@@ -17,8 +17,11 @@ import { failureOf } from '../helpers/failures';
 /**
  * The Kubernetes activities against the test bed's real control plane. Reads use the seeded
  * objects of short-drama-prod; everything that mutates works on scratch objects with unique
- * names (deleted at the end), so the seeded objects stay as other tests expect.
+ * names (deleted at the end), so the seeded objects stay as other tests expect. The activities run as
+ * cluster admin here: they are tested on kinds and verbs beyond what the runbooks use (a ConfigMap, a
+ * Certificate, any Role); the worker's least-privilege account is proven by the runbooks' tests and preflight.
  */
+const asAdmin = () => ({ KUBECONFIG: testbedEnv().TESTBED_KUBECONFIG_ADMIN });
 const kc = adminKubeConfig();
 const core = kc.makeApiClient(CoreV1Api);
 const apps = kc.makeApiClient(AppsV1Api);
@@ -28,7 +31,7 @@ let ro: ActivityHarness;
 const cleanups: Array<() => Promise<unknown>> = [];
 
 beforeAll(() => {
-  h = activityHarness();
+  h = activityHarness(asAdmin());
   ro = activityHarness({ KUBECONFIG: testbedEnv().TESTBED_KUBECONFIG_READONLY, ALLOWED_NAMESPACES: `${ns},default` });
 });
 
@@ -143,7 +146,7 @@ describe('pods, events, logs', () => {
   test('a scratch namespace is allowed only through the harness allowlist', async () => {
     const scratch = await scratchNamespace(kc, 'kt-acts');
     cleanups.push(scratch.remove);
-    const own = activityHarness({ ALLOWED_NAMESPACES: `${ns},${scratch.name}` });
+    const own = activityHarness({ ...asAdmin(), ALLOWED_NAMESPACES: `${ns},${scratch.name}` });
     try {
       expect((await own.run('listPodSummaries', { namespace: scratch.name })).pods).toEqual([]);
     } finally {
@@ -286,7 +289,7 @@ describe('exec', () => {
   });
 
   test('a cancelled exec stops and surfaces as a cancellation', async () => {
-    const own = activityHarness();
+    const own = activityHarness(asAdmin());
     try {
       const started = Date.now();
       const running = own.run('execInPod', { namespace: ns, deployment: 'short-drama-app', command: ['sleep', '30'], timeoutSeconds: 60 });
@@ -364,7 +367,7 @@ describe('rollouts', () => {
     // A retried attempt of "undo to previous" (heartbeat of the first attempt) does not flip back.
     const progress = h.heartbeats.filter((b) => (b as { rollbackTarget?: { deployment: string } }).rollbackTarget?.deployment === ours).at(-1);
     expect(progress).toBeDefined();
-    const retry = activityHarness({}, progress);
+    const retry = activityHarness(asAdmin(), progress);
     try {
       expect(await retry.run('rollbackDeployment', { namespace: ns, deployment: ours })).toMatchObject({ changed: false });
     } finally {
@@ -384,7 +387,7 @@ describe('rollouts', () => {
     await waitForRollout(kc, ns, name);
     const rolledBack = (await apps.readNamespacedDeployment(name, ns)).body;
     expect(rolledBack.metadata?.annotations?.['deployment.kubernetes.io/revision']).toBe('3');
-    const retry = activityHarness({}, undefined, { attempt: 2 });
+    const retry = activityHarness(asAdmin(), undefined, { attempt: 2 });
     try {
       const again = await retry.run('rollbackDeployment', { namespace: ns, deployment: name, toRevision: 1 });
       // Found by its earlier number, reported by its number now.
@@ -512,7 +515,7 @@ describe('rollouts', () => {
     await expect(waiting).rejects.toBeInstanceOf(CancelledFailure);
     // A cancelled environment stays cancelled: a fresh harness for the next tests.
     const old = h;
-    h = activityHarness();
+    h = activityHarness(asAdmin());
     await old.close();
   });
 
