@@ -14,8 +14,12 @@ type LexState = 'code' | 'quote' | 'escape-quote' | 'identifier' | 'dollar' | 'l
 
 const dumpMarker = /^\\(un)?restrict [A-Za-z0-9]+\r?$/;
 const copyFromStdin = /^COPY\b[\s\S]*\bFROM\s+STDIN\b/i;
-/** Extension statements a non-superuser may not be allowed to run: tried under a savepoint, skipped on a privilege error. */
-const extensionStatement = /^(CREATE\s+EXTENSION|COMMENT\s+ON\s+EXTENSION)\b/i;
+/**
+ * Statements a non-superuser may not be allowed to run: extensions, and grants on system catalog
+ * objects (pg_dump keeps e.g. GRANT EXECUTE ON FUNCTION pg_catalog.pg_reload_conf() TO runbook_worker).
+ * Tried under a savepoint, skipped on a privilege error.
+ */
+const skippableStatement = /^(CREATE\s+EXTENSION|COMMENT\s+ON\s+EXTENSION)\b|^(GRANT|REVOKE)\b[^;]*?\bON\s+(FUNCTION|TABLE)\s+pg_catalog\./i;
 const skippableCodes = new Set(['42501', '42704', '0A000']);
 
 /** Splits SQL text into statements as psql would (`;` outside literals, comments and parentheses); refuses meta-commands. */
@@ -161,7 +165,7 @@ class CopyFromStdin {
 
 export interface DumpExecution {
   statements: number;
-  /** Statements a non-superuser may not run (extensions), skipped with the server's reason. */
+  /** Statements a non-superuser may not run (extensions, grants on catalog objects), skipped with the server's reason. */
   skipped: string[];
 }
 
@@ -187,7 +191,7 @@ export async function executePlainDump(client: Client, source: Readable, onProgr
     for (const { statement, rest } of splitter.feed(text, lineNumber)) {
       const sql = stripComments(statement).trim();
       result.statements++;
-      if (extensionStatement.test(sql)) {
+      if (skippableStatement.test(sql)) {
         await flush();
         await runSkippable(client, statement, sql, result.skipped);
       } else if (copyFromStdin.test(sql)) {

@@ -2,7 +2,7 @@ import { AuthorizationV1Api, VersionApi, type KubeConfig } from '@kubernetes/cli
 import { describePermission, excessPrivileges, requiredPermissions } from './kubernetes-permissions';
 import type { PreflightRow } from '../common/preflight';
 import { errorText } from '../common/failures';
-import { notConfigured, runChecks } from './preflight-checks';
+import { excessOutcome, notConfigured, runChecks } from './preflight-checks';
 import { createKubernetesAccessActivities } from './kubernetes-access';
 import { createKubernetesCertificateActivities } from './kubernetes-certificates';
 import { createKubernetesConfigActivities } from './kubernetes-config';
@@ -89,20 +89,11 @@ async function excessPrivilegesRow(authorization: AuthorizationV1Api, allowedNam
       const { body } = await authorization.createSelfSubjectRulesReview({ apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectRulesReview', spec: { namespace } });
       problems.push(...excessPrivileges(body.status?.resourceRules ?? [], namespace, allowedNamespaces.includes(namespace)));
     }
-    const unique = [...new Set(problems)];
-    return unique.length === 0
-      ? {
-          target: 'kubernetes',
-          check,
-          status: 'PASS',
-          detail: `none in ${[...allowedNamespaces, ...systemNamespaces].join(', ')}: no wildcard, escalate, bind or impersonate, nothing in ${systemNamespaces.join(', ')}`,
-        }
-      : {
-          target: 'kubernetes',
-          check,
-          status: 'WARN',
-          detail: `the account may do more than the runbooks need: ${unique.slice(0, 8).join('; ')}${unique.length > 8 ? `; and ${unique.length - 8} more` : ''}`,
-        };
+    const { detail, warn } = excessOutcome(
+      problems,
+      `in ${[...allowedNamespaces, ...systemNamespaces].join(', ')}: no wildcard, escalate, bind or impersonate, nothing in ${systemNamespaces.join(', ')}`,
+    );
+    return { target: 'kubernetes', check, status: warn ? 'WARN' : 'PASS', detail };
   } catch (err) {
     return { target: 'kubernetes', check, status: 'FAIL', detail: errorText(err) };
   }

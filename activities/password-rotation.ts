@@ -41,6 +41,13 @@ const verifierPattern = /^SCRAM-SHA-256\$\d+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A
 const pbkdf2Async = promisify(pbkdf2);
 
 /**
+ * The narrow route deploy/postgres/runbook-worker.sql installs: a SECURITY DEFINER function that sets
+ * the password of members of runbook_rotatable only. Without it the worker needs CREATEROLE (or is a
+ * superuser) and runs ALTER ROLE itself.
+ */
+export const setPasswordFunction = 'runbook.set_role_password(name,text)';
+
+/**
  * The SCRAM-SHA-256 verifier PostgreSQL keeps in pg_authid.rolpassword (RFC 5802/7677):
  * `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, base64. Computed here so that
  * ALTER ROLE sends the verifier, never the password (statement logs and pg_stat_statements
@@ -342,8 +349,12 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
         const verifier = await scramSha256Verifier(password);
         secrets.push(verifier, ...verifier.split(/[$:]/).filter((part) => part.length >= 16));
         if (!verifierPattern.test(verifier)) throw failure('Refused', 'computed verifier has an unexpected form');
-        // Utility statements take no parameters; the verifier holds only base64, digits, '$' and ':'.
-        await withClient(db, `ALTER ROLE ${role}`, (client) => client.query(`ALTER ROLE ${quoteIdentifier(role, 'role')} PASSWORD '${verifier}'`));
+        await withClient(db, `ALTER ROLE ${role}`, async (client) => {
+          const narrow = await client.query<{ ok: boolean }>(`SELECT coalesce(has_function_privilege(to_regprocedure($1), 'EXECUTE'), false) AS ok`, [setPasswordFunction]);
+          if (narrow.rows[0]?.ok) await client.query('SELECT runbook.set_role_password($1, $2)', [role, verifier]);
+          // Utility statements take no parameters; the verifier holds only base64, digits, '$' and ':'.
+          else await client.query(`ALTER ROLE ${quoteIdentifier(role, 'role')} PASSWORD '${verifier}'`);
+        });
         if (!(await canLogIn(role, password, database))) {
           throw failure('PasswordVerificationFailed', `role ${role} cannot log in to ${database} with ${key} after ALTER ROLE (check VALID UNTIL and pg_hba.conf)`);
         }

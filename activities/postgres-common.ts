@@ -5,6 +5,9 @@ import type { Pool, PoolClient } from 'pg';
 import { classifyError, invalidInput, refused } from './errors';
 import { assertDatabaseAllowed } from './guards';
 
+/** Predefined roles whose members read or write server files, run programs on the server or read every table. */
+export const serverAccessRoles = ['pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files', 'pg_read_all_data', 'pg_write_all_data'];
+
 export interface PostgresDeps {
   /** Absent when no database is configured. */
   pool?: Pool;

@@ -72,6 +72,9 @@ export const recommendedIndexes: ReadonlyArray<{ name: string; table: string; cr
   },
 ];
 
+/** Tables the weekly checklist maintains (indexes above, expired sessions deleted, VACUUM): their owner's rights are needed. */
+export const maintainedTables: readonly string[] = [...new Set([...recommendedIndexes.map((index) => index.table), 'sessions'])];
+
 async function throwIfCancelled(): Promise<void> {
   const context = Context.current();
   if (context.cancellationSignal.aborted) await context.cancelled;

@@ -10,14 +10,14 @@ import { executePlainDump, type DumpExecution } from './dump-sql';
 import { classified, classifyError, failure, invalidInput, refused } from './errors';
 import { quoteIdentifier } from './guards';
 import { errorText } from '../common/failures';
-import { num, quoteCatalogName, requirePool, type PostgresDeps } from './postgres-common';
+import { num, quoteCatalogName, requirePool, serverAccessRoles, type PostgresDeps } from './postgres-common';
 
 export interface RestoreDrillResult {
   key: string;
   format: 'plain' | 'custom';
   bytes: number;
   scratchDatabase: string;
-  /** Statements the drill role may not run (extensions), skipped with the server's reason. */
+  /** Statements the drill role may not run (extensions, grants on catalog objects), skipped with the server's reason. */
   skipped: string[];
   /** From the first byte read to the end of verification. */
   durationMs: number;
@@ -62,8 +62,6 @@ function urlForDatabase(databaseUrl: string, database: string): string {
   return url.toString();
 }
 
-/** Predefined roles whose members read or write server files, run programs on the server or read every table. */
-const serverAccessRoles = ['pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files', 'pg_read_all_data', 'pg_write_all_data'];
 /** What a refused production login says: no pg_hba.conf entry / rejected (28000), no CONNECT privilege (42501), no such database (3D000). */
 const loginRefusedCodes = new Set(['28000', '42501', '3D000']);
 

@@ -5,7 +5,7 @@ import type Redis from 'ioredis';
 import type { PreflightRow } from '../common/preflight';
 import { classified, failure, invalidInput } from './errors';
 import { assertRedisPatternAllowed } from './guards';
-import { notConfigured, runChecks } from './preflight-checks';
+import { excessOutcome, notConfigured, runChecks } from './preflight-checks';
 import { validateInt } from './input-checks';
 
 export interface RedisDeps {
@@ -184,6 +184,31 @@ function isProgress(value: unknown, pattern: string): value is DeleteRedisKeysPr
   );
 }
 
+/** A key no allowlisted pattern matches (nor the tallies' prefix): a GET of it, which finds nothing, tells whether the user is limited to its patterns. */
+const probeKey = 'runbook-preflight-probe:outside-the-allowlist';
+
+/** Whether a probe is refused by the user's ACL (NOPERM); other errors are thrown. */
+async function refusedByAcl(call: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await call();
+    return false;
+  } catch (err) {
+    if (err instanceof Error && err.message.startsWith('NOPERM')) return true;
+    throw err;
+  }
+}
+
+/**
+ * What the connected user may do beyond the runbooks' needs (deploy/redis/runbook-worker.acl), by
+ * harmless probes: SLOWLOG LEN (an @admin command no runbook runs) and a GET outside the patterns.
+ */
+async function excessRedisAccess(redis: Redis): Promise<string[]> {
+  return [
+    ...((await refusedByAcl(() => redis.call('SLOWLOG', 'LEN'))) ? [] : ['SLOWLOG LEN is allowed: the user may run commands no runbook runs (allcommands or +@admin)']),
+    ...((await refusedByAcl(() => redis.get(probeKey))) ? [] : ['a GET outside the allowlisted key patterns is allowed (allkeys or a wider ~pattern)']),
+  ];
+}
+
 export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) {
   const unlinkTallied = (client: Redis, tally: string, keys: Buffer[]) => client.eval(unlinkTalliedScript, keys.length + 1, tally, ...keys, tallyTtlMs) as Promise<number>;
   /** SCANs the whole keyspace for the pattern; heartbeats (cursor, count) so a retry resumes. */
@@ -239,6 +264,10 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
             }
             return { ok: true, detail: counts.join('; ') || 'no patterns allowlisted' };
           },
+        ],
+        [
+          'no excess privileges',
+          async () => excessOutcome(await excessRedisAccess(redis), "beyond the runbooks' commands and key patterns (SLOWLOG LEN and a GET outside them are refused: no allcommands, no allkeys)"),
         ],
       ]);
     },

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { ApplicationFailure } from '@temporalio/common';
@@ -7,7 +7,7 @@ import { classified, invalidInput, refused } from './errors';
 import { defaultBackupFloor, deleteOldBackups, type BackupFloor, type DeleteOldBackupsInput, type DeleteOldBackupsResult } from './backup-retention';
 import { listAllObjects, requireS3, validateKeyText } from './s3-objects';
 import { assertS3PrefixAllowed } from './guards';
-import { notConfigured, runChecks } from './preflight-checks';
+import { excessOutcome, notConfigured, runChecks } from './preflight-checks';
 import { validateInt } from './input-checks';
 
 export { backupTime, dateInKeyName, type DeleteOldBackupsInput, type DeleteOldBackupsResult } from './backup-retention';
@@ -92,6 +92,18 @@ export interface PutEvidenceResult {
 
 const evidenceMultipartThreshold = 8 * 1024 * 1024;
 const headerBytes = 1024;
+/** Whether S3 refused the call as not permitted (AccessDenied, 403); other errors are thrown. */
+async function deniedByS3(call: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await call();
+    return false;
+  } catch (err) {
+    const e = err as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
+    if (e.name === 'AccessDenied' || e.Code === 'AccessDenied' || e.$metadata?.httpStatusCode === 403) return true;
+    throw err;
+  }
+}
+
 function bodyBytes(body: unknown): Buffer {
   if (typeof body === 'string') return Buffer.from(body, 'utf8');
   if (body instanceof Uint8Array) return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
@@ -135,6 +147,18 @@ export function createS3Activities({ s3, bucket, backupPrefix, evidencePrefix, a
             await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: probeKey }));
             const same = text === probeBody;
             return { ok: same, detail: same ? `wrote, read and deleted ${probeKey}` : `read back different content from ${probeKey}` };
+          },
+        ],
+        [
+          'no excess privileges',
+          async () => {
+            // Deleting a key that cannot exist changes nothing; whether S3 refuses it tells whether the identity may write there.
+            const outside = `runbook-preflight-probe/${probeName.replace(/[^A-Za-z0-9._-]/g, '_')}-${randomUUID()}.absent`;
+            const excess =
+              isAllowedKey(outside, allowedPrefixes) || (await deniedByS3(() => s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: outside }))))
+                ? []
+                : [`a DELETE outside ${allowedPrefixes.join(', ')} is allowed (bucket-wide write)`];
+            return excessOutcome(excess, `beyond the allowlisted prefixes ${allowedPrefixes.join(', ')} (a DELETE of an absent key outside them is refused)`);
           },
         ],
       ]);

@@ -185,6 +185,9 @@ const payloadEncryptionSchema = z
   })
   .transform((encryption) => ({ ...encryption, activeKeyId: encryption.activeKeyId ?? Object.keys(encryption.keys)[0]! }));
 
+/** The S3 prefixes runbooks may write under by default: the backups and the runs' reports and evidence. */
+export const defaultS3Prefixes: readonly string[] = ['database/', 'runbooks/'];
+
 export const configSchema = z
   .object({
     temporal: z.object({
@@ -262,9 +265,9 @@ export const configSchema = z
               .min(1)
               .refine((prefix) => prefix !== '/' && prefix.endsWith('/'), { message: 'expected a prefix ending in "/" (and not the bucket root)' }),
           )
-          .default(['database/', 'runbooks/']),
+          .default([...defaultS3Prefixes]),
       })
-      .default({ namespaces: ['short-drama-prod'], databases: ['short_drama_prod'], rotationRoles: ['short_drama_app'], redisKeyPatterns: ['session:*'], s3Prefixes: ['database/', 'runbooks/'] }),
+      .default({ namespaces: ['short-drama-prod'], databases: ['short_drama_prod'], rotationRoles: ['short_drama_app'], redisKeyPatterns: ['session:*'], s3Prefixes: [...defaultS3Prefixes] }),
     approvers: z.array(identitySchema).default([]).superRefine(uniqueIds),
     approvals: z
       .object({

@@ -14,6 +14,10 @@ import { describePermission, permissionsGrantedBy, requiredPermissions, workerRb
 import { createKubernetesActivities } from '../activities/kubernetes';
 import { adminKubeConfig } from './helpers/kube-cluster';
 import { grantServiceAccount } from './helpers/kube-rbac';
+import { Pool } from 'pg';
+import { createPostgresActivities } from '../activities/postgres';
+import { withAdmin } from './helpers/postgres-scratch';
+import { workerRole } from '../scripts/testbed/seed-postgres';
 
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -54,10 +58,17 @@ describe('preflight', () => {
       'privilege: ALTER SYSTEM max_connections',
       'privilege: create scratch database',
       'privilege: delete expired sessions',
+      'privilege: reload configuration',
+      'privilege: set role passwords',
+      'privilege: maintain tables',
+      'no excess privileges',
     ]);
+    // Least privilege beyond Kubernetes: the worker's own PostgreSQL role, Redis ACL user and S3 identity (deploy/postgres, deploy/redis, deploy/s3).
+    expect(rowsOf(result, 'postgres')[0]!.detail).toBe('connected to short_drama_prod as runbook_worker');
     expect(rowsOf(result, 'postgres')[1]!.detail).toMatch(/^PostgreSQL 15\./);
-    expect(rowsOf(result, 'redis').map((r) => r.check)).toEqual(['PING', 'INFO', 'CONFIG GET allowed', 'SCAN allowlisted patterns']);
-    expect(rowsOf(result, 's3').map((r) => r.check)).toEqual(['bucket reachable', 'list backups', 'put, read back, delete a probe']);
+    expect(rowsOf(result, 'redis').map((r) => r.check)).toEqual(['PING', 'INFO', 'CONFIG GET allowed', 'SCAN allowlisted patterns', 'no excess privileges']);
+    expect(rowsOf(result, 's3').map((r) => r.check)).toEqual(['bucket reachable', 'list backups', 'put, read back, delete a probe', 'no excess privileges']);
+    for (const target of ['postgres', 'redis', 's3']) expect(rowsOf(result, target).at(-1)!.detail).toMatch(/^none beyond the /);
     expect(rowsOf(result, 'prometheus').map((r) => r.check)).toEqual(['build info', 'query up']);
     expect(result.passed).toBe(result.rows.length);
 
@@ -98,6 +109,55 @@ describe('preflight', () => {
       },
     ]);
     expect(result).toEqual(expect.objectContaining({ ok: true, warned: 1, failed: 0 }));
+  });
+
+  test('as the PostgreSQL superuser, the default Redis user and the test bed’s S3 identity: each system WARNs about its excess; a WARN does not fail preflight', async () => {
+    const config = testbedConfig({
+      DATABASE_URL: env.TESTBED_DATABASE_ADMIN_URL,
+      REDIS_URL: env.TESTBED_REDIS_ADMIN_URL,
+      S3_ACCESS_KEY_ID: env.TESTBED_S3_ADMIN_ACCESS_KEY_ID,
+      S3_SECRET_ACCESS_KEY: env.TESTBED_S3_ADMIN_SECRET_ACCESS_KEY,
+    });
+    const result: PreflightResult = await withWorker(config, ({ client, taskQueue }) =>
+      client.workflow.execute('preflight', { taskQueue, workflowId: `preflight-admins-${taskQueue}`, args: [{ targets: ['postgres', 'redis', 's3'] }] }),
+    );
+    const excess = 'the account may do more than the runbooks need: ';
+    expect(result.rows.filter((r) => r.status !== 'PASS')).toEqual([
+      { target: 'postgres', check: 'no excess privileges', status: 'WARN', detail: `${excess}postgres is a superuser` },
+      {
+        target: 'redis',
+        check: 'no excess privileges',
+        status: 'WARN',
+        detail: `${excess}SLOWLOG LEN is allowed: the user may run commands no runbook runs (allcommands or +@admin); a GET outside the allowlisted key patterns is allowed (allkeys or a wider ~pattern)`,
+      },
+      { target: 's3', check: 'no excess privileges', status: 'WARN', detail: `${excess}a DELETE outside database/, runbooks/ is allowed (bucket-wide write)` },
+    ]);
+    expect(result).toEqual(expect.objectContaining({ ok: true, warned: 3, failed: 0 }));
+  });
+
+  test('a PostgreSQL role that is no superuser but may create roles, replicate or read server files is WARNed about, each named', async () => {
+    const role = `pf_excess_${randomBytes(3).toString('hex')}`;
+    await withAdmin(async (admin) => {
+      await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD 'x' CREATEROLE REPLICATION IN ROLE pg_read_server_files, ${workerRole}`);
+    });
+    const url = new URL(env.DATABASE_URL!);
+    url.username = role;
+    url.password = 'x';
+    const pool = new Pool({ connectionString: url.toString(), max: 1 });
+    try {
+      const rows = await createPostgresActivities({ pool, allowedDatabases: ['short_drama_prod'] }).preflightPostgres();
+      expect(rows.filter((r) => r.status !== 'PASS')).toEqual([
+        {
+          target: 'postgres',
+          check: 'no excess privileges',
+          status: 'WARN',
+          detail: `the account may do more than the runbooks need: ${role} has CREATEROLE (may change any non-superuser's password; runbook.set_role_password is narrower); ${role} has REPLICATION; ${role} is a member of pg_read_server_files`,
+        },
+      ]);
+    } finally {
+      await pool.end();
+      await withAdmin((admin) => admin.query(`DROP ROLE IF EXISTS ${role}`));
+    }
   });
 
   test('an account that may escalate, bind, impersonate or read in kube-system is WARNed about, each named', async () => {

@@ -51,7 +51,7 @@ describe('test bed systems are real', () => {
   });
 
   test('Redis 7: INFO memory answers with numbers that move when data is written', async () => {
-    const redis = new Redis(env.REDIS_URL!);
+    const redis = new Redis(env.TESTBED_REDIS_ADMIN_URL!);
     const prefix = `probe:${randomUUID()}:`;
     try {
       const before = parseInfo(await redis.info('memory'));

@@ -32,7 +32,7 @@ describe('worker process (workers/main.ts)', () => {
       expect(records.length).toBe(worker.lines.filter((l) => l.trim()).length); // every line is JSON
       for (const record of records.filter((r) => r.workflowId !== undefined)) expect(record.runId).toEqual(expect.any(String));
       // No credential of the test bed reaches the logs.
-      for (const secret of [env.TESTBED_POSTGRES_PASSWORD!, env.TESTBED_REDIS_PASSWORD!, env.S3_SECRET_ACCESS_KEY!]) {
+      for (const secret of [env.TESTBED_POSTGRES_PASSWORD!, env.TESTBED_WORKER_DATABASE_PASSWORD!, env.TESTBED_REDIS_PASSWORD!, env.TESTBED_REDIS_WORKER_PASSWORD!, env.S3_SECRET_ACCESS_KEY!]) {
         expect(worker.lines.join('\n')).not.toContain(secret);
       }
 

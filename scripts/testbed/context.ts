@@ -6,11 +6,18 @@ export interface TestbedSecrets {
   postgresPassword: string;
   /** The app's login role (short_drama_app), in its Secret app-secrets on the real node. */
   appDatabasePassword: string;
+  /** The worker's own PostgreSQL role (runbook_worker). */
+  workerDatabasePassword: string;
   /** The restore drill's role (runbook_restore_drill). */
   restoreDrillPassword: string;
   redisPassword: string;
+  /** The worker's Redis ACL user (runbook-worker). */
+  redisWorkerPassword: string;
   s3AccessKeyId: string;
   s3SecretAccessKey: string;
+  /** The worker's S3 identity (the allowlisted prefixes only). */
+  s3WorkerAccessKeyId: string;
+  s3WorkerSecretAccessKey: string;
   /** The bearer token Alertmanager sends to the alert bridge. */
   alertBridgeToken: string;
   /** The sandbox's AES-256 payload key (base64) and codec server token, kept even while encryption is off so old histories stay readable. */

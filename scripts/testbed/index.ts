@@ -7,10 +7,10 @@ import { writeEnvFile } from './env-file';
 import { port, testbedLayout, type TestbedLayout } from './layout';
 import { isPortOpen, stopDetached } from './processes';
 import { appMetricsServer, appMetricsUrl, webhookServer, webhookUrl } from './node-servers';
-import { postgresServer, postgresUrl, restoreDrillUrl, seedDatabase } from './postgres-server';
+import { postgresServer, postgresUrl, restoreDrillUrl, seedDatabase, workerPostgresUrl } from './postgres-server';
 import { prometheusServer, prometheusUrl } from './prometheus-server';
 import { alertmanagerServer, alertmanagerUrl } from './alertmanager-server';
-import { redisServer, redisUrl } from './redis-server';
+import { redisAdminUrl, redisServer, redisUrl } from './redis-server';
 import { backupBucket, s3Endpoint, s3Server } from './s3-server';
 import { sandboxPayloadKeyId, temporalServer } from './temporal-server';
 import { kubernetesBinaries } from './kubernetes-install';
@@ -49,10 +49,14 @@ function loadOrCreateSecrets(envFile: string): TestbedSecrets {
   return {
     postgresPassword: previous.TESTBED_POSTGRES_PASSWORD ?? token(),
     appDatabasePassword: previous.TESTBED_APP_DATABASE_PASSWORD ?? token(),
+    workerDatabasePassword: previous.TESTBED_WORKER_DATABASE_PASSWORD ?? token(),
     redisPassword: previous.TESTBED_REDIS_PASSWORD ?? token(),
+    redisWorkerPassword: previous.TESTBED_REDIS_WORKER_PASSWORD ?? token(),
     restoreDrillPassword: previous.TESTBED_RESTORE_DRILL_PASSWORD ?? token(),
-    s3AccessKeyId: previous.S3_ACCESS_KEY_ID ?? `TB${randomBytes(9).toString('hex').toUpperCase()}`,
-    s3SecretAccessKey: previous.S3_SECRET_ACCESS_KEY ?? token(),
+    s3AccessKeyId: previous.TESTBED_S3_ADMIN_ACCESS_KEY_ID ?? `TB${randomBytes(9).toString('hex').toUpperCase()}`,
+    s3SecretAccessKey: previous.TESTBED_S3_ADMIN_SECRET_ACCESS_KEY ?? token(),
+    s3WorkerAccessKeyId: previous.S3_ACCESS_KEY_ID ?? `RW${randomBytes(9).toString('hex').toUpperCase()}`,
+    s3WorkerSecretAccessKey: previous.S3_SECRET_ACCESS_KEY ?? token(),
     alertBridgeToken: previous.ALERT_BRIDGE_TOKEN ?? token(),
     payloadKey: previous.TESTBED_PAYLOAD_KEY ?? randomBytes(32).toString('base64'),
     codecToken: previous.TESTBED_CODEC_TOKEN ?? token(),
@@ -66,15 +70,22 @@ function testbedEnv(ctx: TestbedContext): Record<string, string> {
     TEMPORAL_ADDRESS: `127.0.0.1:${port(layout, 'temporalGrpc')}`,
     TEMPORAL_NAMESPACE: 'default',
     TEMPORAL_UI_URL: `http://127.0.0.1:${port(layout, 'temporalUi')}`,
-    DATABASE_URL: postgresUrl(ctx, seedDatabase),
+    // The worker's least-privilege role (deploy/postgres/runbook-worker.sql); tests set up with TESTBED_DATABASE_ADMIN_URL.
+    DATABASE_URL: workerPostgresUrl(ctx, seedDatabase),
+    TESTBED_DATABASE_ADMIN_URL: postgresUrl(ctx, seedDatabase),
     RESTORE_DRILL_DATABASE_URL: restoreDrillUrl(ctx),
+    // The worker's ACL user (deploy/redis/runbook-worker.acl); tests set up with TESTBED_REDIS_ADMIN_URL.
     REDIS_URL: redisUrl(ctx),
+    TESTBED_REDIS_ADMIN_URL: redisAdminUrl(ctx),
     S3_ENDPOINT: s3Endpoint(ctx),
     S3_REGION: 'us-east-1',
     S3_BUCKET: backupBucket,
     S3_FORCE_PATH_STYLE: 'true',
-    S3_ACCESS_KEY_ID: secrets.s3AccessKeyId,
-    S3_SECRET_ACCESS_KEY: secrets.s3SecretAccessKey,
+    // The worker's identity (the allowlisted prefixes only); tests set up with the TESTBED_S3_ADMIN_ keys.
+    S3_ACCESS_KEY_ID: secrets.s3WorkerAccessKeyId,
+    S3_SECRET_ACCESS_KEY: secrets.s3WorkerSecretAccessKey,
+    TESTBED_S3_ADMIN_ACCESS_KEY_ID: secrets.s3AccessKeyId,
+    TESTBED_S3_ADMIN_SECRET_ACCESS_KEY: secrets.s3SecretAccessKey,
     PROMETHEUS_URL: prometheusUrl(ctx),
     // The alert bridge on the port the test bed's Alertmanager posts to, with the token it sends.
     ALERT_BRIDGE_LISTEN: `127.0.0.1:${port(layout, 'alertBridge')}`,
@@ -88,7 +99,9 @@ function testbedEnv(ctx: TestbedContext): Record<string, string> {
     TESTBED_APP_METRICS_URL: appMetricsUrl(ctx),
     TESTBED_POSTGRES_PASSWORD: secrets.postgresPassword,
     TESTBED_APP_DATABASE_PASSWORD: secrets.appDatabasePassword,
+    TESTBED_WORKER_DATABASE_PASSWORD: secrets.workerDatabasePassword,
     TESTBED_REDIS_PASSWORD: secrets.redisPassword,
+    TESTBED_REDIS_WORKER_PASSWORD: secrets.redisWorkerPassword,
     TESTBED_RESTORE_DRILL_PASSWORD: secrets.restoreDrillPassword,
     TESTBED_POSTGRES_ADMIN_URL: postgresUrl(ctx, 'postgres'),
     // The worker's own account (deploy/kubernetes's least-privilege RBAC), as in a real cluster; tests set up with the admin's.

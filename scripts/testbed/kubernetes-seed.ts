@@ -11,7 +11,7 @@ import { applyWorkerAccount, writeServiceAccountKubeconfig } from './service-acc
 import type { TestbedContext } from './context';
 import type { NodeNames } from './node/node-names';
 import { postgresUid, prodNodePorts, type ProdService } from './node/node-prod';
-import { redisSettings } from './redis-server';
+import { redisConfLines } from './redis-server';
 
 /** The manual's namespace. */
 export const kubernetesNamespace = 'short-drama-prod';
@@ -412,7 +412,7 @@ function manualObjects(ctx: TestbedContext): Obj[] {
     ...(realNode
       ? [
           secret('postgres-superuser', { password: ctx.secrets.postgresPassword }),
-          secret('redis-config', { 'redis.conf': ['bind 0.0.0.0', 'protected-mode no', ...redisSettings(ctx).map(([name, value]) => `${name} ${JSON.stringify(value)}`)].join('\n') + '\n' }),
+          secret('redis-config', { 'redis.conf': ['bind 0.0.0.0', 'protected-mode no', ...redisConfLines(ctx)].join('\n') + '\n' }),
         ]
       : []),
     deployment(

@@ -5,7 +5,7 @@ import { Client } from 'pg';
 import { debianPackages, ensureDebianPackages, postgresBin } from './install';
 import { port } from './layout';
 import { isAlive, runChecked, startDetached, waitUntil } from './processes';
-import { seedRestoreDrillRole, seedShortDramaDatabase } from './seed-postgres';
+import { seedRestoreDrillRole, seedShortDramaDatabase, seedWorkerRole, workerRole } from './seed-postgres';
 import type { TestbedContext, TestbedServer } from './context';
 import { prodAddress } from './node/node-prod';
 
@@ -21,6 +21,11 @@ export function hostPostgresUrl(ctx: TestbedContext, database: string): string {
 /** short-drama-prod's PostgreSQL as superuser: the host process, or the pod through its NodePort (TESTBED_REAL_NODE=1). */
 export function postgresUrl(ctx: TestbedContext, database: string): string {
   return `postgres://postgres:${encodeURIComponent(ctx.secrets.postgresPassword)}@${prodAddress(ctx.layout, 'postgres', `127.0.0.1:${port(ctx.layout, 'postgres')}`)}/${database}`;
+}
+
+/** short-drama-prod's PostgreSQL as the worker's least-privilege role (deploy/postgres/runbook-worker.sql). */
+export function workerPostgresUrl(ctx: TestbedContext, database: string): string {
+  return `postgres://${workerRole}:${encodeURIComponent(ctx.secrets.workerDatabasePassword)}@${prodAddress(ctx.layout, 'postgres', `127.0.0.1:${port(ctx.layout, 'postgres')}`)}/${database}`;
 }
 
 /** The drill role's URL; the drill replaces the database with its scratch database. */
@@ -132,8 +137,9 @@ export const postgresServer: TestbedServer = {
     await waitUntil('PostgreSQL', () => this.isHealthy(ctx), 60_000, join(ctx.layout.stateDir, 'postgres.log'));
   },
   async seed(ctx) {
-    await seedShortDramaDatabase(hostPostgresUrl(ctx, 'postgres'), hostPostgresUrl(ctx, seedDatabase), seedDatabase, ctx.secrets.appDatabasePassword);
+    await seedShortDramaDatabase(hostPostgresUrl(ctx, 'postgres'), seedDatabase, ctx.secrets.appDatabasePassword);
     await seedRestoreDrillRole(hostPostgresUrl(ctx, 'postgres'), restoreDrillRole, ctx.secrets.restoreDrillPassword, [seedDatabase, 'postgres', 'template1']);
+    await seedWorkerRole(hostPostgresUrl(ctx, 'postgres'), seedDatabase, restoreDrillRole, ctx.secrets.workerDatabasePassword);
   },
 };
 
@@ -157,5 +163,6 @@ export async function seedProdDatabase(ctx: TestbedContext): Promise<void> {
     },
     60_000,
   );
-  await seedShortDramaDatabase(postgresUrl(ctx, 'postgres'), postgresUrl(ctx, seedDatabase), seedDatabase, ctx.secrets.appDatabasePassword);
+  await seedShortDramaDatabase(postgresUrl(ctx, 'postgres'), seedDatabase, ctx.secrets.appDatabasePassword);
+  await seedWorkerRole(postgresUrl(ctx, 'postgres'), seedDatabase, restoreDrillRole, ctx.secrets.workerDatabasePassword);
 }

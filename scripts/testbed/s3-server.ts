@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
+import { defaultS3Prefixes } from '../../config/schema';
 import { ensurePipBinary } from './install';
 import { port } from './layout';
 import { startDetached, waitUntil } from './processes';
@@ -15,6 +16,16 @@ export function s3Endpoint(ctx: TestbedContext): string {
   return `http://127.0.0.1:${port(ctx.layout, 's3')}`;
 }
 
+/**
+ * The worker's identity: read and write under the allowlisted prefixes only, list the bucket (an
+ * S3 listing names keys, never contents). The same rights as deploy/s3/runbook-worker-policy.json
+ * for AWS IAM, in SeaweedFS' identities.json terms ("Action:bucket/prefix*").
+ */
+export function workerS3Actions(bucket: string, prefixes: readonly string[] = defaultS3Prefixes): string[] {
+  return [`List:${bucket}`, ...prefixes.flatMap((prefix) => [`Read:${bucket}/${prefix}*`, `Write:${bucket}/${prefix}*`])];
+}
+
+/** The test bed's own identity (every action): for setting up and checking, never for the worker. */
 export function testbedS3Client(ctx: TestbedContext): S3Client {
   return new S3Client({
     endpoint: s3Endpoint(ctx),
@@ -73,6 +84,7 @@ export const s3Server: TestbedServer = {
             credentials: [{ accessKey: secrets.s3AccessKeyId, secretKey: secrets.s3SecretAccessKey }],
             actions: ['Admin', 'Read', 'Write', 'List', 'Tagging'],
           },
+          { name: 'runbook-worker', credentials: [{ accessKey: secrets.s3WorkerAccessKeyId, secretKey: secrets.s3WorkerSecretAccessKey }], actions: workerS3Actions(backupBucket) },
         ],
       }),
       { mode: 0o600 },

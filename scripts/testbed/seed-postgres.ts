@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Client } from 'pg';
 import { scramSha256Verifier } from '../../activities/password-rotation';
 
@@ -58,25 +59,56 @@ INSERT INTO sessions (id, user_id, created_at, expires_at)
 
 /** The app's own login role (not a superuser): what short-drama-app logs in as, and what rotateDatabasePassword rotates. */
 export const appRole = 'short_drama_app';
+/** Owns the app's tables (no login), as a migration role would; the worker is a member for VACUUM and CREATE INDEX. */
+export const tableOwnerRole = 'short_drama_owner';
+/** The worker's own role (deploy/postgres/runbook-worker.sql) and the group of roles it may rotate. */
+export const workerRole = 'runbook_worker';
+export const rotatableGroup = 'runbook_rotatable';
 
-export async function seedShortDramaDatabase(adminUrl: string, databaseUrl: string, database: string, appPassword: string): Promise<void> {
-  const admin = new Client({ connectionString: adminUrl });
-  await admin.connect();
+const workerRoleSqlFile = join(__dirname, '../../deploy/postgres/runbook-worker.sql');
+
+/** The same database on the same server, as the admin of adminUrl. */
+function databaseUrlOf(adminUrl: string, database: string): string {
+  const url = new URL(adminUrl);
+  url.pathname = `/${encodeURIComponent(database)}`;
+  return url.toString();
+}
+
+async function withClient<T>(url: string, fn: (client: Client) => Promise<T>): Promise<T> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
   try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** CREATE ROLE unless it exists (names from our own constants, not from input). */
+async function ensureRole(client: Client, role: string): Promise<void> {
+  await client.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${role}') THEN CREATE ROLE ${role}; END IF; END $$`);
+}
+
+/**
+ * The short-drama database with the manual's tables owned by tableOwnerRole, its rows, and the app's
+ * login role with the password of the env file. adminUrl is a superuser's on the same server.
+ */
+export async function seedShortDramaDatabase(adminUrl: string, database: string, appPassword: string): Promise<void> {
+  await withClient(databaseUrlOf(adminUrl, 'postgres'), async (admin) => {
     const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
     // Identifier from our own constant, not from input; quoted all the same.
     if (exists.rowCount === 0) await admin.query(`CREATE DATABASE "${database.replace(/"/g, '""')}"`);
-  } finally {
-    await admin.end();
-  }
-  const db = new Client({ connectionString: databaseUrl });
-  await db.connect();
-  try {
+  });
+  await withClient(databaseUrlOf(adminUrl, database), async (db) => {
     await db.query(schema);
     const { rows: countRows } = await db.query<{ count: string }>('SELECT count(*) FROM users');
     if (Number(countRows[0]?.count) === 0) await db.query(`BEGIN; ${rows} COMMIT;`);
+    await ensureRole(db, tableOwnerRole);
+    await db.query(`ALTER ROLE ${tableOwnerRole} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS`);
+    // As the role that made the tables (a migration role): CREATE INDEX needs CREATE on their schema too.
+    await db.query(`GRANT USAGE, CREATE ON SCHEMA public TO ${tableOwnerRole}`);
     // Every start: a rotation a test left half-done is put back to the password in the env file.
-    await db.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${appRole}') THEN CREATE ROLE ${appRole}; END IF; END $$`);
+    await ensureRole(db, appRole);
     await db.query(`ALTER ROLE ${appRole} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '${await scramSha256Verifier(appPassword)}'`);
     await db.query(`GRANT CONNECT ON DATABASE "${database.replace(/"/g, '""')}" TO ${appRole}; GRANT USAGE ON SCHEMA public TO ${appRole};
       GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${appRole}`);
@@ -84,11 +116,33 @@ export async function seedShortDramaDatabase(adminUrl: string, databaseUrl: stri
     // grant no longer restores where the extension is missing (the restore drill's scratch database).
     await db.query(`DO $$ DECLARE t record; BEGIN
       FOR t IN SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') LOOP
+        EXECUTE format('ALTER TABLE public.%I OWNER TO ${tableOwnerRole}', t.relname);
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON public.%I TO ${appRole}', t.relname);
       END LOOP; END $$`);
-  } finally {
-    await db.end();
-  }
+  });
+}
+
+/** psql's :'name' (a literal) and :"name" (an identifier), as psql -v would put them, for our own SQL files. */
+export function withPsqlVariables(sql: string, variables: Record<string, string>): string {
+  return sql.replace(/:(['"])([A-Za-z_][A-Za-z0-9_]*)\1/g, (_match, quote: string, name: string) => {
+    const value = variables[name];
+    if (value === undefined) throw new Error(`${workerRoleSqlFile}: no value for psql variable ${name}`);
+    return quote === "'" ? `'${value.replace(/'/g, "''")}'` : `"${value.replace(/"/g, '""')}"`;
+  });
+}
+
+/**
+ * The worker's least-privilege role (deploy/postgres/runbook-worker.sql, as an SRE would run it with
+ * psql) in database, with the password of the env file (sent as its SCRAM verifier), and the app's
+ * role made rotatable. The drill role must exist (seedRestoreDrillRole); it is created plain if not.
+ */
+export async function seedWorkerRole(adminUrl: string, database: string, drillRole: string, workerPassword: string): Promise<void> {
+  await withClient(databaseUrlOf(adminUrl, database), async (db) => {
+    await ensureRole(db, drillRole);
+    await db.query(withPsqlVariables(readFileSync(workerRoleSqlFile, 'utf8'), { database, table_owner: tableOwnerRole, drill_role: drillRole }));
+    await db.query(`ALTER ROLE ${workerRole} PASSWORD '${await scramSha256Verifier(workerPassword)}'`);
+    await db.query(`GRANT ${rotatableGroup} TO ${appRole}`);
+  });
 }
 
 /**

@@ -10,6 +10,7 @@ import { adminKubeConfig, kubernetesNamespace as ns, statusOf } from '../helpers
 import { uniqueSuffix, withAdmin } from '../helpers/postgres-scratch';
 import { logsIn } from '../helpers/postgres-login';
 import { testbedEnv } from '../helpers/testbed';
+import { rotatableGroup } from '../../scripts/testbed/seed-postgres';
 
 /**
  * The password-rotation activities against the test bed's real PostgreSQL 15 and Kubernetes API.
@@ -36,7 +37,9 @@ async function scratchRole(options: { login?: boolean; createRole?: boolean; att
   const password = randomBytes(18).toString('base64url');
   await withAdmin(async (admin) => {
     await admin.query('SET pg_stat_statements.track_utility = off');
-    await admin.query(`CREATE ROLE "${role}" ${options.login === false ? 'NOLOGIN' : 'LOGIN'} ${options.createRole ? 'CREATEROLE' : ''} ${options.attributes ?? ''} PASSWORD '${password}'`);
+    await admin.query(
+      `CREATE ROLE "${role}" ${options.login === false ? 'NOLOGIN' : 'LOGIN'} ${options.createRole ? 'CREATEROLE' : ''} ${options.attributes ?? ''} PASSWORD '${password}' IN ROLE ${rotatableGroup}`,
+    );
   });
   cleanups.push(() => withAdmin((admin) => admin.query(`DROP ROLE IF EXISTS "${role}"`)));
   return { role, password };
@@ -155,7 +158,7 @@ describe('setRolePasswordFromSecret', () => {
     // PostgreSQL got verifiers only: its catalog and pg_stat_statements (which keeps a plain
     // CREATE/ALTER ROLE ... PASSWORD verbatim) hold the ALTER ROLE statements, but no password.
     // pg_stat_statements is installed in short_drama_prod (the worker's database), which the superuser URL names.
-    const admin = new Client({ connectionString: env.DATABASE_URL });
+    const admin = new Client({ connectionString: env.TESTBED_DATABASE_ADMIN_URL });
     await admin.connect();
     try {
       const stored = (await admin.query<{ p: string }>('SELECT rolpassword AS p FROM pg_authid WHERE rolname = $1', [role])).rows[0]!.p;

@@ -63,7 +63,8 @@ async function removeAll(pattern: string): Promise<void> {
 }
 
 beforeAll(() => {
-  raw = new Redis(redisUrl);
+  // The default user: the worker's ACL user (REDIS_URL) may not MSET, nor touch keys outside its patterns.
+  raw = new Redis(env.TESTBED_REDIS_ADMIN_URL!.replace(/\/\d*$/, `/${testDb}`));
 });
 
 afterEach(async () => {

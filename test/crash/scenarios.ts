@@ -20,6 +20,7 @@ import { appTlsCertificate } from '../../scripts/testbed/kubernetes-seed';
 import { testbedEnv, testbedS3, unsignedTeam } from '../helpers/testbed';
 import { waitUntil } from '../../scripts/testbed/processes';
 import type { CrashScenario } from './harness';
+import { rotatableGroup } from '../../scripts/testbed/seed-postgres';
 
 const approvers = { RUNBOOK_APPROVERS: JSON.stringify(unsignedTeam) };
 const ignore404 = (err: unknown) => {
@@ -249,7 +250,7 @@ export function redisMemoryPressureScenario(): CrashScenario {
   const others = `crash-cache-${id}:`;
   let redis: Redis | undefined;
   let original: { policy: string; maxmemory: string } | undefined;
-  const connected = () => (redis ??= new Redis(env.REDIS_URL!));
+  const connected = () => (redis ??= new Redis(env.TESTBED_REDIS_ADMIN_URL!));
   const configGet = async (key: string) => ((await connected().config('GET', key)) as string[])[1]!;
   const count = async (pattern: string) => {
     let cursor = '0';
@@ -490,7 +491,7 @@ export function rotateDatabasePasswordScenario(): CrashScenario {
       await withAdmin(async (admin) => {
         // pg_stat_statements keeps CREATE ROLE ... PASSWORD verbatim: not for this statement.
         await admin.query('SET pg_stat_statements.track_utility = off');
-        await admin.query(`CREATE ROLE "${role}" LOGIN PASSWORD '${old}'`);
+        await admin.query(`CREATE ROLE "${role}" LOGIN PASSWORD '${old}' IN ROLE ${rotatableGroup}`);
       });
       await core.createNamespacedSecret(namespace, { metadata: { name: secret, labels: { 'runbook-test/scratch': 'true' } }, type: 'Opaque', data: { [key]: b64(old), OTHER: b64('kept') } });
       await scratchDeployment(kc, app);

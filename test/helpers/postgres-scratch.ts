@@ -9,9 +9,10 @@ export function uniqueSuffix(): string {
   return randomBytes(5).toString('hex');
 }
 
-/** The test bed's database URL pointing at another database on the same server. */
-export function urlForDatabase(database: string): string {
-  const url = new URL(testbedEnv().DATABASE_URL!);
+/** The test bed's database URL (the worker's role, or the superuser's with admin) pointing at another database on the same server. */
+export function urlForDatabase(database: string, as: 'worker' | 'admin' = 'worker'): string {
+  const env = testbedEnv();
+  const url = new URL((as === 'admin' ? env.TESTBED_DATABASE_ADMIN_URL : env.DATABASE_URL)!);
   url.pathname = `/${database}`;
   return url.toString();
 }
@@ -30,7 +31,10 @@ export async function withAdmin<T>(fn: (admin: Client) => Promise<T>): Promise<T
 
 export interface ScratchDatabase {
   name: string;
+  /** As the worker's role (runbook_worker), which the seeded tables' owner role includes. */
   url: string;
+  /** As the superuser, for what only a superuser may set up. */
+  adminUrl: string;
   /** A pool on the scratch database (closed by drop). */
   pool(applicationName: string, max?: number): Pool;
   drop(): Promise<void>;
@@ -46,12 +50,13 @@ export async function createScratchDatabase(label: string, options: { seed: bool
   const name = `pgtest_${label}_${uniqueSuffix()}`;
   const url = urlForDatabase(name);
   const env = testbedEnv();
-  if (options.seed) await seedShortDramaDatabase(env.TESTBED_POSTGRES_ADMIN_URL!, url, name, env.TESTBED_APP_DATABASE_PASSWORD!);
+  if (options.seed) await seedShortDramaDatabase(env.TESTBED_POSTGRES_ADMIN_URL!, name, env.TESTBED_APP_DATABASE_PASSWORD!);
   else await withAdmin((admin) => admin.query(`CREATE DATABASE "${name}"`));
   const pools: Pool[] = [];
   return {
     name,
     url,
+    adminUrl: urlForDatabase(name, 'admin'),
     pool(applicationName, max = 2) {
       const pool = new Pool({ connectionString: url, application_name: applicationName, max });
       pool.on('error', () => undefined);

@@ -29,7 +29,12 @@ export function testbedConfig(overrides: Record<string, string | undefined> = {}
  */
 export function testbedS3(): S3Client {
   const env = testbedEnv();
-  return new S3Client({ endpoint: env.S3_ENDPOINT, region: env.S3_REGION, forcePathStyle: true, credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! } });
+  return new S3Client({
+    endpoint: env.S3_ENDPOINT,
+    region: env.S3_REGION,
+    forcePathStyle: true,
+    credentials: { accessKeyId: env.TESTBED_S3_ADMIN_ACCESS_KEY_ID!, secretAccessKey: env.TESTBED_S3_ADMIN_SECRET_ACCESS_KEY! },
+  });
 }
 
 /** A loopback port nothing listens on, for "target down" cases (not 9 or 1: fetch refuses those as "bad ports"). */

@@ -129,7 +129,7 @@ describe('short-drama-prod on the real node', () => {
       expect(metrics).toContain(`${name}{app="short-drama-app"`);
     }
     expect(home.session).toMatch(/^session:/);
-    const redis = new Redis(env.REDIS_URL!, { maxRetriesPerRequest: 1 });
+    const redis = new Redis(env.TESTBED_REDIS_ADMIN_URL!, { maxRetriesPerRequest: 1 });
     try {
       expect(await redis.exists(home.session)).toBe(1);
       expect(await redis.config('GET', 'maxmemory')).toEqual(['maxmemory', String(256 * 1024 * 1024)]);
@@ -264,7 +264,7 @@ describe('short-drama-prod on the real node', () => {
       expect(await health()).toMatchObject({ status: 200, body: { database: 'reachable' } });
     } finally {
       // The seeded password back in the role and the Secret (as the next `up` would do), then the app restarted with it.
-      await seedShortDramaDatabase(env.TESTBED_POSTGRES_ADMIN_URL!, env.DATABASE_URL!, 'short_drama_prod', env.TESTBED_APP_DATABASE_PASSWORD!);
+      await seedShortDramaDatabase(env.TESTBED_POSTGRES_ADMIN_URL!, 'short_drama_prod', env.TESTBED_APP_DATABASE_PASSWORD!);
       const data = { DATABASE_PASSWORD: Buffer.from(old).toString('base64'), DATABASE_PASSWORD_NEXT: null, DATABASE_PASSWORD_PREVIOUS: null };
       await core.patchNamespacedSecret('app-secrets', namespace, { data }, undefined, undefined, undefined, undefined, undefined, mergePatch);
       await setAppSwitches({});
@@ -272,7 +272,7 @@ describe('short-drama-prod on the real node', () => {
     }
   });
   test('redisMemoryPressure against Redis in its pod at its real maxmemory: session keys gone, the pod restarted with the raised limit, maxmemory and policy set on the new server', async () => {
-    const redis = new Redis(env.REDIS_URL!, { maxRetriesPerRequest: 1 });
+    const redis = new Redis(env.TESTBED_REDIS_ADMIN_URL!, { maxRetriesPerRequest: 1 });
     redis.on('error', () => undefined); // the server restarts during the run
     const value = 'x'.repeat(64 * 1024);
     try {
@@ -294,7 +294,7 @@ describe('short-drama-prod on the real node', () => {
       await waitForRollout(kc, namespace, 'redis', 60_000);
       const pods = (await core.listNamespacedPod(namespace, undefined, undefined, undefined, undefined, 'app=redis')).body.items.filter((pod) => !pod.metadata?.deletionTimestamp);
       expect(pods.map((pod) => [pod.spec!.containers[0]!.resources?.limits?.memory, isReady(pod)])).toEqual([['768Mi', true]]);
-      const fresh = new Redis(env.REDIS_URL!, { maxRetriesPerRequest: 1 });
+      const fresh = new Redis(env.TESTBED_REDIS_ADMIN_URL!, { maxRetriesPerRequest: 1 });
       try {
         expect(await fresh.config('GET', 'maxmemory')).toEqual(['maxmemory', String(384 * 1024 * 1024)]);
         expect(await fresh.config('GET', 'maxmemory-policy')).toEqual(['maxmemory-policy', 'allkeys-lru']);

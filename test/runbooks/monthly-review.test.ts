@@ -191,11 +191,14 @@ describe('monthlyReview', () => {
     }
   }, 300_000);
 
-  test('a drill role that is a superuser (here the worker’s own) is refused: the row FAILs saying why and nothing is restored', async () => {
+  test('a drill role that is a superuser, or the worker’s own, is refused: the row FAILs saying why and nothing is restored', async () => {
     const row = await drillRowWith(`short_drama_prod_${ymd(0)}_z_good.sql`, dump.toString('utf8'), testbedConfig({ RESTORE_DRILL_DATABASE_URL: env.TESTBED_POSTGRES_ADMIN_URL }));
     expect(row).toMatchObject({ status: 'FAIL', value: 'failed' });
-    expect(row.detail).toMatch(/restore-drill role postgres is refused: it is the worker's own role, it is a superuser/);
+    expect(row.detail).toMatch(/restore-drill role postgres is refused: it is a superuser/);
     expect(row.detail).not.toContain(env.TESTBED_POSTGRES_PASSWORD!);
+    const own = await drillRowWith(`short_drama_prod_${ymd(0)}_z_good.sql`, dump.toString('utf8'), testbedConfig({ RESTORE_DRILL_DATABASE_URL: env.DATABASE_URL }));
+    expect(own).toMatchObject({ status: 'FAIL', value: 'failed' });
+    expect(own.detail).toMatch(/restore-drill role runbook_worker is refused: it is the worker's own role/);
   }, 300_000);
 
   test('bad input fails the run at once, non-retryable, before any check', async () => {

@@ -125,7 +125,7 @@ describe('redisMemoryPressure', () => {
   }
 
   beforeAll(async () => {
-    redis = new Redis(env.REDIS_URL!);
+    redis = new Redis(env.TESTBED_REDIS_ADMIN_URL!);
     originalPolicy = ((await redis.config('GET', 'maxmemory-policy')) as string[])[1]!;
     originalMaxmemory = ((await redis.config('GET', 'maxmemory')) as string[])[1]!;
     const seed = await redisContainer();

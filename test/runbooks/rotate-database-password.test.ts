@@ -18,6 +18,7 @@ import type { SetRolePasswordResult } from '../../activities/password-rotation';
 import { logsIn } from '../helpers/postgres-login';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
+import { rotatableGroup } from '../../scripts/testbed/seed-postgres';
 
 const key = 'DATABASE_PASSWORD';
 const step = 'rotate-password';
@@ -64,7 +65,7 @@ describe('rotateDatabasePassword', () => {
     await withAdmin(async (admin) => {
       // pg_stat_statements keeps CREATE ROLE ... PASSWORD verbatim: not for this statement.
       await admin.query('SET pg_stat_statements.track_utility = off');
-      await admin.query(`CREATE ROLE "${role}" LOGIN PASSWORD '${old}'`);
+      await admin.query(`CREATE ROLE "${role}" LOGIN PASSWORD '${old}' IN ROLE ${rotatableGroup}`);
     });
     cleanups.push(() => withAdmin((admin) => admin.query(`DROP ROLE IF EXISTS "${role}"`)));
     const secret = unique('rot-secret');

@@ -69,8 +69,9 @@ describe('statement texts carry no credentials', () => {
 
   /** Runs the two statements in the scratch database while pg_authid is locked, so each takes over a second. */
   async function slowCredentialStatements(): Promise<void> {
-    const locker = new PgClient({ connectionString: scratch.url, application_name: 'pgtest-secrets-lock' });
-    const sessions = [0, 1].map(() => new PgClient({ connectionString: scratch.url, application_name: 'pgtest-secrets' }));
+    // Roles and pg_authid's lock are the superuser's; the worker's role could do neither.
+    const locker = new PgClient({ connectionString: scratch.adminUrl, application_name: 'pgtest-secrets-lock' });
+    const sessions = [0, 1].map(() => new PgClient({ connectionString: scratch.adminUrl, application_name: 'pgtest-secrets' }));
     await Promise.all([locker, ...sessions].map((c) => c.connect()));
     try {
       await locker.query(`CREATE ROLE ${rotated} LOGIN`);
