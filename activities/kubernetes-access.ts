@@ -149,9 +149,12 @@ export function createKubernetesAccessActivities(scope: KubeScope) {
       const c = guarded(scope, namespace);
       const checked = checkObjects(scope, namespace, input.objects);
       const results: SecurityObjectResult[] = [];
+      /** Roles this dry run would create: none exists yet for the API to check a binding of it against. */
+      const plannedRoles = new Set<string>();
       for (const [i, object] of input.objects.entries()) {
         const { kind, name } = checked[i]!;
         const before = await readLive(c, namespace, object, kind, name);
+        if (dryRun && kind === 'Role' && !before) plannedRoles.add(name);
         if (kind === 'RoleBinding' && before) {
           // roleRef is immutable: the API would reject the apply; say what to do instead.
           const live = (before as unknown as { roleRef?: unknown }).roleRef;
@@ -163,7 +166,14 @@ export function createKubernetesAccessActivities(scope: KubeScope) {
           }
         }
         const body = { ...object, metadata: { ...object.metadata, namespace } };
-        const { body: after } = await kcall('apply', `${kind}/${name}`, namespace, () => c.objects.patch(body, undefined, dryRunParam(dryRun), fieldManager, true, applyPatch));
+        // Binding a Role takes `bind` on it or holding all its rights, which Kubernetes checks on the live
+        // Role even in a dry run; the worker has no `bind`, so a binding of a Role planned in this same
+        // dry run is planned as written (the API adds nothing to a RoleBinding but metadata).
+        const boundRole = kind === 'RoleBinding' ? (object as unknown as { roleRef?: { name?: string } }).roleRef?.name : undefined;
+        const after =
+          !before && boundRole !== undefined && plannedRoles.has(boundRole)
+            ? (body as KubernetesObject)
+            : (await kcall('apply', `${kind}/${name}`, namespace, () => c.objects.patch(body, undefined, dryRunParam(dryRun), fieldManager, true, applyPatch))).body;
         const changes = fieldChanges(withoutServerFields(before), withoutServerFields(after));
         results.push({ kind, name, action: !before ? 'created' : changes.length > 0 ? 'configured' : 'unchanged', changes });
       }

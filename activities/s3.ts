@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { ApplicationFailure } from '@temporalio/common';
 import type { PreflightRow } from '../common/preflight';
@@ -123,7 +123,8 @@ export function createS3Activities({ s3, bucket, backupPrefix, evidencePrefix, a
         [
           'bucket reachable',
           async () => {
-            await s3.send(new HeadBucketCommand({ Bucket: bucket }));
+            // A listing, not HeadBucket: some servers ask HeadBucket for read rights on the whole bucket, more than the worker has.
+            await s3.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1 }));
             return { ok: true, detail: `bucket ${bucket}` };
           },
         ],

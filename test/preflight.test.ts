@@ -57,10 +57,10 @@ describe('preflight', () => {
       'privilege: read all statistics',
       'privilege: ALTER SYSTEM max_connections',
       'privilege: create scratch database',
-      'privilege: delete expired sessions',
       'privilege: reload configuration',
       'privilege: set role passwords',
       'privilege: maintain tables',
+      'privilege: delete expired sessions',
       'no excess privileges',
     ]);
     // Least privilege beyond Kubernetes: the worker's own PostgreSQL role, Redis ACL user and S3 identity (deploy/postgres, deploy/redis, deploy/s3).
@@ -138,7 +138,7 @@ describe('preflight', () => {
   test('a PostgreSQL role that is no superuser but may create roles, replicate or read server files is WARNed about, each named', async () => {
     const role = `pf_excess_${randomBytes(3).toString('hex')}`;
     await withAdmin(async (admin) => {
-      await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD 'x' CREATEROLE REPLICATION IN ROLE pg_read_server_files, ${workerRole}`);
+      await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD 'x' CREATEDB CREATEROLE REPLICATION IN ROLE pg_read_server_files, ${workerRole}`);
     });
     const url = new URL(env.DATABASE_URL!);
     url.username = role;

@@ -337,7 +337,12 @@ describe('provisionReadonlyAccess', () => {
       });
       return handle.result().then(
         (result: unknown) => JSON.stringify(result),
-        (err: unknown) => String(((err as WorkflowFailedError).cause as Error).message),
+        (err: unknown) => {
+          // The activity's refusal, under Temporal's "Activity task failed".
+          let cause = (err as WorkflowFailedError).cause as Error & { cause?: Error };
+          while (cause.cause) cause = cause.cause as Error & { cause?: Error };
+          return cause.message;
+        },
       );
     });
     expect(outcome).toContain('is attempting to grant RBAC permissions not currently held');
