@@ -51,8 +51,9 @@ describe('weeklyReview', () => {
     return row;
   };
 
-  async function sql<T = Record<string, unknown>>(text: string, params: unknown[] = []): Promise<T[]> {
-    const client = new PgClient({ connectionString: scratch.url, application_name: 'weekly-review-test' });
+  /** As the worker's role, or as the superuser for what only it may do (resetting pg_stat_statements). */
+  async function sql<T = Record<string, unknown>>(text: string, params: unknown[] = [], as: 'worker' | 'admin' = 'worker'): Promise<T[]> {
+    const client = new PgClient({ connectionString: as === 'admin' ? scratch.adminUrl : scratch.url, application_name: 'weekly-review-test' });
     await client.connect();
     try {
       return (await client.query(text, params)).rows as T[];
@@ -313,7 +314,7 @@ describe('weeklyReview', () => {
     } finally {
       await postProfile({ reset: true });
       writeFileSync(appLog, appLogBefore);
-      await sql(`SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)`);
+      await sql(`SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)`, [], 'admin');
       // Others read the same Prometheus: wait until the short window is healthy again.
       await waitUntil('Prometheus healthy again', () => promHealthy(window), 120_000);
     }
