@@ -14,6 +14,7 @@ import { createRunbookClient } from './runbook-client';
 import type { Language } from '../common/texts';
 import type { Signer } from './signing';
 import type { SlackInteractivity } from './slack-approvals';
+import { splitHostPort } from '../common/host-port';
 
 /**
  * The bridge from Alertmanager to the runbooks: POST /alertmanager takes a webhook notification,
@@ -108,11 +109,6 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
 
 function tokenMatches(header: string | undefined, token: string): boolean {
   return sameSecret(/^Bearer (.+)$/.exec(header ?? '')?.[1] ?? '', token);
-}
-
-function splitListen(listen: string): { host: string; port: number } {
-  const at = listen.lastIndexOf(':');
-  return { host: listen.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(listen.slice(at + 1)) };
 }
 
 /** gRPC codes where a retry can help: the server down, overloaded or slow, or a call cut short. */
@@ -387,7 +383,7 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
     );
   });
 
-  const { host, port } = splitListen(options.listen ?? alerting.listen);
+  const { host, port } = splitHostPort(options.listen ?? alerting.listen);
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

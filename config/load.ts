@@ -73,6 +73,7 @@ export const environmentVariables = {
   WORKER_METRICS_PORT: 'worker.metricsPort',
   LOG_LEVEL: 'worker.logLevel',
   WORKER_SHUTDOWN_GRACE_SECONDS: 'worker.shutdownGraceSeconds',
+  WORKER_HEALTH_LISTEN: 'worker.healthListen',
   ALERT_BRIDGE_LISTEN: 'alerting.listen',
   ALERT_BRIDGE_TOKEN: 'alerting.token',
   ALERT_ROUTES: 'alerting.routes',

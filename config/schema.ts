@@ -351,6 +351,8 @@ export const configSchema = z
         metricsPort: port.default(9464),
         logLevel: z.enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR']).default('INFO'),
         shutdownGraceSeconds: z.coerce.number().positive().default(30),
+        /** host:port of /readyz and /livez for Kubernetes probes (workers/health-server.ts); none when unset. */
+        healthListen: hostPort.optional(),
       })
       .default({ metricsHost: '0.0.0.0', metricsPort: 9464, logLevel: 'INFO', shutdownGraceSeconds: 30 }),
   })

@@ -13,9 +13,20 @@ describe('worker process (workers/main.ts)', () => {
   test('logs JSON lines with workflow and run ids, serves Prometheus metrics, and stops gracefully on SIGTERM', async () => {
     const taskQueue = `worker-process-${randomUUID()}`;
     const metricsPort = 17298;
-    const worker = startScript('workers/main.ts', { ...process.env, ...env, TEMPORAL_TASK_QUEUE: taskQueue, WORKER_METRICS_HOST: '127.0.0.1', WORKER_METRICS_PORT: String(metricsPort) });
+    const worker = startScript('workers/main.ts', {
+      ...process.env,
+      ...env,
+      TEMPORAL_TASK_QUEUE: taskQueue,
+      WORKER_METRICS_HOST: '127.0.0.1',
+      WORKER_METRICS_PORT: String(metricsPort),
+      WORKER_HEALTH_LISTEN: '127.0.0.1:0',
+    });
     try {
-      await worker.waitForLine((line) => line.includes('"worker ready"'));
+      const ready = JSON.parse(await worker.waitForLine((line) => line.includes('"worker ready"'))) as { health: string };
+      // The probes of deploy/kubernetes: ready once polling, alive.
+      await waitUntil('the worker ready', async () => (await fetch(ready.health)).status === 200);
+      expect(await (await fetch(ready.health)).json()).toEqual({ ok: true, state: 'RUNNING' });
+      expect((await fetch(ready.health.replace(/readyz$/, 'livez'))).status).toBe(200);
       const connection = await Connection.connect({ address: env.TEMPORAL_ADDRESS });
       const client = new Client({ connection });
       const handle = await client.workflow.start<typeof preflight>('preflight', { taskQueue, workflowId: `worker-process-${taskQueue}`, args: [{ targets: ['postgres', 'redis'] }] });

@@ -1,8 +1,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Payload } from '@temporalio/common';
 import { HttpError, readBody, sameSecret } from '../config/http-server';
 import { AesGcmPayloadCodec, type PayloadKeys } from '../config/payload-encryption';
+import { listenOn, type Listening } from './http-listen';
 
 /** Batches of payloads as the UI sends them; Temporal caps one payload at 2 MB. */
 const maxBodyBytes = 16 * 1024 * 1024;
@@ -17,11 +17,8 @@ export interface CodecServerOptions {
   log?: (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) => void;
 }
 
-export interface CodecServer {
-  /** http://host:port; the UI's codec endpoint is `${url}/${token}` (see README "Payload encryption"). */
-  url: string;
-  close: () => Promise<void>;
-}
+/** Its url is http://host:port; the UI's codec endpoint is `${url}/${token}` (see README "Payload encryption"). */
+export type CodecServer = Listening;
 
 /** A payload in the JSON form of Temporal's codec server protocol: bytes as base64. */
 interface JsonPayload {
@@ -118,24 +115,7 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Cod
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
 
-  const at = options.listen.lastIndexOf(':');
-  const host = options.listen.slice(0, at).replace(/^\[(.*)\]$/, '$1');
-  await new Promise<void>((resolveListen, reject) => {
-    server.once('error', reject);
-    server.listen(Number(options.listen.slice(at + 1)), host, () => {
-      server.off('error', reject);
-      resolveListen();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
-  log('info', 'codec server listening', { url, corsOrigins: options.corsOrigins, activeKeyId: options.encryption.activeKeyId });
-  return {
-    url,
-    close: () =>
-      new Promise<void>((resolveClose) => {
-        server.close(() => resolveClose());
-        server.closeAllConnections();
-      }),
-  };
+  const listening = await listenOn(server, options.listen);
+  log('info', 'codec server listening', { url: listening.url, corsOrigins: options.corsOrigins, activeKeyId: options.encryption.activeKeyId });
+  return listening;
 }

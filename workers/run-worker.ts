@@ -7,6 +7,8 @@ import { createJsonLogger } from './logger';
 import { connectClient, temporalTls } from '../config/temporal-connection';
 import { payloadDataConverter } from '../config/payload-encryption';
 import { startCodecServer, type CodecServer } from './codec-server';
+import { startHealthServer } from './health-server';
+import type { Listening } from './http-listen';
 
 /** The workflow bundle every worker runs: the runbooks and the kernel's interceptors. */
 export const workflowBundle = {
@@ -38,6 +40,8 @@ function startConfiguredCodecServer(config: RunbookConfig, logger: Logger): Prom
 export interface WorkerReady {
   /** The codec server's http://host:port, when payload encryption runs one. */
   codecServerUrl?: string;
+  /** The health server's http://host:port (/readyz, /livez), when worker.healthListen is set. */
+  healthUrl?: string;
 }
 
 /**
@@ -50,6 +54,7 @@ export async function runWorker(config: RunbookConfig, logger: Logger, onReady?:
   const built = buildDependencies(config, logger, temporal.client);
   let connection: NativeConnection | undefined;
   let codecServer: CodecServer | undefined;
+  let health: Listening | undefined;
   try {
     codecServer = await startConfiguredCodecServer(config, logger);
     connection = await NativeConnection.connect({
@@ -71,15 +76,18 @@ export async function runWorker(config: RunbookConfig, logger: Logger, onReady?:
     }
     if (config.temporal.payloadEncryption)
       logger.info('payload encryption on', { activeKeyId: config.temporal.payloadEncryption.activeKeyId, keyIds: Object.keys(config.temporal.payloadEncryption.keys) });
+    health = config.worker.healthListen ? await startHealthServer(config.worker.healthListen, () => worker.getState()) : undefined;
     logger.info('worker ready', {
       taskQueue: config.temporal.taskQueue,
       namespace: config.temporal.namespace,
       metrics: `http://${config.worker.metricsHost}:${config.worker.metricsPort}/metrics`,
+      ...(health ? { health: `${health.url}/readyz` } : {}),
     });
-    onReady?.(temporal.client, { codecServerUrl: codecServer?.url });
+    onReady?.(temporal.client, { codecServerUrl: codecServer?.url, healthUrl: health?.url });
     await worker.run();
     logger.info('worker stopped');
   } finally {
+    await health?.close();
     await codecServer?.close();
     await built.close();
     await connection?.close();
