@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generatedManifests, workerRbacObjects } from '../../scripts/deploy-manifests';
 import { requiredPermissions, workerRbacRules, type PolicyRule } from '../../activities/kubernetes-permissions';
@@ -6,6 +6,8 @@ import { defaultS3Prefixes } from '../../config/schema';
 import { backupBucket, workerS3Actions } from '../../scripts/testbed/s3-server';
 import { redisWorkerRules } from '../../scripts/testbed/redis-server';
 import { withPsqlVariables } from '../../scripts/testbed/seed-postgres';
+import { parseAllDocuments } from 'yaml';
+import { environmentVariables, loadConfig } from '../../config/load';
 
 const root = join(__dirname, '..', '..');
 
@@ -66,5 +68,110 @@ describe('least privilege beyond Kubernetes: the deploy files match the defaults
     expect(filled).toContain(`GRANT CONNECT ON DATABASE "db""x" TO runbook_worker;`);
     expect(filled).toContain(`set_config('runbook.drill_role', 'dr''ill', false)`);
     expect(() => withPsqlVariables(sql, { database: 'd' })).toThrow(/no value for psql variable table_owner/);
+  });
+});
+
+interface Container {
+  name: string;
+  command: string[];
+  envFrom?: Array<{ configMapRef?: { name: string }; secretRef?: { name: string } }>;
+  env?: Array<{ name: string; value?: string; valueFrom?: unknown }>;
+  ports: Array<{ name: string; containerPort: number }>;
+  readinessProbe: { httpGet: { path: string; port: string } };
+  livenessProbe: { httpGet: { path: string; port: string } };
+  resources: { requests: Record<string, string>; limits: Record<string, string> };
+  securityContext: { allowPrivilegeEscalation: boolean; readOnlyRootFilesystem: boolean; capabilities: { drop: string[] } };
+}
+interface Workload {
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  data?: Record<string, string>;
+  spec: {
+    replicas: number;
+    minAvailable?: number;
+    selector: { matchLabels: Record<string, string> };
+    template: {
+      metadata: { labels: Record<string, string>; annotations?: Record<string, string> };
+      spec: {
+        automountServiceAccountToken: boolean;
+        terminationGracePeriodSeconds?: number;
+        securityContext: { runAsNonRoot: boolean; seccompProfile: { type: string } };
+        containers: Container[];
+      };
+    };
+  };
+}
+
+/** Every object of the base's YAML files. */
+function baseObjects(): Workload[] {
+  const dir = join(root, 'deploy/kubernetes/base');
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+    .flatMap((f) => parseAllDocuments(readFileSync(join(dir, f), 'utf8')).map((d) => d.toJS() as Workload));
+}
+
+describe('deploy/kubernetes: the workloads', () => {
+  const objects = baseObjects();
+  const byKind = (kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata.name === name)!;
+  const config = byKind('ConfigMap', 'runbook-worker-config').data!;
+  const deployments = objects.filter((o) => o.kind === 'Deployment');
+
+  test("the ConfigMap holds only variables the worker reads, no credential, and with the Secret's keys it is a valid configuration", () => {
+    for (const name of Object.keys(config)) expect(Object.keys(environmentVariables)).toContain(name);
+    expect(Object.keys(config).filter((name) => /PASSWORD|SECRET|TOKEN|_KEY$|KEYS|_URL$/.test(name) && name !== 'PROMETHEUS_URL')).toEqual([]);
+    const secret = { DATABASE_URL: 'postgres://runbook_worker:x@postgres:5432/short_drama_prod', REDIS_URL: 'redis://runbook-worker:x@redis:6379/0', S3_ACCESS_KEY_ID: 'a', S3_SECRET_ACCESS_KEY: 'b' };
+    const loaded = loadConfig({ env: { ...config, ...secret } });
+    expect(loaded.kubernetes).toEqual({ mode: 'in-cluster' });
+    expect(loaded.worker).toMatchObject({ healthListen: '0.0.0.0:8080', metricsPort: 9464 });
+  });
+
+  test('no Secret value is kept in deploy/: credentials are references', () => {
+    expect(objects.filter((o) => o.kind === 'Secret')).toEqual([]);
+  });
+
+  test('every container: non-root, read-only root, no capabilities, RuntimeDefault seccomp, requests and a memory limit, probes on its own port, an entry point the Dockerfile copies', () => {
+    const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');
+    expect(deployments.map((d) => d.metadata.name).sort()).toEqual(['runbook-alert-bridge', 'runbook-worker']);
+    for (const d of deployments) {
+      const pod = d.spec.template.spec;
+      expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+      expect(d.spec.selector.matchLabels).toEqual({ 'app.kubernetes.io/name': d.metadata.name });
+      for (const c of pod.containers) {
+        expect(c.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+        expect(Object.keys(c.resources.requests).sort()).toEqual(['cpu', 'memory']);
+        expect(c.resources.limits.memory).toBeDefined();
+        for (const probe of [c.readinessProbe, c.livenessProbe]) expect(c.ports.map((p) => p.name)).toContain(probe.httpGet.port);
+        const [node, importFlag, tsx, entry] = c.command;
+        expect([node, importFlag, tsx]).toEqual(['node', '--import', 'tsx']);
+        expect(dockerfile).toMatch(new RegExp(`COPY (${entry!.split('/')[0]} |.*${entry})`));
+      }
+    }
+    expect(dockerfile).toContain('CMD ["node", "--import", "tsx", "workers/main.ts"]');
+  });
+
+  test('the worker: 2 replicas under a PDB, probes on WORKER_HEALTH_LISTEN, metrics annotated on WORKER_METRICS_PORT, a grace period longer than its shutdown grace', () => {
+    const worker = byKind('Deployment', 'runbook-worker');
+    const pod = worker.spec.template.spec;
+    const container = pod.containers[0]!;
+    expect(worker.spec.replicas).toBe(2);
+    const pdb = byKind('PodDisruptionBudget', 'runbook-worker');
+    expect(pdb.spec).toEqual({ minAvailable: 1, selector: worker.spec.selector });
+    const port = (name: string) => container.ports.find((p) => p.name === name)!.containerPort;
+    expect(config.WORKER_HEALTH_LISTEN).toBe(`0.0.0.0:${port('health')}`);
+    expect([container.readinessProbe.httpGet.path, container.livenessProbe.httpGet.path]).toEqual(['/readyz', '/livez']);
+    expect(worker.spec.template.metadata.annotations).toEqual({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': config.WORKER_METRICS_PORT, 'prometheus.io/path': '/metrics' });
+    expect(String(port('metrics'))).toBe(config.WORKER_METRICS_PORT);
+    expect(pod.terminationGracePeriodSeconds).toBe(Number(config.WORKER_SHUTDOWN_GRACE_SECONDS) + 10);
+    expect(container.envFrom).toEqual([{ configMapRef: { name: 'runbook-worker-config' } }, { secretRef: { name: 'runbook-worker-credentials' } }]);
+    expect(pod.automountServiceAccountToken).toBe(true);
+  });
+
+  test('the alert bridge: no service-account token, its token and signing key from a Secret, a Service on its webhook port', () => {
+    const bridge = byKind('Deployment', 'runbook-alert-bridge');
+    expect(bridge.spec.template.spec.automountServiceAccountToken).toBe(false);
+    const container = bridge.spec.template.spec.containers[0]!;
+    expect(container.env?.find((e) => e.name === 'ALERT_BRIDGE_TOKEN')?.valueFrom).toEqual({ secretKeyRef: { name: 'runbook-alert-bridge', key: 'ALERT_BRIDGE_TOKEN' } });
+    expect(config.ALERT_BRIDGE_LISTEN).toBe(`0.0.0.0:${container.ports[0]!.containerPort}`);
+    expect(byKind('Service', 'runbook-alert-bridge').spec).toMatchObject({ selector: bridge.spec.selector.matchLabels });
   });
 });
