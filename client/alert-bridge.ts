@@ -1,5 +1,4 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { isGrpcServiceError, type Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import { catalog as defaultCatalog, type CatalogEntry } from '../common/catalog';
@@ -14,7 +13,7 @@ import { createRunbookClient } from './runbook-client';
 import type { Language } from '../common/texts';
 import type { Signer } from './signing';
 import type { SlackInteractivity } from './slack-approvals';
-import { splitHostPort } from '../common/host-port';
+import { listenOn, splitHostPort } from '../common/http-listen';
 
 /**
  * The bridge from Alertmanager to the runbooks: POST /alertmanager takes a webhook notification,
@@ -383,16 +382,9 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
     );
   });
 
-  const { host, port } = splitHostPort(options.listen ?? alerting.listen);
-  await new Promise<void>((resolveListen, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolveListen();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  const listen = options.listen ?? alerting.listen;
+  const { host } = splitHostPort(listen);
+  const { url, close } = await listenOn(server, listen);
   log('info', 'alert bridge listening', { url: `${url}/alertmanager`, routes: alerting.routes.length, token: alerting.token ? 'required' : 'none' });
   if (!alerting.token && !/^(127\.|::1$|localhost$)/.test(host)) {
     log('warn', 'no ALERT_BRIDGE_TOKEN while listening beyond loopback: anyone who reaches this port can start runbooks', { url });
@@ -401,10 +393,7 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
     server,
     url,
     close: async () => {
-      await new Promise<void>((resolveClose) => {
-        server.close(() => resolveClose());
-        server.closeAllConnections();
-      });
+      await close();
       // Their gRPC deadline has passed, so they end soon; the caller may then close the connection.
       await Promise.allSettled([...lateCalls]);
     },

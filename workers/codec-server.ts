@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Payload } from '@temporalio/common';
 import { HttpError, readBody, sameSecret } from '../config/http-server';
 import { AesGcmPayloadCodec, type PayloadKeys } from '../config/payload-encryption';
-import { listenOn, type Listening } from './http-listen';
+import { listenOn, type Listening } from '../common/http-listen';
 
 /** Batches of payloads as the UI sends them; Temporal caps one payload at 2 MB. */
 const maxBodyBytes = 16 * 1024 * 1024;
