@@ -39,7 +39,7 @@ function zone(layer) {
 }
 
 module.exports = tseslint.config(
-  { ignores: ['node_modules/**', '.testbed/**', 'test/histories/**', 'tmp-*', '**/*.d.ts'] },
+  { ignores: ['node_modules/**', '.testbed/**', '.testbed-real-node/**', 'test/histories/**', 'tmp-*', '**/*.d.ts'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

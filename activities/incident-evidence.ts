@@ -17,7 +17,7 @@ import { stringify as toYaml } from 'yaml';
 import { failure, invalidInput } from './errors';
 import { namespaceSnapshotOf } from './kubernetes-config';
 import { scrubForEvidence } from '../common/evidence-scrub';
-import { guarded, kcall, labelSelectorText, readOptional, throwIfCancelled, wire, type KubeClients } from './kubernetes-common';
+import { guarded, kcall, labelSelectorText, readOptional, readPodLog, throwIfCancelled, wire, type KubeClients } from './kubernetes-common';
 import { defaultPageSize, forEachListPage, type ListPage } from './kubernetes-paging';
 import { podSummary } from './kubernetes-pods';
 import type { PutEvidenceInput, PutEvidenceResult } from './s3';
@@ -291,10 +291,12 @@ export function createIncidentEvidenceActivities({ kube, allowedNamespaces, evid
                 const sinceSeconds = Math.max(1, Math.ceil((Date.now() - sinceMs) / 1000) + 1);
                 let body: string;
                 try {
-                  const response = await kcall(`get logs of pods/${podName} container ${container}${previous ? ' (previous)' : ''}`, 'pods/log', namespace, () =>
-                    c.core.readNamespacedPodLog(podName, namespace, container, false, undefined, maxBytes, undefined, previous, sinceSeconds, undefined, true),
+                  const action = `get logs of pods/${podName} container ${container}${previous ? ' (previous)' : ''}`;
+                  body = await readPodLog(action, () =>
+                    kcall(action, 'pods/log', namespace, () =>
+                      c.core.readNamespacedPodLog(podName, namespace, container, false, undefined, maxBytes, undefined, previous, sinceSeconds, undefined, true),
+                    ),
                   );
-                  body = typeof response.body === 'string' ? response.body : String(response.body ?? '');
                 } catch (err) {
                   if (err instanceof ApplicationFailure && (err.type === 'Transient' || err.type === 'Unclassified' || err.type === 'Forbidden')) throw err;
                   result.failures.push({ pod: podName, container, previous, error: reasonOf(err) });

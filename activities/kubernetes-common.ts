@@ -11,6 +11,7 @@ import {
   StorageV1Api,
   type KubeConfig,
 } from '@kubernetes/client-node';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import type { V1LabelSelector, V1Pod } from '@kubernetes/client-node';
 import { throwIfCancelled } from './cancellation';
@@ -82,6 +83,26 @@ export function guarded(scope: KubeScope, namespace: string, names: Record<strin
  */
 export function kcall<T>(verb: string, resource: string, namespace: string | undefined, call: () => Promise<T>): Promise<T> {
   return classified(`${verb} ${resource}${namespace ? ` in namespace ${namespace}` : ''}`, call);
+}
+
+/** The whole body of a log read the kubelet could not serve (it answers 200 before it asks the runtime). */
+const kubeletLogError = /^unable to retrieve container logs for (\S+)\s*$/;
+
+/**
+ * A pod's log through `read` (one API call, its errors classified). A crash-looping container may be
+ * removed by the runtime before the pod's status names its successor; the kubelet then answers with
+ * "unable to retrieve container logs for containerd://…" as the log itself. That is read again, 1 s
+ * apart, and after 3 tries fails Transient (the activity is retried), never returned as the log.
+ */
+export async function readPodLog(what: string, read: () => Promise<{ body: unknown }>): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    const { body } = await read();
+    const text = typeof body === 'string' ? body : String(body ?? '');
+    const gone = kubeletLogError.exec(text);
+    if (!gone) return text;
+    if (attempt === 3) throw failure('Transient', `${what}: the kubelet could not read the logs of container ${gone[1]} (its runtime no longer has it; a crash-looping container was replaced)`);
+    await sleep(1000);
+  }
 }
 
 export const dryRunParam = (dryRun?: boolean): string | undefined => (dryRun ? 'All' : undefined);

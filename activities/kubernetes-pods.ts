@@ -1,6 +1,6 @@
 import type { CoreV1Event, V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import { invalidInput } from './errors';
-import { guarded, kcall, pickPod, podSelectorOf, positiveInt, type KubeScope, type PodScope } from './kubernetes-common';
+import { guarded, kcall, pickPod, readPodLog, podSelectorOf, positiveInt, type KubeScope, type PodScope } from './kubernetes-common';
 import { forEachListPage, pageSizeOf } from './kubernetes-paging';
 
 export interface ContainerSummary {
@@ -244,10 +244,10 @@ export function createKubernetesPodActivities(scope: KubeScope) {
       const previous = input.previous === true;
       // The server's limitBytes keeps the oldest bytes: it only bounds memory here; the newest maxBytes are kept below.
       const limitBytes = 8 * 1_048_576;
-      const { body } = await kcall(`get logs of pods/${pod}${container ? ` container ${container}` : ''}${previous ? ' (previous)' : ''}`, 'pods/log', namespace, () =>
-        core.readNamespacedPodLog(pod, namespace, container, false, undefined, limitBytes, undefined, previous, input.sinceSeconds, input.tailLines),
+      const action = `get logs of pods/${pod}${container ? ` container ${container}` : ''}${previous ? ' (previous)' : ''}`;
+      const full = await readPodLog(action, () =>
+        kcall(action, 'pods/log', namespace, () => core.readNamespacedPodLog(pod, namespace, container, false, undefined, limitBytes, undefined, previous, input.sinceSeconds, input.tailLines)),
       );
-      const full = typeof body === 'string' ? body : String(body ?? '');
       const buffer = Buffer.from(full, 'utf8');
       let text = full;
       let truncated = false;

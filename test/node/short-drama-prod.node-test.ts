@@ -5,9 +5,13 @@ import { applyObjects } from '../../scripts/testbed/kubernetes-apply';
 import { appDeployment, appReleases, seedAppReleases } from '../../scripts/testbed/kubernetes-seed';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { nodeImages } from '../../scripts/testbed/node/node-lifecycle';
+import { kubectl } from '../../scripts/testbed/node/node-kubectl';
 import { nodeNames } from '../../scripts/testbed/node/node-names';
 import { prodNodePorts } from '../../scripts/testbed/node/node-prod';
 import type { DbConnectionExhaustionResult } from '../../workflows/db-connection-exhaustion';
+import type { DiskPressureResult } from '../../workflows/disk-pressure';
+import type { EmergencyScaleResult } from '../../workflows/emergency-scale';
+import type { PostIncidentReviewResult } from '../../workflows/post-incident-review';
 import type { PodCrashLoopResult } from '../../workflows/pod-crash-loop';
 import type { RollbackDeploymentResult } from '../../workflows/rollback-deployment';
 import type { RedisMemoryPressureResult } from '../../workflows/redis-memory-pressure';
@@ -16,7 +20,7 @@ import { seedShortDramaDatabase } from '../../scripts/testbed/seed-postgres';
 import { logsIn } from '../helpers/postgres-login';
 import { adminKubeConfig, kubernetesNamespace as namespace, layout, waitForRollout } from '../helpers/kube-cluster';
 import { patchDeployment } from '../helpers/kube-objects';
-import { approveEach, terminateRuns } from '../helpers/runbook-runs';
+import { approveEach, readBucketText, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, testbedEnv, unsignedTeam } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
 import { watchRunningPods } from './postgres-on-node';
@@ -39,10 +43,16 @@ const core = kc.makeApiClient(CoreV1Api);
 const mergePatch = { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_JSON_MERGE_PATCH } };
 const realNode = () => ({ names, images: nodeImages(layout) });
 const runIds = [
-  ...['dbConnectionExhaustion/postgres', 'podCrashLoop/short-drama-app', 'rollbackDeployment/short-drama-app', 'rotateDatabasePassword/app-secrets', 'redisMemoryPressure/redis'].map((id) =>
-    id.replace('/', `/${namespace}/`),
-  ),
-  ...['postgres', 'short-drama-app', 'app-secrets', 'redis'].map((target) => `lock/${namespace}/${target}`),
+  ...[
+    'dbConnectionExhaustion/postgres',
+    'podCrashLoop/short-drama-app',
+    'rollbackDeployment/short-drama-app',
+    'rotateDatabasePassword/app-secrets',
+    'redisMemoryPressure/redis',
+    'emergencyScale/short-drama-app',
+    'diskPressure/postgres-pvc',
+  ].map((id) => id.replace('/', `/${namespace}/`)),
+  ...['postgres', 'short-drama-app', 'app-secrets', 'redis', 'postgres-pvc'].map((target) => `lock/${namespace}/${target}`),
 ];
 
 async function health(): Promise<{ status: number; body: Record<string, string> }> {
@@ -81,6 +91,16 @@ async function appPods(): Promise<V1Pod[]> {
 }
 
 const isReady = (pod: V1Pod) => pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+const livePods = async () => (await appPods()).filter((pod) => !pod.metadata?.deletionTimestamp);
+
+/** The app container's env entry `name` set (a new revision), or with undefined removed, by a strategic merge patch as `kubectl set env` does. */
+async function setAppEnv(name: string, entry: Record<string, unknown> | undefined): Promise<void> {
+  const env = entry ? [{ name, ...entry }] : [{ name, $patch: 'delete' }];
+  await patchDeployment(kc, namespace, app, { spec: { template: { spec: { containers: [{ name: 'app', env }] } } } });
+}
+
+/** A command in the running postgres container, as `kubectl exec` runs it. */
+const inPostgres = (command: string) => kubectl(layout, ['exec', '-n', namespace, 'deploy/postgres', '--', 'sh', '-c', command]);
 
 /** The seeded app (release 1.4.2, its limits) back, by the test bed's own server-side apply, rolled out and healthy. */
 async function restoreSeededApp(): Promise<void> {
@@ -183,6 +203,15 @@ describe('short-drama-prod on the real node', () => {
         async () => (await appPods()).some((pod) => pod.status?.containerStatuses?.some((c) => c.lastState?.terminated?.reason === 'OOMKilled')),
         120_000,
       );
+      // The evidence an SRE looks at first: the killed instance's own log, read from the kubelet as its previous container.
+      const review = await withRunbooks(config, async ({ runbooks }) => {
+        const { workflowId } = await runbooks.startRunbook('postIncidentReview', { sinceMinutes: 15, incidentId: `node-oom-${Date.now()}` }, { startedBy: 'erin' });
+        return runbooks.waitForResult<PostIncidentReviewResult>(workflowId);
+      });
+      expect(review.outcome).toBe('planned'); // it only reads and writes evidence
+      const previousLogs = review.evidence.filter((e) => /\/app-logs\/short-drama-app-[^/]+\/app\.previous\.log$/.test(e.key));
+      expect(previousLogs.length).toBeGreaterThan(0);
+      expect(await readBucketText(previousLogs[0]!.key)).toContain('allocating 600 MiB (ALLOCATE_MEMORY_MIB)');
       const result = await withRunbooks(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: app, mode: 'execute' }, { startedBy: 'erin' });
         await approveEach(runbooks, workflowId, ['raise-memory-limit']);
@@ -207,6 +236,123 @@ describe('short-drama-prod on the real node', () => {
     } finally {
       await setAppSwitches({ ALLOCATE_MEMORY_MIB: undefined });
       await restoreSeededApp();
+    }
+  });
+
+  test('podCrashLoop on a key missing from ConfigMap app-config (the kubelet refuses the container): names the key, changes nothing, the old pods serve on', async () => {
+    const key = 'FEATURE_FLAGS';
+    await waitForRollout(kc, namespace, app, 180_000);
+    await setAppEnv(key, { valueFrom: { configMapKeyRef: { name: 'app-config', key } } });
+    try {
+      await waitUntil(
+        "the kubelet's CreateContainerConfigError for the missing key",
+        async () => (await appPods()).some((pod) => pod.status?.containerStatuses?.some((c) => c.state?.waiting?.reason === 'CreateContainerConfigError')),
+        60_000,
+      );
+      const template = JSON.stringify((await apps.readNamespacedDeployment(app, namespace)).body.spec!.template);
+      const result = await withRunbooks(config, async ({ runbooks }) => {
+        const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: app, mode: 'execute' }, { startedBy: 'erin' });
+        return runbooks.waitForResult<PodCrashLoopResult>(workflowId);
+      });
+      expect(result).toMatchObject({ outcome: 'nothing-to-do', cause: 'config-error', missing: `key ${key} in ConfigMap ${namespace}/app-config` });
+      expect(result.plan.filter((p) => p.change.needed)).toEqual([]);
+      expect(JSON.stringify((await apps.readNamespacedDeployment(app, namespace)).body.spec!.template)).toBe(template);
+      expect((await health()).status).toBe(200);
+    } finally {
+      await setAppEnv(key, undefined);
+      await restoreSeededApp();
+    }
+  });
+
+  test('podCrashLoop on a release that exits for a missing config key (CrashLoopBackOff): rolls back to the revision before, its pods Ready, /health 200', async () => {
+    await waitForRollout(kc, namespace, app, 180_000);
+    const { body: good } = await apps.readNamespacedDeployment(app, namespace);
+    const goodRevision = Number(good.metadata!.annotations!['deployment.kubernetes.io/revision']);
+    await setAppEnv('REQUIRED_CONFIG', { value: 'PAYMENT_GATEWAY_URL' });
+    try {
+      await waitUntil(
+        'the new release to crash and restart',
+        async () => (await appPods()).some((pod) => pod.status?.containerStatuses?.some((c) => (c.restartCount ?? 0) > 0 && c.lastState?.terminated?.exitCode === 1)),
+        120_000,
+      );
+      const result = await withRunbooks(config, async ({ runbooks }) => {
+        const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: app, mode: 'execute' }, { startedBy: 'erin' });
+        await approveEach(runbooks, workflowId, ['rollback']);
+        return runbooks.waitForResult<PodCrashLoopResult>(workflowId);
+      });
+      expect(result).toMatchObject({ outcome: 'completed', cause: 'code-error', rollbackToRevision: goodRevision });
+      // Read from the crashed container's previous log, as the kubelet keeps it.
+      expect(result.timeline.find((e) => e.stepId === 'previous-logs')?.detail).toMatch(/\b[1-9]\d* error lines of/);
+      await waitForRollout(kc, namespace, app, 120_000);
+      const pods = await livePods();
+      expect(pods.map((pod) => [isReady(pod), pod.spec!.containers[0]!.env?.some((e) => e.name === 'REQUIRED_CONFIG')])).toEqual([
+        [true, false],
+        [true, false],
+      ]);
+      expect(await health()).toMatchObject({ status: 200, body: { release: seededRelease } });
+    } finally {
+      await setAppEnv('REQUIRED_CONFIG', undefined);
+      await restoreSeededApp();
+    }
+  });
+
+  test('emergencyScale to 3 replicas: the new pod starts for real and is Ready behind the Service; restore puts back 2', async () => {
+    await waitForRollout(kc, namespace, app, 180_000);
+    try {
+      const scaled = await withRunbooks(config, async ({ runbooks }) => {
+        const { workflowId } = await runbooks.startRunbook('emergencyScale', { mode: 'execute', replicas: 3 }, { startedBy: 'erin' });
+        await approveEach(runbooks, workflowId, ['scale']);
+        return runbooks.waitForResult<EmergencyScaleResult>(workflowId);
+      });
+      expect(scaled.outcome).toBe('completed');
+      expect(scaled.after).toMatchObject({ replicas: 3, pods: 3, readyPods: 3, ok: true });
+      const pods = await livePods();
+      expect(pods.map((pod) => [isReady(pod), pod.spec!.nodeName, pod.status!.podIP !== undefined])).toEqual(Array(3).fill([true, names.nodeName, true]));
+      await waitUntil(
+        'the Service to route to the 3 Ready pods',
+        async () => (await core.readNamespacedEndpoints(app, namespace)).body.subsets?.flatMap((s) => s.addresses ?? []).length === 3,
+        15_000,
+      );
+      expect((await health()).status).toBe(200);
+
+      const restored = await withRunbooks(config, async ({ runbooks }) => {
+        const { workflowId } = await runbooks.startRunbook('emergencyScale', { mode: 'execute', restore: true }, { startedBy: 'erin' });
+        await approveEach(runbooks, workflowId, ['restore-size']);
+        return runbooks.waitForResult<EmergencyScaleResult>(workflowId);
+      });
+      expect(restored.outcome).toBe('completed');
+      expect(restored.after).toMatchObject({ replicas: 2, readyPods: 2, ok: true });
+    } finally {
+      await patchDeployment(kc, namespace, app, { spec: { replicas: 2 } });
+      await restoreSeededApp();
+    }
+  });
+
+  test('diskPressure in the postgres container: df and du of the real volume, old *.log files deleted by find there, the new one kept', async () => {
+    const logDir = 'var/lib/postgresql/data/runbook-node-test-logs';
+    inPostgres(
+      `rm -rf /${logDir} && mkdir -p /${logDir}/nested && cd /${logDir} && for f in old1.log nested/old2.log kept.txt; do echo line > $f; touch -d '10 days ago' $f; done && echo line > new.log`,
+    );
+    const backupPrefix = `database/node-test-${Date.now()}/`;
+    try {
+      const { body: claim } = await core.readNamespacedPersistentVolumeClaim('postgres-pvc', namespace);
+      const result = await withRunbooks(config, async ({ runbooks }) => {
+        // expandTo the size it has: the seeded claim is never grown by a test (a claim cannot shrink back).
+        const input = { mode: 'execute' as const, dataDir: 'var/lib/postgresql/data', logDir, backupPrefix, expandTo: claim.spec!.resources!.requests!.storage! };
+        const { workflowId } = await runbooks.startRunbook('diskPressure', input, { startedBy: 'erin' });
+        await approveEach(runbooks, workflowId, ['delete-old-logs']);
+        return runbooks.waitForResult<DiskPressureResult>(workflowId);
+      });
+      expect(result.outcome).toBe('completed');
+      expect(result.timeline.filter((e) => e.event === 'applied').map((e) => [e.stepId, e.detail])).toEqual([['delete-old-logs', expect.stringMatching(/^deleted 2 \*\.log files/)]]);
+      // df of the volume as the container sees it, and du of PostgreSQL's own data folders.
+      expect(result.before.disk.df).toMatch(/\s\d+%\s+\/var\/lib\/postgresql\/data$/);
+      expect(result.before.disk.usePercent).toBeGreaterThan(0);
+      expect(result.before.disk.largest.map((d) => d.path)).toEqual(expect.arrayContaining(['var/lib/postgresql/data/pgdata'])); // PGDATA, initdb's folder on the volume
+      expect(result.after?.oldLogs).toBe(0);
+      expect(inPostgres(`cd /${logDir} && find . -type f | sort`).trim().split('\n')).toEqual(['./kept.txt', './new.log']);
+    } finally {
+      inPostgres(`rm -rf /${logDir}`);
     }
   });
 

@@ -45,7 +45,8 @@ export const imageSpecs: ImageSpec[] = [
   { name: 'redis', packages: ['redis-server'], cmd: ['redis-server', '--bind', '0.0.0.0', '--protected-mode', 'no', '--save', ''] },
   {
     name: 'postgres',
-    packages: ['postgresql-15', 'postgresql-contrib-15', 'dash'],
+    // coreutils and findutils: diskPressure's df, du and find run in this container, as in the official image.
+    packages: ['postgresql-15', 'postgresql-contrib-15', 'dash', 'coreutils', 'findutils'],
     files: [
       { path: 'etc/passwd', mode: 0o644, content: `root:x:0:0:root:/root:/bin/sh\npostgres:x:${postgresUid}:${postgresUid}:PostgreSQL:/var/lib/postgresql:/bin/sh\n` },
       { path: 'etc/group', mode: 0o644, content: `root:x:0:\npostgres:x:${postgresUid}:\n` },

@@ -196,7 +196,11 @@ def main():
     # PID 1 in its container: without a handler the kernel ignores SIGTERM and the pod waits out its grace period.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     require_config()
-    ballast = bytearray(int(os.environ.get("ALLOCATE_MEMORY_MIB", "0")) * 1024 * 1024)
+    allocate = int(os.environ.get("ALLOCATE_MEMORY_MIB", "0"))
+    if allocate:
+        # Before the allocation: the last line an OOM-killed instance leaves in its (previous) log.
+        log(f"allocating {allocate} MiB (ALLOCATE_MEMORY_MIB)")
+    ballast = bytearray(allocate * 1024 * 1024)
     for i in range(0, len(ballast), 4096):  # touched, so it is resident and counts against the limit
         ballast[i] = 1
     if ballast:
