@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -86,6 +86,8 @@ describe('npm start with nothing configured', () => {
       const stopping = start.lines.find((line) => line.startsWith('stopping '));
       expect(stopping?.replace('stopping ', '').split(', ').sort()).toEqual([...allServices].sort());
       for (const offset of [33, 32, 79, 40, 90, 80, 81, 53, 55, 58]) expect(await isPortOpen(portBase + offset)).toBe(false);
+      // Nothing outside its state folder either: PostgreSQL's data folder (in the system temp folder) goes with it.
+      expect(existsSync(sandboxLayout.postgresDir)).toBe(false);
     } finally {
       if (start.child.exitCode === null) {
         start.child.kill('SIGKILL');

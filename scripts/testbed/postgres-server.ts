@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Client } from 'pg';
 import { debianPackages, ensureDebianPackages, postgresBin } from './install';
 import { port } from './layout';
-import { isAlive, runChecked, startDetached, waitUntil } from './processes';
+import { isAlive, runChecked, startDetached, stopDetached, waitUntil } from './processes';
 import { seedRestoreDrillRole, seedShortDramaDatabase, seedWorkerRole, workerRole } from './seed-postgres';
 import type { TestbedContext, TestbedServer } from './context';
 import { prodAddress } from './node/node-prod';
@@ -135,6 +135,11 @@ export const postgresServer: TestbedServer = {
     const [command, args] = asPostgresUser(join(postgresBin, 'postgres'), ['-D', dataDir(ctx)]);
     startDetached(ctx.layout.stateDir, 'postgres', command, args, { cwd: ctx.layout.postgresDir });
     await waitUntil('PostgreSQL', () => this.isHealthy(ctx), 60_000, join(ctx.layout.stateDir, 'postgres.log'));
+  },
+  /** Stopped, and its data folder (in the system temp folder, see passwordMarker) removed: `down` leaves nothing outside the state folder. */
+  async stop(layout) {
+    await stopDetached(layout.stateDir, 'postgres');
+    rmSync(layout.postgresDir, { recursive: true, force: true });
   },
   async seed(ctx) {
     await seedShortDramaDatabase(hostPostgresUrl(ctx, 'postgres'), seedDatabase, ctx.secrets.appDatabasePassword);
