@@ -26,6 +26,8 @@ export interface ExecResult {
   stderr: string;
   truncated: boolean;
   timedOut: boolean;
+  /** Why there is no exit code when the command did not run (e.g. the runtime's "executable file not found in $PATH"). */
+  error?: string;
 }
 
 class CappedBuffer extends Writable {
@@ -116,15 +118,10 @@ export function createKubernetesExecActivities(scope: KubeScope) {
         });
       });
       if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
-      return {
-        pod: podName,
-        container: containerName,
-        exitCode: timedOut ? null : exitCodeOf(status),
-        stdout: stdout.text(),
-        stderr: stderr.text(),
-        truncated: stdout.truncated || stderr.truncated,
-        timedOut,
-      };
+      const exitCode = timedOut ? null : exitCodeOf(status);
+      const result: ExecResult = { pod: podName, container: containerName, exitCode, stdout: stdout.text(), stderr: stderr.text(), truncated: stdout.truncated || stderr.truncated, timedOut };
+      if (!timedOut && exitCode === null) result.error = status?.message ?? 'the connection closed without a status';
+      return result;
     },
   };
 }

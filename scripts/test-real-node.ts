@@ -24,10 +24,10 @@ function skipReason(): string | undefined {
   return undefined;
 }
 
-/** Every process this test bed started, by the pid files in its state folder (any depth). */
+/** Every process this test bed started, by the pid files in its state folder (all at its top, see processes.ts pidFile). */
 function testbedProcesses(stateDir: string): Array<{ name: string; pid: number }> {
   if (!existsSync(stateDir)) return [];
-  return readdirSync(stateDir, { recursive: true, encoding: 'utf8' })
+  return readdirSync(stateDir)
     .filter((file) => file.endsWith('.pid'))
     .map((file) => ({ name: basename(file, '.pid'), pid: Number(readFileSync(join(stateDir, file), 'utf8').trim()) }))
     .filter(({ pid }) => Number.isInteger(pid) && pid > 0);

@@ -5,7 +5,7 @@ import { failure } from '../common/failures';
 export function checkedOutput(what: string, r: ExecResult, okCodes: number[] = [0]): string {
   if (r.timedOut) throw failure('Transient', `${what} in pods/${r.pod} timed out`);
   if (r.exitCode === null || !okCodes.includes(r.exitCode)) {
-    throw failure('CommandFailed', `${what} in pods/${r.pod} failed (exit ${r.exitCode ?? 'unknown'}): ${r.stderr.trim().slice(0, 500)}`);
+    throw failure('CommandFailed', `${what} in pods/${r.pod} failed (exit ${r.exitCode ?? 'unknown'}): ${(r.error ?? r.stderr).trim().slice(0, 500)}`);
   }
   return r.stdout;
 }

@@ -17,6 +17,7 @@ import type { RollbackDeploymentResult } from '../../workflows/rollback-deployme
 import type { RedisMemoryPressureResult } from '../../workflows/redis-memory-pressure';
 import type { RotateDatabasePasswordResult } from '../../workflows/rotate-database-password';
 import { seedShortDramaDatabase } from '../../scripts/testbed/seed-postgres';
+import { activityHarness } from '../helpers/activity-context';
 import { logsIn } from '../helpers/postgres-login';
 import { adminKubeConfig, kubernetesNamespace as namespace, layout, waitForRollout } from '../helpers/kube-cluster';
 import { patchDeployment } from '../helpers/kube-objects';
@@ -102,18 +103,35 @@ async function setAppEnv(name: string, entry: Record<string, unknown> | undefine
 /** A command in the running postgres container, as `kubectl exec` runs it. */
 const inPostgres = (command: string) => kubectl(layout, ['exec', '-n', namespace, 'deploy/postgres', '--', 'sh', '-c', command]);
 
-/** The seeded app (release 1.4.2, its limits) back, by the test bed's own server-side apply, rolled out and healthy. */
-async function restoreSeededApp(): Promise<void> {
-  await applyObjects(kc, [appDeployment(seededRelease, realNode())]);
-  await waitForRollout(kc, namespace, app, 180_000);
+/**
+ * The app serving through its Service as `healthy` says: after a rollout, kube-proxy reaches the new
+ * pods only once the EndpointSlice names exactly the live Ready pods and its rules follow (until then a
+ * request may go to a deleted pod, or to no endpoint at all). So: the endpoints match, then five
+ * answers in a row are right.
+ */
+async function waitForAppServing(what: string, healthy: (body: Record<string, string>) => boolean = () => true): Promise<void> {
   await waitUntil(
-    `the app to report healthy at ${seededRelease}`,
+    what,
     async () => {
-      const answer = await health().catch(() => undefined);
-      return answer?.status === 200 && answer.body.release === seededRelease;
+      const ready = new Set((await livePods()).filter(isReady).map((pod) => pod.status?.podIP));
+      const { body: endpoints } = await core.readNamespacedEndpoints(app, namespace);
+      const serving = (endpoints.subsets ?? []).flatMap((subset) => subset.addresses ?? []).map((address) => address.ip);
+      if (serving.length !== ready.size || serving.some((ip) => !ready.has(ip))) return false;
+      for (let i = 0; i < 5; i++) {
+        const answer = await health().catch(() => undefined);
+        if (answer?.status !== 200 || !healthy(answer.body)) return false;
+      }
+      return true;
     },
     60_000,
   );
+}
+
+/** The seeded app (release 1.4.2, its limits) back, by the test bed's own server-side apply, rolled out and serving. */
+async function restoreSeededApp(): Promise<void> {
+  await applyObjects(kc, [appDeployment(seededRelease, realNode())]);
+  await waitForRollout(kc, namespace, app, 180_000);
+  await waitForAppServing(`the app to serve healthy at ${seededRelease}`, (body) => body.release === seededRelease);
 }
 
 beforeAll(async () => {
@@ -134,6 +152,7 @@ afterAll(() => terminateRuns(config.temporal, runIds));
 describe('short-drama-prod on the real node', () => {
   test('the app answers /health through its NodePort with the database and Redis reachable, logged in as its own role (not a superuser), sessions in Redis', async () => {
     await waitForRollout(kc, namespace, app);
+    await waitForAppServing('the seeded app serving');
     expect(await health()).toEqual({ status: 200, body: { status: 'ok', release: seededRelease, database: 'reachable', redis: 'reachable' } });
     const home = (await (await fetch(appUrl, { signal: AbortSignal.timeout(10_000) })).json()) as { projects: number; session: string };
     expect(home.projects).toBe(200);
@@ -155,6 +174,20 @@ describe('short-drama-prod on the real node', () => {
       expect(await redis.config('GET', 'maxmemory')).toEqual(['maxmemory', String(256 * 1024 * 1024)]);
     } finally {
       redis.disconnect();
+    }
+  });
+
+  test("execInPod in the app's container through the real kubelet, as the worker's account: exit codes from the runtime, and a command the image lacks says so", async () => {
+    const h = activityHarness();
+    try {
+      const run = (command: string[]) => h.run('execInPod', { namespace, deployment: app, command });
+      expect(await run(['python3', '-c', 'print("hello")'])).toMatchObject({ exitCode: 0, stdout: 'hello\n', timedOut: false });
+      expect(await run(['python3', '-c', 'import sys; print("oops", file=sys.stderr); sys.exit(3)'])).toMatchObject({ exitCode: 3, stderr: 'oops\n' });
+      // The app's image has Python and no coreutils: the runtime cannot start echo, and the result says why instead of a bare null.
+      const missing = await run(['echo', 'hello']);
+      expect(missing).toMatchObject({ exitCode: null, stdout: '', timedOut: false, error: expect.stringContaining('executable file not found') });
+    } finally {
+      await h.close();
     }
   });
 
@@ -232,7 +265,7 @@ describe('short-drama-prod on the real node', () => {
         expect(pod.spec!.containers[0]!.resources?.limits?.memory).toBe('768Mi');
         expect({ ready: isReady(pod), restarts: pod.status?.containerStatuses?.[0]?.restartCount }).toEqual({ ready: true, restarts: 0 });
       }
-      expect((await health()).status).toBe(200);
+      await waitForAppServing('the app serving healthy at 768Mi');
     } finally {
       await setAppSwitches({ ALLOCATE_MEMORY_MIB: undefined });
       await restoreSeededApp();
@@ -257,7 +290,7 @@ describe('short-drama-prod on the real node', () => {
       expect(result).toMatchObject({ outcome: 'nothing-to-do', cause: 'config-error', missing: `key ${key} in ConfigMap ${namespace}/app-config` });
       expect(result.plan.filter((p) => p.change.needed)).toEqual([]);
       expect(JSON.stringify((await apps.readNamespacedDeployment(app, namespace)).body.spec!.template)).toBe(template);
-      expect((await health()).status).toBe(200);
+      await waitForAppServing('the old pods serving on');
     } finally {
       await setAppEnv(key, undefined);
       await restoreSeededApp();
@@ -289,7 +322,7 @@ describe('short-drama-prod on the real node', () => {
         [true, false],
         [true, false],
       ]);
-      expect(await health()).toMatchObject({ status: 200, body: { release: seededRelease } });
+      await waitForAppServing(`the app serving healthy at ${seededRelease} again`, (body) => body.release === seededRelease);
     } finally {
       await setAppEnv('REQUIRED_CONFIG', undefined);
       await restoreSeededApp();
@@ -308,12 +341,7 @@ describe('short-drama-prod on the real node', () => {
       expect(scaled.after).toMatchObject({ replicas: 3, pods: 3, readyPods: 3, ok: true });
       const pods = await livePods();
       expect(pods.map((pod) => [isReady(pod), pod.spec!.nodeName, pod.status!.podIP !== undefined])).toEqual(Array(3).fill([true, names.nodeName, true]));
-      await waitUntil(
-        'the Service to route to the 3 Ready pods',
-        async () => (await core.readNamespacedEndpoints(app, namespace)).body.subsets?.flatMap((s) => s.addresses ?? []).length === 3,
-        15_000,
-      );
-      expect((await health()).status).toBe(200);
+      await waitForAppServing('the Service routing to the 3 Ready pods');
 
       const restored = await withRunbooks(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('emergencyScale', { mode: 'execute', restore: true }, { startedBy: 'erin' });
@@ -377,12 +405,10 @@ describe('short-drama-prod on the real node', () => {
         [images[`${app}:${oldRelease}`], true],
         [images[`${app}:${oldRelease}`], true],
       ]);
-      await waitUntil('the Service to reach only 1.4.1 pods', async () => (await health()).body.release === oldRelease, 30_000);
-      expect((await health()).body).toMatchObject({ status: 'ok', release: oldRelease, database: 'reachable' });
+      await waitForAppServing('the Service to reach only 1.4.1 pods, healthy', (body) => body.release === oldRelease && body.database === 'reachable');
     } finally {
       await restoreSeededApp();
     }
-    expect((await health()).body.release).toBe(seededRelease);
   });
   test("rotateDatabasePassword of the app's role: the app's pods restart with the new password and /health reports the database reachable", async () => {
     const secret = async () => (await core.readNamespacedSecret('app-secrets', namespace)).body.data ?? {};
@@ -407,7 +433,7 @@ describe('short-drama-prod on the real node', () => {
       const podsAfter = (await appPods()).filter((pod) => !pod.metadata?.deletionTimestamp);
       expect(podsAfter.filter((pod) => podsBefore.has(pod.metadata!.name!))).toEqual([]);
       expect(podsAfter.every(isReady)).toBe(true);
-      expect(await health()).toMatchObject({ status: 200, body: { database: 'reachable' } });
+      await waitForAppServing('the restarted app serving with the database reachable', (body) => body.database === 'reachable');
     } finally {
       // The seeded password back in the role and the Secret (as the next `up` would do), then the app restarted with it.
       await seedShortDramaDatabase(env.TESTBED_POSTGRES_ADMIN_URL!, 'short_drama_prod', env.TESTBED_APP_DATABASE_PASSWORD!);
@@ -448,7 +474,7 @@ describe('short-drama-prod on the real node', () => {
       } finally {
         fresh.disconnect();
       }
-      expect(await health()).toMatchObject({ status: 200, body: { redis: 'reachable' } });
+      await waitForAppServing('the app serving with the restarted Redis reachable', (body) => body.redis === 'reachable');
     } finally {
       redis.disconnect();
       // The seeded limit back; the restarted server reads maxmemory and policy from its config file again.
