@@ -5,6 +5,8 @@ import { CoreV1Api, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/clien
 import { workerTargetBinding } from '../../scripts/deploy-manifests';
 import { testbedLayout } from '../../scripts/testbed/layout';
 import { kubernetesStateDir } from '../../scripts/testbed/kubernetes-pki';
+import { nodeImages } from '../../scripts/testbed/node/node-lifecycle';
+import { nodeNames, realNodeWanted } from '../../scripts/testbed/node/node-names';
 import { testbedEnv } from './testbed';
 
 import { statusOf } from '../../scripts/testbed/kubernetes-seed';
@@ -12,6 +14,15 @@ export { kubernetesNamespace, kwokNode, execWorkDir, seededLogFile, criLogLines,
 export { testbedFieldManager } from '../../scripts/testbed/kubernetes-apply';
 
 export const layout = testbedLayout();
+
+/**
+ * The test bed's real node as the seed used it (names and local images), when the test bed has one
+ * (TESTBED_REAL_NODE=1, which `up` needed too: a cluster keeps the Service range it was made with).
+ * Pass it to the seed's helpers (`appDeployment`, `appImage`) so a test puts back what the seed made.
+ */
+export function testbedRealNode(): { names: ReturnType<typeof nodeNames>; images: Record<string, string> } | undefined {
+  return realNodeWanted() ? { names: nodeNames(layout), images: nodeImages(layout) } : undefined;
+}
 
 function load(file: string | undefined, what: string): KubeConfig {
   if (!file) throw new Error(`${what} missing from the test bed env file: global setup did not run`);

@@ -3,11 +3,11 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { AppsV1Api, type V1PodTemplateSpec } from '@kubernetes/client-node';
 import type { RollbackDeploymentResult } from '../../workflows/rollback-deployment';
 import { applyObjects } from '../../scripts/testbed/kubernetes-apply';
-import { appDeployment, appReleases } from '../../scripts/testbed/kubernetes-seed';
+import { appDeployment, appImage, appReleases } from '../../scripts/testbed/kubernetes-seed';
 import { connectClient } from '../../config/temporal-connection';
 import { recordHistory } from '../helpers/histories';
 import { deleteDeployment, unique } from '../helpers/kube-activity-scratch';
-import { adminKubeConfig, waitForRollout } from '../helpers/kube-cluster';
+import { adminKubeConfig, testbedRealNode, waitForRollout } from '../helpers/kube-cluster';
 import { patchDeployment } from '../helpers/kube-objects';
 import { expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, unsignedTeam } from '../helpers/testbed';
@@ -18,12 +18,13 @@ const app = 'short-drama-app';
 const target = `${namespace}/${app}`;
 const workflowId = `rollbackDeployment/${target}`;
 const [oldRelease, seededRelease] = appReleases; // 1.4.1, 1.4.2 (the seeded current one)
-const image = (release: string) => `registry.invalid/short-drama/app:${release}`;
+const realNode = testbedRealNode();
+const image = (release: string) => appImage(release, realNode);
 const revisionAnnotation = 'deployment.kubernetes.io/revision';
 
 /**
  * 快速回滚 against the real Kubernetes API of the test bed, on the seeded short-drama-app (kwok runs
- * its two pods). Rolling back renumbers revisions (the rolled-back ReplicaSet gets the next number),
+ * its two pods, or the real node when the test bed has one). Rolling back renumbers revisions (the rolled-back ReplicaSet gets the next number),
  * so revisions are looked up by release, and the seeded release is put back after each test.
  */
 describe('rollbackDeployment', () => {
@@ -56,7 +57,7 @@ describe('rollbackDeployment', () => {
 
   /** As the test bed's seed does on every start: server-side apply of the seeded release, then wait for the rollout. */
   async function restoreSeededApp(): Promise<void> {
-    if ((await appState()).image !== image(seededRelease)) await applyObjects(kc, [appDeployment(seededRelease)]);
+    if ((await appState()).image !== image(seededRelease)) await applyObjects(kc, [appDeployment(seededRelease, realNode)]);
     await waitForRollout(kc, namespace, app);
   }
 
