@@ -5,7 +5,7 @@ import { catalog as defaultCatalog, type CatalogEntry } from '../common/catalog'
 import type { AlertingConfig } from '../config/alerting';
 import { alertResolvedSignal } from '../common/messages';
 import { errorText } from '../common/failures';
-import { HttpError, readBody, sameSecret } from '../config/http-server';
+import { HttpError, listenOn, readBody, sameSecret, splitHostPort } from '../config/http-server';
 import { parseWebhookPayload, type WebhookAlert } from './alertmanager-payload';
 import { isAlertInitiator } from '../common/alert-initiator';
 import { routeAlert, type AlertDecision, type RoutedAlert } from './alert-routing';
@@ -13,7 +13,6 @@ import { createRunbookClient } from './runbook-client';
 import type { Language } from '../common/texts';
 import type { Signer } from './signing';
 import type { SlackInteractivity } from './slack-approvals';
-import { listenOn, splitHostPort } from '../common/http-listen';
 
 /**
  * The bridge from Alertmanager to the runbooks: POST /alertmanager takes a webhook notification,

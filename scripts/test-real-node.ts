@@ -1,10 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { allServices, down, up } from './testbed';
 import { testbedLayout, type TestbedLayout } from './testbed/layout';
 import { nodeLeftovers } from './testbed/node/node-lifecycle';
-import { isAlive } from './testbed/processes';
+import { isAlive, readPid } from './testbed/processes';
 
 /**
  * `npm test`'s last part (`npm run test:real-node`): short-drama-prod on real containers. A test
@@ -16,7 +16,6 @@ import { isAlive } from './testbed/processes';
  * either: no process of its pid files, no PostgreSQL data folder, nothing of the node.
  */
 const repoRoot = resolve(__dirname, '..');
-const mainPortBase = Number(process.env.TESTBED_PORT_BASE ?? 17200);
 
 function skipReason(): string | undefined {
   if (process.env.TESTBED_REAL_NODE === '0') return 'TESTBED_REAL_NODE=0';
@@ -29,8 +28,11 @@ function testbedProcesses(stateDir: string): Array<{ name: string; pid: number }
   if (!existsSync(stateDir)) return [];
   return readdirSync(stateDir)
     .filter((file) => file.endsWith('.pid'))
-    .map((file) => ({ name: basename(file, '.pid'), pid: Number(readFileSync(join(stateDir, file), 'utf8').trim()) }))
-    .filter(({ pid }) => Number.isInteger(pid) && pid > 0);
+    .map((file) => basename(file, '.pid'))
+    .flatMap((name) => {
+      const pid = readPid(stateDir, name);
+      return pid === undefined ? [] : [{ name, pid }];
+    });
 }
 
 /** What `down` should have removed and did not. */
@@ -49,7 +51,7 @@ async function main(): Promise<number> {
     return 0;
   }
   process.env.TESTBED_REAL_NODE = '1';
-  process.env.TESTBED_PORT_BASE = String(mainPortBase + 500);
+  process.env.TESTBED_PORT_BASE = String(testbedLayout().portBase + 500); // the main test bed's base (its default included) + 500
   process.env.TESTBED_STATE_DIR = process.env.TESTBED_REAL_NODE_STATE_DIR ?? join(repoRoot, '.testbed-real-node');
   const t0 = Date.now();
   const log = (line: string) => console.log(`[real-node] ${line}`);

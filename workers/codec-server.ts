@@ -1,8 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Payload } from '@temporalio/common';
-import { HttpError, readBody, sameSecret } from '../config/http-server';
+import { HttpError, listenOn, readBody, sameSecret, type Listening } from '../config/http-server';
 import { AesGcmPayloadCodec, type PayloadKeys } from '../config/payload-encryption';
-import { listenOn, type Listening } from '../common/http-listen';
 
 /** Batches of payloads as the UI sends them; Temporal caps one payload at 2 MB. */
 const maxBodyBytes = 16 * 1024 * 1024;

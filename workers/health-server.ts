@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
 import type { State } from '@temporalio/worker';
-import { listenOn, type Listening } from '../common/http-listen';
+import { listenOn, type Listening } from '../config/http-server';
 
 /**
  * The worker's health for Kubernetes probes. /readyz: 200 while the worker polls (RUNNING), 503

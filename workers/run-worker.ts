@@ -8,7 +8,7 @@ import { connectClient, temporalTls } from '../config/temporal-connection';
 import { payloadDataConverter } from '../config/payload-encryption';
 import { startCodecServer, type CodecServer } from './codec-server';
 import { startHealthServer } from './health-server';
-import type { Listening } from '../common/http-listen';
+import type { Listening } from '../config/http-server';
 
 /** The workflow bundle every worker runs: the runbooks and the kernel's interceptors. */
 export const workflowBundle = {
