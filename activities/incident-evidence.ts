@@ -292,10 +292,14 @@ export function createIncidentEvidenceActivities({ kube, allowedNamespaces, evid
                 let body: string;
                 try {
                   const action = `get logs of pods/${podName} container ${container}${previous ? ' (previous)' : ''}`;
-                  body = await readPodLog(action, () =>
-                    kcall(action, 'pods/log', namespace, () =>
-                      c.core.readNamespacedPodLog(podName, namespace, container, false, undefined, maxBytes, undefined, previous, sinceSeconds, undefined, true),
-                    ),
+                  // No fallback for a removed previous instance: the current read below holds the newest ended one.
+                  body = await readPodLog(
+                    action,
+                    (previous) =>
+                      kcall(action, 'pods/log', namespace, () =>
+                        c.core.readNamespacedPodLog(podName, namespace, container, false, undefined, maxBytes, undefined, previous, sinceSeconds, undefined, true),
+                      ),
+                    { previous },
                   );
                 } catch (err) {
                   if (err instanceof ApplicationFailure && (err.type === 'Transient' || err.type === 'Unclassified' || err.type === 'Forbidden')) throw err;

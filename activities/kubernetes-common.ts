@@ -89,20 +89,40 @@ export function kcall<T>(verb: string, resource: string, namespace: string | und
 const kubeletLogError = /^unable to retrieve container logs for (\S+)\s*$/;
 
 /**
- * A pod's log through `read` (one API call, its errors classified). A crash-looping container may be
- * removed by the runtime before the pod's status names its successor; the kubelet then answers with
- * "unable to retrieve container logs for containerd://…" as the log itself. That is read again, 1 s
- * apart, and after 3 tries fails Transient (the activity is retried), never returned as the log.
+ * A pod's log through `read` (one API call, its errors classified). The kubelet answers 200 before it
+ * asks the runtime, so a container the runtime no longer has comes back as the log itself: "unable to
+ * retrieve container logs for containerd://…". Its status may lag one sync behind the runtime, so that
+ * is read again, 1 s apart; after 3 tries it fails NotFound with a sentence, never returned as the log.
+ *
+ * For `previous` there is one case with a better answer: right after a crash the status names the
+ * instance that just ended as the current one (state terminated) and, as the previous one, an older
+ * instance the kubelet's garbage collector has already removed (it keeps one ended instance per
+ * container, for about the 10 s until the next sync). `currentHasEnded` says whether the current
+ * instance has ended; if so its log is the answer: the newest ended instance, what `previous` names
+ * once the next instance starts.
  */
-export async function readPodLog(what: string, read: () => Promise<{ body: unknown }>): Promise<string> {
+export async function readPodLog(
+  what: string,
+  read: (previous: boolean) => Promise<{ body: unknown }>,
+  options: { previous: boolean; currentHasEnded?: () => Promise<boolean> },
+): Promise<string> {
   for (let attempt = 1; ; attempt++) {
-    const { body } = await read();
+    const { body } = await read(options.previous);
     const text = typeof body === 'string' ? body : String(body ?? '');
     const gone = kubeletLogError.exec(text);
     if (!gone) return text;
-    if (attempt === 3) throw failure('Transient', `${what}: the kubelet could not read the logs of container ${gone[1]} (its runtime no longer has it; a crash-looping container was replaced)`);
+    if (options.previous && options.currentHasEnded && (await options.currentHasEnded())) return readPodLog(what, read, { previous: false });
+    if (attempt === 3) throw failure('NotFound', `${what}: the kubelet could not read the logs of container ${gone[1]}: its runtime has already removed it (the kubelet keeps one ended instance of each container)`);
     await sleep(1000);
   }
+}
+
+/** Whether the named container of a pod (or its only container) has ended: its state is terminated. */
+export async function containerHasEnded(c: KubeClients, namespace: string, pod: string, container: string | undefined): Promise<boolean> {
+  const { body } = await kcall('get', `pods/${pod}`, namespace, () => c.core.readNamespacedPod(pod, namespace));
+  const statuses = [...(body.status?.initContainerStatuses ?? []), ...(body.status?.containerStatuses ?? [])];
+  const status = container ? statuses.find((s) => s.name === container) : statuses.length === 1 ? statuses[0] : undefined;
+  return status?.state?.terminated !== undefined;
 }
 
 export const dryRunParam = (dryRun?: boolean): string | undefined => (dryRun ? 'All' : undefined);

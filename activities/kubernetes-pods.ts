@@ -1,6 +1,6 @@
 import type { CoreV1Event, V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import { invalidInput } from './errors';
-import { guarded, kcall, pickPod, readPodLog, podSelectorOf, positiveInt, type KubeScope, type PodScope } from './kubernetes-common';
+import { containerHasEnded, guarded, kcall, pickPod, readPodLog, podSelectorOf, positiveInt, type KubeScope, type PodScope } from './kubernetes-common';
 import { forEachListPage, pageSizeOf } from './kubernetes-paging';
 
 export interface ContainerSummary {
@@ -230,7 +230,7 @@ export function createKubernetesPodActivities(scope: KubeScope) {
       return { namespace: input.namespace, since: since.toISOString(), events: events.slice(-(input.limit ?? 200)) };
     },
 
-    /** A container's log (tail, since, previous), capped in size on the server and here. */
+    /** A container's log (tail, since; with previous, its newest ended instance's), capped in size on the server and here. */
     async getContainerLogs(input: LogsInput): Promise<LogsResult> {
       const { namespace, container } = input;
       const c = guarded(scope, namespace, { pod: input.pod, deployment: input.deployment, container });
@@ -245,8 +245,11 @@ export function createKubernetesPodActivities(scope: KubeScope) {
       // The server's limitBytes keeps the oldest bytes: it only bounds memory here; the newest maxBytes are kept below.
       const limitBytes = 8 * 1_048_576;
       const action = `get logs of pods/${pod}${container ? ` container ${container}` : ''}${previous ? ' (previous)' : ''}`;
-      const full = await readPodLog(action, () =>
-        kcall(action, 'pods/log', namespace, () => core.readNamespacedPodLog(pod, namespace, container, false, undefined, limitBytes, undefined, previous, input.sinceSeconds, input.tailLines)),
+      const full = await readPodLog(
+        action,
+        (previous) =>
+          kcall(action, 'pods/log', namespace, () => core.readNamespacedPodLog(pod, namespace, container, false, undefined, limitBytes, undefined, previous, input.sinceSeconds, input.tailLines)),
+        { previous, currentHasEnded: () => containerHasEnded(c, namespace, pod, container) },
       );
       const buffer = Buffer.from(full, 'utf8');
       let text = full;

@@ -236,15 +236,40 @@ describe('short-drama-prod on the real node', () => {
         async () => (await appPods()).some((pod) => pod.status?.containerStatuses?.some((c) => c.lastState?.terminated?.reason === 'OOMKilled')),
         120_000,
       );
-      // The evidence an SRE looks at first: the killed instance's own log, read from the kubelet as its previous container.
+      // Right after a crash the kubelet names the just-killed instance as current and, as previous, one its
+      // garbage collector has removed: `kubectl logs --previous` answers "unable to retrieve container logs".
+      // getContainerLogs(previous) then returns the just-killed instance's log.
+      let crashed = '';
+      await waitUntil(
+        "the kubelet's window after a crash, where the previous instance is already removed",
+        async () => {
+          for (const pod of await livePods()) {
+            const status = pod.status?.containerStatuses?.[0];
+            if (!status?.state?.terminated || (status.restartCount ?? 0) < 2) continue;
+            const { body } = await core.readNamespacedPodLog(pod.metadata!.name!, namespace, 'app', false, undefined, undefined, undefined, true);
+            if (String(body).startsWith('unable to retrieve container logs for')) crashed = pod.metadata!.name!;
+          }
+          return crashed !== '';
+        },
+        180_000,
+      );
+      const h = activityHarness();
+      try {
+        const logs = await h.run('getContainerLogs', { namespace, pod: crashed, container: 'app', previous: true });
+        expect(logs.text).toContain('allocating 600 MiB (ALLOCATE_MEMORY_MIB)');
+      } finally {
+        await h.close();
+      }
+      // The evidence an SRE looks at first: a killed instance's own log, as its pod's previous container or,
+      // in that window, as the current (ended) one.
       const review = await withRunbooks(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('postIncidentReview', { sinceMinutes: 15, incidentId: `node-oom-${Date.now()}` }, { startedBy: 'erin' });
         return runbooks.waitForResult<PostIncidentReviewResult>(workflowId);
       });
       expect(review.outcome).toBe('planned'); // it only reads and writes evidence
-      const previousLogs = review.evidence.filter((e) => /\/app-logs\/short-drama-app-[^/]+\/app\.previous\.log$/.test(e.key));
-      expect(previousLogs.length).toBeGreaterThan(0);
-      expect(await readBucketText(previousLogs[0]!.key)).toContain('allocating 600 MiB (ALLOCATE_MEMORY_MIB)');
+      const appLogs = review.evidence.filter((e) => /\/app-logs\/short-drama-app-[^/]+\/app(\.previous)?\.log$/.test(e.key));
+      const texts = await Promise.all(appLogs.map((e) => readBucketText(e.key)));
+      expect(texts.filter((t) => t.includes('allocating 600 MiB (ALLOCATE_MEMORY_MIB)')).length).toBeGreaterThan(0);
       const result = await withRunbooks(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: app, mode: 'execute' }, { startedBy: 'erin' });
         await approveEach(runbooks, workflowId, ['raise-memory-limit']);
