@@ -101,18 +101,15 @@ const kubeletLogError = /^unable to retrieve container logs for (\S+)\s*$/;
  * instance has ended; if so its log is the answer: the newest ended instance, what `previous` names
  * once the next instance starts.
  */
-export async function readPodLog(
-  what: string,
-  read: (previous: boolean) => Promise<{ body: unknown }>,
-  options: { previous: boolean; currentHasEnded?: () => Promise<boolean> },
-): Promise<string> {
+export async function readPodLog(what: string, read: (previous: boolean) => Promise<{ body: unknown }>, options: { previous: boolean; currentHasEnded?: () => Promise<boolean> }): Promise<string> {
   for (let attempt = 1; ; attempt++) {
     const { body } = await read(options.previous);
     const text = typeof body === 'string' ? body : String(body ?? '');
     const gone = kubeletLogError.exec(text);
     if (!gone) return text;
     if (options.previous && options.currentHasEnded && (await options.currentHasEnded())) return readPodLog(what, read, { previous: false });
-    if (attempt === 3) throw failure('NotFound', `${what}: the kubelet could not read the logs of container ${gone[1]}: its runtime has already removed it (the kubelet keeps one ended instance of each container)`);
+    if (attempt === 3)
+      throw failure('NotFound', `${what}: the kubelet could not read the logs of container ${gone[1]}: its runtime has already removed it (the kubelet keeps one ended instance of each container)`);
     await sleep(1000);
   }
 }
