@@ -1,10 +1,12 @@
 import { DeleteObjectsCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Context } from '@temporalio/activity';
 import { throwIfCancelled } from './cancellation';
-import { classified, failure, invalidInput, refused } from './errors';
+import { callsTo, failure, invalidInput, refused } from './errors';
 import { assertBackupDeletionPrefix, assertS3PrefixAllowed } from './guards';
 import { validateInt } from './input-checks';
 import { listAllObjects, validateKeyText } from './s3-objects';
+
+const inS3 = callsTo('S3');
 
 /** The floor no deletion goes below (configuration `s3.backupKeepNewest`, `s3.backupMinAgeDays`). */
 export interface BackupFloor {
@@ -152,7 +154,7 @@ function backupStore({ client, bucket: Bucket }: Pick<BackupRetentionDeps, 'clie
     /** The manifest a killed earlier attempt of this activity wrote for the same request, if any. */
     async earlierManifest(key: string, request: Pick<DeletionManifest, 'prefix' | 'olderThanDays' | 'now'>): Promise<DeletionManifest | undefined> {
       if (Context.current().info.attempt <= 1) return undefined;
-      const body = await classified(`read s3://${Bucket}/${key}`, async () => {
+      const body = await inS3(`read s3://${Bucket}/${key}`, async () => {
         try {
           return await (await client.send(new GetObjectCommand({ Bucket, Key: key }))).Body?.transformToString();
         } catch (err) {
@@ -170,7 +172,7 @@ function backupStore({ client, bucket: Bucket }: Pick<BackupRetentionDeps, 'clie
       for (let at = 0; at < keys.length; at += deleteBatchSize) {
         const batch = keys.slice(at, at + deleteBatchSize);
         const action = `delete ${batch.length} old backups under s3://${Bucket}/${prefix}`;
-        const response = await classified(action, () => client.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })));
+        const response = await inS3(action, () => client.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })));
         const errors = response.Errors ?? [];
         if (errors.length > 0) {
           const first = errors[0]!;
@@ -186,7 +188,7 @@ function backupStore({ client, bucket: Bucket }: Pick<BackupRetentionDeps, 'clie
     },
 
     async writeManifest(key: string, manifest: DeletionManifest): Promise<void> {
-      await classified(`write s3://${Bucket}/${key}`, () => client.send(new PutObjectCommand({ Bucket, Key: key, Body: JSON.stringify(manifest), ContentType: 'application/json' })));
+      await inS3(`write s3://${Bucket}/${key}`, () => client.send(new PutObjectCommand({ Bucket, Key: key, Body: JSON.stringify(manifest), ContentType: 'application/json' })));
     },
   };
 }

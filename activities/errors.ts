@@ -12,6 +12,12 @@ export function invalidInput(message: string): ApplicationFailure {
   return failure('InvalidInput', message);
 }
 
+/**
+ * Socket-level failures, by text where a client wraps them in a message of its own (the AWS SDK's
+ * "AWS SDK error wrapper for Error: connect ECONNREFUSED ...", ioredis' "Connection is closed.").
+ */
+const networkFailureText = /Connection is closed|max retries per request|Stream isn't writeable|\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND)\b/i;
+
 const transientCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET']);
 
 /** PostgreSQL SQLSTATE classes and codes (https://www.postgresql.org/docs/current/errcodes-appendix.html). */
@@ -42,9 +48,13 @@ function httpStatusOf(err: unknown): number | undefined {
   return undefined;
 }
 
-/** What the failure is about, e.g. "patch deployments short-drama-app in short-drama-prod". */
+/** The systems activities call, as a sentence names them ("PostgreSQL is unreachable"). */
+export type SystemName = 'the Kubernetes API' | 'PostgreSQL' | 'Redis' | 'S3' | 'Prometheus' | 'Temporal' | 'Slack' | 'the notification webhook';
+
+/** What the failure is about, e.g. "patch deployments short-drama-app in short-drama-prod", and the system called. */
 export interface FailureContext {
   action: string;
+  system?: SystemName;
 }
 
 /**
@@ -60,7 +70,8 @@ export function classifyError(err: unknown, context: FailureContext): Applicatio
   const detail = typeof e.body?.message === 'string' ? e.body.message : errorText(err);
   let type: FailureType | undefined;
   if (code && /^[0-9A-Z]{5}$/.test(code)) type = postgresType(code);
-  if (!type && code && transientCodes.has(code)) type = 'Transient';
+  const network = (code !== undefined && transientCodes.has(code)) || networkFailureText.test(detail);
+  if (!type && network) type = 'Transient';
   if (!type) {
     const status = httpStatusOf(err);
     if (status !== undefined) type = httpType(status);
@@ -71,9 +82,8 @@ export function classifyError(err: unknown, context: FailureContext): Applicatio
     else if (e.name === 'TimeoutError' || e.name === 'AbortError') type = 'Transient';
   }
   if (!type && /NOPERM|NOAUTH|WRONGPASS/.test(detail)) type = 'Forbidden';
-  // The AWS SDK wraps socket errors in a message of its own ("AWS SDK error wrapper for Error: connect ECONNREFUSED ...").
-  if (!type && /Connection is closed|max retries per request|Stream isn't writeable|\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND)\b/i.test(detail)) type = 'Transient';
-  const message = `${context.action}: ${detail}${hintFor(detail)}`;
+  // Whoever reads the step's failure first wants to know which system was not there.
+  const message = network && context.system ? `${context.action}: ${context.system} is unreachable (${detail})` : `${context.action}: ${detail}${hintFor(detail)}`;
   return failure(type ?? 'Unclassified', message);
 }
 
@@ -85,11 +95,16 @@ function hintFor(detail: string): string {
   return '';
 }
 
-/** Runs a client call and rethrows any error classified. */
-export async function classified<T>(action: string, call: () => Promise<T>): Promise<T> {
+/** Runs a client call and rethrows any error classified; `system` is named when it cannot be reached. */
+export async function classified<T>(action: string, call: () => Promise<T>, system?: SystemName): Promise<T> {
   try {
     return await call();
   } catch (err) {
-    throw classifyError(err, { action });
+    throw classifyError(err, { action, system });
   }
+}
+
+/** `classified` for the calls of one system: `const inRedis = callsTo('Redis')`. */
+export function callsTo(system: SystemName): <T>(action: string, call: () => Promise<T>) => Promise<T> {
+  return (action, call) => classified(action, call, system);
 }

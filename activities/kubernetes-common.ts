@@ -82,7 +82,7 @@ export function guarded(scope: KubeScope, namespace: string, names: Record<strin
  * the namespace, e.g. "patch deployments/web in namespace short-drama-prod: ...".
  */
 export function kcall<T>(verb: string, resource: string, namespace: string | undefined, call: () => Promise<T>): Promise<T> {
-  return classified(`${verb} ${resource}${namespace ? ` in namespace ${namespace}` : ''}`, call);
+  return classified(`${verb} ${resource}${namespace ? ` in namespace ${namespace}` : ''}`, call, 'the Kubernetes API');
 }
 
 /** The whole body of a log read the kubelet could not serve (it answers 200 before it asks the runtime). */

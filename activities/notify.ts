@@ -77,16 +77,19 @@ export function createNotifyActivities({ webhookUrl, fetchTimeoutMs = 10_000, sl
       if (!notification.dedupeKey?.trim()) throw invalidInput('a notification needs a dedupeKey');
       if (slack && notification.approval) {
         const message = slackApprovalMessage({ ...notification, approval: notification.approval }, slack.channel);
-        await classified('post the approval request to Slack', () => slack.web.chat.postMessage(message));
+        await classified('post the approval request to Slack', () => slack.web.chat.postMessage(message), 'Slack');
       }
       if (!webhookUrl) return { sent: Boolean(slack && notification.approval), reason: 'no webhook configured (NOTIFY_WEBHOOK_URL)', attempt };
-      const response = await classified('post notification', () =>
-        fetch(webhookUrl, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'idempotency-key': notification.dedupeKey },
-          body: JSON.stringify(slackPayload(notification)),
-          signal: AbortSignal.timeout(fetchTimeoutMs),
-        }),
+      const response = await classified(
+        'post notification',
+        () =>
+          fetch(webhookUrl, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'idempotency-key': notification.dedupeKey },
+            body: JSON.stringify(slackPayload(notification)),
+            signal: AbortSignal.timeout(fetchTimeoutMs),
+          }),
+        'the notification webhook',
       );
       if (response.status >= 500 || response.status === 429) throw failure('Transient', `post notification: webhook answered HTTP ${response.status}`);
       if (!response.ok) throw failure('InvalidInput', `post notification: webhook refused it with HTTP ${response.status}`);

@@ -82,7 +82,7 @@ export async function redacting<T>(secrets: string[], action: string, body: () =
     return await body();
   } catch (err) {
     if (err instanceof CancelledFailure) throw err;
-    const classified = classifyError(err, { action });
+    const classified = classifyError(err, { action, system: 'PostgreSQL' });
     if (classified instanceof CancelledFailure) throw classified;
     throw ApplicationFailure.create({ type: classified.type ?? 'Unclassified', message: redact(classified.message, secrets), nonRetryable: classified.nonRetryable === true });
   }
@@ -255,7 +255,7 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
       return true;
     } catch (err) {
       if ((err as { code?: unknown }).code === '28P01') return false;
-      throw classifyError(err, { action: `log in as role ${role} to database ${database}` });
+      throw classifyError(err, { action: `log in as role ${role} to database ${database}`, system: 'PostgreSQL' });
     } finally {
       await client.end().catch(() => undefined);
     }

@@ -34,7 +34,7 @@ export async function classifiedPg<T>(action: string, call: () => Promise<T>): P
     return await call();
   } catch (err) {
     if (err instanceof CancelledFailure) throw err;
-    throw classifyError(err, { action });
+    throw classifyError(err, { action, system: 'PostgreSQL' });
   }
 }
 

@@ -7,10 +7,13 @@ import { Context, heartbeat } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { Client, type Pool } from 'pg';
 import { executePlainDump, type DumpExecution } from './dump-sql';
-import { classified, classifyError, failure, invalidInput, refused } from './errors';
+import { callsTo, classifyError, failure, invalidInput, refused } from './errors';
 import { quoteIdentifier } from './guards';
 import { errorText } from '../common/failures';
 import { num, quoteCatalogName, requirePool, serverAccessRoles, type PostgresDeps } from './postgres-common';
+
+const inPostgres = callsTo('PostgreSQL');
+const inS3 = callsTo('S3');
 
 export interface RestoreDrillResult {
   key: string;
@@ -72,7 +75,7 @@ const loginRefusedCodes = new Set(['28000', '42501', '3D000']);
  */
 async function assertDrillRoleRestricted(db: Pool, restoreDrillUrl: string, productionDatabases: string[]): Promise<string> {
   const role = drillRoleOf(restoreDrillUrl);
-  const { rows } = await classified(`read role ${role}`, () =>
+  const { rows } = await inPostgres(`read role ${role}`, () =>
     db.query<{ worker: string; rolsuper: boolean; rolcreaterole: boolean; rolreplication: boolean; rolbypassrls: boolean; superusers: string[]; server: string[]; owns: string[] }>(
       `SELECT current_user AS worker, r.rolsuper, r.rolcreaterole, r.rolreplication, r.rolbypassrls,
               ARRAY(SELECT s.rolname::text FROM pg_roles AS s WHERE s.rolsuper AND s.oid <> r.oid AND pg_has_role(r.oid, s.oid, 'MEMBER')) AS superusers,
@@ -105,7 +108,7 @@ async function assertDrillRoleRestricted(db: Pool, restoreDrillUrl: string, prod
     } catch (err) {
       const code = (err as { code?: string }).code ?? '';
       if (code === '28P01') throw refused(`restore-drill role ${role}: the configured password is rejected`);
-      if (!loginRefusedCodes.has(code)) throw classifyError(err, { action: `check that ${role} cannot connect to ${database}` });
+      if (!loginRefusedCodes.has(code)) throw classifyError(err, { action: `check that ${role} cannot connect to ${database}`, system: 'PostgreSQL' });
     } finally {
       await client.end().catch(() => undefined);
     }
@@ -147,7 +150,7 @@ async function restoreAsDrillRole(scratchUrl: string, format: 'plain' | 'custom'
   client.on('error', () => undefined);
   await client.connect().catch((err: unknown) => {
     if ((err as { code?: string }).code === '28P01') throw refused(`restore-drill role ${drillRoleOf(scratchUrl)}: the configured password is rejected`);
-    throw classifyError(err, { action: 'connect to the scratch database as the drill role' });
+    throw classifyError(err, { action: 'connect to the scratch database as the drill role', system: 'PostgreSQL' });
   });
   const onAbort = () => void client.end().catch(() => undefined);
   signal.addEventListener('abort', onAbort);
@@ -189,7 +192,7 @@ export function createPostgresRestoreActivities({ pool, allowedDatabases, restor
       if (!key.startsWith(backupPrefix)) throw refused(`key ${key} is not under the backup prefix ${backupPrefix}`);
       const expectTables = input.expectTables ?? [];
       for (const table of expectTables) quoteIdentifier(table, 'expected table');
-      const connected = (await classified('read current database', () => db.query<{ db: string }>('SELECT current_database() AS db'))).rows[0]!.db;
+      const connected = (await inPostgres('read current database', () => db.query<{ db: string }>('SELECT current_database() AS db'))).rows[0]!.db;
       const scratch = assertScratchName(input.scratchName ?? defaultScratchName(key), allowedDatabases, connected);
       const quotedScratch = quoteIdentifier(scratch, 'scratch database');
       const drillRole = await assertDrillRoleRestricted(db, restoreDrillUrl, [...allowedDatabases, connected]);
@@ -198,14 +201,14 @@ export function createPostgresRestoreActivities({ pool, allowedDatabases, restor
       const signal = context.cancellationSignal;
 
       // A leftover of a crashed attempt (same name) goes first; FORCE ends any session still in it.
-      await classified(`drop leftover scratch database ${scratch}`, () => db.query(`DROP DATABASE IF EXISTS ${quotedScratch} WITH (FORCE)`));
-      await classified(`create scratch database ${scratch}`, () => db.query(`CREATE DATABASE ${quotedScratch} OWNER ${quoteIdentifier(drillRole, 'drill role')}`));
+      await inPostgres(`drop leftover scratch database ${scratch}`, () => db.query(`DROP DATABASE IF EXISTS ${quotedScratch} WITH (FORCE)`));
+      await inPostgres(`create scratch database ${scratch}`, () => db.query(`CREATE DATABASE ${quotedScratch} OWNER ${quoteIdentifier(drillRole, 'drill role')}`));
       const started = Date.now();
       let outcome: Omit<RestoreDrillResult, 'dropped' | 'durationMs'> | undefined;
       let error: unknown;
       let body: Readable | undefined;
       try {
-        const object = await classified(`get s3://${s3.bucket}/${key}`, () => s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }), { abortSignal: signal }));
+        const object = await inS3(`get s3://${s3.bucket}/${key}`, () => s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }), { abortSignal: signal }));
         body = object.Body as Readable | undefined;
         if (!body) throw failure('NotFound', `s3://${s3.bucket}/${key} has no body`);
         const chunks = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
@@ -254,7 +257,7 @@ export function createPostgresRestoreActivities({ pool, allowedDatabases, restor
       const durationMs = Date.now() - started;
       let dropped = true;
       try {
-        await classified(`drop scratch database ${scratch}`, () => db.query(`DROP DATABASE IF EXISTS ${quotedScratch} WITH (FORCE)`));
+        await inPostgres(`drop scratch database ${scratch}`, () => db.query(`DROP DATABASE IF EXISTS ${quotedScratch} WITH (FORCE)`));
       } catch (dropError) {
         dropped = false;
         if (!error) error = dropError;
@@ -269,9 +272,9 @@ export function createPostgresRestoreActivities({ pool, allowedDatabases, restor
 async function verify(scratchUrl: string, scratch: string): Promise<RestoreDrillResult['tables']> {
   const client = new Client({ connectionString: scratchUrl, application_name: 'runbook-restore-drill', connectionTimeoutMillis: 10_000 });
   client.on('error', () => undefined);
-  await classified(`connect to ${scratch}`, () => client.connect());
+  await inPostgres(`connect to ${scratch}`, () => client.connect());
   try {
-    return await classified(`count rows in ${scratch}`, async () => {
+    return await inPostgres(`count rows in ${scratch}`, async () => {
       const { rows } = await client.query<{ schema: string; table: string }>(
         `SELECT n.nspname AS schema, c.relname AS table FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
           WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'

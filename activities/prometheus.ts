@@ -1,7 +1,9 @@
 import { fitLinearTrend, msPerDay, valueDaysAfterLastPoint, type TimedValue } from '../common/forecast';
 import type { PreflightRow } from '../common/preflight';
-import { classified, failure, invalidInput } from './errors';
+import { callsTo, failure, invalidInput } from './errors';
 import { notConfigured, runChecks } from './preflight-checks';
+
+const inPrometheus = callsTo('Prometheus');
 
 export interface PrometheusDeps {
   /** Absent when no Prometheus is configured. */
@@ -165,7 +167,7 @@ export function createPrometheusActivities({ prometheusUrl, fetchTimeoutMs = 500
     const params: Record<string, string> = { query };
     const at = toSeconds(time, 'time');
     if (at) params.time = at;
-    const data = await classified(`Prometheus query ${query}`, () => prometheusGet<{ result: InstantSample[] }>(requireUrl(), 'api/v1/query', params, fetchTimeoutMs));
+    const data = await inPrometheus(`Prometheus query ${query}`, () => prometheusGet<{ result: InstantSample[] }>(requireUrl(), 'api/v1/query', params, fetchTimeoutMs));
     return {
       query,
       time: new Date(at ? Number(at) * 1000 : Date.now()).toISOString(),
@@ -181,7 +183,7 @@ export function createPrometheusActivities({ prometheusUrl, fetchTimeoutMs = 500
     if (endSeconds <= startSeconds) throw invalidInput('end must be after start');
     if ((endSeconds - startSeconds) / stepSeconds > maxPointsPerSeries)
       throw invalidInput(`too many points: widen stepSeconds (Prometheus allows ${maxPointsPerSeries.toLocaleString('en')} per series)`);
-    const data = await classified(`Prometheus range query ${query}`, () =>
+    const data = await inPrometheus(`Prometheus range query ${query}`, () =>
       prometheusGet<{ result: RangeSeries[] }>(requireUrl(), 'api/v1/query_range', { query, start: String(startSeconds), end: String(endSeconds), step: String(stepSeconds) }, fetchTimeoutMs),
     );
     return data.result;

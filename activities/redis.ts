@@ -3,10 +3,12 @@ import { Context } from '@temporalio/activity';
 import { throwIfCancelled } from './cancellation';
 import type Redis from 'ioredis';
 import type { PreflightRow } from '../common/preflight';
-import { classified, failure, invalidInput } from './errors';
+import { callsTo, failure, invalidInput } from './errors';
 import { assertRedisPatternAllowed } from './guards';
 import { excessOutcome, notConfigured, runChecks } from './preflight-checks';
 import { validateInt } from './input-checks';
+
+const inRedis = callsTo('Redis');
 
 export interface RedisDeps {
   /** Absent when no Redis is configured. */
@@ -142,7 +144,7 @@ function toNumber(fields: Record<string, string>, name: string): number {
 
 /** One CONFIG parameter's value; a server that returns none has CONFIG renamed or disabled. */
 async function configGet(client: Redis, name: string): Promise<string> {
-  const reply = (await classified(`CONFIG GET ${name}`, () => client.config('GET', name))) as string[];
+  const reply = (await inRedis(`CONFIG GET ${name}`, () => client.config('GET', name))) as string[];
   if (reply[1] === undefined) throw failure('Forbidden', `CONFIG GET ${name}: no value returned (CONFIG renamed or disabled?)`);
   return reply[1];
 }
@@ -224,7 +226,7 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
       scans = previous.scans ?? 0;
     }
     do {
-      const [next, keys] = await classified(action, () => client.scanBuffer(cursor, 'MATCH', pattern, 'COUNT', scanCount));
+      const [next, keys] = await inRedis(action, () => client.scanBuffer(cursor, 'MATCH', pattern, 'COUNT', scanCount));
       cursor = next.toString();
       count += keys.length;
       scans++;
@@ -275,7 +277,7 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
     /** `INFO memory` and `DBSIZE` as numbers. Read-only. */
     async redisMemoryInfo(): Promise<RedisMemoryInfo> {
       const client = requireRedis(redis);
-      const [info, dbsize] = await classified('read Redis INFO memory and DBSIZE', () => Promise.all([client.info('memory'), client.dbsize()]));
+      const [info, dbsize] = await inRedis('read Redis INFO memory and DBSIZE', () => Promise.all([client.info('memory'), client.dbsize()]));
       const fields = parseInfo(info);
       const usedMemory = toNumber(fields, 'used_memory');
       const maxmemory = toNumber(fields, 'maxmemory');
@@ -307,7 +309,7 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
       const before = await configGet(client, 'maxmemory-policy');
       if (before === policy) return { before, after: policy, changed: false, dryRun };
       if (dryRun) return { before, after: policy, changed: false, dryRun };
-      await classified(`CONFIG SET maxmemory-policy ${policy}`, () => client.config('SET', 'maxmemory-policy', policy));
+      await inRedis(`CONFIG SET maxmemory-policy ${policy}`, () => client.config('SET', 'maxmemory-policy', policy));
       return { before, after: policy, changed: true, dryRun };
     },
 
@@ -332,7 +334,7 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
       };
       const before = await current();
       if (before === bytes || dryRun) return { before, after: bytes, changed: false, dryRun };
-      await classified(`CONFIG SET maxmemory ${bytes}`, () => client.config('SET', 'maxmemory', String(bytes)));
+      await inRedis(`CONFIG SET maxmemory ${bytes}`, () => client.config('SET', 'maxmemory', String(bytes)));
       return { before, after: await current(), changed: true, dryRun };
     },
 
@@ -376,16 +378,16 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
       const tally = tallyKey(pattern);
       if (isProgress(previous, pattern)) {
         // The tally counts what every earlier attempt removed, also after its last heartbeat.
-        const tallied = await classified(action, () => client.get(tally));
+        const tallied = await inRedis(action, () => client.get(tally));
         const removedBefore = tallied === null ? previous.deleted : Number(tallied);
-        if (tallied === null) await classified(action, () => client.set(tally, removedBefore, 'PX', tallyTtlMs));
+        if (tallied === null) await inRedis(action, () => client.set(tally, removedBefore, 'PX', tallyTtlMs));
         if (previous.done)
           return { pattern, dryRun: false, deleted: removedBefore, capped: previous.capped, batches: previous.batches, resumedFrom: { cursor: previous.cursor, deleted: removedBefore } };
         ({ cursor, batches } = previous);
         deleted = removedBefore;
         resumedFrom = { cursor, deleted };
       } else {
-        await classified(action, () => client.set(tally, 0, 'PX', tallyTtlMs));
+        await inRedis(action, () => client.set(tally, 0, 'PX', tallyTtlMs));
       }
       const report = (done: boolean, capped: boolean): DeleteRedisKeysResult => {
         ctx.heartbeat({ pattern, cursor, deleted, batches, done, capped } satisfies DeleteRedisKeysProgress);
@@ -393,7 +395,7 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
       };
       if (deleted >= maxKeys) return report(true, true);
 
-      const scan = (from: string) => classified(action, () => client.scanBuffer(from, 'MATCH', pattern, 'COUNT', scanCount));
+      const scan = (from: string) => inRedis(action, () => client.scanBuffer(from, 'MATCH', pattern, 'COUNT', scanCount));
       // `pending` scans from `cursor`: every page before `cursor` is already unlinked.
       let pending = scan(cursor);
       for (;;) {
@@ -413,7 +415,7 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
           pending = scan(next);
           pending.catch(() => undefined); // awaited below; this only keeps a failure while UNLINK fails first from going unhandled
         }
-        const counts = await classified(action, () => Promise.all(unlinks));
+        const counts = await inRedis(action, () => Promise.all(unlinks));
         batches += unlinks.length;
         for (const n of counts) deleted += n;
         if (capHit) return report(true, true);

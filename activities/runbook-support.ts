@@ -86,7 +86,7 @@ export function createRunbookSupportActivities({ allowlists, approvers, approval
       [`${base}.json`, json, 'application/json'],
     ] as const) {
       const sha256 = createHash('sha256').update(body).digest('hex');
-      await classified(`write ${key}`, () => s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body, ContentType: contentType, Metadata: { sha256 } })));
+      await classified(`write ${key}`, () => s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body, ContentType: contentType, Metadata: { sha256 } })), 'S3');
     }
     return { markdownKey: `${base}.md`, jsonKey: `${base}.json` };
   }
@@ -131,7 +131,7 @@ export function createRunbookSupportActivities({ allowlists, approvers, approval
       const { workflowExecution, workflowType } = Context.current().info;
       if (!workflowExecution || !workflowType) throw failure('InvalidInput', 'proveScheduledStart runs only as an activity of a workflow');
       const { workflowId, runId } = workflowExecution;
-      const described = await classified(`describe ${workflowId}`, () => temporal.client.workflow.getHandle(workflowId, runId).describe());
+      const described = await classified(`describe ${workflowId}`, () => temporal.client.workflow.getHandle(workflowId, runId).describe(), 'Temporal');
       const claimed = described.searchAttributes?.TemporalScheduledById;
       const scheduleId = Array.isArray(claimed) && typeof claimed[0] === 'string' ? claimed[0] : undefined;
       if (!scheduleId) return { proven: false, detail: 'not started by a schedule' };
@@ -146,7 +146,7 @@ export function createRunbookSupportActivities({ allowlists, approvers, approval
           listed = actions.some((a) => a.workflow.workflowId === workflowId && a.workflow.firstExecutionRunId === runId);
         } catch (err) {
           if ((err as { name?: string }).name === 'ScheduleNotFoundError') return { proven: false, scheduleId, detail: `schedule ${scheduleId} does not exist` };
-          throw classifyError(err, { action: `describe schedule ${scheduleId}` });
+          throw classifyError(err, { action: `describe schedule ${scheduleId}`, system: 'Temporal' });
         }
         if (listed) return { proven: true, scheduleId, detail: `schedule ${scheduleId} lists this run (asked the server)` };
         // The schedule records its action just after starting the run: give it a moment.
@@ -197,21 +197,24 @@ export function createRunbookSupportActivities({ allowlists, approvers, approval
         return description.status.name === 'RUNNING';
       } catch (err) {
         if ((err as { name?: string }).name === 'WorkflowNotFoundError') return false;
-        throw classifyError(err, { action: `describe ${workflowId}` });
+        throw classifyError(err, { action: `describe ${workflowId}`, system: 'Temporal' });
       }
     },
 
     /** Queues the requesting run at the target's lock, starting the lock workflow when none runs. */
     async requestTargetLock({ target, request }: { target: string; request: LockRequest }): Promise<void> {
       if (!temporal) throw failure('InvalidInput', 'no Temporal client for target locks');
-      await classified(`request lock on ${target}`, () =>
-        temporal.client.workflow.signalWithStart('targetLock', {
-          workflowId: lockWorkflowId(target),
-          taskQueue: temporal.taskQueue,
-          args: [{ target }],
-          signal: acquireLockSignal,
-          signalArgs: [request],
-        }),
+      await classified(
+        `request lock on ${target}`,
+        () =>
+          temporal.client.workflow.signalWithStart('targetLock', {
+            workflowId: lockWorkflowId(target),
+            taskQueue: temporal.taskQueue,
+            args: [{ target }],
+            signal: acquireLockSignal,
+            signalArgs: [request],
+          }),
+        'Temporal',
       );
     },
   };

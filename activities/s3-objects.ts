@@ -1,7 +1,9 @@
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { Context } from '@temporalio/activity';
 import { throwIfCancelled } from './cancellation';
-import { classified, failure, invalidInput } from './errors';
+import { callsTo, failure, invalidInput } from './errors';
+
+const inS3 = callsTo('S3');
 
 export interface S3ObjectListing {
   key: string;
@@ -30,7 +32,7 @@ export async function listAllObjects(client: S3Client, Bucket: string, prefix: s
   const objects: S3ObjectListing[] = [];
   let ContinuationToken: string | undefined;
   do {
-    const page = await classified(`list s3://${Bucket}/${prefix}`, () => client.send(new ListObjectsV2Command({ Bucket, Prefix: prefix, ContinuationToken, MaxKeys: 1000 })));
+    const page = await inS3(`list s3://${Bucket}/${prefix}`, () => client.send(new ListObjectsV2Command({ Bucket, Prefix: prefix, ContinuationToken, MaxKeys: 1000 })));
     for (const o of page.Contents ?? []) {
       if (o.Key === undefined || o.LastModified === undefined) continue;
       objects.push({ key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified });

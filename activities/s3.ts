@@ -3,12 +3,14 @@ import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2
 import { Upload } from '@aws-sdk/lib-storage';
 import { ApplicationFailure } from '@temporalio/common';
 import type { PreflightRow } from '../common/preflight';
-import { classified, invalidInput, refused } from './errors';
+import { callsTo, invalidInput, refused } from './errors';
 import { defaultBackupFloor, deleteOldBackups, type BackupFloor, type DeleteOldBackupsInput, type DeleteOldBackupsResult } from './backup-retention';
 import { listAllObjects, requireS3, validateKeyText } from './s3-objects';
 import { assertS3PrefixAllowed } from './guards';
 import { excessOutcome, notConfigured, runChecks } from './preflight-checks';
 import { validateInt } from './input-checks';
+
+const inS3 = callsTo('S3');
 
 export { backupTime, dateInKeyName, type DeleteOldBackupsInput, type DeleteOldBackupsResult } from './backup-retention';
 
@@ -189,7 +191,7 @@ export function createS3Activities({ s3, bucket, backupPrefix, evidencePrefix, a
       const key = validateKeyText(input?.key, 'key');
       let head;
       try {
-        head = await classified(`head s3://${Bucket}/${key}`, () => client.send(new HeadObjectCommand({ Bucket, Key: key })));
+        head = await inS3(`head s3://${Bucket}/${key}`, () => client.send(new HeadObjectCommand({ Bucket, Key: key })));
       } catch (err) {
         if (err instanceof ApplicationFailure && err.type === 'NotFound') return { key, exists: false, size: 0, valid: false, problem: 'object not found' };
         throw err;
@@ -198,7 +200,7 @@ export function createS3Activities({ s3, bucket, backupPrefix, evidencePrefix, a
       const lastModified = head.LastModified?.toISOString();
       if (size === 0) return { key, exists: true, size, lastModified, valid: false, problem: 'object is empty' };
       const end = Math.min(size, headerBytes) - 1;
-      const read = await classified(`read the first ${end + 1} bytes of s3://${Bucket}/${key}`, async () => {
+      const read = await inS3(`read the first ${end + 1} bytes of s3://${Bucket}/${key}`, async () => {
         const response = await client.send(new GetObjectCommand({ Bucket, Key: key, Range: `bytes=0-${end}` }));
         return Buffer.from(await response.Body!.transformToByteArray());
       });
@@ -236,7 +238,7 @@ export function createS3Activities({ s3, bucket, backupPrefix, evidencePrefix, a
 
       let existing: { sha256?: string; size: number } | undefined;
       try {
-        const head = await classified(`head s3://${Bucket}/${key}`, () => client.send(new HeadObjectCommand({ Bucket, Key: key })));
+        const head = await inS3(`head s3://${Bucket}/${key}`, () => client.send(new HeadObjectCommand({ Bucket, Key: key })));
         existing = { sha256: head.Metadata?.sha256, size: head.ContentLength ?? 0 };
       } catch (err) {
         if (!(err instanceof ApplicationFailure && err.type === 'NotFound')) throw err;
@@ -248,7 +250,7 @@ export function createS3Activities({ s3, bucket, backupPrefix, evidencePrefix, a
       if (dryRun) return { ...result, written: false };
 
       const params = { Bucket, Key: key, Body: body, ContentType: contentType, Metadata: { sha256 } };
-      await classified(`put s3://${Bucket}/${key}`, async () => {
+      await inS3(`put s3://${Bucket}/${key}`, async () => {
         if (!multipart) {
           await client.send(new PutObjectCommand(params));
           return;
