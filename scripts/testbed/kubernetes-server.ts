@@ -18,7 +18,7 @@ import { seedProdDatabase } from './postgres-server';
 import { port, type TestbedLayout } from './layout';
 import { isAlive, readPid, startDetached, stopDetached, waitUntil } from './processes';
 import type { TestbedContext, TestbedServer } from './context';
-import { nodeNames, realNodeWanted } from './node/node-names';
+import { kwokPodCidr, nodeNames, realNodeWanted } from './node/node-names';
 
 /**
  * The Kubernetes part of the test bed: etcd, kube-apiserver, kube-controller-manager,
@@ -35,14 +35,14 @@ export function apiserverUrl(layout: TestbedLayout): string {
 
 export { adminKubeconfigPath, readonlyKubeconfigPath };
 
-/** Services get addresses from the real node's range (198.18.0.0/15) when it is wanted; kwok-only clusters keep theirs. */
+/** Services get addresses from the test bed's own slot of 198.18.0.0/15 (RFC 2544), with or without the real node. */
 function serviceRange(layout: TestbedLayout): string {
-  return realNodeWanted() ? nodeNames(layout).serviceCidr : '10.96.0.0/16';
+  return nodeNames(layout).serviceCidr;
 }
 
 /**
- * Refuses a state folder whose cluster was created with another Service range (another port base
- * with TESTBED_REAL_NODE=1, or with/without the real node): its apiserver certificate and stored
+ * Refuses a state folder whose cluster was created with another Service range (another port base,
+ * or 10.96.0.0/16 before the test bed kept to 198.18.0.0/15): its apiserver certificate and stored
  * Services fit only that range. Called before anything is started or stopped.
  */
 export function checkServiceRange(layout: TestbedLayout): void {
@@ -185,7 +185,7 @@ async function startControlPlane(ctx: TestbedContext, pki: KubernetesPki): Promi
     '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
     '--manage-nodes-with-label-selector=',
     '--manage-single-node=',
-    '--cidr=10.244.0.0/16',
+    `--cidr=${kwokPodCidr}`,
     `--node-ip=${loopback}`,
     `--node-port=${p('kwok')}`,
     `--server-address=${loopback}:${p('kwok')}`,

@@ -26,7 +26,19 @@ export function startDetached(stateDir: string, name: string, command: string, a
   if (child.pid === undefined) throw new Error(`${name}: ${command} did not start`);
   child.unref();
   writeFileSync(pidFile(stateDir, name), String(child.pid));
+  // How it was started, for restartDetached (a server may rewrite its own argv: Redis does).
+  writeFileSync(startFile(stateDir, name), JSON.stringify({ command, args, cwd: options.cwd }));
   return child.pid;
+}
+
+const startFile = (stateDir: string, name: string) => join(stateDir, `${name}.start.json`);
+
+/** Starts a server stopped by stopDetached again, exactly as startDetached last started it (the environment aside: this process's). */
+export function restartDetached(stateDir: string, name: string): number {
+  const file = startFile(stateDir, name);
+  if (!existsSync(file)) throw new Error(`${name} cannot be restarted: ${file} is missing (it was not started by startDetached)`);
+  const { command, args, cwd } = JSON.parse(readFileSync(file, 'utf8')) as { command: string; args: string[]; cwd?: string };
+  return startDetached(stateDir, name, command, args, { cwd });
 }
 
 export function pidFile(stateDir: string, name: string): string {
@@ -103,11 +115,11 @@ export function isPortOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
   });
 }
 
-/** Stops a server we started: SIGTERM to its process group, SIGKILL if it lingers. */
-export async function stopDetached(stateDir: string, name: string, timeoutMs = 30_000): Promise<void> {
+/** Stops a server we started: `signal` (SIGTERM unless told) to its process group, SIGKILL if it lingers. */
+export async function stopDetached(stateDir: string, name: string, timeoutMs = 30_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   const pid = readPid(stateDir, name);
   if (pid !== undefined && isAlive(pid)) {
-    signalGroup(pid, 'SIGTERM');
+    signalGroup(pid, signal);
     try {
       await waitUntil(`${name} (pid ${pid}) to exit`, () => !isAlive(pid), timeoutMs);
     } catch {

@@ -8,7 +8,8 @@
  * returned (the side effect done) but before the completion reaches Temporal. Armed with `hold`
  * it does not die: the side effect done, it prints "crash worker holding" and reports the completion
  * only once the harness writes a line to its stdin (the harness restarts the Temporal server
- * meanwhile). Unarmed it is the fresh worker that finishes the run.
+ * meanwhile); with `hold-before` it holds the same way before the activity's code runs (the harness
+ * stops a system the activity calls meanwhile). Unarmed it is the fresh worker that finishes the run.
  */
 import { Context } from '@temporalio/activity';
 import { Client, Connection } from '@temporalio/client';
@@ -19,8 +20,8 @@ import { workflowBundle } from '../../workers/run-worker';
 import { testbedConfig } from '../helpers/testbed';
 
 export type CrashPhase = 'before' | 'after';
-/** What the armed worker does at its point: die (a crash phase) or hold the completion back. */
-export type ArmedPhase = CrashPhase | 'hold';
+/** What the armed worker does at its point: die (a crash phase), hold the completion back, or hold the start. */
+export type ArmedPhase = CrashPhase | 'hold' | 'hold-before';
 
 const armed = process.env.CRASH_ACTIVITY_TYPE
   ? { runbook: process.env.CRASH_RUNBOOK, activityType: process.env.CRASH_ACTIVITY_TYPE, ordinal: Number(process.env.CRASH_ORDINAL), phase: process.env.CRASH_PHASE as ArmedPhase }
@@ -40,17 +41,20 @@ const die = (): never => {
   throw new Error('unreachable: SIGKILL did not end the process');
 };
 
+async function holdUntilReleased(): Promise<void> {
+  console.log('crash worker holding');
+  await new Promise((release) => process.stdin.once('data', release));
+}
+
 class CrashAt implements ActivityInboundCallsInterceptor {
   constructor(private readonly hit: boolean) {}
 
   async execute(input: ActivityExecuteInput, next: Next<ActivityInboundCallsInterceptor, 'execute'>): Promise<unknown> {
     if (this.hit && armed?.phase === 'before') die();
+    if (this.hit && armed?.phase === 'hold-before') await holdUntilReleased();
     const result = await next(input);
     if (this.hit && armed?.phase === 'after') die();
-    if (this.hit && armed?.phase === 'hold') {
-      console.log('crash worker holding');
-      await new Promise((release) => process.stdin.once('data', release));
-    }
+    if (this.hit && armed?.phase === 'hold') await holdUntilReleased();
     return result;
   }
 }

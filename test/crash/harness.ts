@@ -20,8 +20,9 @@ import type { RunbookResultBase } from '../../common/runbook';
 import { testbedConfig } from '../helpers/testbed';
 import { workflowBundle } from '../../workers/run-worker';
 import { startScript, type RunningProcess } from '../helpers/process-output';
-import { terminateRuns } from '../helpers/runbook-runs';
+import { readBucketText, terminateRuns } from '../helpers/runbook-runs';
 import { stopTemporalServer } from '../helpers/server-outage';
+import { stopDependency, type DependencyName } from '../helpers/dependency-outage';
 import type { ArmedPhase, CrashPhase } from './crash-worker';
 
 export interface CrashScenario {
@@ -41,6 +42,19 @@ export interface CrashScenario {
   snapshot(): Promise<unknown>;
   /** Removes the scratch objects. */
   teardown(): Promise<void>;
+  /**
+   * The systems the runbook changes, each made unreachable at an activity that calls it (by default
+   * the change applied after the approval) for longer than that step's retries; `compensations` are
+   * the steps the runbook promises to apply after such a failure (putting something back).
+   */
+  outages?: DependencyOutage[];
+}
+
+export interface DependencyOutage {
+  system: DependencyName;
+  /** The activity type whose first execution after the approval that is not a dry run meets the outage. */
+  at?: string;
+  compensations?: string[];
 }
 
 export interface CrashPoint {
@@ -63,7 +77,7 @@ export interface CaseResult {
   activityType: string;
   /** The n-th execution of its type (0 for the clean run's row and a restart awaiting approval). */
   ordinal: number;
-  phase: CrashPhase | ReturnType<typeof restartPhase>;
+  phase: CrashPhase | ReturnType<typeof restartPhase> | `${DependencyName} down`;
   ok: boolean;
   ms: number;
   failure?: string;
@@ -115,6 +129,11 @@ function changeAppliedAfterApproval(points: CrashPoint[], scheduledBefore: numbe
   return after.find((p) => planned.has(p.activityType) && !dryRuns[p.k - 1]) ?? after[0];
 }
 
+/** The first execution of an activity type after the approval that is not a dry run: where that type changes something. */
+function appliedExecutionOf(clean: CleanRun, activityType: string): CrashPoint | undefined {
+  return clean.points.slice(clean.scheduledBeforeApproval).find((p) => p.activityType === activityType && !clean.dryRuns[p.k - 1]);
+}
+
 /** Whether a scheduled activity's input (JSON payloads, no codec in the test bed's crash runs) asks for a dry run. */
 function isDryRun(payloads: Array<{ data?: Uint8Array | null }> | null | undefined): boolean {
   return (payloads ?? []).some((p) => {
@@ -130,6 +149,9 @@ export interface CleanRun {
   points: CrashPoint[];
   /** Where the server restarts under a running activity: the approved change applied for real (see `changeAppliedAfterApproval`). */
   appliedAfterApproval?: CrashPoint;
+  /** How many activities were scheduled before the first approval, and which of all were dry runs. */
+  scheduledBeforeApproval: number;
+  dryRuns: boolean[];
   snapshot: unknown;
   outcome: unknown;
   ms: number;
@@ -270,17 +292,13 @@ export class CrashHarness {
       const types = scheduled.map((a) => a.activityType?.name ?? '?');
       const points = types.map((activityType, i) => ({ k: i + 1, activityType, ordinal: types.slice(0, i + 1).filter((t) => t === activityType).length }));
       const firstApproval = events.findIndex((e) => e.workflowExecutionUpdateAcceptedEventAttributes);
-      const scheduledBefore = events.slice(0, firstApproval).filter((e) => e.activityTaskScheduledEventAttributes).length;
+      const scheduledBefore = firstApproval >= 0 ? events.slice(0, firstApproval).filter((e) => e.activityTaskScheduledEventAttributes).length : points.length;
+      const dryRuns = scheduled.map((a) => isDryRun(a.input?.payloads));
       return {
         points,
-        appliedAfterApproval:
-          firstApproval >= 0
-            ? changeAppliedAfterApproval(
-                points,
-                scheduledBefore,
-                scheduled.map((a) => isDryRun(a.input?.payloads)),
-              )
-            : undefined,
+        appliedAfterApproval: firstApproval >= 0 ? changeAppliedAfterApproval(points, scheduledBefore, dryRuns) : undefined,
+        scheduledBeforeApproval: scheduledBefore,
+        dryRuns,
         snapshot: await this.scenario.snapshot(),
         outcome,
         ms: Date.now() - began,
@@ -387,6 +405,79 @@ export class CrashHarness {
   }
 
   /**
+   * Item 3, dependencies down: the worker holds the activity at the outage's point before it runs,
+   * the system's server is stopped, the activity goes on; once the step has failed (its retries
+   * spent against refused connections) or the run ended, the server starts again (a compensation
+   * may need it). The run must end `failed`, a step's failure (or the run's end) must say
+   * "<system> is unreachable", no step but a promised compensation may be applied after it, and the
+   * incident report, when the run writes one, must say it too.
+   */
+  async dependencyDownAt(outage: DependencyOutage, clean: CleanRun): Promise<CaseResult> {
+    const began = Date.now();
+    const point = outage.at ? appliedExecutionOf(clean, outage.at) : clean.appliedAfterApproval;
+    const phase = `${outage.system} down` as const;
+    const cell = { runbook: this.scenario.runbook, k: point?.k ?? 0, activityType: point?.activityType ?? outage.at ?? '?', ordinal: point?.ordinal ?? 0, phase };
+    const where = `${this.scenario.runbook}: ${phase}${point ? ` at k=${point.k} (the ${ordinalText(point.ordinal)} ${point.activityType})` : ''}`;
+    const failed = (why: string): CaseResult => ({ ...cell, ok: false, ms: Date.now() - began, failure: `${where}: ${why}` });
+    if (!point) return failed(outage.at ? `the clean run applied no ${outage.at} after an approval` : 'the clean run ran no activity after an approval');
+    const sentence = `${outage.system} is unreachable`;
+    await this.scenario.reset();
+    let worker: RunningProcess | undefined;
+    let run: Awaited<ReturnType<CrashHarness['run']>> | undefined;
+    let down: Awaited<ReturnType<typeof stopDependency>> | undefined;
+    try {
+      worker = (await this.startWorker({ point, phase: 'hold-before' })).worker;
+      run = await this.run();
+      const { workflowId } = run;
+      let finished = false;
+      const ended = run.result.then(
+        (r) => ({ outcome: r.outcome as string | undefined, timeline: r.timeline, report: r.report }),
+        // A run that cannot even end normally (its report not written) still has a status saying why.
+        async (err: unknown) => {
+          const status = await withTimeout(this.runbooks.getStatus(workflowId), queryTimeoutMs, 'status query').catch(() => undefined);
+          return { outcome: status?.outcome as string | undefined, timeline: status?.timeline ?? [], report: undefined, error: (err as Error).message };
+        },
+      );
+      void ended.finally(() => (finished = true));
+      await worker.waitForLine((line) => line === 'crash worker holding', stuckAfterMs);
+      down = await stopDependency(outage.system);
+      worker.child.stdin.write('release\n');
+      const deadline = Date.now() + stuckAfterMs;
+      const stepFailed = async () => (await withTimeout(this.runbooks.getStatus(workflowId), queryTimeoutMs, 'status query')).timeline.some((e) => e.event === 'failed');
+      while (!finished && !(await stepFailed().catch(() => false))) {
+        if (Date.now() > deadline) throw new Error(`no step failed within ${stuckAfterMs / 1000} s of the outage (stuck)`);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      await down.restore();
+      const end = await withTimeout(ended, stuckAfterMs, `after ${outage.system} came back, the run`);
+      const problems: string[] = [];
+      if (end.outcome !== 'failed') problems.push(`it ended ${end.outcome ?? 'without an outcome'}, not failed`);
+      const at = end.timeline.findIndex((e) => (e.event === 'failed' || e.event === 'finished') && e.detail?.includes(sentence));
+      if (at < 0)
+        problems.push(
+          `no step's failure says "${sentence}" (failures: ${
+            end.timeline
+              .filter((e) => e.event === 'failed')
+              .map((e) => `${e.stepId}: ${e.detail}`)
+              .join(' | ') || 'none'
+          })`,
+        );
+      const appliedAfter = at < 0 ? [] : end.timeline.slice(at + 1).filter((e) => e.event === 'applied' && !(outage.compensations ?? []).includes(e.stepId ?? ''));
+      if (appliedAfter.length) problems.push(`applied after the failure: ${appliedAfter.map((e) => e.stepId).join(', ')}`);
+      if (end.report && !(await readBucketText(end.report.markdownKey)).includes(sentence)) problems.push(`the incident report ${end.report.markdownKey} does not say "${sentence}"`);
+      return problems.length ? failed(problems.join('; ')) : { ...cell, ok: true, ms: Date.now() - began };
+    } catch (err) {
+      return failed((err as Error).message);
+    } finally {
+      // Whatever happened, the system answers again for the cases and files after this one.
+      await down?.restore().catch(() => undefined);
+      run?.giveUp();
+      if (worker) await this.stopWorker(worker);
+      if (run) await terminateRuns(this.config().temporal, [run.workflowId]);
+    }
+  }
+
+  /**
    * Fails the activity attempts of the run that the dead worker had started, so they are retried
    * now. Not those with a heartbeat timeout: Temporal notices their loss within it (30 s), and the
    * workflow tells that timeout apart (a deadline wait is tried again only after a heartbeat
@@ -424,25 +515,33 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
   ]);
 }
 
-/** The summary: one row per case (runbook, point, phase, outcome, seconds), then one per runbook (points × phases, failed, seconds). */
+const isOutage = (r: CaseResult) => r.phase.endsWith(' down');
+
+/** A case's outcome in words: an outage case passes by failing the step as promised. */
+export function outcomeText(r: CaseResult): string {
+  if (!r.ok) return 'FAILED';
+  return isOutage(r) ? 'step failed saying so' : 'same end state';
+}
+
+/** The summary: one row per case (runbook, point, phase, outcome, seconds), then one per runbook (points × phases, restarts, outages, failed, seconds). */
 export function summaryTable(results: CaseResult[]): string {
   const rows = results.map(
-    (r) =>
-      `| ${r.runbook} | ${r.k || ''} | ${r.ordinal ? `${r.activityType} #${r.ordinal}` : r.activityType} | ${r.clean ? '' : r.phase} | ${r.ok ? 'same end state' : 'FAILED'} | ${(r.ms / 1000).toFixed(1)} |`,
+    (r) => `| ${r.runbook} | ${r.k || ''} | ${r.ordinal ? `${r.activityType} #${r.ordinal}` : r.activityType} | ${r.clean ? '' : r.phase} | ${outcomeText(r)} | ${(r.ms / 1000).toFixed(1)} |`,
   );
   const runbooks = [...new Set(results.map((r) => r.runbook))].map((runbook) => {
     const cases = results.filter((r) => r.runbook === runbook && !r.clean);
     const crashes = cases.filter((r) => r.phase === 'before' || r.phase === 'after');
+    const outages = cases.filter(isOutage);
     const seconds = results.filter((r) => r.runbook === runbook).reduce((sum, r) => sum + r.ms, 0) / 1000;
-    return `| ${runbook} | ${new Set(crashes.map((r) => r.k)).size} | ${crashes.length} | ${cases.length - crashes.length} | ${cases.filter((r) => !r.ok).length} | ${seconds.toFixed(0)} |`;
+    return `| ${runbook} | ${new Set(crashes.map((r) => r.k)).size} | ${crashes.length} | ${cases.length - crashes.length - outages.length} | ${outages.length} | ${cases.filter((r) => !r.ok).length} | ${seconds.toFixed(0)} |`;
   });
   return [
     '| runbook | k | activity | phase | outcome | s |',
     '|---|---|---|---|---|---|',
     ...rows,
     '',
-    '| runbook | points | worker kills | server restarts | failed | s |',
-    '|---|---|---|---|---|---|',
+    '| runbook | points | worker kills | server restarts | outages | failed | s |',
+    '|---|---|---|---|---|---|---|',
     ...runbooks,
   ].join('\n');
 }

@@ -115,6 +115,7 @@ function scratchNamespaceScenario(
   const { populate, remove, snapshot } = build(ns);
   return recreatedScenario({
     runbook,
+    outages: [{ system: 'the Kubernetes API' }],
     configOverrides: { ALLOWED_NAMESPACES: `${namespace},${ns}` },
     setup: async () => {
       await core.createNamespace({ metadata: { name: ns, labels: { 'runbook-testbed/scratch': 'true' } } });
@@ -138,6 +139,7 @@ export function emergencyScaleScenario(): CrashScenario {
   const name = unique('crash-es');
   return recreatedScenario({
     runbook: 'emergencyScale',
+    outages: [{ system: 'the Kubernetes API' }],
     remove: async () => {
       await removeDeployment(kc, name);
       await deleted(
@@ -174,6 +176,7 @@ export function trafficControlScenario(): CrashScenario {
   const name = unique('crash-tc');
   return recreatedScenario({
     runbook: 'trafficControl',
+    outages: [{ system: 'the Kubernetes API' }],
     remove: () =>
       deleted(
         `ingress ${name}`,
@@ -224,6 +227,7 @@ export function rollbackDeploymentScenario(): CrashScenario {
   const name = unique('crash-rb');
   return recreatedScenario({
     runbook: 'rollbackDeployment',
+    outages: [{ system: 'the Kubernetes API' }],
     remove: () => removeDeployment(kc, name),
     create: async () => {
       await scratchDeployment(kc, name, { image: 'registry.example/crash-rb:1.0' });
@@ -272,6 +276,10 @@ export function redisMemoryPressureScenario(): CrashScenario {
   };
   return recreatedScenario({
     runbook: 'redisMemoryPressure',
+    outages: [
+      { system: 'Redis', at: 'deleteRedisKeys' },
+      { system: 'the Kubernetes API', at: 'setContainerResources' },
+    ],
     setup: async () => {
       original = { policy: await configGet('maxmemory-policy'), maxmemory: await configGet('maxmemory') };
     },
@@ -347,6 +355,10 @@ export function diskPressureScenario(): CrashScenario {
   };
   return recreatedScenario({
     runbook: 'diskPressure',
+    outages: [
+      { system: 'S3', at: 'deleteOldBackups' },
+      { system: 'the Kubernetes API', at: 'expandPersistentVolumeClaim' },
+    ],
     // As test/runbooks/disk-pressure.test.ts: a floor of 2 keeps the two recent backups besides latest.sql.
     configOverrides: { S3_BACKUP_KEEP_NEWEST: '2' },
     remove: async () => {
@@ -403,6 +415,7 @@ export function certificateExpiryScenario(): CrashScenario {
   };
   return recreatedScenario({
     runbook: 'certificateExpiry',
+    outages: [{ system: 'the Kubernetes API' }],
     remove: async () => {
       const certificateApi = ['cert-manager.io', 'v1', namespace, 'certificates', certificate] as const;
       await deleted(
@@ -477,6 +490,10 @@ export function rotateDatabasePasswordScenario(): CrashScenario {
   const b64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
   return recreatedScenario({
     runbook: 'rotateDatabasePassword',
+    outages: [
+      { system: 'PostgreSQL', at: 'setRolePasswordFromSecret', compensations: ['restore-role', 'restore-secret'] },
+      { system: 'the Kubernetes API', at: 'promoteStagedSecretKey', compensations: ['restore-role', 'restore-secret'] },
+    ],
     configOverrides: { ALLOWED_ROTATION_ROLES: role },
     remove: async () => {
       await withAdmin((admin) => admin.query(`DROP ROLE IF EXISTS "${role}"`));

@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { Connection } from '@temporalio/client';
-import { isAlive, readPid, startDetached, stopDetached, waitUntil } from '../../scripts/testbed/processes';
+import { isAlive, readPid, restartDetached, stopDetached, waitUntil } from '../../scripts/testbed/processes';
 import { layout } from './kube-cluster';
 
 export interface ServerOutage {
@@ -11,23 +10,22 @@ export interface ServerOutage {
 }
 
 /**
- * A real outage of one of this test bed's servers (its pid file's name): the process stopped
- * (connections refused), to be started again with exactly its old command line, so its state on
+ * A real outage of one of this test bed's servers (its pid file's name): the process stopped by
+ * `signal` (connections refused), to be started again with exactly its old command line, so its state on
  * disk (etcd's, the Temporal dev server's database file) carries over. `restore` waits, bounded,
  * until `serving` says it answers again.
  */
-export async function stopServer(name: string, serving: () => Promise<boolean>, restartTimeoutMs = 120_000): Promise<ServerOutage> {
+export async function stopServer(name: string, serving: () => Promise<boolean>, restartTimeoutMs = 120_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<ServerOutage> {
   const pid = readPid(layout.stateDir, name);
   if (pid === undefined || !isAlive(pid)) throw new Error(`${name} is not running`);
-  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-  await stopDetached(layout.stateDir, name);
+  await stopDetached(layout.stateDir, name, 30_000, signal);
   const stoppedAt = Date.now();
   let restored: Promise<void> | undefined;
   return {
     stoppedAt,
     restore: () =>
       (restored ??= (async () => {
-        startDetached(layout.stateDir, name, argv[0]!, argv.slice(1));
+        restartDetached(layout.stateDir, name);
         await waitUntil(`${name} serving again`, serving, restartTimeoutMs);
       })()),
   };

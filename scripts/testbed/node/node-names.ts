@@ -71,3 +71,10 @@ export function nodeNames(layout: TestbedLayout): NodeNames {
 export function realNodeWanted(): boolean {
   return process.env.TESTBED_REAL_NODE === '1';
 }
+
+/**
+ * The addresses kwok gives its simulated pods: never on an interface or a route (nothing answers
+ * there), so every test bed may share them; outside every slot above (198.18.<0-127> and 198.19.x),
+ * and large enough for the 2,000-pod benchmark.
+ */
+export const kwokPodCidr = '198.18.128.0/17';
