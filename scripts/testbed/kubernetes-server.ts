@@ -201,6 +201,9 @@ async function startControlPlane(ctx: TestbedContext, pki: KubernetesPki): Promi
     '--kubelet-preferred-address-types=InternalIP',
     '--kubelet-use-node-status-port',
     '--kubelet-insecure-tls',
+    // The real node's kubelet takes client certificates of the cluster's CA only (no token webhook): the API server's will do (kwok ignores it).
+    `--kubelet-client-certificate=${pki.kubeletClientCert}`,
+    `--kubelet-client-key=${pki.kubeletClientKey}`,
     '--metric-resolution=10s',
     '--kubelet-request-timeout=5s',
   ]);

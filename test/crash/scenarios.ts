@@ -13,7 +13,9 @@ import Redis from 'ioredis';
 import { rateLimitAnnotation } from '../../common/inputs/traffic-control';
 import { deleteBoundClaim, deleteDeployment, kwokNode, scratchAutoscaler, scratchBoundClaim, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, execWorkDir, kubernetesNamespace as namespace, layout, statusOf, waitForRollout } from '../helpers/kube-cluster';
+import { workerTargetBinding } from '../../scripts/deploy-manifests';
 import { patchDeployment, setCertificateStatus } from '../helpers/kube-objects';
+import { putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
 import { logsIn } from '../helpers/postgres-login';
 import { uniqueSuffix, withAdmin } from '../helpers/postgres-scratch';
 import { appTlsCertificate } from '../../scripts/testbed/kubernetes-seed';
@@ -119,6 +121,8 @@ function scratchNamespaceScenario(
     configOverrides: { ALLOWED_NAMESPACES: `${namespace},${ns}` },
     setup: async () => {
       await core.createNamespace({ metadata: { name: ns, labels: { 'runbook-testbed/scratch': 'true' } } });
+      // A target of the runbooks: the worker's account may act there as in short-drama-prod (least privilege).
+      await kc.makeApiClient(RbacAuthorizationV1Api).createNamespacedRoleBinding(ns, workerTargetBinding(ns));
       await populate?.();
     },
     remove,
@@ -235,6 +239,26 @@ export function rollbackDeploymentScenario(): CrashScenario {
       await waitForRollout(kc, namespace, name);
     },
     input: () => ({ deployment: name, toRevision: 1, waitTimeoutSeconds: 60 }),
+    snapshot: () => deploymentState(apps, name),
+  });
+}
+
+/** 场景1 on a scratch Deployment (limit 256Mi) whose one pod kwok shows OOMKilled in CrashLoopBackOff: the limit raised x1.5, once. */
+export function podCrashLoopScenario(): CrashScenario {
+  const kc = adminKubeConfig();
+  const apps = kc.makeApiClient(AppsV1Api);
+  const name = unique('crash-pcl');
+  return recreatedScenario({
+    runbook: 'podCrashLoop',
+    outages: [{ system: 'the Kubernetes API' }],
+    remove: () => removeDeployment(kc, name),
+    create: async () => {
+      await scratchDeployment(kc, name);
+      const pod = (await readyPods(kc, namespace, `app=${name}`, 1))[0]!.metadata!.name!;
+      await setContainerLogs(kc, namespace, pod, 'app', { current: ['starting'], previous: ['allocating buffers'] });
+      await putIntoCrashLoop(kc, namespace, pod, { reason: 'OOMKilled', container: 'app', restartCount: 6 });
+    },
+    input: () => ({ deployment: name, severity: 'P1' }),
     snapshot: () => deploymentState(apps, name),
   });
 }
@@ -604,6 +628,7 @@ export const scenarios: Record<string, () => CrashScenario> = {
   trafficControl: trafficControlScenario,
   emergencyScale: emergencyScaleScenario,
   rollbackDeployment: rollbackDeploymentScenario,
+  podCrashLoop: podCrashLoopScenario,
   redisMemoryPressure: redisMemoryPressureScenario,
   diskPressure: diskPressureScenario,
   certificateExpiry: certificateExpiryScenario,
