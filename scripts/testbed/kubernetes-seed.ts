@@ -12,6 +12,7 @@ import type { TestbedContext } from './context';
 import type { NodeNames } from './node/node-names';
 import { postgresUid, prodNodePorts, type ProdService } from './node/node-prod';
 import { redisConfLines } from './redis-server';
+import { drillRejectedDatabases, restoreDrillRole } from './postgres-server';
 
 /** The manual's namespace. */
 export const kubernetesNamespace = 'short-drama-prod';
@@ -435,7 +436,12 @@ function manualObjects(ctx: TestbedContext): Obj[] {
                 // Our PostgreSQL 15 image (pg_stat_statements preloaded); initdb on the volume the first time, superuser password from a file.
                 container: {
                   image: realNode.images.postgres,
-                  env: [{ name: 'POSTGRES_PASSWORD_FILE', value: '/etc/postgres-secret/password' }],
+                  env: [
+                    { name: 'POSTGRES_PASSWORD_FILE', value: '/etc/postgres-secret/password' },
+                    // The restore drill's role may log in only to its scratch databases (pg_hba.conf, written at initdb).
+                    { name: 'DRILL_ROLE', value: restoreDrillRole },
+                    { name: 'DRILL_REJECTED_DATABASES', value: drillRejectedDatabases.join(',') },
+                  ],
                   readinessProbe: { exec: { command: ['pg_isready', '-h', '/tmp', '-U', 'postgres'] }, periodSeconds: 1 },
                   volumeMounts: [
                     { name: 'data', mountPath: '/var/lib/postgresql/data' },

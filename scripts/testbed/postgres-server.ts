@@ -10,6 +10,8 @@ import type { TestbedContext, TestbedServer } from './context';
 import { prodAddress } from './node/node-prod';
 
 export const seedDatabase = 'short_drama_prod';
+/** Where the drill role may not log in: production and the maintenance databases (it owns only its scratch ones). */
+export const drillRejectedDatabases = [seedDatabase, 'postgres', 'template1'];
 /** The disaster-recovery drill's role (RESTORE_DRILL_DATABASE_URL). */
 export const restoreDrillRole = 'runbook_restore_drill';
 
@@ -30,7 +32,7 @@ export function workerPostgresUrl(ctx: TestbedContext, database: string): string
 
 /** The drill role's URL; the drill replaces the database with its scratch database. */
 export function restoreDrillUrl(ctx: TestbedContext): string {
-  return `postgres://${restoreDrillRole}:${encodeURIComponent(ctx.secrets.restoreDrillPassword)}@127.0.0.1:${port(ctx.layout, 'postgres')}/postgres`;
+  return `postgres://${restoreDrillRole}:${encodeURIComponent(ctx.secrets.restoreDrillPassword)}@${prodAddress(ctx.layout, 'postgres', `127.0.0.1:${port(ctx.layout, 'postgres')}`)}/postgres`;
 }
 
 const isRoot = () => process.getuid?.() === 0;
@@ -143,7 +145,7 @@ export const postgresServer: TestbedServer = {
   },
   async seed(ctx) {
     await seedShortDramaDatabase(hostPostgresUrl(ctx, 'postgres'), seedDatabase, ctx.secrets.appDatabasePassword);
-    await seedRestoreDrillRole(hostPostgresUrl(ctx, 'postgres'), restoreDrillRole, ctx.secrets.restoreDrillPassword, [seedDatabase, 'postgres', 'template1']);
+    await seedRestoreDrillRole(hostPostgresUrl(ctx, 'postgres'), restoreDrillRole, ctx.secrets.restoreDrillPassword, drillRejectedDatabases);
     await seedWorkerRole(hostPostgresUrl(ctx, 'postgres'), seedDatabase, restoreDrillRole, ctx.secrets.workerDatabasePassword);
   },
 };
@@ -169,5 +171,7 @@ export async function seedProdDatabase(ctx: TestbedContext): Promise<void> {
     60_000,
   );
   await seedShortDramaDatabase(postgresUrl(ctx, 'postgres'), seedDatabase, ctx.secrets.appDatabasePassword);
+  // The pod's pg_hba.conf got the drill role's reject lines at initdb (postgres-start.sh, DRILL_ROLE).
+  await seedRestoreDrillRole(postgresUrl(ctx, 'postgres'), restoreDrillRole, ctx.secrets.restoreDrillPassword);
   await seedWorkerRole(postgresUrl(ctx, 'postgres'), seedDatabase, restoreDrillRole, ctx.secrets.workerDatabasePassword);
 }

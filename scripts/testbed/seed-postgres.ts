@@ -149,9 +149,10 @@ export async function seedWorkerRole(adminUrl: string, database: string, drillRo
  * The disaster-recovery drill's own role: it logs in and owns the scratch databases the worker
  * creates for it, nothing else (no superuser, CREATEDB or CREATEROLE). pg_hba.conf rejects it for
  * the production and maintenance databases (revoking CONNECT from PUBLIC would lock out the
- * login roles other tests create). The password is sent as its SCRAM verifier, never in clear.
+ * login roles other tests create): written here for a server on this host (`rejectedDatabases`),
+ * by its start script for the real node's pod. The password is sent as its SCRAM verifier, never in clear.
  */
-export async function seedRestoreDrillRole(adminUrl: string, role: string, password: string, rejectedDatabases: string[]): Promise<void> {
+export async function seedRestoreDrillRole(adminUrl: string, role: string, password: string, rejectedDatabases?: string[]): Promise<void> {
   const admin = new Client({ connectionString: adminUrl });
   await admin.connect();
   try {
@@ -159,6 +160,7 @@ export async function seedRestoreDrillRole(adminUrl: string, role: string, passw
     await admin.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${role}') THEN CREATE ROLE ${role}; END IF; END $$`);
     const verifier = await scramSha256Verifier(password);
     await admin.query(`ALTER ROLE ${role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '${verifier}'`);
+    if (!rejectedDatabases) return;
     const hbaFile = (await admin.query<{ hba_file: string }>('SHOW hba_file')).rows[0]!.hba_file;
     const marker = `# runbook test bed: ${role} only in its scratch databases`;
     const hba = readFileSync(hbaFile, 'utf8');
