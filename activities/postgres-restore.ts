@@ -144,12 +144,23 @@ function customToSql(source: Readable, signal: AbortSignal, key: string): { sql:
   return { sql: child.stdout!, exited };
 }
 
+/** host:port of a postgres:// URL, for a sentence (never its credentials). */
+const serverOf = (url: string): string => {
+  const { hostname, port } = new URL(url);
+  return `${hostname}:${port || '5432'}`;
+};
+
 /** Runs the dump's SQL as the drill role in the scratch database; a cancellation closes the connection. */
 async function restoreAsDrillRole(scratchUrl: string, format: 'plain' | 'custom', source: Readable, signal: AbortSignal, key: string, onProgress: () => void): Promise<DumpExecution> {
   const client = new Client({ connectionString: scratchUrl, application_name: 'runbook-restore-drill', connectionTimeoutMillis: 10_000 });
   client.on('error', () => undefined);
   await client.connect().catch((err: unknown) => {
     if ((err as { code?: string }).code === '28P01') throw refused(`restore-drill role ${drillRoleOf(scratchUrl)}: the configured password is rejected`);
+    // The worker has just created it: the drill's URL names another server than the worker's.
+    if ((err as { code?: string }).code === '3D000')
+      throw refused(
+        `the scratch database created through DATABASE_URL does not exist on the server of RESTORE_DRILL_DATABASE_URL (${serverOf(scratchUrl)}): both must name the same PostgreSQL server`,
+      );
     throw classifyError(err, { action: 'connect to the scratch database as the drill role', system: 'PostgreSQL' });
   });
   const onAbort = () => void client.end().catch(() => undefined);

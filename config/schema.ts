@@ -8,12 +8,6 @@ import { alertingSchema } from './alerting';
 export const forbiddenNamespaces = ['kube-system', 'kube-public', 'kube-node-lease'];
 
 const hostPort = z.string().regex(/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/, { message: 'expected host:port, e.g. 127.0.0.1:7233' });
-/** host:port of a postgres:// URL (5432 when absent), to compare two URLs' servers. */
-const serverOf = (url: string): string => {
-  const { hostname, port } = new URL(url);
-  return `${hostname}:${port || '5432'}`;
-};
-
 const httpUrl = z.url({ protocol: /^https?$/, message: 'expected an http:// or https:// URL' });
 /** A duration as Temporal takes it: a number and a unit (ms, s, m, h, d). */
 const duration = z.string().regex(/^\d+(ms|s|m|h|d)$/, { message: 'expected a duration such as 90s, 15m, 4h' });
@@ -225,11 +219,6 @@ export const configSchema = z
          * scratch database): no superuser, no CREATEROLE, no login to production. Without it the drill refuses.
          */
         restoreDrillUrl: z.url({ protocol: /^postgres(ql)?$/, message: 'expected a postgres:// or postgresql:// URL' }).optional(),
-      })
-      // The drill creates its scratch database through url and restores into it as the drill role: one server.
-      .refine((p) => !p.restoreDrillUrl || serverOf(p.restoreDrillUrl) === serverOf(p.url), {
-        path: ['restoreDrillUrl'],
-        message: 'must name the same server (host and port) as the database URL: the drill creates its scratch database there and restores into it as this role',
       })
       .optional(),
     redis: z.object({ url: z.url({ protocol: /^rediss?$/, message: 'expected a redis:// or rediss:// URL' }) }).optional(),

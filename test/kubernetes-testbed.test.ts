@@ -81,7 +81,8 @@ describe('Kubernetes test bed', () => {
     const pods = await readyPods(kc, scratch.name, `app=${name}`, 3);
     for (const pod of pods) {
       expect(pod.spec?.nodeName).toBe(kwokNode);
-      expect(pod.status?.podIP).toMatch(/^10\.244\./);
+      // kwok's simulated pods take addresses in 198.18.128.0/17 (scripts/testbed/node/node-names.ts, kwokPodCidr).
+      expect(pod.status?.podIP).toMatch(/^198\.18\.(12[89]|1[3-9]\d|2[0-5]\d)\.\d+$/);
       expect(pod.status?.containerStatuses?.[0]).toEqual(expect.objectContaining({ name: 'web', ready: true, state: { running: expect.anything() } }));
     }
     // A template change is a second revision with a ReplicaSet of its own.

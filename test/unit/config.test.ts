@@ -89,17 +89,6 @@ describe('configuration', () => {
     expect(problemsOf({ ...minimal, APPROVAL_QUORUM: '[{"steps":["restart"],"approvals":0}]' }).some((p) => p.startsWith('approvals.quorum.0.approvals (env APPROVAL_QUORUM)'))).toBe(true);
   });
 
-  test("the restore drill's URL must name the database URL's server (the drill creates its scratch database there)", () => {
-    const database = 'postgres://runbook_worker:worker-secret@198.18.21.1:30432/short_drama_prod';
-    expect(problemsOf({ ...minimal, DATABASE_URL: database, RESTORE_DRILL_DATABASE_URL: 'postgres://runbook_restore_drill:drill-secret@127.0.0.1:5432/postgres' })).toEqual([
-      'postgres.restoreDrillUrl (env RESTORE_DRILL_DATABASE_URL): must name the same server (host and port) as the database URL: the drill creates its scratch database there and restores into it as this role',
-    ]);
-    const same = loadConfig({ env: { ...minimal, DATABASE_URL: database, RESTORE_DRILL_DATABASE_URL: 'postgres://runbook_restore_drill:drill-secret@198.18.21.1:30432/postgres' } });
-    expect(same.postgres?.restoreDrillUrl).toMatch(/^postgres:\/\/runbook_restore_drill:/);
-    // No port means PostgreSQL's own.
-    expect(() => loadConfig({ env: { ...minimal, DATABASE_URL: 'postgres://w:p@db.internal/x', RESTORE_DRILL_DATABASE_URL: 'postgres://d:q@db.internal:5432/postgres' } })).not.toThrow();
-  });
-
   test('errors never echo a value (it may be a secret)', () => {
     const problems = problemsOf({ ...minimal, DATABASE_URL: 'mysql://admin:hunter2@db/x', S3_BUCKET: 'b', S3_ACCESS_KEY_ID: 'AKIA-SECRET-ID' });
     expect(problems.join('\n')).not.toMatch(/hunter2|AKIA-SECRET-ID/);
