@@ -214,6 +214,12 @@ export async function down(services: ServiceName[] = allServices, layout: Testbe
   await Promise.all(services.map((name) => stopServer(name, layout)));
 }
 
+/** Whether a server of the running test bed answers, by the same check `up` waits on (its env file's credentials). */
+export function serverAnswers(name: ServiceName, layout: TestbedLayout = testbedLayout()): Promise<boolean> {
+  const ctx: TestbedContext = { layout, secrets: loadOrCreateSecrets(layout.envFile), log: () => undefined, payloadEncryption: false };
+  return servers[name].isHealthy(ctx);
+}
+
 export function readTestbedEnv(): Record<string, string> {
   return readEnvFile(testbedLayout().envFile);
 }
