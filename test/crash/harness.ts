@@ -119,13 +119,14 @@ export function ordinalText(n: number): string {
 }
 
 /**
- * The first activity after the approval whose type ran as a dry run (`dryRun: true` in its input)
- * before it: the change applied for real (not the lock, the notice or a read around it); else the
+ * Where the server restarts under a running activity and an outage meets the runbook by default:
+ * the first activity after the approval whose type ran as a dry run (`dryRun: true` in its input)
+ * before it, the change applied for real (not the lock, the notice or a read around it); else the
  * first activity after the approval.
  */
-function changeAppliedAfterApproval(points: CrashPoint[], scheduledBefore: number, dryRuns: boolean[]): CrashPoint | undefined {
-  const planned = new Set(points.slice(0, scheduledBefore).flatMap((p, i) => (dryRuns[i] ? [p.activityType] : [])));
-  const after = points.slice(scheduledBefore);
+function changeAppliedAfterApproval({ points, scheduledBeforeApproval, dryRuns }: CleanRun): CrashPoint | undefined {
+  const planned = new Set(points.slice(0, scheduledBeforeApproval).flatMap((p, i) => (dryRuns[i] ? [p.activityType] : [])));
+  const after = points.slice(scheduledBeforeApproval);
   return after.find((p) => planned.has(p.activityType) && !dryRuns[p.k - 1]) ?? after[0];
 }
 
@@ -147,9 +148,7 @@ function isDryRun(payloads: Array<{ data?: Uint8Array | null }> | null | undefin
 
 export interface CleanRun {
   points: CrashPoint[];
-  /** Where the server restarts under a running activity: the approved change applied for real (see `changeAppliedAfterApproval`). */
-  appliedAfterApproval?: CrashPoint;
-  /** How many activities were scheduled before the first approval, and which of all were dry runs. */
+  /** How many activities were scheduled before the first approval (all of them without one), and which of all were dry runs. */
   scheduledBeforeApproval: number;
   dryRuns: boolean[];
   snapshot: unknown;
@@ -293,12 +292,10 @@ export class CrashHarness {
       const points = types.map((activityType, i) => ({ k: i + 1, activityType, ordinal: types.slice(0, i + 1).filter((t) => t === activityType).length }));
       const firstApproval = events.findIndex((e) => e.workflowExecutionUpdateAcceptedEventAttributes);
       const scheduledBefore = firstApproval >= 0 ? events.slice(0, firstApproval).filter((e) => e.activityTaskScheduledEventAttributes).length : points.length;
-      const dryRuns = scheduled.map((a) => isDryRun(a.input?.payloads));
       return {
         points,
-        appliedAfterApproval: firstApproval >= 0 ? changeAppliedAfterApproval(points, scheduledBefore, dryRuns) : undefined,
         scheduledBeforeApproval: scheduledBefore,
-        dryRuns,
+        dryRuns: scheduled.map((a) => isDryRun(a.input?.payloads)),
         snapshot: await this.scenario.snapshot(),
         outcome,
         ms: Date.now() - began,
@@ -367,7 +364,7 @@ export class CrashHarness {
    */
   async restartServerAt(moment: ServerRestartMoment, clean: CleanRun): Promise<CaseResult> {
     const began = Date.now();
-    const point = moment === 'activity' ? clean.appliedAfterApproval : undefined;
+    const point = moment === 'activity' ? changeAppliedAfterApproval(clean) : undefined;
     const phase = restartPhase(moment);
     const cell = { runbook: this.scenario.runbook, k: point?.k ?? 0, activityType: point?.activityType ?? 'approval', ordinal: point?.ordinal ?? 0, phase };
     const where = `${this.scenario.runbook}: ${phase}${point ? ` (k=${point.k}, the ${ordinalText(point.ordinal)} ${point.activityType})` : ''}`;
@@ -414,7 +411,7 @@ export class CrashHarness {
    */
   async dependencyDownAt(outage: DependencyOutage, clean: CleanRun): Promise<CaseResult> {
     const began = Date.now();
-    const point = outage.at ? appliedExecutionOf(clean, outage.at) : clean.appliedAfterApproval;
+    const point = outage.at ? appliedExecutionOf(clean, outage.at) : changeAppliedAfterApproval(clean);
     const phase = `${outage.system} down` as const;
     const cell = { runbook: this.scenario.runbook, k: point?.k ?? 0, activityType: point?.activityType ?? outage.at ?? '?', ordinal: point?.ordinal ?? 0, phase };
     const where = `${this.scenario.runbook}: ${phase}${point ? ` at k=${point.k} (the ${ordinalText(point.ordinal)} ${point.activityType})` : ''}`;
