@@ -250,7 +250,9 @@ describe('certificateExpiry', () => {
         const rateLimit = await runbooks.startRunbook('trafficControl', { mode: 'execute', action: 'rate-limit', rps: 25 }, { startedBy: 'erin' });
         await approveEach(runbooks, rateLimit.workflowId, ['rate-limit']);
         await waitUntil('trafficControl waiting for the lock', async () => (await runbooks.getStatus(rateLimit.workflowId)).state === 'waiting-for-lock');
+        // The run says it waits before its request reaches the lock (an activity signals it): wait for the lock's own queue.
         const lock = client.workflow.getHandle(lockWorkflowId(`${ns}/app-ingress`));
+        await waitUntil('trafficControl queued on the lock', async () => (await lock.query(lockStateQuery)).waiting.length > 0);
         const state = await lock.query(lockStateQuery);
         expect([state.holder?.requester, state.waiting.map((w) => w.requester)]).toEqual([cert.workflowId, [rateLimit.workflowId]]);
         expect((await readIngress()).metadata?.annotations?.[rateLimitAnnotation]).toBe(annotationsBefore[rateLimitAnnotation]);
