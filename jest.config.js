@@ -1,6 +1,7 @@
 /**
  * Two projects: `unit` (pure tests under test/unit/, no servers: `npm run test:unit`) and
- * `testbed` (everything else, against the real test bed that test/global-setup.ts brings up).
+ * `testbed` (everything else, against the real test bed that test/global-setup.ts brings up, its
+ * real node's own tests test/node/*.node-test.ts last: test/sequencer.js).
  */
 const shared = {
   testEnvironment: 'node',
@@ -14,14 +15,16 @@ const shared = {
 
 module.exports = {
   testTimeout: 180_000,
+  testSequencer: '<rootDir>/test/sequencer.js',
   projects: [
     { ...shared, displayName: 'unit', roots: ['<rootDir>/test/unit'], testMatch: ['**/*.test.ts'] },
     {
       ...shared,
       displayName: 'testbed',
       roots: ['<rootDir>/test'],
-      testMatch: ['**/*.test.ts'],
-      testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/unit/'],
+      testMatch: ['**/*.test.ts', '**/*.node-test.ts'],
+      // TESTBED_REAL_NODE=0 (a machine without root): a test bed of kwok pods only, so no node tests.
+      testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/unit/', ...(process.env.TESTBED_REAL_NODE === '0' ? ['<rootDir>/test/node/'] : [])],
       globalSetup: '<rootDir>/test/global-setup.ts',
       globalTeardown: '<rootDir>/test/global-teardown.ts',
     },

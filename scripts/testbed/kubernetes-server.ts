@@ -18,7 +18,7 @@ import { seedProdDatabase } from './postgres-server';
 import { port, type TestbedLayout } from './layout';
 import { isAlive, readPid, startDetached, stopDetached, waitUntil } from './processes';
 import type { TestbedContext, TestbedServer } from './context';
-import { kwokPodCidr, nodeNames, realNodeWanted } from './node/node-names';
+import { kwokPodCidr, nodeNames } from './node/node-names';
 
 /**
  * The Kubernetes part of the test bed: etcd, kube-apiserver, kube-controller-manager,
@@ -50,7 +50,7 @@ export function checkServiceRange(layout: TestbedLayout): void {
   const wanted = serviceRange(layout);
   if (recorded === undefined || recorded === wanted) return;
   throw new Error(
-    `the state folder ${layout.stateDir} holds a cluster created with the Service range ${recorded}, but this run (TESTBED_PORT_BASE=${layout.portBase}, TESTBED_REAL_NODE=${realNodeWanted() ? '1' : 'unset'}) needs ${wanted}; use the settings it was created with, another TESTBED_STATE_DIR, or stop it (npm run testbed -- down kubernetes) and remove ${kubernetesStateDir(layout)}`,
+    `the state folder ${layout.stateDir} holds a cluster created with the Service range ${recorded}, but this run (TESTBED_PORT_BASE=${layout.portBase}) needs ${wanted}; use the settings it was created with, another TESTBED_STATE_DIR, or stop it (npm run testbed -- down kubernetes) and remove ${kubernetesStateDir(layout)}`,
   );
 }
 

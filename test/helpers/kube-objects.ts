@@ -10,6 +10,12 @@ export async function patchDeployment(kc: KubeConfig, namespace: string, name: s
     .patchNamespacedDeployment(name, namespace, patch, undefined, undefined, undefined, undefined, undefined, { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_STRATEGIC_MERGE_PATCH } });
 }
 
+/** `kubectl rollout restart` and waiting for the rollout: every pod of the Deployment replaced. */
+export async function rolloutRestart(kc: KubeConfig, namespace: string, name: string, timeoutMs = 180_000): Promise<void> {
+  await patchDeployment(kc, namespace, name, { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': new Date().toISOString() } } } } });
+  await waitForRollout(kc, namespace, name, timeoutMs);
+}
+
 /** Sets a cert-manager Certificate's Ready condition and validity (status subresource), as cert-manager would. */
 export async function setCertificateStatus(kc: KubeConfig, namespace: string, name: string, status: { ready: boolean; notAfter: Date; notBefore?: Date }): Promise<void> {
   const notBefore = status.notBefore ?? new Date(status.notAfter.getTime() - 90 * 86_400_000);

@@ -9,6 +9,9 @@ import { nodeImages } from '../../scripts/testbed/node/node-lifecycle';
 import { nodeNames } from '../../scripts/testbed/node/node-names';
 import { postgresObjects, postgresVolumeDir, watchRunningPods } from './postgres-on-node';
 
+// Real containers start, crash and restart in minutes, not seconds.
+jest.setTimeout(600_000);
+
 /**
  * The real node (scripts/testbed/node/) does what a production node does: containers from our
  * images run, Services answer through kube-proxy, the kernel OOM-kills a container over its limit,

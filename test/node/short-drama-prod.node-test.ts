@@ -20,11 +20,14 @@ import { seedShortDramaDatabase } from '../../scripts/testbed/seed-postgres';
 import { activityHarness } from '../helpers/activity-context';
 import { logsIn } from '../helpers/postgres-login';
 import { adminKubeConfig, kubernetesNamespace as namespace, layout, waitForRollout } from '../helpers/kube-cluster';
-import { patchDeployment } from '../helpers/kube-objects';
+import { patchDeployment, rolloutRestart } from '../helpers/kube-objects';
 import { approveEach, readBucketText, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, testbedEnv, unsignedTeam } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
 import { watchRunningPods } from './postgres-on-node';
+
+// Real containers start, crash and restart in minutes, not seconds.
+jest.setTimeout(600_000);
 
 /**
  * The runbooks against short-drama-prod on the real node (TESTBED_REAL_NODE=1): PostgreSQL, Redis
@@ -220,8 +223,7 @@ describe('short-drama-prod on the real node', () => {
     } finally {
       await setAppSwitches({ LEAK_CONNECTIONS: undefined });
       await sql(adminUrl, 'ALTER SYSTEM RESET max_connections');
-      await patchDeployment(kc, namespace, 'postgres', { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': new Date().toISOString() } } } } });
-      await waitForRollout(kc, namespace, 'postgres', 180_000);
+      await rolloutRestart(kc, namespace, 'postgres');
       await restoreSeededApp();
     }
     expect((await sql<{ max_connections: string }>(adminUrl, 'SHOW max_connections'))[0]).toEqual({ max_connections: '100' });

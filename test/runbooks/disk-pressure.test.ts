@@ -1,14 +1,12 @@
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { DeleteObjectsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
 import { CoreV1Api } from '@kubernetes/client-node';
 import type { DiskPressureResult } from '../../workflows/disk-pressure';
 import { recordHistory } from '../helpers/histories';
 import { deleteBoundClaim, scratchBoundClaim } from '../helpers/kube-activity-scratch';
-import { adminKubeConfig, execWorkDir, layout } from '../helpers/kube-cluster';
+import { adminKubeConfig, layout } from '../helpers/kube-cluster';
+import { kubectl } from '../../scripts/testbed/node/node-kubectl';
 import { approveEach, expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, testbedEnv, testbedS3 } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
@@ -18,9 +16,12 @@ const steps = ['delete-old-logs', 'expand-pvc', 'delete-old-backups'];
 const day = 86_400_000;
 const ymd = (msAgo: number) => new Date(Date.now() - msAgo).toISOString().slice(0, 10);
 
+/** A shell command in the real postgres container, as the postgres user (what the runbook's exec is). */
+const inPostgres = (command: string) => kubectl(layout, ['exec', '-n', namespace, 'deploy/postgres', '-c', 'postgres', '--', 'sh', '-c', command]);
+
 /**
- * 场景4 against the real test bed: exec through kwok runs `find`/`df`/`du` on this host in the
- * exec work dir, where each test makes a unique folder standing for the volume; the PVCs are
+ * 场景4 against the real test bed: the runbook's `find`/`df`/`du` run in the real postgres
+ * container, on its volume, where each test makes a unique folder of logs and data; the PVCs are
  * scratch PV+PVC pairs on the StorageClasses `expandable` and `fixed`; the backups are real
  * objects in the test bed's S3 under a unique prefix below database/. Everything made here is
  * removed afterwards.
@@ -58,21 +59,31 @@ describe('diskPressure', () => {
     return (out.Contents ?? []).map((o) => o.Key!).sort();
   }
 
-  /** A folder standing for the volume (old and new logs, a large directory), a bound scratch claim, and dated backups. */
+  /** The files under `dir` in the container, relative to the container's root. */
+  const filesIn = (dir: string) =>
+    inPostgres(`cd / && find ${dir} -type f | sort`)
+      .split('\n')
+      .filter(Boolean);
+
+  /** A folder on the postgres volume (old and new logs, a large directory), a bound scratch claim, and dated backups. */
   async function fixture(storageClass: 'expandable' | 'fixed'): Promise<Fixture> {
     const id = randomUUID().slice(0, 8);
-    const rel = `tmp/disk-pressure-${id}`;
-    const dir = join(execWorkDir(layout), rel);
+    const dir = `var/lib/postgresql/data/disk-pressure-${id}`;
     const pvc = `dp-${storageClass}-${id}`;
-    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
-    mkdirSync(join(dir, 'log', 'nested'), { recursive: true });
-    mkdirSync(join(dir, 'data', 'big'), { recursive: true });
-    writeFileSync(join(dir, 'data', 'big', 'blob'), Buffer.alloc(4 * 1024 * 1024, 1));
-    const oldLogs = ['log/app-old1.log', 'log/app-old2.log', 'log/nested/worker-old.log'].map((f) => join(dir, f));
-    const keptFiles = ['log/app-new.log', 'log/app-old.txt', 'log/app-8days.log.gz'].map((f) => join(dir, f));
-    for (const f of [...oldLogs, ...keptFiles]) writeFileSync(f, 'line\n'.repeat(100));
-    for (const f of [...oldLogs, join(dir, 'log/app-old.txt'), join(dir, 'log/app-8days.log.gz')]) execFileSync('touch', ['-d', '10 days ago', f]);
-    execFileSync('touch', ['-d', '6 days ago', join(dir, 'log/app-new.log')]);
+    cleanups.push(async () => void inPostgres(`rm -rf /${dir}`));
+    const oldLogs = ['log/app-old1.log', 'log/app-old2.log', 'log/nested/worker-old.log'].map((f) => `${dir}/${f}`);
+    const keptFiles = ['log/app-new.log', 'log/app-old.txt', 'log/app-8days.log.gz'].map((f) => `${dir}/${f}`);
+    const write = (files: string[]) => files.map((f) => `yes line | head -n 100 > /${f}`).join(' && ');
+    const age = (when: string, files: string[]) => files.map((f) => `touch -d '${when}' /${f}`).join(' && ');
+    inPostgres(
+      [
+        `mkdir -p /${dir}/log/nested /${dir}/data/big`,
+        `head -c 4194304 /dev/zero > /${dir}/data/big/blob`,
+        write([...oldLogs, ...keptFiles]),
+        age('10 days ago', [...oldLogs, `${dir}/log/app-old.txt`, `${dir}/log/app-8days.log.gz`]),
+        age('6 days ago', [`${dir}/log/app-new.log`]),
+      ].join(' && '),
+    );
 
     cleanups.push(() => deleteBoundClaim(kc, pvc));
     await scratchBoundClaim(kc, pvc, storageClass, '1Gi');
@@ -86,21 +97,19 @@ describe('diskPressure', () => {
     const keptBackups = [`${prefix}short_drama-${ymd(3 * day)}.sql`, `${prefix}short_drama-${ymd(20 * day)}.sql`, `${prefix}latest.sql`].sort();
     for (const Key of [...oldBackups, ...keptBackups]) await s3.send(new PutObjectCommand({ Bucket: bucket, Key, Body: '-- PostgreSQL database dump\n' }));
     oldBackups.sort();
-    return { id, pvc, dir, input: { pvc, dataDir: rel, logDir: `${rel}/log`, backupPrefix: prefix }, oldLogs, keptFiles, prefix, oldBackups, keptBackups };
+    return { id, pvc, dir, input: { pvc, dataDir: dir, logDir: `${dir}/log`, backupPrefix: prefix }, oldLogs, keptFiles, prefix, oldBackups, keptBackups };
   }
 
   const requested = async (pvc: string) => (await core.readNamespacedPersistentVolumeClaim(pvc, namespace)).body.spec?.resources?.requests?.storage;
 
   async function untouched(f: Fixture): Promise<void> {
-    for (const file of [...f.oldLogs, ...f.keptFiles]) expect(existsSync(file)).toBe(true);
+    expect(filesIn(f.dir)).toEqual([...f.oldLogs, ...f.keptFiles, `${f.dir}/data/big/blob`].sort());
     expect(await requested(f.pvc)).toBe('1Gi');
     expect(await listKeys(f.prefix)).toEqual([...f.oldBackups, ...f.keptBackups].sort());
   }
 
   async function fixed(f: Fixture): Promise<void> {
-    for (const file of f.oldLogs) expect(existsSync(file)).toBe(false);
-    for (const file of f.keptFiles) expect(existsSync(file)).toBe(true);
-    expect(existsSync(join(f.dir, 'data', 'big', 'blob'))).toBe(true);
+    expect(filesIn(f.dir)).toEqual([...f.keptFiles, `${f.dir}/data/big/blob`].sort());
     expect(await listKeys(f.prefix)).toEqual(f.keptBackups);
   }
 
@@ -125,7 +134,7 @@ describe('diskPressure', () => {
       ['expand-pvc', `expand persistentvolumeclaims/${f.pvc} in namespace ${namespace} 1Gi -> 1536Mi (StorageClass expandable)`],
       ['delete-old-backups', expect.stringMatching(new RegExp(`^delete 2 objects under s3 ${f.prefix} older than 30 days \\(before .+\\), at most 1000; latest.sql and newer backups kept$`))],
     ]);
-    expect([...(result.plan[0]!.change.details as { files: string[] }).files].sort()).toEqual(f.oldLogs.map((p) => p.slice(execWorkDir(layout).length + 1)).sort());
+    expect([...(result.plan[0]!.change.details as { files: string[] }).files].sort()).toEqual([...f.oldLogs].sort());
     expect((result.plan[2]!.change.details as { keys: string[] }).keys).toEqual([f.oldBackups[0], f.oldBackups[1]].sort((a, b) => (a < b ? -1 : 1)));
     expect(result.before).toMatchObject({ oldLogs: 3, oldBackups: 2, pvc: { requested: '1Gi', storageClass: 'expandable', allowsExpansion: true } });
     expect(result.before.disk.df).toMatch(/%/);
@@ -214,7 +223,7 @@ describe('diskPressure', () => {
       await pendingOf(runbooks, workflowId, 'delete-old-backups');
     });
     expect(await requested(f.pvc)).toBe('1536Mi');
-    for (const file of f.oldLogs) expect(existsSync(file)).toBe(false);
+    expect(filesIn(`${f.dir}/log`)).toEqual([...f.keptFiles].sort());
     const result = await withRunbooks(config, async ({ runbooks }) => {
       const pending = await pendingOf(runbooks, workflowId, 'delete-old-backups');
       await runbooks.approve(workflowId, { stepId: 'delete-old-backups', planHash: pending.planHash, approver: 'bob', reason: 'delete the old backups' });

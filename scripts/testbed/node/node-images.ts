@@ -57,7 +57,8 @@ export const imageSpecs: ImageSpec[] = [
   },
   {
     name: 'short-drama-app',
-    packages: ['python3', 'python3-psycopg2', 'python3-redis'],
+    // dash and coreutils: a shell to `kubectl exec` into, as the usual python base images have.
+    packages: ['python3', 'python3-psycopg2', 'python3-redis', 'dash', 'coreutils'],
     files: [{ path: 'app/short-drama-app.py', mode: 0o644, content: readFileSync(join(here, 'short-drama-app.py'), 'utf8') }],
     cmd: ['python3', '-u', '/app/short-drama-app.py'],
     aliases: appReleases,

@@ -67,9 +67,9 @@ export function nodeNames(layout: TestbedLayout): NodeNames {
   };
 }
 
-/** The Service range of the cluster: the node's when TESTBED_REAL_NODE=1, else the one the test bed always had. */
+/** A real node in the test bed's cluster: always, unless TESTBED_REAL_NODE=0 (kwok pods only, e.g. where there is no root). */
 export function realNodeWanted(): boolean {
-  return process.env.TESTBED_REAL_NODE === '1';
+  return process.env.TESTBED_REAL_NODE !== '0';
 }
 
 /**

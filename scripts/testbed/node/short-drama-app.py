@@ -3,8 +3,12 @@
 A small stand-in for the manual's application, real where the runbooks look: HTTP on 8000,
 GET /health (200 when PostgreSQL and Redis answer, else 503 naming which does not), GET /metrics
 (the manual's metric names, counted from real requests), GET / (a session kept in Redis and a
-query on PostgreSQL). It logs in to PostgreSQL as its own role with the password from its Secret
-(env DATABASE_PASSWORD), and writes the log lines the checklists grep for.
+query on PostgreSQL), POST /login {"email"} (a session for a known user, else 401 and a
+"login failed" line) and GET /api/projects/<id> with "Authorization: Bearer <session>" (401
+without a live session, 403 for another user's project). It logs in to PostgreSQL as its own
+role with the password from its Secret (env DATABASE_PASSWORD), every statement under a timeout
+(a query that waits past it logs "ERROR database timeout" and answers 504), and writes one line
+per request: the lines the checklists grep for.
 
 Switches (env, usually from the ConfigMap), to induce the manual's faults for real:
   REQUIRED_CONFIG=KEY,...   exit 1 with "FATAL missing config key KEY" when one is unset
@@ -14,6 +18,7 @@ Switches (env, usually from the ConfigMap), to induce the manual's faults for re
 
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -22,9 +27,11 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg2
+import psycopg2.errors
 import redis
 
 RELEASE = os.environ.get("APP_RELEASE", "unknown")
+STATEMENT_TIMEOUT_MS = int(os.environ.get("DATABASE_STATEMENT_TIMEOUT_MS", "2000"))
 BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10]
 
 
@@ -56,6 +63,7 @@ def database_connect():
         password=os.environ.get("DATABASE_PASSWORD", ""),
         application_name="short-drama-app",
         connect_timeout=3,
+        options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
     )
 
 
@@ -154,6 +162,43 @@ def home():
         conn.close()
 
 
+def login(body, client):
+    email = str(body.get("email", ""))[:200]
+    conn = database_connect()
+    try:
+        with conn, conn.cursor() as cur:  # committed on leaving the block
+            cur.execute("SELECT id FROM users WHERE email = %s", (email,))
+            user = cur.fetchone()
+            if not user:
+                log(f"WARN login failed for {json.dumps(email)} from {client}")  # quoted: a login name never forges a line
+                return 401, {"error": "unknown user"}
+            session = f"session-{uuid.uuid4()}"
+            cur.execute("INSERT INTO sessions (id, user_id, expires_at) VALUES (%s, %s, now() + interval '1 day')", (session, user[0]))
+    finally:
+        conn.close()
+    return 200, {"session": session}
+
+
+def project(authorization, project_id):
+    token = authorization.removeprefix("Bearer ").strip()
+    conn = database_connect()
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT user_id FROM sessions WHERE id = %s AND expires_at > now()", (token,))
+        session = cur.fetchone()
+        if not session:
+            return 401, {"error": "no live session"}
+        cur.execute("SELECT user_id, name FROM projects WHERE id = %s", (project_id,))
+        found = cur.fetchone()
+        if not found:
+            return 404, {"error": "no such project"}
+        if found[0] != session[0]:
+            return 403, {"error": "another user's project"}
+        return 200, {"id": project_id, "name": found[1]}
+    finally:
+        conn.close()
+
+
 class Handler(BaseHTTPRequestHandler):
     def send(self, status, body, content_type="application/json"):
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
@@ -165,21 +210,44 @@ class Handler(BaseHTTPRequestHandler):
         return status
 
     def do_GET(self):
+        self.answer(self.route_get)
+
+    def do_POST(self):
+        self.answer(self.route_post)
+
+    def route_get(self):
+        if self.path == "/metrics":
+            return self.send(200, metrics.text(), "text/plain; version=0.0.4")
+        if self.path in ("/health", "/healthz"):
+            problems = check_health()
+            if problems:
+                log(f"ERROR health check failed: {'; '.join(f'{k} {v}' for k, v in problems.items())}")
+                return self.send(503, {"status": "unhealthy", "release": RELEASE, **problems})
+            return self.send(200, {"status": "ok", "release": RELEASE, "database": "reachable", "redis": "reachable"})
+        if self.path == "/":
+            return self.send(200, home())
+        found = re.fullmatch(r"/api/projects/(\d+)", self.path)
+        if found:
+            return self.send(*project(self.headers.get("Authorization", ""), int(found.group(1))))
+        return self.send(404, {"error": "not found"})
+
+    def route_post(self):
+        if self.path == "/login":
+            length = min(int(self.headers.get("Content-Length") or 0), 65536)
+            try:
+                body = json.loads(self.rfile.read(length) or b"{}")
+            except ValueError:
+                return self.send(400, {"error": "the body is not JSON"})
+            return self.send(*login(body if isinstance(body, dict) else {}, self.client_address[0]))
+        return self.send(404, {"error": "not found"})
+
+    def answer(self, route):
         started = time.monotonic()
         try:
-            if self.path == "/metrics":
-                status = self.send(200, metrics.text(), "text/plain; version=0.0.4")
-            elif self.path in ("/health", "/healthz"):
-                problems = check_health()
-                if problems:
-                    log(f"ERROR health check failed: {'; '.join(f'{k} {v}' for k, v in problems.items())}")
-                    status = self.send(503, {"status": "unhealthy", "release": RELEASE, **problems})
-                else:
-                    status = self.send(200, {"status": "ok", "release": RELEASE, "database": "reachable", "redis": "reachable"})
-            elif self.path == "/":
-                status = self.send(200, home())
-            else:
-                status = self.send(404, {"error": "not found"})
+            status = route()
+        except psycopg2.errors.QueryCanceled:
+            log(f"ERROR database timeout after {STATEMENT_TIMEOUT_MS}ms on {self.command} {self.path}")
+            status = self.send(504, {"error": "database timeout"})
         except Exception as err:
             log(f"ERROR {self.command} {self.path}: {err}")
             status = self.send(500, {"error": str(err)})

@@ -1,0 +1,69 @@
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { Client as PgClient } from 'pg';
+import { waitUntil } from '../../scripts/testbed/processes';
+import { kubernetesNamespace } from '../../scripts/testbed/kubernetes-seed';
+
+/**
+ * The real short-drama-app's pods (scripts/testbed/node/short-drama-app.py), asked directly at their
+ * pod addresses (the host routes the node's pod range): `kubectl logs deployment/...` reads one pod,
+ * so a line the checklists must find is made on every pod. Each helper makes its lines through the
+ * app's own code paths and waits until the kubelet serves them.
+ */
+export interface AppPods {
+  /** `count` logins of unknown users per pod: "WARN login failed for ..." and "POST /login 401 ..." each. */
+  failedLogins(count: number): Promise<void>;
+  /** `count` requests per pod for project `projectId` with a live session of another user: "GET /api/projects/<id> 403 ...". */
+  forbidden(count: number, projectId?: number): Promise<void>;
+  /**
+   * `count` requests per pod while `projects` is locked by another session, so each waits past the
+   * app's statement timeout: "ERROR database timeout after ...ms" and a 504 line each.
+   */
+  databaseTimeouts(count: number, adminDatabaseUrl: string): Promise<void>;
+  /** Every pod's current log. */
+  logs(): Promise<string[]>;
+}
+
+const appSelector = 'app=short-drama-app';
+/** A seeded live session (user 2, seed-postgres.ts) and a project of user 1: a valid login asking for what is not its own. */
+const liveSession = 'live-1';
+const otherUsersProject = 200;
+
+export function appPods(kc: KubeConfig, namespace = kubernetesNamespace): AppPods {
+  const core = kc.makeApiClient(CoreV1Api);
+  const running = async () =>
+    (await core.listNamespacedPod(namespace, undefined, undefined, undefined, 'status.phase=Running', appSelector)).body.items.filter(
+      (p) => p.status?.podIP && !p.metadata?.deletionTimestamp && p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+    );
+  const logOf = async (pod: string) => String((await core.readNamespacedPodLog(pod, namespace, 'app')).body);
+  /** `request` on every pod, `count` times each (in parallel), then waits until every pod's log has the line it wrote last. */
+  const onEveryPod = async (count: number, request: (base: string, i: number) => Promise<Response>, lastLine: RegExp) => {
+    const pods = await running();
+    if (pods.length === 0) throw new Error(`no Ready pod of ${namespace}/${appSelector}`);
+    await Promise.all(pods.flatMap((pod) => Array.from({ length: count }, (_, i) => request(`http://${pod.status!.podIP}:8000`, i))));
+    await waitUntil(`every app pod's log to show ${lastLine}`, async () => (await Promise.all(pods.map((p) => logOf(p.metadata!.name!)))).every((text) => lastLine.test(text)));
+  };
+  const timeout = () => AbortSignal.timeout(30_000);
+  return {
+    failedLogins: (count) =>
+      onEveryPod(
+        count,
+        (base, i) => fetch(`${base}/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: `intruder${i}@example.net` }), signal: timeout() }),
+        /POST \/login 401 /,
+      ),
+    forbidden: (count, projectId = otherUsersProject) =>
+      onEveryPod(count, (base) => fetch(`${base}/api/projects/${projectId}`, { headers: { authorization: `Bearer ${liveSession}` }, signal: timeout() }), new RegExp(`GET /api/projects/${projectId} 403 `)),
+    async databaseTimeouts(count, adminDatabaseUrl) {
+      const holder = new PgClient({ connectionString: adminDatabaseUrl, application_name: 'app-pods-lock-holder' });
+      await holder.connect();
+      try {
+        await holder.query('BEGIN');
+        await holder.query('LOCK TABLE projects IN ACCESS EXCLUSIVE MODE');
+        await onEveryPod(count, (base) => fetch(`${base}/api/projects/1`, { headers: { authorization: `Bearer ${liveSession}` }, signal: timeout() }), /GET \/api\/projects\/1 504 /);
+      } finally {
+        await holder.query('ROLLBACK').catch(() => undefined);
+        await holder.end();
+      }
+    },
+    logs: async () => Promise.all((await running()).map((p) => logOf(p.metadata!.name!))),
+  };
+}
