@@ -35,6 +35,8 @@ describe('npm start with nothing configured', () => {
       HOME: process.env.HOME,
       TESTBED_STATE_DIR: stateDir,
       TESTBED_PORT_BASE: String(portBase),
+      // One real node per machine, and the test bed's own holds it: this second sandbox is kwok-only.
+      TESTBED_REAL_NODE: '0',
       WORKER_METRICS_HOST: '127.0.0.1',
       WORKER_METRICS_PORT: String(portBase + 97),
     };

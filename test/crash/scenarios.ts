@@ -3,16 +3,15 @@
  * files are not disturbed), with a reset to the same starting state and a snapshot of everything the
  * runbook may change, including what shows a double effect (generations, ReplicaSets, annotations).
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { DeleteObjectsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { AppsV1Api, AutoscalingV2Api, CoreV1Api, CustomObjectsApi, NetworkingV1Api, RbacAuthorizationV1Api, type KubeConfig, type V1ObjectMeta, type V1PodTemplateSpec } from '@kubernetes/client-node';
 import Redis from 'ioredis';
+import { Client as PgClient } from 'pg';
 import { rateLimitAnnotation } from '../../common/inputs/traffic-control';
 import { deleteBoundClaim, deleteDeployment, kwokNode, scratchAutoscaler, scratchBoundClaim, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
-import { adminKubeConfig, execWorkDir, kubernetesNamespace as namespace, layout, statusOf, waitForRollout } from '../helpers/kube-cluster';
+import { adminKubeConfig, kubernetesNamespace as namespace, statusOf, waitForRollout } from '../helpers/kube-cluster';
+import { filesInPostgres, inPostgres, restartPostgres, writeAgedFiles } from '../helpers/postgres-container';
 import { workerTargetBinding } from '../../scripts/deploy-manifests';
 import { patchDeployment, setCertificateStatus } from '../helpers/kube-objects';
 import { putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
@@ -351,8 +350,8 @@ const day = 86_400_000;
 const ymd = (msAgo: number) => new Date(Date.now() - msAgo).toISOString().slice(0, 10);
 
 /**
- * 场景4 on a folder of its own in the exec work dir standing for the volume (old and new logs), a
- * scratch claim on the expandable StorageClass, and dated backups under a prefix of its own.
+ * 场景4 on a folder of its own on the real postgres volume (old and new logs), a scratch claim on
+ * the expandable StorageClass, and dated backups under a prefix of its own.
  */
 export function diskPressureScenario(): CrashScenario {
   const env = testbedEnv();
@@ -361,8 +360,7 @@ export function diskPressureScenario(): CrashScenario {
   const s3 = testbedS3();
   const bucket = env.S3_BUCKET!;
   const id = randomUUID().slice(0, 8);
-  const rel = `tmp/crash-disk-${id}`;
-  const dir = join(execWorkDir(layout), rel);
+  const dir = `var/lib/postgresql/data/crash-disk-${id}`;
   const pvc = `crash-dp-${id}`;
   const prefix = `database/crash-${id}/`;
   const logs = ['log/app-old1.log', 'log/app-old2.log', 'log/nested/worker-old.log', 'log/app-new.log', 'log/app-old.txt'];
@@ -386,23 +384,21 @@ export function diskPressureScenario(): CrashScenario {
     // As test/runbooks/disk-pressure.test.ts: a floor of 2 keeps the two recent backups besides latest.sql.
     configOverrides: { S3_BACKUP_KEEP_NEWEST: '2' },
     remove: async () => {
-      rmSync(dir, { recursive: true, force: true });
+      inPostgres(`rm -rf /${dir}`);
       await removeClaim();
       await removeBackups();
     },
     create: async () => {
-      mkdirSync(join(dir, 'log', 'nested'), { recursive: true });
-      mkdirSync(join(dir, 'data'), { recursive: true });
-      writeFileSync(join(dir, 'data', 'blob'), Buffer.alloc(1024 * 1024, 1));
-      for (const f of logs) writeFileSync(join(dir, f), 'line\n'.repeat(100));
-      for (const f of logs.filter((f) => f.includes('old'))) execFileSync('touch', ['-d', '10 days ago', join(dir, f)]);
-      execFileSync('touch', ['-d', '6 days ago', join(dir, 'log/app-new.log')]);
+      writeAgedFiles(
+        logs.map((f) => ({ path: `${dir}/${f}`, age: f.includes('old') ? '10 days ago' : '6 days ago' })),
+        [{ path: `${dir}/data/blob`, bytes: 1024 * 1024 }],
+      );
       await scratchBoundClaim(kc, pvc, 'expandable', '1Gi');
       for (const Key of backups) await s3.send(new PutObjectCommand({ Bucket: bucket, Key, Body: '-- PostgreSQL database dump\n' }));
     },
-    input: () => ({ pvc, dataDir: rel, logDir: `${rel}/log`, backupPrefix: prefix }),
+    input: () => ({ pvc, dataDir: dir, logDir: `${dir}/log`, backupPrefix: prefix }),
     snapshot: async () => ({
-      logs: logs.filter((f) => existsSync(join(dir, f))),
+      logs: filesInPostgres(`${dir}/log`).map((path) => path.slice(dir.length + 1)),
       requested: (await core.readNamespacedPersistentVolumeClaim(pvc, namespace)).body.spec?.resources?.requests?.storage,
       backups: await listKeys(),
     }),
@@ -624,8 +620,62 @@ export function provisionReadonlyAccessScenario(): CrashScenario {
   }));
 }
 
+/**
+ * 场景2 on short-drama-prod's real PostgreSQL (a pod on the real node): idle sessions of a leaking
+ * client of the scenario's own, max_connections at the seeded 100 (after a run raised it, a real
+ * restart puts it back). The snapshot counts the deployment's revisions since the reset (one
+ * restart, never two), and holds the running setting and the leaked sessions left.
+ */
+export function dbConnectionExhaustionScenario(): CrashScenario {
+  const env = testbedEnv();
+  const kc = adminKubeConfig();
+  const apps = kc.makeApiClient(AppsV1Api);
+  const application = `crash-leak-${randomUUID().slice(0, 8)}`;
+  const leaked: PgClient[] = [];
+  let revisionAtReset = 0;
+  const revision = async () => Number((await apps.readNamespacedDeployment('postgres', namespace)).body.metadata?.annotations?.['deployment.kubernetes.io/revision']);
+  const query = async <T extends Record<string, unknown>>(text: string, params: unknown[] = []): Promise<T[]> => {
+    const client = new PgClient({ connectionString: env.TESTBED_DATABASE_ADMIN_URL });
+    await client.connect();
+    try {
+      return (await client.query<T>(text, params)).rows;
+    } finally {
+      await client.end();
+    }
+  };
+  const setting = async () => (await query<{ setting: string; pending: boolean }>(`SELECT setting, pending_restart AS pending FROM pg_settings WHERE name = 'max_connections'`))[0]!;
+  const idleLeft = async () => Number((await query<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle'`, [application]))[0]!.n);
+  return recreatedScenario({
+    runbook: 'dbConnectionExhaustion',
+    outages: [
+      { system: 'PostgreSQL', at: 'terminateIdleConnections' },
+      { system: 'the Kubernetes API', at: 'restartRollout' },
+    ],
+    remove: async () => {
+      await query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, [application]);
+      await Promise.all(leaked.splice(0).map((c) => c.end().catch(() => undefined)));
+      await query('ALTER SYSTEM RESET max_connections');
+      await query('SELECT pg_reload_conf()');
+      if ((await setting()).pending) await restartPostgres(kc, env.TESTBED_DATABASE_ADMIN_URL!);
+    },
+    create: async () => {
+      for (let i = 0; i < 12; i++) {
+        const client = new PgClient({ connectionString: env.DATABASE_URL, application_name: application });
+        client.on('error', () => undefined); // terminated on purpose
+        await client.connect();
+        leaked.push(client);
+      }
+      await waitUntil('the leaked sessions idle for over a second', async () => Number((await query<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle' AND state_change < now() - interval '1 second'`, [application]))[0]!.n) === 12);
+      revisionAtReset = await revision();
+    },
+    input: () => ({ idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }),
+    snapshot: async () => ({ restarts: (await revision()) - revisionAtReset, maxConnections: await setting(), idleLeaked: await idleLeft() }),
+  });
+}
+
 export const scenarios: Record<string, () => CrashScenario> = {
   trafficControl: trafficControlScenario,
+  dbConnectionExhaustion: dbConnectionExhaustionScenario,
   emergencyScale: emergencyScaleScenario,
   rollbackDeployment: rollbackDeploymentScenario,
   podCrashLoop: podCrashLoopScenario,

@@ -20,7 +20,8 @@ import { seedShortDramaDatabase } from '../../scripts/testbed/seed-postgres';
 import { activityHarness } from '../helpers/activity-context';
 import { logsIn } from '../helpers/postgres-login';
 import { adminKubeConfig, kubernetesNamespace as namespace, layout, waitForRollout } from '../helpers/kube-cluster';
-import { patchDeployment, rolloutRestart } from '../helpers/kube-objects';
+import { patchDeployment } from '../helpers/kube-objects';
+import { restartPostgres } from '../helpers/postgres-container';
 import { approveEach, readBucketText, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, testbedEnv, unsignedTeam } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
@@ -223,7 +224,7 @@ describe('short-drama-prod on the real node', () => {
     } finally {
       await setAppSwitches({ LEAK_CONNECTIONS: undefined });
       await sql(adminUrl, 'ALTER SYSTEM RESET max_connections');
-      await rolloutRestart(kc, namespace, 'postgres');
+      await restartPostgres(kc, adminUrl);
       await restoreSeededApp();
     }
     expect((await sql<{ max_connections: string }>(adminUrl, 'SHOW max_connections'))[0]).toEqual({ max_connections: '100' });

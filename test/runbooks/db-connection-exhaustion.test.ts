@@ -7,7 +7,7 @@ import type { DbConnectionExhaustionResult } from '../../workflows/db-connection
 import type { RunbookClient } from '../../client/runbook-client';
 import { recordHistory } from '../helpers/histories';
 import { adminKubeConfig, kubernetesNamespace } from '../helpers/kube-cluster';
-import { rolloutRestart } from '../helpers/kube-objects';
+import { restartPostgres } from '../helpers/postgres-container';
 import { deleteSingleWriter, scratchSingleWriter, unique } from '../helpers/kube-activity-scratch';
 import { watchPods, type PodWatch } from '../helpers/kube-pods';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
@@ -91,7 +91,7 @@ describe('dbConnectionExhaustion', () => {
     const { pending } = (await admin.query<{ pending: boolean }>(`SELECT pending_restart AS pending FROM pg_settings WHERE name = 'max_connections'`)).rows[0]!;
     await admin.end();
     // A run that restarted the real server put its value in force: only another restart puts the seeded one back.
-    if (pending) await rolloutRestart(kc, kubernetesNamespace, 'postgres');
+    if (pending) await restartPostgres(kc, env.DATABASE_URL!);
   });
 
   test('plan: names the exact changes and changes nothing', async () => {

@@ -5,8 +5,8 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import type { DiskPressureResult } from '../../workflows/disk-pressure';
 import { recordHistory } from '../helpers/histories';
 import { deleteBoundClaim, scratchBoundClaim } from '../helpers/kube-activity-scratch';
-import { adminKubeConfig, layout } from '../helpers/kube-cluster';
-import { kubectl } from '../../scripts/testbed/node/node-kubectl';
+import { adminKubeConfig } from '../helpers/kube-cluster';
+import { filesInPostgres, inPostgres, writeAgedFiles } from '../helpers/postgres-container';
 import { approveEach, expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, testbedEnv, testbedS3 } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
@@ -15,9 +15,6 @@ const namespace = 'short-drama-prod';
 const steps = ['delete-old-logs', 'expand-pvc', 'delete-old-backups'];
 const day = 86_400_000;
 const ymd = (msAgo: number) => new Date(Date.now() - msAgo).toISOString().slice(0, 10);
-
-/** A shell command in the real postgres container, as the postgres user (what the runbook's exec is). */
-const inPostgres = (command: string) => kubectl(layout, ['exec', '-n', namespace, 'deploy/postgres', '-c', 'postgres', '--', 'sh', '-c', command]);
 
 /**
  * 场景4 against the real test bed: the runbook's `find`/`df`/`du` run in the real postgres
@@ -59,12 +56,6 @@ describe('diskPressure', () => {
     return (out.Contents ?? []).map((o) => o.Key!).sort();
   }
 
-  /** The files under `dir` in the container, relative to the container's root. */
-  const filesIn = (dir: string) =>
-    inPostgres(`cd / && find ${dir} -type f | sort`)
-      .split('\n')
-      .filter(Boolean);
-
   /** A folder on the postgres volume (old and new logs, a large directory), a bound scratch claim, and dated backups. */
   async function fixture(storageClass: 'expandable' | 'fixed'): Promise<Fixture> {
     const id = randomUUID().slice(0, 8);
@@ -73,16 +64,12 @@ describe('diskPressure', () => {
     cleanups.push(async () => void inPostgres(`rm -rf /${dir}`));
     const oldLogs = ['log/app-old1.log', 'log/app-old2.log', 'log/nested/worker-old.log'].map((f) => `${dir}/${f}`);
     const keptFiles = ['log/app-new.log', 'log/app-old.txt', 'log/app-8days.log.gz'].map((f) => `${dir}/${f}`);
-    const write = (files: string[]) => files.map((f) => `yes line | head -n 100 > /${f}`).join(' && ');
-    const age = (when: string, files: string[]) => files.map((f) => `touch -d '${when}' /${f}`).join(' && ');
-    inPostgres(
+    writeAgedFiles(
       [
-        `mkdir -p /${dir}/log/nested /${dir}/data/big`,
-        `head -c 4194304 /dev/zero > /${dir}/data/big/blob`,
-        write([...oldLogs, ...keptFiles]),
-        age('10 days ago', [...oldLogs, `${dir}/log/app-old.txt`, `${dir}/log/app-8days.log.gz`]),
-        age('6 days ago', [`${dir}/log/app-new.log`]),
-      ].join(' && '),
+        ...[...oldLogs, `${dir}/log/app-old.txt`, `${dir}/log/app-8days.log.gz`].map((path) => ({ path, age: '10 days ago' })),
+        { path: `${dir}/log/app-new.log`, age: '6 days ago' },
+      ],
+      [{ path: `${dir}/data/big/blob`, bytes: 4 * 1024 * 1024 }],
     );
 
     cleanups.push(() => deleteBoundClaim(kc, pvc));
@@ -103,13 +90,13 @@ describe('diskPressure', () => {
   const requested = async (pvc: string) => (await core.readNamespacedPersistentVolumeClaim(pvc, namespace)).body.spec?.resources?.requests?.storage;
 
   async function untouched(f: Fixture): Promise<void> {
-    expect(filesIn(f.dir)).toEqual([...f.oldLogs, ...f.keptFiles, `${f.dir}/data/big/blob`].sort());
+    expect(filesInPostgres(f.dir)).toEqual([...f.oldLogs, ...f.keptFiles, `${f.dir}/data/big/blob`].sort());
     expect(await requested(f.pvc)).toBe('1Gi');
     expect(await listKeys(f.prefix)).toEqual([...f.oldBackups, ...f.keptBackups].sort());
   }
 
   async function fixed(f: Fixture): Promise<void> {
-    expect(filesIn(f.dir)).toEqual([...f.keptFiles, `${f.dir}/data/big/blob`].sort());
+    expect(filesInPostgres(f.dir)).toEqual([...f.keptFiles, `${f.dir}/data/big/blob`].sort());
     expect(await listKeys(f.prefix)).toEqual(f.keptBackups);
   }
 
@@ -223,7 +210,7 @@ describe('diskPressure', () => {
       await pendingOf(runbooks, workflowId, 'delete-old-backups');
     });
     expect(await requested(f.pvc)).toBe('1536Mi');
-    expect(filesIn(`${f.dir}/log`)).toEqual([...f.keptFiles].sort());
+    expect(filesInPostgres(`${f.dir}/log`)).toEqual([...f.keptFiles].sort());
     const result = await withRunbooks(config, async ({ runbooks }) => {
       const pending = await pendingOf(runbooks, workflowId, 'delete-old-backups');
       await runbooks.approve(workflowId, { stepId: 'delete-old-backups', planHash: pending.planHash, approver: 'bob', reason: 'delete the old backups' });
