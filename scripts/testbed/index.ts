@@ -19,6 +19,7 @@ import type { ServiceName, TestbedContext, TestbedSecrets, TestbedServer } from 
 import { nodeNames, realNodeWanted } from './node/node-names';
 import { workerKubeconfigPath } from './service-account-access';
 import { nodeDown, nodePrepare, nodeUp } from './node/node-lifecycle';
+import { claimNode } from './node/node-network';
 
 export type { ServiceName } from './context';
 export const allServices: ServiceName[] = ['temporal', 'postgres', 'redis', 's3', 'prometheus', 'alertmanager', 'webhook', 'app-metrics', 'kubernetes'];
@@ -163,13 +164,30 @@ export async function up(options: UpOptions = {}): Promise<TestbedHandle> {
   const wanted = options.services ?? allServices;
   // Before anything is reused, stopped or started: a cluster of another Service range is refused.
   if (wanted.includes('kubernetes')) checkServiceRange(layout);
+  const withNode = realNodeWanted() && wanted.includes('kubernetes');
+  // One real node per machine: a second test bed is refused before anything of it starts.
+  if (withNode) claimNode(nodeNames(layout), layout.stateDir);
   for (const name of wanted) servers[name].install(ctx);
   const started: ServiceName[] = [];
-  // TESTBED_REAL_NODE=1: a real node (containerd, kubelet, kube-proxy) joins the cluster beside kwok's.
-  // What it needs no apiserver for (containerd, its images) is made ready while the servers start.
-  const nodePrepared = realNodeWanted() && wanted.includes('kubernetes') ? nodePrepare(layout, log) : undefined;
+  try {
+    await startServers(ctx, wanted, started, withNode);
+  } catch (err) {
+    // Nothing half-started stays behind: what this call started stops again (the node with kubernetes).
+    await down(started, layout).catch(() => undefined);
+    throw err;
+  }
+  return { envFile: layout.envFile, env, started, layout };
+}
+
+/** Starts the wanted servers that do not answer yet (recording each in `started`), the real node, then the seeds. */
+async function startServers(ctx: TestbedContext, wanted: ServiceName[], started: ServiceName[], withNode: boolean): Promise<void> {
+  const { layout, log } = ctx;
+  // The real node (containerd, kubelet, kube-proxy) joins the cluster beside kwok's. What it needs no
+  // apiserver for (containerd, its images) is made ready while the servers start.
+  const nodePrepared = withNode ? nodePrepare(layout, log) : undefined;
   nodePrepared?.catch(() => undefined); // awaited below; a server failing first must not leave it unhandled
-  await Promise.all(
+  // Every start settles before a failure is thrown, so `started` names all that must be stopped again.
+  const starts = await Promise.allSettled(
     wanted.map(async (name) => {
       const server = servers[name];
       if (await healthy(server, ctx)) {
@@ -183,11 +201,13 @@ export async function up(options: UpOptions = {}): Promise<TestbedHandle> {
         throw new Error(`${name}: port ${busy} is taken by another process that is not this test bed's ${name}; stop it or set TESTBED_PORT_BASE`);
       }
       const t0 = Date.now();
+      started.push(name); // before it answers: a start failing half-way is stopped too
       await server.start(ctx);
-      started.push(name);
       log(`${name}: started in ${Date.now() - t0} ms`);
     }),
   );
+  const failed = starts.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
   // The node joins before the seeds: short-drama-prod's servers run there.
   if (nodePrepared) {
     const node = await nodeUp(layout, log, await nodePrepared);
@@ -199,7 +219,6 @@ export async function up(options: UpOptions = {}): Promise<TestbedHandle> {
     if (name === 's3' && !wanted.includes('postgres')) continue;
     await servers[name].seed?.(ctx);
   }
-  return { envFile: layout.envFile, env, started, layout };
 }
 
 /** A server's own stop, or by default its process by pid file. */

@@ -286,6 +286,7 @@ describe('waitForPostgres', () => {
     });
     const target = new URL(env.DATABASE_URL!);
     const url = new URL(env.DATABASE_URL!);
+    url.hostname = '127.0.0.1'; // the proxy's address (the server's may be the real node's)
     url.port = String(port);
     const { run, heartbeats } = harness({ databaseUrl: url.toString() });
     const sockets: Socket[] = [];

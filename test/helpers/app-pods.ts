@@ -35,11 +35,21 @@ export function appPods(kc: KubeConfig, namespace = kubernetesNamespace): AppPod
       (p) => p.status?.podIP && !p.metadata?.deletionTimestamp && p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
     );
   const logOf = async (pod: string) => String((await core.readNamespacedPodLog(pod, namespace, 'app')).body);
-  /** `request` on every pod, `count` times each (in parallel), then waits until every pod's log has the line it wrote last. */
-  const onEveryPod = async (count: number, request: (base: string, i: number) => Promise<Response>, lastLine: RegExp) => {
+  /**
+   * `request` on every pod, `count` times each (pods in parallel, one request at a time on each), each
+   * answered with `status`; then waits until every pod's log has the line it wrote last.
+   */
+  const onEveryPod = async (count: number, status: number, request: (base: string, i: number) => Promise<Response>, lastLine: RegExp) => {
     const pods = await running();
     if (pods.length === 0) throw new Error(`no Ready pod of ${namespace}/${appSelector}`);
-    await Promise.all(pods.flatMap((pod) => Array.from({ length: count }, (_, i) => request(`http://${pod.status!.podIP}:8000`, i))));
+    await Promise.all(
+      pods.map(async (pod) => {
+        for (let i = 0; i < count; i++) {
+          const response = await request(`http://${pod.status!.podIP}:8000`, i);
+          if (response.status !== status) throw new Error(`${pod.metadata!.name} answered ${response.status}, not ${status}: ${await response.text()}`);
+        }
+      }),
+    );
     await waitUntil(`every app pod's log to show ${lastLine}`, async () => (await Promise.all(pods.map((p) => logOf(p.metadata!.name!)))).every((text) => lastLine.test(text)));
   };
   const timeout = () => AbortSignal.timeout(30_000);
@@ -47,18 +57,19 @@ export function appPods(kc: KubeConfig, namespace = kubernetesNamespace): AppPod
     failedLogins: (count) =>
       onEveryPod(
         count,
+        401,
         (base, i) => fetch(`${base}/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: `intruder${i}@example.net` }), signal: timeout() }),
         /POST \/login 401 /,
       ),
     forbidden: (count, projectId = otherUsersProject) =>
-      onEveryPod(count, (base) => fetch(`${base}/api/projects/${projectId}`, { headers: { authorization: `Bearer ${liveSession}` }, signal: timeout() }), new RegExp(`GET /api/projects/${projectId} 403 `)),
+      onEveryPod(count, 403, (base) => fetch(`${base}/api/projects/${projectId}`, { headers: { authorization: `Bearer ${liveSession}` }, signal: timeout() }), new RegExp(`GET /api/projects/${projectId} 403 `)),
     async databaseTimeouts(count, adminDatabaseUrl) {
       const holder = new PgClient({ connectionString: adminDatabaseUrl, application_name: 'app-pods-lock-holder' });
       await holder.connect();
       try {
         await holder.query('BEGIN');
         await holder.query('LOCK TABLE projects IN ACCESS EXCLUSIVE MODE');
-        await onEveryPod(count, (base) => fetch(`${base}/api/projects/1`, { headers: { authorization: `Bearer ${liveSession}` }, signal: timeout() }), /GET \/api\/projects\/1 504 /);
+        await onEveryPod(count, 504, (base) => fetch(`${base}/api/projects/1`, { headers: { authorization: `Bearer ${liveSession}` }, signal: timeout() }), /GET \/api\/projects\/1 504 /);
       } finally {
         await holder.query('ROLLBACK').catch(() => undefined);
         await holder.end();

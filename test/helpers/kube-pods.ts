@@ -160,6 +160,9 @@ export interface PodWatch {
   seen: Set<string>;
   /** The most pods that existed at once; a terminating pod exists until it is deleted. */
   maxAtOnce: () => number;
+  /** The pods seen in phase Running (a server that ran), and the most that were Running at once. */
+  seenRunning: () => string[];
+  maxRunning: () => number;
   /** Stops the watch; throws if it ended early (it would have missed events). */
   stop: () => void;
 }
@@ -170,6 +173,9 @@ export async function watchPods(kc: KubeConfig, namespace: string, labelSelector
   const live = new Set(body.items.map((p) => p.metadata!.name!));
   const seen = new Set(live);
   let max = live.size;
+  const running = new Set(body.items.filter((p) => p.status?.phase === 'Running').map((p) => p.metadata!.name!));
+  const seenRunning = new Set(running);
+  let maxRunning = running.size;
   let ended: unknown;
   let stopping = false;
   const request = (await new Watch(kc).watch(
@@ -181,6 +187,11 @@ export async function watchPods(kc: KubeConfig, namespace: string, labelSelector
       if (phase === 'DELETED') live.delete(name);
       if (name) seen.add(name);
       max = Math.max(max, live.size);
+      if (phase !== 'DELETED' && pod.status?.phase === 'Running') {
+        running.add(name);
+        seenRunning.add(name);
+      } else running.delete(name);
+      maxRunning = Math.max(maxRunning, running.size);
     },
     (err: unknown) => {
       if (!stopping) ended = err ?? new Error('the watch ended early');
@@ -189,6 +200,8 @@ export async function watchPods(kc: KubeConfig, namespace: string, labelSelector
   return {
     seen,
     maxAtOnce: () => max,
+    seenRunning: () => [...seenRunning],
+    maxRunning: () => maxRunning,
     stop: () => {
       stopping = true;
       request.abort();

@@ -1,9 +1,5 @@
-import { chownSync, mkdirSync, readFileSync } from 'node:fs';
-import { request } from 'node:https';
+import { chownSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { pkiPaths, readAdminToken } from '../../scripts/testbed/kubernetes-pki';
-import { apiserverUrl } from '../../scripts/testbed/kubernetes-server';
-import type { TestbedLayout } from '../../scripts/testbed/layout';
 import { postgresUid } from '../../scripts/testbed/node/node-images';
 import type { NodeNames } from '../../scripts/testbed/node/node-names';
 
@@ -86,46 +82,3 @@ export function postgresVolumeDir(names: NodeNames, namespace: string): string {
   return dir;
 }
 
-interface PodEvent {
-  type: string;
-  object: { metadata: { name: string }; status?: { phase?: string } };
-}
-
-/**
- * Watches the pods of a label selector through the apiserver's watch API (every change, none
- * missed) and keeps the largest number that were in phase Running at the same time.
- */
-export function watchRunningPods(layout: TestbedLayout, namespace: string, selector: string): { stop: () => void; maxRunning: () => number; seenRunning: () => string[] } {
-  const running = new Set<string>();
-  const seenRunning = new Set<string>();
-  let maxRunning = 0;
-  let buffered = '';
-  const onEvent = (event: PodEvent) => {
-    const name = event.object.metadata.name;
-    if (event.type !== 'DELETED' && event.object.status?.phase === 'Running') {
-      running.add(name);
-      seenRunning.add(name);
-    } else running.delete(name);
-    maxRunning = Math.max(maxRunning, running.size);
-  };
-  const url = `${apiserverUrl(layout)}/api/v1/namespaces/${namespace}/pods?watch=1&labelSelector=${encodeURIComponent(selector)}`;
-  const req = request(url, { ca: readFileSync(pkiPaths(layout).caCert), headers: { Authorization: `Bearer ${readAdminToken(layout)}` } }, (res) => {
-    res.setEncoding('utf8');
-    res.on('data', (chunk: string) => {
-      buffered += chunk;
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, newline).trim();
-        buffered = buffered.slice(newline + 1);
-        if (line) onEvent(JSON.parse(line) as PodEvent);
-      }
-    });
-  });
-  req.on('error', () => undefined); // ended by stop()
-  req.end();
-  return {
-    stop: () => req.destroy(),
-    maxRunning: () => maxRunning,
-    seenRunning: () => [...seenRunning],
-  };
-}

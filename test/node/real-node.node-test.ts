@@ -7,7 +7,9 @@ import { kubernetesBinaries } from '../../scripts/testbed/kubernetes-install';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { nodeImages } from '../../scripts/testbed/node/node-lifecycle';
 import { nodeNames } from '../../scripts/testbed/node/node-names';
-import { postgresObjects, postgresVolumeDir, watchRunningPods } from './postgres-on-node';
+import { adminKubeConfig } from '../helpers/kube-cluster';
+import { watchPods } from '../helpers/kube-pods';
+import { postgresObjects, postgresVolumeDir } from './postgres-on-node';
 
 // Real containers start, crash and restart in minutes, not seconds.
 jest.setTimeout(600_000);
@@ -179,7 +181,7 @@ describe('the real node', () => {
     await waitUntil('postgres to answer', () => psql('SELECT 1') === '1', 30_000);
     expect(psql('SHOW max_connections')).toBe('100');
 
-    const watch = watchRunningPods(layout, namespace, 'app=postgres');
+    const watch = await watchPods(adminKubeConfig(), namespace, 'app=postgres');
     try {
       // The watch has the current server before anything changes.
       await waitUntil('the pod watch to see the running server', () => watch.seenRunning().length === 1, 10_000);

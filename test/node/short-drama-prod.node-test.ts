@@ -21,11 +21,11 @@ import { activityHarness } from '../helpers/activity-context';
 import { logsIn } from '../helpers/postgres-login';
 import { adminKubeConfig, kubernetesNamespace as namespace, layout, waitForRollout } from '../helpers/kube-cluster';
 import { patchDeployment } from '../helpers/kube-objects';
+import { watchPods } from '../helpers/kube-pods';
 import { restartPostgres } from '../helpers/postgres-container';
 import { approveEach, readBucketText, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, testbedEnv, unsignedTeam } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
-import { watchRunningPods } from './postgres-on-node';
 
 // Real containers start, crash and restart in minutes, not seconds.
 jest.setTimeout(600_000);
@@ -207,7 +207,7 @@ describe('short-drama-prod on the real node', () => {
         60_000,
       );
       // Running servers, by phase: a stopped pod's object stays (phase Failed) until it is deleted, and Recreate need not wait for that.
-      const pods = watchRunningPods(layout, namespace, 'app=postgres');
+      const pods = await watchPods(kc, namespace, 'app=postgres');
       await waitUntil('the pod watch to see the running server', () => pods.seenRunning().length === 1, 10_000);
       const result = await withRunbooks(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }, { startedBy: 'erin' });

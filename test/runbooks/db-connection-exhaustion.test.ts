@@ -218,10 +218,10 @@ describe('dbConnectionExhaustion', () => {
     expect(result.timeline.find((e) => e.event === 'applied' && e.stepId === 'restart-database')?.detail).toMatch(
       /^changed deployments\.apps\/postgres restartedAt=\S+; rollout complete \(1\/1 ready\)/,
     );
-    // One rollout (Recreate), once: one pod replaced by exactly one other, the old gone before the new one was created.
+    // One rollout (Recreate), once: one server replaced by exactly one other, the old one stopped before the new one ran.
     expect(await revisionOf()).toBe(before + 1);
     pods.stop();
-    expect([pods.seen.size, pods.maxAtOnce()]).toEqual([2, 1]);
+    expect([pods.seen.size, pods.seenRunning().length, pods.maxRunning()]).toEqual([2, 2, 1]);
     // The server that answers restarted with the raised value, and the run checked so itself.
     expect(await pgSetting()).toEqual({ setting: '150', pending_restart: false });
     expect(result.timeline.find((e) => e.stepId === 'verify')?.detail).toMatch(/^verified: .*max_connections 150/);

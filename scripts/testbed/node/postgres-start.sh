@@ -15,6 +15,10 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     echo "listen_addresses = '*'"
     echo "unix_socket_directories = '/tmp'"
     echo "shared_preload_libraries = 'pg_stat_statements'"
+    # As the host's server: statements inside functions and DO blocks counted too; and a test bed's
+    # speed over durability on power loss (clean shutdowns and restarts lose nothing).
+    echo "pg_stat_statements.track = all"
+    echo "fsync = off"
   } >>"$PGDATA/postgresql.conf"
 fi
 if [ -n "${DRILL_ROLE:-}" ]; then

@@ -35,8 +35,14 @@ STATEMENT_TIMEOUT_MS = int(os.environ.get("DATABASE_STATEMENT_TIMEOUT_MS", "2000
 BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10]
 
 
+log_lock = threading.Lock()
+
+
 def log(line):
-    print(line, flush=True)
+    # One line at a time: request threads writing at once would run their lines together.
+    with log_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def require_config():
