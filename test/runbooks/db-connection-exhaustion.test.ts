@@ -76,11 +76,8 @@ describe('dbConnectionExhaustion', () => {
     await terminateRuns(config.temporal, ids);
   }
 
-  beforeAll(terminateLeftover);
-
-  afterEach(async () => {
-    await terminateLeftover();
-    await Promise.all(scratch.splice(0).map((name) => deleteSingleWriter(kc, name)));
+  /** The leaked sessions ended, and max_connections the seeded 100 again, also where a run restarted the server with its value. */
+  async function resetDatabase(): Promise<void> {
     const admin = new PgClient({ connectionString: env.DATABASE_URL });
     await admin.connect();
     // The busy sessions first: a client ends only once its server session does.
@@ -88,10 +85,21 @@ describe('dbConnectionExhaustion', () => {
     await Promise.all(clients.splice(0).map((c) => c.end().catch(() => undefined)));
     await admin.query('ALTER SYSTEM RESET max_connections');
     await admin.query('SELECT pg_reload_conf()');
-    const { pending } = (await admin.query<{ pending: boolean }>(`SELECT pending_restart AS pending FROM pg_settings WHERE name = 'max_connections'`)).rows[0]!;
+    const running = (await admin.query<{ max_connections: string }>('SHOW max_connections')).rows[0]!.max_connections;
     await admin.end();
-    // A run that restarted the real server put its value in force: only another restart puts the seeded one back.
-    if (pending) await restartPostgres(kc, env.DATABASE_URL!);
+    // Only a restart puts the running value back (the real server on the node runs with what it started with).
+    if (running !== '100') await restartPostgres(kc, env.DATABASE_URL!);
+  }
+
+  beforeAll(async () => {
+    await terminateLeftover();
+    await resetDatabase();
+  });
+
+  afterEach(async () => {
+    await terminateLeftover();
+    await Promise.all(scratch.splice(0).map((name) => deleteSingleWriter(kc, name)));
+    await resetDatabase();
   });
 
   test('plan: names the exact changes and changes nothing', async () => {
