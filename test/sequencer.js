@@ -8,7 +8,10 @@ class TestbedSequencer extends Sequencer {
   async sort(tests) {
     const rank = (test) => (test.path.endsWith('teardown.node-test.ts') ? 2 : test.path.endsWith('.node-test.ts') ? 1 : 0);
     const sorted = await super.sort(tests);
-    return sorted.map((test, index) => ({ test, index })).sort((a, b) => rank(a.test) - rank(b.test) || a.index - b.index).map(({ test }) => test);
+    return sorted
+      .map((test, index) => ({ test, index }))
+      .sort((a, b) => rank(a.test) - rank(b.test) || a.index - b.index)
+      .map(({ test }) => test);
   }
 }
 

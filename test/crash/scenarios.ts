@@ -666,7 +666,14 @@ export function dbConnectionExhaustionScenario(): CrashScenario {
         await client.connect();
         leaked.push(client);
       }
-      await waitUntil('the leaked sessions idle for over a second', async () => Number((await query<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle' AND state_change < now() - interval '1 second'`, [application]))[0]!.n) === 12);
+      await waitUntil(
+        'the leaked sessions idle for over a second',
+        async () =>
+          Number(
+            (await query<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle' AND state_change < now() - interval '1 second'`, [application]))[0]!
+              .n,
+          ) === 12,
+      );
       revisionAtReset = await revision();
     },
     input: () => ({ idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }),

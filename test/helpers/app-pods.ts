@@ -62,7 +62,12 @@ export function appPods(kc: KubeConfig, namespace = kubernetesNamespace): AppPod
         /POST \/login 401 /,
       ),
     forbidden: (count, projectId = otherUsersProject) =>
-      onEveryPod(count, 403, (base) => fetch(`${base}/api/projects/${projectId}`, { headers: { authorization: `Bearer ${liveSession}` }, signal: timeout() }), new RegExp(`GET /api/projects/${projectId} 403 `)),
+      onEveryPod(
+        count,
+        403,
+        (base) => fetch(`${base}/api/projects/${projectId}`, { headers: { authorization: `Bearer ${liveSession}` }, signal: timeout() }),
+        new RegExp(`GET /api/projects/${projectId} 403 `),
+      ),
     async databaseTimeouts(count, adminDatabaseUrl) {
       const holder = new PgClient({ connectionString: adminDatabaseUrl, application_name: 'app-pods-lock-holder' });
       await holder.connect();

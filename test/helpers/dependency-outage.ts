@@ -44,7 +44,11 @@ async function stopPodsOf(name: string, answers: () => Promise<boolean>): Promis
       headers: { 'Content-Type': 'application/merge-patch+json' },
     });
   await scale(0);
-  await waitUntil(`no pod of ${name} left`, async () => (await core.listNamespacedPod(kubernetesNamespace, undefined, undefined, undefined, undefined, `app=${name}`)).body.items.length === 0, 120_000);
+  await waitUntil(
+    `no pod of ${name} left`,
+    async () => (await core.listNamespacedPod(kubernetesNamespace, undefined, undefined, undefined, undefined, `app=${name}`)).body.items.length === 0,
+    120_000,
+  );
   const stoppedAt = Date.now();
   let restored: Promise<void> | undefined;
   return {

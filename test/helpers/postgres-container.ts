@@ -12,9 +12,7 @@ export function inPostgres(command: string): string {
 
 /** The files under `dir` (relative to the container's root), sorted. */
 export function filesInPostgres(dir: string): string[] {
-  return inPostgres(`cd / && find ${dir} -type f | sort`)
-    .split('\n')
-    .filter(Boolean);
+  return inPostgres(`cd / && find ${dir} -type f | sort`).split('\n').filter(Boolean);
 }
 
 /**

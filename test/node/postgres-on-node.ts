@@ -81,4 +81,3 @@ export function postgresVolumeDir(names: NodeNames, namespace: string): string {
   chownSync(dir, postgresUid, postgresUid);
   return dir;
 }
-

@@ -65,10 +65,7 @@ describe('diskPressure', () => {
     const oldLogs = ['log/app-old1.log', 'log/app-old2.log', 'log/nested/worker-old.log'].map((f) => `${dir}/${f}`);
     const keptFiles = ['log/app-new.log', 'log/app-old.txt', 'log/app-8days.log.gz'].map((f) => `${dir}/${f}`);
     writeAgedFiles(
-      [
-        ...[...oldLogs, `${dir}/log/app-old.txt`, `${dir}/log/app-8days.log.gz`].map((path) => ({ path, age: '10 days ago' })),
-        { path: `${dir}/log/app-new.log`, age: '6 days ago' },
-      ],
+      [...[...oldLogs, `${dir}/log/app-old.txt`, `${dir}/log/app-8days.log.gz`].map((path) => ({ path, age: '10 days ago' })), { path: `${dir}/log/app-new.log`, age: '6 days ago' }],
       [{ path: `${dir}/data/big/blob`, bytes: 4 * 1024 * 1024 }],
     );
 
