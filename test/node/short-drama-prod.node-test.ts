@@ -187,8 +187,8 @@ describe('short-drama-prod on the real node', () => {
       const run = (command: string[]) => h.run('execInPod', { namespace, deployment: app, command });
       expect(await run(['python3', '-c', 'print("hello")'])).toMatchObject({ exitCode: 0, stdout: 'hello\n', timedOut: false });
       expect(await run(['python3', '-c', 'import sys; print("oops", file=sys.stderr); sys.exit(3)'])).toMatchObject({ exitCode: 3, stderr: 'oops\n' });
-      // The app's image has Python and no coreutils: the runtime cannot start echo, and the result says why instead of a bare null.
-      const missing = await run(['echo', 'hello']);
+      // A command the image lacks: the runtime cannot start it, and the result says why instead of a bare null.
+      const missing = await run(['kubectl', 'version']);
       expect(missing).toMatchObject({ exitCode: null, stdout: '', timedOut: false, error: expect.stringContaining('executable file not found') });
     } finally {
       await h.close();
