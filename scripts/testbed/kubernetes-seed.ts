@@ -24,12 +24,12 @@ export const appReleases = ['1.4.1', '1.4.2'] as const;
 type Obj = KubernetesObject & Record<string, unknown>;
 
 /** Pod logs are served by kwok from these files (CRI log format), one pair per container name. */
-export function seededLogFile(layout: TestbedLayout, container: string, previous = false): string {
+function seededLogFile(layout: TestbedLayout, container: string, previous = false): string {
   return join(kubernetesStateDir(layout), 'logs', kubernetesNamespace, `${container}${previous ? '.previous' : ''}.log`);
 }
 
 /** kwok runs `kubectl exec` commands for pods of short-drama-prod as local processes in this directory. */
-export function execWorkDir(layout: TestbedLayout): string {
+function execWorkDir(layout: TestbedLayout): string {
   return join(kubernetesStateDir(layout), 'exec-root');
 }
 

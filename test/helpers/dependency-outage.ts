@@ -6,7 +6,7 @@ import { waitUntil } from '../../scripts/testbed/processes';
 import { adminKubeConfig, kubernetesNamespace, testbedRealNode, waitForRollout } from './kube-cluster';
 import { stopApiserver } from './kube-outage';
 import { postgresAnswers } from './postgres-container';
-import { stopServer, type ServerOutage } from './server-outage';
+import { outageFromNow, stopServer, type ServerOutage } from './server-outage';
 import { testbedEnv } from './testbed';
 
 /** The systems a runbook changes, whose outage the crash matrix plays (activities/errors.ts names them so). */
@@ -49,17 +49,11 @@ async function stopPodsOf(name: string, answers: () => Promise<boolean>): Promis
     async () => (await core.listNamespacedPod(kubernetesNamespace, undefined, undefined, undefined, undefined, `app=${name}`)).body.items.length === 0,
     120_000,
   );
-  const stoppedAt = Date.now();
-  let restored: Promise<void> | undefined;
-  return {
-    stoppedAt,
-    restore: () =>
-      (restored ??= (async () => {
-        await scale(1);
-        await waitForRollout(kc, kubernetesNamespace, name, 180_000);
-        await waitUntil(`${name} answering through its Service`, answers, 60_000);
-      })()),
-  };
+  return outageFromNow(async () => {
+    await scale(1);
+    await waitForRollout(kc, kubernetesNamespace, name, 180_000);
+    await waitUntil(`${name} answering through its Service`, answers, 60_000);
+  });
 }
 
 async function redisAnswers(url: string): Promise<boolean> {

@@ -10,7 +10,7 @@ import { nodeNames, realNodeWanted } from '../../scripts/testbed/node/node-names
 import { testbedEnv } from './testbed';
 
 import { statusOf } from '../../scripts/testbed/kubernetes-seed';
-export { kubernetesNamespace, kwokNode, execWorkDir, seededLogFile, criLogLines, statusOf, waitForRollout } from '../../scripts/testbed/kubernetes-seed';
+export { kubernetesNamespace, kwokNode, criLogLines, statusOf, waitForRollout } from '../../scripts/testbed/kubernetes-seed';
 export { testbedFieldManager } from '../../scripts/testbed/kubernetes-apply';
 
 export const layout = testbedLayout();

@@ -19,16 +19,16 @@ export async function stopServer(name: string, serving: () => Promise<boolean>, 
   const pid = readPid(layout.stateDir, name);
   if (pid === undefined || !isAlive(pid)) throw new Error(`${name} is not running`);
   await stopDetached(layout.stateDir, name, 30_000, signal);
-  const stoppedAt = Date.now();
+  return outageFromNow(async () => {
+    restartDetached(layout.stateDir, name);
+    await waitUntil(`${name} serving again`, serving, restartTimeoutMs);
+  });
+}
+
+/** An outage that began now, ended by `restore` (run once, however often it is called). */
+export function outageFromNow(restore: () => Promise<void>): ServerOutage {
   let restored: Promise<void> | undefined;
-  return {
-    stoppedAt,
-    restore: () =>
-      (restored ??= (async () => {
-        restartDetached(layout.stateDir, name);
-        await waitUntil(`${name} serving again`, serving, restartTimeoutMs);
-      })()),
-  };
+  return { stoppedAt: Date.now(), restore: () => (restored ??= restore()) };
 }
 
 /**
