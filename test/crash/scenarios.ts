@@ -11,7 +11,7 @@ import { Client as PgClient } from 'pg';
 import { rateLimitAnnotation } from '../../common/inputs/traffic-control';
 import { deleteBoundClaim, deleteDeployment, kwokNode, scratchAutoscaler, scratchBoundClaim, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, kubernetesNamespace as namespace, statusOf, waitForRollout } from '../helpers/kube-cluster';
-import { filesInPostgres, inPostgres, restartPostgres, writeAgedFiles } from '../helpers/postgres-container';
+import { filesInPostgres, inPostgres, seededMaxConnections, writeAgedFiles } from '../helpers/postgres-container';
 import { workerTargetBinding } from '../../scripts/deploy-manifests';
 import { patchDeployment, setCertificateStatus } from '../helpers/kube-objects';
 import { putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
@@ -634,15 +634,7 @@ export function dbConnectionExhaustionScenario(): CrashScenario {
   const leaked: PgClient[] = [];
   let revisionAtReset = 0;
   const revision = async () => Number((await apps.readNamespacedDeployment('postgres', namespace)).body.metadata?.annotations?.['deployment.kubernetes.io/revision']);
-  const query = async <T extends Record<string, unknown>>(text: string, params: unknown[] = []): Promise<T[]> => {
-    const client = new PgClient({ connectionString: env.TESTBED_DATABASE_ADMIN_URL });
-    await client.connect();
-    try {
-      return (await client.query<T>(text, params)).rows;
-    } finally {
-      await client.end();
-    }
-  };
+  const query = <T extends Record<string, unknown>>(text: string, params: unknown[] = []) => withAdmin(async (admin) => (await admin.query<T>(text, params)).rows);
   const setting = async () => (await query<{ setting: string; pending: boolean }>(`SELECT setting, pending_restart AS pending FROM pg_settings WHERE name = 'max_connections'`))[0]!;
   const idleLeft = async () => Number((await query<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle'`, [application]))[0]!.n);
   return recreatedScenario({
@@ -654,10 +646,7 @@ export function dbConnectionExhaustionScenario(): CrashScenario {
     remove: async () => {
       await query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, [application]);
       await Promise.all(leaked.splice(0).map((c) => c.end().catch(() => undefined)));
-      await query('ALTER SYSTEM RESET max_connections');
-      await query('SELECT pg_reload_conf()');
-      // A run that restarted the server put its value in force: only another restart puts the seeded one back.
-      if ((await setting()).setting !== '100') await restartPostgres(kc, env.TESTBED_DATABASE_ADMIN_URL!);
+      await seededMaxConnections(kc);
     },
     create: async () => {
       for (let i = 0; i < 12; i++) {

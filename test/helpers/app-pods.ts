@@ -19,8 +19,6 @@ export interface AppPods {
    * app's statement timeout: "ERROR database timeout after ...ms" and a 504 line each.
    */
   databaseTimeouts(count: number, adminDatabaseUrl: string): Promise<void>;
-  /** Every pod's current log. */
-  logs(): Promise<string[]>;
 }
 
 const appSelector = 'app=short-drama-app';
@@ -80,6 +78,5 @@ export function appPods(kc: KubeConfig, namespace = kubernetesNamespace): AppPod
         await holder.end();
       }
     },
-    logs: async () => Promise.all((await running()).map((p) => logOf(p.metadata!.name!))),
   };
 }

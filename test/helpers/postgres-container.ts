@@ -4,6 +4,8 @@ import { kubectl } from '../../scripts/testbed/node/node-kubectl';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { kubernetesNamespace, layout } from './kube-cluster';
 import { rolloutRestart } from './kube-objects';
+import { withAdmin } from './postgres-scratch';
+import { testbedEnv } from './testbed';
 
 /** A shell command in short-drama-prod's real postgres container, as its user: what the runbooks' exec runs as. Its stdout. */
 export function inPostgres(command: string): string {
@@ -51,4 +53,18 @@ export async function postgresAnswers(url: string): Promise<boolean> {
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/**
+ * max_connections back at the seeded 100: `ALTER SYSTEM RESET`, and where a run restarted the
+ * server with its own value in force, another real restart (the running value is read, not
+ * `pending_restart`, which can lag right after a reload).
+ */
+export async function seededMaxConnections(kc: KubeConfig): Promise<void> {
+  const running = await withAdmin(async (admin) => {
+    await admin.query('ALTER SYSTEM RESET max_connections');
+    await admin.query('SELECT pg_reload_conf()');
+    return (await admin.query<{ max_connections: string }>('SHOW max_connections')).rows[0]!.max_connections;
+  });
+  if (running !== '100') await restartPostgres(kc, testbedEnv().TESTBED_POSTGRES_ADMIN_URL!);
 }

@@ -7,7 +7,7 @@ import type { DbConnectionExhaustionResult } from '../../workflows/db-connection
 import type { RunbookClient } from '../../client/runbook-client';
 import { recordHistory } from '../helpers/histories';
 import { adminKubeConfig, kubernetesNamespace } from '../helpers/kube-cluster';
-import { restartPostgres } from '../helpers/postgres-container';
+import { seededMaxConnections } from '../helpers/postgres-container';
 import { deleteSingleWriter, scratchSingleWriter, unique } from '../helpers/kube-activity-scratch';
 import { watchPods, type PodWatch } from '../helpers/kube-pods';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
@@ -76,19 +76,15 @@ describe('dbConnectionExhaustion', () => {
     await terminateRuns(config.temporal, ids);
   }
 
-  /** The leaked sessions ended, and max_connections the seeded 100 again, also where a run restarted the server with its value. */
+  /** The leaked sessions ended, and max_connections the seeded 100 again. */
   async function resetDatabase(): Promise<void> {
     const admin = new PgClient({ connectionString: env.DATABASE_URL });
     await admin.connect();
     // The busy sessions first: a client ends only once its server session does.
     await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'leaky-%'`);
     await Promise.all(clients.splice(0).map((c) => c.end().catch(() => undefined)));
-    await admin.query('ALTER SYSTEM RESET max_connections');
-    await admin.query('SELECT pg_reload_conf()');
-    const running = (await admin.query<{ max_connections: string }>('SHOW max_connections')).rows[0]!.max_connections;
     await admin.end();
-    // Only a restart puts the running value back (the real server on the node runs with what it started with).
-    if (running !== '100') await restartPostgres(kc, env.DATABASE_URL!);
+    await seededMaxConnections(kc);
   }
 
   beforeAll(async () => {
