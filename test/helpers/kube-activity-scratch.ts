@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { AppsV1Api, AutoscalingV2Api, CoreV1Api, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
+import { appDeployment, appReleases } from '../../scripts/testbed/kubernetes-seed';
 import { waitUntil } from '../../scripts/testbed/processes';
-import { kubernetesNamespace, kwokNode, statusOf, waitForRollout } from './kube-cluster';
+import { kubernetesNamespace, kwokNode, statusOf, testbedRealNode, waitForRollout } from './kube-cluster';
 
 export const unique = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
 
@@ -61,6 +62,45 @@ export async function scratchDeployment(kc: KubeConfig, name: string, options: S
   });
   await waitForRollout(kc, kubernetesNamespace, name);
   return (await apps.readNamespacedDeployment(name, kubernetesNamespace)).body;
+}
+
+/** What a scratch app may differ in: its pod labels, the app's switches (env, see short-drama-app.py) and its memory limit. */
+interface ScratchAppOptions {
+  labels?: Record<string, string>;
+  env?: Record<string, string>;
+  memoryLimit?: string;
+}
+
+/**
+ * A short-drama-app of one's own in short-drama-prod, one replica, running for real on the test bed's
+ * node: the seeded app's pod (image, Secret, ConfigMap, ready when /health answers) with its own
+ * labels (so the app's Service never sends it traffic) and limits.memory 256Mi unless told. Faults are
+ * the app's own switches in `env`, set from the start, so its first revision already crashes
+ * (ALLOCATE_MEMORY_MIB past the limit: OOMKilled; REQUIRED_CONFIG: exit 1). Without switches it is
+ * rolled out (Ready) before this returns.
+ */
+export async function scratchApp(kc: KubeConfig, name: string, options: ScratchAppOptions = {}): Promise<V1Deployment> {
+  const realNode = testbedRealNode();
+  if (!realNode) throw new Error(`scratchApp ${name}: real containers need the test bed's node, and TESTBED_REAL_NODE=0 has none`);
+  const seeded = appDeployment(appReleases[1], realNode) as unknown as V1Deployment;
+  const pod = seeded.spec!.template.spec!;
+  const [app] = pod.containers;
+  const labels = options.labels ?? { app: name };
+  const container = {
+    ...app!,
+    env: [...(app!.env ?? []), ...Object.entries(options.env ?? {}).map(([key, value]) => ({ name: key, value }))],
+    resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '500m', memory: options.memoryLimit ?? '256Mi' } },
+  };
+  await kc.makeApiClient(AppsV1Api).createNamespacedDeployment(kubernetesNamespace, {
+    metadata: { name, labels: { 'runbook-test/scratch': 'true' } },
+    spec: {
+      replicas: 1,
+      selector: { matchLabels: labels },
+      template: { metadata: { labels, annotations: seeded.spec!.template.metadata?.annotations }, spec: { ...pod, containers: [container] } },
+    },
+  });
+  if (!options.env || Object.keys(options.env).length === 0) await waitForRollout(kc, kubernetesNamespace, name, 120_000);
+  return (await kc.makeApiClient(AppsV1Api).readNamespacedDeployment(name, kubernetesNamespace)).body;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CoreV1Api, CustomObjectsApi, PatchUtils, Watch, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, PatchUtils, Watch, type KubeConfig, type V1ContainerStatus, type V1Pod } from '@kubernetes/client-node';
 import { kubernetesStateDir } from '../../scripts/testbed/kubernetes-pki';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { criLogLines, layout, statusOf } from './kube-cluster';
@@ -23,6 +23,33 @@ export async function readyPods(kc: KubeConfig, namespace: string, labelSelector
     timeoutMs,
   );
   return pods;
+}
+
+/** How a real container fails, as the kubelet reports it. */
+export type RealFault = 'OOMKilled' | 'Error' | 'CreateContainerConfigError';
+
+const shows: Record<RealFault, (c: V1ContainerStatus) => boolean> = {
+  // Back-off after a kill by the kernel (exit 137) / after exiting 1: what `kubectl get pods` shows as CrashLoopBackOff.
+  OOMKilled: (c) => c.state?.waiting?.reason === 'CrashLoopBackOff' && c.lastState?.terminated?.reason === 'OOMKilled',
+  Error: (c) => c.state?.waiting?.reason === 'CrashLoopBackOff' && c.lastState?.terminated?.exitCode === 1,
+  // The kubelet refuses to create the container (a key missing from its ConfigMap or Secret).
+  CreateContainerConfigError: (c) => c.state?.waiting?.reason === 'CreateContainerConfigError',
+};
+
+/** Waits until a live pod of the selector fails for real as `fault` says (a container of a real node), and returns it. */
+export async function failingPod(kc: KubeConfig, namespace: string, labelSelector: string, fault: RealFault, timeoutMs = 120_000): Promise<V1Pod> {
+  const core = kc.makeApiClient(CoreV1Api);
+  let failing: V1Pod | undefined;
+  await waitUntil(
+    `a pod ${labelSelector} in ${namespace} failing with ${fault}`,
+    async () => {
+      const { body } = await core.listNamespacedPod(namespace, undefined, undefined, undefined, undefined, labelSelector);
+      failing = body.items.find((p) => !p.metadata?.deletionTimestamp && p.status?.containerStatuses?.some(shows[fault]));
+      return failing !== undefined;
+    },
+    timeoutMs,
+  );
+  return failing!;
 }
 
 export interface CrashLoopOptions {

@@ -1,23 +1,25 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowFailedError } from '@temporalio/client';
-import { AppsV1Api, CoreV1Api, PatchUtils, type V1PodTemplateSpec } from '@kubernetes/client-node';
+import { AppsV1Api, type V1PodTemplateSpec } from '@kubernetes/client-node';
 import type { PodCrashLoopResult } from '../../workflows/pod-crash-loop';
 import { recordHistory } from '../helpers/histories';
-import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
+import { deleteDeployment, scratchApp, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig } from '../helpers/kube-cluster';
-import { newRolloutRevision } from '../helpers/kube-objects';
-import { putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
+import { patchDeployment } from '../helpers/kube-objects';
+import { failingPod, type RealFault } from '../helpers/kube-pods';
 import { testbedConfig } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
 import { expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 
 const namespace = 'short-drama-prod';
-const strategic = { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_STRATEGIC_MERGE_PATCH } };
+// 300 MiB held in a 256Mi container: the kernel kills it; x1.5 = 384Mi holds it.
+const outOfMemory = { ALLOCATE_MEMORY_MIB: '300' };
 
 /**
- * 场景1 against the real Kubernetes API of the test bed (kwok runs the pods). Every case works on
- * a scratch Deployment of its own (container "app", limits.memory 256Mi), so the seeded
- * short-drama-app keeps its revisions and replicas; all are deleted at the end.
+ * 场景1 on the test bed's real node. Every case works on a short-drama-app of its own (scratchApp:
+ * container "app", limits.memory 256Mi) that fails for real through the app's switches: the kernel
+ * OOM-kills it, it exits for a missing config key, or the kubelet refuses a key missing from its
+ * ConfigMap. So the seeded short-drama-app keeps its revisions and replicas; all are deleted at the end.
  */
 describe('podCrashLoop', () => {
   const config = testbedConfig({
@@ -28,22 +30,21 @@ describe('podCrashLoop', () => {
   });
   const kc = adminKubeConfig();
   const apps = kc.makeApiClient(AppsV1Api);
-  const core = kc.makeApiClient(CoreV1Api);
   const made: string[] = [];
 
   /** Pods labelled app=<name> unless other labels are given. */
   const selectors = new Map<string, string>();
-  async function scratch(prefix: string, labels?: (name: string) => Record<string, string>): Promise<string> {
+  async function scratch(prefix: string, options: { labels?: (name: string) => Record<string, string>; env?: Record<string, string> } = {}): Promise<string> {
     const name = unique(prefix);
     made.push(name);
-    const podLabels = labels?.(name) ?? { app: name };
+    const podLabels = options.labels?.(name) ?? { app: name };
     selectors.set(
       name,
       Object.entries(podLabels)
         .map(([k, v]) => `${k}=${v}`)
         .join(','),
     );
-    await scratchDeployment(kc, name, { labels: podLabels });
+    await scratchApp(kc, name, { labels: podLabels, env: options.env });
     return name;
   }
 
@@ -56,13 +57,14 @@ describe('podCrashLoop', () => {
     };
   }
 
-  /** The Deployment's one ready pod put into CrashLoopBackOff (OOMKilled or Error), with previous logs. */
-  async function crash(name: string, reason: 'OOMKilled' | 'Error', previous: string[]): Promise<string> {
-    const [pod] = await readyPods(kc, namespace, selectors.get(name)!, 1);
-    const podName = pod!.metadata!.name!;
-    await setContainerLogs(kc, namespace, podName, 'app', { current: ['starting'], previous });
-    await putIntoCrashLoop(kc, namespace, podName, { reason, container: 'app', restartCount: 6 });
-    return podName;
+  /** The name of the Deployment's pod once it fails for real as `fault` says. */
+  async function crash(name: string, fault: RealFault): Promise<string> {
+    return (await failingPod(kc, namespace, selectors.get(name)!, fault)).metadata!.name!;
+  }
+
+  /** A new revision of the scratch app whose container gets `env` (a strategic merge, as `kubectl set env` does). */
+  async function release(name: string, env: Array<Record<string, unknown>>): Promise<void> {
+    await patchDeployment(kc, namespace, name, { spec: { template: { spec: { containers: [{ name: 'app', env }] } } } });
   }
 
   const runIds = (names: string[]) => names.flatMap((n) => [`podCrashLoop/${namespace}/${n}`, `lock/${namespace}/${n}`]);
@@ -76,9 +78,9 @@ describe('podCrashLoop', () => {
   });
 
   test('(a) OOMKilled, plan: names the change and changes nothing', async () => {
-    const name = await scratch('pcl-oom-plan');
+    const name = await scratch('pcl-oom-plan', { env: outOfMemory });
+    const pod = await crash(name, 'OOMKilled');
     const before = await deploymentOf(name);
-    const pod = await crash(name, 'OOMKilled', ['allocating buffers', 'heap 250Mi']);
     const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: name }, { startedBy: 'erin' });
       return runbooks.waitForResult<PodCrashLoopResult>(workflowId);
@@ -94,8 +96,8 @@ describe('podCrashLoop', () => {
   });
 
   test("(a) the Deployment's pods are found by its own selector, whatever the labels are called", async () => {
-    const name = await scratch('pcl-labels', (n) => ({ 'app.kubernetes.io/name': n, 'app.kubernetes.io/component': 'api' }));
-    const pod = await crash(name, 'OOMKilled', ['heap 250Mi']);
+    const name = await scratch('pcl-labels', { labels: (n) => ({ 'app.kubernetes.io/name': n, 'app.kubernetes.io/component': 'api' }), env: outOfMemory });
+    const pod = await crash(name, 'OOMKilled');
     const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: name }, { startedBy: 'erin' });
       return runbooks.waitForResult<PodCrashLoopResult>(workflowId);
@@ -104,9 +106,9 @@ describe('podCrashLoop', () => {
   });
 
   test('(a) OOMKilled, execute + approve: the memory limit is raised x1.5 once, verified, report written', async () => {
-    const name = await scratch('pcl-oom');
+    const name = await scratch('pcl-oom', { env: outOfMemory });
+    await crash(name, 'OOMKilled');
     const before = await deploymentOf(name);
-    await crash(name, 'OOMKilled', ['allocating buffers']);
     const result = await withRunbooks(config, async ({ runbooks, client }) => {
       const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: name, mode: 'execute', severity: 'P1' }, { startedBy: 'erin' });
       const pending = await pendingOf(runbooks, workflowId, 'raise-memory-limit');
@@ -137,9 +139,11 @@ describe('podCrashLoop', () => {
     const firstRevision = (await deploymentOf(name)).revision;
     const { body: sets } = await apps.listNamespacedReplicaSet(namespace, undefined, undefined, undefined, undefined, `app=${name}`);
     const previousSet = sets.items.find((rs) => Number(rs.metadata?.annotations?.['deployment.kubernetes.io/revision']) === firstRevision)!;
-    const newRevision = await newRolloutRevision(kc, namespace, name);
+    // A release that exits for a config key it now needs: its pod crash-loops, the old one serves on.
+    await release(name, [{ name: 'REQUIRED_CONFIG', value: 'PAYMENT_GATEWAY_URL' }]);
+    await crash(name, 'Error');
+    const newRevision = (await deploymentOf(name)).revision;
     expect(newRevision).toBe(firstRevision + 1);
-    await crash(name, 'Error', ['booting v2', 'ERROR cannot read property "id" of undefined', 'FATAL exiting']);
     const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: name, mode: 'execute' }, { startedBy: 'erin' });
       const pending = await pendingOf(runbooks, workflowId, 'rollback');
@@ -163,53 +167,15 @@ describe('podCrashLoop', () => {
 
   test('(c) config error: no change, the report names the missing key', async () => {
     const name = await scratch('pcl-config');
+    const key = `FEATURE_FLAGS_${name.slice(-8).toUpperCase()}`;
+    // A release that reads a key ConfigMap app-config lacks: the kubelet refuses to create its container.
+    await release(name, [{ name: key, valueFrom: { configMapKeyRef: { name: 'app-config', key } } }]);
+    await crash(name, 'CreateContainerConfigError');
     const before = await deploymentOf(name);
-    const [pod] = await readyPods(kc, namespace, selectors.get(name)!, 1);
-    const podName = pod!.metadata!.name!;
-    const message = `couldn't find key FEATURE_FLAGS_${name.slice(-8).toUpperCase()} in ConfigMap ${namespace}/app-config`;
-    await core.patchNamespacedPodStatus(
-      podName,
-      namespace,
-      {
-        status: {
-          conditions: [{ type: 'Ready', status: 'False', reason: 'ContainersNotReady' }],
-          containerStatuses: [
-            {
-              name: 'app',
-              image: 'registry.example/scratch:1.0',
-              imageID: '',
-              ready: false,
-              started: false,
-              restartCount: 0,
-              state: { running: null, waiting: { reason: 'CreateContainerConfigError', message } },
-            },
-          ],
-        },
-      },
-      undefined,
-      undefined,
-      undefined,
-      undefined,
-      undefined,
-      strategic,
-    );
-    const now = new Date();
-    await core.createNamespacedEvent(namespace, {
-      metadata: { generateName: `${podName}.`, namespace },
-      involvedObject: { apiVersion: 'v1', kind: 'Pod', name: podName, namespace, uid: pod!.metadata!.uid, fieldPath: 'spec.containers{app}' },
-      type: 'Warning',
-      reason: 'Failed',
-      message: `Error: ${message}`,
-      source: { component: 'kubelet' },
-      firstTimestamp: now,
-      lastTimestamp: now,
-      count: 3,
-    });
     const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: name, mode: 'execute' }, { startedBy: 'erin' });
       return runbooks.waitForResult<PodCrashLoopResult>(workflowId);
     });
-    const key = `FEATURE_FLAGS_${name.slice(-8).toUpperCase()}`;
     expect(result.outcome).toBe('nothing-to-do');
     expect(result.cause).toBe('config-error');
     expect(result.missing).toBe(`key ${key} in ConfigMap ${namespace}/app-config`);
@@ -234,9 +200,9 @@ describe('podCrashLoop', () => {
   });
 
   test('execute + reject: nothing changes and the run says what was not done', async () => {
-    const name = await scratch('pcl-reject');
+    const name = await scratch('pcl-reject', { env: outOfMemory });
+    await crash(name, 'OOMKilled');
     const before = await deploymentOf(name);
-    await crash(name, 'OOMKilled', ['allocating']);
     const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: name, mode: 'execute' }, { startedBy: 'erin' });
       const pending = await pendingOf(runbooks, workflowId, 'raise-memory-limit');
@@ -253,9 +219,9 @@ describe('podCrashLoop', () => {
   });
 
   test('a worker lost between steps: a second worker resumes and the limit is raised once', async () => {
-    const name = await scratch('pcl-resume');
+    const name = await scratch('pcl-resume', { env: outOfMemory });
+    await crash(name, 'OOMKilled');
     const before = await deploymentOf(name);
-    await crash(name, 'OOMKilled', ['allocating']);
     let workflowId = '';
     await withRunbooks(config, async ({ runbooks }) => {
       ({ workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: name, mode: 'execute' }, { startedBy: 'erin' }));
