@@ -2,14 +2,15 @@ import { createHash, randomUUID } from 'node:crypto';
 import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
 import { failureOf } from '../helpers/failures';
-import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
+import { deleteDeployment, printing, scratchApp, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, kubernetesNamespace as ns } from '../helpers/kube-cluster';
-import { clearContainerLogs, readyPods, setContainerLogs } from '../helpers/kube-pods';
+import { podLogging } from '../helpers/kube-pods';
 import { closedPort, testbedEnv, testbedS3 } from '../helpers/testbed';
 
 /**
  * scanLogsToEvidence (the checklists' log checks) against the real control plane and SeaweedFS:
- * a scratch Deployment with a log of its own; evidence under a unique runbooks/test-… folder.
+ * a scratch Deployment on the real node whose container prints a log of its own; evidence under a
+ * unique runbooks/test-… folder.
  */
 const Bucket = testbedEnv().S3_BUCKET!;
 const s3 = testbedS3();
@@ -29,14 +30,12 @@ async function keysUnder(prefix: string): Promise<string[]> {
 
 beforeAll(async () => {
   h = activityHarness();
-  await scratchDeployment(kc, deployment);
-  pod = (await readyPods(kc, ns, `app=${deployment}`, 1))[0]!.metadata!.name!;
-  await setContainerLogs(kc, ns, pod, 'app', { current: lines });
+  await scratchApp(kc, deployment, { script: printing(lines) });
+  pod = await podLogging(kc, ns, `app=${deployment}`, lines);
 });
 
 afterAll(async () => {
   await deleteDeployment(kc, deployment);
-  await clearContainerLogs(kc, ns, pod);
   const keys = (await keysUnder(folder)).map((Key) => ({ Key }));
   if (keys.length) await s3.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: keys } }));
   s3.destroy();

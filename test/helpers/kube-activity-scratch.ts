@@ -66,9 +66,16 @@ export async function scratchDeployment(kc: KubeConfig, name: string, options: S
 
 /** What a scratch app may differ in: its pod labels, the app's switches (env, see short-drama-app.py) and its memory limit. */
 interface ScratchAppOptions {
+  replicas?: number;
   labels?: Record<string, string>;
   env?: Record<string, string>;
   memoryLimit?: string;
+  /**
+   * Instead of the app, `sh -c script` in its image (dash and coreutils): lines it prints are real
+   * container logs, stamped by the runtime. Its pods are Ready while it runs; an emptyDir at /state
+   * outlives a restart of the container, so a script can tell its first instance from the next.
+   */
+  script?: string;
 }
 
 /**
@@ -90,17 +97,26 @@ export async function scratchApp(kc: KubeConfig, name: string, options: ScratchA
     ...app!,
     env: [...(app!.env ?? []), ...Object.entries(options.env ?? {}).map(([key, value]) => ({ name: key, value }))],
     resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '500m', memory: options.memoryLimit ?? '256Mi' } },
+    ...(options.script ? { command: ['sh', '-c', options.script], readinessProbe: undefined, volumeMounts: [{ name: 'state', mountPath: '/state' }] } : {}),
   };
+  const volumes = options.script ? [{ name: 'state', emptyDir: {} }] : pod.volumes;
   await kc.makeApiClient(AppsV1Api).createNamespacedDeployment(kubernetesNamespace, {
     metadata: { name, labels: { 'runbook-test/scratch': 'true' } },
     spec: {
-      replicas: 1,
+      replicas: options.replicas ?? 1,
       selector: { matchLabels: labels },
-      template: { metadata: { labels, annotations: seeded.spec!.template.metadata?.annotations }, spec: { ...pod, containers: [container] } },
+      template: { metadata: { labels, annotations: seeded.spec!.template.metadata?.annotations }, spec: { ...pod, volumes, containers: [container] } },
     },
   });
   if (!options.env || Object.keys(options.env).length === 0) await waitForRollout(kc, kubernetesNamespace, name, 120_000);
   return (await kc.makeApiClient(AppsV1Api).readNamespacedDeployment(name, kubernetesNamespace)).body;
+}
+
+const shellQuoted = (text: string) => `'${text.replaceAll("'", `'\\''`)}'`;
+
+/** A scratchApp script: prints `lines` (one log line each), then runs `then` (sh) and waits until it is stopped. */
+export function printing(lines: string[], then = ''): string {
+  return `trap 'exit 0' TERM; printf '%s\\n' ${lines.map(shellQuoted).join(' ')}; ${then ? `${then}; ` : ''}sleep 3600 & wait`;
 }
 
 /**

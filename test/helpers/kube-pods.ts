@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, PatchUtils, Watch, type KubeConfig, type V1ContainerStatus, type V1Pod } from '@kubernetes/client-node';
 import { kubernetesStateDir } from '../../scripts/testbed/kubernetes-pki';
 import { waitUntil } from '../../scripts/testbed/processes';
+import { kubectl } from '../../scripts/testbed/node/node-kubectl';
 import { criLogLines, layout, statusOf } from './kube-cluster';
 
 const strategic = { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_STRATEGIC_MERGE_PATCH } };
@@ -50,6 +51,41 @@ export async function failingPod(kc: KubeConfig, namespace: string, labelSelecto
     timeoutMs,
   );
   return failing!;
+}
+
+/** Waits until the API serves `lines` as the container's current log (what its script printed), and returns the pod's name. */
+export async function podLogging(kc: KubeConfig, namespace: string, labelSelector: string, lines: string[], timeoutMs = 60_000): Promise<string> {
+  const [pod] = await readyPods(kc, namespace, labelSelector, 1, timeoutMs);
+  const name = pod!.metadata!.name!;
+  const core = kc.makeApiClient(CoreV1Api);
+  const expected = lines.map((l) => `${l}\n`).join('');
+  await waitUntil(`the log of ${namespace}/${name} to hold its ${lines.length} lines`, async () => String((await core.readNamespacedPodLog(name, namespace)).body) === expected, timeoutMs);
+  return name;
+}
+
+/** Adds `lines` to a running container's log as its own output (PID 1's stdout), through `kubectl exec`. */
+export function printInContainer(namespace: string, pod: string, lines: string[]): void {
+  kubectl(layout, ['exec', '-n', namespace, pod, '--', 'sh', '-c', `printf '%s\\n' "$@" > /proc/1/fd/1`, 'sh', ...lines]);
+}
+
+/**
+ * Ends a running container's instance from inside (`kill 1`: its PID 1 must handle SIGTERM, as a
+ * scratchApp script's `trap` does) and waits until the kubelet has started the next one.
+ */
+export async function restartInContainer(kc: KubeConfig, namespace: string, pod: string): Promise<void> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const restarts = async () => (await core.readNamespacedPod(pod, namespace)).body.status?.containerStatuses?.[0];
+  const before = (await restarts())?.restartCount ?? 0;
+  // The exec'd shell ends with the container (exit 137), so its status says nothing: the restart count does.
+  kubectl(layout, ['exec', '-n', namespace, pod, '--', 'sh', '-c', 'kill 1'], { check: false });
+  await waitUntil(
+    `${namespace}/${pod} restarted and running`,
+    async () => {
+      const status = await restarts();
+      return status?.restartCount === before + 1 && status.state?.running !== undefined;
+    },
+    60_000,
+  );
 }
 
 export interface CrashLoopOptions {
