@@ -14,7 +14,13 @@ const shared = {
 };
 
 /** Suites that induce faults in real containers of the test bed's node. */
-const realContainerSuites = ['<rootDir>/test/node/', '<rootDir>/test/runbooks/pod-crash-loop.test.ts'];
+const realContainerSuites = [
+  '<rootDir>/test/node/',
+  '<rootDir>/test/runbooks/pod-crash-loop.test.ts',
+  '<rootDir>/test/runbooks/post-incident-review.test.ts',
+  '<rootDir>/test/activities/incident-evidence.test.ts',
+  '<rootDir>/test/activities/log-evidence.test.ts',
+];
 
 module.exports = {
   testTimeout: 180_000,

@@ -5,7 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import { linesInWindow } from '../../activities/incident-evidence';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
 import { failureOf } from '../helpers/failures';
-import { deleteDeployment, scratchApp, unique } from '../helpers/kube-activity-scratch';
+import { deleteDeployment, restartableScript, scratchApp, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, kubernetesNamespace as ns } from '../helpers/kube-cluster';
 import { printInContainer, readyPods, restartInContainer } from '../helpers/kube-pods';
 import { waitUntil } from '../../scripts/testbed/processes';
@@ -39,8 +39,7 @@ const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex')
 
 beforeAll(async () => {
   h = activityHarness();
-  // Each container's first instance says it started (once: /state outlives a restart); SIGTERM ends it with exit 1.
-  await scratchApp(kc, deployment, { replicas: 3, script: `trap 'exit 1' TERM; [ -e /state/started ] || { echo "$HOSTNAME started"; touch /state/started; }; sleep 3600 & wait` });
+  await scratchApp(kc, deployment, { replicas: 3, script: restartableScript(['started']) });
   pods = (await readyPods(kc, ns, `app=${deployment}`, 3)).map((p) => p.metadata!.name!).sort();
   await core.createNamespacedSecret(ns, { metadata: { name: secretName }, type: 'Opaque', stringData: { API_TOKEN: secretValue } });
 });
@@ -77,7 +76,7 @@ test('logs of every pod, only the window, one object per container log with its 
   const since = new Date().toISOString();
   // The first pod's instance ends (exit 1) and the kubelet starts the next: its log is the previous one.
   printInContainer(ns, pods[0]!, ['pod 0 previous instance', 'FATAL out of memory']);
-  await restartInContainer(kc, ns, pods[0]!);
+  await restartInContainer(kc, ns, pods[0]!, 'exit');
   // In the window: lines of each pod's own; after it: one more.
   for (const [i, pod] of pods.entries()) printInContainer(ns, pod, [`pod ${i} serving ${pod}`, `ERROR pod ${i} upstream timeout`]);
   const until = new Date().toISOString();

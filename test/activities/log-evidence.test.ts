@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
 import { failureOf } from '../helpers/failures';
-import { deleteDeployment, printing, scratchApp, unique } from '../helpers/kube-activity-scratch';
+import { deleteDeployment, restartableScript, scratchApp, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, kubernetesNamespace as ns } from '../helpers/kube-cluster';
 import { podLogging } from '../helpers/kube-pods';
 import { closedPort, testbedEnv, testbedS3 } from '../helpers/testbed';
@@ -30,7 +30,7 @@ async function keysUnder(prefix: string): Promise<string[]> {
 
 beforeAll(async () => {
   h = activityHarness();
-  await scratchApp(kc, deployment, { script: printing(lines) });
+  await scratchApp(kc, deployment, { script: restartableScript(lines) });
   pod = await podLogging(kc, ns, `app=${deployment}`, lines);
 });
 

@@ -114,9 +114,16 @@ export async function scratchApp(kc: KubeConfig, name: string, options: ScratchA
 
 const shellQuoted = (text: string) => `'${text.replaceAll("'", `'\\''`)}'`;
 
-/** A scratchApp script: prints `lines` (one log line each), then runs `then` (sh) and waits until it is stopped. */
-export function printing(lines: string[], then = ''): string {
-  return `trap 'exit 0' TERM; printf '%s\\n' ${lines.map(shellQuoted).join(' ')}; ${then ? `${then}; ` : ''}sleep 3600 & wait`;
+/**
+ * A scratchApp script with instances as a real server has them. The first instance prints
+ * `firstLines` (one log line each) and runs until it is stopped (SIGTERM: exit 1) or told to hold
+ * more memory than the container may (/state/oom: then the kernel OOM-kills it); the instances
+ * the kubelet starts after it print nothing and run on. See restartInContainer.
+ */
+export function restartableScript(firstLines: string[] = []): string {
+  const print = firstLines.length ? `printf '%s\\n' ${firstLines.map(shellQuoted).join(' ')}; ` : '';
+  const oom = `exec python3 -c "x = b'x' * (600 << 20)"`;
+  return `trap 'exit 1' TERM; if [ -e /state/started ]; then sleep 3600 & wait; else touch /state/started; ${print}until [ -e /state/oom ]; do sleep 0.2; done; ${oom}; fi`;
 }
 
 /**

@@ -65,24 +65,26 @@ export async function podLogging(kc: KubeConfig, namespace: string, labelSelecto
 
 /** Adds `lines` to a running container's log as its own output (PID 1's stdout), through `kubectl exec`. */
 export function printInContainer(namespace: string, pod: string, lines: string[]): void {
-  kubectl(layout, ['exec', '-n', namespace, pod, '--', 'sh', '-c', `printf '%s\\n' "$@" > /proc/1/fd/1`, 'sh', ...lines]);
+  kubectl(layout, ['exec', '-i', '-n', namespace, pod, '--', 'sh', '-c', 'cat > /proc/1/fd/1'], { input: lines.map((l) => `${l}\n`).join('') });
 }
 
 /**
- * Ends a running container's instance from inside (`kill 1`: its PID 1 must handle SIGTERM, as a
- * scratchApp script's `trap` does) and waits until the kubelet has started the next one.
+ * Ends the running instance of a restartableScript container, as `exit` (SIGTERM to its PID 1:
+ * exit 1) or `oom` (it holds more than its limit and the kernel kills it), and waits until the
+ * kubelet has started the next one.
  */
-export async function restartInContainer(kc: KubeConfig, namespace: string, pod: string): Promise<void> {
+export async function restartInContainer(kc: KubeConfig, namespace: string, pod: string, how: 'exit' | 'oom'): Promise<void> {
   const core = kc.makeApiClient(CoreV1Api);
-  const restarts = async () => (await core.readNamespacedPod(pod, namespace)).body.status?.containerStatuses?.[0];
-  const before = (await restarts())?.restartCount ?? 0;
-  // The exec'd shell ends with the container (exit 137), so its status says nothing: the restart count does.
-  kubectl(layout, ['exec', '-n', namespace, pod, '--', 'sh', '-c', 'kill 1'], { check: false });
+  const container = async () => (await core.readNamespacedPod(pod, namespace)).body.status?.containerStatuses?.[0];
+  const before = (await container())?.restartCount ?? 0;
+  // The exec'd shell of `kill 1` ends with the container (exit 137), so its status says nothing: the restart count does.
+  kubectl(layout, ['exec', '-n', namespace, pod, '--', 'sh', '-c', how === 'exit' ? 'kill 1' : 'touch /state/oom'], { check: how === 'oom' });
+  const reason = how === 'exit' ? 'Error' : 'OOMKilled';
   await waitUntil(
-    `${namespace}/${pod} restarted and running`,
+    `${namespace}/${pod} ended (${reason}) and running again`,
     async () => {
-      const status = await restarts();
-      return status?.restartCount === before + 1 && status.state?.running !== undefined;
+      const status = await container();
+      return status?.restartCount === before + 1 && status.lastState?.terminated?.reason === reason && status.state?.running !== undefined;
     },
     60_000,
   );

@@ -3,7 +3,7 @@ import { DeleteObjectsCommand, GetObjectCommand, ListObjectsV2Command } from '@a
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
-import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { CoreV1Api } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { createRunbookClient } from '../../client';
 import { catalog, workflowIdFor } from '../../common/catalog';
@@ -11,9 +11,10 @@ import { postIncidentReviewInput } from '../../common/inputs/post-incident-revie
 import type { PostIncidentReviewResult } from '../../workflows/post-incident-review';
 import { connectClient } from '../../config/temporal-connection';
 import { recordHistory } from '../helpers/histories';
-import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
-import { adminKubeConfig, kubernetesNamespace as ns } from '../helpers/kube-cluster';
-import { clearContainerLogs, putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
+import { deleteDeployment, restartableScript, scratchApp, unique } from '../helpers/kube-activity-scratch';
+import { adminKubeConfig, kubernetesNamespace as ns, waitForRollout } from '../helpers/kube-cluster';
+import { patchDeployment } from '../helpers/kube-objects';
+import { printInContainer, readyPods, restartInContainer } from '../helpers/kube-pods';
 import { readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { startScript } from '../helpers/process-output';
 import { testbedConfig, testbedEnv, testbedS3 } from '../helpers/testbed';
@@ -37,10 +38,10 @@ async function historyOf(handle: WorkflowHandle): Promise<{ bytes: number; text:
 }
 
 /**
- * 事后分析 against the real test bed: a scratch Deployment of three pods (kwok) with big logs of
- * their own, a scratch Secret whose value must never leave the cluster, SeaweedFS for the
- * evidence and the report, and the Temporal dev server. Scratch objects, kwok Logs objects and
- * log files, and the evidence written are removed at the end (the reports stay, as for every runbook).
+ * 事后分析 against the real test bed: a scratch Deployment of three real pods on the node with big
+ * logs of their own (one OOM-killed by the kernel once), a scratch Secret whose value must never
+ * leave the cluster, SeaweedFS for the evidence and the report, and the Temporal dev server.
+ * Scratch objects and the evidence written are removed at the end (the reports stay, as for every runbook).
  */
 describe('postIncidentReview', () => {
   const config = testbedConfig();
@@ -62,7 +63,7 @@ describe('postIncidentReview', () => {
   const track = (result: PostIncidentReviewResult) => evidenceKeys.push(...result.evidence.map((e) => e.key));
 
   beforeAll(async () => {
-    await scratchDeployment(kc, deployment, { replicas: 3 });
+    await scratchApp(kc, deployment, { replicas: 3, script: restartableScript() });
     pods = (await readyPods(kc, ns, `app=${deployment}`, 3)).map((p) => p.metadata!.name!).sort();
     await core.createNamespacedSecret(ns, { metadata: { name: secretName }, type: 'Opaque', stringData: { API_TOKEN: secretValue } });
   });
@@ -73,7 +74,6 @@ describe('postIncidentReview', () => {
 
   afterAll(async () => {
     await deleteDeployment(kc, deployment);
-    for (const pod of pods) await clearContainerLogs(kc, ns, pod);
     await core.deleteNamespacedSecret(secretName, ns).catch(() => undefined);
     for (let at = 0; at < evidenceKeys.length; at += 1000) {
       await s3.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: evidenceKeys.slice(at, at + 1000).map((Key) => ({ Key })) } }));
@@ -84,11 +84,16 @@ describe('postIncidentReview', () => {
   test('2 MiB of logs from every pod, events and the snapshot in S3 with the digests the history names; the history stays small and holds no log line or secret', async () => {
     // Each pod its own lines (~0.9 MiB each), with a marker that must reach S3 but never the history.
     const markers = pods.map((pod) => `marker-${pod}-${randomBytes(6).toString('hex')}`);
+    // The first pod's first instance is OOM-killed by the kernel: its last lines are the previous log.
+    printInContainer(ns, pods[0]!, ['previous instance of pod 0', `FATAL out of memory ${markers[0]}`]);
+    await restartInContainer(kc, ns, pods[0]!, 'oom');
     for (const [i, pod] of pods.entries()) {
-      const lines = Array.from({ length: 7200 }, (_, n) => `${n % 1000 === 999 ? 'ERROR' : 'INFO'} ${markers[i]} GET /api/dramas/${n} 200 ${'.'.repeat(60)}`);
-      await setContainerLogs(kc, ns, pod, 'app', { current: lines, previous: i === 0 ? ['previous instance of pod 0', `FATAL out of memory ${markers[i]}`] : [] });
+      printInContainer(
+        ns,
+        pod,
+        Array.from({ length: 7200 }, (_, n) => `${n % 1000 === 999 ? 'ERROR' : 'INFO'} ${markers[i]} GET /api/dramas/${n} 200 ${'.'.repeat(60)}`),
+      );
     }
-    await putIntoCrashLoop(kc, ns, pods[0]!, { reason: 'OOMKilled', restartCount: 2 });
     const incidentId = `INC-${randomUUID().slice(0, 8)}`;
     const impact = 'Video playback failed for about 20% of users between 10:05 and 10:40.';
 
@@ -157,7 +162,7 @@ describe('postIncidentReview', () => {
     for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention', '## Evidence']) expect(markdown).toContain(part);
     expect(markdown).toContain(impact);
     expect(markdown).toContain('Playback outage: incident');
-    expect(markdown).toMatch(new RegExp(`Signals in the window: OOMKilled containers in ${pods[0]}\\. pods waiting: ${pods[0]} CrashLoopBackOff\\. changed in the window: `));
+    expect(markdown).toMatch(new RegExp(`Signals in the window: OOMKilled containers in ${pods[0]}\\. changed in the window: `));
     for (const step of ['Logs of every pod', 'Events of namespace', 'Configuration snapshot'])
       expect(markdown).toMatch(new RegExp(`\\| read \\| ${step}[^|]*\\|[^|]*\\| [^|]*-> runbooks/evidence/postIncidentReview/`));
     for (const item of result.evidence) expect(markdown).toContain(`\`${item.key}\` (${item.size} bytes, sha256 ${item.sha256.slice(0, 16)})`);
@@ -176,27 +181,23 @@ describe('postIncidentReview', () => {
     const sentinel = `SENTINEL${randomBytes(12).toString('hex')}`;
     const name = unique('pir-cred');
     const configMap = unique('pir-cred-config');
-    const apps = kc.makeApiClient(AppsV1Api);
-    const container = {
-      name: 'app',
-      image: 'registry.example/scratch:1.0',
-      env: [
-        { name: 'DATABASE_URL', value: `postgres://u:${sentinel}@postgres:5432/short_drama_prod` },
-        { name: 'API_TOKEN', valueFrom: { configMapKeyRef: { name: configMap, key: 'api_token' } } },
-      ],
-    };
-    const spec = { replicas: 1, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { nodeSelector: { type: 'kwok' }, containers: [container] } } };
-    // What `kubectl apply` leaves behind: the whole object again, literal values included.
-    const lastApplied = JSON.stringify({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace: ns }, spec });
+    const credentials = [
+      { name: 'DATABASE_URL', value: `postgres://u:${sentinel}@postgres:5432/short_drama_prod` },
+      { name: 'API_TOKEN', valueFrom: { configMapKeyRef: { name: configMap, key: 'api_token' } } },
+    ];
     const startedAt = new Date(Date.now() - 1000);
     await core.createNamespacedConfigMap(ns, {
       metadata: { name: configMap, annotations: { 'kubectl.kubernetes.io/last-applied-configuration': JSON.stringify({ data: { api_token: sentinel } }) } },
       data: { api_token: sentinel, upstream: `https://bot:${sentinel}@api.example/v1`, LOG_LEVEL: 'info' },
     });
-    await apps.createNamespacedDeployment(ns, {
-      metadata: { name, labels: { 'runbook-test/scratch': 'true' }, annotations: { 'kubectl.kubernetes.io/last-applied-configuration': lastApplied } },
-      spec,
+    await scratchApp(kc, name, { script: restartableScript() });
+    // What `kubectl apply` leaves behind: the whole object again, literal values included.
+    const lastApplied = JSON.stringify({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace: ns }, spec: { template: { spec: { containers: [{ name: 'app', env: credentials }] } } } });
+    await patchDeployment(kc, ns, name, {
+      metadata: { annotations: { 'kubectl.kubernetes.io/last-applied-configuration': lastApplied } },
+      spec: { template: { spec: { containers: [{ name: 'app', env: credentials }] } } },
     });
+    await waitForRollout(kc, ns, name);
     const taskQueue = `pir-scrub-${randomUUID()}`;
     const worker = startScript('workers/main.ts', {
       ...process.env,
@@ -256,10 +257,12 @@ describe('postIncidentReview', () => {
       };
       const deploymentItem = snapshot.items.find((i) => i.kind === 'Deployment' && i.metadata.name === name)!;
       expect(deploymentItem.metadata.annotations?.['kubectl.kubernetes.io/last-applied-configuration']).toBeUndefined();
-      expect(deploymentItem.spec?.template?.spec?.containers?.[0]?.env).toEqual([
-        { name: 'DATABASE_URL', value: '[redacted]' },
-        { name: 'API_TOKEN', valueFrom: { configMapKeyRef: { name: configMap, key: 'api_token' } } },
-      ]);
+      expect(deploymentItem.spec?.template?.spec?.containers?.[0]?.env).toEqual(
+        expect.arrayContaining([
+          { name: 'DATABASE_URL', value: '[redacted]' },
+          { name: 'API_TOKEN', valueFrom: { configMapKeyRef: { name: configMap, key: 'api_token' } } },
+        ]),
+      );
       expect(snapshot.items.find((i) => i.kind === 'ConfigMap' && i.metadata.name === configMap)?.data).toEqual({ api_token: '[redacted]', upstream: '[redacted]', LOG_LEVEL: 'info' });
     } finally {
       if (worker.child.exitCode === null) worker.child.kill('SIGTERM');
