@@ -20,6 +20,9 @@ const realContainerSuites = [
   '<rootDir>/test/runbooks/post-incident-review.test.ts',
   '<rootDir>/test/activities/incident-evidence.test.ts',
   '<rootDir>/test/activities/log-evidence.test.ts',
+  '<rootDir>/test/runbooks/daily-health-check.test.ts',
+  '<rootDir>/test/alerting/alert-bridge.test.ts',
+  '<rootDir>/test/alerting/alerts-end-to-end.test.ts',
 ];
 
 module.exports = {

@@ -1,4 +1,4 @@
-import type { CoreV1Event, V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
+import type { CoreV1Event, V1ContainerStateTerminated, V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import { invalidInput } from './errors';
 import { containerHasEnded, guarded, kcall, pickPod, readPodLog, podSelectorOf, positiveInt, type KubeScope, type PodScope } from './kubernetes-common';
 import { forEachListPage, pageSizeOf } from './kubernetes-paging';
@@ -12,6 +12,8 @@ export interface ContainerSummary {
   waitingReason?: string;
   lastTerminationReason?: string;
   lastExitCode?: number;
+  /** Set when it restarts over and over (see restartingAfterFailures). */
+  crashLooping?: true;
 }
 
 export interface PodSummary {
@@ -27,6 +29,8 @@ export interface PodSummary {
   /** First last-termination reason of a container, e.g. OOMKilled. */
   lastTerminationReason?: string;
   lastExitCode?: number;
+  /** Set when a container restarts over and over (see restartingAfterFailures). */
+  crashLooping?: true;
   /** Set while the pod is being deleted. */
   terminating?: boolean;
   createdAt?: string;
@@ -49,11 +53,30 @@ export interface ListPodsResult {
   counts: { total: number; ready: number; notReady: number; crashLooping: number; oomKilled: number };
 }
 
+/** How soon after a restart a failing container is still counted as in its loop (it dies again within seconds). */
+const restartCycleMs = 60_000;
+
+const failed = (t: V1ContainerStateTerminated | undefined) => t !== undefined && t.exitCode !== 0;
+
+/**
+ * A container in a crash loop. Most of the time the kubelet shows it waiting in CrashLoopBackOff,
+ * but between two back-offs it is briefly terminated (just died) or running (just restarted): a
+ * check that looks only for the waiting reason passes a crash-looping pod caught at that moment.
+ */
+export function restartingAfterFailures(s: V1ContainerStatus, now = Date.now()): boolean {
+  if (s.state?.waiting?.reason === 'CrashLoopBackOff') return true;
+  if ((s.restartCount ?? 0) === 0 || s.ready) return false;
+  if (failed(s.state?.terminated)) return true;
+  const startedAt = s.state?.running?.startedAt;
+  return failed(s.lastState?.terminated) && startedAt !== undefined && now - new Date(startedAt).getTime() < restartCycleMs;
+}
+
 function containerSummary(s: V1ContainerStatus): ContainerSummary {
   const state = s.state?.running ? 'running' : s.state?.waiting ? 'waiting' : s.state?.terminated ? 'terminated' : 'unknown';
   const last = s.lastState?.terminated;
   const summary: ContainerSummary = { name: s.name, ready: s.ready === true, restarts: s.restartCount ?? 0, state };
   if (s.state?.waiting?.reason) summary.waitingReason = s.state.waiting.reason;
+  if (restartingAfterFailures(s)) summary.crashLooping = true;
   if (last?.reason) summary.lastTerminationReason = last.reason;
   if (last?.exitCode !== undefined) summary.lastExitCode = last.exitCode;
   else if (s.state?.terminated) {
@@ -81,6 +104,7 @@ export function podSummary(pod: V1Pod): PodSummary {
   const terminated = containers.find((c) => c.lastTerminationReason || c.lastExitCode !== undefined);
   if (terminated?.lastTerminationReason) summary.lastTerminationReason = terminated.lastTerminationReason;
   if (terminated?.lastExitCode !== undefined) summary.lastExitCode = terminated.lastExitCode;
+  if (containers.some((c) => c.crashLooping)) summary.crashLooping = true;
   if (pod.metadata?.deletionTimestamp) summary.terminating = true;
   if (pod.metadata?.creationTimestamp) summary.createdAt = new Date(pod.metadata.creationTimestamp).toISOString();
   const limits = (pod.spec?.containers ?? []).flatMap((c) => (c.resources?.limits?.memory ? [[c.name, c.resources.limits.memory] as const] : []));
@@ -203,7 +227,7 @@ export function createKubernetesPodActivities(scope: KubeScope) {
           total: pods.length,
           ready,
           notReady: pods.length - ready,
-          crashLooping: pods.filter((p) => p.containers.some((c) => c.waitingReason === 'CrashLoopBackOff')).length,
+          crashLooping: pods.filter((p) => p.crashLooping).length,
           oomKilled: pods.filter((p) => p.containers.some((c) => c.lastTerminationReason === 'OOMKilled')).length,
         },
       };

@@ -14,7 +14,8 @@ export function checkPods(checklist: Checklist, input: DailyInput): Promise<Chec
   return checklist.check('pods', '系统健康检查 / Pods', `Pods in ${namespace}`, async (row) => {
     const { pods, counts } = await read.listPodSummaries({ namespace });
     const notReady = pods.filter((p) => !p.ready && !p.terminating);
-    const crashLooping = pods.filter((p) => p.waitingReason === 'CrashLoopBackOff');
+    // Results recorded before `crashLooping` existed (replays) say it by the waiting reason alone.
+    const crashLooping = pods.filter((p) => p.crashLooping ?? p.waitingReason === 'CrashLoopBackOff');
     const oomKilled = pods.filter((p) => p.lastTerminationReason === 'OOMKilled');
     const mostRestarts = [...pods].sort((a, b) => b.restarts - a.restarts)[0];
     return [

@@ -6,9 +6,9 @@ import { startAlertBridge, type AlertBridge, type BridgeLog } from '../../client
 import { defaultAlertRoutes, type AlertRoute } from '../../config/alerting';
 import type { PodCrashLoopResult } from '../../workflows/pod-crash-loop';
 import { alertNotification, fingerprintOf, postToBridge } from '../helpers/alert-notifications';
-import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
+import { deleteDeployment, outOfMemory, scratchApp, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig } from '../helpers/kube-cluster';
-import { putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
+import { failingPod } from '../helpers/kube-pods';
 import { pendingOf, terminateRuns } from '../helpers/runbook-runs';
 import { closedPort, testbedConfig } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
@@ -51,10 +51,10 @@ describe('alert bridge', () => {
     }
   }
 
-  async function scratch(prefix: string): Promise<string> {
+  async function scratch(prefix: string, env?: Record<string, string>): Promise<string> {
     const name = unique(prefix);
     made.push(name);
-    await scratchDeployment(kc, name);
+    await scratchApp(kc, name, { env });
     return name;
   }
 
@@ -113,10 +113,8 @@ describe('alert bridge', () => {
   });
 
   test('resolved: the run it started, waiting for approval, ends cancelled and applies nothing; a run a person started is left alone', async () => {
-    const name = await scratch('ab-resolve');
-    const [pod] = await readyPods(kc, namespace, `app=${name}`, 1);
-    await setContainerLogs(kc, namespace, pod!.metadata!.name!, 'app', { current: ['starting'], previous: ['allocating buffers'] });
-    await putIntoCrashLoop(kc, namespace, pod!.metadata!.name!, { reason: 'OOMKilled', container: 'app', restartCount: 6 });
+    const name = await scratch('ab-resolve', outOfMemory);
+    await failingPod(kc, namespace, `app=${name}`, 'OOMKilled');
     const before = (await apps.readNamespacedDeployment(name, namespace)).body;
     const labels = { deployment: name, remediation: 'execute' };
 

@@ -2,9 +2,9 @@ import { AppsV1Api } from '@kubernetes/client-node';
 import { startAlertBridge, type AlertBridge, type NotificationReport } from '../../client/alert-bridge';
 import { waitUntil } from '../../scripts/testbed/processes';
 import type { PodCrashLoopResult } from '../../workflows/pod-crash-loop';
-import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
+import { deleteDeployment, outOfMemory, scratchApp, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig } from '../helpers/kube-cluster';
-import { putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
+import { failingPod } from '../helpers/kube-pods';
 import { pendingOf, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
@@ -49,10 +49,8 @@ describe('alerts end to end', () => {
   });
 
   test('a high error rate starts podCrashLoop through Alertmanager; its resolution stops the run before anything is applied', async () => {
-    await scratchDeployment(kc, name);
-    const [pod] = await readyPods(kc, namespace, `app=${name}`, 1);
-    await setContainerLogs(kc, namespace, pod!.metadata!.name!, 'app', { current: ['starting'], previous: ['allocating buffers'] });
-    await putIntoCrashLoop(kc, namespace, pod!.metadata!.name!, { reason: 'OOMKilled', container: 'app', restartCount: 6 });
+    await scratchApp(kc, name, { env: outOfMemory });
+    await failingPod(kc, namespace, `app=${name}`, 'OOMKilled');
     const before = (await apps.readNamespacedDeployment(name, namespace)).body;
     // An ApiErrorRateHigh left firing by something else would reach the bridge the moment it listens.
     await setProfile({ reset: true });

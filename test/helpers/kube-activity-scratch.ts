@@ -64,6 +64,9 @@ export async function scratchDeployment(kc: KubeConfig, name: string, options: S
   return (await apps.readNamespacedDeployment(name, kubernetesNamespace)).body;
 }
 
+/** The app's switch that gets a scratchApp (limits.memory 256Mi) OOM-killed by the kernel; ×1.5 = 384Mi would hold it. */
+export const outOfMemory = { ALLOCATE_MEMORY_MIB: '300' };
+
 /** What a scratch app may differ in: its pod labels, the app's switches (env, see short-drama-app.py) and its memory limit. */
 interface ScratchAppOptions {
   replicas?: number;

@@ -8,10 +8,10 @@ import type { CheckRow, ChecklistResult } from '../../common/checklist';
 import type { RunbookConfig } from '../../config/schema';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { recordHistory } from '../helpers/histories';
-import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
+import { deleteDeployment, outOfMemory, scratchApp, unique } from '../helpers/kube-activity-scratch';
 import { appPods } from '../helpers/app-pods';
 import { adminKubeConfig } from '../helpers/kube-cluster';
-import { putIntoCrashLoop, readyPods } from '../helpers/kube-pods';
+import { failingPod } from '../helpers/kube-pods';
 import { readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { closedPort, testbedConfig, testbedEnv, testbedS3 } from '../helpers/testbed';
 import { withWorker } from '../helpers/worker';
@@ -130,15 +130,14 @@ describe('dailyHealthCheck', () => {
     const pendingClaim = unique('daily-pending');
     const autoscaling = kc.makeApiClient(AutoscalingV2Api);
     try {
-      await scratchDeployment(kc, crashing);
-      const [pod] = await readyPods(kc, namespace, `app=${crashing}`, 1);
-      await putIntoCrashLoop(kc, namespace, pod!.metadata!.name!, { reason: 'OOMKilled', restartCount: 7 });
+      await scratchApp(kc, crashing, { env: outOfMemory });
+      await failingPod(kc, namespace, `app=${crashing}`, 'OOMKilled');
       await core.createNamespacedService(namespace, { metadata: { name: orphanService }, spec: { selector: { app: `nothing-${orphanService}` }, ports: [{ port: 80 }] } });
       await core.createNamespacedPersistentVolumeClaim(namespace, {
         metadata: { name: pendingClaim },
         spec: { accessModes: ['ReadWriteOnce'], storageClassName: 'no-such-class', resources: { requests: { storage: '1Gi' } } },
       });
-      await scratchDeployment(kc, capped);
+      await scratchApp(kc, capped);
       await autoscaling.createNamespacedHorizontalPodAutoscaler(namespace, {
         metadata: { name: capped },
         spec: {
@@ -154,13 +153,15 @@ describe('dailyHealthCheck', () => {
       await app.databaseTimeouts(2, env.TESTBED_DATABASE_ADMIN_URL!);
       await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: `${backupPrefix}latest.sql` }] } }));
 
-      const result = await runDaily(testbedConfig());
+      // Any restart warns: a real crash loop restarts a few times in a test's minute, not 7.
+      const result = await runDaily(testbedConfig({ CHECKLIST_THRESHOLDS: JSON.stringify({ podRestarts: 0 }) }));
       expect(result.overall).toBe('FAIL');
       expect(rowOf(result, 'pods.ready').status).toBe('FAIL');
       expect(rowOf(result, 'pods.ready').detail).toContain(crashing);
       expect(rowOf(result, 'pods.crash-loop')).toMatchObject({ status: 'FAIL', value: '1' });
       expect(rowOf(result, 'pods.oom-killed').status).toBe('WARN');
-      expect(rowOf(result, 'pods.restarts')).toMatchObject({ status: 'WARN', value: '7' });
+      expect(rowOf(result, 'pods.restarts').status).toBe('WARN');
+      expect(Number(rowOf(result, 'pods.restarts').value)).toBeGreaterThanOrEqual(1);
       expect(rowOf(result, `services.${orphanService}`)).toMatchObject({ status: 'FAIL', value: '0 ready, 0 not ready' });
       expect(rowOf(result, `hpa.${capped}`).status).toBe('WARN');
       expect(rowOf(result, `pvc.${pendingClaim}`)).toMatchObject({ status: 'FAIL' });

@@ -3,7 +3,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { AppsV1Api, type V1PodTemplateSpec } from '@kubernetes/client-node';
 import type { PodCrashLoopResult } from '../../workflows/pod-crash-loop';
 import { recordHistory } from '../helpers/histories';
-import { deleteDeployment, scratchApp, unique } from '../helpers/kube-activity-scratch';
+import { deleteDeployment, outOfMemory, scratchApp, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig } from '../helpers/kube-cluster';
 import { patchDeployment } from '../helpers/kube-objects';
 import { failingPod, type RealFault } from '../helpers/kube-pods';
@@ -12,8 +12,6 @@ import { withRunbooks } from '../helpers/worker';
 import { expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 
 const namespace = 'short-drama-prod';
-// 300 MiB held in a 256Mi container: the kernel kills it; x1.5 = 384Mi holds it.
-const outOfMemory = { ALLOCATE_MEMORY_MIB: '300' };
 
 /**
  * 场景1 on the test bed's real node. Every case works on a short-drama-app of its own (scratchApp:
