@@ -1,4 +1,4 @@
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, PatchUtils, Watch, type KubeConfig, type V1ContainerStatus, type V1Pod } from '@kubernetes/client-node';
 import { kubernetesStateDir } from '../../scripts/testbed/kubernetes-pki';
@@ -158,7 +158,7 @@ function podLogDir(namespace: string, pod: string): string {
   return join(kubernetesStateDir(layout), 'logs', 'pods', namespace, pod);
 }
 
-export function podLogFile(namespace: string, pod: string, container: string, previous = false): string {
+function podLogFile(namespace: string, pod: string, container: string, previous = false): string {
   return join(podLogDir(namespace, pod), `${container}${previous ? '.previous' : ''}.log`);
 }
 
@@ -188,17 +188,6 @@ export async function setContainerLogs(kc: KubeConfig, namespace: string, pod: s
   const core = kc.makeApiClient(CoreV1Api);
   const expected = logs.current.map((l) => `${l}\n`).join('');
   await waitUntil(`kwok to serve the new logs of ${namespace}/${pod}/${container}`, async () => (await core.readNamespacedPodLog(pod, namespace, container)).body === expected, 30_000);
-}
-
-/** Undoes setContainerLogs for every container of a pod: its kwok `Logs` object and the files. */
-export async function clearContainerLogs(kc: KubeConfig, namespace: string, pod: string): Promise<void> {
-  await kc
-    .makeApiClient(CustomObjectsApi)
-    .deleteNamespacedCustomObject('kwok.x-k8s.io', 'v1alpha1', namespace, 'logs', pod)
-    .catch((err: unknown) => {
-      if (statusOf(err) !== 404) throw err;
-    });
-  rmSync(podLogDir(namespace, pod), { recursive: true, force: true });
 }
 
 /**

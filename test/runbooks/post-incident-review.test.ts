@@ -192,7 +192,12 @@ describe('postIncidentReview', () => {
     });
     await scratchApp(kc, name, { script: restartableScript() });
     // What `kubectl apply` leaves behind: the whole object again, literal values included.
-    const lastApplied = JSON.stringify({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace: ns }, spec: { template: { spec: { containers: [{ name: 'app', env: credentials }] } } } });
+    const lastApplied = JSON.stringify({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name, namespace: ns },
+      spec: { template: { spec: { containers: [{ name: 'app', env: credentials }] } } },
+    });
     await patchDeployment(kc, ns, name, {
       metadata: { annotations: { 'kubectl.kubernetes.io/last-applied-configuration': lastApplied } },
       spec: { template: { spec: { containers: [{ name: 'app', env: credentials }] } } },
