@@ -13,17 +13,18 @@ const shared = {
   testTimeout: 180_000,
 };
 
-/** Suites that induce faults in real containers of the test bed's node. */
-const realContainerSuites = [
-  '<rootDir>/test/node/',
-  '<rootDir>/test/runbooks/pod-crash-loop.test.ts',
-  '<rootDir>/test/runbooks/post-incident-review.test.ts',
-  '<rootDir>/test/activities/incident-evidence.test.ts',
-  '<rootDir>/test/activities/log-evidence.test.ts',
-  '<rootDir>/test/runbooks/daily-health-check.test.ts',
-  '<rootDir>/test/alerting/alert-bridge.test.ts',
-  '<rootDir>/test/alerting/alerts-end-to-end.test.ts',
-];
+const { readdirSync, readFileSync } = require('node:fs');
+const { join } = require('node:path');
+
+/**
+ * The suites that need real containers of the test bed's node: test/node, and every suite that uses
+ * the helpers making them (test/helpers/kube-activity-scratch.ts, kube-pods.ts).
+ */
+function realContainerSuites() {
+  const needsNode = /\b(scratchApp|scratchPod|scratchSingleWriter|failingPod|printInContainer|restartInContainer)\(/;
+  const files = readdirSync(join(__dirname, 'test'), { recursive: true }).filter((f) => /\.test\.ts$/.test(f) && !f.startsWith('helpers'));
+  return ['<rootDir>/test/node/', ...files.filter((f) => needsNode.test(readFileSync(join(__dirname, 'test', f), 'utf8'))).map((f) => `<rootDir>/test/${f}`)];
+}
 
 module.exports = {
   testTimeout: 180_000,
@@ -37,7 +38,7 @@ module.exports = {
       testMatch: ['**/*.test.ts', '**/*.node-test.ts'],
       // TESTBED_REAL_NODE=0 (a machine without root): a test bed of kwok pods only, so neither the node's
       // tests nor the suites whose faults need real containers.
-      testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/unit/', ...(process.env.TESTBED_REAL_NODE === '0' ? realContainerSuites : [])],
+      testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/unit/', ...(process.env.TESTBED_REAL_NODE === '0' ? realContainerSuites() : [])],
       globalSetup: '<rootDir>/test/global-setup.ts',
       globalTeardown: '<rootDir>/test/global-teardown.ts',
     },

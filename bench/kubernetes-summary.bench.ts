@@ -2,6 +2,7 @@ import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { readTestbedEnv } from '../scripts/testbed';
 import { waitUntil } from '../scripts/testbed/processes';
+import { onKwokNode } from '../scripts/testbed/kubernetes-seed';
 import { createKubernetesActivities } from '../activities/kubernetes';
 import type { ListPodsResult } from '../activities/kubernetes-pods';
 
@@ -15,7 +16,7 @@ const pageSize = 500;
 function pod(i: number): V1Pod {
   return {
     metadata: { name: `bench-${i}`, labels: { app: 'bench' } },
-    spec: { nodeSelector: { type: 'kwok' }, containers: [{ name: 'app', image: 'registry.example/bench:1', resources: { requests: { cpu: '1m', memory: '1Mi' } } }] },
+    spec: { ...onKwokNode, containers: [{ name: 'app', image: 'registry.example/bench:1', resources: { requests: { cpu: '1m', memory: '1Mi' } } }] },
   };
 }
 

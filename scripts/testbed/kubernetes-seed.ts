@@ -17,6 +17,15 @@ import { drillRejectedDatabases, restoreDrillRole } from './postgres-server';
 /** The manual's namespace. */
 export const kubernetesNamespace = 'short-drama-prod';
 export const kwokNode = 'kwok-node-0';
+
+/**
+ * What a pod asks to land on kwok's node: its label, and the toleration of its taint, which keeps
+ * every other pod off it (kwok runs nothing: a pod there only looks Running).
+ */
+export const onKwokNode = {
+  nodeSelector: { type: 'kwok' },
+  tolerations: [{ key: 'runbook.testbed/kwok', operator: 'Equal', value: 'true', effect: 'NoSchedule' }],
+};
 export const readonlyServiceAccount = 'runbook-readonly';
 /** The app's two seeded releases: revision 1, then revision 2 (the current one). */
 export const appReleases = ['1.4.1', '1.4.2'] as const;
@@ -38,7 +47,7 @@ function adminKc(layout: TestbedLayout): KubeConfig {
 }
 
 /** One log line in the CRI format kwok parses: `<RFC3339Nano> <stream> F <message>`. */
-export function criLogLines(lines: string[], at = new Date()): string {
+function criLogLines(lines: string[], at = new Date()): string {
   const stamp = at.toISOString().replace(/\.(\d{3})Z$/, '.$1000000Z');
   return lines.map((line) => `${stamp} ${line.startsWith('ERROR') ? 'stderr' : 'stdout'} F ${line}\n`).join('');
 }
@@ -173,6 +182,7 @@ export async function applyClusterInfrastructure(ctx: TestbedContext, part: 'crd
       },
       labels: { type: 'kwok', 'kubernetes.io/hostname': kwokNode, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' },
     },
+    spec: { taints: onKwokNode.tolerations.map(({ key, value, effect }) => ({ key, value, effect })) },
   };
   const metricsServerPort = port(layout, 'kubeMetricsServer');
   await applyObjects(kc, [
@@ -251,7 +261,7 @@ function deployment(
       selector: { matchLabels: { app: name } },
       template: {
         metadata: { labels: appLabels(name), ...(extra.annotations ? { annotations: extra.annotations } : {}) },
-        spec: extra.realNode ? realNodePodSpec(container, extra.volumes ?? [], extra.realNode) : { containers: [container], ...(extra.volumes ? { volumes: extra.volumes } : {}) },
+        spec: extra.realNode ? realNodePodSpec(container, extra.volumes ?? [], extra.realNode) : { ...onKwokNode, containers: [container], ...(extra.volumes ? { volumes: extra.volumes } : {}) },
       },
     },
   };

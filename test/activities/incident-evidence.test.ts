@@ -75,12 +75,12 @@ test('logs of every pod, only the window, one object per container log with its 
   for (const pod of pods) await waitUntil(`${pod} to log its start`, async () => String((await core.readNamespacedPodLog(pod, ns)).body).includes('started'), 60_000);
   const since = new Date().toISOString();
   // The first pod's instance ends (exit 1) and the kubelet starts the next: its log is the previous one.
-  printInContainer(ns, pods[0]!, ['pod 0 previous instance', 'FATAL out of memory']);
+  await printInContainer(kc, ns, pods[0]!, ['pod 0 previous instance', 'FATAL out of memory']);
   await restartInContainer(kc, ns, pods[0]!, 'exit');
   // In the window: lines of each pod's own; after it: one more.
-  for (const [i, pod] of pods.entries()) printInContainer(ns, pod, [`pod ${i} serving ${pod}`, `ERROR pod ${i} upstream timeout`]);
+  for (const [i, pod] of pods.entries()) await printInContainer(kc, ns, pod, [`pod ${i} serving ${pod}`, `ERROR pod ${i} upstream timeout`]);
   const until = new Date().toISOString();
-  for (const [i, pod] of pods.entries()) printInContainer(ns, pod, [`pod ${i} after the window`]);
+  for (const [i, pod] of pods.entries()) await printInContainer(kc, ns, pod, [`pod ${i} after the window`]);
 
   const input = { namespace: ns, deployment, since, until, keyPrefix: `${folder}logs/` };
   const result = await h.run('collectLogsToEvidence', input);
@@ -119,7 +119,7 @@ test('a capped container log is marked truncated and ends on a whole line', asyn
   const pod = pods[1]!;
   const lines = Array.from({ length: 400 }, (_, i) => `capped line ${i} ${'x'.repeat(40)}`);
   const since = new Date().toISOString();
-  printInContainer(ns, pod, lines);
+  await printInContainer(kc, ns, pod, lines);
   const result = await h.run('collectLogsToEvidence', {
     namespace: ns,
     deployment,

@@ -3,7 +3,7 @@ import { patchDeployment } from '../helpers/kube-objects';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
 import { failureOf } from '../helpers/failures';
-import { deleteBoundClaim, deleteDeployment, scratchBoundClaim, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
+import { deleteBoundClaim, deleteDeployment, restartableScript, scratchApp, scratchBoundClaim, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, kubernetesNamespace as ns, statusOf, waitForRollout } from '../helpers/kube-cluster';
 import { testbedEnv } from '../helpers/testbed';
 
@@ -43,7 +43,7 @@ beforeAll(async () => {
   // Selects a label no pod has: the Service routes nowhere.
   await core.createNamespacedService(ns, { metadata: { name: service }, spec: { selector: { app: unique('no-such-pod') }, ports: [{ port: 80, targetPort: 8080 }] } });
   cleanups.push(() => deleteDeployment(kc, deployment));
-  await scratchDeployment(kc, deployment);
+  await scratchApp(kc, deployment, { script: restartableScript() });
   // Revision 2 mounts the claim, so revision 1's ReplicaSet is old and the claim is in use while a pod runs.
   await patchDeployment(kc, ns, deployment, { spec: { template: { spec: { volumes: [{ name: 'data', persistentVolumeClaim: { claimName: claim } }] } } } });
   await waitForRollout(kc, ns, deployment);

@@ -6,10 +6,12 @@ import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createKubernetesActivities } from '../../activities/kubernetes';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
-import { adminKubeConfig, kubernetesNamespace as ns, scratchNamespace, waitForRollout } from '../helpers/kube-cluster';
+import { adminKubeConfig, kubernetesNamespace as ns, layout, scratchNamespace, testbedRealNode, waitForRollout } from '../helpers/kube-cluster';
+import { appImage, appReleases } from '../../scripts/testbed/kubernetes-seed';
 import { newRolloutRevision, patchDeployment, setCertificateStatus } from '../helpers/kube-objects';
-import { putIntoCrashLoop, readyPods, setContainerLogs, setPodUsage, watchPods } from '../helpers/kube-pods';
-import { deleteBoundClaim, deleteDeployment, deleteSingleWriter, scratchBoundClaim, scratchDeployment, scratchSingleWriter, unique } from '../helpers/kube-activity-scratch';
+import { failingPod, printInContainer, readyPods, restartInContainer, watchPods } from '../helpers/kube-pods';
+import { deleteBoundClaim, deleteDeployment, deleteSingleWriter, outOfMemory, restartableScript, scratchApp, scratchBoundClaim, scratchSingleWriter, unique } from '../helpers/kube-activity-scratch';
+import { nodeNames } from '../../scripts/testbed/node/node-names';
 import { testbedEnv } from '../helpers/testbed';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { failureOf } from '../helpers/failures';
@@ -78,9 +80,14 @@ describe('pods, events, logs', () => {
   beforeAll(async () => {
     dep = unique('kt-crash');
     cleanups.push(() => deleteDeployment(kc, dep));
-    await scratchDeployment(kc, dep);
-    pod = (await readyPods(kc, ns, `app=${dep}`, 1))[0]!.metadata!.name!;
-    await putIntoCrashLoop(kc, ns, pod, { reason: 'OOMKilled', restartCount: 4 });
+    // A real crash loop: the kernel OOM-kills the container, the kubelet backs off and says so in an event.
+    await scratchApp(kc, dep, { env: outOfMemory });
+    pod = (await failingPod(kc, ns, `app=${dep}`, 'OOMKilled')).metadata!.name!;
+    await waitUntil(
+      `the kubelet's BackOff event of ${pod}`,
+      async () => (await core.listNamespacedEvent(ns, undefined, undefined, undefined, `involvedObject.name=${pod}`)).body.items.some((e) => e.reason === 'BackOff'),
+      60_000,
+    );
   });
 
   test('pod summaries: seeded pods Ready, the crash-looping one with its reason and exit code', async () => {
@@ -90,7 +97,9 @@ describe('pods, events, logs', () => {
     expect(app.length).toBeGreaterThanOrEqual(2);
     expect(app.every((p) => p.phase === 'Running')).toBe(true);
     const crash = result.pods.find((p) => p.name === pod)!;
-    expect(crash).toMatchObject({ ready: false, restarts: 4, waitingReason: 'CrashLoopBackOff', lastTerminationReason: 'OOMKilled', lastExitCode: 137, readyContainers: '0/1' });
+    // Between two back-offs the container is briefly terminated or running again: crash-looping all the same.
+    expect(crash).toMatchObject({ ready: false, crashLooping: true, lastTerminationReason: 'OOMKilled', lastExitCode: 137, readyContainers: '0/1' });
+    expect(crash.restarts).toBeGreaterThanOrEqual(1);
     expect(result.counts.crashLooping).toBeGreaterThanOrEqual(1);
     // One LIST per page.
     const paged = await h.run('listPodSummaries', { namespace: ns, pageSize: 1 });
@@ -102,7 +111,7 @@ describe('pods, events, logs', () => {
   test("a deployment's pods by its own selector, whatever its labels are called", async () => {
     const labelled = unique('kt-selector');
     cleanups.push(() => deleteDeployment(kc, labelled));
-    await scratchDeployment(kc, labelled, { replicas: 2, labels: { 'app.kubernetes.io/name': labelled, tier: 'web' } });
+    await scratchApp(kc, labelled, { replicas: 2, labels: { 'app.kubernetes.io/name': labelled, tier: 'web' }, script: restartableScript() });
     const result = await h.run('listPodSummaries', { namespace: ns, deployment: labelled });
     expect(result.pods).toHaveLength(2);
     expect(result.pods.every((p) => p.name.startsWith(`${labelled}-`))).toBe(true);
@@ -125,8 +134,15 @@ describe('pods, events, logs', () => {
   });
 
   test('logs: tail, previous, capped; a missing pod is NotFound', async () => {
+    // A container of its own: its first instance's last lines, a real OOM kill, then the next instance's lines.
+    const logged = unique('kt-logs');
+    cleanups.push(() => deleteDeployment(kc, logged));
+    await scratchApp(kc, logged, { script: restartableScript() });
+    const pod = (await readyPods(kc, ns, `app=${logged}`, 1))[0]!.metadata!.name!;
+    await printInContainer(kc, ns, pod, ['previous run', 'OOM: killed']);
+    await restartInContainer(kc, ns, pod, 'oom');
     const current = Array.from({ length: 50 }, (_, i) => `line ${i} ${i % 10 === 0 ? 'ERROR boom' : 'ok'}`);
-    await setContainerLogs(kc, ns, pod, 'app', { current, previous: ['previous run', 'OOM: killed'] });
+    await printInContainer(kc, ns, pod, current);
     const tail = await h.run('getContainerLogs', { namespace: ns, pod, tailLines: 3 });
     expect(tail.text).toBe(`${current.slice(-3).join('\n')}\n`);
     expect(tail).toMatchObject({ lines: 3, truncated: false, previous: false });
@@ -191,8 +207,9 @@ describe('services, ingress, HPA, PVCs, usage', () => {
     if (pods.available) expect(Array.isArray(pods.pods)).toBe(true);
     // metrics-server has node numbers only after its first scrapes (10 s apart) on a freshly started cluster.
     let nodes = await h.run('getNodeUsage');
-    const hasNode = () => nodes.available && nodes.nodes.some((n) => n.name === 'kwok-node-0' && n.allocatableCpuMillicores! > 0);
-    await waitUntil('node usage of kwok-node-0', async () => hasNode() || ((nodes = await h.run('getNodeUsage')), hasNode()), 90_000);
+    const { nodeName } = nodeNames(layout);
+    const hasNode = () => nodes.available && nodes.nodes.some((n) => n.name === nodeName && n.allocatableCpuMillicores! > 0 && n.memoryBytes > 0);
+    await waitUntil(`node usage of the real node ${nodeName}`, async () => hasNode() || ((nodes = await h.run('getNodeUsage')), hasNode()), 90_000);
     expect(nodes.available).toBe(true);
     // Forbidden is an error, not "unavailable".
     expect((await failureOf(ro.run('getNodeUsage'))).type).toBe('Forbidden');
@@ -200,27 +217,29 @@ describe('services, ingress, HPA, PVCs, usage', () => {
     expect((await failureOf(h.run('getPodUsage', { namespace: 'kube-system' }))).type).toBe('Refused');
   });
 
-  test('usage of a pod against its requests and limits (as metrics-server reports it)', async () => {
+  test('usage of a pod against its requests and limits (as metrics-server reads it from the kubelet)', async () => {
     const dep = unique('kt-usage');
     cleanups.push(() => deleteDeployment(kc, dep));
-    await scratchDeployment(kc, dep);
-    const pod = (await readyPods(kc, ns, `app=${dep}`, 1))[0]!.metadata!.name!;
-    await setPodUsage(kc, ns, pod, { cpu: '250m', memory: '64Mi' });
+    // The app holding 100 MiB (touched) in a container with requests 64Mi and limits 256Mi.
+    await scratchApp(kc, dep, { env: { ALLOCATE_MEMORY_MIB: '100' } });
+    await readyPods(kc, ns, `app=${dep}`, 1);
     let usage: Awaited<ReturnType<ActivityHarness['activities']['getPodUsage']>> | undefined;
-    // metrics-server scrapes every 10 s: poll until it reports the new usage.
-    const deadline = Date.now() + 90_000;
-    for (;;) {
-      usage = await h.run('getPodUsage', { namespace: ns, deployment: dep });
-      if (usage.available && usage.pods[0]?.cpuMillicores === 250) break;
-      if (Date.now() > deadline) throw new Error(`usage not reported: ${JSON.stringify(usage)}`);
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
-    if (!usage.available) throw new Error('unavailable');
-    expect(usage.pods[0]!.containers[0]).toMatchObject({
-      name: 'app',
-      cpuMillicores: { usage: 250, request: 100, limit: 500, percentOfRequest: 250, percentOfLimit: 50 },
-      memoryBytes: { usage: 64 * 2 ** 20, request: 128 * 2 ** 20, limit: 256 * 2 ** 20, percentOfRequest: 50, percentOfLimit: 25 },
-    });
+    // metrics-server scrapes every 10 s: until then the new pod has no numbers.
+    await waitUntil(
+      `metrics-server to report the usage of ${dep}`,
+      async () => {
+        usage = await h.run('getPodUsage', { namespace: ns, deployment: dep });
+        return usage.available && (usage.pods[0]?.containers[0]?.memoryBytes.usage ?? 0) >= 100 * 2 ** 20;
+      },
+      90_000,
+    );
+    if (!usage?.available) throw new Error('unavailable');
+    const { cpuMillicores: cpu, memoryBytes: memory } = usage.pods[0]!.containers[0]!;
+    expect({ cpu: [cpu.request, cpu.limit], memory: [memory.request, memory.limit] }).toEqual({ cpu: [10, 500], memory: [64 * 2 ** 20, 256 * 2 ** 20] });
+    // The ratios are the real numbers' own.
+    const percent = (part: number, whole: number) => Math.round((part / whole) * 1000) / 10;
+    expect([memory.percentOfRequest, memory.percentOfLimit, cpu.percentOfLimit]).toEqual([percent(memory.usage, 64 * 2 ** 20), percent(memory.usage, 256 * 2 ** 20), percent(cpu.usage, 500)]);
+    expect(memory.usage).toBeLessThan(256 * 2 ** 20);
   });
 
   test('usage: a cluster without the metrics API gives available: false, not an error', async () => {
@@ -311,11 +330,13 @@ describe('exec', () => {
 });
 
 describe('rollouts', () => {
+  // The scratch apps run the seeded release's image; a new release changes it to the other one.
+  const otherImage = appImage(appReleases[0], testbedRealNode());
   let dep: string;
   beforeAll(async () => {
     dep = unique('kt-roll');
     cleanups.push(() => deleteDeployment(kc, dep));
-    await scratchDeployment(kc, dep, { replicas: 1 });
+    await scratchApp(kc, dep, { script: restartableScript() });
   });
   const template = async (name: string) => (await apps.readNamespacedDeployment(name, ns)).body.spec!.template;
 
@@ -335,8 +356,8 @@ describe('rollouts', () => {
     );
     // Same labels-by-name scheme for both, so the templates compare after renaming.
     for (const name of [ours, theirs]) {
-      await scratchDeployment(kc, name, { image: 'registry.example/app:1' });
-      await patchDeployment(kc, ns, name, { spec: { template: { spec: { containers: [{ name: 'app', image: 'registry.example/app:2' }] } } } });
+      await scratchApp(kc, name, { script: restartableScript() });
+      await patchDeployment(kc, ns, name, { spec: { template: { spec: { containers: [{ name: 'app', image: otherImage }] } } } });
       await newRolloutRevision(kc, ns, name, '00000000-0000-4000-8000-000000000001');
     }
     const beforeTemplate = await template(ours);
@@ -345,7 +366,7 @@ describe('rollouts', () => {
     expect(await template(ours)).toEqual(beforeTemplate);
 
     const result = await h.run('rollbackDeployment', { namespace: ns, deployment: ours });
-    expect(result).toMatchObject({ changed: true, toRevision: 2, after: { images: ['app=registry.example/app:2'] } });
+    expect(result).toMatchObject({ changed: true, toRevision: 2, after: { images: [`app=${otherImage}`] } });
     const kubectl = testbedEnv().TESTBED_KUBECTL!;
     execFileSync(kubectl, ['--kubeconfig', testbedEnv().TESTBED_KUBECONFIG_ADMIN!, 'rollout', 'undo', `deployment/${theirs}`, '-n', ns]);
     // The controller renumbers the revision after the patch: compare once both rollouts are done.
@@ -379,8 +400,8 @@ describe('rollouts', () => {
   test('a retried rollback to a revision by number whose first attempt patched but whose heartbeat was lost (worker killed): no change, no NotFound', async () => {
     const name = unique('kt-undo-c');
     cleanups.push(() => deleteDeployment(kc, name));
-    await scratchDeployment(kc, name, { image: 'registry.example/app:1' });
-    await patchDeployment(kc, ns, name, { spec: { template: { spec: { containers: [{ name: 'app', image: 'registry.example/app:2' }] } } } });
+    await scratchApp(kc, name, { script: restartableScript() });
+    await patchDeployment(kc, ns, name, { spec: { template: { spec: { containers: [{ name: 'app', image: otherImage }] } } } });
     await waitForRollout(kc, ns, name);
     expect(await h.run('rollbackDeployment', { namespace: ns, deployment: name, toRevision: 1 })).toMatchObject({ changed: true, toRevision: 1 });
     // The controller renumbers the rolled-back ReplicaSet (revision 1 becomes 3): revision 1 is now only in its revision history.
@@ -489,7 +510,7 @@ describe('rollouts', () => {
   test('wait until no pod of a deployment exists: at once when none, the deadline names the pods left', async () => {
     const idle = unique('kt-nopods');
     cleanups.push(() => deleteDeployment(kc, idle));
-    await scratchDeployment(kc, idle, { replicas: 1 });
+    await scratchApp(kc, idle, { script: restartableScript() });
     const left = await failureOf(h.run('waitForNoPods', { namespace: ns, deployment: idle, timeoutSeconds: 1, pollIntervalMs: 200 }));
     expect([left.type, left.message]).toEqual(['RolloutIncomplete', expect.stringMatching(new RegExp(`^pods of deployments.apps/${idle} in namespace ${ns} still exist after 1s: ${idle}-`))]);
     await h.run('scaleDeployment', { namespace: ns, deployment: idle, replicas: 0 });
@@ -500,7 +521,7 @@ describe('rollouts', () => {
   test('wait for a rollout: deadline with heartbeats, and cancellation', async () => {
     const stuck = unique('kt-stuck');
     cleanups.push(() => deleteDeployment(kc, stuck));
-    await scratchDeployment(kc, stuck);
+    await scratchApp(kc, stuck, { script: restartableScript() });
     // Pods that cannot be scheduled: the rollout never completes.
     await patchDeployment(kc, ns, stuck, { spec: { template: { spec: { nodeSelector: { type: 'nowhere' } } } } });
     const beats = h.heartbeats.length;
@@ -535,7 +556,7 @@ describe('rollouts', () => {
     expect(dry).toMatchObject({ changed: true, dryRun: true, before: { limits: { memory: '256Mi' } }, after: { limits: { memory: '384Mi', cpu: '500m' } } });
     expect((await template(dep)).spec!.containers[0]!.resources?.limits?.memory).toBe('256Mi');
     const done = await h.run('setContainerResources', input);
-    expect(done).toMatchObject({ changed: true, after: { limits: { memory: '384Mi' }, requests: { memory: '256Mi', cpu: '100m' } } });
+    expect(done).toMatchObject({ changed: true, after: { limits: { memory: '384Mi' }, requests: { memory: '256Mi', cpu: '10m' } } });
     expect(await h.run('setContainerResources', input)).toMatchObject({ changed: false, message: 'no change' });
     expect((await failureOf(h.run('setContainerResources', { ...input, limits: { memory: 'a lot' } }))).type).toBe('InvalidInput');
     expect((await failureOf(h.run('setContainerResources', { ...input, container: 'sidecar' }))).type).toBe('NotFound');

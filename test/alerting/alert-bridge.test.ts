@@ -20,7 +20,7 @@ const executeRoute: AlertRoute = { alertname: 'ApiErrorRateHigh', match: { remed
 
 /**
  * The Alertmanager bridge over real HTTP, against the test bed's Temporal server and Kubernetes
- * (kwok): each case posts webhook bodies as Alertmanager sends them and looks at the runs.
+ * (real pods on the node): each case posts webhook bodies as Alertmanager sends them and looks at the runs.
  */
 describe('alert bridge', () => {
   const config = testbedConfig({

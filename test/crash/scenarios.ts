@@ -9,15 +9,15 @@ import { AppsV1Api, AutoscalingV2Api, CoreV1Api, CustomObjectsApi, NetworkingV1A
 import Redis from 'ioredis';
 import { Client as PgClient } from 'pg';
 import { rateLimitAnnotation } from '../../common/inputs/traffic-control';
-import { deleteBoundClaim, deleteDeployment, kwokNode, scratchAutoscaler, scratchBoundClaim, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
-import { adminKubeConfig, kubernetesNamespace as namespace, statusOf, waitForRollout } from '../helpers/kube-cluster';
+import { deleteBoundClaim, deleteDeployment, outOfMemory, restartableScript, scratchApp, scratchAutoscaler, scratchBoundClaim, scratchPod, unique } from '../helpers/kube-activity-scratch';
+import { adminKubeConfig, kubernetesNamespace as namespace, statusOf, testbedRealNode, waitForRollout } from '../helpers/kube-cluster';
 import { filesInPostgres, inPostgres, seededMaxConnections, writeAgedFiles } from '../helpers/postgres-container';
 import { workerTargetBinding } from '../../scripts/deploy-manifests';
 import { patchDeployment, setCertificateStatus } from '../helpers/kube-objects';
-import { putIntoCrashLoop, readyPods, setContainerLogs } from '../helpers/kube-pods';
+import { failingPod } from '../helpers/kube-pods';
 import { logsIn } from '../helpers/postgres-login';
 import { uniqueSuffix, withAdmin } from '../helpers/postgres-scratch';
-import { appTlsCertificate } from '../../scripts/testbed/kubernetes-seed';
+import { appImage, appReleases, appTlsCertificate } from '../../scripts/testbed/kubernetes-seed';
 import { testbedEnv, testbedS3, unsignedTeam } from '../helpers/testbed';
 import { waitUntil } from '../../scripts/testbed/processes';
 import type { CrashScenario } from './harness';
@@ -152,7 +152,7 @@ export function emergencyScaleScenario(): CrashScenario {
       );
     },
     create: async () => {
-      await scratchDeployment(kc, name);
+      await scratchApp(kc, name, { script: restartableScript() });
       await scratchAutoscaler(kc, name);
     },
     input: () => ({ deployment: name, severity: 'P1', replicas: 3, limits: { cpu: '1', memory: '512Mi' } }),
@@ -223,7 +223,7 @@ async function deploymentState(apps: AppsV1Api, name: string) {
   };
 }
 
-/** 快速回滚 on a scratch Deployment with two revisions (images 1.0 then 2.0): back to revision 1. */
+/** 快速回滚 on a scratch app with two revisions (the app's two release images): back to revision 1. */
 export function rollbackDeploymentScenario(): CrashScenario {
   const kc = adminKubeConfig();
   const apps = kc.makeApiClient(AppsV1Api);
@@ -233,8 +233,9 @@ export function rollbackDeploymentScenario(): CrashScenario {
     outages: [{ system: 'the Kubernetes API' }],
     remove: () => removeDeployment(kc, name),
     create: async () => {
-      await scratchDeployment(kc, name, { image: 'registry.example/crash-rb:1.0' });
-      await patchDeployment(kc, namespace, name, { spec: { template: { spec: { containers: [{ name: 'app', image: 'registry.example/crash-rb:2.0' }] } } } });
+      // The seeded release's image, then the other one: two revisions of real pods.
+      await scratchApp(kc, name, { script: restartableScript() });
+      await patchDeployment(kc, namespace, name, { spec: { template: { spec: { containers: [{ name: 'app', image: appImage(appReleases[0], testbedRealNode()) }] } } } });
       await waitForRollout(kc, namespace, name);
     },
     input: () => ({ deployment: name, toRevision: 1, waitTimeoutSeconds: 60 }),
@@ -242,7 +243,7 @@ export function rollbackDeploymentScenario(): CrashScenario {
   });
 }
 
-/** 场景1 on a scratch Deployment (limit 256Mi) whose one pod kwok shows OOMKilled in CrashLoopBackOff: the limit raised x1.5, once. */
+/** 场景1 on a scratch app (limit 256Mi) on the real node, OOM-killed by the kernel and in CrashLoopBackOff: the limit raised x1.5, once. */
 export function podCrashLoopScenario(): CrashScenario {
   const kc = adminKubeConfig();
   const apps = kc.makeApiClient(AppsV1Api);
@@ -252,10 +253,8 @@ export function podCrashLoopScenario(): CrashScenario {
     outages: [{ system: 'the Kubernetes API' }],
     remove: () => removeDeployment(kc, name),
     create: async () => {
-      await scratchDeployment(kc, name);
-      const pod = (await readyPods(kc, namespace, `app=${name}`, 1))[0]!.metadata!.name!;
-      await setContainerLogs(kc, namespace, pod, 'app', { current: ['starting'], previous: ['allocating buffers'] });
-      await putIntoCrashLoop(kc, namespace, pod, { reason: 'OOMKilled', container: 'app', restartCount: 6 });
+      await scratchApp(kc, name, { env: outOfMemory });
+      await failingPod(kc, namespace, `app=${name}`, 'OOMKilled');
     },
     input: () => ({ deployment: name, severity: 'P1' }),
     snapshot: () => deploymentState(apps, name),
@@ -308,7 +307,7 @@ export function redisMemoryPressureScenario(): CrashScenario {
     },
     remove: () => removeDeployment(kc, name),
     create: async () => {
-      await scratchDeployment(kc, name, { container: 'redis', image: 'redis:7' });
+      await scratchApp(kc, name, { container: 'redis', script: restartableScript() });
       await unlinkAll(`${sessions}*`);
       await unlinkAll(`${others}*`);
       const pipeline = connected().pipeline();
@@ -531,7 +530,7 @@ export function rotateDatabasePasswordScenario(): CrashScenario {
         await admin.query(`CREATE ROLE "${role}" LOGIN PASSWORD '${old}' IN ROLE ${rotatableGroup}`);
       });
       await core.createNamespacedSecret(namespace, { metadata: { name: secret, labels: { 'runbook-test/scratch': 'true' } }, type: 'Opaque', data: { [key]: b64(old), OTHER: b64('kept') } });
-      await scratchDeployment(kc, app);
+      await scratchApp(kc, app, { script: restartableScript() });
     },
     input: () => ({ secret, role, appDeployment: app }),
     snapshot: async () => {
@@ -556,19 +555,14 @@ export function rotateDatabasePasswordScenario(): CrashScenario {
   });
 }
 
-/** 网络策略 in a scratch namespace with an app pod and a postgres pod (kwok runs them): the manual's NetworkPolicy created. */
+/** 网络策略 in a scratch namespace with an app pod and a postgres pod (real pods on the node): the manual's NetworkPolicy created. */
 export function applyNetworkPolicyScenario(): CrashScenario {
   const kc = adminKubeConfig();
-  const core = kc.makeApiClient(CoreV1Api);
   const networking = kc.makeApiClient(NetworkingV1Api);
   const policy = 'app-network-policy';
   return scratchNamespaceScenario(kc, 'applyNetworkPolicy', 'crash-np', (ns) => ({
     populate: async () => {
-      for (const app of ['short-drama-app', 'postgres'])
-        await core.createNamespacedPod(ns, {
-          metadata: { name: `${app}-0`, labels: { app } },
-          spec: { nodeName: kwokNode, containers: [{ name: 'main', image: 'registry.example/scratch:1.0' }] },
-        });
+      for (const app of ['short-drama-app', 'postgres']) await scratchPod(kc, ns, `${app}-0`, { app });
     },
     remove: () =>
       deleted(

@@ -1,24 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { AppsV1Api, AutoscalingV2Api, CoreV1Api, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { AppsV1Api, AutoscalingV2Api, CoreV1Api, type KubeConfig, type V1Deployment, type V1PodSpec } from '@kubernetes/client-node';
 import { appDeployment, appReleases } from '../../scripts/testbed/kubernetes-seed';
 import { waitUntil } from '../../scripts/testbed/processes';
-import { kubernetesNamespace, kwokNode, statusOf, testbedRealNode, waitForRollout } from './kube-cluster';
+import { kubernetesStateDir } from '../../scripts/testbed/kubernetes-pki';
+import { kubernetesNamespace, layout, statusOf, testbedRealNode, waitForRollout } from './kube-cluster';
 
 export const unique = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
 
 const ignore404 = (err: unknown) => {
   if (statusOf(err) !== 404) throw err;
 };
-
-/** What a scratch Deployment may differ in; a `claim` is mounted at /data. */
-interface ScratchOptions {
-  replicas?: number;
-  image?: string;
-  labels?: Record<string, string>;
-  container?: string;
-  strategy?: 'RollingUpdate' | 'Recreate';
-  claim?: string;
-}
 
 /** An HPA (min 1, max 2, CPU 70%) on the scratch Deployment `name`, as emergencyScale finds one. */
 export async function scratchAutoscaler(kc: KubeConfig, name: string): Promise<void> {
@@ -33,44 +26,18 @@ export async function scratchAutoscaler(kc: KubeConfig, name: string): Promise<v
   });
 }
 
-/** A Deployment of one's own in short-drama-prod (kwok runs its pods), rolled out. */
-export async function scratchDeployment(kc: KubeConfig, name: string, options: ScratchOptions = {}): Promise<V1Deployment> {
-  const apps = kc.makeApiClient(AppsV1Api);
-  const labels = options.labels ?? { app: name };
-  await apps.createNamespacedDeployment(kubernetesNamespace, {
-    metadata: { name, labels: { 'runbook-test/scratch': 'true' } },
-    spec: {
-      replicas: options.replicas ?? 1,
-      ...(options.strategy ? { strategy: { type: options.strategy } } : {}),
-      selector: { matchLabels: labels },
-      template: {
-        metadata: { labels },
-        spec: {
-          nodeSelector: { type: 'kwok' },
-          containers: [
-            {
-              name: options.container ?? 'app',
-              image: options.image ?? 'registry.example/scratch:1.0',
-              resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '500m', memory: '256Mi' } },
-              ...(options.claim ? { volumeMounts: [{ name: 'data', mountPath: '/data' }] } : {}),
-            },
-          ],
-          ...(options.claim ? { volumes: [{ name: 'data', persistentVolumeClaim: { claimName: options.claim } }] } : {}),
-        },
-      },
-    },
-  });
-  await waitForRollout(kc, kubernetesNamespace, name);
-  return (await apps.readNamespacedDeployment(name, kubernetesNamespace)).body;
-}
-
 /** The app's switch that gets a scratchApp (limits.memory 256Mi) OOM-killed by the kernel; ×1.5 = 384Mi would hold it. */
 export const outOfMemory = { ALLOCATE_MEMORY_MIB: '300' };
 
 /** What a scratch app may differ in: its pod labels, the app's switches (env, see short-drama-app.py) and its memory limit. */
 interface ScratchAppOptions {
   replicas?: number;
+  strategy?: 'RollingUpdate' | 'Recreate';
   labels?: Record<string, string>;
+  /** The container's name (default app, as the seeded app's). */
+  container?: string;
+  /** A claim mounted at /data. */
+  claim?: string;
   env?: Record<string, string>;
   memoryLimit?: string;
   /**
@@ -79,6 +46,39 @@ interface ScratchAppOptions {
    * outlives a restart of the container, so a script can tell its first instance from the next.
    */
   script?: string;
+}
+
+/** The seeded app's pod on the real node as a scratch app's options change it. */
+function realPodSpec(what: string, options: ScratchAppOptions): { seeded: V1Deployment; spec: V1PodSpec } {
+  const realNode = testbedRealNode();
+  if (!realNode) throw new Error(`${what}: real containers need the test bed's node, and TESTBED_REAL_NODE=0 has none`);
+  const seeded = appDeployment(appReleases[1], realNode) as unknown as V1Deployment;
+  const pod = seeded.spec!.template.spec!;
+  const [app] = pod.containers;
+  const mounts = [...(options.script ? [{ name: 'state', mountPath: '/state' }] : []), ...(options.claim ? [{ name: 'data', mountPath: '/data' }] : [])];
+  const container = {
+    ...app!,
+    name: options.container ?? app!.name,
+    env: [...(app!.env ?? []), ...Object.entries(options.env ?? {}).map(([key, value]) => ({ name: key, value }))],
+    // Small requests: the one real node (2 cores, most requested by short-drama-prod) holds many scratch pods at once.
+    resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '500m', memory: options.memoryLimit ?? '256Mi' } },
+    ...(options.script ? { command: ['sh', '-c', options.script], readinessProbe: undefined } : {}),
+    ...(mounts.length ? { volumeMounts: mounts } : {}),
+  };
+  const volumes = [
+    ...(pod.volumes ?? []),
+    ...(options.script ? [{ name: 'state', emptyDir: {} }] : []),
+    ...(options.claim ? [{ name: 'data', persistentVolumeClaim: { claimName: options.claim } }] : []),
+  ];
+  return { seeded, spec: { ...pod, volumes: volumes.length ? volumes : undefined, containers: [container] } };
+}
+
+/** A bare pod of one's own (no Deployment) on the real node, running a restartableScript, labelled as told. */
+export async function scratchPod(kc: KubeConfig, namespace: string, name: string, labels: Record<string, string>): Promise<void> {
+  const { spec } = realPodSpec(`scratchPod ${name}`, { script: restartableScript() });
+  // Secrets and ConfigMaps the app's env names exist in short-drama-prod only: a scratch namespace's pod runs without them.
+  const containers = spec.containers.map((c) => ({ ...c, env: undefined, envFrom: undefined }));
+  await kc.makeApiClient(CoreV1Api).createNamespacedPod(namespace, { metadata: { name, labels }, spec: { ...spec, containers } });
 }
 
 /**
@@ -90,25 +90,15 @@ interface ScratchAppOptions {
  * rolled out (Ready) before this returns.
  */
 export async function scratchApp(kc: KubeConfig, name: string, options: ScratchAppOptions = {}): Promise<V1Deployment> {
-  const realNode = testbedRealNode();
-  if (!realNode) throw new Error(`scratchApp ${name}: real containers need the test bed's node, and TESTBED_REAL_NODE=0 has none`);
-  const seeded = appDeployment(appReleases[1], realNode) as unknown as V1Deployment;
-  const pod = seeded.spec!.template.spec!;
-  const [app] = pod.containers;
   const labels = options.labels ?? { app: name };
-  const container = {
-    ...app!,
-    env: [...(app!.env ?? []), ...Object.entries(options.env ?? {}).map(([key, value]) => ({ name: key, value }))],
-    resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '500m', memory: options.memoryLimit ?? '256Mi' } },
-    ...(options.script ? { command: ['sh', '-c', options.script], readinessProbe: undefined, volumeMounts: [{ name: 'state', mountPath: '/state' }] } : {}),
-  };
-  const volumes = options.script ? [{ name: 'state', emptyDir: {} }] : pod.volumes;
+  const { seeded, spec } = realPodSpec(`scratchApp ${name}`, options);
   await kc.makeApiClient(AppsV1Api).createNamespacedDeployment(kubernetesNamespace, {
     metadata: { name, labels: { 'runbook-test/scratch': 'true' } },
     spec: {
       replicas: options.replicas ?? 1,
+      ...(options.strategy ? { strategy: { type: options.strategy } } : {}),
       selector: { matchLabels: labels },
-      template: { metadata: { labels, annotations: seeded.spec!.template.metadata?.annotations }, spec: { ...pod, volumes, containers: [container] } },
+      template: { metadata: { labels, annotations: seeded.spec!.template.metadata?.annotations }, spec },
     },
   });
   if (!options.env || Object.keys(options.env).length === 0) await waitForRollout(kc, kubernetesNamespace, name, 120_000);
@@ -130,12 +120,13 @@ export function restartableScript(firstLines: string[] = []): string {
 }
 
 /**
- * A database-like Deployment of one's own: its pods mount a ReadWriteOnce claim of its own (same
- * name), strategy RollingUpdate unless told, pods ready. Removed with deleteSingleWriter.
+ * A database-like Deployment of one's own on the real node: container "db", its pods mount a
+ * ReadWriteOnce claim of its own (same name), strategy RollingUpdate unless told, pods ready.
+ * Removed with deleteSingleWriter.
  */
-export async function scratchSingleWriter(kc: KubeConfig, name: string, options: Pick<ScratchOptions, 'strategy' | 'replicas'> = {}): Promise<V1Deployment> {
+export async function scratchSingleWriter(kc: KubeConfig, name: string, options: Pick<ScratchAppOptions, 'strategy' | 'replicas'> = {}): Promise<V1Deployment> {
   await scratchBoundClaim(kc, name, 'fixed', '1Gi');
-  return scratchDeployment(kc, name, { ...options, strategy: options.strategy ?? 'RollingUpdate', claim: name, container: 'db', image: 'postgres:15' });
+  return scratchApp(kc, name, { ...options, strategy: options.strategy ?? 'RollingUpdate', claim: name, container: 'db', script: restartableScript() });
 }
 
 export async function deleteSingleWriter(kc: KubeConfig, name: string): Promise<void> {
@@ -147,6 +138,8 @@ export async function deleteDeployment(kc: KubeConfig, name: string): Promise<vo
   await kc.makeApiClient(AppsV1Api).deleteNamespacedDeployment(name, kubernetesNamespace, undefined, undefined, 0, undefined, 'Foreground').catch(ignore404);
 }
 
+const scratchVolumeDir = (name: string) => join(kubernetesStateDir(layout), 'volumes', 'scratch', name);
+
 /** A PersistentVolume (hostPath) and a claim bound to it, on the given StorageClass. */
 export async function scratchBoundClaim(kc: KubeConfig, name: string, storageClass: string, size = '1Gi'): Promise<void> {
   const core = kc.makeApiClient(CoreV1Api);
@@ -157,7 +150,8 @@ export async function scratchBoundClaim(kc: KubeConfig, name: string, storageCla
       accessModes: ['ReadWriteOnce'],
       storageClassName: storageClass,
       persistentVolumeReclaimPolicy: 'Retain',
-      hostPath: { path: `/tmp/runbook-test-pv/${name}` },
+      // In the test bed's state folder: deleteBoundClaim removes it, and `down` leaves nothing elsewhere.
+      hostPath: { path: scratchVolumeDir(name), type: 'DirectoryOrCreate' },
       claimRef: { namespace: kubernetesNamespace, name },
     },
   });
@@ -172,6 +166,5 @@ export async function deleteBoundClaim(kc: KubeConfig, name: string): Promise<vo
   const core = kc.makeApiClient(CoreV1Api);
   await core.deleteNamespacedPersistentVolumeClaim(name, kubernetesNamespace).catch(ignore404);
   await core.deletePersistentVolume(`${kubernetesNamespace}-${name}`).catch(ignore404);
+  rmSync(scratchVolumeDir(name), { recursive: true, force: true });
 }
-
-export { kwokNode };

@@ -1,16 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { CoreV1Api, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { workerTargetBinding } from '../../scripts/deploy-manifests';
 import { testbedLayout } from '../../scripts/testbed/layout';
-import { kubernetesStateDir } from '../../scripts/testbed/kubernetes-pki';
 import { nodeImages } from '../../scripts/testbed/node/node-lifecycle';
 import { nodeNames, realNodeWanted } from '../../scripts/testbed/node/node-names';
 import { testbedEnv } from './testbed';
 
 import { statusOf } from '../../scripts/testbed/kubernetes-seed';
-export { kubernetesNamespace, kwokNode, criLogLines, statusOf, waitForRollout } from '../../scripts/testbed/kubernetes-seed';
+export { kubernetesNamespace, kwokNode, statusOf, waitForRollout } from '../../scripts/testbed/kubernetes-seed';
 export { testbedFieldManager } from '../../scripts/testbed/kubernetes-apply';
 
 export const layout = testbedLayout();
@@ -54,8 +51,6 @@ export async function scratchNamespace(kc: KubeConfig, prefix = 'kube-test'): Pr
       await core.deleteNamespace(name).catch((err: unknown) => {
         if (statusOf(err) !== 404) throw err;
       });
-      // Log files setContainerLogs wrote for its pods.
-      rmSync(join(kubernetesStateDir(layout), 'logs', 'pods', name), { recursive: true, force: true });
     },
   };
 }

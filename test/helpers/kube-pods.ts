@@ -1,14 +1,7 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { CoreV1Api, CustomObjectsApi, PatchUtils, Watch, type KubeConfig, type V1ContainerStatus, type V1Pod } from '@kubernetes/client-node';
-import { kubernetesStateDir } from '../../scripts/testbed/kubernetes-pki';
+import { CoreV1Api, Watch, type KubeConfig, type V1ContainerStatus, type V1Pod } from '@kubernetes/client-node';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { kubectl } from '../../scripts/testbed/node/node-kubectl';
-import { criLogLines, layout, statusOf } from './kube-cluster';
-
-const strategic = { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_STRATEGIC_MERGE_PATCH } };
-const merge = { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_JSON_MERGE_PATCH } };
-const rfc3339 = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+import { layout } from './kube-cluster';
 
 /** Pods matching a label selector, waiting until there are `count` of them Running and Ready. */
 export async function readyPods(kc: KubeConfig, namespace: string, labelSelector: string, count: number, timeoutMs = 60_000): Promise<V1Pod[]> {
@@ -63,9 +56,19 @@ export async function podLogging(kc: KubeConfig, namespace: string, labelSelecto
   return name;
 }
 
-/** Adds `lines` to a running container's log as its own output (PID 1's stdout), through `kubectl exec`. */
-export function printInContainer(namespace: string, pod: string, lines: string[]): void {
+/**
+ * Adds `lines` to a running container's log as its own output (PID 1's stdout), through `kubectl
+ * exec`, and waits until the API serves the last of them (the runtime writes the log file after).
+ */
+export async function printInContainer(kc: KubeConfig, namespace: string, pod: string, lines: string[]): Promise<void> {
   kubectl(layout, ['exec', '-i', '-n', namespace, pod, '--', 'sh', '-c', 'cat > /proc/1/fd/1'], { input: lines.map((l) => `${l}\n`).join('') });
+  const core = kc.makeApiClient(CoreV1Api);
+  const last = `${lines.at(-1)}\n`;
+  await waitUntil(
+    `the log of ${namespace}/${pod} to end with the lines printed`,
+    async () => String((await core.readNamespacedPodLog(pod, namespace, undefined, false, undefined, undefined, undefined, false, undefined, 1)).body) === last,
+    30_000,
+  );
 }
 
 /**
@@ -87,125 +90,6 @@ export async function restartInContainer(kc: KubeConfig, namespace: string, pod:
       return status?.restartCount === before + 1 && status.lastState?.terminated?.reason === reason && status.state?.running !== undefined;
     },
     60_000,
-  );
-}
-
-export interface CrashLoopOptions {
-  container?: string;
-  /** How the last run ended: OOMKilled (exit 137) or Error (exit 1). */
-  reason?: 'OOMKilled' | 'Error';
-  restartCount?: number;
-}
-
-/**
- * Puts a pod into CrashLoopBackOff the way the kubelet reports it: the container waiting with
- * reason CrashLoopBackOff, its last state terminated (OOMKilled/137 or Error/1), a restart count,
- * Ready=False, and a Warning BackOff event. Written through the pod's status subresource; kwok
- * leaves it alone (its pod-ready stage only acts on Pending pods, see kubernetes-install.ts).
- */
-export async function putIntoCrashLoop(kc: KubeConfig, namespace: string, podName: string, options: CrashLoopOptions = {}): Promise<V1Pod> {
-  const core = kc.makeApiClient(CoreV1Api);
-  const { body: pod } = await core.readNamespacedPod(podName, namespace);
-  const container = options.container ?? pod.spec!.containers[0]!.name;
-  const image = pod.spec!.containers.find((c) => c.name === container)?.image;
-  const reason = options.reason ?? 'OOMKilled';
-  const restartCount = options.restartCount ?? 5;
-  const now = new Date();
-  const status = {
-    phase: 'Running',
-    conditions: [
-      { type: 'Ready', status: 'False', reason: 'ContainersNotReady', message: `containers with unready status: [${container}]`, lastTransitionTime: rfc3339(now) },
-      { type: 'ContainersReady', status: 'False', reason: 'ContainersNotReady', message: `containers with unready status: [${container}]`, lastTransitionTime: rfc3339(now) },
-    ],
-    containerStatuses: [
-      {
-        name: container,
-        image,
-        imageID: '',
-        ready: false,
-        started: false,
-        restartCount,
-        state: { running: null, terminated: null, waiting: { reason: 'CrashLoopBackOff', message: `back-off 5m0s restarting failed container=${container} pod=${podName}_${namespace}` } },
-        lastState: {
-          terminated: {
-            exitCode: reason === 'OOMKilled' ? 137 : 1,
-            reason,
-            startedAt: rfc3339(new Date(now.getTime() - 40_000)),
-            finishedAt: rfc3339(new Date(now.getTime() - 10_000)),
-            containerID: `containerd://${'0'.repeat(64)}`,
-          },
-        },
-      },
-    ],
-  };
-  const { body } = await core.patchNamespacedPodStatus(podName, namespace, { status }, undefined, undefined, undefined, undefined, undefined, strategic);
-  await core.createNamespacedEvent(namespace, {
-    metadata: { generateName: `${podName}.`, namespace },
-    involvedObject: { apiVersion: 'v1', kind: 'Pod', name: podName, namespace, uid: pod.metadata!.uid, fieldPath: `spec.containers{${container}}` },
-    type: 'Warning',
-    reason: 'BackOff',
-    message: `Back-off restarting failed container ${container} in pod ${podName}_${namespace}(${pod.metadata!.uid})`,
-    source: { component: 'kubelet', host: pod.spec!.nodeName },
-    firstTimestamp: now,
-    lastTimestamp: now,
-    count: restartCount,
-  });
-  return body;
-}
-
-/** Where setContainerLogs keeps a pod's log files. */
-function podLogDir(namespace: string, pod: string): string {
-  return join(kubernetesStateDir(layout), 'logs', 'pods', namespace, pod);
-}
-
-function podLogFile(namespace: string, pod: string, container: string, previous = false): string {
-  return join(podLogDir(namespace, pod), `${container}${previous ? '.previous' : ''}.log`);
-}
-
-/**
- * Gives a container current (and previous) logs: CRI-format files under the state dir, served
- * by kwok through a `Logs` object for the pod (which takes precedence over the namespace's
- * ClusterLogs). Resolves once the apiserver returns the new current log.
- */
-export async function setContainerLogs(kc: KubeConfig, namespace: string, pod: string, container: string, logs: { current: string[]; previous?: string[] }): Promise<void> {
-  const current = podLogFile(namespace, pod, container);
-  const previous = podLogFile(namespace, pod, container, true);
-  mkdirSync(podLogDir(namespace, pod), { recursive: true });
-  writeFileSync(current, criLogLines(logs.current));
-  writeFileSync(previous, criLogLines(logs.previous ?? []));
-  const custom = kc.makeApiClient(CustomObjectsApi);
-  const entry = { containers: [container], logsFile: current, previousLogsFile: previous, follow: false };
-  let existing: { spec?: { logs?: Array<{ containers?: string[] }> } } | undefined;
-  try {
-    existing = (await custom.getNamespacedCustomObject('kwok.x-k8s.io', 'v1alpha1', namespace, 'logs', pod)).body as typeof existing;
-  } catch (err) {
-    if (statusOf(err) !== 404) throw err;
-  }
-  const others = (existing?.spec?.logs ?? []).filter((l) => !l.containers?.includes(container));
-  const object = { apiVersion: 'kwok.x-k8s.io/v1alpha1', kind: 'Logs', metadata: { name: pod, namespace }, spec: { logs: [...others, entry] } };
-  if (existing) await custom.replaceNamespacedCustomObject('kwok.x-k8s.io', 'v1alpha1', namespace, 'logs', pod, { ...existing, spec: object.spec });
-  else await custom.createNamespacedCustomObject('kwok.x-k8s.io', 'v1alpha1', namespace, 'logs', object);
-  const core = kc.makeApiClient(CoreV1Api);
-  const expected = logs.current.map((l) => `${l}\n`).join('');
-  await waitUntil(`kwok to serve the new logs of ${namespace}/${pod}/${container}`, async () => (await core.readNamespacedPodLog(pod, namespace, container)).body === expected, 30_000);
-}
-
-/**
- * Sets what the metrics API reports for a pod (per container): kwok's usage-from-annotation
- * ClusterResourceUsage reads these annotations; metrics-server scrapes kwok every 10 s.
- */
-export async function setPodUsage(kc: KubeConfig, namespace: string, pod: string, usage: { cpu: string; memory: string }): Promise<void> {
-  const core = kc.makeApiClient(CoreV1Api);
-  await core.patchNamespacedPod(
-    pod,
-    namespace,
-    { metadata: { annotations: { 'kwok.x-k8s.io/usage-cpu': usage.cpu, 'kwok.x-k8s.io/usage-memory': usage.memory } } },
-    undefined,
-    undefined,
-    undefined,
-    undefined,
-    undefined,
-    merge,
   );
 }
 

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { CoreV1Api, NetworkingV1Api, type V1NetworkPolicy } from '@kubernetes/client-node';
+import { NetworkingV1Api, type V1NetworkPolicy } from '@kubernetes/client-node';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { ApplyNetworkPolicyResult } from '../../workflows/apply-network-policy';
 import { recordHistory } from '../helpers/histories';
-import { adminKubeConfig, kubernetesNamespace, kwokNode, scratchNamespace, statusOf } from '../helpers/kube-cluster';
+import { adminKubeConfig, kubernetesNamespace, scratchNamespace, statusOf } from '../helpers/kube-cluster';
+import { scratchPod } from '../helpers/kube-activity-scratch';
 import { expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
@@ -21,12 +22,11 @@ const manualSpec = {
 
 /**
  * 网络策略 against the test bed's real API server and Temporal, in a scratch namespace with an app
- * pod and a postgres pod (kwok runs them; no ingress controller and no redis pod there). The tests
+ * pod and a postgres pod (real pods on the node; no ingress controller and no redis pod there). The tests
  * run in order on one namespace: plan, execute (created), again (nothing to do), drift.
  */
 describe('applyNetworkPolicy', () => {
   const kc = adminKubeConfig();
-  const core = kc.makeApiClient(CoreV1Api);
   const networking = kc.makeApiClient(NetworkingV1Api);
   let scratch: Awaited<ReturnType<typeof scratchNamespace>>;
   let ns: string;
@@ -38,7 +38,7 @@ describe('applyNetworkPolicy', () => {
     scratch = await scratchNamespace(kc, 'netpol-rb');
     ns = scratch.name;
     for (const app of ['short-drama-app', 'postgres']) {
-      await core.createNamespacedPod(ns, { metadata: { name: `${app}-0`, labels: { app } }, spec: { nodeName: kwokNode, containers: [{ name: 'main', image: 'registry.example/scratch:1.0' }] } });
+      await scratchPod(kc, ns, `${app}-0`, { app });
     }
     config = testbedConfig({
       ALLOWED_NAMESPACES: `${kubernetesNamespace},${ns}`,

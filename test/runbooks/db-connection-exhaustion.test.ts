@@ -126,7 +126,7 @@ describe('dbConnectionExhaustion', () => {
     expect(result.report?.markdownKey).toMatch(/^runbooks\/reports\/dbConnectionExhaustion\//); // the diagnosis is reported too
   });
 
-  test('execute + approve on a RollingUpdate deployment with a ReadWriteOnce volume: only old idle sessions go, scaled to 0 and back once; kwok restarts no server, so max_connections stays 100 and the run ends failed saying so', async () => {
+  test('execute + approve on a RollingUpdate deployment with a ReadWriteOnce volume: only old idle sessions go, scaled to 0 and back once; its pod is no PostgreSQL server, so max_connections stays 100 and the run ends failed saying so', async () => {
     const rolling = await singleWriterRollingUpdate();
     const app = `leaky-${randomUUID().slice(0, 8)}`;
     await openConnections(app, 15);
@@ -143,7 +143,7 @@ describe('dbConnectionExhaustion', () => {
       await recordHistory(client.workflow.getHandle(workflowId), 'approved-scale-to-zero');
       return finished;
     });
-    // The pod restarted is a kwok simulation and PostgreSQL a host process: the server never restarted.
+    // The pod restarted runs no PostgreSQL: the database's server never restarted.
     expect(await pgSetting()).toEqual({ setting: '100', pending_restart: true });
     await expectMaxConnectionsStillOld(result, rolling);
     expect(await sessions(app)).toEqual({ active: 2 });

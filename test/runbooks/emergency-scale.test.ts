@@ -4,7 +4,7 @@ import { type RunbookClient } from '../../client';
 import { previousResourcesAnnotation, previousSizeAnnotation } from '../../common/inputs/emergency-scale';
 import type { EmergencyScaleResult } from '../../workflows/emergency-scale';
 import { recordHistory } from '../helpers/histories';
-import { deleteDeployment, scratchAutoscaler, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
+import { deleteDeployment, restartableScript, scratchApp, scratchAutoscaler, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, statusOf } from '../helpers/kube-cluster';
 import { expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, unsignedTeam } from '../helpers/testbed';
@@ -16,9 +16,9 @@ const sizeKey = previousSizeAnnotation;
 const resourcesKey = previousResourcesAnnotation;
 
 /**
- * 紧急扩容 against the real Kubernetes API of the test bed (kwok runs the pods, the controller
+ * 紧急扩容 against the real Kubernetes API of the test bed (its pods real on the node, the controller
  * manager's HPA controller acts on HPAs). The changes run on a scratch Deployment with a scratch HPA
- * of its own (1 replica, HPA min 1 max 2, container app with requests 100m/128Mi and limits
+ * of its own (1 replica, HPA min 1 max 2, container app with requests 10m/64Mi and limits
  * 500m/256Mi), deleted at the end; the seeded short-drama-app is only planned against. The tests of
  * the second describe run in order on one Deployment: scale up, again (nothing to do), refused
  * cases, restore, restore again.
@@ -36,7 +36,7 @@ describe('emergencyScale', () => {
   async function scratchWithAutoscaler(prefix: string): Promise<string> {
     const name = unique(prefix);
     made.push(name);
-    await scratchDeployment(kc, name);
+    await scratchApp(kc, name, { script: restartableScript() });
     await scratchAutoscaler(kc, name);
     return name;
   }
@@ -134,7 +134,7 @@ describe('emergencyScale', () => {
       readyPods: 1,
       autoscaler: { name, minReplicas: 1, maxReplicas: 2 },
       container: 'app',
-      resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '500m', memory: '256Mi' } },
+      resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '500m', memory: '256Mi' } },
     });
     expect(result.after).toBeUndefined();
     expect(await stateOf(name)).toEqual(before);
@@ -149,7 +149,7 @@ describe('emergencyScale', () => {
     let original: Awaited<ReturnType<typeof stateOf>>;
     const scaleUp = { replicas: 3, limits: { cpu: '1', memory: '512Mi' } };
     const sizeRecord = () => JSON.stringify({ autoscaler: { maxReplicas: 2, minReplicas: 1, name }, replicas: 1 });
-    const resourcesRecord = JSON.stringify({ app: { limits: { cpu: '500m', memory: '256Mi' }, requests: { cpu: '100m', memory: '128Mi' } } });
+    const resourcesRecord = JSON.stringify({ app: { limits: { cpu: '500m', memory: '256Mi' }, requests: { cpu: '10m', memory: '64Mi' } } });
 
     beforeAll(async () => {
       name = await scratchWithAutoscaler('es-run');
@@ -191,17 +191,17 @@ describe('emergencyScale', () => {
         readyPods: 3,
         autoscaler: { name, minReplicas: 3, maxReplicas: 3 },
         container: 'app',
-        resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '1', memory: '512Mi' } },
+        resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '1', memory: '512Mi' } },
         ok: true,
       });
       expect(result.timeline.find((e) => e.event === 'verified')).toMatchObject({
         stepId: 'verify',
-        detail: `verified: ${namespace}/${name} at 3 replicas or more, every pod Ready (3 of 3 pods are Ready at 3 replicas (HPA ${name} min 3, max 3)); container app with the raised resources (it has requests cpu=100m memory=128Mi, limits cpu=1 memory=512Mi)`,
+        detail: `verified: ${namespace}/${name} at 3 replicas or more, every pod Ready (3 of 3 pods are Ready at 3 replicas (HPA ${name} min 3, max 3)); container app with the raised resources (it has requests cpu=10m memory=64Mi, limits cpu=1 memory=512Mi)`,
       });
       expect(await stateOf(name)).toMatchObject({
         replicas: 3,
         hpa: { minReplicas: 3, maxReplicas: 3 },
-        resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '1', memory: '512Mi' } },
+        resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '1', memory: '512Mi' } },
         records: { size: sizeRecord(), resources: resourcesRecord },
       });
       const markdown = await readBucketText(result.report!.markdownKey);
@@ -218,7 +218,7 @@ describe('emergencyScale', () => {
       expect(result.outcome).toBe('nothing-to-do');
       expect(result.plan.map((p) => [p.stepId, p.change.needed, p.change.summary])).toEqual([
         ['scale', false, `${where} already runs 3 replicas; HPA ${name} already holds 3 (min 3, max 3)`],
-        ['set-resources', false, 'container app of ' + where + ' already has requests cpu=100m memory=128Mi, limits cpu=1 memory=512Mi'],
+        ['set-resources', false, 'container app of ' + where + ' already has requests cpu=10m memory=64Mi, limits cpu=1 memory=512Mi'],
       ]);
       expect(result.timeline.map((e) => e.event)).not.toContain('requested');
       expect(result.after).toBeUndefined();

@@ -8,7 +8,7 @@ import { createRunbookClient } from '../../client';
 import type { CheckRow, ChecklistResult } from '../../common/checklist';
 import type { RunbookConfig } from '../../config/schema';
 import { recordHistory } from '../helpers/histories';
-import { deleteBoundClaim, deleteDeployment, scratchBoundClaim, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
+import { deleteBoundClaim, deleteDeployment, restartableScript, scratchApp, scratchBoundClaim, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig } from '../helpers/kube-cluster';
 import { readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, testbedEnv, testbedS3 } from '../helpers/testbed';
@@ -127,7 +127,7 @@ describe('monthlyReview', () => {
     const orphanClaim = unique('monthly-orphan');
     const apps = kc.makeApiClient(AppsV1Api);
     try {
-      await scratchDeployment(kc, idle);
+      await scratchApp(kc, idle, { script: restartableScript() });
       await apps.patchNamespacedDeploymentScale(idle, namespace, { spec: { replicas: 0 } }, undefined, undefined, undefined, undefined, undefined, {
         headers: { 'Content-Type': 'application/merge-patch+json' },
       });

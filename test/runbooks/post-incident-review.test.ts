@@ -85,10 +85,11 @@ describe('postIncidentReview', () => {
     // Each pod its own lines (~0.9 MiB each), with a marker that must reach S3 but never the history.
     const markers = pods.map((pod) => `marker-${pod}-${randomBytes(6).toString('hex')}`);
     // The first pod's first instance is OOM-killed by the kernel: its last lines are the previous log.
-    printInContainer(ns, pods[0]!, ['previous instance of pod 0', `FATAL out of memory ${markers[0]}`]);
+    await printInContainer(kc, ns, pods[0]!, ['previous instance of pod 0', `FATAL out of memory ${markers[0]}`]);
     await restartInContainer(kc, ns, pods[0]!, 'oom');
     for (const [i, pod] of pods.entries()) {
-      printInContainer(
+      await printInContainer(
+        kc,
         ns,
         pod,
         Array.from({ length: 7200 }, (_, n) => `${n % 1000 === 999 ? 'ERROR' : 'INFO'} ${markers[i]} GET /api/dramas/${n} 200 ${'.'.repeat(60)}`),

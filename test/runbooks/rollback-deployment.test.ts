@@ -6,7 +6,7 @@ import { applyObjects } from '../../scripts/testbed/kubernetes-apply';
 import { appDeployment, appImage, appReleases } from '../../scripts/testbed/kubernetes-seed';
 import { connectClient } from '../../config/temporal-connection';
 import { recordHistory } from '../helpers/histories';
-import { deleteDeployment, unique } from '../helpers/kube-activity-scratch';
+import { deleteDeployment, restartableScript, scratchApp, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, testbedRealNode, waitForRollout } from '../helpers/kube-cluster';
 import { patchDeployment } from '../helpers/kube-objects';
 import { expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
@@ -23,8 +23,8 @@ const image = (release: string) => appImage(release, realNode);
 const revisionAnnotation = 'deployment.kubernetes.io/revision';
 
 /**
- * 快速回滚 against the real Kubernetes API of the test bed, on the seeded short-drama-app (kwok runs
- * its two pods, or the real node when the test bed has one). Rolling back renumbers revisions (the rolled-back ReplicaSet gets the next number),
+ * 快速回滚 against the real Kubernetes API of the test bed, on the seeded short-drama-app (its two
+ * pods on the real node). Rolling back renumbers revisions (the rolled-back ReplicaSet gets the next number),
  * so revisions are looked up by release, and the seeded release is put back after each test.
  */
 describe('rollbackDeployment', () => {
@@ -214,20 +214,18 @@ describe('rollbackDeployment', () => {
   });
 
   test('a rollout that never completes: the wait ends at waitTimeoutSeconds, the run fails with the evidence', async () => {
-    // A scratch Deployment whose revision 1 cannot be scheduled (no such node) and whose revision 2 can.
+    // A scratch app whose revision 2 cannot be scheduled (no such node), between revisions 1 and 3 that can (3 is 1 again).
     const name = unique('rbd-stuck');
-    const spec = (nodeType: string) => ({ nodeSelector: { type: nodeType }, containers: [{ name: 'app', image: 'registry.example/scratch:1.0' }] });
+    const nodeType = (type: string | null) => ({ spec: { template: { spec: { nodeSelector: { type } } } } });
     try {
-      await apps.createNamespacedDeployment(namespace, {
-        metadata: { name },
-        spec: { replicas: 1, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: spec('nowhere') } },
-      });
-      await patchDeployment(kc, namespace, name, { spec: { template: { spec: spec('kwok') } } });
+      await scratchApp(kc, name, { script: restartableScript() });
+      await patchDeployment(kc, namespace, name, nodeType('nowhere'));
+      await patchDeployment(kc, namespace, name, nodeType(null));
       await waitForRollout(kc, namespace, name);
       const result = await withRunbooks(config, async ({ runbooks }) => {
         const { workflowId: id } = await runbooks.startRunbook('rollbackDeployment', { deployment: name, mode: 'execute', waitTimeoutSeconds: 10 }, { startedBy: 'erin' });
         const pending = await pendingOf(runbooks, id, 'rollback');
-        expect(pending.change.summary).toBe(`roll back ${namespace}/${name} from revision 2 (app=registry.example/scratch:1.0) to revision 1 (app=registry.example/scratch:1.0)`);
+        expect(pending.change.summary).toBe(`roll back ${namespace}/${name} from revision 3 (app=${image(seededRelease)}) to revision 2 (app=${image(seededRelease)})`);
         await runbooks.approve(id, { stepId: 'rollback', planHash: pending.planHash, approver: 'bob', reason: 'drill' });
         return runbooks.waitForResult<RollbackDeploymentResult>(id);
       });
@@ -236,12 +234,12 @@ describe('rollbackDeployment', () => {
         [
           'rollback',
           expect.stringMatching(
-            new RegExp(`^rolled back to revision 1, but the rollout did not complete within 10s: .*deployments.apps/${name} in namespace ${namespace}: rollout not complete after \\d+s`),
+            new RegExp(`^rolled back to revision 2, but the rollout did not complete within 10s: .*deployments.apps/${name} in namespace ${namespace}: rollout not complete after \\d+s`),
           ),
         ],
       ]);
       expect(result.rollout).toBeUndefined();
-      expect(result.after).toMatchObject({ revision: 3, pods: 1, readyPods: 0, otherPods: 1, available: false });
+      expect(result.after).toMatchObject({ revision: 4, pods: 1, readyPods: 0, otherPods: 1, available: false });
       const markdown = await readBucketText(result.report!.markdownKey);
       expect(markdown).toContain('rollback failed');
     } finally {

@@ -9,7 +9,7 @@ import { activityHarness } from '../helpers/activity-context';
 import { recordHistory } from '../helpers/histories';
 import { stopApiserver, type ApiserverOutage } from '../helpers/kube-outage';
 import { waitUntil } from '../../scripts/testbed/processes';
-import { deleteDeployment, scratchDeployment, unique } from '../helpers/kube-activity-scratch';
+import { deleteDeployment, restartableScript, scratchApp, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, kubernetesNamespace as namespace, statusOf } from '../helpers/kube-cluster';
 import { patchDeployment } from '../helpers/kube-objects';
 import { uniqueSuffix, withAdmin } from '../helpers/postgres-scratch';
@@ -58,7 +58,7 @@ describe('rotateDatabasePassword', () => {
     workflowId: string;
   }
 
-  /** A LOGIN role with a known password, a Secret holding it, and an app Deployment (kwok runs its pod). */
+  /** A LOGIN role with a known password, a Secret holding it, and an app Deployment (a real pod on the node). */
   async function fixture(): Promise<Fixture> {
     const role = `rot_${uniqueSuffix()}`;
     const old = randomBytes(18).toString('base64url');
@@ -73,7 +73,7 @@ describe('rotateDatabasePassword', () => {
     cleanups.push(() => core.deleteNamespacedSecret(secret, namespace).catch((err: unknown) => (statusOf(err) === 404 ? undefined : Promise.reject(err))));
     const app = unique('rot-app');
     cleanups.push(() => deleteDeployment(kc, app));
-    await scratchDeployment(kc, app);
+    await scratchApp(kc, app, { script: restartableScript() });
     const workflowId = `rotateDatabasePassword/${namespace}/${secret}`;
     workflowIds.push(workflowId, `lock/${namespace}/${secret}`);
     return { role, old, secret, app, workflowId };
