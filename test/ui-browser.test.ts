@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { createRunbookClient } from '../client/runbook-client';
-import { runbookRunsUrl } from '../common/search-attributes';
+import { runbookMode, runbookRunsUrl, runbookSearchAttributeKeys } from '../common/search-attributes';
 import { waitUntil } from '../scripts/testbed/processes';
 import { repoRoot } from './helpers/process-output';
 import { TestTargets } from './helpers/test-target';
@@ -12,8 +12,12 @@ import { withWorker } from './helpers/worker';
 
 /** Debian's Chromium, driven by playwright-core (no browser download). */
 const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+/** The runbook list's own columns: the search attributes every run sets (common/search-attributes.ts). */
+const runbookColumns = runbookSearchAttributeKeys.filter((key) => key !== runbookMode).map((key) => key.name);
 /** Screenshots of the walkthrough, kept after the run (the README shows the way). */
 const screenshotDir = join(repoRoot, '.testbed', 'artifacts', 'ui');
+/** The README's pictures (docs/ui/), taken by this test: `npm run docs:screenshots` puts new ones there. */
+const docsScreenshots: Record<string, string> = { '2-pending-runs': 'runbook-runs', '3-current-details': 'current-details' };
 
 /**
  * An SRE's way through the Temporal Web UI, in a real browser against the sandbox's UI: start a
@@ -32,18 +36,23 @@ describe('the Temporal Web UI as the SRE sees it (headless Chromium)', () => {
     mkdirSync(screenshotDir, { recursive: true });
     browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] });
   });
-  afterAll(() => browser?.close());
+  afterAll(async () => {
+    await browser?.close();
+    if (process.env.UPDATE_DOCS_SCREENSHOTS === '1') {
+      for (const [shot, doc] of Object.entries(docsScreenshots)) copyFileSync(join(screenshotDir, `${shot}.png`), join(repoRoot, 'docs', 'ui', `${doc}.png`));
+    }
+  });
 
   const shot = (page: Page, name: string) => page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: true });
 
   test('start from the form, filter by approval state, read the plan, approve by Update, see it finish', async () => {
-    const target = `ui/${randomUUID()}`;
+    const target = `ui/${randomUUID().slice(0, 8)}`;
     const workflowId = `kernelTestRunbook/${target}`;
     await withWorker(
       config,
       async ({ client }) => {
         const runbooks = createRunbookClient({ client, taskQueue: config.temporal.taskQueue });
-        const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+        const page = await browser.newPage({ viewport: { width: 1700, height: 1000 } });
         try {
           // 1. Start Workflow form.
           await page.goto(`${ui}/namespaces/${config.temporal.namespace}/workflows/start-workflow`);
@@ -66,8 +75,15 @@ describe('the Temporal Web UI as the SRE sees it (headless Chromium)', () => {
               ),
           );
 
-          // 2. The runbook view, filtered to runs waiting for approval.
-          const pendingView = `${runbookRunsUrl(ui, config.temporal.namespace)}${encodeURIComponent(' AND RunbookApprovalState = "pending"')}`;
+          // 2. The runbook view with the runbook's own columns (the UI keeps them per browser and namespace:
+          // an SRE sets them once, as here), filtered to runs waiting for approval.
+          await page.goto(runbookRunsUrl(ui, config.temporal.namespace));
+          await page.getByTestId('workflows-summary-table-configuration-button').click();
+          for (const column of ['Run ID', 'Type', 'Start', 'End']) await page.getByTestId(`orderable-list-item-${column}-remove-button`).click();
+          for (const column of [...runbookColumns, 'Start']) await page.getByTestId(`orderable-list-item-${column}-add-button`).click();
+          await page.getByTestId('drawer-close-button').click();
+          // A run ended from outside (terminated) keeps the state it had: only running runs wait.
+          const pendingView = `${runbookRunsUrl(ui, config.temporal.namespace)}${encodeURIComponent(' AND RunbookApprovalState = "pending" AND ExecutionStatus = "Running"')}`;
           await waitUntil('the run waiting for approval', async () => (await runbooks.getStatus(workflowId)).pending !== undefined);
           await waitUntil(
             'the run listed as pending in the UI',
@@ -82,6 +98,12 @@ describe('the Temporal Web UI as the SRE sees it (headless Chromium)', () => {
             },
             90_000,
           );
+          // The row says which runbook, how severe, on what, and that it waits for a decision.
+          const headers = await page.getByRole('columnheader').allInnerTexts();
+          expect(runbookColumns.every((column) => headers.some((header) => header.includes(column)))).toBe(true);
+          const row = page.getByRole('row').filter({ hasText: workflowId }).first();
+          const cells = (await row.getByRole('cell').allInnerTexts()).map((text) => text.trim());
+          expect(cells).toEqual(expect.arrayContaining(['kernelTestRunbook', 'P1', target, 'pending']));
           await shot(page, '2-pending-runs');
 
           // 3. Current Details: the plan and how to decide it.
