@@ -93,12 +93,14 @@ const approver = 'bob';
 const stepEnds = new Set<string>(['applied', 'skipped', 'failed', 'refused', 'cancelled']);
 /** Times computed from "now" (cutoffs, deadlines) differ between any two runs, crashed or not. */
 const isoTimestamp = /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z/g;
+/** So do usage measurements of a live server (Redis's used_memory as a share of maxmemory). */
+const measuredShare = /\d+(?:\.\d+)?% of /g;
 
-/** The outcome a crash must not change: the outcome and each step's planned change (timestamps stripped) and outcome. */
+/** The outcome a crash must not change: the outcome and each step's planned change (timestamps and measurements stripped) and outcome. */
 function outcomeOf(result: RunbookResultBase): unknown {
   return {
     outcome: result.outcome,
-    plan: result.plan.map((p) => ({ stepId: p.stepId, needed: p.change.needed, summary: p.change.summary.replace(isoTimestamp, '<time>') })),
+    plan: result.plan.map((p) => ({ stepId: p.stepId, needed: p.change.needed, summary: p.change.summary.replace(isoTimestamp, '<time>').replace(measuredShare, '<share> of ') })),
     stepEvents: result.timeline.filter((e) => stepEnds.has(e.event)).map((e) => [e.stepId, e.event]),
   };
 }
