@@ -18,10 +18,11 @@ const { join } = require('node:path');
 
 /**
  * The suites that need real containers of the test bed's node: test/node, and every suite that uses
- * the helpers making them (test/helpers/kube-activity-scratch.ts, kube-pods.ts).
+ * the helpers making them or driving the real app (test/helpers/kube-activity-scratch.ts, kube-pods.ts,
+ * app-pods.ts).
  */
 function realContainerSuites() {
-  const needsNode = /\b(scratchApp|scratchPod|scratchSingleWriter|failingPod|printInContainer|restartInContainer)\(/;
+  const needsNode = /\b(scratchApp|scratchPod|scratchSingleWriter|failingPod|printInContainer|restartInContainer|appPods|lockProjects)\(/;
   const files = readdirSync(join(__dirname, 'test'), { recursive: true }).filter((f) => /\.test\.ts$/.test(f) && !f.startsWith('helpers'));
   return ['<rootDir>/test/node/', ...files.filter((f) => needsNode.test(readFileSync(join(__dirname, 'test', f), 'utf8'))).map((f) => `<rootDir>/test/${f}`)];
 }

@@ -193,7 +193,7 @@ describe('test bed systems are real', () => {
 
     test.each(capacitySeriesNames)('%s: an instant query answers the current value of the model (live scrapes continue the history)', async (name) => {
       const instant = async (query: string) => (await prometheusGet<{ result: InstantSample[] }>(env.PROMETHEUS_URL!, 'api/v1/query', { query }, 5000)).result[0]?.value;
-      // A sample newer than the history's end comes from the app-metrics target, not the backfill.
+      // A sample newer than the history's end comes from the capacity-metrics target, not the backfill.
       await waitUntil(`a live scrape of ${name}`, async () => Number((await instant(`timestamp(${capacitySelector(name)})`))?.[1] ?? 0) * 1000 > history.endMs);
       const [evaluatedAt, current] = (await instant(capacitySelector(name)))!;
       // The sample is one scrape (2 s) old at most: allow what the model moves in 10 s.

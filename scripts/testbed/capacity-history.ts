@@ -14,12 +14,12 @@ export const capacitySeriesNames = Object.keys(capacityModel.capacitySeries) as 
 /**
  * Where the model is anchored: the history starts at originMs and was backfilled up to endMs (the
  * Prometheus start); the live values continue from there. Written by the Prometheus start and read
- * by app-metrics.js on every scrape, so both use the same origin.
+ * by capacity-metrics.js on every scrape, so both use the same origin.
  */
 export interface CapacityHistory {
   originMs: number;
   endMs: number;
-  /** The instance label Prometheus gives the scraped series (the app-metrics server). */
+  /** The instance label Prometheus gives the scraped series (the capacity-metrics server). */
   instance: string;
 }
 
@@ -33,7 +33,7 @@ export function readCapacityHistory(layout: TestbedLayout): CapacityHistory | un
   return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as CapacityHistory) : undefined;
 }
 
-/** Paths app-metrics.js serves each scrape job's series on (see the Prometheus scrape config). */
+/** Paths capacity-metrics.js serves each scrape job's series on (see the Prometheus scrape config). */
 export function capacityScrapeJobs(): Array<{ job: string; metricsPath: string }> {
   return capacityModel.capacityJobs.map((job) => ({ job, metricsPath: `/metrics/${job}` }));
 }
@@ -76,7 +76,7 @@ export function capacityOpenMetrics(history: CapacityHistory): string {
 
 /**
  * Writes the anchor file and `historyDays` of samples ending now into dataDir as TSDB blocks, the
- * series labelled with `instance`, the app-metrics target Prometheus scrapes them from
+ * series labelled with `instance`, the capacity-metrics target Prometheus scrapes them from
  * (promtool, from the Debian prometheus package). dataDir must be empty: blocks overlapping an
  * older history would be merged with it. 162h blocks (a hidden flag of promtool 2.42; the largest
  * compaction range Prometheus uses with 90d retention): 6 blocks in a fraction of a second,
@@ -92,7 +92,7 @@ export function backfillCapacityHistory(layout: TestbedLayout, dataDir: string, 
   };
   const file = capacityHistoryFile(layout);
   mkdirSync(join(file, '..'), { recursive: true });
-  // Renamed into place: app-metrics.js may read it at any moment.
+  // Renamed into place: capacity-metrics.js may read it at any moment.
   writeFileSync(`${file}.tmp`, `${JSON.stringify(history)}\n`);
   renameSync(`${file}.tmp`, file);
   const openMetrics = join(layout.stateDir, 'prometheus', 'capacity-history.om.txt');

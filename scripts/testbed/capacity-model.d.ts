@@ -1,4 +1,4 @@
-// Types of capacity-model.js (plain CommonJS, shared with app-metrics.js).
+// Types of capacity-model.js (plain CommonJS, shared with capacity-metrics.js).
 
 export type CapacitySeriesName = 'appCpu' | 'appMemory' | 'databaseVolumeUsed' | 'databaseVolumeCapacity' | 'databaseSize';
 

@@ -1,9 +1,9 @@
 // The sandbox's capacity history (monthly review: 30-day trends, 3-month linear forecast), as one
 // model used twice: scripts/testbed/capacity-history.ts backfills 30 days of it into Prometheus
-// and app-metrics.js exposes its current values, so the backfilled history and the live scrapes
+// and capacity-metrics.js exposes its current values, so the backfilled history and the live scrapes
 // are the same series. Each series is a straight line from the start of the history (`originMs`)
 // plus a daily wave; the wave averages out over whole days, so a least-squares line through the
-// history finds `slopePerDay`. Plain CommonJS: app-metrics.js runs under bare Node.js.
+// history finds `slopePerDay`. Plain CommonJS: capacity-metrics.js runs under bare Node.js.
 'use strict';
 
 const msPerDay = 86_400_000;
@@ -81,7 +81,7 @@ const capacitySeries = {
   },
 };
 
-/** The scrape jobs of the series, each once, in series order (app-metrics.js serves each at /metrics/<job>). */
+/** The scrape jobs of the series, each once, in series order (capacity-metrics.js serves each at /metrics/<job>). */
 const capacityJobs = [...new Set(Object.values(capacitySeries).map((series) => series.job))];
 
 /** Labels as the text formats write them inside the braces: namespace="short-drama-prod",datname="short_drama_prod". */

@@ -199,6 +199,11 @@ export function readonlyKubeconfigPath(layout: TestbedLayout): string {
   return join(kubernetesStateDir(layout), 'readonly.kubeconfig');
 }
 
+/** Token of ServiceAccount `prometheus` (lists short-drama-prod's pods to find its scrape targets). */
+export function prometheusKubeconfigPath(layout: TestbedLayout): string {
+  return join(kubernetesStateDir(layout), 'prometheus.kubeconfig');
+}
+
 export function writeKubeconfig(file: string, server: string, caCert: string, user: string, token: string, namespace?: string): void {
   const config = {
     apiVersion: 'v1',

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { ApiextensionsV1Api, AppsV1Api, CoreV1Api, CustomObjectsApi, NetworkingV1Api, PatchUtils, type KubeConfig, type KubernetesObject, type V1Secret } from '@kubernetes/client-node';
 import { applyObjects, kubeConfigFromFile, readYamlObjects, testbedFieldManager } from './kubernetes-apply';
 import { kubernetesBinaries } from './kubernetes-install';
-import { adminKubeconfigPath, kubernetesStateDir, readonlyKubeconfigPath, selfSignedServingCertificate } from './kubernetes-pki';
+import { adminKubeconfigPath, kubernetesStateDir, prometheusKubeconfigPath, readonlyKubeconfigPath, selfSignedServingCertificate } from './kubernetes-pki';
 import { port, type TestbedLayout } from './layout';
 import { waitUntil } from './processes';
 import { applyWorkerAccount, writeServiceAccountKubeconfig } from './service-account-access';
@@ -27,6 +27,8 @@ export const onKwokNode = {
   tolerations: [{ key: 'runbook.testbed/kwok', operator: 'Equal', value: 'true', effect: 'NoSchedule' }],
 };
 export const readonlyServiceAccount = 'runbook-readonly';
+/** Prometheus' account: Kubernetes service discovery of the app's pods, nothing else. */
+export const prometheusServiceAccount = 'prometheus';
 /** The app's two seeded releases: revision 1, then revision 2 (the current one). */
 export const appReleases = ['1.4.1', '1.4.2'] as const;
 
@@ -413,7 +415,7 @@ function manualObjects(ctx: TestbedContext): Obj[] {
       apiVersion: 'v1',
       kind: 'ConfigMap',
       metadata: { name: 'app-config', namespace: ns, labels: appLabels('short-drama-app') },
-      data: { DATABASE_HOST: 'postgres', DATABASE_NAME: 'short_drama_prod', REDIS_HOST: 'redis', LOG_LEVEL: 'info', DB_POOL_SIZE: '20' },
+      data: { DATABASE_HOST: 'postgres', DATABASE_NAME: 'short_drama_prod', REDIS_HOST: 'redis', LOG_LEVEL: 'info', DB_POOL_SIZE: '40' },
     } as Obj,
     // Fake values for kwok's pods; on the real node the app logs in, with the test bed's passwords.
     secret('app-secrets', {
@@ -575,6 +577,20 @@ function manualObjects(ctx: TestbedContext): Obj[] {
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: readonlyServiceAccount },
       subjects: [{ kind: 'ServiceAccount', name: readonlyServiceAccount, namespace: ns }],
     } as Obj,
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: prometheusServiceAccount, namespace: ns } } as Obj,
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name: prometheusServiceAccount, namespace: ns },
+      rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }],
+    } as Obj,
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: prometheusServiceAccount, namespace: ns },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: prometheusServiceAccount },
+      subjects: [{ kind: 'ServiceAccount', name: prometheusServiceAccount, namespace: ns }],
+    } as Obj,
   ];
 }
 
@@ -676,6 +692,7 @@ export async function seedKubernetes(ctx: TestbedContext, options: { beforeApp?:
 
   await waitForRollout(kc, ns, 'short-drama-app');
   await writeServiceAccountKubeconfig(layout, kc, ns, readonlyServiceAccount, readonlyKubeconfigPath(layout));
+  await writeServiceAccountKubeconfig(layout, kc, ns, prometheusServiceAccount, prometheusKubeconfigPath(layout));
   await applyWorkerAccount(layout, kc, adminKubeconfigPath(layout));
   ctx.log(`kubernetes: short-drama-prod seeded in ${Date.now() - t0} ms`);
 }

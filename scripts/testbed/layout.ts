@@ -50,7 +50,9 @@ export const portOffsets = {
   alertmanager: 93,
   alertBridge: 95,
   webhook: 80,
-  appMetrics: 81,
+  capacityMetrics: 81,
+  // short-drama-app's users (app-traffic.js, with the real node): its status page.
+  appTraffic: 82,
   s3: 40,
   // SeaweedFS runs several internal servers; each needs a port of its own.
   seaweedMaster: 41,

@@ -2,19 +2,20 @@ import { join } from 'node:path';
 import { capacityHistoryFile } from './capacity-history';
 import { port, type PortName, type TestbedLayout } from './layout';
 import { startDetached, waitUntil } from './processes';
+import { prodAddress } from './node/node-prod';
 import type { ServiceName, TestbedContext, TestbedServer } from './context';
 
 export function webhookUrl(ctx: TestbedContext): string {
   return `http://127.0.0.1:${port(ctx.layout, 'webhook')}`;
 }
 
-/** host:port of the app-metrics server: Prometheus' scrape target, hence the instance label of its series. */
-export function appMetricsTarget(layout: TestbedLayout): string {
-  return `127.0.0.1:${port(layout, 'appMetrics')}`;
+/** host:port of the capacity-metrics server: Prometheus' scrape target, hence the instance label of its series. */
+export function capacityMetricsTarget(layout: TestbedLayout): string {
+  return `127.0.0.1:${port(layout, 'capacityMetrics')}`;
 }
 
-export function appMetricsUrl(ctx: TestbedContext): string {
-  return `http://${appMetricsTarget(ctx.layout)}`;
+export function appTrafficUrl(ctx: TestbedContext): string {
+  return `http://127.0.0.1:${port(ctx.layout, 'appTraffic')}`;
 }
 
 /** A small server of ours (plain Node.js, nothing to install), started like the others. */
@@ -40,9 +41,14 @@ function nodeServer(name: ServiceName, script: string, portName: PortName, healt
 /** Receives the runbooks' notifications (Slack-compatible JSON) and lists them at GET /messages. */
 export const webhookServer = nodeServer('webhook', 'webhook-receiver.js', 'webhook', '/healthz', (ctx) => [join(ctx.layout.stateDir, 'webhook-messages.jsonl')]);
 
-/**
- * The manual's application metrics with simulated traffic, and the capacity series continuing the
- * history Prometheus was backfilled with, scraped by Prometheus. Healthy means /healthz answers,
- * which a server from before the capacity series does not: `up` replaces such a one.
- */
-export const appMetricsServer = nodeServer('app-metrics', 'app-metrics.js', 'appMetrics', '/healthz', (ctx) => [capacityHistoryFile(ctx.layout)]);
+/** The capacity series continuing the history Prometheus was backfilled with (the monthly review's month), scraped by Prometheus. */
+export const capacityMetricsServer = nodeServer('capacity-metrics', 'capacity-metrics.js', 'capacityMetrics', '/healthz', (ctx) => [capacityHistoryFile(ctx.layout)]);
+
+/** Requests a second to short-drama-app: enough for rates over the test bed's 10 s alert windows, little for 2 cores. */
+export const appTrafficRps = 3;
+
+/** short-drama-app's users (app-traffic.js) through its NodePort: only with the real node, where the app runs. */
+export const appTrafficServer = nodeServer('app-traffic', 'app-traffic.js', 'appTraffic', '/healthz', (ctx) => [
+  `http://${prodAddress(ctx.layout, 'short-drama-app', 'unreachable:0')}`,
+  String(appTrafficRps),
+]);

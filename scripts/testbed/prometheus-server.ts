@@ -1,11 +1,15 @@
-import { rmSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { prometheusGet } from '../../activities/prometheus';
 import { testbedAlertRulesFile, writeTestbedAlertRules } from './alert-rules';
 import { backfillCapacityHistory, capacityScrapeJobs, capacitySelector } from './capacity-history';
 import { ensureDebianPackages } from './install';
 import { port } from './layout';
-import { appMetricsTarget } from './node-servers';
+import { prometheusKubeconfigPath } from './kubernetes-pki';
+import { kubernetesNamespace } from './kubernetes-seed';
+import { capacityMetricsTarget } from './node-servers';
+import { realNodeWanted } from './node/node-names';
 import { startDetached, waitUntil } from './processes';
 import type { TestbedContext, TestbedServer } from './context';
 
@@ -28,10 +32,73 @@ async function hasAlertRules(ctx: TestbedContext): Promise<boolean> {
   return groups.some((g) => g.name === 'runbook-alerts');
 }
 
+function configFile(layout: TestbedContext['layout']): string {
+  return join(layout.stateDir, 'prometheus', 'prometheus.yml');
+}
+
 /**
- * Prometheus scraping itself, the Temporal dev server and the app metrics target (the app's own
- * series, and the capacity series under the scrape jobs `kubelet` and `postgres-exporter`), started
- * on 30 days of backfilled capacity history (capacity-history.ts) for the monthly review.
+ * short-drama-app's pods as Prometheus finds them in production: Kubernetes service discovery
+ * (ServiceAccount `prometheus`, which may list the namespace's pods), every Running pod of the app
+ * on its HTTP port, labelled with its namespace and pod. Only with the real node (kwok's pods run
+ * nothing), and once the cluster's seed has written the account's kubeconfig.
+ */
+function appScrapeJob(layout: TestbedContext['layout']): string[] {
+  const kubeconfig = prometheusKubeconfigPath(layout);
+  if (!realNodeWanted() || !existsSync(kubeconfig)) return [];
+  // Read once, on (re)load: a new token (a new cluster) must change this file to be reloaded.
+  const version = createHash('sha256').update(readFileSync(kubeconfig)).digest('hex').slice(0, 12);
+  return [
+    `  # kubeconfig version ${version}`,
+    '  - job_name: short-drama-app',
+    '    kubernetes_sd_configs:',
+    '      - role: pod',
+    `        kubeconfig_file: '${kubeconfig}'`,
+    `        namespaces: { names: ['${kubernetesNamespace}'] }`,
+    "        selectors: [{ role: pod, label: 'app=short-drama-app' }]",
+    '    relabel_configs:',
+    '      - { source_labels: [__meta_kubernetes_pod_phase], regex: Running, action: keep }',
+    '      - { source_labels: [__meta_kubernetes_pod_container_port_name], regex: http, action: keep }',
+    '      - { source_labels: [__meta_kubernetes_namespace], target_label: namespace }',
+    '      - { source_labels: [__meta_kubernetes_pod_name], target_label: pod }',
+  ];
+}
+
+/** Writes Prometheus' configuration (by rename); true when it changed. */
+function writeConfig(layout: TestbedContext['layout']): boolean {
+  const capacity = capacityMetricsTarget(layout);
+  const text = [
+    'global:',
+    '  scrape_interval: 2s',
+    '  evaluation_interval: 2s',
+    // The manual's alert rules (deploy/prometheus/, shortened for the test bed), to the test bed's Alertmanager.
+    'rule_files:',
+    `  - '${testbedAlertRulesFile(layout)}'`,
+    'alerting:',
+    '  alertmanagers:',
+    '    - static_configs:',
+    `        - targets: ['127.0.0.1:${port(layout, 'alertmanager')}']`,
+    'scrape_configs:',
+    '  - job_name: prometheus',
+    '    static_configs:',
+    `      - targets: ['127.0.0.1:${port(layout, 'prometheus')}']`,
+    '  - job_name: temporal',
+    '    static_configs:',
+    `      - targets: ['127.0.0.1:${port(layout, 'temporalMetrics')}']`,
+    ...appScrapeJob(layout),
+    ...capacityScrapeJobs().flatMap(({ job, metricsPath }) => [`  - job_name: ${job}`, `    metrics_path: ${metricsPath}`, '    static_configs:', `      - targets: ['${capacity}']`]),
+    '',
+  ].join('\n');
+  const file = configFile(layout);
+  if (existsSync(file) && readFileSync(file, 'utf8') === text) return false;
+  writeFileSync(`${file}.partial`, text);
+  renameSync(`${file}.partial`, file);
+  return true;
+}
+
+/**
+ * Prometheus scraping itself, the Temporal dev server, short-drama-app's pods (with the real node)
+ * and the capacity series under the scrape jobs `kubelet` and `postgres-exporter`, started on 30
+ * days of backfilled capacity history (capacity-history.ts) for the monthly review.
  */
 export const prometheusServer: TestbedServer = {
   name: 'prometheus',
@@ -55,41 +122,13 @@ export const prometheusServer: TestbedServer = {
     // scrapes must come after the last backfilled sample.
     rmSync(dataDir, { recursive: true, force: true });
     mkdirSync(dataDir, { recursive: true });
-    const appMetrics = appMetricsTarget(layout);
     const t0 = Date.now();
-    const history = backfillCapacityHistory(layout, dataDir, appMetrics);
+    const history = backfillCapacityHistory(layout, dataDir, capacityMetricsTarget(layout));
     ctx.log(`prometheus: ${Math.round((history.endMs - history.originMs) / 86_400_000)} days of capacity history backfilled in ${Date.now() - t0} ms`);
-    const configFile = join(dir, 'prometheus.yml');
     writeTestbedAlertRules(layout);
-    writeFileSync(
-      configFile,
-      [
-        'global:',
-        '  scrape_interval: 2s',
-        '  evaluation_interval: 2s',
-        // The manual's alert rules (deploy/prometheus/, shortened for the test bed), to the test bed's Alertmanager.
-        'rule_files:',
-        `  - '${testbedAlertRulesFile(layout)}'`,
-        'alerting:',
-        '  alertmanagers:',
-        '    - static_configs:',
-        `        - targets: ['127.0.0.1:${port(layout, 'alertmanager')}']`,
-        'scrape_configs:',
-        '  - job_name: prometheus',
-        '    static_configs:',
-        `      - targets: ['127.0.0.1:${port(layout, 'prometheus')}']`,
-        '  - job_name: temporal',
-        '    static_configs:',
-        `      - targets: ['127.0.0.1:${port(layout, 'temporalMetrics')}']`,
-        '  - job_name: short-drama-app',
-        '    static_configs:',
-        `      - targets: ['${appMetrics}']`,
-        ...capacityScrapeJobs().flatMap(({ job, metricsPath }) => [`  - job_name: ${job}`, `    metrics_path: ${metricsPath}`, '    static_configs:', `      - targets: ['${appMetrics}']`]),
-        '',
-      ].join('\n'),
-    );
+    writeConfig(layout);
     startDetached(layout.stateDir, 'prometheus', 'prometheus', [
-      `--config.file=${configFile}`,
+      `--config.file=${configFile(layout)}`,
       `--storage.tsdb.path=${dataDir}`,
       // The default 15d would delete most of the 30-day history at once.
       '--storage.tsdb.retention.time=90d',
@@ -101,12 +140,15 @@ export const prometheusServer: TestbedServer = {
     // Ready means PromQL already has data: wait for the first scrape of itself.
     await waitUntil('the first Prometheus scrape', async () => (await instantQuery(ctx, 'up')).length > 0, 30_000);
   },
-  // A running Prometheus picks up edits of the shipped rules on the next `up`.
+  // After the cluster's seed (catalogue order): the app's pods to scrape, and edits of the shipped
+  // rules, reach a running Prometheus by a reload.
   async seed(ctx) {
-    if (!writeTestbedAlertRules(ctx.layout)) return;
+    const rulesChanged = writeTestbedAlertRules(ctx.layout);
+    const configChanged = writeConfig(ctx.layout);
+    if (!rulesChanged && !configChanged) return;
     const reload = await fetch(`${prometheusUrl(ctx)}/-/reload`, { method: 'POST', signal: AbortSignal.timeout(10_000) });
-    if (!reload.ok) throw new Error(`prometheus: reloading the alert rules failed: ${(await reload.text()).trim()}`);
-    ctx.log('prometheus: alert rules reloaded');
+    if (!reload.ok) throw new Error(`prometheus: reloading its configuration failed: ${(await reload.text()).trim()}`);
+    ctx.log(`prometheus: ${[rulesChanged && 'alert rules', configChanged && 'scrape configuration'].filter(Boolean).join(' and ')} reloaded`);
   },
   // Lets `up` replace one of ours without the history (see isHealthy) instead of failing on its port.
 };

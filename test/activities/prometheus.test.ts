@@ -2,13 +2,9 @@ import { waitUntil } from '../../scripts/testbed/processes';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
 import { closedPort, testbedEnv } from '../helpers/testbed';
 import { failureOf } from '../helpers/failures';
+import { lockProjects } from '../helpers/app-pods';
 
-async function setAppProfile(profile: Record<string, unknown>): Promise<void> {
-  const response = await fetch(`${testbedEnv().TESTBED_APP_METRICS_URL}/profile`, { method: 'POST', body: JSON.stringify(profile) });
-  expect(response.ok).toBe(true);
-}
-
-describe('Prometheus activities (real Prometheus 2.42 scraping the sandbox app)', () => {
+describe("Prometheus activities (real Prometheus 2.42 scraping the sandbox app's pods)", () => {
   let harness: ActivityHarness;
   beforeAll(() => {
     harness = activityHarness();
@@ -18,7 +14,11 @@ describe('Prometheus activities (real Prometheus 2.42 scraping the sandbox app)'
   test('instantQuery returns labelled samples', async () => {
     const result = await harness.run('instantQuery', { query: 'up' });
     expect(result.samples.map((s) => s.labels.job).sort()).toEqual(expect.arrayContaining(['prometheus', 'short-drama-app', 'temporal']));
-    expect(result.samples.every((s) => s.value === 1)).toBe(true);
+    expect(result.samples.filter((s) => s.labels.job !== 'short-drama-app').every((s) => s.value === 1)).toBe(true);
+    // The app's targets come from Kubernetes service discovery: one per pod, with its namespace and name.
+    const app = result.samples.filter((s) => s.labels.job === 'short-drama-app');
+    expect(app.length).toBeGreaterThan(0);
+    for (const sample of app) expect(sample.labels).toMatchObject({ namespace: 'short-drama-prod', pod: expect.stringMatching(/^short-drama-app-/) });
     expect(result.truncated).toBe(false);
   });
 
@@ -31,24 +31,27 @@ describe('Prometheus activities (real Prometheus 2.42 scraping the sandbox app)'
     expect(result.series[0]!.points.every(([time, value]) => !Number.isNaN(Date.parse(time)) && value === 1)).toBe(true);
   });
 
-  test("the manual's named queries answer from the app's metrics, and follow an injected slowdown", async () => {
+  test("the manual's named queries answer from the app's metrics, and follow a real slowdown", async () => {
     const healthy = await harness.run('manualQuery', { name: 'p95LatencySeconds' });
     expect(healthy.query).toBe('histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))');
     expect(healthy.value).toEqual(expect.any(Number));
+    // The app's users (app-traffic.js) mostly read the cached project count.
     const hitRate = await harness.run('manualQuery', { name: 'cacheHitRatePercent' });
-    expect(hitRate.value).toBeGreaterThan(80);
+    expect(hitRate.value).toBeGreaterThan(50);
+    // Every pod's pool keeps two connections warm.
     const connections = await harness.run('manualQuery', { name: 'databaseConnectionsActive' });
-    expect(connections.value).toBe(12);
+    expect(connections.value).toBeGreaterThanOrEqual(2);
     // A short window, so the test sees the change in seconds rather than the manual's five minutes.
     const p95 = async () => (await harness.run('manualQuery', { name: 'p95LatencySeconds', window: '20s' })).value ?? Number.NaN;
+    await waitUntil('P95 below 2 s', async () => (await p95()) < 2, 90_000);
+    // A lock on projects: the users' requests wait past the app's 2 s statement timeout.
+    const lock = await lockProjects(testbedEnv().TESTBED_DATABASE_ADMIN_URL!);
     try {
-      await setAppProfile({ reset: true });
-      await waitUntil('P95 below 2 s on the healthy profile', async () => (await p95()) < 2, 90_000);
-      await setAppProfile({ p95Seconds: 6 });
-      await waitUntil('P95 above 2 s after the injected slowdown', async () => (await p95()) > 2, 90_000);
+      await waitUntil('P95 above 2 s while projects is locked', async () => (await p95()) > 2, 90_000);
     } finally {
-      await setAppProfile({ reset: true });
+      await lock.release();
     }
+    await waitUntil('P95 below 2 s again once the lock is gone', async () => (await p95()) < 2, 90_000);
   });
 
   describe('forecastQuery (least-squares trend over a range query)', () => {

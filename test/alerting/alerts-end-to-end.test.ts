@@ -5,16 +5,12 @@ import type { PodCrashLoopResult } from '../../workflows/pod-crash-loop';
 import { deleteDeployment, outOfMemory, scratchApp, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig } from '../helpers/kube-cluster';
 import { failingPod } from '../helpers/kube-pods';
+import { lockProjects } from '../helpers/app-pods';
 import { pendingOf, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
 
 const namespace = 'short-drama-prod';
-
-async function setProfile(profile: Record<string, unknown>): Promise<void> {
-  const response = await fetch(`${testbedEnv().TESTBED_APP_METRICS_URL}/profile`, { method: 'POST', body: JSON.stringify(profile), signal: AbortSignal.timeout(5000) });
-  if (!response.ok) throw new Error(`app-metrics /profile answered ${response.status}`);
-}
 
 async function activeAlerts(alertname: string): Promise<unknown[]> {
   const filter = encodeURIComponent(`alertname="${alertname}"`);
@@ -23,10 +19,11 @@ async function activeAlerts(alertname: string): Promise<unknown[]> {
 }
 
 /**
- * The whole chain on real servers: app-metrics' error rate → Prometheus (the shipped rules, test
- * bed copy) → Alertmanager → the bridge on the test bed port Alertmanager posts to, with its
- * token → podCrashLoop on a crash-looping scratch Deployment, waiting for approval → the error
- * rate back to normal → the resolved notification → the run ends cancelled, nothing applied.
+ * The whole chain on real servers: a lock on the app's projects table makes the app's users'
+ * requests fail (504 after its statement timeout) → the error rate Prometheus scrapes from the
+ * app's pods (the shipped rules, test bed copy) → Alertmanager → the bridge on the test bed port Alertmanager posts to, with its
+ * token → podCrashLoop on a crash-looping scratch Deployment, waiting for approval → the lock
+ * released, the error rate back to normal → the resolved notification → the run ends cancelled, nothing applied.
  */
 describe('alerts end to end', () => {
   const kc = adminKubeConfig();
@@ -41,8 +38,10 @@ describe('alerts end to end', () => {
   const reports: NotificationReport[] = [];
   let bridge: AlertBridge | undefined;
 
+  let lock: Awaited<ReturnType<typeof lockProjects>> | undefined;
+
   afterAll(async () => {
-    await setProfile({ reset: true });
+    await lock?.release();
     await bridge?.close();
     await terminateRuns(config.temporal, [workflowId, `lock/${namespace}/${name}`]);
     await deleteDeployment(kc, name);
@@ -53,7 +52,6 @@ describe('alerts end to end', () => {
     await failingPod(kc, namespace, `app=${name}`, 'OOMKilled');
     const before = (await apps.readNamespacedDeployment(name, namespace)).body;
     // An ApiErrorRateHigh left firing by something else would reach the bridge the moment it listens.
-    await setProfile({ reset: true });
     await waitUntil('no active ApiErrorRateHigh in Alertmanager', async () => (await activeAlerts('ApiErrorRateHigh')).length === 0, 60_000);
 
     const timings: Record<string, number> = {};
@@ -62,7 +60,7 @@ describe('alerts end to end', () => {
       bridge = await startAlertBridge({ client, taskQueue, alerting: config.alerting, log: () => undefined, onNotification: (r) => void reports.push(r) });
       try {
         const t0 = Date.now();
-        await setProfile({ errorRatio: 0.2 });
+        lock = await lockProjects(testbedEnv().TESTBED_DATABASE_ADMIN_URL!);
         await waitUntil('Alertmanager to post the firing ApiErrorRateHigh and the bridge to start the run', () => reports.some((r) => r.started.some((s) => s.workflowId === workflowId)), 90_000);
         timings.firing = Date.now() - t0;
         const pending = await pendingOf(runbooks, workflowId, 'raise-memory-limit');
@@ -71,7 +69,8 @@ describe('alerts end to end', () => {
         expect({ mode: status.mode, severity: status.severity, startedBy: status.startedBy }).toEqual({ mode: 'execute', severity: 'P1', startedBy: 'alertmanager:ApiErrorRateHigh' });
 
         const t1 = Date.now();
-        await setProfile({ reset: true });
+        await lock.release();
+        lock = undefined;
         await waitUntil('Alertmanager to post the resolved ApiErrorRateHigh and the bridge to signal the run', () => reports.some((r) => r.signalled.some((s) => s.workflowId === workflowId)), 90_000);
         timings.resolved = Date.now() - t1;
         return await runbooks.waitForResult<PodCrashLoopResult>(workflowId);

@@ -19,6 +19,36 @@ export interface AppPods {
    * app's statement timeout: "ERROR database timeout after ...ms" and a 504 line each.
    */
   databaseTimeouts(count: number, adminDatabaseUrl: string): Promise<void>;
+  /**
+   * `perPod` requests at a time on every pod for a project, each sent again when answered, until
+   * `stop()`: while `projects` is locked, each holds one of the app's pooled database connections
+   * past the statement timeout (a pile-up of slow requests).
+   */
+  busyRequests(perPod: number): Promise<{ stop(): Promise<void> }>;
+}
+
+/**
+ * A long migration's lock on short-drama-prod's `projects` (an admin session in a transaction),
+ * until `release()`: every request of the app that reads the table waits past its statement
+ * timeout and answers 504. A test that dies holding it loses it after `maxSeconds`.
+ */
+export async function lockProjects(adminDatabaseUrl: string, maxSeconds = 300): Promise<{ release(): Promise<void> }> {
+  const holder = new PgClient({ connectionString: adminDatabaseUrl, application_name: 'app-pods-lock-holder' });
+  await holder.connect();
+  try {
+    await holder.query(`SET idle_in_transaction_session_timeout = '${maxSeconds}s'`);
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE projects IN ACCESS EXCLUSIVE MODE');
+  } catch (err) {
+    await holder.end();
+    throw err;
+  }
+  return {
+    async release() {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+    },
+  };
 }
 
 const appSelector = 'app=short-drama-app';
@@ -67,16 +97,33 @@ export function appPods(kc: KubeConfig, namespace = kubernetesNamespace): AppPod
         new RegExp(`GET /api/projects/${projectId} 403 `),
       ),
     async databaseTimeouts(count, adminDatabaseUrl) {
-      const holder = new PgClient({ connectionString: adminDatabaseUrl, application_name: 'app-pods-lock-holder' });
-      await holder.connect();
+      const lock = await lockProjects(adminDatabaseUrl);
       try {
-        await holder.query('BEGIN');
-        await holder.query('LOCK TABLE projects IN ACCESS EXCLUSIVE MODE');
         await onEveryPod(count, 504, (base) => fetch(`${base}/api/projects/1`, { headers: { authorization: `Bearer ${liveSession}` }, signal: timeout() }), /GET \/api\/projects\/1 504 /);
       } finally {
-        await holder.query('ROLLBACK').catch(() => undefined);
-        await holder.end();
+        await lock.release();
       }
+    },
+    async busyRequests(perPod) {
+      const pods = await running();
+      if (pods.length === 0) throw new Error(`no Ready pod of ${namespace}/${appSelector}`);
+      let stopped = false;
+      const loop = async (base: string) => {
+        while (!stopped) {
+          const sent = Date.now();
+          const response = await fetch(`${base}/api/projects/1`, { headers: { authorization: `Bearer ${liveSession}` }, signal: timeout() }).catch(() => undefined);
+          await response?.arrayBuffer();
+          // Pacing, not waiting for a state: answered at once (nothing locked), a request must not become a busy loop.
+          if (Date.now() - sent < 500) await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+      };
+      const loops = pods.flatMap((pod) => Array.from({ length: perPod }, () => loop(`http://${pod.status!.podIP}:8000`)));
+      return {
+        async stop() {
+          stopped = true;
+          await Promise.all(loops);
+        },
+      };
     },
   };
 }

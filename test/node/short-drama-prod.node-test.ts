@@ -154,31 +154,60 @@ beforeAll(async () => {
 afterAll(() => terminateRuns(config.temporal, runIds));
 
 describe('short-drama-prod on the real node', () => {
-  test('the app answers /health through its NodePort with the database and Redis reachable, logged in as its own role (not a superuser), sessions in Redis', async () => {
+  test('the app answers /health through its NodePort with the database and Redis reachable, logged in as its own role (not a superuser) from its pool, a cache in Redis', async () => {
     await waitForRollout(kc, namespace, app);
     await waitForAppServing('the seeded app serving');
     expect(await health()).toEqual({ status: 200, body: { status: 'ok', release: seededRelease, database: 'reachable', redis: 'reachable' } });
-    const home = (await (await fetch(appUrl, { signal: AbortSignal.timeout(10_000) })).json()) as { projects: number; session: string };
+    const home = (await (await fetch(appUrl, { signal: AbortSignal.timeout(10_000) })).json()) as { projects: number; cached: boolean };
     expect(home.projects).toBe(200);
     const sessions = await sql<{ usename: string; rolsuper: boolean }>(
       env.TESTBED_POSTGRES_ADMIN_URL!,
       `SELECT DISTINCT a.usename, r.rolsuper FROM pg_stat_activity a JOIN pg_roles r ON r.rolname = a.usename WHERE a.application_name = 'short-drama-app'`,
     );
-    // The app's sessions are short: one may or may not be open right now, but never as another role.
-    for (const session of sessions) expect(session).toEqual({ usename: 'short_drama_app', rolsuper: false });
+    // The pool keeps its warm connections open, never as another role.
+    expect(sessions).toEqual([{ usename: 'short_drama_app', rolsuper: false }]);
     expect((await sql<{ rolsuper: boolean }>(env.TESTBED_POSTGRES_ADMIN_URL!, `SELECT rolsuper FROM pg_roles WHERE rolname = 'short_drama_app'`))[0]).toEqual({ rolsuper: false });
     const metrics = await (await fetch(`${appUrl}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
     for (const name of ['http_requests_total', 'http_requests_errors_total', 'http_request_duration_seconds_bucket', 'cache_hits_total', 'cache_misses_total', 'database_connections_active']) {
       expect(metrics).toContain(`${name}{app="short-drama-app"`);
     }
-    expect(home.session).toMatch(/^session:/);
     const redis = new Redis(env.TESTBED_REDIS_ADMIN_URL!, { maxRetriesPerRequest: 1 });
     try {
-      expect(await redis.exists(home.session)).toBe(1);
+      // The count the page showed is cached, with the time to live the app gave it.
+      expect(await redis.get('cache:projects:count')).toBe('200');
+      expect(await redis.ttl('cache:projects:count')).toBeGreaterThan(0);
       expect(await redis.config('GET', 'maxmemory')).toEqual(['maxmemory', String(256 * 1024 * 1024)]);
     } finally {
       redis.disconnect();
     }
+  });
+
+  test("Prometheus finds the app's pods by Kubernetes service discovery and scrapes the real traffic of the app's users", async () => {
+    const query = async (promql: string) => {
+      const url = new URL('api/v1/query', `${env.PROMETHEUS_URL}/`);
+      url.searchParams.set('query', promql);
+      const body = (await (await fetch(url, { signal: AbortSignal.timeout(10_000) })).json()) as { data: { result: Array<{ metric: Record<string, string>; value: [number, string] }> } };
+      return body.data.result;
+    };
+    const running = async () =>
+      (await core.listNamespacedPod(namespace, undefined, undefined, undefined, 'status.phase=Running', `app=${app}`)).body.items
+        .filter((p) => !p.metadata?.deletionTimestamp)
+        .map((p) => p.metadata!.name!);
+    // One target per Running pod, up, labelled with its namespace and pod (a replaced pod drops out).
+    await waitUntil(
+      "Prometheus' targets of job short-drama-app to be the app's Running pods, each up",
+      async () => {
+        const targets = await query('up{job="short-drama-app"}');
+        const pods = (await running()).sort();
+        return JSON.stringify(targets.map((t) => [t.metric.namespace, t.metric.pod, t.value[1]]).sort()) === JSON.stringify(pods.map((pod) => [namespace, pod, '1']));
+      },
+      60_000,
+    );
+    // The users' requests (app-traffic.js, through the NodePort) are counted by the pods themselves.
+    const traffic = (await (await fetch(`${env.TESTBED_APP_TRAFFIC_URL}/healthz`, { signal: AbortSignal.timeout(5000) })).json()) as { answered: Record<string, number>; signedIn: boolean };
+    expect(traffic.answered['200']).toBeGreaterThan(0);
+    expect(traffic.signedIn).toBe(true);
+    await waitUntil('a request rate from the real traffic', async () => Number((await query('sum(rate(http_requests_total{job="short-drama-app"}[10s]))'))[0]?.value[1] ?? 0) > 1, 30_000);
   });
 
   test("execInPod in the app's container through the real kubelet, as the worker's account: exit codes from the runtime, and a command the image lacks says so", async () => {

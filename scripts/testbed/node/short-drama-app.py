@@ -2,13 +2,15 @@
 
 A small stand-in for the manual's application, real where the runbooks look: HTTP on 8000,
 GET /health (200 when PostgreSQL and Redis answer, else 503 naming which does not), GET /metrics
-(the manual's metric names, counted from real requests), GET / (a session kept in Redis and a
-query on PostgreSQL), POST /login {"email"} (a session for a known user, else 401 and a
-"login failed" line) and GET /api/projects/<id> with "Authorization: Bearer <session>" (401
-without a live session, 403 for another user's project). It logs in to PostgreSQL as its own
-role with the password from its Secret (env DATABASE_PASSWORD), every statement under a timeout
-(a query that waits past it logs "ERROR database timeout" and answers 504), and writes one line
-per request: the lines the checklists grep for.
+(the manual's metric names, counted from real requests: Prometheus scrapes every pod), GET / (the
+project count, cached in Redis for CACHE_TTL_SECONDS, from PostgreSQL on a miss), POST /login
+{"email"} (a session for a known user, else 401 and a "login failed" line) and GET
+/api/projects/<id> with "Authorization: Bearer <session>" (401 without a live session, 403 for
+another user's project). It logs in to PostgreSQL as its own role with the password from its
+Secret (env DATABASE_PASSWORD) through a pool of at most DB_POOL_SIZE connections
+(database_connections_active counts them), every statement under a timeout (a query that waits
+past it logs "ERROR database timeout" and answers 504), and writes one line per request: the
+lines the checklists grep for.
 
 Switches (env, usually from the ConfigMap), to induce the manual's faults for real:
   REQUIRED_CONFIG=KEY,...   exit 1 with "FATAL missing config key KEY" when one is unset
@@ -33,6 +35,10 @@ import redis
 RELEASE = os.environ.get("APP_RELEASE", "unknown")
 STATEMENT_TIMEOUT_MS = int(os.environ.get("DATABASE_STATEMENT_TIMEOUT_MS", "2000"))
 BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10]
+POOL_SIZE = int(os.environ.get("DB_POOL_SIZE", "20"))
+POOL_MIN = 2
+POOL_IDLE_SECONDS = 30
+CACHE_TTL_SECONDS = int(os.environ.get("CACHE_TTL_SECONDS", "20"))
 
 
 log_lock = threading.Lock()
@@ -84,6 +90,101 @@ def redis_client():
     )
 
 
+class Pool:
+    """PostgreSQL connections kept open between requests, as an app's pool does: at most POOL_SIZE
+    (a request past that waits for one), POOL_MIN kept warm, others closed after POOL_IDLE_SECONDS
+    idle. A connection the server ended (a restart, pg_terminate_backend) is replaced once."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.idle = []  # (connection, returned at)
+        self.open = 0
+
+    def connections(self):
+        with self.cond:
+            return self.open
+
+    def _connect(self):
+        try:
+            return database_connect()
+        except Exception:
+            with self.cond:
+                self.open -= 1
+                self.cond.notify()
+            raise
+
+    def take(self):
+        with self.cond:
+            while not self.idle and self.open >= POOL_SIZE:
+                self.cond.wait()
+            if self.idle:
+                return self.idle.pop()[0]
+            self.open += 1
+        return self._connect()
+
+    def give(self, conn, broken=False):
+        if broken or conn.closed:
+            try:
+                conn.close()
+            finally:
+                with self.cond:
+                    self.open -= 1
+                    self.cond.notify()
+            return
+        with self.cond:
+            self.idle.append((conn, time.monotonic()))
+            self.cond.notify()
+
+    def warm(self):
+        while self.connections() < POOL_MIN:
+            with self.cond:
+                self.open += 1
+            self.give(self._connect())
+
+    def shrink(self):
+        """Closes connections idle for POOL_IDLE_SECONDS beyond the warm ones."""
+        now = time.monotonic()
+        with self.cond:
+            stale = [c for c, at in self.idle if now - at > POOL_IDLE_SECONDS][: max(0, self.open - POOL_MIN)]
+            self.idle = [(c, at) for c, at in self.idle if c not in stale]
+        for conn in stale:
+            self.give(conn, broken=True)
+
+    def run(self, work):
+        """work(cursor) in a transaction on a pooled connection. Idle connections outlive database
+        restarts and terminations: one the server ended is dropped with the other idle ones, and the
+        work runs once more on a fresh connection."""
+        for attempt in (1, 2):
+            conn = self.take()
+            try:
+                with conn, conn.cursor() as cur:  # committed on leaving the block, rolled back on an error
+                    result = work(cur)
+            except psycopg2.errors.QueryCanceled:
+                self.give(conn)  # a statement timeout leaves the connection usable
+                raise
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                self.give(conn, broken=True)
+                self.drop_idle()
+                if attempt == 2:
+                    raise
+                continue
+            except Exception:
+                self.give(conn, broken=conn.closed != 0)
+                raise
+            self.give(conn)
+            return result
+        raise RuntimeError("unreachable")
+
+    def drop_idle(self):
+        with self.cond:
+            idle, self.idle = self.idle, []
+        for conn, _ in idle:
+            self.give(conn, broken=True)
+
+
+pool = Pool()
+
+
 class Metrics:
     def __init__(self):
         self.lock = threading.Lock()
@@ -93,7 +194,6 @@ class Metrics:
         self.misses = 0
         self.duration_sum = 0.0
         self.bucket_counts = [0] * len(BUCKETS)
-        self.connections = 0
 
     def observe(self, status, seconds):
         with self.lock:
@@ -123,7 +223,7 @@ class Metrics:
                 "# TYPE cache_misses_total counter",
                 f"cache_misses_total{{{label}}} {self.misses}",
                 "# TYPE database_connections_active gauge",
-                f"database_connections_active{{{label}}} {self.connections}",
+                f"database_connections_active{{{label}}} {pool.connections() + len(leaked)}",
             ]
         return "\n".join(lines) + "\n"
 
@@ -150,46 +250,49 @@ def check_health():
 
 
 def home():
+    """The project count, cache-aside: from Redis while the cached value lives, else from PostgreSQL."""
     r = redis_client()
-    session = f"session:{uuid.uuid4()}"
-    hit = r.get(session) is not None
+    cached = r.get("cache:projects:count")
     with metrics.lock:
-        if hit:
+        if cached is not None:
             metrics.hits += 1
         else:
             metrics.misses += 1
-    r.set(session, json.dumps({"release": RELEASE, "at": time.time()}), ex=3600)
-    conn = database_connect()
-    try:
-        cur = conn.cursor()
+    if cached is not None:
+        return {"release": RELEASE, "projects": int(cached), "cached": True}
+
+    def count(cur):
         cur.execute("SELECT count(*) FROM projects")
-        return {"release": RELEASE, "projects": cur.fetchone()[0], "session": session}
-    finally:
-        conn.close()
+        return cur.fetchone()[0]
+
+    projects = pool.run(count)
+    r.set("cache:projects:count", projects, ex=CACHE_TTL_SECONDS)
+    return {"release": RELEASE, "projects": projects, "cached": False}
 
 
 def login(body, client):
     email = str(body.get("email", ""))[:200]
-    conn = database_connect()
-    try:
-        with conn, conn.cursor() as cur:  # committed on leaving the block
-            cur.execute("SELECT id FROM users WHERE email = %s", (email,))
-            user = cur.fetchone()
-            if not user:
-                log(f"WARN login failed for {json.dumps(email)} from {client}")  # quoted: a login name never forges a line
-                return 401, {"error": "unknown user"}
-            session = f"session-{uuid.uuid4()}"
-            cur.execute("INSERT INTO sessions (id, user_id, expires_at) VALUES (%s, %s, now() + interval '1 day')", (session, user[0]))
-    finally:
-        conn.close()
+
+    def sign_in(cur):
+        cur.execute("SELECT id FROM users WHERE email = %s", (email,))
+        user = cur.fetchone()
+        if not user:
+            return None
+        session = f"session-{uuid.uuid4()}"
+        cur.execute("INSERT INTO sessions (id, user_id, expires_at) VALUES (%s, %s, now() + interval '1 day')", (session, user[0]))
+        return session
+
+    session = pool.run(sign_in)
+    if not session:
+        log(f"WARN login failed for {json.dumps(email)} from {client}")  # quoted: a login name never forges a line
+        return 401, {"error": "unknown user"}
     return 200, {"session": session}
 
 
 def project(authorization, project_id):
     token = authorization.removeprefix("Bearer ").strip()
-    conn = database_connect()
-    try:
-        cur = conn.cursor()
+
+    def lookup(cur):
         cur.execute("SELECT user_id FROM sessions WHERE id = %s AND expires_at > now()", (token,))
         session = cur.fetchone()
         if not session:
@@ -201,8 +304,8 @@ def project(authorization, project_id):
         if found[0] != session[0]:
             return 403, {"error": "another user's project"}
         return 200, {"id": project_id, "name": found[1]}
-    finally:
-        conn.close()
+
+    return pool.run(lookup)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -266,6 +369,16 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+def keep_pool():
+    while True:
+        time.sleep(5)
+        try:
+            pool.shrink()
+            pool.warm()  # after a database restart, the warm connections come back
+        except Exception:
+            pass  # the next request says what is wrong
+
+
 def main():
     # PID 1 in its container: without a handler the kernel ignores SIGTERM and the pod waits out its grace period.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -285,15 +398,15 @@ def main():
         except Exception as err:
             log(f"ERROR could not open a connection: {err}")
             break
-    metrics.connections = len(leaked)
     if leaked:
         log(f"leaking {len(leaked)} database connections (LEAK_CONNECTIONS)")
     host, port = service_address("DATABASE_HOST", "postgres", 5432)
     try:
-        database_connect().close()
-        log(f"connected to postgres at {host}:{port}")
+        pool.warm()
+        log(f"connected to postgres at {host}:{port} (pool of up to {POOL_SIZE})")
     except Exception as err:
         log(f"ERROR cannot connect to postgres at {host}:{port}: {str(err).strip().splitlines()[0]}")
+    threading.Thread(target=keep_pool, daemon=True).start()
     server = ThreadingHTTPServer(("0.0.0.0", 8000), Handler)
     log(f"short-drama-app {RELEASE} listening on :8000")
     server.serve_forever()
