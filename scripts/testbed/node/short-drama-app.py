@@ -361,7 +361,8 @@ class Handler(BaseHTTPRequestHandler):
             log(f"ERROR {self.command} {self.path}: {err}")
             status = self.send(500, {"error": str(err)})
         elapsed = time.monotonic() - started
-        metrics.observe(status, elapsed)
+        if self.path not in ("/metrics", "/health", "/healthz"):  # the API's requests, not probes and scrapes
+            metrics.observe(status, elapsed)
         if self.path != "/metrics":
             log(f"{self.command} {self.path} {status} {round(elapsed * 1000)}ms")
 
