@@ -6,7 +6,7 @@ import { readEnvFile, sandboxApproverKeyDir } from '../../config/sandbox';
 import { writeEnvFile } from './env-file';
 import { port, testbedLayout, type TestbedLayout } from './layout';
 import { isPortOpen, stopDetached } from './processes';
-import { appTrafficServer, appTrafficUrl, capacityMetricsServer, webhookServer, webhookUrl } from './node-servers';
+import { appTrafficServer, appTrafficUrl, capacityMetricsServer, podDiscoveryServer, webhookServer, webhookUrl } from './node-servers';
 import { postgresServer, postgresUrl, restoreDrillUrl, seedDatabase, workerPostgresUrl } from './postgres-server';
 import { prometheusServer, prometheusUrl } from './prometheus-server';
 import { alertmanagerServer, alertmanagerUrl } from './alertmanager-server';
@@ -22,8 +22,8 @@ import { nodeDown, nodePrepare, nodeUp } from './node/node-lifecycle';
 import { claimNode } from './node/node-network';
 
 export type { ServiceName } from './context';
-// Seeds run in this order: Prometheus' after the cluster's, which writes the account it discovers pods with.
-export const allServices: ServiceName[] = ['temporal', 'postgres', 'redis', 's3', 'alertmanager', 'webhook', 'capacity-metrics', 'app-traffic', 'kubernetes', 'prometheus'];
+export const allServices: ServiceName[] = ['temporal', 'postgres', 'redis', 's3', 'prometheus', 'alertmanager', 'webhook', 'capacity-metrics', 'app-traffic', 'pod-discovery', 'kubernetes'];
+const nodeOnlyServices: ServiceName[] = ['app-traffic', 'pod-discovery'];
 const servers: Record<ServiceName, TestbedServer> = {
   temporal: temporalServer,
   postgres: postgresServer,
@@ -34,6 +34,7 @@ const servers: Record<ServiceName, TestbedServer> = {
   webhook: webhookServer,
   'capacity-metrics': capacityMetricsServer,
   'app-traffic': appTrafficServer,
+  'pod-discovery': podDiscoveryServer,
   kubernetes: kubernetesServer,
 };
 
@@ -167,8 +168,8 @@ export async function up(options: UpOptions = {}): Promise<TestbedHandle> {
   // Before anything is reused, stopped or started: a cluster of another Service range is refused.
   if (requested.includes('kubernetes')) checkServiceRange(layout);
   const withNode = realNodeWanted() && requested.includes('kubernetes');
-  // The app's users come with the app, which runs on the real node only.
-  const wanted = requested.filter((name) => name !== 'app-traffic' || withNode);
+  // The app's users and Prometheus' discovery of its pods come with the app, which runs on the real node only.
+  const wanted = requested.filter((name) => !nodeOnlyServices.includes(name) || withNode);
   // One real node per machine: a second test bed is refused before anything of it starts.
   if (withNode) claimNode(nodeNames(layout), layout.stateDir);
   for (const name of wanted) servers[name].install(ctx);

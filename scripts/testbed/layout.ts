@@ -53,6 +53,8 @@ export const portOffsets = {
   capacityMetrics: 81,
   // short-drama-app's users (app-traffic.js, with the real node): its status page.
   appTraffic: 82,
+  // Prometheus' HTTP service discovery of the app's pods (pod-discovery.js, with the real node).
+  podDiscovery: 83,
   s3: 40,
   // SeaweedFS runs several internal servers; each needs a port of its own.
   seaweedMaster: 41,

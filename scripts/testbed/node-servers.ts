@@ -3,6 +3,8 @@ import { capacityHistoryFile } from './capacity-history';
 import { port, type PortName, type TestbedLayout } from './layout';
 import { startDetached, waitUntil } from './processes';
 import { prodAddress } from './node/node-prod';
+import { prometheusKubeconfigPath } from './kubernetes-pki';
+import { kubernetesNamespace } from './kubernetes-seed';
 import type { ServiceName, TestbedContext, TestbedServer } from './context';
 
 export function webhookUrl(ctx: TestbedContext): string {
@@ -12,6 +14,11 @@ export function webhookUrl(ctx: TestbedContext): string {
 /** host:port of the capacity-metrics server: Prometheus' scrape target, hence the instance label of its series. */
 export function capacityMetricsTarget(layout: TestbedLayout): string {
   return `127.0.0.1:${port(layout, 'capacityMetrics')}`;
+}
+
+/** Prometheus' HTTP service discovery of short-drama-app's pods (pod-discovery.js). */
+export function podDiscoveryUrl(layout: TestbedLayout): string {
+  return `http://127.0.0.1:${port(layout, 'podDiscovery')}/targets`;
 }
 
 export function appTrafficUrl(ctx: TestbedContext): string {
@@ -51,4 +58,11 @@ export const appTrafficRps = 3;
 export const appTrafficServer = nodeServer('app-traffic', 'app-traffic.js', 'appTraffic', '/healthz', (ctx) => [
   `http://${prodAddress(ctx.layout, 'short-drama-app', 'unreachable:0')}`,
   String(appTrafficRps),
+]);
+
+/** What Kubernetes service discovery would find of short-drama-app's pods, for Debian's Prometheus, which lacks it (pod-discovery.js). */
+export const podDiscoveryServer = nodeServer('pod-discovery', 'pod-discovery.js', 'podDiscovery', '/healthz', (ctx) => [
+  prometheusKubeconfigPath(ctx.layout),
+  kubernetesNamespace,
+  'app=short-drama-app',
 ]);

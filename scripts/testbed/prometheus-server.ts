@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { prometheusGet } from '../../activities/prometheus';
@@ -6,9 +5,7 @@ import { testbedAlertRulesFile, writeTestbedAlertRules } from './alert-rules';
 import { backfillCapacityHistory, capacityScrapeJobs, capacitySelector } from './capacity-history';
 import { ensureDebianPackages } from './install';
 import { port } from './layout';
-import { prometheusKubeconfigPath } from './kubernetes-pki';
-import { kubernetesNamespace } from './kubernetes-seed';
-import { capacityMetricsTarget } from './node-servers';
+import { capacityMetricsTarget, podDiscoveryUrl } from './node-servers';
 import { realNodeWanted } from './node/node-names';
 import { startDetached, waitUntil } from './processes';
 import type { TestbedContext, TestbedServer } from './context';
@@ -37,30 +34,14 @@ function configFile(layout: TestbedContext['layout']): string {
 }
 
 /**
- * short-drama-app's pods as Prometheus finds them in production: Kubernetes service discovery
- * (ServiceAccount `prometheus`, which may list the namespace's pods), every Running pod of the app
- * on its HTTP port, labelled with its namespace and pod. Only with the real node (kwok's pods run
- * nothing), and once the cluster's seed has written the account's kubeconfig.
+ * short-drama-app's pods, each Running pod on its `http` port, labelled with its namespace and pod:
+ * what `kubernetes_sd_configs` finds in production, served by pod-discovery.js (Debian's
+ * Prometheus is built without Kubernetes service discovery). Only with the real node: kwok's pods
+ * run nothing.
  */
 function appScrapeJob(layout: TestbedContext['layout']): string[] {
-  const kubeconfig = prometheusKubeconfigPath(layout);
-  if (!realNodeWanted() || !existsSync(kubeconfig)) return [];
-  // Read once, on (re)load: a new token (a new cluster) must change this file to be reloaded.
-  const version = createHash('sha256').update(readFileSync(kubeconfig)).digest('hex').slice(0, 12);
-  return [
-    `  # kubeconfig version ${version}`,
-    '  - job_name: short-drama-app',
-    '    kubernetes_sd_configs:',
-    '      - role: pod',
-    `        kubeconfig_file: '${kubeconfig}'`,
-    `        namespaces: { names: ['${kubernetesNamespace}'] }`,
-    "        selectors: [{ role: pod, label: 'app=short-drama-app' }]",
-    '    relabel_configs:',
-    '      - { source_labels: [__meta_kubernetes_pod_phase], regex: Running, action: keep }',
-    '      - { source_labels: [__meta_kubernetes_pod_container_port_name], regex: http, action: keep }',
-    '      - { source_labels: [__meta_kubernetes_namespace], target_label: namespace }',
-    '      - { source_labels: [__meta_kubernetes_pod_name], target_label: pod }',
-  ];
+  if (!realNodeWanted()) return [];
+  return ['  - job_name: short-drama-app', '    http_sd_configs:', `      - url: '${podDiscoveryUrl(layout)}'`, '        refresh_interval: 2s'];
 }
 
 /** Writes Prometheus' configuration (by rename); true when it changed. */
@@ -140,8 +121,7 @@ export const prometheusServer: TestbedServer = {
     // Ready means PromQL already has data: wait for the first scrape of itself.
     await waitUntil('the first Prometheus scrape', async () => (await instantQuery(ctx, 'up')).length > 0, 30_000);
   },
-  // After the cluster's seed (catalogue order): the app's pods to scrape, and edits of the shipped
-  // rules, reach a running Prometheus by a reload.
+  // Edits of the shipped rules (or of the scrape configuration) reach a running Prometheus by a reload.
   async seed(ctx) {
     const rulesChanged = writeTestbedAlertRules(ctx.layout);
     const configChanged = writeConfig(ctx.layout);

@@ -335,7 +335,7 @@ describe('weeklyReview', () => {
       expect(rowOf(result, id)).toMatchObject({ status: 'WARN', value: 'no data', detail: expect.stringMatching(/^Prometheus has no data for .*\[1s\]/) });
     }
     // A gauge needs no window: still measured.
-    expect(rowOf(result, 'performance.db-connections')).toMatchObject({ status: 'PASS', value: '12' });
+    expect(rowOf(result, 'performance.db-connections')).toMatchObject({ status: 'PASS', value: expect.stringMatching(/^\d+$/) });
   }, 120_000);
 
   test('execute: the delete waits for a person; after approval only sessions expired over 7 days ago are gone; then VACUUM ANALYZE', async () => {
