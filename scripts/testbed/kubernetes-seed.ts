@@ -27,7 +27,7 @@ export const onKwokNode = {
   tolerations: [{ key: 'runbook.testbed/kwok', operator: 'Equal', value: 'true', effect: 'NoSchedule' }],
 };
 export const readonlyServiceAccount = 'runbook-readonly';
-/** Prometheus' account: Kubernetes service discovery of the app's pods, nothing else. */
+/** Prometheus' account (pod-discovery.js): it lists short-drama-prod's pods to find the app's, nothing else. */
 export const prometheusServiceAccount = 'prometheus';
 /** The app's two seeded releases: revision 1, then revision 2 (the current one). */
 export const appReleases = ['1.4.1', '1.4.2'] as const;
