@@ -563,33 +563,24 @@ function manualObjects(ctx: TestbedContext): Obj[] {
       spec: { selector: { matchNamespaces: [ns] }, execs: [{ local: { workDir: execWorkDir(layout), envs: [{ name: 'KWOK_EXEC', value: 'true' }] } }] },
     } as Obj,
     // A ServiceAccount that may only read (for RBAC tests and TESTBED_KUBECONFIG_READONLY).
-    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: readonlyServiceAccount, namespace: ns } } as Obj,
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'Role',
-      metadata: { name: readonlyServiceAccount, namespace: ns },
-      rules: [{ apiGroups: ['', 'apps', 'autoscaling', 'networking.k8s.io', 'cert-manager.io', 'metrics.k8s.io'], resources: ['*'], verbs: ['get', 'list', 'watch'] }],
-    } as Obj,
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: { name: readonlyServiceAccount, namespace: ns },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: readonlyServiceAccount },
-      subjects: [{ kind: 'ServiceAccount', name: readonlyServiceAccount, namespace: ns }],
-    } as Obj,
-    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: prometheusServiceAccount, namespace: ns } } as Obj,
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'Role',
-      metadata: { name: prometheusServiceAccount, namespace: ns },
-      rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }],
-    } as Obj,
+    ...accountWithRole(readonlyServiceAccount, [
+      { apiGroups: ['', 'apps', 'autoscaling', 'networking.k8s.io', 'cert-manager.io', 'metrics.k8s.io'], resources: ['*'], verbs: ['get', 'list', 'watch'] },
+    ]),
+    ...accountWithRole(prometheusServiceAccount, [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }]),
+  ];
+}
+
+/** A ServiceAccount of short-drama-prod with a Role of these rules, bound to it. */
+function accountWithRole(name: string, rules: unknown[]): Obj[] {
+  return [
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace: ns } } as Obj,
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name, namespace: ns }, rules } as Obj,
     {
       apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'RoleBinding',
-      metadata: { name: prometheusServiceAccount, namespace: ns },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: prometheusServiceAccount },
-      subjects: [{ kind: 'ServiceAccount', name: prometheusServiceAccount, namespace: ns }],
+      metadata: { name, namespace: ns },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+      subjects: [{ kind: 'ServiceAccount', name, namespace: ns }],
     } as Obj,
   ];
 }
