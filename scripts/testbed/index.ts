@@ -23,7 +23,8 @@ import { claimNode } from './node/node-network';
 
 export type { ServiceName } from './context';
 export const allServices: ServiceName[] = ['temporal', 'postgres', 'redis', 's3', 'prometheus', 'alertmanager', 'webhook', 'capacity-metrics', 'app-traffic', 'pod-discovery', 'kubernetes'];
-const nodeOnlyServices: ServiceName[] = ['app-traffic', 'pod-discovery'];
+/** Servers of the real node's app: its users and Prometheus' discovery of its pods (left out with TESTBED_REAL_NODE=0). */
+export const nodeOnlyServices: ServiceName[] = ['app-traffic', 'pod-discovery'];
 const servers: Record<ServiceName, TestbedServer> = {
   temporal: temporalServer,
   postgres: postgresServer,
