@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type SpawnSyncOptions } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 
 export function runChecked(command: string, args: string[], options: SpawnSyncOptions = {}): string {
   const result = spawnSync(command, args, { encoding: 'utf8', ...options });
@@ -14,6 +14,15 @@ export function runChecked(command: string, args: string[], options: SpawnSyncOp
 }
 
 /** Starts a long-running server detached from us, with its output in NAME.log and its pid in NAME.pid. */
+/** Writes a configuration file a running server may read at any moment (by rename, never half-written); true when it changed. */
+export function replaceFileIfChanged(file: string, text: string): boolean {
+  if (existsSync(file) && readFileSync(file, 'utf8') === text) return false;
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(`${file}.partial`, text);
+  renameSync(`${file}.partial`, file);
+  return true;
+}
+
 export function startDetached(stateDir: string, name: string, command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): number {
   const logFd = openSync(join(stateDir, `${name}.log`), 'a');
   const child = spawn(command, args, {

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { prometheusGet } from '../../activities/prometheus';
 import { testbedAlertRulesFile, writeTestbedAlertRules } from './alert-rules';
@@ -7,7 +7,7 @@ import { ensureDebianPackages } from './install';
 import { port } from './layout';
 import { capacityMetricsTarget, podDiscoveryUrl } from './node-servers';
 import { realNodeWanted } from './node/node-names';
-import { startDetached, waitUntil } from './processes';
+import { replaceFileIfChanged, startDetached, waitUntil } from './processes';
 import type { TestbedContext, TestbedServer } from './context';
 
 export function prometheusUrl(ctx: TestbedContext): string {
@@ -44,7 +44,7 @@ function appScrapeJob(layout: TestbedContext['layout']): string[] {
   return ['  - job_name: short-drama-app', '    http_sd_configs:', `      - url: '${podDiscoveryUrl(layout)}'`, '        refresh_interval: 2s'];
 }
 
-/** Writes Prometheus' configuration (by rename); true when it changed. */
+/** Writes Prometheus' configuration; true when it changed. */
 function writeConfig(layout: TestbedContext['layout']): boolean {
   const capacity = capacityMetricsTarget(layout);
   const text = [
@@ -69,11 +69,7 @@ function writeConfig(layout: TestbedContext['layout']): boolean {
     ...capacityScrapeJobs().flatMap(({ job, metricsPath }) => [`  - job_name: ${job}`, `    metrics_path: ${metricsPath}`, '    static_configs:', `      - targets: ['${capacity}']`]),
     '',
   ].join('\n');
-  const file = configFile(layout);
-  if (existsSync(file) && readFileSync(file, 'utf8') === text) return false;
-  writeFileSync(`${file}.partial`, text);
-  renameSync(`${file}.partial`, file);
-  return true;
+  return replaceFileIfChanged(configFile(layout), text);
 }
 
 /**

@@ -58,10 +58,14 @@ const otherUsersProject = 200;
 
 export function appPods(kc: KubeConfig, namespace = kubernetesNamespace): AppPods {
   const core = kc.makeApiClient(CoreV1Api);
-  const running = async () =>
-    (await core.listNamespacedPod(namespace, undefined, undefined, undefined, 'status.phase=Running', appSelector)).body.items.filter(
+  /** The Ready pods, at least one. */
+  const running = async () => {
+    const pods = (await core.listNamespacedPod(namespace, undefined, undefined, undefined, 'status.phase=Running', appSelector)).body.items.filter(
       (p) => p.status?.podIP && !p.metadata?.deletionTimestamp && p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
     );
+    if (pods.length === 0) throw new Error(`no Ready pod of ${namespace}/${appSelector}`);
+    return pods;
+  };
   const logOf = async (pod: string) => String((await core.readNamespacedPodLog(pod, namespace, 'app')).body);
   /**
    * `request` on every pod, `count` times each (pods in parallel, one request at a time on each), each
@@ -69,7 +73,6 @@ export function appPods(kc: KubeConfig, namespace = kubernetesNamespace): AppPod
    */
   const onEveryPod = async (count: number, status: number, request: (base: string, i: number) => Promise<Response>, lastLine: RegExp) => {
     const pods = await running();
-    if (pods.length === 0) throw new Error(`no Ready pod of ${namespace}/${appSelector}`);
     await Promise.all(
       pods.map(async (pod) => {
         for (let i = 0; i < count; i++) {
@@ -106,7 +109,6 @@ export function appPods(kc: KubeConfig, namespace = kubernetesNamespace): AppPod
     },
     async busyRequests(perPod) {
       const pods = await running();
-      if (pods.length === 0) throw new Error(`no Ready pod of ${namespace}/${appSelector}`);
       let stopped = false;
       const loop = async (base: string) => {
         while (!stopped) {
