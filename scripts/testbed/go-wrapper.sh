@@ -31,6 +31,10 @@ gomod_path() { # module@version -> path of its go.mod in the module cache
   "$GO" mod download -json "$1" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p'
 }
 
+module_dir() { # module@version -> its source folder in the module cache
+  "$GO" mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p'
+}
+
 # k8s_wrapper_gomod <k8s version, e.g. v1.37.2> <module name>: prints the go.mod.
 k8s_wrapper_gomod() {
   local version="$1" module="$2" ver_noV minor patch staging_version k8s_mod

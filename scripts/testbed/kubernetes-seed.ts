@@ -1,10 +1,9 @@
-import { X509Certificate } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApiextensionsV1Api, AppsV1Api, CoreV1Api, CustomObjectsApi, NetworkingV1Api, PatchUtils, type KubeConfig, type KubernetesObject, type V1Secret } from '@kubernetes/client-node';
 import { applyObjects, kubeConfigFromFile, readYamlObjects, testbedFieldManager } from './kubernetes-apply';
 import { kubernetesBinaries } from './kubernetes-install';
-import { adminKubeconfigPath, kubernetesStateDir, prometheusKubeconfigPath, readonlyKubeconfigPath, selfSignedServingCertificate } from './kubernetes-pki';
+import { adminKubeconfigPath, issuerCertificateAuthority, kubernetesStateDir, prometheusKubeconfigPath, readonlyKubeconfigPath } from './kubernetes-pki';
 import { port, type TestbedLayout } from './layout';
 import { waitUntil } from './processes';
 import { applyWorkerAccount, writeServiceAccountKubeconfig } from './service-account-access';
@@ -56,79 +55,6 @@ function criLogLines(lines: string[], at = new Date()): string {
 
 // ------------------------------------------------------------------------ CRDs
 
-/** cert-manager's Certificate, reduced to what the runbooks read (a structural schema with a status subresource). */
-const certificateCrd: Obj = {
-  apiVersion: 'apiextensions.k8s.io/v1',
-  kind: 'CustomResourceDefinition',
-  metadata: { name: 'certificates.cert-manager.io' },
-  spec: {
-    group: 'cert-manager.io',
-    names: { kind: 'Certificate', listKind: 'CertificateList', plural: 'certificates', singular: 'certificate', shortNames: ['cert', 'certs'] },
-    scope: 'Namespaced',
-    versions: [
-      {
-        name: 'v1',
-        served: true,
-        storage: true,
-        subresources: { status: {} },
-        additionalPrinterColumns: [
-          { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
-          { name: 'Secret', type: 'string', jsonPath: '.spec.secretName' },
-          { name: 'NotAfter', type: 'date', jsonPath: '.status.notAfter' },
-        ],
-        schema: {
-          openAPIV3Schema: {
-            type: 'object',
-            properties: {
-              spec: {
-                type: 'object',
-                required: ['secretName', 'issuerRef'],
-                properties: {
-                  secretName: { type: 'string' },
-                  commonName: { type: 'string' },
-                  dnsNames: { type: 'array', items: { type: 'string' } },
-                  duration: { type: 'string' },
-                  renewBefore: { type: 'string' },
-                  issuerRef: {
-                    type: 'object',
-                    required: ['name'],
-                    properties: { name: { type: 'string' }, kind: { type: 'string' }, group: { type: 'string' } },
-                  },
-                },
-              },
-              status: {
-                type: 'object',
-                properties: {
-                  notBefore: { type: 'string', format: 'date-time' },
-                  notAfter: { type: 'string', format: 'date-time' },
-                  renewalTime: { type: 'string', format: 'date-time' },
-                  revision: { type: 'integer' },
-                  conditions: {
-                    type: 'array',
-                    'x-kubernetes-list-type': 'map',
-                    'x-kubernetes-list-map-keys': ['type'],
-                    items: {
-                      type: 'object',
-                      required: ['type', 'status'],
-                      properties: {
-                        type: { type: 'string' },
-                        status: { type: 'string', enum: ['True', 'False', 'Unknown'] },
-                        reason: { type: 'string' },
-                        message: { type: 'string' },
-                        lastTransitionTime: { type: 'string', format: 'date-time' },
-                        observedGeneration: { type: 'integer' },
-                      },
-                    },
-                  },
-                },
-              },
-            },
-          },
-        },
-      },
-    ],
-  },
-};
 
 async function waitEstablished(kc: KubeConfig, names: string[]): Promise<void> {
   const api = kc.makeApiClient(ApiextensionsV1Api);
@@ -148,22 +74,22 @@ async function waitEstablished(kc: KubeConfig, names: string[]): Promise<void> {
 // --------------------------------------------------------------- infrastructure
 
 /**
- * What the cluster itself needs: 'crds' (kwok's CRDs, cert-manager's Certificate; before kwok
- * starts) and 'rest' (the fake node, kwok's resource-metrics simulation with usage from pod
+ * What the cluster itself needs: 'crds' (kwok's and cert-manager's CRDs; before either starts) and 'rest' (the fake node, kwok's resource-metrics simulation with usage from pod
  * annotations, and metrics-server behind the aggregator).
  */
 export async function applyClusterInfrastructure(ctx: TestbedContext, part: 'crds' | 'rest'): Promise<void> {
   const { layout } = ctx;
   const kc = adminKc(layout);
-  const assets = kubernetesBinaries(layout).kwokAssets;
+  const bins = kubernetesBinaries(layout);
+  const assets = bins.kwokAssets;
   if (part === 'crds') {
-    const crdDir = join(assets, 'crds');
-    const crds = [
-      ...readdirSync(crdDir)
+    const yamlIn = (dir: string) =>
+      readdirSync(dir)
         .filter((f) => f.endsWith('.yaml'))
-        .flatMap((f) => readYamlObjects(join(crdDir, f))),
-      certificateCrd,
-    ];
+        .flatMap((f) => readYamlObjects(join(dir, f)));
+    // cert-manager's release CRDs carry Helm template labels (values no label may have): dropped.
+    const certManagerCrds = yamlIn(bins.certManagerCrds).map((crd) => ({ ...crd, metadata: { name: crd.metadata!.name } }));
+    const crds = [...yamlIn(join(assets, 'crds')), ...certManagerCrds];
     await applyObjects(kc, crds);
     await waitEstablished(
       kc,
@@ -216,21 +142,36 @@ export async function applyClusterInfrastructure(ctx: TestbedContext, part: 'crd
 const ns = kubernetesNamespace;
 const appLabels = (app: string) => ({ app, 'app.kubernetes.io/part-of': 'short-drama' });
 
-/** The manual's cert-manager Certificate as seeded (tests that play cert-manager recreate it from this). */
-export function appTlsCertificate(ns: string): Obj {
-  return {
-    apiVersion: 'cert-manager.io/v1',
-    kind: 'Certificate',
-    metadata: { name: 'app-tls-cert', namespace: ns, labels: appLabels('short-drama-app') },
-    spec: {
-      secretName: 'app-tls',
-      commonName: 'app.short-drama.example',
-      dnsNames: ['app.short-drama.example'],
-      duration: '2160h',
-      renewBefore: '360h',
-      issuerRef: { name: 'letsencrypt-prod', kind: 'ClusterIssuer', group: 'cert-manager.io' },
-    },
-  };
+/** cert-manager's namespace: its ClusterIssuer's CA Secret lives there (--cluster-resource-namespace). */
+export const certManagerNamespace = 'cert-manager';
+/** The manual's ClusterIssuer; here a CA issuer under that name, as ACME cannot reach Let's Encrypt from the sandbox. */
+export const clusterIssuer = 'letsencrypt-prod';
+export const clusterIssuerCaSecret = `${clusterIssuer}-ca`;
+/** The manual's Certificate: cert-manager's ingress-shim makes it for app-ingress, named after its TLS Secret. */
+export const appTlsCertificate = 'app-tls-cert';
+
+/** The ClusterIssuer, signing with the CA in `secretName` (tests point it at a broken one). */
+export function clusterIssuerObject(secretName = clusterIssuerCaSecret): Obj {
+  return { apiVersion: 'cert-manager.io/v1', kind: 'ClusterIssuer', metadata: { name: clusterIssuer }, spec: { ca: { secretName } } } as Obj;
+}
+
+/** cert-manager's namespace, the issuer's CA (made once, kept in its Secret) and the ClusterIssuer. */
+async function seedClusterIssuer(kc: KubeConfig): Promise<void> {
+  const core = kc.makeApiClient(CoreV1Api);
+  await applyObjects(kc, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: certManagerNamespace } } as Obj]);
+  if (!(await readOrUndefined(() => core.readNamespacedSecret(clusterIssuerCaSecret, certManagerNamespace)))) {
+    const ca = issuerCertificateAuthority('short-drama sandbox CA');
+    const secret: V1Secret = {
+      metadata: { name: clusterIssuerCaSecret, namespace: certManagerNamespace },
+      type: 'kubernetes.io/tls',
+      data: { 'tls.crt': Buffer.from(ca.certificate).toString('base64'), 'tls.key': Buffer.from(ca.privateKey).toString('base64') },
+    };
+    await core.createNamespacedSecret(certManagerNamespace, secret, undefined, undefined, testbedFieldManager).catch((err: unknown) => {
+      // Another seed (a second `up` at the same time) created it first: theirs stands.
+      if (statusOf(err) !== 409) throw err;
+    });
+  }
+  await applyObjects(kc, [clusterIssuerObject()]);
 }
 
 /**
@@ -511,7 +452,10 @@ function manualObjects(ctx: TestbedContext): Obj[] {
         namespace: ns,
         labels: appLabels('short-drama-app'),
         annotations: {
-          'cert-manager.io/cluster-issuer': 'letsencrypt-prod',
+          'cert-manager.io/cluster-issuer': clusterIssuer,
+          // What ingress-shim gives the Certificate: Let's Encrypt's 90 days, renewed 15 days before.
+          'cert-manager.io/duration': '2160h',
+          'cert-manager.io/renew-before': '360h',
           'nginx.ingress.kubernetes.io/ssl-redirect': 'true',
           'nginx.ingress.kubernetes.io/proxy-body-size': '50m',
           'nginx.ingress.kubernetes.io/limit-rps': '100',
@@ -519,7 +463,7 @@ function manualObjects(ctx: TestbedContext): Obj[] {
       },
       spec: {
         ingressClassName: 'nginx',
-        tls: [{ hosts: ['app.short-drama.example'], secretName: 'app-tls' }],
+        tls: [{ hosts: ['app.short-drama.example'], secretName: appTlsCertificate }],
         rules: [
           {
             host: 'app.short-drama.example',
@@ -539,7 +483,6 @@ function manualObjects(ctx: TestbedContext): Obj[] {
         metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } }],
       },
     } as Obj,
-    appTlsCertificate(ns),
     // Where kwok takes logs and exec from, for the manual's pods only.
     {
       apiVersion: 'kwok.x-k8s.io/v1alpha1',
@@ -663,6 +606,7 @@ export async function seedKubernetes(ctx: TestbedContext, options: { beforeApp?:
   await waitUntil(`ServiceAccount ${ns}/default`, async () => (await readOrUndefined(() => core.readNamespacedServiceAccount('default', ns))) !== undefined, 60_000);
   // PostgreSQL (uid 999 in its image) initialises its data folder on the volume itself.
   if (ctx.realNode) prepareVolume(volumeDir(layout, 'postgres'), postgresUid);
+  await seedClusterIssuer(kc);
   await applyObjects(kc, manualObjects(ctx));
   // On the real node the app logs in: its database and role first.
   await Promise.all(['postgres', 'redis'].map((name) => waitForRollout(kc, ns, name)));
@@ -670,15 +614,9 @@ export async function seedKubernetes(ctx: TestbedContext, options: { beforeApp?:
 
   await seedAppReleases(kc, ctx.realNode);
 
-  // What cert-manager and the ingress controller would do for a healthy sandbox: the TLS Secret
-  // (only if missing), the Certificate Ready with that Secret's validity (only if it has no status
-  // yet), and the Ingress's address (every time).
-  const tls = new X509Certificate(Buffer.from((await ensureCertificateSecret(kc, appTlsCertificate(ns))).data!['tls.crt']!, 'base64'));
-  const custom = kc.makeApiClient(CustomObjectsApi);
-  const cert = (await custom.getNamespacedCustomObject('cert-manager.io', 'v1', ns, 'certificates', 'app-tls-cert')).body as { status?: unknown };
-  if (!cert.status) {
-    await setCertificateStatusRaw(kc, ns, 'app-tls-cert', true, new Date(tls.validTo), new Date(tls.validFrom));
-  }
+  // cert-manager issues the Ingress's certificate (ingress-shim, then the CA issuer); the absent
+  // ingress controller's part, the Ingress's address, is published here.
+  await waitUntil(`certificates.cert-manager.io/${appTlsCertificate} Ready`, () => certificateReady(kc, ns, appTlsCertificate), 60_000);
   await publishIngressAddress(kc, ns, 'app-ingress');
 
   await waitForRollout(kc, ns, 'short-drama-app');
@@ -704,74 +642,11 @@ export async function publishIngressAddress(kc: KubeConfig, namespace: string, n
     });
 }
 
-/**
- * The Secret cert-manager would issue for a Certificate: type kubernetes.io/tls, a self-signed
- * certificate for its first DNS name, valid for its duration (hours), with cert-manager's
- * annotations. Created only when missing, never replaced (a test may have put another certificate
- * in it); returns the Secret as it is.
- */
-export async function ensureCertificateSecret(kc: KubeConfig, certificate: Obj): Promise<V1Secret> {
-  const core = kc.makeApiClient(CoreV1Api);
-  const spec = (certificate as { spec: { secretName: string; commonName?: string; dnsNames?: string[]; duration?: string; issuerRef: { name: string; kind?: string; group?: string } } }).spec;
-  const namespace = certificate.metadata!.namespace!;
-  const existing = await readOrUndefined(() => core.readNamespacedSecret(spec.secretName, namespace));
-  if (existing) return existing;
-  const host = spec.dnsNames?.[0] ?? spec.commonName!;
-  const hours = /^(\d+)h$/.exec(spec.duration ?? '2160h');
-  if (!hours) throw new Error(`Certificate ${certificate.metadata!.name}: duration ${spec.duration} is not in whole hours`);
-  const { certificate: crt, privateKey } = selfSignedServingCertificate(host, Number(hours[1]) / 24);
-  const secret: V1Secret = {
-    metadata: {
-      name: spec.secretName,
-      namespace,
-      labels: { 'controller.cert-manager.io/fao': 'true' },
-      annotations: {
-        'cert-manager.io/certificate-name': certificate.metadata!.name!,
-        'cert-manager.io/common-name': spec.commonName ?? host,
-        'cert-manager.io/alt-names': (spec.dnsNames ?? [host]).join(','),
-        'cert-manager.io/issuer-name': spec.issuerRef.name,
-        'cert-manager.io/issuer-kind': spec.issuerRef.kind ?? 'Issuer',
-        'cert-manager.io/issuer-group': spec.issuerRef.group ?? 'cert-manager.io',
-      },
-    },
-    type: 'kubernetes.io/tls',
-    data: { 'tls.crt': Buffer.from(crt).toString('base64'), 'tls.key': Buffer.from(privateKey).toString('base64') },
-  };
-  try {
-    return (await core.createNamespacedSecret(namespace, secret, undefined, undefined, testbedFieldManager)).body;
-  } catch (err) {
-    // Another seed (a second `up` at the same time) created it first: theirs stands.
-    if (statusOf(err) !== 409) throw err;
-    return (await core.readNamespacedSecret(spec.secretName, namespace)).body;
-  }
-}
-
-/** Sets a Certificate's Ready condition and validity through the status subresource. */
-export async function setCertificateStatusRaw(kc: KubeConfig, namespace: string, name: string, ready: boolean, notAfter: Date, notBefore: Date): Promise<void> {
+/** Whether a cert-manager Certificate exists and is Ready. */
+export async function certificateReady(kc: KubeConfig, namespace: string, name: string): Promise<boolean> {
   const custom = kc.makeApiClient(CustomObjectsApi);
-  const now = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
-  const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
-  await custom.patchNamespacedCustomObjectStatus(
-    'cert-manager.io',
-    'v1',
-    namespace,
-    'certificates',
-    name,
-    {
-      status: {
-        notBefore: iso(notBefore),
-        notAfter: iso(notAfter),
-        renewalTime: iso(new Date(notAfter.getTime() - 15 * 86_400_000)),
-        conditions: [
-          ready
-            ? { type: 'Ready', status: 'True', reason: 'Ready', message: 'Certificate is up to date and has not expired', lastTransitionTime: now }
-            : { type: 'Ready', status: 'False', reason: 'Expired', message: `Certificate expired on ${iso(notAfter)}`, lastTransitionTime: now },
-        ],
-      },
-    },
-    undefined,
-    undefined,
-    undefined,
-    { headers: { 'Content-Type': PatchUtils.PATCH_FORMAT_JSON_MERGE_PATCH } },
-  );
+  const cert = (await readOrUndefined(() => custom.getNamespacedCustomObject('cert-manager.io', 'v1', namespace, 'certificates', name))) as
+    | { status?: { conditions?: Array<{ type: string; status: string }> } }
+    | undefined;
+  return cert?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
 }

@@ -13,7 +13,7 @@ import {
   writeKubeconfig,
   type KubernetesPki,
 } from './kubernetes-pki';
-import { applyClusterInfrastructure, kubernetesNamespace, seedKubernetes } from './kubernetes-seed';
+import { applyClusterInfrastructure, certManagerNamespace, kubernetesNamespace, seedKubernetes } from './kubernetes-seed';
 import { seedProdDatabase } from './postgres-server';
 import { port, type TestbedLayout } from './layout';
 import { isAlive, readPid, startDetached, stopDetached, waitUntil } from './processes';
@@ -22,12 +22,13 @@ import { kwokPodCidr, nodeNames } from './node/node-names';
 
 /**
  * The Kubernetes part of the test bed: etcd, kube-apiserver, kube-controller-manager,
- * kube-scheduler, kwok (fake kubelet for one fake node) and metrics-server, each a detached
+ * kube-scheduler, kwok (fake kubelet for one fake node), metrics-server and cert-manager's
+ * controller (issuing the Ingress' certificate from a CA ClusterIssuer), each a detached
  * process with its own pid file (`kube-*.pid` in the state dir), all on 127.0.0.1.
  * Started in this order, stopped in the reverse one: the apiserver's clients, then the apiserver,
  * then etcd (the apiserver hangs on SIGTERM while etcd is gone).
  */
-export const kubernetesProcesses = ['kube-etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kube-kwok', 'kube-metrics-server'] as const;
+export const kubernetesProcesses = ['kube-etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kube-kwok', 'kube-metrics-server', 'kube-cert-manager'] as const;
 
 export function apiserverUrl(layout: TestbedLayout): string {
   return `https://127.0.0.1:${port(layout, 'kubeApiserver')}`;
@@ -153,9 +154,9 @@ async function startControlPlane(ctx: TestbedContext, pki: KubernetesPki): Promi
   await waitFor(layout, 'kube-apiserver', 'kube-apiserver /readyz', () => answers(`${api}/readyz`, { ca: pki.caCert, token: pki.adminToken }), 120_000);
   lap('kube-apiserver ready');
 
-  // kwok's CRDs must exist before kwok watches them.
+  // kwok's and cert-manager's CRDs must exist before they watch them.
   await applyClusterInfrastructure(ctx, 'crds');
-  lap('kwok CRDs established');
+  lap('kwok and cert-manager CRDs established');
 
   const common = [`--kubeconfig=${kubeconfig}`, `--authentication-kubeconfig=${kubeconfig}`, `--authorization-kubeconfig=${kubeconfig}`, `--bind-address=${loopback}`];
   startDetached(layout.stateDir, 'kube-controller-manager', bins.controllerManager, [
@@ -207,20 +208,29 @@ async function startControlPlane(ctx: TestbedContext, pki: KubernetesPki): Promi
     '--metric-resolution=10s',
     '--kubelet-request-timeout=5s',
   ]);
+  startDetached(layout.stateDir, 'kube-cert-manager', bins.certManager, [
+    `--kubeconfig=${kubeconfig}`,
+    '--leader-elect=false',
+    // Where the ClusterIssuer's CA Secret lives (the seed makes it).
+    `--cluster-resource-namespace=${certManagerNamespace}`,
+    `--metrics-listen-address=${loopback}:${p('certManagerMetrics')}`,
+  ]);
   await Promise.all([
     waitFor(layout, 'kube-controller-manager', 'kube-controller-manager /healthz', () => answers(`https://${loopback}:${p('kubeControllerManager')}/healthz`), 60_000),
     waitFor(layout, 'kube-scheduler', 'kube-scheduler /healthz', () => answers(`https://${loopback}:${p('kubeScheduler')}/healthz`), 60_000),
     waitFor(layout, 'kube-kwok', 'kwok /healthz', () => answers(`https://${loopback}:${p('kwok')}/healthz`), 60_000),
     waitFor(layout, 'kube-metrics-server', 'metrics-server /healthz', () => answers(`https://${loopback}:${p('kubeMetricsServer')}/healthz`), 60_000),
+    // cert-manager's controller has no health endpoint; its metrics server starts with its controllers.
+    waitFor(layout, 'kube-cert-manager', 'cert-manager /metrics', async () => (await fetch(`http://${loopback}:${p('certManagerMetrics')}/metrics`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined))?.ok === true, 60_000),
   ]);
-  lap('controller-manager, scheduler, kwok, metrics-server healthy');
+  lap('controller-manager, scheduler, kwok, metrics-server, cert-manager healthy');
   await applyClusterInfrastructure(ctx, 'rest');
   lap('kwok node, metrics and aggregation objects applied');
 }
 
 export const kubernetesServer: TestbedServer = {
   name: 'kubernetes',
-  ports: ['kubeEtcd', 'kubeEtcdPeer', 'kubeApiserver', 'kubeControllerManager', 'kubeScheduler', 'kwok', 'kubeMetricsServer'],
+  ports: ['kubeEtcd', 'kubeEtcdPeer', 'kubeApiserver', 'kubeControllerManager', 'kubeScheduler', 'kwok', 'kubeMetricsServer', 'certManagerMetrics'],
   install(ctx) {
     installKubernetes(ctx);
   },

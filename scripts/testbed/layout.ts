@@ -77,6 +77,7 @@ export const portOffsets = {
   kubeScheduler: 57,
   kwok: 58,
   kubeMetricsServer: 59,
+  certManagerMetrics: 64,
   // The real node (scripts/testbed/node/, TESTBED_REAL_NODE=1).
   kubelet: 60,
   kubeletHealthz: 61,

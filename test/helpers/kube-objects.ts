@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { AppsV1Api, PatchUtils, type KubeConfig } from '@kubernetes/client-node';
-import { setCertificateStatusRaw } from '../../scripts/testbed/kubernetes-seed';
 import { waitForRollout } from './kube-cluster';
 
 /** A strategic-merge patch of a Deployment, as `kubectl patch deployment` sends it. */
@@ -14,12 +13,6 @@ export async function patchDeployment(kc: KubeConfig, namespace: string, name: s
 export async function rolloutRestart(kc: KubeConfig, namespace: string, name: string, timeoutMs = 180_000): Promise<void> {
   await patchDeployment(kc, namespace, name, { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': new Date().toISOString() } } } } });
   await waitForRollout(kc, namespace, name, timeoutMs);
-}
-
-/** Sets a cert-manager Certificate's Ready condition and validity (status subresource), as cert-manager would. */
-export async function setCertificateStatus(kc: KubeConfig, namespace: string, name: string, status: { ready: boolean; notAfter: Date; notBefore?: Date }): Promise<void> {
-  const notBefore = status.notBefore ?? new Date(status.notAfter.getTime() - 90 * 86_400_000);
-  await setCertificateStatusRaw(kc, namespace, name, status.ready, status.notAfter, notBefore);
 }
 
 /**
