@@ -15,10 +15,11 @@ import {
   type V1Deployment,
   type V1Status,
 } from '@kubernetes/client-node';
-import { appTlsCertificate, ensureCertificateSecret, ingressAddress, onKwokNode, publishIngressAddress } from '../scripts/testbed/kubernetes-seed';
+import { appTlsCertificate, certManagerNamespace, clusterIssuer, clusterIssuerCaSecret, ingressAddress, onKwokNode, publishIngressAddress } from '../scripts/testbed/kubernetes-seed';
+import { certManager, daysLeft } from './helpers/cert-manager';
 import { waitUntil } from '../scripts/testbed/processes';
 import { adminKubeConfig, kubernetesNamespace, kwokNode, layout, readonlyKubeConfig, scratchNamespace, statusOf, waitForRollout } from './helpers/kube-cluster';
-import { newRolloutRevision, setCertificateStatus } from './helpers/kube-objects';
+import { newRolloutRevision } from './helpers/kube-objects';
 import { readyPods } from './helpers/kube-pods';
 import { parseQuantity } from '../common/quantity';
 import { nodeNames } from '../scripts/testbed/node/node-names';
@@ -215,48 +216,39 @@ describe('Kubernetes test bed', () => {
     expect(parseQuantity(node!.usage.cpu)).toBeGreaterThan(0);
   });
 
-  test("a Certificate's Ready condition and notAfter can be set", async () => {
-    const notAfter = new Date(Date.now() + 3 * 86_400_000);
-    notAfter.setMilliseconds(0);
-    await setCertificateStatus(kc, ns, 'app-tls-cert', { ready: false, notAfter });
-    const custom = kc.makeApiClient(CustomObjectsApi);
-    const read = async () =>
-      (await custom.getNamespacedCustomObject('cert-manager.io', 'v1', ns, 'certificates', 'app-tls-cert')).body as {
-        status: { notAfter: string; conditions: Array<{ type: string; status: string }> };
-      };
-    let cert = await read();
-    expect(new Date(cert.status.notAfter).getTime()).toBe(notAfter.getTime());
-    expect(cert.status.conditions).toEqual([expect.objectContaining({ type: 'Ready', status: 'False' })]);
-    // Back to the seeded state: valid for 90 days.
-    await setCertificateStatus(kc, ns, 'app-tls-cert', { ready: true, notAfter: new Date(Date.now() + 90 * 86_400_000) });
-    cert = await read();
-    expect(cert.status.conditions).toEqual([expect.objectContaining({ type: 'Ready', status: 'True' })]);
+  test('cert-manager issues the Ingress\'s certificate from the CA ClusterIssuer, and makes it again (ingress-shim) when it is deleted', async () => {
+    const cm = certManager(kc);
+    const seeded = await cm.issued(ns, appTlsCertificate);
+    expect(seeded.metadata.ownerReferences?.map((o) => `${o.kind}/${o.name}`)).toEqual(['Ingress/app-ingress']);
+    expect(seeded.spec).toMatchObject({ secretName: appTlsCertificate, dnsNames: ['app.short-drama.example'], issuerRef: { name: clusterIssuer, kind: 'ClusterIssuer' } });
+    const again = await cm.renew(ns, appTlsCertificate, { dropSecret: true });
+    expect(again.metadata.uid).not.toBe(seeded.metadata.uid);
+    expect(daysLeft(again)).toBeGreaterThan(89.9);
   });
 
-  test('the seeded Ingress has an address, and its TLS Secret a self-signed certificate for its host valid 90 days (as the daily health check needs)', async () => {
+  test('the seeded Ingress has an address, and its TLS Secret a certificate for its host from the sandbox CA, valid 90 days (as the daily health check needs)', async () => {
     const ingress = (await kc.makeApiClient(NetworkingV1Api).readNamespacedIngress('app-ingress', ns)).body;
     expect(ingress.status?.loadBalancer?.ingress?.map((a) => a.ip)).toEqual([ingressAddress]);
     const [tls] = ingress.spec?.tls ?? [];
     expect(tls?.hosts).toEqual(['app.short-drama.example']);
     const secret = (await core.readNamespacedSecret(tls!.secretName!, ns)).body;
-    expect(secret.metadata?.name).toBe('app-tls');
+    expect(secret.metadata?.name).toBe(appTlsCertificate);
     expect(secret.type).toBe('kubernetes.io/tls');
-    expect(Object.keys(secret.data ?? {}).sort()).toEqual(['tls.crt', 'tls.key']);
+    expect(Object.keys(secret.data ?? {}).sort()).toEqual(['ca.crt', 'tls.crt', 'tls.key']);
     const certificate = new X509Certificate(Buffer.from(secret.data!['tls.crt']!, 'base64'));
-    expect(certificate.subject).toBe('CN=app.short-drama.example');
+    const ca = new X509Certificate(Buffer.from((await core.readNamespacedSecret(clusterIssuerCaSecret, certManagerNamespace)).body.data!['tls.crt']!, 'base64'));
     expect(certificate.subjectAltName).toBe('DNS:app.short-drama.example');
-    // Self-signed, and tls.key is the certificate's key.
-    expect(certificate.issuer).toBe(certificate.subject);
-    expect(certificate.verify(certificate.publicKey)).toBe(true);
+    // Signed by the issuer's CA, and tls.key is the certificate's key.
+    expect(certificate.issuer).toBe('CN=short-drama sandbox CA');
+    expect(certificate.verify(ca.publicKey)).toBe(true);
     expect(certificate.checkPrivateKey(createPrivateKey(Buffer.from(secret.data!['tls.key']!, 'base64')))).toBe(true);
     const notBefore = Date.parse(certificate.validFrom);
     const notAfter = Date.parse(certificate.validTo);
     expect(notBefore).toBeLessThanOrEqual(Date.now());
-    expect(notAfter).toBeGreaterThan(Date.now());
     expect(notAfter - notBefore).toBe(90 * 86_400_000);
   });
 
-  test('publishing the Ingress address and making the Certificate Secret change nothing the second time', async () => {
+  test('publishing the Ingress address changes nothing the second time', async () => {
     const networking = kc.makeApiClient(NetworkingV1Api);
     await networking.createNamespacedIngress(scratch.name, {
       metadata: { name: 'web' },
@@ -269,14 +261,6 @@ describe('Kubernetes test bed', () => {
     expect(published.status?.loadBalancer?.ingress?.map((a) => a.ip)).toEqual([ingressAddress]);
     await publishIngressAddress(kc, scratch.name, 'web');
     expect((await readIngress()).metadata?.resourceVersion).toBe(published.metadata?.resourceVersion);
-
-    const certificate = appTlsCertificate(scratch.name);
-    await expect(core.readNamespacedSecret('app-tls', scratch.name)).rejects.toMatchObject({ statusCode: 404 });
-    const created = await ensureCertificateSecret(kc, certificate);
-    expect(created.metadata?.annotations?.['cert-manager.io/certificate-name']).toBe('app-tls-cert');
-    const again = await ensureCertificateSecret(kc, certificate);
-    expect(again.metadata?.resourceVersion).toBe(created.metadata?.resourceVersion);
-    expect(again.data).toEqual(created.data);
   });
 
   test("the manual's short-drama-prod is seeded", async () => {
@@ -295,7 +279,7 @@ describe('Kubernetes test bed', () => {
     const services = (await core.listNamespacedService(ns)).body.items.map((s) => s.metadata?.name);
     expect(services).toEqual(expect.arrayContaining(['short-drama-app', 'postgres', 'redis']));
     const ingress = (await kc.makeApiClient(NetworkingV1Api).readNamespacedIngress('app-ingress', ns)).body;
-    expect(ingress.spec?.tls).toEqual([expect.objectContaining({ secretName: 'app-tls' })]);
+    expect(ingress.spec?.tls).toEqual([expect.objectContaining({ secretName: appTlsCertificate })]);
     expect(Object.keys(ingress.metadata?.annotations ?? {})).toEqual(expect.arrayContaining(['nginx.ingress.kubernetes.io/ssl-redirect']));
     const hpa = (await kc.makeApiClient(AutoscalingV2Api).readNamespacedHorizontalPodAutoscaler('short-drama-app', ns)).body;
     expect(hpa.spec?.scaleTargetRef.name).toBe('short-drama-app');
@@ -309,7 +293,7 @@ describe('Kubernetes test bed', () => {
     const crd = (await kc.makeApiClient(ApiextensionsV1Api).readCustomResourceDefinition('certificates.cert-manager.io')).body;
     expect(crd.spec.versions[0]?.subresources?.status).toBeDefined();
     const cert = (await kc.makeApiClient(CustomObjectsApi).getNamespacedCustomObject('cert-manager.io', 'v1', ns, 'certificates', 'app-tls-cert')).body as { spec: { secretName: string } };
-    expect(cert.spec.secretName).toBe('app-tls');
+    expect(cert.spec.secretName).toBe(appTlsCertificate);
     expect((await core.readNamespacedConfigMap('app-config', ns)).body.data?.DATABASE_HOST).toBe('postgres');
     expect(Object.keys((await core.readNamespacedSecret('app-secrets', ns)).body.data ?? {})).toEqual(['DATABASE_PASSWORD', 'REDIS_PASSWORD']);
     expect((await core.listNamespacedEvent(ns)).body.items.length).toBeGreaterThan(0);

@@ -8,7 +8,7 @@ import { createKubernetesActivities } from '../../activities/kubernetes';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
 import { adminKubeConfig, kubernetesNamespace as ns, layout, scratchNamespace, testbedRealNode, waitForRollout } from '../helpers/kube-cluster';
 import { appImage, appReleases } from '../../scripts/testbed/kubernetes-seed';
-import { newRolloutRevision, patchDeployment, setCertificateStatus } from '../helpers/kube-objects';
+import { newRolloutRevision, patchDeployment } from '../helpers/kube-objects';
 import { failingPod, printInContainer, readyPods, restartInContainer, watchPods } from '../helpers/kube-pods';
 import { deleteBoundClaim, deleteDeployment, deleteSingleWriter, outOfMemory, restartableScript, scratchApp, scratchBoundClaim, scratchSingleWriter, unique } from '../helpers/kube-activity-scratch';
 import { nodeNames } from '../../scripts/testbed/node/node-names';
@@ -587,19 +587,21 @@ async function waitFor(condition: () => boolean, timeoutMs = 30_000): Promise<vo
 
 describe('certificates', () => {
   const name = unique('kt-cert');
-  const manifest = (dns: string) => ({
+  /** A Certificate for `dns`; issued by the sandbox's CA ClusterIssuer, or never while it names an issuer that does not exist. */
+  const manifest = (dns: string, issuer = 'letsencrypt-missing') => ({
     apiVersion: 'cert-manager.io/v1',
     kind: 'Certificate',
     metadata: { name },
-    spec: { secretName: `${name}-tls`, dnsNames: [dns], issuerRef: { name: 'letsencrypt', kind: 'ClusterIssuer' } },
+    spec: { secretName: `${name}-tls`, dnsNames: [dns], duration: '1440h', issuerRef: { name: issuer, kind: 'ClusterIssuer' } },
   });
   beforeAll(() => {
     cleanups.push(() => custom.deleteNamespacedCustomObject('cert-manager.io', 'v1', ns, 'certificates', name).catch(() => undefined));
+    cleanups.push(() => core.deleteNamespacedSecret(`${name}-tls`, ns).catch(() => undefined));
   });
 
   test('get the seeded certificate; a missing one is NotFound', async () => {
     const cert = await h.run('getCertificate', { namespace: ns, name: 'app-tls-cert' });
-    expect(cert).toMatchObject({ name: 'app-tls-cert', ready: true, secretName: 'app-tls' });
+    expect(cert).toMatchObject({ name: 'app-tls-cert', ready: true, secretName: 'app-tls-cert', issuer: 'ClusterIssuer/letsencrypt-prod' });
     expect((await failureOf(h.run('getCertificate', { namespace: ns, name: 'nope' }))).type).toBe('NotFound');
   });
 
@@ -610,7 +612,8 @@ describe('certificates', () => {
     const n = h.heartbeats.length;
     const waiting = h.run('waitForCertificateReady', { namespace: ns, name, timeoutSeconds: 60, pollIntervalMs: 100 });
     await waitFor(() => h.heartbeats.length > n);
-    await setCertificateStatus(kc, ns, name, { ready: true, notAfter: new Date(Date.now() + 60 * 86_400_000) });
+    // The issuer fixed: cert-manager issues it for 60 days.
+    await h.run('applyManifest', { namespace: ns, manifest: manifest('scratch.example', 'letsencrypt-prod') });
     const ready = await waiting;
     expect(ready).toMatchObject({ ready: true, name });
     expect(ready.daysUntilExpiry).toBeGreaterThanOrEqual(59);

@@ -13,11 +13,12 @@ import { deleteBoundClaim, deleteDeployment, outOfMemory, restartableScript, scr
 import { adminKubeConfig, kubernetesNamespace as namespace, statusOf, testbedRealNode, waitForRollout } from '../helpers/kube-cluster';
 import { filesInPostgres, inPostgres, seededMaxConnections, writeAgedFiles } from '../helpers/postgres-container';
 import { workerTargetBinding } from '../../scripts/deploy-manifests';
-import { patchDeployment, setCertificateStatus } from '../helpers/kube-objects';
+import { patchDeployment } from '../helpers/kube-objects';
+import { certManager, isReady } from '../helpers/cert-manager';
 import { failingPod } from '../helpers/kube-pods';
 import { logsIn } from '../helpers/postgres-login';
 import { uniqueSuffix, withAdmin } from '../helpers/postgres-scratch';
-import { appImage, appReleases, appTlsCertificate } from '../../scripts/testbed/kubernetes-seed';
+import { appImage, appReleases, clusterIssuer } from '../../scripts/testbed/kubernetes-seed';
 import { testbedEnv, testbedS3, unsignedTeam } from '../helpers/testbed';
 import { waitUntil } from '../../scripts/testbed/processes';
 import type { CrashScenario } from './harness';
@@ -406,90 +407,82 @@ export function diskPressureScenario(): CrashScenario {
 }
 
 /**
- * 场景5 on a scratch Certificate (expired 2 days ago) and the Ingress whose tls names its Secret. The
- * harness plays cert-manager (`tick`): once the run re-applied the Ingress and the Certificate is
- * gone, it is issued again, Ready for 90 days. Issues are counted: a delete retried after the
- * re-issue would show as a second one.
+ * 场景5 on a scratch Ingress whose Certificate ingress-shim makes and the sandbox's real cert-manager
+ * issues; reset leaves it expired with cert-manager backing off (certManager().expire). A watch counts
+ * the Certificates made after that: the run's delete makes ingress-shim make one, and a delete
+ * retried after the re-issue would show as a second.
  */
 export function certificateExpiryScenario(): CrashScenario {
   const kc = adminKubeConfig();
   const custom = kc.makeApiClient(CustomObjectsApi);
   const networking = kc.makeApiClient(NetworkingV1Api);
+  const core = kc.makeApiClient(CoreV1Api);
+  const cm = certManager(kc);
   const certificate = unique('crash-cert');
   const ingress = unique('crash-ce-ing');
   const host = `${certificate}.example`;
-  const secretName = `${certificate}-tls`;
-  let issued = 0;
-  const readCert = () => readOrUndefined(custom.getNamespacedCustomObject('cert-manager.io', 'v1', namespace, 'certificates', certificate)) as Promise<CertificateObject | undefined>;
+  let creations: Awaited<ReturnType<typeof cm.watchCreations>> | undefined;
   const readIngress = () => readOrUndefined(networking.readNamespacedIngress(ingress, namespace));
-  const reapplied = async () => (managersOf(await readIngress()) ?? []).some(([manager]) => manager === 'runbook-automation');
-  const issue = async (ready: boolean, notAfter: Date) => {
-    const seeded = appTlsCertificate(namespace) as { spec: Record<string, unknown> };
-    await custom.createNamespacedCustomObject('cert-manager.io', 'v1', namespace, 'certificates', {
-      ...seeded,
-      metadata: { name: certificate, namespace, labels: { 'runbook-test/scratch': 'true' } },
-      spec: { ...seeded.spec, secretName, commonName: host, dnsNames: [host] },
-    });
-    await setCertificateStatus(kc, namespace, certificate, { ready, notAfter });
-  };
   return recreatedScenario({
     runbook: 'certificateExpiry',
     outages: [{ system: 'the Kubernetes API' }],
     remove: async () => {
+      try {
+        creations?.stop();
+      } catch {
+        // An outage of the API ended the watch; the case that made it has been judged already.
+      }
+      creations = undefined;
+      // The Ingress first: ingress-shim would make its Certificate again.
+      await deleted(
+        `ingress ${ingress}`,
+        () => networking.deleteNamespacedIngress(ingress, namespace),
+        () => networking.readNamespacedIngress(ingress, namespace),
+      );
       const certificateApi = ['cert-manager.io', 'v1', namespace, 'certificates', certificate] as const;
       await deleted(
         `certificate ${certificate}`,
         () => custom.deleteNamespacedCustomObject(...certificateApi),
         () => custom.getNamespacedCustomObject(...certificateApi),
       );
-      await deleted(
-        `ingress ${ingress}`,
-        () => networking.deleteNamespacedIngress(ingress, namespace),
-        () => networking.readNamespacedIngress(ingress, namespace),
-      );
+      await core.deleteNamespacedSecret(certificate, namespace).catch(ignore404);
     },
     create: async () => {
-      issued = 0;
       await networking.createNamespacedIngress(namespace, {
         metadata: {
           name: ingress,
           labels: { 'runbook-test/scratch': 'true' },
-          annotations: { 'cert-manager.io/cluster-issuer': 'letsencrypt-prod', 'nginx.ingress.kubernetes.io/ssl-redirect': 'true' },
+          annotations: {
+            'cert-manager.io/cluster-issuer': clusterIssuer,
+            'cert-manager.io/duration': '2160h',
+            'cert-manager.io/renew-before': '360h',
+            'nginx.ingress.kubernetes.io/ssl-redirect': 'true',
+          },
         },
         spec: {
           ingressClassName: 'nginx',
-          tls: [{ hosts: [host], secretName }],
+          tls: [{ hosts: [host], secretName: certificate }],
           rules: [{ host, http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'short-drama-app', port: { number: 80 } } } }] } }],
         },
       });
-      await issue(false, new Date(Date.now() - 2 * day));
-    },
-    tick: async () => {
-      if ((await readCert()) === undefined && (await reapplied())) {
-        await issue(true, new Date(Date.now() + 90 * day));
-        issued += 1;
-      }
+      await cm.expire(namespace, certificate);
+      creations = await cm.watchCreations(namespace, certificate);
     },
     input: () => ({ certificate, ingress, severity: 'P1', readyTimeoutSeconds: 60 }),
     snapshot: async () => {
-      const cert = await readCert();
+      const cert = await cm.read(namespace, certificate);
       const ing = await readIngress();
       return {
-        issued,
+        certificatesMade: creations?.created(),
         certificate: cert && {
           spec: cert.spec,
-          ready: cert.status?.conditions?.find((c) => c.type === 'Ready')?.status,
+          ready: isReady(cert),
           validForDays: cert.status?.notAfter && Math.round((Date.parse(cert.status.notAfter) - Date.now()) / day),
         },
         ingress: { annotations: ing?.metadata?.annotations, generation: ing?.metadata?.generation, spec: plain(ing?.spec), managers: managersOf(ing) },
       };
     },
   });
-}
-
-interface CertificateObject {
-  spec: unknown;
-  status?: { conditions?: Array<{ type: string; status: string }>; notAfter?: string };
 }
 
 /**

@@ -140,9 +140,10 @@ export function certManager(kc: KubeConfig) {
     /**
      * A new certificate, as after a successful re-issue: deleted, made again (ingress-shim, or
      * `recreate`), and issued. With `dropSecret` its Secret goes too, so the issuer signs a new one
-     * even where the old one would still do for the new spec.
+     * even where the old one would still do (cert-manager renews at 2/3 of a certificate's lifetime
+     * when renewBefore is longer than it, so a 3-day certificate stays under a 90-day spec).
      */
-    async renew(namespace: string, name: string, opts: { recreate?: () => Promise<void>; dropSecret?: boolean } = {}): Promise<CertificateObject> {
+    async renew(namespace: string, name: string, opts: { recreate?: () => Promise<void>; dropSecret?: boolean; minDays?: number } = {}): Promise<CertificateObject> {
       const old = await read(namespace, name);
       if (old && opts.dropSecret) {
         await core.deleteNamespacedSecret(old.spec.secretName, namespace).catch((err: unknown) => {
@@ -155,7 +156,7 @@ export function certManager(kc: KubeConfig) {
         });
       }
       await opts.recreate?.();
-      return issued(namespace, name, { minDays: 1, ...(old ? { notUid: old.metadata.uid } : {}) });
+      return issued(namespace, name, { minDays: opts.minDays ?? 1, ...(old ? { notUid: old.metadata.uid } : {}) });
     },
 
     /** Counts the Certificate objects of that name created from now on (a real watch, so none is missed). */

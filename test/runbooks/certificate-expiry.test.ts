@@ -57,7 +57,7 @@ describe('certificateExpiry', () => {
       });
     }
     const cert = await getCert();
-    if (!isReady(cert) || (daysLeft(cert) ?? 0) < 89) await cm.renew(ns, certName);
+    if (!isReady(cert) || (daysLeft(cert) ?? 0) < 89) await cm.renew(ns, certName, { dropSecret: true, minDays: 89 });
   }
 
   async function terminateLeftover(): Promise<void> {

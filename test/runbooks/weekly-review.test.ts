@@ -6,13 +6,13 @@ import { manualQueries, type ManualQueryName } from '../../activities/prometheus
 import { createRunbookClient, type RunbookClient } from '../../client';
 import type { CheckRow, ChecklistResult } from '../../common/checklist';
 import type { RunbookConfig } from '../../config/schema';
-import { appTlsCertificate } from '../../scripts/testbed/kubernetes-seed';
+import { clusterIssuer } from '../../scripts/testbed/kubernetes-seed';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { recordHistory } from '../helpers/histories';
 import { startBySchedule } from '../helpers/schedule-runs';
 import { appPods, lockProjects } from '../helpers/app-pods';
-import { adminKubeConfig, statusOf } from '../helpers/kube-cluster';
-import { setCertificateStatus } from '../helpers/kube-objects';
+import { adminKubeConfig } from '../helpers/kube-cluster';
+import { certManager } from '../helpers/cert-manager';
 import { createScratchDatabase, type ScratchDatabase } from '../helpers/postgres-scratch';
 import { pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { closedPort, testbedConfig, testbedEnv } from '../helpers/testbed';
@@ -20,7 +20,6 @@ import { withWorker } from '../helpers/worker';
 
 const namespace = 'short-drama-prod';
 const workflowId = `weeklyReview/${namespace}`;
-const day = 86_400_000;
 const performanceRows = ['performance.p95', 'performance.error-rate', 'performance.db-connections', 'performance.cache-hit-rate'];
 
 interface Message {
@@ -96,25 +95,17 @@ describe('weeklyReview', () => {
     return pods.length > 0 && pods.every((name) => measured.has(name));
   };
 
-  /** A cert-manager Certificate of the test's own (the seeded app-tls-cert stays as it is). */
-  async function certificate(status: { ready: boolean; notAfter: Date }): Promise<void> {
-    const exists = await custom.getNamespacedCustomObject('cert-manager.io', 'v1', namespace, 'certificates', certName).then(
-      () => true,
-      (err: unknown) => {
-        if (statusOf(err) === 404) return false;
-        throw err;
-      },
-    );
-    if (!exists) {
-      const seeded = appTlsCertificate(namespace) as { spec: Record<string, unknown> };
+  /** A cert-manager Certificate of the test's own, issued for `days` days by the sandbox's issuer (the seeded app-tls-cert stays as it is). */
+  async function certificate(days: number): Promise<void> {
+    const recreate = async () => {
       await custom.createNamespacedCustomObject('cert-manager.io', 'v1', namespace, 'certificates', {
         apiVersion: 'cert-manager.io/v1',
         kind: 'Certificate',
         metadata: { name: certName, namespace },
-        spec: { ...seeded.spec, secretName: `${certName}-tls` },
+        spec: { secretName: certName, dnsNames: [`${certName}.example`], duration: `${days * 24}h`, renewBefore: '1h', issuerRef: { name: clusterIssuer, kind: 'ClusterIssuer', group: 'cert-manager.io' } },
       });
-    }
-    await setCertificateStatus(kc, namespace, certName, status);
+    };
+    await certManager(kc).renew(namespace, certName, { recreate, dropSecret: true });
   }
 
   interface RunOptions {
@@ -173,6 +164,7 @@ describe('weeklyReview', () => {
 
   afterAll(async () => {
     await custom.deleteNamespacedCustomObject('cert-manager.io', 'v1', namespace, 'certificates', certName).catch(() => undefined);
+    await core.deleteNamespacedSecret(certName, namespace).catch(() => undefined);
     if (config) await terminateRuns(config.temporal, [workflowId, `lock/${namespace}`]);
     await scratch?.drop();
   });
@@ -238,7 +230,7 @@ describe('weeklyReview', () => {
       // On every app pod: 12 logins of unknown users (a "login failed" and a 401 line each), then 24 requests for another user's project (403).
       await app.failedLogins(12);
       await app.forbidden(24);
-      await certificate({ ready: true, notAfter: new Date(Date.now() + 20 * day) });
+      await certificate(20);
       for (let i = 0; i < 2; i++) await sql('SELECT pg_sleep(1.2)');
       // A lock on projects: the users' requests (app-traffic.js) fail after the app's 2 s statement
       // timeout, and the cached count expires and cannot be read again (misses).
@@ -305,12 +297,13 @@ describe('weeklyReview', () => {
   }, 360_000);
 
   test('a certificate below a quarter of the minimum, or expired and not Ready, is a FAIL', async () => {
-    await certificate({ ready: true, notAfter: new Date(Date.now() + 5 * day) });
+    await certificate(5);
     const soon = (await runWeekly({ certificate: certName })).result;
     expect(rowOf(soon, 'security.certificate')).toMatchObject({ status: 'FAIL' });
     expect(rowOf(soon, 'security.certificate').value).toMatch(/^[45] days left/);
 
-    await certificate({ ready: false, notAfter: new Date(Date.now() - 2 * day) });
+    // It ran out while renewal failed (the issuer broken, then cert-manager backing off).
+    await certManager(kc).expire(namespace, certName);
     const expired = (await runWeekly({ certificate: certName })).result;
     expect(rowOf(expired, 'security.certificate')).toMatchObject({ status: 'FAIL', detail: 'expired: run certificateExpiry' });
     expect(rowOf(expired, 'security.certificate').value).toMatch(/^-[23] days left/);
