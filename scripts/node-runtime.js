@@ -80,31 +80,36 @@ function runtimeEnv() {
   return env;
 }
 
-const [command, ...args] = process.argv.slice(2);
-let env;
-try {
-  if (!command) fail('usage: node scripts/node-runtime.js <command> [args...]');
-  env = runtimeEnv();
-} catch (err) {
-  say(err.message);
-  process.exit(1);
-}
-const child = spawn(command, args, { stdio: 'inherit', env });
-child.on('error', (err) => {
-  say(`${command}: ${err.message}`);
-  process.exit(127);
-});
-// Ctrl-C in a terminal reaches the command directly (same process group). Passing it on too would
-// make a second SIGINT, and the Temporal SDK stops listening after the first: the second would kill
-// `npm start` before it stops its servers. Other signals are passed on.
-const fromTerminal = [0, 1, 2].some((fd) => isatty(fd));
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(signal, () => {
-    if (!(signal === 'SIGINT' && fromTerminal)) child.kill(signal);
+module.exports = { ensureNode, version };
+
+// Run as a script (`node scripts/node-runtime.js <command>`); the worker image's build only borrows ensureNode.
+if (require.main === module) {
+  const [command, ...args] = process.argv.slice(2);
+  let env;
+  try {
+    if (!command) fail('usage: node scripts/node-runtime.js <command> [args...]');
+    env = runtimeEnv();
+  } catch (err) {
+    say(err.message);
+    process.exit(1);
+  }
+  const child = spawn(command, args, { stdio: 'inherit', env });
+  child.on('error', (err) => {
+    say(`${command}: ${err.message}`);
+    process.exit(127);
+  });
+  // Ctrl-C in a terminal reaches the command directly (same process group). Passing it on too would
+  // make a second SIGINT, and the Temporal SDK stops listening after the first: the second would kill
+  // `npm start` before it stops its servers. Other signals are passed on.
+  const fromTerminal = [0, 1, 2].some((fd) => isatty(fd));
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.on(signal, () => {
+      if (!(signal === 'SIGINT' && fromTerminal)) child.kill(signal);
+    });
+  }
+  child.on('exit', (code, signal) => {
+    if (signal === null) process.exit(code ?? 1);
+    process.removeAllListeners(signal);
+    process.kill(process.pid, signal);
   });
 }
-child.on('exit', (code, signal) => {
-  if (signal === null) process.exit(code ?? 1);
-  process.removeAllListeners(signal);
-  process.kill(process.pid, signal);
-});

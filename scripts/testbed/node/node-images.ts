@@ -32,7 +32,7 @@ export interface GoImageSpec {
 }
 
 const here = __dirname;
-const defaultPath = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+export const defaultPath = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** The pod sandbox image (containerd's pinned "pause"). */
 export const pauseImage: GoImageSpec = { name: 'pause', source: 'pause.go.txt' };
@@ -86,7 +86,7 @@ export function imageRef(name: string, tag: string): string {
   return `localhost/testbed/${name}:${tag}`;
 }
 
-function contentTag(parts: string[]): string {
+export function contentTag(parts: string[]): string {
   return createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 16);
 }
 
@@ -104,13 +104,28 @@ export function goImageTag(spec: GoImageSpec): string {
   return contentTag(['go', spec.name, readFileSync(join(here, spec.source), 'utf8'), recipe()]);
 }
 
+/** The image's run configuration (OCI image config): what `CMD`, `ENV`, `WORKDIR`, `USER` and `EXPOSE` set in a Dockerfile. */
+export interface ImageRunConfig {
+  cmd: string[];
+  env: string[];
+  workingDir?: string;
+  user?: string;
+  exposedPorts?: number[];
+}
+
 /** Writes a docker-archive (docker save format) of one layer tar, tagged with every ref. */
-async function writeDockerArchive(work: string, layerTar: string, refs: string[], cmd: string[], env: string[], out: string): Promise<void> {
+export async function writeDockerArchive(work: string, layerTar: string, refs: string[], run: ImageRunConfig, out: string): Promise<void> {
   const diffId = `sha256:${await sha256File(layerTar)}`;
   const config = {
     architecture: 'amd64',
     os: 'linux',
-    config: { Cmd: cmd, Env: env, WorkingDir: '/' },
+    config: {
+      Cmd: run.cmd,
+      Env: run.env,
+      WorkingDir: run.workingDir ?? '/',
+      ...(run.user ? { User: run.user } : {}),
+      ...(run.exposedPorts ? { ExposedPorts: Object.fromEntries(run.exposedPorts.map((port) => [`${port}/tcp`, {}])) } : {}),
+    },
     rootfs: { type: 'layers', diff_ids: [diffId] },
     history: [{ created_by: 'runbook test bed (scripts/testbed/node/node-images.ts)' }],
   };
@@ -144,7 +159,7 @@ function appendFiles(work: string, rootTar: string, spec: ImageSpec): void {
  * The one cache of image archives: <cache>/images/<name>-<tag>.tar, built by `build` (in a work
  * folder of its own, given the refs to tag the archive with) only when missing.
  */
-async function cachedImage(
+export async function cachedImage(
   cacheDir: string,
   name: string,
   tag: string,
@@ -175,7 +190,7 @@ export function buildImage(cacheDir: string, spec: ImageSpec, log: (line: string
     const rootTar = join(work, 'root.tar');
     runChecked('nice', ['-n', '10', 'mmdebstrap', '--quiet', '--variant=extract', `--include=${spec.packages.join(',')}`, 'bookworm', rootTar], { maxBuffer: 64 * 1024 * 1024 });
     appendFiles(work, rootTar, spec);
-    await writeDockerArchive(work, rootTar, refs, spec.cmd, spec.env ?? [defaultPath], archive);
+    await writeDockerArchive(work, rootTar, refs, { cmd: spec.cmd, env: spec.env ?? [defaultPath] }, archive);
   });
 }
 
@@ -191,7 +206,7 @@ export function buildGoImage(cacheDir: string, spec: GoImageSpec, log: (line: st
       env: { ...process.env, CGO_ENABLED: '0', GOTOOLCHAIN: 'local', GOFLAGS: '-mod=mod', PATH: `${process.env.PATH}:/usr/local/go/bin` },
     });
     runChecked('tar', ['-cf', join(work, 'layer.tar'), '-C', join(work, 'rootfs'), spec.name]);
-    await writeDockerArchive(work, join(work, 'layer.tar'), refs, [`/${spec.name}`], [defaultPath], archive);
+    await writeDockerArchive(work, join(work, 'layer.tar'), refs, { cmd: [`/${spec.name}`], env: [defaultPath] }, archive);
   });
 }
 

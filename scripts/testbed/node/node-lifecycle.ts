@@ -363,6 +363,14 @@ export async function nodeUp(layout: TestbedLayout, log: (line: string) => void,
 }
 
 /** Image references of a running node (written by nodeUp). */
+/** Imports one more image archive (e.g. the worker's) into the running node's containerd; already there: nothing. */
+export async function importIntoNode(layout: TestbedLayout, image: { archive: string; ref: string }): Promise<void> {
+  const names = nodeNames(layout);
+  const bins = nodeBinaries(layout);
+  if (ctr(bins, names, ['images', 'ls', '-q']).split('\n').includes(image.ref)) return;
+  await promisify(execFile)(bins.CTR, ['--address', names.containerdSocket, '--namespace', 'k8s.io', 'images', 'import', image.archive], { timeout: 300_000 });
+}
+
 export function nodeImages(layout: TestbedLayout): Record<string, string> {
   return JSON.parse(readFileSync(join(nodeNames(layout).dir, 'images.json'), 'utf8')) as Record<string, string>;
 }
