@@ -6,7 +6,7 @@ const version = 'v1';
 const plural = 'certificates';
 
 interface CertificateObject {
-  metadata?: { name?: string; deletionTimestamp?: string };
+  metadata?: { name?: string; uid?: string; deletionTimestamp?: string };
   spec?: { secretName?: string; dnsNames?: string[]; issuerRef?: { name?: string; kind?: string } };
   status?: {
     conditions?: Array<{ type?: string; status?: string; reason?: string; message?: string; observedGeneration?: number }>;
@@ -18,6 +18,8 @@ interface CertificateObject {
 
 export interface CertificateSummary {
   name: string;
+  /** This object's uid: a Certificate made again under the same name (ingress-shim) has another. */
+  uid?: string;
   ready: boolean;
   readyReason?: string;
   readyMessage?: string;
@@ -34,6 +36,7 @@ export interface CertificateSummary {
 function summarise(c: CertificateObject): CertificateSummary {
   const ready = c.status?.conditions?.find((x) => x.type === 'Ready');
   const s: CertificateSummary = { name: c.metadata?.name ?? '', ready: ready?.status === 'True', dnsNames: c.spec?.dnsNames ?? [] };
+  if (c.metadata?.uid) s.uid = c.metadata.uid;
   if (ready?.reason) s.readyReason = ready.reason;
   if (ready?.message) s.readyMessage = ready.message.slice(0, 500);
   if (c.spec?.secretName) s.secretName = c.spec.secretName;
@@ -68,21 +71,36 @@ export function createKubernetesCertificateActivities(scope: KubeScope) {
       return summarise(await read(input.namespace, input.name));
     },
 
-    /** Deletes a Certificate (cert-manager re-issues it when an Ingress still asks for it); absent already: no change. */
-    async deleteCertificate(input: { namespace: string; name: string; dryRun?: boolean }): Promise<DeleteCertificateResult> {
-      const { namespace, name, dryRun } = input;
+    /**
+     * Deletes a Certificate (cert-manager re-issues it when an Ingress still asks for it); absent
+     * already: no change. Given `uid`, only that object: ingress-shim makes the Certificate again
+     * within a second of its deletion, and a retried delete (a worker lost after the first one)
+     * must not delete the new one too. The API checks the uid (a precondition), so no race.
+     */
+    async deleteCertificate(input: { namespace: string; name: string; uid?: string; dryRun?: boolean }): Promise<DeleteCertificateResult> {
+      const { namespace, name, uid, dryRun } = input;
       const { custom } = guarded(scope, namespace, { name });
-      const existing = await readOptional('get', `certificates.cert-manager.io/${name}`, namespace, () => custom.getNamespacedCustomObject(group, version, namespace, plural, name));
+      const what = `certificates.cert-manager.io/${name}`;
+      const existing = await readOptional('get', what, namespace, () => custom.getNamespacedCustomObject(group, version, namespace, plural, name));
       if (!existing) return { changed: false, dryRun: dryRun === true, message: 'no change (certificate does not exist)' };
       const before = summarise(existing as CertificateObject);
+      const replaced = (now: string | undefined) => ({
+        changed: false,
+        dryRun: dryRun === true,
+        before,
+        message: `no change (${what} ${uid} is already deleted; the one there now${now ? `, ${now},` : ''} was made after it)`,
+      });
+      if (uid && before.uid !== uid) return replaced(before.uid);
       try {
-        await custom.deleteNamespacedCustomObject(group, version, namespace, plural, name, undefined, undefined, undefined, dryRunParam(dryRun));
+        await custom.deleteNamespacedCustomObject(group, version, namespace, plural, name, undefined, undefined, undefined, dryRunParam(dryRun), uid ? { preconditions: { uid } } : undefined);
       } catch (err) {
         const status = (err as { statusCode?: number }).statusCode;
         if (status === 404) return { changed: false, dryRun: dryRun === true, before, message: 'no change (certificate does not exist)' };
-        await kcall('delete', `certificates.cert-manager.io/${name}`, namespace, () => Promise.reject(err));
+        // The uid precondition failed: deleted and made again between our read and our delete.
+        if (status === 409 && uid) return replaced(undefined);
+        await kcall('delete', what, namespace, () => Promise.reject(err));
       }
-      return { changed: true, dryRun: dryRun === true, before, message: `${dryRun ? 'would delete' : 'deleted'} certificates.cert-manager.io/${name}` };
+      return { changed: true, dryRun: dryRun === true, before, message: `${dryRun ? 'would delete' : 'deleted'} ${what}` };
     },
 
     /** Waits until the Certificate is Ready (heartbeating each poll) or the deadline passes. */

@@ -180,7 +180,8 @@ async function deleteCertificateStep(run: RunbookRun<CertificateExpiryStep>, inp
         needed: dry.changed,
       };
     },
-    apply: async () => (await write.deleteCertificate({ namespace, name: certificate })).message,
+    // Only the Certificate read: a retry after ingress-shim made it again leaves the new one alone.
+    apply: async () => (await write.deleteCertificate({ namespace, name: certificate, ...(before?.uid ? { uid: before.uid } : {}) })).message,
   });
 }
 
