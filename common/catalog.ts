@@ -52,7 +52,7 @@ export const catalog = {
     name: 'weeklyReview',
     kind: 'maintenance',
     description:
-      "每周检查清单: P95, error rate, DB connections, cache hit rate (the manual's PromQL), CPU and memory against limits; `login failed` and 401/403 lines (the log goes to S3 evidence), certificate days left; database size, 10 largest tables, 10 slowest statements; ⚠ delete `sessions` expired over 7 days ago (auto-approved by the `weekly-maintenance` policy when a schedule started the run), `VACUUM ANALYZE`",
+      "每周检查清单: P95, error rate, DB connections, cache hit rate (the manual's PromQL), CPU and memory against limits; `login failed` and 401/403 lines (the log goes to S3 evidence), certificate days left; database size, 10 largest tables, 10 slowest statements; ⚠ delete `sessions` expired over 7 days ago (auto-approved by the `weekly-maintenance` policy when a schedule started the run), `VACUUM ANALYZE`; Redis优化 → 设置过期时间: the keys of `sessionPattern` (allowlisted; `session:*`) without a TTL, counted by SCAN + pipelined TTL (a sample when many), a WARN when any (the remedy: redisMemoryPressure's TTL step)",
     inputSchema: weeklyReviewInput,
     targetOf: (input) => String(input.namespace),
   },

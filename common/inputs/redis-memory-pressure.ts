@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { runbookInputBase } from '../runbook';
-import { kubeName, memoryLimitQuantity } from './fields';
+import { kubeName, memoryLimitQuantity, redisKeyPattern } from './fields';
 
 /**
  * The TTL (seconds) set on keys without one (Redis优化 → 设置过期时间: the manual's 3600): at least a
@@ -17,13 +17,7 @@ export const redisMemoryPressureInput = z
     deployment: kubeName.default('redis'),
     container: kubeName.default('redis'),
     /** Session keys the manual lets go (must also be allowlisted in configuration). */
-    sessionPattern: z
-      .string()
-      .min(1)
-      .max(512)
-      .regex(/^[^\r\n\0]+$/, { message: 'no control characters' })
-      .refine((p) => !/^[*?]*$/.test(p), { message: 'would match every key' })
-      .default('session:*'),
+    sessionPattern: redisKeyPattern.default('session:*'),
     /** At most this many session keys are deleted in one run, and at most this many given a TTL. */
     maxKeys: z.number().int().min(1, { message: 'at least 1 key' }).max(10_000_000).default(100_000),
     /** The TTL (seconds) set on session keys that have none (the manual's `expire(key, 3600)`); keys with a TTL keep theirs. */
