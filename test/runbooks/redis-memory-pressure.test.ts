@@ -10,6 +10,7 @@ import type { ExpireRedisKeysInput } from '../../activities/redis';
 import { createRunbookClient } from '../../client';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { raisedMaxmemory, type RedisMemoryPressureResult } from '../../workflows/redis-memory-pressure';
+import { keysWithoutTtl } from '../../workflows/redis-memory-pressure-plans';
 import { recordHistory } from '../helpers/histories';
 import { adminKubeConfig, waitForRollout } from '../helpers/kube-cluster';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
@@ -532,6 +533,41 @@ describe('redisMemoryPressure', () => {
       } finally {
         await built.close();
       }
+    });
+
+    test('many keys: the diagnosis checks a sample (ttlSampleSize) and estimates the keys without a TTL; the plan counts them until past the cap; nothing changes', async () => {
+      // 20000 session keys, 3 in 4 without a TTL: a SCAN page (COUNT 5000) is past the sample of 100.
+      const id = randomUUID().slice(0, 8);
+      const sessions = `session:rmp-${id}:`;
+      made.push(sessions);
+      const pipeline = redis.pipeline();
+      for (let i = 0; i < 20_000; i++) {
+        if (i % 4 === 0) pipeline.set(`${sessions}${i}`, 'v', 'EX', 3600);
+        else pipeline.set(`${sessions}${i}`, 'v');
+      }
+      await pipeline.exec();
+      const result = await withRunbooks(config, async ({ runbooks }) => {
+        const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', { ttlSampleSize: 100, maxKeys: 5000 }, { startedBy: 'erin' });
+        return runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
+      });
+      expect(result.outcome).toBe('planned');
+      const read = result.timeline.find((e) => e.stepId === 'session-keys-without-ttl')!;
+      const [, estimate, checked] = /^about (\d+) keys without a TTL \(estimated from (\d+) keys checked\)$/.exec(read.detail ?? '') ?? [];
+      expect(Number(checked)).toBeGreaterThanOrEqual(100);
+      expect(Number(checked)).toBeLessThan(20_000);
+      expect(Number(estimate)).toBeGreaterThan(13_000); // 15000 without a TTL
+      expect(Number(estimate)).toBeLessThan(17_000);
+      expect(result.before).toMatchObject({ sessionKeys: 20_000, sessionKeysWithoutTtl: Number(estimate) });
+      const ttl = result.plan.find((p) => p.stepId === 'set-session-ttl')!;
+      expect(ttl.change).toMatchObject({ summary: ttlSummary(3600, 5000), observed: { wouldExpire: 5000, capped: true } });
+      expect(await countWithoutTtl(`${sessions}*`)).toBe(15_000);
+    });
+
+    test('the estimate from a sample, and exact counts when the scan completed', () => {
+      expect(keysWithoutTtl({ withoutTtl: 75, checked: 100, complete: false }, 20_000)).toEqual({ count: 15_000, sampled: true, checked: 100 });
+      expect(keysWithoutTtl({ withoutTtl: 0, checked: 5000, complete: false }, 20_000)).toEqual({ count: 0, sampled: true, checked: 5000 });
+      expect(keysWithoutTtl({ withoutTtl: 42, checked: 50, complete: true }, 50)).toEqual({ count: 42, sampled: false, checked: 50 });
+      expect(keysWithoutTtl({ withoutTtl: 0, checked: 0, complete: true }, 0)).toEqual({ count: 0, sampled: false, checked: 0 });
     });
 
     test('attack: a TTL of 0, negative, under a minute, over 30 days or not whole is refused with a clear sentence before anything is touched', async () => {
