@@ -7,6 +7,7 @@ import { callsTo, failure, invalidInput } from './errors';
 import { assertRedisPatternAllowed } from './guards';
 import { excessOutcome, notConfigured, runChecks } from './preflight-checks';
 import { validateInt } from './input-checks';
+import { keyTtlBounds } from '../common/inputs/redis-memory-pressure';
 
 const inRedis = callsTo('Redis');
 
@@ -121,8 +122,71 @@ export interface DeleteRedisKeysProgress {
   capped: boolean;
 }
 
+export interface CountRedisKeysWithoutTtlInput {
+  pattern: string;
+  /** Keys checked for a TTL (pipelined TTL per SCAN page); the scan stops after the page that reaches it. Default 10000. */
+  sampleSize?: number;
+  /** SCAN COUNT hint per round trip; default 5000. */
+  scanCount?: number;
+}
+
+export interface CountRedisKeysWithoutTtlResult {
+  pattern: string;
+  /** Matching keys whose TTL was checked. */
+  checked: number;
+  /** Of those, keys without a TTL (TTL -1). */
+  withoutTtl: number;
+  /** The whole keyspace was scanned: the counts are exact, not a sample. */
+  complete: boolean;
+  scans: number;
+}
+
+export interface ExpireRedisKeysInput {
+  pattern: string;
+  /** The TTL set on keys that have none, in seconds (60 to 30 days). */
+  ttlSeconds: number;
+  /** At most this many keys are given a TTL by the activity (over all attempts). */
+  maxKeys: number;
+  /** Count only; nothing is changed. */
+  dryRun?: boolean;
+  /** SCAN COUNT hint per round trip; default 5000. */
+  scanCount?: number;
+  /** Keys per EXPIRE script; default 1000. */
+  batchSize?: number;
+}
+
+export interface ExpireRedisKeysResult {
+  pattern: string;
+  ttlSeconds: number;
+  dryRun: boolean;
+  /** Keys given the TTL (execute), over every attempt of this activity. */
+  expired?: number;
+  /** Keys a run would give the TTL (dry run): min(withoutTtl, maxKeys). */
+  wouldExpire?: number;
+  /** Dry run only: keys without a TTL found; the count stops once it is past maxKeys (then capped). */
+  withoutTtl?: number;
+  /** Stopped at maxKeys with keys possibly left without a TTL (execute), or more keys without a TTL than maxKeys (dry run). */
+  capped: boolean;
+  /** EXPIRE scripts sent (execute, over every attempt) or that a run would send (dry run). */
+  batches: number;
+  /** Set when this attempt continued from a previous attempt's heartbeat. */
+  resumedFrom?: { cursor: string; expired: number };
+}
+
+/** What the TTL pass heartbeats: every key without a TTL on SCAN pages before `cursor` has been given one. */
+export interface ExpireRedisKeysProgress {
+  pattern: string;
+  cursor: string;
+  expired: number;
+  batches: number;
+  /** The scan reached its end or the cap: a retry only reports. */
+  done: boolean;
+  capped: boolean;
+}
+
 const defaultScanCount = 5000;
 const defaultBatchSize = 1000;
+const defaultTtlSampleSize = 10_000;
 
 function requireRedis(redis: Redis | undefined): Redis {
   if (!redis) throw failure('InvalidInput', 'Redis is not configured (REDIS_URL)');
@@ -161,29 +225,57 @@ end
 redis.call('INCRBY', KEYS[1], removed)
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return removed`;
+/**
+ * EXPIRE KEYS[2..] ARGV[2] NX (only keys without a TTL get one: a key that has one, also one an
+ * earlier attempt set, keeps it) and adds how many were set to the tally KEYS[1], in one atomic step.
+ */
+const expireTalliedScript = `
+local set = 0
+for i = 2, #KEYS do
+  set = set + redis.call('EXPIRE', KEYS[i], ARGV[2], 'NX')
+end
+redis.call('INCRBY', KEYS[1], set)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return set`;
 /** A tally outlives any retry of its activity (kept a day after its last batch). */
 const tallyTtlMs = 24 * 60 * 60 * 1000;
 
-/** One tally per activity execution and pattern; it never matches a pattern's own keys by accident (see the filter). */
-function tallyKey(pattern: string): string {
+/** What a capped pass does to keys, and the name of its count in heartbeats and tallies. */
+type KeyPassUnit = 'deleted' | 'expired';
+const tallyKind: Record<KeyPassUnit, string> = { deleted: 'unlinked', expired: 'expired' };
+
+/** One tally per activity execution, pass and pattern; it never matches a pattern's own keys by accident (see the filter). */
+function tallyKey(pattern: string, unit: KeyPassUnit): string {
   const { workflowExecution, activityId } = Context.current().info;
   const digest = createHash('sha256').update(pattern).digest('hex').slice(0, 16);
-  return `runbook-automation:unlinked:${workflowExecution?.workflowId ?? 'none'}:${workflowExecution?.runId ?? 'none'}:${activityId}:${digest}`;
+  return `runbook-automation:${tallyKind[unit]}:${workflowExecution?.workflowId ?? 'none'}:${workflowExecution?.runId ?? 'none'}:${activityId}:${digest}`;
 }
 
-function isProgress(value: unknown, pattern: string): value is DeleteRedisKeysProgress {
-  const p = value as Partial<DeleteRedisKeysProgress> | undefined;
+/** A capped pass's heartbeat (DeleteRedisKeysProgress, ExpireRedisKeysProgress): the count under the pass's unit. */
+type PassProgress = { pattern: string; cursor: string; batches: number; done: boolean; capped: boolean } & Partial<Record<KeyPassUnit, number>>;
+
+function isProgress(value: unknown, pattern: string, unit: KeyPassUnit): value is PassProgress & Record<KeyPassUnit, number> {
+  const p = value as Partial<PassProgress> | undefined;
   return (
     typeof p === 'object' &&
     p !== null &&
     p.pattern === pattern &&
     typeof p.cursor === 'string' &&
     /^\d+$/.test(p.cursor) &&
-    Number.isInteger(p.deleted) &&
-    p.deleted! >= 0 &&
+    Number.isInteger(p[unit]) &&
+    p[unit]! >= 0 &&
     Number.isInteger(p.batches) &&
     p.batches! >= 0
   );
+}
+
+function validateTtlSeconds(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < keyTtlBounds.min || value > keyTtlBounds.max) {
+    throw invalidInput(
+      `ttlSeconds ${String(value)}: expected whole seconds from ${keyTtlBounds.min} (1 minute) to ${keyTtlBounds.max} (30 days); 0 or less would delete the keys, more would not bound them`,
+    );
+  }
+  return value;
 }
 
 /** A key no allowlisted pattern matches (nor the tallies' prefix): a GET of it, which finds nothing, tells whether the user is limited to its patterns. */
@@ -211,29 +303,151 @@ async function excessRedisAccess(redis: Redis): Promise<string[]> {
   ];
 }
 
+/** Which keys of a SCAN page have no TTL, by pipelined TTL (one round trip per page); a key gone meanwhile (-2) is not counted. */
+async function withoutTtl(client: Redis, keys: Buffer[], action: string): Promise<Buffer[]> {
+  if (keys.length === 0) return [];
+  const pipeline = client.pipeline();
+  for (const key of keys) pipeline.ttl(key);
+  const ttls = await inRedis(action, async () =>
+    ((await pipeline.exec()) ?? []).map(([err, ttl]) => {
+      if (err) throw err;
+      return ttl;
+    }),
+  );
+  return keys.filter((_, i) => ttls[i] === -1);
+}
+
+/** A capped pass over the keys of a pattern (delete, set a TTL): what differs between them. */
+interface KeyPass {
+  pattern: string;
+  maxKeys: number;
+  scanCount: number;
+  batchSize: number;
+  action: string;
+  unit: KeyPassUnit;
+  /** The keys of a SCAN page the pass acts on (all of them, or those without a TTL). */
+  select?: (keys: Buffer[]) => Promise<Buffer[]>;
+  /** Acts on one batch in one atomic script that adds what it did to the tally; returns how many keys it changed. */
+  batch: (tally: string, keys: Buffer[]) => Promise<number>;
+}
+
+interface KeyPassResult {
+  count: number;
+  capped: boolean;
+  batches: number;
+  resumedFrom?: { cursor: string; count: number };
+}
+
 export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) {
-  const unlinkTallied = (client: Redis, tally: string, keys: Buffer[]) => client.eval(unlinkTalliedScript, keys.length + 1, tally, ...keys, tallyTtlMs) as Promise<number>;
-  /** SCANs the whole keyspace for the pattern; heartbeats (cursor, count) so a retry resumes. */
-  async function countMatching(client: Redis, pattern: string, scanCount: number, action: string): Promise<{ count: number; scans: number }> {
+  /**
+   * SCANs the keyspace for the pattern; heartbeats (cursor, count) so a retry resumes. With
+   * `inspect`, also counts what it finds on each page (`found`) and may stop early (`stop`).
+   */
+  async function countMatching(
+    client: Redis,
+    pattern: string,
+    scanCount: number,
+    action: string,
+    inspect?: { found: (keys: Buffer[]) => Promise<number>; stop: (t: { count: number; found: number }) => boolean },
+  ): Promise<{ count: number; scans: number; found: number; complete: boolean }> {
     const ctx = Context.current();
-    const previous = ctx.info.heartbeatDetails as { countPattern?: string; cursor?: string; count?: number; scans?: number } | undefined;
+    const previous = ctx.info.heartbeatDetails as { countPattern?: string; cursor?: string; count?: number; scans?: number; found?: number } | undefined;
     let cursor = '0';
     let count = 0;
     let scans = 0;
+    let found = 0;
     if (previous?.countPattern === pattern && typeof previous.cursor === 'string' && Number.isInteger(previous.count) && previous.cursor !== '0') {
       cursor = previous.cursor;
       count = previous.count!;
       scans = previous.scans ?? 0;
+      found = Number.isInteger(previous.found) ? previous.found! : 0;
     }
     do {
       const [next, keys] = await inRedis(action, () => client.scanBuffer(cursor, 'MATCH', pattern, 'COUNT', scanCount));
+      if (inspect) found += await inspect.found(keys);
       cursor = next.toString();
       count += keys.length;
       scans++;
-      if (cursor !== '0') ctx.heartbeat({ countPattern: pattern, cursor, count, scans });
+      if (cursor !== '0') ctx.heartbeat({ countPattern: pattern, cursor, count, scans, ...(inspect ? { found } : {}) });
       throwIfCancelled(ctx);
-    } while (cursor !== '0');
-    return { count, scans };
+    } while (cursor !== '0' && !inspect?.stop({ count, found }));
+    return { count, scans, found, complete: cursor === '0' };
+  }
+
+  /**
+   * The capped, resumable pass of deleteRedisKeys and expireRedisKeys: SCAN with a large COUNT, the
+   * page's selected keys in batches of one atomic tallied script each, the next SCAN pipelined
+   * behind them. Heartbeats its cursor and running total after every page, so a retried attempt
+   * continues where the last one stopped; the tally counts what every attempt did, also after its
+   * last heartbeat, so the cap counts every attempt. Honours cancellation between pages.
+   */
+  async function cappedKeyPass(client: Redis, pass: KeyPass): Promise<KeyPassResult> {
+    const { pattern, maxKeys, scanCount, batchSize, action, unit } = pass;
+    const ctx = Context.current();
+    const previous: unknown = ctx.info.heartbeatDetails;
+    let cursor = '0';
+    let count = 0;
+    let batches = 0;
+    let resumedFrom: KeyPassResult['resumedFrom'];
+    const tally = tallyKey(pattern, unit);
+    if (isProgress(previous, pattern, unit)) {
+      // The tally counts what every earlier attempt did, also after its last heartbeat.
+      const tallied = await inRedis(action, () => client.get(tally));
+      const before = tallied === null ? previous[unit] : Number(tallied);
+      if (tallied === null) await inRedis(action, () => client.set(tally, before, 'PX', tallyTtlMs));
+      if (previous.done) return { count: before, capped: previous.capped, batches: previous.batches, resumedFrom: { cursor: previous.cursor, count: before } };
+      ({ cursor, batches } = previous);
+      count = before;
+      resumedFrom = { cursor, count };
+    } else {
+      await inRedis(action, () => client.set(tally, 0, 'PX', tallyTtlMs));
+    }
+    const heartbeat = (done: boolean, capped: boolean) => ctx.heartbeat({ pattern, cursor, [unit]: count, batches, done, capped } as PassProgress);
+    const report = (capped: boolean): KeyPassResult => {
+      heartbeat(true, capped);
+      return { count, capped, batches, ...(resumedFrom ? { resumedFrom } : {}) };
+    };
+    if (count >= maxKeys) return report(true);
+
+    const scan = (from: string) => inRedis(action, () => client.scanBuffer(from, 'MATCH', pattern, 'COUNT', scanCount));
+    // `pending` scans from `cursor`: every page before `cursor` is already done.
+    let pending = scan(cursor);
+    for (;;) {
+      const [nextBuffer, keys] = await pending;
+      const next = nextBuffer.toString();
+      const remaining = maxKeys - count;
+      const own = keys.filter((key) => key.toString() !== tally);
+      const matching = pass.select ? await pass.select(own) : own;
+      const take = matching.length > remaining ? matching.slice(0, remaining) : matching;
+      const capHit = take.length === remaining && (matching.length > remaining || next !== '0');
+      const sent: Array<Promise<number>> = [];
+      for (let at = 0; at < take.length; at += batchSize) sent.push(pass.batch(tally, take.slice(at, at + batchSize)));
+      // Queued behind the batches on the same connection: Redis answers the SCAN while we wait.
+      if (next !== '0' && !capHit) {
+        pending = scan(next);
+        pending.catch(() => undefined); // awaited below; this only keeps a failure while a batch fails first from going unhandled
+      }
+      const counts = await inRedis(action, () => Promise.all(sent));
+      batches += sent.length;
+      for (const n of counts) count += n;
+      if (capHit) return report(true);
+      cursor = next;
+      if (next === '0') return report(false);
+      heartbeat(false, false);
+      throwIfCancelled(ctx);
+    }
+  }
+
+  /** The pattern, allowlisted, and the pass's limits: what deleteRedisKeys and expireRedisKeys check alike. */
+  function passInput(input: { pattern: string; maxKeys: number; scanCount?: number; batchSize?: number } | undefined) {
+    const pattern = validatePattern(input?.pattern);
+    assertRedisPatternAllowed(pattern, { redisKeyPatterns: allowedKeyPatterns });
+    return {
+      pattern,
+      maxKeys: validateInt(input!.maxKeys, 'maxKeys', 1, 100_000_000),
+      scanCount: validateInt(input!.scanCount, 'scanCount', 1, 1_000_000, defaultScanCount),
+      batchSize: validateInt(input!.batchSize, 'batchSize', 1, 100_000, defaultBatchSize),
+    };
   }
 
   return {
@@ -348,19 +562,30 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
     },
 
     /**
-     * Deletes keys matching an allowlisted pattern: SCAN with a large COUNT, UNLINK in batches,
-     * the next SCAN pipelined behind the previous page's UNLINKs. Never KEYS, never FLUSH*.
-     * Heartbeats its cursor and running total after every page, so a retried attempt continues
-     * where the last one stopped (and the cap counts every attempt). Honours cancellation
-     * between pages. dryRun counts only.
+     * Counts the keys matching a pattern that have no TTL: SCAN, and a pipelined TTL of each page's
+     * keys, until `sampleSize` keys are checked (then `complete` is false: a sample, whose share
+     * without a TTL the caller scales to the pattern's count). Read-only; heartbeats so a retry resumes.
+     */
+    async countRedisKeysWithoutTtl(input: CountRedisKeysWithoutTtlInput): Promise<CountRedisKeysWithoutTtlResult> {
+      const client = requireRedis(redis);
+      const pattern = validatePattern(input?.pattern);
+      const sampleSize = validateInt(input.sampleSize, 'sampleSize', 1, 100_000_000, defaultTtlSampleSize);
+      const scanCount = validateInt(input.scanCount, 'scanCount', 1, 1_000_000, defaultScanCount);
+      const action = `count Redis keys without a TTL matching ${pattern}`;
+      const counted = await countMatching(client, pattern, scanCount, action, {
+        found: async (keys) => (await withoutTtl(client, keys, action)).length,
+        stop: ({ count }) => count >= sampleSize,
+      });
+      return { pattern, checked: counted.count, withoutTtl: counted.found, complete: counted.complete, scans: counted.scans };
+    },
+
+    /**
+     * Deletes keys matching an allowlisted pattern: SCAN with a large COUNT, UNLINK in batches
+     * (cappedKeyPass). Never KEYS, never FLUSH*. dryRun counts only.
      */
     async deleteRedisKeys(input: DeleteRedisKeysInput): Promise<DeleteRedisKeysResult> {
       const client = requireRedis(redis);
-      const pattern = validatePattern(input?.pattern);
-      assertRedisPatternAllowed(pattern, { redisKeyPatterns: allowedKeyPatterns });
-      const maxKeys = validateInt(input.maxKeys, 'maxKeys', 1, 100_000_000);
-      const scanCount = validateInt(input.scanCount, 'scanCount', 1, 1_000_000, defaultScanCount);
-      const batchSize = validateInt(input.batchSize, 'batchSize', 1, 100_000, defaultBatchSize);
+      const { pattern, maxKeys, scanCount, batchSize } = passInput(input);
       const action = `delete Redis keys matching ${pattern}`;
 
       if (input.dryRun === true) {
@@ -369,61 +594,66 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
         return { pattern, dryRun: true, wouldDelete, matching: count, capped: count > maxKeys, batches: Math.ceil(wouldDelete / batchSize) };
       }
 
-      const ctx = Context.current();
-      const previous: unknown = ctx.info.heartbeatDetails;
-      let cursor = '0';
-      let deleted = 0;
-      let batches = 0;
-      let resumedFrom: DeleteRedisKeysResult['resumedFrom'];
-      const tally = tallyKey(pattern);
-      if (isProgress(previous, pattern)) {
-        // The tally counts what every earlier attempt removed, also after its last heartbeat.
-        const tallied = await inRedis(action, () => client.get(tally));
-        const removedBefore = tallied === null ? previous.deleted : Number(tallied);
-        if (tallied === null) await inRedis(action, () => client.set(tally, removedBefore, 'PX', tallyTtlMs));
-        if (previous.done)
-          return { pattern, dryRun: false, deleted: removedBefore, capped: previous.capped, batches: previous.batches, resumedFrom: { cursor: previous.cursor, deleted: removedBefore } };
-        ({ cursor, batches } = previous);
-        deleted = removedBefore;
-        resumedFrom = { cursor, deleted };
-      } else {
-        await inRedis(action, () => client.set(tally, 0, 'PX', tallyTtlMs));
-      }
-      const report = (done: boolean, capped: boolean): DeleteRedisKeysResult => {
-        ctx.heartbeat({ pattern, cursor, deleted, batches, done, capped } satisfies DeleteRedisKeysProgress);
-        return { pattern, dryRun: false, deleted, capped, batches, ...(resumedFrom ? { resumedFrom } : {}) };
+      const done = await cappedKeyPass(client, {
+        pattern,
+        maxKeys,
+        scanCount,
+        batchSize,
+        action,
+        unit: 'deleted',
+        batch: (tally, keys) => client.eval(unlinkTalliedScript, keys.length + 1, tally, ...keys, tallyTtlMs) as Promise<number>,
+      });
+      return {
+        pattern,
+        dryRun: false,
+        deleted: done.count,
+        capped: done.capped,
+        batches: done.batches,
+        ...(done.resumedFrom ? { resumedFrom: { cursor: done.resumedFrom.cursor, deleted: done.resumedFrom.count } } : {}),
       };
-      if (deleted >= maxKeys) return report(true, true);
+    },
 
-      const scan = (from: string) => inRedis(action, () => client.scanBuffer(from, 'MATCH', pattern, 'COUNT', scanCount));
-      // `pending` scans from `cursor`: every page before `cursor` is already unlinked.
-      let pending = scan(cursor);
-      for (;;) {
-        const [nextBuffer, keys] = await pending;
-        const next = nextBuffer.toString();
-        const remaining = maxKeys - deleted;
-        const matching = keys.filter((key) => key.toString() !== tally);
-        const take = matching.length > remaining ? matching.slice(0, remaining) : matching;
-        const capHit = take.length === remaining && (matching.length > remaining || next !== '0');
-        const unlinks: Array<Promise<number>> = [];
-        for (let at = 0; at < take.length; at += batchSize) {
-          const batch = take.slice(at, at + batchSize);
-          unlinks.push(unlinkTallied(client, tally, batch));
-        }
-        // Queued behind the UNLINKs on the same connection: Redis answers the SCAN while we wait.
-        if (next !== '0' && !capHit) {
-          pending = scan(next);
-          pending.catch(() => undefined); // awaited below; this only keeps a failure while UNLINK fails first from going unhandled
-        }
-        const counts = await inRedis(action, () => Promise.all(unlinks));
-        batches += unlinks.length;
-        for (const n of counts) deleted += n;
-        if (capHit) return report(true, true);
-        cursor = next;
-        if (next === '0') return report(true, false);
-        ctx.heartbeat({ pattern, cursor, deleted, batches, done: false, capped: false } satisfies DeleteRedisKeysProgress);
-        throwIfCancelled(ctx);
+    /**
+     * The manual's 设置过期时间 in bulk: gives the keys matching an allowlisted pattern that have no
+     * TTL the TTL `ttlSeconds` (SCAN, pipelined TTL per page, EXPIRE ... NX in batches:
+     * cappedKeyPass). Keys that have a TTL keep theirs, so a retried page sets nothing twice.
+     * dryRun counts the keys without a TTL, and stops counting once past maxKeys.
+     */
+    async expireRedisKeys(input: ExpireRedisKeysInput): Promise<ExpireRedisKeysResult> {
+      const client = requireRedis(redis);
+      const { pattern, maxKeys, scanCount, batchSize } = passInput(input);
+      const ttlSeconds = validateTtlSeconds(input.ttlSeconds);
+      const action = `set a TTL on Redis keys matching ${pattern}`;
+      const select = (keys: Buffer[]) => withoutTtl(client, keys, action);
+
+      if (input.dryRun === true) {
+        const counted = await countMatching(client, pattern, scanCount, `count Redis keys without a TTL matching ${pattern}`, {
+          found: async (keys) => (await select(keys)).length,
+          stop: ({ found }) => found > maxKeys,
+        });
+        const wouldExpire = Math.min(counted.found, maxKeys);
+        return { pattern, ttlSeconds, dryRun: true, wouldExpire, withoutTtl: counted.found, capped: counted.found > maxKeys, batches: Math.ceil(wouldExpire / batchSize) };
       }
+
+      const done = await cappedKeyPass(client, {
+        pattern,
+        maxKeys,
+        scanCount,
+        batchSize,
+        action,
+        unit: 'expired',
+        select,
+        batch: (tally, keys) => client.eval(expireTalliedScript, keys.length + 1, tally, ...keys, tallyTtlMs, ttlSeconds) as Promise<number>,
+      });
+      return {
+        pattern,
+        ttlSeconds,
+        dryRun: false,
+        expired: done.count,
+        capped: done.capped,
+        batches: done.batches,
+        ...(done.resumedFrom ? { resumedFrom: { cursor: done.resumedFrom.cursor, expired: done.resumedFrom.count } } : {}),
+      };
     },
   };
 }

@@ -52,7 +52,7 @@ export const catalog = {
     name: 'weeklyReview',
     kind: 'maintenance',
     description:
-      "每周检查清单: P95, error rate, DB connections, cache hit rate (the manual's PromQL), CPU and memory against limits; `login failed` and 401/403 lines (the log goes to S3 evidence), certificate days left; database size, 10 largest tables, 10 slowest statements; ⚠ delete `sessions` expired over 7 days ago (auto-approved by the `weekly-maintenance` policy when a schedule started the run), `VACUUM ANALYZE`",
+      "每周检查清单: P95, error rate, DB connections, cache hit rate (the manual's PromQL), CPU and memory against limits; `login failed` and 401/403 lines (the log goes to S3 evidence), certificate days left; database size, 10 largest tables, 10 slowest statements; ⚠ delete `sessions` expired over 7 days ago (auto-approved by the `weekly-maintenance` policy when a schedule started the run), `VACUUM ANALYZE`; Redis优化 → 设置过期时间: the keys of `sessionPattern` (allowlisted; `session:*`) without a TTL, counted by SCAN + pipelined TTL (a sample when many), a WARN when any (the remedy: redisMemoryPressure's TTL step)",
     inputSchema: weeklyReviewInput,
     targetOf: (input) => String(input.namespace),
   },
@@ -86,7 +86,7 @@ export const catalog = {
     name: 'redisMemoryPressure',
     kind: 'fault',
     description:
-      '场景3: INFO memory, DBSIZE, policy, session keys; ⚠ delete `session:*` keys (SCAN + UNLINK, capped, resumable, counted exactly across retries; a `sessionPattern` outside `ALLOWED_REDIS_KEY_PATTERNS` is refused before Redis is read), ⚠ raise the Redis memory limit ×1.5 (capped; the new pod template restarts Redis, so the run waits for the rollout), ⚠ raise `maxmemory` when it is set and used above `raiseWhenUsageAbove` (Redis refuses writes at its own maxmemory whatever the container limit): the same share of the raised limit, else ×1.5, never above `maxmemoryShareOfLimit` (0.8) of the limit, computed once from the diagnosis; ⚠ set `maxmemory-policy allkeys-lru`. `CONFIG SET` does not survive a restart: the report says to put maxmemory and the policy in the Redis config',
+      "场景3: INFO memory, DBSIZE, policy, session keys and those without a TTL (SCAN + pipelined TTL; above `ttlSampleSize` keys, 10000, estimated from a sample); ⚠ delete `session:*` keys (SCAN + UNLINK, capped, resumable, counted exactly across retries; a `sessionPattern` outside `ALLOWED_REDIS_KEY_PATTERNS` is refused before Redis is read), ⚠ set the manual's TTL (Redis优化 → 设置过期时间: `sessionTtlSeconds`, 3600, 60 s to 30 days) on the session keys that have none (`EXPIRE … NX`: a key's own TTL stays; capped by `maxKeys`, resumable like the delete; after the delete, so it is what is left when the delete is rejected; verified by recounting the keys without a TTL), ⚠ raise the Redis memory limit ×1.5 (capped; the new pod template restarts Redis, so the run waits for the rollout), ⚠ raise `maxmemory` when it is set and used above `raiseWhenUsageAbove` (Redis refuses writes at its own maxmemory whatever the container limit): the same share of the raised limit, else ×1.5, never above `maxmemoryShareOfLimit` (0.8) of the limit, computed once from the diagnosis; ⚠ set `maxmemory-policy allkeys-lru`. `CONFIG SET` does not survive a restart: the report says to put maxmemory and the policy in the Redis config",
     inputSchema: redisMemoryPressureInput,
     targetOf: (input) => `${input.namespace}/${input.deployment}`,
   },

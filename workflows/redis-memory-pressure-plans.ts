@@ -7,6 +7,7 @@ import { memoryBytes } from '../common/quantity';
 import type { IncidentFindings } from '../common/runbook';
 import type { ChangeOutcome } from './kernel/runbook-run';
 import { containerOf, deploymentOf } from './deployment-spec';
+import type { KeysWithoutTtl } from './redis-memory-pressure-diagnosis';
 
 // redisMemoryPressure's arithmetic and texts: Redis' memory as read, the maxmemory to raise to, the lines of its report.
 
@@ -17,6 +18,8 @@ export interface RedisMemoryState {
   usage: number | null;
   dbsize: number;
   sessionKeys: number;
+  /** Session keys without a TTL (estimated from a sample when there are many); absent on runs from before the count. */
+  sessionKeysWithoutTtl?: number;
   maxmemoryPolicy: string;
   /** The Redis container's memory limit in the Deployment, as written there. */
   memoryLimit?: string;
@@ -48,6 +51,15 @@ export function raisedMaxmemory(o: { maxmemory: number; limitBytes?: number; new
   return { bytes: capped ? cap : wanted, basis: limitRaised ? 'ratio' : 'factor', capped, ...(limitBytes ? { limitBytes } : {}) };
 }
 
+/**
+ * Keys without a TTL from countRedisKeysWithoutTtl: exact when it scanned everything, else the share
+ * of the keys it checked without one, scaled to the pattern's count.
+ */
+export function keysWithoutTtl(c: { withoutTtl: number; checked: number; complete: boolean }, matching: number): KeysWithoutTtl {
+  const count = c.complete ? c.withoutTtl : Math.round((c.withoutTtl / Math.max(c.checked, 1)) * matching);
+  return { count, sampled: !c.complete, checked: c.checked };
+}
+
 export const percent = (usage: number | null) => (usage === null ? 'unknown (no maxmemory, no limit)' : `${(usage * 100).toFixed(usage < 0.1 ? 2 : 0)}%`);
 export const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)}MiB`;
 
@@ -61,13 +73,20 @@ export function memoryUsage(m: { usedMemory: number; maxmemory: number }, limitB
 }
 
 /** Redis' memory as read: INFO memory and DBSIZE, the session keys, maxmemory-policy and the container's memory limit. */
-export function memoryState(m: { usedMemory: number; maxmemory: number; dbsize: number }, sessionKeys: number, maxmemoryPolicy: string, memoryLimit: string | null | undefined): RedisMemoryState {
+export function memoryState(
+  m: { usedMemory: number; maxmemory: number; dbsize: number },
+  sessionKeys: number,
+  maxmemoryPolicy: string,
+  memoryLimit: string | null | undefined,
+  sessionKeysWithoutTtl?: number,
+): RedisMemoryState {
   return {
     usedMemory: m.usedMemory,
     maxmemory: m.maxmemory,
     usage: memoryUsage(m, memoryBytes(memoryLimit ?? undefined)),
     dbsize: m.dbsize,
     sessionKeys,
+    ...(sessionKeysWithoutTtl !== undefined ? { sessionKeysWithoutTtl } : {}),
     maxmemoryPolicy,
     ...(memoryLimit ? { memoryLimit } : {}),
   };
@@ -80,6 +99,8 @@ export interface Diagnosed {
   memory: RedisMemoryInfo;
   policy: string;
   sessions: { count: number };
+  /** Session keys without a TTL; undefined on runs from before the count (not patched). */
+  withoutTtl: KeysWithoutTtl | undefined;
   memoryLimit: string | null;
   limitBytes: number | undefined;
   usage: number | null;
@@ -110,10 +131,16 @@ export function pressureFindings(d: Diagnosed, outcomeOf: (stepId: RedisMemoryPr
     policy === 'noeviction' ? `writes fail with OOM errors ("OOM command not allowed when used memory > 'maxmemory'") once maxmemory is reached` : 'keys are evicted once maxmemory is reached';
   return {
     impact: `Redis uses ${mib(memory.usedMemory)} (${percent(d.usage)} of ${memory.maxmemory ? `maxmemory ${mib(memory.maxmemory)}` : `the container limit ${memoryLimit ?? '(none)'}`}); with maxmemory-policy ${policy} ${atMaxmemory}, and the container is OOM-killed at its limit ${memoryLimit ?? '(none)'}.`,
-    rootCause: `${causes.length ? `Found: ${causes.join(', ')}. ` : 'No memory pressure found. '}${d.sessions.count} of ${memory.dbsize} keys (${percent(d.sessionShare)}) match ${input.sessionPattern}; maxmemory-policy ${policy}; fragmentation ratio ${memory.memFragmentationRatio}.`,
+    rootCause: `${causes.length ? `Found: ${causes.join(', ')}. ` : 'No memory pressure found. '}${d.sessions.count} of ${memory.dbsize} keys (${percent(d.sessionShare)}) match ${input.sessionPattern}${withoutTtlText(d.withoutTtl)}; maxmemory-policy ${policy}; fragmentation ratio ${memory.memFragmentationRatio}.`,
     solution: pressureSolution(d, outcomeOf, maxmemoryTarget),
     prevention: `Give session keys a TTL (EXPIRE on write), keep an allkeys-* eviction policy, size maxmemory below the container limit (${d.target ?? memoryLimit ?? 'limit'}), and alert at 85% of maxmemory. CONFIG SET does not survive a restart (and a new memory limit restarts Redis): put maxmemory and maxmemory-policy in the Redis config (redis.conf or the container args, e.g. --maxmemory, --maxmemory-policy) so a restarted Redis keeps them.`,
   };
+}
+
+/** ", about N of them without a TTL (from a sample of C)" for the root cause; nothing on runs from before the count. */
+function withoutTtlText(k: KeysWithoutTtl | undefined): string {
+  if (!k) return '';
+  return k.sampled ? `, about ${k.count} of them without a TTL (a sample of ${k.checked})` : `, ${k.count} of them without a TTL`;
 }
 
 /** What each step did or why it did not. */
@@ -127,6 +154,13 @@ function pressureSolution(d: Diagnosed, outcomeOf: (stepId: RedisMemoryPressureS
       ? `Keys matching ${sessionPattern} deleted (SCAN + UNLINK, at most ${input.maxKeys}).`
       : `Keys matching ${sessionPattern} not deleted (${outcomeOf('delete-session-keys')}).`,
   );
+  if (d.withoutTtl) {
+    solution.push(
+      applied('set-session-ttl')
+        ? `TTL ${input.sessionTtlSeconds}s set on keys matching ${sessionPattern} that had none (EXPIRE NX, at most ${input.maxKeys}).`
+        : `No TTL set on keys matching ${sessionPattern} (${outcomeOf('set-session-ttl')}).`,
+    );
+  }
   solution.push(
     applied('raise-memory-limit')
       ? `Memory limit of ${namespace}/${deployment} raised ${d.memoryLimit} -> ${d.target}.`

@@ -7,10 +7,12 @@ import type { PromisedEffect } from './kernel/effect-check';
 import { waitForRollout } from './rollout-wait';
 import { diagnose, type Diagnosis, type Input, type RedisMemoryCause } from './redis-memory-pressure-diagnosis';
 import { validateInput } from './validate-input';
+import { deleteSessionKeysStep, setSessionTtlStep } from './redis-memory-pressure-keys';
 import { read, wait, write } from './activity-proxies';
 import { catalog } from '../common/catalog';
 import {
   containerMemoryLimit,
+  keysWithoutTtl,
   limitText,
   maxmemoryWhy,
   memoryState,
@@ -31,6 +33,12 @@ export type { RedisMemoryCause } from './redis-memory-pressure-diagnosis';
  */
 export const raiseMaxmemoryPatch = 'redis-raise-maxmemory';
 
+/**
+ * Runs started before this patch neither count the session keys without a TTL (diagnosis and
+ * verify) nor have the set-session-ttl step; their histories replay on the old path.
+ */
+export const sessionTtlPatch = 'redis-session-ttl';
+
 export interface RedisMemoryPressureResult extends RunbookResultBase {
   /** What the diagnosis found; empty when Redis looks healthy. */
   causes: RedisMemoryCause[];
@@ -43,15 +51,27 @@ export interface RedisMemoryPressureResult extends RunbookResultBase {
 }
 
 /** What one run's steps share: the run, its input, whether it is on the patched path, and the diagnosis. */
-interface Pressure extends Diagnosis {
+export interface Pressure extends Diagnosis {
   run: RunbookRun<RedisMemoryPressureStep>;
   input: Input;
   withMaxmemory: boolean;
+  /** On the patched path: keys without a TTL counted, the set-session-ttl step. */
+  withTtl: boolean;
 }
 
-/** The run's step ids (`raise-maxmemory` only on the patched path). */
+/** The run's step ids (`raise-maxmemory`, `session-keys-without-ttl` and `set-session-ttl` only on their patched paths). */
 export type RedisMemoryPressureStep =
-  'redis-memory' | 'maxmemory-policy' | 'session-keys' | 'memory-limit' | 'delete-session-keys' | 'raise-memory-limit' | 'raise-maxmemory' | 'set-maxmemory-policy' | 'verify';
+  | 'redis-memory'
+  | 'maxmemory-policy'
+  | 'session-keys'
+  | 'session-keys-without-ttl'
+  | 'memory-limit'
+  | 'delete-session-keys'
+  | 'set-session-ttl'
+  | 'raise-memory-limit'
+  | 'raise-maxmemory'
+  | 'set-maxmemory-policy'
+  | 'verify';
 
 /**
  * 场景3 Redis 内存压力. What it does: catalog.redisMemoryPressure.
@@ -63,12 +83,16 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
   const { namespace, deployment, container } = input;
   // Every command the patch adds (the rollout wait, the raise-maxmemory step) is behind this.
   const withMaxmemory = patched(raiseMaxmemoryPatch);
+  // Every command this patch adds (the TTL count in diagnosis and verify, the set-session-ttl step) is behind this.
+  const withTtl = patched(sessionTtlPatch);
   const run = await RunbookRun.begin<RedisMemoryPressureStep>(catalog.redisMemoryPressure, input, [
     'redis-memory',
     'maxmemory-policy',
     'session-keys',
+    ...(withTtl ? (['session-keys-without-ttl'] as const) : []),
     'memory-limit',
     'delete-session-keys',
+    ...(withTtl ? (['set-session-ttl'] as const) : []),
     'raise-memory-limit',
     ...(withMaxmemory ? (['raise-maxmemory'] as const) : []),
     'set-maxmemory-policy',
@@ -83,34 +107,14 @@ export async function redisMemoryPressure(raw: RedisMemoryPressureInput): Promis
     ],
   });
 
-  const p: Pressure = { run, input, withMaxmemory, ...(await diagnose(run, input)) };
+  const p: Pressure = { run, input, withMaxmemory, withTtl, ...(await diagnose(run, input, withTtl)) };
   await deleteSessionKeysStep(p);
+  if (withTtl) await setSessionTtlStep(p);
   await raiseMemoryLimitStep(p);
   const maxmemoryTarget = withMaxmemory ? await raiseMaxmemoryStep(p) : undefined;
   await setPolicyStep(p);
   const after = input.mode === 'execute' ? await verifyAfter(p, maxmemoryTarget) : undefined;
   return reportPressure(p, maxmemoryTarget, after);
-}
-
-/** ⚠ delete the session keys: SCAN + UNLINK in batches, capped at maxKeys, resumable. */
-async function deleteSessionKeysStep({ run, input }: Pressure): Promise<void> {
-  const { sessionPattern, maxKeys } = input;
-  await run.change({
-    stepId: 'delete-session-keys',
-    title: `Delete keys matching ${sessionPattern}`,
-    plan: async () => {
-      const dry = await wait.deleteRedisKeys({ pattern: sessionPattern, maxKeys, dryRun: true });
-      return {
-        summary: `delete keys matching ${sessionPattern} (SCAN + UNLINK in batches), at most ${maxKeys}`,
-        needed: (dry.wouldDelete ?? 0) > 0,
-        observed: { matching: dry.matching, wouldDelete: dry.wouldDelete, capped: dry.capped },
-      };
-    },
-    apply: async () => {
-      const done = await wait.deleteRedisKeys({ pattern: sessionPattern, maxKeys });
-      return `deleted ${done.deleted ?? 0} keys matching ${sessionPattern} in ${done.batches} UNLINK batches${done.capped ? ' (cap reached, keys may remain)' : ''}${done.resumedFrom ? ` (resumed after ${done.resumedFrom.deleted})` : ''}`;
-    },
-  });
 }
 
 /** ⚠ raise the container's memory limit to the target; the new pod template restarts Redis. */
@@ -213,11 +217,19 @@ async function setPolicyStep({ run, input }: Pressure): Promise<void> {
  * Redis' memory, the session keys, the policy and the memory limit read again after the changes,
  * and what each applied step promised: fewer session keys, the new limit, maxmemory and policy.
  */
-async function verifyAfter({ run, input, before, target }: Pressure, maxmemoryTarget: MaxmemoryTarget | undefined): Promise<RedisMemoryState | undefined> {
+async function verifyAfter({ run, input, before, target, withTtl }: Pressure, maxmemoryTarget: MaxmemoryTarget | undefined): Promise<RedisMemoryState | undefined> {
   const { namespace, deployment, container, sessionPattern, maxmemoryPolicy } = input;
   const effects: Array<PromisedEffect<RedisMemoryState>> = [];
   if (run.applied('delete-session-keys'))
     effects.push({ promised: `fewer keys matching ${sessionPattern} than the ${before.sessionKeys} found`, holds: (s) => s.sessionKeys < before.sessionKeys, found: (s) => `${s.sessionKeys} match` });
+  if (run.applied('set-session-ttl')) {
+    const found = before.sessionKeysWithoutTtl ?? 0;
+    effects.push({
+      promised: `fewer keys without a TTL matching ${sessionPattern} than the ${found} found`,
+      holds: (s) => (s.sessionKeysWithoutTtl ?? Infinity) < found,
+      found: (s) => `${s.sessionKeysWithoutTtl ?? 'unknown'} have none`,
+    });
+  }
   if (run.applied('raise-memory-limit') && target)
     effects.push({
       promised: `memory limit ${target} on container ${container} of ${namespace}/${deployment}`,
@@ -230,11 +242,20 @@ async function verifyAfter({ run, input, before, target }: Pressure, maxmemoryTa
     effects.push({ promised: `maxmemory-policy ${maxmemoryPolicy}`, holds: (s) => s.maxmemoryPolicy === maxmemoryPolicy, found: (s) => `it is ${s.maxmemoryPolicy}` });
   return run.verify('verify', 'Redis memory, session keys, policy and memory limit after the changes', {
     read: async () => {
-      const [m, p, s, snapshot] = await Promise.all([read.redisMemoryInfo(), read.getMaxmemoryPolicy(), wait.countRedisKeys({ pattern: sessionPattern }), read.snapshotNamespaceConfig({ namespace })]);
-      return memoryState(m, s.count, p.policy, containerMemoryLimit(snapshot, deployment, container));
+      const [m, p, s, snapshot, t] = await Promise.all([
+        read.redisMemoryInfo(),
+        read.getMaxmemoryPolicy(),
+        wait.countRedisKeys({ pattern: sessionPattern }),
+        read.snapshotNamespaceConfig({ namespace }),
+        // Recounted among the allowlisted pattern's keys as the diagnosis counted them (a sample of ttlSampleSize when there are more).
+        withTtl ? wait.countRedisKeysWithoutTtl({ pattern: sessionPattern, sampleSize: input.ttlSampleSize }) : undefined,
+      ]);
+      return memoryState(m, s.count, p.policy, containerMemoryLimit(snapshot, deployment, container), t && keysWithoutTtl(t, s.count).count);
     },
     describe: (s) =>
-      `used_memory ${mib(s.usedMemory)} (${percent(s.usage)}), maxmemory ${s.maxmemory ? mib(s.maxmemory) : 'none'}, ${s.dbsize} keys, ${s.sessionKeys} matching ${sessionPattern}, maxmemory-policy ${s.maxmemoryPolicy}, memory limit ${s.memoryLimit ?? 'none'}`,
+      `used_memory ${mib(s.usedMemory)} (${percent(s.usage)}), maxmemory ${s.maxmemory ? mib(s.maxmemory) : 'none'}, ${s.dbsize} keys, ${s.sessionKeys} matching ${sessionPattern}${
+        s.sessionKeysWithoutTtl !== undefined ? ` (${s.sessionKeysWithoutTtl} without a TTL)` : ''
+      }, maxmemory-policy ${s.maxmemoryPolicy}, memory limit ${s.memoryLimit ?? 'none'}`,
     effects,
     before: 'same read',
   });
@@ -244,7 +265,7 @@ async function verifyAfter({ run, input, before, target }: Pressure, maxmemoryTa
 async function reportPressure(p: Pressure, maxmemoryTarget: MaxmemoryTarget | undefined, after: RedisMemoryState | undefined): Promise<RedisMemoryPressureResult> {
   const { run, memory, causes, underPressure, before, target, raiseWanted } = p;
   const result = await run.finish(
-    `${causes.length ? causes.join(', ') : 'no memory pressure found'}; used_memory ${mib(before.usedMemory)} (${percent(before.usage)}), ${before.sessionKeys} session keys${after ? `; after: ${mib(after.usedMemory)}, ${after.sessionKeys} session keys, ${after.maxmemoryPolicy}, limit ${after.memoryLimit ?? 'none'}` : ''}`,
+    `${causes.length ? causes.join(', ') : 'no memory pressure found'}; used_memory ${mib(before.usedMemory)} (${percent(before.usage)}), ${before.sessionKeys} session keys${before.sessionKeysWithoutTtl !== undefined ? ` (${before.sessionKeysWithoutTtl} without a TTL)` : ''}${after ? `; after: ${mib(after.usedMemory)}, ${after.sessionKeys} session keys, ${after.maxmemoryPolicy}, limit ${after.memoryLimit ?? 'none'}` : ''}`,
     pressureFindings(p, (stepId) => run.outcomeOf(stepId), maxmemoryTarget),
   );
   return {

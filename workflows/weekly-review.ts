@@ -4,7 +4,9 @@ import type { WeeklyReviewInput } from '../common/inputs/checklists';
 import { Checklist } from './kernel/checklist';
 import { errorText } from '../common/failures';
 import { checkSlowStatements, oneLine } from './slow-statements-check';
+import { patched } from '@temporalio/workflow';
 import { checkExpiredSessions } from './weekly-review-sessions';
+import { checkKeysWithoutTtl, weeklyRedisTtlPatch } from './weekly-review-redis';
 import { checkDatabaseSize, checkLargestTables, checkVacuum, database, type WeeklyInput } from './weekly-review-database';
 import { validateInput } from './validate-input';
 import { read } from './activity-proxies';
@@ -27,6 +29,8 @@ const round = (value: number, digits: number) => Math.round(value * 10 ** digits
 export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReviewResult> {
   const input = validateInput(catalog.weeklyReview, raw);
   const { namespace } = input;
+  // The Redis row (and its activities) only on runs begun since the patch.
+  const withRedisTtl = patched(weeklyRedisTtlPatch);
   const checklist = await Checklist.begin(catalog.weeklyReview, input, [
     'performance',
     'usage',
@@ -38,6 +42,7 @@ export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReview
     'delete-expired-sessions',
     'expired-sessions',
     'vacuum',
+    ...(withRedisTtl ? ['redis-keys-ttl'] : []),
   ]);
   await read.assertTargetsAllowed({
     namespaces: [namespace],
@@ -62,6 +67,9 @@ export async function weeklyReview(raw: WeeklyReviewInput): Promise<WeeklyReview
   await checkSlowStatements(checklist, database);
   await checkExpiredSessions(checklist, database, input.database, input.sessionsExpiredDays, input.maxSessionsDeleted);
   await checkVacuum(checklist, input);
+
+  // Redis优化 → 设置过期时间
+  if (withRedisTtl) await checkKeysWithoutTtl(checklist, input);
 
   return checklist.finish();
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { runbookInputBase } from '../runbook';
-import { kubeName, relativeDir, s3Folder } from './fields';
+import { kubeName, redisKeyPattern, relativeDir, s3Folder } from './fields';
 
 /** What every checklist looks at: the manual's names are the defaults. */
 const checklistTargets = {
@@ -57,6 +57,8 @@ export const weeklyReviewInput = z
     sessionsExpiredDays: z.number().int().min(1).max(3650).default(7),
     /** At most this many rows are deleted in one run. */
     maxSessionsDeleted: z.number().int().min(1).max(10_000_000).default(1_000_000),
+    /** Redis优化 → 设置过期时间: the (allowlisted) pattern of the Redis keys that should all have a TTL. */
+    sessionPattern: redisKeyPattern.default('session:*'),
   })
   .strict();
 export type WeeklyReviewInput = z.input<typeof weeklyReviewInput>;

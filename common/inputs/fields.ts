@@ -28,3 +28,11 @@ export const s3Folder = z
   .max(512)
   .regex(/^[A-Za-z0-9._\-/]+\/$/, { message: 'expected an S3 folder ending in "/", such as database/' })
   .refine((p) => !p.startsWith('/') && !p.split('/').includes('..'), { message: "no leading '/' and no '..'" });
+
+/** A Redis key pattern for SCAN MATCH (it must also be allowlisted in configuration): no control characters, never one matching every key. */
+export const redisKeyPattern = z
+  .string()
+  .min(1)
+  .max(512)
+  .regex(/^[^\r\n\0]+$/, { message: 'no control characters' })
+  .refine((p) => !/^[*?]*$/.test(p), { message: 'would match every key' });

@@ -2,7 +2,7 @@ import type { Info } from '@temporalio/activity';
 import { randomUUID } from 'node:crypto';
 import { CancelledFailure } from '@temporalio/common';
 import Redis from 'ioredis';
-import { parseInfo, type DeleteRedisKeysProgress } from '../../activities/redis';
+import { parseInfo, type DeleteRedisKeysProgress, type ExpireRedisKeysProgress } from '../../activities/redis';
 import { activityHarness, type ActivityHarness } from '../helpers/activity-context';
 import { testbedEnv } from '../helpers/testbed';
 import { failureOf } from '../helpers/failures';
@@ -39,6 +39,33 @@ async function fill(prefix: string, count: number, value = 'v'): Promise<void> {
     for (let i = at; i < Math.min(count, at + 1000); i++) args.push(`${prefix}${i}`, value);
     await raw.mset(...args);
   }
+}
+
+/** Like fill, but every key with a TTL of `seconds` (keys the app did give one). */
+async function fillWithTtl(prefix: string, count: number, seconds: number, from = 0): Promise<void> {
+  const pipeline = raw.pipeline();
+  for (let i = from; i < from + count; i++) pipeline.set(`${prefix}${i}`, 'v', 'EX', seconds);
+  await pipeline.exec();
+}
+
+/** The TTL (seconds) of every key matching, from the test side: -1 for none. */
+async function ttlsOf(pattern: string): Promise<Map<string, number>> {
+  const ttls = new Map<string, number>();
+  let cursor = '0';
+  do {
+    const [next, keys] = await raw.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    const pipeline = raw.pipeline();
+    for (const key of keys) pipeline.ttl(key);
+    const replies = (await pipeline.exec()) ?? [];
+    keys.forEach((key, i) => ttls.set(key, replies[i]![1] as number));
+    cursor = next;
+  } while (cursor !== '0');
+  return ttls;
+}
+
+/** Keys matching without a TTL, from the test side. */
+async function countWithoutTtl(pattern: string): Promise<number> {
+  return [...(await ttlsOf(pattern)).values()].filter((ttl) => ttl === -1).length;
 }
 
 /** Counts with SCAN from the test side (independent of the activity under test). */
@@ -395,5 +422,232 @@ describe('deleteRedisKeys', () => {
     const retry = harness([pattern], last);
     expect(await retry.run('deleteRedisKeys', { pattern, maxKeys: 100_000 })).toMatchObject({ deleted: 3000, capped: false });
     expect(await countKeys(pattern)).toBe(0);
+  });
+});
+
+describe('countRedisKeysWithoutTtl', () => {
+  test('counts the matching keys without a TTL exactly when the scan completes (SCAN + pipelined TTL); keys with a TTL and other patterns do not count', async () => {
+    const prefix = uniquePrefix();
+    const other = uniquePrefix();
+    await fill(prefix, 1200);
+    await fillWithTtl(prefix, 300, 3600, 1200);
+    await fill(other, 250);
+    const h = harness([]);
+    const result = await h.run('countRedisKeysWithoutTtl', { pattern: `${prefix}*`, scanCount: 100 });
+    expect(result).toMatchObject({ pattern: `${prefix}*`, checked: 1500, withoutTtl: 1200, complete: true });
+    expect(result.scans).toBeGreaterThan(1);
+    expect(await h.run('countRedisKeysWithoutTtl', { pattern: `${prefix}nothing-*` })).toMatchObject({ checked: 0, withoutTtl: 0, complete: true });
+    // Read-only: nothing got a TTL.
+    expect(await countWithoutTtl(`${prefix}*`)).toBe(1200);
+    expect(await countWithoutTtl(`${other}*`)).toBe(250);
+  });
+
+  test('large: stops after sampleSize keys checked (a sample, complete false) whose share without a TTL is about the whole one', async () => {
+    const prefix = uniquePrefix();
+    // Every 4th key has a TTL: 75% without, in any sample of SCAN order.
+    const pipeline = raw.pipeline();
+    for (let i = 0; i < 4000; i++) {
+      if (i % 4 === 0) pipeline.set(`${prefix}${i}`, 'v', 'EX', 3600);
+      else pipeline.set(`${prefix}${i}`, 'v');
+    }
+    await pipeline.exec();
+    const h = harness([]);
+    const sample = await h.run('countRedisKeysWithoutTtl', { pattern: `${prefix}*`, sampleSize: 500, scanCount: 100 });
+    expect(sample.complete).toBe(false);
+    expect(sample.checked).toBeGreaterThanOrEqual(500);
+    expect(sample.checked).toBeLessThan(4000);
+    expect(sample.withoutTtl / sample.checked).toBeGreaterThan(0.6);
+    expect(sample.withoutTtl / sample.checked).toBeLessThan(0.9);
+  });
+
+  test('a retried count resumes from its heartbeat: cursor, checked and found carry on', async () => {
+    const prefix = uniquePrefix();
+    const pattern = `${prefix}*`;
+    await fill(prefix, 2000);
+    const [cursor, firstPage] = await raw.scan('0', 'MATCH', pattern, 'COUNT', 300);
+    expect(cursor).not.toBe('0');
+    const h = harness([], { countPattern: pattern, cursor, count: 10_000, scans: 1, found: 7 });
+    const result = await h.run('countRedisKeysWithoutTtl', { pattern, scanCount: 300, sampleSize: 1_000_000 });
+    expect(result).toMatchObject({ checked: 10_000 + 2000 - firstPage.length, withoutTtl: 7 + 2000 - firstPage.length, complete: true });
+  });
+
+  test('bad input: empty pattern, nonsense sampleSize', async () => {
+    const h = harness([]);
+    expect((await failureOf(h.run('countRedisKeysWithoutTtl', { pattern: '' }))).type).toBe('InvalidInput');
+    for (const sampleSize of [0, -1, 2.5]) expect((await failureOf(h.run('countRedisKeysWithoutTtl', { pattern: 'session:*', sampleSize }))).type).toBe('InvalidInput');
+  });
+});
+
+describe('expireRedisKeys', () => {
+  test('gives the keys without a TTL the TTL, in EXPIRE batches; keys with a TTL keep theirs; other patterns untouched; a second run sets nothing', async () => {
+    const prefix = uniquePrefix();
+    const other = uniquePrefix();
+    await fill(prefix, 2500);
+    await fillWithTtl(prefix, 200, 100_000, 2500);
+    await fill(other, 500);
+    const pattern = `${prefix}*`;
+    const kept = await ttlsOf(pattern);
+    const h = harness([pattern]);
+
+    const callsOf = async (command: string) => Number(/calls=(\d+)/.exec(parseInfo(await raw.info('commandstats'))[`cmdstat_${command}`] ?? '')?.[1] ?? 0);
+    const forbidden = ['keys', 'flushdb', 'flushall', 'unlink', 'del'];
+    const forbiddenBefore = await Promise.all(forbidden.map(callsOf));
+    const expiresBefore = await callsOf('expire');
+    const result = await h.run('expireRedisKeys', { pattern, ttlSeconds: 3600, maxKeys: 10_000, scanCount: 200, batchSize: 100 });
+    expect(result).toMatchObject({ pattern, ttlSeconds: 3600, dryRun: false, expired: 2500, capped: false });
+    expect(result.resumedFrom).toBeUndefined();
+    expect(result.batches).toBeGreaterThanOrEqual(25);
+    // Server-side proof: EXPIRE only for the keys without a TTL (not for those that had one), nothing deleted, no KEYS.
+    expect(await Promise.all(forbidden.map(callsOf))).toEqual(forbiddenBefore);
+    expect((await callsOf('expire')) - expiresBefore).toBe(2500);
+
+    const after = await ttlsOf(pattern);
+    expect(after.size).toBe(2700);
+    for (const [key, ttl] of after) {
+      if (kept.get(key) === -1) {
+        expect(ttl).toBeGreaterThan(3500);
+        expect(ttl).toBeLessThanOrEqual(3600);
+      } else expect(ttl).toBeGreaterThan(99_000); // its own TTL, not shortened to 3600
+    }
+    expect(await countWithoutTtl(`${other}*`)).toBe(500);
+
+    const progress = h.heartbeats as ExpireRedisKeysProgress[];
+    expect(progress.length).toBeGreaterThan(2);
+    expect(progress[progress.length - 1]).toMatchObject({ pattern, expired: 2500, done: true, capped: false });
+
+    const second = await harness([pattern]).run('expireRedisKeys', { pattern, ttlSeconds: 3600, maxKeys: 10_000 });
+    expect(second).toMatchObject({ pattern, expired: 0, capped: false, batches: 0 });
+  });
+
+  test('dry run counts the keys without a TTL and changes nothing; it stops counting past the cap', async () => {
+    const prefix = uniquePrefix();
+    await fill(prefix, 700);
+    await fillWithTtl(prefix, 100, 3600, 700);
+    const pattern = `${prefix}*`;
+    const h = harness([pattern]);
+    expect(await h.run('expireRedisKeys', { pattern, ttlSeconds: 3600, maxKeys: 10_000, dryRun: true, batchSize: 100 })).toEqual({
+      pattern,
+      ttlSeconds: 3600,
+      dryRun: true,
+      wouldExpire: 700,
+      withoutTtl: 700,
+      capped: false,
+      batches: 7,
+    });
+    const capped = await h.run('expireRedisKeys', { pattern, ttlSeconds: 3600, maxKeys: 300, dryRun: true, batchSize: 100, scanCount: 100 });
+    expect(capped).toMatchObject({ wouldExpire: 300, capped: true, batches: 3 });
+    expect(capped.withoutTtl).toBeGreaterThan(300);
+    expect(await countWithoutTtl(pattern)).toBe(700);
+  });
+
+  test('the cap bounds the keys given a TTL; later runs take the rest', async () => {
+    const prefix = uniquePrefix();
+    await fill(prefix, 300);
+    const pattern = `${prefix}*`;
+    const first = await harness([pattern]).run('expireRedisKeys', { pattern, ttlSeconds: 3600, maxKeys: 100, scanCount: 1000 });
+    expect(first).toMatchObject({ expired: 100, capped: true });
+    expect(await countWithoutTtl(pattern)).toBe(200);
+    const rest = await harness([pattern]).run('expireRedisKeys', { pattern, ttlSeconds: 3600, maxKeys: 1000 });
+    expect(rest).toMatchObject({ expired: 200, capped: false });
+    expect(await countWithoutTtl(pattern)).toBe(0);
+    expect(await countKeys(pattern)).toBe(300);
+  });
+
+  test('attack: `*`, patterns outside the allowlist, a TTL of 0, negative, under a minute, huge or not a number: a clear non-retryable error, and nothing gets a TTL', async () => {
+    const prefix = uniquePrefix();
+    await fill(prefix, 50);
+    const pattern = `${prefix}*`;
+    const h = harness([pattern]);
+    const expiresBefore = Number(/calls=(\d+)/.exec(parseInfo(await raw.info('commandstats')).cmdstat_expire ?? '')?.[1] ?? 0);
+    for (const refusedPattern of ['*', '**', '?*', `${prefix}1*`, 'user:*', 'runbook-automation:*']) {
+      const err = await failureOf(h.run('expireRedisKeys', { pattern: refusedPattern, ttlSeconds: 3600, maxKeys: 10 }));
+      expect([err.type, err.nonRetryable]).toEqual(['Refused', true]);
+      expect(err.message).toMatch(/would match every key|is not in the allowlist/);
+    }
+    for (const ttlSeconds of [0, -1, -3600, 1, 59, 2_592_001, 1e12, 1.5, Number.NaN, Number.POSITIVE_INFINITY, '3600', null, undefined]) {
+      const err = await failureOf(h.run('expireRedisKeys', { pattern, ttlSeconds: ttlSeconds as number, maxKeys: 10 }));
+      expect([err.type, err.nonRetryable]).toEqual(['InvalidInput', true]);
+      expect(err.message).toMatch(/^ttlSeconds .*: expected whole seconds from 60 \(1 minute\) to 2592000 \(30 days\)/);
+    }
+    for (const input of [
+      { pattern, ttlSeconds: 3600, maxKeys: 0 },
+      { pattern, ttlSeconds: 3600, maxKeys: -5 },
+      { pattern, ttlSeconds: 3600, maxKeys: 10, batchSize: 0 },
+      { pattern: '', ttlSeconds: 3600, maxKeys: 10 },
+    ]) {
+      expect((await failureOf(h.run('expireRedisKeys', input))).type).toBe('InvalidInput');
+    }
+    expect(await countWithoutTtl(pattern)).toBe(50);
+    expect(Number(/calls=(\d+)/.exec(parseInfo(await raw.info('commandstats')).cmdstat_expire ?? '')?.[1] ?? 0)).toBe(expiresBefore);
+  });
+
+  test('a killed attempt that set more than its last heartbeat says: the retry counts every key exactly and re-sets no TTL', async () => {
+    const prefix = uniquePrefix();
+    const pattern = `${prefix}*`;
+    await fill(prefix, 3000);
+    // The first attempt runs to the end, but the server only ever got its first heartbeat.
+    const first = harness([pattern]);
+    await first.run('expireRedisKeys', { pattern, ttlSeconds: 3600, maxKeys: 100_000, scanCount: 400, batchSize: 250 });
+    expect(await countWithoutTtl(pattern)).toBe(0);
+    const firstHeartbeat = first.heartbeats[0] as ExpireRedisKeysProgress;
+    expect(firstHeartbeat.expired).toBeLessThan(3000);
+    const expiryTimes = async () => {
+      const keys = [...(await ttlsOf(pattern)).keys()].sort();
+      const pipeline = raw.pipeline();
+      for (const key of keys) pipeline.call('EXPIRETIME', key);
+      return ((await pipeline.exec()) ?? []).map(([, t]) => t as number);
+    };
+    const expiresAt = await expiryTimes();
+
+    // The retry (same activity, its heartbeat): it finds the later pages' keys with a TTL and sets none again,
+    // whatever TTL it asks (here a different one, to make a re-set visible).
+    const retry = harness([pattern], firstHeartbeat, {}, { attempt: 2 });
+    const result = await retry.run('expireRedisKeys', { pattern, ttlSeconds: 7200, maxKeys: 100_000, scanCount: 400, batchSize: 250 });
+    expect(result).toMatchObject({ pattern, expired: 3000, capped: false, resumedFrom: { cursor: firstHeartbeat.cursor, expired: 3000 } });
+    expect(await expiryTimes()).toEqual(expiresAt);
+    // The tally is the activity's own key: never counted, never given a TTL as one of the pattern's.
+    expect(await countKeys(pattern)).toBe(3000);
+  });
+
+  test('the cap counts the keys of earlier attempts', async () => {
+    const prefix = uniquePrefix();
+    const pattern = `${prefix}*`;
+    await fill(prefix, 200);
+    const h = harness([pattern], { pattern, cursor: '0', expired: 150, batches: 2, done: false, capped: false } satisfies ExpireRedisKeysProgress);
+    const result = await h.run('expireRedisKeys', { pattern, ttlSeconds: 3600, maxKeys: 180 });
+    expect(result).toMatchObject({ expired: 180, capped: true });
+    expect(await countWithoutTtl(pattern)).toBe(170);
+  });
+
+  test('a delete heartbeat does not resume a TTL pass (each pass reads only its own progress)', async () => {
+    const prefix = uniquePrefix();
+    const pattern = `${prefix}*`;
+    await fill(prefix, 40);
+    const h = harness([pattern], { pattern, cursor: '0', deleted: 42, batches: 1, done: true, capped: false } satisfies DeleteRedisKeysProgress);
+    const result = await h.run('expireRedisKeys', { pattern, ttlSeconds: 3600, maxKeys: 100 });
+    expect(result).toMatchObject({ expired: 40, capped: false });
+    expect(result.resumedFrom).toBeUndefined();
+    expect(await countWithoutTtl(pattern)).toBe(0);
+  });
+
+  test('cancellation stops between pages; the retry from the last heartbeat finishes', async () => {
+    const prefix = uniquePrefix();
+    const pattern = `${prefix}*`;
+    await fill(prefix, 3000);
+    const h = harness([pattern]);
+    h.environment.once('heartbeat', () => h.environment.cancel());
+    const err = await h.run('expireRedisKeys', { pattern, ttlSeconds: 3600, maxKeys: 100_000, scanCount: 100, batchSize: 50 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(CancelledFailure);
+    const last = h.heartbeats[h.heartbeats.length - 1] as ExpireRedisKeysProgress;
+    expect(last.done).toBe(false);
+    expect(last.expired).toBeGreaterThan(0);
+    expect(await countWithoutTtl(pattern)).toBe(3000 - last.expired);
+
+    const retry = harness([pattern], last);
+    expect(await retry.run('expireRedisKeys', { pattern, ttlSeconds: 3600, maxKeys: 100_000 })).toMatchObject({ expired: 3000, capped: false });
+    expect(await countWithoutTtl(pattern)).toBe(0);
   });
 });

@@ -6,9 +6,11 @@ import { AppsV1Api, PatchUtils, type V1ResourceRequirements } from '@kubernetes/
 import Redis from 'ioredis';
 import { createActivities } from '../../activities';
 import type { SetResourcesInput } from '../../activities/kubernetes-rollouts';
+import type { ExpireRedisKeysInput } from '../../activities/redis';
 import { createRunbookClient } from '../../client';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { raisedMaxmemory, type RedisMemoryPressureResult } from '../../workflows/redis-memory-pressure';
+import { keysWithoutTtl } from '../../workflows/redis-memory-pressure-plans';
 import { recordHistory } from '../helpers/histories';
 import { adminKubeConfig, waitForRollout } from '../helpers/kube-cluster';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
@@ -18,6 +20,10 @@ import { approveEach, expectIncidentReport, pendingOf, readBucketText, scheduled
 
 const namespace = 'short-drama-prod';
 const steps = ['delete-session-keys', 'raise-memory-limit', 'raise-maxmemory', 'set-maxmemory-policy'];
+/** Every step asking a decision when nothing is deleted: with the delete rejected, the keys without a TTL are offered one. */
+const stepsWithTtl = ['delete-session-keys', 'set-session-ttl', 'raise-memory-limit', 'raise-maxmemory', 'set-maxmemory-policy'];
+const ttlSummary = (ttl: number, maxKeys: number) =>
+  `set TTL ${ttl}s (EXPIRE NX) on the keys without a TTL matching session:*, at most ${maxKeys} (SCAN + pipelined TTL, in batches); keys with a TTL keep theirs`;
 const Mi = 2 ** 20;
 /** The maxmemory every test starts from unless it sets its own (the test bed's `--maxmemory 256mb`). */
 const startMaxmemory = 256 * Mi;
@@ -74,6 +80,21 @@ describe('redisMemoryPressure', () => {
     } while (cursor !== '0');
     return n;
   }
+
+  /** Keys matching without a TTL, from the test side (SCAN + TTL of each key). */
+  async function ttlsOf(pattern: string): Promise<number[]> {
+    const ttls: number[] = [];
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 5000);
+      cursor = next;
+      const pipeline = redis.pipeline();
+      for (const key of keys) pipeline.ttl(key);
+      for (const [, ttl] of (await pipeline.exec()) ?? []) ttls.push(ttl as number);
+    } while (cursor !== '0');
+    return ttls;
+  }
+  const countWithoutTtl = async (pattern: string) => (await ttlsOf(pattern)).filter((ttl) => ttl === -1).length;
 
   async function unlinkAll(pattern: string): Promise<void> {
     let cursor = '0';
@@ -175,6 +196,7 @@ describe('redisMemoryPressure', () => {
     expect(result.outcome).toBe('planned');
     expect(result.plan.map((p) => [p.stepId, p.change.summary])).toEqual([
       ['delete-session-keys', 'delete keys matching session:* (SCAN + UNLINK in batches), at most 100000'],
+      ['set-session-ttl', ttlSummary(3600, 100000)],
       ['raise-memory-limit', `memory limit of short-drama-prod/redis container redis 512Mi -> 768Mi (x1.5, cap 4Gi)${restartWarning}`],
       [
         'raise-maxmemory',
@@ -184,16 +206,19 @@ describe('redisMemoryPressure', () => {
       ],
       ['set-maxmemory-policy', 'CONFIG SET maxmemory-policy noeviction -> allkeys-lru'],
     ]);
-    expect(result.plan[2]!.change.details).toEqual({ from: startMaxmemory, to: raisedFromStart });
+    expect(result.plan.find((p) => p.stepId === 'raise-maxmemory')!.change.details).toEqual({ from: startMaxmemory, to: raisedFromStart });
     expect(result.targetMaxmemory).toBe(raisedFromStart);
     expect(result.plan[0]!.change.observed).toEqual({ matching: 3000, wouldDelete: 3000, capped: false });
+    expect(result.plan[1]!.change).toMatchObject({ details: { ttlSeconds: 3600, maxKeys: 100000 }, observed: { withoutTtl: 3000, wouldExpire: 3000, capped: false } });
+    expect(result.timeline.find((e) => e.stepId === 'session-keys-without-ttl')).toMatchObject({ event: 'read', detail: '3000 of 3000 keys without a TTL' });
     expect(result.causes).toEqual(['memory-pressure', 'session-keys', 'no-eviction']);
-    expect(result.before).toMatchObject({ sessionKeys: 3000, maxmemoryPolicy: 'noeviction', memoryLimit: '512Mi' });
+    expect(result.before).toMatchObject({ sessionKeys: 3000, sessionKeysWithoutTtl: 3000, maxmemoryPolicy: 'noeviction', memoryLimit: '512Mi' });
     expect(result.before.dbsize).toBeGreaterThanOrEqual(3600);
     expect(result.targetMemoryLimit).toBe('768Mi');
     expect(result.after).toBeUndefined();
     // Nothing changed.
     expect(await countKeys(`${sessions}*`)).toBe(3000);
+    expect(await countWithoutTtl(`${sessions}*`)).toBe(3000);
     await othersIntact(others, 200);
     expect(await memoryLimit()).toBe('512Mi');
     expect(await maxmemoryNow()).toBe(startMaxmemory);
@@ -253,14 +278,15 @@ describe('redisMemoryPressure', () => {
     const { sessions, others } = await fill(1500, 100);
     const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', { mode: 'execute', raiseWhenUsageAbove: 0 }, { startedBy: 'erin' });
-      for (const step of steps) {
+      for (const step of stepsWithTtl) {
         const pending = await pendingOf(runbooks, workflowId, step);
         await runbooks.reject(workflowId, { stepId: step, planHash: pending.planHash, approver: 'carol', reason: 'not now' });
       }
       return runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
     });
     expect(result.outcome).toBe('rejected');
-    expect(result.timeline.filter((e) => e.event === 'skipped').map((e) => [e.stepId, e.detail])).toEqual(steps.map((s) => [s, 'rejected']));
+    expect(result.timeline.filter((e) => e.event === 'skipped').map((e) => [e.stepId, e.detail])).toEqual(stepsWithTtl.map((s) => [s, 'rejected']));
+    expect(await countWithoutTtl(`${sessions}*`)).toBe(1500);
     expect(result.timeline.filter((e) => e.event === 'applied')).toEqual([]);
     expect(await countKeys(`${sessions}*`)).toBe(1500);
     await othersIntact(others, 100);
@@ -401,6 +427,180 @@ describe('redisMemoryPressure', () => {
     expect(await memoryLimit()).toBe('512Mi');
     expect(await maxmemoryNow()).toBe(startMaxmemory);
     expect(((await redis.config('GET', 'maxmemory-policy')) as string[])[1]).toBe('noeviction');
+  });
+
+  describe('设置过期时间: a TTL on the session keys without one', () => {
+    /** Session keys the app gave a TTL (they match session:* too, under the run's prefix). */
+    async function fillWithTtl(prefix: string, count: number, seconds: number): Promise<void> {
+      const pipeline = redis.pipeline();
+      for (let i = 0; i < count; i++) pipeline.set(`${prefix}${i}`, 'v', 'EX', seconds);
+      await pipeline.exec();
+    }
+
+    /** Rejects the delete (users would be logged out), then approves the TTL and the policy. */
+    async function rejectDeleteApproveTtl(runbooks: Parameters<typeof approveEach>[0], workflowId: string): Promise<NonNullable<Awaited<ReturnType<typeof pendingOf>>>> {
+      const del = await pendingOf(runbooks, workflowId, 'delete-session-keys');
+      await runbooks.reject(workflowId, { stepId: 'delete-session-keys', planHash: del.planHash, approver: 'carol', reason: 'users would be logged out' });
+      const ttl = await pendingOf(runbooks, workflowId, 'set-session-ttl');
+      await approveEach(runbooks, workflowId, ['set-session-ttl', 'set-maxmemory-policy']);
+      return ttl;
+    }
+
+    test('execute, the delete rejected, the TTL approved: keys without a TTL get the configured TTL up to the cap, keys with a TTL keep theirs, the verify recounts, the report says so', async () => {
+      const { sessions, others } = await fill(1500, 100);
+      await fillWithTtl(`${sessions}app-ttl:`, 200, 100_000);
+      let pendingTtl: Awaited<ReturnType<typeof pendingOf>> | undefined;
+      const result = await withRunbooks(config, async ({ runbooks, client }) => {
+        const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', { mode: 'execute', maxKeys: 1000, sessionTtlSeconds: 1800 }, { startedBy: 'erin' });
+        pendingTtl = await rejectDeleteApproveTtl(runbooks, workflowId);
+        const finished = await runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
+        await recordHistory(client.workflow.getHandle(workflowId), 'approved-session-ttl');
+        return finished;
+      });
+      expect(pendingTtl!.change).toMatchObject({ summary: ttlSummary(1800, 1000), details: { ttlSeconds: 1800, maxKeys: 1000 }, observed: { wouldExpire: 1000, capped: true } });
+      expect(result.outcome).toBe('partially-applied');
+      expect(result.before).toMatchObject({ sessionKeys: 1700, sessionKeysWithoutTtl: 1500 });
+      expect(result.timeline.filter((e) => e.event === 'applied').map((e) => [e.stepId, e.detail])).toEqual([
+        ['set-session-ttl', expect.stringMatching(/^set TTL 1800s on 1000 keys matching session:\* in \d+ EXPIRE batches \(cap reached, keys without a TTL may remain\)$/)],
+        ['set-maxmemory-policy', 'maxmemory-policy noeviction -> allkeys-lru'],
+      ]);
+      // The real Redis: 1000 got 1800 s, 500 are left without (the cap), the app's 200 keep theirs; nothing deleted.
+      const ttls = await ttlsOf(`${sessions}*`);
+      expect(ttls).toHaveLength(1700);
+      expect(ttls.filter((t) => t === -1)).toHaveLength(500);
+      expect(ttls.filter((t) => t > 1700 && t <= 1800)).toHaveLength(1000);
+      expect(ttls.filter((t) => t > 99_000)).toHaveLength(200);
+      for (const prefix of others) expect(await countWithoutTtl(`${prefix}*`)).toBe(100);
+      expect(result.after).toMatchObject({ sessionKeys: 1700, sessionKeysWithoutTtl: 500 });
+      expect(result.timeline.find((e) => e.event === 'verified')).toMatchObject({
+        stepId: 'verify',
+        detail: 'verified: fewer keys without a TTL matching session:* than the 1500 found (500 have none); maxmemory-policy allkeys-lru (it is allkeys-lru)',
+      });
+      const markdown = await readBucketText(result.report!.markdownKey);
+      expectIncidentReport(markdown);
+      expect(markdown).toContain('1500 of them without a TTL');
+      expect(markdown).toContain('TTL 1800s set on keys matching session:* that had none (EXPIRE NX, at most 1000).');
+    });
+
+    test('the TTL activity failing after its EXPIREs: the retry resumes from its progress, counts exactly, keeps the cap and sets no TTL twice', async () => {
+      const { sessions } = await fill(1000, 20);
+      const built = buildDependencies(config, Runtime.instance().logger);
+      const real = createActivities(built.deps);
+      let failed = 0;
+      let expiresAfterFirst: number[] = [];
+      const expiryTimes = async () => {
+        const keys: string[] = [];
+        let cursor = '0';
+        do {
+          const [next, page] = await redis.scan(cursor, 'MATCH', `${sessions}*`, 'COUNT', 5000);
+          cursor = next;
+          keys.push(...page);
+        } while (cursor !== '0');
+        keys.sort();
+        const pipeline = redis.pipeline();
+        for (const key of keys) pipeline.call('EXPIRETIME', key);
+        return ((await pipeline.exec()) ?? []).map(([, t]) => t as number);
+      };
+      // The real activity, whose first applying attempt loses its answer after its EXPIREs went through.
+      const expireRedisKeys = async (input: ExpireRedisKeysInput) => {
+        const done = await real.expireRedisKeys(input);
+        if (!input.dryRun && failed++ === 0) {
+          expiresAfterFirst = await expiryTimes();
+          throw ApplicationFailure.retryable('connection reset after the EXPIREs', 'Transient');
+        }
+        return done;
+      };
+      try {
+        const result = await withWorker(
+          config,
+          async ({ client, taskQueue }) => {
+            const runbooks = createRunbookClient({ client, taskQueue });
+            const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', { mode: 'execute', maxKeys: 600 }, { startedBy: 'erin' });
+            await rejectDeleteApproveTtl(runbooks, workflowId);
+            return runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
+          },
+          { activities: { expireRedisKeys } },
+        );
+        expect(failed).toBe(2); // the failed attempt and its retry
+        expect(result.outcome).toBe('partially-applied');
+        expect(result.timeline.find((e) => e.event === 'applied' && e.stepId === 'set-session-ttl')?.detail).toMatch(
+          /^set TTL 3600s on 600 keys matching session:\* in \d+ EXPIRE batches \(cap reached, keys without a TTL may remain\) \(resumed after 600\)$/,
+        );
+        // The cap held over both attempts, and the retry re-set no expiry.
+        expect(await countWithoutTtl(`${sessions}*`)).toBe(400);
+        expect(await expiryTimes()).toEqual(expiresAfterFirst);
+        expect(result.after).toMatchObject({ sessionKeys: 1000, sessionKeysWithoutTtl: 400 });
+      } finally {
+        await built.close();
+      }
+    });
+
+    test('many keys: the diagnosis checks a sample (ttlSampleSize) and estimates the keys without a TTL; the plan counts them until past the cap; nothing changes', async () => {
+      // 20000 session keys, 3 in 4 without a TTL: a SCAN page (COUNT 5000) is past the sample of 100.
+      const id = randomUUID().slice(0, 8);
+      const sessions = `session:rmp-${id}:`;
+      made.push(sessions);
+      const pipeline = redis.pipeline();
+      for (let i = 0; i < 20_000; i++) {
+        if (i % 4 === 0) pipeline.set(`${sessions}${i}`, 'v', 'EX', 3600);
+        else pipeline.set(`${sessions}${i}`, 'v');
+      }
+      await pipeline.exec();
+      const result = await withRunbooks(config, async ({ runbooks }) => {
+        const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', { ttlSampleSize: 100, maxKeys: 5000 }, { startedBy: 'erin' });
+        return runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
+      });
+      expect(result.outcome).toBe('planned');
+      const read = result.timeline.find((e) => e.stepId === 'session-keys-without-ttl')!;
+      const [, estimate, checked] = /^about (\d+) keys without a TTL \(estimated from (\d+) keys checked\)$/.exec(read.detail ?? '') ?? [];
+      expect(Number(checked)).toBeGreaterThanOrEqual(100);
+      expect(Number(checked)).toBeLessThan(20_000);
+      expect(Number(estimate)).toBeGreaterThan(13_000); // 15000 without a TTL
+      expect(Number(estimate)).toBeLessThan(17_000);
+      expect(result.before).toMatchObject({ sessionKeys: 20_000, sessionKeysWithoutTtl: Number(estimate) });
+      const ttl = result.plan.find((p) => p.stepId === 'set-session-ttl')!;
+      expect(ttl.change).toMatchObject({ summary: ttlSummary(3600, 5000), observed: { wouldExpire: 5000, capped: true } });
+      expect(await countWithoutTtl(`${sessions}*`)).toBe(15_000);
+    });
+
+    test('the estimate from a sample, and exact counts when the scan completed', () => {
+      expect(keysWithoutTtl({ withoutTtl: 75, checked: 100, complete: false }, 20_000)).toEqual({ count: 15_000, sampled: true, checked: 100 });
+      expect(keysWithoutTtl({ withoutTtl: 0, checked: 5000, complete: false }, 20_000)).toEqual({ count: 0, sampled: true, checked: 5000 });
+      expect(keysWithoutTtl({ withoutTtl: 42, checked: 50, complete: true }, 50)).toEqual({ count: 42, sampled: false, checked: 50 });
+      expect(keysWithoutTtl({ withoutTtl: 0, checked: 0, complete: true }, 0)).toEqual({ count: 0, sampled: false, checked: 0 });
+    });
+
+    test('attack: a TTL of 0, negative, under a minute, over 30 days or not whole is refused with a clear sentence before anything is touched', async () => {
+      const { sessions } = await fill(300, 10);
+      const tooShort = 'at least 60 seconds (a shorter TTL is a deletion: use the delete step)';
+      const tooLong = 'at most 2592000 seconds (30 days)';
+      await withRunbooks(config, async ({ runbooks, client, taskQueue }) => {
+        for (const [ttl, message] of [
+          [0, tooShort],
+          [-3600, tooShort],
+          [59, tooShort],
+          [2_592_001, tooLong],
+          [1e12, tooLong],
+          [1.5, 'expected whole seconds'],
+        ] as const) {
+          await expect(runbooks.startRunbook('redisMemoryPressure', { mode: 'execute', sessionTtlSeconds: ttl }, { startedBy: 'erin' })).rejects.toThrow(
+            `invalid input for redisMemoryPressure: sessionTtlSeconds: ${message}`,
+          );
+        }
+        // Past the client's check, the workflow refuses the same input itself, before any activity.
+        const handle = await client.workflow.start('redisMemoryPressure', { taskQueue, workflowId: `rmp-bad-${randomUUID()}`, args: [{ mode: 'execute', sessionTtlSeconds: 0 }] });
+        const error = await handle.result().then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+        expect(error).toBeInstanceOf(WorkflowFailedError);
+        const failure = (error as WorkflowFailedError).cause as Error & { type?: string; nonRetryable?: boolean };
+        expect(failure.message).toBe(`invalid input for redisMemoryPressure: sessionTtlSeconds: ${tooShort}`);
+        expect([failure.type, failure.nonRetryable]).toEqual(['InvalidInput', true]);
+        expect(await scheduledActivityTypes(handle)).toEqual([]);
+      });
+      expect(await countWithoutTtl(`${sessions}*`)).toBe(300);
+    });
   });
 
   describe('Redis at its own maxmemory', () => {

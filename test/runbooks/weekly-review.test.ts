@@ -187,6 +187,7 @@ describe('weeklyReview', () => {
       'database.slow-statements',
       'database.expired-sessions',
       'database.vacuum',
+      'redis.keys-without-ttl',
     ]) {
       expect(rowOf(result, id)).toMatchObject({ id, status: 'PASS' }); // the whole row shows when not
     }
