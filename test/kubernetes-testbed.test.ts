@@ -216,7 +216,7 @@ describe('Kubernetes test bed', () => {
     expect(parseQuantity(node!.usage.cpu)).toBeGreaterThan(0);
   });
 
-  test('cert-manager issues the Ingress\'s certificate from the CA ClusterIssuer, and makes it again (ingress-shim) when it is deleted', async () => {
+  test("cert-manager issues the Ingress's certificate from the CA ClusterIssuer, and makes it again (ingress-shim) when it is deleted", async () => {
     const cm = certManager(kc);
     const seeded = await cm.issued(ns, appTlsCertificate);
     expect(seeded.metadata.ownerReferences?.map((o) => `${o.kind}/${o.name}`)).toEqual(['Ingress/app-ingress']);

@@ -137,7 +137,11 @@ export function issuerCertificateAuthority(commonName: string): { certificate: s
 export function certificateSignedBy(ca: { certificate: string; privateKey: string }, leaf: { privateKey: string; host: string; notBefore: Date; notAfter: Date }): string {
   const dir = mkdtempSync(join(tmpdir(), 'runbook-testbed-leaf-'));
   const f = (name: string) => join(dir, name);
-  const stamp = (d: Date) => d.toISOString().replace(/[-:T]/g, '').replace(/\.\d{3}Z$/, 'Z');
+  const stamp = (d: Date) =>
+    d
+      .toISOString()
+      .replace(/[-:T]/g, '')
+      .replace(/\.\d{3}Z$/, 'Z');
   try {
     writeFileSync(f('ca.crt'), ca.certificate);
     writeFileSync(f('ca.key'), ca.privateKey, { mode: 0o600 });
@@ -163,7 +167,25 @@ export function certificateSignedBy(ca: { certificate: string; privateKey: strin
       ].join('\n'),
     );
     openssl(['req', '-new', '-key', f('leaf.key'), '-subj', `/CN=${leaf.host}`, '-addext', `subjectAltName=DNS:${leaf.host}`, '-out', f('leaf.csr')]);
-    openssl(['ca', '-batch', '-config', f('ca.cnf'), '-cert', f('ca.crt'), '-keyfile', f('ca.key'), '-notext', '-startdate', stamp(leaf.notBefore), '-enddate', stamp(leaf.notAfter), '-in', f('leaf.csr'), '-out', f('leaf.crt')]);
+    openssl([
+      'ca',
+      '-batch',
+      '-config',
+      f('ca.cnf'),
+      '-cert',
+      f('ca.crt'),
+      '-keyfile',
+      f('ca.key'),
+      '-notext',
+      '-startdate',
+      stamp(leaf.notBefore),
+      '-enddate',
+      stamp(leaf.notAfter),
+      '-in',
+      f('leaf.csr'),
+      '-out',
+      f('leaf.crt'),
+    ]);
     return readFileSync(f('leaf.crt'), 'utf8');
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -55,7 +55,6 @@ function criLogLines(lines: string[], at = new Date()): string {
 
 // ------------------------------------------------------------------------ CRDs
 
-
 async function waitEstablished(kc: KubeConfig, names: string[]): Promise<void> {
   const api = kc.makeApiClient(ApiextensionsV1Api);
   await waitUntil(
@@ -646,7 +645,6 @@ export async function publishIngressAddress(kc: KubeConfig, namespace: string, n
 export async function certificateReady(kc: KubeConfig, namespace: string, name: string): Promise<boolean> {
   const custom = kc.makeApiClient(CustomObjectsApi);
   const cert = (await readOrUndefined(() => custom.getNamespacedCustomObject('cert-manager.io', 'v1', namespace, 'certificates', name))) as
-    | { status?: { conditions?: Array<{ type: string; status: string }> } }
-    | undefined;
+    { status?: { conditions?: Array<{ type: string; status: string }> } } | undefined;
   return cert?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
 }

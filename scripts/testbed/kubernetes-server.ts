@@ -221,7 +221,13 @@ async function startControlPlane(ctx: TestbedContext, pki: KubernetesPki): Promi
     waitFor(layout, 'kube-kwok', 'kwok /healthz', () => answers(`https://${loopback}:${p('kwok')}/healthz`), 60_000),
     waitFor(layout, 'kube-metrics-server', 'metrics-server /healthz', () => answers(`https://${loopback}:${p('kubeMetricsServer')}/healthz`), 60_000),
     // cert-manager's controller has no health endpoint; its metrics server starts with its controllers.
-    waitFor(layout, 'kube-cert-manager', 'cert-manager /metrics', async () => (await fetch(`http://${loopback}:${p('certManagerMetrics')}/metrics`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined))?.ok === true, 60_000),
+    waitFor(
+      layout,
+      'kube-cert-manager',
+      'cert-manager /metrics',
+      async () => (await fetch(`http://${loopback}:${p('certManagerMetrics')}/metrics`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined))?.ok === true,
+      60_000,
+    ),
   ]);
   lap('controller-manager, scheduler, kwok, metrics-server, cert-manager healthy');
   await applyClusterInfrastructure(ctx, 'rest');

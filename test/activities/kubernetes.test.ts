@@ -628,7 +628,10 @@ describe('certificates', () => {
     // Made again under the same name (as ingress-shim does): a retried delete of the old one leaves it.
     await h.run('applyManifest', { namespace: ns, manifest: manifest('scratch.example', 'letsencrypt-prod') });
     const again = await h.run('deleteCertificate', { namespace: ns, name, uid });
-    expect(again).toMatchObject({ changed: false, message: expect.stringMatching(new RegExp(`^no change \\(certificates\\.cert-manager\\.io/${name} ${uid} is already deleted; the one there now, \\S+, was made after it\\)$`)) });
+    expect(again).toMatchObject({
+      changed: false,
+      message: expect.stringMatching(new RegExp(`^no change \\(certificates\\.cert-manager\\.io/${name} ${uid} is already deleted; the one there now, \\S+, was made after it\\)$`)),
+    });
     expect((await h.run('getCertificate', { namespace: ns, name })).uid).not.toBe(uid);
     expect((await failureOf(h.run('deleteCertificate', { namespace: 'kube-system', name }))).type).toBe('Refused');
   });

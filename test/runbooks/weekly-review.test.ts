@@ -102,7 +102,13 @@ describe('weeklyReview', () => {
         apiVersion: 'cert-manager.io/v1',
         kind: 'Certificate',
         metadata: { name: certName, namespace },
-        spec: { secretName: certName, dnsNames: [`${certName}.example`], duration: `${days * 24}h`, renewBefore: '1h', issuerRef: { name: clusterIssuer, kind: 'ClusterIssuer', group: 'cert-manager.io' } },
+        spec: {
+          secretName: certName,
+          dnsNames: [`${certName}.example`],
+          duration: `${days * 24}h`,
+          renewBefore: '1h',
+          issuerRef: { name: clusterIssuer, kind: 'ClusterIssuer', group: 'cert-manager.io' },
+        },
       });
     };
     await certManager(kc).renew(namespace, certName, { recreate, dropSecret: true });

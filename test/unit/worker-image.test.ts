@@ -45,7 +45,6 @@ function reachable(): { files: Set<string>; packages: Set<string> } {
 
 describe('the worker image recipe', () => {
   test("the Dockerfile is one the local build understands: Node's major as scripts/node-runtime.js pins it, an entry point that exists", () => {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const runtime = require('../../scripts/node-runtime.js') as { version: string };
     expect(recipe.nodeMajor).toBe(Number(runtime.version.split('.')[0]));
     expect(recipe.cmd).toEqual(['node', '--import', 'tsx', 'workers/main.ts']);
