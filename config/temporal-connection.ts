@@ -20,6 +20,11 @@ export function temporalTls(tls: RunbookConfig['temporal']['tls']) {
  */
 export async function connectClient(temporal: RunbookConfig['temporal'], options: { lazy?: boolean } = {}): Promise<{ client: Client; close: () => Promise<void> }> {
   const connectionOptions = { address: temporal.address, tls: temporalTls(temporal.tls), apiKey: temporal.apiKey };
-  const connection = options.lazy ? Connection.lazy(connectionOptions) : await Connection.connect(connectionOptions);
+  // gRPC's own words ("Failed to connect before the deadline") do not say where: this does.
+  const connection = options.lazy
+    ? Connection.lazy(connectionOptions)
+    : await Connection.connect(connectionOptions).catch((err: unknown) => {
+        throw new Error(`cannot reach Temporal at ${temporal.address}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      });
   return { client: new Client({ connection, namespace: temporal.namespace, dataConverter: payloadDataConverter(temporal.payloadEncryption) }), close: () => connection.close() };
 }

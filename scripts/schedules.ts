@@ -14,9 +14,7 @@ async function main(argv: string[]): Promise<void> {
   // Without TEMPORAL_ADDRESS: the Temporal server of this checkout's sandbox (as the runbook CLI does).
   const config = loadConfigWithSandbox(['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE']);
   const { address, namespace } = config.temporal;
-  const temporal = await connectClient(config.temporal).catch((err: unknown) => {
-    throw new Error(`cannot reach Temporal at ${address}: ${err instanceof Error ? err.message : String(err)}`);
-  });
+  const temporal = await connectClient(config.temporal);
   try {
     const report = argv.includes('--delete') ? await deleteSchedules(temporal.client, config) : await ensureSchedules(temporal.client, config);
     process.stdout.write(`Schedules on ${address} (namespace ${namespace}, task queue ${config.temporal.taskQueue}, times in ${report.timezone}):\n`);

@@ -119,8 +119,8 @@ export function buildWorkerImage(cacheDir: string, log: (line: string) => void):
   return cachedImage(cacheDir, 'runbook-worker', tag, [], log, async (work, refs, archive) => {
     log(`image runbook-worker: mmdebstrap ${recipe.aptPackages.join(' ')}, Node ${node.version}, npm ci ${recipe.npmCi.join(' ')}`);
     const rootTar = join(work, 'root.tar');
-    // dash and coreutils: what node:*-slim has (a shell for `kubectl exec`).
-    const packages = [...recipe.aptPackages, 'ca-certificates', 'dash', 'coreutils'];
+    // What node:*-slim has besides: Node's shared libraries, CA certificates, a shell for `kubectl exec`.
+    const packages = [...recipe.aptPackages, 'libstdc++6', 'libgcc-s1', 'ca-certificates', 'dash', 'coreutils'];
     runChecked('nice', ['-n', '10', 'mmdebstrap', '--quiet', '--variant=extract', `--include=${packages.join(',')}`, 'bookworm', rootTar], { maxBuffer: 64 * 1024 * 1024 });
     const tree = join(work, 'tree');
     const app = join(tree, recipe.workdir.replace(/^\//, ''));
