@@ -47,6 +47,11 @@ export function certManager(kc: KubeConfig) {
     }
   }
 
+  /** For deletes of what may be gone already. */
+  const goneAlready = (err: unknown) => {
+    if (statusOf(err) !== 404) throw err;
+  };
+
   async function secretPem(namespace: string, name: string): Promise<{ certificate: string; privateKey: string }> {
     const data = (await core.readNamespacedSecret(name, namespace)).body.data ?? {};
     const pem = (key: string) => Buffer.from(data[key] ?? '', 'base64').toString('utf8');
@@ -85,9 +90,7 @@ export function certManager(kc: KubeConfig) {
     const { certificate } = await secretPem(certManagerNamespace, clusterIssuerCaSecret);
     const wrongKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
     const data = { 'tls.crt': Buffer.from(certificate).toString('base64'), 'tls.key': Buffer.from(wrongKey).toString('base64') };
-    await core.deleteNamespacedSecret(wrongKeyCaSecret, certManagerNamespace).catch((err: unknown) => {
-      if (statusOf(err) !== 404) throw err;
-    });
+    await core.deleteNamespacedSecret(wrongKeyCaSecret, certManagerNamespace).catch(goneAlready);
     await core.createNamespacedSecret(certManagerNamespace, { metadata: { name: wrongKeyCaSecret }, type: 'kubernetes.io/tls', data });
     await pointIssuerAt(wrongKeyCaSecret, true);
   }
@@ -145,16 +148,8 @@ export function certManager(kc: KubeConfig) {
      */
     async renew(namespace: string, name: string, opts: { recreate?: () => Promise<void>; dropSecret?: boolean; minDays?: number } = {}): Promise<CertificateObject> {
       const old = await read(namespace, name);
-      if (old && opts.dropSecret) {
-        await core.deleteNamespacedSecret(old.spec.secretName, namespace).catch((err: unknown) => {
-          if (statusOf(err) !== 404) throw err;
-        });
-      }
-      if (old) {
-        await custom.deleteNamespacedCustomObject(...api(namespace), name).catch((err: unknown) => {
-          if (statusOf(err) !== 404) throw err;
-        });
-      }
+      if (old && opts.dropSecret) await core.deleteNamespacedSecret(old.spec.secretName, namespace).catch(goneAlready);
+      if (old) await custom.deleteNamespacedCustomObject(...api(namespace), name).catch(goneAlready);
       await opts.recreate?.();
       return issued(namespace, name, { minDays: opts.minDays ?? 1, ...(old ? { notUid: old.metadata.uid } : {}) });
     },

@@ -147,18 +147,10 @@ export function buildWorkerImage(cacheDir: string, log: (line: string) => void):
   });
 }
 
-/** The paths a built image's layer holds (for tests). */
+/** The paths a built image's layer holds (for tests): its layer streamed into `tar -t`, never unpacked to disk. */
 export function imageLayerPaths(archive: string): string[] {
-  const work = `${archive}.list`;
-  rmSync(work, { recursive: true, force: true });
-  mkdirSync(work, { recursive: true });
-  try {
-    runChecked('tar', ['-xf', archive, '-C', work, 'layer.tar']);
-    return runChecked('tar', ['-tf', join(work, 'layer.tar')], { maxBuffer: 256 * 1024 * 1024 })
-      .split('\n')
-      .filter(Boolean)
-      .map((path) => path.replace(/^\.\//, ''));
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
+  return runChecked('bash', ['-o', 'pipefail', '-c', 'tar -xOf "$1" layer.tar | tar -tf -', 'image-layer', archive], { maxBuffer: 256 * 1024 * 1024 })
+    .split('\n')
+    .filter(Boolean)
+    .map((path) => path.replace(/^\.\//, ''));
 }
