@@ -74,6 +74,7 @@ export const environmentVariables = {
   LOG_LEVEL: 'worker.logLevel',
   WORKER_SHUTDOWN_GRACE_SECONDS: 'worker.shutdownGraceSeconds',
   WORKER_HEALTH_LISTEN: 'worker.healthListen',
+  WORKFLOW_BUNDLE: 'worker.workflowBundle',
   ALERT_BRIDGE_LISTEN: 'alerting.listen',
   ALERT_BRIDGE_TOKEN: 'alerting.token',
   ALERT_ROUTES: 'alerting.routes',

@@ -353,6 +353,11 @@ export const configSchema = z
         shutdownGraceSeconds: z.coerce.number().positive().default(30),
         /** host:port of /readyz and /livez for Kubernetes probes (workers/health-server.ts); none when unset. */
         healthListen: hostPort.optional(),
+        /**
+         * A workflow bundle built ahead of time (workers/bundle-workflows.ts; the image has one), instead
+         * of webpack at every start: faster, and no compiler where the root file system is read-only.
+         */
+        workflowBundle: z.string().min(1).optional(),
       })
       .default({ metricsHost: '0.0.0.0', metricsPort: 9464, logLevel: 'INFO', shutdownGraceSeconds: 30 }),
   })

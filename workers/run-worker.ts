@@ -1,5 +1,5 @@
 import type { Client } from '@temporalio/client';
-import { NativeConnection, Runtime, Worker, type Logger } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker, type Logger, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { approvalsVerified, type RunbookConfig } from '../config/schema';
 import { buildDependencies } from './dependencies';
@@ -15,6 +15,11 @@ export const workflowBundle = {
   workflowsPath: require.resolve('../workflows'),
   interceptors: { workflowModules: [require.resolve('../workflows/kernel/interceptors')] },
 };
+
+/** The same code bundled ahead of time (workers/bundle-workflows.ts), when configured: the interceptors are inside it. */
+function workflowCode(config: RunbookConfig): Pick<WorkerOptions, 'workflowsPath' | 'workflowBundle' | 'interceptors'> {
+  return config.worker.workflowBundle ? { workflowBundle: { codePath: config.worker.workflowBundle } } : workflowBundle;
+}
 
 /** Installs the process-wide runtime once: JSON logs, Prometheus metrics, SIGINT/SIGTERM handling. */
 export function installRuntime(config: RunbookConfig): Logger {
@@ -66,7 +71,7 @@ export async function runWorker(config: RunbookConfig, logger: Logger, onReady?:
       connection,
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
-      ...workflowBundle,
+      ...workflowCode(config),
       dataConverter: payloadDataConverter(config.temporal.payloadEncryption),
       activities: createActivities(built.deps),
       shutdownGraceTime: `${config.worker.shutdownGraceSeconds} seconds`,

@@ -57,3 +57,18 @@ export function withRunbooks<T>(
   const { catalog, signer, ...workerOptions } = options;
   return withWorker(config, (harness) => body({ ...harness, runbooks: createRunbookClient({ ...harness, catalog, signer }) }), workerOptions);
 }
+
+/**
+ * The client API only, for workers that run elsewhere (the worker pods on the real node): the
+ * usual shape of a runbook test, without a worker of its own.
+ */
+export async function withRunbookClient<T>(config: RunbookConfig, body: (harness: WorkerHarness & { runbooks: RunbookClient }) => Promise<T>): Promise<T> {
+  const connection = await Connection.connect({ address: config.temporal.address });
+  try {
+    const client = new Client({ connection, namespace: config.temporal.namespace, dataConverter: payloadDataConverter(config.temporal.payloadEncryption) });
+    const harness = { client, taskQueue: config.temporal.taskQueue };
+    return await body({ ...harness, runbooks: createRunbookClient(harness) });
+  } finally {
+    await connection.close();
+  }
+}

@@ -23,9 +23,10 @@ import { adminKubeConfig, kubernetesNamespace as namespace, layout, waitForRollo
 import { patchDeployment } from '../helpers/kube-objects';
 import { watchPods } from '../helpers/kube-pods';
 import { restartPostgres } from '../helpers/postgres-container';
-import { approveEach, readBucketText, terminateRuns } from '../helpers/runbook-runs';
+import { approveEach, pendingOf, readBucketText, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, testbedEnv, unsignedTeam } from '../helpers/testbed';
-import { withRunbooks } from '../helpers/worker';
+import { withRunbookClient } from '../helpers/worker';
+import { deployWorkerPods, removeWorkerPods, waitForWorkerRollout, workerDeployment, workerPods, workerPodsTaskQueue } from '../../scripts/testbed/node/worker-pods';
 
 // Real containers start, crash and restart in minutes, not seconds.
 jest.setTimeout(600_000);
@@ -34,13 +35,16 @@ jest.setTimeout(600_000);
  * The runbooks against short-drama-prod on the real node (TESTBED_REAL_NODE=1): PostgreSQL, Redis
  * and our app run as containers, each fault is induced for real through the app's switches
  * (ConfigMap app-config), and each remedy is checked on the running servers, not on the API
- * objects alone. The worker reaches them as the env file says: NodePorts on the node address.
+ * objects alone. The worker runs there too, as a team deploys it (issue 16 item 3): the image built
+ * from the Dockerfile, two pods of the sandbox overlay's Deployment under its ServiceAccount and
+ * RBAC (scripts/testbed/node/worker-pods.ts); this file only starts runs and approves them.
  */
 const names = nodeNames(layout);
 const app = 'short-drama-app';
 const appUrl = `http://${names.nodeIp}:${prodNodePorts[app]}`;
 const [oldRelease, seededRelease] = appReleases;
-const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify(unsignedTeam) });
+const approvers = JSON.stringify(unsignedTeam);
+const config = testbedConfig({ RUNBOOK_APPROVERS: approvers, TEMPORAL_TASK_QUEUE: workerPodsTaskQueue });
 const env = testbedEnv();
 const kc = adminKubeConfig();
 const apps = kc.makeApiClient(AppsV1Api);
@@ -149,9 +153,13 @@ beforeAll(async () => {
     throw new Error(`DATABASE_URL in the env file does not point at the real node (${names.nodeIp}): run TESTBED_REAL_NODE=1 npm run testbed -- up`);
   }
   await terminateRuns(config.temporal, runIds);
+  await deployWorkerPods(layout, () => undefined, { settings: { RUNBOOK_APPROVERS: approvers } });
 });
 
-afterAll(() => terminateRuns(config.temporal, runIds));
+afterAll(async () => {
+  await terminateRuns(config.temporal, runIds);
+  removeWorkerPods(layout);
+});
 
 describe('short-drama-prod on the real node', () => {
   test('the app answers /health through its NodePort with the database and Redis reachable, logged in as its own role (not a superuser) from its pool, a cache in Redis', async () => {
@@ -238,7 +246,7 @@ describe('short-drama-prod on the real node', () => {
       // Running servers, by phase: a stopped pod's object stays (phase Failed) until it is deleted, and Recreate need not wait for that.
       const pods = await watchPods(kc, namespace, 'app=postgres');
       await waitUntil('the pod watch to see the running server', () => pods.seenRunning().length === 1, 10_000);
-      const result = await withRunbooks(config, async ({ runbooks }) => {
+      const result = await withRunbookClient(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }, { startedBy: 'erin' });
         await approveEach(runbooks, workflowId, ['terminate-idle', 'raise-max-connections', 'restart-database']);
         return runbooks.waitForResult<DbConnectionExhaustionResult>(workflowId);
@@ -294,7 +302,7 @@ describe('short-drama-prod on the real node', () => {
       }
       // The evidence an SRE looks at first: a killed instance's own log, as its pod's previous container or,
       // in that window, as the current (ended) one.
-      const review = await withRunbooks(config, async ({ runbooks }) => {
+      const review = await withRunbookClient(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('postIncidentReview', { sinceMinutes: 15, incidentId: `node-oom-${Date.now()}` }, { startedBy: 'erin' });
         return runbooks.waitForResult<PostIncidentReviewResult>(workflowId);
       });
@@ -302,7 +310,7 @@ describe('short-drama-prod on the real node', () => {
       const appLogs = review.evidence.filter((e) => /\/app-logs\/short-drama-app-[^/]+\/app(\.previous)?\.log$/.test(e.key));
       const texts = await Promise.all(appLogs.map((e) => readBucketText(e.key)));
       expect(texts.filter((t) => t.includes('allocating 600 MiB (ALLOCATE_MEMORY_MIB)')).length).toBeGreaterThan(0);
-      const result = await withRunbooks(config, async ({ runbooks }) => {
+      const result = await withRunbookClient(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: app, mode: 'execute' }, { startedBy: 'erin' });
         await approveEach(runbooks, workflowId, ['raise-memory-limit']);
         return runbooks.waitForResult<PodCrashLoopResult>(workflowId);
@@ -340,7 +348,7 @@ describe('short-drama-prod on the real node', () => {
         60_000,
       );
       const template = JSON.stringify((await apps.readNamespacedDeployment(app, namespace)).body.spec!.template);
-      const result = await withRunbooks(config, async ({ runbooks }) => {
+      const result = await withRunbookClient(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: app, mode: 'execute' }, { startedBy: 'erin' });
         return runbooks.waitForResult<PodCrashLoopResult>(workflowId);
       });
@@ -365,7 +373,7 @@ describe('short-drama-prod on the real node', () => {
         async () => (await appPods()).some((pod) => pod.status?.containerStatuses?.some((c) => (c.restartCount ?? 0) > 0 && c.lastState?.terminated?.exitCode === 1)),
         120_000,
       );
-      const result = await withRunbooks(config, async ({ runbooks }) => {
+      const result = await withRunbookClient(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: app, mode: 'execute' }, { startedBy: 'erin' });
         await approveEach(runbooks, workflowId, ['rollback']);
         return runbooks.waitForResult<PodCrashLoopResult>(workflowId);
@@ -389,7 +397,7 @@ describe('short-drama-prod on the real node', () => {
   test('emergencyScale to 3 replicas: the new pod starts for real and is Ready behind the Service; restore puts back 2', async () => {
     await waitForRollout(kc, namespace, app, 180_000);
     try {
-      const scaled = await withRunbooks(config, async ({ runbooks }) => {
+      const scaled = await withRunbookClient(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('emergencyScale', { mode: 'execute', replicas: 3 }, { startedBy: 'erin' });
         await approveEach(runbooks, workflowId, ['scale']);
         return runbooks.waitForResult<EmergencyScaleResult>(workflowId);
@@ -400,7 +408,7 @@ describe('short-drama-prod on the real node', () => {
       expect(pods.map((pod) => [isReady(pod), pod.spec!.nodeName, pod.status!.podIP !== undefined])).toEqual(Array(3).fill([true, names.nodeName, true]));
       await waitForAppServing('the Service routing to the 3 Ready pods');
 
-      const restored = await withRunbooks(config, async ({ runbooks }) => {
+      const restored = await withRunbookClient(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('emergencyScale', { mode: 'execute', restore: true }, { startedBy: 'erin' });
         await approveEach(runbooks, workflowId, ['restore-size']);
         return runbooks.waitForResult<EmergencyScaleResult>(workflowId);
@@ -421,7 +429,7 @@ describe('short-drama-prod on the real node', () => {
     const backupPrefix = `database/node-test-${Date.now()}/`;
     try {
       const { body: claim } = await core.readNamespacedPersistentVolumeClaim('postgres-pvc', namespace);
-      const result = await withRunbooks(config, async ({ runbooks }) => {
+      const result = await withRunbookClient(config, async ({ runbooks }) => {
         // expandTo the size it has: the seeded claim is never grown by a test (a claim cannot shrink back).
         const input = { mode: 'execute' as const, dataDir: 'var/lib/postgresql/data', logDir, backupPrefix, expandTo: claim.spec!.resources!.requests!.storage! };
         const { workflowId } = await runbooks.startRunbook('diskPressure', input, { startedBy: 'erin' });
@@ -450,7 +458,7 @@ describe('short-drama-prod on the real node', () => {
     if (!old) throw new Error(`no ReplicaSet of ${app} runs ${images[`${app}:${oldRelease}`]}: the seed makes one the first time`);
     const toRevision = Number(old.metadata!.annotations!['deployment.kubernetes.io/revision']);
     try {
-      const result = await withRunbooks(config, async ({ runbooks }) => {
+      const result = await withRunbookClient(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('rollbackDeployment', { mode: 'execute', toRevision }, { startedBy: 'erin' });
         await approveEach(runbooks, workflowId, ['rollback']);
         return runbooks.waitForResult<RollbackDeploymentResult>(workflowId);
@@ -474,7 +482,7 @@ describe('short-drama-prod on the real node', () => {
     expect(old).toBe(env.TESTBED_APP_DATABASE_PASSWORD);
     const podsBefore = new Set((await appPods()).map((pod) => pod.metadata!.name!));
     try {
-      const result = await withRunbooks(config, async ({ runbooks }) => {
+      const result = await withRunbookClient(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('rotateDatabasePassword', { mode: 'execute', role: 'short_drama_app' }, { startedBy: 'erin' });
         await approveEach(runbooks, workflowId, ['rotate-password']);
         return runbooks.waitForResult<RotateDatabasePasswordResult>(workflowId);
@@ -513,7 +521,7 @@ describe('short-drama-prod on the real node', () => {
       }
       const usedBefore = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
       expect(usedBefore).toBeGreaterThan(100 * 1024 * 1024);
-      const result = await withRunbooks(config, async ({ runbooks }) => {
+      const result = await withRunbookClient(config, async ({ runbooks }) => {
         const { workflowId } = await runbooks.startRunbook('redisMemoryPressure', { mode: 'execute', raiseWhenUsageAbove: 0 }, { startedBy: 'erin' });
         await approveEach(runbooks, workflowId, ['delete-session-keys', 'raise-memory-limit', 'raise-maxmemory', 'set-maxmemory-policy']);
         return runbooks.waitForResult<RedisMemoryPressureResult>(workflowId);
@@ -537,6 +545,78 @@ describe('short-drama-prod on the real node', () => {
       // The seeded limit back; the restarted server reads maxmemory and policy from its config file again.
       await patchDeployment(kc, namespace, 'redis', { spec: { template: { spec: { containers: [{ name: 'redis', resources: { limits: { memory: '512Mi' } } }] } } } });
       await waitForRollout(kc, namespace, 'redis', 120_000);
+      await restoreSeededApp();
+    }
+  });
+
+  test('the worker pods (issue 16 item 5): a rolling update of the worker while two runs wait for approval loses neither; the pod running a step deleted with --grace-period=0, the other finishes it, one scale and the end state asked for', async () => {
+    const secretVersion = async () => (await core.readNamespacedSecret('app-secrets', namespace)).body.metadata!.resourceVersion;
+    const secretBefore = await secretVersion();
+    // minReadySeconds holds the scale step's rollout wait open for 20 s: time to find the pod running it.
+    await patchDeployment(kc, namespace, app, { spec: { minReadySeconds: 20 } });
+    await waitForRollout(kc, namespace, app, 180_000);
+    try {
+      await withRunbookClient(config, async ({ runbooks, client }) => {
+        const scale = await runbooks.startRunbook('emergencyScale', { mode: 'execute', replicas: 3 }, { startedBy: 'erin' });
+        const rotate = await runbooks.startRunbook('rotateDatabasePassword', { mode: 'execute', role: 'short_drama_app' }, { startedBy: 'erin' });
+        const scalePlan = await pendingOf(runbooks, scale.workflowId, 'scale');
+        const rotatePlan = await pendingOf(runbooks, rotate.workflowId, 'rotate-password');
+
+        // A new version of the worker rolls out (maxSurge 1, maxUnavailable 0) while both wait.
+        const before = new Set(workerPods(layout).map((pod) => pod.name));
+        kubectl(layout, ['-n', 'runbook-automation', 'rollout', 'restart', `deployment/${workerDeployment}`]);
+        await waitForWorkerRollout(layout);
+        await waitUntil('the old worker pods gone', () => workerPods(layout).every((pod) => !before.has(pod.name)), 120_000);
+        await runbooks.reject(rotate.workflowId, { stepId: 'rotate-password', planHash: rotatePlan.planHash, approver: 'bob', reason: 'not tonight' });
+        await runbooks.approve(scale.workflowId, { stepId: 'scale', planHash: scalePlan.planHash, approver: 'bob', reason: 'approve scale' });
+
+        // The pod whose worker runs the rollout wait goes, at once: no SIGTERM, no graceful shutdown.
+        let victim = '';
+        await waitUntil(
+          'a worker pod running the scale step',
+          async () => {
+            const { raw } = await client.workflow.getHandle(scale.workflowId).describe();
+            const running = raw.pendingActivities?.find((a) => a.activityType?.name === 'waitForRolloutComplete' && a.lastWorkerIdentity);
+            victim = running?.lastWorkerIdentity?.replace(/^\d+@/, '') ?? '';
+            return victim !== '';
+          },
+          60_000,
+        );
+        expect(workerPods(layout).map((pod) => pod.name)).toContain(victim);
+        kubectl(layout, ['-n', 'runbook-automation', 'delete', 'pod', victim, '--grace-period=0', '--force']);
+
+        const scaled = await runbooks.waitForResult<EmergencyScaleResult>(scale.workflowId);
+        expect(scaled.outcome).toBe('completed');
+        expect(scaled.after).toMatchObject({ replicas: 3, readyPods: 3, ok: true });
+        const rejected = await runbooks.waitForResult<RotateDatabasePasswordResult>(rotate.workflowId);
+        expect(rejected.outcome).toBe('rejected');
+        expect(await secretVersion()).toBe(secretBefore);
+
+        // One scale, and the wait finished by the other pod after the lost one's heartbeat timed out.
+        const events = (await client.workflow.getHandle(scale.workflowId).fetchHistory()).events ?? [];
+        const scheduled = new Map(
+          events
+            .filter((e) => e.activityTaskScheduledEventAttributes)
+            .map((e) => {
+              const { activityType, input } = e.activityTaskScheduledEventAttributes!;
+              const args = JSON.parse(Buffer.from(input!.payloads![0]!.data!).toString('utf8')) as { dryRun?: boolean };
+              return [String(e.eventId), `${activityType!.name!}${args.dryRun ? ' (dry run)' : ''}`];
+            }),
+        );
+        const started = (type: string) =>
+          events
+            .filter((e) => e.activityTaskStartedEventAttributes && scheduled.get(String(e.activityTaskStartedEventAttributes.scheduledEventId)) === type)
+            .map((e) => e.activityTaskStartedEventAttributes!.identity!.replace(/^\d+@/, ''));
+        expect(started('scaleDeployment')).toHaveLength(1);
+        const waits = started('waitForRolloutComplete');
+        expect(waits.length).toBeGreaterThanOrEqual(2);
+        expect(waits).toContain(victim);
+        expect(waits.at(-1)).not.toBe(victim);
+        expect(events.some((e) => e.activityTaskTimedOutEventAttributes)).toBe(true);
+      });
+      await waitForWorkerRollout(layout);
+    } finally {
+      await patchDeployment(kc, namespace, app, { spec: { replicas: 2, minReadySeconds: 0 } });
       await restoreSeededApp();
     }
   });

@@ -57,7 +57,14 @@ describe('the worker image', () => {
     const app = recipe.workdir.replace(/^\//, '');
     const missing = [...copiedFiles(recipe).values()].map((to) => `${app}/${to.replace(/^\.\//, '')}`).filter((path) => !paths.has(path));
     expect(missing).toEqual([]);
-    for (const path of [`${app}/node_modules/@temporalio/worker/package.json`, `${app}/node_modules/tsx/package.json`, 'usr/local/bin/node', 'usr/bin/psql', 'usr/bin/pg_restore'])
+    for (const path of [
+      `${app}/workflow-bundle.js`,
+      `${app}/node_modules/@temporalio/worker/package.json`,
+      `${app}/node_modules/tsx/package.json`,
+      'usr/local/bin/node',
+      'usr/bin/psql',
+      'usr/bin/pg_restore',
+    ])
       expect(paths).toContain(path);
     // --omit=dev: nothing only the tests use.
     expect([...paths].some((path) => path.startsWith(`${app}/node_modules/jest/`))).toBe(false);

@@ -167,6 +167,8 @@ describe('docker-compose.yml', () => {
       'RUNBOOK_CODEC_LISTEN',
       'RUNBOOK_CODEC_TOKEN',
       'RUNBOOK_CODEC_CORS_ORIGINS',
+      // The image's own ENV (Dockerfile): its workflow bundle, built with it.
+      'WORKFLOW_BUNDLE',
     ]);
     const unset = Object.keys(environmentVariables).filter((name) => !(name in workerEnv) && !optional.has(name));
     expect(unset).toEqual([]);

@@ -14,8 +14,8 @@ const recipe = readDockerfile();
 const copied = new Set(copiedFiles(recipe).keys());
 const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
 
-/** The entry points: the image's CMD, and the scripts the README runs from the image. */
-const entryPoints = [recipe.cmd.at(-1)!, 'scripts/alert-bridge.ts', 'scripts/schedules.ts'];
+/** The entry points: the image's CMD, the scripts its build runs, and the scripts the README runs from the image. */
+const entryPoints = [recipe.cmd.at(-1)!, ...recipe.nodeSteps.map((step) => step.find((arg) => arg.endsWith('.ts'))!), 'scripts/alert-bridge.ts', 'scripts/schedules.ts'];
 
 function resolveModule(from: string, spec: string): string {
   const base = normalize(join(dirname(from), spec));
@@ -51,6 +51,9 @@ describe('the worker image recipe', () => {
     expect(recipe.npmCi).toContain('--omit=dev');
     expect(recipe.aptPackages).toContain('postgresql-client-15');
     expect(existsSync(join(repo, recipe.cmd.at(-1)!))).toBe(true);
+    // The workflows bundled while the image is built, and the worker told where (WORKFLOW_BUNDLE).
+    expect(recipe.nodeSteps).toEqual([['--import', 'tsx', 'workers/bundle-workflows.ts', 'workflow-bundle.js']]);
+    expect(recipe.env).toContain(`WORKFLOW_BUNDLE=${recipe.workdir}/workflow-bundle.js`);
   });
 
   test('every module the entry points reach is copied, and nothing of the test bed is', () => {

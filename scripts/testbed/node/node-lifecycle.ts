@@ -9,7 +9,7 @@ import { pkiPaths } from '../kubernetes-pki';
 import { isRunning, pidFile, runChecked, startDetached, stopDetached, waitUntil } from '../processes';
 import { buildNodeImages, pauseImage } from './node-images';
 import { kubectl } from './node-kubectl';
-import { publishApiserverEndpoint, relayProcess, startApiserverRelay, withdrawApiserverEndpoint } from './apiserver-access';
+import { publishApiserverEndpoint, relayProcess, startHostRelay, withdrawApiserverEndpoint } from './host-access';
 import { nodeNames, type NodeNames } from './node-names';
 import { claimNode, claimPath, linkExists, netnsExists, networkDown, networkUp, releaseClaim } from './node-network';
 
@@ -324,7 +324,7 @@ export async function nodeUp(layout: TestbedLayout, log: (line: string) => void,
   const names = nodeNames(layout);
   const { bins, env, refs, t0 } = prepared ?? (await nodePrepare(layout, log));
   const lap = (what: string) => log(`node: ${what} after ${Date.now() - t0} ms`);
-  if (!alive(layout, relayProcess)) startApiserverRelay(layout, names);
+  if (!alive(layout, relayProcess)) startHostRelay(layout, names);
   publishApiserverEndpoint(layout, names);
 
   const kubeconfig = adminKubeconfigPath(layout);

@@ -20,6 +20,10 @@ export interface DockerfileRecipe {
   copies: Array<{ sources: string[]; dest: string }>;
   /** The arguments of `RUN npm ci ...`. */
   npmCi: string[];
+  /** Each `RUN node ...` after it, run in the workdir with the image's Node. */
+  nodeSteps: string[][];
+  /** `ENV name=value` lines. */
+  env: string[];
   user: string;
   expose: number[];
   cmd: string[];
@@ -30,7 +34,7 @@ export const dockerfilePath = join(repoRoot, 'Dockerfile');
 
 /** The few instructions the worker's Dockerfile uses; anything else is refused, so the two cannot quietly differ. */
 export function readDockerfile(text = readFileSync(dockerfilePath, 'utf8')): DockerfileRecipe {
-  const recipe: Partial<DockerfileRecipe> & { copies: DockerfileRecipe['copies']; expose: number[] } = { copies: [], expose: [] };
+  const recipe: Partial<DockerfileRecipe> & Pick<DockerfileRecipe, 'copies' | 'expose' | 'nodeSteps' | 'env'> = { copies: [], expose: [], nodeSteps: [], env: [] };
   const lines = text
     .replace(/\\\n/g, ' ')
     .split('\n')
@@ -54,6 +58,7 @@ export function readDockerfile(text = readFileSync(dockerfilePath, 'utf8')): Doc
           const install = /apt-get install -y --no-install-recommends ([^&]+)/.exec(args);
           recipe.aptPackages = install![1]!.trim().split(/\s+/);
         } else if (args.startsWith('npm ci')) recipe.npmCi = args.split(/\s+/).slice(2);
+        else if (args.startsWith('node ') && !/[;&|<>$`]/.test(args)) recipe.nodeSteps.push(args.split(/\s+/).slice(1));
         else throw new Error(`Dockerfile: RUN ${args}: the local build does not know this step`);
         break;
       case 'COPY': {
@@ -61,6 +66,10 @@ export function readDockerfile(text = readFileSync(dockerfilePath, 'utf8')): Doc
         recipe.copies.push({ sources: parts.slice(0, -1), dest: parts.at(-1)! });
         break;
       }
+      case 'ENV':
+        if (!/^[A-Z_][A-Z0-9_]*=\S+$/.test(args)) throw new Error(`Dockerfile: ENV ${args}: the local build knows ENV NAME=value only`);
+        recipe.env.push(args);
+        break;
       case 'USER':
         recipe.user = args;
         break;
@@ -133,6 +142,7 @@ export function buildWorkerImage(cacheDir: string, log: (line: string) => void):
       env: { ...process.env, PATH: `${join(node.dir, 'bin')}:${process.env.PATH}`, npm_config_nodedir: node.dir },
       maxBuffer: 64 * 1024 * 1024,
     });
+    for (const step of recipe.nodeSteps) runChecked(join(node.dir, 'bin', 'node'), step, { cwd: app, maxBuffer: 64 * 1024 * 1024 });
     mkdirSync(join(tree, 'usr/local/bin'), { recursive: true });
     cpSync(join(node.dir, 'bin', 'node'), join(tree, 'usr/local/bin/node'));
     mkdirSync(join(tree, 'etc'), { recursive: true });
@@ -143,7 +153,7 @@ export function buildWorkerImage(cacheDir: string, log: (line: string) => void):
     const entries = readdirSync(tree).map((entry) => `./${entry}`);
     runChecked('tar', ['-rf', rootTar, '--owner=0', '--group=0', '--numeric-owner', '-C', tree, ...entries], { maxBuffer: 64 * 1024 * 1024 });
     rmSync(tree, { recursive: true, force: true });
-    await writeDockerArchive(work, rootTar, refs, { cmd: recipe.cmd, env: [defaultPath], workingDir: recipe.workdir, user: recipe.user, exposedPorts: recipe.expose }, archive);
+    await writeDockerArchive(work, rootTar, refs, { cmd: recipe.cmd, env: [defaultPath, ...recipe.env], workingDir: recipe.workdir, user: recipe.user, exposedPorts: recipe.expose }, archive);
   });
 }
 
