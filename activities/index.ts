@@ -5,6 +5,7 @@ import type Redis from 'ioredis';
 import type { Pool } from 'pg';
 import { checklistThresholdDefaults, type AllowLists, type ChecklistThresholds, type RunbookConfig } from '../config/schema';
 import { createKubernetesActivities } from './kubernetes';
+import { createAuditEvidenceActivities } from './audit-evidence';
 import { createIncidentEvidenceActivities } from './incident-evidence';
 import { createLogEvidenceActivities } from './log-evidence';
 import { createNotifyActivities, type NotifyDeps } from './notify';
@@ -28,6 +29,8 @@ export interface ActivityDeps {
   /** For target locks: starting a lock workflow needs a client. */
   temporal?: { client: Client; taskQueue: string };
   kube?: KubeConfig;
+  /** The kube-apiserver's audit log as the worker sees it (KUBERNETES_AUDIT_LOG); postIncidentReview reads it. */
+  kubernetesAuditLog?: string;
   pool?: Pool;
   /** For fresh connections while the server restarts and for password rotation. */
   databaseUrl?: string;
@@ -72,6 +75,11 @@ export function createActivities(deps: ActivityDeps) {
     ...createPrometheusActivities({ prometheusUrl: deps.prometheusUrl }),
     ...createIncidentEvidenceActivities({
       kube: deps.kube,
+      allowedNamespaces: allowlists.namespaces,
+      evidence: deps.s3 && { evidencePrefix: deps.s3.evidencePrefix, putEvidence: s3.putEvidence },
+    }),
+    ...createAuditEvidenceActivities({
+      auditLogPath: deps.kubernetesAuditLog,
       allowedNamespaces: allowlists.namespaces,
       evidence: deps.s3 && { evidencePrefix: deps.s3.evidencePrefix, putEvidence: s3.putEvidence },
     }),

@@ -43,10 +43,13 @@ export function renderIncidentMarkdown(report: IncidentReport): string {
     '',
     t.timelineHeader,
     '|---|---|---|---|---|',
-    ...report.timeline.map(
-      (e) =>
-        `| ${e.at} | ${t.event(e.event)} | ${escapeCell(e.title ?? e.stepId)} | ${escapeCell([e.by, e.role, e.channel, proofOf(e, t)].filter(Boolean).join(', '))} | ${escapeCell([e.reason, e.detail].filter(Boolean).join(' — '))} |`,
-    ),
+    // By time: entries the run found (a person's rollout before the incident) come before the run's own.
+    ...[...report.timeline]
+      .sort((a, b) => Date.parse(a.at) - Date.parse(b.at))
+      .map(
+        (e) =>
+          `| ${e.at} | ${t.event(e.event)} | ${escapeCell(e.title ?? e.stepId)} | ${escapeCell([e.by, e.role, e.channel, proofOf(e, t)].filter(Boolean).join(', '))} | ${escapeCell([e.reason, e.detail].filter(Boolean).join(' — '))} |`,
+      ),
     '',
     t.impactHeading,
     '',

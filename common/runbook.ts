@@ -121,6 +121,11 @@ export type TimelineEvent =
   | 'not-recorded'
   | 'locked'
   | 'unlocked'
+  /**
+   * A change to the cluster the run found, not made: e.g. a person's rollout from the API audit
+   * log. Its `at` is when the change happened (before the run, often), `by` who made it.
+   */
+  | 'changed'
   | 'finished';
 
 export interface TimelineEntry {

@@ -65,6 +65,7 @@ const events: Record<TimelineEvent, Entry<string>> = {
   'not-recorded': { en: 'not-recorded', 'zh-CN': '未逐条记录' },
   locked: { en: 'locked', 'zh-CN': '加锁' },
   unlocked: { en: 'unlocked', 'zh-CN': '解锁' },
+  changed: { en: 'changed (audit log)', 'zh-CN': '变更（审计日志）' },
   finished: { en: 'finished', 'zh-CN': '结束' },
 };
 

@@ -22,6 +22,7 @@ export const environmentVariables = {
   KUBECONFIG: 'kubernetes.kubeconfigPath',
   KUBE_CONTEXT: 'kubernetes.context',
   KUBE_IN_CLUSTER: 'kubernetes.mode',
+  KUBERNETES_AUDIT_LOG: 'kubernetes.auditLogPath',
   DATABASE_URL: 'postgres.url',
   RESTORE_DRILL_DATABASE_URL: 'postgres.restoreDrillUrl',
   REDIS_URL: 'redis.url',

@@ -185,6 +185,17 @@ const payloadEncryptionSchema = z
   })
   .transform((encryption) => ({ ...encryption, activeKeyId: encryption.activeKeyId ?? Object.keys(encryption.keys)[0]! }));
 
+/**
+ * The kube-apiserver's audit log (JSON lines, --audit-log-format=json; rotated files beside it are
+ * read too), as the worker sees it: postIncidentReview collects the namespace's events of its
+ * window from it. Unset: the report says audit evidence is not configured.
+ */
+const auditLogPath = z
+  .string()
+  .min(1)
+  .refine((path) => path.startsWith('/'), { message: 'expected an absolute path to the kube-apiserver audit log (--audit-log-path), e.g. /var/log/kubernetes/audit/audit.log' })
+  .optional();
+
 /** The S3 prefixes runbooks may write under by default: the backups and the runs' reports and evidence. */
 export const defaultS3Prefixes: readonly string[] = ['database/', 'runbooks/'];
 
@@ -209,7 +220,10 @@ export const configSchema = z
       payloadEncryption: payloadEncryptionSchema.optional(),
     }),
     kubernetes: z
-      .discriminatedUnion('mode', [z.object({ mode: z.literal('kubeconfig'), kubeconfigPath: z.string().min(1), context: z.string().min(1).optional() }), z.object({ mode: z.literal('in-cluster') })])
+      .discriminatedUnion('mode', [
+        z.object({ mode: z.literal('kubeconfig'), kubeconfigPath: z.string().min(1), context: z.string().min(1).optional(), auditLogPath }),
+        z.object({ mode: z.literal('in-cluster'), auditLogPath }),
+      ])
       .optional(),
     postgres: z
       .object({

@@ -1,4 +1,5 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import {
   ApiextensionsV1Api,
@@ -18,6 +19,7 @@ import {
 import { appTlsCertificate, certManagerNamespace, clusterIssuer, clusterIssuerCaSecret, ingressAddress, onKwokNode, publishIngressAddress } from '../scripts/testbed/kubernetes-seed';
 import { certManager, daysLeft } from './helpers/cert-manager';
 import { waitUntil } from '../scripts/testbed/processes';
+import { auditLogPath } from '../scripts/testbed/kubernetes-server';
 import { adminKubeConfig, kubernetesNamespace, kwokNode, layout, readonlyKubeConfig, scratchNamespace, statusOf, waitForRollout } from './helpers/kube-cluster';
 import { newRolloutRevision } from './helpers/kube-objects';
 import { readyPods } from './helpers/kube-pods';
@@ -160,6 +162,40 @@ describe('Kubernetes test bed', () => {
     expect(status.status).toBe('Success');
     expect(stdout).toBe('as postgres\n15\n');
     expect(stderr).toBe('oops\n');
+  });
+
+  test("the apiserver audits with deploy/kubernetes/audit-policy.yaml: a Secret at Metadata (no value), a pod with its bodies, a Deployment's patch, a Service not at all", async () => {
+    const value = `audit-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+    const name = `audit-${Math.random().toString(36).slice(2, 8)}`;
+    await core.createNamespacedSecret(scratch.name, { metadata: { name }, stringData: { TOKEN: value } });
+    await core.createNamespacedService(scratch.name, { metadata: { name }, spec: { ports: [{ port: 80 }], selector: { app: name } } });
+    await apps.createNamespacedDeployment(scratch.name, testDeployment(name, 0));
+    await apps.patchNamespacedDeployment(name, scratch.name, { metadata: { labels: { audited: 'yes' } } }, undefined, undefined, undefined, undefined, undefined, strategic);
+    await core.createNamespacedPod(scratch.name, { metadata: { name }, spec: { ...onKwokNode, containers: [{ name: 'web', image: 'registry.invalid/web:1' }] } });
+    type Event = { stage: string; level: string; verb: string; objectRef?: { resource?: string; namespace?: string; name?: string }; requestObject?: unknown; responseObject?: unknown };
+    const ours = () =>
+      readFileSync(auditLogPath(layout), 'utf8')
+        .split('\n')
+        .filter((line) => line.includes(`"namespace":"${scratch.name}"`))
+        .flatMap((line) => {
+          try {
+            return [JSON.parse(line) as Event];
+          } catch {
+            return [];
+          }
+        })
+        .filter((e) => e.stage === 'ResponseComplete' && e.objectRef?.name === name && e.verb !== 'get');
+    // An event is written once its request completed: the pod's creation, the last request, is waited for.
+    await waitUntil('the pod creation in the audit log', () => ours().some((e) => e.objectRef?.resource === 'pods' && e.verb === 'create'), 30_000);
+    const events = ours();
+    const of = (resource: string, verb: string) => events.find((e) => e.objectRef?.resource === resource && e.verb === verb);
+    expect(of('secrets', 'create')).toMatchObject({ level: 'Metadata' });
+    expect(of('secrets', 'create')!.requestObject).toBeUndefined();
+    expect(of('deployments', 'patch')).toMatchObject({ level: 'Metadata' });
+    expect(of('pods', 'create')).toMatchObject({ level: 'RequestResponse', requestObject: expect.objectContaining({ kind: 'Pod' }), responseObject: expect.objectContaining({ kind: 'Pod' }) });
+    expect(events.filter((e) => e.objectRef?.resource === 'services')).toEqual([]);
+    expect(readFileSync(auditLogPath(layout), 'utf8')).not.toContain(value);
+    expect(readFileSync(auditLogPath(layout), 'utf8')).not.toContain(Buffer.from(value).toString('base64'));
   });
 
   test('a server-side dry-run patch changes nothing', async () => {

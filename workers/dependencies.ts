@@ -63,6 +63,7 @@ export function buildDependencies(config: RunbookConfig, logger: Logger, tempora
     approvals: config.approvals,
     checklistThresholds: config.checklists.thresholds,
     kube: config.kubernetes ? buildKubeConfig(config.kubernetes) : undefined,
+    kubernetesAuditLog: config.kubernetes?.auditLogPath,
     pool,
     databaseUrl: config.postgres?.url,
     restoreDrillUrl: config.postgres?.restoreDrillUrl,

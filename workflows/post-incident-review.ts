@@ -1,4 +1,5 @@
-import { workflowInfo } from '@temporalio/workflow';
+import { patched, workflowInfo } from '@temporalio/workflow';
+import type { CollectAuditResult } from '../activities/audit-evidence';
 import type { CollectEventsResult, CollectLogsResult, SnapshotConfigResult } from '../activities/incident-evidence';
 import { type PostIncidentReviewInput } from '../common/inputs/post-incident-review';
 import type { IncidentFindings, RunbookResultBase } from '../common/runbook';
@@ -6,6 +7,7 @@ import { RunbookRun } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { read, wait } from './activity-proxies';
 import { catalog } from '../common/catalog';
+import { auditChangeLine, auditEvidencePatch, auditOfResult, auditSummary, changesToName, collectAuditEvidence, type AuditOfReview } from './post-incident-review-audit';
 
 /** Reading Kubernetes and writing S3 in one activity takes a while for big logs: these heartbeat. */
 
@@ -26,6 +28,11 @@ export interface PostIncidentReviewResult extends RunbookResultBase {
   logs: { found: boolean; pods: number; podsOmitted: number; objects: number; lines: number; bytes: number; errorLines: number; failures: number; truncated: number };
   events: { total: number; warnings: number };
   snapshot: { counts: Record<string, number>; secrets: number; unavailable: string[]; changedInWindow: number };
+  /**
+   * The API audit events of the window (runs begun after the audit evidence): whether a source is
+   * configured, why it could not be read, counts, and the changes by non-system users (at most 20).
+   */
+  audit?: AuditOfReview;
   /** Which of the report's parts were generated because the input left them out. */
   generated: Array<keyof IncidentFindings>;
 }
@@ -70,6 +77,7 @@ function generatedFindings(
   logs: CollectLogsResult,
   events: CollectEventsResult,
   snapshot: SnapshotConfigResult,
+  audit?: CollectAuditResult,
 ): IncidentFindings {
   const note = '(Generated from the collected evidence; the incident owner should complete it.)';
   const app = `${input.namespace}/${input.appDeployment}`;
@@ -84,7 +92,16 @@ function generatedFindings(
   const impact = logs.found
     ? `${note} At the review, ${ready} of ${logs.pods.length} pods of ${app} were ready${restarts ? ` (${restarts} restarts in total)` : ''}${waiting.length ? `; waiting: ${waiting.join(', ')}` : ''}. In the last ${input.sinceMinutes} minutes: ${events.warnings} Warning events in ${input.namespace}, ${logs.totals.errorLines} error lines in the app logs${errorPods.length ? ` of ${errorPods.join(', ')}` : ''}. Who was affected and for how long is not known to the automation.`
     : `${note} ${app} does not exist (any more); ${events.warnings} Warning events in ${input.namespace} in the last ${input.sinceMinutes} minutes.`;
+  const auditChanges = audit?.changes ?? [];
   const signals = [
+    // Who changed what before the incident is what an SRE looks for first.
+    ...(auditChanges.length
+      ? [
+          `changes by people in the window (API audit log): ${changesToName(auditChanges, 5)
+            .map(auditChangeLine)
+            .join('; ')}${audit!.changesTotal > 5 ? ` (and ${audit!.changesTotal - 5} more, see the audit evidence)` : ''}`,
+        ]
+      : []),
     ...(oom.length ? [`OOMKilled containers in ${oom.join(', ')}`] : []),
     ...(waiting.length ? [`pods waiting: ${waiting.join(', ')}`] : []),
     ...(changes.length
@@ -110,7 +127,9 @@ function generatedFindings(
   const prevention = `${note} ${[
     ...(oom.length ? ['Size memory limits from observed peaks and alert at 85% of the limit.'] : []),
     ...(waiting.length || restarts ? ['Keep readiness/liveness probes and an alert on restarts and CrashLoopBackOff.'] : []),
-    ...(changes.length ? ['Roll out configuration and code changes gradually (canary, readiness gates) with an automatic rollback, and validate ConfigMaps/Secrets in CI.'] : []),
+    ...(changes.length || auditChanges.length
+      ? ['Roll out configuration and code changes gradually (canary, readiness gates) with an automatic rollback, and validate ConfigMaps/Secrets in CI.']
+      : []),
     'Add an alert for the first signal of this incident (告警规则), and link this report from the runbook that handled it.',
   ].join(' ')}`;
   return { impact, rootCause, solution, prevention };
@@ -123,7 +142,8 @@ function generatedFindings(
 export async function postIncidentReview(raw: PostIncidentReviewInput): Promise<PostIncidentReviewResult> {
   const input = validateInput(catalog.postIncidentReview, raw);
   const { namespace, appDeployment, incidentId } = input;
-  const run = await RunbookRun.begin(catalog.postIncidentReview, input, ['app-logs', 'events', 'config-snapshot']);
+  const withAudit = patched(auditEvidencePatch);
+  const run = await RunbookRun.begin(catalog.postIncidentReview, input, withAudit ? ['app-logs', 'events', 'config-snapshot', 'audit-events'] : ['app-logs', 'events', 'config-snapshot']);
   await read.assertTargetsAllowed({ namespaces: [namespace], names: [{ name: appDeployment, what: 'deployment' }] });
 
   // The window is fixed once, by the workflow's clock: a retried activity collects the same window.
@@ -170,11 +190,13 @@ export async function postIncidentReview(raw: PostIncidentReviewInput): Promise<
   );
   addEvidence({ key: snapshot.key, size: snapshot.size, sha256: snapshot.sha256, what: `configuration snapshot of ${namespace} (${snapshot.secrets} Secrets by name and key only)` });
 
-  const generated = generatedFindings(input, logs, events, snapshot);
+  const audit = withAudit ? await collectAuditEvidence(run, namespace, window, `${folder}audit-events.jsonl`, addEvidence) : undefined;
+
+  const generated = generatedFindings(input, logs, events, snapshot, audit);
   const parts = ['impact', 'rootCause', 'solution', 'prevention'] as const;
   const findings = Object.fromEntries(parts.map((p) => [p, input[p] ?? generated[p]])) as unknown as IncidentFindings;
   const result = await run.finish(
-    `${input.title ? `${input.title}: ` : ''}incident ${incidentId} in ${namespace}, ${input.sinceMinutes} minutes to ${window.until}; ${evidence.length} evidence objects (${logs.objects.length} app logs, events, configuration snapshot)`,
+    `${input.title ? `${input.title}: ` : ''}incident ${incidentId} in ${namespace}, ${input.sinceMinutes} minutes to ${window.until}; ${evidence.length} evidence objects (${logs.objects.length} app logs, events, configuration snapshot${auditSummary(audit)})`,
     findings,
   );
   return {
@@ -197,5 +219,6 @@ export async function postIncidentReview(raw: PostIncidentReviewInput): Promise<
     events: { total: events.total, warnings: events.warnings },
     snapshot: { counts: snapshot.counts, secrets: snapshot.secrets, unavailable: snapshot.unavailable.map((u) => u.kind), changedInWindow: snapshot.changedInWindowTotal },
     generated: parts.filter((p) => input[p] === undefined),
+    ...(audit ? { audit: auditOfResult(audit) } : {}),
   };
 }

@@ -14,7 +14,7 @@ import { redisAdminUrl, redisServer, redisUrl } from './redis-server';
 import { backupBucket, s3Endpoint, s3Server } from './s3-server';
 import { sandboxPayloadKeyId, temporalServer } from './temporal-server';
 import { kubernetesBinaries } from './kubernetes-install';
-import { adminKubeconfigPath, checkServiceRange, kubernetesServer, readonlyKubeconfigPath } from './kubernetes-server';
+import { adminKubeconfigPath, auditLogPath, checkServiceRange, kubernetesServer, readonlyKubeconfigPath } from './kubernetes-server';
 import type { ServiceName, TestbedContext, TestbedSecrets, TestbedServer } from './context';
 import { nodeNames, realNodeWanted } from './node/node-names';
 import { workerKubeconfigPath } from './service-account-access';
@@ -111,6 +111,8 @@ function testbedEnv(ctx: TestbedContext): Record<string, string> {
     TESTBED_POSTGRES_ADMIN_URL: postgresUrl(ctx, 'postgres'),
     // The worker's own account (deploy/kubernetes's least-privilege RBAC), as in a real cluster; tests set up with the admin's.
     KUBECONFIG: workerKubeconfigPath(layout),
+    // The apiserver's audit log (deploy/kubernetes/audit-policy.yaml), read by postIncidentReview.
+    KUBERNETES_AUDIT_LOG: auditLogPath(layout),
     TESTBED_KUBECONFIG_ADMIN: adminKubeconfigPath(layout),
     TESTBED_KUBECONFIG_READONLY: readonlyKubeconfigPath(layout),
     TESTBED_KUBECTL: kubernetesBinaries(layout).kubectl,

@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { httpsGet } from './kubernetes-apply';
 import { installKubernetes, kubernetesBinaries } from './kubernetes-install';
 import {
@@ -35,6 +35,16 @@ export function apiserverUrl(layout: TestbedLayout): string {
 }
 
 export { adminKubeconfigPath, readonlyKubeconfigPath };
+
+/** The manual's audit policy and ours after it (deploy/kubernetes/audit-policy.yaml): the apiserver's --audit-policy-file. */
+export function auditPolicyPath(layout: TestbedLayout): string {
+  return join(layout.repoRoot, 'deploy', 'kubernetes', 'audit-policy.yaml');
+}
+
+/** Where the apiserver writes its audit events (JSON lines; rotated beside it): KUBERNETES_AUDIT_LOG in the env file. */
+export function auditLogPath(layout: TestbedLayout): string {
+  return join(kubernetesStateDir(layout), 'audit', 'audit.log');
+}
 
 /** Services get addresses from the test bed's own slot of 198.18.0.0/15 (RFC 2544), with or without the real node. */
 function serviceRange(layout: TestbedLayout): string {
@@ -148,6 +158,14 @@ async function startControlPlane(ctx: TestbedContext, pki: KubernetesPki): Promi
     `--proxy-client-key-file=${pki.frontProxyKey}`,
     // Events of the seeded rollouts stay for a week (default: 1 h).
     '--event-ttl=168h',
+    // API audit (审计日志): the manual's policy, as JSON lines to a file postIncidentReview reads.
+    // 100 MB a file and 3 rotated ones beside it (audit-<time>.log), uncompressed so they stay readable.
+    `--audit-policy-file=${auditPolicyPath(layout)}`,
+    `--audit-log-path=${auditLogPath(layout)}`,
+    '--audit-log-format=json',
+    '--audit-log-maxsize=100',
+    '--audit-log-maxbackup=3',
+    '--audit-log-maxage=7',
     '--allow-privileged=true',
     '--profiling=false',
   ]);
@@ -249,6 +267,8 @@ export const kubernetesServer: TestbedServer = {
     if (!(await answers(`${api}/readyz`, { ca, token }))) return false;
     // Seeded, and every process of ours still there (a half-running control plane is not reused).
     if (!(await answers(`${api}/api/v1/namespaces/${kubernetesNamespace}`, { ca, token }))) return false;
+    // An apiserver started before the test bed audited has written no audit log: restarted, with the audit flags.
+    if (!existsSync(auditLogPath(layout))) return false;
     return kubernetesProcesses.every((name) => {
       const pid = readPid(layout.stateDir, name);
       return pid !== undefined && isAlive(pid);
@@ -259,6 +279,7 @@ export const kubernetesServer: TestbedServer = {
     checkServiceRange(layout);
     const state = kubernetesStateDir(layout);
     mkdirSync(state, { recursive: true });
+    mkdirSync(dirname(auditLogPath(layout)), { recursive: true });
     // Leftovers of a half-started control plane (ours, by pid file) go first.
     await kubernetesServer.stop!(layout);
     const hadPki = existsSync(join(pkiPaths(layout).dir, '.complete'));

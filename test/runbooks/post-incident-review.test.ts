@@ -104,7 +104,8 @@ describe('postIncidentReview', () => {
       expect(workflowId).toBe(`postIncidentReview/${ns}/incident-${incidentId}`);
       const finished = await runbooks.waitForResult<PostIncidentReviewResult>(workflowId);
       const handle = client.workflow.getHandle(workflowId);
-      await recordHistory(handle, 'evidence');
+      // postIncidentReview--evidence.json is a run from before the API audit evidence (its patch): kept as it is, so that path replays too.
+      await recordHistory(handle, 'evidence-and-audit');
       return { result: finished, history: await historyOf(handle) };
     });
     track(result);
@@ -119,7 +120,7 @@ describe('postIncidentReview', () => {
     // Every evidence object is in S3 with the size and digest the result (and history) name.
     const logItems = result.evidence.filter((e) => e.key.includes('/app-logs/'));
     expect(logItems.map((e) => e.key.replace(/^.*\/app-logs\//, ''))).toEqual([`${pods[0]}/app.previous.log`, `${pods[0]}/app.log`, `${pods[1]}/app.log`, `${pods[2]}/app.log`]);
-    expect(result.evidence.map((e) => e.key.replace(/^.*\//, ''))).toEqual(['app.previous.log', 'app.log', 'app.log', 'app.log', 'events.json', 'config-snapshot.yaml']);
+    expect(result.evidence.map((e) => e.key.replace(/^.*\//, ''))).toEqual(['app.previous.log', 'app.log', 'app.log', 'app.log', 'events.json', 'config-snapshot.yaml', 'audit-events.jsonl']);
     const texts = new Map<string, string>();
     for (const item of result.evidence) {
       expect(item.key).toMatch(new RegExp(`^runbooks/evidence/postIncidentReview/\\d{4}-\\d{2}-\\d{2}/postIncidentReview_${ns}_incident-${incidentId}-[0-9a-f-]{36}/`));
@@ -163,14 +164,15 @@ describe('postIncidentReview', () => {
     for (const part of ['## Timeline', '## Impact', '## Root cause', '## Solution', '## Prevention', '## Evidence']) expect(markdown).toContain(part);
     expect(markdown).toContain(impact);
     expect(markdown).toContain('Playback outage: incident');
-    expect(markdown).toMatch(new RegExp(`Signals in the window: OOMKilled containers in ${pods[0]}\\. changed in the window: `));
+    // Who changed what (the API audit log: this test's own setup as the admin, at least) comes first.
+    expect(markdown).toMatch(new RegExp(`Signals in the window: changes by people in the window \\(API audit log\\): .+?\\. OOMKilled containers in ${pods[0]}\\. changed in the window: `));
     for (const step of ['Logs of every pod', 'Events of namespace', 'Configuration snapshot'])
       expect(markdown).toMatch(new RegExp(`\\| read \\| ${step}[^|]*\\|[^|]*\\| [^|]*-> runbooks/evidence/postIncidentReview/`));
     for (const item of result.evidence) expect(markdown).toContain(`\`${item.key}\` (${item.size} bytes, sha256 ${item.sha256.slice(0, 16)})`);
     const report = JSON.parse(json) as { evidence: unknown; impact: string; timeline: Array<{ stepId?: string; event: string }> };
     expect(report.evidence).toEqual(result.evidence);
     expect(report.impact).toBe(impact);
-    expect(report.timeline.filter((e) => e.event === 'read').map((e) => e.stepId)).toEqual(['app-logs', 'events', 'config-snapshot']);
+    expect(report.timeline.filter((e) => e.event === 'read').map((e) => e.stepId)).toEqual(['app-logs', 'events', 'config-snapshot', 'audit-events']);
 
     // No secret value in any evidence object, the report or the history; the history stays small.
     for (const text of [...texts.values(), markdown, json, history.text]) for (const value of forbidden) expect(text.includes(value) ? value : undefined).toBeUndefined();

@@ -211,4 +211,19 @@ describe('configuration', () => {
   test('in-cluster Kubernetes from KUBE_IN_CLUSTER', () => {
     expect(loadConfig({ env: { ...minimal, KUBE_IN_CLUSTER: 'true' } }).kubernetes).toEqual({ mode: 'in-cluster' });
   });
+
+  test("the kube-apiserver's audit log from KUBERNETES_AUDIT_LOG: an absolute path, with the cluster", () => {
+    expect(loadConfig({ env: { ...minimal, KUBE_IN_CLUSTER: 'true', KUBERNETES_AUDIT_LOG: '/var/log/kubernetes/audit/audit.log' } }).kubernetes).toEqual({
+      mode: 'in-cluster',
+      auditLogPath: '/var/log/kubernetes/audit/audit.log',
+    });
+    expect(loadConfig({ env: { ...minimal, KUBECONFIG: '/k/config', KUBERNETES_AUDIT_LOG: '/audit.log' } }).kubernetes).toEqual({
+      mode: 'kubeconfig',
+      kubeconfigPath: '/k/config',
+      auditLogPath: '/audit.log',
+    });
+    expect(problemsOf({ ...minimal, KUBECONFIG: '/k/config', KUBERNETES_AUDIT_LOG: 'audit.log' })).toEqual([
+      'kubernetes.auditLogPath (env KUBERNETES_AUDIT_LOG): expected an absolute path to the kube-apiserver audit log (--audit-log-path), e.g. /var/log/kubernetes/audit/audit.log',
+    ]);
+  });
 });

@@ -175,3 +175,32 @@ describe('deploy/kubernetes: the workloads', () => {
     expect(byKind('Service', 'runbook-alert-bridge').spec).toMatchObject({ selector: bridge.spec.selector.matchLabels });
   });
 });
+
+describe('deploy/kubernetes/audit-policy.yaml (审计日志)', () => {
+  const policy = parseAllDocuments(readFileSync(join(root, 'deploy/kubernetes/audit-policy.yaml'), 'utf8'))[0]!.toJSON() as {
+    apiVersion: string;
+    kind: string;
+    omitStages?: string[];
+    rules: Array<{ level: string; verbs?: string[]; resources?: Array<{ group: string; resources: string[] }> }>;
+  };
+
+  test("the manual's two rules come first, verbatim: they decide Secrets (Metadata, never a value), ConfigMaps and pods", () => {
+    expect([policy.apiVersion, policy.kind]).toEqual(['audit.k8s.io/v1', 'Policy']);
+    // 安全管理 → 审计日志 → 启用Kubernetes审计, as the manual has it.
+    expect(policy.rules.slice(0, 2)).toEqual([
+      { level: 'Metadata', resources: [{ group: '', resources: ['secrets', 'configmaps'] }] },
+      { level: 'RequestResponse', resources: [{ group: '', resources: ['pods'] }] },
+    ]);
+  });
+
+  test('ours after them: workloads at Metadata (a rollout is logged), ReplicaSets created or deleted, and nothing else', () => {
+    const ours = policy.rules.slice(2);
+    expect(ours[0]).toEqual({ level: 'Metadata', resources: [{ group: 'apps', resources: expect.arrayContaining(['deployments', 'statefulsets', 'daemonsets', 'deployments/scale']) }] });
+    expect(ours[1]).toEqual({ level: 'Metadata', verbs: ['create', 'delete', 'deletecollection'], resources: [{ group: 'apps', resources: ['replicasets'] }] });
+    // The catch-all last: the log stays small.
+    expect(ours.at(-1)).toEqual({ level: 'None' });
+    // No rule logs a body above Metadata for anything but the manual's pods.
+    expect(policy.rules.filter((r) => r.level === 'Request' || r.level === 'RequestResponse')).toEqual([policy.rules[1]]);
+    expect(policy.omitStages).toEqual(['RequestReceived']);
+  });
+});

@@ -117,6 +117,8 @@ describe('docker-compose.yml', () => {
       'TEMPORAL_TLS_KEY',
       'KUBE_CONTEXT',
       'KUBE_IN_CLUSTER',
+      // The apiserver's audit log is on the control plane's disk, not the compose worker's.
+      'KUBERNETES_AUDIT_LOG',
       'S3_BACKUP_PREFIX',
       'S3_EVIDENCE_PREFIX',
       'S3_BACKUP_KEEP_NEWEST',

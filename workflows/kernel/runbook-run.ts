@@ -295,6 +295,17 @@ export class RunbookRun<Step extends string = string> {
     });
   }
 
+  /**
+   * Changes to the cluster a read step found (e.g. in the API audit log), each recorded at the
+   * time it happened with who made it: the report's timeline lists them among the run's own entries by time.
+   */
+  recordFound(stepId: Step, changes: Array<{ at: string; by: string; title: string; detail?: string }>): void {
+    for (const c of changes) {
+      this.timeline.push({ at: c.at, event: 'changed', stepId, title: c.title, by: c.by, ...(c.detail ? { detail: c.detail } : {}) });
+    }
+    if (changes.length > 0) this.showDetails();
+  }
+
   /** Evidence written to S3 by an activity: only its key, size and digest enter the history. */
   addEvidence(item: IncidentReport['evidence'][number]): void {
     this.evidence.push(item);
