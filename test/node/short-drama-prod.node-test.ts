@@ -613,10 +613,15 @@ describe('short-drama-prod on the real node', () => {
         expect(waits).toContain(victim);
         expect(waits.at(-1)).not.toBe(victim);
         expect(events.some((e) => e.activityTaskTimedOutEventAttributes)).toBe(true);
+
+        // The size and the HPA's bounds from before (else the HPA keeps 3 pods for the next tests).
+        const restore = await runbooks.startRunbook('emergencyScale', { mode: 'execute', restore: true }, { startedBy: 'erin' });
+        await approveEach(runbooks, restore.workflowId, ['restore-size']);
+        expect((await runbooks.waitForResult<EmergencyScaleResult>(restore.workflowId)).after).toMatchObject({ replicas: 2, ok: true });
       });
       await waitForWorkerRollout(layout);
     } finally {
-      await patchDeployment(kc, namespace, app, { spec: { replicas: 2, minReadySeconds: 0 } });
+      await patchDeployment(kc, namespace, app, { spec: { minReadySeconds: 0 } });
       await restoreSeededApp();
     }
   });

@@ -278,7 +278,7 @@ describe('rotateDatabasePassword', () => {
         await approveOnce(runbooks, workflowId);
         await waitUntil('the rotation failed after ALTER ROLE', async () => (await runbooks.getStatus(workflowId)).timeline.some((e) => e.event === 'failed' && e.stepId === step), 120_000);
         // The old password is only in the Secret: no restore can happen while the apiserver is down.
-        // Kept down (shorter than the node's 40 s grace, so its pods stay Ready) until the restore failed twice and waits to retry.
+        // Kept down until the restore has failed twice and waits to retry: longer than the promote's retry budget, and no longer.
         await waitUntil(
           'the restore retrying through the outage',
           async () => ((await client.workflow.getHandle(workflowId).describe()).raw.pendingActivities ?? []).some((a) => (a.attempt ?? 0) >= 3),
