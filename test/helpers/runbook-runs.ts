@@ -96,3 +96,12 @@ export async function approveEach(runbooks: RunbookClient, workflowId: string, s
 export function expectIncidentReport(markdown: string, { timeline = true } = {}): void {
   for (const part of [...(timeline ? ['## Timeline'] : []), '## Impact', '## Root cause', '## Solution', '## Prevention']) expect(markdown).toContain(part);
 }
+
+/** Every string and byte payload of a history as text (payloads are JSON bytes: decoded, not base64). */
+export function historyText(value: unknown, out: string[] = []): string[] {
+  if (value instanceof Uint8Array) out.push(Buffer.from(value).toString('utf8'));
+  else if (typeof value === 'string') out.push(value);
+  else if (Array.isArray(value)) for (const v of value) historyText(v, out);
+  else if (value && typeof value === 'object') for (const v of Object.values(value)) historyText(v, out);
+  return out;
+}

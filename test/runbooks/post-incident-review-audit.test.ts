@@ -14,22 +14,13 @@ import { waitUntil } from '../../scripts/testbed/processes';
 import { recordHistory } from '../helpers/histories';
 import { unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, kubernetesNamespace as ns, waitForRollout } from '../helpers/kube-cluster';
-import { readBucketText, terminateRuns } from '../helpers/runbook-runs';
+import { historyText, readBucketText, terminateRuns } from '../helpers/runbook-runs';
 import { testbedConfig, testbedEnv, testbedS3 } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
 
 const env = testbedEnv();
 const Bucket = env.S3_BUCKET!;
 const auditLog = env.KUBERNETES_AUDIT_LOG!;
-
-/** Every string and byte payload of a history as text (payloads are JSON bytes: decoded, not base64). */
-function historyText(value: unknown, out: string[] = []): string[] {
-  if (value instanceof Uint8Array) out.push(Buffer.from(value).toString('utf8'));
-  else if (typeof value === 'string') out.push(value);
-  else if (Array.isArray(value)) for (const v of value) historyText(v, out);
-  else if (value && typeof value === 'object') for (const v of Object.values(value)) historyText(v, out);
-  return out;
-}
 
 interface AuditLine {
   stage: string;

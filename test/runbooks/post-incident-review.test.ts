@@ -15,22 +15,13 @@ import { deleteDeployment, restartableScript, scratchApp, unique } from '../help
 import { adminKubeConfig, kubernetesNamespace as ns, waitForRollout } from '../helpers/kube-cluster';
 import { patchDeployment } from '../helpers/kube-objects';
 import { printInContainer, readyPods, restartInContainer } from '../helpers/kube-pods';
-import { readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
+import { historyText, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import { startScript } from '../helpers/process-output';
 import { testbedConfig, testbedEnv, testbedS3 } from '../helpers/testbed';
 import { withRunbooks, withWorker } from '../helpers/worker';
 
 const env = testbedEnv();
 const Bucket = env.S3_BUCKET!;
-
-/** Every string and byte payload of a history as text (payloads are JSON bytes: decoded, not base64). */
-function historyText(value: unknown, out: string[] = []): string[] {
-  if (value instanceof Uint8Array) out.push(Buffer.from(value).toString('utf8'));
-  else if (typeof value === 'string') out.push(value);
-  else if (Array.isArray(value)) for (const v of value) historyText(v, out);
-  else if (value && typeof value === 'object') for (const v of Object.values(value)) historyText(v, out);
-  return out;
-}
 
 async function historyOf(handle: WorkflowHandle): Promise<{ bytes: number; text: string }> {
   const history = await handle.fetchHistory();
