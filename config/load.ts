@@ -191,6 +191,10 @@ export function readConfigSources(options: LoadOptions = {}): Tree {
   if (typeof tree.temporal !== 'object' || tree.temporal === null) tree.temporal = {};
   const kube = tree.kubernetes as Tree | undefined;
   if (kube && kube.mode === undefined && kube.kubeconfigPath !== undefined) kube.mode = 'kubeconfig';
+  if (kube && kube.mode === undefined) {
+    const set = Object.keys(kube).map((key) => `kubernetes.${key}`);
+    throw new ConfigError([`${set.join(', ')} set without a Kubernetes connection: set KUBECONFIG (kubernetes.kubeconfigPath) or KUBE_IN_CLUSTER=true`]);
+  }
   return tree;
 }
 

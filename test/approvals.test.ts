@@ -39,6 +39,7 @@ describe('signed approvals', () => {
     APPROVAL_POLICIES: JSON.stringify([{ name: 'routine-when-scheduled', runbooks: ['kernelTestRunbook'], steps: ['routine'], onlyScheduled: true }]),
     // The test runbook's target lives in this process; no cluster needed.
     KUBECONFIG: undefined,
+    KUBERNETES_AUDIT_LOG: undefined,
   });
 
   interface Clients {

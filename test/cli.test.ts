@@ -52,7 +52,7 @@ describe('runbook CLI', () => {
     if (!existsSync(path)) writeFileSync(path, keys.keys[id]!.privateKey, { mode: 0o600 });
     return path;
   };
-  const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify(keys.approvers), KUBECONFIG: undefined });
+  const config = testbedConfig({ RUNBOOK_APPROVERS: JSON.stringify(keys.approvers), KUBECONFIG: undefined, KUBERNETES_AUDIT_LOG: undefined });
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,

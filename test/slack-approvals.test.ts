@@ -44,6 +44,7 @@ describe('Slack approvals', () => {
       SLACK_CHANNEL: '#ops-alerts',
       ESCALATION_P2: '1h',
       KUBECONFIG: undefined,
+      KUBERNETES_AUDIT_LOG: undefined,
     });
 
   test('a button and a reason approve exactly the plan shown; forged, stale and unmapped requests decide nothing', async () => {

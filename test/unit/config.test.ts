@@ -208,6 +208,12 @@ describe('configuration', () => {
     });
   });
 
+  test('the audit log without a Kubernetes connection is refused with a sentence naming both', () => {
+    expect(() => loadConfig({ env: { ...minimal, KUBERNETES_AUDIT_LOG: '/var/log/kubernetes/audit/audit.log' } })).toThrow(
+      'kubernetes.auditLogPath set without a Kubernetes connection: set KUBECONFIG (kubernetes.kubeconfigPath) or KUBE_IN_CLUSTER=true',
+    );
+  });
+
   test('in-cluster Kubernetes from KUBE_IN_CLUSTER', () => {
     expect(loadConfig({ env: { ...minimal, KUBE_IN_CLUSTER: 'true' } }).kubernetes).toEqual({ mode: 'in-cluster' });
   });
