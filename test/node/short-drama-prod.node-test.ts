@@ -99,6 +99,8 @@ async function appPods(): Promise<V1Pod[]> {
   return (await core.listNamespacedPod(namespace, undefined, undefined, undefined, undefined, `app=${app}`)).body.items;
 }
 
+/** A worker's identity is <pid>@<hostname>; in a pod the hostname is the pod's name. */
+const podOf = (identity: string) => identity.replace(/^\d+@/, '');
 const isReady = (pod: V1Pod) => pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 const livePods = async () => (await appPods()).filter((pod) => !pod.metadata?.deletionTimestamp);
 
@@ -563,10 +565,10 @@ describe('short-drama-prod on the real node', () => {
         const rotatePlan = await pendingOf(runbooks, rotate.workflowId, 'rotate-password');
 
         // A new version of the worker rolls out (maxSurge 1, maxUnavailable 0) while both wait.
-        const before = new Set(workerPods(layout).map((pod) => pod.name));
+        const before = new Set(workerPods(layout));
         kubectl(layout, ['-n', 'runbook-automation', 'rollout', 'restart', `deployment/${workerDeployment}`]);
         await waitForWorkerRollout(layout);
-        await waitUntil('the old worker pods gone', () => workerPods(layout).every((pod) => !before.has(pod.name)), 120_000);
+        await waitUntil('the old worker pods gone', () => workerPods(layout).every((pod) => !before.has(pod)), 120_000);
         await runbooks.reject(rotate.workflowId, { stepId: 'rotate-password', planHash: rotatePlan.planHash, approver: 'bob', reason: 'not tonight' });
         await runbooks.approve(scale.workflowId, { stepId: 'scale', planHash: scalePlan.planHash, approver: 'bob', reason: 'approve scale' });
 
@@ -577,12 +579,12 @@ describe('short-drama-prod on the real node', () => {
           async () => {
             const { raw } = await client.workflow.getHandle(scale.workflowId).describe();
             const running = raw.pendingActivities?.find((a) => a.activityType?.name === 'waitForRolloutComplete' && a.lastWorkerIdentity);
-            victim = running?.lastWorkerIdentity?.replace(/^\d+@/, '') ?? '';
+            victim = running?.lastWorkerIdentity ? podOf(running.lastWorkerIdentity) : '';
             return victim !== '';
           },
           60_000,
         );
-        expect(workerPods(layout).map((pod) => pod.name)).toContain(victim);
+        expect(workerPods(layout)).toContain(victim);
         kubectl(layout, ['-n', 'runbook-automation', 'delete', 'pod', victim, '--grace-period=0', '--force']);
 
         const scaled = await runbooks.waitForResult<EmergencyScaleResult>(scale.workflowId);
@@ -606,7 +608,7 @@ describe('short-drama-prod on the real node', () => {
         const started = (type: string) =>
           events
             .filter((e) => e.activityTaskStartedEventAttributes && scheduled.get(String(e.activityTaskStartedEventAttributes.scheduledEventId)) === type)
-            .map((e) => e.activityTaskStartedEventAttributes!.identity!.replace(/^\d+@/, ''));
+            .map((e) => podOf(e.activityTaskStartedEventAttributes!.identity!));
         expect(started('scaleDeployment')).toHaveLength(1);
         const waits = started('waitForRolloutComplete');
         expect(waits.length).toBeGreaterThanOrEqual(2);

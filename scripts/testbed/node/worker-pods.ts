@@ -4,7 +4,9 @@ import { stringify as toYaml } from 'yaml';
 import { readEnvFile } from '../../../config/sandbox';
 import { workerNamespace } from '../../deploy-manifests';
 import type { TestbedLayout } from '../layout';
-import { waitUntil } from '../processes';
+import { KubeConfig } from '@kubernetes/client-node';
+import { adminKubeconfigPath } from '../kubernetes-server';
+import { waitForRollout } from '../kubernetes-seed';
 import { sandboxOverlayDir } from '../service-account-access';
 import { hostAddressForPods } from './host-access';
 import { kubectl } from './node-kubectl';
@@ -94,25 +96,11 @@ export async function deployWorkerPods(layout: TestbedLayout, log: (line: string
   await waitForWorkerRollout(layout);
 }
 
-interface DeploymentStatus {
-  metadata: { generation: number };
-  spec: { replicas: number };
-  status: { observedGeneration?: number; replicas?: number; updatedReplicas?: number; readyReplicas?: number; availableReplicas?: number };
-}
-
-/** `kubectl rollout status`, as a condition: every replica updated, Ready, and no old one left. */
-export async function waitForWorkerRollout(layout: TestbedLayout, timeoutMs = 300_000): Promise<void> {
-  await waitUntil(
-    'the worker Deployment rolled out on the real node',
-    () => {
-      const d = JSON.parse(kubectl(layout, ['-n', workerNamespace, 'get', 'deployment', workerDeployment, '-o', 'json'])) as DeploymentStatus;
-      const want = d.spec.replicas;
-      const s = d.status;
-      return (s.observedGeneration ?? 0) >= d.metadata.generation && s.updatedReplicas === want && s.readyReplicas === want && s.availableReplicas === want && s.replicas === want;
-    },
-    timeoutMs,
-    `kubectl -n ${workerNamespace} describe pods -l app.kubernetes.io/name=${workerDeployment}`,
-  );
+/** The worker Deployment rolled out: every replica updated and available (the seed's wait, as the test bed's admin). */
+export function waitForWorkerRollout(layout: TestbedLayout, timeoutMs = 300_000): Promise<void> {
+  const kc = new KubeConfig();
+  kc.loadFromFile(adminKubeconfigPath(layout));
+  return waitForRollout(kc, workerNamespace, workerDeployment, timeoutMs);
 }
 
 /** Back to the sandbox overlay as the test bed applies it (no pods), and the credentials Secret gone. */
@@ -122,14 +110,10 @@ export function removeWorkerPods(layout: TestbedLayout): void {
   rmSync(overlayDir(layout), { recursive: true, force: true });
 }
 
-/** The worker pods by name, with the node-side state kubectl shows. */
-export function workerPods(layout: TestbedLayout): Array<{ name: string; ready: boolean; deleting: boolean }> {
+/** The names of the worker's pods (terminating ones too). */
+export function workerPods(layout: TestbedLayout): string[] {
   const list = JSON.parse(kubectl(layout, ['-n', workerNamespace, 'get', 'pods', '-l', `app.kubernetes.io/name=${workerDeployment}`, '-o', 'json'])) as {
-    items: Array<{ metadata: { name: string; deletionTimestamp?: string }; status?: { conditions?: Array<{ type: string; status: string }> } }>;
+    items: Array<{ metadata: { name: string } }>;
   };
-  return list.items.map((p) => ({
-    name: p.metadata.name,
-    ready: p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
-    deleting: p.metadata.deletionTimestamp !== undefined,
-  }));
+  return list.items.map((pod) => pod.metadata.name);
 }
