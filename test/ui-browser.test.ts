@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { parse } from 'yaml';
 import { createRunbookClient } from '../client/runbook-client';
 import { runbookMode, runbookRunsUrl, runbookSearchAttributeKeys } from '../common/search-attributes';
 import { waitUntil } from '../scripts/testbed/processes';
@@ -153,5 +154,11 @@ describe('the Temporal Web UI as the SRE sees it (headless Chromium)', () => {
       },
       { workflowsPath: require.resolve('./workflows'), activities: targets.activities() },
     );
+  });
+
+  test("docker-compose's UI image is the UI version the sandbox runs", async () => {
+    const compose = parse(readFileSync(join(repoRoot, 'docker-compose.yml'), 'utf8')) as { services: Record<string, { image: string }> };
+    const settings = (await (await fetch(`${ui}/api/v1/settings`)).json()) as { Version: string };
+    expect(compose.services['temporal-ui']!.image).toBe(`temporalio/ui:${settings.Version}`);
   });
 });
