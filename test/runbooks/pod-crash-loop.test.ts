@@ -65,6 +65,29 @@ describe('podCrashLoop', () => {
     await patchDeployment(kc, namespace, name, { spec: { template: { spec: { containers: [{ name: 'app', env }] } } } });
   }
 
+  /**
+   * Every case's app, made at once in beforeAll: their pods start and fail side by side on the node
+   * instead of one case after another (each wait for a real OOM kill is ~20 s). A case awaits its own.
+   */
+  const caseApps: Record<string, Promise<string>> = {};
+  const appOf = (key: string): Promise<string> => caseApps[key]!;
+  beforeAll(() => {
+    const cases: Array<[string, string, Parameters<typeof scratch>[1]?]> = [
+      // Labelled app.kubernetes.io/*, not app=: the Deployment's pods are found by its own selector, whatever the labels are called.
+      ['oom-plan', 'pcl-oom-plan', { labels: (n) => ({ 'app.kubernetes.io/name': n, 'app.kubernetes.io/component': 'api' }), env: outOfMemory }],
+      ['oom', 'pcl-oom', { env: outOfMemory }],
+      ['code', 'pcl-code'],
+      ['config', 'pcl-config'],
+      ['healthy', 'pcl-healthy'],
+      ['reject', 'pcl-reject', { env: outOfMemory }],
+      ['resume', 'pcl-resume', { env: outOfMemory }],
+    ];
+    for (const [key, prefix, options] of cases) {
+      caseApps[key] = scratch(prefix, options);
+      caseApps[key].catch(() => undefined); // reported by the case that awaits it
+    }
+  });
+
   const runIds = (names: string[]) => names.flatMap((n) => [`podCrashLoop/${namespace}/${n}`, `lock/${namespace}/${n}`]);
 
   afterEach(async () => {
@@ -75,9 +98,8 @@ describe('podCrashLoop', () => {
     for (const name of made) await deleteDeployment(kc, name);
   });
 
-  // Labelled app.kubernetes.io/*, not app=: the Deployment's pods are found by its own selector, whatever the labels are called.
   test("(a) OOMKilled, plan: names the change and changes nothing; the pod found by the Deployment's own selector", async () => {
-    const name = await scratch('pcl-oom-plan', { labels: (n) => ({ 'app.kubernetes.io/name': n, 'app.kubernetes.io/component': 'api' }), env: outOfMemory });
+    const name = await appOf('oom-plan');
     const pod = await crash(name, 'OOMKilled');
     const before = await deploymentOf(name);
     const result = await withRunbooks(config, async ({ runbooks }) => {
@@ -95,7 +117,7 @@ describe('podCrashLoop', () => {
   });
 
   test('(a) OOMKilled, execute + approve: the memory limit is raised x1.5 once, verified, report written', async () => {
-    const name = await scratch('pcl-oom', { env: outOfMemory });
+    const name = await appOf('oom');
     await crash(name, 'OOMKilled');
     const before = await deploymentOf(name);
     const result = await withRunbooks(config, async ({ runbooks, client }) => {
@@ -124,7 +146,7 @@ describe('podCrashLoop', () => {
   });
 
   test('(b) crashing right after a new rollout with errors in the previous logs: rolled back to the previous revision', async () => {
-    const name = await scratch('pcl-code');
+    const name = await appOf('code');
     const firstRevision = (await deploymentOf(name)).revision;
     const { body: sets } = await apps.listNamespacedReplicaSet(namespace, undefined, undefined, undefined, undefined, `app=${name}`);
     const previousSet = sets.items.find((rs) => Number(rs.metadata?.annotations?.['deployment.kubernetes.io/revision']) === firstRevision)!;
@@ -155,7 +177,7 @@ describe('podCrashLoop', () => {
   });
 
   test('(c) config error: no change, the report names the missing key', async () => {
-    const name = await scratch('pcl-config');
+    const name = await appOf('config');
     const key = `FEATURE_FLAGS_${name.slice(-8).toUpperCase()}`;
     // A release that reads a key ConfigMap app-config lacks: the kubelet refuses to create its container.
     await release(name, [{ name: key, valueFrom: { configMapKeyRef: { name: 'app-config', key } } }]);
@@ -176,7 +198,7 @@ describe('podCrashLoop', () => {
   });
 
   test('(d) healthy deployment: nothing to do', async () => {
-    const name = await scratch('pcl-healthy');
+    const name = await appOf('healthy');
     const before = await deploymentOf(name);
     const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('podCrashLoop', { deployment: name, mode: 'execute' }, { startedBy: 'erin' });
@@ -189,7 +211,7 @@ describe('podCrashLoop', () => {
   });
 
   test('execute + reject: nothing changes and the run says what was not done', async () => {
-    const name = await scratch('pcl-reject', { env: outOfMemory });
+    const name = await appOf('reject');
     await crash(name, 'OOMKilled');
     const before = await deploymentOf(name);
     const result = await withRunbooks(config, async ({ runbooks }) => {
@@ -208,7 +230,7 @@ describe('podCrashLoop', () => {
   });
 
   test('a worker lost between steps: a second worker resumes and the limit is raised once', async () => {
-    const name = await scratch('pcl-resume', { env: outOfMemory });
+    const name = await appOf('resume');
     await crash(name, 'OOMKilled');
     const before = await deploymentOf(name);
     let workflowId = '';
