@@ -139,11 +139,16 @@ async function firstOpenPort(ports: number[]): Promise<number | undefined> {
   return undefined;
 }
 
+/**
+ * Whether a server answers its health check. One that misses it while its ports are open is asked
+ * twice more, 2 s apart, before it counts as down: on a loaded machine a check can miss its short
+ * timeout, and a server counted as down is stopped and started again under a test run using it.
+ */
 async function healthy(server: TestbedServer, ctx: TestbedContext): Promise<boolean> {
-  try {
-    return await server.isHealthy(ctx);
-  } catch {
-    return false;
+  for (let attempt = 1; ; attempt++) {
+    if (await server.isHealthy(ctx).catch(() => false)) return true;
+    if (attempt === 3 || (await firstOpenPort(server.ports.map((name) => port(ctx.layout, name)))) === undefined) return false;
+    await new Promise((resolve) => setTimeout(resolve, 2000));
   }
 }
 
