@@ -100,6 +100,7 @@ export async function awaitOtherBuild(client: PoolClient, table: string, name: s
   for (;;) {
     const other = await buildInProgress(client, table, name);
     if (!other) return seen && { pid: seen.pid, waitedMs: Date.now() - started };
+    if (!seen) Context.current().log.info('waiting for the build of the index another session runs', { index: name, pid: other.pid, phase: other.phase, command: other.command });
     seen = other;
     heartbeat({ index: name, waitingForBuildBy: other.pid, phase: other.phase });
     await throwIfCancelled();
