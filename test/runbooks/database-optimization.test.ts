@@ -34,17 +34,17 @@ describe('databaseOptimization', () => {
       ).map((r) => [r.name, r.valid]),
     );
 
-  /** Statements pg_stat_statements then lists as the slowest of this database (each sleeps 200 ms). */
+  /** Statements pg_stat_statements then lists as the slowest of this database (each sleeps 100 ms, once: the sleep is an InitPlan, not run per row). */
   const slow = {
-    select: `SELECT p.id, p.name FROM projects AS p WHERE p.user_id = 7 AND pg_sleep(0.2) IS NOT NULL ORDER BY p.created_at DESC`,
-    insert: `INSERT INTO characters (user_id, name) SELECT 1, 'slow insert' FROM pg_sleep(0.2)`,
-    update: `UPDATE storyboards SET position = position + 1 WHERE id = 1 AND pg_sleep(0.2) IS NOT NULL`,
-    delete: `DELETE FROM sessions WHERE id = 'none' AND pg_sleep(0.2) IS NOT NULL`,
-    lock: `SELECT id FROM users WHERE id = 3 AND pg_sleep(0.2) IS NOT NULL FOR UPDATE`,
-    cte: `WITH gone AS (DELETE FROM dbopt_victim WHERE pg_sleep(0.2) IS NULL RETURNING id) SELECT count(*) FROM gone`,
+    select: `SELECT p.id, p.name FROM projects AS p WHERE p.user_id = 7 AND (SELECT pg_sleep(0.1)) IS NOT NULL ORDER BY p.created_at DESC`,
+    insert: `INSERT INTO characters (user_id, name) SELECT 1, 'slow insert' FROM pg_sleep(0.1)`,
+    update: `UPDATE storyboards SET position = position + 1 WHERE id = 1 AND (SELECT pg_sleep(0.1)) IS NOT NULL`,
+    delete: `DELETE FROM sessions WHERE id = 'none' AND (SELECT pg_sleep(0.1)) IS NOT NULL`,
+    lock: `SELECT id FROM users WHERE id = 3 AND (SELECT pg_sleep(0.1)) IS NOT NULL FOR UPDATE`,
+    cte: `WITH gone AS (DELETE FROM dbopt_victim WHERE (SELECT pg_sleep(0.1)) IS NULL RETURNING id) SELECT count(*) FROM gone`,
     // The attack: DROP TABLE in a text pg_stat_statements keeps verbatim (a DO block is not normalized).
-    drop: `DO $$BEGIN PERFORM pg_sleep(0.2); IF now() < '2000-01-01' THEN DROP TABLE dbopt_victim; END IF; END$$`,
-    comment: `SELECT count(*) FROM dbopt_victim /* ; DROP TABLE dbopt_victim; */ WHERE pg_sleep(0.2) IS NOT NULL`,
+    drop: `DO $$BEGIN PERFORM pg_sleep(0.1); IF now() < '2000-01-01' THEN DROP TABLE dbopt_victim; END IF; END$$`,
+    comment: `SELECT count(*) FROM dbopt_victim /* ; DROP TABLE dbopt_victim; */ WHERE (SELECT pg_sleep(0.1)) IS NOT NULL`,
   };
 
   beforeAll(async () => {
