@@ -11,6 +11,7 @@ import { startScript, type RunningProcess } from '../helpers/process-output';
 import { testbedConfig, testbedEnv, unsignedTeam } from '../helpers/testbed';
 import { withRunbookClient } from '../helpers/worker';
 import { approveEach } from '../helpers/runbook-runs';
+import { recordHistory } from '../helpers/histories';
 
 /**
  * A worker SIGKILLed while its CREATE INDEX CONCURRENTLY waits for an open writer: the build goes
@@ -70,7 +71,7 @@ describe('databaseOptimization: a worker killed during a concurrent build', () =
     try {
       const first = start();
       await first.waitForLine((line) => line.includes('"worker ready"'));
-      const result = await withRunbookClient(config, async ({ runbooks }) => {
+      const result = await withRunbookClient(config, async ({ runbooks, client }) => {
         const { workflowId } = await runbooks.startRunbook('databaseOptimization', { database: scratch.name, mode: 'execute' }, { startedBy: 'erin' });
         await approveEach(runbooks, workflowId, ['create-indexes']);
         await waitUntil('CREATE INDEX CONCURRENTLY waiting for the open writer', async () => (await building()).some((b) => b.phase.startsWith('waiting for writers')));
@@ -86,7 +87,9 @@ describe('databaseOptimization: a worker killed during a concurrent build', () =
         // The retry (after the lost heartbeat) finds the build running and waits for it rather than start another.
         await second.waitForLine((line) => line.includes('waiting for the build of the index another session runs') && line.includes(`"pid":${orphan!.pid}`), 90_000);
         await holder.query('COMMIT');
-        return runbooks.waitForResult<DatabaseOptimizationResult>(workflowId);
+        const finished = await runbooks.waitForResult<DatabaseOptimizationResult>(workflowId);
+        await recordHistory(client.workflow.getHandle(workflowId), 'worker-killed-during-build');
+        return finished;
       });
 
       expect(result.outcome).toBe('completed');
