@@ -62,55 +62,11 @@ const readOnlyFunctions = new Set(
 );
 
 /** Words that take a parenthesis without being a function call. */
-const syntaxBeforeParen = new Set([
-  'select',
-  'from',
-  'where',
-  'and',
-  'or',
-  'not',
-  'in',
-  'exists',
-  'any',
-  'all',
-  'some',
-  'as',
-  'on',
-  'join',
-  'using',
-  'over',
-  'filter',
-  'within',
-  'values',
-  'cast',
-  'array',
-  'row',
-  'case',
-  'when',
-  'then',
-  'else',
-  'between',
-  'like',
-  'ilike',
-  'is',
-  'by',
-  'limit',
-  'offset',
-  'having',
-  'union',
-  'intersect',
-  'except',
-  'lateral',
-  'distinct',
-  'numeric',
-  'decimal',
-  'varchar',
-  'char',
-  'timestamp',
-  'timestamptz',
-  'interval',
-  'partition',
-]);
+const syntaxBeforeParen = new Set(
+  `select from where and or not in exists any all some as on join using over filter within values cast array row case when then else between like ilike is by limit offset having union intersect except lateral distinct numeric decimal varchar char timestamp timestamptz interval partition`.split(
+    ' ',
+  ),
+);
 
 /** Words that make a SELECT write, lock or be something else, anywhere outside literals and comments. */
 const forbiddenWords = new Set([

@@ -347,6 +347,17 @@ export const configSchema = z
             at: timeOfDay.default('10:00'),
           })
           .default({ enabled: true, dayOfMonth: 1, at: '10:00' }),
+        /**
+         * databaseOptimization (性能优化 → 数据库优化) once a month: off by default. Its ⚠ steps still
+         * wait for a person's approval (no policy approves them).
+         */
+        databaseOptimization: z
+          .object({
+            enabled: z.boolean().default(false),
+            dayOfMonth: z.coerce.number().int().min(1).max(28, { message: 'expected a day 1-28 (every month has it)' }).default(15),
+            at: timeOfDay.default('03:00'),
+          })
+          .default({ enabled: false, dayOfMonth: 15, at: '03:00' }),
         /** How late a missed run may still start (e.g. after the server was down); later ones are skipped. */
         catchupWindow: duration.default('1h'),
       })
@@ -355,6 +366,7 @@ export const configSchema = z
         daily: { enabled: true, at: '08:00' },
         weekly: { enabled: true, day: 'monday', at: '09:00' },
         monthly: { enabled: true, dayOfMonth: 1, at: '10:00' },
+        databaseOptimization: { enabled: false, dayOfMonth: 15, at: '03:00' },
         catchupWindow: '1h',
       }),
     /** The Alertmanager bridge (`npm run alert-bridge`): listen address, token, routes; see config/alerting.ts. */
