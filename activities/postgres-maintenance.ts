@@ -65,7 +65,12 @@ export interface EnsureIndexesResult {
 
 /** The manual's indexes (数据库优化 → 创建索引), all in schema public. Constant SQL, no input in it. */
 export const recommendedIndexes: ReadonlyArray<{ name: string; table: string; columns: readonly string[]; create: string }> = [
-  { name: 'idx_projects_user_created', table: 'projects', columns: ['user_id', 'created_at'], create: 'CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_projects_user_created ON public.projects (user_id, created_at DESC)' },
+  {
+    name: 'idx_projects_user_created',
+    table: 'projects',
+    columns: ['user_id', 'created_at'],
+    create: 'CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_projects_user_created ON public.projects (user_id, created_at DESC)',
+  },
   { name: 'idx_storyboards_project', table: 'storyboards', columns: ['project_id'], create: 'CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_storyboards_project ON public.storyboards (project_id)' },
   { name: 'idx_characters_user', table: 'characters', columns: ['user_id'], create: 'CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_characters_user ON public.characters (user_id)' },
   {

@@ -72,10 +72,7 @@ async function explainReadOnly(client: PoolClient, text: string, timeoutMs: numb
   await client.query('BEGIN READ ONLY');
   let prepared = false;
   try {
-    await client.query(
-      `SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true), set_config('plan_cache_mode', 'force_generic_plan', true)`,
-      [`${timeoutMs}ms`],
-    );
+    await client.query(`SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $1, true), set_config('plan_cache_mode', 'force_generic_plan', true)`, [`${timeoutMs}ms`]);
     // queryMode (pg 8.23) is not in @types/pg yet: passed as a variable, not a literal.
     const prepare = { text: `PREPARE ${explainName} AS ${text}`, queryMode: 'extended' };
     await client.query(prepare);
@@ -258,8 +255,14 @@ export function createPostgresOptimizationActivities({ pool, allowedDatabases }:
         const bySize = (a: BloatEstimate, b: BloatEstimate) => (b.bloatBytes ?? -1) - (a.bloatBytes ?? -1) || b.bytes - a.bytes;
         return {
           database,
-          tables: all.filter((e) => e.index === undefined).sort(bySize).slice(0, limit),
-          indexes: all.filter((e) => e.index !== undefined).sort(bySize).slice(0, limit),
+          tables: all
+            .filter((e) => e.index === undefined)
+            .sort(bySize)
+            .slice(0, limit),
+          indexes: all
+            .filter((e) => e.index !== undefined)
+            .sort(bySize)
+            .slice(0, limit),
         };
       });
     },

@@ -117,9 +117,10 @@ export function sqlSkeleton(text: string): { skeleton: string } | { reason: stri
       let depth = 1;
       let j = i + 2;
       while (j < text.length && depth > 0) {
-        if (text[j] === '/' && text[j + 1] === '*') (depth++, (j += 2));
-        else if (text[j] === '*' && text[j + 1] === '/') (depth--, (j += 2));
-        else j++;
+        const pair = text.slice(j, j + 2);
+        const step = pair === '/*' ? 1 : pair === '*/' ? -1 : 0;
+        depth += step;
+        j += step === 0 ? 1 : 2;
       }
       if (depth > 0) return { reason: 'an unterminated comment (the text is cut)' };
       i = j;

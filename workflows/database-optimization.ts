@@ -85,7 +85,8 @@ export async function databaseOptimization(raw: DatabaseOptimizationInput): Prom
     'slow-statements',
     `The ${input.slowStatements} slowest statements, plans of SELECTs`,
     () => read.explainSlowStatements({ database, limit: input.slowStatements, timeoutMs: input.explainTimeoutMs }),
-    (r: ExplainedStatements) => `${r.statements.length} statements, ${r.statements.filter((s) => s.plan).length} with a plan; slowest ${r.statements[0] ? `${r.statements[0].meanMs} ms mean` : 'none'}`,
+    (r: ExplainedStatements) =>
+      `${r.statements.length} statements, ${r.statements.filter((s) => s.plan).length} with a plan; slowest ${r.statements[0] ? `${r.statements[0].meanMs} ms mean` : 'none'}`,
   );
   const bloat = await run.read(
     'bloat',
@@ -175,8 +176,11 @@ async function reindexStep(run: Run, input: Input, bloat: BloatEstimates): Promi
 async function analyzeStep(run: Run, input: Input, tables: Table[]): Promise<string[]> {
   const unique = [...new Map(tables.map((t) => [`${t.schema}.${t.table}`, t])).values()];
   if (input.mode !== 'execute' || unique.length === 0) {
-    await run.read('analyze', 'ANALYZE the tables touched', async () => [] as string[], () =>
-      input.mode !== 'execute' ? 'plan mode: ANALYZE runs after the changes in execute mode' : 'no index was built or rebuilt: nothing to ANALYZE',
+    await run.read(
+      'analyze',
+      'ANALYZE the tables touched',
+      async () => [] as string[],
+      () => (input.mode !== 'execute' ? 'plan mode: ANALYZE runs after the changes in execute mode' : 'no index was built or rebuilt: nothing to ANALYZE'),
     );
     return [];
   }

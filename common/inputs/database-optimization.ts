@@ -18,11 +18,7 @@ export const databaseOptimizationInput = z
      * An index is rebuilt (REINDEX CONCURRENTLY) when its estimated bloat is at least this share of
      * its size. At least 0.2: below that the estimate's own error would rebuild nearly every index.
      */
-    reindexBloatAbove: z
-      .number()
-      .min(0.2, { message: 'at least 0.2 (a lower threshold would rebuild nearly every index: the estimate is not that precise)' })
-      .max(0.95)
-      .default(0.4),
+    reindexBloatAbove: z.number().min(0.2, { message: 'at least 0.2 (a lower threshold would rebuild nearly every index: the estimate is not that precise)' }).max(0.95).default(0.4),
     /** Indexes smaller than this are never rebuilt (64 kB at least; default 10 MB). */
     reindexMinBytes: z
       .number()

@@ -99,7 +99,9 @@ describe('databaseOptimization: a worker killed during a concurrent build', () =
         ['idx_characters_user', 'missing', 'valid'],
         ['idx_projects_name_gin', 'missing', 'valid'],
       ]);
-      expect(result.timeline.find((e) => e.event === 'applied' && e.stepId === 'create-indexes')?.detail).toMatch(/^idx_projects_user_created built by an earlier attempt \(valid, \d+ kB\); idx_storyboards_project created/);
+      expect(result.timeline.find((e) => e.event === 'applied' && e.stepId === 'create-indexes')?.detail).toMatch(
+        /^idx_projects_user_created built by an earlier attempt \(valid, \d+ kB\); idx_storyboards_project created/,
+      );
       // Each index exactly once (no second index on the same columns under another name), all VALID.
       const onProjects = await query<{ name: string; valid: boolean; def: string }>(
         `SELECT c.relname AS name, i.indisvalid AS valid, pg_get_indexdef(c.oid) AS def FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid

@@ -99,7 +99,11 @@ describe('databaseOptimization', () => {
   });
 
   test('plan, then execute with approval: plans of SELECTs only, nothing else executed; missing and INVALID indexes built CONCURRENTLY, the bloated index rebuilt, ANALYZE; sizes and served statements reported', async () => {
-    const counts = async () => ({ characters: await count('characters'), victim: await count('dbopt_victim'), position: (await sql<{ p: number }>('SELECT position AS p FROM storyboards WHERE id = 1'))[0]!.p });
+    const counts = async () => ({
+      characters: await count('characters'),
+      victim: await count('dbopt_victim'),
+      position: (await sql<{ p: number }>('SELECT position AS p FROM storyboards WHERE id = 1'))[0]!.p,
+    });
     const before = await counts();
     const input = { database: scratch.name, slowStatements: 30, reindexMinBytes: 65_536 };
     const [plan, done] = await withRunbooks(config, async ({ runbooks, client }) => {
@@ -150,7 +154,11 @@ describe('databaseOptimization', () => {
     });
     // The comment's "; DROP TABLE" is no statement: planned (never run) like any SELECT.
     expect(shown(slow.comment)?.plan).not.toBeNull();
-    expect(plan.indexes.find((i) => i.name === 'idx_projects_user_created')).toMatchObject({ state: 'missing', bytesBefore: null, mayServe: [expect.stringMatching(/^SELECT p\.id, p\.name FROM projects/)] });
+    expect(plan.indexes.find((i) => i.name === 'idx_projects_user_created')).toMatchObject({
+      state: 'missing',
+      bytesBefore: null,
+      mayServe: [expect.stringMatching(/^SELECT p\.id, p\.name FROM projects/)],
+    });
     expect(plan.bloat.indexes.find((i) => i.index === 'dbopt_bloat_id')?.bloatRatio).toBeGreaterThan(0.8);
 
     // Execute: both steps approved and applied.
