@@ -115,6 +115,10 @@ describe('databaseOptimization: a worker killed during a concurrent build', () =
       ]);
       expect(await query(`SELECT 1 FROM pg_index WHERE NOT indisvalid`)).toEqual([]);
       expect(await building()).toEqual([]);
+      // No credential in what either worker logged (the killed one's last lines included).
+      const logged = workers.flatMap((w) => w.lines).join('\n');
+      expect(logged).toContain('waiting for the build of the index another session runs');
+      for (const secret of [testbedEnv().TESTBED_WORKER_DATABASE_PASSWORD!, testbedEnv().TESTBED_POSTGRES_PASSWORD!]) expect(logged).not.toContain(secret);
     } finally {
       await holder.end().catch(() => undefined);
       await admin.end();
