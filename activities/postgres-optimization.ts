@@ -1,4 +1,4 @@
-import type { PoolClient } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import { explainability } from '../common/explainable-statement';
 import { redactStatementSecrets } from '../common/statement-redaction';
 import { errorText } from '../common/failures';
@@ -53,6 +53,8 @@ export interface ReindexedIndex {
   action: 'reindexed' | 'rebuilt by an earlier attempt' | 'gone';
   bytesBefore: number;
   bytesAfter: number | null;
+  /** INVALID leftovers of an interrupted REINDEX CONCURRENTLY of it (`<index>_ccnew`, `_ccold`), dropped first. */
+  droppedLeftovers: string[];
 }
 
 /** Lines of a plan kept per statement (a plan of a large join can run to hundreds). */
@@ -190,6 +192,24 @@ async function indexNow(client: PoolClient, schema: string, name: string): Promi
   return row ? { oid: num(row.oid), table: row.table, bytes: num(row.bytes), valid: row.valid, maintainable: row.maintainable } : null;
 }
 
+/**
+ * Drops (CONCURRENTLY) the INVALID `<index>_ccnew` / `_ccold` indexes an interrupted REINDEX
+ * CONCURRENTLY of it left on its table, once no session builds them; returns their names.
+ */
+async function dropReindexLeftovers(pool: Pool, client: PoolClient, schema: string, index: string, table: string): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT c.relname AS name FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid JOIN pg_namespace AS n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND i.indrelid = to_regclass(quote_ident($1) || '.' || quote_ident($3)) AND NOT i.indisvalid
+        AND left(c.relname, length($2)) = $2 AND substr(c.relname, length($2) + 1) ~ '^_cc(new|old)[0-9]*$'`,
+    [schema, index, table],
+  );
+  for (const { name } of rows) {
+    await awaitOtherBuild(client, table, name);
+    await longStatement(pool, client, `DROP INDEX CONCURRENTLY IF EXISTS ${quoteCatalogName(schema)}.${quoteCatalogName(name)}`, { index: name, step: 'drop leftover' });
+  }
+  return rows.map((r) => r.name);
+}
+
 type IndexToRebuild = { schema: string; index: string; oid: number };
 
 function indexesOption(value: unknown): IndexToRebuild[] {
@@ -271,7 +291,8 @@ export function createPostgresOptimizationActivities({ pool, allowedDatabases }:
      * REINDEX INDEX CONCURRENTLY of each index, by the OID it had when planned: a name whose OID
      * changed was rebuilt already (by an earlier attempt of this activity), so a retry never builds
      * twice; a rebuild another backend runs now is waited for first. Only indexes of tables the
-     * worker's role may maintain, and valid ones.
+     * worker's role may maintain, and valid ones. INVALID leftovers of an interrupted rebuild
+     * (`<index>_ccnew`) are dropped first.
      */
     async reindexIndexes(input: { database?: string; indexes?: IndexToRebuild[] } = {}): Promise<{ database: string; indexes: ReindexedIndex[] }> {
       const db = requirePool(pool);
@@ -284,11 +305,12 @@ export function createPostgresOptimizationActivities({ pool, allowedDatabases }:
           let now = await indexNow(client, want.schema, want.index);
           if (now && (await awaitOtherBuild(client, now.table, want.index))) now = await indexNow(client, want.schema, want.index);
           if (!now) {
-            done.push({ schema: want.schema, index: want.index, action: 'gone', bytesBefore: 0, bytesAfter: null });
+            done.push({ schema: want.schema, index: want.index, action: 'gone', bytesBefore: 0, bytesAfter: null, droppedLeftovers: [] });
             continue;
           }
+          const droppedLeftovers = await dropReindexLeftovers(db, client, want.schema, want.index, now.table);
           if (now.oid !== want.oid) {
-            done.push({ schema: want.schema, index: want.index, action: 'rebuilt by an earlier attempt', bytesBefore: now.bytes, bytesAfter: now.bytes });
+            done.push({ schema: want.schema, index: want.index, action: 'rebuilt by an earlier attempt', bytesBefore: now.bytes, bytesAfter: now.bytes, droppedLeftovers });
             continue;
           }
           if (!now.maintainable) throw invalidInput(`index ${want.schema}.${want.index}: the worker's role does not own its table; nothing was rebuilt after it`);
@@ -296,7 +318,7 @@ export function createPostgresOptimizationActivities({ pool, allowedDatabases }:
           const name = `${quoteCatalogName(want.schema)}.${quoteCatalogName(want.index)}`;
           await longStatement(db, client, `REINDEX INDEX CONCURRENTLY ${name}`, { index: want.index, step: 'reindex' });
           const after = await indexNow(client, want.schema, want.index);
-          done.push({ schema: want.schema, index: want.index, action: 'reindexed', bytesBefore: now.bytes, bytesAfter: after?.bytes ?? null });
+          done.push({ schema: want.schema, index: want.index, action: 'reindexed', bytesBefore: now.bytes, bytesAfter: after?.bytes ?? null, droppedLeftovers });
         }
         return { database, indexes: done };
       });

@@ -165,7 +165,8 @@ async function reindexStep(run: Run, input: Input, bloat: BloatEstimates): Promi
       const { indexes } = planned.details as { indexes: Array<{ schema: string; index: string; oid: number }> };
       const r = await indexBuild.reindexIndexes({ database, indexes });
       done.push(...r.indexes);
-      return r.indexes.map((i) => `${i.schema}.${i.index} ${i.action}: ${size(i.bytesBefore)} -> ${size(i.bytesAfter)}`).join('; ');
+      const leftovers = (i: ReindexedIndex) => (i.droppedLeftovers.length ? ` (INVALID leftover ${i.droppedLeftovers.join(', ')} dropped)` : '');
+      return r.indexes.map((i) => `${i.schema}.${i.index} ${i.action}: ${size(i.bytesBefore)} -> ${size(i.bytesAfter)}${leftovers(i)}`).join('; ');
     },
   });
   const rebuilt = chosen.filter((c) => done.some((d) => d.schema === c.schema && d.index === c.index && d.action !== 'gone'));
