@@ -49,6 +49,8 @@ export interface RecommendedIndexReport {
   table: string;
   before: IndexState;
   after: IndexState;
+  /** Its first column (the GIN's expression): a statement naming the table and this may be served by it. */
+  leading: string;
   action: 'none' | 'created' | 'rebuilt' | 'would create' | 'would rebuild' | 'skipped: table missing' | 'built by an earlier attempt';
   definition: string | null;
   /** pg_relation_size before and after (null while the index does not exist). */
@@ -63,20 +65,23 @@ export interface EnsureIndexesResult {
   changed: boolean;
 }
 
-/** The manual's indexes (数据库优化 → 创建索引), all in schema public. Constant SQL, no input in it. */
-export const recommendedIndexes: ReadonlyArray<{ name: string; table: string; columns: readonly string[]; create: string }> = [
+/**
+ * The manual's indexes (数据库优化 → 创建索引), all in schema public. Constant SQL, no input in it.
+ * `leading`: the word a statement that the index may serve names (its first column, or the GIN's expression).
+ */
+export const recommendedIndexes: ReadonlyArray<{ name: string; table: string; leading: string; create: string }> = [
   {
     name: 'idx_projects_user_created',
     table: 'projects',
-    columns: ['user_id', 'created_at'],
+    leading: 'user_id',
     create: 'CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_projects_user_created ON public.projects (user_id, created_at DESC)',
   },
-  { name: 'idx_storyboards_project', table: 'storyboards', columns: ['project_id'], create: 'CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_storyboards_project ON public.storyboards (project_id)' },
-  { name: 'idx_characters_user', table: 'characters', columns: ['user_id'], create: 'CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_characters_user ON public.characters (user_id)' },
+  { name: 'idx_storyboards_project', table: 'storyboards', leading: 'project_id', create: 'CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_storyboards_project ON public.storyboards (project_id)' },
+  { name: 'idx_characters_user', table: 'characters', leading: 'user_id', create: 'CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_characters_user ON public.characters (user_id)' },
   {
     name: 'idx_projects_name_gin',
     table: 'projects',
-    columns: ['name'],
+    leading: 'to_tsvector',
     create: `CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_projects_name_gin ON public.projects USING gin (to_tsvector('english', name))`,
   },
 ];
@@ -290,7 +295,7 @@ export function createPostgresMaintenanceActivities({ pool, allowedDatabases }: 
                   : dryRun
                     ? 'would rebuild'
                     : 'rebuilt';
-          return { name: index.name, table: index.table, before: b.state, after: a.state, action, definition: a.definition, bytesBefore: b.bytes, bytesAfter: a.bytes };
+          return { name: index.name, table: index.table, leading: index.leading, before: b.state, after: a.state, action, definition: a.definition, bytesBefore: b.bytes, bytesAfter: a.bytes };
         });
         const changed = !dryRun && indexes.some((i) => i.action === 'created' || i.action === 'rebuilt' || i.action === 'built by an earlier attempt');
         return { database, dryRun, indexes, changed };

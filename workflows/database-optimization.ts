@@ -35,14 +35,6 @@ const steps = ['indexes', 'slow-statements', 'bloat', 'create-indexes', 'reindex
 export type DatabaseOptimizationStep = (typeof steps)[number];
 type Run = RunbookRun<DatabaseOptimizationStep>;
 
-/** The manual's indexes' leading columns (activities/postgres-maintenance.ts recommendedIndexes), to match statements they may serve. */
-const leadingColumn: Record<string, string> = {
-  idx_projects_user_created: 'user_id',
-  idx_storyboards_project: 'project_id',
-  idx_characters_user: 'user_id',
-  idx_projects_name_gin: 'to_tsvector',
-};
-
 const word = (w: string) => new RegExp(`\\b${w}\\b`, 'i');
 const size = (bytes: number | null) => (bytes === null ? '-' : bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MB` : `${Math.round(bytes / 1024)} kB`);
 const percent = (ratio: number | null) => (ratio === null ? '-' : `${Math.round(ratio * 100)}%`);
@@ -51,8 +43,8 @@ const percent = (ratio: number | null) => (ratio === null ? '-' : `${Math.round(
 const readsRows = /^\s*(SELECT|WITH|UPDATE|DELETE)\b/i;
 
 /** Statements that read rows and whose text names the table and the index's leading column: the index may serve them (a hint, not a plan). */
-export function mayServe(index: { name: string; table: string }, statements: ReadonlyArray<Pick<ExplainedStatement, 'query'>>): string[] {
-  const column = leadingColumn[index.name];
+export function mayServe(index: { table: string; leading?: string }, statements: ReadonlyArray<Pick<ExplainedStatement, 'query'>>): string[] {
+  const column = index.leading;
   return statements.filter((s) => readsRows.test(s.query) && word(index.table).test(s.query) && (!column || word(column).test(s.query))).map((s) => oneLine(s.query, 120));
 }
 
