@@ -56,6 +56,16 @@ export async function connectedDatabaseAllowed(client: PoolClient, allowedDataba
   return database;
 }
 
+/**
+ * A runbook names the database it acts on; the pool reaches one (DATABASE_URL). A name that is not
+ * the connected one is refused, so a run never acts on a database it did not name.
+ */
+export function assertConnectedTo(connected: string, named: unknown): void {
+  if (named === undefined) return;
+  const name = databaseName(named);
+  if (name !== connected) throw refused(`database ${name} is not the one the worker is connected to (${connected}); nothing was changed`);
+}
+
 /** An integer option: absent means the default (required when there is none); else a whole number in [min, max]. */
 export function intOption(value: unknown, name: string, fallback: number | undefined, min: number, max: number): number {
   if (value === undefined || value === null) {

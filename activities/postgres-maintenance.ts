@@ -2,7 +2,7 @@ import { Context, heartbeat } from '@temporalio/activity';
 import type { PoolClient } from 'pg';
 import { failure } from './errors';
 import { quoteIdentifier } from './guards';
-import { boolOption, connectedDatabaseAllowed, intOption, longStatement, num, quoteCatalogName, requirePool, withClient, type PostgresDeps } from './postgres-common';
+import { assertConnectedTo, boolOption, connectedDatabaseAllowed, intOption, longStatement, num, quoteCatalogName, requirePool, withClient, type PostgresDeps } from './postgres-common';
 
 export interface DeleteExpiredSessionsResult {
   database: string;
@@ -49,8 +49,13 @@ export interface RecommendedIndexReport {
   table: string;
   before: IndexState;
   after: IndexState;
-  action: 'none' | 'created' | 'rebuilt' | 'would create' | 'would rebuild' | 'skipped: table missing';
+  /** Its first column (the GIN's expression): a statement naming the table and this may be served by it. */
+  leading: string;
+  action: 'none' | 'created' | 'rebuilt' | 'would create' | 'would rebuild' | 'skipped: table missing' | 'built by an earlier attempt';
   definition: string | null;
+  /** pg_relation_size before and after (null while the index does not exist). */
+  bytesBefore: number | null;
+  bytesAfter: number | null;
 }
 
 export interface EnsureIndexesResult {
@@ -60,22 +65,63 @@ export interface EnsureIndexesResult {
   changed: boolean;
 }
 
-/** The manual's indexes (数据库优化 → 创建索引), all in schema public. Constant SQL, no input in it. */
-export const recommendedIndexes: ReadonlyArray<{ name: string; table: string; create: string }> = [
-  { name: 'idx_projects_user_created', table: 'projects', create: 'CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_projects_user_created ON public.projects (user_id, created_at DESC)' },
-  { name: 'idx_storyboards_project', table: 'storyboards', create: 'CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_storyboards_project ON public.storyboards (project_id)' },
-  { name: 'idx_characters_user', table: 'characters', create: 'CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_characters_user ON public.characters (user_id)' },
+/**
+ * The manual's indexes (数据库优化 → 创建索引), all in schema public. Constant SQL, no input in it.
+ * `leading`: the word a statement that the index may serve names (its first column, or the GIN's expression).
+ */
+export const recommendedIndexes: ReadonlyArray<{ name: string; table: string; leading: string; create: string }> = [
+  {
+    name: 'idx_projects_user_created',
+    table: 'projects',
+    leading: 'user_id',
+    create: 'CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_projects_user_created ON public.projects (user_id, created_at DESC)',
+  },
+  { name: 'idx_storyboards_project', table: 'storyboards', leading: 'project_id', create: 'CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_storyboards_project ON public.storyboards (project_id)' },
+  { name: 'idx_characters_user', table: 'characters', leading: 'user_id', create: 'CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_characters_user ON public.characters (user_id)' },
   {
     name: 'idx_projects_name_gin',
     table: 'projects',
+    leading: 'to_tsvector',
     create: `CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_projects_name_gin ON public.projects USING gin (to_tsvector('english', name))`,
   },
 ];
 
+/** Another backend building (or rebuilding) the index `public.<name>` now, from pg_stat_progress_create_index; null when none. */
+export async function buildInProgress(client: PoolClient, table: string, name: string): Promise<{ pid: number; phase: string; command: string } | null> {
+  const { rows } = await client.query<{ pid: number; phase: string; command: string }>(
+    `SELECT p.pid, p.phase, p.command FROM pg_stat_progress_create_index AS p
+      WHERE p.pid <> pg_backend_pid() AND p.datname = current_database()
+        AND (p.index_relid = to_regclass('public.' || quote_ident($2))
+             OR (p.index_relid = 0 AND p.relid = to_regclass('public.' || quote_ident($1))))
+      LIMIT 1`,
+    [table, name],
+  );
+  return rows[0] ?? null;
+}
+
+/**
+ * Waits (heartbeating, cancellable) until no other backend builds the index: the build of an
+ * earlier attempt whose worker died goes on in its server session, and a second build of the same
+ * index must not start beside it. Returns the builder waited on, if any.
+ */
+export async function awaitOtherBuild(client: PoolClient, table: string, name: string, pollMs = 500): Promise<{ pid: number; waitedMs: number } | null> {
+  const started = Date.now();
+  let seen: { pid: number } | null = null;
+  for (;;) {
+    const other = await buildInProgress(client, table, name);
+    if (!other) return seen && { pid: seen.pid, waitedMs: Date.now() - started };
+    if (!seen) Context.current().log.info('waiting for the build of the index another session runs', { index: name, pid: other.pid, phase: other.phase, command: other.command });
+    seen = other;
+    heartbeat({ index: name, waitingForBuildBy: other.pid, phase: other.phase });
+    await throwIfCancelled();
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+}
+
 /** Tables the weekly checklist maintains (indexes above, expired sessions deleted, VACUUM): their owner's rights are needed. */
 export const maintainedTables: readonly string[] = [...new Set([...recommendedIndexes.map((index) => index.table), 'sessions'])];
 
-async function throwIfCancelled(): Promise<void> {
+export async function throwIfCancelled(): Promise<void> {
   const context = Context.current();
   if (context.cancellationSignal.aborted) await context.cancelled;
 }
@@ -92,11 +138,13 @@ async function userTableStats(client: PoolClient, schema: string | null, table: 
   return rows.map((r) => ({ schema: r.schema, table: r.table, dead: num(r.dead), vacuums: num(r.vacuums), analyzes: num(r.analyzes) }));
 }
 
-async function indexStates(client: PoolClient): Promise<Map<string, { state: IndexState; definition: string | null }>> {
+type IndexStateRow = { state: IndexState; definition: string | null; bytes: number | null };
+
+async function indexStates(client: PoolClient): Promise<Map<string, IndexStateRow>> {
   const names = recommendedIndexes.map((i) => i.name);
   const tables = [...new Set(recommendedIndexes.map((i) => i.table))];
-  const present = await client.query<{ name: string; valid: boolean; definition: string }>(
-    `SELECT c.relname AS name, i.indisvalid AND i.indisready AS valid, pg_get_indexdef(c.oid) AS definition
+  const present = await client.query<{ name: string; valid: boolean; definition: string; bytes: string }>(
+    `SELECT c.relname AS name, i.indisvalid AND i.indisready AS valid, pg_get_indexdef(c.oid) AS definition, pg_relation_size(c.oid) AS bytes
        FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid JOIN pg_namespace AS n ON n.oid = c.relnamespace
       WHERE n.nspname = 'public' AND c.relname = ANY($1::text[])`,
     [names],
@@ -107,11 +155,11 @@ async function indexStates(client: PoolClient): Promise<Map<string, { state: Ind
     [tables],
   );
   const haveTable = new Set(existingTables.rows.map((r) => r.name));
-  const states = new Map<string, { state: IndexState; definition: string | null }>();
+  const states = new Map<string, IndexStateRow>();
   for (const index of recommendedIndexes) {
     const row = present.rows.find((r) => r.name === index.name);
-    if (row) states.set(index.name, { state: row.valid ? 'valid' : 'invalid', definition: row.definition });
-    else states.set(index.name, { state: haveTable.has(index.table) ? 'missing' : 'table missing', definition: null });
+    if (row) states.set(index.name, { state: row.valid ? 'valid' : 'invalid', definition: row.definition, bytes: num(row.bytes) });
+    else states.set(index.name, { state: haveTable.has(index.table) ? 'missing' : 'table missing', definition: null, bytes: null });
   }
   return states;
 }
@@ -208,11 +256,17 @@ export function createPostgresMaintenanceActivities({ pool, allowedDatabases }: 
      * The manual's indexes: reports which exist; creates missing ones with CREATE INDEX CONCURRENTLY IF NOT EXISTS;
      * an INVALID leftover of a failed concurrent build is dropped (DROP INDEX CONCURRENTLY) and built again.
      */
-    async ensureRecommendedIndexes(input: { dryRun?: boolean } = {}): Promise<EnsureIndexesResult> {
+    async ensureRecommendedIndexes(input: { dryRun?: boolean; database?: string } = {}): Promise<EnsureIndexesResult> {
       const db = requirePool(pool);
       const dryRun = boolOption(input?.dryRun, 'dryRun', false);
       return withClient(db, 'ensure recommended indexes', async (client) => {
         const database = await connectedDatabaseAllowed(client, allowedDatabases);
+        assertConnectedTo(database, input?.database);
+        // A build another backend is running (an earlier attempt of this activity whose worker died) is waited for first.
+        const waited = new Set<string>();
+        if (!dryRun) {
+          for (const index of recommendedIndexes) if (await awaitOtherBuild(client, index.table, index.name)) waited.add(index.name);
+        }
         const before = await indexStates(client);
         for (const index of recommendedIndexes) {
           const state = before.get(index.name)!.state;
@@ -229,7 +283,9 @@ export function createPostgresMaintenanceActivities({ pool, allowedDatabases }: 
           const a = after.get(index.name)!;
           const action: RecommendedIndexReport['action'] =
             b.state === 'valid'
-              ? 'none'
+              ? waited.has(index.name)
+                ? 'built by an earlier attempt'
+                : 'none'
               : b.state === 'table missing'
                 ? 'skipped: table missing'
                 : b.state === 'missing'
@@ -239,9 +295,10 @@ export function createPostgresMaintenanceActivities({ pool, allowedDatabases }: 
                   : dryRun
                     ? 'would rebuild'
                     : 'rebuilt';
-          return { name: index.name, table: index.table, before: b.state, after: a.state, action, definition: a.definition };
+          return { name: index.name, table: index.table, leading: index.leading, before: b.state, after: a.state, action, definition: a.definition, bytesBefore: b.bytes, bytesAfter: a.bytes };
         });
-        return { database, dryRun, indexes, changed: !dryRun && indexes.some((i) => i.action === 'created' || i.action === 'rebuilt') };
+        const changed = !dryRun && indexes.some((i) => i.action === 'created' || i.action === 'rebuilt' || i.action === 'built by an earlier attempt');
+        return { database, dryRun, indexes, changed };
       });
     },
   };

@@ -1,3 +1,4 @@
+import type { PoolClient } from 'pg';
 import { failure } from './errors';
 import { redactStatementSecrets } from '../common/statement-redaction';
 import { databaseName, intOption, num, quoteCatalogName, requirePool, withClient, type PostgresDeps } from './postgres-common';
@@ -42,7 +43,7 @@ export const statementTextLimit = 500;
 const statementReadLimit = 20_000;
 
 /** What leaves the activity: credentials redacted first, then cut at statementTextLimit characters. */
-function shownStatement(text: string): string {
+export function shownStatement(text: string): string {
   const redacted = redactStatementSecrets(text);
   return redacted.length > statementTextLimit ? `${redacted.slice(0, statementTextLimit)}…` : redacted;
 }
@@ -74,6 +75,29 @@ export function slowestStatementsSql(schema: string, columns: StatementTimingCol
 }
 
 const round = (ms: unknown) => Math.round(num(ms) * 1000) / 1000;
+
+/**
+ * The slowest statements of the connected database with their texts as stored (up to
+ * statementReadLimit characters, then an ellipsis): never to leave an activity unredacted
+ * (shownStatement).
+ */
+export async function readSlowestStatements(client: PoolClient, limit: number): Promise<SlowestStatements> {
+  const ext = await client.query<{ schema: string; db: string }>(
+    `SELECT n.nspname AS schema, current_database() AS db FROM pg_extension AS e JOIN pg_namespace AS n ON n.oid = e.extnamespace
+      WHERE e.extname = 'pg_stat_statements'`,
+  );
+  if (!ext.rows[0]) throw failure('NotFound', 'pg_stat_statements is not installed in this database (CREATE EXTENSION pg_stat_statements)');
+  const { schema, db: database } = ext.rows[0];
+  const cols = await client.query<{ column_name: string }>(`SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'pg_stat_statements'`, [schema]);
+  const timingColumns = chooseStatementTimingColumns(cols.rows.map((r) => r.column_name));
+  if (!timingColumns) throw failure('NotFound', `pg_stat_statements in schema ${schema} has neither *_exec_time nor *_time columns`);
+  const { rows } = await client.query<{ query: string; calls: string; total_ms: number; mean_ms: number; max_ms: number }>(slowestStatementsSql(schema, timingColumns), [limit, statementReadLimit]);
+  return {
+    database,
+    timingColumns,
+    statements: rows.map((r) => ({ query: r.query, calls: num(r.calls), totalMs: round(r.total_ms), meanMs: round(r.mean_ms), maxMs: round(r.max_ms) })),
+  };
+}
 
 export function createPostgresStatisticsActivities({ pool }: PostgresDeps) {
   return {
@@ -110,24 +134,8 @@ export function createPostgresStatisticsActivities({ pool }: PostgresDeps) {
       const db = requirePool(pool);
       const limit = intOption(input?.limit, 'limit', 10, 1, 100);
       return withClient(db, 'slowest statements', async (client) => {
-        const ext = await client.query<{ schema: string; db: string }>(
-          `SELECT n.nspname AS schema, current_database() AS db FROM pg_extension AS e JOIN pg_namespace AS n ON n.oid = e.extnamespace
-            WHERE e.extname = 'pg_stat_statements'`,
-        );
-        if (!ext.rows[0]) throw failure('NotFound', 'pg_stat_statements is not installed in this database (CREATE EXTENSION pg_stat_statements)');
-        const { schema, db: database } = ext.rows[0];
-        const cols = await client.query<{ column_name: string }>(`SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'pg_stat_statements'`, [schema]);
-        const timingColumns = chooseStatementTimingColumns(cols.rows.map((r) => r.column_name));
-        if (!timingColumns) throw failure('NotFound', `pg_stat_statements in schema ${schema} has neither *_exec_time nor *_time columns`);
-        const { rows } = await client.query<{ query: string; calls: string; total_ms: number; mean_ms: number; max_ms: number }>(slowestStatementsSql(schema, timingColumns), [
-          limit,
-          statementReadLimit,
-        ]);
-        return {
-          database,
-          timingColumns,
-          statements: rows.map((r) => ({ query: shownStatement(r.query), calls: num(r.calls), totalMs: round(r.total_ms), meanMs: round(r.mean_ms), maxMs: round(r.max_ms) })),
-        };
+        const raw = await readSlowestStatements(client, limit);
+        return { ...raw, statements: raw.statements.map((s) => ({ ...s, query: shownStatement(s.query) })) };
       });
     },
   };

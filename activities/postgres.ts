@@ -5,6 +5,7 @@ import { createPostgresConnectionActivities } from './postgres-connections';
 import { createPostgresMaintenanceActivities } from './postgres-maintenance';
 import { createPostgresRestoreActivities } from './postgres-restore';
 import { createPostgresStatisticsActivities } from './postgres-statistics';
+import { createPostgresOptimizationActivities } from './postgres-optimization';
 import { excessOutcome, notConfigured, runChecks, type CheckOutcome } from './preflight-checks';
 import { setPasswordFunction } from './password-rotation';
 import type { Pool } from 'pg';
@@ -13,6 +14,7 @@ export type { PostgresDeps } from './postgres-common';
 export type { ConnectionStats, MaxConnectionsResult, TerminateIdleResult, WaitForPostgresResult } from './postgres-connections';
 export type { DeleteExpiredSessionsResult, EnsureIndexesResult, VacuumAnalyzeResult } from './postgres-maintenance';
 export type { RestoreDrillResult } from './postgres-restore';
+export type { BloatEstimate, BloatEstimates, ExplainedStatement, ExplainedStatements, ReindexedIndex } from './postgres-optimization';
 export type { DatabaseSize, SlowestStatements, TableSize } from './postgres-statistics';
 
 /** Privileges the runbooks use, as SQL that answers true or false for the connected role. */
@@ -80,6 +82,7 @@ export function createPostgresActivities(deps: PostgresDeps) {
     ...createPostgresConnectionActivities(deps),
     ...createPostgresStatisticsActivities(deps),
     ...createPostgresMaintenanceActivities(deps),
+    ...createPostgresOptimizationActivities(deps),
     ...createPostgresRestoreActivities(deps),
     async preflightPostgres(): Promise<PreflightRow[]> {
       if (!pool) return notConfigured('postgres');

@@ -25,7 +25,12 @@ export const scheduledChecklists = [
   { checklist: 'daily', workflowType: 'dailyHealthCheck', title: '每日检查清单 (daily checklist)' },
   { checklist: 'weekly', workflowType: 'weeklyReview', title: '每周检查清单 (weekly checklist)' },
   { checklist: 'monthly', workflowType: 'monthlyReview', title: '每月检查清单 (monthly checklist)' },
+  // Optional, off by default: reported only when it exists or is enabled.
+  { checklist: 'databaseOptimization', workflowType: 'databaseOptimization', title: '数据库优化 (monthly database optimization)' },
 ] as const;
+
+/** Schedules that are off by default: while off and absent they are left out of reports. */
+const optionalSchedules: ReadonlySet<ChecklistName> = new Set(['databaseOptimization']);
 
 export type ChecklistName = (typeof scheduledChecklists)[number]['checklist'];
 export type ChecklistWorkflowType = (typeof scheduledChecklists)[number]['workflowType'];
@@ -83,7 +88,12 @@ function calendarAt(at: string, days: Pick<CalendarSpecDescription, 'dayOfMonth'
 
 /** The schedule each checklist should have, from configuration. */
 export function desiredSchedules(config: SchedulesConfig): DesiredSchedule[] {
-  const { timezone, daily, weekly, monthly, catchupWindow } = config.schedules;
+  const { timezone, daily, weekly, monthly, databaseOptimization, catchupWindow } = config.schedules;
+  const monthlyAt = (m: { enabled: boolean; dayOfMonth: number; at: string }) => ({
+    enabled: m.enabled,
+    when: `day ${m.dayOfMonth} of each month at ${m.at}`,
+    calendar: calendarAt(m.at, { dayOfMonth: only(m.dayOfMonth), dayOfWeek: anyDayOfWeek }, `day ${m.dayOfMonth} of each month at ${m.at}`),
+  });
   const timing: Record<ChecklistName, { enabled: boolean; when: string; calendar: CalendarSpecDescription }> = {
     daily: {
       enabled: daily.enabled,
@@ -95,11 +105,8 @@ export function desiredSchedules(config: SchedulesConfig): DesiredSchedule[] {
       when: `${weekly.day}s at ${weekly.at}`,
       calendar: calendarAt(weekly.at, { dayOfMonth: anyDayOfMonth, dayOfWeek: only(weekly.day.toUpperCase() as DayOfWeek) }, `${weekly.day}s at ${weekly.at}`),
     },
-    monthly: {
-      enabled: monthly.enabled,
-      when: `day ${monthly.dayOfMonth} of each month at ${monthly.at}`,
-      calendar: calendarAt(monthly.at, { dayOfMonth: only(monthly.dayOfMonth), dayOfWeek: anyDayOfWeek }, `day ${monthly.dayOfMonth} of each month at ${monthly.at}`),
-    },
+    monthly: monthlyAt(monthly),
+    databaseOptimization: monthlyAt(databaseOptimization),
   };
   // Checklists wait behind remediation on a busy queue.
   const checklistSeverity: Severity = 'P3';
@@ -253,7 +260,9 @@ async function eachSchedule(config: SchedulesConfig, action: (desired: DesiredSc
   const schedules: ScheduleReport[] = [];
   for (const desired of desiredSchedules(config)) {
     try {
-      schedules.push(await action(desired));
+      const report = await action(desired);
+      if (optionalSchedules.has(desired.checklist) && report.outcome === 'absent') continue;
+      schedules.push(report);
     } catch (err) {
       throw new Error(`schedule ${desired.scheduleId}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { dbConnectionExhaustionInput } from './inputs/db-connection-exhaustion';
+import { databaseOptimizationInput } from './inputs/database-optimization';
 import { certificateExpiryInput } from './inputs/certificate-expiry';
 import { redisMemoryPressureInput } from './inputs/redis-memory-pressure';
 import { diskPressureInput } from './inputs/disk-pressure';
@@ -63,6 +64,14 @@ export const catalog = {
       '每月检查清单: 30-day trends and a 3-month linear forecast of CPU, memory, disk and database size against limits and volume; unused PVCs, deployments at 0, services without endpoints, old ReplicaSets, backups beyond retention; the disaster-recovery drill (newest backup restored into a scratch database owned by the drill role `restoreDrillUrl`, verified, dropped, timed; its SQL runs over the protocol, never through `psql`: psql meta-commands are refused, custom archives are converted by `pg_restore --file=-`; refused when the role is a superuser, has CREATEROLE or can connect to production; extensions it may not create are skipped); `rollbackDeployment` in plan mode',
     inputSchema: monthlyReviewInput,
     targetOf: (input) => String(input.namespace),
+  },
+  databaseOptimization: {
+    name: 'databaseOptimization',
+    kind: 'maintenance',
+    description:
+      "性能优化 → 数据库优化: the manual's four indexes (valid, missing, or an INVALID leftover of a failed concurrent build) with their sizes, the `slowStatements` (10) slowest statements with the indexes that may serve them, each with its plan when it is a single plain `SELECT` (EXPLAIN without ANALYZE of the generic plan, in a read-only transaction with a statement timeout, rolled back; others as text), table and btree index bloat estimated from pg_stats; ⚠ create the missing indexes `CONCURRENTLY` (an INVALID leftover dropped and rebuilt; a build still running in another session, e.g. of a killed worker, is waited for, never doubled), ⚠ `REINDEX CONCURRENTLY` (an interrupted rebuild's INVALID `_ccnew` dropped first) the indexes whose bloat is at least `reindexBloatAbove` (0.4, at least 0.2) and size `reindexMinBytes` (10 MB), at most `maxReindex` (3), `ANALYZE` of the tables touched; sizes before and after in the report. Optional monthly schedule, off by default",
+    inputSchema: databaseOptimizationInput,
+    targetOf: (input) => String(input.database),
   },
   dbConnectionExhaustion: {
     name: 'dbConnectionExhaustion',

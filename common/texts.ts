@@ -22,6 +22,7 @@ const manualNames: Record<string, string> = {
   weeklyReview: '每周检查清单',
   monthlyReview: '每月检查清单',
   podCrashLoop: '场景1：应用Pod崩溃',
+  databaseOptimization: '数据库优化',
   dbConnectionExhaustion: '场景2：数据库连接池耗尽',
   redisMemoryPressure: '场景3：Redis内存不足',
   diskPressure: '场景4：磁盘空间不足',

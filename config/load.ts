@@ -61,6 +61,9 @@ export const environmentVariables = {
   SCHEDULE_MONTHLY_ENABLED: 'schedules.monthly.enabled',
   SCHEDULE_MONTHLY_DAY: 'schedules.monthly.dayOfMonth',
   SCHEDULE_MONTHLY_AT: 'schedules.monthly.at',
+  SCHEDULE_DATABASE_OPTIMIZATION_ENABLED: 'schedules.databaseOptimization.enabled',
+  SCHEDULE_DATABASE_OPTIMIZATION_DAY: 'schedules.databaseOptimization.dayOfMonth',
+  SCHEDULE_DATABASE_OPTIMIZATION_AT: 'schedules.databaseOptimization.at',
   SCHEDULE_CATCHUP_WINDOW: 'schedules.catchupWindow',
   ESCALATION_P0: 'approvals.escalation.P0',
   ESCALATION_P1: 'approvals.escalation.P1',
@@ -114,6 +117,7 @@ function fromEnvText(variable: keyof typeof environmentVariables, text: string):
     case 'SCHEDULE_DAILY_ENABLED':
     case 'SCHEDULE_WEEKLY_ENABLED':
     case 'SCHEDULE_MONTHLY_ENABLED':
+    case 'SCHEDULE_DATABASE_OPTIMIZATION_ENABLED':
     case 'APPROVALS_REQUIRE_SIGNATURES':
       return booleanText[text.toLowerCase()] ?? text;
     case 'KUBE_IN_CLUSTER':

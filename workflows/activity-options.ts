@@ -22,6 +22,17 @@ export const longRunning: ActivityOptions = {
 };
 
 /**
+ * Index builds (CREATE INDEX / REINDEX CONCURRENTLY, ANALYZE): long, heartbeating every 2 s, so a
+ * lost worker is noticed within 10 s. Its build goes on in its server session; the retry waits for
+ * that build instead of starting a second one (activities/postgres-maintenance.ts awaitOtherBuild).
+ */
+export const concurrentBuild: ActivityOptions = {
+  startToCloseTimeout: '2 hours',
+  heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5, nonRetryableErrorTypes },
+};
+
+/**
  * Undoing a change that must not stay half done (the old password back): each attempt is quick, and
  * the server retries it through an outage of minutes, for up to 10 minutes.
  */

@@ -1,6 +1,7 @@
 /** Every workflow type the worker registers, by its catalog name. */
 export { preflight } from './preflight';
 export { dbConnectionExhaustion } from './db-connection-exhaustion';
+export { databaseOptimization } from './database-optimization';
 export { certificateExpiry } from './certificate-expiry';
 export { redisMemoryPressure } from './redis-memory-pressure';
 export { diskPressure } from './disk-pressure';

@@ -152,6 +152,9 @@ describe('docker-compose.yml', () => {
       'SCHEDULE_WEEKLY_AT',
       'SCHEDULE_MONTHLY_DAY',
       'SCHEDULE_MONTHLY_AT',
+      'SCHEDULE_DATABASE_OPTIMIZATION_ENABLED',
+      'SCHEDULE_DATABASE_OPTIMIZATION_DAY',
+      'SCHEDULE_DATABASE_OPTIMIZATION_AT',
       'SCHEDULE_CATCHUP_WINDOW',
       // The alert bridge's (npm run alert-bridge); the worker does not use them.
       'ALERT_BRIDGE_LISTEN',
