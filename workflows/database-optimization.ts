@@ -1,9 +1,9 @@
 import type { z } from 'zod';
 import type { BloatEstimate, BloatEstimates, EnsureIndexesResult, ExplainedStatement, ExplainedStatements, ReindexedIndex } from '../activities/postgres';
 import type { databaseOptimizationInput, DatabaseOptimizationInput } from '../common/inputs/database-optimization';
-import type { RunbookResultBase } from '../common/runbook';
+import type { IncidentFindings, RunbookResultBase } from '../common/runbook';
 import { catalog } from '../common/catalog';
-import { RunbookRun } from './kernel/runbook-run';
+import { planModeImpact, planOnly, RunbookRun } from './kernel/runbook-run';
 import { validateInput } from './validate-input';
 import { indexBuild, read } from './activity-proxies';
 import { oneLine } from './slow-statements-check';
@@ -213,7 +213,8 @@ async function report(
     return { name: b.name, table: b.table, state: b.before, ...(after ? { after } : {}), bytesBefore: b.bytesBefore, bytesAfter: a.bytesAfter, mayServe: mayServe(b, r.slow.statements) };
   });
   const costs = indexes.map((i) => `${i.name} ${size(i.bytesAfter ?? i.bytesBefore)} (may serve ${i.mayServe.length} of the slow statements)`).join('; ');
-  const base = await run.finish(`${input.database}: ${costs}; ${r.reindexed.length} rebuilt; ANALYZE ${r.analyzed.length} tables`);
+  const summary = `${input.database}: ${costs}; ${r.reindexed.length} rebuilt; ANALYZE ${r.analyzed.length} tables`;
+  const base = await run.finish(summary, findings(input, indexes, r));
   return {
     ...base,
     database: input.database,
@@ -222,5 +223,25 @@ async function report(
     bloat: r.bloat,
     reindexed: r.reindexed,
     analyzed: r.analyzed,
+  };
+}
+
+/** The report in S3: what each index costs and which slow statements it may serve, what was rebuilt, what the plan left undone. */
+function findings(input: Input, indexes: IndexCost[], r: { slow: ExplainedStatements; bloat: BloatEstimates; reindexed: ReindexedIndex[]; analyzed: string[] }): IncidentFindings {
+  const cost = (i: IndexCost) =>
+    `${i.name} on ${i.table}: ${i.state}${i.after && i.after !== i.state ? ` -> ${i.after}` : ''}, ${size(i.bytesBefore)} -> ${size(i.bytesAfter ?? i.bytesBefore)}; ` +
+    (i.mayServe.length ? `may serve ${i.mayServe.map((q) => `"${q}"`).join(', ')}` : 'serves none of the slow statements read');
+  const slowest = r.slow.statements
+    .slice(0, 5)
+    .map((s, n) => `${n + 1}. ${oneLine(s.query, 120)} (mean ${s.meanMs} ms, ${s.calls} calls${s.plan ? '' : `; no plan: ${s.textOnly ?? 'text only'}`})`)
+    .join('; ');
+  const rebuilt = r.reindexed.map((x) => `${x.index} ${x.action} (${size(x.bytesBefore)} -> ${size(x.bytesAfter)})`).join(', ');
+  const done = `Indexes: ${indexes.map(cost).join('. ')}. Rebuilt: ${rebuilt || 'none'}. ANALYZE: ${r.analyzed.join(', ') || 'none'}.`;
+  return {
+    impact: input.mode === 'plan' ? planModeImpact(done) : done,
+    rootCause: `The slowest statements in ${input.database}: ${slowest || 'none recorded by pg_stat_statements'}. Missing or INVALID indexes and bloat make such statements read more than they need.`,
+    solution: input.mode === 'plan' ? planOnly('create the missing indexes CONCURRENTLY and REINDEX CONCURRENTLY the bloated ones, after approval') : done,
+    prevention:
+      "Keep the monthly databaseOptimization schedule on (SCHEDULE_DATABASE_OPTIMIZATION_ENABLED) and read the weekly review's slow statements; build indexes CONCURRENTLY in migrations, and check for INVALID leftovers after a failed build.",
   };
 }

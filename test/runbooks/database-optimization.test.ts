@@ -7,7 +7,7 @@ import { recordHistory } from '../helpers/histories';
 import { createScratchDatabase, type ScratchDatabase } from '../helpers/postgres-scratch';
 import { testbedConfig, testbedEnv, unsignedTeam } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
-import { approveEach, historyText, scheduledActivityTypes } from '../helpers/runbook-runs';
+import { approveEach, expectIncidentReport, historyText, readBucketText, scheduledActivityTypes } from '../helpers/runbook-runs';
 
 /** 性能优化 → 数据库优化 against the real PostgreSQL 15 of the test bed, in a seeded database of its own. */
 describe('databaseOptimization', () => {
@@ -179,6 +179,12 @@ describe('databaseOptimization', () => {
     expect(rebuilt!.bytesAfter!).toBeLessThan(rebuilt!.bytesBefore / 3);
     expect(done.analyzed.sort()).toEqual(['public.characters', 'public.dbopt_bloat', 'public.projects', 'public.storyboards']);
     expect(done.timeline.find((e) => e.stepId === 'verify')?.detail).toMatch(/^verified: index idx_projects_user_created valid/);
+    // The report in S3: each index's cost and the slow statements it may serve, what was rebuilt.
+    const markdown = await readBucketText(done.report!.markdownKey);
+    expectIncidentReport(markdown);
+    expect(markdown).toMatch(/idx_projects_user_created on projects: missing -> valid, - -> \d+ kB; may serve "SELECT p\.id, p\.name FROM projects/);
+    expect(markdown).toMatch(/Rebuilt: dbopt_bloat_id reindexed \(\d+ kB -> \d+ kB\)/);
+    expect(markdown).not.toContain(testbedEnv().TESTBED_WORKER_DATABASE_PASSWORD!);
     // Nothing but the plans ran: no row written by the slow writes, the victim table still there.
     expect(await counts()).toEqual(before);
     // No statement of ours left prepared in a pooled session, no INVALID index anywhere.

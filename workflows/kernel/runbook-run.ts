@@ -810,7 +810,7 @@ export class RunbookRun<Step extends string = string> {
     this.record({ event: 'finished', detail: `${this.outcome}${after}: ${errorText(err)}` });
   }
 
-  /** Ends the run: outcome, and for fault and emergency runbooks the incident report in S3. */
+  /** Ends the run: outcome, and for a runbook that states its findings (every one but the checklists, which write their own) the incident report in S3. */
   async finish(stepsSummary: string, findings?: IncidentFindings): Promise<RunbookResultBase> {
     // An effect promised and not found is what a person reading the result needs first.
     const summary = this.brokenPromises.length > 0 ? `${this.brokenPromises.join('. ')}. ${stepsSummary}` : stepsSummary;
@@ -818,8 +818,7 @@ export class RunbookRun<Step extends string = string> {
     this.recordNotRecorded();
     this.record({ event: 'finished', detail: `${this.outcome}: ${summary}` });
     const result: RunbookResultBase = { outcome: this.outcome, summary, plan: [...this.plan.values()], timeline: [...this.timeline] };
-    // Security runbooks change credentials: what was done (or undone) is worth a report too.
-    if (findings && (this.identity.kind === 'fault' || this.identity.kind === 'emergency' || this.identity.kind === 'security')) {
+    if (findings) {
       const { workflowId, runId } = workflowInfo();
       result.report = await read.writeIncidentReport({
         ...findings,
