@@ -133,6 +133,8 @@ export async function stopDetached(stateDir: string, name: string, timeoutMs = 3
       await waitUntil(`${name} (pid ${pid}) to exit`, () => !isAlive(pid), timeoutMs);
     } catch {
       signalGroup(pid, 'SIGKILL');
+      // Until it is gone its ports are still bound: a start right after would fail on them.
+      await waitUntil(`${name} (pid ${pid}) to exit after SIGKILL`, () => !isAlive(pid), 10_000);
     }
   }
   rmSync(pidFile(stateDir, name), { force: true });
