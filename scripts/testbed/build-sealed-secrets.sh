@@ -44,9 +44,7 @@ fi
 # shellcheck source=go-wrapper.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/go-wrapper.sh"
 go_build_setup
-now() { date +%s; }
-
-t0=$(now)
+SECONDS=0
 log "sealed-secrets $SEALED_SECRETS_VERSION: resolving go.mod"
 served_mod="$(gomod_path "$SERVED@$SEALED_SECRETS_VERSION")"
 [[ -f "$served_mod" ]] || die "could not download $SERVED@$SEALED_SECRETS_VERSION"
@@ -79,5 +77,5 @@ rm -rf "$CRDS"; mkdir -p "$CRDS" "$DIR/bin"
 cp "$(module_dir "$SERVED@$SEALED_SECRETS_VERSION")/helm/sealed-secrets/crds/bitnami.com_sealedsecrets.yaml" "$CRD"
 mv -f "$work/sealed-secrets-controller" "$BIN"
 rm -rf "$work"
-log "built sealed-secrets-controller in $(( $(now) - t0 ))s"
+log "built sealed-secrets-controller in ${SECONDS}s"
 print_paths
