@@ -31,6 +31,8 @@ export interface ActivityDeps {
   kube?: KubeConfig;
   /** The kube-apiserver's audit log as the worker sees it (KUBERNETES_AUDIT_LOG); postIncidentReview reads it. */
   kubernetesAuditLog?: string;
+  /** 使用Sealed Secrets: the controller's certificate URL and how long to wait for an unseal (SEALED_SECRETS_*). */
+  sealedSecrets?: { certUrl?: string; unsealTimeoutSeconds: number };
   pool?: Pool;
   /** For fresh connections while the server restarts and for password rotation. */
   databaseUrl?: string;
@@ -70,6 +72,7 @@ export function createActivities(deps: ActivityDeps) {
       databaseUrl: deps.databaseUrl,
       allowedDatabases: allowlists.databases,
       allowedRoles: allowlists.rotationRoles,
+      sealedSecrets: deps.sealedSecrets,
     }),
     ...s3,
     ...createPrometheusActivities({ prometheusUrl: deps.prometheusUrl }),

@@ -55,6 +55,8 @@ export const requiredPermissions: RequiredPermission[] = [
   { verb: 'create', group: 'networking.k8s.io', resource: 'networkpolicies', usedBy: 'applyNetworkPolicy (server-side apply of a policy not there yet)' },
   { verb: 'get', group: 'cert-manager.io', resource: 'certificates', usedBy: 'certificateExpiry, weeklyReview' },
   { verb: 'delete', group: 'cert-manager.io', resource: 'certificates', usedBy: 'certificateExpiry' },
+  { verb: 'get', group: 'bitnami.com', resource: 'sealedsecrets', usedBy: 'rotateDatabasePassword (a Secret owned by a SealedSecret, 使用Sealed Secrets; its unseal waited for)' },
+  { verb: 'patch', group: 'bitnami.com', resource: 'sealedsecrets', usedBy: 'rotateDatabasePassword (sealed values into the SealedSecret, never the Secret it owns)' },
   { verb: 'create', group: 'rbac.authorization.k8s.io', resource: 'roles', usedBy: 'provisionReadonlyAccess' },
   { verb: 'create', group: 'rbac.authorization.k8s.io', resource: 'rolebindings', usedBy: 'provisionReadonlyAccess' },
   { verb: 'patch', group: 'rbac.authorization.k8s.io', resource: 'roles', usedBy: 'provisionReadonlyAccess (server-side apply)' },

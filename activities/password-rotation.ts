@@ -8,6 +8,7 @@ import { assertDatabaseAllowed, quoteIdentifier } from './guards';
 import { dryRunParam, fieldManager, guarded, kcall, mergePatch, type KubeClients, type KubeScope } from './kubernetes-common';
 import { nextVersionAnnotation, previousKeyOf, stagedKeyOf, versionAnnotation } from '../common/inputs/rotate-database-password';
 import { databaseName, requirePool, withClient } from './postgres-common';
+import { fetchSealingKey, patchSealedSecret, readSealedSecret, seal, sealedOwnerOf, sealingLabel, waitUnsealed, type SealedSecret } from './sealed-secrets';
 
 /**
  * 定期轮换密钥 without the password ever leaving the worker's memory except into the Kubernetes
@@ -26,6 +27,8 @@ export interface PasswordRotationDeps {
   allowedDatabases: string[];
   /** The login roles a rotation may change (configuration allowlists.rotationRoles); any other is refused before a query. */
   allowedRoles: string[];
+  /** 使用Sealed Secrets: the controller's certificate URL and the bound on each unseal wait. */
+  sealedSecrets?: { certUrl?: string; unsealTimeoutSeconds: number };
 }
 
 export { nextVersionAnnotation, versionAnnotation };
@@ -125,6 +128,8 @@ export interface PasswordSecretState {
   /** The run whose staged value was last promoted into `<key>`. */
   version?: string;
   immutable: boolean;
+  /** The SealedSecret that owns the Secret (使用Sealed Secrets): the state above is its, and it is what a rotation changes. */
+  sealedSecret?: string;
 }
 
 export interface RoleInfo {
@@ -166,8 +171,16 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
   }
 
   function stateOf(secret: string, s: V1Secret, key: string): PasswordSecretState {
-    const data = s.data ?? {};
-    const annotations = s.metadata?.annotations ?? {};
+    return shapeState(secret, s.data ?? {}, s.metadata?.annotations ?? {}, s.immutable === true, key);
+  }
+
+  /** A SealedSecret's encryptedData and template stand for the Secret it unseals into. */
+  function sealedStateOf(secret: string, ss: SealedSecret, key: string): PasswordSecretState {
+    const spec = ss.spec ?? {};
+    return { ...shapeState(secret, spec.encryptedData ?? {}, spec.template?.metadata?.annotations ?? {}, spec.template?.immutable === true, key), sealedSecret: ss.metadata?.name ?? secret };
+  }
+
+  function shapeState(secret: string, data: Record<string, string>, annotations: Record<string, string>, immutable: boolean, key: string): PasswordSecretState {
     return {
       secret,
       keys: Object.keys(data).sort(),
@@ -176,8 +189,56 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
       hasPrevious: data[previousKeyOf(key)] !== undefined,
       ...(annotations[nextVersionAnnotation] ? { nextVersion: annotations[nextVersionAnnotation] } : {}),
       ...(annotations[versionAnnotation] ? { version: annotations[versionAnnotation] } : {}),
-      immutable: s.immutable === true,
+      immutable,
     };
+  }
+
+  /** The Secret and, when a SealedSecret owns it, that SealedSecret (a legacy single-blob one is refused). */
+  async function readSource(c: KubeClients, namespace: string, secret: string): Promise<{ current: V1Secret; sealed?: SealedSecret }> {
+    const current = await readSecret(c, namespace, secret);
+    const owner = sealedOwnerOf(current);
+    if (owner === undefined) return { current };
+    if (owner !== secret) throw refused(`secrets/${secret} in namespace ${namespace} is owned by SealedSecret ${owner} of another name: not rotated here`);
+    const sealed = await readSealedSecret(c, namespace, owner);
+    if (sealed.spec?.data) throw refused(`sealedsecrets/${owner} in namespace ${namespace} uses the legacy single-blob form (spec.data): reseal it with kubeseal first`);
+    return { current, sealed };
+  }
+
+  /**
+   * Where a change of the password keys goes: the Secret (a merge patch), or, when a SealedSecret
+   * owns it, the SealedSecret's encryptedData and template annotations, after which the controller's
+   * unseal is waited for. `data` holds the values to move between keys: the Secret's base64 values,
+   * or the SealedSecret's ciphertexts (moved as they are, never decrypted: the scope label binds a
+   * ciphertext to the SealedSecret, not to its key).
+   */
+  async function keySource(c: KubeClients, namespace: string, secret: string, key: string) {
+    const { current, sealed } = await readSource(c, namespace, secret);
+    const data = (sealed ? sealed.spec?.encryptedData : current.data) ?? {};
+    return {
+      state: sealed ? sealedStateOf(secret, sealed, key) : stateOf(secret, current, key),
+      data,
+      /** Plain values to redact from errors (none for a SealedSecret: it holds ciphertexts only). */
+      values: sealed ? [] : valuesOf(current, key),
+      where: sealed ? `sealedsecrets/${secret}` : `secrets/${secret}`,
+      async write(patch: { data: Record<string, string | null>; annotations: Record<string, string | null> }, dryRun: boolean): Promise<string> {
+        if (!sealed) {
+          await patchSecret(c, namespace, secret, current, patch, dryRun);
+          return '';
+        }
+        if (sealed.spec?.template?.immutable) throw refused(`sealedsecrets/${secret} in namespace ${namespace} unseals into an immutable Secret`);
+        await patchSealedSecret(c, namespace, sealed, { encryptedData: patch.data, annotations: patch.annotations }, dryRun);
+        return dryRun ? '' : `; the controller unsealed it into secrets/${secret} in ${(await unsealed(c, namespace, secret)).waitedMs} ms`;
+      },
+      /** A no-op on a SealedSecret still waits until the Secret shows it (a retry after the patch, before the unseal). */
+      async settled(dryRun: boolean): Promise<void> {
+        if (sealed && !dryRun) await unsealed(c, namespace, secret);
+      },
+    };
+  }
+
+  /** Waits until the controller unsealed the SealedSecret into the Secret (the password keys and version annotations match). */
+  function unsealed(c: KubeClients, namespace: string, secret: string) {
+    return waitUnsealed(c, namespace, secret, [nextVersionAnnotation, versionAnnotation], deps.sealedSecrets?.unsealTimeoutSeconds ?? 40, () => readSecret(c, namespace, secret));
   }
 
   /** A JSON merge patch guarded by the resourceVersion read: a concurrent writer makes it a (retried) Conflict. */
@@ -277,7 +338,8 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
     async describePasswordSecret(input: { namespace: string; secret: string; key: string }): Promise<PasswordSecretState> {
       const c = secretScope(input);
       const key = secretKeyName(input.key);
-      return stateOf(input.secret, await readSecret(c, input.namespace, input.secret), key);
+      const { current, sealed } = await readSource(c, input.namespace, input.secret);
+      return sealed ? sealedStateOf(input.secret, sealed, key) : stateOf(input.secret, current, key);
     },
 
     /** The role's sessions and validity; refuses (non-retryable) a role that must not be rotated: missing, superuser, the worker's own, NOLOGIN, expired, pg_*. */
@@ -291,18 +353,50 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
      * annotation runbooks.example/password-next-version: <version>. Already staged for this version:
      * nothing changes, so a retry keeps the value. Returns no value, only whether it changed.
      */
-    async stageSecretPassword(input: { namespace: string; secret: string; key: string; version: string; dryRun?: boolean }): Promise<SecretKeyChange & { replacedVersion?: string }> {
+    async stageSecretPassword(input: {
+      namespace: string;
+      secret: string;
+      key: string;
+      version: string;
+      dryRun?: boolean;
+    }): Promise<SecretKeyChange & { replacedVersion?: string; sealedSecret?: string }> {
       const secrets: string[] = [];
       const { namespace, secret } = input ?? {};
       return redacting(secrets, `stage a new password in secrets/${secret}`, async () => {
         const c = secretScope(input);
         const key = secretKeyName(input.key);
         const version = versionOf(input.version);
-        const current = await readSecret(c, namespace, secret);
-        const state = stateOf(secret, current, key);
+        const { current, sealed } = await readSource(c, namespace, secret);
+        const state = sealed ? sealedStateOf(secret, sealed, key) : stateOf(secret, current, key);
+        const dryRun = input.dryRun === true;
+        const replaced = state.hasNext ? ` (replacing a value staged for ${state.nextVersion ?? 'an unknown version'})` : '';
+        const result = (message: string): SecretKeyChange & { replacedVersion?: string; sealedSecret?: string } => ({
+          secret,
+          changed: true,
+          dryRun,
+          version,
+          ...(state.hasNext ? { replacedVersion: state.nextVersion ?? 'unknown' } : {}),
+          ...(sealed ? { sealedSecret: secret } : {}),
+          message,
+        });
         if (!state.hasKey) throw failure('NotFound', `secrets/${secret} in namespace ${namespace} has no key ${key}: there is no current password to rotate (or to restore)`);
-        if (state.hasNext && state.nextVersion === version)
-          return { secret, changed: false, dryRun: input.dryRun === true, version, message: `no change: ${stagedKeyOf(key)} already staged for this version` };
+        if (state.hasNext && state.nextVersion === version) {
+          // A retry after the SealedSecret was changed: nothing new is sealed, the unseal is waited for again.
+          if (sealed && !dryRun) await unsealed(c, namespace, secret);
+          return { secret, changed: false, dryRun, version, ...(sealed ? { sealedSecret: secret } : {}), message: `no change: ${stagedKeyOf(key)} already staged for this version` };
+        }
+        if (sealed) {
+          if (state.immutable) throw refused(`sealedsecrets/${secret} in namespace ${namespace} unseals into an immutable Secret: it cannot be rotated in place`);
+          // Checked in the plan's dry run too, so a bad certificate is refused before anyone approves.
+          const publicKey = await fetchSealingKey(deps.sealedSecrets?.certUrl);
+          if (dryRun) return result(`would seal a new password with the Sealed Secrets controller's certificate into ${stagedKeyOf(key)} of sealedsecrets/${secret}${replaced}`);
+          const value = randomBytes(32).toString('base64url');
+          secrets.push(value);
+          const ciphertext = seal(publicKey, Buffer.from(value, 'utf8'), sealingLabel(namespace, secret, sealed.metadata?.annotations));
+          await patchSealedSecret(c, namespace, sealed, { encryptedData: { [stagedKeyOf(key)]: ciphertext }, annotations: { [nextVersionAnnotation]: version } });
+          const { waitedMs } = await unsealed(c, namespace, secret);
+          return result(`sealed a new password into ${stagedKeyOf(key)} of sealedsecrets/${secret}${replaced}; the controller unsealed it into secrets/${secret} in ${waitedMs} ms`);
+        }
         const value = randomBytes(32).toString('base64url');
         secrets.push(value);
         await patchSecret(
@@ -313,15 +407,7 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
           { data: { [stagedKeyOf(key)]: Buffer.from(value, 'utf8').toString('base64') }, annotations: { [nextVersionAnnotation]: version } },
           input.dryRun,
         );
-        const replaced = state.hasNext ? ` (replacing a value staged for ${state.nextVersion ?? 'an unknown version'})` : '';
-        return {
-          secret,
-          changed: true,
-          dryRun: input.dryRun === true,
-          version,
-          ...(state.hasNext ? { replacedVersion: state.nextVersion ?? 'unknown' } : {}),
-          message: `${input.dryRun ? 'would stage' : 'staged'} a new password as ${stagedKeyOf(key)} of secrets/${secret}${replaced}`,
-        };
+        return result(`${dryRun ? 'would stage' : 'staged'} a new password as ${stagedKeyOf(key)} of secrets/${secret}${replaced}`);
       });
     },
 
@@ -373,23 +459,20 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
         const c = secretScope(input);
         const key = secretKeyName(input.key);
         const version = input.version === undefined ? undefined : versionOf(input.version);
-        const current = await readSecret(c, namespace, secret);
-        secrets.push(...valuesOf(current, key));
-        const state = stateOf(secret, current, key);
+        const source = await keySource(c, namespace, secret, key);
+        secrets.push(...source.values);
+        const { state, data, where } = source;
         const dryRun = input.dryRun === true;
         if (!state.hasNext) {
           if (version === undefined) return { secret, changed: false, dryRun, message: `no change: nothing staged in ${stagedKeyOf(key)}` };
-          if (state.version === version) return { secret, changed: false, dryRun, version, message: `no change: version already promoted into ${key}` };
-          throw failure('NotFound', `secrets/${secret} in namespace ${namespace} has no staged ${stagedKeyOf(key)} to promote`);
+          if (state.version === version) {
+            await source.settled(dryRun);
+            return { secret, changed: false, dryRun, version, message: `no change: version already promoted into ${key}` };
+          }
+          throw failure('NotFound', `${where} in namespace ${namespace} has no staged ${stagedKeyOf(key)} to promote`);
         }
-        if (version !== undefined && state.nextVersion !== version)
-          throw refused(`secrets/${secret}: ${stagedKeyOf(key)} was staged for ${state.nextVersion ?? 'an unknown version'}, not for ${version}`);
-        const data = current.data ?? {};
-        await patchSecret(
-          c,
-          namespace,
-          secret,
-          current,
+        if (version !== undefined && state.nextVersion !== version) throw refused(`${where}: ${stagedKeyOf(key)} was staged for ${state.nextVersion ?? 'an unknown version'}, not for ${version}`);
+        const unsealedText = await source.write(
           {
             data: { [key]: data[stagedKeyOf(key)]!, [previousKeyOf(key)]: data[key] ?? null, [stagedKeyOf(key)]: null },
             annotations: { [nextVersionAnnotation]: null, [versionAnnotation]: state.nextVersion ?? version ?? null },
@@ -401,14 +484,15 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
           changed: true,
           dryRun,
           ...(state.nextVersion ? { version: state.nextVersion } : {}),
-          message: `${dryRun ? 'would promote' : 'promoted'} ${stagedKeyOf(key)} into ${key} of secrets/${secret}, the old value kept as ${previousKeyOf(key)}`,
+          message: `${dryRun ? 'would promote' : 'promoted'} ${stagedKeyOf(key)} into ${key} of ${where}, the old value kept as ${previousKeyOf(key)}${unsealedText}`,
         };
       });
     },
 
     /**
-     * Puts the Secret back as it was before this version's rotation: promoted by this version:
-     * `<key>` <- `<key>_PREVIOUS`; staged by it: the staged key dropped. Otherwise no change.
+     * Puts the Secret (or its SealedSecret) back as it was before this version's rotation: promoted
+     * by this version: `<key>` <- `<key>_PREVIOUS`; staged by it: the staged key dropped. Otherwise
+     * no change. On a SealedSecret the previous ciphertext goes back exactly as it was.
      */
     async revertSecretRotation(input: { namespace: string; secret: string; key: string; version: string; dryRun?: boolean }): Promise<SecretKeyChange> {
       const { namespace, secret } = input ?? {};
@@ -417,22 +501,23 @@ export function createPasswordRotationActivities(deps: PasswordRotationDeps) {
         const c = secretScope(input);
         const key = secretKeyName(input.key);
         const version = versionOf(input.version);
-        const current = await readSecret(c, namespace, secret);
-        secrets.push(...valuesOf(current, key));
-        const state = stateOf(secret, current, key);
+        const source = await keySource(c, namespace, secret, key);
+        secrets.push(...source.values);
+        const { state, data, where } = source;
         const dryRun = input.dryRun === true;
         if (state.version === version) {
           // Promotion removed this version's staged key, so only <key> and <key>_PREVIOUS are involved.
-          const previous = current.data?.[previousKeyOf(key)];
-          if (previous === undefined) throw failure('NotFound', `secrets/${secret} in namespace ${namespace} has no ${previousKeyOf(key)} to restore ${key} from`);
-          await patchSecret(c, namespace, secret, current, { data: { [key]: previous, [previousKeyOf(key)]: null }, annotations: { [versionAnnotation]: null } }, dryRun);
-          return { secret, changed: true, dryRun, version, message: `${dryRun ? 'would restore' : 'restored'} ${key} of secrets/${secret} from ${previousKeyOf(key)}` };
+          const previous = data[previousKeyOf(key)];
+          if (previous === undefined) throw failure('NotFound', `${where} in namespace ${namespace} has no ${previousKeyOf(key)} to restore ${key} from`);
+          const unsealedText = await source.write({ data: { [key]: previous, [previousKeyOf(key)]: null }, annotations: { [versionAnnotation]: null } }, dryRun);
+          return { secret, changed: true, dryRun, version, message: `${dryRun ? 'would restore' : 'restored'} ${key} of ${where} from ${previousKeyOf(key)}${unsealedText}` };
         }
         if (state.hasNext && state.nextVersion === version) {
-          await patchSecret(c, namespace, secret, current, { data: { [stagedKeyOf(key)]: null }, annotations: { [nextVersionAnnotation]: null } }, dryRun);
-          return { secret, changed: true, dryRun, version, message: `${dryRun ? 'would drop' : 'dropped'} the staged ${stagedKeyOf(key)} of secrets/${secret}; ${key} was never changed` };
+          const unsealedText = await source.write({ data: { [stagedKeyOf(key)]: null }, annotations: { [nextVersionAnnotation]: null } }, dryRun);
+          return { secret, changed: true, dryRun, version, message: `${dryRun ? 'would drop' : 'dropped'} the staged ${stagedKeyOf(key)} of ${where}; ${key} was never changed${unsealedText}` };
         }
-        return { secret, changed: false, dryRun, version, message: `no change: secrets/${secret} holds nothing of this version` };
+        await source.settled(dryRun);
+        return { secret, changed: false, dryRun, version, message: `no change: ${where} holds nothing of this version` };
       });
     },
   };

@@ -23,6 +23,8 @@ export const environmentVariables = {
   KUBE_CONTEXT: 'kubernetes.context',
   KUBE_IN_CLUSTER: 'kubernetes.mode',
   KUBERNETES_AUDIT_LOG: 'kubernetes.auditLogPath',
+  SEALED_SECRETS_CERT_URL: 'sealedSecrets.certUrl',
+  SEALED_SECRETS_UNSEAL_TIMEOUT_SECONDS: 'sealedSecrets.unsealTimeoutSeconds',
   DATABASE_URL: 'postgres.url',
   RESTORE_DRILL_DATABASE_URL: 'postgres.restoreDrillUrl',
   REDIS_URL: 'redis.url',

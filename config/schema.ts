@@ -271,6 +271,13 @@ export const configSchema = z
       .refine((s3) => Boolean(s3.accessKeyId) === Boolean(s3.secretAccessKey), { message: 'accessKeyId and secretAccessKey go together', path: ['secretAccessKey'] })
       .optional(),
     prometheus: z.object({ url: httpUrl }).optional(),
+    /**
+     * 使用Sealed Secrets: where a password Secret is owned by a SealedSecret, rotateDatabasePassword
+     * seals new values with the controller's certificate from `certUrl` (its `/v1/cert.pem`; in a
+     * cluster the controller's Service, e.g. http://sealed-secrets-controller.kube-system:8080/v1/cert.pem)
+     * and waits up to `unsealTimeoutSeconds` for the controller to unseal each change.
+     */
+    sealedSecrets: z.object({ certUrl: httpUrl.optional(), unsealTimeoutSeconds: z.coerce.number().int().min(1).max(60).default(40) }).default({ unsealTimeoutSeconds: 40 }),
     allowlists: z
       .object({
         namespaces: z

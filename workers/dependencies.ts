@@ -64,6 +64,7 @@ export function buildDependencies(config: RunbookConfig, logger: Logger, tempora
     checklistThresholds: config.checklists.thresholds,
     kube: config.kubernetes ? buildKubeConfig(config.kubernetes) : undefined,
     kubernetesAuditLog: config.kubernetes?.auditLogPath,
+    sealedSecrets: config.sealedSecrets,
     pool,
     databaseUrl: config.postgres?.url,
     restoreDrillUrl: config.postgres?.restoreDrillUrl,

@@ -81,14 +81,20 @@ function rotationChange(r: Rotation, progress: Progress, watch: CancelWatch): Ch
     plan: async () => {
       const stage = await read.stageSecretPassword({ namespace, secret, key, version, dryRun: true });
       const restart = await read.restartRollout({ namespace, deployment: appDeployment, restartedAt, dryRun: true });
+      // 使用Sealed Secrets: the Secret is the controller's output; the SealedSecret is what changes.
+      const sealed = stage.sealedSecret;
       const parts = [
-        `(1) generate a new password (32 random bytes, in the worker) and stage it as ${staged} of secrets/${secret}${stage.replacedVersion ? `, replacing one staged by ${stage.replacedVersion}` : ''}`,
+        sealed
+          ? `(1) generate a new password (32 random bytes, in the worker), seal it with the Sealed Secrets controller's certificate and stage it as ${staged} of sealedsecrets/${sealed}${stage.replacedVersion ? `, replacing one staged by ${stage.replacedVersion}` : ''}; secrets/${secret} is sealed (owned by the SealedSecret) and never patched: the controller unseals each change into it, waited for`
+          : `(1) generate a new password (32 random bytes, in the worker) and stage it as ${staged} of secrets/${secret}${stage.replacedVersion ? `, replacing one staged by ${stage.replacedVersion}` : ''}`,
         `(2) ALTER ROLE ${role} PASSWORD to ${staged} (a SCRAM-SHA-256 verifier computed in the worker): open sessions stay, new logins need the new password until ${app} restarts`,
-        `(3) ${key} <- ${staged}, ${previous} <- the old ${key}, ${staged} removed`,
+        sealed
+          ? `(3) in sealedsecrets/${sealed}: ${key} <- the sealed ${staged}, ${previous} <- the sealed old ${key}, ${staged} removed (ciphertexts moved, never decrypted); waited for until unsealed`
+          : `(3) ${key} <- ${staged}, ${previous} <- the old ${key}, ${staged} removed`,
         `(4) rolling restart of ${app} (restartedAt ${restartedAt}${restart.changed ? '' : ', already set'}), up to ${input.waitTimeoutSeconds}s for every pod to be ready`,
-        'if a part after (2) fails or the run is cancelled, the old password is put back in PostgreSQL and the Secret',
+        `if a part after (2) fails or the run is cancelled, the old password is put back in PostgreSQL and the ${sealed ? 'SealedSecret (its previous sealed value, exactly)' : 'Secret'}`,
       ];
-      return { summary: parts.join('; '), details: { stage: staged, role, promote: { key, previous }, restartedAt }, observed: { version }, needed: true };
+      return { summary: parts.join('; '), details: { stage: staged, role, promote: { key, previous }, restartedAt, ...(sealed ? { sealedSecret: sealed } : {}) }, observed: { version }, needed: true };
     },
     apply: () => watch.applyWithin(() => applyParts(r, progress, watch)),
   };

@@ -29,6 +29,8 @@ export interface Rotation {
   previous: string;
   version: string;
   restartedAt: string;
+  /** The SealedSecret that owns the Secret (使用Sealed Secrets), from the Secret read before: the commands by hand change it, not the Secret. */
+  sealed?: string;
   /** What the restart saw once its rollout completed. */
   after: { rollout?: RolloutStatus & { waitedMs: number }; appAfter?: AppPods };
 }

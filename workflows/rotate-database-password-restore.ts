@@ -108,15 +108,40 @@ async function tellPeople(r: Rotation, manual: string[], gaveUp: boolean): Promi
  * The commands that restore consistency by hand, for how far the rotation got; no secret in them.
  * `promoted` undefined: whether `<key>` holds the new password is not known, so the commands say how to tell.
  */
-export function manualSteps({ input, staged, previous, version }: Rotation, progress: Progress, { promoted, roleRestored }: { promoted: boolean | undefined; roleRestored: boolean }): string[] {
+export function manualSteps(r: Rotation, progress: Progress, { promoted, roleRestored }: { promoted: boolean | undefined; roleRestored: boolean }): string[] {
+  const { input, staged, previous, version, sealed } = r;
   const { namespace: ns, secret, key, role, database, appDeployment } = input;
   const oldKey = promoted === false ? key : previous;
+  if (sealed) return sealedManualSteps(r, progress, { promoted, roleRestored });
   return [
     `read the old password${roleRestored ? ' (the role has it again)' : ''}: kubectl -n ${ns} get secret ${secret} -o jsonpath='{.data.${oldKey}}' | base64 -d${promoted === undefined ? ` (when the annotation ${versionAnnotation} is not ${version}, it is still in ${key} and the next command is not needed)` : ''}`,
     ...(progress['alter-role'] && !roleRestored ? [`set it on the role (psql sends only a SCRAM verifier): psql "$DATABASE_URL" -c '\\password ${role}'`] : []),
     ...(promoted !== false ? [`kubectl -n ${ns} patch secret ${secret} --type=json -p '[{"op":"move","from":"/data/${previous}","path":"/data/${key}"}]'`] : []),
     `kubectl -n ${ns} patch secret ${secret} --type=json -p '[{"op":"remove","path":"/data/${staged}"}]' (fails harmlessly when it is gone)`,
     `kubectl -n ${ns} annotate secret ${secret} ${nextVersionAnnotation}-${promoted !== false ? ` ${versionAnnotation}-` : ''}`,
+    ...(progress['restart-app'] ? [`kubectl -n ${ns} rollout restart deployment/${appDeployment}`] : []),
+    `check: log in as ${role} to ${database} with the value of ${key} of secrets/${secret}`,
+  ];
+}
+
+/**
+ * The same for a Secret owned by a SealedSecret: the Secret is the controller's output (a patch of it
+ * is undone), so the SealedSecret's ciphertexts are moved back and the controller unseals them.
+ */
+function sealedManualSteps({ input, staged, previous, version, sealed }: Rotation, progress: Progress, { promoted, roleRestored }: { promoted: boolean | undefined; roleRestored: boolean }): string[] {
+  const { namespace: ns, secret, key, role, database, appDeployment } = input;
+  const oldKey = promoted === false ? key : previous;
+  const annotation = (name: string) => `/spec/template/metadata/annotations/${name.replace(/\//g, '~1')}`;
+  return [
+    `read the old password (unsealed by the controller)${roleRestored ? ' (the role has it again)' : ''}: kubectl -n ${ns} get secret ${secret} -o jsonpath='{.data.${oldKey}}' | base64 -d${promoted === undefined ? ` (when the annotation ${versionAnnotation} is not ${version}, it is still in ${key} and the next command is not needed)` : ''}`,
+    ...(progress['alter-role'] && !roleRestored ? [`set it on the role (psql sends only a SCRAM verifier): psql "$DATABASE_URL" -c '\\password ${role}'`] : []),
+    ...(promoted !== false
+      ? [
+          `kubectl -n ${ns} patch sealedsecret ${sealed} --type=json -p '[{"op":"move","from":"/spec/encryptedData/${previous}","path":"/spec/encryptedData/${key}"},{"op":"remove","path":"${annotation(versionAnnotation)}"}]' (never patch secrets/${secret}: the Sealed Secrets controller puts it back)`,
+        ]
+      : []),
+    `kubectl -n ${ns} patch sealedsecret ${sealed} --type=json -p '[{"op":"remove","path":"/spec/encryptedData/${staged}"},{"op":"remove","path":"${annotation(nextVersionAnnotation)}"}]' (fails harmlessly when they are gone)`,
+    `wait until the controller unsealed it: kubectl -n ${ns} get sealedsecret ${sealed} -o jsonpath='{.status.conditions[?(@.type=="Synced")].status}' says True`,
     ...(progress['restart-app'] ? [`kubectl -n ${ns} rollout restart deployment/${appDeployment}`] : []),
     `check: log in as ${role} to ${database} with the value of ${key} of secrets/${secret}`,
   ];

@@ -64,6 +64,7 @@ export async function rotateDatabasePassword(raw: RotateDatabasePasswordInput): 
   const r: Rotation = { run, input, where: `${namespace}/${secret}`, app: `${namespace}/${appDeployment}`, staged: stagedKeyOf(key), previous: previousKeyOf(key), version, restartedAt, after: {} };
 
   const before = await readBefore(r);
+  if (before.secretBefore.sealedSecret) r.sealed = before.secretBefore.sealedSecret;
   if (singlePlan) return rotateOnce(r, (outcomes, restored) => reportRotation(r, before, outcomes, restored, true));
   await stagePasswordStep(r);
   await alterRoleStep(r);

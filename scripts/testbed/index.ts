@@ -18,6 +18,7 @@ import { adminKubeconfigPath, auditLogPath, checkServiceRange, kubernetesServer,
 import type { ServiceName, TestbedContext, TestbedSecrets, TestbedServer } from './context';
 import { nodeNames, realNodeWanted } from './node/node-names';
 import { workerKubeconfigPath } from './service-account-access';
+import { sealedSecretsCertUrl } from './sealed-secrets';
 import { nodeDown, nodePrepare, nodeUp } from './node/node-lifecycle';
 import { claimNode } from './node/node-network';
 
@@ -113,6 +114,7 @@ function testbedEnv(ctx: TestbedContext): Record<string, string> {
     KUBECONFIG: workerKubeconfigPath(layout),
     // The apiserver's audit log (deploy/kubernetes/audit-policy.yaml), read by postIncidentReview.
     KUBERNETES_AUDIT_LOG: auditLogPath(layout),
+    SEALED_SECRETS_CERT_URL: sealedSecretsCertUrl(layout),
     TESTBED_KUBECONFIG_ADMIN: adminKubeconfigPath(layout),
     TESTBED_KUBECONFIG_READONLY: readonlyKubeconfigPath(layout),
     TESTBED_KUBECTL: kubernetesBinaries(layout).kubectl,

@@ -55,7 +55,7 @@ function criLogLines(lines: string[], at = new Date()): string {
 
 // ------------------------------------------------------------------------ CRDs
 
-async function waitEstablished(kc: KubeConfig, names: string[]): Promise<void> {
+export async function waitEstablished(kc: KubeConfig, names: string[]): Promise<void> {
   const api = kc.makeApiClient(ApiextensionsV1Api);
   await waitUntil(
     `CRDs established (${names.length})`,

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { httpsGet } from './kubernetes-apply';
+import { httpsGet, kubeConfigFromFile } from './kubernetes-apply';
 import { installKubernetes, kubernetesBinaries } from './kubernetes-install';
 import {
   adminKubeconfigPath,
@@ -19,6 +19,7 @@ import { port, type TestbedLayout } from './layout';
 import { isAlive, readPid, startDetached, stopDetached, waitUntil } from './processes';
 import type { TestbedContext, TestbedServer } from './context';
 import { kwokPodCidr, nodeNames } from './node/node-names';
+import { ensureSealedSecretsController, installSealedSecrets, stopSealedSecretsController } from './sealed-secrets';
 
 /**
  * The Kubernetes part of the test bed: etcd, kube-apiserver, kube-controller-manager,
@@ -254,9 +255,10 @@ async function startControlPlane(ctx: TestbedContext, pki: KubernetesPki): Promi
 
 export const kubernetesServer: TestbedServer = {
   name: 'kubernetes',
-  ports: ['kubeEtcd', 'kubeEtcdPeer', 'kubeApiserver', 'kubeControllerManager', 'kubeScheduler', 'kwok', 'kubeMetricsServer', 'certManagerMetrics'],
+  ports: ['kubeEtcd', 'kubeEtcdPeer', 'kubeApiserver', 'kubeControllerManager', 'kubeScheduler', 'kwok', 'kubeMetricsServer', 'certManagerMetrics', 'sealedSecrets', 'sealedSecretsMetrics'],
   install(ctx) {
     installKubernetes(ctx);
+    installSealedSecrets(ctx);
   },
   async isHealthy(ctx) {
     const { layout } = ctx;
@@ -292,11 +294,13 @@ export const kubernetesServer: TestbedServer = {
   async seed(ctx) {
     // On the real node the app logs in as its role: the database is seeded before the app rolls out.
     await seedKubernetes(ctx, { beforeApp: ctx.realNode ? () => seedProdDatabase(ctx) : undefined });
+    // Started here, not with the control plane: on every up, also when the control plane was reused.
+    await ensureSealedSecretsController(ctx, kubeConfigFromFile(adminKubeconfigPath(ctx.layout)));
   },
   async stop(layout) {
     // The apiserver's clients first (together: each takes ~2 s to shut down), then the apiserver, then etcd.
     const [etcd, apiserver, ...clients] = kubernetesProcesses;
-    await Promise.all(clients.map((name) => stopDetached(layout.stateDir, name)));
+    await Promise.all([...clients.map((name) => stopDetached(layout.stateDir, name)), stopSealedSecretsController(layout)]);
     await stopDetached(layout.stateDir, apiserver);
     await stopDetached(layout.stateDir, etcd);
   },

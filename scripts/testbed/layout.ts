@@ -78,6 +78,9 @@ export const portOffsets = {
   kwok: 58,
   kubeMetricsServer: 59,
   certManagerMetrics: 64,
+  // The sealed-secrets controller (使用Sealed Secrets): its /v1/cert.pem and /healthz, and its metrics.
+  sealedSecrets: 65,
+  sealedSecretsMetrics: 66,
   // The real node (scripts/testbed/node/, TESTBED_REAL_NODE=1).
   kubelet: 60,
   kubeletHealthz: 61,

@@ -22,6 +22,12 @@ export function workerKubeconfigPath(layout: TestbedLayout): string {
  * (`<account>-token`, created here when missing; the token controller fills it in).
  */
 export async function writeServiceAccountKubeconfig(layout: TestbedLayout, kc: KubeConfig, namespace: string, account: string, file: string): Promise<void> {
+  const token = await serviceAccountToken(kc, namespace, account);
+  writeKubeconfig(file, `https://127.0.0.1:${port(layout, 'kubeApiserver')}`, pkiPaths(layout).caCert, account, token, namespace);
+}
+
+/** The token of a legacy token Secret of the ServiceAccount (`<account>-token`, created here when missing; the token controller fills it in). */
+export async function serviceAccountToken(kc: KubeConfig, namespace: string, account: string): Promise<string> {
   await applyObjects(kc, [
     {
       apiVersion: 'v1',
@@ -41,7 +47,7 @@ export async function writeServiceAccountKubeconfig(layout: TestbedLayout, kc: K
     },
     60_000,
   );
-  writeKubeconfig(file, `https://127.0.0.1:${port(layout, 'kubeApiserver')}`, pkiPaths(layout).caCert, account, token, namespace);
+  return token;
 }
 
 /** Applies the sandbox overlay with `kubectl apply -k` (as a user would) and writes the worker account's kubeconfig. */

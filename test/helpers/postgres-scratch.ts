@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Client, Pool } from 'pg';
-import { seedShortDramaDatabase } from '../../scripts/testbed/seed-postgres';
+import { rotatableGroup, seedShortDramaDatabase } from '../../scripts/testbed/seed-postgres';
 import { waitUntil } from '../../scripts/testbed/processes';
 import { testbedEnv } from './testbed';
 
@@ -15,6 +15,21 @@ export function urlForDatabase(database: string, as: 'worker' | 'admin' = 'worke
   const url = new URL((as === 'admin' ? env.TESTBED_DATABASE_ADMIN_URL : env.DATABASE_URL)!);
   url.pathname = `/${database}`;
   return url.toString();
+}
+
+/**
+ * A LOGIN role `<prefix>_<suffix>` with a random known password, member of the rotatable group
+ * (what rotateDatabasePassword may change); drop it with the returned function.
+ */
+export async function rotatableLoginRole(prefix: string): Promise<{ role: string; password: string; drop: () => Promise<unknown> }> {
+  const role = `${prefix}_${uniqueSuffix()}`;
+  const password = randomBytes(18).toString('base64url');
+  await withAdmin(async (admin) => {
+    // pg_stat_statements keeps CREATE ROLE ... PASSWORD verbatim: not for this statement.
+    await admin.query('SET pg_stat_statements.track_utility = off');
+    await admin.query(`CREATE ROLE "${role}" LOGIN PASSWORD '${password}' IN ROLE ${rotatableGroup}`);
+  });
+  return { role, password, drop: () => withAdmin((admin) => admin.query(`DROP ROLE IF EXISTS "${role}"`)) };
 }
 
 /** Runs fn on a fresh admin connection (database `postgres`). */

@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { CancelledFailure, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
@@ -12,13 +12,12 @@ import { waitUntil } from '../../scripts/testbed/processes';
 import { deleteDeployment, restartableScript, scratchApp, unique } from '../helpers/kube-activity-scratch';
 import { adminKubeConfig, kubernetesNamespace as namespace, statusOf } from '../helpers/kube-cluster';
 import { patchDeployment } from '../helpers/kube-objects';
-import { uniqueSuffix, withAdmin } from '../helpers/postgres-scratch';
+import { rotatableLoginRole, uniqueSuffix, withAdmin } from '../helpers/postgres-scratch';
 import { expectIncidentReport, pendingOf, readBucketText, scheduledActivityTypes, terminateRuns } from '../helpers/runbook-runs';
 import type { SetRolePasswordResult } from '../../activities/password-rotation';
 import { logsIn } from '../helpers/postgres-login';
 import { testbedConfig, testbedEnv } from '../helpers/testbed';
 import { withRunbooks } from '../helpers/worker';
-import { rotatableGroup } from '../../scripts/testbed/seed-postgres';
 
 const key = 'DATABASE_PASSWORD';
 const step = 'rotate-password';
@@ -60,14 +59,8 @@ describe('rotateDatabasePassword', () => {
 
   /** A LOGIN role with a known password, a Secret holding it, and an app Deployment (a real pod on the node). */
   async function fixture(): Promise<Fixture> {
-    const role = `rot_${uniqueSuffix()}`;
-    const old = randomBytes(18).toString('base64url');
-    await withAdmin(async (admin) => {
-      // pg_stat_statements keeps CREATE ROLE ... PASSWORD verbatim: not for this statement.
-      await admin.query('SET pg_stat_statements.track_utility = off');
-      await admin.query(`CREATE ROLE "${role}" LOGIN PASSWORD '${old}' IN ROLE ${rotatableGroup}`);
-    });
-    cleanups.push(() => withAdmin((admin) => admin.query(`DROP ROLE IF EXISTS "${role}"`)));
+    const { role, password: old, drop } = await rotatableLoginRole('rot');
+    cleanups.push(drop);
     const secret = unique('rot-secret');
     await core.createNamespacedSecret(namespace, { metadata: { name: secret, labels: { 'runbook-test/scratch': 'true' } }, type: 'Opaque', data: { [key]: b64(old), OTHER: b64('kept') } });
     cleanups.push(() => core.deleteNamespacedSecret(secret, namespace).catch((err: unknown) => (statusOf(err) === 404 ? undefined : Promise.reject(err))));
