@@ -113,15 +113,15 @@ export async function awaitOtherBuild(client: PoolClient, table: string, name: s
     if (!seen) Context.current().log.info('waiting for the build of the index another session runs', { index: name, pid: other.pid, phase: other.phase, command: other.command });
     seen = other;
     heartbeat({ index: name, waitingForBuildBy: other.pid, phase: other.phase });
-    await throwIfCancelled();
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
+    // Context.sleep rejects with CancelledFailure once the activity is cancelled.
+    await Context.current().sleep(pollMs);
   }
 }
 
 /** Tables the weekly checklist maintains (indexes above, expired sessions deleted, VACUUM): their owner's rights are needed. */
 export const maintainedTables: readonly string[] = [...new Set([...recommendedIndexes.map((index) => index.table), 'sessions'])];
 
-export async function throwIfCancelled(): Promise<void> {
+async function throwIfCancelled(): Promise<void> {
   const context = Context.current();
   if (context.cancellationSignal.aborted) await context.cancelled;
 }
