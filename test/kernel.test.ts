@@ -314,6 +314,30 @@ describe('runbook kernel (real Temporal dev server, test target)', () => {
     });
   });
 
+  test('a step a policy approves is planned once, under its lock: locked, planned, decided by the policy, applied, unlocked', async () => {
+    const target = newTarget();
+    const { result, activities } = await withKernel(async (runbooks, client) => {
+      const { workflowId } = await start(runbooks, { mode: 'execute', target, steps: [{ id: 'routine', title: 'Routine change' }] });
+      const finished = await runbooks.waitForResult<RunbookResultBase>(workflowId);
+      const types = await scheduledActivityTypes(client.workflow.getHandle(workflowId));
+      await client.workflow.getHandle(lockWorkflowId(target)).terminate('test over');
+      return { result: finished, activities: types };
+    });
+    expect(result.outcome).toBe('completed');
+    const steps = ['locked', 'planned', 'decided', 'applied', 'unlocked'];
+    expect(result.timeline.filter((e) => steps.includes(e.event)).map((e) => [e.event, e.by ?? e.detail])).toEqual([
+      ['locked', `lock on ${target}`],
+      ['planned', expect.stringMatching(new RegExp(`^routine on ${target} at version 1 \\(plan [0-9a-f]{12}\\)$`))],
+      ['decided', 'policy routine-test'],
+      ['applied', 'routine applied'],
+      ['unlocked', `lock on ${target}`],
+    ]);
+    // The read step, then one dry run (under the lock) and one apply: no second plan to compare.
+    expect(activities.filter((a) => a === 'readTestTarget')).toHaveLength(2);
+    expect(activities.filter((a) => a === 'requestTargetLock')).toHaveLength(1);
+    expect(targets.applies.filter((a) => a.target === target)).toEqual([{ target, stepId: 'routine' }]);
+  });
+
   test('two runbooks changing one target are serialised by its lock', async () => {
     const target = newTarget();
     targets.applyMs = 300;

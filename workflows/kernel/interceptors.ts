@@ -50,10 +50,12 @@ class RunEnding implements WorkflowInboundCallsInterceptor {
     } catch (err) {
       if (err instanceof ContinueAsNew) throw err;
       const run = RunbookRun.current;
+      await run?.releasesDelivered();
       run?.endedByError(err, isCancellation(err) || run.endsCanceled);
       if (run?.endsCanceled && !isCancellation(err)) throw new CancelledFailure(run.cancelledSentence());
       throw err;
     }
+    await RunbookRun.current?.releasesDelivered();
     if (RunbookRun.current?.endsCanceled) throw new CancelledFailure(RunbookRun.current.cancelledSentence());
     return result;
   }

@@ -75,6 +75,8 @@ function runFields(input: RunInput) {
 }
 
 type Approval = AcceptedDecision & { channel: DecisionChannel };
+/** A policy that approved a step without a person, and what proves it applies (a schedule's record). */
+type PolicyApproval = { name: string; detail?: string };
 
 /** A destructive step; `Details` is what its plan records and its apply reads back, typed end to end. */
 export interface ChangeStep<Details = unknown, Step extends string = string> {
@@ -84,7 +86,7 @@ export interface ChangeStep<Details = unknown, Step extends string = string> {
   allowedRoles?: ApproverRole[];
   /** Steps whose skip (rejected, expired, failed) skips this one too. */
   dependsOn?: Step[];
-  /** A dry run: the exact change, or `needed: false`. Called again right before apply. */
+  /** A dry run: the exact change, or `needed: false`. Called again under the lock right before apply (once, under the lock, when a policy approves the step). */
   plan: () => Promise<PlannedChange<Details>>;
   /** Makes the change the approved plan describes; returns a one-line result. Must be idempotent. */
   apply: (planned: PlannedChange<Details>) => Promise<string>;
@@ -141,6 +143,8 @@ export class RunbookRun<Step extends string = string> {
   private readonly notRecordedOfKind: Record<BoundedKind, number> = { alerts: 0, refused: 0 };
   private timelineBounded: boolean | undefined;
   private readonly grantedLocks = new Set<string>();
+  /** Lock releases sent and not yet confirmed: the run goes on, and waits for them before it ends. */
+  private readonly releasesInFlight: Array<Promise<void>> = [];
   private state: RunbookStatus['state'] = 'running';
   private currentStep: string | undefined;
   private stepsDone = 0;
@@ -376,12 +380,20 @@ export class RunbookRun<Step extends string = string> {
     if (this.cancelled) return this.skip(step, 'cancelled', 'run cancelled before this step');
     if ([...this.stepOutcomes.values()].includes('failed')) return this.skip(step, 'dependency-skipped', 'an earlier step failed');
 
+    // A step a policy approves needs no person's look at the plan: it is planned once, under the lock, and applied.
+    let policyChecked = false;
+    if (this.identity.mode === 'execute' && this.policy.autoApprove.some((p) => p.steps.includes(step.stepId)) && patched('policy-approved-step-planned-once-under-lock')) {
+      const policy = await this.autoApproval(step.stepId);
+      if (policy) return this.applyApprovedByPolicy(step, policy);
+      policyChecked = true;
+    }
+
     let planned = await this.planStep(step);
     if (!planned.change.needed) return this.skip(step, 'not-needed', `nothing to change: ${planned.change.summary}`);
     if (this.identity.mode === 'plan') return 'planned';
 
     for (let round = 0; round <= maxReapprovals; round++) {
-      const verdict = await this.awaitDecision(planned);
+      const verdict = await this.awaitDecision(planned, policyChecked);
       if (verdict !== 'approve') return this.skip(step, verdict, verdict === 'expired' ? 'approval expired after the last escalation tier' : undefined);
       const locks = await this.acquireLocks({ cancellable: patched('lock-wait-honours-cancel') });
       if (!locks) return this.skip(step, 'cancelled', 'run cancelled while waiting for the lock');
@@ -393,20 +405,38 @@ export class RunbookRun<Step extends string = string> {
           planned = replanned;
           continue;
         }
-        if (this.cancelled) return this.skip(step, 'cancelled', 'run cancelled before apply');
-        try {
-          const result = await step.apply(planned.change);
-          this.record({ event: 'applied', stepId: step.stepId, title: step.title, detail: result });
-          return 'applied';
-        } catch (err) {
-          this.record({ event: 'failed', stepId: step.stepId, title: step.title, detail: errorText(err) });
-          return 'failed';
-        }
+        return await this.apply(step, planned);
       } finally {
         await this.releaseLocks(locks);
       }
     }
     return this.skip(step, 'rejected', `the plan kept changing; asked ${maxReapprovals + 1} times`);
+  }
+
+  /** Under the run's locks: the plan, the policy's decision, the apply. */
+  private async applyApprovedByPolicy<Details>(step: ChangeStep<Details, Step>, policy: PolicyApproval): Promise<ChangeOutcome> {
+    const locks = await this.acquireLocks({ cancellable: true });
+    if (!locks) return this.skip(step, 'cancelled', 'run cancelled while waiting for the lock');
+    try {
+      const planned = await this.planStep(step);
+      if (!planned.change.needed) return this.skip(step, 'not-needed', `nothing to change: ${planned.change.summary}`);
+      this.recordPolicyApproval(planned, policy);
+      return await this.apply(step, planned);
+    } finally {
+      await this.releaseLocks(locks);
+    }
+  }
+
+  private async apply<Details>(step: ChangeStep<Details, Step>, planned: PlannedStep & { change: PlannedChange<Details> }): Promise<ChangeOutcome> {
+    if (this.cancelled) return this.skip(step, 'cancelled', 'run cancelled before apply');
+    try {
+      const result = await step.apply(planned.change);
+      this.record({ event: 'applied', stepId: step.stepId, title: step.title, detail: result });
+      return 'applied';
+    } catch (err) {
+      this.record({ event: 'failed', stepId: step.stepId, title: step.title, detail: errorText(err) });
+      return 'failed';
+    }
   }
 
   private async planStep<Details>(step: ChangeStep<Details, Step>): Promise<PlannedStep & { change: PlannedChange<Details> }> {
@@ -425,7 +455,7 @@ export class RunbookRun<Step extends string = string> {
   }
 
   /** A policy that approves this step of this run without a person, if any. */
-  private async autoApproval(stepId: string): Promise<{ name: string; detail?: string } | undefined> {
+  private async autoApproval(stepId: string): Promise<PolicyApproval | undefined> {
     for (const policy of this.policy.autoApprove.filter((p) => p.steps.includes(stepId))) {
       if (!policy.onlyScheduled) return { name: policy.name };
       const proof = await this.startedBySchedule();
@@ -451,12 +481,10 @@ export class RunbookRun<Step extends string = string> {
   }
 
   /** Waits for people's decisions (a quorum, or one veto), escalating tier by tier on durable timers; a policy may decide at once. */
-  private async awaitDecision(planned: PlannedStep): Promise<'approve' | 'rejected' | 'expired' | 'cancelled'> {
-    const policy = await this.autoApproval(planned.stepId);
+  private async awaitDecision(planned: PlannedStep, policyChecked = false): Promise<'approve' | 'rejected' | 'expired' | 'cancelled'> {
+    const policy = policyChecked ? undefined : await this.autoApproval(planned.stepId);
     if (policy) {
-      const reason = `approved by policy ${policy.name}${policy.detail ? ` (${policy.detail})` : ''}`;
-      this.record({ event: 'decided', stepId: planned.stepId, title: planned.title, by: `policy ${policy.name}`, channel: 'policy', reason });
-      upsertSearchAttributes([{ key: runbookApprovalState, value: 'approved' }]);
+      this.recordPolicyApproval(planned, policy);
       return 'approve';
     }
     this.approvals = [];
@@ -504,6 +532,12 @@ export class RunbookRun<Step extends string = string> {
     }
     upsertSearchAttributes([{ key: runbookApprovalState, value: vetoed ? 'rejected' : 'approved' }]);
     return vetoed ? 'rejected' : 'approve';
+  }
+
+  private recordPolicyApproval(planned: PlannedStep, policy: PolicyApproval): void {
+    const reason = `approved by policy ${policy.name}${policy.detail ? ` (${policy.detail})` : ''}`;
+    this.record({ event: 'decided', stepId: planned.stepId, title: planned.title, by: `policy ${policy.name}`, channel: 'policy', reason });
+    upsertSearchAttributes([{ key: runbookApprovalState, value: 'approved' }]);
   }
 
   private get quorumMet(): boolean {
@@ -568,17 +602,28 @@ export class RunbookRun<Step extends string = string> {
     }
   }
 
-  /** In reverse order; a request not granted yet leaves the queue. Awaited: a signal still in flight when the run completes would never be delivered. */
+  /**
+   * In reverse order; a request not granted yet leaves the queue. The run goes on without waiting
+   * for the lock workflow to confirm (runs recorded before waited for each), and waits for every
+   * confirmation before it ends (releasesDelivered): a signal still in flight when the run
+   * completes would never be delivered.
+   */
   private async releaseLocks(held: LockHeld[]): Promise<void> {
+    const waitForEach = !patched('lock-release-confirmed-before-the-run-ends');
     for (const { name, request } of [...held].reverse()) {
       const granted = this.grantedLocks.delete(request.requestId);
       this.record({ event: 'unlocked', detail: granted ? `lock on ${name}` : `left the queue of the lock on ${name}` });
-      try {
-        await getExternalWorkflowHandle(lockWorkflowId(name)).signal(releaseLockSignal, request);
-      } catch (err) {
-        log.warn('could not release the lock; it passes on when this run ends', { lock: name, error: errorText(err) });
-      }
+      const sent = getExternalWorkflowHandle(lockWorkflowId(name))
+        .signal(releaseLockSignal, request)
+        .catch((err: unknown) => log.warn('could not release the lock; it passes on when this run ends', { lock: name, error: errorText(err) }));
+      if (waitForEach) await sent;
+      else this.releasesInFlight.push(sent);
     }
+  }
+
+  /** Every lock release sent so far confirmed by its lock workflow; the run ends only after this. */
+  async releasesDelivered(): Promise<void> {
+    await Promise.all(this.releasesInFlight.splice(0));
   }
 
   private registerHandlers(): void {
