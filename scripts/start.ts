@@ -7,6 +7,7 @@ import { installRuntime, runWorker } from '../workers/run-worker';
 import type { Client } from '@temporalio/client';
 import { allServices, down, up, type ServiceName, type TestbedHandle } from './testbed';
 import { temporalCliVersion } from './testbed/temporal-server';
+import { port } from './testbed/layout';
 
 const say = (line = '') => process.stderr.write(`${line}\n`);
 
@@ -59,6 +60,8 @@ async function main(): Promise<void> {
     testbed = await up({ services, log: (line) => say(`[sandbox] ${line}`) });
     const provided = needsSandbox ? testbed.env : Object.fromEntries(Object.entries(testbed.env).filter(([key]) => temporalVariables.includes(key)));
     for (const [key, value] of Object.entries(provided)) process.env[key] ??= value;
+    // The sandbox's Prometheus scrapes the worker's metrics on this port (job runbook-worker), unless configured otherwise.
+    if (needsSandbox && (sources.worker as { metricsPort?: unknown } | undefined)?.metricsPort === undefined) process.env.WORKER_METRICS_PORT = String(port(testbed.layout, 'workerMetrics'));
   }
 
   const config = loadConfig();

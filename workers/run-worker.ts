@@ -9,6 +9,7 @@ import { payloadDataConverter } from '../config/payload-encryption';
 import { startCodecServer, type CodecServer } from './codec-server';
 import { startHealthServer } from './health-server';
 import type { Listening } from '../config/http-server';
+import { runbookHistogramBuckets } from '../common/runbook-metrics';
 
 /** The workflow bundle every worker runs: the runbooks and the kernel's interceptors. */
 export const workflowBundle = {
@@ -26,7 +27,12 @@ export function installRuntime(config: RunbookConfig): Logger {
   const logger = createJsonLogger(config.worker.logLevel);
   Runtime.install({
     logger,
-    telemetryOptions: { metrics: { prometheus: { bindAddress: `${config.worker.metricsHost}:${config.worker.metricsPort}` } } },
+    telemetryOptions: {
+      metrics: {
+        // The SDK's metrics, and the kernel's runbook_* (common/runbook-metrics.ts) with buckets in seconds.
+        prometheus: { bindAddress: `${config.worker.metricsHost}:${config.worker.metricsPort}`, histogramBucketOverrides: runbookHistogramBuckets },
+      },
+    },
     // On either signal the worker stops polling, lets in-flight activities finish (up to the grace time), then run() resolves.
     shutdownSignals: ['SIGINT', 'SIGTERM'],
   });

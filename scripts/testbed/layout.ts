@@ -55,6 +55,9 @@ export const portOffsets = {
   appTraffic: 82,
   // Prometheus' HTTP service discovery of the app's pods (pod-discovery.js, with the real node).
   podDiscovery: 83,
+  // The runbook worker's metrics, scraped by Prometheus (job runbook-worker): `npm start`'s worker, and the worker process of test/worker-metrics.test.ts.
+  workerMetrics: 97,
+  testWorkerMetrics: 98,
   s3: 40,
   // SeaweedFS runs several internal servers; each needs a port of its own.
   seaweedMaster: 41,

@@ -65,6 +65,10 @@ function writeConfig(layout: TestbedContext['layout']): boolean {
     '  - job_name: temporal',
     '    static_configs:',
     `      - targets: ['127.0.0.1:${port(layout, 'temporalMetrics')}']`,
+    // The runbook worker's metrics (the SDK's and runbook_*), for deploy/grafana's dashboard.
+    '  - job_name: runbook-worker',
+    '    static_configs:',
+    `      - targets: ['127.0.0.1:${port(layout, 'workerMetrics')}', '127.0.0.1:${port(layout, 'testWorkerMetrics')}']`,
     ...appScrapeJob(layout),
     ...capacityScrapeJobs().flatMap(({ job, metricsPath }) => [`  - job_name: ${job}`, `    metrics_path: ${metricsPath}`, '    static_configs:', `      - targets: ['${capacity}']`]),
     '',
@@ -73,7 +77,8 @@ function writeConfig(layout: TestbedContext['layout']): boolean {
 }
 
 /**
- * Prometheus scraping itself, the Temporal dev server, short-drama-app's pods (with the real node)
+ * Prometheus scraping itself, the Temporal dev server, the runbook worker (`npm start`'s and a
+ * test's), short-drama-app's pods (with the real node)
  * and the capacity series under the scrape jobs `kubelet` and `postgres-exporter`, started on 30
  * days of backfilled capacity history (capacity-history.ts) for the monthly review.
  */

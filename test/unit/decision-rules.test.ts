@@ -1,6 +1,6 @@
 import { statementText, type DecisionStatement } from '../../common/approval-statements';
 import type { Decision, PendingApproval } from '../../common/runbook';
-import { checkDecision, type DecisionContext } from '../../workflows/kernel/decision-rules';
+import { checkDecision, type DecisionContext, type RefusalReason } from '../../workflows/kernel/decision-rules';
 import { newKey } from '../helpers/approver-keys';
 
 /**
@@ -66,6 +66,32 @@ describe('decision rules', () => {
     const check = checkDecision(decision, verdict, context(overrides));
     return check.ok ? 'accepted' : check.refusal;
   };
+  const reasonOf = (decision: Decision, overrides: Partial<DecisionContext> = {}, verdict: 'approve' | 'reject' = 'approve') => {
+    const check = checkDecision(decision, verdict, context(overrides));
+    return check.ok ? 'accepted' : check.reason;
+  };
+
+  /** The word each refusal is counted by in the worker's metrics (runbook_refusals_total's reason). */
+  const reasons: Record<string, RefusalReason> = {
+    'signed by another key': 'bad-signature',
+    'for another run': 'wrong-run',
+    'for another namespace': 'wrong-run',
+    'for another step': 'not-pending',
+    'for another plan': 'wrong-plan',
+    'a signed plan hash cut to the digits shown': 'malformed',
+    expired: 'statement-time',
+    'valid too long': 'statement-time',
+    'issued in the future': 'statement-time',
+    'an unknown approver': 'unknown-approver',
+    'an approver without a key': 'no-key',
+    'the proven initiator': 'four-eyes',
+    'a role not allowed': 'role-not-allowed',
+    'a second approval by the same person': 'duplicate-approver',
+    'a step already decided': 'already-decided',
+    'nothing pending': 'not-pending',
+    'a person signing for another': 'signed-for-another',
+    'a channel beyond the roles it vouches for': 'role-not-allowed',
+  };
 
   test('a signed decision by a configured person in an allowed role is accepted, with its key', async () => {
     const decision = await signed();
@@ -99,10 +125,12 @@ describe('decision rules', () => {
       {},
       'carol (manager) through slack (vouches for l1, l2) may not decide "raise-memory": needs one of l2, manager',
     ],
-  ])('refused: %s', async (_what, decision, overrides, expected) => {
-    const text = refusal(await decision(), overrides);
+  ])('refused: %s', async (what, decision, overrides, expected) => {
+    const made = await decision();
+    const text = refusal(made, overrides);
     if (typeof expected === 'string') expect(text).toBe(expected);
     else expect(text).toMatch(expected);
+    expect(reasonOf(made, overrides)).toBe(reasons[what]);
   });
 
   test('an unsigned decision (the UI dialog) may name the plan by the 12 or more digits shown, and is recorded with the whole hash', () => {
@@ -110,10 +138,11 @@ describe('decision rules', () => {
     for (const shown of [planHash.slice(0, 12), planHash.slice(0, 30), planHash.slice(0, 12).toUpperCase(), planHash]) {
       expect(unsigned(shown)).toEqual({ ok: true, decision: { stepId: 'raise-memory', planHash, approver: 'bob', reason: 'OOMKilled twice', role: 'l2', verified: false } });
     }
-    expect(unsigned(planHash.slice(0, 11))).toEqual({ ok: false, refusal: `plan aaaaaaaaaaa is too short to name a plan: give at least 12 digits of ${planHash}` });
-    expect(unsigned('')).toEqual({ ok: false, refusal: `plan (none) is too short to name a plan: give at least 12 digits of ${planHash}` });
+    expect(unsigned(planHash.slice(0, 11))).toEqual({ ok: false, reason: 'wrong-plan', refusal: `plan aaaaaaaaaaa is too short to name a plan: give at least 12 digits of ${planHash}` });
+    expect(unsigned('')).toEqual({ ok: false, reason: 'wrong-plan', refusal: `plan (none) is too short to name a plan: give at least 12 digits of ${planHash}` });
     expect(unsigned(`${planHash.slice(0, 11)}b`)).toEqual({
       ok: false,
+      reason: 'wrong-plan',
       refusal: `the decision names plan aaaaaaaaaaab, but the pending plan is ${planHash}: review the current plan and decide again`,
     });
   });
@@ -121,6 +150,10 @@ describe('decision rules', () => {
   test('a statement works once, says its own verdict, and its fields cannot be changed beside it', async () => {
     const decision = await signed();
     expect(refusal(decision, { usedStatements: new Set([decision.statement!]) })).toBe('this statement was already used; sign a new one for each decision');
+    expect(reasonOf(decision, { usedStatements: new Set([decision.statement!]) })).toBe('statement-reused');
+    expect(reasonOf(decision, {}, 'reject')).toBe('statement-mismatch');
+    expect(reasonOf({ ...decision, approver: 'carol' })).toBe('statement-mismatch');
+    expect(reasonOf({ statement: decision.statement! })).toBe('malformed');
     expect(refusal(decision, {}, 'reject')).toBe('the statement says approve; it cannot reject');
     expect(refusal({ ...decision, approver: 'carol' })).toBe("the decision's approver differs from its signed statement");
     expect(refusal({ ...decision, statement: decision.statement!.replace('twice', 'thrice') })).toBe(`not signed by bob: the signature does not verify with key ${keys.bob.fingerprint}`);
@@ -139,6 +172,7 @@ describe('decision rules', () => {
   test('unsigned decisions: refused where signatures are required, accepted as unverified where not', () => {
     const plain: Decision = { stepId: 'raise-memory', planHash, approver: 'bob', reason: 'ok' };
     expect(refusal(plain)).toMatch(/^an unsigned decision is refused/);
+    expect(reasonOf(plain)).toBe('unsigned');
     expect(checkDecision(plain, 'approve', context({ requireSignatures: false }))).toEqual({ ok: true, decision: { ...plain, role: 'l2', verified: false } });
     // Without a proof the claimed initiator still may not approve.
     expect(refusal({ ...plain, approver: 'erin' }, { requireSignatures: false, provenInitiator: undefined })).toBe('four-eyes rule: erin started this run and cannot approve its steps');

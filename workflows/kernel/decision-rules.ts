@@ -37,37 +37,59 @@ export interface AcceptedDecision {
   statement?: string;
 }
 
-export type DecisionCheck = { ok: true; decision: AcceptedDecision } | { ok: false; refusal: string };
+/** Why a decision was refused, in a word: a bounded set, counted by the worker's metrics (the sentence says the rest). */
+export const refusalReasons = [
+  'malformed',
+  'unsigned',
+  'statement-mismatch',
+  'wrong-run',
+  'statement-time',
+  'statement-reused',
+  'unknown-approver',
+  'no-key',
+  'bad-signature',
+  'signed-for-another',
+  'not-pending',
+  'wrong-plan',
+  'already-decided',
+  'four-eyes',
+  'role-not-allowed',
+  'duplicate-approver',
+] as const;
+export type RefusalReason = (typeof refusalReasons)[number];
 
-const refuse = (refusal: string): DecisionCheck => ({ ok: false, refusal });
+type Refused = { ok: false; reason: RefusalReason; refusal: string };
+export type DecisionCheck = { ok: true; decision: AcceptedDecision } | Refused;
+
+const refuse = (reason: RefusalReason, refusal: string): Refused => ({ ok: false, reason, refusal });
 const isPerson = (identity: PolicyIdentity) => (identity.kind ?? 'person') === 'person';
 
 type Fields = Pick<AcceptedDecision, 'stepId' | 'planHash' | 'approver' | 'reason' | 'verified' | 'keyFingerprint' | 'vouchedBy' | 'statement'>;
 
 /** The decision's fields from its signed statement, or why the statement does not count. */
-function signedFields(decision: Decision, verdict: DecisionVerdict, context: DecisionContext): Fields | string {
-  if (!decision.statement || !decision.signature) return 'a signed decision needs both statement and signature';
+function signedFields(decision: Decision, verdict: DecisionVerdict, context: DecisionContext): Fields | Refused {
+  if (!decision.statement || !decision.signature) return refuse('malformed', 'a signed decision needs both statement and signature');
   const parsed = parseStatement(decisionStatementSchema, decision.statement);
-  if (!parsed.ok) return parsed.reason;
+  if (!parsed.ok) return refuse('malformed', parsed.reason);
   const s = parsed.statement;
   const { run } = context;
   if (s.temporalNamespace !== run.namespace || s.workflowId !== run.workflowId || s.runId !== run.runId) {
-    return `the statement is for run ${s.workflowId} (${s.runId}) in namespace ${s.temporalNamespace}, not for this run ${run.workflowId} (${run.runId}) in ${run.namespace}`;
+    return refuse('wrong-run', `the statement is for run ${s.workflowId} (${s.runId}) in namespace ${s.temporalNamespace}, not for this run ${run.workflowId} (${run.runId}) in ${run.namespace}`);
   }
   for (const field of ['stepId', 'planHash', 'approver', 'reason'] as const) {
-    if (decision[field] !== undefined && decision[field] !== s[field]) return `the decision's ${field} differs from its signed statement`;
+    if (decision[field] !== undefined && decision[field] !== s[field]) return refuse('statement-mismatch', `the decision's ${field} differs from its signed statement`);
   }
-  if (s.verdict !== verdict) return `the statement says ${s.verdict}; it cannot ${verdict}`;
+  if (s.verdict !== verdict) return refuse('statement-mismatch', `the statement says ${s.verdict}; it cannot ${verdict}`);
   const late = timeProblem(s, context.now, context.maxLifetimeMs);
-  if (late) return late;
-  if (context.usedStatements.has(decision.statement)) return 'this statement was already used; sign a new one for each decision';
+  if (late) return refuse('statement-time', late);
+  if (context.usedStatements.has(decision.statement)) return refuse('statement-reused', 'this statement was already used; sign a new one for each decision');
   const signerId = s.signer ?? s.approver;
   const signer = context.approvers.find((a) => a.id === signerId);
-  if (!signer) return `${signerId} is not a configured approver`;
-  if (!signer.publicKey) return `${signerId} has no public key configured, so a signature by them cannot be checked`;
+  if (!signer) return refuse('unknown-approver', `${signerId} is not a configured approver`);
+  if (!signer.publicKey) return refuse('no-key', `${signerId} has no public key configured, so a signature by them cannot be checked`);
   const verdictOfKey = verifySshSignature(signer.publicKey, signatureNamespace, decision.statement, decision.signature);
-  if (!verdictOfKey.ok) return `not signed by ${signerId}: ${verdictOfKey.reason}`;
-  if (signerId !== s.approver && signer.kind !== 'channel') return `${signerId} signed for ${s.approver}, and only a channel may sign for someone else`;
+  if (!verdictOfKey.ok) return refuse('bad-signature', `not signed by ${signerId}: ${verdictOfKey.reason}`);
+  if (signerId !== s.approver && signer.kind !== 'channel') return refuse('signed-for-another', `${signerId} signed for ${s.approver}, and only a channel may sign for someone else`);
   return {
     stepId: s.stepId,
     planHash: s.planHash,
@@ -100,39 +122,42 @@ export function planHashProblem(given: string, pending: string): string | undefi
  */
 export function checkDecision(decision: Decision, verdict: DecisionVerdict, context: DecisionContext): DecisionCheck {
   const { pending } = context;
-  if (!decision || typeof decision !== 'object') return refuse('a decision needs a signed statement (or stepId, planHash, approver and reason)');
+  if (!decision || typeof decision !== 'object') return refuse('malformed', 'a decision needs a signed statement (or stepId, planHash, approver and reason)');
   let fields: Fields;
   if (decision.statement !== undefined || decision.signature !== undefined) {
     const signed = signedFields(decision, verdict, context);
-    if (typeof signed === 'string') return refuse(signed);
+    if ('ok' in signed) return signed;
     fields = signed;
   } else {
     if (context.requireSignatures) {
-      return refuse("an unsigned decision is refused: decisions here must be signed with the approver's SSH key (runbook approve signs; in the Temporal UI paste what runbook sign prints)");
+      return refuse(
+        'unsigned',
+        "an unsigned decision is refused: decisions here must be signed with the approver's SSH key (runbook approve signs; in the Temporal UI paste what runbook sign prints)",
+      );
     }
     fields = { stepId: decision.stepId!, planHash: decision.planHash!, approver: decision.approver!, reason: decision.reason!, verified: false };
   }
-  if (!pending) return refuse(`step "${fields.stepId}" is not waiting for approval (nothing is)`);
-  if (fields.stepId !== pending.stepId) return refuse(`step "${fields.stepId}" is not waiting for approval (pending: "${pending.stepId}")`);
-  if (!fields.reason?.trim()) return refuse('a reason is required');
-  if (!fields.approver?.trim()) return refuse('the approver is required');
+  if (!pending) return refuse('not-pending', `step "${fields.stepId}" is not waiting for approval (nothing is)`);
+  if (fields.stepId !== pending.stepId) return refuse('not-pending', `step "${fields.stepId}" is not waiting for approval (pending: "${pending.stepId}")`);
+  if (!fields.reason?.trim()) return refuse('malformed', 'a reason is required');
+  if (!fields.approver?.trim()) return refuse('malformed', 'the approver is required');
   const planProblem = planHashProblem(String(fields.planHash ?? ''), pending.planHash);
-  if (planProblem) return refuse(planProblem);
+  if (planProblem) return refuse('wrong-plan', planProblem);
   fields = { ...fields, planHash: pending.planHash };
-  if (context.decided) return refuse(`step "${fields.stepId}" was already decided`);
+  if (context.decided) return refuse('already-decided', `step "${fields.stepId}" was already decided`);
   if (verdict === 'approve' && (fields.approver === context.provenInitiator || fields.approver === context.startedBy)) {
-    return refuse(`four-eyes rule: ${fields.approver} started this run and cannot approve its steps`);
+    return refuse('four-eyes', `four-eyes rule: ${fields.approver} started this run and cannot approve its steps`);
   }
   const person = context.approvers.find((a) => a.id === fields.approver && isPerson(a));
-  if (!person) return refuse(`${fields.approver} is not a configured approver`);
+  if (!person) return refuse('unknown-approver', `${fields.approver} is not a configured approver`);
   const channel = fields.vouchedBy ? context.approvers.find((a) => a.id === fields.vouchedBy) : undefined;
   const role = pending.allowedRoles.find((r) => person.roles.includes(r) && (!channel || (channel.vouchesFor ?? []).includes(r)));
   if (!role) {
     const through = channel ? ` through ${channel.id} (vouches for ${(channel.vouchesFor ?? []).join(', ') || 'no role'})` : '';
-    return refuse(`${fields.approver} (${person.roles.join(', ')})${through} may not decide "${fields.stepId}": needs one of ${pending.allowedRoles.join(', ')}`);
+    return refuse('role-not-allowed', `${fields.approver} (${person.roles.join(', ')})${through} may not decide "${fields.stepId}": needs one of ${pending.allowedRoles.join(', ')}`);
   }
   if (verdict === 'approve' && context.approvedBy.includes(fields.approver)) {
-    return refuse(`${fields.approver} already approved "${fields.stepId}": the quorum needs distinct approvers`);
+    return refuse('duplicate-approver', `${fields.approver} already approved "${fields.stepId}": the quorum needs distinct approvers`);
   }
   return { ok: true, decision: { ...fields, role } };
 }

@@ -32,6 +32,7 @@ import { stableJson } from '../../common/stable-json';
 import { alertFiringSignal, alertResolvedSignal, approveSignal, approveUpdate, cancelSignal, messageDescriptions, rejectSignal, rejectUpdate, statusQuery } from '../../common/messages';
 import { lockGrantedSignal, lockMessageDescriptions, lockWorkflowId, releaseLockSignal, type LockRequest } from '../../common/target-lock-messages';
 import { checkDecision, type AcceptedDecision } from './decision-rules';
+import { runMetrics } from './run-metrics';
 import { read } from '../activity-proxies';
 import { errorText, failure } from '../../common/failures';
 import { durationMs } from '../../common/duration';
@@ -152,6 +153,8 @@ export class RunbookRun<Step extends string = string> {
   /** Sentences of effects promised and not found by a verify step: the run ends failed with them. */
   private readonly brokenPromises: string[] = [];
   private report: RunbookResultBase['report'];
+  /** A change was applied already: only the first one is timed from the start. */
+  private changedYet = false;
 
   private constructor(
     readonly identity: RunbookIdentity,
@@ -178,6 +181,7 @@ export class RunbookRun<Step extends string = string> {
     ]);
     const run = new RunbookRun<Step>(identity, { approvers: [], escalation: { P0: '15m', P1: '1h', P2: '4h', P3: '24h' }, autoApprove: [] }, [...steps]);
     RunbookRun.current = run;
+    runMetrics.started(identity.name);
     run.registerHandlers();
     const policy = await read.loadApprovalPolicy({ runbook: identity.name });
     Object.assign(run.policy, policy);
@@ -432,6 +436,8 @@ export class RunbookRun<Step extends string = string> {
     try {
       const result = await step.apply(planned.change);
       this.record({ event: 'applied', stepId: step.stepId, title: step.title, detail: result });
+      if (!this.changedYet) runMetrics.firstChange(this.identity.name, (Date.now() - workflowInfo().startTime.getTime()) / 1000);
+      this.changedYet = true;
       return 'applied';
     } catch (err) {
       this.record({ event: 'failed', stepId: step.stepId, title: step.title, detail: errorText(err) });
@@ -460,7 +466,10 @@ export class RunbookRun<Step extends string = string> {
       if (!policy.onlyScheduled) return { name: policy.name };
       const proof = await this.startedBySchedule();
       if (proof.proven) return { name: policy.name, detail: proof.detail };
-      if (proof.scheduleId) this.record({ event: 'refused', stepId, by: `policy ${policy.name}`, channel: 'policy', detail: `policy ${policy.name} does not apply: ${proof.detail}` });
+      if (proof.scheduleId) {
+        this.record({ event: 'refused', stepId, by: `policy ${policy.name}`, channel: 'policy', detail: `policy ${policy.name} does not apply: ${proof.detail}` });
+        runMetrics.refusal(this.identity.name, 'policy-not-applicable', 'policy');
+      }
     }
     return undefined;
   }
@@ -494,7 +503,10 @@ export class RunbookRun<Step extends string = string> {
     upsertSearchAttributes([{ key: runbookApprovalState, value: 'pending' }]);
     const waitPerTier = this.policy.escalation[this.identity.severity];
     const tiers = roles.filter((tier) => planned.allowedRoles.includes(tier));
+    const requestedAt = Date.now();
+    let lastTier: ApproverRole | undefined;
     for (const [index, tier] of tiers.entries()) {
+      lastTier = tier;
       this.pending = {
         stepId: planned.stepId,
         title: planned.title,
@@ -520,23 +532,23 @@ export class RunbookRun<Step extends string = string> {
     this.pending = undefined;
     this.state = 'running';
     this.showDetails();
-    if (this.cancelled) {
-      upsertSearchAttributes([{ key: runbookApprovalState, value: 'none' }]);
-      return 'cancelled';
-    }
-    // Set by handlers while condition() waited; TypeScript cannot see that.
-    const vetoed = (this.veto as Approval | undefined) !== undefined;
-    if (!vetoed && !this.quorumMet) {
-      upsertSearchAttributes([{ key: runbookApprovalState, value: 'expired' }]);
-      return 'expired';
-    }
-    upsertSearchAttributes([{ key: runbookApprovalState, value: vetoed ? 'rejected' : 'approved' }]);
-    return vetoed ? 'rejected' : 'approve';
+    const decision = this.decisionMade();
+    runMetrics.approvalWait(this.identity.name, lastTier ?? 'none', decision, (Date.now() - requestedAt) / 1000);
+    upsertSearchAttributes([{ key: runbookApprovalState, value: decision === 'cancelled' ? 'none' : decision }]);
+    return decision === 'approved' ? 'approve' : decision;
+  }
+
+  /** How the approval wait just over ended. */
+  private decisionMade(): 'approved' | 'rejected' | 'expired' | 'cancelled' {
+    if (this.cancelled) return 'cancelled';
+    if (this.veto) return 'rejected';
+    return this.quorumMet ? 'approved' : 'expired';
   }
 
   private recordPolicyApproval(planned: PlannedStep, policy: PolicyApproval): void {
     const reason = `approved by policy ${policy.name}${policy.detail ? ` (${policy.detail})` : ''}`;
     this.record({ event: 'decided', stepId: planned.stepId, title: planned.title, by: `policy ${policy.name}`, channel: 'policy', reason });
+    runMetrics.autoApproval(this.identity.name, policy.name);
     upsertSearchAttributes([{ key: runbookApprovalState, value: 'approved' }]);
   }
 
@@ -627,10 +639,11 @@ export class RunbookRun<Step extends string = string> {
   }
 
   private registerHandlers(): void {
-    const check = (decision: Decision, verdict: DecisionVerdict) => {
+    /** Each refusal is counted once: an Update's by its validator, a Signal's by its handler. */
+    const check = (decision: Decision, verdict: DecisionVerdict, channel: DecisionChannel) => {
       // The run id a statement binds is the one kept across resets, so replays after a reset still agree.
       const { namespace, workflowId, originalExecutionRunId: runId } = workflowInfo();
-      return checkDecision(decision, verdict, {
+      const checked = checkDecision(decision, verdict, {
         pending: this.pending,
         startedBy: this.identity.startedBy,
         provenInitiator: this.provenInitiator,
@@ -643,11 +656,13 @@ export class RunbookRun<Step extends string = string> {
         approvedBy: this.approvals.map((a) => a.approver),
         decided: this.quorumMet || this.veto !== undefined,
       });
+      if (!checked.ok) runMetrics.refusal(this.identity.name, checked.reason, channel);
+      return checked;
     };
     const accept =
       (verdict: DecisionVerdict, channel: DecisionChannel) =>
       (decision: Decision): DecisionReceipt | undefined => {
-        const checked = check(decision, verdict);
+        const checked = check(decision, verdict, channel);
         if (!checked.ok) {
           if (channel === 'signal') this.recordRefusal(decision, checked.refusal);
           return undefined;
@@ -661,7 +676,7 @@ export class RunbookRun<Step extends string = string> {
         return { stepId, verdict, approver, role, verified, ...(keyFingerprint ? { keyFingerprint } : {}), approvals: this.approvals.length, required: this.required };
       };
     const validator = (verdict: DecisionVerdict) => (decision: Decision) => {
-      const checked = check(decision, verdict);
+      const checked = check(decision, verdict, 'update');
       if (!checked.ok) throw new Error(checked.refusal);
     };
     const described = messageDescriptions;
@@ -853,6 +868,7 @@ export class RunbookRun<Step extends string = string> {
     this.outcome = cancelled ? 'cancelled' : 'failed';
     if (!after) this.recordNotRecorded();
     this.record({ event: 'finished', detail: `${this.outcome}${after}: ${errorText(err)}` });
+    runMetrics.finished(this.identity.name, this.outcome);
   }
 
   /** Ends the run: outcome, and for a runbook that states its findings (every one but the checklists, which write their own) the incident report in S3. */
@@ -884,6 +900,8 @@ export class RunbookRun<Step extends string = string> {
       this.report = result.report;
       this.showDetails();
     }
+    // Counted once the report is written: a run whose report fails ends by error, counted there.
+    runMetrics.finished(this.identity.name, this.outcome);
     return result;
   }
 }
