@@ -8,6 +8,7 @@ import { stableJson } from '../common/stable-json';
 import { port, testbedLayout } from '../scripts/testbed/layout';
 import { waitUntil } from '../scripts/testbed/processes';
 import type { TrafficControlResult } from '../workflows/traffic-control';
+import { recordHistory } from './helpers/histories';
 import { dashboardQueries, readDashboard, substitute } from './helpers/grafana-dashboard';
 import { unique } from './helpers/kube-activity-scratch';
 import { adminKubeConfig } from './helpers/kube-cluster';
@@ -45,9 +46,10 @@ describe('runbook metrics, scraped by Prometheus, charted by deploy/grafana', ()
   });
 
   /** A rate limit the policy approves, then a restore approved by bob after erin (the initiator) was refused. */
-  async function round(runbooks: RunbookClient, rps: number): Promise<void> {
+  async function round(runbooks: RunbookClient, rps: number, record?: (workflowId: string) => Promise<void>): Promise<void> {
     await runbooks.startRunbook('trafficControl', { namespace, ingress, action: 'rate-limit', rps, mode: 'execute' }, { startedBy: 'erin' });
     expect((await runbooks.waitForResult<TrafficControlResult>(workflowId)).outcome).toBe('completed');
+    await record?.(workflowId);
     await runbooks.startRunbook('trafficControl', { namespace, ingress, action: 'restore', mode: 'execute' }, { startedBy: 'erin' });
     const { planHash } = await pendingOf(runbooks, workflowId, 'restore');
     await expect(runbooks.approve(workflowId, { stepId: 'restore', planHash, approver: 'erin', reason: 'my own' })).rejects.toThrow(/four-eyes rule/);
@@ -75,8 +77,10 @@ describe('runbook metrics, scraped by Prometheus, charted by deploy/grafana', ()
     const connection = await Connection.connect({ address: env.TEMPORAL_ADDRESS });
     try {
       await worker.waitForLine((line) => line.includes('"worker ready"'));
-      const runbooks = createRunbookClient({ client: new Client({ connection }), taskQueue });
-      await round(runbooks, 40);
+      const temporal = new Client({ connection });
+      const runbooks = createRunbookClient({ client: temporal, taskQueue });
+      // The policy's step planned once, under the lock: a history for the replay test.
+      await round(runbooks, 40, (id) => recordHistory(temporal.workflow.getHandle(id), 'rate-limit-policy-approved'));
       // The second round's increments must come after a scrape that saw the first: rate() and increase() need two samples.
       await waitUntil('Prometheus to scrape every runbook_* metric of the first round', async () => (await Promise.all(exported.map(ofThisWorker))).every((r) => r.length > 0), 30_000);
       await round(runbooks, 30);
