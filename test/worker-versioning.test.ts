@@ -58,11 +58,14 @@ describe('Worker Versioning', () => {
     execFileSync(env.TESTBED_TEMPORAL_CLI!, ['worker', 'deployment', 'set-current-version', '--address', env.TEMPORAL_ADDRESS!, '--deployment-name', deploymentName, '--build-id', buildId, '--yes'], {
       encoding: 'utf8',
     });
+    // The task queue's own view (matching's), which routes the next task: the deployment's record may change first.
     await waitUntil(`${deploymentName}.${buildId} current on the task queue`, async () => {
-      const info = await describeDeployment(client);
-      return (
-        info.routingConfig?.currentDeploymentVersion?.buildId === buildId && info.routingConfigUpdateState !== temporal.api.enums.v1.RoutingConfigUpdateState.ROUTING_CONFIG_UPDATE_STATE_IN_PROGRESS
-      );
+      const { versioningInfo } = await client.workflowService.describeTaskQueue({
+        namespace: v1.temporal.namespace,
+        taskQueue: { name: taskQueue },
+        taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+      });
+      return versioningInfo?.currentDeploymentVersion?.buildId === buildId;
     });
   }
 
