@@ -1,5 +1,6 @@
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { createRunbookClient, type RunbookClient } from '../client';
@@ -55,9 +56,19 @@ describe('Worker Versioning', () => {
       (await describeDeployment(client)).versionSummaries!.some((summary) => summary.deploymentVersion?.buildId === buildId),
     );
     const env = testbedEnv();
-    execFileSync(env.TESTBED_TEMPORAL_CLI!, ['worker', 'deployment', 'set-current-version', '--address', env.TEMPORAL_ADDRESS!, '--deployment-name', deploymentName, '--build-id', buildId, '--yes'], {
-      encoding: 'utf8',
-    });
+    // Not execFileSync: the workers in this process go on meanwhile.
+    await promisify(execFile)(env.TESTBED_TEMPORAL_CLI!, [
+      'worker',
+      'deployment',
+      'set-current-version',
+      '--address',
+      env.TEMPORAL_ADDRESS!,
+      '--deployment-name',
+      deploymentName,
+      '--build-id',
+      buildId,
+      '--yes',
+    ]);
     // The task queue's own view (matching's), which routes the next task: the deployment's record may change first.
     await waitUntil(`${deploymentName}.${buildId} current on the task queue`, async () => {
       const { versioningInfo } = await client.workflowService.describeTaskQueue({
