@@ -81,6 +81,8 @@ export const environmentVariables = {
   WORKER_SHUTDOWN_GRACE_SECONDS: 'worker.shutdownGraceSeconds',
   WORKER_HEALTH_LISTEN: 'worker.healthListen',
   WORKFLOW_BUNDLE: 'worker.workflowBundle',
+  WORKER_DEPLOYMENT_NAME: 'worker.deploymentName',
+  WORKER_BUILD_ID: 'worker.buildId',
   ALERT_BRIDGE_LISTEN: 'alerting.listen',
   ALERT_BRIDGE_TOKEN: 'alerting.token',
   ALERT_ROUTES: 'alerting.routes',

@@ -390,7 +390,21 @@ export const configSchema = z
          * of webpack at every start: faster, and no compiler where the root file system is read-only.
          */
         workflowBundle: z.string().min(1).optional(),
+        /**
+         * Worker Versioning (workers/worker-versioning.ts), opt-in: with a deployment name the worker
+         * polls as version `deploymentName`.`buildId` of that Worker Deployment, so a run finishes on
+         * the code it started with. The image carries its build id; without a name it stays unversioned.
+         */
+        deploymentName: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,100}$/, { message: 'expected a Worker Deployment name of letters, digits, dash or underscore (no dot: Temporal writes versions as name.buildId)' })
+          .optional(),
+        buildId: z
+          .string()
+          .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, { message: 'expected a build id such as the image tag (letters, digits, dot, dash, underscore; at most 128)' })
+          .optional(),
       })
+      .refine((worker) => !worker.deploymentName || worker.buildId, { message: 'a versioned worker needs its build id (env WORKER_BUILD_ID, e.g. the image tag)', path: ['buildId'] })
       .default({ metricsHost: '0.0.0.0', metricsPort: 9464, logLevel: 'INFO', shutdownGraceSeconds: 30 }),
   })
   .superRefine((config, ctx) => {

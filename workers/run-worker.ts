@@ -8,6 +8,7 @@ import { connectClient, temporalTls } from '../config/temporal-connection';
 import { payloadDataConverter } from '../config/payload-encryption';
 import { startCodecServer, type CodecServer } from './codec-server';
 import { startHealthServer } from './health-server';
+import { workerVersioning } from './worker-versioning';
 import type { Listening } from '../config/http-server';
 import { runbookHistogramBuckets } from '../common/runbook-metrics';
 
@@ -81,6 +82,7 @@ export async function runWorker(config: RunbookConfig, logger: Logger, onReady?:
       dataConverter: payloadDataConverter(config.temporal.payloadEncryption),
       activities: createActivities(built.deps),
       shutdownGraceTime: `${config.worker.shutdownGraceSeconds} seconds`,
+      ...workerVersioning(config.worker),
     });
     if (!approvalsVerified(config)) {
       logger.warn('APPROVALS ARE UNVERIFIED: no approver has a public key (RUNBOOK_APPROVERS publicKey), so anyone who can reach Temporal can approve as anyone. Configure keys (README "Approvals").');
@@ -93,6 +95,7 @@ export async function runWorker(config: RunbookConfig, logger: Logger, onReady?:
       namespace: config.temporal.namespace,
       metrics: `http://${config.worker.metricsHost}:${config.worker.metricsPort}/metrics`,
       ...(health ? { health: `${health.url}/readyz` } : {}),
+      ...(config.worker.deploymentName ? { deploymentVersion: `${config.worker.deploymentName}.${config.worker.buildId}` } : {}),
     });
     onReady?.(temporal.client, { codecServerUrl: codecServer?.url, healthUrl: health?.url });
     await worker.run();

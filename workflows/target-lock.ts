@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { condition, continueAsNew, getExternalWorkflowHandle, log, patched, proxyActivities, setHandler } from '@temporalio/workflow';
+import { condition, continueAsNew, getExternalWorkflowHandle, log, patched, proxyActivities, setHandler, setWorkflowOptions, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { quickRead } from './activity-options';
 import { errorText } from '../common/failures';
@@ -111,6 +111,15 @@ export async function targetLock(raw: TargetLockInput, carriedRaw: LockRequest[]
   }
   await continueAsNew<typeof targetLock>(input, waiting);
 }
+
+/**
+ * With Worker Versioning, the lock moves to the current version at its next task instead of being
+ * pinned like the runbooks: runs of the old and the new version share it, and a lock pinned to the
+ * old version would stop every new run once the old workers are gone. Its changes go behind patched().
+ * Only on a versioned worker (an unversioned one has a build id but no deployment name): the
+ * server refuses a behaviour from an unversioned worker.
+ */
+setWorkflowOptions(() => (workflowInfo().currentDeploymentVersion?.deploymentName ? { versioningBehavior: 'AUTO_UPGRADE' } : {}), targetLock);
 
 /**
  * Waits until the holder releases (undefined) or must lose the lock (why). Each check that finds

@@ -12,7 +12,7 @@ import { prometheusServer, prometheusUrl } from './prometheus-server';
 import { alertmanagerServer, alertmanagerUrl } from './alertmanager-server';
 import { redisAdminUrl, redisServer, redisUrl } from './redis-server';
 import { backupBucket, s3Endpoint, s3Server } from './s3-server';
-import { sandboxPayloadKeyId, temporalServer } from './temporal-server';
+import { sandboxPayloadKeyId, temporalBinary, temporalServer } from './temporal-server';
 import { kubernetesBinaries } from './kubernetes-install';
 import { adminKubeconfigPath, auditLogPath, checkServiceRange, kubernetesServer, readonlyKubeconfigPath } from './kubernetes-server';
 import type { ServiceName, TestbedContext, TestbedSecrets, TestbedServer } from './context';
@@ -118,6 +118,7 @@ function testbedEnv(ctx: TestbedContext): Record<string, string> {
     TESTBED_KUBECONFIG_ADMIN: adminKubeconfigPath(layout),
     TESTBED_KUBECONFIG_READONLY: readonlyKubeconfigPath(layout),
     TESTBED_KUBECTL: kubernetesBinaries(layout).kubectl,
+    TESTBED_TEMPORAL_CLI: temporalBinary(ctx),
     TESTBED_PAYLOAD_KEY: secrets.payloadKey,
     TESTBED_CODEC_TOKEN: secrets.codecToken,
     ...(ctx.payloadEncryption ? payloadEncryptionEnv(ctx) : {}),

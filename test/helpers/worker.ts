@@ -5,6 +5,7 @@ import { createRunbookClient, type RunbookClient, type RunbookClientOptions } fr
 import type { RunbookConfig } from '../../config/schema';
 import { buildDependencies } from '../../workers/dependencies';
 import { workflowBundle } from '../../workers/run-worker';
+import { workerVersioning } from '../../workers/worker-versioning';
 import { payloadDataConverter } from '../../config/payload-encryption';
 
 export interface WorkerHarness {
@@ -39,6 +40,8 @@ export async function withWorker<T>(config: RunbookConfig, body: (harness: Worke
       dataConverter: payloadDataConverter(config.temporal.payloadEncryption),
       activities: { ...createActivities(built.deps), ...options.activities },
       interceptors: { workflowModules: [...workflowBundle.interceptors.workflowModules, ...(options.workflowInterceptorModules ?? [])] },
+      // A version of a Worker Deployment when the config names one (WORKER_DEPLOYMENT_NAME, WORKER_BUILD_ID), as the worker process does.
+      ...workerVersioning(config.worker),
     });
     return await worker.runUntil(body({ client, taskQueue: config.temporal.taskQueue }));
   } finally {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, hasTargets, loadConfig } from '../../config/load';
 import { approvalsVerified } from '../../config/schema';
+import { workerVersioning } from '../../workers/worker-versioning';
 
 const minimal = { TEMPORAL_ADDRESS: '127.0.0.1:7233' };
 
@@ -52,6 +53,9 @@ describe('configuration', () => {
     ['S3_BACKUP_MIN_AGE_DAYS', '60', 'checklists.thresholds.backupRetentionDays (env CHECKLIST_THRESHOLDS): below s3.backupMinAgeDays (60)'],
     ['WORKER_METRICS_PORT', '70000', 'worker.metricsPort (env WORKER_METRICS_PORT): expected a port number 0-65535'],
     ['LOG_LEVEL', 'LOUD', 'worker.logLevel (env LOG_LEVEL)'],
+    ['WORKER_DEPLOYMENT_NAME', 'runbook.worker', 'worker.deploymentName (env WORKER_DEPLOYMENT_NAME): expected a Worker Deployment name of letters, digits, dash or underscore'],
+    ['WORKER_DEPLOYMENT_NAME', 'runbook-worker', 'worker.buildId (env WORKER_BUILD_ID): a versioned worker needs its build id'],
+    ['WORKER_BUILD_ID', 'v1 beta', 'worker.buildId (env WORKER_BUILD_ID): expected a build id such as the image tag'],
     ['RUNBOOK_APPROVERS', '[{"id":"alice","roles":["boss"]}]', 'approvers.0.roles.0 (env RUNBOOK_APPROVERS)'],
   ])('bad %s is rejected with the field named', (variable, value, expected) => {
     const problems = problemsOf({ ...minimal, S3_BUCKET: 'ok-bucket', [variable]: value });
@@ -212,6 +216,14 @@ describe('configuration', () => {
     expect(() => loadConfig({ env: { ...minimal, KUBERNETES_AUDIT_LOG: '/var/log/kubernetes/audit/audit.log' } })).toThrow(
       'kubernetes.auditLogPath set without a Kubernetes connection: set KUBECONFIG (kubernetes.kubeconfigPath) or KUBE_IN_CLUSTER=true',
     );
+  });
+
+  test('Worker Versioning is opt-in: unversioned without a deployment name (a build id alone, as the image carries it, changes nothing)', () => {
+    expect(workerVersioning(loadConfig({ env: minimal }).worker)).toEqual({});
+    expect(workerVersioning(loadConfig({ env: { ...minimal, WORKER_BUILD_ID: '0.1.0' } }).worker)).toEqual({});
+    expect(workerVersioning(loadConfig({ env: { ...minimal, WORKER_DEPLOYMENT_NAME: 'runbook-worker', WORKER_BUILD_ID: '0.1.0' } }).worker)).toEqual({
+      workerDeploymentOptions: { version: { deploymentName: 'runbook-worker', buildId: '0.1.0' }, useWorkerVersioning: true, defaultVersioningBehavior: 'PINNED' },
+    });
   });
 
   test('in-cluster Kubernetes from KUBE_IN_CLUSTER', () => {

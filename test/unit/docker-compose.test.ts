@@ -174,6 +174,9 @@ describe('docker-compose.yml', () => {
       'RUNBOOK_CODEC_CORS_ORIGINS',
       // The image's own ENV (Dockerfile): its workflow bundle, built with it.
       'WORKFLOW_BUNDLE',
+      // Worker Versioning is opt-in (README "Safe upgrades"): the compose worker stays unversioned.
+      'WORKER_DEPLOYMENT_NAME',
+      'WORKER_BUILD_ID',
       // 使用Sealed Secrets: the compose stack runs no sealed-secrets controller (a sealed Secret is refused without the URL); the timeout has a default.
       'SEALED_SECRETS_CERT_URL',
       'SEALED_SECRETS_UNSEAL_TIMEOUT_SECONDS',
