@@ -7,6 +7,7 @@ import { buildDependencies } from '../../workers/dependencies';
 import { workflowBundle } from '../../workers/run-worker';
 import { workerVersioning } from '../../workers/worker-versioning';
 import { payloadDataConverter } from '../../config/payload-encryption';
+import { cachedWorkflowBundle } from './workflow-bundles';
 
 export interface WorkerHarness {
   client: Client;
@@ -36,10 +37,12 @@ export async function withWorker<T>(config: RunbookConfig, body: (harness: Worke
       connection: nativeConnection,
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
-      workflowsPath: options.workflowsPath ?? workflowBundle.workflowsPath,
+      workflowBundle: await cachedWorkflowBundle(options.workflowsPath ?? workflowBundle.workflowsPath, [
+        ...workflowBundle.interceptors.workflowModules,
+        ...(options.workflowInterceptorModules ?? []),
+      ]),
       dataConverter: payloadDataConverter(config.temporal.payloadEncryption),
       activities: { ...createActivities(built.deps), ...options.activities },
-      interceptors: { workflowModules: [...workflowBundle.interceptors.workflowModules, ...(options.workflowInterceptorModules ?? [])] },
       // A version of a Worker Deployment when the config names one (WORKER_DEPLOYMENT_NAME, WORKER_BUILD_ID), as the worker process does.
       ...workerVersioning(config.worker),
     });
