@@ -9,6 +9,8 @@ import { port, testbedLayout } from '../scripts/testbed/layout';
 import { waitUntil } from '../scripts/testbed/processes';
 import type { TrafficControlResult } from '../workflows/traffic-control';
 import { recordHistory } from './helpers/histories';
+import { cachedWorkflowBundleFile } from './helpers/workflow-bundles';
+import { workflowBundle } from '../workers/run-worker';
 import { dashboardQueries, readDashboard, substitute } from './helpers/grafana-dashboard';
 import { unique } from './helpers/kube-activity-scratch';
 import { adminKubeConfig } from './helpers/kube-cluster';
@@ -68,6 +70,8 @@ describe('runbook metrics, scraped by Prometheus, charted by deploy/grafana', ()
     const worker = startScript('workers/main.ts', {
       ...process.env,
       ...env,
+      // The bundle the in-process test workers share: no webpack at this worker's start.
+      WORKFLOW_BUNDLE: await cachedWorkflowBundleFile(workflowBundle.workflowsPath, workflowBundle.interceptors.workflowModules),
       TEMPORAL_TASK_QUEUE: taskQueue,
       WORKER_METRICS_HOST: '127.0.0.1',
       WORKER_METRICS_PORT: String(port(testbedLayout(), 'testWorkerMetrics')),

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
 
@@ -23,37 +23,39 @@ function keyOf(workflowsPath: string, interceptorModules: string[]): string {
   return hash.digest('hex').slice(0, 32);
 }
 
-const inProcess = new Map<string, Promise<WorkflowBundle>>();
+const inProcess = new Map<string, Promise<string>>();
 
 /**
- * The workflow bundle for a test worker, made once per content: webpack takes seconds per worker,
- * and the suite creates hundreds. Kept in memory per test file and in node_modules/.cache across
- * files (a fresh clone starts empty); any change to a file the bundle may include makes a new key.
+ * The file of the workflow bundle for a test worker, made once per content: webpack takes seconds
+ * per worker, and the suite creates hundreds. Kept in node_modules/.cache across test files (a
+ * fresh clone starts empty); any change to a file the bundle may include makes a new key. A worker
+ * process takes it as WORKFLOW_BUNDLE.
  */
-export function cachedWorkflowBundle(workflowsPath: string, interceptorModules: string[]): Promise<WorkflowBundle> {
+export function cachedWorkflowBundleFile(workflowsPath: string, interceptorModules: string[]): Promise<string> {
   const key = keyOf(workflowsPath, interceptorModules);
-  let bundle = inProcess.get(key);
-  if (!bundle) {
-    bundle = readOrBuild(key, workflowsPath, interceptorModules);
-    inProcess.set(key, bundle);
-    bundle.catch(() => inProcess.delete(key));
+  let file = inProcess.get(key);
+  if (!file) {
+    file = readOrBuild(key, workflowsPath, interceptorModules);
+    inProcess.set(key, file);
+    file.catch(() => inProcess.delete(key));
   }
-  return bundle;
+  return file;
 }
 
-async function readOrBuild(key: string, workflowsPath: string, interceptorModules: string[]): Promise<WorkflowBundle> {
+/** The bundle itself, for an in-process Worker's `workflowBundle`. */
+export async function cachedWorkflowBundle(workflowsPath: string, interceptorModules: string[]): Promise<WorkflowBundle> {
+  return { code: readFileSync(await cachedWorkflowBundleFile(workflowsPath, interceptorModules), 'utf8') };
+}
+
+async function readOrBuild(key: string, workflowsPath: string, interceptorModules: string[]): Promise<string> {
   const file = join(cacheDir, `${key}.js`);
-  try {
-    if (statSync(file).isFile()) return { code: readFileSync(file, 'utf8') };
-  } catch {
-    // not cached yet
-  }
+  if (existsSync(file)) return file;
   const { code } = await bundleWorkflowCode({ workflowsPath, workflowInterceptorModules: interceptorModules, logger: quietLogger });
   mkdirSync(cacheDir, { recursive: true });
   const partial = `${file}.${process.pid}.partial`;
   writeFileSync(partial, code);
   renameSync(partial, file); // whole or not at all, also with test files in parallel
-  return { code };
+  return file;
 }
 
 const quiet = () => undefined;
