@@ -9,6 +9,8 @@ import { payloadDataConverter } from '../config/payload-encryption';
 import { startCodecServer, type CodecServer } from './codec-server';
 import { startHealthServer } from './health-server';
 import type { Listening } from '../config/http-server';
+import { startTracing, type Tracing } from '../config/tracing';
+import { prebuiltBundle, workerTracing } from './tracing';
 
 /** The workflow bundle every worker runs: the runbooks and the kernel's interceptors. */
 export const workflowBundle = {
@@ -17,8 +19,8 @@ export const workflowBundle = {
 };
 
 /** The same code bundled ahead of time (workers/bundle-workflows.ts), when configured: the interceptors are inside it. */
-function workflowCode(config: RunbookConfig): Pick<WorkerOptions, 'workflowsPath' | 'workflowBundle' | 'interceptors'> {
-  return config.worker.workflowBundle ? { workflowBundle: { codePath: config.worker.workflowBundle } } : workflowBundle;
+function workflowCode(config: RunbookConfig, tracing: Tracing | undefined): Pick<WorkerOptions, 'workflowsPath' | 'workflowBundle' | 'interceptors'> {
+  return config.worker.workflowBundle ? { workflowBundle: { codePath: prebuiltBundle(config.worker.workflowBundle, tracing) } } : workflowBundle;
 }
 
 /** Installs the process-wide runtime once: JSON logs, Prometheus metrics, SIGINT/SIGTERM handling. */
@@ -55,6 +57,7 @@ export interface WorkerReady {
  * closed at the end.
  */
 export async function runWorker(config: RunbookConfig, logger: Logger, onReady?: (client: Client, ready: WorkerReady) => void): Promise<void> {
+  const tracing = startTracing(config.tracing, 'runbook-worker');
   const temporal = await connectClient(config.temporal);
   const built = buildDependencies(config, logger, temporal.client);
   let connection: NativeConnection | undefined;
@@ -71,10 +74,11 @@ export async function runWorker(config: RunbookConfig, logger: Logger, onReady?:
       connection,
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
-      ...workflowCode(config),
+      ...workflowCode(config, tracing),
       dataConverter: payloadDataConverter(config.temporal.payloadEncryption),
       activities: createActivities(built.deps),
       shutdownGraceTime: `${config.worker.shutdownGraceSeconds} seconds`,
+      ...workerTracing(tracing),
     });
     if (!approvalsVerified(config)) {
       logger.warn('APPROVALS ARE UNVERIFIED: no approver has a public key (RUNBOOK_APPROVERS publicKey), so anyone who can reach Temporal can approve as anyone. Configure keys (README "Approvals").');
@@ -97,5 +101,6 @@ export async function runWorker(config: RunbookConfig, logger: Logger, onReady?:
     await built.close();
     await connection?.close();
     await temporal.close();
+    await tracing?.shutdown();
   }
 }
