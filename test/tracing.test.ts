@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { waitUntil } from '../scripts/testbed/processes';
 import { alertNotification, postToBridge } from './helpers/alert-notifications';
@@ -61,9 +63,13 @@ describe('tracing', () => {
   const workflowId = 'podCrashLoop/short-drama-prod/short-drama-app';
   const processes: RunningProcess[] = [];
 
+  // The workflows bundled ahead of time as the image does (workers/bundle-workflows.ts): the worker runs the traced bundle beside it.
+  const bundleDir = mkdtempSync(join(tmpdir(), 'tracing-bundle-'));
+
   afterAll(async () => {
     for (const p of processes) if (p.child.exitCode === null) p.child.kill('SIGKILL');
     await terminateRuns(config.temporal, [workflowId]);
+    rmSync(bundleDir, { recursive: true, force: true });
   });
 
   test('one trace from the bridge request through the workflow to each activity, with names that say what they are, and no secret', async () => {
@@ -71,7 +77,10 @@ describe('tracing', () => {
     await terminateRuns(config.temporal, [workflowId]);
     const taskQueue = `tracing-${randomUUID()}`;
     const traced = { ...process.env, ...env, OTEL_EXPORTER_OTLP_ENDPOINT: env.TESTBED_OTLP_ENDPOINT, TEMPORAL_TASK_QUEUE: taskQueue };
-    const worker = startScript('workers/main.ts', { ...traced, WORKER_METRICS_PORT: '0' });
+    const bundling = startScript('workers/bundle-workflows.ts', process.env, [join(bundleDir, 'workflow-bundle.js')]);
+    processes.push(bundling);
+    expect(await bundling.exited).toBe(0);
+    const worker = startScript('workers/main.ts', { ...traced, WORKER_METRICS_PORT: '0', WORKFLOW_BUNDLE: join(bundleDir, 'workflow-bundle.js') });
     const bridge = startScript('scripts/alert-bridge.ts', { ...traced, ALERT_BRIDGE_LISTEN: '127.0.0.1:0' });
     processes.push(worker, bridge);
     const listening = JSON.parse(await bridge.waitForLine((line) => line.includes('"alert bridge listening"'))) as { url: string };
@@ -115,12 +124,12 @@ describe('tracing', () => {
     const file = env.TESTBED_OTEL_TRACES_FILE!;
     // The bridge's start of this run (by its run id: the file keeps earlier runs' spans too), and everything of its trace.
     const startOfRun = () => exportedSpans(file).find((s) => s.name === 'SignalWithStartWorkflow:podCrashLoop' && s.attributes.run_id === runId);
-    let trace: ExportedSpan[] = [];
-    await waitUntil('the run’s activity spans at the collector', () => {
-      const start = startOfRun();
-      trace = start ? exportedSpans(file).filter((s) => s.traceId === start.traceId) : [];
-      return trace.filter((s) => s.name.startsWith('RunActivity:')).length >= completedActivities.length;
+    // Waits for the spans by the run's id, whatever their trace, so a broken link fails below and says where.
+    await waitUntil('the run’s start and activity spans at the collector', () => {
+      const spans = exportedSpans(file);
+      return startOfRun() !== undefined && spans.filter((s) => s.name.startsWith('RunActivity:') && s.attributes.run_id === runId).length >= completedActivities.length;
     });
+    const trace = exportedSpans(file).filter((s) => s.traceId === startOfRun()!.traceId);
 
     const byId = new Map(trace.map((s) => [s.spanId, s]));
     const parentOf = (span: ExportedSpan) => (span.parentSpanId ? byId.get(span.parentSpanId) : undefined);
