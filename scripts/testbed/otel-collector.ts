@@ -9,9 +9,9 @@ import type { TestbedServer } from './context';
  * The OpenTelemetry Collector the tracing test exports to: core's OTLP receiver (HTTP only) and
  * contrib's file exporter, which writes every export it receives as one JSON line (OTLP JSON) to
  * `traces.jsonl` in its state folder for tests to read. Built by build-otel-collector.sh from the
- * Go module proxy into the cache, one folder per version. Cold (empty
- * Go module and build caches, 405 MB of modules fetched): 3 min 41 s on 2 cores shared with other
- * builds (load 11; 2 CPU-minutes), 18 min once under load 17. A warm `up` starts it in about 0.6 s.
+ * Go module proxy into the cache, one folder per version. Cold (empty Go module and build caches,
+ * 405 MB of modules fetched): 3 min 41 s on 2 cores shared with other builds (load 11; 2
+ * CPU-minutes), 18 min once under load 17. A warm `up` starts it in about 0.6 s.
  */
 export const otelCollectorVersion = 'v0.161.0';
 
