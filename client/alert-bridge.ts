@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { context, propagation, SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { isGrpcServiceError, type Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
 import { catalog as defaultCatalog, type CatalogEntry } from '../common/catalog';
@@ -6,6 +7,7 @@ import type { AlertingConfig } from '../config/alerting';
 import { alertResolvedSignal } from '../common/messages';
 import { errorText } from '../common/failures';
 import { HttpError, listenOn, readBody, sameSecret, splitHostPort } from '../config/http-server';
+import { runbookTracer } from '../config/tracing';
 import { parseWebhookPayload, type WebhookAlert } from './alertmanager-payload';
 import { isAlertInitiator } from '../common/alert-initiator';
 import { routeAlert, type AlertDecision, type RoutedAlert } from './alert-routing';
@@ -339,6 +341,34 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
     return report;
   }
 
+  /**
+   * The notification as one server span (a no-op without tracing), the parent of the starts'
+   * spans and so of the runs they start. Attributes are counts and the status: never headers (the
+   * token) or the body.
+   */
+  function tracedNotification(req: IncomingMessage): Promise<NotificationReport> {
+    const parent = propagation.extract(context.active(), req.headers);
+    return runbookTracer().startActiveSpan('POST /alertmanager', { kind: SpanKind.SERVER, attributes: { 'http.request.method': 'POST', 'http.route': '/alertmanager' } }, parent, async (span) => {
+      try {
+        const report = await handleNotification(req);
+        span.setAttributes({
+          'http.response.status_code': report.status,
+          'runbook.alerts': report.alerts.length,
+          'runbook.alerts.started': report.started.length,
+          'runbook.alerts.failed': report.failed.length,
+        });
+        if (report.status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+        return report;
+      } catch (err) {
+        span.setAttribute('http.response.status_code', err instanceof HttpError ? err.status : 500);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+        throw err;
+      } finally {
+        span.end();
+      }
+    });
+  }
+
   const server = createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://bridge').pathname;
     if (path === '/healthz' && req.method === 'GET') return send(res, 200, { ok: true });
@@ -358,7 +388,7 @@ export async function startAlertBridge(options: AlertBridgeOptions): Promise<Ale
     }
     if (path !== '/alertmanager') return send(res, 404, { error: 'not found; Alertmanager posts to /alertmanager' });
     if (req.method !== 'POST') return send(res, 405, { error: 'POST only' }, { allow: 'POST' });
-    handleNotification(req).then(
+    tracedNotification(req).then(
       (report) => {
         if (report.error)
           log(report.status >= 500 ? 'warn' : 'error', `notification not fully handled${report.status >= 500 ? '; Alertmanager will retry' : ''}`, {

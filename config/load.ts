@@ -90,6 +90,7 @@ export const environmentVariables = {
   ALERT_BRIDGE_SIGNING_KEY: 'alerting.signingKeyFile',
   ALERT_BRIDGE_DEADLINE_MS: 'alerting.deadlineMs',
   ALERT_BRIDGE_CONCURRENCY: 'alerting.concurrency',
+  OTEL_EXPORTER_OTLP_ENDPOINT: 'tracing.otlpEndpoint',
 } as const;
 
 export class ConfigError extends Error {

@@ -377,6 +377,8 @@ export const configSchema = z
       }),
     /** The Alertmanager bridge (`npm run alert-bridge`): listen address, token, routes; see config/alerting.ts. */
     alerting: alertingSchema,
+    /** OpenTelemetry tracing (config/tracing.ts): off unless an OTLP/HTTP endpoint is set. */
+    tracing: z.object({ otlpEndpoint: httpUrl.optional() }).default({}),
     worker: z
       .object({
         metricsHost: z.string().min(1).default('0.0.0.0'),

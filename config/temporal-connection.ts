@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import { payloadDataConverter } from './payload-encryption';
 import type { RunbookConfig } from './schema';
+import { tracingClientInterceptors } from './tracing';
 
 /** TLS options for Temporal connections (worker and client alike), read from the configured files. */
 export function temporalTls(tls: RunbookConfig['temporal']['tls']) {
@@ -15,7 +16,8 @@ export function temporalTls(tls: RunbookConfig['temporal']['tls']) {
 
 /**
  * A Temporal client from configuration (used by the worker's lock activity, the client API, the CLI
- * and the alert bridge), encrypting payloads when keys are configured. `lazy`: connects on the first call instead of now, so it is had even while
+ * and the alert bridge), encrypting payloads when keys are configured and carrying the active span
+ * to the workflows it starts while tracing runs (config/tracing.ts). `lazy`: connects on the first call instead of now, so it is had even while
  * Temporal is down.
  */
 export async function connectClient(temporal: RunbookConfig['temporal'], options: { lazy?: boolean } = {}): Promise<{ client: Client; close: () => Promise<void> }> {
@@ -26,5 +28,8 @@ export async function connectClient(temporal: RunbookConfig['temporal'], options
     : await Connection.connect(connectionOptions).catch((err: unknown) => {
         throw new Error(`cannot reach Temporal at ${temporal.address}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       });
-  return { client: new Client({ connection, namespace: temporal.namespace, dataConverter: payloadDataConverter(temporal.payloadEncryption) }), close: () => connection.close() };
+  return {
+    client: new Client({ connection, namespace: temporal.namespace, dataConverter: payloadDataConverter(temporal.payloadEncryption), interceptors: { workflow: tracingClientInterceptors() } }),
+    close: () => connection.close(),
+  };
 }

@@ -8,6 +8,7 @@ import type { RunbookConfig } from '../config/schema';
 import { ConfigError } from '../config/load';
 import { connectClient } from '../config/temporal-connection';
 import { loadConfigWithSandbox } from '../config/sandbox';
+import { startTracing } from '../config/tracing';
 
 /** Without TEMPORAL_ADDRESS: this checkout's sandbox, on the port and token its Alertmanager posts with (variables set in the environment stay). */
 const sandboxVariables = ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'ALERT_BRIDGE_LISTEN', 'ALERT_BRIDGE_TOKEN', 'ALERT_BRIDGE_SIGNING_KEY', 'RUNBOOK_APPROVERS'];
@@ -28,6 +29,8 @@ function slackEndpoint(config: RunbookConfig, client: Client) {
 /** `npm run alert-bridge`: Alertmanager's webhook receiver that starts runbooks (client/alert-bridge.ts). */
 async function main(): Promise<void> {
   const config = loadConfigWithSandbox(sandboxVariables, { onlyUnset: true });
+  // Before the client is made, so its starts carry the request's span.
+  const tracing = startTracing(config.tracing, 'runbook-alert-bridge');
   // Lazy: the bridge listens even while Temporal is down, answering 503 so Alertmanager retries.
   const temporal = await connectClient(config.temporal, { lazy: true });
   const signer = config.alerting.signingKeyFile ? keyFileSigner(config.alerting.signingKeyFile) : undefined;
@@ -53,6 +56,7 @@ async function main(): Promise<void> {
   });
   await bridge.close();
   await temporal.close();
+  await tracing?.shutdown();
 }
 
 main().then(

@@ -11,6 +11,8 @@ import { startHealthServer } from './health-server';
 import { workerVersioning } from './worker-versioning';
 import type { Listening } from '../config/http-server';
 import { runbookHistogramBuckets } from '../common/runbook-metrics';
+import { startTracing, type Tracing } from '../config/tracing';
+import { prebuiltBundle, workerTracing } from './tracing';
 
 /** The workflow bundle every worker runs: the runbooks and the kernel's interceptors. */
 export const workflowBundle = {
@@ -19,8 +21,8 @@ export const workflowBundle = {
 };
 
 /** The same code bundled ahead of time (workers/bundle-workflows.ts), when configured: the interceptors are inside it. */
-function workflowCode(config: RunbookConfig): Pick<WorkerOptions, 'workflowsPath' | 'workflowBundle' | 'interceptors'> {
-  return config.worker.workflowBundle ? { workflowBundle: { codePath: config.worker.workflowBundle } } : workflowBundle;
+function workflowCode(config: RunbookConfig, tracing: Tracing | undefined): Pick<WorkerOptions, 'workflowsPath' | 'workflowBundle' | 'interceptors'> {
+  return config.worker.workflowBundle ? { workflowBundle: { codePath: prebuiltBundle(config.worker.workflowBundle, tracing) } } : workflowBundle;
 }
 
 /** Installs the process-wide runtime once: JSON logs, Prometheus metrics, SIGINT/SIGTERM handling. */
@@ -62,6 +64,7 @@ export interface WorkerReady {
  * closed at the end.
  */
 export async function runWorker(config: RunbookConfig, logger: Logger, onReady?: (client: Client, ready: WorkerReady) => void): Promise<void> {
+  const tracing = startTracing(config.tracing, 'runbook-worker');
   const temporal = await connectClient(config.temporal);
   const built = buildDependencies(config, logger, temporal.client);
   let connection: NativeConnection | undefined;
@@ -78,11 +81,12 @@ export async function runWorker(config: RunbookConfig, logger: Logger, onReady?:
       connection,
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
-      ...workflowCode(config),
+      ...workflowCode(config, tracing),
       dataConverter: payloadDataConverter(config.temporal.payloadEncryption),
       activities: createActivities(built.deps),
       shutdownGraceTime: `${config.worker.shutdownGraceSeconds} seconds`,
       ...workerVersioning(config.worker),
+      ...workerTracing(tracing),
     });
     if (!approvalsVerified(config)) {
       logger.warn('APPROVALS ARE UNVERIFIED: no approver has a public key (RUNBOOK_APPROVERS publicKey), so anyone who can reach Temporal can approve as anyone. Configure keys (README "Approvals").');
@@ -106,5 +110,6 @@ export async function runWorker(config: RunbookConfig, logger: Logger, onReady?:
     await built.close();
     await connection?.close();
     await temporal.close();
+    await tracing?.shutdown();
   }
 }

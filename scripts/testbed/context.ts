@@ -35,7 +35,7 @@ export interface TestbedContext {
   realNode?: { names: NodeNames; images: Record<string, string> };
 }
 
-export type ServiceName = 'temporal' | 'postgres' | 'redis' | 's3' | 'prometheus' | 'alertmanager' | 'webhook' | 'capacity-metrics' | 'app-traffic' | 'pod-discovery' | 'kubernetes';
+export type ServiceName = 'temporal' | 'postgres' | 'redis' | 's3' | 'prometheus' | 'alertmanager' | 'webhook' | 'capacity-metrics' | 'app-traffic' | 'pod-discovery' | 'kubernetes' | 'otel-collector';
 
 export interface TestbedServer {
   name: ServiceName;

@@ -19,11 +19,25 @@ import type { ServiceName, TestbedContext, TestbedSecrets, TestbedServer } from 
 import { nodeNames, realNodeWanted } from './node/node-names';
 import { workerKubeconfigPath } from './service-account-access';
 import { sealedSecretsCertUrl } from './sealed-secrets';
+import { otelCollectorServer, otelTracesFile, otlpEndpoint } from './otel-collector';
 import { nodeDown, nodePrepare, nodeUp } from './node/node-lifecycle';
 import { claimNode } from './node/node-network';
 
 export type { ServiceName } from './context';
-export const allServices: ServiceName[] = ['temporal', 'postgres', 'redis', 's3', 'prometheus', 'alertmanager', 'webhook', 'capacity-metrics', 'app-traffic', 'pod-discovery', 'kubernetes'];
+export const allServices: ServiceName[] = [
+  'temporal',
+  'postgres',
+  'redis',
+  's3',
+  'prometheus',
+  'alertmanager',
+  'webhook',
+  'capacity-metrics',
+  'app-traffic',
+  'pod-discovery',
+  'kubernetes',
+  'otel-collector',
+];
 /** Servers of the real node's app: its users and Prometheus' discovery of its pods (left out with TESTBED_REAL_NODE=0). */
 export const nodeOnlyServices: ServiceName[] = ['app-traffic', 'pod-discovery'];
 const servers: Record<ServiceName, TestbedServer> = {
@@ -38,6 +52,7 @@ const servers: Record<ServiceName, TestbedServer> = {
   'app-traffic': appTrafficServer,
   'pod-discovery': podDiscoveryServer,
   kubernetes: kubernetesServer,
+  'otel-collector': otelCollectorServer,
 };
 
 export interface TestbedHandle {
@@ -119,6 +134,9 @@ function testbedEnv(ctx: TestbedContext): Record<string, string> {
     TESTBED_KUBECONFIG_READONLY: readonlyKubeconfigPath(layout),
     TESTBED_KUBECTL: kubernetesBinaries(layout).kubectl,
     TESTBED_TEMPORAL_CLI: temporalBinary(ctx),
+    // Tracing stays off unless a process is given OTEL_EXPORTER_OTLP_ENDPOINT: this is the collector to give it.
+    TESTBED_OTLP_ENDPOINT: otlpEndpoint(layout),
+    TESTBED_OTEL_TRACES_FILE: otelTracesFile(layout),
     TESTBED_PAYLOAD_KEY: secrets.payloadKey,
     TESTBED_CODEC_TOKEN: secrets.codecToken,
     ...(ctx.payloadEncryption ? payloadEncryptionEnv(ctx) : {}),

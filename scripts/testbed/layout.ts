@@ -84,6 +84,8 @@ export const portOffsets = {
   // The sealed-secrets controller (使用Sealed Secrets): its /v1/cert.pem and /healthz, and its metrics.
   sealedSecrets: 65,
   sealedSecretsMetrics: 66,
+  // The OpenTelemetry Collector's OTLP/HTTP receiver (otel-collector.ts).
+  otlpHttp: 67,
   // The real node (scripts/testbed/node/, TESTBED_REAL_NODE=1).
   kubelet: 60,
   kubeletHealthz: 61,

@@ -180,6 +180,8 @@ describe('docker-compose.yml', () => {
       // 使用Sealed Secrets: the compose stack runs no sealed-secrets controller (a sealed Secret is refused without the URL); the timeout has a default.
       'SEALED_SECRETS_CERT_URL',
       'SEALED_SECRETS_UNSEAL_TIMEOUT_SECONDS',
+      // Tracing is off unless an OTLP endpoint is configured.
+      'OTEL_EXPORTER_OTLP_ENDPOINT',
     ]);
     const unset = Object.keys(environmentVariables).filter((name) => !(name in workerEnv) && !optional.has(name));
     expect(unset).toEqual([]);
