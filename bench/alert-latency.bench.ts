@@ -138,10 +138,17 @@ export default async function alertLatencyBench(): Promise<void> {
     await worker.waitForLine((line) => line.includes('"worker ready"'));
     bridge = startScript('scripts/alert-bridge.ts', { ...processEnv, ALERT_BRIDGE_LISTEN: '127.0.0.1:0' });
     const listening = JSON.parse(await bridge.waitForLine((line) => line.includes('alert bridge listening'))) as { url: string };
+    /** Why POSTs got no answer (status 0), e.g. the 60 s timeout or a refused connection. */
+    const unanswered = new Map<string, number>();
     const post = (body: string) =>
       fetch(listening.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${env.ALERT_BRIDGE_TOKEN}` }, body, signal: AbortSignal.timeout(60_000) }).then(
         async (response) => (await response.arrayBuffer(), response.status),
-        () => 0,
+        (err: unknown) => {
+          const e = err as { name?: string; cause?: { code?: string } };
+          const reason = e.cause?.code ?? e.name ?? String(err);
+          unanswered.set(reason, (unanswered.get(reason) ?? 0) + 1);
+          return 0;
+        },
       );
 
     // Baseline: the same signal-with-start from the client API, 1 a second for 10 s, signed as the bridge signs.
@@ -187,13 +194,15 @@ export default async function alertLatencyBench(): Promise<void> {
       const answeredMs = Date.now() - t0;
       const open = await drained(client, taskQueue, Date.now() + drainMs);
       const m = await measure(client, taskQueue, prefix, sent);
+      const why = [...unanswered].map(([reason, n]) => `${reason} x${n}`).join(', ');
+      unanswered.clear();
       const statusCounts = new Map<number, number>();
       for (const status of sent.flatMap((s) => s.statuses)) statusCounts.set(status, (statusCounts.get(status) ?? 0) + 1);
       const atGoal =
         rate === goal.rate
           ? ` (goal p50 <= ${goal.p50Ms} ms: ${percentile(m.latencies, 0.5) <= goal.p50Ms ? 'met' : 'NOT met'}; p99 <= ${goal.p99Ms} ms: ${percentile(m.latencies, 0.99) <= goal.p99Ms ? 'met' : 'NOT met'})`
           : '';
-      const line = `${rate} alerts/s: ${total} alerts (x2 POSTs) in ${(sendingMs / 1000).toFixed(1)} s, all answered after ${(answeredMs / 1000).toFixed(1)} s (HTTP ${[...statusCounts].map(([s, n]) => `${s} x${n}`).join(', ')}); first activity ${latencyLine(m.latencies)}${atGoal}; ${m.missing} without a first activity${open ? ` (${open} runs still open ${drainMs / 1000} s later)` : ''}; runs started ${m.runs} on ${m.targets} targets, ${m.duplicated} targets with more than one (goal: exactly one per target: ${m.runs === total && m.targets === total ? 'met' : 'NOT met'})`;
+      const line = `${rate} alerts/s: ${total} alerts (x2 POSTs) in ${(sendingMs / 1000).toFixed(1)} s, all answered after ${(answeredMs / 1000).toFixed(1)} s (HTTP ${[...statusCounts].map(([s, n]) => `${s} x${n}`).join(', ')}${why ? `; no answer: ${why}` : ''}); first activity ${latencyLine(m.latencies)}${atGoal}; ${m.missing} without a first activity${open ? ` (${open} runs still open ${drainMs / 1000} s later)` : ''}; runs started ${m.runs} on ${m.targets} targets, ${m.duplicated} targets with more than one (goal: exactly one per target: ${m.runs === total && m.targets === total ? 'met' : 'NOT met'})`;
       console.log(line);
       results.push(line);
       await terminateOpenRuns(client, taskQueue, 'bench: phase over');

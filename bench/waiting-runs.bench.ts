@@ -53,18 +53,27 @@ async function waitFor(done: () => Promise<boolean>, timeoutMs: number, onTick?:
   }
 }
 
-/** Each run's status, queried once (at most 10 at once): the latencies and what each waits for. */
+/** Each run's status, queried once (at most 10 at once): the latencies, what each waits for, and the queries that failed (by reason). */
 async function queryAll(runbooks: RunbookClient, workflowIds: string[]) {
   const latencies: number[] = [];
   const waiting: Waiting[] = [];
+  const failed = new Map<string, number>();
   await eachLimited(workflowIds, 10, async (workflowId) => {
     const start = performance.now();
-    const status = await runbooks.getStatus(workflowId);
-    latencies.push(performance.now() - start);
-    if (status.pending) waiting.push({ workflowId, runId: status.runId!, stepId: status.pending.stepId, planHash: status.pending.planHash });
+    try {
+      const status = await runbooks.getStatus(workflowId);
+      latencies.push(performance.now() - start);
+      if (status.pending) waiting.push({ workflowId, runId: status.runId!, stepId: status.pending.stepId, planHash: status.pending.planHash });
+    } catch (err) {
+      // E.g. a workflow task that timed out on a starved worker: the server refuses queries until its retry completes.
+      const reason = ((err as { cause?: { details?: string } }).cause?.details ?? String(err)).slice(0, 120);
+      failed.set(reason, (failed.get(reason) ?? 0) + 1);
+    }
   });
-  return { latencies, waiting };
+  return { latencies, waiting, failed };
 }
+
+const failures = (failed: Map<string, number>) => (failed.size ? `; ${[...failed].map(([reason, n]) => `${n} failed: ${reason}`).join('; ')}` : '');
 
 /** Approves every waiting run (signed as bob); the time of the last approval's answer. */
 async function approveAll(runbooks: RunbookClient, waiting: Waiting[]): Promise<{ lastApprovalAt: number; failed: number }> {
@@ -112,7 +121,7 @@ async function half(client: Client, baseEnv: NodeJS.ProcessEnv, namespace: strin
     await runbooks.waitForResult(alone.workflowId);
     const aloneCompleteMs = Date.now() - aloneApproved.lastApprovalAt;
     console.log(
-      `[${workerCount} worker${workerCount > 1 ? 's' : ''}] baseline, one run alone: status query p50 ${ms(percentile(aloneQueries.latencies, 0.5))}, p99 ${ms(percentile(aloneQueries.latencies, 0.99))}; completed ${ms(aloneCompleteMs)} after its approval; worker RSS idle ${idleRss.map(mib).join(' + ')}`,
+      `[${workerCount} worker${workerCount > 1 ? 's' : ''}] baseline, one run alone: status query p50 ${ms(percentile(aloneQueries.latencies, 0.5))}, p99 ${ms(percentile(aloneQueries.latencies, 0.99))}${failures(aloneQueries.failed)}; completed ${ms(aloneCompleteMs)} after its approval; worker RSS idle ${idleRss.map(mib).join(' + ')}`,
     );
 
     const t0 = Date.now();
@@ -127,15 +136,15 @@ async function half(client: Client, baseEnv: NodeJS.ProcessEnv, namespace: strin
     const waitingMs = Date.now() - t0;
     sampleRss();
     const waitingRss = workers.map((w) => w.rssBytes());
+    console.log(
+      `[${workerCount} worker${workerCount > 1 ? 's' : ''}] ${runs} runs started in ${(startedMs / 1000).toFixed(1)} s; ${await countRuns(client, taskQueue, `RunbookApprovalState = 'pending'`)} waiting for approval (by the server's search attribute) after ${(waitingMs / 1000).toFixed(1)} s${allWaiting ? '' : ` (NOT all within ${waitMs / 1000} s)`}`,
+    );
     const queried = await queryAll(runbooks, started);
     sampleRss();
     const p99 = percentile(queried.latencies, 0.99);
     const totalRss = waitingRss.reduce((a, b) => a + b, 0);
     console.log(
-      `[${workerCount} worker${workerCount > 1 ? 's' : ''}] ${runs} runs started in ${(startedMs / 1000).toFixed(1)} s; ${queried.waiting.length} waiting for approval after ${(waitingMs / 1000).toFixed(1)} s${allWaiting ? '' : ` (NOT all within ${waitMs / 1000} s)`}`,
-    );
-    console.log(
-      `  worker RSS with them waiting: ${waitingRss.map(mib).join(' + ')} (goal <= 1 GiB per worker: ${waitingRss.every((r) => r <= goal.rssBytes) ? 'met' : 'NOT met'}); status query of each: p50 ${ms(percentile(queried.latencies, 0.5))}, p99 ${ms(p99)} (goal p99 <= ${goal.queryP99Ms} ms: ${p99 <= goal.queryP99Ms ? 'met' : 'NOT met'})${workerCount > 1 ? `; together ${mib(totalRss)}` : ''}`,
+      `  worker RSS with them waiting: ${waitingRss.map(mib).join(' + ')} (goal <= 1 GiB per worker: ${waitingRss.every((r) => r <= goal.rssBytes) ? 'met' : 'NOT met'}); status query of each: p50 ${ms(percentile(queried.latencies, 0.5))}, p99 ${ms(p99)} (goal p99 <= ${goal.queryP99Ms} ms: ${p99 <= goal.queryP99Ms ? 'met' : 'NOT met'})${failures(queried.failed)}${workerCount > 1 ? `; together ${mib(totalRss)}` : ''}`,
     );
 
     const approvalsStart = Date.now();
