@@ -54,11 +54,12 @@ async function waitFor(done: () => Promise<boolean>, timeoutMs: number, onTick?:
 }
 
 /** Each run's status, queried once (at most 10 at once): the latencies, what each waits for, and the queries that failed (by reason). */
-async function queryAll(runbooks: RunbookClient, workflowIds: string[]) {
+async function queryAll(runbooks: RunbookClient, workflowIds: string[], assertAlive: () => void) {
   const latencies: number[] = [];
   const waiting: Waiting[] = [];
   const failed = new Map<string, number>();
   await eachLimited(workflowIds, 10, async (workflowId) => {
+    assertAlive(); // a query no worker answers waits for its timeout
     const start = performance.now();
     try {
       const status = await runbooks.getStatus(workflowId);
@@ -103,7 +104,14 @@ async function half(client: Client, baseEnv: NodeJS.ProcessEnv, namespace: strin
   const runbooks = createRunbookClient({ client, taskQueue, signer });
   const workers: ScriptProcess[] = [];
   const peak: number[] = [];
-  const sampleRss = () => workers.forEach((w, i) => (peak[i] = Math.max(peak[i] ?? 0, w.rssBytes())));
+  const assertAlive = () => {
+    const dead = workers.find((w) => w.child.exitCode !== null || w.child.signalCode !== null);
+    if (dead) throw new Error(`a worker exited (${dead.child.exitCode ?? dead.child.signalCode}); its last output:\n${dead.lines.slice(-20).join('\n')}`);
+  };
+  const sampleRss = () => {
+    assertAlive();
+    workers.forEach((w, i) => (peak[i] = Math.max(peak[i] ?? 0, w.rssBytes())));
+  };
   try {
     for (let i = 0; i < workerCount; i++) workers.push(startScript('workers/main.ts', env));
     await Promise.all(workers.map((w) => w.waitForLine((line) => line.includes('"worker ready"'))));
@@ -116,6 +124,7 @@ async function half(client: Client, baseEnv: NodeJS.ProcessEnv, namespace: strin
     const aloneQueries = await queryAll(
       runbooks,
       Array.from({ length: 20 }, () => alone.workflowId),
+      assertAlive,
     );
     const aloneApproved = await approveAll(runbooks, aloneQueries.waiting.slice(0, 1));
     await runbooks.waitForResult(alone.workflowId);
@@ -139,7 +148,7 @@ async function half(client: Client, baseEnv: NodeJS.ProcessEnv, namespace: strin
     console.log(
       `[${workerCount} worker${workerCount > 1 ? 's' : ''}] ${runs} runs started in ${(startedMs / 1000).toFixed(1)} s; ${await countRuns(client, taskQueue, `RunbookApprovalState = 'pending'`)} waiting for approval (by the server's search attribute) after ${(waitingMs / 1000).toFixed(1)} s${allWaiting ? '' : ` (NOT all within ${waitMs / 1000} s)`}`,
     );
-    const queried = await queryAll(runbooks, started);
+    const queried = await queryAll(runbooks, started, assertAlive);
     sampleRss();
     const p99 = percentile(queried.latencies, 0.99);
     const totalRss = waitingRss.reduce((a, b) => a + b, 0);
