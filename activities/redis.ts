@@ -409,32 +409,67 @@ export function createRedisActivities({ redis, allowedKeyPatterns }: RedisDeps) 
     };
     if (count >= maxKeys) return report(true);
 
-    const scan = (from: string) => inRedis(action, () => client.scanBuffer(from, 'MATCH', pattern, 'COUNT', scanCount));
-    // `pending` scans from `cursor`: every page before `cursor` is already done.
-    let pending = scan(cursor);
-    for (;;) {
-      const [nextBuffer, keys] = await pending;
-      const next = nextBuffer.toString();
-      const remaining = maxKeys - count;
-      const own = keys.filter((key) => key.toString() !== tally);
-      const matching = pass.select ? await pass.select(own) : own;
-      const take = matching.length > remaining ? matching.slice(0, remaining) : matching;
-      const capHit = take.length === remaining && (matching.length > remaining || next !== '0');
-      const sent: Array<Promise<number>> = [];
-      for (let at = 0; at < take.length; at += batchSize) sent.push(pass.batch(tally, take.slice(at, at + batchSize)));
-      // Queued behind the batches on the same connection: Redis answers the SCAN while we wait.
-      if (next !== '0' && !capHit) {
-        pending = scan(next);
-        pending.catch(() => undefined); // awaited below; this only keeps a failure while a batch fails first from going unhandled
-      }
-      const counts = await inRedis(action, () => Promise.all(sent));
-      batches += sent.length;
-      for (const n of counts) count += n;
-      if (capHit) return report(true);
+    /** The page at `from`: its next cursor and the keys the pass acts on (the tally never). */
+    const page = (from: string) =>
+      inRedis(action, () => client.scanBuffer(from, 'MATCH', pattern, 'COUNT', scanCount)).then(async ([nextBuffer, keys]) => {
+        const own = keys.filter((key) => key.toString() !== tally);
+        return { next: nextBuffer.toString(), matching: pass.select ? await pass.select(own) : own };
+      });
+    /**
+     * One page's batches still running. Redis runs them while the client reads and selects the
+     * next page (asked for before them), so it never waits for the client between pages.
+     */
+    let inFlight: { next: string; counts: Promise<number[]>; batches: number; taken: number } | undefined;
+    /** Counts the page in flight and moves the cursor past it: every page before `cursor` is done. */
+    const settle = async () => {
+      if (!inFlight) return;
+      const { next, counts, batches: sent } = inFlight;
+      inFlight = undefined;
+      for (const n of await inRedis(action, () => counts)) count += n;
+      batches += sent;
       cursor = next;
-      if (next === '0') return report(false);
+    };
+    /** Between pages: on cancellation the page in flight is counted first, so the last heartbeat says exactly how far it got. */
+    const between = async () => {
+      heartbeat(false, false);
+      if (!ctx.cancellationSignal.aborted) return;
+      await settle();
       heartbeat(false, false);
       throwIfCancelled(ctx);
+    };
+    // `pending` is the page at `cursor`: every page before `cursor` is already done.
+    let pending = page(cursor);
+    for (;;) {
+      const read = await pending.then(
+        (value) => ({ ok: true as const, value }),
+        (err: unknown) => ({ ok: false as const, err }),
+      );
+      if (!read.ok) {
+        await settle(); // a batch that failed is reported first, as the earlier failure
+        throw read.err;
+      }
+      const { next, matching } = read.value;
+      const settled = inFlight !== undefined;
+      // Near the cap, the keys in flight are counted first, so the cap is exact.
+      if (inFlight && count + inFlight.taken + matching.length >= maxKeys) await settle();
+      const remaining = maxKeys - count - (inFlight?.taken ?? 0);
+      const take = matching.length > remaining ? matching.slice(0, remaining) : matching;
+      const capHit = take.length === remaining && (matching.length > remaining || next !== '0');
+      if (next !== '0' && !capHit) {
+        pending = page(next);
+        pending.catch(() => undefined); // awaited above; this only keeps a failure while a batch fails first from going unhandled
+      }
+      const sent: Array<Promise<number>> = [];
+      for (let at = 0; at < take.length; at += batchSize) sent.push(pass.batch(tally, take.slice(at, at + batchSize)));
+      const counts = Promise.all(sent);
+      counts.catch(() => undefined); // awaited in settle
+      await settle(); // the page before, sent ahead of this one
+      inFlight = { next, counts, batches: sent.length, taken: take.length };
+      if (capHit || next === '0') {
+        await settle();
+        return report(capHit);
+      }
+      if (settled) await between();
     }
   }
 
