@@ -49,6 +49,20 @@ describe('dbConnectionExhaustion', () => {
     }
   }
 
+  /** Sessions of the app idle for longer than the runs' idleOlderThanSeconds (1 s): what a plan matches. A count alone races a fast start. */
+  async function idleForOverASecond(app: string): Promise<number> {
+    const admin = new PgClient({ connectionString: env.DATABASE_URL });
+    await admin.connect();
+    try {
+      const { rows } = await admin.query<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle' AND state_change < now() - interval '1 second'`, [
+        app,
+      ]);
+      return Number(rows[0]!.n);
+    } finally {
+      await admin.end();
+    }
+  }
+
   async function pgSetting(): Promise<{ setting: string; pending_restart: boolean }> {
     const admin = new PgClient({ connectionString: env.DATABASE_URL });
     await admin.connect();
@@ -101,7 +115,7 @@ describe('dbConnectionExhaustion', () => {
   test('plan: names the exact changes and changes nothing', async () => {
     const app = `leaky-${randomUUID().slice(0, 8)}`;
     await openConnections(app, 12);
-    await waitUntil('idle sessions 2 s old', async () => (await sessions(app)).idle === 12);
+    await waitUntil('12 sessions idle for over a second', async () => (await idleForOverASecond(app)) === 12);
     const rolling = await singleWriterRollingUpdate();
     const [result, scaled] = await withRunbooks(config, async ({ runbooks }) => {
       const planOf = async (deployment: string) => {
@@ -130,7 +144,7 @@ describe('dbConnectionExhaustion', () => {
     const rolling = await singleWriterRollingUpdate();
     const app = `leaky-${randomUUID().slice(0, 8)}`;
     await openConnections(app, 15);
-    await waitUntil('15 idle sessions', async () => (await sessions(app)).idle === 15);
+    await waitUntil('15 sessions idle for over a second', async () => (await idleForOverASecond(app)) === 15);
     const pods = await watchPods(kc, kubernetesNamespace, `app=${rolling}`);
     const result = await withRunbooks(config, async ({ runbooks, client }) => {
       const { workflowId } = await runbooks.startRunbook(
@@ -177,7 +191,7 @@ describe('dbConnectionExhaustion', () => {
   test('execute + reject: nothing changes and the run says what was not done', async () => {
     const app = `leaky-${randomUUID().slice(0, 8)}`;
     await openConnections(app, 5);
-    await waitUntil('5 idle sessions', async () => (await sessions(app)).idle === 5);
+    await waitUntil('5 sessions idle for over a second', async () => (await idleForOverASecond(app)) === 5);
     const result = await withRunbooks(config, async ({ runbooks }) => {
       const { workflowId } = await runbooks.startRunbook('dbConnectionExhaustion', { mode: 'execute', idleOlderThanSeconds: 1, raiseMaxConnectionsTo: 150 }, { startedBy: 'erin' });
       for (const step of ['terminate-idle', 'raise-max-connections']) {
@@ -203,7 +217,7 @@ describe('dbConnectionExhaustion', () => {
     const pods = await watchPods(adminKubeConfig(), 'short-drama-prod', 'app=postgres');
     const app = `leaky-${randomUUID().slice(0, 8)}`;
     await openConnections(app, 3);
-    await waitUntil('3 idle sessions', async () => (await sessions(app)).idle === 3);
+    await waitUntil('3 sessions idle for over a second', async () => (await idleForOverASecond(app)) === 3);
     let workflowId = '';
     // First worker: start, approve the first two steps, then the worker goes away before the restart is approved.
     await withRunbooks(config, async ({ runbooks }) => {
@@ -260,7 +274,7 @@ describe('dbConnectionExhaustion', () => {
       });
     const app = `leaky-${randomUUID().slice(0, 8)}`;
     await openConnections(app, 3);
-    await waitUntil('3 idle sessions', async () => (await sessions(app)).idle === 3);
+    await waitUntil('3 sessions idle for over a second', async () => (await idleForOverASecond(app)) === 3);
     const pods = await watchPods(kc, kubernetesNamespace, `app=${rolling}`);
     await objects.create(policy);
     await objects.create(binding);
@@ -335,7 +349,7 @@ describe('dbConnectionExhaustion', () => {
     const deployment = await singleWriterRollingUpdate();
     const app = `leaky-${randomUUID().slice(0, 8)}`;
     await openConnections(app, 3);
-    await waitUntil('3 idle sessions', async () => (await sessions(app)).idle === 3);
+    await waitUntil('3 sessions idle for over a second', async () => (await idleForOverASecond(app)) === 3);
     const held = await holdTerminating(deployment);
     const pods = await watchPods(kc, kubernetesNamespace, `app=${deployment}`);
     try {
