@@ -14,13 +14,21 @@ function sourceFiles(dir: string): string[] {
     .sort();
 }
 
-/** The bundle's cache key: its entry points and the content of every file it could include, and the lockfile. */
+/** The content of every file a bundle could include, and the lockfile: read once per test file (the sources do not change during it). */
+let sourcesDigest: Buffer | undefined;
+
+/** The bundle's cache key: its entry points and the sources' digest. */
 function keyOf(workflowsPath: string, interceptorModules: string[]): string {
-  const hash = createHash('sha256').update(JSON.stringify([workflowsPath, interceptorModules]));
-  for (const file of [...sourceDirs.flatMap((dir) => sourceFiles(join(root, dir))), join(root, 'package-lock.json')]) {
-    hash.update(file).update(readFileSync(file));
+  if (!sourcesDigest) {
+    const sources = createHash('sha256');
+    for (const file of [...sourceDirs.flatMap((dir) => sourceFiles(join(root, dir))), join(root, 'package-lock.json')]) sources.update(file).update(readFileSync(file));
+    sourcesDigest = sources.digest();
   }
-  return hash.digest('hex').slice(0, 32);
+  return createHash('sha256')
+    .update(JSON.stringify([workflowsPath, interceptorModules]))
+    .update(sourcesDigest)
+    .digest('hex')
+    .slice(0, 32);
 }
 
 const inProcess = new Map<string, Promise<string>>();
